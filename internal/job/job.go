@@ -1,0 +1,217 @@
+// Package job holds herd's domain vocabulary: jobs, the tasks they are made of,
+// their states, and the error classes the scheduler branches on. It has no
+// I/O: storage lives in package store, execution in package worker.
+package job
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// State of a job.
+type State string
+
+// Job states.
+const (
+	Queued    State = "queued"
+	Running   State = "running"
+	Succeeded State = "succeeded"
+	Failed    State = "failed"
+	Canceled  State = "canceled"
+)
+
+// Final reports whether nothing more will happen to a job in this state.
+func (s State) Final() bool { return s == Succeeded || s == Failed || s == Canceled }
+
+// ParseState checks a state named by a user.
+func ParseState(s string) (State, error) {
+	switch st := State(s); st {
+	case Queued, Running, Succeeded, Failed, Canceled:
+		return st, nil
+	}
+	return "", fmt.Errorf("unknown state %q: use queued, running, succeeded, failed or canceled", s)
+}
+
+// TaskState of a task. A task is pending until every task it depends on has succeeded.
+type TaskState string
+
+// Task states.
+const (
+	TaskPending   TaskState = "pending"
+	TaskQueued    TaskState = "queued"
+	TaskRunning   TaskState = "running"
+	TaskSucceeded TaskState = "succeeded"
+	TaskFailed    TaskState = "failed"
+	TaskCanceled  TaskState = "canceled"
+)
+
+// Kind of a task.
+type Kind string
+
+// Task kinds, in pipeline order.
+const (
+	KindProbe      Kind = "probe"
+	KindEncode     Kind = "encode"
+	KindThumbnails Kind = "thumbnails"
+	KindVerify     Kind = "verify"
+	KindPublish    Kind = "publish"
+)
+
+// Weight is each kind's share of a job's progress.
+func (k Kind) Weight() float64 {
+	switch k {
+	case KindEncode:
+		return 0.75
+	case KindVerify:
+		return 0.1
+	default:
+		return 0.05
+	}
+}
+
+// Source is the asset a job reads, as shown to users.
+type Source struct {
+	AssetID       string  `json:"asset_id"`
+	Name          string  `json:"name"`
+	Size          int64   `json:"size"`
+	SHA256        string  `json:"sha256"`
+	Duration      float64 `json:"duration,omitempty"`
+	Width         int     `json:"width,omitempty"`
+	Height        int     `json:"height,omitempty"`
+	VideoCodec    string  `json:"video_codec,omitempty"`
+	AudioChannels int     `json:"audio_channels,omitempty"`
+}
+
+// Asset is a source file herd stores.
+type Asset struct {
+	ID        string
+	Name      string // the name the user gave; never used as a path
+	Size      int64
+	SHA256    string
+	Key       string // blob key
+	CreatedAt time.Time
+}
+
+// Job is one request: make these outputs from this asset with this profile.
+type Job struct {
+	ID             string          `json:"id"`
+	State          State           `json:"state"`
+	Profile        string          `json:"profile"`
+	ProfileVersion int             `json:"profile_version"`
+	Progress       float64         `json:"progress"`
+	Speed          float64         `json:"speed,omitempty"` // encode speed, x realtime
+	Attempts       int             `json:"attempts"`
+	Error          string          `json:"error,omitempty"`
+	ErrorCode      string          `json:"error_code,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	CreatedAt      time.Time       `json:"created_at"`
+	StartedAt      *time.Time      `json:"started_at,omitempty"`
+	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
+	Source         Source          `json:"source"`
+	AssetKey       string          `json:"-"`
+	Plan           json.RawMessage `json:"plan,omitempty"`
+	Outputs        json.RawMessage `json:"-"`
+}
+
+// Task is one claimable unit of a job.
+type Task struct {
+	ID          string          `json:"id"`
+	JobID       string          `json:"job_id"`
+	Kind        Kind            `json:"kind"`
+	State       TaskState       `json:"state"`
+	DependsOn   []string        `json:"depends_on,omitempty"`
+	Attempt     int             `json:"attempt"`
+	MaxAttempts int             `json:"max_attempts"`
+	Profile     string          `json:"profile"`
+	Needs       []string        `json:"needs,omitempty"` // capabilities a worker must have
+	Progress    float64         `json:"progress"`
+	Speed       float64         `json:"speed,omitempty"`
+	Worker      string          `json:"worker,omitempty"`
+	LeaseOwner  string          `json:"-"`
+	LeaseExpiry *time.Time      `json:"lease_expires_at,omitempty"`
+	Fence       int64           `json:"-"`
+	RunAfter    time.Time       `json:"-"`
+	Error       string          `json:"error,omitempty"`
+	StartedAt   *time.Time      `json:"started_at,omitempty"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+	Commands    [][]string      `json:"commands,omitempty"`
+	Result      json.RawMessage `json:"-"`
+}
+
+// Lease is what a worker holds while it runs a task.
+type Lease struct {
+	TaskID string `json:"task_id"`
+	Owner  string `json:"owner"`
+	Fence  int64  `json:"fence"`
+}
+
+// Claimed is a task handed to a worker, with what it needs to run it.
+type Claimed struct {
+	Task  Task
+	Job   Job
+	Lease Lease
+	// Deps holds the results of the tasks this one depends on, by kind.
+	Deps map[Kind]json.RawMessage
+}
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("conflict")
+	ErrLeaseLost = errors.New("lease lost")
+)
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct {
+	err  error
+	code string
+}
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so the scheduler fails the task at once instead of retrying it.
+func Permanent(code string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err, code: code}
+}
+
+// IsPermanent reports whether err (or one it wraps) was marked Permanent, and its code.
+func IsPermanent(err error) (string, bool) {
+	var p *permanentError
+	if errors.As(err, &p) {
+		return p.code, true
+	}
+	return "", false
+}
+
+// NewID returns a sortable, random id with a prefix: time first so ids sort by creation.
+func NewID(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s%011x%s", prefix, time.Now().UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+// IdempotencyKey is the identity of a request: the same bytes, profile, version
+// and outputs are never encoded twice.
+func IdempotencyKey(sha string, profile string, version int, outputs string) string {
+	h := sha256.Sum256([]byte(strings.Join([]string{sha, profile, fmt.Sprint(version), outputs}, "\x00")))
+	return hex.EncodeToString(h[:16])
+}
+
+// Backoff is the delay before attempt n+1 after a retryable failure of attempt n.
+func Backoff(attempt int, base time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < 10*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Minute)
+}

@@ -1,0 +1,139 @@
+// Package media owns everything herd does with ffmpeg and ffprobe: admitting
+// an input (sniffing its container from magic bytes and probing it with that
+// demuxer forced), planning the outputs from the probe and a profile, building
+// the ffmpeg argv (pure functions with golden tests), running ffmpeg with
+// progress and cancellation, writing the HLS master playlist, thumbnails, and
+// verifying the outputs.
+//
+// It must never let ffmpeg guess the container of a user file, never build a
+// shell command, never put user-controlled text into a filter graph, and never
+// write outside the output directory it is given. It knows nothing about jobs,
+// stores or workers.
+package media
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Tools locates the binaries; the zero value uses "ffmpeg" and "ffprobe" from PATH.
+type Tools struct {
+	FFmpeg, FFprobe string
+	Log             *slog.Logger // may be nil
+}
+
+func (t Tools) ffmpeg() string  { return cmp.Or(t.FFmpeg, "ffmpeg") }
+func (t Tools) ffprobe() string { return cmp.Or(t.FFprobe, "ffprobe") }
+
+func (t Tools) log() *slog.Logger {
+	if t.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return t.Log
+}
+
+// Limits bound what Admit accepts.
+type Limits struct {
+	MaxWidth, MaxHeight int           // 0 → 8192
+	MaxDuration         time.Duration // 0 → 48h
+}
+
+func (l Limits) withDefaults() Limits {
+	l.MaxWidth = cmp.Or(l.MaxWidth, 8192)
+	l.MaxHeight = cmp.Or(l.MaxHeight, 8192)
+	l.MaxDuration = cmp.Or(l.MaxDuration, 48*time.Hour)
+	return l
+}
+
+// Rejection codes carried by RejectedError.
+const (
+	CodeEmpty        = "empty"
+	CodeNotMedia     = "not_media"
+	CodePlaylist     = "playlist"
+	CodeNoVideo      = "no_video"
+	CodeZeroDuration = "zero_duration"
+	CodeTooLarge     = "too_large"
+	CodeUnreadable   = "unreadable"
+)
+
+// RejectedError says admission refused the input. It is always permanent.
+type RejectedError struct {
+	Code   string // empty | not_media | playlist | no_video | zero_duration | too_large | unreadable
+	Reason string // a sentence a user can act on, never a server path
+}
+
+func (e *RejectedError) Error() string { return "input rejected (" + e.Code + "): " + e.Reason }
+
+func reject(code, format string, args ...any) *RejectedError {
+	return &RejectedError{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+// ExitError says ffmpeg or ffprobe exited non-zero or was killed.
+type ExitError struct {
+	Code       int    // exit status, -1 when killed by a signal
+	Signal     string // the signal that killed it, if any
+	StderrTail string // the last few KiB of stderr
+}
+
+func (e *ExitError) Error() string {
+	var b strings.Builder
+	if e.Signal != "" {
+		fmt.Fprintf(&b, "killed by signal %s", e.Signal)
+	} else {
+		fmt.Fprintf(&b, "exit status %d", e.Code)
+	}
+	if line := lastLines(e.StderrTail, 3); line != "" {
+		b.WriteString(": ")
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// lastLines returns the last n non-empty lines of s joined with " | ".
+func lastLines(s string, n int) string {
+	var out []string
+	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0 && len(out) < n; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			out = append(out, l)
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return strings.Join(out, " | ")
+}
+
+// IsPermanent reports whether retrying cannot help: a RejectedError, or an
+// ExitError whose stderr says the input is invalid or corrupt. A process
+// killed by a signal (out of memory, cancel) is not permanent.
+func IsPermanent(err error) bool {
+	if rej, ok := errors.AsType[*RejectedError](err); ok && rej != nil {
+		return true
+	}
+	ee, ok := errors.AsType[*ExitError](err)
+	if !ok || ee == nil || ee.Signal != "" {
+		return false
+	}
+	// Phrases that mean the input itself is bad, so a retry on another
+	// worker cannot help.
+	permanentMarkers := []string{
+		"Invalid data found when processing input",
+		"moov atom not found",
+		"EBML header parsing failed",
+		"could not find codec parameters",
+		"does not contain any stream",
+		"Invalid NAL unit size",
+		"partial file",
+	}
+	for _, m := range permanentMarkers {
+		if strings.Contains(ee.StderrTail, m) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,364 @@
+package media
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+// Plan is everything decided from the probe and the profile. It is stored on
+// the job, so that a retry on another worker makes the same outputs.
+type Plan struct {
+	Profile        string  `json:"profile"`
+	ProfileVersion int     `json:"profile_version"`
+	Format         string  `json:"format"` // hls | mp4 | mkv
+	Demuxer        string  `json:"demuxer"`
+	Duration       float64 `json:"duration"`
+	SegmentSeconds float64 `json:"segment_seconds,omitempty"`
+
+	// VideoIndex is the input stream index of the video that is encoded.
+	VideoIndex int `json:"video_index"`
+	// Width and Height are the upright, square-pixel display size of the
+	// source after rotation and sample aspect ratio, rounded down to even.
+	Width  int `json:"width"`
+	Height int `json:"height"`
+	// Aspect is the exact display aspect ratio (width/height) the rungs keep.
+	Aspect float64 `json:"aspect"`
+	// FPS is the output frame rate; FPSFilter says an fps filter makes it
+	// constant (the source is VFR or faster than the profile's max_fps).
+	FPS       float64 `json:"fps"`
+	FPSFilter bool    `json:"fps_filter,omitempty"`
+	// GOP is the keyframe interval in frames (hls: FPS × segment seconds);
+	// 0 leaves it to the encoder.
+	GOP         int  `json:"gop,omitempty"`
+	Deinterlace bool `json:"deinterlace,omitempty"`
+	ToneMap     bool `json:"tone_map,omitempty"`
+	// SourceTransfer is the HDR transfer the tone mapper converts from.
+	SourceTransfer string `json:"source_transfer,omitempty"`
+
+	Video       VideoPlan      `json:"video"`
+	Rungs       []RungPlan     `json:"rungs"`
+	Audio       []AudioPlan    `json:"audio,omitempty"`
+	Subtitles   []SubtitlePlan `json:"subtitles,omitempty"`
+	Attachments bool           `json:"attachments,omitempty"` // mkv: copy fonts and other attachments
+	Thumbs      ThumbPlan      `json:"thumbs"`
+}
+
+// VideoPlan says how the picture is encoded.
+type VideoPlan struct {
+	Codec   string `json:"codec"`   // h264 | hevc
+	Encoder string `json:"encoder"` // libx264 | libx265
+	Preset  string `json:"preset"`
+	CRF     int    `json:"crf,omitempty"` // mp4/mkv
+	PixFmt  string `json:"pix_fmt"`       // yuv420p, or yuv420p10le when hevc keeps 10-bit/HDR
+	// Colour tags written on the output when HDR is kept (hevc in mkv).
+	ColorPrimaries string `json:"color_primaries,omitempty"`
+	ColorTransfer  string `json:"color_transfer,omitempty"`
+	ColorSpace     string `json:"color_space,omitempty"`
+}
+
+// RungPlan is one rendition: the only one for mp4/mkv.
+type RungPlan struct {
+	Name    string `json:"name"` // e.g. "720p" (the short side, so a portrait 720p is 720x1280)
+	Width   int    `json:"width"`
+	Height  int    `json:"height"`
+	Bitrate int64  `json:"bitrate,omitempty"` // bps; 0 for constant quality
+	MaxRate int64  `json:"max_rate,omitempty"`
+	BufSize int64  `json:"buf_size,omitempty"`
+}
+
+// AudioPlan is one output audio track.
+type AudioPlan struct {
+	Input       int    `json:"input"`        // input stream index
+	SourceCodec string `json:"source_codec"` // codec of the input stream
+	Codec       string `json:"codec"`        // aac | copy
+	Channels    int    `json:"channels,omitempty"`
+	Bitrate     int64  `json:"bitrate,omitempty"`
+	Language    string `json:"language,omitempty"`
+	Default     bool   `json:"default,omitempty"`
+}
+
+// SubtitlePlan is one output subtitle track.
+type SubtitlePlan struct {
+	Input    int    `json:"input"` // input stream index
+	Codec    string `json:"codec"` // mov_text | srt | copy
+	Language string `json:"language,omitempty"`
+	Default  bool   `json:"default,omitempty"`
+	Forced   bool   `json:"forced,omitempty"`
+}
+
+// ThumbPlan says which pictures Thumbnails makes.
+type ThumbPlan struct {
+	Poster       bool    `json:"poster,omitempty"`
+	PosterAt     float64 `json:"poster_at,omitempty"` // seconds
+	PosterWidth  int     `json:"poster_width,omitempty"`
+	PosterHeight int     `json:"poster_height,omitempty"`
+	Sprite       bool    `json:"sprite,omitempty"`
+	Interval     float64 `json:"interval,omitempty"` // seconds between tiles
+	TileWidth    int     `json:"tile_width,omitempty"`
+	TileHeight   int     `json:"tile_height,omitempty"`
+	Columns      int     `json:"columns,omitempty"`
+	Rows         int     `json:"rows,omitempty"`
+	Count        int     `json:"count,omitempty"`
+}
+
+const (
+	// maxSpriteTiles bounds the sprite sheet; longer videos get a wider interval.
+	maxSpriteTiles = 1000
+	// minRungBitrate is the floor for a rung made below the profile's ladder.
+	minRungBitrate = 100_000
+)
+
+// NewPlan decides the outputs for a probed source and a profile.
+func NewPlan(info *Info, p *profile.Profile) (*Plan, error) {
+	if info == nil || info.Video == nil {
+		return nil, errors.New("plan: the source has no video stream")
+	}
+	if p == nil {
+		return nil, errors.New("plan: no profile")
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	v := info.Video
+	if v.Width <= 0 || v.Height <= 0 || !(info.Duration > 0) {
+		return nil, fmt.Errorf("plan: the source has no picture size or duration (%dx%d, %.3f s)", v.Width, v.Height, info.Duration)
+	}
+	pl := &Plan{
+		Profile:        p.Name,
+		ProfileVersion: p.Version,
+		Format:         p.Format,
+		Demuxer:        info.Demuxer,
+		Duration:       info.Duration,
+		VideoIndex:     v.Index,
+		Deinterlace:    v.Interlaced,
+	}
+	if p.Format == profile.FormatHLS {
+		pl.SegmentSeconds = p.SegmentSeconds
+	}
+
+	// Display geometry: sample aspect ratio, then rotation.
+	w, h := float64(v.Width), float64(v.Height)
+	if v.SARNum > 0 && v.SARDen > 0 && v.SARNum != v.SARDen {
+		w = w * float64(v.SARNum) / float64(v.SARDen)
+	}
+	if v.Rotation == 90 || v.Rotation == 270 {
+		w, h = h, w
+	}
+	pl.Width, pl.Height = evenDown(w), evenDown(h)
+	pl.Aspect = w / h
+
+	pl.planFPS(v, p.Video.MaxFPS)
+	pl.planVideo(v, p)
+	pl.planRungs(p)
+	pl.planAudio(info, p)
+	pl.planSubtitles(info, p)
+	pl.Attachments = p.Format == profile.FormatMKV && info.Demuxer == "matroska"
+	pl.planThumbs(p)
+	return pl, nil
+}
+
+func (pl *Plan) planFPS(v *VideoStream, maxFPS float64) {
+	src := v.FPS
+	if src <= 0 || src > 1000 {
+		src = v.RFPS
+	}
+	if src <= 0 || src > 1000 {
+		// No usable rate: make one.
+		src, pl.FPSFilter = 25, true
+	}
+	if v.VFR {
+		pl.FPSFilter = true
+	}
+	fps := src
+	if maxFPS > 0 && fps > maxFPS*1.001 {
+		// Drop whole frames (120 → 60, 50 → 25) rather than resample unevenly.
+		n := 2.0
+		for fps/n > maxFPS*1.001 {
+			n++
+		}
+		fps = fps / n
+		pl.FPSFilter = true
+	}
+	pl.FPS = snapFPS(fps)
+	if pl.Format == profile.FormatHLS {
+		pl.GOP = max(1, int(math.Round(pl.FPS*pl.SegmentSeconds)))
+	}
+}
+
+// snapFPS rounds a frame rate to a common one when it is within 0.3%, else to
+// three decimals.
+func snapFPS(f float64) float64 {
+	for _, c := range []float64{24000.0 / 1001, 24, 25, 30000.0 / 1001, 30, 48, 50, 60000.0 / 1001, 60, 100, 120000.0 / 1001, 120} {
+		if math.Abs(f-c)/c < 0.003 {
+			f = c
+			break
+		}
+	}
+	return math.Round(f*1000) / 1000
+}
+
+func (pl *Plan) planVideo(v *VideoStream, p *profile.Profile) {
+	vp := VideoPlan{Codec: p.Video.Codec, Preset: p.Video.Preset, PixFmt: "yuv420p"}
+	if pl.Format != profile.FormatHLS {
+		vp.CRF = p.Video.CRF
+	}
+	switch p.Video.Codec {
+	case "hevc":
+		vp.Encoder = "libx265"
+		// An HEVC archive keeps 10-bit pictures, and HDR as it is.
+		if v.BitDepth > 8 || v.HDR {
+			vp.PixFmt = "yuv420p10le"
+		}
+		if v.HDR {
+			vp.ColorPrimaries = cmp.Or(v.ColorPrimaries, "bt2020")
+			vp.ColorTransfer = v.ColorTransfer
+			vp.ColorSpace = cmp.Or(v.ColorSpace, "bt2020nc")
+		}
+	default:
+		vp.Encoder = "libx264"
+		if v.HDR {
+			pl.ToneMap = true
+			pl.SourceTransfer = v.ColorTransfer
+		}
+	}
+	pl.Video = vp
+}
+
+func (pl *Plan) planRungs(p *profile.Profile) {
+	short := math.Min(float64(pl.Width), float64(pl.Height))
+	// rung makes a rendition whose short side is s, keeping the aspect.
+	rung := func(s int) RungPlan {
+		r := RungPlan{Name: fmt.Sprintf("%dp", s)}
+		long := min(evenRound(float64(s)*math.Max(pl.Aspect, 1/pl.Aspect)), max(pl.Width, pl.Height))
+		if pl.Height >= pl.Width {
+			r.Width, r.Height = s, long
+		} else {
+			r.Width, r.Height = long, s
+		}
+		return r
+	}
+	if p.Format != profile.FormatHLS {
+		s := int(short)
+		if p.Video.MaxHeight > 0 && s > p.Video.MaxHeight {
+			s = evenDown(float64(p.Video.MaxHeight))
+		}
+		r := rung(s)
+		if s == int(short) {
+			r.Width, r.Height = pl.Width, pl.Height
+		}
+		pl.Rungs = []RungPlan{r}
+		return
+	}
+	ladder := slices.Clone(p.Video.Rungs)
+	slices.SortFunc(ladder, func(a, b profile.Rung) int { return b.Height - a.Height })
+	for _, pr := range ladder {
+		if float64(pr.Height) > short {
+			continue
+		}
+		r := rung(evenDown(float64(pr.Height)))
+		r.Bitrate = int64(pr.Bitrate)
+		pl.Rungs = append(pl.Rungs, r)
+	}
+	if len(pl.Rungs) == 0 {
+		// Smaller than every rung: one rung at the source size, with the
+		// smallest rung's bitrate scaled by area.
+		small := ladder[len(ladder)-1]
+		r := rung(int(short))
+		smallArea := float64(small.Height) * float64(small.Height) * math.Max(pl.Aspect, 1/pl.Aspect)
+		r.Bitrate = max(minRungBitrate, int64(float64(small.Bitrate)*float64(r.Width*r.Height)/smallArea))
+		pl.Rungs = append(pl.Rungs, r)
+	}
+	for i := range pl.Rungs {
+		r := &pl.Rungs[i]
+		r.MaxRate = r.Bitrate * 107 / 100
+		r.BufSize = r.Bitrate * 3 / 2
+	}
+}
+
+func (pl *Plan) planAudio(info *Info, p *profile.Profile) {
+	if p.Audio.Codec == "none" || len(info.Audio) == 0 {
+		return
+	}
+	main := slices.IndexFunc(info.Audio, func(a AudioStream) bool { return a.Default })
+	chosen := []AudioStream{info.Audio[max(main, 0)]}
+	if p.Audio.KeepAll {
+		chosen = info.Audio
+	}
+	for _, a := range chosen {
+		ap := AudioPlan{Input: a.Index, SourceCodec: a.Codec, Language: a.Language}
+		if p.Audio.Codec == "copy" {
+			ap.Codec = "copy"
+		} else {
+			ap.Codec = "aac"
+			ap.Channels = p.Audio.Channels
+			if a.Channels > 0 {
+				ap.Channels = min(a.Channels, p.Audio.Channels)
+			}
+			ap.Bitrate = int64(p.Audio.Bitrate)
+		}
+		pl.Audio = append(pl.Audio, ap)
+	}
+	// Pass-through copies follow the encoded tracks, so that a player that
+	// picks the first track gets AAC.
+	if p.Audio.Codec == "aac" {
+		for _, a := range chosen {
+			if slices.Contains(p.Audio.Passthrough, a.Codec) {
+				pl.Audio = append(pl.Audio, AudioPlan{Input: a.Index, SourceCodec: a.Codec, Codec: "copy", Language: a.Language})
+			}
+		}
+	}
+	pl.Audio[0].Default = true
+}
+
+func (pl *Plan) planSubtitles(info *Info, p *profile.Profile) {
+	for _, s := range info.Subtitles {
+		sp := SubtitlePlan{Input: s.Index, Language: s.Language, Default: s.Default, Forced: s.Forced}
+		switch {
+		case p.Subtitles == profile.SubsMovText && p.Format == profile.FormatMP4 && s.Text:
+			sp.Codec = "mov_text" // pictures (DVD, PGS) cannot go into MP4 and are left out
+		case p.Subtitles == profile.SubsCopy && p.Format == profile.FormatMKV && s.Codec == "mov_text":
+			sp.Codec = "srt" // Matroska cannot hold mov_text
+		case p.Subtitles == profile.SubsCopy && p.Format == profile.FormatMKV:
+			sp.Codec = "copy"
+		default:
+			continue
+		}
+		pl.Subtitles = append(pl.Subtitles, sp)
+	}
+}
+
+func (pl *Plan) planThumbs(p *profile.Profile) {
+	t := p.Thumbnails
+	top := pl.Rungs[0]
+	if t.Poster {
+		pl.Thumbs.Poster = true
+		pl.Thumbs.PosterAt = math.Round(math.Max(0, math.Min(pl.Duration*0.1, pl.Duration-1/pl.FPS))*1000) / 1000
+		pl.Thumbs.PosterWidth, pl.Thumbs.PosterHeight = top.Width, top.Height
+	}
+	if t.Sprite && t.Interval > 0 {
+		th := &pl.Thumbs
+		th.Sprite = true
+		th.Interval = t.Interval
+		th.Count = int(math.Ceil(pl.Duration/t.Interval - 1e-9))
+		if th.Count > maxSpriteTiles {
+			th.Interval = math.Ceil(pl.Duration / maxSpriteTiles)
+			th.Count = int(math.Ceil(pl.Duration/th.Interval - 1e-9))
+		}
+		th.Count = max(th.Count, 1)
+		th.TileWidth = min(evenDown(float64(t.Width)), top.Width)
+		th.TileHeight = max(2, evenRound(float64(th.TileWidth)/pl.Aspect))
+		th.Columns = min(t.Columns, th.Count)
+		th.Rows = (th.Count + th.Columns - 1) / th.Columns
+	}
+}
+
+// evenDown rounds x down to an even number of at least 2.
+func evenDown(x float64) int { return max(2, int(math.Floor(x/2))*2) }
+
+// evenRound rounds x to the nearest even number of at least 2.
+func evenRound(x float64) int { return max(2, int(math.Round(x/2))*2) }

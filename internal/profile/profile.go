@@ -1,0 +1,422 @@
+// Package profile owns herd's encoding recipes: the declarative, versioned YAML
+// documents that say which outputs a job makes (an HLS/DASH ladder, one MP4 or
+// MKV, thumbnails). It parses and validates them and ships the built-ins
+// embedded in the binary. It knows nothing about ffmpeg arguments: turning a
+// profile and a probed source into a plan is the media package's job.
+package profile
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Formats a profile can produce.
+const (
+	FormatHLS = "hls" // HLS (fMP4/CMAF) and DASH over the same segments
+	FormatMP4 = "mp4"
+	FormatMKV = "mkv"
+)
+
+// Subtitle modes.
+const (
+	SubsNone    = "none"
+	SubsMovText = "mov_text" // text subtitles converted for MP4
+	SubsCopy    = "copy"     // every subtitle stream kept as it is (MKV)
+)
+
+// Engines say which encoder family a profile may use.
+const (
+	EngineSoftware = "software"
+	EngineAuto     = "auto" // a proven hardware encoder when the worker has one, else software
+	EngineNVENC    = "nvenc"
+	EngineVAAPI    = "vaapi"
+	EngineQSV      = "qsv"
+)
+
+// Profile is one named, versioned recipe.
+type Profile struct {
+	Name           string     `yaml:"name" json:"name"`
+	Version        int        `yaml:"version" json:"version"`
+	Description    string     `yaml:"description" json:"description"`
+	Format         string     `yaml:"format" json:"format"`
+	SegmentSeconds float64    `yaml:"segment_seconds,omitempty" json:"segment_seconds,omitempty"`
+	Engine         string     `yaml:"engine,omitempty" json:"engine,omitempty"`
+	Video          Video      `yaml:"video" json:"video"`
+	Audio          Audio      `yaml:"audio" json:"audio"`
+	Subtitles      string     `yaml:"subtitles,omitempty" json:"subtitles,omitempty"`
+	Thumbnails     Thumbnails `yaml:"thumbnails,omitempty" json:"thumbnails,omitempty"`
+	// Builtin is true for the profiles embedded in the binary.
+	Builtin bool `yaml:"-" json:"builtin"`
+}
+
+// Video says how the picture is encoded.
+type Video struct {
+	Codec     string  `yaml:"codec" json:"codec"` // h264 | hevc
+	Preset    string  `yaml:"preset,omitempty" json:"preset,omitempty"`
+	CRF       int     `yaml:"crf,omitempty" json:"crf,omitempty"`               // file formats: constant quality
+	MaxHeight int     `yaml:"max_height,omitempty" json:"max_height,omitempty"` // file formats: cap, never upscale
+	MaxFPS    float64 `yaml:"max_fps,omitempty" json:"max_fps,omitempty"`
+	Rungs     []Rung  `yaml:"rungs,omitempty" json:"rungs,omitempty"` // hls: the ladder, tallest first
+}
+
+// Rung is one rendition of a ladder.
+type Rung struct {
+	Height  int     `yaml:"height" json:"height"`
+	Bitrate Bitrate `yaml:"bitrate" json:"bitrate"`
+}
+
+// Audio says how sound is encoded.
+type Audio struct {
+	Codec       string   `yaml:"codec" json:"codec"` // aac | copy | none
+	Bitrate     Bitrate  `yaml:"bitrate,omitempty" json:"bitrate,omitempty"`
+	Channels    int      `yaml:"channels,omitempty" json:"channels,omitempty"`
+	Passthrough []string `yaml:"passthrough,omitempty" json:"passthrough,omitempty"` // codecs also copied as an extra track
+	KeepAll     bool     `yaml:"keep_all,omitempty" json:"keep_all,omitempty"`       // keep every audio track
+}
+
+// Thumbnails says which pictures are made besides the video.
+type Thumbnails struct {
+	Poster   bool    `yaml:"poster,omitempty" json:"poster,omitempty"`
+	Sprite   bool    `yaml:"sprite,omitempty" json:"sprite,omitempty"` // sprite sheet + WebVTT thumbnail track
+	Interval float64 `yaml:"interval,omitempty" json:"interval,omitempty"`
+	Width    int     `yaml:"width,omitempty" json:"width,omitempty"`
+	Columns  int     `yaml:"columns,omitempty" json:"columns,omitempty"`
+}
+
+// Bitrate is bits per second, written in YAML as 5000k, 5M or 128000.
+type Bitrate int64
+
+// UnmarshalYAML accepts plain numbers and k/M suffixes.
+func (b *Bitrate) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseBitrate(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// MarshalYAML writes the bitrate back in kilobits.
+func (b Bitrate) MarshalYAML() (any, error) { return b.String(), nil }
+
+func (b Bitrate) String() string {
+	if b%1000 == 0 {
+		return strconv.FormatInt(int64(b)/1000, 10) + "k"
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// ParseBitrate parses "5000k", "5M", "5.5M" or "128000".
+func ParseBitrate(s string) (Bitrate, error) {
+	s = strings.TrimSpace(s)
+	mult := 1.0
+	switch {
+	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
+		mult, s = 1e3, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
+		mult, s = 1e6, s[:len(s)-1]
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("bitrate %q: want a number of bits per second such as 5000k or 5M", s)
+	}
+	return Bitrate(f * mult), nil
+}
+
+// Withdefaults fills the fields a profile may leave out.
+func (p *Profile) withDefaults() {
+	if p.Engine == "" {
+		p.Engine = EngineSoftware
+	}
+	if p.Subtitles == "" {
+		p.Subtitles = SubsNone
+	}
+	if p.Format == FormatHLS && p.SegmentSeconds == 0 {
+		p.SegmentSeconds = 4
+	}
+	if p.Video.Preset == "" {
+		p.Video.Preset = "veryfast"
+	}
+	if p.Audio.Codec == "" {
+		p.Audio.Codec = "aac"
+	}
+	if p.Audio.Codec == "aac" {
+		if p.Audio.Bitrate == 0 {
+			p.Audio.Bitrate = 128000
+		}
+		if p.Audio.Channels == 0 {
+			p.Audio.Channels = 2
+		}
+	}
+	t := &p.Thumbnails
+	if t.Sprite {
+		if t.Interval == 0 {
+			t.Interval = 2
+		}
+		if t.Width == 0 {
+			t.Width = 160
+		}
+		if t.Columns == 0 {
+			t.Columns = 10
+		}
+	}
+}
+
+// FieldError names the field of a profile that is wrong.
+type FieldError struct {
+	Profile string
+	Field   string
+	Msg     string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("profile %q: %s: %s", e.Profile, e.Field, e.Msg)
+}
+
+var (
+	presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
+	nameOK  = func(s string) bool {
+		if s == "" || len(s) > 64 {
+			return false
+		}
+		for _, r := range s {
+			if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' && r != '_' {
+				return false
+			}
+		}
+		return true
+	}
+)
+
+// Validate reports the first field that is wrong.
+func (p *Profile) Validate() error {
+	bad := func(field, msg string, args ...any) error {
+		return &FieldError{Profile: p.Name, Field: field, Msg: fmt.Sprintf(msg, args...)}
+	}
+	switch {
+	case !nameOK(p.Name):
+		return bad("name", "must be 1-64 characters of a-z, 0-9, - and _")
+	case p.Version < 1:
+		return bad("version", "must be a whole number of at least 1 (raise it whenever the recipe changes)")
+	}
+	switch p.Format {
+	case FormatHLS:
+		if len(p.Video.Rungs) == 0 {
+			return bad("video.rungs", "an hls profile needs at least one rung")
+		}
+		if p.SegmentSeconds < 1 || p.SegmentSeconds > 30 {
+			return bad("segment_seconds", "must be between 1 and 30")
+		}
+		if p.Video.CRF != 0 {
+			return bad("video.crf", "is for mp4/mkv; an hls ladder uses a bitrate per rung")
+		}
+	case FormatMP4, FormatMKV:
+		if len(p.Video.Rungs) != 0 {
+			return bad("video.rungs", "is for hls; a %s profile makes one file (use max_height and crf)", p.Format)
+		}
+		if p.Video.CRF < 1 || p.Video.CRF > 51 {
+			return bad("video.crf", "must be between 1 and 51")
+		}
+	default:
+		return bad("format", "must be one of hls, mp4, mkv (got %q)", p.Format)
+	}
+	if !slices.Contains([]string{"h264", "hevc"}, p.Video.Codec) {
+		return bad("video.codec", "must be h264 or hevc (got %q)", p.Video.Codec)
+	}
+	if p.Format == FormatHLS && p.Video.Codec != "h264" {
+		return bad("video.codec", "hls profiles use h264 so that every browser can play them")
+	}
+	if !slices.Contains(presets, p.Video.Preset) {
+		return bad("video.preset", "must be one of %s", strings.Join(presets, ", "))
+	}
+	if p.Video.MaxHeight != 0 && (p.Video.MaxHeight < 16 || p.Video.MaxHeight > 8192) {
+		return bad("video.max_height", "must be between 16 and 8192")
+	}
+	if p.Video.MaxFPS < 0 || p.Video.MaxFPS > 240 {
+		return bad("video.max_fps", "must be between 0 (no cap) and 240")
+	}
+	seen := map[int]bool{}
+	for i, r := range p.Video.Rungs {
+		f := fmt.Sprintf("video.rungs[%d]", i)
+		if r.Height < 16 || r.Height > 8192 {
+			return bad(f+".height", "must be between 16 and 8192")
+		}
+		if seen[r.Height] {
+			return bad(f+".height", "%d appears twice", r.Height)
+		}
+		seen[r.Height] = true
+		if r.Bitrate < 50_000 || r.Bitrate > 200_000_000 {
+			return bad(f+".bitrate", "must be between 50k and 200M")
+		}
+	}
+	switch p.Audio.Codec {
+	case "aac":
+		if p.Audio.Bitrate < 32_000 || p.Audio.Bitrate > 512_000 {
+			return bad("audio.bitrate", "must be between 32k and 512k")
+		}
+		if p.Audio.Channels != 1 && p.Audio.Channels != 2 && p.Audio.Channels != 6 {
+			return bad("audio.channels", "must be 1, 2 or 6")
+		}
+	case "copy":
+		if p.Format != FormatMKV {
+			return bad("audio.codec", "copy keeps tracks in any codec, which only mkv can hold")
+		}
+	case "none":
+	default:
+		return bad("audio.codec", "must be aac, copy or none (got %q)", p.Audio.Codec)
+	}
+	for i, c := range p.Audio.Passthrough {
+		if !slices.Contains([]string{"ac3", "eac3"}, c) {
+			return bad(fmt.Sprintf("audio.passthrough[%d]", i), "must be ac3 or eac3")
+		}
+	}
+	if p.Format == FormatHLS && (len(p.Audio.Passthrough) > 0 || p.Audio.KeepAll) {
+		return bad("audio", "hls profiles carry one AAC track; passthrough and keep_all are for mp4/mkv")
+	}
+	switch p.Subtitles {
+	case SubsNone:
+	case SubsMovText:
+		if p.Format != FormatMP4 {
+			return bad("subtitles", "mov_text is for mp4")
+		}
+	case SubsCopy:
+		if p.Format != FormatMKV {
+			return bad("subtitles", "copy is for mkv")
+		}
+	default:
+		return bad("subtitles", "must be none, mov_text or copy (got %q)", p.Subtitles)
+	}
+	if !slices.Contains([]string{EngineSoftware, EngineAuto, EngineNVENC, EngineVAAPI, EngineQSV}, p.Engine) {
+		return bad("engine", "must be software, auto, nvenc, vaapi or qsv (got %q)", p.Engine)
+	}
+	t := p.Thumbnails
+	if t.Sprite {
+		if t.Interval < 0.5 || t.Interval > 600 {
+			return bad("thumbnails.interval", "must be between 0.5 and 600 seconds")
+		}
+		if t.Width < 32 || t.Width > 640 {
+			return bad("thumbnails.width", "must be between 32 and 640")
+		}
+		if t.Columns < 1 || t.Columns > 50 {
+			return bad("thumbnails.columns", "must be between 1 and 50")
+		}
+	}
+	return nil
+}
+
+// Parse reads one profile document. Unknown keys are errors that name their line.
+func Parse(data []byte) (*Profile, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("parse profile: %w", err)
+	}
+	p.withDefaults()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+//go:embed builtin/*.yaml
+var builtinFS embed.FS
+
+// Set is the profiles a server knows, by name.
+type Set struct {
+	byName map[string]*Profile
+}
+
+// Builtin returns the embedded profiles.
+func Builtin() *Set {
+	s, err := load(builtinFS, "builtin", true)
+	if err != nil {
+		// The embedded files are checked by tests; a failure here is a build defect.
+		panic(err)
+	}
+	return s
+}
+
+// Load returns the built-ins plus every *.yaml/*.yml in dir (when dir exists).
+// A user profile with a built-in's name replaces it.
+func Load(dir string) (*Set, error) {
+	s := Builtin()
+	if dir == "" {
+		return s, nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	user, err := load(os.DirFS(dir), ".", false)
+	if err != nil {
+		return nil, err
+	}
+	for n, p := range user.byName {
+		s.byName[n] = p
+	}
+	return s, nil
+}
+
+func load(fsys fs.FS, dir string, builtin bool) (*Set, error) {
+	s := &Set{byName: map[string]*Profile{}}
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read profiles: %w", err)
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		data, err := fs.ReadFile(fsys, filepath.ToSlash(filepath.Join(dir, e.Name())))
+		if err != nil {
+			return nil, fmt.Errorf("read profile %s: %w", e.Name(), err)
+		}
+		p, err := Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Name(), err)
+		}
+		p.Builtin = builtin
+		if _, dup := s.byName[p.Name]; dup {
+			return nil, fmt.Errorf("%s: profile %q is defined twice", e.Name(), p.Name)
+		}
+		s.byName[p.Name] = p
+	}
+	return s, nil
+}
+
+// Get returns the profile with that name.
+func (s *Set) Get(name string) (*Profile, bool) {
+	p, ok := s.byName[name]
+	return p, ok
+}
+
+// All returns every profile, sorted by name.
+func (s *Set) All() []*Profile {
+	out := make([]*Profile, 0, len(s.byName))
+	for _, p := range s.byName {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Names lists the profile names, sorted.
+func (s *Set) Names() []string {
+	var n []string
+	for _, p := range s.All() {
+		n = append(n, p.Name)
+	}
+	return n
+}

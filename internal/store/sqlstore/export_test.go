@@ -1,0 +1,4 @@
+package sqlstore
+
+// ReadMigrations exposes the migration reader to tests.
+var ReadMigrations = readMigrations

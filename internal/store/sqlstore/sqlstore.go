@@ -1,0 +1,839 @@
+// Package sqlstore implements store.Store over database/sql for SQLite (the
+// embedded default) and PostgreSQL. The two differ only in their Dialect:
+// placeholders, how a claim locks its row, and their numbered migrations.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// Dialect is what differs between SQL databases.
+type Dialect struct {
+	Name string
+	// Numbered placeholders ($1) instead of ?.
+	Dollar bool
+	// ClaimLock is appended to the claim's inner SELECT (FOR UPDATE SKIP LOCKED on PostgreSQL).
+	ClaimLock string
+}
+
+// Store is a store.Store over a *sql.DB. On SQLite, writes go through w (one
+// connection: a single writer) and reads through r; on PostgreSQL both are the same pool.
+type Store struct {
+	w, r *sql.DB
+	d    Dialect
+}
+
+var _ store.Store = (*Store)(nil)
+
+func (s *Store) q(query string) string {
+	if !s.d.Dollar {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Close closes the pools.
+func (s *Store) Close() error {
+	err := s.w.Close()
+	if s.r != s.w {
+		err = errors.Join(err, s.r.Close())
+	}
+	return err
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func msPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := time.UnixMilli(v.Int64).UTC()
+	return &t
+}
+
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+const jobCols = `j.id, j.state, j.profile, j.profile_version, j.idempotency_key, j.source, j.plan, j.outputs,
+ j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key,
+ (SELECT COALESCE(MAX(t.attempt), 0) FROM tasks t WHERE t.job_id = j.id)`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanJob(sc scanner) (job.Job, error) {
+	var (
+		j                 job.Job
+		src               string
+		plan, outputs     sql.NullString
+		created           int64
+		started, finished sql.NullInt64
+		state             string
+	)
+	if err := sc.Scan(&j.ID, &state, &j.Profile, &j.ProfileVersion, &j.IdempotencyKey, &src, &plan, &outputs,
+		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &j.Attempts); err != nil {
+		return j, err
+	}
+	j.State = job.State(state)
+	if err := json.Unmarshal([]byte(src), &j.Source); err != nil {
+		return j, fmt.Errorf("decode job source: %w", err)
+	}
+	if plan.Valid {
+		j.Plan = json.RawMessage(plan.String)
+	}
+	if outputs.Valid {
+		j.Outputs = json.RawMessage(outputs.String)
+	}
+	j.CreatedAt = time.UnixMilli(created).UTC()
+	j.StartedAt, j.FinishedAt = fromMS(started), fromMS(finished)
+	return j, nil
+}
+
+func (s *Store) getJob(ctx context.Context, q querier, id string) (job.Job, error) {
+	j, err := scanJob(q.QueryRowContext(ctx, s.q(`SELECT `+jobCols+` FROM jobs j JOIN assets a ON a.id = j.asset_id WHERE j.id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
+	}
+	if err != nil {
+		return j, fmt.Errorf("get job: %w", err)
+	}
+	return j, nil
+}
+
+// GetJob returns one job.
+func (s *Store) GetJob(ctx context.Context, id string) (job.Job, error) {
+	return s.getJob(ctx, s.r, id)
+}
+
+// CreateJob inserts a job with its tasks, or returns the live job with the same idempotency key.
+func (s *Store) CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (job.Job, bool, error) {
+	var out job.Job
+	created := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var existing string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT id FROM jobs WHERE idempotency_key = ? AND state NOT IN ('failed', 'canceled')`), j.IdempotencyKey).Scan(&existing)
+		switch {
+		case err == nil:
+			out, err = s.getJob(ctx, tx, existing)
+			return err
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("find job by key: %w", err)
+		}
+		src, _ := json.Marshal(j.Source)
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), ms(now), ms(now)); err != nil {
+			return fmt.Errorf("insert job: %w", err)
+		}
+		for i, t := range tasks {
+			deps, _ := json.Marshal(t.DependsOn)
+			if t.DependsOn == nil {
+				deps = []byte("[]")
+			}
+			state := job.TaskPending
+			if len(t.DependsOn) == 0 {
+				state = job.TaskQueued
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO tasks (id, job_id, seq, kind, state, depends_on, max_attempts, profile, needs, weight, run_after, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				t.ID, j.ID, i, string(t.Kind), string(state), string(deps), t.MaxAttempts, j.Profile, strings.Join(t.Needs, ","), t.Kind.Weight(), ms(now), ms(now)); err != nil {
+				return fmt.Errorf("insert task: %w", err)
+			}
+		}
+		created = true
+		out, err = s.getJob(ctx, tx, j.ID)
+		return err
+	})
+	return out, created, err
+}
+
+// ListJobs pages through jobs newest first. The cursor is the last id seen.
+func (s *Store) ListJobs(ctx context.Context, opt store.ListOptions) ([]job.Job, string, error) {
+	limit := opt.Limit
+	if limit <= 0 || limit > 500 {
+		limit = 50
+	}
+	where := []string{"1=1"}
+	var args []any
+	if opt.State != "" {
+		where = append(where, "j.state = ?")
+		args = append(args, string(opt.State))
+	}
+	if opt.Profile != "" {
+		where = append(where, "j.profile = ?")
+		args = append(args, opt.Profile)
+	}
+	if opt.Cursor != "" {
+		where = append(where, "j.id < ?")
+		args = append(args, opt.Cursor)
+	}
+	args = append(args, limit+1)
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT `+jobCols+` FROM jobs j JOIN assets a ON a.id = j.asset_id WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY j.id DESC LIMIT ?`), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	var jobs []job.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list jobs: %w", err)
+		}
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	next := ""
+	if len(jobs) > limit {
+		jobs = jobs[:limit]
+		next = jobs[limit-1].ID
+	}
+	return jobs, next, nil
+}
+
+const taskCols = `id, job_id, kind, state, depends_on, attempt, max_attempts, profile, needs, progress, speed, worker,
+ lease_owner, lease_expires, fence, run_after, error, started_at, finished_at, commands, result`
+
+func scanTask(sc scanner) (job.Task, error) {
+	var (
+		t                        job.Task
+		kind, state, deps, needs string
+		cmds                     string
+		result                   sql.NullString
+		lease, started, finished sql.NullInt64
+		runAfter                 int64
+	)
+	if err := sc.Scan(&t.ID, &t.JobID, &kind, &state, &deps, &t.Attempt, &t.MaxAttempts, &t.Profile, &needs, &t.Progress, &t.Speed,
+		&t.Worker, &t.LeaseOwner, &lease, &t.Fence, &runAfter, &t.Error, &started, &finished, &cmds, &result); err != nil {
+		return t, err
+	}
+	t.Kind, t.State = job.Kind(kind), job.TaskState(state)
+	if err := json.Unmarshal([]byte(deps), &t.DependsOn); err != nil {
+		return t, fmt.Errorf("decode depends_on: %w", err)
+	}
+	if needs != "" {
+		t.Needs = strings.Split(needs, ",")
+	}
+	if err := json.Unmarshal([]byte(cmds), &t.Commands); err != nil {
+		return t, fmt.Errorf("decode commands: %w", err)
+	}
+	if result.Valid {
+		t.Result = json.RawMessage(result.String)
+	}
+	t.LeaseExpiry, t.StartedAt, t.FinishedAt = fromMS(lease), fromMS(started), fromMS(finished)
+	t.RunAfter = time.UnixMilli(runAfter).UTC()
+	return t, nil
+}
+
+func (s *Store) tasks(ctx context.Context, q querier, jobID string) ([]job.Task, error) {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE job_id = ? ORDER BY seq`), jobID)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []job.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Tasks lists a job's tasks in pipeline order.
+func (s *Store) Tasks(ctx context.Context, jobID string) ([]job.Task, error) {
+	return s.tasks(ctx, s.r, jobID)
+}
+
+// refreshJob recomputes a job's progress and state from its tasks after any
+// task change, inside the same transaction.
+func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now time.Time) error {
+	ts, err := s.tasks(ctx, tx, jobID)
+	if err != nil {
+		return err
+	}
+	var done, total, speed float64
+	all, any := true, false
+	for _, t := range ts {
+		w := t.Kind.Weight()
+		total += w
+		switch t.State {
+		case job.TaskSucceeded:
+			done += w
+			any = true
+		case job.TaskRunning:
+			done += w * t.Progress
+			any = true
+			all = false
+		default:
+			all = false
+		}
+		if t.Kind == job.KindEncode && t.State == job.TaskRunning {
+			speed = t.Speed
+		}
+	}
+	progress := 0.0
+	if total > 0 {
+		progress = done / total
+	}
+	if all {
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, progress = 1, speed = 0, finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
+			string(job.Succeeded), ms(now), ms(now), jobID)
+	} else if any {
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', progress = ?, speed = ?, started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
+			progress, speed, ms(now), ms(now), jobID)
+	} else {
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET progress = ?, speed = 0, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
+			progress, ms(now), jobID)
+	}
+	if err != nil {
+		return fmt.Errorf("refresh job: %w", err)
+	}
+	return nil
+}
+
+// Claim leases the oldest runnable task whose needs the worker meets.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed, error) {
+	var out *job.Claimed
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		needs := []string{"''"}
+		args := []any{req.Owner, ms(req.Now.Add(req.TTL)), req.Worker, ms(req.Now), ms(req.Now)}
+		for _, c := range req.Caps {
+			needs = append(needs, "?")
+			args = append(args, c)
+		}
+		row := tx.QueryRowContext(ctx, s.q(`UPDATE tasks SET state = 'running', lease_owner = ?, lease_expires = ?, worker = ?,
+			fence = fence + 1, attempt = attempt + 1, started_at = ?, finished_at = NULL, progress = 0, speed = 0, error = ''
+			WHERE id = (SELECT id FROM tasks WHERE state = 'queued' AND run_after <= ? AND needs IN (`+strings.Join(needs, ", ")+`)
+			ORDER BY run_after, created_at, seq LIMIT 1 `+s.d.ClaimLock+`)
+			RETURNING `+taskCols), args...)
+		t, err := scanTask(row)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("claim task: %w", err)
+		}
+		j, err := s.getJob(ctx, tx, t.JobID)
+		if err != nil {
+			return err
+		}
+		deps := map[job.Kind]json.RawMessage{}
+		if len(t.DependsOn) > 0 {
+			all, err := s.tasks(ctx, tx, t.JobID)
+			if err != nil {
+				return err
+			}
+			for _, d := range all {
+				if slices.Contains(t.DependsOn, d.ID) {
+					deps[d.Kind] = d.Result
+				}
+			}
+		}
+		if err := s.refreshJob(ctx, tx, t.JobID, req.Now); err != nil {
+			return err
+		}
+		out = &job.Claimed{Task: t, Job: j, Lease: job.Lease{TaskID: t.ID, Owner: req.Owner, Fence: t.Fence}, Deps: deps}
+		return nil
+	})
+	return out, err
+}
+
+// leased checks, inside tx, that l still holds its task.
+func (s *Store) leased(ctx context.Context, tx *sql.Tx, l job.Lease) (job.Task, error) {
+	t, err := scanTask(tx.QueryRowContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE id = ?`), l.TaskID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("task %s: %w", l.TaskID, job.ErrNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("load task: %w", err)
+	}
+	if t.State != job.TaskRunning || t.Fence != l.Fence || t.LeaseOwner != l.Owner {
+		return t, fmt.Errorf("task %s fence %d: %w", l.TaskID, l.Fence, job.ErrLeaseLost)
+	}
+	return t, nil
+}
+
+// Heartbeat extends the lease and records progress.
+func (s *Store) Heartbeat(ctx context.Context, l job.Lease, p store.Progress, now time.Time, ttl time.Duration) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		t, err := s.leased(ctx, tx, l)
+		if err != nil {
+			return err
+		}
+		prog := min(max(p.Progress, 0), 1)
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET lease_expires = ?, progress = ?, speed = ? WHERE id = ? AND fence = ?`),
+			ms(now.Add(ttl)), prog, p.Speed, l.TaskID, l.Fence); err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		return s.refreshJob(ctx, tx, t.JobID, now)
+	})
+}
+
+// Complete marks a task done, applies its result to the job and queues the tasks that waited on it.
+func (s *Store) Complete(ctx context.Context, l job.Lease, r store.Result, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		t, err := s.leased(ctx, tx, l)
+		if err != nil {
+			return err
+		}
+		cmds := jsonOr(r.Commands, "[]")
+		var result any
+		if r.Data != nil {
+			result = string(r.Data)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = 'succeeded', progress = 1, speed = 0, lease_owner = '', lease_expires = NULL,
+			finished_at = ?, commands = ?, result = ? WHERE id = ?`), ms(now), cmds, result, t.ID); err != nil {
+			return fmt.Errorf("complete task: %w", err)
+		}
+		if r.Source != nil {
+			src, _ := json.Marshal(r.Source)
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET source = ? WHERE id = ?`), string(src), t.JobID); err != nil {
+				return fmt.Errorf("update job source: %w", err)
+			}
+		}
+		if r.Plan != nil {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET plan = ? WHERE id = ?`), string(r.Plan), t.JobID); err != nil {
+				return fmt.Errorf("update job plan: %w", err)
+			}
+		}
+		if r.Outputs != nil {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET outputs = ? WHERE id = ?`), string(r.Outputs), t.JobID); err != nil {
+				return fmt.Errorf("update job outputs: %w", err)
+			}
+		}
+		// Queue every pending task whose dependencies have all succeeded.
+		all, err := s.tasks(ctx, tx, t.JobID)
+		if err != nil {
+			return err
+		}
+		done := map[string]bool{}
+		for _, x := range all {
+			done[x.ID] = x.State == job.TaskSucceeded || x.ID == t.ID
+		}
+		for _, x := range all {
+			if x.State != job.TaskPending {
+				continue
+			}
+			ready := true
+			for _, d := range x.DependsOn {
+				ready = ready && done[d]
+			}
+			if ready {
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = 'queued', run_after = ? WHERE id = ?`), ms(now), x.ID); err != nil {
+					return fmt.Errorf("queue task: %w", err)
+				}
+			}
+		}
+		return s.refreshJob(ctx, tx, t.JobID, now)
+	})
+}
+
+func jsonOr(v any, empty string) string {
+	b, err := json.Marshal(v)
+	if err != nil || string(b) == "null" {
+		return empty
+	}
+	return string(b)
+}
+
+// Fail records a failed attempt: retried with backoff, or, when permanent or
+// past the attempt cap, the task and its job fail and every other task stops.
+func (s *Store) Fail(ctx context.Context, l job.Lease, f store.Failure, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		t, err := s.leased(ctx, tx, l)
+		if err != nil {
+			return err
+		}
+		return s.failTask(ctx, tx, t, f, now)
+	})
+}
+
+func (s *Store) failTask(ctx context.Context, tx *sql.Tx, t job.Task, f store.Failure, now time.Time) error {
+	cmds := jsonOr(f.Commands, "[]")
+	if !f.Permanent && t.Attempt < t.MaxAttempts {
+		runAfter := now.Add(job.Backoff(t.Attempt, cmp(f.Backoff, 2*time.Second)))
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = 'queued', lease_owner = '', lease_expires = NULL, progress = 0, speed = 0,
+			error = ?, run_after = ?, commands = ? WHERE id = ?`), f.Message, ms(runAfter), cmds, t.ID); err != nil {
+			return fmt.Errorf("requeue task: %w", err)
+		}
+		return s.refreshJob(ctx, tx, t.JobID, now)
+	}
+	msg := f.Message
+	if !f.Permanent {
+		msg = fmt.Sprintf("%s (gave up after %d attempts)", f.Message, t.Attempt)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = 'failed', lease_owner = '', lease_expires = NULL, speed = 0,
+		error = ?, finished_at = ?, commands = ? WHERE id = ?`), msg, ms(now), cmds, t.ID); err != nil {
+		return fmt.Errorf("fail task: %w", err)
+	}
+	return s.endJob(ctx, tx, t.JobID, job.Failed, msg, f.Code, now)
+}
+
+func cmp(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// endJob moves a job to a final state and stops every task that has not finished:
+// nothing waits forever on a task that will never run.
+func (s *Store) endJob(ctx context.Context, tx *sql.Tx, jobID string, state job.State, msg, code string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = 'canceled', lease_owner = '', lease_expires = NULL, speed = 0, finished_at = ?
+		WHERE job_id = ? AND state IN ('pending', 'queued', 'running')`), ms(now), jobID); err != nil {
+		return fmt.Errorf("stop tasks: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, error = ?, error_code = ?, speed = 0, finished_at = ?, updated_at = ? WHERE id = ?`),
+		string(state), msg, code, ms(now), ms(now), jobID); err != nil {
+		return fmt.Errorf("end job: %w", err)
+	}
+	return nil
+}
+
+// Release gives a task back to the queue without counting the attempt.
+func (s *Store) Release(ctx context.Context, l job.Lease, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		t, err := s.leased(ctx, tx, l)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = 'queued', lease_owner = '', lease_expires = NULL, progress = 0, speed = 0,
+			attempt = attempt - 1, run_after = ? WHERE id = ?`), ms(now), t.ID); err != nil {
+			return fmt.Errorf("release task: %w", err)
+		}
+		return s.refreshJob(ctx, tx, t.JobID, now)
+	})
+}
+
+func (s *Store) runningWhere(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]job.Task, error) {
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE state = 'running' AND `+where), args...)
+	if err != nil {
+		return nil, fmt.Errorf("find leases: %w", err)
+	}
+	defer rows.Close()
+	var out []job.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// ReapExpired treats every expired lease as a lost worker: a retryable failure.
+func (s *Store) ReapExpired(ctx context.Context, now time.Time, backoff time.Duration) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		ts, err := s.runningWhere(ctx, tx, "lease_expires < ?", ms(now))
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			f := store.Failure{Message: fmt.Sprintf("worker %s stopped answering (lease expired)", t.Worker), Code: "worker_lost", Backoff: backoff}
+			if err := s.failTask(ctx, tx, t, f, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ReleaseOwners gives back the leases of executors that cannot be alive.
+func (s *Store) ReleaseOwners(ctx context.Context, prefix string, now time.Time) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		ts, err := s.runningWhere(ctx, tx, "lease_owner LIKE ?", likePrefix(prefix))
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			// The attempt did run (and may have crashed the process), so it counts.
+			f := store.Failure{Message: "the server restarted while this task ran", Code: "worker_lost", Backoff: time.Millisecond}
+			if err := s.failTask(ctx, tx, t, f, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func likePrefix(p string) string {
+	r := strings.NewReplacer(`%`, ``, `_`, ``)
+	return r.Replace(p) + "%"
+}
+
+// NextWake is when the earliest queued task becomes runnable.
+func (s *Store) NextWake(ctx context.Context) (time.Time, error) {
+	var v sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT MIN(run_after) FROM tasks WHERE state = 'queued'`).Scan(&v); err != nil {
+		return time.Time{}, fmt.Errorf("next wake: %w", err)
+	}
+	if !v.Valid {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(v.Int64), nil
+}
+
+// CancelJob cancels a job that has not finished.
+func (s *Store) CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error) {
+	var out job.Job
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		j, err := s.getJob(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if j.State.Final() {
+			return fmt.Errorf("job %s is already %s: %w", id, j.State, job.ErrConflict)
+		}
+		if err := s.endJob(ctx, tx, id, job.Canceled, "canceled by request", "canceled", now); err != nil {
+			return err
+		}
+		out, err = s.getJob(ctx, tx, id)
+		return err
+	})
+	return out, err
+}
+
+// RetryJob queues a failed or canceled job again. Tasks that succeeded keep their results.
+func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job, error) {
+	var out job.Job
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		j, err := s.getJob(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if j.State != job.Failed && j.State != job.Canceled {
+			return fmt.Errorf("job %s is %s; only failed or canceled jobs can be retried: %w", id, j.State, job.ErrConflict)
+		}
+		var live string
+		err = tx.QueryRowContext(ctx, s.q(`SELECT id FROM jobs WHERE idempotency_key = ? AND state NOT IN ('failed', 'canceled')`), j.IdempotencyKey).Scan(&live)
+		if err == nil {
+			return fmt.Errorf("job %s already makes the same outputs from the same source: %w", live, job.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("find live job: %w", err)
+		}
+		ts, err := s.tasks(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		done := map[string]bool{}
+		for _, t := range ts {
+			done[t.ID] = t.State == job.TaskSucceeded
+		}
+		for _, t := range ts {
+			if done[t.ID] {
+				continue
+			}
+			state := job.TaskQueued
+			for _, d := range t.DependsOn {
+				if !done[d] {
+					state = job.TaskPending
+				}
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = ?, attempt = 0, progress = 0, error = '', run_after = ?,
+				started_at = NULL, finished_at = NULL WHERE id = ?`), string(state), ms(now), t.ID); err != nil {
+				return fmt.Errorf("reset task: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'queued', error = '', error_code = '', finished_at = NULL, updated_at = ? WHERE id = ?`),
+			ms(now), id); err != nil {
+			return fmt.Errorf("requeue job: %w", err)
+		}
+		if err := s.refreshJob(ctx, tx, id, now); err != nil {
+			return err
+		}
+		out, err = s.getJob(ctx, tx, id)
+		return err
+	})
+	return out, err
+}
+
+// Stats counts jobs by state and queued tasks by profile.
+func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
+	st := store.Stats{JobsByState: map[job.State]int{}, QueueByProfile: map[string]int{}}
+	rows, err := s.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM jobs GROUP BY state`)
+	if err != nil {
+		return st, fmt.Errorf("count jobs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return st, err
+		}
+		st.JobsByState[job.State(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return st, err
+	}
+	rows2, err := s.r.QueryContext(ctx, `SELECT profile, state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running') GROUP BY profile, state`)
+	if err != nil {
+		return st, fmt.Errorf("count tasks: %w", err)
+	}
+	defer rows2.Close()
+	for rows2.Next() {
+		var p, state string
+		var n int
+		if err := rows2.Scan(&p, &state, &n); err != nil {
+			return st, err
+		}
+		if state == string(job.TaskQueued) {
+			st.QueueByProfile[p] += n
+		} else {
+			st.RunningTasks += n
+		}
+	}
+	return st, rows2.Err()
+}
+
+// PutAsset stores an asset, or returns the one with the same sha256.
+func (s *Store) PutAsset(ctx context.Context, a job.Asset) (job.Asset, error) {
+	var out job.Asset
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		got, err := s.assetBySHA(ctx, tx, a.SHA256)
+		if err == nil {
+			out = got
+			return nil
+		}
+		if !errors.Is(err, job.ErrNotFound) {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO assets (id, name, size, sha256, blob_key, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
+			a.ID, a.Name, a.Size, a.SHA256, a.Key, ms(a.CreatedAt)); err != nil {
+			return fmt.Errorf("insert asset: %w", err)
+		}
+		out = a
+		return nil
+	})
+	return out, err
+}
+
+// AssetBySHA finds an asset by content.
+func (s *Store) AssetBySHA(ctx context.Context, sha string) (job.Asset, error) {
+	return s.assetBySHA(ctx, s.r, sha)
+}
+
+func (s *Store) assetBySHA(ctx context.Context, q querier, sha string) (job.Asset, error) {
+	var a job.Asset
+	var created int64
+	err := q.QueryRowContext(ctx, s.q(`SELECT id, name, size, sha256, blob_key, created_at FROM assets WHERE sha256 = ?`), sha).
+		Scan(&a.ID, &a.Name, &a.Size, &a.SHA256, &a.Key, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("asset %s: %w", sha, job.ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("get asset: %w", err)
+	}
+	a.CreatedAt = time.UnixMilli(created).UTC()
+	return a, nil
+}
+
+// CreateKey stores a credential's hash.
+func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
+	revoked := 0
+	if k.Revoked {
+		revoked = 1
+	}
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO keys (id, kind, name, hash, created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		k.ID, k.Kind, k.Name, k.Hash, ms(k.CreatedAt), msPtr(k.ExpiresAt), revoked)
+	if err != nil {
+		return fmt.Errorf("create key: %w", err)
+	}
+	return nil
+}
+
+// KeyByHash finds a credential by its hash.
+func (s *Store) KeyByHash(ctx context.Context, hash string) (store.Key, error) {
+	var (
+		k       store.Key
+		created int64
+		expires sql.NullInt64
+		revoked int
+	)
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT id, kind, name, hash, created_at, expires_at, revoked FROM keys WHERE hash = ?`), hash).
+		Scan(&k.ID, &k.Kind, &k.Name, &k.Hash, &created, &expires, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, fmt.Errorf("key: %w", job.ErrNotFound)
+	}
+	if err != nil {
+		return k, fmt.Errorf("get key: %w", err)
+	}
+	k.CreatedAt = time.UnixMilli(created).UTC()
+	k.ExpiresAt = fromMS(expires)
+	k.Revoked = revoked != 0
+	return k, nil
+}
+
+// CountKeys counts live keys of a kind.
+func (s *Store) CountKeys(ctx context.Context, kind string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM keys WHERE kind = ? AND revoked = 0`), kind).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count keys: %w", err)
+	}
+	return n, nil
+}

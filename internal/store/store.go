@@ -1,0 +1,112 @@
+// Package store is herd's one storage seam: jobs, tasks, leases, assets and
+// keys. Both SQL dialects (SQLite and PostgreSQL) implement Store and pass the
+// same conformance suite in storetest. Every state change is one transaction.
+// The store decides nothing about media; it only keeps the queue honest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/herdhq/herd/internal/job"
+)
+
+// Store is implemented by each SQL dialect.
+type Store interface {
+	// CreateJob inserts a job and its tasks. When a live job (not failed or
+	// canceled) with the same idempotency key exists, it is returned with created=false.
+	CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (out job.Job, created bool, err error)
+	GetJob(ctx context.Context, id string) (job.Job, error)
+	ListJobs(ctx context.Context, opt ListOptions) (jobs []job.Job, next string, err error)
+	Tasks(ctx context.Context, jobID string) ([]job.Task, error)
+	CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error)
+	RetryJob(ctx context.Context, id string, now time.Time) (job.Job, error)
+
+	// Claim leases the oldest runnable task a worker can run; nil when there is none.
+	Claim(ctx context.Context, req ClaimRequest) (*job.Claimed, error)
+	// Heartbeat extends a lease and records progress. ErrLeaseLost when the fence is stale.
+	Heartbeat(ctx context.Context, l job.Lease, p Progress, now time.Time, ttl time.Duration) error
+	Complete(ctx context.Context, l job.Lease, r Result, now time.Time) error
+	Fail(ctx context.Context, l job.Lease, f Failure, now time.Time) error
+	// Release gives a task back without burning an attempt (shutdown).
+	Release(ctx context.Context, l job.Lease, now time.Time) error
+	// ReapExpired requeues (or fails, past the attempt cap) tasks whose lease expired.
+	ReapExpired(ctx context.Context, now time.Time, backoff time.Duration) (int, error)
+	// ReleaseOwners gives back every lease whose owner starts with prefix: the
+	// in-process workers of a server that died cannot be running anything.
+	ReleaseOwners(ctx context.Context, prefix string, now time.Time) (int, error)
+	// NextWake is the earliest time a queued task becomes runnable (zero when none waits).
+	NextWake(ctx context.Context) (time.Time, error)
+	Stats(ctx context.Context) (Stats, error)
+
+	PutAsset(ctx context.Context, a job.Asset) (job.Asset, error)
+	AssetBySHA(ctx context.Context, sha string) (job.Asset, error)
+
+	CreateKey(ctx context.Context, k Key) error
+	KeyByHash(ctx context.Context, hash string) (Key, error)
+	CountKeys(ctx context.Context, kind string) (int, error)
+
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// ListOptions filters and pages ListJobs (newest first).
+type ListOptions struct {
+	State   job.State
+	Profile string
+	Limit   int
+	Cursor  string
+}
+
+// ClaimRequest is who asks for work and what it can run.
+type ClaimRequest struct {
+	Owner  string   // lease owner, unique per executor slot
+	Worker string   // worker name shown to users
+	Caps   []string // capabilities ("" needs are always satisfied)
+	Now    time.Time
+	TTL    time.Duration
+}
+
+// Progress is what a heartbeat reports.
+type Progress struct {
+	Progress float64 // 0..1 of this task
+	Speed    float64 // x realtime
+}
+
+// Result is what a finished task hands back. JobPatch fields, when set, are
+// written onto the job in the same transaction.
+type Result struct {
+	Data     json.RawMessage
+	Commands [][]string
+	Source   *job.Source
+	Plan     json.RawMessage
+	Outputs  json.RawMessage
+}
+
+// Failure is a failed attempt.
+type Failure struct {
+	Message   string // for users
+	Code      string
+	Permanent bool
+	Commands  [][]string
+	Backoff   time.Duration // base delay before the next attempt
+}
+
+// Stats are the numbers metrics and dashboards show.
+type Stats struct {
+	JobsByState    map[job.State]int
+	QueueByProfile map[string]int // queued tasks
+	RunningTasks   int
+}
+
+// Key is a stored credential: only its hash is kept.
+type Key struct {
+	ID        string
+	Kind      string // admin | worker | registration
+	Name      string
+	Hash      string
+	CreatedAt time.Time
+	ExpiresAt *time.Time
+	Revoked   bool
+}

@@ -1,0 +1,365 @@
+// Package storetest is the conformance suite every store.Store implementation
+// must pass. Each dialect's test calls Run with a function that opens a fresh,
+// empty store.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// Open returns a fresh, empty store for one test.
+type Open func(t *testing.T) store.Store
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+const ttl = 30 * time.Second
+
+// Run runs the whole suite.
+func Run(t *testing.T, open Open) {
+	t.Run("CreateIdempotent", func(t *testing.T) { t.Parallel(); testCreateIdempotent(t, open(t)) })
+	t.Run("PipelineOrder", func(t *testing.T) { t.Parallel(); testPipelineOrder(t, open(t)) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { t.Parallel(); testConcurrentClaims(t, open(t)) })
+	t.Run("LeaseExpiry", func(t *testing.T) { t.Parallel(); testLeaseExpiry(t, open(t)) })
+	t.Run("Fencing", func(t *testing.T) { t.Parallel(); testFencing(t, open(t)) })
+	t.Run("AttemptsAndBackoff", func(t *testing.T) { t.Parallel(); testAttempts(t, open(t)) })
+	t.Run("PermanentFailure", func(t *testing.T) { t.Parallel(); testPermanent(t, open(t)) })
+	t.Run("CancelRunning", func(t *testing.T) { t.Parallel(); testCancelRunning(t, open(t)) })
+	t.Run("Retry", func(t *testing.T) { t.Parallel(); testRetry(t, open(t)) })
+	t.Run("Release", func(t *testing.T) { t.Parallel(); testRelease(t, open(t)) })
+	t.Run("ReleaseOwners", func(t *testing.T) { t.Parallel(); testReleaseOwners(t, open(t)) })
+	t.Run("ListPaging", func(t *testing.T) { t.Parallel(); testList(t, open(t)) })
+	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
+}
+
+// newJob creates a job whose tasks form probe -> encode -> publish.
+func newJob(t *testing.T, s store.Store, sha string, maxAttempts int) job.Job {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: sha, Key: "sources/" + sha, CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey(sha, "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}}
+	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: maxAttempts}
+	e := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: maxAttempts, DependsOn: []string{p.ID}}
+	u := job.Task{ID: job.NewID("t"), Kind: job.KindPublish, MaxAttempts: maxAttempts, DependsOn: []string{e.ID}}
+	out, created, err := s.CreateJob(ctx, j, []job.Task{p, e, u}, t0)
+	require.NoError(t, err)
+	require.True(t, created)
+	return out
+}
+
+func claim(t *testing.T, s store.Store, owner string, now time.Time) *job.Claimed {
+	t.Helper()
+	c, err := s.Claim(context.Background(), store.ClaimRequest{Owner: owner, Worker: owner, Now: now, TTL: ttl})
+	require.NoError(t, err)
+	return c
+}
+
+func testCreateIdempotent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "aaa", 3)
+	require.Equal(t, job.Queued, j.State)
+	again := j
+	again.ID = job.NewID("j")
+	got, created, err := s.CreateJob(ctx, again, []job.Task{{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}}, t0)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, j.ID, got.ID)
+
+	// Once the first one failed, the same request makes a new job.
+	_, err = s.CancelJob(ctx, j.ID, t0)
+	require.NoError(t, err)
+	got, created, err = s.CreateJob(ctx, again, []job.Task{{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}}, t0)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, again.ID, got.ID)
+}
+
+func testPipelineOrder(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "bbb", 3)
+	c := claim(t, s, "w1", t0)
+	require.NotNil(t, c)
+	require.Equal(t, job.KindProbe, c.Task.Kind)
+	require.Nil(t, claim(t, s, "w2", t0), "encode must wait for probe")
+
+	plan := json.RawMessage(`{"rungs":2}`)
+	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Data: json.RawMessage(`{"probed":true}`), Plan: plan,
+		Source: &job.Source{AssetID: j.Source.AssetID, Name: "clip.mp4", Width: 640, Height: 360}, Commands: [][]string{{"ffprobe", "x"}}}, t0))
+	got, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.Running, got.State)
+	require.Equal(t, 640, got.Source.Width)
+	require.JSONEq(t, string(plan), string(got.Plan))
+
+	c = claim(t, s, "w2", t0)
+	require.NotNil(t, c)
+	require.Equal(t, job.KindEncode, c.Task.Kind)
+	require.JSONEq(t, `{"probed":true}`, string(c.Deps[job.KindProbe]))
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.5, Speed: 2.5}, t0, ttl))
+	got, err = s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.InDelta(t, (0.05+0.75*0.5)/0.85, got.Progress, 1e-9)
+	require.InDelta(t, 2.5, got.Speed, 1e-9)
+	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+
+	c = claim(t, s, "w1", t0)
+	require.Equal(t, job.KindPublish, c.Task.Kind)
+	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Outputs: json.RawMessage(`[{"name":"master"}]`)}, t0.Add(time.Minute)))
+	got, err = s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.Succeeded, got.State)
+	require.InDelta(t, 1.0, got.Progress, 1e-9)
+	require.NotNil(t, got.FinishedAt)
+	require.JSONEq(t, `[{"name":"master"}]`, string(got.Outputs))
+
+	ts, err := s.Tasks(ctx, j.ID)
+	require.NoError(t, err)
+	require.Len(t, ts, 3)
+	require.Equal(t, [][]string{{"ffprobe", "x"}}, ts[0].Commands)
+	for _, x := range ts {
+		require.Equal(t, job.TaskSucceeded, x.State)
+		require.Equal(t, 1, x.Attempt)
+	}
+}
+
+func testConcurrentClaims(t *testing.T, s store.Store) {
+	const jobs, claimers = 40, 16
+	for i := range jobs {
+		newJob(t, s, fmt.Sprintf("c%03d", i), 3)
+	}
+	var (
+		mu   sync.Mutex
+		seen = map[string]string{}
+		dups []string
+		wg   sync.WaitGroup
+	)
+	for w := range claimers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			owner := fmt.Sprintf("w%d", w)
+			for {
+				c, err := s.Claim(context.Background(), store.ClaimRequest{Owner: owner, Worker: owner, Now: t0, TTL: ttl})
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if c == nil {
+					return
+				}
+				mu.Lock()
+				if prev, ok := seen[c.Task.ID]; ok {
+					dups = append(dups, c.Task.ID+" by "+prev+" and "+owner)
+				}
+				seen[c.Task.ID] = owner
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.Empty(t, dups)
+	require.Len(t, seen, jobs, "every probe task claimed once")
+}
+
+func testLeaseExpiry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "ddd", 3)
+	c := claim(t, s, "w1", t0)
+	require.NotNil(t, c)
+	n, err := s.ReapExpired(ctx, t0.Add(ttl-time.Second), time.Second)
+	require.NoError(t, err)
+	require.Zero(t, n, "lease still valid")
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.1}, t0.Add(20*time.Second), ttl))
+	n, err = s.ReapExpired(ctx, t0.Add(ttl+time.Second), time.Second)
+	require.NoError(t, err)
+	require.Zero(t, n, "heartbeat extended the lease")
+	n, err = s.ReapExpired(ctx, t0.Add(20*time.Second+ttl+time.Second), time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	ts, err := s.Tasks(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.TaskQueued, ts[0].State)
+	require.Contains(t, ts[0].Error, "lease expired")
+	later := t0.Add(time.Hour)
+	c2 := claim(t, s, "w2", later)
+	require.NotNil(t, c2)
+	require.Equal(t, c.Task.ID, c2.Task.ID)
+	require.Greater(t, c2.Lease.Fence, c.Lease.Fence)
+	require.Equal(t, 2, c2.Task.Attempt)
+}
+
+func testFencing(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	newJob(t, s, "eee", 3)
+	old := claim(t, s, "w1", t0)
+	_, err := s.ReapExpired(ctx, t0.Add(time.Hour), time.Second)
+	require.NoError(t, err)
+	cur := claim(t, s, "w2", t0.Add(2*time.Hour))
+	require.NotNil(t, cur)
+	// The zombie's reports are refused.
+	require.ErrorIs(t, s.Heartbeat(ctx, old.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost)
+	require.ErrorIs(t, s.Complete(ctx, old.Lease, store.Result{}, t0), job.ErrLeaseLost)
+	require.ErrorIs(t, s.Fail(ctx, old.Lease, store.Failure{Message: "x"}, t0), job.ErrLeaseLost)
+	require.ErrorIs(t, s.Release(ctx, old.Lease, t0), job.ErrLeaseLost)
+	// A forged owner with the right fence is refused too.
+	forged := cur.Lease
+	forged.Owner = "w1"
+	require.ErrorIs(t, s.Complete(ctx, forged, store.Result{}, t0), job.ErrLeaseLost)
+	require.NoError(t, s.Complete(ctx, cur.Lease, store.Result{}, t0.Add(2*time.Hour)))
+}
+
+func testAttempts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "fff", 2)
+	c := claim(t, s, "w1", t0)
+	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "ffmpeg was killed", Backoff: 10 * time.Second}, t0))
+	require.Nil(t, claim(t, s, "w1", t0.Add(9*time.Second)), "backoff not over")
+	c = claim(t, s, "w1", t0.Add(11*time.Second))
+	require.NotNil(t, c)
+	require.Equal(t, 2, c.Task.Attempt)
+	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "ffmpeg was killed", Backoff: 10 * time.Second}, t0.Add(12*time.Second)))
+	got, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.Failed, got.State)
+	require.Contains(t, got.Error, "gave up after 2 attempts")
+	ts, err := s.Tasks(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.TaskFailed, ts[0].State)
+	require.Equal(t, job.TaskCanceled, ts[1].State, "dependents stop at once")
+	require.Nil(t, claim(t, s, "w1", t0.Add(time.Hour)))
+}
+
+func testPermanent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "ggg", 3)
+	c := claim(t, s, "w1", t0)
+	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "the file has no video stream", Code: "no_video", Permanent: true}, t0))
+	got, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.Failed, got.State)
+	require.Equal(t, "no_video", got.ErrorCode)
+	require.Equal(t, "the file has no video stream", got.Error)
+	require.Equal(t, 1, got.Attempts, "a permanent error burns no retries")
+}
+
+func testCancelRunning(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "hhh", 3)
+	c := claim(t, s, "w1", t0)
+	got, err := s.CancelJob(ctx, j.ID, t0)
+	require.NoError(t, err)
+	require.Equal(t, job.Canceled, got.State)
+	require.ErrorIs(t, s.Heartbeat(ctx, c.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost, "the worker learns at its next heartbeat")
+	_, err = s.CancelJob(ctx, j.ID, t0)
+	require.ErrorIs(t, err, job.ErrConflict)
+	_, err = s.CancelJob(ctx, "nope", t0)
+	require.ErrorIs(t, err, job.ErrNotFound)
+}
+
+func testRetry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "iii", 1)
+	c := claim(t, s, "w1", t0)
+	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Data: json.RawMessage(`{"p":1}`)}, t0))
+	c = claim(t, s, "w1", t0)
+	require.Equal(t, job.KindEncode, c.Task.Kind)
+	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "disk full"}, t0))
+	_, err := s.RetryJob(ctx, j.ID, t0)
+	require.NoError(t, err)
+	got, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.Running, got.State)
+	require.Empty(t, got.Error)
+	c = claim(t, s, "w1", t0)
+	require.Equal(t, job.KindEncode, c.Task.Kind, "probe kept its result")
+	require.JSONEq(t, `{"p":1}`, string(c.Deps[job.KindProbe]))
+	_, err = s.RetryJob(ctx, j.ID, t0)
+	require.ErrorIs(t, err, job.ErrConflict)
+}
+
+func testRelease(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	newJob(t, s, "jjj", 3)
+	c := claim(t, s, "w1", t0)
+	require.NoError(t, s.Release(ctx, c.Lease, t0))
+	c2 := claim(t, s, "w2", t0)
+	require.Equal(t, c.Task.ID, c2.Task.ID)
+	require.Equal(t, 1, c2.Task.Attempt, "a release burns no attempt")
+}
+
+func testReleaseOwners(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	newJob(t, s, "kkk", 3)
+	newJob(t, s, "kkl", 3)
+	a := claim(t, s, "local/host1/0", t0)
+	b := claim(t, s, "remote_1", t0)
+	n, err := s.ReleaseOwners(ctx, "local/host1/", t0)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.ErrorIs(t, s.Heartbeat(ctx, a.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost)
+	require.NoError(t, s.Heartbeat(ctx, b.Lease, store.Progress{}, t0, ttl))
+}
+
+func testList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, newJob(t, s, fmt.Sprintf("l%02d", i), 3).ID)
+		time.Sleep(2 * time.Millisecond) // ids sort by creation time
+	}
+	_, err := s.CancelJob(ctx, ids[0], t0)
+	require.NoError(t, err)
+	var got []string
+	cursor := ""
+	for {
+		page, next, err := s.ListJobs(ctx, store.ListOptions{Limit: 3, Cursor: cursor})
+		require.NoError(t, err)
+		for _, j := range page {
+			got = append(got, j.ID)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	require.Len(t, got, 7)
+	for i := range got {
+		require.Equal(t, ids[len(ids)-1-i], got[i], "newest first")
+	}
+	canceled, _, err := s.ListJobs(ctx, store.ListOptions{State: job.Canceled})
+	require.NoError(t, err)
+	require.Len(t, canceled, 1)
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 6, st.JobsByState[job.Queued])
+	require.Equal(t, 1, st.JobsByState[job.Canceled])
+	require.Equal(t, 6, st.QueueByProfile["web-hls"])
+}
+
+func testKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	n, err := s.CountKeys(ctx, "admin")
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Name: "first", Hash: "h1", CreatedAt: t0}))
+	k, err := s.KeyByHash(ctx, "h1")
+	require.NoError(t, err)
+	require.Equal(t, "admin", k.Kind)
+	_, err = s.KeyByHash(ctx, "h2")
+	require.ErrorIs(t, err, job.ErrNotFound)
+	n, err = s.CountKeys(ctx, "admin")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+}
