@@ -215,3 +215,32 @@ func Backoff(attempt int, base time.Duration) time.Duration {
 	}
 	return min(d, 10*time.Minute)
 }
+
+// UserError carries a message that is safe to show users (no server paths,
+// says what to do) next to the full error for the logs.
+type UserError struct {
+	Msg string
+	Err error
+}
+
+func (e *UserError) Error() string {
+	if e.Err == nil {
+		return e.Msg
+	}
+	return e.Msg + ": " + e.Err.Error()
+}
+func (e *UserError) Unwrap() error { return e.Err }
+
+// Userf wraps err with a message for users.
+func Userf(err error, format string, args ...any) error {
+	return &UserError{Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+// UserMessage returns the outermost user-facing message in err's chain, or fallback.
+func UserMessage(err error, fallback string) string {
+	var u *UserError
+	if errors.As(err, &u) {
+		return u.Msg
+	}
+	return fallback
+}

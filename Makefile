@@ -1,0 +1,36 @@
+# herd — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+ADDR ?= 127.0.0.1:8080
+DATA ?= herd-data
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/herdhq/herd/internal/cli.Version=$(VERSION)
+GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
+
+.PHONY: help deps build run test vet fmt clean
+
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+deps: ## install what herd needs at run time (ffmpeg) when it is missing
+	@scripts/install-deps.sh
+
+build: ## build bin/herd
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/herd ./cmd/herd
+
+run: deps build ## install ffmpeg if missing, build, and start herd serve (data in ./herd-data)
+	bin/herd serve --data $(DATA) --addr $(ADDR)
+
+test: deps ## install what the tests need and run every test with the race detector
+	$(GO) vet ./...
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+vet: ## go vet and gofmt check
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l cmd internal)" || { gofmt -l cmd internal; echo "gofmt needed"; exit 1; }
+
+fmt: ## gofmt everything
+	gofmt -w cmd internal
+
+clean: ## remove build outputs (keeps herd-data)
+	rm -rf bin

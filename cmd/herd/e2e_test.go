@@ -1,0 +1,368 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// These tests run the real herd binary as a subprocess against real ffmpeg.
+
+var herdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herd-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	herdBin = filepath.Join(dir, "herd")
+	out, err := exec.Command("go", "build", "-race", "-o", herdBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build herd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// clip generates a test clip with video and stereo audio.
+func clip(t *testing.T, dir string, seconds int, size string) string {
+	t.Helper()
+	p := filepath.Join(dir, fmt.Sprintf("clip-%ds-%s.mp4", seconds, size))
+	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%s:rate=30", size),
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", fmt.Sprint(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+		"-c:a", "aac", "-ac", "2", "-shortest", p).CombinedOutput()
+	require.NoError(t, err, string(out))
+	return p
+}
+
+type server struct {
+	t    *testing.T
+	data string
+	url  string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+}
+
+var urlRe = regexp.MustCompile(`running at (http://\S+)`)
+
+func startServer(t *testing.T, data string, extra ...string) *server {
+	t.Helper()
+	args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--log-format", "json", "--lease-ttl", "6s"}, extra...)
+	cmd := exec.Command(herdBin, args...)
+	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	logs := &bytes.Buffer{}
+	cmd.Stderr = logs
+	require.NoError(t, cmd.Start())
+	s := &server{t: t, data: data, cmd: cmd, logs: logs}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", tail(logs.String(), 6000))
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := urlRe.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case s.url = <-found:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("herd serve did not start:\n%s", logs.String())
+	}
+	return s
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// herd runs the CLI against s and returns stdout, stderr and the exit code.
+func (s *server) herd(args ...string) (string, string, int) {
+	s.t.Helper()
+	cmd := exec.Command(herdBin, append([]string{"--server", s.url, "--data", s.data}, args...)...)
+	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(s.t, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (s *server) token() string {
+	b, err := os.ReadFile(filepath.Join(s.data, "admin.token"))
+	require.NoError(s.t, err)
+	return strings.TrimSpace(string(b))
+}
+
+func (s *server) get(path string, hdr map[string]string) (*http.Response, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.url+path, nil)
+	require.NoError(s.t, err)
+	req.Header.Set("Authorization", "Bearer "+s.token())
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	return resp, b
+}
+
+type jobJSON struct {
+	ID             string  `json:"id"`
+	State          string  `json:"state"`
+	Profile        string  `json:"profile"`
+	ProfileVersion int     `json:"profile_version"`
+	Progress       float64 `json:"progress"`
+	Attempts       int     `json:"attempts"`
+	Error          string  `json:"error"`
+	Source         struct {
+		Name, SHA256, VideoCodec string
+		Size                     int64
+		Duration                 float64
+		Width, Height            int
+		AudioChannels            int `json:"audio_channels"`
+	} `json:"source"`
+	Outputs []struct {
+		Name, Kind, URL, Codec string
+		Size                   int64
+		Width, Height          int
+		Bitrate                int64
+		SSIM, PSNR             float64
+	} `json:"outputs"`
+	Tasks []struct {
+		Kind, State, Worker string
+		Attempt             int
+		Progress            float64
+		Commands            [][]string
+	} `json:"tasks"`
+}
+
+func (s *server) job(id string) jobJSON {
+	s.t.Helper()
+	resp, body := s.get("/api/v1/jobs/"+id, nil)
+	require.Equal(s.t, http.StatusOK, resp.StatusCode, string(body))
+	var j jobJSON
+	require.NoError(s.t, json.Unmarshal(body, &j))
+	return j
+}
+
+func (s *server) waitFor(id string, d time.Duration, cond func(jobJSON) bool) jobJSON {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		j := s.job(id)
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("job %s: condition not met within %s; last state %s progress %.2f error %q", id, d, j.State, j.Progress, j.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestSubmitWaitAndInspect(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"))
+	src := clip(t, dir, 3, "320x180")
+
+	stdout, stderr, code := s.herd("submit", src, "--profile", "mp4-library", "--wait")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+	require.Regexp(t, `^j[0-9a-f]+$`, id, "stdout holds only the job id")
+	require.Contains(t, stderr, "succeeded")
+
+	out, _, code := s.herd("job", id, "-o", "json")
+	require.Equal(t, 0, code)
+	var j jobJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &j))
+	require.Equal(t, "succeeded", j.State)
+	require.Equal(t, "mp4-library", j.Profile)
+	require.Equal(t, 1, j.ProfileVersion)
+	require.InDelta(t, 1.0, j.Progress, 1e-9)
+	require.Equal(t, 320, j.Source.Width)
+	require.InDelta(t, 3.0, j.Source.Duration, 0.1)
+	require.Equal(t, 2, j.Source.AudioChannels)
+	var mp4URL string
+	for _, o := range j.Outputs {
+		if o.Kind == "mp4" {
+			mp4URL = o.URL
+			require.Equal(t, "h264", o.Codec)
+			require.Greater(t, o.SSIM, 0.9)
+			require.Greater(t, o.PSNR, 30.0)
+		}
+	}
+	require.NotEmpty(t, mp4URL)
+	require.GreaterOrEqual(t, len(j.Tasks), 4)
+	for _, task := range j.Tasks {
+		require.Equal(t, "succeeded", task.State, task.Kind)
+		if task.Kind == "encode" {
+			require.NotEmpty(t, task.Commands)
+			require.Contains(t, task.Commands[0], "-progress")
+		}
+	}
+
+	// Ranged download with the right content type.
+	resp, body := s.get(mp4URL, map[string]string{"Range": "bytes=0-99"})
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	require.Equal(t, "video/mp4", resp.Header.Get("Content-Type"))
+	require.Len(t, body, 100)
+
+	// The same file and profile again is the same job.
+	stdout, stderr, code = s.herd("submit", src, "--profile", "mp4-library")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, id, strings.TrimSpace(stdout))
+
+	// Table, yaml and list views work.
+	out, _, code = s.herd("jobs")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, id)
+	out, _, code = s.herd("job", id, "-o", "yaml")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "state: succeeded")
+	_, stderr, code = s.herd("cancel", id)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, stderr, "already succeeded")
+}
+
+func TestSubmitRejectedInputFailsClearly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"))
+	bad := filepath.Join(dir, "notes.mp4")
+	require.NoError(t, os.WriteFile(bad, []byte("this is not a video\n"), 0o644))
+	stdout, stderr, code := s.herd("submit", bad, "--profile", "web-hls", "--wait")
+	require.Equal(t, 1, code)
+	id := strings.TrimSpace(stdout)
+	j := s.job(id)
+	require.Equal(t, "failed", j.State)
+	require.Equal(t, 1, j.Attempts, "a permanent error does not burn retries")
+	require.NotContains(t, j.Error, dir, "no server paths in user errors")
+	require.NotContains(t, j.Error, s.data)
+	require.Contains(t, stderr, j.Error)
+}
+
+func TestRestartAfterSIGKILLMidEncode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	s := startServer(t, data)
+	src := clip(t, dir, 30, "640x360")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+
+	s.waitFor(id, 2*time.Minute, func(j jobJSON) bool {
+		for _, task := range j.Tasks {
+			if task.Kind == "encode" && task.State == "running" && task.Progress > 0.05 {
+				return true
+			}
+		}
+		return false
+	})
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))
+	_ = s.cmd.Wait()
+	out := filepath.Join(data, "blobs", "jobs", id, "out")
+	require.NoDirExists(t, out, "nothing visible before verification")
+
+	s2 := startServer(t, data)
+	j := s2.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" })
+	require.Equal(t, "succeeded", j.State, j.Error)
+	for _, task := range j.Tasks {
+		if task.Kind == "encode" {
+			require.Equal(t, 2, task.Attempt, "the killed attempt counts, the second one finished")
+		} else {
+			require.LessOrEqual(t, task.Attempt, 2, task.Kind) // thumbnails may have been running too
+		}
+	}
+	require.DirExists(t, out)
+	require.FileExists(t, filepath.Join(out, "master.m3u8"))
+	require.NoDirExists(t, filepath.Join(data, "blobs", "jobs", id, "stage"))
+	tmp, err := os.ReadDir(filepath.Join(data, "blobs", ".tmp"))
+	require.NoError(t, err)
+	require.Empty(t, tmp, "no scratch left behind")
+
+	// Exactly one job exists.
+	resp, body := s2.get("/api/v1/jobs", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var list struct{ Jobs []jobJSON }
+	require.NoError(t, json.Unmarshal(body, &list))
+	require.Len(t, list.Jobs, 1)
+}
+
+func TestSIGTERMReleasesAfterGrace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	s := startServer(t, data, "--grace", "500ms")
+	src := clip(t, dir, 30, "640x360")
+	stdout, _, code := s.herd("submit", src, "--profile", "web-hls")
+	require.Equal(t, 0, code)
+	id := strings.TrimSpace(stdout)
+	s.waitFor(id, 2*time.Minute, func(j jobJSON) bool {
+		for _, task := range j.Tasks {
+			if task.Kind == "encode" && task.State == "running" && task.Progress > 0.02 {
+				return true
+			}
+		}
+		return false
+	})
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "clean exit after SIGTERM")
+	case <-time.After(60 * time.Second):
+		t.Fatal("herd serve did not exit after SIGTERM")
+	}
+	require.Contains(t, s.logs.String(), "released the task at shutdown")
+
+	s2 := startServer(t, data, "--local-workers", "-1")
+	j := s2.job(id)
+	for _, task := range j.Tasks {
+		if task.Kind == "encode" {
+			require.Equal(t, "queued", task.State, "released, not failed")
+			require.Equal(t, 0, task.Attempt, "a release burns no attempt")
+		}
+	}
+}

@@ -1,0 +1,510 @@
+// Package api is herd's HTTP API under /api/v1 plus /healthz, /readyz and
+// /metrics. It checks who may call each route, turns requests into calls on
+// the ingest and store layers, and writes errors as
+// {"error":{"code","message"}}. It never runs media work itself.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/metrics"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/store"
+)
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// OpenAPI returns the API description served at /api/v1/openapi.yaml.
+func OpenAPI() []byte { return openAPI }
+
+// Kicker wakes idle workers.
+type Kicker interface{ Kick() }
+
+// Check is one readiness check.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Server serves the API.
+type Server struct {
+	st       store.Store
+	blobs    *blob.Local
+	profiles *profile.Set
+	sub      *ingest.Submitter
+	kick     Kicker
+	log      *slog.Logger
+	m        *metrics.Metrics
+	metrics  http.Handler
+	checks   []Check
+	version  string
+}
+
+// Deps are what the API needs.
+type Deps struct {
+	Store    store.Store
+	Blobs    *blob.Local
+	Profiles *profile.Set
+	Submit   *ingest.Submitter
+	Kick     Kicker
+	Log      *slog.Logger
+	Metrics  *metrics.Metrics
+	Scrape   http.Handler // the /metrics handler
+	Checks   []Check      // for /readyz
+	Version  string
+}
+
+// New returns the API server.
+func New(d Deps) *Server {
+	return &Server{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
+		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks, version: d.Version}
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	public access = iota
+	admin
+)
+
+// Route is one registered endpoint (the OpenAPI test walks these).
+type Route struct {
+	Method, Path string
+	access       access
+	h            http.HandlerFunc
+}
+
+// Routes lists every endpoint.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{"GET", "/healthz", public, s.healthz},
+		{"GET", "/readyz", public, s.readyz},
+		{"GET", "/metrics", public, s.scrape},
+		{"GET", "/api/v1/openapi.yaml", public, s.openapi},
+		{"GET", "/api/v1/profiles", admin, s.listProfiles},
+		{"POST", "/api/v1/jobs", admin, s.createJob},
+		{"GET", "/api/v1/jobs", admin, s.listJobs},
+		{"GET", "/api/v1/jobs/{id}", admin, s.getJob},
+		{"POST", "/api/v1/jobs/{id}/cancel", admin, s.cancelJob},
+		{"POST", "/api/v1/jobs/{id}/retry", admin, s.retryJob},
+		{"GET", "/api/v1/jobs/{id}/outputs/{path...}", admin, s.getOutput},
+	}
+}
+
+// Handler returns the HTTP handler with auth and metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.Routes() {
+		h := r.h
+		if r.access == admin {
+			h = s.requireAdmin(h)
+		}
+		mux.Handle(r.Method+" "+r.Path, h)
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint; see /api/v1/openapi.yaml")
+	})
+	var h http.Handler = mux
+	if s.m != nil {
+		h = s.m.Instrument(mux)
+	}
+	return h
+}
+
+// HashKey is how keys are stored: keys are 256-bit random, so a plain SHA-256 suffices.
+func HashKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "send the admin key as 'Authorization: Bearer KEY'")
+			return
+		}
+		k, err := s.st.KeyByHash(r.Context(), HashKey(tok))
+		switch {
+		case errors.Is(err, job.ErrNotFound):
+			writeError(w, http.StatusUnauthorized, "unauthorized", "the key is not valid")
+			return
+		case err != nil:
+			s.internal(w, r, err)
+			return
+		}
+		if k.Revoked || (k.ExpiresAt != nil && time.Now().After(*k.ExpiresAt)) {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "the key was revoked or has expired")
+			return
+		}
+		if k.Kind != "admin" {
+			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs an admin key")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// ErrorBody is the JSON shape of every error.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "the server failed to handle this request; its log has details")
+}
+
+// storeError maps store sentinels to statuses.
+func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, job.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no such job")
+	case errors.Is(err, job.ErrConflict):
+		msg := err.Error()
+		if i := strings.LastIndex(msg, ": conflict"); i > 0 {
+			msg = msg[:i]
+		}
+		writeError(w, http.StatusConflict, "conflict", msg)
+	default:
+		s.internal(w, r, err)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	res := map[string]string{}
+	ok := true
+	for _, c := range s.checks {
+		if err := c.Fn(ctx); err != nil {
+			ok = false
+			res[c.Name] = err.Error()
+			continue
+		}
+		res[c.Name] = "ok"
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ok, "checks": res})
+}
+
+func (s *Server) scrape(w http.ResponseWriter, r *http.Request) {
+	if s.metrics == nil {
+		writeError(w, http.StatusNotFound, "not_found", "metrics are off")
+		return
+	}
+	s.metrics.ServeHTTP(w, r)
+}
+
+func (s *Server) openapi(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(openAPI)
+}
+
+func (s *Server) listProfiles(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"profiles": s.profiles.All()})
+}
+
+// JobView is a job as the API shows it.
+type JobView struct {
+	job.Job
+	ETASeconds *float64          `json:"eta_seconds,omitempty"`
+	Outputs    []pipeline.Output `json:"outputs"`
+	Tasks      []TaskView        `json:"tasks,omitempty"`
+}
+
+// TaskView is a task as the API shows it.
+type TaskView struct {
+	ID         string     `json:"id"`
+	Kind       job.Kind   `json:"kind"`
+	State      string     `json:"state"`
+	Attempt    int        `json:"attempt"`
+	Worker     string     `json:"worker,omitempty"`
+	Progress   float64    `json:"progress"`
+	Error      string     `json:"error,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Commands   [][]string `json:"commands"`
+}
+
+func view(j job.Job, tasks []job.Task) JobView {
+	v := JobView{Job: j, Outputs: []pipeline.Output{}}
+	if len(j.Outputs) > 0 {
+		_ = json.Unmarshal(j.Outputs, &v.Outputs)
+	}
+	if j.State == job.Running && j.Speed > 0 && j.Source.Duration > 0 {
+		// Remaining encode work at the current speed; rough, but what users want.
+		eta := (1 - j.Progress) * j.Source.Duration / j.Speed
+		v.ETASeconds = &eta
+	}
+	for _, t := range tasks {
+		cmds := t.Commands
+		if cmds == nil {
+			cmds = [][]string{}
+		}
+		v.Tasks = append(v.Tasks, TaskView{ID: t.ID, Kind: t.Kind, State: string(t.State), Attempt: t.Attempt, Worker: t.Worker,
+			Progress: t.Progress, Error: t.Error, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, Commands: cmds})
+	}
+	return v
+}
+
+func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
+	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var (
+		j       job.Job
+		created bool
+		err     error
+	)
+	switch ct {
+	case "multipart/form-data":
+		j, created, err = s.createFromUpload(r, params["boundary"])
+	case "application/json":
+		var body struct {
+			SourcePath string `json:"source_path"`
+			Profile    string `json:"profile"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if derr := dec.Decode(&body); derr != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "the JSON body must be {\"source_path\": \"/abs/path\", \"profile\": \"name\"}: "+derr.Error())
+			return
+		}
+		if body.SourcePath == "" || body.Profile == "" {
+			writeError(w, http.StatusBadRequest, "bad_request", "both source_path and profile are required")
+			return
+		}
+		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile)
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send multipart/form-data with fields 'profile' and 'file', or JSON {\"source_path\",\"profile\"}")
+		return
+	}
+	if err != nil {
+		s.submitError(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	w.Header().Set("Location", "/api/v1/jobs/"+j.ID)
+	writeJSON(w, status, view(j, nil))
+}
+
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bool, error) {
+	if boundary == "" {
+		return job.Job{}, false, &badRequest{"multipart body without a boundary"}
+	}
+	if r.ContentLength > s.sub.MaxUpload()+1<<20 {
+		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ingest.ErrTooLarge, s.sub.MaxUpload())
+	}
+	mr := multipart.NewReader(r.Body, boundary)
+	profileName := r.URL.Query().Get("profile")
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return job.Job{}, false, &badRequest{"the form has no 'file' field"}
+		}
+		if err != nil {
+			return job.Job{}, false, &badRequest{"malformed multipart body: " + err.Error()}
+		}
+		switch part.FormName() {
+		case "profile":
+			b, err := io.ReadAll(io.LimitReader(part, 256))
+			if err != nil {
+				return job.Job{}, false, &badRequest{"read the profile field: " + err.Error()}
+			}
+			profileName = strings.TrimSpace(string(b))
+		case "file":
+			if profileName == "" {
+				return job.Job{}, false, &badRequest{"send the 'profile' field before the 'file' field (or as ?profile=)"}
+			}
+			return s.sub.Upload(r.Context(), part.FileName(), profileName, part)
+		}
+		_ = part.Close()
+	}
+}
+
+func (s *Server) submitError(w http.ResponseWriter, r *http.Request, err error) {
+	var br *badRequest
+	switch {
+	case errors.As(err, &br):
+		writeError(w, http.StatusBadRequest, "bad_request", br.msg)
+	case errors.Is(err, ingest.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case errors.Is(err, ingest.ErrUnknownProfile):
+		writeError(w, http.StatusBadRequest, "unknown_profile", err.Error())
+	case errors.Is(err, ingest.ErrBadPath):
+		writeError(w, http.StatusForbidden, "path_not_allowed", err.Error())
+	case errors.Is(err, ingest.ErrEmpty):
+		writeError(w, http.StatusBadRequest, "empty", "the file is empty; nothing to encode")
+	default:
+		s.internal(w, r, err)
+	}
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	opt := store.ListOptions{Profile: q.Get("profile"), Cursor: q.Get("cursor")}
+	if v := q.Get("state"); v != "" {
+		st, err := job.ParseState(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		opt.State = st
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			writeError(w, http.StatusBadRequest, "bad_request", "limit must be a number from 1 to 500")
+			return
+		}
+		opt.Limit = n
+	}
+	jobs, next, err := s.st.ListJobs(r.Context(), opt)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	out := make([]JobView, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, view(j, nil))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "next": next})
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	j, err := s.st.GetJob(r.Context(), id)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	tasks, err := s.st.Tasks(r.Context(), id)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view(j, tasks))
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.st.CancelJob(r.Context(), r.PathValue("id"), time.Now())
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view(j, nil))
+}
+
+func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.st.RetryJob(r.Context(), r.PathValue("id"), time.Now())
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	s.kick.Kick()
+	writeJSON(w, http.StatusOK, view(j, nil))
+}
+
+// contentTypes for the outputs herd writes.
+var contentTypes = map[string]string{
+	".m3u8": "application/vnd.apple.mpegurl",
+	".mpd":  "application/dash+xml",
+	".m4s":  "video/iso.segment",
+	".mp4":  "video/mp4",
+	".m4a":  "audio/mp4",
+	".mkv":  "video/x-matroska",
+	".vtt":  "text/vtt; charset=utf-8",
+	".jpg":  "image/jpeg",
+	".json": "application/json",
+}
+
+func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
+	id, p := r.PathValue("id"), r.PathValue("path")
+	key := pipeline.OutputsKey(id) + "/" + p
+	if !blob.ValidKey(key) || strings.Contains(id, "/") {
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid output path")
+		return
+	}
+	f, err := s.blobs.Open(key)
+	if errors.Is(err, blob.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.IsDir() {
+		writeError(w, http.StatusNotFound, "not_found", "no such output")
+		return
+	}
+	ct, ok := contentTypes[path.Ext(p)]
+	if !ok {
+		ct = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Cache-Control", "private, max-age=3600")
+	http.ServeContent(w, r, path.Base(p), st.ModTime(), f)
+}

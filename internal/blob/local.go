@@ -1,0 +1,271 @@
+// Package blob stores herd's files (sources, staged and published outputs)
+// under keys. A file or folder becomes visible under its key only when it is
+// complete: writers fill a temporary name and commit it with one rename. Keys
+// are herd's own (ids and fixed names); user-supplied names never reach here.
+package blob
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// ErrNotFound is returned for a key that does not exist.
+var ErrNotFound = errors.New("blob not found")
+
+// Local keeps blobs in a directory on local disk.
+type Local struct {
+	root string
+}
+
+// NewLocal opens (creating) a blob directory.
+func NewLocal(root string) (*Local, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("blob root: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(abs, ".tmp"), 0o750); err != nil {
+		return nil, fmt.Errorf("create blob root: %w", err)
+	}
+	return &Local{root: abs}, nil
+}
+
+// ValidKey reports whether key is a clean relative slash path inside the store.
+func ValidKey(key string) bool {
+	if key == "" || strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\\\x00") || path.Clean(key) != key {
+		return false
+	}
+	for _, part := range strings.Split(key, "/") {
+		if part == ".." || part == "." || strings.HasPrefix(part, ".tmp") {
+			return false
+		}
+	}
+	return true
+}
+
+// Path returns the file system path of key.
+func (l *Local) Path(key string) (string, error) {
+	if !ValidKey(key) {
+		return "", fmt.Errorf("invalid blob key %q", key)
+	}
+	return filepath.Join(l.root, filepath.FromSlash(key)), nil
+}
+
+// TempDir makes a scratch folder on the same file system as the store, so
+// that committing it is a rename.
+func (l *Local) TempDir(prefix string) (string, error) {
+	d, err := os.MkdirTemp(filepath.Join(l.root, ".tmp"), prefix+"-")
+	if err != nil {
+		return "", fmt.Errorf("make scratch folder: %w", err)
+	}
+	return d, nil
+}
+
+// Writer writes one blob under a temporary name, hashing what it writes.
+type Writer struct {
+	l    *Local
+	f    *os.File
+	h    hash.Hash
+	n    int64
+	done bool
+}
+
+// Create starts writing a blob whose key is chosen at Commit (it may be the
+// content's hash). Nothing is visible until then.
+func (l *Local) Create() (*Writer, error) {
+	f, err := os.CreateTemp(filepath.Join(l.root, ".tmp"), "upload-*")
+	if err != nil {
+		return nil, fmt.Errorf("create blob: %w", err)
+	}
+	return &Writer{l: l, f: f, h: sha256.New()}, nil
+}
+
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// Size is the number of bytes written so far.
+func (w *Writer) Size() int64 { return w.n }
+
+// SHA256 is the hex digest of what was written so far.
+func (w *Writer) SHA256() string { return hex.EncodeToString(w.h.Sum(nil)) }
+
+// Commit syncs the file and renames it into place as key.
+func (w *Writer) Commit(key string) error {
+	dst, err := w.l.Path(key)
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	if w.done {
+		return errors.New("blob already committed or aborted")
+	}
+	w.done = true
+	if err := w.f.Sync(); err != nil {
+		_ = w.f.Close()
+		_ = os.Remove(w.f.Name())
+		return fmt.Errorf("sync blob: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		_ = os.Remove(w.f.Name())
+		return fmt.Errorf("close blob: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		_ = os.Remove(w.f.Name())
+		return fmt.Errorf("create blob folder: %w", err)
+	}
+	if err := os.Rename(w.f.Name(), dst); err != nil {
+		_ = os.Remove(w.f.Name())
+		return fmt.Errorf("commit blob: %w", err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// Abort drops what was written.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	_ = w.f.Close()
+	_ = os.Remove(w.f.Name())
+}
+
+// CommitDir moves a finished scratch folder to key in one rename, replacing
+// whatever an earlier, abandoned attempt left there.
+func (l *Local) CommitDir(dir, key string) error {
+	dst, err := l.Path(key)
+	if err != nil {
+		return err
+	}
+	if err := syncTree(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return fmt.Errorf("create blob folder: %w", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		// Move the old one aside first: rename cannot replace a non-empty folder.
+		old, err := l.TempDir("replaced")
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(dst, filepath.Join(old, "x")); err != nil {
+			return fmt.Errorf("move old blob folder aside: %w", err)
+		}
+		defer os.RemoveAll(old)
+	}
+	if err := os.Rename(dir, dst); err != nil {
+		return fmt.Errorf("commit blob folder: %w", err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// Exists reports whether key exists.
+func (l *Local) Exists(key string) bool {
+	p, err := l.Path(key)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(p)
+	return err == nil
+}
+
+// Open opens a blob file for reading.
+func (l *Local) Open(key string) (*os.File, error) {
+	p, err := l.Path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob: %w", err)
+	}
+	return f, nil
+}
+
+// RemoveAll deletes key and everything under it.
+func (l *Local) RemoveAll(key string) error {
+	p, err := l.Path(key)
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(p)
+}
+
+// CleanTemp deletes scratch files older runs left behind. Call at start-up,
+// before any worker runs.
+func (l *Local) CleanTemp() error {
+	dir := filepath.Join(l.root, ".tmp")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean scratch: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("clean scratch: %w", err)
+		}
+	}
+	return nil
+}
+
+// TempEntries counts what sits in the scratch area (tests and health checks).
+func (l *Local) TempEntries() (int, error) {
+	entries, err := os.ReadDir(filepath.Join(l.root, ".tmp"))
+	return len(entries), err
+}
+
+// Check verifies the store is writable.
+func (l *Local) Check() error {
+	f, err := os.CreateTemp(filepath.Join(l.root, ".tmp"), "check-*")
+	if err != nil {
+		return fmt.Errorf("blob store not writable: %w", err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync folder: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync folder: %w", err)
+	}
+	return nil
+}
+
+// syncTree fsyncs every file under dir so that a rename after it cannot
+// expose an empty file after a power cut.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", d.Name(), err)
+		}
+		defer f.Close()
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", d.Name(), err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,508 @@
+// Package cli is herd's command line: `herd serve` and the API client
+// commands (submit, jobs, job, cancel, retry, profiles, version, migrate).
+// It parses flags and environment, prints, and sets exit codes; the work is
+// done by the packages it calls.
+package cli
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/term"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/client"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/server"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+)
+
+// Version is set at build time with -ldflags "-X github.com/herdhq/herd/internal/cli.Version=...".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", ""
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			return "dev-" + rev + dirty
+		}
+	}
+	return "dev"
+}
+
+// ExitError carries an exit code out of a command.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit %d", e.Code) }
+
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Run executes the command line and returns the process exit code.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
+	root := e.root()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	fmt.Fprintln(stderr, "herd:", err)
+	return 1
+}
+
+func (e *env) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "herd",
+		Short:         "herd turns video files into verified HLS/DASH ladders and library MP4/MKV files",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("server", "", "herd server URL (env HERD_SERVER; default http://127.0.0.1:8080)")
+	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
+	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./herd-data)")
+	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd())
+	return root
+}
+
+func (e *env) str(cmd *cobra.Command, flag, envName, def string) string {
+	if f := cmd.Flags().Lookup(flag); f != nil && f.Changed {
+		return f.Value.String()
+	}
+	return cmp.Or(e.getenv(envName), def)
+}
+
+func (e *env) dataDir(cmd *cobra.Command) string { return e.str(cmd, "data", "HERD_DATA", "herd-data") }
+
+func (e *env) client(cmd *cobra.Command) (*client.Client, error) {
+	srv := e.str(cmd, "server", "HERD_SERVER", "http://127.0.0.1:8080")
+	tok := e.str(cmd, "token", "HERD_TOKEN", "")
+	if tok == "" {
+		b, err := os.ReadFile(filepath.Join(e.dataDir(cmd), server.AdminTokenFile))
+		if err != nil {
+			return nil, errors.New("no admin key: set HERD_TOKEN (or --token), or run this where `herd serve` keeps its data folder (--data)")
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	return client.New(srv, tok), nil
+}
+
+func (e *env) logger(format string) *slog.Logger {
+	var h slog.Handler
+	isTerm := false
+	if f, ok := e.stderr.(*os.File); ok {
+		isTerm = term.IsTerminal(int(f.Fd()))
+	}
+	if format == "text" || (format == "auto" && isTerm) {
+		h = slog.NewTextHandler(e.stderr, nil)
+	} else {
+		h = slog.NewJSONHandler(e.stderr, nil)
+	}
+	return slog.New(h)
+}
+
+func (e *env) serveCmd() *cobra.Command {
+	var cfg server.Config
+	var logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API, scheduler and in-process workers",
+		Long: `Run herd: the HTTP API, the scheduler and (by default) in-process workers.
+Data (SQLite database, stored files, user profiles, admin.token) lives in --data.
+On first start an admin key is generated and printed once.
+
+Every flag can also be set in the environment as HERD_<FLAG> (dashes become underscores).`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd, e.getenv)
+			cfg.Data = e.dataDir(cmd)
+			cfg.Version = version()
+			log := e.logger(logFormat)
+			err := server.Run(cmd.Context(), cfg, log, e.stdout, func(addr string) {
+				fmt.Fprintf(e.stdout, "herd %s is running at http://%s  (data in %s; Ctrl-C to stop)\n", cfg.Version, addr, cfg.Data)
+				fmt.Fprintf(e.stdout, "Try:  herd submit VIDEO --profile web-hls --wait\n")
+			})
+			if err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
+	f.StringVar(&cfg.AdminToken, "admin-token", "", "use this admin key instead of generating one (env HERD_ADMIN_TOKEN)")
+	f.IntVar(&cfg.LocalWorkers, "local-workers", 0, "in-process worker slots (0: from the core count; -1: none)")
+	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
+	f.Int64Var(&cfg.MaxUpload, "max-upload", 50<<30, "largest accepted source file in bytes")
+	f.IntVar(&cfg.MaxAttempts, "max-attempts", 3, "attempts per task before its job fails")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 30*time.Second, "how long a task lease lasts without a heartbeat")
+	f.DurationVar(&cfg.Grace, "grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are released")
+	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill and retry a task whose ffmpeg shows no progress for this long")
+	f.IntVar(&cfg.MaxWidth, "max-width", 8192, "refuse sources wider than this")
+	f.IntVar(&cfg.MaxHeight, "max-height", 8192, "refuse sources taller than this")
+	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
+	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
+	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, else JSON), json or text")
+	return cmd
+}
+
+// fromEnv sets every flag the user did not pass from HERD_<NAME>.
+func fromEnv(cmd *cobra.Command, getenv func(string) string) {
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := "HERD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			_ = cmd.Flags().Set(f.Name, v)
+		}
+	})
+}
+
+func (e *env) submitCmd() *cobra.Command {
+	var profileName string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "submit FILE",
+		Short: "Upload a file and queue a job; prints only the job id on stdout",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client(cmd)
+			if err != nil {
+				return err
+			}
+			p := newProgress(e.stderr)
+			j, created, err := c.Submit(cmd.Context(), args[0], profileName, p.upload(args[0]))
+			p.done()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, j.ID)
+			if !created {
+				fmt.Fprintf(e.stderr, "the same file with profile %s was submitted before: job %s (%s)\n", j.Profile, j.ID, j.State)
+			}
+			if !wait {
+				return nil
+			}
+			final, err := c.Wait(cmd.Context(), j.ID, 500*time.Millisecond, p.job)
+			p.done()
+			if err != nil {
+				return err
+			}
+			if final.State != job.Succeeded {
+				fmt.Fprintf(e.stderr, "job %s %s: %s\n", final.ID, final.State, cmp.Or(final.Error, "no reason given"))
+				return &ExitError{Code: 1}
+			}
+			fmt.Fprintf(e.stderr, "job %s succeeded: %d outputs (herd job %s)\n", final.ID, len(final.Outputs), final.ID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&profileName, "profile", "p", "web-hls", "profile to encode with (see herd profiles)")
+	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "wait for the job to finish; exit non-zero if it does not succeed")
+	return cmd
+}
+
+func addOutput(cmd *cobra.Command, def string) *string {
+	return cmd.Flags().StringP("output", "o", def, "output format: table, wide, json or yaml")
+}
+
+func (e *env) jobsCmd() *cobra.Command {
+	var state, profileName, cursor string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "jobs",
+		Short: "List jobs, newest first",
+		Args:  cobra.NoArgs,
+	}
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		l, err := c.Jobs(cmd.Context(), state, profileName, limit, cursor)
+		if err != nil {
+			return err
+		}
+		switch *out {
+		case "json", "yaml":
+			return e.encode(*out, l)
+		case "table", "wide":
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			if *out == "wide" {
+				fmt.Fprintln(tw, "ID\tSTATE\tPROFILE\tPROGRESS\tSOURCE\tCREATED\tATTEMPTS\tERROR")
+			} else {
+				fmt.Fprintln(tw, "ID\tSTATE\tPROFILE\tPROGRESS\tSOURCE\tAGE")
+			}
+			for _, j := range l.Jobs {
+				if *out == "wide" {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\t%d\t%s\n", j.ID, j.State, j.Profile, j.Progress*100, j.Source.Name,
+						j.CreatedAt.Format(time.RFC3339), j.Attempts, j.Error)
+				} else {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\n", j.ID, j.State, j.Profile, j.Progress*100, j.Source.Name, age(j.CreatedAt))
+				}
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if l.Next != "" {
+				fmt.Fprintf(e.stderr, "more: herd jobs --cursor %s\n", l.Next)
+			}
+			return nil
+		}
+		return fmt.Errorf("unknown output format %q: use table, wide, json or yaml", *out)
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only jobs in this state (queued, running, succeeded, failed, canceled)")
+	cmd.Flags().StringVar(&profileName, "profile", "", "only jobs with this profile")
+	cmd.Flags().IntVar(&limit, "limit", 50, "jobs per page")
+	cmd.Flags().StringVar(&cursor, "cursor", "", "continue after this job id (printed after a full page)")
+	return cmd
+}
+
+func age(t time.Time) string {
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func (e *env) jobCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "job ID", Short: "Show one job with its source, outputs and tasks", Args: cobra.ExactArgs(1)}
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		j, err := c.Job(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		switch *out {
+		case "json", "yaml":
+			return e.encode(*out, j)
+		case "table", "wide":
+			e.printJob(j, *out == "wide")
+			return nil
+		}
+		return fmt.Errorf("unknown output format %q: use table, wide, json or yaml", *out)
+	}
+	return cmd
+}
+
+func (e *env) printJob(j api.JobView, wide bool) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "Job:\t%s\n", j.ID)
+	fmt.Fprintf(w, "State:\t%s\n", j.State)
+	fmt.Fprintf(w, "Profile:\t%s (version %d)\n", j.Profile, j.ProfileVersion)
+	fmt.Fprintf(w, "Progress:\t%.0f%%\n", j.Progress*100)
+	if j.Error != "" {
+		fmt.Fprintf(w, "Error:\t%s\n", j.Error)
+	}
+	s := j.Source
+	fmt.Fprintf(w, "Source:\t%s, %d bytes, %.1f s, %dx%d %s, %d audio channels\n", s.Name, s.Size, s.Duration, s.Width, s.Height, s.VideoCodec, s.AudioChannels)
+	fmt.Fprintf(w, "Created:\t%s\n", j.CreatedAt.Format(time.RFC3339))
+	_ = w.Flush()
+	if len(j.Outputs) > 0 {
+		fmt.Fprintln(e.stdout, "\nOUTPUTS")
+		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tKIND\tSIZE\tRESOLUTION\tBITRATE\tCODEC\tSSIM\tPSNR\tURL")
+		for _, o := range j.Outputs {
+			res := ""
+			if o.Width > 0 {
+				res = fmt.Sprintf("%dx%d", o.Width, o.Height)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Name, o.Kind, o.Size, res, kbps(o.Bitrate), o.Codec, num(o.SSIM, 4), num(o.PSNR, 1), o.URL)
+		}
+		_ = w.Flush()
+	}
+	if len(j.Tasks) > 0 {
+		fmt.Fprintln(e.stdout, "\nTASKS")
+		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "KIND\tSTATE\tATTEMPT\tWORKER\tDURATION\tERROR")
+		for _, t := range j.Tasks {
+			d := ""
+			if t.StartedAt != nil && t.FinishedAt != nil {
+				d = t.FinishedAt.Sub(*t.StartedAt).Round(10 * time.Millisecond).String()
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", t.Kind, t.State, t.Attempt, t.Worker, d, t.Error)
+			if wide {
+				for _, c := range t.Commands {
+					fmt.Fprintf(w, "\t$ %s\n", strings.Join(c, " "))
+				}
+			}
+		}
+		_ = w.Flush()
+	}
+}
+
+func kbps(b int64) string {
+	if b <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d kb/s", b/1000)
+}
+
+func num(f float64, prec int) string {
+	if f == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.*f", prec, f)
+}
+
+// encode prints v as JSON or YAML with the API's field names.
+func (e *env) encode(format string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		_, err = fmt.Fprintln(e.stdout, string(b))
+		return err
+	}
+	var generic any
+	if err := json.Unmarshal(b, &generic); err != nil {
+		return err
+	}
+	y, err := yaml.Marshal(generic)
+	if err != nil {
+		return err
+	}
+	_, err = e.stdout.Write(y)
+	return err
+}
+
+func (e *env) cancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "cancel ID", Short: "Cancel a job; running ffmpeg processes are stopped", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client(cmd)
+			if err != nil {
+				return err
+			}
+			j, err := c.Cancel(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s %s\n", j.ID, j.State)
+			return nil
+		},
+	}
+}
+
+func (e *env) retryCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "retry ID", Short: "Queue a failed or canceled job again (finished steps are kept)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client(cmd)
+			if err != nil {
+				return err
+			}
+			j, err := c.Retry(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s %s\n", j.ID, j.State)
+			return nil
+		},
+	}
+}
+
+func (e *env) profilesCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "profiles", Short: "List the server's encoding profiles", Args: cobra.NoArgs}
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		ps, err := c.Profiles(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if *out == "json" || *out == "yaml" {
+			return e.encode(*out, map[string]any{"profiles": ps})
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tBUILTIN\tDESCRIPTION")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", p["name"], p["version"], p["format"], p["builtin"], p["description"])
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func (e *env) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "version", Short: "Print herd's version", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintf(e.stdout, "herd %s\n", version())
+			return err
+		},
+	}
+}
+
+func (e *env) migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "migrate", Short: "Apply database migrations to the data folder's database and exit", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := sqlstore.OpenSQLite(cmd.Context(), filepath.Join(e.dataDir(cmd), "herd.db"))
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ms, err := sqlstore.Migrations("sqlite")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "database schema at version %d\n", len(ms))
+			return nil
+		},
+	}
+}

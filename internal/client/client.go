@@ -1,0 +1,201 @@
+// Package client is a small Go client for herd's admin API, used by the CLI.
+// It streams uploads (nothing is buffered in memory) and turns API errors
+// into *Error values carrying the server's code and message.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd/internal/api"
+)
+
+// Client talks to one herd server.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the server at base (e.g. http://127.0.0.1:8080).
+func New(base, token string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}
+}
+
+// Error is an error answered by the server.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach the herd server at %s (is `herd serve` running? set --server or HERD_SERVER): %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		var eb api.ErrorBody
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb) == nil && eb.Error.Message != "" {
+			return resp.StatusCode, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		}
+		return resp.StatusCode, &Error{Status: resp.StatusCode, Code: "http", Message: resp.Status}
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode response: %w", err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// Submit uploads a file with a profile and returns the job (created is false
+// when the server already had the same request).
+func (c *Client) Submit(ctx context.Context, file, profile string, progress func(sent int64)) (job api.JobView, created bool, err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return job, false, fmt.Errorf("open %s: %w", file, err)
+	}
+	defer f.Close()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		err := func() error {
+			if err := mw.WriteField("profile", profile); err != nil {
+				return err
+			}
+			part, err := mw.CreateFormFile("file", filepath.Base(file))
+			if err != nil {
+				return err
+			}
+			var r io.Reader = f
+			if progress != nil {
+				r = &countingReader{r: f, fn: progress}
+			}
+			if _, err := io.Copy(part, r); err != nil {
+				return err
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	status, err := c.do(ctx, http.MethodPost, "/api/v1/jobs", pr, mw.FormDataContentType(), &job)
+	_ = pr.Close()
+	return job, status == http.StatusCreated, err
+}
+
+type countingReader struct {
+	r  io.Reader
+	n  int64
+	fn func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.fn(c.n)
+	return n, err
+}
+
+// Job returns one job.
+func (c *Client) Job(ctx context.Context, id string) (api.JobView, error) {
+	var j api.JobView
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(id), nil, "", &j)
+	return j, err
+}
+
+// JobList is one page of jobs.
+type JobList struct {
+	Jobs []api.JobView `json:"jobs"`
+	Next string        `json:"next"`
+}
+
+// Jobs lists jobs newest first.
+func (c *Client) Jobs(ctx context.Context, state, profile string, limit int, cursor string) (JobList, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"state": state, "profile": profile, "cursor": cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	var l JobList
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/jobs?"+q.Encode(), nil, "", &l)
+	return l, err
+}
+
+// Cancel cancels a job.
+func (c *Client) Cancel(ctx context.Context, id string) (api.JobView, error) {
+	var j api.JobView
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, "", &j)
+	return j, err
+}
+
+// Retry queues a failed or canceled job again.
+func (c *Client) Retry(ctx context.Context, id string) (api.JobView, error) {
+	var j api.JobView
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/retry", nil, "", &j)
+	return j, err
+}
+
+// Profiles lists the server's profiles as raw JSON objects.
+func (c *Client) Profiles(ctx context.Context) ([]map[string]any, error) {
+	var out struct {
+		Profiles []map[string]any `json:"profiles"`
+	}
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/profiles", nil, "", &out)
+	return out.Profiles, err
+}
+
+// Wait polls a job until it is final, calling fn on every change.
+func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn func(api.JobView)) (api.JobView, error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failures := 0
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			var apiErr *Error
+			if errors.As(err, &apiErr) || failures >= 30 || ctx.Err() != nil {
+				return j, err
+			}
+			failures++ // the server may be restarting: keep trying for a while
+		} else {
+			failures = 0
+			fn(j)
+			if j.State.Final() {
+				return j, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-t.C:
+		}
+	}
+}

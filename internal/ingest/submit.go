@@ -1,0 +1,203 @@
+// Package ingest turns incoming files (API uploads, server-side imports, and
+// later watch folders) into stored assets and queued jobs. A file is hashed
+// while it is stored, committed only when complete, and the same bytes with
+// the same profile are never queued twice.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// Kicker wakes idle workers.
+type Kicker interface{ Kick() }
+
+// Config limits what is accepted.
+type Config struct {
+	MaxUpload   int64    // bytes; 0 → 50 GiB
+	ImportRoots []string // folders a source_path may come from
+	MaxAttempts int      // per task; 0 → 3
+}
+
+// Submitter creates jobs.
+type Submitter struct {
+	st       store.Store
+	blobs    *blob.Local
+	profiles *profile.Set
+	kick     Kicker
+	cfg      Config
+}
+
+// New returns a Submitter.
+func New(st store.Store, blobs *blob.Local, profiles *profile.Set, kick Kicker, cfg Config) *Submitter {
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = 50 << 30
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	return &Submitter{st: st, blobs: blobs, profiles: profiles, kick: kick, cfg: cfg}
+}
+
+// MaxUpload is the largest accepted source in bytes.
+func (s *Submitter) MaxUpload() int64 { return s.cfg.MaxUpload }
+
+// Errors callers map to HTTP statuses.
+var (
+	ErrTooLarge       = errors.New("file too large")
+	ErrUnknownProfile = errors.New("unknown profile")
+	ErrBadPath        = errors.New("path not allowed")
+	ErrEmpty          = errors.New("empty file")
+)
+
+// Profile resolves a profile name, with an error that lists the choices.
+func (s *Submitter) Profile(name string) (*profile.Profile, error) {
+	p, ok := s.profiles.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("%w %q: choose one of %s", ErrUnknownProfile, name, strings.Join(s.profiles.Names(), ", "))
+	}
+	return p, nil
+}
+
+// CleanName makes a user-supplied file name safe to show: never used as a path.
+func CleanName(name string) string {
+	name = strings.ReplaceAll(name, "\\", "/")
+	name = filepath.Base("/" + name)
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, name)
+	if name == "/" || name == "." || name == "" {
+		name = "upload"
+	}
+	name = strings.ToValidUTF8(name, "")
+	for len(name) > 200 {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	return name
+}
+
+// Upload stores r (at most MaxUpload bytes) and submits a job for it.
+func (s *Submitter) Upload(ctx context.Context, name, profileName string, r io.Reader) (job.Job, bool, error) {
+	p, err := s.Profile(profileName)
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	w, err := s.blobs.Create()
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	defer w.Abort()
+	n, err := io.Copy(w, io.LimitReader(r, s.cfg.MaxUpload+1))
+	if err != nil {
+		return job.Job{}, false, fmt.Errorf("store upload: %w", err)
+	}
+	if n > s.cfg.MaxUpload {
+		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
+	}
+	return s.commit(ctx, w, CleanName(name), p)
+}
+
+// Import copies a file from an allowed import root and submits a job for it.
+func (s *Submitter) Import(ctx context.Context, path, profileName string) (job.Job, bool, error) {
+	p, err := s.Profile(profileName)
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	real, err := s.allowed(path)
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return job.Job{}, false, fmt.Errorf("%w: cannot open it", ErrBadPath)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return job.Job{}, false, fmt.Errorf("%w: not a regular file", ErrBadPath)
+	}
+	if st.Size() > s.cfg.MaxUpload {
+		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
+	}
+	w, err := s.blobs.Create()
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	defer w.Abort()
+	if _, err := io.Copy(w, f); err != nil {
+		return job.Job{}, false, fmt.Errorf("copy source: %w", err)
+	}
+	return s.commit(ctx, w, CleanName(filepath.Base(real)), p)
+}
+
+// allowed resolves path (symlinks included) and checks it lies inside an import root.
+func (s *Submitter) allowed(path string) (string, error) {
+	if len(s.cfg.ImportRoots) == 0 {
+		return "", fmt.Errorf("%w: this server has no import folders (start it with --import-root DIR)", ErrBadPath)
+	}
+	if !filepath.IsAbs(path) {
+		return "", fmt.Errorf("%w: source_path must be absolute", ErrBadPath)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: it does not exist or cannot be read", ErrBadPath)
+	}
+	for _, root := range s.cfg.ImportRoots {
+		rr, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(rr, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && rel != "." {
+			return real, nil
+		}
+	}
+	return "", fmt.Errorf("%w: it is outside the import folders", ErrBadPath)
+}
+
+func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *profile.Profile) (job.Job, bool, error) {
+	if w.Size() == 0 {
+		return job.Job{}, false, fmt.Errorf("%w: the file has no bytes", ErrEmpty)
+	}
+	sha := w.SHA256()
+	key := "sources/" + sha
+	if s.blobs.Exists(key) {
+		w.Abort() // the same bytes are stored already
+	} else if err := w.Commit(key); err != nil {
+		return job.Job{}, false, err
+	}
+	now := time.Now().UTC()
+	a, err := s.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: name, Size: w.Size(), SHA256: sha, Key: key, CreatedAt: now})
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	j := job.Job{
+		ID: job.NewID("j"), Profile: p.Name, ProfileVersion: p.Version,
+		IdempotencyKey: job.IdempotencyKey(sha, p.Name, p.Version, p.Format),
+		Source:         job.Source{AssetID: a.ID, Name: name, Size: a.Size, SHA256: sha},
+	}
+	out, created, err := s.st.CreateJob(ctx, j, pipeline.Tasks(p, s.cfg.MaxAttempts), now)
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	if created {
+		s.kick.Kick()
+	}
+	return out, created, nil
+}

@@ -1,0 +1,252 @@
+// Package server wires `herd serve`: the store, blob store, profiles, admin
+// key, API, reaper and in-process workers, and runs them until the context
+// ends. It owns start-up order and shutdown, not the behaviour of the parts.
+package server
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/metrics"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/queue"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/worker"
+)
+
+// Config is everything `herd serve` can be told.
+type Config struct {
+	Data         string // data folder: database, blobs, profiles, admin.token
+	Addr         string // listen address
+	AdminToken   string // fixed admin key for automation; empty → generate on first start
+	LocalWorkers int    // in-process worker slots; <0 → none, 0 → from the core count
+	ImportRoots  []string
+	MaxUpload    int64
+	MaxAttempts  int
+	LeaseTTL     time.Duration
+	Grace        time.Duration // how long running tasks may finish at shutdown
+	StallAfter   time.Duration
+	MaxWidth     int
+	MaxHeight    int
+	FFmpeg       string
+	FFprobe      string
+	Version      string
+}
+
+// AdminTokenFile is the name of the local copy of a generated admin key.
+const AdminTokenFile = "admin.token"
+
+func (c *Config) withDefaults() {
+	c.Data = cmp.Or(c.Data, "herd-data")
+	c.Addr = cmp.Or(c.Addr, "127.0.0.1:8080")
+	if c.LocalWorkers == 0 {
+		c.LocalWorkers = max(2, runtime.NumCPU()/2)
+	}
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 3)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, 30*time.Second)
+	c.Grace = cmp.Or(c.Grace, 30*time.Second)
+	c.FFmpeg = cmp.Or(c.FFmpeg, "ffmpeg")
+	c.FFprobe = cmp.Or(c.FFprobe, "ffprobe")
+}
+
+// Run starts herd serve and blocks until ctx ends and everything has stopped.
+// ready, when not nil, is called with the listening address once requests are served.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready func(addr string)) error {
+	cfg.withDefaults()
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	unlock, err := lockData(cfg.Data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	ffmpegPath, err := exec.LookPath(cfg.FFmpeg)
+	if err != nil {
+		return fmt.Errorf("ffmpeg not found (%s): install it (apt-get install ffmpeg) or pass --ffmpeg", cfg.FFmpeg)
+	}
+	ffprobePath, err := exec.LookPath(cfg.FFprobe)
+	if err != nil {
+		return fmt.Errorf("ffprobe not found (%s): install ffmpeg or pass --ffprobe", cfg.FFprobe)
+	}
+
+	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(cfg.Data, "herd.db"))
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer st.Close()
+	blobs, err := blob.NewLocal(filepath.Join(cfg.Data, "blobs"))
+	if err != nil {
+		return err
+	}
+	// Scratch files belong to attempts of this server's own workers, which are all dead now.
+	if err := blobs.CleanTemp(); err != nil {
+		return err
+	}
+	profiles, err := profile.Load(filepath.Join(cfg.Data, "profiles"))
+	if err != nil {
+		return fmt.Errorf("load profiles: %w", err)
+	}
+	if err := ensureAdminKey(ctx, st, cfg, out); err != nil {
+		return err
+	}
+
+	host, _ := os.Hostname()
+	ownerPrefix := "local/" + cmp.Or(host, "localhost") + "/"
+	if n, err := st.ReleaseOwners(ctx, ownerPrefix, time.Now()); err != nil {
+		return fmt.Errorf("recover tasks of the previous run: %w", err)
+	} else if n > 0 {
+		log.Warn("requeued tasks that were running when the server stopped", "tasks", n)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	reg.MustRegister(metrics.NewStoreCollector(st, log))
+
+	sig := &queue.Signal{}
+	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
+	sub := ingest.New(st, blobs, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
+	tools := media.Tools{FFmpeg: ffmpegPath, FFprobe: ffprobePath, Log: log}
+	exec := pipeline.New(tools, blobs, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
+
+	srv := api.New(api.Deps{
+		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
+		Scrape:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Version: cfg.Version,
+		Checks: []api.Check{
+			{Name: "database", Fn: st.Ping},
+			{Name: "storage", Fn: func(context.Context) error { return blobs.Check() }},
+			{Name: "ffmpeg", Fn: func(context.Context) error { return fileExecutable(ffmpegPath) }},
+		},
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (pass --addr to choose another)", cfg.Addr, err)
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return httpSrv.Shutdown(sctx)
+	})
+	g.Go(func() error { return queue.NewReaper(q, log, m.Reaped).Run(gctx) })
+	if cfg.LocalWorkers > 0 {
+		pool := worker.NewPool(q, exec, worker.Config{
+			Name: "local/" + cmp.Or(host, "localhost"), OwnerPrefix: ownerPrefix, Slots: cfg.LocalWorkers,
+			Heartbeat: cfg.LeaseTTL / 3, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
+		}, log, m)
+		g.Go(func() error { return pool.Run(gctx) })
+	}
+	addr := ln.Addr().String()
+	log.Info("herd is serving", "url", "http://"+addr, "data", cfg.Data, "local_workers", max(cfg.LocalWorkers, 0), "version", cfg.Version)
+	if ready != nil {
+		ready(addr)
+	}
+	return g.Wait()
+}
+
+func fileExecutable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("ffmpeg missing: %w", err)
+	}
+	if st.Mode()&0o111 == 0 {
+		return errors.New("ffmpeg is not executable")
+	}
+	return nil
+}
+
+// lockData takes an exclusive lock on the data folder: two servers on one
+// SQLite database would fight over leases.
+func lockData(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "herd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("another herd serve is using %s; stop it first, or pass another --data", dir)
+	}
+	return func() { _ = f.Close() }, nil
+}
+
+// NewKey returns a random 256-bit key with a readable prefix.
+func NewKey(prefix string) string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ensureAdminKey installs the configured admin key, or on first start
+// generates one, prints it once, and leaves a 0600 copy for the local CLI.
+func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writer) error {
+	now := time.Now().UTC()
+	if cfg.AdminToken != "" {
+		if len(cfg.AdminToken) < 16 {
+			return errors.New("the admin token must be at least 16 characters")
+		}
+		h := api.HashKey(cfg.AdminToken)
+		if _, err := st.KeyByHash(ctx, h); err == nil {
+			return nil
+		} else if !errors.Is(err, job.ErrNotFound) {
+			return err
+		}
+		return st.CreateKey(ctx, store.Key{ID: job.NewID("k"), Kind: "admin", Name: "from --admin-token", Hash: h, CreatedAt: now})
+	}
+	n, err := st.CountKeys(ctx, "admin")
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	key := NewKey("herd_adm_")
+	if err := st.CreateKey(ctx, store.Key{ID: job.NewID("k"), Kind: "admin", Name: "generated at first start", Hash: api.HashKey(key), CreatedAt: now}); err != nil {
+		return err
+	}
+	path := filepath.Join(cfg.Data, AdminTokenFile)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return fmt.Errorf("save admin key copy: %w", err)
+	}
+	fmt.Fprintf(out, "\nherd generated an admin key. It is shown only this once:\n\n    %s\n\n"+
+		"Only its hash is stored. A copy readable only by you is in %s, which the herd CLI on this machine uses.\n"+
+		"Elsewhere, set HERD_TOKEN to it.\n\n", key, path)
+	return nil
+}

@@ -1,0 +1,224 @@
+// Package worker runs tasks: a pool of slots that claim leases from a queue,
+// keep them alive with heartbeats, run the task's executor, and report the
+// outcome with the lease's fencing token. The same pool serves the server's
+// in-process workers and remote `herd worker` processes; only the Queue differs.
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// Queue is where a pool gets work and reports on it.
+type Queue interface {
+	Claim(ctx context.Context, owner, worker string, caps []string) (*job.Claimed, error)
+	Wait(ctx context.Context, limit time.Duration)
+	Heartbeat(ctx context.Context, l job.Lease, p store.Progress) error
+	Complete(ctx context.Context, l job.Lease, r store.Result) error
+	Fail(ctx context.Context, l job.Lease, f store.Failure) error
+	Release(ctx context.Context, l job.Lease) error
+}
+
+// Executor runs one claimed task. report may be called at any rate.
+type Executor interface {
+	Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error)
+}
+
+// Observer is told how each task ended (metrics); may be nil.
+type Observer interface {
+	TaskFinished(kind job.Kind, outcome string, d time.Duration)
+}
+
+// Config tunes a pool.
+type Config struct {
+	Name        string        // worker name shown on tasks
+	OwnerPrefix string        // lease owners are OwnerPrefix + slot number
+	Slots       int           // concurrent tasks; 0 → 1
+	Caps        []string      // capabilities this worker proved
+	Heartbeat   time.Duration // 0 → 10 s
+	Grace       time.Duration // on shutdown, how long running tasks may finish; 0 → 30 s
+	StallAfter  time.Duration // no progress for this long kills the task; 0 → 120 s
+	IdleWait    time.Duration // longest sleep between claims when idle; 0 → 5 s
+}
+
+// Pool is a set of worker slots.
+type Pool struct {
+	q   Queue
+	ex  Executor
+	cfg Config
+	log *slog.Logger
+	obs Observer
+}
+
+// NewPool returns a pool; Run starts it.
+func NewPool(q Queue, ex Executor, cfg Config, log *slog.Logger, obs Observer) *Pool {
+	cfg.Slots = max(cfg.Slots, 1)
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, 10*time.Second)
+	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
+	cfg.StallAfter = cmp.Or(cfg.StallAfter, 120*time.Second)
+	cfg.IdleWait = cmp.Or(cfg.IdleWait, 5*time.Second)
+	return &Pool{q: q, ex: ex, cfg: cfg, log: log.With("component", "worker", "worker", cfg.Name), obs: obs}
+}
+
+// Run claims and runs tasks until ctx ends. Then it stops claiming, lets
+// running tasks finish for the grace period, and releases the rest.
+func (p *Pool) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := range p.cfg.Slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.slot(ctx, fmt.Sprintf("%s%d", p.cfg.OwnerPrefix, i))
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (p *Pool) slot(ctx context.Context, owner string) {
+	for ctx.Err() == nil {
+		c, err := p.q.Claim(ctx, owner, p.cfg.Name, p.cfg.Caps)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error("claim task", "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		if c == nil {
+			p.q.Wait(ctx, p.cfg.IdleWait)
+			continue
+		}
+		p.run(ctx, c)
+	}
+}
+
+var (
+	errLeaseLost = errors.New("lease lost")
+	errShutdown  = errors.New("worker shutting down")
+	errStalled   = errors.New("no progress")
+)
+
+func (p *Pool) run(shutdown context.Context, c *job.Claimed) {
+	log := p.log.With("job_id", c.Job.ID, "task_id", c.Task.ID, "kind", c.Task.Kind, "attempt", c.Task.Attempt)
+	log.Info("task started")
+	start := time.Now()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+
+	var (
+		mu       sync.Mutex
+		last     store.Progress
+		reported bool // stall detection starts with the first progress report
+		lastMove = time.Now()
+	)
+	report := func(pr store.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !reported || pr.Progress > last.Progress {
+			lastMove = time.Now()
+		}
+		last, reported = pr, true
+	}
+
+	done := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() { // heartbeats, stall detection, and the shutdown grace period
+		defer bg.Done()
+		hb := time.NewTicker(p.cfg.Heartbeat)
+		defer hb.Stop()
+		var grace <-chan time.Time
+		sd := shutdown.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-sd:
+				sd = nil
+				log.Info("shutting down: letting the task finish", "grace", p.cfg.Grace)
+				grace = time.After(p.cfg.Grace)
+			case <-grace:
+				cancel(errShutdown)
+				return
+			case <-hb.C:
+				mu.Lock()
+				pr, moved, watching := last, lastMove, reported
+				mu.Unlock()
+				if watching && time.Since(moved) > p.cfg.StallAfter {
+					cancel(errStalled)
+					return
+				}
+				hctx, hcancel := context.WithTimeout(ctx, p.cfg.Heartbeat)
+				err := p.q.Heartbeat(hctx, c.Lease, pr)
+				hcancel()
+				if errors.Is(err, job.ErrLeaseLost) {
+					cancel(errLeaseLost)
+					return
+				}
+				if err != nil && ctx.Err() == nil {
+					log.Warn("heartbeat failed; will try again", "err", err)
+				}
+			}
+		}
+	}()
+
+	res, err := p.ex.Execute(ctx, c, report)
+	close(done)
+	bg.Wait()
+
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(shutdown), 30*time.Second)
+	defer rcancel()
+	outcome := "succeeded"
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errLeaseLost):
+		outcome = "lease_lost"
+		log.Warn("lease lost (canceled, or taken over after a timeout); dropped the task")
+	case errors.Is(cause, errShutdown):
+		outcome = "released"
+		if rerr := p.q.Release(rctx, c.Lease); rerr != nil {
+			log.Error("release task", "err", rerr)
+		}
+		log.Info("released the task at shutdown")
+	case err == nil:
+		if rerr := p.q.Complete(rctx, c.Lease, res); rerr != nil {
+			outcome = "report_failed"
+			log.Error("report completion", "err", rerr)
+		}
+	default:
+		f := store.Failure{Message: job.UserMessage(err, fmt.Sprintf("the %s step failed unexpectedly; the server log has details", c.Task.Kind)), Commands: res.Commands}
+		if errors.Is(cause, errStalled) {
+			f.Message = fmt.Sprintf("ffmpeg made no progress for %s; the task was stopped and will be retried", p.cfg.StallAfter)
+			f.Code = "stalled"
+		} else if code, ok := job.IsPermanent(err); ok {
+			f.Permanent, f.Code = true, code
+		}
+		outcome = "failed"
+		log.Error("task failed", "err", err, "permanent", f.Permanent)
+		if rerr := p.q.Fail(rctx, c.Lease, f); rerr != nil {
+			log.Error("report failure", "err", rerr)
+		}
+	}
+	if p.obs != nil {
+		p.obs.TaskFinished(c.Task.Kind, outcome, time.Since(start))
+	}
+	log.Info("task ended", "outcome", outcome, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
