@@ -252,6 +252,16 @@ func TestSubmitWaitAndInspect(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	require.Equal(t, id, strings.TrimSpace(stdout))
 
+	// Metrics and health.
+	resp, body = s.get("/metrics", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(body), `herd_jobs{state="succeeded"} 1`)
+	require.Contains(t, string(body), `herd_task_duration_seconds_count{kind="encode",outcome="succeeded"} 1`)
+	require.Contains(t, string(body), `herd_http_request_duration_seconds_count{code="200",method="GET",route="GET /api/v1/jobs/{id}"}`)
+	resp, body = s.get("/readyz", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.JSONEq(t, `{"ready": true, "checks": {"database": "ok", "storage": "ok", "ffmpeg": "ok"}}`, string(body))
+
 	// Table, yaml and list views work.
 	out, _, code = s.herd("jobs")
 	require.Equal(t, 0, code)

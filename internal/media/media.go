@@ -137,3 +137,8 @@ func IsPermanent(err error) bool {
 	}
 	return false
 }
+
+// argv is a full command line as recorded on a task: the binary, then its arguments.
+func argv(bin string, args []string) []string {
+	return append([]string{bin}, args...)
+}

@@ -190,16 +190,16 @@ func (pl *Plan) planFPS(v *VideoStream, maxFPS float64) {
 	}
 }
 
-// snapFPS rounds a frame rate to a common one when it is within 0.3%, else to
-// three decimals.
+// snapFPS rounds a frame rate to the nearest common one when it is within
+// 0.3% of it, else to three decimals.
 func snapFPS(f float64) float64 {
+	best, bestDiff := f, 0.003
 	for _, c := range []float64{24000.0 / 1001, 24, 25, 30000.0 / 1001, 30, 48, 50, 60000.0 / 1001, 60, 100, 120000.0 / 1001, 120} {
-		if math.Abs(f-c)/c < 0.003 {
-			f = c
-			break
+		if d := math.Abs(f-c) / c; d < bestDiff {
+			best, bestDiff = c, d
 		}
 	}
-	return math.Round(f*1000) / 1000
+	return math.Round(best*1000) / 1000
 }
 
 func (pl *Plan) planVideo(v *VideoStream, p *profile.Profile) {

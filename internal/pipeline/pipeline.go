@@ -6,7 +6,6 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,14 +157,6 @@ func classify(err error, what string) error {
 	return job.Userf(err, "%s", what)
 }
 
-func ffmpegCommands(bin string, argvs [][]string) [][]string {
-	out := make([][]string, 0, len(argvs))
-	for _, a := range argvs {
-		out = append(out, append([]string{bin}, a...))
-	}
-	return out
-}
-
 // scratch runs fn in a fresh scratch folder and commits the folder to key when fn succeeds.
 func (e *Executor) scratch(step, key string, fn func(dir string) ([][]string, error)) ([][]string, error) {
 	dir, err := e.blobs.TempDir(step)
@@ -173,7 +164,6 @@ func (e *Executor) scratch(step, key string, fn func(dir string) ([][]string, er
 		return nil, err
 	}
 	cmds, err := fn(dir)
-	cmds = ffmpegCommands(cmp.Or(e.media.FFmpeg, "ffmpeg"), cmds)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return cmds, err

@@ -1,0 +1,329 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/queue"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+)
+
+const adminKey = "test-admin-key-0123456789"
+
+type fixture struct {
+	srv     *httptest.Server
+	st      store.Store
+	blobs   *blob.Local
+	imports string
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(dir, "herd.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
+	require.NoError(t, err)
+	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k1", Kind: "admin", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k2", Kind: "worker", Hash: api.HashKey("worker-key-0123456789"), CreatedAt: time.Now()}))
+	imports := filepath.Join(dir, "imports")
+	require.NoError(t, os.MkdirAll(imports, 0o755))
+	sig := &queue.Signal{}
+	sub := ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{MaxUpload: 1 << 20, ImportRoots: []string{imports}})
+	s := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig,
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Checks: []api.Check{{Name: "database", Fn: st.Ping}}})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, st: st, blobs: blobs, imports: imports}
+}
+
+func (f *fixture) do(t *testing.T, method, path, key string, body io.Reader, ct string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, body)
+	require.NoError(t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, b
+}
+
+func upload(t *testing.T, fields [][2]string, fileName string, data []byte) (io.Reader, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, f := range fields {
+		require.NoError(t, mw.WriteField(f[0], f[1]))
+	}
+	if fileName != "" {
+		w, err := mw.CreateFormFile("file", fileName)
+		require.NoError(t, err)
+		_, err = w.Write(data)
+		require.NoError(t, err)
+	}
+	require.NoError(t, mw.Close())
+	return &buf, mw.FormDataContentType()
+}
+
+func errCode(t *testing.T, body []byte) string {
+	t.Helper()
+	var e api.ErrorBody
+	require.NoError(t, json.Unmarshal(body, &e), string(body))
+	require.NotEmpty(t, e.Error.Message)
+	return e.Error.Code
+}
+
+func TestAuth(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for _, tc := range []struct {
+		key    string
+		status int
+	}{
+		{"", http.StatusUnauthorized},
+		{"wrong-key", http.StatusUnauthorized},
+		{"worker-key-0123456789", http.StatusForbidden},
+		{adminKey, http.StatusOK},
+	} {
+		resp, body := f.do(t, "GET", "/api/v1/jobs", tc.key, nil, "")
+		require.Equal(t, tc.status, resp.StatusCode, "key %q", tc.key)
+		if tc.status != http.StatusOK {
+			errCode(t, body)
+		}
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/api/v1/openapi.yaml"} {
+		resp, _ := f.do(t, "GET", p, "", nil, "")
+		require.Equal(t, http.StatusOK, resp.StatusCode, p)
+	}
+	resp, body := f.do(t, "GET", "/api/v1/nope", adminKey, nil, "")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Equal(t, "not_found", errCode(t, body))
+}
+
+func TestSubmitUploadAndIdempotency(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	data := []byte("pretend video bytes")
+	body, ct := upload(t, [][2]string{{"profile", "web-hls"}}, "../../etc/My Clip.mp4", data)
+	resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(b))
+	var j api.JobView
+	require.NoError(t, json.Unmarshal(b, &j))
+	require.Equal(t, job.Queued, j.State)
+	require.Equal(t, "My Clip.mp4", j.Source.Name, "the name is cleaned, never a path")
+	require.Equal(t, int64(len(data)), j.Source.Size)
+	require.Equal(t, "/api/v1/jobs/"+j.ID, resp.Header.Get("Location"))
+	require.True(t, f.blobs.Exists("sources/"+j.Source.SHA256))
+
+	body, ct = upload(t, [][2]string{{"profile", "web-hls"}}, "again.mp4", data)
+	resp, b = f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "same bytes, same profile: the existing job")
+	var again api.JobView
+	require.NoError(t, json.Unmarshal(b, &again))
+	require.Equal(t, j.ID, again.ID)
+
+	body, ct = upload(t, [][2]string{{"profile", "mp4-library"}}, "again.mp4", data)
+	resp, _ = f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "another profile is another job")
+
+	resp, b = f.do(t, "GET", "/api/v1/jobs/"+j.ID, adminKey, nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var got api.JobView
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.Len(t, got.Tasks, 5)
+	require.Equal(t, job.KindProbe, got.Tasks[0].Kind)
+	require.Equal(t, "queued", got.Tasks[0].State)
+}
+
+func TestSubmitErrors(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	cases := []struct {
+		name   string
+		fields [][2]string
+		file   string
+		data   []byte
+		status int
+		code   string
+	}{
+		{"unknown profile", [][2]string{{"profile", "nope"}}, "a.mp4", []byte("x"), 400, "unknown_profile"},
+		{"no file", [][2]string{{"profile", "web-hls"}}, "", nil, 400, "bad_request"},
+		{"file before profile", nil, "a.mp4", []byte("x"), 400, "bad_request"},
+		{"empty file", [][2]string{{"profile", "web-hls"}}, "a.mp4", []byte{}, 400, "empty"},
+		{"too large", [][2]string{{"profile", "web-hls"}}, "a.mp4", bytes.Repeat([]byte("x"), 1<<20+1), 413, "too_large"},
+	}
+	for _, tc := range cases {
+		body, ct := upload(t, tc.fields, tc.file, tc.data)
+		resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
+		require.Equal(t, tc.status, resp.StatusCode, tc.name+": "+string(b))
+		require.Equal(t, tc.code, errCode(t, b), tc.name)
+	}
+	resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, strings.NewReader("x"), "text/plain")
+	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+	errCode(t, b)
+	n, err := f.blobs.TempEntries()
+	require.NoError(t, err)
+	require.Zero(t, n, "refused uploads leave nothing behind")
+	jobs, _, err := f.st.ListJobs(context.Background(), store.ListOptions{})
+	require.NoError(t, err)
+	require.Empty(t, jobs)
+}
+
+func TestImportRoots(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	inside := filepath.Join(f.imports, "movie.mkv")
+	require.NoError(t, os.WriteFile(inside, []byte("movie bytes"), 0o644))
+	outside := filepath.Join(t.TempDir(), "secret.mkv")
+	require.NoError(t, os.WriteFile(outside, []byte("secret"), 0o644))
+	link := filepath.Join(f.imports, "link.mkv")
+	require.NoError(t, os.Symlink(outside, link))
+
+	post := func(p string) (*http.Response, []byte) {
+		b, _ := json.Marshal(map[string]string{"source_path": p, "profile": "mp4-library"})
+		return f.do(t, "POST", "/api/v1/jobs", adminKey, bytes.NewReader(b), "application/json")
+	}
+	resp, b := post(inside)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(b))
+	require.FileExists(t, inside, "the original is kept")
+	for _, p := range []string{outside, link, filepath.Join(f.imports, "..", "x"), "relative.mkv", "/etc/passwd"} {
+		resp, b = post(p)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, p)
+		require.Equal(t, "path_not_allowed", errCode(t, b))
+		require.NotContains(t, string(b), "secret")
+	}
+	resp, b = f.do(t, "POST", "/api/v1/jobs", adminKey, strings.NewReader(`{"source_path": 1}`), "application/json")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(b))
+}
+
+func TestListCancelRetry(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var ids []string
+	for i := range 3 {
+		body, ct := upload(t, [][2]string{{"profile", "web-hls"}}, "a.mp4", []byte{byte(i), 1, 2})
+		resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
+		require.Equal(t, http.StatusCreated, resp.StatusCode)
+		var j api.JobView
+		require.NoError(t, json.Unmarshal(b, &j))
+		ids = append(ids, j.ID)
+		time.Sleep(2 * time.Millisecond)
+	}
+	resp, b := f.do(t, "GET", "/api/v1/jobs?limit=2", adminKey, nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var page struct {
+		Jobs []api.JobView `json:"jobs"`
+		Next string        `json:"next"`
+	}
+	require.NoError(t, json.Unmarshal(b, &page))
+	require.Len(t, page.Jobs, 2)
+	require.Equal(t, ids[2], page.Jobs[0].ID, "newest first")
+	require.NotEmpty(t, page.Next)
+	_, b = f.do(t, "GET", "/api/v1/jobs?limit=2&cursor="+page.Next, adminKey, nil, "")
+	require.NoError(t, json.Unmarshal(b, &page))
+	require.Len(t, page.Jobs, 1)
+	require.Equal(t, ids[0], page.Jobs[0].ID)
+	require.Empty(t, page.Next)
+
+	resp, b = f.do(t, "POST", "/api/v1/jobs/"+ids[0]+"/retry", adminKey, nil, "")
+	require.Equal(t, http.StatusConflict, resp.StatusCode)
+	require.Equal(t, "conflict", errCode(t, b))
+	resp, _ = f.do(t, "POST", "/api/v1/jobs/"+ids[0]+"/cancel", adminKey, nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, b = f.do(t, "GET", "/api/v1/jobs?state=canceled", adminKey, nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.Unmarshal(b, &page))
+	require.Len(t, page.Jobs, 1)
+	resp, _ = f.do(t, "POST", "/api/v1/jobs/"+ids[0]+"/retry", adminKey, nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, b = f.do(t, "GET", "/api/v1/jobs?state=bogus", adminKey, nil, "")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	errCode(t, b)
+	resp, _ = f.do(t, "GET", "/api/v1/jobs/nope", adminKey, nil, "")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestOutputs(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	dir, err := f.blobs.TempDir("out")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "master.m3u8"), []byte("#EXTM3U\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "seg.m4s"), bytes.Repeat([]byte("a"), 1000), 0o644))
+	require.NoError(t, f.blobs.CommitDir(dir, "jobs/j1/out"))
+
+	resp, b := f.do(t, "GET", "/api/v1/jobs/j1/outputs/master.m3u8", adminKey, nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "application/vnd.apple.mpegurl", resp.Header.Get("Content-Type"))
+	require.Equal(t, "#EXTM3U\n", string(b))
+
+	req, _ := http.NewRequest("GET", f.srv.URL+"/api/v1/jobs/j1/outputs/seg.m4s", nil)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	req.Header.Set("Range", "bytes=10-19")
+	r2, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer r2.Body.Close()
+	require.Equal(t, http.StatusPartialContent, r2.StatusCode)
+	require.Equal(t, "bytes 10-19/1000", r2.Header.Get("Content-Range"))
+
+	for _, p := range []string{"../../../herd.db", "..%2F..%2Fsources", "nope.mp4", ".tmp/x"} {
+		resp, _ := f.do(t, "GET", "/api/v1/jobs/j1/outputs/"+p, adminKey, nil, "")
+		require.Contains(t, []int{http.StatusBadRequest, http.StatusNotFound}, resp.StatusCode, p)
+	}
+	resp, _ = f.do(t, "GET", "/api/v1/jobs/j1/outputs/master.m3u8", "", nil, "")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+// TestOpenAPICoversRoutes keeps openapi.yaml true: every route is documented
+// with its method, and every documented operation is served.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	require.NoError(t, yaml.Unmarshal(api.OpenAPI(), &doc))
+	served := map[string]bool{}
+	s := api.New(api.Deps{Log: slog.Default()})
+	for _, r := range s.Routes() {
+		p := strings.ReplaceAll(r.Path, "...}", "}")
+		key := strings.ToLower(r.Method) + " " + p
+		served[key] = true
+		ops, ok := doc.Paths[p]
+		require.True(t, ok, "route %s is not in openapi.yaml", key)
+		require.Contains(t, ops, strings.ToLower(r.Method), "route %s is not in openapi.yaml", key)
+	}
+	for p, ops := range doc.Paths {
+		for m := range ops {
+			require.True(t, served[m+" "+p], "openapi.yaml documents %s %s, which is not served", m, p)
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package media
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+// Output file names inside an output directory.
+const (
+	ManifestName = "manifest.mpd"
+	MasterName   = "master.m3u8"
+	PosterName   = "poster.jpg"
+	SpriteName   = "sprite.jpg"
+	VTTName      = "thumbnails.vtt"
+)
+
+// FileName returns the name of the single output of an mp4 or mkv plan.
+func (pl *Plan) FileName() string { return "video." + pl.Format }
+
+// inputArgs starts every ffmpeg argv: quiet, progress on stdout, overwrite,
+// and the input read with its demuxer forced and only local protocols.
+func (pl *Plan) inputArgs(input string, seek float64) []string {
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y",
+		"-protocol_whitelist", "file,pipe"}
+	if seek > 0 {
+		args = append(args, "-ss", ftoa(seek))
+	}
+	return append(args, "-f", pl.Demuxer, "-i", "file:"+filepath.Clean(input))
+}
+
+// preFilters is the chain applied once to the source picture before it is
+// split and scaled: deinterlace, tone map, and a constant frame rate. Rotation
+// is left to ffmpeg's autorotation, which runs before the graph and leaves no
+// rotation metadata on the output.
+func (pl *Plan) preFilters(withFPS bool) []string {
+	var f []string
+	if pl.Deinterlace {
+		f = append(f, "bwdif=mode=send_frame:parity=auto:deint=all")
+	}
+	if pl.ToneMap {
+		tin := pl.SourceTransfer
+		if tin != "arib-std-b67" {
+			tin = "smpte2084"
+		}
+		f = append(f,
+			"zscale=tin="+tin+":min=bt2020nc:pin=bt2020:t=linear:npl=100",
+			"format=gbrpf32le",
+			"zscale=p=bt709",
+			"tonemap=tonemap=hable:desat=0",
+			"zscale=t=bt709:m=bt709:r=tv")
+	}
+	if withFPS && pl.FPSFilter {
+		f = append(f, "fps="+fpsArg(pl.FPS))
+	}
+	return f
+}
+
+// scaleFilter scales to w×h with square pixels and the output pixel format.
+func (pl *Plan) scaleFilter(w, h int) string {
+	return fmt.Sprintf("scale=%d:%d,setsar=1,format=%s", w, h, pl.Video.PixFmt)
+}
+
+// videoGraph is the -filter_complex graph: the source video decoded once,
+// pre-filtered, split and scaled to every rung, labelled [v0], [v1], ...
+func (pl *Plan) videoGraph() string {
+	in := fmt.Sprintf("[0:%d]", pl.VideoIndex)
+	pre := pl.preFilters(true)
+	n := len(pl.Rungs)
+	var b strings.Builder
+	if n == 1 {
+		chain := append(pre, pl.scaleFilter(pl.Rungs[0].Width, pl.Rungs[0].Height))
+		return in + strings.Join(chain, ",") + "[v0]"
+	}
+	b.WriteString(in)
+	if len(pre) > 0 {
+		b.WriteString(strings.Join(pre, ","))
+		b.WriteString(",")
+	}
+	fmt.Fprintf(&b, "split=%d", n)
+	for i := range n {
+		fmt.Fprintf(&b, "[s%d]", i)
+	}
+	// ffmpeg 5.1's dash muxer refuses an adaptation set whose renditions
+	// differ in display aspect ratio (426x240 is not exactly 16:9), so every
+	// rung gets the top rung's aspect ratio with a sample aspect ratio a
+	// fraction of a percent from square.
+	top := pl.Rungs[0]
+	g := gcd(top.Width, top.Height)
+	dar := fmt.Sprintf("setdar=%d/%d", top.Width/g, top.Height/g)
+	for i, r := range pl.Rungs {
+		fmt.Fprintf(&b, ";[s%d]scale=%d:%d,%s,format=%s[v%d]", i, r.Width, r.Height, dar, pl.Video.PixFmt, i)
+	}
+	return b.String()
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return max(a, 1)
+}
+
+// EncodeArgs returns the ffmpeg argv (without the binary) that makes the main
+// outputs from input into outDir in one process: the source is decoded once
+// and split and scaled to every rung. input and outDir should be absolute;
+// the function is pure (no file system access), so that it can be golden-tested.
+func (pl *Plan) EncodeArgs(input, outDir string) []string {
+	args := pl.inputArgs(input, 0)
+	args = append(args, "-filter_complex", pl.videoGraph())
+	for i := range pl.Rungs {
+		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
+	}
+	for _, a := range pl.Audio {
+		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
+	}
+	for _, s := range pl.Subtitles {
+		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input))
+	}
+	if pl.Attachments {
+		args = append(args, "-map", "0:t?", "-c:t", "copy")
+	}
+	args = append(args, pl.videoCodecArgs()...)
+	args = append(args, pl.audioCodecArgs()...)
+	args = append(args, pl.subtitleCodecArgs()...)
+	args = append(args, "-max_muxing_queue_size", "1024")
+
+	outDir = filepath.Clean(outDir)
+	switch pl.Format {
+	case profile.FormatHLS:
+		sets := "id=0,streams=v"
+		if len(pl.Audio) > 0 {
+			sets += " id=1,streams=a"
+		}
+		args = append(args,
+			"-map_metadata", "-1", "-map_chapters", "-1",
+			"-f", "dash",
+			"-seg_duration", ftoa(pl.SegmentSeconds),
+			"-use_template", "1", "-use_timeline", "1",
+			"-hls_playlist", "1", "-hls_master_name", MasterName,
+			"-adaptation_sets", sets,
+			"-dash_segment_type", "mp4",
+			"-init_seg_name", "init-$RepresentationID$.m4s",
+			"-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s",
+			"file:"+filepath.Join(outDir, ManifestName))
+	case profile.FormatMP4:
+		args = append(args, "-movflags", "+faststart", "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
+	case profile.FormatMKV:
+		args = append(args, "-f", "matroska", "file:"+filepath.Join(outDir, pl.FileName()))
+	}
+	return args
+}
+
+func (pl *Plan) videoCodecArgs() []string {
+	v := pl.Video
+	args := []string{"-c:v", v.Encoder, "-preset:v", v.Preset}
+	switch v.Encoder {
+	case "libx264":
+		args = append(args, "-profile:v", "high")
+	case "libx265":
+		args = append(args, "-x265-params", "log-level=error")
+		if pl.Format == profile.FormatMP4 {
+			args = append(args, "-tag:v", "hvc1")
+		}
+	}
+	if v.ColorTransfer != "" {
+		args = append(args, "-color_primaries", v.ColorPrimaries, "-color_trc", v.ColorTransfer, "-colorspace", v.ColorSpace)
+	}
+	if pl.Format == profile.FormatHLS {
+		gop := strconv.Itoa(pl.GOP)
+		args = append(args, "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+			"-force_key_frames", "expr:gte(t,n_forced*"+ftoa(pl.SegmentSeconds)+")")
+		for i, r := range pl.Rungs {
+			args = append(args,
+				fmt.Sprintf("-b:v:%d", i), strconv.FormatInt(r.Bitrate, 10),
+				fmt.Sprintf("-maxrate:v:%d", i), strconv.FormatInt(r.MaxRate, 10),
+				fmt.Sprintf("-bufsize:v:%d", i), strconv.FormatInt(r.BufSize, 10))
+		}
+		return args
+	}
+	if pl.GOP > 0 {
+		args = append(args, "-g", strconv.Itoa(pl.GOP))
+	}
+	return append(args, "-crf", strconv.Itoa(v.CRF))
+}
+
+func (pl *Plan) audioCodecArgs() []string {
+	var args []string
+	for i, a := range pl.Audio {
+		s := strconv.Itoa(i)
+		if a.Codec == "copy" {
+			args = append(args, "-c:a:"+s, "copy")
+		} else {
+			args = append(args, "-c:a:"+s, "aac", "-b:a:"+s, strconv.FormatInt(a.Bitrate, 10), "-ac:a:"+s, strconv.Itoa(a.Channels))
+		}
+		// MP4 players pick the first default track; an archive keeps the
+		// dispositions it was given.
+		if pl.Format == profile.FormatMP4 {
+			disp := "0"
+			if a.Default {
+				disp = "default"
+			}
+			args = append(args, "-disposition:a:"+s, disp)
+		}
+	}
+	return args
+}
+
+func (pl *Plan) subtitleCodecArgs() []string {
+	var args []string
+	for i, sp := range pl.Subtitles {
+		s := strconv.Itoa(i)
+		args = append(args, "-c:s:"+s, sp.Codec)
+		if pl.Format != profile.FormatMP4 {
+			continue
+		}
+		disp := "0"
+		switch {
+		case sp.Default && sp.Forced:
+			disp = "default+forced"
+		case sp.Default:
+			disp = "default"
+		case sp.Forced:
+			disp = "forced"
+		}
+		args = append(args, "-disposition:s:"+s, disp)
+	}
+	return args
+}
+
+// ftoa formats seconds or rates without exponent or trailing zeros.
+func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// fpsArg writes a frame rate for the fps filter, exactly for the NTSC rates.
+func fpsArg(f float64) string {
+	for _, k := range []int{24, 30, 48, 60, 120} {
+		if math.Abs(f-float64(k)*1000/1001) < 0.0015 {
+			return fmt.Sprintf("%d/1001", k*1000)
+		}
+	}
+	return ftoa(f)
+}

@@ -1,0 +1,132 @@
+package media
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+// Encode runs EncodeArgs and, for hls, rewrites outDir/master.m3u8 with
+// BANDWIDTH, AVERAGE-BANDWIDTH, RESOLUTION, CODECS and FRAME-RATE measured
+// from the segments on disk. It returns every argv it ran.
+func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
+	in, out, err := absPaths(input, outDir)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	args := pl.EncodeArgs(in, out)
+	ran := [][]string{argv(t.ffmpeg(), args)}
+	if err := t.Run(ctx, args, progress); err != nil {
+		return ran, fmt.Errorf("encode: %w", err)
+	}
+	if pl.Format == profile.FormatHLS {
+		if err := pl.writeMaster(out); err != nil {
+			return ran, fmt.Errorf("encode: %w", err)
+		}
+	}
+	return ran, nil
+}
+
+func absPaths(input, outDir string) (string, string, error) {
+	in, err := filepath.Abs(input)
+	if err != nil {
+		return "", "", err
+	}
+	out, err := filepath.Abs(outDir)
+	if err != nil {
+		return "", "", err
+	}
+	return in, out, nil
+}
+
+// PosterArgs returns the argv that writes outDir/poster.jpg.
+func (pl *Plan) PosterArgs(input, outDir string) []string {
+	th := pl.Thumbs
+	chain := append(pl.preFilters(false), pl.scaleFilter(th.PosterWidth, th.PosterHeight))
+	args := pl.inputArgs(input, th.PosterAt)
+	return append(args,
+		"-map", fmt.Sprintf("0:%d", pl.VideoIndex),
+		"-vf", strings.Join(chain, ","),
+		"-frames:v", "1", "-q:v", "2", "-update", "1",
+		"-f", "image2", "file:"+filepath.Join(filepath.Clean(outDir), PosterName))
+}
+
+// SpriteArgs returns the argv that writes outDir/sprite.jpg: one tile every
+// Interval seconds, Columns × Rows tiles.
+func (pl *Plan) SpriteArgs(input, outDir string) []string {
+	th := pl.Thumbs
+	chain := append(pl.preFilters(false),
+		"fps=1/"+ftoa(th.Interval),
+		fmt.Sprintf("scale=%d:%d,setsar=1", th.TileWidth, th.TileHeight),
+		fmt.Sprintf("tile=%dx%d", th.Columns, th.Rows))
+	args := pl.inputArgs(input, 0)
+	return append(args,
+		"-map", fmt.Sprintf("0:%d", pl.VideoIndex),
+		"-vf", strings.Join(chain, ","),
+		"-frames:v", "1", "-q:v", "3", "-update", "1",
+		"-f", "image2", "file:"+filepath.Join(filepath.Clean(outDir), SpriteName))
+}
+
+// ThumbnailsVTT returns the WebVTT track whose cues point into sprite.jpg.
+func (pl *Plan) ThumbnailsVTT() string {
+	th := pl.Thumbs
+	var b strings.Builder
+	b.WriteString("WEBVTT\n")
+	for i := range th.Count {
+		start := float64(i) * th.Interval
+		end := math.Min(float64(i+1)*th.Interval, pl.Duration)
+		if end <= start {
+			end = start + th.Interval
+		}
+		x, y := (i%th.Columns)*th.TileWidth, (i/th.Columns)*th.TileHeight
+		fmt.Fprintf(&b, "\n%s --> %s\n%s#xywh=%d,%d,%d,%d\n", vttTime(start), vttTime(end), SpriteName, x, y, th.TileWidth, th.TileHeight)
+	}
+	return b.String()
+}
+
+func vttTime(sec float64) string {
+	ms := int64(math.Round(sec * 1000))
+	return fmt.Sprintf("%02d:%02d:%02d.%03d", ms/3_600_000, ms/60_000%60, ms/1000%60, ms%1000)
+}
+
+// Thumbnails writes poster.jpg and, when the plan asks for it, sprite.jpg and
+// thumbnails.vtt into outDir. It returns every argv it ran.
+func (t Tools) Thumbnails(ctx context.Context, pl *Plan, input, outDir string) ([][]string, error) {
+	in, out, err := absPaths(input, outDir)
+	if err != nil {
+		return nil, fmt.Errorf("make thumbnails: %w", err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("make thumbnails: %w", err)
+	}
+	var ran [][]string
+	if pl.Thumbs.Poster {
+		args := pl.PosterArgs(in, out)
+		ran = append(ran, argv(t.ffmpeg(), args))
+		if err := t.Run(ctx, args, nil); err != nil {
+			return ran, fmt.Errorf("make poster: %w", err)
+		}
+		if _, err := os.Stat(filepath.Join(out, PosterName)); err != nil {
+			return ran, fmt.Errorf("make poster: ffmpeg wrote no picture: %w", err)
+		}
+	}
+	if pl.Thumbs.Sprite {
+		args := pl.SpriteArgs(in, out)
+		ran = append(ran, argv(t.ffmpeg(), args))
+		if err := t.Run(ctx, args, nil); err != nil {
+			return ran, fmt.Errorf("make sprite: %w", err)
+		}
+		if err := writeFileAtomic(filepath.Join(out, VTTName), []byte(pl.ThumbnailsVTT())); err != nil {
+			return ran, fmt.Errorf("make sprite: %w", err)
+		}
+	}
+	return ran, nil
+}

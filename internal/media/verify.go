@@ -1,0 +1,468 @@
+package media
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"image/jpeg"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+// Output is one verified output file (or rendition) of a job.
+type Output struct {
+	Name     string  `json:"name"` // master, 720p, audio, manifest, video, poster, sprite, thumbnails
+	Kind     string  `json:"kind"` // hls | dash | mp4 | mkv | poster | sprite | thumbnails_vtt
+	Path     string  `json:"path"` // slash path relative to the output directory
+	Size     int64   `json:"size"` // bytes; a rung counts its init, segments and playlist
+	Width    int     `json:"width,omitempty"`
+	Height   int     `json:"height,omitempty"`
+	Bitrate  int64   `json:"bitrate,omitempty"` // measured average, bits/s
+	Codec    string  `json:"codec,omitempty"`
+	Duration float64 `json:"duration,omitempty"`
+	SSIM     float64 `json:"ssim,omitempty"` // against the source at its display size
+	PSNR     float64 `json:"psnr,omitempty"` // dB, capped at 100 for identical pictures
+}
+
+// durationTolerance is how far an output's duration may be from the source's.
+const durationTolerance = 0.5
+
+// Verify probes every output in outDir again: each video output or rung must
+// decode without errors and last within 0.5 s of the source; SSIM and PSNR
+// are measured per rung against the source; for hls, the master playlist and
+// the DASH manifest must list the same rungs as the plan. It returns the
+// outputs (thumbnails included) and every argv it ran. Its errors are
+// retryable: a bad output is herd's fault, not the input's.
+func (t Tools) Verify(ctx context.Context, pl *Plan, input, outDir string) ([]Output, [][]string, error) {
+	in, out, err := absPaths(input, outDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("verify: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "herd-verify-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("verify: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	v := &verifier{t: t, pl: pl, in: in, out: out, tmp: tmp}
+	var outputs []Output
+	if pl.Format == profile.FormatHLS {
+		outputs, err = v.hls(ctx)
+	} else {
+		outputs, err = v.file(ctx)
+	}
+	if err != nil {
+		return nil, v.ran, fmt.Errorf("verify: %w", err)
+	}
+	thumbs, err := v.thumbnails()
+	if err != nil {
+		return nil, v.ran, fmt.Errorf("verify: %w", err)
+	}
+	return append(outputs, thumbs...), v.ran, nil
+}
+
+type verifier struct {
+	t            Tools
+	pl           *Plan
+	in, out, tmp string
+	ran          [][]string
+}
+
+// hls checks the master playlist, the DASH manifest and every rendition.
+func (v *verifier) hls(ctx context.Context) ([]Output, error) {
+	pl := v.pl
+	masterData, err := os.ReadFile(filepath.Join(v.out, MasterName))
+	if err != nil {
+		return nil, fmt.Errorf("read master playlist: %w", err)
+	}
+	master, err := parseMasterPlaylist(strings.NewReader(string(masterData)))
+	if err != nil {
+		return nil, err
+	}
+	mpdData, err := os.ReadFile(filepath.Join(v.out, ManifestName))
+	if err != nil {
+		return nil, fmt.Errorf("read dash manifest: %w", err)
+	}
+	mpd, err := parseMPD(mpdData)
+	if err != nil {
+		return nil, err
+	}
+	outputs := []Output{
+		{Name: "master", Kind: "hls", Path: MasterName, Size: int64(len(masterData)), Duration: pl.Duration},
+		{Name: "manifest", Kind: "dash", Path: ManifestName, Size: int64(len(mpdData)), Duration: pl.Duration},
+	}
+
+	want := make([]string, len(pl.Rungs))
+	for i, r := range pl.Rungs {
+		want[i] = fmt.Sprintf("%dx%d", r.Width, r.Height)
+	}
+	var inMaster, inMPD []string
+	for _, vr := range master.Variants {
+		inMaster = append(inMaster, vr.Attrs["RESOLUTION"])
+	}
+	for _, r := range mpd.videoRepresentations() {
+		inMPD = append(inMPD, fmt.Sprintf("%dx%d", r.Width, r.Height))
+	}
+	slices.Sort(want)
+	slices.Sort(inMaster)
+	slices.Sort(inMPD)
+	if !slices.Equal(want, inMaster) || !slices.Equal(want, inMPD) {
+		return nil, fmt.Errorf("rungs differ: plan %v, master playlist %v, dash manifest %v", want, inMaster, inMPD)
+	}
+
+	var files []string
+	var rungs []Output
+	for _, vr := range master.Variants {
+		st, err := measureStream(v.out, localName(vr.URI))
+		if err != nil {
+			return nil, err
+		}
+		file, err := v.concat(st)
+		if err != nil {
+			return nil, err
+		}
+		o, err := v.checkVideo(ctx, "mov", file)
+		if err != nil {
+			return nil, fmt.Errorf("rung %s: %w", vr.URI, err)
+		}
+		o.Name = fmt.Sprintf("%dp", min(o.Width, o.Height))
+		o.Kind, o.Path, o.Size, o.Bitrate = "hls", localName(vr.URI), st.Bytes, st.Average
+		rungs = append(rungs, o)
+		files = append(files, file)
+	}
+	if err := v.quality(ctx, "mov", files, rungs); err != nil {
+		return nil, err
+	}
+	outputs = append(outputs, rungs...)
+
+	for _, m := range master.Media {
+		if m["TYPE"] != "AUDIO" || m["URI"] == "" {
+			continue
+		}
+		st, err := measureStream(v.out, localName(m["URI"]))
+		if err != nil {
+			return nil, err
+		}
+		file, err := v.concat(st)
+		if err != nil {
+			return nil, err
+		}
+		info, err := v.probeDecode(ctx, "mov", file, false)
+		if err != nil {
+			return nil, fmt.Errorf("audio %s: %w", m["URI"], err)
+		}
+		if len(info.Audio) == 0 {
+			return nil, fmt.Errorf("audio %s: no audio stream", m["URI"])
+		}
+		outputs = append(outputs, Output{Name: "audio", Kind: "hls", Path: st.Playlist, Size: st.Bytes,
+			Bitrate: st.Average, Codec: info.Audio[0].Codec, Duration: info.Duration})
+	}
+	return outputs, nil
+}
+
+// file checks the single mp4 or mkv output.
+func (v *verifier) file(ctx context.Context) ([]Output, error) {
+	name := v.pl.FileName()
+	path := filepath.Join(v.out, name)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("stat output: %w", err)
+	}
+	demuxer := "mov"
+	if v.pl.Format == profile.FormatMKV {
+		demuxer = "matroska"
+	}
+	o, err := v.checkVideo(ctx, demuxer, path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	o.Name, o.Kind, o.Path, o.Size = "video", v.pl.Format, name, fi.Size()
+	if o.Duration > 0 {
+		o.Bitrate = int64(float64(fi.Size()) * 8 / o.Duration)
+	}
+	outs := []Output{o}
+	if err := v.quality(ctx, demuxer, []string{path}, outs); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// concat joins a rendition's init and media segments into one file in the
+// temporary directory, which the mov demuxer reads as fragmented MP4.
+func (v *verifier) concat(st *streamStats) (path string, err error) {
+	path = filepath.Join(v.tmp, strings.TrimSuffix(st.Playlist, filepath.Ext(st.Playlist))+".mp4")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", fmt.Errorf("join segments: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("join segments: %w", cerr)
+		}
+	}()
+	for _, name := range append([]string{st.Init}, segURIs(st.Segments)...) {
+		if err := appendFile(f, filepath.Join(v.out, localName(name))); err != nil {
+			return "", fmt.Errorf("join segments: %w", err)
+		}
+	}
+	return path, nil
+}
+
+func segURIs(segs []segment) []string {
+	out := make([]string, len(segs))
+	for i, s := range segs {
+		out[i] = s.URI
+	}
+	return out
+}
+
+func appendFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// checkVideo decodes every frame of a video output and checks its duration.
+func (v *verifier) checkVideo(ctx context.Context, demuxer, path string) (Output, error) {
+	info, err := v.probeDecode(ctx, demuxer, path, true)
+	if err != nil {
+		return Output{}, err
+	}
+	if info.Video == nil {
+		return Output{}, errors.New("no video stream")
+	}
+	if d := math.Abs(info.Duration - v.pl.Duration); !(d <= durationTolerance) {
+		return Output{}, fmt.Errorf("lasts %.3f s, but the source lasts %.3f s", info.Duration, v.pl.Duration)
+	}
+	if info.Video.Frames == 0 {
+		return Output{}, errors.New("no frame decodes")
+	}
+	return Output{Width: info.Video.Width, Height: info.Video.Height, Codec: info.Video.Codec, Duration: info.Duration}, nil
+}
+
+// probeDecode probes path with ffprobe, decoding every frame (-count_frames)
+// of the first video stream only when videoOnly is set (an AC-3 track passed
+// through keeps whatever broken last frame the source had); any decoder error
+// makes it fail.
+func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoOnly bool) (*Info, error) {
+	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe", "-f", demuxer, "-count_frames"}
+	if videoOnly {
+		args = append(args, "-select_streams", "v:0")
+	}
+	args = append(args, "-show_format", "-show_streams", "-of", "json", "-i", "file:"+path)
+	v.ran = append(v.ran, argv(v.t.ffprobe(), args))
+	var stdout strings.Builder
+	tail, err := v.t.exec(ctx, v.t.ffprobe(), args, nil, &stdout, stderrTailBytes)
+	if err != nil {
+		return nil, fmt.Errorf("probe output: %w", err)
+	}
+	if tail = strings.TrimSpace(tail); tail != "" {
+		return nil, fmt.Errorf("decode output: %s", lastLines(tail, 3))
+	}
+	info, err := parseProbe([]byte(stdout.String()), demuxer)
+	if err != nil {
+		return nil, err
+	}
+	if info.Video != nil {
+		// With -count_frames, nb_read_frames is what really decoded.
+		var pj struct {
+			Streams []struct {
+				Index        int    `json:"index"`
+				NbReadFrames string `json:"nb_read_frames"`
+			} `json:"streams"`
+		}
+		if err := json.Unmarshal([]byte(stdout.String()), &pj); err == nil {
+			for _, s := range pj.Streams {
+				if s.Index == info.Video.Index {
+					info.Video.Frames = parseInt(s.NbReadFrames)
+				}
+			}
+		}
+	}
+	return info, nil
+}
+
+// QualityArgs returns the argv that measures SSIM and PSNR of every file (a
+// video output, demuxed with demuxer) against the source: both are scaled to
+// the source's display size, and the source goes through the same
+// deinterlace, tone map and frame rate filters as the encode.
+func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
+	args := pl.inputArgs(input, 0)
+	for _, f := range files {
+		args = append(args, "-f", demuxer, "-i", "file:"+f)
+	}
+	n := len(files)
+	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,setpts=PTS-STARTPTS", pl.Width, pl.Height, pl.Video.PixFmt)
+	var g strings.Builder
+	fmt.Fprintf(&g, "[0:%d]", pl.VideoIndex)
+	for _, f := range pl.preFilters(true) {
+		g.WriteString(f + ",")
+	}
+	fmt.Fprintf(&g, "%s,split=%d", size, 2*n)
+	for i := range n {
+		fmt.Fprintf(&g, "[r%da][r%db]", i, i)
+	}
+	for i := range n {
+		fmt.Fprintf(&g, ";[%d:v:0]%s,split=2[d%da][d%db]", i+1, size, i, i)
+		fmt.Fprintf(&g, ";[d%da][r%da]ssim@q%d=shortest=1[qs%d]", i, i, i, i)
+		fmt.Fprintf(&g, ";[d%db][r%db]psnr@q%d=shortest=1[qp%d]", i, i, i, i)
+	}
+	args = append(args, "-filter_complex", g.String())
+	for i := range n {
+		args = append(args, "-map", fmt.Sprintf("[qs%d]", i), "-f", "null", "-",
+			"-map", fmt.Sprintf("[qp%d]", i), "-f", "null", "-")
+	}
+	return args
+}
+
+// quality measures SSIM and PSNR for each file into outs[i].
+func (v *verifier) quality(ctx context.Context, demuxer string, files []string, outs []Output) error {
+	args := v.pl.QualityArgs(v.in, demuxer, files)
+	v.ran = append(v.ran, argv(v.t.ffmpeg(), args))
+	pr, pw := io.Pipe()
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	tail, err := v.t.exec(ctx, v.t.ffmpeg(), args, nil, pw, 64<<10)
+	_ = pw.Close()
+	if err != nil {
+		return fmt.Errorf("measure quality: %w", err)
+	}
+	ssim, psnr := parseQuality(tail)
+	for i := range outs {
+		s, okS := ssim[i]
+		p, okP := psnr[i]
+		if !okS || !okP {
+			return fmt.Errorf("measure quality: ffmpeg printed no SSIM/PSNR for %s", outs[i].Path)
+		}
+		outs[i].SSIM, outs[i].PSNR = s, p
+	}
+	return nil
+}
+
+// parseQuality reads the summary lines of the ssim@qN and psnr@qN filters.
+func parseQuality(log string) (ssim, psnr map[int]float64) {
+	ssim, psnr = map[int]float64{}, map[int]float64{}
+	sc := bufio.NewScanner(strings.NewReader(log))
+	for sc.Scan() {
+		line := sc.Text()
+		for _, k := range []struct {
+			prefix, field string
+			into          map[int]float64
+		}{{"[ssim@q", " All:", ssim}, {"[psnr@q", " average:", psnr}} {
+			rest, ok := strings.CutPrefix(line, k.prefix)
+			if !ok {
+				continue
+			}
+			num, _, _ := strings.Cut(rest, " ")
+			i, err := strconv.Atoi(num)
+			if err != nil {
+				continue
+			}
+			_, val, ok := strings.Cut(rest, k.field)
+			if !ok {
+				continue
+			}
+			val, _, _ = strings.Cut(val, " ")
+			f, err := strconv.ParseFloat(val, 64)
+			if val == "inf" || (err == nil && math.IsInf(f, 1)) {
+				f, err = 100, nil
+			}
+			if err == nil && !math.IsNaN(f) {
+				k.into[i] = math.Min(f, 100)
+			}
+		}
+	}
+	return ssim, psnr
+}
+
+// thumbnails lists the pictures and the WebVTT track that exist.
+func (v *verifier) thumbnails() ([]Output, error) {
+	var outs []Output
+	th := v.pl.Thumbs
+	for _, p := range []struct {
+		want       bool
+		name, kind string
+		file       string
+	}{{th.Poster, "poster", "poster", PosterName}, {th.Sprite, "sprite", "sprite", SpriteName}} {
+		if !p.want {
+			continue
+		}
+		f, err := os.Open(filepath.Join(v.out, p.file))
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", p.file, err)
+		}
+		cfg, err := jpeg.DecodeConfig(f)
+		fi, serr := f.Stat()
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p.file, err)
+		}
+		if serr != nil {
+			return nil, fmt.Errorf("stat %s: %w", p.file, serr)
+		}
+		outs = append(outs, Output{Name: p.name, Kind: p.kind, Path: p.file, Size: fi.Size(), Width: cfg.Width, Height: cfg.Height, Codec: "mjpeg"})
+	}
+	if th.Sprite {
+		fi, err := os.Stat(filepath.Join(v.out, VTTName))
+		if err != nil {
+			return nil, fmt.Errorf("stat %s: %w", VTTName, err)
+		}
+		outs = append(outs, Output{Name: "thumbnails", Kind: "thumbnails_vtt", Path: VTTName, Size: fi.Size(), Duration: v.pl.Duration})
+	}
+	return outs, nil
+}
+
+// mpd is the part of a DASH manifest Verify reads.
+type mpd struct {
+	Periods []struct {
+		AdaptationSets []struct {
+			ContentType     string              `xml:"contentType,attr"`
+			MimeType        string              `xml:"mimeType,attr"`
+			Representations []mpdRepresentation `xml:"Representation"`
+		} `xml:"AdaptationSet"`
+	} `xml:"Period"`
+}
+
+type mpdRepresentation struct {
+	ID        string `xml:"id,attr"`
+	MimeType  string `xml:"mimeType,attr"`
+	Codecs    string `xml:"codecs,attr"`
+	Bandwidth int64  `xml:"bandwidth,attr"`
+	Width     int    `xml:"width,attr"`
+	Height    int    `xml:"height,attr"`
+}
+
+func parseMPD(data []byte) (*mpd, error) {
+	var m mpd
+	if err := xml.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("parse dash manifest: %w", err)
+	}
+	return &m, nil
+}
+
+func (m *mpd) videoRepresentations() []mpdRepresentation {
+	var out []mpdRepresentation
+	for _, p := range m.Periods {
+		for _, as := range p.AdaptationSets {
+			for _, r := range as.Representations {
+				if as.ContentType == "video" || strings.HasPrefix(as.MimeType, "video/") || strings.HasPrefix(r.MimeType, "video/") {
+					out = append(out, r)
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,108 @@
+package profile_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+func TestBuiltins(t *testing.T) {
+	t.Parallel()
+	s := profile.Builtin()
+	require.Equal(t, []string{"archive-hevc", "mp4-library", "web-hls"}, s.Names())
+	hls, ok := s.Get("web-hls")
+	require.True(t, ok)
+	require.Equal(t, profile.FormatHLS, hls.Format)
+	require.Len(t, hls.Video.Rungs, 5)
+	require.Equal(t, profile.Bitrate(5_000_000), hls.Video.Rungs[0].Bitrate)
+	require.InDelta(t, 4.0, hls.SegmentSeconds, 0)
+	require.True(t, hls.Builtin)
+	lib, _ := s.Get("mp4-library")
+	require.Equal(t, []string{"ac3", "eac3"}, lib.Audio.Passthrough)
+	require.Equal(t, profile.SubsMovText, lib.Subtitles)
+}
+
+const valid = `
+name: tiny
+version: 2
+format: hls
+video:
+  codec: h264
+  rungs:
+    - {height: 360, bitrate: 800k}
+audio: {codec: aac}
+`
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	t.Parallel()
+	p, err := profile.Parse([]byte(valid))
+	require.NoError(t, err)
+	require.Equal(t, "veryfast", p.Video.Preset, "defaults filled")
+	require.Equal(t, 2, p.Audio.Channels)
+
+	cases := []struct{ name, doc, want string }{
+		{"unknown key", valid + "colour: red\n", "line 10: field colour not found"},
+		{"bad bitrate", "name: x\nversion: 1\nformat: hls\nvideo:\n  codec: h264\n  rungs:\n    - {height: 360, bitrate: fast}\n", "line 7"},
+		{"no rungs", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264}\n", "video.rungs"},
+		{"bad format", "name: x\nversion: 1\nformat: avi\nvideo: {codec: h264}\n", "format"},
+		{"crf range", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 99}\n", "video.crf"},
+		{"rung height", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, rungs: [{height: 9000, bitrate: 1M}]}\n", "video.rungs[0].height"},
+		{"duplicate rung", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, rungs: [{height: 360, bitrate: 1M}, {height: 360, bitrate: 1M}]}\n", "video.rungs[1].height"},
+		{"version", "name: x\nformat: mp4\nvideo: {codec: h264, crf: 20}\n", "version"},
+		{"name", "name: Bad Name\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20}\n", "name"},
+		{"copy in mp4", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20}\naudio: {codec: copy}\n", "audio.codec"},
+		{"hevc hls", "name: x\nversion: 1\nformat: hls\nvideo: {codec: hevc, rungs: [{height: 360, bitrate: 1M}]}\n", "video.codec"},
+		{"preset", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, preset: turbo}\n", "video.preset"},
+	}
+	for _, tc := range cases {
+		_, err := profile.Parse([]byte(tc.doc))
+		require.Error(t, err, tc.name)
+		require.Contains(t, err.Error(), tc.want, tc.name)
+	}
+}
+
+func TestLoadUserProfiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tiny.yaml"), []byte(valid), 0o644))
+	override := "name: web-hls\nversion: 7\nformat: hls\nvideo: {codec: h264, rungs: [{height: 240, bitrate: 300k}]}\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mine.yml"), []byte(override), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "README.txt"), []byte("ignored"), 0o644))
+	s, err := profile.Load(dir)
+	require.NoError(t, err)
+	p, ok := s.Get("tiny")
+	require.True(t, ok)
+	require.False(t, p.Builtin)
+	hls, _ := s.Get("web-hls")
+	require.Equal(t, 7, hls.Version, "a user profile replaces the built-in of the same name")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte("name: x\nversion: 0\n"), 0o644))
+	_, err = profile.Load(dir)
+	require.ErrorContains(t, err, "broken.yaml")
+
+	s, err = profile.Load(filepath.Join(dir, "missing"))
+	require.NoError(t, err, "a missing folder means only the built-ins")
+	require.Len(t, s.All(), 3)
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(valid))
+	for _, name := range []string{"web-hls", "mp4-library", "archive-hevc"} {
+		b, err := os.ReadFile(filepath.Join("builtin", name+".yaml"))
+		if err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := profile.Parse(data)
+		if err != nil {
+			return
+		}
+		// Whatever parses must validate.
+		require.NoError(t, p.Validate())
+	})
+}

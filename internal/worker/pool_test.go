@@ -1,0 +1,166 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/queue"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/worker"
+)
+
+// execFunc adapts a function to worker.Executor.
+type execFunc func(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error)
+
+func (f execFunc) Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error) {
+	return f(ctx, c, report)
+}
+
+func setup(t *testing.T) (store.Store, *queue.Queue, string) {
+	t.Helper()
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "herd.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	ctx := context.Background()
+	a, err := st.PutAsset(ctx, job.Asset{ID: "a1", Name: "x", Size: 1, SHA256: "s", Key: "sources/s", CreatedAt: time.Now()})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "p", ProfileVersion: 1, IdempotencyKey: "k", Source: job.Source{AssetID: a.ID}}
+	_, _, err = st.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3}}, time.Now())
+	require.NoError(t, err)
+	return st, queue.New(st, &queue.Signal{}, queue.Config{LeaseTTL: 2 * time.Second, Backoff: time.Hour}), j.ID
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func task(t *testing.T, st store.Store, jobID string) job.Task {
+	t.Helper()
+	ts, err := st.Tasks(context.Background(), jobID)
+	require.NoError(t, err)
+	return ts[0]
+}
+
+func TestCancelStopsRunningTask(t *testing.T) {
+	t.Parallel()
+	st, q, jobID := setup(t)
+	var started, stopped atomic.Bool
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, report func(store.Progress)) (store.Result, error) {
+		started.Store(true)
+		report(store.Progress{Progress: 0.1})
+		<-ctx.Done()
+		stopped.Store(true)
+		return store.Result{}, ctx.Err()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Heartbeat: 20 * time.Millisecond}, quiet, nil)
+	go func() { _ = pool.Run(ctx) }()
+	waitUntil(t, "task start", started.Load)
+	_, err := st.CancelJob(context.Background(), jobID, time.Now())
+	require.NoError(t, err)
+	waitUntil(t, "executor canceled by lost lease", stopped.Load)
+	require.Equal(t, job.TaskCanceled, task(t, st, jobID).State)
+}
+
+func TestStalledTaskIsKilledAndRetried(t *testing.T) {
+	t.Parallel()
+	st, q, jobID := setup(t)
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, report func(store.Progress)) (store.Result, error) {
+		report(store.Progress{Progress: 0.43})
+		<-ctx.Done() // "stuck at 43 %"
+		return store.Result{}, ctx.Err()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Heartbeat: 20 * time.Millisecond, StallAfter: 200 * time.Millisecond}, quiet, nil)
+	go func() { _ = pool.Run(ctx) }()
+	waitUntil(t, "stall detected", func() bool { return task(t, st, jobID).State == job.TaskQueued && task(t, st, jobID).Attempt == 1 })
+	tk := task(t, st, jobID)
+	require.Contains(t, tk.Error, "no progress")
+}
+
+func TestShutdownReleasesAfterGrace(t *testing.T) {
+	t.Parallel()
+	st, q, jobID := setup(t)
+	var started atomic.Bool
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, _ func(store.Progress)) (store.Result, error) {
+		started.Store(true)
+		<-ctx.Done()
+		return store.Result{}, ctx.Err()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Grace: 50 * time.Millisecond}, quiet, nil)
+	done := make(chan struct{})
+	go func() { _ = pool.Run(ctx); close(done) }()
+	waitUntil(t, "task start", started.Load)
+	cancel()
+	<-done
+	tk := task(t, st, jobID)
+	require.Equal(t, job.TaskQueued, tk.State)
+	require.Equal(t, 0, tk.Attempt)
+}
+
+func TestShutdownLetsFastTaskFinish(t *testing.T) {
+	t.Parallel()
+	st, q, jobID := setup(t)
+	release := make(chan struct{})
+	var started atomic.Bool
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, _ func(store.Progress)) (store.Result, error) {
+		started.Store(true)
+		select {
+		case <-release:
+			return store.Result{}, nil
+		case <-ctx.Done():
+			return store.Result{}, errors.New("killed too early")
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Grace: time.Minute}, quiet, nil)
+	done := make(chan struct{})
+	go func() { _ = pool.Run(ctx); close(done) }()
+	waitUntil(t, "task start", started.Load)
+	cancel()
+	close(release)
+	<-done
+	require.Equal(t, job.TaskSucceeded, task(t, st, jobID).State)
+}
+
+func TestPermanentErrorFailsJobAtOnce(t *testing.T) {
+	t.Parallel()
+	st, q, jobID := setup(t)
+	ex := execFunc(func(context.Context, *job.Claimed, func(store.Progress)) (store.Result, error) {
+		return store.Result{}, job.Permanent("no_video", job.Userf(errors.New("/secret/path: no stream"), "the file has no video stream"))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/"}, quiet, nil)
+	go func() { _ = pool.Run(ctx) }()
+	waitUntil(t, "job failed", func() bool {
+		j, err := st.GetJob(context.Background(), jobID)
+		return err == nil && j.State == job.Failed
+	})
+	j, err := st.GetJob(context.Background(), jobID)
+	require.NoError(t, err)
+	require.Equal(t, "the file has no video stream", j.Error, "users see the safe message, not the path")
+	require.Equal(t, "no_video", j.ErrorCode)
+}
