@@ -64,7 +64,7 @@ var urlRe = regexp.MustCompile(`running at (http://\S+)`)
 
 func startServer(t *testing.T, data string, extra ...string) *server {
 	t.Helper()
-	args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--log-format", "json", "--lease-ttl", "6s"}, extra...)
+	args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--log-format", "json", "--lease-ttl", "3s"}, extra...)
 	cmd := exec.Command(herdBin, args...)
 	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=")
 	stdout, err := cmd.StdoutPipe()

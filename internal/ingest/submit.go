@@ -82,7 +82,7 @@ func CleanName(name string) string {
 		}
 		return r
 	}, name)
-	if name == "/" || name == "." || name == "" {
+	if name == "/" || name == "." || name == ".." || name == "" {
 		name = "upload"
 	}
 	name = strings.ToValidUTF8(name, "")

@@ -167,6 +167,11 @@ func (pl *Plan) planFPS(v *VideoStream, maxFPS float64) {
 	if src <= 0 || src > 1000 {
 		src = v.RFPS
 	}
+	if v.RFPS > 0 && v.RFPS <= 1000 && math.Abs(src-v.RFPS)/v.RFPS < 0.01 {
+		// The average is skewed by the stream's first or last timestamps
+		// (2500/83 for a 30 fps phone clip): the nominal rate is the real one.
+		src = v.RFPS
+	}
 	if src <= 0 || src > 1000 {
 		// No usable rate: make one.
 		src, pl.FPSFilter = 25, true

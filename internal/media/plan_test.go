@@ -69,6 +69,8 @@ func TestNewPlan(t *testing.T) {
 			}},
 		{name: "5 fps", profile: "web-hls", info: src(640, 360, 5), wantW: 640, wantH: 360,
 			wantRungs: []rung{{640, 360}, {426, 240}}, wantFPS: 5, wantGOP: 20},
+		{name: "skewed average rate uses the nominal one", profile: "web-hls", info: src(1280, 720, 2500.0/83, func(i *Info) { i.Video.RFPS = 30 }),
+			wantW: 1280, wantH: 720, wantRungs: []rung{{1280, 720}, {960, 540}, {640, 360}, {426, 240}}, wantFPS: 30, wantGOP: 120},
 		{name: "120 fps capped at 60", profile: "web-hls", info: src(1280, 720, 120), wantW: 1280, wantH: 720,
 			wantRungs: []rung{{1280, 720}, {960, 540}, {640, 360}, {426, 240}}, wantFPS: 60, wantGOP: 240, wantFPSFilt: true},
 		{name: "59.94 to 29.97 for mp4", profile: "mp4-library", info: src(1920, 1080, 60000.0/1001), wantW: 1920, wantH: 1080,
