@@ -199,6 +199,19 @@ func (s *server) waitFor(id string, d time.Duration, cond func(jobJSON) bool) jo
 	}
 }
 
+// waitEncoding waits until the job's encode task runs and has reported progress.
+func (s *server) waitEncoding(id string) {
+	s.t.Helper()
+	s.waitFor(id, 2*time.Minute, func(j jobJSON) bool {
+		for _, task := range j.Tasks {
+			if task.Kind == "encode" && task.State == "running" && task.Progress > 0.02 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func TestSubmitWaitAndInspect(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -301,14 +314,7 @@ func TestRestartAfterSIGKILLMidEncode(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	id := strings.TrimSpace(stdout)
 
-	s.waitFor(id, 2*time.Minute, func(j jobJSON) bool {
-		for _, task := range j.Tasks {
-			if task.Kind == "encode" && task.State == "running" && task.Progress > 0.05 {
-				return true
-			}
-		}
-		return false
-	})
+	s.waitEncoding(id)
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))
 	_ = s.cmd.Wait()
 	out := filepath.Join(data, "blobs", "jobs", id, "out")
@@ -348,14 +354,7 @@ func TestSIGTERMReleasesAfterGrace(t *testing.T) {
 	stdout, _, code := s.herd("submit", src, "--profile", "web-hls")
 	require.Equal(t, 0, code)
 	id := strings.TrimSpace(stdout)
-	s.waitFor(id, 2*time.Minute, func(j jobJSON) bool {
-		for _, task := range j.Tasks {
-			if task.Kind == "encode" && task.State == "running" && task.Progress > 0.02 {
-				return true
-			}
-		}
-		return false
-	})
+	s.waitEncoding(id)
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	done := make(chan error, 1)
 	go func() { done <- s.cmd.Wait() }()

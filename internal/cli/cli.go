@@ -418,32 +418,23 @@ func (e *env) encode(format string, v any) error {
 }
 
 func (e *env) cancelCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "cancel ID", Short: "Cancel a job; running ffmpeg processes are stopped", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.client(cmd)
-			if err != nil {
-				return err
-			}
-			j, err := c.Cancel(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "%s %s\n", j.ID, j.State)
-			return nil
-		},
-	}
+	return e.jobAction("cancel ID", "Cancel a job; running ffmpeg processes are stopped", (*client.Client).Cancel)
 }
 
 func (e *env) retryCmd() *cobra.Command {
+	return e.jobAction("retry ID", "Queue a failed or canceled job again (finished steps are kept)", (*client.Client).Retry)
+}
+
+// jobAction is a command that does one thing to a job and prints its new state.
+func (e *env) jobAction(use, short string, do func(*client.Client, context.Context, string) (api.JobView, error)) *cobra.Command {
 	return &cobra.Command{
-		Use: "retry ID", Short: "Queue a failed or canceled job again (finished steps are kept)", Args: cobra.ExactArgs(1),
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.client(cmd)
 			if err != nil {
 				return err
 			}
-			j, err := c.Retry(cmd.Context(), args[0])
+			j, err := do(c, cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
