@@ -64,9 +64,14 @@ var urlRe = regexp.MustCompile(`running at (http://\S+)`)
 
 func startServer(t *testing.T, data string, extra ...string) *server {
 	t.Helper()
+	return startServerEnv(t, data, nil, extra...)
+}
+
+func startServerEnv(t *testing.T, data string, env []string, extra ...string) *server {
+	t.Helper()
 	args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--log-format", "json", "--lease-ttl", "3s"}, extra...)
 	cmd := exec.Command(herdBin, args...)
-	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=")
+	cmd.Env = append(append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_ADMIN_TOKEN="), env...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	logs := &bytes.Buffer{}
@@ -270,6 +275,7 @@ func TestSubmitWaitAndInspect(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(body), `herd_jobs{state="succeeded"} 1`)
 	require.Contains(t, string(body), `herd_task_duration_seconds_count{kind="encode",outcome="succeeded"} 1`)
+	require.Contains(t, string(body), "herd_encode_speed_ratio_count 1")
 	require.Contains(t, string(body), `herd_http_request_duration_seconds_count{code="200",method="GET",route="GET /api/v1/jobs/{id}"}`)
 	resp, body = s.get("/readyz", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
@@ -374,4 +380,26 @@ func TestSIGTERMReleasesAfterGrace(t *testing.T) {
 			require.Equal(t, 0, task.Attempt, "a release burns no attempt")
 		}
 	}
+}
+
+func TestAdminTokenFromEnvironment(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	const key = "automation-key-0123456789abcdef"
+	s := startServerEnv(t, data, []string{"HERD_ADMIN_TOKEN=" + key})
+	require.NoFileExists(t, filepath.Join(data, "admin.token"), "no key is generated when one is given")
+	req, err := http.NewRequest(http.MethodGet, s.url+"/api/v1/profiles", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	cmd := exec.Command(herdBin, "--server", s.url, "profiles")
+	cmd.Env = append(os.Environ(), "HERD_TOKEN="+key, "HERD_DATA="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "web-hls")
+	require.NotContains(t, s.logs.String(), key, "keys never appear in logs")
 }

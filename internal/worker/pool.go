@@ -34,7 +34,7 @@ type Executor interface {
 
 // Observer is told how each task ended (metrics); may be nil.
 type Observer interface {
-	TaskFinished(kind job.Kind, outcome string, d time.Duration)
+	TaskFinished(kind job.Kind, outcome string, d time.Duration, speed float64)
 }
 
 // Config tunes a pool.
@@ -209,7 +209,10 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) {
 		}
 	}
 	if p.obs != nil {
-		p.obs.TaskFinished(c.Task.Kind, outcome, time.Since(start))
+		mu.Lock()
+		speed := last.Speed
+		mu.Unlock()
+		p.obs.TaskFinished(c.Task.Kind, outcome, time.Since(start), speed)
 	}
 	log.Info("task ended", "outcome", outcome, "duration", time.Since(start).Round(time.Millisecond))
 }
