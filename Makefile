@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/herdhq/herd/internal/cli.Version=$(VERSION)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: help deps build run test vet fmt clean
+.PHONY: help deps deps-test build run test vet fmt clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -15,15 +15,18 @@ help: ## show the targets
 deps: ## install what herd needs at run time (ffmpeg) when it is missing
 	@scripts/install-deps.sh
 
+deps-test: ## install what the tests need (ffmpeg, PostgreSQL) when it is missing
+	@scripts/install-deps.sh test
+
 build: ## build bin/herd
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/herd ./cmd/herd
 
 run: deps build ## install ffmpeg if missing, build, and start herd serve (data in ./herd-data)
 	bin/herd serve --data $(DATA) --addr $(ADDR)
 
-test: deps ## install what the tests need and run every test with the race detector
+test: deps-test ## install what the tests need and run every test with the race detector
 	$(GO) vet ./...
-	$(GO) test $(GOTEST_FLAGS) ./...
+	HERD_REQUIRE_POSTGRES=1 $(GO) test $(GOTEST_FLAGS) ./...
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs what herd needs at run time and in its tests when it is missing:
-# ffmpeg and ffprobe (Debian/Ubuntu packages). Safe to run again.
+# Installs what herd needs when it is missing (Debian/Ubuntu packages):
+#   scripts/install-deps.sh        ffmpeg and ffprobe, for herd itself
+#   scripts/install-deps.sh test   also PostgreSQL, for the tests' throwaway clusters
+# Safe to run again.
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ "${1:-}" = test ]; then
+  compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
+fi
 if ! command -v go >/dev/null 2>&1; then
   echo "Go is not installed: install Go 1.26 or newer (https://go.dev/doc/install), then run make again." >&2
   exit 1

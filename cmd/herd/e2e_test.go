@@ -12,11 +12,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/store/pgtest"
 )
 
 // These tests run the real herd binary as a subprocess against real ffmpeg.
@@ -35,6 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pgtest.Stop()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -57,7 +61,25 @@ type server struct {
 	data string
 	url  string
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *lockedBuffer
+}
+
+// lockedBuffer collects a subprocess's stderr while tests read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 var urlRe = regexp.MustCompile(`running at (http://\S+)`)
@@ -74,7 +96,7 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 	cmd.Env = append(append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_ADMIN_TOKEN="), env...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	logs := &bytes.Buffer{}
+	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
 	s := &server{t: t, data: data, cmd: cmd, logs: logs}
@@ -372,7 +394,7 @@ func TestSIGTERMReleasesAfterGrace(t *testing.T) {
 	}
 	require.Contains(t, s.logs.String(), "released the task at shutdown")
 
-	s2 := startServer(t, data, "--local-workers", "-1")
+	s2 := startServer(t, data, "--local-workers", "0")
 	j := s2.job(id)
 	for _, task := range j.Tasks {
 		if task.Kind == "encode" {
@@ -402,4 +424,21 @@ func TestAdminTokenFromEnvironment(t *testing.T) {
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "web-hls")
 	require.NotContains(t, s.logs.String(), key, "keys never appear in logs")
+}
+
+func TestServeOnPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	dir := t.TempDir()
+	out, err := exec.Command(herdBin, "migrate", "--database", dsn).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "database schema at version 1")
+
+	s := startServer(t, filepath.Join(dir, "data"), "--database", dsn)
+	src := clip(t, dir, 2, "320x180")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "mp4-library", "--wait")
+	require.Equal(t, 0, code, stderr)
+	j := s.job(strings.TrimSpace(stdout))
+	require.Equal(t, "succeeded", j.State)
+	require.NoFileExists(t, filepath.Join(dir, "data", "herd.db"), "the state lives in PostgreSQL")
 }

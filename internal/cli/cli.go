@@ -169,8 +169,9 @@ Every flag can also be set in the environment as HERD_<FLAG> (dashes become unde
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
+	f.StringVar(&cfg.Database, "database", "", "database: a postgres:// URL, or a SQLite file (default DATA/herd.db) (env HERD_DATABASE)")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "use this admin key instead of generating one (env HERD_ADMIN_TOKEN)")
-	f.IntVar(&cfg.LocalWorkers, "local-workers", 0, "in-process worker slots (0: from the core count; -1: none)")
+	f.IntVar(&cfg.LocalWorkers, "local-workers", server.DefaultLocalWorkers(), "in-process worker slots (default from the core count; 0: none, a pure control plane)")
 	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
 	f.Int64Var(&cfg.MaxUpload, "max-upload", 50<<30, "largest accepted source file in bytes")
 	f.IntVar(&cfg.MaxAttempts, "max-attempts", 3, "attempts per task before its job fails")
@@ -480,20 +481,24 @@ func (e *env) versionCmd() *cobra.Command {
 }
 
 func (e *env) migrateCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "migrate", Short: "Apply database migrations to the data folder's database and exit", Args: cobra.NoArgs,
+	var database string
+	cmd := &cobra.Command{
+		Use: "migrate", Short: "Apply database migrations and exit (herd serve also applies them at start)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := sqlstore.OpenSQLite(cmd.Context(), filepath.Join(e.dataDir(cmd), "herd.db"))
+			db := e.str(cmd, "database", "HERD_DATABASE", filepath.Join(e.dataDir(cmd), "herd.db"))
+			st, err := sqlstore.Open(cmd.Context(), db)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			ms, err := sqlstore.Migrations("sqlite")
+			v, err := st.SchemaVersion(cmd.Context())
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "database schema at version %d\n", len(ms))
+			fmt.Fprintf(e.stdout, "database schema at version %d\n", v)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&database, "database", "", "a postgres:// URL, or a SQLite file (default DATA/herd.db) (env HERD_DATABASE)")
+	return cmd
 }

@@ -43,9 +43,10 @@ import (
 // Config is everything `herd serve` can be told.
 type Config struct {
 	Data         string // data folder: database, blobs, profiles, admin.token
+	Database     string // postgres:// URL, or a SQLite file; empty → DATA/herd.db
 	Addr         string // listen address
 	AdminToken   string // fixed admin key for automation; empty → generate on first start
-	LocalWorkers int    // in-process worker slots; <0 → none, 0 → from the core count
+	LocalWorkers int    // in-process worker slots; 0 → none (a pure control plane); see DefaultLocalWorkers
 	ImportRoots  []string
 	MaxUpload    int64
 	MaxAttempts  int
@@ -59,15 +60,17 @@ type Config struct {
 	Version      string
 }
 
+// DefaultLocalWorkers is the in-process slot count from the core count: one
+// ffmpeg already uses several cores, so half the cores, and at least two so
+// that thumbnails run beside an encode.
+func DefaultLocalWorkers() int { return max(2, runtime.NumCPU()/2) }
+
 // AdminTokenFile is the name of the local copy of a generated admin key.
 const AdminTokenFile = "admin.token"
 
 func (c *Config) withDefaults() {
 	c.Data = cmp.Or(c.Data, "herd-data")
 	c.Addr = cmp.Or(c.Addr, "127.0.0.1:8080")
-	if c.LocalWorkers == 0 {
-		c.LocalWorkers = max(2, runtime.NumCPU()/2)
-	}
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 3)
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, 30*time.Second)
 	c.Grace = cmp.Or(c.Grace, 30*time.Second)
@@ -97,7 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		return fmt.Errorf("ffprobe not found (%s): install ffmpeg or pass --ffprobe", cfg.FFprobe)
 	}
 
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(cfg.Data, "herd.db"))
+	st, err := sqlstore.Open(ctx, cmp.Or(cfg.Database, filepath.Join(cfg.Data, "herd.db")))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}

@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver, registered as "pgx"
+	_ "modernc.org/sqlite"             // the pure-Go SQLite driver, registered as "sqlite"
 )
 
 //go:embed migrations
@@ -143,3 +144,57 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 
 // New wraps an open database in a Store (used by the PostgreSQL opener).
 func New(db *sql.DB, d Dialect) *Store { return &Store{w: db, r: db, d: d} }
+
+// Postgres is the dialect for PostgreSQL: claims skip rows other claimers hold.
+var Postgres = Dialect{Name: "postgres", Dollar: true, ClaimLock: "FOR UPDATE SKIP LOCKED", RowLock: "FOR UPDATE"}
+
+// migrationLockID keys the advisory lock that serialises migrations when
+// several server replicas start at once.
+const migrationLockID = 0x68657264 // "herd"
+
+// OpenPostgres connects through pgx, applies migrations (one replica at a
+// time), and returns a store.
+func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(8)
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := db.Conn(pctx)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(pctx, `SELECT pg_advisory_lock($1)`, migrationLockID); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("lock migrations: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrationLockID) //nolint:errcheck // released with the connection anyway
+	if _, err := Migrate(ctx, db, Postgres); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return New(db, Postgres), nil
+}
+
+// Open opens the database named by a --database value: a postgres:// URL, or
+// else the path of a SQLite file.
+func Open(ctx context.Context, database string) (*Store, error) {
+	if strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://") {
+		return OpenPostgres(ctx, database)
+	}
+	return OpenSQLite(ctx, strings.TrimPrefix(database, "sqlite://"))
+}
+
+// SchemaVersion is the newest migration applied.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return int(v.Int64), nil
+}

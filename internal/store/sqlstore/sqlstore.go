@@ -25,6 +25,10 @@ type Dialect struct {
 	Dollar bool
 	// ClaimLock is appended to the claim's inner SELECT (FOR UPDATE SKIP LOCKED on PostgreSQL).
 	ClaimLock string
+	// RowLock is appended to the SELECT that reads a job before changing its
+	// tasks (FOR UPDATE on PostgreSQL), so that two tasks of one job finishing
+	// at once cannot both miss that the other is done. SQLite has one writer.
+	RowLock string
 }
 
 // Store is a store.Store over a *sql.DB. On SQLite, writes go through w (one
@@ -142,13 +146,29 @@ func scanJob(sc scanner) (job.Job, error) {
 
 func (s *Store) getJob(ctx context.Context, q querier, id string) (job.Job, error) {
 	j, err := scanJob(q.QueryRowContext(ctx, s.q(`SELECT `+jobCols+` FROM jobs j JOIN assets a ON a.id = j.asset_id WHERE j.id = ?`), id))
+	return j, jobErr(id, err)
+}
+
+// lockJob reads a job and, on PostgreSQL, locks its row until the transaction ends.
+func (s *Store) lockJob(ctx context.Context, tx *sql.Tx, id string) (job.Job, error) {
+	if s.d.RowLock != "" {
+		var one int
+		err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM jobs WHERE id = ? `+s.d.RowLock), id).Scan(&one)
+		if err != nil {
+			return job.Job{}, jobErr(id, err)
+		}
+	}
+	return s.getJob(ctx, tx, id)
+}
+
+func jobErr(id string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		return j, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
+		return fmt.Errorf("job %s: %w", id, job.ErrNotFound)
 	}
 	if err != nil {
-		return j, fmt.Errorf("get job: %w", err)
+		return fmt.Errorf("get job: %w", err)
 	}
-	return j, nil
+	return nil
 }
 
 // GetJob returns one job.
@@ -158,6 +178,17 @@ func (s *Store) GetJob(ctx context.Context, id string) (job.Job, error) {
 
 // CreateJob inserts a job with its tasks, or returns the live job with the same idempotency key.
 func (s *Store) CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (job.Job, bool, error) {
+	out, created, err := s.createJob(ctx, j, tasks, now)
+	if errors.Is(err, errMaybeDuplicate) {
+		// Lost a race with the same request: the winner's job is the answer.
+		return s.createJob(ctx, j, tasks, now)
+	}
+	return out, created, err
+}
+
+var errMaybeDuplicate = errors.New("job insert failed")
+
+func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (job.Job, bool, error) {
 	var out job.Job
 	created := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -174,7 +205,8 @@ func (s *Store) CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), ms(now), ms(now)); err != nil {
-			return fmt.Errorf("insert job: %w", err)
+			// A concurrent submit of the same request won the unique index (PostgreSQL).
+			return fmt.Errorf("insert job: %w: %w", errMaybeDuplicate, err)
 		}
 		for i, t := range tasks {
 			deps, _ := json.Marshal(t.DependsOn)
@@ -396,10 +428,18 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed
 
 // leased checks, inside tx, that l still holds its task.
 func (s *Store) leased(ctx context.Context, tx *sql.Tx, l job.Lease) (job.Task, error) {
-	t, err := scanTask(tx.QueryRowContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE id = ?`), l.TaskID))
+	var jobID string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT job_id FROM tasks WHERE id = ?`), l.TaskID).Scan(&jobID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return t, fmt.Errorf("task %s: %w", l.TaskID, job.ErrNotFound)
+		return job.Task{}, fmt.Errorf("task %s: %w", l.TaskID, job.ErrNotFound)
 	}
+	if err != nil {
+		return job.Task{}, fmt.Errorf("load task: %w", err)
+	}
+	if _, err := s.lockJob(ctx, tx, jobID); err != nil {
+		return job.Task{}, err
+	}
+	t, err := scanTask(tx.QueryRowContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE id = ?`), l.TaskID))
 	if err != nil {
 		return t, fmt.Errorf("load task: %w", err)
 	}
@@ -587,6 +627,9 @@ func (s *Store) ReapExpired(ctx context.Context, now time.Time, backoff time.Dur
 			return err
 		}
 		for _, t := range ts {
+			if _, err := s.lockJob(ctx, tx, t.JobID); err != nil {
+				return err
+			}
 			f := store.Failure{Message: fmt.Sprintf("worker %s stopped answering (lease expired)", t.Worker), Code: "worker_lost", Backoff: backoff}
 			if err := s.failTask(ctx, tx, t, f, now); err != nil {
 				return err
@@ -607,6 +650,9 @@ func (s *Store) ReleaseOwners(ctx context.Context, prefix string, now time.Time)
 			return err
 		}
 		for _, t := range ts {
+			if _, err := s.lockJob(ctx, tx, t.JobID); err != nil {
+				return err
+			}
 			// The attempt did run (and may have crashed the process), so it counts.
 			f := store.Failure{Message: "the server restarted while this task ran", Code: "worker_lost", Backoff: time.Millisecond}
 			if err := s.failTask(ctx, tx, t, f, now); err != nil {
@@ -640,7 +686,7 @@ func (s *Store) NextWake(ctx context.Context) (time.Time, error) {
 func (s *Store) CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error) {
 	var out job.Job
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		j, err := s.getJob(ctx, tx, id)
+		j, err := s.lockJob(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -660,7 +706,7 @@ func (s *Store) CancelJob(ctx context.Context, id string, now time.Time) (job.Jo
 func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job, error) {
 	var out job.Job
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		j, err := s.getJob(ctx, tx, id)
+		j, err := s.lockJob(ctx, tx, id)
 		if err != nil {
 			return err
 		}

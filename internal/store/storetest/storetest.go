@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ReleaseOwners", func(t *testing.T) { t.Parallel(); testReleaseOwners(t, open(t)) })
 	t.Run("ListPaging", func(t *testing.T) { t.Parallel(); testList(t, open(t)) })
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
+	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
 
 // newJob creates a job whose tasks form probe -> encode -> publish.
@@ -362,4 +363,54 @@ func testKeys(t *testing.T, s store.Store) {
 	n, err = s.CountKeys(ctx, "admin")
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+}
+
+// testConcurrentCompletes finishes two parallel branches of a job at the same
+// moment: the task that waits on both must be queued exactly once.
+func testConcurrentCompletes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const jobs = 10
+	for i := range jobs {
+		sha := fmt.Sprintf("cc%02d", i)
+		a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "x", Size: 1, SHA256: sha, Key: "sources/" + sha, CreatedAt: t0})
+		require.NoError(t, err)
+		j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: sha, Source: job.Source{AssetID: a.ID}}
+		p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
+		e := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{p.ID}}
+		th := job.Task{ID: job.NewID("t"), Kind: job.KindThumbnails, MaxAttempts: 3, DependsOn: []string{p.ID}}
+		v := job.Task{ID: job.NewID("t"), Kind: job.KindVerify, MaxAttempts: 3, DependsOn: []string{e.ID, th.ID}}
+		_, _, err = s.CreateJob(ctx, j, []job.Task{p, e, th, v}, t0)
+		require.NoError(t, err)
+	}
+	for range jobs {
+		c := claim(t, s, "w", t0)
+		require.Equal(t, job.KindProbe, c.Task.Kind)
+		require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+	}
+	byJob := map[string][]job.Lease{}
+	for range 2 * jobs {
+		c := claim(t, s, "w", t0)
+		require.NotNil(t, c)
+		byJob[c.Job.ID] = append(byJob[c.Job.ID], c.Lease)
+	}
+	var wg sync.WaitGroup
+	for _, leases := range byJob {
+		require.Len(t, leases, 2)
+		for _, l := range leases {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.Complete(ctx, l, store.Result{}, t0); err != nil {
+					t.Errorf("complete: %v", err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	verifies := 0
+	for c := claim(t, s, "w", t0); c != nil; c = claim(t, s, "w", t0) {
+		require.Equal(t, job.KindVerify, c.Task.Kind)
+		verifies++
+	}
+	require.Equal(t, jobs, verifies, "every job's verify was queued once")
 }
