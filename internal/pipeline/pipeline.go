@@ -10,30 +10,51 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 
-	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store"
 )
 
-// Executor runs tasks against a local blob store.
+// Files is where a task's bytes come from and go to: the blob store itself
+// for in-process workers, the server's worker API for remote ones.
+type Files interface {
+	// Source returns a local path of the job's source file.
+	Source(ctx context.Context, c *job.Claimed) (string, error)
+	// Scratch returns a fresh, empty local folder for a step's output.
+	Scratch(step string) (string, error)
+	// Staged puts the committed files of an earlier step of the job into dir
+	// (links or downloads); false when that step staged nothing.
+	Staged(ctx context.Context, c *job.Claimed, step, dir string) (bool, error)
+	// Commit makes dir, which it consumes, the staged result of step.
+	Commit(ctx context.Context, c *job.Claimed, step, dir string) error
+	// Discard removes a scratch folder that will not be committed.
+	Discard(dir string)
+	// Publish makes the verified files the job's outputs, atomically and idempotently.
+	Publish(ctx context.Context, c *job.Claimed) error
+}
+
+// Steps whose files are staged between tasks.
+const (
+	StepEncode   = "encode"
+	StepThumbs   = "thumbs"
+	StepVerified = "verified"
+)
+
+// Executor runs tasks.
 type Executor struct {
 	media    media.Tools
-	blobs    *blob.Local
+	files    Files
 	profiles *profile.Set
 	limits   media.Limits
 	log      *slog.Logger
 }
 
 // New returns an Executor.
-func New(tools media.Tools, blobs *blob.Local, profiles *profile.Set, limits media.Limits, log *slog.Logger) *Executor {
-	return &Executor{media: tools, blobs: blobs, profiles: profiles, limits: limits, log: log.With("component", "pipeline")}
+func New(tools media.Tools, files Files, profiles *profile.Set, limits media.Limits, log *slog.Logger) *Executor {
+	return &Executor{media: tools, files: files, profiles: profiles, limits: limits, log: log.With("component", "pipeline")}
 }
 
 // Tasks returns the task graph of a new job for profile p.
@@ -54,12 +75,6 @@ func Tasks(p *profile.Profile, maxAttempts int) []job.Task {
 	return append(tasks, verify, t(job.KindPublish, verify.ID))
 }
 
-// Blob keys of a job's files.
-func stageKey(jobID, step string) string { return "jobs/" + jobID + "/stage/" + step }
-
-// OutputsKey is where a job's published outputs live.
-func OutputsKey(jobID string) string { return "jobs/" + jobID + "/out" }
-
 // Output is a published output, as the API shows it.
 type Output struct {
 	media.Output
@@ -72,12 +87,12 @@ type probeResult struct {
 
 // Execute runs one task.
 func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error) {
-	src, err := e.blobs.Path(c.Job.AssetKey)
+	if c.Task.Kind == job.KindPublish {
+		return e.publish(ctx, c)
+	}
+	src, err := e.files.Source(ctx, c)
 	if err != nil {
 		return store.Result{}, err
-	}
-	if _, err := os.Stat(src); err != nil {
-		return store.Result{}, job.Permanent("source_missing", job.Userf(err, "the uploaded source file is missing from storage; submit it again"))
 	}
 	if c.Task.Kind == job.KindProbe {
 		return e.probe(ctx, c, src)
@@ -93,8 +108,6 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(stor
 		return e.thumbnails(ctx, c, &plan, src)
 	case job.KindVerify:
 		return e.verify(ctx, c, &plan, src)
-	case job.KindPublish:
-		return e.publish(c)
 	}
 	return store.Result{}, job.Permanent("internal", fmt.Errorf("unknown task kind %q", c.Task.Kind))
 }
@@ -157,26 +170,27 @@ func classify(err error, what string) error {
 	return job.Userf(err, "%s", what)
 }
 
-// scratch runs fn in a fresh scratch folder and commits the folder to key when fn succeeds.
-func (e *Executor) scratch(step, key string, fn func(dir string) ([][]string, error)) ([][]string, error) {
-	dir, err := e.blobs.TempDir(step)
+// scratch runs fn in a fresh scratch folder and commits the folder as the
+// job's step when fn succeeds.
+func (e *Executor) scratch(ctx context.Context, c *job.Claimed, step string, fn func(dir string) ([][]string, error)) ([][]string, error) {
+	dir, err := e.files.Scratch(step)
 	if err != nil {
 		return nil, err
 	}
 	cmds, err := fn(dir)
 	if err != nil {
-		_ = os.RemoveAll(dir)
+		e.files.Discard(dir)
 		return cmds, err
 	}
-	if err := e.blobs.CommitDir(dir, key); err != nil {
-		_ = os.RemoveAll(dir)
-		return cmds, err
+	if err := e.files.Commit(ctx, c, step, dir); err != nil {
+		e.files.Discard(dir)
+		return cmds, job.Userf(err, "could not store the %s results (is the disk full?)", step)
 	}
 	return cmds, nil
 }
 
 func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan, src string, report func(store.Progress)) (store.Result, error) {
-	cmds, err := e.scratch("encode", stageKey(c.Job.ID, "encode"), func(dir string) ([][]string, error) {
+	cmds, err := e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
 		return e.media.Encode(ctx, plan, src, dir, func(p media.Progress) {
 			frac := 0.0
 			if plan.Duration > 0 {
@@ -192,7 +206,7 @@ func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan,
 }
 
 func (e *Executor) thumbnails(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (store.Result, error) {
-	cmds, err := e.scratch("thumbs", stageKey(c.Job.ID, "thumbs"), func(dir string) ([][]string, error) {
+	cmds, err := e.scratch(ctx, c, StepThumbs, func(dir string) ([][]string, error) {
 		return e.media.Thumbnails(ctx, plan, src, dir)
 	})
 	if err != nil {
@@ -205,20 +219,14 @@ func (e *Executor) thumbnails(ctx context.Context, c *job.Claimed, plan *media.P
 // the verified set for publishing.
 func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (store.Result, error) {
 	var outputs []media.Output
-	cmds, err := e.scratch("verify", stageKey(c.Job.ID, "verified"), func(dir string) ([][]string, error) {
-		for _, step := range []string{"encode", "thumbs"} {
-			from, err := e.blobs.Path(stageKey(c.Job.ID, step))
+	cmds, err := e.scratch(ctx, c, StepVerified, func(dir string) ([][]string, error) {
+		for _, step := range []string{StepEncode, StepThumbs} {
+			ok, err := e.files.Staged(ctx, c, step, dir)
 			if err != nil {
 				return nil, err
 			}
-			if _, err := os.Stat(from); errors.Is(err, fs.ErrNotExist) {
-				if step == "encode" {
-					return nil, errors.New("the encoded files are missing; the encode step will run again")
-				}
-				continue
-			}
-			if err := linkTree(from, dir); err != nil {
-				return nil, err
+			if !ok && step == StepEncode {
+				return nil, errors.New("the encoded files are missing")
 			}
 		}
 		var (
@@ -238,30 +246,14 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan,
 	return store.Result{Data: data, Commands: cmds}, nil
 }
 
-// publish makes the verified outputs visible with one rename. It is
-// idempotent: run again after a crash, it finds them already in place.
-func (e *Executor) publish(c *job.Claimed) (store.Result, error) {
+// publish makes the verified outputs visible and records them on the job.
+func (e *Executor) publish(ctx context.Context, c *job.Claimed) (store.Result, error) {
 	var outputs []media.Output
 	if err := json.Unmarshal(c.Deps[job.KindVerify], &outputs); err != nil {
 		return store.Result{}, fmt.Errorf("decode verified outputs: %w", err)
 	}
-	verified, out := stageKey(c.Job.ID, "verified"), OutputsKey(c.Job.ID)
-	switch {
-	case e.blobs.Exists(verified):
-		dir, err := e.blobs.Path(verified)
-		if err != nil {
-			return store.Result{}, err
-		}
-		if err := e.blobs.CommitDir(dir, out); err != nil {
-			return store.Result{}, job.Userf(err, "could not move the outputs into place (is the disk full?)")
-		}
-	case e.blobs.Exists(out):
-		e.log.Info("outputs were already published", "job_id", c.Job.ID)
-	default:
-		return store.Result{}, job.Userf(nil, "the verified outputs are missing from storage; retry the job")
-	}
-	if err := e.blobs.RemoveAll("jobs/" + c.Job.ID + "/stage"); err != nil {
-		e.log.Warn("remove staged files", "job_id", c.Job.ID, "err", err)
+	if err := e.files.Publish(ctx, c); err != nil {
+		return store.Result{}, err
 	}
 	pub := make([]Output, 0, len(outputs))
 	for _, o := range outputs {
@@ -272,26 +264,4 @@ func (e *Executor) publish(c *job.Claimed) (store.Result, error) {
 		return store.Result{}, fmt.Errorf("encode outputs: %w", err)
 	}
 	return store.Result{Data: data, Outputs: data}, nil
-}
-
-// linkTree hard-links every file under from into to (same file system), so
-// assembling the verified set copies no bytes.
-func linkTree(from, to string) error {
-	return filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(from, p)
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(to, rel)
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		if err := os.Link(p, dst); err != nil {
-			return fmt.Errorf("link staged file: %w", err)
-		}
-		return nil
-	})
 }

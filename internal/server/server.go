@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
 	sub := ingest.New(st, blobs, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
 	tools := media.Tools{FFmpeg: ffmpegPath, FFprobe: ffprobePath, Log: log}
-	exec := pipeline.New(tools, blobs, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
+	exec := pipeline.New(tools, &pipeline.LocalFiles{Blobs: blobs, Log: log}, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
 
 	srv := api.New(api.Deps{
 		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,

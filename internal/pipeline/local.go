@@ -1,0 +1,108 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/job"
+)
+
+// StageKey is where a job's step keeps its committed files.
+func StageKey(jobID, step string) string { return "jobs/" + jobID + "/stage/" + step }
+
+// OutputsKey is where a job's published outputs live.
+func OutputsKey(jobID string) string { return "jobs/" + jobID + "/out" }
+
+// LocalFiles is Files on the server's own blob store (in-process workers, and
+// the server side of the worker API).
+type LocalFiles struct {
+	Blobs *blob.Local
+	Log   *slog.Logger
+}
+
+// Source returns the stored source's path.
+func (l *LocalFiles) Source(_ context.Context, c *job.Claimed) (string, error) {
+	src, err := l.Blobs.Path(c.Job.AssetKey)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(src); err != nil {
+		return "", job.Permanent("source_missing", job.Userf(err, "the uploaded source file is missing from storage; submit it again"))
+	}
+	return src, nil
+}
+
+// Scratch makes a folder in the blob store's scratch area.
+func (l *LocalFiles) Scratch(step string) (string, error) { return l.Blobs.TempDir(step) }
+
+// Discard removes a scratch folder.
+func (l *LocalFiles) Discard(dir string) { _ = os.RemoveAll(dir) }
+
+// Staged hard-links an earlier step's files into dir.
+func (l *LocalFiles) Staged(_ context.Context, c *job.Claimed, step, dir string) (bool, error) {
+	from, err := l.Blobs.Path(StageKey(c.Job.ID, step))
+	if err != nil {
+		return false, err
+	}
+	if _, err := os.Stat(from); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return true, linkTree(from, dir)
+}
+
+// Commit renames dir into the job's stage.
+func (l *LocalFiles) Commit(_ context.Context, c *job.Claimed, step, dir string) error {
+	return l.Blobs.CommitDir(dir, StageKey(c.Job.ID, step))
+}
+
+// Publish renames the verified set into the outputs with one rename. Run
+// again after a crash, it finds them already in place.
+func (l *LocalFiles) Publish(_ context.Context, c *job.Claimed) error {
+	verified, out := StageKey(c.Job.ID, StepVerified), OutputsKey(c.Job.ID)
+	switch {
+	case l.Blobs.Exists(verified):
+		dir, err := l.Blobs.Path(verified)
+		if err != nil {
+			return err
+		}
+		if err := l.Blobs.CommitDir(dir, out); err != nil {
+			return job.Userf(err, "could not move the outputs into place (is the disk full?)")
+		}
+	case l.Blobs.Exists(out):
+		l.Log.Info("outputs were already published", "job_id", c.Job.ID)
+	default:
+		return job.Userf(nil, "the verified outputs are missing from storage; retry the job")
+	}
+	if err := l.Blobs.RemoveAll("jobs/" + c.Job.ID + "/stage"); err != nil {
+		l.Log.Warn("remove staged files", "job_id", c.Job.ID, "err", err)
+	}
+	return nil
+}
+
+// linkTree hard-links every file under from into to (same file system), so
+// assembling the verified set copies no bytes.
+func linkTree(from, to string) error {
+	return filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, p)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if err := os.Link(p, dst); err != nil {
+			return fmt.Errorf("link staged file: %w", err)
+		}
+		return nil
+	})
+}
