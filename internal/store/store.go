@@ -46,6 +46,21 @@ type Store interface {
 	CreateKey(ctx context.Context, k Key) error
 	KeyByHash(ctx context.Context, hash string) (Key, error)
 	CountKeys(ctx context.Context, kind string) (int, error)
+	// ConsumeKey revokes a key and reports whether this call did it (one-time tokens).
+	ConsumeKey(ctx context.Context, id string) (bool, error)
+
+	// GetTask returns one task.
+	GetTask(ctx context.Context, id string) (job.Task, error)
+
+	// PutWorker registers a worker, or updates the one with that name.
+	PutWorker(ctx context.Context, w Worker) error
+	GetWorker(ctx context.Context, name string) (Worker, error)
+	ListWorkers(ctx context.Context) ([]Worker, error)
+	// SeenWorker records a worker's last contact and what it advertises.
+	SeenWorker(ctx context.Context, name string, caps []string, slots int, version string, now time.Time) error
+	// SetWorkerState drains, reactivates or revokes a worker; revoking also
+	// revokes its key and gives back its leases.
+	SetWorkerState(ctx context.Context, name, state string, now time.Time) error
 
 	Ping(ctx context.Context) error
 	Close() error
@@ -110,3 +125,25 @@ type Key struct {
 	ExpiresAt *time.Time
 	Revoked   bool
 }
+
+// Worker states.
+const (
+	WorkerActive   = "active"
+	WorkerDraining = "draining"
+	WorkerRevoked  = "revoked"
+)
+
+// Worker is a registered remote executor.
+type Worker struct {
+	Name      string     `json:"name"`
+	KeyID     string     `json:"-"`
+	State     string     `json:"state"`
+	Caps      []string   `json:"capabilities"`
+	Slots     int        `json:"slots"`
+	Version   string     `json:"version,omitempty"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+// WorkerOwnerPrefix is the lease-owner prefix of a remote worker's slots.
+func WorkerOwnerPrefix(name string) string { return "worker/" + name + "/" }

@@ -643,9 +643,13 @@ func (s *Store) ReapExpired(ctx context.Context, now time.Time, backoff time.Dur
 
 // ReleaseOwners gives back the leases of executors that cannot be alive.
 func (s *Store) ReleaseOwners(ctx context.Context, prefix string, now time.Time) (int, error) {
+	return s.releaseOwners(ctx, prefix, now, "the server restarted while this task ran")
+}
+
+func (s *Store) releaseOwners(ctx context.Context, prefix string, now time.Time, why string) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		ts, err := s.runningWhere(ctx, tx, "lease_owner LIKE ?", likePrefix(prefix))
+		ts, err := s.runningWhere(ctx, tx, `lease_owner LIKE ? ESCAPE '\'`, likePrefix(prefix))
 		if err != nil {
 			return err
 		}
@@ -654,7 +658,7 @@ func (s *Store) ReleaseOwners(ctx context.Context, prefix string, now time.Time)
 				return err
 			}
 			// The attempt did run (and may have crashed the process), so it counts.
-			f := store.Failure{Message: "the server restarted while this task ran", Code: "worker_lost", Backoff: time.Millisecond}
+			f := store.Failure{Message: why, Code: "worker_lost", Backoff: time.Millisecond}
 			if err := s.failTask(ctx, tx, t, f, now); err != nil {
 				return err
 			}
@@ -665,8 +669,9 @@ func (s *Store) ReleaseOwners(ctx context.Context, prefix string, now time.Time)
 	return n, err
 }
 
+// likePrefix is a LIKE pattern (with ESCAPE '\\') matching strings that start with p.
 func likePrefix(p string) string {
-	r := strings.NewReplacer(`%`, ``, `_`, ``)
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	return r.Replace(p) + "%"
 }
 
@@ -882,4 +887,119 @@ func (s *Store) CountKeys(ctx context.Context, kind string) (int, error) {
 		return 0, fmt.Errorf("count keys: %w", err)
 	}
 	return n, nil
+}
+
+// ConsumeKey revokes a key once.
+func (s *Store) ConsumeKey(ctx context.Context, id string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE keys SET revoked = 1 WHERE id = ? AND revoked = 0`), id)
+	if err != nil {
+		return false, fmt.Errorf("consume key: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// GetTask returns one task.
+func (s *Store) GetTask(ctx context.Context, id string) (job.Task, error) {
+	t, err := scanTask(s.r.QueryRowContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("task %s: %w", id, job.ErrNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("get task: %w", err)
+	}
+	return t, nil
+}
+
+// PutWorker registers or re-registers a worker.
+func (s *Store) PutWorker(ctx context.Context, w store.Worker) error {
+	caps := jsonOr(w.Caps, "[]")
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO workers (name, key_id, state, caps, slots, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, state = excluded.state, caps = excluded.caps, slots = excluded.slots, version = excluded.version`),
+		w.Name, w.KeyID, w.State, caps, w.Slots, w.Version, ms(w.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("put worker: %w", err)
+	}
+	return nil
+}
+
+const workerCols = `name, key_id, state, caps, slots, version, last_seen, created_at`
+
+func scanWorker(sc scanner) (store.Worker, error) {
+	var (
+		w       store.Worker
+		caps    string
+		seen    sql.NullInt64
+		created int64
+	)
+	if err := sc.Scan(&w.Name, &w.KeyID, &w.State, &caps, &w.Slots, &w.Version, &seen, &created); err != nil {
+		return w, err
+	}
+	if err := json.Unmarshal([]byte(caps), &w.Caps); err != nil {
+		return w, fmt.Errorf("decode caps: %w", err)
+	}
+	w.LastSeen, w.CreatedAt = fromMS(seen), time.UnixMilli(created).UTC()
+	return w, nil
+}
+
+// GetWorker returns one worker.
+func (s *Store) GetWorker(ctx context.Context, name string) (store.Worker, error) {
+	w, err := scanWorker(s.r.QueryRowContext(ctx, s.q(`SELECT `+workerCols+` FROM workers WHERE name = ?`), name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return w, fmt.Errorf("worker %s: %w", name, job.ErrNotFound)
+	}
+	if err != nil {
+		return w, fmt.Errorf("get worker: %w", err)
+	}
+	return w, nil
+}
+
+// ListWorkers lists every worker by name.
+func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+workerCols+` FROM workers ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Worker
+	for rows.Next() {
+		w, err := scanWorker(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list workers: %w", err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+// SeenWorker records a contact.
+func (s *Store) SeenWorker(ctx context.Context, name string, caps []string, slots int, version string, now time.Time) error {
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE workers SET last_seen = ?, caps = ?, slots = ?, version = ? WHERE name = ?`),
+		ms(now), jsonOr(caps, "[]"), slots, version, name)
+	if err != nil {
+		return fmt.Errorf("record worker contact: %w", err)
+	}
+	return nil
+}
+
+// SetWorkerState changes a worker's state; revoking revokes its key and gives back its leases.
+func (s *Store) SetWorkerState(ctx context.Context, name, state string, now time.Time) error {
+	w, err := s.GetWorker(ctx, name)
+	if err != nil {
+		return err
+	}
+	if w.State == store.WorkerRevoked {
+		return fmt.Errorf("worker %s is revoked; register it again: %w", name, job.ErrConflict)
+	}
+	if _, err := s.w.ExecContext(ctx, s.q(`UPDATE workers SET state = ? WHERE name = ?`), state, name); err != nil {
+		return fmt.Errorf("set worker state: %w", err)
+	}
+	if state != store.WorkerRevoked {
+		return nil
+	}
+	if _, err := s.ConsumeKey(ctx, w.KeyID); err != nil {
+		return err
+	}
+	_, err = s.releaseOwners(ctx, store.WorkerOwnerPrefix(name), now, "worker "+name+" was revoked while running this task")
+	return err
 }

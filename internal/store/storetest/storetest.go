@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ReleaseOwners", func(t *testing.T) { t.Parallel(); testReleaseOwners(t, open(t)) })
 	t.Run("ListPaging", func(t *testing.T) { t.Parallel(); testList(t, open(t)) })
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
+	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
 
@@ -413,4 +414,52 @@ func testConcurrentCompletes(t *testing.T, s store.Store) {
 		verifies++
 	}
 	require.Equal(t, jobs, verifies, "every job's verify was queued once")
+}
+
+func testWorkers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "wk", Kind: "worker", Name: "gpu_box-1", Hash: "wh", CreatedAt: t0}))
+	require.NoError(t, s.PutWorker(ctx, store.Worker{Name: "gpu_box-1", KeyID: "wk", State: store.WorkerActive, Slots: 2, CreatedAt: t0}))
+	require.NoError(t, s.PutWorker(ctx, store.Worker{Name: "gpu%box", KeyID: "wk2", State: store.WorkerActive, Slots: 1, CreatedAt: t0}))
+	require.NoError(t, s.SeenWorker(ctx, "gpu_box-1", []string{"h264", "nvenc"}, 3, "v1", t0))
+	w, err := s.GetWorker(ctx, "gpu_box-1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"h264", "nvenc"}, w.Caps)
+	require.Equal(t, 3, w.Slots)
+	require.Equal(t, t0, *w.LastSeen)
+	ws, err := s.ListWorkers(ctx)
+	require.NoError(t, err)
+	require.Len(t, ws, 2)
+
+	newJob(t, s, "wrk1", 3)
+	newJob(t, s, "wrk2", 3)
+	mine := claim(t, s, store.WorkerOwnerPrefix("gpu_box-1")+"0", t0)
+	other := claim(t, s, store.WorkerOwnerPrefix("gpu%box")+"0", t0)
+	task, err := s.GetTask(ctx, mine.Task.ID)
+	require.NoError(t, err)
+	require.Equal(t, mine.Lease.Fence, task.Fence)
+	_, err = s.GetTask(ctx, "nope")
+	require.ErrorIs(t, err, job.ErrNotFound)
+
+	require.NoError(t, s.SetWorkerState(ctx, "gpu_box-1", store.WorkerDraining, t0))
+	w, _ = s.GetWorker(ctx, "gpu_box-1")
+	require.Equal(t, store.WorkerDraining, w.State)
+	require.NoError(t, s.Heartbeat(ctx, mine.Lease, store.Progress{}, t0, ttl), "draining keeps running tasks")
+
+	require.NoError(t, s.SetWorkerState(ctx, "gpu_box-1", store.WorkerRevoked, t0))
+	require.ErrorIs(t, s.Heartbeat(ctx, mine.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost, "revoking gives its leases back")
+	require.NoError(t, s.Heartbeat(ctx, other.Lease, store.Progress{}, t0, ttl), "another worker (whose name has LIKE wildcards) keeps its lease")
+	k, err := s.KeyByHash(ctx, "wh")
+	require.NoError(t, err)
+	require.True(t, k.Revoked)
+	require.ErrorIs(t, s.SetWorkerState(ctx, "gpu_box-1", store.WorkerActive, t0), job.ErrConflict)
+	require.ErrorIs(t, s.SetWorkerState(ctx, "ghost", store.WorkerDraining, t0), job.ErrNotFound)
+
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "wk2", Kind: "registration", Hash: "wh2", CreatedAt: t0}))
+	ok, err := s.ConsumeKey(ctx, "wk2")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = s.ConsumeKey(ctx, "wk2")
+	require.NoError(t, err)
+	require.False(t, ok, "a one-time key is consumed once")
 }
