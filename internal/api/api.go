@@ -6,8 +6,10 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -28,6 +30,7 @@ import (
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -58,6 +61,8 @@ type Server struct {
 	metrics  http.Handler
 	checks   []Check
 	version  string
+	queue    *queue.Queue
+	files    *pipeline.LocalFiles
 }
 
 // Deps are what the API needs.
@@ -72,12 +77,15 @@ type Deps struct {
 	Scrape   http.Handler // the /metrics handler
 	Checks   []Check      // for /readyz
 	Version  string
+	Queue    *queue.Queue         // for the worker protocol
+	Files    *pipeline.LocalFiles // the server side of remote workers' file transfers
 }
 
 // New returns the API server.
 func New(d Deps) *Server {
 	return &Server{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
-		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks, version: d.Version}
+		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks, version: d.Version,
+		queue: d.Queue, files: d.Files}
 }
 
 // access says who may call a route.
@@ -86,6 +94,7 @@ type access int
 const (
 	public access = iota
 	admin
+	worker
 )
 
 // Route is one registered endpoint (the OpenAPI test walks these).
@@ -109,6 +118,24 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/jobs/{id}/cancel", admin, s.cancelJob},
 		{"POST", "/api/v1/jobs/{id}/retry", admin, s.retryJob},
 		{"GET", "/api/v1/jobs/{id}/outputs/{path...}", admin, s.getOutput},
+		{"POST", "/api/v1/tokens", admin, s.createToken},
+		{"GET", "/api/v1/workers", admin, s.listWorkers},
+		{"POST", "/api/v1/workers/{name}/drain", admin, s.setWorkerState(store.WorkerDraining)},
+		{"POST", "/api/v1/workers/{name}/resume", admin, s.setWorkerState(store.WorkerActive)},
+		{"POST", "/api/v1/workers/{name}/revoke", admin, s.setWorkerState(store.WorkerRevoked)},
+		{"POST", "/api/v1/worker/register", public, s.register},
+		{"POST", "/api/v1/worker/claim", worker, s.claim},
+		{"POST", "/api/v1/worker/tasks/{id}/heartbeat", worker, s.report("heartbeat")},
+		{"POST", "/api/v1/worker/tasks/{id}/complete", worker, s.report("complete")},
+		{"POST", "/api/v1/worker/tasks/{id}/fail", worker, s.report("fail")},
+		{"POST", "/api/v1/worker/tasks/{id}/release", worker, s.report("release")},
+		{"GET", "/api/v1/worker/tasks/{id}/source", worker, s.source},
+		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}", worker, s.staged},
+		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}/{path...}", worker, s.staged},
+		{"HEAD", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.upload},
+		{"PUT", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.upload},
+		{"POST", "/api/v1/worker/tasks/{id}/commit/{step}", worker, s.commitStep},
+		{"POST", "/api/v1/worker/tasks/{id}/publish", worker, s.publishStep},
 	}
 }
 
@@ -117,8 +144,11 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range s.Routes() {
 		h := r.h
-		if r.access == admin {
+		switch r.access {
+		case admin:
 			h = s.requireAdmin(h)
+		case worker:
+			h = s.requireWorker(h)
 		}
 		mux.Handle(r.Method+" "+r.Path, h)
 	}
@@ -130,6 +160,13 @@ func (s *Server) Handler() http.Handler {
 		h = s.m.Instrument(mux)
 	}
 	return h
+}
+
+// NewKey returns a random 256-bit key with a readable prefix.
+func NewKey(prefix string) string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
 // HashKey is how keys are stored: keys are 256-bit random, so a plain SHA-256 suffices.
@@ -146,25 +183,34 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
+// authenticate finds the caller's key; it answers the request itself when there is none.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.Key, bool) {
+	tok := bearer(r)
+	if tok == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "send the key as 'Authorization: Bearer KEY'")
+		return store.Key{}, false
+	}
+	k, err := s.st.KeyByHash(r.Context(), HashKey(tok))
+	switch {
+	case errors.Is(err, job.ErrNotFound):
+		writeError(w, http.StatusUnauthorized, "unauthorized", "the key is not valid")
+		return k, false
+	case err != nil:
+		s.internal(w, r, err)
+		return k, false
+	}
+	if k.Revoked || (k.ExpiresAt != nil && time.Now().After(*k.ExpiresAt)) {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "the key was revoked or has expired")
+		return k, false
+	}
+	return k, true
+}
+
 func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
-		if tok == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "send the admin key as 'Authorization: Bearer KEY'")
-			return
-		}
-		k, err := s.st.KeyByHash(r.Context(), HashKey(tok))
-		switch {
-		case errors.Is(err, job.ErrNotFound):
-			writeError(w, http.StatusUnauthorized, "unauthorized", "the key is not valid")
-			return
-		case err != nil:
-			s.internal(w, r, err)
-			return
-		}
-		if k.Revoked || (k.ExpiresAt != nil && time.Now().After(*k.ExpiresAt)) {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "the key was revoked or has expired")
+		k, ok := s.authenticate(w, r)
+		if !ok {
 			return
 		}
 		if k.Kind != "admin" {

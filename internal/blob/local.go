@@ -68,6 +68,20 @@ func (l *Local) TempDir(prefix string) (string, error) {
 	return d, nil
 }
 
+// NamedTempDir returns (creating) the scratch folder with a given name, so
+// that a writer that reconnects finds what it already sent. name must be a
+// single path element of herd's own making.
+func (l *Local) NamedTempDir(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+		return "", fmt.Errorf("invalid scratch name %q", name)
+	}
+	d := filepath.Join(l.root, ".tmp", name)
+	if err := os.MkdirAll(d, 0o750); err != nil {
+		return "", fmt.Errorf("make scratch folder: %w", err)
+	}
+	return d, nil
+}
+
 // Writer writes one blob under a temporary name, hashing what it writes.
 type Writer struct {
 	l    *Local

@@ -6,8 +6,6 @@ package server
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -138,12 +136,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
 	sub := ingest.New(st, blobs, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
 	tools := media.Tools{FFmpeg: ffmpegPath, FFprobe: ffprobePath, Log: log}
-	exec := pipeline.New(tools, &pipeline.LocalFiles{Blobs: blobs, Log: log}, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
+	files := &pipeline.LocalFiles{Blobs: blobs, Log: log}
+	exec := pipeline.New(tools, files, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
 
 	srv := api.New(api.Deps{
 		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Version: cfg.Version,
+		Version: cfg.Version, Queue: q, Files: files,
 		Checks: []api.Check{
 			{Name: "database", Fn: st.Ping},
 			{Name: "storage", Fn: func(context.Context) error { return blobs.Check() }},
@@ -210,13 +209,6 @@ func lockData(dir string) (func(), error) {
 	return func() { _ = f.Close() }, nil
 }
 
-// NewKey returns a random 256-bit key with a readable prefix.
-func NewKey(prefix string) string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return prefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
 // ensureAdminKey installs the configured admin key, or on first start
 // generates one, prints it once, and leaves a 0600 copy for the local CLI.
 func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writer) error {
@@ -240,7 +232,7 @@ func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writ
 	if n > 0 {
 		return nil
 	}
-	key := NewKey("herd_adm_")
+	key := api.NewKey("herd_adm_")
 	if err := st.CreateKey(ctx, store.Key{ID: job.NewID("k"), Kind: "admin", Name: "generated at first start", Hash: api.HashKey(key), CreatedAt: now}); err != nil {
 		return err
 	}

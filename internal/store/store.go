@@ -51,12 +51,14 @@ type Store interface {
 
 	// GetTask returns one task.
 	GetTask(ctx context.Context, id string) (job.Task, error)
+	// RunningTasks lists every task being run now.
+	RunningTasks(ctx context.Context) ([]job.Task, error)
 
 	// PutWorker registers a worker, or updates the one with that name.
 	PutWorker(ctx context.Context, w Worker) error
 	GetWorker(ctx context.Context, name string) (Worker, error)
 	ListWorkers(ctx context.Context) ([]Worker, error)
-	// SeenWorker records a worker's last contact and what it advertises.
+	// SeenWorker records a worker's last contact and what it advertises (nil caps: only the time).
 	SeenWorker(ctx context.Context, name string, caps []string, slots int, version string, now time.Time) error
 	// SetWorkerState drains, reactivates or revokes a worker; revoking also
 	// revokes its key and gives back its leases.

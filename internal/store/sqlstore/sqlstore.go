@@ -972,10 +972,15 @@ func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
 	return out, rows.Err()
 }
 
-// SeenWorker records a contact.
+// SeenWorker records a contact; with nil caps only the time.
 func (s *Store) SeenWorker(ctx context.Context, name string, caps []string, slots int, version string, now time.Time) error {
-	_, err := s.w.ExecContext(ctx, s.q(`UPDATE workers SET last_seen = ?, caps = ?, slots = ?, version = ? WHERE name = ?`),
-		ms(now), jsonOr(caps, "[]"), slots, version, name)
+	var err error
+	if caps == nil {
+		_, err = s.w.ExecContext(ctx, s.q(`UPDATE workers SET last_seen = ? WHERE name = ?`), ms(now), name)
+	} else {
+		_, err = s.w.ExecContext(ctx, s.q(`UPDATE workers SET last_seen = ?, caps = ?, slots = ?, version = ? WHERE name = ?`),
+			ms(now), jsonOr(caps, "[]"), slots, version, name)
+	}
 	if err != nil {
 		return fmt.Errorf("record worker contact: %w", err)
 	}
@@ -1002,4 +1007,22 @@ func (s *Store) SetWorkerState(ctx context.Context, name, state string, now time
 	}
 	_, err = s.releaseOwners(ctx, store.WorkerOwnerPrefix(name), now, "worker "+name+" was revoked while running this task")
 	return err
+}
+
+// RunningTasks lists every task being run now.
+func (s *Store) RunningTasks(ctx context.Context) ([]job.Task, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE state = 'running' ORDER BY started_at`)
+	if err != nil {
+		return nil, fmt.Errorf("list running tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []job.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list running tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }

@@ -1,0 +1,674 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// The worker protocol (version 1): remote workers dial out to these routes
+// with a worker key. Every report carries the lease (owner and fencing token);
+// a stale one gets 409 lease_lost and the worker drops that task.
+
+// ProtocolVersion is sent by workers and checked by the server.
+const ProtocolVersion = "1"
+
+// Lease headers on file routes.
+const (
+	HeaderLeaseOwner = "X-Herd-Lease-Owner"
+	HeaderFence      = "X-Herd-Fence"
+	HeaderSHA256     = "X-Herd-SHA256"
+	HeaderOffset     = "Upload-Offset"
+	HeaderLength     = "Upload-Length"
+)
+
+// Claim is what the server hands a worker.
+type Claim struct {
+	Task  job.Task                     `json:"task"`
+	Job   job.Job                      `json:"job"`
+	Lease job.Lease                    `json:"lease"`
+	Deps  map[job.Kind]json.RawMessage `json:"deps"`
+}
+
+// ClaimRequest asks for one task.
+type ClaimRequest struct {
+	Slot        string   `json:"slot"` // the worker's slot number; the lease owner is worker/NAME/SLOT
+	Caps        []string `json:"capabilities"`
+	Slots       int      `json:"slots"`
+	Version     string   `json:"version"`
+	WaitSeconds float64  `json:"wait_seconds"` // long-poll: how long to hold the request when nothing is runnable (≤ 30)
+}
+
+// Report is a heartbeat, completion, failure or release.
+type Report struct {
+	Lease     job.Lease       `json:"lease"`
+	Progress  float64         `json:"progress,omitempty"`
+	Speed     float64         `json:"speed,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	Source    *job.Source     `json:"source,omitempty"`
+	Plan      json.RawMessage `json:"plan,omitempty"`
+	Outputs   json.RawMessage `json:"outputs,omitempty"`
+	Commands  [][]string      `json:"commands,omitempty"`
+	Message   string          `json:"message,omitempty"`
+	Code      string          `json:"code,omitempty"`
+	Permanent bool            `json:"permanent,omitempty"`
+}
+
+// StagedFile is one file of a staged step.
+type StagedFile struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+var workerNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidWorkerName reports whether a worker name is acceptable.
+func ValidWorkerName(n string) bool { return workerNameRe.MatchString(n) }
+
+type ctxKey int
+
+const workerNameKey ctxKey = iota
+
+func workerName(r *http.Request) string { s, _ := r.Context().Value(workerNameKey).(string); return s }
+
+func (s *Server) requireWorker(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		k, ok := s.authenticate(w, r)
+		if !ok {
+			return
+		}
+		if k.Kind != "worker" {
+			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs a worker key")
+			return
+		}
+		wk, err := s.st.GetWorker(r.Context(), k.Name)
+		if err != nil || wk.State == store.WorkerRevoked || wk.KeyID != k.ID {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "this worker is not registered (or was revoked); register it again")
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), workerNameKey, k.Name)))
+	}
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// register trades a one-time registration token for a worker key.
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Token string `json:"registration_token"`
+		Name  string `json:"name"`
+	}
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	if !ValidWorkerName(body.Name) {
+		writeError(w, http.StatusBadRequest, "bad_request", "a worker name is 1-64 letters, digits, '.', '_' or '-'")
+		return
+	}
+	k, err := s.st.KeyByHash(r.Context(), HashKey(body.Token))
+	if err != nil || k.Kind != "registration" || k.Revoked || (k.ExpiresAt != nil && time.Now().After(*k.ExpiresAt)) {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "the registration token is not valid, was used already, or expired; ask an admin for a new one (herd token create --registration)")
+		return
+	}
+	if ok, err := s.st.ConsumeKey(r.Context(), k.ID); err != nil || !ok {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "the registration token was used already")
+		return
+	}
+	if prev, err := s.st.GetWorker(r.Context(), body.Name); err == nil && prev.State != store.WorkerRevoked {
+		// Re-registering a name retires its old key.
+		_, _ = s.st.ConsumeKey(r.Context(), prev.KeyID)
+	}
+	key, err := s.issueKey(r.Context(), "worker", body.Name, nil)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.st.PutWorker(r.Context(), store.Worker{Name: body.Name, KeyID: key.ID, State: store.WorkerActive, Slots: 1, CreatedAt: time.Now().UTC()}); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.log.Info("worker registered", "worker", body.Name)
+	writeJSON(w, http.StatusCreated, map[string]string{"name": body.Name, "key": key.Secret})
+}
+
+// IssuedKey is a key just created: the secret is shown once.
+type IssuedKey struct {
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"`
+	Name      string     `json:"name"`
+	Secret    string     `json:"key"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+func (s *Server) issueKey(ctx context.Context, kind, name string, expires *time.Time) (IssuedKey, error) {
+	secret := NewKey("herd_" + kind[:3] + "_")
+	id := job.NewID("k")
+	err := s.st.CreateKey(ctx, store.Key{ID: id, Kind: kind, Name: name, Hash: HashKey(secret), CreatedAt: time.Now().UTC(), ExpiresAt: expires})
+	return IssuedKey{ID: id, Kind: kind, Name: name, Secret: secret, ExpiresAt: expires}, err
+}
+
+// createToken lets an admin make a registration token (or a worker or admin key).
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+		TTL  string `json:"ttl"`
+	}
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	var expires *time.Time
+	if body.TTL != "" {
+		d, err := time.ParseDuration(body.TTL)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, "bad_request", "ttl is a duration such as 24h")
+			return
+		}
+		t := time.Now().Add(d).UTC()
+		expires = &t
+	}
+	switch body.Kind {
+	case "registration", "admin":
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "kind must be registration (for a worker to trade for its key) or admin")
+		return
+	}
+	if body.Kind == "registration" && expires == nil {
+		t := time.Now().Add(24 * time.Hour).UTC()
+		expires = &t
+	}
+	k, err := s.issueKey(r.Context(), body.Kind, cmp.Or(body.Name, body.Kind), expires)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, k)
+}
+
+func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.st.ListWorkers(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	type view struct {
+		store.Worker
+		Tasks []string `json:"running_tasks"`
+	}
+	out := make([]view, 0, len(ws))
+	running, err := s.st.RunningTasks(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	for _, wk := range ws {
+		v := view{Worker: wk, Tasks: []string{}}
+		if v.Caps == nil {
+			v.Caps = []string{}
+		}
+		for _, t := range running {
+			if strings.HasPrefix(t.LeaseOwner, store.WorkerOwnerPrefix(wk.Name)) {
+				v.Tasks = append(v.Tasks, t.ID)
+			}
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"workers": out})
+}
+
+func (s *Server) setWorkerState(state string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := s.st.SetWorkerState(r.Context(), name, state, time.Now()); err != nil {
+			if errors.Is(err, job.ErrNotFound) {
+				writeError(w, http.StatusNotFound, "not_found", "no such worker")
+				return
+			}
+			s.storeError(w, r, err)
+			return
+		}
+		s.kick.Kick()
+		wk, err := s.st.GetWorker(r.Context(), name)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, wk)
+	}
+}
+
+// claim hands the worker one task, holding the request until one is runnable
+// (or wait_seconds pass): a new task reaches an idle worker at once.
+func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
+	var req ClaimRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	name := workerName(r)
+	if req.Slot == "" || strings.ContainsAny(req.Slot, "/%_\\") || len(req.Slot) > 16 {
+		writeError(w, http.StatusBadRequest, "bad_request", "slot must be a short name without / % _ or \\")
+		return
+	}
+	if req.Version != "" && req.Version != ProtocolVersion {
+		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this server speaks worker protocol %s; upgrade the worker or the server so they match", ProtocolVersion))
+		return
+	}
+	if err := s.st.SeenWorker(r.Context(), name, req.Caps, max(req.Slots, 1), req.Version, time.Now()); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	wait := time.Duration(min(max(req.WaitSeconds, 0), 30) * float64(time.Second))
+	deadline := time.Now().Add(wait)
+	owner := store.WorkerOwnerPrefix(name) + req.Slot
+	for {
+		wk, err := s.st.GetWorker(r.Context(), name)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		if wk.State == store.WorkerActive {
+			c, err := s.queue.Claim(r.Context(), owner, name, req.Caps)
+			if err != nil {
+				s.internal(w, r, err)
+				return
+			}
+			if c != nil {
+				writeJSON(w, http.StatusOK, Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps})
+				return
+			}
+		}
+		left := time.Until(deadline)
+		if left <= 0 || r.Context().Err() != nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		s.queue.Wait(r.Context(), left)
+	}
+}
+
+// leaseError answers a report whose lease is no longer valid.
+func (s *Server) leaseError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, job.ErrLeaseLost):
+		writeError(w, http.StatusConflict, "lease_lost", "this task is no longer yours (canceled, or reassigned after a timeout); drop it")
+	case errors.Is(err, job.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no such task")
+	default:
+		s.internal(w, r, err)
+	}
+}
+
+// ownLease checks that the lease in a report belongs to the calling worker.
+func ownLease(r *http.Request, l job.Lease) bool {
+	return l.TaskID == r.PathValue("id") && strings.HasPrefix(l.Owner, store.WorkerOwnerPrefix(workerName(r)))
+}
+
+func (s *Server) report(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var rep Report
+		if !decodeJSON(w, r, &rep) {
+			return
+		}
+		if !ownLease(r, rep.Lease) {
+			s.leaseError(w, r, job.ErrLeaseLost)
+			return
+		}
+		ctx := r.Context()
+		var err error
+		switch kind {
+		case "heartbeat":
+			err = s.queue.Heartbeat(ctx, rep.Lease, store.Progress{Progress: rep.Progress, Speed: rep.Speed})
+			if err == nil {
+				// A busy worker does not claim; its heartbeats say it is alive.
+				if serr := s.st.SeenWorker(ctx, workerName(r), nil, 0, "", time.Now()); serr != nil {
+					s.log.Warn("record worker contact", "err", serr)
+				}
+			}
+		case "complete":
+			err = s.queue.Complete(ctx, rep.Lease, store.Result{Data: rep.Data, Commands: rep.Commands, Source: rep.Source, Plan: rep.Plan, Outputs: rep.Outputs})
+		case "fail":
+			err = s.queue.Fail(ctx, rep.Lease, store.Failure{Message: cmp.Or(rep.Message, "the worker reported a failure"), Code: rep.Code, Permanent: rep.Permanent, Commands: rep.Commands})
+		case "release":
+			err = s.queue.Release(ctx, rep.Lease)
+		}
+		if err != nil {
+			s.leaseError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+// leasedTask checks the lease headers of a file route against the task.
+func (s *Server) leasedTask(w http.ResponseWriter, r *http.Request) (job.Task, bool) {
+	fence, err := strconv.ParseInt(r.Header.Get(HeaderFence), 10, 64)
+	l := job.Lease{TaskID: r.PathValue("id"), Owner: r.Header.Get(HeaderLeaseOwner), Fence: fence}
+	if err != nil || !ownLease(r, l) {
+		s.leaseError(w, r, job.ErrLeaseLost)
+		return job.Task{}, false
+	}
+	t, err := s.st.GetTask(r.Context(), l.TaskID)
+	if err != nil {
+		s.leaseError(w, r, err)
+		return t, false
+	}
+	if t.State != job.TaskRunning || t.Fence != l.Fence || t.LeaseOwner != l.Owner {
+		s.leaseError(w, r, job.ErrLeaseLost)
+		return t, false
+	}
+	return t, true
+}
+
+func (s *Server) claimedFor(ctx context.Context, t job.Task) (*job.Claimed, error) {
+	j, err := s.st.GetJob(ctx, t.JobID)
+	if err != nil {
+		return nil, err
+	}
+	return &job.Claimed{Task: t, Job: j}, nil
+}
+
+// source streams the job's source file (Range supported, so downloads resume).
+func (s *Server) source(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.leasedTask(w, r)
+	if !ok {
+		return
+	}
+	c, err := s.claimedFor(r.Context(), t)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	f, err := s.blobs.Open(c.Job.AssetKey)
+	if err != nil {
+		writeError(w, http.StatusGone, "source_missing", "the source file is missing from storage")
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set(HeaderSHA256, c.Job.Source.SHA256)
+	http.ServeContent(w, r, "", st.ModTime(), f)
+}
+
+var stepOK = map[string]bool{pipeline.StepEncode: true, pipeline.StepThumbs: true, pipeline.StepVerified: true}
+
+// staged lists, or with a path serves, the files an earlier step of the job committed.
+func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.leasedTask(w, r)
+	if !ok {
+		return
+	}
+	step, rel := r.PathValue("step"), r.PathValue("path")
+	if !stepOK[step] {
+		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
+		return
+	}
+	key := pipeline.StageKey(t.JobID, step)
+	if rel != "" {
+		key += "/" + rel
+		if !blob.ValidKey(key) {
+			writeError(w, http.StatusBadRequest, "bad_request", "invalid path")
+			return
+		}
+		f, err := s.blobs.Open(key)
+		if err != nil {
+			writeError(w, http.StatusNotFound, "not_found", "no such staged file")
+			return
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil || st.IsDir() {
+			writeError(w, http.StatusNotFound, "not_found", "no such staged file")
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, r, "", st.ModTime(), f)
+		return
+	}
+	root, err := s.blobs.Path(key)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	files := []StagedFile{}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		relp, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, StagedFile{Path: filepath.ToSlash(relp), Size: info.Size()})
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		writeError(w, http.StatusNotFound, "not_found", "that step staged nothing")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"files": files})
+}
+
+// uploadDir is the server-side scratch folder for one attempt's step: the
+// same for every request of that attempt, so an upload resumes where it stopped.
+func (s *Server) uploadDir(t job.Task, step string) (string, error) {
+	return s.blobs.NamedTempDir(fmt.Sprintf("w-%s-%d-%s", t.ID, t.Fence, step))
+}
+
+func validRel(p string) bool {
+	return p != "" && blob.ValidKey("x/"+p) && !strings.HasPrefix(path.Base(p), ".partial")
+}
+
+// upload receives one output file, resumably: HEAD tells how many bytes the
+// server has; PUT with Upload-Offset appends from there. When Upload-Length
+// bytes are in, the SHA-256 is checked and the file takes its final name.
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.leasedTask(w, r)
+	if !ok {
+		return
+	}
+	step, rel := r.PathValue("step"), r.PathValue("path")
+	if !stepOK[step] || !validRel(rel) {
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid step or path")
+		return
+	}
+	dir, err := s.uploadDir(t, step)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	final := filepath.Join(dir, filepath.FromSlash(rel))
+	part := filepath.Join(dir, ".partial", filepath.FromSlash(rel))
+	have := int64(0)
+	if st, err := os.Stat(final); err == nil {
+		w.Header().Set(HeaderOffset, strconv.FormatInt(st.Size(), 10))
+		w.Header().Set("X-Herd-Complete", "true")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if st, err := os.Stat(part); err == nil {
+		have = st.Size()
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set(HeaderOffset, strconv.FormatInt(have, 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	offset, err1 := strconv.ParseInt(cmp.Or(r.Header.Get(HeaderOffset), "0"), 10, 64)
+	length, err2 := strconv.ParseInt(r.Header.Get(HeaderLength), 10, 64)
+	sum := r.Header.Get(HeaderSHA256)
+	if err1 != nil || err2 != nil || offset < 0 || length < offset || len(sum) != 64 {
+		writeError(w, http.StatusBadRequest, "bad_request", "send Upload-Offset, Upload-Length and X-Herd-SHA256")
+		return
+	}
+	if offset != have {
+		w.Header().Set(HeaderOffset, strconv.FormatInt(have, 10))
+		writeError(w, http.StatusConflict, "offset_mismatch", fmt.Sprintf("the server has %d bytes of this file; resume from there", have))
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(part), 0o750); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	n, cerr := io.Copy(f, io.LimitReader(r.Body, length-offset))
+	serr := f.Sync()
+	if err := f.Close(); err != nil && cerr == nil {
+		cerr = err
+	}
+	have += n
+	w.Header().Set(HeaderOffset, strconv.FormatInt(have, 10))
+	if cerr != nil || serr != nil {
+		writeError(w, http.StatusBadRequest, "incomplete", "the upload stopped early; resume from Upload-Offset")
+		return
+	}
+	if have < length {
+		writeJSON(w, http.StatusAccepted, map[string]int64{"offset": have})
+		return
+	}
+	got, err := fileSHA256(part)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if got != strings.ToLower(sum) {
+		_ = os.Remove(part)
+		writeError(w, http.StatusUnprocessableEntity, "checksum_mismatch", "the file arrived damaged (SHA-256 differs); send it again from the start")
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := os.Rename(part, final); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]int64{"offset": have})
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// commitStep makes the uploaded files the job's staged step, after checking
+// that every file the worker lists arrived whole.
+func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.leasedTask(w, r)
+	if !ok {
+		return
+	}
+	step := r.PathValue("step")
+	var body struct {
+		Files []StagedFile `json:"files"`
+	}
+	if !stepOK[step] || !decodeJSON(w, r, &body) {
+		if !stepOK[step] {
+			writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
+		}
+		return
+	}
+	dir, err := s.uploadDir(t, step)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	for _, f := range body.Files {
+		if !validRel(f.Path) {
+			writeError(w, http.StatusBadRequest, "bad_request", "invalid path "+f.Path)
+			return
+		}
+		st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		if err != nil || st.Size() != f.Size {
+			writeError(w, http.StatusConflict, "incomplete", "file "+f.Path+" has not fully arrived; upload it first")
+			return
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, ".partial")); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	c, err := s.claimedFor(r.Context(), t)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.files.Commit(r.Context(), c, step, dir); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// publish makes a job's verified files its outputs (server side: one rename).
+func (s *Server) publishStep(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.leasedTask(w, r)
+	if !ok {
+		return
+	}
+	c, err := s.claimedFor(r.Context(), t)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.files.Publish(r.Context(), c); err != nil {
+		writeError(w, http.StatusInternalServerError, "publish_failed", job.UserMessage(err, "publishing the outputs failed"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
