@@ -43,10 +43,11 @@ const (
 
 // Claim is what the server hands a worker.
 type Claim struct {
-	Task  job.Task                     `json:"task"`
-	Job   job.Job                      `json:"job"`
-	Lease job.Lease                    `json:"lease"`
-	Deps  map[job.Kind]json.RawMessage `json:"deps"`
+	Task    job.Task                     `json:"task"`
+	Job     job.Job                      `json:"job"`
+	Lease   job.Lease                    `json:"lease"`
+	Deps    map[job.Kind]json.RawMessage `json:"deps"`
+	Profile json.RawMessage              `json:"profile,omitempty"`
 }
 
 // ClaimRequest asks for one task.
@@ -300,7 +301,11 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if c != nil {
-				writeJSON(w, http.StatusOK, Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps})
+				cl := Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
+				if p, ok := s.profiles.Get(c.Job.Profile); ok {
+					cl.Profile, _ = json.Marshal(p)
+				}
+				writeJSON(w, http.StatusOK, cl)
 				return
 			}
 		}

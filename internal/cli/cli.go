@@ -101,7 +101,7 @@ func (e *env) root() *cobra.Command {
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
 	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./herd-data)")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
-		e.profilesCmd(), e.versionCmd(), e.migrateCmd())
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.workerCmd(), e.tokenCmd(), e.workersCmd())
 	return root
 }
 

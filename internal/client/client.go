@@ -199,3 +199,38 @@ func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn fu
 		}
 	}
 }
+
+// CreateToken makes a registration token (or admin key); the secret is in the answer only.
+func (c *Client) CreateToken(ctx context.Context, kind, name, ttl string) (api.IssuedKey, error) {
+	body, _ := json.Marshal(map[string]string{"kind": kind, "name": name, "ttl": ttl})
+	var k api.IssuedKey
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/tokens", strings.NewReader(string(body)), "application/json", &k)
+	return k, err
+}
+
+// WorkerView is a worker as the API lists it.
+type WorkerView struct {
+	Name     string     `json:"name"`
+	State    string     `json:"state"`
+	Caps     []string   `json:"capabilities"`
+	Slots    int        `json:"slots"`
+	Version  string     `json:"version"`
+	LastSeen *time.Time `json:"last_seen"`
+	Tasks    []string   `json:"running_tasks"`
+}
+
+// Workers lists the registered workers.
+func (c *Client) Workers(ctx context.Context) ([]WorkerView, error) {
+	var out struct {
+		Workers []WorkerView `json:"workers"`
+	}
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/workers", nil, "", &out)
+	return out.Workers, err
+}
+
+// WorkerAction drains, resumes or revokes a worker.
+func (c *Client) WorkerAction(ctx context.Context, name, action string) (WorkerView, error) {
+	var w WorkerView
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/workers/"+url.PathEscape(name)+"/"+action, nil, "", &w)
+	return w, err
+}

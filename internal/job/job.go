@@ -158,6 +158,9 @@ type Claimed struct {
 	Lease Lease
 	// Deps holds the results of the tasks this one depends on, by kind.
 	Deps map[Kind]json.RawMessage
+	// Profile is the job's profile as the server knows it, for executors
+	// that do not share the server's profile folder (remote workers).
+	Profile json.RawMessage
 }
 
 // Sentinel errors callers branch on.

@@ -118,6 +118,13 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (store
 		return store.Result{}, classify(err, "could not read the source file")
 	}
 	p, ok := e.profiles.Get(c.Job.Profile)
+	if len(c.Profile) > 0 {
+		var sent profile.Profile
+		if err := json.Unmarshal(c.Profile, &sent); err != nil {
+			return store.Result{}, fmt.Errorf("decode profile: %w", err)
+		}
+		p, ok = &sent, true
+	}
 	if !ok {
 		return store.Result{}, job.Permanent("profile_missing", job.Userf(nil, "profile %q no longer exists on this server; submit the file again with another profile", c.Job.Profile))
 	}

@@ -84,15 +84,19 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 func (p *Pool) slot(ctx context.Context, owner string) {
+	delay := time.Second
 	for ctx.Err() == nil {
 		c, err := p.q.Claim(ctx, owner, p.cfg.Name, p.cfg.Caps)
 		if err != nil {
 			if ctx.Err() == nil {
-				p.log.Error("claim task", "err", err)
-				sleep(ctx, time.Second)
+				// Keep trying, ever more slowly: an admin may fix the key or the server.
+				p.log.Error("claim task", "err", err, "retry_in", delay)
+				sleep(ctx, delay)
+				delay = min(delay*2, time.Minute)
 			}
 			continue
 		}
+		delay = time.Second
 		if c == nil {
 			p.q.Wait(ctx, p.cfg.IdleWait)
 			continue

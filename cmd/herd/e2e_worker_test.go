@@ -1,0 +1,163 @@
+package main_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type workerProc struct {
+	name string
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startWorker runs `herd worker` against s; the first start trades a registration token.
+func (s *server) startWorker(t *testing.T, name string, extra ...string) *workerProc {
+	t.Helper()
+	tok, stderr, code := s.herd("token", "create", "--registration")
+	require.Equal(t, 0, code, stderr)
+	args := append([]string{"worker", "--server", s.url, "--name", name, "--registration-token", strings.TrimSpace(tok),
+		"--data", filepath.Join(t.TempDir(), name), "--health-addr", freeAddr(t), "--heartbeat", "500ms", "--log-format", "json"}, extra...)
+	cmd := exec.Command(herdBin, args...)
+	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_WORKER_TOKEN=")
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	w := &workerProc{name: name, cmd: cmd, logs: logs}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("worker %s log:\n%s", name, tail(logs.String(), 4000))
+		}
+	})
+	running := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "is running") {
+				close(running)
+			}
+		}
+	}()
+	select {
+	case <-running:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("worker %s did not start:\n%s", name, logs.String())
+	}
+	return w
+}
+
+func TestRemoteWorkerRunsEverything(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	w := s.startWorker(t, "box-1", "--max-tasks", "2")
+
+	src := clip(t, dir, 4, "320x180")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--wait")
+	require.Equal(t, 0, code, stderr)
+	j := s.job(strings.TrimSpace(stdout))
+	require.Equal(t, "succeeded", j.State)
+	for _, task := range j.Tasks {
+		require.Equal(t, "box-1", task.Worker, "task %s ran on the remote worker", task.Kind)
+	}
+	require.FileExists(t, filepath.Join(s.data, "blobs", "jobs", j.ID, "out", "master.m3u8"))
+	resp, body := s.get("/api/v1/jobs/"+j.ID+"/outputs/master.m3u8", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, string(body), "#EXT-X-STREAM-INF")
+
+	out, _, code := s.herd("workers", "-o", "json")
+	require.Equal(t, 0, code)
+	var ws struct {
+		Workers []struct {
+			Name, State string
+			Caps        []string `json:"capabilities"`
+			Slots       int
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &ws))
+	require.Len(t, ws.Workers, 1)
+	require.Equal(t, "active", ws.Workers[0].State)
+	require.Contains(t, ws.Workers[0].Caps, "h264")
+	require.NotContains(t, ws.Workers[0].Caps, "nvenc:h264", "only encoders proven by a trial encode")
+	require.Equal(t, 2, ws.Workers[0].Slots)
+
+	// Drained: new work waits; resumed: it runs.
+	_, _, code = s.herd("workers", "drain", "box-1")
+	require.Equal(t, 0, code)
+	src2 := clip(t, dir, 2, "256x144")
+	stdout, _, code = s.herd("submit", src2, "--profile", "mp4-library")
+	require.Equal(t, 0, code)
+	id2 := strings.TrimSpace(stdout)
+	time.Sleep(1500 * time.Millisecond)
+	require.Equal(t, "queued", s.job(id2).State, "a drained worker takes nothing new")
+	_, _, code = s.herd("workers", "resume", "box-1")
+	require.Equal(t, 0, code)
+	require.Equal(t, "succeeded", s.waitFor(id2, 2*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" }).State)
+
+	// Revoked: its key stops working, and the worker keeps running without exiting.
+	_, _, code = s.herd("workers", "revoke", "box-1")
+	require.Equal(t, 0, code)
+	require.Eventually(t, func() bool { return strings.Contains(w.logs.String(), "revoked") }, 60*time.Second, 100*time.Millisecond)
+	require.Nil(t, w.cmd.ProcessState, "the worker does not exit on errors from the server")
+}
+
+func TestKilledWorkerTaskFinishesElsewhere(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	workers := []*workerProc{s.startWorker(t, "w1"), s.startWorker(t, "w2"), s.startWorker(t, "w3")}
+
+	src := clip(t, dir, 30, "640x360")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+	s.waitEncoding(id)
+	var victim string
+	for _, task := range s.job(id).Tasks {
+		if task.Kind == "encode" {
+			victim = task.Worker
+		}
+	}
+	for _, w := range workers {
+		if w.name == victim {
+			require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
+		}
+	}
+	require.NotEmpty(t, victim)
+	j := s.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" })
+	require.Equal(t, "succeeded", j.State, j.Error)
+	for _, task := range j.Tasks {
+		if task.Kind == "encode" {
+			require.Equal(t, 2, task.Attempt)
+			require.NotEqual(t, victim, task.Worker, "finished elsewhere")
+		}
+	}
+	_, body := s.get("/metrics", nil)
+	require.Contains(t, string(body), "herd_lease_expiries_total 1")
+	fmt.Fprintln(os.Stderr, "killed worker", victim)
+}

@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herdhq/herd/internal/worker"
+)
+
+func (e *env) workerCmd() *cobra.Command {
+	var cfg worker.DaemonConfig
+	var check bool
+	var logFormat string
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a remote worker: dial out to the server, claim tasks, run ffmpeg, report",
+		Long: `Run a remote worker. It needs only the server's HTTP port: no database, no shared disk.
+Give it its worker key with --token (HERD_WORKER_TOKEN), or on first start a one-time
+--registration-token (from herd token create --registration), which it trades for a key saved in
+--data (default ./herd-worker, env HERD_WORKER_DATA, also home of the source cache and scratch).
+
+At start it proves which encoders work here with a one-frame trial encode each (software x264/x265,
+NVENC, VAAPI, QSV) and advertises only those. --check prints that table and exits.
+Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd, e.getenv)
+			cfg.Server = e.str(cmd, "server", "HERD_SERVER", "")
+			cfg.Token = e.str(cmd, "token", "HERD_WORKER_TOKEN", "")
+			cfg.Data = e.str(cmd, "data", "HERD_WORKER_DATA", "herd-worker")
+			if check {
+				ffmpeg := cmpOr(cfg.FFmpeg, "ffmpeg")
+				fmt.Fprint(e.stdout, worker.FormatTrials(worker.Detect(cmd.Context(), ffmpeg)))
+				return nil
+			}
+			return worker.RunDaemon(cmd.Context(), cfg, e.logger(logFormat), e.stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.RegistrationToken, "registration-token", "", "one-time registration token to trade for a worker key on first start")
+	f.StringVar(&cfg.Name, "name", "", "worker name (default: the host name)")
+	f.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of /healthz, /readyz and /metrics")
+	f.IntVar(&cfg.MaxTasks, "max-tasks", 1, "tasks run at once")
+	f.DurationVar(&cfg.Grace, "grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are released")
+	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill and retry a task whose ffmpeg shows no progress for this long")
+	f.DurationVar(&cfg.Heartbeat, "heartbeat", 10*time.Second, "how often running tasks report to the server")
+	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
+	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
+	f.BoolVar(&check, "check", false, "print which encoders work on this machine, and why not, then exit")
+	f.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or text")
+	return cmd
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (e *env) tokenCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Create keys"}
+	var registration bool
+	var name, ttl string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a registration token for a worker (--registration) or another admin key; prints it once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client(cmd)
+			if err != nil {
+				return err
+			}
+			kind := "admin"
+			if registration {
+				kind = "registration"
+			}
+			k, err := c.CreateToken(cmd.Context(), kind, name, ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, k.Secret)
+			if k.ExpiresAt != nil {
+				fmt.Fprintf(e.stderr, "%s key, shown once; expires %s\n", k.Kind, k.ExpiresAt.Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	create.Flags().BoolVar(&registration, "registration", false, "a one-time token a new worker trades for its own key (herd worker --registration-token)")
+	create.Flags().StringVar(&name, "name", "", "a label for the key")
+	create.Flags().StringVar(&ttl, "ttl", "", "expiry, such as 24h (registration tokens default to 24h)")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func (e *env) workersCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "workers", Short: "List remote workers; drain, resume or revoke one", Args: cobra.NoArgs}
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		ws, err := c.Workers(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if *out == "json" || *out == "yaml" {
+			return e.encode(*out, map[string]any{"workers": ws})
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSTATE\tSLOTS\tCAPABILITIES\tRUNNING\tLAST SEEN")
+		for _, w := range ws {
+			seen := "never"
+			if w.LastSeen != nil {
+				seen = age(*w.LastSeen) + " ago"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", w.Name, w.State, w.Slots, strings.Join(w.Caps, ","), strings.Join(w.Tasks, ","), seen)
+		}
+		return tw.Flush()
+	}
+	for _, a := range []struct{ use, short string }{
+		{"drain", "Stop giving the worker new tasks; running ones finish"},
+		{"resume", "Give a drained worker tasks again"},
+		{"revoke", "Revoke the worker's key; its running tasks go back to the queue at once"},
+	} {
+		cmd.AddCommand(&cobra.Command{
+			Use: a.use + " NAME", Short: a.short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := e.client(cmd)
+				if err != nil {
+					return err
+				}
+				w, err := c.WorkerAction(cmd.Context(), args[0], a.use)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "%s %s\n", w.Name, w.State)
+				return nil
+			},
+		})
+	}
+	return cmd
+}

@@ -1,0 +1,515 @@
+// Package remote is the worker side of the worker protocol: a worker.Queue
+// and a pipeline.Files that speak HTTP to the server, so a `herd worker`
+// needs nothing but the server's API port — no database, no shared disk.
+// Transient errors are retried with backoff; a 409 lease_lost is final.
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// Client talks to a herd server as one worker.
+type Client struct {
+	base   string
+	key    string
+	name   string
+	caps   []string
+	slots  int
+	http   *http.Client
+	log    *slog.Logger
+	work   string // local folder: source cache and scratch
+	seenOK atomic.Int64
+}
+
+// Config describes the worker.
+type Config struct {
+	Server string
+	Key    string
+	Name   string
+	Caps   []string
+	Slots  int
+	Work   string // local work folder
+}
+
+// New returns a client. Work is created when missing.
+func New(cfg Config, log *slog.Logger) (*Client, error) {
+	for _, d := range []string{"cache", "scratch"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Work, d), 0o750); err != nil {
+			return nil, fmt.Errorf("create work folder: %w", err)
+		}
+	}
+	return &Client{base: strings.TrimRight(cfg.Server, "/"), key: cfg.Key, name: cfg.Name, caps: cfg.Caps, slots: cfg.Slots,
+		http: &http.Client{}, log: log.With("component", "remote"), work: cfg.Work}, nil
+}
+
+// LastContact is when the server last answered (zero when never).
+func (c *Client) LastContact() time.Time {
+	n := c.seenOK.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Register trades a one-time registration token for a worker key.
+func Register(ctx context.Context, server, token, name string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"registration_token": token, "name": name})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(server, "/")+"/api/v1/worker/register", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("register with %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("register: %w", apiError(resp))
+	}
+	var out struct {
+		Key string `json:"key"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("register: %w", err)
+	}
+	return out.Key, nil
+}
+
+// StatusError is an answer the server gave.
+type StatusError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code) }
+
+func apiError(resp *http.Response) error {
+	var eb api.ErrorBody
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
+	e := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	if e.Message == "" {
+		e.Message = resp.Status
+	}
+	if resp.StatusCode == http.StatusConflict && e.Code == "lease_lost" {
+		return fmt.Errorf("%w: %w", job.ErrLeaseLost, e)
+	}
+	return e
+}
+
+// permanentStatus reports answers that retrying the same request cannot change.
+func permanentStatus(err error) bool {
+	var se *StatusError
+	return errors.Is(err, job.ErrLeaseLost) || (errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != http.StatusTooManyRequests)
+}
+
+// do sends one request; the body is rebuilt by mk on every try.
+func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	if body != nil && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	c.seenOK.Store(time.Now().UnixNano())
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, apiError(resp)
+	}
+	return resp, nil
+}
+
+// retry runs fn until it succeeds, fails permanently, or ctx ends, backing
+// off from 200 ms to 30 s: a server that is away is waited for, never fatal.
+func (c *Client) retry(ctx context.Context, what string, fn func() error) error {
+	delay := 200 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || permanentStatus(err) || ctx.Err() != nil {
+			return err
+		}
+		c.log.Warn("server unreachable; retrying", "op", what, "err", err, "in", delay)
+		t := time.NewTimer(delay + time.Duration(rand.Int64N(int64(delay/4)+1)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(delay*2, 30*time.Second)
+	}
+}
+
+func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.retry(ctx, path, func() error {
+		resp, err := c.do(ctx, http.MethodPost, path, nil, body)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if out != nil && resp.StatusCode != http.StatusNoContent {
+			return json.NewDecoder(resp.Body).Decode(out)
+		}
+		return nil
+	})
+}
+
+// Claim long-polls the server for a task (worker.Queue).
+func (c *Client) Claim(ctx context.Context, owner, _ string, caps []string) (*job.Claimed, error) {
+	slot := owner[strings.LastIndex(owner, "/")+1:]
+	body, _ := json.Marshal(api.ClaimRequest{Slot: slot, Caps: caps, Slots: c.slots, Version: api.ProtocolVersion, WaitSeconds: 25})
+	var out *job.Claimed
+	err := c.retry(ctx, "claim", func() error {
+		resp, err := c.do(ctx, http.MethodPost, "/api/v1/worker/claim", nil, body)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusNoContent {
+			return nil
+		}
+		var cl api.Claim
+		if err := json.NewDecoder(resp.Body).Decode(&cl); err != nil {
+			return fmt.Errorf("decode claim: %w", err)
+		}
+		out = &job.Claimed{Task: cl.Task, Job: cl.Job, Lease: cl.Lease, Deps: cl.Deps, Profile: cl.Profile}
+		return nil
+	})
+	return out, err
+}
+
+// Wait returns at once: Claim already long-polls (worker.Queue).
+func (c *Client) Wait(context.Context, time.Duration) {}
+
+func reportPath(l job.Lease, what string) string {
+	return "/api/v1/worker/tasks/" + url.PathEscape(l.TaskID) + "/" + what
+}
+
+// Heartbeat extends the lease (worker.Queue). One try: the pool calls again.
+func (c *Client) Heartbeat(ctx context.Context, l job.Lease, p store.Progress) error {
+	body, _ := json.Marshal(api.Report{Lease: l, Progress: p.Progress, Speed: p.Speed})
+	resp, err := c.do(ctx, http.MethodPost, reportPath(l, "heartbeat"), nil, body)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// Complete reports success (worker.Queue).
+func (c *Client) Complete(ctx context.Context, l job.Lease, r store.Result) error {
+	return c.postJSON(ctx, reportPath(l, "complete"), api.Report{Lease: l, Data: r.Data, Commands: r.Commands, Source: r.Source, Plan: r.Plan, Outputs: r.Outputs}, nil)
+}
+
+// Fail reports a failure (worker.Queue).
+func (c *Client) Fail(ctx context.Context, l job.Lease, f store.Failure) error {
+	return c.postJSON(ctx, reportPath(l, "fail"), api.Report{Lease: l, Message: f.Message, Code: f.Code, Permanent: f.Permanent, Commands: f.Commands}, nil)
+}
+
+// Release gives the task back (worker.Queue).
+func (c *Client) Release(ctx context.Context, l job.Lease) error {
+	return c.postJSON(ctx, reportPath(l, "release"), api.Report{Lease: l}, nil)
+}
+
+func leaseHeader(l job.Lease) http.Header {
+	return http.Header{api.HeaderLeaseOwner: {l.Owner}, api.HeaderFence: {strconv.FormatInt(l.Fence, 10)}}
+}
+
+// Source downloads the job's source into the cache (resuming a partial
+// download with Range) and checks its SHA-256 (pipeline.Files).
+func (c *Client) Source(ctx context.Context, cl *job.Claimed) (string, error) {
+	sha := cl.Job.Source.SHA256
+	if len(sha) != 64 || strings.ContainsAny(sha, "/.\\") {
+		return "", fmt.Errorf("job has no valid source digest")
+	}
+	final := filepath.Join(c.work, "cache", sha)
+	if _, err := os.Stat(final); err == nil {
+		return final, nil
+	}
+	part := final + ".part"
+	err := c.retry(ctx, "download source", func() error {
+		f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		hdr := leaseHeader(cl.Lease)
+		if st.Size() > 0 {
+			hdr.Set("Range", fmt.Sprintf("bytes=%d-", st.Size()))
+		}
+		resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "source"), hdr, nil)
+		if err != nil {
+			var se *StatusError
+			if errors.As(err, &se) && se.Status == http.StatusRequestedRangeNotSatisfiable {
+				return nil // we have it all
+			}
+			return err
+		}
+		defer resp.Body.Close()
+		if st.Size() > 0 && resp.StatusCode == http.StatusOK {
+			// The server ignored the range: start over.
+			if err := f.Truncate(0); err != nil {
+				return err
+			}
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			return fmt.Errorf("download source: %w", err)
+		}
+		return f.Sync()
+	})
+	if err != nil {
+		return "", err
+	}
+	got, err := fileSHA256(part)
+	if err != nil {
+		return "", err
+	}
+	if got != sha {
+		_ = os.Remove(part)
+		return "", fmt.Errorf("downloaded source is damaged (SHA-256 differs); it will be fetched again")
+	}
+	return final, os.Rename(part, final)
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Scratch makes a local folder for a step (pipeline.Files).
+func (c *Client) Scratch(step string) (string, error) {
+	return os.MkdirTemp(filepath.Join(c.work, "scratch"), step+"-")
+}
+
+// Discard removes a scratch folder (pipeline.Files).
+func (c *Client) Discard(dir string) { _ = os.RemoveAll(dir) }
+
+// Staged downloads an earlier step's files into dir (pipeline.Files).
+func (c *Client) Staged(ctx context.Context, cl *job.Claimed, step, dir string) (bool, error) {
+	var list struct {
+		Files []api.StagedFile `json:"files"`
+	}
+	err := c.retry(ctx, "list staged", func() error {
+		resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "staged/"+step), leaseHeader(cl.Lease), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&list)
+	})
+	var se *StatusError
+	if errors.As(err, &se) && se.Status == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, f := range list.Files {
+		dst := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if !strings.HasPrefix(dst, filepath.Clean(dir)+string(filepath.Separator)) {
+			return false, fmt.Errorf("server listed a path outside the folder: %q", f.Path)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+			return false, err
+		}
+		err := c.retry(ctx, "download staged", func() error {
+			resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "staged/"+step+"/"+escapePath(f.Path)), leaseHeader(cl.Lease), nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			out, err := os.Create(dst)
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(out, resp.Body)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil && n != f.Size {
+				err = fmt.Errorf("staged file %s: got %d bytes, want %d", f.Path, n, f.Size)
+			}
+			return err
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func escapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i := range parts {
+		parts[i] = url.PathEscape(parts[i])
+	}
+	return strings.Join(parts, "/")
+}
+
+// Commit uploads every file of dir, resumably, then asks the server to stage
+// them; dir is removed afterwards (pipeline.Files).
+func (c *Client) Commit(ctx context.Context, cl *job.Claimed, step, dir string) error {
+	defer os.RemoveAll(dir)
+	var files []api.StagedFile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		f := api.StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()}
+		if err := c.uploadFile(ctx, cl, step, p, f); err != nil {
+			return fmt.Errorf("upload %s: %w", f.Path, err)
+		}
+		files = append(files, f)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.postJSONLeased(ctx, cl.Lease, "commit/"+step, map[string]any{"files": files})
+}
+
+func (c *Client) postJSONLeased(ctx context.Context, l job.Lease, what string, in any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.retry(ctx, what, func() error {
+		resp, err := c.do(ctx, http.MethodPost, reportPath(l, what), leaseHeader(l), body)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	})
+}
+
+// uploadFile sends one file from wherever the server's copy stops.
+func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path string, f api.StagedFile) error {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return err
+	}
+	target := reportPath(cl.Lease, "files/"+step+"/"+escapePath(f.Path))
+	return c.retry(ctx, "upload", func() error {
+		resp, err := c.do(ctx, http.MethodHead, target, leaseHeader(cl.Lease), nil)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.Header.Get("X-Herd-Complete") == "true" {
+			return nil
+		}
+		offset, _ := strconv.ParseInt(resp.Header.Get(api.HeaderOffset), 10, 64)
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		if _, err := in.Seek(offset, io.SeekStart); err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+target, io.NopCloser(in))
+		if err != nil {
+			return err
+		}
+		req.ContentLength = f.Size - offset
+		req.Header = leaseHeader(cl.Lease)
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set(api.HeaderOffset, strconv.FormatInt(offset, 10))
+		req.Header.Set(api.HeaderLength, strconv.FormatInt(f.Size, 10))
+		req.Header.Set(api.HeaderSHA256, sum)
+		resp, err = c.http.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		c.seenOK.Store(time.Now().UnixNano())
+		switch resp.StatusCode {
+		case http.StatusCreated, http.StatusOK:
+			return nil
+		case http.StatusAccepted:
+			return errors.New("upload incomplete")
+		}
+		err = apiError(resp)
+		var se *StatusError
+		if errors.As(err, &se) && (se.Code == "offset_mismatch" || se.Code == "checksum_mismatch" || se.Code == "incomplete") {
+			return fmt.Errorf("retry upload: %s", se.Message) // not permanent: HEAD again and resume
+		}
+		return err
+	})
+}
+
+// Publish asks the server to publish the verified outputs (pipeline.Files).
+func (c *Client) Publish(ctx context.Context, cl *job.Claimed) error {
+	return c.postJSONLeased(ctx, cl.Lease, "publish", struct{}{})
+}
+
+// CleanScratch removes what an earlier run left in the scratch folder.
+func (c *Client) CleanScratch() error {
+	dir := filepath.Join(c.work, "scratch")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}

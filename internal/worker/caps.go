@@ -1,0 +1,115 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Trial is one encoder a worker tried at start-up.
+type Trial struct {
+	Cap     string `json:"capability"` // what the worker advertises when it works: h264, hevc, nvenc:h264, ...
+	Encoder string `json:"encoder"`
+	OK      bool   `json:"ok"`
+	Why     string `json:"why,omitempty"` // why it does not work here
+}
+
+// trial is an encoder and the ffmpeg arguments that prove it with one frame.
+type trial struct {
+	cap, encoder string
+	pre, filter  []string
+	device       string // a device file that must exist first
+}
+
+func trials() []trial {
+	vaapiPre := []string{"-vaapi_device", "/dev/dri/renderD128"}
+	vaapiVF := []string{"-vf", "format=nv12,hwupload"}
+	qsvPre := []string{"-init_hw_device", "qsv=hw", "-filter_hw_device", "hw"}
+	qsvVF := []string{"-vf", "format=nv12,hwupload=extra_hw_frames=16"}
+	return []trial{
+		{cap: "h264", encoder: "libx264"},
+		{cap: "hevc", encoder: "libx265"},
+		{cap: "nvenc:h264", encoder: "h264_nvenc", device: "/dev/nvidiactl"},
+		{cap: "nvenc:hevc", encoder: "hevc_nvenc", device: "/dev/nvidiactl"},
+		{cap: "nvenc:av1", encoder: "av1_nvenc", device: "/dev/nvidiactl"},
+		{cap: "vaapi:h264", encoder: "h264_vaapi", pre: vaapiPre, filter: vaapiVF, device: "/dev/dri/renderD128"},
+		{cap: "vaapi:hevc", encoder: "hevc_vaapi", pre: vaapiPre, filter: vaapiVF, device: "/dev/dri/renderD128"},
+		{cap: "qsv:h264", encoder: "h264_qsv", pre: qsvPre, filter: qsvVF, device: "/dev/dri/renderD128"},
+		{cap: "qsv:hevc", encoder: "hevc_qsv", pre: qsvPre, filter: qsvVF, device: "/dev/dri/renderD128"},
+	}
+}
+
+// TrialArgs is the argv (without the binary) that encodes one small frame with an encoder.
+func TrialArgs(pre, filter []string, encoder string) []string {
+	args := []string{"-nostdin", "-hide_banner", "-v", "error"}
+	args = append(args, pre...)
+	args = append(args, "-f", "lavfi", "-i", "color=black:size=256x256:rate=25:duration=0.2")
+	args = append(args, filter...)
+	return append(args, "-frames:v", "1", "-c:v", encoder, "-f", "null", "-")
+}
+
+// Detect proves which encoders work on this machine: an encoder counts only
+// when a one-frame trial encode with it succeeds.
+func Detect(ctx context.Context, ffmpeg string) []Trial {
+	var out []Trial
+	for _, t := range trials() {
+		r := Trial{Cap: t.cap, Encoder: t.encoder}
+		if t.device != "" {
+			if _, err := os.Stat(t.device); err != nil {
+				r.Why = "no " + t.device + " on this machine"
+				out = append(out, r)
+				continue
+			}
+		}
+		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		b, err := exec.CommandContext(tctx, ffmpeg, TrialArgs(t.pre, t.filter, t.encoder)...).CombinedOutput()
+		cancel()
+		switch {
+		case err == nil:
+			r.OK = true
+		case errors.Is(tctx.Err(), context.DeadlineExceeded):
+			r.Why = "the trial encode did not finish in 20 s"
+		default:
+			r.Why = "the trial encode failed: " + lastLine(string(b), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func lastLine(s string, err error) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return err.Error()
+	}
+	lines := strings.Split(s, "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// Caps lists the capabilities whose trial succeeded.
+func Caps(trials []Trial) []string {
+	caps := []string{}
+	for _, t := range trials {
+		if t.OK {
+			caps = append(caps, t.Cap)
+		}
+	}
+	return caps
+}
+
+// FormatTrials is the table `herd worker --check` prints.
+func FormatTrials(trials []Trial) string {
+	var b strings.Builder
+	for _, t := range trials {
+		state := "works"
+		if !t.OK {
+			state = "no: " + t.Why
+		}
+		fmt.Fprintf(&b, "%-12s %-12s %s\n", t.Cap, t.Encoder, state)
+	}
+	return b.String()
+}

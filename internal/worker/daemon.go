@@ -1,0 +1,169 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/metrics"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/remote"
+)
+
+// DaemonConfig is everything `herd worker` can be told.
+type DaemonConfig struct {
+	Server            string
+	Token             string // worker key
+	RegistrationToken string // traded for a key on first start
+	Name              string
+	Data              string // key file, source cache, scratch
+	HealthAddr        string
+	MaxTasks          int
+	Grace             time.Duration
+	StallAfter        time.Duration
+	Heartbeat         time.Duration
+	FFmpeg, FFprobe   string
+}
+
+// KeyFile is where a registered worker keeps its key.
+const KeyFile = "worker.key"
+
+// RunDaemon registers (when asked), proves its encoders, and runs tasks from
+// the server until ctx ends. It never exits on a transient server error.
+func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.Writer) error {
+	host, _ := os.Hostname()
+	cfg.Name = cmp.Or(cfg.Name, host, "worker")
+	cfg.Data = cmp.Or(cfg.Data, "herd-worker")
+	cfg.MaxTasks = max(cfg.MaxTasks, 1)
+	if cfg.Server == "" {
+		return errors.New("no server: pass --server URL or set HERD_SERVER")
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create worker data folder: %w", err)
+	}
+	ffmpegPath, err := exec.LookPath(cmp.Or(cfg.FFmpeg, "ffmpeg"))
+	if err != nil {
+		return errors.New("ffmpeg not found: install it (apt-get install ffmpeg) or pass --ffmpeg")
+	}
+	ffprobePath, err := exec.LookPath(cmp.Or(cfg.FFprobe, "ffprobe"))
+	if err != nil {
+		return errors.New("ffprobe not found: install ffmpeg or pass --ffprobe")
+	}
+	key, err := workerKey(ctx, cfg, out)
+	if err != nil {
+		return err
+	}
+	trials := Detect(ctx, ffmpegPath)
+	caps := Caps(trials)
+	log.Info("encoders proven by trial encodes", "capabilities", caps)
+
+	rc, err := remote.New(remote.Config{Server: cfg.Server, Key: key, Name: cfg.Name, Caps: caps, Slots: cfg.MaxTasks, Work: cfg.Data}, log)
+	if err != nil {
+		return err
+	}
+	if err := rc.CleanScratch(); err != nil {
+		return fmt.Errorf("clean scratch: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	tools := media.Tools{FFmpeg: ffmpegPath, FFprobe: ffprobePath, Log: log}
+	// Profiles come with each job's plan; the set is only needed for probing,
+	// which checks the profile version the job asked for.
+	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
+	pool := NewPool(rc, exec, Config{
+		Name: cfg.Name, OwnerPrefix: "worker/" + cfg.Name + "/", Slots: cfg.MaxTasks, Caps: caps,
+		Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
+	}, log, m)
+
+	health := &http.Server{Handler: healthMux(rc, ffmpegPath, trials, reg), ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", cmp.Or(cfg.HealthAddr, ":8081"))
+	if err != nil {
+		return fmt.Errorf("health server: %w (pass --health-addr to choose another)", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := health.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		err := pool.Run(gctx)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = health.Shutdown(sctx)
+		return err
+	})
+	fmt.Fprintf(out, "herd worker %s is running %d task slot(s) for %s (health on http://%s)\n", cfg.Name, cfg.MaxTasks, cfg.Server, ln.Addr())
+	return g.Wait()
+}
+
+// workerKey finds the worker's key: given, saved, or traded for a registration token.
+func workerKey(ctx context.Context, cfg DaemonConfig, out io.Writer) (string, error) {
+	if cfg.Token != "" {
+		return cfg.Token, nil
+	}
+	path := filepath.Join(cfg.Data, KeyFile)
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if cfg.RegistrationToken == "" {
+		return "", errors.New("no worker key: pass --token (HERD_WORKER_TOKEN), or --registration-token from `herd token create --registration` on first start")
+	}
+	key, err := remote.Register(ctx, cfg.Server, cfg.RegistrationToken, cfg.Name)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save worker key: %w", err)
+	}
+	fmt.Fprintf(out, "registered as %s; the worker key is saved in %s\n", cfg.Name, path)
+	return key, nil
+}
+
+// healthMux serves /healthz, /readyz (ffmpeg present and the server answered
+// recently) and /metrics.
+func healthMux(rc *remote.Client, ffmpeg string, trials []Trial, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		checks := map[string]string{"ffmpeg": "ok", "server": "ok"}
+		ok := true
+		if _, err := os.Stat(ffmpeg); err != nil {
+			checks["ffmpeg"], ok = "missing", false
+		}
+		if last := rc.LastContact(); last.IsZero() || time.Since(last) > 90*time.Second {
+			checks["server"], ok = "the server has not answered in the last 90 s", false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": checks, "encoders": trials})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
