@@ -161,3 +161,67 @@ func TestKilledWorkerTaskFinishesElsewhere(t *testing.T) {
 	require.Contains(t, string(body), "herd_lease_expiries_total 1")
 	fmt.Fprintln(os.Stderr, "killed worker", victim)
 }
+
+func TestPartitionedWorkerLosesLeaseAndIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	p := startProxy(t, strings.TrimPrefix(s.url, "http://"))
+	direct := s.url
+	s.url = "http://" + p.addr() // the cut-off worker registers and runs through the proxy
+	cutoff := s.startWorker(t, "far")
+	s.url = direct
+
+	src := clip(t, dir, 30, "640x360")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+	s.waitEncoding(id)
+	p.setCut(true)
+	s.startWorker(t, "near")
+
+	j := s.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" })
+	require.Equal(t, "succeeded", j.State, j.Error)
+	for _, task := range j.Tasks {
+		if task.Kind == "encode" {
+			require.Equal(t, "near", task.Worker, "the task finished elsewhere")
+			require.Equal(t, 2, task.Attempt)
+		}
+	}
+	// When the network comes back, the cut-off worker's late report is refused.
+	p.setCut(false)
+	require.Eventually(t, func() bool { return strings.Contains(cutoff.logs.String(), "lease lost") }, 2*time.Minute, 200*time.Millisecond)
+	require.Nil(t, cutoff.cmd.ProcessState, "still running, ready for other work")
+	final := s.job(id)
+	require.Equal(t, "succeeded", final.State)
+	require.Len(t, final.Outputs, len(j.Outputs), "the outputs are those of the finished attempt")
+}
+
+func TestWorkerSIGTERMReleases(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	w := s.startWorker(t, "leaving", "--grace", "300ms")
+	src := clip(t, dir, 30, "640x360")
+	stdout, _, code := s.herd("submit", src, "--profile", "web-hls")
+	require.Equal(t, 0, code)
+	id := strings.TrimSpace(stdout)
+	s.waitEncoding(id)
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- w.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "clean exit")
+	case <-time.After(60 * time.Second):
+		t.Fatal("worker did not exit after SIGTERM")
+	}
+	for _, task := range s.job(id).Tasks {
+		if task.Kind == "encode" {
+			require.Equal(t, "queued", task.State, "released at once, not left to expire")
+			require.Equal(t, 0, task.Attempt)
+		}
+	}
+	s.startWorker(t, "next")
+	require.Equal(t, "succeeded", s.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" }).State)
+}

@@ -184,7 +184,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) {
 	outcome := "succeeded"
 	cause := context.Cause(ctx)
 	switch {
-	case errors.Is(cause, errLeaseLost):
+	case errors.Is(cause, errLeaseLost), errors.Is(err, job.ErrLeaseLost):
 		outcome = "lease_lost"
 		log.Warn("lease lost (canceled, or taken over after a timeout); dropped the task")
 	case errors.Is(cause, errShutdown):
