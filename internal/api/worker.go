@@ -3,8 +3,6 @@ package api
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -391,23 +389,24 @@ func (s *Server) leasedTask(w http.ResponseWriter, r *http.Request) (job.Task, b
 	return t, true
 }
 
-func (s *Server) claimedFor(ctx context.Context, t job.Task) (*job.Claimed, error) {
-	j, err := s.st.GetJob(ctx, t.JobID)
-	if err != nil {
-		return nil, err
+// leasedClaim is leasedTask with the task's job.
+func (s *Server) leasedClaim(w http.ResponseWriter, r *http.Request) (*job.Claimed, bool) {
+	t, ok := s.leasedTask(w, r)
+	if !ok {
+		return nil, false
 	}
-	return &job.Claimed{Task: t, Job: j}, nil
+	j, err := s.st.GetJob(r.Context(), t.JobID)
+	if err != nil {
+		s.internal(w, r, err)
+		return nil, false
+	}
+	return &job.Claimed{Task: t, Job: j}, true
 }
 
 // source streams the job's source file (Range supported, so downloads resume).
 func (s *Server) source(w http.ResponseWriter, r *http.Request) {
-	t, ok := s.leasedTask(w, r)
+	c, ok := s.leasedClaim(w, r)
 	if !ok {
-		return
-	}
-	c, err := s.claimedFor(r.Context(), t)
-	if err != nil {
-		s.internal(w, r, err)
 		return
 	}
 	f, err := s.blobs.Open(c.Job.AssetKey)
@@ -577,7 +576,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]int64{"offset": have})
 		return
 	}
-	got, err := fileSHA256(part)
+	got, err := blob.FileSHA256(part)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -598,23 +597,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]int64{"offset": have})
 }
 
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // commitStep makes the uploaded files the job's staged step, after checking
 // that every file the worker lists arrived whole.
 func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
-	t, ok := s.leasedTask(w, r)
+	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
 	}
@@ -628,7 +614,7 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	dir, err := s.uploadDir(t, step)
+	dir, err := s.uploadDir(c.Task, step)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -648,11 +634,6 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	c, err := s.claimedFor(r.Context(), t)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
 	if err := s.files.Commit(r.Context(), c, step, dir); err != nil {
 		s.internal(w, r, err)
 		return
@@ -662,13 +643,8 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 
 // publish makes a job's verified files its outputs (server side: one rename).
 func (s *Server) publishStep(w http.ResponseWriter, r *http.Request) {
-	t, ok := s.leasedTask(w, r)
+	c, ok := s.leasedClaim(w, r)
 	if !ok {
-		return
-	}
-	c, err := s.claimedFor(r.Context(), t)
-	if err != nil {
-		s.internal(w, r, err)
 		return
 	}
 	if err := s.files.Publish(r.Context(), c); err != nil {

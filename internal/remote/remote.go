@@ -7,8 +7,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +24,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -299,7 +298,7 @@ func (c *Client) Source(ctx context.Context, cl *job.Claimed) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	got, err := fileSHA256(part)
+	got, err := blob.FileSHA256(part)
 	if err != nil {
 		return "", err
 	}
@@ -308,19 +307,6 @@ func (c *Client) Source(ctx context.Context, cl *job.Claimed) (string, error) {
 		return "", fmt.Errorf("downloaded source is damaged (SHA-256 differs); it will be fetched again")
 	}
 	return final, os.Rename(part, final)
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Scratch makes a local folder for a step (pipeline.Files).
@@ -439,7 +425,7 @@ func (c *Client) postJSONLeased(ctx context.Context, l job.Lease, what string, i
 
 // uploadFile sends one file from wherever the server's copy stops.
 func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path string, f api.StagedFile) error {
-	sum, err := fileSHA256(path)
+	sum, err := blob.FileSHA256(path)
 	if err != nil {
 		return err
 	}
