@@ -198,3 +198,16 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	}
 	return int(v.Int64), nil
 }
+
+// Optimize refreshes the planner's statistics (what autovacuum does on a
+// live PostgreSQL server a little later; SQLite's PRAGMA optimize).
+func (s *Store) Optimize(ctx context.Context) error {
+	q := `PRAGMA optimize`
+	if s.d.Name == Postgres.Name {
+		q = `ANALYZE tasks, jobs`
+	}
+	if _, err := s.w.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("optimize database: %w", err)
+	}
+	return nil
+}

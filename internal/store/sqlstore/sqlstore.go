@@ -417,8 +417,14 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed
 				}
 			}
 		}
-		if err := s.refreshJob(ctx, tx, t.JobID, req.Now); err != nil {
-			return err
+		// Only the first claim of a job changes the job row; claimers of the
+		// job's other tasks then find nothing to update and take no row lock.
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', started_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'`),
+			ms(req.Now), ms(req.Now), t.JobID); err != nil {
+			return fmt.Errorf("start job: %w", err)
+		}
+		if j.State == job.Queued {
+			j.State, j.StartedAt = job.Running, &req.Now
 		}
 		out = &job.Claimed{Task: t, Job: j, Lease: job.Lease{TaskID: t.ID, Owner: req.Owner, Fence: t.Fence}, Deps: deps}
 		return nil
