@@ -28,8 +28,9 @@ test: deps-test ## install what the tests need and run every test with the race 
 	$(GO) vet ./...
 	HERD_REQUIRE_POSTGRES=1 $(GO) test $(GOTEST_FLAGS) ./...
 
-bench: deps-test ## queue benchmark: 16 claimers drain 100,000 tasks on SQLite and PostgreSQL (HERD_BENCH_TASKS to change)
+bench: deps-test ## queue benchmarks: 16 claimers over 100,000 tasks (SQLite, PostgreSQL; HERD_BENCH_TASKS), and submit-to-idle-worker latency
 	HERD_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench BenchmarkQueue -benchtime 1x -timeout 60m ./internal/store/sqlstore/
+	$(GO) test -run '^$$' -bench BenchmarkClaimWakeup -benchtime 200x ./internal/remote/
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...

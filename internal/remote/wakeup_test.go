@@ -1,0 +1,132 @@
+package remote_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/queue"
+	"github.com/herdhq/herd/internal/remote"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+)
+
+type setup struct {
+	st  store.Store
+	sig *queue.Signal
+	rc  *remote.Client
+}
+
+func newSetup(tb testing.TB) *setup {
+	tb.Helper()
+	dir := tb.TempDir()
+	ctx := context.Background()
+	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "herd.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = st.Close() })
+	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sig := &queue.Signal{}
+	q := queue.New(st, sig, queue.Config{})
+	srv := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Kick: sig, Log: log, Queue: q,
+		Submit: ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{}), Files: &pipeline.LocalFiles{Blobs: blobs, Log: log}})
+	hs := httptest.NewServer(srv.Handler())
+	tb.Cleanup(hs.Close)
+	adminKey := "bench-admin-key-0123456789"
+	if err := st.CreateKey(ctx, store.Key{ID: "k", Kind: "admin", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}); err != nil {
+		tb.Fatal(err)
+	}
+	reg := "bench-registration-0123456789"
+	if err := st.CreateKey(ctx, store.Key{ID: "r", Kind: "registration", Hash: api.HashKey(reg), CreatedAt: time.Now()}); err != nil {
+		tb.Fatal(err)
+	}
+	key, err := remote.Register(ctx, hs.URL, reg, "bench")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rc, err := remote.New(remote.Config{Server: hs.URL, Key: key, Name: "bench", Caps: []string{"h264"}, Slots: 1, Work: filepath.Join(dir, "w")}, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &setup{st: st, sig: sig, rc: rc}
+}
+
+func (s *setup) submit(tb testing.TB, i int) {
+	tb.Helper()
+	ctx := context.Background()
+	sha := fmt.Sprintf("wake%06d", i)
+	a, err := s.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "x", Size: 1, SHA256: sha, Key: "sources/" + sha, CreatedAt: time.Now()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: sha, Source: job.Source{AssetID: a.ID}}
+	if _, _, err := s.st.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}}, time.Now()); err != nil {
+		tb.Fatal(err)
+	}
+	s.sig.Kick()
+}
+
+// TestLongPollClaimGetsNewWork: an idle worker's pending claim returns the
+// task submitted while it waited (no polling tick in between).
+func TestLongPollClaimGetsNewWork(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	got := make(chan *job.Claimed, 1)
+	go func() {
+		c, err := s.rc.Claim(context.Background(), "worker/bench/0", "bench", []string{"h264"})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	time.Sleep(300 * time.Millisecond) // the claim is now parked on the server
+	s.submit(t, 0)
+	c := <-got
+	if c == nil || c.Task.Kind != job.KindProbe {
+		t.Fatalf("the waiting claim did not receive the new task: %+v", c)
+	}
+	if len(c.Profile) == 0 {
+		t.Fatal("the claim carries the job's profile for remote probing")
+	}
+}
+
+// BenchmarkClaimWakeup measures how fast a newly queued task reaches an idle,
+// long-polling worker: p50/p99 from submit to the claim's answer.
+func BenchmarkClaimWakeup(b *testing.B) {
+	s := newSetup(b)
+	var lat []time.Duration
+	for i := range b.N {
+		got := make(chan time.Time, 1)
+		go func() {
+			c, err := s.rc.Claim(context.Background(), "worker/bench/0", "bench", []string{"h264"})
+			if err != nil || c == nil {
+				b.Error("claim returned nothing", err)
+			}
+			got <- time.Now()
+		}()
+		time.Sleep(20 * time.Millisecond) // let the claim park
+		t0 := time.Now()
+		s.submit(b, i)
+		lat = append(lat, (<-got).Sub(t0))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+}
