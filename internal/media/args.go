@@ -30,6 +30,7 @@ func (pl *Plan) inputArgs(input string, seek float64) []string {
 	if seek > 0 {
 		args = append(args, "-ss", ftoa(seek))
 	}
+	args = append(args, pl.hwInputArgs()...)
 	return append(args, "-f", pl.Demuxer, "-i", "file:"+filepath.Clean(input))
 }
 
@@ -62,7 +63,7 @@ func (pl *Plan) preFilters(withFPS bool) []string {
 
 // scaleFilter scales to w×h with square pixels and the output pixel format.
 func (pl *Plan) scaleFilter(w, h int) string {
-	return fmt.Sprintf("scale=%d:%d,setsar=1,format=%s", w, h, pl.Video.PixFmt)
+	return fmt.Sprintf("scale=%d:%d,setsar=1,format=%s", w, h, pl.Video.PixFmt) + pl.hwUpload()
 }
 
 // videoGraph is the -filter_complex graph: the source video decoded once,
@@ -93,7 +94,7 @@ func (pl *Plan) videoGraph() string {
 	g := gcd(top.Width, top.Height)
 	dar := fmt.Sprintf("setdar=%d/%d", top.Width/g, top.Height/g)
 	for i, r := range pl.Rungs {
-		fmt.Fprintf(&b, ";[s%d]scale=%d:%d,%s,format=%s[v%d]", i, r.Width, r.Height, dar, pl.Video.PixFmt, i)
+		fmt.Fprintf(&b, ";[s%d]scale=%d:%d,%s,format=%s%s[v%d]", i, r.Width, r.Height, dar, pl.Video.PixFmt, pl.hwUpload(), i)
 	}
 	return b.String()
 }
@@ -156,24 +157,12 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 }
 
 func (pl *Plan) videoCodecArgs() []string {
+	args, quality := pl.encoderArgs()
 	v := pl.Video
-	args := []string{"-c:v", v.Encoder, "-preset:v", v.Preset}
-	switch v.Encoder {
-	case "libx264":
-		args = append(args, "-profile:v", "high")
-	case "libx265":
-		args = append(args, "-x265-params", "log-level=error")
-		if pl.Format == profile.FormatMP4 {
-			args = append(args, "-tag:v", "hvc1")
-		}
-	}
 	if v.ColorTransfer != "" {
 		args = append(args, "-color_primaries", v.ColorPrimaries, "-color_trc", v.ColorTransfer, "-colorspace", v.ColorSpace)
 	}
 	if pl.Format == profile.FormatHLS {
-		gop := strconv.Itoa(pl.GOP)
-		args = append(args, "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
-			"-force_key_frames", "expr:gte(t,n_forced*"+ftoa(pl.SegmentSeconds)+")")
 		for i, r := range pl.Rungs {
 			args = append(args,
 				fmt.Sprintf("-b:v:%d", i), strconv.FormatInt(r.Bitrate, 10),
@@ -182,10 +171,7 @@ func (pl *Plan) videoCodecArgs() []string {
 		}
 		return args
 	}
-	if pl.GOP > 0 {
-		args = append(args, "-g", strconv.Itoa(pl.GOP))
-	}
-	return append(args, "-crf", strconv.Itoa(v.CRF))
+	return append(args, quality...)
 }
 
 func (pl *Plan) audioCodecArgs() []string {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/profile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/*.args")
@@ -76,4 +78,79 @@ func TestFpsArg(t *testing.T) {
 	for in, want := range map[float64]string{29.97: "30000/1001", 23.976: "24000/1001", 59.94: "60000/1001", 25: "25", 12.5: "12.5"} {
 		require.Equal(t, want, fpsArg(in), "%v", in)
 	}
+}
+
+func av1Profile(t *testing.T) *profile.Profile {
+	t.Helper()
+	p, err := profile.Parse([]byte("name: archive-av1\nversion: 1\nformat: mkv\nvideo: {codec: av1, crf: 30, preset: fast}\naudio: {codec: copy, keep_all: true}\nsubtitles: copy\n"))
+	require.NoError(t, err)
+	return p
+}
+
+// TestEncodeArgsHardwareGolden pins the argv of every hardware family for
+// h264, hevc and av1 (and the software av1 encoder).
+func TestEncodeArgsHardwareGolden(t *testing.T) {
+	t.Parallel()
+	profiles := map[string]*profile.Profile{
+		"web-hls": builtin(t, "web-hls"), "mp4-library": builtin(t, "mp4-library"),
+		"archive-hevc": builtin(t, "archive-hevc"), "archive-av1": av1Profile(t),
+	}
+	for _, kind := range []string{HWNone, HWNVENC, HWVAAPI, HWQSV} {
+		for name, p := range profiles {
+			if kind == HWNone && name != "archive-av1" {
+				continue // the software argv of the built-ins is pinned by TestEncodeArgsGolden
+			}
+			t.Run(cmpOr(kind, "software")+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				base, err := NewPlan(src(1920, 1080, 25), p)
+				require.NoError(t, err)
+				pl, err := base.WithHardware(kind)
+				require.NoError(t, err)
+				args := pl.EncodeArgs("/in/source.bin", "/out/job")
+				got := strings.Join(args, "\n") + "\n"
+				path := filepath.Join("testdata", "golden", "hw_"+cmpOr(kind, "software")+"_"+name+".args")
+				if *update {
+					require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+				}
+				want, err := os.ReadFile(path)
+				require.NoError(t, err, "run with -update to create the golden file")
+				require.Equal(t, string(want), got)
+
+				require.Contains(t, args, pl.Video.Encoder)
+				require.Equal(t, "", base.Hardware, "the original plan is unchanged")
+				in := indexOf(args, "-i")
+				switch kind {
+				case HWVAAPI:
+					require.Less(t, indexOf(args, "-vaapi_device"), in, "the device is opened before the input")
+					require.Contains(t, got, "hwupload")
+				case HWQSV:
+					require.Less(t, indexOf(args, "-init_hw_device"), in)
+					require.Contains(t, got, "hwupload=extra_hw_frames")
+				case HWNVENC:
+					require.NotContains(t, got, "hwupload")
+				}
+				if p.Format == profile.FormatHLS {
+					require.Contains(t, args, "-force_key_frames", "keyframes stay aligned across rungs")
+				}
+			})
+		}
+	}
+	_, err := (&Plan{Video: VideoPlan{Codec: "vp9"}}).WithHardware(HWNVENC)
+	require.Error(t, err)
+}
+
+func indexOf(args []string, s string) int {
+	for i, a := range args {
+		if a == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

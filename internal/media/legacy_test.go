@@ -1,6 +1,7 @@
 package media
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -71,4 +72,25 @@ func TestAwkwardInputsEncode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSoftwareAV1 encodes with SVT-AV1 into Matroska and verifies the result.
+func TestSoftwareAV1(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	input := clip(t, "av1-src.mp4", "256x144", "1")
+	info, err := tools.Admit(ctx, input, Limits{})
+	require.NoError(t, err)
+	pl, err := NewPlan(info, av1Profile(t))
+	require.NoError(t, err)
+	require.Equal(t, "libsvtav1", pl.Video.Encoder)
+	out := t.TempDir()
+	_, err = tools.Encode(ctx, pl, input, out, nil)
+	require.NoError(t, err)
+	outs, _, err := tools.Verify(ctx, pl, input, out)
+	require.NoError(t, err)
+	v := outputNamed(t, outs, "video")
+	require.Equal(t, "av1", v.Codec)
+	require.Greater(t, v.SSIM, 0.8)
 }

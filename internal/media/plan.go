@@ -40,6 +40,9 @@ type Plan struct {
 	// SourceTransfer is the HDR transfer the tone mapper converts from.
 	SourceTransfer string `json:"source_transfer,omitempty"`
 
+	// Hardware is the encoder family the plan was switched to (WithHardware); empty for software.
+	Hardware string `json:"hardware,omitempty"`
+
 	Video       VideoPlan      `json:"video"`
 	Rungs       []RungPlan     `json:"rungs"`
 	Audio       []AudioPlan    `json:"audio,omitempty"`
@@ -51,7 +54,7 @@ type Plan struct {
 // VideoPlan says how the picture is encoded.
 type VideoPlan struct {
 	Codec   string `json:"codec"`   // h264 | hevc
-	Encoder string `json:"encoder"` // libx264 | libx265
+	Encoder string `json:"encoder"` // libx264 | libx265 | libsvtav1, or a hardware encoder (WithHardware)
 	Preset  string `json:"preset"`
 	CRF     int    `json:"crf,omitempty"` // mp4/mkv
 	PixFmt  string `json:"pix_fmt"`       // yuv420p, or yuv420p10le when hevc keeps 10-bit/HDR
@@ -223,6 +226,12 @@ func (pl *Plan) planVideo(v *VideoStream, p *profile.Profile) {
 			vp.ColorPrimaries = cmp.Or(v.ColorPrimaries, "bt2020")
 			vp.ColorTransfer = v.ColorTransfer
 			vp.ColorSpace = cmp.Or(v.ColorSpace, "bt2020nc")
+		}
+	case "av1":
+		vp.Encoder = "libsvtav1"
+		if v.HDR {
+			pl.ToneMap = true
+			pl.SourceTransfer = v.ColorTransfer
 		}
 	default:
 		vp.Encoder = "libx264"

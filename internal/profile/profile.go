@@ -62,7 +62,7 @@ type Profile struct {
 
 // Video says how the picture is encoded.
 type Video struct {
-	Codec     string  `yaml:"codec" json:"codec"` // h264 | hevc
+	Codec     string  `yaml:"codec" json:"codec"` // h264 | hevc | av1
 	Preset    string  `yaml:"preset,omitempty" json:"preset,omitempty"`
 	CRF       int     `yaml:"crf,omitempty" json:"crf,omitempty"`               // file formats: constant quality
 	MaxHeight int     `yaml:"max_height,omitempty" json:"max_height,omitempty"` // file formats: cap, never upscale
@@ -231,8 +231,8 @@ func (p *Profile) Validate() error {
 	default:
 		return bad("format", "must be one of hls, mp4, mkv (got %q)", p.Format)
 	}
-	if !slices.Contains([]string{"h264", "hevc"}, p.Video.Codec) {
-		return bad("video.codec", "must be h264 or hevc (got %q)", p.Video.Codec)
+	if !slices.Contains([]string{"h264", "hevc", "av1"}, p.Video.Codec) {
+		return bad("video.codec", "must be h264, hevc or av1 (got %q)", p.Video.Codec)
 	}
 	if p.Format == FormatHLS && p.Video.Codec != "h264" {
 		return bad("video.codec", "hls profiles use h264 so that every browser can play them")

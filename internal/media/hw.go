@@ -1,0 +1,157 @@
+package media
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+// Hardware encoder families a plan can be switched to.
+const (
+	HWNone  = ""
+	HWNVENC = "nvenc"
+	HWVAAPI = "vaapi"
+	HWQSV   = "qsv"
+)
+
+// VAAPIDevice is the render node VAAPI and QSV encode on.
+const VAAPIDevice = "/dev/dri/renderD128"
+
+// hwEncoders names each family's encoder per codec.
+var hwEncoders = map[string]map[string]string{
+	HWNVENC: {"h264": "h264_nvenc", "hevc": "hevc_nvenc", "av1": "av1_nvenc"},
+	HWVAAPI: {"h264": "h264_vaapi", "hevc": "hevc_vaapi", "av1": "av1_vaapi"},
+	HWQSV:   {"h264": "h264_qsv", "hevc": "hevc_qsv", "av1": "av1_qsv"},
+}
+
+// HWCap is the capability a worker advertises when kind can encode codec
+// (e.g. "nvenc:h264"); tasks that must use that encoder need it.
+func HWCap(kind, codec string) string { return kind + ":" + codec }
+
+// WithHardware returns a copy of the plan that encodes on a hardware encoder
+// family. Filters still run on the CPU; frames are uploaded to the encoder.
+func (pl *Plan) WithHardware(kind string) (*Plan, error) {
+	if kind == HWNone {
+		return pl, nil
+	}
+	enc, ok := hwEncoders[kind][pl.Video.Codec]
+	if !ok {
+		return nil, fmt.Errorf("no %s encoder for %s", kind, pl.Video.Codec)
+	}
+	cp := *pl
+	cp.Hardware = kind
+	cp.Video.Encoder = enc
+	cp.Rungs = slices.Clone(pl.Rungs)
+	return &cp, nil
+}
+
+// hwInputArgs set up the device before the input.
+func (pl *Plan) hwInputArgs() []string {
+	switch pl.Hardware {
+	case HWVAAPI:
+		return []string{"-vaapi_device", VAAPIDevice}
+	case HWQSV:
+		return []string{"-init_hw_device", "qsv=hw:" + VAAPIDevice, "-filter_hw_device", "hw"}
+	}
+	return nil
+}
+
+// hwUpload ends a filter chain for encoders that take frames in GPU memory.
+func (pl *Plan) hwUpload() string {
+	switch pl.Hardware {
+	case HWVAAPI:
+		return ",format=nv12,hwupload"
+	case HWQSV:
+		return ",format=nv12,hwupload=extra_hw_frames=64"
+	}
+	return ""
+}
+
+// nvencPreset maps x264 preset names onto NVENC's p1 (fastest) .. p7 (slowest).
+func nvencPreset(p string) string {
+	switch p {
+	case "ultrafast", "superfast":
+		return "p1"
+	case "veryfast":
+		return "p2"
+	case "faster":
+		return "p3"
+	case "fast":
+		return "p4"
+	case "medium":
+		return "p5"
+	case "slow":
+		return "p6"
+	}
+	return "p7"
+}
+
+// qsvPreset maps x264 preset names onto QSV's (which has no ultra/superfast).
+func qsvPreset(p string) string {
+	switch p {
+	case "ultrafast", "superfast":
+		return "veryfast"
+	}
+	return p
+}
+
+// svtPreset maps x264 preset names onto SVT-AV1's 0 (slowest) .. 13 (fastest).
+func svtPreset(p string) string {
+	return map[string]string{"ultrafast": "12", "superfast": "11", "veryfast": "10", "faster": "9", "fast": "8",
+		"medium": "6", "slow": "4", "slower": "3", "veryslow": "2"}[p]
+}
+
+// encoderArgs is the encoder, its speed/quality knobs and, for hls, the
+// keyframe cadence; rate control per rung is added by the caller.
+func (pl *Plan) encoderArgs() (args []string, quality []string) {
+	v := pl.Video
+	args = []string{"-c:v", v.Encoder}
+	crf := strconv.Itoa(v.CRF)
+	switch v.Encoder {
+	case "libx264":
+		args = append(args, "-preset:v", v.Preset, "-profile:v", "high")
+		quality = []string{"-crf", crf}
+	case "libx265":
+		args = append(args, "-preset:v", v.Preset, "-x265-params", "log-level=error")
+		if pl.Format == profile.FormatMP4 {
+			args = append(args, "-tag:v", "hvc1")
+		}
+		quality = []string{"-crf", crf}
+	case "libsvtav1":
+		args = append(args, "-preset:v", svtPreset(v.Preset))
+		quality = []string{"-crf", crf}
+	case "h264_nvenc", "hevc_nvenc", "av1_nvenc":
+		args = append(args, "-preset:v", nvencPreset(v.Preset), "-tune:v", "hq", "-rc:v", "vbr")
+		if v.Encoder == "h264_nvenc" {
+			args = append(args, "-profile:v", "high")
+		}
+		if v.Encoder == "hevc_nvenc" && pl.Format == profile.FormatMP4 {
+			args = append(args, "-tag:v", "hvc1")
+		}
+		quality = []string{"-cq:v", crf, "-b:v", "0"}
+	case "h264_vaapi", "hevc_vaapi", "av1_vaapi":
+		if pl.Format == profile.FormatHLS {
+			args = append(args, "-rc_mode:v", "VBR")
+		}
+		quality = []string{"-rc_mode:v", "CQP", "-qp:v", crf}
+	case "h264_qsv", "hevc_qsv", "av1_qsv":
+		args = append(args, "-preset:v", qsvPreset(v.Preset))
+		quality = []string{"-global_quality:v", crf}
+	}
+	if pl.Format == profile.FormatHLS {
+		gop := strconv.Itoa(pl.GOP)
+		args = append(args, "-g", gop, "-keyint_min", gop)
+		switch pl.Hardware {
+		case HWNone:
+			args = append(args, "-sc_threshold", "0")
+		case HWNVENC:
+			args = append(args, "-no-scenecut", "1", "-forced-idr", "1")
+		}
+		args = append(args, "-force_key_frames", "expr:gte(t,n_forced*"+ftoa(pl.SegmentSeconds)+")")
+	} else if pl.GOP > 0 {
+		args = append(args, "-g", strconv.Itoa(pl.GOP))
+	}
+	return args, quality
+}
