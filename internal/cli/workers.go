@@ -45,6 +45,7 @@ Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
 	f.StringVar(&cfg.Name, "name", "", "worker name (default: the host name)")
 	f.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of /healthz, /readyz and /metrics")
 	f.IntVar(&cfg.MaxTasks, "max-tasks", 1, "tasks run at once")
+	f.Int64Var(&cfg.GPUSessions, "gpu-sessions", 5, "encode sessions the GPU allows at once (consumer NVIDIA cards: 5); a ladder takes one per rung")
 	f.DurationVar(&cfg.Grace, "grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are released")
 	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill and retry a task whose ffmpeg shows no progress for this long")
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", 10*time.Second, "how often running tasks report to the server")

@@ -168,6 +168,10 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrConflict  = errors.New("conflict")
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrRequeue asks the worker to give the task back unrun (no attempt
+	// used): it claimed work it cannot start now, such as a GPU task while
+	// its GPU's encode sessions are all in use.
+	ErrRequeue = errors.New("give the task back")
 )
 
 // permanentError marks an error that retrying cannot fix.

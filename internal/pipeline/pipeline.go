@@ -50,6 +50,13 @@ type Executor struct {
 	profiles *profile.Set
 	limits   media.Limits
 	log      *slog.Logger
+	gpu      *GPU
+}
+
+// WithGPU lets the executor encode on a GPU family within its session budget.
+func (e *Executor) WithGPU(g *GPU) *Executor {
+	e.gpu = g
+	return e
 }
 
 // New returns an Executor.
@@ -64,6 +71,7 @@ func Tasks(p *profile.Profile, maxAttempts int) []job.Task {
 	}
 	probe := t(job.KindProbe)
 	encode := t(job.KindEncode, probe.ID)
+	encode.Needs = TaskNeeds(p)
 	tasks := []job.Task{probe, encode}
 	verifyDeps := []string{encode.ID}
 	if p.Thumbnails.Poster || p.Thumbnails.Sprite {
@@ -117,14 +125,7 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (store
 	if err != nil {
 		return store.Result{}, classify(err, "could not read the source file")
 	}
-	p, ok := e.profiles.Get(c.Job.Profile)
-	if len(c.Profile) > 0 {
-		var sent profile.Profile
-		if err := json.Unmarshal(c.Profile, &sent); err != nil {
-			return store.Result{}, fmt.Errorf("decode profile: %w", err)
-		}
-		p, ok = &sent, true
-	}
+	p, ok := e.profileFor(c)
 	if !ok {
 		return store.Result{}, job.Permanent("profile_missing", job.Userf(nil, "profile %q no longer exists on this server; submit the file again with another profile", c.Job.Profile))
 	}
@@ -197,6 +198,11 @@ func (e *Executor) scratch(ctx context.Context, c *job.Claimed, step string, fn 
 }
 
 func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan, src string, report func(store.Progress)) (store.Result, error) {
+	plan, done, err := e.hardwarePlan(c, plan)
+	if err != nil {
+		return store.Result{}, err
+	}
+	defer done()
 	cmds, err := e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
 		return e.media.Encode(ctx, plan, src, dir, func(p media.Progress) {
 			frac := 0.0

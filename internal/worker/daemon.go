@@ -37,6 +37,7 @@ type DaemonConfig struct {
 	Data              string // key file, source cache, scratch
 	HealthAddr        string
 	MaxTasks          int
+	GPUSessions       int64 // encode sessions the GPU allows at once (consumer NVIDIA cards: 5)
 	Grace             time.Duration
 	StallAfter        time.Duration
 	Heartbeat         time.Duration
@@ -90,10 +91,16 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	// Profiles come with each job's plan; the set is only needed for probing,
 	// which checks the profile version the job asked for.
 	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
-	pool := NewPool(rc, exec, Config{
+	poolCfg := Config{
 		Name: cfg.Name, OwnerPrefix: "worker/" + cfg.Name + "/", Slots: cfg.MaxTasks, Caps: caps,
 		Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
-	}, log, m)
+	}
+	if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, 5)); gpu != nil {
+		exec.WithGPU(gpu)
+		poolCfg.ClaimCaps = gpu.ClaimCaps
+		log.Info("GPU encoding enabled", "kind", gpu.Kind, "sessions", gpu.Sessions)
+	}
+	pool := NewPool(rc, exec, poolCfg, log, m)
 
 	health := &http.Server{Handler: healthMux(rc, ffmpegPath, trials, reg), ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", cmp.Or(cfg.HealthAddr, ":8081"))
@@ -166,4 +173,16 @@ func healthMux(rc *remote.Client, ffmpeg string, trials []Trial, reg *prometheus
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// pickGPU is the first hardware family whose trial encode worked, with its session budget.
+func pickGPU(caps []string, sessions int64) *pipeline.GPU {
+	for _, kind := range []string{media.HWNVENC, media.HWVAAPI, media.HWQSV} {
+		for _, c := range caps {
+			if strings.HasPrefix(c, kind+":") {
+				return pipeline.NewGPU(kind, caps, sessions)
+			}
+		}
+	}
+	return nil
 }

@@ -39,14 +39,17 @@ type Observer interface {
 
 // Config tunes a pool.
 type Config struct {
-	Name        string        // worker name shown on tasks
-	OwnerPrefix string        // lease owners are OwnerPrefix + slot number
-	Slots       int           // concurrent tasks; 0 → 1
-	Caps        []string      // capabilities this worker proved
-	Heartbeat   time.Duration // 0 → 10 s
-	Grace       time.Duration // on shutdown, how long running tasks may finish; 0 → 30 s
-	StallAfter  time.Duration // no progress for this long kills the task; 0 → 120 s
-	IdleWait    time.Duration // longest sleep between claims when idle; 0 → 5 s
+	Name        string   // worker name shown on tasks
+	OwnerPrefix string   // lease owners are OwnerPrefix + slot number
+	Slots       int      // concurrent tasks; 0 → 1
+	Caps        []string // capabilities this worker proved
+	// ClaimCaps, when set, narrows Caps before each claim (e.g. no GPU
+	// capabilities while every GPU encode session is in use).
+	ClaimCaps  func(caps []string) []string
+	Heartbeat  time.Duration // 0 → 10 s
+	Grace      time.Duration // on shutdown, how long running tasks may finish; 0 → 30 s
+	StallAfter time.Duration // no progress for this long kills the task; 0 → 120 s
+	IdleWait   time.Duration // longest sleep between claims when idle; 0 → 5 s
 }
 
 // Pool is a set of worker slots.
@@ -86,7 +89,11 @@ func (p *Pool) Run(ctx context.Context) error {
 func (p *Pool) slot(ctx context.Context, owner string) {
 	delay := time.Second
 	for ctx.Err() == nil {
-		c, err := p.q.Claim(ctx, owner, p.cfg.Name, p.cfg.Caps)
+		caps := p.cfg.Caps
+		if p.cfg.ClaimCaps != nil {
+			caps = p.cfg.ClaimCaps(caps)
+		}
+		c, err := p.q.Claim(ctx, owner, p.cfg.Name, caps)
 		if err != nil {
 			if ctx.Err() == nil {
 				// Keep trying, ever more slowly: an admin may fix the key or the server.
@@ -101,7 +108,11 @@ func (p *Pool) slot(ctx context.Context, owner string) {
 			p.q.Wait(ctx, p.cfg.IdleWait)
 			continue
 		}
-		p.run(ctx, c)
+		if p.run(ctx, c) {
+			// It could not start here now (GPU sessions busy): let sessions
+			// free up, or another worker take it, before claiming again.
+			sleep(ctx, 2*time.Second)
+		}
 	}
 }
 
@@ -111,7 +122,8 @@ var (
 	errStalled   = errors.New("no progress")
 )
 
-func (p *Pool) run(shutdown context.Context, c *job.Claimed) {
+// run runs one claimed task and reports on it; it says whether the task was given back unrun.
+func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
 	log := p.log.With("job_id", c.Job.ID, "task_id", c.Task.ID, "kind", c.Task.Kind, "attempt", c.Task.Attempt)
 	log.Info("task started")
 	start := time.Now()
@@ -187,12 +199,17 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) {
 	case errors.Is(cause, errLeaseLost), errors.Is(err, job.ErrLeaseLost):
 		outcome = "lease_lost"
 		log.Warn("lease lost (canceled, or taken over after a timeout); dropped the task")
-	case errors.Is(cause, errShutdown):
+	case errors.Is(cause, errShutdown), errors.Is(err, job.ErrRequeue):
 		outcome = "released"
 		if rerr := p.q.Release(rctx, c.Lease); rerr != nil {
 			log.Error("release task", "err", rerr)
 		}
-		log.Info("released the task at shutdown")
+		if errors.Is(err, job.ErrRequeue) {
+			requeued = true
+			log.Info("gave the task back", "why", err)
+		} else {
+			log.Info("released the task at shutdown")
+		}
 	case err == nil:
 		if rerr := p.q.Complete(rctx, c.Lease, res); rerr != nil {
 			outcome = "report_failed"
@@ -219,6 +236,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) {
 		p.obs.TaskFinished(c.Task.Kind, outcome, time.Since(start), speed)
 	}
 	log.Info("task ended", "outcome", outcome, "duration", time.Since(start).Round(time.Millisecond))
+	return requeued
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -163,4 +164,24 @@ func TestPermanentErrorFailsJobAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "the file has no video stream", j.Error, "users see the safe message, not the path")
 	require.Equal(t, "no_video", j.ErrorCode)
+}
+
+func TestRequeueGivesTaskBackUnrun(t *testing.T) {
+	t.Parallel()
+	st, q, jobID := setup(t)
+	var tries atomic.Int32
+	ex := execFunc(func(context.Context, *job.Claimed, func(store.Progress)) (store.Result, error) {
+		tries.Add(1)
+		return store.Result{}, fmt.Errorf("all sessions busy: %w", job.ErrRequeue)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/"}, quiet, nil)
+	done := make(chan struct{})
+	go func() { _ = pool.Run(ctx); close(done) }()
+	waitUntil(t, "first try", func() bool { return tries.Load() >= 1 })
+	cancel()
+	<-done
+	tk := task(t, st, jobID)
+	require.Equal(t, job.TaskQueued, tk.State)
+	require.Zero(t, tk.Attempt, "giving a task back uses no attempt")
 }

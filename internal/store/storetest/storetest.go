@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ReleaseOwners", func(t *testing.T) { t.Parallel(); testReleaseOwners(t, open(t)) })
 	t.Run("ListPaging", func(t *testing.T) { t.Parallel(); testList(t, open(t)) })
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
+	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
@@ -462,4 +463,21 @@ func testWorkers(t *testing.T, s store.Store) {
 	ok, err = s.ConsumeKey(ctx, "wk2")
 	require.NoError(t, err)
 	require.False(t, ok, "a one-time key is consumed once")
+}
+
+// testNeeds: a task that needs an encoder goes only to a worker that proved it.
+func testNeeds(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "x", Size: 1, SHA256: "needs", Key: "sources/needs", CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "gpu", ProfileVersion: 1, IdempotencyKey: "needs", Source: job.Source{AssetID: a.ID}}
+	_, _, err = s.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, Needs: []string{"nvenc:h264"}}}, t0)
+	require.NoError(t, err)
+	c, err := s.Claim(ctx, store.ClaimRequest{Owner: "cpu/0", Worker: "cpu", Caps: []string{"h264", "hevc"}, Now: t0, TTL: ttl})
+	require.NoError(t, err)
+	require.Nil(t, c, "a CPU worker never gets a GPU-only task")
+	c, err = s.Claim(ctx, store.ClaimRequest{Owner: "gpu/0", Worker: "gpu", Caps: []string{"h264", "nvenc:h264"}, Now: t0, TTL: ttl})
+	require.NoError(t, err)
+	require.NotNil(t, c)
+	require.Equal(t, []string{"nvenc:h264"}, c.Task.Needs)
 }
