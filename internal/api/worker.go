@@ -136,13 +136,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "the registration token is not valid, was used already, or expired; ask an admin for a new one (herd token create --registration)")
 		return
 	}
+	if prev, err := s.st.GetWorker(r.Context(), body.Name); err == nil && prev.State != store.WorkerRevoked {
+		// Taking over a live worker's name would take over its leases too.
+		writeError(w, http.StatusConflict, "name_taken", fmt.Sprintf("a worker named %s is registered; revoke it first (herd workers revoke %s) or choose another --name", body.Name, body.Name))
+		return
+	}
 	if ok, err := s.st.ConsumeKey(r.Context(), k.ID); err != nil || !ok {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "the registration token was used already")
 		return
-	}
-	if prev, err := s.st.GetWorker(r.Context(), body.Name); err == nil && prev.State != store.WorkerRevoked {
-		// Re-registering a name retires its old key.
-		_, _ = s.st.ConsumeKey(r.Context(), prev.KeyID)
 	}
 	key, err := s.issueKey(r.Context(), "worker", body.Name, nil)
 	if err != nil {
@@ -498,7 +499,11 @@ func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
 // uploadDir is the server-side scratch folder for one attempt's step: the
 // same for every request of that attempt, so an upload resumes where it stopped.
 func (s *Server) uploadDir(t job.Task, step string) (string, error) {
-	return s.blobs.NamedTempDir(fmt.Sprintf("w-%s-%d-%s", t.ID, t.Fence, step))
+	return s.blobs.NamedTempDir(uploadName(t, step))
+}
+
+func uploadName(t job.Task, step string) string {
+	return fmt.Sprintf("w-%s-%d-%s", t.ID, t.Fence, step)
 }
 
 func validRel(p string) bool {
@@ -614,7 +619,13 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	dir, err := s.uploadDir(c.Task, step)
+	name := uploadName(c.Task, step)
+	if !s.blobs.TempExists(name) && s.blobs.Exists(pipeline.StageKey(c.Job.ID, step)) {
+		// Committed already: the answer to an earlier try was lost.
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	}
+	dir, err := s.blobs.NamedTempDir(name)
 	if err != nil {
 		s.internal(w, r, err)
 		return

@@ -83,6 +83,15 @@ func (l *Local) NamedTempDir(name string) (string, error) {
 	return d, nil
 }
 
+// TempExists reports whether the named scratch folder exists.
+func (l *Local) TempExists(name string) bool {
+	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(l.root, ".tmp", name))
+	return err == nil
+}
+
 // Writer writes one blob under a temporary name, hashing what it writes.
 type Writer struct {
 	l    *Local

@@ -102,7 +102,7 @@ func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, 
 		if need == "" {
 			return plan, none, nil // too big for this GPU: encode in software
 		}
-		return nil, none, job.Userf(nil, "the ladder needs %d %s encode sessions but this worker's GPU allows %d (--gpu-sessions)", n, g.Kind, g.Sessions)
+		return nil, none, job.Permanent("gpu_sessions", job.Userf(nil, "the ladder needs %d %s encode sessions but the GPU allows %d (--gpu-sessions); use fewer rungs or engine auto", n, g.Kind, g.Sessions))
 	}
 	if !g.acquire(n) {
 		if need == "" {

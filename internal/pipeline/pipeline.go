@@ -204,13 +204,19 @@ func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan,
 	}
 	defer done()
 	cmds, err := e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
-		return e.media.Encode(ctx, plan, src, dir, func(p media.Progress) {
+		var speed float64
+		ran, err := e.media.Encode(ctx, plan, src, dir, func(p media.Progress) {
 			frac := 0.0
 			if plan.Duration > 0 {
 				frac = min(p.OutTime.Seconds()/plan.Duration, 1)
 			}
+			speed = p.Speed
 			report(store.Progress{Progress: frac, Speed: p.Speed})
 		})
+		if err == nil {
+			report(store.Progress{Progress: 1, Speed: speed}) // ffmpeg is done; storing the files follows
+		}
+		return ran, err
 	})
 	if err != nil {
 		return store.Result{Commands: cmds}, classify(err, "encoding failed")

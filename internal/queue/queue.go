@@ -81,8 +81,10 @@ func (q *Queue) Claim(ctx context.Context, owner, worker string, caps []string) 
 func (q *Queue) Wait(ctx context.Context, limit time.Duration) {
 	c := q.signal.C()
 	d := limit
-	if next, err := q.st.NextWake(ctx); err == nil && !next.IsZero() {
-		d = min(d, max(time.Until(next), 5*time.Millisecond))
+	// A queued task whose time has come but that this caller did not claim
+	// needs something it lacks: wait for a Kick, not in a loop.
+	if next, err := q.st.NextWake(ctx); err == nil && next.After(time.Now()) {
+		d = min(d, time.Until(next))
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,7 @@ type Client struct {
 	log    *slog.Logger
 	work   string // local folder: source cache and scratch
 	seenOK atomic.Int64
+	dlMu   sync.Mutex // one source download at a time: slots share the cache
 }
 
 // Config describes the worker.
@@ -257,6 +259,8 @@ func (c *Client) Source(ctx context.Context, cl *job.Claimed) (string, error) {
 		return "", fmt.Errorf("job has no valid source digest")
 	}
 	final := filepath.Join(c.work, "cache", sha)
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
 	if _, err := os.Stat(final); err == nil {
 		return final, nil
 	}

@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,7 @@ type setup struct {
 	st  store.Store
 	sig *queue.Signal
 	rc  *remote.Client
+	url string
 }
 
 func newSetup(tb testing.TB) *setup {
@@ -65,7 +67,7 @@ func newSetup(tb testing.TB) *setup {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &setup{st: st, sig: sig, rc: rc}
+	return &setup{st: st, sig: sig, rc: rc, url: hs.URL}
 }
 
 func (s *setup) submit(tb testing.TB, i int) {
@@ -129,4 +131,28 @@ func BenchmarkClaimWakeup(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+}
+
+// TestRegistrationCannotTakeOverALiveName: a second registration under a
+// registered name is refused (it would inherit the worker's leases), and the
+// token is not used up by the refusal.
+func TestRegistrationCannotTakeOverALiveName(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	ctx := context.Background()
+	reg := "second-registration-0123456789"
+	if err := s.st.CreateKey(ctx, store.Key{ID: "r2", Kind: "registration", Hash: api.HashKey(reg), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := remote.Register(ctx, s.url, reg, "bench")
+	var se *remote.StatusError
+	if !errors.As(err, &se) || se.Code != "name_taken" {
+		t.Fatalf("want name_taken, got %v", err)
+	}
+	if _, err := remote.Register(ctx, s.url, reg, "other"); err != nil {
+		t.Fatalf("the token still works for a free name: %v", err)
+	}
+	if _, err := remote.Register(ctx, s.url, reg, "third"); err == nil {
+		t.Fatal("a registration token is used once")
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,6 +97,10 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 		Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
 	}
 	if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, 5)); gpu != nil {
+		// Advertise only the family the executor will use, besides software.
+		poolCfg.Caps = slices.DeleteFunc(slices.Clone(caps), func(c string) bool {
+			return strings.Contains(c, ":") && !slices.Contains(gpu.Caps, c)
+		})
 		exec.WithGPU(gpu)
 		poolCfg.ClaimCaps = gpu.ClaimCaps
 		log.Info("GPU encoding enabled", "kind", gpu.Kind, "sessions", gpu.Sessions)

@@ -169,7 +169,8 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
 				mu.Lock()
 				pr, moved, watching := last, lastMove, reported
 				mu.Unlock()
-				if watching && time.Since(moved) > p.cfg.StallAfter {
+				// Once ffmpeg is done (progress 1) the upload that follows has no progress to show.
+				if watching && pr.Progress < 1 && time.Since(moved) > p.cfg.StallAfter {
 					cancel(errStalled)
 					return
 				}
@@ -199,6 +200,12 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
 	case errors.Is(cause, errLeaseLost), errors.Is(err, job.ErrLeaseLost):
 		outcome = "lease_lost"
 		log.Warn("lease lost (canceled, or taken over after a timeout); dropped the task")
+	case err == nil:
+		// Finished, even if the grace period ran out at the same moment.
+		if rerr := p.q.Complete(rctx, c.Lease, res); rerr != nil {
+			outcome = "report_failed"
+			log.Error("report completion", "err", rerr)
+		}
 	case errors.Is(cause, errShutdown), errors.Is(err, job.ErrRequeue):
 		outcome = "released"
 		if rerr := p.q.Release(rctx, c.Lease); rerr != nil {
@@ -209,11 +216,6 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
 			log.Info("gave the task back", "why", err)
 		} else {
 			log.Info("released the task at shutdown")
-		}
-	case err == nil:
-		if rerr := p.q.Complete(rctx, c.Lease, res); rerr != nil {
-			outcome = "report_failed"
-			log.Error("report completion", "err", rerr)
 		}
 	default:
 		f := store.Failure{Message: job.UserMessage(err, fmt.Sprintf("the %s step failed unexpectedly; the server log has details", c.Task.Kind)), Commands: res.Commands}

@@ -95,7 +95,7 @@ func TestStalledTaskIsKilledAndRetried(t *testing.T) {
 	defer cancel()
 	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Heartbeat: 20 * time.Millisecond, StallAfter: 200 * time.Millisecond}, quiet, nil)
 	go func() { _ = pool.Run(ctx) }()
-	waitUntil(t, "stall detected", func() bool { return task(t, st, jobID).State == job.TaskQueued && task(t, st, jobID).Attempt == 1 })
+	waitUntil(t, "stall detected", func() bool { tk := task(t, st, jobID); return tk.State == job.TaskQueued && tk.Attempt == 1 })
 	tk := task(t, st, jobID)
 	require.Contains(t, tk.Error, "no progress")
 }

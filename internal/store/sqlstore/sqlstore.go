@@ -419,7 +419,11 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed
 		}
 		// Only the first claim of a job changes the job row; claimers of the
 		// job's other tasks then find nothing to update and take no row lock.
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', started_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'`),
+		// A job row locked by a concurrent cancel is skipped, not waited for
+		// (the claim holds the task row, the cancel the job row: waiting
+		// would deadlock); the next refresh marks the job running.
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', started_at = ?, updated_at = ?
+			WHERE id IN (SELECT id FROM jobs WHERE id = ? AND state = 'queued' `+s.d.ClaimLock+`)`),
 			ms(req.Now), ms(req.Now), t.JobID); err != nil {
 			return fmt.Errorf("start job: %w", err)
 		}
@@ -607,6 +611,19 @@ func (s *Store) Release(ctx context.Context, l job.Lease, now time.Time) error {
 	})
 }
 
+// stillLeased locks t's job and re-reads t: the copy found before the lock
+// may be stale (PostgreSQL). ok is false when t no longer runs under the same lease.
+func (s *Store) stillLeased(ctx context.Context, tx *sql.Tx, t job.Task) (job.Task, bool, error) {
+	if _, err := s.lockJob(ctx, tx, t.JobID); err != nil {
+		return t, false, err
+	}
+	cur, err := scanTask(tx.QueryRowContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE id = ?`), t.ID))
+	if err != nil {
+		return t, false, fmt.Errorf("reload task: %w", err)
+	}
+	return cur, cur.State == job.TaskRunning && cur.Fence == t.Fence && cur.LeaseOwner == t.LeaseOwner, nil
+}
+
 func (s *Store) runningWhere(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]job.Task, error) {
 	rows, err := tx.QueryContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE state = 'running' AND `+where), args...)
 	if err != nil {
@@ -633,8 +650,12 @@ func (s *Store) ReapExpired(ctx context.Context, now time.Time, backoff time.Dur
 			return err
 		}
 		for _, t := range ts {
-			if _, err := s.lockJob(ctx, tx, t.JobID); err != nil {
+			t, ok, err := s.stillLeased(ctx, tx, t)
+			if err != nil {
 				return err
+			}
+			if !ok || t.LeaseExpiry == nil || !t.LeaseExpiry.Before(now) {
+				continue // finished, or heartbeat, while we waited for the job's lock
 			}
 			f := store.Failure{Message: fmt.Sprintf("worker %s stopped answering (lease expired)", t.Worker), Code: "worker_lost", Backoff: backoff}
 			if err := s.failTask(ctx, tx, t, f, now); err != nil {
@@ -660,8 +681,12 @@ func (s *Store) releaseOwners(ctx context.Context, prefix string, now time.Time,
 			return err
 		}
 		for _, t := range ts {
-			if _, err := s.lockJob(ctx, tx, t.JobID); err != nil {
+			t, ok, err := s.stillLeased(ctx, tx, t)
+			if err != nil {
 				return err
+			}
+			if !ok {
+				continue
 			}
 			// The attempt did run (and may have crashed the process), so it counts.
 			f := store.Failure{Message: why, Code: "worker_lost", Backoff: time.Millisecond}
@@ -809,6 +834,15 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 
 // PutAsset stores an asset, or returns the one with the same sha256.
 func (s *Store) PutAsset(ctx context.Context, a job.Asset) (job.Asset, error) {
+	out, err := s.putAsset(ctx, a)
+	if errors.Is(err, errMaybeDuplicate) {
+		// The same bytes were stored by a concurrent upload (PostgreSQL).
+		return s.AssetBySHA(ctx, a.SHA256)
+	}
+	return out, err
+}
+
+func (s *Store) putAsset(ctx context.Context, a job.Asset) (job.Asset, error) {
 	var out job.Asset
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		got, err := s.assetBySHA(ctx, tx, a.SHA256)
@@ -821,7 +855,7 @@ func (s *Store) PutAsset(ctx context.Context, a job.Asset) (job.Asset, error) {
 		}
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO assets (id, name, size, sha256, blob_key, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
 			a.ID, a.Name, a.Size, a.SHA256, a.Key, ms(a.CreatedAt)); err != nil {
-			return fmt.Errorf("insert asset: %w", err)
+			return fmt.Errorf("insert asset: %w: %w", errMaybeDuplicate, err)
 		}
 		out = a
 		return nil
