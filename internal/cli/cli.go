@@ -159,7 +159,7 @@ Every flag can also be set in the environment as HERD_<FLAG> (dashes become unde
 			log := e.logger(logFormat)
 			err := server.Run(cmd.Context(), cfg, log, e.stdout, func(addr string) {
 				fmt.Fprintf(e.stdout, "herd %s is running at http://%s  (data in %s; Ctrl-C to stop)\n", cfg.Version, addr, cfg.Data)
-				fmt.Fprintf(e.stdout, "Try:  herd submit VIDEO --profile web-hls --wait\n")
+				fmt.Fprintf(e.stdout, "Try:  %s submit VIDEO --profile web-hls --wait\n", os.Args[0])
 			})
 			if err != nil {
 				return err
