@@ -227,6 +227,14 @@ func (s *server) waitFor(id string, d time.Duration, cond func(jobJSON) bool) jo
 	}
 }
 
+// waitFinal waits until the job succeeded, failed or was canceled.
+func (s *server) waitFinal(id string) jobJSON {
+	s.t.Helper()
+	return s.waitFor(id, 3*time.Minute, func(j jobJSON) bool {
+		return j.State == "succeeded" || j.State == "failed" || j.State == "canceled"
+	})
+}
+
 // waitEncoding waits until the job's encode task runs and has reported progress.
 func (s *server) waitEncoding(id string) {
 	s.t.Helper()
@@ -350,7 +358,7 @@ func TestRestartAfterSIGKILLMidEncode(t *testing.T) {
 	require.NoDirExists(t, out, "nothing visible before verification")
 
 	s2 := startServer(t, data)
-	j := s2.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" })
+	j := s2.waitFinal(id)
 	require.Equal(t, "succeeded", j.State, j.Error)
 	for _, task := range j.Tasks {
 		if task.Kind == "encode" {

@@ -117,7 +117,7 @@ func TestRemoteWorkerRunsEverything(t *testing.T) {
 	require.Equal(t, "queued", s.job(id2).State, "a drained worker takes nothing new")
 	_, _, code = s.herd("workers", "resume", "box-1")
 	require.Equal(t, 0, code)
-	require.Equal(t, "succeeded", s.waitFor(id2, 2*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" }).State)
+	require.Equal(t, "succeeded", s.waitFinal(id2).State)
 
 	// Revoked: its key stops working, and the worker keeps running without exiting.
 	_, _, code = s.herd("workers", "revoke", "box-1")
@@ -149,7 +149,7 @@ func TestKilledWorkerTaskFinishesElsewhere(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, victim)
-	j := s.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" })
+	j := s.waitFinal(id)
 	require.Equal(t, "succeeded", j.State, j.Error)
 	for _, task := range j.Tasks {
 		if task.Kind == "encode" {
@@ -180,7 +180,7 @@ func TestPartitionedWorkerLosesLeaseAndIsRefused(t *testing.T) {
 	p.setCut(true)
 	s.startWorker(t, "near")
 
-	j := s.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" })
+	j := s.waitFinal(id)
 	require.Equal(t, "succeeded", j.State, j.Error)
 	for _, task := range j.Tasks {
 		if task.Kind == "encode" {
@@ -223,5 +223,5 @@ func TestWorkerSIGTERMReleases(t *testing.T) {
 		}
 	}
 	s.startWorker(t, "next")
-	require.Equal(t, "succeeded", s.waitFor(id, 3*time.Minute, func(j jobJSON) bool { return j.State == "succeeded" || j.State == "failed" }).State)
+	require.Equal(t, "succeeded", s.waitFinal(id).State)
 }

@@ -207,18 +207,23 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.Key
 	return k, true
 }
 
-func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
+// requireKind lets through callers whose key is of kind, passing the key on.
+func (s *Server) requireKind(kind string, next func(w http.ResponseWriter, r *http.Request, k store.Key)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		k, ok := s.authenticate(w, r)
 		if !ok {
 			return
 		}
-		if k.Kind != "admin" {
-			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs an admin key")
+		if k.Kind != kind {
+			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs "+map[string]string{"admin": "an admin key", "worker": "a worker key"}[kind])
 			return
 		}
-		next(w, r)
+		next(w, r, k)
 	}
+}
+
+func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
+	return s.requireKind("admin", func(w http.ResponseWriter, r *http.Request, _ store.Key) { next(w, r) })
 }
 
 // ErrorBody is the JSON shape of every error.

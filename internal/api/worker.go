@@ -90,22 +90,14 @@ const workerNameKey ctxKey = iota
 func workerName(r *http.Request) string { s, _ := r.Context().Value(workerNameKey).(string); return s }
 
 func (s *Server) requireWorker(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		k, ok := s.authenticate(w, r)
-		if !ok {
-			return
-		}
-		if k.Kind != "worker" {
-			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs a worker key")
-			return
-		}
+	return s.requireKind("worker", func(w http.ResponseWriter, r *http.Request, k store.Key) {
 		wk, err := s.st.GetWorker(r.Context(), k.Name)
 		if err != nil || wk.State == store.WorkerRevoked || wk.KeyID != k.ID {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "this worker is not registered (or was revoked); register it again")
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), workerNameKey, k.Name)))
-	}
+	})
 }
 
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
