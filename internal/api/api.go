@@ -60,7 +60,6 @@ type Server struct {
 	m        *metrics.Metrics
 	metrics  http.Handler
 	checks   []Check
-	version  string
 	queue    *queue.Queue
 	files    *pipeline.LocalFiles
 }
@@ -74,9 +73,8 @@ type Deps struct {
 	Kick     Kicker
 	Log      *slog.Logger
 	Metrics  *metrics.Metrics
-	Scrape   http.Handler // the /metrics handler
-	Checks   []Check      // for /readyz
-	Version  string
+	Scrape   http.Handler         // the /metrics handler
+	Checks   []Check              // for /readyz
 	Queue    *queue.Queue         // for the worker protocol
 	Files    *pipeline.LocalFiles // the server side of remote workers' file transfers
 }
@@ -84,7 +82,7 @@ type Deps struct {
 // New returns the API server.
 func New(d Deps) *Server {
 	return &Server{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
-		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks, version: d.Version,
+		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
 		queue: d.Queue, files: d.Files}
 }
 

@@ -13,9 +13,13 @@ package media
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -24,6 +28,34 @@ import (
 type Tools struct {
 	FFmpeg, FFprobe string
 	Log             *slog.Logger // may be nil
+}
+
+// Locate resolves ffmpeg and ffprobe on PATH (empty names mean the defaults)
+// with an error that says how to install them.
+func Locate(ffmpeg, ffprobe string, log *slog.Logger) (Tools, error) {
+	t := Tools{FFmpeg: cmp.Or(ffmpeg, "ffmpeg"), FFprobe: cmp.Or(ffprobe, "ffprobe"), Log: log}
+	var err error
+	if t.FFmpeg, err = exec.LookPath(t.FFmpeg); err != nil {
+		return t, fmt.Errorf("ffmpeg not found (%s): install it (apt-get install ffmpeg) or pass --ffmpeg", cmp.Or(ffmpeg, "ffmpeg"))
+	}
+	if t.FFprobe, err = exec.LookPath(t.FFprobe); err != nil {
+		return t, fmt.Errorf("ffprobe not found (%s): install ffmpeg or pass --ffprobe", cmp.Or(ffprobe, "ffprobe"))
+	}
+	return t, nil
+}
+
+// Check reports whether the located binaries are still there and executable (readiness).
+func (t Tools) Check(context.Context) error {
+	for _, p := range []string{t.ffmpeg(), t.ffprobe()} {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("%s is missing", filepath.Base(p))
+		}
+		if st.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s is not executable", filepath.Base(p))
+		}
+	}
+	return nil
 }
 
 func (t Tools) ffmpeg() string  { return cmp.Or(t.FFmpeg, "ffmpeg") }

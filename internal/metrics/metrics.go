@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
@@ -22,6 +23,14 @@ type Metrics struct {
 	EncodeSpeed  prometheus.Histogram
 	LeaseExpired prometheus.Counter
 	HTTPDuration *prometheus.HistogramVec
+}
+
+// NewRegistry returns a registry with the Go and process collectors and
+// herd's metrics registered on it: what both `herd serve` and `herd worker` expose.
+func NewRegistry() (*prometheus.Registry, *Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, New(reg)
 }
 
 // New registers herd's metrics on reg.

@@ -69,9 +69,6 @@ func New(st store.Store, sig *Signal, cfg Config) *Queue {
 	return &Queue{st: st, cfg: cfg.withDefaults(), signal: sig}
 }
 
-// TTL is the lease duration.
-func (q *Queue) TTL() time.Duration { return q.cfg.LeaseTTL }
-
 // Claim leases a runnable task, or returns nil.
 func (q *Queue) Claim(ctx context.Context, owner, worker string, caps []string) (*job.Claimed, error) {
 	return q.st.Claim(ctx, store.ClaimRequest{Owner: owner, Worker: worker, Caps: caps, Now: q.cfg.Now(), TTL: q.cfg.LeaseTTL})

@@ -34,8 +34,6 @@ import (
 type Client struct {
 	base   string
 	key    string
-	name   string
-	caps   []string
 	slots  int
 	http   *http.Client
 	log    *slog.Logger
@@ -48,9 +46,7 @@ type Client struct {
 type Config struct {
 	Server string
 	Key    string
-	Name   string
-	Caps   []string
-	Slots  int
+	Slots  int    // advertised with each claim
 	Work   string // local work folder
 }
 
@@ -61,7 +57,7 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 			return nil, fmt.Errorf("create work folder: %w", err)
 		}
 	}
-	return &Client{base: strings.TrimRight(cfg.Server, "/"), key: cfg.Key, name: cfg.Name, caps: cfg.Caps, slots: cfg.Slots,
+	return &Client{base: strings.TrimRight(cfg.Server, "/"), key: cfg.Key, slots: cfg.Slots,
 		http: &http.Client{}, log: log.With("component", "remote"), work: cfg.Work}, nil
 }
 

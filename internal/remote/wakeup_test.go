@@ -63,7 +63,7 @@ func newSetup(tb testing.TB) *setup {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rc, err := remote.New(remote.Config{Server: hs.URL, Key: key, Name: "bench", Caps: []string{"h264"}, Slots: 1, Work: filepath.Join(dir, "w")}, log)
+	rc, err := remote.New(remote.Config{Server: hs.URL, Key: key, Slots: 1, Work: filepath.Join(dir, "w")}, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

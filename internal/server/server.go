@@ -13,14 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -72,8 +69,6 @@ func (c *Config) withDefaults() {
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 3)
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, 30*time.Second)
 	c.Grace = cmp.Or(c.Grace, 30*time.Second)
-	c.FFmpeg = cmp.Or(c.FFmpeg, "ffmpeg")
-	c.FFprobe = cmp.Or(c.FFprobe, "ffprobe")
 }
 
 // Run starts herd serve and blocks until ctx ends and everything has stopped.
@@ -89,13 +84,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	}
 	defer unlock()
 
-	ffmpegPath, err := exec.LookPath(cfg.FFmpeg)
+	tools, err := media.Locate(cfg.FFmpeg, cfg.FFprobe, log)
 	if err != nil {
-		return fmt.Errorf("ffmpeg not found (%s): install it (apt-get install ffmpeg) or pass --ffmpeg", cfg.FFmpeg)
-	}
-	ffprobePath, err := exec.LookPath(cfg.FFprobe)
-	if err != nil {
-		return fmt.Errorf("ffprobe not found (%s): install ffmpeg or pass --ffprobe", cfg.FFprobe)
+		return err
 	}
 
 	st, err := sqlstore.Open(ctx, cmp.Or(cfg.Database, filepath.Join(cfg.Data, "herd.db")))
@@ -127,26 +118,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		log.Warn("requeued tasks that were running when the server stopped", "tasks", n)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
+	reg, m := metrics.NewRegistry()
 	reg.MustRegister(metrics.NewStoreCollector(st, log))
 
 	sig := &queue.Signal{}
 	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
 	sub := ingest.New(st, blobs, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
-	tools := media.Tools{FFmpeg: ffmpegPath, FFprobe: ffprobePath, Log: log}
 	files := &pipeline.LocalFiles{Blobs: blobs, Log: log}
 	exec := pipeline.New(tools, files, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
 
 	srv := api.New(api.Deps{
 		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
-		Scrape:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Version: cfg.Version, Queue: q, Files: files,
+		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Queue:  q, Files: files,
 		Checks: []api.Check{
 			{Name: "database", Fn: st.Ping},
 			{Name: "storage", Fn: func(context.Context) error { return blobs.Check() }},
-			{Name: "ffmpeg", Fn: func(context.Context) error { return fileExecutable(ffmpegPath) }},
+			{Name: "ffmpeg", Fn: tools.Check},
 		},
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -182,17 +170,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		ready(addr)
 	}
 	return g.Wait()
-}
-
-func fileExecutable(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return fmt.Errorf("ffmpeg missing: %w", err)
-	}
-	if st.Mode()&0o111 == 0 {
-		return errors.New("ffmpeg is not executable")
-	}
-	return nil
 }
 
 // lockData takes an exclusive lock on the data folder: two servers on one

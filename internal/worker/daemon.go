@@ -11,14 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -61,34 +59,27 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create worker data folder: %w", err)
 	}
-	ffmpegPath, err := exec.LookPath(cmp.Or(cfg.FFmpeg, "ffmpeg"))
+	tools, err := media.Locate(cfg.FFmpeg, cfg.FFprobe, log)
 	if err != nil {
-		return errors.New("ffmpeg not found: install it (apt-get install ffmpeg) or pass --ffmpeg")
-	}
-	ffprobePath, err := exec.LookPath(cmp.Or(cfg.FFprobe, "ffprobe"))
-	if err != nil {
-		return errors.New("ffprobe not found: install ffmpeg or pass --ffprobe")
+		return err
 	}
 	key, err := workerKey(ctx, cfg, out)
 	if err != nil {
 		return err
 	}
-	trials := Detect(ctx, ffmpegPath)
+	trials := Detect(ctx, tools.FFmpeg)
 	caps := Caps(trials)
 	log.Info("encoders proven by trial encodes", "capabilities", caps)
 
-	rc, err := remote.New(remote.Config{Server: cfg.Server, Key: key, Name: cfg.Name, Caps: caps, Slots: cfg.MaxTasks, Work: cfg.Data}, log)
+	rc, err := remote.New(remote.Config{Server: cfg.Server, Key: key, Slots: cfg.MaxTasks, Work: cfg.Data}, log)
 	if err != nil {
 		return err
 	}
 	if err := rc.CleanScratch(); err != nil {
 		return fmt.Errorf("clean scratch: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
+	reg, m := metrics.NewRegistry()
 
-	tools := media.Tools{FFmpeg: ffmpegPath, FFprobe: ffprobePath, Log: log}
 	// Profiles come with each job's plan; the set is only needed for probing,
 	// which checks the profile version the job asked for.
 	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
@@ -107,7 +98,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	}
 	pool := NewPool(rc, exec, poolCfg, log, m)
 
-	health := &http.Server{Handler: healthMux(rc, ffmpegPath, trials, reg), ReadHeaderTimeout: 10 * time.Second}
+	health := &http.Server{Handler: healthMux(rc, tools, trials, reg), ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", cmp.Or(cfg.HealthAddr, ":8081"))
 	if err != nil {
 		return fmt.Errorf("health server: %w (pass --health-addr to choose another)", err)
@@ -155,17 +146,17 @@ func workerKey(ctx context.Context, cfg DaemonConfig, out io.Writer) (string, er
 
 // healthMux serves /healthz, /readyz (ffmpeg present and the server answered
 // recently) and /metrics.
-func healthMux(rc *remote.Client, ffmpeg string, trials []Trial, reg *prometheus.Registry) http.Handler {
+func healthMux(rc *remote.Client, tools media.Tools, trials []Trial, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		checks := map[string]string{"ffmpeg": "ok", "server": "ok"}
 		ok := true
-		if _, err := os.Stat(ffmpeg); err != nil {
-			checks["ffmpeg"], ok = "missing", false
+		if err := tools.Check(r.Context()); err != nil {
+			checks["ffmpeg"], ok = err.Error(), false
 		}
 		if last := rc.LastContact(); last.IsZero() || time.Since(last) > 90*time.Second {
 			checks["server"], ok = "the server has not answered in the last 90 s", false
