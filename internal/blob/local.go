@@ -5,6 +5,7 @@
 package blob
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -92,23 +93,28 @@ func (l *Local) TempExists(name string) bool {
 	return err == nil
 }
 
-// Writer writes one blob under a temporary name, hashing what it writes.
+// Writer writes one blob under a temporary local name, hashing what it
+// writes; Commit gives it its key (on disk: a rename; in a bucket: an upload).
 type Writer struct {
-	l    *Local
-	f    *os.File
-	h    hash.Hash
-	n    int64
-	done bool
+	f      *os.File
+	h      hash.Hash
+	n      int64
+	done   bool
+	commit func(tmp, key string) error
+}
+
+func newWriter(dir string, commit func(tmp, key string) error) (*Writer, error) {
+	f, err := os.CreateTemp(dir, "upload-*")
+	if err != nil {
+		return nil, fmt.Errorf("create blob: %w", err)
+	}
+	return &Writer{f: f, h: sha256.New(), commit: commit}, nil
 }
 
 // Create starts writing a blob whose key is chosen at Commit (it may be the
 // content's hash). Nothing is visible until then.
 func (l *Local) Create() (*Writer, error) {
-	f, err := os.CreateTemp(filepath.Join(l.root, ".tmp"), "upload-*")
-	if err != nil {
-		return nil, fmt.Errorf("create blob: %w", err)
-	}
-	return &Writer{l: l, f: f, h: sha256.New()}, nil
+	return newWriter(filepath.Join(l.root, ".tmp"), l.renameInto)
 }
 
 func (w *Writer) Write(p []byte) (int, error) {
@@ -124,35 +130,25 @@ func (w *Writer) Size() int64 { return w.n }
 // SHA256 is the hex digest of what was written so far.
 func (w *Writer) SHA256() string { return hex.EncodeToString(w.h.Sum(nil)) }
 
-// Commit syncs the file and renames it into place as key.
+// Commit syncs the file and stores it as key.
 func (w *Writer) Commit(key string) error {
-	dst, err := w.l.Path(key)
-	if err != nil {
-		w.Abort()
-		return err
-	}
 	if w.done {
 		return errors.New("blob already committed or aborted")
 	}
+	if !ValidKey(key) {
+		w.Abort()
+		return fmt.Errorf("invalid blob key %q", key)
+	}
 	w.done = true
+	defer os.Remove(w.f.Name()) // gone after a rename; after an upload, the local copy
 	if err := w.f.Sync(); err != nil {
 		_ = w.f.Close()
-		_ = os.Remove(w.f.Name())
 		return fmt.Errorf("sync blob: %w", err)
 	}
 	if err := w.f.Close(); err != nil {
-		_ = os.Remove(w.f.Name())
 		return fmt.Errorf("close blob: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		_ = os.Remove(w.f.Name())
-		return fmt.Errorf("create blob folder: %w", err)
-	}
-	if err := os.Rename(w.f.Name(), dst); err != nil {
-		_ = os.Remove(w.f.Name())
-		return fmt.Errorf("commit blob: %w", err)
-	}
-	return syncDir(filepath.Dir(dst))
+	return w.commit(w.f.Name(), key)
 }
 
 // Abort drops what was written.
@@ -163,6 +159,21 @@ func (w *Writer) Abort() {
 	w.done = true
 	_ = w.f.Close()
 	_ = os.Remove(w.f.Name())
+}
+
+// renameInto moves a finished local file into place as key.
+func (l *Local) renameInto(tmp, key string) error {
+	dst, err := l.Path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return fmt.Errorf("create blob folder: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("commit blob: %w", err)
+	}
+	return syncDir(filepath.Dir(dst))
 }
 
 // CommitDir moves a finished scratch folder to key in one rename, replacing
@@ -194,6 +205,9 @@ func (l *Local) CommitDir(dir, key string) error {
 	}
 	return syncDir(filepath.Dir(dst))
 }
+
+// Has reports whether key exists (the Blobs interface).
+func (l *Local) Has(_ context.Context, key string) (bool, error) { return l.Exists(key), nil }
 
 // Exists reports whether key exists.
 func (l *Local) Exists(key string) bool {
