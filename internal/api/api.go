@@ -19,7 +19,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -61,13 +60,13 @@ type Server struct {
 	metrics  http.Handler
 	checks   []Check
 	queue    *queue.Queue
-	files    *pipeline.LocalFiles
+	files    pipeline.Storage
 }
 
 // Deps are what the API needs.
 type Deps struct {
 	Store    store.Store
-	Blobs    *blob.Local
+	Blobs    *blob.Local // scratch space for uploads through the server
 	Profiles *profile.Set
 	Submit   *ingest.Submitter
 	Kick     Kicker
@@ -76,7 +75,7 @@ type Deps struct {
 	Scrape   http.Handler         // the /metrics handler
 	Checks   []Check              // for /readyz
 	Queue    *queue.Queue         // for the worker protocol
-	Files    *pipeline.LocalFiles // the server side of remote workers' file transfers
+	Files    pipeline.Storage // job files: in-process workers and the worker routes
 }
 
 // New returns the API server.
@@ -132,6 +131,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}/{path...}", worker, s.staged},
 		{"HEAD", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.upload},
 		{"PUT", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.upload},
+		{"POST", "/api/v1/worker/tasks/{id}/uploads/{step}", worker, s.planUpload},
 		{"POST", "/api/v1/worker/tasks/{id}/commit/{step}", worker, s.commitStep},
 		{"POST", "/api/v1/worker/tasks/{id}/publish", worker, s.publishStep},
 	}
@@ -514,19 +514,6 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, view(j, nil))
 }
 
-// contentTypes for the outputs herd writes.
-var contentTypes = map[string]string{
-	".m3u8": "application/vnd.apple.mpegurl",
-	".mpd":  "application/dash+xml",
-	".m4s":  "video/iso.segment",
-	".mp4":  "video/mp4",
-	".m4a":  "audio/mp4",
-	".mkv":  "video/x-matroska",
-	".vtt":  "text/vtt; charset=utf-8",
-	".jpg":  "image/jpeg",
-	".json": "application/json",
-}
-
 func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
 	id, p := r.PathValue("id"), r.PathValue("path")
 	key := pipeline.OutputsKey(id) + "/" + p
@@ -534,26 +521,9 @@ func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "invalid output path")
 		return
 	}
-	f, err := s.blobs.Open(key)
-	if errors.Is(err, blob.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || st.IsDir() {
-		writeError(w, http.StatusNotFound, "not_found", "no such output")
-		return
-	}
-	ct, ok := contentTypes[path.Ext(p)]
-	if !ok {
-		ct = "application/octet-stream"
-	}
-	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Cache-Control", "private, max-age=3600")
-	http.ServeContent(w, r, path.Base(p), st.ModTime(), f)
+	s.serveStored(w, r, key, false, blob.ContentType(p), func() {
+		w.Header().Del("Cache-Control") // it may appear once the job finishes
+		writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
+	})
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path"
@@ -73,9 +72,21 @@ type Report struct {
 }
 
 // StagedFile is one file of a staged step.
-type StagedFile struct {
-	Path string `json:"path"`
-	Size int64  `json:"size"`
+type StagedFile = pipeline.StagedFile
+
+// UploadPlan answers a worker about to upload a step's files: with Direct,
+// it PUTs each part straight to storage at the presigned URLs given and
+// sends the parts' ETags with its commit; otherwise it uploads through the
+// server's resumable file routes.
+type UploadPlan struct {
+	Direct  bool                `json:"direct"`
+	Uploads []blob.DirectUpload `json:"uploads,omitempty"`
+}
+
+// CommitRequest lists the files of a step the worker uploaded.
+type CommitRequest struct {
+	Files   []StagedFile        `json:"files"`
+	Uploads []blob.DirectUpload `json:"uploads,omitempty"` // direct uploads, with each part's ETag
 }
 
 var workerNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -393,29 +404,49 @@ func (s *Server) leasedClaim(w http.ResponseWriter, r *http.Request) (*job.Claim
 		s.internal(w, r, err)
 		return nil, false
 	}
-	return &job.Claimed{Task: t, Job: j}, true
+	return &job.Claimed{Task: t, Job: j, Lease: job.Lease{TaskID: t.ID, Owner: t.LeaseOwner, Fence: t.Fence}}, true
 }
 
-// source streams the job's source file (Range supported, so downloads resume).
+// source hands the worker the job's source file: a redirect to a presigned
+// URL when the storage gives one (the bytes then never pass through the
+// server), else the bytes, with Range so downloads resume.
 func (s *Server) source(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
 	}
-	f, err := s.blobs.Open(c.Job.AssetKey)
-	if err != nil {
+	w.Header().Set(HeaderSHA256, c.Job.Source.SHA256)
+	s.serveStored(w, r, c.Job.AssetKey, true, "application/octet-stream", func() {
 		writeError(w, http.StatusGone, "source_missing", "the source file is missing from storage")
+	})
+}
+
+// serveStored answers with a stored file: to a worker (presign) a redirect
+// when the storage can presign, else the bytes with Range support.
+func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key string, presign bool, contentType string, missing func()) {
+	if presign {
+		u, err := s.files.PresignGet(r.Context(), key)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		if u != "" {
+			http.Redirect(w, r, u, http.StatusTemporaryRedirect)
+			return
+		}
+	}
+	f, err := s.files.Open(r.Context(), key)
+	if errors.Is(err, blob.ErrNotFound) {
+		missing()
 		return
 	}
-	defer f.Close()
-	st, err := f.Stat()
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set(HeaderSHA256, c.Job.Source.SHA256)
-	http.ServeContent(w, r, "", st.ModTime(), f)
+	defer f.Close()
+	w.Header().Set("Content-Type", contentType)
+	http.ServeContent(w, r, "", f.ModTime(), f)
 }
 
 var stepOK = map[string]bool{pipeline.StepEncode: true, pipeline.StepThumbs: true, pipeline.StepVerified: true}
@@ -431,61 +462,71 @@ func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
 		return
 	}
-	key := pipeline.StageKey(t.JobID, step)
-	if rel != "" {
-		key += "/" + rel
-		if !blob.ValidKey(key) {
-			writeError(w, http.StatusBadRequest, "bad_request", "invalid path")
-			return
-		}
-		f, err := s.blobs.Open(key)
-		if err != nil {
-			writeError(w, http.StatusNotFound, "not_found", "no such staged file")
-			return
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil || st.IsDir() {
-			writeError(w, http.StatusNotFound, "not_found", "no such staged file")
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		http.ServeContent(w, r, "", st.ModTime(), f)
-		return
-	}
-	root, err := s.blobs.Path(key)
+	prefix, files, ok, err := s.files.StagedFiles(r.Context(), t.JobID, step)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	files := []StagedFile{}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		relp, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		files = append(files, StagedFile{Path: filepath.ToSlash(relp), Size: info.Size()})
-		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
+	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", "that step staged nothing")
 		return
 	}
+	if rel == "" {
+		writeJSON(w, http.StatusOK, map[string]any{"files": files})
+		return
+	}
+	if !validRel(rel) {
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid path")
+		return
+	}
+	s.serveStored(w, r, prefix+"/"+rel, true, "application/octet-stream", func() {
+		writeError(w, http.StatusNotFound, "not_found", "no such staged file")
+	})
+}
+
+// planUpload tells a worker how to upload a step's files: straight to
+// storage with presigned requests where the storage allows, else through
+// the server.
+func (s *Server) planUpload(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.leasedClaim(w, r)
+	if !ok {
+		return
+	}
+	step := r.PathValue("step")
+	var body struct {
+		Files []StagedFile `json:"files"`
+	}
+	if !s.validStep(w, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) {
+		return
+	}
+	du, ok := s.files.(pipeline.DirectUploader)
+	if !ok {
+		writeJSON(w, http.StatusOK, UploadPlan{})
+		return
+	}
+	ups, err := du.PlanUploads(r.Context(), c, step, body.Files)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"files": files})
+	writeJSON(w, http.StatusOK, UploadPlan{Direct: true, Uploads: ups})
+}
+
+func (s *Server) validStep(w http.ResponseWriter, step string) bool {
+	if !stepOK[step] {
+		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
+	}
+	return stepOK[step]
+}
+
+func validFiles(w http.ResponseWriter, files []StagedFile) bool {
+	for _, f := range files {
+		if !validRel(f.Path) || f.Size < 0 {
+			writeError(w, http.StatusBadRequest, "bad_request", "invalid path "+f.Path)
+			return false
+		}
+	}
+	return true
 }
 
 // uploadDir is the server-side scratch folder for one attempt's step: the
@@ -602,17 +643,25 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	step := r.PathValue("step")
-	var body struct {
-		Files []StagedFile `json:"files"`
+	var body CommitRequest
+	if !s.validStep(w, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) {
+		return
 	}
-	if !stepOK[step] || !decodeJSON(w, r, &body) {
-		if !stepOK[step] {
-			writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
+	if len(body.Uploads) > 0 {
+		du, ok := s.files.(pipeline.DirectUploader)
+		if !ok {
+			writeError(w, http.StatusBadRequest, "bad_request", "this server takes uploads through its file routes, not directly")
+			return
 		}
+		if err := du.FinishUploads(r.Context(), c, step, body.Files, body.Uploads); err != nil {
+			writeError(w, http.StatusConflict, "incomplete", "the files have not all arrived whole: "+err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
 	}
 	name := uploadName(c.Task, step)
-	if !s.blobs.TempExists(name) && s.blobs.Exists(pipeline.StageKey(c.Job.ID, step)) {
+	if _, _, staged, err := s.files.StagedFiles(r.Context(), c.Job.ID, step); err == nil && staged && !s.blobs.TempExists(name) {
 		// Committed already: the answer to an earlier try was lost.
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
@@ -623,10 +672,6 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, f := range body.Files {
-		if !validRel(f.Path) {
-			writeError(w, http.StatusBadRequest, "bad_request", "invalid path "+f.Path)
-			return
-		}
 		st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f.Path)))
 		if err != nil || st.Size() != f.Size {
 			writeError(w, http.StatusConflict, "incomplete", "file "+f.Path+" has not fully arrived; upload it first")

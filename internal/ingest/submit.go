@@ -25,6 +25,12 @@ import (
 // Kicker wakes idle workers.
 type Kicker interface{ Kick() }
 
+// Blobs is where sources are stored: the local disk or a bucket.
+type Blobs interface {
+	Create() (*blob.Writer, error)
+	Has(ctx context.Context, key string) (bool, error)
+}
+
 // Config limits what is accepted.
 type Config struct {
 	MaxUpload   int64    // bytes; 0 → 50 GiB
@@ -35,14 +41,14 @@ type Config struct {
 // Submitter creates jobs.
 type Submitter struct {
 	st       store.Store
-	blobs    *blob.Local
+	blobs    Blobs
 	profiles *profile.Set
 	kick     Kicker
 	cfg      Config
 }
 
 // New returns a Submitter.
-func New(st store.Store, blobs *blob.Local, profiles *profile.Set, kick Kicker, cfg Config) *Submitter {
+func New(st store.Store, blobs Blobs, profiles *profile.Set, kick Kicker, cfg Config) *Submitter {
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = 50 << 30
 	}
@@ -177,7 +183,9 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 	}
 	sha := w.SHA256()
 	key := "sources/" + sha
-	if s.blobs.Exists(key) {
+	if have, err := s.blobs.Has(ctx, key); err != nil {
+		return job.Job{}, false, err
+	} else if have {
 		w.Abort() // the same bytes are stored already
 	} else if err := w.Commit(key); err != nil {
 		return job.Job{}, false, err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
@@ -106,3 +107,54 @@ func linkTree(from, to string) error {
 		return nil
 	})
 }
+
+// localObject is an open file as a blob.Object.
+type localObject struct {
+	*os.File
+	info fs.FileInfo
+}
+
+func (o localObject) Size() int64        { return o.info.Size() }
+func (o localObject) ModTime() time.Time { return o.info.ModTime() }
+
+// Open opens a stored file (not a folder).
+func (l *LocalFiles) Open(_ context.Context, key string) (blob.Object, error) {
+	f, err := l.Blobs.Open(key)
+	if err != nil {
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err != nil || info.IsDir() {
+		_ = f.Close()
+		return nil, fmt.Errorf("%s: %w", key, blob.ErrNotFound)
+	}
+	return localObject{File: f, info: info}, nil
+}
+
+// PresignGet returns "": local files come through the server.
+func (l *LocalFiles) PresignGet(context.Context, string) (string, error) { return "", nil }
+
+// StagedFiles lists the files of a committed step.
+func (l *LocalFiles) StagedFiles(_ context.Context, jobID, step string) (string, []StagedFile, bool, error) {
+	prefix := StageKey(jobID, step)
+	root, err := l.Blobs.Path(prefix)
+	if err != nil {
+		return "", nil, false, err
+	}
+	files := []StagedFile{}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := stagedFile(root, p, d)
+		files = append(files, f)
+		return err
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil, false, nil
+	}
+	return prefix, files, err == nil, err
+}
+
+// Check verifies the blob folder is writable.
+func (l *LocalFiles) Check(context.Context) error { return l.Blobs.Check() }

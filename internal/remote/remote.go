@@ -7,6 +7,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +22,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,8 +39,8 @@ type Client struct {
 	http   *http.Client
 	log    *slog.Logger
 	work   string // local folder: source cache and scratch
+	cache  *blob.Cache
 	seenOK atomic.Int64
-	dlMu   sync.Mutex // one source download at a time: slots share the cache
 }
 
 // Config describes the worker.
@@ -52,13 +53,30 @@ type Config struct {
 
 // New returns a client. Work is created when missing.
 func New(cfg Config, log *slog.Logger) (*Client, error) {
-	for _, d := range []string{"cache", "scratch"} {
-		if err := os.MkdirAll(filepath.Join(cfg.Work, d), 0o750); err != nil {
-			return nil, fmt.Errorf("create work folder: %w", err)
-		}
+	if err := os.MkdirAll(filepath.Join(cfg.Work, "scratch"), 0o750); err != nil {
+		return nil, fmt.Errorf("create work folder: %w", err)
+	}
+	cache, err := blob.NewCache(filepath.Join(cfg.Work, "cache"), 6*time.Hour)
+	if err != nil {
+		return nil, err
 	}
 	return &Client{base: strings.TrimRight(cfg.Server, "/"), key: cfg.Key, slots: cfg.Slots,
-		http: &http.Client{}, log: log.With("component", "remote"), work: cfg.Work}, nil
+		http: &http.Client{CheckRedirect: toStorage}, log: log.With("component", "remote"), work: cfg.Work, cache: cache}, nil
+}
+
+// toStorage follows the server's redirects to presigned storage URLs
+// without the worker key or lease headers: those are for the server only,
+// and a store refuses a request that carries two kinds of credentials.
+func toStorage(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("too many redirects")
+	}
+	for k := range req.Header {
+		if k == "Authorization" || strings.HasPrefix(k, "X-Herd-") {
+			req.Header.Del(k)
+		}
+	}
+	return nil
 }
 
 // LastContact is when the server last answered (zero when never).
@@ -248,65 +266,47 @@ func leaseHeader(l job.Lease) http.Header {
 }
 
 // Source downloads the job's source into the cache (resuming a partial
-// download with Range) and checks its SHA-256 (pipeline.Files).
+// download with Range) and checks its SHA-256 (pipeline.Files). The server
+// may redirect to a presigned storage URL: the bytes then come from there.
 func (c *Client) Source(ctx context.Context, cl *job.Claimed) (string, error) {
-	sha := cl.Job.Source.SHA256
-	if len(sha) != 64 || strings.ContainsAny(sha, "/.\\") {
-		return "", fmt.Errorf("job has no valid source digest")
-	}
-	final := filepath.Join(c.work, "cache", sha)
-	c.dlMu.Lock()
-	defer c.dlMu.Unlock()
-	if _, err := os.Stat(final); err == nil {
-		return final, nil
-	}
-	part := final + ".part"
-	err := c.retry(ctx, "download source", func() error {
-		f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		hdr := leaseHeader(cl.Lease)
-		if st.Size() > 0 {
-			hdr.Set("Range", fmt.Sprintf("bytes=%d-", st.Size()))
-		}
-		resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "source"), hdr, nil)
-		if err != nil {
-			var se *StatusError
-			if errors.As(err, &se) && se.Status == http.StatusRequestedRangeNotSatisfiable {
-				return nil // we have it all
-			}
-			return err
-		}
-		defer resp.Body.Close()
-		if st.Size() > 0 && resp.StatusCode == http.StatusOK {
-			// The server ignored the range: start over.
-			if err := f.Truncate(0); err != nil {
-				return err
-			}
-		}
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			return fmt.Errorf("download source: %w", err)
-		}
-		return f.Sync()
+	return c.cache.Get(ctx, cl.Job.Source.SHA256, func(ctx context.Context, part string) error {
+		return c.retry(ctx, "download source", func() error { return c.download(ctx, cl, part) })
 	})
+}
+
+func (c *Client) download(ctx context.Context, cl *job.Claimed, part string) error {
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return "", err
+		return err
 	}
-	got, err := blob.FileSHA256(part)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
-		return "", err
+		return err
 	}
-	if got != sha {
-		_ = os.Remove(part)
-		return "", fmt.Errorf("downloaded source is damaged (SHA-256 differs); it will be fetched again")
+	hdr := leaseHeader(cl.Lease)
+	if st.Size() > 0 {
+		hdr.Set("Range", fmt.Sprintf("bytes=%d-", st.Size()))
 	}
-	return final, os.Rename(part, final)
+	resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "source"), hdr, nil)
+	if err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.Status == http.StatusRequestedRangeNotSatisfiable {
+			return nil // we have it all
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if st.Size() > 0 && resp.StatusCode == http.StatusOK {
+		// The range was ignored: start over.
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		return fmt.Errorf("download source: %w", err)
+	}
+	return f.Sync()
 }
 
 // Scratch makes a local folder for a step (pipeline.Files).
@@ -379,8 +379,10 @@ func escapePath(p string) string {
 	return strings.Join(parts, "/")
 }
 
-// Commit uploads every file of dir, resumably, then asks the server to stage
-// them; dir is removed afterwards (pipeline.Files).
+// Commit uploads every file of dir, then asks the server to stage them; dir
+// is removed afterwards (pipeline.Files). Where the server's storage takes
+// direct uploads, the files go straight there in presigned parts; else
+// through the server, resumably.
 func (c *Client) Commit(ctx context.Context, cl *job.Claimed, step, dir string) error {
 	defer os.RemoveAll(dir)
 	var files []api.StagedFile
@@ -396,20 +398,83 @@ func (c *Client) Commit(ctx context.Context, cl *job.Claimed, step, dir string) 
 		if err != nil {
 			return err
 		}
-		f := api.StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()}
-		if err := c.uploadFile(ctx, cl, step, p, f); err != nil {
-			return fmt.Errorf("upload %s: %w", f.Path, err)
-		}
-		files = append(files, f)
+		files = append(files, api.StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return c.postJSONLeased(ctx, cl.Lease, "commit/"+step, map[string]any{"files": files})
+	var plan api.UploadPlan
+	if err := c.postLeased(ctx, cl.Lease, "uploads/"+step, map[string]any{"files": files}, &plan); err != nil {
+		return err
+	}
+	req := api.CommitRequest{Files: files}
+	if plan.Direct {
+		if len(plan.Uploads) != len(files) {
+			return fmt.Errorf("the server planned %d uploads for %d files", len(plan.Uploads), len(files))
+		}
+		for i, up := range plan.Uploads {
+			if up.Path != files[i].Path {
+				return fmt.Errorf("the server planned an upload of %q, not %q", up.Path, files[i].Path)
+			}
+			if err := c.uploadDirect(ctx, filepath.Join(dir, filepath.FromSlash(up.Path)), up.Parts); err != nil {
+				return fmt.Errorf("upload %s: %w", up.Path, err)
+			}
+		}
+		req.Uploads = plan.Uploads
+	} else {
+		for _, f := range files {
+			if err := c.uploadFile(ctx, cl, step, filepath.Join(dir, filepath.FromSlash(f.Path)), f); err != nil {
+				return fmt.Errorf("upload %s: %w", f.Path, err)
+			}
+		}
+	}
+	return c.postLeased(ctx, cl.Lease, "commit/"+step, req, nil)
 }
 
-func (c *Client) postJSONLeased(ctx context.Context, l job.Lease, what string, in any) error {
+// uploadDirect PUTs each part of a file to its presigned URL, with its MD5
+// so the store refuses a damaged part, and records the ETags. A dropped
+// connection resends only the part it was sending.
+func (c *Client) uploadDirect(ctx context.Context, path string, parts []blob.Part) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	for i := range parts {
+		p := &parts[i]
+		sum := md5.New()
+		if _, err := io.Copy(sum, io.NewSectionReader(in, p.Offset, p.Size)); err != nil {
+			return err
+		}
+		md5b64 := base64.StdEncoding.EncodeToString(sum.Sum(nil))
+		err := c.retry(ctx, "upload part", func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPut, p.URL, io.NewSectionReader(in, p.Offset, p.Size))
+			if err != nil {
+				return err
+			}
+			req.ContentLength = p.Size
+			req.Header.Set("Content-MD5", md5b64)
+			resp, err := c.http.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				return &StatusError{Status: resp.StatusCode, Code: "storage", Message: "storage refused part " + strconv.Itoa(p.Number) + ": " + strings.TrimSpace(string(body))}
+			}
+			p.ETag = resp.Header.Get("ETag")
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Client) postLeased(ctx context.Context, l job.Lease, what string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
@@ -419,7 +484,11 @@ func (c *Client) postJSONLeased(ctx context.Context, l job.Lease, what string, i
 		if err != nil {
 			return err
 		}
-		return resp.Body.Close()
+		defer resp.Body.Close()
+		if out != nil {
+			return json.NewDecoder(resp.Body).Decode(out)
+		}
+		return nil
 	})
 }
 
@@ -482,7 +551,7 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 
 // Publish asks the server to publish the verified outputs (pipeline.Files).
 func (c *Client) Publish(ctx context.Context, cl *job.Claimed) error {
-	return c.postJSONLeased(ctx, cl.Lease, "publish", struct{}{})
+	return c.postLeased(ctx, cl.Lease, "publish", struct{}{}, nil)
 }
 
 // CleanScratch removes what an earlier run left in the scratch folder.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,13 +26,21 @@ import (
 )
 
 type setup struct {
-	st  store.Store
-	sig *queue.Signal
-	rc  *remote.Client
-	url string
+	st      store.Store
+	sig     *queue.Signal
+	rc      *remote.Client
+	url     string
+	sub     *ingest.Submitter
+	files   pipeline.Storage
+	through atomic.Int64 // request and response body bytes that passed through the server
 }
 
-func newSetup(tb testing.TB) *setup {
+// storageFunc picks the server's storage; nil → the local blob folder.
+type storageFunc func(tb testing.TB, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs)
+
+func newSetup(tb testing.TB) *setup { return newSetupWith(tb, nil) }
+
+func newSetupWith(tb testing.TB, storage storageFunc) *setup {
 	tb.Helper()
 	dir := tb.TempDir()
 	ctx := context.Background()
@@ -47,9 +56,18 @@ func newSetup(tb testing.TB) *setup {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sig := &queue.Signal{}
 	q := queue.New(st, sig, queue.Config{})
+	var (
+		files   pipeline.Storage = &pipeline.LocalFiles{Blobs: blobs, Log: log}
+		sources ingest.Blobs     = blobs
+	)
+	if storage != nil {
+		files, sources = storage(tb, blobs, log)
+	}
+	sub := ingest.New(st, sources, profile.Builtin(), sig, ingest.Config{})
 	srv := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Kick: sig, Log: log, Queue: q,
-		Submit: ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{}), Files: &pipeline.LocalFiles{Blobs: blobs, Log: log}})
-	hs := httptest.NewServer(srv.Handler())
+		Submit: sub, Files: files})
+	s := &setup{st: st, sig: sig, sub: sub, files: files}
+	hs := httptest.NewServer(countBytes(srv.Handler(), &s.through))
 	tb.Cleanup(hs.Close)
 	adminKey := "bench-admin-key-0123456789"
 	if err := st.CreateKey(ctx, store.Key{ID: "k", Kind: "admin", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}); err != nil {
@@ -67,7 +85,8 @@ func newSetup(tb testing.TB) *setup {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &setup{st: st, sig: sig, rc: rc, url: hs.URL}
+	s.rc, s.url = rc, hs.URL
+	return s
 }
 
 func (s *setup) submit(tb testing.TB, i int) {

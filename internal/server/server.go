@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +40,8 @@ import (
 type Config struct {
 	Data         string // data folder: database, blobs, profiles, admin.token
 	Database     string // postgres:// URL, or a SQLite file; empty → DATA/herd.db
+	Blob         string // "local" (DATA/blobs) or s3://bucket/prefix
+	S3           blob.S3Config
 	Addr         string // listen address
 	AdminToken   string // fixed admin key for automation; empty → generate on first start
 	LocalWorkers int    // in-process worker slots; 0 → none (a pure control plane); see DefaultLocalWorkers
@@ -102,6 +105,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if err := blobs.CleanTemp(); err != nil {
 		return err
 	}
+	storage, sources, err := openStorage(ctx, cfg, blobs, log)
+	if err != nil {
+		return err
+	}
 	profiles, err := profile.Load(filepath.Join(cfg.Data, "profiles"))
 	if err != nil {
 		return fmt.Errorf("load profiles: %w", err)
@@ -123,17 +130,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 
 	sig := &queue.Signal{}
 	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
-	sub := ingest.New(st, blobs, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
-	files := &pipeline.LocalFiles{Blobs: blobs, Log: log}
-	exec := pipeline.New(tools, files, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
+	sub := ingest.New(st, sources, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
+	exec := pipeline.New(tools, storage, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
 
 	srv := api.New(api.Deps{
 		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Queue:  q, Files: files,
+		Queue:  q, Files: storage,
 		Checks: []api.Check{
 			{Name: "database", Fn: st.Ping},
-			{Name: "storage", Fn: func(context.Context) error { return blobs.Check() }},
+			{Name: "storage", Fn: storage.Check},
 			{Name: "ffmpeg", Fn: tools.Check},
 		},
 	})
@@ -170,6 +176,34 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		ready(addr)
 	}
 	return g.Wait()
+}
+
+// openStorage opens where job files live: the local blob folder, or an
+// S3-compatible bucket (with blobs as local scratch space and a source cache
+// for the in-process workers).
+func openStorage(ctx context.Context, cfg Config, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs, error) {
+	switch {
+	case cfg.Blob == "" || cfg.Blob == "local":
+		return &pipeline.LocalFiles{Blobs: blobs, Log: log}, blobs, nil
+	case strings.HasPrefix(cfg.Blob, "s3://"):
+		s3cfg := cfg.S3
+		s3cfg.URL = cfg.Blob
+		tmp, err := blobs.TempDir("s3")
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := blob.OpenS3(ctx, s3cfg, tmp)
+		if err != nil {
+			return nil, nil, err
+		}
+		cache, err := blob.NewCache(filepath.Join(cfg.Data, "cache", "sources"), 6*time.Hour)
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Info("storing files in a bucket", "blob", b.String())
+		return &pipeline.ObjectFiles{Blobs: b, Cache: cache, Temp: blobs, Log: log}, b, nil
+	}
+	return nil, nil, fmt.Errorf("--blob %q: use local, or s3://BUCKET/PREFIX", cfg.Blob)
 }
 
 // lockData takes an exclusive lock on the data folder: two servers on one

@@ -1,0 +1,251 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/job"
+)
+
+// Storage is where the server keeps job files: Files for its in-process
+// workers, plus what the worker routes need to hand files to remote ones.
+type Storage interface {
+	Files
+	// Open opens a stored file: a source, a staged file or an output.
+	Open(ctx context.Context, key string) (blob.Object, error)
+	// PresignGet returns a URL a worker may GET key from without
+	// credentials, or "" when the bytes must come through the server.
+	PresignGet(ctx context.Context, key string) (string, error)
+	// StagedFiles lists what an earlier step of the job committed and the
+	// key they are under; ok is false when it committed nothing.
+	StagedFiles(ctx context.Context, jobID, step string) (prefix string, files []StagedFile, ok bool, err error)
+	// Check verifies the storage is reachable and writable.
+	Check(ctx context.Context) error
+}
+
+// DirectUploader is a Storage that workers upload to directly, so that
+// media bytes do not pass through the server.
+type DirectUploader interface {
+	// PlanUploads presigns the requests that put files as the attempt's step.
+	PlanUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile) ([]blob.DirectUpload, error)
+	// FinishUploads completes them, checks every file arrived whole, and
+	// commits them as the step.
+	FinishUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile, ups []blob.DirectUpload) error
+}
+
+// StagedFile is one file of a staged step.
+type StagedFile struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+// PresignTTL is how long a presigned URL handed to a worker stays valid. A
+// worker whose URL expired asks the server again.
+const PresignTTL = time.Hour
+
+// ObjectFiles keeps job files in an S3-compatible bucket. A step's files go
+// under a prefix of their own attempt (task and fencing token), and a small
+// manifest written last names that prefix: the manifest is the commit, so a
+// late upload from an attempt that lost its lease never mixes in.
+type ObjectFiles struct {
+	Blobs   *blob.S3
+	Cache   *blob.Cache // downloaded sources
+	Temp    *blob.Local // local scratch folders
+	Log     *slog.Logger
+}
+
+type manifest struct {
+	Prefix string       `json:"prefix"`
+	Files  []StagedFile `json:"files"`
+}
+
+func manifestKey(jobID, step string) string { return StageKey(jobID, step) + ".json" }
+
+func attemptPrefix(c *job.Claimed, step string) string {
+	return StageKey(c.Job.ID, step) + "/" + c.Task.ID + "-" + strconv.FormatInt(c.Lease.Fence, 10)
+}
+
+// Source downloads the job's source into the local cache (job.Files).
+func (o *ObjectFiles) Source(ctx context.Context, c *job.Claimed) (string, error) {
+	p, err := o.Cache.Get(ctx, c.Job.Source.SHA256, func(ctx context.Context, part string) error {
+		return o.Blobs.GetFile(ctx, c.Job.AssetKey, part)
+	})
+	if errors.Is(err, blob.ErrNotFound) {
+		return "", job.Permanent("source_missing", job.Userf(err, "the uploaded source file is missing from the bucket; submit it again"))
+	}
+	return p, err
+}
+
+// Scratch makes a local scratch folder.
+func (o *ObjectFiles) Scratch(step string) (string, error) { return o.Temp.TempDir(step) }
+
+// Discard removes a scratch folder.
+func (o *ObjectFiles) Discard(dir string) { _ = os.RemoveAll(dir) }
+
+// Staged downloads an earlier step's files into dir.
+func (o *ObjectFiles) Staged(ctx context.Context, c *job.Claimed, step, dir string) (bool, error) {
+	prefix, files, ok, err := o.StagedFiles(ctx, c.Job.ID, step)
+	if !ok || err != nil {
+		return false, err
+	}
+	for _, f := range files {
+		dst := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+			return false, err
+		}
+		if err := o.Blobs.GetFile(ctx, prefix+"/"+f.Path, dst); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// Commit uploads dir under the attempt's prefix, then writes the manifest.
+func (o *ObjectFiles) Commit(ctx context.Context, c *job.Claimed, step, dir string) error {
+	defer os.RemoveAll(dir)
+	prefix := attemptPrefix(c, step)
+	var files []StagedFile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := stagedFile(dir, p, d)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+		return o.Blobs.PutFile(ctx, prefix+"/"+f.Path, p)
+	})
+	if err != nil {
+		return err
+	}
+	return o.writeManifest(ctx, c.Job.ID, step, manifest{Prefix: prefix, Files: files})
+}
+
+func stagedFile(root, p string, d fs.DirEntry) (StagedFile, error) {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return StagedFile{}, err
+	}
+	info, err := d.Info()
+	if err != nil {
+		return StagedFile{}, err
+	}
+	return StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()}, nil
+}
+
+func (o *ObjectFiles) writeManifest(ctx context.Context, jobID, step string, m manifest) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return o.Blobs.PutBytes(ctx, manifestKey(jobID, step), data)
+}
+
+// StagedFiles reads a step's manifest.
+func (o *ObjectFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []StagedFile, bool, error) {
+	data, err := o.Blobs.ReadBytes(ctx, manifestKey(jobID, step))
+	if errors.Is(err, blob.ErrNotFound) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, err
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return "", nil, false, fmt.Errorf("read the %s manifest: %w", step, err)
+	}
+	return m.Prefix, m.Files, true, nil
+}
+
+// Publish copies the verified files to the job's outputs inside the bucket,
+// then removes the staged ones. The manifests go first, so a run after a
+// crash either copies everything again or finds the outputs in place.
+func (o *ObjectFiles) Publish(ctx context.Context, c *job.Claimed) error {
+	prefix, files, ok, err := o.StagedFiles(ctx, c.Job.ID, StepVerified)
+	if err != nil {
+		return err
+	}
+	out := OutputsKey(c.Job.ID)
+	if ok {
+		for _, f := range files {
+			if err := o.Blobs.Copy(ctx, prefix+"/"+f.Path, out+"/"+f.Path); err != nil {
+				return job.Userf(err, "could not copy the outputs into place in the bucket")
+			}
+		}
+	} else if have, err := o.Blobs.List(ctx, out); err != nil {
+		return err
+	} else if len(have) == 0 {
+		return job.Userf(nil, "the verified outputs are missing from the bucket; retry the job")
+	} else {
+		o.Log.Info("outputs were already published", "job_id", c.Job.ID)
+	}
+	for _, step := range []string{StepVerified, StepEncode, StepThumbs} {
+		if err := o.Blobs.RemoveAll(ctx, manifestKey(c.Job.ID, step)); err != nil {
+			o.Log.Warn("remove staged manifest", "job_id", c.Job.ID, "err", err)
+			return nil
+		}
+	}
+	if err := o.Blobs.RemoveAll(ctx, "jobs/"+c.Job.ID+"/stage"); err != nil {
+		o.Log.Warn("remove staged files", "job_id", c.Job.ID, "err", err)
+	}
+	return nil
+}
+
+// Open opens a stored file.
+func (o *ObjectFiles) Open(ctx context.Context, key string) (blob.Object, error) {
+	return o.Blobs.Open(ctx, key)
+}
+
+// PresignGet presigns a download.
+func (o *ObjectFiles) PresignGet(ctx context.Context, key string) (string, error) {
+	return o.Blobs.PresignGet(ctx, key, PresignTTL)
+}
+
+// Check verifies the bucket is reachable.
+func (o *ObjectFiles) Check(ctx context.Context) error { return o.Blobs.Check(ctx) }
+
+// PlanUploads presigns the uploads of an attempt's step.
+func (o *ObjectFiles) PlanUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile) ([]blob.DirectUpload, error) {
+	prefix := attemptPrefix(c, step)
+	ups := make([]blob.DirectUpload, 0, len(files))
+	for _, f := range files {
+		up, err := o.Blobs.PlanUpload(ctx, prefix+"/"+f.Path, f.Size, PresignTTL)
+		if err != nil {
+			return nil, err
+		}
+		up.Path = f.Path
+		ups = append(ups, up)
+	}
+	return ups, nil
+}
+
+// FinishUploads completes an attempt's direct uploads and commits the step.
+func (o *ObjectFiles) FinishUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile, ups []blob.DirectUpload) error {
+	prefix := attemptPrefix(c, step)
+	byPath := make(map[string]blob.DirectUpload, len(ups))
+	for _, u := range ups {
+		byPath[u.Path] = u
+	}
+	for _, f := range files {
+		if err := o.Blobs.FinishUpload(ctx, prefix+"/"+f.Path, byPath[f.Path], f.Size); err != nil {
+			return err
+		}
+	}
+	return o.writeManifest(ctx, c.Job.ID, step, manifest{Prefix: prefix, Files: files})
+}
+
+var (
+	_ Storage        = (*LocalFiles)(nil)
+	_ Storage        = (*ObjectFiles)(nil)
+	_ DirectUploader = (*ObjectFiles)(nil)
+)

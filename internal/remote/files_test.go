@@ -1,0 +1,184 @@
+package remote_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/blob/s3test"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
+)
+
+func TestMain(m *testing.M) { s3test.Main(m) }
+
+// countBytes counts the body bytes a handler reads and writes.
+func countBytes(h http.Handler, n *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = &countingReader{r: r.Body, n: n}
+		h.ServeHTTP(&countingWriter{ResponseWriter: w, n: n}, r)
+	})
+}
+
+type countingReader struct {
+	r io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
+}
+func (c *countingReader) Close() error { return c.r.Close() }
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	k, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(k))
+	return k, err
+}
+
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+const partSize = 5 << 20 // S3's smallest
+
+func onS3(tb testing.TB, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs) {
+	b := s3test.NewBucket(tb)
+	tmp, err := blobs.TempDir("s3")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s3, err := blob.OpenS3(context.Background(), blob.S3Config{URL: "s3://" + b.Name + "/herd", Endpoint: b.Endpoint, PartSize: partSize,
+		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey}, tmp)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cache, err := blob.NewCache(tb.TempDir(), 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &pipeline.ObjectFiles{Blobs: s3, Cache: cache, Temp: blobs, Log: log}, s3
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// TestFilesTravel runs the worker side of every file transfer against a real
+// server: source download, staged uploads (one file in several parts), staged
+// downloads, a stale attempt refused, publish. On the local disk the bytes
+// pass through the server; on S3 they go straight to the bucket.
+func TestFilesTravel(t *testing.T) {
+	for name, storage := range map[string]storageFunc{"local": nil, "s3": onS3} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s := newSetupWith(t, storage)
+			src := randomBytes(3<<20 + 17)
+			if _, _, err := s.sub.Upload(ctx, "movie.mkv", "mp4-library", bytes.NewReader(src)); err != nil {
+				t.Fatal(err)
+			}
+			cl, err := s.rc.Claim(ctx, "worker/bench/0", "bench", []string{"h264"})
+			if err != nil || cl == nil {
+				t.Fatalf("claim: %v %v", cl, err)
+			}
+			s.through.Store(0)
+
+			p, err := s.rc.Source(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(p); !bytes.Equal(got, src) {
+				t.Fatal("the downloaded source differs")
+			}
+
+			big, small := randomBytes(2*partSize+1234), []byte("#EXTM3U\n")
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "720p"), 0o755)
+			os.WriteFile(filepath.Join(dir, "720p", "video.mp4"), big, 0o644)
+			os.WriteFile(filepath.Join(dir, "master.m3u8"), small, 0o644)
+			if err := s.rc.Commit(ctx, cl, pipeline.StepVerified, dir); err != nil {
+				t.Fatal(err)
+			}
+			_, files, ok, err := s.files.StagedFiles(ctx, cl.Job.ID, pipeline.StepVerified)
+			if err != nil || !ok || len(files) != 2 {
+				t.Fatalf("staged: %v %v %v", files, ok, err)
+			}
+			back := t.TempDir()
+			if ok, err := s.rc.Staged(ctx, cl, pipeline.StepVerified, back); err != nil || !ok {
+				t.Fatalf("download staged: %v %v", ok, err)
+			}
+			if got, _ := os.ReadFile(filepath.Join(back, "720p", "video.mp4")); !bytes.Equal(got, big) {
+				t.Fatal("the staged file came back different")
+			}
+			if ok, err := s.rc.Staged(ctx, cl, pipeline.StepThumbs, t.TempDir()); err != nil || ok {
+				t.Fatalf("a step that staged nothing: %v %v", ok, err)
+			}
+
+			moved := s.through.Load()
+			t.Logf("%d bytes of requests and answers passed through the server", moved)
+			media := int64(len(src) + 2*len(big))
+			switch name {
+			case "s3":
+				if moved > media/20 {
+					t.Fatalf("%d bytes passed through the server for %d bytes of media: they should go straight to the bucket", moved, media)
+				}
+			case "local":
+				if moved < media {
+					t.Fatalf("only %d bytes passed through the server for %d bytes of media (the counter is broken?)", moved, media)
+				}
+			}
+
+			stale := *cl
+			stale.Lease.Fence--
+			dir2 := t.TempDir()
+			os.WriteFile(filepath.Join(dir2, "master.m3u8"), []byte("late"), 0o644)
+			if err := s.rc.Commit(ctx, &stale, pipeline.StepVerified, dir2); !errors.Is(err, job.ErrLeaseLost) {
+				t.Fatalf("a stale attempt's upload: %v", err)
+			}
+
+			if err := s.rc.Publish(ctx, cl); err != nil {
+				t.Fatal(err)
+			}
+			for path, want := range map[string][]byte{"master.m3u8": small, "720p/video.mp4": big} {
+				o, err := s.files.Open(ctx, pipeline.OutputsKey(cl.Job.ID)+"/"+path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(o)
+				o.Close()
+				if !bytes.Equal(got, want) {
+					t.Fatalf("published %s differs", path)
+				}
+			}
+			if _, _, ok, _ := s.files.StagedFiles(ctx, cl.Job.ID, pipeline.StepVerified); ok {
+				t.Fatal("the staged files remain after publishing")
+			}
+			// Publishing again (the answer was lost) finds the outputs in place.
+			if err := s.rc.Publish(ctx, cl); err != nil {
+				t.Fatalf("publish again: %v", err)
+			}
+		})
+	}
+}
