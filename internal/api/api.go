@@ -72,9 +72,9 @@ type Deps struct {
 	Kick     Kicker
 	Log      *slog.Logger
 	Metrics  *metrics.Metrics
-	Scrape   http.Handler         // the /metrics handler
-	Checks   []Check              // for /readyz
-	Queue    *queue.Queue         // for the worker protocol
+	Scrape   http.Handler     // the /metrics handler
+	Checks   []Check          // for /readyz
+	Queue    *queue.Queue     // for the worker protocol
 	Files    pipeline.Storage // job files: in-process workers and the worker routes
 }
 

@@ -57,10 +57,10 @@ const PresignTTL = time.Hour
 // manifest written last names that prefix: the manifest is the commit, so a
 // late upload from an attempt that lost its lease never mixes in.
 type ObjectFiles struct {
-	Blobs   *blob.S3
-	Cache   *blob.Cache // downloaded sources
-	Temp    *blob.Local // local scratch folders
-	Log     *slog.Logger
+	Blobs *blob.S3
+	Cache *blob.Cache // downloaded sources
+	Temp  *blob.Local // local scratch folders
+	Log   *slog.Logger
 }
 
 type manifest struct {
