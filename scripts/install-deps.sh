@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what herd needs when it is missing (Debian/Ubuntu packages):
 #   scripts/install-deps.sh        ffmpeg and ffprobe, for herd itself
-#   scripts/install-deps.sh test   also PostgreSQL, for the tests' throwaway clusters
+#   scripts/install-deps.sh test   also PostgreSQL and MinIO, for the tests' throwaway
+#                                  database clusters and S3-compatible servers
 # Safe to run again.
 set -euo pipefail
 missing=()
@@ -12,6 +13,17 @@ fi
 if ! command -v go >/dev/null 2>&1; then
   echo "Go is not installed: install Go 1.26 or newer (https://go.dev/doc/install), then run make again." >&2
   exit 1
+fi
+if [ "${1:-}" = test ]; then
+  # MinIO (an S3-compatible server) is built from the Go module proxy at a
+  # pinned version into a cache outside the repository, once (about 2 minutes).
+  MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+  MINIO_BIN="${HERD_MINIO:-$HOME/.cache/herd/bin/minio}"
+  if [ ! -x "$MINIO_BIN" ]; then
+    echo "Building MinIO $MINIO_VERSION into $(dirname "$MINIO_BIN") for the S3 tests (once) ..." >&2
+    mkdir -p "$(dirname "$MINIO_BIN")"
+    (cd / && GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS= go install "github.com/minio/minio@$MINIO_VERSION")
+  fi
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then

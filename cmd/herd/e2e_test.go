@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/blob/s3test"
 	"github.com/herdhq/herd/internal/store/pgtest"
 	"github.com/herdhq/herd/internal/store/sqlstore"
 )
@@ -40,6 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	pgtest.Stop()
+	s3test.Stop()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -18,6 +19,7 @@ type proxy struct {
 	mu     sync.Mutex
 	cut    bool
 	conns  map[net.Conn]bool
+	moved  atomic.Int64 // bytes forwarded, both ways
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -58,7 +60,8 @@ func (p *proxy) serve() {
 }
 
 func (p *proxy) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
+	n, _ := io.Copy(dst, src)
+	p.moved.Add(n)
 	_ = dst.Close()
 	_ = src.Close()
 	p.mu.Lock()

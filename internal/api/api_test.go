@@ -22,6 +22,7 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
@@ -51,7 +52,7 @@ func setup(t *testing.T) *fixture {
 	require.NoError(t, os.MkdirAll(imports, 0o755))
 	sig := &queue.Signal{}
 	sub := ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{MaxUpload: 1 << 20, ImportRoots: []string{imports}})
-	s := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig,
+	s := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig, Files: &pipeline.LocalFiles{Blobs: blobs},
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}})
 	srv := httptest.NewServer(s.Handler())
