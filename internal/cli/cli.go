@@ -27,6 +27,8 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/server"
 	"github.com/herdhq/herd/internal/store/sqlstore"
 )
@@ -101,7 +103,7 @@ func (e *env) root() *cobra.Command {
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
 	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./herd-data)")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
-		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.workerCmd(), e.tokenCmd(), e.workersCmd())
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.workerCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd())
 	return root
 }
 
@@ -143,7 +145,7 @@ func (e *env) logger(format string) *slog.Logger {
 
 func (e *env) serveCmd() *cobra.Command {
 	var cfg server.Config
-	var logFormat string
+	var logFormat, configPath string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API, scheduler and in-process workers",
@@ -151,9 +153,22 @@ func (e *env) serveCmd() *cobra.Command {
 Data (SQLite database, stored files, user profiles, admin.token) lives in --data.
 On first start an admin key is generated and printed once.
 
-Every flag can also be set in the environment as HERD_<FLAG> (dashes become underscores).`,
+Every flag can also be set in the environment as HERD_<FLAG> (dashes become
+underscores), or in the --config file under its name with underscores (addr,
+local_workers, ...), which also declares watch folders and publishers.
+Flags win over the environment, which wins over the file.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromEnv(cmd, e.getenv)
+			if configPath != "" {
+				f, err := config.Load(configPath, settingKeys(cmd))
+				if err != nil {
+					return err
+				}
+				if err := applySettings(cmd, f); err != nil {
+					return err
+				}
+				cfg.Watch, cfg.Publishers = f.Watch, f.Publishers
+			}
 			cfg.Data = e.dataDir(cmd)
 			cfg.Version = version()
 			log := e.logger(logFormat)
@@ -168,6 +183,7 @@ Every flag can also be set in the environment as HERD_<FLAG> (dashes become unde
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "YAML configuration file: settings, watch folders and publishers (check one with herd config check FILE)")
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
 	f.StringVar(&cfg.Database, "database", "", "database: a postgres:// URL, or a SQLite file (default DATA/herd.db) (env HERD_DATABASE)")
 	f.StringVar(&cfg.Blob, "blob", "local", "where sources and outputs are stored: local (DATA/blobs) or s3://BUCKET/PREFIX in any S3-compatible store (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an instance role)")
@@ -188,6 +204,42 @@ Every flag can also be set in the environment as HERD_<FLAG> (dashes become unde
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, else JSON), json or text")
 	return cmd
+}
+
+// notSettings are flags a configuration file cannot set.
+var notSettings = map[string]bool{"config": true, "help": true, "server": true, "token": true}
+
+// settingKeys are the configuration file's names for serve's flags.
+func settingKeys(cmd *cobra.Command) []string {
+	var keys []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if !notSettings[f.Name] {
+			keys = append(keys, strings.ReplaceAll(f.Name, "-", "_"))
+		}
+	})
+	return keys
+}
+
+// applySettings sets every flag neither the command line nor the
+// environment set from the configuration file.
+func applySettings(cmd *cobra.Command, file *config.File) error {
+	for _, s := range file.Settings {
+		fl := cmd.Flags().Lookup(strings.ReplaceAll(s.Key, "_", "-"))
+		if fl == nil || fl.Changed {
+			continue
+		}
+		_, isList := fl.Value.(pflag.SliceValue)
+		if len(s.Values) != 1 && !isList {
+			return &config.Error{File: file.Name, Line: s.Line, Msg: s.Key + ": expected one value, not a list"}
+		}
+		for _, v := range s.Values {
+			if err := fl.Value.Set(v); err != nil {
+				return &config.Error{File: file.Name, Line: s.Line, Msg: fmt.Sprintf("%s: %q is not a valid %s", s.Key, v, fl.Value.Type())}
+			}
+		}
+		fl.Changed = true
+	}
+	return nil
 }
 
 // fromEnv sets every flag the user did not pass from HERD_<NAME>.
@@ -471,6 +523,35 @@ func (e *env) profilesCmd() *cobra.Command {
 		}
 		return tw.Flush()
 	}
+	return cmd
+}
+
+func (e *env) configCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Work with herd's configuration file"}
+	cmd.AddCommand(&cobra.Command{
+		Use: "check FILE", Short: "Check a configuration file without starting herd (exit 1 with the line of the first mistake)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			keys := append(settingKeys(e.serveCmd()), "data")
+			f, err := config.Load(args[0], keys)
+			if err != nil {
+				return err
+			}
+			profiles, err := profile.Load(filepath.Join(e.dataDir(cmd), "profiles"))
+			if err != nil {
+				return fmt.Errorf("load profiles: %w", err)
+			}
+			for _, w := range f.Watch {
+				if _, ok := profiles.Get(w.Profile); !ok {
+					return &config.Error{File: f.Name, Line: w.Line, Msg: fmt.Sprintf("watch %s: no profile %q (choose one of %s)", w.Path, w.Profile, strings.Join(profiles.Names(), ", "))}
+				}
+				if st, err := os.Stat(w.Path); err != nil || !st.IsDir() {
+					fmt.Fprintf(e.stderr, "warning: watch folder %s does not exist (yet); herd will keep looking for it\n", w.Path)
+				}
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s is valid: %d settings, %d watch folders, %d publishers\n", args[0], len(f.Settings), len(f.Watch), len(f.Publishers))
+			return err
+		},
+	})
 	return cmd
 }
 

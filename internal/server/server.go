@@ -24,6 +24,7 @@ import (
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
@@ -41,6 +42,8 @@ type Config struct {
 	Data         string // data folder: database, blobs, profiles, admin.token
 	Database     string // postgres:// URL, or a SQLite file; empty → DATA/herd.db
 	Blob         string // "local" (DATA/blobs) or s3://bucket/prefix
+	Watch        []config.Watch
+	Publishers   map[string]config.Publisher
 	S3           blob.S3Config
 	Addr         string // listen address
 	AdminToken   string // fixed admin key for automation; empty → generate on first start
