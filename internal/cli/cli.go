@@ -26,8 +26,8 @@ import (
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/client"
-	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/server"
 	"github.com/herdhq/herd/internal/store/sqlstore"
