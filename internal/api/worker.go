@@ -26,8 +26,10 @@ import (
 // with a worker key. Every report carries the lease (owner and fencing token);
 // a stale one gets 409 lease_lost and the worker drops that task.
 
-// ProtocolVersion is sent by workers and checked by the server.
-const ProtocolVersion = "1"
+// ProtocolVersion is sent by workers and checked by the server. Version 2
+// added presigned redirects and direct uploads: a version 1 worker would
+// follow a redirect with its key and would not know the uploads route.
+const ProtocolVersion = "2"
 
 // Lease headers on file routes.
 const (

@@ -149,9 +149,10 @@ func (s *S3) Has(ctx context.Context, key string) (bool, error) {
 	return false, fmt.Errorf("stat %s: %w", key, err)
 }
 
+// isNotFound is a missing object (a missing bucket is an outage, not this).
 func isNotFound(err error) bool {
-	code := minio.ToErrorResponse(err).Code
-	return code == "NoSuchKey" || code == "NotFound" || minio.ToErrorResponse(err).StatusCode == http.StatusNotFound
+	r := minio.ToErrorResponse(err)
+	return r.Code == "NoSuchKey" || (r.StatusCode == http.StatusNotFound && r.Code != "NoSuchBucket")
 }
 
 // PutFile uploads a local file as key (in parts when it is large), with the
@@ -294,13 +295,22 @@ func (s *S3) RemoveAll(ctx context.Context, key string) error {
 	if err := s.c.RemoveObject(ctx, s.bucket, obj, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
 		return fmt.Errorf("remove %s: %w", key, err)
 	}
-	objs := s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: obj + "/", Recursive: true})
+	list, err := s.List(ctx, key)
+	if err != nil {
+		return err
+	}
+	objs := make(chan minio.ObjectInfo, len(list))
+	for _, o := range list {
+		objs <- minio.ObjectInfo{Key: obj + "/" + o.Key}
+	}
+	close(objs)
+	var first error
 	for e := range s.c.RemoveObjects(ctx, s.bucket, objs, minio.RemoveObjectsOptions{}) {
-		if e.Err != nil {
-			return fmt.Errorf("remove %s: %w", e.ObjectName, e.Err)
+		if e.Err != nil && first == nil { // keep draining: the sender waits on this channel
+			first = fmt.Errorf("remove %s: %w", e.ObjectName, e.Err)
 		}
 	}
-	return nil
+	return first
 }
 
 // PresignGet returns a URL that reads key without credentials until ttl passes.
@@ -340,6 +350,9 @@ func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Du
 	if err != nil {
 		return DirectUpload{}, err
 	}
+	if size < 0 || size > 5<<40 {
+		return DirectUpload{}, fmt.Errorf("%s: %d bytes is more than an S3 object can hold (5 TiB)", key, size)
+	}
 	if size <= s.partSize {
 		u, err := s.presign.PresignedPutObject(ctx, s.bucket, obj, ttl)
 		if err != nil {
@@ -353,13 +366,14 @@ func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Du
 		return DirectUpload{}, fmt.Errorf("start upload of %s: %w", key, err)
 	}
 	up := DirectUpload{UploadID: id}
-	for off, n := int64(0), 1; off < size; off, n = off+s.partSize, n+1 {
+	partSize := max(s.partSize, (size+9999)/10000) // S3 allows 10,000 parts
+	for off, n := int64(0), 1; off < size; off, n = off+partSize, n+1 {
 		q := url.Values{"partNumber": {strconv.Itoa(n)}, "uploadId": {id}}
 		u, err := s.presign.Presign(ctx, http.MethodPut, s.bucket, obj, ttl, q)
 		if err != nil {
 			return DirectUpload{}, fmt.Errorf("presign %s: %w", key, err)
 		}
-		up.Parts = append(up.Parts, Part{Number: n, Offset: off, Size: min(s.partSize, size-off), URL: u.String()})
+		up.Parts = append(up.Parts, Part{Number: n, Offset: off, Size: min(partSize, size-off), URL: u.String()})
 	}
 	return up, nil
 }

@@ -52,6 +52,7 @@ type Watch struct {
 	PollInterval Duration `yaml:"poll_interval"`
 	AfterSuccess string   `yaml:"after_success"`
 	Publish      []string `yaml:"publish"`
+	Notify       *bool    `yaml:"notify"` // false: polling only (some network file systems misreport events)
 	Line         int      `yaml:"-"`
 }
 

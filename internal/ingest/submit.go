@@ -130,6 +130,12 @@ func (s *Submitter) Import(ctx context.Context, path, profileName string) (job.J
 	if err != nil {
 		return job.Job{}, false, err
 	}
+	return s.ImportFile(ctx, real, CleanName(filepath.Base(real)), p)
+}
+
+// ImportFile copies a file herd itself chose (a watch folder's) and submits
+// a job for it. The same bytes with the same profile give the same job.
+func (s *Submitter) ImportFile(ctx context.Context, real, name string, p *profile.Profile) (job.Job, bool, error) {
 	f, err := os.Open(real)
 	if err != nil {
 		return job.Job{}, false, fmt.Errorf("%w: cannot open it", ErrBadPath)
@@ -150,7 +156,7 @@ func (s *Submitter) Import(ctx context.Context, path, profileName string) (job.J
 	if _, err := io.Copy(w, f); err != nil {
 		return job.Job{}, false, fmt.Errorf("copy source: %w", err)
 	}
-	return s.commit(ctx, w, CleanName(filepath.Base(real)), p)
+	return s.commit(ctx, w, CleanName(name), p)
 }
 
 // allowed resolves path (symlinks included) and checks it lies inside an import root.

@@ -52,15 +52,18 @@ type StagedFile struct {
 // worker whose URL expired asks the server again.
 const PresignTTL = time.Hour
 
-// ObjectFiles keeps job files in an S3-compatible bucket. A step's files go
-// under a prefix of their own attempt (task and fencing token), and a small
-// manifest written last names that prefix: the manifest is the commit, so a
-// late upload from an attempt that lost its lease never mixes in.
+// ObjectFiles keeps job files in an S3-compatible bucket. Each attempt
+// writes a step's files, and last a manifest listing them, under a prefix of
+// its own (task and fencing token). Readers take the prefix of the attempt
+// the database recorded as the task's success, so files of an attempt that
+// lost its lease are never read, however late they arrive.
 type ObjectFiles struct {
 	Blobs *blob.S3
 	Cache *blob.Cache // downloaded sources
 	Temp  *blob.Local // local scratch folders
 	Log   *slog.Logger
+	// Tasks lists a job's tasks (the store's): which attempt of a step won.
+	Tasks func(ctx context.Context, jobID string) ([]job.Task, error)
 }
 
 type manifest struct {
@@ -68,10 +71,29 @@ type manifest struct {
 	Files  []StagedFile `json:"files"`
 }
 
-func manifestKey(jobID, step string) string { return StageKey(jobID, step) + ".json" }
+func attemptPrefix(jobID, step, taskID string, fence int64) string {
+	return StageKey(jobID, step) + "/" + taskID + "-" + strconv.FormatInt(fence, 10)
+}
 
-func attemptPrefix(c *job.Claimed, step string) string {
-	return StageKey(c.Job.ID, step) + "/" + c.Task.ID + "-" + strconv.FormatInt(c.Lease.Fence, 10)
+func claimPrefix(c *job.Claimed, step string) string {
+	return attemptPrefix(c.Job.ID, step, c.Task.ID, c.Lease.Fence)
+}
+
+// stepKinds names the task whose success commits each step.
+var stepKinds = map[string]job.Kind{StepEncode: job.KindEncode, StepThumbs: job.KindThumbnails, StepVerified: job.KindVerify}
+
+// committed is the prefix of the attempt whose task succeeded for step.
+func (o *ObjectFiles) committed(ctx context.Context, jobID, step string) (string, bool, error) {
+	tasks, err := o.Tasks(ctx, jobID)
+	if err != nil {
+		return "", false, err
+	}
+	for _, t := range tasks {
+		if t.Kind == stepKinds[step] && t.State == job.TaskSucceeded {
+			return attemptPrefix(jobID, step, t.ID, t.Fence), true, nil
+		}
+	}
+	return "", false, nil
 }
 
 // Source downloads the job's source into the local cache (job.Files).
@@ -112,7 +134,7 @@ func (o *ObjectFiles) Staged(ctx context.Context, c *job.Claimed, step, dir stri
 // Commit uploads dir under the attempt's prefix, then writes the manifest.
 func (o *ObjectFiles) Commit(ctx context.Context, c *job.Claimed, step, dir string) error {
 	defer os.RemoveAll(dir)
-	prefix := attemptPrefix(c, step)
+	prefix := claimPrefix(c, step)
 	var files []StagedFile
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -128,7 +150,7 @@ func (o *ObjectFiles) Commit(ctx context.Context, c *job.Claimed, step, dir stri
 	if err != nil {
 		return err
 	}
-	return o.writeManifest(ctx, c.Job.ID, step, manifest{Prefix: prefix, Files: files})
+	return o.writeManifest(ctx, manifest{Prefix: prefix, Files: files})
 }
 
 func stagedFile(root, p string, d fs.DirEntry) (StagedFile, error) {
@@ -143,17 +165,21 @@ func stagedFile(root, p string, d fs.DirEntry) (StagedFile, error) {
 	return StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()}, nil
 }
 
-func (o *ObjectFiles) writeManifest(ctx context.Context, jobID, step string, m manifest) error {
+func (o *ObjectFiles) writeManifest(ctx context.Context, m manifest) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return o.Blobs.PutBytes(ctx, manifestKey(jobID, step), data)
+	return o.Blobs.PutBytes(ctx, m.Prefix+".json", data)
 }
 
-// StagedFiles reads a step's manifest.
+// StagedFiles reads the manifest of the step's successful attempt.
 func (o *ObjectFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []StagedFile, bool, error) {
-	data, err := o.Blobs.ReadBytes(ctx, manifestKey(jobID, step))
+	prefix, ok, err := o.committed(ctx, jobID, step)
+	if !ok || err != nil {
+		return "", nil, false, err
+	}
+	data, err := o.Blobs.ReadBytes(ctx, prefix+".json")
 	if errors.Is(err, blob.ErrNotFound) {
 		return "", nil, false, nil
 	}
@@ -189,8 +215,9 @@ func (o *ObjectFiles) Publish(ctx context.Context, c *job.Claimed) error {
 	} else {
 		o.Log.Info("outputs were already published", "job_id", c.Job.ID)
 	}
-	for _, step := range []string{StepVerified, StepEncode, StepThumbs} {
-		if err := o.Blobs.RemoveAll(ctx, manifestKey(c.Job.ID, step)); err != nil {
+	if ok {
+		// The manifest first: a run after a crash then finds the outputs in place.
+		if err := o.Blobs.RemoveAll(ctx, prefix+".json"); err != nil {
 			o.Log.Warn("remove staged manifest", "job_id", c.Job.ID, "err", err)
 			return nil
 		}
@@ -216,7 +243,7 @@ func (o *ObjectFiles) Check(ctx context.Context) error { return o.Blobs.Check(ct
 
 // PlanUploads presigns the uploads of an attempt's step.
 func (o *ObjectFiles) PlanUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile) ([]blob.DirectUpload, error) {
-	prefix := attemptPrefix(c, step)
+	prefix := claimPrefix(c, step)
 	ups := make([]blob.DirectUpload, 0, len(files))
 	for _, f := range files {
 		up, err := o.Blobs.PlanUpload(ctx, prefix+"/"+f.Path, f.Size, PresignTTL)
@@ -231,7 +258,7 @@ func (o *ObjectFiles) PlanUploads(ctx context.Context, c *job.Claimed, step stri
 
 // FinishUploads completes an attempt's direct uploads and commits the step.
 func (o *ObjectFiles) FinishUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile, ups []blob.DirectUpload) error {
-	prefix := attemptPrefix(c, step)
+	prefix := claimPrefix(c, step)
 	byPath := make(map[string]blob.DirectUpload, len(ups))
 	for _, u := range ups {
 		byPath[u.Path] = u
@@ -241,7 +268,7 @@ func (o *ObjectFiles) FinishUploads(ctx context.Context, c *job.Claimed, step st
 			return err
 		}
 	}
-	return o.writeManifest(ctx, c.Job.ID, step, manifest{Prefix: prefix, Files: files})
+	return o.writeManifest(ctx, manifest{Prefix: prefix, Files: files})
 }
 
 var (

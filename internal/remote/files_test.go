@@ -18,6 +18,7 @@ import (
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/store"
 )
 
 func TestMain(m *testing.M) { s3test.Main(m) }
@@ -61,7 +62,7 @@ func (c *countingWriter) Flush() {
 
 const partSize = 5 << 20 // S3's smallest
 
-func onS3(tb testing.TB, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs) {
+func onS3(tb testing.TB, st store.Store, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs) {
 	b := s3test.NewBucket(tb)
 	tmp, err := blobs.TempDir("s3")
 	if err != nil {
@@ -76,7 +77,7 @@ func onS3(tb testing.TB, blobs *blob.Local, log *slog.Logger) (pipeline.Storage,
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &pipeline.ObjectFiles{Blobs: s3, Cache: cache, Temp: blobs, Log: log}, s3
+	return &pipeline.ObjectFiles{Blobs: s3, Cache: cache, Temp: blobs, Log: log, Tasks: st.Tasks}, s3
 }
 
 func randomBytes(n int) []byte {
@@ -99,12 +100,22 @@ func TestFilesTravel(t *testing.T) {
 			if _, _, err := s.sub.Upload(ctx, "movie.mkv", "mp4-library", bytes.NewReader(src)); err != nil {
 				t.Fatal(err)
 			}
-			cl, err := s.rc.Claim(ctx, "worker/bench/0", "bench", []string{"h264"})
-			if err != nil || cl == nil {
-				t.Fatalf("claim: %v %v", cl, err)
+			claim := func(kind job.Kind) *job.Claimed {
+				t.Helper()
+				cl, err := s.rc.Claim(ctx, "worker/bench/0", "bench", []string{"h264"})
+				if err != nil || cl == nil || cl.Task.Kind != kind {
+					t.Fatalf("claim %s: got %v, %v", kind, cl != nil && cl.Task.Kind == kind, err)
+				}
+				return cl
 			}
+			complete := func(cl *job.Claimed) {
+				t.Helper()
+				if err := s.rc.Complete(ctx, cl.Lease, store.Result{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cl := claim(job.KindProbe)
 			s.through.Store(0)
-
 			p, err := s.rc.Source(ctx, cl)
 			if err != nil {
 				t.Fatal(err)
@@ -112,33 +123,69 @@ func TestFilesTravel(t *testing.T) {
 			if got, _ := os.ReadFile(p); !bytes.Equal(got, src) {
 				t.Fatal("the downloaded source differs")
 			}
+			complete(cl)
 
 			big, small := randomBytes(2*partSize+1234), []byte("#EXTM3U\n")
+			stage := func(dir string) {
+				os.MkdirAll(filepath.Join(dir, "720p"), 0o755)
+				os.WriteFile(filepath.Join(dir, "720p", "video.mp4"), big, 0o644)
+				os.WriteFile(filepath.Join(dir, "master.m3u8"), small, 0o644)
+			}
+			cl = claim(job.KindEncode)
+			// An attempt that lost its lease cannot upload.
+			stale := *cl
+			stale.Lease.Fence--
+			dir2 := t.TempDir()
+			os.WriteFile(filepath.Join(dir2, "master.m3u8"), []byte("late"), 0o644)
+			if err := s.rc.Commit(ctx, &stale, pipeline.StepEncode, dir2); !errors.Is(err, job.ErrLeaseLost) {
+				t.Fatalf("a stale attempt's upload: %v", err)
+			}
 			dir := t.TempDir()
-			os.MkdirAll(filepath.Join(dir, "720p"), 0o755)
-			os.WriteFile(filepath.Join(dir, "720p", "video.mp4"), big, 0o644)
-			os.WriteFile(filepath.Join(dir, "master.m3u8"), small, 0o644)
-			if err := s.rc.Commit(ctx, cl, pipeline.StepVerified, dir); err != nil {
+			stage(dir)
+			if err := s.rc.Commit(ctx, cl, pipeline.StepEncode, dir); err != nil {
 				t.Fatal(err)
 			}
-			_, files, ok, err := s.files.StagedFiles(ctx, cl.Job.ID, pipeline.StepVerified)
+			complete(cl)
+
+			cl = claim(job.KindThumbnails)
+			dir = t.TempDir()
+			os.WriteFile(filepath.Join(dir, "poster.jpg"), []byte("jpeg"), 0o644)
+			if err := s.rc.Commit(ctx, cl, pipeline.StepThumbs, dir); err != nil {
+				t.Fatal(err)
+			}
+			complete(cl)
+
+			cl = claim(job.KindVerify)
+			_, files, ok, err := s.files.StagedFiles(ctx, cl.Job.ID, pipeline.StepEncode)
 			if err != nil || !ok || len(files) != 2 {
 				t.Fatalf("staged: %v %v %v", files, ok, err)
 			}
 			back := t.TempDir()
-			if ok, err := s.rc.Staged(ctx, cl, pipeline.StepVerified, back); err != nil || !ok {
+			if ok, err := s.rc.Staged(ctx, cl, pipeline.StepEncode, back); err != nil || !ok {
 				t.Fatalf("download staged: %v %v", ok, err)
 			}
 			if got, _ := os.ReadFile(filepath.Join(back, "720p", "video.mp4")); !bytes.Equal(got, big) {
 				t.Fatal("the staged file came back different")
 			}
-			if ok, err := s.rc.Staged(ctx, cl, pipeline.StepThumbs, t.TempDir()); err != nil || ok {
+			if got, _ := os.ReadFile(filepath.Join(back, "master.m3u8")); !bytes.Equal(got, small) {
+				t.Fatal("the staged playlist came back different")
+			}
+			if ok, err := s.rc.Staged(ctx, cl, pipeline.StepThumbs, back); err != nil || !ok {
+				t.Fatalf("download thumbnails: %v %v", ok, err)
+			}
+			if ok, err := s.rc.Staged(ctx, cl, pipeline.StepVerified, t.TempDir()); err != nil || ok {
 				t.Fatalf("a step that staged nothing: %v %v", ok, err)
 			}
+			dir = t.TempDir()
+			stage(dir)
+			if err := s.rc.Commit(ctx, cl, pipeline.StepVerified, dir); err != nil {
+				t.Fatal(err)
+			}
+			complete(cl)
 
 			moved := s.through.Load()
 			t.Logf("%d bytes of requests and answers passed through the server", moved)
-			media := int64(len(src) + 2*len(big))
+			media := int64(len(src) + 3*len(big))
 			switch name {
 			case "s3":
 				if moved > media/20 {
@@ -150,14 +197,7 @@ func TestFilesTravel(t *testing.T) {
 				}
 			}
 
-			stale := *cl
-			stale.Lease.Fence--
-			dir2 := t.TempDir()
-			os.WriteFile(filepath.Join(dir2, "master.m3u8"), []byte("late"), 0o644)
-			if err := s.rc.Commit(ctx, &stale, pipeline.StepVerified, dir2); !errors.Is(err, job.ErrLeaseLost) {
-				t.Fatalf("a stale attempt's upload: %v", err)
-			}
-
+			cl = claim(job.KindPublish)
 			if err := s.rc.Publish(ctx, cl); err != nil {
 				t.Fatal(err)
 			}

@@ -36,7 +36,7 @@ type setup struct {
 }
 
 // storageFunc picks the server's storage; nil → the local blob folder.
-type storageFunc func(tb testing.TB, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs)
+type storageFunc func(tb testing.TB, st store.Store, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs)
 
 func newSetup(tb testing.TB) *setup { return newSetupWith(tb, nil) }
 
@@ -61,7 +61,7 @@ func newSetupWith(tb testing.TB, storage storageFunc) *setup {
 		sources ingest.Blobs     = blobs
 	)
 	if storage != nil {
-		files, sources = storage(tb, blobs, log)
+		files, sources = storage(tb, st, blobs, log)
 	}
 	sub := ingest.New(st, sources, profile.Builtin(), sig, ingest.Config{})
 	srv := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Kick: sig, Log: log, Queue: q,

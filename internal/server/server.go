@@ -34,6 +34,7 @@ import (
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/watch"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -108,7 +109,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if err := blobs.CleanTemp(); err != nil {
 		return err
 	}
-	storage, sources, err := openStorage(ctx, cfg, blobs, log)
+	storage, sources, err := openStorage(ctx, cfg, st, blobs, log)
 	if err != nil {
 		return err
 	}
@@ -173,6 +174,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		}, log, m)
 		g.Go(func() error { return pool.Run(gctx) })
 	}
+	if len(cfg.Watch) > 0 {
+		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), sub, st, storage, log)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return wt.Run(gctx) })
+	}
 	addr := ln.Addr().String()
 	log.Info("herd is serving", "url", "http://"+addr, "data", cfg.Data, "local_workers", max(cfg.LocalWorkers, 0), "version", cfg.Version)
 	if ready != nil {
@@ -184,7 +192,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 // openStorage opens where job files live: the local blob folder, or an
 // S3-compatible bucket (with blobs as local scratch space and a source cache
 // for the in-process workers).
-func openStorage(ctx context.Context, cfg Config, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs, error) {
+func openStorage(ctx context.Context, cfg Config, st store.Store, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs, error) {
 	switch {
 	case cfg.Blob == "" || cfg.Blob == "local":
 		return &pipeline.LocalFiles{Blobs: blobs, Log: log}, blobs, nil
@@ -204,7 +212,7 @@ func openStorage(ctx context.Context, cfg Config, blobs *blob.Local, log *slog.L
 			return nil, nil, err
 		}
 		log.Info("storing files in a bucket", "blob", b.String())
-		return &pipeline.ObjectFiles{Blobs: b, Cache: cache, Temp: blobs, Log: log}, b, nil
+		return &pipeline.ObjectFiles{Blobs: b, Cache: cache, Temp: blobs, Log: log, Tasks: st.Tasks}, b, nil
 	}
 	return nil, nil, fmt.Errorf("--blob %q: use local, or s3://BUCKET/PREFIX", cfg.Blob)
 }

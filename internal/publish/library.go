@@ -1,0 +1,115 @@
+package publish
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+
+	"github.com/herdhq/herd/internal/config"
+)
+
+// Library writes finished files into a media library folder tree.
+type Library struct {
+	Root     string
+	Kind     string
+	uid, gid int // -1: leave as is
+	mode     os.FileMode
+}
+
+// NewLibrary checks a library publisher's settings: its owner and group
+// must exist here.
+func NewLibrary(p config.Publisher) (*Library, error) {
+	l := &Library{Root: p.Path, Kind: p.Kind, uid: -1, gid: -1, mode: 0o644}
+	if l.Kind == "" {
+		l.Kind = KindAuto
+	}
+	if p.Mode != "" {
+		m, err := strconv.ParseUint(p.Mode, 8, 32)
+		if err != nil {
+			return nil, fmt.Errorf("publisher %s: mode %q is not octal", p.Name, p.Mode)
+		}
+		l.mode = os.FileMode(m)
+	}
+	if p.Owner != "" {
+		u, err := user.Lookup(p.Owner)
+		if err != nil {
+			return nil, fmt.Errorf("publisher %s: no user %q on this machine", p.Name, p.Owner)
+		}
+		l.uid, _ = strconv.Atoi(u.Uid)
+	}
+	if p.Group != "" {
+		g, err := user.LookupGroup(p.Group)
+		if err != nil {
+			return nil, fmt.Errorf("publisher %s: no group %q on this machine", p.Name, p.Group)
+		}
+		l.gid, _ = strconv.Atoi(g.Gid)
+	}
+	return l, nil
+}
+
+// Put writes src as rel inside the library: under a hidden temporary name,
+// synced, given its owner and mode, then renamed into place. A file already
+// there is replaced as a directory entry, never rewritten, so a hard link
+// to it elsewhere keeps the old content. It returns the final path.
+func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, error) {
+	dst := filepath.Join(l.Root, filepath.FromSlash(rel))
+	if !within(dst, l.Root) {
+		return "", fmt.Errorf("library path %q leaves the library", rel)
+	}
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create library folder: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".herd-*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("write into the library: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename there is nothing left to remove
+	_, err = io.Copy(tmp, readerCtx{ctx, src})
+	if err == nil {
+		err = tmp.Chmod(l.mode)
+	}
+	if err == nil && (l.uid >= 0 || l.gid >= 0) {
+		if err = tmp.Chown(l.uid, l.gid); err != nil {
+			err = fmt.Errorf("%w (herd needs to run as root, or as the owner, to set owner/group)", err)
+		}
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write %s into the library: %w", rel, err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return "", fmt.Errorf("move %s into place: %w", rel, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return dst, nil
+}
+
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && rel != "." && !filepath.IsAbs(rel) && (len(rel) < 3 || rel[:3] != "../")
+}

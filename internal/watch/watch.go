@@ -1,0 +1,725 @@
+// Package watch takes new files from watch folders and follows their jobs
+// to the end. A file is taken only once its size and modification time have
+// held still for the folder's stable_for; it is then moved into herd's work
+// area (a rename, or copy-sync-verify-remove across file systems) before its
+// job is queued, so nothing else picks it up. Each taken file is an item: a
+// folder in the work area with item.json, rewritten atomically at every step,
+// so a restart after a crash or power cut carries on where it stopped.
+// Polling finds files on NFS/SMB, where inotify misses other clients'
+// writes; fsnotify, where it works, only makes the next scan come sooner.
+package watch
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/publish"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// Folders inside a watch folder that herd writes and never takes from.
+const (
+	DoneDir   = "done"
+	FailedDir = "failed"
+)
+
+// Submitter is what the watcher needs from ingest.
+type Submitter interface {
+	Profile(name string) (*profile.Profile, error)
+	ImportFile(ctx context.Context, path, name string, p *profile.Profile) (job.Job, bool, error)
+}
+
+// Watcher runs the watch folders.
+type Watcher struct {
+	folders    []config.Watch
+	libraries  map[string]*publish.Library
+	work       string
+	sub        Submitter
+	st         store.Store
+	files      pipeline.Storage
+	log        *slog.Logger
+	FinishTick time.Duration
+
+	mu    sync.Mutex
+	seen  map[string]observed // candidate files by absolute path
+	kept  map[string]observed // keep-mode originals already taken
+	wake  chan struct{}
+	clock func() time.Time
+}
+
+type observed struct {
+	Size  int64     `json:"size"`
+	MTime time.Time `json:"mtime"`
+	since time.Time
+}
+
+// New checks the folders' profiles and publishers and returns a Watcher.
+// work is the work area (on the data folder's file system).
+func New(folders []config.Watch, pubs map[string]config.Publisher, work string, sub Submitter, st store.Store, files pipeline.Storage, log *slog.Logger) (*Watcher, error) {
+	w := &Watcher{folders: folders, libraries: map[string]*publish.Library{}, work: work, sub: sub, st: st, files: files,
+		log: log.With("component", "watch"), seen: map[string]observed{}, kept: map[string]observed{},
+		wake: make(chan struct{}, 1), clock: time.Now, FinishTick: 2 * time.Second}
+	for _, f := range folders {
+		p, err := sub.Profile(f.Profile)
+		if err != nil {
+			return nil, fmt.Errorf("watch %s: %w", f.Path, err)
+		}
+		for _, name := range f.Publish {
+			pc := pubs[name]
+			switch pc.Type {
+			case config.PublishLibrary:
+				if p.Format != "mp4" && p.Format != "mkv" {
+					return nil, fmt.Errorf("watch %s: publisher %s is a library, which takes one MP4 or MKV file; profile %s makes %s", f.Path, name, p.Name, p.Format)
+				}
+				lib, err := publish.NewLibrary(pc)
+				if err != nil {
+					return nil, err
+				}
+				w.libraries[name] = lib
+			default:
+				return nil, fmt.Errorf("watch %s: publisher %s of type %s is not available in this version of herd; use a library publisher", f.Path, name, pc.Type)
+			}
+		}
+	}
+	if err := os.MkdirAll(work, 0o750); err != nil {
+		return nil, fmt.Errorf("create watch work area: %w", err)
+	}
+	if err := w.loadKept(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Item is one taken file, persisted as item.json in its work folder.
+type Item struct {
+	ID        string    `json:"id"`
+	Folder    string    `json:"folder"` // the watch folder's path
+	Origin    string    `json:"origin"` // slash path inside the folder
+	Name      string    `json:"name"`   // the file's name in the work folder
+	Size      int64     `json:"size"`
+	MTime     time.Time `json:"mtime"`
+	State     string    `json:"state"`
+	JobID     string    `json:"job_id,omitempty"`
+	Duplicate bool      `json:"duplicate,omitempty"`
+	FailedAt  string    `json:"failed_at,omitempty"` // where the file sits in failed/
+	Published []string  `json:"published,omitempty"` // library paths written
+	Error     string    `json:"error,omitempty"`
+	TakenAt   time.Time `json:"taken_at"`
+	NextTry   time.Time `json:"next_try,omitzero"`
+	Tries     int       `json:"tries,omitempty"`
+}
+
+// Item states.
+const (
+	stateTaking = "taking" // being moved into the work area
+	stateTaken  = "taken"  // in the work area, no job yet
+	stateQueued = "queued" // its job exists
+	stateFailed = "failed" // its job failed; the file is in failed/ until a retry succeeds
+)
+
+// Run scans and finishes until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	if err := w.recover(ctx); err != nil {
+		return err
+	}
+	if fw, err := fsnotify.NewWatcher(); err != nil {
+		w.log.Warn("file notifications unavailable; polling only", "err", err)
+	} else {
+		defer fw.Close()
+		for _, f := range w.folders {
+			if f.Notify != nil && !*f.Notify {
+				continue
+			}
+			if err := fw.Add(f.Path); err != nil {
+				w.log.Warn("file notifications unavailable for a folder; polling it", "folder", f.Path, "err", err)
+			}
+		}
+		go func() {
+			for {
+				select {
+				case _, ok := <-fw.Events:
+					if !ok {
+						return
+					}
+					w.poke()
+				case _, ok := <-fw.Errors:
+					if !ok {
+						return
+					}
+				}
+			}
+		}()
+	}
+	next := make([]time.Time, len(w.folders))
+	finish := time.NewTicker(w.FinishTick)
+	defer finish.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		now := w.clock()
+		for i, f := range w.folders {
+			if !now.Before(next[i]) {
+				w.scan(ctx, f)
+				next[i] = w.clock().Add(time.Duration(f.PollInterval))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.wake:
+			// Something changed: scan every folder soon (stability still needs stable_for).
+			for i := range next {
+				next[i] = time.Time{}
+			}
+		case <-finish.C:
+			w.finishAll(ctx)
+		case <-tick.C:
+		}
+	}
+}
+
+func (w *Watcher) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Ignored reports names that are partial, hidden or temporary.
+func Ignored(name string) bool {
+	lower := strings.ToLower(name)
+	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "~$") {
+		return true
+	}
+	for _, suf := range []string{".part", ".crdownload", ".tmp", ".partial", ".download", ".!qb", ".filepart", ".error.txt"} {
+		if strings.HasSuffix(lower, suf) {
+			return true
+		}
+	}
+	return false
+}
+
+// scan looks at every file of a folder and takes the ones that held still.
+func (w *Watcher) scan(ctx context.Context, f config.Watch) {
+	now := w.clock()
+	present := map[string]bool{}
+	err := filepath.WalkDir(f.Path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == f.Path {
+				return err
+			}
+			return nil // a file that vanished while we looked
+		}
+		if d.IsDir() {
+			if p != f.Path && (strings.HasPrefix(d.Name(), ".") || (filepath.Dir(p) == f.Path && (d.Name() == DoneDir || d.Name() == FailedDir))) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || Ignored(d.Name()) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		present[p] = true
+		cur := observed{Size: info.Size(), MTime: info.ModTime()}
+		w.mu.Lock()
+		if k, ok := w.kept[p]; ok && k.Size == cur.Size && k.MTime.Equal(cur.MTime) {
+			w.mu.Unlock()
+			return nil // kept after an earlier job; unchanged
+		}
+		prev, ok := w.seen[p]
+		if !ok || prev.Size != cur.Size || !prev.MTime.Equal(cur.MTime) {
+			cur.since = now
+			w.seen[p] = cur
+			w.mu.Unlock()
+			return nil
+		}
+		w.mu.Unlock()
+		if now.Sub(prev.since) < time.Duration(f.StableFor) || cur.Size == 0 {
+			return nil
+		}
+		if err := w.take(ctx, f, p, cur); err != nil {
+			w.log.Error("could not take a file from a watch folder; will try again", "file", p, "err", err)
+		}
+		return nil
+	})
+	if err != nil {
+		w.log.Warn("cannot read a watch folder; will look again", "folder", f.Path, "err", err)
+	}
+	w.mu.Lock()
+	for p := range w.seen {
+		if strings.HasPrefix(p, f.Path+string(filepath.Separator)) && !present[p] {
+			delete(w.seen, p)
+		}
+	}
+	w.mu.Unlock()
+}
+
+// take moves (or, for keep, copies) a stable file into the work area and
+// queues its job.
+func (w *Watcher) take(ctx context.Context, f config.Watch, path string, cur observed) error {
+	rel, err := filepath.Rel(f.Path, path)
+	if err != nil {
+		return err
+	}
+	it := &Item{ID: job.NewID("w"), Folder: f.Path, Origin: filepath.ToSlash(rel), Name: filepath.Base(path),
+		Size: cur.Size, MTime: cur.MTime, State: stateTaking, TakenAt: w.clock().UTC()}
+	dir := filepath.Join(w.work, it.ID)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if err := w.save(it); err != nil {
+		return err
+	}
+	if err := w.bringIn(f, it); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	delete(w.seen, path)
+	w.mu.Unlock()
+	w.log.Info("took a file from a watch folder", "file", path, "item", it.ID)
+	w.submit(ctx, f, it)
+	return nil
+}
+
+// bringIn puts the item's file into its work folder: moved, or for keep copied.
+func (w *Watcher) bringIn(f config.Watch, it *Item) error {
+	src := filepath.Join(it.Folder, filepath.FromSlash(it.Origin))
+	dst := filepath.Join(w.work, it.ID, it.Name)
+	if f.AfterSuccess == config.AfterKeep {
+		if err := copyFile(src, dst); err != nil {
+			return err
+		}
+		if err := w.keep(src, observed{Size: it.Size, MTime: it.MTime}); err != nil {
+			return err
+		}
+	} else if err := moveFile(src, dst); err != nil {
+		return err
+	}
+	it.State = stateTaken
+	return w.save(it)
+}
+
+// submit queues the item's job, or recognises content already done.
+func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
+	p, err := w.sub.Profile(f.Profile)
+	if err == nil {
+		var j job.Job
+		var created bool
+		j, created, err = w.sub.ImportFile(ctx, filepath.Join(w.work, it.ID, it.Name), it.Name, p)
+		if err == nil {
+			it.JobID, it.State = j.ID, stateQueued
+			// The same bytes with the same profile already had a job before this file came.
+			it.Duplicate = !created && j.CreatedAt.Before(it.TakenAt)
+			if it.Duplicate {
+				w.log.Info("the same content was already submitted with this profile; not queued again", "file", it.Origin, "job_id", j.ID)
+			}
+			if err := w.save(it); err != nil {
+				w.log.Error("save watch item", "item", it.ID, "err", err)
+			}
+			return
+		}
+	}
+	if errors.Is(err, ingest.ErrEmpty) || errors.Is(err, ingest.ErrTooLarge) || errors.Is(err, ingest.ErrUnknownProfile) {
+		it.Error = err.Error()
+		w.fail(f, it)
+		return
+	}
+	w.log.Warn("could not queue a watched file; will try again", "item", it.ID, "err", err)
+}
+
+// finishAll follows every item's job.
+func (w *Watcher) finishAll(ctx context.Context) {
+	entries, err := os.ReadDir(w.work)
+	if err != nil {
+		w.log.Error("read watch work area", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || ctx.Err() != nil {
+			continue
+		}
+		it, err := w.load(e.Name())
+		if err != nil {
+			continue
+		}
+		f, ok := w.folder(it.Folder)
+		if !ok {
+			continue // its folder left the configuration; kept for when it returns
+		}
+		switch it.State {
+		case stateTaken:
+			w.submit(ctx, f, it)
+		case stateQueued, stateFailed:
+			w.follow(ctx, f, it)
+		}
+	}
+}
+
+func (w *Watcher) folder(path string) (config.Watch, bool) {
+	for _, f := range w.folders {
+		if f.Path == path {
+			return f, true
+		}
+	}
+	return config.Watch{}, false
+}
+
+func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
+	j, err := w.st.GetJob(ctx, it.JobID)
+	if errors.Is(err, job.ErrNotFound) {
+		it.Error = "its job is gone from the database"
+		w.fail(f, it)
+		return
+	}
+	if err != nil {
+		return
+	}
+	switch j.State {
+	case job.Succeeded:
+		if w.clock().Before(it.NextTry) {
+			return
+		}
+		if !it.Duplicate {
+			if err := w.publish(ctx, f, it, j); err != nil {
+				it.Tries++
+				it.Error = err.Error()
+				it.NextTry = w.clock().Add(min(time.Duration(1<<min(it.Tries, 10))*time.Second, 10*time.Minute))
+				w.log.Error("publishing failed; will retry", "job_id", j.ID, "err", err, "in", time.Until(it.NextTry).Round(time.Second))
+				_ = w.save(it)
+				return
+			}
+		}
+		w.succeed(f, it)
+	case job.Failed, job.Canceled:
+		if it.State != stateFailed {
+			it.Error = cmp.Or(j.Error, "the job was "+string(j.State))
+			w.fail(f, it)
+		}
+	default:
+		if it.State == stateFailed { // retried
+			it.State = stateQueued
+			_ = w.save(it)
+		}
+	}
+}
+
+// publish writes the job's outputs to the folder's libraries.
+func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.Job) error {
+	var outs []pipeline.Output
+	if err := json.Unmarshal(j.Outputs, &outs); err != nil {
+		return fmt.Errorf("read the job's outputs: %w", err)
+	}
+	var main *pipeline.Output
+	for i := range outs {
+		if outs[i].Kind == "mp4" || outs[i].Kind == "mkv" {
+			main = &outs[i]
+			break
+		}
+	}
+	if main == nil {
+		return errors.New("the job has no MP4 or MKV output to put in a library")
+	}
+	it.Published = it.Published[:0]
+	for _, name := range f.Publish {
+		lib := w.libraries[name]
+		if lib == nil {
+			continue
+		}
+		o, err := w.files.Open(ctx, pipeline.OutputsKey(j.ID)+"/"+main.Path)
+		if err != nil {
+			return err
+		}
+		rel := publish.LibraryPath(lib.Kind, it.Name, filepath.Ext(main.Path))
+		dst, err := lib.Put(ctx, rel, o)
+		o.Close()
+		if err != nil {
+			return err
+		}
+		it.Published = append(it.Published, dst)
+		w.log.Info("published into a library", "job_id", j.ID, "path", dst)
+	}
+	return nil
+}
+
+// succeed applies after_success and forgets the item.
+func (w *Watcher) succeed(f config.Watch, it *Item) {
+	held := filepath.Join(w.work, it.ID, it.Name)
+	if it.FailedAt != "" {
+		held = it.FailedAt
+		_ = os.Remove(held + ".error.txt")
+	}
+	switch f.AfterSuccess {
+	case config.AfterMove:
+		if err := moveInto(held, filepath.Join(f.Path, DoneDir, filepath.FromSlash(it.Origin))); err != nil {
+			w.log.Error("move a finished file to done/; will try again", "item", it.ID, "err", err)
+			return
+		}
+	case config.AfterDelete, config.AfterKeep:
+		if err := os.Remove(held); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			w.log.Error("remove a finished file; will try again", "item", it.ID, "err", err)
+			return
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(w.work, it.ID)); err != nil {
+		w.log.Error("remove a watch item", "item", it.ID, "err", err)
+	}
+}
+
+// fail moves the file to failed/ with FILE.error.txt; the item stays, so a
+// retried job that succeeds finishes it.
+func (w *Watcher) fail(f config.Watch, it *Item) {
+	held := filepath.Join(w.work, it.ID, it.Name)
+	dst := filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin))
+	if it.FailedAt == "" {
+		if f.AfterSuccess == config.AfterKeep {
+			dst = held // the original stays where it was; the copy waits here
+		} else {
+			var err error
+			if dst, err = moveIntoNew(held, dst); err != nil {
+				w.log.Error("move a failed file to failed/; will try again", "item", it.ID, "err", err)
+				return
+			}
+		}
+		it.FailedAt = dst
+	}
+	note := filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin)) + ".error.txt"
+	msg := fmt.Sprintf("herd could not process %s\njob: %s\nerror: %s\n\nFix the cause, then run: herd retry %s\n", it.Origin, it.JobID, it.Error, it.JobID)
+	if it.JobID == "" {
+		msg = fmt.Sprintf("herd could not queue %s\nerror: %s\n", it.Origin, it.Error)
+	}
+	if err := os.MkdirAll(filepath.Dir(note), 0o755); err == nil {
+		_ = writeAtomic(note, []byte(msg))
+	}
+	it.State = stateFailed
+	if it.JobID == "" {
+		_ = os.RemoveAll(filepath.Join(w.work, it.ID)) // no job to retry
+		return
+	}
+	if err := w.save(it); err != nil {
+		w.log.Error("save watch item", "item", it.ID, "err", err)
+	}
+	w.log.Warn("a watched file failed; moved to failed/", "file", it.Origin, "job_id", it.JobID, "err", it.Error)
+}
+
+// recover finishes what a crash interrupted: items still being taken are
+// taken again from wherever the file is.
+func (w *Watcher) recover(ctx context.Context) error {
+	entries, err := os.ReadDir(w.work)
+	if err != nil {
+		return fmt.Errorf("read watch work area: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		it, err := w.load(e.Name())
+		if err != nil {
+			// Created but never described: nothing was moved yet.
+			w.log.Warn("removing an unreadable watch item", "item", e.Name(), "err", err)
+			_ = os.RemoveAll(filepath.Join(w.work, e.Name()))
+			continue
+		}
+		f, ok := w.folder(it.Folder)
+		if !ok || it.State != stateTaking {
+			continue
+		}
+		held := filepath.Join(w.work, it.ID, it.Name)
+		if _, err := os.Stat(held); err == nil && f.AfterSuccess != config.AfterKeep {
+			it.State = stateTaken // the rename happened
+			if err := w.save(it); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.bringIn(f, it); err != nil {
+			w.log.Warn("a file being taken when herd stopped is gone; forgetting it", "item", it.ID, "file", it.Origin, "err", err)
+			_ = os.RemoveAll(filepath.Join(w.work, it.ID))
+		}
+	}
+	return nil
+}
+
+func (w *Watcher) save(it *Item) error {
+	data, err := json.MarshalIndent(it, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(w.work, it.ID, "item.json"), data)
+}
+
+func (w *Watcher) load(id string) (*Item, error) {
+	data, err := os.ReadFile(filepath.Join(w.work, id, "item.json"))
+	if err != nil {
+		return nil, err
+	}
+	var it Item
+	if err := json.Unmarshal(data, &it); err != nil {
+		return nil, err
+	}
+	return &it, nil
+}
+
+const keptFile = "kept.json"
+
+func (w *Watcher) loadKept() error {
+	data, err := os.ReadFile(filepath.Join(w.work, keptFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, &w.kept)
+}
+
+// keep remembers a kept original, so it is not taken again while unchanged.
+func (w *Watcher) keep(path string, o observed) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.kept[path] = o
+	data, err := json.Marshal(w.kept)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(w.work, keptFile), data)
+}
+
+// writeAtomic writes a small file under a temporary name, syncs it and
+// renames it into place.
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// moveFile renames src to dst, or across file systems copies, syncs,
+// checks and removes src. dst is written under a temporary name first, so
+// a crash leaves either the original or a whole copy.
+func moveFile(src, dst string) error {
+	err := os.Rename(src, dst)
+	if err == nil {
+		return syncDir(filepath.Dir(dst))
+	}
+	var le *os.LinkError
+	if !errors.As(err, &le) || !errors.Is(le.Err, syscall.EXDEV) {
+		return err
+	}
+	if err := copyFile(src, dst); err != nil {
+		return err
+	}
+	return os.Remove(src)
+}
+
+// copyFile copies src to dst (synced, renamed into place) and checks the
+// copy's SHA-256 against the original's.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	part := dst + ".part"
+	out, err := os.Create(part)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(part)
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", filepath.Base(src), err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	a, err := blob.FileSHA256(src)
+	if err != nil {
+		return err
+	}
+	b, err := blob.FileSHA256(part)
+	if err != nil {
+		return err
+	}
+	if a != b {
+		return fmt.Errorf("the copy of %s differs from the original (the file changed while copying?)", filepath.Base(src))
+	}
+	if err := os.Rename(part, dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// moveInto moves src to dst, making dst's folder; an existing dst gets a
+// numbered name instead of being replaced.
+func moveInto(src, dst string) error {
+	_, err := moveIntoNew(src, dst)
+	return err
+}
+
+func moveIntoNew(src, dst string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	ext := filepath.Ext(dst)
+	base := strings.TrimSuffix(dst, ext)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		dst = fmt.Sprintf("%s (%d)%s", base, i, ext)
+	}
+	return dst, moveFile(src, dst)
+}
