@@ -464,21 +464,30 @@ func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
 		return
 	}
-	prefix, files, ok, err := s.files.StagedFiles(r.Context(), t.JobID, step)
+	if rel == "" {
+		_, files, ok, err := s.files.StagedFiles(r.Context(), t.JobID, step)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		if !ok {
+			writeError(w, http.StatusNotFound, "not_found", "that step staged nothing")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"files": files})
+		return
+	}
+	if !validRel(rel) {
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid path")
+		return
+	}
+	prefix, ok, err := s.files.StagePrefix(r.Context(), t.JobID, step)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", "that step staged nothing")
-		return
-	}
-	if rel == "" {
-		writeJSON(w, http.StatusOK, map[string]any{"files": files})
-		return
-	}
-	if !validRel(rel) {
-		writeError(w, http.StatusBadRequest, "bad_request", "invalid path")
 		return
 	}
 	s.serveStored(w, r, prefix+"/"+rel, true, "application/octet-stream", func() {
@@ -663,7 +672,7 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := uploadName(c.Task, step)
-	if _, _, staged, err := s.files.StagedFiles(r.Context(), c.Job.ID, step); err == nil && staged && !s.blobs.TempExists(name) {
+	if _, staged, err := s.files.StagePrefix(r.Context(), c.Job.ID, step); err == nil && staged && !s.blobs.TempExists(name) {
 		// Committed already: the answer to an earlier try was lost.
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return

@@ -173,7 +173,7 @@ func (l *Local) renameInto(tmp, key string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("commit blob: %w", err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return SyncDir(filepath.Dir(dst))
 }
 
 // CommitDir moves a finished scratch folder to key in one rename, replacing
@@ -203,7 +203,7 @@ func (l *Local) CommitDir(dir, key string) error {
 	if err := os.Rename(dir, dst); err != nil {
 		return fmt.Errorf("commit blob folder: %w", err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return SyncDir(filepath.Dir(dst))
 }
 
 // Has reports whether key exists (the Blobs interface).
@@ -277,7 +277,8 @@ func (l *Local) Check() error {
 	return os.Remove(name)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a folder, so that a rename into it survives a power cut.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync folder: %w", err)

@@ -135,25 +135,23 @@ func (l *LocalFiles) Open(_ context.Context, key string) (blob.Object, error) {
 func (l *LocalFiles) PresignGet(context.Context, string) (string, error) { return "", nil }
 
 // StagedFiles lists the files of a committed step.
-func (l *LocalFiles) StagedFiles(_ context.Context, jobID, step string) (string, []StagedFile, bool, error) {
-	prefix := StageKey(jobID, step)
+func (l *LocalFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []StagedFile, bool, error) {
+	prefix, ok, err := l.StagePrefix(ctx, jobID, step)
+	if !ok || err != nil {
+		return "", nil, false, err
+	}
 	root, err := l.Blobs.Path(prefix)
 	if err != nil {
 		return "", nil, false, err
 	}
-	files := []StagedFile{}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		f, err := stagedFile(root, p, d)
-		files = append(files, f)
-		return err
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil, false, nil
-	}
+	files, err := ListFiles(root)
 	return prefix, files, err == nil, err
+}
+
+// StagePrefix is the folder a committed step renamed into place.
+func (l *LocalFiles) StagePrefix(_ context.Context, jobID, step string) (string, bool, error) {
+	prefix := StageKey(jobID, step)
+	return prefix, l.Blobs.Exists(prefix), nil
 }
 
 // Check verifies the blob folder is writable.

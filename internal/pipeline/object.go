@@ -28,6 +28,9 @@ type Storage interface {
 	// StagedFiles lists what an earlier step of the job committed and the
 	// key they are under; ok is false when it committed nothing.
 	StagedFiles(ctx context.Context, jobID, step string) (prefix string, files []StagedFile, ok bool, err error)
+	// StagePrefix is StagedFiles' key alone, without listing the files (one
+	// staged file is served per request, hundreds for a ladder).
+	StagePrefix(ctx context.Context, jobID, step string) (prefix string, ok bool, err error)
 	// Check verifies the storage is reachable and writable.
 	Check(ctx context.Context) error
 }
@@ -135,34 +138,37 @@ func (o *ObjectFiles) Staged(ctx context.Context, c *job.Claimed, step, dir stri
 func (o *ObjectFiles) Commit(ctx context.Context, c *job.Claimed, step, dir string) error {
 	defer os.RemoveAll(dir)
 	prefix := claimPrefix(c, step)
-	var files []StagedFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		f, err := stagedFile(dir, p, d)
-		if err != nil {
-			return err
-		}
-		files = append(files, f)
-		return o.Blobs.PutFile(ctx, prefix+"/"+f.Path, p)
-	})
+	files, err := ListFiles(dir)
 	if err != nil {
 		return err
+	}
+	for _, f := range files {
+		if err := o.Blobs.PutFile(ctx, prefix+"/"+f.Path, filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
+			return err
+		}
 	}
 	return o.writeManifest(ctx, manifest{Prefix: prefix, Files: files})
 }
 
-func stagedFile(root, p string, d fs.DirEntry) (StagedFile, error) {
-	rel, err := filepath.Rel(root, p)
-	if err != nil {
-		return StagedFile{}, err
-	}
-	info, err := d.Info()
-	if err != nil {
-		return StagedFile{}, err
-	}
-	return StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()}, nil
+// ListFiles lists the files under dir with slash paths relative to it.
+func ListFiles(dir string) ([]StagedFile, error) {
+	files := []StagedFile{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files = append(files, StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()})
+		return nil
+	})
+	return files, err
 }
 
 func (o *ObjectFiles) writeManifest(ctx context.Context, m manifest) error {
@@ -171,6 +177,11 @@ func (o *ObjectFiles) writeManifest(ctx context.Context, m manifest) error {
 		return err
 	}
 	return o.Blobs.PutBytes(ctx, m.Prefix+".json", data)
+}
+
+// StagePrefix is the key of the step's successful attempt.
+func (o *ObjectFiles) StagePrefix(ctx context.Context, jobID, step string) (string, bool, error) {
+	return o.committed(ctx, jobID, step)
 }
 
 // StagedFiles reads the manifest of the step's successful attempt.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
 )
 
@@ -56,10 +57,10 @@ func NewLibrary(p config.Publisher) (*Library, error) {
 // there is replaced as a directory entry, never rewritten, so a hard link
 // to it elsewhere keeps the old content. It returns the final path.
 func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, error) {
-	dst := filepath.Join(l.Root, filepath.FromSlash(rel))
-	if !within(dst, l.Root) {
+	if !filepath.IsLocal(filepath.FromSlash(rel)) {
 		return "", fmt.Errorf("library path %q leaves the library", rel)
 	}
+	dst := filepath.Join(l.Root, filepath.FromSlash(rel))
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create library folder: %w", err)
@@ -90,11 +91,7 @@ func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, e
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", fmt.Errorf("move %s into place: %w", rel, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return dst, nil
+	return dst, blob.SyncDir(dir)
 }
 
 type readerCtx struct {
@@ -107,9 +104,4 @@ func (r readerCtx) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return r.r.Read(p)
-}
-
-func within(p, dir string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != ".." && rel != "." && !filepath.IsAbs(rel) && (len(rel) < 3 || rel[:3] != "../")
 }

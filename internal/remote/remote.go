@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -385,22 +385,7 @@ func escapePath(p string) string {
 // through the server, resumably.
 func (c *Client) Commit(ctx context.Context, cl *job.Claimed, step, dir string) error {
 	defer os.RemoveAll(dir)
-	var files []api.StagedFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		files = append(files, api.StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()})
-		return nil
-	})
+	files, err := pipeline.ListFiles(dir)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ package watch
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,21 +53,22 @@ type Submitter interface {
 
 // Watcher runs the watch folders.
 type Watcher struct {
-	folders    []config.Watch
-	libraries  map[string]*publish.Library
-	work       string
-	sub        Submitter
-	st         store.Store
-	files      pipeline.Storage
-	log        *slog.Logger
-	FinishTick time.Duration
+	folders   []config.Watch
+	libraries map[string]*publish.Library
+	work      string
+	sub       Submitter
+	st        store.Store
+	files     pipeline.Storage
+	log       *slog.Logger
 
-	mu    sync.Mutex
-	seen  map[string]observed // candidate files by absolute path
-	kept  map[string]observed // keep-mode originals already taken
-	wake  chan struct{}
-	clock func() time.Time
+	mu   sync.Mutex
+	seen map[string]observed // candidate files by absolute path
+	kept map[string]observed // keep-mode originals already taken
+	wake chan struct{}
 }
+
+// finishEvery is how often items' jobs are looked at.
+const finishEvery = 2 * time.Second
 
 type observed struct {
 	Size  int64     `json:"size"`
@@ -78,7 +81,7 @@ type observed struct {
 func New(folders []config.Watch, pubs map[string]config.Publisher, work string, sub Submitter, st store.Store, files pipeline.Storage, log *slog.Logger) (*Watcher, error) {
 	w := &Watcher{folders: folders, libraries: map[string]*publish.Library{}, work: work, sub: sub, st: st, files: files,
 		log: log.With("component", "watch"), seen: map[string]observed{}, kept: map[string]observed{},
-		wake: make(chan struct{}, 1), clock: time.Now, FinishTick: 2 * time.Second}
+		wake: make(chan struct{}, 1)}
 	for _, f := range folders {
 		p, err := sub.Profile(f.Profile)
 		if err != nil {
@@ -171,18 +174,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}()
 	}
 	next := make([]time.Time, len(w.folders))
-	finish := time.NewTicker(w.FinishTick)
+	finish := time.NewTicker(finishEvery)
 	defer finish.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	for {
-		now := w.clock()
+		soonest := time.Now().Add(finishEvery)
 		for i, f := range w.folders {
-			if !now.Before(next[i]) {
+			if !time.Now().Before(next[i]) {
 				w.scan(ctx, f)
-				next[i] = w.clock().Add(time.Duration(f.PollInterval))
+				next[i] = time.Now().Add(time.Duration(f.PollInterval))
+			}
+			if next[i].Before(soonest) {
+				soonest = next[i]
 			}
 		}
+		scan := time.NewTimer(time.Until(soonest))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -193,8 +198,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		case <-finish.C:
 			w.finishAll(ctx)
-		case <-tick.C:
+		case <-scan.C:
 		}
+		scan.Stop()
 	}
 }
 
@@ -221,7 +227,7 @@ func Ignored(name string) bool {
 
 // scan looks at every file of a folder and takes the ones that held still.
 func (w *Watcher) scan(ctx context.Context, f config.Watch) {
-	now := w.clock()
+	now := time.Now()
 	present := map[string]bool{}
 	err := filepath.WalkDir(f.Path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -286,7 +292,7 @@ func (w *Watcher) take(ctx context.Context, f config.Watch, path string, cur obs
 		return err
 	}
 	it := &Item{ID: job.NewID("w"), Folder: f.Path, Origin: filepath.ToSlash(rel), Name: filepath.Base(path),
-		Size: cur.Size, MTime: cur.MTime, State: stateTaking, TakenAt: w.clock().UTC()}
+		Size: cur.Size, MTime: cur.MTime, State: stateTaking, TakenAt: time.Now().UTC()}
 	dir := filepath.Join(w.work, it.ID)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
@@ -400,14 +406,14 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 	}
 	switch j.State {
 	case job.Succeeded:
-		if w.clock().Before(it.NextTry) {
+		if time.Now().Before(it.NextTry) {
 			return
 		}
 		if !it.Duplicate {
 			if err := w.publish(ctx, f, it, j); err != nil {
 				it.Tries++
 				it.Error = err.Error()
-				it.NextTry = w.clock().Add(min(time.Duration(1<<min(it.Tries, 10))*time.Second, 10*time.Minute))
+				it.NextTry = time.Now().Add(min(time.Duration(1<<min(it.Tries, 10))*time.Second, 10*time.Minute))
 				w.log.Error("publishing failed; will retry", "job_id", j.ID, "err", err, "in", time.Until(it.NextTry).Round(time.Second))
 				_ = w.save(it)
 				return
@@ -474,7 +480,7 @@ func (w *Watcher) succeed(f config.Watch, it *Item) {
 	}
 	switch f.AfterSuccess {
 	case config.AfterMove:
-		if err := moveInto(held, filepath.Join(f.Path, DoneDir, filepath.FromSlash(it.Origin))); err != nil {
+		if _, err := moveIntoNew(held, filepath.Join(f.Path, DoneDir, filepath.FromSlash(it.Origin))); err != nil {
 			w.log.Error("move a finished file to done/; will try again", "item", it.ID, "err", err)
 			return
 		}
@@ -630,16 +636,7 @@ func writeAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return blob.SyncDir(filepath.Dir(path))
 }
 
 // moveFile renames src to dst, or across file systems copies, syncs,
@@ -648,7 +645,7 @@ func syncDir(dir string) error {
 func moveFile(src, dst string) error {
 	err := os.Rename(src, dst)
 	if err == nil {
-		return syncDir(filepath.Dir(dst))
+		return blob.SyncDir(filepath.Dir(dst))
 	}
 	var le *os.LinkError
 	if !errors.As(err, &le) || !errors.Is(le.Err, syscall.EXDEV) {
@@ -661,7 +658,7 @@ func moveFile(src, dst string) error {
 }
 
 // copyFile copies src to dst (synced, renamed into place) and checks the
-// copy's SHA-256 against the original's.
+// copy, read back from disk, against the SHA-256 of what was read.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -674,7 +671,8 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer os.Remove(part)
-	if _, err := io.Copy(out, in); err != nil {
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
 		out.Close()
 		return fmt.Errorf("copy %s: %w", filepath.Base(src), err)
 	}
@@ -685,10 +683,7 @@ func copyFile(src, dst string) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	a, err := blob.FileSHA256(src)
-	if err != nil {
-		return err
-	}
+	a := hex.EncodeToString(h.Sum(nil))
 	b, err := blob.FileSHA256(part)
 	if err != nil {
 		return err
@@ -699,16 +694,11 @@ func copyFile(src, dst string) error {
 	if err := os.Rename(part, dst); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
+	return blob.SyncDir(filepath.Dir(dst))
 }
 
-// moveInto moves src to dst, making dst's folder; an existing dst gets a
-// numbered name instead of being replaced.
-func moveInto(src, dst string) error {
-	_, err := moveIntoNew(src, dst)
-	return err
-}
-
+// moveIntoNew moves src to dst, making dst's folder; an existing dst gets a
+// numbered name instead of being replaced. It returns where src went.
 func moveIntoNew(src, dst string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", err

@@ -9,7 +9,6 @@ package s3test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // Credentials of the throwaway server.
@@ -111,15 +112,6 @@ func Binary() (string, error) {
 	return exec.LookPath("minio")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start() (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
@@ -130,7 +122,7 @@ func start() (*Server, error) {
 		return nil, err
 	}
 	for range 5 {
-		port, err := freePort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 var (
@@ -96,15 +97,6 @@ func findBin() (string, error) {
 	return filepath.Dir(matches[len(matches)-1]), nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start() (*Cluster, error) {
 	bin, err := findBin()
 	if err != nil {
@@ -133,7 +125,7 @@ func start() (*Cluster, error) {
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
 	for range 5 {
-		if c.port, err = freePort(); err != nil {
+		if c.port, err = testenv.FreePort(); err != nil {
 			return nil, err
 		}
 		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", c.port, dir)
