@@ -314,6 +314,7 @@ type JobView struct {
 	ETASeconds *float64          `json:"eta_seconds,omitempty"`
 	Outputs    []pipeline.Output `json:"outputs"`
 	Tasks      []TaskView        `json:"tasks,omitempty"`
+	Deliveries []store.Delivery  `json:"deliveries,omitempty"`
 }
 
 // TaskView is a task as the API shows it.
@@ -330,7 +331,8 @@ type TaskView struct {
 	Commands   [][]string `json:"commands"`
 }
 
-func view(j job.Job, tasks []job.Task) JobView {
+// View is how the API, and webhook events, show a job.
+func View(j job.Job, tasks []job.Task) JobView {
 	v := JobView{Job: j, Outputs: []pipeline.Output{}}
 	if len(j.Outputs) > 0 {
 		_ = json.Unmarshal(j.Outputs, &v.Outputs)
@@ -390,7 +392,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+j.ID)
-	writeJSON(w, status, view(j, nil))
+	writeJSON(w, status, View(j, nil))
 }
 
 type badRequest struct{ msg string }
@@ -475,7 +477,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]JobView, 0, len(jobs))
 	for _, j := range jobs {
-		out = append(out, view(j, nil))
+		out = append(out, View(j, nil))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "next": next})
 }
@@ -492,7 +494,12 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, view(j, tasks))
+	v := View(j, tasks)
+	if v.Deliveries, err = s.st.Deliveries(r.Context(), id); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
@@ -501,7 +508,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, view(j, nil))
+	writeJSON(w, http.StatusOK, View(j, nil))
 }
 
 func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
@@ -511,7 +518,7 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.kick.Kick()
-	writeJSON(w, http.StatusOK, view(j, nil))
+	writeJSON(w, http.StatusOK, View(j, nil))
 }
 
 func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {

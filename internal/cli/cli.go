@@ -156,11 +156,19 @@ On first start an admin key is generated and printed once.
 Every flag can also be set in the environment as HERD_<FLAG> (dashes become
 underscores), or in the --config file under its name with underscores (addr,
 local_workers, ...), which also declares watch folders and publishers.
-Flags win over the environment, which wins over the file.`,
+Flags win over the environment, which wins over the file. Watch folder and
+publisher keys can be set (or added) as HERD_WATCH_<N>_<KEY> (N counts the
+folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromEnv(cmd, e.getenv)
-			if configPath != "" {
-				f, err := config.Load(configPath, settingKeys(cmd))
+			if configPath != "" || config.EnvDeclares() {
+				var f *config.File
+				var err error
+				if configPath != "" {
+					f, err = config.Load(configPath, settingKeys(cmd))
+				} else {
+					f, err = config.Parse("environment", nil, settingKeys(cmd))
+				}
 				if err != nil {
 					return err
 				}
@@ -433,6 +441,22 @@ func (e *env) printJob(j api.JobView, wide bool) {
 					fmt.Fprintf(w, "\t$ %s\n", strings.Join(c, " "))
 				}
 			}
+		}
+		_ = w.Flush()
+	}
+	if len(j.Deliveries) > 0 {
+		fmt.Fprintln(e.stdout, "\nDELIVERIES")
+		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "AT\tPUBLISHER\tTYPE\tEVENT\tATTEMPT\tRESULT\tDETAIL")
+		for _, d := range j.Deliveries {
+			res := "ok"
+			switch {
+			case !d.OK && d.Final:
+				res = "gave up"
+			case !d.OK:
+				res = "failed, will retry"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.At.Local().Format(time.DateTime), d.Publisher, d.Type, d.Event, d.Attempt, res, d.Detail)
 		}
 		_ = w.Flush()
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -79,10 +80,25 @@ type Publisher struct {
 	URL    string `yaml:"url"`
 	Token  string `yaml:"token"`  // Plex token or Jellyfin API key
 	Secret string `yaml:"secret"` // webhook HMAC-SHA256 key
-	// plex, jellyfin: the library publisher whose files they index
-	Library string `yaml:"library"`
-	Line    int    `yaml:"-"`
+	// plex, jellyfin: the library publisher whose files they index, and
+	// that library's folder as the media server sees it, when it differs
+	// (a server in a container with its own mount)
+	Library        string   `yaml:"library"`
+	LibraryPath    string   `yaml:"library_path"`
+	ConfirmTimeout Duration `yaml:"confirm_timeout"` // how long to wait for the new file to be listed
+	// plex, jellyfin, webhook: how many times to try, and the first wait
+	// between tries (doubling, up to 15 minutes)
+	Attempts   int      `yaml:"attempts"`
+	RetryAfter Duration `yaml:"retry_after"`
+	Line       int      `yaml:"-"`
 }
+
+// Defaults for plex, jellyfin and webhook publishers.
+const (
+	DefaultAttempts       = 12 // with the default retry_after, about an hour of tries
+	DefaultRetryAfter     = 5 * time.Second
+	DefaultConfirmTimeout = 5 * time.Minute
+)
 
 // Duration is a time.Duration written as "10s".
 type Duration time.Duration
@@ -129,18 +145,21 @@ func Parse(name string, data []byte, known []string) (*File, error) {
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return f, nil // an empty file sets nothing
-		}
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fail(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
+	if root.Kind == 0 {
+		root = &yaml.Node{Kind: yaml.MappingNode} // an empty file sets nothing
+	}
 	if root.Kind != yaml.MappingNode {
 		return nil, fail(root.Line, "the file must be a mapping of keys to values")
+	}
+	if err := overlayEnv(root, os.Environ()); err != nil {
+		return nil, fail(0, "%s", err)
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -205,6 +224,140 @@ func Parse(name string, data []byte, known []string) (*File, error) {
 	return f, nil
 }
 
+// Environment variables that set watch folder and publisher keys.
+const (
+	EnvWatch      = "HERD_WATCH_"      // HERD_WATCH_<N>_<KEY>, N counting the file's folders from 0
+	EnvPublishers = "HERD_PUBLISHERS_" // HERD_PUBLISHERS_<NAME>_<KEY>
+)
+
+// EnvDeclares reports whether the environment sets any watch folder or
+// publisher key, so herd reads them even without a file.
+func EnvDeclares() bool {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, EnvWatch) || strings.HasPrefix(kv, EnvPublishers) {
+			return true
+		}
+	}
+	return false
+}
+
+// overlayEnv writes HERD_WATCH_<N>_<KEY> and HERD_PUBLISHERS_<NAME>_<KEY>
+// into the document before it is decoded, so they are checked exactly like
+// the file's own keys. A list (publish) is written comma-separated.
+func overlayEnv(root *yaml.Node, environ []string) error {
+	type set struct{ env, key, value string }
+	watch := map[int][]set{}
+	var pubs []set
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, EnvWatch):
+			idx, key, ok := strings.Cut(strings.TrimPrefix(k, EnvWatch), "_")
+			n, err := strconv.Atoi(idx)
+			if !ok || err != nil || n < 0 || key == "" {
+				return fmt.Errorf("%s: expected %s<N>_<KEY>, N counting watch folders from 0", k, EnvWatch)
+			}
+			watch[n] = append(watch[n], set{k, strings.ToLower(key), v})
+		case strings.HasPrefix(k, EnvPublishers):
+			pubs = append(pubs, set{k, strings.TrimPrefix(k, EnvPublishers), v})
+		}
+	}
+	if len(watch) > 0 {
+		seq := child(root, "watch", yaml.SequenceNode)
+		for _, n := range slices.Sorted(maps.Keys(watch)) {
+			if n > len(seq.Content) {
+				return fmt.Errorf("%s: there is no watch folder %d; number them from 0 without gaps", watch[n][0].env, n-1)
+			}
+			if n == len(seq.Content) {
+				seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.MappingNode})
+			}
+			for _, s := range watch[n] {
+				setKey(seq.Content[n], s.key, s.value, s.key == "publish")
+			}
+		}
+	}
+	if len(pubs) > 0 {
+		m := child(root, "publishers", yaml.MappingNode)
+		keys := yamlKeys(reflect.TypeFor[Publisher]())
+		slices.SortFunc(keys, func(a, b string) int { return len(b) - len(a) }) // library_path before path
+		sort.Slice(pubs, func(i, j int) bool { return pubs[i].env < pubs[j].env })
+		for _, s := range pubs {
+			name, key := "", ""
+			for _, k := range keys {
+				if up := "_" + strings.ToUpper(k); strings.HasSuffix(s.key, up) && len(s.key) > len(up) {
+					name, key = strings.TrimSuffix(s.key, up), k
+					break
+				}
+			}
+			if key == "" {
+				sort.Strings(keys)
+				return fmt.Errorf("%s: expected %s<NAME>_<KEY>, KEY one of %s", s.env, EnvPublishers, strings.Join(keys, ", "))
+			}
+			// The publisher of that name in the file (names compared as
+			// environment variables write them), or a new one.
+			var pub *yaml.Node
+			for i := 0; i+1 < len(m.Content); i += 2 {
+				if strings.ToUpper(strings.ReplaceAll(m.Content[i].Value, "-", "_")) == name {
+					pub = m.Content[i+1]
+				}
+			}
+			if pub == nil {
+				pub = &yaml.Node{Kind: yaml.MappingNode}
+				m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: strings.ToLower(name)}, pub)
+			}
+			setKey(pub, key, s.value, false)
+		}
+	}
+	return nil
+}
+
+// child returns root's value for key, adding an empty one of kind if absent.
+func child(root *yaml.Node, key string, kind yaml.Kind) *yaml.Node {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == key {
+			return root.Content[i+1]
+		}
+	}
+	n := &yaml.Node{Kind: kind}
+	root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, n)
+	return n
+}
+
+// setKey sets key in mapping m to a scalar, or to a list of the
+// comma-separated values.
+func setKey(m *yaml.Node, key, value string, list bool) {
+	v := &yaml.Node{Kind: yaml.ScalarNode, Value: value}
+	if list {
+		v = &yaml.Node{Kind: yaml.SequenceNode}
+		for _, e := range strings.Split(value, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				v.Content = append(v.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: e})
+			}
+		}
+	}
+	if m.Kind != yaml.MappingNode {
+		return // decoding reports what is wrong with it
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1] = v
+			return
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
+}
+
+// yamlKeys lists a struct's yaml field names.
+func yamlKeys(t reflect.Type) []string {
+	var keys []string
+	for i := range t.NumField() {
+		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
+			keys = append(keys, tag)
+		}
+	}
+	return keys
+}
+
 type nodeError struct {
 	line int
 	msg  string
@@ -216,13 +369,7 @@ func decodeStrict(n *yaml.Node, v any) *nodeError {
 	if n.Kind != yaml.MappingNode {
 		return &nodeError{n.Line, "expected a mapping of keys to values"}
 	}
-	t := reflect.TypeOf(v).Elem()
-	var fields []string
-	for i := range t.NumField() {
-		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
-			fields = append(fields, tag)
-		}
-	}
+	fields := yamlKeys(reflect.TypeOf(v).Elem())
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if !slices.Contains(fields, n.Content[i].Value) {
 			sort.Strings(fields)
@@ -274,12 +421,32 @@ func (f *File) check(fail func(int, string, ...any) error) error {
 			if !ok || lib.Type != PublishLibrary {
 				return fail(p.Line, "publishers.%s: library must name a publisher of type library, whose files it indexes", name)
 			}
+			if p.LibraryPath != "" && !strings.HasPrefix(p.LibraryPath, "/") && !windowsAbs(p.LibraryPath) {
+				return fail(p.Line, "publishers.%s: library_path must be absolute: the library folder as the media server sees it", name)
+			}
+			if p.ConfirmTimeout == 0 {
+				p.ConfirmTimeout = Duration(DefaultConfirmTimeout)
+			}
 		case PublishWebhook:
 			if !strings.HasPrefix(p.URL, "http://") && !strings.HasPrefix(p.URL, "https://") {
 				return fail(p.Line, "publishers.%s: url must be an http(s) address", name)
 			}
+			if p.Secret == "" {
+				return fail(p.Line, "publishers.%s: secret is required: every delivery is signed with it (HMAC-SHA256; ${ENV_VAR} works)", name)
+			}
 		default:
 			return fail(p.Line, "publishers.%s: type must be library, plex, jellyfin or webhook", name)
+		}
+		if p.Type != PublishLibrary {
+			if p.Attempts < 0 {
+				return fail(p.Line, "publishers.%s: attempts must be 1 or more", name)
+			}
+			if p.Attempts == 0 {
+				p.Attempts = DefaultAttempts
+			}
+			if p.RetryAfter == 0 {
+				p.RetryAfter = Duration(DefaultRetryAfter)
+			}
 		}
 		f.Publishers[name] = p
 	}
@@ -317,9 +484,17 @@ func (f *File) check(fail func(int, string, ...any) error) error {
 			if p.Type == PublishLibrary && (within(p.Path, w.Path) || within(w.Path, p.Path)) {
 				return fail(w.Line, "watch %s: the library %s must not be inside the watch folder, or the other way round", w.Path, p.Path)
 			}
+			if (p.Type == PublishPlex || p.Type == PublishJellyfin) && !slices.Contains(w.Publish, p.Library) {
+				return fail(w.Line, "watch %s: publisher %s indexes library %s, which this folder does not publish to; add %s to its publish list", w.Path, pn, p.Library, p.Library)
+			}
 		}
 	}
 	return nil
+}
+
+// windowsAbs reports a Windows path such as D:\Movies (a media server on Windows).
+func windowsAbs(p string) bool {
+	return len(p) >= 3 && p[1] == ':' && (p[2] == '\\' || p[2] == '/')
 }
 
 // within reports whether p is dir or inside it.

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,10 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 		{"publishers:\n  p: {type: plex, url: 'http://x', token: t, library: nope}\n", "library must name a publisher of type library"},
 		{"publishers:\n  p: {type: plex, url: 'http://x', library: nope}\n", "token is required"},
 		{"publishers:\n  l: {type: library, path: /srv/in/lib}\nwatch:\n  - {path: /srv/in, profile: p, publish: [l]}\n", "must not be inside the watch folder"},
+		{"publishers:\n  h: {type: webhook, url: 'https://x/hook'}\n", "secret is required"},
+		{"publishers:\n  h: {type: webhook, url: 'https://x', secret: s, attempts: -1}\n", "attempts must be 1 or more"},
+		{"publishers:\n  l: {type: library, path: /l}\n  p: {type: jellyfin, url: 'http://j', token: t, library: l, library_path: media}\n", "library_path must be absolute"},
+		{"publishers:\n  l: {type: library, path: /l}\n  p: {type: plex, url: 'http://x', token: t, library: l}\nwatch:\n  - {path: /in, profile: p, publish: [p]}\n", "indexes library l, which this folder does not publish to"},
 		{"addr: a\naddr: b\n", "herd.yaml:2: addr is set twice"},
 		{"- a\n", "herd.yaml:1: the file must be a mapping"},
 		{"addr: [\n", "herd.yaml"},
@@ -91,5 +96,83 @@ func TestEmptyFileSetsNothing(t *testing.T) {
 	f, err := config.Parse("herd.yaml", nil, known)
 	if err != nil || len(f.Settings)+len(f.Watch) != 0 {
 		t.Fatalf("%+v %v", f, err)
+	}
+}
+
+func TestNotifierDefaults(t *testing.T) {
+	f, err := config.Parse("herd.yaml", []byte(`publishers:
+  l: {type: library, path: /srv/l}
+  p: {type: plex, url: "http://plex:32400", token: t, library: l, library_path: 'D:\Movies'}
+  h: {type: webhook, url: "https://example.com/hook", secret: s, attempts: 3, retry_after: 1s}
+`), known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, h := f.Publishers["p"], f.Publishers["h"]
+	if p.Attempts != config.DefaultAttempts || time.Duration(p.RetryAfter) != config.DefaultRetryAfter || time.Duration(p.ConfirmTimeout) != config.DefaultConfirmTimeout {
+		t.Fatalf("plex defaults %+v", p)
+	}
+	if h.Attempts != 3 || time.Duration(h.RetryAfter) != time.Second {
+		t.Fatalf("webhook %+v", h)
+	}
+}
+
+// Every watch folder and publisher key can come from HERD_* variables: they
+// change the file's entries, add new ones, and are checked like the file.
+func TestWatchAndPublishersFromEnvironment(t *testing.T) {
+	t.Setenv("HERD_WATCH_0_STABLE_FOR", "3s")
+	t.Setenv("HERD_WATCH_1_PATH", "/srv/tv-in")
+	t.Setenv("HERD_WATCH_1_PROFILE", "mp4-library")
+	t.Setenv("HERD_WATCH_1_PUBLISH", "tv, my-hook")
+	t.Setenv("HERD_PUBLISHERS_MOVIES_PATH", "/mnt/Movies")
+	t.Setenv("HERD_PUBLISHERS_TV_TYPE", "library")
+	t.Setenv("HERD_PUBLISHERS_TV_PATH", "/srv/library/TV")
+	t.Setenv("HERD_PUBLISHERS_TV_KIND", "tv")
+	t.Setenv("HERD_PUBLISHERS_MY_HOOK_TYPE", "webhook")
+	t.Setenv("HERD_PUBLISHERS_MY_HOOK_URL", "https://example.com/hook")
+	t.Setenv("HERD_PUBLISHERS_MY_HOOK_SECRET", "s3cr3t")
+	t.Setenv("HERD_PUBLISHERS_MY_HOOK_RETRY_AFTER", "2s")
+	if !config.EnvDeclares() {
+		t.Fatal("EnvDeclares")
+	}
+	f, err := config.Parse("herd.yaml", []byte(minimal+"  my-hook: {type: webhook, url: 'http://old', secret: x}\n"), known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Watch) != 2 || time.Duration(f.Watch[0].StableFor) != 3*time.Second || f.Watch[0].Path != "/srv/incoming" {
+		t.Fatalf("watch %+v", f.Watch)
+	}
+	if w := f.Watch[1]; w.Path != "/srv/tv-in" || strings.Join(w.Publish, ",") != "tv,my-hook" || w.AfterSuccess != config.AfterMove {
+		t.Fatalf("watch from env %+v", w)
+	}
+	if f.Publishers["movies"].Path != "/mnt/Movies" || f.Publishers["tv"].Kind != "tv" {
+		t.Fatalf("publishers %+v", f.Publishers)
+	}
+	if h := f.Publishers["my-hook"]; h.URL != "https://example.com/hook" || h.Secret != "s3cr3t" || time.Duration(h.RetryAfter) != 2*time.Second {
+		t.Fatalf("hook %+v", h)
+	}
+	// With no file at all (a publisher made from variables is named in lower case: my_hook).
+	t.Setenv("HERD_WATCH_1_PUBLISH", "tv,my_hook")
+	t.Setenv("HERD_WATCH_0_PATH", "/srv/incoming")
+	t.Setenv("HERD_WATCH_0_PROFILE", "mp4-library")
+	t.Setenv("HERD_WATCH_0_PUBLISH", "movies")
+	t.Setenv("HERD_PUBLISHERS_MOVIES_TYPE", "library")
+	if f, err = config.Parse("environment", nil, known); err != nil || len(f.Watch) != 2 || len(f.Publishers) != 3 {
+		t.Fatalf("%+v %v", f, err)
+	}
+	// Mistakes name the variable or the key.
+	t.Setenv("HERD_WATCH_1_STABLE_FOR", "soon")
+	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
+		t.Fatal(err)
+	}
+	t.Setenv("HERD_WATCH_1_STABLE_FOR", "1s")
+	t.Setenv("HERD_WATCH_3_PATH", "/x")
+	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), "HERD_WATCH_3_PATH: there is no watch folder 2") {
+		t.Fatal(err)
+	}
+	os.Unsetenv("HERD_WATCH_3_PATH")
+	t.Setenv("HERD_PUBLISHERS_TV_COLOUR", "red")
+	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), "HERD_PUBLISHERS_TV_COLOUR: expected HERD_PUBLISHERS_<NAME>_<KEY>") {
+		t.Fatal(err)
 	}
 }

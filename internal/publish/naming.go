@@ -1,5 +1,6 @@
 // Package publish delivers finished jobs: into a Plex/Jellyfin-style library
-// folder tree, and (later) to media servers and webhooks.
+// folder tree, to Plex and Jellyfin (a refresh of the section that holds the
+// new file, then a check that it appeared), and to signed webhooks.
 package publish
 
 import (

@@ -49,6 +49,11 @@ type Store interface {
 	// ConsumeKey revokes a key and reports whether this call did it (one-time tokens).
 	ConsumeKey(ctx context.Context, id string) (bool, error)
 
+	// AddDelivery records one attempt to deliver a finished job somewhere.
+	AddDelivery(ctx context.Context, d Delivery) error
+	// Deliveries lists a job's delivery attempts, oldest first.
+	Deliveries(ctx context.Context, jobID string) ([]Delivery, error)
+
 	// GetTask returns one task.
 	GetTask(ctx context.Context, id string) (job.Task, error)
 	// RunningTasks lists every task being run now.
@@ -145,6 +150,20 @@ type Worker struct {
 	Version   string     `json:"version,omitempty"`
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
+}
+
+// Delivery is one attempt to deliver a finished job: a library write, a
+// media-server refresh or a webhook.
+type Delivery struct {
+	JobID     string    `json:"-"`
+	Publisher string    `json:"publisher"` // its name in the configuration
+	Type      string    `json:"type"`      // library | plex | jellyfin | webhook
+	Event     string    `json:"event"`     // job.succeeded | job.failed
+	Attempt   int       `json:"attempt"`
+	OK        bool      `json:"ok"`
+	Final     bool      `json:"final"` // no more attempts will follow
+	Detail    string    `json:"detail,omitempty"`
+	At        time.Time `json:"at"`
 }
 
 // WorkerOwnerPrefix is the lease-owner prefix of a remote worker's slots.

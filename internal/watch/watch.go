@@ -29,6 +29,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
@@ -55,17 +56,34 @@ type Submitter interface {
 type Watcher struct {
 	folders   []config.Watch
 	libraries map[string]*publish.Library
+	notifiers map[string]*notifier
 	work      string
 	sub       Submitter
 	st        store.Store
 	files     pipeline.Storage
 	log       *slog.Logger
 
-	mu   sync.Mutex
-	seen map[string]observed // candidate files by absolute path
-	kept map[string]observed // keep-mode originals already taken
-	wake chan struct{}
+	mu       sync.Mutex
+	seen     map[string]observed // candidate files by absolute path
+	kept     map[string]observed // keep-mode originals already taken
+	inflight map[string]bool     // items whose deliveries a goroutine is running
+	wake     chan struct{}
+	running  sync.WaitGroup
 }
+
+// notifier is a plex, jellyfin or webhook publisher with its retry policy.
+type notifier struct {
+	name, typ  string
+	n          publish.Notifier
+	attempts   int
+	retryAfter time.Duration
+}
+
+// maxDelivering is how many items deliver notifications at once.
+const maxDelivering = 16
+
+// maxRetryWait caps the doubling wait between delivery attempts.
+const maxRetryWait = 15 * time.Minute
 
 // finishEvery is how often items' jobs are looked at.
 const finishEvery = 2 * time.Second
@@ -79,9 +97,10 @@ type observed struct {
 // New checks the folders' profiles and publishers and returns a Watcher.
 // work is the work area (on the data folder's file system).
 func New(folders []config.Watch, pubs map[string]config.Publisher, work string, sub Submitter, st store.Store, files pipeline.Storage, log *slog.Logger) (*Watcher, error) {
-	w := &Watcher{folders: folders, libraries: map[string]*publish.Library{}, work: work, sub: sub, st: st, files: files,
+	w := &Watcher{folders: folders, libraries: map[string]*publish.Library{}, notifiers: map[string]*notifier{},
+		work: work, sub: sub, st: st, files: files,
 		log: log.With("component", "watch"), seen: map[string]observed{}, kept: map[string]observed{},
-		wake: make(chan struct{}, 1)}
+		inflight: map[string]bool{}, wake: make(chan struct{}, 1)}
 	for _, f := range folders {
 		p, err := sub.Profile(f.Profile)
 		if err != nil {
@@ -100,7 +119,7 @@ func New(folders []config.Watch, pubs map[string]config.Publisher, work string, 
 				}
 				w.libraries[name] = lib
 			default:
-				return nil, fmt.Errorf("watch %s: publisher %s of type %s is not available in this version of herd; use a library publisher", f.Path, name, pc.Type)
+				w.notifiers[name] = newNotifier(pc, pubs)
 			}
 		}
 	}
@@ -113,31 +132,59 @@ func New(folders []config.Watch, pubs map[string]config.Publisher, work string, 
 	return w, nil
 }
 
+func newNotifier(pc config.Publisher, pubs map[string]config.Publisher) *notifier {
+	n := &notifier{name: pc.Name, typ: pc.Type, attempts: pc.Attempts, retryAfter: time.Duration(pc.RetryAfter)}
+	ms := publish.MediaServer{Name: pc.Name, URL: pc.URL, Token: pc.Token, Library: pc.Library,
+		Root: pubs[pc.Library].Path, ServerRoot: pc.LibraryPath, Confirm: time.Duration(pc.ConfirmTimeout)}
+	switch pc.Type {
+	case config.PublishPlex:
+		n.n = &publish.Plex{MediaServer: ms}
+	case config.PublishJellyfin:
+		n.n = &publish.Jellyfin{MediaServer: ms}
+	default:
+		n.n = &publish.Webhook{Name: pc.Name, URL: pc.URL, Secret: pc.Secret, Agent: "herd"}
+	}
+	return n
+}
+
 // Item is one taken file, persisted as item.json in its work folder.
 type Item struct {
-	ID        string    `json:"id"`
-	Folder    string    `json:"folder"` // the watch folder's path
-	Origin    string    `json:"origin"` // slash path inside the folder
-	Name      string    `json:"name"`   // the file's name in the work folder
-	Size      int64     `json:"size"`
-	MTime     time.Time `json:"mtime"`
-	State     string    `json:"state"`
-	JobID     string    `json:"job_id,omitempty"`
-	Duplicate bool      `json:"duplicate,omitempty"`
-	FailedAt  string    `json:"failed_at,omitempty"` // where the file sits in failed/
-	Published []string  `json:"published,omitempty"` // library paths written
-	Error     string    `json:"error,omitempty"`
-	TakenAt   time.Time `json:"taken_at"`
+	ID        string            `json:"id"`
+	Folder    string            `json:"folder"` // the watch folder's path
+	Origin    string            `json:"origin"` // slash path inside the folder
+	Name      string            `json:"name"`   // the file's name in the work folder
+	Size      int64             `json:"size"`
+	MTime     time.Time         `json:"mtime"`
+	State     string            `json:"state"`
+	JobID     string            `json:"job_id,omitempty"`
+	Duplicate bool              `json:"duplicate,omitempty"`
+	FailedAt  string            `json:"failed_at,omitempty"` // where the file sits in failed/
+	Published map[string]string `json:"published,omitempty"` // library publisher -> path written
+	Error     string            `json:"error,omitempty"`
+	TakenAt   time.Time         `json:"taken_at"`
+	NextTry   time.Time         `json:"next_try,omitzero"`
+	Tries     int               `json:"tries,omitempty"`
+	Pending   []Pending         `json:"pending,omitempty"` // notifications still to deliver
+}
+
+// Pending is one event still to deliver to one notifier.
+type Pending struct {
+	Publisher string    `json:"publisher"`
+	Event     string    `json:"event"`
+	EventID   string    `json:"event_id"`
+	CreatedAt time.Time `json:"created_at"`
+	Attempt   int       `json:"attempt"` // attempts made so far
 	NextTry   time.Time `json:"next_try,omitzero"`
-	Tries     int       `json:"tries,omitempty"`
 }
 
 // Item states.
 const (
-	stateTaking = "taking" // being moved into the work area
-	stateTaken  = "taken"  // in the work area, no job yet
-	stateQueued = "queued" // its job exists
-	stateFailed = "failed" // its job failed; the file is in failed/ until a retry succeeds
+	stateTaking    = "taking"    // being moved into the work area
+	stateTaken     = "taken"     // in the work area, no job yet
+	stateQueued    = "queued"    // its job exists
+	stateFailed    = "failed"    // its job failed; the file is in failed/ until a retry succeeds
+	statePublished = "published" // in the libraries; after_success is next
+	stateNotifying = "notifying" // the original is dealt with; notifications remain
 )
 
 // Run scans and finishes until ctx ends.
@@ -173,6 +220,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	defer w.running.Wait() // deliveries in flight see ctx end and stop
 	next := make([]time.Time, len(w.folders))
 	finish := time.NewTicker(finishEvery)
 	defer finish.Stop()
@@ -368,6 +416,12 @@ func (w *Watcher) finishAll(ctx context.Context) {
 		if !e.IsDir() || ctx.Err() != nil {
 			continue
 		}
+		w.mu.Lock()
+		busy := w.inflight[e.Name()]
+		w.mu.Unlock()
+		if busy {
+			continue
+		}
 		it, err := w.load(e.Name())
 		if err != nil {
 			continue
@@ -379,7 +433,7 @@ func (w *Watcher) finishAll(ctx context.Context) {
 		switch it.State {
 		case stateTaken:
 			w.submit(ctx, f, it)
-		case stateQueued, stateFailed:
+		case stateQueued, stateFailed, statePublished, stateNotifying:
 			w.follow(ctx, f, it)
 		}
 	}
@@ -397,6 +451,10 @@ func (w *Watcher) folder(path string) (config.Watch, bool) {
 func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 	j, err := w.st.GetJob(ctx, it.JobID)
 	if errors.Is(err, job.ErrNotFound) {
+		if it.State == statePublished || it.State == stateNotifying {
+			w.finish(f, it) // done but for the notifications, which need the job
+			return
+		}
 		it.Error = "its job is gone from the database"
 		w.fail(f, it)
 		return
@@ -406,24 +464,42 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 	}
 	switch j.State {
 	case job.Succeeded:
-		if time.Now().Before(it.NextTry) {
-			return
-		}
-		if !it.Duplicate {
-			if err := w.publish(ctx, f, it, j); err != nil {
-				it.Tries++
-				it.Error = err.Error()
-				it.NextTry = time.Now().Add(min(time.Duration(1<<min(it.Tries, 10))*time.Second, 10*time.Minute))
-				w.log.Error("publishing failed; will retry", "job_id", j.ID, "err", err, "in", time.Until(it.NextTry).Round(time.Second))
-				_ = w.save(it)
+		if it.State == stateQueued || it.State == stateFailed {
+			if time.Now().Before(it.NextTry) {
+				return
+			}
+			if !it.Duplicate {
+				if err := w.publish(ctx, f, it, j); err != nil {
+					it.Tries++
+					it.Error = err.Error()
+					it.NextTry = time.Now().Add(min(time.Duration(1<<min(it.Tries, 10))*time.Second, 10*time.Minute))
+					w.log.Error("publishing failed; will retry", "job_id", j.ID, "err", err, "in", time.Until(it.NextTry).Round(time.Second))
+					_ = w.save(it)
+					return
+				}
+				w.queue(f, it, publish.JobSucceeded)
+			}
+			it.State, it.Error, it.Tries, it.NextTry = statePublished, "", 0, time.Time{}
+			if err := w.save(it); err != nil {
+				w.log.Error("save watch item", "item", it.ID, "err", err)
 				return
 			}
 		}
-		w.succeed(f, it)
+		if it.State == statePublished {
+			if !w.settle(f, it) {
+				return
+			}
+			it.State = stateNotifying
+			if err := w.save(it); err != nil {
+				w.log.Error("save watch item", "item", it.ID, "err", err)
+				return
+			}
+		}
 	case job.Failed, job.Canceled:
 		if it.State != stateFailed {
 			it.Error = cmp.Or(j.Error, "the job was "+string(j.State))
 			w.fail(f, it)
+			return
 		}
 	default:
 		if it.State == stateFailed { // retried
@@ -431,9 +507,11 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 			_ = w.save(it)
 		}
 	}
+	w.deliver(ctx, it, j)
 }
 
-// publish writes the job's outputs to the folder's libraries.
+// publish writes the job's outputs to the folder's libraries, recording
+// each write on the job.
 func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.Job) error {
 	var outs []pipeline.Output
 	if err := json.Unmarshal(j.Outputs, &outs); err != nil {
@@ -449,50 +527,179 @@ func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.J
 	if main == nil {
 		return errors.New("the job has no MP4 or MKV output to put in a library")
 	}
-	it.Published = it.Published[:0]
+	it.Published = map[string]string{}
 	for _, name := range f.Publish {
 		lib := w.libraries[name]
 		if lib == nil {
 			continue
 		}
-		o, err := w.files.Open(ctx, pipeline.OutputsKey(j.ID)+"/"+main.Path)
+		dst, err := w.put(ctx, lib, j.ID+"/"+main.Path, publish.LibraryPath(lib.Kind, it.Name, filepath.Ext(main.Path)))
+		d := store.Delivery{JobID: j.ID, Publisher: name, Type: config.PublishLibrary, Event: publish.JobSucceeded,
+			Attempt: it.Tries + 1, OK: err == nil, Final: err == nil, Detail: dst, At: time.Now()}
+		if err != nil {
+			d.Detail = err.Error() + "; will retry"
+		}
+		w.record(ctx, d)
 		if err != nil {
 			return err
 		}
-		rel := publish.LibraryPath(lib.Kind, it.Name, filepath.Ext(main.Path))
-		dst, err := lib.Put(ctx, rel, o)
-		o.Close()
-		if err != nil {
-			return err
-		}
-		it.Published = append(it.Published, dst)
+		it.Published[name] = dst
 		w.log.Info("published into a library", "job_id", j.ID, "path", dst)
 	}
 	return nil
 }
 
-// succeed applies after_success and forgets the item.
-func (w *Watcher) succeed(f config.Watch, it *Item) {
+// put copies one stored output (jobID/path) into a library.
+func (w *Watcher) put(ctx context.Context, lib *publish.Library, output, rel string) (string, error) {
+	id, p, _ := strings.Cut(output, "/")
+	o, err := w.files.Open(ctx, pipeline.OutputsKey(id)+"/"+p)
+	if err != nil {
+		return "", err
+	}
+	defer o.Close()
+	return lib.Put(ctx, rel, o)
+}
+
+func (w *Watcher) record(ctx context.Context, d store.Delivery) {
+	if err := w.st.AddDelivery(context.WithoutCancel(ctx), d); err != nil {
+		w.log.Error("record a delivery on its job", "job_id", d.JobID, "publisher", d.Publisher, "err", err)
+	}
+}
+
+// queue adds an event for each of the folder's notifiers that wants it.
+func (w *Watcher) queue(f config.Watch, it *Item, event string) {
+	now := time.Now().UTC()
+	id := job.NewID("evt")
+	for _, name := range f.Publish {
+		if n := w.notifiers[name]; n != nil && n.n.Wants(event) {
+			it.Pending = append(it.Pending, Pending{Publisher: name, Event: event, EventID: id, CreatedAt: now})
+		}
+	}
+}
+
+// deliver runs the item's due notifications in a goroutine that owns the
+// item until it ends; the item is forgotten once it is finished and nothing
+// is pending.
+func (w *Watcher) deliver(ctx context.Context, it *Item, j job.Job) {
+	now := time.Now()
+	due := false
+	for _, p := range it.Pending {
+		due = due || !now.Before(p.NextTry)
+	}
+	if !due {
+		if len(it.Pending) == 0 && it.State == stateNotifying {
+			w.forget(it)
+		}
+		return
+	}
+	w.mu.Lock()
+	if len(w.inflight) >= maxDelivering {
+		w.mu.Unlock()
+		return // the next round starts it
+	}
+	w.inflight[it.ID] = true
+	w.mu.Unlock()
+	w.running.Add(1)
+	go func() {
+		defer w.running.Done()
+		defer func() {
+			w.mu.Lock()
+			delete(w.inflight, it.ID)
+			w.mu.Unlock()
+		}()
+		view, _ := json.Marshal(api.View(j, nil))
+		var left []Pending
+		for _, p := range it.Pending {
+			n := w.notifiers[p.Publisher]
+			if n == nil {
+				continue // the publisher left the configuration
+			}
+			if time.Now().Before(p.NextTry) || ctx.Err() != nil {
+				left = append(left, p)
+				continue
+			}
+			ev := publish.Event{ID: p.EventID, Type: p.Event, CreatedAt: p.CreatedAt, Job: view,
+				Watch: &publish.WatchInfo{Folder: it.Folder, File: it.Origin}, Files: it.Published}
+			detail, err := n.n.Notify(ctx, ev)
+			if err != nil && ctx.Err() != nil {
+				left = append(left, p) // stopping: this try does not count
+				continue
+			}
+			p.Attempt++
+			d := store.Delivery{JobID: j.ID, Publisher: p.Publisher, Type: n.typ, Event: p.Event, Attempt: p.Attempt,
+				OK: err == nil, Final: true, Detail: detail, At: time.Now()}
+			if err != nil {
+				d.Detail = err.Error()
+				switch {
+				case publish.IsPermanent(err):
+					d.Detail += "; not retried"
+				case p.Attempt >= n.attempts:
+					d.Detail += fmt.Sprintf("; gave up after %d attempts", p.Attempt)
+				default:
+					d.Final = false
+					wait := min(n.retryAfter<<min(p.Attempt-1, 20), maxRetryWait)
+					p.NextTry = time.Now().Add(wait)
+					d.Detail += fmt.Sprintf("; next try in %s", wait.Round(time.Second/10))
+					left = append(left, p)
+				}
+				w.log.Warn("a delivery failed", "job_id", j.ID, "publisher", p.Publisher, "attempt", p.Attempt, "err", d.Detail)
+			} else {
+				w.log.Info("delivered", "job_id", j.ID, "publisher", p.Publisher, "detail", detail)
+			}
+			w.record(ctx, d)
+		}
+		it.Pending = left
+		if len(left) == 0 && it.State == stateNotifying {
+			w.forget(it)
+			return
+		}
+		if err := w.save(it); err != nil {
+			w.log.Error("save watch item", "item", it.ID, "err", err)
+		}
+	}()
+}
+
+// settle applies after_success to the original. The item is saved as
+// published before, so a file already gone means this already happened.
+func (w *Watcher) settle(f config.Watch, it *Item) bool {
 	held := filepath.Join(w.work, it.ID, it.Name)
 	if it.FailedAt != "" {
 		held = it.FailedAt
-		_ = os.Remove(held + ".error.txt")
+		_ = os.Remove(failedNote(f, it))
+	}
+	if _, err := os.Lstat(held); errors.Is(err, fs.ErrNotExist) {
+		return true
 	}
 	switch f.AfterSuccess {
 	case config.AfterMove:
 		if _, err := moveIntoNew(held, filepath.Join(f.Path, DoneDir, filepath.FromSlash(it.Origin))); err != nil {
 			w.log.Error("move a finished file to done/; will try again", "item", it.ID, "err", err)
-			return
+			return false
 		}
 	case config.AfterDelete, config.AfterKeep:
 		if err := os.Remove(held); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			w.log.Error("remove a finished file; will try again", "item", it.ID, "err", err)
-			return
+			return false
 		}
 	}
+	return true
+}
+
+// finish settles the original and forgets the item, notifications or not.
+func (w *Watcher) finish(f config.Watch, it *Item) {
+	if w.settle(f, it) {
+		w.forget(it)
+	}
+}
+
+func (w *Watcher) forget(it *Item) {
 	if err := os.RemoveAll(filepath.Join(w.work, it.ID)); err != nil {
 		w.log.Error("remove a watch item", "item", it.ID, "err", err)
 	}
+}
+
+func failedNote(f config.Watch, it *Item) string {
+	return filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin)) + ".error.txt"
 }
 
 // fail moves the file to failed/ with FILE.error.txt; the item stays, so a
@@ -512,7 +719,7 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 		}
 		it.FailedAt = dst
 	}
-	note := filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin)) + ".error.txt"
+	note := failedNote(f, it)
 	msg := fmt.Sprintf("herd could not process %s\njob: %s\nerror: %s\n\nFix the cause, then run: herd retry %s\n", it.Origin, it.JobID, it.Error, it.JobID)
 	if it.JobID == "" {
 		msg = fmt.Sprintf("herd could not queue %s\nerror: %s\n", it.Origin, it.Error)
@@ -522,9 +729,10 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 	}
 	it.State = stateFailed
 	if it.JobID == "" {
-		_ = os.RemoveAll(filepath.Join(w.work, it.ID)) // no job to retry
+		w.forget(it) // no job to retry
 		return
 	}
+	w.queue(f, it, publish.JobFailed)
 	if err := w.save(it); err != nil {
 		w.log.Error("save watch item", "item", it.ID, "err", err)
 	}

@@ -885,12 +885,8 @@ func (s *Store) assetBySHA(ctx context.Context, q querier, sha string) (job.Asse
 
 // CreateKey stores a credential's hash.
 func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
-	revoked := 0
-	if k.Revoked {
-		revoked = 1
-	}
 	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO keys (id, kind, name, hash, created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		k.ID, k.Kind, k.Name, k.Hash, ms(k.CreatedAt), msPtr(k.ExpiresAt), revoked)
+		k.ID, k.Kind, k.Name, k.Hash, ms(k.CreatedAt), msPtr(k.ExpiresAt), boolInt(k.Revoked))
 	if err != nil {
 		return fmt.Errorf("create key: %w", err)
 	}
@@ -1065,4 +1061,42 @@ func (s *Store) RunningTasks(ctx context.Context) ([]job.Task, error) {
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+// AddDelivery records one delivery attempt.
+func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO deliveries (job_id, publisher, type, event, attempt, ok, final, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		d.JobID, d.Publisher, d.Type, d.Event, d.Attempt, boolInt(d.OK), boolInt(d.Final), d.Detail, ms(d.At))
+	if err != nil {
+		return fmt.Errorf("record delivery: %w", err)
+	}
+	return nil
+}
+
+// Deliveries lists a job's delivery attempts, oldest first.
+func (s *Store) Deliveries(ctx context.Context, jobID string) ([]store.Delivery, error) {
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT publisher, type, event, attempt, ok, final, detail, at FROM deliveries WHERE job_id = ? ORDER BY id`), jobID)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Delivery{}
+	for rows.Next() {
+		d := store.Delivery{JobID: jobID}
+		var ok, final int
+		var at int64
+		if err := rows.Scan(&d.Publisher, &d.Type, &d.Event, &d.Attempt, &ok, &final, &d.Detail, &at); err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+		d.OK, d.Final, d.At = ok == 1, final == 1, time.UnixMilli(at).UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

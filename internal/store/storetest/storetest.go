@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
 	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
+	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
 
@@ -480,4 +481,25 @@ func testNeeds(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.NotNil(t, c)
 	require.Equal(t, []string{"nvenc:h264"}, c.Task.Needs)
+}
+
+// testDeliveries: attempts come back per job, oldest first, with every field.
+func testDeliveries(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a, b := newJob(t, s, "dlv1", 3), newJob(t, s, "dlv2", 3)
+	none, err := s.Deliveries(ctx, a.ID)
+	require.NoError(t, err)
+	require.Empty(t, none)
+	want := []store.Delivery{
+		{JobID: a.ID, Publisher: "hook", Type: "webhook", Event: "job.succeeded", Attempt: 1, Detail: "HTTP 503", At: t0},
+		{JobID: a.ID, Publisher: "hook", Type: "webhook", Event: "job.succeeded", Attempt: 2, OK: true, Final: true, Detail: "HTTP 204", At: t0.Add(time.Second)},
+	}
+	for _, d := range want {
+		require.NoError(t, s.AddDelivery(ctx, d))
+	}
+	require.NoError(t, s.AddDelivery(ctx, store.Delivery{JobID: b.ID, Publisher: "movies", Type: "library", Event: "job.succeeded", Attempt: 1, OK: true, Final: true, At: t0}))
+	got, err := s.Deliveries(ctx, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.Error(t, s.AddDelivery(ctx, store.Delivery{JobID: "no-such-job", Publisher: "x", Type: "webhook", Event: "job.failed", Attempt: 1, At: t0}), "a delivery belongs to a job")
 }
