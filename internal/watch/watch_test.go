@@ -30,12 +30,23 @@ func clip(t *testing.T, path string, freq int) {
 }
 
 type farm struct {
-	data, in, lib string
+	data, in, lib, addr string
 }
 
 // serve runs herd serve in-process with one watch folder publishing to a library.
 func serve(t *testing.T, in, lib string, mod func(*config.Watch)) *farm {
 	t.Helper()
+	return serveWith(t, in, lib, mod, nil)
+}
+
+// serveWith also declares more publishers (the folder's publish list names them).
+func serveWith(t *testing.T, in, lib string, mod func(*config.Watch), more map[string]config.Publisher) *farm {
+	t.Helper()
+	pubs := map[string]config.Publisher{"movies": {Name: "movies", Type: config.PublishLibrary, Path: lib, Mode: "0640"}}
+	for name, p := range more {
+		p.Name = name
+		pubs[name] = p
+	}
 	data := t.TempDir()
 	w := config.Watch{Path: in, Profile: "mp4-library", StableFor: config.Duration(700 * time.Millisecond),
 		PollInterval: config.Duration(200 * time.Millisecond), AfterSuccess: config.AfterMove, Publish: []string{"movies"}}
@@ -44,16 +55,16 @@ func serve(t *testing.T, in, lib string, mod func(*config.Watch)) *farm {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	ready := make(chan struct{})
+	ready := make(chan string, 1)
 	go func() {
 		done <- server.Run(ctx, server.Config{
 			Data: data, Addr: "127.0.0.1:0", LocalWorkers: 2, Grace: time.Second,
-			Watch:      []config.Watch{w},
-			Publishers: map[string]config.Publisher{"movies": {Name: "movies", Type: config.PublishLibrary, Path: lib, Mode: "0640"}},
-		}, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard, func(string) { close(ready) })
+			Watch: []config.Watch{w}, Publishers: pubs,
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard, func(addr string) { ready <- addr })
 	}()
+	var addr string
 	select {
-	case <-ready:
+	case addr = <-ready:
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	}
@@ -61,7 +72,7 @@ func serve(t *testing.T, in, lib string, mod func(*config.Watch)) *farm {
 		cancel()
 		require.NoError(t, <-done)
 	})
-	return &farm{data: data, in: in, lib: lib}
+	return &farm{data: data, in: in, lib: lib, addr: addr}
 }
 
 func (f *farm) items(t *testing.T) []string {

@@ -1,0 +1,148 @@
+package publish_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/publish"
+	"github.com/herdhq/herd/internal/publish/publishtest"
+)
+
+// library makes a library folder here with one published movie in it.
+func library(t *testing.T) (root, file string) {
+	root = filepath.Join(t.TempDir(), "Movies")
+	file = filepath.Join(root, "Big Buck Bunny (2008)", "Big Buck Bunny (2008).mp4")
+	require.NoError(t, os.MkdirAll(filepath.Dir(file), 0o755))
+	require.NoError(t, os.WriteFile(file, []byte("movie"), 0o644))
+	return root, file
+}
+
+func event(file string) publish.Event {
+	return publish.Event{ID: "evt_1", Type: publish.JobSucceeded, CreatedAt: time.Now(), Job: []byte(`{"id":"j1"}`), Files: map[string]string{"movies": file}}
+}
+
+func TestPlexRefreshesTheSectionHoldingTheFile(t *testing.T) {
+	root, file := library(t)
+	other := t.TempDir()
+	plex := publishtest.Plex(t, "tok",
+		publishtest.Library{Key: "1", Title: "Movies", Type: "movie", Server: "/data/media", Local: filepath.Dir(root)},
+		publishtest.Library{Key: "2", Title: "TV Shows", Type: "show", Server: "/data/tv", Local: other},
+		publishtest.Library{Key: "7", Title: "Films", Type: "movie", Server: "/data/media/Movies", Local: root}) // nested: the deeper one wins
+	plex.Set(func(s *publishtest.Server) { s.Lag = 2 })
+	p := &publish.Plex{MediaServer: publish.MediaServer{Name: "plex", URL: plex.URL, Token: "tok", Library: "movies",
+		Root: root, ServerRoot: "/data/media/Movies", Confirm: 10 * time.Second, Poll: 20 * time.Millisecond}}
+	detail, err := p.Notify(context.Background(), event(file))
+	require.NoError(t, err)
+	require.Equal(t, []string{"7 /data/media/Movies/Big Buck Bunny (2008)"}, plex.Calls(), "only the folder of the new file, in the deepest section")
+	require.Equal(t, []string{"/data/media/Movies/Big Buck Bunny (2008)/Big Buck Bunny (2008).mp4"}, plex.Indexed("7"))
+	require.Contains(t, detail, "refreshed Plex section Films (7)")
+	require.Empty(t, plex.Indexed("1"), "the other section was not scanned")
+
+	// A wrong token is a permanent error that says what to check.
+	p.Token = "nope"
+	_, err = p.Notify(context.Background(), event(file))
+	require.True(t, publish.IsPermanent(err), "%v", err)
+	require.ErrorContains(t, err, "HTTP 401")
+	require.ErrorContains(t, err, "check the Plex token")
+
+	// A path no section holds is permanent too, and names the sections.
+	p.Token, p.ServerRoot = "tok", "/elsewhere"
+	_, err = p.Notify(context.Background(), event(file))
+	require.True(t, publish.IsPermanent(err))
+	require.ErrorContains(t, err, "no Plex library section holds /elsewhere/Big Buck Bunny (2008)/Big Buck Bunny (2008).mp4")
+	require.ErrorContains(t, err, "Films=/data/media/Movies")
+
+	// A server error is retryable.
+	p.ServerRoot = "/data/media/Movies"
+	plex.Set(func(s *publishtest.Server) { s.FailNext = 1 })
+	_, err = p.Notify(context.Background(), event(file))
+	require.Error(t, err)
+	require.False(t, publish.IsPermanent(err))
+
+	// A refresh that never lists the file times out (retryable).
+	require.NoError(t, os.Remove(file))
+	gone := filepath.Join(root, "Ghost (1990)", "Ghost (1990).mp4")
+	p.Confirm = 100 * time.Millisecond
+	_, err = p.Notify(context.Background(), publish.Event{Type: publish.JobSucceeded, Files: map[string]string{"movies": gone}})
+	require.ErrorContains(t, err, "did not list /data/media/Movies/Ghost (1990)/Ghost (1990).mp4: timed out")
+	require.False(t, publish.IsPermanent(err))
+	require.False(t, p.Wants(publish.JobFailed), "a failed job wrote nothing to index")
+}
+
+func TestJellyfinReportsTheNewFile(t *testing.T) {
+	root, file := library(t)
+	jf := publishtest.Jellyfin(t, "key",
+		publishtest.Library{Key: "f137a2dd21bbc1b99aa5c0f6bf02a805", Title: "Movies", Type: "movies", Server: "/media/movies", Local: root},
+		publishtest.Library{Key: "a656b907eb3a73532e40e44b968d0225", Title: "Shows", Type: "tvshows", Server: "/media/tv", Local: t.TempDir()})
+	jf.Set(func(s *publishtest.Server) { s.Lag = 1 })
+	j := &publish.Jellyfin{MediaServer: publish.MediaServer{Name: "jf", URL: jf.URL + "/", Token: "key", Library: "movies",
+		Root: root, ServerRoot: "/media/movies", Poll: 20 * time.Millisecond}}
+	detail, err := j.Notify(context.Background(), event(file))
+	require.NoError(t, err)
+	require.Equal(t, []string{"Created /media/movies/Big Buck Bunny (2008)/Big Buck Bunny (2008).mp4"}, jf.Calls())
+	require.Contains(t, detail, "updated Jellyfin library Movies")
+
+	j.Token = "wrong"
+	_, err = j.Notify(context.Background(), event(file))
+	require.True(t, publish.IsPermanent(err))
+	require.ErrorContains(t, err, "Jellyfin API key")
+
+	j.Token, j.ServerRoot = "key", ""
+	_, err = j.Notify(context.Background(), event(file))
+	require.ErrorContains(t, err, "no Jellyfin library holds "+file)
+}
+
+func TestWebhookSignsEveryDelivery(t *testing.T) {
+	var mu sync.Mutex
+	var got []*http.Request
+	var bodies [][]byte
+	status := []int{http.StatusServiceUnavailable, http.StatusNoContent, http.StatusBadRequest, http.StatusFound}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		b, _ := io.ReadAll(r.Body)
+		got, bodies = append(got, r), append(bodies, b)
+		if r.Header.Get("Location") == "" && status[0] == http.StatusFound {
+			w.Header().Set("Location", "https://elsewhere/")
+		}
+		w.WriteHeader(status[0])
+		status = status[1:]
+	}))
+	defer srv.Close()
+	h := &publish.Webhook{Name: "hook", URL: srv.URL, Secret: "s3cr3t", Agent: "herd/test"}
+	ev := event("/lib/x.mp4")
+	_, err := h.Notify(context.Background(), ev)
+	require.ErrorContains(t, err, "HTTP 503")
+	require.False(t, publish.IsPermanent(err), "5xx is retried")
+	detail, err := h.Notify(context.Background(), ev)
+	require.NoError(t, err)
+	require.Contains(t, detail, "HTTP 204")
+	_, err = h.Notify(context.Background(), ev)
+	require.True(t, publish.IsPermanent(err), "4xx is not retried: %v", err)
+	_, err = h.Notify(context.Background(), ev)
+	require.True(t, publish.IsPermanent(err), "a redirect is not followed: %v", err)
+	require.ErrorContains(t, err, "use the final address")
+
+	for i, r := range got[:2] {
+		require.Equal(t, "application/json", r.Header.Get("Content-Type"))
+		require.Equal(t, publish.JobSucceeded, r.Header.Get(publish.HeaderEvent))
+		require.Equal(t, "evt_1", r.Header.Get(publish.HeaderDelivery), "the same id on every retry")
+		sig := r.Header.Get(publish.HeaderSignature)
+		require.True(t, strings.HasPrefix(sig, "sha256="))
+		require.True(t, publish.Verify("s3cr3t", bodies[i], sig))
+		require.False(t, publish.Verify("other", bodies[i], sig), "another secret does not verify")
+		require.False(t, publish.Verify("s3cr3t", append([]byte(" "), bodies[i]...), sig), "a changed body does not verify")
+	}
+	require.Contains(t, string(bodies[0]), `"type":"job.succeeded"`)
+	require.Contains(t, string(bodies[0]), `"job":{"id":"j1"}`)
+}
