@@ -2,12 +2,15 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
@@ -65,7 +68,7 @@ func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create library folder: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".herd-*.tmp")
+	tmp, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		return "", fmt.Errorf("write into the library: %w", err)
 	}
@@ -92,6 +95,37 @@ func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, e
 		return "", fmt.Errorf("move %s into place: %w", rel, err)
 	}
 	return dst, blob.SyncDir(dir)
+}
+
+// tempPattern is the name Put writes under before the rename.
+const tempPattern = ".herd-*.tmp"
+
+// Sweep removes temporary files that a write interrupted by a crash left in
+// the library: those not modified since before. It returns how many.
+func (l *Library) Sweep(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	err := filepath.WalkDir(l.Root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == l.Root && errors.Is(err, fs.ErrNotExist) {
+				return filepath.SkipAll
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if ok, _ := filepath.Match(tempPattern, d.Name()); !ok {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.ModTime().Before(before) && os.Remove(p) == nil {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 type readerCtx struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/publish/publishtest"
 )
@@ -145,4 +146,31 @@ func TestWebhookSignsEveryDelivery(t *testing.T) {
 	}
 	require.Contains(t, string(bodies[0]), `"type":"job.succeeded"`)
 	require.Contains(t, string(bodies[0]), `"job":{"id":"j1"}`)
+}
+
+func TestSweepRemovesOnlyOldTemporaryFiles(t *testing.T) {
+	root, file := library(t)
+	dir := filepath.Dir(file)
+	old := filepath.Join(dir, ".herd-123.tmp")
+	fresh := filepath.Join(dir, ".herd-456.tmp")
+	mine := filepath.Join(dir, ".hidden-by-someone-else")
+	for _, p := range []string{old, fresh, mine} {
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
+	}
+	long := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(old, long, long))
+	require.NoError(t, os.Chtimes(mine, long, long))
+	lib, err := publish.NewLibrary(config.Publisher{Name: "movies", Type: config.PublishLibrary, Path: root})
+	require.NoError(t, err)
+	n, err := lib.Sweep(context.Background(), time.Now().Add(-time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoFileExists(t, old)
+	require.FileExists(t, fresh, "a write that may still be going on is left alone")
+	require.FileExists(t, mine)
+	require.FileExists(t, file)
+	missing, _ := publish.NewLibrary(config.Publisher{Name: "m", Type: config.PublishLibrary, Path: filepath.Join(root, "not-yet")})
+	n, err = missing.Sweep(context.Background(), time.Now())
+	require.NoError(t, err)
+	require.Zero(t, n)
 }

@@ -189,8 +189,22 @@ const (
 
 // Run scans and finishes until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
+	start := time.Now()
 	if err := w.recover(ctx); err != nil {
 		return err
+	}
+	defer w.running.Wait() // deliveries in flight see ctx end and stop
+	for name, lib := range w.libraries {
+		w.running.Add(1)
+		go func() {
+			defer w.running.Done()
+			// Temporary files of library writes a crash cut short.
+			if n, err := lib.Sweep(ctx, start); err != nil && ctx.Err() == nil {
+				w.log.Warn("could not look for leftover temporary files in a library", "publisher", name, "err", err)
+			} else if n > 0 {
+				w.log.Info("removed temporary files a crash left in a library", "publisher", name, "files", n)
+			}
+		}()
 	}
 	if fw, err := fsnotify.NewWatcher(); err != nil {
 		w.log.Warn("file notifications unavailable; polling only", "err", err)
@@ -220,7 +234,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	defer w.running.Wait() // deliveries in flight see ctx end and stop
 	next := make([]time.Time, len(w.folders))
 	finish := time.NewTicker(finishEvery)
 	defer finish.Stop()
