@@ -349,4 +349,7 @@ func TestWatchRetryBringsFailedFileBack(t *testing.T) {
 	require.FileExists(t, filepath.Join(lib, "Second Chance (2011)", "Second Chance (2011).mp4"))
 	require.NoFileExists(t, note)
 	require.NoFileExists(t, filepath.Join(in, "failed", "Second Chance (2011).mp4"))
+	out, stderr, code := s.herd("job", id)
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `(?s)DELIVERIES.*movies\s+library\s+job.succeeded\s+1\s+ok\s+/.*Second Chance \(2011\)\.mp4`, out, "the library write shows on the job")
 }

@@ -168,12 +168,13 @@ func TestPublishersNotifyAndRetry(t *testing.T) {
 }
 
 // A receiver that never answers is tried `attempts` times; then herd gives
-// up, says so on the job, and the item is finished all the same.
+// up, says so on the job, and the item is finished all the same. The folder
+// makes HLS and has no library: the webhook alone is told.
 func TestDeliveryGivesUp(t *testing.T) {
 	in, lib := t.TempDir(), t.TempDir()
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close() // connection refused
-	f := serveWith(t, in, lib, func(w *config.Watch) { w.Publish = []string{"movies", "hook"} }, map[string]config.Publisher{
+	f := serveWith(t, in, lib, func(w *config.Watch) { w.Profile, w.Publish = "web-hls", []string{"hook"} }, map[string]config.Publisher{
 		"hook": {Type: config.PublishWebhook, URL: dead.URL, Secret: "s", Attempts: 3, RetryAfter: config.Duration(100 * time.Millisecond)},
 	})
 	clip(t, filepath.Join(in, "Lonely (2020).mp4"), 800)
@@ -181,16 +182,18 @@ func TestDeliveryGivesUp(t *testing.T) {
 		_, err := os.Stat(filepath.Join(in, "done", "Lonely (2020).mp4"))
 		return err == nil && len(f.items(t)) == 0
 	})
-	require.FileExists(t, filepath.Join(lib, "Lonely (2020)", "Lonely (2020).mp4"))
+	require.Empty(t, files(t, lib))
 	jobs := listJobs(t, f)
 	require.Len(t, jobs, 1)
 	ds := f.job(t, jobs[0]).Deliveries
-	require.Len(t, ds, 4) // the library write and three webhook attempts
-	last := ds[3]
-	require.Equal(t, 3, last.Attempt)
-	require.False(t, last.OK)
-	require.True(t, last.Final)
-	require.Contains(t, last.Detail, "gave up after 3 attempts")
+	require.Len(t, ds, 3, "three webhook attempts")
+	for i, d := range ds {
+		require.Equal(t, "hook", d.Publisher)
+		require.Equal(t, i+1, d.Attempt)
+		require.False(t, d.OK)
+		require.Equal(t, i == 2, d.Final)
+	}
+	require.Contains(t, ds[2].Detail, "gave up after 3 attempts")
 }
 
 func listJobs(t *testing.T, f *farm) []string {

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -526,6 +527,10 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 // publish writes the job's outputs to the folder's libraries, recording
 // each write on the job.
 func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.Job) error {
+	it.Published = map[string]string{}
+	if !slices.ContainsFunc(f.Publish, func(name string) bool { return w.libraries[name] != nil }) {
+		return nil // only notifiers: the outputs stay where the job put them
+	}
 	var outs []pipeline.Output
 	if err := json.Unmarshal(j.Outputs, &outs); err != nil {
 		return fmt.Errorf("read the job's outputs: %w", err)
@@ -540,7 +545,6 @@ func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.J
 	if main == nil {
 		return errors.New("the job has no MP4 or MKV output to put in a library")
 	}
-	it.Published = map[string]string{}
 	for _, name := range f.Publish {
 		lib := w.libraries[name]
 		if lib == nil {
