@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/herdhq/herd/internal/cli.Version=$(VERSION)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 
-.PHONY: help deps deps-test build run test bench vet fmt clean
+.PHONY: help deps deps-test build run test bench vet fmt clean image
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test: deps-test ## install what the tests need and run every test with the race 
 bench: deps-test ## queue benchmarks: 16 claimers over 100,000 tasks (SQLite, PostgreSQL; HERD_BENCH_TASKS), and submit-to-idle-worker latency
 	HERD_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench BenchmarkQueue -benchtime 1x -timeout 60m ./internal/store/sqlstore/
 	$(GO) test -run '^$$' -bench BenchmarkClaimWakeup -benchtime 200x ./internal/remote/
+
+image: deps ## build the herd container image without Docker: bin/herd-image.tar (docker load / ctr images import)
+	VERSION=$(VERSION) scripts/build-image.sh bin/herd-image.tar herd:$(VERSION)
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...
