@@ -281,12 +281,25 @@ func overlayEnv(root *yaml.Node, environ []string) error {
 		keys := yamlKeys(reflect.TypeFor[Publisher]())
 		slices.SortFunc(keys, func(a, b string) int { return len(b) - len(a) }) // library_path before path
 		sort.Slice(pubs, func(i, j int) bool { return pubs[i].env < pubs[j].env })
+		envName := func(n string) string { return strings.ToUpper(strings.ReplaceAll(n, "-", "_")) }
 		for _, s := range pubs {
 			name, key := "", ""
+			// A publisher the file names wins (the longest such name), so
+			// HERD_PUBLISHERS_TV_LIBRARY_PATH sets tv_library's path when
+			// tv_library exists; otherwise the longest key is the key.
+			for i := 0; i+1 < len(m.Content); i += 2 {
+				pn := envName(m.Content[i].Value)
+				k := strings.ToLower(strings.TrimPrefix(s.key, pn+"_"))
+				if strings.HasPrefix(s.key, pn+"_") && slices.Contains(keys, k) && len(pn) > len(name) {
+					name, key = pn, k
+				}
+			}
 			for _, k := range keys {
+				if key != "" {
+					break
+				}
 				if up := "_" + strings.ToUpper(k); strings.HasSuffix(s.key, up) && len(s.key) > len(up) {
 					name, key = strings.TrimSuffix(s.key, up), k
-					break
 				}
 			}
 			if key == "" {
@@ -297,7 +310,7 @@ func overlayEnv(root *yaml.Node, environ []string) error {
 			// environment variables write them), or a new one.
 			var pub *yaml.Node
 			for i := 0; i+1 < len(m.Content); i += 2 {
-				if strings.ToUpper(strings.ReplaceAll(m.Content[i].Value, "-", "_")) == name {
+				if envName(m.Content[i].Value) == name {
 					pub = m.Content[i+1]
 				}
 			}

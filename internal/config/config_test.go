@@ -132,10 +132,11 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	t.Setenv("HERD_PUBLISHERS_MY_HOOK_URL", "https://example.com/hook")
 	t.Setenv("HERD_PUBLISHERS_MY_HOOK_SECRET", "s3cr3t")
 	t.Setenv("HERD_PUBLISHERS_MY_HOOK_RETRY_AFTER", "2s")
+	t.Setenv("HERD_PUBLISHERS_TV_LIBRARY_PATH", "/mnt/TV") // the file's tv-library, not tv's library_path
 	if !config.EnvDeclares() {
 		t.Fatal("EnvDeclares")
 	}
-	f, err := config.Parse("herd.yaml", []byte(minimal+"  my-hook: {type: webhook, url: 'http://old', secret: x}\n"), known)
+	f, err := config.Parse("herd.yaml", []byte(minimal+"  my-hook: {type: webhook, url: 'http://old', secret: x}\n  tv-library: {type: library, path: /srv/tvl}\n"), known)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	if w := f.Watch[1]; w.Path != "/srv/tv-in" || strings.Join(w.Publish, ",") != "tv,my-hook" || w.AfterSuccess != config.AfterMove {
 		t.Fatalf("watch from env %+v", w)
 	}
-	if f.Publishers["movies"].Path != "/mnt/Movies" || f.Publishers["tv"].Kind != "tv" {
+	if f.Publishers["movies"].Path != "/mnt/Movies" || f.Publishers["tv"].Kind != "tv" || f.Publishers["tv-library"].Path != "/mnt/TV" || f.Publishers["tv"].LibraryPath != "" {
 		t.Fatalf("publishers %+v", f.Publishers)
 	}
 	if h := f.Publishers["my-hook"]; h.URL != "https://example.com/hook" || h.Secret != "s3cr3t" || time.Duration(h.RetryAfter) != 2*time.Second {
@@ -157,6 +158,7 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	t.Setenv("HERD_WATCH_0_PROFILE", "mp4-library")
 	t.Setenv("HERD_WATCH_0_PUBLISH", "movies")
 	t.Setenv("HERD_PUBLISHERS_MOVIES_TYPE", "library")
+	os.Unsetenv("HERD_PUBLISHERS_TV_LIBRARY_PATH")
 	if f, err = config.Parse("environment", nil, known); err != nil || len(f.Watch) != 2 || len(f.Publishers) != 3 {
 		t.Fatalf("%+v %v", f, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,6 +23,9 @@ type jellyfinFolder struct {
 	CollectionType string   `json:"CollectionType"`
 	ItemID         string   `json:"ItemId"`
 }
+
+// jellyfinPage is how many items one listing asks for.
+const jellyfinPage = 100
 
 const jellyfinHint = "check the Jellyfin API key: Dashboard > API Keys"
 
@@ -72,25 +76,34 @@ func (j *Jellyfin) Notify(ctx context.Context, ev Event) (string, error) {
 	}
 	q := url.Values{
 		"parentId": {lib.ItemID}, "recursive": {"true"}, "fields": {"Path"},
-		"sortBy": {"DateCreated"}, "sortOrder": {"Descending"}, "limit": {"100"},
+		"sortBy": {"DateCreated"}, "sortOrder": {"Descending"}, "limit": {strconv.Itoa(jellyfinPage)},
 		"includeItemTypes": {"Movie,Episode,Video"},
 	}
 	timeout, poll := j.wait()
+	polls := 0
 	took, err := confirm(ctx, timeout, poll, func() (bool, error) {
-		var items struct {
-			Items []struct {
-				Path string `json:"Path"`
-			} `json:"Items"`
-		}
-		if err := getJSON(ctx, hc, j.base()+"/Items?"+q.Encode(), j.header(), &items, "list Jellyfin library "+lib.Name, jellyfinHint); err != nil {
-			return false, err
-		}
-		for _, it := range items.Items {
-			if it.Path == file {
-				return true, nil
+		// The newest page each time; every few polls the whole library, for
+		// a file that replaced one Jellyfin had.
+		polls++
+		for start := 0; ; start += jellyfinPage {
+			q.Set("startIndex", strconv.Itoa(start))
+			var items struct {
+				Items []struct {
+					Path string `json:"Path"`
+				} `json:"Items"`
+			}
+			if err := getJSON(ctx, hc, j.base()+"/Items?"+q.Encode(), j.header(), &items, "list Jellyfin library "+lib.Name, jellyfinHint); err != nil {
+				return false, err
+			}
+			for _, it := range items.Items {
+				if it.Path == file {
+					return true, nil
+				}
+			}
+			if polls%5 != 0 || len(items.Items) < jellyfinPage {
+				return false, nil
 			}
 		}
-		return false, nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("told Jellyfin about %s, but library %s did not list it: %w", file, lib.Name, err)

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herdhq/herd/internal/blob"
@@ -68,7 +70,7 @@ func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create library folder: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, tempPattern)
+	tmp, err := os.CreateTemp(dir, tempPattern())
 	if err != nil {
 		return "", fmt.Errorf("write into the library: %w", err)
 	}
@@ -97,13 +99,27 @@ func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, e
 	return dst, blob.SyncDir(dir)
 }
 
-// tempPattern is the name Put writes under before the rename.
-const tempPattern = ".herd-*.tmp"
+// Temporary names of library writes: .herd-HOST.RUN-*.tmp, so a sweep
+// knows which files this machine's earlier runs left behind.
+var (
+	tempHost = func() string {
+		h, _ := os.Hostname()
+		return strings.NewReplacer("/", "_", "-", "_").Replace(cmp.Or(h, "localhost"))
+	}()
+	tempRun = strconv.FormatInt(time.Now().UnixNano(), 36) + "." + strconv.Itoa(os.Getpid())
+)
 
-// Sweep removes temporary files that a write interrupted by a crash left in
-// the library: those not modified since before. It returns how many.
-func (l *Library) Sweep(ctx context.Context, before time.Time) (int, error) {
+func tempPattern() string { return ".herd-" + tempHost + "." + tempRun + "-*.tmp" }
+
+// staleAfter is when another machine's temporary file counts as abandoned.
+const staleAfter = 24 * time.Hour
+
+// Sweep removes temporary files that writes cut short by a crash left in
+// the library: those of this machine's earlier runs, and any a day old (a
+// machine sharing the library that never came back). It returns how many.
+func (l *Library) Sweep(ctx context.Context) (int, error) {
 	n := 0
+	ours, mine := ".herd-"+tempHost+".", ".herd-"+tempHost+"."+tempRun+"-"
 	err := filepath.WalkDir(l.Root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == l.Root && errors.Is(err, fs.ErrNotExist) {
@@ -114,13 +130,16 @@ func (l *Library) Sweep(ctx context.Context, before time.Time) (int, error) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if d.IsDir() {
+		name := d.Name()
+		if d.IsDir() || !strings.HasPrefix(name, ".herd-") || !strings.HasSuffix(name, ".tmp") || strings.HasPrefix(name, mine) {
 			return nil
 		}
-		if ok, _ := filepath.Match(tempPattern, d.Name()); !ok {
-			return nil
+		old := strings.HasPrefix(name, ours)
+		if !old {
+			info, err := d.Info()
+			old = err == nil && time.Since(info.ModTime()) > staleAfter
 		}
-		if info, err := d.Info(); err == nil && info.ModTime().Before(before) && os.Remove(p) == nil {
+		if old && os.Remove(p) == nil {
 			n++
 		}
 		return nil

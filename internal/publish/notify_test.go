@@ -2,6 +2,7 @@ package publish_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -48,6 +49,17 @@ func TestPlexRefreshesTheSectionHoldingTheFile(t *testing.T) {
 	require.Equal(t, []string{"/data/media/Movies/Big Buck Bunny (2008)/Big Buck Bunny (2008).mp4"}, plex.Indexed("7"))
 	require.Contains(t, detail, "refreshed Plex section Films (7)")
 	require.Empty(t, plex.Indexed("1"), "the other section was not scanned")
+
+	// A file Plex indexed long ago (behind 150 newer ones) is found too: every
+	// few polls the whole section is paged through.
+	older := filepath.Join(root, "Big Buck Bunny (2008)")
+	for i := range 150 {
+		require.NoError(t, os.WriteFile(filepath.Join(older, fmt.Sprintf("zz-extra-%03d.mp4", i)), []byte("x"), 0o644))
+	}
+	plex.Set(func(s *publishtest.Server) { s.Lag = 0 })
+	_, err = p.Notify(context.Background(), event(file))
+	require.NoError(t, err)
+	require.Len(t, plex.Indexed("7"), 151)
 
 	// A wrong token is a permanent error that says what to check.
 	p.Token = "nope"
@@ -148,29 +160,47 @@ func TestWebhookSignsEveryDelivery(t *testing.T) {
 	require.Contains(t, string(bodies[0]), `"job":{"id":"j1"}`)
 }
 
-func TestSweepRemovesOnlyOldTemporaryFiles(t *testing.T) {
+func TestSweepRemovesOnlyAbandonedTemporaryFiles(t *testing.T) {
 	root, file := library(t)
 	dir := filepath.Dir(file)
-	old := filepath.Join(dir, ".herd-123.tmp")
-	fresh := filepath.Join(dir, ".herd-456.tmp")
-	mine := filepath.Join(dir, ".hidden-by-someone-else")
-	for _, p := range []string{old, fresh, mine} {
-		require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
-	}
-	long := time.Now().Add(-time.Hour)
-	require.NoError(t, os.Chtimes(old, long, long))
-	require.NoError(t, os.Chtimes(mine, long, long))
 	lib, err := publish.NewLibrary(config.Publisher{Name: "movies", Type: config.PublishLibrary, Path: root})
 	require.NoError(t, err)
-	n, err := lib.Sweep(context.Background(), time.Now().Add(-time.Minute))
+	host, _ := os.Hostname()
+	host = strings.NewReplacer("/", "_", "-", "_").Replace(host)
+	earlierRun := filepath.Join(dir, ".herd-"+host+".abc.12-999.tmp") // this machine, a run that crashed
+	otherFresh := filepath.Join(dir, ".herd-elsewhere.abc.12-1.tmp")  // another machine, maybe still writing
+	otherOld := filepath.Join(dir, ".herd-elsewhere.abd.13-2.tmp")    // another machine, a day old
+	notOurs := filepath.Join(dir, ".hidden-by-someone-else")
+	for _, p := range []string{earlierRun, otherFresh, otherOld, notOurs} {
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
+	}
+	long := time.Now().Add(-25 * time.Hour)
+	require.NoError(t, os.Chtimes(otherOld, long, long))
+	require.NoError(t, os.Chtimes(notOurs, long, long))
+	// A write of this run, in progress while the sweep runs.
+	pr, pw := io.Pipe()
+	put := make(chan error, 1)
+	go func() {
+		_, err := lib.Put(context.Background(), "In Progress (2024)/In Progress (2024).mp4", pr)
+		put <- err
+	}()
+	_, err = pw.Write([]byte("part of a movie"))
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	require.NoFileExists(t, old)
-	require.FileExists(t, fresh, "a write that may still be going on is left alone")
-	require.FileExists(t, mine)
+
+	n, err := lib.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.NoFileExists(t, earlierRun)
+	require.NoFileExists(t, otherOld)
+	require.FileExists(t, otherFresh, "another machine's recent write is left alone")
+	require.FileExists(t, notOurs)
 	require.FileExists(t, file)
+	require.NoError(t, pw.Close())
+	require.NoError(t, <-put, "this run's write was not touched")
+	require.FileExists(t, filepath.Join(root, "In Progress (2024)", "In Progress (2024).mp4"))
+
 	missing, _ := publish.NewLibrary(config.Publisher{Name: "m", Type: config.PublishLibrary, Path: filepath.Join(root, "not-yet")})
-	n, err = missing.Sweep(context.Background(), time.Now())
+	n, err = missing.Sweep(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, n)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -83,6 +84,9 @@ type plexItems struct {
 	} `json:"MediaContainer"`
 }
 
+// plexPage is how many items one listing asks for.
+const plexPage = 100
+
 const plexHint = "check the Plex token: Settings > Network, or X-Plex-Token in a Plex web URL"
 
 func (p *Plex) header() http.Header {
@@ -141,25 +145,33 @@ func (p *Plex) Notify(ctx context.Context, ev Event) (string, error) {
 	case "show":
 		list.Set("type", "4") // episodes
 	}
-	hdr := p.header()
-	hdr.Set("X-Plex-Container-Start", "0")
-	hdr.Set("X-Plex-Container-Size", "100")
 	timeout, poll := p.wait()
+	polls := 0
 	took, err := confirm(ctx, timeout, poll, func() (bool, error) {
-		var items plexItems
-		if err := getJSON(ctx, hc, p.base()+"/library/sections/"+url.PathEscape(key)+"/all?"+list.Encode(), hdr, &items, "list Plex section "+title, plexHint); err != nil {
-			return false, err
-		}
-		for _, md := range items.MediaContainer.Metadata {
-			for _, m := range md.Media {
-				for _, part := range m.Part {
-					if part.File == file {
-						return true, nil
+		// The newest page each time; every few polls the whole section, for a
+		// file that replaced one Plex had (it keeps its old addedAt).
+		polls++
+		for start := 0; ; start += plexPage {
+			hdr := p.header()
+			hdr.Set("X-Plex-Container-Start", strconv.Itoa(start))
+			hdr.Set("X-Plex-Container-Size", strconv.Itoa(plexPage))
+			var items plexItems
+			if err := getJSON(ctx, hc, p.base()+"/library/sections/"+url.PathEscape(key)+"/all?"+list.Encode(), hdr, &items, "list Plex section "+title, plexHint); err != nil {
+				return false, err
+			}
+			for _, md := range items.MediaContainer.Metadata {
+				for _, m := range md.Media {
+					for _, part := range m.Part {
+						if part.File == file {
+							return true, nil
+						}
 					}
 				}
 			}
+			if polls%5 != 0 || len(items.MediaContainer.Metadata) < plexPage {
+				return false, nil
+			}
 		}
-		return false, nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("refreshed Plex section %s, but it did not list %s: %w", title, file, err)

@@ -86,6 +86,16 @@ const maxDelivering = 16
 // maxRetryWait caps the doubling wait between delivery attempts.
 const maxRetryWait = 15 * time.Minute
 
+// backoff is the wait after the n-th failed attempt: first doubled n-1
+// times, at most maxRetryWait.
+func backoff(first time.Duration, n int) time.Duration {
+	d := min(first, maxRetryWait)
+	for i := 1; i < n && d < maxRetryWait; i++ {
+		d *= 2
+	}
+	return min(d, maxRetryWait)
+}
+
 // finishEvery is how often items' jobs are looked at.
 const finishEvery = 2 * time.Second
 
@@ -150,22 +160,36 @@ func newNotifier(pc config.Publisher, pubs map[string]config.Publisher) *notifie
 
 // Item is one taken file, persisted as item.json in its work folder.
 type Item struct {
-	ID        string            `json:"id"`
-	Folder    string            `json:"folder"` // the watch folder's path
-	Origin    string            `json:"origin"` // slash path inside the folder
-	Name      string            `json:"name"`   // the file's name in the work folder
-	Size      int64             `json:"size"`
-	MTime     time.Time         `json:"mtime"`
-	State     string            `json:"state"`
-	JobID     string            `json:"job_id,omitempty"`
-	Duplicate bool              `json:"duplicate,omitempty"`
-	FailedAt  string            `json:"failed_at,omitempty"` // where the file sits in failed/
-	Published map[string]string `json:"published,omitempty"` // library publisher -> path written
-	Error     string            `json:"error,omitempty"`
-	TakenAt   time.Time         `json:"taken_at"`
-	NextTry   time.Time         `json:"next_try,omitzero"`
-	Tries     int               `json:"tries,omitempty"`
-	Pending   []Pending         `json:"pending,omitempty"` // notifications still to deliver
+	ID        string       `json:"id"`
+	Folder    string       `json:"folder"` // the watch folder's path
+	Origin    string       `json:"origin"` // slash path inside the folder
+	Name      string       `json:"name"`   // the file's name in the work folder
+	Size      int64        `json:"size"`
+	MTime     time.Time    `json:"mtime"`
+	State     string       `json:"state"`
+	JobID     string       `json:"job_id,omitempty"`
+	Duplicate bool         `json:"duplicate,omitempty"`
+	FailedAt  string       `json:"failed_at,omitempty"` // where the file sits in failed/
+	Published libraryFiles `json:"published,omitempty"` // library publisher -> path written
+	DoneAt    string       `json:"done_at,omitempty"`   // where after_success: move puts the original
+	Error     string       `json:"error,omitempty"`
+	TakenAt   time.Time    `json:"taken_at"`
+	NextTry   time.Time    `json:"next_try,omitzero"`
+	Tries     int          `json:"tries,omitempty"`
+	Pending   []Pending    `json:"pending,omitempty"` // notifications still to deliver
+}
+
+// libraryFiles maps library publishers to the files written for an item.
+type libraryFiles map[string]string
+
+// UnmarshalJSON also reads the list that herd wrote before it kept names:
+// those items publish again, so the old paths are not needed.
+func (l *libraryFiles) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '[' {
+		*l = libraryFiles{}
+		return nil
+	}
+	return json.Unmarshal(b, (*map[string]string)(l))
 }
 
 // Pending is one event still to deliver to one notifier.
@@ -190,17 +214,15 @@ const (
 
 // Run scans and finishes until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	start := time.Now()
 	if err := w.recover(ctx); err != nil {
 		return err
 	}
 	defer w.running.Wait() // deliveries in flight see ctx end and stop
 	for name, lib := range w.libraries {
-		w.running.Add(1)
+		// Not waited for at shutdown: a hung network mount must not hang herd.
 		go func() {
-			defer w.running.Done()
 			// Temporary files of library writes a crash cut short.
-			if n, err := lib.Sweep(ctx, start); err != nil && ctx.Err() == nil {
+			if n, err := lib.Sweep(ctx); err != nil && ctx.Err() == nil {
 				w.log.Warn("could not look for leftover temporary files in a library", "publisher", name, "err", err)
 			} else if n > 0 {
 				w.log.Info("removed temporary files a crash left in a library", "publisher", name, "files", n)
@@ -465,12 +487,15 @@ func (w *Watcher) folder(path string) (config.Watch, bool) {
 func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 	j, err := w.st.GetJob(ctx, it.JobID)
 	if errors.Is(err, job.ErrNotFound) {
-		if it.State == statePublished || it.State == stateNotifying {
+		switch it.State {
+		case statePublished, stateNotifying:
 			w.finish(f, it) // done but for the notifications, which need the job
-			return
+		case stateFailed:
+			w.forget(it) // in failed/ with its note; without a job nothing can retry it
+		default:
+			it.Error = "its job is gone from the database"
+			w.fail(f, it)
 		}
-		it.Error = "its job is gone from the database"
-		w.fail(f, it)
 		return
 	}
 	if err != nil {
@@ -527,7 +552,7 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 // publish writes the job's outputs to the folder's libraries, recording
 // each write on the job.
 func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.Job) error {
-	it.Published = map[string]string{}
+	it.Published = libraryFiles{}
 	if !slices.ContainsFunc(f.Publish, func(name string) bool { return w.libraries[name] != nil }) {
 		return nil // only notifiers: the outputs stay where the job put them
 	}
@@ -654,7 +679,7 @@ func (w *Watcher) deliver(ctx context.Context, it *Item, j job.Job) {
 					d.Detail += fmt.Sprintf("; gave up after %d attempts", p.Attempt)
 				default:
 					d.Final = false
-					wait := min(n.retryAfter<<min(p.Attempt-1, 20), maxRetryWait)
+					wait := backoff(n.retryAfter, p.Attempt)
 					p.NextTry = time.Now().Add(wait)
 					d.Detail += fmt.Sprintf("; next try in %s", wait.Round(time.Second/10))
 					left = append(left, p)
@@ -676,20 +701,26 @@ func (w *Watcher) deliver(ctx context.Context, it *Item, j job.Job) {
 	}()
 }
 
-// settle applies after_success to the original. The item is saved as
-// published before, so a file already gone means this already happened.
+// settle applies after_success to the original. Where a file goes is
+// saved before it moves, so a crash in the middle (a copy across file
+// systems) finishes that move instead of making a second copy; a file
+// already gone means this already happened.
 func (w *Watcher) settle(f config.Watch, it *Item) bool {
 	held := filepath.Join(w.work, it.ID, it.Name)
 	if it.FailedAt != "" {
 		held = it.FailedAt
 		_ = os.Remove(failedNote(f, it))
 	}
-	if _, err := os.Lstat(held); errors.Is(err, fs.ErrNotExist) {
-		return true
-	}
 	switch f.AfterSuccess {
 	case config.AfterMove:
-		if _, err := moveIntoNew(held, filepath.Join(f.Path, DoneDir, filepath.FromSlash(it.Origin))); err != nil {
+		if it.DoneAt == "" {
+			it.DoneAt = freeName(filepath.Join(f.Path, DoneDir, filepath.FromSlash(it.Origin)))
+			if err := w.save(it); err != nil {
+				w.log.Error("save watch item", "item", it.ID, "err", err)
+				return false
+			}
+		}
+		if err := moveTo(held, it.DoneAt); err != nil {
 			w.log.Error("move a finished file to done/; will try again", "item", it.ID, "err", err)
 			return false
 		}
@@ -723,18 +754,21 @@ func failedNote(f config.Watch, it *Item) string {
 // retried job that succeeds finishes it.
 func (w *Watcher) fail(f config.Watch, it *Item) {
 	held := filepath.Join(w.work, it.ID, it.Name)
-	dst := filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin))
+	was := it.State
 	if it.FailedAt == "" {
-		if f.AfterSuccess == config.AfterKeep {
-			dst = held // the original stays where it was; the copy waits here
-		} else {
-			var err error
-			if dst, err = moveIntoNew(held, dst); err != nil {
-				w.log.Error("move a failed file to failed/; will try again", "item", it.ID, "err", err)
-				return
-			}
+		it.FailedAt = held // keep: the original stays where it was; the copy waits here
+		if f.AfterSuccess != config.AfterKeep {
+			it.FailedAt = freeName(filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin)))
 		}
-		it.FailedAt = dst
+		// Saved before the move, so a crash in the middle finishes it.
+		if err := w.save(it); err != nil {
+			w.log.Error("save watch item", "item", it.ID, "err", err)
+			return
+		}
+	}
+	if err := moveTo(held, it.FailedAt); err != nil {
+		w.log.Error("move a failed file to failed/; will try again", "item", it.ID, "err", err)
+		return
 	}
 	note := failedNote(f, it)
 	msg := fmt.Sprintf("herd could not process %s\njob: %s\nerror: %s\n\nFix the cause, then run: herd retry %s\n", it.Origin, it.JobID, it.Error, it.JobID)
@@ -749,7 +783,9 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 		w.forget(it) // no job to retry
 		return
 	}
-	w.queue(f, it, publish.JobFailed)
+	if was != stateFailed {
+		w.queue(f, it, publish.JobFailed)
+	}
 	if err := w.save(it); err != nil {
 		w.log.Error("save watch item", "item", it.ID, "err", err)
 	}
@@ -765,22 +801,39 @@ func (w *Watcher) recover(ctx context.Context) error {
 	}
 	for _, e := range entries {
 		if !e.IsDir() {
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				_ = os.Remove(filepath.Join(w.work, e.Name())) // a write of kept.json cut short
+			}
 			continue
 		}
+		dir := filepath.Join(w.work, e.Name())
 		it, err := w.load(e.Name())
 		if err != nil {
-			// Created but never described: nothing was moved yet.
-			w.log.Warn("removing an unreadable watch item", "item", e.Name(), "err", err)
-			_ = os.RemoveAll(filepath.Join(w.work, e.Name()))
+			// Created but never described, so nothing was moved into it yet;
+			// anything else is left alone for a person to look at.
+			if inside, _ := os.ReadDir(dir); errors.Is(err, fs.ErrNotExist) && !slices.ContainsFunc(inside, func(d os.DirEntry) bool { return !strings.HasPrefix(d.Name(), ".tmp-") }) {
+				_ = os.RemoveAll(dir)
+			} else {
+				w.log.Error("a watch item cannot be read; leaving it for a person to look at", "item", dir, "err", err)
+			}
 			continue
 		}
 		f, ok := w.folder(it.Folder)
 		if !ok || it.State != stateTaking {
 			continue
 		}
-		held := filepath.Join(w.work, it.ID, it.Name)
+		held := filepath.Join(dir, it.Name)
 		if _, err := os.Stat(held); err == nil && f.AfterSuccess != config.AfterKeep {
-			it.State = stateTaken // the rename happened
+			// The move happened. Across file systems the original may still
+			// be there: the copy was checked before it got its name, so the
+			// original goes, unless it changed since.
+			src := filepath.Join(it.Folder, filepath.FromSlash(it.Origin))
+			if st, err := os.Stat(src); err == nil && st.Size() == it.Size && st.ModTime().Equal(it.MTime) {
+				if err := os.Remove(src); err != nil {
+					return fmt.Errorf("remove a watched file already copied into the work area: %w", err)
+				}
+			}
+			it.State = stateTaken
 			if err := w.save(it); err != nil {
 				return err
 			}
@@ -788,7 +841,7 @@ func (w *Watcher) recover(ctx context.Context) error {
 		}
 		if err := w.bringIn(f, it); err != nil {
 			w.log.Warn("a file being taken when herd stopped is gone; forgetting it", "item", it.ID, "file", it.Origin, "err", err)
-			_ = os.RemoveAll(filepath.Join(w.work, it.ID))
+			_ = os.RemoveAll(dir)
 		}
 	}
 	return nil
@@ -922,19 +975,29 @@ func copyFile(src, dst string) error {
 	return blob.SyncDir(filepath.Dir(dst))
 }
 
-// moveIntoNew moves src to dst, making dst's folder; an existing dst gets a
-// numbered name instead of being replaced. It returns where src went.
-func moveIntoNew(src, dst string) (string, error) {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", err
-	}
+// freeName is dst, or when something is there, dst with a number added.
+func freeName(dst string) string {
 	ext := filepath.Ext(dst)
 	base := strings.TrimSuffix(dst, ext)
 	for i := 1; ; i++ {
 		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
-			break
+			return dst
 		}
 		dst = fmt.Sprintf("%s (%d)%s", base, i, ext)
 	}
-	return dst, moveFile(src, dst)
+}
+
+// moveTo moves src to dst, making dst's folder; a src already gone was
+// moved before. Across file systems a half-made dst is simply replaced.
+func moveTo(src, dst string) error {
+	if src == dst {
+		return nil
+	}
+	if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return moveFile(src, dst)
 }

@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -141,11 +142,17 @@ func Plex(t *testing.T, token string, libs ...Library) *Server {
 				return
 			}
 			var md []map[string]any
-			for _, f := range s.listed(key) {
+			all := s.listed(key)
+			start, _ := strconv.Atoi(r.Header.Get("X-Plex-Container-Start"))
+			size, err := strconv.Atoi(r.Header.Get("X-Plex-Container-Size"))
+			if err != nil {
+				size = len(all)
+			}
+			for _, f := range page(all, start, size) {
 				md = append(md, map[string]any{"ratingKey": fmt.Sprint(len(md) + 100), "title": strings.TrimSuffix(path.Base(f), path.Ext(f)),
 					"Media": []map[string]any{{"id": len(md) + 1, "Part": []map[string]any{{"id": len(md) + 1, "file": f}}}}})
 			}
-			reply(w, json, map[string]any{"MediaContainer": map[string]any{"size": len(md), "librarySectionID": key, "Metadata": md}})
+			reply(w, json, map[string]any{"MediaContainer": map[string]any{"size": len(md), "totalSize": len(all), "offset": start, "librarySectionID": key, "Metadata": md}})
 		default:
 			http.NotFound(w, r)
 		}
@@ -208,20 +215,32 @@ func Jellyfin(t *testing.T, token string, libs ...Library) *Server {
 				return
 			}
 			var items []map[string]any
-			for _, f := range s.listed(parent) {
+			all := s.listed(parent)
+			start, _ := strconv.Atoi(q.Get("startIndex"))
+			limit, err := strconv.Atoi(q.Get("limit"))
+			if err != nil {
+				limit = len(all)
+			}
+			for _, f := range page(all, start, limit) {
 				it := map[string]any{"Name": strings.TrimSuffix(path.Base(f), path.Ext(f)), "Id": fmt.Sprintf("%032x", len(items)+1), "Type": "Movie"}
 				if strings.Contains(q.Get("fields"), "Path") {
 					it["Path"] = f
 				}
 				items = append(items, it)
 			}
-			reply(w, true, map[string]any{"Items": items, "TotalRecordCount": len(items), "StartIndex": 0})
+			reply(w, true, map[string]any{"Items": items, "TotalRecordCount": len(all), "StartIndex": start})
 		default:
 			http.NotFound(w, r)
 		}
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// page is list[start:start+size], clamped.
+func page(list []string, start, size int) []string {
+	start = min(max(start, 0), len(list))
+	return list[start:min(start+max(size, 0), len(list))]
 }
 
 func (s *Server) has(key string) bool { return s.lib(key).Key != "" }
