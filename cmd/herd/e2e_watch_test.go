@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,15 +18,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/publish"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // toneClip makes a distinct short clip (the tone's frequency differs).
 func toneClip(t *testing.T, path string, freq int) {
 	t.Helper()
-	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=160x90:rate=15", "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", freq),
-		"-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", "-f", "mp4", path).CombinedOutput()
-	require.NoError(t, err, string(out))
+	require.NoError(t, testenv.ToneClip(path, freq))
 }
 
 // libraryWatcher records every visible (not hidden) file in a library with

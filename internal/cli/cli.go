@@ -414,9 +414,7 @@ func (e *env) printJob(j api.JobView, wide bool) {
 	fmt.Fprintf(w, "Created:\t%s\n", j.CreatedAt.Format(time.RFC3339))
 	_ = w.Flush()
 	if len(j.Outputs) > 0 {
-		fmt.Fprintln(e.stdout, "\nOUTPUTS")
-		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tKIND\tSIZE\tRESOLUTION\tBITRATE\tCODEC\tSSIM\tPSNR\tURL")
+		w = e.section("OUTPUTS", "NAME\tKIND\tSIZE\tRESOLUTION\tBITRATE\tCODEC\tSSIM\tPSNR\tURL")
 		for _, o := range j.Outputs {
 			res := ""
 			if o.Width > 0 {
@@ -427,9 +425,7 @@ func (e *env) printJob(j api.JobView, wide bool) {
 		_ = w.Flush()
 	}
 	if len(j.Tasks) > 0 {
-		fmt.Fprintln(e.stdout, "\nTASKS")
-		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "KIND\tSTATE\tATTEMPT\tWORKER\tDURATION\tERROR")
+		w = e.section("TASKS", "KIND\tSTATE\tATTEMPT\tWORKER\tDURATION\tERROR")
 		for _, t := range j.Tasks {
 			d := ""
 			if t.StartedAt != nil && t.FinishedAt != nil {
@@ -445,9 +441,7 @@ func (e *env) printJob(j api.JobView, wide bool) {
 		_ = w.Flush()
 	}
 	if len(j.Deliveries) > 0 {
-		fmt.Fprintln(e.stdout, "\nDELIVERIES")
-		w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "AT\tPUBLISHER\tTYPE\tEVENT\tATTEMPT\tRESULT\tDETAIL")
+		w = e.section("DELIVERIES", "AT\tPUBLISHER\tTYPE\tEVENT\tATTEMPT\tRESULT\tDETAIL")
 		for _, d := range j.Deliveries {
 			res := "ok"
 			switch {
@@ -460,6 +454,14 @@ func (e *env) printJob(j api.JobView, wide bool) {
 		}
 		_ = w.Flush()
 	}
+}
+
+// section prints a titled table's heading and returns its writer.
+func (e *env) section(title, header string) *tabwriter.Writer {
+	fmt.Fprintln(e.stdout, "\n"+title)
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	return w
 }
 
 func kbps(b int64) string {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,16 +16,14 @@ import (
 
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/server"
+	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/watch"
 )
 
-// clip makes a distinct 1-second clip (the tone's frequency differs).
+// clip makes a distinct short clip (the tone's frequency differs).
 func clip(t *testing.T, path string, freq int) {
 	t.Helper()
-	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=160x90:rate=15", "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", freq),
-		"-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path).CombinedOutput()
-	require.NoError(t, err, string(out))
+	require.NoError(t, testenv.ToneClip(path, freq))
 }
 
 type farm struct {
