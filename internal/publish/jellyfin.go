@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -44,21 +43,12 @@ func (j *Jellyfin) Notify(ctx context.Context, ev Event) (string, error) {
 	if err := getJSON(ctx, hc, j.base()+"/Library/VirtualFolders", j.header(), &folders, "list Jellyfin libraries", jellyfinHint); err != nil {
 		return "", err
 	}
-	var lib *jellyfinFolder
-	best := ""
-	var seen []string
-	for i, f := range folders {
-		for _, l := range f.Locations {
-			seen = append(seen, f.Name+"="+l)
-			if under(file, l) && len(l) > len(best) {
-				lib, best = &folders[i], l
-			}
-		}
-	}
-	if lib == nil {
+	i, seen := holder(file, len(folders), func(i int) (string, []string) { return folders[i].Name, folders[i].Locations })
+	if i < 0 {
 		return "", &PermanentError{fmt.Errorf("no Jellyfin library holds %s (libraries: %s); add the folder to a Jellyfin library, or set library_path to the library folder as Jellyfin sees it",
-			file, strings.Join(seen, ", "))}
+			file, seen)}
 	}
+	lib := folders[i]
 	body, _ := json.Marshal(map[string]any{"Updates": []map[string]string{{"Path": file, "UpdateType": "Created"}}})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.base()+"/Library/Media/Updated", bytes.NewReader(body))
 	if err != nil {
@@ -82,10 +72,8 @@ func (j *Jellyfin) Notify(ctx context.Context, ev Event) (string, error) {
 	timeout, poll := j.wait()
 	polls := 0
 	took, err := confirm(ctx, timeout, poll, func() (bool, error) {
-		// The newest page each time; every few polls the whole library, for
-		// a file that replaced one Jellyfin had.
 		polls++
-		for start := 0; ; start += jellyfinPage {
+		return listed(file, jellyfinPage, polls%fullEvery == 0, func(start int) ([]string, error) {
 			q.Set("startIndex", strconv.Itoa(start))
 			var items struct {
 				Items []struct {
@@ -93,17 +81,14 @@ func (j *Jellyfin) Notify(ctx context.Context, ev Event) (string, error) {
 				} `json:"Items"`
 			}
 			if err := getJSON(ctx, hc, j.base()+"/Items?"+q.Encode(), j.header(), &items, "list Jellyfin library "+lib.Name, jellyfinHint); err != nil {
-				return false, err
+				return nil, err
 			}
+			var files []string
 			for _, it := range items.Items {
-				if it.Path == file {
-					return true, nil
-				}
+				files = append(files, it.Path)
 			}
-			if polls%5 != 0 || len(items.Items) < jellyfinPage {
-				return false, nil
-			}
-		}
+			return files, nil
+		})
 	})
 	if err != nil {
 		return "", fmt.Errorf("told Jellyfin about %s, but library %s did not list it: %w", file, lib.Name, err)

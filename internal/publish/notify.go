@@ -135,6 +135,48 @@ func dirOf(p string) string {
 	return p
 }
 
+// holder returns which of n libraries has a folder that holds file (the
+// deepest, when folders nest), or -1; and every "name=folder", for an error
+// that says what there is.
+func holder(file string, n int, folders func(i int) (name string, paths []string)) (int, string) {
+	found, best := -1, ""
+	var seen []string
+	for i := range n {
+		name, paths := folders(i)
+		for _, p := range paths {
+			seen = append(seen, name+"="+p)
+			if under(file, p) && len(p) > len(best) {
+				found, best = i, p
+			}
+		}
+	}
+	return found, strings.Join(seen, ", ")
+}
+
+// listed looks for file in a server's listing, newest first: the first page
+// of size, or with all every page. page returns the paths of the page at start.
+func listed(file string, size int, all bool, page func(start int) ([]string, error)) (bool, error) {
+	for start := 0; ; start += size {
+		paths, err := page(start)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range paths {
+			if p == file {
+				return true, nil
+			}
+		}
+		if !all || len(paths) < size {
+			return false, nil
+		}
+	}
+}
+
+// fullEvery is how often (in polls) a confirmation reads the whole listing,
+// not only the newest page: a file that replaced one the server had keeps
+// the old one's date.
+const fullEvery = 5
+
 // confirm calls found every interval until it reports true or timeout passes.
 func confirm(ctx context.Context, timeout, interval time.Duration, found func() (bool, error)) (time.Duration, error) {
 	start := time.Now()

@@ -132,7 +132,7 @@ func TestWebhookSignsEveryDelivery(t *testing.T) {
 		status = status[1:]
 	}))
 	defer srv.Close()
-	h := &publish.Webhook{Name: "hook", URL: srv.URL, Secret: "s3cr3t", Agent: "herd/test"}
+	h := &publish.Webhook{URL: srv.URL, Secret: "s3cr3t", Agent: "herd/test"}
 	ev := event("/lib/x.mp4")
 	_, err := h.Notify(context.Background(), ev)
 	require.ErrorContains(t, err, "HTTP 503")

@@ -108,21 +108,19 @@ func (p *Plex) Notify(ctx context.Context, ev Event) (string, error) {
 	if err := getJSON(ctx, hc, p.base()+"/library/sections", p.header(), &secs, "list Plex library sections", plexHint); err != nil {
 		return "", err
 	}
-	// The section whose folder holds the file; the deepest, if folders nest.
-	key, title, typ, best := "", "", "", ""
-	var seen []string
-	for _, d := range secs.MediaContainer.Directory {
-		for _, l := range d.Location {
-			seen = append(seen, fmt.Sprintf("%s=%s", d.Title, l.Path))
-			if under(file, l.Path) && len(l.Path) > len(best) {
-				key, title, typ, best = d.Key, d.Title, d.Type, l.Path
-			}
+	dirs := secs.MediaContainer.Directory
+	i, seen := holder(file, len(dirs), func(i int) (string, []string) {
+		var paths []string
+		for _, l := range dirs[i].Location {
+			paths = append(paths, l.Path)
 		}
-	}
-	if key == "" {
+		return dirs[i].Title, paths
+	})
+	if i < 0 {
 		return "", &PermanentError{fmt.Errorf("no Plex library section holds %s (sections: %s); add the folder to a Plex library, or set library_path to the library folder as Plex sees it",
-			file, strings.Join(seen, ", "))}
+			file, seen)}
 	}
+	key, title, typ := dirs[i].Key, dirs[i].Title, dirs[i].Type
 	q := url.Values{"path": {dirOf(file)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base()+"/library/sections/"+url.PathEscape(key)+"/refresh?"+q.Encode(), nil)
 	if err != nil {
@@ -148,30 +146,25 @@ func (p *Plex) Notify(ctx context.Context, ev Event) (string, error) {
 	timeout, poll := p.wait()
 	polls := 0
 	took, err := confirm(ctx, timeout, poll, func() (bool, error) {
-		// The newest page each time; every few polls the whole section, for a
-		// file that replaced one Plex had (it keeps its old addedAt).
 		polls++
-		for start := 0; ; start += plexPage {
+		return listed(file, plexPage, polls%fullEvery == 0, func(start int) ([]string, error) {
 			hdr := p.header()
 			hdr.Set("X-Plex-Container-Start", strconv.Itoa(start))
 			hdr.Set("X-Plex-Container-Size", strconv.Itoa(plexPage))
 			var items plexItems
 			if err := getJSON(ctx, hc, p.base()+"/library/sections/"+url.PathEscape(key)+"/all?"+list.Encode(), hdr, &items, "list Plex section "+title, plexHint); err != nil {
-				return false, err
+				return nil, err
 			}
+			var files []string
 			for _, md := range items.MediaContainer.Metadata {
 				for _, m := range md.Media {
 					for _, part := range m.Part {
-						if part.File == file {
-							return true, nil
-						}
+						files = append(files, part.File)
 					}
 				}
 			}
-			if polls%5 != 0 || len(items.MediaContainer.Metadata) < plexPage {
-				return false, nil
-			}
-		}
+			return files, nil
+		})
 	})
 	if err != nil {
 		return "", fmt.Errorf("refreshed Plex section %s, but it did not list %s: %w", title, file, err)

@@ -23,7 +23,6 @@ const (
 
 // Webhook POSTs each event as JSON, signed with HMAC-SHA256.
 type Webhook struct {
-	Name    string
 	URL     string
 	Secret  string
 	Agent   string // User-Agent

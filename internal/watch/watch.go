@@ -74,7 +74,7 @@ type Watcher struct {
 
 // notifier is a plex, jellyfin or webhook publisher with its retry policy.
 type notifier struct {
-	name, typ  string
+	typ        string
 	n          publish.Notifier
 	attempts   int
 	retryAfter time.Duration
@@ -144,7 +144,7 @@ func New(folders []config.Watch, pubs map[string]config.Publisher, work string, 
 }
 
 func newNotifier(pc config.Publisher, pubs map[string]config.Publisher) *notifier {
-	n := &notifier{name: pc.Name, typ: pc.Type, attempts: pc.Attempts, retryAfter: time.Duration(pc.RetryAfter)}
+	n := &notifier{typ: pc.Type, attempts: pc.Attempts, retryAfter: time.Duration(pc.RetryAfter)}
 	ms := publish.MediaServer{Name: pc.Name, URL: pc.URL, Token: pc.Token, Library: pc.Library,
 		Root: pubs[pc.Library].Path, ServerRoot: pc.LibraryPath, Confirm: time.Duration(pc.ConfirmTimeout)}
 	switch pc.Type {
@@ -153,7 +153,7 @@ func newNotifier(pc config.Publisher, pubs map[string]config.Publisher) *notifie
 	case config.PublishJellyfin:
 		n.n = &publish.Jellyfin{MediaServer: ms}
 	default:
-		n.n = &publish.Webhook{Name: pc.Name, URL: pc.URL, Secret: pc.Secret, Agent: "herd"}
+		n.n = &publish.Webhook{URL: pc.URL, Secret: pc.Secret, Agent: "herd"}
 	}
 	return n
 }
@@ -511,7 +511,7 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 				if err := w.publish(ctx, f, it, j); err != nil {
 					it.Tries++
 					it.Error = err.Error()
-					it.NextTry = time.Now().Add(min(time.Duration(1<<min(it.Tries, 10))*time.Second, 10*time.Minute))
+					it.NextTry = time.Now().Add(min(backoff(2*time.Second, it.Tries), 10*time.Minute))
 					w.log.Error("publishing failed; will retry", "job_id", j.ID, "err", err, "in", time.Until(it.NextTry).Round(time.Second))
 					_ = w.save(it)
 					return
@@ -575,7 +575,7 @@ func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.J
 		if lib == nil {
 			continue
 		}
-		dst, err := w.put(ctx, lib, j.ID+"/"+main.Path, publish.LibraryPath(lib.Kind, it.Name, filepath.Ext(main.Path)))
+		dst, err := w.put(ctx, lib, pipeline.OutputsKey(j.ID)+"/"+main.Path, publish.LibraryPath(lib.Kind, it.Name, filepath.Ext(main.Path)))
 		d := store.Delivery{JobID: j.ID, Publisher: name, Type: config.PublishLibrary, Event: publish.JobSucceeded,
 			Attempt: it.Tries + 1, OK: err == nil, Final: err == nil, Detail: dst, At: time.Now()}
 		if err != nil {
@@ -591,10 +591,9 @@ func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.J
 	return nil
 }
 
-// put copies one stored output (jobID/path) into a library.
-func (w *Watcher) put(ctx context.Context, lib *publish.Library, output, rel string) (string, error) {
-	id, p, _ := strings.Cut(output, "/")
-	o, err := w.files.Open(ctx, pipeline.OutputsKey(id)+"/"+p)
+// put copies one stored output into a library as rel.
+func (w *Watcher) put(ctx context.Context, lib *publish.Library, key, rel string) (string, error) {
+	o, err := w.files.Open(ctx, key)
 	if err != nil {
 		return "", err
 	}

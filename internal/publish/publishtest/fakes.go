@@ -42,7 +42,6 @@ type Server struct {
 	Lag       int                 // list calls after a refresh before new files show
 	lag       int
 	FailNext  int // answer this many refresh calls with 500
-	Requests  int
 }
 
 func newServer(token string, libs []Library) *Server {
@@ -103,7 +102,6 @@ func Plex(t *testing.T, token string, libs ...Library) *Server {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.Requests++
 		// Plex takes the token as a header or a query parameter.
 		if tok := cmp.Or(r.Header.Get("X-Plex-Token"), r.URL.Query().Get("X-Plex-Token")); tok != s.Token {
 			http.Error(w, "<html><head><title>Unauthorized</title></head><body><h1>401 Unauthorized</h1></body></html>", http.StatusUnauthorized)
@@ -168,7 +166,6 @@ func Jellyfin(t *testing.T, token string, libs ...Library) *Server {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.Requests++
 		tok := r.Header.Get("X-Emby-Token")
 		if m := tokenRe.FindStringSubmatch(r.Header.Get("Authorization")); m != nil && strings.HasPrefix(r.Header.Get("Authorization"), "MediaBrowser ") {
 			tok = m[1]
