@@ -110,7 +110,9 @@ func TestWatchFolderSurvivesSIGKILL(t *testing.T) {
 		require.NoError(t, os.MkdirAll(d, 0o755))
 	}
 	var hookMu sync.Mutex
-	hookIDs := map[string]string{} // job id -> delivery id
+	// job id + event type -> delivery id: a job that ran out of attempts
+	// sends job.failed, and job.succeeded once `herd retry` finishes it.
+	hookIDs := map[string]string{}
 	hookBad := 0
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -120,12 +122,13 @@ func TestWatchFolderSurvivesSIGKILL(t *testing.T) {
 		_ = json.Unmarshal(ev.Job, &j)
 		hookMu.Lock()
 		defer hookMu.Unlock()
-		if !publish.Verify("k1ll-m3", body, r.Header.Get(publish.HeaderSignature)) || ev.Type != publish.JobSucceeded {
+		key := j.ID + " " + string(ev.Type)
+		if !publish.Verify("k1ll-m3", body, r.Header.Get(publish.HeaderSignature)) || (ev.Type != publish.JobSucceeded && ev.Type != publish.JobFailed) {
 			hookBad++
-		} else if prev, ok := hookIDs[j.ID]; ok && prev != ev.ID {
-			hookBad++ // a second event for the same job
+		} else if prev, ok := hookIDs[key]; ok && prev != ev.ID {
+			hookBad++ // a second event of the same kind for the same job
 		} else {
-			hookIDs[j.ID] = ev.ID
+			hookIDs[key] = ev.ID
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -249,6 +252,7 @@ publishers:
 	// what crashed the server), so a job killed in the middle of the same task
 	// on every try runs out of attempts: its file waits in failed/, saying
 	// so, until `herd retry`. That is the only failure allowed here.
+	retried := map[string]bool{}
 	for _, note := range settled() {
 		b, err := os.ReadFile(note)
 		require.NoError(t, err)
@@ -258,6 +262,7 @@ publishers:
 		t.Logf("%s ran out of attempts to kills; retrying it", filepath.Base(note))
 		_, stderr, code := s.herd("retry", m[1])
 		require.Equal(t, 0, code, stderr)
+		retried[m[1]] = true
 	}
 	require.Empty(t, settled(), "retried files finish")
 	seen := lw.close()
@@ -290,7 +295,13 @@ publishers:
 	hookMu.Lock()
 	defer hookMu.Unlock()
 	require.Zero(t, hookBad)
-	require.Len(t, hookIDs, n, "every job's event was delivered")
+	for _, j := range list.Jobs {
+		require.Contains(t, hookIDs, j.ID+" "+publish.JobSucceeded, "every job's event was delivered")
+	}
+	for key := range hookIDs {
+		id, typ, _ := strings.Cut(key, " ")
+		require.True(t, typ == publish.JobSucceeded || retried[id], "%s: only a job that ran out of attempts sends job.failed", key)
+	}
 }
 
 func filterOut(names []string, prefix string) []string {
