@@ -15,7 +15,7 @@ help: ## show the targets
 deps: ## install what herd needs at run time (ffmpeg) when it is missing
 	@scripts/install-deps.sh
 
-deps-test: ## install what the tests need (ffmpeg, PostgreSQL, a MinIO build) when it is missing
+deps-test: ## install what the tests need (ffmpeg, PostgreSQL, MinIO, etcd/kube-apiserver/kubectl builds) when missing
 	@scripts/install-deps.sh test
 
 build: ## build bin/herd
@@ -26,7 +26,7 @@ run: deps build ## install ffmpeg if missing, build, and start herd serve (data 
 
 test: deps-test ## install what the tests need and run every test with the race detector
 	$(GO) vet ./...
-	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 $(GO) test $(GOTEST_FLAGS) ./...
+	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 $(GO) test $(GOTEST_FLAGS) ./...
 
 bench: deps-test ## queue benchmarks: 16 claimers over 100,000 tasks (SQLite, PostgreSQL; HERD_BENCH_TASKS), and submit-to-idle-worker latency
 	HERD_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench BenchmarkQueue -benchtime 1x -timeout 60m ./internal/store/sqlstore/

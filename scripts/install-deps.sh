@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what herd needs when it is missing (Debian/Ubuntu packages):
 #   scripts/install-deps.sh        ffmpeg and ffprobe, for herd itself
-#   scripts/install-deps.sh test   also PostgreSQL and MinIO, for the tests' throwaway
-#                                  database clusters and S3-compatible servers
+#   scripts/install-deps.sh test   also PostgreSQL, MinIO, etcd, kube-apiserver and kubectl,
+#                                  for the tests' throwaway database clusters, S3-compatible
+#                                  servers and Kubernetes control planes
 # Safe to run again.
 set -euo pipefail
 missing=()
@@ -23,6 +24,12 @@ if [ "${1:-}" = test ]; then
     echo "Building MinIO $MINIO_VERSION into $(dirname "$MINIO_BIN") for the S3 tests (once) ..." >&2
     mkdir -p "$(dirname "$MINIO_BIN")"
     (cd / && GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS= go install "github.com/minio/minio@$MINIO_VERSION")
+  fi
+  # etcd, kube-apiserver and kubectl for the Kubernetes API tests, built from
+  # the module proxy into a cache keyed by version (about 4 minutes, once).
+  if ! "$(dirname "$0")/../hack/kube/build.sh" api >/dev/null; then
+    echo "Could not build the Kubernetes test binaries (hack/kube/build.sh api)." >&2
+    exit 1
   fi
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

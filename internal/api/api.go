@@ -122,6 +122,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/workers/{name}/revoke", admin, s.setWorkerState(store.WorkerRevoked)},
 		{"POST", "/api/v1/worker/register", public, s.register},
 		{"POST", "/api/v1/worker/claim", worker, s.claim},
+		{"GET", "/api/v1/worker/tasks/{id}", worker, s.leased},
 		{"POST", "/api/v1/worker/tasks/{id}/heartbeat", worker, s.report("heartbeat")},
 		{"POST", "/api/v1/worker/tasks/{id}/complete", worker, s.report("complete")},
 		{"POST", "/api/v1/worker/tasks/{id}/fail", worker, s.report("fail")},

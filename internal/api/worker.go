@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -305,11 +306,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if c != nil {
-				cl := Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
-				if p, ok := s.profiles.Get(c.Job.Profile); ok {
-					cl.Profile, _ = json.Marshal(p)
-				}
-				writeJSON(w, http.StatusOK, cl)
+				writeJSON(w, http.StatusOK, s.claimBody(c))
 				return
 			}
 		}
@@ -320,6 +317,38 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		}
 		s.queue.Wait(r.Context(), left)
 	}
+}
+
+func (s *Server) claimBody(c *job.Claimed) Claim {
+	cl := Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
+	if p, ok := s.profiles.Get(c.Job.Profile); ok {
+		cl.Profile, _ = json.Marshal(p)
+	}
+	return cl
+}
+
+// leased hands a worker a task that was leased to it by someone else: the
+// Kubernetes dispatcher claims a task, then starts a pod that runs
+// `herd run-task` with the lease, and that pod fetches the task here.
+func (s *Server) leased(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.leasedClaim(w, r)
+	if !ok {
+		return
+	}
+	if len(c.Task.DependsOn) > 0 {
+		all, err := s.st.Tasks(r.Context(), c.Task.JobID)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		c.Deps = map[job.Kind]json.RawMessage{}
+		for _, d := range all {
+			if slices.Contains(c.Task.DependsOn, d.ID) {
+				c.Deps[d.Kind] = d.Result
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, s.claimBody(c))
 }
 
 // leaseError answers a report whose lease is no longer valid.

@@ -23,6 +23,8 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/client"
@@ -103,7 +105,7 @@ func (e *env) root() *cobra.Command {
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
 	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./herd-data)")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
-		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.workerCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd())
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd())
 	return root
 }
 
@@ -145,7 +147,7 @@ func (e *env) logger(format string) *slog.Logger {
 
 func (e *env) serveCmd() *cobra.Command {
 	var cfg server.Config
-	var logFormat, configPath string
+	var logFormat, configPath, pullPolicy, kubeCPU, kubeMemory string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API, scheduler and in-process workers",
@@ -179,8 +181,19 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 			}
 			cfg.Data = e.dataDir(cmd)
 			cfg.Version = version()
+			var err error
+			if cfg.Dispatcher == server.DispatchKubernetes && !cmd.Flags().Changed("local-workers") {
+				cfg.LocalWorkers = 0 // tasks run as Jobs
+			}
+			if cfg.Kube.EncodeCPU, err = resource.ParseQuantity(kubeCPU); err != nil {
+				return fmt.Errorf("--kube-encode-cpu %q: %w", kubeCPU, err)
+			}
+			if cfg.Kube.EncodeMemory, err = resource.ParseQuantity(kubeMemory); err != nil {
+				return fmt.Errorf("--kube-encode-memory %q: %w", kubeMemory, err)
+			}
+			cfg.Kube.ImagePullPolicy = corev1.PullPolicy(pullPolicy)
 			log := e.logger(logFormat)
-			err := server.Run(cmd.Context(), cfg, log, e.stdout, func(addr string) {
+			err = server.Run(cmd.Context(), cfg, log, e.stdout, func(addr string) {
 				fmt.Fprintf(e.stdout, "herd %s is running at http://%s  (data in %s; Ctrl-C to stop)\n", cfg.Version, addr, cfg.Data)
 				fmt.Fprintf(e.stdout, "Try:  %s submit VIDEO --profile web-hls --wait\n", os.Args[0])
 			})
@@ -211,6 +224,27 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, else JSON), json or text")
+
+	f.StringVar(&cfg.Dispatcher, "dispatcher", server.DispatchLocal, "where tasks run: local (in-process and remote herd workers) or kubernetes (one batch/v1 Job per task; --local-workers then defaults to 0)")
+	k := &cfg.Kube
+	f.StringVar(&k.Kubeconfig, "kubeconfig", "", "kubeconfig for --dispatcher kubernetes (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
+	f.StringVar(&k.Namespace, "kube-namespace", "", "namespace of task Jobs (default: the kubeconfig's, or this pod's)")
+	f.StringVar(&k.Image, "kube-image", "", "image of task pods: herd and ffmpeg (make image builds one)")
+	f.StringVar(&pullPolicy, "kube-image-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy of task pods: Always, IfNotPresent or Never")
+	f.StringVar(&k.ServerURL, "kube-server-url", "", "this server's URL as task pods reach it, e.g. http://herd.herd.svc:8080")
+	f.IntVar(&k.MaxJobs, "kube-max-jobs", 4, "task Jobs in flight at once")
+	f.StringVar(&k.KeySecret, "kube-key-secret", "herd-task-key", "Secret the dispatcher keeps the task pods' worker key in")
+	f.StringVar(&k.ServiceAccount, "kube-service-account", "", "service account of task pods (they need no API rights; default: the namespace's default)")
+	f.StringVar(&k.PodTemplate, "kube-pod-template", "", "YAML PodTemplateSpec file every task pod starts from (node selectors, tolerations, host network...)")
+	f.StringVar(&k.GPU, "kube-gpu", "", "GPUs the cluster offers task pods: nvidia (nvidia.com/gpu, NVENC) or intel (gpu.intel.com/i915, VAAPI/QSV); empty: none")
+	f.IntVar(&k.GPUMaxJobs, "kube-gpu-max-jobs", 1, "GPU task Jobs in flight at once (each pod gets one GPU)")
+	f.StringVar(&k.GPUPodTemplate, "kube-gpu-pod-template", "", "YAML PodTemplateSpec file GPU task pods start from instead (runtimeClassName, node selector, tolerations)")
+	f.StringVar(&kubeCPU, "kube-encode-cpu", "2", "CPU request of encode, thumbnail and verify pods")
+	f.StringVar(&kubeMemory, "kube-encode-memory", "4Gi", "memory request and limit of encode, thumbnail and verify pods")
+	f.DurationVar(&k.MinDeadline, "kube-min-deadline", 30*time.Minute, "activeDeadlineSeconds of a task Job, at least")
+	f.Float64Var(&k.DeadlineFactor, "kube-deadline-factor", 10, "encode, thumbnail and verify Jobs may run this many times the source's duration (when more than --kube-min-deadline)")
+	f.DurationVar(&k.TTLAfterFinished, "kube-job-ttl", time.Hour, "how long finished task Jobs stay for kubectl (ttlSecondsAfterFinished)")
+	f.DurationVar(&k.UnschedulableTimeout, "kube-unschedulable-timeout", 5*time.Minute, "fail a task whose pod cannot be scheduled for this long")
 	return cmd
 }
 

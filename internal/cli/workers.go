@@ -56,6 +56,62 @@ Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
 	return cmd
 }
 
+// Exit codes of herd run-task, which a Job's podFailurePolicy and kubectl show.
+var runTaskExit = map[string]int{
+	worker.OutcomeSucceeded:    0,
+	worker.OutcomeFailed:       1,
+	worker.OutcomeLeaseLost:    3,
+	worker.OutcomeReleased:     4,
+	worker.OutcomeRequeued:     4,
+	worker.OutcomeReportFailed: 5,
+}
+
+func (e *env) runTaskCmd() *cobra.Command {
+	var cfg worker.TaskConfig
+	var logFormat string
+	cmd := &cobra.Command{
+		Use:   "run-task",
+		Short: "Run one task leased by the Kubernetes dispatcher, report it, and exit (what each Job's pod runs)",
+		Long: `Run the one task that herd serve --dispatcher kubernetes leased for this pod, with
+heartbeats, stall detection and the SIGTERM grace period of a worker, then exit.
+The server owns retries: run-task never runs anything else.
+
+The server, key and lease come from flags or HERD_SERVER, HERD_WORKER_TOKEN, HERD_TASK,
+HERD_LEASE_OWNER and HERD_FENCE. Exit status: 0 succeeded; 1 the task failed (the server
+has the reason); 2 it could not start (bad flags, server unreachable); 3 the lease was gone
+(canceled or taken over); 4 given back unrun or at shutdown; 5 finished but the server
+never heard of it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd, e.getenv)
+			cfg.Server = e.str(cmd, "server", "HERD_SERVER", "")
+			cfg.Token = e.str(cmd, "token", "HERD_WORKER_TOKEN", "")
+			cfg.Data = e.str(cmd, "data", "HERD_TASK_DATA", "/tmp/herd-task")
+			outcome, err := worker.RunTask(cmd.Context(), cfg, e.logger(logFormat))
+			if err != nil {
+				fmt.Fprintln(e.stderr, "herd:", err)
+				return &ExitError{Code: 2}
+			}
+			if code := runTaskExit[outcome]; code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Lease.TaskID, "task", "", "id of the leased task")
+	f.StringVar(&cfg.Lease.Owner, "lease-owner", "", "the lease's owner, as the dispatcher wrote it")
+	f.Int64Var(&cfg.Lease.Fence, "fence", 0, "the lease's fencing token")
+	f.Int64Var(&cfg.GPUSessions, "gpu-sessions", 5, "encode sessions the GPU allows at once (consumer NVIDIA cards: 5); a ladder takes one per rung")
+	f.DurationVar(&cfg.Grace, "grace", 25*time.Second, "on SIGTERM, how long the task may finish before it is released")
+	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill the task when its ffmpeg shows no progress for this long")
+	f.DurationVar(&cfg.Heartbeat, "heartbeat", 10*time.Second, "how often the task reports to the server")
+	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
+	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
+	f.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or text")
+	return cmd
+}
+
 func cmpOr(a, b string) string {
 	if a != "" {
 		return a

@@ -229,6 +229,24 @@ func (c *Client) Claim(ctx context.Context, owner, _ string, caps []string) (*jo
 	return out, err
 }
 
+// Fetch gets a task that was leased for this worker by someone else (the
+// Kubernetes dispatcher), with everything Claim would have returned.
+func (c *Client) Fetch(ctx context.Context, l job.Lease) (*job.Claimed, error) {
+	var cl api.Claim
+	err := c.retry(ctx, "fetch task", func() error {
+		resp, err := c.do(ctx, http.MethodGet, "/api/v1/worker/tasks/"+url.PathEscape(l.TaskID), leaseHeader(l), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&cl)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &job.Claimed{Task: cl.Task, Job: cl.Job, Lease: cl.Lease, Deps: cl.Deps, Profile: cl.Profile}, nil
+}
+
 // Wait returns at once: Claim already long-polls (worker.Queue).
 func (c *Client) Wait(context.Context, time.Duration) {}
 

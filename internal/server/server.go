@@ -27,6 +27,7 @@ import (
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
@@ -49,6 +50,8 @@ type Config struct {
 	Addr         string // listen address
 	AdminToken   string // fixed admin key for automation; empty → generate on first start
 	LocalWorkers int    // in-process worker slots; 0 → none (a pure control plane); see DefaultLocalWorkers
+	Dispatcher   string // local (in-process and remote workers only) or kubernetes (also a Job per task)
+	Kube         KubeConfig
 	ImportRoots  []string
 	MaxUpload    int64
 	MaxAttempts  int
@@ -61,6 +64,22 @@ type Config struct {
 	FFprobe      string
 	Version      string
 }
+
+// KubeConfig is how --dispatcher kubernetes reaches the cluster and shapes Jobs.
+type KubeConfig struct {
+	kube.Config
+	Kubeconfig     string // empty: in-cluster, $KUBECONFIG or ~/.kube/config
+	PodTemplate    string // file: base of every task pod
+	GPU            string // nvidia | intel | "" (none)
+	GPUMaxJobs     int
+	GPUPodTemplate string // file: base of GPU task pods
+}
+
+// Dispatchers.
+const (
+	DispatchLocal      = "local"
+	DispatchKubernetes = "kubernetes"
+)
 
 // DefaultLocalWorkers is the in-process slot count from the core count: one
 // ffmpeg already uses several cores, so half the cores, and at least two so
@@ -76,12 +95,16 @@ func (c *Config) withDefaults() {
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 3)
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, 30*time.Second)
 	c.Grace = cmp.Or(c.Grace, 30*time.Second)
+	c.Dispatcher = cmp.Or(c.Dispatcher, DispatchLocal)
 }
 
 // Run starts herd serve and blocks until ctx ends and everything has stopped.
 // ready, when not nil, is called with the listening address once requests are served.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready func(addr string)) error {
 	cfg.withDefaults()
+	if cfg.Dispatcher != DispatchLocal && cfg.Dispatcher != DispatchKubernetes {
+		return fmt.Errorf("--dispatcher %q: use local or kubernetes", cfg.Dispatcher)
+	}
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -174,6 +197,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		}, log, m)
 		g.Go(func() error { return pool.Run(gctx) })
 	}
+	if cfg.Dispatcher == DispatchKubernetes {
+		d, err := newDispatcher(cfg, st, q, sig, log)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return d.Run(gctx) })
+	}
 	if len(cfg.Watch) > 0 {
 		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), sub, st, storage, log)
 		if err != nil {
@@ -182,11 +212,37 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		g.Go(func() error { return wt.Run(gctx) })
 	}
 	addr := ln.Addr().String()
-	log.Info("herd is serving", "url", "http://"+addr, "data", cfg.Data, "local_workers", max(cfg.LocalWorkers, 0), "version", cfg.Version)
+	log.Info("herd is serving", "url", "http://"+addr, "data", cfg.Data, "local_workers", max(cfg.LocalWorkers, 0), "dispatcher", cfg.Dispatcher, "version", cfg.Version)
 	if ready != nil {
 		ready(addr)
 	}
 	return g.Wait()
+}
+
+func newDispatcher(cfg Config, st store.Store, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*kube.Dispatcher, error) {
+	kc := cfg.Kube.Config
+	kc.LeaseTTL, kc.Grace = cfg.LeaseTTL, min(cfg.Grace, 5*time.Minute)
+	var err error
+	if kc.Template, err = kube.LoadTemplate(cfg.Kube.PodTemplate); err != nil {
+		return nil, err
+	}
+	if cfg.Kube.GPU != "" {
+		g, ok := kube.GPUKind(cfg.Kube.GPU)
+		if !ok {
+			return nil, fmt.Errorf("--kube-gpu %q: use nvidia or intel (or leave it empty for CPU-only clusters)", cfg.Kube.GPU)
+		}
+		g.MaxJobs = cmp.Or(cfg.Kube.GPUMaxJobs, g.MaxJobs)
+		if g.Template, err = kube.LoadTemplate(cfg.Kube.GPUPodTemplate); err != nil {
+			return nil, err
+		}
+		kc.GPU = &g
+	}
+	cs, ns, err := kube.Connect(cfg.Kube.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	kc.Namespace = cmp.Or(kc.Namespace, ns)
+	return kube.New(kc, cs, st, q, sig, log)
 }
 
 // openStorage opens where job files live: the local blob folder, or an

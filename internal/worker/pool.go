@@ -108,7 +108,7 @@ func (p *Pool) slot(ctx context.Context, owner string) {
 			p.q.Wait(ctx, p.cfg.IdleWait)
 			continue
 		}
-		if p.run(ctx, c) {
+		if p.run(ctx, c) == OutcomeRequeued {
 			// It could not start here now (GPU sessions busy): let sessions
 			// free up, or another worker take it, before claiming again.
 			sleep(ctx, 2*time.Second)
@@ -122,8 +122,23 @@ var (
 	errStalled   = errors.New("no progress")
 )
 
-// run runs one claimed task and reports on it; it says whether the task was given back unrun.
-func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
+// How a task run ended, as RunOne reports it.
+const (
+	OutcomeSucceeded    = "succeeded"
+	OutcomeFailed       = "failed"        // reported to the server as a failure
+	OutcomeLeaseLost    = "lease_lost"    // canceled, or taken over after a timeout
+	OutcomeReleased     = "released"      // given back at shutdown
+	OutcomeRequeued     = "requeued"      // given back unrun: it cannot start here now
+	OutcomeReportFailed = "report_failed" // finished, but the server never heard of it
+)
+
+// RunOne runs a task claimed elsewhere (by the Kubernetes dispatcher) with
+// this pool's heartbeats, stall detection and shutdown grace, and says how
+// it ended. shutdown starts the grace period.
+func (p *Pool) RunOne(shutdown context.Context, c *job.Claimed) string { return p.run(shutdown, c) }
+
+// run runs one claimed task, reports on it, and says how it ended.
+func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 	log := p.log.With("job_id", c.Job.ID, "task_id", c.Task.ID, "kind", c.Task.Kind, "attempt", c.Task.Attempt)
 	log.Info("task started")
 	start := time.Now()
@@ -194,25 +209,25 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
 
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(shutdown), 30*time.Second)
 	defer rcancel()
-	outcome := "succeeded"
+	outcome = OutcomeSucceeded
 	cause := context.Cause(ctx)
 	switch {
 	case errors.Is(cause, errLeaseLost), errors.Is(err, job.ErrLeaseLost):
-		outcome = "lease_lost"
+		outcome = OutcomeLeaseLost
 		log.Warn("lease lost (canceled, or taken over after a timeout); dropped the task")
 	case err == nil:
 		// Finished, even if the grace period ran out at the same moment.
 		if rerr := p.q.Complete(rctx, c.Lease, res); rerr != nil {
-			outcome = "report_failed"
+			outcome = OutcomeReportFailed
 			log.Error("report completion", "err", rerr)
 		}
 	case errors.Is(cause, errShutdown), errors.Is(err, job.ErrRequeue):
-		outcome = "released"
+		outcome = OutcomeReleased
 		if rerr := p.q.Release(rctx, c.Lease); rerr != nil {
 			log.Error("release task", "err", rerr)
 		}
 		if errors.Is(err, job.ErrRequeue) {
-			requeued = true
+			outcome = OutcomeRequeued
 			log.Info("gave the task back", "why", err)
 		} else {
 			log.Info("released the task at shutdown")
@@ -225,7 +240,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
 		} else if code, ok := job.IsPermanent(err); ok {
 			f.Permanent, f.Code = true, code
 		}
-		outcome = "failed"
+		outcome = OutcomeFailed
 		log.Error("task failed", "err", err, "permanent", f.Permanent)
 		if rerr := p.q.Fail(rctx, c.Lease, f); rerr != nil {
 			log.Error("report failure", "err", rerr)
@@ -238,7 +253,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (requeued bool) {
 		p.obs.TaskFinished(c.Task.Kind, outcome, time.Since(start), speed)
 	}
 	log.Info("task ended", "outcome", outcome, "duration", time.Since(start).Round(time.Millisecond))
-	return requeued
+	return outcome
 }
 
 func sleep(ctx context.Context, d time.Duration) {
