@@ -108,6 +108,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/readyz", public, s.readyz},
 		{"GET", "/metrics", public, s.scrape},
 		{"GET", "/api/v1/openapi.yaml", public, s.openapi},
+		{"GET", "/api/v1/queue", public, s.queueStats},
 		{"GET", "/api/v1/profiles", admin, s.listProfiles},
 		{"POST", "/api/v1/jobs", admin, s.createJob},
 		{"GET", "/api/v1/jobs", admin, s.listJobs},
@@ -266,6 +267,30 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.internal(w, r, err)
 	}
+}
+
+// QueueStats is what autoscalers read (a KEDA metrics-api trigger): public,
+// like /metrics, because it says only how much work waits.
+type QueueStats struct {
+	QueuedTasks          int     `json:"queued_tasks"`
+	RunningTasks         int     `json:"running_tasks"`
+	EncodeBacklogSeconds float64 `json:"encode_backlog_seconds"`
+	JobsQueued           int     `json:"jobs_queued"`
+	JobsRunning          int     `json:"jobs_running"`
+}
+
+func (s *Server) queueStats(w http.ResponseWriter, r *http.Request) {
+	st, err := s.st.Stats(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	out := QueueStats{RunningTasks: st.RunningTasks, EncodeBacklogSeconds: st.EncodeBacklog,
+		JobsQueued: st.JobsByState[job.Queued], JobsRunning: st.JobsByState[job.Running]}
+	for _, n := range st.QueueByProfile {
+		out.QueuedTasks += n
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -130,6 +130,24 @@ func TestAuth(t *testing.T) {
 	require.Equal(t, "not_found", errCode(t, body))
 }
 
+// TestQueueStats: the autoscaling endpoint is public and counts the video
+// seconds still to encode.
+func TestQueueStats(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a, err := f.st.PutAsset(ctx, job.Asset{ID: "a1", Name: "x.mp4", Size: 1, SHA256: "s1", Key: "sources/s1", CreatedAt: time.Now()})
+	require.NoError(t, err)
+	_, _, err = f.st.CreateJob(ctx, job.Job{ID: "j1", Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: "i1",
+		Source: job.Source{AssetID: a.ID, SHA256: "s1", Duration: 90}}, []job.Task{{ID: "t1", Kind: job.KindEncode, MaxAttempts: 3}}, time.Now())
+	require.NoError(t, err)
+	resp, body := f.do(t, "GET", "/api/v1/queue", "", nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var q api.QueueStats
+	require.NoError(t, json.Unmarshal(body, &q))
+	require.Equal(t, api.QueueStats{QueuedTasks: 1, EncodeBacklogSeconds: 90, JobsQueued: 1}, q)
+}
+
 func TestSubmitUploadAndIdempotency(t *testing.T) {
 	t.Parallel()
 	f := setup(t)

@@ -111,6 +111,7 @@ type StoreCollector struct {
 	jobs    *prometheus.Desc
 	queue   *prometheus.Desc
 	running *prometheus.Desc
+	backlog *prometheus.Desc
 }
 
 // NewStoreCollector returns a collector to register next to Metrics.
@@ -121,6 +122,7 @@ func NewStoreCollector(st store.Store, log *slog.Logger) *StoreCollector {
 		jobs:    prometheus.NewDesc("herd_jobs", "Jobs by state.", []string{"state"}, nil),
 		queue:   prometheus.NewDesc("herd_queue_depth", "Queued tasks waiting for a worker, by profile.", []string{"profile"}, nil),
 		running: prometheus.NewDesc("herd_tasks_running", "Tasks being run now.", nil, nil),
+		backlog: prometheus.NewDesc("herd_encode_backlog_seconds", "Seconds of source video still to encode (what worker autoscaling follows).", nil, nil),
 	}
 }
 
@@ -129,6 +131,7 @@ func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.jobs
 	ch <- c.queue
 	ch <- c.running
+	ch <- c.backlog
 }
 
 // Collect implements prometheus.Collector.
@@ -147,4 +150,5 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(n), p)
 	}
 	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(st.RunningTasks))
+	ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, st.EncodeBacklog)
 }

@@ -120,6 +120,10 @@ type Stats struct {
 	JobsByState    map[job.State]int
 	QueueByProfile map[string]int // queued tasks
 	RunningTasks   int
+	// EncodeBacklog is the seconds of source video still to encode: the
+	// whole duration of each encode task not started yet, the rest of each
+	// running one. Jobs not probed yet (duration unknown) count 0.
+	EncodeBacklog float64
 }
 
 // Key is a stored credential: only its hash is kept.

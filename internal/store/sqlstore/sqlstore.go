@@ -829,7 +829,27 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 			st.RunningTasks += n
 		}
 	}
-	return st, rows2.Err()
+	if err := rows2.Err(); err != nil {
+		return st, err
+	}
+	rows3, err := s.r.QueryContext(ctx, `SELECT t.progress, j.source FROM tasks t JOIN jobs j ON j.id = t.job_id
+		WHERE t.kind = 'encode' AND t.state IN ('pending', 'queued', 'running')`)
+	if err != nil {
+		return st, fmt.Errorf("encode backlog: %w", err)
+	}
+	defer rows3.Close()
+	for rows3.Next() {
+		var progress float64
+		var src string
+		if err := rows3.Scan(&progress, &src); err != nil {
+			return st, err
+		}
+		var so job.Source
+		if json.Unmarshal([]byte(src), &so) == nil {
+			st.EncodeBacklog += so.Duration * (1 - min(max(progress, 0), 1))
+		}
+	}
+	return st, rows3.Err()
 }
 
 // PutAsset stores an asset, or returns the one with the same sha256.

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
+	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
 
@@ -350,6 +351,33 @@ func testList(t *testing.T, s store.Store) {
 	require.Equal(t, 6, st.JobsByState[job.Queued])
 	require.Equal(t, 1, st.JobsByState[job.Canceled])
 	require.Equal(t, 6, st.QueueByProfile["web-hls"])
+}
+
+// testEncodeBacklog: the seconds of video still to encode count whole for
+// encode tasks not started and in part for running ones.
+func testEncodeBacklog(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i, d := range []float64{100, 40} {
+		sha := fmt.Sprintf("backlog%d", i)
+		a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: sha, Key: "sources/" + sha, CreatedAt: t0})
+		require.NoError(t, err)
+		j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey(sha, "web-hls", 1, ""),
+			Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha, Duration: d}}
+		_, _, err = s.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3}}, t0)
+		require.NoError(t, err)
+	}
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.InDelta(t, 140, st.EncodeBacklog, 1e-9)
+	c := claim(t, s, "w/0", t0)
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.25}, t0, ttl))
+	st, err = s.Stats(ctx)
+	require.NoError(t, err)
+	require.InDelta(t, 140-0.25*c.Job.Source.Duration, st.EncodeBacklog, 1e-9)
+	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+	st, err = s.Stats(ctx)
+	require.NoError(t, err)
+	require.InDelta(t, 140-c.Job.Source.Duration, st.EncodeBacklog, 1e-9)
 }
 
 func testKeys(t *testing.T, s store.Store) {
