@@ -105,7 +105,7 @@ func (e *env) root() *cobra.Command {
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
 	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./herd-data)")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
-		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd())
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd())
 	return root
 }
 
@@ -234,6 +234,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringVar(&k.ServerURL, "kube-server-url", "", "this server's URL as task pods reach it, e.g. http://herd.herd.svc:8080")
 	f.IntVar(&k.MaxJobs, "kube-max-jobs", 4, "task Jobs in flight at once")
 	f.StringVar(&k.KeySecret, "kube-key-secret", "herd-task-key", "Secret the dispatcher keeps the task pods' worker key in")
+	f.StringVar(&k.WorkerSecret, "kube-worker-secret", "", "keep a worker key for herd worker pods in the cluster (a Deployment) in this Secret; they share the worker name pool")
 	f.StringVar(&k.ServiceAccount, "kube-service-account", "", "service account of task pods (they need no API rights; default: the namespace's default)")
 	f.StringVar(&k.PodTemplate, "kube-pod-template", "", "YAML PodTemplateSpec file every task pod starts from (node selectors, tolerations, host network...)")
 	f.StringVar(&k.GPU, "kube-gpu", "", "GPUs the cluster offers task pods: nvidia (nvidia.com/gpu, NVENC) or intel (gpu.intel.com/i915, VAAPI/QSV); empty: none")
@@ -623,6 +624,40 @@ func (e *env) versionCmd() *cobra.Command {
 			return err
 		},
 	}
+}
+
+func (e *env) backupCmd() *cobra.Command {
+	var database, out string
+	var keep int
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Copy the SQLite database into a checked backup and keep only the newest (safe while herd serve runs)",
+		Long: `Copy the SQLite database (a consistent snapshot, taken while herd serve keeps running),
+check the copy with PRAGMA integrity_check, then give it its final name (herd-TIME.db in --out)
+and remove all but the newest --keep backups. A copy that fails its check is removed and the
+older backups stay. PostgreSQL: use pg_dump -Fc and check it with pg_restore --list.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv(cmd, e.getenv)
+			data := e.dataDir(cmd)
+			db := e.str(cmd, "database", "HERD_DATABASE", filepath.Join(data, "herd.db"))
+			st, err := sqlstore.Open(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			path, err := st.Backup(cmd.Context(), cmpOr(out, filepath.Join(data, "backups")), keep, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&database, "database", "", "the SQLite file (default DATA/herd.db) (env HERD_DATABASE)")
+	cmd.Flags().StringVar(&out, "out", "", "backup folder (default DATA/backups)")
+	cmd.Flags().IntVar(&keep, "keep", 7, "backups to keep, newest first")
+	return cmd
 }
 
 func (e *env) migrateCmd() *cobra.Command {

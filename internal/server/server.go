@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/blob"
@@ -73,6 +74,7 @@ type KubeConfig struct {
 	GPU            string // nvidia | intel | "" (none)
 	GPUMaxJobs     int
 	GPUPodTemplate string // file: base of GPU task pods
+	WorkerSecret   string // keep a key for in-cluster pull workers (worker "pool") in this Secret
 }
 
 // Dispatchers.
@@ -197,12 +199,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		}, log, m)
 		g.Go(func() error { return pool.Run(gctx) })
 	}
-	if cfg.Dispatcher == DispatchKubernetes {
-		d, err := newDispatcher(cfg, st, q, sig, log)
+	if cfg.Dispatcher == DispatchKubernetes || cfg.Kube.WorkerSecret != "" {
+		cs, ns, err := kube.Connect(cfg.Kube.Kubeconfig)
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return d.Run(gctx) })
+		ns = cmp.Or(cfg.Kube.Namespace, ns)
+		if cfg.Kube.WorkerSecret != "" {
+			if err := kube.EnsureWorkerKey(ctx, cs, st, ns, cfg.Kube.WorkerSecret, PoolWorker, 1, log); err != nil {
+				return err
+			}
+		}
+		if cfg.Dispatcher == DispatchKubernetes {
+			d, err := newDispatcher(cfg, cs, ns, st, q, sig, log)
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return d.Run(gctx) })
+		}
 	}
 	if len(cfg.Watch) > 0 {
 		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), sub, st, storage, log)
@@ -219,7 +233,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	return g.Wait()
 }
 
-func newDispatcher(cfg Config, st store.Store, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*kube.Dispatcher, error) {
+// PoolWorker is the worker name the replicas of an in-cluster pull-worker
+// Deployment share (--kube-worker-secret).
+const PoolWorker = "pool"
+
+func newDispatcher(cfg Config, cs kubernetes.Interface, ns string, st store.Store, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*kube.Dispatcher, error) {
 	kc := cfg.Kube.Config
 	kc.LeaseTTL, kc.Grace = cfg.LeaseTTL, min(cfg.Grace, 5*time.Minute)
 	var err error
@@ -237,11 +255,7 @@ func newDispatcher(cfg Config, st store.Store, q *queue.Queue, sig *queue.Signal
 		}
 		kc.GPU = &g
 	}
-	cs, ns, err := kube.Connect(cfg.Kube.Kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	kc.Namespace = cmp.Or(kc.Namespace, ns)
+	kc.Namespace = ns
 	return kube.New(kc, cs, st, q, sig, log)
 }
 
