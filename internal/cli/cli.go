@@ -682,3 +682,9 @@ func (e *env) migrateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&database, "database", "", "a postgres:// URL, or a SQLite file (default DATA/herd.db) (env HERD_DATABASE)")
 	return cmd
 }
+
+// Command returns herd's command tree, for tests that check what the
+// deployment manifests name (flags, environment variables) exists.
+func Command() *cobra.Command {
+	return (&env{getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard}).root()
+}
