@@ -151,6 +151,9 @@ type Dispatcher struct {
 	start  func(stop <-chan struct{})
 	events chan struct{}
 	renew  map[string]time.Time // Job name → when its lease was last renewed here
+	// After a Job could not be created, no claims until pauseUntil.
+	pause      time.Duration
+	pauseUntil time.Time
 }
 
 // New returns a dispatcher; Run starts it.
@@ -250,7 +253,13 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 			leased[t.ID] = t
 		}
 	}
-	inflight, gpuInflight := 0, 0
+	// The caps count leases, not the cache: Jobs just created may not be in it yet.
+	inflight, gpuInflight := len(leased), 0
+	for _, t := range leased {
+		if d.gpuTask(t) {
+			gpuInflight++
+		}
+	}
 	haveJob := map[string]bool{}
 	for _, kj := range all {
 		taskID := kj.Labels[LabelTask]
@@ -274,13 +283,12 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 			continue
 		}
 		if !holds {
+			if !ok && d.reported(ctx, taskID, fence) {
+				continue // its pod just reported; the Job finishes on its own, logs kept
+			}
 			d.log.Info("deleting a Job whose task is no longer its own (canceled, or taken over)", "job", kj.Name, "task_id", taskID)
 			d.deleteJob(ctx, kj.Name)
 			continue
-		}
-		inflight++
-		if kj.Labels[LabelGPU] != "" {
-			gpuInflight++
 		}
 		if problem, started := d.podProblem(kj); problem != nil {
 			d.fail(ctx, kj, t, *problem)
@@ -307,6 +315,9 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 
 // dispatch claims tasks and creates their Jobs while there is room.
 func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) error {
+	if d.cfg.Now().Before(d.pauseUntil) {
+		return nil
+	}
 	for inflight < d.cfg.MaxJobs {
 		var caps []string
 		if g := d.cfg.GPU; g != nil && gpuInflight < g.MaxJobs {
@@ -322,8 +333,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) er
 			if rerr := d.q.Release(context.WithoutCancel(ctx), c.Lease); rerr != nil {
 				d.log.Error("give back a task whose Job could not be created", "task_id", c.Task.ID, "err", rerr)
 			}
-			return fmt.Errorf("create Job %s: %w", kj.Name, err)
+			// Wait before claiming again: the API may be away, or refuse every Job.
+			d.pause = min(max(2*d.pause, time.Second), time.Minute)
+			d.pauseUntil = d.cfg.Now().Add(d.pause)
+			return fmt.Errorf("create Job %s (claiming again in %s): %w", kj.Name, d.pause, err)
 		}
+		d.pause = 0
 		d.renew[kj.Name] = d.cfg.Now()
 		d.log.Info("created a Job", "job", kj.Name, "job_id", c.Job.ID, "task_id", c.Task.ID, "kind", c.Task.Kind, "attempt", c.Task.Attempt)
 		inflight++
@@ -332,6 +347,19 @@ func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) er
 		}
 	}
 	return nil
+}
+
+// gpuTask reports whether a task runs in a GPU pod.
+func (d *Dispatcher) gpuTask(t job.Task) bool {
+	g := d.cfg.GPU
+	return g != nil && slices.ContainsFunc(t.Needs, func(n string) bool { return slices.Contains(g.Caps, n) })
+}
+
+// reported tells a Job whose pod finished its task (the task moved on
+// from this lease by itself) from one whose task was canceled or taken over.
+func (d *Dispatcher) reported(ctx context.Context, taskID string, fence int64) bool {
+	t, err := d.st.GetTask(ctx, taskID)
+	return err == nil && t.Fence == fence && (t.State == job.TaskSucceeded || t.State == job.TaskQueued || (t.State == job.TaskFailed && t.Error != ""))
 }
 
 // keepAlive renews the lease of a task whose pod has not started (pulling,
@@ -400,7 +428,9 @@ func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
 		if f := failureOf(p); f != nil {
 			return f, started
 		}
-		if p.Status.Phase == corev1.PodRunning {
+		// The pod's own heartbeats begin a little after it starts: renew
+		// for it until it has run for a whole lease.
+		if p.Status.Phase == corev1.PodRunning && p.Status.StartTime != nil && d.cfg.Now().Sub(p.Status.StartTime.Time) > d.cfg.LeaseTTL {
 			started = true
 		}
 		for _, c := range p.Status.Conditions {
@@ -498,8 +528,8 @@ func heavy(k job.Kind) bool {
 func (d *Dispatcher) JobFor(c *job.Claimed) *batchv1.Job {
 	t := c.Task
 	var gpu *GPU
-	if g := d.cfg.GPU; g != nil && slices.ContainsFunc(t.Needs, func(n string) bool { return slices.Contains(g.Caps, n) }) {
-		gpu = g
+	if d.gpuTask(t) {
+		gpu = d.cfg.GPU
 	}
 	lbl := map[string]string{
 		LabelName: "herd", LabelComponent: "task", LabelManagedBy: "herd",

@@ -425,3 +425,19 @@ func TestRestartAdopts(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{kj.Name, kube.JobName(r.task(orphan.ID))}, names, "no duplicate Job")
 }
+
+// TestReportedJobKept: a Job whose pod reported its task done is left to
+// finish on its own (its logs stay for kubectl until the TTL), not deleted.
+func TestReportedJobKept(t *testing.T) {
+	r := newRig(t, nil)
+	tk := r.submit(job.KindEncode)
+	kj := r.dispatched(tk)
+	got := r.task(tk.ID)
+	require.NoError(t, r.q.Complete(r.ctx, job.Lease{TaskID: tk.ID, Owner: "worker/kube/job", Fence: got.Fence}, store.Result{}))
+	for range 5 {
+		require.NoError(t, r.d.Sync(r.ctx))
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, ok := r.getJob(kj.Name)
+	require.True(t, ok, "the reported task's Job is kept")
+}
