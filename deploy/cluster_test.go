@@ -26,32 +26,26 @@ import (
 	"github.com/herdhq/herd/internal/store/sqlstore"
 )
 
-var (
-	env     *kubetest.Env
-	skipWhy string
-)
-
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &env, &skipWhy)) }
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
 // kubectl runs kubectl against the test control plane as an admin.
 type kubectl struct {
 	t          *testing.T
+	env        *kubetest.Env
 	bin        string
 	kubeconfig string
 }
 
 func newKubectl(t *testing.T) *kubectl {
 	t.Helper()
-	if env == nil {
-		t.Skip("no kube-apiserver: " + skipWhy)
-	}
+	env := kubetest.Need(t)
 	u, err := env.ControlPlane.AddUser(envtest.User{Name: "deploy-test", Groups: []string{"system:masters"}}, nil)
 	require.NoError(t, err)
 	kc, err := u.KubeConfig()
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, os.WriteFile(path, kc, 0o600))
-	return &kubectl{t: t, bin: filepath.Join(env.Bin, "kubectl"), kubeconfig: path}
+	return &kubectl{t: t, env: env, bin: filepath.Join(env.Bin, "kubectl"), kubeconfig: path}
 }
 
 func (k *kubectl) run(stdin []byte, args ...string) string {
@@ -78,7 +72,7 @@ func TestOverlaysApply(t *testing.T) {
 	k.ensureNamespace("herd")
 	for _, overlay := range overlays {
 		t.Run(overlay, func(t *testing.T) {
-			out := k.run(render(t, env.Bin, overlay), "apply", "--server-side", "--dry-run=server", "--field-manager=herd-test", "-f", "-")
+			out := k.run(render(t, k.env.Bin, overlay), "apply", "--server-side", "--dry-run=server", "--field-manager=herd-test", "-f", "-")
 			require.Contains(t, out, "deployment.apps/herd-server serverside-applied (server dry run)")
 		})
 	}
@@ -93,7 +87,7 @@ func TestRBAC(t *testing.T) {
 	const ns = "herd" // the namespace the manifests name
 	k.ensureNamespace(ns)
 	var rbac []string
-	for _, o := range docs(t, render(t, env.Bin, "single-node")) {
+	for _, o := range docs(t, render(t, k.env.Bin, "single-node")) {
 		kind, name := o["kind"], o["metadata"].(map[string]any)["name"]
 		if kind == "Role" || kind == "RoleBinding" || (kind == "ServiceAccount" && name == "herd") {
 			b, err := yaml.Marshal(o)
@@ -104,7 +98,7 @@ func TestRBAC(t *testing.T) {
 	require.Len(t, rbac, 3, "the Role, its binding and the server's service account")
 	k.run([]byte(strings.Join(rbac, "\n---\n")), "apply", "-f", "-")
 
-	sa := rest.CopyConfig(env.Config)
+	sa := rest.CopyConfig(k.env.Config)
 	sa.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":herd",
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
 	cs, err := kubernetes.NewForConfig(sa)
@@ -117,7 +111,7 @@ func TestRBAC(t *testing.T) {
 	defer st.Close()
 	sig := &queue.Signal{}
 	q := queue.New(st, sig, queue.Config{})
-	log := testLogger(t)
+	log := kubetest.Logger(t)
 	// The pull workers' key: created, then (revoked) replaced.
 	require.NoError(t, kube.EnsureWorkerKey(ctx, cs, st, ns, "herd-worker-key", "pool", 1, log))
 	require.NoError(t, st.SetWorkerState(ctx, "pool", store.WorkerRevoked, time.Now()))

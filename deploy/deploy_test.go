@@ -7,7 +7,6 @@ package deploy_test
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,9 +294,3 @@ func mountedFile(t *testing.T, ps corev1.PodSpec, c corev1.Container, cms map[st
 	}
 	return nil
 }
-
-type tlog struct{ t *testing.T }
-
-func (w tlog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
-
-func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(tlog{t}, nil)) }

@@ -12,7 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -341,12 +340,7 @@ func (s *Server) leased(w http.ResponseWriter, r *http.Request) {
 			s.internal(w, r, err)
 			return
 		}
-		c.Deps = map[job.Kind]json.RawMessage{}
-		for _, d := range all {
-			if slices.Contains(c.Task.DependsOn, d.ID) {
-				c.Deps[d.Kind] = d.Result
-			}
-		}
+		c.Deps = job.DepResults(c.Task, all)
 	}
 	writeJSON(w, http.StatusOK, s.claimBody(c))
 }

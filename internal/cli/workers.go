@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/herdhq/herd/internal/worker"
 )
@@ -28,10 +29,7 @@ NVENC, VAAPI, QSV) and advertises only those. --check prints that table and exit
 Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fromEnv(cmd, e.getenv)
-			cfg.Server = e.str(cmd, "server", "HERD_SERVER", "")
-			cfg.Token = e.str(cmd, "token", "HERD_WORKER_TOKEN", "")
-			cfg.Data = e.str(cmd, "data", "HERD_WORKER_DATA", "herd-worker")
+			e.workerSettings(cmd, &cfg, "HERD_WORKER_DATA", "herd-worker")
 			if check {
 				ffmpeg := cmpOr(cfg.FFmpeg, "ffmpeg")
 				fmt.Fprint(e.stdout, worker.FormatTrials(worker.Detect(cmd.Context(), ffmpeg)))
@@ -45,15 +43,29 @@ Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
 	f.StringVar(&cfg.Name, "name", "", "worker name (default: the host name)")
 	f.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of /healthz, /readyz and /metrics")
 	f.IntVar(&cfg.MaxTasks, "max-tasks", 1, "tasks run at once")
-	f.Int64Var(&cfg.GPUSessions, "gpu-sessions", 5, "encode sessions the GPU allows at once (consumer NVIDIA cards: 5); a ladder takes one per rung")
 	f.DurationVar(&cfg.Grace, "grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are released")
+	f.BoolVar(&check, "check", false, "print which encoders work on this machine, and why not, then exit")
+	taskFlags(f, &cfg, &logFormat)
+	return cmd
+}
+
+// taskFlags are the flags of every command that runs tasks (worker, run-task).
+func taskFlags(f *pflag.FlagSet, cfg *worker.DaemonConfig, logFormat *string) {
+	f.Int64Var(&cfg.GPUSessions, "gpu-sessions", 5, "encode sessions the GPU allows at once (consumer NVIDIA cards: 5); a ladder takes one per rung")
 	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill and retry a task whose ffmpeg shows no progress for this long")
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", 10*time.Second, "how often running tasks report to the server")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
-	f.BoolVar(&check, "check", false, "print which encoders work on this machine, and why not, then exit")
-	f.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or text")
-	return cmd
+	f.StringVar(logFormat, "log-format", "auto", "log format: auto, json or text")
+}
+
+// workerSettings fills what task-running commands take from flags or the
+// environment: the server, the worker key and the work folder.
+func (e *env) workerSettings(cmd *cobra.Command, cfg *worker.DaemonConfig, dataEnv, dataDefault string) {
+	fromEnv(cmd, e.getenv)
+	cfg.Server = e.str(cmd, "server", "HERD_SERVER", "")
+	cfg.Token = e.str(cmd, "token", "HERD_WORKER_TOKEN", "")
+	cfg.Data = e.str(cmd, "data", dataEnv, dataDefault)
 }
 
 // Exit codes of herd run-task, which a Job's podFailurePolicy and kubectl show.
@@ -83,10 +95,7 @@ has the reason); 2 it could not start (bad flags, server unreachable); 3 the lea
 never heard of it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fromEnv(cmd, e.getenv)
-			cfg.Server = e.str(cmd, "server", "HERD_SERVER", "")
-			cfg.Token = e.str(cmd, "token", "HERD_WORKER_TOKEN", "")
-			cfg.Data = e.str(cmd, "data", "HERD_TASK_DATA", "/tmp/herd-task")
+			e.workerSettings(cmd, &cfg.DaemonConfig, "HERD_TASK_DATA", "/tmp/herd-task")
 			outcome, err := worker.RunTask(cmd.Context(), cfg, e.logger(logFormat))
 			if err != nil {
 				fmt.Fprintln(e.stderr, "herd:", err)
@@ -102,13 +111,8 @@ never heard of it.`,
 	f.StringVar(&cfg.Lease.TaskID, "task", "", "id of the leased task")
 	f.StringVar(&cfg.Lease.Owner, "lease-owner", "", "the lease's owner, as the dispatcher wrote it")
 	f.Int64Var(&cfg.Lease.Fence, "fence", 0, "the lease's fencing token")
-	f.Int64Var(&cfg.GPUSessions, "gpu-sessions", 5, "encode sessions the GPU allows at once (consumer NVIDIA cards: 5); a ladder takes one per rung")
 	f.DurationVar(&cfg.Grace, "grace", 25*time.Second, "on SIGTERM, how long the task may finish before it is released")
-	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill the task when its ffmpeg shows no progress for this long")
-	f.DurationVar(&cfg.Heartbeat, "heartbeat", 10*time.Second, "how often the task reports to the server")
-	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
-	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
-	f.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or text")
+	taskFlags(f, &cfg.DaemonConfig, &logFormat)
 	return cmd
 }
 

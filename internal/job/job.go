@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -161,6 +162,18 @@ type Claimed struct {
 	// Profile is the job's profile as the server knows it, for executors
 	// that do not share the server's profile folder (remote workers).
 	Profile json.RawMessage
+}
+
+// DepResults are the results of the tasks t depends on, by kind, from all
+// of its job's tasks: what a claimed task is handed as Claimed.Deps.
+func DepResults(t Task, all []Task) map[Kind]json.RawMessage {
+	deps := map[Kind]json.RawMessage{}
+	for _, d := range all {
+		if slices.Contains(t.DependsOn, d.ID) {
+			deps[d.Kind] = d.Result
+		}
+	}
+	return deps
 }
 
 // Sentinel errors callers branch on.

@@ -342,11 +342,16 @@ func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) er
 		d.renew[kj.Name] = d.cfg.Now()
 		d.log.Info("created a Job", "job", kj.Name, "job_id", c.Job.ID, "task_id", c.Task.ID, "kind", c.Task.Kind, "attempt", c.Task.Attempt)
 		inflight++
-		if kj.Labels[LabelGPU] != "" {
+		if d.gpuTask(c.Task) {
 			gpuInflight++
 		}
 	}
 	return nil
+}
+
+// lease is the dispatcher's lease on a task it holds.
+func (d *Dispatcher) lease(t job.Task) job.Lease {
+	return job.Lease{TaskID: t.ID, Owner: d.owner, Fence: t.Fence}
 }
 
 // gpuTask reports whether a task runs in a GPU pod.
@@ -359,7 +364,7 @@ func (d *Dispatcher) gpuTask(t job.Task) bool {
 // from this lease by itself) from one whose task was canceled or taken over.
 func (d *Dispatcher) reported(ctx context.Context, taskID string, fence int64) bool {
 	t, err := d.st.GetTask(ctx, taskID)
-	return err == nil && t.Fence == fence && (t.State == job.TaskSucceeded || t.State == job.TaskQueued || (t.State == job.TaskFailed && t.Error != ""))
+	return err == nil && t.Fence == fence && t.State != job.TaskCanceled
 }
 
 // keepAlive renews the lease of a task whose pod has not started (pulling,
@@ -368,7 +373,7 @@ func (d *Dispatcher) keepAlive(ctx context.Context, kj *batchv1.Job, t job.Task)
 	if last, ok := d.renew[kj.Name]; ok && d.cfg.Now().Sub(last) < d.cfg.LeaseTTL/3 {
 		return
 	}
-	err := d.q.Heartbeat(ctx, job.Lease{TaskID: t.ID, Owner: d.owner, Fence: t.Fence}, store.Progress{})
+	err := d.q.Heartbeat(ctx, d.lease(t), store.Progress{})
 	if err != nil {
 		d.log.Warn("renew the lease of a waiting pod", "job", kj.Name, "err", err)
 		return
@@ -380,7 +385,7 @@ func (d *Dispatcher) keepAlive(ctx context.Context, kj *batchv1.Job, t job.Task)
 // through no fault of the task.
 func (d *Dispatcher) giveBack(ctx context.Context, t job.Task, why, jobName string) {
 	d.log.Warn(why, "job", jobName, "task_id", t.ID)
-	if err := d.q.Release(ctx, job.Lease{TaskID: t.ID, Owner: d.owner, Fence: t.Fence}); err != nil && !errors.Is(err, job.ErrLeaseLost) {
+	if err := d.q.Release(ctx, d.lease(t)); err != nil && !errors.Is(err, job.ErrLeaseLost) {
 		d.log.Error("give a task back", "job", jobName, "err", err)
 	}
 	delete(d.renew, jobName)
@@ -388,7 +393,7 @@ func (d *Dispatcher) giveBack(ctx context.Context, t job.Task, why, jobName stri
 
 func (d *Dispatcher) fail(ctx context.Context, kj *batchv1.Job, t job.Task, f store.Failure) {
 	d.log.Warn("a task's pod failed", "job", kj.Name, "task_id", t.ID, "reason", f.Code, "err", f.Message, "permanent", f.Permanent)
-	if err := d.q.Fail(ctx, job.Lease{TaskID: t.ID, Owner: d.owner, Fence: t.Fence}, f); err != nil && !errors.Is(err, job.ErrLeaseLost) {
+	if err := d.q.Fail(ctx, d.lease(t), f); err != nil && !errors.Is(err, job.ErrLeaseLost) {
 		d.log.Error("record a pod's failure", "job", kj.Name, "err", err)
 	}
 	delete(d.renew, kj.Name)
@@ -419,11 +424,8 @@ var configFailures = map[string]bool{"CreateContainerConfigError": true, "Create
 // podProblem looks at a running Job's pods for a failure herd will not hear
 // of from the pod itself, and reports whether the task has started.
 func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
-	pods, err := d.pods.List(labels.SelectorFromSet(labels.Set{"batch.kubernetes.io/job-name": kj.Name}))
-	if err != nil || len(pods) == 0 {
-		return nil, false
-	}
 	started := false
+	pods := d.jobPods(kj)
 	for _, p := range pods {
 		if f := failureOf(p); f != nil {
 			return f, started
@@ -446,6 +448,12 @@ func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
 		}
 	}
 	return nil, started
+}
+
+// jobPods are a Job's pods, from the cache.
+func (d *Dispatcher) jobPods(kj *batchv1.Job) []*corev1.Pod {
+	pods, _ := d.pods.List(labels.SelectorFromSet(labels.Set{batchv1.JobNameLabel: kj.Name}))
+	return pods
 }
 
 // failureOf is what a pod shows of a failure: OOM kill, eviction, an image
@@ -491,8 +499,7 @@ func memLimit(p *corev1.Pod) string {
 // endedWhy explains a Job that finished while its task still held the
 // lease: its pod exited without reporting.
 func (d *Dispatcher) endedWhy(kj *batchv1.Job) store.Failure {
-	pods, _ := d.pods.List(labels.SelectorFromSet(labels.Set{"batch.kubernetes.io/job-name": kj.Name}))
-	for _, p := range pods {
+	for _, p := range d.jobPods(kj) {
 		if f := failureOf(p); f != nil {
 			return *f
 		}

@@ -3,7 +3,6 @@ package kube_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,12 +29,7 @@ import (
 	"github.com/herdhq/herd/internal/store/sqlstore"
 )
 
-var (
-	env     *kubetest.Env
-	skipWhy string
-)
-
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &env, &skipWhy)) }
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
 // rig is one dispatcher over a fresh store and namespace.
 type rig struct {
@@ -53,9 +47,7 @@ type rig struct {
 
 func newRig(t *testing.T, tweak func(*kube.Config)) *rig {
 	t.Helper()
-	if env == nil {
-		t.Skip("no kube-apiserver: " + skipWhy)
-	}
+	env := kubetest.Need(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cs, err := kubernetes.NewForConfig(env.Config)
@@ -90,15 +82,11 @@ func (r *rig) start(cs kubernetes.Interface) *kube.Dispatcher {
 	r.t.Helper()
 	ctx, cancel := context.WithCancel(r.ctx)
 	r.t.Cleanup(cancel)
-	d, err := kube.New(r.cfg, cs, r.st, r.q, r.sig, slog.New(slog.NewTextHandler(tlog{r.t}, nil)))
+	d, err := kube.New(r.cfg, cs, r.st, r.q, r.sig, kubetest.Logger(r.t))
 	require.NoError(r.t, err)
 	require.NoError(r.t, d.Start(ctx))
 	return d
 }
-
-type tlog struct{ t *testing.T }
-
-func (w tlog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
 
 // submit stores a job with one task of kind k.
 func (r *rig) submit(k job.Kind, needs ...string) job.Task {

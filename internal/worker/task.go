@@ -37,11 +37,6 @@ func RunTask(ctx context.Context, cfg TaskConfig, log *slog.Logger) (string, err
 	if cfg.Lease.TaskID == "" || cfg.Lease.Owner == "" || cfg.Lease.Fence <= 0 {
 		return "", errors.New("no lease: pass --task, --lease-owner and --fence (the dispatcher writes them into each Job)")
 	}
-	if _, err := os.Stat(cfg.Data); err != nil {
-		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-			return "", fmt.Errorf("create work folder: %w", err)
-		}
-	}
 	tools, err := media.Locate(cfg.FFmpeg, cfg.FFprobe, log)
 	if err != nil {
 		return "", err

@@ -6,6 +6,7 @@ package kubetest
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,23 +85,44 @@ func Start() (*Env, error) {
 	return &Env{Environment: te, Config: cfg, Bin: bin}, nil
 }
 
+var (
+	shared  *Env
+	skipWhy string
+)
+
 // Main is a TestMain body: it starts one control plane for the package's
 // tests, or records why it could not. Without HERD_REQUIRE_KUBE=1 the
-// tests then skip, saying why; with it they fail.
-func Main(m *testing.M, env **Env, why *string) int {
+// tests then skip (Need says why); with it they fail.
+func Main(m *testing.M) int {
 	e, err := Start()
 	if err != nil {
 		if Required() {
 			fmt.Fprintln(os.Stderr, "kubetest:", err)
 			return 1
 		}
-		*why = err.Error()
+		skipWhy = err.Error()
 		return m.Run()
 	}
-	*env = e
+	shared = e
 	code := m.Run()
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest: stop:", err)
 	}
 	return code
 }
+
+// Need returns the package's control plane, or skips the test.
+func Need(t *testing.T) *Env {
+	t.Helper()
+	if shared == nil {
+		t.Skip("no kube-apiserver: " + skipWhy)
+	}
+	return shared
+}
+
+// Logger writes to the test's log.
+func Logger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(tlog{t}, nil)) }
+
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }

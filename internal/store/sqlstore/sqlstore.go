@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -411,11 +410,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed
 			if err != nil {
 				return err
 			}
-			for _, d := range all {
-				if slices.Contains(t.DependsOn, d.ID) {
-					deps[d.Kind] = d.Result
-				}
-			}
+			deps = job.DepResults(t, all)
 		}
 		// Only the first claim of a job changes the job row; claimers of the
 		// job's other tasks then find nothing to update and take no row lock.
