@@ -6,16 +6,18 @@ DATA ?= herd-data
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/herdhq/herd/internal/cli.Version=$(VERSION)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
+# The real-node test (deploy/e2e) runs where a node can: as root on Linux.
+KUBE_NODE := $(shell [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ] && echo 1)
 
-.PHONY: help deps deps-test build run test bench vet fmt clean image
+.PHONY: help deps deps-test build run test e2e-kube bench vet fmt clean image
 
 help: ## show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
 
 deps: ## install what herd needs at run time (ffmpeg) when it is missing
 	@scripts/install-deps.sh
 
-deps-test: ## install what the tests need (ffmpeg, PostgreSQL, MinIO, etcd/kube-apiserver/kubectl builds) when missing
+deps-test: ## install what the tests need when missing (ffmpeg, PostgreSQL, MinIO, Kubernetes builds; as root containerd, runc, CNI plugins)
 	@scripts/install-deps.sh test
 
 build: ## build bin/herd
@@ -26,7 +28,10 @@ run: deps build ## install ffmpeg if missing, build, and start herd serve (data 
 
 test: deps-test ## install what the tests need and run every test with the race detector
 	$(GO) vet ./...
-	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 $(GO) test $(GOTEST_FLAGS) ./...
+	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
+
+e2e-kube: deps-test ## herd's manifests on a real Kubernetes node started here (root; hack/kube/node.sh), with real clips, a killed pod and pull workers
+	HERD_KUBE_NODE=1 $(GO) test -v -count=1 -run TestNode -timeout 20m ./deploy/e2e/
 
 bench: deps-test ## queue benchmarks: 16 claimers over 100,000 tasks (SQLite, PostgreSQL; HERD_BENCH_TASKS), and submit-to-idle-worker latency
 	HERD_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench BenchmarkQueue -benchtime 1x -timeout 60m ./internal/store/sqlstore/

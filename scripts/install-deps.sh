@@ -3,13 +3,22 @@
 #   scripts/install-deps.sh        ffmpeg and ffprobe, for herd itself
 #   scripts/install-deps.sh test   also PostgreSQL, MinIO, etcd, kube-apiserver and kubectl,
 #                                  for the tests' throwaway database clusters, S3-compatible
-#                                  servers and Kubernetes control planes
+#                                  servers and Kubernetes control planes; as root on Linux also
+#                                  containerd, runc, the CNI plugins and the other Kubernetes
+#                                  binaries, for the real-node test (make e2e-kube)
 # Safe to run again.
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+node=""
+[ "${1:-}" = test ] && [ "$(id -u)" -eq 0 ] && [ "$(uname -s)" = Linux ] && node=1
 if [ "${1:-}" = test ]; then
   compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
+fi
+if [ -n "$node" ]; then
+  command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 fi
 if ! command -v go >/dev/null 2>&1; then
   echo "Go is not installed: install Go 1.26 or newer (https://go.dev/doc/install), then run make again." >&2
@@ -26,9 +35,13 @@ if [ "${1:-}" = test ]; then
     (cd / && GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS= go install "github.com/minio/minio@$MINIO_VERSION")
   fi
   # etcd, kube-apiserver and kubectl for the Kubernetes API tests, built from
-  # the module proxy into a cache keyed by version (about 4 minutes, once).
-  if ! "$(dirname "$0")/../hack/kube/build.sh" api >/dev/null; then
-    echo "Could not build the Kubernetes test binaries (hack/kube/build.sh api)." >&2
+  # the module proxy into a cache keyed by version (about 4 minutes, once);
+  # for the real node also the controller manager, scheduler and kubelet
+  # (about 2 minutes more).
+  what=api
+  [ -n "$node" ] && what=all
+  if ! "$(dirname "$0")/../hack/kube/build.sh" $what >/dev/null; then
+    echo "Could not build the Kubernetes test binaries (hack/kube/build.sh $what)." >&2
     exit 1
   fi
 fi

@@ -127,6 +127,13 @@ func (c *Client) Job(ctx context.Context, id string) (api.JobView, error) {
 	return j, err
 }
 
+// Queue returns the queue's depth and encode backlog (GET /api/v1/queue).
+func (c *Client) Queue(ctx context.Context) (api.QueueStats, error) {
+	var q api.QueueStats
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/queue", nil, "", &q)
+	return q, err
+}
+
 // JobList is one page of jobs.
 type JobList struct {
 	Jobs []api.JobView `json:"jobs"`
@@ -172,7 +179,7 @@ func (c *Client) Profiles(ctx context.Context) ([]map[string]any, error) {
 	return out.Profiles, err
 }
 
-// Wait polls a job until it is final, calling fn on every change.
+// Wait polls a job until it is final, calling fn (if not nil) on every poll.
 func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn func(api.JobView)) (api.JobView, error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -187,7 +194,9 @@ func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn fu
 			failures++ // the server may be restarting: keep trying for a while
 		} else {
 			failures = 0
-			fn(j)
+			if fn != nil {
+				fn(j)
+			}
 			if j.State.Final() {
 				return j, nil
 			}
