@@ -91,8 +91,8 @@ The server owns retries: run-task never runs anything else.
 The server, key and lease come from flags or HERD_SERVER, HERD_WORKER_TOKEN, HERD_TASK,
 HERD_LEASE_OWNER and HERD_FENCE. Exit status: 0 succeeded; 1 the task failed (the server
 has the reason); 2 it could not start (bad flags, server unreachable); 3 the lease was gone
-(canceled or taken over); 4 given back unrun or at shutdown; 5 finished but the server
-never heard of it.`,
+(canceled or taken over); 4 given back unrun or at shutdown; 5 ended but the server could
+not be told.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e.workerSettings(cmd, &cfg.DaemonConfig, "HERD_TASK_DATA", "/tmp/herd-task")

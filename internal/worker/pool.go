@@ -129,7 +129,7 @@ const (
 	OutcomeLeaseLost    = "lease_lost"    // canceled, or taken over after a timeout
 	OutcomeReleased     = "released"      // given back at shutdown
 	OutcomeRequeued     = "requeued"      // given back unrun: it cannot start here now
-	OutcomeReportFailed = "report_failed" // finished, but the server never heard of it
+	OutcomeReportFailed = "report_failed" // ended, but the server could not be told
 )
 
 // RunOne runs a task claimed elsewhere (by the Kubernetes dispatcher) with
@@ -218,16 +218,18 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 	case err == nil:
 		// Finished, even if the grace period ran out at the same moment.
 		if rerr := p.q.Complete(rctx, c.Lease, res); rerr != nil {
-			outcome = OutcomeReportFailed
+			outcome = reportFailed(rerr)
 			log.Error("report completion", "err", rerr)
 		}
 	case errors.Is(cause, errShutdown), errors.Is(err, job.ErrRequeue):
 		outcome = OutcomeReleased
-		if rerr := p.q.Release(rctx, c.Lease); rerr != nil {
-			log.Error("release task", "err", rerr)
-		}
 		if errors.Is(err, job.ErrRequeue) {
 			outcome = OutcomeRequeued
+		}
+		if rerr := p.q.Release(rctx, c.Lease); rerr != nil {
+			outcome = reportFailed(rerr)
+			log.Error("release task", "err", rerr)
+		} else if outcome == OutcomeRequeued {
 			log.Info("gave the task back", "why", err)
 		} else {
 			log.Info("released the task at shutdown")
@@ -243,6 +245,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 		outcome = OutcomeFailed
 		log.Error("task failed", "err", err, "permanent", f.Permanent)
 		if rerr := p.q.Fail(rctx, c.Lease, f); rerr != nil {
+			outcome = reportFailed(rerr)
 			log.Error("report failure", "err", rerr)
 		}
 	}
@@ -254,6 +257,15 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 	}
 	log.Info("task ended", "outcome", outcome, "duration", time.Since(start).Round(time.Millisecond))
 	return outcome
+}
+
+// reportFailed is the outcome of a task whose end the server refused or
+// never heard: the lease was gone by then, or the server could not be told.
+func reportFailed(err error) string {
+	if errors.Is(err, job.ErrLeaseLost) {
+		return OutcomeLeaseLost
+	}
+	return OutcomeReportFailed
 }
 
 func sleep(ctx context.Context, d time.Duration) {

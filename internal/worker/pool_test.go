@@ -185,3 +185,37 @@ func TestRequeueGivesTaskBackUnrun(t *testing.T) {
 	require.Equal(t, job.TaskQueued, tk.State)
 	require.Zero(t, tk.Attempt, "giving a task back uses no attempt")
 }
+
+// TestOutcomeWhenReportFails: a task whose end cannot be reported says so
+// (herd run-task exits 5, or 3 when the lease was gone), whether it
+// succeeded, failed or was given back.
+func TestOutcomeWhenReportFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		result error                                      // what the task returns
+		before func(store.Store, *queue.Queue, job.Lease) // what happens first
+		want   string
+	}{
+		{"succeeded, database gone", nil, func(st store.Store, _ *queue.Queue, _ job.Lease) { _ = st.Close() }, worker.OutcomeReportFailed},
+		{"failed, database gone", errors.New("boom"), func(st store.Store, _ *queue.Queue, _ job.Lease) { _ = st.Close() }, worker.OutcomeReportFailed},
+		{"given back, database gone", job.ErrRequeue, func(st store.Store, _ *queue.Queue, _ job.Lease) { _ = st.Close() }, worker.OutcomeReportFailed},
+		{"failed, lease taken", errors.New("boom"), func(_ store.Store, q *queue.Queue, l job.Lease) { _ = q.Release(context.Background(), l) }, worker.OutcomeLeaseLost},
+		{"succeeded, lease taken", nil, func(_ store.Store, q *queue.Queue, l job.Lease) { _ = q.Release(context.Background(), l) }, worker.OutcomeLeaseLost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, q, _ := setup(t)
+			ctx := context.Background()
+			c, err := q.Claim(ctx, "w/1", "w", nil)
+			require.NoError(t, err)
+			require.NotNil(t, c)
+			ex := execFunc(func(context.Context, *job.Claimed, func(store.Progress)) (store.Result, error) {
+				tc.before(st, q, c.Lease)
+				return store.Result{}, tc.result
+			})
+			pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Heartbeat: time.Hour}, quiet, nil)
+			require.Equal(t, tc.want, pool.RunOne(ctx, c))
+		})
+	}
+}
