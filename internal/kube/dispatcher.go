@@ -272,7 +272,7 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 		if finished(kj) {
 			delete(d.renew, kj.Name)
 			if holds {
-				d.fail(ctx, kj, t, d.endedWhy(kj))
+				d.settle(ctx, kj, t, d.endedWhy(kj))
 			}
 			continue
 		}
@@ -291,7 +291,7 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 			continue
 		}
 		if problem, started := d.podProblem(kj); problem != nil {
-			d.fail(ctx, kj, t, *problem)
+			d.settle(ctx, kj, t, *problem)
 			d.deleteJob(ctx, kj.Name)
 		} else if !started {
 			d.keepAlive(ctx, kj, t)
@@ -391,6 +391,16 @@ func (d *Dispatcher) giveBack(ctx context.Context, t job.Task, why, jobName stri
 	delete(d.renew, jobName)
 }
 
+// settle ends a task whose pod stopped without reporting: a pod taken
+// away (drained, preempted) gives it back, anything else is a failed attempt.
+func (d *Dispatcher) settle(ctx context.Context, kj *batchv1.Job, t job.Task, f store.Failure) {
+	if f.Code == codeDisrupted {
+		d.giveBack(ctx, t, f.Message+"; giving the task back", kj.Name)
+		return
+	}
+	d.fail(ctx, kj, t, f)
+}
+
 func (d *Dispatcher) fail(ctx context.Context, kj *batchv1.Job, t job.Task, f store.Failure) {
 	d.log.Warn("a task's pod failed", "job", kj.Name, "task_id", t.ID, "reason", f.Code, "err", f.Message, "permanent", f.Permanent)
 	if err := d.q.Fail(ctx, d.lease(t), f); err != nil && !errors.Is(err, job.ErrLeaseLost) {
@@ -426,6 +436,9 @@ var configFailures = map[string]bool{"CreateContainerConfigError": true, "Create
 func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
 	started := false
 	pods := d.jobPods(kj)
+	if len(pods) == 0 && d.cfg.Now().Sub(kj.CreationTimestamp.Time) > d.cfg.UnschedulableTimeout {
+		return &store.Failure{Code: "no_pod", Message: fmt.Sprintf("Kubernetes made no pod for the task's Job %s in %s; kubectl describe job/%s says why (a resource quota, an admission policy, a missing service account...)", kj.Name, d.cfg.UnschedulableTimeout, kj.Name)}, false
+	}
 	for _, p := range pods {
 		if f := failureOf(p); f != nil {
 			return f, started
@@ -476,16 +489,24 @@ func failureOf(p *corev1.Pod) *store.Failure {
 			}
 		}
 	}
-	if p.Status.Reason == "Evicted" {
+	if p.Status.Reason == "Evicted" { // by its node, short of memory or disk: the task may be the cause
 		return &store.Failure{Code: "evicted", Message: "the task's pod was evicted: " + p.Status.Message}
 	}
 	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
-			return &store.Failure{Code: "evicted", Message: fmt.Sprintf("the task's pod was disrupted (%s): %s", c.Reason, c.Message)}
+		// A pod being drained or preempted gets SIGTERM: herd run-task
+		// finishes or gives the task back within its grace. Only a pod that
+		// ended without doing either is settled here.
+		if c.Type != corev1.DisruptionTarget || c.Status != corev1.ConditionTrue || p.Status.Phase != corev1.PodFailed {
+			continue
 		}
+		return &store.Failure{Code: codeDisrupted, Message: fmt.Sprintf("the task's pod was stopped before it could finish (%s: %s)", c.Reason, c.Message)}
 	}
 	return nil
 }
+
+// codeDisrupted marks a pod taken away through no fault of its task
+// (drained, preempted, its node gone): the task goes back unrun, no attempt used.
+const codeDisrupted = "disrupted"
 
 func memLimit(p *corev1.Pod) string {
 	for _, c := range p.Spec.Containers {
@@ -620,7 +641,7 @@ func (d *Dispatcher) JobFor(c *job.Claimed) *batchv1.Job {
 			ActiveDeadlineSeconds:   ptr.To(int64(deadline.Seconds())),
 			TTLSecondsAfterFinished: ptr.To(int32(d.cfg.TTLAfterFinished.Seconds())),
 			PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
-				// Evicted or preempted: fail the Job now (herd retries the task).
+				// Drained, preempted or evicted: end the Job, not retry the pod (herd decides).
 				{Action: batchv1.PodFailurePolicyActionFailJob, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
 				// herd run-task's own exit statuses: herd already knows why.
 				{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{

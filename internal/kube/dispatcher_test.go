@@ -259,7 +259,7 @@ func TestGPUJobs(t *testing.T) {
 }
 
 // podFor creates the pod the Job controller would, then sets its status.
-func (r *rig) podFor(kj *batchv1.Job, status corev1.PodStatus) {
+func (r *rig) podFor(kj *batchv1.Job, status corev1.PodStatus) *corev1.Pod {
 	r.t.Helper()
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: kj.Name + "-x", Namespace: r.ns, Labels: map[string]string{
@@ -270,8 +270,9 @@ func (r *rig) podFor(kj *batchv1.Job, status corev1.PodStatus) {
 	p, err := r.cs.CoreV1().Pods(r.ns).Create(r.ctx, p, metav1.CreateOptions{})
 	require.NoError(r.t, err)
 	p.Status = status
-	_, err = r.cs.CoreV1().Pods(r.ns).UpdateStatus(r.ctx, p, metav1.UpdateOptions{})
+	p, err = r.cs.CoreV1().Pods(r.ns).UpdateStatus(r.ctx, p, metav1.UpdateOptions{})
 	require.NoError(r.t, err)
+	return p
 }
 
 // TestPodFailures: what a pod shows of a failure fails its task at once,
@@ -297,6 +298,7 @@ func TestPodFailures(t *testing.T) {
 			0, "evicted: The node was low on resource: memory.", false},
 		{"ImagePullBackOff", waiting("ImagePullBackOff", `Back-off pulling image "herd:test"`), 0, "could not pull its image herd:test", false},
 		{"InvalidImageName", waiting("InvalidImageName", "bad"), 0, "is not a valid image name", true},
+		{"NoPod", corev1.PodStatus{}, 6 * time.Minute, "Kubernetes made no pod for the task's Job", false},
 		{"Unschedulable", corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{
 			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
 			Message: "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.", LastTransitionTime: now}}},
@@ -307,7 +309,9 @@ func TestPodFailures(t *testing.T) {
 			r := newRig(t, nil)
 			tk := r.submit(job.KindEncode)
 			kj := r.dispatched(tk)
-			r.podFor(kj, tc.status)
+			if tc.name != "NoPod" {
+				r.podFor(kj, tc.status)
+			}
 			if tc.skew > 0 {
 				// Still waiting inside the timeout: nothing happens.
 				for range 3 {
@@ -329,6 +333,35 @@ func TestPodFailures(t *testing.T) {
 			require.False(t, exists, "the failed pod's Job is deleted")
 		})
 	}
+}
+
+// TestDisruptedPodGivesTaskBack: a drained pod is left to finish or give
+// its task back in its grace period; one that ended without doing either
+// gives the task back with no attempt used, and the task gets a new Job.
+func TestDisruptedPodGivesTaskBack(t *testing.T) {
+	r := newRig(t, nil)
+	tk := r.submit(job.KindEncode)
+	kj := r.dispatched(tk)
+	disrupted := corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+		Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting", LastTransitionTime: metav1.Now()}
+	start := metav1.Now()
+	pod := r.podFor(kj, corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &start, Conditions: []corev1.PodCondition{disrupted}})
+	for range 5 {
+		require.NoError(t, r.d.Sync(r.ctx))
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Equal(t, job.TaskRunning, r.task(tk.ID).State, "a stopping pod keeps its task")
+	_, exists := r.getJob(kj.Name)
+	require.True(t, exists)
+
+	pod.Status = corev1.PodStatus{Phase: corev1.PodFailed, StartTime: &start, Conditions: []corev1.PodCondition{disrupted},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "task", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error"}}}}}
+	_, err := r.cs.CoreV1().Pods(r.ns).UpdateStatus(r.ctx, pod, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	r.until(r.d, "the task to be given back and dispatched again", func() bool { return r.task(tk.ID).Fence == 2 })
+	got := r.task(tk.ID)
+	require.Equal(t, 1, got.Attempt, "given back: no attempt used")
+	require.Empty(t, got.Error)
 }
 
 // TestJobEndedWithoutReport: a Job that ran past its deadline while its
