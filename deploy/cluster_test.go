@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -117,6 +118,10 @@ func TestRBAC(t *testing.T) {
 	require.NoError(t, st.SetWorkerState(ctx, "pool", store.WorkerRevoked, time.Now()))
 	require.NoError(t, kube.EnsureWorkerKey(ctx, cs, st, ns, "herd-worker-key", "pool", 1, log))
 
+	// The Lease that makes it the one server that dispatches.
+	led := errors.New("led")
+	require.ErrorIs(t, kube.Lead(ctx, cs, ns, "rbac-test", log, func(context.Context) error { return led }), led)
+
 	d, err := kube.New(kube.Config{Namespace: ns, Image: "herd:test", ServerURL: "http://herd:8080"}, cs, st, q, sig, log)
 	require.NoError(t, err)
 	require.NoError(t, d.Start(ctx), "list and watch Jobs and pods, keep the task key")
@@ -158,6 +163,8 @@ func TestRBAC(t *testing.T) {
 		{Verb: "create", Group: "batch", Resource: "jobs", Namespace: "default"},
 		{Verb: "list", Resource: "pods", Namespace: "kube-system"},
 		{Verb: "list", Resource: "nodes", Namespace: ""},
+		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Name: "someone-elses"},
+		{Verb: "delete", Group: "coordination.k8s.io", Resource: "leases", Name: kube.LeaseName},
 	} {
 		if a.Namespace == "" && a.Resource != "nodes" {
 			a.Namespace = ns

@@ -143,6 +143,8 @@ spec:
 	checkPodSecurity(t, out)
 	n.k("-n", "herd", "rollout", "status", "deploy/herd-server", "--timeout=180s")
 	n.mark("herd server Ready (single-node overlay)")
+	holder := n.k("-n", "herd", "get", "lease", "herd-dispatcher", "-o", "jsonpath={.spec.holderIdentity}")
+	require.True(t, strings.HasPrefix(holder, "herd-server-"), "the server holds the dispatcher Lease: %q", holder)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()

@@ -222,7 +222,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.log.Info("dispatching tasks as Kubernetes Jobs", "namespace", d.cfg.Namespace, "image", d.cfg.Image, "max_jobs", d.cfg.MaxJobs)
 	t := time.NewTicker(d.cfg.Resync)
 	defer t.Stop()
+	keyChecked := d.cfg.Now()
 	for {
+		if d.cfg.Now().Sub(keyChecked) > keyCheck {
+			if err := d.ensureKey(ctx); err != nil && ctx.Err() == nil {
+				d.log.Error("check the task pods' key", "secret", d.cfg.KeySecret, "err", err)
+			}
+			keyChecked = d.cfg.Now()
+		}
 		work := d.sig.C()
 		if err := d.Sync(ctx); err != nil && ctx.Err() == nil {
 			d.log.Error("reconcile Jobs", "err", err)
@@ -317,6 +324,10 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) error {
 	if d.cfg.Now().Before(d.pauseUntil) {
 		return nil
+	}
+	// Drained (herd workers drain kube): finish what runs, start nothing.
+	if w, err := d.st.GetWorker(ctx, d.cfg.WorkerName); err != nil || w.State != store.WorkerActive {
+		return err
 	}
 	for inflight < d.cfg.MaxJobs {
 		var caps []string

@@ -462,3 +462,19 @@ func TestReportedJobKept(t *testing.T) {
 	_, ok := r.getJob(kj.Name)
 	require.True(t, ok, "the reported task's Job is kept")
 }
+
+// TestDrainedDispatcher: `herd workers drain kube` stops new Jobs (running
+// ones go on); resuming starts them again.
+func TestDrainedDispatcher(t *testing.T) {
+	r := newRig(t, nil)
+	require.NoError(t, r.st.SetWorkerState(r.ctx, "kube", store.WorkerDraining, time.Now()))
+	tk := r.submit(job.KindEncode)
+	for range 5 {
+		require.NoError(t, r.d.Sync(r.ctx))
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Empty(t, r.jobs())
+	require.Equal(t, job.TaskQueued, r.task(tk.ID).State)
+	require.NoError(t, r.st.SetWorkerState(r.ctx, "kube", store.WorkerActive, time.Now()))
+	r.dispatched(tk)
+}

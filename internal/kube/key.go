@@ -55,7 +55,10 @@ func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Stor
 	}
 	data := map[string][]byte{SecretKey: []byte(secret)}
 	if found {
-		sec.Data = data
+		if sec.Data == nil {
+			sec.Data = map[string][]byte{}
+		}
+		sec.Data[SecretKey] = data[SecretKey] // other entries stay
 		_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
 	} else {
 		_, err = secrets.Create(ctx, &corev1.Secret{
@@ -70,6 +73,30 @@ func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Stor
 	log.Info("issued a worker key into a Secret", "worker", worker, "secret", name)
 	return nil
 }
+
+// KeepWorkerKey runs EnsureWorkerKey now and then every keyCheck until ctx
+// ends, so a key revoked by an admin (the server's workers' keys are
+// rotated that way) or a Secret deleted by hand is replaced within a minute.
+func KeepWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Store, ns, name, worker string, slots int, log *slog.Logger) error {
+	if err := EnsureWorkerKey(ctx, cs, st, ns, name, worker, slots, log); err != nil {
+		return err
+	}
+	t := time.NewTicker(keyCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := EnsureWorkerKey(ctx, cs, st, ns, name, worker, slots, log); err != nil && ctx.Err() == nil {
+				log.Error("check a worker key's Secret", "worker", worker, "secret", name, "err", err)
+			}
+		}
+	}
+}
+
+// keyCheck is how often the leader checks the keys in its Secrets.
+var keyCheck = time.Minute
 
 // keyValid reports whether secret is worker's live key.
 func keyValid(ctx context.Context, st store.Store, secret, worker string) (bool, error) {

@@ -205,18 +205,29 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 			return err
 		}
 		ns = cmp.Or(cfg.Kube.Namespace, ns)
-		if cfg.Kube.WorkerSecret != "" {
-			if err := kube.EnsureWorkerKey(ctx, cs, st, ns, cfg.Kube.WorkerSecret, PoolWorker, 1, log); err != nil {
-				return err
-			}
-		}
 		if cfg.Dispatcher == DispatchKubernetes {
-			d, err := newDispatcher(cfg, cs, ns, st, q, sig, log)
-			if err != nil {
+			// Settings errors stop the start; each term as leader gets a fresh dispatcher.
+			if _, err := newDispatcher(cfg, cs, ns, st, q, sig, log); err != nil {
 				return err
 			}
-			g.Go(func() error { return d.Run(gctx) })
 		}
+		// Of several servers, the one holding the Lease dispatches and keeps the keys.
+		g.Go(func() error {
+			return kube.Lead(gctx, cs, ns, kube.Identity(), log, func(lctx context.Context) error {
+				lg, lgctx := errgroup.WithContext(lctx)
+				if cfg.Kube.WorkerSecret != "" {
+					lg.Go(func() error { return kube.KeepWorkerKey(lgctx, cs, st, ns, cfg.Kube.WorkerSecret, PoolWorker, 1, log) })
+				}
+				if cfg.Dispatcher == DispatchKubernetes {
+					d, err := newDispatcher(cfg, cs, ns, st, q, sig, log)
+					if err != nil {
+						return err
+					}
+					lg.Go(func() error { return d.Run(lgctx) })
+				}
+				return lg.Wait()
+			})
+		})
 	}
 	if len(cfg.Watch) > 0 {
 		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), sub, st, storage, log)

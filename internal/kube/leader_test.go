@@ -1,0 +1,72 @@
+package kube_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/herdhq/herd/internal/kube"
+	"github.com/herdhq/herd/internal/kube/kubetest"
+)
+
+// TestLead: of two servers only the Lease holder runs its work; when it
+// stops, the other takes over; an error from the work ends Lead with it.
+func TestLead(t *testing.T) {
+	defer kube.FastElection()()
+	env := kubetest.Need(t)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := fmt.Sprintf("lead-%d", time.Now().UnixNano()%100000)
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	log := kubetest.Logger(t)
+
+	var leaders atomic.Int32 // running at once
+	var ranA, ranB atomic.Bool
+	work := func(ran *atomic.Bool) func(context.Context) error {
+		return func(c context.Context) error {
+			ran.Store(true)
+			if leaders.Add(1) > 1 {
+				t.Error("two servers lead at once")
+			}
+			<-c.Done()
+			leaders.Add(-1)
+			return nil
+		}
+	}
+	ctxA, stopA := context.WithCancel(ctx)
+	doneA := make(chan error, 1)
+	go func() { doneA <- kube.Lead(ctxA, cs, ns, "a", log, work(&ranA)) }()
+	require.Eventually(t, ranA.Load, 10*time.Second, 20*time.Millisecond, "the first server leads")
+
+	ctxB, stopB := context.WithCancel(ctx)
+	defer stopB()
+	doneB := make(chan error, 1)
+	go func() { doneB <- kube.Lead(ctxB, cs, ns, "b", log, work(&ranB)) }()
+	time.Sleep(4 * time.Second) // past a whole lease: b keeps waiting while a renews
+	require.False(t, ranB.Load(), "the second server waits")
+
+	stopA()
+	require.NoError(t, <-doneA)
+	require.Eventually(t, ranB.Load, 2*time.Second, 20*time.Millisecond, "the second server takes over at once (the first gave the Lease up)")
+	l, err := cs.CoordinationV1().Leases(ns).Get(ctx, kube.LeaseName, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "b", *l.Spec.HolderIdentity)
+
+	stopB()
+	require.NoError(t, <-doneB)
+
+	boom := errors.New("boom")
+	err = kube.Lead(ctx, cs, ns, "c", log, func(context.Context) error { return boom })
+	require.ErrorIs(t, err, boom)
+}
