@@ -138,7 +138,7 @@ func TestWatchFolderSurvivesSIGKILL(t *testing.T) {
 watch:
   - path: %s
     profile: mp4-library
-    stable_for: 600ms
+    stable_for: 2s
     poll_interval: 200ms
     after_success: move
     publish: [movies, hook]
@@ -158,7 +158,9 @@ publishers:
 		toneClip(t, filepath.Join(stage, fmt.Sprintf("Killed Movie %d (%d).mp4", i, 2000+i)), 300+70*i)
 	}
 	lw := watchLibrary(lib)
-	// Files arrive one after another, each written in pieces, as a copy over the network would.
+	// Files arrive one after another, each written in pieces, as a copy over
+	// the network would. stable_for (2s) leaves the writer a wide margin on a
+	// loaded machine: a file still being written is never "stable" to herd.
 	arrived := make(chan struct{})
 	go func() {
 		defer close(arrived)

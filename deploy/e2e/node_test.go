@@ -144,7 +144,7 @@ spec:
 	n.k("-n", "herd", "rollout", "status", "deploy/herd-server", "--timeout=180s")
 	n.mark("herd server Ready (single-node overlay)")
 	holder := n.k("-n", "herd", "get", "lease", "herd-dispatcher", "-o", "jsonpath={.spec.holderIdentity}")
-	require.True(t, strings.HasPrefix(holder, "herd-server-"), "the server holds the dispatcher Lease: %q", holder)
+	require.True(t, strings.HasPrefix(holder, "herd-server-"), "the server pod holds the dispatcher Lease: %q", holder)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -165,7 +165,7 @@ spec:
 	}
 	n.mark("3 jobs submitted")
 
-	pod, task := n.encodingPod(t, ctx, c, killed.ID)
+	pod, task := n.encoding(t, ctx, c, killed.ID, func(tk job.Task) string { return "herd.io/task=" + tk.ID })
 	n.mark("killing pod " + pod + " mid-encode")
 	n.k("-n", "herd", "delete", "pod", pod, "--grace-period=0", "--force", "--wait=false")
 
@@ -212,18 +212,34 @@ spec:
 	require.NoError(t, err)
 	require.Equal(t, job.Succeeded, old.State, "jobs survive the server's restart")
 
-	pulled := submit(t, ctx, c, filepath.Join(media, "realshort.mp4"), "mp4-library")
-	pv2 := wait(t, ctx, c, pulled.ID)
-	checkOutputs(t, pv2)
-	for _, tk := range pv2.Tasks {
-		require.Equal(t, "pool", tk.Worker, "task %s (%s) ran on a pull worker", tk.ID, tk.Kind)
+	// Another long real clip (Megamind looped to about 70 s): its worker pod
+	// is killed mid-encode; the Deployment starts another, the lease runs
+	// out, and the task runs again there. And a short clip beside it.
+	long2 := filepath.Join(t.TempDir(), "Megamind-x6.avi")
+	n.must("ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "5", "-i", filepath.Join(media, "Megamind.avi"), "-c", "copy", long2)
+	pulled := []api.JobView{
+		submit(t, ctx, c, long2, "web-hls"),
+		submit(t, ctx, c, filepath.Join(media, "realshort.mp4"), "mp4-library"),
 	}
-	for name := range n.jobs(t) {
-		for _, tk := range pv2.Tasks {
-			require.NotContains(t, name, tk.ID, "no Kubernetes Job for pull-mode work")
+	worker, task := n.encoding(t, ctx, c, pulled[0].ID, func(job.Task) string { return "app.kubernetes.io/component=worker" })
+	n.mark("killing worker pod " + worker + " mid-encode")
+	n.k("-n", "herd", "delete", "pod", worker, "--grace-period=0", "--force", "--wait=false")
+	for _, j := range pulled {
+		v := wait(t, ctx, c, j.ID)
+		n.mark(fmt.Sprintf("job %s (%s, %s) succeeded on pull workers", v.ID, v.Source.Name, v.Profile))
+		checkOutputs(t, v)
+		for _, tk := range v.Tasks {
+			require.Equal(t, "pool", tk.Worker, "task %s (%s) ran on a pull worker", tk.ID, tk.Kind)
+		}
+		for name := range n.jobs(t) {
+			for _, tk := range v.Tasks {
+				require.NotContains(t, name, tk.ID, "no Kubernetes Job for pull-mode work")
+			}
+		}
+		if j.ID == pulled[0].ID {
+			require.GreaterOrEqual(t, taskByID(t, v, task).Attempt, 2, "the killed encode ran again")
 		}
 	}
-	n.mark("job " + pulled.ID + " succeeded on a pull worker")
 	requireIdle(t, ctx, c)
 }
 
@@ -297,9 +313,9 @@ func taskByID(t *testing.T, v api.JobView, id string) api.TaskView {
 	return api.TaskView{}
 }
 
-// encodingPod waits until the job's encode task runs in a pod that has
-// reported progress, and returns the pod and the task.
-func (n *node) encodingPod(t *testing.T, ctx context.Context, c *client.Client, id string) (pod, task string) {
+// encoding waits until the job's encode task has run for a moment, then returns the name of the pod matching selector that is
+// running it (a task's own pod, or the pull worker) and the task's id.
+func (n *node) encoding(t *testing.T, ctx context.Context, c *client.Client, id string, selector func(job.Task) string) (pod, task string) {
 	t.Helper()
 	deadline := time.Now().Add(4 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -307,10 +323,11 @@ func (n *node) encodingPod(t *testing.T, ctx context.Context, c *client.Client, 
 		require.NoError(t, err)
 		require.NotEqual(t, job.Succeeded, v.State, "the encode finished before it could be killed")
 		for _, tk := range v.Tasks {
-			if tk.Kind != job.KindEncode || tk.State != "running" || tk.Progress <= 0.05 {
+			// Running for a moment: heartbeats carry progress only every few seconds.
+			if tk.Kind != job.KindEncode || tk.State != "running" || tk.StartedAt == nil || time.Since(*tk.StartedAt) < 2*time.Second {
 				continue
 			}
-			out, err := n.run(n.kubectl, "-n", "herd", "get", "pods", "-l", "herd.io/task="+tk.ID,
+			out, err := n.run(n.kubectl, "-n", "herd", "get", "pods", "-l", selector(job.Task{ID: tk.ID}),
 				"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}")
 			if name := strings.TrimSpace(out); err == nil && name != "" && !strings.Contains(name, " ") {
 				return name, tk.ID

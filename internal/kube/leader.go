@@ -28,10 +28,14 @@ var (
 	retryPeriod   = 2 * time.Second
 )
 
-// Identity names this server in the Lease: its pod (host) name and a
-// random suffix, so two processes on one host never share it.
+// Identity names this server in the Lease: its pod's name (POD_NAME, from
+// the downward API; else the host name, which a pod on the host's network
+// shares with its node) and a random suffix, so two processes never share it.
 func Identity() string {
-	h, _ := os.Hostname()
+	h := os.Getenv("POD_NAME")
+	if h == "" {
+		h, _ = os.Hostname()
+	}
 	return fmt.Sprintf("%s_%s", h, job.NewID(""))
 }
 
