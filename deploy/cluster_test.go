@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -118,9 +117,14 @@ func TestRBAC(t *testing.T) {
 	require.NoError(t, st.SetWorkerState(ctx, "pool", store.WorkerRevoked, time.Now()))
 	require.NoError(t, kube.EnsureWorkerKey(ctx, cs, st, ns, "herd-worker-key", "pool", 1, log))
 
-	// The Lease that makes it the one server that dispatches.
-	led := errors.New("led")
-	require.ErrorIs(t, kube.Lead(ctx, cs, ns, "rbac-test", log, func(context.Context) error { return led }), led)
+	// The Lease that makes it the one server that dispatches: taken, then given up.
+	lctx, stopLead := context.WithCancel(ctx)
+	var led bool
+	require.NoError(t, kube.Lead(lctx, cs, ns, "rbac-test", log, func(context.Context) error { led = true; stopLead(); return nil }))
+	require.True(t, led, "the service account can take the Lease")
+	l, err := cs.CoordinationV1().Leases(ns).Get(ctx, kube.LeaseName, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Empty(t, *l.Spec.HolderIdentity, "and give it up")
 
 	d, err := kube.New(kube.Config{Namespace: ns, Image: "herd:test", ServerURL: "http://herd:8080"}, cs, st, q, sig, log)
 	require.NoError(t, err)

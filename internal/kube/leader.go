@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/ptr"
 
 	"github.com/herdhq/herd/internal/job"
 )
@@ -41,25 +42,30 @@ func Identity() string {
 
 // Lead runs fn while this process holds the Lease, so that of several herd
 // servers (PostgreSQL lets them run side by side) exactly one dispatches
-// and rewrites keys. fn's context ends when the lease is lost; Lead then
-// campaigns again, until ctx ends. An error from fn ends Lead with it.
+// and rewrites keys. fn's context ends when the lease is lost or ctx ends;
+// only once fn has returned is the Lease given up, so two servers never
+// lead at once. An error from fn is logged and the lead given up for a
+// while (an API hiccup, a Role without a permission); Lead campaigns again
+// until ctx ends.
 func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log *slog.Logger, fn func(context.Context) error) error {
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: ns},
 		Client:     cs.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
+	where := ns + "/" + LeaseName
+	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		leading := make(chan context.Context, 1)
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock: lock, Name: LeaseName, ReleaseOnCancel: true,
+			Lock: lock, Name: LeaseName,
 			LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(c context.Context) { leading <- c },
 				OnStoppedLeading: func() {},
 				OnNewLeader: func(id string) {
 					if id != identity {
-						log.Info("another herd server leads: it dispatches and keeps the keys", "leader", id, "lease", ns+"/"+LeaseName)
+						log.Info("another herd server leads: it dispatches and keeps the keys", "leader", id, "lease", where)
 					}
 				},
 			},
@@ -67,24 +73,63 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 		if err != nil {
 			return err
 		}
-		lctx, cancel := context.WithCancel(ctx)
+		// The elector outlives ctx until fn has returned: it must not let
+		// the Lease go while fn still works.
+		ectx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
 		ran := make(chan struct{})
-		go func() { le.Run(lctx); close(ran) }()
+		go func() { le.Run(ectx); close(ran) }()
+		stopCampaign := context.AfterFunc(ctx, stopElector) // not leading yet: stop campaigning
 		var fnErr error
 		select {
 		case c := <-leading:
-			log.Info("leading: this server dispatches and keeps the keys", "lease", ns+"/"+LeaseName, "identity", identity)
-			fnErr = fn(c)
+			stopCampaign()
+			log.Info("leading: this server dispatches and keeps the keys", "lease", where, "identity", identity)
+			fctx, cancel := context.WithCancel(c) // c ends when the lease is lost
+			stop := context.AfterFunc(ctx, cancel)
+			fnErr = fn(fctx)
+			stop()
+			if fctx.Err() != nil {
+				fnErr = nil // stopped because it lost the lead or the server stops: not a failure
+			}
+			cancel()
 		case <-ran:
 		}
-		cancel() // give the lease up (at once: ReleaseOnCancel) if fn ended by itself
+		stopElector()
 		<-ran
+		release(cs, ns, identity, log)
+		if ctx.Err() != nil {
+			break
+		}
 		if fnErr != nil {
-			return fnErr
+			backoff = min(max(2*backoff, time.Second), time.Minute)
+			log.Error("the leader's work failed; giving up the lead for a while", "err", fnErr, "retry_in", backoff, "lease", where)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			continue
 		}
-		if ctx.Err() == nil {
-			log.Warn("lost the lead; campaigning again", "lease", ns+"/"+LeaseName)
-		}
+		backoff = 0
+		log.Warn("lost the lead; campaigning again", "lease", where)
 	}
 	return nil
+}
+
+// release gives the Lease up if this process holds it, so another server
+// takes over at once rather than after the lease runs out.
+func release(cs kubernetes.Interface, ns, identity string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	leases := cs.CoordinationV1().Leases(ns)
+	l, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != identity {
+		return
+	}
+	l.Spec.HolderIdentity = ptr.To("")
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(1))
+	now := metav1.NowMicro()
+	l.Spec.RenewTime, l.Spec.AcquireTime = &now, &now
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		log.Warn("give up the Lease (another server takes over when it runs out)", "lease", ns+"/"+LeaseName, "err", err)
+	}
 }

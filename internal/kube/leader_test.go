@@ -53,20 +53,34 @@ func TestLead(t *testing.T) {
 	defer stopB()
 	doneB := make(chan error, 1)
 	go func() { doneB <- kube.Lead(ctxB, cs, ns, "b", log, work(&ranB)) }()
-	time.Sleep(4 * time.Second) // past a whole lease: b keeps waiting while a renews
+	time.Sleep(9 * time.Second) // past a whole lease: b keeps waiting while a renews
 	require.False(t, ranB.Load(), "the second server waits")
 
 	stopA()
 	require.NoError(t, <-doneA)
-	require.Eventually(t, ranB.Load, 2*time.Second, 20*time.Millisecond, "the second server takes over at once (the first gave the Lease up)")
+	require.Eventually(t, ranB.Load, 10*time.Second, 20*time.Millisecond, "the second server takes over at once (the first gave the Lease up)")
 	l, err := cs.CoordinationV1().Leases(ns).Get(ctx, kube.LeaseName, metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Equal(t, "b", *l.Spec.HolderIdentity)
 
 	stopB()
 	require.NoError(t, <-doneB)
+	l, err = cs.CoordinationV1().Leases(ns).Get(ctx, kube.LeaseName, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Empty(t, *l.Spec.HolderIdentity, "given up on the way out")
 
-	boom := errors.New("boom")
-	err = kube.Lead(ctx, cs, ns, "c", log, func(context.Context) error { return boom })
-	require.ErrorIs(t, err, boom)
+	// Work that fails gives the lead up for a while and tries again; it
+	// never ends the server.
+	var tries atomic.Int32
+	ctxC, stopC := context.WithCancel(ctx)
+	doneC := make(chan error, 1)
+	go func() {
+		doneC <- kube.Lead(ctxC, cs, ns, "c", log, func(context.Context) error {
+			tries.Add(1)
+			return errors.New("boom")
+		})
+	}()
+	require.Eventually(t, func() bool { return tries.Load() >= 2 }, 20*time.Second, 20*time.Millisecond)
+	stopC()
+	require.NoError(t, <-doneC)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/blob"
@@ -205,6 +206,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 			return err
 		}
 		ns = cmp.Or(cfg.Kube.Namespace, ns)
+		klog.SetSlogLogger(log.With("component", "client-go")) // client-go's own reports, in herd's log
 		if cfg.Dispatcher == DispatchKubernetes {
 			// Settings errors stop the start; each term as leader gets a fresh dispatcher.
 			if _, err := newDispatcher(cfg, cs, ns, st, q, sig, log); err != nil {
