@@ -95,7 +95,10 @@ func TestNode(t *testing.T) {
 	}
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)
-	n := &node{t: t, root: root, dir: cmpOr(os.Getenv("HERD_KUBE_NODE_DIR"), "/tmp/herd-kube-node"), started: time.Now()}
+	media := filepath.Join(root, "..", "shared", "media")
+	_, err = os.Stat(media)
+	require.NoError(t, err, "the real clips in ../shared/media beside the repository")
+	n := &node{t: t, root: root, dir: cmpOr(os.Getenv("HERD_KUBE_NODE_DIR"), "/var/lib/herd-kube-node"), started: time.Now()}
 	if out, err := n.run("hack/kube/node.sh", "check"); err != nil {
 		t.Fatalf("cannot run a Kubernetes node here (install what make deps-test installs): %s", out)
 	}
@@ -146,13 +149,15 @@ spec:
 	holder := n.k("-n", "herd", "get", "lease", "herd-dispatcher", "-o", "jsonpath={.spec.holderIdentity}")
 	require.True(t, strings.HasPrefix(holder, "herd-server-"), "the server pod holds the dispatcher Lease: %q", holder)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	// Stop in time for the cleanup to take the node down: go test's own
+	// timeout would end the process without it.
+	end := time.Now().Add(15 * time.Minute)
+	if d, ok := t.Deadline(); ok && d.Add(-time.Minute).Before(end) {
+		end = d.Add(-time.Minute)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), end)
 	defer cancel()
 	c := client.New(serverURL, adminKey)
-	media := filepath.Join(root, "..", "shared", "media")
-	if _, err := os.Stat(media); err != nil {
-		t.Skipf("no ../shared/media beside the repository: %v", err)
-	}
 
 	// Phase 1: a Job per task. A long real clip (movie-hello looped to
 	// about 50 s) whose encode pod is killed, and two more clips beside it.
@@ -166,6 +171,8 @@ spec:
 	n.mark("3 jobs submitted")
 
 	pod, task := n.encoding(t, ctx, c, killed.ID, func(tk job.Task) string { return "herd.io/task=" + tk.ID })
+	killedJob := strings.TrimSpace(n.k("-n", "herd", "get", "pod", pod, "-o", `jsonpath={.metadata.labels.batch\.kubernetes\.io/job-name}`))
+	require.NotEmpty(t, killedJob)
 	n.mark("killing pod " + pod + " mid-encode")
 	n.k("-n", "herd", "delete", "pod", pod, "--grace-period=0", "--force", "--wait=false")
 
@@ -186,18 +193,21 @@ spec:
 	// A task's pod exits just after it reports, so its Job may finish a
 	// moment after the herd job does.
 	var jobs map[string]string
-	require.Eventually(t, func() bool {
+	eventually(t, time.Minute, "every task's last Job completes", func() (bool, any) {
 		jobs = n.jobs(t)
 		for _, j := range append([]api.JobView{v}, others...) {
 			for _, tk := range j.Tasks {
 				if jobs["herd-"+tk.ID+"-"+fmt.Sprint(lastFence(jobs, tk.ID))] != "Complete" {
-					return false
+					return false, jobs
 				}
 			}
 		}
-		return true
-	}, time.Minute, time.Second, "every task's last Job completes: %v", jobs)
-	require.NotEqual(t, "Complete", jobs["herd-"+task+"-1"], "the killed pod's Job (failed, or deleted by the dispatcher)")
+		return true, nil
+	})
+	if status, ok := jobs[killedJob]; ok {
+		require.Equal(t, "Failed", status, "the killed pod's Job %s", killedJob)
+	}
+	require.NotEqual(t, killedJob, "herd-"+task+"-"+fmt.Sprint(lastFence(jobs, task)), "the rerun has a Job of its own")
 	n.mark(fmt.Sprintf("%d Kubernetes Jobs for %d herd jobs", len(jobs), 3))
 	requireIdle(t, ctx, c)
 
@@ -375,10 +385,24 @@ func lastFence(jobs map[string]string, task string) int {
 // requireIdle: nothing is queued or leased once every job is done.
 func requireIdle(t *testing.T, ctx context.Context, c *client.Client) {
 	t.Helper()
-	var q api.QueueStats
-	require.Eventually(t, func() bool {
-		var err error
-		q, err = c.Queue(ctx)
-		return err == nil && q.QueuedTasks == 0 && q.RunningTasks == 0
-	}, 30*time.Second, 500*time.Millisecond, "queue not idle: %+v", q)
+	eventually(t, 30*time.Second, "an idle queue", func() (bool, any) {
+		q, err := c.Queue(ctx)
+		return err == nil && q.QueuedTasks == 0 && q.RunningTasks == 0, fmt.Sprintf("%+v %v", q, err)
+	})
+}
+
+// eventually polls cond until it holds, or fails with what it last saw.
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, any)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, saw := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, saw)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

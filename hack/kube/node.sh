@@ -2,22 +2,28 @@
 # A real one-node Kubernetes cluster on this machine, with no Docker engine
 # and no registry: etcd, kube-apiserver, kube-controller-manager and
 # kube-scheduler on loopback, Debian's containerd + runc + CNI plugins, and a
-# kubelet registered as node "localhost". For make e2e-kube (deploy/node_test.go).
+# kubelet registered as node "localhost". For make e2e-kube (deploy/e2e/node_test.go).
 #
 #   hack/kube/node.sh up [IMAGE.tar ...]   start it (after cleaning up any earlier run), import images
 #   hack/kube/node.sh images IMAGE.tar ... import docker-archive images into the node's containerd
 #   hack/kube/node.sh down                 stop everything, unmount, remove cgroups, restore sysctls
 #   hack/kube/node.sh check                say what is missing to run it (exit 1 if anything)
 #
-# Env: HERD_KUBE_NODE_DIR (/tmp/herd-kube-node): everything it writes, and
-#      $HERD_KUBE_NODE_DIR/admin.kubeconfig for kubectl.
+# Env: HERD_KUBE_NODE_DIR (/var/lib/herd-kube-node): everything it writes
+#      (a root-owned folder), and $HERD_KUBE_NODE_DIR/admin.kubeconfig for kubectl.
 #
-# Needs root on Linux. Every address is on loopback: the node is named
-# localhost so the apiserver reaches its kubelet at 127.0.0.1:10250. There is
-# no kube-proxy: pods that must reach the apiserver or herd use hostNetwork.
+# Needs root on Linux. Every component listens on 127.0.0.1: the node is
+# named localhost so the apiserver reaches its kubelet at 127.0.0.1:10250
+# (its InternalIP, which the kubelet will not take from loopback, is this
+# machine's own address, and so are host-network pods' IPs). There is no
+# kube-proxy: pods that must reach the apiserver or herd use hostNetwork.
+# Pods' cgroups live under /herd-e2e, and down touches nothing outside that,
+# this folder, the herde2e0 bridge and the sysctls the kubelet changed.
 # Ports (fixed, one node per machine): 2379 2380 6443 10248 10250 10257 10259.
 set -euo pipefail
-R=${HERD_KUBE_NODE_DIR:-/tmp/herd-kube-node}
+R=${HERD_KUBE_NODE_DIR:-/var/lib/herd-kube-node}
+CGROOT=herd-e2e
+SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 HERE=$(cd "$(dirname "$0")" && pwd)
 PORTS="2379 2380 6443 10248 10250 10257 10259"
 SOCK=$R/containerd/containerd.sock
@@ -34,8 +40,19 @@ missing() {
 	command -v containerd >/dev/null || m+=("containerd (apt-get install containerd)")
 	command -v runc >/dev/null || m+=("runc (apt-get install runc)")
 	[ -x /usr/lib/cni/bridge ] || m+=("CNI plugins (apt-get install containernetworking-plugins)")
-	command -v openssl >/dev/null || m+=("openssl")
+	for c in openssl curl ss; do command -v $c >/dev/null || m+=("$c"); done
 	echo "${m[*]}"
+}
+
+# own: the run folder is root's alone (it holds keys, PIDs and sysctl values).
+own() {
+	if [ -e "$R" ] || [ -L "$R" ]; then
+		[ -d "$R" ] && [ ! -L "$R" ] && [ "$(stat -c %u "$R")" = 0 ] ||
+			die "$R is not a folder owned by root; remove it or set HERD_KUBE_NODE_DIR"
+		chmod 700 "$R"
+	else
+		mkdir -m 700 -p "$R"
+	fi
 }
 
 # wait_for WHAT SECONDS CMD...: run CMD until it succeeds.
@@ -61,10 +78,15 @@ alive() { kill -0 "$(cat "$R/$1.pid")" 2>/dev/null || { say "$1 died:"; tail -20
 
 pki() {
 	local P=$R/pki
-	[ -f "$P/ca.crt" ] && return
-	mkdir -p "$P"
+	# Reuse a whole PKI that has a day left; else make a new one.
+	if [ -f "$P/done" ] && openssl x509 -checkend 86400 -noout -in "$P/ca.crt" >/dev/null 2>&1 &&
+		openssl x509 -checkend 86400 -noout -in "$P/apiserver.crt" >/dev/null 2>&1; then
+		return
+	fi
+	rm -rf "$P" "$P.new"
+	mkdir -p "$P.new"
 	(
-		cd "$P"
+		cd "$P.new"
 		q() { "$@" >/dev/null 2>&1; }
 		q openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj "/CN=herd-e2e-ca"
 		# cert NAME CN O EXTENSIONS
@@ -83,7 +105,9 @@ extendedKeyUsage=serverAuth"
 		q openssl genrsa -out sa.key 2048
 		q openssl rsa -in sa.key -pubout -out sa.pub
 		rm -f ca.srl
+		touch done
 	)
+	mv "$P.new" "$P"
 	kubeconfig admin "$R/admin.kubeconfig"
 	kubeconfig kubelet "$R/kubelet.kubeconfig"
 }
@@ -143,7 +167,6 @@ EOT
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "dataDir": "$R/cni/ipam"}},
   {"type": "loopback"}]}
 EOT
-	local cg=cgroupfs
 	cat >"$R/kubelet.yaml" <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -160,7 +183,8 @@ authorization: {mode: Webhook}
 tlsCertFile: "$R/pki/kubelet-server.crt"
 tlsPrivateKeyFile: "$R/pki/kubelet-server.key"
 containerRuntimeEndpoint: "unix://$SOCK"
-cgroupDriver: $cg
+cgroupDriver: cgroupfs
+cgroupRoot: /$CGROOT
 # Kubernetes 1.35 refuses cgroup v1 unless told otherwise; this VM has v1.
 failCgroupV1: false
 failSwapOn: false
@@ -185,6 +209,7 @@ up() {
 	local m
 	m=$(missing)
 	[ -z "$m" ] || die "cannot start a node here; missing: $m"
+	own
 	for p in $PORTS; do
 		if ss -Htln "sport = :$p" | grep -q .; then
 			down >/dev/null 2>&1 || true
@@ -194,7 +219,7 @@ up() {
 	down >/dev/null 2>&1 || true
 	local BIN
 	BIN=$("$HERE/build.sh" all)
-	mkdir -p "$R"
+	export PATH=$BIN:$PATH
 	T0=$(($(date +%s%N) / 1000000))
 	pki
 	configs
@@ -244,15 +269,25 @@ up() {
 	images "$@"
 
 	# The kubelet rewrites these (its kernel tunables): keep the originals for down.
-	[ -f "$R/sysctl.orig" ] || for k in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
+	[ -f "$R/sysctl.orig" ] || for k in $SYSCTLS; do
 		echo "$k=$(sysctl -n "$k")"
 	done >"$R/sysctl.orig"
+	for c in $(cgroups); do mkdir -p "$c"; done
 	start kubelet "$BIN/kubelet" --config="$R/kubelet.yaml" --kubeconfig="$R/kubelet.kubeconfig" \
 		--root-dir="$R/kubelet" --cert-dir="$R/kubelet/pki" --hostname-override=localhost --v=1
 	wait_for "node localhost" 120 node_ready || { alive kubelet; grep -E '^E' "$R/kubelet.log" | tail -10 >&2; exit 1; }
 	# Pods need their namespace's default ServiceAccount, made by the controller manager.
 	wait_for "default ServiceAccount" 30 kubectl -n default get serviceaccount default
 	say "up in $(elapsed); export KUBECONFIG=$KUBECONFIG"
+}
+
+# cgroups: the folders of the pods' cgroup root, in each hierarchy (v1) or the one tree (v2).
+cgroups() {
+	if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		echo "/sys/fs/cgroup/$CGROOT"
+	else
+		awk -v r="$CGROOT" '$3 == "cgroup" {print $2 "/" r}' /proc/mounts
+	fi
 }
 
 node_ready() {
@@ -273,25 +308,29 @@ pause_image() {
 	images "$t"
 }
 
-# stop NAME [TENTHS]: SIGTERM, then SIGKILL after TENTHS tenths of a second.
+# stop NAME [TENTHS]: SIGTERM, then SIGKILL after TENTHS tenths of a second;
+# only if the PID file still names that program (PIDs are reused).
 stop() {
 	local f=$R/$1.pid
 	[ -f "$f" ] || return 0
 	local p
 	p=$(cat "$f")
-	if kill -0 "$p" 2>/dev/null; then
-		kill "$p"
-		for _ in $(seq 1 "${2:-50}"); do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$p" 2>/dev/null && { say "SIGKILL $1 ($p)"; kill -9 "$p"; }
-	fi
 	rm -f "$f"
+	[[ $p =~ ^[0-9]+$ ]] || return 0
+	local prog=$1
+	case $1 in kcm) prog=kube-controller-manager ;; scheduler) prog=kube-scheduler ;; apiserver) prog=kube-apiserver ;; esac
+	tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$prog" || return 0
+	kill "$p" 2>/dev/null || return 0
+	for _ in $(seq 1 "${2:-50}"); do
+		kill -0 "$p" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	say "SIGKILL $1 ($p)"
+	kill -9 "$p" 2>/dev/null || true
 }
 
 down() {
-	[ -d "$R" ] || return 0
+	[ -d "$R" ] && [ ! -L "$R" ] || return 0
 	stop kubelet
 	if [ -S "$SOCK" ] && [ -f "$R/containerd.pid" ]; then
 		local c="ctr --address $SOCK -n k8s.io"
@@ -301,30 +340,29 @@ down() {
 		for t in $($c containers ls -q 2>/dev/null); do $c containers delete "$t" >/dev/null 2>&1 || true; done
 	fi
 	stop containerd
+	# containerd's shims outlive it when their tasks would not die.
+	pkill -9 -f "containerd-shim.*-address $SOCK" 2>/dev/null || true
 	# The controllers first: the apiserver takes a minute to stop while they watch.
 	stop scheduler
 	stop kcm
 	stop apiserver 30
 	stop etcd
-	# Container root file systems, sandbox shm, kubelet volumes.
-	grep -E " ($R|/run/containerd)" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	for c in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/k8s.io; do
-		[ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null
-	done
-	for n in /run/netns/cni-*; do
-		[ -e "$n" ] || continue
-		umount "$n" 2>/dev/null || true
-		rm -f "$n"
+	# Container root file systems, sandbox shm, kubelet volumes: all under $R.
+	{ awk -v r="$R" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/mounts || true; } | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	for c in $(cgroups); do
+		[ -d "$c" ] && { find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true; }
 	done
 	rm -f /var/lib/cni/results/herd-e2e-* 2>/dev/null || true
 	ip link del herde2e0 2>/dev/null || true
 	if [ -f "$R/sysctl.orig" ]; then
-		while IFS== read -r k v; do sysctl -qw "$k=$v" || true; done <"$R/sysctl.orig"
+		while IFS== read -r k v; do
+			case " $SYSCTLS " in *" $k "*) [[ $v =~ ^[0-9]+$ ]] && sysctl -qw "$k=$v" || true ;; esac
+		done <"$R/sysctl.orig"
 		rm -f "$R/sysctl.orig"
 	fi
-	rmdir /run/containerd/fifo /run/containerd/s /run/containerd/runc /run/containerd /var/lib/cni/results /var/lib/cni /run/netns 2>/dev/null || true
 	# Keep the PKI and the pause image for the next run; drop the state.
-	rm -rf "$R/etcd" "$R/kubelet" "$R/containerd" "$R/cni" "$R/apiserver-certs"
+	rm -rf --one-file-system "$R/etcd" "$R/kubelet" "$R/containerd" "$R/cni" "$R/apiserver-certs"
 	say "down"
 }
 

@@ -447,7 +447,7 @@ var configFailures = map[string]bool{"CreateContainerConfigError": true, "Create
 func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
 	started := false
 	pods := d.jobPods(kj)
-	if len(pods) == 0 && d.cfg.Now().Sub(kj.CreationTimestamp.Time) > d.cfg.UnschedulableTimeout {
+	if len(pods) == 0 && neverHadPod(kj) && d.cfg.Now().Sub(kj.CreationTimestamp.Time) > d.cfg.UnschedulableTimeout {
 		return &store.Failure{Code: "no_pod", Message: fmt.Sprintf("Kubernetes made no pod for the task's Job %s in %s; kubectl describe job/%s says why (a resource quota, an admission policy, a missing service account...)", kj.Name, d.cfg.UnschedulableTimeout, kj.Name)}, false
 	}
 	for _, p := range pods {
@@ -472,6 +472,12 @@ func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
 		}
 	}
 	return nil, started
+}
+
+// neverHadPod: the Job controller counts no pod of a (not suspended) Job.
+func neverHadPod(kj *batchv1.Job) bool {
+	st := kj.Status
+	return st.Active+st.Failed+st.Succeeded == 0 && ptr.Deref(st.Terminating, 0) == 0 && !ptr.Deref(kj.Spec.Suspend, false)
 }
 
 // jobPods are a Job's pods, from the cache.
@@ -543,6 +549,10 @@ func (d *Dispatcher) endedWhy(kj *batchv1.Job) store.Failure {
 	}
 	for _, c := range kj.Status.Conditions {
 		if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobFailed || c.Type == batchv1.JobFailureTarget) {
+			// Its pod is gone, but the Job's pod failure policy saw it disrupted.
+			if c.Reason == batchv1.JobReasonPodFailurePolicy && strings.Contains(c.Message, string(corev1.DisruptionTarget)) {
+				return store.Failure{Code: codeDisrupted, Message: fmt.Sprintf("the task's pod was stopped before it could finish (%s)", c.Message)}
+			}
 			if c.Reason == batchv1.JobReasonDeadlineExceeded {
 				return store.Failure{Code: "deadline", Message: fmt.Sprintf("the task ran past its Job's deadline of %ds and was stopped", ptr.Deref(kj.Spec.ActiveDeadlineSeconds, 0))}
 			}

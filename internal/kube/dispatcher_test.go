@@ -346,6 +346,7 @@ func TestDisruptedPodGivesTaskBack(t *testing.T) {
 		Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting", LastTransitionTime: metav1.Now()}
 	start := metav1.Now()
 	pod := r.podFor(kj, corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &start, Conditions: []corev1.PodCondition{disrupted}})
+	r.until(r.d, "the dispatcher to see the pod", func() bool { return r.d.SeesPod(pod.Name, pod.ResourceVersion) })
 	for range 5 {
 		require.NoError(t, r.d.Sync(r.ctx))
 		time.Sleep(50 * time.Millisecond)
@@ -362,6 +363,24 @@ func TestDisruptedPodGivesTaskBack(t *testing.T) {
 	got := r.task(tk.ID)
 	require.Equal(t, 1, got.Attempt, "given back: no attempt used")
 	require.Empty(t, got.Error)
+}
+
+// TestDisruptedJobWithoutPod: a Job failed by its pod failure policy for a
+// disrupted pod that is already gone gives its task back all the same.
+func TestDisruptedJobWithoutPod(t *testing.T) {
+	r := newRig(t, nil)
+	tk := r.submit(job.KindEncode)
+	kj := r.dispatched(tk)
+	start := metav1.Now()
+	kj.Status.StartTime = &start
+	kj.Status.Conditions = []batchv1.JobCondition{{
+		Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonPodFailurePolicy,
+		Message: "Pod " + r.ns + "/x has condition DisruptionTarget matching FailJob rule at index 0", LastTransitionTime: start, LastProbeTime: start,
+	}}
+	_, err := r.cs.BatchV1().Jobs(r.ns).UpdateStatus(r.ctx, kj, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	r.until(r.d, "the task to be given back and dispatched again", func() bool { return r.task(tk.ID).Fence == 2 })
+	require.Equal(t, 1, r.task(tk.ID).Attempt, "given back: no attempt used")
 }
 
 // TestJobEndedWithoutReport: a Job that ran past its deadline while its
@@ -475,6 +494,12 @@ func TestDrainedDispatcher(t *testing.T) {
 	}
 	require.Empty(t, r.jobs())
 	require.Equal(t, job.TaskQueued, r.task(tk.ID).State)
+	// A new key (its Secret deleted by hand) leaves it drained.
+	require.NoError(t, r.cs.CoreV1().Secrets(r.ns).Delete(r.ctx, "herd-task-key", metav1.DeleteOptions{}))
+	require.NoError(t, kube.EnsureWorkerKey(r.ctx, r.cs, r.st, r.ns, "herd-task-key", "kube", 4, kubetest.Logger(t)))
+	w, err := r.st.GetWorker(r.ctx, "kube")
+	require.NoError(t, err)
+	require.Equal(t, store.WorkerDraining, w.State)
 	require.NoError(t, r.st.SetWorkerState(r.ctx, "kube", store.WorkerActive, time.Now()))
 	r.dispatched(tk)
 }

@@ -50,7 +50,11 @@ func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Stor
 	if err := st.CreateKey(ctx, k); err != nil {
 		return err
 	}
-	if err := st.PutWorker(ctx, store.Worker{Name: worker, KeyID: k.ID, State: store.WorkerActive, Slots: max(slots, 1), CreatedAt: now}); err != nil {
+	state := store.WorkerActive // a new key; a drained worker stays drained
+	if w, err := st.GetWorker(ctx, worker); err == nil && w.State == store.WorkerDraining {
+		state = w.State
+	}
+	if err := st.PutWorker(ctx, store.Worker{Name: worker, KeyID: k.ID, State: state, Slots: max(slots, 1), CreatedAt: now}); err != nil {
 		return err
 	}
 	data := map[string][]byte{SecretKey: []byte(secret)}
