@@ -94,6 +94,7 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 			cancel()
 		case <-ran:
 		}
+		stopCampaign()
 		stopElector()
 		<-ran
 		release(cs, ns, identity, log)
