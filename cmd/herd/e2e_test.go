@@ -394,15 +394,7 @@ func TestSIGTERMReleasesAfterGrace(t *testing.T) {
 	require.Equal(t, 0, code)
 	id := strings.TrimSpace(stdout)
 	s.waitEncoding(id)
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "clean exit after SIGTERM")
-	case <-time.After(60 * time.Second):
-		t.Fatal("herd serve did not exit after SIGTERM")
-	}
+	stopCleanly(t, s.cmd, "herd serve")
 	require.Contains(t, s.logs.String(), "released the task at shutdown")
 
 	s2 := startServer(t, data, "--local-workers", "0")
@@ -454,4 +446,18 @@ func TestServeOnPostgres(t *testing.T) {
 	j := s.job(strings.TrimSpace(stdout))
 	require.Equal(t, "succeeded", j.State)
 	require.NoFileExists(t, filepath.Join(dir, "data", "herd.db"), "the state lives in PostgreSQL")
+}
+
+// stopCleanly sends SIGTERM and requires a clean exit within a minute.
+func stopCleanly(t *testing.T, cmd *exec.Cmd, what string) {
+	t.Helper()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "%s: clean exit after SIGTERM", what)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not exit after SIGTERM", what)
+	}
 }

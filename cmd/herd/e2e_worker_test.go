@@ -207,15 +207,7 @@ func TestWorkerSIGTERMReleases(t *testing.T) {
 	require.Equal(t, 0, code)
 	id := strings.TrimSpace(stdout)
 	s.waitEncoding(id)
-	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- w.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "clean exit")
-	case <-time.After(60 * time.Second):
-		t.Fatal("worker did not exit after SIGTERM")
-	}
+	stopCleanly(t, w.cmd, "herd worker")
 	for _, task := range s.job(id).Tasks {
 		if task.Kind == "encode" {
 			require.Equal(t, "queued", task.State, "released at once, not left to expire")

@@ -5,6 +5,7 @@
 package e2e_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -98,7 +99,7 @@ func TestNode(t *testing.T) {
 	media := filepath.Join(root, "..", "shared", "media")
 	_, err = os.Stat(media)
 	require.NoError(t, err, "the real clips in ../shared/media beside the repository")
-	n := &node{t: t, root: root, dir: cmpOr(os.Getenv("HERD_KUBE_NODE_DIR"), "/var/lib/herd-kube-node"), started: time.Now()}
+	n := &node{t: t, root: root, dir: cmp.Or(os.Getenv("HERD_KUBE_NODE_DIR"), "/var/lib/herd-kube-node"), started: time.Now()}
 	if out, err := n.run("hack/kube/node.sh", "check"); err != nil {
 		t.Fatalf("cannot run a Kubernetes node here (install what make deps-test installs): %s", out)
 	}
@@ -170,7 +171,7 @@ spec:
 	}
 	n.mark("3 jobs submitted")
 
-	pod, task := n.encoding(t, ctx, c, killed.ID, func(tk job.Task) string { return "herd.io/task=" + tk.ID })
+	pod, task := n.encoding(t, ctx, c, killed.ID, func(task string) string { return "herd.io/task=" + task })
 	killedJob := strings.TrimSpace(n.k("-n", "herd", "get", "pod", pod, "-o", `jsonpath={.metadata.labels.batch\.kubernetes\.io/job-name}`))
 	require.NotEmpty(t, killedJob)
 	n.mark("killing pod " + pod + " mid-encode")
@@ -231,7 +232,7 @@ spec:
 		submit(t, ctx, c, long2, "web-hls"),
 		submit(t, ctx, c, filepath.Join(media, "realshort.mp4"), "mp4-library"),
 	}
-	worker, task := n.encoding(t, ctx, c, pulled[0].ID, func(job.Task) string { return "app.kubernetes.io/component=worker" })
+	worker, task := n.encoding(t, ctx, c, pulled[0].ID, func(string) string { return "app.kubernetes.io/component=worker" })
 	n.mark("killing worker pod " + worker + " mid-encode")
 	n.k("-n", "herd", "delete", "pod", worker, "--grace-period=0", "--force", "--wait=false")
 	for _, j := range pulled {
@@ -251,13 +252,6 @@ spec:
 		}
 	}
 	requireIdle(t, ctx, c)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func lastLine(s string) string {
@@ -325,7 +319,7 @@ func taskByID(t *testing.T, v api.JobView, id string) api.TaskView {
 
 // encoding waits until the job's encode task has run for a moment, then returns the name of the pod matching selector that is
 // running it (a task's own pod, or the pull worker) and the task's id.
-func (n *node) encoding(t *testing.T, ctx context.Context, c *client.Client, id string, selector func(job.Task) string) (pod, task string) {
+func (n *node) encoding(t *testing.T, ctx context.Context, c *client.Client, id string, selector func(task string) string) (pod, task string) {
 	t.Helper()
 	deadline := time.Now().Add(4 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -337,7 +331,7 @@ func (n *node) encoding(t *testing.T, ctx context.Context, c *client.Client, id 
 			if tk.Kind != job.KindEncode || tk.State != "running" || tk.StartedAt == nil || time.Since(*tk.StartedAt) < 2*time.Second {
 				continue
 			}
-			out, err := n.run(n.kubectl, "-n", "herd", "get", "pods", "-l", selector(job.Task{ID: tk.ID}),
+			out, err := n.run(n.kubectl, "-n", "herd", "get", "pods", "-l", selector(tk.ID),
 				"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}")
 			if name := strings.TrimSpace(out); err == nil && name != "" && !strings.Contains(name, " ") {
 				return name, tk.ID

@@ -646,7 +646,7 @@ older backups stay. PostgreSQL: use pg_dump -Fc and check it with pg_restore --l
 				return err
 			}
 			defer st.Close()
-			path, err := st.Backup(cmd.Context(), cmpOr(out, filepath.Join(data, "backups")), keep, time.Now())
+			path, err := st.Backup(cmd.Context(), cmp.Or(out, filepath.Join(data, "backups")), keep, time.Now())
 			if err != nil {
 				return err
 			}

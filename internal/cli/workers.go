@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -31,7 +32,7 @@ Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e.workerSettings(cmd, &cfg, "HERD_WORKER_DATA", "herd-worker")
 			if check {
-				ffmpeg := cmpOr(cfg.FFmpeg, "ffmpeg")
+				ffmpeg := cmp.Or(cfg.FFmpeg, "ffmpeg")
 				fmt.Fprint(e.stdout, worker.FormatTrials(worker.Detect(cmd.Context(), ffmpeg)))
 				return nil
 			}
@@ -114,13 +115,6 @@ not be told.`,
 	f.DurationVar(&cfg.Grace, "grace", 25*time.Second, "on SIGTERM, how long the task may finish before it is released")
 	taskFlags(f, &cfg.DaemonConfig, &logFormat)
 	return cmd
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (e *env) tokenCmd() *cobra.Command {

@@ -220,16 +220,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	d.log.Info("dispatching tasks as Kubernetes Jobs", "namespace", d.cfg.Namespace, "image", d.cfg.Image, "max_jobs", d.cfg.MaxJobs)
+	go recheckKey(ctx, d.ensureKey, d.cfg.KeySecret, d.log)
 	t := time.NewTicker(d.cfg.Resync)
 	defer t.Stop()
-	keyChecked := d.cfg.Now()
 	for {
-		if d.cfg.Now().Sub(keyChecked) > keyCheck {
-			if err := d.ensureKey(ctx); err != nil && ctx.Err() == nil {
-				d.log.Error("check the task pods' key", "secret", d.cfg.KeySecret, "err", err)
-			}
-			keyChecked = d.cfg.Now()
-		}
 		work := d.sig.C()
 		if err := d.Sync(ctx); err != nil && ctx.Err() == nil {
 			d.log.Error("reconcile Jobs", "err", err)

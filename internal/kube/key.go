@@ -82,18 +82,26 @@ func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Stor
 // ends, so a key revoked by an admin (the server's workers' keys are
 // rotated that way) or a Secret deleted by hand is replaced within a minute.
 func KeepWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Store, ns, name, worker string, slots int, log *slog.Logger) error {
-	if err := EnsureWorkerKey(ctx, cs, st, ns, name, worker, slots, log); err != nil {
+	ensure := func(ctx context.Context) error { return EnsureWorkerKey(ctx, cs, st, ns, name, worker, slots, log) }
+	if err := ensure(ctx); err != nil {
 		return err
 	}
+	recheckKey(ctx, ensure, name, log)
+	return nil
+}
+
+// recheckKey runs ensure every keyCheck until ctx ends; a failure is
+// logged and tried again at the next check.
+func recheckKey(ctx context.Context, ensure func(context.Context) error, secret string, log *slog.Logger) {
 	t := time.NewTicker(keyCheck)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
-			if err := EnsureWorkerKey(ctx, cs, st, ns, name, worker, slots, log); err != nil && ctx.Err() == nil {
-				log.Error("check a worker key's Secret", "worker", worker, "secret", name, "err", err)
+			if err := ensure(ctx); err != nil && ctx.Err() == nil {
+				log.Error("check a worker key's Secret", "secret", secret, "err", err)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"cmp"
 	"flag"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ func TestEncodeArgsHardwareGolden(t *testing.T) {
 			if kind == HWNone && name != "archive-av1" {
 				continue // the software argv of the built-ins is pinned by TestEncodeArgsGolden
 			}
-			t.Run(cmpOr(kind, "software")+"/"+name, func(t *testing.T) {
+			t.Run(cmp.Or(kind, "software")+"/"+name, func(t *testing.T) {
 				t.Parallel()
 				base, err := NewPlan(src(1920, 1080, 25), p)
 				require.NoError(t, err)
@@ -108,7 +109,7 @@ func TestEncodeArgsHardwareGolden(t *testing.T) {
 				require.NoError(t, err)
 				args := pl.EncodeArgs("/in/source.bin", "/out/job")
 				got := strings.Join(args, "\n") + "\n"
-				path := filepath.Join("testdata", "golden", "hw_"+cmpOr(kind, "software")+"_"+name+".args")
+				path := filepath.Join("testdata", "golden", "hw_"+cmp.Or(kind, "software")+"_"+name+".args")
 				if *update {
 					require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
 				}
@@ -146,11 +147,4 @@ func indexOf(args []string, s string) int {
 		}
 	}
 	return -1
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

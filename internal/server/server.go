@@ -21,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/herdhq/herd/internal/api"
@@ -207,9 +206,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		}
 		ns = cmp.Or(cfg.Kube.Namespace, ns)
 		klog.SetSlogLogger(log.With("component", "client-go")) // client-go's own reports, in herd's log
+		var kc kube.Config
 		if cfg.Dispatcher == DispatchKubernetes {
 			// Settings errors stop the start; each term as leader gets a fresh dispatcher.
-			if _, err := newDispatcher(cfg, cs, ns, st, q, sig, log); err != nil {
+			if kc, err = dispatcherConfig(cfg, ns); err != nil {
+				return err
+			}
+			if _, err := kube.New(kc, cs, st, q, sig, log); err != nil {
 				return err
 			}
 		}
@@ -221,7 +224,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 					lg.Go(func() error { return kube.KeepWorkerKey(lgctx, cs, st, ns, cfg.Kube.WorkerSecret, PoolWorker, 1, log) })
 				}
 				if cfg.Dispatcher == DispatchKubernetes {
-					d, err := newDispatcher(cfg, cs, ns, st, q, sig, log)
+					d, err := kube.New(kc, cs, st, q, sig, log)
 					if err != nil {
 						return err
 					}
@@ -250,26 +253,28 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 // Deployment share (--kube-worker-secret).
 const PoolWorker = "pool"
 
-func newDispatcher(cfg Config, cs kubernetes.Interface, ns string, st store.Store, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*kube.Dispatcher, error) {
+// dispatcherConfig is the Kubernetes dispatcher's configuration, with its
+// pod templates read from their files.
+func dispatcherConfig(cfg Config, ns string) (kube.Config, error) {
 	kc := cfg.Kube.Config
 	kc.LeaseTTL, kc.Grace = cfg.LeaseTTL, min(cfg.Grace, 5*time.Minute)
 	var err error
 	if kc.Template, err = kube.LoadTemplate(cfg.Kube.PodTemplate); err != nil {
-		return nil, err
+		return kc, err
 	}
 	if cfg.Kube.GPU != "" {
 		g, ok := kube.GPUKind(cfg.Kube.GPU)
 		if !ok {
-			return nil, fmt.Errorf("--kube-gpu %q: use nvidia or intel (or leave it empty for CPU-only clusters)", cfg.Kube.GPU)
+			return kc, fmt.Errorf("--kube-gpu %q: use nvidia or intel (or leave it empty for CPU-only clusters)", cfg.Kube.GPU)
 		}
 		g.MaxJobs = cmp.Or(cfg.Kube.GPUMaxJobs, g.MaxJobs)
 		if g.Template, err = kube.LoadTemplate(cfg.Kube.GPUPodTemplate); err != nil {
-			return nil, err
+			return kc, err
 		}
 		kc.GPU = &g
 	}
 	kc.Namespace = ns
-	return kube.New(kc, cs, st, q, sig, log)
+	return kc, nil
 }
 
 // openStorage opens where job files live: the local blob folder, or an
