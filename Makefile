@@ -9,7 +9,7 @@ GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 # The real-node test (deploy/e2e) runs where a node can: as root on Linux.
 KUBE_NODE := $(shell [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ] && echo 1)
 
-.PHONY: help deps deps-test build run test e2e-kube bench vet fmt clean image
+.PHONY: help deps deps-test build run test e2e-kube bench vet fmt clean image web-vendor
 
 help: ## show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ help: ## show the targets
 deps: ## install what herd needs at run time (ffmpeg) when it is missing
 	@scripts/install-deps.sh
 
-deps-test: ## install what the tests need when missing (ffmpeg, PostgreSQL, MinIO, Kubernetes builds; as root containerd, runc, CNI plugins)
+deps-test: ## install what the tests need when missing (ffmpeg, PostgreSQL, chromium, MinIO, Kubernetes builds; as root containerd, runc, CNI plugins)
 	@scripts/install-deps.sh test
 
 build: ## build bin/herd
@@ -28,7 +28,7 @@ run: deps build ## install ffmpeg if missing, build, and start herd serve (data 
 
 test: deps-test ## install what the tests need and run every test with the race detector
 	$(GO) vet ./...
-	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
+	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_REQUIRE_BROWSER=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
 
 e2e-kube: deps-test ## herd's manifests on a real Kubernetes node started here (root; hack/kube/node.sh), with real clips, a killed pod and pull workers
 	HERD_KUBE_NODE=1 $(GO) test -v -count=1 -run TestNode -timeout 20m ./deploy/e2e/
@@ -39,6 +39,14 @@ bench: deps-test ## queue benchmarks: 16 claimers over 100,000 tasks (SQLite, Po
 
 image: deps ## build the herd container image without Docker: bin/herd-image.tar (docker load / ctr images import)
 	VERSION=$(VERSION) scripts/build-image.sh bin/herd-image.tar herd:$(VERSION)
+
+web-vendor: ## refresh the web UI's browser libraries (hls.js, tus-js-client) from npm at the versions pinned in web/package-lock.json; commit the result
+	cd web && npm ci --no-audit --no-fund
+	cp web/node_modules/hls.js/dist/hls.min.js internal/web/assets/vendor/hls.min.js
+	cp web/node_modules/hls.js/LICENSE internal/web/assets/vendor/hls.js.LICENSE
+	cp web/node_modules/tus-js-client/dist/tus.min.js internal/web/assets/vendor/tus.min.js
+	cp web/node_modules/tus-js-client/LICENSE internal/web/assets/vendor/tus-js-client.LICENSE
+	cd web && node -e 'const l=require("./package-lock.json").packages;for(const p of ["hls.js","tus-js-client"])console.log(p+" "+l["node_modules/"+p].version+" "+l["node_modules/"+p].integrity)' > ../internal/web/assets/vendor/VERSIONS
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...

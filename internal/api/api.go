@@ -19,9 +19,11 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	tusd "github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
@@ -61,6 +63,9 @@ type Server struct {
 	checks   []Check
 	queue    *queue.Queue
 	files    pipeline.Storage
+	up       *uploads      // nil: resumable uploads are off
+	done     chan struct{} // closed by Shutdown: streams end
+	stop     sync.Once
 }
 
 // Deps are what the API needs.
@@ -82,8 +87,12 @@ type Deps struct {
 func New(d Deps) *Server {
 	return &Server{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
-		queue: d.Queue, files: d.Files}
+		queue: d.Queue, files: d.Files, done: make(chan struct{})}
 }
+
+// Shutdown ends the event streams, which would otherwise hold an
+// http.Server's Shutdown until its deadline (register it with RegisterOnShutdown).
+func (s *Server) Shutdown() { s.stop.Do(func() { close(s.done) }) }
 
 // access says who may call a route.
 type access int
@@ -110,7 +119,13 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/v1/openapi.yaml", public, s.openapi},
 		{"GET", "/api/v1/queue", public, s.queueStats},
 		{"GET", "/api/v1/profiles", admin, s.listProfiles},
+		{"GET", "/api/v1/dashboard", admin, s.getDashboard},
+		{"GET", "/api/v1/events", admin, s.events},
 		{"POST", "/api/v1/jobs", admin, s.createJob},
+		{"POST", "/api/v1/uploads", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.PostFile })},
+		{"HEAD", "/api/v1/uploads/{id}", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.HeadFile })},
+		{"PATCH", "/api/v1/uploads/{id}", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.PatchFile })},
+		{"DELETE", "/api/v1/uploads/{id}", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.DelFile })},
 		{"GET", "/api/v1/jobs", admin, s.listJobs},
 		{"GET", "/api/v1/jobs/{id}", admin, s.getJob},
 		{"POST", "/api/v1/jobs/{id}/cancel", admin, s.cancelJob},
@@ -186,12 +201,21 @@ func bearer(r *http.Request) string {
 // authenticate finds the caller's key; it answers the request itself when there is none.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.Key, bool) {
 	tok := bearer(r)
+	cookie := false
+	if tok == "" {
+		if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+			tok, cookie = c.Value, true
+		}
+	}
 	if tok == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "send the key as 'Authorization: Bearer KEY'")
+		writeError(w, http.StatusUnauthorized, "unauthorized", "send the key as 'Authorization: Bearer KEY' (or sign in at /login)")
 		return store.Key{}, false
 	}
 	k, err := s.st.KeyByHash(r.Context(), HashKey(tok))
+	if err == nil && cookie != (k.Kind == kindSession) {
+		err = job.ErrNotFound // a cookie holds a session, never a key; a session is only a cookie
+	}
 	switch {
 	case errors.Is(err, job.ErrNotFound):
 		writeError(w, http.StatusUnauthorized, "unauthorized", "the key is not valid")
@@ -200,8 +224,16 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.Key
 		s.internal(w, r, err)
 		return k, false
 	}
-	if k.Revoked || (k.ExpiresAt != nil && time.Now().After(*k.ExpiresAt)) {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "the key was revoked or has expired")
+	if !usable(k) {
+		msg := "the key was revoked or has expired"
+		if cookie {
+			msg = "the session has ended; sign in again at /login"
+		}
+		writeError(w, http.StatusUnauthorized, "unauthorized", msg)
+		return k, false
+	}
+	if cookie && !CheckCSRF(r) {
+		writeError(w, http.StatusForbidden, "csrf", "a request made with a session cookie must carry the page's "+CSRFHeader+" header")
 		return k, false
 	}
 	return k, true
@@ -214,7 +246,7 @@ func (s *Server) requireKind(kind string, next func(w http.ResponseWriter, r *ht
 		if !ok {
 			return
 		}
-		if k.Kind != kind {
+		if k.Kind != kind && (kind != "admin" || k.Kind != kindSession) {
 			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs "+map[string]string{"admin": "an admin key", "worker": "a worker key"}[kind])
 			return
 		}
@@ -285,12 +317,16 @@ func (s *Server) queueStats(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, queueStats(st))
+}
+
+func queueStats(st store.Stats) QueueStats {
 	out := QueueStats{RunningTasks: st.RunningTasks, EncodeBacklogSeconds: st.EncodeBacklog,
 		JobsQueued: st.JobsByState[job.Queued], JobsRunning: st.JobsByState[job.Running]}
 	for _, n := range st.QueueByProfile {
 		out.QueuedTasks += n
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -478,51 +514,18 @@ func (s *Server) submitError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	opt := store.ListOptions{Profile: q.Get("profile"), Cursor: q.Get("cursor")}
-	if v := q.Get("state"); v != "" {
-		st, err := job.ParseState(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
-		opt.State = st
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			writeError(w, http.StatusBadRequest, "bad_request", "limit must be a number from 1 to 500")
-			return
-		}
-		opt.Limit = n
-	}
-	jobs, next, err := s.st.ListJobs(r.Context(), opt)
+	opt, err := listOptions(r)
 	if err != nil {
-		s.internal(w, r, err)
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	out := make([]JobView, 0, len(jobs))
-	for _, j := range jobs {
-		out = append(out, View(j, nil))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "next": next})
+	s.serveView(w, r, func(ctx context.Context) (any, error) { return s.jobList(ctx, opt) })
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	j, err := s.st.GetJob(r.Context(), id)
+	v, err := s.jobPage(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.storeError(w, r, err)
-		return
-	}
-	tasks, err := s.st.Tasks(r.Context(), id)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	v := View(j, tasks)
-	if v.Deliveries, err = s.st.Deliveries(r.Context(), id); err != nil {
-		s.internal(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, v)

@@ -3,7 +3,9 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -32,6 +34,8 @@ import (
 const adminKey = "test-admin-key-0123456789"
 
 type fixture struct {
+	dir     string
+	api     *api.Server
 	srv     *httptest.Server
 	st      store.Store
 	blobs   *blob.Local
@@ -55,9 +59,10 @@ func setup(t *testing.T) *fixture {
 	s := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig, Files: &pipeline.LocalFiles{Blobs: blobs},
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}})
+	require.NoError(t, s.EnableUploads(filepath.Join(dir, "uploads")))
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, st: st, blobs: blobs, imports: imports}
+	return &fixture{dir: dir, api: s, srv: srv, st: st, blobs: blobs, imports: imports}
 }
 
 func (f *fixture) do(t *testing.T, method, path, key string, body io.Reader, ct string) (*http.Response, []byte) {
@@ -345,4 +350,96 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			require.True(t, served[m+" "+p], "openapi.yaml documents %s %s, which is not served", m, p)
 		}
 	}
+}
+
+// tus is one request of the tus protocol.
+func (f *fixture) tus(t *testing.T, method, url string, hdr map[string]string, body []byte) *http.Response {
+	t.Helper()
+	if !strings.HasPrefix(url, "http") {
+		url = f.srv.URL + url
+	}
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp
+}
+
+func tusMeta(name, profile string) string {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	return "filename " + b64(name) + ",profile " + b64(profile)
+}
+
+// A resumable upload is refused early when it could never become a job, is
+// resumed from the server's offset, and becomes one job when its last byte
+// arrives; a finished upload the server died holding becomes a job at start.
+func TestResumableUpload(t *testing.T) {
+	f := setup(t)
+	body := []byte(strings.Repeat("herd resumable upload ", 1000))
+	n := fmt.Sprint(len(body))
+	for _, c := range []struct {
+		hdr  map[string]string
+		want int
+	}{
+		{map[string]string{"Upload-Length": n, "Upload-Metadata": tusMeta("a.mp4", "nope")}, http.StatusBadRequest},
+		{map[string]string{"Upload-Length": n, "Upload-Metadata": tusMeta("", "mp4-library")}, http.StatusBadRequest},
+		{map[string]string{"Upload-Length": "0", "Upload-Metadata": tusMeta("a.mp4", "mp4-library")}, http.StatusBadRequest},
+		{map[string]string{"Upload-Length": fmt.Sprint(2 << 20), "Upload-Metadata": tusMeta("a.mp4", "mp4-library")}, http.StatusRequestEntityTooLarge},
+		{map[string]string{"Upload-Defer-Length": "1", "Upload-Metadata": tusMeta("a.mp4", "mp4-library")}, http.StatusBadRequest},
+	} {
+		require.Equal(t, c.want, f.tus(t, "POST", "/api/v1/uploads", c.hdr, nil).StatusCode, "%v", c.hdr)
+	}
+	entries, _ := os.ReadDir(filepath.Join(f.dir, "uploads"))
+	require.Empty(t, entries, "refused uploads store nothing")
+
+	resp := f.tus(t, "POST", "/api/v1/uploads", map[string]string{"Upload-Length": n, "Upload-Metadata": tusMeta("../../Movie (2020).mp4", "mp4-library")}, nil)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	loc := resp.Header.Get("Location")
+	require.Contains(t, loc, "/api/v1/uploads/")
+	patch := func(off int, b []byte) *http.Response {
+		return f.tus(t, "PATCH", loc, map[string]string{"Upload-Offset": fmt.Sprint(off), "Content-Type": "application/offset+octet-stream"}, b)
+	}
+	require.Equal(t, http.StatusNoContent, patch(0, body[:5000]).StatusCode)
+	require.Equal(t, http.StatusConflict, patch(4000, body[4000:]).StatusCode, "a wrong offset is refused")
+	head := f.tus(t, "HEAD", loc, nil, nil)
+	require.Equal(t, "5000", head.Header.Get("Upload-Offset"))
+	resp = patch(5000, body[5000:])
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	id := resp.Header.Get(api.HeaderJobID)
+	require.NotEmpty(t, id)
+	j, err := f.st.GetJob(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, "Movie (2020).mp4", j.Source.Name, "only the base name is kept")
+	require.Equal(t, int64(len(body)), j.Source.Size)
+	require.Equal(t, http.StatusNotFound, f.tus(t, "HEAD", loc, nil, nil).StatusCode, "the bytes are gone once they are a job")
+	require.Equal(t, http.StatusUnauthorized, func() int {
+		req, _ := http.NewRequest("HEAD", loc, nil)
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		r, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = r.Body.Close()
+		return r.StatusCode
+	}(), "uploads need the admin key")
+
+	// The server died after the last byte, before the job: at start it is made.
+	other := []byte(strings.Repeat("another file ", 500))
+	resp = f.tus(t, "POST", "/api/v1/uploads", map[string]string{"Upload-Length": fmt.Sprint(len(other)), "Upload-Metadata": tusMeta("late.mp4", "web-hls")}, nil)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	upID := resp.Header.Get("Location")[strings.LastIndex(resp.Header.Get("Location"), "/")+1:]
+	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "uploads", upID), other, 0o600)) // as if the last PATCH's response was lost
+	require.NoError(t, f.api.RecoverUploads(context.Background()))
+	jobs, _, err := f.st.ListJobs(context.Background(), store.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, jobs, 2)
+	require.Equal(t, "late.mp4", jobs[0].Source.Name)
+	require.Equal(t, "web-hls", jobs[0].Profile)
+	_, err = os.Stat(filepath.Join(f.dir, "uploads", upID))
+	require.ErrorIs(t, err, os.ErrNotExist)
 }

@@ -217,37 +217,6 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, k)
 }
 
-func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
-	ws, err := s.st.ListWorkers(r.Context())
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	type view struct {
-		store.Worker
-		Tasks []string `json:"running_tasks"`
-	}
-	out := make([]view, 0, len(ws))
-	running, err := s.st.RunningTasks(r.Context())
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	for _, wk := range ws {
-		v := view{Worker: wk, Tasks: []string{}}
-		if v.Caps == nil {
-			v.Caps = []string{}
-		}
-		for _, t := range running {
-			if strings.HasPrefix(t.LeaseOwner, store.WorkerOwnerPrefix(wk.Name)) {
-				v.Tasks = append(v.Tasks, t.ID)
-			}
-		}
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"workers": out})
-}
-
 func (s *Server) setWorkerState(state string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")

@@ -37,6 +37,7 @@ import (
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
 	"github.com/herdhq/herd/internal/watch"
+	"github.com/herdhq/herd/internal/web"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -172,11 +173,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 			{Name: "ffmpeg", Fn: tools.Check},
 		},
 	})
+	if err := srv.EnableUploads(filepath.Join(cfg.Data, "uploads")); err != nil {
+		return err
+	}
+	if err := srv.RecoverUploads(ctx); err != nil {
+		return fmt.Errorf("recover uploads: %w", err)
+	}
+	ui, err := web.New(web.Deps{API: srv, Profiles: profiles, Version: cfg.Version, Log: log})
+	if err != nil {
+		return fmt.Errorf("web ui: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (pass --addr to choose another)", cfg.Addr, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv := &http.Server{Handler: handler(srv.Handler(), ui.Handler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -247,6 +259,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		ready(addr)
 	}
 	return g.Wait()
+}
+
+// handler sends the API's addresses to the API and every other to the web UI.
+func handler(apiH, ui http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics"} {
+		mux.Handle(p, apiH)
+	}
+	mux.Handle("/", ui)
+	return mux
 }
 
 // PoolWorker is the worker name the replicas of an in-cluster pull-worker

@@ -39,6 +39,9 @@ type Store interface {
 	// NextWake is the earliest time a queued task becomes runnable (zero when none waits).
 	NextWake(ctx context.Context) (time.Time, error)
 	Stats(ctx context.Context) (Stats, error)
+	// Throughput counts the jobs that ended (succeeded or failed) at or
+	// after since, per clock hour, oldest first; hours with none are left out.
+	Throughput(ctx context.Context, since time.Time) ([]HourCount, error)
 
 	PutAsset(ctx context.Context, a job.Asset) (job.Asset, error)
 	AssetBySHA(ctx context.Context, sha string) (job.Asset, error)
@@ -124,6 +127,15 @@ type Stats struct {
 	// whole duration of each encode task not started yet, the rest of each
 	// running one. Jobs not probed yet (duration unknown) count 0.
 	EncodeBacklog float64
+}
+
+// HourCount is how many jobs ended in one clock hour, and how fast the
+// ones that succeeded were encoded (mean x realtime; 0 when unknown).
+type HourCount struct {
+	Hour      time.Time `json:"hour"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
+	Speed     float64   `json:"speed,omitempty"`
 }
 
 // Key is a stored credential: only its hash is kept.

@@ -847,6 +847,39 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	return st, rows3.Err()
 }
 
+// Throughput counts ended jobs per clock hour (finished_at is in ms).
+func (s *Store) Throughput(ctx context.Context, since time.Time) ([]store.HourCount, error) {
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT finished_at / 3600000 AS h, state, COUNT(*), AVG(CASE WHEN speed > 0 THEN speed END)
+		FROM jobs WHERE finished_at >= ? AND state IN ('succeeded', 'failed') GROUP BY h, state ORDER BY h`), ms(since))
+	if err != nil {
+		return nil, fmt.Errorf("throughput: %w", err)
+	}
+	defer rows.Close()
+	var out []store.HourCount
+	for rows.Next() {
+		var (
+			h     int64
+			state string
+			n     int
+			speed sql.NullFloat64
+		)
+		if err := rows.Scan(&h, &state, &n, &speed); err != nil {
+			return nil, fmt.Errorf("throughput: %w", err)
+		}
+		hour := time.UnixMilli(h * 3600000).UTC()
+		if len(out) == 0 || !out[len(out)-1].Hour.Equal(hour) {
+			out = append(out, store.HourCount{Hour: hour})
+		}
+		c := &out[len(out)-1]
+		if state == string(job.Succeeded) {
+			c.Succeeded, c.Speed = n, speed.Float64
+		} else {
+			c.Failed = n
+		}
+	}
+	return out, rows.Err()
+}
+
 // PutAsset stores an asset, or returns the one with the same sha256.
 func (s *Store) PutAsset(ctx context.Context, a job.Asset) (job.Asset, error) {
 	out, err := s.putAsset(ctx, a)

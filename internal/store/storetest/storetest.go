@@ -42,6 +42,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
+	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
 	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
@@ -530,4 +531,40 @@ func testDeliveries(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Equal(t, want, got)
 	require.Error(t, s.AddDelivery(ctx, store.Delivery{JobID: "no-such-job", Publisher: "x", Type: "webhook", Event: "job.failed", Attempt: 1, At: t0}), "a delivery belongs to a job")
+}
+
+// Ended jobs are counted in the clock hour they ended; running ones and
+// those that ended before since are not.
+func testThroughput(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	h0 := t0.Truncate(time.Hour).Add(time.Hour) // tasks become runnable at t0
+	finish := func(sha string, at time.Time, fail bool) {
+		newJob(t, s, sha, 1)
+		for {
+			c := claim(t, s, "w1", at)
+			if c == nil {
+				return
+			}
+			if fail {
+				require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "bad", Permanent: true}, at))
+				return
+			}
+			require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.5, Speed: 4}, at, ttl))
+			require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Data: json.RawMessage(`{}`)}, at))
+		}
+	}
+	finish("tp-old", t0, false)
+	finish("tp-a", h0.Add(5*time.Minute), false)
+	finish("tp-b", h0.Add(50*time.Minute), true)
+	finish("tp-c", h0.Add(70*time.Minute), false)
+	newJob(t, s, "tp-running", 1)
+	got, err := s.Throughput(ctx, h0)
+	require.NoError(t, err)
+	require.Len(t, got, 2, "%+v", got)
+	require.True(t, got[0].Hour.Equal(h0), "%v", got[0].Hour)
+	require.Equal(t, 1, got[0].Succeeded)
+	require.Equal(t, 1, got[0].Failed)
+	require.True(t, got[1].Hour.Equal(h0.Add(time.Hour)))
+	require.Equal(t, 1, got[1].Succeeded)
+	require.Zero(t, got[1].Failed)
 }

@@ -1,0 +1,315 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+// The web UI in a real browser: Debian's chromium, headless, driven by
+// chromedp against a real herd serve. HERD_SCREENSHOTS=DIR keeps a
+// screenshot of each page there.
+
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	bin := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		if os.Getenv("HERD_REQUIRE_BROWSER") != "" {
+			t.Fatal("no chromium on PATH (make deps-test installs it)")
+		}
+		t.Skip("no chromium on PATH; make test installs it")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // chromium refuses to run as root with its sandbox
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancel2)
+	ctx, cancel3 := context.WithTimeout(ctx, 4*time.Minute)
+	t.Cleanup(cancel3)
+	require.NoError(t, chromedp.Run(ctx), "start chromium")
+	return ctx
+}
+
+func shot(t *testing.T, ctx context.Context, name string) {
+	dir := os.Getenv("HERD_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	var b []byte
+	require.NoError(t, chromedp.Run(ctx, chromedp.FullScreenshot(&b, 100)))
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), b, 0o644))
+}
+
+// waitJS polls a JavaScript condition until it is true.
+func waitJS(t *testing.T, ctx context.Context, what, cond string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var ok bool
+		err := chromedp.Run(ctx, chromedp.Evaluate(`!!(`+cond+`)`, &ok))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var page string
+			_ = chromedp.Run(ctx, chromedp.Evaluate(`location.href + "\n" + document.querySelector("main")?.innerText`, &page))
+			t.Fatalf("waiting for %s (%s): err %v; page:\n%s", what, cond, err, page)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	var v T
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(expr, &v)), expr)
+	return v
+}
+
+func signIn(t *testing.T, ctx context.Context, s *server, key string) {
+	t.Helper()
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Navigate(s.url+"/login"),
+		chromedp.WaitVisible(`#key`, chromedp.ByQuery),
+		chromedp.SendKeys(`#key`, key, chromedp.ByQuery),
+		chromedp.Submit(`#key`, chromedp.ByQuery),
+	))
+}
+
+// Sign in (a wrong key is refused), upload a real clip through the page,
+// watch it reach succeeded in the live list of another tab that never
+// reloads, play the ladder (time advances, a chosen rung is what plays,
+// seek previews come from the sprite), and see the dashboard and workers.
+func TestBrowserUploadWatchPlay(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "Browser Clip.mp4")
+	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000",
+		"-t", "12", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", "-shortest", src).CombinedOutput()
+	require.NoError(t, err, string(out))
+	s := startServer(t, filepath.Join(dir, "data"))
+
+	// A wrong key is refused, and the page says what to use instead.
+	signIn(t, ctx, s, "herd_adm_not-the-key")
+	waitJS(t, ctx, "the refusal", `document.querySelector("#login-error")?.textContent.includes("not a valid admin key")`, 10*time.Second)
+	require.Contains(t, evalJS[string](t, ctx, `location.pathname`), "/login")
+	shot(t, ctx, "login-refused")
+	resp, _ := s.get("/api/v1/jobs", nil) // the API still works with the key
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	signIn(t, ctx, s, s.token())
+	waitJS(t, ctx, "the dashboard", `location.pathname === "/" && document.querySelector("#d-workers").textContent !== "–"`, 15*time.Second)
+
+	// The jobs list, left open: it must update itself.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs")))
+	waitJS(t, ctx, "the empty list", `document.querySelector("#job-rows").innerText.includes("No jobs yet")`, 15*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`window.__notReloaded = true`, nil)))
+
+	// Upload in a second tab of the same browser.
+	up, cancel := chromedp.NewContext(ctx)
+	defer cancel()
+	require.NoError(t, chromedp.Run(up, chromedp.Navigate(s.url+"/upload"), chromedp.WaitVisible(`#files`, chromedp.ByQuery)))
+	require.NoError(t, chromedp.Run(up, chromedp.SetValue(`#profile`, "web-hls", chromedp.ByQuery),
+		chromedp.SetUploadFiles(`#files`, []string{src}, chromedp.ByQuery)))
+	waitJS(t, up, "the upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
+	id := evalJS[string](t, up, `document.querySelector('#uploads li[data-state="done"]').dataset.jobId`)
+	shot(t, up, "upload")
+	_ = chromedp.Cancel(up)
+
+	// The first tab saw the job arrive and finish, without reloading.
+	row := fmt.Sprintf(`document.querySelector('#job-rows tr[data-job=%q]')`, id)
+	waitJS(t, ctx, "the job in the live list", row, 15*time.Second)
+	waitJS(t, ctx, "the job to succeed in the live list", row+`?.dataset.state === "succeeded"`, 3*time.Minute)
+	require.True(t, evalJS[bool](t, ctx, `window.__notReloaded === true`), "the list updated without a reload")
+	shot(t, ctx, "jobs")
+
+	// The job page plays the ladder.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+id)))
+	waitJS(t, ctx, "the player", `!document.querySelector("#player-box").hidden && document.querySelectorAll("#p-quality option").length >= 3`, 20*time.Second)
+	require.Equal(t, "Browser Clip.mp4", evalJS[string](t, ctx, `document.querySelector("#j-title").textContent`))
+	require.GreaterOrEqual(t, evalJS[int](t, ctx, `document.querySelectorAll('#j-outputs tr[data-output]').length`), 4, "master, manifest, rungs, audio, thumbnails")
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
+	waitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
+	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
+
+	// Choose the smallest rung: it is what plays next.
+	levels := evalJS[[]int](t, ctx, `herdPlayer.hls.levels.map(l => l.height)`)
+	require.GreaterOrEqual(t, len(levels), 2, "the 360p source gives at least two rungs")
+	low := 0
+	for i, h := range levels {
+		if h < levels[low] {
+			low = i
+		}
+	}
+	require.NoError(t, chromedp.Run(ctx, chromedp.SetValue(`#p-quality`, fmt.Sprint(low), chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector("#p-quality").dispatchEvent(new Event("change"))`, nil)))
+	waitJS(t, ctx, "the chosen rung to play", fmt.Sprintf(`document.querySelector("#player").dataset.playingLevel === "%d" && herdPlayer.video.videoHeight === %d`, low, levels[low]), 30*time.Second)
+	before := evalJS[float64](t, ctx, `herdPlayer.video.currentTime`)
+	waitJS(t, ctx, "playback to go on", fmt.Sprintf(`herdPlayer.video.currentTime > %f + 0.5`, before), 20*time.Second)
+	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
+
+	// Seek-bar previews come from the sprite sheet.
+	waitJS(t, ctx, "the thumbnail track", `Number(document.querySelector("#player").dataset.thumbnails) > 0`, 10*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`(() => { const s = document.querySelector("#p-seek"), r = s.getBoundingClientRect();
+		s.dispatchEvent(new PointerEvent("pointermove", {clientX: r.left + r.width * 0.6, clientY: r.top + 2, bubbles: true})); })()`, nil)))
+	waitJS(t, ctx, "a seek preview", `(document.querySelector("#player").dataset.preview || "").startsWith("sprite.jpg#")`, 5*time.Second)
+	require.False(t, evalJS[bool](t, ctx, `document.querySelector("#p-preview").hidden`))
+	shot(t, ctx, "job")
+
+	// Dashboard and workers pages fill from their live views.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/")))
+	waitJS(t, ctx, "the dashboard's counts", `document.querySelector("#d-states").innerText.includes("succeeded")`, 15*time.Second)
+	waitJS(t, ctx, "this hour's bar", `[...document.querySelectorAll("#d-hours .bar .ok")].some(b => parseFloat(b.style.height) > 0)`, 15*time.Second)
+	shot(t, ctx, "dashboard")
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/workers")))
+	waitJS(t, ctx, "the workers page", `document.querySelector("#w-rows").innerText.includes("No remote workers")`, 15*time.Second)
+	shot(t, ctx, "workers")
+
+	// An MP4 output plays natively, with its download link.
+	stdout, stderr, code := s.herd("submit", src, "--profile", "mp4-library", "--wait")
+	require.Equal(t, 0, code, stderr)
+	mp4 := strings.TrimSpace(stdout)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+mp4)))
+	waitJS(t, ctx, "the MP4 player", `!document.querySelector("#player-box").hidden && window.herdPlayer`, 20*time.Second)
+	require.True(t, evalJS[bool](t, ctx, `herdPlayer.hls === null && herdPlayer.video.src.endsWith(".mp4")`))
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
+	waitJS(t, ctx, "MP4 playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
+	require.True(t, evalJS[bool](t, ctx, `[...document.querySelectorAll("#j-outputs a[download]")].some(a => a.href.endsWith(".mp4"))`))
+
+	// On a phone-sized screen the pages fit the width.
+	require.NoError(t, chromedp.Run(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)))
+	for _, p := range []string{"/", "/jobs", "/upload", "/workers", "/jobs/" + id} {
+		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+p)))
+		waitJS(t, ctx, p+" loaded", `document.readyState === "complete"`, 10*time.Second)
+		time.Sleep(300 * time.Millisecond) // the first live event
+		require.LessOrEqual(t, evalJS[int](t, ctx, `document.documentElement.scrollWidth`), 390, "%s scrolls sideways on a phone; too wide: %s", p,
+			evalJS[string](t, ctx, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 391 || e.scrollWidth > 391).slice(0, 8).map(e => e.tagName + "#" + e.id + "." + e.className + " " + Math.round(e.getBoundingClientRect().right) + "/" + e.scrollWidth).join(", ") + " cw=" + document.documentElement.clientWidth`))
+	}
+	shot(t, ctx, "phone-job")
+	require.NoError(t, chromedp.Run(ctx, chromedp.EmulateViewport(1280, 900)))
+
+	// Signing out ends the session: its cookie no longer opens the API.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`form.logout button`, chromedp.ByQuery)))
+	waitJS(t, ctx, "the sign-in page", `location.pathname === "/login"`, 10*time.Second)
+	var status int
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`fetch("/api/v1/jobs").then(r => r.status)`, &status,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })))
+	require.Equal(t, http.StatusUnauthorized, status)
+}
+
+// An upload cut off by a page reload resumes from where it stopped when the
+// same file is chosen again, and one cut off by a dropped connection goes
+// on by itself when the network is back; each becomes one job.
+func TestBrowserUploadResumes(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	dir := t.TempDir()
+	mk := func(name string, seconds int) string {
+		p := filepath.Join(dir, name)
+		out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+			"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", fmt.Sprint(seconds),
+			"-c:v", "libx264", "-preset", "ultrafast", "-qp", "8", "-pix_fmt", "yuv420p", p).CombinedOutput()
+		require.NoError(t, err, string(out))
+		return p
+	}
+	big, big2 := mk("Reloaded.mp4", 6), mk("Dropped.mp4", 7)
+	st, err := os.Stat(big)
+	require.NoError(t, err)
+	t.Logf("clip of %d bytes", st.Size())
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0") // only uploads matter here
+	signIn(t, ctx, s, s.token())
+	waitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
+
+	// Slow the upload down, so there is a middle to cut it in.
+	throttle := func(bytesPerSec float64, offline bool) {
+		require.NoError(t, chromedp.Run(ctx, network.Enable(), network.EmulateNetworkConditions(offline, 0, -1, bytesPerSec)))
+	}
+	throttle(float64(st.Size())/8, false)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/upload"), chromedp.WaitVisible(`#files`, chromedp.ByQuery),
+		chromedp.SetValue(`#profile`, "mp4-library", chromedp.ByQuery), chromedp.SetUploadFiles(`#files`, []string{big}, chromedp.ByQuery)))
+	waitJS(t, ctx, "a third of the upload", `document.querySelector('#uploads li progress')?.value > 0.3`, 30*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Reload()))
+	throttle(-1, false)
+	waitJS(t, ctx, "the unfinished upload listed", `document.querySelector('#pending li[data-pending="Reloaded.mp4"]')`, 15*time.Second)
+	shot(t, ctx, "upload-pending")
+	require.NoError(t, chromedp.Run(ctx, chromedp.SetValue(`#profile`, "mp4-library", chromedp.ByQuery), chromedp.SetUploadFiles(`#files`, []string{big}, chromedp.ByQuery)))
+	waitJS(t, ctx, "the resumed upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
+	from := evalJS[string](t, ctx, `document.querySelector('#uploads li[data-state="done"]').dataset.resumedFrom || ""`)
+	require.NotEmpty(t, from, "the upload asked the server where it stopped")
+	require.NotEqual(t, "0", from, "and went on from there")
+	t.Logf("resumed from byte %s of %d", from, st.Size())
+	waitJS(t, ctx, "the pending list to empty", `document.querySelector('#pending-box').hidden`, 10*time.Second)
+
+	// A dropped connection: the server is killed mid-upload and comes back
+	// on the same address; the page's retries find where it stopped and go on.
+	throttle(float64(st.Size())/8, false)
+	require.NoError(t, chromedp.Run(ctx, chromedp.SetUploadFiles(`#files`, []string{big2}, chromedp.ByQuery)))
+	waitJS(t, ctx, "a third of the second upload", `document.querySelector('#uploads li[data-upload="Dropped.mp4"] progress')?.value > 0.3`, 30*time.Second)
+	require.NoError(t, s.cmd.Process.Kill())
+	_ = s.cmd.Wait()
+	throttle(-1, false)
+	s = startServer(t, s.data, "--local-workers", "0", "--addr", strings.TrimPrefix(s.url, "http://"))
+	waitJS(t, ctx, "the second upload to finish", `document.querySelector('#uploads li[data-upload="Dropped.mp4"]').dataset.state === "done"`, 60*time.Second)
+	from = evalJS[string](t, ctx, `document.querySelector('#uploads li[data-upload="Dropped.mp4"]').dataset.resumedFrom || ""`)
+	require.NotEmpty(t, from, "the upload asked the restarted server where it stopped")
+	require.NotEqual(t, "0", from)
+	t.Logf("after the server was killed, resumed from byte %s", from)
+	shot(t, ctx, "upload-resumed")
+
+	// Two uploads, two jobs, each whole.
+	_, body := s.get("/api/v1/jobs", nil)
+	var list struct{ Jobs []jobJSON }
+	require.NoError(t, json.Unmarshal(body, &list))
+	require.Len(t, list.Jobs, 2, "%s", body)
+	sizes := map[string]int64{}
+	for _, j := range list.Jobs {
+		var full struct {
+			Source struct {
+				Name string
+				Size int64
+			}
+		}
+		_, b := s.get("/api/v1/jobs/"+j.ID, nil)
+		require.NoError(t, json.Unmarshal(b, &full))
+		sizes[full.Source.Name] = full.Source.Size
+	}
+	st2, err := os.Stat(big2)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"Reloaded.mp4": st.Size(), "Dropped.mp4": st2.Size()}, sizes)
+	entries, err := os.ReadDir(filepath.Join(s.data, "uploads"))
+	require.NoError(t, err)
+	var left []string
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".lock") {
+			left = append(left, e.Name())
+		}
+	}
+	require.Empty(t, left, "finished uploads leave no bytes behind")
+}

@@ -1,0 +1,433 @@
+// herd web UI. One script for every page: body[data-page] says which part
+// runs. Pages are filled from the API's live views (Server-Sent Events); no
+// part of the page polls. Every state-changing request carries the session's
+// CSRF token. No framework: DOM built with el(), never from HTML strings.
+'use strict';
+
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content || '';
+
+// el builds an element: el('a', {href: '/x', class: 'c'}, 'text', child).
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else if (k === 'style') Object.assign(e.style, v); // CSSOM: allowed by the page's CSP, unlike style attributes
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const k of kids.flat()) {
+    if (k === undefined || k === null || k === false) continue;
+    e.append(k instanceof Node ? k : String(k));
+  }
+  return e;
+}
+
+function fill(parent, kids) { parent.replaceChildren(...kids); }
+
+// api calls herd's API with the session cookie and CSRF token; it throws
+// an Error carrying the server's message.
+async function api(method, url, body) {
+  const opt = {method, credentials: 'same-origin', headers: {'X-CSRF-Token': csrf}};
+  if (body !== undefined) {
+    opt.headers['Content-Type'] = 'application/json';
+    opt.body = JSON.stringify(body);
+  }
+  const r = await fetch(url, opt);
+  if (r.status === 401) { location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search); throw new Error('signed out'); }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { /* not JSON */ }
+  if (!r.ok) throw new Error(data?.error?.message || `${r.status} ${r.statusText}`);
+  return data;
+}
+
+// live opens the event stream of a view and calls onData with each version.
+function live(params, onData, onGone) {
+  const status = document.getElementById('live');
+  const es = new EventSource('/api/v1/events?' + new URLSearchParams(params));
+  const name = params.view || 'jobs';
+  es.addEventListener(name, (e) => { if (status) status.textContent = 'live'; onData(JSON.parse(e.data)); });
+  es.addEventListener('gone', () => { es.close(); onGone?.(); });
+  es.onerror = () => {
+    if (status) status.textContent = 'reconnecting…';
+    // A stream refused because the session ended will not come back: check.
+    fetch('/api/v1/dashboard', {credentials: 'same-origin'}).then((r) => { if (r.status === 401) location.href = '/login?next=' + encodeURIComponent(location.pathname); });
+  };
+  return es;
+}
+
+const fmt = {
+  bytes(n) {
+    if (!n) return '0 B';
+    const u = ['B', 'KB', 'MB', 'GB', 'TB'];
+    const i = Math.min(u.length - 1, Math.floor(Math.log(n) / Math.log(1000)));
+    return (n / 1000 ** i).toFixed(i ? 1 : 0) + ' ' + u[i];
+  },
+  dur(s) {
+    if (s === undefined || s === null || !isFinite(s)) return '–';
+    s = Math.max(0, Math.round(s));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    return (h ? h + ':' + String(m).padStart(2, '0') : m) + ':' + String(sec).padStart(2, '0');
+  },
+  speed(x) { return x ? x.toFixed(x < 10 ? 2 : 1) + '×' : '–'; },
+  bitrate(b) { return b ? (b >= 1e6 ? (b / 1e6).toFixed(2) + ' Mb/s' : Math.round(b / 1e3) + ' kb/s') : '–'; },
+  pct(p) { return Math.round((p || 0) * 100) + '%'; },
+  time(t) { return t ? new Date(t).toLocaleString() : '–'; },
+  ago(t) {
+    if (!t) return 'never';
+    const s = (Date.now() - new Date(t).getTime()) / 1000;
+    if (s < 60) return Math.max(0, Math.round(s)) + ' s ago';
+    if (s < 3600) return Math.round(s / 60) + ' min ago';
+    if (s < 86400) return Math.round(s / 3600) + ' h ago';
+    return new Date(t).toLocaleDateString();
+  },
+};
+
+function stateBadge(state) { return el('span', {class: 'state ' + state}, state); }
+
+function flash(msg) {
+  let box = document.getElementById('flash');
+  if (!box) {
+    box = el('p', {id: 'flash', class: 'error', role: 'alert'});
+    document.querySelector('main').prepend(box);
+  }
+  box.textContent = msg;
+}
+
+// jobActions are the buttons a job in this state offers.
+function jobActions(j) {
+  const act = (what) => async (e) => {
+    e.target.disabled = true;
+    try { await api('POST', `/api/v1/jobs/${j.id}/${what}`); } catch (err) { flash(`Could not ${what} ${j.source.name}: ${err.message}`); e.target.disabled = false; }
+  };
+  const out = [];
+  if (j.state === 'queued' || j.state === 'running') out.push(el('button', {type: 'button', class: 'danger', onclick: act('cancel'), 'aria-label': 'Cancel ' + j.source.name}, 'Cancel'));
+  if (j.state === 'failed' || j.state === 'canceled') out.push(el('button', {type: 'button', onclick: act('retry'), 'aria-label': 'Retry ' + j.source.name}, 'Retry'));
+  return out;
+}
+
+const pages = {};
+
+pages.dashboard = () => {
+  live({view: 'dashboard'}, (d) => {
+    document.getElementById('d-queued').textContent = d.queue.queued_tasks;
+    document.getElementById('d-running').textContent = d.queue.running_tasks;
+    document.getElementById('d-backlog').textContent = fmt.dur(d.queue.encode_backlog_seconds);
+    document.getElementById('d-speed').textContent = fmt.speed(d.encode_speed);
+    document.getElementById('d-workers').textContent = d.workers;
+    fill(document.getElementById('d-states'), ['queued', 'running', 'succeeded', 'failed', 'canceled'].map((s) =>
+      el('li', {}, el('a', {href: '/jobs?state=' + s}, stateBadge(s)), ' ', String(d.jobs_by_state?.[s] || 0))));
+    const peak = Math.max(1, ...d.hours.map((h) => h.succeeded + h.failed));
+    fill(document.getElementById('d-hours'), d.hours.map((h) => {
+      const label = `${new Date(h.hour).getHours()}:00 — ${h.succeeded} succeeded, ${h.failed} failed` + (h.speed ? `, ${fmt.speed(h.speed)}` : '');
+      return el('div', {class: 'bar', title: label},
+        el('div', {class: 'ok', style: {height: `${(100 * h.succeeded) / peak}%`}}),
+        el('div', {class: 'bad', style: {height: `${(100 * h.failed) / peak}%`}}));
+    }));
+    const fails = d.recent_failures.map((j) => el('li', {}, el('a', {href: '/jobs/' + j.id}, j.source.name), ' — ', j.error || 'failed', ' ', el('span', {class: 'muted'}, fmt.ago(j.finished_at))));
+    fill(document.getElementById('d-failures'), fails.length ? fails : [el('li', {class: 'muted'}, 'None.')]);
+  });
+};
+
+pages.jobs = () => {
+  const form = document.getElementById('filters');
+  const rows = document.getElementById('job-rows');
+  const q = new URLSearchParams(location.search);
+  form.state.value = q.get('state') || '';
+  form.profile.value = q.get('profile') || '';
+  let es;
+  const open = () => {
+    es?.close();
+    const params = {view: 'jobs', limit: '100'};
+    if (form.state.value) params.state = form.state.value;
+    if (form.profile.value) params.profile = form.profile.value;
+    const url = new URLSearchParams(params);
+    url.delete('view'); url.delete('limit');
+    history.replaceState(null, '', '/jobs' + (url.toString() ? '?' + url : ''));
+    es = live(params, (d) => {
+      if (!d.jobs.length) { fill(rows, [el('tr', {}, el('td', {colspan: 8, class: 'muted'}, 'No jobs yet. ', el('a', {href: '/upload'}, 'Upload a video')))]); return; }
+      fill(rows, d.jobs.map((j) => el('tr', {dataset: {job: j.id, state: j.state}},
+        el('td', {class: 'name'}, el('a', {href: '/jobs/' + j.id}, j.source.name)),
+        el('td', {}, j.profile),
+        el('td', {}, stateBadge(j.state), j.error ? el('div', {class: 'muted'}, j.error) : null),
+        el('td', {}, el('progress', {max: 1, value: j.progress, 'aria-label': 'progress of ' + j.source.name}), ' ', fmt.pct(j.progress)),
+        el('td', {class: 'num'}, j.state === 'running' ? fmt.speed(j.speed) : '–'),
+        el('td', {class: 'num'}, j.eta_seconds !== undefined ? fmt.dur(j.eta_seconds) : '–'),
+        el('td', {}, fmt.ago(j.created_at)),
+        el('td', {}, jobActions(j)))));
+    });
+  };
+  form.addEventListener('change', open);
+  open();
+};
+
+pages.job = () => {
+  const id = document.body.dataset.job;
+  let player = null;
+  live({view: 'job', id}, (j) => {
+    document.title = j.source.name + ' · herd';
+    document.getElementById('j-title').textContent = j.source.name;
+    fill(document.getElementById('j-state'), [stateBadge(j.state)]);
+    document.getElementById('j-state').dataset.state = j.state;
+    document.getElementById('j-profile').textContent = j.profile;
+    document.getElementById('j-progress').value = j.progress;
+    document.getElementById('j-progress-text').textContent = fmt.pct(j.progress) + (j.state === 'running' && j.speed ? ` at ${fmt.speed(j.speed)}` : '') +
+      (j.eta_seconds !== undefined ? `, about ${fmt.dur(j.eta_seconds)} left` : '');
+    fill(document.getElementById('j-actions'), jobActions(j));
+    const errBox = document.getElementById('j-error');
+    errBox.hidden = !j.error;
+    errBox.textContent = j.error ? j.error + (j.error_code ? ` (${j.error_code})` : '') : '';
+    const s = j.source;
+    fill(document.getElementById('j-source'), [
+      ['File', s.name], ['Size', fmt.bytes(s.size)], ['Duration', s.duration ? fmt.dur(s.duration) : '–'],
+      ['Picture', s.width ? `${s.width}×${s.height}` : '–'], ['Video codec', s.video_codec || '–'],
+      ['Audio channels', s.audio_channels || '–'], ['SHA-256', s.sha256], ['Created', fmt.time(j.created_at)],
+      ['Finished', fmt.time(j.finished_at)], ['Attempts', j.attempts],
+    ].flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]));
+    const outs = j.outputs || [];
+    fill(document.getElementById('j-outputs'), outs.length ? outs.map((o) => el('tr', {dataset: {output: o.name}},
+      el('td', {}, o.name), el('td', {}, o.kind), el('td', {}, o.width ? `${o.width}×${o.height}` : '–'),
+      el('td', {class: 'num'}, fmt.bitrate(o.bitrate)), el('td', {class: 'num'}, fmt.bytes(o.size)), el('td', {}, o.codec || '–'),
+      el('td', {class: 'num'}, o.ssim ? o.ssim.toFixed(4) : '–'), el('td', {class: 'num'}, o.psnr ? o.psnr.toFixed(1) + ' dB' : '–'),
+      el('td', {}, el('a', {href: o.url, download: o.path.split('/').pop()}, 'Download')))) : [el('tr', {}, el('td', {colspan: 9, class: 'muted'}, j.state === 'succeeded' ? 'No outputs.' : 'None yet.'))]);
+    fill(document.getElementById('j-tasks'), (j.tasks || []).map((t) => el('tr', {dataset: {task: t.kind}},
+      el('td', {}, t.kind), el('td', {}, stateBadge(t.state)), el('td', {class: 'num'}, t.attempt), el('td', {}, t.worker || '–'),
+      el('td', {}, el('progress', {max: 1, value: t.progress, 'aria-label': t.kind + ' progress'})),
+      el('td', {}, fmt.time(t.started_at)),
+      el('td', {class: 'num'}, t.started_at && t.finished_at ? fmt.dur((new Date(t.finished_at) - new Date(t.started_at)) / 1000) : '–'),
+      el('td', {class: 'muted'}, t.error || ''))));
+    const dels = j.deliveries || [];
+    document.getElementById('j-deliveries-box').hidden = !dels.length;
+    fill(document.getElementById('j-deliveries'), dels.map((d) => el('li', {}, `${d.publisher} (${d.type}) ${d.event} attempt ${d.attempt}: `, d.ok ? 'ok' : 'failed', d.detail ? ' — ' + d.detail : '')));
+    const log = (j.tasks || []).flatMap((t) => [
+      ...t.commands.map((c) => `[${t.kind}] ${c.join(' ')}`),
+      ...(t.error ? [`[${t.kind}] error: ${t.error}`] : []),
+    ]);
+    document.getElementById('j-log-box').hidden = !log.length;
+    document.getElementById('j-log').textContent = log.join('\n');
+    if (!player && j.state === 'succeeded' && outs.length) player = setupPlayer(outs);
+  }, () => flash('This job no longer exists.'));
+};
+
+// setupPlayer plays the job's HLS ladder with hls.js (quality menu: auto
+// and each rung), or its MP4 natively, with sprite previews on the seek bar.
+function setupPlayer(outs) {
+  const master = outs.find((o) => o.kind === 'hls' && o.name === 'master');
+  const file = outs.find((o) => o.kind === 'mp4' || o.kind === 'mkv');
+  if (!master && !file) return null;
+  document.getElementById('player-box').hidden = false;
+  const box = document.getElementById('player');
+  const video = document.getElementById('video');
+  const seek = document.getElementById('p-seek');
+  const quality = document.getElementById('p-quality');
+  const play = document.getElementById('p-play');
+  const poster = outs.find((o) => o.kind === 'poster');
+  if (poster) video.poster = poster.url;
+  const p = {video, hls: null};
+  window.herdPlayer = p;
+  video.addEventListener('error', () => { box.dataset.error = video.error?.message || 'media error'; });
+  if (master && window.Hls?.isSupported()) {
+    const hls = new Hls({enableWorker: false, capLevelToPlayerSize: false});
+    p.hls = hls;
+    hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
+      const opts = [el('option', {value: 'auto'}, 'Auto')];
+      d.levels.map((l, i) => ({l, i})).sort((a, b) => b.l.height - a.l.height)
+        .forEach(({l, i}) => opts.push(el('option', {value: i}, `${l.height}p · ${fmt.bitrate(l.bitrate)}`)));
+      fill(quality, opts);
+      quality.hidden = false;
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+      box.dataset.level = d.level;
+      const l = hls.levels[d.level];
+      if (quality.value === 'auto' && l) quality.options[0].textContent = `Auto (${l.height}p)`;
+    });
+    hls.on(Hls.Events.FRAG_CHANGED, (_, d) => { box.dataset.playingLevel = d.frag.level; });
+    hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) box.dataset.error = d.details; });
+    hls.loadSource(master.url);
+    hls.attachMedia(video);
+    quality.addEventListener('change', () => {
+      hls.currentLevel = quality.value === 'auto' ? -1 : Number(quality.value);
+      if (quality.value === 'auto') quality.options[0].textContent = 'Auto';
+    });
+  } else if (master && video.canPlayType('application/vnd.apple.mpegurl')) {
+    video.src = master.url; // Safari plays HLS itself
+  } else {
+    video.src = (file || master).url;
+  }
+  play.addEventListener('click', () => (video.paused ? video.play() : video.pause()));
+  video.addEventListener('play', () => { play.textContent = 'Pause'; });
+  video.addEventListener('pause', () => { play.textContent = 'Play'; });
+  const mute = document.getElementById('p-mute');
+  const showMute = () => { mute.textContent = video.muted ? 'Unmute' : 'Mute'; };
+  video.addEventListener('volumechange', showMute);
+  mute.addEventListener('click', () => { video.muted = !video.muted; });
+  document.getElementById('p-full').addEventListener('click', () => (document.fullscreenElement ? document.exitFullscreen() : box.requestFullscreen?.()));
+  const time = document.getElementById('p-time');
+  const showTime = () => {
+    if (isFinite(video.duration)) seek.max = video.duration;
+    if (!seek.matches(':active')) seek.value = video.currentTime;
+    time.textContent = `${fmt.dur(video.currentTime)} / ${fmt.dur(video.duration)}`;
+  };
+  video.addEventListener('timeupdate', showTime);
+  video.addEventListener('durationchange', showTime);
+  seek.addEventListener('input', () => { video.currentTime = Number(seek.value); preview(Number(seek.value)); });
+  seek.addEventListener('change', () => { document.getElementById('p-preview').hidden = true; });
+
+  // Seek-bar previews from the WebVTT sprite track.
+  const vtt = outs.find((o) => o.kind === 'thumbnails_vtt');
+  let cues = [];
+  const base = vtt ? vtt.url.slice(0, vtt.url.lastIndexOf('/') + 1) : '';
+  if (vtt) fetch(vtt.url, {credentials: 'same-origin'}).then((r) => r.text()).then((t) => { cues = parseThumbVTT(t); box.dataset.thumbnails = cues.length; });
+  const pv = document.getElementById('p-preview');
+  const thumb = document.getElementById('p-thumb');
+  function preview(t) {
+    const c = cues.find((c) => t >= c.start && t < c.end) || cues[cues.length - 1];
+    if (!c) return;
+    thumb.style.width = c.w + 'px';
+    thumb.style.height = c.h + 'px';
+    thumb.style.backgroundImage = `url("${base + c.file}")`;
+    thumb.style.backgroundPosition = `-${c.x}px -${c.y}px`;
+    document.getElementById('p-preview-time').textContent = fmt.dur(t);
+    pv.hidden = false;
+    const frac = seek.max > 0 ? t / seek.max : 0;
+    pv.style.left = `${Math.min(Math.max(frac * 100, 8), 92)}%`;
+    box.dataset.preview = c.file + '#' + [c.x, c.y, c.w, c.h].join(',');
+  }
+  seek.addEventListener('pointermove', (e) => {
+    const r = seek.getBoundingClientRect();
+    if (isFinite(video.duration)) preview(((e.clientX - r.left) / r.width) * video.duration);
+  });
+  seek.addEventListener('pointerleave', () => { pv.hidden = true; });
+  seek.addEventListener('blur', () => { pv.hidden = true; });
+  return p;
+}
+
+// parseThumbVTT reads cues of the form "00:00:02.000 --> 00:00:04.000" then "sprite.jpg#xywh=x,y,w,h".
+function parseThumbVTT(text) {
+  const ts = (s) => s.trim().split(':').reduce((a, v) => a * 60 + parseFloat(v), 0);
+  const out = [];
+  for (const block of text.replace(/\r/g, '').split('\n\n')) {
+    const lines = block.split('\n').filter(Boolean);
+    const i = lines.findIndex((l) => l.includes('-->'));
+    if (i < 0 || !lines[i + 1]) continue;
+    const [a, b] = lines[i].split('-->');
+    const m = lines[i + 1].match(/^([^#]+)#xywh=(\d+),(\d+),(\d+),(\d+)$/);
+    if (!m) continue;
+    out.push({start: ts(a), end: ts(b.split(' ').filter(Boolean)[0]), file: m[1], x: +m[2], y: +m[3], w: +m[4], h: +m[5]});
+  }
+  return out;
+}
+
+pages.workers = () => {
+  const rows = document.getElementById('w-rows');
+  const act = (name, what) => async (e) => {
+    if (what === 'revoke' && !confirm(`Revoke ${name}? Its key stops working at once and its tasks go back to the queue.`)) return;
+    e.target.disabled = true;
+    try { await api('POST', `/api/v1/workers/${encodeURIComponent(name)}/${what}`); } catch (err) { flash(`Could not ${what} ${name}: ${err.message}`); e.target.disabled = false; }
+  };
+  const taskLine = (t) => el('li', {}, el('a', {href: '/jobs/' + t.job_id}, t.job_name || t.job_id), ` ${t.kind} `,
+    el('progress', {max: 1, value: t.progress, 'aria-label': t.kind + ' progress'}), ` ${fmt.pct(t.progress)}`, t.speed ? ` at ${fmt.speed(t.speed)}` : '', t.worker ? el('span', {class: 'muted'}, ' on ' + t.worker) : '');
+  live({view: 'workers'}, (d) => {
+    fill(rows, d.workers.length ? d.workers.map((w) => el('tr', {dataset: {worker: w.name, state: w.state}},
+      el('td', {class: 'name'}, w.name), el('td', {}, stateBadge(w.state)), el('td', {}, w.capabilities.join(', ') || '–'),
+      el('td', {class: 'num'}, w.slots), el('td', {}, w.running.length ? el('ul', {}, w.running.map(taskLine)) : el('span', {class: 'muted'}, 'idle')),
+      el('td', {}, fmt.ago(w.last_seen)), el('td', {}, w.version || '–'),
+      el('td', {}, w.state === 'active' ? el('button', {type: 'button', onclick: act(w.name, 'drain'), 'aria-label': 'Drain ' + w.name}, 'Drain') : null,
+        w.state === 'draining' ? el('button', {type: 'button', onclick: act(w.name, 'resume'), 'aria-label': 'Resume ' + w.name}, 'Resume') : null,
+        w.state !== 'revoked' ? el('button', {type: 'button', class: 'danger', onclick: act(w.name, 'revoke'), 'aria-label': 'Revoke ' + w.name}, 'Revoke') : null))) :
+      [el('tr', {}, el('td', {colspan: 8, class: 'muted'}, 'No remote workers have registered.'))]);
+    fill(document.getElementById('w-other'), d.other_running.length ? d.other_running.map(taskLine) : [el('li', {class: 'muted'}, 'Nothing running.')]);
+  });
+};
+
+pages.upload = () => {
+  const list = document.getElementById('uploads');
+  const drop = document.getElementById('drop');
+  const input = document.getElementById('files');
+  const profile = document.getElementById('profile');
+  const paused = new Set();
+  const storage = tus.defaultOptions.urlStorage;
+
+  // Uploads a reload left unfinished: choose the same file to resume one.
+  const showPending = async () => {
+    const all = (await storage.findAllUploads()).filter((u) => u.metadata?.filename);
+    document.getElementById('pending-box').hidden = !all.length;
+    fill(document.getElementById('pending'), all.map((u) => el('li', {dataset: {pending: u.metadata.filename}},
+      `${u.metadata.filename} (${fmt.bytes(u.size)}, ${u.metadata.profile}) `,
+      el('button', {type: 'button', onclick: async () => {
+        try { await tus.Upload.terminate(u.uploadUrl, {headers: {'X-CSRF-Token': csrf}}); } catch (_) { /* already gone */ }
+        await storage.removeUpload(u.urlStorageKey);
+        showPending();
+      }}, 'Forget'))));
+  };
+  showPending();
+
+  const start = (file) => {
+    const prof = profile.value;
+    const bar = el('progress', {max: 1, value: 0, 'aria-label': 'upload of ' + file.name});
+    const status = el('span', {class: 'status', 'aria-live': 'polite'}, 'starting…');
+    const actions = el('span', {});
+    const li = el('li', {dataset: {upload: file.name, state: 'uploading'}}, el('span', {class: 'name'}, file.name), actions, bar, status);
+    list.prepend(li);
+    const setState = (s, msg) => { li.dataset.state = s; status.textContent = msg; };
+    const up = new tus.Upload(file, {
+      endpoint: '/api/v1/uploads',
+      chunkSize: 8 * 1024 * 1024,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+      metadata: {filename: file.name, profile: prof},
+      headers: {'X-CSRF-Token': csrf},
+      removeFingerprintOnSuccess: true,
+      fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof].join('/')),
+      onAfterResponse: (req, res) => {
+        if (req.getMethod() === 'HEAD' && res.getStatus() === 200) li.dataset.resumedFrom = res.getHeader('Upload-Offset');
+      },
+      onProgress: (sent, total) => {
+        bar.value = total ? sent / total : 0;
+        setState('uploading', `${fmt.bytes(sent)} of ${fmt.bytes(total)} (${fmt.pct(bar.value)})`);
+      },
+      onError: (err) => {
+        const res = err.originalResponse;
+        const status = res ? res.getStatus() : 0;
+        if (status >= 400 && status < 500 && status !== 409 && status !== 423) {
+          setState('failed', 'Refused: ' + (res.getBody() || err.message).trim());
+          fill(actions, []);
+          return;
+        }
+        paused.add(resume);
+        setState('paused', navigator.onLine ? 'Paused: the server could not be reached. ' : 'Paused: this computer is offline; it goes on when the network is back. ');
+        fill(actions, [el('button', {type: 'button', onclick: resume}, 'Resume')]);
+      },
+      onSuccess: (payload) => {
+        bar.value = 1;
+        const id = payload?.lastResponse?.getHeader('Herd-Job-Id');
+        li.dataset.state = 'done';
+        if (id) li.dataset.jobId = id;
+        fill(status, id ? ['Uploaded. ', el('a', {href: '/jobs/' + id}, 'Follow the job')] : ['Uploaded; the job is in ', el('a', {href: '/jobs'}, 'Jobs'), '.']);
+        fill(actions, []);
+        showPending();
+      },
+    });
+    function resume() {
+      paused.delete(resume);
+      fill(actions, [el('button', {type: 'button', onclick: () => { up.abort(); paused.add(resume); setState('paused', 'Paused. '); fill(actions, [el('button', {type: 'button', onclick: resume}, 'Resume')]); }}, 'Pause')]);
+      up.start();
+    }
+    up.findPreviousUploads().then((prev) => {
+      if (prev.length) up.resumeFromPreviousUpload(prev[0]);
+      resume();
+    });
+  };
+  window.addEventListener('online', () => [...paused].forEach((r) => r()));
+  input.addEventListener('change', () => { [...input.files].forEach(start); input.value = ''; });
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); [...e.dataTransfer.files].forEach(start); });
+  drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); } });
+};
+
+document.querySelectorAll('[data-nav]').forEach((a) => {
+  if (a.dataset.nav === document.body.dataset.page || (a.dataset.nav === 'jobs' && document.body.dataset.page === 'job')) a.setAttribute('aria-current', 'page');
+});
+pages[document.body.dataset.page]?.();

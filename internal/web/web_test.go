@@ -1,0 +1,302 @@
+package web_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/queue"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/web"
+)
+
+const adminKey = "test-admin-key-0123456789"
+
+type fixture struct {
+	url string
+	st  store.Store
+	api *api.Server
+	sub *ingest.Submitter
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "herd.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
+	require.NoError(t, err)
+	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Name: "test", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k2", Kind: "worker", Name: "w1", Hash: api.HashKey("worker-key-0123456789"), CreatedAt: time.Now()}))
+	sig := &queue.Signal{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sub := ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{MaxUpload: 1 << 20})
+	a := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig, Files: &pipeline.LocalFiles{Blobs: blobs}, Log: log})
+	ui, err := web.New(web.Deps{API: a, Profiles: profile.Builtin(), Version: "test", Log: log})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/api/", a.Handler())
+	mux.Handle("/", ui.Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(a.Shutdown)
+	return &fixture{url: srv.URL, st: st, api: a, sub: sub}
+}
+
+// client is a browser-like client: it keeps cookies and does not follow redirects.
+func client(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func send(t *testing.T, c *http.Client, method, u string, body io.Reader, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, body)
+	require.NoError(t, err)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(b)
+}
+
+func login(t *testing.T, f *fixture, c *http.Client, key string, hdr map[string]string) (*http.Response, string) {
+	form := url.Values{"key": {key}, "next": {"/jobs"}}
+	h := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": f.url}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	return send(t, c, "POST", f.url+"/login", strings.NewReader(form.Encode()), h)
+}
+
+func csrfOf(t *testing.T, f *fixture, c *http.Client) string {
+	t.Helper()
+	resp, body := send(t, c, "GET", f.url+"/jobs", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	i := strings.Index(body, `name="csrf-token" content="`)
+	require.Positive(t, i, body)
+	rest := body[i+len(`name="csrf-token" content="`):]
+	return rest[:strings.Index(rest, `"`)]
+}
+
+func sessionCookie(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == api.SessionCookie {
+			return c
+		}
+	}
+	return nil
+}
+
+func TestSignInAndCSRF(t *testing.T) {
+	f := setup(t)
+	c := client(t)
+
+	resp, _ := send(t, c, "GET", f.url+"/jobs?state=failed", nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "pages need a session")
+	require.Equal(t, "/login?next="+url.QueryEscape("/jobs?state=failed"), resp.Header.Get("Location"))
+
+	resp, body := login(t, f, c, "herd_adm_wrong", nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, body, "not a valid admin key")
+	require.Nil(t, sessionCookie(resp))
+
+	resp, body = login(t, f, c, "worker-key-0123456789", nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a worker key signs no one in")
+
+	resp, body = login(t, f, c, adminKey, map[string]string{"Origin": "https://evil.example"})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "a sign-in posted from another site")
+	require.Contains(t, body, "another site")
+	require.Nil(t, sessionCookie(resp))
+
+	resp, _ = login(t, f, c, adminKey, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/jobs", resp.Header.Get("Location"))
+	ck := sessionCookie(resp)
+	require.NotNil(t, ck)
+	require.True(t, ck.HttpOnly)
+	require.False(t, ck.Secure, "plain HTTP here")
+	require.Equal(t, http.SameSiteStrictMode, ck.SameSite)
+
+	// The cookie opens the API for reading; writing needs the page's token too.
+	resp, _ = send(t, c, "GET", f.url+"/api/v1/jobs", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	token := csrfOf(t, f, c)
+	resp, body = send(t, c, "POST", f.url+"/api/v1/jobs/jnope/cancel", nil, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, `"csrf"`)
+	resp, _ = send(t, c, "POST", f.url+"/api/v1/jobs/jnope/cancel", nil, map[string]string{api.CSRFHeader: token + "x"})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = send(t, c, "POST", f.url+"/api/v1/jobs/jnope/cancel", nil, map[string]string{api.CSRFHeader: token})
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "past the checks: no such job")
+	resp, _ = send(t, c, "POST", f.url+"/api/v1/worker/claim", strings.NewReader("{}"), map[string]string{api.CSRFHeader: token})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "a session is not a worker")
+
+	// A session's secret works only as a cookie, and a key never as one.
+	resp, _ = send(t, http.DefaultClient, "GET", f.url+"/api/v1/jobs", nil, map[string]string{"Authorization": "Bearer " + ck.Value})
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, _ = send(t, http.DefaultClient, "GET", f.url+"/api/v1/jobs", nil, map[string]string{"Cookie": api.SessionCookie + "=" + adminKey})
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	// Sign out needs the token; after it the cookie is dead, even if kept.
+	resp, _ = send(t, c, "POST", f.url+"/logout", strings.NewReader("csrf=wrong"), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = send(t, c, "POST", f.url+"/logout", strings.NewReader("csrf="+url.QueryEscape(token)), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/login", resp.Header.Get("Location"))
+	resp, _ = send(t, http.DefaultClient, "GET", f.url+"/api/v1/jobs", nil, map[string]string{"Cookie": api.SessionCookie + "=" + ck.Value})
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, _ = send(t, client(t), "GET", f.url+"/", nil, map[string]string{"Cookie": api.SessionCookie + "=" + ck.Value})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+}
+
+func TestSessionEdges(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+
+	// An expired session opens nothing.
+	past := time.Now().Add(-time.Minute)
+	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "ks", Kind: "session", Name: "old", Hash: api.HashKey("herd_ses_expired"), CreatedAt: past.Add(-api.SessionTTL), ExpiresAt: &past}))
+	resp, body := send(t, http.DefaultClient, "GET", f.url+"/api/v1/jobs", nil, map[string]string{"Cookie": api.SessionCookie + "=herd_ses_expired"})
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, body, "sign in again")
+	resp, _ = send(t, client(t), "GET", f.url+"/workers", nil, map[string]string{"Cookie": api.SessionCookie + "=herd_ses_expired"})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+
+	// Behind TLS the cookie is Secure; a redirect after sign-in stays on this site.
+	c := client(t)
+	form := url.Values{"key": {adminKey}, "next": {"//evil.example/x"}}
+	resp, _ = send(t, c, "POST", f.url+"/login", strings.NewReader(form.Encode()), map[string]string{"Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-Proto": "https"})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/", resp.Header.Get("Location"))
+	require.True(t, sessionCookie(resp).Secure)
+
+	// Pages carry a strict content security policy; assets revalidate by ETag.
+	resp, _ = send(t, c, "GET", f.url+"/login", nil, nil)
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'self'")
+	require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
+	resp, _ = send(t, c, "GET", f.url+"/assets/app.js", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/javascript; charset=utf-8", resp.Header.Get("Content-Type"))
+	resp, _ = send(t, c, "GET", f.url+"/assets/app.js", nil, map[string]string{"If-None-Match": resp.Header.Get("ETag")})
+	require.Equal(t, http.StatusNotModified, resp.StatusCode)
+	resp, _ = send(t, c, "GET", f.url+"/assets/nope.js", nil, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, _ = send(t, c, "GET", f.url+"/no/such/page", nil, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// sse reads one event (name and data) from a stream.
+func sse(t *testing.T, r *bufio.Reader) (string, string) {
+	t.Helper()
+	var name, data string
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "" && name != "":
+			return name, data
+		case strings.HasPrefix(line, "event: "):
+			name = line[len("event: "):]
+		case strings.HasPrefix(line, "data: "):
+			data = line[len("data: "):]
+		}
+	}
+}
+
+func TestEventStream(t *testing.T) {
+	f := setup(t)
+	get := func(q string) *http.Response {
+		req, err := http.NewRequest("GET", f.url+"/api/v1/events?"+q, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp
+	}
+	for q, want := range map[string]int{"view=bogus": 400, "view=job&id=jnope": 404, "view=jobs&state=bogus": 400} {
+		resp := get(q)
+		_ = resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, q)
+	}
+	resp := get("view=jobs")
+	defer resp.Body.Close()
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	r := bufio.NewReader(resp.Body)
+	name, data := sse(t, r)
+	require.Equal(t, "jobs", name)
+	require.JSONEq(t, `{"jobs": [], "next": ""}`, data)
+
+	// A new job is pushed without asking; so is its cancellation.
+	j, _, err := f.sub.Upload(context.Background(), "clip.mp4", "mp4-library", strings.NewReader("not really a video"))
+	require.NoError(t, err)
+	var list struct{ Jobs []api.JobView }
+	name, data = sse(t, r)
+	require.Equal(t, "jobs", name)
+	require.NoError(t, json.Unmarshal([]byte(data), &list))
+	require.Len(t, list.Jobs, 1)
+	require.Equal(t, j.ID, list.Jobs[0].ID)
+	require.Equal(t, job.Queued, list.Jobs[0].State)
+
+	one := get("view=job&id=" + j.ID)
+	defer one.Body.Close()
+	r1 := bufio.NewReader(one.Body)
+	name, _ = sse(t, r1)
+	require.Equal(t, "job", name)
+
+	_, err = f.st.CancelJob(context.Background(), j.ID, time.Now())
+	require.NoError(t, err)
+	_, data = sse(t, r)
+	require.NoError(t, json.Unmarshal([]byte(data), &list))
+	require.Equal(t, job.Canceled, list.Jobs[0].State)
+	var v api.JobView
+	_, data = sse(t, r1)
+	require.NoError(t, json.Unmarshal([]byte(data), &v))
+	require.Equal(t, job.Canceled, v.State)
+	require.NotEmpty(t, v.Tasks, "the job view carries its tasks")
+
+	for _, view := range []string{"dashboard", "workers"} {
+		resp := get("view=" + view)
+		name, data := sse(t, bufio.NewReader(resp.Body))
+		_ = resp.Body.Close()
+		require.Equal(t, view, name)
+		require.True(t, json.Valid([]byte(data)))
+	}
+
+	// Shutting the API down ends open streams (so an http.Server's Shutdown need not wait).
+	done := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, r); done <- err }()
+	f.api.Shutdown()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end at shutdown")
+	}
+}
