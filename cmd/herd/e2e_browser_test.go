@@ -303,6 +303,36 @@ func TestBrowserUploadResumes(t *testing.T) {
 	st2, err := os.Stat(big2)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int64{"Reloaded.mp4": st.Size(), "Dropped.mp4": st2.Size()}, sizes)
+	// With no worker the jobs wait: cancel one from the list, then retry it.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs")))
+	jid := list.Jobs[0].ID
+	row := fmt.Sprintf(`#job-rows tr[data-job=%q]`, jid)
+	waitJS(t, ctx, "the queued job", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "queued"`, row), 15*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Click(row+` button.danger`, chromedp.ByQuery)))
+	waitJS(t, ctx, "the job canceled", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "canceled"`, row), 15*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Click(row+` button`, chromedp.ByQuery)))
+	waitJS(t, ctx, "the job queued again", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "queued"`, row), 15*time.Second)
+
+	// A registered worker can be drained, resumed and revoked from its page.
+	tok, stderr, code := s.herd("token", "create", "--registration")
+	require.Equal(t, 0, code, stderr)
+	regBody := fmt.Sprintf(`{"registration_token": %q, "name": "gpu-box-1"}`, strings.TrimSpace(tok))
+	reg, err := http.Post(s.url+"/api/v1/worker/register", "application/json", strings.NewReader(regBody))
+	require.NoError(t, err)
+	_ = reg.Body.Close()
+	require.Equal(t, http.StatusCreated, reg.StatusCode)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/workers")))
+	w := `document.querySelector('#w-rows tr[data-worker="gpu-box-1"]')`
+	waitJS(t, ctx, "the worker", w+`?.dataset.state === "active"`, 15*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`button[aria-label="Drain gpu-box-1"]`, chromedp.ByQuery)))
+	waitJS(t, ctx, "the worker draining", w+`?.dataset.state === "draining"`, 15*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`button[aria-label="Resume gpu-box-1"]`, chromedp.ByQuery)))
+	waitJS(t, ctx, "the worker active again", w+`?.dataset.state === "active"`, 15*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`window.confirm = () => true`, nil),
+		chromedp.Click(`button[aria-label="Revoke gpu-box-1"]`, chromedp.ByQuery)))
+	waitJS(t, ctx, "the worker revoked", w+`?.dataset.state === "revoked"`, 15*time.Second)
+	shot(t, ctx, "workers-revoked")
+
 	entries, err := os.ReadDir(filepath.Join(s.data, "uploads"))
 	require.NoError(t, err)
 	var left []string
