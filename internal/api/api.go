@@ -123,7 +123,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/v1/events", admin, s.events},
 		{"POST", "/api/v1/jobs", admin, s.createJob},
 		{"POST", "/api/v1/uploads", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.PostFile })},
-		{"HEAD", "/api/v1/uploads/{id}", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.HeadFile })},
+		{"HEAD", "/api/v1/uploads/{id}", admin, s.tus(s.tusHead)},
 		{"PATCH", "/api/v1/uploads/{id}", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.PatchFile })},
 		{"DELETE", "/api/v1/uploads/{id}", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.DelFile })},
 		{"GET", "/api/v1/jobs", admin, s.listJobs},

@@ -418,7 +418,20 @@ func TestResumableUpload(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Movie (2020).mp4", j.Source.Name, "only the base name is kept")
 	require.Equal(t, int64(len(body)), j.Source.Size)
-	require.Equal(t, http.StatusNotFound, f.tus(t, "HEAD", loc, nil, nil).StatusCode, "the bytes are gone once they are a job")
+	late := f.tus(t, "HEAD", loc, nil, nil)
+	require.Equal(t, http.StatusOK, late.StatusCode, "a client that lost the last answer asks again")
+	require.Equal(t, id, late.Header.Get(api.HeaderJobID), "and learns its job")
+	require.Equal(t, n, late.Header.Get("Upload-Offset"))
+	entries, _ = os.ReadDir(filepath.Join(f.dir, "uploads"))
+	for _, e := range entries {
+		require.True(t, strings.HasSuffix(e.Name(), ".lock"), "the bytes are gone once they are a job: %s", e.Name())
+	}
+	for _, bad := range []string{"..%2F..%2Fherd.db", "0123", "..%2F" + strings.Repeat("a", 27)} {
+		require.Equal(t, http.StatusNotFound, f.tus(t, "HEAD", "/api/v1/uploads/"+bad, nil, nil).StatusCode, bad)
+		require.Equal(t, http.StatusNotFound, f.tus(t, "DELETE", "/api/v1/uploads/"+bad, nil, nil).StatusCode, bad)
+	}
+	_, err = os.Stat(filepath.Join(f.dir, "herd.db"))
+	require.NoError(t, err, "an id is never a path")
 	require.Equal(t, http.StatusUnauthorized, func() int {
 		req, _ := http.NewRequest("HEAD", loc, nil)
 		req.Header.Set("Tus-Resumable", "1.0.0")
@@ -428,18 +441,43 @@ func TestResumableUpload(t *testing.T) {
 		return r.StatusCode
 	}(), "uploads need the admin key")
 
-	// The server died after the last byte, before the job: at start it is made.
+	// Every byte arrived but the job was not made (the server died in
+	// between): the client's HEAD makes it and names it.
+	third := []byte(strings.Repeat("a third file ", 400))
+	resp = f.tus(t, "POST", "/api/v1/uploads", map[string]string{"Upload-Length": fmt.Sprint(len(third)), "Upload-Metadata": tusMeta("third.mkv", "mp4-library")}, nil)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	loc3 := resp.Header.Get("Location")
+	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "uploads", loc3[strings.LastIndex(loc3, "/")+1:]), third, 0o600))
+	resp = f.tus(t, "HEAD", loc3, nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	third3, err := f.st.GetJob(context.Background(), resp.Header.Get(api.HeaderJobID))
+	require.NoError(t, err)
+	require.Equal(t, "third.mkv", third3.Source.Name)
+
+	// The same, with no client left to ask: the sweep makes the job.
 	other := []byte(strings.Repeat("another file ", 500))
 	resp = f.tus(t, "POST", "/api/v1/uploads", map[string]string{"Upload-Length": fmt.Sprint(len(other)), "Upload-Metadata": tusMeta("late.mp4", "web-hls")}, nil)
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	upID := resp.Header.Get("Location")[strings.LastIndex(resp.Header.Get("Location"), "/")+1:]
 	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "uploads", upID), other, 0o600)) // as if the last PATCH's response was lost
-	require.NoError(t, f.api.RecoverUploads(context.Background()))
+	f.api.SweepUploads(context.Background())
 	jobs, _, err := f.st.ListJobs(context.Background(), store.ListOptions{})
 	require.NoError(t, err)
-	require.Len(t, jobs, 2)
+	require.Len(t, jobs, 3)
 	require.Equal(t, "late.mp4", jobs[0].Source.Name)
 	require.Equal(t, "web-hls", jobs[0].Profile)
 	_, err = os.Stat(filepath.Join(f.dir, "uploads", upID))
 	require.ErrorIs(t, err, os.ErrNotExist)
+
+	// An upload left half-done for longer than UploadExpiry is removed; a fresh one stays.
+	resp = f.tus(t, "POST", "/api/v1/uploads", map[string]string{"Upload-Length": "100", "Upload-Metadata": tusMeta("old.mp4", "mp4-library")}, nil)
+	oldID := resp.Header.Get("Location")[strings.LastIndex(resp.Header.Get("Location"), "/")+1:]
+	resp = f.tus(t, "POST", "/api/v1/uploads", map[string]string{"Upload-Length": "100", "Upload-Metadata": tusMeta("new.mp4", "mp4-library")}, nil)
+	newID := resp.Header.Get("Location")[strings.LastIndex(resp.Header.Get("Location"), "/")+1:]
+	long := time.Now().Add(-api.UploadExpiry - time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(f.dir, "uploads", oldID), long, long))
+	f.api.SweepUploads(context.Background())
+	_, err = os.Stat(filepath.Join(f.dir, "uploads", oldID+".info"))
+	require.ErrorIs(t, err, os.ErrNotExist, "the abandoned upload is gone")
+	require.FileExists(t, filepath.Join(f.dir, "uploads", newID+".info"))
 }

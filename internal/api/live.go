@@ -24,6 +24,9 @@ import (
 // liveEvery is how often a stream looks for changes.
 const liveEvery = time.Second
 
+// sessionRecheck is how often a stream opened with a session checks that it still lives.
+const sessionRecheck = 30 * time.Second
+
 // keepAlive is how often an idle stream sends a comment, so proxies keep it open.
 const keepAlive = 15 * time.Second
 
@@ -269,11 +272,24 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	_, _ = fmt.Fprintf(w, "retry: 2000\n\n")
 	_ = rc.Flush()
 
+	// A stream made with a session ends with it (signed out elsewhere, or
+	// expired); the browser's reconnect then meets the sign-in check.
+	recheck := time.Now()
 	var last []byte
 	tick := time.NewTicker(liveEvery)
 	defer tick.Stop()
 	idle := time.Now()
 	for {
+		if time.Since(recheck) >= sessionRecheck {
+			if _, err := r.Cookie(SessionCookie); err == nil && bearer(r) == "" {
+				if _, ok := s.Session(r); !ok {
+					return
+				}
+			}
+			recheck = time.Now()
+		}
+		// A client that stops reading must not hold the stream (or shutdown) forever.
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		v, err := view(r.Context())
 		switch {
 		case errors.Is(err, job.ErrNotFound):

@@ -54,11 +54,14 @@ func (s *Server) SignIn(w http.ResponseWriter, r *http.Request, adminKey string)
 	secret := NewKey("herd_ses_")
 	now := time.Now().UTC()
 	exp := now.Add(SessionTTL)
+	if k.ExpiresAt != nil && k.ExpiresAt.Before(exp) {
+		exp = k.ExpiresAt.UTC() // a session ends no later than the key that made it
+	}
 	if err := s.st.CreateKey(r.Context(), store.Key{ID: job.NewID("k"), Kind: kindSession, Name: "signed in with " + k.Name,
 		Hash: HashKey(secret), CreatedAt: now, ExpiresAt: &exp}); err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: secret, Path: "/", Expires: exp, MaxAge: int(SessionTTL / time.Second),
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: secret, Path: "/", Expires: exp, MaxAge: int(time.Until(exp) / time.Second),
 		HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode})
 	s.log.Info("signed in", "session_of", k.Name, "remote", r.RemoteAddr)
 	return nil

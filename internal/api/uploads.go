@@ -2,14 +2,16 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/filelocker"
@@ -44,19 +46,54 @@ const UploadExpiry = 24 * time.Hour
 const HeaderJobID = "Herd-Job-Id"
 
 type uploads struct {
-	dir   string
-	store filestore.FileStore
-	h     *tusd.UnroutedHandler
+	dir    string
+	store  filestore.FileStore
+	locker filelocker.FileLocker
+	h      *tusd.UnroutedHandler
+
+	mu   sync.Mutex
+	jobs map[string]madeJob // upload id → the job it became, for a client that missed the answer
 }
+
+type madeJob struct {
+	id   string
+	size int64
+	at   time.Time
+}
+
+// remembered is how long a finished upload's job is named to a late HEAD.
+const remembered = 6 * time.Hour
+
+func (u *uploads) remember(upload, jobID string, size int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, v := range u.jobs {
+		if time.Since(v.at) > remembered {
+			delete(u.jobs, k)
+		}
+	}
+	u.jobs[upload] = madeJob{id: jobID, size: size, at: time.Now()}
+}
+
+func (u *uploads) recall(upload string) (madeJob, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m, ok := u.jobs[upload]
+	return m, ok && time.Since(m.at) <= remembered
+}
+
+// uploadID is the form of the ids tusd gives uploads; nothing else may
+// reach the file store, whose paths are built from it.
+var uploadID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func (s *Server) newUploads(dir string) (*uploads, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("uploads folder: %w", err)
 	}
-	u := &uploads{dir: dir, store: filestore.New(dir)}
+	u := &uploads{dir: dir, store: filestore.New(dir), locker: filelocker.New(dir), jobs: map[string]madeJob{}}
 	comp := tusd.NewStoreComposer()
 	u.store.UseIn(comp)
-	filelocker.New(dir).UseIn(comp)
+	u.locker.UseIn(comp)
 	h, err := tusd.NewUnroutedHandler(tusd.Config{
 		StoreComposer:           comp,
 		BasePath:                UploadsPath,
@@ -102,8 +139,12 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 
 // finishUpload makes a finished upload into a job, then removes its bytes.
 // The same bytes with the same profile give the same job, so doing this
-// twice (a crash between the two steps) makes one job.
+// twice (a crash between the two steps) makes one job. It goes on when the
+// request that brought the last byte goes away. An upload that can never
+// become a job is removed; one that failed otherwise stays, to be tried
+// again by the client's next HEAD or the next sweep.
 func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job, error) {
+	ctx = context.WithoutCancel(ctx)
 	f, err := os.Open(info.Storage["Path"])
 	if err != nil {
 		return job.Job{}, fmt.Errorf("open upload %s: %w", info.ID, err)
@@ -112,15 +153,24 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 	j, created, err := s.sub.Upload(ctx, info.MetaData["filename"], info.MetaData["profile"], f)
 	if err != nil {
 		s.log.Warn("an upload did not become a job", "upload", info.ID, "err", err)
+		var refuse error
 		switch {
 		case errors.Is(err, ingest.ErrTooLarge):
-			return j, tusd.NewError("ERR_TOO_LARGE", err.Error(), http.StatusRequestEntityTooLarge)
+			refuse = tusd.NewError("ERR_TOO_LARGE", err.Error(), http.StatusRequestEntityTooLarge)
 		case errors.Is(err, ingest.ErrUnknownProfile):
-			return j, tusd.NewError("ERR_UNKNOWN_PROFILE", err.Error(), http.StatusBadRequest)
+			refuse = tusd.NewError("ERR_UNKNOWN_PROFILE", err.Error(), http.StatusBadRequest)
+		case errors.Is(err, ingest.ErrEmpty):
+			refuse = tusd.NewError("ERR_EMPTY", "the file is empty; nothing to encode", http.StatusBadRequest)
+		default:
+			return j, tusd.NewError("ERR_HERD", "the upload arrived but could not be stored as a job yet; it stays, and asking again (HEAD) tries again", http.StatusServiceUnavailable)
 		}
-		return j, tusd.NewError("ERR_HERD", "the upload arrived but could not be stored as a job; the server's log has details, and the upload resumes when tried again", http.StatusInternalServerError)
+		if rerr := s.removeUpload(ctx, info.ID); rerr != nil {
+			s.log.Warn("could not remove a refused upload", "upload", info.ID, "err", rerr)
+		}
+		return j, refuse
 	}
 	s.log.Info("an upload became a job", "upload", info.ID, "job_id", j.ID, "created", created, "bytes", info.Size)
+	s.up.remember(info.ID, j.ID, info.Size)
 	if err := s.removeUpload(ctx, info.ID); err != nil {
 		s.log.Warn("could not remove a finished upload", "upload", info.ID, "err", err)
 	}
@@ -135,46 +185,88 @@ func (s *Server) removeUpload(ctx context.Context, id string) error {
 	return s.up.store.AsTerminatableUpload(up).Terminate(ctx)
 }
 
-// RecoverUploads makes a job of every finished upload that has none yet (the
-// server stopped between the last byte and the job) and removes unfinished
-// uploads that saw no byte for UploadExpiry. Run it at start, before serving.
-func (s *Server) RecoverUploads(ctx context.Context) error {
-	if s.up == nil {
-		return nil
-	}
-	infos, err := filepath.Glob(filepath.Join(s.up.dir, "*.info"))
+// withUploadLock runs fn holding the upload's lock (tusd's own, so no
+// request of tusd works on the upload meanwhile).
+func (s *Server) withUploadLock(ctx context.Context, id string, wait time.Duration, fn func() error) error {
+	l, err := s.up.locker.NewLock(id)
 	if err != nil {
 		return err
 	}
-	for _, p := range infos {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		var info tusd.FileInfo
-		if err := json.Unmarshal(b, &info); err != nil {
-			s.log.Warn("removing an unreadable upload record", "file", p, "err", err)
-			_ = os.Remove(p)
-			continue
-		}
-		bin := strings.TrimSuffix(p, ".info")
-		st, err := os.Stat(bin)
-		switch {
-		case err == nil && !info.SizeIsDeferred && st.Size() == info.Size && info.Size > 0:
-			info.Offset = st.Size()
-			if info.Storage == nil {
-				info.Storage = map[string]string{"Path": bin}
-			}
-			if _, err := s.finishUpload(ctx, info); err != nil {
-				s.log.Warn("a finished upload is still not a job; it stays for the next start", "upload", info.ID, "err", err)
-			}
-		case err != nil || time.Since(st.ModTime()) > UploadExpiry:
-			s.log.Info("removing an abandoned upload", "upload", info.ID)
-			_ = os.Remove(bin)
-			_ = os.Remove(p)
+	lctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := l.Lock(lctx, func() {}); err != nil {
+		return err
+	}
+	defer func() { _ = l.Unlock() }()
+	return fn()
+}
+
+// errIncomplete says an upload still waits for bytes.
+var errIncomplete = errors.New("upload not complete")
+
+// finishIfComplete makes a job of an upload whose every byte is stored.
+func (s *Server) finishIfComplete(ctx context.Context, id string) error {
+	up, err := s.up.store.GetUpload(ctx, id)
+	if err != nil {
+		return err
+	}
+	info, err := up.GetInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if info.SizeIsDeferred || info.Size == 0 || info.Offset < info.Size {
+		return errIncomplete
+	}
+	_, err = s.finishUpload(ctx, info)
+	return err
+}
+
+// TendUploads makes a job of every finished upload that has none yet (the
+// server stopped between the last byte and the job, or making the job
+// failed) and removes unfinished uploads that saw no byte for UploadExpiry:
+// at once, then every 15 minutes, until ctx ends. Uploads a request is
+// working on are left to it.
+func (s *Server) TendUploads(ctx context.Context) error {
+	if s.up == nil {
+		return nil
+	}
+	for {
+		s.sweepUploads(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(15 * time.Minute):
 		}
 	}
-	return nil
+}
+
+func (s *Server) sweepUploads(ctx context.Context) {
+	infos, err := filepath.Glob(filepath.Join(s.up.dir, "*.info"))
+	if err != nil {
+		s.log.Warn("list uploads", "err", err)
+		return
+	}
+	for _, p := range infos {
+		id := strings.TrimSuffix(filepath.Base(p), ".info")
+		if !uploadID.MatchString(id) || ctx.Err() != nil {
+			continue
+		}
+		err := s.withUploadLock(ctx, id, time.Second, func() error {
+			err := s.finishIfComplete(ctx, id)
+			if !errors.Is(err, errIncomplete) {
+				return err
+			}
+			st, serr := os.Stat(filepath.Join(s.up.dir, id))
+			if serr == nil && time.Since(st.ModTime()) < UploadExpiry {
+				return nil
+			}
+			s.log.Info("removing an abandoned upload", "upload", id)
+			return s.removeUpload(ctx, id)
+		})
+		if err != nil && !errors.Is(err, tusd.ErrLockTimeout) {
+			s.log.Warn("an upload could not be tended; it stays for the next sweep", "upload", id, "err", err)
+		}
+	}
 }
 
 // EnableUploads turns on resumable uploads, keeping their bytes in dir.
@@ -187,7 +279,9 @@ func (s *Server) EnableUploads(dir string) error {
 	return nil
 }
 
-// tus serves one tus request (after authentication).
+// tus serves one tus request (after authentication). Ids that tusd did not
+// make are refused before they reach a path; a request still sending bytes
+// when the server shuts down stops at once (tusd keeps what arrived).
 func (s *Server) tus(fn func(*tusd.UnroutedHandler) http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.up == nil {
@@ -195,6 +289,10 @@ func (s *Server) tus(fn func(*tusd.UnroutedHandler) http.HandlerFunc) http.Handl
 			return
 		}
 		if id := r.PathValue("id"); id != "" {
+			if !uploadID.MatchString(id) {
+				writeError(w, http.StatusNotFound, "not_found", "no such upload")
+				return
+			}
 			// tusd reads the upload's id from the path with its base cut off.
 			r2 := *r
 			u := *r.URL
@@ -202,6 +300,47 @@ func (s *Server) tus(fn func(*tusd.UnroutedHandler) http.HandlerFunc) http.Handl
 			r2.URL = &u
 			r = &r2
 		}
-		s.up.h.Middleware(fn(s.up.h)).ServeHTTP(w, r)
+		ctx, cancel := context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-s.done:
+				cancel(tusd.ErrServerShutdown)
+			case <-ctx.Done():
+			}
+		}()
+		s.up.h.Middleware(fn(s.up.h)).ServeHTTP(w, r.WithContext(ctx))
+	}
+}
+
+// tusHead answers a client asking where its upload stands. For an upload
+// whose every byte arrived it first makes the job, if the last PATCH could
+// not, and names it in Herd-Job-Id; for one that already became a job it
+// names that job, so a client that lost the last answer still learns it.
+func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
+	head := h.HeadFile
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/")
+		if _, ok := s.up.recall(id); !ok {
+			err := s.withUploadLock(r.Context(), id, 20*time.Second, func() error { return s.finishIfComplete(r.Context(), id) })
+			var te tusd.Error
+			if errors.As(err, &te) && te.HTTPResponse.StatusCode >= 500 {
+				w.Header().Set("Tus-Resumable", "1.0.0")
+				writeError(w, te.HTTPResponse.StatusCode, "unavailable", te.Message)
+				return
+			}
+		}
+		if m, ok := s.up.recall(id); ok {
+			h := w.Header()
+			h.Set("Tus-Resumable", "1.0.0")
+			h.Set("Cache-Control", "no-store")
+			h.Set("Upload-Offset", strconv.FormatInt(m.size, 10))
+			h.Set("Upload-Length", strconv.FormatInt(m.size, 10))
+			h.Set(HeaderJobID, m.id)
+			h.Set("Content-Location", "/api/v1/jobs/"+m.id)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		head(w, r)
 	}
 }

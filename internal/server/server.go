@@ -176,9 +176,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if err := srv.EnableUploads(filepath.Join(cfg.Data, "uploads")); err != nil {
 		return err
 	}
-	if err := srv.RecoverUploads(ctx); err != nil {
-		return fmt.Errorf("recover uploads: %w", err)
-	}
 	ui, err := web.New(web.Deps{API: srv, Profiles: profiles, Version: cfg.Version, Log: log})
 	if err != nil {
 		return fmt.Errorf("web ui: %w", err)
@@ -204,6 +201,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		return httpSrv.Shutdown(sctx)
 	})
 	g.Go(func() error { return queue.NewReaper(q, log, m.Reaped).Run(gctx) })
+	g.Go(func() error { return srv.TendUploads(gctx) })
 	if cfg.LocalWorkers > 0 {
 		pool := worker.NewPool(q, exec, worker.Config{
 			Name: "local/" + cmp.Or(host, "localhost"), OwnerPrefix: ownerPrefix, Slots: cfg.LocalWorkers,

@@ -181,12 +181,24 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, name str
 	_, _ = w.Write(b.Bytes())
 }
 
-// localNext keeps a post-sign-in redirect on this site.
+// localNext keeps a post-sign-in redirect on this site: a path on this
+// host, rebuilt from its parsed parts (browsers drop tabs and newlines and
+// read a backslash as a slash, so "/\t/evil.example" would leave it).
 func localNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
-	return next
+	out := u.EscapedPath()
+	if u.RawQuery != "" {
+		out += "?" + u.RawQuery
+	}
+	return out
 }
 
 func (u *UI) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -223,6 +235,10 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 
 func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if !sameOrigin(r) {
+		http.Error(w, "sign out from herd's own page", http.StatusForbidden)
+		return
+	}
 	if _, ok := u.d.API.Session(r); ok && !api.CheckCSRF(r) {
 		http.Error(w, "sign out from herd's own page", http.StatusForbidden)
 		return

@@ -189,6 +189,24 @@ func TestSessionEdges(t *testing.T) {
 	resp, _ = send(t, client(t), "GET", f.url+"/workers", nil, map[string]string{"Cookie": api.SessionCookie + "=herd_ses_expired"})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 
+	// A sign-in with a key that expires soon lasts no longer than the key.
+	soon := time.Now().Add(time.Hour)
+	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kt", Kind: "admin", Name: "temp", Hash: api.HashKey("temporary-admin-key-012345"), CreatedAt: time.Now(), ExpiresAt: &soon}))
+	resp, _ = login(t, f, client(t), "temporary-admin-key-012345", nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.WithinDuration(t, soon, sessionCookie(resp).Expires, 2*time.Second)
+
+	// Where sign-in sends the browser stays on this site, however the address is dressed up.
+	for next, want := range map[string]string{"/jobs?state=failed": "/jobs?state=failed", "//evil.example/x": "/", "/\t/evil.example": "/",
+		"/\\evil.example": "/", "https://evil.example/": "/", "/%2F%2Fevil.example": "/", "jobs": "/", "/ok\n": "/"} {
+		resp, _ := send(t, client(t), "GET", f.url+"/login?next="+url.QueryEscape(next), nil, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		form := url.Values{"key": {adminKey}, "next": {next}}
+		resp, _ = send(t, client(t), "POST", f.url+"/login", strings.NewReader(form.Encode()), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, next)
+		require.Equal(t, want, resp.Header.Get("Location"), next)
+	}
+
 	// Behind TLS the cookie is Secure; a redirect after sign-in stays on this site.
 	c := client(t)
 	form := url.Values{"key": {adminKey}, "next": {"//evil.example/x"}}
@@ -212,22 +230,41 @@ func TestSessionEdges(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
 
-// sse reads one event (name and data) from a stream.
+// sse reads one event (name and data) from a stream, failing after 10 s.
 func sse(t *testing.T, r *bufio.Reader) (string, string) {
 	t.Helper()
-	var name, data string
-	for {
-		line, err := r.ReadString('\n')
-		require.NoError(t, err)
-		line = strings.TrimRight(line, "\n")
-		switch {
-		case line == "" && name != "":
-			return name, data
-		case strings.HasPrefix(line, "event: "):
-			name = line[len("event: "):]
-		case strings.HasPrefix(line, "data: "):
-			data = line[len("data: "):]
+	type ev struct {
+		name, data string
+		err        error
+	}
+	got := make(chan ev, 1)
+	go func() {
+		var e ev
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				got <- ev{err: err}
+				return
+			}
+			line = strings.TrimRight(line, "\n")
+			switch {
+			case line == "" && e.name != "":
+				got <- e
+				return
+			case strings.HasPrefix(line, "event: "):
+				e.name = line[len("event: "):]
+			case strings.HasPrefix(line, "data: "):
+				e.data = line[len("data: "):]
+			}
 		}
+	}()
+	select {
+	case e := <-got:
+		require.NoError(t, e.err)
+		return e.name, e.data
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
+		return "", ""
 	}
 }
 

@@ -44,18 +44,31 @@ async function api(method, url, body) {
 }
 
 // live opens the event stream of a view and calls onData with each version.
+// A hidden tab closes its stream (browsers allow only a few connections per
+// server over HTTP/1.1) and opens it again when shown.
 function live(params, onData, onGone) {
   const status = document.getElementById('live');
-  const es = new EventSource('/api/v1/events?' + new URLSearchParams(params));
   const name = params.view || 'jobs';
-  es.addEventListener(name, (e) => { if (status) status.textContent = 'live'; onData(JSON.parse(e.data)); });
-  es.addEventListener('gone', () => { es.close(); onGone?.(); });
-  es.onerror = () => {
-    if (status) status.textContent = 'reconnecting…';
-    // A stream refused because the session ended will not come back: check.
-    fetch('/api/v1/dashboard', {credentials: 'same-origin'}).then((r) => { if (r.status === 401) location.href = '/login?next=' + encodeURIComponent(location.pathname); });
+  let es = null;
+  const open = () => {
+    es = new EventSource('/api/v1/events?' + new URLSearchParams(params));
+    es.addEventListener(name, (e) => { if (status) status.textContent = 'live'; onData(JSON.parse(e.data)); });
+    es.addEventListener('gone', () => { es.close(); onGone?.(); });
+    es.onerror = () => {
+      if (status) status.textContent = 'reconnecting…';
+      // A refused stream does not come back by itself: say why.
+      fetch('/api/v1/dashboard', {credentials: 'same-origin'}).then((r) => {
+        if (r.status === 401) location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search);
+        else if (es.readyState === EventSource.CLOSED) { onGone ? onGone() : flash('The live view was refused; reload the page.'); }
+      });
+    };
   };
-  return es;
+  const onVis = () => {
+    if (document.hidden) { es?.close(); es = null; } else if (!es) open();
+  };
+  document.addEventListener('visibilitychange', onVis);
+  open();
+  return {close() { document.removeEventListener('visibilitychange', onVis); es?.close(); }};
 }
 
 const fmt = {
@@ -208,7 +221,7 @@ pages.job = () => {
     document.getElementById('j-log-box').hidden = !log.length;
     document.getElementById('j-log').textContent = log.join('\n');
     if (!player && j.state === 'succeeded' && outs.length) player = setupPlayer(outs);
-  }, () => flash('This job no longer exists.'));
+  }, () => flash('There is no such job (it may have been removed).'));
 };
 
 // setupPlayer plays the job's HLS ladder with hls.js (quality menu: auto
@@ -244,7 +257,14 @@ function setupPlayer(outs) {
       if (quality.value === 'auto' && l) quality.options[0].textContent = `Auto (${l.height}p)`;
     });
     hls.on(Hls.Events.FRAG_CHANGED, (_, d) => { box.dataset.playingLevel = d.frag.level; });
-    hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) box.dataset.error = d.details; });
+    let recovered = 0;
+    hls.on(Hls.Events.ERROR, (_, d) => {
+      if (!d.fatal) return;
+      if (recovered++ < 3 && d.type === Hls.ErrorTypes.NETWORK_ERROR) { hls.startLoad(); return; }
+      if (recovered < 3 && d.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
+      box.dataset.error = d.details;
+      flash('The video cannot be played: ' + d.details);
+    });
     hls.loadSource(master.url);
     hls.attachMedia(video);
     quality.addEventListener('change', () => {
@@ -348,11 +368,13 @@ pages.upload = () => {
   const input = document.getElementById('files');
   const profile = document.getElementById('profile');
   const paused = new Set();
+  const active = new Set(); // tus.Upload objects of this page
   const storage = tus.defaultOptions.urlStorage;
 
   // Uploads a reload left unfinished: choose the same file to resume one.
   const showPending = async () => {
-    const all = (await storage.findAllUploads()).filter((u) => u.metadata?.filename);
+    const mine = new Set([...active].map((a) => a.url).filter(Boolean));
+    const all = (await storage.findAllUploads()).filter((u) => u.metadata?.filename && !mine.has(u.uploadUrl));
     document.getElementById('pending-box').hidden = !all.length;
     fill(document.getElementById('pending'), all.map((u) => el('li', {dataset: {pending: u.metadata.filename}},
       `${u.metadata.filename} (${fmt.bytes(u.size)}, ${u.metadata.profile}) `,
@@ -406,9 +428,11 @@ pages.upload = () => {
         if (id) li.dataset.jobId = id;
         fill(status, id ? ['Uploaded. ', el('a', {href: '/jobs/' + id}, 'Follow the job')] : ['Uploaded; the job is in ', el('a', {href: '/jobs'}, 'Jobs'), '.']);
         fill(actions, []);
+        active.delete(up);
         showPending();
       },
     });
+    active.add(up);
     function resume() {
       paused.delete(resume);
       fill(actions, [el('button', {type: 'button', onclick: () => { up.abort(); paused.add(resume); setState('paused', 'Paused. '); fill(actions, [el('button', {type: 'button', onclick: resume}, 'Resume')]); }}, 'Pause')]);
