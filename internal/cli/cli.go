@@ -195,7 +195,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 			log := e.logger(logFormat)
 			err = server.Run(cmd.Context(), cfg, log, e.stdout, func(addr string) {
 				fmt.Fprintf(e.stdout, "herd %s is running at http://%s  (data in %s; Ctrl-C to stop)\n", cfg.Version, addr, cfg.Data)
-				fmt.Fprintf(e.stdout, "Try:  %s submit VIDEO --profile web-hls --wait\n", os.Args[0])
+				fmt.Fprintf(e.stdout, "Open it in a browser and sign in with the admin key, or try:  %s submit VIDEO --profile web-hls --wait\n", os.Args[0])
 			})
 			if err != nil {
 				return err
