@@ -461,6 +461,10 @@ func TestResumableUpload(t *testing.T) {
 	upID := resp.Header.Get("Location")[strings.LastIndex(resp.Header.Get("Location"), "/")+1:]
 	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "uploads", upID), other, 0o600)) // as if the last PATCH's response was lost
 	f.api.SweepUploads(context.Background())
+	require.FileExists(t, filepath.Join(f.dir, "uploads", upID), "bytes that arrived lately are a request's to finish")
+	lately := time.Now().Add(-10 * time.Minute)
+	require.NoError(t, os.Chtimes(filepath.Join(f.dir, "uploads", upID), lately, lately))
+	f.api.SweepUploads(context.Background())
 	jobs, _, err := f.st.ListJobs(context.Background(), store.ListOptions{})
 	require.NoError(t, err)
 	require.Len(t, jobs, 3)

@@ -204,21 +204,37 @@ func (s *Server) withUploadLock(ctx context.Context, id string, wait time.Durati
 // errIncomplete says an upload still waits for bytes.
 var errIncomplete = errors.New("upload not complete")
 
-// finishIfComplete makes a job of an upload whose every byte is stored.
-func (s *Server) finishIfComplete(ctx context.Context, id string) error {
+// complete reads an upload's record and says whether every byte is stored.
+func (s *Server) complete(ctx context.Context, id string) (tusd.FileInfo, error) {
 	up, err := s.up.store.GetUpload(ctx, id)
 	if err != nil {
-		return err
+		return tusd.FileInfo{}, err
 	}
 	info, err := up.GetInfo(ctx)
 	if err != nil {
-		return err
+		return info, err
 	}
 	if info.SizeIsDeferred || info.Size == 0 || info.Offset < info.Size {
-		return errIncomplete
+		return info, errIncomplete
 	}
-	_, err = s.finishUpload(ctx, info)
-	return err
+	return info, nil
+}
+
+// finishIfComplete makes a job of an upload whose every byte is stored. It
+// takes the upload's lock only then: asking for a lock a request holds makes
+// tusd stop that request.
+func (s *Server) finishIfComplete(ctx context.Context, id string, wait time.Duration) error {
+	if _, err := s.complete(ctx, id); err != nil {
+		return err
+	}
+	return s.withUploadLock(ctx, id, wait, func() error {
+		info, err := s.complete(ctx, id) // again, under the lock: a request may have finished it
+		if err != nil {
+			return err
+		}
+		_, err = s.finishUpload(ctx, info)
+		return err
+	})
 }
 
 // TendUploads makes a job of every finished upload that has none yet (the
@@ -251,19 +267,19 @@ func (s *Server) sweepUploads(ctx context.Context) {
 		if !uploadID.MatchString(id) || ctx.Err() != nil {
 			continue
 		}
-		err := s.withUploadLock(ctx, id, time.Second, func() error {
-			err := s.finishIfComplete(ctx, id)
-			if !errors.Is(err, errIncomplete) {
-				return err
-			}
-			st, serr := os.Stat(filepath.Join(s.up.dir, id))
-			if serr == nil && time.Since(st.ModTime()) < UploadExpiry {
-				return nil
-			}
-			s.log.Info("removing an abandoned upload", "upload", id)
-			return s.removeUpload(ctx, id)
-		})
-		if err != nil && !errors.Is(err, tusd.ErrLockTimeout) {
+		// A file that got bytes lately belongs to a request: leave it to it.
+		st, err := os.Stat(filepath.Join(s.up.dir, id))
+		if err == nil && time.Since(st.ModTime()) < 2*time.Minute {
+			continue
+		}
+		err = s.finishIfComplete(ctx, id, time.Second)
+		if errors.Is(err, errIncomplete) && (st == nil || time.Since(st.ModTime()) >= UploadExpiry) {
+			err = s.withUploadLock(ctx, id, time.Second, func() error {
+				s.log.Info("removing an abandoned upload", "upload", id)
+				return s.removeUpload(ctx, id)
+			})
+		}
+		if err != nil && !errors.Is(err, errIncomplete) && !errors.Is(err, tusd.ErrLockTimeout) && !errors.Is(err, tusd.ErrNotFound) {
 			s.log.Warn("an upload could not be tended; it stays for the next sweep", "upload", id, "err", err)
 		}
 	}
@@ -322,7 +338,7 @@ func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := strings.TrimPrefix(r.URL.Path, "/")
 		if _, ok := s.up.recall(id); !ok {
-			err := s.withUploadLock(r.Context(), id, 20*time.Second, func() error { return s.finishIfComplete(r.Context(), id) })
+			err := s.finishIfComplete(r.Context(), id, 20*time.Second)
 			var te tusd.Error
 			if errors.As(err, &te) && te.HTTPResponse.StatusCode >= 500 {
 				w.Header().Set("Tus-Resumable", "1.0.0")
