@@ -224,7 +224,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.Key
 		s.internal(w, r, err)
 		return k, false
 	}
-	if !usable(k) {
+	if !k.Usable(time.Now()) {
 		msg := "the key was revoked or has expired"
 		if cookie {
 			msg = "the session has ended; sign in again at /login"

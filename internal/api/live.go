@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -269,8 +269,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not hold events back
 	w.WriteHeader(http.StatusOK)
-	_, _ = fmt.Fprintf(w, "retry: 2000\n\n")
-	_ = rc.Flush()
+	// send writes and flushes; false once the client is gone.
+	send := func(msg string) bool {
+		_, err := io.WriteString(w, msg)
+		return err == nil && rc.Flush() == nil
+	}
+	send("retry: 2000\n\n")
 
 	// A stream made with a session ends with it (signed out elsewhere, or
 	// expired); the browser's reconnect then meets the sign-in check.
@@ -293,8 +297,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		v, err := view(r.Context())
 		switch {
 		case errors.Is(err, job.ErrNotFound):
-			_, _ = fmt.Fprintf(w, "event: gone\ndata: {}\n\n")
-			_ = rc.Flush()
+			send("event: gone\ndata: {}\n\n")
 			return
 		case err != nil && r.Context().Err() == nil:
 			s.log.Warn("live view failed", "view", name, "err", err)
@@ -302,17 +305,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			b, _ := json.Marshal(v)
 			if !bytes.Equal(b, last) {
 				last = b
-				if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b); err != nil {
-					return
-				}
-				if rc.Flush() != nil {
+				if !send("event: " + name + "\ndata: " + string(b) + "\n\n") {
 					return
 				}
 				idle = time.Now()
 			}
 		}
 		if time.Since(idle) >= keepAlive {
-			if _, err := fmt.Fprintf(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+			if !send(": keep-alive\n\n") {
 				return
 			}
 			idle = time.Now()

@@ -48,7 +48,7 @@ func (s *Server) SignIn(w http.ResponseWriter, r *http.Request, adminKey string)
 		return ErrBadKey
 	case err != nil:
 		return err
-	case k.Kind != "admin" || !usable(k):
+	case k.Kind != "admin" || !k.Usable(time.Now()):
 		return ErrBadKey
 	}
 	secret := NewKey("herd_ses_")
@@ -89,7 +89,7 @@ func (s *Server) Session(r *http.Request) (csrf string, ok bool) {
 		return "", false
 	}
 	k, err := s.st.KeyByHash(r.Context(), HashKey(c.Value))
-	if err != nil || k.Kind != kindSession || !usable(k) {
+	if err != nil || k.Kind != kindSession || !k.Usable(time.Now()) {
 		return "", false
 	}
 	return CSRFToken(c.Value), true
@@ -111,10 +111,6 @@ func CheckCSRF(r *http.Request) bool {
 		got = r.PostFormValue("csrf")
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(CSRFToken(c.Value))) == 1
-}
-
-func usable(k store.Key) bool {
-	return !k.Revoked && (k.ExpiresAt == nil || time.Now().Before(*k.ExpiresAt))
 }
 
 // overTLS says whether the browser reached herd over HTTPS (directly, or

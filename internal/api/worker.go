@@ -137,7 +137,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k, err := s.st.KeyByHash(r.Context(), HashKey(body.Token))
-	if err != nil || k.Kind != "registration" || k.Revoked || (k.ExpiresAt != nil && time.Now().After(*k.ExpiresAt)) {
+	if err != nil || k.Kind != "registration" || !k.Usable(time.Now()) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "the registration token is not valid, was used already, or expired; ask an admin for a new one (herd token create --registration)")
 		return
 	}

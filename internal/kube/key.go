@@ -122,7 +122,7 @@ func keyValid(ctx context.Context, st store.Store, secret, worker string) (bool,
 	if err != nil {
 		return false, err
 	}
-	if k.Kind != "worker" || k.Name != worker || k.Revoked || (k.ExpiresAt != nil && time.Now().After(*k.ExpiresAt)) {
+	if k.Kind != "worker" || k.Name != worker || !k.Usable(time.Now()) {
 		return false, nil
 	}
 	w, err := st.GetWorker(ctx, worker)

@@ -149,6 +149,11 @@ type Key struct {
 	Revoked   bool
 }
 
+// Usable reports whether the key may be used at now: not revoked, not expired.
+func (k Key) Usable(now time.Time) bool {
+	return !k.Revoked && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))
+}
+
 // Worker states.
 const (
 	WorkerActive   = "active"
