@@ -64,7 +64,8 @@ type server struct {
 	data string
 	url  string
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *lockedBuffer // stderr
+	out  *lockedBuffer // stdout
 }
 
 // lockedBuffer collects a subprocess's stderr while tests read it.
@@ -102,7 +103,7 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
-	s := &server{t: t, data: data, cmd: cmd, logs: logs}
+	s := &server{t: t, data: data, cmd: cmd, logs: logs, out: &lockedBuffer{}}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
@@ -116,6 +117,7 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			fmt.Fprintln(s.out, sc.Text())
 			if m := urlRe.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}

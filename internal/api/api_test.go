@@ -332,7 +332,9 @@ func TestOutputs(t *testing.T) {
 func TestOpenAPICoversRoutes(t *testing.T) {
 	t.Parallel()
 	var doc struct {
-		Paths map[string]map[string]any `yaml:"paths"`
+		Paths map[string]map[string]struct {
+			Security *[]map[string][]string `yaml:"security"`
+		} `yaml:"paths"`
 	}
 	require.NoError(t, yaml.Unmarshal(api.OpenAPI(), &doc))
 	served := map[string]bool{}
@@ -343,7 +345,18 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		served[key] = true
 		ops, ok := doc.Paths[p]
 		require.True(t, ok, "route %s is not in openapi.yaml", key)
-		require.Contains(t, ops, strings.ToLower(r.Method), "route %s is not in openapi.yaml", key)
+		op, ok := ops[strings.ToLower(r.Method)]
+		require.True(t, ok, "route %s is not in openapi.yaml", key)
+		// Who may call it is documented, and is what the code enforces.
+		require.NotNil(t, op.Security, "openapi.yaml must say who may call %s (security: [] when public)", key)
+		var schemes []string
+		for _, alt := range *op.Security {
+			for name := range alt {
+				schemes = append(schemes, name)
+			}
+		}
+		want := map[string][]string{"public": nil, "admin": {"admin", "session"}, "worker": {"worker"}}[r.Access()]
+		require.ElementsMatch(t, want, schemes, "%s is %s in the code", key, r.Access())
 	}
 	for p, ops := range doc.Paths {
 		for m := range ops {

@@ -4,3 +4,6 @@ import "context"
 
 // SweepUploads runs one pass of TendUploads.
 func (s *Server) SweepUploads(ctx context.Context) { s.sweepUploads(ctx) }
+
+// Access names who may call a route: public, admin or worker.
+func (r Route) Access() string { return [...]string{"public", "admin", "worker"}[r.access] }

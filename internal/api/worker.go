@@ -698,6 +698,10 @@ func (s *Server) publishStep(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if c.Task.Kind != job.KindPublish {
+		writeError(w, http.StatusConflict, "wrong_task", fmt.Sprintf("task %s is a %s task; only a publish task publishes", c.Task.ID, c.Task.Kind))
+		return
+	}
 	if err := s.files.Publish(r.Context(), c); err != nil {
 		writeError(w, http.StatusInternalServerError, "publish_failed", job.UserMessage(err, "publishing the outputs failed"))
 		return

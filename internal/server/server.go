@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
 	"k8s.io/klog/v2"
 
 	"github.com/herdhq/herd/internal/api"
@@ -340,7 +341,7 @@ func lockData(dir string) (func(), error) {
 }
 
 // ensureAdminKey installs the configured admin key, or on first start
-// generates one, prints it once, and leaves a 0600 copy for the local CLI.
+// generates one, prints it once (to a terminal only), and leaves a 0600 copy for the local CLI.
 func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writer) error {
 	now := time.Now().UTC()
 	if cfg.AdminToken != "" {
@@ -370,8 +371,17 @@ func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writ
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
 		return fmt.Errorf("save admin key copy: %w", err)
 	}
-	fmt.Fprintf(out, "\nherd generated an admin key. It is shown only this once:\n\n    %s\n\n"+
-		"Only its hash is stored. A copy readable only by you is in %s, which the herd CLI on this machine uses.\n"+
-		"Elsewhere, set HERD_TOKEN to it.\n\n", key, path)
+	// A key is shown only to a person at a terminal: output that is not a
+	// terminal (a container's, a service's) is kept as a log, and keys never
+	// go into logs.
+	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(out, "\nherd generated an admin key. It is shown only this once:\n\n    %s\n\n"+
+			"Only its hash is stored. A copy readable only by you is in %s, which the herd CLI on this machine uses.\n"+
+			"Elsewhere, set HERD_TOKEN to it.\n\n", key, path)
+		return nil
+	}
+	fmt.Fprintf(out, "\nherd generated an admin key and stored only its hash. The key itself is in %s (readable only by you),\n"+
+		"which the herd CLI on this machine uses; elsewhere, set HERD_TOKEN to it. It is not printed here because this\n"+
+		"output is not a terminal and may be kept as a log.\n\n", path)
 	return nil
 }
