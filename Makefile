@@ -9,7 +9,7 @@ GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 # The real-node test (deploy/e2e) runs where a node can: as root on Linux.
 KUBE_NODE := $(shell [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ] && echo 1)
 
-.PHONY: help deps deps-test build run test e2e-kube bench vet fmt clean image web-vendor
+.PHONY: help deps deps-test build run test e2e-kube chaos bench vet fmt clean image web-vendor
 
 help: ## show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,14 @@ test: deps-test ## install what the tests need and run every test with the race 
 
 e2e-kube: deps-test ## herd's manifests on a real Kubernetes node started here (root; hack/kube/node.sh), with real clips, a killed pod and pull workers
 	HERD_KUBE_NODE=1 $(GO) test -v -count=1 -run TestNode -timeout 20m ./deploy/e2e/
+
+chaos: deps ## chaos run: 60 jobs (generated and real clips) on 3 worker processes while workers and the server are SIGKILLed and restarted, then the checks and a summary (HERD_CHAOS_* change it; HERD_CHAOS_SEED repeats a run)
+	HERD_CHAOS_JOBS=$${HERD_CHAOS_JOBS:-60} HERD_CHAOS_WORKERS=$${HERD_CHAOS_WORKERS:-3} HERD_CHAOS_SERVER_KILLS=$${HERD_CHAOS_SERVER_KILLS:-3} \
+	HERD_CHAOS_WORKER_KILLS=$${HERD_CHAOS_WORKER_KILLS:-8} HERD_CHAOS_REAL=$${HERD_CHAOS_REAL:-3} \
+	$(GO) test -v -count=1 -run '^TestChaos$$' -timeout 30m ./cmd/herd/
+
+fuzz: deps-test ## run every fuzz target (progress parser, probe JSON, sniffer, profile and config YAML, API bodies, library names) for FUZZTIME each (default 2m); their seeds run in make test
+	FUZZTIME=$(or $(FUZZTIME),2m) GO=$(GO) scripts/fuzz.sh
 
 bench: deps-test ## queue benchmarks: 16 claimers over 100,000 tasks (SQLite, PostgreSQL; HERD_BENCH_TASKS), and submit-to-idle-worker latency
 	HERD_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench BenchmarkQueue -benchtime 1x -timeout 60m ./internal/store/sqlstore/

@@ -42,7 +42,7 @@ type fixture struct {
 	imports string
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(dir, "herd.db"))
@@ -57,6 +57,7 @@ func setup(t *testing.T) *fixture {
 	sig := &queue.Signal{}
 	sub := ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{MaxUpload: 1 << 20, ImportRoots: []string{imports}})
 	s := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig, Files: &pipeline.LocalFiles{Blobs: blobs},
+		Queue: queue.New(st, sig, queue.Config{LeaseTTL: time.Minute, Backoff: time.Hour}),
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}})
 	require.NoError(t, s.EnableUploads(filepath.Join(dir, "uploads")))
@@ -83,7 +84,7 @@ func (f *fixture) do(t *testing.T, method, path, key string, body io.Reader, ct 
 	return resp, b
 }
 
-func upload(t *testing.T, fields [][2]string, fileName string, data []byte) (io.Reader, string) {
+func upload(t testing.TB, fields [][2]string, fileName string, data []byte) (io.Reader, string) {
 	t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)

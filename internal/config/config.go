@@ -152,8 +152,8 @@ func Parse(name string, data []byte, known []string) (*File, error) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	if root.Kind == 0 {
-		root = &yaml.Node{Kind: yaml.MappingNode} // an empty file sets nothing
+	if root.Kind == 0 || (root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
+		root = &yaml.Node{Kind: yaml.MappingNode} // an empty file (or document, "---") sets nothing
 	}
 	if root.Kind != yaml.MappingNode {
 		return nil, fail(root.Line, "the file must be a mapping of keys to values")

@@ -1,7 +1,10 @@
 package config_test
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +180,57 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), "HERD_PUBLISHERS_TV_COLOUR: expected HERD_PUBLISHERS_<NAME>_<KEY>") {
 		t.Fatal(err)
 	}
+}
+
+// FuzzParse: any bytes give a file whose every setting is usable or an
+// error that names this file and a line inside it; never a panic.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte("addr: 0.0.0.0:8080\nlocal_workers: 2\nimport_root: [/srv/a, /srv/b]\n"))
+	f.Add([]byte(`watch:
+  - {path: /in/tv, profile: web-hls, stable_for: 1m, poll_interval: 5s, after_success: keep, notify: false, publish: [lib, plex, hook]}
+publishers:
+  lib: {type: library, path: /lib, kind: tv, mode: "0640", owner: media, group: media}
+  plex: {type: plex, url: "http://plex:32400", token: t, library: lib, library_path: 'D:\Media', confirm_timeout: 30s}
+  hook: {type: webhook, url: "https://example.com/h", secret: s, attempts: 3, retry_after: 2s}
+`))
+	f.Add([]byte("watch: [{path: a}]\n"))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("watch:\n  - path: /x\n    profile: p\n    stable_for: -1s\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := config.Parse("herd.yaml", data, known)
+		if err != nil {
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.File != "herd.yaml" || ce.Msg == "" {
+				t.Fatalf("%v: not an error that names the file", err)
+			}
+			// (YAML names the line after the last for errors at the end of the text)
+			// Lines end as YAML's do: \n, \r\n, \r, NEL, LS or PS.
+			text := strings.NewReplacer("\r\n", "\n", "\r", "\n", "\u0085", "\n", "\u2028", "\n", "\u2029", "\n").Replace(string(data))
+			if lines := strings.Count(text, "\n") + 1; ce.Line < 0 || ce.Line > lines+1 {
+				t.Fatalf("error on line %d of a %d-line file: %v", ce.Line, lines, err)
+			}
+			return
+		}
+		for _, s := range file.Settings {
+			if !slices.Contains(known, s.Key) {
+				t.Fatalf("unknown setting %q accepted", s.Key)
+			}
+		}
+		for _, w := range file.Watch {
+			if !filepath.IsAbs(w.Path) || w.Profile == "" || w.StableFor <= 0 || w.PollInterval <= 0 {
+				t.Fatalf("unusable watch accepted: %+v", w)
+			}
+			for _, p := range w.Publish {
+				if _, ok := file.Publishers[p]; !ok {
+					t.Fatalf("watch %s publishes to undefined %q", w.Path, p)
+				}
+			}
+		}
+		for name, p := range file.Publishers {
+			if p.Type != config.PublishLibrary && (p.Attempts < 1 || p.RetryAfter <= 0) {
+				t.Fatalf("publisher %s would never deliver: %+v", name, p)
+			}
+		}
+	})
 }

@@ -1,0 +1,117 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// FuzzRequestBodies sends arbitrary bytes as the body (or, for tus, the
+// metadata header; for the job list, the query) of every route that reads
+// one, as the caller that route admits, with a live lease where the route
+// needs one. Whatever arrives, the answer is a 4xx with the JSON error shape
+// or a success, never a 5xx, a panic or a hang.
+func FuzzRequestBodies(f *testing.F) {
+	fx := setup(f)
+	ctx := context.Background()
+	const workerKey = "fuzz-worker-key-0123456789"
+	require.NoError(f, fx.st.CreateKey(ctx, store.Key{ID: "kfz", Kind: "worker", Name: "fz", Hash: api.HashKey(workerKey), CreatedAt: time.Now()}))
+	require.NoError(f, fx.st.PutWorker(ctx, store.Worker{Name: "fz", KeyID: "kfz", State: store.WorkerActive, Slots: 1, CreatedAt: time.Now()}))
+	h := fx.api.Handler()
+	send := func(method, path, key string, hdr map[string]string, body []byte) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	// A job whose probe task the fuzz worker holds.
+	form, ct := upload(f, [][2]string{{"profile", "mp4-library"}}, "a.mp4", []byte("bytes"))
+	b := new(bytes.Buffer)
+	_, _ = b.ReadFrom(form)
+	require.Equal(f, http.StatusCreated, send("POST", "/api/v1/jobs", adminKey, map[string]string{"Content-Type": ct}, b.Bytes()).Code)
+	rec := send("POST", "/api/v1/worker/claim", workerKey, nil, []byte(`{"slot":"1","version":"`+api.ProtocolVersion+`"}`))
+	require.Equal(f, http.StatusOK, rec.Code, rec.Body.String())
+	var claim api.Claim
+	require.NoError(f, json.Unmarshal(rec.Body.Bytes(), &claim))
+	lease := map[string]string{api.HeaderLeaseOwner: claim.Lease.Owner, api.HeaderFence: fmt.Sprint(claim.Lease.Fence)}
+	task := "/api/v1/worker/tasks/" + claim.Task.ID
+
+	type target struct {
+		method, path, key string
+		hdr               map[string]string
+		as                string // body | tus-metadata | query
+	}
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	withLease := map[string]string{"Content-Type": "application/json"}
+	for k, v := range lease {
+		withLease[k] = v
+	}
+	targets := []target{
+		{"POST", "/api/v1/jobs", adminKey, jsonCT, "body"},
+		{"POST", "/api/v1/jobs", adminKey, map[string]string{"Content-Type": "multipart/form-data; boundary=herdfuzz"}, "body"},
+		{"POST", "/api/v1/tokens", adminKey, jsonCT, "body"},
+		{"POST", "/api/v1/worker/register", "", jsonCT, "body"},
+		{"POST", "/api/v1/uploads", adminKey, map[string]string{"Tus-Resumable": "1.0.0", "Upload-Length": "10"}, "tus-metadata"},
+		{"GET", "/api/v1/jobs", adminKey, nil, "query"},
+		{"POST", task + "/heartbeat", workerKey, jsonCT, "body"},
+		{"POST", task + "/fail", workerKey, jsonCT, "body"},
+		{"POST", task + "/uploads/probe", workerKey, withLease, "body"},
+		{"POST", task + "/commit/probe", workerKey, withLease, "body"},
+		{"PUT", task + "/files/probe/x.json", workerKey, withLease, "body"},
+	}
+	f.Add(uint8(0), []byte(`{"source_path": "/srv/in/a.mkv", "profile": "web-hls"}`))
+	f.Add(uint8(1), []byte("--herdfuzz\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nweb-hls\r\n--herdfuzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../x.mp4\"\r\n\r\nxx\r\n--herdfuzz--\r\n"))
+	f.Add(uint8(2), []byte(`{"kind": "registration", "ttl": "1h"}`))
+	f.Add(uint8(3), []byte(`{"registration_token": "x", "name": "w1"}`))
+	f.Add(uint8(4), []byte("filename YS5tcDQ=,profile d2ViLWhscw=="))
+	f.Add(uint8(5), []byte("state=failed&profile=web-hls&limit=5&before=j1"))
+	f.Add(uint8(6), []byte(`{"lease": {"task_id": "t", "owner": "worker/fz/1", "fence": 1}, "progress": 0.5}`))
+	f.Add(uint8(7), []byte(`{"lease": {}, "message": "m", "permanent": true}`))
+	f.Add(uint8(8), []byte(`{"files": [{"path": "a/b.ts", "size": 3, "sha256": "00"}]}`))
+	f.Add(uint8(9), []byte(`{"files": [{"path": "../x", "size": -1}], "uploads": [{}]}`))
+	f.Add(uint8(10), []byte(`{}`))
+	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
+		tg := targets[int(which)%len(targets)]
+		path, hdr, body := tg.path, map[string]string{}, data
+		for k, v := range tg.hdr {
+			hdr[k] = v
+		}
+		switch tg.as {
+		case "tus-metadata":
+			hdr["Upload-Metadata"], body = string(data), nil
+		case "query":
+			q := url.Values{} // any bytes, as a client would escape them
+			for _, kv := range strings.Split(string(data), "&") {
+				k, v, _ := strings.Cut(kv, "=")
+				q.Add(k, v)
+			}
+			path, body = path+"?"+q.Encode(), nil
+		}
+		rec := send(tg.method, path, tg.key, hdr, body)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s: %d %s", tg.method, tg.path, rec.Code, rec.Body.String())
+		}
+		if rec.Code >= 400 && strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+			var e api.ErrorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+				t.Fatalf("%s %s: %d without the error shape: %s", tg.method, tg.path, rec.Code, rec.Body.String())
+			}
+		}
+	})
+}
