@@ -75,6 +75,7 @@ func TestAdmitRefuses(t *testing.T) {
 		{"8200 pixels wide", huge, CodeTooLarge, Limits{}},
 		{"longer than the limit", whole, CodeTooLarge, Limits{MaxDuration: time.Second}},
 		{"smaller limit", whole, CodeTooLarge, Limits{MaxWidth: 100}},
+		{"more pixels than the limit", whole, CodeTooLarge, Limits{MaxPixels: 160*90 - 1}},
 	}
 	for _, tc := range probed {
 		t.Run(tc.name, func(t *testing.T) {

@@ -71,12 +71,19 @@ func (t Tools) log() *slog.Logger {
 // Limits bound what Admit accepts.
 type Limits struct {
 	MaxWidth, MaxHeight int           // 0 → 8192
+	MaxPixels           int           // width × height; 0 → DefaultMaxPixels
 	MaxDuration         time.Duration // 0 → 48h
 }
+
+// DefaultMaxPixels is the largest picture admitted by default: DCI 8K
+// (8192x4320). A frame of 8192x8192 is twice that: a small file of such
+// frames makes every decoder hold hundreds of megabytes per frame.
+const DefaultMaxPixels = 8192 * 4320
 
 func (l Limits) withDefaults() Limits {
 	l.MaxWidth = cmp.Or(l.MaxWidth, 8192)
 	l.MaxHeight = cmp.Or(l.MaxHeight, 8192)
+	l.MaxPixels = cmp.Or(l.MaxPixels, DefaultMaxPixels)
 	l.MaxDuration = cmp.Or(l.MaxDuration, 48*time.Hour)
 	return l
 }

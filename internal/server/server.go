@@ -63,6 +63,7 @@ type Config struct {
 	StallAfter   time.Duration
 	MaxWidth     int
 	MaxHeight    int
+	MaxPixels    int
 	FFmpeg       string
 	FFprobe      string
 	Version      string
@@ -162,7 +163,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	sig := &queue.Signal{}
 	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
 	sub := ingest.New(st, sources, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
-	exec := pipeline.New(tools, storage, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight}, log)
+	exec := pipeline.New(tools, storage, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}, log)
 
 	srv := api.New(api.Deps{
 		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,

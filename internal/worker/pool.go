@@ -243,7 +243,13 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 			f.Permanent, f.Code = true, code
 		}
 		outcome = OutcomeFailed
-		log.Error("task failed", "err", err, "permanent", f.Permanent)
+		// A permanent failure is the input's fault (a file herd refuses), not
+		// the system's: a warning, so alerts on errors stay about herd.
+		level := slog.LevelError
+		if f.Permanent {
+			level = slog.LevelWarn
+		}
+		log.Log(rctx, level, "task failed", "err", err, "permanent", f.Permanent, "code", f.Code)
 		if rerr := p.q.Fail(rctx, c.Lease, f); rerr != nil {
 			outcome = reportFailed(rerr)
 			log.Error("report failure", "err", rerr)
