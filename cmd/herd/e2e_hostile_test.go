@@ -133,7 +133,9 @@ func TestHostileInputs(t *testing.T) {
 		case status >= 400:
 			// Refused at the door: a JSON error that says what is wrong.
 			require.Less(t, status, 500, "%s: %s", h.name, body)
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			require.NoError(t, json.Unmarshal(body, &e), "%s: %s", h.name, body)
 			require.NotEmpty(t, e.Error.Message, h.name)
 			h.why = "refused: " + e.Error.Message
