@@ -57,7 +57,7 @@ func setup(t testing.TB) *fixture {
 	sig := &queue.Signal{}
 	sub := ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{MaxUpload: 1 << 20, ImportRoots: []string{imports}})
 	s := api.New(api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig, Files: &pipeline.LocalFiles{Blobs: blobs},
-		Queue: queue.New(st, sig, queue.Config{LeaseTTL: time.Minute, Backoff: time.Hour}),
+		Queue:  queue.New(st, sig, queue.Config{LeaseTTL: time.Minute, Backoff: time.Hour}),
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}})
 	require.NoError(t, s.EnableUploads(filepath.Join(dir, "uploads")))
