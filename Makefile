@@ -9,7 +9,7 @@ GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 # The real-node test (deploy/e2e) runs where a node can: as root on Linux.
 KUBE_NODE := $(shell [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ] && echo 1)
 
-.PHONY: help deps deps-test build run test e2e-kube chaos bench vet fmt clean image web-vendor
+.PHONY: help deps deps-test build run test e2e-kube chaos fuzz bench vet fmt clean image web-vendor
 
 help: ## show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
