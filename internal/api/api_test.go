@@ -499,3 +499,37 @@ func TestResumableUpload(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "the abandoned upload is gone")
 	require.FileExists(t, filepath.Join(f.dir, "uploads", newID+".info"))
 }
+
+// TestScratchSweep: a remote worker's upload stays while its attempt holds
+// the lease; uploads of attempts that ended (an older fence, a task that
+// is gone) are removed; other scratch is not the sweep's business.
+func TestScratchSweep(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, claim := f.leased(t)
+	names := map[string]bool{ // name -> kept
+		fmt.Sprintf("w-%s-%d-probe", claim.Task.ID, claim.Lease.Fence):     true,
+		fmt.Sprintf("w-%s-%d-probe", claim.Task.ID, claim.Lease.Fence-1):   false,
+		fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence+10): false,
+		"w-tgone-1-encode": false,
+		"other-scratch":    true,
+	}
+	for n := range names {
+		d, err := f.blobs.NamedTempDir(n)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(d, ".partial"), []byte("x"), 0o644))
+	}
+	require.True(t, api.IsUploadScratch("w-tgone-1-encode"))
+	require.False(t, api.IsUploadScratch("other-scratch"))
+	f.api.SweepScratch(context.Background())
+	for n, kept := range names {
+		require.Equal(t, kept, f.blobs.TempExists(n), n)
+	}
+	// Once the attempt ends, its upload goes too.
+	resp, body := f.do(t, "POST", "/api/v1/worker/tasks/"+claim.Task.ID+"/release", "fixture-worker-key-0123456789",
+		strings.NewReader(fmt.Sprintf(`{"lease": {"task_id": %q, "owner": %q, "fence": %d}}`, claim.Lease.TaskID, claim.Lease.Owner, claim.Lease.Fence)), "application/json")
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	f.api.SweepScratch(context.Background())
+	require.False(t, f.blobs.TempExists(fmt.Sprintf("w-%s-%d-probe", claim.Task.ID, claim.Lease.Fence)))
+	require.True(t, f.blobs.TempExists("other-scratch"))
+}

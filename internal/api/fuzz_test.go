@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,32 @@ import (
 	"github.com/herdhq/herd/internal/store"
 )
 
+// leased registers a worker, submits a job and has the worker claim its
+// probe task: the worker's key and the claim.
+func (f *fixture) leased(t testing.TB) (string, api.Claim) {
+	t.Helper()
+	ctx := context.Background()
+	const key = "fixture-worker-key-0123456789"
+	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kfx", Kind: "worker", Name: "fx", Hash: api.HashKey(key), CreatedAt: time.Now()}))
+	require.NoError(t, f.st.PutWorker(ctx, store.Worker{Name: "fx", KeyID: "kfx", State: store.WorkerActive, Slots: 1, CreatedAt: time.Now()}))
+	form, ct := upload(t, [][2]string{{"profile", "mp4-library"}}, "a.mp4", []byte("bytes"))
+	post := func(path, key, ct string, body io.Reader) (int, []byte) {
+		req := httptest.NewRequest("POST", path, body)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", ct)
+		rec := httptest.NewRecorder()
+		f.api.Handler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.Bytes()
+	}
+	code, body := post("/api/v1/jobs", adminKey, ct, form)
+	require.Equal(t, http.StatusCreated, code, string(body))
+	code, body = post("/api/v1/worker/claim", key, "application/json", strings.NewReader(`{"slot":"1","version":"`+api.ProtocolVersion+`"}`))
+	require.Equal(t, http.StatusOK, code, string(body))
+	var claim api.Claim
+	require.NoError(t, json.Unmarshal(body, &claim))
+	return key, claim
+}
+
 // FuzzRequestBodies sends arbitrary bytes as the body (or, for tus, the
 // metadata header; for the job list, the query) of every route that reads
 // one, as the caller that route admits, with a live lease where the route
@@ -25,10 +52,6 @@ import (
 // or a success, never a 5xx, a panic or a hang.
 func FuzzRequestBodies(f *testing.F) {
 	fx := setup(f)
-	ctx := context.Background()
-	const workerKey = "fuzz-worker-key-0123456789"
-	require.NoError(f, fx.st.CreateKey(ctx, store.Key{ID: "kfz", Kind: "worker", Name: "fz", Hash: api.HashKey(workerKey), CreatedAt: time.Now()}))
-	require.NoError(f, fx.st.PutWorker(ctx, store.Worker{Name: "fz", KeyID: "kfz", State: store.WorkerActive, Slots: 1, CreatedAt: time.Now()}))
 	h := fx.api.Handler()
 	send := func(method, path, key string, hdr map[string]string, body []byte) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, bytes.NewReader(body))
@@ -40,15 +63,7 @@ func FuzzRequestBodies(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		return rec
 	}
-	// A job whose probe task the fuzz worker holds.
-	form, ct := upload(f, [][2]string{{"profile", "mp4-library"}}, "a.mp4", []byte("bytes"))
-	b := new(bytes.Buffer)
-	_, _ = b.ReadFrom(form)
-	require.Equal(f, http.StatusCreated, send("POST", "/api/v1/jobs", adminKey, map[string]string{"Content-Type": ct}, b.Bytes()).Code)
-	rec := send("POST", "/api/v1/worker/claim", workerKey, nil, []byte(`{"slot":"1","version":"`+api.ProtocolVersion+`"}`))
-	require.Equal(f, http.StatusOK, rec.Code, rec.Body.String())
-	var claim api.Claim
-	require.NoError(f, json.Unmarshal(rec.Body.Bytes(), &claim))
+	workerKey, claim := fx.leased(f)
 	lease := map[string]string{api.HeaderLeaseOwner: claim.Lease.Owner, api.HeaderFence: fmt.Sprint(claim.Lease.Fence)}
 	task := "/api/v1/worker/tasks/" + claim.Task.ID
 

@@ -542,6 +542,79 @@ func uploadName(t job.Task, step string) string {
 	return fmt.Sprintf("w-%s-%d-%s", t.ID, t.Fence, step)
 }
 
+// parseUploadName is uploadName backwards.
+func parseUploadName(name string) (taskID string, fence int64, ok bool) {
+	rest, ok := strings.CutPrefix(name, "w-")
+	if !ok {
+		return "", 0, false
+	}
+	parts := strings.SplitN(rest, "-", 3)
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return "", 0, false
+	}
+	fence, err := strconv.ParseInt(parts[1], 10, 64)
+	return parts[0], fence, err == nil
+}
+
+// IsUploadScratch reports whether a scratch entry holds a remote worker's
+// upload. A server restart keeps these: the worker's lease may outlive the
+// restart, and its upload goes on where it was.
+func IsUploadScratch(name string) bool {
+	_, _, ok := parseUploadName(name)
+	return ok
+}
+
+// TendScratch removes the uploads of attempts that will never commit them
+// (the worker died, failed or gave the task back; the lease moved on): at
+// start, every minute, and once more at shutdown.
+func (s *Server) TendScratch(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.sweepScratch(final)
+			cancel()
+			return nil
+		default:
+		}
+		s.sweepScratch(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+func (s *Server) sweepScratch(ctx context.Context) {
+	names, err := s.blobs.TempNames()
+	if err != nil {
+		s.log.Warn("list scratch", "err", err)
+		return
+	}
+	for _, name := range names {
+		id, fence, ok := parseUploadName(name)
+		if !ok || ctx.Err() != nil {
+			continue
+		}
+		t, err := s.st.GetTask(ctx, id)
+		switch {
+		case err == nil && t.State == job.TaskRunning && t.Fence == fence:
+			continue // its attempt may still commit it
+		case err != nil && !errors.Is(err, job.ErrNotFound):
+			s.log.Warn("sweep scratch", "upload", name, "err", err)
+			continue
+		}
+		// A late request of the old attempt is refused by its fence before
+		// it writes, so nothing comes back; if one raced this, the next
+		// sweep takes it.
+		if err := s.blobs.RemoveTemp(name); err != nil {
+			s.log.Warn("sweep scratch", "upload", name, "err", err)
+			continue
+		}
+		s.log.Info("removed the upload of an attempt that ended", "upload", name, "task_id", id)
+	}
+}
+
 func validRel(p string) bool {
 	return p != "" && blob.ValidKey("x/"+p) && !strings.HasPrefix(path.Base(p), ".partial")
 }

@@ -74,7 +74,7 @@ func (l *Local) TempDir(prefix string) (string, error) {
 // that a writer that reconnects finds what it already sent. name must be a
 // single path element of herd's own making.
 func (l *Local) NamedTempDir(name string) (string, error) {
-	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+	if !validTempName(name) {
 		return "", fmt.Errorf("invalid scratch name %q", name)
 	}
 	d := filepath.Join(l.root, ".tmp", name)
@@ -84,9 +84,14 @@ func (l *Local) NamedTempDir(name string) (string, error) {
 	return d, nil
 }
 
+// validTempName: a scratch name is one plain path element.
+func validTempName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, "/\\\x00") && name != "." && name != ".."
+}
+
 // TempExists reports whether the named scratch folder exists.
 func (l *Local) TempExists(name string) bool {
-	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+	if !validTempName(name) {
 		return false
 	}
 	_, err := os.Stat(filepath.Join(l.root, ".tmp", name))
@@ -246,18 +251,39 @@ func (l *Local) RemoveAll(key string) error {
 
 // CleanTemp deletes scratch files older runs left behind. Call at start-up,
 // before any worker runs.
-func (l *Local) CleanTemp() error {
+func (l *Local) CleanTemp(keep func(name string) bool) error {
 	dir := filepath.Join(l.root, ".tmp")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("clean scratch: %w", err)
 	}
 	for _, e := range entries {
+		if keep != nil && keep(e.Name()) {
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("clean scratch: %w", err)
 		}
 	}
 	return nil
+}
+
+// TempNames lists what sits in the scratch area.
+func (l *Local) TempNames() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(l.root, ".tmp"))
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, err
+}
+
+// RemoveTemp removes the named scratch folder or file.
+func (l *Local) RemoveTemp(name string) error {
+	if !validTempName(name) {
+		return fmt.Errorf("invalid scratch name %q", name)
+	}
+	return os.RemoveAll(filepath.Join(l.root, ".tmp", name))
 }
 
 // TempEntries counts what sits in the scratch area (tests and health checks).

@@ -76,7 +76,7 @@ func TestCommitDirReplaces(t *testing.T) {
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	require.Equal(t, "second", string(b))
-	require.NoError(t, l.CleanTemp())
+	require.NoError(t, l.CleanTemp(nil))
 	n, err := l.TempEntries()
 	require.NoError(t, err)
 	require.Zero(t, n)

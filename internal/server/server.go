@@ -133,8 +133,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if err != nil {
 		return err
 	}
-	// Scratch files belong to attempts of this server's own workers, which are all dead now.
-	if err := blobs.CleanTemp(); err != nil {
+	// Scratch files belong to attempts of this server's own workers, which
+	// are all dead now, except remote workers' uploads: a remote worker's
+	// lease can outlive a restart. TendScratch removes those whose lease is gone.
+	if err := blobs.CleanTemp(api.IsUploadScratch); err != nil {
 		return err
 	}
 	storage, sources, err := openStorage(ctx, cfg, st, blobs, log)
@@ -204,6 +206,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	})
 	g.Go(func() error { return queue.NewReaper(q, log, m.Reaped).Run(gctx) })
 	g.Go(func() error { return srv.TendUploads(gctx) })
+	g.Go(func() error { return srv.TendScratch(gctx) })
 	if cfg.LocalWorkers > 0 {
 		pool := worker.NewPool(q, exec, worker.Config{
 			Name: "local/" + cmp.Or(host, "localhost"), OwnerPrefix: ownerPrefix, Slots: cfg.LocalWorkers,
