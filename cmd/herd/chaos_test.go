@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -305,12 +306,13 @@ func (c *chaosCluster) startWorker(w *chaosWorker, tok string) {
 		}
 	})
 	running, exited := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	go func() {
 		defer close(exited) // stdout ends when the process does
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "is running") {
-				close(running)
+				once.Do(func() { close(running) })
 			}
 		}
 	}()

@@ -60,12 +60,13 @@ func clip(t *testing.T, dir string, seconds int, size string) string {
 }
 
 type server struct {
-	t    *testing.T
-	data string
-	url  string
-	cmd  *exec.Cmd
-	logs *lockedBuffer // stderr
-	out  *lockedBuffer // stdout
+	t       *testing.T
+	data    string
+	url     string
+	cmd     *exec.Cmd
+	logs    *lockedBuffer // stderr
+	out     *lockedBuffer // stdout
+	outDone chan struct{} // closed once all of stdout is in out
 }
 
 // lockedBuffer collects a subprocess's stderr while tests read it.
@@ -103,7 +104,7 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
-	s := &server{t: t, data: data, cmd: cmd, logs: logs, out: &lockedBuffer{}}
+	s := &server{t: t, data: data, cmd: cmd, logs: logs, out: &lockedBuffer{}, outDone: make(chan struct{})}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
@@ -115,6 +116,7 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 	})
 	found := make(chan string, 1)
 	go func() {
+		defer close(s.outDone)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			fmt.Fprintln(s.out, sc.Text())

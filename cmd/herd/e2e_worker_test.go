@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,11 +56,12 @@ func (s *server) startWorker(t *testing.T, name string, extra ...string) *worker
 		}
 	})
 	running := make(chan struct{})
+	var once sync.Once
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "is running") {
-				close(running)
+				once.Do(func() { close(running) })
 			}
 		}
 	}()

@@ -489,11 +489,32 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 			if profileName == "" {
 				return job.Job{}, false, &badRequest{"send the 'profile' field before the 'file' field (or as ?profile=)"}
 			}
-			return s.sub.Upload(r.Context(), part.FileName(), profileName, part)
+			j, created, err := s.sub.Upload(r.Context(), part.FileName(), profileName, &bodyReader{r: part})
+			if be, ok := errors.AsType[*bodyError](err); ok {
+				return j, created, &badRequest{"the upload was cut off or malformed (" + be.err.Error() + "); send it again"}
+			}
+			return j, created, err
 		}
 		_ = part.Close()
 	}
 }
+
+// bodyReader marks errors reading the request body: the client's doing, not
+// the server's (a write to the disk failing is the server's).
+type bodyReader struct{ r io.Reader }
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "read the request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
 
 func (s *Server) submitError(w http.ResponseWriter, r *http.Request, err error) {
 	var br *badRequest

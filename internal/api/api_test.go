@@ -502,25 +502,36 @@ func TestResumableUpload(t *testing.T) {
 
 // TestScratchSweep: a remote worker's upload stays while its attempt holds
 // the lease; uploads of attempts that ended (an older fence, a task that
-// is gone) are removed; other scratch is not the sweep's business.
+// is gone) are removed once nothing wrote to them for a minute; other
+// scratch is not the sweep's business.
 func TestScratchSweep(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	_, claim := f.leased(t)
 	names := map[string]bool{ // name -> kept
-		fmt.Sprintf("w-%s-%d-probe", claim.Task.ID, claim.Lease.Fence):     true,
-		fmt.Sprintf("w-%s-%d-probe", claim.Task.ID, claim.Lease.Fence-1):   false,
-		fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence+10): false,
-		"w-tgone-1-encode": false,
-		"other-scratch":    true,
+		fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence):      true,
+		fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence-1):    false,
+		fmt.Sprintf("w-%s-%d-verified", claim.Task.ID, claim.Lease.Fence+10): false,
+		"w-t0bad-1-thumbs":   false,
+		"w-t0fresh-1-thumbs": true, // written to lately
+		"w-t1-2-nostep":      true, // not an upload's name
+		"other-scratch":      true,
 	}
+	old := time.Now().Add(-2 * time.Minute)
 	for n := range names {
 		d, err := f.blobs.NamedTempDir(n)
 		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(d, ".partial"), []byte("x"), 0o644))
+		p := filepath.Join(d, ".partial")
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
+		if n != "w-t0fresh-1-thumbs" {
+			require.NoError(t, os.Chtimes(p, old, old))
+			require.NoError(t, os.Chtimes(d, old, old))
+		}
 	}
-	require.True(t, api.IsUploadScratch("w-tgone-1-encode"))
-	require.False(t, api.IsUploadScratch("other-scratch"))
+	require.True(t, api.IsUploadScratch("w-t0bad-1-thumbs"))
+	for _, n := range []string{"other-scratch", "w-t1-2-nostep", "w-t-1-encode", "w-tab-cd-1-encode", "w-t1--1-encode"} {
+		require.False(t, api.IsUploadScratch(n), n)
+	}
 	f.api.SweepScratch(context.Background())
 	for n, kept := range names {
 		require.Equal(t, kept, f.blobs.TempExists(n), n)
@@ -530,6 +541,6 @@ func TestScratchSweep(t *testing.T) {
 		strings.NewReader(fmt.Sprintf(`{"lease": {"task_id": %q, "owner": %q, "fence": %d}}`, claim.Lease.TaskID, claim.Lease.Owner, claim.Lease.Fence)), "application/json")
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	f.api.SweepScratch(context.Background())
-	require.False(t, f.blobs.TempExists(fmt.Sprintf("w-%s-%d-probe", claim.Task.ID, claim.Lease.Fence)))
+	require.False(t, f.blobs.TempExists(fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence)))
 	require.True(t, f.blobs.TempExists("other-scratch"))
 }

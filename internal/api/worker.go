@@ -542,18 +542,17 @@ func uploadName(t job.Task, step string) string {
 	return fmt.Sprintf("w-%s-%d-%s", t.ID, t.Fence, step)
 }
 
+// uploadNameRe is uploadName's shape: task ids are "t" and hex, steps are stepOK's.
+var uploadNameRe = regexp.MustCompile(`^w-(t[0-9a-f]+)-([0-9]+)-([a-z]+)$`)
+
 // parseUploadName is uploadName backwards.
 func parseUploadName(name string) (taskID string, fence int64, ok bool) {
-	rest, ok := strings.CutPrefix(name, "w-")
-	if !ok {
+	m := uploadNameRe.FindStringSubmatch(name)
+	if m == nil || !stepOK[m[3]] {
 		return "", 0, false
 	}
-	parts := strings.SplitN(rest, "-", 3)
-	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
-		return "", 0, false
-	}
-	fence, err := strconv.ParseInt(parts[1], 10, 64)
-	return parts[0], fence, err == nil
+	fence, err := strconv.ParseInt(m[2], 10, 64)
+	return m[1], fence, err == nil
 }
 
 // IsUploadScratch reports whether a scratch entry holds a remote worker's
@@ -585,6 +584,10 @@ func (s *Server) TendScratch(ctx context.Context) error {
 	}
 }
 
+// scratchIdle is how long an upload folder must have been left alone before
+// the sweep removes it.
+const scratchIdle = time.Minute
+
 func (s *Server) sweepScratch(ctx context.Context) {
 	names, err := s.blobs.TempNames()
 	if err != nil {
@@ -592,9 +595,12 @@ func (s *Server) sweepScratch(ctx context.Context) {
 		return
 	}
 	for _, name := range names {
+		if ctx.Err() != nil {
+			return
+		}
 		id, fence, ok := parseUploadName(name)
-		if !ok || ctx.Err() != nil {
-			continue
+		if !ok || s.blobs.TempIdle(name) < scratchIdle {
+			continue // not an upload, or one that got bytes lately: left to a later sweep
 		}
 		t, err := s.st.GetTask(ctx, id)
 		switch {
@@ -604,9 +610,10 @@ func (s *Server) sweepScratch(ctx context.Context) {
 			s.log.Warn("sweep scratch", "upload", name, "err", err)
 			continue
 		}
-		// A late request of the old attempt is refused by its fence before
-		// it writes, so nothing comes back; if one raced this, the next
-		// sweep takes it.
+		// The attempt ended, so it can no longer pass the lease check. One
+		// that passed it just before could still write here (the next sweep
+		// takes that) or commit the folder; leaving folders that got bytes
+		// in the last scratchIdle makes that a request stalled for minutes.
 		if err := s.blobs.RemoveTemp(name); err != nil {
 			s.log.Warn("sweep scratch", "upload", name, "err", err)
 			continue

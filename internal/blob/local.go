@@ -17,6 +17,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // ErrNotFound is returned for a key that does not exist.
@@ -276,6 +277,27 @@ func (l *Local) TempNames() ([]string, error) {
 		names = append(names, e.Name())
 	}
 	return names, err
+}
+
+// TempIdle is how long ago the named scratch folder (or anything directly
+// in it) last changed; 0 when it does not exist or cannot be read.
+func (l *Local) TempIdle(name string) time.Duration {
+	if !validTempName(name) {
+		return 0
+	}
+	dir := filepath.Join(l.root, ".tmp", name)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return 0
+	}
+	last := st.ModTime()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.ModTime().After(last) {
+			last = info.ModTime()
+		}
+	}
+	return time.Since(last)
 }
 
 // RemoveTemp removes the named scratch folder or file.

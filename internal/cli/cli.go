@@ -222,7 +222,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill and retry a task whose ffmpeg shows no progress for this long")
 	f.IntVar(&cfg.MaxWidth, "max-width", 8192, "refuse sources wider than this")
 	f.IntVar(&cfg.MaxHeight, "max-height", 8192, "refuse sources taller than this")
-	f.IntVar(&cfg.MaxPixels, "max-pixels", media.DefaultMaxPixels, "refuse sources whose width × height is larger (default: DCI 8K, 8192x4320)")
+	f.IntVar(&cfg.MaxPixels, "max-pixels", media.DefaultMaxPixels, "refuse sources whose width × height is larger (the default is DCI 8K, 8192x4320)")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, else JSON), json or text")

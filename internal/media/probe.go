@@ -162,7 +162,7 @@ func (info *Info) check(lim Limits) error {
 	case v.Width > lim.MaxWidth || v.Height > lim.MaxHeight:
 		return reject(CodeTooLarge, "the picture is %dx%d, larger than the %dx%d herd accepts; scale it down first", v.Width, v.Height, lim.MaxWidth, lim.MaxHeight)
 	case v.Width*v.Height > lim.MaxPixels:
-		return reject(CodeTooLarge, "the picture is %dx%d (%.1f megapixels), more than the %.1f megapixels herd accepts (8K is 7680x4320); scale it down first",
+		return reject(CodeTooLarge, "the picture is %dx%d (%.1f megapixels), more than the %.1f megapixels herd accepts; scale it down first",
 			v.Width, v.Height, float64(v.Width*v.Height)/1e6, float64(lim.MaxPixels)/1e6)
 	case info.Duration > lim.MaxDuration.Seconds():
 		return reject(CodeTooLarge, "the video lasts %.0f minutes, longer than the %.0f herd accepts; split it first", info.Duration/60, lim.MaxDuration.Minutes())

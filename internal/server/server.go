@@ -385,7 +385,8 @@ func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writ
 		return nil
 	}
 	fmt.Fprintf(out, "\nherd generated an admin key and stored only its hash. The key itself is in %s (readable only by you),\n"+
-		"which the herd CLI on this machine uses; elsewhere, set HERD_TOKEN to it. It is not printed here because this\n"+
-		"output is not a terminal and may be kept as a log.\n\n", path)
+		"which the herd CLI on this machine uses: `herd token create` there prints a new admin key (in a container:\n"+
+		"docker exec NAME herd token create, kubectl exec POD -- herd token create). It is not printed here because\n"+
+		"this output is not a terminal and may be kept as a log.\n\n", path)
 	return nil
 }

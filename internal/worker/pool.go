@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -243,10 +244,11 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 			f.Permanent, f.Code = true, code
 		}
 		outcome = OutcomeFailed
-		// A permanent failure is the input's fault (a file herd refuses), not
-		// the system's: a warning, so alerts on errors stay about herd.
+		// A file herd refuses is the input's fault, not the system's: a
+		// warning, so alerts on errors stay about herd. Other permanent
+		// failures (a lost source, no encoder) are errors.
 		level := slog.LevelError
-		if f.Permanent {
+		if _, refused := errors.AsType[*media.RejectedError](err); refused || f.Code == "corrupt_input" || f.Code == "unplannable" {
 			level = slog.LevelWarn
 		}
 		log.Log(rctx, level, "task failed", "err", err, "permanent", f.Permanent, "code", f.Code)
