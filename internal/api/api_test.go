@@ -513,7 +513,7 @@ func TestScratchSweep(t *testing.T) {
 		fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence-1):    false,
 		fmt.Sprintf("w-%s-%d-verified", claim.Task.ID, claim.Lease.Fence+10): false,
 		"w-t0bad-1-thumbs":   false,
-		"w-t0fresh-1-thumbs": true, // written to lately
+		"w-t0fee1-1-thumbs": true, // written to lately
 		"w-t1-2-nostep":      true, // not an upload's name
 		"other-scratch":      true,
 	}
@@ -523,7 +523,7 @@ func TestScratchSweep(t *testing.T) {
 		require.NoError(t, err)
 		p := filepath.Join(d, ".partial")
 		require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
-		if n != "w-t0fresh-1-thumbs" {
+		if n != "w-t0fee1-1-thumbs" {
 			require.NoError(t, os.Chtimes(p, old, old))
 			require.NoError(t, os.Chtimes(d, old, old))
 		}
@@ -536,6 +536,10 @@ func TestScratchSweep(t *testing.T) {
 	for n, kept := range names {
 		require.Equal(t, kept, f.blobs.TempExists(n), n)
 	}
+	// At shutdown, once no request can come, recent ones go too.
+	f.api.FinalSweep(context.Background())
+	require.False(t, f.blobs.TempExists("w-t0fee1-1-thumbs"))
+	require.True(t, f.blobs.TempExists(fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence)), "its attempt still holds the lease")
 	// Once the attempt ends, its upload goes too.
 	resp, body := f.do(t, "POST", "/api/v1/worker/tasks/"+claim.Task.ID+"/release", "fixture-worker-key-0123456789",
 		strings.NewReader(fmt.Sprintf(`{"lease": {"task_id": %q, "owner": %q, "fence": %d}}`, claim.Lease.TaskID, claim.Lease.Owner, claim.Lease.Fence)), "application/json")

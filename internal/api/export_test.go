@@ -9,4 +9,4 @@ func (s *Server) SweepUploads(ctx context.Context) { s.sweepUploads(ctx) }
 func (r Route) Access() string { return [...]string{"public", "admin", "worker"}[r.access] }
 
 // SweepScratch runs one pass of TendScratch.
-func (s *Server) SweepScratch(ctx context.Context) { s.sweepScratch(ctx) }
+func (s *Server) SweepScratch(ctx context.Context) { s.sweepScratch(ctx, scratchIdle) }

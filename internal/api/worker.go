@@ -565,30 +565,28 @@ func IsUploadScratch(name string) bool {
 
 // TendScratch removes the uploads of attempts that will never commit them
 // (the worker died, failed or gave the task back; the lease moved on): at
-// start, every minute, and once more at shutdown.
+// start and every minute, leaving alone folders written to in the last
+// minute. FinalSweep does the rest at shutdown.
 func (s *Server) TendScratch(ctx context.Context) error {
 	for {
+		s.sweepScratch(ctx, scratchIdle)
 		select {
 		case <-ctx.Done():
-			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			s.sweepScratch(final)
-			cancel()
 			return nil
-		default:
-		}
-		s.sweepScratch(ctx)
-		select {
-		case <-ctx.Done():
 		case <-time.After(time.Minute):
 		}
 	}
 }
 
+// FinalSweep removes every upload whose attempt ended, however recent.
+// Call it once the HTTP server has shut down: then no request can write.
+func (s *Server) FinalSweep(ctx context.Context) { s.sweepScratch(ctx, 0) }
+
 // scratchIdle is how long an upload folder must have been left alone before
 // the sweep removes it.
 const scratchIdle = time.Minute
 
-func (s *Server) sweepScratch(ctx context.Context) {
+func (s *Server) sweepScratch(ctx context.Context, idle time.Duration) {
 	names, err := s.blobs.TempNames()
 	if err != nil {
 		s.log.Warn("list scratch", "err", err)
@@ -599,7 +597,7 @@ func (s *Server) sweepScratch(ctx context.Context) {
 			return
 		}
 		id, fence, ok := parseUploadName(name)
-		if !ok || s.blobs.TempIdle(name) < scratchIdle {
+		if !ok || (idle > 0 && s.blobs.TempIdle(name) < idle) {
 			continue // not an upload, or one that got bytes lately: left to a later sweep
 		}
 		t, err := s.st.GetTask(ctx, id)

@@ -202,7 +202,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		return httpSrv.Shutdown(sctx)
+		err := httpSrv.Shutdown(sctx)
+		if err == nil {
+			srv.FinalSweep(sctx)
+		}
+		return err
 	})
 	g.Go(func() error { return queue.NewReaper(q, log, m.Reaped).Run(gctx) })
 	g.Go(func() error { return srv.TendUploads(gctx) })
