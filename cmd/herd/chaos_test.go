@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -20,7 +19,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -305,24 +303,7 @@ func (c *chaosCluster) startWorker(w *chaosWorker, tok string) {
 			t.Logf("worker %s (pid %d) log:\n%s", w.name, cmd.Process.Pid, tail(logs.String(), 4000))
 		}
 	})
-	running, exited := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	go func() {
-		defer close(exited) // stdout ends when the process does
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "is running") {
-				once.Do(func() { close(running) })
-			}
-		}
-	}()
-	select {
-	case <-running:
-	case <-exited:
-		t.Fatalf("worker %s exited at start:\n%s", w.name, logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("worker %s did not start within 60 s:\n%s", w.name, logs.String())
-	}
+	awaitRunning(c.t, w.name, stdout, logs)
 	w.proc = &workerProc{name: w.name, cmd: cmd, logs: logs}
 	c.logs = append(c.logs, chaosLog{w.name, logs})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,9 +56,18 @@ func (s *server) startWorker(t *testing.T, name string, extra ...string) *worker
 			t.Logf("worker %s log:\n%s", name, tail(logs.String(), 4000))
 		}
 	})
-	running := make(chan struct{})
+	awaitRunning(t, name, stdout, logs)
+	return w
+}
+
+// awaitRunning reads a worker's stdout until it says it is running; the
+// test fails if the worker exits first or takes more than a minute.
+func awaitRunning(t *testing.T, name string, stdout io.Reader, logs *lockedBuffer) {
+	t.Helper()
+	running, exited := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	go func() {
+		defer close(exited) // stdout ends when the process does
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "is running") {
@@ -67,10 +77,11 @@ func (s *server) startWorker(t *testing.T, name string, extra ...string) *worker
 	}()
 	select {
 	case <-running:
+	case <-exited:
+		t.Fatalf("worker %s exited at start:\n%s", name, logs.String())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("worker %s did not start:\n%s", name, logs.String())
+		t.Fatalf("worker %s did not start within 60 s:\n%s", name, logs.String())
 	}
-	return w
 }
 
 func TestRemoteWorkerRunsEverything(t *testing.T) {

@@ -512,10 +512,10 @@ func TestScratchSweep(t *testing.T) {
 		fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence):      true,
 		fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence-1):    false,
 		fmt.Sprintf("w-%s-%d-verified", claim.Task.ID, claim.Lease.Fence+10): false,
-		"w-t0bad-1-thumbs":   false,
+		"w-t0bad-1-thumbs":  false,
 		"w-t0fee1-1-thumbs": true, // written to lately
-		"w-t1-2-nostep":      true, // not an upload's name
-		"other-scratch":      true,
+		"w-t1-2-nostep":     true, // not an upload's name
+		"other-scratch":     true,
 	}
 	old := time.Now().Add(-2 * time.Minute)
 	for n := range names {
