@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,6 +208,45 @@ func TestVerifyNoticesMissingSegment(t *testing.T) {
 	_, _, err = tools.Verify(ctx, pl, input, dir)
 	require.Error(t, err)
 	require.False(t, IsPermanent(err))
+}
+
+// TestVerifyNoticesCorruptSegment: a segment whose picture data was
+// overwritten demuxes and lasts as long as before; only decoding it tells.
+func TestVerifyNoticesCorruptSegment(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	input := clip(t, "in.mp4", "320x180", "3")
+	info, err := tools.Admit(ctx, input, Limits{})
+	require.NoError(t, err)
+	pl, err := NewPlan(info, builtin(t, "web-hls"))
+	require.NoError(t, err)
+	pl.Thumbs = ThumbPlan{}
+	dir := t.TempDir()
+	_, err = tools.Encode(ctx, pl, input, dir, nil)
+	require.NoError(t, err)
+	seg := filepath.Join(dir, "chunk-0-00001.m4s")
+	b, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	// Everything past the first quarter (moof and the start of mdat) becomes noise.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := len(b) / 4; i < len(b); i++ {
+		b[i] = byte(rng.UintN(256))
+	}
+	require.NoError(t, os.WriteFile(seg, b, 0o644))
+	_, _, err = tools.Verify(ctx, pl, input, dir)
+	require.ErrorContains(t, err, "decode output")
+	require.False(t, IsPermanent(err))
+}
+
+func TestLevelLines(t *testing.T) {
+	log := "[info] Stream mapping:\n" +
+		"[h264 @ 0x55d0] [error] error while decoding MB 3 4\n" +
+		"[ssim@q0 @ 0x55d1] [info] SSIM Y:0.99 All:0.99 (20.0)\n" +
+		"[fatal] Conversion failed!\n" +
+		"[info] the word [error] inside a message\n"
+	require.Equal(t, "[h264 @ 0x55d0] [error] error while decoding MB 3 4\n[fatal] Conversion failed!\n", levelLines(log, "[error]", "[fatal]"))
+	require.Empty(t, levelLines("[info] fine\n", "[error]"))
 }
 
 func TestWebHLSRealMPEG2NoAudio(t *testing.T) {

@@ -38,8 +38,9 @@ type Output struct {
 const durationTolerance = 0.5
 
 // Verify probes every output in outDir again: each video output or rung must
-// decode without errors and last within 0.5 s of the source; SSIM and PSNR
-// are measured per rung against the source; for hls, the master playlist and
+// last within 0.5 s of the source and decode without errors (every frame, in
+// the one ffmpeg run that also measures SSIM and PSNR per rung against the
+// source on a sample of the frames); for hls, the master playlist and
 // the DASH manifest must list the same rungs as the plan. It returns the
 // outputs (thumbnails included) and every argv it ran. Its errors are
 // retryable: a bad output is herd's fault, not the input's.
@@ -236,7 +237,8 @@ func appendFile(w io.Writer, path string) error {
 	return err
 }
 
-// checkVideo decodes every frame of a video output and checks its duration.
+// checkVideo reads a video output's streams and packets and checks its
+// duration; its frames are decoded by the quality run.
 func (v *verifier) checkVideo(ctx context.Context, demuxer, path string) (Output, error) {
 	info, err := v.probeDecode(ctx, demuxer, path, true)
 	if err != nil {
@@ -249,19 +251,23 @@ func (v *verifier) checkVideo(ctx context.Context, demuxer, path string) (Output
 		return Output{}, fmt.Errorf("lasts %.3f s, but the source lasts %.3f s", info.Duration, v.pl.Duration)
 	}
 	if info.Video.Frames == 0 {
-		return Output{}, errors.New("no frame decodes")
+		return Output{}, errors.New("no video frame")
 	}
 	return Output{Width: info.Video.Width, Height: info.Video.Height, Codec: info.Video.Codec, Duration: info.Duration}, nil
 }
 
-// probeDecode probes path with ffprobe, decoding every frame (-count_frames)
-// of the first video stream only when videoOnly is set (an AC-3 track passed
-// through keeps whatever broken last frame the source had); any decoder error
-// makes it fail.
+// probeDecode probes path with ffprobe. For video (videoOnly) it reads the
+// first video stream's packets (-count_packets) without decoding them: the
+// quality run decodes every frame once. Otherwise it decodes every frame
+// (-count_frames) of every stream: audio is cheap, and an AC-3 track passed
+// through keeps whatever broken last frame the source had, so video and
+// audio are never decoded together. Any error printed makes it fail.
 func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoOnly bool) (*Info, error) {
-	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe", "-f", demuxer, "-count_frames"}
+	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe", "-f", demuxer}
 	if videoOnly {
-		args = append(args, "-select_streams", "v:0")
+		args = append(args, "-count_packets", "-select_streams", "v:0")
+	} else {
+		args = append(args, "-count_frames")
 	}
 	args = append(args, "-show_format", "-show_streams", "-of", "json", "-i", "file:"+path)
 	v.ran = append(v.ran, argv(v.t.ffprobe(), args))
@@ -278,17 +284,17 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 		return nil, err
 	}
 	if info.Video != nil {
-		// With -count_frames, nb_read_frames is what really decoded.
+		// With -count_packets, nb_read_packets is what the file really holds.
 		var pj struct {
 			Streams []struct {
-				Index        int    `json:"index"`
-				NbReadFrames string `json:"nb_read_frames"`
+				Index         int    `json:"index"`
+				NbReadPackets string `json:"nb_read_packets"`
 			} `json:"streams"`
 		}
 		if err := json.Unmarshal([]byte(stdout.String()), &pj); err == nil {
 			for _, s := range pj.Streams {
 				if s.Index == info.Video.Index {
-					info.Video.Frames = parseInt(s.NbReadFrames)
+					info.Video.Frames = parseInt(s.NbReadPackets)
 				}
 			}
 		}
@@ -296,28 +302,34 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 	return info, nil
 }
 
-// QualityArgs returns the argv that measures SSIM and PSNR of every file (a
-// video output, demuxed with demuxer) against the source: both are scaled to
-// the source's display size, and the source goes through the same
-// deinterlace, tone map and frame rate filters as the encode.
+// QualityArgs returns the argv that decodes every frame of every file (a
+// video output, demuxed with demuxer), printing any decoder error, and
+// measures SSIM and PSNR against the source on a sample of the frames (see
+// QualityStep): both are scaled to the source's display size, and the source
+// goes through the same deinterlace, tone map and frame rate filters as the
+// encode. Every line it prints starts with its level ("[error]", "[info]").
 func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
-	args := pl.inputArgs(input, 0)
+	args := append([]string{"-loglevel", "level+info"}, pl.inputArgs(input, 0)...)
 	for _, f := range files {
 		args = append(args, "-f", demuxer, "-i", "file:"+f)
 	}
 	n := len(files)
+	// The sample is taken before scaling, the costly part at the source's
+	// size: the same frame numbers on both sides, the rungs' frames being
+	// the filtered source's one for one.
+	sample := fmt.Sprintf("select='not(mod(n\\,%d))',", pl.QualityStep())
 	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,setpts=PTS-STARTPTS", pl.Width, pl.Height, pl.Video.PixFmt)
 	var g strings.Builder
 	fmt.Fprintf(&g, "[0:%d]", pl.VideoIndex)
 	for _, f := range pl.preFilters(true) {
 		g.WriteString(f + ",")
 	}
-	fmt.Fprintf(&g, "%s,split=%d", size, 2*n)
+	fmt.Fprintf(&g, "%s%s,split=%d", sample, size, 2*n)
 	for i := range n {
 		fmt.Fprintf(&g, "[r%da][r%db]", i, i)
 	}
 	for i := range n {
-		fmt.Fprintf(&g, ";[%d:v:0]%s,split=2[d%da][d%db]", i+1, size, i, i)
+		fmt.Fprintf(&g, ";[%d:v:0]%s%s,split=2[d%da][d%db]", i+1, sample, size, i, i)
 		fmt.Fprintf(&g, ";[d%da][r%da]ssim@q%d=shortest=1[qs%d]", i, i, i, i)
 		fmt.Fprintf(&g, ";[d%db][r%db]psnr@q%d=shortest=1[qp%d]", i, i, i, i)
 	}
@@ -329,7 +341,15 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
 	return args
 }
 
-// quality measures SSIM and PSNR for each file into outs[i].
+// QualityStep is how many frames apart the frames SSIM and PSNR are
+// measured on are: about four a second. Scaling every rung to the source's
+// size and comparing it cost more than the encode itself (a 1080p ladder);
+// every frame is still decoded, which is what finds a broken output.
+func (pl *Plan) QualityStep() int {
+	return max(1, int(math.Round(pl.FPS/4)))
+}
+
+// quality decodes every frame of each file and measures SSIM and PSNR into outs[i].
 func (v *verifier) quality(ctx context.Context, demuxer string, files []string, outs []Output) error {
 	args := v.pl.QualityArgs(v.in, demuxer, files)
 	v.ran = append(v.ran, argv(v.t.ffmpeg(), args))
@@ -339,6 +359,9 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 	_ = pw.Close()
 	if err != nil {
 		return fmt.Errorf("measure quality: %w", err)
+	}
+	if errs := levelLines(tail, "[error]", "[fatal]", "[panic]"); errs != "" {
+		return fmt.Errorf("decode output: %s", lastLines(errs, 3))
 	}
 	ssim, psnr := parseQuality(tail)
 	for i := range outs {
@@ -350,6 +373,27 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 		outs[i].SSIM, outs[i].PSNR = s, p
 	}
 	return nil
+}
+
+// levelLines returns the lines of a level+ log whose level is one of
+// levels: ffmpeg writes "[error] message", or "[h264 @ 0x...] [error] message"
+// when a context logs it.
+func levelLines(log string, levels ...string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(log, "\n") {
+		for rest := l; strings.HasPrefix(rest, "["); {
+			end := strings.Index(rest, "] ")
+			if end < 0 {
+				break
+			}
+			if slices.Contains(levels, rest[:end+1]) {
+				b.WriteString(l + "\n")
+				break
+			}
+			rest = rest[end+2:]
+		}
+	}
+	return b.String()
 }
 
 // parseQuality reads the summary lines of the ssim@qN and psnr@qN filters.
