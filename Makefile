@@ -9,7 +9,7 @@ GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 # The real-node test (deploy/e2e) runs where a node can: as root on Linux.
 KUBE_NODE := $(shell [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ] && echo 1)
 
-.PHONY: help deps deps-test build run test e2e-kube chaos fuzz bench vet fmt clean image web-vendor
+.PHONY: help deps deps-test build run test e2e-kube chaos fuzz bench bench-quick vet fmt clean image web-vendor
 
 help: ## show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ run: deps build ## install ffmpeg if missing, build, and start herd serve (data 
 
 test: deps-test ## install what the tests need and run every test with the race detector
 	$(GO) vet ./...
-	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_REQUIRE_BROWSER=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
+	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_REQUIRE_BROWSER=1 HERD_REQUIRE_HANDBRAKE=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
 
 e2e-kube: deps-test ## herd's manifests on a real Kubernetes node started here (root; hack/kube/node.sh), with real clips, a killed pod and pull workers
 	HERD_KUBE_NODE=1 $(GO) test -v -count=1 -run TestNode -timeout 20m ./deploy/e2e/
@@ -41,9 +41,12 @@ chaos: deps ## chaos run: 60 jobs (generated and real clips) on 3 worker process
 fuzz: ## run every fuzz target (progress parser, probe JSON, sniffer, profile and config YAML, API bodies, library names) for FUZZTIME each (default 2m); their seeds run in make test
 	FUZZTIME=$(or $(FUZZTIME),2m) GO=$(GO) scripts/fuzz.sh
 
-bench: deps-test ## queue benchmarks: 16 claimers over 100,000 tasks (SQLite, PostgreSQL; HERD_BENCH_TASKS), and submit-to-idle-worker latency
-	HERD_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench BenchmarkQueue -benchtime 1x -timeout 60m ./internal/store/sqlstore/
+bench: deps-test build ## herd against one ffmpeg command, ffmpeg per rendition, HandBrakeCLI and dd; overhead, queue and API latency; writes docs/BENCHMARKS.md (about half an hour)
+	$(GO) run ./cmd/herd-bench -herd bin/herd -out docs/BENCHMARKS.md
 	$(GO) test -run '^$$' -bench BenchmarkClaimWakeup -benchtime 200x ./internal/remote/
+
+bench-quick: deps-test build ## every benchmark on small inputs, under a minute (make test runs it too, as internal/bench TestQuick); report in bin/BENCHMARKS-quick.md
+	$(GO) run ./cmd/herd-bench -quick -herd bin/herd -out bin/BENCHMARKS-quick.md
 
 image: deps ## build the herd container image without Docker: bin/herd-image.tar (docker load / ctr images import)
 	VERSION=$(VERSION) scripts/build-image.sh bin/herd-image.tar herd:$(VERSION)

@@ -6,7 +6,8 @@
 #                                  servers and Kubernetes control planes; as root on Linux also
 #                                  containerd, runc, the CNI plugins and the other Kubernetes
 #                                  binaries, for the real-node test (make e2e-kube); and
-#                                  chromium, which the web UI's browser tests drive headless
+#                                  chromium, which the web UI's browser tests drive headless; and
+#                                  HandBrakeCLI, which the benchmarks compare herd with
 # Safe to run again.
 set -euo pipefail
 missing=()
@@ -15,6 +16,7 @@ node=""
 [ "${1:-}" = test ] && [ "$(id -u)" -eq 0 ] && [ "$(uname -s)" = Linux ] && node=1
 if [ "${1:-}" = test ]; then
   compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
+  command -v HandBrakeCLI >/dev/null 2>&1 || missing+=(handbrake-cli)
   if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
     # Debian packages chromium; Ubuntu names it chromium-browser.
     if grep -qs '^ID=ubuntu' /etc/os-release; then missing+=(chromium-browser); else missing+=(chromium); fi

@@ -9,6 +9,7 @@ package pgtest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,23 +60,39 @@ func Stop() {
 // DSN returns the URL of a new, empty database on the shared throwaway cluster.
 func DSN(t testing.TB) string {
 	t.Helper()
+	dsn, err := NewDatabase()
+	if errors.Is(err, errNoCluster) {
+		if os.Getenv("HERD_REQUIRE_POSTGRES") != "" {
+			t.Fatalf("PostgreSQL is required here (HERD_REQUIRE_POSTGRES is set): %v", err)
+		}
+		t.Skipf("no PostgreSQL to test against (install Debian's postgresql package, or run make test): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
+var errNoCluster = errors.New("no PostgreSQL cluster")
+
+// NewDatabase starts the shared throwaway cluster if it is not running yet
+// and returns the URL of a new, empty database on it (for programs that are
+// not tests: the benchmarks). Stop ends the cluster.
+func NewDatabase() (string, error) {
 	once.Do(func() { cluster, initErr = start() })
 	if initErr != nil {
-		if os.Getenv("HERD_REQUIRE_POSTGRES") != "" {
-			t.Fatalf("PostgreSQL is required here (HERD_REQUIRE_POSTGRES is set): %v", initErr)
-		}
-		t.Skipf("no PostgreSQL to test against (install Debian's postgresql package, or run make test): %v", initErr)
+		return "", fmt.Errorf("%w: %w", errNoCluster, initErr)
 	}
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
 	admin, err := sql.Open("pgx", cluster.url("postgres"))
 	if err != nil {
-		t.Fatalf("open postgres: %v", err)
+		return "", fmt.Errorf("open postgres: %w", err)
 	}
 	defer admin.Close()
 	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("create database: %v", err)
+		return "", fmt.Errorf("create database: %w", err)
 	}
-	return cluster.url(name)
+	return cluster.url(name), nil
 }
 
 func (c *Cluster) url(db string) string {

@@ -1,0 +1,204 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/client"
+	"github.com/herdhq/herd/internal/job"
+)
+
+// herdServer is a `herd serve` process the bench started.
+type herdServer struct {
+	cmd    *exec.Cmd
+	URL    string
+	Data   string
+	Token  string
+	Client *client.Client
+	log    string
+	done   chan struct{}
+}
+
+var runningAt = regexp.MustCompile(`running at (http://\S+)`)
+
+// startHerd starts herd serve on a free port with data in data; env is
+// added to its environment.
+func (e *env) startHerd(ctx context.Context, data string, env []string, args ...string) (*herdServer, error) {
+	tok := make([]byte, 24)
+	_, _ = rand.Read(tok)
+	h := &herdServer{Data: data, Token: "herd_bench_" + hex.EncodeToString(tok), log: filepath.Join(data, "serve.log"), done: make(chan struct{})}
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(h.log)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	args = append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	h.cmd = exec.Command(e.Herd, args...)
+	h.cmd.Env = append(append(os.Environ(), "HERD_ADMIN_TOKEN="+h.Token, "HERD_TOKEN=", "HERD_SERVER="), env...)
+	h.cmd.Stderr = logf
+	out, err := h.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := h.cmd.Start(); err != nil {
+		return nil, err
+	}
+	found := make(chan string, 1)
+	go func() {
+		defer close(h.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := runningAt.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case h.URL = <-found:
+	case <-h.done:
+		_ = h.cmd.Wait()
+		return nil, fmt.Errorf("herd serve exited:\n%s", tailFile(h.log, 2000))
+	case <-time.After(60 * time.Second):
+		_ = h.cmd.Process.Kill()
+		_ = h.cmd.Wait()
+		return nil, fmt.Errorf("herd serve did not start in a minute:\n%s", tailFile(h.log, 2000))
+	case <-ctx.Done():
+		_ = h.cmd.Process.Kill()
+		_ = h.cmd.Wait()
+		return nil, ctx.Err()
+	}
+	h.Client = client.New(h.URL, h.Token)
+	return h, nil
+}
+
+func (h *herdServer) pid() int { return h.cmd.Process.Pid }
+
+// stop ends the server with SIGTERM (SIGKILL after a minute).
+func (h *herdServer) stop() error {
+	if h == nil || h.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.AfterFunc(time.Minute, func() { _ = h.cmd.Process.Kill() })
+	defer t.Stop()
+	<-h.done
+	err := h.cmd.Wait()
+	if err != nil {
+		return fmt.Errorf("herd serve: %w\n%s", err, tailFile(h.log, 2000))
+	}
+	return nil
+}
+
+// submitAndWait uploads file with profile and polls until the job ends.
+// It returns the job and the time from the start of the upload to the
+// poll that saw it succeed.
+func (h *herdServer) submitAndWait(ctx context.Context, file, profile string) (api.JobView, time.Duration, error) {
+	t0 := time.Now()
+	j, _, err := h.Client.Submit(ctx, file, profile, nil)
+	if err != nil {
+		return j, 0, fmt.Errorf("submit: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	j, err = h.Client.Wait(ctx, j.ID, 10*time.Millisecond, nil)
+	took := time.Since(t0)
+	if err != nil {
+		return j, took, fmt.Errorf("wait for job %s: %w", j.ID, err)
+	}
+	if j.State != job.Succeeded {
+		return j, took, fmt.Errorf("job %s %s: %s\n%s", j.ID, j.State, j.Error, tailFile(h.log, 2000))
+	}
+	return j, took, nil
+}
+
+// get fetches a path of the server with the admin key into w.
+func (h *herdServer) get(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// output finds a job's output by name.
+func output(j api.JobView, name string) (string, error) {
+	for _, o := range j.Outputs {
+		if o.Name == name {
+			return o.URL, nil
+		}
+	}
+	return "", errors.New("job " + j.ID + " has no output " + name)
+}
+
+// download saves one of a job's outputs (an /api/v1 URL path) to a file.
+func (h *herdServer) download(ctx context.Context, urlPath, to string) error {
+	f, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if err := h.get(ctx, urlPath, f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// taskTime sums how long a job's tasks of a kind ran, by their own clocks.
+func taskTime(j api.JobView, kind job.Kind) time.Duration {
+	var d time.Duration
+	for _, t := range j.Tasks {
+		if t.Kind == kind && t.StartedAt != nil && t.FinishedAt != nil {
+			d += t.FinishedAt.Sub(*t.StartedAt)
+		}
+	}
+	return d
+}
+
+// opener reads a job's outputs over HTTP; names are URL paths.
+func (h *herdServer) opener(ctx context.Context) opener {
+	return func(name string) (io.ReadCloser, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+name, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+h.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			_ = resp.Body.Close()
+			return nil, fmt.Errorf("GET %s: %s", name, resp.Status)
+		}
+		return resp.Body, nil
+	}
+}
