@@ -130,6 +130,33 @@ func (h *herdServer) submitAndWait(ctx context.Context, file, profile string) (a
 	return j, took, nil
 }
 
+// herdJob starts herd on a fresh data folder and runs one job of profile
+// on src to success: its wall time (submitAndWait) and the CPU time of the
+// server and the tools it ran. The server is left running, to fetch the
+// outputs from; the caller stops it.
+func (e *env) herdJob(ctx context.Context, data, src, profile string) (*herdServer, api.JobView, measured, error) {
+	h, err := e.startHerd(ctx, data, nil)
+	if err != nil {
+		return nil, api.JobView{}, measured{}, err
+	}
+	cpu0, err := procCPU(h.pid())
+	if err != nil {
+		_ = h.stop()
+		return nil, api.JobView{}, measured{}, err
+	}
+	j, took, err := h.submitAndWait(ctx, src, profile)
+	if err != nil {
+		_ = h.stop()
+		return nil, j, measured{}, err
+	}
+	cpu1, err := procCPU(h.pid())
+	if err != nil {
+		_ = h.stop()
+		return nil, j, measured{}, err
+	}
+	return h, j, measured{Wall: took, CPU: cpu1 - cpu0}, nil
+}
+
 // get fetches a path of the server with the admin key into w.
 func (h *herdServer) get(ctx context.Context, path string, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+path, nil)

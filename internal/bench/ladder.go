@@ -48,39 +48,28 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 	for i := range runs {
 		// herd, end to end, with a fresh data folder (the same file twice
 		// would be recognised as a duplicate).
-		h, err := e.startHerd(ctx, filepath.Join(work, fmt.Sprintf("herd-%d", i)), nil)
+		h, j, m, err := e.herdJob(ctx, filepath.Join(work, fmt.Sprintf("herd-%d", i)), src, "web-hls")
 		if err != nil {
 			return err
 		}
-		cpu0, err := procCPU(h.pid())
-		if err != nil {
-			return err
-		}
-		j, took, err := h.submitAndWait(ctx, src, "web-hls")
-		if err != nil {
-			_ = h.stop()
-			return err
-		}
-		cpu1, err := procCPU(h.pid())
-		if err != nil {
-			return err
-		}
-		run := ladderRun{m: measured{Wall: took, CPU: cpu1 - cpu0}}
+		run := ladderRun{m: m}
 		if i == 0 {
+			// The plan gives the hand-written commands their numbers.
 			herdJob = j
-			if err := json.Unmarshal(j.Plan, &plan); err != nil {
-				return fmt.Errorf("job plan: %w", err)
+			err = json.Unmarshal(j.Plan, &plan)
+			var master string
+			if err == nil {
+				singleArgv, perArgv = handWritten(&plan, src)
+				master, err = output(j, "master")
 			}
-			singleArgv, perArgv = handWritten(&plan, src)
-			master, err := output(j, "master")
-			if err != nil {
-				return err
-			}
-			if run.rungs, err = flattenHLS(h.opener(ctx), master, work, "herd"); err != nil {
-				return err
+			if err == nil {
+				run.rungs, err = flattenHLS(h.opener(ctx), master, work, "herd")
 			}
 		}
-		if err := h.stop(); err != nil {
+		if serr := h.stop(); err == nil {
+			err = serr
+		}
+		if err != nil {
 			return err
 		}
 		herdRuns = append(herdRuns, run)

@@ -30,24 +30,11 @@ func library(ctx context.Context, e *env, s *Section) error {
 	var herdM, hbM []measured
 	herdOut, hbOut := filepath.Join(work, "herd.mp4"), filepath.Join(work, "handbrake.mp4")
 	for i := range runs {
-		h, err := e.startHerd(ctx, filepath.Join(work, fmt.Sprintf("herd-%d", i)), nil)
+		h, j, m, err := e.herdJob(ctx, filepath.Join(work, fmt.Sprintf("herd-%d", i)), src, "mp4-library")
 		if err != nil {
 			return err
 		}
-		cpu0, err := procCPU(h.pid())
-		if err != nil {
-			return err
-		}
-		j, took, err := h.submitAndWait(ctx, src, "mp4-library")
-		if err != nil {
-			_ = h.stop()
-			return err
-		}
-		cpu1, err := procCPU(h.pid())
-		if err != nil {
-			return err
-		}
-		herdM = append(herdM, measured{Wall: took, CPU: cpu1 - cpu0})
+		herdM = append(herdM, m)
 		if i == 0 {
 			u, err := output(j, "video")
 			if err == nil {
@@ -64,7 +51,7 @@ func library(ctx context.Context, e *env, s *Section) error {
 		e.logf("library: herd run %d: %s wall", i+1, secs(herdM[i].Wall))
 
 		out := filepath.Join(work, fmt.Sprintf("handbrake-%d.mp4", i))
-		m, err := runCmd(ctx, filepath.Join(work, fmt.Sprintf("handbrake-%d.log", i)), "HandBrakeCLI", "-i", src, "-o", out, "--preset", "Fast 1080p30", "--crop", "0:0:0:0")
+		m, err = runCmd(ctx, filepath.Join(work, fmt.Sprintf("handbrake-%d.log", i)), "HandBrakeCLI", "-i", src, "-o", out, "--preset", "Fast 1080p30", "--crop", "0:0:0:0")
 		if err != nil {
 			return err
 		}

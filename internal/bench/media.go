@@ -135,7 +135,7 @@ type opener func(name string) (io.ReadCloser, error)
 
 func localOpener(dir string) opener {
 	return func(name string) (io.ReadCloser, error) {
-		return os.Open(filepath.Join(dir, filepath.FromSlash(path.Clean("/" + name))))
+		return os.Open(filepath.Join(dir, filepath.FromSlash(path.Clean("/"+name))))
 	}
 }
 

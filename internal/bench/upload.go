@@ -181,4 +181,3 @@ func tusUpload(ctx context.Context, h *herdServer, path string, size int64) erro
 	}
 	return nil
 }
-

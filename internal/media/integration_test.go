@@ -189,20 +189,28 @@ func TestWebHLS(t *testing.T) {
 	require.Contains(t, string(data), `"ssim":`)
 }
 
-func TestVerifyNoticesMissingSegment(t *testing.T) {
-	t.Parallel()
-	tools := needFFmpeg(t)
+// smallLadder encodes a 3 s 320x180 clip with web-hls (no thumbnails) into a folder.
+func smallLadder(t *testing.T) (tools Tools, pl *Plan, input, dir string) {
+	t.Helper()
+	tools = needFFmpeg(t)
 	ctx := context.Background()
-	input := clip(t, "in.mp4", "320x180", "3")
+	input = clip(t, "in.mp4", "320x180", "3")
 	info, err := tools.Admit(ctx, input, Limits{})
 	require.NoError(t, err)
-	pl, err := NewPlan(info, builtin(t, "web-hls"))
+	pl, err = NewPlan(info, builtin(t, "web-hls"))
 	require.NoError(t, err)
 	pl.Thumbs = ThumbPlan{}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	_, err = tools.Encode(ctx, pl, input, dir, nil)
 	require.NoError(t, err)
-	_, _, err = tools.Verify(ctx, pl, input, dir)
+	return tools, pl, input, dir
+}
+
+func TestVerifyNoticesMissingSegment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tools, pl, input, dir := smallLadder(t)
+	_, _, err := tools.Verify(ctx, pl, input, dir)
 	require.NoError(t, err)
 	require.NoError(t, os.Remove(filepath.Join(dir, "chunk-0-00001.m4s")))
 	_, _, err = tools.Verify(ctx, pl, input, dir)
@@ -214,17 +222,8 @@ func TestVerifyNoticesMissingSegment(t *testing.T) {
 // overwritten demuxes and lasts as long as before; only decoding it tells.
 func TestVerifyNoticesCorruptSegment(t *testing.T) {
 	t.Parallel()
-	tools := needFFmpeg(t)
 	ctx := context.Background()
-	input := clip(t, "in.mp4", "320x180", "3")
-	info, err := tools.Admit(ctx, input, Limits{})
-	require.NoError(t, err)
-	pl, err := NewPlan(info, builtin(t, "web-hls"))
-	require.NoError(t, err)
-	pl.Thumbs = ThumbPlan{}
-	dir := t.TempDir()
-	_, err = tools.Encode(ctx, pl, input, dir, nil)
-	require.NoError(t, err)
+	tools, pl, input, dir := smallLadder(t)
 	seg := filepath.Join(dir, "chunk-0-00001.m4s")
 	b, err := os.ReadFile(seg)
 	require.NoError(t, err)
