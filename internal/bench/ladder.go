@@ -28,15 +28,7 @@ type ladderRun struct {
 // the source decoded once per rung). The methods take turns, so that a
 // slow minute of a shared machine falls on all of them.
 func ladder(ctx context.Context, e *env, s *Section) error {
-	src, in, err := e.make(ctx, e.bigInput())
-	if err != nil {
-		return err
-	}
-	runs := 3
-	if e.Quick {
-		runs = 1
-	}
-	work, err := e.dir("ladder")
+	src, in, runs, work, err := e.bigSetup(ctx, "ladder")
 	if err != nil {
 		return err
 	}

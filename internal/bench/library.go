@@ -15,15 +15,7 @@ func library(ctx context.Context, e *env, s *Section) error {
 	if !have("HandBrakeCLI") {
 		return fmt.Errorf("HandBrakeCLI is not installed: make bench and make test install it (apt-get install handbrake-cli)")
 	}
-	src, in, err := e.make(ctx, e.bigInput())
-	if err != nil {
-		return err
-	}
-	runs := 3
-	if e.Quick {
-		runs = 1
-	}
-	work, err := e.dir("library")
+	src, in, runs, work, err := e.bigSetup(ctx, "library")
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,20 @@ func (e *env) bigInput() input {
 	return input{name: "bench-1080p-25s-v1.mp4", seconds: 25, width: 1920, height: 1080}
 }
 
+// bigSetup makes the ladder and library input (once per cache) and the
+// scenario's folder, and says how many runs to take the median of.
+func (e *env) bigSetup(ctx context.Context, name string) (src string, in input, runs int, work string, err error) {
+	if src, in, err = e.make(ctx, e.bigInput()); err != nil {
+		return "", in, 0, "", err
+	}
+	runs = 3
+	if e.Quick {
+		runs = 1
+	}
+	work, err = e.dir(name)
+	return src, in, runs, work, err
+}
+
 // smallInput is the overhead input: 10 s of the sample at its own 720p
 // (quick: 1 s at 320x180).
 func (e *env) smallInput() input {
