@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -236,6 +237,40 @@ func TestVerifyNoticesCorruptSegment(t *testing.T) {
 	_, _, err = tools.Verify(ctx, pl, input, dir)
 	require.ErrorContains(t, err, "decode output")
 	require.False(t, IsPermanent(err))
+}
+
+// TestVerifyToleratesDamagedSource: the quality run decodes the source
+// too; damaged source frames the encode got past are not the output's fault.
+func TestVerifyToleratesDamagedSource(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	input := clip(t, "in.mp4", "320x180", "3")
+	b, err := os.ReadFile(input)
+	require.NoError(t, err)
+	// Noise in the middle of the picture data (the clip has moov at the end).
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := len(b) / 2; i < len(b)/2+400; i++ {
+		b[i] = byte(rng.UintN(256))
+	}
+	require.NoError(t, os.WriteFile(input, b, 0o644))
+	var stderr bytes.Buffer
+	cmd := exec.Command("ffmpeg", "-v", "error", "-i", input, "-f", "null", "-")
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	require.NotEmpty(t, stderr.String(), "the damaged source decodes with errors")
+
+	info, err := tools.Admit(ctx, input, Limits{})
+	require.NoError(t, err)
+	pl, err := NewPlan(info, builtin(t, "web-hls"))
+	require.NoError(t, err)
+	pl.Thumbs = ThumbPlan{}
+	dir := t.TempDir()
+	_, err = tools.Encode(ctx, pl, input, dir, nil)
+	require.NoError(t, err)
+	_, ran, err := tools.Verify(ctx, pl, input, dir)
+	require.NoError(t, err)
+	require.Contains(t, fmt.Sprint(ran), "-count_frames", "the outputs were decoded alone to clear them")
 }
 
 func TestLevelLines(t *testing.T) {

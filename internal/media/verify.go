@@ -307,7 +307,8 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 // measures SSIM and PSNR against the source on a sample of the frames (see
 // QualityStep): both are scaled to the source's display size, and the source
 // goes through the same deinterlace, tone map and frame rate filters as the
-// encode. Every line it prints starts with its level ("[error]", "[info]").
+// encode. Every line it prints carries its level ("[error]", "[info]") after
+// the name of what logged it.
 func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
 	args := append([]string{"-loglevel", "level+info"}, pl.inputArgs(input, 0)...)
 	for _, f := range files {
@@ -360,8 +361,16 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 	if err != nil {
 		return fmt.Errorf("measure quality: %w", err)
 	}
-	if errs := levelLines(tail, "[error]", "[fatal]", "[panic]"); errs != "" {
-		return fmt.Errorf("decode output: %s", lastLines(errs, 3))
+	if levelLines(tail, "[error]", "[fatal]", "[panic]") != "" {
+		// The source is decoded in the same run, and ffmpeg does not say
+		// which input an error came from: a source with damaged frames the
+		// encode got past would fail here. Only then is each output decoded
+		// alone, to find whether one of them is at fault.
+		for _, f := range files {
+			if err := v.decodeAlone(ctx, demuxer, f); err != nil {
+				return err
+			}
+		}
 	}
 	ssim, psnr := parseQuality(tail)
 	for i := range outs {
@@ -371,6 +380,22 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 			return fmt.Errorf("measure quality: ffmpeg printed no SSIM/PSNR for %s", outs[i].Path)
 		}
 		outs[i].SSIM, outs[i].PSNR = s, p
+	}
+	return nil
+}
+
+// decodeAlone decodes every frame of a video output's first video stream;
+// any error printed makes it fail.
+func (v *verifier) decodeAlone(ctx context.Context, demuxer, path string) error {
+	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe", "-f", demuxer,
+		"-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "json", "-i", "file:" + path}
+	v.ran = append(v.ran, argv(v.t.ffprobe(), args))
+	tail, err := v.t.exec(ctx, v.t.ffprobe(), args, nil, io.Discard, stderrTailBytes)
+	if err != nil {
+		return fmt.Errorf("decode output %s: %w", filepath.Base(path), err)
+	}
+	if tail = strings.TrimSpace(tail); tail != "" {
+		return fmt.Errorf("decode output %s: %s", filepath.Base(path), lastLines(tail, 3))
 	}
 	return nil
 }
