@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,6 +19,15 @@ import (
 
 func main() {
 	bench.Shim()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "herd-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run does the work, so that its deferred clean-ups (the PostgreSQL
+// cluster, the scratch folder) happen on every way out.
+func run() error {
 	herd := flag.String("herd", "bin/herd", "the herd binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where the report goes (- for standard output)")
 	work := flag.String("work", "", "scratch folder (default: a new one under the system's temporary folder, removed at the end)")
@@ -30,7 +40,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opt := bench.Options{Herd: *herd, Cache: *cache, Sample: *sample, Quick: *quick, Log: os.Stderr}
+	opt := bench.Options{Herd: *herd, Work: *work, Cache: *cache, Sample: *sample, Quick: *quick, Log: os.Stderr}
 	if *only != "" {
 		opt.Only = strings.Split(*only, ",")
 	}
@@ -38,11 +48,10 @@ func main() {
 		opt.Postgres = pgtest.NewDatabase
 		defer pgtest.Stop()
 	}
-	opt.Work = *work
 	if opt.Work == "" {
 		d, err := os.MkdirTemp("", "herd-bench-")
 		if err != nil {
-			fail(err)
+			return err
 		}
 		defer os.RemoveAll(d)
 		opt.Work = d
@@ -50,16 +59,13 @@ func main() {
 	r, runErr := bench.Run(ctx, opt)
 	if r != nil {
 		if err := write(r, *out); err != nil {
-			fail(err)
+			return errors.Join(runErr, err)
 		}
 		if *out != "-" {
 			fmt.Fprintf(os.Stderr, "bench: report written to %s\n", *out)
 		}
 	}
-	if runErr != nil {
-		pgtest.Stop()
-		fail(runErr)
-	}
+	return runErr
 }
 
 func write(r *bench.Report, path string) error {
@@ -86,9 +92,4 @@ func defaultCache() string {
 		return filepath.Join(os.TempDir(), "herd-bench-cache")
 	}
 	return filepath.Join(d, "herd", "bench")
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "herd-bench:", err)
-	os.Exit(1)
 }

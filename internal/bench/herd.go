@@ -25,7 +25,6 @@ import (
 type herdServer struct {
 	cmd    *exec.Cmd
 	URL    string
-	Data   string
 	Token  string
 	Client *client.Client
 	log    string
@@ -39,7 +38,7 @@ var runningAt = regexp.MustCompile(`running at (http://\S+)`)
 func (e *env) startHerd(ctx context.Context, data string, env []string, args ...string) (*herdServer, error) {
 	tok := make([]byte, 24)
 	_, _ = rand.Read(tok)
-	h := &herdServer{Data: data, Token: "herd_bench_" + hex.EncodeToString(tok), log: filepath.Join(data, "serve.log"), done: make(chan struct{})}
+	h := &herdServer{Token: "herd_bench_" + hex.EncodeToString(tok), log: filepath.Join(data, "serve.log"), done: make(chan struct{})}
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
 	}
@@ -157,25 +156,6 @@ func (e *env) herdJob(ctx context.Context, data, src, profile string) (*herdServ
 	return h, j, measured{Wall: took, CPU: cpu1 - cpu0}, nil
 }
 
-// get fetches a path of the server with the admin key into w.
-func (h *herdServer) get(ctx context.Context, path string, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+h.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	_, err = io.Copy(w, resp.Body)
-	return err
-}
-
 // output finds a job's output by name.
 func output(j api.JobView, name string) (string, error) {
 	for _, o := range j.Outputs {
@@ -192,11 +172,15 @@ func (h *herdServer) download(ctx context.Context, urlPath, to string) error {
 	if err != nil {
 		return err
 	}
-	if err := h.get(ctx, urlPath, f); err != nil {
-		_ = f.Close()
-		return err
+	rc, err := h.opener(ctx)(urlPath)
+	if err == nil {
+		_, err = io.Copy(f, rc)
+		_ = rc.Close()
 	}
-	return f.Close()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // taskTime sums how long a job's tasks of a kind ran, by their own clocks.

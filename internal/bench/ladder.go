@@ -88,22 +88,18 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 		// One ffmpeg per rendition: all at once (each gets the cores it
 		// can use, as on a farm with a free worker per rendition), and one
 		// after another (one worker).
-		for _, together := range []bool{true, false} {
-			name := map[bool]string{true: "per", false: "seq"}[together]
-			run, err := perRendition(ctx, e, perArgv, fmt.Sprintf("%s-%d", name, i), together)
-			if err != nil {
-				return err
-			}
-			if i > 0 || !together {
-				run.rungs = nil
-			}
-			if together {
-				perRuns = append(perRuns, run)
-			} else {
-				seqRuns = append(seqRuns, run)
-			}
-			e.logf("ladder: per-rendition (%s) run %d: %s wall, %s CPU", map[bool]string{true: "together", false: "one after another"}[together], i+1, secs(run.m.Wall), secs(run.m.CPU))
+		// The first run's outputs together are the ones SSIM is measured on.
+		run, err = perRendition(ctx, e, perArgv, fmt.Sprintf("per-%d", i), true, i == 0)
+		if err != nil {
+			return err
 		}
+		perRuns = append(perRuns, run)
+		e.logf("ladder: per-rendition (together) run %d: %s wall, %s CPU", i+1, secs(run.m.Wall), secs(run.m.CPU))
+		if run, err = perRendition(ctx, e, perArgv, fmt.Sprintf("seq-%d", i), false, false); err != nil {
+			return err
+		}
+		seqRuns = append(seqRuns, run)
+		e.logf("ladder: per-rendition (one after another) run %d: %s wall, %s CPU", i+1, secs(run.m.Wall), secs(run.m.CPU))
 	}
 
 	s.About = append(s.About,
@@ -170,12 +166,14 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 	slices.Reverse(heights)
 	worst := 1.0
 	for _, ht := range heights {
+		for _, m := range []string{"single", "per"} {
+			if _, ok := scores[m][ht]; !ok {
+				return fmt.Errorf("%s made no %dp rung", map[string]string{"single": "the single command", "per": "one ffmpeg per rendition"}[m], ht)
+			}
+		}
 		q.add(fmt.Sprintf("%dp", ht), fmt.Sprintf("%.4f", scores["herd"][ht]), fmt.Sprintf("%.4f", scores["single"][ht]), fmt.Sprintf("%.4f", scores["per"][ht]),
 			mib(sizes["herd"][ht]), mib(sizes["single"][ht]), mib(sizes["per"][ht]))
 		worst = min(worst, scores["herd"][ht]-max(scores["single"][ht], scores["per"][ht]))
-		if _, ok := scores["single"][ht]; !ok {
-			return fmt.Errorf("the single command made no %dp rung", ht)
-		}
 	}
 	s.Notes = append(s.Notes, fmt.Sprintf("herd's SSIM is at most %.4f below the better of the other two on any rung (the same encoder settings should give the same pictures).", max(0, -worst)))
 
@@ -191,8 +189,9 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 	return nil
 }
 
-// perRendition runs one ffmpeg per rung, together or one after another.
-func perRendition(ctx context.Context, e *env, argvs [][]string, name string, together bool) (ladderRun, error) {
+// perRendition runs one ffmpeg per rung, together or one after another;
+// with keep, their renditions are joined into files for SSIM.
+func perRendition(ctx context.Context, e *env, argvs [][]string, name string, together, keep bool) (ladderRun, error) {
 	var (
 		run      ladderRun
 		mu       sync.Mutex
@@ -225,7 +224,7 @@ func perRendition(ctx context.Context, e *env, argvs [][]string, name string, to
 	}
 	wg.Wait()
 	run.m.Wall = time.Since(t0)
-	if firstErr != nil {
+	if firstErr != nil || !keep {
 		return run, firstErr
 	}
 	for k, out := range outs {

@@ -137,6 +137,11 @@ func ssim(ctx context.Context, log, source string, w, h int, files []string) ([]
 	return out, nil
 }
 
+var (
+	resolution = regexp.MustCompile(`RESOLUTION=(\d+)x(\d+)`)
+	initMap    = regexp.MustCompile(`^#EXT-X-MAP:.*URI="([^"]+)"`)
+)
+
 // rendition is one video rung of an HLS output, made into one file.
 type rendition struct {
 	Width, Height int
@@ -168,7 +173,7 @@ func flattenHLS(open opener, master, dir, prefix string) ([]rendition, error) {
 			continue
 		}
 		r := rendition{}
-		if m := regexp.MustCompile(`RESOLUTION=(\d+)x(\d+)`).FindStringSubmatch(attrs); m != nil {
+		if m := resolution.FindStringSubmatch(attrs); m != nil {
 			r.Width, _ = strconv.Atoi(m[1])
 			r.Height, _ = strconv.Atoi(m[2])
 		}
@@ -194,7 +199,7 @@ func concatMedia(open opener, media, to string) (int64, error) {
 	base := path.Dir(media)
 	var parts []string
 	for _, l := range lines {
-		if m := regexp.MustCompile(`^#EXT-X-MAP:.*URI="([^"]+)"`).FindStringSubmatch(l); m != nil {
+		if m := initMap.FindStringSubmatch(l); m != nil {
 			parts = append(parts, path.Join(base, m[1]))
 		} else if l != "" && !strings.HasPrefix(l, "#") {
 			parts = append(parts, path.Join(base, l))

@@ -203,7 +203,7 @@ func covered(ivs []interval, from, to time.Time) time.Duration {
 	slices.SortFunc(ivs, func(a, b interval) int { return a.from.Compare(b.from) })
 	var total time.Duration
 	var cur interval
-	for i, iv := range ivs {
+	for _, iv := range ivs {
 		if iv.from.Before(from) {
 			iv.from = from
 		}
@@ -213,7 +213,7 @@ func covered(ivs []interval, from, to time.Time) time.Duration {
 		if !iv.to.After(iv.from) {
 			continue
 		}
-		if i == 0 || cur.to.IsZero() || iv.from.After(cur.to) {
+		if cur.to.IsZero() || iv.from.After(cur.to) {
 			total += cur.to.Sub(cur.from)
 			cur = iv
 			continue

@@ -25,17 +25,15 @@ func queue(ctx context.Context, e *env, s *Section) error {
 	if err != nil {
 		return err
 	}
-	dbs := []struct {
+	type database struct {
 		name string
 		open func() (*sqlstore.Store, error)
-	}{
+	}
+	dbs := []database{
 		{"SQLite", func() (*sqlstore.Store, error) { return sqlstore.OpenSQLite(ctx, filepath.Join(work, "herd.db")) }},
 	}
 	if e.Postgres != nil {
-		dbs = append(dbs, struct {
-			name string
-			open func() (*sqlstore.Store, error)
-		}{"PostgreSQL", func() (*sqlstore.Store, error) {
+		dbs = append(dbs, database{"PostgreSQL", func() (*sqlstore.Store, error) {
 			dsn, err := e.Postgres()
 			if err != nil {
 				return nil, err
