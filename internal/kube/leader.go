@@ -11,7 +11,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"k8s.io/utils/ptr"
 
 	"github.com/herdhq/herd/internal/job"
 )
@@ -60,6 +59,10 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: lock, Name: LeaseName,
 			LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
+			// The elector's context ends only after fn has returned (below),
+			// so giving the Lease up then is safe: another server takes
+			// over at once rather than after the lease runs out.
+			ReleaseOnCancel: true,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(c context.Context) { leading <- c },
 				OnStoppedLeading: func() {},
@@ -97,7 +100,6 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 		stopCampaign()
 		stopElector()
 		<-ran
-		release(cs, ns, identity, log)
 		if ctx.Err() != nil {
 			break
 		}
@@ -114,23 +116,4 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 		log.Warn("lost the lead; campaigning again", "lease", where)
 	}
 	return nil
-}
-
-// release gives the Lease up if this process holds it, so another server
-// takes over at once rather than after the lease runs out.
-func release(cs kubernetes.Interface, ns, identity string, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	leases := cs.CoordinationV1().Leases(ns)
-	l, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
-	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != identity {
-		return
-	}
-	l.Spec.HolderIdentity = ptr.To("")
-	l.Spec.LeaseDurationSeconds = ptr.To(int32(1))
-	now := metav1.NowMicro()
-	l.Spec.RenewTime, l.Spec.AcquireTime = &now, &now
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-		log.Warn("give up the Lease (another server takes over when it runs out)", "lease", ns+"/"+LeaseName, "err", err)
-	}
 }
