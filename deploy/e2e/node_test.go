@@ -22,6 +22,7 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/kube/kubetest"
 )
 
 const (
@@ -94,7 +95,7 @@ func TestNode(t *testing.T) {
 	if os.Getenv("HERD_KUBE_NODE") != "1" {
 		t.Skip("set HERD_KUBE_NODE=1 (make e2e-kube) to run herd on a real Kubernetes node here; it needs root, containerd, runc and the CNI plugins")
 	}
-	root, err := filepath.Abs("../..")
+	root, err := kubetest.Root()
 	require.NoError(t, err)
 	media := filepath.Join(root, "..", "shared", "media")
 	_, err = os.Stat(media)
@@ -103,7 +104,8 @@ func TestNode(t *testing.T) {
 	if out, err := n.run("hack/kube/node.sh", "check"); err != nil {
 		t.Fatalf("cannot run a Kubernetes node here (install what make deps-test installs): %s", out)
 	}
-	bin := strings.TrimSpace(lastLine(n.must("hack/kube/build.sh", "all")))
+	bin, err := kubetest.Binaries("all")
+	require.NoError(t, err)
 	n.kubectl = filepath.Join(bin, "kubectl")
 	n.mark("Kubernetes binaries at " + bin)
 
@@ -252,11 +254,6 @@ spec:
 		}
 	}
 	requireIdle(t, ctx, c)
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 // checkPodSecurity: the e2e overlay leaves the restricted standard only for
