@@ -280,32 +280,9 @@ func (c *chaosCluster) startServer() {
 // startWorker runs `herd worker` with w's name and folder: the first start
 // trades tok for a worker key kept there; later ones (tok "") reuse it.
 func (c *chaosCluster) startWorker(w *chaosWorker, tok string) {
-	t := c.t
-	t.Helper()
-	args := []string{"worker", "--server", "http://" + c.addr, "--name", w.name, "--data", w.data,
-		"--health-addr", freeAddr(t), "--heartbeat", "500ms", "--grace", "5s", "--log-format", "json"}
-	if tok != "" {
-		args = append(args, "--registration-token", tok)
-	}
-	cmd := exec.Command(herdBin, args...)
-	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_WORKER_TOKEN=")
-	logs := &lockedBuffer{}
-	cmd.Stderr = logs
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("worker %s (pid %d) log:\n%s", w.name, cmd.Process.Pid, tail(logs.String(), 4000))
-		}
-	})
-	awaitRunning(c.t, w.name, stdout, logs)
-	w.proc = &workerProc{name: w.name, cmd: cmd, logs: logs}
-	c.logs = append(c.logs, chaosLog{w.name, logs})
+	c.t.Helper()
+	w.proc = spawnWorker(c.t, "http://"+c.addr, w.name, w.data, tok, "--grace", "5s")
+	c.logs = append(c.logs, chaosLog{w.name, w.proc.logs})
 }
 
 // kill SIGKILLs the server (w nil) or a worker and schedules its restart.

@@ -37,27 +37,37 @@ func (s *server) startWorker(t *testing.T, name string, extra ...string) *worker
 	t.Helper()
 	tok, stderr, code := s.herd("token", "create", "--registration")
 	require.Equal(t, 0, code, stderr)
-	args := append([]string{"worker", "--server", s.url, "--name", name, "--registration-token", strings.TrimSpace(tok),
-		"--data", filepath.Join(t.TempDir(), name), "--health-addr", freeAddr(t), "--heartbeat", "500ms", "--log-format", "json"}, extra...)
-	cmd := exec.Command(herdBin, args...)
+	return spawnWorker(t, s.url, name, filepath.Join(t.TempDir(), name), strings.TrimSpace(tok), extra...)
+}
+
+// spawnWorker runs `herd worker` against the server at url with its data in
+// dir until it says it is running; tok is a registration token to trade
+// (the first start), or "" to use the worker key kept in dir.
+func spawnWorker(t *testing.T, url, name, dir, tok string, extra ...string) *workerProc {
+	t.Helper()
+	args := []string{"worker", "--server", url, "--name", name, "--data", dir,
+		"--health-addr", freeAddr(t), "--heartbeat", "500ms", "--log-format", "json"}
+	if tok != "" {
+		args = append(args, "--registration-token", tok)
+	}
+	cmd := exec.Command(herdBin, append(args, extra...)...)
 	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_WORKER_TOKEN=")
 	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	w := &workerProc{name: name, cmd: cmd, logs: logs}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
 		if t.Failed() {
-			t.Logf("worker %s log:\n%s", name, tail(logs.String(), 4000))
+			t.Logf("worker %s (pid %d) log:\n%s", name, cmd.Process.Pid, tail(logs.String(), 4000))
 		}
 	})
 	awaitRunning(t, name, stdout, logs)
-	return w
+	return &workerProc{name: name, cmd: cmd, logs: logs}
 }
 
 // awaitRunning reads a worker's stdout until it says it is running; the

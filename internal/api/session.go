@@ -70,29 +70,31 @@ func (s *Server) SignIn(w http.ResponseWriter, r *http.Request, adminKey string)
 // SignOut ends the request's session (when it has one) and clears its cookie.
 func (s *Server) SignOut(w http.ResponseWriter, r *http.Request) error {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode})
-	c, err := r.Cookie(SessionCookie)
-	if err != nil {
+	k, _, ok := s.sessionKey(r)
+	if !ok {
 		return nil
 	}
-	k, err := s.st.KeyByHash(r.Context(), HashKey(c.Value))
-	if err != nil || k.Kind != kindSession {
-		return nil
-	}
-	_, err = s.st.ConsumeKey(r.Context(), k.ID)
+	_, err := s.st.ConsumeKey(r.Context(), k.ID)
 	return err
+}
+
+// sessionKey finds the session the request's cookie names (live or not).
+func (s *Server) sessionKey(r *http.Request) (k store.Key, secret string, ok bool) {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return k, "", false
+	}
+	k, err = s.st.KeyByHash(r.Context(), HashKey(c.Value))
+	return k, c.Value, err == nil && k.Kind == kindSession
 }
 
 // Session reports whether the request carries a live session, and its CSRF token.
 func (s *Server) Session(r *http.Request) (csrf string, ok bool) {
-	c, err := r.Cookie(SessionCookie)
-	if err != nil || c.Value == "" {
+	k, secret, ok := s.sessionKey(r)
+	if !ok || !k.Usable(time.Now()) {
 		return "", false
 	}
-	k, err := s.st.KeyByHash(r.Context(), HashKey(c.Value))
-	if err != nil || k.Kind != kindSession || !k.Usable(time.Now()) {
-		return "", false
-	}
-	return CSRFToken(c.Value), true
+	return CSRFToken(secret), true
 }
 
 // CheckCSRF reports whether a state-changing request made with a session

@@ -246,12 +246,18 @@ func (s *Server) TendUploads(ctx context.Context) error {
 	if s.up == nil {
 		return nil
 	}
+	every(ctx, 15*time.Minute, s.sweepUploads)
+	return nil
+}
+
+// every runs fn now and then every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 	for {
-		s.sweepUploads(ctx)
+		fn(ctx)
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-time.After(15 * time.Minute):
+			return
+		case <-time.After(d):
 		}
 	}
 }

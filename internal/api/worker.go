@@ -568,14 +568,8 @@ func IsUploadScratch(name string) bool {
 // start and every minute, leaving alone folders written to in the last
 // minute. FinalSweep does the rest at shutdown.
 func (s *Server) TendScratch(ctx context.Context) error {
-	for {
-		s.sweepScratch(ctx, scratchIdle)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Minute):
-		}
-	}
+	every(ctx, time.Minute, func(ctx context.Context) { s.sweepScratch(ctx, scratchIdle) })
+	return nil
 }
 
 // FinalSweep removes every upload whose attempt ended, however recent.

@@ -316,8 +316,8 @@ func (d *Dispatcher) Sync(ctx context.Context) error {
 
 // dispatch claims tasks and creates their Jobs while there is room.
 func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) error {
-	if d.cfg.Now().Before(d.pauseUntil) {
-		return nil
+	if d.cfg.Now().Before(d.pauseUntil) || inflight >= d.cfg.MaxJobs {
+		return nil // nothing to start: no need to ask whether it may
 	}
 	// Drained (herd workers drain kube): finish what runs, start nothing.
 	if w, err := d.st.GetWorker(ctx, d.cfg.WorkerName); err != nil || w.State != store.WorkerActive {
