@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -128,29 +130,39 @@ func (s *Submitter) Upload(ctx context.Context, name, profileName string, r io.R
 }
 
 // Import copies a file from an allowed import root and submits a job for it.
+// The file is opened through its import root, so neither a symbolic link
+// nor a folder swapped for one leads outside the import folders.
 func (s *Submitter) Import(ctx context.Context, path, profileName string) (job.Job, bool, error) {
 	p, err := s.Profile(profileName)
 	if err != nil {
 		return job.Job{}, false, err
 	}
-	real, err := s.allowed(path)
+	root, rel, err := s.allowed(path)
 	if err != nil {
 		return job.Job{}, false, err
 	}
-	return s.ImportFile(ctx, real, CleanName(filepath.Base(real)), p)
+	defer root.Close()
+	return s.ImportFile(ctx, root, rel, CleanName(filepath.Base(rel)), p)
 }
 
-// ImportFile copies a file herd itself chose (a watch folder's) and submits
-// a job for it. The same bytes with the same profile give the same job.
-func (s *Submitter) ImportFile(ctx context.Context, real, name string, p *profile.Profile) (job.Job, bool, error) {
-	f, err := os.Open(real)
-	if err != nil {
-		return job.Job{}, false, fmt.Errorf("%w: cannot open it", ErrBadPath)
+// ImportFile copies the file rel inside root, a folder herd itself chose
+// (an import folder, a watch folder's work area), and submits a job for it.
+// Symbolic links are followed only while they stay inside root. The same
+// bytes with the same profile give the same job.
+func (s *Submitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile) (job.Job, bool, error) {
+	f, err := safefs.Open(root, rel)
+	switch {
+	case errors.Is(err, safefs.ErrNotRegular):
+		return job.Job{}, false, fmt.Errorf("%w: not a regular file", ErrBadPath)
+	case errors.Is(err, fs.ErrNotExist):
+		return job.Job{}, false, fmt.Errorf("%w: it does not exist", ErrBadPath)
+	case err != nil:
+		return job.Job{}, false, fmt.Errorf("%w: it cannot be opened inside its folder (a symbolic link leading outside is not followed)", ErrBadPath)
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		return job.Job{}, false, fmt.Errorf("%w: not a regular file", ErrBadPath)
+	if err != nil {
+		return job.Job{}, false, fmt.Errorf("%w: cannot open it", ErrBadPath)
 	}
 	if st.Size() > s.cfg.MaxUpload {
 		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
@@ -166,28 +178,36 @@ func (s *Submitter) ImportFile(ctx context.Context, real, name string, p *profil
 	return s.commit(ctx, w, CleanName(name), p)
 }
 
-// allowed resolves path (symlinks included) and checks it lies inside an import root.
-func (s *Submitter) allowed(path string) (string, error) {
+// allowed finds the import root path lies in, by its name (the root's own
+// symbolic links resolved or not), and opens it. It returns the root and
+// path's name inside it; what that name leads to is resolved inside the
+// root when it is opened.
+func (s *Submitter) allowed(path string) (*os.Root, string, error) {
 	if len(s.cfg.ImportRoots) == 0 {
-		return "", fmt.Errorf("%w: this server has no import folders (start it with --import-root DIR)", ErrBadPath)
+		return nil, "", fmt.Errorf("%w: this server has no import folders (start it with --import-root DIR)", ErrBadPath)
 	}
 	if !filepath.IsAbs(path) {
-		return "", fmt.Errorf("%w: source_path must be absolute", ErrBadPath)
+		return nil, "", fmt.Errorf("%w: source_path must be absolute", ErrBadPath)
 	}
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return "", fmt.Errorf("%w: it does not exist or cannot be read", ErrBadPath)
-	}
+	path = filepath.Clean(path)
 	for _, root := range s.cfg.ImportRoots {
-		rr, err := filepath.EvalSymlinks(root)
-		if err != nil {
-			continue
+		bases := []string{filepath.Clean(root)}
+		if real, err := filepath.EvalSymlinks(root); err == nil && real != bases[0] {
+			bases = append(bases, real)
 		}
-		if rel, err := filepath.Rel(rr, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && rel != "." {
-			return real, nil
+		for _, base := range bases {
+			rel, err := filepath.Rel(base, path)
+			if err != nil || rel == "." || !filepath.IsLocal(rel) {
+				continue
+			}
+			r, err := os.OpenRoot(base)
+			if err != nil {
+				continue
+			}
+			return r, rel, nil
 		}
 	}
-	return "", fmt.Errorf("%w: it is outside the import folders", ErrBadPath)
+	return nil, "", fmt.Errorf("%w: it is outside the import folders", ErrBadPath)
 }
 
 func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *profile.Profile) (job.Job, bool, error) {

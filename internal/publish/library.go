@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/safefs"
 )
 
 // Library writes finished files into a media library folder tree.
@@ -60,21 +60,34 @@ func NewLibrary(p config.Publisher) (*Library, error) {
 // Put writes src as rel inside the library: under a hidden temporary name,
 // synced, given its owner and mode, then renamed into place. A file already
 // there is replaced as a directory entry, never rewritten, so a hard link
-// to it elsewhere keeps the old content. It returns the final path.
+// to it elsewhere keeps the old content. Every step goes through the
+// library's root, so a symbolic link (or a folder swapped for one) never
+// leads the write outside the library. It returns the final path.
 func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, error) {
-	if !filepath.IsLocal(filepath.FromSlash(rel)) {
+	name := filepath.FromSlash(rel)
+	if !filepath.IsLocal(name) {
 		return "", fmt.Errorf("library path %q leaves the library", rel)
 	}
-	dst := filepath.Join(l.Root, filepath.FromSlash(rel))
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(l.Root, 0o755); err != nil {
 		return "", fmt.Errorf("create library folder: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, tempPattern())
+	root, err := os.OpenRoot(l.Root)
+	if err != nil {
+		return "", fmt.Errorf("open the library folder: %w", err)
+	}
+	defer root.Close()
+	dir := filepath.Dir(name)
+	if err := root.MkdirAll(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return "", fmt.Errorf("create library folder %s: %w", filepath.ToSlash(dir), err)
+		}
+		return "", fmt.Errorf("create library folder %s: %w (herd does not follow a symbolic link out of the library: if a folder on the way is one, make it a real folder)", filepath.ToSlash(dir), err)
+	}
+	tmp, tmpName, err := safefs.CreateTemp(root, dir, tempPattern(), 0o600)
 	if err != nil {
 		return "", fmt.Errorf("write into the library: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // after the rename there is nothing left to remove
+	defer root.Remove(tmpName) // after the rename there is nothing left to remove
 	_, err = io.Copy(tmp, readerCtx{ctx, src})
 	if err == nil {
 		err = tmp.Chmod(l.mode)
@@ -93,10 +106,10 @@ func (l *Library) Put(ctx context.Context, rel string, src io.Reader) (string, e
 	if err != nil {
 		return "", fmt.Errorf("write %s into the library: %w", rel, err)
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := root.Rename(tmpName, name); err != nil {
 		return "", fmt.Errorf("move %s into place: %w", rel, err)
 	}
-	return dst, blob.SyncDir(dir)
+	return filepath.Join(l.Root, name), safefs.SyncDir(root, dir)
 }
 
 // Temporary names of library writes: .herd-HOST.RUN-*.tmp, so a sweep
@@ -120,11 +133,16 @@ const staleAfter = 24 * time.Hour
 func (l *Library) Sweep(ctx context.Context) (int, error) {
 	n := 0
 	ours, mine := ".herd-"+tempHost+".", ".herd-"+tempHost+"."+tempRun+"-"
-	err := filepath.WalkDir(l.Root, func(p string, d fs.DirEntry, err error) error {
+	root, err := os.OpenRoot(l.Root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer root.Close()
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == l.Root && errors.Is(err, fs.ErrNotExist) {
-				return filepath.SkipAll
-			}
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -139,7 +157,7 @@ func (l *Library) Sweep(ctx context.Context) (int, error) {
 			info, err := d.Info()
 			old = err == nil && time.Since(info.ModTime()) > staleAfter
 		}
-		if old && os.Remove(p) == nil {
+		if old && root.Remove(filepath.FromSlash(p)) == nil {
 			n++
 		}
 		return nil

@@ -7,17 +7,20 @@
 // so a restart after a crash or power cut carries on where it stopped.
 // Polling finds files on NFS/SMB, where inotify misses other clients'
 // writes; fsnotify, where it works, only makes the next scan come sooner.
+//
+// Watch folders are written by others, so every scan, move and write in them
+// (and in the work area) goes through safefs: a symbolic link or a folder
+// swapped for one never leads herd outside the tree, and a move never
+// replaces a file. A watched file named like one of herd's own files in the
+// work area is kept there under a name herd chooses.
 package watch
 
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -25,19 +28,18 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/herdhq/herd/internal/api"
-	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/publish"
+	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -50,7 +52,7 @@ const (
 // Submitter is what the watcher needs from ingest.
 type Submitter interface {
 	Profile(name string) (*profile.Profile, error)
-	ImportFile(ctx context.Context, path, name string, p *profile.Profile) (job.Job, bool, error)
+	ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile) (job.Job, bool, error)
 }
 
 // Watcher runs the watch folders.
@@ -59,6 +61,7 @@ type Watcher struct {
 	libraries map[string]*publish.Library
 	notifiers map[string]*notifier
 	work      string
+	root      *os.Root // the work area
 	sub       Submitter
 	st        store.Store
 	files     pipeline.Storage
@@ -137,6 +140,11 @@ func New(folders []config.Watch, pubs map[string]config.Publisher, work string, 
 	if err := os.MkdirAll(work, 0o750); err != nil {
 		return nil, fmt.Errorf("create watch work area: %w", err)
 	}
+	root, err := os.OpenRoot(work)
+	if err != nil {
+		return nil, fmt.Errorf("open watch work area: %w", err)
+	}
+	w.root = root // closed with the Watcher, when the garbage collector finds it
 	if err := w.loadKept(); err != nil {
 		return nil, err
 	}
@@ -161,15 +169,17 @@ func newNotifier(pc config.Publisher, pubs map[string]config.Publisher) *notifie
 // Item is one taken file, persisted as item.json in its work folder.
 type Item struct {
 	ID        string       `json:"id"`
-	Folder    string       `json:"folder"` // the watch folder's path
-	Origin    string       `json:"origin"` // slash path inside the folder
-	Name      string       `json:"name"`   // the file's name in the work folder
+	Folder    string       `json:"folder"`         // the watch folder's path
+	Origin    string       `json:"origin"`         // slash path inside the folder
+	Name      string       `json:"name"`           // the file's own name
+	Held      string       `json:"held,omitempty"` // its name in the work folder, where Name is one herd keeps for itself
 	Size      int64        `json:"size"`
 	MTime     time.Time    `json:"mtime"`
 	State     string       `json:"state"`
 	JobID     string       `json:"job_id,omitempty"`
 	Duplicate bool         `json:"duplicate,omitempty"`
 	FailedAt  string       `json:"failed_at,omitempty"` // where the file sits in failed/
+	Note      string       `json:"note,omitempty"`      // where its FILE.error.txt is; empty: beside FailedAt's origin, as herd used to write it
 	Published libraryFiles `json:"published,omitempty"` // library publisher -> path written
 	DoneAt    string       `json:"done_at,omitempty"`   // where after_success: move puts the original
 	Error     string       `json:"error,omitempty"`
@@ -310,52 +320,59 @@ func Ignored(name string) bool {
 }
 
 // scan looks at every file of a folder and takes the ones that held still.
+// The folder is read through a root, so a folder inside it swapped for a
+// link never leads the scan outside.
 func (w *Watcher) scan(ctx context.Context, f config.Watch) {
 	now := time.Now()
 	present := map[string]bool{}
-	err := filepath.WalkDir(f.Path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == f.Path {
-				return err
+	root, err := os.OpenRoot(f.Path)
+	if err == nil {
+		defer root.Close()
+		err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if rel == "." {
+					return err
+				}
+				return nil // a file that vanished while we looked
 			}
-			return nil // a file that vanished while we looked
-		}
-		if d.IsDir() {
-			if p != f.Path && (strings.HasPrefix(d.Name(), ".") || (filepath.Dir(p) == f.Path && (d.Name() == DoneDir || d.Name() == FailedDir))) {
-				return filepath.SkipDir
+			if d.IsDir() {
+				if rel != "." && (strings.HasPrefix(d.Name(), ".") || rel == DoneDir || rel == FailedDir) {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if !d.Type().IsRegular() || Ignored(d.Name()) {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			p := filepath.Join(f.Path, filepath.FromSlash(rel))
+			present[p] = true
+			cur := observed{Size: info.Size(), MTime: info.ModTime()}
+			w.mu.Lock()
+			if k, ok := w.kept[p]; ok && k.Size == cur.Size && k.MTime.Equal(cur.MTime) {
+				w.mu.Unlock()
+				return nil // kept after an earlier job; unchanged
+			}
+			prev, ok := w.seen[p]
+			if !ok || prev.Size != cur.Size || !prev.MTime.Equal(cur.MTime) {
+				cur.since = now
+				w.seen[p] = cur
+				w.mu.Unlock()
+				return nil
+			}
+			w.mu.Unlock()
+			if now.Sub(prev.since) < time.Duration(f.StableFor) || cur.Size == 0 {
+				return nil
+			}
+			if err := w.take(ctx, f, p, cur); err != nil {
+				w.log.Error("could not take a file from a watch folder; will try again", "file", p, "err", err)
 			}
 			return nil
-		}
-		if !d.Type().IsRegular() || Ignored(d.Name()) {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		present[p] = true
-		cur := observed{Size: info.Size(), MTime: info.ModTime()}
-		w.mu.Lock()
-		if k, ok := w.kept[p]; ok && k.Size == cur.Size && k.MTime.Equal(cur.MTime) {
-			w.mu.Unlock()
-			return nil // kept after an earlier job; unchanged
-		}
-		prev, ok := w.seen[p]
-		if !ok || prev.Size != cur.Size || !prev.MTime.Equal(cur.MTime) {
-			cur.since = now
-			w.seen[p] = cur
-			w.mu.Unlock()
-			return nil
-		}
-		w.mu.Unlock()
-		if now.Sub(prev.since) < time.Duration(f.StableFor) || cur.Size == 0 {
-			return nil
-		}
-		if err := w.take(ctx, f, p, cur); err != nil {
-			w.log.Error("could not take a file from a watch folder; will try again", "file", p, "err", err)
-		}
-		return nil
-	})
+		})
+	}
 	if err != nil {
 		w.log.Warn("cannot read a watch folder; will look again", "folder", f.Path, "err", err)
 	}
@@ -368,6 +385,24 @@ func (w *Watcher) scan(ctx context.Context, f config.Watch) {
 	w.mu.Unlock()
 }
 
+// Names herd keeps for itself in an item's work folder.
+const (
+	itemFile = "item.json"
+	keptFile = "kept.json" // in the work area itself, but reserved in items too
+)
+
+// heldName is the name a file named name gets in its work folder: its own,
+// unless herd keeps that name for itself.
+func heldName(name string) string {
+	if strings.EqualFold(name, itemFile) || strings.EqualFold(name, keptFile) || strings.HasPrefix(name, safefs.TempPrefix) {
+		return "original" + strings.ToLower(filepath.Ext(name))
+	}
+	return ""
+}
+
+// held is the item's file's name in its work folder.
+func (it *Item) held() string { return cmp.Or(it.Held, it.Name) }
+
 // take moves (or, for keep, copies) a stable file into the work area and
 // queues its job.
 func (w *Watcher) take(ctx context.Context, f config.Watch, path string, cur observed) error {
@@ -377,14 +412,15 @@ func (w *Watcher) take(ctx context.Context, f config.Watch, path string, cur obs
 	}
 	it := &Item{ID: job.NewID("w"), Folder: f.Path, Origin: filepath.ToSlash(rel), Name: filepath.Base(path),
 		Size: cur.Size, MTime: cur.MTime, State: stateTaking, TakenAt: time.Now().UTC()}
-	dir := filepath.Join(w.work, it.ID)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	it.Held = heldName(it.Name)
+	if err := w.root.MkdirAll(it.ID, 0o750); err != nil {
 		return err
 	}
 	if err := w.save(it); err != nil {
 		return err
 	}
 	if err := w.bringIn(f, it); err != nil {
+		w.abandon(it)
 		return err
 	}
 	w.mu.Lock()
@@ -395,18 +431,33 @@ func (w *Watcher) take(ctx context.Context, f config.Watch, path string, cur obs
 	return nil
 }
 
+// abandon forgets an item whose file could not be brought in, unless its
+// file is in the work area after all (then recover deals with it).
+func (w *Watcher) abandon(it *Item) {
+	if _, err := w.root.Lstat(filepath.Join(it.ID, it.held())); errors.Is(err, fs.ErrNotExist) {
+		w.forget(it)
+	}
+}
+
 // bringIn puts the item's file into its work folder: moved, or for keep copied.
 func (w *Watcher) bringIn(f config.Watch, it *Item) error {
-	src := filepath.Join(it.Folder, filepath.FromSlash(it.Origin))
-	dst := filepath.Join(w.work, it.ID, it.Name)
+	fr, err := os.OpenRoot(it.Folder)
+	if err != nil {
+		return err
+	}
+	defer fr.Close()
+	src := filepath.FromSlash(it.Origin)
+	dst := filepath.Join(it.ID, it.held())
 	if f.AfterSuccess == config.AfterKeep {
-		if err := copyFile(src, dst); err != nil {
+		// A copy already there was checked before it got its name: a restart
+		// after the copy and before this item was saved.
+		if err := safefs.Copy(fr, src, w.root, dst); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if err := w.keep(src, observed{Size: it.Size, MTime: it.MTime}); err != nil {
+		if err := w.keep(filepath.Join(it.Folder, src), observed{Size: it.Size, MTime: it.MTime}); err != nil {
 			return err
 		}
-	} else if err := moveFile(src, dst); err != nil {
+	} else if err := safefs.Move(fr, src, w.root, dst); err != nil {
 		return err
 	}
 	it.State = stateTaken
@@ -419,7 +470,7 @@ func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
 	if err == nil {
 		var j job.Job
 		var created bool
-		j, created, err = w.sub.ImportFile(ctx, filepath.Join(w.work, it.ID, it.Name), it.Name, p)
+		j, created, err = w.sub.ImportFile(ctx, w.root, filepath.Join(it.ID, it.held()), it.Name, p)
 		if err == nil {
 			it.JobID, it.State = j.ID, stateQueued
 			// The same bytes with the same profile already had a job before this file came.
@@ -443,7 +494,7 @@ func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
 
 // finishAll follows every item's job.
 func (w *Watcher) finishAll(ctx context.Context) {
-	entries, err := os.ReadDir(w.work)
+	entries, err := fs.ReadDir(w.root.FS(), ".")
 	if err != nil {
 		w.log.Error("read watch work area", "err", err)
 		return
@@ -705,26 +756,52 @@ func (w *Watcher) deliver(ctx context.Context, it *Item, j job.Job) {
 // systems) finishes that move instead of making a second copy; a file
 // already gone means this already happened.
 func (w *Watcher) settle(f config.Watch, it *Item) bool {
-	held := filepath.Join(w.work, it.ID, it.Name)
+	fr, err := os.OpenRoot(f.Path)
+	if err != nil {
+		w.log.Error("cannot open a watch folder to settle a finished file; will try again", "item", it.ID, "err", err)
+		return false
+	}
+	defer fr.Close()
+	held := filepath.Join(w.work, it.ID, it.held())
 	if it.FailedAt != "" {
 		held = it.FailedAt
-		_ = os.Remove(failedNote(f, it))
+		if r, note, err := w.where(fr, f, w.note(f, it)); err == nil {
+			_ = r.Remove(note)
+		}
+	}
+	hr, hrel, err := w.where(fr, f, held)
+	if err != nil {
+		w.log.Error("a finished file is recorded outside its watch folder and the work area; leaving it", "item", it.ID, "err", err)
+		return false
 	}
 	switch f.AfterSuccess {
 	case config.AfterMove:
 		if it.DoneAt == "" {
-			it.DoneAt = freeName(filepath.Join(f.Path, DoneDir, filepath.FromSlash(it.Origin)))
+			rel, err := freeName(fr, filepath.Join(DoneDir, filepath.FromSlash(it.Origin)), "")
+			if err != nil {
+				w.log.Error("cannot choose a name in done/; will try again", "item", it.ID, "err", err)
+				return false
+			}
+			it.DoneAt = filepath.Join(f.Path, rel)
 			if err := w.save(it); err != nil {
 				w.log.Error("save watch item", "item", it.ID, "err", err)
 				return false
 			}
 		}
-		if err := moveTo(held, it.DoneAt); err != nil {
+		dr, drel, err := w.where(fr, f, it.DoneAt)
+		if err == nil {
+			err = moveTo(hr, hrel, dr, drel)
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				it.DoneAt = "" // something else took the name: choose another next time
+				_ = w.save(it)
+			}
 			w.log.Error("move a finished file to done/; will try again", "item", it.ID, "err", err)
 			return false
 		}
 	case config.AfterDelete, config.AfterKeep:
-		if err := os.Remove(held); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := hr.Remove(hrel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			w.log.Error("remove a finished file; will try again", "item", it.ID, "err", err)
 			return false
 		}
@@ -740,42 +817,98 @@ func (w *Watcher) finish(f config.Watch, it *Item) {
 }
 
 func (w *Watcher) forget(it *Item) {
-	if err := os.RemoveAll(filepath.Join(w.work, it.ID)); err != nil {
+	if err := w.root.RemoveAll(it.ID); err != nil {
 		w.log.Error("remove a watch item", "item", it.ID, "err", err)
 	}
 }
 
-func failedNote(f config.Watch, it *Item) string {
-	return filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin)) + ".error.txt"
+// where finds the root an absolute path recorded on an item lies in, the
+// work area or the watch folder fr, and its name inside that root.
+func (w *Watcher) where(fr *os.Root, f config.Watch, path string) (*os.Root, string, error) {
+	for _, c := range []struct {
+		dir  string
+		root *os.Root
+	}{{w.work, w.root}, {f.Path, fr}} {
+		if rel, err := filepath.Rel(c.dir, path); err == nil && filepath.IsLocal(rel) {
+			return c.root, rel, nil
+		}
+	}
+	return nil, "", fmt.Errorf("%s is neither in the watch folder nor in the work area", path)
+}
+
+// noteSuffix ends the name of the note beside a failed file.
+const noteSuffix = ".error.txt"
+
+// note is where the item's FILE.error.txt goes.
+func (w *Watcher) note(f config.Watch, it *Item) string {
+	if it.Note != "" {
+		return it.Note
+	}
+	// Chosen before herd kept the note's name: the origin's name in failed/.
+	return filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin)) + noteSuffix
 }
 
 // fail moves the file to failed/ with FILE.error.txt; the item stays, so a
 // retried job that succeeds finishes it.
 func (w *Watcher) fail(f config.Watch, it *Item) {
-	held := filepath.Join(w.work, it.ID, it.Name)
+	fr, err := os.OpenRoot(f.Path)
+	if err != nil {
+		w.log.Error("cannot open a watch folder to move a failed file; will try again", "item", it.ID, "err", err)
+		return
+	}
+	defer fr.Close()
+	held := filepath.Join(w.work, it.ID, it.held())
 	was := it.State
-	if it.FailedAt == "" {
+	fresh := it.FailedAt == "" // the note's name was chosen now: nothing of herd's is there
+	if fresh {
+		// The file and its note get names that are both free.
+		rel, err := freeName(fr, filepath.Join(FailedDir, filepath.FromSlash(it.Origin)), noteSuffix)
+		if err != nil {
+			w.log.Error("cannot choose a name in failed/; will try again", "item", it.ID, "err", err)
+			return
+		}
 		it.FailedAt = held // keep: the original stays where it was; the copy waits here
 		if f.AfterSuccess != config.AfterKeep {
-			it.FailedAt = freeName(filepath.Join(f.Path, FailedDir, filepath.FromSlash(it.Origin)))
+			it.FailedAt = filepath.Join(f.Path, rel)
 		}
+		it.Note = filepath.Join(f.Path, rel) + noteSuffix
 		// Saved before the move, so a crash in the middle finishes it.
 		if err := w.save(it); err != nil {
 			w.log.Error("save watch item", "item", it.ID, "err", err)
 			return
 		}
 	}
-	if err := moveTo(held, it.FailedAt); err != nil {
+	hr, hrel, err := w.where(fr, f, held)
+	var fa *os.Root
+	var farel string
+	if err == nil {
+		fa, farel, err = w.where(fr, f, it.FailedAt)
+	}
+	if err == nil {
+		err = moveTo(hr, hrel, fa, farel)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			it.FailedAt, it.Note = "", "" // something else took the name: choose another next time
+			_ = w.save(it)
+		}
 		w.log.Error("move a failed file to failed/; will try again", "item", it.ID, "err", err)
 		return
 	}
-	note := failedNote(f, it)
 	msg := fmt.Sprintf("herd could not process %s\njob: %s\nerror: %s\n\nFix the cause, then run: herd retry %s\n", it.Origin, it.JobID, it.Error, it.JobID)
 	if it.JobID == "" {
 		msg = fmt.Sprintf("herd could not queue %s\nerror: %s\n", it.Origin, it.Error)
 	}
-	if err := os.MkdirAll(filepath.Dir(note), 0o755); err == nil {
-		_ = writeAtomic(note, []byte(msg))
+	if nr, note, err := w.where(fr, f, w.note(f, it)); err == nil {
+		if err := nr.MkdirAll(filepath.Dir(note), 0o755); err == nil {
+			write := safefs.WriteFile // herd's own note from an earlier failure
+			if fresh {
+				write = safefs.WriteNew
+			}
+			if err := write(nr, note, []byte(msg), 0o600); err != nil {
+				w.log.Warn("could not write the note beside a failed file", "item", it.ID, "err", err)
+			}
+		}
 	}
 	it.State = stateFailed
 	if it.JobID == "" {
@@ -794,26 +927,25 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 // recover finishes what a crash interrupted: items still being taken are
 // taken again from wherever the file is.
 func (w *Watcher) recover(ctx context.Context) error {
-	entries, err := os.ReadDir(w.work)
+	entries, err := fs.ReadDir(w.root.FS(), ".")
 	if err != nil {
 		return fmt.Errorf("read watch work area: %w", err)
 	}
 	for _, e := range entries {
 		if !e.IsDir() {
-			if strings.HasPrefix(e.Name(), ".tmp-") {
-				_ = os.Remove(filepath.Join(w.work, e.Name())) // a write of kept.json cut short
+			if strings.HasPrefix(e.Name(), safefs.TempPrefix) {
+				_ = w.root.Remove(e.Name()) // a write of kept.json cut short
 			}
 			continue
 		}
-		dir := filepath.Join(w.work, e.Name())
 		it, err := w.load(e.Name())
 		if err != nil {
 			// Created but never described, so nothing was moved into it yet;
 			// anything else is left alone for a person to look at.
-			if inside, _ := os.ReadDir(dir); errors.Is(err, fs.ErrNotExist) && !slices.ContainsFunc(inside, func(d os.DirEntry) bool { return !strings.HasPrefix(d.Name(), ".tmp-") }) {
-				_ = os.RemoveAll(dir)
+			if inside, _ := fs.ReadDir(w.root.FS(), e.Name()); errors.Is(err, fs.ErrNotExist) && !slices.ContainsFunc(inside, func(d os.DirEntry) bool { return !strings.HasPrefix(d.Name(), safefs.TempPrefix) }) {
+				_ = w.root.RemoveAll(e.Name())
 			} else {
-				w.log.Error("a watch item cannot be read; leaving it for a person to look at", "item", dir, "err", err)
+				w.log.Error("a watch item cannot be read; leaving it for a person to look at", "item", filepath.Join(w.work, e.Name()), "err", err)
 			}
 			continue
 		}
@@ -821,15 +953,20 @@ func (w *Watcher) recover(ctx context.Context) error {
 		if !ok || it.State != stateTaking {
 			continue
 		}
-		held := filepath.Join(dir, it.Name)
-		if _, err := os.Stat(held); err == nil && f.AfterSuccess != config.AfterKeep {
+		if _, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && f.AfterSuccess != config.AfterKeep {
 			// The move happened. Across file systems the original may still
 			// be there: the copy was checked before it got its name, so the
 			// original goes, unless it changed since.
-			src := filepath.Join(it.Folder, filepath.FromSlash(it.Origin))
-			if st, err := os.Stat(src); err == nil && st.Size() == it.Size && st.ModTime().Equal(it.MTime) {
-				if err := os.Remove(src); err != nil {
-					return fmt.Errorf("remove a watched file already copied into the work area: %w", err)
+			if fr, err := os.OpenRoot(it.Folder); err == nil {
+				src := filepath.FromSlash(it.Origin)
+				if st, err := fr.Lstat(src); err == nil && st.Mode().IsRegular() && st.Size() == it.Size && st.ModTime().Equal(it.MTime) {
+					err = fr.Remove(src)
+					fr.Close()
+					if err != nil {
+						return fmt.Errorf("remove a watched file already copied into the work area: %w", err)
+					}
+				} else {
+					fr.Close()
 				}
 			}
 			it.State = stateTaken
@@ -840,7 +977,7 @@ func (w *Watcher) recover(ctx context.Context) error {
 		}
 		if err := w.bringIn(f, it); err != nil {
 			w.log.Warn("a file being taken when herd stopped is gone; forgetting it", "item", it.ID, "file", it.Origin, "err", err)
-			_ = os.RemoveAll(dir)
+			w.abandon(it)
 		}
 	}
 	return nil
@@ -851,11 +988,11 @@ func (w *Watcher) save(it *Item) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(w.work, it.ID, "item.json"), data)
+	return safefs.WriteFile(w.root, filepath.Join(it.ID, itemFile), data, 0o600)
 }
 
 func (w *Watcher) load(id string) (*Item, error) {
-	data, err := os.ReadFile(filepath.Join(w.work, id, "item.json"))
+	data, err := w.root.ReadFile(filepath.Join(id, itemFile))
 	if err != nil {
 		return nil, err
 	}
@@ -866,10 +1003,8 @@ func (w *Watcher) load(id string) (*Item, error) {
 	return &it, nil
 }
 
-const keptFile = "kept.json"
-
 func (w *Watcher) loadKept() error {
-	data, err := os.ReadFile(filepath.Join(w.work, keptFile))
+	data, err := w.root.ReadFile(keptFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -888,115 +1023,46 @@ func (w *Watcher) keep(path string, o observed) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(w.work, keptFile), data)
+	return safefs.WriteFile(w.root, keptFile, data, 0o600)
 }
 
-// writeAtomic writes a small file under a temporary name, syncs it and
-// renames it into place.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return blob.SyncDir(filepath.Dir(path))
-}
+// maxNumbered is how far freeName counts before giving up.
+const maxNumbered = 10000
 
-// moveFile renames src to dst, or across file systems copies, syncs,
-// checks and removes src. dst is written under a temporary name first, so
-// a crash leaves either the original or a whole copy.
-func moveFile(src, dst string) error {
-	err := os.Rename(src, dst)
-	if err == nil {
-		return blob.SyncDir(filepath.Dir(dst))
-	}
-	var le *os.LinkError
-	if !errors.As(err, &le) || !errors.Is(le.Err, syscall.EXDEV) {
-		return err
-	}
-	if err := copyFile(src, dst); err != nil {
-		return err
-	}
-	return os.Remove(src)
-}
-
-// copyFile copies src to dst (synced, renamed into place) and checks the
-// copy, read back from disk, against the SHA-256 of what was read.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	part := dst + ".part"
-	out, err := os.Create(part)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(part)
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", filepath.Base(src), err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	a := hex.EncodeToString(h.Sum(nil))
-	b, err := blob.FileSHA256(part)
-	if err != nil {
-		return err
-	}
-	if a != b {
-		return fmt.Errorf("the copy of %s differs from the original (the file changed while copying?)", filepath.Base(src))
-	}
-	if err := os.Rename(part, dst); err != nil {
-		return err
-	}
-	return blob.SyncDir(filepath.Dir(dst))
-}
-
-// freeName is dst, or when something is there, dst with a number added.
-func freeName(dst string) string {
-	ext := filepath.Ext(dst)
-	base := strings.TrimSuffix(dst, ext)
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
-			return dst
+// freeName is rel inside r, or when something is there (or at rel+also),
+// rel with a number added.
+func freeName(r *os.Root, rel, also string) (string, error) {
+	ext := filepath.Ext(rel)
+	base := strings.TrimSuffix(rel, ext)
+	for i := 1; i <= maxNumbered; i++ {
+		free := true
+		for _, name := range []string{rel, rel + also} {
+			_, err := r.Lstat(name)
+			if err == nil {
+				free = false
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return "", err // a folder on the way leads outside, or cannot be read
+			}
 		}
-		dst = fmt.Sprintf("%s (%d)%s", base, i, ext)
+		if free {
+			return rel, nil
+		}
+		rel = fmt.Sprintf("%s (%d)%s", base, i, ext)
 	}
+	return "", fmt.Errorf("%d files are already named like %s", maxNumbered, filepath.Base(base+ext))
 }
 
-// moveTo moves src to dst, making dst's folder; a src already gone was
-// moved before. Across file systems a half-made dst is simply replaced.
-func moveTo(src, dst string) error {
-	if src == dst {
+// moveTo moves src inside from to dst inside to, making dst's folder; a
+// src already gone was moved before. It never replaces anything at dst.
+func moveTo(from *os.Root, src string, to *os.Root, dst string) error {
+	if from == to && src == dst {
 		return nil
 	}
-	if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+	if _, err := from.Lstat(src); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := to.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	return moveFile(src, dst)
+	return safefs.Move(from, src, to, dst)
 }
