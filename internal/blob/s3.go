@@ -73,6 +73,9 @@ func s3Client(endpoint, region string, cfg S3Config) (*minio.Client, error) {
 	if cfg.AccessKey != "" {
 		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
 	}
+	// minio-go's client follows no redirect (its CheckRedirect returns
+	// http.ErrUseLastResponse), so a signed request never goes to a host
+	// other than the endpoint; TestS3FollowsNoRedirect holds it to that.
 	return minio.New(u.Host, &minio.Options{Creds: creds, Secure: u.Scheme == "https", Region: region})
 }
 

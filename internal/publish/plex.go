@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herdhq/herd/internal/redirect"
 )
 
 // MediaServer is the part of a Plex or Jellyfin publisher both share: which
@@ -25,7 +27,9 @@ type MediaServer struct {
 	// Confirm is how long to wait for the new file to show up after a refresh.
 	Confirm time.Duration
 	// Poll is how often to look meanwhile.
-	Poll   time.Duration
+	Poll time.Duration
+	// Client, when set, is used with herd's redirect policy (a redirect
+	// to another origin is not followed: the token stays with the server).
 	Client *http.Client
 }
 
@@ -34,9 +38,9 @@ func (m *MediaServer) Wants(t string) bool { return t == JobSucceeded }
 
 func (m *MediaServer) client() *http.Client {
 	if m.Client != nil {
-		return m.Client
+		return redirect.Client(m.Client)
 	}
-	return &http.Client{Timeout: 30 * time.Second}
+	return redirect.Client(&http.Client{Timeout: 30 * time.Second})
 }
 
 func (m *MediaServer) base() string { return strings.TrimSuffix(m.URL, "/") }

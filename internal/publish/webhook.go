@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/herdhq/herd/internal/redirect"
 )
 
 // Webhook headers.
@@ -27,7 +29,7 @@ type Webhook struct {
 	Secret  string
 	Agent   string // User-Agent
 	Timeout time.Duration
-	Client  *http.Client
+	Client  *http.Client // used with herd's redirect policy
 }
 
 // Wants: every event.
@@ -63,10 +65,9 @@ func (w *Webhook) Notify(ctx context.Context, ev Event) (string, error) {
 	req.Header.Set(HeaderEvent, ev.Type)
 	req.Header.Set(HeaderDelivery, ev.ID)
 	req.Header.Set(HeaderSignature, Sign(w.Secret, body))
-	hc := w.Client
-	if hc == nil {
-		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
+	// The signature goes nowhere but the receiver: a redirect elsewhere is
+	// reported, not followed.
+	hc := redirect.Client(w.Client)
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
