@@ -142,11 +142,15 @@ func TestRemoteWorkerRunsEverything(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Equal(t, "succeeded", s.waitFinal(id2).State)
 
-	// Revoked: its key stops working, and the worker keeps running without exiting.
+	// Revoked: its key stops working, and the worker stops at once, non-zero
+	// (so Kubernetes shows it), naming the key it used and what to do,
+	// instead of retrying a refused key forever.
 	_, _, code = s.herd("workers", "revoke", "box-1")
 	require.Equal(t, 0, code)
-	require.Eventually(t, func() bool { return strings.Contains(w.logs.String(), "revoked") }, 60*time.Second, 100*time.Millisecond)
-	require.Nil(t, w.cmd.ProcessState, "the worker does not exit on errors from the server")
+	require.NotEqual(t, 0, waitExit(t, w.cmd, 60*time.Second), "a worker whose key is refused exits non-zero")
+	msg := w.logs.String()
+	require.Regexp(t, `refused the worker key saved in \S*`+filepath.Join("box-1", "worker.key"), msg)
+	require.Contains(t, msg, "herd token create --registration")
 }
 
 func TestKilledWorkerTaskFinishesElsewhere(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
@@ -63,7 +64,11 @@ type Server struct {
 	checks   []Check
 	queue    *queue.Queue
 	files    pipeline.Storage
+	accept   *pipeline.Acceptor
+	maxStep  int64         // --max-step-size: most bytes one task's step may upload; 0: its plan alone decides
+	budget   budgets       // bytes in each remote worker's upload folder
 	up       *uploads      // nil: resumable uploads are off
+	recheck  time.Duration // how often event streams check their key or session again
 	done     chan struct{} // closed by Shutdown: streams end
 	stop     sync.Once
 }
@@ -81,13 +86,15 @@ type Deps struct {
 	Checks   []Check          // for /readyz
 	Queue    *queue.Queue     // for the worker protocol
 	Files    pipeline.Storage // job files: in-process workers and the worker routes
+	Limits   media.Limits     // what a remote worker's probe may report
+	MaxStep  int64            // most bytes one task's step may upload (0: what its plan makes plausible)
 }
 
 // New returns the API server.
 func New(d Deps) *Server {
 	return &Server{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
-		queue: d.Queue, files: d.Files, done: make(chan struct{})}
+		queue: d.Queue, files: d.Files, accept: pipeline.NewAcceptor(d.Profiles, d.Limits, d.Files), maxStep: d.MaxStep, done: make(chan struct{}), recheck: sessionRecheck}
 }
 
 // Shutdown ends the event streams, which would otherwise hold an
@@ -132,6 +139,8 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/jobs/{id}/retry", admin, s.retryJob},
 		{"GET", "/api/v1/jobs/{id}/outputs/{path...}", admin, s.getOutput},
 		{"POST", "/api/v1/tokens", admin, s.createToken},
+		{"GET", "/api/v1/tokens", admin, s.listTokens},
+		{"POST", "/api/v1/tokens/{id}/revoke", admin, s.revokeToken},
 		{"GET", "/api/v1/workers", admin, s.listWorkers},
 		{"POST", "/api/v1/workers/{name}/drain", admin, s.setWorkerState(store.WorkerDraining)},
 		{"POST", "/api/v1/workers/{name}/resume", admin, s.setWorkerState(store.WorkerActive)},
@@ -224,18 +233,16 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.Key
 		s.internal(w, r, err)
 		return k, false
 	}
-	if !k.Usable(time.Now()) {
-		msg := "the key was revoked or has expired"
-		if cookie {
-			msg = "the session has ended; sign in again at /login"
-		}
-		writeError(w, http.StatusUnauthorized, "unauthorized", msg)
+	now := time.Now()
+	if !k.Usable(now) {
+		writeError(w, http.StatusUnauthorized, "unauthorized", refusedKey(k.Kind))
 		return k, false
 	}
 	if cookie && !CheckCSRF(r) {
 		writeError(w, http.StatusForbidden, "csrf", "a request made with a session cookie must carry the page's "+CSRFHeader+" header")
 		return k, false
 	}
+	s.touchKey(r.Context(), k, now)
 	return k, true
 }
 
@@ -247,7 +254,7 @@ func (s *Server) requireKind(kind string, next func(w http.ResponseWriter, r *ht
 			return
 		}
 		if k.Kind != kind && (kind != "admin" || k.Kind != kindSession) {
-			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs "+map[string]string{"admin": "an admin key", "worker": "a worker key"}[kind])
+			writeError(w, http.StatusForbidden, "forbidden", wrongKind(kind, k.Kind))
 			return
 		}
 		next(w, r, k)
@@ -311,13 +318,16 @@ type QueueStats struct {
 	JobsRunning          int     `json:"jobs_running"`
 }
 
+// queueStats answers from one aggregate over the open work (store.Depth):
+// anyone may call it, so a flood of calls must cost the server little.
 func (s *Server) queueStats(w http.ResponseWriter, r *http.Request) {
-	st, err := s.st.Stats(r.Context())
+	d, err := s.st.Depth(r.Context())
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, queueStats(st))
+	writeJSON(w, http.StatusOK, QueueStats{QueuedTasks: d.QueuedTasks, RunningTasks: d.RunningTasks,
+		EncodeBacklogSeconds: d.EncodeBacklog, JobsQueued: d.JobsQueued, JobsRunning: d.JobsRunning})
 }
 
 func queueStats(st store.Stats) QueueStats {

@@ -24,7 +24,8 @@ import (
 // liveEvery is how often a stream looks for changes.
 const liveEvery = time.Second
 
-// sessionRecheck is how often a stream opened with a session checks that it still lives.
+// sessionRecheck is how often a stream checks that the key or session it
+// was opened with still lives (Server.recheck; tests shorten it).
 const sessionRecheck = 30 * time.Second
 
 // keepAlive is how often an idle stream sends a comment, so proxies keep it open.
@@ -276,19 +277,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	send("retry: 2000\n\n")
 
-	// A stream made with a session ends with it (signed out elsewhere, or
-	// expired); the browser's reconnect then meets the sign-in check.
+	// A stream ends with the key or session it was made with (revoked,
+	// signed out elsewhere, or expired); the browser's reconnect then meets
+	// the sign-in check, a client's the key check.
 	recheck := time.Now()
 	var last []byte
 	tick := time.NewTicker(liveEvery)
 	defer tick.Stop()
 	idle := time.Now()
 	for {
-		if time.Since(recheck) >= sessionRecheck {
-			if _, err := r.Cookie(SessionCookie); err == nil && bearer(r) == "" {
-				if _, ok := s.Session(r); !ok {
-					return
-				}
+		if time.Since(recheck) >= s.recheck {
+			if !s.stillValid(r.Context(), r) {
+				return
 			}
 			recheck = time.Now()
 		}

@@ -57,10 +57,12 @@ func (s *Server) SignIn(w http.ResponseWriter, r *http.Request, adminKey string)
 	if k.ExpiresAt != nil && k.ExpiresAt.Before(exp) {
 		exp = k.ExpiresAt.UTC() // a session ends no later than the key that made it
 	}
+	// The session names the key that made it, and ends when that key is revoked.
 	if err := s.st.CreateKey(r.Context(), store.Key{ID: job.NewID("k"), Kind: kindSession, Name: "signed in with " + k.Name,
-		Hash: HashKey(secret), CreatedAt: now, ExpiresAt: &exp}); err != nil {
+		Hash: HashKey(secret), CreatedAt: now, ExpiresAt: &exp, Parent: k.ID}); err != nil {
 		return err
 	}
+	s.touchKey(r.Context(), k, now)
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: secret, Path: "/", Expires: exp, MaxAge: int(time.Until(exp) / time.Second),
 		HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode})
 	s.log.Info("signed in", "session_of", k.Name, "remote", r.RemoteAddr)

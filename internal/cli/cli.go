@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/server"
 	"github.com/herdhq/herd/internal/store/sqlstore"
@@ -207,6 +209,10 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "YAML configuration file: settings, watch folders and publishers (check one with herd config check FILE)")
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
+	f.DurationVar(&cfg.HTTP.ReadHeader, "read-header-timeout", patience.DefaultReadHeader, "close a connection whose request header has not all arrived after this long")
+	f.DurationVar(&cfg.HTTP.Idle, "idle-timeout", patience.DefaultIdle, "close a keep-alive connection idle for this long")
+	f.Int64Var(&cfg.HTTP.MinRate, "min-transfer-rate", patience.DefaultMinRate, "bytes per second a request body or response must average (uploads and downloads of any size and length are fine while they keep it)")
+	f.DurationVar(&cfg.HTTP.Stall, "slow-transfer-timeout", patience.DefaultStall, "cut off a request body or response once it is this far behind --min-transfer-rate (only time spent waiting on the client counts)")
 	f.StringVar(&cfg.Database, "database", "", "database: a postgres:// URL, or a SQLite file (default DATA/herd.db) (env HERD_DATABASE)")
 	f.StringVar(&cfg.Blob, "blob", "local", "where sources and outputs are stored: local (DATA/blobs) or s3://BUCKET/PREFIX in any S3-compatible store (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an instance role)")
 	f.StringVar(&cfg.S3.Endpoint, "s3-endpoint", "", "S3-compatible endpoint, e.g. http://minio:9000 (default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)")
@@ -216,6 +222,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.IntVar(&cfg.LocalWorkers, "local-workers", server.DefaultLocalWorkers(), "in-process worker slots (default from the core count; 0: none, a pure control plane)")
 	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
 	f.Int64Var(&cfg.MaxUpload, "max-upload", 50<<30, "largest accepted source file in bytes")
+	f.Int64Var(&cfg.MaxStepSize, "max-step-size", 200<<30, "most bytes a worker may upload for one task's outputs (each task is also held to what its plan can plausibly produce)")
 	f.IntVar(&cfg.MaxAttempts, "max-attempts", 3, "attempts per task before its job fails")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 30*time.Second, "how long a task lease lasts without a heartbeat")
 	f.DurationVar(&cfg.Grace, "grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are released")
@@ -287,10 +294,11 @@ func applySettings(cmd *cobra.Command, file *config.File) error {
 	return nil
 }
 
-// fromEnv sets every flag the user did not pass from HERD_<NAME>.
-func fromEnv(cmd *cobra.Command, getenv func(string) string) {
+// fromEnv sets every flag the user did not pass from HERD_<NAME>, except
+// the flags in skip, which the command reads from variables of its own.
+func fromEnv(cmd *cobra.Command, getenv func(string) string, skip ...string) {
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		if f.Changed || slices.Contains(skip, f.Name) {
 			return
 		}
 		name := "HERD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

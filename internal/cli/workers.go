@@ -21,13 +21,17 @@ func (e *env) workerCmd() *cobra.Command {
 		Use:   "worker",
 		Short: "Run a remote worker: dial out to the server, claim tasks, run ffmpeg, report",
 		Long: `Run a remote worker. It needs only the server's HTTP port: no database, no shared disk.
-Give it its worker key with --token (HERD_WORKER_TOKEN), or on first start a one-time
+Give it its worker key with --token (or HERD_WORKER_TOKEN), or on first start a one-time
 --registration-token (from herd token create --registration), which it trades for a key saved in
 --data (default ./herd-worker, env HERD_WORKER_DATA, also home of the source cache and scratch).
+A worker never uses HERD_TOKEN or HERD_DATA: those are the CLI's admin key and the server's folder.
+
+If the server refuses the key (revoked, expired, unknown, or not a worker key) the worker stops at
+once with a message naming the key it used, and exits non-zero.
 
 At start it proves which encoders work here with a one-frame trial encode each (software x264/x265,
 NVENC, VAAPI, QSV) and advertises only those. --check prints that table and exits.
-Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
+Every other flag can also be set as HERD_<FLAG>; a flag given on the command line wins.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e.workerSettings(cmd, &cfg, "HERD_WORKER_DATA", "herd-worker")
@@ -40,6 +44,7 @@ Every flag can also be set as HERD_<FLAG>; the key also as HERD_WORKER_TOKEN.`,
 		},
 	}
 	f := cmd.Flags()
+	workerKeyFlags(f, "HERD_WORKER_DATA", "herd-worker")
 	f.StringVar(&cfg.RegistrationToken, "registration-token", "", "one-time registration token to trade for a worker key on first start")
 	f.StringVar(&cfg.Name, "name", "", "worker name (default: the host name)")
 	f.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of /healthz, /readyz and /metrics")
@@ -60,12 +65,26 @@ func taskFlags(f *pflag.FlagSet, cfg *worker.DaemonConfig, logFormat *string) {
 	f.StringVar(logFormat, "log-format", "auto", "log format: auto, json or text")
 }
 
+// workerKeyFlags are the task-running commands' own --token and --data:
+// they shadow the CLI's (an admin key, the server's data folder), and are
+// read from the worker's own variables, never HERD_TOKEN or HERD_DATA.
+func workerKeyFlags(f *pflag.FlagSet, dataEnv, dataDefault string) {
+	f.String("token", "", "worker key (env HERD_WORKER_TOKEN; never HERD_TOKEN, which holds the CLI's admin key)")
+	f.String("data", "", fmt.Sprintf("work folder: saved worker key, source cache, scratch (env %s; default %s)", dataEnv, dataDefault))
+}
+
 // workerSettings fills what task-running commands take from flags or the
-// environment: the server, the worker key and the work folder.
+// environment: the server, the worker key and the work folder. The key comes
+// from --token, else HERD_WORKER_TOKEN, and nowhere else: HERD_TOKEN, which
+// fromEnv would map to --token, is the CLI's admin key, and a worker that
+// presented it would only ever be refused.
 func (e *env) workerSettings(cmd *cobra.Command, cfg *worker.DaemonConfig, dataEnv, dataDefault string) {
-	fromEnv(cmd, e.getenv)
+	fromEnv(cmd, e.getenv, "token", "data")
 	cfg.Server = e.str(cmd, "server", "HERD_SERVER", "")
-	cfg.Token = e.str(cmd, "token", "HERD_WORKER_TOKEN", "")
+	cfg.Token, cfg.TokenFrom = e.str(cmd, "token", "HERD_WORKER_TOKEN", ""), "HERD_WORKER_TOKEN"
+	if cmd.Flags().Changed("token") {
+		cfg.TokenFrom = "--token"
+	}
 	cfg.Data = e.str(cmd, "data", dataEnv, dataDefault)
 }
 
@@ -113,12 +132,14 @@ not be told.`,
 	f.StringVar(&cfg.Lease.Owner, "lease-owner", "", "the lease's owner, as the dispatcher wrote it")
 	f.Int64Var(&cfg.Lease.Fence, "fence", 0, "the lease's fencing token")
 	f.DurationVar(&cfg.Grace, "grace", 25*time.Second, "on SIGTERM, how long the task may finish before it is released")
+	workerKeyFlags(f, "HERD_TASK_DATA", "/tmp/herd-task")
 	taskFlags(f, &cfg.DaemonConfig, &logFormat)
 	return cmd
 }
 
 func (e *env) tokenCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Create keys"}
+	cmd := &cobra.Command{Use: "token", Short: "Create, list and revoke keys (admin keys, worker keys, registration tokens, sessions)"}
+	cmd.AddCommand(e.tokenListCmd(), e.tokenRevokeCmd())
 	var registration bool
 	var name, ttl string
 	create := &cobra.Command{
@@ -150,6 +171,81 @@ func (e *env) tokenCmd() *cobra.Command {
 	create.Flags().StringVar(&ttl, "ttl", "", "expiry, such as 24h (registration tokens default to 24h)")
 	cmd.AddCommand(create)
 	return cmd
+}
+
+func (e *env) tokenListCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List keys: kind, name, state, when made, when they expire and were last used (never a key itself)",
+		Long: `List the server's keys: admin keys, worker keys, registration tokens and browser sessions,
+with when each was made, when it expires and when it was last used (recorded about once a minute).
+A key itself is never shown: only its hash is stored. --all also lists revoked and expired keys
+that the server has not swept yet. Revoke one with herd token revoke ID.`,
+		Args: cobra.NoArgs,
+	}
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		keys, err := c.Tokens(cmd.Context(), all)
+		if err != nil {
+			return err
+		}
+		switch *out {
+		case "json", "yaml":
+			return e.encode(*out, map[string]any{"keys": keys})
+		case "table", "wide":
+		default:
+			return fmt.Errorf("unknown output format %q: use table, wide, json or yaml", *out)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tNAME\tSTATE\tCREATED\tEXPIRES\tLAST USED")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Kind, k.Name, k.State, when(&k.CreatedAt, *out == "wide", ""),
+				when(k.ExpiresAt, *out == "wide", "never"), when(k.LastUsed, *out == "wide", "never"))
+		}
+		return tw.Flush()
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "also list revoked and expired keys")
+	return cmd
+}
+
+// when shows a time: RFC 3339 when wide, else local and to the minute.
+func when(t *time.Time, wide bool, none string) string {
+	switch {
+	case t == nil:
+		return none
+	case wide:
+		return t.Format(time.RFC3339)
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+func (e *env) tokenRevokeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a key by its id (from herd token list): it stops working at once, with the sessions made with it",
+		Long: `Revoke a key by its id (herd token list shows the ids). It stops working at once: requests
+with it are refused, browser sessions signed in with it end, and a worker using it stops. Revoking a
+worker's key revokes the worker (its running tasks go back to the queue). The last live admin key
+cannot be revoked: create another first (herd token create).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client(cmd)
+			if err != nil {
+				return err
+			}
+			k, err := c.RevokeToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s %s (%s key %q)\n", k.ID, k.State, k.Kind, k.Name)
+			return nil
+		},
+	}
 }
 
 func (e *env) workersCmd() *cobra.Command {

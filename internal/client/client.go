@@ -217,6 +217,27 @@ func (c *Client) CreateToken(ctx context.Context, kind, name, ttl string) (api.I
 	return k, err
 }
 
+// Tokens lists the server's keys (never their secrets); all includes the
+// revoked and expired ones not swept yet.
+func (c *Client) Tokens(ctx context.Context, all bool) ([]api.KeyView, error) {
+	var out struct {
+		Keys []api.KeyView `json:"keys"`
+	}
+	path := "/api/v1/tokens"
+	if all {
+		path += "?all=true"
+	}
+	_, err := c.do(ctx, http.MethodGet, path, nil, "", &out)
+	return out.Keys, err
+}
+
+// RevokeToken revokes a key by its id.
+func (c *Client) RevokeToken(ctx context.Context, id string) (api.KeyView, error) {
+	var k api.KeyView
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/tokens/"+url.PathEscape(id)+"/revoke", nil, "", &k)
+	return k, err
+}
+
 // WorkerView is a worker as the API lists it.
 type WorkerView struct {
 	Name     string     `json:"name"`

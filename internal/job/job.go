@@ -133,6 +133,7 @@ type Task struct {
 	Needs       []string        `json:"needs,omitempty"` // capabilities a worker must have
 	Progress    float64         `json:"progress"`
 	Speed       float64         `json:"speed,omitempty"`
+	Seconds     float64         `json:"seconds,omitempty"` // encode tasks: seconds of source they encode (a chunk's own, else the whole duration once probed)
 	Worker      string          `json:"worker,omitempty"`
 	LeaseOwner  string          `json:"-"`
 	LeaseExpiry *time.Time      `json:"lease_expires_at,omitempty"`

@@ -32,6 +32,7 @@ import (
 	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
+	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/queue"
@@ -50,13 +51,15 @@ type Config struct {
 	Watch        []config.Watch
 	Publishers   map[string]config.Publisher
 	S3           blob.S3Config
-	Addr         string // listen address
-	AdminToken   string // fixed admin key for automation; empty → generate on first start
-	LocalWorkers int    // in-process worker slots; 0 → none (a pure control plane); see DefaultLocalWorkers
-	Dispatcher   string // local (in-process and remote workers only) or kubernetes (also a Job per task)
+	Addr         string          // listen address
+	HTTP         patience.Config // how long a slow or idle client may hold a connection
+	AdminToken   string          // fixed admin key for automation; empty → generate on first start
+	LocalWorkers int             // in-process worker slots; 0 → none (a pure control plane); see DefaultLocalWorkers
+	Dispatcher   string          // local (in-process and remote workers only) or kubernetes (also a Job per task)
 	Kube         KubeConfig
 	ImportRoots  []string
 	MaxUpload    int64
+	MaxStepSize  int64 // most bytes one task's step may upload
 	MaxAttempts  int
 	LeaseTTL     time.Duration
 	Grace        time.Duration // how long running tasks may finish at shutdown
@@ -110,6 +113,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if cfg.Dispatcher != DispatchLocal && cfg.Dispatcher != DispatchKubernetes {
 		return fmt.Errorf("--dispatcher %q: use local or kubernetes", cfg.Dispatcher)
 	}
+	if err := cfg.HTTP.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -147,7 +153,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if err != nil {
 		return fmt.Errorf("load profiles: %w", err)
 	}
-	if err := ensureAdminKey(ctx, st, cfg, out); err != nil {
+	if err := ensureAdminKey(ctx, st, cfg, out, log); err != nil {
 		return err
 	}
 
@@ -165,12 +171,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	sig := &queue.Signal{}
 	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
 	sub := ingest.New(st, sources, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
-	exec := pipeline.New(tools, storage, profiles, media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}, log)
+	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
+	exec := pipeline.New(tools, storage, profiles, limits, log)
 
 	srv := api.New(api.Deps{
 		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Queue:  q, Files: storage,
+		Queue:  q, Files: storage, Limits: limits, MaxStep: cfg.MaxStepSize,
 		Checks: []api.Check{
 			{Name: "database", Fn: st.Ping},
 			{Name: "storage", Fn: storage.Check},
@@ -188,7 +195,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (pass --addr to choose another)", cfg.Addr, err)
 	}
-	httpSrv := &http.Server{Handler: handler(srv.Handler(), ui.Handler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// No server-wide read or write timeout, which would cut a 2 GiB upload
+	// or an event stream: each body and response must keep moving instead.
+	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
+	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -211,6 +221,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	g.Go(func() error { return queue.NewReaper(q, log, m.Reaped).Run(gctx) })
 	g.Go(func() error { return srv.TendUploads(gctx) })
 	g.Go(func() error { return srv.TendScratch(gctx) })
+	g.Go(func() error { return srv.SweepKeys(gctx) })
 	if cfg.LocalWorkers > 0 {
 		pool := worker.NewPool(q, exec, worker.Config{
 			Name: "local/" + cmp.Or(host, "localhost"), OwnerPrefix: ownerPrefix, Slots: cfg.LocalWorkers,
@@ -350,19 +361,10 @@ func lockData(dir string) (func(), error) {
 
 // ensureAdminKey installs the configured admin key, or on first start
 // generates one, prints it once (to a terminal only), and leaves a 0600 copy for the local CLI.
-func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writer) error {
+func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writer, log *slog.Logger) error {
 	now := time.Now().UTC()
 	if cfg.AdminToken != "" {
-		if len(cfg.AdminToken) < 16 {
-			return errors.New("the admin token must be at least 16 characters")
-		}
-		h := api.HashKey(cfg.AdminToken)
-		if _, err := st.KeyByHash(ctx, h); err == nil {
-			return nil
-		} else if !errors.Is(err, job.ErrNotFound) {
-			return err
-		}
-		return st.CreateKey(ctx, store.Key{ID: job.NewID("k"), Kind: "admin", Name: "from --admin-token", Hash: h, CreatedAt: now})
+		return installAdminToken(ctx, st, cfg.AdminToken, now, log)
 	}
 	n, err := st.CountKeys(ctx, "admin")
 	if err != nil {
@@ -392,5 +394,52 @@ func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writ
 		"which the herd CLI on this machine uses: `herd token create` there prints a new admin key (in a container:\n"+
 		"docker exec NAME herd token create, kubectl exec POD -- herd token create). It is not printed here because\n"+
 		"this output is not a terminal and may be kept as a log.\n\n", path)
+	return nil
+}
+
+// installAdminToken makes the key --admin-token (HERD_ADMIN_TOKEN) gives a
+// live admin key, and retires the key an earlier, different token set: a
+// token is rotated by restarting with the new one. A token whose key an
+// admin revoked stays revoked.
+func installAdminToken(ctx context.Context, st store.Store, token string, now time.Time, log *slog.Logger) error {
+	if len(token) < 16 {
+		return errors.New("the admin token must be at least 16 characters")
+	}
+	h := api.HashKey(token)
+	k, err := st.KeyByHash(ctx, h)
+	if errors.Is(err, job.ErrNotFound) {
+		k = store.Key{ID: job.NewID("k"), Kind: "admin", Name: api.AdminTokenKeyName, Hash: h, CreatedAt: now}
+		if err = st.CreateKey(ctx, k); err != nil {
+			// Another replica, started with the same token, may have stored it first.
+			var gerr error
+			if k, gerr = st.KeyByHash(ctx, h); gerr != nil {
+				return fmt.Errorf("install the admin token: %w", err)
+			}
+			err = nil
+		}
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("install the admin token: %w", err)
+	case k.Kind != "admin":
+		return errors.New("--admin-token (HERD_ADMIN_TOKEN) is a herd key of another kind; set a new random token of at least 16 characters")
+	case k.Revoked:
+		// Keys it would retire stay: they may be the only ones that work.
+		log.Warn("the admin key --admin-token (HERD_ADMIN_TOKEN) sets was revoked and stays revoked; set a new token to have a working one, or use another admin key (herd token list)", "key_id", k.ID)
+		return nil
+	}
+	keys, err := st.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("install the admin token: %w", err)
+	}
+	for _, old := range keys {
+		if old.Kind != "admin" || old.Name != api.AdminTokenKeyName || old.ID == k.ID || old.Revoked {
+			continue
+		}
+		if _, err := st.RevokeKey(ctx, old.ID); err != nil {
+			return fmt.Errorf("retire the previous admin token: %w", err)
+		}
+		log.Info("retired the admin key an earlier --admin-token set (its browser sessions end with it)", "key_id", old.ID)
+	}
 	return nil
 }

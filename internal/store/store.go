@@ -39,6 +39,9 @@ type Store interface {
 	// NextWake is the earliest time a queued task becomes runnable (zero when none waits).
 	NextWake(ctx context.Context) (time.Time, error)
 	Stats(ctx context.Context) (Stats, error)
+	// Depth is how much work waits, for autoscalers: one aggregate over the
+	// open tasks and jobs, cheap enough to serve without a key.
+	Depth(ctx context.Context) (Depth, error)
 	// Throughput counts the jobs that ended (succeeded or failed) at or
 	// after since, per clock hour, oldest first; hours with none are left out.
 	Throughput(ctx context.Context, since time.Time) ([]HourCount, error)
@@ -47,10 +50,21 @@ type Store interface {
 	AssetBySHA(ctx context.Context, sha string) (job.Asset, error)
 
 	CreateKey(ctx context.Context, k Key) error
+	// KeyByHash finds a key by its hash (ErrNotFound when there is none).
 	KeyByHash(ctx context.Context, hash string) (Key, error)
+	// ListKeys lists every stored key, revoked and expired ones included, oldest first.
+	ListKeys(ctx context.Context) ([]Key, error)
+	// CountKeys counts the keys of a kind that are not revoked.
 	CountKeys(ctx context.Context, kind string) (int, error)
 	// ConsumeKey revokes a key and reports whether this call did it (one-time tokens).
 	ConsumeKey(ctx context.Context, id string) (bool, error)
+	// RevokeKey revokes a key (again is no error) and returns it; ErrNotFound when there is none.
+	RevokeKey(ctx context.Context, id string) (Key, error)
+	// TouchKey records that a key was used at now, unless a use after
+	// now-every is recorded already: a busy key is written about once per every.
+	TouchKey(ctx context.Context, id string, now time.Time, every time.Duration) error
+	// SweepExpiredKeys deletes the keys that expired before before and says how many.
+	SweepExpiredKeys(ctx context.Context, before time.Time) (int, error)
 
 	// AddDelivery records one attempt to deliver a finished job somewhere.
 	AddDelivery(ctx context.Context, d Delivery) error
@@ -124,9 +138,16 @@ type Stats struct {
 	QueueByProfile map[string]int // queued tasks
 	RunningTasks   int
 	// EncodeBacklog is the seconds of source video still to encode: the
-	// whole duration of each encode task not started yet, the rest of each
-	// running one. Jobs not probed yet (duration unknown) count 0.
+	// whole length (job.Task.Seconds) of each encode task not started yet,
+	// the rest of each running one. Jobs not probed yet (duration unknown) count 0.
 	EncodeBacklog float64
+}
+
+// Depth is how much work waits and runs (GET /api/v1/queue).
+type Depth struct {
+	JobsQueued, JobsRunning   int
+	QueuedTasks, RunningTasks int
+	EncodeBacklog             float64 // as in Stats
 }
 
 // HourCount is how many jobs ended in one clock hour, and how fast the
@@ -141,17 +162,24 @@ type HourCount struct {
 // Key is a stored credential: only its hash is kept.
 type Key struct {
 	ID        string
-	Kind      string // admin | worker | registration
+	Kind      string // admin | worker | registration | session
 	Name      string
 	Hash      string
 	CreatedAt time.Time
 	ExpiresAt *time.Time
 	Revoked   bool
+	// Parent is the key this one was made with (a session's admin key), or "".
+	Parent string
+	// ParentEnded is set by the store when Parent was revoked or is gone:
+	// a key ends with the key that made it.
+	ParentEnded bool
+	LastUsed    *time.Time // nil: never used (recorded about once a minute)
 }
 
-// Usable reports whether the key may be used at now: not revoked, not expired.
+// Usable reports whether the key may be used at now: neither it nor the key
+// that made it revoked, and not expired.
 func (k Key) Usable(now time.Time) bool {
-	return !k.Revoked && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))
+	return !k.Revoked && !k.ParentEnded && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))
 }
 
 // Worker states.

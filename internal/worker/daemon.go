@@ -20,17 +20,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/remote"
+	"github.com/herdhq/herd/internal/store"
 )
 
 // DaemonConfig is everything `herd worker` can be told.
 type DaemonConfig struct {
 	Server            string
 	Token             string // worker key
+	TokenFrom         string // where Token came from, for messages: "--token" or "HERD_WORKER_TOKEN"
 	RegistrationToken string // traded for a key on first start
 	Name              string
 	Data              string // key file, source cache, scratch
@@ -47,7 +50,10 @@ type DaemonConfig struct {
 const KeyFile = "worker.key"
 
 // RunDaemon registers (when asked), proves its encoders, and runs tasks from
-// the server until ctx ends. It never exits on a transient server error.
+// the server until ctx ends. It never exits on a transient server error; a
+// key the server refuses (unknown, revoked, expired, of another kind) ends
+// it at once with a *KeyRefusedError, running tasks stopped: nothing they
+// did could be reported, and retrying would never help.
 func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.Writer) error {
 	host, _ := os.Hostname()
 	cfg.Name = cmp.Or(cfg.Name, host, "worker")
@@ -63,7 +69,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	if err != nil {
 		return err
 	}
-	key, err := workerKey(ctx, cfg, out)
+	key, from, err := workerKey(ctx, cfg, out)
 	if err != nil {
 		return err
 	}
@@ -71,7 +77,10 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	caps := Caps(trials)
 	log.Info("encoders proven by trial encodes", "capabilities", caps)
 
-	rc, err := remote.New(remote.Config{Server: cfg.Server, Key: key, Slots: cfg.MaxTasks, Work: cfg.Data}, log)
+	refusedCtx, refuse := context.WithCancelCause(context.Background())
+	defer refuse(nil)
+	rc, err := remote.New(remote.Config{Server: cfg.Server, Key: key, Slots: cfg.MaxTasks, Work: cfg.Data,
+		OnKeyRefused: func(err error) { refuse(&KeyRefusedError{From: from, Err: err}) }}, log)
 	if err != nil {
 		return err
 	}
@@ -96,7 +105,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 		poolCfg.ClaimCaps = gpu.ClaimCaps
 		log.Info("GPU encoding enabled", "kind", gpu.Kind, "sessions", gpu.Sessions)
 	}
-	pool := NewPool(rc, exec, poolCfg, log, m)
+	pool := NewPool(rc, untilRefused{exec, refusedCtx}, poolCfg, log, m)
 
 	health := &http.Server{Handler: healthMux(rc, tools, trials, reg), ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", cmp.Or(cfg.HealthAddr, ":8081"))
@@ -110,6 +119,14 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 		}
 		return nil
 	})
+	g.Go(func() error { // a refused key ends the worker: the pool stops with gctx
+		select {
+		case <-refusedCtx.Done():
+			return context.Cause(refusedCtx)
+		case <-gctx.Done():
+			return nil
+		}
+	})
 	g.Go(func() error {
 		err := pool.Run(gctx)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -121,27 +138,79 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	return g.Wait()
 }
 
-// workerKey finds the worker's key: given, saved, or traded for a registration token.
-func workerKey(ctx context.Context, cfg DaemonConfig, out io.Writer) (string, error) {
+// workerKey finds the worker's key: given, saved, or traded for a
+// registration token; and says where it came from.
+func workerKey(ctx context.Context, cfg DaemonConfig, out io.Writer) (key string, from KeySource, err error) {
 	if cfg.Token != "" {
-		return cfg.Token, nil
+		return cfg.Token, KeySource{Given: cmp.Or(cfg.TokenFrom, "--token")}, nil
 	}
 	path := filepath.Join(cfg.Data, KeyFile)
 	if b, err := os.ReadFile(path); err == nil {
-		return strings.TrimSpace(string(b)), nil
+		return strings.TrimSpace(string(b)), KeySource{File: path}, nil
 	}
 	if cfg.RegistrationToken == "" {
-		return "", errors.New("no worker key: pass --token (HERD_WORKER_TOKEN), or --registration-token from `herd token create --registration` on first start")
+		return "", from, errors.New("no worker key: pass --token or set HERD_WORKER_TOKEN (a worker never uses HERD_TOKEN, the CLI's admin key), " +
+			"or on first start pass --registration-token with a token from `herd token create --registration`")
 	}
-	key, err := remote.Register(ctx, cfg.Server, cfg.RegistrationToken, cfg.Name)
+	key, err = remote.Register(ctx, cfg.Server, cfg.RegistrationToken, cfg.Name)
 	if err != nil {
-		return "", err
+		return "", from, err
 	}
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("save worker key: %w", err)
+		return "", from, fmt.Errorf("save worker key: %w", err)
 	}
 	fmt.Fprintf(out, "registered as %s; the worker key is saved in %s\n", cfg.Name, path)
-	return key, nil
+	return key, KeySource{File: path}, nil
+}
+
+// KeySource is where a worker's key came from: a flag or environment
+// variable (Given), or the key file a registration saved (File).
+type KeySource struct {
+	Given string // "--token" or "HERD_WORKER_TOKEN"
+	File  string
+}
+
+func (s KeySource) String() string {
+	if s.File != "" {
+		return "saved in " + s.File
+	}
+	return "from " + s.Given
+}
+
+// KeyRefusedError ends a worker whose key the server refused: it says
+// which key, why, and what to do.
+type KeyRefusedError struct {
+	From KeySource
+	Err  error // wraps remote.ErrKeyRefused and the server's answer
+}
+
+func (e *KeyRefusedError) Error() string {
+	why := e.Err.Error()
+	if se, ok := errors.AsType[*remote.StatusError](e.Err); ok {
+		why = se.Message
+	}
+	fix := "Give the worker a valid worker key with --token or HERD_WORKER_TOKEN (HERD_TOKEN, the CLI's admin key, is never a worker's), " +
+		"or remove that setting and start it once with --registration-token and a token from `herd token create --registration`."
+	if e.From.File != "" {
+		fix = fmt.Sprintf("Delete %s and start the worker again with --registration-token and a new token from `herd token create --registration`.", e.From.File)
+	}
+	return fmt.Sprintf("the server refused the worker key %s: %s. The worker stopped. %s", e.From, why, fix)
+}
+
+func (e *KeyRefusedError) Unwrap() error { return e.Err }
+
+// untilRefused stops every running task at once when the server refuses the
+// worker's key (refused ends): none of them could report anything.
+type untilRefused struct {
+	Executor
+	refused context.Context
+}
+
+func (u untilRefused) Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(u.refused, cancel)()
+	return u.Executor.Execute(ctx, c, report)
 }
 
 // healthMux serves /healthz, /readyz (ffmpeg present and the server answered

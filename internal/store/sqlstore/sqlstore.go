@@ -216,9 +216,13 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 			if len(t.DependsOn) == 0 {
 				state = job.TaskQueued
 			}
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO tasks (id, job_id, seq, kind, state, depends_on, max_attempts, profile, needs, weight, run_after, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-				t.ID, j.ID, i, string(t.Kind), string(state), string(deps), t.MaxAttempts, j.Profile, strings.Join(t.Needs, ","), t.Kind.Weight(), ms(now), ms(now)); err != nil {
+			seconds := t.Seconds
+			if seconds == 0 && t.Kind == job.KindEncode {
+				seconds = j.Source.Duration // 0 until a probe has measured it; Complete fills it in then
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO tasks (id, job_id, seq, kind, state, depends_on, max_attempts, profile, needs, weight, seconds, run_after, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				t.ID, j.ID, i, string(t.Kind), string(state), string(deps), t.MaxAttempts, j.Profile, strings.Join(t.Needs, ","), t.Kind.Weight(), seconds, ms(now), ms(now)); err != nil {
 				return fmt.Errorf("insert task: %w", err)
 			}
 		}
@@ -275,7 +279,7 @@ func (s *Store) ListJobs(ctx context.Context, opt store.ListOptions) ([]job.Job,
 	return jobs, next, nil
 }
 
-const taskCols = `id, job_id, kind, state, depends_on, attempt, max_attempts, profile, needs, progress, speed, worker,
+const taskCols = `id, job_id, kind, state, depends_on, attempt, max_attempts, profile, needs, progress, speed, seconds, worker,
  lease_owner, lease_expires, fence, run_after, error, started_at, finished_at, commands, result`
 
 func scanTask(sc scanner) (job.Task, error) {
@@ -288,7 +292,7 @@ func scanTask(sc scanner) (job.Task, error) {
 		runAfter                 int64
 	)
 	if err := sc.Scan(&t.ID, &t.JobID, &kind, &state, &deps, &t.Attempt, &t.MaxAttempts, &t.Profile, &needs, &t.Progress, &t.Speed,
-		&t.Worker, &t.LeaseOwner, &lease, &t.Fence, &runAfter, &t.Error, &started, &finished, &cmds, &result); err != nil {
+		&t.Seconds, &t.Worker, &t.LeaseOwner, &lease, &t.Fence, &runAfter, &t.Error, &started, &finished, &cmds, &result); err != nil {
 		return t, err
 	}
 	t.Kind, t.State = job.Kind(kind), job.TaskState(state)
@@ -490,6 +494,12 @@ func (s *Store) Complete(ctx context.Context, l job.Lease, r store.Result, now t
 			src, _ := json.Marshal(r.Source)
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET source = ? WHERE id = ?`), string(src), t.JobID); err != nil {
 				return fmt.Errorf("update job source: %w", err)
+			}
+			// The duration is known now: encode tasks made without their
+			// own length encode all of it (the queue's backlog counts it).
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET seconds = ? WHERE job_id = ? AND kind = 'encode' AND seconds = 0`),
+				max(r.Source.Duration, 0), t.JobID); err != nil {
+				return fmt.Errorf("record encode seconds: %w", err)
 			}
 		}
 		if r.Plan != nil {
@@ -827,24 +837,29 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	if err := rows2.Err(); err != nil {
 		return st, err
 	}
-	rows3, err := s.r.QueryContext(ctx, `SELECT t.progress, j.source FROM tasks t JOIN jobs j ON j.id = t.job_id
-		WHERE t.kind = 'encode' AND t.state IN ('pending', 'queued', 'running')`)
-	if err != nil {
+	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(SUM(seconds * (1 - progress)), 0) FROM tasks
+		WHERE kind = 'encode' AND state IN ('pending', 'queued', 'running')`).Scan(&st.EncodeBacklog); err != nil {
 		return st, fmt.Errorf("encode backlog: %w", err)
 	}
-	defer rows3.Close()
-	for rows3.Next() {
-		var progress float64
-		var src string
-		if err := rows3.Scan(&progress, &src); err != nil {
-			return st, err
-		}
-		var so job.Source
-		if json.Unmarshal([]byte(src), &so) == nil {
-			st.EncodeBacklog += so.Duration * (1 - min(max(progress, 0), 1))
-		}
+	return st, nil
+}
+
+// Depth measures the open work in one aggregate over the open tasks (the
+// tasks_claim index) and the open jobs (jobs_state_created): its cost grows
+// with the work waiting, not with the history kept.
+func (s *Store) Depth(ctx context.Context) (store.Depth, error) {
+	var d store.Depth
+	err := s.r.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM jobs WHERE state = 'queued'),
+		(SELECT COUNT(*) FROM jobs WHERE state = 'running'),
+		COUNT(CASE WHEN state = 'queued' THEN 1 END),
+		COUNT(CASE WHEN state = 'running' THEN 1 END),
+		COALESCE(SUM(CASE WHEN kind = 'encode' THEN seconds * (1 - progress) ELSE 0 END), 0)
+		FROM tasks WHERE state IN ('pending', 'queued', 'running')`).Scan(&d.JobsQueued, &d.JobsRunning, &d.QueuedTasks, &d.RunningTasks, &d.EncodeBacklog)
+	if err != nil {
+		return d, fmt.Errorf("queue depth: %w", err)
 	}
-	return st, rows3.Err()
+	return d, nil
 }
 
 // Throughput counts ended jobs per clock hour (finished_at is in ms).
@@ -933,34 +948,68 @@ func (s *Store) assetBySHA(ctx context.Context, q querier, sha string) (job.Asse
 
 // CreateKey stores a credential's hash.
 func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
-	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO keys (id, kind, name, hash, created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		k.ID, k.Kind, k.Name, k.Hash, ms(k.CreatedAt), msPtr(k.ExpiresAt), boolInt(k.Revoked))
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO keys (id, kind, name, hash, created_at, expires_at, revoked, parent_id, last_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		k.ID, k.Kind, k.Name, k.Hash, ms(k.CreatedAt), msPtr(k.ExpiresAt), boolInt(k.Revoked), k.Parent, msPtr(k.LastUsed))
 	if err != nil {
 		return fmt.Errorf("create key: %w", err)
 	}
 	return nil
 }
 
+// keyCols reads a key with whether the key that made it still lives (a
+// parent that is gone, swept or deleted, has ended too).
+const keyCols = `k.id, k.kind, k.name, k.hash, k.created_at, k.expires_at, k.revoked, k.parent_id, k.last_used,
+ CASE WHEN k.parent_id = '' THEN 0 WHEN p.id IS NULL THEN 1 ELSE p.revoked END
+ FROM keys k LEFT JOIN keys p ON p.id = k.parent_id`
+
+func scanKey(sc scanner) (store.Key, error) {
+	var (
+		k              store.Key
+		created        int64
+		expires, used  sql.NullInt64
+		revoked, ended int
+	)
+	if err := sc.Scan(&k.ID, &k.Kind, &k.Name, &k.Hash, &created, &expires, &revoked, &k.Parent, &used, &ended); err != nil {
+		return k, err
+	}
+	k.CreatedAt = time.UnixMilli(created).UTC()
+	k.ExpiresAt, k.LastUsed = fromMS(expires), fromMS(used)
+	k.Revoked, k.ParentEnded = revoked != 0, ended != 0
+	return k, nil
+}
+
 // KeyByHash finds a credential by its hash.
 func (s *Store) KeyByHash(ctx context.Context, hash string) (store.Key, error) {
-	var (
-		k       store.Key
-		created int64
-		expires sql.NullInt64
-		revoked int
-	)
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT id, kind, name, hash, created_at, expires_at, revoked FROM keys WHERE hash = ?`), hash).
-		Scan(&k.ID, &k.Kind, &k.Name, &k.Hash, &created, &expires, &revoked)
+	return s.keyWhere(ctx, s.r, `k.hash = ?`, hash)
+}
+
+func (s *Store) keyWhere(ctx context.Context, q querier, where string, arg any) (store.Key, error) {
+	k, err := scanKey(q.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` WHERE `+where), arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, fmt.Errorf("key: %w", job.ErrNotFound)
 	}
 	if err != nil {
 		return k, fmt.Errorf("get key: %w", err)
 	}
-	k.CreatedAt = time.UnixMilli(created).UTC()
-	k.ExpiresAt = fromMS(expires)
-	k.Revoked = revoked != 0
 	return k, nil
+}
+
+// ListKeys lists every key, oldest first.
+func (s *Store) ListKeys(ctx context.Context) ([]store.Key, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+keyCols+` ORDER BY k.created_at, k.id`)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Key{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
 }
 
 // CountKeys counts live keys of a kind.
@@ -981,6 +1030,40 @@ func (s *Store) ConsumeKey(ctx context.Context, id string) (bool, error) {
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// RevokeKey revokes a key and returns it.
+func (s *Store) RevokeKey(ctx context.Context, id string) (store.Key, error) {
+	var k store.Key
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE keys SET revoked = 1 WHERE id = ?`), id); err != nil {
+			return fmt.Errorf("revoke key: %w", err)
+		}
+		var err error
+		k, err = s.keyWhere(ctx, tx, `k.id = ?`, id)
+		return err
+	})
+	return k, err
+}
+
+// TouchKey records a key's use, at most once per every.
+func (s *Store) TouchKey(ctx context.Context, id string, now time.Time, every time.Duration) error {
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE keys SET last_used = ? WHERE id = ? AND (last_used IS NULL OR last_used <= ?)`),
+		ms(now), id, ms(now.Add(-every)))
+	if err != nil {
+		return fmt.Errorf("record key use: %w", err)
+	}
+	return nil
+}
+
+// SweepExpiredKeys deletes keys that expired before before.
+func (s *Store) SweepExpiredKeys(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at < ?`), ms(before))
+	if err != nil {
+		return 0, fmt.Errorf("sweep expired keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // GetTask returns one task.

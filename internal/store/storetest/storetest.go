@@ -39,11 +39,13 @@ func Run(t *testing.T, open Open) {
 	t.Run("ReleaseOwners", func(t *testing.T) { t.Parallel(); testReleaseOwners(t, open(t)) })
 	t.Run("ListPaging", func(t *testing.T) { t.Parallel(); testList(t, open(t)) })
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
+	t.Run("KeyLifecycle", func(t *testing.T) { t.Parallel(); testKeyLifecycle(t, open(t)) })
 	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
 	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
+	t.Run("EncodeSeconds", func(t *testing.T) { t.Parallel(); testEncodeSeconds(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
 
@@ -367,18 +369,90 @@ func testEncodeBacklog(t *testing.T, s store.Store) {
 		_, _, err = s.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3}}, t0)
 		require.NoError(t, err)
 	}
-	st, err := s.Stats(ctx)
-	require.NoError(t, err)
-	require.InDelta(t, 140, st.EncodeBacklog, 1e-9)
+	backlog := func(want float64) {
+		t.Helper()
+		st, err := s.Stats(ctx)
+		require.NoError(t, err)
+		require.InDelta(t, want, st.EncodeBacklog, 1e-9)
+		d, err := s.Depth(ctx)
+		require.NoError(t, err)
+		require.InDelta(t, want, d.EncodeBacklog, 1e-9, "Depth agrees with Stats")
+	}
+	backlog(140)
 	c := claim(t, s, "w/0", t0)
 	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.25}, t0, ttl))
-	st, err = s.Stats(ctx)
+	backlog(140 - 0.25*c.Job.Source.Duration)
+	d, err := s.Depth(ctx)
 	require.NoError(t, err)
-	require.InDelta(t, 140-0.25*c.Job.Source.Duration, st.EncodeBacklog, 1e-9)
+	require.Equal(t, store.Depth{JobsQueued: 1, JobsRunning: 1, QueuedTasks: 1, RunningTasks: 1, EncodeBacklog: d.EncodeBacklog}, d)
 	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
-	st, err = s.Stats(ctx)
+	backlog(140 - c.Job.Source.Duration)
+}
+
+// testEncodeSeconds: an encode task learns its length when the probe
+// measures the source, unless it was made with its own (a chunk), and the
+// backlog and queue depth are counted from those lengths.
+func testEncodeSeconds(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	depth := func() store.Depth {
+		t.Helper()
+		d, err := s.Depth(ctx)
+		require.NoError(t, err)
+		return d
+	}
+	seconds := func(jobID string) map[job.Kind][]float64 {
+		t.Helper()
+		ts, err := s.Tasks(ctx, jobID)
+		require.NoError(t, err)
+		out := map[job.Kind][]float64{}
+		for _, x := range ts {
+			out[x.Kind] = append(out[x.Kind], x.Seconds)
+		}
+		return out
+	}
+	require.Equal(t, store.Depth{}, depth(), "an empty queue")
+
+	// Not probed yet: the encode task's length is unknown and counts 0.
+	whole := newJob(t, s, "seconds-whole", 3)
+	require.Equal(t, map[job.Kind][]float64{job.KindProbe: {0}, job.KindEncode: {0}, job.KindPublish: {0}}, seconds(whole.ID))
+	require.Equal(t, store.Depth{JobsQueued: 1, QueuedTasks: 1}, depth())
+
+	// A job split into chunks: each chunk task carries its own length.
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "long.mp4", Size: 10, SHA256: "seconds-chunks", Key: "sources/seconds-chunks", CreatedAt: t0})
 	require.NoError(t, err)
-	require.InDelta(t, 140-c.Job.Source.Duration, st.EncodeBacklog, 1e-9)
+	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
+	c1 := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{p.ID}, Seconds: 70}
+	c2 := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{p.ID}, Seconds: 50}
+	chunked, _, err := s.CreateJob(ctx, job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey(a.SHA256, "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: a.SHA256}}, []job.Task{p, c1, c2}, t0)
+	require.NoError(t, err)
+	require.Equal(t, store.Depth{JobsQueued: 2, QueuedTasks: 2, EncodeBacklog: 120}, depth(), "pending chunks count")
+
+	// Both probes finish; only the task without a length of its own takes the duration.
+	for range 2 {
+		c := claim(t, s, "w/0", t0)
+		require.NotNil(t, c)
+		require.Equal(t, job.KindProbe, c.Task.Kind)
+		src := c.Job.Source
+		src.Duration = 120
+		require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Source: &src}, t0))
+	}
+	require.Equal(t, []float64{120}, seconds(whole.ID)[job.KindEncode])
+	require.ElementsMatch(t, []float64{70, 50}, seconds(chunked.ID)[job.KindEncode])
+	require.Equal(t, store.Depth{JobsRunning: 2, QueuedTasks: 3, EncodeBacklog: 240}, depth())
+
+	// A running encode counts what is left of it; a finished one nothing.
+	c := claim(t, s, "w/1", t0)
+	require.NotNil(t, c)
+	require.Equal(t, job.KindEncode, c.Task.Kind)
+	require.Positive(t, c.Task.Seconds, "a claimed task carries its length")
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.5}, t0, ttl))
+	d := depth()
+	require.Equal(t, 2, d.QueuedTasks)
+	require.Equal(t, 1, d.RunningTasks)
+	require.InDelta(t, 240-0.5*c.Task.Seconds, d.EncodeBacklog, 1e-9)
+	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+	require.InDelta(t, 240-c.Task.Seconds, depth().EncodeBacklog, 1e-9)
 }
 
 func testKeys(t *testing.T, s store.Store) {
@@ -395,6 +469,92 @@ func testKeys(t *testing.T, s store.Store) {
 	n, err = s.CountKeys(ctx, "admin")
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+	require.Nil(t, k.LastUsed, "a key not used yet")
+	require.Empty(t, k.Parent)
+	require.True(t, k.Usable(t0))
+}
+
+// testKeyLifecycle: keys are listed, revoked, marked as used (about once per
+// interval, not on every request), end with the key that made them, and are
+// swept once expired.
+func testKeyLifecycle(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	soon, later := t0.Add(time.Hour), t0.Add(48*time.Hour)
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "adm", Kind: "admin", Name: "ops", Hash: "ha", CreatedAt: t0}))
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "ses", Kind: "session", Name: "signed in with ops", Hash: "hs", CreatedAt: t0.Add(time.Second), ExpiresAt: &later, Parent: "adm"}))
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "reg", Kind: "registration", Name: "registration", Hash: "hr", CreatedAt: t0.Add(2 * time.Second), ExpiresAt: &soon}))
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "wrk", Kind: "worker", Name: "box", Hash: "hw", CreatedAt: t0.Add(3 * time.Second)}))
+
+	keys, err := s.ListKeys(ctx)
+	require.NoError(t, err)
+	var ids []string
+	for _, k := range keys {
+		ids = append(ids, k.ID)
+	}
+	require.Equal(t, []string{"adm", "ses", "reg", "wrk"}, ids, "oldest first")
+	require.Equal(t, "adm", keys[1].Parent)
+	require.Equal(t, soon, *keys[2].ExpiresAt)
+
+	// Last use: recorded, then left alone within the interval, then moved on.
+	require.NoError(t, s.TouchKey(ctx, "wrk", t0, time.Minute))
+	k, err := s.KeyByHash(ctx, "hw")
+	require.NoError(t, err)
+	require.Equal(t, t0, *k.LastUsed)
+	require.NoError(t, s.TouchKey(ctx, "wrk", t0.Add(30*time.Second), time.Minute))
+	k, _ = s.KeyByHash(ctx, "hw")
+	require.Equal(t, t0, *k.LastUsed, "a second use within the minute writes nothing")
+	require.NoError(t, s.TouchKey(ctx, "wrk", t0.Add(61*time.Second), time.Minute))
+	k, _ = s.KeyByHash(ctx, "hw")
+	require.Equal(t, t0.Add(61*time.Second), *k.LastUsed)
+	require.NoError(t, s.TouchKey(ctx, "ghost", t0, time.Minute), "touching a key that is gone is no error")
+
+	// A session lives while the admin key that made it does.
+	ses, err := s.KeyByHash(ctx, "hs")
+	require.NoError(t, err)
+	require.True(t, ses.Usable(t0))
+	_, err = s.RevokeKey(ctx, "ghost")
+	require.ErrorIs(t, err, job.ErrNotFound)
+	adm, err := s.RevokeKey(ctx, "adm")
+	require.NoError(t, err)
+	require.True(t, adm.Revoked)
+	require.False(t, adm.Usable(t0))
+	_, err = s.RevokeKey(ctx, "adm")
+	require.NoError(t, err, "revoking twice is no error")
+	ses, err = s.KeyByHash(ctx, "hs")
+	require.NoError(t, err)
+	require.False(t, ses.Revoked, "the session itself was not touched")
+	require.True(t, ses.ParentEnded)
+	require.False(t, ses.Usable(t0), "a session ends with the key that made it")
+	keys, err = s.ListKeys(ctx)
+	require.NoError(t, err)
+	require.True(t, keys[1].ParentEnded, "the list shows the session ended too")
+	require.False(t, keys[3].ParentEnded, "a key made by no other key has no parent to end with")
+	n, err := s.CountKeys(ctx, "admin")
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	// The sweep deletes what expired before the given time, and only that.
+	swept, err := s.SweepExpiredKeys(ctx, soon)
+	require.NoError(t, err)
+	require.Zero(t, swept, "a key expiring at the sweep's time is kept")
+	swept, err = s.SweepExpiredKeys(ctx, soon.Add(time.Millisecond))
+	require.NoError(t, err)
+	require.Equal(t, 1, swept)
+	_, err = s.KeyByHash(ctx, "hr")
+	require.ErrorIs(t, err, job.ErrNotFound)
+	swept, err = s.SweepExpiredKeys(ctx, later.Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, swept, "the session goes; keys without an expiry stay")
+	keys, err = s.ListKeys(ctx)
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+
+	// A key whose parent is gone altogether has ended too.
+	require.NoError(t, s.CreateKey(ctx, store.Key{ID: "orphan", Kind: "session", Hash: "ho", CreatedAt: t0, ExpiresAt: &later, Parent: "deleted"}))
+	k, err = s.KeyByHash(ctx, "ho")
+	require.NoError(t, err)
+	require.True(t, k.ParentEnded)
+	require.False(t, k.Usable(t0))
 }
 
 // testConcurrentCompletes finishes two parallel branches of a job at the same
