@@ -47,7 +47,8 @@ var endsLease = regexp.MustCompile(`/(complete|fail|release)$`)
 func TestAuthorizationMatrix(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	// A long lease: w1 holds its task through the whole matrix without heartbeats.
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0", "--lease-ttl", "10m")
 	adminKey := s.token()
 	secrets := map[string]string{"admin key": adminKey}
 

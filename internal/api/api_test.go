@@ -394,6 +394,46 @@ func tusMeta(name, profile string) string {
 // A resumable upload is refused early when it could never become a job, is
 // resumed from the server's offset, and becomes one job when its last byte
 // arrives; a finished upload the server died holding becomes a job at start.
+// Uploads use only the tus extensions herd needs, so that no request can
+// name a file outside the uploads folder: ids in the path that tusd did not
+// make, and ids in an Upload-Concat header, never reach the file store.
+func TestTusExtensionsLimited(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	// A file beside the uploads folder that a traversing id would name.
+	outside := filepath.Join(f.dir, "victim")
+	require.NoError(t, os.WriteFile(outside, []byte("keep"), 0o600))
+	require.NoError(t, os.WriteFile(outside+".info", []byte(`{"ID":"../victim","Size":4,"Offset":4,"IsPartial":true,"MetaData":{"filename":"a.mp4","profile":"mp4-library"}}`), 0o600))
+
+	meta := tusMeta("a.mp4", "mp4-library")
+	for _, hdr := range []map[string]string{
+		{"Upload-Concat": "final;/api/v1/uploads/../victim /api/v1/uploads/../victim", "Upload-Metadata": meta},
+		{"Upload-Concat": "final;" + f.srv.URL + "/api/v1/uploads/..%2Fvictim", "Upload-Metadata": meta},
+		{"Upload-Concat": "partial", "Upload-Length": "4", "Upload-Metadata": meta},
+		{"Upload-Defer-Length": "1", "Upload-Metadata": meta},
+	} {
+		resp := f.tus(t, "POST", "/api/v1/uploads", hdr, nil)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%v", hdr)
+	}
+	for _, id := range []string{"..%2Fvictim", "..", "victim", strings.Repeat("a", 31) + "/"} {
+		for _, m := range []string{"HEAD", "PATCH", "DELETE"} {
+			resp := f.tus(t, m, "/api/v1/uploads/"+id, map[string]string{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}, []byte("x"))
+			require.GreaterOrEqual(t, resp.StatusCode, 400, "%s %s", m, id)
+			require.Less(t, resp.StatusCode, 500, "%s %s", m, id)
+		}
+	}
+	b, err := os.ReadFile(outside)
+	require.NoError(t, err)
+	require.Equal(t, "keep", string(b))
+	_, err = os.Stat(outside + ".info")
+	require.NoError(t, err)
+	entries, _ := os.ReadDir(filepath.Join(f.dir, "uploads"))
+	require.Empty(t, entries, "refused uploads store nothing")
+	jobs, _, err := f.st.ListJobs(context.Background(), store.ListOptions{})
+	require.NoError(t, err)
+	require.Empty(t, jobs)
+}
+
 func TestResumableUpload(t *testing.T) {
 	f := setup(t)
 	body := []byte(strings.Repeat("herd resumable upload ", 1000))

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -73,7 +74,8 @@ func FuzzRequestBodies(f *testing.F) {
 	type target struct {
 		method, path, key string
 		hdr               map[string]string
-		as                string // body | tus-metadata | query
+		as                string // body | tus-metadata | query | report
+		kind              job.Kind
 	}
 	jsonCT := map[string]string{"Content-Type": "application/json"}
 	withLease := map[string]string{"Content-Type": "application/json"}
@@ -81,18 +83,25 @@ func FuzzRequestBodies(f *testing.F) {
 		withLease[k] = v
 	}
 	targets := []target{
-		{"POST", "/api/v1/jobs", adminKey, jsonCT, "body"},
-		{"POST", "/api/v1/jobs", adminKey, map[string]string{"Content-Type": "multipart/form-data; boundary=herdfuzz"}, "body"},
-		{"POST", "/api/v1/tokens", adminKey, jsonCT, "body"},
-		{"POST", "/api/v1/worker/register", "", jsonCT, "body"},
-		{"POST", "/api/v1/uploads", adminKey, map[string]string{"Tus-Resumable": "1.0.0", "Upload-Length": "10"}, "tus-metadata"},
-		{"GET", "/api/v1/jobs", adminKey, nil, "query"},
-		{"POST", task + "/heartbeat", workerKey, jsonCT, "body"},
-		{"POST", task + "/fail", workerKey, jsonCT, "body"},
-		{"POST", task + "/uploads/encode", workerKey, withLease, "body"},
-		{"POST", task + "/commit/encode", workerKey, withLease, "body"},
-		{"PUT", task + "/files/encode/x.json", workerKey, withLease, "file"},
+		{"POST", "/api/v1/jobs", adminKey, jsonCT, "body", ""},
+		{"POST", "/api/v1/jobs", adminKey, map[string]string{"Content-Type": "multipart/form-data; boundary=herdfuzz"}, "body", ""},
+		{"POST", "/api/v1/tokens", adminKey, jsonCT, "body", ""},
+		{"POST", "/api/v1/worker/register", "", jsonCT, "body", ""},
+		{"POST", "/api/v1/uploads", adminKey, map[string]string{"Tus-Resumable": "1.0.0", "Upload-Length": "10"}, "tus-metadata", ""},
+		{"GET", "/api/v1/jobs", adminKey, nil, "query", ""},
+		{"POST", task + "/heartbeat", workerKey, jsonCT, "body", ""},
+		{"POST", task + "/fail", workerKey, jsonCT, "body", ""},
+		{"POST", task + "/uploads/encode", workerKey, withLease, "body", ""},
+		{"POST", task + "/commit/encode", workerKey, withLease, "body", ""},
+		{"PUT", task + "/files/encode/x.json", workerKey, withLease, "file", ""},
 	}
+	// A completion of a task of every kind, with a live lease of its own.
+	for _, k := range []job.Kind{job.KindProbe, job.KindEncode, job.KindThumbnails, job.KindVerify, job.KindPublish} {
+		targets = append(targets, target{"POST", "/complete", workerKey, jsonCT, "report", k})
+	}
+	// The key list's filter.
+	targets = append(targets, target{"GET", "/api/v1/tokens", adminKey, nil, "query", ""})
+	tokensTarget := uint8(len(targets) - 1)
 	f.Add(uint8(0), []byte(`{"source_path": "/srv/in/a.mkv", "profile": "web-hls"}`))
 	f.Add(uint8(1), []byte("--herdfuzz\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nweb-hls\r\n--herdfuzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../x.mp4\"\r\n\r\nxx\r\n--herdfuzz--\r\n"))
 	f.Add(uint8(2), []byte(`{"kind": "registration", "ttl": "1h"}`))
@@ -104,6 +113,14 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add(uint8(8), []byte(`{"files": [{"path": "a/b.ts", "size": 3, "sha256": "00"}]}`))
 	f.Add(uint8(9), []byte(`{"files": [{"path": "../x", "size": -1}], "uploads": [{}]}`))
 	f.Add(uint8(10), []byte(`{}`))
+	info := `{"demuxer":"mov","duration":4,"size":5,"bit_rate":0,"format_name":"mov","video":{"index":0,"codec":"h264","width":64,"height":64,"fps":25}}`
+	f.Add(uint8(11), []byte(`{"data":{"info":`+info+`},"plan":{"demuxer":"lavfi"}}`))
+	f.Add(uint8(11), []byte(`{"data":{"info":{"demuxer":"mov","duration":1e308,"video":{"width":-1,"height":0,"color_transfer":"a,b"}}}}`))
+	f.Add(uint8(12), []byte(`{"data":null,"commands":[["ffmpeg","-i","x"]]}`))
+	f.Add(uint8(13), []byte(`{"source":{"sha256":"00"}}`))
+	f.Add(uint8(14), []byte(`{"data":[{"name":"video","kind":"mp4","path":"video.mp4","ssim":2}]}`))
+	f.Add(uint8(15), []byte(`{"data":[],"outputs":[{"path":"../x"}]}`))
+	f.Add(tokensTarget, []byte("all=true"))
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		tg := targets[int(which)%len(targets)]
 		path, hdr, body := tg.path, map[string]string{}, data
@@ -117,6 +134,14 @@ func FuzzRequestBodies(f *testing.F) {
 			hdr[api.HeaderOffset], hdr[api.HeaderLength] = "0", fmt.Sprint(len(data))
 			sum := sha256.Sum256(data)
 			hdr[api.HeaderSHA256] = hex.EncodeToString(sum[:])
+		case "report": // any report, carrying a live lease on a task of that kind
+			c := fx.leasedKind(t, workerKey, tg.kind)
+			path = "/api/v1/worker/tasks/" + c.Task.ID + "/complete"
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(data, &obj) == nil && obj != nil {
+				obj["lease"], _ = json.Marshal(c.Lease)
+				body, _ = json.Marshal(obj)
+			}
 		case "query":
 			q := url.Values{} // any bytes, as a client would escape them
 			for _, kv := range strings.Split(string(data), "&") {

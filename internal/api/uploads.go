@@ -91,8 +91,13 @@ func (s *Server) newUploads(dir string) (*uploads, error) {
 		return nil, fmt.Errorf("uploads folder: %w", err)
 	}
 	u := &uploads{dir: dir, store: filestore.New(dir), locker: filelocker.New(dir), jobs: map[string]madeJob{}}
+	// Only the extensions herd needs: creation (core) and termination. No
+	// concatenation (its Upload-Concat header names other uploads by URL,
+	// ids that would reach the file store unchecked) and no deferred length
+	// (the web page and the API say the size up front).
 	comp := tusd.NewStoreComposer()
-	u.store.UseIn(comp)
+	comp.UseCore(u.store)
+	comp.UseTerminater(u.store)
 	u.locker.UseIn(comp)
 	h, err := tusd.NewUnroutedHandler(tusd.Config{
 		StoreComposer:           comp,
@@ -308,6 +313,18 @@ func (s *Server) tus(fn func(*tusd.UnroutedHandler) http.HandlerFunc) http.Handl
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.up == nil {
 			writeError(w, http.StatusNotFound, "not_found", "resumable uploads are off on this server")
+			return
+		}
+		// Extensions herd does not offer are refused, not ignored: a client
+		// that asks for them would otherwise get something it did not ask for.
+		switch {
+		case r.Header.Get("Upload-Concat") != "":
+			w.Header().Set("Tus-Resumable", "1.0.0")
+			writeError(w, http.StatusBadRequest, "bad_request", "herd does not join uploads (tus concatenation); upload the file as one upload")
+			return
+		case r.Header.Get("Upload-Defer-Length") != "":
+			w.Header().Set("Tus-Resumable", "1.0.0")
+			writeError(w, http.StatusBadRequest, "bad_request", "say the file's size (Upload-Length) when the upload starts")
 			return
 		}
 		if id := r.PathValue("id"); id != "" {

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -106,7 +107,7 @@ func (s *Server) requireWorker(next http.HandlerFunc) http.HandlerFunc {
 	return s.requireKind("worker", func(w http.ResponseWriter, r *http.Request, k store.Key) {
 		wk, err := s.st.GetWorker(r.Context(), k.Name)
 		if err != nil || wk.State == store.WorkerRevoked || wk.KeyID != k.ID {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "this worker is not registered (or was revoked); register it again")
+			writeError(w, http.StatusUnauthorized, "unauthorized", "this worker is not registered, or was revoked; register it again with a new registration token (herd token create --registration)")
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), workerNameKey, k.Name)))
@@ -199,6 +200,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		t := time.Now().Add(d).UTC()
 		expires = &t
 	}
+	if body.Name == AdminTokenKeyName {
+		writeError(w, http.StatusBadRequest, "bad_request", "the name "+AdminTokenKeyName+" is kept for the key herd serve --admin-token sets; choose another")
+		return
+	}
 	switch body.Kind {
 	case "registration", "admin":
 	default:
@@ -261,10 +266,16 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 	wait := time.Duration(min(max(req.WaitSeconds, 0), 30) * float64(time.Second))
 	deadline := time.Now().Add(wait)
 	owner := store.WorkerOwnerPrefix(name) + req.Slot
-	for {
+	for first := true; ; first = false {
 		wk, err := s.st.GetWorker(r.Context(), name)
 		if err != nil {
 			s.internal(w, r, err)
+			return
+		}
+		// The key, or the worker, may have been revoked while the claim
+		// waited (requireWorker checked both when it came in).
+		if !first && (wk.State == store.WorkerRevoked || !s.stillValid(r.Context(), r)) {
+			writeError(w, http.StatusUnauthorized, "unauthorized", refusedKey("worker"))
 			return
 		}
 		if wk.State == store.WorkerActive {
@@ -345,7 +356,7 @@ func (s *Server) report(kind string) http.HandlerFunc {
 		var err error
 		switch kind {
 		case "heartbeat":
-			err = s.queue.Heartbeat(ctx, rep.Lease, store.Progress{Progress: rep.Progress, Speed: rep.Speed})
+			err = s.queue.Heartbeat(ctx, rep.Lease, store.Progress{Progress: min(max(rep.Progress, 0), 1), Speed: min(max(rep.Speed, 0), maxSpeed)})
 			if err == nil {
 				// A busy worker does not claim; its heartbeats say it is alive.
 				if serr := s.st.SeenWorker(ctx, workerName(r), nil, 0, "", time.Now()); serr != nil {
@@ -353,9 +364,10 @@ func (s *Server) report(kind string) http.HandlerFunc {
 				}
 			}
 		case "complete":
-			err = s.queue.Complete(ctx, rep.Lease, store.Result{Data: rep.Data, Commands: rep.Commands, Source: rep.Source, Plan: rep.Plan, Outputs: rep.Outputs})
+			s.completeTask(w, r, rep)
+			return
 		case "fail":
-			err = s.queue.Fail(ctx, rep.Lease, store.Failure{Message: cmp.Or(rep.Message, "the worker reported a failure"), Code: rep.Code, Permanent: rep.Permanent, Commands: rep.Commands})
+			err = s.queue.Fail(ctx, rep.Lease, reportedFailure(rep))
 		case "release":
 			err = s.queue.Release(ctx, rep.Lease)
 		}
@@ -365,6 +377,108 @@ func (s *Server) report(kind string) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
+}
+
+// maxSpeed bounds the encode speed a worker may report (× realtime).
+const maxSpeed = 10_000
+
+// completeTask records a finished task with what the server accepts of the
+// report (pipeline.Acceptor): a report it refuses fails the task
+// permanently with a message that names the refused field, and the worker
+// is answered 422.
+func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep Report) {
+	ctx := r.Context()
+	t, err := s.st.GetTask(ctx, rep.Lease.TaskID)
+	if err != nil {
+		s.leaseError(w, r, err)
+		return
+	}
+	if t.State != job.TaskRunning || t.Fence != rep.Lease.Fence || t.LeaseOwner != rep.Lease.Owner {
+		s.leaseError(w, r, job.ErrLeaseLost)
+		return
+	}
+	j, err := s.st.GetJob(ctx, t.JobID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	c := &job.Claimed{Task: t, Job: j, Lease: rep.Lease, Deps: map[job.Kind]json.RawMessage{}}
+	if len(t.DependsOn) > 0 {
+		all, err := s.st.Tasks(ctx, t.JobID)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		c.Deps = job.DepResults(t, all)
+	}
+	res, err := s.acceptReport(ctx, c, store.Result{Data: rep.Data, Commands: rep.Commands, Source: rep.Source, Plan: rep.Plan, Outputs: rep.Outputs})
+	var refused *pipeline.ReportError
+	code, permanent := job.IsPermanent(err)
+	switch {
+	case errors.As(err, &refused) || permanent:
+		msg := job.UserMessage(err, "")
+		if refused != nil {
+			code, msg = "report_refused", refused.Error()
+			s.log.Warn("refused a worker's report", "worker", workerName(r), "task_id", t.ID, "kind", t.Kind, "field", refused.Field, "reason", refused.Msg)
+		}
+		if ferr := s.queue.Fail(ctx, rep.Lease, store.Failure{Message: msg, Code: code, Permanent: true, Commands: res.Commands}); ferr != nil {
+			s.leaseError(w, r, ferr)
+			return
+		}
+		writeError(w, http.StatusUnprocessableEntity, "report_refused", msg)
+		return
+	case err != nil:
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.queue.Complete(ctx, rep.Lease, res); err != nil {
+		s.leaseError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// acceptReport is the Acceptor's verdict, with a panic in it (planning from
+// the reported facts) failing that task alone instead of the request.
+func (s *Server) acceptReport(ctx context.Context, c *job.Claimed, r store.Result) (res store.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("accepting a report panicked", "task_id", c.Task.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = job.Permanent("internal_error", job.Userf(fmt.Errorf("panic: %v", p),
+				"herd hit an internal error accepting the %s step's result (a bug: the server log has the details; please report it)", c.Task.Kind))
+		}
+	}()
+	return s.accept.Accept(ctx, c, r)
+}
+
+// Bounds on a failure a worker reports: its message is shown to users.
+const maxFailureMessage = 4 << 10
+
+var failureCodeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// reportedFailure is a worker's failure report as stored: the message cut
+// to a few KiB of printable text, the code one of the plain identifiers
+// herd uses (else "worker_error"), the commands dropped when they are not
+// within pipeline's bounds.
+func reportedFailure(rep Report) store.Failure {
+	msg := strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(rep.Message, "?"))
+	if len(msg) > maxFailureMessage {
+		msg = strings.ToValidUTF8(msg[:maxFailureMessage], "") + " …"
+	}
+	code := rep.Code
+	if code != "" && !failureCodeRe.MatchString(code) {
+		code = "worker_error"
+	}
+	cmds := rep.Commands
+	if pipeline.CheckCommands(cmds) != nil {
+		cmds = nil
+	}
+	return store.Failure{Message: cmp.Or(msg, "the worker reported a failure"), Code: code, Permanent: rep.Permanent, Commands: cmds}
 }
 
 // leasedTask checks the lease headers of a file route against the task.
@@ -443,6 +557,12 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key string,
 	http.ServeContent(w, r, "", f.ModTime(), f)
 }
 
+// Bounds on the files a step lists.
+const (
+	maxStepFiles = 100_000
+	maxFileSize  = 1 << 50
+)
+
 var stepOK = map[string]bool{pipeline.StepEncode: true, pipeline.StepThumbs: true, pipeline.StepVerified: true}
 
 // staged lists, or with a path serves, the files an earlier step of the job committed.
@@ -454,6 +574,9 @@ func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
 	step, rel := r.PathValue("step"), r.PathValue("path")
 	if !stepOK[step] {
 		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
+		return
+	}
+	if !mayRead(w, t, step) {
 		return
 	}
 	if rel == "" {
@@ -499,7 +622,7 @@ func (s *Server) planUpload(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Files []StagedFile `json:"files"`
 	}
-	if !s.validStep(w, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) {
+	if !s.validStep(w, step) || !mayWrite(w, c.Task, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) || !s.withinBudget(w, c.Job, step, sumSizes(body.Files)) {
 		return
 	}
 	du, ok := s.files.(pipeline.DirectUploader)
@@ -522,9 +645,22 @@ func (s *Server) validStep(w http.ResponseWriter, step string) bool {
 	return stepOK[step]
 }
 
+// withinBudget answers 413 when size is more than step may weigh.
+func (s *Server) withinBudget(w http.ResponseWriter, j job.Job, step string, size int64) bool {
+	if limit := s.stepBudget(j, step); size > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s step of this job may upload at most %d bytes (its plan and --max-step-size say so); %d is more", step, limit, size))
+		return false
+	}
+	return true
+}
+
 func validFiles(w http.ResponseWriter, files []StagedFile) bool {
+	if len(files) > maxStepFiles {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("a step has at most %d files", maxStepFiles))
+		return false
+	}
 	for _, f := range files {
-		if !validRel(f.Path) || f.Size < 0 {
+		if !validRel(f.Path) || f.Size < 0 || f.Size > maxFileSize {
 			writeError(w, http.StatusBadRequest, "bad_request", "invalid path "+f.Path)
 			return false
 		}
@@ -610,6 +746,7 @@ func (s *Server) sweepScratch(ctx context.Context, idle time.Duration) {
 			s.log.Warn("sweep scratch", "upload", name, "err", err)
 			continue
 		}
+		s.budget.forget(name)
 		s.log.Info("removed the upload of an attempt that ended", "upload", name, "task_id", id)
 	}
 }
@@ -629,6 +766,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	step, rel := r.PathValue("step"), r.PathValue("path")
 	if !stepOK[step] || !validRel(rel) {
 		writeError(w, http.StatusBadRequest, "bad_request", "invalid step or path")
+		return
+	}
+	if !mayWrite(w, t, step) {
 		return
 	}
 	dir, err := s.uploadDir(t, step)
@@ -665,16 +805,29 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "offset_mismatch", fmt.Sprintf("the server has %d bytes of this file; resume from there", have))
 		return
 	}
+	j, err := s.st.GetJob(r.Context(), t.JobID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	name, want := uploadName(t, step), length-offset
+	if !s.budget.reserve(name, dir, want, s.stepBudget(j, step)) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s step of this job may upload at most %d bytes (its plan and --max-step-size say so)", step, s.stepBudget(j, step)))
+		return
+	}
 	if err := os.MkdirAll(filepath.Dir(part), 0o750); err != nil {
+		s.budget.release(name, want)
 		s.internal(w, r, err)
 		return
 	}
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
+		s.budget.release(name, want)
 		s.internal(w, r, err)
 		return
 	}
 	n, cerr := io.Copy(f, io.LimitReader(r.Body, length-offset))
+	s.budget.release(name, want-n)
 	serr := f.Sync()
 	if err := f.Close(); err != nil && cerr == nil {
 		cerr = err
@@ -696,6 +849,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	if got != strings.ToLower(sum) {
 		_ = os.Remove(part)
+		s.budget.release(uploadName(t, step), have)
 		writeError(w, http.StatusUnprocessableEntity, "checksum_mismatch", "the file arrived damaged (SHA-256 differs); send it again from the start")
 		return
 	}
@@ -719,7 +873,7 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 	}
 	step := r.PathValue("step")
 	var body CommitRequest
-	if !s.validStep(w, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) {
+	if !s.validStep(w, step) || !mayWrite(w, c.Task, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) || !s.withinBudget(w, c.Job, step, sumSizes(body.Files)) {
 		return
 	}
 	if len(body.Uploads) > 0 {
@@ -761,6 +915,7 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	s.budget.forget(name)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 

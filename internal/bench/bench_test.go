@@ -167,15 +167,14 @@ func TestShimRecordsAndPassesThrough(t *testing.T) {
 	}
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "tools.log")
-	_, ffprobe, env, err := shimDir(dir, logPath)
+	_, ffprobe, err := shimDir(dir, logPath)
 	require.NoError(t, err)
 	cmd := exec.Command(ffprobe, "-version")
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"} // as herd runs its tools: no variable of the bench's
 	out, err := cmd.Output()
 	require.NoError(t, err)
 	require.Contains(t, string(out), "ffprobe version")
 	cmd = exec.Command(ffprobe, "-v", "error", filepath.Join(dir, "missing.mp4"))
-	cmd.Env = append(os.Environ(), env...)
 	err = cmd.Run()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, "the tool's failure comes through")

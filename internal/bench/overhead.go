@@ -35,11 +35,11 @@ func overhead(ctx context.Context, e *env, s *Section) error {
 				return err
 			}
 			logPath := filepath.Join(dir, "tools.log")
-			ffmpeg, ffprobe, env, err := shimDir(dir, logPath)
+			ffmpeg, ffprobe, err := shimDir(dir, logPath)
 			if err != nil {
 				return err
 			}
-			h, err := e.startHerd(ctx, filepath.Join(dir, "data"), env, "--ffmpeg", ffmpeg, "--ffprobe", ffprobe)
+			h, err := e.startHerd(ctx, filepath.Join(dir, "data"), nil, "--ffmpeg", ffmpeg, "--ffprobe", ffprobe)
 			if err != nil {
 				return err
 			}

@@ -101,29 +101,38 @@ func tailFile(path string, n int) string {
 }
 
 // The shim stands in for ffmpeg and ffprobe under herd in the overhead
-// scenario: links named ffmpeg and ffprobe to the bench's own binary. It
-// runs the real tool (HERD_BENCH_SHIM_FFMPEG, HERD_BENCH_SHIM_FFPROBE) with
-// the same argv, standard streams and exit status, and appends
-// "tool start end" (Unix nanoseconds) to HERD_BENCH_SHIM_LOG.
-const shimEnv = "HERD_BENCH_SHIM_"
+// scenario: links named ffmpeg and ffprobe to the bench's own binary, beside
+// a file (shimConf) that names the real tools and the log. It runs the real
+// tool with the same argv, standard streams and exit status, and appends
+// "tool start end" (Unix nanoseconds) to the log. The file, not the
+// environment, says so: herd runs its tools with a reduced environment.
+const shimConf = "herd-bench-shim.conf"
 
-// Shim runs as the shim when the environment says so, and never returns
-// then. Call it first thing in main (and TestMain).
+// Shim runs as the shim when it is started through such a link, and never
+// returns then. Call it first thing in main (and TestMain).
 func Shim() {
-	logPath := os.Getenv(shimEnv + "LOG")
-	if logPath == "" {
+	tool := filepath.Base(os.Args[0])
+	if tool != "ffmpeg" && tool != "ffprobe" {
 		return
 	}
-	tool := filepath.Base(os.Args[0])
-	real := os.Getenv(shimEnv + strings.ToUpper(tool))
-	if real == "" {
-		fmt.Fprintf(os.Stderr, "bench shim: no %s%s for %s\n", shimEnv, strings.ToUpper(tool), os.Args[0])
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(os.Args[0]), shimConf))
+	if err != nil {
+		return
+	}
+	conf := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			conf[k] = v
+		}
+	}
+	logPath, real := conf["log"], conf[tool]
+	if logPath == "" || real == "" {
+		fmt.Fprintf(os.Stderr, "bench shim: %s names no log or no %s\n", shimConf, tool)
 		os.Exit(127)
 	}
 	start := time.Now()
 	cmd := exec.Command(real, os.Args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, shimEnv) })
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	if err := cmd.Start(); err != nil {
@@ -151,25 +160,28 @@ func Shim() {
 	os.Exit(code)
 }
 
-// shimDir makes the links herd runs instead of ffmpeg and ffprobe, and
-// the environment that makes them log to logPath.
-func shimDir(dir, logPath string) (ffmpeg, ffprobe string, env []string, err error) {
+// shimDir makes the links herd runs instead of ffmpeg and ffprobe, and the
+// file beside them that makes them log to logPath.
+func shimDir(dir, logPath string) (ffmpeg, ffprobe string, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", "", nil, err
+		return "", "", err
 	}
-	env = []string{shimEnv + "LOG=" + logPath}
+	conf := "log=" + logPath + "\n"
 	for _, tool := range []string{"ffmpeg", "ffprobe"} {
 		real, err := exec.LookPath(tool)
 		if err != nil {
-			return "", "", nil, err
+			return "", "", err
 		}
 		if err := os.Symlink(self, filepath.Join(dir, tool)); err != nil {
-			return "", "", nil, err
+			return "", "", err
 		}
-		env = append(env, shimEnv+strings.ToUpper(tool)+"="+real)
+		conf += tool + "=" + real + "\n"
 	}
-	return filepath.Join(dir, "ffmpeg"), filepath.Join(dir, "ffprobe"), env, nil
+	if err := os.WriteFile(filepath.Join(dir, shimConf), []byte(conf), 0o644); err != nil {
+		return "", "", err
+	}
+	return filepath.Join(dir, "ffmpeg"), filepath.Join(dir, "ffprobe"), nil
 }
 
 // interval is a span of time.

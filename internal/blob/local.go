@@ -201,10 +201,22 @@ func (l *Local) CommitDir(dir, key string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.Rename(dst, filepath.Join(old, "x")); err != nil {
+		aside := filepath.Join(old, "x")
+		if err := os.Rename(dst, aside); err != nil {
+			_ = os.RemoveAll(old)
 			return fmt.Errorf("move old blob folder aside: %w", err)
 		}
-		defer os.RemoveAll(old)
+		if err := os.Rename(dir, dst); err != nil {
+			// The new folder is gone (another commit took it): the old one
+			// goes back rather than leaving nothing in place.
+			if rerr := os.Rename(aside, dst); rerr != nil {
+				return fmt.Errorf("commit blob folder: %w (and putting the old one back: %v; it is in %s)", err, rerr, aside)
+			}
+			_ = os.RemoveAll(old)
+			return fmt.Errorf("commit blob folder: %w", err)
+		}
+		_ = os.RemoveAll(old)
+		return SyncDir(filepath.Dir(dst))
 	}
 	if err := os.Rename(dir, dst); err != nil {
 		return fmt.Errorf("commit blob folder: %w", err)

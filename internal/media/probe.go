@@ -269,7 +269,8 @@ func videoStream(s probeStream) *VideoStream {
 		Index: s.Index, Codec: s.CodecName, Profile: s.Profile, PixFmt: s.PixFmt,
 		Width: s.Width, Height: s.Height,
 		FPS: parseRational(s.AvgFrameRate), RFPS: parseRational(s.RFrameRate),
-		ColorTransfer: s.ColorTransfer, ColorPrimaries: s.ColorPrimaries, ColorSpace: s.ColorSpace,
+		// Only ffmpeg's own names are kept: they are written back on HDR outputs.
+		ColorTransfer: knownColor(colorTransfers, s.ColorTransfer), ColorPrimaries: knownColor(colorPrimaries, s.ColorPrimaries), ColorSpace: knownColor(colorSpaces, s.ColorSpace),
 		Frames: parseInt(s.NbFrames),
 	}
 	if num, den, ok := strings.Cut(s.SampleAspectRatio, ":"); ok {

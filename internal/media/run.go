@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,7 @@ func (t Tools) exec(ctx context.Context, bin string, args []string, stdin io.Rea
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	}
 	cmd.WaitDelay = waitDelay
+	cmd.Env = ToolEnv(os.Environ())
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	tail := newRing(tailBytes)
@@ -86,6 +89,31 @@ func (t Tools) exec(ctx context.Context, bin string, args []string, stdin io.Rea
 		return ee.StderrTail, fmt.Errorf("%w: %w", ctx.Err(), ee)
 	}
 	return ee.StderrTail, ee
+}
+
+// toolEnvKeep are the variables ffmpeg and ffprobe get from herd's
+// environment; toolEnvPrefixes the families of them. What a tool needs to
+// find its libraries and hardware stays; herd's keys, cloud credentials and
+// everything else do not reach a process that parses untrusted files.
+var (
+	toolEnvKeep     = []string{"PATH", "TMPDIR", "LD_LIBRARY_PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"}
+	toolEnvPrefixes = []string{"NVIDIA_", "LIBVA_"}
+)
+
+// ToolEnv is the environment media tools run with: environ reduced to what
+// they need (toolEnvKeep and toolEnvPrefixes).
+func ToolEnv(environ []string) []string {
+	out := make([]string, 0, 8)
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		if slices.Contains(toolEnvKeep, k) || slices.ContainsFunc(toolEnvPrefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // ring is an io.Writer that keeps only the last n bytes written to it.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/herdhq/herd/internal/blob"
@@ -25,6 +26,10 @@ func OutputsKey(jobID string) string { return "jobs/" + jobID + "/out" }
 type LocalFiles struct {
 	Blobs *blob.Local
 	Log   *slog.Logger
+
+	// publishing serialises Publish: two requests for one job (a worker
+	// retrying while its first try still runs) must not both move folders.
+	publishing sync.Mutex
 }
 
 // Source returns the stored source's path.
@@ -65,6 +70,8 @@ func (l *LocalFiles) Commit(_ context.Context, c *job.Claimed, step, dir string)
 // Publish renames the verified set into the outputs with one rename. Run
 // again after a crash, it finds them already in place.
 func (l *LocalFiles) Publish(_ context.Context, c *job.Claimed) error {
+	l.publishing.Lock()
+	defer l.publishing.Unlock()
 	verified, out := StageKey(c.Job.ID, StepVerified), OutputsKey(c.Job.ID)
 	switch {
 	case l.Blobs.Exists(verified):
@@ -146,6 +153,13 @@ func (l *LocalFiles) StagedFiles(ctx context.Context, jobID, step string) (strin
 	}
 	files, err := ListFiles(root)
 	return prefix, files, err == nil, err
+}
+
+// AttemptFiles lists the step's files: a commit here replaces the step
+// whole, so the last one is the running attempt's.
+func (l *LocalFiles) AttemptFiles(ctx context.Context, c *job.Claimed, step string) ([]StagedFile, bool, error) {
+	_, files, ok, err := l.StagedFiles(ctx, c.Job.ID, step)
+	return files, ok, err
 }
 
 // StagePrefix is the folder a committed step renamed into place.

@@ -31,6 +31,9 @@ type Storage interface {
 	// StagePrefix is StagedFiles' key alone, without listing the files (one
 	// staged file is served per request, hundreds for a ladder).
 	StagePrefix(ctx context.Context, jobID, step string) (prefix string, ok bool, err error)
+	// AttemptFiles lists what the running attempt c committed as step
+	// (StagedFiles names only a step whose task succeeded).
+	AttemptFiles(ctx context.Context, c *job.Claimed, step string) (files []StagedFile, ok bool, err error)
 	// Check verifies the storage is reachable and writable.
 	Check(ctx context.Context) error
 }
@@ -190,6 +193,16 @@ func (o *ObjectFiles) StagedFiles(ctx context.Context, jobID, step string) (stri
 	if !ok || err != nil {
 		return "", nil, false, err
 	}
+	return o.readManifest(ctx, prefix, step)
+}
+
+// AttemptFiles reads the manifest the running attempt c committed as step.
+func (o *ObjectFiles) AttemptFiles(ctx context.Context, c *job.Claimed, step string) ([]StagedFile, bool, error) {
+	_, files, ok, err := o.readManifest(ctx, claimPrefix(c, step), step)
+	return files, ok, err
+}
+
+func (o *ObjectFiles) readManifest(ctx context.Context, prefix, step string) (string, []StagedFile, bool, error) {
 	data, err := o.Blobs.ReadBytes(ctx, prefix+".json")
 	if errors.Is(err, blob.ErrNotFound) {
 		return "", nil, false, nil

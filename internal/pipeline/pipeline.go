@@ -107,7 +107,11 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(stor
 	}
 	var plan media.Plan
 	if err := json.Unmarshal(c.Job.Plan, &plan); err != nil {
-		return store.Result{}, fmt.Errorf("decode plan: %w", err)
+		return store.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
+	}
+	// Nothing reaches an argv from a plan that is not one NewPlan could make.
+	if err := plan.Validate(); err != nil {
+		return store.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan is not valid (%v); submit the file again", err))
 	}
 	switch c.Task.Kind {
 	case job.KindEncode:
@@ -125,35 +129,8 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (store
 	if err != nil {
 		return store.Result{}, classify(err, "could not read the source file")
 	}
-	p, ok := e.profileFor(c)
-	if !ok {
-		return store.Result{}, job.Permanent("profile_missing", job.Userf(nil, "profile %q no longer exists on this server; submit the file again with another profile", c.Job.Profile))
-	}
-	if p.Version != c.Job.ProfileVersion {
-		return store.Result{}, job.Permanent("profile_changed", job.Userf(nil,
-			"profile %q changed from version %d to %d after this job was submitted; submit the file again", p.Name, c.Job.ProfileVersion, p.Version))
-	}
-	plan, err := media.NewPlan(info, p)
-	if err != nil {
-		return store.Result{}, job.Permanent("unplannable", job.Userf(err, "profile %q cannot be applied to this file: %v", p.Name, err))
-	}
-	planJSON, err := json.Marshal(plan)
-	if err != nil {
-		return store.Result{}, fmt.Errorf("encode plan: %w", err)
-	}
-	data, err := json.Marshal(probeResult{Info: info})
-	if err != nil {
-		return store.Result{}, fmt.Errorf("encode probe: %w", err)
-	}
-	srcFacts := c.Job.Source
-	srcFacts.Duration = info.Duration
-	if v := info.Video; v != nil {
-		srcFacts.Width, srcFacts.Height, srcFacts.VideoCodec = v.Width, v.Height, v.Codec
-	}
-	if len(info.Audio) > 0 {
-		srcFacts.AudioChannels = info.Audio[0].Channels
-	}
-	return store.Result{Data: data, Plan: planJSON, Source: &srcFacts}, nil
+	p, _ := e.profileFor(c)
+	return derive(p, c, info)
 }
 
 // classify turns a media error into a permanent or retryable task error with a message for users.
@@ -267,20 +244,12 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan,
 
 // publish makes the verified outputs visible and records them on the job.
 func (e *Executor) publish(ctx context.Context, c *job.Claimed) (store.Result, error) {
-	var outputs []media.Output
-	if err := json.Unmarshal(c.Deps[job.KindVerify], &outputs); err != nil {
-		return store.Result{}, fmt.Errorf("decode verified outputs: %w", err)
-	}
 	if err := e.files.Publish(ctx, c); err != nil {
 		return store.Result{}, err
 	}
-	pub := make([]Output, 0, len(outputs))
-	for _, o := range outputs {
-		pub = append(pub, Output{Output: o, URL: "/api/v1/jobs/" + c.Job.ID + "/outputs/" + o.Path})
-	}
-	data, err := json.Marshal(pub)
+	data, err := PublishedOutputs(c.Job.ID, c.Deps[job.KindVerify])
 	if err != nil {
-		return store.Result{}, fmt.Errorf("encode outputs: %w", err)
+		return store.Result{}, err
 	}
 	return store.Result{Data: data, Outputs: data}, nil
 }

@@ -184,6 +184,10 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("profile %q: %s: %s", e.Profile, e.Field, e.Msg)
 }
 
+// Presets are the speed presets a profile may name (x264's names; other
+// encoders map them onto their own).
+func Presets() []string { return slices.Clone(presets) }
+
 var (
 	presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
 	nameOK  = func(s string) bool {

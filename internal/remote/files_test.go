@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -108,9 +109,19 @@ func TestFilesTravel(t *testing.T) {
 				}
 				return cl
 			}
+			// What each kind reports: the server takes only these fields.
+			reports := map[job.Kind]string{
+				job.KindProbe: `{"info": {"demuxer": "matroska", "format_name": "matroska,webm", "duration": 2, "size": 3145745, "bit_rate": 0,
+					"video": {"index": 0, "codec": "h264", "width": 1280, "height": 720, "fps": 25}}}`,
+				job.KindVerify: `[{"name": "master", "kind": "hls", "path": "master.m3u8"}, {"name": "720p", "kind": "hls", "path": "720p/video.mp4"}]`,
+			}
 			complete := func(cl *job.Claimed) {
 				t.Helper()
-				if err := s.rc.Complete(ctx, cl.Lease, store.Result{}); err != nil {
+				var data json.RawMessage
+				if r, ok := reports[cl.Task.Kind]; ok {
+					data = json.RawMessage(r)
+				}
+				if err := s.rc.Complete(ctx, cl.Lease, store.Result{Data: data}); err != nil {
 					t.Fatal(err)
 				}
 			}

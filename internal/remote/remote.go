@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,9 @@ type Client struct {
 	work   string // local folder: source cache and scratch
 	cache  *blob.Cache
 	seenOK atomic.Int64
+	// onRefused is told once that the server refused the key (Config.OnKeyRefused).
+	onRefused func(error)
+	refused   sync.Once
 }
 
 // Config describes the worker.
@@ -49,6 +53,11 @@ type Config struct {
 	Key    string
 	Slots  int    // advertised with each claim
 	Work   string // local work folder
+	// OnKeyRefused, when set, is called once, with an error that wraps
+	// ErrKeyRefused, the first time the server refuses the key itself:
+	// unknown, revoked, expired, or a key of another kind. Every later
+	// request would be refused too, so the worker should stop.
+	OnKeyRefused func(error)
 }
 
 // New returns a client. Work is created when missing.
@@ -61,7 +70,8 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 		return nil, err
 	}
 	return &Client{base: strings.TrimRight(cfg.Server, "/"), key: cfg.Key, slots: cfg.Slots,
-		http: &http.Client{CheckRedirect: toStorage}, log: log.With("component", "remote"), work: cfg.Work, cache: cache}, nil
+		http: &http.Client{CheckRedirect: toStorage}, log: log.With("component", "remote"), work: cfg.Work, cache: cache,
+		onRefused: cfg.OnKeyRefused}, nil
 }
 
 // toStorage follows the server's redirects to presigned storage URLs
@@ -135,6 +145,20 @@ func apiError(resp *http.Response) error {
 	return e
 }
 
+// ErrKeyRefused marks the server's refusal of the worker's key itself (401,
+// or 403 for a key of another kind), as opposed to a refusal of one request.
+var ErrKeyRefused = errors.New("the server refused the worker key")
+
+// keyRefused reports whether herd itself (not storage that a redirect led
+// to) refused the key the request carried.
+func keyRefused(resp *http.Response, req *http.Request, se *StatusError) bool {
+	if resp.Request != nil && resp.Request.URL.Host != req.URL.Host {
+		return false // a presigned storage URL's answer
+	}
+	return (se.Status == http.StatusUnauthorized && se.Code == "unauthorized") ||
+		(se.Status == http.StatusForbidden && se.Code == "forbidden")
+}
+
 // permanentStatus reports answers that retrying the same request cannot change.
 func permanentStatus(err error) bool {
 	var se *StatusError
@@ -161,7 +185,14 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	c.seenOK.Store(time.Now().UnixNano())
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
-		return nil, apiError(resp)
+		err := apiError(resp)
+		if se, ok := errors.AsType[*StatusError](err); ok && keyRefused(resp, req, se) {
+			err = fmt.Errorf("%w: %w", ErrKeyRefused, err)
+			if c.onRefused != nil {
+				c.refused.Do(func() { c.onRefused(err) })
+			}
+		}
+		return nil, err
 	}
 	return resp, nil
 }
@@ -266,7 +297,9 @@ func (c *Client) Heartbeat(ctx context.Context, l job.Lease, p store.Progress) e
 
 // Complete reports success (worker.Queue).
 func (c *Client) Complete(ctx context.Context, l job.Lease, r store.Result) error {
-	return c.postJSON(ctx, reportPath(l, "complete"), api.Report{Lease: l, Data: r.Data, Commands: r.Commands, Source: r.Source, Plan: r.Plan, Outputs: r.Outputs}, nil)
+	// The plan, source facts and published outputs are the server's to
+	// derive (from the probe's data, the job and the verified files).
+	return c.postJSON(ctx, reportPath(l, "complete"), api.Report{Lease: l, Data: r.Data, Commands: r.Commands}, nil)
 }
 
 // Fail reports a failure (worker.Queue).

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/herdhq/herd/internal/media"
 )
 
 // Trial is one encoder a worker tried at start-up.
@@ -66,7 +68,9 @@ func Detect(ctx context.Context, ffmpeg string) []Trial {
 			}
 		}
 		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		b, err := exec.CommandContext(tctx, ffmpeg, TrialArgs(t.pre, t.filter, t.encoder)...).CombinedOutput()
+		cmd := exec.CommandContext(tctx, ffmpeg, TrialArgs(t.pre, t.filter, t.encoder)...)
+		cmd.Env = media.ToolEnv(os.Environ()) // the environment the real encodes get
+		b, err := cmd.CombinedOutput()
 		cancel()
 		switch {
 		case err == nil:

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -204,7 +205,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 		}
 	}()
 
-	res, err := p.ex.Execute(ctx, c, report)
+	res, err := p.execute(ctx, c, report, log)
 	close(done)
 	bg.Wait()
 
@@ -265,6 +266,21 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 	}
 	log.Info("task ended", "outcome", outcome, "duration", time.Since(start).Round(time.Millisecond))
 	return outcome
+}
+
+// execute runs the task, turning a panic in it (planning, building an argv,
+// running ffmpeg) into a permanent failure of this task alone: one bad task
+// never takes the worker, the server or run-task down. Retrying would panic
+// the same way.
+func (p *Pool) execute(ctx context.Context, c *job.Claimed, report func(store.Progress), log *slog.Logger) (res store.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("task panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = job.Permanent("internal_error", job.Userf(fmt.Errorf("panic: %v", r),
+				"herd hit an internal error in the %s step (a bug: the worker's log has the details; please report it)", c.Task.Kind))
+		}
+	}()
+	return p.ex.Execute(ctx, c, report)
 }
 
 // reportFailed is the outcome of a task whose end the server refused or

@@ -219,3 +219,34 @@ func TestOutcomeWhenReportFails(t *testing.T) {
 		})
 	}
 }
+
+// A task that panics fails alone, permanently, with a message that says it
+// is a bug; the pool goes on to run the next task.
+func TestPanicFailsOnlyThatTask(t *testing.T) {
+	t.Parallel()
+	st, q, jobID := setup(t)
+	ctx := context.Background()
+	other := job.Job{ID: job.NewID("j"), Profile: "p", ProfileVersion: 1, IdempotencyKey: "k2", Source: job.Source{AssetID: "a1"}}
+	_, _, err := st.CreateJob(ctx, other, []job.Task{{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}}, time.Now())
+	require.NoError(t, err)
+	ex := execFunc(func(_ context.Context, c *job.Claimed, _ func(store.Progress)) (store.Result, error) {
+		if c.Task.Kind == job.KindEncode {
+			var cols int
+			_ = 10 / cols // what an unchecked sprite geometry would do
+		}
+		return store.Result{}, nil
+	})
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/"}, quiet, nil)
+	go func() { _ = pool.Run(rctx) }()
+	waitUntil(t, "both tasks ended", func() bool {
+		return task(t, st, jobID).State == job.TaskFailed && task(t, st, other.ID).State == job.TaskSucceeded
+	})
+	tk := task(t, st, jobID)
+	require.Equal(t, 1, tk.Attempt)
+	require.Contains(t, tk.Error, "internal error in the encode step")
+	j, err := st.GetJob(ctx, jobID)
+	require.NoError(t, err)
+	require.Equal(t, "internal_error", j.ErrorCode)
+}

@@ -1,0 +1,348 @@
+package media
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+// Whatever reaches an ffmpeg argv or filter graph from a plan comes from the
+// sets below or is a number checked here: a plan is stored on the job and
+// handed to every executor, and a probe result may come from a remote
+// worker, so neither is trusted until it passed Validate.
+
+// FieldError names the field of a plan or probe result that is not
+// acceptable and why.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func bad(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Demuxers are the containers Sniff can name: the only values -f takes.
+var Demuxers = []string{"mov", "matroska", "avi", "wav", "mpeg", "mpegts", "flv", "ogg", "asf", "mxf", "rm", "nut", "yuv4mpegpipe", "ivf", "mp3", "flac"}
+
+// ffmpeg's names for colour properties (libavutil's pixdesc tables).
+var (
+	colorPrimaries = []string{"bt709", "bt470m", "bt470bg", "smpte170m", "smpte240m", "film", "bt2020", "smpte428", "smpte431", "smpte432", "jedec-p22", "ebu3213"}
+	colorTransfers = []string{"bt709", "gamma22", "gamma28", "smpte170m", "smpte240m", "linear", "log100", "log316", "iec61966-2-4", "bt1361e", "iec61966-2-1", "bt2020-10", "bt2020-12", "smpte2084", "smpte428", "arib-std-b67"}
+	colorSpaces    = []string{"rgb", "bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "ycgco", "bt2020nc", "bt2020c", "smpte2085", "chroma-derived-nc", "chroma-derived-c", "ictcp"}
+)
+
+// knownColor returns s when it is one of ffmpeg's names in set, else "".
+func knownColor(set []string, s string) string {
+	if slices.Contains(set, s) {
+		return s
+	}
+	return ""
+}
+
+var (
+	// A token as ffprobe prints codec, pixel format and colour names.
+	tokenRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	rungNameRe = regexp.MustCompile(`^[0-9]{1,5}p$`)
+)
+
+const (
+	maxDimension  = 16384
+	maxStreams    = 1024
+	maxTracks     = 64
+	maxRungs      = 16
+	maxBitrate    = 2_000_000_000
+	maxSeconds    = 7 * 24 * 3600
+	maxSpriteSide = 4096
+	// maxSpriteSheet bounds a sprite sheet's side: JPEG cannot be larger.
+	maxSpriteSheet = 65500
+)
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func optToken(field, s string) error {
+	if s != "" && !tokenRe.MatchString(s) {
+		return bad(field, "%q is not a name ffprobe gives", s)
+	}
+	return nil
+}
+
+// text checks a free-text fact (a profile name, a channel layout, a
+// language tag as the file has it): short and printable. None of these
+// reaches an argv.
+func text(field, s string) error {
+	if len(s) > 128 {
+		return bad(field, "is longer than 128 bytes")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return bad(field, "%q has a control character", s)
+		}
+	}
+	return nil
+}
+
+func oneOf(field, s string, set []string) error {
+	if !slices.Contains(set, s) {
+		return bad(field, "%q is not one of %v", s, set)
+	}
+	return nil
+}
+
+func optOneOf(field, s string, set []string) error {
+	if s == "" {
+		return nil
+	}
+	return oneOf(field, s, set)
+}
+
+func inRange[T int | int64](field string, v, lo, hi T) error {
+	if v < lo || v > hi {
+		return bad(field, "%d is outside %d..%d", v, lo, hi)
+	}
+	return nil
+}
+
+func floatIn(field string, v, lo, hi float64) error {
+	if !finite(v) || v < lo || v > hi {
+		return bad(field, "%v is outside %v..%v", v, lo, hi)
+	}
+	return nil
+}
+
+// first returns the first non-nil error.
+func first(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks a probe result that came from outside this process (a
+// remote worker's report) as strictly as Admit's own checks: every name is
+// a plain token, every number is in range, and the picture is within lim.
+func (info *Info) Validate(lim Limits) error {
+	if info == nil {
+		return bad("info", "missing")
+	}
+	err := first(
+		oneOf("info.demuxer", info.Demuxer, Demuxers),
+		text("info.format_name", info.FormatName),
+		floatIn("info.duration", info.Duration, 0, maxSeconds),
+		inRange("info.size", info.Size, 0, 1<<50),
+		inRange("info.bit_rate", info.BitRate, 0, maxBitrate),
+		inRange("info.audio", len(info.Audio), 0, maxStreams),
+		inRange("info.subtitles", len(info.Subtitles), 0, maxStreams),
+	)
+	if err != nil {
+		return err
+	}
+	if v := info.Video; v != nil {
+		err := first(
+			inRange("info.video.index", v.Index, 0, maxStreams-1),
+			optToken("info.video.codec", v.Codec),
+			text("info.video.profile", v.Profile),
+			optToken("info.video.pix_fmt", v.PixFmt),
+			inRange("info.video.width", v.Width, 0, maxDimension),
+			inRange("info.video.height", v.Height, 0, maxDimension),
+			inRange("info.video.sar_num", v.SARNum, 0, 1<<16),
+			inRange("info.video.sar_den", v.SARDen, 0, 1<<16),
+			floatIn("info.video.fps", v.FPS, 0, 1e6),
+			floatIn("info.video.rfps", v.RFPS, 0, 1e6),
+			optOneOf("info.video.color_transfer", v.ColorTransfer, colorTransfers),
+			optOneOf("info.video.color_primaries", v.ColorPrimaries, colorPrimaries),
+			optOneOf("info.video.color_space", v.ColorSpace, colorSpaces),
+			inRange("info.video.bit_depth", v.BitDepth, 0, 16),
+			inRange("info.video.frames", v.Frames, 0, 1<<40),
+		)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains([]int{0, 90, 180, 270}, v.Rotation) {
+			return bad("info.video.rotation", "%d is not 0, 90, 180 or 270", v.Rotation)
+		}
+	}
+	for i, a := range info.Audio {
+		f := fmt.Sprintf("info.audio[%d]", i)
+		err := first(
+			inRange(f+".index", a.Index, 0, maxStreams-1),
+			optToken(f+".codec", a.Codec),
+			inRange(f+".channels", a.Channels, 0, 64),
+			text(f+".layout", a.Layout),
+			inRange(f+".sample_rate", a.SampleRate, 0, 1_000_000),
+			text(f+".language", a.Language),
+		)
+		if err != nil {
+			return err
+		}
+	}
+	for i, s := range info.Subtitles {
+		f := fmt.Sprintf("info.subtitles[%d]", i)
+		if err := first(inRange(f+".index", s.Index, 0, maxStreams-1), optToken(f+".codec", s.Codec), text(f+".language", s.Language)); err != nil {
+			return err
+		}
+	}
+	// The same refusals Admit makes, with the limits of whoever validates.
+	return info.check(lim.withDefaults())
+}
+
+// softwareEncoders are the encoders a plan names before WithHardware.
+var softwareEncoders = map[string]string{"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
+
+// Validate checks every field of a plan that reaches an ffmpeg argv or
+// filter graph, and the geometry its builders divide by, so that a plan
+// that did not come from NewPlan (a stored one, or one a worker sent) can
+// make ffmpeg do nothing but what a plan may ask. The error is a *FieldError.
+func (pl *Plan) Validate() error {
+	if pl == nil {
+		return bad("plan", "missing")
+	}
+	err := first(
+		oneOf("plan.format", pl.Format, []string{profile.FormatHLS, profile.FormatMP4, profile.FormatMKV}),
+		oneOf("plan.demuxer", pl.Demuxer, Demuxers),
+		floatIn("plan.duration", pl.Duration, 1e-6, maxSeconds),
+		inRange("plan.video_index", pl.VideoIndex, 0, maxStreams-1),
+		inRange("plan.width", pl.Width, 2, maxDimension),
+		inRange("plan.height", pl.Height, 2, maxDimension),
+		floatIn("plan.aspect", pl.Aspect, 0.01, 100),
+		floatIn("plan.fps", pl.FPS, 0.001, 1000),
+		inRange("plan.gop", pl.GOP, 0, 100_000),
+		optOneOf("plan.source_transfer", pl.SourceTransfer, colorTransfers),
+		optOneOf("plan.hardware", pl.Hardware, []string{HWNVENC, HWVAAPI, HWQSV}),
+		inRange("plan.rungs", len(pl.Rungs), 1, maxRungs),
+		inRange("plan.audio", len(pl.Audio), 0, maxTracks),
+		inRange("plan.subtitles", len(pl.Subtitles), 0, maxTracks),
+	)
+	if err != nil {
+		return err
+	}
+	if pl.Format == profile.FormatHLS {
+		if err := first(floatIn("plan.segment_seconds", pl.SegmentSeconds, 0.5, 60), inRange("plan.gop", pl.GOP, 1, 100_000)); err != nil {
+			return err
+		}
+	} else if pl.SegmentSeconds != 0 {
+		return bad("plan.segment_seconds", "is for hls only")
+	}
+	if err := pl.Video.validate(pl.Hardware); err != nil {
+		return err
+	}
+	for i, r := range pl.Rungs {
+		f := fmt.Sprintf("plan.rungs[%d]", i)
+		err := first(
+			inRange(f+".width", r.Width, 2, maxDimension),
+			inRange(f+".height", r.Height, 2, maxDimension),
+			inRange(f+".bitrate", r.Bitrate, 0, maxBitrate),
+			inRange(f+".max_rate", r.MaxRate, 0, maxBitrate),
+			inRange(f+".buf_size", r.BufSize, 0, maxBitrate),
+		)
+		if err != nil {
+			return err
+		}
+		if !rungNameRe.MatchString(r.Name) {
+			return bad(f+".name", "%q is not a rung name such as 720p", r.Name)
+		}
+		if r.Width%2 != 0 || r.Height%2 != 0 {
+			return bad(f, "%dx%d is not even", r.Width, r.Height)
+		}
+		if pl.Format == profile.FormatHLS && (r.Bitrate <= 0 || r.MaxRate <= 0 || r.BufSize <= 0) {
+			return bad(f+".bitrate", "an hls rung needs a bitrate, max_rate and buf_size")
+		}
+	}
+	for i, a := range pl.Audio {
+		f := fmt.Sprintf("plan.audio[%d]", i)
+		err := first(
+			inRange(f+".input", a.Input, 0, maxStreams-1),
+			optToken(f+".source_codec", a.SourceCodec),
+			oneOf(f+".codec", a.Codec, []string{"aac", "copy"}),
+			text(f+".language", a.Language),
+		)
+		if err != nil {
+			return err
+		}
+		if a.Codec == "aac" {
+			if err := first(inRange(f+".channels", a.Channels, 1, 8), inRange(f+".bitrate", a.Bitrate, 8_000, 1_000_000)); err != nil {
+				return err
+			}
+		}
+	}
+	for i, s := range pl.Subtitles {
+		f := fmt.Sprintf("plan.subtitles[%d]", i)
+		err := first(
+			inRange(f+".input", s.Input, 0, maxStreams-1),
+			oneOf(f+".codec", s.Codec, []string{"mov_text", "srt", "webvtt", "copy"}),
+			text(f+".language", s.Language),
+		)
+		if err != nil {
+			return err
+		}
+	}
+	return pl.Thumbs.validate(pl.Duration)
+}
+
+func (v VideoPlan) validate(hw string) error {
+	enc := softwareEncoders[v.Codec]
+	if hw != HWNone {
+		enc = hwEncoders[hw][v.Codec]
+	}
+	err := first(
+		oneOf("plan.video.codec", v.Codec, []string{"h264", "hevc", "av1"}),
+		oneOf("plan.video.preset", v.Preset, profile.Presets()),
+		inRange("plan.video.crf", v.CRF, 0, 63),
+		oneOf("plan.video.pix_fmt", v.PixFmt, []string{"yuv420p", "yuv420p10le"}),
+		optOneOf("plan.video.color_primaries", v.ColorPrimaries, colorPrimaries),
+		optOneOf("plan.video.color_transfer", v.ColorTransfer, colorTransfers),
+		optOneOf("plan.video.color_space", v.ColorSpace, colorSpaces),
+	)
+	if err != nil {
+		return err
+	}
+	if v.Encoder != enc {
+		return bad("plan.video.encoder", "%q does not encode %s here (expected %q)", v.Encoder, v.Codec, enc)
+	}
+	if v.ColorTransfer != "" && (v.ColorPrimaries == "" || v.ColorSpace == "") {
+		return bad("plan.video.color_transfer", "needs color_primaries and color_space too")
+	}
+	return nil
+}
+
+func (th ThumbPlan) validate(duration float64) error {
+	if th.Poster {
+		err := first(
+			floatIn("plan.thumbs.poster_at", th.PosterAt, 0, duration),
+			inRange("plan.thumbs.poster_width", th.PosterWidth, 2, maxDimension),
+			inRange("plan.thumbs.poster_height", th.PosterHeight, 2, maxDimension),
+		)
+		if err != nil {
+			return err
+		}
+	}
+	if !th.Sprite {
+		return nil
+	}
+	err := first(
+		floatIn("plan.thumbs.interval", th.Interval, 0.01, maxSeconds),
+		inRange("plan.thumbs.count", th.Count, 1, maxSpriteTiles),
+		inRange("plan.thumbs.columns", th.Columns, 1, th.Count),
+		inRange("plan.thumbs.rows", th.Rows, 1, th.Count),
+		inRange("plan.thumbs.tile_width", th.TileWidth, 2, maxSpriteSide),
+		inRange("plan.thumbs.tile_height", th.TileHeight, 2, maxSpriteSide),
+	)
+	if err != nil {
+		return err
+	}
+	if th.Columns*th.Rows < th.Count {
+		return bad("plan.thumbs.rows", "%d columns × %d rows hold fewer than %d tiles", th.Columns, th.Rows, th.Count)
+	}
+	if th.Columns*th.TileWidth > maxSpriteSheet || th.Rows*th.TileHeight > maxSpriteSheet {
+		return bad("plan.thumbs", "a %dx%d sheet of %dx%d tiles is larger than a JPEG can be", th.Columns, th.Rows, th.TileWidth, th.TileHeight)
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// A remote worker's report is untrusted input. Acceptor turns what an
+// executor outside this process reported on finishing a task into what the
+// server stores: only the fields that task kind may report, each checked
+// strictly; the job's plan, source facts and published outputs are derived
+// here from the server's own profile, job and verified files, never taken
+// as sent.
+
+// ReportError says which field of a worker's report was refused and why.
+// The task it reported on fails permanently with this message.
+type ReportError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ReportError) Error() string {
+	return "the worker's report was refused: " + e.Field + ": " + e.Msg
+}
+
+func refuse(field, format string, args ...any) error {
+	return &ReportError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Limits on what a report may carry besides its kind's own fields.
+const (
+	maxCommands    = 32
+	maxCommandArgs = 2048
+	maxCommandSize = 512 << 10 // all arguments of all commands together
+	maxOutputs     = 512
+)
+
+// Acceptor checks reports against the server's profiles, limits and storage.
+type Acceptor struct {
+	profiles *profile.Set
+	limits   media.Limits
+	files    Storage
+}
+
+// NewAcceptor returns an Acceptor.
+func NewAcceptor(profiles *profile.Set, limits media.Limits, files Storage) *Acceptor {
+	return &Acceptor{profiles: profiles, limits: limits, files: files}
+}
+
+// Accept returns the result to store for c's task, or a *ReportError (the
+// task then fails permanently; a retry would get the same report) or a
+// storage error (retryable: the report is answered 500 and sent again).
+func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r store.Result) (store.Result, error) {
+	if err := CheckCommands(r.Commands); err != nil {
+		return store.Result{}, err
+	}
+	out := store.Result{Commands: r.Commands}
+	k := c.Task.Kind
+	// What no kind may send: plan and source facts (derived from a probe
+	// report's info) and outputs (derived from the verified files) are
+	// the server's to make; older workers send them with their probe and
+	// publish reports, and they are ignored there.
+	if len(r.Plan) > 0 && k != job.KindProbe {
+		return out, refuse("plan", "a %s task does not report a plan", k)
+	}
+	if r.Source != nil && k != job.KindProbe {
+		return out, refuse("source", "a %s task does not report source facts", k)
+	}
+	if len(r.Outputs) > 0 && k != job.KindPublish {
+		return out, refuse("outputs", "a %s task does not report outputs", k)
+	}
+	switch k {
+	case job.KindProbe:
+		var pr probeResult
+		if err := strictJSON(r.Data, &pr); err != nil {
+			return out, refuse("data", "not a probe result: %v", err)
+		}
+		if err := pr.Info.Validate(a.limits); err != nil {
+			if fe, ok := errors.AsType[*media.FieldError](err); ok {
+				return out, refuse(fe.Field, "%s", fe.Msg)
+			}
+			// Within the fields' ranges but refused as an upload would be
+			// (no video, too large): the input's fault, as on a local worker.
+			return out, classify(err, "the source was refused")
+		}
+		p, _ := a.profiles.Get(c.Job.Profile)
+		res, err := derive(p, c, pr.Info)
+		if err != nil {
+			return out, err
+		}
+		res.Commands = r.Commands
+		return res, nil
+	case job.KindEncode, job.KindThumbnails:
+		if len(r.Data) > 0 && !bytes.Equal(bytes.TrimSpace(r.Data), []byte("null")) {
+			return out, refuse("data", "a %s task reports no data", k)
+		}
+		return out, nil
+	case job.KindVerify:
+		outputs, err := a.verifiedOutputs(ctx, c, r.Data)
+		if err != nil {
+			return out, err
+		}
+		out.Data, err = json.Marshal(outputs)
+		return out, err
+	case job.KindPublish:
+		verified := c.Deps[job.KindVerify]
+		if len(verified) == 0 {
+			return out, job.Permanent("no_outputs", job.Userf(nil, "there are no verified outputs to publish; retry the job"))
+		}
+		data, err := PublishedOutputs(c.Job.ID, verified)
+		if err != nil {
+			return out, err
+		}
+		out.Data, out.Outputs = data, data
+		return out, nil
+	}
+	return out, refuse("task", "unknown task kind %q", k)
+}
+
+// strictJSON decodes a report field that must be present, with no field
+// its type does not have.
+func strictJSON(b json.RawMessage, v any) error {
+	if len(b) == 0 {
+		return fmt.Errorf("missing")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("more than one value")
+	}
+	return nil
+}
+
+// CheckCommands bounds the argvs a report lists: they are shown to users
+// (the job page, herd job -o wide), never run.
+func CheckCommands(cmds [][]string) error {
+	if len(cmds) > maxCommands {
+		return refuse("commands", "%d commands; at most %d", len(cmds), maxCommands)
+	}
+	size := 0
+	for i, c := range cmds {
+		if len(c) > maxCommandArgs {
+			return refuse(fmt.Sprintf("commands[%d]", i), "%d arguments; at most %d", len(c), maxCommandArgs)
+		}
+		for _, arg := range c {
+			size += len(arg)
+			if !utf8.ValidString(arg) || slices.ContainsFunc([]rune(arg), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				return refuse(fmt.Sprintf("commands[%d]", i), "an argument has a control character or is not UTF-8")
+			}
+		}
+	}
+	if size > maxCommandSize {
+		return refuse("commands", "%d bytes of arguments; at most %d", size, maxCommandSize)
+	}
+	return nil
+}
+
+// Values a verified output may name.
+var (
+	outputKinds  = []string{"hls", "dash", "mp4", "mkv", "poster", "sprite", "thumbnails_vtt"}
+	outputNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+)
+
+// verifiedOutputs checks a verify report's outputs: each names a file the
+// verify step staged, with sane numbers.
+func (a *Acceptor) verifiedOutputs(ctx context.Context, c *job.Claimed, data json.RawMessage) ([]media.Output, error) {
+	var outs []media.Output
+	if err := strictJSON(data, &outs); err != nil {
+		return nil, refuse("data", "not a list of outputs: %v", err)
+	}
+	if len(outs) == 0 || len(outs) > maxOutputs {
+		return nil, refuse("data", "%d outputs; a job has 1 to %d", len(outs), maxOutputs)
+	}
+	files, ok, err := a.files.AttemptFiles(ctx, c, StepVerified)
+	if err != nil {
+		return nil, fmt.Errorf("list verified files: %w", err)
+	}
+	if !ok {
+		return nil, refuse("data", "the verified files were not committed")
+	}
+	staged := make(map[string]bool, len(files))
+	for _, f := range files {
+		staged[f.Path] = true
+	}
+	for i, o := range outs {
+		f := fmt.Sprintf("data[%d]", i)
+		switch {
+		case !outputNameRe.MatchString(o.Name):
+			return nil, refuse(f+".name", "%q is not an output name", o.Name)
+		case !slices.Contains(outputKinds, o.Kind):
+			return nil, refuse(f+".kind", "%q is not one of %v", o.Kind, outputKinds)
+		case !blob.ValidKey("x/"+o.Path) || !staged[o.Path]:
+			return nil, refuse(f+".path", "%q is not a verified file of this job", o.Path)
+		case o.Codec != "" && !outputNameRe.MatchString(o.Codec):
+			return nil, refuse(f+".codec", "%q is not a codec name", o.Codec)
+		case o.Size < 0 || o.Width < 0 || o.Height < 0 || o.Bitrate < 0 || o.Width > 1<<15 || o.Height > 1<<15:
+			return nil, refuse(f, "a size, dimension or bitrate is out of range")
+		case !inUnit(o.SSIM, 1) || !inUnit(o.PSNR, 1000) || !inUnit(o.Duration, 1e7):
+			return nil, refuse(f, "duration, SSIM or PSNR is out of range")
+		}
+	}
+	return outs, nil
+}
+
+func inUnit(f, hi float64) bool { return !math.IsNaN(f) && f >= 0 && f <= hi }
+
+// PublishedOutputs is what a job shows once published: its verified outputs
+// with the URL each is served at.
+func PublishedOutputs(jobID string, verified json.RawMessage) (json.RawMessage, error) {
+	var outputs []media.Output
+	if err := json.Unmarshal(verified, &outputs); err != nil {
+		return nil, fmt.Errorf("decode verified outputs: %w", err)
+	}
+	pub := make([]Output, 0, len(outputs))
+	for _, o := range outputs {
+		pub = append(pub, Output{Output: o, URL: "/api/v1/jobs/" + jobID + "/outputs/" + o.Path})
+	}
+	data, err := json.Marshal(pub)
+	if err != nil {
+		return nil, fmt.Errorf("encode outputs: %w", err)
+	}
+	return data, nil
+}
+
+// derive makes a probe task's result from the probe facts: the plan from
+// the server's profile, the source facts from the job's own with the
+// probed numbers added (the stored file's name, size and hash stay the
+// server's).
+func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (store.Result, error) {
+	if p == nil {
+		return store.Result{}, job.Permanent("profile_missing", job.Userf(nil, "profile %q no longer exists on this server; submit the file again with another profile", c.Job.Profile))
+	}
+	if p.Version != c.Job.ProfileVersion {
+		return store.Result{}, job.Permanent("profile_changed", job.Userf(nil,
+			"profile %q changed from version %d to %d after this job was submitted; submit the file again", p.Name, c.Job.ProfileVersion, p.Version))
+	}
+	plan, err := media.NewPlan(info, p)
+	if err == nil {
+		err = plan.Validate()
+	}
+	if err != nil {
+		return store.Result{}, job.Permanent("unplannable", job.Userf(err, "profile %q cannot be applied to this file: %v", p.Name, err))
+	}
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		return store.Result{}, fmt.Errorf("encode plan: %w", err)
+	}
+	data, err := json.Marshal(probeResult{Info: info})
+	if err != nil {
+		return store.Result{}, fmt.Errorf("encode probe: %w", err)
+	}
+	src := c.Job.Source
+	src.Duration = info.Duration
+	if v := info.Video; v != nil {
+		src.Width, src.Height, src.VideoCodec = v.Width, v.Height, v.Codec
+	}
+	src.AudioChannels = 0
+	if len(info.Audio) > 0 {
+		src.AudioChannels = info.Audio[0].Channels
+	}
+	return store.Result{Data: data, Plan: planJSON, Source: &src}, nil
+}
