@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -33,18 +32,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) int {
 // with a key in their shell would.
 func (s *server) herdAs(key string, args ...string) (string, string, int) {
 	s.t.Helper()
-	cmd := exec.Command(herdBin, append([]string{"--server", s.url}, args...)...)
-	cmd.Env = append(os.Environ(), "HERD_TOKEN="+key, "HERD_SERVER=", "HERD_DATA="+s.t.TempDir())
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(s.t, err)
-	}
-	return out.String(), errb.String(), code
+	return s.herdEnv([]string{"HERD_TOKEN=" + key, "HERD_SERVER=", "HERD_DATA=" + s.t.TempDir()}, args...)
 }
 
 type keyJSON struct {

@@ -143,8 +143,14 @@ func tail(s string, n int) string {
 // herd runs the CLI against s and returns stdout, stderr and the exit code.
 func (s *server) herd(args ...string) (string, string, int) {
 	s.t.Helper()
-	cmd := exec.Command(herdBin, append([]string{"--server", s.url, "--data", s.data}, args...)...)
-	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=")
+	return s.herdEnv([]string{"HERD_TOKEN=", "HERD_SERVER="}, append([]string{"--data", s.data}, args...)...)
+}
+
+// herdEnv runs the CLI against s with env added to the environment.
+func (s *server) herdEnv(env []string, args ...string) (string, string, int) {
+	s.t.Helper()
+	cmd := exec.Command(herdBin, append([]string{"--server", s.url}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

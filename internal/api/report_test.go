@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +19,10 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/queue"
+	"github.com/herdhq/herd/internal/store"
 )
 
 // leasedKind makes a job of one task of kind k (what the worker routes see
@@ -139,6 +145,7 @@ func TestWorkerReportsCannotSteer(t *testing.T) {
 		{"a field probes never have", job.KindProbe, map[string]any{"data": map[string]any{"info": goodInfo(), "plan": hostilePlan}}, "data"},
 		{"no data", job.KindProbe, map[string]any{}, "data"},
 		{"terminal escapes in commands", job.KindProbe, map[string]any{"data": map[string]any{"info": goodInfo()}, "commands": [][]string{{"ffmpeg", "\x1b]0;owned\x07"}}}, "commands[0]"},
+		{"a bidi override in commands", job.KindProbe, map[string]any{"data": map[string]any{"info": goodInfo()}, "commands": [][]string{{"ffmpeg", "-i", "a\u202egpj.exe"}}}, "commands[0]"},
 		{"thumbnails reporting source facts", job.KindThumbnails, map[string]any{"source": map[string]any{"sha256": "x"}}, "source"},
 		{"encode reporting outputs", job.KindEncode, map[string]any{"outputs": []any{map[string]any{"path": "../../x"}}}, "outputs"},
 		{"encode reporting data", job.KindEncode, map[string]any{"data": map[string]any{"x": 1}}, "data"},
@@ -181,14 +188,14 @@ func TestWorkerFailureReportIsTamed(t *testing.T) {
 	f := setup(t)
 	key, c := f.leased(t)
 	b, err := json.Marshal(map[string]any{"lease": c.Lease, "permanent": true, "code": "x'; DROP TABLE jobs;--",
-		"message": "bad\x1b[2J\x07" + strings.Repeat("é", 10000)})
+		"message": "bad\x1b[2J\x07\u009b\u202e" + strings.Repeat("é", 10000)})
 	require.NoError(t, err)
 	code, body := f.post(key, "/api/v1/worker/tasks/"+c.Task.ID+"/fail", string(b))
 	require.Equal(t, http.StatusOK, code, string(body))
 	tk, err := f.st.GetTask(context.Background(), c.Task.ID)
 	require.NoError(t, err)
 	require.LessOrEqual(t, len(tk.Error), 5000)
-	require.False(t, bytes.ContainsAny([]byte(tk.Error), "\x1b\x07"))
+	require.False(t, bytes.ContainsAny([]byte(tk.Error), "\x1b\x07\u009b\u202e"))
 	require.True(t, strings.HasPrefix(tk.Error, "bad[2J"), tk.Error)
 	j, err := f.st.GetJob(context.Background(), c.Job.ID)
 	require.NoError(t, err)
@@ -241,4 +248,28 @@ func TestWorkerStepsAreTiedToTheirTask(t *testing.T) {
 	require.Equal(t, http.StatusRequestEntityTooLarge, send(enc, "PUT", "/files/encode/b.m4s", put(40<<20), "x"))
 	ver := f.leasedKind(t, key, job.KindVerify)
 	require.Equal(t, http.StatusNotFound, send(ver, "GET", "/staged/encode", nil, ""), "verify reads encode (nothing staged here)")
+}
+
+// flakyWorkers is a store whose worker lookups fail, as a database failing
+// over does.
+type flakyWorkers struct{ store.Store }
+
+func (flakyWorkers) GetWorker(context.Context, string) (store.Worker, error) {
+	return store.Worker{}, errors.New("database is failing over")
+}
+
+// A database that does not answer is not a refused key: the worker is told
+// to try again (5xx), never 401, which would make it exit.
+func TestWorkerNotRefusedWhenDatabaseFails(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	key, _ := f.leased(t)
+	sig := &queue.Signal{}
+	s := api.New(api.Deps{Store: flakyWorkers{f.st}, Blobs: f.blobs, Profiles: profile.Builtin(), Kick: sig, Files: &pipeline.LocalFiles{Blobs: f.blobs},
+		Queue: queue.New(f.st, sig, queue.Config{}), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	req := httptest.NewRequest("POST", "/api/v1/worker/claim", strings.NewReader(`{"slot":"1"}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -110,6 +111,37 @@ func encodeRate(pl *media.Plan) float64 {
 type budgets struct {
 	mu   sync.Mutex
 	used map[string]int64 // by upload folder name
+	// planned is what each attempt's step asked to upload straight to
+	// storage, by file: asking again for the same file replaces its size,
+	// asking for more files adds them.
+	planned map[string]map[string]int64
+}
+
+// plan records the files an attempt's step (name) is about to upload
+// straight to storage, and reports whether all it asked for so far fits
+// in limit; when it does not, nothing is recorded.
+func (b *budgets) plan(name string, files []StagedFile, limit int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.planned == nil {
+		b.planned = map[string]map[string]int64{}
+	}
+	next := maps.Clone(b.planned[name])
+	if next == nil {
+		next = map[string]int64{}
+	}
+	for _, f := range files {
+		next[f.Path] = f.Size
+	}
+	total := int64(0)
+	for _, n := range next {
+		total += n
+	}
+	if total > limit {
+		return false
+	}
+	b.planned[name] = next
+	return true
 }
 
 // reserve records that n more bytes are coming into the folder name (at
@@ -147,6 +179,7 @@ func (b *budgets) forget(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.used, name)
+	delete(b.planned, name)
 }
 
 func dirSize(dir string) int64 {

@@ -106,6 +106,12 @@ func workerName(r *http.Request) string { s, _ := r.Context().Value(workerNameKe
 func (s *Server) requireWorker(next http.HandlerFunc) http.HandlerFunc {
 	return s.requireKind("worker", func(w http.ResponseWriter, r *http.Request, k store.Key) {
 		wk, err := s.st.GetWorker(r.Context(), k.Name)
+		if err != nil && !errors.Is(err, job.ErrNotFound) {
+			// The database did not answer: the worker tries again; a 401
+			// would end it (its key is fine).
+			s.internal(w, r, err)
+			return
+		}
 		if err != nil || wk.State == store.WorkerRevoked || wk.KeyID != k.ID {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "this worker is not registered, or was revoked; register it again with a new registration token (herd token create --registration)")
 			return
@@ -266,6 +272,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 	wait := time.Duration(min(max(req.WaitSeconds, 0), 30) * float64(time.Second))
 	deadline := time.Now().Add(wait)
 	owner := store.WorkerOwnerPrefix(name) + req.Slot
+	var keyID string
 	for first := true; ; first = false {
 		wk, err := s.st.GetWorker(r.Context(), name)
 		if err != nil {
@@ -274,7 +281,10 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		}
 		// The key, or the worker, may have been revoked while the claim
 		// waited (requireWorker checked both when it came in).
-		if !first && (wk.State == store.WorkerRevoked || !s.stillValid(r.Context(), r)) {
+		if first {
+			keyID = wk.KeyID // requireWorker checked it is the caller's
+		}
+		if !first && (wk.State == store.WorkerRevoked || wk.KeyID != keyID || !s.stillValid(r.Context(), r)) {
 			writeError(w, http.StatusUnauthorized, "unauthorized", refusedKey("worker"))
 			return
 		}
@@ -462,7 +472,7 @@ var failureCodeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 // within pipeline's bounds.
 func reportedFailure(rep Report) store.Failure {
 	msg := strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+		if job.UnsafeRune(r) && r != '\n' && r != '\t' {
 			return -1
 		}
 		return r
@@ -628,6 +638,12 @@ func (s *Server) planUpload(w http.ResponseWriter, r *http.Request) {
 	du, ok := s.files.(pipeline.DirectUploader)
 	if !ok {
 		writeJSON(w, http.StatusOK, UploadPlan{})
+		return
+	}
+	// Every plan of this attempt's step together: asking again and again
+	// for new URLs does not buy more room.
+	if !s.budget.plan(uploadName(c.Task, step), body.Files, s.stepBudget(c.Job, step)) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s step of this job may upload at most %d bytes (its plan and --max-step-size say so)", step, s.stepBudget(c.Job, step)))
 		return
 	}
 	ups, err := du.PlanUploads(r.Context(), c, step, body.Files)
@@ -886,6 +902,7 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusConflict, "incomplete", "the files have not all arrived whole: "+err.Error())
 			return
 		}
+		s.budget.forget(uploadName(c.Task, step))
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
 	}

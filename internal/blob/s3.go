@@ -356,8 +356,12 @@ func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Du
 	if size < 0 || size > 5<<40 {
 		return DirectUpload{}, fmt.Errorf("%s: %d bytes is more than an S3 object can hold (5 TiB)", key, size)
 	}
+	// Each URL signs the Content-Length of its request: the store refuses
+	// a body of any other size, so a worker can write no more than it
+	// declared (and the server allowed).
+	length := func(n int64) http.Header { return http.Header{"Content-Length": {strconv.FormatInt(n, 10)}} }
 	if size <= s.partSize {
-		u, err := s.presign.PresignedPutObject(ctx, s.bucket, obj, ttl)
+		u, err := s.presign.PresignHeader(ctx, http.MethodPut, s.bucket, obj, ttl, nil, length(size))
 		if err != nil {
 			return DirectUpload{}, fmt.Errorf("presign %s: %w", key, err)
 		}
@@ -372,11 +376,12 @@ func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Du
 	partSize := max(s.partSize, (size+9999)/10000) // S3 allows 10,000 parts
 	for off, n := int64(0), 1; off < size; off, n = off+partSize, n+1 {
 		q := url.Values{"partNumber": {strconv.Itoa(n)}, "uploadId": {id}}
-		u, err := s.presign.Presign(ctx, http.MethodPut, s.bucket, obj, ttl, q)
+		n64 := min(partSize, size-off)
+		u, err := s.presign.PresignHeader(ctx, http.MethodPut, s.bucket, obj, ttl, q, length(n64))
 		if err != nil {
 			return DirectUpload{}, fmt.Errorf("presign %s: %w", key, err)
 		}
-		up.Parts = append(up.Parts, Part{Number: n, Offset: off, Size: min(partSize, size-off), URL: u.String()})
+		up.Parts = append(up.Parts, Part{Number: n, Offset: off, Size: n64, URL: u.String()})
 	}
 	return up, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -200,6 +201,19 @@ func TestS3DirectUploadSingleAndMultipart(t *testing.T) {
 		if wantParts > 1 {
 			if err := s.FinishUpload(ctx, key, up, size); err == nil {
 				t.Fatal("finished an upload with no parts sent")
+			}
+		}
+		// A body longer or shorter than the part declared is refused by
+		// the store itself: the URL signs its length.
+		for _, body := range [][]byte{append(slices.Clone(data[:up.Parts[0].Size]), 'x'), data[:up.Parts[0].Size-1]} {
+			req, _ := http.NewRequest("PUT", up.Parts[0].URL, bytes.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("size %d: a %d-byte body for a %d-byte part: %s", size, len(body), up.Parts[0].Size, resp.Status)
 			}
 		}
 		for i, p := range up.Parts {

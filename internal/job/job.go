@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // State of a job.
@@ -176,6 +177,11 @@ func DepResults(t Task, all []Task) map[Kind]json.RawMessage {
 	}
 	return deps
 }
+
+// UnsafeRune reports a rune that text from outside (a worker's report, a
+// probe) must not carry to a terminal or a page: a control character (C0 or
+// C1) or a bidirectional override.
+func UnsafeRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
 
 // Sentinel errors callers branch on.
 var (

@@ -5,8 +5,9 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"unicode/utf8"
+	"strings"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 )
 
@@ -31,11 +32,13 @@ func bad(field, format string, args ...any) error {
 // Demuxers are the containers Sniff can name: the only values -f takes.
 var Demuxers = []string{"mov", "matroska", "avi", "wav", "mpeg", "mpegts", "flv", "ogg", "asf", "mxf", "rm", "nut", "yuv4mpegpipe", "ivf", "mp3", "flac"}
 
-// ffmpeg's names for colour properties (libavutil's pixdesc tables).
+// Colour names: those ffprobe prints and ffmpeg's -color_primaries,
+// -color_trc and -colorspace options take (libavutil's names, and the
+// option aliases that differ from them).
 var (
 	colorPrimaries = []string{"bt709", "bt470m", "bt470bg", "smpte170m", "smpte240m", "film", "bt2020", "smpte428", "smpte431", "smpte432", "jedec-p22", "ebu3213"}
-	colorTransfers = []string{"bt709", "gamma22", "gamma28", "smpte170m", "smpte240m", "linear", "log100", "log316", "iec61966-2-4", "bt1361e", "iec61966-2-1", "bt2020-10", "bt2020-12", "smpte2084", "smpte428", "arib-std-b67"}
-	colorSpaces    = []string{"rgb", "bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "ycgco", "bt2020nc", "bt2020c", "smpte2085", "chroma-derived-nc", "chroma-derived-c", "ictcp"}
+	colorTransfers = []string{"bt709", "gamma22", "gamma28", "bt470m", "bt470bg", "smpte170m", "smpte240m", "linear", "log100", "log316", "iec61966-2-4", "bt1361e", "iec61966-2-1", "bt2020-10", "bt2020-12", "smpte2084", "smpte428", "arib-std-b67"}
+	colorSpaces    = []string{"rgb", "gbr", "bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "ycgco", "ycocg", "ycgco-re", "ycgco-ro", "bt2020nc", "bt2020c", "smpte2085", "chroma-derived-nc", "chroma-derived-c", "ictcp", "ipt-c2"}
 )
 
 // knownColor returns s when it is one of ffmpeg's names in set, else "".
@@ -80,10 +83,8 @@ func text(field, s string) error {
 	if len(s) > 128 {
 		return bad(field, "is longer than 128 bytes")
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return bad(field, "%q has a control character", s)
-		}
+	if strings.ContainsFunc(s, job.UnsafeRune) {
+		return bad(field, "%q has a control character", s)
 	}
 	return nil
 }
@@ -138,7 +139,7 @@ func (info *Info) Validate(lim Limits) error {
 		text("info.format_name", info.FormatName),
 		floatIn("info.duration", info.Duration, 0, maxSeconds),
 		inRange("info.size", info.Size, 0, 1<<50),
-		inRange("info.bit_rate", info.BitRate, 0, maxBitrate),
+		inRange("info.bit_rate", info.BitRate, 0, 1<<40),
 		inRange("info.audio", len(info.Audio), 0, maxStreams),
 		inRange("info.subtitles", len(info.Subtitles), 0, maxStreams),
 	)
@@ -151,15 +152,17 @@ func (info *Info) Validate(lim Limits) error {
 			optToken("info.video.codec", v.Codec),
 			text("info.video.profile", v.Profile),
 			optToken("info.video.pix_fmt", v.PixFmt),
-			inRange("info.video.width", v.Width, 0, maxDimension),
-			inRange("info.video.height", v.Height, 0, maxDimension),
-			inRange("info.video.sar_num", v.SARNum, 0, 1<<16),
-			inRange("info.video.sar_den", v.SARDen, 0, 1<<16),
+			inRange("info.video.width", v.Width, 0, 1<<16),
+			inRange("info.video.height", v.Height, 0, 1<<16),
+			inRange("info.video.sar_num", v.SARNum, 0, 1<<30),
+			inRange("info.video.sar_den", v.SARDen, 0, 1<<30),
 			floatIn("info.video.fps", v.FPS, 0, 1e6),
 			floatIn("info.video.rfps", v.RFPS, 0, 1e6),
-			optOneOf("info.video.color_transfer", v.ColorTransfer, colorTransfers),
-			optOneOf("info.video.color_primaries", v.ColorPrimaries, colorPrimaries),
-			optOneOf("info.video.color_space", v.ColorSpace, colorSpaces),
+			// A name ffmpeg does not know is dropped (Normalize), as a
+			// local probe drops it; only a name that is not a name is refused.
+			optToken("info.video.color_transfer", v.ColorTransfer),
+			optToken("info.video.color_primaries", v.ColorPrimaries),
+			optToken("info.video.color_space", v.ColorSpace),
 			inRange("info.video.bit_depth", v.BitDepth, 0, 16),
 			inRange("info.video.frames", v.Frames, 0, 1<<40),
 		)
@@ -192,6 +195,16 @@ func (info *Info) Validate(lim Limits) error {
 	}
 	// The same refusals Admit makes, with the limits of whoever validates.
 	return info.check(lim.withDefaults())
+}
+
+// Normalize drops the colour names ffmpeg does not know, as parsing a
+// probe does: they are written back on HDR outputs.
+func (info *Info) Normalize() {
+	if v := info.Video; v != nil {
+		v.ColorTransfer = knownColor(colorTransfers, v.ColorTransfer)
+		v.ColorPrimaries = knownColor(colorPrimaries, v.ColorPrimaries)
+		v.ColorSpace = knownColor(colorSpaces, v.ColorSpace)
+	}
 }
 
 // softwareEncoders are the encoders a plan names before WithHardware.

@@ -130,6 +130,18 @@ func TestInfoValidate(t *testing.T) {
 		require.True(t, errors.As(err, &fe), "%s: want a field error, got %v", tc.field, err)
 		require.Equal(t, tc.field, fe.Field)
 	}
+	// Names ffmpeg does not know, and text with invalid bytes as ffprobe
+	// may print it, are not refused: the names are dropped, as a local
+	// probe drops them.
+	odd := src(720, 576, 25, func(i *Info) {
+		i.Video.ColorTransfer, i.Video.ColorPrimaries, i.Video.ColorSpace = "bt470bg", "reserved", "gbr"
+		i.Audio[0].Language, i.Video.SARNum, i.Video.SARDen, i.BitRate = "fr\uFFFD", 100000, 99999, 3_000_000_000
+	})
+	require.NoError(t, odd.Validate(Limits{}))
+	odd.Normalize()
+	require.Equal(t, "bt470bg", odd.Video.ColorTransfer)
+	require.Empty(t, odd.Video.ColorPrimaries)
+	require.Equal(t, "gbr", odd.Video.ColorSpace)
 	// Within the ranges but over this server's limits: refused as an upload would be.
 	big := src(8192, 8192, 25)
 	var rej *RejectedError

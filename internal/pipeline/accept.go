@@ -9,6 +9,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/herdhq/herd/internal/blob"
@@ -96,6 +97,7 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r store.Result) (
 			// (no video, too large): the input's fault, as on a local worker.
 			return out, classify(err, "the source was refused")
 		}
+		pr.Info.Normalize()
 		p, _ := a.profiles.Get(c.Job.Profile)
 		res, err := derive(p, c, pr.Info)
 		if err != nil {
@@ -160,7 +162,7 @@ func CheckCommands(cmds [][]string) error {
 		}
 		for _, arg := range c {
 			size += len(arg)
-			if !utf8.ValidString(arg) || slices.ContainsFunc([]rune(arg), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			if !utf8.ValidString(arg) || strings.ContainsFunc(arg, job.UnsafeRune) {
 				return refuse(fmt.Sprintf("commands[%d]", i), "an argument has a control character or is not UTF-8")
 			}
 		}

@@ -155,8 +155,10 @@ func (l *LocalFiles) StagedFiles(ctx context.Context, jobID, step string) (strin
 	return prefix, files, err == nil, err
 }
 
-// AttemptFiles lists the step's files: a commit here replaces the step
-// whole, so the last one is the running attempt's.
+// AttemptFiles lists the step's files as committed. A commit here replaces
+// the step whole, so these are the running attempt's files once it
+// committed; before that, an earlier attempt's (checked files of this job
+// all the same).
 func (l *LocalFiles) AttemptFiles(ctx context.Context, c *job.Claimed, step string) ([]StagedFile, bool, error) {
 	_, files, ok, err := l.StagedFiles(ctx, c.Job.ID, step)
 	return files, ok, err

@@ -4,3 +4,6 @@
 ALTER TABLE keys ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE keys ADD COLUMN last_used BIGINT;
 CREATE INDEX keys_expires ON keys (expires_at);
+-- Sessions made before this migration name no admin key: they end now
+-- (one sign-in after the upgrade), so that every session ends with its key.
+UPDATE keys SET revoked = 1 WHERE kind = 'session';
