@@ -71,6 +71,7 @@ type Server struct {
 	recheck  time.Duration // how often event streams check their key or session again
 	done     chan struct{} // closed by Shutdown: streams end
 	stop     sync.Once
+	revoking sync.Mutex // one revoke at a time: the last live admin key is never revoked by two at once
 }
 
 // Deps are what the API needs.

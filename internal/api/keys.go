@@ -91,6 +91,8 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 // tasks go back to the queue). The last live admin key is kept: revoking it
 // would leave nobody able to manage herd.
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	s.revoking.Lock()
+	defer s.revoking.Unlock()
 	ctx := r.Context()
 	id := r.PathValue("id")
 	keys, err := s.st.ListKeys(ctx)

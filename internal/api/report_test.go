@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -272,4 +274,33 @@ func TestWorkerNotRefusedWhenDatabaseFails(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
 	require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
+}
+
+// A worker's upload is written inside its attempt's folder through a root:
+// a link in that folder (however it got there) leads nowhere outside.
+func TestWorkerUploadStaysInItsFolder(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	key, _ := f.leased(t)
+	c := f.leasedKind(t, key, job.KindThumbnails)
+	outside := t.TempDir()
+	dir, err := f.blobs.NamedTempDir(fmt.Sprintf("w-%s-%d-%s", c.Task.ID, c.Lease.Fence, "thumbs"))
+	require.NoError(t, err)
+	require.NoError(t, os.Symlink(outside, filepath.Join(dir, ".partial")))
+	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "sub")))
+	for _, p := range []string{"poster.jpg", "sub/poster.jpg"} {
+		req := httptest.NewRequest("PUT", "/api/v1/worker/tasks/"+c.Task.ID+"/files/thumbs/"+p, strings.NewReader("x"))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set(api.HeaderLeaseOwner, c.Lease.Owner)
+		req.Header.Set(api.HeaderFence, fmt.Sprint(c.Lease.Fence))
+		req.Header.Set(api.HeaderOffset, "0")
+		req.Header.Set(api.HeaderLength, "1")
+		req.Header.Set(api.HeaderSHA256, "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881")
+		rec := httptest.NewRecorder()
+		f.api.Handler().ServeHTTP(rec, req)
+		require.NotEqual(t, http.StatusCreated, rec.Code, p)
+	}
+	entries, err := os.ReadDir(outside)
+	require.NoError(t, err)
+	require.Empty(t, entries, "nothing was written outside the attempt's folder")
 }

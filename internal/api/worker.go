@@ -3,6 +3,8 @@ package api
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -792,16 +794,24 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	final := filepath.Join(dir, filepath.FromSlash(rel))
-	part := filepath.Join(dir, ".partial", filepath.FromSlash(rel))
+	// Everything below happens inside the attempt's folder, through a
+	// root: nothing a worker names can lead outside it.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	defer root.Close()
+	final := filepath.FromSlash(rel)
+	part := filepath.Join(".partial", final)
 	have := int64(0)
-	if st, err := os.Stat(final); err == nil {
+	if st, err := root.Stat(final); err == nil {
 		w.Header().Set(HeaderOffset, strconv.FormatInt(st.Size(), 10))
 		w.Header().Set("X-Herd-Complete", "true")
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if st, err := os.Stat(part); err == nil {
+	if st, err := root.Stat(part); err == nil {
 		have = st.Size()
 	}
 	if r.Method == http.MethodHead {
@@ -831,12 +841,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s step of this job may upload at most %d bytes (its plan and --max-step-size say so)", step, s.stepBudget(j, step)))
 		return
 	}
-	if err := os.MkdirAll(filepath.Dir(part), 0o750); err != nil {
+	if err := root.MkdirAll(filepath.Dir(part), 0o750); err != nil {
 		s.budget.release(name, want)
 		s.internal(w, r, err)
 		return
 	}
-	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := root.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		s.budget.release(name, want)
 		s.internal(w, r, err)
@@ -858,26 +868,40 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]int64{"offset": have})
 		return
 	}
-	got, err := blob.FileSHA256(part)
+	got, err := rootSHA256(root, part)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	if got != strings.ToLower(sum) {
-		_ = os.Remove(part)
+		_ = root.Remove(part)
 		s.budget.release(uploadName(t, step), have)
 		writeError(w, http.StatusUnprocessableEntity, "checksum_mismatch", "the file arrived damaged (SHA-256 differs); send it again from the start")
 		return
 	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+	if err := root.MkdirAll(filepath.Dir(final), 0o750); err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	if err := os.Rename(part, final); err != nil {
+	if err := root.Rename(part, final); err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]int64{"offset": have})
+}
+
+// rootSHA256 is the SHA-256 of the file name inside root, in hex.
+func rootSHA256(root *os.Root, name string) (string, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // commitStep makes the uploaded files the job's staged step, after checking
@@ -917,9 +941,15 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	defer root.Close()
 	for _, f := range body.Files {
-		st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f.Path)))
-		if err != nil || st.Size() != f.Size {
+		st, err := root.Lstat(filepath.FromSlash(f.Path))
+		if err != nil || !st.Mode().IsRegular() || st.Size() != f.Size {
 			writeError(w, http.StatusConflict, "incomplete", "file "+f.Path+" has not fully arrived; upload it first")
 			return
 		}

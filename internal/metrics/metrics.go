@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,8 +107,13 @@ func (w *statusWriter) Flush() {
 
 // StoreCollector reads queue gauges from the store at scrape time.
 type StoreCollector struct {
-	st      store.Store
-	log     *slog.Logger
+	st  store.Store
+	log *slog.Logger
+	// The last numbers read, reused for statsFresh: /metrics is public, so
+	// a flood of scrapes costs one set of store queries per statsFresh.
+	mu      sync.Mutex
+	last    store.Stats
+	lastAt  time.Time
 	jobs    *prometheus.Desc
 	queue   *prometheus.Desc
 	running *prometheus.Desc
@@ -134,11 +140,30 @@ func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.backlog
 }
 
-// Collect implements prometheus.Collector.
-func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
+// statsFresh is how long the store's numbers are reused between scrapes.
+const statsFresh = 5 * time.Second
+
+// stats returns the store's numbers, read at most once per statsFresh;
+// scrapes that come while they are read wait and share them.
+func (c *StoreCollector) stats() (store.Stats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.lastAt.IsZero() && time.Since(c.lastAt) < statsFresh {
+		return c.last, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := c.st.Stats(ctx)
+	if err != nil {
+		return st, err
+	}
+	c.last, c.lastAt = st, time.Now()
+	return st, nil
+}
+
+// Collect implements prometheus.Collector.
+func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := c.stats()
 	if err != nil {
 		c.log.Error("collect queue metrics", "err", err)
 		return
