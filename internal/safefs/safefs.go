@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // ErrNotRegular is returned for a name that is a folder, a symbolic link or
@@ -243,6 +242,7 @@ func copyOpen(in *os.File, info fs.FileInfo, to *os.Root, dst string) error {
 		return err
 	}
 	defer to.Remove(tmpName) // after the rename there is nothing left to remove
+	var outInfo fs.FileInfo
 	err = func() error {
 		defer out.Close()
 		h := sha256.New()
@@ -262,16 +262,27 @@ func copyOpen(in *os.File, info fs.FileInfo, to *os.Root, dst string) error {
 		if back != hex.EncodeToString(h.Sum(nil)) {
 			return fmt.Errorf("the copy of %s differs from what was read (a failing disk?)", filepath.Base(dst))
 		}
+		// Through the descriptor, not the name: the folder may be one
+		// others write in.
+		if err := setModTime(out, info.ModTime()); err != nil {
+			return err
+		}
+		if outInfo, err = out.Stat(); err != nil {
+			return err
+		}
 		return out.Close()
 	}()
 	if err != nil {
 		return err
 	}
-	if err := to.Chtimes(tmpName, time.Now(), info.ModTime()); err != nil {
-		return err
-	}
 	if err := renameIn(to, tmpName, dst); err != nil {
 		return err
+	}
+	// What got the name must be the copy: a temporary name swapped for
+	// something else before the rename must not pass for it (the caller
+	// would then remove the original).
+	if got, err := to.Lstat(dst); err != nil || !os.SameFile(outInfo, got) {
+		return fmt.Errorf("copy %s: %w", filepath.Base(dst), ErrChanged)
 	}
 	return SyncDir(to, dir)
 }

@@ -124,7 +124,12 @@ func TestMoveAndCopyStayInside(t *testing.T) {
 	require.Equal(t, "clip", read(t, filepath.Join(d.a, "clip.mp4")))
 	require.Equal(t, []string{"away"}, names(t, d.b))
 
+	old := time.Now().Add(-48 * time.Hour).Truncate(time.Second)
+	require.NoError(t, os.Chtimes(filepath.Join(d.a, "clip.mp4"), old, old))
 	require.NoError(t, safefs.Copy(d.ra, "clip.mp4", d.rb, "copy.mp4"))
+	st, err := os.Lstat(filepath.Join(d.b, "copy.mp4"))
+	require.NoError(t, err)
+	require.True(t, st.ModTime().Equal(old), "a copy keeps the modification time")
 	require.Equal(t, "clip", read(t, filepath.Join(d.a, "clip.mp4")), "a copy keeps the original")
 	require.Equal(t, "clip", read(t, filepath.Join(d.b, "copy.mp4")))
 	require.ErrorIs(t, safefs.Copy(d.ra, "clip.mp4", d.rb, "copy.mp4"), fs.ErrExist)

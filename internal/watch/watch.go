@@ -420,7 +420,7 @@ func (w *Watcher) take(ctx context.Context, f config.Watch, path string, cur obs
 		return err
 	}
 	if err := w.bringIn(f, it); err != nil {
-		w.abandon(it)
+		w.abandon(it, err)
 		return err
 	}
 	w.mu.Lock()
@@ -432,9 +432,18 @@ func (w *Watcher) take(ctx context.Context, f config.Watch, path string, cur obs
 }
 
 // abandon forgets an item whose file could not be brought in, unless its
-// file is in the work area after all (then recover deals with it).
-func (w *Watcher) abandon(it *Item) {
-	if _, err := w.root.Lstat(filepath.Join(it.ID, it.held())); errors.Is(err, fs.ErrNotExist) {
+// file is in the work area after all (then recover deals with it). When
+// the file was swapped for something else during the move (why), what
+// came in instead is not the item's file: it is removed with the item.
+func (w *Watcher) abandon(it *Item, why error) {
+	held := filepath.Join(it.ID, it.held())
+	if errors.Is(why, safefs.ErrChanged) {
+		if err := w.root.RemoveAll(held); err != nil {
+			w.log.Warn("remove what was swapped in for a watched file", "item", it.ID, "err", err)
+			return
+		}
+	}
+	if _, err := w.root.Lstat(held); errors.Is(err, fs.ErrNotExist) {
 		w.forget(it)
 	}
 }
@@ -953,7 +962,9 @@ func (w *Watcher) recover(ctx context.Context) error {
 		if !ok || it.State != stateTaking {
 			continue
 		}
-		if _, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && f.AfterSuccess != config.AfterKeep {
+		// The move happened only if what is there is the item's file: a
+		// regular file of its size (something swapped in is not).
+		if st, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && st.Mode().IsRegular() && st.Size() == it.Size && f.AfterSuccess != config.AfterKeep {
 			// The move happened. Across file systems the original may still
 			// be there: the copy was checked before it got its name, so the
 			// original goes, unless it changed since.
@@ -975,9 +986,14 @@ func (w *Watcher) recover(ctx context.Context) error {
 			}
 			continue
 		}
+		// Anything but a regular file of its size at the file's place was
+		// swapped in during the move (see abandon): not the item's file.
+		if st, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && !(st.Mode().IsRegular() && st.Size() == it.Size) {
+			_ = w.root.RemoveAll(filepath.Join(it.ID, it.held()))
+		}
 		if err := w.bringIn(f, it); err != nil {
 			w.log.Warn("a file being taken when herd stopped is gone; forgetting it", "item", it.ID, "file", it.Origin, "err", err)
-			w.abandon(it)
+			w.abandon(it, err)
 		}
 	}
 	return nil
