@@ -97,9 +97,10 @@ func TestNode(t *testing.T) {
 	}
 	root, err := kubetest.Root()
 	require.NoError(t, err)
-	media := filepath.Join(root, "..", "shared", "media")
-	_, err = os.Stat(media)
-	require.NoError(t, err, "the real clips in ../shared/media beside the repository")
+	// The real clips the repository keeps: nothing is read from outside it.
+	media := filepath.Join(root, "internal", "media", "testdata")
+	_, err = os.Stat(filepath.Join(media, "realshort.mp4"))
+	require.NoError(t, err, "the real clips in internal/media/testdata")
 	n := &node{t: t, root: root, dir: cmp.Or(os.Getenv("HERD_KUBE_NODE_DIR"), "/var/lib/herd-kube-node"), started: time.Now()}
 	if out, err := n.run("hack/kube/node.sh", "check"); err != nil {
 		t.Fatalf("cannot run a Kubernetes node here (install what make deps-test installs): %s", out)
