@@ -125,7 +125,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/readyz", public, s.readyz},
 		{"GET", "/metrics", public, s.scrape},
 		{"GET", "/api/v1/openapi.yaml", public, s.openapi},
-		{"GET", "/api/v1/queue", public, s.queueStats},
+		{"GET", "/api/v1/queue", public, s.queueDepth},
 		{"GET", "/api/v1/profiles", admin, s.listProfiles},
 		{"GET", "/api/v1/dashboard", admin, s.getDashboard},
 		{"GET", "/api/v1/events", admin, s.events},
@@ -319,9 +319,9 @@ type QueueStats struct {
 	JobsRunning          int     `json:"jobs_running"`
 }
 
-// queueStats answers from one aggregate over the open work (store.Depth):
+// queueDepth answers from one aggregate over the open work (store.Depth):
 // anyone may call it, so a flood of calls must cost the server little.
-func (s *Server) queueStats(w http.ResponseWriter, r *http.Request) {
+func (s *Server) queueDepth(w http.ResponseWriter, r *http.Request) {
 	d, err := s.st.Depth(r.Context())
 	if err != nil {
 		s.internal(w, r, err)
@@ -331,6 +331,7 @@ func (s *Server) queueStats(w http.ResponseWriter, r *http.Request) {
 		EncodeBacklogSeconds: d.EncodeBacklog, JobsQueued: d.JobsQueued, JobsRunning: d.JobsRunning})
 }
 
+// queueStats is the queue part of the dashboard's numbers.
 func queueStats(st store.Stats) QueueStats {
 	out := QueueStats{RunningTasks: st.RunningTasks, EncodeBacklogSeconds: st.EncodeBacklog,
 		JobsQueued: st.JobsByState[job.Queued], JobsRunning: st.JobsByState[job.Running]}

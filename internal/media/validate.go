@@ -69,6 +69,10 @@ const (
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
+// IsToken reports whether s is a plain name as ffprobe and ffmpeg print
+// them (codecs, formats, colour names): letters, digits, '_', '.', '-'.
+func IsToken(s string) bool { return tokenRe.MatchString(s) }
+
 func optToken(field, s string) error {
 	if s != "" && !tokenRe.MatchString(s) {
 		return bad(field, "%q is not a name ffprobe gives", s)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -175,8 +174,7 @@ func CheckCommands(cmds [][]string) error {
 
 // Values a verified output may name.
 var (
-	outputKinds  = []string{"hls", "dash", "mp4", "mkv", "poster", "sprite", "thumbnails_vtt"}
-	outputNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	outputKinds = []string{"hls", "dash", "mp4", "mkv", "poster", "sprite", "thumbnails_vtt"}
 )
 
 // verifiedOutputs checks a verify report's outputs: each names a file the
@@ -203,13 +201,13 @@ func (a *Acceptor) verifiedOutputs(ctx context.Context, c *job.Claimed, data jso
 	for i, o := range outs {
 		f := fmt.Sprintf("data[%d]", i)
 		switch {
-		case !outputNameRe.MatchString(o.Name):
+		case !media.IsToken(o.Name):
 			return nil, refuse(f+".name", "%q is not an output name", o.Name)
 		case !slices.Contains(outputKinds, o.Kind):
 			return nil, refuse(f+".kind", "%q is not one of %v", o.Kind, outputKinds)
 		case !blob.ValidKey("x/"+o.Path) || !staged[o.Path]:
 			return nil, refuse(f+".path", "%q is not a verified file of this job", o.Path)
-		case o.Codec != "" && !outputNameRe.MatchString(o.Codec):
+		case o.Codec != "" && !media.IsToken(o.Codec):
 			return nil, refuse(f+".codec", "%q is not a codec name", o.Codec)
 		case o.Size < 0 || o.Width < 0 || o.Height < 0 || o.Bitrate < 0 || o.Width > 1<<15 || o.Height > 1<<15:
 			return nil, refuse(f, "a size, dimension or bitrate is out of range")

@@ -837,10 +837,11 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	if err := rows2.Err(); err != nil {
 		return st, err
 	}
-	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(SUM(seconds * (1 - progress)), 0) FROM tasks
-		WHERE kind = 'encode' AND state IN ('pending', 'queued', 'running')`).Scan(&st.EncodeBacklog); err != nil {
-		return st, fmt.Errorf("encode backlog: %w", err)
+	d, err := s.Depth(ctx) // the one home of the backlog's formula
+	if err != nil {
+		return st, err
 	}
+	st.EncodeBacklog = d.EncodeBacklog
 	return st, nil
 }
 
