@@ -473,15 +473,57 @@ func (w *Watcher) bringIn(f config.Watch, it *Item) error {
 	return w.save(it)
 }
 
-// submit queues the item's job, or recognises content already done.
+// stillWritten reports whether the item's moved file changed since herd
+// last looked at it: a writer that held it open across the move (a copy
+// that stalled for longer than stable_for) is still at it, through the
+// same open file, in the work area. It then records what it saw, and the
+// item waits until the file holds still for the folder's stable_for again.
+// A kept original's copy is herd's own, and changes nobody can make.
+func (w *Watcher) stillWritten(f config.Watch, it *Item) bool {
+	if f.AfterSuccess == config.AfterKeep {
+		return false
+	}
+	st, err := w.root.Lstat(filepath.Join(it.ID, it.held()))
+	if err != nil || !st.Mode().IsRegular() || (st.Size() == it.Size && st.ModTime().Equal(it.MTime)) {
+		return false
+	}
+	w.log.Warn("a watched file is still being written after herd took it; waiting until it holds still",
+		"file", it.Origin, "item", it.ID, "size", st.Size(), "was", it.Size, "stable_for", time.Duration(f.StableFor))
+	it.Size, it.MTime = st.Size(), st.ModTime()
+	it.NextTry = time.Now().Add(time.Duration(f.StableFor))
+	return true
+}
+
+// submit queues the item's job, or recognises content already done. The
+// file must be what it was when herd took it, before and after the copy
+// the job is made from; otherwise it waits (see stillWritten).
 func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
+	if time.Now().Before(it.NextTry) {
+		return
+	}
+	if w.stillWritten(f, it) {
+		if err := w.save(it); err != nil {
+			w.log.Error("save watch item", "item", it.ID, "err", err)
+		}
+		return
+	}
 	p, err := w.sub.Profile(f.Profile)
 	if err == nil {
 		var j job.Job
 		var created bool
 		j, created, err = w.sub.ImportFile(ctx, w.root, filepath.Join(it.ID, it.held()), it.Name, p)
+		if err == nil && w.stillWritten(f, it) {
+			// What the job was made from is a part of the file.
+			if created {
+				w.drop(ctx, j.ID)
+			}
+			if err := w.save(it); err != nil {
+				w.log.Error("save watch item", "item", it.ID, "err", err)
+			}
+			return
+		}
 		if err == nil {
-			it.JobID, it.State = j.ID, stateQueued
+			it.JobID, it.State, it.NextTry = j.ID, stateQueued, time.Time{}
 			// The same bytes with the same profile already had a job before this file came.
 			it.Duplicate = !created && j.CreatedAt.Before(it.TakenAt)
 			if it.Duplicate {
@@ -545,6 +587,19 @@ func (w *Watcher) folder(path string) (config.Watch, bool) {
 }
 
 func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
+	if it.State == stateQueued && w.stillWritten(f, it) {
+		// Its job was made from a part of the file: a new one is made once
+		// the file holds still; the old one is canceled unless it was
+		// another's (the same bytes came before).
+		if !it.Duplicate {
+			w.drop(ctx, it.JobID)
+		}
+		it.State, it.JobID, it.Duplicate = stateTaken, "", false
+		if err := w.save(it); err != nil {
+			w.log.Error("save watch item", "item", it.ID, "err", err)
+		}
+		return
+	}
 	j, err := w.st.GetJob(ctx, it.JobID)
 	if errors.Is(err, job.ErrNotFound) {
 		switch it.State {
@@ -607,6 +662,18 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 		}
 	}
 	w.deliver(ctx, it, j)
+}
+
+// drop cancels a job made from a file that was still being written. One
+// already ended is left as it is; its outputs are never published.
+func (w *Watcher) drop(ctx context.Context, id string) {
+	_, err := w.st.CancelJob(ctx, id, time.Now().UTC())
+	switch {
+	case err == nil:
+		w.log.Info("canceled a job made from a file still being written", "job_id", id)
+	case !errors.Is(err, job.ErrConflict) && !errors.Is(err, job.ErrNotFound):
+		w.log.Warn("could not cancel a job made from a file still being written", "job_id", id, "err", err)
+	}
 }
 
 // publish writes the job's outputs to the folder's libraries, recording
@@ -962,9 +1029,10 @@ func (w *Watcher) recover(ctx context.Context) error {
 		if !ok || it.State != stateTaking {
 			continue
 		}
-		// The move happened only if what is there is the item's file: a
-		// regular file of its size (something swapped in is not).
-		if st, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && st.Mode().IsRegular() && st.Size() == it.Size && f.AfterSuccess != config.AfterKeep {
+		// The move happened if a regular file is there (something swapped
+		// in is not). It may have grown since it was taken: a writer that
+		// still holds it open (submit waits for it to hold still).
+		if st, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && st.Mode().IsRegular() && f.AfterSuccess != config.AfterKeep {
 			// The move happened. Across file systems the original may still
 			// be there: the copy was checked before it got its name, so the
 			// original goes, unless it changed since.
@@ -986,9 +1054,10 @@ func (w *Watcher) recover(ctx context.Context) error {
 			}
 			continue
 		}
-		// Anything but a regular file of its size at the file's place was
-		// swapped in during the move (see abandon): not the item's file.
-		if st, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && !(st.Mode().IsRegular() && st.Size() == it.Size) {
+		// Anything but a regular file at the file's place was swapped in
+		// during the move (see abandon): not the item's file. (For keep, a
+		// copy only gets its name once whole; bringIn takes it as it is.)
+		if st, err := w.root.Lstat(filepath.Join(it.ID, it.held())); err == nil && !st.Mode().IsRegular() {
 			_ = w.root.RemoveAll(filepath.Join(it.ID, it.held()))
 		}
 		if err := w.bringIn(f, it); err != nil {
