@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 )
 
 // credential is one way a caller may present itself.
@@ -141,7 +142,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	secrets["short-lived admin key"] = short
 	ended := signIn(short)
 	secrets["ended session"] = ended
-	wrong := api.NewKey("herd_adm_")
+	wrong := apikey.New("herd_adm_")
 	secrets["wrong key"] = wrong
 	unused := postJSON("/api/v1/tokens", admin, map[string]string{"kind": "registration"})["key"].(string)
 	secrets["unused registration token"] = unused
@@ -377,7 +378,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		db = append(db, wal...)
 	}
 	for _, what := range []string{"admin key", "worker key of w1", "live session"} {
-		require.True(t, bytes.Contains(db, []byte(api.HashKey(secrets[what]))), "the %s's hash is not in the database", what)
+		require.True(t, bytes.Contains(db, []byte(apikey.Hash(secrets[what]))), "the %s's hash is not in the database", what)
 	}
 }
 

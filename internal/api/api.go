@@ -6,11 +6,7 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +21,7 @@ import (
 
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
@@ -187,19 +184,6 @@ func (s *Server) Handler() http.Handler {
 	return h
 }
 
-// NewKey returns a random 256-bit key with a readable prefix.
-func NewKey(prefix string) string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return prefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
-// HashKey is how keys are stored: keys are 256-bit random, so a plain SHA-256 suffices.
-func HashKey(key string) string {
-	h := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(h[:])
-}
-
 func bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
@@ -222,7 +206,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.Key
 		writeError(w, http.StatusUnauthorized, "unauthorized", "send the key as 'Authorization: Bearer KEY' (or sign in at /login)")
 		return store.Key{}, false
 	}
-	k, err := s.st.KeyByHash(r.Context(), HashKey(tok))
+	k, err := s.st.KeyByHash(r.Context(), apikey.Hash(tok))
 	if err == nil && cookie != (k.Kind == kindSession) {
 		err = job.ErrNotFound // a cookie holds a session, never a key; a session is only a cookie
 	}

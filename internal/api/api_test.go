@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
@@ -50,8 +51,8 @@ func setup(t testing.TB) *fixture {
 	t.Cleanup(func() { _ = st.Close() })
 	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
 	require.NoError(t, err)
-	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k1", Kind: "admin", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}))
-	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k2", Kind: "worker", Hash: api.HashKey("worker-key-0123456789"), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k1", Kind: "admin", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k2", Kind: "worker", Hash: apikey.Hash("worker-key-0123456789"), CreatedAt: time.Now()}))
 	imports := filepath.Join(dir, "imports")
 	require.NoError(t, os.MkdirAll(imports, 0o755))
 	sig := &queue.Signal{}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -28,7 +29,7 @@ func (f *fixture) leased(t testing.TB) (string, api.Claim) {
 	t.Helper()
 	ctx := context.Background()
 	const key = "fixture-worker-key-0123456789"
-	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kfx", Kind: "worker", Name: "fx", Hash: api.HashKey(key), CreatedAt: time.Now()}))
+	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kfx", Kind: "worker", Name: "fx", Hash: apikey.Hash(key), CreatedAt: time.Now()}))
 	require.NoError(t, f.st.PutWorker(ctx, store.Worker{Name: "fx", KeyID: "kfx", State: store.WorkerActive, Slots: 1, CreatedAt: time.Now()}))
 	form, ct := upload(t, [][2]string{{"profile", "mp4-library"}}, "a.mp4", []byte("bytes"))
 	post := func(path, key, ct string, body io.Reader) (int, []byte) {

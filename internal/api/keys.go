@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -159,7 +160,7 @@ func (s *Server) touchKey(ctx context.Context, k store.Key, now time.Time) {
 // does not end the request; a key that is gone, revoked or expired does.
 func (s *Server) stillValid(ctx context.Context, r *http.Request) bool {
 	if tok := bearer(r); tok != "" {
-		k, err := s.st.KeyByHash(ctx, HashKey(tok))
+		k, err := s.st.KeyByHash(ctx, apikey.Hash(tok))
 		switch {
 		case errors.Is(err, job.ErrNotFound):
 			return false

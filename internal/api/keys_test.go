@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -65,7 +66,7 @@ func TestTokenListAndRevoke(t *testing.T) {
 
 	resp, body := f.do(t, "GET", "/api/v1/tokens", adminKey, nil, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	for _, secret := range []string{adminKey, second.Secret, reg.Secret, api.HashKey(second.Secret), api.HashKey(adminKey)} {
+	for _, secret := range []string{adminKey, second.Secret, reg.Secret, apikey.Hash(second.Secret), apikey.Hash(adminKey)} {
 		require.NotContains(t, string(body), secret, "the list shows a key's secret or hash")
 	}
 	keys := f.tokens(t, "")
@@ -134,19 +135,19 @@ func TestKeyUseRecordedOncePerMinute(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	k, err := f.st.KeyByHash(ctx, api.HashKey(adminKey))
+	k, err := f.st.KeyByHash(ctx, apikey.Hash(adminKey))
 	require.NoError(t, err)
 	require.Nil(t, k.LastUsed)
 	resp, _ := f.do(t, "GET", "/api/v1/jobs", adminKey, nil, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	k, err = f.st.KeyByHash(ctx, api.HashKey(adminKey))
+	k, err = f.st.KeyByHash(ctx, apikey.Hash(adminKey))
 	require.NoError(t, err)
 	require.NotNil(t, k.LastUsed)
 	first := *k.LastUsed
 	time.Sleep(5 * time.Millisecond)
 	resp, _ = f.do(t, "GET", "/api/v1/jobs", adminKey, nil, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	k, err = f.st.KeyByHash(ctx, api.HashKey(adminKey))
+	k, err = f.st.KeyByHash(ctx, apikey.Hash(adminKey))
 	require.NoError(t, err)
 	require.Equal(t, first, *k.LastUsed, "a second use within the minute is not written")
 }
@@ -177,7 +178,7 @@ func TestSessionEndsWithItsKey(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, get())
 	s, ok := byID(f.tokens(t, ""), func() string {
-		k, err := f.st.KeyByHash(context.Background(), api.HashKey(cookie.Value))
+		k, err := f.st.KeyByHash(context.Background(), apikey.Hash(cookie.Value))
 		require.NoError(t, err)
 		return k.ID
 	}())
@@ -233,7 +234,7 @@ func TestRevokedKeyEndsParkedClaim(t *testing.T) {
 			f := setup(t)
 			ctx := context.Background()
 			const key = "parked-worker-key-0123456789"
-			require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kpw", Kind: "worker", Name: "pw", Hash: api.HashKey(key), CreatedAt: time.Now()}))
+			require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kpw", Kind: "worker", Name: "pw", Hash: apikey.Hash(key), CreatedAt: time.Now()}))
 			require.NoError(t, f.st.PutWorker(ctx, store.Worker{Name: "pw", KeyID: "kpw", State: store.WorkerActive, Slots: 1, CreatedAt: time.Now()}))
 			type answer struct {
 				code int
@@ -310,7 +311,7 @@ func TestSweepKeys(t *testing.T) {
 	f.api.SweepKeysOnce(ctx)
 	_, err := f.st.KeyByHash(ctx, "h-old")
 	require.ErrorIs(t, err, job.ErrNotFound, "the expired session was swept")
-	for _, h := range []string{"h-new", api.HashKey(adminKey)} {
+	for _, h := range []string{"h-new", apikey.Hash(adminKey)} {
 		_, err = f.st.KeyByHash(ctx, h)
 		require.NoError(t, err)
 	}

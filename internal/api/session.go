@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -42,7 +43,7 @@ var ErrBadKey = errors.New("that is not a valid admin key")
 
 // SignIn starts a session for the holder of an admin key and sets its cookie.
 func (s *Server) SignIn(w http.ResponseWriter, r *http.Request, adminKey string) error {
-	k, err := s.st.KeyByHash(r.Context(), HashKey(strings.TrimSpace(adminKey)))
+	k, err := s.st.KeyByHash(r.Context(), apikey.Hash(strings.TrimSpace(adminKey)))
 	switch {
 	case errors.Is(err, job.ErrNotFound):
 		return ErrBadKey
@@ -51,7 +52,7 @@ func (s *Server) SignIn(w http.ResponseWriter, r *http.Request, adminKey string)
 	case k.Kind != "admin" || !k.Usable(time.Now()):
 		return ErrBadKey
 	}
-	secret := NewKey("herd_ses_")
+	secret := apikey.New("herd_ses_")
 	now := time.Now().UTC()
 	exp := now.Add(SessionTTL)
 	if k.ExpiresAt != nil && k.ExpiresAt.Before(exp) {
@@ -59,7 +60,7 @@ func (s *Server) SignIn(w http.ResponseWriter, r *http.Request, adminKey string)
 	}
 	// The session names the key that made it, and ends when that key is revoked.
 	if err := s.st.CreateKey(r.Context(), store.Key{ID: job.NewID("k"), Kind: kindSession, Name: "signed in with " + k.Name,
-		Hash: HashKey(secret), CreatedAt: now, ExpiresAt: &exp, Parent: k.ID}); err != nil {
+		Hash: apikey.Hash(secret), CreatedAt: now, ExpiresAt: &exp, Parent: k.ID}); err != nil {
 		return err
 	}
 	s.touchKey(r.Context(), k, now)
@@ -86,7 +87,7 @@ func (s *Server) sessionKey(r *http.Request) (k store.Key, secret string, ok boo
 	if err != nil || c.Value == "" {
 		return k, "", false
 	}
-	k, err = s.st.KeyByHash(r.Context(), HashKey(c.Value))
+	k, err = s.st.KeyByHash(r.Context(), apikey.Hash(c.Value))
 	return k, c.Value, err == nil && k.Kind == kindSession
 }
 

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
@@ -143,7 +144,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "a worker name is 1-64 letters, digits, '.', '_' or '-'")
 		return
 	}
-	k, err := s.st.KeyByHash(r.Context(), HashKey(body.Token))
+	k, err := s.st.KeyByHash(r.Context(), apikey.Hash(body.Token))
 	if err != nil || k.Kind != "registration" || !k.Usable(time.Now()) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "the registration token is not valid, was used already, or expired; ask an admin for a new one (herd token create --registration)")
 		return
@@ -180,9 +181,9 @@ type IssuedKey struct {
 }
 
 func (s *Server) issueKey(ctx context.Context, kind, name string, expires *time.Time) (IssuedKey, error) {
-	secret := NewKey("herd_" + kind[:3] + "_")
+	secret := apikey.New("herd_" + kind[:3] + "_")
 	id := job.NewID("k")
-	err := s.st.CreateKey(ctx, store.Key{ID: id, Kind: kind, Name: name, Hash: HashKey(secret), CreatedAt: time.Now().UTC(), ExpiresAt: expires})
+	err := s.st.CreateKey(ctx, store.Key{ID: id, Kind: kind, Name: name, Hash: apikey.Hash(secret), CreatedAt: time.Now().UTC(), ExpiresAt: expires})
 	return IssuedKey{ID: id, Kind: kind, Name: name, Secret: secret, ExpiresAt: expires}, err
 }
 

@@ -3,8 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/job"
 )
@@ -36,9 +35,7 @@ var runningAt = regexp.MustCompile(`running at (http://\S+)`)
 // startHerd starts herd serve on a free port with data in data; env is
 // added to its environment.
 func (e *env) startHerd(ctx context.Context, data string, env []string, args ...string) (*herdServer, error) {
-	tok := make([]byte, 24)
-	_, _ = rand.Read(tok)
-	h := &herdServer{Token: "herd_bench_" + hex.EncodeToString(tok), log: filepath.Join(data, "serve.log"), done: make(chan struct{})}
+	h := &herdServer{Token: apikey.New("herd_bench_"), log: filepath.Join(data, "serve.log"), done: make(chan struct{})}
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
 	}

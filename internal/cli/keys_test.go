@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
@@ -91,7 +92,7 @@ func TestTokenListAndRevoke(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	const adminKey = "cli-test-admin-key-0123456789"
-	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "kadm", Kind: "admin", Name: "generated at first start", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "kadm", Kind: "admin", Name: "generated at first start", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
 	srv := httptest.NewServer(api.New(api.Deps{Store: st, Kick: &queue.Signal{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}).Handler())
 	t.Cleanup(srv.Close)
 	herd := func(key string, args ...string) (string, string, int) {

@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/kube/kubetest"
@@ -204,7 +204,7 @@ func TestJobSpec(t *testing.T) {
 	require.Equal(t, "herd-task-key", ref.Name)
 	sec, err := r.cs.CoreV1().Secrets(r.ns).Get(r.ctx, ref.Name, metav1.GetOptions{})
 	require.NoError(t, err)
-	k, err := r.st.KeyByHash(r.ctx, api.HashKey(string(sec.Data[ref.Key])))
+	k, err := r.st.KeyByHash(r.ctx, apikey.Hash(string(sec.Data[ref.Key])))
 	require.NoError(t, err)
 	require.Equal(t, "worker", k.Kind)
 	w, err := r.st.GetWorker(r.ctx, "kube")

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -44,9 +44,9 @@ func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Stor
 			return err
 		}
 	}
-	secret := api.NewKey("herd_wor_")
+	secret := apikey.New("herd_wor_")
 	now := time.Now().UTC()
-	k := store.Key{ID: job.NewID("k"), Kind: "worker", Name: worker, Hash: api.HashKey(secret), CreatedAt: now}
+	k := store.Key{ID: job.NewID("k"), Kind: "worker", Name: worker, Hash: apikey.Hash(secret), CreatedAt: now}
 	if err := st.CreateKey(ctx, k); err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func keyValid(ctx context.Context, st store.Store, secret, worker string) (bool,
 	if secret == "" {
 		return false, nil
 	}
-	k, err := st.KeyByHash(ctx, api.HashKey(secret))
+	k, err := st.KeyByHash(ctx, apikey.Hash(secret))
 	if errors.Is(err, job.ErrNotFound) {
 		return false, nil
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/remote"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -53,7 +53,7 @@ func TestRefusedKeyIsReportedOnce(t *testing.T) {
 	// A working worker key is not refused; once revoked, it is.
 	var wcalls atomic.Int32
 	var wreported error
-	if err := s.st.CreateKey(ctx, store.Key{ID: "r3", Kind: "registration", Hash: api.HashKey("bench-registration-third-01234"), CreatedAt: time.Now()}); err != nil {
+	if err := s.st.CreateKey(ctx, store.Key{ID: "r3", Kind: "registration", Hash: apikey.Hash("bench-registration-third-01234"), CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	key, err := remote.Register(ctx, s.url, "bench-registration-third-01234", "third")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
@@ -70,11 +71,11 @@ func newSetupWith(tb testing.TB, storage storageFunc) *setup {
 	hs := httptest.NewServer(countBytes(srv.Handler(), &s.through))
 	tb.Cleanup(hs.Close)
 	adminKey := "bench-admin-key-0123456789"
-	if err := st.CreateKey(ctx, store.Key{ID: "k", Kind: "admin", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}); err != nil {
+	if err := st.CreateKey(ctx, store.Key{ID: "k", Kind: "admin", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}); err != nil {
 		tb.Fatal(err)
 	}
 	reg := "bench-registration-0123456789"
-	if err := st.CreateKey(ctx, store.Key{ID: "r", Kind: "registration", Hash: api.HashKey(reg), CreatedAt: time.Now()}); err != nil {
+	if err := st.CreateKey(ctx, store.Key{ID: "r", Kind: "registration", Hash: apikey.Hash(reg), CreatedAt: time.Now()}); err != nil {
 		tb.Fatal(err)
 	}
 	key, err := remote.Register(ctx, hs.URL, reg, "bench")
@@ -160,7 +161,7 @@ func TestRegistrationCannotTakeOverALiveName(t *testing.T) {
 	s := newSetup(t)
 	ctx := context.Background()
 	reg := "second-registration-0123456789"
-	if err := s.st.CreateKey(ctx, store.Key{ID: "r2", Kind: "registration", Hash: api.HashKey(reg), CreatedAt: time.Now()}); err != nil {
+	if err := s.st.CreateKey(ctx, store.Key{ID: "r2", Kind: "registration", Hash: apikey.Hash(reg), CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := remote.Register(ctx, s.url, reg, "bench")

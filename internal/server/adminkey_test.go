@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
 )
@@ -34,20 +35,20 @@ func TestAdminTokenRotation(t *testing.T) {
 	}
 	usable := func(token string) bool {
 		t.Helper()
-		k, err := st.KeyByHash(ctx, api.HashKey(token))
+		k, err := st.KeyByHash(ctx, apikey.Hash(token))
 		require.NoError(t, err)
 		return k.Usable(time.Now())
 	}
 	const a, b = "first-admin-token-0123456789", "second-admin-token-0123456789"
 	start(a)
 	require.True(t, usable(a))
-	ka, err := st.KeyByHash(ctx, api.HashKey(a))
+	ka, err := st.KeyByHash(ctx, apikey.Hash(a))
 	require.NoError(t, err)
 	require.Equal(t, api.AdminTokenKeyName, ka.Name)
 	// An admin key made through the API, and a session signed in with a's key.
-	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "kmade", Kind: "admin", Name: "made by hand", Hash: api.HashKey("hand-made-admin-key-0123"), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "kmade", Kind: "admin", Name: "made by hand", Hash: apikey.Hash("hand-made-admin-key-0123"), CreatedAt: time.Now()}))
 	later := time.Now().Add(time.Hour)
-	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "kses", Kind: "session", Hash: api.HashKey("session-of-a"), CreatedAt: time.Now(), ExpiresAt: &later, Parent: ka.ID}))
+	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "kses", Kind: "session", Hash: apikey.Hash("session-of-a"), CreatedAt: time.Now(), ExpiresAt: &later, Parent: ka.ID}))
 	require.True(t, usable("session-of-a"))
 
 	start(a)

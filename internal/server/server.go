@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
@@ -373,8 +374,8 @@ func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writ
 	if n > 0 {
 		return nil
 	}
-	key := api.NewKey("herd_adm_")
-	if err := st.CreateKey(ctx, store.Key{ID: job.NewID("k"), Kind: "admin", Name: "generated at first start", Hash: api.HashKey(key), CreatedAt: now}); err != nil {
+	key := apikey.New("herd_adm_")
+	if err := st.CreateKey(ctx, store.Key{ID: job.NewID("k"), Kind: "admin", Name: "generated at first start", Hash: apikey.Hash(key), CreatedAt: now}); err != nil {
 		return err
 	}
 	path := filepath.Join(cfg.Data, AdminTokenFile)
@@ -405,7 +406,7 @@ func installAdminToken(ctx context.Context, st store.Store, token string, now ti
 	if len(token) < 16 {
 		return errors.New("the admin token must be at least 16 characters")
 	}
-	h := api.HashKey(token)
+	h := apikey.Hash(token)
 	k, err := st.KeyByHash(ctx, h)
 	if errors.Is(err, job.ErrNotFound) {
 		k = store.Key{ID: job.NewID("k"), Kind: "admin", Name: api.AdminTokenKeyName, Hash: h, CreatedAt: now}

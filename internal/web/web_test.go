@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
@@ -47,8 +48,8 @@ func setup(t *testing.T) *fixture {
 	t.Cleanup(func() { _ = st.Close() })
 	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
 	require.NoError(t, err)
-	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Name: "test", Hash: api.HashKey(adminKey), CreatedAt: time.Now()}))
-	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k2", Kind: "worker", Name: "w1", Hash: api.HashKey("worker-key-0123456789"), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Name: "test", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
+	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k2", Kind: "worker", Name: "w1", Hash: apikey.Hash("worker-key-0123456789"), CreatedAt: time.Now()}))
 	sig := &queue.Signal{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sub := ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{MaxUpload: 1 << 20})
@@ -182,7 +183,7 @@ func TestSessionEdges(t *testing.T) {
 
 	// An expired session opens nothing.
 	past := time.Now().Add(-time.Minute)
-	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "ks", Kind: "session", Name: "old", Hash: api.HashKey("herd_ses_expired"), CreatedAt: past.Add(-api.SessionTTL), ExpiresAt: &past}))
+	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "ks", Kind: "session", Name: "old", Hash: apikey.Hash("herd_ses_expired"), CreatedAt: past.Add(-api.SessionTTL), ExpiresAt: &past}))
 	resp, body := send(t, http.DefaultClient, "GET", f.url+"/api/v1/jobs", nil, map[string]string{"Cookie": api.SessionCookie + "=herd_ses_expired"})
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	require.Contains(t, body, "sign in again")
@@ -191,7 +192,7 @@ func TestSessionEdges(t *testing.T) {
 
 	// A sign-in with a key that expires soon lasts no longer than the key.
 	soon := time.Now().Add(time.Hour)
-	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kt", Kind: "admin", Name: "temp", Hash: api.HashKey("temporary-admin-key-012345"), CreatedAt: time.Now(), ExpiresAt: &soon}))
+	require.NoError(t, f.st.CreateKey(ctx, store.Key{ID: "kt", Kind: "admin", Name: "temp", Hash: apikey.Hash("temporary-admin-key-012345"), CreatedAt: time.Now(), ExpiresAt: &soon}))
 	resp, _ = login(t, f, client(t), "temporary-admin-key-012345", nil)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.WithinDuration(t, soon, sessionCookie(resp).Expires, 2*time.Second)
