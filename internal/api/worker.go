@@ -367,7 +367,7 @@ func (s *Server) report(kind string) http.HandlerFunc {
 		var err error
 		switch kind {
 		case "heartbeat":
-			err = s.queue.Heartbeat(ctx, rep.Lease, store.Progress{Progress: min(max(rep.Progress, 0), 1), Speed: min(max(rep.Speed, 0), maxSpeed)})
+			err = s.queue.Heartbeat(ctx, rep.Lease, job.Progress{Progress: min(max(rep.Progress, 0), 1), Speed: min(max(rep.Speed, 0), maxSpeed)})
 			if err == nil {
 				// A busy worker does not claim; its heartbeats say it is alive.
 				if serr := s.st.SeenWorker(ctx, workerName(r), nil, 0, "", time.Now()); serr != nil {
@@ -422,7 +422,7 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep Report
 		}
 		c.Deps = job.DepResults(t, all)
 	}
-	res, err := s.acceptReport(ctx, c, store.Result{Data: rep.Data, Commands: rep.Commands, Source: rep.Source, Plan: rep.Plan, Outputs: rep.Outputs})
+	res, err := s.acceptReport(ctx, c, job.Result{Data: rep.Data, Commands: rep.Commands, Source: rep.Source, Plan: rep.Plan, Outputs: rep.Outputs})
 	var refused *pipeline.ReportError
 	code, permanent := job.IsPermanent(err)
 	switch {
@@ -432,7 +432,7 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep Report
 			code, msg = "report_refused", refused.Error()
 			s.log.Warn("refused a worker's report", "worker", workerName(r), "task_id", t.ID, "kind", t.Kind, "field", refused.Field, "reason", refused.Msg)
 		}
-		if ferr := s.queue.Fail(ctx, rep.Lease, store.Failure{Message: msg, Code: code, Permanent: true, Commands: res.Commands}); ferr != nil {
+		if ferr := s.queue.Fail(ctx, rep.Lease, job.Failure{Message: msg, Code: code, Permanent: true, Commands: res.Commands}); ferr != nil {
 			s.leaseError(w, r, ferr)
 			return
 		}
@@ -451,7 +451,7 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep Report
 
 // acceptReport is the Acceptor's verdict, with a panic in it (planning from
 // the reported facts) failing that task alone instead of the request.
-func (s *Server) acceptReport(ctx context.Context, c *job.Claimed, r store.Result) (res store.Result, err error) {
+func (s *Server) acceptReport(ctx context.Context, c *job.Claimed, r job.Result) (res job.Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("accepting a report panicked", "task_id", c.Task.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -471,7 +471,7 @@ var failureCodeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 // to a few KiB of printable text, the code one of the plain identifiers
 // herd uses (else "worker_error"), the commands dropped when they are not
 // within pipeline's bounds.
-func reportedFailure(rep Report) store.Failure {
+func reportedFailure(rep Report) job.Failure {
 	msg := strings.Map(func(r rune) rune {
 		if job.UnsafeRune(r) && r != '\n' && r != '\t' {
 			return -1
@@ -489,7 +489,7 @@ func reportedFailure(rep Report) store.Failure {
 	if pipeline.CheckCommands(cmds) != nil {
 		cmds = nil
 	}
-	return store.Failure{Message: cmp.Or(msg, "the worker reported a failure"), Code: code, Permanent: rep.Permanent, Commands: cmds}
+	return job.Failure{Message: cmp.Or(msg, "the worker reported a failure"), Code: code, Permanent: rep.Permanent, Commands: cmds}
 }
 
 // leasedTask checks the lease headers of a file route against the task.

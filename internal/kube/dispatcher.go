@@ -378,7 +378,7 @@ func (d *Dispatcher) keepAlive(ctx context.Context, kj *batchv1.Job, t job.Task)
 	if last, ok := d.renew[kj.Name]; ok && d.cfg.Now().Sub(last) < d.cfg.LeaseTTL/3 {
 		return
 	}
-	err := d.q.Heartbeat(ctx, d.lease(t), store.Progress{})
+	err := d.q.Heartbeat(ctx, d.lease(t), job.Progress{})
 	if err != nil {
 		d.log.Warn("renew the lease of a waiting pod", "job", kj.Name, "err", err)
 		return
@@ -398,7 +398,7 @@ func (d *Dispatcher) giveBack(ctx context.Context, t job.Task, why, jobName stri
 
 // settle ends a task whose pod stopped without reporting: a pod taken
 // away (drained, preempted) gives it back, anything else is a failed attempt.
-func (d *Dispatcher) settle(ctx context.Context, kj *batchv1.Job, t job.Task, f store.Failure) {
+func (d *Dispatcher) settle(ctx context.Context, kj *batchv1.Job, t job.Task, f job.Failure) {
 	if f.Code == codeDisrupted {
 		d.giveBack(ctx, t, f.Message+"; giving the task back", kj.Name)
 		return
@@ -406,7 +406,7 @@ func (d *Dispatcher) settle(ctx context.Context, kj *batchv1.Job, t job.Task, f 
 	d.fail(ctx, kj, t, f)
 }
 
-func (d *Dispatcher) fail(ctx context.Context, kj *batchv1.Job, t job.Task, f store.Failure) {
+func (d *Dispatcher) fail(ctx context.Context, kj *batchv1.Job, t job.Task, f job.Failure) {
 	d.log.Warn("a task's pod failed", "job", kj.Name, "task_id", t.ID, "reason", f.Code, "err", f.Message, "permanent", f.Permanent)
 	if err := d.q.Fail(ctx, d.lease(t), f); err != nil && !errors.Is(err, job.ErrLeaseLost) {
 		d.log.Error("record a pod's failure", "job", kj.Name, "err", err)
@@ -438,11 +438,11 @@ var configFailures = map[string]bool{"CreateContainerConfigError": true, "Create
 
 // podProblem looks at a running Job's pods for a failure herd will not hear
 // of from the pod itself, and reports whether the task has started.
-func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
+func (d *Dispatcher) podProblem(kj *batchv1.Job) (*job.Failure, bool) {
 	started := false
 	pods := d.jobPods(kj)
 	if len(pods) == 0 && neverHadPod(kj) && d.cfg.Now().Sub(kj.CreationTimestamp.Time) > d.cfg.UnschedulableTimeout {
-		return &store.Failure{Code: "no_pod", Message: fmt.Sprintf("Kubernetes made no pod for the task's Job %s in %s; kubectl describe job/%s says why (a resource quota, an admission policy, a missing service account...)", kj.Name, d.cfg.UnschedulableTimeout, kj.Name)}, false
+		return &job.Failure{Code: "no_pod", Message: fmt.Sprintf("Kubernetes made no pod for the task's Job %s in %s; kubectl describe job/%s says why (a resource quota, an admission policy, a missing service account...)", kj.Name, d.cfg.UnschedulableTimeout, kj.Name)}, false
 	}
 	for _, p := range pods {
 		if f := failureOf(p); f != nil {
@@ -460,7 +460,7 @@ func (d *Dispatcher) podProblem(kj *batchv1.Job) (*store.Failure, bool) {
 					since = p.CreationTimestamp.Time
 				}
 				if d.cfg.Now().Sub(since) > d.cfg.UnschedulableTimeout {
-					return &store.Failure{Code: "unschedulable", Message: fmt.Sprintf("the task's pod could not be scheduled for %s: %s (check the cluster's free CPU, memory and GPUs, node selectors and taints)", d.cfg.UnschedulableTimeout, c.Message)}, false
+					return &job.Failure{Code: "unschedulable", Message: fmt.Sprintf("the task's pod could not be scheduled for %s: %s (check the cluster's free CPU, memory and GPUs, node selectors and taints)", d.cfg.UnschedulableTimeout, c.Message)}, false
 				}
 			}
 		}
@@ -482,26 +482,26 @@ func (d *Dispatcher) jobPods(kj *batchv1.Job) []*corev1.Pod {
 
 // failureOf is what a pod shows of a failure: OOM kill, eviction, an image
 // that cannot be pulled, a container that cannot be created.
-func failureOf(p *corev1.Pod) *store.Failure {
+func failureOf(p *corev1.Pod) *job.Failure {
 	for _, cs := range p.Status.ContainerStatuses {
 		for _, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
 			if term != nil && term.Reason == "OOMKilled" {
-				return &store.Failure{Code: "oom_killed", Message: fmt.Sprintf("the task's pod was OOM-killed at its memory limit%s; raise --kube-encode-memory, or encode fewer rungs at once", memLimit(p))}
+				return &job.Failure{Code: "oom_killed", Message: fmt.Sprintf("the task's pod was OOM-killed at its memory limit%s; raise --kube-encode-memory, or encode fewer rungs at once", memLimit(p))}
 			}
 		}
 		if w := cs.State.Waiting; w != nil {
 			switch {
 			case w.Reason == "InvalidImageName":
-				return &store.Failure{Code: "image_pull", Permanent: true, Message: fmt.Sprintf("the task image %q is not a valid image name: fix --kube-image", cs.Image)}
+				return &job.Failure{Code: "image_pull", Permanent: true, Message: fmt.Sprintf("the task image %q is not a valid image name: fix --kube-image", cs.Image)}
 			case pullFailures[w.Reason]:
-				return &store.Failure{Code: "image_pull", Message: fmt.Sprintf("the task's pod could not pull its image %s (%s: %s); check --kube-image and the registry credentials", cs.Image, w.Reason, w.Message)}
+				return &job.Failure{Code: "image_pull", Message: fmt.Sprintf("the task's pod could not pull its image %s (%s: %s); check --kube-image and the registry credentials", cs.Image, w.Reason, w.Message)}
 			case configFailures[w.Reason]:
-				return &store.Failure{Code: "pod_config", Message: fmt.Sprintf("the task's container could not start (%s: %s); check the task pod template and the %s Secret", w.Reason, w.Message, "worker key")}
+				return &job.Failure{Code: "pod_config", Message: fmt.Sprintf("the task's container could not start (%s: %s); check the task pod template and the %s Secret", w.Reason, w.Message, "worker key")}
 			}
 		}
 	}
 	if p.Status.Reason == "Evicted" { // by its node, short of memory or disk: the task may be the cause
-		return &store.Failure{Code: "evicted", Message: "the task's pod was evicted: " + p.Status.Message}
+		return &job.Failure{Code: "evicted", Message: "the task's pod was evicted: " + p.Status.Message}
 	}
 	for _, c := range p.Status.Conditions {
 		// A pod being drained or preempted gets SIGTERM: herd run-task
@@ -510,7 +510,7 @@ func failureOf(p *corev1.Pod) *store.Failure {
 		if c.Type != corev1.DisruptionTarget || c.Status != corev1.ConditionTrue || p.Status.Phase != corev1.PodFailed {
 			continue
 		}
-		return &store.Failure{Code: codeDisrupted, Message: fmt.Sprintf("the task's pod was stopped before it could finish (%s: %s)", c.Reason, c.Message)}
+		return &job.Failure{Code: codeDisrupted, Message: fmt.Sprintf("the task's pod was stopped before it could finish (%s: %s)", c.Reason, c.Message)}
 	}
 	return nil
 }
@@ -530,14 +530,14 @@ func memLimit(p *corev1.Pod) string {
 
 // endedWhy explains a Job that finished while its task still held the
 // lease: its pod exited without reporting.
-func (d *Dispatcher) endedWhy(kj *batchv1.Job) store.Failure {
+func (d *Dispatcher) endedWhy(kj *batchv1.Job) job.Failure {
 	for _, p := range d.jobPods(kj) {
 		if f := failureOf(p); f != nil {
 			return *f
 		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
-				return store.Failure{Code: "pod_failed", Message: fmt.Sprintf("the task's pod exited with status %d (%s) without reporting; its log has details (kubectl logs job/%s)", t.ExitCode, cmp.Or(t.Reason, "Error"), kj.Name)}
+				return job.Failure{Code: "pod_failed", Message: fmt.Sprintf("the task's pod exited with status %d (%s) without reporting; its log has details (kubectl logs job/%s)", t.ExitCode, cmp.Or(t.Reason, "Error"), kj.Name)}
 			}
 		}
 	}
@@ -545,15 +545,15 @@ func (d *Dispatcher) endedWhy(kj *batchv1.Job) store.Failure {
 		if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobFailed || c.Type == batchv1.JobFailureTarget) {
 			// Its pod is gone, but the Job's pod failure policy saw it disrupted.
 			if c.Reason == batchv1.JobReasonPodFailurePolicy && strings.Contains(c.Message, string(corev1.DisruptionTarget)) {
-				return store.Failure{Code: codeDisrupted, Message: fmt.Sprintf("the task's pod was stopped before it could finish (%s)", c.Message)}
+				return job.Failure{Code: codeDisrupted, Message: fmt.Sprintf("the task's pod was stopped before it could finish (%s)", c.Message)}
 			}
 			if c.Reason == batchv1.JobReasonDeadlineExceeded {
-				return store.Failure{Code: "deadline", Message: fmt.Sprintf("the task ran past its Job's deadline of %ds and was stopped", ptr.Deref(kj.Spec.ActiveDeadlineSeconds, 0))}
+				return job.Failure{Code: "deadline", Message: fmt.Sprintf("the task ran past its Job's deadline of %ds and was stopped", ptr.Deref(kj.Spec.ActiveDeadlineSeconds, 0))}
 			}
-			return store.Failure{Code: "pod_failed", Message: fmt.Sprintf("the task's Job failed (%s: %s)", c.Reason, c.Message)}
+			return job.Failure{Code: "pod_failed", Message: fmt.Sprintf("the task's Job failed (%s: %s)", c.Reason, c.Message)}
 		}
 	}
-	return store.Failure{Code: "pod_failed", Message: fmt.Sprintf("the task's pod ended without reporting to the server (kubectl logs job/%s)", kj.Name)}
+	return job.Failure{Code: "pod_failed", Message: fmt.Sprintf("the task's pod ended without reporting to the server (kubectl logs job/%s)", kj.Name)}
 }
 
 // JobName is the deterministic name of a task's Job: the task id and the

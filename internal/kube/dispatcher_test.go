@@ -473,7 +473,7 @@ func TestReportedJobKept(t *testing.T) {
 	tk := r.submit(job.KindEncode)
 	kj := r.dispatched(tk)
 	got := r.task(tk.ID)
-	require.NoError(t, r.q.Complete(r.ctx, job.Lease{TaskID: tk.ID, Owner: "worker/kube/job", Fence: got.Fence}, store.Result{}))
+	require.NoError(t, r.q.Complete(r.ctx, job.Lease{TaskID: tk.ID, Owner: "worker/kube/job", Fence: got.Fence}, job.Result{}))
 	for range 5 {
 		require.NoError(t, r.d.Sync(r.ctx))
 		time.Sleep(50 * time.Millisecond)

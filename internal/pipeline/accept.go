@@ -15,7 +15,6 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
-	"github.com/herdhq/herd/internal/store"
 )
 
 // A remote worker's report is untrusted input. Acceptor turns what an
@@ -63,11 +62,11 @@ func NewAcceptor(profiles *profile.Set, limits media.Limits, files Storage) *Acc
 // Accept returns the result to store for c's task, or a *ReportError (the
 // task then fails permanently; a retry would get the same report) or a
 // storage error (retryable: the report is answered 500 and sent again).
-func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r store.Result) (store.Result, error) {
+func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (job.Result, error) {
 	if err := CheckCommands(r.Commands); err != nil {
-		return store.Result{}, err
+		return job.Result{}, err
 	}
-	out := store.Result{Commands: r.Commands}
+	out := job.Result{Commands: r.Commands}
 	k := c.Task.Kind
 	// What no kind may send: plan and source facts (derived from a probe
 	// report's info) and outputs (derived from the verified files) are
@@ -242,12 +241,12 @@ func PublishedOutputs(jobID string, verified json.RawMessage) (json.RawMessage, 
 // the server's profile, the source facts from the job's own with the
 // probed numbers added (the stored file's name, size and hash stay the
 // server's).
-func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (store.Result, error) {
+func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, error) {
 	if p == nil {
-		return store.Result{}, job.Permanent("profile_missing", job.Userf(nil, "profile %q no longer exists on this server; submit the file again with another profile", c.Job.Profile))
+		return job.Result{}, job.Permanent("profile_missing", job.Userf(nil, "profile %q no longer exists on this server; submit the file again with another profile", c.Job.Profile))
 	}
 	if p.Version != c.Job.ProfileVersion {
-		return store.Result{}, job.Permanent("profile_changed", job.Userf(nil,
+		return job.Result{}, job.Permanent("profile_changed", job.Userf(nil,
 			"profile %q changed from version %d to %d after this job was submitted; submit the file again", p.Name, c.Job.ProfileVersion, p.Version))
 	}
 	plan, err := media.NewPlan(info, p)
@@ -255,15 +254,15 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (store.Result,
 		err = plan.Validate()
 	}
 	if err != nil {
-		return store.Result{}, job.Permanent("unplannable", job.Userf(err, "profile %q cannot be applied to this file: %v", p.Name, err))
+		return job.Result{}, job.Permanent("unplannable", job.Userf(err, "profile %q cannot be applied to this file: %v", p.Name, err))
 	}
 	planJSON, err := json.Marshal(plan)
 	if err != nil {
-		return store.Result{}, fmt.Errorf("encode plan: %w", err)
+		return job.Result{}, fmt.Errorf("encode plan: %w", err)
 	}
 	data, err := json.Marshal(probeResult{Info: info})
 	if err != nil {
-		return store.Result{}, fmt.Errorf("encode probe: %w", err)
+		return job.Result{}, fmt.Errorf("encode probe: %w", err)
 	}
 	src := c.Job.Source
 	src.Duration = info.Duration
@@ -274,5 +273,5 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (store.Result,
 	if len(info.Audio) > 0 {
 		src.AudioChannels = info.Audio[0].Channels
 	}
-	return store.Result{Data: data, Plan: planJSON, Source: &src}, nil
+	return job.Result{Data: data, Plan: planJSON, Source: &src}, nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
-	"github.com/herdhq/herd/internal/store"
 )
 
 // Files is where a task's bytes come from and go to: the blob store itself
@@ -94,24 +93,24 @@ type probeResult struct {
 }
 
 // Execute runs one task.
-func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error) {
+func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.Progress)) (job.Result, error) {
 	if c.Task.Kind == job.KindPublish {
 		return e.publish(ctx, c)
 	}
 	src, err := e.files.Source(ctx, c)
 	if err != nil {
-		return store.Result{}, err
+		return job.Result{}, err
 	}
 	if c.Task.Kind == job.KindProbe {
 		return e.probe(ctx, c, src)
 	}
 	var plan media.Plan
 	if err := json.Unmarshal(c.Job.Plan, &plan); err != nil {
-		return store.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
+		return job.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
 	}
 	// Nothing reaches an argv from a plan that is not one NewPlan could make.
 	if err := plan.Validate(); err != nil {
-		return store.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan is not valid (%v); submit the file again", err))
+		return job.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan is not valid (%v); submit the file again", err))
 	}
 	switch c.Task.Kind {
 	case job.KindEncode:
@@ -121,13 +120,13 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(stor
 	case job.KindVerify:
 		return e.verify(ctx, c, &plan, src)
 	}
-	return store.Result{}, job.Permanent("internal", fmt.Errorf("unknown task kind %q", c.Task.Kind))
+	return job.Result{}, job.Permanent("internal", fmt.Errorf("unknown task kind %q", c.Task.Kind))
 }
 
-func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (store.Result, error) {
+func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.Result, error) {
 	info, err := e.media.Admit(ctx, src, e.limits)
 	if err != nil {
-		return store.Result{}, classify(err, "could not read the source file")
+		return job.Result{}, classify(err, "could not read the source file")
 	}
 	p, _ := e.profileFor(c)
 	return derive(p, c, info)
@@ -174,10 +173,10 @@ func (e *Executor) scratch(ctx context.Context, c *job.Claimed, step string, fn 
 	return cmds, nil
 }
 
-func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan, src string, report func(store.Progress)) (store.Result, error) {
+func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan, src string, report func(job.Progress)) (job.Result, error) {
 	plan, done, err := e.hardwarePlan(c, plan)
 	if err != nil {
-		return store.Result{}, err
+		return job.Result{}, err
 	}
 	defer done()
 	cmds, err := e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
@@ -188,32 +187,32 @@ func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan,
 				frac = min(p.OutTime.Seconds()/plan.Duration, 1)
 			}
 			speed = p.Speed
-			report(store.Progress{Progress: frac, Speed: p.Speed})
+			report(job.Progress{Progress: frac, Speed: p.Speed})
 		})
 		if err == nil {
-			report(store.Progress{Progress: 1, Speed: speed}) // ffmpeg is done; storing the files follows
+			report(job.Progress{Progress: 1, Speed: speed}) // ffmpeg is done; storing the files follows
 		}
 		return ran, err
 	})
 	if err != nil {
-		return store.Result{Commands: cmds}, classify(err, "encoding failed")
+		return job.Result{Commands: cmds}, classify(err, "encoding failed")
 	}
-	return store.Result{Commands: cmds}, nil
+	return job.Result{Commands: cmds}, nil
 }
 
-func (e *Executor) thumbnails(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (store.Result, error) {
+func (e *Executor) thumbnails(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (job.Result, error) {
 	cmds, err := e.scratch(ctx, c, StepThumbs, func(dir string) ([][]string, error) {
 		return e.media.Thumbnails(ctx, plan, src, dir)
 	})
 	if err != nil {
-		return store.Result{Commands: cmds}, classify(err, "making thumbnails failed")
+		return job.Result{Commands: cmds}, classify(err, "making thumbnails failed")
 	}
-	return store.Result{Commands: cmds}, nil
+	return job.Result{Commands: cmds}, nil
 }
 
 // verify assembles the staged outputs in one folder, checks them, and stages
 // the verified set for publishing.
-func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (store.Result, error) {
+func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (job.Result, error) {
 	var outputs []media.Output
 	cmds, err := e.scratch(ctx, c, StepVerified, func(dir string) ([][]string, error) {
 		for _, step := range []string{StepEncode, StepThumbs} {
@@ -233,23 +232,23 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan,
 		return ran, err
 	})
 	if err != nil {
-		return store.Result{Commands: cmds}, classify(err, "verifying the outputs failed")
+		return job.Result{Commands: cmds}, classify(err, "verifying the outputs failed")
 	}
 	data, err := json.Marshal(outputs)
 	if err != nil {
-		return store.Result{}, fmt.Errorf("encode outputs: %w", err)
+		return job.Result{}, fmt.Errorf("encode outputs: %w", err)
 	}
-	return store.Result{Data: data, Commands: cmds}, nil
+	return job.Result{Data: data, Commands: cmds}, nil
 }
 
 // publish makes the verified outputs visible and records them on the job.
-func (e *Executor) publish(ctx context.Context, c *job.Claimed) (store.Result, error) {
+func (e *Executor) publish(ctx context.Context, c *job.Claimed) (job.Result, error) {
 	if err := e.files.Publish(ctx, c); err != nil {
-		return store.Result{}, err
+		return job.Result{}, err
 	}
 	data, err := PublishedOutputs(c.Job.ID, c.Deps[job.KindVerify])
 	if err != nil {
-		return store.Result{}, err
+		return job.Result{}, err
 	}
-	return store.Result{Data: data, Outputs: data}, nil
+	return job.Result{Data: data, Outputs: data}, nil
 }

@@ -93,19 +93,19 @@ func (q *Queue) Wait(ctx context.Context, limit time.Duration) {
 }
 
 // Heartbeat extends a lease and records progress.
-func (q *Queue) Heartbeat(ctx context.Context, l job.Lease, p store.Progress) error {
+func (q *Queue) Heartbeat(ctx context.Context, l job.Lease, p job.Progress) error {
 	return q.st.Heartbeat(ctx, l, p, q.cfg.Now(), q.cfg.LeaseTTL)
 }
 
 // Complete finishes a task and wakes workers for the tasks it unblocked.
-func (q *Queue) Complete(ctx context.Context, l job.Lease, r store.Result) error {
+func (q *Queue) Complete(ctx context.Context, l job.Lease, r job.Result) error {
 	err := q.st.Complete(ctx, l, r, q.cfg.Now())
 	q.signal.Kick()
 	return err
 }
 
 // Fail records a failed attempt.
-func (q *Queue) Fail(ctx context.Context, l job.Lease, f store.Failure) error {
+func (q *Queue) Fail(ctx context.Context, l job.Lease, f job.Failure) error {
 	f.Backoff = cmp.Or(f.Backoff, q.cfg.Backoff)
 	err := q.st.Fail(ctx, l, f, q.cfg.Now())
 	q.signal.Kick()

@@ -121,7 +121,7 @@ func TestFilesTravel(t *testing.T) {
 				if r, ok := reports[cl.Task.Kind]; ok {
 					data = json.RawMessage(r)
 				}
-				if err := s.rc.Complete(ctx, cl.Lease, store.Result{Data: data}); err != nil {
+				if err := s.rc.Complete(ctx, cl.Lease, job.Result{Data: data}); err != nil {
 					t.Fatal(err)
 				}
 			}

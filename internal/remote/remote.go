@@ -29,7 +29,6 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
-	"github.com/herdhq/herd/internal/store"
 )
 
 // Client talks to a herd server as one worker.
@@ -286,7 +285,7 @@ func reportPath(l job.Lease, what string) string {
 }
 
 // Heartbeat extends the lease (worker.Queue). One try: the pool calls again.
-func (c *Client) Heartbeat(ctx context.Context, l job.Lease, p store.Progress) error {
+func (c *Client) Heartbeat(ctx context.Context, l job.Lease, p job.Progress) error {
 	body, _ := json.Marshal(api.Report{Lease: l, Progress: p.Progress, Speed: p.Speed})
 	resp, err := c.do(ctx, http.MethodPost, reportPath(l, "heartbeat"), nil, body)
 	if err != nil {
@@ -296,14 +295,14 @@ func (c *Client) Heartbeat(ctx context.Context, l job.Lease, p store.Progress) e
 }
 
 // Complete reports success (worker.Queue).
-func (c *Client) Complete(ctx context.Context, l job.Lease, r store.Result) error {
+func (c *Client) Complete(ctx context.Context, l job.Lease, r job.Result) error {
 	// The plan, source facts and published outputs are the server's to
 	// derive (from the probe's data, the job and the verified files).
 	return c.postJSON(ctx, reportPath(l, "complete"), api.Report{Lease: l, Data: r.Data, Commands: r.Commands}, nil)
 }
 
 // Fail reports a failure (worker.Queue).
-func (c *Client) Fail(ctx context.Context, l job.Lease, f store.Failure) error {
+func (c *Client) Fail(ctx context.Context, l job.Lease, f job.Failure) error {
 	return c.postJSON(ctx, reportPath(l, "fail"), api.Report{Lease: l, Message: f.Message, Code: f.Code, Permanent: f.Permanent, Commands: f.Commands}, nil)
 }
 

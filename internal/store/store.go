@@ -6,7 +6,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
@@ -26,9 +25,9 @@ type Store interface {
 	// Claim leases the oldest runnable task a worker can run; nil when there is none.
 	Claim(ctx context.Context, req ClaimRequest) (*job.Claimed, error)
 	// Heartbeat extends a lease and records progress. ErrLeaseLost when the fence is stale.
-	Heartbeat(ctx context.Context, l job.Lease, p Progress, now time.Time, ttl time.Duration) error
-	Complete(ctx context.Context, l job.Lease, r Result, now time.Time) error
-	Fail(ctx context.Context, l job.Lease, f Failure, now time.Time) error
+	Heartbeat(ctx context.Context, l job.Lease, p job.Progress, now time.Time, ttl time.Duration) error
+	Complete(ctx context.Context, l job.Lease, r job.Result, now time.Time) error
+	Fail(ctx context.Context, l job.Lease, f job.Failure, now time.Time) error
 	// Release gives a task back without burning an attempt (shutdown).
 	Release(ctx context.Context, l job.Lease, now time.Time) error
 	// ReapExpired requeues (or fails, past the attempt cap) tasks whose lease expired.
@@ -105,31 +104,6 @@ type ClaimRequest struct {
 	Caps   []string // capabilities ("" needs are always satisfied)
 	Now    time.Time
 	TTL    time.Duration
-}
-
-// Progress is what a heartbeat reports.
-type Progress struct {
-	Progress float64 // 0..1 of this task
-	Speed    float64 // x realtime
-}
-
-// Result is what a finished task hands back. JobPatch fields, when set, are
-// written onto the job in the same transaction.
-type Result struct {
-	Data     json.RawMessage
-	Commands [][]string
-	Source   *job.Source
-	Plan     json.RawMessage
-	Outputs  json.RawMessage
-}
-
-// Failure is a failed attempt.
-type Failure struct {
-	Message   string // for users
-	Code      string
-	Permanent bool
-	Commands  [][]string
-	Backoff   time.Duration // base delay before the next attempt
 }
 
 // Stats are the numbers metrics and dashboards show.

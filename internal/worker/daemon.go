@@ -26,7 +26,6 @@ import (
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/remote"
-	"github.com/herdhq/herd/internal/store"
 )
 
 // DaemonConfig is everything `herd worker` can be told.
@@ -206,7 +205,7 @@ type untilRefused struct {
 	refused context.Context
 }
 
-func (u untilRefused) Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error) {
+func (u untilRefused) Execute(ctx context.Context, c *job.Claimed, report func(job.Progress)) (job.Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(u.refused, cancel)()

@@ -16,22 +16,21 @@ import (
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
-	"github.com/herdhq/herd/internal/store"
 )
 
 // Queue is where a pool gets work and reports on it.
 type Queue interface {
 	Claim(ctx context.Context, owner, worker string, caps []string) (*job.Claimed, error)
 	Wait(ctx context.Context, limit time.Duration)
-	Heartbeat(ctx context.Context, l job.Lease, p store.Progress) error
-	Complete(ctx context.Context, l job.Lease, r store.Result) error
-	Fail(ctx context.Context, l job.Lease, f store.Failure) error
+	Heartbeat(ctx context.Context, l job.Lease, p job.Progress) error
+	Complete(ctx context.Context, l job.Lease, r job.Result) error
+	Fail(ctx context.Context, l job.Lease, f job.Failure) error
 	Release(ctx context.Context, l job.Lease) error
 }
 
 // Executor runs one claimed task. report may be called at any rate.
 type Executor interface {
-	Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error)
+	Execute(ctx context.Context, c *job.Claimed, report func(job.Progress)) (job.Result, error)
 }
 
 // Observer is told how each task ended (metrics); may be nil.
@@ -149,11 +148,11 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 
 	var (
 		mu       sync.Mutex
-		last     store.Progress
+		last     job.Progress
 		reported bool // stall detection starts with the first progress report
 		lastMove = time.Now()
 	)
-	report := func(pr store.Progress) {
+	report := func(pr job.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		if !reported || pr.Progress > last.Progress {
@@ -237,7 +236,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 			log.Info("released the task at shutdown")
 		}
 	default:
-		f := store.Failure{Message: job.UserMessage(err, fmt.Sprintf("the %s step failed unexpectedly; the server log has details", c.Task.Kind)), Commands: res.Commands}
+		f := job.Failure{Message: job.UserMessage(err, fmt.Sprintf("the %s step failed unexpectedly; the server log has details", c.Task.Kind)), Commands: res.Commands}
 		if errors.Is(cause, errStalled) {
 			f.Message = fmt.Sprintf("ffmpeg made no progress for %s; the task was stopped and will be retried", p.cfg.StallAfter)
 			f.Code = "stalled"
@@ -272,7 +271,7 @@ func (p *Pool) run(shutdown context.Context, c *job.Claimed) (outcome string) {
 // running ffmpeg) into a permanent failure of this task alone: one bad task
 // never takes the worker, the server or run-task down. Retrying would panic
 // the same way.
-func (p *Pool) execute(ctx context.Context, c *job.Claimed, report func(store.Progress), log *slog.Logger) (res store.Result, err error) {
+func (p *Pool) execute(ctx context.Context, c *job.Claimed, report func(job.Progress), log *slog.Logger) (res job.Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("task panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))

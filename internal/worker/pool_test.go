@@ -21,9 +21,9 @@ import (
 )
 
 // execFunc adapts a function to worker.Executor.
-type execFunc func(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error)
+type execFunc func(ctx context.Context, c *job.Claimed, report func(job.Progress)) (job.Result, error)
 
-func (f execFunc) Execute(ctx context.Context, c *job.Claimed, report func(store.Progress)) (store.Result, error) {
+func (f execFunc) Execute(ctx context.Context, c *job.Claimed, report func(job.Progress)) (job.Result, error) {
 	return f(ctx, c, report)
 }
 
@@ -65,12 +65,12 @@ func TestCancelStopsRunningTask(t *testing.T) {
 	t.Parallel()
 	st, q, jobID := setup(t)
 	var started, stopped atomic.Bool
-	ex := execFunc(func(ctx context.Context, _ *job.Claimed, report func(store.Progress)) (store.Result, error) {
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, report func(job.Progress)) (job.Result, error) {
 		started.Store(true)
-		report(store.Progress{Progress: 0.1})
+		report(job.Progress{Progress: 0.1})
 		<-ctx.Done()
 		stopped.Store(true)
-		return store.Result{}, ctx.Err()
+		return job.Result{}, ctx.Err()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -86,10 +86,10 @@ func TestCancelStopsRunningTask(t *testing.T) {
 func TestStalledTaskIsKilledAndRetried(t *testing.T) {
 	t.Parallel()
 	st, q, jobID := setup(t)
-	ex := execFunc(func(ctx context.Context, _ *job.Claimed, report func(store.Progress)) (store.Result, error) {
-		report(store.Progress{Progress: 0.43})
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, report func(job.Progress)) (job.Result, error) {
+		report(job.Progress{Progress: 0.43})
 		<-ctx.Done() // "stuck at 43 %"
-		return store.Result{}, ctx.Err()
+		return job.Result{}, ctx.Err()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -104,10 +104,10 @@ func TestShutdownReleasesAfterGrace(t *testing.T) {
 	t.Parallel()
 	st, q, jobID := setup(t)
 	var started atomic.Bool
-	ex := execFunc(func(ctx context.Context, _ *job.Claimed, _ func(store.Progress)) (store.Result, error) {
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, _ func(job.Progress)) (job.Result, error) {
 		started.Store(true)
 		<-ctx.Done()
-		return store.Result{}, ctx.Err()
+		return job.Result{}, ctx.Err()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Grace: 50 * time.Millisecond}, quiet, nil)
@@ -126,13 +126,13 @@ func TestShutdownLetsFastTaskFinish(t *testing.T) {
 	st, q, jobID := setup(t)
 	release := make(chan struct{})
 	var started atomic.Bool
-	ex := execFunc(func(ctx context.Context, _ *job.Claimed, _ func(store.Progress)) (store.Result, error) {
+	ex := execFunc(func(ctx context.Context, _ *job.Claimed, _ func(job.Progress)) (job.Result, error) {
 		started.Store(true)
 		select {
 		case <-release:
-			return store.Result{}, nil
+			return job.Result{}, nil
 		case <-ctx.Done():
-			return store.Result{}, errors.New("killed too early")
+			return job.Result{}, errors.New("killed too early")
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,8 +149,8 @@ func TestShutdownLetsFastTaskFinish(t *testing.T) {
 func TestPermanentErrorFailsJobAtOnce(t *testing.T) {
 	t.Parallel()
 	st, q, jobID := setup(t)
-	ex := execFunc(func(context.Context, *job.Claimed, func(store.Progress)) (store.Result, error) {
-		return store.Result{}, job.Permanent("no_video", job.Userf(errors.New("/secret/path: no stream"), "the file has no video stream"))
+	ex := execFunc(func(context.Context, *job.Claimed, func(job.Progress)) (job.Result, error) {
+		return job.Result{}, job.Permanent("no_video", job.Userf(errors.New("/secret/path: no stream"), "the file has no video stream"))
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -170,9 +170,9 @@ func TestRequeueGivesTaskBackUnrun(t *testing.T) {
 	t.Parallel()
 	st, q, jobID := setup(t)
 	var tries atomic.Int32
-	ex := execFunc(func(context.Context, *job.Claimed, func(store.Progress)) (store.Result, error) {
+	ex := execFunc(func(context.Context, *job.Claimed, func(job.Progress)) (job.Result, error) {
 		tries.Add(1)
-		return store.Result{}, fmt.Errorf("all sessions busy: %w", job.ErrRequeue)
+		return job.Result{}, fmt.Errorf("all sessions busy: %w", job.ErrRequeue)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/"}, quiet, nil)
@@ -210,9 +210,9 @@ func TestOutcomeWhenReportFails(t *testing.T) {
 			c, err := q.Claim(ctx, "w/1", "w", nil)
 			require.NoError(t, err)
 			require.NotNil(t, c)
-			ex := execFunc(func(context.Context, *job.Claimed, func(store.Progress)) (store.Result, error) {
+			ex := execFunc(func(context.Context, *job.Claimed, func(job.Progress)) (job.Result, error) {
 				tc.before(st, q, c.Lease)
-				return store.Result{}, tc.result
+				return job.Result{}, tc.result
 			})
 			pool := worker.NewPool(q, ex, worker.Config{Name: "w", OwnerPrefix: "w/", Heartbeat: time.Hour}, quiet, nil)
 			require.Equal(t, tc.want, pool.RunOne(ctx, c))
@@ -229,12 +229,12 @@ func TestPanicFailsOnlyThatTask(t *testing.T) {
 	other := job.Job{ID: job.NewID("j"), Profile: "p", ProfileVersion: 1, IdempotencyKey: "k2", Source: job.Source{AssetID: "a1"}}
 	_, _, err := st.CreateJob(ctx, other, []job.Task{{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}}, time.Now())
 	require.NoError(t, err)
-	ex := execFunc(func(_ context.Context, c *job.Claimed, _ func(store.Progress)) (store.Result, error) {
+	ex := execFunc(func(_ context.Context, c *job.Claimed, _ func(job.Progress)) (job.Result, error) {
 		if c.Task.Kind == job.KindEncode {
 			var cols int
 			_ = 10 / cols // what an unchecked sprite geometry would do
 		}
-		return store.Result{}, nil
+		return job.Result{}, nil
 	})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -459,7 +459,7 @@ func (s *Store) leased(ctx context.Context, tx *sql.Tx, l job.Lease) (job.Task, 
 }
 
 // Heartbeat extends the lease and records progress.
-func (s *Store) Heartbeat(ctx context.Context, l job.Lease, p store.Progress, now time.Time, ttl time.Duration) error {
+func (s *Store) Heartbeat(ctx context.Context, l job.Lease, p job.Progress, now time.Time, ttl time.Duration) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		t, err := s.leased(ctx, tx, l)
 		if err != nil {
@@ -475,7 +475,7 @@ func (s *Store) Heartbeat(ctx context.Context, l job.Lease, p store.Progress, no
 }
 
 // Complete marks a task done, applies its result to the job and queues the tasks that waited on it.
-func (s *Store) Complete(ctx context.Context, l job.Lease, r store.Result, now time.Time) error {
+func (s *Store) Complete(ctx context.Context, l job.Lease, r job.Result, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		t, err := s.leased(ctx, tx, l)
 		if err != nil {
@@ -549,7 +549,7 @@ func jsonOr(v any, empty string) string {
 
 // Fail records a failed attempt: retried with backoff, or, when permanent or
 // past the attempt cap, the task and its job fail and every other task stops.
-func (s *Store) Fail(ctx context.Context, l job.Lease, f store.Failure, now time.Time) error {
+func (s *Store) Fail(ctx context.Context, l job.Lease, f job.Failure, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		t, err := s.leased(ctx, tx, l)
 		if err != nil {
@@ -559,7 +559,7 @@ func (s *Store) Fail(ctx context.Context, l job.Lease, f store.Failure, now time
 	})
 }
 
-func (s *Store) failTask(ctx context.Context, tx *sql.Tx, t job.Task, f store.Failure, now time.Time) error {
+func (s *Store) failTask(ctx context.Context, tx *sql.Tx, t job.Task, f job.Failure, now time.Time) error {
 	cmds := jsonOr(f.Commands, "[]")
 	if !f.Permanent && t.Attempt < t.MaxAttempts {
 		runAfter := now.Add(job.Backoff(t.Attempt, cmp(f.Backoff, 2*time.Second)))
@@ -662,7 +662,7 @@ func (s *Store) ReapExpired(ctx context.Context, now time.Time, backoff time.Dur
 			if !ok || t.LeaseExpiry == nil || !t.LeaseExpiry.Before(now) {
 				continue // finished, or heartbeat, while we waited for the job's lock
 			}
-			f := store.Failure{Message: fmt.Sprintf("worker %s stopped answering (lease expired)", t.Worker), Code: "worker_lost", Backoff: backoff}
+			f := job.Failure{Message: fmt.Sprintf("worker %s stopped answering (lease expired)", t.Worker), Code: "worker_lost", Backoff: backoff}
 			if err := s.failTask(ctx, tx, t, f, now); err != nil {
 				return err
 			}
@@ -694,7 +694,7 @@ func (s *Store) releaseOwners(ctx context.Context, prefix string, now time.Time,
 				continue
 			}
 			// The attempt did run (and may have crashed the process), so it counts.
-			f := store.Failure{Message: why, Code: "worker_lost", Backoff: time.Millisecond}
+			f := job.Failure{Message: why, Code: "worker_lost", Backoff: time.Millisecond}
 			if err := s.failTask(ctx, tx, t, f, now); err != nil {
 				return err
 			}

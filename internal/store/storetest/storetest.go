@@ -102,7 +102,7 @@ func testPipelineOrder(t *testing.T, s store.Store) {
 	require.Nil(t, claim(t, s, "w2", t0), "encode must wait for probe")
 
 	plan := json.RawMessage(`{"rungs":2}`)
-	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Data: json.RawMessage(`{"probed":true}`), Plan: plan,
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Data: json.RawMessage(`{"probed":true}`), Plan: plan,
 		Source: &job.Source{AssetID: j.Source.AssetID, Name: "clip.mp4", Width: 640, Height: 360}, Commands: [][]string{{"ffprobe", "x"}}}, t0))
 	got, err := s.GetJob(ctx, j.ID)
 	require.NoError(t, err)
@@ -114,16 +114,16 @@ func testPipelineOrder(t *testing.T, s store.Store) {
 	require.NotNil(t, c)
 	require.Equal(t, job.KindEncode, c.Task.Kind)
 	require.JSONEq(t, `{"probed":true}`, string(c.Deps[job.KindProbe]))
-	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.5, Speed: 2.5}, t0, ttl))
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.5, Speed: 2.5}, t0, ttl))
 	got, err = s.GetJob(ctx, j.ID)
 	require.NoError(t, err)
 	require.InDelta(t, (0.05+0.75*0.5)/0.85, got.Progress, 1e-9)
 	require.InDelta(t, 2.5, got.Speed, 1e-9)
-	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{}, t0))
 
 	c = claim(t, s, "w1", t0)
 	require.Equal(t, job.KindPublish, c.Task.Kind)
-	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Outputs: json.RawMessage(`[{"name":"master"}]`)}, t0.Add(time.Minute)))
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Outputs: json.RawMessage(`[{"name":"master"}]`)}, t0.Add(time.Minute)))
 	got, err = s.GetJob(ctx, j.ID)
 	require.NoError(t, err)
 	require.Equal(t, job.Succeeded, got.State)
@@ -188,7 +188,7 @@ func testLeaseExpiry(t *testing.T, s store.Store) {
 	n, err := s.ReapExpired(ctx, t0.Add(ttl-time.Second), time.Second)
 	require.NoError(t, err)
 	require.Zero(t, n, "lease still valid")
-	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.1}, t0.Add(20*time.Second), ttl))
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.1}, t0.Add(20*time.Second), ttl))
 	n, err = s.ReapExpired(ctx, t0.Add(ttl+time.Second), time.Second)
 	require.NoError(t, err)
 	require.Zero(t, n, "heartbeat extended the lease")
@@ -217,27 +217,27 @@ func testFencing(t *testing.T, s store.Store) {
 	cur := claim(t, s, "w2", t0.Add(2*time.Hour))
 	require.NotNil(t, cur)
 	// The zombie's reports are refused.
-	require.ErrorIs(t, s.Heartbeat(ctx, old.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost)
-	require.ErrorIs(t, s.Complete(ctx, old.Lease, store.Result{}, t0), job.ErrLeaseLost)
-	require.ErrorIs(t, s.Fail(ctx, old.Lease, store.Failure{Message: "x"}, t0), job.ErrLeaseLost)
+	require.ErrorIs(t, s.Heartbeat(ctx, old.Lease, job.Progress{}, t0, ttl), job.ErrLeaseLost)
+	require.ErrorIs(t, s.Complete(ctx, old.Lease, job.Result{}, t0), job.ErrLeaseLost)
+	require.ErrorIs(t, s.Fail(ctx, old.Lease, job.Failure{Message: "x"}, t0), job.ErrLeaseLost)
 	require.ErrorIs(t, s.Release(ctx, old.Lease, t0), job.ErrLeaseLost)
 	// A forged owner with the right fence is refused too.
 	forged := cur.Lease
 	forged.Owner = "w1"
-	require.ErrorIs(t, s.Complete(ctx, forged, store.Result{}, t0), job.ErrLeaseLost)
-	require.NoError(t, s.Complete(ctx, cur.Lease, store.Result{}, t0.Add(2*time.Hour)))
+	require.ErrorIs(t, s.Complete(ctx, forged, job.Result{}, t0), job.ErrLeaseLost)
+	require.NoError(t, s.Complete(ctx, cur.Lease, job.Result{}, t0.Add(2*time.Hour)))
 }
 
 func testAttempts(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	j := newJob(t, s, "fff", 2)
 	c := claim(t, s, "w1", t0)
-	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "ffmpeg was killed", Backoff: 10 * time.Second}, t0))
+	require.NoError(t, s.Fail(ctx, c.Lease, job.Failure{Message: "ffmpeg was killed", Backoff: 10 * time.Second}, t0))
 	require.Nil(t, claim(t, s, "w1", t0.Add(9*time.Second)), "backoff not over")
 	c = claim(t, s, "w1", t0.Add(11*time.Second))
 	require.NotNil(t, c)
 	require.Equal(t, 2, c.Task.Attempt)
-	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "ffmpeg was killed", Backoff: 10 * time.Second}, t0.Add(12*time.Second)))
+	require.NoError(t, s.Fail(ctx, c.Lease, job.Failure{Message: "ffmpeg was killed", Backoff: 10 * time.Second}, t0.Add(12*time.Second)))
 	got, err := s.GetJob(ctx, j.ID)
 	require.NoError(t, err)
 	require.Equal(t, job.Failed, got.State)
@@ -253,7 +253,7 @@ func testPermanent(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	j := newJob(t, s, "ggg", 3)
 	c := claim(t, s, "w1", t0)
-	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "the file has no video stream", Code: "no_video", Permanent: true}, t0))
+	require.NoError(t, s.Fail(ctx, c.Lease, job.Failure{Message: "the file has no video stream", Code: "no_video", Permanent: true}, t0))
 	got, err := s.GetJob(ctx, j.ID)
 	require.NoError(t, err)
 	require.Equal(t, job.Failed, got.State)
@@ -269,7 +269,7 @@ func testCancelRunning(t *testing.T, s store.Store) {
 	got, err := s.CancelJob(ctx, j.ID, t0)
 	require.NoError(t, err)
 	require.Equal(t, job.Canceled, got.State)
-	require.ErrorIs(t, s.Heartbeat(ctx, c.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost, "the worker learns at its next heartbeat")
+	require.ErrorIs(t, s.Heartbeat(ctx, c.Lease, job.Progress{}, t0, ttl), job.ErrLeaseLost, "the worker learns at its next heartbeat")
 	_, err = s.CancelJob(ctx, j.ID, t0)
 	require.ErrorIs(t, err, job.ErrConflict)
 	_, err = s.CancelJob(ctx, "nope", t0)
@@ -280,10 +280,10 @@ func testRetry(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	j := newJob(t, s, "iii", 1)
 	c := claim(t, s, "w1", t0)
-	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Data: json.RawMessage(`{"p":1}`)}, t0))
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Data: json.RawMessage(`{"p":1}`)}, t0))
 	c = claim(t, s, "w1", t0)
 	require.Equal(t, job.KindEncode, c.Task.Kind)
-	require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "disk full"}, t0))
+	require.NoError(t, s.Fail(ctx, c.Lease, job.Failure{Message: "disk full"}, t0))
 	_, err := s.RetryJob(ctx, j.ID, t0)
 	require.NoError(t, err)
 	got, err := s.GetJob(ctx, j.ID)
@@ -316,8 +316,8 @@ func testReleaseOwners(t *testing.T, s store.Store) {
 	n, err := s.ReleaseOwners(ctx, "local/host1/", t0)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	require.ErrorIs(t, s.Heartbeat(ctx, a.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost)
-	require.NoError(t, s.Heartbeat(ctx, b.Lease, store.Progress{}, t0, ttl))
+	require.ErrorIs(t, s.Heartbeat(ctx, a.Lease, job.Progress{}, t0, ttl), job.ErrLeaseLost)
+	require.NoError(t, s.Heartbeat(ctx, b.Lease, job.Progress{}, t0, ttl))
 }
 
 func testList(t *testing.T, s store.Store) {
@@ -380,12 +380,12 @@ func testEncodeBacklog(t *testing.T, s store.Store) {
 	}
 	backlog(140)
 	c := claim(t, s, "w/0", t0)
-	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.25}, t0, ttl))
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.25}, t0, ttl))
 	backlog(140 - 0.25*c.Job.Source.Duration)
 	d, err := s.Depth(ctx)
 	require.NoError(t, err)
 	require.Equal(t, store.Depth{JobsQueued: 1, JobsRunning: 1, QueuedTasks: 1, RunningTasks: 1, EncodeBacklog: d.EncodeBacklog}, d)
-	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{}, t0))
 	backlog(140 - c.Job.Source.Duration)
 }
 
@@ -435,7 +435,7 @@ func testEncodeSeconds(t *testing.T, s store.Store) {
 		require.Equal(t, job.KindProbe, c.Task.Kind)
 		src := c.Job.Source
 		src.Duration = 120
-		require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Source: &src}, t0))
+		require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &src}, t0))
 	}
 	require.Equal(t, []float64{120}, seconds(whole.ID)[job.KindEncode])
 	require.ElementsMatch(t, []float64{70, 50}, seconds(chunked.ID)[job.KindEncode])
@@ -446,12 +446,12 @@ func testEncodeSeconds(t *testing.T, s store.Store) {
 	require.NotNil(t, c)
 	require.Equal(t, job.KindEncode, c.Task.Kind)
 	require.Positive(t, c.Task.Seconds, "a claimed task carries its length")
-	require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.5}, t0, ttl))
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.5}, t0, ttl))
 	d := depth()
 	require.Equal(t, 2, d.QueuedTasks)
 	require.Equal(t, 1, d.RunningTasks)
 	require.InDelta(t, 240-0.5*c.Task.Seconds, d.EncodeBacklog, 1e-9)
-	require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{}, t0))
 	require.InDelta(t, 240-c.Task.Seconds, depth().EncodeBacklog, 1e-9)
 }
 
@@ -577,7 +577,7 @@ func testConcurrentCompletes(t *testing.T, s store.Store) {
 	for range jobs {
 		c := claim(t, s, "w", t0)
 		require.Equal(t, job.KindProbe, c.Task.Kind)
-		require.NoError(t, s.Complete(ctx, c.Lease, store.Result{}, t0))
+		require.NoError(t, s.Complete(ctx, c.Lease, job.Result{}, t0))
 	}
 	byJob := map[string][]job.Lease{}
 	for range 2 * jobs {
@@ -592,7 +592,7 @@ func testConcurrentCompletes(t *testing.T, s store.Store) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := s.Complete(ctx, l, store.Result{}, t0); err != nil {
+				if err := s.Complete(ctx, l, job.Result{}, t0); err != nil {
 					t.Errorf("complete: %v", err)
 				}
 			}()
@@ -635,11 +635,11 @@ func testWorkers(t *testing.T, s store.Store) {
 	require.NoError(t, s.SetWorkerState(ctx, "gpu_box-1", store.WorkerDraining, t0))
 	w, _ = s.GetWorker(ctx, "gpu_box-1")
 	require.Equal(t, store.WorkerDraining, w.State)
-	require.NoError(t, s.Heartbeat(ctx, mine.Lease, store.Progress{}, t0, ttl), "draining keeps running tasks")
+	require.NoError(t, s.Heartbeat(ctx, mine.Lease, job.Progress{}, t0, ttl), "draining keeps running tasks")
 
 	require.NoError(t, s.SetWorkerState(ctx, "gpu_box-1", store.WorkerRevoked, t0))
-	require.ErrorIs(t, s.Heartbeat(ctx, mine.Lease, store.Progress{}, t0, ttl), job.ErrLeaseLost, "revoking gives its leases back")
-	require.NoError(t, s.Heartbeat(ctx, other.Lease, store.Progress{}, t0, ttl), "another worker (whose name has LIKE wildcards) keeps its lease")
+	require.ErrorIs(t, s.Heartbeat(ctx, mine.Lease, job.Progress{}, t0, ttl), job.ErrLeaseLost, "revoking gives its leases back")
+	require.NoError(t, s.Heartbeat(ctx, other.Lease, job.Progress{}, t0, ttl), "another worker (whose name has LIKE wildcards) keeps its lease")
 	k, err := s.KeyByHash(ctx, "wh")
 	require.NoError(t, err)
 	require.True(t, k.Revoked)
@@ -706,11 +706,11 @@ func testThroughput(t *testing.T, s store.Store) {
 				return
 			}
 			if fail {
-				require.NoError(t, s.Fail(ctx, c.Lease, store.Failure{Message: "bad", Permanent: true}, at))
+				require.NoError(t, s.Fail(ctx, c.Lease, job.Failure{Message: "bad", Permanent: true}, at))
 				return
 			}
-			require.NoError(t, s.Heartbeat(ctx, c.Lease, store.Progress{Progress: 0.5, Speed: 4}, at, ttl))
-			require.NoError(t, s.Complete(ctx, c.Lease, store.Result{Data: json.RawMessage(`{}`)}, at))
+			require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.5, Speed: 4}, at, ttl))
+			require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Data: json.RawMessage(`{}`)}, at))
 		}
 	}
 	finish("tp-old", t0, false)

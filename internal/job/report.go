@@ -1,0 +1,35 @@
+package job
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// What a worker reports about the task it holds. The worker protocol
+// carries these from a remote worker to the server, and the store records
+// them; they are the domain's words, so neither owns them.
+
+// Progress is what a heartbeat reports.
+type Progress struct {
+	Progress float64 // 0..1 of this task
+	Speed    float64 // x realtime
+}
+
+// Result is what a finished task hands back. JobPatch fields, when set, are
+// written onto the job in the same transaction.
+type Result struct {
+	Data     json.RawMessage
+	Commands [][]string
+	Source   *Source
+	Plan     json.RawMessage
+	Outputs  json.RawMessage
+}
+
+// Failure is a failed attempt.
+type Failure struct {
+	Message   string // for users
+	Code      string
+	Permanent bool
+	Commands  [][]string
+	Backoff   time.Duration // base delay before the next attempt
+}
