@@ -22,6 +22,7 @@ import (
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // credential is one way a caller may present itself.
@@ -127,10 +128,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 	src := clip(t, dir, 2, "160x90")
 	job1, job2 := submit(src), submit(clip(t, dir, 3, "160x90"))
 	require.NotEqual(t, job1, job2)
-	claim := postJSON("/api/v1/worker/claim", w1, map[string]any{"slot": "1", "version": api.ProtocolVersion, "wait_seconds": 10})
+	claim := postJSON("/api/v1/worker/claim", w1, map[string]any{"slot": "1", "version": protocol.Version, "wait_seconds": 10})
 	lease := claim["lease"].(map[string]any)
 	taskID := lease["task_id"].(string)
-	leaseHdr := map[string]string{api.HeaderLeaseOwner: lease["owner"].(string), api.HeaderFence: fmt.Sprint(lease["fence"])}
+	leaseHdr := map[string]string{protocol.HeaderLeaseOwner: lease["owner"].(string), protocol.HeaderFence: fmt.Sprint(lease["fence"])}
 	leaseBody, _ := json.Marshal(map[string]any{"lease": lease})
 
 	// Browser sessions: a live one, and one that ended with its key.
@@ -302,7 +303,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// with the same task and fence under its own name: not its files, not
 	// its reports.
 	own := strings.Replace(lease["owner"].(string), "/w1/", "/w2/", 1)
-	ownHdr := map[string]string{api.HeaderLeaseOwner: own, api.HeaderFence: fmt.Sprint(lease["fence"])}
+	ownHdr := map[string]string{protocol.HeaderLeaseOwner: own, protocol.HeaderFence: fmt.Sprint(lease["fence"])}
 	ownBody, _ := json.Marshal(map[string]any{"lease": map[string]any{"task_id": taskID, "owner": own, "fence": lease["fence"]}})
 	for _, r := range routes {
 		if r.access != "worker" || !strings.HasPrefix(r.path, "/api/v1/worker/tasks/") {

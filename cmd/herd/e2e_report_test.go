@@ -14,9 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // A hostile remote worker's reports cannot steer what the server runs. It
@@ -66,11 +66,11 @@ func TestHostileWorkerReports(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		return strings.TrimSpace(stdout)
 	}
-	claimProbe := func(jobID string) api.Claim {
+	claimProbe := func(jobID string) protocol.Claim {
 		t.Helper()
-		code, body := post("/api/v1/worker/claim", reg.Key, map[string]any{"slot": "1", "version": api.ProtocolVersion, "wait_seconds": 10})
+		code, body := post("/api/v1/worker/claim", reg.Key, map[string]any{"slot": "1", "version": protocol.Version, "wait_seconds": 10})
 		require.Equal(t, http.StatusOK, code, string(body))
-		var c api.Claim
+		var c protocol.Claim
 		require.NoError(t, json.Unmarshal(body, &c))
 		require.Equal(t, "probe", string(c.Task.Kind))
 		require.Equal(t, jobID, c.Job.ID)

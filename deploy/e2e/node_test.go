@@ -19,9 +19,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/kube/kubetest"
 )
 
@@ -168,7 +168,7 @@ spec:
 	long := filepath.Join(t.TempDir(), "movie-hello-x6.mp4")
 	n.must("ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "5", "-i", filepath.Join(media, "movie-hello.mp4"), "-c", "copy", long)
 	killed := submit(t, ctx, c, long, "web-hls")
-	others := []api.JobView{
+	others := []jobview.JobView{
 		submit(t, ctx, c, filepath.Join(media, "Megamind.avi"), "mp4-library"),
 		submit(t, ctx, c, filepath.Join(media, "cityCC0.mpg"), "mp4-library"),
 	}
@@ -180,7 +180,7 @@ spec:
 	n.mark("killing pod " + pod + " mid-encode")
 	n.k("-n", "herd", "delete", "pod", pod, "--grace-period=0", "--force", "--wait=false")
 
-	for _, j := range append([]api.JobView{killed}, others...) {
+	for _, j := range append([]jobview.JobView{killed}, others...) {
 		v := wait(t, ctx, c, j.ID)
 		n.mark(fmt.Sprintf("job %s (%s, %s) succeeded", v.ID, v.Source.Name, v.Profile))
 		checkOutputs(t, v)
@@ -199,7 +199,7 @@ spec:
 	var jobs map[string]string
 	eventually(t, time.Minute, "every task's last Job completes", func() (bool, any) {
 		jobs = n.jobs(t)
-		for _, j := range append([]api.JobView{v}, others...) {
+		for _, j := range append([]jobview.JobView{v}, others...) {
 			for _, tk := range j.Tasks {
 				if jobs["herd-"+tk.ID+"-"+fmt.Sprint(lastFence(jobs, tk.ID))] != "Complete" {
 					return false, jobs
@@ -231,7 +231,7 @@ spec:
 	// out, and the task runs again there. And a short clip beside it.
 	long2 := filepath.Join(t.TempDir(), "Megamind-x6.avi")
 	n.must("ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "5", "-i", filepath.Join(media, "Megamind.avi"), "-c", "copy", long2)
-	pulled := []api.JobView{
+	pulled := []jobview.JobView{
 		submit(t, ctx, c, long2, "web-hls"),
 		submit(t, ctx, c, filepath.Join(media, "realshort.mp4"), "mp4-library"),
 	}
@@ -271,14 +271,14 @@ func checkPodSecurity(t *testing.T, applyOutput string) {
 	}
 }
 
-func submit(t *testing.T, ctx context.Context, c *client.Client, file, profile string) api.JobView {
+func submit(t *testing.T, ctx context.Context, c *client.Client, file, profile string) jobview.JobView {
 	t.Helper()
 	j, _, err := c.Submit(ctx, file, profile, nil)
 	require.NoError(t, err, "submit %s", file)
 	return j
 }
 
-func wait(t *testing.T, ctx context.Context, c *client.Client, id string) api.JobView {
+func wait(t *testing.T, ctx context.Context, c *client.Client, id string) jobview.JobView {
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
 	defer cancel()
@@ -290,7 +290,7 @@ func wait(t *testing.T, ctx context.Context, c *client.Client, id string) api.Jo
 
 // checkOutputs: herd verified every output against its source; the job
 // shows what it measured.
-func checkOutputs(t *testing.T, v api.JobView) {
+func checkOutputs(t *testing.T, v jobview.JobView) {
 	t.Helper()
 	require.NotEmpty(t, v.Outputs, "job %s has outputs", v.ID)
 	names := map[string]bool{}
@@ -304,7 +304,7 @@ func checkOutputs(t *testing.T, v api.JobView) {
 	}
 }
 
-func taskByID(t *testing.T, v api.JobView, id string) api.TaskView {
+func taskByID(t *testing.T, v jobview.JobView, id string) jobview.TaskView {
 	t.Helper()
 	for _, tk := range v.Tasks {
 		if tk.ID == id {
@@ -312,7 +312,7 @@ func taskByID(t *testing.T, v api.JobView, id string) api.TaskView {
 		}
 	}
 	t.Fatalf("job %s has no task %s", v.ID, id)
-	return api.TaskView{}
+	return jobview.TaskView{}
 }
 
 // encoding waits until the job's encode task has run for a moment, then returns the name of the pod matching selector that is

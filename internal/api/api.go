@@ -25,10 +25,12 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -250,16 +252,8 @@ func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
 	return s.requireKind("admin", func(w http.ResponseWriter, r *http.Request, _ store.Key) { next(w, r) })
 }
 
-// ErrorBody is the JSON shape of every error.
-type ErrorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var b ErrorBody
+	var b protocol.ErrorBody
 	b.Error.Code, b.Error.Message = code, msg
 	writeJSON(w, status, b)
 }
@@ -293,16 +287,6 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// QueueStats is what autoscalers read (a KEDA metrics-api trigger): public,
-// like /metrics, because it says only how much work waits.
-type QueueStats struct {
-	QueuedTasks          int     `json:"queued_tasks"`
-	RunningTasks         int     `json:"running_tasks"`
-	EncodeBacklogSeconds float64 `json:"encode_backlog_seconds"`
-	JobsQueued           int     `json:"jobs_queued"`
-	JobsRunning          int     `json:"jobs_running"`
-}
-
 // queueDepth answers from one aggregate over the open work (store.Depth):
 // anyone may call it, so a flood of calls must cost the server little.
 func (s *Server) queueDepth(w http.ResponseWriter, r *http.Request) {
@@ -311,13 +295,13 @@ func (s *Server) queueDepth(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, QueueStats{QueuedTasks: d.QueuedTasks, RunningTasks: d.RunningTasks,
+	writeJSON(w, http.StatusOK, protocol.QueueStats{QueuedTasks: d.QueuedTasks, RunningTasks: d.RunningTasks,
 		EncodeBacklogSeconds: d.EncodeBacklog, JobsQueued: d.JobsQueued, JobsRunning: d.JobsRunning})
 }
 
 // queueStats is the queue part of the dashboard's numbers.
-func queueStats(st store.Stats) QueueStats {
-	out := QueueStats{RunningTasks: st.RunningTasks, EncodeBacklogSeconds: st.EncodeBacklog,
+func queueStats(st store.Stats) protocol.QueueStats {
+	out := protocol.QueueStats{RunningTasks: st.RunningTasks, EncodeBacklogSeconds: st.EncodeBacklog,
 		JobsQueued: st.JobsByState[job.Queued], JobsRunning: st.JobsByState[job.Running]}
 	for _, n := range st.QueueByProfile {
 		out.QueuedTasks += n
@@ -366,51 +350,6 @@ func (s *Server) listProfiles(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"profiles": s.profiles.All()})
 }
 
-// JobView is a job as the API shows it.
-type JobView struct {
-	job.Job
-	ETASeconds *float64          `json:"eta_seconds,omitempty"`
-	Outputs    []pipeline.Output `json:"outputs"`
-	Tasks      []TaskView        `json:"tasks,omitempty"`
-	Deliveries []store.Delivery  `json:"deliveries,omitempty"`
-}
-
-// TaskView is a task as the API shows it.
-type TaskView struct {
-	ID         string     `json:"id"`
-	Kind       job.Kind   `json:"kind"`
-	State      string     `json:"state"`
-	Attempt    int        `json:"attempt"`
-	Worker     string     `json:"worker,omitempty"`
-	Progress   float64    `json:"progress"`
-	Error      string     `json:"error,omitempty"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	Commands   [][]string `json:"commands"`
-}
-
-// View is how the API, and webhook events, show a job.
-func View(j job.Job, tasks []job.Task) JobView {
-	v := JobView{Job: j, Outputs: []pipeline.Output{}}
-	if len(j.Outputs) > 0 {
-		_ = json.Unmarshal(j.Outputs, &v.Outputs)
-	}
-	if j.State == job.Running && j.Speed > 0 && j.Source.Duration > 0 {
-		// Remaining encode work at the current speed; rough, but what users want.
-		eta := (1 - j.Progress) * j.Source.Duration / j.Speed
-		v.ETASeconds = &eta
-	}
-	for _, t := range tasks {
-		cmds := t.Commands
-		if cmds == nil {
-			cmds = [][]string{}
-		}
-		v.Tasks = append(v.Tasks, TaskView{ID: t.ID, Kind: t.Kind, State: string(t.State), Attempt: t.Attempt, Worker: t.Worker,
-			Progress: t.Progress, Error: t.Error, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, Commands: cmds})
-	}
-	return v
-}
-
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var (
@@ -450,7 +389,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+j.ID)
-	writeJSON(w, status, View(j, nil))
+	writeJSON(w, status, jobview.View(j, nil))
 }
 
 type badRequest struct{ msg string }
@@ -554,7 +493,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, View(j, nil))
+	writeJSON(w, http.StatusOK, jobview.View(j, nil))
 }
 
 func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
@@ -564,7 +503,7 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.kick.Kick()
-	writeJSON(w, http.StatusOK, View(j, nil))
+	writeJSON(w, http.StatusOK, jobview.View(j, nil))
 }
 
 func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {

@@ -25,8 +25,10 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
@@ -104,7 +106,7 @@ func upload(t testing.TB, fields [][2]string, fileName string, data []byte) (io.
 
 func errCode(t *testing.T, body []byte) string {
 	t.Helper()
-	var e api.ErrorBody
+	var e protocol.ErrorBody
 	require.NoError(t, json.Unmarshal(body, &e), string(body))
 	require.NotEmpty(t, e.Error.Message)
 	return e.Error.Code
@@ -150,9 +152,9 @@ func TestQueueStats(t *testing.T) {
 	require.NoError(t, err)
 	resp, body := f.do(t, "GET", "/api/v1/queue", "", nil, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-	var q api.QueueStats
+	var q protocol.QueueStats
 	require.NoError(t, json.Unmarshal(body, &q))
-	require.Equal(t, api.QueueStats{QueuedTasks: 1, EncodeBacklogSeconds: 90, JobsQueued: 1}, q)
+	require.Equal(t, protocol.QueueStats{QueuedTasks: 1, EncodeBacklogSeconds: 90, JobsQueued: 1}, q)
 }
 
 func TestSubmitUploadAndIdempotency(t *testing.T) {
@@ -162,7 +164,7 @@ func TestSubmitUploadAndIdempotency(t *testing.T) {
 	body, ct := upload(t, [][2]string{{"profile", "web-hls"}}, "../../etc/My Clip.mp4", data)
 	resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
 	require.Equal(t, http.StatusCreated, resp.StatusCode, string(b))
-	var j api.JobView
+	var j jobview.JobView
 	require.NoError(t, json.Unmarshal(b, &j))
 	require.Equal(t, job.Queued, j.State)
 	require.Equal(t, "My Clip.mp4", j.Source.Name, "the name is cleaned, never a path")
@@ -173,7 +175,7 @@ func TestSubmitUploadAndIdempotency(t *testing.T) {
 	body, ct = upload(t, [][2]string{{"profile", "web-hls"}}, "again.mp4", data)
 	resp, b = f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "same bytes, same profile: the existing job")
-	var again api.JobView
+	var again jobview.JobView
 	require.NoError(t, json.Unmarshal(b, &again))
 	require.Equal(t, j.ID, again.ID)
 
@@ -183,7 +185,7 @@ func TestSubmitUploadAndIdempotency(t *testing.T) {
 
 	resp, b = f.do(t, "GET", "/api/v1/jobs/"+j.ID, adminKey, nil, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var got api.JobView
+	var got jobview.JobView
 	require.NoError(t, json.Unmarshal(b, &got))
 	require.Len(t, got.Tasks, 5)
 	require.Equal(t, job.KindProbe, got.Tasks[0].Kind)
@@ -259,7 +261,7 @@ func TestListCancelRetry(t *testing.T) {
 		body, ct := upload(t, [][2]string{{"profile", "web-hls"}}, "a.mp4", []byte{byte(i), 1, 2})
 		resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
 		require.Equal(t, http.StatusCreated, resp.StatusCode)
-		var j api.JobView
+		var j jobview.JobView
 		require.NoError(t, json.Unmarshal(b, &j))
 		ids = append(ids, j.ID)
 		time.Sleep(2 * time.Millisecond)
@@ -267,8 +269,8 @@ func TestListCancelRetry(t *testing.T) {
 	resp, b := f.do(t, "GET", "/api/v1/jobs?limit=2", adminKey, nil, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	var page struct {
-		Jobs []api.JobView `json:"jobs"`
-		Next string        `json:"next"`
+		Jobs []jobview.JobView `json:"jobs"`
+		Next string            `json:"next"`
 	}
 	require.NoError(t, json.Unmarshal(b, &page))
 	require.Len(t, page.Jobs, 2)

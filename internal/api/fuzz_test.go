@@ -17,15 +17,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
 
 // leased registers a worker, submits a job and has the worker claim its
 // probe task: the worker's key and the claim.
-func (f *fixture) leased(t testing.TB) (string, api.Claim) {
+func (f *fixture) leased(t testing.TB) (string, protocol.Claim) {
 	t.Helper()
 	ctx := context.Background()
 	const key = "fixture-worker-key-0123456789"
@@ -42,9 +42,9 @@ func (f *fixture) leased(t testing.TB) (string, api.Claim) {
 	}
 	code, body := post("/api/v1/jobs", adminKey, ct, form)
 	require.Equal(t, http.StatusCreated, code, string(body))
-	code, body = post("/api/v1/worker/claim", key, "application/json", strings.NewReader(`{"slot":"1","version":"`+api.ProtocolVersion+`"}`))
+	code, body = post("/api/v1/worker/claim", key, "application/json", strings.NewReader(`{"slot":"1","version":"`+protocol.Version+`"}`))
 	require.Equal(t, http.StatusOK, code, string(body))
-	var claim api.Claim
+	var claim protocol.Claim
 	require.NoError(t, json.Unmarshal(body, &claim))
 	return key, claim
 }
@@ -69,7 +69,7 @@ func FuzzRequestBodies(f *testing.F) {
 		return rec
 	}
 	workerKey, claim := fx.leased(f)
-	lease := map[string]string{api.HeaderLeaseOwner: claim.Lease.Owner, api.HeaderFence: fmt.Sprint(claim.Lease.Fence)}
+	lease := map[string]string{protocol.HeaderLeaseOwner: claim.Lease.Owner, protocol.HeaderFence: fmt.Sprint(claim.Lease.Fence)}
 	task := "/api/v1/worker/tasks/" + claim.Task.ID
 
 	type target struct {
@@ -132,9 +132,9 @@ func FuzzRequestBodies(f *testing.F) {
 		case "tus-metadata":
 			hdr["Upload-Metadata"], body = string(data), nil
 		case "file": // a whole file in one PUT, announced as such
-			hdr[api.HeaderOffset], hdr[api.HeaderLength] = "0", fmt.Sprint(len(data))
+			hdr[protocol.HeaderOffset], hdr[protocol.HeaderLength] = "0", fmt.Sprint(len(data))
 			sum := sha256.Sum256(data)
-			hdr[api.HeaderSHA256] = hex.EncodeToString(sum[:])
+			hdr[protocol.HeaderSHA256] = hex.EncodeToString(sum[:])
 		case "report": // any report, carrying a live lease on a task of that kind
 			c := fx.leasedKind(t, workerKey, tg.kind)
 			path = "/api/v1/worker/tasks/" + c.Task.ID + "/complete"
@@ -156,7 +156,7 @@ func FuzzRequestBodies(f *testing.F) {
 			t.Fatalf("%s %s: %d %s", tg.method, tg.path, rec.Code, rec.Body.String())
 		}
 		if rec.Code >= 400 && tg.as != "tus-metadata" { // tusd answers in plain text
-			var e api.ErrorBody
+			var e protocol.ErrorBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("%s %s: %d without the error shape: %s", tg.method, tg.path, rec.Code, rec.Body.String())
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -30,32 +31,13 @@ const keyUseEvery = time.Minute
 // keySweepEvery is how often expired keys and sessions are deleted.
 const keySweepEvery = 10 * time.Minute
 
-// KeyView is a key as the API lists it: never its secret, nor its hash.
-type KeyView struct {
-	ID        string     `json:"id"`
-	Kind      string     `json:"kind"` // admin | worker | registration | session
-	Name      string     `json:"name"`
-	State     string     `json:"state"` // live | expired | revoked (a session whose admin key was revoked: revoked)
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	LastUsed  *time.Time `json:"last_used,omitempty"`
-	MadeWith  string     `json:"made_with,omitempty"` // a session: the id of the admin key it was signed in with
-}
-
-// Key states.
-const (
-	KeyLive    = "live"
-	KeyExpired = "expired"
-	KeyRevoked = "revoked"
-)
-
-func keyView(k store.Key, now time.Time) KeyView {
-	v := KeyView{ID: k.ID, Kind: k.Kind, Name: k.Name, State: KeyLive, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, LastUsed: k.LastUsed, MadeWith: k.Parent}
+func keyView(k store.Key, now time.Time) protocol.KeyView {
+	v := protocol.KeyView{ID: k.ID, Kind: k.Kind, Name: k.Name, State: protocol.KeyLive, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, LastUsed: k.LastUsed, MadeWith: k.Parent}
 	switch {
 	case k.Revoked || k.ParentEnded:
-		v.State = KeyRevoked
+		v.State = protocol.KeyRevoked
 	case !k.Usable(now):
-		v.State = KeyExpired
+		v.State = protocol.KeyExpired
 	}
 	return v
 }
@@ -78,9 +60,9 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	out := []KeyView{}
+	out := []protocol.KeyView{}
 	for _, k := range keys {
-		if v := keyView(k, now); all || v.State == KeyLive {
+		if v := keyView(k, now); all || v.State == protocol.KeyLive {
 			out = append(out, v)
 		}
 	}

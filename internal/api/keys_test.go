@@ -15,38 +15,39 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
 
 // issue makes a key through the API and returns it.
-func (f *fixture) issue(t *testing.T, kind, name string) api.IssuedKey {
+func (f *fixture) issue(t *testing.T, kind, name string) protocol.IssuedKey {
 	t.Helper()
 	resp, body := f.do(t, "POST", "/api/v1/tokens", adminKey, strings.NewReader(`{"kind":"`+kind+`","name":"`+name+`"}`), "application/json")
 	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
-	var k api.IssuedKey
+	var k protocol.IssuedKey
 	require.NoError(t, json.Unmarshal(body, &k))
 	return k
 }
 
 // tokens lists the keys through the API.
-func (f *fixture) tokens(t *testing.T, query string) []api.KeyView {
+func (f *fixture) tokens(t *testing.T, query string) []protocol.KeyView {
 	t.Helper()
 	resp, body := f.do(t, "GET", "/api/v1/tokens"+query, adminKey, nil, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	var out struct {
-		Keys []api.KeyView `json:"keys"`
+		Keys []protocol.KeyView `json:"keys"`
 	}
 	require.NoError(t, json.Unmarshal(body, &out))
 	return out.Keys
 }
 
-func byID(keys []api.KeyView, id string) (api.KeyView, bool) {
+func byID(keys []protocol.KeyView, id string) (protocol.KeyView, bool) {
 	for _, k := range keys {
 		if k.ID == id {
 			return k, true
 		}
 	}
-	return api.KeyView{}, false
+	return protocol.KeyView{}, false
 }
 
 func (f *fixture) revoke(t *testing.T, id string) (int, []byte) {
@@ -74,7 +75,7 @@ func TestTokenListAndRevoke(t *testing.T) {
 	require.True(t, ok, "the new admin key is listed")
 	require.Equal(t, "admin", k.Kind)
 	require.Equal(t, "ci", k.Name)
-	require.Equal(t, api.KeyLive, k.State)
+	require.Equal(t, protocol.KeyLive, k.State)
 	require.Nil(t, k.LastUsed, "not used yet")
 	require.WithinDuration(t, time.Now(), k.CreatedAt, time.Minute)
 	r, ok := byID(keys, reg.ID)
@@ -90,9 +91,9 @@ func TestTokenListAndRevoke(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	code, body := f.revoke(t, second.ID)
 	require.Equal(t, http.StatusOK, code, string(body))
-	var rv api.KeyView
+	var rv protocol.KeyView
 	require.NoError(t, json.Unmarshal(body, &rv))
-	require.Equal(t, api.KeyRevoked, rv.State)
+	require.Equal(t, protocol.KeyRevoked, rv.State)
 	resp, body = f.do(t, "GET", "/api/v1/jobs", second.Secret, nil, "")
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	require.Contains(t, string(body), "revoked")
@@ -100,7 +101,7 @@ func TestTokenListAndRevoke(t *testing.T) {
 	require.False(t, ok, "a revoked key leaves the default list")
 	k, ok = byID(f.tokens(t, "?all=true"), second.ID)
 	require.True(t, ok)
-	require.Equal(t, api.KeyRevoked, k.State)
+	require.Equal(t, protocol.KeyRevoked, k.State)
 	require.NotNil(t, k.LastUsed, "it was used once")
 	code, _ = f.revoke(t, second.ID)
 	require.Equal(t, http.StatusOK, code, "revoking twice is no error")
@@ -191,7 +192,7 @@ func TestSessionEndsWithItsKey(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, get(), "the session ended with its admin key")
 	s, ok = byID(f.tokens(t, "?all=true"), s.ID)
 	require.True(t, ok)
-	require.Equal(t, api.KeyRevoked, s.State)
+	require.Equal(t, protocol.KeyRevoked, s.State)
 }
 
 // TestRevokedKeyEndsEventStream: a stream opened with a bearer key ends
@@ -243,7 +244,7 @@ func TestRevokedKeyEndsParkedClaim(t *testing.T) {
 			got := make(chan answer, 1)
 			start := time.Now()
 			go func() {
-				req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/worker/claim", strings.NewReader(`{"slot":"1","version":"`+api.ProtocolVersion+`","wait_seconds":20}`))
+				req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/worker/claim", strings.NewReader(`{"slot":"1","version":"`+protocol.Version+`","wait_seconds":20}`))
 				req.Header.Set("Authorization", "Bearer "+key)
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
@@ -276,7 +277,7 @@ func TestRevokedKeyEndsParkedClaim(t *testing.T) {
 			form, ct := upload(t, [][2]string{{"profile", "mp4-library"}}, "a.mp4", []byte("bytes"))
 			resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, form, ct)
 			require.Equal(t, http.StatusCreated, resp.StatusCode, string(b))
-			resp, b = f.do(t, "POST", "/api/v1/worker/claim", key, strings.NewReader(`{"slot":"1","version":"`+api.ProtocolVersion+`"}`), "application/json")
+			resp, b = f.do(t, "POST", "/api/v1/worker/claim", key, strings.NewReader(`{"slot":"1","version":"`+protocol.Version+`"}`), "application/json")
 			require.Equal(t, http.StatusUnauthorized, resp.StatusCode, string(b))
 		})
 	}
@@ -289,7 +290,7 @@ func TestWrongKindOfKey(t *testing.T) {
 	f := setup(t)
 	resp, body := f.do(t, "POST", "/api/v1/worker/claim", adminKey, strings.NewReader(`{"slot":"1"}`), "application/json")
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
-	var e api.ErrorBody
+	var e protocol.ErrorBody
 	require.NoError(t, json.Unmarshal(body, &e))
 	require.Contains(t, e.Error.Message, "this is an admin key")
 	require.Contains(t, e.Error.Message, "HERD_WORKER_TOKEN")

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -33,12 +35,12 @@ const keepAlive = 15 * time.Second
 
 // Dashboard is what the front page shows.
 type Dashboard struct {
-	Queue          QueueStats        `json:"queue"`
-	JobsByState    map[job.State]int `json:"jobs_by_state"`
-	Hours          []store.HourCount `json:"hours"` // the last 24 clock hours, oldest first, zeros included
-	EncodeSpeed    float64           `json:"encode_speed"`
-	Workers        int               `json:"workers"` // registered workers not revoked
-	RecentFailures []JobView         `json:"recent_failures"`
+	Queue          protocol.QueueStats `json:"queue"`
+	JobsByState    map[job.State]int   `json:"jobs_by_state"`
+	Hours          []store.HourCount   `json:"hours"` // the last 24 clock hours, oldest first, zeros included
+	EncodeSpeed    float64             `json:"encode_speed"`
+	Workers        int                 `json:"workers"` // registered workers not revoked
+	RecentFailures []jobview.JobView   `json:"recent_failures"`
 }
 
 // RunningTask is a task being run now, as the workers page shows it.
@@ -73,7 +75,7 @@ func (s *Server) dashboard(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := Dashboard{Queue: queueStats(st), JobsByState: st.JobsByState, RecentFailures: []JobView{}}
+	d := Dashboard{Queue: queueStats(st), JobsByState: st.JobsByState, RecentFailures: []jobview.JobView{}}
 	now := time.Now().UTC()
 	first := now.Truncate(time.Hour).Add(-23 * time.Hour)
 	got, err := s.st.Throughput(ctx, first)
@@ -110,7 +112,7 @@ func (s *Server) dashboard(ctx context.Context) (any, error) {
 		return nil, err
 	}
 	for _, j := range failed {
-		d.RecentFailures = append(d.RecentFailures, View(j, nil))
+		d.RecentFailures = append(d.RecentFailures, jobview.View(j, nil))
 	}
 	return d, nil
 }
@@ -170,16 +172,16 @@ func (s *Server) workers(ctx context.Context) (any, error) {
 }
 
 // jobPage is one job with its tasks and deliveries.
-func (s *Server) jobPage(ctx context.Context, id string) (JobView, error) {
+func (s *Server) jobPage(ctx context.Context, id string) (jobview.JobView, error) {
 	j, err := s.st.GetJob(ctx, id)
 	if err != nil {
-		return JobView{}, err
+		return jobview.JobView{}, err
 	}
 	tasks, err := s.st.Tasks(ctx, id)
 	if err != nil {
-		return JobView{}, err
+		return jobview.JobView{}, err
 	}
-	v := View(j, tasks)
+	v := jobview.View(j, tasks)
 	v.Deliveries, err = s.st.Deliveries(ctx, id)
 	return v, err
 }
@@ -190,9 +192,9 @@ func (s *Server) jobList(ctx context.Context, opt store.ListOptions) (any, error
 	if err != nil {
 		return nil, err
 	}
-	out := make([]JobView, 0, len(jobs))
+	out := make([]jobview.JobView, 0, len(jobs))
 	for _, j := range jobs {
-		out = append(out, View(j, nil))
+		out = append(out, jobview.View(j, nil))
 	}
 	return map[string]any{"jobs": out, "next": next}, nil
 }

@@ -23,13 +23,14 @@ import (
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 )
 
 // leasedKind makes a job of one task of kind k (what the worker routes see
 // of any task of that kind) and has the fixture's worker claim it.
-func (f *fixture) leasedKind(t testing.TB, key string, k job.Kind) api.Claim {
+func (f *fixture) leasedKind(t testing.TB, key string, k job.Kind) protocol.Claim {
 	t.Helper()
 	ctx := context.Background()
 	id, sha := job.NewID("j"), strings.Repeat("ab", 32)
@@ -40,9 +41,9 @@ func (f *fixture) leasedKind(t testing.TB, key string, k job.Kind) api.Claim {
 		[]job.Task{{ID: job.NewID("t"), Kind: k, MaxAttempts: 3}}, time.Now())
 	require.NoError(t, err)
 	for {
-		code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"1","version":"`+api.ProtocolVersion+`"}`)
+		code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"1","version":"`+protocol.Version+`"}`)
 		require.Equal(t, http.StatusOK, code, string(body))
-		var c api.Claim
+		var c protocol.Claim
 		require.NoError(t, json.Unmarshal(body, &c))
 		if c.Job.ID == id {
 			require.Equal(t, k, c.Task.Kind)
@@ -65,7 +66,7 @@ func (f *fixture) post(key, path, body string) (int, []byte) {
 }
 
 // report sends a completion for c with the given fields added to its lease.
-func (f *fixture) complete(t testing.TB, key string, c api.Claim, fields map[string]any) (int, []byte) {
+func (f *fixture) complete(t testing.TB, key string, c protocol.Claim, fields map[string]any) (int, []byte) {
 	t.Helper()
 	fields["lease"] = c.Lease
 	b, err := json.Marshal(fields)
@@ -118,9 +119,9 @@ func TestWorkerReportsCannotSteer(t *testing.T) {
 	require.Equal(t, *want, got)
 
 	// The encode task that follows may not report a plan.
-	code, body = f.post(key, "/api/v1/worker/claim", `{"slot":"1","version":"`+api.ProtocolVersion+`"}`)
+	code, body = f.post(key, "/api/v1/worker/claim", `{"slot":"1","version":"`+protocol.Version+`"}`)
 	require.Equal(t, http.StatusOK, code, string(body))
-	var enc api.Claim
+	var enc protocol.Claim
 	require.NoError(t, json.Unmarshal(body, &enc))
 	require.Equal(t, job.KindEncode, enc.Task.Kind)
 	code, body = f.complete(t, key, enc, map[string]any{"plan": hostilePlan})
@@ -160,11 +161,11 @@ func TestWorkerReportsCannotSteer(t *testing.T) {
 		requireFailedNaming(t, f, c, tc.field)
 	}
 	// The server did not go down and the worker still works.
-	code, _ = f.post(key, "/api/v1/worker/claim", `{"slot":"1","version":"`+api.ProtocolVersion+`"}`)
+	code, _ = f.post(key, "/api/v1/worker/claim", `{"slot":"1","version":"`+protocol.Version+`"}`)
 	require.Equal(t, http.StatusNoContent, code)
 }
 
-func requireFailedNaming(t *testing.T, f *fixture, c api.Claim, field string) {
+func requireFailedNaming(t *testing.T, f *fixture, c protocol.Claim, field string) {
 	t.Helper()
 	ctx := context.Background()
 	tk, err := f.st.GetTask(ctx, c.Task.ID)
@@ -212,11 +213,11 @@ func TestWorkerStepsAreTiedToTheirTask(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	key, _ := f.leased(t)
-	send := func(c api.Claim, method, path string, hdr map[string]string, body string) int {
+	send := func(c protocol.Claim, method, path string, hdr map[string]string, body string) int {
 		req := httptest.NewRequest(method, "/api/v1/worker/tasks/"+c.Task.ID+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set(api.HeaderLeaseOwner, c.Lease.Owner)
-		req.Header.Set(api.HeaderFence, fmt.Sprint(c.Lease.Fence))
+		req.Header.Set(protocol.HeaderLeaseOwner, c.Lease.Owner)
+		req.Header.Set(protocol.HeaderFence, fmt.Sprint(c.Lease.Fence))
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
@@ -225,7 +226,7 @@ func TestWorkerStepsAreTiedToTheirTask(t *testing.T) {
 		return rec.Code
 	}
 	put := func(n int64) map[string]string {
-		return map[string]string{api.HeaderOffset: "0", api.HeaderLength: fmt.Sprint(n), api.HeaderSHA256: strings.Repeat("0", 64)}
+		return map[string]string{protocol.HeaderOffset: "0", protocol.HeaderLength: fmt.Sprint(n), protocol.HeaderSHA256: strings.Repeat("0", 64)}
 	}
 	files := func(n int64) string { return fmt.Sprintf(`{"files":[{"path":"a.m4s","size":%d}]}`, n) }
 
@@ -235,8 +236,8 @@ func TestWorkerStepsAreTiedToTheirTask(t *testing.T) {
 	require.Equal(t, http.StatusConflict, send(th, "POST", "/commit/verified", nil, files(1)))
 	require.Equal(t, http.StatusConflict, send(th, "POST", "/uploads/verified", nil, files(1)))
 	require.Equal(t, http.StatusConflict, send(th, "GET", "/staged/encode", nil, ""))
-	require.Equal(t, http.StatusCreated, send(th, "PUT", "/files/thumbs/poster.jpg", map[string]string{api.HeaderOffset: "0", api.HeaderLength: "1",
-		api.HeaderSHA256: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}, "x"))
+	require.Equal(t, http.StatusCreated, send(th, "PUT", "/files/thumbs/poster.jpg", map[string]string{protocol.HeaderOffset: "0", protocol.HeaderLength: "1",
+		protocol.HeaderSHA256: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}, "x"))
 
 	// This job's source is 5 bytes and has no plan yet: its steps may weigh
 	// a few tens of MiB, not a GiB, however the bytes are sent.
@@ -291,11 +292,11 @@ func TestWorkerUploadStaysInItsFolder(t *testing.T) {
 	for _, p := range []string{"poster.jpg", "sub/poster.jpg"} {
 		req := httptest.NewRequest("PUT", "/api/v1/worker/tasks/"+c.Task.ID+"/files/thumbs/"+p, strings.NewReader("x"))
 		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set(api.HeaderLeaseOwner, c.Lease.Owner)
-		req.Header.Set(api.HeaderFence, fmt.Sprint(c.Lease.Fence))
-		req.Header.Set(api.HeaderOffset, "0")
-		req.Header.Set(api.HeaderLength, "1")
-		req.Header.Set(api.HeaderSHA256, "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881")
+		req.Header.Set(protocol.HeaderLeaseOwner, c.Lease.Owner)
+		req.Header.Set(protocol.HeaderFence, fmt.Sprint(c.Lease.Fence))
+		req.Header.Set(protocol.HeaderOffset, "0")
+		req.Header.Set(protocol.HeaderLength, "1")
+		req.Header.Set(protocol.HeaderSHA256, "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881")
 		rec := httptest.NewRecorder()
 		f.api.Handler().ServeHTTP(rec, req)
 		require.NotEqual(t, http.StatusCreated, rec.Code, p)

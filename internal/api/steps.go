@@ -12,6 +12,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // A worker key reaches only the work its lease holds: each task kind writes
@@ -120,7 +121,7 @@ type budgets struct {
 // plan records the files an attempt's step (name) is about to upload
 // straight to storage, and reports whether all it asked for so far fits
 // in limit; when it does not, nothing is recorded.
-func (b *budgets) plan(name string, files []StagedFile, limit int64) bool {
+func (b *budgets) plan(name string, files []protocol.StagedFile, limit int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.planned == nil {
@@ -196,7 +197,7 @@ func dirSize(dir string) int64 {
 }
 
 // sumSizes adds up the sizes a worker lists for a step.
-func sumSizes(files []StagedFile) int64 {
+func sumSizes(files []protocol.StagedFile) int64 {
 	var n int64
 	for _, f := range files {
 		n += f.Size

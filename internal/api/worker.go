@@ -21,77 +21,9 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
-
-// The worker protocol (version 1): remote workers dial out to these routes
-// with a worker key. Every report carries the lease (owner and fencing token);
-// a stale one gets 409 lease_lost and the worker drops that task.
-
-// ProtocolVersion is sent by workers and checked by the server. Version 2
-// added presigned redirects and direct uploads: a version 1 worker would
-// follow a redirect with its key and would not know the uploads route.
-const ProtocolVersion = "2"
-
-// Lease headers on file routes.
-const (
-	HeaderLeaseOwner = "X-Herd-Lease-Owner"
-	HeaderFence      = "X-Herd-Fence"
-	HeaderSHA256     = "X-Herd-SHA256"
-	HeaderOffset     = "Upload-Offset"
-	HeaderLength     = "Upload-Length"
-)
-
-// Claim is what the server hands a worker.
-type Claim struct {
-	Task    job.Task                     `json:"task"`
-	Job     job.Job                      `json:"job"`
-	Lease   job.Lease                    `json:"lease"`
-	Deps    map[job.Kind]json.RawMessage `json:"deps"`
-	Profile json.RawMessage              `json:"profile,omitempty"`
-}
-
-// ClaimRequest asks for one task.
-type ClaimRequest struct {
-	Slot        string   `json:"slot"` // the worker's slot number; the lease owner is worker/NAME/SLOT
-	Caps        []string `json:"capabilities"`
-	Slots       int      `json:"slots"`
-	Version     string   `json:"version"`
-	WaitSeconds float64  `json:"wait_seconds"` // long-poll: how long to hold the request when nothing is runnable (≤ 30)
-}
-
-// Report is a heartbeat, completion, failure or release.
-type Report struct {
-	Lease     job.Lease       `json:"lease"`
-	Progress  float64         `json:"progress,omitempty"`
-	Speed     float64         `json:"speed,omitempty"`
-	Data      json.RawMessage `json:"data,omitempty"`
-	Source    *job.Source     `json:"source,omitempty"`
-	Plan      json.RawMessage `json:"plan,omitempty"`
-	Outputs   json.RawMessage `json:"outputs,omitempty"`
-	Commands  [][]string      `json:"commands,omitempty"`
-	Message   string          `json:"message,omitempty"`
-	Code      string          `json:"code,omitempty"`
-	Permanent bool            `json:"permanent,omitempty"`
-}
-
-// StagedFile is one file of a staged step.
-type StagedFile = pipeline.StagedFile
-
-// UploadPlan answers a worker about to upload a step's files: with Direct,
-// it PUTs each part straight to storage at the presigned URLs given and
-// sends the parts' ETags with its commit; otherwise it uploads through the
-// server's resumable file routes.
-type UploadPlan struct {
-	Direct  bool                `json:"direct"`
-	Uploads []blob.DirectUpload `json:"uploads,omitempty"`
-}
-
-// CommitRequest lists the files of a step the worker uploaded.
-type CommitRequest struct {
-	Files   []StagedFile        `json:"files"`
-	Uploads []blob.DirectUpload `json:"uploads,omitempty"` // direct uploads, with each part's ETag
-}
 
 var workerNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -133,10 +65,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // register trades a one-time registration token for a worker key.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Token string `json:"registration_token"`
-		Name  string `json:"name"`
-	}
+	var body protocol.RegisterRequest
 	if !decodeJSON(w, r, &body) {
 		return
 	}
@@ -168,23 +97,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("worker registered", "worker", body.Name)
-	writeJSON(w, http.StatusCreated, map[string]string{"name": body.Name, "key": key.Secret})
+	writeJSON(w, http.StatusCreated, protocol.Registered{Key: key.Secret, Name: body.Name})
 }
 
-// IssuedKey is a key just created: the secret is shown once.
-type IssuedKey struct {
-	ID        string     `json:"id"`
-	Kind      string     `json:"kind"`
-	Name      string     `json:"name"`
-	Secret    string     `json:"key"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-}
-
-func (s *Server) issueKey(ctx context.Context, kind, name string, expires *time.Time) (IssuedKey, error) {
+func (s *Server) issueKey(ctx context.Context, kind, name string, expires *time.Time) (protocol.IssuedKey, error) {
 	secret := apikey.New("herd_" + kind[:3] + "_")
 	id := job.NewID("k")
 	err := s.st.CreateKey(ctx, store.Key{ID: id, Kind: kind, Name: name, Hash: apikey.Hash(secret), CreatedAt: time.Now().UTC(), ExpiresAt: expires})
-	return IssuedKey{ID: id, Kind: kind, Name: name, Secret: secret, ExpiresAt: expires}, err
+	return protocol.IssuedKey{ID: id, Kind: kind, Name: name, Secret: secret, ExpiresAt: expires}, err
 }
 
 // createToken lets an admin make a registration token (or a worker or admin key).
@@ -253,7 +173,7 @@ func (s *Server) setWorkerState(state string) http.HandlerFunc {
 // claim hands the worker one task, holding the request until one is runnable
 // (or wait_seconds pass): a new task reaches an idle worker at once.
 func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
-	var req ClaimRequest
+	var req protocol.ClaimRequest
 	if !decodeJSON(w, r, &req) {
 		return
 	}
@@ -262,8 +182,8 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "slot must be a short name without / % _ or \\")
 		return
 	}
-	if req.Version != "" && req.Version != ProtocolVersion {
-		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this server speaks worker protocol %s; upgrade the worker or the server so they match", ProtocolVersion))
+	if req.Version != "" && req.Version != protocol.Version {
+		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this server speaks worker protocol %s; upgrade the worker or the server so they match", protocol.Version))
 		return
 	}
 	if err := s.st.SeenWorker(r.Context(), name, req.Caps, max(req.Slots, 1), req.Version, time.Now()); err != nil {
@@ -309,8 +229,8 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) claimBody(c *job.Claimed) Claim {
-	cl := Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
+func (s *Server) claimBody(c *job.Claimed) protocol.Claim {
+	cl := protocol.Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
 	if p, ok := s.profiles.Get(c.Job.Profile); ok {
 		cl.Profile, _ = json.Marshal(p)
 	}
@@ -355,7 +275,7 @@ func ownLease(r *http.Request, l job.Lease) bool {
 
 func (s *Server) report(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var rep Report
+		var rep protocol.Report
 		if !decodeJSON(w, r, &rep) {
 			return
 		}
@@ -397,7 +317,7 @@ const maxSpeed = 10_000
 // report (pipeline.Acceptor): a report it refuses fails the task
 // permanently with a message that names the refused field, and the worker
 // is answered 422.
-func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep Report) {
+func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep protocol.Report) {
 	ctx := r.Context()
 	t, err := s.st.GetTask(ctx, rep.Lease.TaskID)
 	if err != nil {
@@ -471,7 +391,7 @@ var failureCodeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 // to a few KiB of printable text, the code one of the plain identifiers
 // herd uses (else "worker_error"), the commands dropped when they are not
 // within pipeline's bounds.
-func reportedFailure(rep Report) job.Failure {
+func reportedFailure(rep protocol.Report) job.Failure {
 	msg := strings.Map(func(r rune) rune {
 		if job.UnsafeRune(r) && r != '\n' && r != '\t' {
 			return -1
@@ -494,8 +414,8 @@ func reportedFailure(rep Report) job.Failure {
 
 // leasedTask checks the lease headers of a file route against the task.
 func (s *Server) leasedTask(w http.ResponseWriter, r *http.Request) (job.Task, bool) {
-	fence, err := strconv.ParseInt(r.Header.Get(HeaderFence), 10, 64)
-	l := job.Lease{TaskID: r.PathValue("id"), Owner: r.Header.Get(HeaderLeaseOwner), Fence: fence}
+	fence, err := strconv.ParseInt(r.Header.Get(protocol.HeaderFence), 10, 64)
+	l := job.Lease{TaskID: r.PathValue("id"), Owner: r.Header.Get(protocol.HeaderLeaseOwner), Fence: fence}
 	if err != nil || !ownLease(r, l) {
 		s.leaseError(w, r, job.ErrLeaseLost)
 		return job.Task{}, false
@@ -534,7 +454,7 @@ func (s *Server) source(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	w.Header().Set(HeaderSHA256, c.Job.Source.SHA256)
+	w.Header().Set(protocol.HeaderSHA256, c.Job.Source.SHA256)
 	s.serveStored(w, r, c.Job.AssetKey, true, "application/octet-stream", func() {
 		writeError(w, http.StatusGone, "source_missing", "the source file is missing from storage")
 	})
@@ -631,14 +551,14 @@ func (s *Server) planUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	step := r.PathValue("step")
 	var body struct {
-		Files []StagedFile `json:"files"`
+		Files []protocol.StagedFile `json:"files"`
 	}
 	if !s.validStep(w, step) || !mayWrite(w, c.Task, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) || !s.withinBudget(w, c.Job, step, sumSizes(body.Files)) {
 		return
 	}
 	du, ok := s.files.(pipeline.DirectUploader)
 	if !ok {
-		writeJSON(w, http.StatusOK, UploadPlan{})
+		writeJSON(w, http.StatusOK, protocol.UploadPlan{})
 		return
 	}
 	// Every plan of this attempt's step together: asking again and again
@@ -652,7 +572,7 @@ func (s *Server) planUpload(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, UploadPlan{Direct: true, Uploads: ups})
+	writeJSON(w, http.StatusOK, protocol.UploadPlan{Direct: true, Uploads: ups})
 }
 
 func (s *Server) validStep(w http.ResponseWriter, step string) bool {
@@ -671,7 +591,7 @@ func (s *Server) withinBudget(w http.ResponseWriter, j job.Job, step string, siz
 	return true
 }
 
-func validFiles(w http.ResponseWriter, files []StagedFile) bool {
+func validFiles(w http.ResponseWriter, files []protocol.StagedFile) bool {
 	if len(files) > maxStepFiles {
 		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("a step has at most %d files", maxStepFiles))
 		return false
@@ -805,8 +725,8 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	part := filepath.Join(".partial", final)
 	have := int64(0)
 	if st, err := root.Stat(final); err == nil {
-		w.Header().Set(HeaderOffset, strconv.FormatInt(st.Size(), 10))
-		w.Header().Set("X-Herd-Complete", "true")
+		w.Header().Set(protocol.HeaderOffset, strconv.FormatInt(st.Size(), 10))
+		w.Header().Set(protocol.HeaderComplete, "true")
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -814,19 +734,19 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		have = st.Size()
 	}
 	if r.Method == http.MethodHead {
-		w.Header().Set(HeaderOffset, strconv.FormatInt(have, 10))
+		w.Header().Set(protocol.HeaderOffset, strconv.FormatInt(have, 10))
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	offset, err1 := strconv.ParseInt(cmp.Or(r.Header.Get(HeaderOffset), "0"), 10, 64)
-	length, err2 := strconv.ParseInt(r.Header.Get(HeaderLength), 10, 64)
-	sum := r.Header.Get(HeaderSHA256)
+	offset, err1 := strconv.ParseInt(cmp.Or(r.Header.Get(protocol.HeaderOffset), "0"), 10, 64)
+	length, err2 := strconv.ParseInt(r.Header.Get(protocol.HeaderLength), 10, 64)
+	sum := r.Header.Get(protocol.HeaderSHA256)
 	if err1 != nil || err2 != nil || offset < 0 || length < offset || len(sum) != 64 {
 		writeError(w, http.StatusBadRequest, "bad_request", "send Upload-Offset, Upload-Length and X-Herd-SHA256")
 		return
 	}
 	if offset != have {
-		w.Header().Set(HeaderOffset, strconv.FormatInt(have, 10))
+		w.Header().Set(protocol.HeaderOffset, strconv.FormatInt(have, 10))
 		writeError(w, http.StatusConflict, "offset_mismatch", fmt.Sprintf("the server has %d bytes of this file; resume from there", have))
 		return
 	}
@@ -858,7 +778,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		cerr = err
 	}
 	have += n
-	w.Header().Set(HeaderOffset, strconv.FormatInt(have, 10))
+	w.Header().Set(protocol.HeaderOffset, strconv.FormatInt(have, 10))
 	if cerr != nil || serr != nil {
 		writeError(w, http.StatusBadRequest, "incomplete", "the upload stopped early; resume from Upload-Offset")
 		return
@@ -907,7 +827,7 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	step := r.PathValue("step")
-	var body CommitRequest
+	var body protocol.CommitRequest
 	if !s.validStep(w, step) || !mayWrite(w, c.Task, step) || !decodeJSON(w, r, &body) || !validFiles(w, body.Files) || !s.withinBudget(w, c.Job, step, sumSizes(body.Files)) {
 		return
 	}

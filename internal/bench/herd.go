@@ -14,10 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 )
 
 // herdServer is a `herd serve` process the bench started.
@@ -107,7 +107,7 @@ func (h *herdServer) stop() error {
 // submitAndWait uploads file with profile and polls until the job ends.
 // It returns the job and the time from the start of the upload to the
 // poll that saw it succeed.
-func (h *herdServer) submitAndWait(ctx context.Context, file, profile string) (api.JobView, time.Duration, error) {
+func (h *herdServer) submitAndWait(ctx context.Context, file, profile string) (jobview.JobView, time.Duration, error) {
 	t0 := time.Now()
 	j, _, err := h.Client.Submit(ctx, file, profile, nil)
 	if err != nil {
@@ -130,15 +130,15 @@ func (h *herdServer) submitAndWait(ctx context.Context, file, profile string) (a
 // on src to success: its wall time (submitAndWait) and the CPU time of the
 // server and the tools it ran. The server is left running, to fetch the
 // outputs from; the caller stops it.
-func (e *env) herdJob(ctx context.Context, data, src, profile string) (*herdServer, api.JobView, measured, error) {
+func (e *env) herdJob(ctx context.Context, data, src, profile string) (*herdServer, jobview.JobView, measured, error) {
 	h, err := e.startHerd(ctx, data, nil)
 	if err != nil {
-		return nil, api.JobView{}, measured{}, err
+		return nil, jobview.JobView{}, measured{}, err
 	}
 	cpu0, err := procCPU(h.pid())
 	if err != nil {
 		_ = h.stop()
-		return nil, api.JobView{}, measured{}, err
+		return nil, jobview.JobView{}, measured{}, err
 	}
 	j, took, err := h.submitAndWait(ctx, src, profile)
 	if err != nil {
@@ -154,7 +154,7 @@ func (e *env) herdJob(ctx context.Context, data, src, profile string) (*herdServ
 }
 
 // output finds a job's output by name.
-func output(j api.JobView, name string) (string, error) {
+func output(j jobview.JobView, name string) (string, error) {
 	for _, o := range j.Outputs {
 		if o.Name == name {
 			return o.URL, nil
@@ -181,7 +181,7 @@ func (h *herdServer) download(ctx context.Context, urlPath, to string) error {
 }
 
 // taskTime sums how long a job's tasks of a kind ran, by their own clocks.
-func taskTime(j api.JobView, kind job.Kind) time.Duration {
+func taskTime(j jobview.JobView, kind job.Kind) time.Duration {
 	var d time.Duration
 	for _, t := range j.Tasks {
 		if t.Kind == kind && t.StartedAt != nil && t.FinishedAt != nil {

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/media"
 )
 
@@ -33,7 +33,7 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 		return err
 	}
 	var herdRuns, singleRuns, perRuns, seqRuns []ladderRun
-	var herdJob api.JobView
+	var herdJob jobview.JobView
 	var plan media.Plan
 	var singleArgv []string
 	var perArgv [][]string

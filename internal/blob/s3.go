@@ -16,6 +16,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // S3Config says where a bucket is and how to reach it. Empty fields come
@@ -329,32 +331,15 @@ func (s *S3) PresignGet(ctx context.Context, key string, ttl time.Duration) (str
 	return u.String(), nil
 }
 
-// Part is one piece of a direct upload: PUT Size bytes from Offset of the
-// file to URL, and keep the ETag the store answers.
-type Part struct {
-	Number int    `json:"number"`
-	Offset int64  `json:"offset"`
-	Size   int64  `json:"size"`
-	URL    string `json:"url"`
-	ETag   string `json:"etag,omitempty"`
-}
-
-// DirectUpload lets a worker send one file straight to the bucket.
-type DirectUpload struct {
-	Path     string `json:"path"`
-	UploadID string `json:"upload_id,omitempty"` // set when the file goes in parts
-	Parts    []Part `json:"parts"`
-}
-
 // PlanUpload presigns the requests that put size bytes at key: one PUT for a
 // small file, a multipart upload (parts of PartSize) for a large one.
-func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Duration) (DirectUpload, error) {
+func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Duration) (protocol.DirectUpload, error) {
 	obj, err := s.object(key)
 	if err != nil {
-		return DirectUpload{}, err
+		return protocol.DirectUpload{}, err
 	}
 	if size < 0 || size > 5<<40 {
-		return DirectUpload{}, fmt.Errorf("%s: %d bytes is more than an S3 object can hold (5 TiB)", key, size)
+		return protocol.DirectUpload{}, fmt.Errorf("%s: %d bytes is more than an S3 object can hold (5 TiB)", key, size)
 	}
 	// Each URL signs the Content-Length of its request: the store refuses
 	// a body of any other size, so a worker can write no more than it
@@ -363,32 +348,32 @@ func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Du
 	if size <= s.partSize {
 		u, err := s.presign.PresignHeader(ctx, http.MethodPut, s.bucket, obj, ttl, nil, length(size))
 		if err != nil {
-			return DirectUpload{}, fmt.Errorf("presign %s: %w", key, err)
+			return protocol.DirectUpload{}, fmt.Errorf("presign %s: %w", key, err)
 		}
-		return DirectUpload{Parts: []Part{{Number: 1, Size: size, URL: u.String()}}}, nil
+		return protocol.DirectUpload{Parts: []protocol.Part{{Number: 1, Size: size, URL: u.String()}}}, nil
 	}
 	core := minio.Core{Client: s.c}
 	id, err := core.NewMultipartUpload(ctx, s.bucket, obj, minio.PutObjectOptions{ContentType: ContentType(key)})
 	if err != nil {
-		return DirectUpload{}, fmt.Errorf("start upload of %s: %w", key, err)
+		return protocol.DirectUpload{}, fmt.Errorf("start upload of %s: %w", key, err)
 	}
-	up := DirectUpload{UploadID: id}
+	up := protocol.DirectUpload{UploadID: id}
 	partSize := max(s.partSize, (size+9999)/10000) // S3 allows 10,000 parts
 	for off, n := int64(0), 1; off < size; off, n = off+partSize, n+1 {
 		q := url.Values{"partNumber": {strconv.Itoa(n)}, "uploadId": {id}}
 		n64 := min(partSize, size-off)
 		u, err := s.presign.PresignHeader(ctx, http.MethodPut, s.bucket, obj, ttl, q, length(n64))
 		if err != nil {
-			return DirectUpload{}, fmt.Errorf("presign %s: %w", key, err)
+			return protocol.DirectUpload{}, fmt.Errorf("presign %s: %w", key, err)
 		}
-		up.Parts = append(up.Parts, Part{Number: n, Offset: off, Size: n64, URL: u.String()})
+		up.Parts = append(up.Parts, protocol.Part{Number: n, Offset: off, Size: n64, URL: u.String()})
 	}
 	return up, nil
 }
 
 // FinishUpload completes a multipart upload with the parts' ETags (a no-op
 // for a single PUT) and checks the object has the size the worker sent.
-func (s *S3) FinishUpload(ctx context.Context, key string, up DirectUpload, size int64) error {
+func (s *S3) FinishUpload(ctx context.Context, key string, up protocol.DirectUpload, size int64) error {
 	obj, err := s.object(key)
 	if err != nil {
 		return err

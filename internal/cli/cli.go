@@ -27,10 +27,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/profile"
@@ -445,7 +445,7 @@ func (e *env) jobCmd() *cobra.Command {
 	return cmd
 }
 
-func (e *env) printJob(j api.JobView, wide bool) {
+func (e *env) printJob(j jobview.JobView, wide bool) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "Job:\t%s\n", j.ID)
 	fmt.Fprintf(w, "State:\t%s\n", j.State)
@@ -554,7 +554,7 @@ func (e *env) retryCmd() *cobra.Command {
 }
 
 // jobAction is a command that does one thing to a job and prints its new state.
-func (e *env) jobAction(use, short string, do func(*client.Client, context.Context, string) (api.JobView, error)) *cobra.Command {
+func (e *env) jobAction(use, short string, do func(*client.Client, context.Context, string) (jobview.JobView, error)) *cobra.Command {
 	return &cobra.Command{
 		Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
@@ -124,7 +125,7 @@ func TestTokenListAndRevoke(t *testing.T) {
 	out, stderr, code = herd(adminKey, "token", "list", "-o", "json")
 	require.Equal(t, 0, code, stderr)
 	var list struct {
-		Keys []api.KeyView `json:"keys"`
+		Keys []protocol.KeyView `json:"keys"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &list))
 	var ciID string

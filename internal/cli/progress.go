@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/jobview"
 )
 
 // progress prints upload and job progress on stderr: a redrawn bar on a
@@ -47,7 +47,7 @@ func (p *progress) upload(file string) func(int64) {
 	}
 }
 
-func (p *progress) job(j api.JobView) {
+func (p *progress) job(j jobview.JobView) {
 	line := fmt.Sprintf("%3.0f%%", j.Progress*100)
 	if j.Speed > 0 {
 		line += fmt.Sprintf("  %.2fx", j.Speed)

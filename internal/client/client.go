@@ -17,7 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // Client talks to one herd server.
@@ -58,7 +59,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		var eb api.ErrorBody
+		var eb protocol.ErrorBody
 		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb) == nil && eb.Error.Message != "" {
 			return resp.StatusCode, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 		}
@@ -74,7 +75,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 
 // Submit uploads a file with a profile and returns the job (created is false
 // when the server already had the same request).
-func (c *Client) Submit(ctx context.Context, file, profile string, progress func(sent int64)) (job api.JobView, created bool, err error) {
+func (c *Client) Submit(ctx context.Context, file, profile string, progress func(sent int64)) (job jobview.JobView, created bool, err error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return job, false, fmt.Errorf("open %s: %w", file, err)
@@ -121,23 +122,23 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // Job returns one job.
-func (c *Client) Job(ctx context.Context, id string) (api.JobView, error) {
-	var j api.JobView
+func (c *Client) Job(ctx context.Context, id string) (jobview.JobView, error) {
+	var j jobview.JobView
 	_, err := c.do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(id), nil, "", &j)
 	return j, err
 }
 
 // Queue returns the queue's depth and encode backlog (GET /api/v1/queue).
-func (c *Client) Queue(ctx context.Context) (api.QueueStats, error) {
-	var q api.QueueStats
+func (c *Client) Queue(ctx context.Context) (protocol.QueueStats, error) {
+	var q protocol.QueueStats
 	_, err := c.do(ctx, http.MethodGet, "/api/v1/queue", nil, "", &q)
 	return q, err
 }
 
 // JobList is one page of jobs.
 type JobList struct {
-	Jobs []api.JobView `json:"jobs"`
-	Next string        `json:"next"`
+	Jobs []jobview.JobView `json:"jobs"`
+	Next string            `json:"next"`
 }
 
 // Jobs lists jobs newest first.
@@ -157,15 +158,15 @@ func (c *Client) Jobs(ctx context.Context, state, profile string, limit int, cur
 }
 
 // Cancel cancels a job.
-func (c *Client) Cancel(ctx context.Context, id string) (api.JobView, error) {
-	var j api.JobView
+func (c *Client) Cancel(ctx context.Context, id string) (jobview.JobView, error) {
+	var j jobview.JobView
 	_, err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, "", &j)
 	return j, err
 }
 
 // Retry queues a failed or canceled job again.
-func (c *Client) Retry(ctx context.Context, id string) (api.JobView, error) {
-	var j api.JobView
+func (c *Client) Retry(ctx context.Context, id string) (jobview.JobView, error) {
+	var j jobview.JobView
 	_, err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/retry", nil, "", &j)
 	return j, err
 }
@@ -180,7 +181,7 @@ func (c *Client) Profiles(ctx context.Context) ([]map[string]any, error) {
 }
 
 // Wait polls a job until it is final, calling fn (if not nil) on every poll.
-func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn func(api.JobView)) (api.JobView, error) {
+func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn func(jobview.JobView)) (jobview.JobView, error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	failures := 0
@@ -210,18 +211,18 @@ func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn fu
 }
 
 // CreateToken makes a registration token (or admin key); the secret is in the answer only.
-func (c *Client) CreateToken(ctx context.Context, kind, name, ttl string) (api.IssuedKey, error) {
+func (c *Client) CreateToken(ctx context.Context, kind, name, ttl string) (protocol.IssuedKey, error) {
 	body, _ := json.Marshal(map[string]string{"kind": kind, "name": name, "ttl": ttl})
-	var k api.IssuedKey
+	var k protocol.IssuedKey
 	_, err := c.do(ctx, http.MethodPost, "/api/v1/tokens", strings.NewReader(string(body)), "application/json", &k)
 	return k, err
 }
 
 // Tokens lists the server's keys (never their secrets); all includes the
 // revoked and expired ones not swept yet.
-func (c *Client) Tokens(ctx context.Context, all bool) ([]api.KeyView, error) {
+func (c *Client) Tokens(ctx context.Context, all bool) ([]protocol.KeyView, error) {
 	var out struct {
-		Keys []api.KeyView `json:"keys"`
+		Keys []protocol.KeyView `json:"keys"`
 	}
 	path := "/api/v1/tokens"
 	if all {
@@ -232,8 +233,8 @@ func (c *Client) Tokens(ctx context.Context, all bool) ([]api.KeyView, error) {
 }
 
 // RevokeToken revokes a key by its id.
-func (c *Client) RevokeToken(ctx context.Context, id string) (api.KeyView, error) {
-	var k api.KeyView
+func (c *Client) RevokeToken(ctx context.Context, id string) (protocol.KeyView, error) {
+	var k protocol.KeyView
 	_, err := c.do(ctx, http.MethodPost, "/api/v1/tokens/"+url.PathEscape(id)+"/revoke", nil, "", &k)
 	return k, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // StageKey is where a job's step keeps its committed files.
@@ -142,7 +143,7 @@ func (l *LocalFiles) Open(_ context.Context, key string) (blob.Object, error) {
 func (l *LocalFiles) PresignGet(context.Context, string) (string, error) { return "", nil }
 
 // StagedFiles lists the files of a committed step.
-func (l *LocalFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []StagedFile, bool, error) {
+func (l *LocalFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []protocol.StagedFile, bool, error) {
 	prefix, ok, err := l.StagePrefix(ctx, jobID, step)
 	if !ok || err != nil {
 		return "", nil, false, err
@@ -159,7 +160,7 @@ func (l *LocalFiles) StagedFiles(ctx context.Context, jobID, step string) (strin
 // the step whole, so these are the running attempt's files once it
 // committed; before that, an earlier attempt's (checked files of this job
 // all the same).
-func (l *LocalFiles) AttemptFiles(ctx context.Context, c *job.Claimed, step string) ([]StagedFile, bool, error) {
+func (l *LocalFiles) AttemptFiles(ctx context.Context, c *job.Claimed, step string) ([]protocol.StagedFile, bool, error) {
 	_, files, ok, err := l.StagedFiles(ctx, c.Job.ID, step)
 	return files, ok, err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // Storage is where the server keeps job files: Files for its in-process
@@ -27,13 +28,13 @@ type Storage interface {
 	PresignGet(ctx context.Context, key string) (string, error)
 	// StagedFiles lists what an earlier step of the job committed and the
 	// key they are under; ok is false when it committed nothing.
-	StagedFiles(ctx context.Context, jobID, step string) (prefix string, files []StagedFile, ok bool, err error)
+	StagedFiles(ctx context.Context, jobID, step string) (prefix string, files []protocol.StagedFile, ok bool, err error)
 	// StagePrefix is StagedFiles' key alone, without listing the files (one
 	// staged file is served per request, hundreds for a ladder).
 	StagePrefix(ctx context.Context, jobID, step string) (prefix string, ok bool, err error)
 	// AttemptFiles lists what the running attempt c committed as step
 	// (StagedFiles names only a step whose task succeeded).
-	AttemptFiles(ctx context.Context, c *job.Claimed, step string) (files []StagedFile, ok bool, err error)
+	AttemptFiles(ctx context.Context, c *job.Claimed, step string) (files []protocol.StagedFile, ok bool, err error)
 	// Check verifies the storage is reachable and writable.
 	Check(ctx context.Context) error
 }
@@ -42,16 +43,10 @@ type Storage interface {
 // media bytes do not pass through the server.
 type DirectUploader interface {
 	// PlanUploads presigns the requests that put files as the attempt's step.
-	PlanUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile) ([]blob.DirectUpload, error)
+	PlanUploads(ctx context.Context, c *job.Claimed, step string, files []protocol.StagedFile) ([]protocol.DirectUpload, error)
 	// FinishUploads completes them, checks every file arrived whole, and
 	// commits them as the step.
-	FinishUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile, ups []blob.DirectUpload) error
-}
-
-// StagedFile is one file of a staged step.
-type StagedFile struct {
-	Path string `json:"path"`
-	Size int64  `json:"size"`
+	FinishUploads(ctx context.Context, c *job.Claimed, step string, files []protocol.StagedFile, ups []protocol.DirectUpload) error
 }
 
 // PresignTTL is how long a presigned URL handed to a worker stays valid. A
@@ -73,8 +68,8 @@ type ObjectFiles struct {
 }
 
 type manifest struct {
-	Prefix string       `json:"prefix"`
-	Files  []StagedFile `json:"files"`
+	Prefix string                `json:"prefix"`
+	Files  []protocol.StagedFile `json:"files"`
 }
 
 func attemptPrefix(jobID, step, taskID string, fence int64) string {
@@ -154,8 +149,8 @@ func (o *ObjectFiles) Commit(ctx context.Context, c *job.Claimed, step, dir stri
 }
 
 // ListFiles lists the files under dir with slash paths relative to it.
-func ListFiles(dir string) ([]StagedFile, error) {
-	files := []StagedFile{}
+func ListFiles(dir string) ([]protocol.StagedFile, error) {
+	files := []protocol.StagedFile{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -168,7 +163,7 @@ func ListFiles(dir string) ([]StagedFile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()})
+		files = append(files, protocol.StagedFile{Path: filepath.ToSlash(rel), Size: info.Size()})
 		return nil
 	})
 	return files, err
@@ -188,7 +183,7 @@ func (o *ObjectFiles) StagePrefix(ctx context.Context, jobID, step string) (stri
 }
 
 // StagedFiles reads the manifest of the step's successful attempt.
-func (o *ObjectFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []StagedFile, bool, error) {
+func (o *ObjectFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []protocol.StagedFile, bool, error) {
 	prefix, ok, err := o.committed(ctx, jobID, step)
 	if !ok || err != nil {
 		return "", nil, false, err
@@ -197,12 +192,12 @@ func (o *ObjectFiles) StagedFiles(ctx context.Context, jobID, step string) (stri
 }
 
 // AttemptFiles reads the manifest the running attempt c committed as step.
-func (o *ObjectFiles) AttemptFiles(ctx context.Context, c *job.Claimed, step string) ([]StagedFile, bool, error) {
+func (o *ObjectFiles) AttemptFiles(ctx context.Context, c *job.Claimed, step string) ([]protocol.StagedFile, bool, error) {
 	_, files, ok, err := o.readManifest(ctx, claimPrefix(c, step), step)
 	return files, ok, err
 }
 
-func (o *ObjectFiles) readManifest(ctx context.Context, prefix, step string) (string, []StagedFile, bool, error) {
+func (o *ObjectFiles) readManifest(ctx context.Context, prefix, step string) (string, []protocol.StagedFile, bool, error) {
 	data, err := o.Blobs.ReadBytes(ctx, prefix+".json")
 	if errors.Is(err, blob.ErrNotFound) {
 		return "", nil, false, nil
@@ -266,9 +261,9 @@ func (o *ObjectFiles) PresignGet(ctx context.Context, key string) (string, error
 func (o *ObjectFiles) Check(ctx context.Context) error { return o.Blobs.Check(ctx) }
 
 // PlanUploads presigns the uploads of an attempt's step.
-func (o *ObjectFiles) PlanUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile) ([]blob.DirectUpload, error) {
+func (o *ObjectFiles) PlanUploads(ctx context.Context, c *job.Claimed, step string, files []protocol.StagedFile) ([]protocol.DirectUpload, error) {
 	prefix := claimPrefix(c, step)
-	ups := make([]blob.DirectUpload, 0, len(files))
+	ups := make([]protocol.DirectUpload, 0, len(files))
 	for _, f := range files {
 		up, err := o.Blobs.PlanUpload(ctx, prefix+"/"+f.Path, f.Size, PresignTTL)
 		if err != nil {
@@ -281,9 +276,9 @@ func (o *ObjectFiles) PlanUploads(ctx context.Context, c *job.Claimed, step stri
 }
 
 // FinishUploads completes an attempt's direct uploads and commits the step.
-func (o *ObjectFiles) FinishUploads(ctx context.Context, c *job.Claimed, step string, files []StagedFile, ups []blob.DirectUpload) error {
+func (o *ObjectFiles) FinishUploads(ctx context.Context, c *job.Claimed, step string, files []protocol.StagedFile, ups []protocol.DirectUpload) error {
 	prefix := claimPrefix(c, step)
-	byPath := make(map[string]blob.DirectUpload, len(ups))
+	byPath := make(map[string]protocol.DirectUpload, len(ups))
 	for _, u := range ups {
 		byPath[u.Path] = u
 	}

@@ -25,10 +25,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/protocol"
 )
 
 // Client talks to a herd server as one worker.
@@ -99,7 +99,7 @@ func (c *Client) LastContact() time.Time {
 
 // Register trades a one-time registration token for a worker key.
 func Register(ctx context.Context, server, token, name string) (string, error) {
-	body, _ := json.Marshal(map[string]string{"registration_token": token, "name": name})
+	body, _ := json.Marshal(protocol.RegisterRequest{Name: name, Token: token})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(server, "/")+"/api/v1/worker/register", bytes.NewReader(body))
 	if err != nil {
 		return "", err
@@ -113,9 +113,7 @@ func Register(ctx context.Context, server, token, name string) (string, error) {
 	if resp.StatusCode != http.StatusCreated {
 		return "", fmt.Errorf("register: %w", apiError(resp))
 	}
-	var out struct {
-		Key string `json:"key"`
-	}
+	var out protocol.Registered
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return "", fmt.Errorf("register: %w", err)
 	}
@@ -132,7 +130,7 @@ type StatusError struct {
 func (e *StatusError) Error() string { return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code) }
 
 func apiError(resp *http.Response) error {
-	var eb api.ErrorBody
+	var eb protocol.ErrorBody
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
 	e := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	if e.Message == "" {
@@ -238,7 +236,7 @@ func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
 // Claim long-polls the server for a task (worker.Queue).
 func (c *Client) Claim(ctx context.Context, owner, _ string, caps []string) (*job.Claimed, error) {
 	slot := owner[strings.LastIndex(owner, "/")+1:]
-	body, _ := json.Marshal(api.ClaimRequest{Slot: slot, Caps: caps, Slots: c.slots, Version: api.ProtocolVersion, WaitSeconds: 25})
+	body, _ := json.Marshal(protocol.ClaimRequest{Slot: slot, Caps: caps, Slots: c.slots, Version: protocol.Version, WaitSeconds: 25})
 	var out *job.Claimed
 	err := c.retry(ctx, "claim", func() error {
 		resp, err := c.do(ctx, http.MethodPost, "/api/v1/worker/claim", nil, body)
@@ -249,7 +247,7 @@ func (c *Client) Claim(ctx context.Context, owner, _ string, caps []string) (*jo
 		if resp.StatusCode == http.StatusNoContent {
 			return nil
 		}
-		var cl api.Claim
+		var cl protocol.Claim
 		if err := json.NewDecoder(resp.Body).Decode(&cl); err != nil {
 			return fmt.Errorf("decode claim: %w", err)
 		}
@@ -262,7 +260,7 @@ func (c *Client) Claim(ctx context.Context, owner, _ string, caps []string) (*jo
 // Fetch gets a task that was leased for this worker by someone else (the
 // Kubernetes dispatcher), with everything Claim would have returned.
 func (c *Client) Fetch(ctx context.Context, l job.Lease) (*job.Claimed, error) {
-	var cl api.Claim
+	var cl protocol.Claim
 	err := c.retry(ctx, "fetch task", func() error {
 		resp, err := c.do(ctx, http.MethodGet, "/api/v1/worker/tasks/"+url.PathEscape(l.TaskID), leaseHeader(l), nil)
 		if err != nil {
@@ -286,7 +284,7 @@ func reportPath(l job.Lease, what string) string {
 
 // Heartbeat extends the lease (worker.Queue). One try: the pool calls again.
 func (c *Client) Heartbeat(ctx context.Context, l job.Lease, p job.Progress) error {
-	body, _ := json.Marshal(api.Report{Lease: l, Progress: p.Progress, Speed: p.Speed})
+	body, _ := json.Marshal(protocol.Report{Lease: l, Progress: p.Progress, Speed: p.Speed})
 	resp, err := c.do(ctx, http.MethodPost, reportPath(l, "heartbeat"), nil, body)
 	if err != nil {
 		return err
@@ -298,21 +296,21 @@ func (c *Client) Heartbeat(ctx context.Context, l job.Lease, p job.Progress) err
 func (c *Client) Complete(ctx context.Context, l job.Lease, r job.Result) error {
 	// The plan, source facts and published outputs are the server's to
 	// derive (from the probe's data, the job and the verified files).
-	return c.postJSON(ctx, reportPath(l, "complete"), api.Report{Lease: l, Data: r.Data, Commands: r.Commands}, nil)
+	return c.postJSON(ctx, reportPath(l, "complete"), protocol.Report{Lease: l, Data: r.Data, Commands: r.Commands}, nil)
 }
 
 // Fail reports a failure (worker.Queue).
 func (c *Client) Fail(ctx context.Context, l job.Lease, f job.Failure) error {
-	return c.postJSON(ctx, reportPath(l, "fail"), api.Report{Lease: l, Message: f.Message, Code: f.Code, Permanent: f.Permanent, Commands: f.Commands}, nil)
+	return c.postJSON(ctx, reportPath(l, "fail"), protocol.Report{Lease: l, Message: f.Message, Code: f.Code, Permanent: f.Permanent, Commands: f.Commands}, nil)
 }
 
 // Release gives the task back (worker.Queue).
 func (c *Client) Release(ctx context.Context, l job.Lease) error {
-	return c.postJSON(ctx, reportPath(l, "release"), api.Report{Lease: l}, nil)
+	return c.postJSON(ctx, reportPath(l, "release"), protocol.Report{Lease: l}, nil)
 }
 
 func leaseHeader(l job.Lease) http.Header {
-	return http.Header{api.HeaderLeaseOwner: {l.Owner}, api.HeaderFence: {strconv.FormatInt(l.Fence, 10)}}
+	return http.Header{protocol.HeaderLeaseOwner: {l.Owner}, protocol.HeaderFence: {strconv.FormatInt(l.Fence, 10)}}
 }
 
 // Source downloads the job's source into the cache (resuming a partial
@@ -370,7 +368,7 @@ func (c *Client) Discard(dir string) { _ = os.RemoveAll(dir) }
 // Staged downloads an earlier step's files into dir (pipeline.Files).
 func (c *Client) Staged(ctx context.Context, cl *job.Claimed, step, dir string) (bool, error) {
 	var list struct {
-		Files []api.StagedFile `json:"files"`
+		Files []protocol.StagedFile `json:"files"`
 	}
 	err := c.retry(ctx, "list staged", func() error {
 		resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "staged/"+step), leaseHeader(cl.Lease), nil)
@@ -439,11 +437,11 @@ func (c *Client) Commit(ctx context.Context, cl *job.Claimed, step, dir string) 
 	if err != nil {
 		return err
 	}
-	var plan api.UploadPlan
+	var plan protocol.UploadPlan
 	if err := c.postLeased(ctx, cl.Lease, "uploads/"+step, map[string]any{"files": files}, &plan); err != nil {
 		return err
 	}
-	req := api.CommitRequest{Files: files}
+	req := protocol.CommitRequest{Files: files}
 	if plan.Direct {
 		if len(plan.Uploads) != len(files) {
 			return fmt.Errorf("the server planned %d uploads for %d files", len(plan.Uploads), len(files))
@@ -470,7 +468,7 @@ func (c *Client) Commit(ctx context.Context, cl *job.Claimed, step, dir string) 
 // uploadDirect PUTs each part of a file to its presigned URL, with its MD5
 // so the store refuses a damaged part, and records the ETags. A dropped
 // connection resends only the part it was sending.
-func (c *Client) uploadDirect(ctx context.Context, path string, parts []blob.Part) error {
+func (c *Client) uploadDirect(ctx context.Context, path string, parts []protocol.Part) error {
 	in, err := os.Open(path)
 	if err != nil {
 		return err
@@ -528,7 +526,7 @@ func (c *Client) postLeased(ctx context.Context, l job.Lease, what string, in, o
 }
 
 // uploadFile sends one file from wherever the server's copy stops.
-func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path string, f api.StagedFile) error {
+func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path string, f protocol.StagedFile) error {
 	sum, err := blob.FileSHA256(path)
 	if err != nil {
 		return err
@@ -540,10 +538,10 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 			return err
 		}
 		_ = resp.Body.Close()
-		if resp.Header.Get("X-Herd-Complete") == "true" {
+		if resp.Header.Get(protocol.HeaderComplete) == "true" {
 			return nil
 		}
-		offset, _ := strconv.ParseInt(resp.Header.Get(api.HeaderOffset), 10, 64)
+		offset, _ := strconv.ParseInt(resp.Header.Get(protocol.HeaderOffset), 10, 64)
 		in, err := os.Open(path)
 		if err != nil {
 			return err
@@ -560,9 +558,9 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 		req.Header = leaseHeader(cl.Lease)
 		req.Header.Set("Authorization", "Bearer "+c.key)
 		req.Header.Set("Content-Type", "application/octet-stream")
-		req.Header.Set(api.HeaderOffset, strconv.FormatInt(offset, 10))
-		req.Header.Set(api.HeaderLength, strconv.FormatInt(f.Size, 10))
-		req.Header.Set(api.HeaderSHA256, sum)
+		req.Header.Set(protocol.HeaderOffset, strconv.FormatInt(offset, 10))
+		req.Header.Set(protocol.HeaderLength, strconv.FormatInt(f.Size, 10))
+		req.Header.Set(protocol.HeaderSHA256, sum)
 		resp, err = c.http.Do(req)
 		if err != nil {
 			return err

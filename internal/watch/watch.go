@@ -32,10 +32,10 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/publish"
@@ -775,7 +775,7 @@ func (w *Watcher) deliver(ctx context.Context, it *Item, j job.Job) {
 			delete(w.inflight, it.ID)
 			w.mu.Unlock()
 		}()
-		view, _ := json.Marshal(api.View(j, nil))
+		view, _ := json.Marshal(jobview.View(j, nil))
 		var left []Pending
 		for _, p := range it.Pending {
 			n := w.notifiers[p.Publisher]

@@ -22,6 +22,7 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/queue"
@@ -295,7 +296,7 @@ func TestEventStream(t *testing.T) {
 	// A new job is pushed without asking; so is its cancellation.
 	j, _, err := f.sub.Upload(context.Background(), "clip.mp4", "mp4-library", strings.NewReader("not really a video"))
 	require.NoError(t, err)
-	var list struct{ Jobs []api.JobView }
+	var list struct{ Jobs []jobview.JobView }
 	name, data = sse(t, r)
 	require.Equal(t, "jobs", name)
 	require.NoError(t, json.Unmarshal([]byte(data), &list))
@@ -314,7 +315,7 @@ func TestEventStream(t *testing.T) {
 	_, data = sse(t, r)
 	require.NoError(t, json.Unmarshal([]byte(data), &list))
 	require.Equal(t, job.Canceled, list.Jobs[0].State)
-	var v api.JobView
+	var v jobview.JobView
 	_, data = sse(t, r1)
 	require.NoError(t, json.Unmarshal([]byte(data), &v))
 	require.Equal(t, job.Canceled, v.State)

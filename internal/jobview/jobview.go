@@ -1,0 +1,59 @@
+// Package jobview is how herd shows a job outside the server: the API's
+// answers about jobs (which the admin client and the CLI decode), the web
+// UI's data and the body of webhook events. It only shapes what the store
+// holds; it decides nothing and does no I/O.
+package jobview
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/store"
+)
+
+// JobView is a job as the API shows it.
+type JobView struct {
+	job.Job
+	ETASeconds *float64          `json:"eta_seconds,omitempty"`
+	Outputs    []pipeline.Output `json:"outputs"`
+	Tasks      []TaskView        `json:"tasks,omitempty"`
+	Deliveries []store.Delivery  `json:"deliveries,omitempty"`
+}
+
+// TaskView is a task as the API shows it.
+type TaskView struct {
+	ID         string     `json:"id"`
+	Kind       job.Kind   `json:"kind"`
+	State      string     `json:"state"`
+	Attempt    int        `json:"attempt"`
+	Worker     string     `json:"worker,omitempty"`
+	Progress   float64    `json:"progress"`
+	Error      string     `json:"error,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Commands   [][]string `json:"commands"`
+}
+
+// View is how the API, and webhook events, show a job.
+func View(j job.Job, tasks []job.Task) JobView {
+	v := JobView{Job: j, Outputs: []pipeline.Output{}}
+	if len(j.Outputs) > 0 {
+		_ = json.Unmarshal(j.Outputs, &v.Outputs)
+	}
+	if j.State == job.Running && j.Speed > 0 && j.Source.Duration > 0 {
+		// Remaining encode work at the current speed; rough, but what users want.
+		eta := (1 - j.Progress) * j.Source.Duration / j.Speed
+		v.ETASeconds = &eta
+	}
+	for _, t := range tasks {
+		cmds := t.Commands
+		if cmds == nil {
+			cmds = [][]string{}
+		}
+		v.Tasks = append(v.Tasks, TaskView{ID: t.ID, Kind: t.Kind, State: string(t.State), Attempt: t.Attempt, Worker: t.Worker,
+			Progress: t.Progress, Error: t.Error, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, Commands: cmds})
+	}
+	return v
+}

@@ -1,0 +1,169 @@
+// Package protocol holds the shapes herd's server and its clients exchange
+// over HTTP: the worker protocol (claims, reports, staged files, upload
+// plans, lease headers, the protocol version), the error body every route
+// answers with, and the admin answers the Go client reads (queue depth,
+// keys). The server (package api), the remote worker (package remote) and
+// the admin client (package client) all speak it, so a client needs none of
+// the server's code. It is a leaf: it imports the standard library and the
+// domain package job, and does no I/O. JSON field names here are the wire
+// format; changing one breaks workers and clients of other versions.
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/herdhq/herd/internal/job"
+)
+
+// The worker protocol: remote workers dial out to the server's
+// /api/v1/worker routes with a worker key. Every report carries the lease
+// (owner and fencing token); a stale one gets 409 lease_lost and the worker
+// drops that task.
+
+// Version is sent by workers and checked by the server. Version 2
+// added presigned redirects and direct uploads: a version 1 worker would
+// follow a redirect with its key and would not know the uploads route.
+const Version = "2"
+
+// Lease headers on file routes.
+const (
+	HeaderLeaseOwner = "X-Herd-Lease-Owner"
+	HeaderFence      = "X-Herd-Fence"
+	HeaderSHA256     = "X-Herd-SHA256"
+	HeaderOffset     = "Upload-Offset"
+	HeaderLength     = "Upload-Length"
+	// HeaderComplete is "true" on the server's answer about a file that
+	// arrived whole already: the worker sends it no more.
+	HeaderComplete = "X-Herd-Complete"
+)
+
+// RegisterRequest trades a one-time registration token for a worker key
+// (POST /api/v1/worker/register).
+type RegisterRequest struct {
+	Name  string `json:"name"`
+	Token string `json:"registration_token"`
+}
+
+// Registered answers a RegisterRequest: the worker's key, shown this once.
+type Registered struct {
+	Key  string `json:"key"`
+	Name string `json:"name"`
+}
+
+// Claim is what the server hands a worker.
+type Claim struct {
+	Task    job.Task                     `json:"task"`
+	Job     job.Job                      `json:"job"`
+	Lease   job.Lease                    `json:"lease"`
+	Deps    map[job.Kind]json.RawMessage `json:"deps"`
+	Profile json.RawMessage              `json:"profile,omitempty"`
+}
+
+// ClaimRequest asks for one task.
+type ClaimRequest struct {
+	Slot        string   `json:"slot"` // the worker's slot number; the lease owner is worker/NAME/SLOT
+	Caps        []string `json:"capabilities"`
+	Slots       int      `json:"slots"`
+	Version     string   `json:"version"`
+	WaitSeconds float64  `json:"wait_seconds"` // long-poll: how long to hold the request when nothing is runnable (≤ 30)
+}
+
+// Report is a heartbeat, completion, failure or release.
+type Report struct {
+	Lease     job.Lease       `json:"lease"`
+	Progress  float64         `json:"progress,omitempty"`
+	Speed     float64         `json:"speed,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	Source    *job.Source     `json:"source,omitempty"`
+	Plan      json.RawMessage `json:"plan,omitempty"`
+	Outputs   json.RawMessage `json:"outputs,omitempty"`
+	Commands  [][]string      `json:"commands,omitempty"`
+	Message   string          `json:"message,omitempty"`
+	Code      string          `json:"code,omitempty"`
+	Permanent bool            `json:"permanent,omitempty"`
+}
+
+// StagedFile is one file of a staged step.
+type StagedFile struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+// UploadPlan answers a worker about to upload a step's files: with Direct,
+// it PUTs each part straight to storage at the presigned URLs given and
+// sends the parts' ETags with its commit; otherwise it uploads through the
+// server's resumable file routes.
+type UploadPlan struct {
+	Direct  bool           `json:"direct"`
+	Uploads []DirectUpload `json:"uploads,omitempty"`
+}
+
+// CommitRequest lists the files of a step the worker uploaded.
+type CommitRequest struct {
+	Files   []StagedFile   `json:"files"`
+	Uploads []DirectUpload `json:"uploads,omitempty"` // direct uploads, with each part's ETag
+}
+
+// Part is one piece of a direct upload: PUT Size bytes from Offset of the
+// file to URL, and keep the ETag the store answers.
+type Part struct {
+	Number int    `json:"number"`
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
+	URL    string `json:"url"`
+	ETag   string `json:"etag,omitempty"`
+}
+
+// DirectUpload lets a worker send one file straight to the bucket.
+type DirectUpload struct {
+	Path     string `json:"path"`
+	UploadID string `json:"upload_id,omitempty"` // set when the file goes in parts
+	Parts    []Part `json:"parts"`
+}
+
+// ErrorBody is the JSON shape of every error.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// QueueStats is what autoscalers read (a KEDA metrics-api trigger): public,
+// like /metrics, because it says only how much work waits.
+type QueueStats struct {
+	QueuedTasks          int     `json:"queued_tasks"`
+	RunningTasks         int     `json:"running_tasks"`
+	EncodeBacklogSeconds float64 `json:"encode_backlog_seconds"`
+	JobsQueued           int     `json:"jobs_queued"`
+	JobsRunning          int     `json:"jobs_running"`
+}
+
+// IssuedKey is a key just created: the secret is shown once.
+type IssuedKey struct {
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"`
+	Name      string     `json:"name"`
+	Secret    string     `json:"key"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// KeyView is a key as the API lists it: never its secret, nor its hash.
+type KeyView struct {
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"` // admin | worker | registration | session
+	Name      string     `json:"name"`
+	State     string     `json:"state"` // live | expired | revoked (a session whose admin key was revoked: revoked)
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	LastUsed  *time.Time `json:"last_used,omitempty"`
+	MadeWith  string     `json:"made_with,omitempty"` // a session: the id of the admin key it was signed in with
+}
+
+// Key states.
+const (
+	KeyLive    = "live"
+	KeyExpired = "expired"
+	KeyRevoked = "revoked"
+)
