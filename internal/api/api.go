@@ -52,25 +52,21 @@ type Check struct {
 
 // Server serves the API.
 type Server struct {
-	st       store.Store
-	blobs    *blob.Local
-	profiles *profile.Set
-	sub      *ingest.Submitter
-	kick     Kicker
-	log      *slog.Logger
-	m        *metrics.Metrics
-	metrics  http.Handler
-	checks   []Check
-	queue    *queue.Queue
-	files    pipeline.Storage
-	accept   *pipeline.Acceptor
-	maxStep  int64         // --max-step-size: most bytes one task's step may upload; 0: its plan alone decides
-	budget   budgets       // bytes in each remote worker's upload folder
-	up       *uploads      // nil: resumable uploads are off
-	recheck  time.Duration // how often event streams check their key or session again
-	done     chan struct{} // closed by Shutdown: streams end
-	stop     sync.Once
-	revoking sync.Mutex // one revoke at a time: the last live admin key is never revoked by two at once
+	st        store.Store
+	profiles  *profile.Set
+	sub       *ingest.Submitter
+	kick      Kicker
+	log       *slog.Logger
+	m         *metrics.Metrics
+	metrics   http.Handler
+	checks    []Check
+	files     pipeline.Storage
+	workerAPI *workerAPI    // the worker routes
+	up        *uploads      // nil: resumable uploads are off
+	recheck   time.Duration // how often event streams check their key or session again
+	done      chan struct{} // closed by Shutdown: streams end
+	stop      sync.Once
+	revoking  sync.Mutex // one revoke at a time: the last live admin key is never revoked by two at once
 }
 
 // Deps are what the API needs.
@@ -92,9 +88,11 @@ type Deps struct {
 
 // New returns the API server.
 func New(d Deps) *Server {
-	return &Server{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
+	s := &Server{st: d.Store, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
-		queue: d.Queue, files: d.Files, accept: pipeline.NewAcceptor(d.Profiles, d.Limits, d.Files), maxStep: d.MaxStep, done: make(chan struct{}), recheck: sessionRecheck}
+		files: d.Files, done: make(chan struct{}), recheck: sessionRecheck}
+	s.workerAPI = newWorkerAPI(d, s.log, s.stillValid)
+	return s
 }
 
 // Shutdown ends the event streams, which would otherwise hold an
@@ -145,21 +143,21 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/workers/{name}/drain", admin, s.setWorkerState(store.WorkerDraining)},
 		{"POST", "/api/v1/workers/{name}/resume", admin, s.setWorkerState(store.WorkerActive)},
 		{"POST", "/api/v1/workers/{name}/revoke", admin, s.setWorkerState(store.WorkerRevoked)},
-		{"POST", "/api/v1/worker/register", public, s.register},
-		{"POST", "/api/v1/worker/claim", worker, s.claim},
-		{"GET", "/api/v1/worker/tasks/{id}", worker, s.leased},
-		{"POST", "/api/v1/worker/tasks/{id}/heartbeat", worker, s.report("heartbeat")},
-		{"POST", "/api/v1/worker/tasks/{id}/complete", worker, s.report("complete")},
-		{"POST", "/api/v1/worker/tasks/{id}/fail", worker, s.report("fail")},
-		{"POST", "/api/v1/worker/tasks/{id}/release", worker, s.report("release")},
-		{"GET", "/api/v1/worker/tasks/{id}/source", worker, s.source},
-		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}", worker, s.staged},
-		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}/{path...}", worker, s.staged},
-		{"HEAD", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.upload},
-		{"PUT", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.upload},
-		{"POST", "/api/v1/worker/tasks/{id}/uploads/{step}", worker, s.planUpload},
-		{"POST", "/api/v1/worker/tasks/{id}/commit/{step}", worker, s.commitStep},
-		{"POST", "/api/v1/worker/tasks/{id}/publish", worker, s.publishStep},
+		{"POST", "/api/v1/worker/register", public, s.workerAPI.register},
+		{"POST", "/api/v1/worker/claim", worker, s.workerAPI.claim},
+		{"GET", "/api/v1/worker/tasks/{id}", worker, s.workerAPI.leased},
+		{"POST", "/api/v1/worker/tasks/{id}/heartbeat", worker, s.workerAPI.report("heartbeat")},
+		{"POST", "/api/v1/worker/tasks/{id}/complete", worker, s.workerAPI.report("complete")},
+		{"POST", "/api/v1/worker/tasks/{id}/fail", worker, s.workerAPI.report("fail")},
+		{"POST", "/api/v1/worker/tasks/{id}/release", worker, s.workerAPI.report("release")},
+		{"GET", "/api/v1/worker/tasks/{id}/source", worker, s.workerAPI.source},
+		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}", worker, s.workerAPI.staged},
+		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}/{path...}", worker, s.workerAPI.staged},
+		{"HEAD", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.workerAPI.upload},
+		{"PUT", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.workerAPI.upload},
+		{"POST", "/api/v1/worker/tasks/{id}/uploads/{step}", worker, s.workerAPI.planUpload},
+		{"POST", "/api/v1/worker/tasks/{id}/commit/{step}", worker, s.workerAPI.commitStep},
+		{"POST", "/api/v1/worker/tasks/{id}/publish", worker, s.workerAPI.publishStep},
 	}
 }
 
@@ -267,7 +265,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
-	s.log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
+	internalError(s.log, w, r, err)
+}
+
+// internalError answers 500 without saying why, which goes to the log.
+func internalError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
+	log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "the server failed to handle this request; its log has details")
 }
 
@@ -514,7 +517,7 @@ func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "private, max-age=3600")
-	s.serveStored(w, r, key, false, blob.ContentType(p), func() {
+	serveStored(w, r, s.files, s.log, key, false, blob.ContentType(p), func() {
 		w.Header().Del("Cache-Control") // it may appear once the job finishes
 		writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
 	})

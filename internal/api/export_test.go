@@ -12,7 +12,7 @@ func (s *Server) SweepUploads(ctx context.Context) { s.sweepUploads(ctx) }
 func (r Route) Access() string { return [...]string{"public", "admin", "worker"}[r.access] }
 
 // SweepScratch runs one pass of TendScratch.
-func (s *Server) SweepScratch(ctx context.Context) { s.sweepScratch(ctx, scratchIdle) }
+func (s *Server) SweepScratch(ctx context.Context) { s.workerAPI.sweepScratch(ctx, scratchIdle) }
 
 // SetRecheck sets how often event streams check their key again (before serving).
 func (s *Server) SetRecheck(d time.Duration) { s.recheck = d }

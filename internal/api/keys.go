@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -40,6 +41,55 @@ func keyView(k store.Key, now time.Time) protocol.KeyView {
 		v.State = protocol.KeyExpired
 	}
 	return v
+}
+
+// createToken lets an admin make a registration token (or a worker or admin key).
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+		TTL  string `json:"ttl"`
+	}
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	var expires *time.Time
+	if body.TTL != "" {
+		d, err := time.ParseDuration(body.TTL)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, "bad_request", "ttl is a duration such as 24h")
+			return
+		}
+		t := time.Now().Add(d).UTC()
+		expires = &t
+	}
+	if body.Name == AdminTokenKeyName {
+		writeError(w, http.StatusBadRequest, "bad_request", "the name "+AdminTokenKeyName+" is kept for the key herd serve --admin-token sets; choose another")
+		return
+	}
+	switch body.Kind {
+	case "registration", "admin":
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "kind must be registration (for a worker to trade for its key) or admin")
+		return
+	}
+	if body.Kind == "registration" && expires == nil {
+		t := time.Now().Add(24 * time.Hour).UTC()
+		expires = &t
+	}
+	k, err := issueKey(r.Context(), s.st, body.Kind, cmp.Or(body.Name, body.Kind), expires)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, k)
+}
+
+func issueKey(ctx context.Context, st store.Store, kind, name string, expires *time.Time) (protocol.IssuedKey, error) {
+	secret := apikey.New("herd_" + kind[:3] + "_")
+	id := job.NewID("k")
+	err := st.CreateKey(ctx, store.Key{ID: id, Kind: kind, Name: name, Hash: apikey.Hash(secret), CreatedAt: time.Now().UTC(), ExpiresAt: expires})
+	return protocol.IssuedKey{ID: id, Kind: kind, Name: name, Secret: secret, ExpiresAt: expires}, err
 }
 
 // listTokens lists the live keys, or with ?all=true also the revoked and

@@ -207,6 +207,27 @@ func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
 	s.serveView(w, r, s.workers)
 }
 
+func (s *Server) setWorkerState(state string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := s.st.SetWorkerState(r.Context(), name, state, time.Now()); err != nil {
+			if errors.Is(err, job.ErrNotFound) {
+				writeError(w, http.StatusNotFound, "not_found", "no such worker")
+				return
+			}
+			s.storeError(w, r, err)
+			return
+		}
+		s.kick.Kick()
+		wk, err := s.st.GetWorker(r.Context(), name)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, wk)
+	}
+}
+
 func (s *Server) serveView(w http.ResponseWriter, r *http.Request, view func(context.Context) (any, error)) {
 	v, err := view(r.Context())
 	if err != nil {

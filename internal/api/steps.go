@@ -64,7 +64,7 @@ const (
 // stepBudget is the most bytes a step of the job may upload: what its plan
 // can plausibly produce (with generous room), and never more than the
 // server's --max-step-size.
-func (s *Server) stepBudget(j job.Job, step string) int64 {
+func (s *workerAPI) stepBudget(j job.Job, step string) int64 {
 	var pl media.Plan
 	plausible := int64(stepSlack) + 2*j.Source.Size
 	if json.Unmarshal(j.Plan, &pl) == nil && pl.Validate() == nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path"
@@ -21,9 +22,45 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/protocol"
+	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 )
+
+// The worker protocol (package protocol): remote workers dial out to these
+// routes with a worker key. Every report carries the lease (owner and
+// fencing token); a stale one gets 409 lease_lost and the worker drops that
+// task.
+
+// workerAPI serves the worker routes (/api/v1/worker/...): registration,
+// claims, reports and the files of the task a worker holds. It has its own
+// dependencies, not the whole Server's; the Server's route table registers
+// its handlers behind the worker-key check (requireWorker).
+type workerAPI struct {
+	st       store.Store
+	blobs    *blob.Local // scratch space for uploads through the server
+	profiles *profile.Set
+	queue    *queue.Queue
+	files    pipeline.Storage
+	accept   *pipeline.Acceptor
+	maxStep  int64   // --max-step-size: most bytes one task's step may upload; 0: its plan alone decides
+	budget   budgets // bytes in each remote worker's upload folder
+	log      *slog.Logger
+	// stillValid checks again the key a request was admitted with: a claim
+	// waits for work up to 30 seconds, and its key may be revoked meanwhile.
+	stillValid func(ctx context.Context, r *http.Request) bool
+}
+
+func newWorkerAPI(d Deps, log *slog.Logger, stillValid func(context.Context, *http.Request) bool) *workerAPI {
+	return &workerAPI{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, queue: d.Queue, files: d.Files,
+		accept: pipeline.NewAcceptor(d.Profiles, d.Limits, d.Files), maxStep: d.MaxStep, log: log, stillValid: stillValid}
+}
+
+// internal answers 500 and logs why.
+func (s *workerAPI) internal(w http.ResponseWriter, r *http.Request, err error) {
+	internalError(s.log, w, r, err)
+}
 
 var workerNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -64,7 +101,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 // register trades a one-time registration token for a worker key.
-func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) register(w http.ResponseWriter, r *http.Request) {
 	var body protocol.RegisterRequest
 	if !decodeJSON(w, r, &body) {
 		return
@@ -87,7 +124,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "the registration token was used already")
 		return
 	}
-	key, err := s.issueKey(r.Context(), "worker", body.Name, nil)
+	key, err := issueKey(r.Context(), s.st, "worker", body.Name, nil)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -100,79 +137,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, protocol.Registered{Key: key.Secret, Name: body.Name})
 }
 
-func (s *Server) issueKey(ctx context.Context, kind, name string, expires *time.Time) (protocol.IssuedKey, error) {
-	secret := apikey.New("herd_" + kind[:3] + "_")
-	id := job.NewID("k")
-	err := s.st.CreateKey(ctx, store.Key{ID: id, Kind: kind, Name: name, Hash: apikey.Hash(secret), CreatedAt: time.Now().UTC(), ExpiresAt: expires})
-	return protocol.IssuedKey{ID: id, Kind: kind, Name: name, Secret: secret, ExpiresAt: expires}, err
-}
-
-// createToken lets an admin make a registration token (or a worker or admin key).
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Kind string `json:"kind"`
-		Name string `json:"name"`
-		TTL  string `json:"ttl"`
-	}
-	if !decodeJSON(w, r, &body) {
-		return
-	}
-	var expires *time.Time
-	if body.TTL != "" {
-		d, err := time.ParseDuration(body.TTL)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "bad_request", "ttl is a duration such as 24h")
-			return
-		}
-		t := time.Now().Add(d).UTC()
-		expires = &t
-	}
-	if body.Name == AdminTokenKeyName {
-		writeError(w, http.StatusBadRequest, "bad_request", "the name "+AdminTokenKeyName+" is kept for the key herd serve --admin-token sets; choose another")
-		return
-	}
-	switch body.Kind {
-	case "registration", "admin":
-	default:
-		writeError(w, http.StatusBadRequest, "bad_request", "kind must be registration (for a worker to trade for its key) or admin")
-		return
-	}
-	if body.Kind == "registration" && expires == nil {
-		t := time.Now().Add(24 * time.Hour).UTC()
-		expires = &t
-	}
-	k, err := s.issueKey(r.Context(), body.Kind, cmp.Or(body.Name, body.Kind), expires)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, k)
-}
-
-func (s *Server) setWorkerState(state string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if err := s.st.SetWorkerState(r.Context(), name, state, time.Now()); err != nil {
-			if errors.Is(err, job.ErrNotFound) {
-				writeError(w, http.StatusNotFound, "not_found", "no such worker")
-				return
-			}
-			s.storeError(w, r, err)
-			return
-		}
-		s.kick.Kick()
-		wk, err := s.st.GetWorker(r.Context(), name)
-		if err != nil {
-			s.internal(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, wk)
-	}
-}
-
 // claim hands the worker one task, holding the request until one is runnable
 // (or wait_seconds pass): a new task reaches an idle worker at once.
-func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 	var req protocol.ClaimRequest
 	if !decodeJSON(w, r, &req) {
 		return
@@ -229,7 +196,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) claimBody(c *job.Claimed) protocol.Claim {
+func (s *workerAPI) claimBody(c *job.Claimed) protocol.Claim {
 	cl := protocol.Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
 	if p, ok := s.profiles.Get(c.Job.Profile); ok {
 		cl.Profile, _ = json.Marshal(p)
@@ -240,7 +207,7 @@ func (s *Server) claimBody(c *job.Claimed) protocol.Claim {
 // leased hands a worker a task that was leased to it by someone else: the
 // Kubernetes dispatcher claims a task, then starts a pod that runs
 // `herd run-task` with the lease, and that pod fetches the task here.
-func (s *Server) leased(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
@@ -257,7 +224,7 @@ func (s *Server) leased(w http.ResponseWriter, r *http.Request) {
 }
 
 // leaseError answers a report whose lease is no longer valid.
-func (s *Server) leaseError(w http.ResponseWriter, r *http.Request, err error) {
+func (s *workerAPI) leaseError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, job.ErrLeaseLost):
 		writeError(w, http.StatusConflict, "lease_lost", "this task is no longer yours (canceled, or reassigned after a timeout); drop it")
@@ -273,7 +240,7 @@ func ownLease(r *http.Request, l job.Lease) bool {
 	return l.TaskID == r.PathValue("id") && strings.HasPrefix(l.Owner, store.WorkerOwnerPrefix(workerName(r)))
 }
 
-func (s *Server) report(kind string) http.HandlerFunc {
+func (s *workerAPI) report(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var rep protocol.Report
 		if !decodeJSON(w, r, &rep) {
@@ -317,7 +284,7 @@ const maxSpeed = 10_000
 // report (pipeline.Acceptor): a report it refuses fails the task
 // permanently with a message that names the refused field, and the worker
 // is answered 422.
-func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep protocol.Report) {
+func (s *workerAPI) completeTask(w http.ResponseWriter, r *http.Request, rep protocol.Report) {
 	ctx := r.Context()
 	t, err := s.st.GetTask(ctx, rep.Lease.TaskID)
 	if err != nil {
@@ -371,7 +338,7 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, rep protoc
 
 // acceptReport is the Acceptor's verdict, with a panic in it (planning from
 // the reported facts) failing that task alone instead of the request.
-func (s *Server) acceptReport(ctx context.Context, c *job.Claimed, r job.Result) (res job.Result, err error) {
+func (s *workerAPI) acceptReport(ctx context.Context, c *job.Claimed, r job.Result) (res job.Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("accepting a report panicked", "task_id", c.Task.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -413,7 +380,7 @@ func reportedFailure(rep protocol.Report) job.Failure {
 }
 
 // leasedTask checks the lease headers of a file route against the task.
-func (s *Server) leasedTask(w http.ResponseWriter, r *http.Request) (job.Task, bool) {
+func (s *workerAPI) leasedTask(w http.ResponseWriter, r *http.Request) (job.Task, bool) {
 	fence, err := strconv.ParseInt(r.Header.Get(protocol.HeaderFence), 10, 64)
 	l := job.Lease{TaskID: r.PathValue("id"), Owner: r.Header.Get(protocol.HeaderLeaseOwner), Fence: fence}
 	if err != nil || !ownLease(r, l) {
@@ -433,7 +400,7 @@ func (s *Server) leasedTask(w http.ResponseWriter, r *http.Request) (job.Task, b
 }
 
 // leasedClaim is leasedTask with the task's job.
-func (s *Server) leasedClaim(w http.ResponseWriter, r *http.Request) (*job.Claimed, bool) {
+func (s *workerAPI) leasedClaim(w http.ResponseWriter, r *http.Request) (*job.Claimed, bool) {
 	t, ok := s.leasedTask(w, r)
 	if !ok {
 		return nil, false
@@ -449,24 +416,24 @@ func (s *Server) leasedClaim(w http.ResponseWriter, r *http.Request) (*job.Claim
 // source hands the worker the job's source file: a redirect to a presigned
 // URL when the storage gives one (the bytes then never pass through the
 // server), else the bytes, with Range so downloads resume.
-func (s *Server) source(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) source(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
 	}
 	w.Header().Set(protocol.HeaderSHA256, c.Job.Source.SHA256)
-	s.serveStored(w, r, c.Job.AssetKey, true, "application/octet-stream", func() {
+	serveStored(w, r, s.files, s.log, c.Job.AssetKey, true, "application/octet-stream", func() {
 		writeError(w, http.StatusGone, "source_missing", "the source file is missing from storage")
 	})
 }
 
 // serveStored answers with a stored file: to a worker (presign) a redirect
 // when the storage can presign, else the bytes with Range support.
-func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key string, presign bool, contentType string, missing func()) {
+func serveStored(w http.ResponseWriter, r *http.Request, files pipeline.Storage, log *slog.Logger, key string, presign bool, contentType string, missing func()) {
 	if presign {
-		u, err := s.files.PresignGet(r.Context(), key)
+		u, err := files.PresignGet(r.Context(), key)
 		if err != nil {
-			s.internal(w, r, err)
+			internalError(log, w, r, err)
 			return
 		}
 		if u != "" {
@@ -474,13 +441,13 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key string,
 			return
 		}
 	}
-	f, err := s.files.Open(r.Context(), key)
+	f, err := files.Open(r.Context(), key)
 	if errors.Is(err, blob.ErrNotFound) {
 		missing()
 		return
 	}
 	if err != nil {
-		s.internal(w, r, err)
+		internalError(log, w, r, err)
 		return
 	}
 	defer f.Close()
@@ -497,7 +464,7 @@ const (
 var stepOK = map[string]bool{pipeline.StepEncode: true, pipeline.StepThumbs: true, pipeline.StepVerified: true}
 
 // staged lists, or with a path serves, the files an earlier step of the job committed.
-func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) staged(w http.ResponseWriter, r *http.Request) {
 	t, ok := s.leasedTask(w, r)
 	if !ok {
 		return
@@ -536,7 +503,7 @@ func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "that step staged nothing")
 		return
 	}
-	s.serveStored(w, r, prefix+"/"+rel, true, "application/octet-stream", func() {
+	serveStored(w, r, s.files, s.log, prefix+"/"+rel, true, "application/octet-stream", func() {
 		writeError(w, http.StatusNotFound, "not_found", "no such staged file")
 	})
 }
@@ -544,7 +511,7 @@ func (s *Server) staged(w http.ResponseWriter, r *http.Request) {
 // planUpload tells a worker how to upload a step's files: straight to
 // storage with presigned requests where the storage allows, else through
 // the server.
-func (s *Server) planUpload(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) planUpload(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
@@ -575,7 +542,7 @@ func (s *Server) planUpload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, protocol.UploadPlan{Direct: true, Uploads: ups})
 }
 
-func (s *Server) validStep(w http.ResponseWriter, step string) bool {
+func (s *workerAPI) validStep(w http.ResponseWriter, step string) bool {
 	if !stepOK[step] {
 		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
 	}
@@ -583,7 +550,7 @@ func (s *Server) validStep(w http.ResponseWriter, step string) bool {
 }
 
 // withinBudget answers 413 when size is more than step may weigh.
-func (s *Server) withinBudget(w http.ResponseWriter, j job.Job, step string, size int64) bool {
+func (s *workerAPI) withinBudget(w http.ResponseWriter, j job.Job, step string, size int64) bool {
 	if limit := s.stepBudget(j, step); size > limit {
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s step of this job may upload at most %d bytes (its plan and --max-step-size say so); %d is more", step, limit, size))
 		return false
@@ -607,7 +574,7 @@ func validFiles(w http.ResponseWriter, files []protocol.StagedFile) bool {
 
 // uploadDir is the server-side scratch folder for one attempt's step: the
 // same for every request of that attempt, so an upload resumes where it stopped.
-func (s *Server) uploadDir(t job.Task, step string) (string, error) {
+func (s *workerAPI) uploadDir(t job.Task, step string) (string, error) {
 	return s.blobs.NamedTempDir(uploadName(t, step))
 }
 
@@ -641,19 +608,19 @@ func IsUploadScratch(name string) bool {
 // start and every minute, leaving alone folders written to in the last
 // minute. FinalSweep does the rest at shutdown.
 func (s *Server) TendScratch(ctx context.Context) error {
-	every(ctx, time.Minute, func(ctx context.Context) { s.sweepScratch(ctx, scratchIdle) })
+	every(ctx, time.Minute, func(ctx context.Context) { s.workerAPI.sweepScratch(ctx, scratchIdle) })
 	return nil
 }
 
 // FinalSweep removes every upload whose attempt ended, however recent.
 // Call it once the HTTP server has shut down: then no request can write.
-func (s *Server) FinalSweep(ctx context.Context) { s.sweepScratch(ctx, 0) }
+func (s *Server) FinalSweep(ctx context.Context) { s.workerAPI.sweepScratch(ctx, 0) }
 
 // scratchIdle is how long an upload folder must have been left alone before
 // the sweep removes it.
 const scratchIdle = time.Minute
 
-func (s *Server) sweepScratch(ctx context.Context, idle time.Duration) {
+func (s *workerAPI) sweepScratch(ctx context.Context, idle time.Duration) {
 	names, err := s.blobs.TempNames()
 	if err != nil {
 		s.log.Warn("list scratch", "err", err)
@@ -695,7 +662,7 @@ func validRel(p string) bool {
 // upload receives one output file, resumably: HEAD tells how many bytes the
 // server has; PUT with Upload-Offset appends from there. When Upload-Length
 // bytes are in, the SHA-256 is checked and the file takes its final name.
-func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) upload(w http.ResponseWriter, r *http.Request) {
 	t, ok := s.leasedTask(w, r)
 	if !ok {
 		return
@@ -821,7 +788,7 @@ func rootSHA256(root *os.Root, name string) (string, error) {
 
 // commitStep makes the uploaded files the job's staged step, after checking
 // that every file the worker lists arrived whole.
-func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) commitStep(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
@@ -882,7 +849,7 @@ func (s *Server) commitStep(w http.ResponseWriter, r *http.Request) {
 }
 
 // publish makes a job's verified files its outputs (server side: one rename).
-func (s *Server) publishStep(w http.ResponseWriter, r *http.Request) {
+func (s *workerAPI) publishStep(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
