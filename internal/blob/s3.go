@@ -332,7 +332,8 @@ func (s *S3) PresignGet(ctx context.Context, key string, ttl time.Duration) (str
 }
 
 // PlanUpload presigns the requests that put size bytes at key: one PUT for a
-// small file, a multipart upload (parts of PartSize) for a large one.
+// small file, a multipart upload (parts of PartSize) for a large one. The
+// plan goes to a worker as it is, so its shape is the worker protocol's.
 func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Duration) (protocol.DirectUpload, error) {
 	obj, err := s.object(key)
 	if err != nil {

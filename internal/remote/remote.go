@@ -1,6 +1,7 @@
-// Package remote is the worker side of the worker protocol: a worker.Queue
-// and a pipeline.Files that speak HTTP to the server, so a `herd worker`
-// needs nothing but the server's API port — no database, no shared disk.
+// Package remote is the worker side of the worker protocol (package
+// protocol): a worker.Queue and a pipeline.Files that speak HTTP to the
+// server, so a `herd worker` needs nothing but the server's API port — no
+// database, no shared disk.
 // Transient errors are retried with backoff; a 409 lease_lost is final.
 package remote
 
