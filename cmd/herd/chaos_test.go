@@ -596,18 +596,18 @@ func (c *chaosCluster) checkJobs(jobs []*chaosJob) []jobJSON {
 			c.violation("%s ended %s: %s", name, v.State, v.Error)
 			continue
 		}
-		publishes := 0
+		finals := 0
 		for _, task := range v.Tasks {
 			if task.State != "succeeded" {
 				c.violation("%s succeeded but its %s task is %s", name, task.Kind, task.State)
 			}
-			if task.Kind == "publish" {
-				publishes++
+			if task.Kind == "finalize" {
+				finals++
 			}
 			c.highestAttempt = max(c.highestAttempt, task.Attempt)
 		}
-		if publishes != 1 {
-			c.violation("%s has %d publish tasks", name, publishes)
+		if finals != 1 {
+			c.violation("%s has %d finalize tasks", name, finals)
 		}
 		var paths struct { // jobJSON leaves out the outputs' paths
 			Outputs []struct{ Kind, Path, URL string }

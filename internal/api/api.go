@@ -157,7 +157,8 @@ func (s *Server) Routes() []Route {
 		{"PUT", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.workerAPI.upload},
 		{"POST", "/api/v1/worker/tasks/{id}/uploads/{step}", worker, s.workerAPI.planUpload},
 		{"POST", "/api/v1/worker/tasks/{id}/commit/{step}", worker, s.workerAPI.commitStep},
-		{"POST", "/api/v1/worker/tasks/{id}/publish", worker, s.workerAPI.publishStep},
+		{"POST", "/api/v1/worker/tasks/{id}/finalize", worker, s.workerAPI.finalizeStep},
+		{"POST", "/api/v1/worker/tasks/{id}/publish", worker, s.workerAPI.finalizeStep}, // protocol version 2's name
 	}
 }
 

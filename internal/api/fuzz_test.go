@@ -97,7 +97,7 @@ func FuzzRequestBodies(f *testing.F) {
 		{"PUT", task + "/files/encode/x.json", workerKey, withLease, "file", ""},
 	}
 	// A completion of a task of every kind, with a live lease of its own.
-	for _, k := range []job.Kind{job.KindProbe, job.KindEncode, job.KindThumbnails, job.KindVerify, job.KindPublish} {
+	for _, k := range []job.Kind{job.KindProbe, job.KindEncode, job.KindThumbnails, job.KindVerify, job.KindFinalize} {
 		targets = append(targets, target{"POST", "/complete", workerKey, jsonCT, "report", k})
 	}
 	// The key list's filter.

@@ -20,7 +20,7 @@ import (
 // uploads is bounded by what that step can plausibly weigh.
 
 // writes is the one step each task kind stages: a thumbnails task cannot
-// stage the verified set (which publishing makes the job's outputs).
+// stage the verified set (which the finalize step makes the job's outputs).
 var writes = map[job.Kind]string{
 	job.KindEncode:     pipeline.StepEncode,
 	job.KindThumbnails: pipeline.StepThumbs,

@@ -149,8 +149,8 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "slot must be a short name without / % _ or \\")
 		return
 	}
-	if req.Version != "" && req.Version != protocol.Version {
-		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this server speaks worker protocol %s; upgrade the worker or the server so they match", protocol.Version))
+	if req.Version != "" && req.Version != protocol.Version && req.Version != protocol.LegacyVersion {
+		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this server speaks worker protocol %s (and %s); upgrade the worker or the server so they match", protocol.Version, protocol.LegacyVersion))
 		return
 	}
 	if err := s.st.SeenWorker(r.Context(), name, req.Caps, max(req.Slots, 1), req.Version, time.Now()); err != nil {
@@ -183,7 +183,7 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if c != nil {
-				writeJSON(w, http.StatusOK, s.claimBody(c))
+				writeJSON(w, http.StatusOK, s.claimBody(c, req.Version == protocol.LegacyVersion))
 				return
 			}
 		}
@@ -196,8 +196,11 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *workerAPI) claimBody(c *job.Claimed) protocol.Claim {
+func (s *workerAPI) claimBody(c *job.Claimed, legacy bool) protocol.Claim {
 	cl := protocol.Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
+	if legacy && cl.Task.Kind == job.KindFinalize {
+		cl.Task.Kind = protocol.LegacyFinalizeKind
+	}
 	if p, ok := s.profiles.Get(c.Job.Profile); ok {
 		cl.Profile, _ = json.Marshal(p)
 	}
@@ -220,7 +223,7 @@ func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Deps = job.DepResults(c.Task, all)
 	}
-	writeJSON(w, http.StatusOK, s.claimBody(c))
+	writeJSON(w, http.StatusOK, s.claimBody(c, r.Header.Get(protocol.HeaderProtocol) == ""))
 }
 
 // leaseError answers a report whose lease is no longer valid.
@@ -848,18 +851,19 @@ func (s *workerAPI) commitStep(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// publish makes a job's verified files its outputs (server side: one rename).
-func (s *workerAPI) publishStep(w http.ResponseWriter, r *http.Request) {
+// finalizeStep makes a job's verified files its outputs (server side: one
+// rename). Version 2 workers ask for it on .../publish.
+func (s *workerAPI) finalizeStep(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
 	}
-	if c.Task.Kind != job.KindPublish {
-		writeError(w, http.StatusConflict, "wrong_task", fmt.Sprintf("task %s is a %s task; only a publish task publishes", c.Task.ID, c.Task.Kind))
+	if c.Task.Kind != job.KindFinalize {
+		writeError(w, http.StatusConflict, "wrong_task", fmt.Sprintf("task %s is a %s task; only a finalize task moves the outputs into place", c.Task.ID, c.Task.Kind))
 		return
 	}
-	if err := s.files.Publish(r.Context(), c); err != nil {
-		writeError(w, http.StatusInternalServerError, "publish_failed", job.UserMessage(err, "publishing the outputs failed"))
+	if err := s.files.Finalize(r.Context(), c); err != nil {
+		writeError(w, http.StatusInternalServerError, "finalize_failed", job.UserMessage(err, "moving the verified outputs into place failed"))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -114,7 +114,7 @@ func fillJobs(ctx context.Context, path string, n int) ([]string, error) {
 			return nil, err
 		}
 		var ts []job.Task
-		for _, k := range []job.Kind{job.KindProbe, job.KindEncode, job.KindThumbnails, job.KindVerify, job.KindPublish} {
+		for _, k := range []job.Kind{job.KindProbe, job.KindEncode, job.KindThumbnails, job.KindVerify, job.KindFinalize} {
 			ts = append(ts, job.Task{ID: job.NewID("t"), Kind: k, MaxAttempts: 3})
 		}
 		j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: sha, Source: job.Source{AssetID: a.ID, Name: a.Name}}

@@ -107,7 +107,7 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 		fmt.Sprintf("Rungs (from herd's plan for this input, the web-hls profile): %s; libx264 -preset %s, GOP %d frames (%g s segments), AAC %d kb/s stereo; HLS and DASH over the same fMP4 segments.",
 			rungList(plan.Rungs), plan.Video.Preset, plan.GOP, plan.SegmentSeconds, audioKbps(&plan)),
 		"herd: `herd serve` (SQLite, local disk, in-process workers) on a fresh data folder; the clock runs from the start of the upload (POST /api/v1/jobs) to the poll (every 10 ms) that sees the job succeeded. "+
-			"That includes what herd does beyond the encode: probe, poster and sprite sheet, verification (every rung decoded, durations checked, SSIM and PSNR measured), publishing. CPU is the server's own and its children's (/proc/PID/stat).",
+			"That includes what herd does beyond the encode: probe, poster and sprite sheet, verification (every rung decoded, durations checked, SSIM and PSNR measured), moving the verified outputs into place. CPU is the server's own and its children's (/proc/PID/stat).",
 		"Single command: one ffmpeg, source decoded once, split and scaled to every rung, the same encoder settings and muxer (written out below).",
 		fmt.Sprintf("Per rendition: %d ffmpeg processes, each decoding the source and encoding one rung (audio with the first), started together (a farm with a free worker for each) and one after another (one worker); wall time from the first start to the last end, CPU summed.", len(perArgv)),
 		"SSIM: every rung, each method, measured the same way against the source at its display size (both scaled with bicubic), All channels.",
@@ -131,7 +131,7 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 	t.add("one ffmpeg per rendition, one after another", secs(qw), secs(qc), ratio(qw.Seconds(), sw.Seconds()), ratio(qc.Seconds(), sc.Seconds()))
 
 	var breakdown []string
-	for _, k := range []job.Kind{job.KindProbe, job.KindEncode, job.KindThumbnails, job.KindVerify, job.KindPublish} {
+	for _, k := range []job.Kind{job.KindProbe, job.KindEncode, job.KindThumbnails, job.KindVerify, job.KindFinalize} {
 		breakdown = append(breakdown, fmt.Sprintf("%s %s", k, secs(taskTime(herdJob, k))))
 	}
 	s.Notes = append(s.Notes, "herd's tasks in its first run, by their own clocks (thumbnails run beside the encode): "+strings.Join(breakdown, ", ")+".")

@@ -76,7 +76,7 @@ func overhead(ctx context.Context, e *env, s *Section) error {
 		"Input: "+in.about+".",
 		"herd serve (SQLite, local disk, in-process workers) on a fresh data folder per run, with --ffmpeg and --ffprobe pointing at a shim that runs the real tool and records when it started and ended. "+
 			"The clock starts before the upload (POST /api/v1/jobs) and stops at the poll (every 10 ms) that sees the job succeeded; herd's own time is what is left once every moment at least one ffmpeg or ffprobe ran is taken out: "+
-			"the upload, storing and hashing the source, queueing and claiming each task, moving outputs, writing the database, publishing, and up to 10 ms of polling.")
+			"the upload, storing and hashing the source, queueing and claiming each task, moving outputs, writing the database, and up to 10 ms of polling.")
 	s.Ran = append(s.Ran, "herd serve --ffmpeg SHIM/ffmpeg --ffprobe SHIM/ffprobe; herd submit INPUT --profile P --wait")
 	return nil
 }

@@ -62,7 +62,7 @@ const (
 	KindEncode     Kind = "encode"
 	KindThumbnails Kind = "thumbnails"
 	KindVerify     Kind = "verify"
-	KindPublish    Kind = "publish"
+	KindFinalize   Kind = "finalize"
 )
 
 // Weight is each kind's share of a job's progress.

@@ -71,14 +71,14 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 	// What no kind may send: plan and source facts (derived from a probe
 	// report's info) and outputs (derived from the verified files) are
 	// the server's to make; older workers send them with their probe and
-	// publish reports, and they are ignored there.
+	// finalize reports, and they are ignored there.
 	if len(r.Plan) > 0 && k != job.KindProbe {
 		return out, refuse("plan", "a %s task does not report a plan", k)
 	}
 	if r.Source != nil && k != job.KindProbe {
 		return out, refuse("source", "a %s task does not report source facts", k)
 	}
-	if len(r.Outputs) > 0 && k != job.KindPublish {
+	if len(r.Outputs) > 0 && k != job.KindFinalize {
 		return out, refuse("outputs", "a %s task does not report outputs", k)
 	}
 	switch k {
@@ -115,10 +115,10 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 		}
 		out.Data, err = json.Marshal(outputs)
 		return out, err
-	case job.KindPublish:
+	case job.KindFinalize:
 		verified := c.Deps[job.KindVerify]
 		if len(verified) == 0 {
-			return out, job.Permanent("no_outputs", job.Userf(nil, "there are no verified outputs to publish; retry the job"))
+			return out, job.Permanent("no_outputs", job.Userf(nil, "there are no verified outputs to move into place; retry the job"))
 		}
 		data, err := PublishedOutputs(c.Job.ID, verified)
 		if err != nil {

@@ -28,9 +28,9 @@ type LocalFiles struct {
 	Blobs *blob.Local
 	Log   *slog.Logger
 
-	// publishing serialises Publish: two requests for one job (a worker
+	// finalizing serialises Finalize: two requests for one job (a worker
 	// retrying while its first try still runs) must not both move folders.
-	publishing sync.Mutex
+	finalizing sync.Mutex
 }
 
 // Source returns the stored source's path.
@@ -68,11 +68,11 @@ func (l *LocalFiles) Commit(_ context.Context, c *job.Claimed, step, dir string)
 	return l.Blobs.CommitDir(dir, StageKey(c.Job.ID, step))
 }
 
-// Publish renames the verified set into the outputs with one rename. Run
+// Finalize renames the verified set into the outputs with one rename. Run
 // again after a crash, it finds them already in place.
-func (l *LocalFiles) Publish(_ context.Context, c *job.Claimed) error {
-	l.publishing.Lock()
-	defer l.publishing.Unlock()
+func (l *LocalFiles) Finalize(_ context.Context, c *job.Claimed) error {
+	l.finalizing.Lock()
+	defer l.finalizing.Unlock()
 	verified, out := StageKey(c.Job.ID, StepVerified), OutputsKey(c.Job.ID)
 	switch {
 	case l.Blobs.Exists(verified):

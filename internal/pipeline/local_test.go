@@ -33,7 +33,7 @@ func TestConcurrentPublishKeepsOutputs(t *testing.T) {
 		require.NoError(t, files.Commit(ctx, c, pipeline.StepVerified, dir))
 		var wg sync.WaitGroup
 		for range 8 {
-			wg.Go(func() { _ = files.Publish(ctx, c) })
+			wg.Go(func() { _ = files.Finalize(ctx, c) })
 		}
 		wg.Wait()
 		out, err := blobs.Path(pipeline.OutputsKey(c.Job.ID))
@@ -41,7 +41,7 @@ func TestConcurrentPublishKeepsOutputs(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(out, "video.mp4"))
 		require.NoError(t, err, "round %d: the published output is gone", round)
 		require.Equal(t, "verified bytes", string(b))
-		require.NoError(t, files.Publish(ctx, c), "publishing again finds the outputs in place")
+		require.NoError(t, files.Finalize(ctx, c), "publishing again finds the outputs in place")
 	}
 }
 

@@ -212,10 +212,10 @@ func (o *ObjectFiles) readManifest(ctx context.Context, prefix, step string) (st
 	return m.Prefix, m.Files, true, nil
 }
 
-// Publish copies the verified files to the job's outputs inside the bucket,
+// Finalize copies the verified files to the job's outputs inside the bucket,
 // then removes the staged ones. The manifests go first, so a run after a
 // crash either copies everything again or finds the outputs in place.
-func (o *ObjectFiles) Publish(ctx context.Context, c *job.Claimed) error {
+func (o *ObjectFiles) Finalize(ctx context.Context, c *job.Claimed) error {
 	prefix, files, ok, err := o.StagedFiles(ctx, c.Job.ID, StepVerified)
 	if err != nil {
 		return err

@@ -1,5 +1,5 @@
 // Package pipeline turns a claimed task into media work: admit and plan
-// (probe), encode, thumbnails, verify and publish. It owns where each step
+// (probe), encode, thumbnails, verify and finalize. It owns where each step
 // reads and writes in the blob store, so that every output becomes visible
 // only after it was verified, with one rename. It does not schedule anything:
 // the worker pool calls Execute with a lease already held.
@@ -32,7 +32,7 @@ type Files interface {
 	// Discard removes a scratch folder that will not be committed.
 	Discard(dir string)
 	// Publish makes the verified files the job's outputs, atomically and idempotently.
-	Publish(ctx context.Context, c *job.Claimed) error
+	Finalize(ctx context.Context, c *job.Claimed) error
 }
 
 // Steps whose files are staged between tasks.
@@ -79,7 +79,7 @@ func Tasks(p *profile.Profile, maxAttempts int) []job.Task {
 		verifyDeps = append(verifyDeps, thumbs.ID)
 	}
 	verify := t(job.KindVerify, verifyDeps...)
-	return append(tasks, verify, t(job.KindPublish, verify.ID))
+	return append(tasks, verify, t(job.KindFinalize, verify.ID))
 }
 
 // Output is a published output, as the API shows it.
@@ -94,8 +94,8 @@ type probeResult struct {
 
 // Execute runs one task.
 func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.Progress)) (job.Result, error) {
-	if c.Task.Kind == job.KindPublish {
-		return e.publish(ctx, c)
+	if c.Task.Kind == job.KindFinalize {
+		return e.finalize(ctx, c)
 	}
 	src, err := e.files.Source(ctx, c)
 	if err != nil {
@@ -211,7 +211,7 @@ func (e *Executor) thumbnails(ctx context.Context, c *job.Claimed, plan *media.P
 }
 
 // verify assembles the staged outputs in one folder, checks them, and stages
-// the verified set for publishing.
+// the verified set for the finalize step.
 func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (job.Result, error) {
 	var outputs []media.Output
 	cmds, err := e.scratch(ctx, c, StepVerified, func(dir string) ([][]string, error) {
@@ -241,9 +241,9 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan,
 	return job.Result{Data: data, Commands: cmds}, nil
 }
 
-// publish makes the verified outputs visible and records them on the job.
-func (e *Executor) publish(ctx context.Context, c *job.Claimed) (job.Result, error) {
-	if err := e.files.Publish(ctx, c); err != nil {
+// finalize makes the verified outputs visible and records them on the job.
+func (e *Executor) finalize(ctx context.Context, c *job.Claimed) (job.Result, error) {
+	if err := e.files.Finalize(ctx, c); err != nil {
 		return job.Result{}, err
 	}
 	data, err := PublishedOutputs(c.Job.ID, c.Deps[job.KindVerify])

@@ -24,7 +24,24 @@ import (
 // Version is sent by workers and checked by the server. Version 2
 // added presigned redirects and direct uploads: a version 1 worker would
 // follow a redirect with its key and would not know the uploads route.
-const Version = "2"
+// Version 3 renamed the last step, which moves the verified outputs into
+// place, from "publish" to "finalize" (publishing is what publishers do);
+// the server still speaks version 2 (LegacyVersion), so workers keep
+// working while they are upgraded after the server.
+const Version = "3"
+
+// LegacyVersion is the older version the server still speaks: its workers
+// are handed the last step under its old kind (LegacyFinalizeKind) and may
+// ask for it on the old route, .../publish. The version after 3 drops it.
+const LegacyVersion = "2"
+
+// LegacyFinalizeKind is the last step's kind as a version 2 worker knows it.
+const LegacyFinalizeKind job.Kind = "publish"
+
+// HeaderProtocol carries the worker's protocol version on requests whose
+// body does not say it (fetching a task leased to it). A request without
+// it comes from a version 2 worker, which did not send one.
+const HeaderProtocol = "X-Herd-Protocol"
 
 // Lease headers on file routes.
 const (

@@ -208,8 +208,8 @@ func TestFilesTravel(t *testing.T) {
 				}
 			}
 
-			cl = claim(job.KindPublish)
-			if err := s.rc.Publish(ctx, cl); err != nil {
+			cl = claim(job.KindFinalize)
+			if err := s.rc.Finalize(ctx, cl); err != nil {
 				t.Fatal(err)
 			}
 			for path, want := range map[string][]byte{"master.m3u8": small, "720p/video.mp4": big} {
@@ -227,7 +227,7 @@ func TestFilesTravel(t *testing.T) {
 				t.Fatal("the staged files remain after publishing")
 			}
 			// Publishing again (the answer was lost) finds the outputs in place.
-			if err := s.rc.Publish(ctx, cl); err != nil {
+			if err := s.rc.Finalize(ctx, cl); err != nil {
 				t.Fatalf("publish again: %v", err)
 			}
 		})

@@ -173,6 +173,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set(protocol.HeaderProtocol, protocol.Version)
 	if body != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -583,9 +584,9 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 	})
 }
 
-// Publish asks the server to publish the verified outputs (pipeline.Files).
-func (c *Client) Publish(ctx context.Context, cl *job.Claimed) error {
-	return c.postLeased(ctx, cl.Lease, "publish", struct{}{}, nil)
+// Finalize asks the server to move the verified outputs into place (pipeline.Files).
+func (c *Client) Finalize(ctx context.Context, cl *job.Claimed) error {
+	return c.postLeased(ctx, cl.Lease, "finalize", struct{}{}, nil)
 }
 
 // CleanScratch removes what an earlier run left in the scratch folder.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -90,6 +91,63 @@ func TestPostgresSecondsBackfill(t *testing.T) {
 	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
 	testSecondsBackfill(t, db, "postgres", func() *sqlstore.Store {
+		s, err := sqlstore.OpenPostgres(context.Background(), dsn)
+		require.NoError(t, err)
+		return s
+	})
+}
+
+// testFinalizeRename: tasks stored under the last step's old kind,
+// "publish", queued or done, are finalize tasks after the upgrade, and a
+// queued one is claimed as one.
+func testFinalizeRename(t *testing.T, db *sql.DB, dialect string, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	migrateBefore(t, db, dialect, "finalize_kind")
+	_, err := db.Exec(`INSERT INTO assets (id, name, size, sha256, blob_key, created_at) VALUES ('a1', 'x.mp4', 1, 's1', 'sources/s1', 0);
+INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, created_at, updated_at) VALUES
+ ('j1', 'succeeded', 'web-hls', 1, 'i1', 'a1', '{"asset_id":"a1"}', 0, 0),
+ ('j2', 'running', 'web-hls', 1, 'i2', 'a1', '{"asset_id":"a1"}', 0, 0);
+INSERT INTO tasks (id, job_id, seq, kind, state, max_attempts, profile, weight, progress, created_at) VALUES
+ ('t1', 'j1', 0, 'verify', 'succeeded', 3, 'web-hls', 0.1, 1, 0),
+ ('t2', 'j1', 1, 'publish', 'succeeded', 3, 'web-hls', 0.05, 1, 0),
+ ('t3', 'j2', 0, 'verify', 'succeeded', 3, 'web-hls', 0.1, 1, 0),
+ ('t4', 'j2', 1, 'publish', 'queued', 3, 'web-hls', 0.05, 0, 0);`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s := open()
+	defer s.Close()
+	for _, id := range []string{"j1", "j2"} {
+		ts, err := s.Tasks(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, ts, 2)
+		require.Equal(t, []job.Kind{job.KindVerify, job.KindFinalize}, []job.Kind{ts[0].Kind, ts[1].Kind}, id)
+	}
+	c, err := s.Claim(ctx, store.ClaimRequest{Owner: "local/1", Worker: "local", Now: time.Now(), TTL: time.Minute})
+	require.NoError(t, err)
+	require.NotNil(t, c)
+	require.Equal(t, "t4", c.Task.ID)
+	require.Equal(t, job.KindFinalize, c.Task.Kind)
+}
+
+func TestSQLiteFinalizeRename(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "herd.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	require.NoError(t, err)
+	testFinalizeRename(t, db, "sqlite", func() *sqlstore.Store {
+		s, err := sqlstore.OpenSQLite(context.Background(), path)
+		require.NoError(t, err)
+		return s
+	})
+}
+
+func TestPostgresFinalizeRename(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	db, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	testFinalizeRename(t, db, "postgres", func() *sqlstore.Store {
 		s, err := sqlstore.OpenPostgres(context.Background(), dsn)
 		require.NoError(t, err)
 		return s

@@ -59,7 +59,7 @@ func newJob(t *testing.T, s store.Store, sha string, maxAttempts int) job.Job {
 		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}}
 	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: maxAttempts}
 	e := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: maxAttempts, DependsOn: []string{p.ID}}
-	u := job.Task{ID: job.NewID("t"), Kind: job.KindPublish, MaxAttempts: maxAttempts, DependsOn: []string{e.ID}}
+	u := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: maxAttempts, DependsOn: []string{e.ID}}
 	out, created, err := s.CreateJob(ctx, j, []job.Task{p, e, u}, t0)
 	require.NoError(t, err)
 	require.True(t, created)
@@ -122,7 +122,7 @@ func testPipelineOrder(t *testing.T, s store.Store) {
 	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{}, t0))
 
 	c = claim(t, s, "w1", t0)
-	require.Equal(t, job.KindPublish, c.Task.Kind)
+	require.Equal(t, job.KindFinalize, c.Task.Kind)
 	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Outputs: json.RawMessage(`[{"name":"master"}]`)}, t0.Add(time.Minute)))
 	got, err = s.GetJob(ctx, j.ID)
 	require.NoError(t, err)
@@ -414,7 +414,7 @@ func testEncodeSeconds(t *testing.T, s store.Store) {
 
 	// Not probed yet: the encode task's length is unknown and counts 0.
 	whole := newJob(t, s, "seconds-whole", 3)
-	require.Equal(t, map[job.Kind][]float64{job.KindProbe: {0}, job.KindEncode: {0}, job.KindPublish: {0}}, seconds(whole.ID))
+	require.Equal(t, map[job.Kind][]float64{job.KindProbe: {0}, job.KindEncode: {0}, job.KindFinalize: {0}}, seconds(whole.ID))
 	require.Equal(t, store.Depth{JobsQueued: 1, QueuedTasks: 1}, depth())
 
 	// A job split into chunks: each chunk task carries its own length.
