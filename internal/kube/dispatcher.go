@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
@@ -151,9 +152,10 @@ type Dispatcher struct {
 	start  func(stop <-chan struct{})
 	events chan struct{}
 	renew  map[string]time.Time // Job name → when its lease was last renewed here
-	// After a Job could not be created, no claims until pauseUntil.
-	pause      time.Duration
-	pauseUntil time.Time
+	// After a Job could not be created, no claims until pauseUntil;
+	// createFailures counts such failures in a row.
+	createFailures int
+	pauseUntil     time.Time
 }
 
 // New returns a dispatcher; Run starts it.
@@ -339,11 +341,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) er
 				d.log.Error("give back a task whose Job could not be created", "task_id", c.Task.ID, "err", rerr)
 			}
 			// Wait before claiming again: the API may be away, or refuse every Job.
-			d.pause = min(max(2*d.pause, time.Second), time.Minute)
-			d.pauseUntil = d.cfg.Now().Add(d.pause)
-			return fmt.Errorf("create Job %s (claiming again in %s): %w", kj.Name, d.pause, err)
+			d.createFailures++
+			pause := backoff.Delay(firstRetry, maxRetry, d.createFailures)
+			d.pauseUntil = d.cfg.Now().Add(pause)
+			return fmt.Errorf("create Job %s (claiming again in %s): %w", kj.Name, pause, err)
 		}
-		d.pause = 0
+		d.createFailures = 0
 		d.renew[kj.Name] = d.cfg.Now()
 		d.log.Info("created a Job", "job", kj.Name, "job_id", c.Job.ID, "task_id", c.Task.ID, "kind", c.Task.Kind, "attempt", c.Task.Attempt)
 		inflight++

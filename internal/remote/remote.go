@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
@@ -197,15 +198,24 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	return resp, nil
 }
 
+// A request the server did not answer is tried again after firstRetry,
+// doubling up to maxRetry, with up to a quarter more at random so that
+// workers do not all come back at once.
+const (
+	firstRetry = 200 * time.Millisecond
+	maxRetry   = 30 * time.Second
+)
+
 // retry runs fn until it succeeds, fails permanently, or ctx ends, backing
-// off from 200 ms to 30 s: a server that is away is waited for, never fatal.
+// off from firstRetry to maxRetry: a server that is away is waited for,
+// never fatal.
 func (c *Client) retry(ctx context.Context, what string, fn func() error) error {
-	delay := 200 * time.Millisecond
-	for {
+	for failures := 1; ; failures++ {
 		err := fn()
 		if err == nil || permanentStatus(err) || ctx.Err() != nil {
 			return err
 		}
+		delay := backoff.Delay(firstRetry, maxRetry, failures)
 		c.log.Warn("server unreachable; retrying", "op", what, "err", err, "in", delay)
 		t := time.NewTimer(delay + time.Duration(rand.Int64N(int64(delay/4)+1)))
 		select {
@@ -214,7 +224,6 @@ func (c *Client) retry(ctx context.Context, what string, fn func() error) error 
 			return ctx.Err()
 		case <-t.C:
 		}
-		delay = min(delay*2, 30*time.Second)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/store"
@@ -54,6 +55,13 @@ type Config struct {
 	IdleWait   time.Duration // longest sleep between claims when idle; 0 → 5 s
 }
 
+// A claim that failed (the server away, the key refused) is tried again
+// after firstClaimRetry, doubling up to maxClaimRetry.
+const (
+	firstClaimRetry = time.Second
+	maxClaimRetry   = time.Minute
+)
+
 // Pool is a set of worker slots.
 type Pool struct {
 	q   Queue
@@ -89,7 +97,7 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 func (p *Pool) slot(ctx context.Context, owner string) {
-	delay := time.Second
+	failures := 0 // claims that failed in a row
 	for ctx.Err() == nil {
 		caps := p.cfg.Caps
 		if p.cfg.ClaimCaps != nil {
@@ -99,13 +107,14 @@ func (p *Pool) slot(ctx context.Context, owner string) {
 		if err != nil {
 			if ctx.Err() == nil {
 				// Keep trying, ever more slowly: an admin may fix the key or the server.
+				failures++
+				delay := backoff.Delay(firstClaimRetry, maxClaimRetry, failures)
 				p.log.Error("claim task", "err", err, "retry_in", delay)
 				sleep(ctx, delay)
-				delay = min(delay*2, time.Minute)
 			}
 			continue
 		}
-		delay = time.Second
+		failures = 0
 		if c == nil {
 			p.q.Wait(ctx, p.cfg.IdleWait)
 			continue
