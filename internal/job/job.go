@@ -234,6 +234,9 @@ func IdempotencyKey(sha string, profile string, version int, outputs string) str
 	return hex.EncodeToString(h[:16])
 }
 
+// DefaultMaxAttempts is how many times a task runs before its job fails.
+const DefaultMaxAttempts = 3
+
 // MaxRetryDelay caps the delay before a task's next attempt after a
 // retryable failure, which doubles with every attempt from the failure's
 // base delay (backoff.Delay).

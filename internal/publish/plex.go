@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/redirect"
 )
 
@@ -55,7 +56,7 @@ func (m *MediaServer) file(ev Event) (string, error) {
 }
 
 func (m *MediaServer) wait() (time.Duration, time.Duration) {
-	return cmp.Or(m.Confirm, 5*time.Minute), cmp.Or(m.Poll, 2*time.Second)
+	return cmp.Or(m.Confirm, config.DefaultConfirmTimeout), cmp.Or(m.Poll, 2*time.Second)
 }
 
 // Plex refreshes the one Plex library section that holds a new file (a

@@ -66,7 +66,7 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Work, "scratch"), 0o750); err != nil {
 		return nil, fmt.Errorf("create work folder: %w", err)
 	}
-	cache, err := blob.NewCache(filepath.Join(cfg.Work, "cache"), 6*time.Hour)
+	cache, err := blob.NewCache(filepath.Join(cfg.Work, "cache"), blob.DefaultCacheMaxAge)
 	if err != nil {
 		return nil, err
 	}

@@ -49,11 +49,19 @@ type Config struct {
 	// ClaimCaps, when set, narrows Caps before each claim (e.g. no GPU
 	// capabilities while every GPU encode session is in use).
 	ClaimCaps  func(caps []string) []string
-	Heartbeat  time.Duration // 0 → 10 s
-	Grace      time.Duration // on shutdown, how long running tasks may finish; 0 → 30 s
-	StallAfter time.Duration // no progress for this long kills the task; 0 → 120 s
+	Heartbeat  time.Duration // 0 → DefaultHeartbeat
+	Grace      time.Duration // on shutdown, how long running tasks may finish; 0 → DefaultGrace
+	StallAfter time.Duration // no progress for this long kills the task; 0 → DefaultStallAfter
 	IdleWait   time.Duration // longest sleep between claims when idle; 0 → 5 s
 }
+
+// Defaults of a pool's Config, which the flags of the commands that run
+// tasks (serve's in-process workers, herd worker, herd run-task) show.
+const (
+	DefaultHeartbeat  = 10 * time.Second  // how often running tasks report
+	DefaultGrace      = 30 * time.Second  // how long running tasks may finish at shutdown
+	DefaultStallAfter = 120 * time.Second // no ffmpeg progress for this long kills the task
+)
 
 // A claim that failed (the server away, the key refused) is tried again
 // after firstClaimRetry, doubling up to maxClaimRetry.
@@ -74,9 +82,9 @@ type Pool struct {
 // NewPool returns a pool; Run starts it.
 func NewPool(q Queue, ex Executor, cfg Config, log *slog.Logger, obs Observer) *Pool {
 	cfg.Slots = max(cfg.Slots, 1)
-	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, 10*time.Second)
-	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
-	cfg.StallAfter = cmp.Or(cfg.StallAfter, 120*time.Second)
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
+	cfg.Grace = cmp.Or(cfg.Grace, DefaultGrace)
+	cfg.StallAfter = cmp.Or(cfg.StallAfter, DefaultStallAfter)
 	cfg.IdleWait = cmp.Or(cfg.IdleWait, 5*time.Second)
 	return &Pool{q: q, ex: ex, cfg: cfg, log: log.With("component", "worker", "worker", cfg.Name), obs: obs}
 }
