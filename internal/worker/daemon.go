@@ -249,7 +249,7 @@ func healthMux(rc *remote.Client, tools media.Tools, trials []Trial, reg *promet
 
 // pickGPU is the first hardware family whose trial encode worked, with its session budget.
 func pickGPU(caps []string, sessions int64) *pipeline.GPU {
-	for _, kind := range []string{media.HWNVENC, media.HWVAAPI, media.HWQSV} {
+	for _, kind := range media.HWFamilies() {
 		for _, c := range caps {
 			if strings.HasPrefix(c, kind+":") {
 				return pipeline.NewGPU(kind, caps, sessions)
