@@ -274,6 +274,17 @@ type ErrorBody struct {
 	} `json:"error"`
 }
 
+// Error is an error answer as a client of this API sees it: the HTTP status
+// and ErrorBody's code and message. The CLI's client and the worker's remote
+// client both return it.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = code, msg

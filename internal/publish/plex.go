@@ -50,7 +50,7 @@ func (m *MediaServer) base() string { return strings.TrimSuffix(m.URL, "/") }
 func (m *MediaServer) file(ev Event) (string, error) {
 	f, ok := ev.Files[m.Library]
 	if !ok {
-		return "", &PermanentError{fmt.Errorf("%s: nothing was written to library %s for this job", m.Name, m.Library)}
+		return "", permanent(fmt.Errorf("%s: nothing was written to library %s for this job", m.Name, m.Library))
 	}
 	return mapPath(f, m.Root, m.ServerRoot), nil
 }
@@ -122,14 +122,14 @@ func (p *Plex) Notify(ctx context.Context, ev Event) (string, error) {
 		return dirs[i].Title, paths
 	})
 	if i < 0 {
-		return "", &PermanentError{fmt.Errorf("no Plex library section holds %s (sections: %s); add the folder to a Plex library, or set library_path to the library folder as Plex sees it",
-			file, seen)}
+		return "", permanent(fmt.Errorf("no Plex library section holds %s (sections: %s); add the folder to a Plex library, or set library_path to the library folder as Plex sees it",
+			file, seen))
 	}
 	key, title, typ := dirs[i].Key, dirs[i].Title, dirs[i].Type
 	q := url.Values{"path": {dirOf(file)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base()+"/library/sections/"+url.PathEscape(key)+"/refresh?"+q.Encode(), nil)
 	if err != nil {
-		return "", &PermanentError{err}
+		return "", permanent(err)
 	}
 	req.Header = p.header()
 	resp, err := hc.Do(req)

@@ -124,26 +124,22 @@ func Register(ctx context.Context, server, token, name string) (string, error) {
 	return out.Key, nil
 }
 
-// StatusError is an answer the server gave.
-type StatusError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *StatusError) Error() string { return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code) }
+// statusError is e with its status and code after the message: how the
+// worker's logs and errors show an answer the server (or storage) gave.
+// errors.As finds the *api.Error inside.
+func statusError(e *api.Error) error { return fmt.Errorf("%w (%d %s)", e, e.Status, e.Code) }
 
 func apiError(resp *http.Response) error {
 	var eb api.ErrorBody
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
-	e := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	e := &api.Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	if e.Message == "" {
 		e.Message = resp.Status
 	}
 	if resp.StatusCode == http.StatusConflict && e.Code == "lease_lost" {
-		return fmt.Errorf("%w: %w", job.ErrLeaseLost, e)
+		return fmt.Errorf("%w: %w", job.ErrLeaseLost, statusError(e))
 	}
-	return e
+	return statusError(e)
 }
 
 // ErrKeyRefused marks the server's refusal of the worker's key itself (401,
@@ -152,7 +148,7 @@ var ErrKeyRefused = errors.New("the server refused the worker key")
 
 // keyRefused reports whether herd itself (not storage that a redirect led
 // to) refused the key the request carried.
-func keyRefused(resp *http.Response, req *http.Request, se *StatusError) bool {
+func keyRefused(resp *http.Response, req *http.Request, se *api.Error) bool {
 	if resp.Request != nil && resp.Request.URL.Host != req.URL.Host {
 		return false // a presigned storage URL's answer
 	}
@@ -162,7 +158,7 @@ func keyRefused(resp *http.Response, req *http.Request, se *StatusError) bool {
 
 // permanentStatus reports answers that retrying the same request cannot change.
 func permanentStatus(err error) bool {
-	var se *StatusError
+	var se *api.Error
 	return errors.Is(err, job.ErrLeaseLost) || (errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != http.StatusTooManyRequests)
 }
 
@@ -187,7 +183,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
 		err := apiError(resp)
-		if se, ok := errors.AsType[*StatusError](err); ok && keyRefused(resp, req, se) {
+		if se, ok := errors.AsType[*api.Error](err); ok && keyRefused(resp, req, se) {
 			err = fmt.Errorf("%w: %w", ErrKeyRefused, err)
 			if c.onRefused != nil {
 				c.refused.Do(func() { c.onRefused(err) })
@@ -350,7 +346,7 @@ func (c *Client) download(ctx context.Context, cl *job.Claimed, part string) err
 	}
 	resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "source"), hdr, nil)
 	if err != nil {
-		var se *StatusError
+		var se *api.Error
 		if errors.As(err, &se) && se.Status == http.StatusRequestedRangeNotSatisfiable {
 			return nil // we have it all
 		}
@@ -390,7 +386,7 @@ func (c *Client) Staged(ctx context.Context, cl *job.Claimed, step, dir string) 
 		defer resp.Body.Close()
 		return json.NewDecoder(resp.Body).Decode(&list)
 	})
-	var se *StatusError
+	var se *api.Error
 	if errors.As(err, &se) && se.Status == http.StatusNotFound {
 		return false, nil
 	}
@@ -507,7 +503,7 @@ func (c *Client) uploadDirect(ctx context.Context, path string, parts []blob.Par
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-				return &StatusError{Status: resp.StatusCode, Code: "storage", Message: "storage refused part " + strconv.Itoa(p.Number) + ": " + strings.TrimSpace(string(body))}
+				return statusError(&api.Error{Status: resp.StatusCode, Code: "storage", Message: "storage refused part " + strconv.Itoa(p.Number) + ": " + strings.TrimSpace(string(body))})
 			}
 			p.ETag = resp.Header.Get("ETag")
 			return nil
@@ -586,7 +582,7 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 			return errors.New("upload incomplete")
 		}
 		err = apiError(resp)
-		var se *StatusError
+		var se *api.Error
 		if errors.As(err, &se) && (se.Code == "offset_mismatch" || se.Code == "checksum_mismatch" || se.Code == "incomplete") {
 			return fmt.Errorf("retry upload: %s", se.Message) // not permanent: HEAD again and resume
 		}

@@ -164,7 +164,7 @@ func TestRegistrationCannotTakeOverALiveName(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := remote.Register(ctx, s.url, reg, "bench")
-	var se *remote.StatusError
+	var se *api.Error
 	if !errors.As(err, &se) || se.Code != "name_taken" {
 		t.Fatalf("want name_taken, got %v", err)
 	}

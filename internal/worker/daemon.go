@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
@@ -193,7 +194,7 @@ type KeyRefusedError struct {
 
 func (e *KeyRefusedError) Error() string {
 	why := e.Err.Error()
-	if se, ok := errors.AsType[*remote.StatusError](e.Err); ok {
+	if se, ok := errors.AsType[*api.Error](e.Err); ok {
 		why = se.Message
 	}
 	fix := "Give the worker a valid worker key with --token or HERD_WORKER_TOKEN (HERD_TOKEN, the CLI's admin key, is never a worker's), " +
