@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // The chaos run (issue #7, item 4): a server and several workers run as
@@ -175,22 +177,17 @@ func chaosJobs(t *testing.T, dir string, cfg chaosConfig, rng *rand.Rand) []*cha
 	patterns := []string{"testsrc2", "testsrc", "smptebars", "rgbtestsrc"}
 	for i := 0; len(jobs) < cfg.jobs; i++ {
 		p := filepath.Join(dir, fmt.Sprintf("gen-%02d.mp4", i))
-		args := []string{"-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-			"-f", "lavfi", "-i", fmt.Sprintf("%s=size=%s:rate=%d", patterns[rng.IntN(len(patterns))], sizes[rng.IntN(len(sizes))], []int{24, 25, 30}[rng.IntN(3)])}
-		audio := i%4 != 3
-		if audio {
-			args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", 200+37*i))
+		c := testenv.Clip{Pattern: patterns[rng.IntN(len(patterns))], Size: sizes[rng.IntN(len(sizes))], Rate: []int{24, 25, 30}[rng.IntN(3)]}
+		if i%4 != 3 {
+			c.Tone, c.Stereo = 200+37*i, true
 		}
-		args = append(args, "-t", fmt.Sprint(2+rng.IntN(3)), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
-		if audio {
-			args = append(args, "-c:a", "aac", "-ac", "2", "-shortest")
-		} else {
+		c.Seconds = float64(2 + rng.IntN(3))
+		if c.Tone == 0 {
 			// Without a tone the content could repeat: the frame count and
 			// metadata make this clip unlike every other one.
-			args = append(args, "-metadata", fmt.Sprintf("title=chaos %d", i))
+			c.Extra = []string{"-metadata", fmt.Sprintf("title=chaos %d", i)}
 		}
-		out, err := exec.Command("ffmpeg", append(args, p)...).CombinedOutput()
-		require.NoError(t, err, string(out))
+		require.NoError(t, c.Make(p))
 		add(p)
 	}
 	return jobs

@@ -16,6 +16,8 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // The web UI in a real browser: Debian's chromium, headless, driven by
@@ -110,10 +112,7 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	ctx := browser(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "Browser Clip.mp4")
-	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000",
-		"-t", "12", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", "-shortest", src).CombinedOutput()
-	require.NoError(t, err, string(out))
+	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: 12, Tone: 330, Stereo: true}.Make(src))
 	s := startServer(t, filepath.Join(dir, "data"))
 
 	// A wrong key is refused, and the page says what to use instead.
@@ -238,10 +237,7 @@ func TestBrowserUploadResumes(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(name string, seconds int) string {
 		p := filepath.Join(dir, name)
-		out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-			"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", fmt.Sprint(seconds),
-			"-c:v", "libx264", "-preset", "ultrafast", "-qp", "8", "-pix_fmt", "yuv420p", p).CombinedOutput()
-		require.NoError(t, err, string(out))
+		require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: float64(seconds), Extra: []string{"-qp", "8"}}.Make(p))
 		return p
 	}
 	big, big2 := mk("Reloaded.mp4", 6), mk("Dropped.mp4", 7)

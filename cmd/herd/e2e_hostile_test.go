@@ -11,7 +11,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -21,6 +20,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // TestHostileInputs feeds the real server what the world will: broken,
@@ -88,10 +89,7 @@ func TestHostileInputs(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
-	ffmpeg := func(args ...string) {
-		out, err := exec.Command("ffmpeg", append([]string{"-nostdin", "-hide_banner", "-loglevel", "error", "-y"}, args...)...).CombinedOutput()
-		require.NoError(t, err, string(out))
-	}
+	ffmpeg := func(args ...string) { require.NoError(t, testenv.FFmpeg(args...)) }
 
 	// A good job first: its stored source is a file a playlist may try to reach.
 	listing := func() []string {

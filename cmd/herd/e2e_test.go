@@ -22,6 +22,7 @@ import (
 	"github.com/herdhq/herd/internal/blob/s3test"
 	"github.com/herdhq/herd/internal/store/pgtest"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // These tests run the real herd binary as a subprocess against real ffmpeg.
@@ -50,12 +51,7 @@ func TestMain(m *testing.M) {
 func clip(t *testing.T, dir string, seconds int, size string) string {
 	t.Helper()
 	p := filepath.Join(dir, fmt.Sprintf("clip-%ds-%s.mp4", seconds, size))
-	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%s:rate=30", size),
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", fmt.Sprint(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-		"-c:a", "aac", "-ac", "2", "-shortest", p).CombinedOutput()
-	require.NoError(t, err, string(out))
+	require.NoError(t, testenv.Clip{Size: size, Rate: 30, Seconds: float64(seconds), Tone: 440, Stereo: true}.Make(p))
 	return p
 }
 

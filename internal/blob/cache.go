@@ -19,6 +19,10 @@ type Cache struct {
 	mu     sync.Mutex // one download at a time: tasks of a job want the same file
 }
 
+// DefaultCacheMaxAge is how long the server's and workers' source caches
+// keep a file nobody used.
+const DefaultCacheMaxAge = 6 * time.Hour
+
 // NewCache opens (creating) a cache folder.
 func NewCache(dir string, maxAge time.Duration) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {

@@ -29,13 +29,17 @@ import (
 
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/server"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/worker"
 )
 
 // Version is set at build time with -ldflags "-X github.com/herdhq/herd/internal/cli.Version=...".
@@ -104,9 +108,9 @@ func (e *env) root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().String("server", "", "herd server URL (env HERD_SERVER; default http://127.0.0.1:8080)")
+	root.PersistentFlags().String("server", "", "herd server URL (env HERD_SERVER; default "+defaultServer+")")
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
-	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./herd-data)")
+	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./"+server.DefaultData+")")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
 		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd())
 	return root
@@ -119,10 +123,16 @@ func (e *env) str(cmd *cobra.Command, flag, envName, def string) string {
 	return cmp.Or(e.getenv(envName), def)
 }
 
-func (e *env) dataDir(cmd *cobra.Command) string { return e.str(cmd, "data", "HERD_DATA", "herd-data") }
+func (e *env) dataDir(cmd *cobra.Command) string {
+	return e.str(cmd, "data", "HERD_DATA", server.DefaultData)
+}
+
+// defaultServer is where the CLI finds herd serve unless told otherwise:
+// its default listen address.
+const defaultServer = "http://" + server.DefaultAddr
 
 func (e *env) client(cmd *cobra.Command) (*client.Client, error) {
-	srv := e.str(cmd, "server", "HERD_SERVER", "http://127.0.0.1:8080")
+	srv := e.str(cmd, "server", "HERD_SERVER", defaultServer)
 	tok := e.str(cmd, "token", "HERD_TOKEN", "")
 	if tok == "" {
 		b, err := os.ReadFile(filepath.Join(e.dataDir(cmd), server.AdminTokenFile))
@@ -208,7 +218,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "YAML configuration file: settings, watch folders and publishers (check one with herd config check FILE)")
-	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
+	f.StringVar(&cfg.Addr, "addr", server.DefaultAddr, "listen address")
 	f.DurationVar(&cfg.HTTP.ReadHeader, "read-header-timeout", patience.DefaultReadHeader, "close a connection whose request header has not all arrived after this long")
 	f.DurationVar(&cfg.HTTP.Idle, "idle-timeout", patience.DefaultIdle, "close a keep-alive connection idle for this long")
 	f.Int64Var(&cfg.HTTP.MinRate, "min-transfer-rate", patience.DefaultMinRate, "bytes per second a request body or response must average (uploads and downloads of any size and length are fine while they keep it)")
@@ -221,14 +231,14 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "use this admin key instead of generating one (env HERD_ADMIN_TOKEN)")
 	f.IntVar(&cfg.LocalWorkers, "local-workers", server.DefaultLocalWorkers(), "in-process worker slots (default from the core count; 0: none, a pure control plane)")
 	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
-	f.Int64Var(&cfg.MaxUpload, "max-upload", 50<<30, "largest accepted source file in bytes")
+	f.Int64Var(&cfg.MaxUpload, "max-upload", ingest.DefaultMaxUpload, "largest accepted source file in bytes")
 	f.Int64Var(&cfg.MaxStepSize, "max-step-size", 200<<30, "most bytes a worker may upload for one task's outputs (each task is also held to what its plan can plausibly produce)")
-	f.IntVar(&cfg.MaxAttempts, "max-attempts", 3, "attempts per task before its job fails")
-	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 30*time.Second, "how long a task lease lasts without a heartbeat")
-	f.DurationVar(&cfg.Grace, "grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are released")
-	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill and retry a task whose ffmpeg shows no progress for this long")
-	f.IntVar(&cfg.MaxWidth, "max-width", 8192, "refuse sources wider than this")
-	f.IntVar(&cfg.MaxHeight, "max-height", 8192, "refuse sources taller than this")
+	f.IntVar(&cfg.MaxAttempts, "max-attempts", job.DefaultMaxAttempts, "attempts per task before its job fails")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", queue.DefaultLeaseTTL, "how long a task lease lasts without a heartbeat")
+	f.DurationVar(&cfg.Grace, "grace", worker.DefaultGrace, "on SIGTERM, how long running tasks may finish before they are released")
+	f.DurationVar(&cfg.StallAfter, "stall-after", worker.DefaultStallAfter, "kill and retry a task whose ffmpeg shows no progress for this long")
+	f.IntVar(&cfg.MaxWidth, "max-width", media.DefaultMaxWidth, "refuse sources wider than this")
+	f.IntVar(&cfg.MaxHeight, "max-height", media.DefaultMaxHeight, "refuse sources taller than this")
 	f.IntVar(&cfg.MaxPixels, "max-pixels", media.DefaultMaxPixels, "refuse sources whose width × height is larger (the default is DCI 8K, 8192x4320)")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
@@ -242,19 +252,19 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringVar(&pullPolicy, "kube-image-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy of task pods: Always, IfNotPresent or Never")
 	f.StringVar(&k.ServerURL, "kube-server-url", "", "this server's URL as task pods reach it, e.g. http://herd.herd.svc:8080")
 	f.IntVar(&k.MaxJobs, "kube-max-jobs", 4, "task Jobs in flight at once")
-	f.StringVar(&k.KeySecret, "kube-key-secret", "herd-task-key", "Secret the dispatcher keeps the task pods' worker key in")
+	f.StringVar(&k.KeySecret, "kube-key-secret", kube.DefaultKeySecret, "Secret the dispatcher keeps the task pods' worker key in")
 	f.StringVar(&k.WorkerSecret, "kube-worker-secret", "", "keep a worker key for herd worker pods in the cluster (a Deployment) in this Secret; they share the worker name pool")
 	f.StringVar(&k.ServiceAccount, "kube-service-account", "", "service account of task pods (they need no API rights; default: the namespace's default)")
 	f.StringVar(&k.PodTemplate, "kube-pod-template", "", "YAML PodTemplateSpec file every task pod starts from (node selectors, tolerations, host network...)")
 	f.StringVar(&k.GPU, "kube-gpu", "", "GPUs the cluster offers task pods: nvidia (nvidia.com/gpu, NVENC) or intel (gpu.intel.com/i915, VAAPI/QSV); empty: none")
 	f.IntVar(&k.GPUMaxJobs, "kube-gpu-max-jobs", 1, "GPU task Jobs in flight at once (each pod gets one GPU)")
 	f.StringVar(&k.GPUPodTemplate, "kube-gpu-pod-template", "", "YAML PodTemplateSpec file GPU task pods start from instead (runtimeClassName, node selector, tolerations)")
-	f.StringVar(&kubeCPU, "kube-encode-cpu", "2", "CPU request of encode, thumbnail and verify pods")
-	f.StringVar(&kubeMemory, "kube-encode-memory", "4Gi", "memory request and limit of encode, thumbnail and verify pods")
-	f.DurationVar(&k.MinDeadline, "kube-min-deadline", 30*time.Minute, "activeDeadlineSeconds of a task Job, at least")
-	f.Float64Var(&k.DeadlineFactor, "kube-deadline-factor", 10, "encode, thumbnail and verify Jobs may run this many times the source's duration (when more than --kube-min-deadline)")
-	f.DurationVar(&k.TTLAfterFinished, "kube-job-ttl", time.Hour, "how long finished task Jobs stay for kubectl (ttlSecondsAfterFinished)")
-	f.DurationVar(&k.UnschedulableTimeout, "kube-unschedulable-timeout", 5*time.Minute, "fail a task whose pod cannot be scheduled for this long")
+	f.StringVar(&kubeCPU, "kube-encode-cpu", kube.DefaultEncodeCPU, "CPU request of encode, thumbnail and verify pods")
+	f.StringVar(&kubeMemory, "kube-encode-memory", kube.DefaultEncodeMemory, "memory request and limit of encode, thumbnail and verify pods")
+	f.DurationVar(&k.MinDeadline, "kube-min-deadline", kube.DefaultMinDeadline, "activeDeadlineSeconds of a task Job, at least")
+	f.Float64Var(&k.DeadlineFactor, "kube-deadline-factor", kube.DefaultDeadlineFactor, "encode, thumbnail and verify Jobs may run this many times the source's duration (when more than --kube-min-deadline)")
+	f.DurationVar(&k.TTLAfterFinished, "kube-job-ttl", kube.DefaultTTLAfterFinished, "how long finished task Jobs stay for kubectl (ttlSecondsAfterFinished)")
+	f.DurationVar(&k.UnschedulableTimeout, "kube-unschedulable-timeout", kube.DefaultUnschedulableTimeout, "fail a task whose pod cannot be scheduled for this long")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -34,7 +35,7 @@ NVENC, VAAPI, QSV) and advertises only those. --check prints that table and exit
 Every other flag can also be set as HERD_<FLAG>; a flag given on the command line wins.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e.workerSettings(cmd, &cfg, "HERD_WORKER_DATA", "herd-worker")
+			e.workerSettings(cmd, &cfg, "HERD_WORKER_DATA", worker.DefaultData)
 			if check {
 				ffmpeg := cmp.Or(cfg.FFmpeg, "ffmpeg")
 				fmt.Fprint(e.stdout, worker.FormatTrials(worker.Detect(cmd.Context(), ffmpeg)))
@@ -44,12 +45,12 @@ Every other flag can also be set as HERD_<FLAG>; a flag given on the command lin
 		},
 	}
 	f := cmd.Flags()
-	workerKeyFlags(f, "HERD_WORKER_DATA", "herd-worker")
+	workerKeyFlags(f, "HERD_WORKER_DATA", worker.DefaultData)
 	f.StringVar(&cfg.RegistrationToken, "registration-token", "", "one-time registration token to trade for a worker key on first start")
 	f.StringVar(&cfg.Name, "name", "", "worker name (default: the host name)")
-	f.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of /healthz, /readyz and /metrics")
+	f.StringVar(&cfg.HealthAddr, "health-addr", worker.DefaultHealthAddr, "address of /healthz, /readyz and /metrics")
 	f.IntVar(&cfg.MaxTasks, "max-tasks", 1, "tasks run at once")
-	f.DurationVar(&cfg.Grace, "grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are released")
+	f.DurationVar(&cfg.Grace, "grace", worker.DefaultGrace, "on SIGTERM, how long running tasks may finish before they are released")
 	f.BoolVar(&check, "check", false, "print which encoders work on this machine, and why not, then exit")
 	taskFlags(f, &cfg, &logFormat)
 	return cmd
@@ -57,9 +58,9 @@ Every other flag can also be set as HERD_<FLAG>; a flag given on the command lin
 
 // taskFlags are the flags of every command that runs tasks (worker, run-task).
 func taskFlags(f *pflag.FlagSet, cfg *worker.DaemonConfig, logFormat *string) {
-	f.Int64Var(&cfg.GPUSessions, "gpu-sessions", 5, "encode sessions the GPU allows at once (consumer NVIDIA cards: 5); a ladder takes one per rung")
-	f.DurationVar(&cfg.StallAfter, "stall-after", 120*time.Second, "kill and retry a task whose ffmpeg shows no progress for this long")
-	f.DurationVar(&cfg.Heartbeat, "heartbeat", 10*time.Second, "how often running tasks report to the server")
+	f.Int64Var(&cfg.GPUSessions, "gpu-sessions", worker.DefaultGPUSessions, "encode sessions the GPU allows at once (consumer NVIDIA cards: 5); a ladder takes one per rung")
+	f.DurationVar(&cfg.StallAfter, "stall-after", worker.DefaultStallAfter, "kill and retry a task whose ffmpeg shows no progress for this long")
+	f.DurationVar(&cfg.Heartbeat, "heartbeat", worker.DefaultHeartbeat, "how often running tasks report to the server")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
 	f.StringVar(logFormat, "log-format", "auto", "log format: auto, json or text")
@@ -98,6 +99,10 @@ var runTaskExit = map[string]int{
 	worker.OutcomeReportFailed: 5,
 }
 
+// taskData is herd run-task's work folder unless told otherwise: a pod's
+// scratch space.
+const taskData = "/tmp/herd-task"
+
 func (e *env) runTaskCmd() *cobra.Command {
 	var cfg worker.TaskConfig
 	var logFormat string
@@ -115,7 +120,7 @@ has the reason); 2 it could not start (bad flags, server unreachable); 3 the lea
 not be told.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e.workerSettings(cmd, &cfg.DaemonConfig, "HERD_TASK_DATA", "/tmp/herd-task")
+			e.workerSettings(cmd, &cfg.DaemonConfig, "HERD_TASK_DATA", taskData)
 			outcome, err := worker.RunTask(cmd.Context(), cfg, e.logger(logFormat))
 			if err != nil {
 				fmt.Fprintln(e.stderr, "herd:", err)
@@ -131,8 +136,8 @@ not be told.`,
 	f.StringVar(&cfg.Lease.TaskID, "task", "", "id of the leased task")
 	f.StringVar(&cfg.Lease.Owner, "lease-owner", "", "the lease's owner, as the dispatcher wrote it")
 	f.Int64Var(&cfg.Lease.Fence, "fence", 0, "the lease's fencing token")
-	f.DurationVar(&cfg.Grace, "grace", 25*time.Second, "on SIGTERM, how long the task may finish before it is released")
-	workerKeyFlags(f, "HERD_TASK_DATA", "/tmp/herd-task")
+	f.DurationVar(&cfg.Grace, "grace", kube.DefaultGrace, "on SIGTERM, how long the task may finish before it is released")
+	workerKeyFlags(f, "HERD_TASK_DATA", taskData)
 	taskFlags(f, &cfg.DaemonConfig, &logFormat)
 	return cmd
 }

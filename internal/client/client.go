@@ -33,15 +33,6 @@ func New(base, token string) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}
 }
 
-// Error is an error answered by the server.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
-
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
@@ -61,9 +52,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	if resp.StatusCode >= 400 {
 		var eb protocol.ErrorBody
 		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb) == nil && eb.Error.Message != "" {
-			return resp.StatusCode, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+			return resp.StatusCode, &protocol.Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 		}
-		return resp.StatusCode, &Error{Status: resp.StatusCode, Code: "http", Message: resp.Status}
+		return resp.StatusCode, &protocol.Error{Status: resp.StatusCode, Code: "http", Message: resp.Status}
 	}
 	if out != nil {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
@@ -188,7 +179,7 @@ func (c *Client) Wait(ctx context.Context, id string, every time.Duration, fn fu
 	for {
 		j, err := c.Job(ctx, id)
 		if err != nil {
-			var apiErr *Error
+			var apiErr *protocol.Error
 			if errors.As(err, &apiErr) || failures >= 30 || ctx.Err() != nil {
 				return j, err
 			}

@@ -36,10 +36,13 @@ type Blobs interface {
 
 // Config limits what is accepted.
 type Config struct {
-	MaxUpload   int64    // bytes; 0 → 50 GiB
+	MaxUpload   int64    // bytes; 0 → DefaultMaxUpload
 	ImportRoots []string // folders a source_path may come from
-	MaxAttempts int      // per task; 0 → 3
+	MaxAttempts int      // per task; 0 → job.DefaultMaxAttempts
 }
+
+// DefaultMaxUpload is the largest source file accepted, in bytes (50 GiB).
+const DefaultMaxUpload = 50 << 30
 
 // Submitter creates jobs.
 type Submitter struct {
@@ -53,10 +56,10 @@ type Submitter struct {
 // New returns a Submitter.
 func New(st store.Store, blobs Blobs, profiles *profile.Set, kick Kicker, cfg Config) *Submitter {
 	if cfg.MaxUpload <= 0 {
-		cfg.MaxUpload = 50 << 30
+		cfg.MaxUpload = DefaultMaxUpload
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 3
+		cfg.MaxAttempts = job.DefaultMaxAttempts
 	}
 	return &Submitter{st: st, blobs: blobs, profiles: profiles, kick: kick, cfg: cfg}
 }

@@ -234,14 +234,13 @@ func IdempotencyKey(sha string, profile string, version int, outputs string) str
 	return hex.EncodeToString(h[:16])
 }
 
-// Backoff is the delay before attempt n+1 after a retryable failure of attempt n.
-func Backoff(attempt int, base time.Duration) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < 10*time.Minute; i++ {
-		d *= 2
-	}
-	return min(d, 10*time.Minute)
-}
+// DefaultMaxAttempts is how many times a task runs before its job fails.
+const DefaultMaxAttempts = 3
+
+// MaxRetryDelay caps the delay before a task's next attempt after a
+// retryable failure, which doubles with every attempt from the failure's
+// base delay (backoff.Delay).
+const MaxRetryDelay = 10 * time.Minute
 
 // UserError carries a message that is safe to show users (no server paths,
 // says what to do) next to the full error for the logs.

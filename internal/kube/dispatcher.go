@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
@@ -92,7 +93,7 @@ type Config struct {
 	ImagePullPolicy corev1.PullPolicy
 	ServerURL       string // how task pods reach this server
 	WorkerName      string // the worker the dispatcher's leases belong to; default "kube"
-	KeySecret       string // Secret holding that worker's key; default herd-task-key
+	KeySecret       string // Secret holding that worker's key; default DefaultKeySecret
 	ServiceAccount  string // task pods' service account (they need no API rights)
 	MaxJobs         int    // Jobs in flight at once
 	GPU             *GPU
@@ -108,28 +109,41 @@ type Config struct {
 	TTLAfterFinished     time.Duration
 	UnschedulableTimeout time.Duration
 	LeaseTTL             time.Duration
-	Grace                time.Duration // the pod's SIGTERM grace for its task
+	Grace                time.Duration // the pod's SIGTERM grace for its task; default DefaultGrace
 	Resync               time.Duration // full reconcile at least this often; default LeaseTTL/3
 	Now                  func() time.Time
 }
 
+// Defaults of Config, which the flags of herd serve (and, for Grace,
+// herd run-task's --grace) show.
+const (
+	DefaultKeySecret            = "herd-task-key"
+	DefaultEncodeCPU            = "2"
+	DefaultEncodeMemory         = "4Gi"
+	DefaultMinDeadline          = 30 * time.Minute
+	DefaultDeadlineFactor       = 10
+	DefaultTTLAfterFinished     = time.Hour
+	DefaultUnschedulableTimeout = 5 * time.Minute
+	DefaultGrace                = 25 * time.Second
+)
+
 func (c *Config) defaults() {
 	c.WorkerName = cmp.Or(c.WorkerName, "kube")
-	c.KeySecret = cmp.Or(c.KeySecret, "herd-task-key")
+	c.KeySecret = cmp.Or(c.KeySecret, DefaultKeySecret)
 	c.MaxJobs = max(c.MaxJobs, 1)
 	c.ImagePullPolicy = cmp.Or(c.ImagePullPolicy, corev1.PullIfNotPresent)
 	if c.EncodeCPU.IsZero() {
-		c.EncodeCPU = resource.MustParse("2")
+		c.EncodeCPU = resource.MustParse(DefaultEncodeCPU)
 	}
 	if c.EncodeMemory.IsZero() {
-		c.EncodeMemory = resource.MustParse("4Gi")
+		c.EncodeMemory = resource.MustParse(DefaultEncodeMemory)
 	}
-	c.MinDeadline = cmp.Or(c.MinDeadline, 30*time.Minute)
-	c.DeadlineFactor = cmp.Or(c.DeadlineFactor, 10)
-	c.TTLAfterFinished = cmp.Or(c.TTLAfterFinished, time.Hour)
-	c.UnschedulableTimeout = cmp.Or(c.UnschedulableTimeout, 5*time.Minute)
-	c.LeaseTTL = cmp.Or(c.LeaseTTL, 30*time.Second)
-	c.Grace = cmp.Or(c.Grace, 25*time.Second)
+	c.MinDeadline = cmp.Or(c.MinDeadline, DefaultMinDeadline)
+	c.DeadlineFactor = cmp.Or(c.DeadlineFactor, DefaultDeadlineFactor)
+	c.TTLAfterFinished = cmp.Or(c.TTLAfterFinished, DefaultTTLAfterFinished)
+	c.UnschedulableTimeout = cmp.Or(c.UnschedulableTimeout, DefaultUnschedulableTimeout)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, queue.DefaultLeaseTTL)
+	c.Grace = cmp.Or(c.Grace, DefaultGrace)
 	c.Resync = cmp.Or(c.Resync, c.LeaseTTL/3)
 	if c.Now == nil {
 		c.Now = time.Now
@@ -151,9 +165,10 @@ type Dispatcher struct {
 	start  func(stop <-chan struct{})
 	events chan struct{}
 	renew  map[string]time.Time // Job name → when its lease was last renewed here
-	// After a Job could not be created, no claims until pauseUntil.
-	pause      time.Duration
-	pauseUntil time.Time
+	// After a Job could not be created, no claims until pauseUntil;
+	// createFailures counts such failures in a row.
+	createFailures int
+	pauseUntil     time.Time
 }
 
 // New returns a dispatcher; Run starts it.
@@ -339,11 +354,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) er
 				d.log.Error("give back a task whose Job could not be created", "task_id", c.Task.ID, "err", rerr)
 			}
 			// Wait before claiming again: the API may be away, or refuse every Job.
-			d.pause = min(max(2*d.pause, time.Second), time.Minute)
-			d.pauseUntil = d.cfg.Now().Add(d.pause)
-			return fmt.Errorf("create Job %s (claiming again in %s): %w", kj.Name, d.pause, err)
+			d.createFailures++
+			pause := backoff.Delay(firstRetry, maxRetry, d.createFailures)
+			d.pauseUntil = d.cfg.Now().Add(pause)
+			return fmt.Errorf("create Job %s (claiming again in %s): %w", kj.Name, pause, err)
 		}
-		d.pause = 0
+		d.createFailures = 0
 		d.renew[kj.Name] = d.cfg.Now()
 		d.log.Info("created a Job", "job", kj.Name, "job_id", c.Job.ID, "task_id", c.Task.ID, "kind", c.Task.Kind, "attempt", c.Task.Attempt)
 		inflight++

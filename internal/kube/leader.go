@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
 )
 
@@ -26,6 +27,14 @@ var (
 	leaseDuration = 15 * time.Second
 	renewDeadline = 10 * time.Second
 	retryPeriod   = 2 * time.Second
+)
+
+// After a failure in a row of them (a Job the API would not create, the
+// leader's work returning an error) the dispatcher waits firstRetry,
+// doubling with each further failure up to maxRetry, before it tries again.
+const (
+	firstRetry = time.Second
+	maxRetry   = time.Minute
 )
 
 // Identity names this server in the Lease: its pod's name (POD_NAME, from
@@ -53,7 +62,7 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
 	where := ns + "/" + LeaseName
-	backoff := time.Duration(0)
+	failures := 0 // fn's failures in a row
 	for ctx.Err() == nil {
 		leading := make(chan context.Context, 1)
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -104,15 +113,16 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 			break
 		}
 		if fnErr != nil {
-			backoff = min(max(2*backoff, time.Second), time.Minute)
-			log.Error("the leader's work failed; giving up the lead for a while", "err", fnErr, "retry_in", backoff, "lease", where)
+			failures++
+			wait := backoff.Delay(firstRetry, maxRetry, failures)
+			log.Error("the leader's work failed; giving up the lead for a while", "err", fnErr, "retry_in", wait, "lease", where)
 			select {
 			case <-ctx.Done():
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 			continue
 		}
-		backoff = 0
+		failures = 0
 		log.Warn("lost the lead; campaigning again", "lease", where)
 	}
 	return nil

@@ -3,11 +3,13 @@ package media
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 func writeFile(t *testing.T, path string, data []byte) {
@@ -18,20 +20,16 @@ func writeFile(t *testing.T, path string, data []byte) {
 // generate runs ffmpeg with args (quiet, overwriting) to make a test input.
 func generate(t *testing.T, args ...string) {
 	t.Helper()
-	full := append([]string{"-nostdin", "-hide_banner", "-loglevel", "error", "-y"}, args...)
-	out, err := exec.Command("ffmpeg", full...).CombinedOutput()
-	require.NoError(t, err, "generate: %s", out)
+	require.NoError(t, testenv.FFmpeg(args...))
 }
 
 // clip makes a small test clip: testsrc2 video with a sine tone.
 func clip(t *testing.T, name, size string, seconds string, extra ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
-	args := []string{"-f", "lavfi", "-i", "testsrc2=size=" + size + ":rate=25:duration=" + seconds,
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=" + seconds}
-	args = append(args, extra...)
-	args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path)
-	generate(t, args...)
+	secs, err := strconv.ParseFloat(seconds, 64)
+	require.NoError(t, err)
+	require.NoError(t, testenv.Clip{Size: size, Rate: 25, Seconds: secs, Tone: 440, Extra: extra}.Make(path))
 	return path
 }
 

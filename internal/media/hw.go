@@ -19,11 +19,47 @@ const (
 // VAAPIDevice is the render node VAAPI and QSV encode on.
 const VAAPIDevice = "/dev/dri/renderD128"
 
-// hwEncoders names each family's encoder per codec.
-var hwEncoders = map[string]map[string]string{
-	HWNVENC: {"h264": "h264_nvenc", "hevc": "hevc_nvenc", "av1": "av1_nvenc"},
-	HWVAAPI: {"h264": "h264_vaapi", "hevc": "hevc_vaapi", "av1": "av1_vaapi"},
-	HWQSV:   {"h264": "h264_qsv", "hevc": "hevc_qsv", "av1": "av1_qsv"},
+// HWEncoder is one hardware encoder: the family it belongs to, the codec it
+// makes, and ffmpeg's name for it.
+type HWEncoder struct {
+	Family, Codec, Encoder string
+}
+
+// hwEncoders is the one list of hardware encoders. Plans switch to them
+// (WithHardware), plan validation accepts them, and workers prove each one
+// with a trial encode before they advertise HWCap(Family, Codec). A task
+// that needs an encoder no worker ever tries would wait forever, so every
+// engine and codec a profile may ask for must be here (the worker package's
+// tests check that).
+var hwEncoders = []HWEncoder{
+	{HWNVENC, "h264", "h264_nvenc"}, {HWNVENC, "hevc", "hevc_nvenc"}, {HWNVENC, "av1", "av1_nvenc"},
+	{HWVAAPI, "h264", "h264_vaapi"}, {HWVAAPI, "hevc", "hevc_vaapi"}, {HWVAAPI, "av1", "av1_vaapi"},
+	{HWQSV, "h264", "h264_qsv"}, {HWQSV, "hevc", "hevc_qsv"}, {HWQSV, "av1", "av1_qsv"},
+}
+
+// HWEncoders lists every hardware encoder herd plans for, family by family
+// in order of preference.
+func HWEncoders() []HWEncoder { return slices.Clone(hwEncoders) }
+
+// HWFamilies lists the hardware encoder families in order of preference.
+func HWFamilies() []string {
+	var out []string
+	for _, e := range hwEncoders {
+		if !slices.Contains(out, e.Family) {
+			out = append(out, e.Family)
+		}
+	}
+	return out
+}
+
+// hwEncoder is family's encoder for codec.
+func hwEncoder(family, codec string) (string, bool) {
+	for _, e := range hwEncoders {
+		if e.Family == family && e.Codec == codec {
+			return e.Encoder, true
+		}
+	}
+	return "", false
 }
 
 // HWCap is the capability a worker advertises when kind can encode codec
@@ -36,7 +72,7 @@ func (pl *Plan) WithHardware(kind string) (*Plan, error) {
 	if kind == HWNone {
 		return pl, nil
 	}
-	enc, ok := hwEncoders[kind][pl.Video.Codec]
+	enc, ok := hwEncoder(kind, pl.Video.Codec)
 	if !ok {
 		return nil, fmt.Errorf("no %s encoder for %s", kind, pl.Video.Codec)
 	}

@@ -80,9 +80,15 @@ type Limits struct {
 // frames makes every decoder hold hundreds of megabytes per frame.
 const DefaultMaxPixels = 8192 * 4320
 
+// DefaultMaxWidth and DefaultMaxHeight bound each side of an admitted picture.
+const (
+	DefaultMaxWidth  = 8192
+	DefaultMaxHeight = 8192
+)
+
 func (l Limits) withDefaults() Limits {
-	l.MaxWidth = cmp.Or(l.MaxWidth, 8192)
-	l.MaxHeight = cmp.Or(l.MaxHeight, 8192)
+	l.MaxWidth = cmp.Or(l.MaxWidth, DefaultMaxWidth)
+	l.MaxHeight = cmp.Or(l.MaxHeight, DefaultMaxHeight)
 	l.MaxPixels = cmp.Or(l.MaxPixels, DefaultMaxPixels)
 	l.MaxDuration = cmp.Or(l.MaxDuration, 48*time.Hour)
 	return l

@@ -233,7 +233,7 @@ func (pl *Plan) Validate() error {
 		floatIn("plan.fps", pl.FPS, 0.001, 1000),
 		inRange("plan.gop", pl.GOP, 0, 100_000),
 		optOneOf("plan.source_transfer", pl.SourceTransfer, colorTransfers),
-		optOneOf("plan.hardware", pl.Hardware, []string{HWNVENC, HWVAAPI, HWQSV}),
+		optOneOf("plan.hardware", pl.Hardware, HWFamilies()),
 		inRange("plan.rungs", len(pl.Rungs), 1, maxRungs),
 		inRange("plan.audio", len(pl.Audio), 0, maxTracks),
 		inRange("plan.subtitles", len(pl.Subtitles), 0, maxTracks),
@@ -307,7 +307,7 @@ func (pl *Plan) Validate() error {
 func (v VideoPlan) validate(hw string) error {
 	enc := softwareEncoders[v.Codec]
 	if hw != HWNone {
-		enc = hwEncoders[hw][v.Codec]
+		enc, _ = hwEncoder(hw, v.Codec)
 	}
 	err := first(
 		oneOf("plan.video.codec", v.Codec, []string{"h264", "hevc", "av1"}),

@@ -44,6 +44,20 @@ const (
 	EngineQSV      = "qsv"
 )
 
+// engines and videoCodecs are what a profile may name. Every hardware
+// engine and codec accepted here must be an encoder that media plans for
+// and workers prove (the worker package's tests check it).
+var (
+	engines     = []string{EngineSoftware, EngineAuto, EngineNVENC, EngineVAAPI, EngineQSV}
+	videoCodecs = []string{"h264", "hevc", "av1"}
+)
+
+// Engines lists the engines a profile may name.
+func Engines() []string { return slices.Clone(engines) }
+
+// VideoCodecs lists the video codecs a profile may name.
+func VideoCodecs() []string { return slices.Clone(videoCodecs) }
+
 // Profile is one named, versioned recipe.
 type Profile struct {
 	Name           string     `yaml:"name" json:"name"`
@@ -235,7 +249,7 @@ func (p *Profile) Validate() error {
 	default:
 		return bad("format", "must be one of hls, mp4, mkv (got %q)", p.Format)
 	}
-	if !slices.Contains([]string{"h264", "hevc", "av1"}, p.Video.Codec) {
+	if !slices.Contains(videoCodecs, p.Video.Codec) {
 		return bad("video.codec", "must be h264, hevc or av1 (got %q)", p.Video.Codec)
 	}
 	if p.Format == FormatHLS && p.Video.Codec != "h264" {
@@ -301,7 +315,7 @@ func (p *Profile) Validate() error {
 	default:
 		return bad("subtitles", "must be none, mov_text or copy (got %q)", p.Subtitles)
 	}
-	if !slices.Contains([]string{EngineSoftware, EngineAuto, EngineNVENC, EngineVAAPI, EngineQSV}, p.Engine) {
+	if !slices.Contains(engines, p.Engine) {
 		return bad("engine", "must be software, auto, nvenc, vaapi or qsv (got %q)", p.Engine)
 	}
 	t := p.Thumbnails

@@ -147,6 +147,17 @@ type ErrorBody struct {
 	} `json:"error"`
 }
 
+// Error is an error answer as a client sees it: the HTTP status and
+// ErrorBody's code and message. The CLI's client and the worker's remote
+// client both return it.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
 // QueueStats is what autoscalers read (a KEDA metrics-api trigger): public,
 // like /metrics, because it says only how much work waits.
 type QueueStats struct {

@@ -45,14 +45,14 @@ func (j *Jellyfin) Notify(ctx context.Context, ev Event) (string, error) {
 	}
 	i, seen := holder(file, len(folders), func(i int) (string, []string) { return folders[i].Name, folders[i].Locations })
 	if i < 0 {
-		return "", &PermanentError{fmt.Errorf("no Jellyfin library holds %s (libraries: %s); add the folder to a Jellyfin library, or set library_path to the library folder as Jellyfin sees it",
-			file, seen)}
+		return "", permanent(fmt.Errorf("no Jellyfin library holds %s (libraries: %s); add the folder to a Jellyfin library, or set library_path to the library folder as Jellyfin sees it",
+			file, seen))
 	}
 	lib := folders[i]
 	body, _ := json.Marshal(map[string]any{"Updates": []map[string]string{{"Path": file, "UpdateType": "Created"}}})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.base()+"/Library/Media/Updated", bytes.NewReader(body))
 	if err != nil {
-		return "", &PermanentError{err}
+		return "", permanent(err)
 	}
 	req.Header = j.header()
 	req.Header.Set("Content-Type", "application/json")

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/herdhq/herd/internal/job"
 )
 
 // Event types.
@@ -45,17 +47,15 @@ type Notifier interface {
 	Wants(eventType string) bool
 }
 
-// PermanentError is a failure that retrying cannot fix (a refused token, a
-// path no library holds): it is recorded and not tried again.
-type PermanentError struct{ Err error }
-
-func (e *PermanentError) Error() string { return e.Err.Error() }
-func (e *PermanentError) Unwrap() error { return e.Err }
+// permanent marks a failure that retrying cannot fix (a refused token, a
+// path no library holds) with job.Permanent, the one "do not retry" mark:
+// it is recorded and not tried again.
+func permanent(err error) error { return job.Permanent("not_delivered", err) }
 
 // IsPermanent reports whether err should not be retried.
 func IsPermanent(err error) bool {
-	var p *PermanentError
-	return errors.As(err, &p)
+	_, ok := job.IsPermanent(err)
+	return ok
 }
 
 // httpError turns a response's status into an error: retryable for 5xx,
@@ -70,13 +70,13 @@ func httpError(what string, resp *http.Response, hint string) error {
 	err := errors.New(msg)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return &PermanentError{fmt.Errorf("%w (%s)", err, hint)}
+		return permanent(fmt.Errorf("%w (%s)", err, hint))
 	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooEarly, resp.StatusCode == http.StatusTooManyRequests:
 		return err
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return &PermanentError{fmt.Errorf("%w: redirected to %q; use the final address", err, resp.Header.Get("Location"))}
+		return permanent(fmt.Errorf("%w: redirected to %q; use the final address", err, resp.Header.Get("Location")))
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return &PermanentError{err}
+		return permanent(err)
 	}
 	return err
 }
@@ -85,7 +85,7 @@ func httpError(what string, resp *http.Response, hint string) error {
 func getJSON(ctx context.Context, hc *http.Client, url string, hdr http.Header, v any, what, hint string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return &PermanentError{err}
+		return permanent(err)
 	}
 	req.Header = hdr.Clone()
 	req.Header.Set("Accept", "application/json")

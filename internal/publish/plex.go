@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/redirect"
 )
 
@@ -49,13 +50,13 @@ func (m *MediaServer) base() string { return strings.TrimSuffix(m.URL, "/") }
 func (m *MediaServer) file(ev Event) (string, error) {
 	f, ok := ev.Files[m.Library]
 	if !ok {
-		return "", &PermanentError{fmt.Errorf("%s: nothing was written to library %s for this job", m.Name, m.Library)}
+		return "", permanent(fmt.Errorf("%s: nothing was written to library %s for this job", m.Name, m.Library))
 	}
 	return mapPath(f, m.Root, m.ServerRoot), nil
 }
 
 func (m *MediaServer) wait() (time.Duration, time.Duration) {
-	return cmp.Or(m.Confirm, 5*time.Minute), cmp.Or(m.Poll, 2*time.Second)
+	return cmp.Or(m.Confirm, config.DefaultConfirmTimeout), cmp.Or(m.Poll, 2*time.Second)
 }
 
 // Plex refreshes the one Plex library section that holds a new file (a
@@ -121,14 +122,14 @@ func (p *Plex) Notify(ctx context.Context, ev Event) (string, error) {
 		return dirs[i].Title, paths
 	})
 	if i < 0 {
-		return "", &PermanentError{fmt.Errorf("no Plex library section holds %s (sections: %s); add the folder to a Plex library, or set library_path to the library folder as Plex sees it",
-			file, seen)}
+		return "", permanent(fmt.Errorf("no Plex library section holds %s (sections: %s); add the folder to a Plex library, or set library_path to the library folder as Plex sees it",
+			file, seen))
 	}
 	key, title, typ := dirs[i].Key, dirs[i].Title, dirs[i].Type
 	q := url.Values{"path": {dirOf(file)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base()+"/library/sections/"+url.PathEscape(key)+"/refresh?"+q.Encode(), nil)
 	if err != nil {
-		return "", &PermanentError{err}
+		return "", permanent(err)
 	}
 	req.Header = p.header()
 	resp, err := hc.Do(req)

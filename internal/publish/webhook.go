@@ -52,13 +52,13 @@ func Verify(secret string, body []byte, header string) bool {
 func (w *Webhook) Notify(ctx context.Context, ev Event) (string, error) {
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return "", &PermanentError{err}
+		return "", permanent(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(w.Timeout, 30*time.Second))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return "", &PermanentError{err}
+		return "", permanent(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", w.Agent)

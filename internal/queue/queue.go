@@ -43,13 +43,16 @@ func (s *Signal) Kick() {
 
 // Config tunes leases.
 type Config struct {
-	LeaseTTL time.Duration // 0 → 30 s
+	LeaseTTL time.Duration // 0 → DefaultLeaseTTL
 	Backoff  time.Duration // base retry delay; 0 → 5 s
 	Now      func() time.Time
 }
 
+// DefaultLeaseTTL is how long a task lease lasts without a heartbeat.
+const DefaultLeaseTTL = 30 * time.Second
+
 func (c Config) withDefaults() Config {
-	c.LeaseTTL = cmp.Or(c.LeaseTTL, 30*time.Second)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
 	c.Backoff = cmp.Or(c.Backoff, 5*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/apikey"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/remote"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -45,7 +46,7 @@ func TestRefusedKeyIsReportedOnce(t *testing.T) {
 	if calls.Load() != 1 || !errors.Is(reported, remote.ErrKeyRefused) {
 		t.Fatalf("the refusal is reported once: %d calls, %v", calls.Load(), reported)
 	}
-	var se *remote.StatusError
+	var se *protocol.Error
 	if !errors.As(reported, &se) || se.Code != "forbidden" {
 		t.Fatalf("the server's answer travels with it: %v", reported)
 	}

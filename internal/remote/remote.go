@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
@@ -65,7 +66,7 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Work, "scratch"), 0o750); err != nil {
 		return nil, fmt.Errorf("create work folder: %w", err)
 	}
-	cache, err := blob.NewCache(filepath.Join(cfg.Work, "cache"), 6*time.Hour)
+	cache, err := blob.NewCache(filepath.Join(cfg.Work, "cache"), blob.DefaultCacheMaxAge)
 	if err != nil {
 		return nil, err
 	}
@@ -121,26 +122,22 @@ func Register(ctx context.Context, server, token, name string) (string, error) {
 	return out.Key, nil
 }
 
-// StatusError is an answer the server gave.
-type StatusError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *StatusError) Error() string { return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code) }
+// statusError is e with its status and code after the message: how the
+// worker's logs and errors show an answer the server (or storage) gave.
+// errors.As finds the *protocol.Error inside.
+func statusError(e *protocol.Error) error { return fmt.Errorf("%w (%d %s)", e, e.Status, e.Code) }
 
 func apiError(resp *http.Response) error {
 	var eb protocol.ErrorBody
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
-	e := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	e := &protocol.Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	if e.Message == "" {
 		e.Message = resp.Status
 	}
 	if resp.StatusCode == http.StatusConflict && e.Code == "lease_lost" {
-		return fmt.Errorf("%w: %w", job.ErrLeaseLost, e)
+		return fmt.Errorf("%w: %w", job.ErrLeaseLost, statusError(e))
 	}
-	return e
+	return statusError(e)
 }
 
 // ErrKeyRefused marks the server's refusal of the worker's key itself (401,
@@ -149,7 +146,7 @@ var ErrKeyRefused = errors.New("the server refused the worker key")
 
 // keyRefused reports whether herd itself (not storage that a redirect led
 // to) refused the key the request carried.
-func keyRefused(resp *http.Response, req *http.Request, se *StatusError) bool {
+func keyRefused(resp *http.Response, req *http.Request, se *protocol.Error) bool {
 	if resp.Request != nil && resp.Request.URL.Host != req.URL.Host {
 		return false // a presigned storage URL's answer
 	}
@@ -159,7 +156,7 @@ func keyRefused(resp *http.Response, req *http.Request, se *StatusError) bool {
 
 // permanentStatus reports answers that retrying the same request cannot change.
 func permanentStatus(err error) bool {
-	var se *StatusError
+	var se *protocol.Error
 	return errors.Is(err, job.ErrLeaseLost) || (errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != http.StatusTooManyRequests)
 }
 
@@ -185,7 +182,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
 		err := apiError(resp)
-		if se, ok := errors.AsType[*StatusError](err); ok && keyRefused(resp, req, se) {
+		if se, ok := errors.AsType[*protocol.Error](err); ok && keyRefused(resp, req, se) {
 			err = fmt.Errorf("%w: %w", ErrKeyRefused, err)
 			if c.onRefused != nil {
 				c.refused.Do(func() { c.onRefused(err) })
@@ -196,15 +193,24 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	return resp, nil
 }
 
+// A request the server did not answer is tried again after firstRetry,
+// doubling up to maxRetry, with up to a quarter more at random so that
+// workers do not all come back at once.
+const (
+	firstRetry = 200 * time.Millisecond
+	maxRetry   = 30 * time.Second
+)
+
 // retry runs fn until it succeeds, fails permanently, or ctx ends, backing
-// off from 200 ms to 30 s: a server that is away is waited for, never fatal.
+// off from firstRetry to maxRetry: a server that is away is waited for,
+// never fatal.
 func (c *Client) retry(ctx context.Context, what string, fn func() error) error {
-	delay := 200 * time.Millisecond
-	for {
+	for failures := 1; ; failures++ {
 		err := fn()
 		if err == nil || permanentStatus(err) || ctx.Err() != nil {
 			return err
 		}
+		delay := backoff.Delay(firstRetry, maxRetry, failures)
 		c.log.Warn("server unreachable; retrying", "op", what, "err", err, "in", delay)
 		t := time.NewTimer(delay + time.Duration(rand.Int64N(int64(delay/4)+1)))
 		select {
@@ -213,7 +219,6 @@ func (c *Client) retry(ctx context.Context, what string, fn func() error) error 
 			return ctx.Err()
 		case <-t.C:
 		}
-		delay = min(delay*2, 30*time.Second)
 	}
 }
 
@@ -340,7 +345,7 @@ func (c *Client) download(ctx context.Context, cl *job.Claimed, part string) err
 	}
 	resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "source"), hdr, nil)
 	if err != nil {
-		var se *StatusError
+		var se *protocol.Error
 		if errors.As(err, &se) && se.Status == http.StatusRequestedRangeNotSatisfiable {
 			return nil // we have it all
 		}
@@ -380,7 +385,7 @@ func (c *Client) Staged(ctx context.Context, cl *job.Claimed, step, dir string) 
 		defer resp.Body.Close()
 		return json.NewDecoder(resp.Body).Decode(&list)
 	})
-	var se *StatusError
+	var se *protocol.Error
 	if errors.As(err, &se) && se.Status == http.StatusNotFound {
 		return false, nil
 	}
@@ -497,7 +502,7 @@ func (c *Client) uploadDirect(ctx context.Context, path string, parts []protocol
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-				return &StatusError{Status: resp.StatusCode, Code: "storage", Message: "storage refused part " + strconv.Itoa(p.Number) + ": " + strings.TrimSpace(string(body))}
+				return statusError(&protocol.Error{Status: resp.StatusCode, Code: "storage", Message: "storage refused part " + strconv.Itoa(p.Number) + ": " + strings.TrimSpace(string(body))})
 			}
 			p.ETag = resp.Header.Get("ETag")
 			return nil
@@ -576,7 +581,7 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 			return errors.New("upload incomplete")
 		}
 		err = apiError(resp)
-		var se *StatusError
+		var se *protocol.Error
 		if errors.As(err, &se) && (se.Code == "offset_mismatch" || se.Code == "checksum_mismatch" || se.Code == "incomplete") {
 			return fmt.Errorf("retry upload: %s", se.Message) // not permanent: HEAD again and resume
 		}

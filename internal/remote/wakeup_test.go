@@ -20,6 +20,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/remote"
 	"github.com/herdhq/herd/internal/store"
@@ -165,7 +166,7 @@ func TestRegistrationCannotTakeOverALiveName(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := remote.Register(ctx, s.url, reg, "bench")
-	var se *remote.StatusError
+	var se *protocol.Error
 	if !errors.As(err, &se) || se.Code != "name_taken" {
 		t.Fatalf("want name_taken, got %v", err)
 	}

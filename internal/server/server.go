@@ -95,15 +95,21 @@ const (
 // that thumbnails run beside an encode.
 func DefaultLocalWorkers() int { return max(2, runtime.NumCPU()/2) }
 
+// Defaults of Config, which herd serve's flags show.
+const (
+	DefaultAddr = "127.0.0.1:8080"
+	DefaultData = "herd-data" // the data folder, relative to the working directory
+)
+
 // AdminTokenFile is the name of the local copy of a generated admin key.
 const AdminTokenFile = "admin.token"
 
 func (c *Config) withDefaults() {
-	c.Data = cmp.Or(c.Data, "herd-data")
-	c.Addr = cmp.Or(c.Addr, "127.0.0.1:8080")
-	c.MaxAttempts = cmp.Or(c.MaxAttempts, 3)
-	c.LeaseTTL = cmp.Or(c.LeaseTTL, 30*time.Second)
-	c.Grace = cmp.Or(c.Grace, 30*time.Second)
+	c.Data = cmp.Or(c.Data, DefaultData)
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, job.DefaultMaxAttempts)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, queue.DefaultLeaseTTL)
+	c.Grace = cmp.Or(c.Grace, worker.DefaultGrace)
 	c.Dispatcher = cmp.Or(c.Dispatcher, DispatchLocal)
 }
 
@@ -336,7 +342,7 @@ func openStorage(ctx context.Context, cfg Config, st store.Store, blobs *blob.Lo
 		if err != nil {
 			return nil, nil, err
 		}
-		cache, err := blob.NewCache(filepath.Join(cfg.Data, "cache", "sources"), 6*time.Hour)
+		cache, err := blob.NewCache(filepath.Join(cfg.Data, "cache", "sources"), blob.DefaultCacheMaxAge)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -1,18 +1,60 @@
 package testenv
 
 import (
+	"cmp"
 	"fmt"
 	"os/exec"
+	"strconv"
 )
+
+// FFmpeg runs ffmpeg quietly (no stdin, no banner, errors only, overwriting
+// its output) with args: for tests whose inputs are not plain clips (other
+// codecs and containers, audio only, damaged or oversized pictures).
+func FFmpeg(args ...string) error {
+	full := append([]string{"-nostdin", "-hide_banner", "-loglevel", "error", "-y"}, args...)
+	out, err := exec.Command("ffmpeg", full...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ffmpeg %v: %v: %s", args, err, out)
+	}
+	return nil
+}
+
+// Clip is a test clip made from ffmpeg's built-in sources: a test pattern
+// in H.264 (ultrafast, yuv420p) and, when Tone is set, a sine tone in AAC.
+// Every test that needs such a clip makes it here, so they all look alike.
+type Clip struct {
+	Pattern string   // lavfi video source; "" → testsrc2
+	Size    string   // width x height, e.g. 160x90
+	Rate    int      // frames per second
+	Seconds float64  // length
+	Tone    int      // frequency in Hz of a 48 kHz sine track; 0 → no audio
+	Stereo  bool     // two audio channels instead of the source's one
+	Extra   []string // further output options, e.g. -qp 8 or -metadata title=x
+}
+
+// Make writes the clip to path.
+func (c Clip) Make(path string) error {
+	args := []string{"-f", "lavfi", "-i", fmt.Sprintf("%s=size=%s:rate=%d", cmp.Or(c.Pattern, "testsrc2"), c.Size, c.Rate)}
+	if c.Tone != 0 {
+		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", c.Tone))
+	}
+	args = append(args, "-t", strconv.FormatFloat(c.Seconds, 'f', -1, 64), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+	if c.Tone != 0 {
+		args = append(args, "-c:a", "aac")
+		if c.Stereo {
+			args = append(args, "-ac", "2")
+		}
+		args = append(args, "-shortest")
+	}
+	args = append(args, c.Extra...)
+	if err := FFmpeg(append(args, path)...); err != nil {
+		return fmt.Errorf("make a test clip: %w", err)
+	}
+	return nil
+}
 
 // ToneClip writes a one-second 160x90 MP4 (H.264 and AAC) to path; clips
 // with different frequencies differ in content, so none is a duplicate.
 func ToneClip(path string, freq int) error {
-	out, err := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=160x90:rate=15", "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", freq),
-		"-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", "-f", "mp4", path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("make a test clip: %v: %s", err, out)
-	}
-	return nil
+	return Clip{Size: "160x90", Rate: 15, Seconds: 1, Tone: freq, Extra: []string{"-f", "mp4"}}.Make(path)
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
@@ -89,15 +90,12 @@ const maxDelivering = 16
 // maxRetryWait caps the doubling wait between delivery attempts.
 const maxRetryWait = 15 * time.Minute
 
-// backoff is the wait after the n-th failed attempt: first doubled n-1
-// times, at most maxRetryWait.
-func backoff(first time.Duration, n int) time.Duration {
-	d := min(first, maxRetryWait)
-	for i := 1; i < n && d < maxRetryWait; i++ {
-		d *= 2
-	}
-	return min(d, maxRetryWait)
-}
+// Publishing a finished job into place is retried from firstPublishWait,
+// doubling, at most maxPublishWait apart.
+const (
+	firstPublishWait = 2 * time.Second
+	maxPublishWait   = 10 * time.Minute
+)
 
 // finishEvery is how often items' jobs are looked at.
 const finishEvery = 2 * time.Second
@@ -626,7 +624,7 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 				if err := w.publish(ctx, f, it, j); err != nil {
 					it.Tries++
 					it.Error = err.Error()
-					it.NextTry = time.Now().Add(min(backoff(2*time.Second, it.Tries), 10*time.Minute))
+					it.NextTry = time.Now().Add(backoff.Delay(firstPublishWait, maxPublishWait, it.Tries))
 					w.log.Error("publishing failed; will retry", "job_id", j.ID, "err", err, "in", time.Until(it.NextTry).Round(time.Second))
 					_ = w.save(it)
 					return
@@ -805,7 +803,7 @@ func (w *Watcher) deliver(ctx context.Context, it *Item, j job.Job) {
 					d.Detail += fmt.Sprintf("; gave up after %d attempts", p.Attempt)
 				default:
 					d.Final = false
-					wait := backoff(n.retryAfter, p.Attempt)
+					wait := backoff.Delay(n.retryAfter, maxRetryWait, p.Attempt)
 					p.NextTry = time.Now().Add(wait)
 					d.Detail += fmt.Sprintf("; next try in %s", wait.Round(time.Second/10))
 					left = append(left, p)

@@ -27,22 +27,44 @@ type trial struct {
 	device       string // a device file that must exist first
 }
 
+// hwSetup is how a trial encode reaches a hardware family's device.
+type hwSetup struct {
+	pre, filter []string
+	device      string
+}
+
+// hwSetups has the setup of every family in media's table of hardware
+// encoders; a family without one is never proven (the tests check there is
+// none).
+var hwSetups = map[string]hwSetup{
+	media.HWNVENC: {device: "/dev/nvidiactl"},
+	media.HWVAAPI: {
+		pre:    []string{"-vaapi_device", media.VAAPIDevice},
+		filter: []string{"-vf", "format=nv12,hwupload"},
+		device: media.VAAPIDevice,
+	},
+	media.HWQSV: {
+		pre:    []string{"-init_hw_device", "qsv=hw", "-filter_hw_device", "hw"},
+		filter: []string{"-vf", "format=nv12,hwupload=extra_hw_frames=16"},
+		device: media.VAAPIDevice,
+	},
+}
+
+// trials are the software encoders, then every hardware encoder media can
+// plan for: each one a task may need is proven here.
 func trials() []trial {
-	vaapiPre := []string{"-vaapi_device", "/dev/dri/renderD128"}
-	vaapiVF := []string{"-vf", "format=nv12,hwupload"}
-	qsvPre := []string{"-init_hw_device", "qsv=hw", "-filter_hw_device", "hw"}
-	qsvVF := []string{"-vf", "format=nv12,hwupload=extra_hw_frames=16"}
-	return []trial{
+	out := []trial{
 		{cap: "h264", encoder: "libx264"},
 		{cap: "hevc", encoder: "libx265"},
-		{cap: "nvenc:h264", encoder: "h264_nvenc", device: "/dev/nvidiactl"},
-		{cap: "nvenc:hevc", encoder: "hevc_nvenc", device: "/dev/nvidiactl"},
-		{cap: "nvenc:av1", encoder: "av1_nvenc", device: "/dev/nvidiactl"},
-		{cap: "vaapi:h264", encoder: "h264_vaapi", pre: vaapiPre, filter: vaapiVF, device: "/dev/dri/renderD128"},
-		{cap: "vaapi:hevc", encoder: "hevc_vaapi", pre: vaapiPre, filter: vaapiVF, device: "/dev/dri/renderD128"},
-		{cap: "qsv:h264", encoder: "h264_qsv", pre: qsvPre, filter: qsvVF, device: "/dev/dri/renderD128"},
-		{cap: "qsv:hevc", encoder: "hevc_qsv", pre: qsvPre, filter: qsvVF, device: "/dev/dri/renderD128"},
 	}
+	for _, e := range media.HWEncoders() {
+		s, ok := hwSetups[e.Family]
+		if !ok {
+			continue
+		}
+		out = append(out, trial{cap: media.HWCap(e.Family, e.Codec), encoder: e.Encoder, pre: s.pre, filter: s.filter, device: s.device})
+	}
+	return out
 }
 
 // TrialArgs is the argv (without the binary) that encodes one small frame with an encoder.

@@ -25,6 +25,7 @@ import (
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/remote"
 )
 
@@ -35,10 +36,10 @@ type DaemonConfig struct {
 	TokenFrom         string // where Token came from, for messages: "--token" or "HERD_WORKER_TOKEN"
 	RegistrationToken string // traded for a key on first start
 	Name              string
-	Data              string // key file, source cache, scratch
-	HealthAddr        string
+	Data              string // key file, source cache, scratch; "" → DefaultData
+	HealthAddr        string // "" → DefaultHealthAddr
 	MaxTasks          int
-	GPUSessions       int64 // encode sessions the GPU allows at once (consumer NVIDIA cards: 5)
+	GPUSessions       int64 // encode sessions the GPU allows at once; 0 → DefaultGPUSessions
 	Grace             time.Duration
 	StallAfter        time.Duration
 	Heartbeat         time.Duration
@@ -48,6 +49,13 @@ type DaemonConfig struct {
 // KeyFile is where a registered worker keeps its key.
 const KeyFile = "worker.key"
 
+// Defaults of DaemonConfig, which herd worker's flags show.
+const (
+	DefaultData        = "herd-worker"
+	DefaultHealthAddr  = ":8081"
+	DefaultGPUSessions = 5 // consumer NVIDIA cards allow 5 at once
+)
+
 // RunDaemon registers (when asked), proves its encoders, and runs tasks from
 // the server until ctx ends. It never exits on a transient server error; a
 // key the server refuses (unknown, revoked, expired, of another kind) ends
@@ -56,7 +64,7 @@ const KeyFile = "worker.key"
 func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.Writer) error {
 	host, _ := os.Hostname()
 	cfg.Name = cmp.Or(cfg.Name, host, "worker")
-	cfg.Data = cmp.Or(cfg.Data, "herd-worker")
+	cfg.Data = cmp.Or(cfg.Data, DefaultData)
 	cfg.MaxTasks = max(cfg.MaxTasks, 1)
 	if cfg.Server == "" {
 		return errors.New("no server: pass --server URL or set HERD_SERVER")
@@ -95,7 +103,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 		Name: cfg.Name, OwnerPrefix: "worker/" + cfg.Name + "/", Slots: cfg.MaxTasks, Caps: caps,
 		Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
 	}
-	if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, 5)); gpu != nil {
+	if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, DefaultGPUSessions)); gpu != nil {
 		// Advertise only the family the executor will use, besides software.
 		poolCfg.Caps = slices.DeleteFunc(slices.Clone(caps), func(c string) bool {
 			return strings.Contains(c, ":") && !slices.Contains(gpu.Caps, c)
@@ -107,7 +115,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	pool := NewPool(rc, untilRefused{exec, refusedCtx}, poolCfg, log, m)
 
 	health := &http.Server{Handler: healthMux(rc, tools, trials, reg), ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", cmp.Or(cfg.HealthAddr, ":8081"))
+	ln, err := net.Listen("tcp", cmp.Or(cfg.HealthAddr, DefaultHealthAddr))
 	if err != nil {
 		return fmt.Errorf("health server: %w (pass --health-addr to choose another)", err)
 	}
@@ -185,7 +193,7 @@ type KeyRefusedError struct {
 
 func (e *KeyRefusedError) Error() string {
 	why := e.Err.Error()
-	if se, ok := errors.AsType[*remote.StatusError](e.Err); ok {
+	if se, ok := errors.AsType[*protocol.Error](e.Err); ok {
 		why = se.Message
 	}
 	fix := "Give the worker a valid worker key with --token or HERD_WORKER_TOKEN (HERD_TOKEN, the CLI's admin key, is never a worker's), " +
@@ -241,7 +249,7 @@ func healthMux(rc *remote.Client, tools media.Tools, trials []Trial, reg *promet
 
 // pickGPU is the first hardware family whose trial encode worked, with its session budget.
 func pickGPU(caps []string, sessions int64) *pipeline.GPU {
-	for _, kind := range []string{media.HWNVENC, media.HWVAAPI, media.HWQSV} {
+	for _, kind := range media.HWFamilies() {
 		for _, c := range caps {
 			if strings.HasPrefix(c, kind+":") {
 				return pipeline.NewGPU(kind, caps, sessions)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 )
@@ -47,11 +48,26 @@ type Config struct {
 	// ClaimCaps, when set, narrows Caps before each claim (e.g. no GPU
 	// capabilities while every GPU encode session is in use).
 	ClaimCaps  func(caps []string) []string
-	Heartbeat  time.Duration // 0 → 10 s
-	Grace      time.Duration // on shutdown, how long running tasks may finish; 0 → 30 s
-	StallAfter time.Duration // no progress for this long kills the task; 0 → 120 s
+	Heartbeat  time.Duration // 0 → DefaultHeartbeat
+	Grace      time.Duration // on shutdown, how long running tasks may finish; 0 → DefaultGrace
+	StallAfter time.Duration // no progress for this long kills the task; 0 → DefaultStallAfter
 	IdleWait   time.Duration // longest sleep between claims when idle; 0 → 5 s
 }
+
+// Defaults of a pool's Config, which the flags of the commands that run
+// tasks (serve's in-process workers, herd worker, herd run-task) show.
+const (
+	DefaultHeartbeat  = 10 * time.Second  // how often running tasks report
+	DefaultGrace      = 30 * time.Second  // how long running tasks may finish at shutdown
+	DefaultStallAfter = 120 * time.Second // no ffmpeg progress for this long kills the task
+)
+
+// A claim that failed (the server away, the key refused) is tried again
+// after firstClaimRetry, doubling up to maxClaimRetry.
+const (
+	firstClaimRetry = time.Second
+	maxClaimRetry   = time.Minute
+)
 
 // Pool is a set of worker slots.
 type Pool struct {
@@ -65,9 +81,9 @@ type Pool struct {
 // NewPool returns a pool; Run starts it.
 func NewPool(q Queue, ex Executor, cfg Config, log *slog.Logger, obs Observer) *Pool {
 	cfg.Slots = max(cfg.Slots, 1)
-	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, 10*time.Second)
-	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
-	cfg.StallAfter = cmp.Or(cfg.StallAfter, 120*time.Second)
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
+	cfg.Grace = cmp.Or(cfg.Grace, DefaultGrace)
+	cfg.StallAfter = cmp.Or(cfg.StallAfter, DefaultStallAfter)
 	cfg.IdleWait = cmp.Or(cfg.IdleWait, 5*time.Second)
 	return &Pool{q: q, ex: ex, cfg: cfg, log: log.With("component", "worker", "worker", cfg.Name), obs: obs}
 }
@@ -88,7 +104,7 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 func (p *Pool) slot(ctx context.Context, owner string) {
-	delay := time.Second
+	failures := 0 // claims that failed in a row
 	for ctx.Err() == nil {
 		caps := p.cfg.Caps
 		if p.cfg.ClaimCaps != nil {
@@ -98,13 +114,14 @@ func (p *Pool) slot(ctx context.Context, owner string) {
 		if err != nil {
 			if ctx.Err() == nil {
 				// Keep trying, ever more slowly: an admin may fix the key or the server.
+				failures++
+				delay := backoff.Delay(firstClaimRetry, maxClaimRetry, failures)
 				p.log.Error("claim task", "err", err, "retry_in", delay)
 				sleep(ctx, delay)
-				delay = min(delay*2, time.Minute)
 			}
 			continue
 		}
-		delay = time.Second
+		failures = 0
 		if c == nil {
 			p.q.Wait(ctx, p.cfg.IdleWait)
 			continue

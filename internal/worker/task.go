@@ -61,7 +61,7 @@ func RunTask(ctx context.Context, cfg TaskConfig, log *slog.Logger) (string, err
 	needsGPU := slices.ContainsFunc(c.Task.Needs, func(n string) bool { return strings.Contains(n, ":") })
 	if c.Task.Kind == job.KindEncode && (needsGPU || fileExists("/dev/nvidiactl") || fileExists("/dev/dri/renderD128")) {
 		caps := Caps(Detect(ctx, tools.FFmpeg))
-		if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, 5)); gpu != nil {
+		if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, DefaultGPUSessions)); gpu != nil {
 			exec.WithGPU(gpu)
 			log.Info("GPU encoding enabled", "kind", gpu.Kind, "sessions", gpu.Sessions)
 		}

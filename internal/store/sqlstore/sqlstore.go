@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -562,7 +563,7 @@ func (s *Store) Fail(ctx context.Context, l job.Lease, f job.Failure, now time.T
 func (s *Store) failTask(ctx context.Context, tx *sql.Tx, t job.Task, f job.Failure, now time.Time) error {
 	cmds := jsonOr(f.Commands, "[]")
 	if !f.Permanent && t.Attempt < t.MaxAttempts {
-		runAfter := now.Add(job.Backoff(t.Attempt, cmp(f.Backoff, 2*time.Second)))
+		runAfter := now.Add(backoff.Delay(cmp(f.Backoff, 2*time.Second), job.MaxRetryDelay, t.Attempt))
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET state = 'queued', lease_owner = '', lease_expires = NULL, progress = 0, speed = 0,
 			error = ?, run_after = ?, commands = ? WHERE id = ?`), f.Message, ms(runAfter), cmds, t.ID); err != nil {
 			return fmt.Errorf("requeue task: %w", err)
