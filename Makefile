@@ -8,8 +8,16 @@ LDFLAGS := -X github.com/herdhq/herd/internal/cli.Version=$(VERSION)
 GOTEST_FLAGS ?= -race -shuffle=on -timeout 20m
 # The real-node test (deploy/e2e) runs where a node can: as root on Linux.
 KUBE_NODE := $(shell [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ] && echo 1)
+# golangci-lint, built once from the module proxy with the local Go into the
+# tool cache that scripts/install-deps.sh uses for MinIO; the version is in the
+# file name, so changing it here builds the new one. It must be built with a Go
+# at least as new as go.mod's (v2.15.0 with Go 1.26.8 is).
+GOLANGCI_LINT_VERSION := v2.15.0
+TOOLS ?= $(HOME)/.cache/herd/bin
+GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+LINT_FLAGS ?=
 
-.PHONY: help deps deps-test build run test e2e-kube chaos fuzz bench bench-quick vet fmt clean image web-vendor
+.PHONY: help deps deps-test build run test lint e2e-kube chaos fuzz bench bench-quick vet fmt clean image web-vendor
 
 help: ## show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -26,8 +34,7 @@ build: ## build bin/herd
 run: deps build ## install ffmpeg if missing, build, and start herd serve (data in ./herd-data)
 	bin/herd serve --data $(DATA) --addr $(ADDR)
 
-test: deps-test ## install what the tests need and run every test with the race detector
-	$(GO) vet ./...
+test: deps-test lint ## install what the tests need, lint (go vet's checks among them), and run every test with the race detector
 	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_REQUIRE_BROWSER=1 HERD_REQUIRE_HANDBRAKE=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
 
 e2e-kube: deps-test ## herd's manifests on a real Kubernetes node started here (root; hack/kube/node.sh), with real clips, a killed pod and pull workers
@@ -58,6 +65,16 @@ web-vendor: ## refresh the web UI's browser libraries (hls.js, tus-js-client) fr
 	cp web/node_modules/tus-js-client/dist/tus.min.js internal/web/assets/vendor/tus.min.js
 	cp web/node_modules/tus-js-client/LICENSE internal/web/assets/vendor/tus-js-client.LICENSE
 	cd web && node -e 'const l=require("./package-lock.json").packages;for(const p of ["hls.js","tus-js-client"])console.log(p+" "+l["node_modules/"+p].version+" "+l["node_modules/"+p].integrity)' > ../internal/web/assets/vendor/VERSIONS
+
+lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (go vet, staticcheck, errcheck, gosec, ...) and a check that go.mod and go.sum are tidy (LINT_FLAGS=-j1 to leave a core free)
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy (the diff above): run go mod tidy" >&2; exit 1; }
+	$(GOLANGCI_LINT) run $(LINT_FLAGS) ./...
+
+$(GOLANGCI_LINT):
+	@echo "Building golangci-lint $(GOLANGCI_LINT_VERSION) into $(TOOLS) (once, about 3 minutes) ..." >&2
+	@mkdir -p $(TOOLS) && tmp=$$(mktemp -d $(TOOLS)/.golangci-lint.XXXXXX) && \
+	  (cd / && GOBIN=$$tmp GOFLAGS= GOTOOLCHAIN=local $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)) && \
+	  mv $$tmp/golangci-lint $@ && rmdir $$tmp || { rm -rf $$tmp; exit 1; }
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...

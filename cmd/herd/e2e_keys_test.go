@@ -20,7 +20,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) int {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case <-done: //nolint:errcheck // Wait's error is the exit status, read from ProcessState
 		return cmd.ProcessState.ExitCode()
 	case <-time.After(d):
 		t.Fatalf("%s is still running after %s", filepath.Base(cmd.Path), d)

@@ -94,7 +94,7 @@ func TestRemoteWorkerOnS3(t *testing.T) {
 		require.Equal(t, "box-s3", task.Worker)
 	}
 	moved := p.moved.Load() - before
-	var media int64 = st.Size()
+	media := st.Size()
 	for _, o := range j.Outputs {
 		media += 2 * o.Size // uploaded after encoding, downloaded again to verify
 	}

@@ -113,7 +113,6 @@ func Names() []string {
 // env is what the scenarios share.
 type env struct {
 	Options
-	in1080 string // the ladder and library input, made once
 }
 
 func (e *env) logf(format string, args ...any) {

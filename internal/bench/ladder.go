@@ -347,6 +347,7 @@ func shellJoin(argv []string) string {
 	out := make([]string, len(argv))
 	for i, a := range argv {
 		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			//nolint:staticcheck // QF1001: "not one of these" reads better than De Morgan's form
 			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,+@%", r))
 		}) < 0 {
 			out[i] = a

@@ -167,7 +167,7 @@ func (s *S3) PutFile(ctx context.Context, key, file string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.c.FPutObject(ctx, s.bucket, obj, file, minio.PutObjectOptions{ContentType: ContentType(key), PartSize: uint64(s.partSize)})
+	_, err = s.c.FPutObject(ctx, s.bucket, obj, file, minio.PutObjectOptions{ContentType: ContentType(key), PartSize: uint64(s.partSize)}) //nolint:gosec // G115: 64 MiB unless a caller sets a positive size
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}

@@ -80,7 +80,9 @@ func TestS3StoresUnderItsPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(w, "source bytes")
+	if _, err := io.WriteString(w, "source bytes"); err != nil {
+		t.Fatal(err)
+	}
 	if has, _ := s.Has(ctx, "sources/x"); has {
 		t.Fatal("visible before commit")
 	}
@@ -98,8 +100,12 @@ func TestS3StoresUnderItsPrefix(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"a/master.m3u8", "a/720p/seg1.m4s", "poster.jpg"} {
 		p := filepath.Join(dir, f)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte("data of "+f), 0o644)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("data of "+f), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.PutFile(ctx, "jobs/j1/stage/"+f, p); err != nil {
 			t.Fatal(err)
 		}

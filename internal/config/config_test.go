@@ -161,7 +161,9 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	t.Setenv("HERD_WATCH_0_PROFILE", "mp4-library")
 	t.Setenv("HERD_WATCH_0_PUBLISH", "movies")
 	t.Setenv("HERD_PUBLISHERS_MOVIES_TYPE", "library")
-	os.Unsetenv("HERD_PUBLISHERS_TV_LIBRARY_PATH")
+	if err := os.Unsetenv("HERD_PUBLISHERS_TV_LIBRARY_PATH"); err != nil {
+		t.Fatal(err)
+	}
 	if f, err = config.Parse("environment", nil, known); err != nil || len(f.Watch) != 2 || len(f.Publishers) != 3 {
 		t.Fatalf("%+v %v", f, err)
 	}
@@ -175,7 +177,9 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), "HERD_WATCH_3_PATH: there is no watch folder 2") {
 		t.Fatal(err)
 	}
-	os.Unsetenv("HERD_WATCH_3_PATH")
+	if err := os.Unsetenv("HERD_WATCH_3_PATH"); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("HERD_PUBLISHERS_TV_COLOUR", "red")
 	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), "HERD_PUBLISHERS_TV_COLOUR: expected HERD_PUBLISHERS_<NAME>_<KEY>") {
 		t.Fatal(err)

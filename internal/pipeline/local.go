@@ -109,7 +109,7 @@ func linkTree(from, to string) error {
 		if d.IsDir() {
 			return os.MkdirAll(dst, 0o755)
 		}
-		if err := os.Link(p, dst); err != nil {
+		if err := os.Link(p, dst); err != nil { //nolint:gosec // G122: from is herd's own staging folder, which nothing else writes in
 			return fmt.Errorf("link staged file: %w", err)
 		}
 		return nil

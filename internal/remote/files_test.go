@@ -138,16 +138,24 @@ func TestFilesTravel(t *testing.T) {
 
 			big, small := randomBytes(2*partSize+1234), []byte("#EXTM3U\n")
 			stage := func(dir string) {
-				os.MkdirAll(filepath.Join(dir, "720p"), 0o755)
-				os.WriteFile(filepath.Join(dir, "720p", "video.mp4"), big, 0o644)
-				os.WriteFile(filepath.Join(dir, "master.m3u8"), small, 0o644)
+				for _, err := range []error{
+					os.MkdirAll(filepath.Join(dir, "720p"), 0o755),
+					os.WriteFile(filepath.Join(dir, "720p", "video.mp4"), big, 0o644),
+					os.WriteFile(filepath.Join(dir, "master.m3u8"), small, 0o644),
+				} {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			cl = claim(job.KindEncode)
 			// An attempt that lost its lease cannot upload.
 			stale := *cl
 			stale.Lease.Fence--
 			dir2 := t.TempDir()
-			os.WriteFile(filepath.Join(dir2, "master.m3u8"), []byte("late"), 0o644)
+			if err := os.WriteFile(filepath.Join(dir2, "master.m3u8"), []byte("late"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if err := s.rc.Commit(ctx, &stale, pipeline.StepEncode, dir2); !errors.Is(err, job.ErrLeaseLost) {
 				t.Fatalf("a stale attempt's upload: %v", err)
 			}
@@ -160,7 +168,9 @@ func TestFilesTravel(t *testing.T) {
 
 			cl = claim(job.KindThumbnails)
 			dir = t.TempDir()
-			os.WriteFile(filepath.Join(dir, "poster.jpg"), []byte("jpeg"), 0o644)
+			if err := os.WriteFile(filepath.Join(dir, "poster.jpg"), []byte("jpeg"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if err := s.rc.Commit(ctx, cl, pipeline.StepThumbs, dir); err != nil {
 				t.Fatal(err)
 			}

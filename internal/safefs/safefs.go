@@ -45,11 +45,11 @@ func Open(r *os.Root, name string) (*os.File, error) {
 	}
 	info, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close() // read-only, and the Stat error is the one to report
 		return nil, err
 	}
 	if !info.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close() // read-only; the file is refused either way
 		return nil, fmt.Errorf("open %s: %w", name, ErrNotRegular)
 	}
 	return f, nil
@@ -74,7 +74,7 @@ func openEntry(r *os.Root, name string) (*os.File, fs.FileInfo, error) {
 		err = fmt.Errorf("open %s: %w", name, ErrChanged) // replaced by a link between the two looks
 	}
 	if err != nil {
-		f.Close()
+		_ = f.Close() // read-only, and err is the one to report
 		return nil, nil, err
 	}
 	return f, info, nil

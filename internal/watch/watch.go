@@ -1038,12 +1038,12 @@ func (w *Watcher) recover(ctx context.Context) error {
 				src := filepath.FromSlash(it.Origin)
 				if st, err := fr.Lstat(src); err == nil && st.Mode().IsRegular() && st.Size() == it.Size && st.ModTime().Equal(it.MTime) {
 					err = fr.Remove(src)
-					fr.Close()
+					_ = fr.Close() // a directory handle: its close has nothing to report
 					if err != nil {
 						return fmt.Errorf("remove a watched file already copied into the work area: %w", err)
 					}
 				} else {
-					fr.Close()
+					_ = fr.Close()
 				}
 			}
 			it.State = stateTaken

@@ -129,7 +129,7 @@ func TestSignInAndCSRF(t *testing.T) {
 	require.Contains(t, body, "not a valid admin key")
 	require.Nil(t, sessionCookie(resp))
 
-	resp, body = login(t, f, c, "worker-key-0123456789", nil)
+	resp, _ = login(t, f, c, "worker-key-0123456789", nil)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a worker key signs no one in")
 
 	resp, body = login(t, f, c, adminKey, map[string]string{"Origin": "https://evil.example"})
@@ -334,7 +334,7 @@ func TestEventStream(t *testing.T) {
 	go func() { _, err := io.Copy(io.Discard, r); done <- err }()
 	f.api.Shutdown()
 	select {
-	case <-done:
+	case <-done: //nolint:errcheck // that the stream ends matters, not how (EOF or a reset)
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream did not end at shutdown")
 	}
