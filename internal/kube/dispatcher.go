@@ -117,7 +117,7 @@ type Config struct {
 // Defaults of Config, which the flags of herd serve (and, for Grace,
 // herd run-task's --grace) show.
 const (
-	DefaultKeySecret            = "herd-task-key"
+	DefaultKeySecret            = "herd-task-key" //nolint:gosec // the name of the Secret that holds the key, not a key
 	DefaultEncodeCPU            = "2"
 	DefaultEncodeMemory         = "4Gi"
 	DefaultMinDeadline          = 30 * time.Minute
