@@ -73,30 +73,6 @@ INSERT INTO tasks (id, job_id, seq, kind, state, max_attempts, profile, weight, 
 	require.Equal(t, store.Depth{JobsQueued: 1, JobsRunning: 1, QueuedTasks: 1, RunningTasks: 1, EncodeBacklog: 90.5 / 2}, d)
 }
 
-func TestSQLiteSecondsBackfill(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "herd.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	require.NoError(t, err)
-	testSecondsBackfill(t, db, "sqlite", func() *sqlstore.Store {
-		s, err := sqlstore.OpenSQLite(context.Background(), path)
-		require.NoError(t, err)
-		return s
-	})
-}
-
-func TestPostgresSecondsBackfill(t *testing.T) {
-	t.Parallel()
-	dsn := pgtest.DSN(t)
-	db, err := sql.Open("pgx", dsn)
-	require.NoError(t, err)
-	testSecondsBackfill(t, db, "postgres", func() *sqlstore.Store {
-		s, err := sqlstore.OpenPostgres(context.Background(), dsn)
-		require.NoError(t, err)
-		return s
-	})
-}
-
 // testFinalizeRename: tasks stored under the last step's old kind,
 // "publish", queued or done, are finalize tasks after the upgrade, and a
 // queued one is claimed as one.
@@ -130,26 +106,36 @@ INSERT INTO tasks (id, job_id, seq, kind, state, max_attempts, profile, weight, 
 	require.Equal(t, job.KindFinalize, c.Task.Kind)
 }
 
-func TestSQLiteFinalizeRename(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "herd.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	require.NoError(t, err)
-	testFinalizeRename(t, db, "sqlite", func() *sqlstore.Store {
-		s, err := sqlstore.OpenSQLite(context.Background(), path)
+// upgrade is a test of one migration: it gets a database of a dialect
+// with no store open on it, and a way to open the store (which migrates).
+type upgrade func(t *testing.T, db *sql.DB, dialect string, open func() *sqlstore.Store)
+
+// onBoth runs an upgrade test on SQLite and on PostgreSQL.
+func onBoth(t *testing.T, test upgrade) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "herd.db")
+		db, err := sql.Open("sqlite", "file:"+path)
 		require.NoError(t, err)
-		return s
+		test(t, db, "sqlite", func() *sqlstore.Store {
+			s, err := sqlstore.OpenSQLite(context.Background(), path)
+			require.NoError(t, err)
+			return s
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		dsn := pgtest.DSN(t)
+		db, err := sql.Open("pgx", dsn)
+		require.NoError(t, err)
+		test(t, db, "postgres", func() *sqlstore.Store {
+			s, err := sqlstore.OpenPostgres(context.Background(), dsn)
+			require.NoError(t, err)
+			return s
+		})
 	})
 }
 
-func TestPostgresFinalizeRename(t *testing.T) {
-	t.Parallel()
-	dsn := pgtest.DSN(t)
-	db, err := sql.Open("pgx", dsn)
-	require.NoError(t, err)
-	testFinalizeRename(t, db, "postgres", func() *sqlstore.Store {
-		s, err := sqlstore.OpenPostgres(context.Background(), dsn)
-		require.NoError(t, err)
-		return s
-	})
-}
+func TestSecondsBackfill(t *testing.T) { onBoth(t, testSecondsBackfill) }
+
+func TestFinalizeRename(t *testing.T) { onBoth(t, testFinalizeRename) }
