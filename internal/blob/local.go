@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/herdhq/herd/internal/safefs"
 )
 
 // ErrNotFound is returned for a key that does not exist.
@@ -179,7 +181,7 @@ func (l *Local) renameInto(tmp, key string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("commit blob: %w", err)
 	}
-	return SyncDir(filepath.Dir(dst))
+	return safefs.SyncPath(filepath.Dir(dst))
 }
 
 // CommitDir moves a finished scratch folder to key in one rename, replacing
@@ -216,12 +218,12 @@ func (l *Local) CommitDir(dir, key string) error {
 			return fmt.Errorf("commit blob folder: %w", err)
 		}
 		_ = os.RemoveAll(old)
-		return SyncDir(filepath.Dir(dst))
+		return safefs.SyncPath(filepath.Dir(dst))
 	}
 	if err := os.Rename(dir, dst); err != nil {
 		return fmt.Errorf("commit blob folder: %w", err)
 	}
-	return SyncDir(filepath.Dir(dst))
+	return safefs.SyncPath(filepath.Dir(dst))
 }
 
 // Has reports whether key exists (the Blobs interface).
@@ -335,19 +337,6 @@ func (l *Local) Check() error {
 	name := f.Name()
 	_ = f.Close()
 	return os.Remove(name)
-}
-
-// SyncDir fsyncs a folder, so that a rename into it survives a power cut.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync folder: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync folder: %w", err)
-	}
-	return nil
 }
 
 // syncTree fsyncs every file under dir so that a rename after it cannot

@@ -143,7 +143,16 @@ func write(r *os.Root, name string, data []byte, perm os.FileMode, noReplace boo
 
 // SyncDir syncs the folder dir inside r, so that renames into it last.
 func SyncDir(r *os.Root, dir string) error {
-	d, err := r.Open(dir)
+	return syncFolder(r.Open(dir))
+}
+
+// SyncPath syncs the folder at path, one herd itself chose (in its data
+// folder), so that renames into it survive a power cut.
+func SyncPath(path string) error {
+	return syncFolder(os.Open(path))
+}
+
+func syncFolder(d *os.File, err error) error {
 	if err != nil {
 		return fmt.Errorf("sync folder: %w", err)
 	}
