@@ -577,8 +577,16 @@ func validFiles(w http.ResponseWriter, files []protocol.StagedFile) bool {
 
 // uploadDir is the server-side scratch folder for one attempt's step: the
 // same for every request of that attempt, so an upload resumes where it stopped.
-func (s *workerAPI) uploadDir(t job.Task, step string) (string, error) {
-	return s.blobs.NamedTempDir(uploadName(t, step))
+// uploadRoot is the folder a task's attempt uploads a step into, and a
+// root of it: everything a worker names is resolved inside it, so nothing
+// it sends can lead outside. The caller closes the root.
+func (s *workerAPI) uploadRoot(t job.Task, step string) (string, *os.Root, error) {
+	dir, err := s.blobs.NamedTempDir(uploadName(t, step))
+	if err != nil {
+		return "", nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	return dir, root, err
 }
 
 func uploadName(t job.Task, step string) string {
@@ -678,14 +686,9 @@ func (s *workerAPI) upload(w http.ResponseWriter, r *http.Request) {
 	if !mayWrite(w, t, step) {
 		return
 	}
-	dir, err := s.uploadDir(t, step)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
 	// Everything below happens inside the attempt's folder, through a
 	// root: nothing a worker names can lead outside it.
-	root, err := os.OpenRoot(dir)
+	dir, root, err := s.uploadRoot(t, step)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -821,12 +824,7 @@ func (s *workerAPI) commitStep(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
 	}
-	dir, err := s.blobs.NamedTempDir(name)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	root, err := os.OpenRoot(dir)
+	dir, root, err := s.uploadRoot(c.Task, step)
 	if err != nil {
 		s.internal(w, r, err)
 		return
