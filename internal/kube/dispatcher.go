@@ -44,6 +44,7 @@ import (
 
 	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -75,15 +76,30 @@ type GPU struct {
 	Template *corev1.PodTemplateSpec
 }
 
-// GPUKind returns the defaults for a GPU kind, or false.
+// GPUKind returns the defaults for a GPU kind, or false. Its task pods may
+// use every encoder of its families in media's table of hardware encoders,
+// the one planning and the pull workers' trial encodes read: a task that
+// needs one is claimed, never left waiting, and a GPU without that encoder
+// fails the encode with ffmpeg's error, which says so.
 func GPUKind(kind string) (GPU, bool) {
+	var g GPU
+	var families []string
 	switch kind {
 	case "nvidia":
-		return GPU{Kind: kind, Resource: "nvidia.com/gpu", Caps: []string{"nvenc:h264", "nvenc:hevc"}, MaxJobs: 1}, true
+		g, families = GPU{Kind: kind, Resource: "nvidia.com/gpu", MaxJobs: 1}, []string{media.HWNVENC}
 	case "intel":
-		return GPU{Kind: kind, Resource: "gpu.intel.com/i915", Caps: []string{"vaapi:h264", "vaapi:hevc", "qsv:h264", "qsv:hevc"}, MaxJobs: 1}, true
+		g, families = GPU{Kind: kind, Resource: "gpu.intel.com/i915", MaxJobs: 1}, []string{media.HWVAAPI, media.HWQSV}
+	default:
+		return GPU{}, false
 	}
-	return GPU{}, false
+	for _, f := range families {
+		for _, e := range media.HWEncoders() {
+			if e.Family == f {
+				g.Caps = append(g.Caps, media.HWCap(e.Family, e.Codec))
+			}
+		}
+	}
+	return g, true
 }
 
 // Config is what `herd serve --dispatcher kubernetes` is told.

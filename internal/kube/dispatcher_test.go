@@ -24,6 +24,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/kube/kubetest"
+	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
@@ -502,4 +503,19 @@ func TestDrainedDispatcher(t *testing.T) {
 	require.Equal(t, store.WorkerDraining, w.State)
 	require.NoError(t, r.st.SetWorkerState(r.ctx, "kube", store.WorkerActive, time.Now()))
 	r.dispatched(tk)
+}
+
+// Every hardware encoder herd plans for is claimed by one of the GPU kinds
+// the Kubernetes dispatcher knows, so a task that needs one never waits for
+// a claim that cannot come.
+func TestGPUKindsClaimEveryHardwareEncoder(t *testing.T) {
+	var caps []string
+	for _, kind := range []string{"nvidia", "intel"} {
+		g, ok := kube.GPUKind(kind)
+		require.True(t, ok, kind)
+		caps = append(caps, g.Caps...)
+	}
+	for _, e := range media.HWEncoders() {
+		require.Contains(t, caps, media.HWCap(e.Family, e.Codec), "no GPU kind of the dispatcher claims %s", e.Encoder)
+	}
 }
