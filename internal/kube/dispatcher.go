@@ -136,11 +136,19 @@ func (c *Config) defaults() {
 	}
 }
 
+// TaskStore is what the dispatcher needs from the store: the tasks it runs
+// as Jobs, and its worker's key.
+type TaskStore interface {
+	KeyStore
+	GetTask(ctx context.Context, id string) (job.Task, error)
+	RunningTasks(ctx context.Context) ([]job.Task, error)
+}
+
 // Dispatcher runs tasks as Kubernetes Jobs.
 type Dispatcher struct {
 	cfg    Config
 	cs     kubernetes.Interface
-	st     store.Store
+	st     TaskStore
 	q      *queue.Queue
 	sig    *queue.Signal
 	log    *slog.Logger
@@ -157,7 +165,7 @@ type Dispatcher struct {
 }
 
 // New returns a dispatcher; Run starts it.
-func New(cfg Config, cs kubernetes.Interface, st store.Store, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*Dispatcher, error) {
+func New(cfg Config, cs kubernetes.Interface, st TaskStore, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*Dispatcher, error) {
 	cfg.defaults()
 	switch {
 	case cfg.Namespace == "":

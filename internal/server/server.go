@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 	if err := blobs.CleanTemp(api.IsUploadScratch); err != nil {
 		return err
 	}
-	storage, sources, err := openStorage(ctx, cfg, st, blobs, log)
+	storage, sources, err := openStorage(ctx, cfg, st.Tasks, blobs, log)
 	if err != nil {
 		return err
 	}
@@ -319,8 +319,8 @@ func dispatcherConfig(cfg Config, ns string) (kube.Config, error) {
 
 // openStorage opens where job files live: the local blob folder, or an
 // S3-compatible bucket (with blobs as local scratch space and a source cache
-// for the in-process workers).
-func openStorage(ctx context.Context, cfg Config, st store.Store, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs, error) {
+// for the in-process workers). tasks lists a job's tasks (the store's).
+func openStorage(ctx context.Context, cfg Config, tasks func(ctx context.Context, jobID string) ([]job.Task, error), blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs, error) {
 	switch {
 	case cfg.Blob == "" || cfg.Blob == "local":
 		return &pipeline.LocalFiles{Blobs: blobs, Log: log}, blobs, nil
@@ -340,7 +340,7 @@ func openStorage(ctx context.Context, cfg Config, st store.Store, blobs *blob.Lo
 			return nil, nil, err
 		}
 		log.Info("storing files in a bucket", "blob", b.String())
-		return &pipeline.ObjectFiles{Blobs: b, Cache: cache, Temp: blobs, Log: log, Tasks: st.Tasks}, b, nil
+		return &pipeline.ObjectFiles{Blobs: b, Cache: cache, Temp: blobs, Log: log, Tasks: tasks}, b, nil
 	}
 	return nil, nil, fmt.Errorf("--blob %q: use local, or s3://BUCKET/PREFIX", cfg.Blob)
 }
@@ -359,9 +359,18 @@ func lockData(dir string) (func(), error) {
 	return func() { _ = f.Close() }, nil
 }
 
+// adminKeys is what installing the admin key needs from the store.
+type adminKeys interface {
+	CountKeys(ctx context.Context, kind string) (int, error)
+	CreateKey(ctx context.Context, k store.Key) error
+	KeyByHash(ctx context.Context, hash string) (store.Key, error)
+	ListKeys(ctx context.Context) ([]store.Key, error)
+	RevokeKey(ctx context.Context, id string) (store.Key, error)
+}
+
 // ensureAdminKey installs the configured admin key, or on first start
 // generates one, prints it once (to a terminal only), and leaves a 0600 copy for the local CLI.
-func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writer, log *slog.Logger) error {
+func ensureAdminKey(ctx context.Context, st adminKeys, cfg Config, out io.Writer, log *slog.Logger) error {
 	now := time.Now().UTC()
 	if cfg.AdminToken != "" {
 		return installAdminToken(ctx, st, cfg.AdminToken, now, log)
@@ -401,7 +410,7 @@ func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writ
 // live admin key, and retires the key an earlier, different token set: a
 // token is rotated by restarting with the new one. A token whose key an
 // admin revoked stays revoked.
-func installAdminToken(ctx context.Context, st store.Store, token string, now time.Time, log *slog.Logger) error {
+func installAdminToken(ctx context.Context, st adminKeys, token string, now time.Time, log *slog.Logger) error {
 	if len(token) < 16 {
 		return errors.New("the admin token must be at least 16 characters")
 	}
