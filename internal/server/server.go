@@ -70,6 +70,7 @@ type Config struct {
 	FFmpeg       string
 	FFprobe      string
 	Version      string
+	PodName      string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
 }
 
 // KubeConfig is how --dispatcher kubernetes reaches the cluster and shapes Jobs.
@@ -248,7 +249,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		}
 		// Of several servers, the one holding the Lease dispatches and keeps the keys.
 		g.Go(func() error {
-			return kube.Lead(gctx, cs, ns, kube.Identity(), log, func(lctx context.Context) error {
+			return kube.Lead(gctx, cs, ns, kube.Identity(cfg.PodName), log, func(lctx context.Context) error {
 				lg, lgctx := errgroup.WithContext(lctx)
 				if cfg.Kube.WorkerSecret != "" {
 					lg.Go(func() error { return kube.KeepWorkerKey(lgctx, cs, st, ns, cfg.Kube.WorkerSecret, PoolWorker, 1, log) })
