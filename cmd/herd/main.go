@@ -24,5 +24,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "herd: second signal, exiting now")
 		os.Exit(130)
 	}()
-	os.Exit(cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(cli.Run(ctx, os.Args[1:], os.Getenv, os.Environ, os.Stdout, os.Stderr))
 }

@@ -28,7 +28,7 @@ import (
 type S3Config struct {
 	URL             string // s3://bucket/prefix
 	Endpoint        string // http(s)://host:port of an S3-compatible server; empty → AWS
-	Region          string
+	Region          string // empty → us-east-1
 	PresignEndpoint string // the endpoint workers reach, when it differs from Endpoint
 	PartSize        int64  // multipart part size for direct uploads; 0 → 64 MiB (S3's minimum is 5 MiB)
 	AccessKey       string // static credentials, when not from the environment
@@ -88,8 +88,8 @@ func OpenS3(ctx context.Context, cfg S3Config, scratch string) (*S3, error) {
 	if err != nil {
 		return nil, err
 	}
-	endpoint := cmp.Or(cfg.Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL"), "https://s3.amazonaws.com")
-	region := cmp.Or(cfg.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), "us-east-1")
+	endpoint := cmp.Or(cfg.Endpoint, "https://s3.amazonaws.com")
+	region := cmp.Or(cfg.Region, "us-east-1")
 	c, err := s3Client(endpoint, region, cfg)
 	if err != nil {
 		return nil, err

@@ -76,15 +76,19 @@ type ExitError struct{ Code int }
 
 func (e *ExitError) Error() string { return fmt.Sprintf("exit %d", e.Code) }
 
+// env is what a command may use of the process: herd reads environment
+// variables only through getenv and environ, never through package os.
 type env struct {
-	getenv func(string) string
-	stdout io.Writer
-	stderr io.Writer
+	getenv  func(string) string
+	environ func() []string // every variable, as os.Environ lists them (the configuration's HERD_WATCH_*, HERD_PUBLISHERS_*)
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
-// Run executes the command line and returns the process exit code.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
+// Run executes the command line and returns the process exit code. getenv
+// and environ are the environment (os.Getenv and os.Environ).
+func Run(ctx context.Context, args []string, getenv func(string) string, environ func() []string, stdout, stderr io.Writer) int {
+	e := &env{getenv: getenv, environ: environ, stdout: stdout, stderr: stderr}
 	root := e.root()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -176,13 +180,13 @@ publisher keys can be set (or added) as HERD_WATCH_<N>_<KEY> (N counts the
 folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromEnv(cmd, e.getenv)
-			if configPath != "" || config.EnvDeclares() {
+			if configPath != "" || config.EnvDeclares(e.environ()) {
 				var f *config.File
 				var err error
 				if configPath != "" {
-					f, err = config.Load(configPath, settingKeys(cmd))
+					f, err = config.Load(configPath, settingKeys(cmd), e.environ())
 				} else {
-					f, err = config.Parse("environment", nil, settingKeys(cmd))
+					f, err = config.Parse("environment", nil, settingKeys(cmd), e.environ())
 				}
 				if err != nil {
 					return err
@@ -194,6 +198,10 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 			}
 			cfg.Data = e.dataDir(cmd)
 			cfg.Version = version()
+			// After herd's own settings, the AWS variables name the S3 endpoint and region.
+			cfg.S3.Endpoint = cmp.Or(cfg.S3.Endpoint, e.getenv("AWS_ENDPOINT_URL_S3"), e.getenv("AWS_ENDPOINT_URL"))
+			cfg.S3.Region = cmp.Or(cfg.S3.Region, e.getenv("AWS_REGION"), e.getenv("AWS_DEFAULT_REGION"))
+			cfg.PodName = e.getenv("POD_NAME") // from the downward API, in a pod
 			var err error
 			if cfg.Dispatcher == server.DispatchKubernetes && !cmd.Flags().Changed("local-workers") {
 				cfg.LocalWorkers = 0 // tasks run as Jobs
@@ -613,7 +621,7 @@ func (e *env) configCmd() *cobra.Command {
 		Use: "check FILE", Short: "Check a configuration file without starting herd (exit 1 with the line of the first mistake)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			keys := append(settingKeys(e.serveCmd()), "data")
-			f, err := config.Load(args[0], keys)
+			f, err := config.Load(args[0], keys, e.environ())
 			if err != nil {
 				return err
 			}
@@ -706,5 +714,5 @@ func (e *env) migrateCmd() *cobra.Command {
 // Command returns herd's command tree, for tests that check what the
 // deployment manifests name (flags, environment variables) exists.
 func Command() *cobra.Command {
-	return (&env{getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard}).root()
+	return (&env{getenv: func(string) string { return "" }, environ: func() []string { return nil }, stdout: io.Discard, stderr: io.Discard}).root()
 }

@@ -100,7 +100,7 @@ func TestTokenListAndRevoke(t *testing.T) {
 		t.Helper()
 		var out, errb bytes.Buffer
 		getenv := func(k string) string { return map[string]string{"HERD_TOKEN": key, "HERD_DATA": t.TempDir()}[k] }
-		code := Run(ctx, append([]string{"--server", srv.URL}, args...), getenv, &out, &errb)
+		code := Run(ctx, append([]string{"--server", srv.URL}, args...), getenv, func() []string { return nil }, &out, &errb)
 		return out.String(), errb.String(), code
 	}
 

@@ -128,17 +128,21 @@ func (e *Error) Error() string {
 }
 
 // Load reads and checks a file. known lists the setting keys (flag names
-// with underscores) the file may set.
-func Load(path string, known []string) (*File, error) {
+// with underscores) the file may set. environ is the environment, as
+// os.Environ lists it, whose HERD_WATCH_* and HERD_PUBLISHERS_* variables
+// set keys too and whose variables fill in ${VAR} in publishers' URLs and
+// secrets: the caller passes it, so that nothing here reads the process's.
+func Load(path string, known, environ []string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(filepath.Base(path), data, known)
+	return Parse(filepath.Base(path), data, known, environ)
 }
 
-// Parse checks a file's bytes; name is used in errors.
-func Parse(name string, data []byte, known []string) (*File, error) {
+// Parse checks a file's bytes; name is used in errors. known and environ
+// are as for Load.
+func Parse(name string, data []byte, known, environ []string) (*File, error) {
 	f := &File{Name: name, Publishers: map[string]Publisher{}}
 	fail := func(line int, format string, a ...any) error {
 		return &Error{File: name, Line: line, Msg: fmt.Sprintf(format, a...)}
@@ -158,7 +162,7 @@ func Parse(name string, data []byte, known []string) (*File, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, fail(root.Line, "the file must be a mapping of keys to values")
 	}
-	if err := overlayEnv(root, os.Environ()); err != nil {
+	if err := overlayEnv(root, environ); err != nil {
 		return nil, fail(0, "%s", err)
 	}
 	seen := map[string]bool{}
@@ -218,7 +222,7 @@ func Parse(name string, data []byte, known []string) (*File, error) {
 			f.Settings = append(f.Settings, s)
 		}
 	}
-	if err := f.check(fail); err != nil {
+	if err := f.check(fail, lookup(environ)); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -230,15 +234,28 @@ const (
 	EnvPublishers = "HERD_PUBLISHERS_" // HERD_PUBLISHERS_<NAME>_<KEY>
 )
 
-// EnvDeclares reports whether the environment sets any watch folder or
-// publisher key, so herd reads them even without a file.
-func EnvDeclares() bool {
-	for _, kv := range os.Environ() {
+// EnvDeclares reports whether environ (as os.Environ lists it) sets any
+// watch folder or publisher key, so herd reads them even without a file.
+func EnvDeclares(environ []string) bool {
+	for _, kv := range environ {
 		if strings.HasPrefix(kv, EnvWatch) || strings.HasPrefix(kv, EnvPublishers) {
 			return true
 		}
 	}
 	return false
+}
+
+// lookup returns a getter of environ's variables that answers as os.Getenv
+// does for the process's: the first one of a name, else "".
+func lookup(environ []string) func(string) string {
+	return func(name string) string {
+		for _, kv := range environ {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+				return v
+			}
+		}
+		return ""
+	}
 }
 
 // overlayEnv writes HERD_WATCH_<N>_<KEY> and HERD_PUBLISHERS_<NAME>_<KEY>
@@ -406,9 +423,11 @@ const (
 	DefaultPollInterval = 10 * time.Second
 )
 
-func (f *File) check(fail func(int, string, ...any) error) error {
+// check validates the file and fills in its defaults; getenv fills in
+// ${VAR} in publishers' URLs and secrets.
+func (f *File) check(fail func(int, string, ...any) error, getenv func(string) string) error {
 	for name, p := range f.Publishers {
-		p.URL, p.Token, p.Secret = os.ExpandEnv(p.URL), os.ExpandEnv(p.Token), os.ExpandEnv(p.Secret)
+		p.URL, p.Token, p.Secret = os.Expand(p.URL, getenv), os.Expand(p.Token, getenv), os.Expand(p.Secret, getenv)
 		switch p.Type {
 		case PublishLibrary:
 			if !filepath.IsAbs(p.Path) {

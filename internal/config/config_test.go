@@ -28,7 +28,7 @@ publishers:
 `
 
 func TestMinimalFile(t *testing.T) {
-	f, err := config.Parse("herd.yaml", []byte(minimal), known)
+	f, err := config.Parse("herd.yaml", []byte(minimal), known, os.Environ())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ import_root: [/srv/a, /srv/b]
 publishers:
   lib: {type: library, path: /srv/lib, mode: "0640"}
   plex: {type: plex, url: "http://plex:32400", token: "${PLEX_TOKEN}", library: lib}
-`), known)
+`), known, os.Environ())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 		{"- a\n", "herd.yaml:1: the file must be a mapping"},
 		{"addr: [\n", "herd.yaml"},
 	} {
-		_, err := config.Parse("herd.yaml", []byte(tc.yaml), known)
+		_, err := config.Parse("herd.yaml", []byte(tc.yaml), known, os.Environ())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
 		}
@@ -96,7 +96,7 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 }
 
 func TestEmptyFileSetsNothing(t *testing.T) {
-	f, err := config.Parse("herd.yaml", nil, known)
+	f, err := config.Parse("herd.yaml", nil, known, os.Environ())
 	if err != nil || len(f.Settings)+len(f.Watch) != 0 {
 		t.Fatalf("%+v %v", f, err)
 	}
@@ -107,7 +107,7 @@ func TestNotifierDefaults(t *testing.T) {
   l: {type: library, path: /srv/l}
   p: {type: plex, url: "http://plex:32400", token: t, library: l, library_path: 'D:\Movies'}
   h: {type: webhook, url: "https://example.com/hook", secret: s, attempts: 3, retry_after: 1s}
-`), known)
+`), known, os.Environ())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +136,10 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	t.Setenv("HERD_PUBLISHERS_MY_HOOK_SECRET", "s3cr3t")
 	t.Setenv("HERD_PUBLISHERS_MY_HOOK_RETRY_AFTER", "2s")
 	t.Setenv("HERD_PUBLISHERS_TV_LIBRARY_PATH", "/mnt/TV") // the file's tv-library, not tv's library_path
-	if !config.EnvDeclares() {
+	if !config.EnvDeclares(os.Environ()) {
 		t.Fatal("EnvDeclares")
 	}
-	f, err := config.Parse("herd.yaml", []byte(minimal+"  my-hook: {type: webhook, url: 'http://old', secret: x}\n  tv-library: {type: library, path: /srv/tvl}\n"), known)
+	f, err := config.Parse("herd.yaml", []byte(minimal+"  my-hook: {type: webhook, url: 'http://old', secret: x}\n  tv-library: {type: library, path: /srv/tvl}\n"), known, os.Environ())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,24 +164,24 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	if err := os.Unsetenv("HERD_PUBLISHERS_TV_LIBRARY_PATH"); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = config.Parse("environment", nil, known); err != nil || len(f.Watch) != 2 || len(f.Publishers) != 3 {
+	if f, err = config.Parse("environment", nil, known, os.Environ()); err != nil || len(f.Watch) != 2 || len(f.Publishers) != 3 {
 		t.Fatalf("%+v %v", f, err)
 	}
 	// Mistakes name the variable or the key.
 	t.Setenv("HERD_WATCH_1_STABLE_FOR", "soon")
-	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
+	if _, err := config.Parse("environment", nil, known, os.Environ()); err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
 		t.Fatal(err)
 	}
 	t.Setenv("HERD_WATCH_1_STABLE_FOR", "1s")
 	t.Setenv("HERD_WATCH_3_PATH", "/x")
-	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), "HERD_WATCH_3_PATH: there is no watch folder 2") {
+	if _, err := config.Parse("environment", nil, known, os.Environ()); err == nil || !strings.Contains(err.Error(), "HERD_WATCH_3_PATH: there is no watch folder 2") {
 		t.Fatal(err)
 	}
 	if err := os.Unsetenv("HERD_WATCH_3_PATH"); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("HERD_PUBLISHERS_TV_COLOUR", "red")
-	if _, err := config.Parse("environment", nil, known); err == nil || !strings.Contains(err.Error(), "HERD_PUBLISHERS_TV_COLOUR: expected HERD_PUBLISHERS_<NAME>_<KEY>") {
+	if _, err := config.Parse("environment", nil, known, os.Environ()); err == nil || !strings.Contains(err.Error(), "HERD_PUBLISHERS_TV_COLOUR: expected HERD_PUBLISHERS_<NAME>_<KEY>") {
 		t.Fatal(err)
 	}
 }
@@ -202,7 +202,7 @@ publishers:
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("watch:\n  - path: /x\n    profile: p\n    stable_for: -1s\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		file, err := config.Parse("herd.yaml", data, known)
+		file, err := config.Parse("herd.yaml", data, known, os.Environ())
 		if err != nil {
 			var ce *config.Error
 			if !errors.As(err, &ce) || ce.File != "herd.yaml" || ce.Msg == "" {

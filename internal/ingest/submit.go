@@ -22,7 +22,6 @@ import (
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/safefs"
-	"github.com/herdhq/herd/internal/store"
 )
 
 // Kicker wakes idle workers.
@@ -44,9 +43,16 @@ type Config struct {
 // DefaultMaxUpload is the largest source file accepted, in bytes (50 GiB).
 const DefaultMaxUpload = 50 << 30
 
+// JobStore is what the submitter needs from the store: it stores a source
+// as an asset once and creates its job.
+type JobStore interface {
+	PutAsset(ctx context.Context, a job.Asset) (job.Asset, error)
+	CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (out job.Job, created bool, err error)
+}
+
 // Submitter creates jobs.
 type Submitter struct {
-	st       store.Store
+	st       JobStore
 	blobs    Blobs
 	profiles *profile.Set
 	kick     Kicker
@@ -54,7 +60,7 @@ type Submitter struct {
 }
 
 // New returns a Submitter.
-func New(st store.Store, blobs Blobs, profiles *profile.Set, kick Kicker, cfg Config) *Submitter {
+func New(st JobStore, blobs Blobs, profiles *profile.Set, kick Kicker, cfg Config) *Submitter {
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = DefaultMaxUpload
 	}

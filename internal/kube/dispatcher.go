@@ -166,11 +166,32 @@ func (c *Config) defaults() {
 	}
 }
 
+// TaskStore is what the dispatcher needs from the store: the tasks it runs
+// as Jobs, and its worker's key.
+type TaskStore interface {
+	KeyStore
+	GetTask(ctx context.Context, id string) (job.Task, error)
+	RunningTasks(ctx context.Context) ([]job.Task, error)
+}
+
+// Validate reports a setting the dispatcher cannot do without, other than
+// the namespace, which may come from the cluster: a server checks these
+// before it opens anything.
+func (c Config) Validate() error {
+	switch {
+	case c.Image == "":
+		return errors.New("kubernetes dispatcher: no image for task pods (--kube-image)")
+	case c.ServerURL == "":
+		return errors.New("kubernetes dispatcher: task pods need this server's address (--kube-server-url, e.g. http://herd.herd.svc:8080)")
+	}
+	return nil
+}
+
 // Dispatcher runs tasks as Kubernetes Jobs.
 type Dispatcher struct {
 	cfg    Config
 	cs     kubernetes.Interface
-	st     store.Store
+	st     TaskStore
 	q      *queue.Queue
 	sig    *queue.Signal
 	log    *slog.Logger
@@ -188,15 +209,13 @@ type Dispatcher struct {
 }
 
 // New returns a dispatcher; Run starts it.
-func New(cfg Config, cs kubernetes.Interface, st store.Store, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*Dispatcher, error) {
+func New(cfg Config, cs kubernetes.Interface, st TaskStore, q *queue.Queue, sig *queue.Signal, log *slog.Logger) (*Dispatcher, error) {
 	cfg.defaults()
-	switch {
-	case cfg.Namespace == "":
+	if cfg.Namespace == "" {
 		return nil, errors.New("kubernetes dispatcher: no namespace (--kube-namespace)")
-	case cfg.Image == "":
-		return nil, errors.New("kubernetes dispatcher: no image for task pods (--kube-image)")
-	case cfg.ServerURL == "":
-		return nil, errors.New("kubernetes dispatcher: task pods need this server's address (--kube-server-url, e.g. http://herd.herd.svc:8080)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	d := &Dispatcher{
 		cfg: cfg, cs: cs, st: st, q: q, sig: sig, log: log.With("component", "kube"),

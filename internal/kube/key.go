@@ -20,6 +20,15 @@ import (
 // SecretKey is the key of the worker key in the dispatcher's Secret.
 const SecretKey = "key"
 
+// KeyStore is what keeping a worker key needs from the store: the key, and
+// the worker it belongs to.
+type KeyStore interface {
+	CreateKey(ctx context.Context, k store.Key) error
+	KeyByHash(ctx context.Context, hash string) (store.Key, error)
+	GetWorker(ctx context.Context, name string) (store.Worker, error)
+	PutWorker(ctx context.Context, w store.Worker) error
+}
+
 func (d *Dispatcher) ensureKey(ctx context.Context) error {
 	return EnsureWorkerKey(ctx, d.cs, d.st, d.cfg.Namespace, d.cfg.KeySecret, d.cfg.WorkerName, d.cfg.MaxJobs, d.log)
 }
@@ -32,7 +41,7 @@ func (d *Dispatcher) ensureKey(ctx context.Context) error {
 // replaces it. The dispatcher's Job pods use one (worker "kube"); so may a
 // Deployment of pull workers (--kube-worker-secret, worker "pool"), whose
 // replicas then share that worker's name.
-func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Store, ns, name, worker string, slots int, log *slog.Logger) error {
+func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st KeyStore, ns, name, worker string, slots int, log *slog.Logger) error {
 	secrets := cs.CoreV1().Secrets(ns)
 	sec, err := secrets.Get(ctx, name, metav1.GetOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -81,7 +90,7 @@ func EnsureWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Stor
 // KeepWorkerKey runs EnsureWorkerKey now and then every keyCheck until ctx
 // ends, so a key revoked by an admin (the server's workers' keys are
 // rotated that way) or a Secret deleted by hand is replaced within a minute.
-func KeepWorkerKey(ctx context.Context, cs kubernetes.Interface, st store.Store, ns, name, worker string, slots int, log *slog.Logger) error {
+func KeepWorkerKey(ctx context.Context, cs kubernetes.Interface, st KeyStore, ns, name, worker string, slots int, log *slog.Logger) error {
 	ensure := func(ctx context.Context) error { return EnsureWorkerKey(ctx, cs, st, ns, name, worker, slots, log) }
 	if err := ensure(ctx); err != nil {
 		return err
@@ -111,7 +120,7 @@ func recheckKey(ctx context.Context, ensure func(context.Context) error, secret 
 var keyCheck = time.Minute
 
 // keyValid reports whether secret is worker's live key.
-func keyValid(ctx context.Context, st store.Store, secret, worker string) (bool, error) {
+func keyValid(ctx context.Context, st KeyStore, secret, worker string) (bool, error) {
 	if secret == "" {
 		return false, nil
 	}

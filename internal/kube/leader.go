@@ -37,11 +37,12 @@ const (
 	maxRetry   = time.Minute
 )
 
-// Identity names this server in the Lease: its pod's name (POD_NAME, from
-// the downward API; else the host name, which a pod on the host's network
-// shares with its node) and a random suffix, so two processes never share it.
-func Identity() string {
-	h := os.Getenv("POD_NAME")
+// Identity names this server in the Lease: its pod's name (pod, POD_NAME
+// from the downward API; else the host name, which a pod on the host's
+// network shares with its node) and a random suffix, so two processes never
+// share it.
+func Identity(pod string) string {
+	h := pod
 	if h == "" {
 		h, _ = os.Hostname()
 	}

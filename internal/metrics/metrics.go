@@ -105,9 +105,14 @@ func (w *statusWriter) Flush() {
 	}
 }
 
+// StatsStore is what the collector needs from the store: its numbers.
+type StatsStore interface {
+	Stats(ctx context.Context) (store.Stats, error)
+}
+
 // StoreCollector reads queue gauges from the store at scrape time.
 type StoreCollector struct {
-	st  store.Store
+	st  StatsStore
 	log *slog.Logger
 	// The last numbers read, reused for statsFresh: /metrics is public, so
 	// a flood of scrapes costs one set of store queries per statsFresh.
@@ -121,7 +126,7 @@ type StoreCollector struct {
 }
 
 // NewStoreCollector returns a collector to register next to Metrics.
-func NewStoreCollector(st store.Store, log *slog.Logger) *StoreCollector {
+func NewStoreCollector(st StatsStore, log *slog.Logger) *StoreCollector {
 	return &StoreCollector{
 		st:      st,
 		log:     log,

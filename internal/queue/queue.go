@@ -60,15 +60,27 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// LeaseStore is what the queue needs from the store: claims, the reports
+// on a lease, and the reaping of expired ones.
+type LeaseStore interface {
+	Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed, error)
+	NextWake(ctx context.Context) (time.Time, error)
+	Heartbeat(ctx context.Context, l job.Lease, p job.Progress, now time.Time, ttl time.Duration) error
+	Complete(ctx context.Context, l job.Lease, r job.Result, now time.Time) error
+	Fail(ctx context.Context, l job.Lease, f job.Failure, now time.Time) error
+	Release(ctx context.Context, l job.Lease, now time.Time) error
+	ReapExpired(ctx context.Context, now time.Time, backoff time.Duration) (int, error)
+}
+
 // Queue is the store-backed queue used by the server and its in-process workers.
 type Queue struct {
-	st     store.Store
+	st     LeaseStore
 	cfg    Config
 	signal *Signal
 }
 
 // New returns a Queue; sig is shared with whoever creates work.
-func New(st store.Store, sig *Signal, cfg Config) *Queue {
+func New(st LeaseStore, sig *Signal, cfg Config) *Queue {
 	return &Queue{st: st, cfg: cfg.withDefaults(), signal: sig}
 }
 

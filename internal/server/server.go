@@ -71,6 +71,7 @@ type Config struct {
 	FFmpeg       string
 	FFprobe      string
 	Version      string
+	PodName      string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
 }
 
 // KubeConfig is how --dispatcher kubernetes reaches the cluster and shapes Jobs.
@@ -113,104 +114,272 @@ func (c *Config) withDefaults() {
 	c.Dispatcher = cmp.Or(c.Dispatcher, DispatchLocal)
 }
 
-// Run starts herd serve and blocks until ctx ends and everything has stopped.
-// ready, when not nil, is called with the listening address once requests are served.
-func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready func(addr string)) error {
-	cfg.withDefaults()
-	if cfg.Dispatcher != DispatchLocal && cfg.Dispatcher != DispatchKubernetes {
-		return fmt.Errorf("--dispatcher %q: use local or kubernetes", cfg.Dispatcher)
+// validate checks the configuration, its defaults filled in, before
+// anything is opened or started: a mistake stops the start and leaves
+// nothing behind. What only the cluster can tell (the namespace) is checked
+// once connected, still before anything starts.
+func (c Config) validate() error {
+	if c.Dispatcher != DispatchLocal && c.Dispatcher != DispatchKubernetes {
+		return fmt.Errorf("--dispatcher %q: use local or kubernetes", c.Dispatcher)
 	}
-	if err := cfg.HTTP.Validate(); err != nil {
+	if err := c.HTTP.Validate(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
+	if c.Blob != "" && c.Blob != "local" && !strings.HasPrefix(c.Blob, "s3://") {
+		return fmt.Errorf("--blob %q: use local, or s3://BUCKET/PREFIX", c.Blob)
+	}
+	if c.AdminToken != "" {
+		if err := checkAdminToken(c.AdminToken); err != nil {
+			return err
+		}
+	}
+	if c.Dispatcher == DispatchKubernetes {
+		if err := c.Kube.Validate(); err != nil {
+			return err
+		}
+		if _, ok := kube.GPUKind(c.Kube.GPU); !ok && c.Kube.GPU != "" {
+			return fmt.Errorf("--kube-gpu %q: use nvidia or intel (or leave it empty for CPU-only clusters)", c.Kube.GPU)
+		}
+	}
+	return nil
+}
+
+// Run starts herd serve and blocks until ctx ends and everything has stopped.
+// ready, when not nil, is called with the listening address once requests are served.
+// Its steps: check the configuration, lock the data folder, open what is
+// stored there, install the admin key and recover the previous run's
+// leases, build the parts, prepare the loops that run beside the HTTP
+// server, and serve until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready func(addr string)) error {
+	cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
 	}
 	unlock, err := lockData(cfg.Data)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-
-	tools, err := media.Locate(cfg.FFmpeg, cfg.FFprobe, log)
+	res, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-
-	st, err := sqlstore.Open(ctx, cmp.Or(cfg.Database, filepath.Join(cfg.Data, "herd.db")))
-	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+	defer res.st.Close()
+	if err := ensureAdminKey(ctx, res.st, cfg, out, log); err != nil {
+		return err
 	}
-	defer st.Close()
-	blobs, err := blob.NewLocal(filepath.Join(cfg.Data, "blobs"))
+	local := localWorkerName()
+	if err := recoverLeases(ctx, res.st, local+"/", log); err != nil {
+		return err
+	}
+	a, err := build(cfg, res, log)
 	if err != nil {
 		return err
+	}
+	loops, err := prepareLoops(cfg, res, a, local, log)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, a, loops, log, ready)
+}
+
+// resources are what Run opens before it builds anything: the media tools,
+// the database, the files and the profiles.
+type resources struct {
+	tools    media.Tools
+	st       *sqlstore.Store
+	blobs    *blob.Local      // the data folder's blobs: local storage, or scratch space beside a bucket
+	storage  pipeline.Storage // where job files live
+	sources  ingest.Blobs     // where new sources are stored
+	profiles *profile.Set
+}
+
+// open finds ffmpeg and opens the database, the files and the profiles. On
+// an error nothing stays open.
+func open(ctx context.Context, cfg Config, log *slog.Logger) (r resources, err error) {
+	if r.tools, err = media.Locate(cfg.FFmpeg, cfg.FFprobe, log); err != nil {
+		return r, err
+	}
+	if r.st, err = sqlstore.Open(ctx, cmp.Or(cfg.Database, filepath.Join(cfg.Data, "herd.db"))); err != nil {
+		return r, fmt.Errorf("open database: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = r.st.Close()
+		}
+	}()
+	if r.blobs, err = blob.NewLocal(filepath.Join(cfg.Data, "blobs")); err != nil {
+		return r, err
 	}
 	// Scratch files belong to attempts of this server's own workers, which
 	// are all dead now, except remote workers' uploads: a remote worker's
 	// lease can outlive a restart. TendScratch removes those whose lease is gone.
-	if err := blobs.CleanTemp(api.IsUploadScratch); err != nil {
-		return err
+	if err = r.blobs.CleanTemp(api.IsUploadScratch); err != nil {
+		return r, err
 	}
-	storage, sources, err := openStorage(ctx, cfg, st, blobs, log)
-	if err != nil {
-		return err
+	if r.storage, r.sources, err = openStorage(ctx, cfg, r.st.Tasks, r.blobs, log); err != nil {
+		return r, err
 	}
-	profiles, err := profile.Load(filepath.Join(cfg.Data, "profiles"))
-	if err != nil {
-		return fmt.Errorf("load profiles: %w", err)
+	if r.profiles, err = profile.Load(filepath.Join(cfg.Data, "profiles")); err != nil {
+		return r, fmt.Errorf("load profiles: %w", err)
 	}
-	if err := ensureAdminKey(ctx, st, cfg, out, log); err != nil {
-		return err
-	}
+	return r, nil
+}
 
+// localWorkerName names this server's in-process workers; their lease
+// owners start with it and a slash.
+func localWorkerName() string {
 	host, _ := os.Hostname()
-	ownerPrefix := "local/" + cmp.Or(host, "localhost") + "/"
-	if n, err := st.ReleaseOwners(ctx, ownerPrefix, time.Now()); err != nil {
+	return "local/" + cmp.Or(host, "localhost")
+}
+
+// recoverLeases gives back the tasks this server's in-process workers (lease
+// owners starting with prefix) held when it stopped: none of them runs now.
+func recoverLeases(ctx context.Context, st *sqlstore.Store, prefix string, log *slog.Logger) error {
+	n, err := st.ReleaseOwners(ctx, prefix, time.Now())
+	if err != nil {
 		return fmt.Errorf("recover tasks of the previous run: %w", err)
-	} else if n > 0 {
+	}
+	if n > 0 {
 		log.Warn("requeued tasks that were running when the server stopped", "tasks", n)
 	}
+	return nil
+}
 
+// app is what Run builds on the resources: the queue, the submitter, the
+// executor of in-process tasks, and the API and web UI behind one HTTP server.
+type app struct {
+	m    *metrics.Metrics
+	sig  *queue.Signal
+	q    *queue.Queue
+	sub  *ingest.Submitter
+	exec *pipeline.Executor
+	api  *api.Server
+	http *http.Server
+}
+
+func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	reg, m := metrics.NewRegistry()
-	reg.MustRegister(metrics.NewStoreCollector(st, log))
+	reg.MustRegister(metrics.NewStoreCollector(r.st, log))
 
 	sig := &queue.Signal{}
-	q := queue.New(st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
-	sub := ingest.New(st, sources, profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
+	q := queue.New(r.st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
+	sub := ingest.New(r.st, r.sources, r.profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
 	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
-	exec := pipeline.New(tools, storage, profiles, limits, log)
+	exec := pipeline.New(r.tools, r.storage, r.profiles, limits, log)
 
 	srv := api.New(api.Deps{
-		Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
+		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Queue:  q, Files: storage, Limits: limits, MaxStep: cfg.MaxStepSize,
+		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize,
 		Checks: []api.Check{
-			{Name: "database", Fn: st.Ping},
-			{Name: "storage", Fn: storage.Check},
-			{Name: "ffmpeg", Fn: tools.Check},
+			{Name: "database", Fn: r.st.Ping},
+			{Name: "storage", Fn: r.storage.Check},
+			{Name: "ffmpeg", Fn: r.tools.Check},
 		},
 	})
 	if err := srv.EnableUploads(filepath.Join(cfg.Data, "uploads")); err != nil {
-		return err
+		return nil, err
 	}
-	ui, err := web.New(web.Deps{API: srv, Profiles: profiles, Version: cfg.Version, Log: log})
+	ui, err := web.New(web.Deps{API: srv, Profiles: r.profiles, Version: cfg.Version, Log: log})
 	if err != nil {
-		return fmt.Errorf("web ui: %w", err)
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (pass --addr to choose another)", cfg.Addr, err)
+		return nil, fmt.Errorf("web ui: %w", err)
 	}
 	// No server-wide read or write timeout, which would cut a 2 GiB upload
 	// or an event stream: each body and response must keep moving instead.
 	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
 	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
+	return &app{m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv}, nil
+}
 
+// loop is one of the parts that run beside the HTTP server until their
+// context ends.
+type loop func(ctx context.Context) error
+
+// prepareLoops makes, without starting any, what runs beside the HTTP
+// server: the reaper and the API's sweeps, the in-process workers (named
+// local), the Kubernetes leader's work and the watch folders.
+func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logger) ([]loop, error) {
+	loops := []loop{
+		queue.NewReaper(a.q, log, a.m.Reaped).Run,
+		a.api.TendUploads,
+		a.api.TendScratch,
+		a.api.SweepKeys,
+	}
+	if cfg.LocalWorkers > 0 {
+		pool := worker.NewPool(a.q, a.exec, worker.Config{
+			Name: local, OwnerPrefix: local + "/", Slots: cfg.LocalWorkers,
+			Heartbeat: cfg.LeaseTTL / 3, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
+		}, log, a.m)
+		loops = append(loops, pool.Run)
+	}
+	if cfg.Dispatcher == DispatchKubernetes || cfg.Kube.WorkerSecret != "" {
+		lead, err := kubeLeader(cfg, r.st, a, log)
+		if err != nil {
+			return nil, err
+		}
+		loops = append(loops, lead)
+	}
+	if len(cfg.Watch) > 0 {
+		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), a.sub, r.st, r.storage, log)
+		if err != nil {
+			return nil, err
+		}
+		loops = append(loops, wt.Run)
+	}
+	return loops, nil
+}
+
+// kubeLeader connects to the cluster and returns what the server holding
+// the Kubernetes Lease runs: the dispatcher, and the key of the in-cluster
+// pull workers. Of several servers, the one holding the Lease dispatches and
+// keeps the keys. Settings errors stop the start; each term as leader gets a
+// fresh dispatcher.
+func kubeLeader(cfg Config, st kube.TaskStore, a *app, log *slog.Logger) (loop, error) {
+	cs, ns, err := kube.Connect(cfg.Kube.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	ns = cmp.Or(cfg.Kube.Namespace, ns)
+	klog.SetSlogLogger(log.With("component", "client-go")) // client-go's own reports, in herd's log
+	var kc kube.Config
+	if cfg.Dispatcher == DispatchKubernetes {
+		if kc, err = dispatcherConfig(cfg, ns); err != nil {
+			return nil, err
+		}
+		if _, err := kube.New(kc, cs, st, a.q, a.sig, log); err != nil {
+			return nil, err
+		}
+	}
+	return func(ctx context.Context) error {
+		return kube.Lead(ctx, cs, ns, kube.Identity(cfg.PodName), log, func(lctx context.Context) error {
+			lg, lgctx := errgroup.WithContext(lctx)
+			if cfg.Kube.WorkerSecret != "" {
+				lg.Go(func() error { return kube.KeepWorkerKey(lgctx, cs, st, ns, cfg.Kube.WorkerSecret, PoolWorker, 1, log) })
+			}
+			if cfg.Dispatcher == DispatchKubernetes {
+				d, err := kube.New(kc, cs, st, a.q, a.sig, log)
+				if err != nil {
+					return err
+				}
+				lg.Go(func() error { return d.Run(lgctx) })
+			}
+			return lg.Wait()
+		})
+	}, nil
+}
+
+// serve listens on cfg.Addr and runs the HTTP server and the loops until
+// ctx ends or one of them fails; then the HTTP server shuts down.
+func serve(ctx context.Context, cfg Config, a *app, loops []loop, log *slog.Logger, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (pass --addr to choose another)", cfg.Addr, err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := a.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
 		return nil
@@ -219,64 +388,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		err := httpSrv.Shutdown(sctx)
+		err := a.http.Shutdown(sctx)
 		if err == nil {
-			srv.FinalSweep(sctx)
+			a.api.FinalSweep(sctx)
 		}
 		return err
 	})
-	g.Go(func() error { return queue.NewReaper(q, log, m.Reaped).Run(gctx) })
-	g.Go(func() error { return srv.TendUploads(gctx) })
-	g.Go(func() error { return srv.TendScratch(gctx) })
-	g.Go(func() error { return srv.SweepKeys(gctx) })
-	if cfg.LocalWorkers > 0 {
-		pool := worker.NewPool(q, exec, worker.Config{
-			Name: "local/" + cmp.Or(host, "localhost"), OwnerPrefix: ownerPrefix, Slots: cfg.LocalWorkers,
-			Heartbeat: cfg.LeaseTTL / 3, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
-		}, log, m)
-		g.Go(func() error { return pool.Run(gctx) })
-	}
-	if cfg.Dispatcher == DispatchKubernetes || cfg.Kube.WorkerSecret != "" {
-		cs, ns, err := kube.Connect(cfg.Kube.Kubeconfig)
-		if err != nil {
-			return err
-		}
-		ns = cmp.Or(cfg.Kube.Namespace, ns)
-		klog.SetSlogLogger(log.With("component", "client-go")) // client-go's own reports, in herd's log
-		var kc kube.Config
-		if cfg.Dispatcher == DispatchKubernetes {
-			// Settings errors stop the start; each term as leader gets a fresh dispatcher.
-			if kc, err = dispatcherConfig(cfg, ns); err != nil {
-				return err
-			}
-			if _, err := kube.New(kc, cs, st, q, sig, log); err != nil {
-				return err
-			}
-		}
-		// Of several servers, the one holding the Lease dispatches and keeps the keys.
-		g.Go(func() error {
-			return kube.Lead(gctx, cs, ns, kube.Identity(), log, func(lctx context.Context) error {
-				lg, lgctx := errgroup.WithContext(lctx)
-				if cfg.Kube.WorkerSecret != "" {
-					lg.Go(func() error { return kube.KeepWorkerKey(lgctx, cs, st, ns, cfg.Kube.WorkerSecret, PoolWorker, 1, log) })
-				}
-				if cfg.Dispatcher == DispatchKubernetes {
-					d, err := kube.New(kc, cs, st, q, sig, log)
-					if err != nil {
-						return err
-					}
-					lg.Go(func() error { return d.Run(lgctx) })
-				}
-				return lg.Wait()
-			})
-		})
-	}
-	if len(cfg.Watch) > 0 {
-		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), sub, st, storage, log)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return wt.Run(gctx) })
+	for _, run := range loops {
+		g.Go(func() error { return run(gctx) })
 	}
 	addr := ln.Addr().String()
 	log.Info("herd is serving", "url", "http://"+addr, "data", cfg.Data, "local_workers", max(cfg.LocalWorkers, 0), "dispatcher", cfg.Dispatcher, "version", cfg.Version)
@@ -310,10 +429,7 @@ func dispatcherConfig(cfg Config, ns string) (kube.Config, error) {
 		return kc, err
 	}
 	if cfg.Kube.GPU != "" {
-		g, ok := kube.GPUKind(cfg.Kube.GPU)
-		if !ok {
-			return kc, fmt.Errorf("--kube-gpu %q: use nvidia or intel (or leave it empty for CPU-only clusters)", cfg.Kube.GPU)
-		}
+		g, _ := kube.GPUKind(cfg.Kube.GPU) // validate checked the name
 		g.MaxJobs = cmp.Or(cfg.Kube.GPUMaxJobs, g.MaxJobs)
 		if g.Template, err = kube.LoadTemplate(cfg.Kube.GPUPodTemplate); err != nil {
 			return kc, err
@@ -326,35 +442,35 @@ func dispatcherConfig(cfg Config, ns string) (kube.Config, error) {
 
 // openStorage opens where job files live: the local blob folder, or an
 // S3-compatible bucket (with blobs as local scratch space and a source cache
-// for the in-process workers).
-func openStorage(ctx context.Context, cfg Config, st store.Store, blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs, error) {
-	switch {
-	case cfg.Blob == "" || cfg.Blob == "local":
+// for the in-process workers). tasks lists a job's tasks (the store's).
+func openStorage(ctx context.Context, cfg Config, tasks func(ctx context.Context, jobID string) ([]job.Task, error), blobs *blob.Local, log *slog.Logger) (pipeline.Storage, ingest.Blobs, error) {
+	if cfg.Blob == "" || cfg.Blob == "local" {
 		return &pipeline.LocalFiles{Blobs: blobs, Log: log}, blobs, nil
-	case strings.HasPrefix(cfg.Blob, "s3://"):
-		s3cfg := cfg.S3
-		s3cfg.URL = cfg.Blob
-		tmp, err := blobs.TempDir("s3")
-		if err != nil {
-			return nil, nil, err
-		}
-		b, err := blob.OpenS3(ctx, s3cfg, tmp)
-		if err != nil {
-			return nil, nil, err
-		}
-		cache, err := blob.NewCache(filepath.Join(cfg.Data, "cache", "sources"), blob.DefaultCacheMaxAge)
-		if err != nil {
-			return nil, nil, err
-		}
-		log.Info("storing files in a bucket", "blob", b.String())
-		return &pipeline.ObjectFiles{Blobs: b, Cache: cache, Temp: blobs, Log: log, Tasks: st.Tasks}, b, nil
 	}
-	return nil, nil, fmt.Errorf("--blob %q: use local, or s3://BUCKET/PREFIX", cfg.Blob)
+	s3cfg := cfg.S3 // an s3:// URL: validate refused anything else
+	s3cfg.URL = cfg.Blob
+	tmp, err := blobs.TempDir("s3")
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := blob.OpenS3(ctx, s3cfg, tmp)
+	if err != nil {
+		return nil, nil, err
+	}
+	cache, err := blob.NewCache(filepath.Join(cfg.Data, "cache", "sources"), blob.DefaultCacheMaxAge)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("storing files in a bucket", "blob", b.String())
+	return &pipeline.ObjectFiles{Blobs: b, Cache: cache, Temp: blobs, Log: log, Tasks: tasks}, b, nil
 }
 
-// lockData takes an exclusive lock on the data folder: two servers on one
-// SQLite database would fight over leases.
+// lockData creates the data folder when missing and takes an exclusive
+// lock on it: two servers on one SQLite database would fight over leases.
 func lockData(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
 	f, err := os.OpenFile(filepath.Join(dir, "herd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
@@ -366,9 +482,18 @@ func lockData(dir string) (func(), error) {
 	return func() { _ = f.Close() }, nil
 }
 
+// adminKeys is what installing the admin key needs from the store.
+type adminKeys interface {
+	CountKeys(ctx context.Context, kind string) (int, error)
+	CreateKey(ctx context.Context, k store.Key) error
+	KeyByHash(ctx context.Context, hash string) (store.Key, error)
+	ListKeys(ctx context.Context) ([]store.Key, error)
+	RevokeKey(ctx context.Context, id string) (store.Key, error)
+}
+
 // ensureAdminKey installs the configured admin key, or on first start
 // generates one, prints it once (to a terminal only), and leaves a 0600 copy for the local CLI.
-func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writer, log *slog.Logger) error {
+func ensureAdminKey(ctx context.Context, st adminKeys, cfg Config, out io.Writer, log *slog.Logger) error {
 	now := time.Now().UTC()
 	if cfg.AdminToken != "" {
 		return installAdminToken(ctx, st, cfg.AdminToken, now, log)
@@ -404,13 +529,21 @@ func ensureAdminKey(ctx context.Context, st store.Store, cfg Config, out io.Writ
 	return nil
 }
 
+// checkAdminToken refuses an --admin-token too short to be a secret.
+func checkAdminToken(token string) error {
+	if len(token) < 16 {
+		return errors.New("the admin token must be at least 16 characters")
+	}
+	return nil
+}
+
 // installAdminToken makes the key --admin-token (HERD_ADMIN_TOKEN) gives a
 // live admin key, and retires the key an earlier, different token set: a
 // token is rotated by restarting with the new one. A token whose key an
 // admin revoked stays revoked.
-func installAdminToken(ctx context.Context, st store.Store, token string, now time.Time, log *slog.Logger) error {
-	if len(token) < 16 {
-		return errors.New("the admin token must be at least 16 characters")
+func installAdminToken(ctx context.Context, st adminKeys, token string, now time.Time, log *slog.Logger) error {
+	if err := checkAdminToken(token); err != nil {
+		return err
 	}
 	h := apikey.Hash(token)
 	k, err := st.KeyByHash(ctx, h)

@@ -56,6 +56,14 @@ type Submitter interface {
 	ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile) (job.Job, bool, error)
 }
 
+// JobStore is what the watcher needs from the store: it follows its items'
+// jobs, drops a job made from part of a file, and records deliveries.
+type JobStore interface {
+	GetJob(ctx context.Context, id string) (job.Job, error)
+	CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error)
+	AddDelivery(ctx context.Context, d store.Delivery) error
+}
+
 // Watcher runs the watch folders.
 type Watcher struct {
 	folders   []config.Watch
@@ -64,7 +72,7 @@ type Watcher struct {
 	work      string
 	root      *os.Root // the work area
 	sub       Submitter
-	st        store.Store
+	st        JobStore
 	files     pipeline.Storage
 	log       *slog.Logger
 
@@ -108,7 +116,7 @@ type observed struct {
 
 // New checks the folders' profiles and publishers and returns a Watcher.
 // work is the work area (on the data folder's file system).
-func New(folders []config.Watch, pubs map[string]config.Publisher, work string, sub Submitter, st store.Store, files pipeline.Storage, log *slog.Logger) (*Watcher, error) {
+func New(folders []config.Watch, pubs map[string]config.Publisher, work string, sub Submitter, st JobStore, files pipeline.Storage, log *slog.Logger) (*Watcher, error) {
 	w := &Watcher{folders: folders, libraries: map[string]*publish.Library{}, notifiers: map[string]*notifier{},
 		work: work, sub: sub, st: st, files: files,
 		log: log.With("component", "watch"), seen: map[string]observed{}, kept: map[string]observed{},

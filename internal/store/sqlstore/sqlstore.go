@@ -89,6 +89,14 @@ func fromMS(v sql.NullInt64) *time.Time {
 	return &t
 }
 
+// rawJSON is a nullable JSON column's value: nil for NULL.
+func rawJSON(v sql.NullString) json.RawMessage {
+	if !v.Valid {
+		return nil
+	}
+	return json.RawMessage(v.String)
+}
+
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -116,6 +124,42 @@ const jobCols = `j.id, j.state, j.profile, j.profile_version, j.idempotency_key,
 
 type scanner interface{ Scan(dest ...any) error }
 
+// collect runs a query and reads every row it returns with scan, closing
+// the rows: the one loop over *sql.Rows in the store. The slice is nil
+// when there are no rows.
+func collect[T any](ctx context.Context, q querier, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// oneErr is the error of reading one row: job.ErrNotFound, naming what,
+// when there is no row; any other error wrapped with op.
+func oneErr(err error, what, op string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%s: %w", what, job.ErrNotFound)
+	default:
+		return fmt.Errorf("%s: %w", op, err)
+	}
+}
+
 func scanJob(sc scanner) (job.Job, error) {
 	var (
 		j                 job.Job
@@ -133,12 +177,7 @@ func scanJob(sc scanner) (job.Job, error) {
 	if err := json.Unmarshal([]byte(src), &j.Source); err != nil {
 		return j, fmt.Errorf("decode job source: %w", err)
 	}
-	if plan.Valid {
-		j.Plan = json.RawMessage(plan.String)
-	}
-	if outputs.Valid {
-		j.Outputs = json.RawMessage(outputs.String)
-	}
+	j.Plan, j.Outputs = rawJSON(plan), rawJSON(outputs)
 	j.CreatedAt = time.UnixMilli(created).UTC()
 	j.StartedAt, j.FinishedAt = fromMS(started), fromMS(finished)
 	return j, nil
@@ -161,15 +200,7 @@ func (s *Store) lockJob(ctx context.Context, tx *sql.Tx, id string) (job.Job, er
 	return s.getJob(ctx, tx, id)
 }
 
-func jobErr(id string, err error) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("job %s: %w", id, job.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("get job: %w", err)
-	}
-	return nil
-}
+func jobErr(id string, err error) error { return oneErr(err, "job "+id, "get job") }
 
 // GetJob returns one job.
 func (s *Store) GetJob(ctx context.Context, id string) (job.Job, error) {
@@ -255,21 +286,9 @@ func (s *Store) ListJobs(ctx context.Context, opt store.ListOptions) ([]job.Job,
 		args = append(args, opt.Cursor)
 	}
 	args = append(args, limit+1)
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT `+jobCols+` FROM jobs j JOIN assets a ON a.id = j.asset_id WHERE `+
+	jobs, err := collect(ctx, s.r, scanJob, s.q(`SELECT `+jobCols+` FROM jobs j JOIN assets a ON a.id = j.asset_id WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY j.id DESC LIMIT ?`), args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	defer rows.Close()
-	var jobs []job.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list jobs: %w", err)
-		}
-		jobs = append(jobs, j)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
 	}
 	next := ""
@@ -306,29 +325,18 @@ func scanTask(sc scanner) (job.Task, error) {
 	if err := json.Unmarshal([]byte(cmds), &t.Commands); err != nil {
 		return t, fmt.Errorf("decode commands: %w", err)
 	}
-	if result.Valid {
-		t.Result = json.RawMessage(result.String)
-	}
+	t.Result = rawJSON(result)
 	t.LeaseExpiry, t.StartedAt, t.FinishedAt = fromMS(lease), fromMS(started), fromMS(finished)
 	t.RunAfter = time.UnixMilli(runAfter).UTC()
 	return t, nil
 }
 
 func (s *Store) tasks(ctx context.Context, q querier, jobID string) ([]job.Task, error) {
-	rows, err := q.QueryContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE job_id = ? ORDER BY seq`), jobID)
+	ts, err := collect(ctx, q, scanTask, s.q(`SELECT `+taskCols+` FROM tasks WHERE job_id = ? ORDER BY seq`), jobID)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
-	defer rows.Close()
-	var out []job.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tasks: %w", err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return ts, nil
 }
 
 // Tasks lists a job's tasks in pipeline order.
@@ -440,11 +448,8 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed
 func (s *Store) leased(ctx context.Context, tx *sql.Tx, l job.Lease) (job.Task, error) {
 	var jobID string
 	err := tx.QueryRowContext(ctx, s.q(`SELECT job_id FROM tasks WHERE id = ?`), l.TaskID).Scan(&jobID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return job.Task{}, fmt.Errorf("task %s: %w", l.TaskID, job.ErrNotFound)
-	}
 	if err != nil {
-		return job.Task{}, fmt.Errorf("load task: %w", err)
+		return job.Task{}, oneErr(err, "task "+l.TaskID, "load task")
 	}
 	if _, err := s.lockJob(ctx, tx, jobID); err != nil {
 		return job.Task{}, err
@@ -630,48 +635,14 @@ func (s *Store) stillLeased(ctx context.Context, tx *sql.Tx, t job.Task) (job.Ta
 	return cur, cur.State == job.TaskRunning && cur.Fence == t.Fence && cur.LeaseOwner == t.LeaseOwner, nil
 }
 
-func (s *Store) runningWhere(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]job.Task, error) {
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE state = 'running' AND `+where), args...)
-	if err != nil {
-		return nil, fmt.Errorf("find leases: %w", err)
-	}
-	defer rows.Close()
-	var out []job.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
-}
-
 // ReapExpired treats every expired lease as a lost worker: a retryable failure.
 func (s *Store) ReapExpired(ctx context.Context, now time.Time, backoff time.Duration) (int, error) {
-	n := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		ts, err := s.runningWhere(ctx, tx, "lease_expires < ?", ms(now))
-		if err != nil {
-			return err
+	return s.failLost(ctx, now, "lease_expires < ?", ms(now), func(t job.Task) (job.Failure, bool) {
+		if t.LeaseExpiry == nil || !t.LeaseExpiry.Before(now) {
+			return job.Failure{}, false // a heartbeat came while we waited for the job's lock
 		}
-		for _, t := range ts {
-			t, ok, err := s.stillLeased(ctx, tx, t)
-			if err != nil {
-				return err
-			}
-			if !ok || t.LeaseExpiry == nil || !t.LeaseExpiry.Before(now) {
-				continue // finished, or heartbeat, while we waited for the job's lock
-			}
-			f := job.Failure{Message: fmt.Sprintf("worker %s stopped answering (lease expired)", t.Worker), Code: "worker_lost", Backoff: backoff}
-			if err := s.failTask(ctx, tx, t, f, now); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
+		return job.Failure{Message: fmt.Sprintf("worker %s stopped answering (lease expired)", t.Worker), Code: "worker_lost", Backoff: backoff}, true
 	})
-	return n, err
 }
 
 // ReleaseOwners gives back the leases of executors that cannot be alive.
@@ -680,11 +651,22 @@ func (s *Store) ReleaseOwners(ctx context.Context, prefix string, now time.Time)
 }
 
 func (s *Store) releaseOwners(ctx context.Context, prefix string, now time.Time, why string) (int, error) {
+	return s.failLost(ctx, now, `lease_owner LIKE ? ESCAPE '\'`, likePrefix(prefix), func(job.Task) (job.Failure, bool) {
+		// The attempt did run (and may have crashed the process), so it counts.
+		return job.Failure{Message: why, Code: "worker_lost", Backoff: time.Millisecond}, true
+	})
+}
+
+// failLost fails, in one transaction, the running tasks that where (with
+// its one argument) selects and whose worker lost says is gone, and says
+// how many. lost sees each task as it is once its job is locked; a task
+// that finished or changed hands meanwhile is left alone.
+func (s *Store) failLost(ctx context.Context, now time.Time, where string, arg any, lost func(job.Task) (job.Failure, bool)) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		ts, err := s.runningWhere(ctx, tx, `lease_owner LIKE ? ESCAPE '\'`, likePrefix(prefix))
+		ts, err := collect(ctx, tx, scanTask, s.q(`SELECT `+taskCols+` FROM tasks WHERE state = 'running' AND `+where), arg)
 		if err != nil {
-			return err
+			return fmt.Errorf("find leases: %w", err)
 		}
 		for _, t := range ts {
 			t, ok, err := s.stillLeased(ctx, tx, t)
@@ -694,8 +676,10 @@ func (s *Store) releaseOwners(ctx context.Context, prefix string, now time.Time,
 			if !ok {
 				continue
 			}
-			// The attempt did run (and may have crashed the process), so it counts.
-			f := job.Failure{Message: why, Code: "worker_lost", Backoff: time.Millisecond}
+			f, ok := lost(t)
+			if !ok {
+				continue
+			}
 			if err := s.failTask(ctx, tx, t, f, now); err != nil {
 				return err
 			}
@@ -726,37 +710,22 @@ func (s *Store) NextWake(ctx context.Context) (time.Time, error) {
 
 // CancelJob cancels a job that has not finished.
 func (s *Store) CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error) {
-	var out job.Job
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		j, err := s.lockJob(ctx, tx, id)
-		if err != nil {
-			return err
-		}
+	return s.changeJob(ctx, id, func(tx *sql.Tx, j job.Job) error {
 		if j.State.Final() {
 			return fmt.Errorf("job %s is already %s: %w", id, j.State, job.ErrConflict)
 		}
-		if err := s.endJob(ctx, tx, id, job.Canceled, "canceled by request", "canceled", now); err != nil {
-			return err
-		}
-		out, err = s.getJob(ctx, tx, id)
-		return err
+		return s.endJob(ctx, tx, id, job.Canceled, "canceled by request", "canceled", now)
 	})
-	return out, err
 }
 
 // RetryJob queues a failed or canceled job again. Tasks that succeeded keep their results.
 func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job, error) {
-	var out job.Job
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		j, err := s.lockJob(ctx, tx, id)
-		if err != nil {
-			return err
-		}
+	return s.changeJob(ctx, id, func(tx *sql.Tx, j job.Job) error {
 		if j.State != job.Failed && j.State != job.Canceled {
 			return fmt.Errorf("job %s is %s; only failed or canceled jobs can be retried: %w", id, j.State, job.ErrConflict)
 		}
 		var live string
-		err = tx.QueryRowContext(ctx, s.q(`SELECT id FROM jobs WHERE idempotency_key = ? AND state NOT IN ('failed', 'canceled')`), j.IdempotencyKey).Scan(&live)
+		err := tx.QueryRowContext(ctx, s.q(`SELECT id FROM jobs WHERE idempotency_key = ? AND state NOT IN ('failed', 'canceled')`), j.IdempotencyKey).Scan(&live)
 		if err == nil {
 			return fmt.Errorf("job %s already makes the same outputs from the same source: %w", live, job.ErrConflict)
 		}
@@ -790,7 +759,20 @@ func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job
 			ms(now), id); err != nil {
 			return fmt.Errorf("requeue job: %w", err)
 		}
-		if err := s.refreshJob(ctx, tx, id, now); err != nil {
+		return s.refreshJob(ctx, tx, id, now)
+	})
+}
+
+// changeJob runs change on job id in one transaction, with the job's row
+// locked, and returns the job as change left it.
+func (s *Store) changeJob(ctx context.Context, id string, change func(tx *sql.Tx, j job.Job) error) (job.Job, error) {
+	var out job.Job
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		j, err := s.lockJob(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := change(tx, j); err != nil {
 			return err
 		}
 		out, err = s.getJob(ctx, tx, id)
@@ -802,41 +784,35 @@ func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job
 // Stats counts jobs by state and queued tasks by profile.
 func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	st := store.Stats{JobsByState: map[job.State]int{}, QueueByProfile: map[string]int{}}
-	rows, err := s.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM jobs GROUP BY state`)
+	type count struct {
+		profile, state string
+		n              int
+	}
+	jobs, err := collect(ctx, s.r, func(sc scanner) (count, error) {
+		var c count
+		err := sc.Scan(&c.state, &c.n)
+		return c, err
+	}, `SELECT state, COUNT(*) FROM jobs GROUP BY state`)
 	if err != nil {
 		return st, fmt.Errorf("count jobs: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var state string
-		var n int
-		if err := rows.Scan(&state, &n); err != nil {
-			return st, err
-		}
-		st.JobsByState[job.State(state)] = n
+	for _, c := range jobs {
+		st.JobsByState[job.State(c.state)] = c.n
 	}
-	if err := rows.Err(); err != nil {
-		return st, err
-	}
-	rows2, err := s.r.QueryContext(ctx, `SELECT profile, state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running') GROUP BY profile, state`)
+	tasks, err := collect(ctx, s.r, func(sc scanner) (count, error) {
+		var c count
+		err := sc.Scan(&c.profile, &c.state, &c.n)
+		return c, err
+	}, `SELECT profile, state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running') GROUP BY profile, state`)
 	if err != nil {
 		return st, fmt.Errorf("count tasks: %w", err)
 	}
-	defer rows2.Close()
-	for rows2.Next() {
-		var p, state string
-		var n int
-		if err := rows2.Scan(&p, &state, &n); err != nil {
-			return st, err
-		}
-		if state == string(job.TaskQueued) {
-			st.QueueByProfile[p] += n
+	for _, c := range tasks {
+		if c.state == string(job.TaskQueued) {
+			st.QueueByProfile[c.profile] += c.n
 		} else {
-			st.RunningTasks += n
+			st.RunningTasks += c.n
 		}
-	}
-	if err := rows2.Err(); err != nil {
-		return st, err
 	}
 	d, err := s.Depth(ctx) // the one home of the backlog's formula
 	if err != nil {
@@ -866,35 +842,35 @@ func (s *Store) Depth(ctx context.Context) (store.Depth, error) {
 
 // Throughput counts ended jobs per clock hour (finished_at is in ms).
 func (s *Store) Throughput(ctx context.Context, since time.Time) ([]store.HourCount, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT finished_at / 3600000 AS h, state, COUNT(*), AVG(CASE WHEN speed > 0 THEN speed END)
+	type count struct {
+		h     int64
+		state string
+		n     int
+		speed sql.NullFloat64
+	}
+	counts, err := collect(ctx, s.r, func(sc scanner) (count, error) {
+		var c count
+		err := sc.Scan(&c.h, &c.state, &c.n, &c.speed)
+		return c, err
+	}, s.q(`SELECT finished_at / 3600000 AS h, state, COUNT(*), AVG(CASE WHEN speed > 0 THEN speed END)
 		FROM jobs WHERE finished_at >= ? AND state IN ('succeeded', 'failed') GROUP BY h, state ORDER BY h`), ms(since))
 	if err != nil {
 		return nil, fmt.Errorf("throughput: %w", err)
 	}
-	defer rows.Close()
 	var out []store.HourCount
-	for rows.Next() {
-		var (
-			h     int64
-			state string
-			n     int
-			speed sql.NullFloat64
-		)
-		if err := rows.Scan(&h, &state, &n, &speed); err != nil {
-			return nil, fmt.Errorf("throughput: %w", err)
-		}
-		hour := time.UnixMilli(h * 3600000).UTC()
+	for _, n := range counts {
+		hour := time.UnixMilli(n.h * 3600000).UTC()
 		if len(out) == 0 || !out[len(out)-1].Hour.Equal(hour) {
 			out = append(out, store.HourCount{Hour: hour})
 		}
 		c := &out[len(out)-1]
-		if state == string(job.Succeeded) {
-			c.Succeeded, c.Speed = n, speed.Float64
+		if n.state == string(job.Succeeded) {
+			c.Succeeded, c.Speed = n.n, n.speed.Float64
 		} else {
-			c.Failed = n
+			c.Failed = n.n
 		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // PutAsset stores an asset, or returns the one with the same sha256.
@@ -938,11 +914,8 @@ func (s *Store) assetBySHA(ctx context.Context, q querier, sha string) (job.Asse
 	var created int64
 	err := q.QueryRowContext(ctx, s.q(`SELECT id, name, size, sha256, blob_key, created_at FROM assets WHERE sha256 = ?`), sha).
 		Scan(&a.ID, &a.Name, &a.Size, &a.SHA256, &a.Key, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return a, fmt.Errorf("asset %s: %w", sha, job.ErrNotFound)
-	}
 	if err != nil {
-		return a, fmt.Errorf("get asset: %w", err)
+		return a, oneErr(err, "asset "+sha, "get asset")
 	}
 	a.CreatedAt = time.UnixMilli(created).UTC()
 	return a, nil
@@ -987,31 +960,16 @@ func (s *Store) KeyByHash(ctx context.Context, hash string) (store.Key, error) {
 
 func (s *Store) keyWhere(ctx context.Context, q querier, where string, arg any) (store.Key, error) {
 	k, err := scanKey(q.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` WHERE `+where), arg))
-	if errors.Is(err, sql.ErrNoRows) {
-		return k, fmt.Errorf("key: %w", job.ErrNotFound)
-	}
-	if err != nil {
-		return k, fmt.Errorf("get key: %w", err)
-	}
-	return k, nil
+	return k, oneErr(err, "key", "get key")
 }
 
 // ListKeys lists every key, oldest first.
 func (s *Store) ListKeys(ctx context.Context) ([]store.Key, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+keyCols+` ORDER BY k.created_at, k.id`)
+	keys, err := collect(ctx, s.r, scanKey, `SELECT `+keyCols+` ORDER BY k.created_at, k.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	defer rows.Close()
-	out := []store.Key{}
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return nonNil(keys), nil
 }
 
 // CountKeys counts live keys of a kind.
@@ -1071,13 +1029,7 @@ func (s *Store) SweepExpiredKeys(ctx context.Context, before time.Time) (int, er
 // GetTask returns one task.
 func (s *Store) GetTask(ctx context.Context, id string) (job.Task, error) {
 	t, err := scanTask(s.r.QueryRowContext(ctx, s.q(`SELECT `+taskCols+` FROM tasks WHERE id = ?`), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return t, fmt.Errorf("task %s: %w", id, job.ErrNotFound)
-	}
-	if err != nil {
-		return t, fmt.Errorf("get task: %w", err)
-	}
-	return t, nil
+	return t, oneErr(err, "task "+id, "get task")
 }
 
 // PutWorker registers or re-registers a worker.
@@ -1114,31 +1066,16 @@ func scanWorker(sc scanner) (store.Worker, error) {
 // GetWorker returns one worker.
 func (s *Store) GetWorker(ctx context.Context, name string) (store.Worker, error) {
 	w, err := scanWorker(s.r.QueryRowContext(ctx, s.q(`SELECT `+workerCols+` FROM workers WHERE name = ?`), name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return w, fmt.Errorf("worker %s: %w", name, job.ErrNotFound)
-	}
-	if err != nil {
-		return w, fmt.Errorf("get worker: %w", err)
-	}
-	return w, nil
+	return w, oneErr(err, "worker "+name, "get worker")
 }
 
 // ListWorkers lists every worker by name.
 func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+workerCols+` FROM workers ORDER BY name`)
+	ws, err := collect(ctx, s.r, scanWorker, `SELECT `+workerCols+` FROM workers ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Worker
-	for rows.Next() {
-		w, err := scanWorker(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list workers: %w", err)
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	return ws, nil
 }
 
 // SeenWorker records a contact; with nil caps only the time.
@@ -1180,20 +1117,11 @@ func (s *Store) SetWorkerState(ctx context.Context, name, state string, now time
 
 // RunningTasks lists every task being run now.
 func (s *Store) RunningTasks(ctx context.Context) ([]job.Task, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE state = 'running' ORDER BY started_at`)
+	ts, err := collect(ctx, s.r, scanTask, `SELECT `+taskCols+` FROM tasks WHERE state = 'running' ORDER BY started_at`)
 	if err != nil {
 		return nil, fmt.Errorf("list running tasks: %w", err)
 	}
-	defer rows.Close()
-	var out []job.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list running tasks: %w", err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return ts, nil
 }
 
 // AddDelivery records one delivery attempt.
@@ -1208,23 +1136,27 @@ func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
 
 // Deliveries lists a job's delivery attempts, oldest first.
 func (s *Store) Deliveries(ctx context.Context, jobID string) ([]store.Delivery, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT publisher, type, event, attempt, ok, final, detail, at FROM deliveries WHERE job_id = ? ORDER BY id`), jobID)
-	if err != nil {
-		return nil, fmt.Errorf("list deliveries: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Delivery{}
-	for rows.Next() {
+	ds, err := collect(ctx, s.r, func(sc scanner) (store.Delivery, error) {
 		d := store.Delivery{JobID: jobID}
 		var ok, final int
 		var at int64
-		if err := rows.Scan(&d.Publisher, &d.Type, &d.Event, &d.Attempt, &ok, &final, &d.Detail, &at); err != nil {
-			return nil, fmt.Errorf("list deliveries: %w", err)
-		}
+		err := sc.Scan(&d.Publisher, &d.Type, &d.Event, &d.Attempt, &ok, &final, &d.Detail, &at)
 		d.OK, d.Final, d.At = ok == 1, final == 1, time.UnixMilli(at).UTC()
-		out = append(out, d)
+		return d, err
+	}, s.q(`SELECT publisher, type, event, attempt, ok, final, detail, at FROM deliveries WHERE job_id = ? ORDER BY id`), jobID)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
-	return out, rows.Err()
+	return nonNil(ds), nil
+}
+
+// nonNil makes an empty list an empty slice, not nil: lists the API
+// shows as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func boolInt(b bool) int {
