@@ -3,6 +3,9 @@ module github.com/herdhq/herd
 go 1.26.8
 
 require (
+	github.com/Eyevinn/dash-mpd v0.12.0
+	github.com/Eyevinn/hls-m3u8 v0.6.4
+	github.com/Eyevinn/mp4ff v0.50.0
 	github.com/minio/minio-go/v7 v7.4.1
 	github.com/prometheus/client_golang v1.25.0
 	go.yaml.in/yaml/v3 v3.0.6
@@ -14,7 +17,10 @@ require (
 	k8s.io/utils v0.0.0-20251002143259-bc988d571ff4
 )
 
-require github.com/kylelemons/godebug v1.1.0 // indirect
+require (
+	github.com/barkimedes/go-deepcopy v0.0.0-20220514131651-17c30cfc62df // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
+)
 
 require (
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/Eyevinn/hls-m3u8/m3u8"
 )
 
 // input is a clip the scenarios encode, made from the real sample clip.
@@ -137,11 +139,6 @@ func ssim(ctx context.Context, log, source string, w, h int, files []string) ([]
 	return out, nil
 }
 
-var (
-	resolution = regexp.MustCompile(`RESOLUTION=(\d+)x(\d+)`)
-	initMap    = regexp.MustCompile(`^#EXT-X-MAP:.*URI="([^"]+)"`)
-)
-
 // rendition is one video rung of an HLS output, made into one file.
 type rendition struct {
 	Width, Height int
@@ -161,25 +158,23 @@ func localOpener(dir string) opener {
 // flattenHLS reads a master playlist (fMP4 renditions) and writes each video
 // rendition as one file into dir (prefix-N.mp4), so that any tool can read it.
 func flattenHLS(open opener, master, dir, prefix string) ([]rendition, error) {
-	lines, err := readLines(open, master)
+	pl, err := decodePlaylist(open, master, m3u8.MASTER)
 	if err != nil {
 		return nil, err
 	}
 	base := path.Dir(master)
 	var out []rendition
-	for i := 0; i < len(lines); i++ {
-		attrs, ok := strings.CutPrefix(lines[i], "#EXT-X-STREAM-INF:")
-		if !ok || i+1 >= len(lines) {
+	for _, v := range pl.(*m3u8.MasterPlaylist).Variants {
+		if v.Iframe {
 			continue
 		}
 		r := rendition{}
-		if m := resolution.FindStringSubmatch(attrs); m != nil {
-			r.Width, _ = strconv.Atoi(m[1])
-			r.Height, _ = strconv.Atoi(m[2])
+		if w, h, ok := strings.Cut(v.Resolution, "x"); ok {
+			r.Width, _ = strconv.Atoi(w)
+			r.Height, _ = strconv.Atoi(h)
 		}
-		media := path.Join(base, lines[i+1])
 		r.File = filepath.Join(dir, fmt.Sprintf("%s-%d.mp4", prefix, len(out)))
-		if r.Bytes, err = concatMedia(open, media, r.File); err != nil {
+		if r.Bytes, err = concatMedia(open, path.Join(base, v.URI), r.File); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
@@ -192,17 +187,19 @@ func flattenHLS(open opener, master, dir, prefix string) ([]rendition, error) {
 
 // concatMedia writes a media playlist's init segment and segments to one file.
 func concatMedia(open opener, media, to string) (int64, error) {
-	lines, err := readLines(open, media)
+	pl, err := decodePlaylist(open, media, m3u8.MEDIA)
 	if err != nil {
 		return 0, err
 	}
+	mp := pl.(*m3u8.MediaPlaylist)
 	base := path.Dir(media)
 	var parts []string
-	for _, l := range lines {
-		if m := initMap.FindStringSubmatch(l); m != nil {
-			parts = append(parts, path.Join(base, m[1]))
-		} else if l != "" && !strings.HasPrefix(l, "#") {
-			parts = append(parts, path.Join(base, l))
+	if mp.Map != nil {
+		parts = append(parts, path.Join(base, mp.Map.URI))
+	}
+	for _, seg := range mp.Segments {
+		if seg != nil {
+			parts = append(parts, path.Join(base, seg.URI))
 		}
 	}
 	f, err := os.Create(to)
@@ -227,21 +224,21 @@ func concatMedia(open opener, media, to string) (int64, error) {
 	return n, f.Close()
 }
 
-func readLines(open opener, name string) ([]string, error) {
+// decodePlaylist reads an HLS playlist of the kind wanted with hls-m3u8.
+func decodePlaylist(open opener, name string, want m3u8.ListType) (m3u8.Playlist, error) {
 	rc, err := open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(rc)
+	pl, kind, err := m3u8.DecodeFrom(rc, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	lines := strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
+	if kind != want {
+		return nil, fmt.Errorf("%s: not the playlist kind expected", name)
 	}
-	return lines, nil
+	return pl, nil
 }
 
 // have reports whether a program is on PATH.

@@ -142,11 +142,10 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 			"-f", "dash",
 			"-seg_duration", ftoa(pl.SegmentSeconds),
 			"-use_template", "1", "-use_timeline", "1",
-			"-hls_playlist", "1", "-hls_master_name", MasterName,
 			"-adaptation_sets", sets,
 			"-dash_segment_type", "mp4",
-			"-init_seg_name", "init-$RepresentationID$.m4s",
-			"-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s",
+			"-init_seg_name", initTemplate,
+			"-media_seg_name", mediaTemplate,
 			"file:"+filepath.Join(outDir, ManifestName))
 	case profile.FormatMP4:
 		args = append(args, "-movflags", "+faststart", "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))

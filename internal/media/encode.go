@@ -9,11 +9,12 @@ import (
 	"strings"
 
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/safefs"
 )
 
-// Encode runs EncodeArgs and, for hls, rewrites outDir/master.m3u8 with
-// BANDWIDTH, AVERAGE-BANDWIDTH, RESOLUTION, CODECS and FRAME-RATE measured
-// from the segments on disk. It returns every argv it ran.
+// Encode runs EncodeArgs and, for hls, writes the HLS playlists and the DASH
+// manifest over the segments ffmpeg wrote (see package pack): rates, codecs
+// and timing measured from the segments on disk. It returns every argv it ran.
 func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
 	in, out, err := absPaths(input, outDir)
 	if err != nil {
@@ -28,7 +29,7 @@ func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progr
 		return ran, fmt.Errorf("encode: %w", err)
 	}
 	if pl.Format == profile.FormatHLS {
-		if err := pl.writeMaster(out); err != nil {
+		if _, err := pl.packageHLS(out); err != nil {
 			return ran, fmt.Errorf("encode: %w", err)
 		}
 	}
@@ -124,9 +125,19 @@ func (t Tools) Thumbnails(ctx context.Context, pl *Plan, input, outDir string) (
 		if err := t.Run(ctx, args, nil); err != nil {
 			return ran, fmt.Errorf("make sprite: %w", err)
 		}
-		if err := writeFileAtomic(filepath.Join(out, VTTName), []byte(pl.ThumbnailsVTT())); err != nil {
+		if err := writeAtomic(out, VTTName, []byte(pl.ThumbnailsVTT())); err != nil {
 			return ran, fmt.Errorf("make sprite: %w", err)
 		}
 	}
 	return ran, nil
+}
+
+// writeAtomic writes dir/name atomically.
+func writeAtomic(dir, name string, data []byte) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return safefs.WriteFile(root, name, data, 0o644)
 }

@@ -16,7 +16,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/Eyevinn/dash-mpd/mpd"
+	"github.com/Eyevinn/hls-m3u8/m3u8"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/pack"
 )
 
 // pipeline admits, plans, encodes, makes thumbnails and verifies one input.
@@ -98,50 +102,54 @@ func TestWebHLS(t *testing.T) {
 		{Name: "240p", Width: 426, Height: 240, Bitrate: 400_000, MaxRate: 428_000, BufSize: 600_000},
 	}, pl.Rungs)
 
-	// The master playlist, with every attribute, from our own parser.
-	data, err := os.ReadFile(filepath.Join(dir, MasterName))
+	// The master playlist, with every attribute, read with hls-m3u8.
+	master, err := pack.ReadMaster(filepath.Join(dir, MasterName))
 	require.NoError(t, err)
-	master, err := parseMasterPlaylist(bytes.NewReader(data))
-	require.NoError(t, err, "%s", data)
-	require.Len(t, master.Variants, 2)
-	require.Len(t, master.Media, 1)
-	require.Equal(t, "AUDIO", master.Media[0]["TYPE"])
-	codecs := regexp.MustCompile(`^avc1\.64[0-9a-f]{4},mp4a\.40\.2$`)
-	for i, v := range master.Variants {
+	var variants []*m3u8.Variant
+	for _, v := range master.Variants {
+		if !v.Iframe {
+			variants = append(variants, v)
+		}
+	}
+	require.Len(t, variants, 2)
+	require.Len(t, master.Variants, 4, "two rungs and their I-frame playlists")
+	alts := master.GetAllAlternatives()
+	require.Len(t, alts, 1)
+	require.Equal(t, "AUDIO", alts[0].Type)
+	codecs := regexp.MustCompile(`^avc1\.64[0-9A-F]{4},mp4a\.40\.2$`)
+	for i, v := range variants {
 		r := pl.Rungs[i]
-		require.Equal(t, strconv.Itoa(r.Width)+"x"+strconv.Itoa(r.Height), v.Attrs["RESOLUTION"])
-		require.Regexp(t, codecs, v.Attrs["CODECS"])
-		require.Equal(t, "25.000", v.Attrs["FRAME-RATE"])
-		require.Equal(t, master.Media[0]["GROUP-ID"], v.Attrs["AUDIO"])
-		bw, err := strconv.ParseInt(v.Attrs["BANDWIDTH"], 10, 64)
-		require.NoError(t, err)
-		avg, err := strconv.ParseInt(v.Attrs["AVERAGE-BANDWIDTH"], 10, 64)
-		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(r.Width)+"x"+strconv.Itoa(r.Height), v.Resolution)
+		require.Regexp(t, codecs, v.Codecs)
+		require.InDelta(t, 25.0, v.FrameRate, 0.001)
+		require.Equal(t, alts[0].GroupId, v.Audio)
+		bw, avg := int64(v.Bandwidth), int64(v.AverageBandwidth)
 		require.Positive(t, avg)
 		require.GreaterOrEqual(t, bw, avg, "peak below average")
 		require.Less(t, avg, 3*r.MaxRate, "average far above the rung's rate")
 
 		// Segments: ~4 s except the last; each starts with a keyframe and decodes.
-		mp, err := parseMediaPlaylist(mustOpen(t, filepath.Join(dir, v.URI)))
+		mp, err := pack.ReadMedia(filepath.Join(dir, v.URI))
 		require.NoError(t, err)
-		require.True(t, mp.Ended)
-		require.GreaterOrEqual(t, len(mp.Segments), 2)
+		require.True(t, mp.Closed)
+		segments := pack.Segments(mp)
+		require.GreaterOrEqual(t, len(segments), 2)
 		total := 0.0
-		for j, s := range mp.Segments {
+		for j, s := range segments {
 			total += s.Duration
-			if j < len(mp.Segments)-1 {
+			if j < len(segments)-1 {
 				require.InDelta(t, pl.SegmentSeconds, s.Duration, 0.1, "segment %d", j)
 			}
 			joined := filepath.Join(t.TempDir(), "seg.mp4")
-			catFiles(t, joined, filepath.Join(dir, mp.Init), filepath.Join(dir, s.URI))
+			catFiles(t, joined, filepath.Join(dir, mp.Map.URI), filepath.Join(dir, s.URI))
 			pt, key := firstFrame(t, joined)
 			require.True(t, key, "segment %s does not start with a keyframe", s.URI)
 			require.Equal(t, "I", pt)
 		}
 		require.InDelta(t, 6, total, 0.5)
 		all := filepath.Join(t.TempDir(), "all.mp4")
-		segs := []string{filepath.Join(dir, mp.Init)}
-		for _, s := range mp.Segments {
+		segs := []string{filepath.Join(dir, mp.Map.URI)}
+		for _, s := range segments {
 			segs = append(segs, filepath.Join(dir, s.URI))
 		}
 		catFiles(t, all, segs...)
@@ -149,15 +157,18 @@ func TestWebHLS(t *testing.T) {
 	}
 
 	// The DASH manifest lists the same rungs.
-	mpdData, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	m, err := pack.ReadManifest(filepath.Join(dir, ManifestName))
 	require.NoError(t, err)
-	m, err := parseMPD(mpdData)
-	require.NoError(t, err)
-	reps := m.videoRepresentations()
+	var reps []*mpd.RepresentationType
+	for _, as := range m.Periods[0].AdaptationSets {
+		if as.ContentType == "video" {
+			reps = append(reps, as.Representations...)
+		}
+	}
 	require.Len(t, reps, 2)
 	for i, r := range reps {
-		require.Equal(t, pl.Rungs[i].Width, r.Width)
-		require.Equal(t, pl.Rungs[i].Height, r.Height)
+		require.EqualValues(t, pl.Rungs[i].Width, r.Width)
+		require.EqualValues(t, pl.Rungs[i].Height, r.Height)
 	}
 
 	// Outputs: quality, sizes, thumbnails.
@@ -185,7 +196,7 @@ func TestWebHLS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, strings.Count(string(vtt), "sprite.jpg#xywh="))
 	require.Contains(t, string(vtt), "00:00:04.000 --> 00:00:06.000\nsprite.jpg#xywh=320,0,160,90\n")
-	data, err = json.Marshal(outs)
+	data, err := json.Marshal(outs)
 	require.NoError(t, err)
 	require.Contains(t, string(data), `"ssim":`)
 }
@@ -298,13 +309,6 @@ func TestWebHLSRealMPEG2NoAudio(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(data), "AUDIO")
 	require.Regexp(t, `CODECS="avc1\.64[0-9a-f]{4}"`, string(data))
-}
-
-func mustOpen(t *testing.T, path string) io.Reader {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
-	return bytes.NewReader(data)
 }
 
 // boxOrder returns the top-level box types of an MP4 file.

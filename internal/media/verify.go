@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"image/jpeg"
@@ -16,6 +15,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/Eyevinn/hls-m3u8/m3u8"
+
+	"github.com/herdhq/herd/internal/pack"
 	"github.com/herdhq/herd/internal/profile"
 )
 
@@ -79,52 +81,66 @@ type verifier struct {
 	ran          [][]string
 }
 
-// hls checks the master playlist, the DASH manifest and every rendition.
+// hls checks the master playlist, the DASH manifest and every rendition:
+// each media playlist's segments are read again (package pack checks their
+// boxes, timing and keyframes) and decoded.
 func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 	pl := v.pl
-	masterData, err := os.ReadFile(filepath.Join(v.out, MasterName))
+	master, err := pack.ReadMaster(filepath.Join(v.out, MasterName))
 	if err != nil {
 		return nil, fmt.Errorf("read master playlist: %w", err)
 	}
-	master, err := parseMasterPlaylist(strings.NewReader(string(masterData)))
-	if err != nil {
-		return nil, err
-	}
-	mpdData, err := os.ReadFile(filepath.Join(v.out, ManifestName))
+	manifest, err := pack.ReadManifest(filepath.Join(v.out, ManifestName))
 	if err != nil {
 		return nil, fmt.Errorf("read dash manifest: %w", err)
 	}
-	mpd, err := parseMPD(mpdData)
+	masterSize, err := fileSize(v.out, MasterName)
+	if err != nil {
+		return nil, err
+	}
+	mpdSize, err := fileSize(v.out, ManifestName)
 	if err != nil {
 		return nil, err
 	}
 	outputs := []Output{
-		{Name: "master", Kind: "hls", Path: MasterName, Size: int64(len(masterData)), Duration: pl.Duration},
-		{Name: "manifest", Kind: "dash", Path: ManifestName, Size: int64(len(mpdData)), Duration: pl.Duration},
+		{Name: "master", Kind: "hls", Path: MasterName, Size: masterSize, Duration: pl.Duration},
+		{Name: "manifest", Kind: "dash", Path: ManifestName, Size: mpdSize, Duration: pl.Duration},
 	}
 
 	want := make([]string, len(pl.Rungs))
 	for i, r := range pl.Rungs {
 		want[i] = fmt.Sprintf("%dx%d", r.Width, r.Height)
 	}
-	var inMaster, inMPD []string
+	var variants []*m3u8.Variant
+	var inMaster, inIFrames, inMPD []string
 	for _, vr := range master.Variants {
-		inMaster = append(inMaster, vr.Attrs["RESOLUTION"])
+		if vr.Iframe {
+			inIFrames = append(inIFrames, vr.Resolution)
+			continue
+		}
+		variants = append(variants, vr)
+		inMaster = append(inMaster, vr.Resolution)
 	}
-	for _, r := range mpd.videoRepresentations() {
-		inMPD = append(inMPD, fmt.Sprintf("%dx%d", r.Width, r.Height))
+	for _, p := range manifest.Periods {
+		for _, as := range p.AdaptationSets {
+			for _, r := range as.Representations {
+				if as.ContentType == "video" || strings.HasPrefix(as.MimeType, "video/") {
+					inMPD = append(inMPD, fmt.Sprintf("%dx%d", r.Width, r.Height))
+				}
+			}
+		}
 	}
-	slices.Sort(want)
-	slices.Sort(inMaster)
-	slices.Sort(inMPD)
-	if !slices.Equal(want, inMaster) || !slices.Equal(want, inMPD) {
-		return nil, fmt.Errorf("rungs differ: plan %v, master playlist %v, dash manifest %v", want, inMaster, inMPD)
+	for _, l := range [][]string{want, inMaster, inIFrames, inMPD} {
+		slices.Sort(l)
+	}
+	if !slices.Equal(want, inMaster) || !slices.Equal(want, inIFrames) || !slices.Equal(want, inMPD) {
+		return nil, fmt.Errorf("rungs differ: plan %v, master playlist %v, I-frame playlists %v, dash manifest %v", want, inMaster, inIFrames, inMPD)
 	}
 
 	var files []string
 	var rungs []Output
-	for _, vr := range master.Variants {
-		st, err := measureStream(v.out, localName(vr.URI))
+	for _, vr := range variants {
+		st, err := v.stream(vr.URI)
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +153,7 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 			return nil, fmt.Errorf("rung %s: %w", vr.URI, err)
 		}
 		o.Name = fmt.Sprintf("%dp", min(o.Width, o.Height))
-		o.Kind, o.Path, o.Size, o.Bitrate = "hls", localName(vr.URI), st.Bytes, st.Average
+		o.Kind, o.Path, o.Size, o.Bitrate = "hls", localName(vr.URI), st.bytes, st.Average(false)
 		rungs = append(rungs, o)
 		files = append(files, file)
 	}
@@ -146,11 +162,11 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 	}
 	outputs = append(outputs, rungs...)
 
-	for _, m := range master.Media {
-		if m["TYPE"] != "AUDIO" || m["URI"] == "" {
+	for _, m := range master.GetAllAlternatives() {
+		if m.Type != "AUDIO" || m.URI == "" {
 			continue
 		}
-		st, err := measureStream(v.out, localName(m["URI"]))
+		st, err := v.stream(m.URI)
 		if err != nil {
 			return nil, err
 		}
@@ -160,16 +176,47 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		}
 		info, err := v.probeDecode(ctx, "mov", file, false)
 		if err != nil {
-			return nil, fmt.Errorf("audio %s: %w", m["URI"], err)
+			return nil, fmt.Errorf("audio %s: %w", m.URI, err)
 		}
 		if len(info.Audio) == 0 {
-			return nil, fmt.Errorf("audio %s: no audio stream", m["URI"])
+			return nil, fmt.Errorf("audio %s: no audio stream", m.URI)
 		}
-		outputs = append(outputs, Output{Name: "audio", Kind: "hls", Path: st.Playlist, Size: st.Bytes,
-			Bitrate: st.Average, Codec: info.Audio[0].Codec, Duration: info.Duration})
+		outputs = append(outputs, Output{Name: "audio", Kind: "hls", Path: st.playlist, Size: st.bytes,
+			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration})
 	}
 	return outputs, nil
 }
+
+// rendition is one media playlist and the segments it names, read again.
+type rendition struct {
+	*pack.Stream
+	playlist string
+	bytes    int64 // init, segments and playlist
+}
+
+func (v *verifier) stream(uri string) (*rendition, error) {
+	name := localName(uri)
+	st, _, err := pack.ReadPlaylistStream(v.out, name)
+	if err != nil {
+		return nil, err
+	}
+	size, err := fileSize(v.out, name)
+	if err != nil {
+		return nil, err
+	}
+	return &rendition{Stream: st, playlist: name, bytes: st.Bytes() + size}, nil
+}
+
+func fileSize(dir, name string) (int64, error) {
+	fi, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", name, err)
+	}
+	return fi.Size(), nil
+}
+
+// localName keeps a playlist URI inside its directory: only a base name.
+func localName(uri string) string { return filepath.Base(filepath.FromSlash(uri)) }
 
 // file checks the single mp4 or mkv output.
 func (v *verifier) file(ctx context.Context) ([]Output, error) {
@@ -200,8 +247,8 @@ func (v *verifier) file(ctx context.Context) ([]Output, error) {
 
 // concat joins a rendition's init and media segments into one file in the
 // temporary directory, which the mov demuxer reads as fragmented MP4.
-func (v *verifier) concat(st *streamStats) (path string, err error) {
-	path = filepath.Join(v.tmp, strings.TrimSuffix(st.Playlist, filepath.Ext(st.Playlist))+".mp4")
+func (v *verifier) concat(st *rendition) (path string, err error) {
+	path = filepath.Join(v.tmp, strings.TrimSuffix(st.playlist, filepath.Ext(st.playlist))+".mp4")
 	f, err := os.Create(path)
 	if err != nil {
 		return "", fmt.Errorf("join segments: %w", err)
@@ -211,20 +258,16 @@ func (v *verifier) concat(st *streamStats) (path string, err error) {
 			err = fmt.Errorf("join segments: %w", cerr)
 		}
 	}()
-	for _, name := range append([]string{st.Init}, segURIs(st.Segments)...) {
-		if err := appendFile(f, filepath.Join(v.out, localName(name))); err != nil {
+	names := []string{st.Init}
+	for _, g := range st.Segments {
+		names = append(names, g.Name)
+	}
+	for _, name := range names {
+		if err := appendFile(f, filepath.Join(v.out, name)); err != nil {
 			return "", fmt.Errorf("join segments: %w", err)
 		}
 	}
 	return path, nil
-}
-
-func segURIs(segs []segment) []string {
-	out := make([]string, len(segs))
-	for i, s := range segs {
-		out[i] = s.URI
-	}
-	return out
 }
 
 func appendFile(w io.Writer, path string) error {
@@ -492,46 +535,4 @@ func (v *verifier) thumbnails() ([]Output, error) {
 		outs = append(outs, Output{Name: "thumbnails", Kind: "thumbnails_vtt", Path: VTTName, Size: fi.Size(), Duration: v.pl.Duration})
 	}
 	return outs, nil
-}
-
-// mpd is the part of a DASH manifest Verify reads.
-type mpd struct {
-	Periods []struct {
-		AdaptationSets []struct {
-			ContentType     string              `xml:"contentType,attr"`
-			MimeType        string              `xml:"mimeType,attr"`
-			Representations []mpdRepresentation `xml:"Representation"`
-		} `xml:"AdaptationSet"`
-	} `xml:"Period"`
-}
-
-type mpdRepresentation struct {
-	ID        string `xml:"id,attr"`
-	MimeType  string `xml:"mimeType,attr"`
-	Codecs    string `xml:"codecs,attr"`
-	Bandwidth int64  `xml:"bandwidth,attr"`
-	Width     int    `xml:"width,attr"`
-	Height    int    `xml:"height,attr"`
-}
-
-func parseMPD(data []byte) (*mpd, error) {
-	var m mpd
-	if err := xml.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("parse dash manifest: %w", err)
-	}
-	return &m, nil
-}
-
-func (m *mpd) videoRepresentations() []mpdRepresentation {
-	var out []mpdRepresentation
-	for _, p := range m.Periods {
-		for _, as := range p.AdaptationSets {
-			for _, r := range as.Representations {
-				if as.ContentType == "video" || strings.HasPrefix(as.MimeType, "video/") || strings.HasPrefix(r.MimeType, "video/") {
-					out = append(out, r)
-				}
-			}
-		}
-	}
-	return out
 }

@@ -1,0 +1,109 @@
+package pack
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/Eyevinn/dash-mpd/mpd"
+)
+
+// DASH identifiers the manifest uses.
+const (
+	profileLive      = "urn:mpeg:dash:profile:isoff-live:2011"
+	channelConfigURI = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011" // value: the channel count
+)
+
+// manifest is a static isoff-live MPD: one period, a video adaptation set
+// with every rung and one audio adaptation set a language, each
+// representation with a SegmentTemplate and a SegmentTimeline read from its
+// segments.
+func manifest(l Ladder, p *Packed) ([]byte, error) {
+	var longest, maxSeg float64
+	for _, s := range append(append([]*Stream{}, p.Video...), p.Audio...) {
+		longest = math.Max(longest, s.Seconds())
+		for i := range s.Segments {
+			maxSeg = math.Max(maxSeg, s.SegmentSeconds(i))
+		}
+	}
+	m := mpd.NewMPD("static")
+	m.Profiles = profileLive
+	m.MediaPresentationDuration = duration(longest)
+	m.MaxSegmentDuration = duration(maxSeg)
+	m.MinBufferTime = duration(2 * float64(p.Target))
+	period := mpd.NewPeriod()
+	period.Id = "0"
+	period.Start = duration(0)
+	m.Periods = append(m.Periods, period)
+	target := float64(p.Target)
+
+	video := mpd.NewAdaptationSetWithParams("video", "video/mp4", true, 1)
+	video.Id = ptr(uint32(0))
+	video.FrameRate = mpd.FrameRateType(l.FrameRate)
+	video.Sar = "1:1"
+	for i, r := range l.Video {
+		s := p.Video[i]
+		rep := mpd.NewRepresentationWithID(r.ID, s.Codec, "", int(clampRate(s.Peak(target, false))))
+		rep.Width, rep.Height = uint32(s.Width), uint32(s.Height) //nolint:gosec // G115: sizes from a 16-bit sample entry
+		rep.SegmentTemplate = template(l, s)
+		video.Representations = append(video.Representations, rep)
+		video.MaxWidth = max(video.MaxWidth, rep.Width)
+		video.MaxHeight = max(video.MaxHeight, rep.Height)
+	}
+	period.AdaptationSets = append(period.AdaptationSets, video)
+
+	for i, r := range l.Audio {
+		s := p.Audio[i]
+		as := mpd.NewAdaptationSetWithParams("audio", "audio/mp4", true, 1)
+		as.Id = ptr(uint32(i + 1)) //nolint:gosec // G115: a handful of audio renditions
+		as.Lang = r.Language
+		role := "alternate"
+		if r.Default || (i == 0 && !anyDefault(l.Audio)) {
+			role = "main"
+		}
+		as.Roles = append(as.Roles, mpd.NewRole(role))
+		rep := mpd.NewRepresentationWithID(r.ID, s.Codec, "", int(clampRate(s.Peak(target, false))))
+		rate := mpd.UIntVectorType(strconv.Itoa(s.SampleRate))
+		rep.AudioSamplingRate = &rate
+		rep.AudioChannelConfigurations = append(rep.AudioChannelConfigurations,
+			mpd.NewDescriptor(channelConfigURI, strconv.Itoa(s.Channels), ""))
+		rep.SegmentTemplate = template(l, s)
+		as.Representations = append(as.Representations, rep)
+		period.AdaptationSets = append(period.AdaptationSets, as)
+	}
+	out, err := m.WriteToString("  ", true)
+	if err != nil {
+		return nil, fmt.Errorf("write DASH manifest: %w", err)
+	}
+	return []byte(out), nil
+}
+
+// template is a representation's SegmentTemplate with its timeline: runs of
+// equal durations folded into one S element.
+func template(l Ladder, s *Stream) *mpd.SegmentTemplateType {
+	t := &mpd.SegmentTemplateType{Media: l.MediaTemplate, Initialization: l.InitTemplate}
+	t.StartNumber = ptr(uint32(1))
+	t.SetTimescale(s.Timescale)
+	tl := &mpd.SegmentTimelineType{}
+	for i, g := range s.Segments {
+		if n := len(tl.S); n > 0 && tl.S[n-1].D == g.Duration {
+			tl.S[n-1].R++
+			continue
+		}
+		e := &mpd.S{D: g.Duration}
+		if i == 0 {
+			e.T = ptr(g.Start)
+		}
+		tl.S = append(tl.S, e)
+	}
+	t.SegmentTimeline = tl
+	return t
+}
+
+func duration(sec float64) *mpd.Duration {
+	d := mpd.Duration(time.Duration(math.Round(sec*1000)) * time.Millisecond)
+	return &d
+}
+
+func ptr[T any](v T) *T { return &v }
