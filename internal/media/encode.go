@@ -29,7 +29,7 @@ func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progr
 		return ran, fmt.Errorf("encode: %w", err)
 	}
 	if pl.Format == profile.FormatHLS {
-		if _, err := pl.packageHLS(out); err != nil {
+		if _, err := pl.PackageHLS(out); err != nil {
 			return ran, fmt.Errorf("encode: %w", err)
 		}
 	}

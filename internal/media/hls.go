@@ -23,10 +23,10 @@ const (
 func MediaPlaylistName(i int) string  { return fmt.Sprintf("media_%d.m3u8", i) }
 func IFramePlaylistName(i int) string { return fmt.Sprintf("iframe_%d.m3u8", i) }
 
-// packageHLS writes the HLS playlists (media, I-frame and master) and the DASH
+// PackageHLS writes the HLS playlists (media, I-frame and master) and the DASH
 // manifest over the segments ffmpeg wrote into dir, from what the segments
 // themselves say.
-func (pl *Plan) packageHLS(dir string) (*pack.Packed, error) {
+func (pl *Plan) PackageHLS(dir string) (*pack.Packed, error) {
 	l, err := pl.ladder(dir)
 	if err != nil {
 		return nil, err
