@@ -69,8 +69,12 @@ func (pl *Plan) scaleFilter(w, h int) string {
 // videoGraph is the -filter_complex graph: the source video decoded once,
 // pre-filtered, split and scaled to every rung, labelled [v0], [v1], ...
 func (pl *Plan) videoGraph() string {
-	in := fmt.Sprintf("[0:%d]", pl.VideoIndex)
-	pre := pl.preFilters(true)
+	return pl.graph(fmt.Sprintf("[0:%d]", pl.VideoIndex), pl.preFilters(true))
+}
+
+// graph applies the filters pre to the input pad in once, then splits and
+// scales the picture to every rung.
+func (pl *Plan) graph(in string, pre []string) string {
 	n := len(pl.Rungs)
 	var b strings.Builder
 	if n == 1 {
@@ -137,22 +141,29 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 		if len(pl.Audio) > 0 {
 			sets += " id=1,streams=a"
 		}
-		args = append(args,
-			"-map_metadata", "-1", "-map_chapters", "-1",
-			"-f", "dash",
-			"-seg_duration", ftoa(pl.SegmentSeconds),
-			"-use_template", "1", "-use_timeline", "1",
-			"-adaptation_sets", sets,
-			"-dash_segment_type", "mp4",
-			"-init_seg_name", initTemplate,
-			"-media_seg_name", mediaTemplate,
-			"file:"+filepath.Join(outDir, ManifestName))
+		args = append(args, pl.dashArgs(sets, outDir)...)
 	case profile.FormatMP4:
 		args = append(args, "-movflags", "+faststart", "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
 	case profile.FormatMKV:
 		args = append(args, "-f", "matroska", "file:"+filepath.Join(outDir, pl.FileName()))
 	}
 	return args
+}
+
+// dashArgs has ffmpeg's dash muxer write the init and media segments of the
+// adaptation sets into outDir, named by initTemplate and mediaTemplate
+// (package pack then writes the playlists and the manifest).
+func (pl *Plan) dashArgs(sets, outDir string) []string {
+	return []string{
+		"-map_metadata", "-1", "-map_chapters", "-1",
+		"-f", "dash",
+		"-seg_duration", ftoa(pl.SegmentSeconds),
+		"-use_template", "1", "-use_timeline", "1",
+		"-adaptation_sets", sets,
+		"-dash_segment_type", "mp4",
+		"-init_seg_name", initTemplate,
+		"-media_seg_name", mediaTemplate,
+		"file:" + filepath.Join(filepath.Clean(outDir), ManifestName)}
 }
 
 func (pl *Plan) videoCodecArgs() []string {

@@ -185,9 +185,20 @@ func (pl *Plan) encoderArgs() (args []string, quality []string) {
 		case HWNVENC:
 			args = append(args, "-no-scenecut", "1", "-forced-idr", "1")
 		}
-		args = append(args, "-force_key_frames", "expr:gte(t,n_forced*"+ftoa(pl.SegmentSeconds)+")")
+		args = append(args, "-force_key_frames", keyframeExpr(pl.SegmentSeconds))
 	} else if pl.GOP > 0 {
 		args = append(args, "-g", strconv.Itoa(pl.GOP))
 	}
 	return args, quality
+}
+
+// keyframeExpr forces a keyframe on the first frame and on the first frame at
+// or after every multiple of seg seconds of output time. It is anchored to
+// the grid, not to where the encode began (as gte(t,n_forced*seg) is), so a
+// chunk that starts mid-stream with absolute timestamps puts its keyframes
+// exactly where the unsplit encode does; the epsilon keeps a frame that lies
+// on a multiple (t = 4.0 at 25 fps, computed as 3.9999999999999996) on it.
+func keyframeExpr(seg float64) string {
+	s := ftoa(seg)
+	return "expr:if(isnan(prev_forced_t),1,gte(floor(t/" + s + "+1e-9),floor(prev_forced_t/" + s + "+1e-9)+1))"
 }

@@ -18,7 +18,12 @@ type Plan struct {
 	Format         string  `json:"format"` // hls | mp4 | mkv
 	Demuxer        string  `json:"demuxer"`
 	Duration       float64 `json:"duration"`
+	// Start is the source's start time (Info.Start): output time 0.
+	Start          float64 `json:"start,omitempty"`
 	SegmentSeconds float64 `json:"segment_seconds,omitempty"`
+	// Chunks split the video encode into pieces that workers encode in
+	// parallel (PlanChunks); empty: one encode.
+	Chunks []ChunkPlan `json:"chunks,omitempty"`
 
 	// VideoIndex is the input stream index of the video that is encoded.
 	VideoIndex int `json:"video_index"`
@@ -137,6 +142,7 @@ func NewPlan(info *Info, p *profile.Profile) (*Plan, error) {
 		Format:         p.Format,
 		Demuxer:        info.Demuxer,
 		Duration:       info.Duration,
+		Start:          info.Start,
 		VideoIndex:     v.Index,
 		Deinterlace:    v.Interlaced,
 	}

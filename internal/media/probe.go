@@ -17,14 +17,18 @@ import (
 
 // Info is what herd knows about an admitted input. It is stored on the job.
 type Info struct {
-	Demuxer    string           `json:"demuxer"`     // the allow-listed demuxer that was forced
-	FormatName string           `json:"format_name"` // ffprobe's format_name
-	Duration   float64          `json:"duration"`    // seconds
-	Size       int64            `json:"size"`
-	BitRate    int64            `json:"bit_rate"`
-	Video      *VideoStream     `json:"video"`
-	Audio      []AudioStream    `json:"audio,omitempty"`
-	Subtitles  []SubtitleStream `json:"subtitles,omitempty"`
+	Demuxer    string  `json:"demuxer"`     // the allow-listed demuxer that was forced
+	FormatName string  `json:"format_name"` // ffprobe's format_name
+	Duration   float64 `json:"duration"`    // seconds
+	// Start is the container's start time in seconds (ffprobe's
+	// format.start_time): the timestamp that ffmpeg counts output time from.
+	// Late-starting captures (MPEG-TS, DVD) have one above zero.
+	Start     float64          `json:"start,omitempty"`
+	Size      int64            `json:"size"`
+	BitRate   int64            `json:"bit_rate"`
+	Video     *VideoStream     `json:"video"`
+	Audio     []AudioStream    `json:"audio,omitempty"`
+	Subtitles []SubtitleStream `json:"subtitles,omitempty"`
 }
 
 // VideoStream is the chosen video stream of an input.
@@ -175,6 +179,7 @@ type probeJSON struct {
 	Format struct {
 		FormatName string `json:"format_name"`
 		Duration   string `json:"duration"`
+		StartTime  string `json:"start_time"`
 		Size       string `json:"size"`
 		BitRate    string `json:"bit_rate"`
 	} `json:"format"`
@@ -227,6 +232,7 @@ func parseProbe(data []byte, demuxer string) (*Info, error) {
 		Demuxer:    demuxer,
 		FormatName: pj.Format.FormatName,
 		Duration:   parseFloat(pj.Format.Duration),
+		Start:      parseFloat(pj.Format.StartTime),
 		Size:       parseInt(pj.Format.Size),
 		BitRate:    parseInt(pj.Format.BitRate),
 	}

@@ -32,7 +32,7 @@ type Piece struct {
 // (codec configuration, picture size, channels) or timescale that differs
 // from the first piece's, or a piece that does not start where the pieces
 // before it end (a frame lost or doubled at a boundary), within half a
-// sample. Its errors name the piece.
+// sample (see continues for the first boundary). Its errors name the piece.
 func Stitch(dir, id, initTmpl, mediaTmpl string, pieces []Piece) (Rendition, error) {
 	r := Rendition{ID: id, Init: expand(initTmpl, id, 0)}
 	if len(pieces) == 0 {
@@ -48,6 +48,7 @@ func Stitch(dir, id, initTmpl, mediaTmpl string, pieces []Piece) (Rendition, err
 	var track Track
 	var next uint64 // where the next piece must start, in the timescale
 	var sampleDur uint64
+	var start1 uint64 // where the second piece starts
 	for k, p := range pieces {
 		desc, err := sampleDescription(filepath.Join(p.Dir, p.Init))
 		if err != nil {
@@ -73,10 +74,11 @@ func Stitch(dir, id, initTmpl, mediaTmpl string, pieces []Piece) (Rendition, err
 			return r, fmt.Errorf("stitch: chunk %d has no media segments", k+1)
 		}
 		if k > 0 {
-			want := math.Round((p.Start - pieces[0].Start) * float64(track.Timescale))
-			if math.Abs(want-float64(next)) > float64(sampleDur)/2 {
-				return r, fmt.Errorf("stitch: chunk %d starts at %.6fs but the chunks before it end at %.6fs: a frame was lost or doubled at the boundary",
-					k+1, p.Start-pieces[0].Start, float64(next)/float64(track.Timescale))
+			if err := continues(pieces, k, next, sampleDur, start1, track.Timescale); err != nil {
+				return r, err
+			}
+			if k == 1 {
+				start1 = next
 			}
 		}
 		var shift int64 // added to this piece's decode times
@@ -105,6 +107,29 @@ func Stitch(dir, id, initTmpl, mediaTmpl string, pieces []Piece) (Rendition, err
 		}
 	}
 	return r, nil
+}
+
+// continues checks that piece k starts where the pieces before it end: its
+// Start, measured from the second piece's, equals the decode time the
+// pieces before it reach. The first piece is only held to not running past
+// the second's start: its first frame may come after its Start (a source
+// whose video begins late), which its own decode times do not show.
+func continues(pieces []Piece, k int, next, sampleDur, start1 uint64, timescale uint32) error {
+	ts := float64(timescale)
+	var want float64
+	if k == 1 {
+		want = math.Round((pieces[1].Start - pieces[0].Start) * ts)
+		if float64(next) <= want+float64(sampleDur)/2 {
+			return nil
+		}
+	} else {
+		want = float64(start1) + math.Round((pieces[k].Start-pieces[1].Start)*ts)
+		if math.Abs(want-float64(next)) <= float64(sampleDur)/2 {
+			return nil
+		}
+	}
+	return fmt.Errorf("stitch: chunk %d starts at %.6fs but the chunks before it end at %.6fs: a frame was lost or doubled at the boundary",
+		k+1, want/ts, float64(next)/ts)
 }
 
 // sampleDescription is an init segment's stsd box, encoded: with the

@@ -138,8 +138,12 @@ func TestStitchRefuses(t *testing.T) {
 	})
 	t.Run("a frame lost at a boundary", func(t *testing.T) {
 		_, pieces := chunked(t, src, 60, 3, nil)
-		pieces[1].Start += 1001.0 / 30000 // chunk 2 claims to start a frame later than chunk 1 ends
+		pieces[1].Start -= 1001.0 / 30000 // chunk 2 claims to start a frame before chunk 1 ends
 		_, err := Stitch(t.TempDir(), "0", initTmpl, mediaTmpl, pieces)
 		require.ErrorContains(t, err, "chunk 2 starts at")
+		_, pieces = chunked(t, src, 60, 3, nil)
+		pieces[2].Start += 1001.0 / 30000 // chunk 3 claims to start a frame after chunk 2 ends
+		_, err = Stitch(t.TempDir(), "0", initTmpl, mediaTmpl, pieces)
+		require.ErrorContains(t, err, "chunk 3 starts at")
 	})
 }

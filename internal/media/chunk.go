@@ -1,0 +1,300 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/herdhq/herd/internal/pack"
+	"github.com/herdhq/herd/internal/profile"
+)
+
+// Split-and-stitch: a long hls video encode cut into chunks that workers
+// encode in parallel, then joined without encoding again.
+//
+//   - PlanChunks puts the boundaries on frames where the unsplit encode puts
+//     a keyframe on its segment grid, so a chunk owns whole segments.
+//   - SplitArgs stream-copies a chunk's piece of the source, with a second
+//     of pre-roll before the boundary, keeping the source's timestamps.
+//   - ChunkArgs encodes a piece: timestamps stay absolute (counted from the
+//     source's start, as in the unsplit encode), the deinterlace and fps
+//     filters run on the pre-roll too, and only then are the chunk's frames
+//     trimmed out, so every chunk sees exactly the frames the unsplit encode
+//     would give it and puts keyframes at the same places.
+//   - AudioArgs encodes the audio once for the whole source: no priming gaps
+//     or clicks at chunk edges.
+//   - StitchChunks joins the chunks' and the audio's segments (pack.Stitch)
+//     and packages them like any hls output.
+
+// ChunkPlan is one chunk: the frames First up to (not including) End of the
+// output frame grid, where frame i is at i/FPS seconds of output time. The
+// last chunk has End 0: it runs to the end of the stream, not to the probed
+// duration (an estimate).
+type ChunkPlan struct {
+	First int64 `json:"first"`
+	End   int64 `json:"end,omitempty"`
+}
+
+// ChunkPreroll is how much source before a chunk's first frame its piece
+// holds and its encode decodes: enough for the deinterlacer and the fps
+// filter to decide the boundary frame exactly as the unsplit encode does.
+const ChunkPreroll = 1.0
+
+// PlanChunks splits an hls plan's video encode into chunks of about
+// seconds each, rounded to whole segments (at least one). A source shorter
+// than two such chunks, a non-positive length or a non-hls plan is not
+// split. The remainder joins the last chunk, so no chunk is shorter than
+// the others. A split plan always runs the fps filter, so that frame i is at
+// exactly i/FPS and every chunk's trim and keyframes fall on the same grid.
+func (pl *Plan) PlanChunks(seconds float64) {
+	pl.Chunks = nil
+	if pl.Format != profile.FormatHLS || !(seconds > 0) || pl.SegmentSeconds <= 0 || pl.FPS <= 0 {
+		return
+	}
+	step := max(1, math.Round(seconds/pl.SegmentSeconds)) * pl.SegmentSeconds
+	n := int(math.Floor(pl.Duration / step))
+	if n < 2 {
+		return
+	}
+	pl.FPSFilter = true
+	var first int64
+	for k := 1; k <= n; k++ {
+		c := ChunkPlan{First: first}
+		if k < n {
+			// The first frame at or after the boundary: where the segment
+			// grid's keyframe expression (keyframeExpr) puts a keyframe.
+			c.End = int64(math.Ceil(float64(k)*step*pl.FPS - 1e-6))
+			first = c.End
+		}
+		pl.Chunks = append(pl.Chunks, c)
+	}
+}
+
+// ChunkStart is chunk k's first frame's output time, in seconds.
+func (pl *Plan) ChunkStart(k int) float64 { return float64(pl.Chunks[k].First) / pl.FPS }
+
+func (pl *Plan) validateChunks() error {
+	if len(pl.Chunks) == 0 {
+		return nil
+	}
+	if err := inRange("plan.chunks", len(pl.Chunks), 2, maxChunks); err != nil {
+		return err
+	}
+	if pl.Format != profile.FormatHLS || !pl.FPSFilter {
+		return bad("plan.chunks", "only an hls plan with a constant frame rate is split")
+	}
+	if pl.Chunks[0].First != 0 {
+		return bad("plan.chunks", "the first chunk must start at frame 0")
+	}
+	for k, c := range pl.Chunks {
+		last := k == len(pl.Chunks)-1
+		if (last && c.End != 0) || (!last && (c.End <= c.First || pl.Chunks[k+1].First != c.End)) {
+			return bad("plan.chunks", "chunk %d does not run on from the one before it", k+1)
+		}
+	}
+	return nil
+}
+
+// maxChunks bounds a plan's chunks (a week of video in 30 s chunks).
+const maxChunks = 20_160
+
+// SplitArgs returns the argv that stream-copies chunk k's piece of input
+// (its video, from lead seconds before its first frame to ChunkPreroll after
+// its end, or to the end of the stream) into piece, a Matroska file that
+// keeps the source's timestamps. A stream copy starts at a keyframe, so the
+// piece begins at the first source keyframe the demuxer finds after the
+// seek point: Split widens lead until that is early enough.
+func (pl *Plan) SplitArgs(input string, k int, piece string, lead float64) []string {
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y",
+		"-protocol_whitelist", "file,pipe"}
+	if from := pl.ChunkStart(k) - lead; from > 0 {
+		args = append(args, "-ss", ftoa(from))
+	}
+	if end := pl.Chunks[k].End; end > 0 {
+		args = append(args, "-to", ftoa(float64(end)/pl.FPS+ChunkPreroll))
+	}
+	return append(args, "-copyts", "-f", pl.Demuxer, "-i", "file:"+filepath.Clean(input),
+		"-map", fmt.Sprintf("0:%d", pl.VideoIndex), "-c", "copy", "-f", "matroska", "file:"+filepath.Clean(piece))
+}
+
+// ChunkArgs returns the argv that encodes chunk k's frames from its piece
+// into outDir: every rung, video only, as segments and init segments named
+// as in the unsplit encode.
+func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y",
+		"-protocol_whitelist", "file,pipe"}
+	args = append(args, pl.hwInputArgs()...)
+	args = append(args, "-copyts", "-f", "matroska", "-i", "file:"+filepath.Clean(piece))
+	trim := fmt.Sprintf("trim=start_pts=%d", pl.Chunks[k].First)
+	if end := pl.Chunks[k].End; end > 0 {
+		trim += fmt.Sprintf(":end_pts=%d", end)
+	}
+	// Output time counts from the source's start, as ffmpeg counts it in the
+	// unsplit encode; -copyts keeps the piece's timestamps, which are the
+	// source's own.
+	pre := append([]string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}, pl.preFilters(true)...)
+	args = append(args, "-filter_complex", pl.graph("[0:0]", append(pre, trim)))
+	for i := range pl.Rungs {
+		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
+	}
+	args = append(args, pl.videoCodecArgs()...)
+	args = append(args, "-max_muxing_queue_size", "1024")
+	return append(args, pl.dashArgs("id=0,streams=v", outDir)...)
+}
+
+// AudioArgs returns the argv that encodes a split plan's audio tracks, once
+// for the whole source, into outDir as segments (representations 0, 1, ...;
+// StitchChunks renumbers them after the rungs).
+func (pl *Plan) AudioArgs(input, outDir string) []string {
+	args := pl.inputArgs(input, 0)
+	for _, a := range pl.Audio {
+		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
+	}
+	args = append(args, pl.audioCodecArgs()...)
+	args = append(args, "-vn", "-max_muxing_queue_size", "1024")
+	return append(args, pl.dashArgs("id=0,streams=a", outDir)...)
+}
+
+// StitchChunks joins the chunk encodes in chunkDirs (chunk k's outDir of
+// ChunkArgs, in order) and the audio encode in audioDir ("" when the plan
+// has no audio) into outDir, then writes the playlists and the manifest
+// (PackageHLS): the same files an unsplit encode makes.
+func (pl *Plan) StitchChunks(chunkDirs []string, audioDir, outDir string) (*pack.Packed, error) {
+	if len(chunkDirs) != len(pl.Chunks) {
+		return nil, fmt.Errorf("stitch: %d chunk encodes for %d chunks", len(chunkDirs), len(pl.Chunks))
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("stitch: %w", err)
+	}
+	for i := range pl.Rungs {
+		id := strconv.Itoa(i)
+		var pieces []pack.Piece
+		for k, dir := range chunkDirs {
+			p, err := piece(dir, id)
+			if err != nil {
+				return nil, fmt.Errorf("stitch: chunk %d: %w", k+1, err)
+			}
+			p.Start = pl.ChunkStart(k)
+			pieces = append(pieces, p)
+		}
+		if _, err := pack.Stitch(outDir, id, initTemplate, mediaTemplate, pieces); err != nil {
+			return nil, fmt.Errorf("rung %s: %w", pl.Rungs[i].Name, err)
+		}
+	}
+	for j := range pl.Audio {
+		p, err := piece(audioDir, strconv.Itoa(j))
+		if err != nil {
+			return nil, fmt.Errorf("stitch: audio: %w", err)
+		}
+		if _, err := pack.Stitch(outDir, strconv.Itoa(len(pl.Rungs)+j), initTemplate, mediaTemplate, []pack.Piece{p}); err != nil {
+			return nil, fmt.Errorf("audio track %d: %w", j+1, err)
+		}
+	}
+	return pl.PackageHLS(outDir)
+}
+
+// piece lists representation id's files in dir.
+func piece(dir, id string) (pack.Piece, error) {
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		return pack.Piece{}, err
+	}
+	segs, err := segmentNames(files, id)
+	if err != nil {
+		return pack.Piece{}, err
+	}
+	return pack.Piece{Dir: dir, Init: "init-" + id + ".m4s", Segments: segs}, nil
+}
+
+// Split runs SplitArgs.
+func (t Tools) Split(ctx context.Context, pl *Plan, input string, k int, piece string) ([][]string, error) {
+	in, out, err := absPaths(input, piece)
+	if err != nil {
+		return nil, fmt.Errorf("split chunk %d: %w", k+1, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("split chunk %d: %w", k+1, err)
+	}
+	// Sources with sparse keyframes, and demuxers that seek inexactly
+	// (MPEG-TS, MPEG-PS), can start the copy after the boundary; each try
+	// seeks further back, the last from the start of the file.
+	var ran [][]string
+	for _, lead := range splitLeads {
+		args := pl.SplitArgs(in, k, out, lead)
+		ran = append(ran, argv(t.ffmpeg(), args))
+		if err := t.Run(ctx, args, nil); err != nil {
+			return ran, fmt.Errorf("split chunk %d: %w", k+1, err)
+		}
+		if pl.ChunkStart(k)-lead <= 0 {
+			return ran, nil // read from the start of the file: all there is
+		}
+		first, err := t.firstPTS(ctx, out)
+		if err != nil {
+			return ran, fmt.Errorf("split chunk %d: %w", k+1, err)
+		}
+		// Enough pre-roll, in source time: ChunkPreroll, or all there is.
+		if first <= pl.Start+max(0, pl.ChunkStart(k)-ChunkPreroll)+1e-3 {
+			return ran, nil
+		}
+	}
+	return ran, fmt.Errorf("split chunk %d: the copied piece starts after the chunk's first frame even when read from the start of the file", k+1)
+}
+
+// splitLeads are the seconds before a chunk's first frame that Split seeks
+// to, one try after another; the last reads from the start of the file.
+var splitLeads = []float64{ChunkPreroll, 10, 60, 600, math.Inf(1)}
+
+// firstPTS is the timestamp, in seconds, of a file's first video packet.
+func (t Tools) firstPTS(ctx context.Context, path string) (float64, error) {
+	var stdout bytes.Buffer
+	_, err := t.exec(ctx, t.ffprobe(), []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe",
+		"-f", "matroska", "-select_streams", "v:0", "-read_intervals", "%+#1",
+		"-show_entries", "packet=pts_time", "-of", "csv=p=0", "-i", "file:" + path}, nil, &stdout, stderrTailBytes)
+	if err != nil {
+		return 0, fmt.Errorf("run ffprobe: %w", err)
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(stdout.String()), 64)
+	if err != nil {
+		return 0, fmt.Errorf("the piece has no video packet with a timestamp (%q)", strings.TrimSpace(stdout.String()))
+	}
+	return f, nil
+}
+
+// EncodeChunk runs ChunkArgs.
+func (t Tools) EncodeChunk(ctx context.Context, pl *Plan, piece string, k int, outDir string, progress func(Progress)) ([][]string, error) {
+	in, out, err := absPaths(piece, outDir)
+	if err != nil {
+		return nil, fmt.Errorf("encode chunk %d: %w", k+1, err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("encode chunk %d: %w", k+1, err)
+	}
+	args := pl.ChunkArgs(in, k, out)
+	ran := [][]string{argv(t.ffmpeg(), args)}
+	if err := t.Run(ctx, args, progress); err != nil {
+		return ran, fmt.Errorf("encode chunk %d: %w", k+1, err)
+	}
+	return ran, nil
+}
+
+// EncodeAudio runs AudioArgs.
+func (t Tools) EncodeAudio(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
+	in, out, err := absPaths(input, outDir)
+	if err != nil {
+		return nil, fmt.Errorf("encode audio: %w", err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("encode audio: %w", err)
+	}
+	args := pl.AudioArgs(in, out)
+	ran := [][]string{argv(t.ffmpeg(), args)}
+	if err := t.Run(ctx, args, progress); err != nil {
+		return ran, fmt.Errorf("encode audio: %w", err)
+	}
+	return ran, nil
+}

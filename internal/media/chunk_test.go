@@ -1,0 +1,81 @@
+package media
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/profile"
+)
+
+func TestPlanChunks(t *testing.T) {
+	hls := func(duration, fps, seg float64) *Plan {
+		return &Plan{Format: profile.FormatHLS, Duration: duration, FPS: fps, SegmentSeconds: seg}
+	}
+	for _, tc := range []struct {
+		name    string
+		pl      *Plan
+		seconds float64
+		want    []ChunkPlan
+	}{
+		{"off", hls(600, 25, 4), 0, nil},
+		{"negative", hls(600, 25, 4), -60, nil},
+		{"not an hls plan", &Plan{Format: profile.FormatMP4, Duration: 600, FPS: 25}, 60, nil},
+		{"just under two chunks", hls(119.9, 25, 4), 60, nil},
+		{"two chunks", hls(120, 25, 4), 60, []ChunkPlan{{0, 1500}, {1500, 0}}},
+		// 60 s is 15 segments of 4 s; the 59 s tail joins the last chunk.
+		{"the tail joins the last chunk", hls(179, 25, 4), 60, []ChunkPlan{{0, 1500}, {1500, 0}}},
+		{"three chunks", hls(180, 25, 4), 60, []ChunkPlan{{0, 1500}, {1500, 3000}, {3000, 0}}},
+		// 50 s rounds to 13 segments of 4 s = 52 s.
+		{"rounded to whole segments", hls(110, 25, 4), 50, []ChunkPlan{{0, 1300}, {1300, 0}}},
+		{"at least one segment", hls(20, 25, 4), 1, []ChunkPlan{{0, 100}, {100, 200}, {200, 300}, {300, 400}, {400, 0}}},
+		// The first frame at or after 60 s and 120 s: frame 1439 is at
+		// 59.993 s, 1440 at 60.06 s.
+		{"23.976 fps", hls(130, 24000.0/1001, 4), 60, []ChunkPlan{{0, 1439}, {1439, 0}}},
+		{"29.97 fps", hls(180, 30000.0/1001, 2), 60, []ChunkPlan{{0, 1799}, {1799, 3597}, {3597, 0}}},
+		{"50 fps", hls(125, 50, 4), 60, []ChunkPlan{{0, 3000}, {3000, 0}}},
+		{"59.94 fps", hls(125, 60000.0/1001, 4), 60, []ChunkPlan{{0, 3597}, {3597, 0}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.pl.PlanChunks(tc.seconds)
+			require.Equal(t, tc.want, tc.pl.Chunks)
+			if tc.want != nil {
+				require.True(t, tc.pl.FPSFilter, "a split plan runs the fps filter")
+				require.NoError(t, tc.pl.validateChunks())
+			}
+		})
+	}
+}
+
+func TestChunkBoundariesAreGridKeyframes(t *testing.T) {
+	// Every boundary is the frame keyframeExpr forces: the first frame at or
+	// after a multiple of the segment length.
+	for _, fps := range []float64{24000.0 / 1001, 25, 30000.0 / 1001, 50, 60000.0 / 1001} {
+		pl := &Plan{Format: profile.FormatHLS, Duration: 3600, FPS: fps, SegmentSeconds: 4}
+		pl.PlanChunks(60)
+		require.Len(t, pl.Chunks, 60)
+		for k, c := range pl.Chunks[1:] {
+			at := float64(c.First) / fps
+			before := float64(c.First-1) / fps
+			require.GreaterOrEqual(t, at+1e-9, float64(k+1)*60, "fps %g chunk %d", fps, k+2)
+			require.Less(t, before, float64(k+1)*60, "fps %g chunk %d", fps, k+2)
+		}
+	}
+}
+
+func TestValidateChunks(t *testing.T) {
+	pl := &Plan{Format: profile.FormatHLS, Duration: 180, FPS: 25, SegmentSeconds: 4}
+	pl.PlanChunks(60)
+	require.NoError(t, pl.validateChunks())
+	bad := func(mod func(*Plan)) error {
+		c := *pl
+		c.Chunks = append([]ChunkPlan(nil), pl.Chunks...)
+		mod(&c)
+		return c.validateChunks()
+	}
+	require.ErrorContains(t, bad(func(p *Plan) { p.Chunks[1].First++ }), "does not run on")
+	require.ErrorContains(t, bad(func(p *Plan) { p.Chunks[2].End = 9000 }), "does not run on")
+	require.ErrorContains(t, bad(func(p *Plan) { p.Chunks[0].First = 5 }), "frame 0")
+	require.ErrorContains(t, bad(func(p *Plan) { p.Chunks = p.Chunks[:1] }), "plan.chunks")
+	require.ErrorContains(t, bad(func(p *Plan) { p.FPSFilter = false }), "constant frame rate")
+}

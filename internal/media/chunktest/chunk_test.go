@@ -1,0 +1,189 @@
+// Package chunktest checks split-and-stitch with real ffmpeg: a chunked
+// encode of a source and an unchunked one give the same frames, timestamps
+// and keyframes per rung, the same quality, and audio of the same duration.
+// It is its own package so that its encodes do not slow internal/media's
+// tests.
+package chunktest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/pack"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+// web is web-hls cut to two small rungs and 2 s segments.
+func web(t *testing.T) *profile.Profile {
+	t.Helper()
+	p, err := profile.Parse([]byte(`name: chunk-test
+version: 1
+format: hls
+segment_seconds: 2
+video:
+  codec: h264
+  preset: veryfast
+  rungs:
+    - {height: 180, bitrate: 400k}
+    - {height: 90, bitrate: 250k}
+audio:
+  codec: aac
+  bitrate: 96k
+  channels: 2
+thumbnails:
+  poster: false
+  sprite: false
+`))
+	require.NoError(t, err)
+	return p
+}
+
+func TestChunkedEqualsUnchunked(t *testing.T) {
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		source func() string
+		chunks int
+	}{
+		{"25 fps MP4, three chunks", func() string {
+			p := filepath.Join(tmp, "pal.mp4")
+			require.NoError(t, testenv.Clip{Size: "320x180", Rate: 25, Seconds: 13, Tone: 300, Stereo: true}.Make(p))
+			return p
+		}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.source()
+			ctx := context.Background()
+			tools := media.Tools{}
+			info, err := tools.Admit(ctx, src, media.Limits{})
+			require.NoError(t, err)
+
+			whole, err := media.NewPlan(info, web(t))
+			require.NoError(t, err)
+			whole.Thumbs = media.ThumbPlan{}
+			split := *whole
+			split.PlanChunks(4)
+			require.Len(t, split.Chunks, tc.chunks)
+			require.NoError(t, split.Validate())
+			whole.FPSFilter = true // as the split plan: the same frames either way
+
+			wholeDir := t.TempDir()
+			_, err = tools.Encode(ctx, whole, src, wholeDir, nil)
+			require.NoError(t, err)
+
+			work := t.TempDir()
+			var chunkDirs []string
+			for k := range split.Chunks {
+				piece := filepath.Join(work, fmt.Sprintf("piece-%d.mkv", k))
+				_, err := tools.Split(ctx, &split, src, k, piece)
+				require.NoError(t, err)
+				dir := filepath.Join(work, fmt.Sprintf("chunk-%d", k))
+				_, err = tools.EncodeChunk(ctx, &split, piece, k, dir, nil)
+				require.NoError(t, err)
+				chunkDirs = append(chunkDirs, dir)
+			}
+			audioDir := filepath.Join(work, "audio")
+			_, err = tools.EncodeAudio(ctx, &split, src, audioDir, nil)
+			require.NoError(t, err)
+			splitDir := t.TempDir()
+			_, err = split.StitchChunks(chunkDirs, audioDir, splitDir)
+			require.NoError(t, err)
+
+			// Per rung: the same packets (timestamps, decode timestamps, key
+			// flags), so the same frame count, continuous timestamps and
+			// keyframes at the same positions.
+			for i := range whole.Rungs {
+				a := packets(t, wholeDir, media.MediaPlaylistName(i), "v:0")
+				b := packets(t, splitDir, media.MediaPlaylistName(i), "v:0")
+				require.NotEmpty(t, a)
+				require.Equal(t, a, b, "rung %s", whole.Rungs[i].Name)
+				// Each chunk's first frame is a keyframe one frame after the
+				// previous chunk's last.
+				for _, c := range split.Chunks[1:] {
+					require.True(t, strings.HasSuffix(b[c.First], ",K_"), "rung %d frame %d (a chunk's first) is a keyframe: %s", i, c.First, b[c.First])
+				}
+
+				// One EXT-X-MAP and segments numbered on without a gap.
+				mp, err := pack.ReadMedia(filepath.Join(splitDir, media.MediaPlaylistName(i)))
+				require.NoError(t, err)
+				require.Equal(t, fmt.Sprintf("init-%d.m4s", i), mp.Map.URI)
+				for n, s := range pack.Segments(mp) {
+					require.Equal(t, fmt.Sprintf("chunk-%d-%05d.m4s", i, n+1), s.URI)
+				}
+			}
+
+			// Audio: encoded once either way, of the same duration.
+			audio := media.MediaPlaylistName(len(whole.Rungs))
+			require.InDelta(t, duration(t, wholeDir, audio), duration(t, splitDir, audio), 0.05)
+
+			// Both pass verification, with the same quality per rung.
+			wantOuts, _, err := tools.Verify(ctx, whole, src, wholeDir)
+			require.NoError(t, err)
+			gotOuts, _, err := tools.Verify(ctx, &split, src, splitDir)
+			require.NoError(t, err)
+			for _, w := range wantOuts {
+				if w.SSIM == 0 {
+					continue
+				}
+				for _, g := range gotOuts {
+					if g.Name == w.Name {
+						require.InDelta(t, w.SSIM, g.SSIM, 0.002, "SSIM of %s", w.Name)
+					}
+				}
+			}
+		})
+	}
+}
+
+// packets lists a rendition's packets as "pts,dts,flags", its init and
+// segments joined as its media playlist names them.
+func packets(t *testing.T, dir, playlist, stream string) []string {
+	t.Helper()
+	s, _, err := pack.ReadPlaylistStream(dir, playlist)
+	require.NoError(t, err)
+	joined := filepath.Join(t.TempDir(), "joined.mp4")
+	f, err := os.Create(joined)
+	require.NoError(t, err)
+	names := []string{s.Init}
+	for _, g := range s.Segments {
+		names = append(names, g.Name)
+	}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		require.NoError(t, err)
+		_, err = f.Write(b)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts,dts,flags", "-of", "csv=p=0", joined).Output()
+	require.NoError(t, err)
+	return strings.Fields(string(out))
+}
+
+// duration is a media playlist's total EXTINF.
+func duration(t *testing.T, dir, playlist string) float64 {
+	t.Helper()
+	mp, err := pack.ReadMedia(filepath.Join(dir, playlist))
+	require.NoError(t, err)
+	var d float64
+	for _, s := range pack.Segments(mp) {
+		d += s.Duration
+	}
+	require.False(t, math.IsNaN(d))
+	return d
+}
