@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/herdhq/herd/internal/apikey"
@@ -66,7 +67,8 @@ type Server struct {
 	recheck   time.Duration // how often event streams check their key or session again
 	done      chan struct{} // closed by Shutdown: streams end
 	stop      sync.Once
-	revoking  sync.Mutex // one revoke at a time: the last live admin key is never revoked by two at once
+	revoking  sync.Mutex                          // one revoke at a time: the last live admin key is never revoked by two at once
+	gzip      func(http.Handler) http.HandlerFunc // compresses text outputs for clients that accept gzip
 }
 
 // Deps are what the API needs.
@@ -92,7 +94,21 @@ func New(d Deps) *Server {
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
 		files: d.Files, done: make(chan struct{}), recheck: sessionRecheck}
 	s.workerAPI = newWorkerAPI(d, s.log, s.stillValid)
+	s.gzip = newGzip()
 	return s
+}
+
+// newGzip wraps a handler so that it answers with gzip to a client that
+// accepts it, leaving small bodies, HEAD and byte ranges (which name
+// offsets in the plain bytes) as they are, and saying Vary: Accept-Encoding.
+// Only gzip: every HLS and DASH player takes it; zstd, gzhttp's default
+// preference, is not yet everywhere.
+func newGzip() func(http.Handler) http.HandlerFunc {
+	wrap, err := gzhttp.NewWrapper(gzhttp.EnableZstd(false), gzhttp.ContentTypeFilter(gzhttp.CompressAllContentTypeFilter))
+	if err != nil {
+		panic(fmt.Sprintf("gzip options: %v", err)) // constant options: only a programming mistake lands here
+	}
+	return wrap
 }
 
 // Shutdown ends the event streams, which would otherwise hold an
@@ -517,9 +533,22 @@ func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "invalid output path")
 		return
 	}
-	w.Header().Set("Cache-Control", "private, max-age=3600")
-	serveStored(w, r, s.files, s.log, key, false, blob.ContentType(p), func() {
-		w.Header().Del("Cache-Control") // it may appear once the job finishes
-		writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
-	})
+	// The headers go on only once the file is open: an error with a
+	// max-age could be kept by a cache as if it were the file.
+	found := http.Header{
+		"Content-Type":           {blob.ContentType(p)},
+		"Cache-Control":          {blob.CacheControl(p)},
+		"X-Content-Type-Options": {"nosniff"},
+	}
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		serveStored(w, r, s.files, s.log, key, false, found, func() {
+			w.Header().Set("Cache-Control", "no-store") // it may appear once the job finishes
+			writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
+		})
+	}
+	if blob.Compressible(p) {
+		s.gzip(http.HandlerFunc(serve)).ServeHTTP(w, r)
+		return
+	}
+	serve(w, r)
 }

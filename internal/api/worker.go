@@ -425,14 +425,18 @@ func (s *workerAPI) source(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(protocol.HeaderSHA256, c.Job.Source.SHA256)
-	serveStored(w, r, s.files, s.log, c.Job.AssetKey, true, "application/octet-stream", func() {
+	serveStored(w, r, s.files, s.log, c.Job.AssetKey, true, octetStream, func() {
 		writeError(w, http.StatusGone, "source_missing", "the source file is missing from storage")
 	})
 }
 
+// octetStream is what a worker's downloads are served as.
+var octetStream = http.Header{"Content-Type": {"application/octet-stream"}}
+
 // serveStored answers with a stored file: to a worker (presign) a redirect
-// when the storage can presign, else the bytes with Range support.
-func serveStored(w http.ResponseWriter, r *http.Request, files pipeline.Storage, log *slog.Logger, key string, presign bool, contentType string, missing func()) {
+// when the storage can presign, else the bytes with Range support and the
+// headers in found (which an error or a missing file does not get).
+func serveStored(w http.ResponseWriter, r *http.Request, files pipeline.Storage, log *slog.Logger, key string, presign bool, found http.Header, missing func()) {
 	if presign {
 		u, err := files.PresignGet(r.Context(), key)
 		if err != nil {
@@ -454,7 +458,9 @@ func serveStored(w http.ResponseWriter, r *http.Request, files pipeline.Storage,
 		return
 	}
 	defer f.Close()
-	w.Header().Set("Content-Type", contentType)
+	for k, v := range found {
+		w.Header()[k] = v
+	}
 	http.ServeContent(w, r, "", f.ModTime(), f)
 }
 
@@ -506,7 +512,7 @@ func (s *workerAPI) staged(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "that step staged nothing")
 		return
 	}
-	serveStored(w, r, s.files, s.log, prefix+"/"+rel, true, "application/octet-stream", func() {
+	serveStored(w, r, s.files, s.log, prefix+"/"+rel, true, octetStream, func() {
 		writeError(w, http.StatusNotFound, "not_found", "no such staged file")
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -161,13 +160,14 @@ func isNotFound(err error) bool {
 }
 
 // PutFile uploads a local file as key (in parts when it is large), with the
-// content type its extension implies, so the bucket can be served directly.
+// content type and cache policy its extension implies, so the bucket can be
+// served directly.
 func (s *S3) PutFile(ctx context.Context, key, file string) error {
 	obj, err := s.object(key)
 	if err != nil {
 		return err
 	}
-	_, err = s.c.FPutObject(ctx, s.bucket, obj, file, minio.PutObjectOptions{ContentType: ContentType(key), PartSize: uint64(s.partSize)}) //nolint:gosec // G115: 64 MiB unless a caller sets a positive size
+	_, err = s.c.FPutObject(ctx, s.bucket, obj, file, minio.PutObjectOptions{ContentType: ContentType(key), CacheControl: CacheControl(key), PartSize: uint64(s.partSize)}) //nolint:gosec // G115: 64 MiB unless a caller sets a positive size
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
@@ -180,7 +180,7 @@ func (s *S3) PutBytes(ctx context.Context, key string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.c.PutObject(ctx, s.bucket, obj, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{ContentType: ContentType(key)})
+	_, err = s.c.PutObject(ctx, s.bucket, obj, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{ContentType: ContentType(key), CacheControl: CacheControl(key)})
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
@@ -283,7 +283,7 @@ func (s *S3) Copy(ctx context.Context, from, to string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.c.ComposeObject(ctx, minio.CopyDestOptions{Bucket: s.bucket, Object: dst, ReplaceMetadata: true, UserMetadata: map[string]string{"Content-Type": ContentType(to)}},
+	_, err = s.c.ComposeObject(ctx, minio.CopyDestOptions{Bucket: s.bucket, Object: dst, ReplaceMetadata: true, UserMetadata: map[string]string{"Content-Type": ContentType(to), "Cache-Control": CacheControl(to)}},
 		minio.CopySrcOptions{Bucket: s.bucket, Object: src})
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", from, err)
@@ -354,7 +354,7 @@ func (s *S3) PlanUpload(ctx context.Context, key string, size int64, ttl time.Du
 		return protocol.DirectUpload{Parts: []protocol.Part{{Number: 1, Size: size, URL: u.String()}}}, nil
 	}
 	core := minio.Core{Client: s.c}
-	id, err := core.NewMultipartUpload(ctx, s.bucket, obj, minio.PutObjectOptions{ContentType: ContentType(key)})
+	id, err := core.NewMultipartUpload(ctx, s.bucket, obj, minio.PutObjectOptions{ContentType: ContentType(key), CacheControl: CacheControl(key)})
 	if err != nil {
 		return protocol.DirectUpload{}, fmt.Errorf("start upload of %s: %w", key, err)
 	}
@@ -403,24 +403,4 @@ func (s *S3) FinishUpload(ctx context.Context, key string, up protocol.DirectUpl
 		return fmt.Errorf("%s arrived with %d bytes, want %d; upload it again", key, info.Size, size)
 	}
 	return nil
-}
-
-// ContentType is the MIME type herd serves a stored file with.
-func ContentType(name string) string {
-	if ct, ok := contentTypes[path.Ext(name)]; ok {
-		return ct
-	}
-	return "application/octet-stream"
-}
-
-var contentTypes = map[string]string{
-	".m3u8": "application/vnd.apple.mpegurl",
-	".mpd":  "application/dash+xml",
-	".m4s":  "video/iso.segment",
-	".mp4":  "video/mp4",
-	".m4a":  "audio/mp4",
-	".mkv":  "video/x-matroska",
-	".vtt":  "text/vtt; charset=utf-8",
-	".jpg":  "image/jpeg",
-	".json": "application/json",
 }

@@ -138,6 +138,30 @@ func TestS3StoresUnderItsPrefix(t *testing.T) {
 	if err != nil || info.ContentType != "application/vnd.apple.mpegurl" {
 		t.Fatalf("content type %q, %v", info.ContentType, err)
 	}
+	// A CDN in front of the bucket caches as herd's output route does: the
+	// copy into the outputs (finalize), a put and a put of a small blob
+	// each carry the Cache-Control of the name.
+	if err := s.Copy(ctx, "jobs/j1/stage/a/720p/seg1.m4s", "jobs/j1/out/720p/seg1.m4s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutBytes(ctx, "jobs/j1/out/manifest.mpd", []byte("<MPD/>")); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"jobs/j1/out/master.m3u8":     blob.CacheRevalidate,
+		"jobs/j1/out/720p/seg1.m4s":   blob.CacheImmutable,
+		"jobs/j1/out/manifest.mpd":    blob.CacheRevalidate,
+		"jobs/j1/stage/poster.jpg":    blob.CacheImmutable,
+		"jobs/j1/stage/a/master.m3u8": blob.CacheRevalidate,
+	} {
+		info, err := b.Client.StatObject(ctx, b.Name, "herd/pfx/"+key, minioStat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Metadata.Get("Cache-Control"); got != want {
+			t.Errorf("%s: Cache-Control %q, want %q", key, got, want)
+		}
+	}
 	if err := s.RemoveAll(ctx, "jobs/j1/stage"); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +214,7 @@ func TestS3PresignedGetNeedsNoCredentials(t *testing.T) {
 func TestS3DirectUploadSingleAndMultipart(t *testing.T) {
 	ctx := context.Background()
 	const part = 5 << 20
-	s, _ := openBucket(t, part)
+	s, b := openBucket(t, part)
 	for _, size := range []int64{1234, 2*part + 777} {
 		data := make([]byte, size)
 		rand.Read(data)
@@ -252,6 +276,14 @@ func TestS3DirectUploadSingleAndMultipart(t *testing.T) {
 		o.Close()
 		if !bytes.Equal(got, data) {
 			t.Fatalf("size %d: stored bytes differ", size)
+		}
+		// A multipart upload starts with the name's metadata (a single
+		// presigned PUT carries none: finalize's copy sets it).
+		if wantParts > 1 {
+			info, err := b.Client.StatObject(ctx, b.Name, "herd/pfx/"+key, minioStat)
+			if err != nil || info.ContentType != "video/mp4" || info.Metadata.Get("Cache-Control") != blob.CacheImmutable {
+				t.Fatalf("multipart object: %q %q %v", info.ContentType, info.Metadata.Get("Cache-Control"), err)
+			}
 		}
 	}
 }
