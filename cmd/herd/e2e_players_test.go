@@ -1,0 +1,222 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+// The built-in web profile's output plays to the end, with a seek, in the
+// three players people use it with: hls.js (the one the web UI embeds),
+// Shaka Player and dash.js (vendored for tests only under
+// testdata/players by make web-vendor). To stay within CI's budget they
+// share one short clip, one herd job and one browser.
+
+// playerHarness makes a muted <video> in the page and window.herdTest,
+// which records what the test checks: player errors, the end, and when
+// the playhead last moved (a stall is a playhead that stops while playing).
+const playerHarness = `(() => {
+	document.querySelectorAll("video.herd-test").forEach(v => v.remove());
+	const v = document.createElement("video");
+	v.className = "herd-test";
+	v.muted = true;
+	v.width = 640;
+	document.body.prepend(v);
+	const st = {errors: [], log: [], ended: false, moved: performance.now(), last: -1};
+	v.addEventListener("error", () => st.errors.push("video element: " + (v.error ? v.error.code + " " + v.error.message : "?")));
+	v.addEventListener("ended", () => { st.ended = true; });
+	const moved = () => { if (v.currentTime !== st.last) { st.last = v.currentTime; st.moved = performance.now(); } };
+	v.addEventListener("timeupdate", moved);
+	v.addEventListener("seeking", () => { st.moved = performance.now(); });
+	window.herdTest = {v, st, player: null};
+})()`
+
+// A player starts with window.herdTest set up and the manifest's URL in
+// url; it sets herdTest.player and pushes its error events to st.errors.
+var players = []struct {
+	name, lib, manifest, start string
+}{
+	{"HLSjs", "../../internal/web/assets/vendor/hls.min.js", "master.m3u8", `(async () => {
+		const {v, st} = herdTest;
+		const h = new Hls();
+		h.on(Hls.Events.ERROR, (_, d) => (d.fatal ? st.errors : st.log).push("hls.js " + d.type + ": " + d.details + (d.error ? " " + d.error.message : "")));
+		h.loadSource(url);
+		h.attachMedia(v);
+		herdTest.player = h;
+	})()`},
+	{"ShakaHLS", "testdata/players/shaka-player.compiled.js", "master.m3u8", shakaStart},
+	{"ShakaDASH", "testdata/players/shaka-player.compiled.js", "manifest.mpd", shakaStart},
+	{"DashJS", "testdata/players/dash.all.min.js", "manifest.mpd", `(async () => {
+		const {v, st} = herdTest;
+		const p = dashjs.MediaPlayer().create();
+		const ev = dashjs.MediaPlayer.events;
+		p.on(ev.ERROR, e => st.errors.push("dash.js error: " + JSON.stringify(e.error)));
+		p.on(ev.PLAYBACK_ERROR, e => st.errors.push("dash.js playback error: " + JSON.stringify(e.error)));
+		p.initialize(v, url, false);
+		herdTest.player = p;
+	})()`},
+}
+
+const shakaStart = `(async () => {
+	const {v, st} = herdTest;
+	shaka.polyfill.installAll();
+	const p = new shaka.Player();
+	p.addEventListener("error", e => st.errors.push("shaka " + e.detail.code + " (category " + e.detail.category + ", severity " + e.detail.severity + "): " + JSON.stringify(e.detail.data).slice(0, 300)));
+	herdTest.player = p;
+	await p.attach(v);
+	await p.load(url);
+})()`
+
+func TestPlayers(t *testing.T) {
+	t.Parallel()
+	ctx, s, base := playersSetup(t)
+
+	for _, p := range players {
+		t.Run(p.name, func(t *testing.T) {
+			openPlayer(t, ctx, s, p.lib, p.start, base+p.manifest)
+			playWithSeek(t, ctx, p.name)
+		})
+	}
+	t.Run("ShakaTrickPlay", func(t *testing.T) {
+		shakaTrickPlay(t, ctx, s, base)
+	})
+}
+
+// playersSetup runs one short clip through web-hls and signs a browser in;
+// it returns the browser, the server and the path its outputs are under.
+func playersSetup(t *testing.T) (context.Context, *server, string) {
+	t.Helper()
+	ctx := browser(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "Players.mp4")
+	// 10 s: three 4 s segments, so the seek lands in a later one.
+	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: 10, Tone: 330, Stereo: true}.Make(src))
+	s := startServer(t, filepath.Join(dir, "data"))
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--wait")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+	require.Equal(t, "succeeded", s.job(id).State)
+
+	// The players fetch the outputs with the page's session cookie. Their
+	// sources are evaluated into a page of herd's, whose policy allows only
+	// its own scripts, so the test lifts it for this tab.
+	require.NoError(t, chromedp.Run(ctx, page.SetBypassCSP(true)))
+	signIn(t, ctx, s, s.token())
+	waitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
+	return ctx, s, "/api/v1/jobs/" + id + "/outputs/"
+}
+
+// openPlayer loads a fresh page, the player library in lib and the harness,
+// and runs start with url set.
+func openPlayer(t *testing.T, ctx context.Context, s *server, lib, start, url string) {
+	t.Helper()
+	src, err := os.ReadFile(lib)
+	require.NoError(t, err)
+	// A page of herd's with no script of its own: its 404 page.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/players-test")))
+	waitJS(t, ctx, "the page", `document.readyState === "complete"`, 10*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(string(src), nil), chromedp.Evaluate(playerHarness, nil)))
+	var done bool
+	err = chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf("(async () => { const url = %q; await %s; return true; })()", url, start), &done,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	require.NoError(t, err, "start the player on %s: %s", url, playerErrors(ctx))
+}
+
+// playWithSeek plays from the start, seeks to 60 % and plays to the end.
+func playWithSeek(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	untilPlaying(t, ctx, name, "the duration", `herdTest.v.duration > 0 && isFinite(herdTest.v.duration)`, 20*time.Second)
+	dur := evalJS[float64](t, ctx, `herdTest.v.duration`)
+	require.InDelta(t, 10, dur, 0.5, "%s: the duration", name)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdTest.v.play().catch(e => herdTest.st.errors.push("play(): " + e.message))`, nil)))
+	untilPlaying(t, ctx, name, "playback", `herdTest.v.currentTime > 1`, 20*time.Second)
+
+	to := dur * 0.6
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf(`herdTest.v.currentTime = %f`, to), nil)))
+	untilPlaying(t, ctx, name, "playback after the seek", fmt.Sprintf(`!herdTest.v.seeking && herdTest.v.currentTime > %f`, to+0.5), 20*time.Second)
+	// The end: the ended event, or a playhead within two frames of it.
+	untilPlaying(t, ctx, name, "the end", fmt.Sprintf(`herdTest.st.ended || herdTest.v.currentTime >= %f`, dur-0.08), 30*time.Second)
+	require.Empty(t, evalJS[[]string](t, ctx, `herdTest.st.errors`), "%s: player errors", name)
+	t.Logf("%s played to %.2f of %.2f s; notes: %v", name, evalJS[float64](t, ctx, `herdTest.v.currentTime`), dur, evalJS[[]string](t, ctx, `herdTest.st.log`))
+}
+
+// untilPlaying waits for cond, failing at once on a player error, or when
+// the playhead has not moved for 5 s while the video should be playing.
+func untilPlaying(t *testing.T, ctx context.Context, name, what, cond string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var st struct {
+			OK      bool
+			Errors  []string
+			Stalled float64
+			Time    float64
+			Ready   int
+		}
+		err := chromedp.Run(ctx, chromedp.Evaluate(`(() => { const {v, st} = herdTest; return {
+			ok: !!(`+cond+`), errors: st.errors, time: v.currentTime, ready: v.readyState,
+			stalled: (!v.paused && !v.ended && !st.ended) ? (performance.now() - st.moved) / 1000 : 0}; })()`, &st))
+		require.NoError(t, err, "%s: evaluate %s", name, cond)
+		switch {
+		case len(st.Errors) > 0:
+			t.Fatalf("%s failed waiting for %s: %s", name, what, strings.Join(st.Errors, "; "))
+		case st.OK:
+			return
+		case st.Stalled > 5:
+			t.Fatalf("%s stalled at %.2f s for %.1f s waiting for %s (readyState %d)", name, st.Time, st.Stalled, what, st.Ready)
+		case time.Now().After(deadline):
+			t.Fatalf("%s timed out after %s waiting for %s: at %.2f s, readyState %d", name, within, what, st.Time, st.Ready)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func playerErrors(ctx context.Context) string {
+	var errs []string
+	_ = chromedp.Run(ctx, chromedp.Evaluate(`window.herdTest ? herdTest.st.errors : []`, &errs))
+	return strings.Join(errs, "; ")
+}
+
+// shakaTrickPlay: Shaka finds the master playlist's I-frame playlists
+// (EXT-X-I-FRAME-STREAM-INF) and gives every variant a trick-mode video
+// stream; trickPlay(4) then fetches segments of those streams and plays
+// on from them without error.
+func shakaTrickPlay(t *testing.T, ctx context.Context, s *server, base string) {
+	t.Helper()
+	openPlayer(t, ctx, s, "testdata/players/shaka-player.compiled.js", shakaStart, base+"master.m3u8")
+	variants := evalJS[[]string](t, ctx, `herdTest.player.getManifest().variants.filter(v => v.video).map(v =>
+		v.video.height + "p: " + (v.video.trickModeVideo ? "trick " + v.video.trickModeVideo.originalId : "none"))`)
+	require.NotEmpty(t, variants, "Shaka found no video variants")
+	for _, v := range variants {
+		require.NotContains(t, v, "none", "Shaka found no I-frame (trick-mode) stream for a variant: %v", variants)
+	}
+	// Record the segments fetched for trick-mode streams.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`(() => {
+		const p = herdTest.player, trick = new Set(p.getManifest().variants.map(v => v.video && v.video.trickModeVideo).filter(Boolean));
+		herdTest.trickFetches = [];
+		p.getNetworkingEngine().registerRequestFilter((type, req, c) => {
+			if (type === shaka.net.NetworkingEngine.RequestType.SEGMENT && c && trick.has(c.stream)) {
+				herdTest.trickFetches.push(req.uris[0].split("/").pop() + " " + (req.headers.Range || ""));
+			}
+		});
+	})()`, nil)))
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdTest.v.play().catch(e => herdTest.st.errors.push("play(): " + e.message))`, nil)))
+	untilPlaying(t, ctx, "Shaka", "playback", `herdTest.v.currentTime > 0.5`, 20*time.Second)
+	from := evalJS[float64](t, ctx, `herdTest.v.currentTime`)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdTest.player.trickPlay(4)`, nil)))
+	untilPlaying(t, ctx, "Shaka trick play", "I-frame segments", `herdTest.trickFetches.length > 0`, 15*time.Second)
+	untilPlaying(t, ctx, "Shaka trick play", "the playhead to move on", fmt.Sprintf(`herdTest.v.currentTime > %f`, from+3), 15*time.Second)
+	require.Empty(t, evalJS[[]string](t, ctx, `herdTest.st.errors`), "Shaka trick play: player errors")
+	t.Logf("trick play from %.2f s to %.2f s; I-frame fetches: %v", from, evalJS[float64](t, ctx, `herdTest.v.currentTime`), evalJS[[]string](t, ctx, `herdTest.trickFetches`))
+}
