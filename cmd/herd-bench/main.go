@@ -35,7 +35,7 @@ func run() error {
 	sample := flag.String("sample", "internal/media/testdata/movie-hello.mp4", "the real clip the inputs are made from")
 	quick := flag.Bool("quick", false, "small inputs and few repeats: every path, in under a minute")
 	only := flag.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Names(), ", "))
-	noPG := flag.Bool("no-postgres", false, "leave PostgreSQL out of the queue benchmark")
+	noPG := flag.Bool("no-postgres", false, "leave PostgreSQL out of the queue and API benchmarks")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -66,6 +66,7 @@ type Server struct {
 	up        *uploads      // nil: resumable uploads are off
 	recheck   time.Duration // how often event streams check their key or session again
 	done      chan struct{} // closed by Shutdown: streams end
+	live      *liveHub      // one poller per live view, shared by its streams
 	stop      sync.Once
 	revoking  sync.Mutex                          // one revoke at a time: the last live admin key is never revoked by two at once
 	gzip      func(http.Handler) http.HandlerFunc // compresses text outputs for clients that accept gzip
@@ -93,6 +94,7 @@ func New(d Deps) *Server {
 	s := &Server{st: d.Store, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
 		files: d.Files, done: make(chan struct{}), recheck: sessionRecheck}
+	s.live = newLiveHub(liveEvery, s.log)
 	s.workerAPI = newWorkerAPI(d, s.log, s.stillValid)
 	s.gzip = newGzip()
 	return s

@@ -19,3 +19,9 @@ func (s *Server) SetRecheck(d time.Duration) { s.recheck = d }
 
 // SweepKeysOnce runs one pass of SweepKeys.
 func (s *Server) SweepKeysOnce(ctx context.Context) { s.sweepKeys(ctx) }
+
+// SetLiveEvery sets how often live views' pollers read the store (before serving).
+func (s *Server) SetLiveEvery(d time.Duration) { s.live.every = d }
+
+// LivePollers is how many live-view pollers run now.
+func (s *Server) LivePollers() int { return s.live.pollers() }

@@ -1,12 +1,11 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +20,10 @@ import (
 // The live views: what the web pages show, as JSON (GET) and as a stream of
 // Server-Sent Events that sends a view again whenever it changes. The stream
 // reads the store, not in-process signals, so it shows what every replica
-// and worker did; it sends nothing while nothing changes.
+// and worker did; it sends nothing while nothing changes. One poller per
+// view (liveHub) reads the store for every stream open on that view.
 
-// liveEvery is how often a stream looks for changes.
+// liveEvery is how often a view's poller looks for changes.
 const liveEvery = time.Second
 
 // sessionRecheck is how often a stream checks that the key or session it
@@ -263,8 +263,9 @@ func listOptions(r *http.Request) (store.ListOptions, error) {
 // the view's JSON, sent at once and then whenever it changes.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var view func(context.Context) (any, error)
+	var view liveView
 	name := q.Get("view")
+	var key string // which poller serves this stream: one per view and query
 	switch name {
 	case "", "jobs":
 		opt, err := listOptions(r)
@@ -273,17 +274,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		name, view = "jobs", func(ctx context.Context) (any, error) { return s.jobList(ctx, opt) }
+		key = "jobs?" + url.Values{"state": {string(opt.State)}, "profile": {opt.Profile}, "cursor": {opt.Cursor}, "limit": {strconv.Itoa(opt.Limit)}}.Encode()
 	case "job":
 		id := q.Get("id")
 		if _, err := s.st.GetJob(r.Context(), id); err != nil {
 			s.storeError(w, r, err)
 			return
 		}
-		view = func(ctx context.Context) (any, error) { return s.jobPage(ctx, id) }
+		view, key = func(ctx context.Context) (any, error) { return s.jobPage(ctx, id) }, "job?id="+url.QueryEscape(id)
 	case "dashboard":
-		view = s.dashboard
+		view, key = s.dashboard, name
 	case "workers":
-		view = s.workers
+		view, key = s.workers, name
 	default:
 		writeError(w, http.StatusBadRequest, "bad_request", "view must be jobs, job, dashboard or workers")
 		return
@@ -293,59 +295,51 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not hold events back
 	w.WriteHeader(http.StatusOK)
-	// send writes and flushes; false once the client is gone.
+	// send writes and flushes; false once the client is gone. A client that
+	// stops reading must not hold the stream (or shutdown) forever.
 	send := func(msg string) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		_, err := io.WriteString(w, msg) //nolint:gosec // G705: a text/event-stream of server-made events, never rendered as HTML
 		return err == nil && rc.Flush() == nil
 	}
-	send("retry: 2000\n\n")
+	if !send("retry: 2000\n\n") {
+		return
+	}
 
+	// One poller per view feeds every stream open on it (liveHub); this
+	// stream only writes what it is handed.
+	sub, leave := s.live.subscribe(key, view)
+	defer leave()
 	// A stream ends with the key or session it was made with (revoked,
 	// signed out elsewhere, or expired); the browser's reconnect then meets
 	// the sign-in check, a client's the key check.
-	recheck := time.Now()
-	var last []byte
-	tick := time.NewTicker(liveEvery)
-	defer tick.Stop()
-	idle := time.Now()
+	recheck := time.NewTicker(s.recheck)
+	defer recheck.Stop()
+	idle := time.NewTicker(keepAlive)
+	defer idle.Stop()
 	for {
-		if time.Since(recheck) >= s.recheck {
-			if !s.stillValid(r.Context(), r) {
-				return
-			}
-			recheck = time.Now()
-		}
-		// A client that stops reading must not hold the stream (or shutdown) forever.
-		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		v, err := view(r.Context())
-		switch {
-		case errors.Is(err, job.ErrNotFound):
-			send("event: gone\ndata: {}\n\n")
-			return
-		case err != nil && r.Context().Err() == nil:
-			s.log.Warn("live view failed", "view", name, "err", err)
-		case err == nil:
-			b, _ := json.Marshal(v)
-			if !bytes.Equal(b, last) {
-				last = b
-				if !send("event: " + name + "\ndata: " + string(b) + "\n\n") {
-					return
-				}
-				idle = time.Now()
-			}
-		}
-		if time.Since(idle) >= keepAlive {
-			if !send(": keep-alive\n\n") {
-				return
-			}
-			idle = time.Now()
-		}
 		select {
 		case <-r.Context().Done():
 			return
 		case <-s.done:
 			return
-		case <-tick.C:
+		case <-recheck.C:
+			if !s.stillValid(r.Context(), r) {
+				return
+			}
+		case ev := <-sub.ch:
+			if ev.gone {
+				send("event: gone\ndata: {}\n\n")
+				return
+			}
+			if !send("event: " + name + "\ndata: " + string(ev.data) + "\n\n") {
+				return
+			}
+			idle.Reset(keepAlive)
+		case <-idle.C:
+			if !send(": keep-alive\n\n") {
+				return
+			}
 		}
 	}
 }
