@@ -73,6 +73,9 @@ func (s *workerAPI) stepBudget(j job.Job, step string) int64 {
 		switch step {
 		case pipeline.StepEncode:
 			plausible = enc
+			if pl.Thumbs.InEncode {
+				plausible += th
+			}
 		case pipeline.StepThumbs:
 			plausible = th
 		case pipeline.StepVerified:
