@@ -141,6 +141,10 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
+	var bad *media.OutputError
+	if errors.As(err, &bad) {
+		return job.Permanent("bad_output", job.Userf(err, "%s: %s", what, bad.Error()))
+	}
 	var exit *media.ExitError
 	if errors.As(err, &exit) {
 		if media.IsPermanent(err) {
