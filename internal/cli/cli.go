@@ -477,13 +477,18 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 	fmt.Fprintf(w, "Created:\t%s\n", j.CreatedAt.Format(time.RFC3339))
 	_ = w.Flush()
 	if len(j.Outputs) > 0 {
-		w = e.section("OUTPUTS", "NAME\tKIND\tSIZE\tRESOLUTION\tBITRATE\tCODEC\tSSIM\tPSNR\tURL")
+		w = e.section("OUTPUTS", "NAME\tKIND\tSIZE\tRESOLUTION\tBITRATE\tCODEC\tSSIM\tPSNR\tVERIFIED\tURL")
 		for _, o := range j.Outputs {
 			res := ""
 			if o.Width > 0 {
 				res = fmt.Sprintf("%dx%d", o.Width, o.Height)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Name, o.Kind, o.Size, res, kbps(o.Bitrate), o.Codec, num(o.SSIM, 4), num(o.PSNR, 1), o.URL)
+			// How it was verified: "sampled 5/40 segments decoded", "full".
+			ver := o.Verify
+			if o.Segments > 0 {
+				ver = fmt.Sprintf("%s %d/%d", o.Verify, o.Decoded, o.Segments)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Name, o.Kind, o.Size, res, kbps(o.Bitrate), o.Codec, num(o.SSIM, 4), num(o.PSNR, 1), ver, o.URL)
 		}
 		_ = w.Flush()
 	}

@@ -228,8 +228,8 @@ func TestVerifyNoticesMissingSegment(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.Remove(filepath.Join(dir, "chunk-0-00001.m4s")))
 	_, _, err = tools.Verify(ctx, pl, input, dir)
-	require.Error(t, err)
-	require.False(t, IsPermanent(err))
+	require.ErrorContains(t, err, "chunk-0-00001.m4s: missing")
+	require.True(t, IsPermanent(err), "verifying the same files again cannot help")
 }
 
 // TestVerifyNoticesCorruptSegment: a segment whose picture data was
@@ -248,8 +248,8 @@ func TestVerifyNoticesCorruptSegment(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(seg, b, 0o644))
 	_, _, err = tools.Verify(ctx, pl, input, dir)
-	require.ErrorContains(t, err, "decode output")
-	require.False(t, IsPermanent(err))
+	require.ErrorContains(t, err, "decode")
+	require.True(t, IsPermanent(err), "verifying the same files again cannot help")
 }
 
 // TestVerifyToleratesDamagedSource: the quality run decodes the source

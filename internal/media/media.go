@@ -168,11 +168,15 @@ func lastLines(s string, n int) string {
 	return strings.Join(out, " | ")
 }
 
-// IsPermanent reports whether retrying cannot help: a RejectedError, or an
+// IsPermanent reports whether retrying cannot help: a RejectedError, an
+// OutputError, or an
 // ExitError whose stderr says the input is invalid or corrupt. A process
 // killed by a signal (out of memory, cancel) is not permanent.
 func IsPermanent(err error) bool {
 	if rej, ok := errors.AsType[*RejectedError](err); ok && rej != nil {
+		return true
+	}
+	if oe, ok := errors.AsType[*OutputError](err); ok && oe != nil {
 		return true
 	}
 	ee, ok := errors.AsType[*ExitError](err)

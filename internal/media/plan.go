@@ -54,6 +54,9 @@ type Plan struct {
 	Subtitles   []SubtitlePlan `json:"subtitles,omitempty"`
 	Attachments bool           `json:"attachments,omitempty"` // mkv: copy fonts and other attachments
 	Thumbs      ThumbPlan      `json:"thumbs"`
+	// Verify is how the outputs are verified: profile.VerifySampled (also
+	// when empty, as in plans made before it existed) or profile.VerifyFull.
+	Verify string `json:"verify,omitempty"`
 }
 
 // VideoPlan says how the picture is encoded.
@@ -153,6 +156,7 @@ func NewPlan(info *Info, p *profile.Profile) (*Plan, error) {
 	if p.Format == profile.FormatHLS {
 		pl.SegmentSeconds = p.SegmentSeconds
 	}
+	pl.Verify = cmp.Or(p.Verify, profile.VerifySampled)
 
 	// Display geometry: sample aspect ratio, then rotation.
 	w, h := float64(v.Width), float64(v.Height)

@@ -36,18 +36,65 @@ type Output struct {
 	Duration float64 `json:"duration,omitempty"`
 	SSIM     float64 `json:"ssim,omitempty"` // against the source at its display size
 	PSNR     float64 `json:"psnr,omitempty"` // dB, capped at 100 for identical pictures
+	// Verify says how a video output was checked: sampled or full
+	// (profile.VerifySampled, profile.VerifyFull); Segments is how many
+	// segments had their boxes and sample sizes checked, Decoded how many
+	// of them were decoded (a file output: seconds decoded).
+	Verify   string `json:"verify,omitempty"`
+	Segments int    `json:"segments,omitempty"`
+	Decoded  int    `json:"decoded,omitempty"`
+}
+
+// outputFault makes err, a check of output name that failed, an
+// *OutputError (permanent: verifying the same files again cannot change it),
+// unless a tool was killed or cancelled, which says nothing about the output.
+func outputFault(name string, err error) error {
+	if _, ok := errors.AsType[*OutputError](err); ok {
+		return err
+	}
+	// A tool that was killed or cancelled says nothing about the output.
+	if ee, ok := errors.AsType[*ExitError](err); (ok && ee.Signal != "") || ctxErr(err) {
+		return err
+	}
+	return &OutputError{Output: name, Problem: "failed verification: " + err.Error()}
+}
+
+// sampleSegments picks the segments the default verification decodes out
+// of n: the first, the last and three spread evenly between; all of them
+// when full or when n is small.
+func sampleSegments(n int, full bool) []int {
+	if full || n <= 5 {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	idx := []int{0}
+	for k := 1; k <= 3; k++ {
+		if i := int(math.Round(float64(k*(n-1)) / 4)); i != idx[len(idx)-1] {
+			idx = append(idx, i)
+		}
+	}
+	if idx[len(idx)-1] != n-1 {
+		idx = append(idx, n-1)
+	}
+	return idx
 }
 
 // durationTolerance is how far an output's duration may be from the source's.
 const durationTolerance = 0.5
 
 // Verify probes every output in outDir again: each video output or rung must
-// last within 0.5 s of the source and decode without errors (every frame, in
-// the one ffmpeg run that also measures SSIM and PSNR per rung against the
-// source on a sample of the frames); for hls, the master playlist and
-// the DASH manifest must list the same rungs as the plan. It returns the
-// outputs (thumbnails included) and every argv it ran. Its errors are
-// retryable: a bad output is herd's fault, not the input's.
+// last within 0.5 s of the source and decode without errors, in the one
+// ffmpeg run that also measures SSIM and PSNR per rung against the source on
+// a sample of the frames; for hls, the master playlist and the DASH manifest
+// must list the same rungs as the plan, and every segment's boxes, sample
+// sizes and timing are checked (package pack). With pl.Verify full every
+// frame is decoded; by default (sampled) an hls rung decodes its first, last
+// and three evenly spread segments. It returns the outputs (thumbnails
+// included) and every argv it ran. A missing or malformed output is an
+// *OutputError (permanent); other errors are retryable.
 func (t Tools) Verify(ctx context.Context, pl *Plan, input, outDir string) ([]Output, [][]string, error) {
 	in, out, err := absPaths(input, outDir)
 	if err != nil {
@@ -81,6 +128,15 @@ type verifier struct {
 	pl           *Plan
 	in, out, tmp string
 	ran          [][]string
+}
+
+func (v *verifier) full() bool { return v.pl.Verify == profile.VerifyFull }
+
+func (v *verifier) mode() string {
+	if v.full() {
+		return profile.VerifyFull
+	}
+	return profile.VerifySampled
 }
 
 // hls checks the master playlist, the DASH manifest and every rendition:
@@ -141,25 +197,39 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 
 	var files []string
 	var rungs []Output
+	var ranges [][2]float64
 	for _, vr := range variants {
 		st, err := v.stream(vr.URI)
 		if err != nil {
 			return nil, err
 		}
-		file, err := v.concat(st)
+		picked := sampleSegments(len(st.Segments), v.full())
+		file, err := v.concat(st, picked)
 		if err != nil {
 			return nil, err
 		}
-		o, err := v.checkVideo(ctx, "mov", file)
+		o, err := v.checkVideo(ctx, "mov", file, v.full())
 		if err != nil {
-			return nil, fmt.Errorf("rung %s: %w", vr.URI, err)
+			return nil, outputFault(localName(vr.URI), err)
+		}
+		if !v.full() {
+			// The segments' boxes say how long the rung lasts: the
+			// sampled file holds only some of it.
+			o.Duration = st.Seconds()
+			if d := math.Abs(o.Duration - pl.Duration); !(d <= durationTolerance) {
+				return nil, &OutputError{Output: localName(vr.URI), Problem: fmt.Sprintf("lasts %.3f s, but the source lasts %.3f s", o.Duration, pl.Duration)}
+			}
+			if len(picked) < len(st.Segments) && ranges == nil {
+				ranges = segmentRanges(st.Stream, picked)
+			}
 		}
 		o.Name = fmt.Sprintf("%dp", min(o.Width, o.Height))
 		o.Kind, o.Path, o.Size, o.Bitrate = "hls", localName(vr.URI), st.bytes, st.Average(false)
+		o.Verify, o.Segments, o.Decoded = v.mode(), len(st.Segments), len(picked)
 		rungs = append(rungs, o)
 		files = append(files, file)
 	}
-	if err := v.quality(ctx, "mov", files, rungs); err != nil {
+	if err := v.quality(ctx, "mov", files, ranges, rungs); err != nil {
 		return nil, err
 	}
 	outputs = append(outputs, rungs...)
@@ -172,19 +242,22 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		file, err := v.concat(st)
+		// Audio is cheap to decode: every segment, in both modes.
+		picked := sampleSegments(len(st.Segments), true)
+		file, err := v.concat(st, picked)
 		if err != nil {
 			return nil, err
 		}
 		info, err := v.probeDecode(ctx, "mov", file, false)
 		if err != nil {
-			return nil, fmt.Errorf("audio %s: %w", m.URI, err)
+			return nil, outputFault(localName(m.URI), err)
 		}
 		if len(info.Audio) == 0 {
-			return nil, fmt.Errorf("audio %s: no audio stream", m.URI)
+			return nil, &OutputError{Output: localName(m.URI), Problem: "no audio stream"}
 		}
 		outputs = append(outputs, Output{Name: "audio", Kind: "hls", Path: st.playlist, Size: st.bytes,
-			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration})
+			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration,
+			Verify: v.mode(), Segments: len(st.Segments), Decoded: len(picked)})
 	}
 	return outputs, nil
 }
@@ -200,7 +273,8 @@ func (v *verifier) stream(uri string) (*rendition, error) {
 	name := localName(uri)
 	st, _, err := pack.ReadPlaylistStream(v.out, name)
 	if err != nil {
-		return nil, err
+		// pack names the playlist first; the output is the playlist.
+		return nil, &OutputError{Output: name, Problem: strings.TrimPrefix(err.Error(), name+": ")}
 	}
 	size, err := fileSize(v.out, name)
 	if err != nil {
@@ -226,30 +300,47 @@ func (v *verifier) file(ctx context.Context) ([]Output, error) {
 	path := filepath.Join(v.out, name)
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("stat output: %w", err)
+		return nil, &OutputError{Output: name, Problem: "missing"}
 	}
 	demuxer := "mov"
 	if v.pl.Format == profile.FormatMKV {
 		demuxer = "matroska"
 	}
-	o, err := v.checkVideo(ctx, demuxer, path)
+	o, err := v.checkVideo(ctx, demuxer, path, true)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, outputFault(name, err)
 	}
 	o.Name, o.Kind, o.Path, o.Size = "video", v.pl.Format, name, fi.Size()
+	// A file is decoded whole in both modes for now (see README, Verification).
+	o.Verify, o.Decoded = profile.VerifyFull, int(math.Ceil(o.Duration))
 	if o.Duration > 0 {
 		o.Bitrate = int64(float64(fi.Size()) * 8 / o.Duration)
 	}
 	outs := []Output{o}
-	if err := v.quality(ctx, demuxer, []string{path}, outs); err != nil {
+	if err := v.quality(ctx, demuxer, []string{path}, nil, outs); err != nil {
 		return nil, err
 	}
 	return outs, nil
 }
 
-// concat joins a rendition's init and media segments into one file in the
-// temporary directory, which the mov demuxer reads as fragmented MP4.
-func (v *verifier) concat(st *rendition) (path string, err error) {
+// segmentRanges returns the time ranges, in seconds from the stream's start,
+// of the segments picked.
+func segmentRanges(st *pack.Stream, picked []int) [][2]float64 {
+	t0 := st.Segments[0].Start
+	var out [][2]float64
+	for _, i := range picked {
+		g := st.Segments[i]
+		a := float64(g.Start-t0) / float64(st.Timescale)
+		out = append(out, [2]float64{a, a + st.SegmentSeconds(i)})
+	}
+	return out
+}
+
+// concat joins a rendition's init and its picked media segments into one
+// file in the temporary directory, which the mov demuxer reads as
+// fragmented MP4. Every segment starts with an IDR picture, so segments
+// that do not follow each other still decode.
+func (v *verifier) concat(st *rendition, picked []int) (path string, err error) {
 	path = filepath.Join(v.tmp, strings.TrimSuffix(st.playlist, filepath.Ext(st.playlist))+".mp4")
 	f, err := os.Create(path)
 	if err != nil {
@@ -261,8 +352,8 @@ func (v *verifier) concat(st *rendition) (path string, err error) {
 		}
 	}()
 	names := []string{st.Init}
-	for _, g := range st.Segments {
-		names = append(names, g.Name)
+	for _, i := range picked {
+		names = append(names, st.Segments[i].Name)
 	}
 	for _, name := range names {
 		if err := appendFile(f, filepath.Join(v.out, name)); err != nil {
@@ -283,8 +374,9 @@ func appendFile(w io.Writer, path string) error {
 }
 
 // checkVideo reads a video output's streams and packets and checks its
-// duration; its frames are decoded by the quality run.
-func (v *verifier) checkVideo(ctx context.Context, demuxer, path string) (Output, error) {
+// duration (when whole: a sampled rung holds only some of its segments);
+// its frames are decoded by the quality run.
+func (v *verifier) checkVideo(ctx context.Context, demuxer, path string, whole bool) (Output, error) {
 	info, err := v.probeDecode(ctx, demuxer, path, true)
 	if err != nil {
 		return Output{}, err
@@ -292,7 +384,7 @@ func (v *verifier) checkVideo(ctx context.Context, demuxer, path string) (Output
 	if info.Video == nil {
 		return Output{}, errors.New("no video stream")
 	}
-	if d := math.Abs(info.Duration - v.pl.Duration); !(d <= durationTolerance) {
+	if d := math.Abs(info.Duration - v.pl.Duration); whole && !(d <= durationTolerance) {
 		return Output{}, fmt.Errorf("lasts %.3f s, but the source lasts %.3f s", info.Duration, v.pl.Duration)
 	}
 	if info.Video.Frames == 0 {
@@ -352,9 +444,11 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 // measures SSIM and PSNR against the source on a sample of the frames (see
 // QualityStep): both are scaled to the source's display size, and the source
 // goes through the same deinterlace, tone map and frame rate filters as the
-// encode. Every line it prints carries its level ("[error]", "[info]") after
-// the name of what logged it.
-func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
+// encode. When ranges is not empty the files hold only those time ranges of
+// the output (sampled segments; seconds from its start), and only the
+// source's frames in them are compared. Every line it prints carries its
+// level ("[error]", "[info]") after the name of what logged it.
+func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]float64) []string {
 	args := append([]string{"-loglevel", "level+info"}, pl.inputArgs(input, 0)...)
 	for _, f := range files {
 		args = append(args, "-f", demuxer, "-i", "file:"+f)
@@ -369,6 +463,17 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
 	fmt.Fprintf(&g, "[0:%d]", pl.VideoIndex)
 	for _, f := range pl.preFilters(true) {
 		g.WriteString(f + ",")
+	}
+	if len(ranges) > 0 {
+		// A frame belongs to the segment its timestamp falls in: the
+		// boundaries are moved half a frame down so that rounding never
+		// puts a frame on the wrong side.
+		h := 0.5 / pl.FPS
+		terms := make([]string, len(ranges))
+		for i, r := range ranges {
+			terms[i] = fmt.Sprintf("gte(t\\,%.6f)*lt(t\\,%.6f)", r[0]-h, r[1]-h)
+		}
+		fmt.Fprintf(&g, "setpts=PTS-STARTPTS,select='%s',", strings.Join(terms, "+"))
 	}
 	fmt.Fprintf(&g, "%s%s,split=%d", sample, size, 2*n)
 	for i := range n {
@@ -395,9 +500,10 @@ func (pl *Plan) QualityStep() int {
 	return max(1, int(math.Round(pl.FPS/4)))
 }
 
-// quality decodes every frame of each file and measures SSIM and PSNR into outs[i].
-func (v *verifier) quality(ctx context.Context, demuxer string, files []string, outs []Output) error {
-	args := v.pl.QualityArgs(v.in, demuxer, files)
+// quality decodes every frame of each file and measures SSIM and PSNR into
+// outs[i] (see QualityArgs for ranges).
+func (v *verifier) quality(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
+	args := v.pl.QualityArgs(v.in, demuxer, files, ranges)
 	v.ran = append(v.ran, argv(v.t.ffmpeg(), args))
 	pr, pw := io.Pipe()
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
@@ -440,7 +546,7 @@ func (v *verifier) decodeAlone(ctx context.Context, demuxer, path string) error 
 		return fmt.Errorf("decode output %s: %w", filepath.Base(path), err)
 	}
 	if tail = strings.TrimSpace(tail); tail != "" {
-		return fmt.Errorf("decode output %s: %s", filepath.Base(path), lastLines(tail, 3))
+		return &OutputError{Output: filepath.Base(path), Problem: "decode: " + lastLines(tail, 3)}
 	}
 	return nil
 }
@@ -559,4 +665,8 @@ func (v *verifier) thumbnails() ([]Output, error) {
 		outs = append(outs, Output{Name: "thumbnails", Kind: "thumbnails_vtt", Path: VTTName, Size: int64(len(data)), Duration: v.pl.Duration})
 	}
 	return outs, nil
+}
+
+func ctxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

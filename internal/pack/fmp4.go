@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -36,6 +37,7 @@ type Segment struct {
 	// past the first sample's data. [Moof, KeyEnd) is the first frame with
 	// the box that describes it.
 	Moof, KeyEnd int64
+	Samples      int // how many samples its fragments hold
 }
 
 // Stream is one rendition read from disk: an init segment and its media
@@ -223,8 +225,11 @@ func mp4aCodec(e *mp4.AudioSampleEntryBox) (string, int, error) {
 // the first sample of a video segment, which is checked to be an IDR).
 func readSegment(path string, tr *Track) (Segment, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Segment{}, errors.New("missing")
+	}
 	if err != nil {
-		return Segment{}, err
+		return Segment{}, fmt.Errorf("open: %w", errors.Unwrap(err)) // no server path in the message
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -243,6 +248,9 @@ func readSegment(path string, tr *Track) (Segment, error) {
 		return Segment{}, errors.New("no moof/mdat fragment")
 	}
 	g := Segment{Size: fi.Size()}
+	if err := checkLayout(mf, frags, g.Size); err != nil {
+		return Segment{}, err
+	}
 	for i, fr := range frags {
 		if fr.Moof == nil || len(fr.Moof.Trafs) != 1 {
 			return Segment{}, fmt.Errorf("fragment %d: want one track fragment", i+1)
@@ -258,6 +266,10 @@ func readSegment(path string, tr *Track) (Segment, error) {
 		}
 		for _, trun := range traf.Truns {
 			g.Duration += trun.AddSampleDefaultValues(traf.Tfhd, tr.trex)
+			g.Samples += len(trun.Samples)
+		}
+		if err := checkSamples(i, fr); err != nil {
+			return Segment{}, err
 		}
 		if i > 0 {
 			continue
@@ -313,6 +325,62 @@ func checkIDR(codec string, sample []byte) error {
 		if !hevc.IsIDRSample(sample) {
 			return errors.New("first picture is not an IDR (want a closed GOP at every segment start)")
 		}
+	}
+	return nil
+}
+
+// checkLayout holds a segment file to its boxes: their sizes add up to the
+// file's (a truncated file, or bytes after the last box, fail), and every
+// fragment is a moof followed by its mdat.
+func checkLayout(mf *mp4.File, frags []*mp4.Fragment, size int64) error {
+	var sum uint64
+	for _, b := range mf.Children {
+		sum += b.Size()
+	}
+	for _, fr := range frags {
+		if fr.Mdat == nil {
+			return errors.New("a fragment has no mdat box")
+		}
+	}
+	if sum != uint64(size) { //nolint:gosec // G115: a file size is never negative
+		return fmt.Errorf("its boxes add up to %d bytes but the file holds %d (truncated or padded)", sum, size)
+	}
+	return nil
+}
+
+// checkSamples holds fragment i's track runs to its mdat: the runs' sample
+// data lies inside the mdat payload, run after run, and fills it exactly, so
+// a sample of the wrong size or a cut mdat is found without reading it.
+func checkSamples(i int, fr *mp4.Fragment) error {
+	traf, mdat := fr.Moof.Traf, fr.Mdat
+	payload := mdat.PayloadAbsoluteOffset()
+	end := mdat.StartPos + mdat.Size()
+	base := fr.Moof.StartPos
+	if traf.Tfhd.HasBaseDataOffset() {
+		base = traf.Tfhd.BaseDataOffset
+	}
+	next := payload
+	for j, trun := range traf.Truns {
+		start := next
+		if trun.HasDataOffset() {
+			start = uint64(int64(base) + int64(trun.DataOffset)) //nolint:gosec // G115: checked against the mdat just below
+		} else if j == 0 {
+			return fmt.Errorf("fragment %d: track run has no data offset", i+1)
+		}
+		if start != next {
+			return fmt.Errorf("fragment %d: track run %d's data starts at byte %d, want %d (the mdat payload or the end of the previous run)", i+1, j+1, start, next)
+		}
+		var n uint64
+		for _, smp := range trun.Samples {
+			n += uint64(smp.Size)
+		}
+		next = start + n
+		if next > end {
+			return fmt.Errorf("fragment %d: samples need %d bytes past byte %d, but the mdat ends at %d", i+1, n, start, end)
+		}
+	}
+	if next != end {
+		return fmt.Errorf("fragment %d: samples fill %d of the mdat's %d payload bytes", i+1, next-payload, end-payload)
 	}
 	return nil
 }

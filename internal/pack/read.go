@@ -65,13 +65,23 @@ func ReadPlaylistStream(dir, playlist string) (*Stream, *m3u8.MediaPlaylist, err
 	if p.Map == nil || p.Map.URI == "" {
 		return nil, nil, fmt.Errorf("%s: no EXT-X-MAP init segment", playlist)
 	}
-	var names []string
-	for _, s := range Segments(p) {
-		names = append(names, local(s.URI))
+	segs := Segments(p)
+	names := make([]string, len(segs))
+	for i, s := range segs {
+		names[i] = local(s.URI)
 	}
 	s, err := ReadStream(dir, local(p.Map.URI), names)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", playlist, err)
+	}
+	for i, g := range s.Segments {
+		// EXTINF is written to the microsecond; a segment may differ from
+		// it by at most one of its samples.
+		got := s.SegmentSeconds(i)
+		tol := got/float64(max(1, g.Samples)) + 1e-6
+		if d := got - segs[i].Duration; d > tol || d < -tol {
+			return nil, nil, fmt.Errorf("%s: segment %s lasts %.6f s, but EXTINF says %.6f s", playlist, g.Name, got, segs[i].Duration)
+		}
 	}
 	return s, p, nil
 }

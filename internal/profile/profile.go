@@ -35,6 +35,15 @@ const (
 	SubsCopy    = "copy"     // every subtitle stream kept as it is (MKV)
 )
 
+// Verification modes: how much of the outputs the verify step decodes.
+const (
+	// VerifySampled checks every segment's boxes and sample sizes and
+	// decodes a sample of segments (first, last and a spread): the default.
+	VerifySampled = "sampled"
+	// VerifyFull decodes every frame of every output.
+	VerifyFull = "full"
+)
+
 // Engines say which encoder family a profile may use.
 const (
 	EngineSoftware = "software"
@@ -70,6 +79,8 @@ type Profile struct {
 	Audio          Audio      `yaml:"audio" json:"audio"`
 	Subtitles      string     `yaml:"subtitles,omitempty" json:"subtitles,omitempty"`
 	Thumbnails     Thumbnails `yaml:"thumbnails,omitempty" json:"thumbnails,omitempty"`
+	// Verify is sampled (default) or full; see VerifySampled and VerifyFull.
+	Verify string `yaml:"verify,omitempty" json:"verify,omitempty"`
 	// Builtin is true for the profiles embedded in the binary.
 	Builtin bool `yaml:"-" json:"builtin"`
 }
@@ -155,6 +166,9 @@ func (p *Profile) withDefaults() {
 	}
 	if p.Subtitles == "" {
 		p.Subtitles = SubsNone
+	}
+	if p.Verify == "" {
+		p.Verify = VerifySampled
 	}
 	if p.Format == FormatHLS && p.SegmentSeconds == 0 {
 		p.SegmentSeconds = 4
@@ -314,6 +328,9 @@ func (p *Profile) Validate() error {
 		}
 	default:
 		return bad("subtitles", "must be none, mov_text or copy (got %q)", p.Subtitles)
+	}
+	if p.Verify != VerifySampled && p.Verify != VerifyFull {
+		return bad("verify", "must be sampled or full (got %q)", p.Verify)
 	}
 	if !slices.Contains(engines, p.Engine) {
 		return bad("engine", "must be software, auto, nvenc, vaapi or qsv (got %q)", p.Engine)
