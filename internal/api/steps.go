@@ -73,9 +73,6 @@ func (s *workerAPI) stepBudget(j job.Job, step string) int64 {
 		switch step {
 		case pipeline.StepEncode:
 			plausible = enc
-			if pl.Thumbs.InEncode {
-				plausible += th
-			}
 		case pipeline.StepThumbs:
 			plausible = th
 		case pipeline.StepVerified:

@@ -69,96 +69,12 @@ func (pl *Plan) scaleFilter(w, h int) string {
 // videoGraph is the -filter_complex graph: the source video decoded once,
 // pre-filtered, split and scaled to every rung, labelled [v0], [v1], ...
 func (pl *Plan) videoGraph() string {
-	in := fmt.Sprintf("[0:%d]", pl.VideoIndex)
-	pre := pl.preFilters(true)
-	var b strings.Builder
-	if branches := pl.thumbBranches(); len(branches) > 0 {
-		// The pictures are taken from the same decoded (deinterlaced,
-		// tone-mapped) frames as the rungs, before the constant-frame-rate
-		// filter, as the separate thumbnail commands took them.
-		b.WriteString(in)
-		if common := pl.preFilters(false); len(common) > 0 {
-			b.WriteString(strings.Join(common, ","))
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, "split=%d[main]", 1+len(branches))
-		for _, br := range branches {
-			b.WriteString("[" + br.label + "_in]")
-		}
-		for _, br := range branches {
-			fmt.Fprintf(&b, ";[%s_in]%s[%s]", br.label, br.chain, br.label)
-		}
-		b.WriteString(";")
-		in, pre = "[main]", nil
-		if pl.FPSFilter {
-			pre = []string{"fps=" + fpsArg(pl.FPS)}
-		}
-	}
-	b.WriteString(pl.rungGraph(in, pre))
-	return b.String()
+	return pl.graph(fmt.Sprintf("[0:%d]", pl.VideoIndex), pl.preFilters(true))
 }
 
-// thumbBranch is one picture output of the encode's graph.
-type thumbBranch struct {
-	label, chain, file string
-	args               []string // output options
-}
-
-// Labels of the picture outputs in the encode's graph.
-const (
-	posterLabel = "poster"
-	spriteLabel = "sprite"
-)
-
-// thumbBranches are the picture outputs the encode's graph makes: none for
-// a plan whose job has a separate thumbnails task.
-func (pl *Plan) thumbBranches() []thumbBranch {
-	th := pl.Thumbs
-	if !th.InEncode {
-		return nil
-	}
-	var out []thumbBranch
-	if th.Poster {
-		out = append(out, thumbBranch{label: posterLabel, chain: pl.posterChain(), file: PosterName,
-			args: []string{"-q:v", "2", "-update", "1"}})
-	}
-	if th.Sprite {
-		out = append(out, thumbBranch{label: spriteLabel, chain: pl.spriteChain(), file: SpriteName,
-			args: []string{"-frames:v", "1", "-q:v", "3", "-update", "1"}})
-	}
-	return out
-}
-
-// posterChain picks the poster from the decoded frames: the first frame at
-// or after PosterAt, as an input seek to PosterAt does, and the first frame
-// as well, so that a source whose video ends before PosterAt still gets a
-// poster. The image2 muxer (-update 1) keeps the last of the (at most two)
-// frames.
-func (pl *Plan) posterChain() string {
-	at := ftoa(pl.Thumbs.PosterAt)
-	return fmt.Sprintf("select='eq(n\\,0)+gte(t\\,%s)*lt(prev_selected_t\\,%s)',scale=%d:%d,setsar=1,format=%s",
-		at, at, pl.Thumbs.PosterWidth, pl.Thumbs.PosterHeight, pl.Video.PixFmt)
-}
-
-// spriteChain makes the sprite sheet: one tile every Interval seconds at
-// absolute source times (k × Interval from the source's start: start_time=0
-// repeats the first frame for ticks before a late first frame), so a part
-// of the source (a chunk) can make its tiles on the same grid; eof_action=pass
-// keeps the last tile of a source shorter than half an interval, which the
-// default drops (no tile at all, no sprite.jpg). tile flushes a partial
-// sheet when the stream ends.
-func (pl *Plan) spriteChain() string {
-	th := pl.Thumbs
-	return strings.Join([]string{
-		"fps=1/" + ftoa(th.Interval) + ":start_time=0:eof_action=pass",
-		fmt.Sprintf("scale=%d:%d,setsar=1", th.TileWidth, th.TileHeight),
-		fmt.Sprintf("tile=%dx%d", th.Columns, th.Rows),
-	}, ",")
-}
-
-// rungGraph splits and scales the pre-filtered picture in to every rung,
-// labelled [v0], [v1], ...
-func (pl *Plan) rungGraph(in string, pre []string) string {
+// graph applies the filters pre to the input pad in once, then splits and
+// scales the picture to every rung.
+func (pl *Plan) graph(in string, pre []string) string {
 	n := len(pl.Rungs)
 	var b strings.Builder
 	if n == 1 {
@@ -230,11 +146,6 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 		args = append(args, "-movflags", "+faststart", "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
 	case profile.FormatMKV:
 		args = append(args, "-f", "matroska", "file:"+filepath.Join(outDir, pl.FileName()))
-	}
-	for _, br := range pl.thumbBranches() {
-		args = append(args, "-map", "["+br.label+"]")
-		args = append(args, br.args...)
-		args = append(args, "-f", "image2", "file:"+filepath.Join(outDir, br.file))
 	}
 	return args
 }

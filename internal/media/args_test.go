@@ -47,12 +47,10 @@ func TestEncodeArgsGolden(t *testing.T) {
 				pl, err := NewPlan(info, builtin(t, p))
 				require.NoError(t, err)
 				args := pl.EncodeArgs("/in/source file.bin", "/out/job")
-				// The encode writes the pictures; the separate commands
-				// remain for jobs stored with a thumbnails task.
-				if pl.Thumbs.Poster && name == "1080p" {
+				if pl.Thumbs.Poster {
 					args = append(append(args, "# poster"), pl.PosterArgs("/in/source file.bin", "/out/job")...)
 				}
-				if pl.Thumbs.Sprite && name == "1080p" {
+				if pl.Thumbs.Sprite {
 					args = append(append(args, "# sprite"), pl.SpriteArgs("/in/source file.bin", "/out/job")...)
 				}
 				got := strings.Join(args, "\n") + "\n"

@@ -138,7 +138,7 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 	// unsplit encode; -copyts keeps the piece's timestamps, which are the
 	// source's own.
 	pre := append([]string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}, pl.preFilters(true)...)
-	args = append(args, "-filter_complex", pl.rungGraph("[0:0]", append(pre, trim)))
+	args = append(args, "-filter_complex", pl.graph("[0:0]", append(pre, trim)))
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
 	}

@@ -12,9 +12,7 @@ import (
 	"github.com/herdhq/herd/internal/safefs"
 )
 
-// Encode runs EncodeArgs (which, for a plan with Thumbs.InEncode, also
-// writes the poster and the sprite sheet), writes the WebVTT thumbnail track
-// and, for hls, writes the HLS playlists and the DASH
+// Encode runs EncodeArgs and, for hls, writes the HLS playlists and the DASH
 // manifest over the segments ffmpeg wrote (see package pack): rates, codecs
 // and timing measured from the segments on disk. It returns every argv it ran.
 func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
@@ -32,11 +30,6 @@ func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progr
 	}
 	if pl.Format == profile.FormatHLS {
 		if _, err := pl.PackageHLS(out); err != nil {
-			return ran, fmt.Errorf("encode: %w", err)
-		}
-	}
-	if pl.Thumbs.InEncode && pl.Thumbs.Sprite {
-		if err := writeAtomic(out, VTTName, []byte(pl.ThumbnailsVTT())); err != nil {
 			return ran, fmt.Errorf("encode: %w", err)
 		}
 	}
@@ -70,7 +63,11 @@ func (pl *Plan) PosterArgs(input, outDir string) []string {
 // SpriteArgs returns the argv that writes outDir/sprite.jpg: one tile every
 // Interval seconds, Columns × Rows tiles.
 func (pl *Plan) SpriteArgs(input, outDir string) []string {
-	chain := append(pl.preFilters(false), pl.spriteChain())
+	th := pl.Thumbs
+	chain := append(pl.preFilters(false),
+		"fps=1/"+ftoa(th.Interval),
+		fmt.Sprintf("scale=%d:%d,setsar=1", th.TileWidth, th.TileHeight),
+		fmt.Sprintf("tile=%dx%d", th.Columns, th.Rows))
 	args := pl.inputArgs(input, 0)
 	return append(args,
 		"-map", fmt.Sprintf("0:%d", pl.VideoIndex),

@@ -39,10 +39,8 @@ func pipeline(t *testing.T, input, profileName string) (*Plan, []Output, string)
 	require.Len(t, ran, 1)
 	require.True(t, last.End, "the last progress block says end")
 	require.Positive(t, last.OutTime)
-	if !pl.Thumbs.InEncode {
-		_, err = tools.Thumbnails(ctx, pl, input, out)
-		require.NoError(t, err)
-	}
+	_, err = tools.Thumbnails(ctx, pl, input, out)
+	require.NoError(t, err)
 	outputs, ran, err := tools.Verify(ctx, pl, input, out)
 	require.NoError(t, err)
 	require.NotEmpty(t, ran)

@@ -117,21 +117,6 @@ func reject(code, format string, args ...any) *RejectedError {
 	return &RejectedError{Code: code, Reason: fmt.Sprintf(format, args...)}
 }
 
-// OutputError says an output is missing or malformed in a way that running
-// the same step again cannot change (the plan and the source decide it), so
-// it is permanent: a JPEG of the wrong size, a thumbnail track with the
-// wrong number of cues, a picture the encode did not write.
-type OutputError struct {
-	Output  string // the file, e.g. sprite.jpg
-	Problem string // what is wrong with it, a phrase a user can read
-}
-
-func (e *OutputError) Error() string { return e.Output + " " + e.Problem }
-
-func badOutput(name, format string, args ...any) *OutputError {
-	return &OutputError{Output: name, Problem: fmt.Sprintf(format, args...)}
-}
-
 // ExitError says ffmpeg or ffprobe exited non-zero or was killed.
 type ExitError struct {
 	Code       int    // exit status, -1 when killed by a signal

@@ -115,10 +115,6 @@ type ThumbPlan struct {
 	Columns      int     `json:"columns,omitempty"`
 	Rows         int     `json:"rows,omitempty"`
 	Count        int     `json:"count,omitempty"`
-	// InEncode says the encode's own filter graph writes the poster, the
-	// sprite and the WebVTT track (every plan made since #19); a plan
-	// stored without it belongs to a job with a separate thumbnails task.
-	InEncode bool `json:"in_encode,omitempty"`
 }
 
 const (
@@ -363,7 +359,6 @@ func (pl *Plan) planSubtitles(info *Info, p *profile.Profile) {
 func (pl *Plan) planThumbs(p *profile.Profile) {
 	t := p.Thumbnails
 	top := pl.Rungs[0]
-	pl.Thumbs.InEncode = t.Poster || (t.Sprite && t.Interval > 0)
 	if t.Poster {
 		pl.Thumbs.Poster = true
 		pl.Thumbs.PosterAt = math.Round(math.Max(0, math.Min(pl.Duration*0.1, pl.Duration-1/pl.FPS))*1000) / 1000

@@ -168,11 +168,7 @@ func TestNewPlanFilters(t *testing.T) {
 	g := pl.videoGraph()
 	require.Equal(t, "[0:0]bwdif=mode=send_frame:parity=auto:deint=all,"+
 		"zscale=tin=arib-std-b67:min=bt2020nc:pin=bt2020:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"+
-		"tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,split=2[main][poster_in];"+
-		// The poster branch takes the deinterlaced, tone-mapped frames
-		// before the constant-frame-rate filter; the rung after it.
-		`[poster_in]select='eq(n\,0)+gte(t\,6)*lt(prev_selected_t\,6)',scale=1920:1080,setsar=1,format=yuv420p[poster];`+
-		"[main]fps=25,scale=1920:1080,setsar=1,format=yuv420p[v0]", g)
+		"tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,fps=25,scale=1920:1080,setsar=1,format=yuv420p[v0]", g)
 }
 
 func TestNewPlanThumbs(t *testing.T) {
@@ -180,7 +176,7 @@ func TestNewPlanThumbs(t *testing.T) {
 	pl, err := NewPlan(src(1280, 720, 25, func(i *Info) { i.Duration = 25 }), builtin(t, "web-hls"))
 	require.NoError(t, err)
 	require.Equal(t, ThumbPlan{Poster: true, PosterAt: 2.5, PosterWidth: 1280, PosterHeight: 720,
-		Sprite: true, Interval: 2, TileWidth: 160, TileHeight: 90, Columns: 10, Rows: 2, Count: 13, InEncode: true}, pl.Thumbs)
+		Sprite: true, Interval: 2, TileWidth: 160, TileHeight: 90, Columns: 10, Rows: 2, Count: 13}, pl.Thumbs)
 	vtt := pl.ThumbnailsVTT()
 	require.Contains(t, vtt, "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nsprite.jpg#xywh=0,0,160,90\n")
 	require.Contains(t, vtt, "00:00:20.000 --> 00:00:22.000\nsprite.jpg#xywh=0,90,160,90\n")

@@ -2,14 +2,12 @@ package media
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"image/jpeg"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -608,10 +606,7 @@ func parseQuality(log string) (ssim, psnr map[int]float64) {
 	return ssim, psnr
 }
 
-// thumbnails checks the pictures and the WebVTT track against the plan:
-// each exists, the pictures are JPEGs of the planned size and the track has
-// one cue per sprite tile. A failure is an *OutputError (permanent: the same
-// encode makes the same files).
+// thumbnails lists the pictures and the WebVTT track that exist.
 func (v *verifier) thumbnails() ([]Output, error) {
 	var outs []Output
 	th := v.pl.Thumbs
@@ -619,18 +614,11 @@ func (v *verifier) thumbnails() ([]Output, error) {
 		want       bool
 		name, kind string
 		file       string
-		w, h       int
-	}{
-		{th.Poster, "poster", "poster", PosterName, th.PosterWidth, th.PosterHeight},
-		{th.Sprite, "sprite", "sprite", SpriteName, th.Columns * th.TileWidth, th.Rows * th.TileHeight},
-	} {
+	}{{th.Poster, "poster", "poster", PosterName}, {th.Sprite, "sprite", "sprite", SpriteName}} {
 		if !p.want {
 			continue
 		}
 		f, err := os.Open(filepath.Join(v.out, p.file))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, badOutput(p.file, "is missing: the encode wrote no %s", p.name)
-		}
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", p.file, err)
 		}
@@ -638,31 +626,19 @@ func (v *verifier) thumbnails() ([]Output, error) {
 		fi, serr := f.Stat()
 		_ = f.Close()
 		if err != nil {
-			return nil, badOutput(p.file, "is not a JPEG picture (%v)", err)
+			return nil, fmt.Errorf("read %s: %w", p.file, err)
 		}
 		if serr != nil {
 			return nil, fmt.Errorf("stat %s: %w", p.file, serr)
 		}
-		if cfg.Width != p.w || cfg.Height != p.h {
-			return nil, badOutput(p.file, "is %dx%d, the plan asks for %dx%d", cfg.Width, cfg.Height, p.w, p.h)
-		}
 		outs = append(outs, Output{Name: p.name, Kind: p.kind, Path: p.file, Size: fi.Size(), Width: cfg.Width, Height: cfg.Height, Codec: "mjpeg"})
 	}
 	if th.Sprite {
-		data, err := os.ReadFile(filepath.Join(v.out, VTTName))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, badOutput(VTTName, "is missing: the encode wrote no thumbnail track")
-		}
+		fi, err := os.Stat(filepath.Join(v.out, VTTName))
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", VTTName, err)
+			return nil, fmt.Errorf("stat %s: %w", VTTName, err)
 		}
-		if !bytes.HasPrefix(data, []byte("WEBVTT")) {
-			return nil, badOutput(VTTName, "is not a WebVTT file")
-		}
-		if cues := bytes.Count(data, []byte(" --> ")); cues != th.Count {
-			return nil, badOutput(VTTName, "has %d cues, the sprite has %d tiles", cues, th.Count)
-		}
-		outs = append(outs, Output{Name: "thumbnails", Kind: "thumbnails_vtt", Path: VTTName, Size: int64(len(data)), Duration: v.pl.Duration})
+		outs = append(outs, Output{Name: "thumbnails", Kind: "thumbnails_vtt", Path: VTTName, Size: fi.Size(), Duration: v.pl.Duration})
 	}
 	return outs, nil
 }

@@ -1,6 +1,5 @@
 // Package pipeline turns a claimed task into media work: admit and plan
-// (probe), encode (with the poster and sprite sheet), verify and finalize,
-// and the separate thumbnails task of jobs stored before the encode made them. It owns where each step
+// (probe), encode, thumbnails, verify and finalize. It owns where each step
 // reads and writes in the blob store, so that every output becomes visible
 // only after it was verified, with one rename. It does not schedule anything:
 // the worker pool calls Execute with a lease already held.
@@ -72,12 +71,15 @@ func Tasks(p *profile.Profile, maxAttempts int) []job.Task {
 	probe := t(job.KindProbe)
 	encode := t(job.KindEncode, probe.ID)
 	encode.Needs = TaskNeeds(p)
-	// The encode's own filter graph makes the poster, the sprite sheet and
-	// the thumbnail track (the plan says so with Thumbs.InEncode): there is
-	// no thumbnails task, which decoded the whole source a second time. A
-	// job stored with one still runs it (see thumbnails).
-	verify := t(job.KindVerify, encode.ID)
-	return []job.Task{probe, encode, verify, t(job.KindFinalize, verify.ID)}
+	tasks := []job.Task{probe, encode}
+	verifyDeps := []string{encode.ID}
+	if p.Thumbnails.Poster || p.Thumbnails.Sprite {
+		thumbs := t(job.KindThumbnails, probe.ID)
+		tasks = append(tasks, thumbs)
+		verifyDeps = append(verifyDeps, thumbs.ID)
+	}
+	verify := t(job.KindVerify, verifyDeps...)
+	return append(tasks, verify, t(job.KindFinalize, verify.ID))
 }
 
 // Output is a published output, as the API shows it.
@@ -139,10 +141,6 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	if bad, ok := errors.AsType[*media.OutputError](err); ok {
-		// The same plan and source make the same files: retrying cannot help.
-		return job.Permanent("bad_output", job.Userf(err, "%s: %s %s", what, bad.Output, bad.Problem))
-	}
 	var exit *media.ExitError
 	if errors.As(err, &exit) {
 		if media.IsPermanent(err) {
@@ -202,9 +200,6 @@ func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan,
 	return job.Result{Commands: cmds}, nil
 }
 
-// thumbnails runs the thumbnails task of a job stored before the encode made
-// the pictures itself (a plan without Thumbs.InEncode): two more ffmpeg runs
-// that decode the source again. New jobs have no such task.
 func (e *Executor) thumbnails(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (job.Result, error) {
 	cmds, err := e.scratch(ctx, c, StepThumbs, func(dir string) ([][]string, error) {
 		return e.media.Thumbnails(ctx, plan, src, dir)
