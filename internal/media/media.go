@@ -117,6 +117,16 @@ func reject(code, format string, args ...any) *RejectedError {
 	return &RejectedError{Code: code, Reason: fmt.Sprintf(format, args...)}
 }
 
+// OutputError says an output is missing or malformed in a way that running
+// the same step again cannot change (the plan and the source decide it), so
+// it is permanent (IsPermanent).
+type OutputError struct {
+	Output  string // the file or rendition at fault, relative to the output folder
+	Problem string // what is wrong with it, a phrase a user can read
+}
+
+func (e *OutputError) Error() string { return e.Output + " " + e.Problem }
+
 // ExitError says ffmpeg or ffprobe exited non-zero or was killed.
 type ExitError struct {
 	Code       int    // exit status, -1 when killed by a signal

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Eyevinn/dash-mpd/mpd"
@@ -76,7 +77,30 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write DASH manifest: %w", err)
 	}
+	out = subSecond(out, "mediaPresentationDuration", m.MediaPresentationDuration)
+	out = subSecond(out, "maxSegmentDuration", m.MaxSegmentDuration)
 	return []byte(out), nil
+}
+
+// subSecond rewrites attribute name (one on the MPD element) when it holds
+// a duration under one second, which dash-mpd v0.12.0 writes as nanoseconds
+// counted as seconds and a stray byte (300 ms as "PT300000000\xffS"), which
+// its own parser then refuses: a sub-second source makes such a manifest.
+func subSecond(xml, name string, d *mpd.Duration) string {
+	if d == nil || *d <= 0 || time.Duration(*d) >= time.Second {
+		return xml
+	}
+	i := strings.Index(xml, " "+name+`="`)
+	if i < 0 {
+		return xml
+	}
+	start := i + len(name) + 3
+	end := strings.IndexByte(xml[start:], '"')
+	if end < 0 {
+		return xml
+	}
+	good := "PT" + strconv.FormatFloat(time.Duration(*d).Seconds(), 'f', -1, 64) + "S"
+	return xml[:start] + good + xml[start+end:]
 }
 
 // template is a representation's SegmentTemplate with its timeline: runs of

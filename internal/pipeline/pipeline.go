@@ -141,6 +141,10 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
+	if bad, ok := errors.AsType[*media.OutputError](err); ok {
+		// The same plan and source make the same files: retrying cannot help.
+		return job.Permanent("bad_output", job.Userf(err, "%s: %s %s", what, bad.Output, bad.Problem))
+	}
 	var exit *media.ExitError
 	if errors.As(err, &exit) {
 		if media.IsPermanent(err) {
