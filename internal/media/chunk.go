@@ -267,34 +267,13 @@ func (t Tools) firstPTS(ctx context.Context, path string) (float64, error) {
 
 // EncodeChunk runs ChunkArgs.
 func (t Tools) EncodeChunk(ctx context.Context, pl *Plan, piece string, k int, outDir string, progress func(Progress)) ([][]string, error) {
-	in, out, err := absPaths(piece, outDir)
-	if err != nil {
-		return nil, fmt.Errorf("encode chunk %d: %w", k+1, err)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("encode chunk %d: %w", k+1, err)
-	}
-	args := pl.ChunkArgs(in, k, out)
-	ran := [][]string{argv(t.ffmpeg(), args)}
-	if err := t.Run(ctx, args, progress); err != nil {
-		return ran, fmt.Errorf("encode chunk %d: %w", k+1, err)
-	}
-	return ran, nil
+	ran, _, err := t.runInto(ctx, fmt.Sprintf("encode chunk %d", k+1), piece, outDir,
+		func(in, out string) []string { return pl.ChunkArgs(in, k, out) }, progress)
+	return ran, err
 }
 
 // EncodeAudio runs AudioArgs.
 func (t Tools) EncodeAudio(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
-	in, out, err := absPaths(input, outDir)
-	if err != nil {
-		return nil, fmt.Errorf("encode audio: %w", err)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("encode audio: %w", err)
-	}
-	args := pl.AudioArgs(in, out)
-	ran := [][]string{argv(t.ffmpeg(), args)}
-	if err := t.Run(ctx, args, progress); err != nil {
-		return ran, fmt.Errorf("encode audio: %w", err)
-	}
-	return ran, nil
+	ran, _, err := t.runInto(ctx, "encode audio", input, outDir, pl.AudioArgs, progress)
+	return ran, err
 }

@@ -16,17 +16,9 @@ import (
 // manifest over the segments ffmpeg wrote (see package pack): rates, codecs
 // and timing measured from the segments on disk. It returns every argv it ran.
 func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
-	in, out, err := absPaths(input, outDir)
+	ran, out, err := t.runInto(ctx, "encode", input, outDir, pl.EncodeArgs, progress)
 	if err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
-	}
-	args := pl.EncodeArgs(in, out)
-	ran := [][]string{argv(t.ffmpeg(), args)}
-	if err := t.Run(ctx, args, progress); err != nil {
-		return ran, fmt.Errorf("encode: %w", err)
+		return ran, err
 	}
 	if pl.Format == profile.FormatHLS {
 		if _, err := pl.PackageHLS(out); err != nil {
@@ -34,6 +26,25 @@ func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progr
 		}
 	}
 	return ran, nil
+}
+
+// runInto runs the ffmpeg argv that args builds from input and outDir (both
+// made absolute; outDir created), with progress. It returns the argv it ran
+// and the absolute outDir; errors start with what.
+func (t Tools) runInto(ctx context.Context, what, input, outDir string, args func(in, out string) []string, progress func(Progress)) ([][]string, string, error) {
+	in, out, err := absPaths(input, outDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", what, err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", what, err)
+	}
+	a := args(in, out)
+	ran := [][]string{argv(t.ffmpeg(), a)}
+	if err := t.Run(ctx, a, progress); err != nil {
+		return ran, out, fmt.Errorf("%s: %w", what, err)
+	}
+	return ran, out, nil
 }
 
 func absPaths(input, outDir string) (string, string, error) {

@@ -208,21 +208,21 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		}
 		o, err := v.checkVideo(ctx, "mov", file, v.full())
 		if err != nil {
-			return nil, outputFault(localName(vr.URI), err)
+			return nil, outputFault(pack.LocalName(vr.URI), err)
 		}
 		if !v.full() {
 			// The segments' boxes say how long the rung lasts: the
 			// sampled file holds only some of it.
 			o.Duration = st.Seconds()
 			if d := math.Abs(o.Duration - pl.Duration); !(d <= durationTolerance) {
-				return nil, &OutputError{Output: localName(vr.URI), Problem: fmt.Sprintf("lasts %.3f s, but the source lasts %.3f s", o.Duration, pl.Duration)}
+				return nil, &OutputError{Output: pack.LocalName(vr.URI), Problem: fmt.Sprintf("lasts %.3f s, but the source lasts %.3f s", o.Duration, pl.Duration)}
 			}
 			if len(picked) < len(st.Segments) && ranges == nil {
 				ranges = segmentRanges(st.Stream, picked)
 			}
 		}
 		o.Name = fmt.Sprintf("%dp", min(o.Width, o.Height))
-		o.Kind, o.Path, o.Size, o.Bitrate = "hls", localName(vr.URI), st.bytes, st.Average(false)
+		o.Kind, o.Path, o.Size, o.Bitrate = "hls", pack.LocalName(vr.URI), st.bytes, st.Average(false)
 		o.Verify, o.Segments, o.Decoded = v.mode(), len(st.Segments), len(picked)
 		rungs = append(rungs, o)
 		files = append(files, file)
@@ -248,10 +248,10 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		}
 		info, err := v.probeDecode(ctx, "mov", file, false)
 		if err != nil {
-			return nil, outputFault(localName(m.URI), err)
+			return nil, outputFault(pack.LocalName(m.URI), err)
 		}
 		if len(info.Audio) == 0 {
-			return nil, &OutputError{Output: localName(m.URI), Problem: "no audio stream"}
+			return nil, &OutputError{Output: pack.LocalName(m.URI), Problem: "no audio stream"}
 		}
 		outputs = append(outputs, Output{Name: "audio", Kind: "hls", Path: st.playlist, Size: st.bytes,
 			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration,
@@ -268,7 +268,7 @@ type rendition struct {
 }
 
 func (v *verifier) stream(uri string) (*rendition, error) {
-	name := localName(uri)
+	name := pack.LocalName(uri)
 	st, _, err := pack.ReadPlaylistStream(v.out, name)
 	if err != nil {
 		// pack names the playlist first; the output is the playlist.
@@ -288,9 +288,6 @@ func fileSize(dir, name string) (int64, error) {
 	}
 	return fi.Size(), nil
 }
-
-// localName keeps a playlist URI inside its directory: only a base name.
-func localName(uri string) string { return filepath.Base(filepath.FromSlash(uri)) }
 
 // file checks the single mp4 or mkv output.
 func (v *verifier) file(ctx context.Context) ([]Output, error) {

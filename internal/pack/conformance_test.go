@@ -156,7 +156,7 @@ func checkHLS(t *testing.T, dir string, rungs int, fps float64, videoRange, code
 	var audioCodec string
 	for _, a := range master.GetAllAlternatives() {
 		require.Equal(t, "AUDIO", a.Type)
-		sizes, secs := segmentRates(t, dir, a.URI, false)
+		sizes, secs := segmentRates(t, dir, a.URI)
 		audioPeak = math.Max(audioPeak, peak(sizes, secs, float64(target)))
 		audioAvg = math.Max(audioAvg, average(sizes, secs))
 		audioCodec = initCodec(t, dir, a.URI)
@@ -175,7 +175,7 @@ func checkHLS(t *testing.T, dir string, rungs int, fps float64, videoRange, code
 	require.Len(t, variants, rungs)
 	require.Len(t, iframes, rungs, "an I-frame playlist for every rung")
 	for i, v := range variants {
-		sizes, secs := segmentRates(t, dir, v.URI, false)
+		sizes, secs := segmentRates(t, dir, v.URI)
 		wantPeak := math.Floor(peak(sizes, secs, float64(target)) + audioPeak) // whole bits/s
 		require.GreaterOrEqual(t, float64(v.Bandwidth), wantPeak, "%s: BANDWIDTH below the measured peak", v.URI)
 		require.LessOrEqual(t, float64(v.Bandwidth), 1.1*wantPeak, "%s: BANDWIDTH more than 10 %% above the measured peak", v.URI)
@@ -337,7 +337,7 @@ func average(sizes []int64, secs []float64) float64 {
 
 // segmentRates is a media playlist's segment sizes (on disk) and durations
 // (EXTINF).
-func segmentRates(t *testing.T, dir, uri string, _ bool) ([]int64, []float64) {
+func segmentRates(t *testing.T, dir, uri string) ([]int64, []float64) {
 	p, err := pack.ReadMedia(filepath.Join(dir, uri))
 	require.NoError(t, err)
 	var sizes []int64

@@ -24,6 +24,7 @@ type Track struct {
 	Channels   int // audio
 	SampleRate int // audio, Hz
 	trex       *mp4.TrexBox
+	desc       []byte // the stsd box, encoded: what must match for streams to play as one
 }
 
 // Segment is one media segment: its size and timing, and where its first
@@ -138,6 +139,11 @@ func readInit(path string) (Track, int64, error) {
 	if err := describe(&tr, trak.Mdia.Minf.Stbl.Stsd); err != nil {
 		return Track{}, 0, err
 	}
+	var desc bytes.Buffer
+	if err := trak.Mdia.Minf.Stbl.Stsd.Encode(&desc); err != nil {
+		return Track{}, 0, fmt.Errorf("sample description: %w", err)
+	}
+	tr.desc = desc.Bytes()
 	return tr, fi.Size(), nil
 }
 

@@ -58,7 +58,7 @@ func Segments(p *m3u8.MediaPlaylist) []*m3u8.MediaSegment {
 // ReadPlaylistStream reads a media playlist in dir and the stream it names.
 // Only base names are followed: a playlist cannot lead outside dir.
 func ReadPlaylistStream(dir, playlist string) (*Stream, *m3u8.MediaPlaylist, error) {
-	p, err := ReadMedia(filepath.Join(dir, local(playlist)))
+	p, err := ReadMedia(filepath.Join(dir, LocalName(playlist)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,9 +68,9 @@ func ReadPlaylistStream(dir, playlist string) (*Stream, *m3u8.MediaPlaylist, err
 	segs := Segments(p)
 	names := make([]string, len(segs))
 	for i, s := range segs {
-		names[i] = local(s.URI)
+		names[i] = LocalName(s.URI)
 	}
-	s, err := ReadStream(dir, local(p.Map.URI), names)
+	s, err := ReadStream(dir, LocalName(p.Map.URI), names)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", playlist, err)
 	}
@@ -95,5 +95,5 @@ func ReadManifest(path string) (*mpd.MPD, error) {
 	return m, nil
 }
 
-// local keeps a playlist URI inside its folder: only its base name.
-func local(uri string) string { return filepath.Base(filepath.FromSlash(uri)) }
+// LocalName keeps a playlist URI inside its folder: only its base name.
+func LocalName(uri string) string { return filepath.Base(filepath.FromSlash(uri)) }

@@ -44,22 +44,17 @@ func Stitch(dir, id, initTmpl, mediaTmpl string, pieces []Piece) (Rendition, err
 	}
 	defer root.Close()
 
-	var first []byte
 	var track Track
 	var next uint64 // where the next piece must start, in the timescale
 	var sampleDur uint64
 	var start1 uint64 // where the second piece starts
 	for k, p := range pieces {
-		desc, err := sampleDescription(filepath.Join(p.Dir, p.Init))
-		if err != nil {
-			return r, fmt.Errorf("stitch: chunk %d: init segment: %w", k+1, err)
-		}
 		tr, _, err := readInit(filepath.Join(p.Dir, p.Init))
 		if err != nil {
 			return r, fmt.Errorf("stitch: chunk %d: init segment: %w", k+1, err)
 		}
 		if k == 0 {
-			first, track = desc, tr
+			track = tr
 			data, err := os.ReadFile(filepath.Join(p.Dir, p.Init))
 			if err != nil {
 				return r, fmt.Errorf("stitch: chunk 1: %w", err)
@@ -67,7 +62,7 @@ func Stitch(dir, id, initTmpl, mediaTmpl string, pieces []Piece) (Rendition, err
 			if err := safefs.WriteFile(root, r.Init, data, 0o644); err != nil {
 				return r, fmt.Errorf("stitch: write %s: %w", r.Init, err)
 			}
-		} else if tr.Timescale != track.Timescale || !bytes.Equal(desc, first) {
+		} else if tr.Timescale != track.Timescale || !bytes.Equal(tr.desc, track.desc) {
 			return r, fmt.Errorf("stitch: chunk %d was encoded with a different codec configuration than chunk 1 (its sample description or timescale differs), so the two cannot play as one stream; encode it again with the same settings", k+1)
 		}
 		if len(p.Segments) == 0 {
@@ -130,31 +125,6 @@ func continues(pieces []Piece, k int, next, sampleDur, start1 uint64, timescale 
 	}
 	return fmt.Errorf("stitch: chunk %d starts at %.6fs but the chunks before it end at %.6fs: a frame was lost or doubled at the boundary",
 		k+1, want/ts, float64(next)/ts)
-}
-
-// sampleDescription is an init segment's stsd box, encoded: with the
-// timescale, what must be equal for segments to play as one stream.
-func sampleDescription(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := mp4.DecodeFile(bytes.NewReader(data))
-	if err != nil {
-		return nil, err
-	}
-	if f.Init == nil || f.Init.Moov == nil || len(f.Init.Moov.Traks) != 1 {
-		return nil, errors.New("want a moov box with exactly one track")
-	}
-	trak := f.Init.Moov.Traks[0]
-	if trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
-		return nil, errors.New("track has no sample description")
-	}
-	var buf bytes.Buffer
-	if err := trak.Mdia.Minf.Stbl.Stsd.Encode(&buf); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 func readSegmentFile(path string) (*mp4.File, error) {
