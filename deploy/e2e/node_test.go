@@ -273,7 +273,7 @@ func checkPodSecurity(t *testing.T, applyOutput string) {
 
 func submit(t *testing.T, ctx context.Context, c *client.Client, file, profile string) jobview.JobView {
 	t.Helper()
-	j, _, err := c.Submit(ctx, file, profile, nil)
+	j, _, err := c.Submit(ctx, file, profile, client.SubmitOptions{}, nil)
 	require.NoError(t, err, "submit %s", file)
 	return j
 }

@@ -384,8 +384,9 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		j, created, err = s.createFromUpload(r, params["boundary"])
 	case "application/json":
 		var body struct {
-			SourcePath string `json:"source_path"`
-			Profile    string `json:"profile"`
+			SourcePath   string   `json:"source_path"`
+			Profile      string   `json:"profile"`
+			ChunkSeconds *float64 `json:"chunk_seconds"`
 		}
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
@@ -397,7 +398,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "bad_request", "both source_path and profile are required")
 			return
 		}
-		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile)
+		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile, ingest.Options{ChunkSeconds: body.ChunkSeconds})
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send multipart/form-data with fields 'profile' and 'file', or JSON {\"source_path\",\"profile\"}")
 		return
@@ -427,6 +428,12 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 	}
 	mr := multipart.NewReader(r.Body, boundary)
 	profileName := r.URL.Query().Get("profile")
+	var opt ingest.Options
+	chunk, err := ingest.ParseChunkSeconds(r.URL.Query().Get("chunk_seconds"))
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	opt.ChunkSeconds = chunk
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -442,11 +449,19 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 				return job.Job{}, false, &badRequest{"read the profile field: " + err.Error()}
 			}
 			profileName = strings.TrimSpace(string(b))
+		case "chunk_seconds":
+			b, err := io.ReadAll(io.LimitReader(part, 64))
+			if err != nil {
+				return job.Job{}, false, &badRequest{"read the chunk_seconds field: " + err.Error()}
+			}
+			if opt.ChunkSeconds, err = ingest.ParseChunkSeconds(string(b)); err != nil {
+				return job.Job{}, false, err
+			}
 		case "file":
 			if profileName == "" {
 				return job.Job{}, false, &badRequest{"send the 'profile' field before the 'file' field (or as ?profile=)"}
 			}
-			j, created, err := s.sub.Upload(r.Context(), part.FileName(), profileName, &bodyReader{r: part})
+			j, created, err := s.sub.Upload(r.Context(), part.FileName(), profileName, opt, &bodyReader{r: part})
 			if be, ok := errors.AsType[*bodyError](err); ok {
 				return j, created, &badRequest{"the upload was cut off or malformed (" + be.err.Error() + "); send it again"}
 			}
@@ -482,6 +497,8 @@ func (s *Server) submitError(w http.ResponseWriter, r *http.Request, err error) 
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.Is(err, ingest.ErrUnknownProfile):
 		writeError(w, http.StatusBadRequest, "unknown_profile", err.Error())
+	case errors.Is(err, ingest.ErrBadOption):
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, ingest.ErrBadPath):
 		writeError(w, http.StatusForbidden, "path_not_allowed", err.Error())
 	case errors.Is(err, ingest.ErrEmpty):

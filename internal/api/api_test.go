@@ -190,6 +190,14 @@ func TestSubmitUploadAndIdempotency(t *testing.T) {
 	require.Len(t, got.Tasks, 5)
 	require.Equal(t, job.KindProbe, got.Tasks[0].Kind)
 	require.Equal(t, "queued", got.Tasks[0].State)
+	require.Nil(t, got.ChunkSeconds, "the profile's chunk length applies")
+
+	body, ct = upload(t, [][2]string{{"profile", "web-hls"}, {"chunk_seconds", "8"}}, "chunked.mp4", []byte("other video bytes"))
+	resp, b = f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(b))
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.NotNil(t, got.ChunkSeconds, "the job keeps its own chunk length")
+	require.InDelta(t, 8, *got.ChunkSeconds, 0)
 }
 
 func TestSubmitErrors(t *testing.T) {
@@ -208,14 +216,25 @@ func TestSubmitErrors(t *testing.T) {
 		{"file before profile", nil, "a.mp4", []byte("x"), 400, "bad_request"},
 		{"empty file", [][2]string{{"profile", "web-hls"}}, "a.mp4", []byte{}, 400, "empty"},
 		{"too large", [][2]string{{"profile", "web-hls"}}, "a.mp4", bytes.Repeat([]byte("x"), 1<<20+1), 413, "too_large"},
+		{"negative chunks", [][2]string{{"profile", "web-hls"}, {"chunk_seconds", "-5"}}, "a.mp4", []byte("x"), 400, "bad_request"},
+		{"chunks not a number", [][2]string{{"profile", "web-hls"}, {"chunk_seconds", "a minute"}}, "a.mp4", []byte("x"), 400, "bad_request"},
+		{"chunks under a segment", [][2]string{{"profile", "web-hls"}, {"chunk_seconds", "1"}}, "a.mp4", []byte("x"), 400, "bad_request"},
+		{"chunks NaN", [][2]string{{"profile", "web-hls"}, {"chunk_seconds", "NaN"}}, "a.mp4", []byte("x"), 400, "bad_request"},
+		{"chunked mp4", [][2]string{{"profile", "mp4-library"}, {"chunk_seconds", "60"}}, "a.mp4", []byte("x"), 400, "bad_request"},
 	}
 	for _, tc := range cases {
 		body, ct := upload(t, tc.fields, tc.file, tc.data)
 		resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, body, ct)
 		require.Equal(t, tc.status, resp.StatusCode, tc.name+": "+string(b))
 		require.Equal(t, tc.code, errCode(t, b), tc.name)
+		if strings.HasPrefix(tc.name, "chunk") {
+			require.Contains(t, string(b), "chunk_seconds", "the message names the field")
+		}
 	}
-	resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, strings.NewReader("x"), "text/plain")
+	resp, b := f.do(t, "POST", "/api/v1/jobs", adminKey, strings.NewReader(`{"source_path": "/x.mkv", "profile": "web-hls", "chunk_seconds": -1}`), "application/json")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(b))
+	require.Contains(t, string(b), "chunk_seconds")
+	resp, b = f.do(t, "POST", "/api/v1/jobs", adminKey, strings.NewReader("x"), "text/plain")
 	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
 	errCode(t, b)
 	n, err := f.blobs.TempEntries()
@@ -450,6 +469,7 @@ func TestResumableUpload(t *testing.T) {
 		{map[string]string{"Upload-Length": "0", "Upload-Metadata": tusMeta("a.mp4", "mp4-library")}, http.StatusBadRequest},
 		{map[string]string{"Upload-Length": fmt.Sprint(2 << 20), "Upload-Metadata": tusMeta("a.mp4", "mp4-library")}, http.StatusRequestEntityTooLarge},
 		{map[string]string{"Upload-Defer-Length": "1", "Upload-Metadata": tusMeta("a.mp4", "mp4-library")}, http.StatusBadRequest},
+		{map[string]string{"Upload-Length": n, "Upload-Metadata": tusMeta("a.mp4", "web-hls") + ",chunk_seconds " + base64.StdEncoding.EncodeToString([]byte("-1"))}, http.StatusBadRequest},
 	} {
 		require.Equal(t, c.want, f.tus(t, "POST", "/api/v1/uploads", c.hdr, nil).StatusCode, "%v", c.hdr)
 	}

@@ -94,7 +94,7 @@ func (s *Server) dashboard(ctx context.Context) (any, error) {
 		return nil, err
 	}
 	for _, t := range running {
-		if t.Kind == job.KindEncode {
+		if t.Kind.Encodes() {
 			d.EncodeSpeed += t.Speed
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"path/filepath"
-	"slices"
+	"strings"
 	"sync"
 
 	"github.com/herdhq/herd/internal/job"
@@ -15,26 +15,14 @@ import (
 	"github.com/herdhq/herd/internal/protocol"
 )
 
-// A worker key reaches only the work its lease holds: each task kind writes
-// exactly one step and reads only the steps it is built from, and what it
-// uploads is bounded by what that step can plausibly weigh.
-
-// writes is the one step each task kind stages: a thumbnails task cannot
-// stage the verified set (which the finalize step makes the job's outputs).
-var writes = map[job.Kind]string{
-	job.KindEncode:     pipeline.StepEncode,
-	job.KindThumbnails: pipeline.StepThumbs,
-	job.KindVerify:     pipeline.StepVerified,
-}
-
-// reads are the steps each task kind reads back, besides its own.
-var reads = map[job.Kind][]string{
-	job.KindVerify: {pipeline.StepEncode, pipeline.StepThumbs},
-}
+// A worker key reaches only the work its lease holds: each task writes
+// only its own steps and reads only the steps it is built from
+// (pipeline.Writes, pipeline.Reads), and what it uploads is bounded by what
+// that step can plausibly weigh.
 
 // mayWrite answers a file route of a task that does not write step.
 func mayWrite(w http.ResponseWriter, t job.Task, step string) bool {
-	if writes[t.Kind] != step {
+	if !pipeline.Writes(t, step) {
 		writeError(w, http.StatusConflict, "wrong_step", "a "+string(t.Kind)+" task does not write the "+step+" step")
 		return false
 	}
@@ -43,7 +31,7 @@ func mayWrite(w http.ResponseWriter, t job.Task, step string) bool {
 
 // mayRead answers a file route of a task that does not read step.
 func mayRead(w http.ResponseWriter, t job.Task, step string) bool {
-	if !slices.Contains(reads[t.Kind], step) && writes[t.Kind] != step {
+	if !pipeline.Reads(t, step) {
 		writeError(w, http.StatusConflict, "wrong_step", "a "+string(t.Kind)+" task does not read the "+step+" step")
 		return false
 	}
@@ -70,12 +58,12 @@ func (s *workerAPI) stepBudget(j job.Job, step string) int64 {
 	if json.Unmarshal(j.Plan, &pl) == nil && pl.Validate() == nil {
 		enc := stepSlack + 2*j.Source.Size + int64(pl.Duration*encodeRate(&pl)/8)
 		th := int64(stepSlack + posterBytes + pl.Thumbs.Count*spriteTileBytes)
-		switch step {
-		case pipeline.StepEncode:
-			plausible = enc
-		case pipeline.StepThumbs:
+		switch {
+		case step == pipeline.StepEncode, step == pipeline.StepAudio, strings.HasPrefix(step, "chunk-"):
+			plausible = enc // a chunk's encode or the audio's is a part of the whole
+		case step == pipeline.StepThumbs:
 			plausible = th
-		case pipeline.StepVerified:
+		case step == pipeline.StepVerified:
 			plausible = enc + th
 		}
 	}

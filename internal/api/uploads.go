@@ -134,11 +134,21 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 	case strings.TrimSpace(info.MetaData["filename"]) == "":
 		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_NO_FILENAME", "name the file in the upload's metadata (filename)", http.StatusBadRequest)
 	}
-	if _, err := s.sub.Profile(info.MetaData["profile"]); err != nil {
-		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_UNKNOWN_PROFILE", err.Error(), http.StatusBadRequest)
+	opt, err := uploadOptions(info.MetaData)
+	if err == nil {
+		_, err = s.sub.Check(info.MetaData["profile"], opt)
 	}
-	// Only what herd reads: a file name and a profile.
+	switch {
+	case errors.Is(err, ingest.ErrUnknownProfile):
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_UNKNOWN_PROFILE", err.Error(), http.StatusBadRequest)
+	case err != nil:
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_BAD_OPTION", err.Error(), http.StatusBadRequest)
+	}
+	// Only what herd reads: a file name, a profile and the job's options.
 	meta := tusd.MetaData{"filename": ingest.CleanName(info.MetaData["filename"]), "profile": info.MetaData["profile"]}
+	if v := strings.TrimSpace(info.MetaData["chunk_seconds"]); v != "" {
+		meta["chunk_seconds"] = v
+	}
 	return tusd.HTTPResponse{}, tusd.FileInfoChanges{MetaData: meta}, nil
 }
 
@@ -155,7 +165,11 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 		return job.Job{}, fmt.Errorf("open upload %s: %w", info.ID, err)
 	}
 	defer f.Close()
-	j, created, err := s.sub.Upload(ctx, info.MetaData["filename"], info.MetaData["profile"], f)
+	opt, err := uploadOptions(info.MetaData)
+	if err != nil {
+		return job.Job{}, tusd.NewError("ERR_BAD_OPTION", err.Error(), http.StatusBadRequest)
+	}
+	j, created, err := s.sub.Upload(ctx, info.MetaData["filename"], info.MetaData["profile"], opt, f)
 	if err != nil {
 		s.log.Warn("an upload did not become a job", "upload", info.ID, "err", err)
 		var refuse error
@@ -164,6 +178,8 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 			refuse = tusd.NewError("ERR_TOO_LARGE", err.Error(), http.StatusRequestEntityTooLarge)
 		case errors.Is(err, ingest.ErrUnknownProfile):
 			refuse = tusd.NewError("ERR_UNKNOWN_PROFILE", err.Error(), http.StatusBadRequest)
+		case errors.Is(err, ingest.ErrBadOption):
+			refuse = tusd.NewError("ERR_BAD_OPTION", err.Error(), http.StatusBadRequest)
 		case errors.Is(err, ingest.ErrEmpty):
 			refuse = tusd.NewError("ERR_EMPTY", "the file is empty; nothing to encode", http.StatusBadRequest)
 		default:
@@ -180,6 +196,12 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 		s.log.Warn("could not remove a finished upload", "upload", info.ID, "err", err)
 	}
 	return j, nil
+}
+
+// uploadOptions reads a job's options from an upload's metadata.
+func uploadOptions(meta tusd.MetaData) (ingest.Options, error) {
+	chunk, err := ingest.ParseChunkSeconds(meta["chunk_seconds"])
+	return ingest.Options{ChunkSeconds: chunk}, err
 }
 
 func (s *Server) removeUpload(ctx context.Context, id string) error {

@@ -470,8 +470,6 @@ const (
 	maxFileSize  = 1 << 50
 )
 
-var stepOK = map[string]bool{pipeline.StepEncode: true, pipeline.StepThumbs: true, pipeline.StepVerified: true}
-
 // staged lists, or with a path serves, the files an earlier step of the job committed.
 func (s *workerAPI) staged(w http.ResponseWriter, r *http.Request) {
 	t, ok := s.leasedTask(w, r)
@@ -479,11 +477,7 @@ func (s *workerAPI) staged(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	step, rel := r.PathValue("step"), r.PathValue("path")
-	if !stepOK[step] {
-		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
-		return
-	}
-	if !mayRead(w, t, step) {
+	if !s.validStep(w, step) || !mayRead(w, t, step) {
 		return
 	}
 	if rel == "" {
@@ -552,10 +546,11 @@ func (s *workerAPI) planUpload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *workerAPI) validStep(w http.ResponseWriter, step string) bool {
-	if !stepOK[step] {
+	ok := pipeline.ValidStep(step)
+	if !ok {
 		writeError(w, http.StatusBadRequest, "bad_request", "unknown step")
 	}
-	return stepOK[step]
+	return ok
 }
 
 // withinBudget answers 413 when size is more than step may weigh.
@@ -599,13 +594,14 @@ func uploadName(t job.Task, step string) string {
 	return fmt.Sprintf("w-%s-%d-%s", t.ID, t.Fence, step)
 }
 
-// uploadNameRe is uploadName's shape: task ids are "t" and hex, steps are stepOK's.
-var uploadNameRe = regexp.MustCompile(`^w-(t[0-9a-f]+)-([0-9]+)-([a-z]+)$`)
+// uploadNameRe is uploadName's shape: task ids are "t" and hex, steps are
+// pipeline.ValidStep's.
+var uploadNameRe = regexp.MustCompile(`^w-(t[0-9a-f]+)-([0-9]+)-([a-z]+(?:-[0-9]+)?)$`)
 
 // parseUploadName is uploadName backwards.
 func parseUploadName(name string) (taskID string, fence int64, ok bool) {
 	m := uploadNameRe.FindStringSubmatch(name)
-	if m == nil || !stepOK[m[3]] {
+	if m == nil || !pipeline.ValidStep(m[3]) {
 		return "", 0, false
 	}
 	fence, err := strconv.ParseInt(m[2], 10, 64)
@@ -685,7 +681,7 @@ func (s *workerAPI) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	step, rel := r.PathValue("step"), r.PathValue("path")
-	if !stepOK[step] || !validRel(rel) {
+	if !pipeline.ValidStep(step) || !validRel(rel) {
 		writeError(w, http.StatusBadRequest, "bad_request", "invalid step or path")
 		return
 	}

@@ -109,7 +109,7 @@ func (h *herdServer) stop() error {
 // poll that saw it succeed.
 func (h *herdServer) submitAndWait(ctx context.Context, file, profile string) (jobview.JobView, time.Duration, error) {
 	t0 := time.Now()
-	j, _, err := h.Client.Submit(ctx, file, profile, nil)
+	j, _, err := h.Client.Submit(ctx, file, profile, client.SubmitOptions{}, nil)
 	if err != nil {
 		return j, 0, fmt.Errorf("submit: %w", err)
 	}

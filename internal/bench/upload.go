@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/herdhq/herd/internal/client"
 )
 
 // tusChunk is the size of each PATCH, as the web UI sends them.
@@ -63,7 +65,7 @@ func upload(ctx context.Context, e *env, s *Section) error {
 			syscall.Sync()
 			t0 := time.Now()
 			if how == "api" {
-				_, _, err = h.Client.Submit(ctx, src, "mp4-library", nil)
+				_, _, err = h.Client.Submit(ctx, src, "mp4-library", client.SubmitOptions{}, nil)
 			} else {
 				err = tusUpload(ctx, h, src, size)
 			}

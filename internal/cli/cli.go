@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -329,6 +330,7 @@ func fromEnv(cmd *cobra.Command, getenv func(string) string, skip ...string) {
 func (e *env) submitCmd() *cobra.Command {
 	var profileName string
 	var wait bool
+	var chunkSeconds float64
 	cmd := &cobra.Command{
 		Use:   "submit FILE",
 		Short: "Upload a file and queue a job; prints only the job id on stdout",
@@ -338,8 +340,12 @@ func (e *env) submitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var opt client.SubmitOptions
+			if cmd.Flags().Changed("chunk-seconds") {
+				opt.ChunkSeconds = &chunkSeconds
+			}
 			p := newProgress(e.stderr)
-			j, created, err := c.Submit(cmd.Context(), args[0], profileName, p.upload(args[0]))
+			j, created, err := c.Submit(cmd.Context(), args[0], profileName, opt, p.upload(args[0]))
 			p.done()
 			if err != nil {
 				return err
@@ -366,6 +372,7 @@ func (e *env) submitCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&profileName, "profile", "p", "web-hls", "profile to encode with (see herd profiles)")
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "wait for the job to finish; exit non-zero if it does not succeed")
+	cmd.Flags().Float64Var(&chunkSeconds, "chunk-seconds", 0, "split the video into chunks of about this many seconds that workers encode side by side (0: never; default: the profile's chunk_seconds)")
 	return cmd
 }
 
@@ -468,7 +475,17 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 	fmt.Fprintf(w, "Job:\t%s\n", j.ID)
 	fmt.Fprintf(w, "State:\t%s\n", j.State)
 	fmt.Fprintf(w, "Profile:\t%s (version %d)\n", j.Profile, j.ProfileVersion)
-	fmt.Fprintf(w, "Progress:\t%.0f%%\n", j.Progress*100)
+	progress := fmt.Sprintf("%.0f%%", j.Progress*100)
+	if j.Speed > 0 {
+		progress += fmt.Sprintf(", encoding at %.1fx realtime", j.Speed)
+	}
+	if j.ETASeconds != nil {
+		progress += ", about " + time.Duration(*j.ETASeconds*float64(time.Second)).Round(time.Second).String() + " left"
+	}
+	fmt.Fprintf(w, "Progress:\t%s\n", progress)
+	if n, done, running := chunkCounts(j.Tasks); n > 0 {
+		fmt.Fprintf(w, "Chunks:\t%d: %d done, %d running\n", n, done, running)
+	}
 	if j.Error != "" {
 		fmt.Fprintf(w, "Error:\t%s\n", j.Error)
 	}
@@ -493,13 +510,21 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 		_ = w.Flush()
 	}
 	if len(j.Tasks) > 0 {
-		w = e.section("TASKS", "KIND\tSTATE\tATTEMPT\tWORKER\tDURATION\tERROR")
+		w = e.section("TASKS", "KIND\tSTATE\tPROGRESS\tSPEED\tATTEMPT\tWORKER\tDURATION\tERROR")
 		for _, t := range j.Tasks {
 			d := ""
 			if t.StartedAt != nil && t.FinishedAt != nil {
 				d = t.FinishedAt.Sub(*t.StartedAt).Round(10 * time.Millisecond).String()
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", t.Kind, t.State, t.Attempt, t.Worker, d, t.Error)
+			kind := string(t.Kind)
+			if t.Chunk > 0 {
+				kind += " " + strconv.Itoa(t.Chunk)
+			}
+			speed := ""
+			if t.Speed > 0 {
+				speed = fmt.Sprintf("%.1fx", t.Speed)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%3.0f%%\t%s\t%d\t%s\t%s\t%s\n", kind, t.State, t.Progress*100, speed, t.Attempt, t.Worker, d, t.Error)
 			if wide {
 				for _, c := range t.Commands {
 					fmt.Fprintf(w, "\t$ %s\n", strings.Join(c, " "))
@@ -522,6 +547,23 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 		}
 		_ = w.Flush()
 	}
+}
+
+// chunkCounts counts a chunked job's chunk tasks, those done and those running.
+func chunkCounts(tasks []jobview.TaskView) (n, done, running int) {
+	for _, t := range tasks {
+		if t.Kind != job.KindChunk {
+			continue
+		}
+		n++
+		switch job.TaskState(t.State) {
+		case job.TaskSucceeded:
+			done++
+		case job.TaskRunning:
+			running++
+		}
+	}
+	return n, done, running
 }
 
 // section prints a titled table's heading and returns its writer.

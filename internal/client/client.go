@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"strconv"
 	"time"
 
 	"github.com/herdhq/herd/internal/jobview"
@@ -64,9 +65,15 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	return resp.StatusCode, nil
 }
 
+// SubmitOptions are a job's own settings besides its profile.
+type SubmitOptions struct {
+	// ChunkSeconds overrides the profile's chunk_seconds (nil: the profile's; 0: never split).
+	ChunkSeconds *float64
+}
+
 // Submit uploads a file with a profile and returns the job (created is false
 // when the server already had the same request).
-func (c *Client) Submit(ctx context.Context, file, profile string, progress func(sent int64)) (job jobview.JobView, created bool, err error) {
+func (c *Client) Submit(ctx context.Context, file, profile string, opt SubmitOptions, progress func(sent int64)) (job jobview.JobView, created bool, err error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return job, false, fmt.Errorf("open %s: %w", file, err)
@@ -78,6 +85,11 @@ func (c *Client) Submit(ctx context.Context, file, profile string, progress func
 		err := func() error {
 			if err := mw.WriteField("profile", profile); err != nil {
 				return err
+			}
+			if v := opt.ChunkSeconds; v != nil {
+				if err := mw.WriteField("chunk_seconds", strconv.FormatFloat(*v, 'g', -1, 64)); err != nil {
+					return err
+				}
 			}
 			part, err := mw.CreateFormFile("file", filepath.Base(file))
 			if err != nil {

@@ -48,7 +48,7 @@ func TestImportStaysInsideImportFolders(t *testing.T) {
 	ctx := context.Background()
 
 	for _, p := range []string{filepath.Join(imports, "show", "ep1.mkv"), filepath.Join(viaLink, "show", "ep1.mkv"), filepath.Join(viaLink, "inside-link.mkv")} {
-		j, _, err := sub.Import(ctx, p, "mp4-library")
+		j, _, err := sub.Import(ctx, p, "mp4-library", ingest.Options{})
 		require.NoError(t, err, p)
 		require.Equal(t, int64(len("episode one")), j.Source.Size, p)
 	}
@@ -60,7 +60,7 @@ func TestImportStaysInsideImportFolders(t *testing.T) {
 		filepath.Join(outside, "secret.mkv"),
 		filepath.Join(viaLink, "show"),
 	} {
-		_, _, err := sub.Import(ctx, p, "mp4-library")
+		_, _, err := sub.Import(ctx, p, "mp4-library", ingest.Options{})
 		require.ErrorIs(t, err, ingest.ErrBadPath, p)
 		require.NotContains(t, err.Error(), dir, "no server path in the message")
 		require.NotContains(t, err.Error(), outside)

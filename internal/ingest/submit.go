@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -79,7 +80,43 @@ var (
 	ErrUnknownProfile = errors.New("unknown profile")
 	ErrBadPath        = errors.New("path not allowed")
 	ErrEmpty          = errors.New("empty file")
+	ErrBadOption      = errors.New("invalid option")
 )
+
+// Options are what a submitter may choose for one job besides its profile.
+type Options struct {
+	// ChunkSeconds overrides the profile's chunk_seconds (nil: the profile's).
+	ChunkSeconds *float64
+}
+
+// ParseChunkSeconds reads chunk_seconds from a form field, query parameter
+// or upload metadata; "" leaves it unset.
+func ParseChunkSeconds(v string) (*float64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: chunk_seconds: %q is not a number of seconds", ErrBadOption, v)
+	}
+	return &f, nil
+}
+
+// Check resolves a profile and checks opt against it: what a submission
+// is refused for before a byte of it is stored.
+func (s *Submitter) Check(profileName string, opt Options) (*profile.Profile, error) {
+	p, err := s.Profile(profileName)
+	if err != nil {
+		return nil, err
+	}
+	if v := opt.ChunkSeconds; v != nil {
+		if err := p.CheckChunkSeconds(*v); err != nil {
+			return nil, fmt.Errorf("%w: chunk_seconds: %w", ErrBadOption, err)
+		}
+	}
+	return p, nil
+}
 
 // Profile resolves a profile name, with an error that lists the choices.
 func (s *Submitter) Profile(name string) (*profile.Profile, error) {
@@ -112,8 +149,8 @@ func CleanName(name string) string {
 }
 
 // Upload stores r (at most MaxUpload bytes) and submits a job for it.
-func (s *Submitter) Upload(ctx context.Context, name, profileName string, r io.Reader) (job.Job, bool, error) {
-	p, err := s.Profile(profileName)
+func (s *Submitter) Upload(ctx context.Context, name, profileName string, opt Options, r io.Reader) (job.Job, bool, error) {
+	p, err := s.Check(profileName, opt)
 	if err != nil {
 		return job.Job{}, false, err
 	}
@@ -135,14 +172,14 @@ func (s *Submitter) Upload(ctx context.Context, name, profileName string, r io.R
 	if n > s.cfg.MaxUpload {
 		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
 	}
-	return s.commit(ctx, w, CleanName(name), p)
+	return s.commit(ctx, w, CleanName(name), p, opt)
 }
 
 // Import copies a file from an allowed import root and submits a job for it.
 // The file is opened through its import root, so neither a symbolic link
 // nor a folder swapped for one leads outside the import folders.
-func (s *Submitter) Import(ctx context.Context, path, profileName string) (job.Job, bool, error) {
-	p, err := s.Profile(profileName)
+func (s *Submitter) Import(ctx context.Context, path, profileName string, opt Options) (job.Job, bool, error) {
+	p, err := s.Check(profileName, opt)
 	if err != nil {
 		return job.Job{}, false, err
 	}
@@ -151,7 +188,7 @@ func (s *Submitter) Import(ctx context.Context, path, profileName string) (job.J
 		return job.Job{}, false, err
 	}
 	defer root.Close()
-	return s.ImportFile(ctx, root, rel, CleanName(filepath.Base(rel)), p)
+	return s.importFile(ctx, root, rel, CleanName(filepath.Base(rel)), p, opt)
 }
 
 // ImportFile copies the file rel inside root, a folder herd itself chose
@@ -159,6 +196,10 @@ func (s *Submitter) Import(ctx context.Context, path, profileName string) (job.J
 // Symbolic links are followed only while they stay inside root. The same
 // bytes with the same profile give the same job.
 func (s *Submitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile) (job.Job, bool, error) {
+	return s.importFile(ctx, root, rel, name, p, Options{})
+}
+
+func (s *Submitter) importFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt Options) (job.Job, bool, error) {
 	f, err := safefs.Open(root, rel)
 	switch {
 	case errors.Is(err, safefs.ErrNotRegular):
@@ -184,7 +225,7 @@ func (s *Submitter) ImportFile(ctx context.Context, root *os.Root, rel, name str
 	if _, err := io.Copy(w, f); err != nil {
 		return job.Job{}, false, fmt.Errorf("copy source: %w", err)
 	}
-	return s.commit(ctx, w, CleanName(name), p)
+	return s.commit(ctx, w, CleanName(name), p, opt)
 }
 
 // allowed finds the import root path lies in, by its name (the root's own
@@ -219,7 +260,7 @@ func (s *Submitter) allowed(path string) (*os.Root, string, error) {
 	return nil, "", fmt.Errorf("%w: it is outside the import folders", ErrBadPath)
 }
 
-func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *profile.Profile) (job.Job, bool, error) {
+func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *profile.Profile, opt Options) (job.Job, bool, error) {
 	if w.Size() == 0 {
 		return job.Job{}, false, fmt.Errorf("%w: the file has no bytes", ErrEmpty)
 	}
@@ -241,6 +282,7 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 		ID: job.NewID("j"), Profile: p.Name, ProfileVersion: p.Version,
 		IdempotencyKey: job.IdempotencyKey(sha, p.Name, p.Version, p.Format),
 		Source:         job.Source{AssetID: a.ID, Name: name, Size: a.Size, SHA256: sha},
+		ChunkSeconds:   opt.ChunkSeconds,
 	}
 	out, created, err := s.st.CreateJob(ctx, j, pipeline.Tasks(p, s.cfg.MaxAttempts), now)
 	if err != nil {

@@ -58,17 +58,30 @@ type Kind string
 
 // Task kinds, in pipeline order.
 const (
-	KindProbe      Kind = "probe"
-	KindEncode     Kind = "encode"
+	KindProbe  Kind = "probe"
+	KindEncode Kind = "encode"
+	// A chunked encode (split-and-stitch) replaces the encode task by these:
+	// split cuts the source into pieces, each chunk task encodes one piece's
+	// video, audio encodes the whole source's audio once, and stitch joins
+	// them into what the encode task would have staged.
+	KindSplit      Kind = "split"
+	KindChunk      Kind = "chunk"
+	KindAudio      Kind = "audio"
+	KindStitch     Kind = "stitch"
 	KindThumbnails Kind = "thumbnails"
 	KindVerify     Kind = "verify"
 	KindFinalize   Kind = "finalize"
 )
 
-// Weight is each kind's share of a job's progress.
+// Encodes reports whether tasks of this kind encode video: they count in
+// the encode backlog, and their speed is the job's.
+func (k Kind) Encodes() bool { return k == KindEncode || k == KindChunk }
+
+// Weight is each kind's share of a job's progress. A chunk task's own
+// weight is its share of the encode's (Task.Weight).
 func (k Kind) Weight() float64 {
 	switch k {
-	case KindEncode:
+	case KindEncode, KindChunk:
 		return 0.75
 	case KindVerify:
 		return 0.1
@@ -119,22 +132,28 @@ type Job struct {
 	AssetKey       string          `json:"-"`
 	Plan           json.RawMessage `json:"plan,omitempty"`
 	Outputs        json.RawMessage `json:"-"`
+	// ChunkSeconds, when set, overrides the profile's chunk_seconds for
+	// this job (0: never split).
+	ChunkSeconds *float64 `json:"chunk_seconds,omitempty"`
 }
 
 // Task is one claimable unit of a job.
 type Task struct {
-	ID          string          `json:"id"`
-	JobID       string          `json:"job_id"`
-	Kind        Kind            `json:"kind"`
-	State       TaskState       `json:"state"`
-	DependsOn   []string        `json:"depends_on,omitempty"`
-	Attempt     int             `json:"attempt"`
-	MaxAttempts int             `json:"max_attempts"`
-	Profile     string          `json:"profile"`
-	Needs       []string        `json:"needs,omitempty"` // capabilities a worker must have
-	Progress    float64         `json:"progress"`
-	Speed       float64         `json:"speed,omitempty"`
-	Seconds     float64         `json:"seconds,omitempty"` // encode tasks: seconds of source they encode (a chunk's own, else the whole duration once probed)
+	ID          string    `json:"id"`
+	JobID       string    `json:"job_id"`
+	Kind        Kind      `json:"kind"`
+	State       TaskState `json:"state"`
+	DependsOn   []string  `json:"depends_on,omitempty"`
+	Attempt     int       `json:"attempt"`
+	MaxAttempts int       `json:"max_attempts"`
+	Profile     string    `json:"profile"`
+	Needs       []string  `json:"needs,omitempty"` // capabilities a worker must have
+	Progress    float64   `json:"progress"`
+	Speed       float64   `json:"speed,omitempty"`
+	Seconds     float64   `json:"seconds,omitempty"` // encode tasks: seconds of source they encode (a chunk's own, else the whole duration once probed)
+	Chunk       int       `json:"chunk,omitempty"`   // chunk tasks: which chunk (from 1)
+	// Weight is the task's share of its job's progress (0: its kind's).
+	Weight      float64         `json:"-"`
 	Worker      string          `json:"worker,omitempty"`
 	LeaseOwner  string          `json:"-"`
 	LeaseExpiry *time.Time      `json:"lease_expires_at,omitempty"`
@@ -145,6 +164,14 @@ type Task struct {
 	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
 	Commands    [][]string      `json:"commands,omitempty"`
 	Result      json.RawMessage `json:"-"`
+}
+
+// Share is the task's weight in its job's progress.
+func (t Task) Share() float64 {
+	if t.Weight > 0 {
+		return t.Weight
+	}
+	return t.Kind.Weight()
 }
 
 // Lease is what a worker holds while it runs a task.

@@ -23,6 +23,17 @@ type Result struct {
 	Source   *Source
 	Plan     json.RawMessage
 	Outputs  json.RawMessage
+	// Expand, when set, changes the job's remaining tasks (a probe that
+	// planned a chunked encode). Only the server makes one.
+	Expand *Expansion
+}
+
+// Expansion replaces a job's pending task of kind Replace by Tasks. Tasks
+// may depend on the task that reports the expansion and on each other; the
+// tasks that waited for the replaced one wait for the last of Tasks instead.
+type Expansion struct {
+	Replace Kind
+	Tasks   []Task
 }
 
 // Failure is a failed attempt.

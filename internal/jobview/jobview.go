@@ -26,10 +26,12 @@ type JobView struct {
 type TaskView struct {
 	ID         string     `json:"id"`
 	Kind       job.Kind   `json:"kind"`
+	Chunk      int        `json:"chunk,omitempty"` // chunk tasks: which chunk, from 1
 	State      string     `json:"state"`
 	Attempt    int        `json:"attempt"`
 	Worker     string     `json:"worker,omitempty"`
 	Progress   float64    `json:"progress"`
+	Speed      float64    `json:"speed,omitempty"` // x realtime, while it runs
 	Error      string     `json:"error,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
@@ -52,8 +54,8 @@ func View(j job.Job, tasks []job.Task) JobView {
 		if cmds == nil {
 			cmds = [][]string{}
 		}
-		v.Tasks = append(v.Tasks, TaskView{ID: t.ID, Kind: t.Kind, State: string(t.State), Attempt: t.Attempt, Worker: t.Worker,
-			Progress: t.Progress, Error: t.Error, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, Commands: cmds})
+		v.Tasks = append(v.Tasks, TaskView{ID: t.ID, Kind: t.Kind, Chunk: t.Chunk, State: string(t.State), Attempt: t.Attempt, Worker: t.Worker,
+			Progress: t.Progress, Speed: t.Speed, Error: t.Error, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, Commands: cmds})
 	}
 	return v
 }

@@ -613,9 +613,9 @@ func (d *Dispatcher) endedWhy(kj *batchv1.Job) job.Failure {
 // attempt number but gets a new token, so never an old Job's name).
 func JobName(t job.Task) string { return fmt.Sprintf("herd-%s-%d", strings.ToLower(t.ID), t.Fence) }
 
-// heavy tasks decode or encode the whole video.
+// heavy tasks decode or encode video: the whole of it, or a chunk's.
 func heavy(k job.Kind) bool {
-	return k == job.KindEncode || k == job.KindThumbnails || k == job.KindVerify
+	return k.Encodes() || k == job.KindThumbnails || k == job.KindVerify
 }
 
 // JobFor builds the Job that runs a claimed task.
@@ -697,7 +697,7 @@ func (d *Dispatcher) JobFor(c *job.Claimed) *batchv1.Job {
 	ct.Resources = d.resources(t.Kind, gpu, ct.Resources)
 
 	deadline := d.cfg.MinDeadline
-	if heavy(t.Kind) {
+	if heavy(t.Kind) || t.Kind == job.KindSplit || t.Kind == job.KindAudio || t.Kind == job.KindStitch {
 		deadline = max(deadline, time.Duration(d.cfg.DeadlineFactor*c.Job.Source.Duration*float64(time.Second)))
 	}
 	return &batchv1.Job{

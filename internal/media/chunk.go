@@ -78,11 +78,23 @@ func (pl *Plan) PlanChunks(seconds float64) {
 // ChunkStart is chunk k's first frame's output time, in seconds.
 func (pl *Plan) ChunkStart(k int) float64 { return float64(pl.Chunks[k].First) / pl.FPS }
 
+// ChunkFrames is how many frames chunk k has (the last chunk's, as far as the probed duration says).
+func (pl *Plan) ChunkFrames(k int) float64 {
+	c := pl.Chunks[k]
+	if c.End > 0 {
+		return float64(c.End - c.First)
+	}
+	return max(pl.Duration*pl.FPS-float64(c.First), 1)
+}
+
+// ChunkSeconds is how many seconds of video chunk k has.
+func (pl *Plan) ChunkSeconds(k int) float64 { return pl.ChunkFrames(k) / pl.FPS }
+
 func (pl *Plan) validateChunks() error {
 	if len(pl.Chunks) == 0 {
 		return nil
 	}
-	if err := inRange("plan.chunks", len(pl.Chunks), 2, maxChunks); err != nil {
+	if err := inRange("plan.chunks", len(pl.Chunks), 2, MaxChunks); err != nil {
 		return err
 	}
 	if pl.Format != profile.FormatHLS || !pl.FPSFilter {
@@ -100,8 +112,8 @@ func (pl *Plan) validateChunks() error {
 	return nil
 }
 
-// maxChunks bounds a plan's chunks (a week of video in 30 s chunks).
-const maxChunks = 20_160
+// MaxChunks bounds a plan's chunks (a week of video in 30 s chunks).
+const MaxChunks = 20_160
 
 // SplitArgs returns the argv that stream-copies chunk k's piece of input
 // (its video, from lead seconds before its first frame to ChunkPreroll after

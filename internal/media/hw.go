@@ -148,6 +148,11 @@ func (pl *Plan) encoderArgs() (args []string, quality []string) {
 	switch v.Encoder {
 	case "libx264":
 		args = append(args, "-preset:v", v.Preset, "-profile:v", "high")
+		if len(pl.Chunks) > 0 {
+			// Parameter sets that do not depend on a chunk's content, so
+			// that every chunk's stitch into one stream.
+			args = append(args, "-x264-params", "stitchable=1")
+		}
 		quality = []string{"-crf", crf}
 	case "libx265":
 		args = append(args, "-preset:v", v.Preset, "-x265-params", "log-level=error")

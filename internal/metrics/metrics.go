@@ -64,7 +64,7 @@ func New(reg prometheus.Registerer) *Metrics {
 // TaskFinished implements worker.Observer.
 func (m *Metrics) TaskFinished(kind job.Kind, outcome string, d time.Duration, speed float64) {
 	m.TaskDuration.WithLabelValues(string(kind), outcome).Observe(d.Seconds())
-	if kind == job.KindEncode && outcome == "succeeded" && speed > 0 {
+	if kind.Encodes() && outcome == "succeeded" && speed > 0 {
 		m.EncodeSpeed.Observe(speed)
 	}
 }

@@ -103,7 +103,7 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 		}
 		res.Commands = r.Commands
 		return res, nil
-	case job.KindEncode, job.KindThumbnails:
+	case job.KindEncode, job.KindThumbnails, job.KindSplit, job.KindChunk, job.KindAudio, job.KindStitch:
 		if len(r.Data) > 0 && !bytes.Equal(bytes.TrimSpace(r.Data), []byte("null")) {
 			return out, refuse("data", "a %s task reports no data", k)
 		}
@@ -251,6 +251,7 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 	}
 	plan, err := media.NewPlan(info, p)
 	if err == nil {
+		plan.PlanChunks(chunkSeconds(p, c.Job))
 		err = plan.Validate()
 	}
 	if err != nil {
@@ -273,5 +274,9 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 	if len(info.Audio) > 0 {
 		src.AudioChannels = info.Audio[0].Channels
 	}
-	return job.Result{Data: data, Plan: planJSON, Source: &src}, nil
+	res := job.Result{Data: data, Plan: planJSON, Source: &src}
+	if len(plan.Chunks) > 0 {
+		res.Expand = chunkTasks(plan, c.Task.ID, TaskNeeds(p))
+	}
+	return res, nil
 }

@@ -71,8 +71,8 @@ func TaskNeeds(p *profile.Profile) []string {
 	return nil
 }
 
-// hardwarePlan picks the encoder for an encode task: the one the task needs,
-// or with engine auto this worker's GPU when enough sessions are free. It
+// hardwarePlan picks the encoder for an encode or chunk task: the one the
+// task needs, or with engine auto (encode tasks only) this worker's GPU when enough sessions are free. It
 // returns the plan to run and a release func for the sessions it took.
 func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, func(), error) {
 	none := func() {}
@@ -83,7 +83,9 @@ func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, 
 		}
 	}
 	auto := false
-	if p, ok := e.profileFor(c); ok && p.Engine == profile.EngineAuto {
+	// Chunks of one job must all come from the same encoder to stitch, so
+	// engine auto never moves a chunk onto whatever GPU its worker has.
+	if p, ok := e.profileFor(c); ok && p.Engine == profile.EngineAuto && c.Task.Kind != job.KindChunk {
 		auto = true
 	}
 	g := e.gpu

@@ -80,9 +80,6 @@ func claimPrefix(c *job.Claimed, step string) string {
 	return attemptPrefix(c.Job.ID, step, c.Task.ID, c.Lease.Fence)
 }
 
-// stepKinds names the task whose success commits each step.
-var stepKinds = map[string]job.Kind{StepEncode: job.KindEncode, StepThumbs: job.KindThumbnails, StepVerified: job.KindVerify}
-
 // committed is the prefix of the attempt whose task succeeded for step.
 func (o *ObjectFiles) committed(ctx context.Context, jobID, step string) (string, bool, error) {
 	tasks, err := o.Tasks(ctx, jobID)
@@ -90,7 +87,7 @@ func (o *ObjectFiles) committed(ctx context.Context, jobID, step string) (string
 		return "", false, err
 	}
 	for _, t := range tasks {
-		if t.Kind == stepKinds[step] && t.State == job.TaskSucceeded {
+		if Writes(t, step) && t.State == job.TaskSucceeded {
 			return attemptPrefix(jobID, step, t.ID, t.Fence), true, nil
 		}
 	}

@@ -35,13 +35,6 @@ type Files interface {
 	Finalize(ctx context.Context, c *job.Claimed) error
 }
 
-// Steps whose files are staged between tasks.
-const (
-	StepEncode   = "encode"
-	StepThumbs   = "thumbs"
-	StepVerified = "verified"
-)
-
 // Executor runs tasks.
 type Executor struct {
 	media    media.Tools
@@ -97,9 +90,13 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 	if c.Task.Kind == job.KindFinalize {
 		return e.finalize(ctx, c)
 	}
-	src, err := e.files.Source(ctx, c)
-	if err != nil {
-		return job.Result{}, err
+	// A chunk reads only its piece of the source, and a stitch only the chunks.
+	var src string
+	if c.Task.Kind != job.KindChunk && c.Task.Kind != job.KindStitch {
+		var err error
+		if src, err = e.files.Source(ctx, c); err != nil {
+			return job.Result{}, err
+		}
 	}
 	if c.Task.Kind == job.KindProbe {
 		return e.probe(ctx, c, src)
@@ -119,6 +116,14 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 		return e.thumbnails(ctx, c, &plan, src)
 	case job.KindVerify:
 		return e.verify(ctx, c, &plan, src)
+	case job.KindSplit:
+		return e.split(ctx, c, &plan, src, report)
+	case job.KindChunk:
+		return e.chunk(ctx, c, &plan, report)
+	case job.KindAudio:
+		return e.audio(ctx, c, &plan, src, report)
+	case job.KindStitch:
+		return e.stitch(ctx, c, &plan)
 	}
 	return job.Result{}, job.Permanent("internal", fmt.Errorf("unknown task kind %q", c.Task.Kind))
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,6 +82,10 @@ type Profile struct {
 	Thumbnails     Thumbnails `yaml:"thumbnails,omitempty" json:"thumbnails,omitempty"`
 	// Verify is sampled (default) or full; see VerifySampled and VerifyFull.
 	Verify string `yaml:"verify,omitempty" json:"verify,omitempty"`
+	// ChunkSeconds splits a source at least twice as long into chunks of
+	// about this many seconds (whole segments) that workers encode side
+	// by side; 0 never splits. A job may set its own (CheckChunkSeconds).
+	ChunkSeconds float64 `yaml:"chunk_seconds,omitempty" json:"chunk_seconds,omitempty"`
 	// Builtin is true for the profiles embedded in the binary.
 	Builtin bool `yaml:"-" json:"builtin"`
 }
@@ -157,6 +162,25 @@ func ParseBitrate(s string) (Bitrate, error) {
 		return 0, fmt.Errorf("bitrate %q: want a number of bits per second such as 5000k or 5M", s)
 	}
 	return Bitrate(f * mult), nil
+}
+
+// MaxChunkSeconds bounds chunk_seconds: an hour of video per chunk.
+const MaxChunkSeconds = 3600
+
+// CheckChunkSeconds says whether a chunk length suits this profile: 0 (never
+// split), or for an hls profile from one segment up to MaxChunkSeconds.
+func (p *Profile) CheckChunkSeconds(s float64) error {
+	switch {
+	case s == 0:
+		return nil
+	case math.IsNaN(s) || s < 0:
+		return fmt.Errorf("must be 0 (never split) or a positive number of seconds (got %v)", s)
+	case p.Format != FormatHLS:
+		return fmt.Errorf("only hls profiles are split into chunks for now; use 0 for a %s profile", p.Format)
+	case s < p.SegmentSeconds || s > MaxChunkSeconds:
+		return fmt.Errorf("must be from the segment length (%g s) to %d s, or 0 (never split); got %g", p.SegmentSeconds, MaxChunkSeconds, s)
+	}
+	return nil
 }
 
 // Withdefaults fills the fields a profile may leave out.
@@ -331,6 +355,9 @@ func (p *Profile) Validate() error {
 	}
 	if p.Verify != VerifySampled && p.Verify != VerifyFull {
 		return bad("verify", "must be sampled or full (got %q)", p.Verify)
+	}
+	if err := p.CheckChunkSeconds(p.ChunkSeconds); err != nil {
+		return bad("chunk_seconds", "%s", err)
 	}
 	if !slices.Contains(engines, p.Engine) {
 		return bad("engine", "must be software, auto, nvenc, vaapi or qsv (got %q)", p.Engine)

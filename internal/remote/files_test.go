@@ -98,7 +98,7 @@ func TestFilesTravel(t *testing.T) {
 			ctx := context.Background()
 			s := newSetupWith(t, storage)
 			src := randomBytes(3<<20 + 17)
-			if _, _, err := s.sub.Upload(ctx, "movie.mkv", "mp4-library", bytes.NewReader(src)); err != nil {
+			if _, _, err := s.sub.Upload(ctx, "movie.mkv", "mp4-library", ingest.Options{}, bytes.NewReader(src)); err != nil {
 				t.Fatal(err)
 			}
 			claim := func(kind job.Kind) *job.Claimed {

@@ -294,7 +294,7 @@ func TestEventStream(t *testing.T) {
 	require.JSONEq(t, `{"jobs": [], "next": ""}`, data)
 
 	// A new job is pushed without asking; so is its cancellation.
-	j, _, err := f.sub.Upload(context.Background(), "clip.mp4", "mp4-library", strings.NewReader("not really a video"))
+	j, _, err := f.sub.Upload(context.Background(), "clip.mp4", "mp4-library", ingest.Options{}, strings.NewReader("not really a video"))
 	require.NoError(t, err)
 	var list struct{ Jobs []jobview.JobView }
 	name, data = sse(t, r)

@@ -56,10 +56,10 @@ func RunTask(ctx context.Context, cfg TaskConfig, log *slog.Logger) (string, err
 	name := strings.TrimPrefix(cfg.Lease.Owner, "worker/")
 	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
 	poolCfg := Config{Name: name, Slots: 1, Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter}
-	// Only an encode task uses a GPU: one that needs it, or any encode task
+	// Only an encode or chunk task uses a GPU: one that needs it, or any encode task
 	// (engine auto) in a pod that was given one.
 	needsGPU := slices.ContainsFunc(c.Task.Needs, func(n string) bool { return strings.Contains(n, ":") })
-	if c.Task.Kind == job.KindEncode && (needsGPU || fileExists("/dev/nvidiactl") || fileExists("/dev/dri/renderD128")) {
+	if c.Task.Kind.Encodes() && (needsGPU || fileExists("/dev/nvidiactl") || fileExists("/dev/dri/renderD128")) {
 		caps := Caps(Detect(ctx, tools.FFmpeg))
 		if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, DefaultGPUSessions)); gpu != nil {
 			exec.WithGPU(gpu)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,7 +120,7 @@ type querier interface {
 }
 
 const jobCols = `j.id, j.state, j.profile, j.profile_version, j.idempotency_key, j.source, j.plan, j.outputs,
- j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key,
+ j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key, j.chunk_seconds,
  (SELECT COALESCE(MAX(t.attempt), 0) FROM tasks t WHERE t.job_id = j.id)`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -168,10 +169,14 @@ func scanJob(sc scanner) (job.Job, error) {
 		created           int64
 		started, finished sql.NullInt64
 		state             string
+		chunkSeconds      sql.NullFloat64
 	)
 	if err := sc.Scan(&j.ID, &state, &j.Profile, &j.ProfileVersion, &j.IdempotencyKey, &src, &plan, &outputs,
-		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &j.Attempts); err != nil {
+		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &chunkSeconds, &j.Attempts); err != nil {
 		return j, err
+	}
+	if chunkSeconds.Valid {
+		j.ChunkSeconds = &chunkSeconds.Float64
 	}
 	j.State = job.State(state)
 	if err := json.Unmarshal([]byte(src), &j.Source); err != nil {
@@ -233,29 +238,22 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 			return fmt.Errorf("find job by key: %w", err)
 		}
 		src, _ := json.Marshal(j.Source)
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), ms(now), ms(now)); err != nil {
+		var chunkSeconds any
+		if j.ChunkSeconds != nil {
+			chunkSeconds = *j.ChunkSeconds
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, chunk_seconds, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), chunkSeconds, ms(now), ms(now)); err != nil {
 			// A concurrent submit of the same request won the unique index (PostgreSQL).
 			return fmt.Errorf("insert job: %w: %w", errMaybeDuplicate, err)
 		}
 		for i, t := range tasks {
-			deps, _ := json.Marshal(t.DependsOn)
-			if t.DependsOn == nil {
-				deps = []byte("[]")
+			if t.Seconds == 0 && t.Kind == job.KindEncode {
+				t.Seconds = j.Source.Duration // 0 until a probe has measured it; Complete fills it in then
 			}
-			state := job.TaskPending
-			if len(t.DependsOn) == 0 {
-				state = job.TaskQueued
-			}
-			seconds := t.Seconds
-			if seconds == 0 && t.Kind == job.KindEncode {
-				seconds = j.Source.Duration // 0 until a probe has measured it; Complete fills it in then
-			}
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO tasks (id, job_id, seq, kind, state, depends_on, max_attempts, profile, needs, weight, seconds, run_after, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-				t.ID, j.ID, i, string(t.Kind), string(state), string(deps), t.MaxAttempts, j.Profile, strings.Join(t.Needs, ","), t.Kind.Weight(), seconds, ms(now), ms(now)); err != nil {
-				return fmt.Errorf("insert task: %w", err)
+			if err := s.insertTask(ctx, tx, j.ID, j.Profile, i, t, len(t.DependsOn) == 0, now); err != nil {
+				return err
 			}
 		}
 		created = true
@@ -263,6 +261,70 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 		return err
 	})
 	return out, created, err
+}
+
+// insertTask inserts t as its job's seq'th task, queued or pending.
+func (s *Store) insertTask(ctx context.Context, tx *sql.Tx, jobID, profile string, seq int, t job.Task, queued bool, now time.Time) error {
+	deps, _ := json.Marshal(t.DependsOn)
+	if t.DependsOn == nil {
+		deps = []byte("[]")
+	}
+	state := job.TaskPending
+	if queued {
+		state = job.TaskQueued
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO tasks (id, job_id, seq, kind, state, depends_on, max_attempts, profile, needs, weight, seconds, chunk, run_after, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		t.ID, jobID, seq, string(t.Kind), string(state), string(deps), t.MaxAttempts, profile, strings.Join(t.Needs, ","), t.Share(), t.Seconds, t.Chunk, ms(now), ms(now)); err != nil {
+		return fmt.Errorf("insert task: %w", err)
+	}
+	return nil
+}
+
+// expand applies a finished task's Expansion inside its transaction: the
+// job's pending task of kind x.Replace gives its place (and its dependents)
+// to x.Tasks. The new tasks stay pending; Complete queues the ready ones.
+func (s *Store) expand(ctx context.Context, tx *sql.Tx, jobID, profile string, x job.Expansion, now time.Time) error {
+	all, err := s.tasks(ctx, tx, jobID)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(all, func(t job.Task) bool { return t.Kind == x.Replace && t.State == job.TaskPending })
+	if i < 0 || len(x.Tasks) == 0 {
+		return fmt.Errorf("expand job %s: no pending %s task to replace", jobID, x.Replace)
+	}
+	old := all[i]
+	var seq int
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT seq FROM tasks WHERE id = ?`), old.ID).Scan(&seq); err != nil {
+		return fmt.Errorf("expand job %s: %w", jobID, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM tasks WHERE id = ?`), old.ID); err != nil {
+		return fmt.Errorf("expand job %s: %w", jobID, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET seq = seq + ? WHERE job_id = ? AND seq > ?`), len(x.Tasks)-1, jobID, seq); err != nil {
+		return fmt.Errorf("expand job %s: %w", jobID, err)
+	}
+	for k, t := range x.Tasks {
+		if t.MaxAttempts == 0 {
+			t.MaxAttempts = old.MaxAttempts
+		}
+		if err := s.insertTask(ctx, tx, jobID, profile, seq+k, t, false, now); err != nil {
+			return err
+		}
+	}
+	last := x.Tasks[len(x.Tasks)-1].ID
+	for _, t := range all[i+1:] {
+		if !slices.Contains(t.DependsOn, old.ID) {
+			continue
+		}
+		deps := slices.Clone(t.DependsOn)
+		deps[slices.Index(deps, old.ID)] = last
+		b, _ := json.Marshal(deps)
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET depends_on = ? WHERE id = ?`), string(b), t.ID); err != nil {
+			return fmt.Errorf("expand job %s: %w", jobID, err)
+		}
+	}
+	return nil
 }
 
 // ListJobs pages through jobs newest first. The cursor is the last id seen.
@@ -299,7 +361,7 @@ func (s *Store) ListJobs(ctx context.Context, opt store.ListOptions) ([]job.Job,
 	return jobs, next, nil
 }
 
-const taskCols = `id, job_id, kind, state, depends_on, attempt, max_attempts, profile, needs, progress, speed, seconds, worker,
+const taskCols = `id, job_id, kind, state, depends_on, attempt, max_attempts, profile, needs, progress, speed, seconds, chunk, weight, worker,
  lease_owner, lease_expires, fence, run_after, error, started_at, finished_at, commands, result`
 
 func scanTask(sc scanner) (job.Task, error) {
@@ -312,7 +374,7 @@ func scanTask(sc scanner) (job.Task, error) {
 		runAfter                 int64
 	)
 	if err := sc.Scan(&t.ID, &t.JobID, &kind, &state, &deps, &t.Attempt, &t.MaxAttempts, &t.Profile, &needs, &t.Progress, &t.Speed,
-		&t.Seconds, &t.Worker, &t.LeaseOwner, &lease, &t.Fence, &runAfter, &t.Error, &started, &finished, &cmds, &result); err != nil {
+		&t.Seconds, &t.Chunk, &t.Weight, &t.Worker, &t.LeaseOwner, &lease, &t.Fence, &runAfter, &t.Error, &started, &finished, &cmds, &result); err != nil {
 		return t, err
 	}
 	t.Kind, t.State = job.Kind(kind), job.TaskState(state)
@@ -354,7 +416,7 @@ func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now ti
 	var done, total, speed float64
 	all, any := true, false
 	for _, t := range ts {
-		w := t.Kind.Weight()
+		w := t.Share()
 		total += w
 		switch t.State {
 		case job.TaskSucceeded:
@@ -367,8 +429,8 @@ func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now ti
 		default:
 			all = false
 		}
-		if t.Kind == job.KindEncode && t.State == job.TaskRunning {
-			speed = t.Speed
+		if t.Kind.Encodes() && t.State == job.TaskRunning {
+			speed += t.Speed // chunks encode side by side
 		}
 	}
 	progress := 0.0
@@ -516,6 +578,11 @@ func (s *Store) Complete(ctx context.Context, l job.Lease, r job.Result, now tim
 		if r.Outputs != nil {
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET outputs = ? WHERE id = ?`), string(r.Outputs), t.JobID); err != nil {
 				return fmt.Errorf("update job outputs: %w", err)
+			}
+		}
+		if r.Expand != nil {
+			if err := s.expand(ctx, tx, t.JobID, t.Profile, *r.Expand, now); err != nil {
+				return err
 			}
 		}
 		// Queue every pending task whose dependencies have all succeeded.
@@ -832,7 +899,7 @@ func (s *Store) Depth(ctx context.Context) (store.Depth, error) {
 		(SELECT COUNT(*) FROM jobs WHERE state = 'running'),
 		COUNT(CASE WHEN state = 'queued' THEN 1 END),
 		COUNT(CASE WHEN state = 'running' THEN 1 END),
-		COALESCE(SUM(CASE WHEN kind = 'encode' THEN seconds * (1 - progress) ELSE 0 END), 0)
+		COALESCE(SUM(CASE WHEN kind IN ('encode', 'chunk') THEN seconds * (1 - progress) ELSE 0 END), 0)
 		FROM tasks WHERE state IN ('pending', 'queued', 'running')`).Scan(&d.JobsQueued, &d.JobsRunning, &d.QueuedTasks, &d.RunningTasks, &d.EncodeBacklog)
 	if err != nil {
 		return d, fmt.Errorf("queue depth: %w", err)

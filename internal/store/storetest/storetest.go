@@ -46,6 +46,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
 	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
 	t.Run("EncodeSeconds", func(t *testing.T) { t.Parallel(); testEncodeSeconds(t, open(t)) })
+	t.Run("Expand", func(t *testing.T) { t.Parallel(); testExpand(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 }
 
@@ -727,4 +728,71 @@ func testThroughput(t *testing.T, s store.Store) {
 	require.True(t, got[1].Hour.Equal(h0.Add(time.Hour)))
 	require.Equal(t, 1, got[1].Succeeded)
 	require.Zero(t, got[1].Failed)
+}
+
+// testExpand: a probe that plans a chunked encode replaces the encode task
+// by split -> chunks (side by side) -> stitch; what waited for the encode
+// waits for the stitch, chunks count in the backlog with their own length,
+// the job's speed is the sum of its running chunks', and a retry keeps
+// the chunks that finished.
+func testExpand(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "expand", 1)
+	c := claim(t, s, "w1", t0)
+	require.Equal(t, job.KindProbe, c.Task.Kind)
+	split := job.Task{ID: job.NewID("t"), Kind: job.KindSplit, DependsOn: []string{c.Task.ID}}
+	var chunks []job.Task
+	for k := 1; k <= 3; k++ {
+		chunks = append(chunks, job.Task{ID: job.NewID("t"), Kind: job.KindChunk, Chunk: k, Seconds: 10, Weight: 0.25, DependsOn: []string{split.ID}})
+	}
+	stitch := job.Task{ID: job.NewID("t"), Kind: job.KindStitch, DependsOn: []string{chunks[0].ID, chunks[1].ID, chunks[2].ID}}
+	tasks := append(append([]job.Task{split}, chunks...), stitch)
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &job.Source{AssetID: j.Source.AssetID, Duration: 30},
+		Expand: &job.Expansion{Replace: job.KindEncode, Tasks: tasks}}, t0))
+
+	ts, err := s.Tasks(ctx, j.ID)
+	require.NoError(t, err)
+	var kinds []job.Kind
+	for _, x := range ts {
+		kinds = append(kinds, x.Kind)
+	}
+	require.Equal(t, []job.Kind{job.KindProbe, job.KindSplit, job.KindChunk, job.KindChunk, job.KindChunk, job.KindStitch, job.KindFinalize}, kinds)
+	require.Equal(t, []string{stitch.ID}, ts[6].DependsOn, "finalize waits for the stitch instead of the encode")
+	require.Equal(t, 2, ts[3].Chunk)
+	require.Equal(t, 1, ts[3].MaxAttempts, "attempts as the replaced task's")
+	require.Equal(t, job.TaskQueued, ts[1].State)
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.InDelta(t, 30, st.EncodeBacklog, 1e-9, "chunks count their own seconds")
+
+	c = claim(t, s, "w1", t0)
+	require.Equal(t, job.KindSplit, c.Task.Kind)
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{}, t0))
+	var running []*job.Claimed
+	for range 3 {
+		c = claim(t, s, "w", t0)
+		require.Equal(t, job.KindChunk, c.Task.Kind, "every chunk is claimable at once")
+		require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.5, Speed: 2}, t0, ttl))
+		running = append(running, c)
+	}
+	require.Equal(t, []int{1, 2, 3}, []int{running[0].Task.Chunk, running[1].Task.Chunk, running[2].Task.Chunk})
+	got, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.InDelta(t, 6, got.Speed, 1e-9, "the job's speed sums its chunks'")
+	require.NoError(t, s.Complete(ctx, running[0].Lease, job.Result{}, t0))
+	require.NoError(t, s.Complete(ctx, running[2].Lease, job.Result{}, t0))
+	require.NoError(t, s.Fail(ctx, running[1].Lease, job.Failure{Message: "killed"}, t0))
+	got, err = s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.Failed, got.State)
+
+	_, err = s.RetryJob(ctx, j.ID, t0)
+	require.NoError(t, err)
+	c = claim(t, s, "w", t0)
+	require.Equal(t, job.KindChunk, c.Task.Kind)
+	require.Equal(t, 2, c.Task.Chunk, "only the failed chunk runs again")
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{}, t0))
+	c = claim(t, s, "w", t0)
+	require.Equal(t, job.KindStitch, c.Task.Kind)
+	require.Len(t, c.Deps, 1, "the stitch depends on chunks only")
 }
