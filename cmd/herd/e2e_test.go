@@ -205,8 +205,10 @@ type jobJSON struct {
 	} `json:"outputs"`
 	Tasks []struct {
 		Kind, State, Worker string
+		Chunk               int
 		Attempt             int
 		Progress            float64
+		FinishedAt          *time.Time `json:"finished_at"`
 		Commands            [][]string
 	} `json:"tasks"`
 }
