@@ -160,7 +160,7 @@ type chaosJob struct {
 // content, so no two submissions are the same job.
 func chaosJobs(t *testing.T, dir string, cfg chaosConfig, rng *rand.Rand) []*chaosJob {
 	t.Helper()
-	profiles := []string{"mp4-library", "web-hls"}
+	profiles := []string{"mp4-library", "web-hls", chunkedProfile}
 	var jobs []*chaosJob
 	add := func(src string) {
 		d := probeDuration(t, src)
@@ -266,8 +266,25 @@ func (c *chaosCluster) violation(format string, args ...any) {
 	c.violations = append(c.violations, fmt.Sprintf(format, args...))
 }
 
+// chunkedProfile splits every chaos source of 2 s or more into 1 s chunks.
+const chunkedProfile = "chunked-hls"
+
 func (c *chaosCluster) startServer() {
 	c.t.Helper()
+	dir := filepath.Join(c.data, "profiles")
+	require.NoError(c.t, os.MkdirAll(dir, 0o755))
+	require.NoError(c.t, os.WriteFile(filepath.Join(dir, chunkedProfile+".yaml"), []byte(`name: `+chunkedProfile+`
+version: 1
+description: web-hls in 1 s segments and 1 s chunks
+format: hls
+segment_seconds: 1
+chunk_seconds: 1
+video:
+  codec: h264
+  rungs: [{height: 240, bitrate: 400k}, {height: 144, bitrate: 200k}]
+audio: {codec: aac, bitrate: 96k, channels: 2}
+thumbnails: {poster: true}
+`), 0o644))
 	c.srv = startServer(c.t, c.data, "--addr", c.addr, "--local-workers", "0",
 		"--max-attempts", strconv.Itoa(c.maxAttempts))
 	c.srvUp = true
@@ -593,8 +610,11 @@ func (c *chaosCluster) checkJobs(jobs []*chaosJob) []jobJSON {
 			c.violation("%s ended %s: %s", name, v.State, v.Error)
 			continue
 		}
-		finals := 0
+		finals, chunks := 0, 0
 		for _, task := range v.Tasks {
+			if task.Kind == "chunk" {
+				chunks++
+			}
 			if task.State != "succeeded" {
 				c.violation("%s succeeded but its %s task is %s", name, task.Kind, task.State)
 			}
@@ -605,6 +625,9 @@ func (c *chaosCluster) checkJobs(jobs []*chaosJob) []jobJSON {
 		}
 		if finals != 1 {
 			c.violation("%s has %d finalize tasks", name, finals)
+		}
+		if j.profile == chunkedProfile && j.duration >= 2 && filepath.Ext(j.src) != ".avi" && chunks < 2 {
+			c.violation("%s was not split into chunks (%d chunk tasks)", name, chunks)
 		}
 		var paths struct { // jobJSON leaves out the outputs' paths
 			Outputs []struct{ Kind, Path, URL string }

@@ -53,7 +53,7 @@ const ChunkPreroll = 1.0
 // exactly i/FPS and every chunk's trim and keyframes fall on the same grid.
 func (pl *Plan) PlanChunks(seconds float64) {
 	pl.Chunks = nil
-	if pl.Format != profile.FormatHLS || !(seconds > 0) || pl.SegmentSeconds <= 0 || pl.FPS <= 0 {
+	if pl.Format != profile.FormatHLS || !(seconds > 0) || pl.SegmentSeconds <= 0 || pl.FPS <= 0 || !splittable[pl.Demuxer] {
 		return
 	}
 	step := max(1, math.Round(seconds/pl.SegmentSeconds)) * pl.SegmentSeconds
@@ -74,6 +74,12 @@ func (pl *Plan) PlanChunks(seconds float64) {
 		pl.Chunks = append(pl.Chunks, c)
 	}
 }
+
+// splittable are the demuxers whose packets a piece can carry with the
+// times the unsplit encode decodes them at. AVI is not among them: its
+// packets have no presentation times (packed B-frames), and a piece that
+// makes them up starts a frame later than the source decodes.
+var splittable = map[string]bool{"mov": true, "matroska": true, "mpegts": true, "mpeg": true, "flv": true, "ogg": true, "mxf": true, "nut": true, "ivf": true, "yuv4mpegpipe": true}
 
 // ChunkStart is chunk k's first frame's output time, in seconds.
 func (pl *Plan) ChunkStart(k int) float64 { return float64(pl.Chunks[k].First) / pl.FPS }

@@ -10,7 +10,7 @@ import (
 
 func TestPlanChunks(t *testing.T) {
 	hls := func(duration, fps, seg float64) *Plan {
-		return &Plan{Format: profile.FormatHLS, Duration: duration, FPS: fps, SegmentSeconds: seg}
+		return &Plan{Format: profile.FormatHLS, Demuxer: "mov", Duration: duration, FPS: fps, SegmentSeconds: seg}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -35,6 +35,7 @@ func TestPlanChunks(t *testing.T) {
 		{"29.97 fps", hls(180, 30000.0/1001, 2), 60, []ChunkPlan{{0, 1799}, {1799, 3597}, {3597, 0}}},
 		{"50 fps", hls(125, 50, 4), 60, []ChunkPlan{{0, 3000}, {3000, 0}}},
 		{"59.94 fps", hls(125, 60000.0/1001, 4), 60, []ChunkPlan{{0, 3597}, {3597, 0}}},
+		{"an avi source is not split", func() *Plan { p := hls(600, 25, 4); p.Demuxer = "avi"; return p }(), 60, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.pl.PlanChunks(tc.seconds)
@@ -51,7 +52,7 @@ func TestChunkBoundariesAreGridKeyframes(t *testing.T) {
 	// Every boundary is the frame keyframeExpr forces: the first frame at or
 	// after a multiple of the segment length.
 	for _, fps := range []float64{24000.0 / 1001, 25, 30000.0 / 1001, 50, 60000.0 / 1001} {
-		pl := &Plan{Format: profile.FormatHLS, Duration: 3600, FPS: fps, SegmentSeconds: 4}
+		pl := &Plan{Format: profile.FormatHLS, Demuxer: "matroska", Duration: 3600, FPS: fps, SegmentSeconds: 4}
 		pl.PlanChunks(60)
 		require.Len(t, pl.Chunks, 60)
 		for k, c := range pl.Chunks[1:] {
@@ -64,7 +65,7 @@ func TestChunkBoundariesAreGridKeyframes(t *testing.T) {
 }
 
 func TestValidateChunks(t *testing.T) {
-	pl := &Plan{Format: profile.FormatHLS, Duration: 180, FPS: 25, SegmentSeconds: 4}
+	pl := &Plan{Format: profile.FormatHLS, Demuxer: "mov", Duration: 180, FPS: 25, SegmentSeconds: 4}
 	pl.PlanChunks(60)
 	require.NoError(t, pl.validateChunks())
 	bad := func(mod func(*Plan)) error {
