@@ -65,6 +65,18 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, testenv.Clip{Size: "320x180", Rate: 25, Seconds: 13, Tone: 300, Stereo: true}.Make(p))
 			return p
 		}, 3},
+		{"29.97 fps MP4", func() string {
+			p := filepath.Join(tmp, "ntsc.mp4")
+			require.NoError(t, testenv.Clip{Size: "320x180", Rate: 30, Seconds: 9, Tone: 310, Stereo: true, Extra: []string{"-r", "30000/1001"}}.Make(p))
+			return p
+		}, 2},
+		{"MPEG-TS whose audio starts half a second before its video", func() string {
+			p := filepath.Join(tmp, "late.ts")
+			require.NoError(t, testenv.FFmpeg("-itsoffset", "0.48", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
+				"-f", "lavfi", "-i", "sine=frequency=320:sample_rate=48000", "-t", "9", "-map", "0:v", "-map", "1:a",
+				"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", "-f", "mpegts", p))
+			return p
+		}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := tc.source()
