@@ -21,7 +21,9 @@ import (
 // three players people use it with: hls.js (the one the web UI embeds),
 // Shaka Player and dash.js (vendored for tests only under
 // testdata/players by make web-vendor). To stay within CI's budget they
-// share one short clip, one herd job and one browser.
+// share one short clip, one herd job and one browser. The job is split
+// into three chunks and stitched, and each player crosses both chunk
+// boundaries: one while it plays on, the other right after a seek.
 
 // playerHarness makes a muted <video> in the page and window.herdTest,
 // which records what the test checks: player errors, the end, and when
@@ -100,13 +102,15 @@ func playersSetup(t *testing.T) (context.Context, *server, string) {
 	ctx := browser(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "Players.mp4")
-	// 10 s: three 4 s segments, so the seek lands in a later one.
-	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: 10, Tone: 330, Stereo: true}.Make(src))
+	// 13 s of 4 s segments in 4 s chunks: chunks start at 0, 4 and 8 s.
+	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: playersClip, Tone: 330, Stereo: true}.Make(src))
 	s := startServer(t, filepath.Join(dir, "data"))
-	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--wait")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--chunk-seconds", "4", "--wait")
 	require.Equal(t, 0, code, stderr)
 	id := strings.TrimSpace(stdout)
-	require.Equal(t, "succeeded", s.job(id).State)
+	j := s.job(id)
+	require.Equal(t, "succeeded", j.State)
+	require.Equal(t, 3, strings.Count(strings.Join(kinds(j), ","), "chunk "), "three chunks: %v", kinds(j))
 
 	// The players fetch the outputs with the page's session cookie. Their
 	// sources are evaluated into a page of herd's, whose policy allows only
@@ -134,17 +138,22 @@ func openPlayer(t *testing.T, ctx context.Context, s *server, lib, start, url st
 }
 
 // playWithSeek plays from the start, seeks to 60 % and plays to the end.
+// playersClip is the players' clip's length; its chunks start at 0, 4 and 8 s.
+const playersClip = 13
+
 func playWithSeek(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	untilPlaying(t, ctx, name, "the duration", `herdTest.v.duration > 0 && isFinite(herdTest.v.duration)`, 20*time.Second)
 	dur := evalJS[float64](t, ctx, `herdTest.v.duration`)
-	require.InDelta(t, 10, dur, 0.5, "%s: the duration", name)
-	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdTest.v.play().catch(e => herdTest.st.errors.push("play(): " + e.message))`, nil)))
-	untilPlaying(t, ctx, name, "playback", `herdTest.v.currentTime > 1`, 20*time.Second)
+	require.InDelta(t, playersClip, dur, 0.5, "%s: the duration", name)
+	// Twice as fast: the same crossings in half the time.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdTest.v.playbackRate = 2; herdTest.v.play().catch(e => herdTest.st.errors.push("play(): " + e.message))`, nil)))
+	untilPlaying(t, ctx, name, "playback across the first chunk boundary", `herdTest.v.currentTime > 4.5`, 20*time.Second)
 
-	to := dur * 0.6
+	// Just before the second boundary, then across it.
+	const to = 7.6
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf(`herdTest.v.currentTime = %f`, to), nil)))
-	untilPlaying(t, ctx, name, "playback after the seek", fmt.Sprintf(`!herdTest.v.seeking && herdTest.v.currentTime > %f`, to+0.5), 20*time.Second)
+	untilPlaying(t, ctx, name, "playback after the seek, across the second chunk boundary", `!herdTest.v.seeking && herdTest.v.currentTime > 8.5`, 20*time.Second)
 	// The end: the ended event, or a playhead within two frames of it.
 	untilPlaying(t, ctx, name, "the end", fmt.Sprintf(`herdTest.st.ended || herdTest.v.currentTime >= %f`, dur-0.08), 30*time.Second)
 	require.Empty(t, evalJS[[]string](t, ctx, `herdTest.st.errors`), "%s: player errors", name)
