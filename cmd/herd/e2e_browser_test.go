@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,34 +25,7 @@ import (
 
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	bin := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		if os.Getenv("HERD_REQUIRE_BROWSER") != "" {
-			t.Fatal("no chromium on PATH (make deps-test installs it)")
-		}
-		t.Skip("no chromium on PATH; make test installs it")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 900))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // chromium refuses to run as root with its sandbox
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 10*time.Minute)
-	t.Cleanup(cancel3)
-	require.NoError(t, chromedp.Run(ctx), "start chromium")
-	return ctx
+	return testenv.Browser(t)
 }
 
 func shot(t *testing.T, ctx context.Context, name string) {

@@ -518,7 +518,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
-	v, err := s.jobPage(r.Context(), r.PathValue("id"))
+	v, err := s.JobPage(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.storeError(w, r, err)
 		return

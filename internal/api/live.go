@@ -171,8 +171,10 @@ func (s *Server) workers(ctx context.Context) (any, error) {
 	return out, nil
 }
 
-// jobPage is one job with its tasks and deliveries.
-func (s *Server) jobPage(ctx context.Context, id string) (jobview.JobView, error) {
+// JobPage is one job with its tasks and deliveries: what GET /api/v1/jobs/{id}
+// answers and the job view's stream sends. The web UI renders a job
+// page's first paint from it, before its script opens that stream.
+func (s *Server) JobPage(ctx context.Context, id string) (jobview.JobView, error) {
 	j, err := s.st.GetJob(ctx, id)
 	if err != nil {
 		return jobview.JobView{}, err
@@ -281,7 +283,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			s.storeError(w, r, err)
 			return
 		}
-		view, key = func(ctx context.Context) (any, error) { return s.jobPage(ctx, id) }, "job?id="+url.QueryEscape(id)
+		view, key = func(ctx context.Context) (any, error) { return s.JobPage(ctx, id) }, "job?id="+url.QueryEscape(id)
 	case "dashboard":
 		view, key = s.dashboard, name
 	case "workers":

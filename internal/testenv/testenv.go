@@ -1,5 +1,5 @@
 // Package testenv holds what the tests' throwaway servers (PostgreSQL,
-// MinIO, herd itself) share.
+// MinIO, herd itself) share, and the browser the UI's tests drive.
 package testenv
 
 import "net"

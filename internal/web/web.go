@@ -1,10 +1,12 @@
 // Package web is herd's browser UI: server-rendered page shells at stable
 // addresses (/login, /, /upload, /jobs, /jobs/{id}, /workers) whose scripts
 // fill them from the API's live views (Server-Sent Events), upload with tus
-// and play with hls.js. Everything it serves is embedded in the binary; the
-// browser libraries are pinned npm builds committed under assets/vendor
-// (`make web-vendor`). It decides nothing itself: sign-in, sessions and
-// CSRF live in package api, like every other check of who may do what.
+// and play with hls.js. A job's page comes with its first state (state,
+// progress, chunk strip) already rendered, so it reads without a script.
+// Everything it serves is embedded in the binary; the browser libraries
+// are pinned npm builds committed under assets/vendor (`make web-vendor`).
+// It decides nothing itself: sign-in, sessions and CSRF live in package
+// api, like every other check of who may do what.
 package web
 
 import (
@@ -58,6 +60,7 @@ type page struct {
 	Version  string
 	Profiles []*profile.Profile
 	JobID    string
+	Job      *jobPage // the job page's first state; nil: its script fills it
 	Error    string
 	Next     string
 }
@@ -112,7 +115,7 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", u.signedIn("dashboard", "Dashboard"))
 	mux.HandleFunc("GET /upload", u.signedIn("upload", "Upload"))
 	mux.HandleFunc("GET /jobs", u.signedIn("jobs", "Jobs"))
-	mux.HandleFunc("GET /jobs/{id}", u.signedIn("job", "Job"))
+	mux.HandleFunc("GET /jobs/{id}", u.jobPageHandler)
 	mux.HandleFunc("GET /workers", u.signedIn("workers", "Workers"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		u.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found"})
@@ -151,12 +154,17 @@ func (u *UI) signedIn(name, title string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		csrf, ok := u.d.API.Session(r)
 		if !ok {
-			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			u.toLogin(w, r)
 			return
 		}
-		p := page{Title: title, Page: name, CSRF: csrf, Profiles: u.d.Profiles.All(), JobID: r.PathValue("id")}
+		p := page{Title: title, Page: name, CSRF: csrf, Profiles: u.d.Profiles.All()}
 		u.render(w, r, http.StatusOK, name, p)
 	}
+}
+
+// toLogin sends a browser without a session to sign in, and back here after.
+func (u *UI) toLogin(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 }
 
 func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,10 +13,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/api"
@@ -28,6 +34,7 @@ import (
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/web"
 )
 
@@ -338,4 +345,205 @@ func TestEventStream(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream did not end at shutdown")
 	}
+}
+
+// chunkedJob submits a web-hls job and plays its tasks through the store as
+// workers would: the probe splits the encode into four chunk tasks (each
+// needing its own capability, so a test claims exactly the one it means);
+// chunk 2 succeeds, chunk 1 runs on w1, chunk 3 fails once and runs again
+// on w2, chunk 4 waits. submitted, when set, sees the job before its probe
+// runs. It returns the job and the lease of each running chunk.
+func chunkedJob(t *testing.T, f *fixture, submitted func(job.Job)) (job.Job, map[int]job.Lease) {
+	t.Helper()
+	ctx := context.Background()
+	j, _, err := f.sub.Upload(ctx, "long.mp4", "web-hls", ingest.Options{}, strings.NewReader("not really a video"))
+	require.NoError(t, err)
+	if submitted != nil {
+		submitted(j)
+	}
+	now := time.Now()
+	claim := func(worker string, caps ...string) *job.Claimed {
+		t.Helper()
+		c, err := f.st.Claim(ctx, store.ClaimRequest{Owner: worker + "/0", Worker: worker, Caps: caps, Now: now, TTL: time.Hour})
+		require.NoError(t, err)
+		require.NotNil(t, c, "nothing to claim for %s %v", worker, caps)
+		if len(caps) > 0 {
+			require.Equal(t, "c"+strconv.Itoa(c.Task.Chunk), caps[0], "claimed %s %d", c.Task.Kind, c.Task.Chunk)
+		}
+		return c
+	}
+	probe := claim("w1")
+	require.Equal(t, job.KindProbe, probe.Task.Kind)
+	var chunks []job.Task
+	for k := 1; k <= 4; k++ {
+		chunks = append(chunks, job.Task{ID: fmt.Sprintf("%s-chunk-%d", j.ID, k), Kind: job.KindChunk, Chunk: k, DependsOn: []string{probe.Task.ID},
+			MaxAttempts: 3, Needs: []string{fmt.Sprintf("c%d", k)}, Seconds: 60, Weight: job.KindChunk.Weight() / 4})
+	}
+	src := j.Source
+	src.Duration = 240
+	require.NoError(t, f.st.Complete(ctx, probe.Lease, job.Result{Source: &src, Expand: &job.Expansion{Replace: job.KindEncode, Tasks: chunks}}, now))
+
+	// Tasks any worker may take (thumbnails) go to one that keeps them.
+	for {
+		c, err := f.st.Claim(ctx, store.ClaimRequest{Owner: "other/0", Worker: "other", Now: now, TTL: time.Hour})
+		require.NoError(t, err)
+		if c == nil {
+			break
+		}
+		require.NotEqual(t, job.KindChunk, c.Task.Kind)
+	}
+	leases := map[int]job.Lease{}
+	c2 := claim("w2", "c2")
+	require.NoError(t, f.st.Complete(ctx, c2.Lease, job.Result{}, now))
+	leases[1] = claim("w1", "c1").Lease
+	require.NoError(t, f.st.Heartbeat(ctx, leases[1], job.Progress{Progress: 0.5, Speed: 2.5}, now, time.Hour))
+	c3 := claim("w1", "c3")
+	require.NoError(t, f.st.Fail(ctx, c3.Lease, job.Failure{Message: "worker lost"}, now))
+	now = now.Add(time.Minute) // past any backoff
+	leases[3] = claim("w2", "c3").Lease
+	require.NoError(t, f.st.Heartbeat(ctx, leases[3], job.Progress{Progress: 0.25, Speed: 1.5}, now, time.Hour))
+	return j, leases
+}
+
+// cellRE reads one cell of the chunk strip as job.html writes it.
+var cellRE = regexp.MustCompile(`<li class="chunk ([a-z]+)" title="([^"]*)" data-chunk="(\d+)" data-state="([a-z]+)" data-attempt="(\d+)">` +
+	`<progress max="1" value="([0-9.e+-]+)" aria-label="([^"]*)"></progress>(?:<span class="retry" aria-hidden="true">(\d+)</span>)?</li>`)
+
+type cell struct{ class, title, chunk, state, attempt, value, label, badge string }
+
+func chunkCells(body string) []cell {
+	var out []cell
+	for _, m := range cellRE.FindAllStringSubmatch(body, -1) {
+		out = append(out, cell{m[1], html.UnescapeString(m[2]), m[3], m[4], m[5], m[6], html.UnescapeString(m[7]), m[8]})
+	}
+	return out
+}
+
+func TestJobPageChunkStrip(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	c := client(t)
+	resp, _ := login(t, f, c, adminKey, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+
+	j, _ := chunkedJob(t, f, nil)
+	resp, body := send(t, c, "GET", f.url+"/jobs/"+j.ID, nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 4, strings.Count(body, `<li class="chunk `), "one cell per chunk")
+	require.Equal(t, []cell{
+		{"running", "chunk 1: running, w1, 2.50×, attempt 1", "1", "running", "1", "0.5", "chunk 1: running, w1, 2.50×, attempt 1", ""},
+		{"succeeded", "chunk 2: succeeded, w2, attempt 1", "2", "succeeded", "1", "1", "chunk 2: succeeded, w2, attempt 1", ""},
+		{"running", "chunk 3: running, w2, 1.50×, attempt 2", "3", "running", "2", "0.25", "chunk 3: running, w2, 1.50×, attempt 2", "2"},
+		{"queued", "chunk 4: queued", "4", "queued", "0", "0", "chunk 4: queued", ""},
+	}, chunkCells(body), "in chunk order, filled by progress, labelled, the retried one badged")
+	require.Contains(t, body, `<section id="j-chunks-box" aria-labelledby="h-chunks">`, "the strip is shown")
+	require.Contains(t, body, "4 chunks: 1 done, 2 running, 1 retried")
+
+	// The job's line aggregates the chunks: its speed is theirs summed, and an ETA follows from it.
+	v, err := f.api.JobPage(context.Background(), j.ID)
+	require.NoError(t, err)
+	require.InDelta(t, 4.0, v.Speed, 1e-9)
+	require.NotNil(t, v.ETASeconds)
+	require.Contains(t, body, `<h1 id="j-title">long.mp4</h1>`)
+	require.Contains(t, body, `<span class="state running">running</span>`)
+	require.Regexp(t, `<span id="j-progress-text">\d+% at 4\.00×, about \d+:\d\d left</span>`, body)
+	require.Contains(t, body, `<title>long.mp4 · herd</title>`)
+}
+
+func TestJobPageUnchunked(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	c := client(t)
+	resp, _ := login(t, f, c, adminKey, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+
+	j, _, err := f.sub.Upload(context.Background(), "short.mp4", "mp4-library", ingest.Options{}, strings.NewReader("not really a video"))
+	require.NoError(t, err)
+	resp, body := send(t, c, "GET", f.url+"/jobs/"+j.ID, nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NotContains(t, body, `<li class="chunk`, "no chunk tasks, no cells")
+	require.Contains(t, body, `<section id="j-chunks-box" aria-labelledby="h-chunks" hidden>`, "the strip stays hidden until a probe splits the job")
+	require.Contains(t, body, `<span id="j-progress-text">0%</span>`)
+	require.Contains(t, body, `<span class="state queued">queued</span>`)
+
+	resp, body = send(t, c, "GET", f.url+"/jobs/jnope", nil, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, body, "Not found")
+	resp, _ = send(t, client(t), "GET", f.url+"/jobs/"+j.ID, nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the page needs a session")
+}
+
+// waitJS polls a JavaScript condition in the page until it is true.
+func waitJS(t *testing.T, ctx context.Context, what, cond string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var ok bool
+		err := chromedp.Run(ctx, chromedp.Evaluate(`!!(`+cond+`)`, &ok))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var page string
+			_ = chromedp.Run(ctx, chromedp.Evaluate(`location.href + "\n" + document.querySelector("main")?.innerHTML`, &page))
+			t.Fatalf("waiting for %s (%s): err %v; page:\n%s", what, cond, err, page)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stripJS reads the chunk strip of a document as JSON.
+const stripJS = `((doc) => JSON.stringify([...doc.querySelectorAll("#j-chunks li")].map((li) => [li.className, li.title, li.dataset.chunk,
+  li.dataset.state, li.dataset.attempt, li.querySelector("progress").value, li.querySelector("progress").getAttribute("aria-label"),
+  li.querySelector(".retry")?.textContent || ""])))`
+
+// The strip in a real browser: the page of a job its probe has not split
+// yet shows none; the cells appear when the probe splits it and fill in as
+// the chunks report, without a reload, and say what the server's first
+// render of the same job says.
+func TestJobPageChunkStripLive(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx, cancel := context.WithTimeout(testenv.Browser(t), 2*time.Minute)
+	t.Cleanup(cancel)
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Navigate(f.url+"/login"),
+		chromedp.WaitVisible(`#key`, chromedp.ByQuery),
+		chromedp.SendKeys(`#key`, adminKey, chromedp.ByQuery),
+		chromedp.Submit(`#key`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#d-queued`, chromedp.ByQuery), // signed in: the dashboard
+	))
+
+	_, leases := chunkedJob(t, f, func(j job.Job) {
+		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(f.url+"/jobs/"+j.ID), chromedp.Evaluate(`window.notReloaded = true`, nil)))
+		waitJS(t, ctx, "the live view", `document.querySelector("#j-tasks tr")`)
+		waitJS(t, ctx, "no strip before the split", `document.querySelector("#j-chunks-box").hidden && !document.querySelector("#j-chunks li")`)
+	})
+	waitJS(t, ctx, "the strip", `window.notReloaded && document.querySelectorAll("#j-chunks li").length === 4 && !document.querySelector("#j-chunks-box").hidden`)
+	waitJS(t, ctx, "the retried chunk's badge", `document.querySelector('#j-chunks li[data-chunk="3"] .retry')?.textContent === "2"`)
+
+	ctxb := context.Background()
+	require.NoError(t, f.st.Heartbeat(ctxb, leases[1], job.Progress{Progress: 0.9, Speed: 3}, time.Now(), time.Hour))
+	require.NoError(t, f.st.Complete(ctxb, leases[3], job.Result{}, time.Now()))
+	waitJS(t, ctx, "chunk 1 filling", `(() => { const li = document.querySelector('#j-chunks li[data-chunk="1"]');
+		return li.querySelector("progress").value === 0.9 && li.title === "chunk 1: running, w1, 3.00×, attempt 1"; })()`)
+	waitJS(t, ctx, "chunk 3 done", `document.querySelector('#j-chunks li[data-chunk="3"]').className === "chunk succeeded"`)
+	waitJS(t, ctx, "the job's speed, now chunk 1's alone", `document.querySelector("#j-progress-text").textContent.includes("at 3.00×, about ")`)
+	require.Equal(t, "4 chunks: 2 done, 1 running, 1 retried", evalJS[string](t, ctx, `document.querySelector("#j-chunks-summary").textContent`))
+
+	// What the script drew is what the server renders for the same job.
+	live := evalJS[string](t, ctx, stripJS+`(document)`)
+	var served string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`fetch(location.href).then((r) => r.text()).then((h) => `+stripJS+`(new DOMParser().parseFromString(h, "text/html")))`, &served,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })))
+	require.JSONEq(t, served, live)
+	require.Contains(t, live, `"chunk 3: succeeded, w2, attempt 2"`)
+	require.True(t, evalJS[bool](t, ctx, `window.notReloaded === true`), "all of it live, without a reload")
+}
+
+func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	var v T
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(expr, &v)), expr)
+	return v
 }

@@ -205,8 +205,9 @@ pages.job = () => {
       el('td', {class: 'num'}, fmt.bitrate(o.bitrate)), el('td', {class: 'num'}, fmt.bytes(o.size)), el('td', {}, o.codec || '–'),
       el('td', {class: 'num'}, o.ssim ? o.ssim.toFixed(4) : '–'), el('td', {class: 'num'}, o.psnr ? o.psnr.toFixed(1) + ' dB' : '–'),
       el('td', {}, el('a', {href: o.url, download: o.path.split('/').pop()}, 'Download')))) : [el('tr', {}, el('td', {colspan: 9, class: 'muted'}, j.state === 'succeeded' ? 'No outputs.' : 'None yet.'))]);
+    showChunks(j.tasks || []);
     fill(document.getElementById('j-tasks'), (j.tasks || []).map((t) => el('tr', {dataset: {task: t.kind}},
-      el('td', {}, t.kind), el('td', {}, stateBadge(t.state)), el('td', {class: 'num'}, t.attempt), el('td', {}, t.worker || '–'),
+      el('td', {}, t.chunk ? `${t.kind} ${t.chunk}` : t.kind), el('td', {}, stateBadge(t.state)), el('td', {class: 'num'}, t.attempt), el('td', {}, t.worker || '–'),
       el('td', {}, el('progress', {max: 1, value: t.progress, 'aria-label': t.kind + ' progress'})),
       el('td', {}, fmt.time(t.started_at)),
       el('td', {class: 'num'}, t.started_at && t.finished_at ? fmt.dur((new Date(t.finished_at) - new Date(t.started_at)) / 1000) : '–'),
@@ -223,6 +224,51 @@ pages.job = () => {
     if (!player && j.state === 'succeeded' && outs.length) player = setupPlayer(outs);
   }, () => flash('There is no such job (it may have been removed).'));
 };
+
+// chunkLabel says what one chunk cell shows: "chunk 3: running, w1, 2.50×,
+// attempt 2". It says what chunkLabel in jobpage.go says for the first paint.
+function chunkLabel(t) {
+  const parts = [t.state];
+  if (t.worker) parts.push(t.worker);
+  if (t.state === 'running' && t.speed > 0) parts.push(fmt.speed(t.speed));
+  if (t.attempt > 0) parts.push('attempt ' + t.attempt);
+  return `chunk ${t.chunk}: ${parts.join(', ')}`;
+}
+
+// showChunks keeps the strip of a chunked job's chunks (built first by
+// job.html) up to date: one cell per chunk in order, its fill the chunk's
+// progress, its class the chunk's state, a badge from its second attempt
+// on. Cells are updated in place, so a tooltip being read stays open.
+function showChunks(tasks) {
+  const chunks = tasks.filter((t) => t.kind === 'chunk').sort((a, b) => a.chunk - b.chunk);
+  document.getElementById('j-chunks-box').hidden = !chunks.length;
+  const strip = document.getElementById('j-chunks');
+  if (strip.children.length !== chunks.length) fill(strip, chunks.map(() => el('li', {}, el('progress', {max: 1, value: 0}))));
+  chunks.forEach((t, i) => {
+    const li = strip.children[i];
+    const label = chunkLabel(t);
+    li.className = 'chunk ' + t.state;
+    li.title = label;
+    Object.assign(li.dataset, {chunk: t.chunk, state: t.state, attempt: t.attempt});
+    const bar = li.querySelector('progress');
+    bar.value = t.state === 'succeeded' ? 1 : t.progress;
+    bar.setAttribute('aria-label', label);
+    let badge = li.querySelector('.retry');
+    if (t.attempt > 1) {
+      if (!badge) li.append(badge = el('span', {class: 'retry', 'aria-hidden': 'true'}));
+      badge.textContent = t.attempt;
+    } else badge?.remove();
+  });
+  let done = 0, running = 0, failed = 0, retried = 0;
+  for (const t of chunks) {
+    if (t.state === 'succeeded') done++;
+    else if (t.state === 'running') running++;
+    else if (t.state === 'failed') failed++;
+    if (t.attempt > 1) retried++;
+  }
+  document.getElementById('j-chunks-summary').textContent = chunks.length ? `${chunks.length} chunks: ${done} done, ${running} running` +
+    (failed ? `, ${failed} failed` : '') + (retried ? `, ${retried} retried` : '') : '';
+}
 
 // setupPlayer plays the job's HLS ladder with hls.js (quality menu: auto
 // and each rung), or its MP4 natively, with sprite previews on the seek bar.
