@@ -28,8 +28,8 @@ type Options struct {
 	Cache  string // generated inputs are kept here between runs
 	Sample string // a real clip the inputs are made from (internal/media/testdata/movie-hello.mp4)
 	Quick  bool   // small inputs and few repeats: proves every path, measures little
-	// Only names the scenarios to run (ladder, library, overhead, queue,
-	// upload, api); empty runs all of them.
+	// Only names the scenarios to run (ladder, library, chunks, overhead,
+	// queue, upload, api); empty runs all of them.
 	Only []string
 	// Postgres returns the URL of a new, empty PostgreSQL database; nil
 	// leaves PostgreSQL out of the queue benchmark (and says so).
@@ -94,6 +94,7 @@ func scenarios() []scenario {
 	return []scenario{
 		{"ladder", "Web ladder: herd web-hls against one ffmpeg command and one ffmpeg per rendition", ladder},
 		{"library", "Library MP4: herd mp4-library against HandBrakeCLI \"Fast 1080p30\"", library},
+		{"chunks", "Chunks: one long web-hls job by one single-core worker, and by two in chunks", chunking},
 		{"overhead", "Overhead: submit → succeeded, less the time ffmpeg and ffprobe ran", overhead},
 		{"queue", "Queue: claims per second, 16 claimers", queue},
 		{"upload", "Upload: through the API and through tus, against dd", upload},

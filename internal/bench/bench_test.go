@@ -115,6 +115,22 @@ func TestQuick(t *testing.T) {
 			require.Greater(t, v, 0.9, row[0])
 		}
 	}
+	// The chunked setups were split; every setup's top rung is a real encode.
+	chunks := section(t, r, "chunks")
+	for _, row := range chunks.Tables[0].Rows {
+		n, err := strconv.Atoi(row[len(row)-1])
+		require.NoError(t, err)
+		if strings.Contains(row[0], "in chunks") {
+			require.GreaterOrEqual(t, n, 2, "chunk tasks of %s", row[0])
+		} else {
+			require.Zero(t, n, "chunk tasks of %s", row[0])
+		}
+	}
+	for _, row := range chunks.Tables[1].Rows {
+		v, err := strconv.ParseFloat(row[1], 64)
+		require.NoError(t, err)
+		require.Greater(t, v, 0.9, "SSIM of %s", row[0])
+	}
 	// herd ran ffmpeg and ffprobe through the shim: tool time was measured.
 	for _, row := range section(t, r, "overhead").Tables[0].Rows {
 		n, err := strconv.Atoi(row[len(row)-1])
