@@ -164,20 +164,23 @@ spec:
 	c := client.New(serverURL, adminKey)
 
 	// Phase 1: a Job per task. A long real clip (movie-hello looped to
-	// about 50 s) whose encode pod is killed, and two more clips beside it.
+	// about 50 s) split into three chunks, one of whose pods is killed,
+	// and two more clips beside it.
 	long := filepath.Join(t.TempDir(), "movie-hello-x6.mp4")
 	n.must("ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "5", "-i", filepath.Join(media, "movie-hello.mp4"), "-c", "copy", long)
-	killed := submit(t, ctx, c, long, "web-hls")
+	chunkSeconds := 16.0
+	killed, _, err := c.Submit(ctx, long, "web-hls", client.SubmitOptions{ChunkSeconds: &chunkSeconds}, nil)
+	require.NoError(t, err)
 	others := []jobview.JobView{
 		submit(t, ctx, c, filepath.Join(media, "Megamind.avi"), "mp4-library"),
 		submit(t, ctx, c, filepath.Join(media, "cityCC0.mpg"), "mp4-library"),
 	}
 	n.mark("3 jobs submitted")
 
-	pod, task := n.encoding(t, ctx, c, killed.ID, func(task string) string { return "herd.io/task=" + task })
+	pod, task := n.encoding(t, ctx, c, killed.ID, job.KindChunk, func(task string) string { return "herd.io/task=" + task })
 	killedJob := strings.TrimSpace(n.k("-n", "herd", "get", "pod", pod, "-o", `jsonpath={.metadata.labels.batch\.kubernetes\.io/job-name}`))
 	require.NotEmpty(t, killedJob)
-	n.mark("killing pod " + pod + " mid-encode")
+	n.mark("killing pod " + pod + " mid-chunk")
 	n.k("-n", "herd", "delete", "pod", pod, "--grace-period=0", "--force", "--wait=false")
 
 	for _, j := range append([]jobview.JobView{killed}, others...) {
@@ -189,7 +192,17 @@ spec:
 	require.NoError(t, err)
 	enc := taskByID(t, v, task)
 	require.Equal(t, "succeeded", enc.State)
-	require.GreaterOrEqual(t, enc.Attempt, 2, "the killed encode ran again")
+	require.GreaterOrEqual(t, enc.Attempt, 2, "the killed chunk ran again")
+	chunks := 0
+	for _, tk := range v.Tasks {
+		if tk.Kind == job.KindChunk {
+			chunks++
+			if tk.ID != task {
+				require.Equal(t, 1, tk.Attempt, "chunk %d was not encoded again", tk.Chunk)
+			}
+		}
+	}
+	require.Equal(t, 3, chunks, "the long clip ran as three chunk tasks, a Kubernetes Job each")
 
 	// `kubectl get jobs -l app.kubernetes.io/name=herd` shows the work: a
 	// Job per task attempt, named after the task and its lease's fencing
@@ -235,7 +248,7 @@ spec:
 		submit(t, ctx, c, long2, "web-hls"),
 		submit(t, ctx, c, filepath.Join(media, "realshort.mp4"), "mp4-library"),
 	}
-	worker, task := n.encoding(t, ctx, c, pulled[0].ID, func(string) string { return "app.kubernetes.io/component=worker" })
+	worker, task := n.encoding(t, ctx, c, pulled[0].ID, job.KindEncode, func(string) string { return "app.kubernetes.io/component=worker" })
 	n.mark("killing worker pod " + worker + " mid-encode")
 	n.k("-n", "herd", "delete", "pod", worker, "--grace-period=0", "--force", "--wait=false")
 	for _, j := range pulled {
@@ -315,9 +328,10 @@ func taskByID(t *testing.T, v jobview.JobView, id string) jobview.TaskView {
 	return jobview.TaskView{}
 }
 
-// encoding waits until the job's encode task has run for a moment, then returns the name of the pod matching selector that is
-// running it (a task's own pod, or the pull worker) and the task's id.
-func (n *node) encoding(t *testing.T, ctx context.Context, c *client.Client, id string, selector func(task string) string) (pod, task string) {
+// encoding waits until a task of the job of kind (encode, or a chunk) has
+// run for a moment, then returns the name of the pod matching selector that
+// is running it (a task's own pod, or the pull worker) and the task's id.
+func (n *node) encoding(t *testing.T, ctx context.Context, c *client.Client, id string, kind job.Kind, selector func(task string) string) (pod, task string) {
 	t.Helper()
 	deadline := time.Now().Add(4 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -326,7 +340,7 @@ func (n *node) encoding(t *testing.T, ctx context.Context, c *client.Client, id 
 		require.NotEqual(t, job.Succeeded, v.State, "the encode finished before it could be killed")
 		for _, tk := range v.Tasks {
 			// Running for a moment: heartbeats carry progress only every few seconds.
-			if tk.Kind != job.KindEncode || tk.State != "running" || tk.StartedAt == nil || time.Since(*tk.StartedAt) < 2*time.Second {
+			if tk.Kind != kind || tk.State != "running" || tk.StartedAt == nil || time.Since(*tk.StartedAt) < 2*time.Second {
 				continue
 			}
 			out, err := n.run(n.kubectl, "-n", "herd", "get", "pods", "-l", selector(tk.ID),
