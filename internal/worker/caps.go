@@ -79,8 +79,17 @@ func TrialArgs(pre, filter []string, encoder string) []string {
 // Detect proves which encoders work on this machine: an encoder counts only
 // when a one-frame trial encode with it succeeds.
 func Detect(ctx context.Context, ffmpeg string) []Trial {
+	return DetectCaps(ctx, ffmpeg, func(string) bool { return true })
+}
+
+// DetectCaps is Detect for only the capabilities want says: a task's pod
+// proves what its one task may use, not every encoder, so it starts at once.
+func DetectCaps(ctx context.Context, ffmpeg string, want func(cap string) bool) []Trial {
 	var out []Trial
 	for _, t := range trials() {
+		if !want(t.cap) {
+			continue
+		}
 		r := Trial{Cap: t.cap, Encoder: t.encoder}
 		if t.device != "" {
 			if _, err := os.Stat(t.device); err != nil {

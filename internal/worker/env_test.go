@@ -56,3 +56,24 @@ func TestMediaToolsGetAReducedEnvironment(t *testing.T) {
 		require.NotContains(t, lines[0], secret)
 	}
 }
+
+// A task's pod proves only the encoders its task may use: one trial for a
+// chunk that needs nvenc:h264, none of the software ones.
+func TestDetectCapsRunsOnlyTheTrialsAsked(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	fake := filepath.Join(dir, "ffmpeg")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@\" >> "+calls+"\nexit 0\n"), 0o755))
+
+	got := worker.DetectCaps(context.Background(), fake, func(c string) bool { return c == "hevc" })
+	require.Len(t, got, 1)
+	require.Equal(t, "hevc", got[0].Cap)
+	require.True(t, got[0].OK)
+	b, err := os.ReadFile(calls)
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(b), "\n"), "one trial encode ran")
+	require.Contains(t, string(b), "libx265")
+
+	all := worker.Detect(context.Background(), fake)
+	require.Greater(t, len(all), 2, "Detect still proves every encoder")
+}

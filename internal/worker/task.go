@@ -56,11 +56,21 @@ func RunTask(ctx context.Context, cfg TaskConfig, log *slog.Logger) (string, err
 	name := strings.TrimPrefix(cfg.Lease.Owner, "worker/")
 	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
 	poolCfg := Config{Name: name, Slots: 1, Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter}
-	// Only an encode or chunk task uses a GPU: one that needs it, or any encode task
-	// (engine auto) in a pod that was given one.
-	needsGPU := slices.ContainsFunc(c.Task.Needs, func(n string) bool { return strings.Contains(n, ":") })
-	if c.Task.Kind.Encodes() && (needsGPU || fileExists("/dev/nvidiactl") || fileExists("/dev/dri/renderD128")) {
-		caps := Caps(Detect(ctx, tools.FFmpeg))
+	// Only an encode or chunk task uses a GPU: one that needs it (its pod
+	// proves that one encoder, nothing else), or an encode task of engine
+	// auto in a pod that was given one (its pod proves the GPU's encoders;
+	// software is always there to fall back on). Other tasks, chunks of
+	// engine auto included, prove nothing and start at once.
+	hardware := func(cap string) bool { return strings.Contains(cap, ":") }
+	var want func(string) bool
+	switch {
+	case c.Task.Kind.Encodes() && slices.ContainsFunc(c.Task.Needs, hardware):
+		want = func(cap string) bool { return slices.Contains(c.Task.Needs, cap) }
+	case c.Task.Kind == job.KindEncode && (fileExists("/dev/nvidiactl") || fileExists("/dev/dri/renderD128")):
+		want = hardware
+	}
+	if want != nil {
+		caps := Caps(DetectCaps(ctx, tools.FFmpeg, want))
 		if gpu := pickGPU(caps, cmp.Or(cfg.GPUSessions, DefaultGPUSessions)); gpu != nil {
 			exec.WithGPU(gpu)
 			log.Info("GPU encoding enabled", "kind", gpu.Kind, "sessions", gpu.Sessions)
