@@ -162,12 +162,16 @@ func TestCancelStopsEveryChunk(t *testing.T) {
 	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
 	workers := []*workerProc{s.startWorker(t, "c1"), s.startWorker(t, "c2")}
 	id := s.submitChunked(t, dir)
-	_, busy := s.runningChunk(id, 0.02)
-	for _, w := range workers {
-		if w.name == busy {
-			require.NotEmpty(t, children(t, w.cmd.Process.Pid, "ffmpeg"), "worker %s encodes a chunk", w.name)
+	s.runningChunk(id, 0)
+	// Cancel while a chunk's ffmpeg runs on one of the workers.
+	require.Eventually(t, func() bool {
+		for _, w := range workers {
+			if len(children(t, w.cmd.Process.Pid, "ffmpeg")) > 0 {
+				return s.job(id).State == "running"
+			}
 		}
-	}
+		return false
+	}, time.Minute, 20*time.Millisecond, "a chunk's ffmpeg runs")
 	_, stderr, code := s.herd("cancel", id)
 	require.Equal(t, 0, code, stderr)
 	j := s.job(id)

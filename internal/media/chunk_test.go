@@ -35,6 +35,7 @@ func TestPlanChunks(t *testing.T) {
 		{"29.97 fps", hls(180, 30000.0/1001, 2), 60, []ChunkPlan{{0, 1799}, {1799, 3597}, {3597, 0}}},
 		{"50 fps", hls(125, 50, 4), 60, []ChunkPlan{{0, 3000}, {3000, 0}}},
 		{"59.94 fps", hls(125, 60000.0/1001, 4), 60, []ChunkPlan{{0, 3597}, {3597, 0}}},
+		{"variable frame rate (NewPlan set the fps filter)", func() *Plan { p := hls(130, 30, 4); p.FPSFilter = true; return p }(), 60, []ChunkPlan{{0, 1800}, {1800, 0}}},
 		{"an avi source is not split", func() *Plan { p := hls(600, 25, 4); p.Demuxer = "avi"; return p }(), 60, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

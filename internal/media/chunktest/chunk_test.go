@@ -70,6 +70,14 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, testenv.Clip{Size: "320x180", Rate: 30, Seconds: 9, Tone: 310, Stereo: true, Extra: []string{"-r", "30000/1001"}}.Make(p))
 			return p
 		}, 2},
+		{"variable frame rate MKV", func() string {
+			// Two of every seven frames dropped: 25 fps with gaps.
+			p := filepath.Join(tmp, "vfr.mkv")
+			require.NoError(t, testenv.FFmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000",
+				"-t", "9", "-vf", `select='lt(mod(n\,7)\,5)'`, "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+				"-c:a", "aac", "-ac", "2", p))
+			return p
+		}, 2},
 		{"MPEG-TS whose audio starts half a second before its video", func() string {
 			p := filepath.Join(tmp, "late.ts")
 			require.NoError(t, testenv.FFmpeg("-itsoffset", "0.48", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
