@@ -39,24 +39,6 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), b, 0o644))
 }
 
-// waitJS polls a JavaScript condition until it is true.
-func waitJS(t *testing.T, ctx context.Context, what, cond string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var ok bool
-		err := chromedp.Run(ctx, chromedp.Evaluate(`!!(`+cond+`)`, &ok))
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			var page string
-			_ = chromedp.Run(ctx, chromedp.Evaluate(`location.href + "\n" + document.querySelector("main")?.innerText`, &page))
-			t.Fatalf("waiting for %s (%s): err %v; page:\n%s", what, cond, err, page)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
@@ -89,18 +71,18 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 
 	// A wrong key is refused, and the page says what to use instead.
 	signIn(t, ctx, s, "herd_adm_not-the-key")
-	waitJS(t, ctx, "the refusal", `document.querySelector("#login-error")?.textContent.includes("not a valid admin key")`, 10*time.Second)
+	testenv.WaitJS(t, ctx, "the refusal", `document.querySelector("#login-error")?.textContent.includes("not a valid admin key")`, 10*time.Second)
 	require.Contains(t, evalJS[string](t, ctx, `location.pathname`), "/login")
 	shot(t, ctx, "login-refused")
 	resp, _ := s.get("/api/v1/jobs", nil) // the API still works with the key
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	signIn(t, ctx, s, s.token())
-	waitJS(t, ctx, "the dashboard", `location.pathname === "/" && document.querySelector("#d-workers").textContent !== "–"`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/" && document.querySelector("#d-workers").textContent !== "–"`, 15*time.Second)
 
 	// The jobs list, left open: it must update itself.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs")))
-	waitJS(t, ctx, "the empty list", `document.querySelector("#job-rows").innerText.includes("No jobs yet")`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the empty list", `document.querySelector("#job-rows").innerText.includes("No jobs yet")`, 15*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`window.__notReloaded = true`, nil)))
 
 	// Upload in a second tab of the same browser.
@@ -109,25 +91,25 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.NoError(t, chromedp.Run(up, chromedp.Navigate(s.url+"/upload"), chromedp.WaitVisible(`#files`, chromedp.ByQuery)))
 	require.NoError(t, chromedp.Run(up, chromedp.SetValue(`#profile`, "web-hls", chromedp.ByQuery),
 		chromedp.SetUploadFiles(`#files`, []string{src}, chromedp.ByQuery)))
-	waitJS(t, up, "the upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
+	testenv.WaitJS(t, up, "the upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
 	id := evalJS[string](t, up, `document.querySelector('#uploads li[data-state="done"]').dataset.jobId`)
 	shot(t, up, "upload")
 	_ = chromedp.Cancel(up)
 
 	// The first tab saw the job arrive and finish, without reloading.
 	row := fmt.Sprintf(`document.querySelector('#job-rows tr[data-job=%q]')`, id)
-	waitJS(t, ctx, "the job in the live list", row, 15*time.Second)
-	waitJS(t, ctx, "the job to succeed in the live list", row+`?.dataset.state === "succeeded"`, 3*time.Minute)
+	testenv.WaitJS(t, ctx, "the job in the live list", row, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the job to succeed in the live list", row+`?.dataset.state === "succeeded"`, 3*time.Minute)
 	require.True(t, evalJS[bool](t, ctx, `window.__notReloaded === true`), "the list updated without a reload")
 	shot(t, ctx, "jobs")
 
 	// The job page plays the ladder.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+id)))
-	waitJS(t, ctx, "the player", `!document.querySelector("#player-box").hidden && document.querySelectorAll("#p-quality option").length >= 3`, 20*time.Second)
+	testenv.WaitJS(t, ctx, "the player", `!document.querySelector("#player-box").hidden && document.querySelectorAll("#p-quality option").length >= 3`, 20*time.Second)
 	require.Equal(t, "Browser Clip.mp4", evalJS[string](t, ctx, `document.querySelector("#j-title").textContent`))
 	require.GreaterOrEqual(t, evalJS[int](t, ctx, `document.querySelectorAll('#j-outputs tr[data-output]').length`), 4, "master, manifest, rungs, audio, thumbnails")
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
-	waitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
+	testenv.WaitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
 	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
 
 	// Choose the smallest rung: it is what plays next.
@@ -141,26 +123,26 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	}
 	require.NoError(t, chromedp.Run(ctx, chromedp.SetValue(`#p-quality`, fmt.Sprint(low), chromedp.ByQuery),
 		chromedp.Evaluate(`document.querySelector("#p-quality").dispatchEvent(new Event("change"))`, nil)))
-	waitJS(t, ctx, "the chosen rung to play", fmt.Sprintf(`document.querySelector("#player").dataset.playingLevel === "%d" && herdPlayer.video.videoHeight === %d`, low, levels[low]), 30*time.Second)
+	testenv.WaitJS(t, ctx, "the chosen rung to play", fmt.Sprintf(`document.querySelector("#player").dataset.playingLevel === "%d" && herdPlayer.video.videoHeight === %d`, low, levels[low]), 30*time.Second)
 	before := evalJS[float64](t, ctx, `herdPlayer.video.currentTime`)
-	waitJS(t, ctx, "playback to go on", fmt.Sprintf(`herdPlayer.video.currentTime > %f + 0.5`, before), 20*time.Second)
+	testenv.WaitJS(t, ctx, "playback to go on", fmt.Sprintf(`herdPlayer.video.currentTime > %f + 0.5`, before), 20*time.Second)
 	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
 
 	// Seek-bar previews come from the sprite sheet.
-	waitJS(t, ctx, "the thumbnail track", `Number(document.querySelector("#player").dataset.thumbnails) > 0`, 10*time.Second)
+	testenv.WaitJS(t, ctx, "the thumbnail track", `Number(document.querySelector("#player").dataset.thumbnails) > 0`, 10*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`(() => { const s = document.querySelector("#p-seek"), r = s.getBoundingClientRect();
 		s.dispatchEvent(new PointerEvent("pointermove", {clientX: r.left + r.width * 0.6, clientY: r.top + 2, bubbles: true})); })()`, nil)))
-	waitJS(t, ctx, "a seek preview", `(document.querySelector("#player").dataset.preview || "").startsWith("sprite.jpg#")`, 5*time.Second)
+	testenv.WaitJS(t, ctx, "a seek preview", `(document.querySelector("#player").dataset.preview || "").startsWith("sprite.jpg#")`, 5*time.Second)
 	require.False(t, evalJS[bool](t, ctx, `document.querySelector("#p-preview").hidden`))
 	shot(t, ctx, "job")
 
 	// Dashboard and workers pages fill from their live views.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/")))
-	waitJS(t, ctx, "the dashboard's counts", `document.querySelector("#d-states").innerText.includes("succeeded")`, 15*time.Second)
-	waitJS(t, ctx, "this hour's bar", `[...document.querySelectorAll("#d-hours .bar .ok")].some(b => parseFloat(b.style.height) > 0)`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the dashboard's counts", `document.querySelector("#d-states").innerText.includes("succeeded")`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "this hour's bar", `[...document.querySelectorAll("#d-hours .bar .ok")].some(b => parseFloat(b.style.height) > 0)`, 15*time.Second)
 	shot(t, ctx, "dashboard")
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/workers")))
-	waitJS(t, ctx, "the workers page", `document.querySelector("#w-rows").innerText.includes("No remote workers")`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the workers page", `document.querySelector("#w-rows").innerText.includes("No remote workers")`, 15*time.Second)
 	shot(t, ctx, "workers")
 
 	// An MP4 output plays natively, with its download link.
@@ -168,10 +150,10 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	mp4 := strings.TrimSpace(stdout)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+mp4)))
-	waitJS(t, ctx, "the MP4 player", `!document.querySelector("#player-box").hidden && window.herdPlayer`, 20*time.Second)
+	testenv.WaitJS(t, ctx, "the MP4 player", `!document.querySelector("#player-box").hidden && window.herdPlayer`, 20*time.Second)
 	require.True(t, evalJS[bool](t, ctx, `herdPlayer.hls === null && herdPlayer.video.src.endsWith(".mp4")`))
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
-	waitJS(t, ctx, "MP4 playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
+	testenv.WaitJS(t, ctx, "MP4 playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
 	require.True(t, evalJS[bool](t, ctx, `[...document.querySelectorAll("#j-outputs a[download]")].some(a => a.href.endsWith(".mp4"))`))
 
 	// On a phone-sized screen the pages fit the width.
@@ -184,7 +166,7 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 		"/jobs/" + id: `document.querySelectorAll("#j-outputs tr[data-output]").length > 0`,
 	} {
 		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+p)))
-		waitJS(t, ctx, p+" filled", filled, 15*time.Second)
+		testenv.WaitJS(t, ctx, p+" filled", filled, 15*time.Second)
 		require.LessOrEqual(t, evalJS[int](t, ctx, `document.documentElement.scrollWidth`), 390, "%s scrolls sideways on a phone; too wide: %s", p,
 			evalJS[string](t, ctx, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 391 || e.scrollWidth > 391).slice(0, 8).map(e => e.tagName + "#" + e.id + "." + e.className + " " + Math.round(e.getBoundingClientRect().right) + "/" + e.scrollWidth).join(", ") + " cw=" + document.documentElement.clientWidth`))
 	}
@@ -193,7 +175,7 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 
 	// Signing out ends the session: its cookie no longer opens the API.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`form.logout button`, chromedp.ByQuery)))
-	waitJS(t, ctx, "the sign-in page", `location.pathname === "/login"`, 10*time.Second)
+	testenv.WaitJS(t, ctx, "the sign-in page", `location.pathname === "/login"`, 10*time.Second)
 	var status int
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`fetch("/api/v1/jobs").then(r => r.status)`, &status,
 		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })))
@@ -218,7 +200,7 @@ func TestBrowserUploadResumes(t *testing.T) {
 	t.Logf("clip of %d bytes", st.Size())
 	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0") // only uploads matter here
 	signIn(t, ctx, s, s.token())
-	waitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
 
 	// Slow the upload down, so there is a middle to cut it in.
 	throttle := func(bytesPerSec float64, offline bool) {
@@ -227,24 +209,24 @@ func TestBrowserUploadResumes(t *testing.T) {
 	throttle(float64(st.Size())/8, false)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/upload"), chromedp.WaitVisible(`#files`, chromedp.ByQuery),
 		chromedp.SetValue(`#profile`, "mp4-library", chromedp.ByQuery), chromedp.SetUploadFiles(`#files`, []string{big}, chromedp.ByQuery)))
-	waitJS(t, ctx, "a third of the upload", `document.querySelector('#uploads li progress')?.value > 0.3`, 30*time.Second)
+	testenv.WaitJS(t, ctx, "a third of the upload", `document.querySelector('#uploads li progress')?.value > 0.3`, 30*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Reload()))
 	throttle(-1, false)
-	waitJS(t, ctx, "the unfinished upload listed", `document.querySelector('#pending li[data-pending="Reloaded.mp4"]')`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the unfinished upload listed", `document.querySelector('#pending li[data-pending="Reloaded.mp4"]')`, 15*time.Second)
 	shot(t, ctx, "upload-pending")
 	require.NoError(t, chromedp.Run(ctx, chromedp.SetValue(`#profile`, "mp4-library", chromedp.ByQuery), chromedp.SetUploadFiles(`#files`, []string{big}, chromedp.ByQuery)))
-	waitJS(t, ctx, "the resumed upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
+	testenv.WaitJS(t, ctx, "the resumed upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
 	from := evalJS[string](t, ctx, `document.querySelector('#uploads li[data-state="done"]').dataset.resumedFrom || ""`)
 	require.NotEmpty(t, from, "the upload asked the server where it stopped")
 	require.NotEqual(t, "0", from, "and went on from there")
 	t.Logf("resumed from byte %s of %d", from, st.Size())
-	waitJS(t, ctx, "the pending list to empty", `document.querySelector('#pending-box').hidden`, 10*time.Second)
+	testenv.WaitJS(t, ctx, "the pending list to empty", `document.querySelector('#pending-box').hidden`, 10*time.Second)
 
 	// A dropped connection: the server is killed mid-upload and comes back
 	// on the same address; the page's retries find where it stopped and go on.
 	throttle(float64(st.Size())/8, false)
 	require.NoError(t, chromedp.Run(ctx, chromedp.SetUploadFiles(`#files`, []string{big2}, chromedp.ByQuery)))
-	waitJS(t, ctx, "a third of the second upload", `document.querySelector('#uploads li[data-upload="Dropped.mp4"] progress')?.value > 0.3`, 30*time.Second)
+	testenv.WaitJS(t, ctx, "a third of the second upload", `document.querySelector('#uploads li[data-upload="Dropped.mp4"] progress')?.value > 0.3`, 30*time.Second)
 	require.NoError(t, s.cmd.Process.Kill())
 	_ = s.cmd.Wait()
 	throttle(-1, false)
@@ -252,11 +234,11 @@ func TestBrowserUploadResumes(t *testing.T) {
 	// The page retries by itself for about 40 s; should the restart take
 	// longer on a loaded machine, the upload pauses and Resume goes on.
 	li := `document.querySelector('#uploads li[data-upload="Dropped.mp4"]')`
-	waitJS(t, ctx, "the second upload to finish or pause", li+`.dataset.state === "done" || `+li+`.dataset.state === "paused"`, 90*time.Second)
+	testenv.WaitJS(t, ctx, "the second upload to finish or pause", li+`.dataset.state === "done" || `+li+`.dataset.state === "paused"`, 90*time.Second)
 	if evalJS[string](t, ctx, li+`.dataset.state`) == "paused" {
 		require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(li+`.querySelector("button").click()`, nil)))
 	}
-	waitJS(t, ctx, "the second upload to finish", li+`.dataset.state === "done"`, 60*time.Second)
+	testenv.WaitJS(t, ctx, "the second upload to finish", li+`.dataset.state === "done"`, 60*time.Second)
 	from = evalJS[string](t, ctx, `document.querySelector('#uploads li[data-upload="Dropped.mp4"]').dataset.resumedFrom || ""`)
 	require.NotEmpty(t, from, "the upload asked the restarted server where it stopped")
 	require.NotEqual(t, "0", from)
@@ -287,11 +269,11 @@ func TestBrowserUploadResumes(t *testing.T) {
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs")))
 	jid := list.Jobs[0].ID
 	row := fmt.Sprintf(`#job-rows tr[data-job=%q]`, jid)
-	waitJS(t, ctx, "the queued job", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "queued"`, row), 15*time.Second)
+	testenv.WaitJS(t, ctx, "the queued job", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "queued"`, row), 15*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Click(row+` button.danger`, chromedp.ByQuery)))
-	waitJS(t, ctx, "the job canceled", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "canceled"`, row), 15*time.Second)
+	testenv.WaitJS(t, ctx, "the job canceled", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "canceled"`, row), 15*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Click(row+` button`, chromedp.ByQuery)))
-	waitJS(t, ctx, "the job queued again", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "queued"`, row), 15*time.Second)
+	testenv.WaitJS(t, ctx, "the job queued again", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === "queued"`, row), 15*time.Second)
 
 	// A registered worker can be drained, resumed and revoked from its page.
 	tok, stderr, code := s.herd("token", "create", "--registration")
@@ -303,14 +285,14 @@ func TestBrowserUploadResumes(t *testing.T) {
 	require.Equal(t, http.StatusCreated, reg.StatusCode)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/workers")))
 	w := `document.querySelector('#w-rows tr[data-worker="gpu-box-1"]')`
-	waitJS(t, ctx, "the worker", w+`?.dataset.state === "active"`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the worker", w+`?.dataset.state === "active"`, 15*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`button[aria-label="Drain gpu-box-1"]`, chromedp.ByQuery)))
-	waitJS(t, ctx, "the worker draining", w+`?.dataset.state === "draining"`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the worker draining", w+`?.dataset.state === "draining"`, 15*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`button[aria-label="Resume gpu-box-1"]`, chromedp.ByQuery)))
-	waitJS(t, ctx, "the worker active again", w+`?.dataset.state === "active"`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the worker active again", w+`?.dataset.state === "active"`, 15*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`window.confirm = () => true`, nil),
 		chromedp.Click(`button[aria-label="Revoke gpu-box-1"]`, chromedp.ByQuery)))
-	waitJS(t, ctx, "the worker revoked", w+`?.dataset.state === "revoked"`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the worker revoked", w+`?.dataset.state === "revoked"`, 15*time.Second)
 	shot(t, ctx, "workers-revoked")
 
 	entries, err := os.ReadDir(filepath.Join(s.data, "uploads"))

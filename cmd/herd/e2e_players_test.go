@@ -117,7 +117,7 @@ func playersSetup(t *testing.T) (context.Context, *server, string) {
 	// its own scripts, so the test lifts it for this tab.
 	require.NoError(t, chromedp.Run(ctx, page.SetBypassCSP(true)))
 	signIn(t, ctx, s, s.token())
-	waitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
+	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
 	return ctx, s, "/api/v1/jobs/" + id + "/outputs/"
 }
 
@@ -129,7 +129,7 @@ func openPlayer(t *testing.T, ctx context.Context, s *server, lib, start, url st
 	require.NoError(t, err)
 	// A page of herd's with no script of its own: its 404 page.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/players-test")))
-	waitJS(t, ctx, "the page", `document.readyState === "complete"`, 10*time.Second)
+	testenv.WaitJS(t, ctx, "the page", `document.readyState === "complete"`, 10*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(string(src), nil), chromedp.Evaluate(playerHarness, nil)))
 	var done bool
 	err = chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf("(async () => { const url = %q; await %s; return true; })()", url, start), &done,

@@ -45,3 +45,23 @@ func Browser(t testing.TB) context.Context {
 	require.NoError(t, chromedp.Run(ctx), "start chromium")
 	return ctx
 }
+
+// WaitJS polls a JavaScript condition in the page until it is true, and
+// fails the test with the page's text when it is not within the time.
+func WaitJS(t testing.TB, ctx context.Context, what, cond string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var ok bool
+		err := chromedp.Run(ctx, chromedp.Evaluate(`!!(`+cond+`)`, &ok))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var page string
+			_ = chromedp.Run(ctx, chromedp.Evaluate(`location.href + "\n" + document.querySelector("main")?.innerText`, &page))
+			t.Fatalf("waiting for %s (%s): err %v; page:\n%s", what, cond, err, page)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -473,24 +473,6 @@ func TestJobPageUnchunked(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the page needs a session")
 }
 
-// waitJS polls a JavaScript condition in the page until it is true.
-func waitJS(t *testing.T, ctx context.Context, what, cond string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var ok bool
-		err := chromedp.Run(ctx, chromedp.Evaluate(`!!(`+cond+`)`, &ok))
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			var page string
-			_ = chromedp.Run(ctx, chromedp.Evaluate(`location.href + "\n" + document.querySelector("main")?.innerHTML`, &page))
-			t.Fatalf("waiting for %s (%s): err %v; page:\n%s", what, cond, err, page)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // stripJS reads the chunk strip of a document as JSON.
 const stripJS = `((doc) => JSON.stringify([...doc.querySelectorAll("#j-chunks li")].map((li) => [li.className, li.title, li.dataset.chunk,
@@ -546,4 +528,10 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	var v T
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(expr, &v)), expr)
 	return v
+}
+
+// waitJS waits up to 15 s for a condition in the page.
+func waitJS(t *testing.T, ctx context.Context, what, cond string) {
+	t.Helper()
+	testenv.WaitJS(t, ctx, what, cond, 15*time.Second)
 }
