@@ -73,11 +73,13 @@ func (pl *Plan) videoGraph() string {
 }
 
 // graph applies the filters pre to the input pad in once, then splits and
-// scales the picture to every rung.
+// scales the picture to every rung, and (tilesInGraph) to the sprite's
+// tiles, labelled [tiles].
 func (pl *Plan) graph(in string, pre []string) string {
 	n := len(pl.Rungs)
+	tiles := pl.tilesInGraph()
 	var b strings.Builder
-	if n == 1 {
+	if n == 1 && !tiles {
 		chain := append(pre, pl.scaleFilter(pl.Rungs[0].Width, pl.Rungs[0].Height))
 		return in + strings.Join(chain, ",") + "[v0]"
 	}
@@ -86,9 +88,16 @@ func (pl *Plan) graph(in string, pre []string) string {
 		b.WriteString(strings.Join(pre, ","))
 		b.WriteString(",")
 	}
-	fmt.Fprintf(&b, "split=%d", n)
+	branches := n
+	if tiles {
+		branches++
+	}
+	fmt.Fprintf(&b, "split=%d", branches)
 	for i := range n {
 		fmt.Fprintf(&b, "[s%d]", i)
+	}
+	if tiles {
+		b.WriteString("[st];[st]" + pl.tileFilter() + "[tiles]")
 	}
 	// ffmpeg 5.1's dash muxer refuses an adaptation set whose renditions
 	// differ in display aspect ratio (426x240 is not exactly 16:9), so every
@@ -142,6 +151,9 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 			sets += " id=1,streams=a"
 		}
 		args = append(args, pl.dashArgs(sets, outDir)...)
+		if pl.tilesInGraph() {
+			args = append(args, pl.tileArgs(outDir, 0)...)
+		}
 	case profile.FormatMP4:
 		args = append(args, "-movflags", "+faststart", "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
 	case profile.FormatMKV:

@@ -169,7 +169,11 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 	}
 	args = append(args, pl.videoCodecArgs()...)
 	args = append(args, "-max_muxing_queue_size", "1024")
-	return append(args, pl.dashArgs("id=0,streams=v", outDir)...)
+	args = append(args, pl.dashArgs("id=0,streams=v", outDir)...)
+	if pl.tilesInGraph() {
+		args = append(args, pl.tileArgs(outDir, pl.firstTile(k))...)
+	}
+	return args
 }
 
 // AudioArgs returns the argv that encodes a split plan's audio tracks, once
@@ -218,6 +222,11 @@ func (pl *Plan) StitchChunks(chunkDirs []string, audioDir, outDir string) (*pack
 		}
 		if _, err := pack.Stitch(outDir, strconv.Itoa(len(pl.Rungs)+j), initTemplate, mediaTemplate, []pack.Piece{p}); err != nil {
 			return nil, fmt.Errorf("audio track %d: %w", j+1, err)
+		}
+	}
+	if pl.tilesInGraph() {
+		if err := pl.AssembleSprite(outDir, chunkDirs...); err != nil {
+			return nil, fmt.Errorf("stitch: %w", err)
 		}
 	}
 	return pl.PackageHLS(outDir)

@@ -20,6 +20,14 @@ func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progr
 	if err != nil {
 		return ran, err
 	}
+	if pl.tilesInGraph() {
+		if err := pl.AssembleSprite(out, out); err != nil {
+			return ran, fmt.Errorf("encode: %w", err)
+		}
+		if err := removeTiles(out); err != nil {
+			return ran, fmt.Errorf("encode: %w", err)
+		}
+	}
 	if pl.Format == profile.FormatHLS {
 		if _, err := pl.PackageHLS(out); err != nil {
 			return ran, fmt.Errorf("encode: %w", err)
@@ -130,7 +138,7 @@ func (t Tools) Thumbnails(ctx context.Context, pl *Plan, input, outDir string) (
 			return ran, fmt.Errorf("make poster: ffmpeg wrote no picture: %w", err)
 		}
 	}
-	if pl.Thumbs.Sprite {
+	if pl.Thumbs.Sprite && !pl.tilesInGraph() { // an hls encode makes its own
 		args := pl.SpriteArgs(in, out)
 		ran = append(ran, argv(t.ffmpeg(), args))
 		if err := t.Run(ctx, args, nil); err != nil {

@@ -66,7 +66,9 @@ func Tasks(p *profile.Profile, maxAttempts int) []job.Task {
 	encode.Needs = TaskNeeds(p)
 	tasks := []job.Task{probe, encode}
 	verifyDeps := []string{encode.ID}
-	if p.Thumbnails.Poster || p.Thumbnails.Sprite {
+	// An hls encode makes the sprite's tiles from its own decode; the
+	// thumbnails task makes the poster, and the sprite of other formats.
+	if p.Thumbnails.Poster || (p.Thumbnails.Sprite && p.Format != profile.FormatHLS) {
 		thumbs := t(job.KindThumbnails, probe.ID)
 		tasks = append(tasks, thumbs)
 		verifyDeps = append(verifyDeps, thumbs.ID)

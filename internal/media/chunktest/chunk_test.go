@@ -6,8 +6,10 @@
 package chunktest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image/jpeg"
 	"math"
 	"os"
 	"os/exec"
@@ -42,7 +44,10 @@ audio:
   channels: 2
 thumbnails:
   poster: false
-  sprite: false
+  sprite: true
+  interval: 1
+  width: 64
+  columns: 4
 `))
 	require.NoError(t, err)
 	return p
@@ -95,7 +100,6 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 
 			whole, err := media.NewPlan(info, web(t))
 			require.NoError(t, err)
-			whole.Thumbs = media.ThumbPlan{}
 			split := *whole
 			split.PlanChunks(4)
 			require.Len(t, split.Chunks, tc.chunks)
@@ -146,6 +150,17 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 					require.Equal(t, fmt.Sprintf("chunk-%d-%05d.m4s", i, n+1), s.URI)
 				}
 			}
+
+			// The sprite sheet comes from the chunks' own decodes, tile by
+			// tile the unsplit encode's: the same file.
+			wantSprite, err := os.ReadFile(filepath.Join(wholeDir, media.SpriteName))
+			require.NoError(t, err)
+			gotSprite, err := os.ReadFile(filepath.Join(splitDir, media.SpriteName))
+			require.NoError(t, err)
+			require.True(t, bytes.Equal(wantSprite, gotSprite), "the stitched sprite sheet is the unsplit one; tiles that differ: %v", differingTiles(t, wantSprite, gotSprite, split.Thumbs))
+			vtt, err := os.ReadFile(filepath.Join(splitDir, media.VTTName))
+			require.NoError(t, err)
+			require.Equal(t, split.ThumbnailsVTT(), string(vtt))
 
 			// Audio: encoded once either way, of the same duration.
 			audio := media.MediaPlaylistName(len(whole.Rungs))
@@ -206,4 +221,29 @@ func duration(t *testing.T, dir, playlist string) float64 {
 	}
 	require.False(t, math.IsNaN(d))
 	return d
+}
+
+// differingTiles lists the tiles in which two sprite sheets differ.
+func differingTiles(t *testing.T, a, b []byte, th media.ThumbPlan) []int {
+	t.Helper()
+	ia, err := jpeg.Decode(bytes.NewReader(a))
+	require.NoError(t, err)
+	ib, err := jpeg.Decode(bytes.NewReader(b))
+	require.NoError(t, err)
+	var out []int
+	for k := range th.Count {
+		x0, y0 := (k%th.Columns)*th.TileWidth, (k/th.Columns)*th.TileHeight
+		diff := 0.0
+		for y := y0; y < y0+th.TileHeight; y++ {
+			for x := x0; x < x0+th.TileWidth; x++ {
+				r1, g1, b1, _ := ia.At(x, y).RGBA()
+				r2, g2, b2, _ := ib.At(x, y).RGBA()
+				diff += math.Abs(float64(r1)-float64(r2)) + math.Abs(float64(g1)-float64(g2)) + math.Abs(float64(b1)-float64(b2))
+			}
+		}
+		if diff > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
 }
