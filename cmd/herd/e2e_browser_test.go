@@ -39,7 +39,6 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), b, 0o644))
 }
 
-
 func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
 	var v T

@@ -473,7 +473,6 @@ func TestJobPageUnchunked(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the page needs a session")
 }
 
-
 // stripJS reads the chunk strip of a document as JSON.
 const stripJS = `((doc) => JSON.stringify([...doc.querySelectorAll("#j-chunks li")].map((li) => [li.className, li.title, li.dataset.chunk,
   li.dataset.state, li.dataset.attempt, li.querySelector("progress").value, li.querySelector("progress").getAttribute("aria-label"),
