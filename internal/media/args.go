@@ -56,7 +56,18 @@ func (pl *Plan) preFilters(withFPS bool) []string {
 			"zscale=t=bt709:m=bt709:r=tv")
 	}
 	if withFPS && pl.FPSFilter {
-		f = append(f, "fps="+fpsArg(pl.FPS))
+		f = append(f, pl.gridFilter(false))
+	}
+	return f
+}
+
+// gridFilter puts frames on the output's constant-rate grid. From zero, it
+// also fills the grid from time 0 with the first frame, as ffmpeg's
+// constant-rate output pads video that starts after its source does.
+func (pl *Plan) gridFilter(fromZero bool) string {
+	f := "fps=" + fpsArg(pl.FPS)
+	if fromZero {
+		f += ":start_time=0"
 	}
 	return f
 }

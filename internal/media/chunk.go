@@ -155,14 +155,11 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 	// Output time counts from the source's start, as ffmpeg counts it in the
 	// unsplit encode; -copyts keeps the piece's timestamps, which are the
 	// source's own.
-	pre := append([]string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}, pl.preFilters(true)...)
-	if k == 0 && pl.FPSFilter {
-		// Video that starts after the source does (audio first, as in many
-		// MPEG-TS files) is padded back to time 0 with its first frame in
-		// the unsplit encode (ffmpeg's constant-rate output); the fps
-		// filter does the same for the first chunk.
-		pre[len(pre)-1] += ":start_time=0"
-	}
+	// A split plan always has the fps filter; the first chunk's starts at
+	// time 0, so that video that starts after the source does (audio first,
+	// as in many MPEG-TS files) is padded back to 0 as in the unsplit encode.
+	pre := append([]string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}, pl.preFilters(false)...)
+	pre = append(pre, pl.gridFilter(k == 0))
 	args = append(args, "-filter_complex", pl.graph("[0:0]", append(pre, trim)))
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))

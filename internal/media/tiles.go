@@ -41,7 +41,7 @@ func (pl *Plan) tileFilter() string {
 	th := pl.Thumbs
 	grid := ""
 	if len(pl.Chunks) == 0 {
-		grid = "fps=" + fpsArg(pl.FPS) + ":start_time=0,"
+		grid = pl.gridFilter(true) + ","
 	}
 	a := "round(t*" + ftoa(pl.FPS) + ")" // the frame's index on the output grid
 	k := ftoa(th.Interval * pl.FPS)      // frames between tiles (not always whole)
