@@ -483,8 +483,8 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 		progress += ", about " + time.Duration(*j.ETASeconds*float64(time.Second)).Round(time.Second).String() + " left"
 	}
 	fmt.Fprintf(w, "Progress:\t%s\n", progress)
-	if n, done, running := chunkCounts(j.Tasks); n > 0 {
-		fmt.Fprintf(w, "Chunks:\t%d: %d done, %d running\n", n, done, running)
+	if c := jobview.CountChunks(j.Tasks); c.N > 0 {
+		fmt.Fprintf(w, "Chunks:\t%d: %d done, %d running\n", c.N, c.Done, c.Running)
 	}
 	if j.Error != "" {
 		fmt.Fprintf(w, "Error:\t%s\n", j.Error)
@@ -547,23 +547,6 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 		}
 		_ = w.Flush()
 	}
-}
-
-// chunkCounts counts a chunked job's chunk tasks, those done and those running.
-func chunkCounts(tasks []jobview.TaskView) (n, done, running int) {
-	for _, t := range tasks {
-		if t.Kind != job.KindChunk {
-			continue
-		}
-		n++
-		switch job.TaskState(t.State) {
-		case job.TaskSucceeded:
-			done++
-		case job.TaskRunning:
-			running++
-		}
-	}
-	return n, done, running
 }
 
 // section prints a titled table's heading and returns its writer.

@@ -59,3 +59,32 @@ func View(j job.Job, tasks []job.Task) JobView {
 	}
 	return v
 }
+
+// ChunkCount counts a chunked job's chunk tasks by how they stand.
+type ChunkCount struct {
+	N, Done, Running, Failed int
+	Retried                  int // on their second attempt or later
+}
+
+// CountChunks counts the chunk tasks among tasks (N is 0 for a job not split).
+func CountChunks(tasks []TaskView) ChunkCount {
+	var c ChunkCount
+	for _, t := range tasks {
+		if t.Kind != job.KindChunk {
+			continue
+		}
+		c.N++
+		switch job.TaskState(t.State) {
+		case job.TaskSucceeded:
+			c.Done++
+		case job.TaskRunning:
+			c.Running++
+		case job.TaskFailed:
+			c.Failed++
+		}
+		if t.Attempt > 1 {
+			c.Retried++
+		}
+	}
+	return c
+}

@@ -76,29 +76,16 @@ func chunkLabel(t jobview.TaskView) string {
 
 // chunkSummary counts the chunks: "12 chunks: 5 done, 3 running, 1 retried".
 func chunkSummary(chunks []jobview.TaskView) string {
-	if len(chunks) == 0 {
+	c := jobview.CountChunks(chunks)
+	if c.N == 0 {
 		return ""
 	}
-	var done, running, retried, failed int
-	for _, t := range chunks {
-		switch t.State {
-		case string(job.TaskSucceeded):
-			done++
-		case string(job.TaskRunning):
-			running++
-		case string(job.TaskFailed):
-			failed++
-		}
-		if t.Attempt > 1 {
-			retried++
-		}
+	s := strconv.Itoa(c.N) + " chunks: " + strconv.Itoa(c.Done) + " done, " + strconv.Itoa(c.Running) + " running"
+	if c.Failed > 0 {
+		s += ", " + strconv.Itoa(c.Failed) + " failed"
 	}
-	s := strconv.Itoa(len(chunks)) + " chunks: " + strconv.Itoa(done) + " done, " + strconv.Itoa(running) + " running"
-	if failed > 0 {
-		s += ", " + strconv.Itoa(failed) + " failed"
-	}
-	if retried > 0 {
-		s += ", " + strconv.Itoa(retried) + " retried"
+	if c.Retried > 0 {
+		s += ", " + strconv.Itoa(c.Retried) + " retried"
 	}
 	return s
 }
