@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/herdhq/herd/internal/job"
@@ -59,7 +58,7 @@ func (s *workerAPI) stepBudget(j job.Job, step string) int64 {
 		enc := stepSlack + 2*j.Source.Size + int64(pl.Duration*encodeRate(&pl)/8)
 		th := int64(stepSlack + posterBytes + pl.Thumbs.Count*spriteTileBytes)
 		switch {
-		case step == pipeline.StepEncode, step == pipeline.StepAudio, strings.HasPrefix(step, "chunk-"):
+		case step == pipeline.StepEncode, pipeline.EncodesPart(step):
 			plausible = enc // a chunk's encode or the audio's is a part of the whole
 		case step == pipeline.StepThumbs:
 			plausible = th

@@ -30,6 +30,13 @@ func PieceStep(k int) string { return piecePrefix + strconv.Itoa(k) }
 // ChunkStep is where chunk k's task stages its encode.
 func ChunkStep(k int) string { return chunkPrefix + strconv.Itoa(k) }
 
+// EncodesPart reports whether step holds part of the encode step's files:
+// a chunk's encode or the audio's.
+func EncodesPart(step string) bool {
+	_, chunk := stepChunk(step, chunkPrefix)
+	return chunk || step == StepAudio
+}
+
 // ValidStep reports whether a name from outside (a worker's request) names a step.
 func ValidStep(step string) bool {
 	switch step {
