@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -196,6 +196,9 @@ func (e *env) chunkJob(ctx context.Context, data, src string, su chunkSetup, chu
 	return chunkRun{wall: wall, top: rungs[0], tasks: j.Tasks}, nil
 }
 
+// workerRunning is the line herd worker prints once it takes work.
+var workerRunning = regexp.MustCompile(`is running`)
+
 // startPinnedWorker starts `herd worker` on core n against h, with a
 // registration token of its own, and returns what stops it.
 func (e *env) startPinnedWorker(ctx context.Context, h *herdServer, dir string, n int) (func(), error) {
@@ -207,52 +210,16 @@ func (e *env) startPinnedWorker(ctx context.Context, h *herdServer, dir string, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "worker.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
 	cmd := exec.Command("taskset", "-c", strconv.Itoa(n), e.Herd, "worker", "--server", h.URL, "--name", name, "--data", dir,
 		"--registration-token", tok.Secret, "--health-addr", "127.0.0.1:0", "--log-format", "json")
 	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_WORKER_TOKEN=")
-	cmd.Stderr = logf
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+	if _, _, err := startAwait(ctx, cmd, filepath.Join(dir, "worker.log"), workerRunning, 2*time.Minute); err != nil {
+		return nil, fmt.Errorf("herd worker %s: %w", name, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	stop := func() {
+	return func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		t := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
 		_ = cmd.Wait()
 		t.Stop()
-	}
-	running := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "is running") {
-				select {
-				case running <- true:
-				default:
-				}
-			}
-		}
-		select {
-		case running <- false:
-		default:
-		}
-	}()
-	select {
-	case ok := <-running:
-		if ok {
-			return stop, nil
-		}
-	case <-time.After(2 * time.Minute):
-	case <-ctx.Done():
-	}
-	stop()
-	return nil, fmt.Errorf("herd worker %s did not start:\n%s", name, tailFile(filepath.Join(dir, "worker.log"), 2000))
+	}, nil
 }

@@ -39,51 +39,64 @@ func (e *env) startHerd(ctx context.Context, data string, env []string, args ...
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(h.log)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
 	args = append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)
 	h.cmd = exec.Command(e.Herd, args...)
 	h.cmd.Env = append(append(os.Environ(), "HERD_ADMIN_TOKEN="+h.Token, "HERD_TOKEN=", "HERD_SERVER="), env...)
-	h.cmd.Stderr = logf
-	out, err := h.cmd.StdoutPipe()
+	m, done, err := startAwait(ctx, h.cmd, h.log, runningAt, time.Minute)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("herd serve: %w", err)
 	}
-	if err := h.cmd.Start(); err != nil {
-		return nil, err
+	h.URL, h.done = m[1], done
+	h.Client = client.New(h.URL, h.Token)
+	return h, nil
+}
+
+// startAwait starts cmd with its stderr in the file logPath and waits until
+// a line of its stdout matches ready, whose submatches it returns; done is
+// closed when stdout ends. A process that exits first, or takes longer than
+// within, is killed, and the error carries its log's tail.
+func startAwait(ctx context.Context, cmd *exec.Cmd, logPath string, ready *regexp.Regexp, within time.Duration) ([]string, chan struct{}, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, nil, err
 	}
-	found := make(chan string, 1)
+	defer logf.Close()
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	done, found := make(chan struct{}), make(chan []string, 1)
 	go func() {
-		defer close(h.done)
+		defer close(done)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if m := runningAt.FindStringSubmatch(sc.Text()); m != nil {
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
 				select {
-				case found <- m[1]:
+				case found <- m:
 				default:
 				}
 			}
 		}
 	}()
-	select {
-	case h.URL = <-found:
-	case <-h.done:
-		_ = h.cmd.Wait()
-		return nil, fmt.Errorf("herd serve exited:\n%s", tailFile(h.log, 2000))
-	case <-time.After(60 * time.Second):
-		_ = h.cmd.Process.Kill()
-		_ = h.cmd.Wait()
-		return nil, fmt.Errorf("herd serve did not start in a minute:\n%s", tailFile(h.log, 2000))
-	case <-ctx.Done():
-		_ = h.cmd.Process.Kill()
-		_ = h.cmd.Wait()
-		return nil, ctx.Err()
+	fail := func(err error) ([]string, chan struct{}, error) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, nil, err
 	}
-	h.Client = client.New(h.URL, h.Token)
-	return h, nil
+	select {
+	case m := <-found:
+		return m, done, nil
+	case <-done:
+		return fail(fmt.Errorf("exited at start:\n%s", tailFile(logPath, 2000)))
+	case <-time.After(within):
+		return fail(fmt.Errorf("did not start in %s:\n%s", within, tailFile(logPath, 2000)))
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
 }
 
 func (h *herdServer) pid() int { return h.cmd.Process.Pid }
