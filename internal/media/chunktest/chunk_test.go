@@ -77,7 +77,7 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, err)
 			whole.Thumbs = media.ThumbPlan{}
 			split := *whole
-			split.PlanChunks(4)
+			split.PlanChunks(4, nil)
 			require.Len(t, split.Chunks, tc.chunks)
 			require.NoError(t, split.Validate())
 			whole.FPSFilter = true // as the split plan: the same frames either way
