@@ -185,7 +185,7 @@ func (p *Profile) CheckChunkSeconds(s float64) error {
 	case p.Format == FormatHLS && (s < p.SegmentSeconds || s > MaxChunkSeconds):
 		return fmt.Errorf("must be from the segment length (%g s) to %d s, or 0 (never split); got %g", p.SegmentSeconds, MaxChunkSeconds, s)
 	case p.Format != FormatHLS && (s < MinFileChunkSeconds || s > MaxChunkSeconds):
-		return fmt.Errorf("must be from %d s to %d s for a %s profile, or 0 (never split); got %g", MinFileChunkSeconds, MaxChunkSeconds, p.Format, s)
+		return fmt.Errorf("must be from %d s to %d s for an %s profile, or 0 (never split); got %g", MinFileChunkSeconds, MaxChunkSeconds, p.Format, s)
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package chunktest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -181,17 +183,9 @@ func videoPackets(t *testing.T, path string) []packet {
 	for i := range ps {
 		ps[i].tb = tb
 	}
-	slicesSortByPTS(ps)
+	slices.SortFunc(ps, func(a, b packet) int { return cmp.Compare(a.pts, b.pts) })
 	require.NotEmpty(t, ps)
 	return ps
-}
-
-func slicesSortByPTS(ps []packet) {
-	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && ps[j].pts < ps[j-1].pts; j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
-		}
-	}
 }
 
 type fileFacts struct {
