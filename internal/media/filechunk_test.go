@@ -1,10 +1,12 @@
 package media
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -185,6 +187,7 @@ func TestChunkParamsDiffer(t *testing.T) {
 	require.Empty(t, a.differs(a))
 	for want, mod := range map[string]func(*chunkStream){
 		"codec":                      func(s *chunkStream) { s.CodecName = "h264" },
+		"profile":                    func(s *chunkStream) { s.Profile = "Main 10" },
 		"level":                      func(s *chunkStream) { s.Level = 93 },
 		"picture size":               func(s *chunkStream) { s.Height = 182 },
 		"pixel format":               func(s *chunkStream) { s.PixFmt = "yuv420p10le" },
@@ -224,6 +227,30 @@ func TestKeyframeList(t *testing.T) {
 	require.Greater(t, h.times[len(h.times)-1], float64(n)-step-1, "up to the end")
 }
 
+// Whatever ffprobe prints, the list stays bounded, increasing and finite,
+// so that a local probe passes the checks a remote one must.
+func FuzzKeyframeList(f *testing.F) {
+	f.Add([]byte("0.000000,K_\n1.001000,K_\n1.5,__\n"))
+	f.Add([]byte("N/A,K_\nnan,K_\ninf,K_\n-1,K_\n1e308,K_\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var l keyframeList
+		for len(data) > 0 {
+			n := min(len(data), 7)
+			_, err := l.Write(data[:n])
+			require.NoError(t, err)
+			data = data[n:]
+		}
+		l.line(string(l.partial))
+		require.LessOrEqual(t, len(l.times), MaxKeyframes)
+		for i, k := range l.times {
+			require.True(t, finite(k))
+			if i > 0 {
+				require.Greater(t, k, l.times[i-1])
+			}
+		}
+	})
+}
+
 func TestInfoKeyframesValidate(t *testing.T) {
 	t.Parallel()
 	info := func(kf ...float64) *Info {
@@ -247,4 +274,78 @@ func TestInfoKeyframesValidate(t *testing.T) {
 		require.True(t, ok, name)
 		require.Equal(t, "info.keyframes", fe.Field, name)
 	}
+}
+
+// Chunks whose video differs cannot be joined by stream copy: the stitch
+// refuses, naming the chunk, before it runs ffmpeg.
+func TestStitchRefusesMismatchedChunks(t *testing.T) {
+	t.Parallel()
+	needFFmpeg(t)
+	dir := t.TempDir()
+	pl := &Plan{Format: profile.FormatMKV, Duration: 2, FPS: 25, Chunks: []ChunkPlan{{}, {Time: 1}}}
+	mk := func(name, size string, from float64, extra ...string) string {
+		d := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		args := []string{"-f", "lavfi", "-i", "testsrc2=size=" + size + ":rate=25", "-t", "1",
+			"-c:v", "libx264", "-preset", "ultrafast", "-output_ts_offset", ftoa(from)}
+		generate(t, append(append(args, extra...), "-f", "matroska", filepath.Join(d, "video.mkv"))...)
+		return d
+	}
+	a := mk("a", "160x90", 0)
+	b := mk("b", "160x96", 1)
+	meta := filepath.Join(dir, "audio")
+	require.NoError(t, os.MkdirAll(meta, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(meta, MetadataName), []byte(";FFMETADATA1\n"), 0o644))
+
+	ran, err := Tools{}.Stitch(context.Background(), pl, []string{a, b}, meta, filepath.Join(dir, "out"))
+	se, ok := errors.AsType[*StitchError](err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, 2, se.Chunk)
+	require.ErrorContains(t, err, "chunk 2: its video's picture size differs from chunk 1's")
+	require.Len(t, ran, 2, "two ffprobes, no ffmpeg")
+
+	// Other x264 settings: other parameter sets.
+	c := mk("c", "160x90", 1, "-x264-params", "ref=4")
+	_, err = Tools{}.Stitch(context.Background(), pl, []string{a, c}, meta, filepath.Join(dir, "out"))
+	require.ErrorContains(t, err, "chunk 2: its video's parameter sets (extradata) differ")
+
+	// A chunk that does not start where the plan says.
+	d := mk("d", "160x90", 1.5)
+	_, err = Tools{}.Stitch(context.Background(), pl, []string{a, d}, meta, filepath.Join(dir, "out"))
+	require.ErrorContains(t, err, "chunk 2: it starts at 1.500000 s, not at 1.000000 s")
+
+	// A chunk that is not video: ffprobe fails, the chunk is named.
+	require.NoError(t, os.WriteFile(filepath.Join(d, "video.mkv"), []byte("not a video"), 0o644))
+	_, err = Tools{}.Stitch(context.Background(), pl, []string{a, d}, meta, filepath.Join(dir, "out"))
+	se, ok = errors.AsType[*StitchError](err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, 2, se.Chunk)
+	_, ok = errors.AsType[*ExitError](err)
+	require.True(t, ok, "the ffprobe exit is kept: %v", err)
+
+	// Matching chunks join; the metadata file missing is the audio task's fault.
+	e := mk("e", "160x90", 1)
+	_, err = Tools{}.Stitch(context.Background(), pl, []string{a, e}, dir, filepath.Join(dir, "out"))
+	require.ErrorContains(t, err, "the audio task's metadata.txt is missing")
+	_, err = Tools{}.Stitch(context.Background(), pl, []string{a, e}, meta, filepath.Join(dir, "out"))
+	require.NoError(t, err)
+	require.FileExists(t, filepath.Join(dir, "out", "video.mkv"))
+}
+
+// ProbeKeyframes lists a clip's keyframes; a file ffprobe cannot read fails
+// with ffprobe's exit.
+func TestProbeKeyframes(t *testing.T) {
+	t.Parallel()
+	needFFmpeg(t)
+	src := clip(t, "k.mp4", "160x90", "3", "-g", "25")
+	info, err := Tools{}.Admit(context.Background(), src, Limits{})
+	require.NoError(t, err)
+	require.NoError(t, Tools{}.ProbeKeyframes(context.Background(), src, info))
+	require.Equal(t, []float64{0, 1, 2}, info.Keyframes)
+
+	bad := filepath.Join(t.TempDir(), "bad.mp4")
+	require.NoError(t, os.WriteFile(bad, []byte("not a video at all"), 0o644))
+	err = Tools{}.ProbeKeyframes(context.Background(), bad, info)
+	_, ok := errors.AsType[*ExitError](err)
+	require.True(t, ok, "%v", err)
 }
