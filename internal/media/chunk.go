@@ -51,8 +51,8 @@ type ChunkPlan struct {
 const ChunkPreroll = 1.0
 
 // PlanChunks splits a plan's video encode into chunks of about seconds
-// each. A non-positive length, or a source shorter than two chunks, is not
-// split. An hls plan's chunks follow its segment grid (planGridChunks); an
+// each. A non-positive length, or a source too short for two chunks, is
+// not split. An hls plan's chunks follow its segment grid (planGridChunks); an
 // mp4 or mkv plan's start on keyframes, the source times of the source's
 // keyframes (Info.Keyframes; none: no split; planKeyframeChunks).
 func (pl *Plan) PlanChunks(seconds float64, keyframes []float64) {
