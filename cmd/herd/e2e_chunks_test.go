@@ -220,3 +220,64 @@ func children(t *testing.T, pid int, comm string) []int {
 	}
 	return out
 }
+
+// An mp4-library job is split at the source's keyframes and stitched into
+// one MP4 by stream copy: two remote workers share its chunks, a worker
+// killed mid-chunk costs that chunk only, and the file has every frame
+// once, the audio whole and its index in front (faststart).
+func TestChunkedMP4Job(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	workers := []*workerProc{s.startWorker(t, "w1"), s.startWorker(t, "w2"), s.startWorker(t, "w3")}
+	// x264's default GOP puts the source's keyframes 250 frames (8.3 s)
+	// apart: 10 s chunks start at 0 s and 16.7 s, the tail joins the last.
+	src := clip(t, dir, 25, "320x180")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "mp4-library", "--chunk-seconds", "10")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+
+	chunk, victim := s.runningChunk(id, 0.1)
+	for _, w := range workers {
+		if w.name == victim {
+			require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
+		}
+	}
+	j := s.waitFinal(id)
+	require.Equal(t, "succeeded", j.State, j.Error)
+	require.Equal(t, []string{"probe", "split", "chunk 1", "chunk 2", "audio", "stitch", "thumbnails", "verify", "finalize"}, kinds(j))
+	for _, task := range j.Tasks {
+		if task.Kind == "chunk" && task.Chunk != chunk {
+			require.Equal(t, 1, task.Attempt, "chunk %d was not encoded again", task.Chunk)
+		}
+	}
+	outs, err := filepath.Glob(filepath.Join(s.data, "blobs", "jobs", id, "out", "*.mp4"))
+	require.NoError(t, err)
+	require.Len(t, outs, 1, "one file")
+	probe := func(args ...string) string {
+		out, err := exec.Command("ffprobe", append([]string{"-v", "error", "-of", "csv=p=0"}, append(args, outs[0])...)...).Output()
+		require.NoError(t, err)
+		return strings.TrimSpace(string(out))
+	}
+	require.Equal(t, "750", probe("-count_packets", "-select_streams", "v:0", "-show_entries", "stream=nb_read_packets"), "every frame of the 30 fps source once")
+	var pts []float64
+	for line := range strings.Lines(probe("-select_streams", "v:0", "-show_entries", "packet=pts_time")) {
+		v, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
+		require.NoError(t, err, line)
+		pts = append(pts, v)
+	}
+	slices.Sort(pts)
+	for i := 1; i < len(pts); i++ {
+		require.InDelta(t, 1.0/30, pts[i]-pts[i-1], 0.002, "frame %d follows frame %d", i, i-1)
+	}
+	adur, err := strconv.ParseFloat(probe("-select_streams", "a:0", "-show_entries", "stream=duration"), 64)
+	require.NoError(t, err)
+	require.InDelta(t, 25, adur, 0.05, "the audio, encoded once, runs the whole length")
+	head := make([]byte, 64)
+	f, err := os.Open(outs[0])
+	require.NoError(t, err)
+	_, err = f.ReadAt(head, 0)
+	require.NoError(t, f.Close())
+	require.NoError(t, err)
+	require.Contains(t, string(head), "moov", "faststart: the index before the media")
+}

@@ -216,39 +216,50 @@ func (pl *Plan) audioCodecArgs() []string {
 		} else {
 			args = append(args, "-c:a:"+s, "aac", "-b:a:"+s, strconv.FormatInt(a.Bitrate, 10), "-ac:a:"+s, strconv.Itoa(a.Channels))
 		}
-		// MP4 players pick the first default track; an archive keeps the
-		// dispositions it was given.
-		if pl.Format == profile.FormatMP4 {
-			disp := "0"
-			if a.Default {
-				disp = "default"
-			}
-			args = append(args, "-disposition:a:"+s, disp)
-		}
+		args = append(args, pl.audioDisposition(i)...)
 	}
 	return args
+}
+
+// audioDisposition sets audio track i's disposition in an mp4: MP4 players
+// pick the first default track; an archive keeps the dispositions it was
+// given.
+func (pl *Plan) audioDisposition(i int) []string {
+	if pl.Format != profile.FormatMP4 {
+		return nil
+	}
+	disp := "0"
+	if pl.Audio[i].Default {
+		disp = "default"
+	}
+	return []string{"-disposition:a:" + strconv.Itoa(i), disp}
 }
 
 func (pl *Plan) subtitleCodecArgs() []string {
 	var args []string
 	for i, sp := range pl.Subtitles {
-		s := strconv.Itoa(i)
-		args = append(args, "-c:s:"+s, sp.Codec)
-		if pl.Format != profile.FormatMP4 {
-			continue
-		}
-		disp := "0"
-		switch {
-		case sp.Default && sp.Forced:
-			disp = "default+forced"
-		case sp.Default:
-			disp = "default"
-		case sp.Forced:
-			disp = "forced"
-		}
-		args = append(args, "-disposition:s:"+s, disp)
+		args = append(args, "-c:s:"+strconv.Itoa(i), sp.Codec)
+		args = append(args, pl.subtitleDisposition(i)...)
 	}
 	return args
+}
+
+// subtitleDisposition sets subtitle track i's disposition in an mp4.
+func (pl *Plan) subtitleDisposition(i int) []string {
+	if pl.Format != profile.FormatMP4 {
+		return nil
+	}
+	sp := pl.Subtitles[i]
+	disp := "0"
+	switch {
+	case sp.Default && sp.Forced:
+		disp = "default+forced"
+	case sp.Default:
+		disp = "default"
+	case sp.Forced:
+		disp = "forced"
+	}
+	return []string{"-disposition:s:" + strconv.Itoa(i), disp}
 }
 
 // ftoa formats seconds or rates without exponent or trailing zeros.

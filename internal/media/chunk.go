@@ -14,11 +14,12 @@ import (
 	"github.com/herdhq/herd/internal/profile"
 )
 
-// Split-and-stitch: a long hls video encode cut into chunks that workers
+// Split-and-stitch: a long video encode cut into chunks that workers
 // encode in parallel, then joined without encoding again.
 //
-//   - PlanChunks puts the boundaries on frames where the unsplit encode puts
-//     a keyframe on its segment grid, so a chunk owns whole segments.
+//   - PlanChunks puts an hls plan's boundaries on frames where the unsplit
+//     encode puts a keyframe on its segment grid, so a chunk owns whole
+//     segments; an mp4 or mkv plan's on source keyframes (filechunk.go).
 //   - SplitArgs stream-copies a chunk's piece of the source, with a second
 //     of pre-roll before the boundary, keeping the source's timestamps.
 //   - ChunkArgs encodes a piece: timestamps stay absolute (counted from the
@@ -29,15 +30,19 @@ import (
 //   - AudioArgs encodes the audio once for the whole source: no priming gaps
 //     or clicks at chunk edges.
 //   - StitchChunks joins the chunks' and the audio's segments (pack.Stitch)
-//     and packages them like any hls output.
+//     and packages them like any hls output; Tools.Stitch also joins an mp4
+//     or mkv plan's chunk files by stream copy (filechunk.go).
 
-// ChunkPlan is one chunk: the frames First up to (not including) End of the
-// output frame grid, where frame i is at i/FPS seconds of output time. The
-// last chunk has End 0: it runs to the end of the stream, not to the probed
-// duration (an estimate).
+// ChunkPlan is one chunk. For an hls plan: the frames First up to (not
+// including) End of the output frame grid, where frame i is at i/FPS
+// seconds of output time; the last chunk has End 0: it runs to the end of
+// the stream, not to the probed duration (an estimate). For an mp4 or mkv
+// plan: the frames from output time Time (seconds from the plan's Start; a
+// source keyframe's) up to the next chunk's Time, or to the end.
 type ChunkPlan struct {
-	First int64 `json:"first"`
-	End   int64 `json:"end,omitempty"`
+	First int64   `json:"first"`
+	End   int64   `json:"end,omitempty"`
+	Time  float64 `json:"time,omitempty"`
 }
 
 // ChunkPreroll is how much source before a chunk's first frame its piece
@@ -45,15 +50,32 @@ type ChunkPlan struct {
 // filter to decide the boundary frame exactly as the unsplit encode does.
 const ChunkPreroll = 1.0
 
-// PlanChunks splits an hls plan's video encode into chunks of about
-// seconds each, rounded to whole segments (at least one). A source shorter
-// than two such chunks, a non-positive length or a non-hls plan is not
-// split. The remainder joins the last chunk, so no chunk is shorter than
-// the others. A split plan always runs the fps filter, so that frame i is at
-// exactly i/FPS and every chunk's trim and keyframes fall on the same grid.
-func (pl *Plan) PlanChunks(seconds float64) {
+// PlanChunks splits a plan's video encode into chunks of about seconds
+// each. A non-positive length, or a source too short for two chunks, is
+// not split. An hls plan's chunks follow its segment grid (planGridChunks); an
+// mp4 or mkv plan's start on keyframes, the source times of the source's
+// keyframes (Info.Keyframes; none: no split; planKeyframeChunks).
+func (pl *Plan) PlanChunks(seconds float64, keyframes []float64) {
 	pl.Chunks = nil
-	if pl.Format != profile.FormatHLS || !(seconds > 0) || pl.SegmentSeconds <= 0 || pl.FPS <= 0 || !splittable[pl.Demuxer] {
+	switch {
+	case !(seconds > 0) || !(pl.FPS > 0) || !splittable[pl.Demuxer]:
+	case pl.Format == profile.FormatHLS:
+		pl.planGridChunks(seconds)
+	default:
+		pl.planKeyframeChunks(seconds, keyframes)
+	}
+	if len(pl.Chunks) > MaxChunks {
+		pl.Chunks = nil
+	}
+}
+
+// planGridChunks splits an hls plan into chunks of about seconds each,
+// rounded to whole segments (at least one). The remainder joins the last
+// chunk, so no chunk is shorter than the others. A split plan always runs
+// the fps filter, so that frame i is at exactly i/FPS and every chunk's trim
+// and keyframes fall on the same grid.
+func (pl *Plan) planGridChunks(seconds float64) {
+	if pl.SegmentSeconds <= 0 {
 		return
 	}
 	step := max(1, math.Round(seconds/pl.SegmentSeconds)) * pl.SegmentSeconds
@@ -82,10 +104,31 @@ func (pl *Plan) PlanChunks(seconds float64) {
 var splittable = map[string]bool{"mov": true, "matroska": true, "mpegts": true, "mpeg": true, "flv": true, "ogg": true, "mxf": true, "nut": true, "ivf": true, "yuv4mpegpipe": true}
 
 // ChunkStart is chunk k's first frame's output time, in seconds.
-func (pl *Plan) ChunkStart(k int) float64 { return float64(pl.Chunks[k].First) / pl.FPS }
+func (pl *Plan) ChunkStart(k int) float64 {
+	if pl.Format != profile.FormatHLS {
+		return pl.Chunks[k].Time
+	}
+	return float64(pl.Chunks[k].First) / pl.FPS
+}
 
-// ChunkFrames is how many frames chunk k has (the last chunk's, as far as the probed duration says).
+// ChunkEnd is the output time, in seconds, where chunk k ends (the next
+// chunk's start); 0 for the last chunk, which runs to the end of the stream.
+func (pl *Plan) ChunkEnd(k int) float64 {
+	if pl.Format != profile.FormatHLS {
+		if k+1 < len(pl.Chunks) {
+			return pl.Chunks[k+1].Time
+		}
+		return 0
+	}
+	return float64(pl.Chunks[k].End) / pl.FPS
+}
+
+// ChunkFrames is how many frames chunk k has (the last chunk's, as far as
+// the probed duration says; an mp4 or mkv plan's, at the nominal rate).
 func (pl *Plan) ChunkFrames(k int) float64 {
+	if pl.Format != profile.FormatHLS {
+		return max(pl.ChunkSeconds(k)*pl.FPS, 1)
+	}
 	c := pl.Chunks[k]
 	if c.End > 0 {
 		return float64(c.End - c.First)
@@ -94,7 +137,16 @@ func (pl *Plan) ChunkFrames(k int) float64 {
 }
 
 // ChunkSeconds is how many seconds of video chunk k has.
-func (pl *Plan) ChunkSeconds(k int) float64 { return pl.ChunkFrames(k) / pl.FPS }
+func (pl *Plan) ChunkSeconds(k int) float64 {
+	if pl.Format != profile.FormatHLS {
+		end := pl.ChunkEnd(k)
+		if end == 0 {
+			end = pl.Duration
+		}
+		return max(end-pl.ChunkStart(k), 1/pl.FPS)
+	}
+	return pl.ChunkFrames(k) / pl.FPS
+}
 
 func (pl *Plan) validateChunks() error {
 	if len(pl.Chunks) == 0 {
@@ -103,7 +155,10 @@ func (pl *Plan) validateChunks() error {
 	if err := inRange("plan.chunks", len(pl.Chunks), 2, MaxChunks); err != nil {
 		return err
 	}
-	if pl.Format != profile.FormatHLS || !pl.FPSFilter {
+	if pl.Format != profile.FormatHLS {
+		return pl.validateKeyframeChunks()
+	}
+	if !pl.FPSFilter {
 		return bad("plan.chunks", "only an hls plan with a constant frame rate is split")
 	}
 	if pl.Chunks[0].First != 0 {
@@ -111,7 +166,7 @@ func (pl *Plan) validateChunks() error {
 	}
 	for k, c := range pl.Chunks {
 		last := k == len(pl.Chunks)-1
-		if (last && c.End != 0) || (!last && (c.End <= c.First || pl.Chunks[k+1].First != c.End)) {
+		if c.Time != 0 || (last && c.End != 0) || (!last && (c.End <= c.First || pl.Chunks[k+1].First != c.End)) {
 			return bad("plan.chunks", "chunk %d does not run on from the one before it", k+1)
 		}
 	}
@@ -133,39 +188,45 @@ func (pl *Plan) SplitArgs(input string, k int, piece string, lead float64) []str
 	if from := pl.ChunkStart(k) - lead; from > 0 {
 		args = append(args, "-ss", ftoa(from))
 	}
-	if end := pl.Chunks[k].End; end > 0 {
-		args = append(args, "-to", ftoa(float64(end)/pl.FPS+ChunkPreroll))
+	if end := pl.ChunkEnd(k); end > 0 {
+		args = append(args, "-to", ftoa(end+ChunkPreroll))
 	}
 	return append(args, "-copyts", "-f", pl.Demuxer, "-i", "file:"+filepath.Clean(input),
 		"-map", fmt.Sprintf("0:%d", pl.VideoIndex), "-c", "copy", "-f", "matroska", "file:"+filepath.Clean(piece))
 }
 
 // ChunkArgs returns the argv that encodes chunk k's frames from its piece
-// into outDir: every rung, video only, as segments and init segments named
-// as in the unsplit encode.
+// into outDir, video only: for hls every rung, as segments and init
+// segments named as in the unsplit encode; for mp4 and mkv one file
+// (fileChunkOutput).
 func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y",
 		"-protocol_whitelist", "file,pipe"}
 	args = append(args, pl.hwInputArgs()...)
 	args = append(args, "-copyts", "-f", "matroska", "-i", "file:"+filepath.Clean(piece))
-	trim := fmt.Sprintf("trim=start_pts=%d", pl.Chunks[k].First)
-	if end := pl.Chunks[k].End; end > 0 {
-		trim += fmt.Sprintf(":end_pts=%d", end)
-	}
 	// Output time counts from the source's start, as ffmpeg counts it in the
 	// unsplit encode; -copyts keeps the piece's timestamps, which are the
 	// source's own.
-	// A split plan always has the fps filter; the first chunk's starts at
-	// time 0, so that video that starts after the source does (audio first,
-	// as in many MPEG-TS files) is padded back to 0 as in the unsplit encode.
-	pre := append([]string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}, pl.preFilters(false)...)
-	pre = append(pre, pl.gridFilter(k == 0))
-	args = append(args, "-filter_complex", pl.graph("[0:0]", append(pre, trim)))
+	setpts := "setpts=PTS-" + ftoa(pl.Start) + "/TB"
+	var pre []string
+	if pl.Format == profile.FormatHLS {
+		// A split hls plan always has the fps filter; the first chunk's
+		// starts at time 0, so that video that starts after the source does
+		// (audio first, as in many MPEG-TS files) is padded back to 0 as in
+		// the unsplit encode.
+		pre = append(append([]string{setpts}, pl.preFilters(false)...), pl.gridFilter(k == 0))
+	} else {
+		pre = append([]string{setpts}, pl.preFilters(true)...)
+	}
+	args = append(args, "-filter_complex", pl.graph("[0:0]", append(pre, pl.chunkTrim(k))))
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
 	}
 	args = append(args, pl.videoCodecArgs()...)
 	args = append(args, "-max_muxing_queue_size", "1024")
+	if pl.Format != profile.FormatHLS {
+		return append(args, pl.fileChunkOutput(outDir)...)
+	}
 	args = append(args, pl.dashArgs("id=0,streams=v", outDir)...)
 	if pl.tilesInGraph() {
 		args = append(args, pl.tileArgs(outDir, pl.firstTile(k))...)
@@ -173,10 +234,26 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 	return args
 }
 
+// chunkTrim is the trim filter that keeps chunk k's frames.
+func (pl *Plan) chunkTrim(k int) string {
+	if pl.Format != profile.FormatHLS {
+		return pl.keyframeChunkTrim(k)
+	}
+	trim := fmt.Sprintf("trim=start_pts=%d", pl.Chunks[k].First)
+	if end := pl.Chunks[k].End; end > 0 {
+		trim += fmt.Sprintf(":end_pts=%d", end)
+	}
+	return trim
+}
+
 // AudioArgs returns the argv that encodes a split plan's audio tracks, once
-// for the whole source, into outDir as segments (representations 0, 1, ...;
-// StitchChunks renumbers them after the rungs).
+// for the whole source, into outDir: for hls as segments (representations
+// 0, 1, ...; StitchChunks renumbers them after the rungs); for mp4 and mkv
+// as everything of the output but its video (fileAudioArgs).
 func (pl *Plan) AudioArgs(input, outDir string) []string {
+	if pl.Format != profile.FormatHLS {
+		return pl.fileAudioArgs(input, outDir)
+	}
 	args := pl.inputArgs(input, 0)
 	for _, a := range pl.Audio {
 		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
@@ -184,6 +261,13 @@ func (pl *Plan) AudioArgs(input, outDir string) []string {
 	args = append(args, pl.audioCodecArgs()...)
 	args = append(args, "-vn", "-max_muxing_queue_size", "1024")
 	return append(args, pl.dashArgs("id=0,streams=a", outDir)...)
+}
+
+// AudioTask says whether a split plan has an audio task: an hls plan when
+// it has audio; an mp4 or mkv plan always, for its other tracks, metadata
+// and chapters.
+func (pl *Plan) AudioTask() bool {
+	return pl.Format != profile.FormatHLS || len(pl.Audio) > 0
 }
 
 // StitchChunks joins the chunk encodes in chunkDirs (chunk k's outDir of

@@ -29,6 +29,10 @@ type Info struct {
 	Video     *VideoStream     `json:"video"`
 	Audio     []AudioStream    `json:"audio,omitempty"`
 	Subtitles []SubtitleStream `json:"subtitles,omitempty"`
+	// Keyframes are the source times, in seconds, of the video stream's
+	// keyframes (at most MaxKeyframes, thinned out evenly beyond): where an
+	// mp4 or mkv plan's chunks may start. Only ProbeKeyframes lists them.
+	Keyframes []float64 `json:"keyframes,omitempty"`
 }
 
 // VideoStream is the chosen video stream of an input.

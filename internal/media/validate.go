@@ -147,6 +147,7 @@ func (info *Info) Validate(lim Limits) error {
 		inRange("info.bit_rate", info.BitRate, 0, 1<<40),
 		inRange("info.audio", len(info.Audio), 0, maxStreams),
 		inRange("info.subtitles", len(info.Subtitles), 0, maxStreams),
+		info.validateKeyframes(),
 	)
 	if err != nil {
 		return err

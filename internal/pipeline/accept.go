@@ -251,7 +251,7 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 	}
 	plan, err := media.NewPlan(info, p)
 	if err == nil {
-		plan.PlanChunks(chunkSeconds(p, c.Job))
+		plan.PlanChunks(chunkSeconds(p, c.Job), info.Keyframes)
 		err = plan.Validate()
 	}
 	if err != nil {

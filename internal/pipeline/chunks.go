@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,9 +22,11 @@ import (
 //
 // The split task stream-copies each chunk's piece of the source into its
 // own step, so a chunk task (on any worker) fetches only its piece. The
-// audio task encodes the whole source's audio once. The stitch task joins
-// the chunks' and the audio's segments into exactly what an unsplit encode
-// task stages (StepEncode); thumbnails, verify and finalize do not change.
+// audio task encodes the whole source's audio once (for an mp4 or mkv plan
+// also its subtitles, attachments, metadata and chapters). The stitch task
+// joins the chunks and the audio, encoding nothing again, into exactly what
+// an unsplit encode task stages (StepEncode): an hls plan's segments, an mp4
+// or mkv plan's one file. Thumbnails, verify and finalize do not change.
 
 // pieceName is the file a piece step holds.
 const pieceName = "piece.mkv"
@@ -53,7 +56,7 @@ func chunkTasks(plan *media.Plan, probeID string, needs []string) *job.Expansion
 		tasks = append(tasks, c)
 		stitchDeps = append(stitchDeps, c.ID)
 	}
-	if len(plan.Audio) > 0 {
+	if plan.AudioTask() {
 		a := t(job.KindAudio, probeID)
 		tasks = append(tasks, a)
 		stitchDeps = append(stitchDeps, a.ID)
@@ -154,20 +157,24 @@ func (e *Executor) stitch(ctx context.Context, c *job.Claimed, plan *media.Plan)
 		}
 	}
 	audioDir := ""
-	if len(plan.Audio) > 0 {
+	if plan.AudioTask() {
 		audioDir = filepath.Join(work, StepAudio)
 		if err := e.staged(ctx, c, StepAudio, audioDir, "the encoded audio"); err != nil {
 			return job.Result{}, err
 		}
 	}
-	_, err = e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
-		if _, err := plan.StitchChunks(dirs, audioDir, dir); err != nil {
+	cmds, err := e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
+		ran, err := e.media.Stitch(ctx, plan, dirs, audioDir, dir)
+		if se, ok := errors.AsType[*media.StitchError](err); ok {
 			// The same chunks stitch the same way: a retry cannot help.
-			return nil, job.Permanent("stitch_failed", job.Userf(err, "joining the chunks failed: %v", err))
+			return ran, job.Permanent("stitch_failed", job.Userf(err, "joining the chunks failed: %v", se))
 		}
-		return nil, nil
+		if err != nil {
+			return ran, classify(err, "joining the chunks failed")
+		}
+		return ran, nil
 	})
-	return job.Result{}, err
+	return job.Result{Commands: lastCommands(cmds)}, err
 }
 
 // staged puts an earlier step's files into a new folder dir; what names

@@ -136,6 +136,14 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 		return job.Result{}, classify(err, "could not read the source file")
 	}
 	p, _ := e.profileFor(c)
+	if p != nil && p.Format != profile.FormatHLS && chunkSeconds(p, c.Job) > 0 && info.Duration >= 1.5*chunkSeconds(p, c.Job) {
+		// An mp4 or mkv plan's chunks start on source keyframes: listed
+		// only for a job that may be split (two chunks, the last at least
+		// half as long as the first: planKeyframeChunks).
+		if err := e.media.ProbeKeyframes(ctx, src, info); err != nil {
+			return job.Result{}, classify(err, "could not list the source's keyframes")
+		}
+	}
 	return derive(p, c, info)
 }
 

@@ -83,8 +83,9 @@ type Profile struct {
 	// Verify is sampled (default) or full; see VerifySampled and VerifyFull.
 	Verify string `yaml:"verify,omitempty" json:"verify,omitempty"`
 	// ChunkSeconds splits a source at least twice as long into chunks of
-	// about this many seconds (whole segments) that workers encode side
-	// by side; 0 never splits. A job may set its own (CheckChunkSeconds).
+	// about this many seconds (whole segments for hls; from a source
+	// keyframe for mp4 and mkv) that workers encode side by side; 0 never
+	// splits. A job may set its own (CheckChunkSeconds).
 	ChunkSeconds float64 `yaml:"chunk_seconds,omitempty" json:"chunk_seconds,omitempty"`
 	// Builtin is true for the profiles embedded in the binary.
 	Builtin bool `yaml:"-" json:"builtin"`
@@ -167,18 +168,24 @@ func ParseBitrate(s string) (Bitrate, error) {
 // MaxChunkSeconds bounds chunk_seconds: an hour of video per chunk.
 const MaxChunkSeconds = 3600
 
+// MinFileChunkSeconds is the shortest chunk_seconds of an mp4 or mkv
+// profile: their chunks start on the source's keyframes, which may be
+// seconds apart, and every chunk starts a closed GOP.
+const MinFileChunkSeconds = 10
+
 // CheckChunkSeconds says whether a chunk length suits this profile: 0 (never
-// split), or for an hls profile from one segment up to MaxChunkSeconds.
+// split), or up to MaxChunkSeconds from one segment (hls) or from
+// MinFileChunkSeconds (mp4, mkv).
 func (p *Profile) CheckChunkSeconds(s float64) error {
 	switch {
 	case s == 0:
 		return nil
 	case math.IsNaN(s) || s < 0:
 		return fmt.Errorf("must be 0 (never split) or a positive number of seconds (got %v)", s)
-	case p.Format != FormatHLS:
-		return fmt.Errorf("only hls profiles are split into chunks for now; use 0 for a %s profile", p.Format)
-	case s < p.SegmentSeconds || s > MaxChunkSeconds:
+	case p.Format == FormatHLS && (s < p.SegmentSeconds || s > MaxChunkSeconds):
 		return fmt.Errorf("must be from the segment length (%g s) to %d s, or 0 (never split); got %g", p.SegmentSeconds, MaxChunkSeconds, s)
+	case p.Format != FormatHLS && (s < MinFileChunkSeconds || s > MaxChunkSeconds):
+		return fmt.Errorf("must be from %d s to %d s for an %s profile, or 0 (never split); got %g", MinFileChunkSeconds, MaxChunkSeconds, p.Format, s)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package profile_test
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,6 +25,42 @@ func TestBuiltins(t *testing.T) {
 	lib, _ := s.Get("mp4-library")
 	require.Equal(t, []string{"ac3", "eac3"}, lib.Audio.Passthrough)
 	require.Equal(t, profile.SubsMovText, lib.Subtitles)
+	require.InDelta(t, 60.0, lib.ChunkSeconds, 0)
+	hevc, _ := s.Get("archive-hevc")
+	require.InDelta(t, 120.0, hevc.ChunkSeconds, 0)
+	require.InDelta(t, 60.0, hls.ChunkSeconds, 0)
+}
+
+func TestCheckChunkSeconds(t *testing.T) {
+	t.Parallel()
+	s := profile.Builtin()
+	for _, tc := range []struct {
+		profile string
+		seconds float64
+		err     string
+	}{
+		{"web-hls", 0, ""},
+		{"web-hls", 4, ""},
+		{"web-hls", 3.9, "segment length"},
+		{"web-hls", 3601, "segment length"},
+		{"mp4-library", 0, ""},
+		{"mp4-library", 10, ""},
+		{"mp4-library", 60, ""},
+		{"mp4-library", 9.5, "from 10 s to 3600 s for an mp4 profile"},
+		{"archive-hevc", 3600, ""},
+		{"archive-hevc", 3600.5, "from 10 s"},
+		{"archive-hevc", -1, "positive number"},
+		{"archive-hevc", math.NaN(), "positive number"},
+	} {
+		p, ok := s.Get(tc.profile)
+		require.True(t, ok)
+		err := p.CheckChunkSeconds(tc.seconds)
+		if tc.err == "" {
+			require.NoError(t, err, "%s %v", tc.profile, tc.seconds)
+		} else {
+			require.ErrorContains(t, err, tc.err, "%s %v", tc.profile, tc.seconds)
+		}
+	}
 }
 
 const valid = `

@@ -101,7 +101,7 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			whole, err := media.NewPlan(info, web(t))
 			require.NoError(t, err)
 			split := *whole
-			split.PlanChunks(4)
+			split.PlanChunks(4, nil)
 			require.Len(t, split.Chunks, tc.chunks)
 			require.NoError(t, split.Validate())
 			whole.FPSFilter = true // as the split plan: the same frames either way

@@ -1,0 +1,247 @@
+package chunktest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+// TestFileChunkedEqualsUnchunked splits mp4-library and archive-hevc jobs at
+// source keyframes and checks the stitched file against an unsplit encode:
+// the same frames, timestamps running on across every chunk boundary, the
+// same duration, quality and audio, and the other tracks, metadata and
+// chapters kept.
+func TestFileChunkedEqualsUnchunked(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		profile string
+		source  func() string
+		// chunks the source splits into at 2 s.
+		chunks int
+	}{
+		{"mp4-library, 29.97 fps MP4, keyframes off the millisecond grid", "mp4-library", func() string {
+			// A keyframe every 25 frames: 0.834166 s, whose multiples are
+			// no whole milliseconds, at a rate whose frames are none either.
+			p := filepath.Join(tmp, "ntsc.mp4")
+			require.NoError(t, testenv.FFmpeg(
+				"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30000/1001",
+				"-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000",
+				"-t", "6.5", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+				"-c:a", "aac", "-ac", "2", "-shortest", "-metadata", "title=Chunked", p))
+			return p
+		}, 3},
+		{"archive-hevc, 25 fps MKV with two audio tracks, subtitles and a chapter", "archive-hevc", func() string {
+			srt := filepath.Join(tmp, "subs.srt")
+			require.NoError(t, os.WriteFile(srt, []byte("1\n00:00:00,500 --> 00:00:02,500\nfirst\n\n2\n00:00:03,000 --> 00:00:05,000\nsecond\n"), 0o644))
+			meta := filepath.Join(tmp, "chapters.txt")
+			require.NoError(t, os.WriteFile(meta, []byte(";FFMETADATA1\ntitle=Archived\n\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=3000\ntitle=One\n\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=3000\nEND=6000\ntitle=Two\n"), 0o644))
+			p := filepath.Join(tmp, "pal.mkv")
+			require.NoError(t, testenv.FFmpeg(
+				"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
+				"-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000",
+				"-f", "lavfi", "-i", "sine=frequency=500:sample_rate=48000",
+				"-i", srt, "-i", meta,
+				"-map", "0", "-map", "1", "-map", "2", "-map", "3", "-map_metadata", "4", "-map_chapters", "4",
+				"-t", "6.2", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+				"-c:a", "aac", "-c:s", "srt", "-metadata:s:a:1", "language=fra", p))
+			return p
+		}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := tc.source()
+			ctx := context.Background()
+			tools := media.Tools{}
+			info, err := tools.Admit(ctx, src, media.Limits{})
+			require.NoError(t, err)
+			require.Empty(t, info.Keyframes, "Admit lists no keyframes")
+			require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
+			require.NoError(t, info.Validate(media.Limits{}))
+
+			p, ok := profile.Builtin().Get(tc.profile)
+			require.True(t, ok)
+			whole, err := media.NewPlan(info, p)
+			require.NoError(t, err)
+			whole.Thumbs = media.ThumbPlan{}
+			split := *whole
+			split.PlanChunks(2, info.Keyframes)
+			require.Len(t, split.Chunks, tc.chunks)
+			require.NoError(t, split.Validate())
+			for k := range split.Chunks[1:] {
+				require.Contains(t, info.Keyframes, split.ChunkStart(k+1)+info.Start, "chunk %d starts on a source keyframe", k+2)
+			}
+
+			wholeDir := t.TempDir()
+			_, err = tools.Encode(ctx, whole, src, wholeDir, nil)
+			require.NoError(t, err)
+
+			work := t.TempDir()
+			var chunkDirs []string
+			for k := range split.Chunks {
+				piece := filepath.Join(work, fmt.Sprintf("piece-%d.mkv", k))
+				_, err := tools.Split(ctx, &split, src, k, piece)
+				require.NoError(t, err)
+				dir := filepath.Join(work, fmt.Sprintf("chunk-%d", k))
+				_, err = tools.EncodeChunk(ctx, &split, piece, k, dir, nil)
+				require.NoError(t, err)
+				chunkDirs = append(chunkDirs, dir)
+			}
+			require.True(t, split.AudioTask())
+			audioDir := filepath.Join(work, "audio")
+			_, err = tools.EncodeAudio(ctx, &split, src, audioDir, nil)
+			require.NoError(t, err)
+			splitDir := t.TempDir()
+			_, err = tools.Stitch(ctx, &split, chunkDirs, audioDir, splitDir)
+			require.NoError(t, err)
+
+			name := whole.FileName()
+			a := videoPackets(t, filepath.Join(wholeDir, name))
+			b := videoPackets(t, filepath.Join(splitDir, name))
+			require.Len(t, b, len(a), "frames")
+			require.Equal(t, a[0].pts, b[0].pts, "the first frame's timestamp")
+			require.Equal(t, a[len(a)-1].pts, b[len(b)-1].pts, "the last frame's timestamp")
+			frame := b[1].pts - b[0].pts
+			// Every chunk's first frame is a keyframe one frame after the
+			// chunk before it ends (±1 tick), and no frame is left out or
+			// repeated: the timestamps run on at one frame's duration.
+			for i := 1; i < len(b); i++ {
+				require.InDelta(t, frame, b[i].pts-b[i-1].pts, 1, "frame %d follows frame %d by one frame", i, i-1)
+			}
+			for k := range split.Chunks[1:] {
+				i := int((split.ChunkStart(k+1)/b[0].tb-float64(b[0].pts))/float64(frame) + 0.5)
+				require.True(t, b[i].key, "chunk %d's first frame (frame %d) is a keyframe", k+2, i)
+				require.False(t, b[i-1].key && b[i-1].pts == b[i].pts)
+			}
+			dw, ds := probeFile(t, wholeDir, name), probeFile(t, splitDir, name)
+			require.InDelta(t, dw.duration, ds.duration, float64(frame)*b[0].tb, "duration within a frame")
+			require.Equal(t, dw.streams, ds.streams, "the same tracks")
+			require.Equal(t, dw.title, ds.title, "global metadata")
+			require.Equal(t, dw.chapters, ds.chapters, "chapters")
+			for i, d := range dw.audio {
+				require.InDelta(t, d, ds.audio[i], 0.03, "audio track %d's duration", i)
+			}
+
+			// Both pass verification, with the same quality.
+			wantOuts, _, err := tools.Verify(ctx, whole, src, wholeDir)
+			require.NoError(t, err)
+			gotOuts, _, err := tools.Verify(ctx, &split, src, splitDir)
+			require.NoError(t, err)
+			require.Len(t, gotOuts, len(wantOuts))
+			require.NotZero(t, wantOuts[0].SSIM)
+			require.InDelta(t, wantOuts[0].SSIM, gotOuts[0].SSIM, 0.002, "SSIM")
+		})
+	}
+}
+
+type packet struct {
+	pts int64
+	tb  float64
+	key bool
+}
+
+// videoPackets lists a file's video packets in presentation order.
+func videoPackets(t *testing.T, path string) []packet {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=time_base:packet=pts,flags", "-of", "compact=p=0:nk=1", path).Output()
+	require.NoError(t, err)
+	var tb float64
+	var ps []packet
+	for line := range strings.Lines(string(out)) {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) == 1 { // the stream's time base
+			num, den, _ := strings.Cut(f[0], "/")
+			n, _ := strconv.ParseFloat(num, 64)
+			d, _ := strconv.ParseFloat(den, 64)
+			tb = n / d
+			continue
+		}
+		pts, err := strconv.ParseInt(f[0], 10, 64)
+		require.NoError(t, err, line)
+		ps = append(ps, packet{pts: pts, key: strings.HasPrefix(f[1], "K")})
+	}
+	require.NotZero(t, tb)
+	for i := range ps {
+		ps[i].tb = tb
+	}
+	slices.SortFunc(ps, func(a, b packet) int { return cmp.Compare(a.pts, b.pts) })
+	require.NotEmpty(t, ps)
+	return ps
+}
+
+type fileFacts struct {
+	duration float64
+	streams  []string // codec type, codec, start time, language, default
+	title    string
+	chapters []string
+	audio    []float64 // each audio track's decoded duration
+}
+
+func probeFile(t *testing.T, dir, name string) fileFacts {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries",
+		"format=duration:format_tags=title:stream=codec_type,codec_name,start_time:stream_tags=language:stream_disposition=default:chapter=start_time,end_time:chapter_tags=title",
+		"-of", "compact=p=1", path).Output()
+	require.NoError(t, err)
+	var f fileFacts
+	for line := range strings.Lines(string(out)) {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "format|"):
+			for kv := range strings.SplitSeq(strings.TrimPrefix(line, "format|"), "|") {
+				k, v, _ := strings.Cut(kv, "=")
+				switch k {
+				case "duration":
+					f.duration, err = strconv.ParseFloat(v, 64)
+					require.NoError(t, err)
+				case "tag:title":
+					f.title = v
+				}
+			}
+		case strings.HasPrefix(line, "stream|"):
+			f.streams = append(f.streams, line)
+		case strings.HasPrefix(line, "chapter|"):
+			f.chapters = append(f.chapters, line)
+		}
+	}
+	// Audio durations, decoded.
+	n := 0
+	for _, s := range f.streams {
+		if strings.Contains(s, "codec_type=audio") {
+			n++
+		}
+	}
+	for i := range n {
+		out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", fmt.Sprintf("0:a:%d", i), "-f", "null", "-progress", "pipe:1", "-").Output()
+		require.NoError(t, err)
+		us := int64(-1)
+		for line := range strings.Lines(string(out)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "out_time_us="); ok {
+				us, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		require.Positive(t, us, "audio track %d decodes", i)
+		f.audio = append(f.audio, float64(us)/1e6)
+	}
+	return f
+}

@@ -1,0 +1,144 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Keyframes: an mp4 or mkv plan has no keyframe grid of its own (x265 puts
+// its keyframes where it likes), so its chunks start on the source's
+// keyframes, where a stream copy can cut. The probe lists them, only when
+// the job may be split (ProbeKeyframes), by demuxing alone: ffprobe reads
+// the packets' key flags and decodes nothing.
+
+// MaxKeyframes bounds Info.Keyframes. A source with more (a long one, or a
+// hostile one with every frame a keyframe) keeps every second one, then
+// every fourth, ... so the list stays small and spread over the whole
+// source: chunks of at least 10 s need nothing finer.
+const MaxKeyframes = 10_000
+
+// keyframeList collects keyframe timestamps from ffprobe's csv lines
+// ("pts_time,flags"), in bounded memory whatever the input.
+type keyframeList struct {
+	times []float64
+	// stride: only every stride-th keyframe is kept; it doubles whenever
+	// the list would outgrow MaxKeyframes.
+	stride, seen int
+	partial      []byte // an unfinished line
+	bad          int    // lines that were not "time,flags"
+}
+
+func (l *keyframeList) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(l.partial)+len(p) > 256 {
+				l.partial, l.bad = l.partial[:0], l.bad+1 // not a line ffprobe writes
+			} else {
+				l.partial = append(l.partial, p...)
+			}
+			break
+		}
+		line := p[:i]
+		if len(l.partial) > 0 {
+			line = append(l.partial, line...)
+			l.partial = l.partial[:0]
+		}
+		l.line(string(line))
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// line takes one "pts_time,flags" line.
+func (l *keyframeList) line(s string) {
+	ts, flags, ok := strings.Cut(strings.TrimSpace(s), ",")
+	if !ok {
+		if s != "" {
+			l.bad++
+		}
+		return
+	}
+	if !strings.HasPrefix(flags, "K") {
+		return
+	}
+	t, err := strconv.ParseFloat(ts, 64)
+	if err != nil || !finite(t) {
+		return // a keyframe without a timestamp ("N/A") cannot be cut at
+	}
+	if n := len(l.times); n > 0 && t <= l.times[n-1] {
+		return // out of order or repeated: not a place to cut
+	}
+	l.stride = max(l.stride, 1)
+	l.seen++
+	if (l.seen-1)%l.stride != 0 {
+		return
+	}
+	if len(l.times) == MaxKeyframes {
+		// Keep every second one and from now on every 2×stride-th.
+		kept := l.times[:0]
+		for i := 0; i < len(l.times); i += 2 {
+			kept = append(kept, l.times[i])
+		}
+		l.times = kept
+		l.stride *= 2
+		if (l.seen-1)%l.stride != 0 {
+			return
+		}
+	}
+	l.times = append(l.times, t)
+}
+
+// KeyframeArgs returns the ffprobe argv that lists the packets' timestamps
+// and flags of input's video stream index, without decoding.
+func KeyframeArgs(demuxer, input string, index int) []string {
+	return []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe",
+		"-f", demuxer, "-select_streams", strconv.Itoa(index),
+		"-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
+		"-i", "file:" + filepath.Clean(input)}
+}
+
+// ProbeKeyframes fills info.Keyframes with the timestamps (source time, in
+// seconds) of the keyframes of input's video stream. Admit does not, so
+// that a job that will not be split pays nothing for them.
+func (t Tools) ProbeKeyframes(ctx context.Context, input string, info *Info) error {
+	if info == nil || info.Video == nil {
+		return nil
+	}
+	abs, err := filepath.Abs(input)
+	if err != nil {
+		return fmt.Errorf("list keyframes: %w", err)
+	}
+	var l keyframeList
+	if _, err := t.exec(ctx, t.ffprobe(), KeyframeArgs(info.Demuxer, abs, info.Video.Index), nil, &l, stderrTailBytes); err != nil {
+		return fmt.Errorf("list keyframes: run ffprobe: %w", err)
+	}
+	l.line(string(l.partial))
+	info.Keyframes = l.times
+	return nil
+}
+
+// validateKeyframes checks a reported keyframe list: bounded, increasing,
+// and within the source.
+func (info *Info) validateKeyframes() error {
+	if err := inRange("info.keyframes", len(info.Keyframes), 0, MaxKeyframes); err != nil {
+		return err
+	}
+	prev := math.Inf(-1)
+	for i, k := range info.Keyframes {
+		if !finite(k) || k < info.Start-1 || k > info.Start+info.Duration+1 {
+			return bad("info.keyframes", "keyframe %d at %v s is outside the source (%v s from %v s)", i, k, info.Duration, info.Start)
+		}
+		if k <= prev {
+			return bad("info.keyframes", "keyframe %d at %v s does not come after the one before it", i, k)
+		}
+		prev = k
+	}
+	return nil
+}
