@@ -94,7 +94,7 @@ func scenarios() []scenario {
 	return []scenario{
 		{"ladder", "Web ladder: herd web-hls against one ffmpeg command and one ffmpeg per rendition", ladder},
 		{"library", "Library MP4: herd mp4-library against HandBrakeCLI \"Fast 1080p30\"", library},
-		{"chunks", "Chunks: one long web-hls job by one single-core worker, and by two in chunks", chunking},
+		{"chunks", "Chunks: one long web-hls and one mp4-library job by one single-core worker, and by two in chunks", chunking},
 		{"overhead", "Overhead: submit → succeeded, less the time ffmpeg and ffprobe ran", overhead},
 		{"queue", "Queue: claims per second, 16 claimers", queue},
 		{"upload", "Upload: through the API and through tus, against dd", upload},

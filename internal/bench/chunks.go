@@ -42,9 +42,14 @@ type chunkRun struct {
 	tasks []jobview.TaskView
 }
 
-// chunking measures split-and-stitch: one web-hls job on a long source,
-// by one worker pinned to one core without chunks and with them, and by
-// two workers pinned to a core each with chunks. The server runs no
+// chunkProfiles are the profiles the chunk scenario runs: the web ladder,
+// split on its segment grid, and the library file, split at the source's
+// keyframes.
+var chunkProfiles = []string{"web-hls", "mp4-library"}
+
+// chunking measures split-and-stitch: one job per profile on a long
+// source, by one worker pinned to one core without chunks and with them,
+// and by two workers pinned to a core each with chunks. The server runs no
 // workers of its own; the setups take turns.
 func chunking(ctx context.Context, e *env, s *Section) error {
 	src, in, err := e.make(ctx, e.chunkInput())
@@ -55,7 +60,7 @@ func chunking(ctx context.Context, e *env, s *Section) error {
 	if err != nil {
 		return err
 	}
-	chunkSeconds := 32.0 // 8 segments of 4 s: three chunks of 96 s
+	chunkSeconds := 32.0 // web-hls: 8 segments of 4 s, three chunks of 96 s
 	if e.Quick {
 		chunkSeconds = 4
 	}
@@ -72,26 +77,47 @@ func chunking(ctx context.Context, e *env, s *Section) error {
 	if e.Quick {
 		runs = 1
 	}
+	s.About = append(s.About,
+		"Input: "+in.about+".",
+		fmt.Sprintf("One job per run, of each profile (web-hls: every rung of the built-in profile the input allows, split on its 4 s segment grid; mp4-library: one file, split at the source's keyframes), on a fresh `herd serve --local-workers 0`; its workers are `herd worker` processes, each started with `taskset -c N` (its ffmpeg runs on that core too). Chunked runs use `--chunk-seconds %g`.", chunkSeconds),
+		"The clock runs from the start of the upload to the poll (every 10 ms) that sees the job succeeded: probe, split, chunks, audio, stitch, thumbnails, verification and publishing.",
+		fmt.Sprintf("Median of %d runs; the setups take turns. SSIM: the top rung (web-hls) or the file (mp4-library) of the first run of each setup against the source, measured the same way (both scaled to the source's size with bicubic).", runs))
+	profiles := chunkProfiles
+	if e.Quick {
+		// An mp4-library job splits in chunks of 10 s or more, at
+		// keyframes: too long for the quick input.
+		profiles = profiles[:1]
+		s.Notes = append(s.Notes, "Quick: web-hls only.")
+	}
+	for _, prof := range profiles {
+		if err := e.chunkProfile(ctx, s, filepath.Join(work, prof), src, in, prof, setups, runs, chunkSeconds); err != nil {
+			return fmt.Errorf("%s: %w", prof, err)
+		}
+	}
+	s.Ran = append(s.Ran,
+		"herd serve --data DIR --local-workers 0; herd token create --registration (one per worker)",
+		"taskset -c 0 herd worker --server URL --registration-token TOKEN (and taskset -c 1 for the second)",
+		fmt.Sprintf("herd submit INPUT --profile web-hls|mp4-library [--chunk-seconds %g] --wait", chunkSeconds))
+	return nil
+}
+
+// chunkProfile runs every setup runs times with profile prof and reports
+// its tables and targets.
+func (e *env) chunkProfile(ctx context.Context, s *Section, work, src string, in input, prof string, setups []chunkSetup, runs int, chunkSeconds float64) error {
 	results := make([][]chunkRun, len(setups))
 	for i := range runs {
 		for k, su := range setups {
-			r, err := e.chunkJob(ctx, filepath.Join(work, fmt.Sprintf("%d-%d", k, i)), src, su, chunkSeconds)
+			r, err := e.chunkJob(ctx, filepath.Join(work, fmt.Sprintf("%d-%d", k, i)), src, prof, su, chunkSeconds)
 			if err != nil {
 				return fmt.Errorf("%s: %w", su.name, err)
 			}
 			results[k] = append(results[k], r)
-			e.logf("chunks: %s, run %d: %s", su.name, i+1, secs(r.wall))
+			e.logf("chunks: %s, %s, run %d: %s", prof, su.name, i+1, secs(r.wall))
 		}
 	}
 
-	s.About = append(s.About,
-		"Input: "+in.about+".",
-		fmt.Sprintf("One web-hls job (every rung of the built-in profile the input allows) per run, on a fresh `herd serve --local-workers 0`; its workers are `herd worker` processes, each started with `taskset -c N` (its ffmpeg runs on that core too). Chunked runs use `--chunk-seconds %g`.", chunkSeconds),
-		"The clock runs from the start of the upload to the poll (every 10 ms) that sees the job succeeded: probe, split, chunks, audio, stitch, thumbnails, verification and publishing.",
-		fmt.Sprintf("Median of %d runs; the setups take turns. SSIM: the top rung of the first run of each setup against the source, measured the same way (both scaled to the source's size with bicubic).", runs))
-
 	walls := make([]time.Duration, len(setups))
-	t := s.table("Wall time (median)", "setup", "wall", "÷ one worker not split", "chunk tasks")
+	t := s.table(prof+": wall time (median)", "setup", "wall", "÷ one worker not split", "chunk tasks")
 	for k, su := range setups {
 		var ws []time.Duration
 		for _, r := range results[k] {
@@ -115,7 +141,7 @@ func chunking(ctx context.Context, e *env, s *Section) error {
 	if err != nil {
 		return err
 	}
-	q := s.table("Top rung against the source (first run)", "setup", "SSIM", "size")
+	q := s.table(prof+": top rung against the source (first run)", "setup", "SSIM", "size")
 	worst := 0.0
 	for k, su := range setups {
 		q.add(su.name, fmt.Sprintf("%.4f", scores[k]), mib(results[k][0].top.Bytes))
@@ -134,23 +160,19 @@ func chunking(ctx context.Context, e *env, s *Section) error {
 			tasks = append(tasks, fmt.Sprintf("%s %s on %s", name, secs(task.FinishedAt.Sub(*task.StartedAt)), task.Worker))
 		}
 	}
-	s.Notes = append(s.Notes, "The last setup's tasks in its first run, by their own clocks: "+strings.Join(tasks, ", ")+".")
+	s.Notes = append(s.Notes, prof+": the last setup's tasks in its first run, by their own clocks: "+strings.Join(tasks, ", ")+".")
 
 	if len(setups) == 3 {
-		s.target("two single-core workers in chunks ≤ 0.6 × one worker not split (wall)", ratio(walls[2].Seconds(), walls[0].Seconds()), walls[2].Seconds() <= 0.6*walls[0].Seconds())
+		s.target(prof+": two single-core workers in chunks ≤ 0.6 × one worker not split (wall)", ratio(walls[2].Seconds(), walls[0].Seconds()), walls[2].Seconds() <= 0.6*walls[0].Seconds())
 	}
-	s.target("one worker in chunks ≤ 1.1 × not split (wall)", ratio(walls[1].Seconds(), walls[0].Seconds()), walls[1].Seconds() <= 1.1*walls[0].Seconds())
-	s.target("stitched top rung's SSIM within 0.002 of the unsplit one's", fmt.Sprintf("%.4f apart at most", worst), worst <= 0.002)
-	s.Ran = append(s.Ran,
-		"herd serve --data DIR --local-workers 0; herd token create --registration (one per worker)",
-		"taskset -c 0 herd worker --server URL --registration-token TOKEN (and taskset -c 1 for the second)",
-		fmt.Sprintf("herd submit INPUT --profile web-hls [--chunk-seconds %g] --wait", chunkSeconds))
+	s.target(prof+": one worker in chunks ≤ 1.1 × not split (wall)", ratio(walls[1].Seconds(), walls[0].Seconds()), walls[1].Seconds() <= 1.1*walls[0].Seconds())
+	s.target(prof+": stitched top rung's SSIM within 0.002 of the unsplit one's", fmt.Sprintf("%.4f apart at most", worst), worst <= 0.002)
 	return nil
 }
 
 // chunkJob runs one setup: a server without workers of its own, su's
 // workers pinned to cores 0, 1, ..., and one job to success.
-func (e *env) chunkJob(ctx context.Context, data, src string, su chunkSetup, chunkSeconds float64) (chunkRun, error) {
+func (e *env) chunkJob(ctx context.Context, data, src, prof string, su chunkSetup, chunkSeconds float64) (chunkRun, error) {
 	h, err := e.startHerd(ctx, data, nil, "--local-workers", "0")
 	if err != nil {
 		return chunkRun{}, err
@@ -171,7 +193,7 @@ func (e *env) chunkJob(ctx context.Context, data, src string, su chunkSetup, chu
 		opt.ChunkSeconds = &zero
 	}
 	t0 := time.Now()
-	j, _, err := h.Client.Submit(ctx, src, "web-hls", opt, nil)
+	j, _, err := h.Client.Submit(ctx, src, prof, opt, nil)
 	if err != nil {
 		return chunkRun{}, fmt.Errorf("submit: %w", err)
 	}
@@ -185,6 +207,23 @@ func (e *env) chunkJob(ctx context.Context, data, src string, su chunkSetup, chu
 	if j.State != job.Succeeded {
 		return chunkRun{}, fmt.Errorf("job %s %s: %s\n%s", j.ID, j.State, j.Error, tailFile(h.log, 2000))
 	}
+	run := chunkRun{wall: wall, tasks: j.Tasks}
+	if prof != "web-hls" {
+		u, err := output(j, "video")
+		if err == nil {
+			run.top.File = filepath.Join(data, "out.mp4")
+			err = h.download(ctx, u, run.top.File)
+		}
+		if err != nil {
+			return chunkRun{}, err
+		}
+		st, err := os.Stat(run.top.File)
+		if err != nil {
+			return chunkRun{}, err
+		}
+		run.top.Bytes = st.Size()
+		return run, nil
+	}
 	master, err := output(j, "master")
 	if err != nil {
 		return chunkRun{}, err
@@ -193,7 +232,8 @@ func (e *env) chunkJob(ctx context.Context, data, src string, su chunkSetup, chu
 	if err != nil {
 		return chunkRun{}, err
 	}
-	return chunkRun{wall: wall, top: rungs[0], tasks: j.Tasks}, nil
+	run.top = rungs[0]
+	return run, nil
 }
 
 // workerRunning is the line herd worker prints once it takes work.
