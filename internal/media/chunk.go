@@ -203,20 +203,26 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y",
 		"-protocol_whitelist", "file,pipe"}
 	args = append(args, pl.hwInputArgs()...)
-	args = append(args, "-copyts", "-f", "matroska", "-i", "file:"+filepath.Clean(piece))
+	// The piece has lost the source's display rotation: rotateFilter does
+	// what autorotation does in the unsplit encode (and, should a later
+	// Matroska muxer keep it, -noautorotate keeps it from being done twice).
+	args = append(args, "-noautorotate", "-copyts", "-f", "matroska", "-i", "file:"+filepath.Clean(piece))
 	// Output time counts from the source's start, as ffmpeg counts it in the
 	// unsplit encode; -copyts keeps the piece's timestamps, which are the
 	// source's own.
-	setpts := "setpts=PTS-" + ftoa(pl.Start) + "/TB"
+	head := []string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}
+	if r := pl.rotateFilter(); r != "" {
+		head = append(head, r)
+	}
 	var pre []string
 	if pl.Format == profile.FormatHLS {
 		// A split hls plan always has the fps filter; the first chunk's
 		// starts at time 0, so that video that starts after the source does
 		// (audio first, as in many MPEG-TS files) is padded back to 0 as in
 		// the unsplit encode.
-		pre = append(append([]string{setpts}, pl.preFilters(false)...), pl.gridFilter(k == 0))
+		pre = append(append(head, pl.preFilters(false)...), pl.gridFilter(k == 0))
 	} else {
-		pre = append([]string{setpts}, pl.preFilters(true)...)
+		pre = append(head, pl.preFilters(true)...)
 	}
 	args = append(args, "-filter_complex", pl.graph("[0:0]", append(pre, pl.chunkTrim(k))))
 	for i := range pl.Rungs {
@@ -232,6 +238,20 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 		args = append(args, pl.tileArgs(outDir, pl.firstTile(k))...)
 	}
 	return args
+}
+
+// rotateFilter turns the picture upright as ffmpeg's autorotation does
+// before an unsplit encode's filter graph; "" for an upright source.
+func (pl *Plan) rotateFilter() string {
+	switch pl.Rotation {
+	case 90:
+		return "transpose=clock"
+	case 180:
+		return "hflip,vflip"
+	case 270:
+		return "transpose=cclock"
+	}
+	return ""
 }
 
 // chunkTrim is the trim filter that keeps chunk k's frames.

@@ -44,6 +44,10 @@ type Plan struct {
 	ToneMap     bool `json:"tone_map,omitempty"`
 	// SourceTransfer is the HDR transfer the tone mapper converts from.
 	SourceTransfer string `json:"source_transfer,omitempty"`
+	// Rotation is the source's display rotation, clockwise (0, 90, 180,
+	// 270). ffmpeg's autorotation applies it when it decodes the source; a
+	// chunk's piece (Matroska) does not carry it, so ChunkArgs rotates.
+	Rotation int `json:"rotation,omitempty"`
 
 	// Hardware is the encoder family the plan was switched to (WithHardware); empty for software.
 	Hardware string `json:"hardware,omitempty"`
@@ -159,6 +163,7 @@ func NewPlan(info *Info, p *profile.Profile) (*Plan, error) {
 	if v.SARNum > 0 && v.SARDen > 0 && v.SARNum != v.SARDen {
 		w = w * float64(v.SARNum) / float64(v.SARDen)
 	}
+	pl.Rotation = v.Rotation
 	if v.Rotation == 90 || v.Rotation == 270 {
 		w, h = h, w
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/herdhq/herd/internal/job"
@@ -237,6 +238,7 @@ func (pl *Plan) Validate() error {
 		floatIn("plan.fps", pl.FPS, 0.001, 1000),
 		inRange("plan.gop", pl.GOP, 0, 100_000),
 		optOneOf("plan.source_transfer", pl.SourceTransfer, colorTransfers),
+		oneOf("plan.rotation", strconv.Itoa(pl.Rotation), []string{"0", "90", "180", "270"}),
 		optOneOf("plan.hardware", pl.Hardware, HWFamilies()),
 		inRange("plan.rungs", len(pl.Rungs), 1, maxRungs),
 		inRange("plan.audio", len(pl.Audio), 0, maxTracks),

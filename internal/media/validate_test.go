@@ -64,6 +64,7 @@ func TestPlanValidateRefuses(t *testing.T) {
 			pl.Video.ColorTransfer, pl.Video.ColorPrimaries, pl.Video.ColorSpace = "smpte2084:x=1", "bt2020", "bt2020nc"
 		}},
 		{"plan.source_transfer", func(pl *Plan) { pl.SourceTransfer = "linear[x];movie=/etc/passwd" }},
+		{"plan.rotation", func(pl *Plan) { pl.Rotation = 45 }},
 		{"plan.hardware", func(pl *Plan) { pl.Hardware = "cuda" }},
 		{"plan.rungs", func(pl *Plan) { pl.Rungs = nil }},
 		{"plan.rungs", func(pl *Plan) { pl.Rungs = make([]RungPlan, 1000) }},

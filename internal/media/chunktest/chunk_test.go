@@ -83,6 +83,13 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 				"-c:a", "aac", "-ac", "2", p))
 			return p
 		}, 2},
+		{"MP4 shot on its side (rotated 90°: the pieces lose the rotation)", func() string {
+			plain := filepath.Join(tmp, "side-plain.mp4")
+			require.NoError(t, testenv.Clip{Size: "320x180", Rate: 25, Seconds: 9, Tone: 340, Stereo: true}.Make(plain))
+			p := filepath.Join(tmp, "side.mp4")
+			require.NoError(t, testenv.FFmpeg("-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=90", p))
+			return p
+		}, 2},
 		{"MPEG-TS whose audio starts half a second before its video", func() string {
 			p := filepath.Join(tmp, "late.ts")
 			require.NoError(t, testenv.FFmpeg("-itsoffset", "0.48", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
