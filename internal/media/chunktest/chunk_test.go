@@ -90,6 +90,13 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, testenv.FFmpeg("-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=90", p))
 			return p
 		}, 2},
+		{"interlaced MPEG-TS (deinterlaced before the split's trim)", func() string {
+			p := filepath.Join(tmp, "tff.ts")
+			require.NoError(t, testenv.FFmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=50", "-f", "lavfi", "-i", "sine=frequency=350:sample_rate=48000",
+				"-t", "9", "-vf", "tinterlace=interleave_top,setfield=tff", "-flags", "+ildct+ilme", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+				"-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", "-f", "mpegts", p))
+			return p
+		}, 2},
 		{"MPEG-TS whose audio starts half a second before its video", func() string {
 			p := filepath.Join(tmp, "late.ts")
 			require.NoError(t, testenv.FFmpeg("-itsoffset", "0.48", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
@@ -107,6 +114,7 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 
 			whole, err := media.NewPlan(info, web(t))
 			require.NoError(t, err)
+			require.Equal(t, strings.HasPrefix(tc.name, "interlaced"), whole.Deinterlace, "the plan deinterlaces")
 			split := *whole
 			split.PlanChunks(4, nil)
 			require.Len(t, split.Chunks, tc.chunks)
