@@ -6,6 +6,7 @@ package ingest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +173,7 @@ func (s *Submitter) Upload(ctx context.Context, name, profileName string, opt Op
 	if n > s.cfg.MaxUpload {
 		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
 	}
-	return s.commit(ctx, w, CleanName(name), p, opt)
+	return s.commit(ctx, w, CleanName(name), p, opt, "")
 }
 
 // Import copies a file from an allowed import root and submits a job for it.
@@ -188,18 +189,22 @@ func (s *Submitter) Import(ctx context.Context, path, profileName string, opt Op
 		return job.Job{}, false, err
 	}
 	defer root.Close()
-	return s.importFile(ctx, root, rel, CleanName(filepath.Base(rel)), p, opt)
+	return s.importFile(ctx, root, rel, CleanName(filepath.Base(rel)), p, opt, "")
 }
 
 // ImportFile copies the file rel inside root, a folder herd itself chose
 // (an import folder, a watch folder's work area), and submits a job for it.
 // Symbolic links are followed only while they stay inside root. The same
-// bytes with the same profile give the same job.
-func (s *Submitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile) (job.Job, bool, error) {
-	return s.importFile(ctx, root, rel, name, p, Options{})
+// bytes with the same profile give the same job while it is live.
+//
+// id is the id a new job gets (empty: a fresh one). A caller that records id
+// before the call finds the job by it after a crash that cut the call short,
+// whatever became of the job since: the content's key only finds live jobs.
+func (s *Submitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, id string) (job.Job, bool, error) {
+	return s.importFile(ctx, root, rel, name, p, Options{}, id)
 }
 
-func (s *Submitter) importFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt Options) (job.Job, bool, error) {
+func (s *Submitter) importFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt Options, id string) (job.Job, bool, error) {
 	f, err := safefs.Open(root, rel)
 	switch {
 	case errors.Is(err, safefs.ErrNotRegular):
@@ -225,7 +230,7 @@ func (s *Submitter) importFile(ctx context.Context, root *os.Root, rel, name str
 	if _, err := io.Copy(w, f); err != nil {
 		return job.Job{}, false, fmt.Errorf("copy source: %w", err)
 	}
-	return s.commit(ctx, w, CleanName(name), p, opt)
+	return s.commit(ctx, w, CleanName(name), p, opt, id)
 }
 
 // allowed finds the import root path lies in, by its name (the root's own
@@ -260,7 +265,9 @@ func (s *Submitter) allowed(path string) (*os.Root, string, error) {
 	return nil, "", fmt.Errorf("%w: it is outside the import folders", ErrBadPath)
 }
 
-func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *profile.Profile, opt Options) (job.Job, bool, error) {
+// commit stores the source and creates its job, with id where it is not
+// empty, or returns the live job the same request already has.
+func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *profile.Profile, opt Options, id string) (job.Job, bool, error) {
 	if w.Size() == 0 {
 		return job.Job{}, false, fmt.Errorf("%w: the file has no bytes", ErrEmpty)
 	}
@@ -279,7 +286,7 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 		return job.Job{}, false, err
 	}
 	j := job.Job{
-		ID: job.NewID("j"), Profile: p.Name, ProfileVersion: p.Version,
+		ID: cmp.Or(id, job.NewID("j")), Profile: p.Name, ProfileVersion: p.Version,
 		IdempotencyKey: job.IdempotencyKey(sha, p.Name, p.Version, p.Format),
 		Source:         job.Source{AssetID: a.ID, Name: name, Size: a.Size, SHA256: sha},
 		ChunkSeconds:   opt.ChunkSeconds,

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"sync"
@@ -22,7 +23,7 @@ func (s *recordingSubmitter) Profile(name string) (*profile.Profile, error) {
 	return &profile.Profile{Name: name, Version: 1, Format: "mp4"}, nil
 }
 
-func (s *recordingSubmitter) ImportFile(_ context.Context, root *os.Root, rel, name string, _ *profile.Profile) (job.Job, bool, error) {
+func (s *recordingSubmitter) ImportFile(_ context.Context, root *os.Root, rel, name string, _ *profile.Profile, id string) (job.Job, bool, error) {
 	f, err := safefs.Open(root, rel)
 	if err != nil {
 		return job.Job{}, false, err
@@ -36,17 +37,17 @@ func (s *recordingSubmitter) ImportFile(_ context.Context, root *os.Root, rel, n
 	if _, err := f.ReadAt(b, 0); err != nil {
 		return job.Job{}, false, err
 	}
-	return s.record(name, b), true, nil
+	return s.record(id, name, b), true, nil
 }
 
-func (s *recordingSubmitter) record(name string, b []byte) job.Job {
+func (s *recordingSubmitter) record(id, name string, b []byte) job.Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.got == nil {
 		s.got = map[string][]string{}
 	}
 	s.got[name] = append(s.got[name], string(b))
-	return job.Job{ID: job.NewID("j"), State: job.Queued, CreatedAt: time.Now().UTC()}
+	return job.Job{ID: cmp.Or(id, job.NewID("j")), State: job.Queued, CreatedAt: time.Now().UTC()}
 }
 
 func (s *recordingSubmitter) read() map[string][]string {

@@ -53,7 +53,9 @@ const (
 // Submitter is what the watcher needs from ingest.
 type Submitter interface {
 	Profile(name string) (*profile.Profile, error)
-	ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile) (job.Job, bool, error)
+	// ImportFile creates a new job with the id given, or returns the live
+	// job the same content already has.
+	ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, id string) (job.Job, bool, error)
 }
 
 // JobStore is what the watcher needs from the store: it follows its items'
@@ -183,6 +185,7 @@ type Item struct {
 	MTime     time.Time    `json:"mtime"`
 	State     string       `json:"state"`
 	JobID     string       `json:"job_id,omitempty"`
+	NextJobID string       `json:"next_job_id,omitempty"` // the id its job is being created with; saved before it is
 	Duplicate bool         `json:"duplicate,omitempty"`
 	FailedAt  string       `json:"failed_at,omitempty"` // where the file sits in failed/
 	Note      string       `json:"note,omitempty"`      // where its FILE.error.txt is; empty: beside FailedAt's origin, as herd used to write it
@@ -503,41 +506,62 @@ func (w *Watcher) stillWritten(f config.Watch, it *Item) bool {
 // submit queues the item's job, or recognises content already done. The
 // file must be what it was when herd took it, before and after the copy
 // the job is made from; otherwise it waits (see stillWritten).
+//
+// The job's id is chosen and saved on the item (NextJobID) before the job
+// is created, so herd stopping after the job is in the store and before the
+// item says so never leads to a second job: the next submit finds the job
+// by that id, whatever became of it meanwhile. The content's idempotency
+// key would not do: it finds only live jobs, and a job that failed in the
+// meantime (its attempts spent on the same crashes) would get a twin.
 func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
 	if time.Now().Before(it.NextTry) {
 		return
 	}
 	if w.stillWritten(f, it) {
+		w.dropNext(ctx, it) // made from a part of the file before herd stopped
 		if err := w.save(it); err != nil {
 			w.log.Error("save watch item", "item", it.ID, "err", err)
 		}
 		return
 	}
+	if it.NextJobID != "" {
+		j, err := w.st.GetJob(ctx, it.NextJobID)
+		switch {
+		case err == nil:
+			// Created before herd stopped: it is this item's own job.
+			w.log.Info("found the job of a watched file that herd stopped while queueing", "file", it.Origin, "job_id", j.ID, "state", j.State)
+			w.queued(it, j, false)
+			return
+		case !errors.Is(err, job.ErrNotFound):
+			w.log.Warn("could not look for a watched file's job; will try again", "item", it.ID, "job_id", it.NextJobID, "err", err)
+			return
+		}
+	} else {
+		it.NextJobID = job.NewID("j")
+		if err := w.save(it); err != nil {
+			w.log.Error("save watch item", "item", it.ID, "err", err)
+			return
+		}
+	}
 	p, err := w.sub.Profile(f.Profile)
 	if err == nil {
 		var j job.Job
 		var created bool
-		j, created, err = w.sub.ImportFile(ctx, w.root, filepath.Join(it.ID, it.held()), it.Name, p)
+		j, created, err = w.sub.ImportFile(ctx, w.root, filepath.Join(it.ID, it.held()), it.Name, p, it.NextJobID)
 		if err == nil && w.stillWritten(f, it) {
 			// What the job was made from is a part of the file.
 			if created {
 				w.drop(ctx, j.ID)
 			}
+			it.NextJobID = ""
 			if err := w.save(it); err != nil {
 				w.log.Error("save watch item", "item", it.ID, "err", err)
 			}
 			return
 		}
 		if err == nil {
-			it.JobID, it.State, it.NextTry = j.ID, stateQueued, time.Time{}
 			// The same bytes with the same profile already had a job before this file came.
-			it.Duplicate = !created && j.CreatedAt.Before(it.TakenAt)
-			if it.Duplicate {
-				w.log.Info("the same content was already submitted with this profile; not queued again", "file", it.Origin, "job_id", j.ID)
-			}
-			if err := w.save(it); err != nil {
-				w.log.Error("save watch item", "item", it.ID, "err", err)
-			}
+			w.queued(it, j, !created && j.CreatedAt.Before(it.TakenAt))
 			return
 		}
 	}
@@ -547,6 +571,28 @@ func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
 		return
 	}
 	w.log.Warn("could not queue a watched file; will try again", "item", it.ID, "err", err)
+}
+
+// queued notes the item's job on it.
+func (w *Watcher) queued(it *Item, j job.Job, duplicate bool) {
+	it.JobID, it.NextJobID, it.State, it.NextTry = j.ID, "", stateQueued, time.Time{}
+	it.Duplicate = duplicate
+	if it.Duplicate {
+		w.log.Info("the same content was already submitted with this profile; not queued again", "file", it.Origin, "job_id", j.ID)
+	}
+	if err := w.save(it); err != nil {
+		w.log.Error("save watch item", "item", it.ID, "err", err)
+	}
+}
+
+// dropNext cancels the job an item's last submit may have created before
+// herd stopped, and forgets its id, so the next submit makes a new one.
+func (w *Watcher) dropNext(ctx context.Context, it *Item) {
+	if it.NextJobID == "" {
+		return
+	}
+	w.drop(ctx, it.NextJobID)
+	it.NextJobID = ""
 }
 
 // finishAll follows every item's job.
