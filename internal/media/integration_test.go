@@ -199,6 +199,16 @@ func TestWebHLS(t *testing.T) {
 	data, err := json.Marshal(outs)
 	require.NoError(t, err)
 	require.Contains(t, string(data), `"ssim":`)
+
+	// A thumbnail track that lost a cue, or a sheet of the wrong size, fails.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, VTTName), vtt[:bytes.LastIndex(vtt, []byte("\n\n"))+1], 0o644))
+	_, _, err = Tools{}.Verify(context.Background(), pl, input, dir)
+	require.ErrorContains(t, err, VTTName+" is not the plan's track of 3 cues")
+	require.True(t, IsPermanent(err))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, VTTName), vtt, 0o644))
+	pl.Thumbs.Columns = 2
+	_, _, err = Tools{}.Verify(context.Background(), pl, input, dir)
+	require.ErrorContains(t, err, SpriteName+" is 480x90, not the plan's 2 × 1 tiles of 160x90")
 }
 
 // smallLadder encodes a 3 s 320x180 clip with web-hls (no thumbnails) into a folder.

@@ -628,14 +628,22 @@ func (v *verifier) thumbnails() ([]Output, error) {
 		if serr != nil {
 			return nil, fmt.Errorf("stat %s: %w", p.file, serr)
 		}
+		if p.kind == "sprite" && (cfg.Width != th.Columns*th.TileWidth || cfg.Height != th.Rows*th.TileHeight) {
+			return nil, &OutputError{Output: p.file, Problem: fmt.Sprintf("is %dx%d, not the plan's %d × %d tiles of %dx%d", cfg.Width, cfg.Height, th.Columns, th.Rows, th.TileWidth, th.TileHeight)}
+		}
 		outs = append(outs, Output{Name: p.name, Kind: p.kind, Path: p.file, Size: fi.Size(), Width: cfg.Width, Height: cfg.Height, Codec: "mjpeg"})
 	}
 	if th.Sprite {
-		fi, err := os.Stat(filepath.Join(v.out, VTTName))
+		vtt, err := os.ReadFile(filepath.Join(v.out, VTTName))
 		if err != nil {
-			return nil, fmt.Errorf("stat %s: %w", VTTName, err)
+			return nil, fmt.Errorf("read %s: %w", VTTName, err)
 		}
-		outs = append(outs, Output{Name: "thumbnails", Kind: "thumbnails_vtt", Path: VTTName, Size: fi.Size(), Duration: v.pl.Duration})
+		// The track is a function of the plan: a cue per tile, each
+		// pointing at its place in the sheet.
+		if string(vtt) != v.pl.ThumbnailsVTT() {
+			return nil, &OutputError{Output: VTTName, Problem: fmt.Sprintf("is not the plan's track of %d cues", th.Count)}
+		}
+		outs = append(outs, Output{Name: "thumbnails", Kind: "thumbnails_vtt", Path: VTTName, Size: int64(len(vtt)), Duration: v.pl.Duration})
 	}
 	return outs, nil
 }
