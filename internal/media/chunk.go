@@ -57,6 +57,7 @@ const ChunkPreroll = 1.0
 // keyframes (Info.Keyframes; none: no split; planKeyframeChunks).
 func (pl *Plan) PlanChunks(seconds float64, keyframes []float64) {
 	pl.Chunks = nil
+	fpsFilter := pl.FPSFilter
 	switch {
 	case !(seconds > 0) || !(pl.FPS > 0) || !splittable[pl.Demuxer]:
 	case pl.Format == profile.FormatHLS:
@@ -65,7 +66,8 @@ func (pl *Plan) PlanChunks(seconds float64, keyframes []float64) {
 		pl.planKeyframeChunks(seconds, keyframes)
 	}
 	if len(pl.Chunks) > MaxChunks {
-		pl.Chunks = nil
+		// Too many to track: encoded whole, exactly as if never split.
+		pl.Chunks, pl.FPSFilter = nil, fpsFilter
 	}
 }
 

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,6 +37,7 @@ func TestPlanChunks(t *testing.T) {
 		{"50 fps", hls(125, 50, 4), 60, []ChunkPlan{{First: 0, End: 3000}, {First: 3000, End: 0}}},
 		{"59.94 fps", hls(125, 60000.0/1001, 4), 60, []ChunkPlan{{First: 0, End: 3597}, {First: 3597, End: 0}}},
 		{"variable frame rate (NewPlan set the fps filter)", func() *Plan { p := hls(130, 30, 4); p.FPSFilter = true; return p }(), 60, []ChunkPlan{{First: 0, End: 1800}, {First: 1800, End: 0}}},
+		{"more chunks than MaxChunks: encoded whole, without the fps filter", hls(1+2*MaxChunks, 25, 1), 1, nil},
 		{"an avi source is not split", func() *Plan { p := hls(600, 25, 4); p.Demuxer = "avi"; return p }(), 60, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,6 +46,8 @@ func TestPlanChunks(t *testing.T) {
 			if tc.want != nil {
 				require.True(t, tc.pl.FPSFilter, "a split plan runs the fps filter")
 				require.NoError(t, tc.pl.validateChunks())
+			} else if !strings.HasPrefix(tc.name, "variable") {
+				require.False(t, tc.pl.FPSFilter, "a plan that is not split is as NewPlan made it")
 			}
 		})
 	}

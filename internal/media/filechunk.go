@@ -310,6 +310,10 @@ func writeConcatList(files []string, starts []int64) (string, error) {
 	var b strings.Builder
 	b.WriteString("ffconcat version 1.0\n")
 	for k, f := range files {
+		if strings.ContainsAny(f, "\r\n") {
+			// The list is read line by line: a path cannot span two.
+			return "", fmt.Errorf("chunk %d's path %q has a line break", k+1, f)
+		}
 		in := starts[k]
 		if k == 0 {
 			in = 0

@@ -156,6 +156,8 @@ func TestFileChunkArgs(t *testing.T) {
 	audio = strings.Join(mkv.AudioArgs("/w/src.mp4", "/w/audio"), " ")
 	require.NotContains(t, audio, "tracks.mkv")
 	require.True(t, mkv.AudioTask(), "an mkv plan's audio task carries its metadata")
+	require.Contains(t, strings.Join(mkv.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "-x265-params log-level=error:info=0",
+		"no options SEI: it names the worker's thread count, which would make chunks from different workers unstitchable")
 	require.True(t, strings.HasSuffix(strings.Join(mkv.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "-map_metadata -1 -map_chapters -1 -f matroska file:/w/out/video.mkv"))
 	stitch := strings.Join(mkv.StitchArgs("/tmp/list", "", "/w/audio/metadata.txt", "/w/out"), " ")
 	require.Contains(t, stitch, "-f ffmetadata -i file:/w/audio/metadata.txt -map 0:v:0 -c copy -map_metadata 1 -map_chapters 1 -max_muxing_queue_size 1024 -f matroska file:/w/out/video.mkv")
@@ -163,6 +165,8 @@ func TestFileChunkArgs(t *testing.T) {
 
 func TestConcatList(t *testing.T) {
 	t.Parallel()
+	_, err := writeConcatList([]string{"/w/chunk-1/video.mp4", "/w/a\nfile '/etc/passwd'/video.mp4"}, []int64{0, 1})
+	require.ErrorContains(t, err, "line break")
 	list, err := writeConcatList([]string{"/w/chunk-1/video.mp4", "/w/it's/video.mp4", "/w/chunk-3/video.mp4"},
 		[]int64{21_000, 2_502_500, 4_170_833})
 	require.NoError(t, err)
@@ -203,9 +207,9 @@ func TestChunkParamsDiffer(t *testing.T) {
 func TestKeyframeList(t *testing.T) {
 	t.Parallel()
 	var l keyframeList
-	// Lines split anywhere, non-keyframes, a keyframe without a time, and
-	// one out of order.
-	for _, p := range []string{"0.000000,K_\n0.04", "0000,__\n1.001000,K_\nN/A,K_\n0.5,K_\n", "2.002000,K_", "\n3.0,K_D\n"} {
+	// Lines split anywhere, non-keyframes, a keyframe without a time, one
+	// out of order and one the demuxer discards.
+	for _, p := range []string{"0.000000,K_\n0.04", "0000,__\n1.001000,K_\nN/A,K_\n0.5,K_\n", "2.002000,K_", "\n2.5,KD\n3.0,K_\n"} {
 		_, err := l.Write([]byte(p))
 		require.NoError(t, err)
 	}
@@ -225,6 +229,26 @@ func TestKeyframeList(t *testing.T) {
 		require.Equal(t, step, h.times[i]-h.times[i-1], "evenly spread")
 	}
 	require.Greater(t, h.times[len(h.times)-1], float64(n)-step-1, "up to the end")
+}
+
+// An MP4 cut by stream copy keeps the GOP before its cut behind an edit
+// list: those keyframes are discarded, never listed (the probe report
+// would be refused as outside the source).
+func TestProbeKeyframesOfAnEditList(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	src := clip(t, "gop.mp4", "160x90", "6", "-g", "25")
+	cut := filepath.Join(t.TempDir(), "cut.mp4")
+	generate(t, "-ss", "2.5", "-i", src, "-c", "copy", cut)
+	info, err := tools.Admit(ctx, cut, Limits{})
+	require.NoError(t, err)
+	require.NoError(t, tools.ProbeKeyframes(ctx, cut, info))
+	require.NotEmpty(t, info.Keyframes)
+	for _, k := range info.Keyframes {
+		require.GreaterOrEqual(t, k, info.Start)
+	}
+	require.NoError(t, info.Validate(Limits{}))
 }
 
 // Whatever ffprobe prints, the list stays bounded, increasing and finite,

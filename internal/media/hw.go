@@ -155,7 +155,13 @@ func (pl *Plan) encoderArgs() (args []string, quality []string) {
 		}
 		quality = []string{"-crf", crf}
 	case "libx265":
-		args = append(args, "-preset:v", v.Preset, "-x265-params", "log-level=error")
+		params := "log-level=error"
+		if len(pl.Chunks) > 0 {
+			// No SEI with x265's options in the parameter sets: it names
+			// the worker's thread count, which differs between workers.
+			params += ":info=0"
+		}
+		args = append(args, "-preset:v", v.Preset, "-x265-params", params)
 		if pl.Format == profile.FormatMP4 {
 			args = append(args, "-tag:v", "hvc1")
 		}

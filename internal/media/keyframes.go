@@ -65,8 +65,8 @@ func (l *keyframeList) line(s string) {
 		}
 		return
 	}
-	if !strings.HasPrefix(flags, "K") {
-		return
+	if !strings.HasPrefix(flags, "K") || strings.Contains(flags, "D") {
+		return // not a keyframe, or one the demuxer discards (before an edit list's start)
 	}
 	t, err := strconv.ParseFloat(ts, 64)
 	if err != nil || !finite(t) {
@@ -120,7 +120,15 @@ func (t Tools) ProbeKeyframes(ctx context.Context, input string, info *Info) err
 		return fmt.Errorf("list keyframes: run ffprobe: %w", err)
 	}
 	l.line(string(l.partial))
-	info.Keyframes = l.times
+	// Keep the keyframes within the source as the probe measured it: a
+	// file whose timestamps jump, or whose duration was estimated short,
+	// is split where it is known, never refused.
+	info.Keyframes = nil
+	for _, k := range l.times {
+		if k >= info.Start && k <= info.Start+info.Duration {
+			info.Keyframes = append(info.Keyframes, k)
+		}
+	}
 	return nil
 }
 

@@ -141,7 +141,13 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 		// only for a job that may be split (two chunks, the last at least
 		// half as long as the first: planKeyframeChunks).
 		if err := e.media.ProbeKeyframes(ctx, src, info); err != nil {
-			return job.Result{}, classify(err, "could not list the source's keyframes")
+			if ctx.Err() != nil {
+				return job.Result{}, ctx.Err()
+			}
+			// The source probed and can be encoded whole: that is what a
+			// source whose packets ffprobe cannot list gets.
+			e.log.Warn("could not list the source's keyframes; the job is not split", "job_id", c.Job.ID, "err", err)
+			info.Keyframes = nil
 		}
 	}
 	return derive(p, c, info)
