@@ -46,6 +46,19 @@ func (s *server) runningChunk(id string, min float64) (chunk int, worker string)
 	return chunk, worker
 }
 
+// killChunkWorker SIGKILLs the worker of a chunk that has made progress,
+// and returns the chunk and the worker.
+func (s *server) killChunkWorker(workers []*workerProc, id string, min float64) (chunk int, victim string) {
+	s.t.Helper()
+	chunk, victim = s.runningChunk(id, min)
+	for _, w := range workers {
+		if w.name == victim {
+			require.NoError(s.t, w.cmd.Process.Signal(syscall.SIGKILL))
+		}
+	}
+	return chunk, victim
+}
+
 func kinds(j jobJSON) []string {
 	var ks []string
 	for _, task := range j.Tasks {
@@ -97,12 +110,7 @@ func TestChunkedJobSurvivesAKilledWorker(t *testing.T) {
 	workers := []*workerProc{s.startWorker(t, "w1"), s.startWorker(t, "w2"), s.startWorker(t, "w3")}
 	id := s.submitChunked(t, dir)
 
-	chunk, victim := s.runningChunk(id, 0.05)
-	for _, w := range workers {
-		if w.name == victim {
-			require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
-		}
-	}
+	chunk, victim := s.killChunkWorker(workers, id, 0.05)
 	j := s.waitFinal(id)
 	require.Equal(t, "succeeded", j.State, j.Error)
 	require.Equal(t, []string{"probe", "split", "chunk 1", "chunk 2", "chunk 3", "audio", "stitch", "thumbnails", "verify", "finalize"}, kinds(j))
@@ -237,12 +245,7 @@ func TestChunkedMP4Job(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	id := strings.TrimSpace(stdout)
 
-	chunk, victim := s.runningChunk(id, 0.1)
-	for _, w := range workers {
-		if w.name == victim {
-			require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
-		}
-	}
+	chunk, _ := s.killChunkWorker(workers, id, 0.1)
 	j := s.waitFinal(id)
 	require.Equal(t, "succeeded", j.State, j.Error)
 	require.Equal(t, []string{"probe", "split", "chunk 1", "chunk 2", "audio", "stitch", "thumbnails", "verify", "finalize"}, kinds(j))

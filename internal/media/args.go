@@ -140,15 +140,7 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
 	}
-	for _, a := range pl.Audio {
-		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
-	}
-	for _, s := range pl.Subtitles {
-		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input))
-	}
-	if pl.Attachments {
-		args = append(args, "-map", "0:t?", "-c:t", "copy")
-	}
+	args = append(args, pl.trackMaps()...)
 	args = append(args, pl.videoCodecArgs()...)
 	args = append(args, pl.audioCodecArgs()...)
 	args = append(args, pl.subtitleCodecArgs()...)
@@ -260,6 +252,22 @@ func (pl *Plan) subtitleDisposition(i int) []string {
 		disp = "forced"
 	}
 	return []string{"-disposition:s:" + strconv.Itoa(i), disp}
+}
+
+// trackMaps maps the source's tracks the plan keeps besides the video:
+// audio, subtitles and (mkv from mkv) attachments, copied.
+func (pl *Plan) trackMaps() []string {
+	var args []string
+	for _, a := range pl.Audio {
+		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
+	}
+	for _, s := range pl.Subtitles {
+		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input))
+	}
+	if pl.Attachments {
+		args = append(args, "-map", "0:t?", "-c:t", "copy")
+	}
+	return args
 }
 
 // ftoa formats seconds or rates without exponent or trailing zeros.

@@ -155,15 +155,7 @@ func (pl *Plan) fileAudioArgs(input, outDir string) []string {
 	outDir = filepath.Clean(outDir)
 	args := pl.inputArgs(input, 0)
 	if pl.hasTracks() {
-		for _, a := range pl.Audio {
-			args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
-		}
-		for _, s := range pl.Subtitles {
-			args = append(args, "-map", fmt.Sprintf("0:%d", s.Input))
-		}
-		if pl.Attachments {
-			args = append(args, "-map", "0:t?", "-c:t", "copy")
-		}
+		args = append(args, pl.trackMaps()...)
 		args = append(args, pl.audioCodecArgs()...)
 		args = append(args, pl.subtitleCodecArgs()...)
 		args = append(args, "-map_chapters", "-1", "-max_muxing_queue_size", "1024",

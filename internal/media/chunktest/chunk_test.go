@@ -126,16 +126,7 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, err)
 
 			work := t.TempDir()
-			var chunkDirs []string
-			for k := range split.Chunks {
-				piece := filepath.Join(work, fmt.Sprintf("piece-%d.mkv", k))
-				_, err := tools.Split(ctx, &split, src, k, piece)
-				require.NoError(t, err)
-				dir := filepath.Join(work, fmt.Sprintf("chunk-%d", k))
-				_, err = tools.EncodeChunk(ctx, &split, piece, k, dir, nil)
-				require.NoError(t, err)
-				chunkDirs = append(chunkDirs, dir)
-			}
+			chunkDirs := splitAndEncode(t, &split, src, work)
 			audioDir := filepath.Join(work, "audio")
 			_, err = tools.EncodeAudio(ctx, &split, src, audioDir, nil)
 			require.NoError(t, err)
@@ -198,6 +189,25 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// splitAndEncode splits the source into the plan's pieces under work and
+// encodes each chunk, as the split and chunk tasks do; it returns the
+// chunks' folders.
+func splitAndEncode(t *testing.T, split *media.Plan, src, work string) []string {
+	t.Helper()
+	ctx, tools := context.Background(), media.Tools{}
+	var dirs []string
+	for k := range split.Chunks {
+		piece := filepath.Join(work, fmt.Sprintf("piece-%d.mkv", k))
+		_, err := tools.Split(ctx, split, src, k, piece)
+		require.NoError(t, err)
+		dir := filepath.Join(work, fmt.Sprintf("chunk-%d", k))
+		_, err = tools.EncodeChunk(ctx, split, piece, k, dir, nil)
+		require.NoError(t, err)
+		dirs = append(dirs, dir)
+	}
+	return dirs
 }
 
 // packets lists a rendition's packets as "pts,dts,flags", its init and

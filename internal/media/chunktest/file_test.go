@@ -96,16 +96,7 @@ func TestFileChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, err)
 
 			work := t.TempDir()
-			var chunkDirs []string
-			for k := range split.Chunks {
-				piece := filepath.Join(work, fmt.Sprintf("piece-%d.mkv", k))
-				_, err := tools.Split(ctx, &split, src, k, piece)
-				require.NoError(t, err)
-				dir := filepath.Join(work, fmt.Sprintf("chunk-%d", k))
-				_, err = tools.EncodeChunk(ctx, &split, piece, k, dir, nil)
-				require.NoError(t, err)
-				chunkDirs = append(chunkDirs, dir)
-			}
+			chunkDirs := splitAndEncode(t, &split, src, work)
 			require.True(t, split.AudioTask())
 			audioDir := filepath.Join(work, "audio")
 			_, err = tools.EncodeAudio(ctx, &split, src, audioDir, nil)
