@@ -97,6 +97,14 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 				"-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", "-f", "mpegts", p))
 			return p
 		}, 2},
+		{"HDR10 HEVC (tone-mapped to SDR in every chunk)", func() string {
+			p := filepath.Join(tmp, "hdr.mp4")
+			require.NoError(t, testenv.FFmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=360:sample_rate=48000",
+				"-t", "9", "-pix_fmt", "yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast",
+				"-x265-params", "log-level=error:keyint=25:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
+				"-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc", "-c:a", "aac", "-ac", "2", p))
+			return p
+		}, 2},
 		{"MPEG-TS whose audio starts half a second before its video", func() string {
 			p := filepath.Join(tmp, "late.ts")
 			require.NoError(t, testenv.FFmpeg("-itsoffset", "0.48", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
@@ -115,6 +123,7 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			whole, err := media.NewPlan(info, web(t))
 			require.NoError(t, err)
 			require.Equal(t, strings.HasPrefix(tc.name, "interlaced"), whole.Deinterlace, "the plan deinterlaces")
+			require.Equal(t, strings.HasPrefix(tc.name, "HDR"), whole.ToneMap, "the plan tone-maps")
 			split := *whole
 			split.PlanChunks(4, nil)
 			require.Len(t, split.Chunks, tc.chunks)
