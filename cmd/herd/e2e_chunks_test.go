@@ -122,6 +122,15 @@ func TestChunkedJobSurvivesAKilledWorker(t *testing.T) {
 		case task.Kind == "chunk":
 			require.Equal(t, 1, task.Attempt, "chunk %d was not encoded again", task.Chunk)
 		}
+		// Each chunk measures its own quality; verification, after the
+		// stitch, decodes the outputs but not the source again.
+		measures := slices.ContainsFunc(task.Commands, func(c []string) bool { return strings.Contains(strings.Join(c, " "), "ssim@q0") })
+		require.Equal(t, task.Kind == "chunk", measures, "%s %d measures SSIM: %q", task.Kind, task.Chunk, task.Commands)
+	}
+	for _, o := range j.Outputs {
+		if o.Kind == "hls" && o.Name != "audio" && o.Name != "master" {
+			require.Greater(t, o.SSIM, 0.9, "%s: the chunks' combined SSIM", o.Name)
+		}
 	}
 	checkStitched(t, filepath.Join(s.data, "blobs", "jobs", id, "out"))
 	fmt.Fprintf(os.Stderr, "killed worker %s in chunk %d\n", victim, chunk)

@@ -208,25 +208,8 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 	// The piece has lost the source's display rotation: rotateFilter does
 	// what autorotation does in the unsplit encode (and, should a later
 	// Matroska muxer keep it, -noautorotate keeps it from being done twice).
-	args = append(args, "-noautorotate", "-copyts", "-f", "matroska", "-i", "file:"+filepath.Clean(piece))
-	// Output time counts from the source's start, as ffmpeg counts it in the
-	// unsplit encode; -copyts keeps the piece's timestamps, which are the
-	// source's own.
-	head := []string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}
-	if r := pl.rotateFilter(); r != "" {
-		head = append(head, r)
-	}
-	var pre []string
-	if pl.Format == profile.FormatHLS {
-		// A split hls plan always has the fps filter; the first chunk's
-		// starts at time 0, so that video that starts after the source does
-		// (audio first, as in many MPEG-TS files) is padded back to 0 as in
-		// the unsplit encode.
-		pre = append(append(head, pl.preFilters(false)...), pl.gridFilter(k == 0))
-	} else {
-		pre = append(head, pl.preFilters(true)...)
-	}
-	args = append(args, "-filter_complex", pl.graph("[0:0]", append(pre, pl.chunkTrim(k))))
+	args = append(args, pieceInput(piece)...)
+	args = append(args, "-filter_complex", pl.graph("[0:0]", pl.chunkFilters(k)))
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
 	}
@@ -240,6 +223,33 @@ func (pl *Plan) ChunkArgs(piece string, k int, outDir string) []string {
 		args = append(args, pl.tileArgs(outDir, pl.firstTile(k))...)
 	}
 	return args
+}
+
+// pieceInput reads a piece with its timestamps, the source's own.
+func pieceInput(piece string) []string {
+	return []string{"-noautorotate", "-copyts", "-f", "matroska", "-i", "file:" + filepath.Clean(piece)}
+}
+
+// chunkFilters give chunk k's frames, from its piece, as the unsplit encode
+// filters them (before scaling).
+func (pl *Plan) chunkFilters(k int) []string {
+	// Output time counts from the source's start, as ffmpeg counts it in the
+	// unsplit encode; -copyts keeps the piece's timestamps, which are the
+	// source's own.
+	pre := []string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}
+	if r := pl.rotateFilter(); r != "" {
+		pre = append(pre, r)
+	}
+	if pl.Format == profile.FormatHLS {
+		// A split hls plan always has the fps filter; the first chunk's
+		// starts at time 0, so that video that starts after the source does
+		// (audio first, as in many MPEG-TS files) is padded back to 0 as in
+		// the unsplit encode.
+		pre = append(append(pre, pl.preFilters(false)...), pl.gridFilter(k == 0))
+	} else {
+		pre = append(pre, pl.preFilters(true)...)
+	}
+	return append(pre, pl.chunkTrim(k))
 }
 
 // rotateFilter turns the picture upright as ffmpeg's autorotation does
@@ -332,6 +342,9 @@ func (pl *Plan) StitchChunks(chunkDirs []string, audioDir, outDir string) (*pack
 			return nil, fmt.Errorf("stitch: %w", err)
 		}
 	}
+	if err := pl.CombineQuality(chunkDirs, outDir); err != nil {
+		return nil, fmt.Errorf("stitch: %w", err)
+	}
 	return pl.PackageHLS(outDir)
 }
 
@@ -402,11 +415,19 @@ func (t Tools) firstPTS(ctx context.Context, path string) (float64, error) {
 	return f, nil
 }
 
-// EncodeChunk runs ChunkArgs.
+// EncodeChunk runs ChunkArgs, then, for hls, measures what it made
+// (MeasureChunk).
 func (t Tools) EncodeChunk(ctx context.Context, pl *Plan, piece string, k int, outDir string, progress func(Progress)) ([][]string, error) {
 	ran, _, err := t.runInto(ctx, fmt.Sprintf("encode chunk %d", k+1), piece, outDir,
 		func(in, out string) []string { return pl.ChunkArgs(in, k, out) }, progress)
-	return ran, err
+	if err != nil {
+		return ran, err
+	}
+	if pl.Format != profile.FormatHLS {
+		return ran, nil
+	}
+	measured, err := t.MeasureChunk(ctx, pl, piece, k, outDir)
+	return append(ran, measured...), err
 }
 
 // EncodeAudio runs AudioArgs.

@@ -448,12 +448,6 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 	for _, f := range files {
 		args = append(args, "-f", demuxer, "-i", "file:"+f)
 	}
-	n := len(files)
-	// The sample is taken before scaling, the costly part at the source's
-	// size: the same frame numbers on both sides, the rungs' frames being
-	// the filtered source's one for one.
-	sample := fmt.Sprintf("select='not(mod(n\\,%d))',", pl.QualityStep())
-	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,setpts=PTS-STARTPTS", pl.Width, pl.Height, pl.Video.PixFmt)
 	var g strings.Builder
 	fmt.Fprintf(&g, "[0:%d]", pl.VideoIndex)
 	for _, f := range pl.preFilters(true) {
@@ -470,6 +464,22 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 		}
 		fmt.Fprintf(&g, "setpts=PTS-STARTPTS,select='%s',", strings.Join(terms, "+"))
 	}
+	return append(args, pl.qualityOutputs(g.String(), len(files))...)
+}
+
+// qualityOutputs is the -filter_complex graph and outputs that compare n
+// decoded files (inputs 1 to n) with the source frames that the chain src
+// (input 0's filters, ending in a comma) gives, frame for frame in order,
+// on a sample of the frames: SSIM and PSNR per file, logged as ssim@qI and
+// psnr@qI.
+func (pl *Plan) qualityOutputs(src string, n int) []string {
+	// The sample is taken before scaling, the costly part at the source's
+	// size: the same frame numbers on both sides, the rungs' frames being
+	// the filtered source's one for one.
+	sample := fmt.Sprintf("select='not(mod(n\\,%d))',", pl.QualityStep())
+	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,setpts=PTS-STARTPTS", pl.Width, pl.Height, pl.Video.PixFmt)
+	var g strings.Builder
+	g.WriteString(src)
 	fmt.Fprintf(&g, "%s%s,split=%d", sample, size, 2*n)
 	for i := range n {
 		fmt.Fprintf(&g, "[r%da][r%db]", i, i)
@@ -479,7 +489,7 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 		fmt.Fprintf(&g, ";[d%da][r%da]ssim@q%d=shortest=1[qs%d]", i, i, i, i)
 		fmt.Fprintf(&g, ";[d%db][r%db]psnr@q%d=shortest=1[qp%d]", i, i, i, i)
 	}
-	args = append(args, "-filter_complex", g.String())
+	args := []string{"-filter_complex", g.String()}
 	for i := range n {
 		args = append(args, "-map", fmt.Sprintf("[qs%d]", i), "-f", "null", "-",
 			"-map", fmt.Sprintf("[qp%d]", i), "-f", "null", "-")
@@ -498,7 +508,23 @@ func (pl *Plan) QualityStep() int {
 // quality decodes every frame of each file and measures SSIM and PSNR into
 // outs[i] (see QualityArgs for ranges).
 func (v *verifier) quality(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
-	args := v.pl.QualityArgs(v.in, demuxer, files, ranges)
+	if q, err := readQuality(v.out, len(outs)); err == nil && len(v.pl.Chunks) > 0 && !v.full() {
+		// A split job's chunks measured themselves against their pieces
+		// (CombineQuality): only the output's own decode is left to do.
+		for i, f := range files {
+			if err := v.decodeAlone(ctx, demuxer, f); err != nil {
+				return err
+			}
+			outs[i].SSIM, outs[i].PSNR = q.SSIM[i], q.PSNR[i]
+		}
+		return nil
+	}
+	return v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files, ranges), outs)
+}
+
+// measure runs args, a QualityArgs or ChunkQualityArgs argv over files, and
+// sets outs[i]'s SSIM and PSNR.
+func (v *verifier) measure(ctx context.Context, demuxer string, files []string, args []string, outs []Output) error {
 	v.ran = append(v.ran, argv(v.t.ffmpeg(), args))
 	pr, pw := io.Pipe()
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
