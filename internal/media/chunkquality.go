@@ -30,9 +30,9 @@ type ChunkQuality struct {
 }
 
 // ChunkQualityArgs returns the argv that decodes every frame of chunk k's
-// files (one per rung, demuxed with demuxer) and measures SSIM and PSNR
-// against the frames its piece gives through the chunk's own filters, on a
-// sample of them (qualityOutputs). The frames pair up exactly: the chunk
+// files (its first segment of each rung, demuxed with demuxer) and measures
+// SSIM and PSNR against the frames its piece gives through the chunk's own
+// filters, on a sample of them (qualityOutputs). The frames pair up exactly: the chunk
 // was encoded from the same filters, and the trim counts frames on the
 // fps filter's grid.
 func (pl *Plan) ChunkQualityArgs(piece string, k int, demuxer string, files []string) []string {
@@ -41,11 +41,23 @@ func (pl *Plan) ChunkQualityArgs(piece string, k int, demuxer string, files []st
 	for _, f := range files {
 		args = append(args, "-f", demuxer, "-i", "file:"+filepath.Clean(f))
 	}
-	return append(args, pl.qualityOutputs("[0:0]"+strings.Join(pl.chunkFilters(k), ",")+",", len(files))...)
+	src := append(pl.chunkFilters(k), fmt.Sprintf("trim=end_frame=%d", pl.firstSegmentFrames(k)))
+	return append(args, pl.qualityOutputs("[0:0]"+strings.Join(src, ",")+",", len(files))...)
 }
 
-// MeasureChunk measures an hls plan's chunk k, its rungs' segments in dir,
-// against its piece and writes QualityName into dir. It returns every argv
+// firstSegmentFrames is how many frames chunk k's first segment holds: up
+// to the first frame at or after the next multiple of the segment length,
+// where the grid's keyframe expression starts the next segment.
+func (pl *Plan) firstSegmentFrames(k int) int64 {
+	first := pl.Chunks[k].First
+	seg := math.Round(float64(first)/pl.FPS/pl.SegmentSeconds) + 1
+	return max(1, int64(math.Ceil(seg*pl.SegmentSeconds*pl.FPS-1e-6))-first)
+}
+
+// MeasureChunk measures an hls plan's chunk k, the first segment of each of
+// its rungs in dir (where the chunk meets the one before it; the sampled
+// verification after the stitch decodes others), against its piece and
+// writes QualityName into dir. It returns every argv
 // it ran. (An mp4 or mkv plan's chunks are not measured: Verify compares
 // the stitched file with the source.)
 func (t Tools) MeasureChunk(ctx context.Context, pl *Plan, pieceFile string, k int, dir string) ([][]string, error) {
@@ -66,7 +78,10 @@ func (t Tools) MeasureChunk(ctx context.Context, pl *Plan, pieceFile string, k i
 		if err != nil {
 			return nil, fmt.Errorf("measure chunk %d: %w", k+1, err)
 		}
-		f, err := joinFiles(filepath.Join(tmp, fmt.Sprintf("rung-%d.mp4", i)), out, append([]string{p.Init}, p.Segments...))
+		if len(p.Segments) == 0 {
+			return nil, fmt.Errorf("measure chunk %d: rung %d has no segment", k+1, i)
+		}
+		f, err := joinFiles(filepath.Join(tmp, fmt.Sprintf("rung-%d.mp4", i)), out, []string{p.Init, p.Segments[0]})
 		if err != nil {
 			return nil, fmt.Errorf("measure chunk %d: %w", k+1, err)
 		}
@@ -77,7 +92,7 @@ func (t Tools) MeasureChunk(ctx context.Context, pl *Plan, pieceFile string, k i
 	if err := v.measure(ctx, demuxer, files, pl.ChunkQualityArgs(in, k, demuxer, files), outs); err != nil {
 		return v.ran, fmt.Errorf("measure chunk %d: %w", k+1, err)
 	}
-	q := ChunkQuality{Frames: pl.ChunkFrames(k)}
+	q := ChunkQuality{Frames: float64(pl.firstSegmentFrames(k))}
 	for _, o := range outs {
 		q.SSIM, q.PSNR = append(q.SSIM, o.SSIM), append(q.PSNR, o.PSNR)
 	}

@@ -42,3 +42,15 @@ func TestCombineQuality(t *testing.T) {
 		require.ErrorIs(t, err, os.ErrNotExist)
 	}
 }
+
+func TestFirstSegmentFrames(t *testing.T) {
+	t.Parallel()
+	pal := &Plan{FPS: 25, SegmentSeconds: 4, Chunks: []ChunkPlan{{First: 0, End: 1500}, {First: 1500}}}
+	require.EqualValues(t, 100, pal.firstSegmentFrames(0))
+	require.EqualValues(t, 100, pal.firstSegmentFrames(1))
+	// 29.97 fps in 2 s segments: the chunk at frame 1799 (60.027 s) runs
+	// to frame 1859, the first at or after 62 s.
+	ntsc := &Plan{FPS: 30000.0 / 1001, SegmentSeconds: 2, Chunks: []ChunkPlan{{First: 0, End: 1799}, {First: 1799}}}
+	require.EqualValues(t, 60, ntsc.firstSegmentFrames(0))
+	require.EqualValues(t, 60, ntsc.firstSegmentFrames(1))
+}
