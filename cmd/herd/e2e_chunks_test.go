@@ -51,12 +51,18 @@ func (s *server) runningChunk(id string, min float64) (chunk int, worker string)
 func (s *server) killChunkWorker(workers []*workerProc, id string, min float64) (chunk int, victim string) {
 	s.t.Helper()
 	chunk, victim = s.runningChunk(id, min)
+	killNamed(s.t, workers, victim)
+	return chunk, victim
+}
+
+// killNamed SIGKILLs the worker called name.
+func killNamed(t *testing.T, workers []*workerProc, name string) {
+	t.Helper()
 	for _, w := range workers {
-		if w.name == victim {
-			require.NoError(s.t, w.cmd.Process.Signal(syscall.SIGKILL))
+		if w.name == name {
+			require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
 		}
 	}
-	return chunk, victim
 }
 
 func kinds(j jobJSON) []string {

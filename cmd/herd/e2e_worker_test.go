@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -170,11 +169,7 @@ func TestKilledWorkerTaskFinishesElsewhere(t *testing.T) {
 			victim = task.Worker
 		}
 	}
-	for _, w := range workers {
-		if w.name == victim {
-			require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
-		}
-	}
+	killNamed(t, workers, victim)
 	require.NotEmpty(t, victim)
 	j := s.waitFinal(id)
 	require.Equal(t, "succeeded", j.State, j.Error)

@@ -335,25 +335,14 @@ func segmentRanges(st *pack.Stream, picked []int) [][2]float64 {
 // file in the temporary directory, which the mov demuxer reads as
 // fragmented MP4. Every segment starts with an IDR picture, so segments
 // that do not follow each other still decode.
-func (v *verifier) concat(st *rendition, picked []int) (path string, err error) {
-	path = filepath.Join(v.tmp, strings.TrimSuffix(st.playlist, filepath.Ext(st.playlist))+".mp4")
-	f, err := os.Create(path)
-	if err != nil {
-		return "", fmt.Errorf("join segments: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("join segments: %w", cerr)
-		}
-	}()
+func (v *verifier) concat(st *rendition, picked []int) (string, error) {
 	names := []string{st.Init}
 	for _, i := range picked {
 		names = append(names, st.Segments[i].Name)
 	}
-	for _, name := range names {
-		if err := appendFile(f, filepath.Join(v.out, name)); err != nil {
-			return "", fmt.Errorf("join segments: %w", err)
-		}
+	path, err := joinFiles(filepath.Join(v.tmp, strings.TrimSuffix(st.playlist, filepath.Ext(st.playlist))+".mp4"), v.out, names)
+	if err != nil {
+		return "", fmt.Errorf("join segments: %w", err)
 	}
 	return path, nil
 }
