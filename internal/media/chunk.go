@@ -415,16 +415,12 @@ func (t Tools) firstPTS(ctx context.Context, path string) (float64, error) {
 	return f, nil
 }
 
-// EncodeChunk runs ChunkArgs, then, for hls, measures what it made
-// (MeasureChunk).
+// EncodeChunk runs ChunkArgs, then measures what it made (MeasureChunk).
 func (t Tools) EncodeChunk(ctx context.Context, pl *Plan, piece string, k int, outDir string, progress func(Progress)) ([][]string, error) {
 	ran, _, err := t.runInto(ctx, fmt.Sprintf("encode chunk %d", k+1), piece, outDir,
 		func(in, out string) []string { return pl.ChunkArgs(in, k, out) }, progress)
 	if err != nil {
 		return ran, err
-	}
-	if pl.Format != profile.FormatHLS {
-		return ran, nil
 	}
 	measured, err := t.MeasureChunk(ctx, pl, piece, k, outDir)
 	return append(ran, measured...), err

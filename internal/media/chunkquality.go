@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/herdhq/herd/internal/profile"
 )
 
 // Quality per chunk: a chunk task measures its own outputs against its own
@@ -29,20 +31,36 @@ type ChunkQuality struct {
 	PSNR   []float64 `json:"psnr"`
 }
 
-// ChunkQualityArgs returns the argv that decodes every frame of chunk k's
-// files (its first segment of each rung, demuxed with demuxer) and measures
-// SSIM and PSNR against the frames its piece gives through the chunk's own
-// filters, on a sample of them (qualityOutputs). The frames pair up exactly: the chunk
-// was encoded from the same filters, and the trim counts frames on the
-// fps filter's grid.
+// ChunkQualityArgs returns the argv that decodes chunk k's files (demuxed
+// with demuxer: for hls its first segment of each rung, for mp4 and mkv its
+// one file) and measures SSIM and PSNR of its first measureFrames frames
+// against the frames its piece gives through the chunk's own filters, on a
+// sample of them (qualityOutputs). The frames pair up exactly: the chunk
+// was encoded from the same filters, in the same order.
 func (pl *Plan) ChunkQualityArgs(piece string, k int, demuxer string, files []string) []string {
 	args := append([]string{"-loglevel", "level+info", "-nostdin", "-hide_banner", "-nostats",
 		"-protocol_whitelist", "file,pipe"}, pieceInput(piece)...)
 	for _, f := range files {
 		args = append(args, "-f", demuxer, "-i", "file:"+filepath.Clean(f))
 	}
-	src := append(pl.chunkFilters(k), fmt.Sprintf("trim=end_frame=%d", pl.firstSegmentFrames(k)))
+	src := append(pl.chunkFilters(k), fmt.Sprintf("trim=end_frame=%d", pl.measureFrames(k)))
 	return append(args, pl.qualityOutputs("[0:0]"+strings.Join(src, ",")+",", len(files))...)
+}
+
+// fileMeasureSeconds is how much of an mp4 or mkv chunk its task measures,
+// from its start (where it meets the chunk before): about what an hls
+// chunk's first segment holds. Measuring whole chunks decodes the source a
+// second time (a split hls job took 1.4 × as long on one worker).
+const fileMeasureSeconds = 4
+
+// measureFrames is how many frames, from its first, chunk k measures: an
+// hls chunk its first segment, an mp4 or mkv chunk its first
+// fileMeasureSeconds (all of it when shorter).
+func (pl *Plan) measureFrames(k int) int64 {
+	if pl.Format == profile.FormatHLS {
+		return pl.firstSegmentFrames(k)
+	}
+	return max(1, int64(math.Ceil(min(fileMeasureSeconds, pl.ChunkSeconds(k))*pl.FPS-chunkEdge)))
 }
 
 // firstSegmentFrames is how many frames chunk k's first segment holds: up
@@ -54,12 +72,11 @@ func (pl *Plan) firstSegmentFrames(k int) int64 {
 	return max(1, int64(math.Ceil(seg*pl.SegmentSeconds*pl.FPS-1e-6))-first)
 }
 
-// MeasureChunk measures an hls plan's chunk k, the first segment of each of
-// its rungs in dir (where the chunk meets the one before it; the sampled
-// verification after the stitch decodes others), against its piece and
-// writes QualityName into dir. It returns every argv
-// it ran. (An mp4 or mkv plan's chunks are not measured: Verify compares
-// the stitched file with the source.)
+// MeasureChunk measures chunk k's encode in dir against its piece, where
+// the chunk meets the one before it (measureFrames; the verification after
+// the stitch decodes the rest), and writes QualityName into dir: for hls
+// the first segment of each rung, for mp4 and mkv the start of its file.
+// It returns every argv it ran.
 func (t Tools) MeasureChunk(ctx context.Context, pl *Plan, pieceFile string, k int, dir string) ([][]string, error) {
 	in, out, err := absPaths(pieceFile, dir)
 	if err != nil {
@@ -71,28 +88,14 @@ func (t Tools) MeasureChunk(ctx context.Context, pl *Plan, pieceFile string, k i
 	}
 	defer os.RemoveAll(tmp)
 	v := &verifier{t: t, pl: pl, in: in, out: out, tmp: tmp}
-	var files []string
-	outs := make([]Output, len(pl.Rungs))
-	for i := range pl.Rungs {
-		p, err := piece(out, strconv.Itoa(i))
-		if err != nil {
-			return nil, fmt.Errorf("measure chunk %d: %w", k+1, err)
-		}
-		if len(p.Segments) == 0 {
-			return nil, fmt.Errorf("measure chunk %d: rung %d has no segment", k+1, i)
-		}
-		f, err := joinFiles(filepath.Join(tmp, fmt.Sprintf("rung-%d.mp4", i)), out, []string{p.Init, p.Segments[0]})
-		if err != nil {
-			return nil, fmt.Errorf("measure chunk %d: %w", k+1, err)
-		}
-		files = append(files, f)
-		outs[i].Path = p.Init
+	demuxer, files, outs, err := pl.chunkFiles(out, tmp)
+	if err != nil {
+		return nil, fmt.Errorf("measure chunk %d: %w", k+1, err)
 	}
-	const demuxer = "mov"
 	if err := v.measure(ctx, demuxer, files, pl.ChunkQualityArgs(in, k, demuxer, files), outs); err != nil {
 		return v.ran, fmt.Errorf("measure chunk %d: %w", k+1, err)
 	}
-	q := ChunkQuality{Frames: float64(pl.firstSegmentFrames(k))}
+	q := ChunkQuality{Frames: float64(pl.measureFrames(k))}
 	for _, o := range outs {
 		q.SSIM, q.PSNR = append(q.SSIM, o.SSIM), append(q.PSNR, o.PSNR)
 	}
@@ -104,6 +107,32 @@ func (t Tools) MeasureChunk(ctx context.Context, pl *Plan, pieceFile string, k i
 		return v.ran, fmt.Errorf("measure chunk %d: %w", k+1, err)
 	}
 	return v.ran, nil
+}
+
+// chunkFiles returns what a chunk's measure decodes of its encode in out:
+// for hls each rung's init and first segment, joined into a file in tmp;
+// for mp4 and mkv its file. The outputs are named after them.
+func (pl *Plan) chunkFiles(out, tmp string) (demuxer string, files []string, outs []Output, err error) {
+	if pl.Format != profile.FormatHLS {
+		return pl.fileDemuxer(), []string{filepath.Join(out, pl.FileName())}, []Output{{Path: pl.FileName()}}, nil
+	}
+	outs = make([]Output, len(pl.Rungs))
+	for i := range pl.Rungs {
+		p, err := piece(out, strconv.Itoa(i))
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if len(p.Segments) == 0 {
+			return "", nil, nil, fmt.Errorf("rung %d has no segment", i)
+		}
+		f, err := joinFiles(filepath.Join(tmp, fmt.Sprintf("rung-%d.mp4", i)), out, []string{p.Init, p.Segments[0]})
+		if err != nil {
+			return "", nil, nil, err
+		}
+		files = append(files, f)
+		outs[i].Path = p.Init
+	}
+	return "mov", files, outs, nil
 }
 
 // joinFiles writes the files names of dir, one after another, to path.

@@ -291,6 +291,9 @@ func (t Tools) Stitch(ctx context.Context, pl *Plan, chunkDirs []string, audioDi
 	if err := t.Run(ctx, args, nil); err != nil {
 		return ran, fmt.Errorf("stitch: %w", err)
 	}
+	if err := pl.CombineQuality(chunkDirs, out); err != nil {
+		return ran, fmt.Errorf("stitch: %w", err)
+	}
 	return ran, nil
 }
 

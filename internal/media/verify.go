@@ -92,11 +92,18 @@ const durationTolerance = 0.5
 // frame is decoded; by default (sampled) an hls rung decodes its first, last
 // and three evenly spread segments. It returns the outputs (thumbnails
 // included) and every argv it ran. A missing or malformed output is an
-// *OutputError (permanent); other errors are retryable.
+// *OutputError (permanent); other errors are retryable. input may be ""
+// when VerifyReadsSource says the source is not read.
 func (t Tools) Verify(ctx context.Context, pl *Plan, input, outDir string) ([]Output, [][]string, error) {
 	in, out, err := absPaths(input, outDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("verify: %w", err)
+	}
+	if input == "" {
+		if pl.VerifyReadsSource(out) {
+			return nil, nil, errors.New("verify: the source is needed to measure quality")
+		}
+		in = ""
 	}
 	tmp, err := os.MkdirTemp("", "herd-verify-*")
 	if err != nil {
@@ -433,13 +440,26 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 // source's frames in them are compared. Every line it prints carries its
 // level ("[error]", "[info]") after the name of what logged it.
 func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]float64) []string {
-	args := append([]string{"-loglevel", "level+info"}, pl.inputArgs(input, 0)...)
+	// -copyts and the setpts: output time counts from the source's start,
+	// as in the encode. Left to ffmpeg, the source's timestamps would count
+	// from the first packet of the streams this run reads, its video only:
+	// video that starts after the audio would lose its padding and every
+	// frame be compared with another.
+	args := append([]string{"-loglevel", "level+info", "-copyts"}, pl.inputArgs(input, 0)...)
 	for _, f := range files {
 		args = append(args, "-f", demuxer, "-i", "file:"+f)
 	}
 	var g strings.Builder
-	fmt.Fprintf(&g, "[0:%d]", pl.VideoIndex)
-	for _, f := range pl.preFilters(true) {
+	fmt.Fprintf(&g, "[0:%d]setpts=PTS-%s/TB,", pl.VideoIndex, ftoa(pl.Start))
+	pre := pl.preFilters(true)
+	if pl.Format == profile.FormatHLS {
+		// An hls output is on its constant-rate grid from time 0: ffmpeg
+		// pads video that starts after its source with its first frame
+		// (the split plan's chunks do the same with this filter). So are
+		// the frames compared, one for one and in output time.
+		pre = append(pl.preFilters(false), pl.gridFilter(true))
+	}
+	for _, f := range pre {
 		g.WriteString(f + ",")
 	}
 	if len(ranges) > 0 {
@@ -451,7 +471,7 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 		for i, r := range ranges {
 			terms[i] = fmt.Sprintf("gte(t\\,%.6f)*lt(t\\,%.6f)", r[0]-h, r[1]-h)
 		}
-		fmt.Fprintf(&g, "setpts=PTS-STARTPTS,select='%s',", strings.Join(terms, "+"))
+		fmt.Fprintf(&g, "select='%s',", strings.Join(terms, "+"))
 	}
 	return append(args, pl.qualityOutputs(g.String(), len(files))...)
 }
@@ -466,7 +486,7 @@ func (pl *Plan) qualityOutputs(src string, n int) []string {
 	// size: the same frame numbers on both sides, the rungs' frames being
 	// the filtered source's one for one.
 	sample := fmt.Sprintf("select='not(mod(n\\,%d))',", pl.QualityStep())
-	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,setpts=PTS-STARTPTS", pl.Width, pl.Height, pl.Video.PixFmt)
+	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,setpts=N/TB", pl.Width, pl.Height, pl.Video.PixFmt)
 	var g strings.Builder
 	g.WriteString(src)
 	fmt.Fprintf(&g, "%s%s,split=%d", sample, size, 2*n)
@@ -497,7 +517,7 @@ func (pl *Plan) QualityStep() int {
 // quality decodes every frame of each file and measures SSIM and PSNR into
 // outs[i] (see QualityArgs for ranges).
 func (v *verifier) quality(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
-	if q, err := readQuality(v.out, len(outs)); err == nil && len(v.pl.Chunks) > 0 && !v.full() {
+	if q := v.pl.chunkQuality(v.out); q != nil {
 		// A split job's chunks measured themselves against their pieces
 		// (CombineQuality): only the output's own decode is left to do.
 		for i, f := range files {
@@ -510,6 +530,25 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 	}
 	return v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files, ranges), outs)
 }
+
+// chunkQuality is the stitched chunks' combined measures in outDir that
+// verification takes instead of comparing the outputs with the source: a
+// split plan's, unless it is verified in full; nil when there are none.
+func (pl *Plan) chunkQuality(outDir string) *ChunkQuality {
+	if len(pl.Chunks) == 0 || pl.Verify == profile.VerifyFull {
+		return nil
+	}
+	q, err := readQuality(outDir, len(pl.Rungs))
+	if err != nil {
+		return nil
+	}
+	return q
+}
+
+// VerifyReadsSource says whether Verify of the outputs in outDir reads the
+// source: not for a split plan whose chunks measured themselves, so a
+// worker verifying one need not fetch it.
+func (pl *Plan) VerifyReadsSource(outDir string) bool { return pl.chunkQuality(outDir) == nil }
 
 // measure runs args, a QualityArgs or ChunkQualityArgs argv over files, and
 // sets outs[i]'s SSIM and PSNR.

@@ -92,9 +92,10 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 	if c.Task.Kind == job.KindFinalize {
 		return e.finalize(ctx, c)
 	}
-	// A chunk reads only its piece of the source, and a stitch only the chunks.
+	// A chunk reads only its piece of the source, a stitch only the chunks,
+	// and a verify the source only when it must (verify fetches it then).
 	var src string
-	if c.Task.Kind != job.KindChunk && c.Task.Kind != job.KindStitch {
+	if c.Task.Kind != job.KindChunk && c.Task.Kind != job.KindStitch && c.Task.Kind != job.KindVerify {
 		var err error
 		if src, err = e.files.Source(ctx, c); err != nil {
 			return job.Result{}, err
@@ -117,7 +118,7 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 	case job.KindThumbnails:
 		return e.thumbnails(ctx, c, &plan, src)
 	case job.KindVerify:
-		return e.verify(ctx, c, &plan, src)
+		return e.verify(ctx, c, &plan)
 	case job.KindSplit:
 		return e.split(ctx, c, &plan, src, report)
 	case job.KindChunk:
@@ -237,7 +238,7 @@ func (e *Executor) thumbnails(ctx context.Context, c *job.Claimed, plan *media.P
 
 // verify assembles the staged outputs in one folder, checks them, and stages
 // the verified set for the finalize step.
-func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan, src string) (job.Result, error) {
+func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan) (job.Result, error) {
 	var outputs []media.Output
 	cmds, err := e.scratch(ctx, c, StepVerified, func(dir string) ([][]string, error) {
 		for _, step := range []string{StepEncode, StepThumbs} {
@@ -250,9 +251,15 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan,
 			}
 		}
 		var (
+			src string
 			ran [][]string
 			err error
 		)
+		if plan.VerifyReadsSource(dir) {
+			if src, err = e.files.Source(ctx, c); err != nil {
+				return nil, err
+			}
+		}
 		outputs, ran, err = e.media.Verify(ctx, plan, src, dir)
 		return ran, err
 	})
