@@ -246,6 +246,13 @@ func (pl *Plan) chunkFilters(k int) []string {
 		// (audio first, as in many MPEG-TS files) is padded back to 0 as in
 		// the unsplit encode.
 		pre = append(append(pre, pl.preFilters(false)...), pl.gridFilter(k == 0))
+	} else if pl.onGrid() {
+		// An MP4 is constant-rate from time 0 (the unsplit encode's
+		// muxer pads video that starts after the source and puts every
+		// frame on the grid), and so is a plan with the fps filter: each
+		// chunk puts its frames on the same grid itself, the first chunk
+		// from 0 as the MP4 muxer does.
+		pre = append(append(pre, pl.preFilters(false)...), pl.gridFilter(k == 0 && pl.constantRate()))
 	} else {
 		pre = append(pre, pl.preFilters(true)...)
 	}

@@ -98,18 +98,29 @@ func (pl *Plan) validateKeyframeChunks() error {
 
 // keyframeChunkTrim is the trim filter that keeps an mp4 or mkv plan's
 // chunk k: frames from a quarter frame before its start to a quarter frame
-// before the next chunk's.
+// before the next chunk's. On a grid (onGrid) a keyframe is where the fps
+// filter puts it, its time rounded to the nearest slot.
 func (pl *Plan) keyframeChunkTrim(k int) string {
 	h := chunkEdge / pl.FPS
+	at := func(t float64) string {
+		if pl.onGrid() {
+			t = math.Round(t*pl.FPS) / pl.FPS
+		}
+		return strconv.FormatFloat(t-h, 'f', 6, 64)
+	}
 	var opts []string
 	if k > 0 {
-		opts = append(opts, "start="+strconv.FormatFloat(pl.ChunkStart(k)-h, 'f', 6, 64))
+		opts = append(opts, "start="+at(pl.ChunkStart(k)))
 	}
 	if end := pl.ChunkEnd(k); end > 0 {
-		opts = append(opts, "end="+strconv.FormatFloat(end-h, 'f', 6, 64))
+		opts = append(opts, "end="+at(end))
 	}
 	return "trim=" + strings.Join(opts, ":")
 }
+
+// onGrid says whether an mp4 or mkv plan's frames are on a constant-rate
+// grid: an MP4's always, an MKV's when it has the fps filter.
+func (pl *Plan) onGrid() bool { return pl.constantRate() || pl.FPSFilter }
 
 // fileMuxer and fileDemuxer are ffmpeg's names for an mp4 or mkv plan's container.
 func (pl *Plan) fileMuxer() string {

@@ -122,13 +122,26 @@ func TestFileChunkArgs(t *testing.T) {
 		Chunks: []ChunkPlan{{}, {Time: 60.04}, {Time: 120}}}
 	args := strings.Join(pl.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " ")
 	require.Contains(t, args, "-copyts -f matroska -i file:/w/piece.mkv")
-	// A quarter frame (10 ms) before either boundary.
-	require.Contains(t, args, "[0:0]setpts=PTS-0.5/TB,trim=start=60.030000:end=119.990000,scale=320:180")
+	// An MP4 is constant-rate: each chunk puts its frames on the grid
+	// (the first from 0, padding late video as the MP4 muxer does), and
+	// trims a quarter frame (10 ms) before either boundary.
+	require.Contains(t, args, "[0:0]setpts=PTS-0.5/TB,fps=25,trim=start=60.030000:end=119.990000,scale=320:180")
 	require.Contains(t, args, "-x264-params stitchable=1")
 	require.True(t, strings.HasSuffix(args, "-map_metadata -1 -map_chapters -1 -movie_timescale 1000000000 -f mp4 file:/w/out/video.mp4"), args)
 	require.NotContains(t, args, "-map 0:1", "a chunk is video only")
 	first := strings.Join(pl.ChunkArgs("/w/piece.mkv", 0, "/w/out"), " ")
-	require.Contains(t, first, ",trim=end=60.030000,")
+	require.Contains(t, first, ",fps=25:start_time=0,trim=end=60.030000,")
+	// A keyframe off the grid is where the fps filter puts it: the nearest slot.
+	off := *pl
+	off.Chunks = []ChunkPlan{{}, {Time: 60.052}, {Time: 120}}
+	require.Contains(t, strings.Join(off.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), ",fps=25,trim=start=60.030000:end=119.990000,")
+	// An MKV keeps its frames' own times (without the fps filter): no
+	// grid, and the boundaries are the keyframes' times.
+	vfr := off
+	vfr.Format = profile.FormatMKV
+	require.Contains(t, strings.Join(vfr.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "[0:0]setpts=PTS-0.5/TB,trim=start=60.042000:end=119.990000,scale=320:180")
+	vfr.FPSFilter = true
+	require.Contains(t, strings.Join(vfr.ChunkArgs("/w/piece.mkv", 0, "/w/out"), " "), "[0:0]setpts=PTS-0.5/TB,fps=25,trim=end=60.030000,scale=320:180")
 	last := strings.Join(pl.ChunkArgs("/w/piece.mkv", 2, "/w/out"), " ")
 	require.Contains(t, last, ",trim=start=119.990000,")
 

@@ -452,11 +452,11 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 	var g strings.Builder
 	fmt.Fprintf(&g, "[0:%d]setpts=PTS-%s/TB,", pl.VideoIndex, ftoa(pl.Start))
 	pre := pl.preFilters(true)
-	if pl.Format == profile.FormatHLS {
-		// An hls output is on its constant-rate grid from time 0: ffmpeg
+	if pl.constantRate() {
+		// The output is on its constant-rate grid from time 0: ffmpeg
 		// pads video that starts after its source with its first frame
-		// (the split plan's chunks do the same with this filter). So are
-		// the frames compared, one for one and in output time.
+		// (an hls plan's chunks do the same with this filter). So are the
+		// frames compared, one for one and in output time.
 		pre = append(pl.preFilters(false), pl.gridFilter(true))
 	}
 	for _, f := range pre {
@@ -475,6 +475,11 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 	}
 	return append(args, pl.qualityOutputs(g.String(), len(files))...)
 }
+
+// constantRate says whether the output's muxer makes ffmpeg keep video at
+// a constant rate from time 0 (hls segments and MP4 do; Matroska keeps the
+// frames' own times).
+func (pl *Plan) constantRate() bool { return pl.Format != profile.FormatMKV }
 
 // qualityOutputs is the -filter_complex graph and outputs that compare n
 // decoded files (inputs 1 to n) with the source frames that the chain src
