@@ -3,6 +3,7 @@ package chunktest
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -235,4 +236,120 @@ func probeFile(t *testing.T, dir, name string) fileFacts {
 		f.audio = append(f.audio, float64(us)/1e6)
 	}
 	return f
+}
+
+// encodeFileBoth encodes src with the named mp4 or mkv profile unsplit and
+// split into chunks of about seconds (at least two), as
+// TestFileChunkedEqualsUnchunked does, and returns the two output files.
+func encodeFileBoth(t *testing.T, profileName, src string, seconds float64) (whole, split string) {
+	t.Helper()
+	ctx, tools := context.Background(), media.Tools{}
+	info, err := tools.Admit(ctx, src, media.Limits{})
+	require.NoError(t, err)
+	require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
+	p, ok := profile.Builtin().Get(profileName)
+	require.True(t, ok)
+	wholePlan, err := media.NewPlan(info, p)
+	require.NoError(t, err)
+	wholePlan.Thumbs = media.ThumbPlan{}
+	splitPlan := *wholePlan
+	splitPlan.PlanChunks(seconds, info.Keyframes)
+	require.GreaterOrEqual(t, len(splitPlan.Chunks), 2, "the source splits")
+	require.NoError(t, splitPlan.Validate())
+
+	wholeDir := t.TempDir()
+	_, err = tools.Encode(ctx, wholePlan, src, wholeDir, nil)
+	require.NoError(t, err)
+	work := t.TempDir()
+	chunkDirs := splitAndEncode(t, &splitPlan, src, work)
+	audioDir := filepath.Join(work, "audio")
+	_, err = tools.EncodeAudio(ctx, &splitPlan, src, audioDir, nil)
+	require.NoError(t, err)
+	splitDir := t.TempDir()
+	_, err = tools.Stitch(ctx, &splitPlan, chunkDirs, audioDir, splitDir)
+	require.NoError(t, err)
+	return filepath.Join(wholeDir, wholePlan.FileName()), filepath.Join(splitDir, splitPlan.FileName())
+}
+
+// streamFacts lists a file's streams as ffprobe reports them: codec type,
+// tags (without DURATION) and disposition, one map per stream.
+//
+// DURATION is the one tag left out: Matroska's muxer writes it on every
+// track itself, as the length it measured while muxing, so it is no tag
+// carried from the source; the stitched file's length is checked against
+// the unsplit one's elsewhere (within a frame). Every other tag the muxers
+// and encoders write themselves (ENCODER/encoder, handler_name, vendor_id,
+// an MP4's language=und) is the same either way and is compared.
+func streamFacts(t *testing.T, path string) []map[string]string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries",
+		"stream=index,codec_type:stream_tags:stream_disposition", "-of", "json", path).Output()
+	require.NoError(t, err)
+	var pj struct {
+		Streams []struct {
+			CodecType   string            `json:"codec_type"`
+			Tags        map[string]string `json:"tags"`
+			Disposition map[string]int    `json:"disposition"`
+		} `json:"streams"`
+	}
+	require.NoError(t, json.Unmarshal(out, &pj))
+	var facts []map[string]string
+	for _, s := range pj.Streams {
+		m := map[string]string{"codec_type": s.CodecType}
+		for k, v := range s.Tags {
+			if k != "DURATION" {
+				m["tag:"+k] = v
+			}
+		}
+		for k, v := range s.Disposition {
+			if v != 0 {
+				m["disposition:"+k] = strconv.Itoa(v)
+			}
+		}
+		facts = append(facts, m)
+	}
+	return facts
+}
+
+// hostileTag is a tag value that would break an ffmetadata file or an
+// ffmpeg option string if it reached one unescaped.
+const hostileTag = "a=b;c#d\\e\nf -i x [STREAM] ;FFMETADATA1"
+
+// TestFileChunkedKeepsStreamTags checks that every track of a stitched file
+// carries the tags and dispositions of the unsplit encode's, the video's
+// included, for sources whose video track has tags of its own (a title,
+// a language, a comment, a handler name, some of them hostile).
+//
+// With ffmpeg 5.1 the unsplit encode's video comes out of -filter_complex,
+// which copies no tag from the source's video stream: the video keeps only
+// what its encoder and muxer write, and so must the stitched file's.
+func TestFileChunkedKeepsStreamTags(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	tmp := t.TempDir()
+	tagged := []string{
+		"-metadata:s:v:0", "title=" + hostileTag, "-metadata:s:v:0", "language=ger",
+		"-metadata:s:v:0", "COMMENT=" + hostileTag, "-metadata:s:v:0", "handler_name=Camera",
+		"-metadata:s:a:0", "language=fra", "-metadata:s:a:0", "title=Ton",
+	}
+	for _, tc := range []struct{ profile, ext string }{
+		{"archive-hevc", "mkv"},
+		{"mp4-library", "mp4"},
+	} {
+		t.Run(tc.ext, func(t *testing.T) {
+			t.Parallel()
+			src := filepath.Join(tmp, "tagged."+tc.ext)
+			require.NoError(t, testenv.Clip{Size: "160x90", Rate: 25, Seconds: 3, Tone: 300,
+				Extra: append([]string{"-g", "25"}, tagged...)}.Make(src))
+			require.Equal(t, "ger", streamFacts(t, src)[0]["tag:language"], "the source's video has tags")
+			whole, split := encodeFileBoth(t, tc.profile, src, 1)
+			want := streamFacts(t, whole)
+			require.NotEmpty(t, want)
+			require.Equal(t, want, streamFacts(t, split))
+		})
+	}
 }
