@@ -161,6 +161,21 @@ func TestFileChunkArgs(t *testing.T) {
 	require.True(t, strings.HasSuffix(strings.Join(mkv.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "-map_metadata -1 -map_chapters -1 -f matroska file:/w/out/video.mkv"))
 	stitch := strings.Join(mkv.StitchArgs("/tmp/list", "", "/w/audio/metadata.txt", "/w/out"), " ")
 	require.Contains(t, stitch, "-f ffmetadata -i file:/w/audio/metadata.txt -map 0:v:0 -c copy -map_metadata 1 -map_chapters 1 -max_muxing_queue_size 1024 -f matroska file:/w/out/video.mkv")
+
+	// An mkv plan from mkv, without audio or subtitles: its attachments
+	// travel in tracks.mkv with one packet of the source's video (ffmpeg
+	// 5.1 cannot read back a Matroska file of attachments alone), which
+	// the stitch leaves out.
+	mkv.Demuxer, mkv.Attachments = "matroska", true
+	audio = strings.Join(mkv.AudioArgs("/w/src.mkv", "/w/audio"), " ")
+	require.Contains(t, audio, "-map 0:0 -c:v copy -frames:v 1 -map 0:t? -c:t copy -map_chapters -1 -max_muxing_queue_size 1024 -f matroska file:/w/audio/tracks.mkv")
+	require.True(t, strings.HasSuffix(audio, "-map_metadata 0 -map_chapters 0 -f ffmetadata file:/w/audio/metadata.txt"), audio)
+	stitch = strings.Join(mkv.StitchArgs("/tmp/list", "/w/audio/tracks.mkv", "/w/audio/metadata.txt", "/w/out"), " ")
+	require.Contains(t, stitch, "-f matroska -i file:/w/audio/tracks.mkv -protocol_whitelist file,pipe -f ffmetadata -i file:/w/audio/metadata.txt -map 0:v:0 -map 1:t? -c copy -map_metadata 2 -map_chapters 2 ")
+	// With audio, the attachments come with the audio tracks as before.
+	mkv.Audio = pl.Audio
+	require.NotContains(t, strings.Join(mkv.AudioArgs("/w/src.mkv", "/w/audio"), " "), "-frames:v")
+	require.Contains(t, strings.Join(mkv.StitchArgs("/tmp/list", "/w/audio/tracks.mkv", "/w/audio/metadata.txt", "/w/out"), " "), "-map 0:v:0 -map 1 -c copy")
 }
 
 func TestConcatList(t *testing.T) {

@@ -353,3 +353,62 @@ func TestFileChunkedKeepsStreamTags(t *testing.T) {
 		})
 	}
 }
+
+// attachmentFacts lists a file's attachments: file name, MIME type and a
+// hash of the bytes, in order.
+func attachmentFacts(t *testing.T, path string) []string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "t", "-show_data_hash", "sha256",
+		"-show_entries", "stream=codec_name,extradata_hash:stream_tags=filename,mimetype", "-of", "compact=p=0", path).Output()
+	require.NoError(t, err)
+	var facts []string
+	for line := range strings.Lines(string(out)) { // compact escapes a line break in a tag
+		facts = append(facts, strings.TrimSpace(line))
+	}
+	return facts
+}
+
+// TestFileChunkedKeepsAttachments checks that a split archive-hevc job keeps
+// an MKV source's attachments (fonts) as the unsplit encode does: the same
+// file names, MIME types and bytes, with and without audio and subtitle
+// tracks beside them. A file name from the source is only ever a tag: one
+// that looks like a path or an option changes nothing.
+func TestFileChunkedKeepsAttachments(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	tmp := t.TempDir()
+	font := filepath.Join(tmp, "font.ttf")
+	require.NoError(t, os.WriteFile(font, []byte("not really a font\x00\x01\xff"), 0o644))
+	blob := filepath.Join(tmp, "blob.bin")
+	require.NoError(t, os.WriteFile(blob, []byte(strings.Repeat("herd attachment ", 300)), 0o644))
+	attach := []string{
+		"-attach", font, "-metadata:s:t:0", "mimetype=application/x-truetype-font",
+		"-metadata:s:t:0", "filename=../../" + hostileTag + ".ttf",
+		"-attach", blob, "-metadata:s:t:1", "mimetype=application/octet-stream",
+		"-metadata:s:t:1", "filename=-i",
+	}
+	for _, tc := range []struct {
+		name string
+		tone int
+	}{
+		{"video and attachments only", 0},
+		{"with audio", 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := filepath.Join(tmp, fmt.Sprintf("fonts-%d.mkv", tc.tone))
+			require.NoError(t, testenv.Clip{Size: "160x90", Rate: 25, Seconds: 3, Tone: tc.tone,
+				Extra: append([]string{"-g", "25"}, attach...)}.Make(src))
+			require.Len(t, attachmentFacts(t, src), 2, "the source has two attachments")
+			whole, split := encodeFileBoth(t, "archive-hevc", src, 1)
+			want := attachmentFacts(t, whole)
+			require.Len(t, want, 2, "the unsplit encode keeps the attachments")
+			require.Equal(t, want, attachmentFacts(t, split))
+			require.Equal(t, streamFacts(t, whole), streamFacts(t, split))
+		})
+	}
+}
