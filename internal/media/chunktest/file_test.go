@@ -77,6 +77,7 @@ func TestFileChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, info.Keyframes, "Admit lists no keyframes")
 			require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
+			require.NoError(t, tools.ProbeVideoEnd(ctx, src, info))
 			require.NoError(t, info.Validate(media.Limits{}))
 
 			p, ok := profile.Builtin().Get(tc.profile)
@@ -247,6 +248,7 @@ func encodeFileBoth(t *testing.T, profileName, src string, seconds float64) (who
 	info, err := tools.Admit(ctx, src, media.Limits{})
 	require.NoError(t, err)
 	require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
+	require.NoError(t, tools.ProbeVideoEnd(ctx, src, info))
 	p, ok := profile.Builtin().Get(profileName)
 	require.True(t, ok)
 	wholePlan, err := media.NewPlan(info, p)
@@ -411,4 +413,25 @@ func TestFileChunkedKeepsAttachments(t *testing.T) {
 			require.Equal(t, streamFacts(t, whole), streamFacts(t, split))
 		})
 	}
+}
+
+// TestFileChunkedHiddenEnd checks that a split mp4-library job of an MP4
+// whose edit list hides its last frame has the unsplit encode's frames:
+// the last chunk drops the hidden frame as the unsplit encode's decoder
+// does.
+func TestFileChunkedHiddenEnd(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "edit.mp4")
+	require.NoError(t, testenv.Clip{Size: "160x90", Rate: 25, Seconds: 3, Tone: 300, Extra: []string{"-g", "25"}}.Make(src))
+	shortenVideoEdit(t, src, 40) // hides the frame at 2.96 s
+	whole, split := encodeFileBoth(t, "mp4-library", src, 1)
+	a, b := videoPackets(t, whole), videoPackets(t, split)
+	require.Len(t, a, 74, "the unsplit encode shows all but the hidden frame")
+	require.Len(t, b, len(a), "frames")
+	require.Equal(t, a[len(a)-1].pts, b[len(b)-1].pts, "the last frame's timestamp")
 }
