@@ -26,7 +26,10 @@ import (
 //     source's start, as in the unsplit encode), the deinterlace and fps
 //     filters run on the pre-roll too, and only then are the chunk's frames
 //     trimmed out, so every chunk sees exactly the frames the unsplit encode
-//     would give it and puts keyframes at the same places.
+//     would give it and puts keyframes at the same places. The last chunk
+//     also drops the frames an MP4's edit list hides at the end of its
+//     video (Plan.VideoEnd, from ProbeVideoEnd): the piece keeps their
+//     packets but not the demuxer's discard flag.
 //   - AudioArgs encodes the audio once for the whole source: no priming gaps
 //     or clicks at chunk edges.
 //   - StitchChunks joins the chunks' and the audio's segments (pack.Stitch)
@@ -237,6 +240,14 @@ func (pl *Plan) chunkFilters(k int) []string {
 	// unsplit encode; -copyts keeps the piece's timestamps, which are the
 	// source's own.
 	pre := []string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}
+	if k == len(pl.Chunks)-1 && pl.VideoEnd > 0 {
+		// The frames the source's edit list hides (Plan.VideoEnd): the
+		// unsplit encode's decoder drops them before any filter sees
+		// them, the piece has lost their discard flag. Half a millisecond
+		// before the first of them: the piece's timestamps are the
+		// source's rounded to milliseconds.
+		pre = append(pre, "trim=end="+strconv.FormatFloat(max(pl.VideoEnd-0.0005, 0), 'f', 6, 64))
+	}
 	if r := pl.rotateFilter(); r != "" {
 		pre = append(pre, r)
 	}

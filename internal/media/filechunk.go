@@ -30,7 +30,9 @@ import (
 //     movie timescale so that its edit list keeps it exactly.
 //   - fileAudioArgs writes everything but the video (audio, subtitles,
 //     attachments) in the plan's container, and the global metadata and
-//     chapters as an ffmetadata file.
+//     chapters as an ffmetadata file. Attachments without audio or
+//     subtitles travel with one packet of the source's video, which the
+//     stitch leaves out (writesTracks).
 //   - Tools.Stitch checks that the chunks' codec parameters agree and joins
 //     them with the concat demuxer by stream copy: each chunk's in point is
 //     its first timestamp and the one before it lasts up to there, so
@@ -152,10 +154,20 @@ func (pl *Plan) fileChunkOutput(outDir string) []string {
 // tracks into (audio, subtitles and, for mkv, attachments).
 func (pl *Plan) TracksName() string { return "tracks." + pl.Format }
 
-// hasTracks says whether the output has tracks besides its video. Without
-// audio or subtitles, a split mkv plan drops the source's attachments
-// (fonts are for subtitles).
+// hasTracks says whether the output has tracks besides its video and
+// attachments: audio or subtitles.
 func (pl *Plan) hasTracks() bool { return len(pl.Audio) > 0 || len(pl.Subtitles) > 0 }
+
+// writesTracks says whether the audio task writes TracksName: when the
+// output has audio or subtitles, or (mkv from mkv) may have attachments.
+//
+// ffmpeg 5.1 writes a Matroska file of attachments alone that it cannot
+// read back (no cluster: the demuxer fails on its first element), so
+// without audio or subtitles the file also holds the source video's first
+// packet, stream-copied: a valid file whose attachments the stitch maps
+// (the very muxing path they take beside audio), and nothing else. The
+// attachments' names stay tags: none becomes a path.
+func (pl *Plan) writesTracks() bool { return pl.hasTracks() || pl.Attachments }
 
 // fileAudioArgs returns the argv that writes everything of an mp4 or mkv
 // output but the video into outDir: its audio, subtitle and attachment
@@ -165,7 +177,13 @@ func (pl *Plan) hasTracks() bool { return len(pl.Audio) > 0 || len(pl.Subtitles)
 func (pl *Plan) fileAudioArgs(input, outDir string) []string {
 	outDir = filepath.Clean(outDir)
 	args := pl.inputArgs(input, 0)
-	if pl.hasTracks() {
+	if pl.writesTracks() {
+		if !pl.hasTracks() {
+			// A carrier for the attachments (writesTracks); -frames:v 1
+			// also ends the run after that one packet: the metadata and
+			// chapters are written from the input's header.
+			args = append(args, "-map", fmt.Sprintf("0:%d", pl.VideoIndex), "-c:v", "copy", "-frames:v", "1")
+		}
 		args = append(args, pl.trackMaps()...)
 		args = append(args, pl.audioCodecArgs()...)
 		args = append(args, pl.subtitleCodecArgs()...)
@@ -177,8 +195,9 @@ func (pl *Plan) fileAudioArgs(input, outDir string) []string {
 }
 
 // StitchArgs returns the argv that joins an mp4 or mkv plan's chunks (the
-// concat list) by stream copy, with the audio task's tracks ("" when the
-// plan has none) and metadata, into outDir's output file.
+// concat list) by stream copy, with the audio task's tracks ("" when it
+// writes none; of a plan without audio or subtitles only the attachments)
+// and metadata, into outDir's output file.
 func (pl *Plan) StitchArgs(list, tracks, metadata, outDir string) []string {
 	in := func(demuxer, path string) []string {
 		return []string{"-protocol_whitelist", "file,pipe", "-f", demuxer, "-i", "file:" + filepath.Clean(path)}
@@ -196,8 +215,11 @@ func (pl *Plan) StitchArgs(list, tracks, metadata, outDir string) []string {
 	}
 	args = append(args, in("ffmetadata", metadata)...)
 	args = append(args, "-map", "0:v:0")
-	if tracks != "" {
+	switch {
+	case tracks != "" && pl.hasTracks():
 		args = append(args, "-map", "1")
+	case tracks != "":
+		args = append(args, "-map", "1:t?") // not the carrier's video packet
 	}
 	args = append(args, "-c", "copy", "-map_metadata", meta, "-map_chapters", meta)
 	for i := range pl.Audio {
@@ -289,7 +311,7 @@ func (t Tools) Stitch(ctx context.Context, pl *Plan, chunkDirs []string, audioDi
 	}
 	defer os.Remove(list)
 	tracks := ""
-	if pl.hasTracks() {
+	if pl.writesTracks() {
 		tracks = filepath.Join(audioDir, pl.TracksName())
 	}
 	for _, f := range []string{tracks, filepath.Join(audioDir, MetadataName)} {

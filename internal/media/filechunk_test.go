@@ -174,6 +174,21 @@ func TestFileChunkArgs(t *testing.T) {
 	require.True(t, strings.HasSuffix(strings.Join(mkv.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "-map_metadata -1 -map_chapters -1 -f matroska file:/w/out/video.mkv"))
 	stitch := strings.Join(mkv.StitchArgs("/tmp/list", "", "/w/audio/metadata.txt", "/w/out"), " ")
 	require.Contains(t, stitch, "-f ffmetadata -i file:/w/audio/metadata.txt -map 0:v:0 -c copy -map_metadata 1 -map_chapters 1 -max_muxing_queue_size 1024 -f matroska file:/w/out/video.mkv")
+
+	// An mkv plan from mkv, without audio or subtitles: its attachments
+	// travel in tracks.mkv with one packet of the source's video (ffmpeg
+	// 5.1 cannot read back a Matroska file of attachments alone), which
+	// the stitch leaves out.
+	mkv.Demuxer, mkv.Attachments = "matroska", true
+	audio = strings.Join(mkv.AudioArgs("/w/src.mkv", "/w/audio"), " ")
+	require.Contains(t, audio, "-map 0:0 -c:v copy -frames:v 1 -map 0:t? -c:t copy -map_chapters -1 -max_muxing_queue_size 1024 -f matroska file:/w/audio/tracks.mkv")
+	require.True(t, strings.HasSuffix(audio, "-map_metadata 0 -map_chapters 0 -f ffmetadata file:/w/audio/metadata.txt"), audio)
+	stitch = strings.Join(mkv.StitchArgs("/tmp/list", "/w/audio/tracks.mkv", "/w/audio/metadata.txt", "/w/out"), " ")
+	require.Contains(t, stitch, "-f matroska -i file:/w/audio/tracks.mkv -protocol_whitelist file,pipe -f ffmetadata -i file:/w/audio/metadata.txt -map 0:v:0 -map 1:t? -c copy -map_metadata 2 -map_chapters 2 ")
+	// With audio, the attachments come with the audio tracks as before.
+	mkv.Audio = pl.Audio
+	require.NotContains(t, strings.Join(mkv.AudioArgs("/w/src.mkv", "/w/audio"), " "), "-frames:v")
+	require.Contains(t, strings.Join(mkv.StitchArgs("/tmp/list", "/w/audio/tracks.mkv", "/w/audio/metadata.txt", "/w/out"), " "), "-map 0:v:0 -map 1 -c copy")
 }
 
 func TestConcatList(t *testing.T) {
@@ -261,7 +276,32 @@ func TestProbeKeyframesOfAnEditList(t *testing.T) {
 	for _, k := range info.Keyframes {
 		require.GreaterOrEqual(t, k, info.Start)
 	}
+	// The edit list hides frames before its start, none at the end.
+	require.NoError(t, tools.ProbeVideoEnd(ctx, cut, info))
+	require.Zero(t, info.VideoEnd)
 	require.NoError(t, info.Validate(Limits{}))
+}
+
+// Whatever ffprobe prints, the video end found is none or a finite time,
+// and the scan's memory stays bounded.
+func FuzzVideoEndScan(f *testing.F) {
+	f.Add([]byte("0.000000,K_\n0.120000,_D\n0.040000,__\n"))
+	f.Add([]byte("N/A,_D\nnan,__\ninf,_D\n-1,K_\n1e308,_D\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s videoEndScan
+		for len(data) > 0 {
+			n := min(len(data), 7)
+			_, err := s.Write(data[:n])
+			require.NoError(t, err)
+			data = data[n:]
+		}
+		s.line(string(s.partial))
+		require.LessOrEqual(t, len(s.hidden), maxHiddenPackets)
+		require.True(t, finite(s.end()))
+		if e := s.end(); e != 0 {
+			require.Greater(t, e, s.kept)
+		}
+	})
 }
 
 // Whatever ffprobe prints, the list stays bounded, increasing and finite,
@@ -385,4 +425,69 @@ func TestProbeKeyframes(t *testing.T) {
 	err = Tools{}.ProbeKeyframes(context.Background(), bad, info)
 	_, ok := errors.AsType[*ExitError](err)
 	require.True(t, ok, "%v", err)
+}
+
+func TestVideoEndScan(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		lines string
+		want  float64
+	}{
+		{"nothing hidden", "0.000000,K_\n0.080000,__\n0.040000,__\n", 0},
+		{"the last frame hidden, in decode order before B-frames", "0.000000,K_\n0.120000,_D\n0.040000,__\n0.080000,__\n", 0.12},
+		{"two hidden, the later first", "0.000000,K_\n0.160000,_D\n0.040000,__\n0.120000,_D\n0.080000,__\n", 0.12},
+		{"hidden before an edit's start only", "0.000000,KD\n0.040000,_D\n0.080000,K_\n0.120000,__\n", 0},
+		{"a line split across writes and garbage", "0.000000,K_\nN/A,_D\nnonsense\n0.04", 0},
+		{"all hidden: cannot tell", "0.000000,KD\n0.040000,_D\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var s videoEndScan
+			for _, p := range strings.SplitAfter(tc.lines, "\n") {
+				_, err := s.Write([]byte(p))
+				require.NoError(t, err)
+			}
+			s.line(string(s.partial))
+			require.Equal(t, tc.want, s.end())
+		})
+	}
+	// Hostile: a kept packet after ever more hidden ones keeps the list
+	// bounded, and an overflow means "cannot tell".
+	var s videoEndScan
+	for i := range 3 * maxHiddenPackets {
+		fmt.Fprintf(&s, "%d.5,_D\n", i+1)
+		require.LessOrEqual(t, len(s.hidden), maxHiddenPackets)
+	}
+	fmt.Fprintf(&s, "0.000000,K_\n")
+	require.Zero(t, s.end())
+}
+
+// The last chunk of a split plan whose source's edit list hides frames
+// drops them before any other filter; the other chunks are as before.
+func TestChunkArgsTrimHiddenEnd(t *testing.T) {
+	t.Parallel()
+	info := src(320, 180, 25, func(i *Info) { i.Duration, i.Start, i.VideoEnd = 9, 0.5, 9.44 })
+	require.NoError(t, info.Validate(Limits{}))
+	pl, err := NewPlan(info, builtin(t, "web-hls"))
+	require.NoError(t, err)
+	require.Equal(t, 8.94, pl.VideoEnd, "output time")
+	pl.PlanChunks(4, nil)
+	require.Len(t, pl.Chunks, 2)
+	require.NoError(t, pl.Validate())
+	last := strings.Join(pl.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " ")
+	require.Contains(t, last, "]setpts=PTS-0.5/TB,trim=end=8.939500,fps=25,trim=start_pts=100,")
+	first := strings.Join(pl.ChunkArgs("/w/piece.mkv", 0, "/w/out"), " ")
+	require.Contains(t, first, "]setpts=PTS-0.5/TB,fps=25:start_time=0,trim=start_pts=0:end_pts=100,")
+
+	mp4, err := NewPlan(info, builtin(t, "mp4-library"))
+	require.NoError(t, err)
+	mp4.PlanChunks(4, []float64{0.5, 4.5})
+	require.Len(t, mp4.Chunks, 2)
+	require.Contains(t, strings.Join(mp4.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "]setpts=PTS-0.5/TB,trim=end=8.939500,trim=start=3.990000")
+
+	pl.VideoEnd = 10.5
+	require.ErrorContains(t, pl.Validate(), "plan.video_end")
+	info.VideoEnd = 0.2
+	require.ErrorContains(t, info.Validate(Limits{}), "info.video_end")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -149,4 +150,137 @@ func (info *Info) validateKeyframes() error {
 		prev = k
 	}
 	return nil
+}
+
+// The hidden end of a video: an MP4 or MOV whose edit list ends before the
+// video's last sample shows fewer frames than it stores. ffmpeg's mov
+// demuxer flags the packets past the edit's end as discarded and the
+// decoder drops their pictures, so the unsplit encode never sees them; a
+// chunk's piece (Matroska, stream-copied) keeps the packets without the
+// flag, so the last chunk would encode those frames too. ProbeVideoEnd
+// finds where the hidden frames start, and the last chunk's encode trims
+// them (chunkFilters).
+
+// videoEndSeconds is how much of the end of the source ProbeVideoEnd reads.
+const videoEndSeconds = 10
+
+// maxHiddenPackets bounds the hidden packets videoEndScan keeps track of.
+const maxHiddenPackets = 4096
+
+// VideoEndArgs returns the ffprobe argv that lists the timestamps and flags
+// of the packets of input's video stream index from the source time from
+// (the whole stream when from is 0), without decoding.
+func VideoEndArgs(demuxer, input string, index int, from float64) []string {
+	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe",
+		"-f", demuxer, "-select_streams", strconv.Itoa(index)}
+	if from > 0 {
+		args = append(args, "-read_intervals", ftoa(from)+"%")
+	}
+	return append(args, "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
+		"-i", "file:"+filepath.Clean(input))
+}
+
+// videoEndScan reads ffprobe's "pts_time,flags" lines and finds the first
+// timestamp of the packets the demuxer discards after the last one it
+// keeps, in bounded memory whatever the input.
+type videoEndScan struct {
+	partial []byte  // an unfinished line
+	kept    float64 // the latest timestamp of a kept packet
+	anyKept bool
+	hidden  []float64 // discarded packets' timestamps after kept
+	over    bool      // more hidden packets than maxHiddenPackets
+}
+
+func (s *videoEndScan) line(line string) {
+	ts, flags, ok := strings.Cut(strings.TrimSpace(line), ",")
+	if !ok {
+		return
+	}
+	t, err := strconv.ParseFloat(ts, 64)
+	if err != nil || !finite(t) {
+		return
+	}
+	if !strings.Contains(flags, "D") {
+		if !s.anyKept || t > s.kept {
+			s.kept, s.anyKept = t, true
+			s.hidden = slices.DeleteFunc(s.hidden, func(h float64) bool { return h <= t })
+		}
+		return
+	}
+	if s.anyKept && t <= s.kept {
+		return // before the edit's end (or its start): not a hidden end
+	}
+	if len(s.hidden) == maxHiddenPackets {
+		s.over = true
+		return
+	}
+	s.hidden = append(s.hidden, t)
+}
+
+// end is the first hidden timestamp after the last kept packet; 0 when
+// none is hidden, or when the scan cannot tell (no kept packet, or more
+// hidden packets than it tracks).
+func (s *videoEndScan) end() float64 {
+	if !s.anyKept || s.over || len(s.hidden) == 0 {
+		return 0
+	}
+	return slices.Min(s.hidden)
+}
+
+func (s *videoEndScan) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(s.partial)+len(p) > 256 {
+				s.partial = s.partial[:0] // not a line ffprobe writes
+			} else {
+				s.partial = append(s.partial, p...)
+			}
+			break
+		}
+		line := p[:i]
+		if len(s.partial) > 0 {
+			line = append(s.partial, line...)
+			s.partial = s.partial[:0]
+		}
+		s.line(string(line))
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// ProbeVideoEnd sets info.VideoEnd: the source time of the first frame that
+// an MP4 or MOV source's edit list hides at the end of its video (0 when
+// none is). It reads the packets of the last videoEndSeconds only (all of
+// them when those hold no packet the demuxer keeps). Other demuxers hide
+// no video packet that way: it does nothing for them.
+func (t Tools) ProbeVideoEnd(ctx context.Context, input string, info *Info) error {
+	if info == nil || info.Video == nil {
+		return nil
+	}
+	info.VideoEnd = 0
+	if info.Demuxer != "mov" {
+		return nil
+	}
+	abs, err := filepath.Abs(input)
+	if err != nil {
+		return fmt.Errorf("find the video's end: %w", err)
+	}
+	from := info.Start + info.Duration - videoEndSeconds
+	for {
+		var s videoEndScan
+		if _, err := t.exec(ctx, t.ffprobe(), VideoEndArgs(info.Demuxer, abs, info.Video.Index, from), nil, &s, stderrTailBytes); err != nil {
+			return fmt.Errorf("find the video's end: run ffprobe: %w", err)
+		}
+		s.line(string(s.partial))
+		if !s.anyKept && from > 0 {
+			from = 0 // the whole tail is hidden: read it all
+			continue
+		}
+		if e := s.end(); e > info.Start && e <= info.Start+info.Duration {
+			info.VideoEnd = e
+		}
+		return nil
+	}
 }

@@ -24,6 +24,11 @@ type Plan struct {
 	// Chunks split the video encode into pieces that workers encode in
 	// parallel (PlanChunks); empty: one encode.
 	Chunks []ChunkPlan `json:"chunks,omitempty"`
+	// VideoEnd is the output time, in seconds, where the source's edit
+	// list hides the rest of its video (Info.VideoEnd); 0: nothing hidden.
+	// The last chunk's encode drops the frames from there on, as the
+	// unsplit encode's decoder does (chunkFilters).
+	VideoEnd float64 `json:"video_end,omitempty"`
 
 	// VideoIndex is the input stream index of the video that is encoded.
 	VideoIndex int `json:"video_index"`
@@ -152,6 +157,9 @@ func NewPlan(info *Info, p *profile.Profile) (*Plan, error) {
 		Start:          info.Start,
 		VideoIndex:     v.Index,
 		Deinterlace:    v.Interlaced,
+	}
+	if info.VideoEnd > 0 {
+		pl.VideoEnd = info.VideoEnd - info.Start
 	}
 	if p.Format == profile.FormatHLS {
 		pl.SegmentSeconds = p.SegmentSeconds

@@ -33,6 +33,10 @@ type Info struct {
 	// keyframes (at most MaxKeyframes, thinned out evenly beyond): where an
 	// mp4 or mkv plan's chunks may start. Only ProbeKeyframes lists them.
 	Keyframes []float64 `json:"keyframes,omitempty"`
+	// VideoEnd is the source time, in seconds, of the first frame an MP4's
+	// edit list hides at the end of the video (the demuxer discards it and
+	// every later one); 0 when none is hidden. Only ProbeVideoEnd sets it.
+	VideoEnd float64 `json:"video_end,omitempty"`
 }
 
 // VideoStream is the chosen video stream of an input.

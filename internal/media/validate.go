@@ -149,6 +149,7 @@ func (info *Info) Validate(lim Limits) error {
 		inRange("info.audio", len(info.Audio), 0, maxStreams),
 		inRange("info.subtitles", len(info.Subtitles), 0, maxStreams),
 		info.validateKeyframes(),
+		info.validateVideoEnd(),
 	)
 	if err != nil {
 		return err
@@ -231,6 +232,7 @@ func (pl *Plan) Validate() error {
 		floatIn("plan.duration", pl.Duration, 1e-6, maxSeconds),
 		floatIn("plan.start", pl.Start, -maxSeconds, maxSeconds),
 		pl.validateChunks(),
+		floatIn("plan.video_end", pl.VideoEnd, 0, pl.Duration+1),
 		inRange("plan.video_index", pl.VideoIndex, 0, maxStreams-1),
 		inRange("plan.width", pl.Width, 2, maxDimension),
 		inRange("plan.height", pl.Height, 2, maxDimension),
@@ -368,4 +370,12 @@ func (th ThumbPlan) validate(duration float64) error {
 		return bad("plan.thumbs", "a %dx%d sheet of %dx%d tiles is larger than a JPEG can be", th.Columns, th.Rows, th.TileWidth, th.TileHeight)
 	}
 	return nil
+}
+
+// validateVideoEnd checks a reported video end: none, or within the source.
+func (info *Info) validateVideoEnd() error {
+	if info.VideoEnd == 0 {
+		return nil
+	}
+	return floatIn("info.video_end", info.VideoEnd, info.Start, info.Start+info.Duration+1)
 }

@@ -137,7 +137,8 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 		return job.Result{}, classify(err, "could not read the source file")
 	}
 	p, _ := e.profileFor(c)
-	if p != nil && p.Format != profile.FormatHLS && chunkSeconds(p, c.Job) > 0 && info.Duration >= 1.5*chunkSeconds(p, c.Job) {
+	maySplit := p != nil && chunkSeconds(p, c.Job) > 0 && info.Duration >= 1.5*chunkSeconds(p, c.Job)
+	if maySplit && p.Format != profile.FormatHLS {
 		// An mp4 or mkv plan's chunks start on source keyframes: listed
 		// only for a job that may be split (two chunks, the last at least
 		// half as long as the first: planKeyframeChunks).
@@ -149,6 +150,17 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 			// source whose packets ffprobe cannot list gets.
 			e.log.Warn("could not list the source's keyframes; the job is not split", "job_id", c.Job.ID, "err", err)
 			info.Keyframes = nil
+		}
+	}
+	if maySplit {
+		// A split job's last chunk drops the frames an MP4's edit list
+		// hides at the end of its video, as the unsplit encode does.
+		if err := e.media.ProbeVideoEnd(ctx, src, info); err != nil {
+			if ctx.Err() != nil {
+				return job.Result{}, ctx.Err()
+			}
+			e.log.Warn("could not find where the source's video ends; a split job may keep frames its edit list hides", "job_id", c.Job.ID, "err", err)
+			info.VideoEnd = 0
 		}
 	}
 	return derive(p, c, info)

@@ -8,6 +8,7 @@ package chunktest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"image/jpeg"
 	"math"
@@ -112,6 +113,15 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 				"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", "-f", "mpegts", p))
 			return p
 		}, 2},
+		{"MP4 whose edit list hides its last frame", func() string {
+			// The edit ends 60 ms before the video's 9 s: the frame at
+			// 8.96 s is hidden (the demuxer discards it), the one at
+			// 8.92 s shown, though the edit ends inside it.
+			p := filepath.Join(tmp, "edit.mp4")
+			require.NoError(t, testenv.Clip{Size: "320x180", Rate: 25, Seconds: 9, Tone: 370, Stereo: true}.Make(p))
+			shortenVideoEdit(t, p, 60)
+			return p
+		}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := tc.source()
@@ -119,6 +129,8 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			tools := media.Tools{}
 			info, err := tools.Admit(ctx, src, media.Limits{})
 			require.NoError(t, err)
+			require.NoError(t, tools.ProbeVideoEnd(ctx, src, info))
+			require.Equal(t, strings.Contains(tc.name, "edit list"), info.VideoEnd > 0, "the source's edit list hides frames at its end")
 
 			whole, err := media.NewPlan(info, web(t))
 			require.NoError(t, err)
@@ -216,6 +228,62 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shortenVideoEdit ends the edit list of an MP4's video track ms
+// milliseconds earlier, in place, so that it hides the frames of its last
+// ms milliseconds. The file must have one edit list entry per track and a
+// millisecond movie timescale (as ffmpeg's mp4 muxer writes).
+func shortenVideoEdit(t *testing.T, path string, ms uint32) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	// boxes returns the boxes in b[from:to] as type → (start, end) of
+	// their payload, the first of each type, and every trak.
+	type span struct{ from, to int }
+	boxes := func(from, to int) (map[string]span, []span) {
+		m := map[string]span{}
+		var traks []span
+		for off := from; off+8 <= to; {
+			size := int(binary.BigEndian.Uint32(b[off:]))
+			typ := string(b[off+4 : off+8])
+			require.GreaterOrEqual(t, size, 8, "box %q", typ)
+			sp := span{off + 8, off + size}
+			if _, ok := m[typ]; !ok {
+				m[typ] = sp
+			}
+			if typ == "trak" {
+				traks = append(traks, sp)
+			}
+			off += size
+		}
+		return m, traks
+	}
+	top, _ := boxes(0, len(b))
+	moov, ok := top["moov"]
+	require.True(t, ok)
+	inMoov, traks := boxes(moov.from, moov.to)
+	mvhd := inMoov["mvhd"]
+	require.Equal(t, byte(0), b[mvhd.from], "mvhd version 0")
+	require.Equal(t, uint32(1000), binary.BigEndian.Uint32(b[mvhd.from+12:]), "a millisecond movie timescale")
+	for _, trak := range traks {
+		inTrak, _ := boxes(trak.from, trak.to)
+		inMdia, _ := boxes(inTrak["mdia"].from, inTrak["mdia"].to)
+		if string(b[inMdia["hdlr"].from+8:inMdia["hdlr"].from+12]) != "vide" {
+			continue
+		}
+		inEdts, _ := boxes(inTrak["edts"].from, inTrak["edts"].to)
+		elst, ok := inEdts["elst"]
+		require.True(t, ok, "the video track has an edit list")
+		require.Equal(t, byte(0), b[elst.from], "elst version 0")
+		require.Equal(t, uint32(1), binary.BigEndian.Uint32(b[elst.from+4:]), "one edit")
+		d := binary.BigEndian.Uint32(b[elst.from+8:])
+		require.Greater(t, d, ms)
+		binary.BigEndian.PutUint32(b[elst.from+8:], d-ms)
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+		return
+	}
+	t.Fatal("no video track")
 }
 
 // splitAndEncode splits the source into the plan's pieces under work and

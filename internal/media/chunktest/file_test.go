@@ -3,6 +3,7 @@ package chunktest
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -87,6 +88,7 @@ func TestFileChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, info.Keyframes, "Admit lists no keyframes")
 			require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
+			require.NoError(t, tools.ProbeVideoEnd(ctx, src, info))
 			require.NoError(t, info.Validate(media.Limits{}))
 
 			p, ok := profile.Builtin().Get(tc.profile)
@@ -264,4 +266,201 @@ func probeFile(t *testing.T, dir, name string) fileFacts {
 		f.audio = append(f.audio, float64(us)/1e6)
 	}
 	return f
+}
+
+// encodeFileBoth encodes src with the named mp4 or mkv profile unsplit and
+// split into chunks of about seconds (at least two), as
+// TestFileChunkedEqualsUnchunked does, and returns the two output files.
+func encodeFileBoth(t *testing.T, profileName, src string, seconds float64) (whole, split string) {
+	t.Helper()
+	ctx, tools := context.Background(), media.Tools{}
+	info, err := tools.Admit(ctx, src, media.Limits{})
+	require.NoError(t, err)
+	require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
+	require.NoError(t, tools.ProbeVideoEnd(ctx, src, info))
+	p, ok := profile.Builtin().Get(profileName)
+	require.True(t, ok)
+	wholePlan, err := media.NewPlan(info, p)
+	require.NoError(t, err)
+	wholePlan.Thumbs = media.ThumbPlan{}
+	splitPlan := *wholePlan
+	splitPlan.PlanChunks(seconds, info.Keyframes)
+	require.GreaterOrEqual(t, len(splitPlan.Chunks), 2, "the source splits")
+	require.NoError(t, splitPlan.Validate())
+
+	wholeDir := t.TempDir()
+	_, err = tools.Encode(ctx, wholePlan, src, wholeDir, nil)
+	require.NoError(t, err)
+	work := t.TempDir()
+	chunkDirs := splitAndEncode(t, &splitPlan, src, work)
+	audioDir := filepath.Join(work, "audio")
+	_, err = tools.EncodeAudio(ctx, &splitPlan, src, audioDir, nil)
+	require.NoError(t, err)
+	splitDir := t.TempDir()
+	_, err = tools.Stitch(ctx, &splitPlan, chunkDirs, audioDir, splitDir)
+	require.NoError(t, err)
+	return filepath.Join(wholeDir, wholePlan.FileName()), filepath.Join(splitDir, splitPlan.FileName())
+}
+
+// streamFacts lists a file's streams as ffprobe reports them: codec type,
+// tags (without DURATION) and disposition, one map per stream.
+//
+// DURATION is the one tag left out: Matroska's muxer writes it on every
+// track itself, as the length it measured while muxing, so it is no tag
+// carried from the source; the stitched file's length is checked against
+// the unsplit one's elsewhere (within a frame). Every other tag the muxers
+// and encoders write themselves (ENCODER/encoder, handler_name, vendor_id,
+// an MP4's language=und) is the same either way and is compared.
+func streamFacts(t *testing.T, path string) []map[string]string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries",
+		"stream=index,codec_type:stream_tags:stream_disposition", "-of", "json", path).Output()
+	require.NoError(t, err)
+	var pj struct {
+		Streams []struct {
+			CodecType   string            `json:"codec_type"`
+			Tags        map[string]string `json:"tags"`
+			Disposition map[string]int    `json:"disposition"`
+		} `json:"streams"`
+	}
+	require.NoError(t, json.Unmarshal(out, &pj))
+	var facts []map[string]string
+	for _, s := range pj.Streams {
+		m := map[string]string{"codec_type": s.CodecType}
+		for k, v := range s.Tags {
+			if k != "DURATION" {
+				m["tag:"+k] = v
+			}
+		}
+		for k, v := range s.Disposition {
+			if v != 0 {
+				m["disposition:"+k] = strconv.Itoa(v)
+			}
+		}
+		facts = append(facts, m)
+	}
+	return facts
+}
+
+// hostileTag is a tag value that would break an ffmetadata file or an
+// ffmpeg option string if it reached one unescaped.
+const hostileTag = "a=b;c#d\\e\nf -i x [STREAM] ;FFMETADATA1"
+
+// TestFileChunkedKeepsStreamTags checks that every track of a stitched file
+// carries the tags and dispositions of the unsplit encode's, the video's
+// included, for sources whose video track has tags of its own (a title,
+// a language, a comment, a handler name, some of them hostile).
+//
+// With ffmpeg 5.1 the unsplit encode's video comes out of -filter_complex,
+// which copies no tag from the source's video stream: the video keeps only
+// what its encoder and muxer write, and so must the stitched file's.
+func TestFileChunkedKeepsStreamTags(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	tmp := t.TempDir()
+	tagged := []string{
+		"-metadata:s:v:0", "title=" + hostileTag, "-metadata:s:v:0", "language=ger",
+		"-metadata:s:v:0", "COMMENT=" + hostileTag, "-metadata:s:v:0", "handler_name=Camera",
+		"-metadata:s:a:0", "language=fra", "-metadata:s:a:0", "title=Ton",
+	}
+	for _, tc := range []struct{ profile, ext string }{
+		{"archive-hevc", "mkv"},
+		{"mp4-library", "mp4"},
+	} {
+		t.Run(tc.ext, func(t *testing.T) {
+			t.Parallel()
+			src := filepath.Join(tmp, "tagged."+tc.ext)
+			require.NoError(t, testenv.Clip{Size: "160x90", Rate: 25, Seconds: 3, Tone: 300,
+				Extra: append([]string{"-g", "25"}, tagged...)}.Make(src))
+			require.Equal(t, "ger", streamFacts(t, src)[0]["tag:language"], "the source's video has tags")
+			whole, split := encodeFileBoth(t, tc.profile, src, 1)
+			want := streamFacts(t, whole)
+			require.NotEmpty(t, want)
+			require.Equal(t, want, streamFacts(t, split))
+		})
+	}
+}
+
+// attachmentFacts lists a file's attachments: file name, MIME type and a
+// hash of the bytes, in order.
+func attachmentFacts(t *testing.T, path string) []string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "t", "-show_data_hash", "sha256",
+		"-show_entries", "stream=codec_name,extradata_hash:stream_tags=filename,mimetype", "-of", "compact=p=0", path).Output()
+	require.NoError(t, err)
+	var facts []string
+	for line := range strings.Lines(string(out)) { // compact escapes a line break in a tag
+		facts = append(facts, strings.TrimSpace(line))
+	}
+	return facts
+}
+
+// TestFileChunkedKeepsAttachments checks that a split archive-hevc job keeps
+// an MKV source's attachments (fonts) as the unsplit encode does: the same
+// file names, MIME types and bytes, with and without audio and subtitle
+// tracks beside them. A file name from the source is only ever a tag: one
+// that looks like a path or an option changes nothing.
+func TestFileChunkedKeepsAttachments(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	tmp := t.TempDir()
+	font := filepath.Join(tmp, "font.ttf")
+	require.NoError(t, os.WriteFile(font, []byte("not really a font\x00\x01\xff"), 0o644))
+	blob := filepath.Join(tmp, "blob.bin")
+	require.NoError(t, os.WriteFile(blob, []byte(strings.Repeat("herd attachment ", 300)), 0o644))
+	attach := []string{
+		"-attach", font, "-metadata:s:t:0", "mimetype=application/x-truetype-font",
+		"-metadata:s:t:0", "filename=../../" + hostileTag + ".ttf",
+		"-attach", blob, "-metadata:s:t:1", "mimetype=application/octet-stream",
+		"-metadata:s:t:1", "filename=-i",
+	}
+	for _, tc := range []struct {
+		name string
+		tone int
+	}{
+		{"video and attachments only", 0},
+		{"with audio", 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := filepath.Join(tmp, fmt.Sprintf("fonts-%d.mkv", tc.tone))
+			require.NoError(t, testenv.Clip{Size: "160x90", Rate: 25, Seconds: 3, Tone: tc.tone,
+				Extra: append([]string{"-g", "25"}, attach...)}.Make(src))
+			require.Len(t, attachmentFacts(t, src), 2, "the source has two attachments")
+			whole, split := encodeFileBoth(t, "archive-hevc", src, 1)
+			want := attachmentFacts(t, whole)
+			require.Len(t, want, 2, "the unsplit encode keeps the attachments")
+			require.Equal(t, want, attachmentFacts(t, split))
+			require.Equal(t, streamFacts(t, whole), streamFacts(t, split))
+		})
+	}
+}
+
+// TestFileChunkedHiddenEnd checks that a split mp4-library job of an MP4
+// whose edit list hides its last frame has the unsplit encode's frames:
+// the last chunk drops the hidden frame as the unsplit encode's decoder
+// does.
+func TestFileChunkedHiddenEnd(t *testing.T) {
+	t.Parallel()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found", b)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "edit.mp4")
+	require.NoError(t, testenv.Clip{Size: "160x90", Rate: 25, Seconds: 3, Tone: 300, Extra: []string{"-g", "25"}}.Make(src))
+	shortenVideoEdit(t, src, 40) // hides the frame at 2.96 s
+	whole, split := encodeFileBoth(t, "mp4-library", src, 1)
+	a, b := videoPackets(t, whole), videoPackets(t, split)
+	require.Len(t, a, 74, "the unsplit encode shows all but the hidden frame")
+	require.Len(t, b, len(a), "frames")
+	require.Equal(t, a[len(a)-1].pts, b[len(b)-1].pts, "the last frame's timestamp")
 }
