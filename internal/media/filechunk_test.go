@@ -484,7 +484,7 @@ func TestChunkArgsTrimHiddenEnd(t *testing.T) {
 	require.NoError(t, err)
 	mp4.PlanChunks(4, []float64{0.5, 4.5})
 	require.Len(t, mp4.Chunks, 2)
-	require.Contains(t, strings.Join(mp4.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "]setpts=PTS-0.5/TB,trim=end=8.939500,trim=start=3.990000")
+	require.Contains(t, strings.Join(mp4.ChunkArgs("/w/piece.mkv", 1, "/w/out"), " "), "]setpts=PTS-0.5/TB,trim=end=8.939500,fps=25,trim=start=3.990000")
 
 	pl.VideoEnd = 10.5
 	require.ErrorContains(t, pl.Validate(), "plan.video_end")
