@@ -66,6 +66,25 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 	wk, err := f.st.GetWorker(context.Background(), "fx")
 	require.NoError(t, err)
 	require.Equal(t, "2", wk.Version, "a claim without a version is taken as the oldest spoken")
+	outdated := func() string {
+		resp, body := f.do(t, "GET", "/api/v1/workers", adminKey, nil, "")
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		var ws struct {
+			Workers []struct {
+				Name     string `json:"name"`
+				Outdated string `json:"outdated"`
+			} `json:"workers"`
+		}
+		require.NoError(t, json.Unmarshal(body, &ws))
+		for _, w := range ws.Workers {
+			if w.Name == "fx" {
+				return w.Outdated
+			}
+		}
+		t.Fatal("worker fx is not listed")
+		return ""
+	}
+	require.Equal(t, "outdated: protocol 2, server speaks 4 — upgrade it; it only finalizes until then", outdated())
 
 	for _, v := range []string{"3", "2", ""} {
 		fin := f.queueKind(t, job.KindFinalize)
@@ -90,6 +109,7 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 		got[c.Task.ID] = c.Task.Kind
 	}
 	require.Equal(t, map[string]job.Kind{enc: job.KindEncode, chunk: job.KindChunk}, got, "a current worker gets what the old ones were not given")
+	require.Empty(t, outdated(), "upgraded")
 
 	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"5"}`)
 	require.Equal(t, http.StatusBadRequest, code)
