@@ -107,7 +107,7 @@ type ClaimRequest struct {
 	// the kinds it still implements, protocol.Kinds).
 	Kinds []job.Kind
 	Now   time.Time
-	TTL    time.Duration
+	TTL   time.Duration
 }
 
 // Stats are the numbers metrics and dashboards show.
