@@ -61,6 +61,9 @@ type WorkerView struct {
 	store.Worker
 	Tasks   []string      `json:"running_tasks"`
 	Running []RunningTask `json:"running"`
+	// Outdated says, for a worker that last spoke an older protocol
+	// version, that it is leased only finalize tasks until it is upgraded.
+	Outdated string `json:"outdated,omitempty"`
 }
 
 // Workers is the workers page: registered workers, and tasks run by
@@ -143,7 +146,7 @@ func (s *Server) workers(ctx context.Context) (any, error) {
 	out := Workers{Workers: make([]WorkerView, 0, len(ws)), Other: []RunningTask{}}
 	mine := map[string]bool{}
 	for _, w := range ws {
-		v := WorkerView{Worker: w, Tasks: []string{}, Running: []RunningTask{}}
+		v := WorkerView{Worker: w, Tasks: []string{}, Running: []RunningTask{}, Outdated: protocol.Outdated(w.Version)}
 		if v.Caps == nil {
 			v.Caps = []string{}
 		}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,11 +150,16 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "slot must be a short name without / % _ or \\")
 		return
 	}
-	if req.Version != "" && req.Version != protocol.Version && req.Version != protocol.LegacyVersion {
-		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this server speaks worker protocol %s (and %s); upgrade the worker or the server so they match", protocol.Version, protocol.LegacyVersion))
+	// Every released worker has said its version in the claim body (only
+	// version 2's fetch of a leased task lacked it, see leased): a claim
+	// without one is taken as the oldest version spoken, which is leased
+	// the least.
+	version := cmp.Or(req.Version, protocol.LegacyVersion)
+	if !protocol.Speaks(version) {
+		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this worker speaks worker protocol %s; this server speaks %s: upgrade the worker or the server so they match", version, protocol.Spoken))
 		return
 	}
-	if err := s.st.SeenWorker(r.Context(), name, req.Caps, max(req.Slots, 1), req.Version, time.Now()); err != nil {
+	if err := s.st.SeenWorker(r.Context(), name, req.Caps, max(req.Slots, 1), version, time.Now()); err != nil {
 		s.internal(w, r, err)
 		return
 	}
@@ -177,13 +183,15 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if wk.State == store.WorkerActive {
-			c, err := s.queue.Claim(r.Context(), owner, name, req.Caps)
+			// A worker of an older version is leased only what it still
+			// implements; finding nothing else, it long-polls as usual.
+			c, err := s.queue.ClaimKinds(r.Context(), owner, name, req.Caps, protocol.Kinds(version))
 			if err != nil {
 				s.internal(w, r, err)
 				return
 			}
 			if c != nil {
-				writeJSON(w, http.StatusOK, s.claimBody(c, req.Version == protocol.LegacyVersion))
+				writeJSON(w, http.StatusOK, s.claimBody(c, version == protocol.LegacyVersion))
 				return
 			}
 		}
@@ -209,10 +217,24 @@ func (s *workerAPI) claimBody(c *job.Claimed, legacy bool) protocol.Claim {
 
 // leased hands a worker a task that was leased to it by someone else: the
 // Kubernetes dispatcher claims a task, then starts a pod that runs
-// `herd run-task` with the lease, and that pod fetches the task here.
+// `herd run-task` with the lease, and that pod fetches the task here. The
+// dispatcher claims any kind, so a pod of an image older than the server
+// is refused a task its version does not implement (it would fail it, or
+// do the old thing); the task stays leased and comes back to the queue
+// when the lease expires.
 func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
+	// A version 2 run-task pod sent no version header.
+	version := cmp.Or(r.Header.Get(protocol.HeaderProtocol), protocol.LegacyVersion)
+	if !protocol.Speaks(version) {
+		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this pod speaks worker protocol %s; this server speaks %s: set the worker image to the server's version", version, protocol.Spoken))
+		return
+	}
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
+		return
+	}
+	if kinds := protocol.Kinds(version); kinds != nil && !slices.Contains(kinds, c.Task.Kind) {
+		writeError(w, http.StatusConflict, "protocol_version", fmt.Sprintf("this pod's image is older than the server (worker protocol %s, the server speaks %s) and cannot run a %s task: set the worker image to the server's version", version, protocol.Version, c.Task.Kind))
 		return
 	}
 	if len(c.Task.DependsOn) > 0 {
@@ -223,7 +245,7 @@ func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Deps = job.DepResults(c.Task, all)
 	}
-	writeJSON(w, http.StatusOK, s.claimBody(c, r.Header.Get(protocol.HeaderProtocol) == ""))
+	writeJSON(w, http.StatusOK, s.claimBody(c, version == protocol.LegacyVersion))
 }
 
 // leaseError answers a report whose lease is no longer valid.

@@ -269,13 +269,15 @@ func (e *env) workersCmd() *cobra.Command {
 			return e.encode(*out, map[string]any{"workers": ws})
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tSTATE\tSLOTS\tCAPABILITIES\tRUNNING\tLAST SEEN")
+		// A worker of an older protocol version is leased only finalize
+		// tasks: the server says so (Outdated), and so does the last column.
+		fmt.Fprintln(tw, "NAME\tSTATE\tSLOTS\tCAPABILITIES\tRUNNING\tLAST SEEN\tNOTE")
 		for _, w := range ws {
 			seen := "never"
 			if w.LastSeen != nil {
 				seen = age(*w.LastSeen) + " ago"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", w.Name, w.State, w.Slots, strings.Join(w.Caps, ","), strings.Join(w.Tasks, ","), seen)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", w.Name, w.State, w.Slots, strings.Join(w.Caps, ","), strings.Join(w.Tasks, ","), seen, w.Outdated)
 		}
 		return tw.Flush()
 	}

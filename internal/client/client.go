@@ -251,6 +251,7 @@ type WorkerView struct {
 	Version  string     `json:"version"`
 	LastSeen *time.Time `json:"last_seen"`
 	Tasks    []string   `json:"running_tasks"`
+	Outdated string     `json:"outdated"` // set for a worker of an older protocol version: what to do
 }
 
 // Workers lists the registered workers.

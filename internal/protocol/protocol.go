@@ -25,15 +25,67 @@ import (
 // added presigned redirects and direct uploads: a version 1 worker would
 // follow a redirect with its key and would not know the uploads route.
 // Version 3 renamed the last step, which moves the verified outputs into
-// place, from "publish" to "finalize" (publishing is what publishers do);
-// the server still speaks version 2 (LegacyVersion), so workers keep
-// working while they are upgraded after the server.
-const Version = "3"
+// place, from "publish" to "finalize" (publishing is what publishers do).
+// Version 4 added the chunk task kinds (split, chunk, audio, stitch: a
+// split-and-stitch encode) and changed the contract of kinds that kept
+// their names: an hls encode writes the sprite tiles from its own decode,
+// verify checks the thumbnails and reads a chunked job's quality.json, the
+// probe lists the source's keyframes for a job that may be split, and
+// plans carry new fields (Rotation, chunk boundaries) that an older worker
+// would ignore. The server still speaks 3 and 2 (PreviousVersion,
+// LegacyVersion), but leases their workers only the kinds whose contract
+// they still implement (Kinds), so a rolling upgrade, server first, loses
+// and fails no work.
+const Version = "4"
 
-// LegacyVersion is the older version the server still speaks: its workers
+// PreviousVersion is the version before Version, which the server still
+// speaks: its workers are leased only what Kinds allows them.
+const PreviousVersion = "3"
+
+// LegacyVersion is the oldest version the server still speaks: its workers
 // are handed the last step under its old kind (LegacyFinalizeKind) and may
-// ask for it on the old route, .../publish. The version after 3 drops it.
+// ask for it on the old route, .../publish.
 const LegacyVersion = "2"
+
+// Speaks reports whether the server speaks the worker protocol version v.
+func Speaks(v string) bool {
+	return v == Version || v == PreviousVersion || v == LegacyVersion
+}
+
+// Spoken names the versions the server speaks, for messages.
+const Spoken = Version + " (and " + PreviousVersion + " and " + LegacyVersion + ", to finalize only)"
+
+// Kinds is the task kinds a worker speaking version may be leased: nil
+// means every kind (the current version), an empty list none (a version
+// the server does not speak). A version 2 or 3 worker gets only finalize,
+// whose contract (move the verified outputs into place, on the server) has
+// not changed. It gets no probe, encode, thumbnails or verify, though those
+// kinds kept their names: their contract changed in version 4 (a probe
+// that lists no keyframes, an hls encode without sprite tiles, thumbnails
+// and a verify that ignore the plan's new fields and a chunked job's
+// quality.json), and an old worker would do the old thing and report
+// success, failing the job later or making wrong outputs. Nor the chunk
+// kinds, which it does not know at all and would fail permanently. Those
+// tasks wait for an upgraded worker instead.
+func Kinds(version string) []job.Kind {
+	switch version {
+	case Version:
+		return nil
+	case PreviousVersion, LegacyVersion:
+		return []job.Kind{job.KindFinalize}
+	}
+	return []job.Kind{}
+}
+
+// Outdated is what to tell an operator about a worker that last spoke
+// version: how it is held back and what to do, or "" when it speaks the
+// server's version (or has not said which it speaks).
+func Outdated(version string) string {
+	if version == "" || version == Version {
+		return ""
+	}
+	return "outdated: protocol " + version + ", server speaks " + Version + " — upgrade it; it only finalizes until then"
+}
 
 // LegacyFinalizeKind is the last step's kind as a version 2 worker knows it.
 const LegacyFinalizeKind job.Kind = "publish"

@@ -84,9 +84,15 @@ func New(st LeaseStore, sig *Signal, cfg Config) *Queue {
 	return &Queue{st: st, cfg: cfg.withDefaults(), signal: sig}
 }
 
-// Claim leases a runnable task, or returns nil.
+// Claim leases a runnable task of any kind, or returns nil.
 func (q *Queue) Claim(ctx context.Context, owner, worker string, caps []string) (*job.Claimed, error) {
-	return q.st.Claim(ctx, store.ClaimRequest{Owner: owner, Worker: worker, Caps: caps, Now: q.cfg.Now(), TTL: q.cfg.LeaseTTL})
+	return q.ClaimKinds(ctx, owner, worker, caps, nil)
+}
+
+// ClaimKinds is Claim limited to tasks of the given kinds (nil: any kind;
+// empty: none): what a remote worker of an older protocol version may run.
+func (q *Queue) ClaimKinds(ctx context.Context, owner, worker string, caps []string, kinds []job.Kind) (*job.Claimed, error) {
+	return q.st.Claim(ctx, store.ClaimRequest{Owner: owner, Worker: worker, Caps: caps, Kinds: kinds, Now: q.cfg.Now(), TTL: q.cfg.LeaseTTL})
 }
 
 // Wait blocks until work may be claimable: a Kick, the next backoff expiring, or max.

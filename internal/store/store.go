@@ -102,8 +102,12 @@ type ClaimRequest struct {
 	Owner  string   // lease owner, unique per executor slot
 	Worker string   // worker name shown to users
 	Caps   []string // capabilities ("" needs are always satisfied)
-	Now    time.Time
-	TTL    time.Duration
+	// Kinds limits the claim to tasks of these kinds: nil for any kind,
+	// empty for none (a worker of an older protocol version is leased only
+	// the kinds it still implements, protocol.Kinds).
+	Kinds []job.Kind
+	Now   time.Time
+	TTL   time.Duration
 }
 
 // Stats are the numbers metrics and dashboards show.

@@ -453,8 +453,12 @@ func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now ti
 	return nil
 }
 
-// Claim leases the oldest runnable task whose needs the worker meets.
+// Claim leases the oldest runnable task whose needs the worker meets, of
+// one of req.Kinds when that is not nil.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed, error) {
+	if req.Kinds != nil && len(req.Kinds) == 0 {
+		return nil, nil // no kind allowed: nothing to claim ("IN ()" is not SQL)
+	}
 	var out *job.Claimed
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		needs := []string{"''"}
@@ -463,9 +467,18 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (*job.Claimed
 			needs = append(needs, "?")
 			args = append(args, c)
 		}
+		kinds := ""
+		if req.Kinds != nil {
+			marks := make([]string, len(req.Kinds))
+			for i, k := range req.Kinds {
+				marks[i] = "?"
+				args = append(args, string(k))
+			}
+			kinds = ` AND kind IN (` + strings.Join(marks, ", ") + `)`
+		}
 		row := tx.QueryRowContext(ctx, s.q(`UPDATE tasks SET state = 'running', lease_owner = ?, lease_expires = ?, worker = ?,
 			fence = fence + 1, attempt = attempt + 1, started_at = ?, finished_at = NULL, progress = 0, speed = 0, error = ''
-			WHERE id = (SELECT id FROM tasks WHERE state = 'queued' AND run_after <= ? AND needs IN (`+strings.Join(needs, ", ")+`)
+			WHERE id = (SELECT id FROM tasks WHERE state = 'queued' AND run_after <= ? AND needs IN (`+strings.Join(needs, ", ")+`)`+kinds+`
 			ORDER BY run_after, created_at, seq LIMIT 1 `+s.d.ClaimLock+`)
 			RETURNING `+taskCols), args...)
 		t, err := scanTask(row)

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
 	t.Run("KeyLifecycle", func(t *testing.T) { t.Parallel(); testKeyLifecycle(t, open(t)) })
 	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
+	t.Run("ClaimKinds", func(t *testing.T) { t.Parallel(); testClaimKinds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
@@ -671,6 +672,43 @@ func testNeeds(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.NotNil(t, c)
 	require.Equal(t, []string{"nvenc:h264"}, c.Task.Needs)
+}
+
+// testClaimKinds: a claim limited to some kinds (a worker of an older
+// protocol version) skips older queued tasks of other kinds; an empty list
+// claims nothing; nil claims any kind.
+func testClaimKinds(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	one := func(sha string, k job.Kind, at time.Time) string {
+		a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "x", Size: 1, SHA256: sha, Key: "sources/" + sha, CreatedAt: at})
+		require.NoError(t, err)
+		j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: sha, Source: job.Source{AssetID: a.ID}}
+		id := job.NewID("t")
+		_, _, err = s.CreateJob(ctx, j, []job.Task{{ID: id, Kind: k, MaxAttempts: 3}}, at)
+		require.NoError(t, err)
+		return id
+	}
+	enc := one("kinds-encode", job.KindEncode, t0)
+	fin := one("kinds-finalize", job.KindFinalize, t0.Add(time.Second))
+	now := t0.Add(time.Minute)
+	req := func(owner string, kinds []job.Kind) store.ClaimRequest {
+		return store.ClaimRequest{Owner: owner, Worker: owner, Caps: []string{"h264"}, Kinds: kinds, Now: now, TTL: ttl}
+	}
+
+	c, err := s.Claim(ctx, req("old/0", []job.Kind{}))
+	require.NoError(t, err)
+	require.Nil(t, c, "no kind allowed: nothing claimed")
+	c, err = s.Claim(ctx, req("old/0", []job.Kind{job.KindFinalize}))
+	require.NoError(t, err)
+	require.NotNil(t, c, "the finalize task, behind an older encode")
+	require.Equal(t, fin, c.Task.ID)
+	c, err = s.Claim(ctx, req("old/1", []job.Kind{job.KindFinalize}))
+	require.NoError(t, err)
+	require.Nil(t, c, "the encode is left for a worker that may run it")
+	c, err = s.Claim(ctx, req("new/0", nil))
+	require.NoError(t, err)
+	require.NotNil(t, c, "nil: any kind")
+	require.Equal(t, enc, c.Task.ID)
 }
 
 // testDeliveries: attempts come back per job, oldest first, with every field.

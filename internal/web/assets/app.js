@@ -399,7 +399,7 @@ pages.workers = () => {
     fill(rows, d.workers.length ? d.workers.map((w) => el('tr', {dataset: {worker: w.name, state: w.state}},
       el('td', {class: 'name'}, w.name), el('td', {}, stateBadge(w.state)), el('td', {}, w.capabilities.join(', ') || '–'),
       el('td', {class: 'num'}, w.slots), el('td', {}, w.running.length ? el('ul', {}, w.running.map(taskLine)) : el('span', {class: 'muted'}, 'idle')),
-      el('td', {}, fmt.ago(w.last_seen)), el('td', {}, w.version || '–'),
+      el('td', {}, fmt.ago(w.last_seen)), el('td', {}, w.version || '–', w.outdated ? el('div', {class: 'error'}, w.outdated) : null),
       el('td', {}, w.state === 'active' ? el('button', {type: 'button', onclick: act(w.name, 'drain'), 'aria-label': 'Drain ' + w.name}, 'Drain') : null,
         w.state === 'draining' ? el('button', {type: 'button', onclick: act(w.name, 'resume'), 'aria-label': 'Resume ' + w.name}, 'Resume') : null,
         w.state !== 'revoked' ? el('button', {type: 'button', class: 'danger', onclick: act(w.name, 'revoke'), 'aria-label': 'Revoke ' + w.name}, 'Revoke') : null))) :

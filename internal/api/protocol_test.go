@@ -1,0 +1,159 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/protocol"
+)
+
+// queueKind makes a job of one queued task of kind k and returns the task's id.
+func (f *fixture) queueKind(t *testing.T, k job.Kind) string {
+	t.Helper()
+	ctx := context.Background()
+	id, sha := job.NewID("j"), strings.Repeat("cd", 32)
+	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "a.mp4", Size: 5, SHA256: sha, Key: "sources/" + sha, CreatedAt: time.Now()})
+	require.NoError(t, err)
+	tid := job.NewID("t")
+	_, _, err = f.st.CreateJob(ctx, job.Job{ID: id, Profile: "mp4-library", ProfileVersion: 1, IdempotencyKey: id,
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}},
+		[]job.Task{{ID: tid, Kind: k, MaxAttempts: 3}}, time.Now())
+	require.NoError(t, err)
+	return tid
+}
+
+// claimAs claims as a worker that says version in its claim body ("" says
+// none): the status and, on 200, the claim.
+func (f *fixture) claimAs(t *testing.T, key, version string) (int, protocol.Claim) {
+	t.Helper()
+	body := `{"slot":"2","capabilities":["h264"]}`
+	if version != "" {
+		body = `{"slot":"2","capabilities":["h264"],"version":"` + version + `"}`
+	}
+	code, b := f.post(key, "/api/v1/worker/claim", body)
+	var c protocol.Claim
+	if code == http.StatusOK {
+		require.NoError(t, json.Unmarshal(b, &c))
+	}
+	return code, c
+}
+
+// A worker of an older protocol version (a rolling upgrade: server first)
+// is leased only the finalize step, whose contract it still implements: an
+// encode or a chunk task waits for an upgraded worker instead of being
+// failed (an unknown kind) or done the old way. It long-polls like any
+// idle worker, and its in-flight task still reports.
+func TestOldWorkersOnlyFinalize(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	key, _ := f.leased(t)
+	enc := f.queueKind(t, job.KindEncode)
+	chunk := f.queueKind(t, job.KindChunk)
+
+	for _, v := range []string{"3", "2", ""} {
+		code, c := f.claimAs(t, key, v)
+		require.Equal(t, http.StatusNoContent, code, "version %q got %s %s", v, c.Task.Kind, c.Task.ID)
+	}
+	wk, err := f.st.GetWorker(context.Background(), "fx")
+	require.NoError(t, err)
+	require.Equal(t, "2", wk.Version, "a claim without a version is taken as the oldest spoken")
+	outdated := func() string {
+		resp, body := f.do(t, "GET", "/api/v1/workers", adminKey, nil, "")
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		var ws struct {
+			Workers []struct {
+				Name     string `json:"name"`
+				Outdated string `json:"outdated"`
+			} `json:"workers"`
+		}
+		require.NoError(t, json.Unmarshal(body, &ws))
+		for _, w := range ws.Workers {
+			if w.Name == "fx" {
+				return w.Outdated
+			}
+		}
+		t.Fatal("worker fx is not listed")
+		return ""
+	}
+	require.Equal(t, "outdated: protocol 2, server speaks 4 — upgrade it; it only finalizes until then", outdated())
+
+	for _, v := range []string{"3", "2", ""} {
+		fin := f.queueKind(t, job.KindFinalize)
+		code, c := f.claimAs(t, key, v)
+		require.Equal(t, http.StatusOK, code, "version %q", v)
+		require.Equal(t, fin, c.Task.ID, "version %q", v)
+		want := job.KindFinalize
+		if v != "3" {
+			want = protocol.LegacyFinalizeKind
+		}
+		require.Equal(t, want, c.Task.Kind, "version %q", v)
+		b, err := json.Marshal(map[string]any{"lease": c.Lease, "progress": 0.5})
+		require.NoError(t, err)
+		code, body := f.post(key, "/api/v1/worker/tasks/"+c.Task.ID+"/heartbeat", string(b))
+		require.Equal(t, http.StatusOK, code, "an old worker's task still reports: %s", body)
+	}
+
+	got := map[string]job.Kind{}
+	for range 2 {
+		code, c := f.claimAs(t, key, protocol.Version)
+		require.Equal(t, http.StatusOK, code)
+		got[c.Task.ID] = c.Task.Kind
+	}
+	require.Equal(t, map[string]job.Kind{enc: job.KindEncode, chunk: job.KindChunk}, got, "a current worker gets what the old ones were not given")
+	require.Empty(t, outdated(), "upgraded")
+
+	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"5"}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Equal(t, "protocol_version", errCodeOf(t, body))
+	require.Contains(t, string(body), "this server speaks 4 (and 3 and 2")
+}
+
+// A run-task pod of an image older than the server fetching a task its
+// version does not implement is refused, telling the operator what to
+// set; a finalize task it may still fetch.
+func TestLeasedRefusesOldPods(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	key, _ := f.leased(t)
+	fetch := func(c protocol.Claim, version string) (int, []byte) {
+		req := httptest.NewRequest("GET", "/api/v1/worker/tasks/"+c.Task.ID, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set(protocol.HeaderLeaseOwner, c.Lease.Owner)
+		req.Header.Set(protocol.HeaderFence, strconv.FormatInt(c.Lease.Fence, 10))
+		if version != "" {
+			req.Header.Set(protocol.HeaderProtocol, version)
+		}
+		rec := httptest.NewRecorder()
+		f.api.Handler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.Bytes()
+	}
+	chunk := f.leasedKind(t, key, job.KindChunk)
+	for _, v := range []string{"3", ""} {
+		code, body := fetch(chunk, v)
+		require.Equal(t, http.StatusConflict, code, "version %q: %s", v, body)
+		require.Equal(t, "protocol_version", errCodeOf(t, body))
+		require.Contains(t, string(body), "set the worker image to the server's version")
+	}
+	code, body := fetch(chunk, protocol.Version)
+	require.Equal(t, http.StatusOK, code, string(body))
+
+	fin := f.leasedKind(t, key, job.KindFinalize)
+	code, body = fetch(fin, "3")
+	require.Equal(t, http.StatusOK, code, string(body))
+}
+
+func errCodeOf(t *testing.T, body []byte) string {
+	t.Helper()
+	var e protocol.ErrorBody
+	require.NoError(t, json.Unmarshal(body, &e), string(body))
+	return e.Error.Code
+}
