@@ -31,18 +31,10 @@ func TestFinalizeUnderBothNames(t *testing.T) {
 	require.Equal(t, job.Kind("publish"), old.Task.Kind, "a version 2 worker knows the step by its old name")
 
 	fetch := func(c protocol.Claim, version string) job.Kind {
-		req := httptest.NewRequest("GET", "/api/v1/worker/tasks/"+c.Task.ID, nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set(protocol.HeaderLeaseOwner, c.Lease.Owner)
-		req.Header.Set(protocol.HeaderFence, strconv.FormatInt(c.Lease.Fence, 10))
-		if version != "" {
-			req.Header.Set(protocol.HeaderProtocol, version)
-		}
-		rec := httptest.NewRecorder()
-		f.api.Handler().ServeHTTP(rec, req)
-		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		code, body := f.fetchLeased(key, c, version)
+		require.Equal(t, http.StatusOK, code, string(body))
 		var got protocol.Claim
-		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+		require.NoError(t, json.Unmarshal(body, &got))
 		return got.Task.Kind
 	}
 	require.Equal(t, job.KindFinalize, fetch(c, protocol.Version))

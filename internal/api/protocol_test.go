@@ -124,18 +124,7 @@ func TestLeasedRefusesOldPods(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	key, _ := f.leased(t)
-	fetch := func(c protocol.Claim, version string) (int, []byte) {
-		req := httptest.NewRequest("GET", "/api/v1/worker/tasks/"+c.Task.ID, nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set(protocol.HeaderLeaseOwner, c.Lease.Owner)
-		req.Header.Set(protocol.HeaderFence, strconv.FormatInt(c.Lease.Fence, 10))
-		if version != "" {
-			req.Header.Set(protocol.HeaderProtocol, version)
-		}
-		rec := httptest.NewRecorder()
-		f.api.Handler().ServeHTTP(rec, req)
-		return rec.Code, rec.Body.Bytes()
-	}
+	fetch := func(c protocol.Claim, version string) (int, []byte) { return f.fetchLeased(key, c, version) }
 	chunk := f.leasedKind(t, key, job.KindChunk)
 	for _, v := range []string{"3", ""} {
 		code, body := fetch(chunk, v)
@@ -156,4 +145,19 @@ func errCodeOf(t *testing.T, body []byte) string {
 	var e protocol.ErrorBody
 	require.NoError(t, json.Unmarshal(body, &e), string(body))
 	return e.Error.Code
+}
+
+// fetchLeased fetches the task leased in c as a run-task pod speaking
+// version does ("" sends no version header, as version 2 pods did).
+func (f *fixture) fetchLeased(key string, c protocol.Claim, version string) (int, []byte) {
+	req := httptest.NewRequest("GET", "/api/v1/worker/tasks/"+c.Task.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set(protocol.HeaderLeaseOwner, c.Lease.Owner)
+	req.Header.Set(protocol.HeaderFence, strconv.FormatInt(c.Lease.Fence, 10))
+	if version != "" {
+		req.Header.Set(protocol.HeaderProtocol, version)
+	}
+	rec := httptest.NewRecorder()
+	f.api.Handler().ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
 }
