@@ -30,31 +30,44 @@ type keyframeList struct {
 	// stride: only every stride-th keyframe is kept; it doubles whenever
 	// the list would outgrow MaxKeyframes.
 	stride, seen int
-	partial      []byte // an unfinished line
-	bad          int    // lines that were not "time,flags"
+	lines
+	bad int // lines that were not "time,flags"
 }
 
 func (l *keyframeList) Write(p []byte) (int, error) {
-	n := len(p)
+	l.bad += l.lines.split(p, l.line)
+	return len(p), nil
+}
+
+// lines splits what ffprobe writes into lines, holding an unfinished one
+// (partial) of at most 256 bytes.
+type lines struct {
+	partial []byte
+}
+
+// split hands take every line p finishes; it returns how many overlong
+// unfinished lines (not lines ffprobe writes) it dropped.
+func (b *lines) split(p []byte, take func(string)) (dropped int) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			if len(l.partial)+len(p) > 256 {
-				l.partial, l.bad = l.partial[:0], l.bad+1 // not a line ffprobe writes
+			if len(b.partial)+len(p) > 256 {
+				b.partial = b.partial[:0]
+				dropped++
 			} else {
-				l.partial = append(l.partial, p...)
+				b.partial = append(b.partial, p...)
 			}
-			break
+			return dropped
 		}
 		line := p[:i]
-		if len(l.partial) > 0 {
-			line = append(l.partial, line...)
-			l.partial = l.partial[:0]
+		if len(b.partial) > 0 {
+			line = append(b.partial, line...)
+			b.partial = b.partial[:0]
 		}
-		l.line(string(line))
+		take(string(line))
 		p = p[i+1:]
 	}
-	return n, nil
+	return dropped
 }
 
 // line takes one "pts_time,flags" line.
@@ -184,7 +197,7 @@ func VideoEndArgs(demuxer, input string, index int, from float64) []string {
 // timestamp of the packets the demuxer discards after the last one it
 // keeps, in bounded memory whatever the input.
 type videoEndScan struct {
-	partial []byte  // an unfinished line
+	lines
 	kept    float64 // the latest timestamp of a kept packet
 	anyKept bool
 	hidden  []float64 // discarded packets' timestamps after kept
@@ -228,26 +241,8 @@ func (s *videoEndScan) end() float64 {
 }
 
 func (s *videoEndScan) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			if len(s.partial)+len(p) > 256 {
-				s.partial = s.partial[:0] // not a line ffprobe writes
-			} else {
-				s.partial = append(s.partial, p...)
-			}
-			break
-		}
-		line := p[:i]
-		if len(s.partial) > 0 {
-			line = append(s.partial, line...)
-			s.partial = s.partial[:0]
-		}
-		s.line(string(line))
-		p = p[i+1:]
-	}
-	return n, nil
+	s.lines.split(p, s.line)
+	return len(p), nil
 }
 
 // ProbeVideoEnd sets info.VideoEnd: the source time of the first frame that
