@@ -35,7 +35,7 @@ type keyframeList struct {
 }
 
 func (l *keyframeList) Write(p []byte) (int, error) {
-	l.bad += l.lines.split(p, l.line)
+	l.bad += l.split(p, l.line)
 	return len(p), nil
 }
 
@@ -241,7 +241,7 @@ func (s *videoEndScan) end() float64 {
 }
 
 func (s *videoEndScan) Write(p []byte) (int, error) {
-	s.lines.split(p, s.line)
+	s.split(p, s.line)
 	return len(p), nil
 }
 
