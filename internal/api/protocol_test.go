@@ -120,19 +120,39 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 // A run-task pod of an image older than the server fetching a task its
 // version does not implement is refused, telling the operator what to
 // set; a finalize task it may still fetch.
+// A run-task pod whose image cannot run its task fails the task at once,
+// permanently and saying what to fix, instead of using up its attempts on
+// more pods of the same image.
 func TestLeasedRefusesOldPods(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	key, _ := f.leased(t)
 	fetch := func(c protocol.Claim, version string) (int, []byte) { return f.fetchLeased(key, c, version) }
-	chunk := f.leasedKind(t, key, job.KindChunk)
-	for _, v := range []string{"3", ""} {
-		code, body := fetch(chunk, v)
-		require.Equal(t, http.StatusConflict, code, "version %q: %s", v, body)
+	for _, tc := range []struct {
+		version string
+		status  int
+	}{{"3", http.StatusConflict}, {"", http.StatusConflict}, {"1", http.StatusBadRequest}} {
+		chunk := f.leasedKind(t, key, job.KindChunk)
+		code, body := fetch(chunk, tc.version)
+		require.Equal(t, tc.status, code, "version %q: %s", tc.version, body)
 		require.Equal(t, "protocol_version", errCodeOf(t, body))
-		require.Contains(t, string(body), "set the worker image to the server's version")
+		require.Contains(t, string(body), "--kube-image")
+		task, err := f.st.GetTask(context.Background(), chunk.Task.ID)
+		require.NoError(t, err)
+		require.Equal(t, job.TaskFailed, task.State, "version %q", tc.version)
+		require.Contains(t, task.Error, "--kube-image")
+		require.Equal(t, 1, task.Attempt, "one pod, not every attempt")
+		j, err := f.st.GetJob(context.Background(), chunk.Job.ID)
+		require.NoError(t, err)
+		require.Equal(t, job.Failed, j.State)
+		require.Equal(t, "worker_image", j.ErrorCode)
+		require.Contains(t, j.Error, "--kube-image")
+		// The pod's retry of the fetch finds the lease gone.
+		code, body = fetch(chunk, tc.version)
+		require.Equal(t, http.StatusConflict, code, string(body))
+		require.Equal(t, "lease_lost", errCodeOf(t, body))
 	}
-	code, body := fetch(chunk, protocol.Version)
+	code, body := fetch(f.leasedKind(t, key, job.KindChunk), protocol.Version)
 	require.Equal(t, http.StatusOK, code, string(body))
 
 	fin := f.leasedKind(t, key, job.KindFinalize)

@@ -218,23 +218,20 @@ func (s *workerAPI) claimBody(c *job.Claimed, legacy bool) protocol.Claim {
 // leased hands a worker a task that was leased to it by someone else: the
 // Kubernetes dispatcher claims a task, then starts a pod that runs
 // `herd run-task` with the lease, and that pod fetches the task here. The
-// dispatcher claims any kind, so a pod of an image older than the server
-// is refused a task its version does not implement (it would fail it, or
-// do the old thing); the task stays leased and comes back to the queue
-// when the lease expires.
+// dispatcher claims any kind, so a pod whose image does not match the
+// server (a version it does not speak, or one older than the task's kind)
+// would fail the task, or do the old thing: its task fails permanently
+// instead, with a message that names the fix, rather than using up its
+// attempts on pods of the same image.
 func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
-	// A version 2 run-task pod sent no version header.
-	version := cmp.Or(r.Header.Get(protocol.HeaderProtocol), protocol.LegacyVersion)
-	if !protocol.Speaks(version) {
-		writeError(w, http.StatusBadRequest, "protocol_version", fmt.Sprintf("this pod speaks worker protocol %s; this server speaks %s: set the worker image to the server's version", version, protocol.Spoken))
-		return
-	}
 	c, ok := s.leasedClaim(w, r)
 	if !ok {
 		return
 	}
-	if kinds := protocol.Kinds(version); kinds != nil && !slices.Contains(kinds, c.Task.Kind) {
-		writeError(w, http.StatusConflict, "protocol_version", fmt.Sprintf("this pod's image is older than the server (worker protocol %s, the server speaks %s) and cannot run a %s task: set the worker image to the server's version", version, protocol.Version, c.Task.Kind))
+	// A version 2 run-task pod sent no version header.
+	version := cmp.Or(r.Header.Get(protocol.HeaderProtocol), protocol.LegacyVersion)
+	if kinds := protocol.Kinds(version); !protocol.Speaks(version) || (kinds != nil && !slices.Contains(kinds, c.Task.Kind)) {
+		s.wrongImage(w, r, c, version)
 		return
 	}
 	if len(c.Task.DependsOn) > 0 {
@@ -246,6 +243,23 @@ func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
 		c.Deps = job.DepResults(c.Task, all)
 	}
 	writeJSON(w, http.StatusOK, s.claimBody(c, version == protocol.LegacyVersion))
+}
+
+// wrongImage fails a leased task whose pod cannot run it (see leased) and
+// tells the pod why.
+func (s *workerAPI) wrongImage(w http.ResponseWriter, r *http.Request, c *job.Claimed, version string) {
+	status, why := http.StatusConflict, fmt.Sprintf("is older than the server's (worker protocol %s; the server speaks %s) and cannot run a %s task", version, protocol.Version, c.Task.Kind)
+	if !protocol.Speaks(version) {
+		status, why = http.StatusBadRequest, fmt.Sprintf("speaks worker protocol %s, which the server does not (it speaks %s)", version, protocol.Spoken)
+	}
+	msg := fmt.Sprintf("the task's pod runs a herd image that %s: set the server's --kube-image to an image of the server's own version, then retry the job", why)
+	f := job.Failure{Code: "worker_image", Permanent: true, Message: msg}
+	if err := s.queue.Fail(r.Context(), c.Lease, f); err != nil && !errors.Is(err, job.ErrLeaseLost) {
+		s.internal(w, r, err)
+		return
+	}
+	s.log.Error("a task pod's image does not match the server; its task failed", "task_id", c.Task.ID, "kind", c.Task.Kind, "pod_protocol", version, "worker", workerName(r))
+	writeError(w, status, "protocol_version", msg)
 }
 
 // leaseError answers a report whose lease is no longer valid.
