@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
 	"slices"
@@ -109,18 +110,11 @@ func (l *keyframeList) line(s string) {
 	l.times = append(l.times, t)
 }
 
-// KeyframeArgs returns the ffprobe argv that lists the packets' timestamps
-// and flags of input's video stream index, without decoding.
-func KeyframeArgs(demuxer, input string, index int) []string {
-	return []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe",
-		"-f", demuxer, "-select_streams", strconv.Itoa(index),
-		"-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
-		"-i", "file:" + filepath.Clean(input)}
-}
-
 // ProbeKeyframes fills info.Keyframes with the timestamps (source time, in
 // seconds) of the keyframes of input's video stream. Admit does not, so
-// that a job that will not be split pays nothing for them.
+// that a job that will not be split pays nothing for them. It sets
+// info.VideoEnd too, from the same packets: a job that needs the one
+// needs the other, and reading the packets once does for both.
 func (t Tools) ProbeKeyframes(ctx context.Context, input string, info *Info) error {
 	if info == nil || info.Video == nil {
 		return nil
@@ -130,7 +124,8 @@ func (t Tools) ProbeKeyframes(ctx context.Context, input string, info *Info) err
 		return fmt.Errorf("list keyframes: %w", err)
 	}
 	var l keyframeList
-	if _, err := t.exec(ctx, t.ffprobe(), KeyframeArgs(info.Demuxer, abs, info.Video.Index), nil, &l, stderrTailBytes); err != nil {
+	var end videoEndScan
+	if _, err := t.exec(ctx, t.ffprobe(), PacketArgs(info.Demuxer, abs, info.Video.Index, 0), nil, io.MultiWriter(&l, &end), stderrTailBytes); err != nil {
 		return fmt.Errorf("list keyframes: run ffprobe: %w", err)
 	}
 	l.line(string(l.partial))
@@ -143,6 +138,8 @@ func (t Tools) ProbeKeyframes(ctx context.Context, input string, info *Info) err
 			info.Keyframes = append(info.Keyframes, k)
 		}
 	}
+	end.line(string(end.partial))
+	info.setVideoEnd(&end)
 	return nil
 }
 
@@ -180,10 +177,10 @@ const videoEndSeconds = 10
 // maxHiddenPackets bounds the hidden packets videoEndScan keeps track of.
 const maxHiddenPackets = 4096
 
-// VideoEndArgs returns the ffprobe argv that lists the timestamps and flags
+// PacketArgs returns the ffprobe argv that lists the timestamps and flags
 // of the packets of input's video stream index from the source time from
 // (the whole stream when from is 0), without decoding.
-func VideoEndArgs(demuxer, input string, index int, from float64) []string {
+func PacketArgs(demuxer, input string, index int, from float64) []string {
 	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe",
 		"-f", demuxer, "-select_streams", strconv.Itoa(index)}
 	if from > 0 {
@@ -245,17 +242,28 @@ func (s *videoEndScan) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// setVideoEnd sets info.VideoEnd from a finished scan: where the hidden
+// end starts, when it is within the source and the demuxer is one that
+// hides packets that way (mov: MP4 and MOV); else 0.
+func (info *Info) setVideoEnd(s *videoEndScan) {
+	info.VideoEnd = 0
+	if e := s.end(); info.Demuxer == "mov" && e > info.Start && e <= info.Start+info.Duration {
+		info.VideoEnd = e
+	}
+}
+
 // ProbeVideoEnd sets info.VideoEnd: the source time of the first frame that
 // an MP4 or MOV source's edit list hides at the end of its video (0 when
 // none is). It reads the packets of the last videoEndSeconds only (all of
 // them when those hold no packet the demuxer keeps). Other demuxers hide
-// no video packet that way: it does nothing for them.
+// no video packet that way: it sets 0 for them. ProbeKeyframes does the
+// same on its way: a job that lists keyframes needs no ProbeVideoEnd.
 func (t Tools) ProbeVideoEnd(ctx context.Context, input string, info *Info) error {
 	if info == nil || info.Video == nil {
 		return nil
 	}
-	info.VideoEnd = 0
 	if info.Demuxer != "mov" {
+		info.VideoEnd = 0
 		return nil
 	}
 	abs, err := filepath.Abs(input)
@@ -265,7 +273,7 @@ func (t Tools) ProbeVideoEnd(ctx context.Context, input string, info *Info) erro
 	from := info.Start + info.Duration - videoEndSeconds
 	for {
 		var s videoEndScan
-		if _, err := t.exec(ctx, t.ffprobe(), VideoEndArgs(info.Demuxer, abs, info.Video.Index, from), nil, &s, stderrTailBytes); err != nil {
+		if _, err := t.exec(ctx, t.ffprobe(), PacketArgs(info.Demuxer, abs, info.Video.Index, from), nil, &s, stderrTailBytes); err != nil {
 			return fmt.Errorf("find the video's end: run ffprobe: %w", err)
 		}
 		s.line(string(s.partial))
@@ -273,9 +281,7 @@ func (t Tools) ProbeVideoEnd(ctx context.Context, input string, info *Info) erro
 			from = 0 // the whole tail is hidden: read it all
 			continue
 		}
-		if e := s.end(); e > info.Start && e <= info.Start+info.Duration {
-			info.VideoEnd = e
-		}
+		info.setVideoEnd(&s)
 		return nil
 	}
 }

@@ -152,9 +152,10 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 			info.Keyframes = nil
 		}
 	}
-	if maySplit {
+	if maySplit && p.Format == profile.FormatHLS {
 		// A split job's last chunk drops the frames an MP4's edit list
-		// hides at the end of its video, as the unsplit encode does.
+		// hides at the end of its video, as the unsplit encode does
+		// (ProbeKeyframes found them for the other formats).
 		if err := e.media.ProbeVideoEnd(ctx, src, info); err != nil {
 			if ctx.Err() != nil {
 				return job.Result{}, ctx.Err()

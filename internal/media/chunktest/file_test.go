@@ -88,7 +88,6 @@ func TestFileChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, info.Keyframes, "Admit lists no keyframes")
 			require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
-			require.NoError(t, tools.ProbeVideoEnd(ctx, src, info))
 			require.NoError(t, info.Validate(media.Limits{}))
 
 			p, ok := profile.Builtin().Get(tc.profile)
@@ -277,7 +276,6 @@ func encodeFileBoth(t *testing.T, profileName, src string, seconds float64) (who
 	info, err := tools.Admit(ctx, src, media.Limits{})
 	require.NoError(t, err)
 	require.NoError(t, tools.ProbeKeyframes(ctx, src, info))
-	require.NoError(t, tools.ProbeVideoEnd(ctx, src, info))
 	p, ok := profile.Builtin().Get(profileName)
 	require.True(t, ok)
 	wholePlan, err := media.NewPlan(info, p)
