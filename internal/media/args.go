@@ -22,15 +22,31 @@ const (
 // FileName returns the name of the single output of an mp4 or mkv plan.
 func (pl *Plan) FileName() string { return "video." + pl.Format }
 
-// inputArgs starts every ffmpeg argv: quiet, progress on stdout, overwrite,
-// and the input read with its demuxer forced and only local protocols.
+// inputArgs starts every ffmpeg argv: runArgs, and the source read from
+// seek seconds (exactly: frames before it are dropped).
 func (pl *Plan) inputArgs(input string, seek float64) []string {
+	return append(pl.runArgs(), pl.sourceInput(input, seek, true)...)
+}
+
+// runArgs are the options every ffmpeg argv starts with: quiet, progress on
+// stdout, overwrite, only local protocols, and the hardware devices.
+func (pl *Plan) runArgs() []string {
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y",
 		"-protocol_whitelist", "file,pipe"}
+	return append(args, pl.hwInputArgs()...)
+}
+
+// sourceInput opens the source with its demuxer forced, read from seek
+// seconds of output time: exactly, or (not exact) from the keyframe the
+// demuxer seeks to at or before it, with every frame kept from there.
+func (pl *Plan) sourceInput(input string, seek float64, exact bool) []string {
+	var args []string
 	if seek > 0 {
+		if !exact {
+			args = append(args, "-noaccurate_seek")
+		}
 		args = append(args, "-ss", ftoa(seek))
 	}
-	args = append(args, pl.hwInputArgs()...)
 	return append(args, "-f", pl.Demuxer, "-i", "file:"+filepath.Clean(input))
 }
 

@@ -111,7 +111,7 @@ func (t Tools) Verify(ctx context.Context, pl *Plan, input, outDir string) ([]Ou
 	}
 	defer os.RemoveAll(tmp)
 
-	v := &verifier{t: t, pl: pl, in: in, out: out, tmp: tmp}
+	v := &verifier{t: t, pl: pl, in: in, out: out, tmp: tmp, seek: seeksToKeyframes[pl.Demuxer]}
 	var outputs []Output
 	if pl.Format == profile.FormatHLS {
 		outputs, err = v.hls(ctx)
@@ -133,6 +133,9 @@ type verifier struct {
 	pl           *Plan
 	in, out, tmp string
 	ran          [][]string
+	// seek: the source's demuxer seeks to keyframes (seeksToKeyframes),
+	// so comparing sampled segments reads only the source around them.
+	seek bool
 }
 
 func (v *verifier) full() bool { return v.pl.Verify == profile.VerifyFull }
@@ -473,7 +476,49 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 		}
 		fmt.Fprintf(&g, "select='%s',", strings.Join(terms, "+"))
 	}
-	return append(args, pl.qualityOutputs(g.String(), len(files))...)
+	return append(args, pl.qualityOutputs(g.String(), 1, len(files))...)
+}
+
+// seeksToKeyframes are the demuxers whose seeking verification trusts
+// (rangeQualityArgs): they seek by an index of the keyframes (MP4's sample
+// tables, Matroska's cues or the clusters it scans), to one at or before
+// the point asked.
+// MPEG-TS, MPEG-PS and the rest guess positions from timestamps and can
+// land after it, where frames would go missing and every frame after
+// them be compared with another: their sources are decoded whole.
+var seeksToKeyframes = map[string]bool{"mov": true, "matroska": true}
+
+// rangeQualityArgs is QualityArgs for a constant-rate output of which only
+// the time ranges (sampled segments) are compared: the source is read once
+// per range, from the keyframe before ChunkPreroll ahead of it, as a chunk
+// reads its piece, through the same filters with timestamps kept (so the
+// deinterlace and frame rate filters see the frames before the range, and
+// pick the frames the encode picked), and trimmed to the range's frames on
+// the output grid. A long source is then decoded only around its sampled
+// segments, not whole.
+func (pl *Plan) rangeQualityArgs(input, demuxer string, files []string, ranges [][2]float64) []string {
+	args := append([]string{"-loglevel", "level+info", "-copyts"}, pl.runArgs()...)
+	var g strings.Builder
+	for i, r := range ranges {
+		from := r[0] - ChunkPreroll
+		args = append(args, pl.sourceInput(input, from, false)...)
+		fmt.Fprintf(&g, "[%d:%d]setpts=PTS-%s/TB,", i, pl.VideoIndex, ftoa(pl.Start))
+		// Read from the start, the grid starts at 0 as the encode's
+		// does (padding video that starts late); the grid's time base is
+		// one frame, so the trim counts frames.
+		for _, f := range append(pl.preFilters(false), pl.gridFilter(from <= 0)) {
+			g.WriteString(f + ",")
+		}
+		fmt.Fprintf(&g, "trim=start_pts=%d:end_pts=%d[s%d];", int64(math.Round(r[0]*pl.FPS)), int64(math.Round(r[1]*pl.FPS)), i)
+	}
+	for i := range ranges {
+		fmt.Fprintf(&g, "[s%d]", i)
+	}
+	fmt.Fprintf(&g, "concat=n=%d:v=1:a=0,", len(ranges))
+	for _, f := range files {
+		args = append(args, "-f", demuxer, "-i", "file:"+f)
+	}
+	return append(args, pl.qualityOutputs(g.String(), len(ranges), len(files))...)
 }
 
 // constantRate says whether the output's muxer makes ffmpeg keep video at
@@ -482,16 +527,20 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 func (pl *Plan) constantRate() bool { return pl.Format != profile.FormatMKV }
 
 // qualityOutputs is the -filter_complex graph and outputs that compare n
-// decoded files (inputs 1 to n) with the source frames that the chain src
+// decoded files (inputs first to first+n-1) with the source frames that the chain src
 // (input 0's filters, ending in a comma) gives, frame for frame in order,
 // on a sample of the frames: SSIM and PSNR per file, logged as ssim@qI and
 // psnr@qI.
-func (pl *Plan) qualityOutputs(src string, n int) []string {
+func (pl *Plan) qualityOutputs(src string, first, n int) []string {
 	// The sample is taken before scaling, the costly part at the source's
 	// size: the same frame numbers on both sides, the rungs' frames being
 	// the filtered source's one for one.
 	sample := fmt.Sprintf("select='not(mod(n\\,%d))',", pl.QualityStep())
-	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,setpts=N/TB", pl.Width, pl.Height, pl.Video.PixFmt)
+	// Both sides in one time base, each frame at its place in order: the
+	// comparing filters pair frames by time, and with the sides' own time
+	// bases (the source's grid, the output's timescale) they dropped or
+	// misjudged the last frames ("not matching timebases").
+	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,settb=AVTB,setpts=N/TB", pl.Width, pl.Height, pl.Video.PixFmt)
 	var g strings.Builder
 	g.WriteString(src)
 	fmt.Fprintf(&g, "%s%s,split=%d", sample, size, 2*n)
@@ -499,7 +548,7 @@ func (pl *Plan) qualityOutputs(src string, n int) []string {
 		fmt.Fprintf(&g, "[r%da][r%db]", i, i)
 	}
 	for i := range n {
-		fmt.Fprintf(&g, ";[%d:v:0]%s%s,split=2[d%da][d%db]", i+1, sample, size, i, i)
+		fmt.Fprintf(&g, ";[%d:v:0]%s%s,split=2[d%da][d%db]", first+i, sample, size, i, i)
 		fmt.Fprintf(&g, ";[d%da][r%da]ssim@q%d=shortest=1[qs%d]", i, i, i, i)
 		fmt.Fprintf(&g, ";[d%db][r%db]psnr@q%d=shortest=1[qp%d]", i, i, i, i)
 	}
@@ -533,7 +582,11 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 		}
 		return nil
 	}
-	return v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files, ranges), outs)
+	args := v.pl.QualityArgs(v.in, demuxer, files, ranges)
+	if len(ranges) > 0 && v.seek && v.pl.constantRate() {
+		args = v.pl.rangeQualityArgs(v.in, demuxer, files, ranges)
+	}
+	return v.measure(ctx, demuxer, files, args, outs)
 }
 
 // chunkQuality is the stitched chunks' combined measures in outDir that

@@ -3,6 +3,7 @@
 package media
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"os/exec"
@@ -20,6 +21,10 @@ import (
 // against the encode's for a 60 s 720p noisy clip through web-hls:
 //
 //	go test -tags verifycost -run TestVerifyCost -v ./internal/media/
+//
+// HERD_VERIFYCOST_KEYINT sets the source's keyframe interval in frames
+// (x264's default, 250, when unset): sampled verification decodes the
+// source from the keyframe before each sampled segment.
 func TestVerifyCost(t *testing.T) {
 	tools := needFFmpeg(t)
 	ctx := context.Background()
@@ -27,7 +32,8 @@ func TestVerifyCost(t *testing.T) {
 	out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error",
 		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=60,noise=alls=12:allf=t+u",
 		"-f", "lavfi", "-i", "sine=frequency=440:duration=60",
-		"-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", "-shortest", input).CombinedOutput()
+		"-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", cmp.Or(os.Getenv("HERD_VERIFYCOST_KEYINT"), "250"),
+		"-c:a", "aac", "-shortest", input).CombinedOutput()
 	require.NoError(t, err, string(out))
 	info, err := tools.Admit(ctx, input, Limits{})
 	require.NoError(t, err)
