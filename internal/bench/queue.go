@@ -14,12 +14,12 @@ import (
 )
 
 // queue measures claiming on each database: 16 claimers drain 100,000
-// queued tasks (quick: 2,000), counting claims per second, the latency of
+// queued tasks (quick: 500), counting claims per second, the latency of
 // each claim and any task claimed twice.
 func queue(ctx context.Context, e *env, s *Section) error {
 	tasks, claimers := 100_000, 16
 	if e.Quick {
-		tasks = 2_000
+		tasks = 500
 	}
 	work, err := e.dir("queue")
 	if err != nil {
