@@ -48,7 +48,7 @@ chaos: deps ## chaos run: 60 jobs (generated and real clips) on 3 worker process
 fuzz: ## run every fuzz target (progress parser, probe JSON, sniffer, profile and config YAML, API bodies, library names) for FUZZTIME each (default 2m); their seeds run in make test
 	FUZZTIME=$(or $(FUZZTIME),2m) GO=$(GO) scripts/fuzz.sh
 
-bench: deps-test build ## herd against one ffmpeg command, ffmpeg per rendition, HandBrakeCLI and dd; overhead, queue and API latency; writes docs/BENCHMARKS.md (about 11 minutes on 2 cores)
+bench: deps-test build ## herd against one ffmpeg command, ffmpeg per rendition, HandBrakeCLI and dd; overhead, queue and API latency; writes docs/BENCHMARKS.md (about 25 minutes on 2 cores)
 	$(GO) run ./cmd/herd-bench -herd bin/herd -out docs/BENCHMARKS.md
 	$(GO) test -run '^$$' -bench BenchmarkClaimWakeup -benchtime 200x ./internal/remote/
 

@@ -22,7 +22,7 @@ func (r *Report) Markdown(w io.Writer) error {
 		"The machine is shared and noisy: read the ratios and medians, not single absolute times.",
 		mode, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Took.Round(time.Second))
 	p("")
-	p("Run it again: `make bench` (about 11 minutes on 2 cores; it installs HandBrakeCLI and PostgreSQL when missing), one scenario: `go run ./cmd/herd-bench -only ladder` (names: %s), the quick mode: `make bench-quick` (also part of `make test`).", strings.Join(Names(), ", "))
+	p("Run it again: `make bench` (about 25 minutes on 2 cores; it installs HandBrakeCLI and PostgreSQL when missing), one scenario: `go run ./cmd/herd-bench -only ladder` (names: %s), the quick mode: `make bench-quick` (also part of `make test`).", strings.Join(Names(), ", "))
 	p("")
 	p("## Machine")
 	p("")
