@@ -42,6 +42,7 @@ type Report struct {
 	Started  time.Time
 	Took     time.Duration
 	Quick    bool
+	Only     []string // the scenarios run, when not all
 	Machine  []string
 	Versions []string
 	Sections []*Section
@@ -151,7 +152,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		}
 	}
 	e := &env{Options: opt}
-	r := &Report{Started: time.Now(), Quick: opt.Quick, Machine: machine(), Versions: versions(ctx, opt.Herd)}
+	r := &Report{Started: time.Now(), Quick: opt.Quick, Only: opt.Only, Machine: machine(), Versions: versions(ctx, opt.Herd)}
 	var errs []error
 	for _, sc := range scenarios() {
 		if len(opt.Only) > 0 && !slices.Contains(opt.Only, sc.key) {

@@ -14,6 +14,9 @@ func (r *Report) Markdown(w io.Writer) error {
 	p("# herd benchmarks")
 	p("")
 	mode := "the full run"
+	if len(r.Only) > 0 {
+		mode = "only " + strings.Join(r.Only, ", ")
+	}
 	if r.Quick {
 		mode = "the quick mode (small inputs, few repeats: it proves every path works; its numbers say little)"
 	}
