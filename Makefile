@@ -52,7 +52,7 @@ bench: deps-test build ## herd against one ffmpeg command, ffmpeg per rendition,
 	$(GO) run ./cmd/herd-bench -herd bin/herd -out docs/BENCHMARKS.md
 	$(GO) test -run '^$$' -bench BenchmarkClaimWakeup -benchtime 200x ./internal/remote/
 
-bench-quick: deps-test build ## every benchmark on small inputs, under a minute (make test runs it too, as internal/bench TestQuick); report in bin/BENCHMARKS-quick.md
+bench-quick: deps-test build ## every benchmark on small inputs, under two minutes (make test runs it too, as internal/bench TestQuick); report in bin/BENCHMARKS-quick.md
 	$(GO) run ./cmd/herd-bench -quick -herd bin/herd -out bin/BENCHMARKS-quick.md
 
 image: deps ## build the herd container image without Docker: bin/herd-image.tar (docker load / ctr images import)
