@@ -46,6 +46,10 @@ type lines struct {
 	partial []byte
 }
 
+// flush hands take the last line, the one ffprobe ended without a line
+// break (if any).
+func (b *lines) flush(take func(string)) { take(string(b.partial)) }
+
 // split hands take every line p finishes; it returns how many overlong
 // unfinished lines (not lines ffprobe writes) it dropped.
 func (b *lines) split(p []byte, take func(string)) (dropped int) {
@@ -128,7 +132,7 @@ func (t Tools) ProbeKeyframes(ctx context.Context, input string, info *Info) err
 	if _, err := t.exec(ctx, t.ffprobe(), PacketArgs(info.Demuxer, abs, info.Video.Index, 0), nil, io.MultiWriter(&l, &end), stderrTailBytes); err != nil {
 		return fmt.Errorf("list keyframes: run ffprobe: %w", err)
 	}
-	l.line(string(l.partial))
+	l.flush(l.line)
 	// Keep the keyframes within the source as the probe measured it: a
 	// file whose timestamps jump, or whose duration was estimated short,
 	// is split where it is known, never refused.
@@ -138,7 +142,7 @@ func (t Tools) ProbeKeyframes(ctx context.Context, input string, info *Info) err
 			info.Keyframes = append(info.Keyframes, k)
 		}
 	}
-	end.line(string(end.partial))
+	end.flush(end.line)
 	info.setVideoEnd(&end)
 	return nil
 }
@@ -276,7 +280,7 @@ func (t Tools) ProbeVideoEnd(ctx context.Context, input string, info *Info) erro
 		if _, err := t.exec(ctx, t.ffprobe(), PacketArgs(info.Demuxer, abs, info.Video.Index, from), nil, &s, stderrTailBytes); err != nil {
 			return fmt.Errorf("find the video's end: run ffprobe: %w", err)
 		}
-		s.line(string(s.partial))
+		s.flush(s.line)
 		if !s.anyKept && from > 0 {
 			from = 0 // the whole tail is hidden: read it all
 			continue

@@ -99,8 +99,9 @@ func (t Tools) Verify(ctx context.Context, pl *Plan, input, outDir string) ([]Ou
 	if err != nil {
 		return nil, nil, fmt.Errorf("verify: %w", err)
 	}
+	chunkQ := pl.chunkQuality(out)
 	if input == "" {
-		if pl.VerifyReadsSource(out) {
+		if chunkQ == nil {
 			return nil, nil, errors.New("verify: the source is needed to measure quality")
 		}
 		in = ""
@@ -111,7 +112,7 @@ func (t Tools) Verify(ctx context.Context, pl *Plan, input, outDir string) ([]Ou
 	}
 	defer os.RemoveAll(tmp)
 
-	v := &verifier{t: t, pl: pl, in: in, out: out, tmp: tmp, seek: seeksToKeyframes[pl.Demuxer]}
+	v := &verifier{t: t, pl: pl, in: in, out: out, tmp: tmp, seek: seeksToKeyframes[pl.Demuxer], chunkQ: chunkQ}
 	var outputs []Output
 	if pl.Format == profile.FormatHLS {
 		outputs, err = v.hls(ctx)
@@ -136,6 +137,9 @@ type verifier struct {
 	// seek: the source's demuxer seeks to keyframes (seeksToKeyframes),
 	// so comparing sampled segments reads only the source around them.
 	seek bool
+	// chunkQ: a split job's combined chunk measures (chunkQuality), which
+	// stand in for comparing with the source; nil when there are none.
+	chunkQ *ChunkQuality
 }
 
 func (v *verifier) full() bool { return v.pl.Verify == profile.VerifyFull }
@@ -208,7 +212,7 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 	// whole length, the first among them. The stitch rewrote only their
 	// boxes' decode times, which the checks of every segment's boxes
 	// cover: sampled verification decodes the last segment, the one left.
-	fromChunks := !v.full() && v.pl.chunkQuality(v.out) != nil
+	fromChunks := v.chunkQ != nil
 	var files []string
 	var rungs []Output
 	var ranges [][2]float64
@@ -477,7 +481,6 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 		args = append(args, "-f", demuxer, "-i", "file:"+f)
 	}
 	var g strings.Builder
-	fmt.Fprintf(&g, "[0:%d]setpts=PTS-%s/TB,", pl.VideoIndex, ftoa(pl.Start))
 	pre := pl.preFilters(true)
 	if pl.constantRate() {
 		// The output is on its constant-rate grid from time 0: ffmpeg
@@ -486,9 +489,7 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 		// frames compared, one for one and in output time.
 		pre = append(pl.preFilters(false), pl.gridFilter(true))
 	}
-	for _, f := range pre {
-		g.WriteString(f + ",")
-	}
+	g.WriteString(pl.onOutputTime(0, pre))
 	if len(ranges) > 0 {
 		// A frame belongs to the segment its timestamp falls in: the
 		// boundaries are moved half a frame down so that rounding never
@@ -503,11 +504,23 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 	return append(args, pl.qualityOutputs(g.String(), 1, len(files))...)
 }
 
+// onOutputTime is the start of a filter chain over input in's source
+// video, read with -copyts: its timestamps moved to output time (from the
+// source's start, as the encode counts them), then the filters pre; it
+// ends in a comma.
+func (pl *Plan) onOutputTime(in int, pre []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%d:%d]setpts=PTS-%s/TB,", in, pl.VideoIndex, ftoa(pl.Start))
+	for _, f := range pre {
+		b.WriteString(f + ",")
+	}
+	return b.String()
+}
+
 // seeksToKeyframes are the demuxers whose seeking verification trusts
 // (rangeQualityArgs): they seek by an index of the keyframes (MP4's sample
 // tables, Matroska's cues or the clusters it scans), to one at or before
-// the point asked.
-// MPEG-TS, MPEG-PS and the rest guess positions from timestamps and can
+// the point asked. MPEG-TS, MPEG-PS and the rest guess positions from timestamps and can
 // land after it, where frames would go missing and every frame after
 // them be compared with another: their sources are decoded whole.
 var seeksToKeyframes = map[string]bool{"mov": true, "matroska": true}
@@ -526,13 +539,10 @@ func (pl *Plan) rangeQualityArgs(input, demuxer string, files []string, ranges [
 	for i, r := range ranges {
 		from := r[0] - ChunkPreroll
 		args = append(args, pl.sourceInput(input, from, false)...)
-		fmt.Fprintf(&g, "[%d:%d]setpts=PTS-%s/TB,", i, pl.VideoIndex, ftoa(pl.Start))
 		// Read from the start, the grid starts at 0 as the encode's
 		// does (padding video that starts late); the grid's time base is
 		// one frame, so the trim counts frames.
-		for _, f := range append(pl.preFilters(false), pl.gridFilter(from <= 0)) {
-			g.WriteString(f + ",")
-		}
+		g.WriteString(pl.onOutputTime(i, append(pl.preFilters(false), pl.gridFilter(from <= 0))))
 		fmt.Fprintf(&g, "trim=start_pts=%d:end_pts=%d[s%d];", int64(math.Round(r[0]*pl.FPS)), int64(math.Round(r[1]*pl.FPS)), i)
 	}
 	for i := range ranges {
@@ -551,8 +561,8 @@ func (pl *Plan) rangeQualityArgs(input, demuxer string, files []string, ranges [
 func (pl *Plan) constantRate() bool { return pl.Format != profile.FormatMKV }
 
 // qualityOutputs is the -filter_complex graph and outputs that compare n
-// decoded files (inputs first to first+n-1) with the source frames that the chain src
-// (input 0's filters, ending in a comma) gives, frame for frame in order,
+// decoded files (inputs first to first+n-1) with the source frames that
+// the chain src (ending in a comma) gives, frame for frame in order,
 // on a sample of the frames: SSIM and PSNR per file, logged as ssim@qI and
 // psnr@qI.
 func (pl *Plan) qualityOutputs(src string, first, n int) []string {
@@ -595,7 +605,7 @@ func (pl *Plan) QualityStep() int {
 // quality decodes every frame of each file and measures SSIM and PSNR into
 // outs[i] (see QualityArgs for ranges).
 func (v *verifier) quality(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
-	if q := v.pl.chunkQuality(v.out); q != nil {
+	if q := v.chunkQ; q != nil {
 		// A split job's chunks measured themselves against their pieces
 		// (CombineQuality): only the output's own decode is left to do.
 		for i, f := range files {
@@ -606,11 +616,10 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 		}
 		return nil
 	}
-	args := v.pl.QualityArgs(v.in, demuxer, files, ranges)
 	if len(ranges) > 0 && v.seek && v.pl.constantRate() {
-		args = v.pl.rangeQualityArgs(v.in, demuxer, files, ranges)
+		return v.measure(ctx, demuxer, files, v.pl.rangeQualityArgs(v.in, demuxer, files, ranges), outs)
 	}
-	return v.measure(ctx, demuxer, files, args, outs)
+	return v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files, ranges), outs)
 }
 
 // chunkQuality is the stitched chunks' combined measures in outDir that
