@@ -70,6 +70,7 @@ type Server struct {
 	stop      sync.Once
 	revoking  sync.Mutex                          // one revoke at a time: the last live admin key is never revoked by two at once
 	gzip      func(http.Handler) http.HandlerFunc // compresses text outputs for clients that accept gzip
+	origins   map[string]bool                     // origins whose pages may read playback links (CORS)
 }
 
 // Deps are what the API needs.
@@ -87,6 +88,9 @@ type Deps struct {
 	Files    pipeline.Storage // job files: in-process workers and the worker routes
 	Limits   media.Limits     // what a remote worker's probe may report
 	MaxStep  int64            // most bytes one task's step may upload (0: what its plan makes plausible)
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// read playback links: players on other sites.
+	CORSOrigins []string
 }
 
 // New returns the API server.
@@ -97,6 +101,10 @@ func New(d Deps) *Server {
 	s.live = newLiveHub(liveEvery, s.log)
 	s.workerAPI = newWorkerAPI(d, s.log, s.stillValid)
 	s.gzip = newGzip()
+	s.origins = map[string]bool{}
+	for _, o := range d.CORSOrigins {
+		s.origins[o] = true
+	}
 	return s
 }
 
@@ -124,6 +132,7 @@ const (
 	public access = iota
 	admin
 	worker
+	signed // a playback link's token in the path: the handler checks it
 )
 
 // Route is one registered endpoint (the OpenAPI test walks these).
@@ -154,6 +163,10 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/jobs/{id}/cancel", admin, s.cancelJob},
 		{"POST", "/api/v1/jobs/{id}/retry", admin, s.retryJob},
 		{"GET", "/api/v1/jobs/{id}/outputs/{path...}", admin, s.getOutput},
+		{"POST", "/api/v1/jobs/{id}/links", admin, s.createLink},
+		{"POST", "/api/v1/links/revoke", admin, s.revokeLinks},
+		{"GET", "/p/{token}/{job}/{path...}", signed, s.withLinkHeaders(s.linkOutput)},
+		{"OPTIONS", "/p/{token}/{job}/{path...}", public, s.linkPreflight},
 		{"POST", "/api/v1/tokens", admin, s.createToken},
 		{"GET", "/api/v1/tokens", admin, s.listTokens},
 		{"POST", "/api/v1/tokens/{id}/revoke", admin, s.revokeToken},
@@ -196,6 +209,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint; see /api/v1/openapi.yaml")
 	})
+	mux.HandleFunc(LinkPrefix, s.withLinkHeaders(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "a playback link is "+LinkPrefix+"TOKEN/JOB/ and the files below it; copy the whole link")
+	}))
 	var h http.Handler = mux
 	if s.m != nil {
 		h = s.m.Instrument(mux)
@@ -546,7 +562,11 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
-	id, p := r.PathValue("id"), r.PathValue("path")
+	s.serveOutput(w, r, r.PathValue("id"), r.PathValue("path"))
+}
+
+// serveOutput serves the file at p among job id's outputs.
+func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request, id, p string) {
 	key := pipeline.OutputsKey(id) + "/" + p
 	if !blob.ValidKey(key) || strings.Contains(id, "/") {
 		writeError(w, http.StatusBadRequest, "bad_request", "invalid output path")

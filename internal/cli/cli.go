@@ -117,7 +117,7 @@ func (e *env) root() *cobra.Command {
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
 	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./"+server.DefaultData+")")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
-		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd())
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd(), e.shareCmd())
 	return root
 }
 
@@ -240,6 +240,8 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "use this admin key instead of generating one (env HERD_ADMIN_TOKEN)")
 	f.IntVar(&cfg.LocalWorkers, "local-workers", server.DefaultLocalWorkers(), "in-process worker slots (default from the core count; 0: none, a pure control plane)")
 	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
+	f.StringArrayVar(&cfg.CORSOrigins, "cors-origin", nil, "origin (https://site.example) whose pages may play herd's playback links and embed their player page (repeatable; none: only herd's own pages)")
+	f.StringVar(&cfg.DefaultProfile, "default-profile", "", "profile the upload page selects first (default web-hls, which every browser plays)")
 	f.Int64Var(&cfg.MaxUpload, "max-upload", ingest.DefaultMaxUpload, "largest accepted source file in bytes")
 	f.Int64Var(&cfg.MaxStepSize, "max-step-size", 200<<30, "most bytes a worker may upload for one task's outputs (each task is also held to what its plan can plausibly produce)")
 	f.IntVar(&cfg.MaxAttempts, "max-attempts", job.DefaultMaxAttempts, "attempts per task before its job fails")
@@ -618,6 +620,55 @@ func (e *env) jobAction(use, short string, do func(*client.Client, context.Conte
 			return nil
 		},
 	}
+}
+
+func (e *env) shareCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "share JOB_ID",
+		Short: "Print a signed, expiring link that plays a job's outputs with no key (--revoke: end every link)",
+		Long: "share prints a playback link for one job: its page plays the video, and the HLS playlist and\n" +
+			"DASH manifest beside it play in any player. Whoever holds it may read that job's outputs, and\n" +
+			"nothing else, until it expires. Players on other sites need the site in herd serve's --cors-origin.\n" +
+			"share --revoke replaces the server's link secret: every link made so far stops working.",
+		Args: cobra.RangeArgs(0, 1),
+	}
+	ttl := cmd.Flags().String("ttl", "24h", "how long the link works, e.g. 1h, 24h or 720h (at most 8784h)")
+	revoke := cmd.Flags().Bool("revoke", false, "revoke every playback link made so far (no JOB_ID)")
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *revoke == (len(args) == 1) {
+			return errors.New("give a JOB_ID to share, or --revoke alone to end every link")
+		}
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		if *revoke {
+			if err := c.RevokeLinks(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "every playback link made so far is revoked")
+			return nil
+		}
+		l, err := c.Share(cmd.Context(), args[0], *ttl)
+		if err != nil {
+			return err
+		}
+		if *out == "json" || *out == "yaml" {
+			return e.encode(*out, l)
+		}
+		fmt.Fprintln(e.stdout, l.URL)
+		if *out == "wide" {
+			for _, u := range []string{l.Playlist, l.Manifest} {
+				if u != "" {
+					fmt.Fprintln(e.stdout, u)
+				}
+			}
+			fmt.Fprintln(e.stdout, "expires", l.ExpiresAt.Format(time.RFC3339))
+		}
+		return nil
+	}
+	return cmd
 }
 
 func (e *env) profilesCmd() *cobra.Command {

@@ -269,3 +269,23 @@ func (c *Client) WorkerAction(ctx context.Context, name, action string) (WorkerV
 	_, err := c.do(ctx, http.MethodPost, "/api/v1/workers/"+url.PathEscape(name)+"/"+action, nil, "", &w)
 	return w, err
 }
+
+// Share makes a signed playback link for a job; ttl is a duration such as
+// 24h ("" for the server's default).
+func (c *Client) Share(ctx context.Context, id, ttl string) (protocol.Link, error) {
+	var body io.Reader
+	ct := ""
+	if ttl != "" {
+		b, _ := json.Marshal(map[string]string{"ttl": ttl})
+		body, ct = strings.NewReader(string(b)), "application/json"
+	}
+	var l protocol.Link
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/links", body, ct, &l)
+	return l, err
+}
+
+// RevokeLinks ends every playback link made so far.
+func (c *Client) RevokeLinks(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/links/revoke", nil, "", nil)
+	return err
+}

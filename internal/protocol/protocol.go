@@ -247,3 +247,14 @@ const (
 	KeyExpired = "expired"
 	KeyRevoked = "revoked"
 )
+
+// Link is a playback link just made (POST /api/v1/jobs/{id}/links): its
+// holder may read that job's outputs, and no more, until it expires.
+type Link struct {
+	Job       string    `json:"job_id"`
+	URL       string    `json:"url"`                // the embeddable player page
+	Path      string    `json:"path"`               // URL's path; the outputs are below it
+	Playlist  string    `json:"playlist,omitempty"` // the HLS master playlist's URL, where the job has one
+	Manifest  string    `json:"manifest,omitempty"` // the DASH manifest's URL, where the job has one
+	ExpiresAt time.Time `json:"expires_at"`
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -59,7 +60,11 @@ type Config struct {
 	Dispatcher   string          // local (in-process and remote workers only) or kubernetes (also a Job per task)
 	Kube         KubeConfig
 	ImportRoots  []string
-	MaxUpload    int64
+	CORSOrigins  []string // origins whose pages may play playback links (and frame their player page)
+	// DefaultProfile is the profile the upload page picks first (empty:
+	// web-hls when there is one), so a first upload plays in any browser.
+	DefaultProfile string
+	MaxUpload      int64
 	MaxStepSize  int64 // most bytes one task's step may upload
 	MaxAttempts  int
 	LeaseTTL     time.Duration
@@ -128,6 +133,11 @@ func (c Config) validate() error {
 	if c.Blob != "" && c.Blob != "local" && !strings.HasPrefix(c.Blob, "s3://") {
 		return fmt.Errorf("--blob %q: use local, or s3://BUCKET/PREFIX", c.Blob)
 	}
+	for _, o := range c.CORSOrigins {
+		if err := checkOrigin(o); err != nil {
+			return err
+		}
+	}
 	if c.AdminToken != "" {
 		if err := checkAdminToken(c.AdminToken); err != nil {
 			return err
@@ -140,6 +150,17 @@ func (c Config) validate() error {
 		if _, ok := kube.GPUKind(c.Kube.GPU); !ok && c.Kube.GPU != "" {
 			return fmt.Errorf("--kube-gpu %q: use nvidia or intel (or leave it empty for CPU-only clusters)", c.Kube.GPU)
 		}
+	}
+	return nil
+}
+
+// checkOrigin accepts an origin as browsers send it: scheme://host[:port],
+// no path, no wildcard.
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
+		strings.Contains(u.Host, "*") || u.String() != o {
+		return fmt.Errorf("--cors-origin %q: give an origin as a browser sends it, scheme://host[:port] with no path or wildcard, e.g. https://videos.example.com", o)
 	}
 	return nil
 }
@@ -271,7 +292,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	srv := api.New(api.Deps{
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize,
+		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
 		Checks: []api.Check{
 			{Name: "database", Fn: r.st.Ping},
 			{Name: "storage", Fn: r.storage.Check},
@@ -281,7 +302,8 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	if err := srv.EnableUploads(filepath.Join(cfg.Data, "uploads")); err != nil {
 		return nil, err
 	}
-	ui, err := web.New(web.Deps{API: srv, Profiles: r.profiles, Version: cfg.Version, Log: log})
+	ui, err := web.New(web.Deps{API: srv, Profiles: r.profiles, Version: cfg.Version, Log: log,
+		FrameOrigins: cfg.CORSOrigins})
 	if err != nil {
 		return nil, fmt.Errorf("web ui: %w", err)
 	}
@@ -408,10 +430,11 @@ func serve(ctx context.Context, cfg Config, a *app, loops []loop, log *slog.Logg
 // handler sends the API's addresses to the API and every other to the web UI.
 func handler(apiH, ui http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics"} {
+	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics", api.LinkPrefix} {
 		mux.Handle(p, apiH)
 	}
 	mux.Handle("/", ui)
+	mux.Handle("GET "+api.LinkPrefix+"{token}/{job}/{$}", ui) // a playback link's player page
 	return mux
 }
 

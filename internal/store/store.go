@@ -65,6 +65,12 @@ type Store interface {
 	// SweepExpiredKeys deletes the keys that expired before before and says how many.
 	SweepExpiredKeys(ctx context.Context, before time.Time) (int, error)
 
+	// Secret returns the secret stored under name, first storing mint as it
+	// when there is none: every replica that asks gets the same one.
+	Secret(ctx context.Context, name string, mint []byte, now time.Time) ([]byte, error)
+	// RotateSecret replaces the secret stored under name with value.
+	RotateSecret(ctx context.Context, name string, value []byte, now time.Time) error
+
 	// AddDelivery records one attempt to deliver a finished job somewhere.
 	AddDelivery(ctx context.Context, d Delivery) error
 	// Deliveries lists a job's delivery attempts, oldest first.

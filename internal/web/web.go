@@ -37,6 +37,9 @@ type Deps struct {
 	Profiles *profile.Set
 	Version  string
 	Log      *slog.Logger
+	// FrameOrigins are the sites that may put a playback link's page in an
+	// iframe (the server's --cors-origin); none: no site may.
+	FrameOrigins []string
 }
 
 // UI serves the pages and their assets.
@@ -117,6 +120,7 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("GET /jobs", u.signedIn("jobs", "Jobs"))
 	mux.HandleFunc("GET /jobs/{id}", u.jobPageHandler)
 	mux.HandleFunc("GET /workers", u.signedIn("workers", "Workers"))
+	mux.HandleFunc("GET "+api.LinkPrefix+"{token}/{job}/{$}", u.embed)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		u.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found"})
 	})

@@ -6,6 +6,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1084,6 +1085,35 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (store.Key, error) {
 		return err
 	})
 	return k, err
+}
+
+// Secret returns the secret named name, storing mint first when there is
+// none (the insert loses quietly to another replica's).
+func (s *Store) Secret(ctx context.Context, name string, mint []byte, now time.Time) ([]byte, error) {
+	if _, err := s.w.ExecContext(ctx, s.q(`INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`),
+		name, hex.EncodeToString(mint), ms(now)); err != nil {
+		return nil, fmt.Errorf("store secret %s: %w", name, err)
+	}
+	var v string
+	if err := s.w.QueryRowContext(ctx, s.q(`SELECT value FROM secrets WHERE name = ?`), name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", name, err)
+	}
+	b, err := hex.DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// RotateSecret replaces the secret named name.
+func (s *Store) RotateSecret(ctx context.Context, name string, value []byte, now time.Time) error {
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at`),
+		name, hex.EncodeToString(value), ms(now))
+	if err != nil {
+		return fmt.Errorf("rotate secret %s: %w", name, err)
+	}
+	return nil
 }
 
 // TouchKey records a key's use, at most once per every.

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
 	t.Run("ClaimKinds", func(t *testing.T) { t.Parallel(); testClaimKinds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
+	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
 	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
@@ -833,4 +834,28 @@ func testExpand(t *testing.T, s store.Store) {
 	c = claim(t, s, "w", t0)
 	require.Equal(t, job.KindStitch, c.Task.Kind)
 	require.Len(t, c.Deps, 1, "the stitch depends on chunks only")
+}
+
+// testSecrets: the first mint is kept (a second replica's mint loses), each
+// name is its own, and rotating replaces the value for every later reader.
+func testSecrets(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a, err := s.Secret(ctx, "links", []byte{1, 2, 3}, t0)
+	require.NoError(t, err)
+	require.Equal(t, []byte{1, 2, 3}, a)
+	again, err := s.Secret(ctx, "links", []byte{9, 9, 9}, t0.Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, a, again, "a later mint must not replace the stored secret")
+	other, err := s.Secret(ctx, "other", []byte{7}, t0)
+	require.NoError(t, err)
+	require.Equal(t, []byte{7}, other)
+
+	require.NoError(t, s.RotateSecret(ctx, "links", []byte{4, 5, 6, 7}, t0.Add(time.Minute)))
+	got, err := s.Secret(ctx, "links", []byte{8}, t0.Add(2*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, []byte{4, 5, 6, 7}, got)
+	require.NoError(t, s.RotateSecret(ctx, "fresh", []byte{6}, t0))
+	got, err = s.Secret(ctx, "fresh", []byte{8}, t0)
+	require.NoError(t, err)
+	require.Equal(t, []byte{6}, got, "rotating a secret no one read yet stores it")
 }

@@ -1,0 +1,199 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd/internal/link"
+	"github.com/herdhq/herd/internal/protocol"
+)
+
+// Playback links: /p/{token}/{job}/ and the outputs beneath it, readable
+// with the token alone. The token is in the path because players resolve
+// a playlist's relative URIs against its URL and drop its query string.
+
+// LinkPrefix is where playback links live.
+const LinkPrefix = "/p/"
+
+// linkPath is the path of a link's page, below which its job's outputs are.
+func linkPath(token, jobID string) string {
+	return LinkPrefix + token + "/" + url.PathEscape(jobID) + "/"
+}
+
+// linkSecret is the current link secret, made on first use.
+func (s *Server) linkSecret(r *http.Request) ([]byte, error) {
+	return s.st.Secret(r.Context(), link.SecretName, link.NewSecret(), time.Now())
+}
+
+// createLink makes a signed playback link for one job.
+func (s *Server) createLink(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		TTL string `json:"ttl"`
+	}
+	if r.ContentLength != 0 && !decodeJSON(w, r, &body) {
+		return
+	}
+	ttl := link.DefaultTTL
+	if body.TTL != "" {
+		d, err := time.ParseDuration(body.TTL)
+		if err != nil || d <= 0 || d > link.MaxTTL {
+			writeError(w, http.StatusBadRequest, "bad_request", "ttl is a duration such as 24h or 720h, at most "+link.MaxTTL.String())
+			return
+		}
+		ttl = d
+	}
+	v, err := s.JobPage(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	secret, err := s.linkSecret(r)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	exp := time.Now().Add(ttl).Truncate(time.Second).UTC()
+	p := linkPath(link.Sign(secret, v.ID, exp), v.ID)
+	base := requestBase(r)
+	out := protocol.Link{Job: v.ID, URL: base + p, Path: p, ExpiresAt: exp}
+	for _, o := range v.Outputs {
+		switch {
+		case o.Kind == "hls" && o.Name == "master":
+			out.Playlist = base + p + o.Path
+		case o.Kind == "dash":
+			out.Manifest = base + p + o.Path
+		}
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// requestBase is the scheme and host the caller reached the server at.
+func requestBase(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// revokeLinks replaces the link secret: every link made so far stops working.
+func (s *Server) revokeLinks(w http.ResponseWriter, r *http.Request) {
+	now := time.Now().UTC()
+	if err := s.st.RotateSecret(r.Context(), link.SecretName, link.NewSecret(), now); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.log.Info("playback links revoked: the link secret was replaced")
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": true, "at": now})
+}
+
+// LinkJob checks the request's /p/{token}/{job}/ path and returns the job
+// the link is for; an error wrapping a link.Err* says why it is refused.
+// The web UI's player page calls it too.
+func (s *Server) LinkJob(r *http.Request) (string, error) {
+	jobID := r.PathValue("job")
+	secret, err := s.linkSecret(r)
+	if err != nil {
+		return "", err
+	}
+	if _, err := link.Check(secret, r.PathValue("token"), jobID, time.Now()); err != nil {
+		return "", err
+	}
+	return jobID, nil
+}
+
+// LinkRefused reports whether err is a refused link (not a failure of the server's).
+func LinkRefused(err error) bool {
+	return errors.Is(err, link.ErrMalformed) || errors.Is(err, link.ErrSignature) || errors.Is(err, link.ErrExpired)
+}
+
+// checkLink answers a request whose link is refused (403, with why).
+func (s *Server) checkLink(w http.ResponseWriter, r *http.Request) (string, bool) {
+	jobID, err := s.LinkJob(r)
+	switch {
+	case err == nil:
+		return jobID, true
+	case LinkRefused(err):
+		code := "link_invalid"
+		if errors.Is(err, link.ErrExpired) {
+			code = "link_expired"
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeError(w, http.StatusForbidden, code, err.Error())
+	default:
+		s.internal(w, r, err)
+	}
+	return "", false
+}
+
+// linkOutput serves one output of a link's job.
+func (s *Server) linkOutput(w http.ResponseWriter, r *http.Request) {
+	jobID, ok := s.checkLink(w, r)
+	if !ok {
+		return
+	}
+	if r.PathValue("path") == "" {
+		// The player page is the web UI's; without it there is no page.
+		writeError(w, http.StatusNotFound, "not_found", "open an output below this path, e.g. master.m3u8")
+		return
+	}
+	s.serveOutput(w, r, jobID, r.PathValue("path"))
+}
+
+// LinkHeaders sets what every response under /p/ carries: no referrer
+// (the token must not leak to other sites through it), and CORS for the
+// configured origins only. It reports whether the request's origin, if
+// it named one, is allowed.
+func (s *Server) LinkHeaders(w http.ResponseWriter, r *http.Request) bool {
+	h := w.Header()
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Add("Vary", "Origin")
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	if !s.origins[o] {
+		return false
+	}
+	h.Set("Access-Control-Allow-Origin", o) // never "*", never with credentials: links need none
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Accept-Ranges")
+	return true
+}
+
+// linkPreflight answers a CORS preflight for a link's files.
+func (s *Server) linkPreflight(w http.ResponseWriter, r *http.Request) {
+	if !s.LinkHeaders(w, r) || r.Header.Get("Origin") == "" {
+		writeError(w, http.StatusForbidden, "cors", "this origin may not read herd's playback links; the server's --cors-origin lists the ones that may")
+		return
+	}
+	if m := r.Header.Get("Access-Control-Request-Method"); m != "" && m != http.MethodGet && m != http.MethodHead {
+		writeError(w, http.StatusForbidden, "cors", "playback links are read with GET or HEAD only")
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD")
+	if want := r.Header.Get("Access-Control-Request-Headers"); want != "" {
+		for _, name := range strings.Split(want, ",") {
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "range", "accept", "accept-language", "content-language", "":
+			default:
+				writeError(w, http.StatusForbidden, "cors", "playback links accept only the Range header from other origins, not "+strings.TrimSpace(name))
+				return
+			}
+		}
+		h.Set("Access-Control-Allow-Headers", "Range")
+	}
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// withLinkHeaders wraps a /p/ route.
+func (s *Server) withLinkHeaders(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.LinkHeaders(w, r)
+		next(w, r)
+	}
+}

@@ -1,0 +1,65 @@
+// The playback link's player: the job's HLS ladder through hls.js (or the
+// browser's own HLS, as in Safari), else its MP4; menus for quality, audio
+// and subtitles appear where the stream has a choice. Every URL is
+// relative to the page, which is below the link's token.
+'use strict';
+(() => {
+  const video = document.getElementById('video');
+  const menus = document.getElementById('menus');
+  const errBox = document.getElementById('error');
+  const src = video.dataset.hls, file = video.dataset.file;
+  window.herdEmbed = {video, hls: null};
+  const fail = (msg) => { errBox.textContent = 'This video cannot be played: ' + msg; errBox.hidden = false; };
+  video.addEventListener('error', () => fail(video.error?.message || 'a media error'));
+
+  // menu fills a select with choices and shows it (with its label) when
+  // there is more than one.
+  const menu = (id, choices, current, onPick) => {
+    const sel = document.getElementById(id);
+    sel.replaceChildren(...choices.map(([value, text]) => {
+      const o = document.createElement('option');
+      o.value = value;
+      o.textContent = text;
+      return o;
+    }));
+    sel.value = String(current);
+    const show = choices.length > 1;
+    sel.hidden = !show;
+    sel.labels.forEach((l) => { l.hidden = !show; });
+    if (show) menus.hidden = false;
+    sel.onchange = () => onPick(Number(sel.value));
+  };
+  const trackName = (t, i) => t.name || t.lang || `Track ${i + 1}`;
+
+  if (src && window.Hls?.isSupported()) {
+    const hls = new Hls({enableWorker: false});
+    window.herdEmbed.hls = hls;
+    hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
+      const levels = d.levels.map((l, i) => [i, `${l.height}p`]).sort((a, b) => d.levels[b[0]].height - d.levels[a[0]].height);
+      menu('quality', [[-1, 'Auto'], ...levels], -1, (v) => { hls.currentLevel = v; });
+    });
+    hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, (_, d) => {
+      menu('audio', d.audioTracks.map((t, i) => [i, trackName(t, i)]), hls.audioTrack, (v) => { hls.audioTrack = v; });
+    });
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, (_, d) => {
+      if (!d.subtitleTracks.length) return;
+      const choices = [[-1, 'Off'], ...d.subtitleTracks.map((t, i) => [i, trackName(t, i)])];
+      menu('subtitles', choices, hls.subtitleTrack, (v) => { hls.subtitleTrack = v; });
+    });
+    let recovered = 0;
+    hls.on(Hls.Events.ERROR, (_, d) => {
+      if (!d.fatal) return;
+      if (recovered++ < 3 && d.type === Hls.ErrorTypes.NETWORK_ERROR) { hls.startLoad(); return; }
+      if (recovered < 3 && d.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
+      fail(d.details + (d.response?.code === 403 ? ' (the link has expired or was revoked)' : ''));
+    });
+    hls.loadSource(src);
+    hls.attachMedia(video);
+  } else if (src && video.canPlayType('application/vnd.apple.mpegurl')) {
+    video.src = src;
+  } else if (file) {
+    video.src = file;
+  } else {
+    fail('this browser plays neither HLS nor this file');
+  }
+})();

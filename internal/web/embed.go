@@ -1,0 +1,111 @@
+package web
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/pipeline"
+)
+
+// embedPage is what the playback link's page template gets.
+type embedPage struct {
+	Title  string
+	Stream bool   // a player: HLS or a file the browser plays
+	HLS    string // master playlist, relative to the page
+	File   string // a file to play when there is no HLS (or no way to play it)
+	Poster string
+	// Without a stream: why, and the file to download instead.
+	Notice, Download, DownloadName string
+}
+
+// browserCodecs are the video codecs every current browser decodes in MP4.
+var browserCodecs = []string{"h264", "avc1", "vp9", "av1"}
+
+// embedOf picks what the page plays from a job's outputs. Paths stay
+// relative: the page sits at the link's root, above its outputs.
+func embedOf(title string, outs []pipeline.Output) embedPage {
+	e := embedPage{Title: title}
+	var other *pipeline.Output
+	for i, o := range outs {
+		switch {
+		case o.Kind == "hls" && o.Name == "master":
+			e.HLS = o.Path
+		case o.Kind == "poster":
+			e.Poster = o.Path
+		case o.Kind == "mp4" && slices.Contains(browserCodecs, strings.ToLower(o.Codec)):
+			e.File = o.Path
+		case o.Kind == "mp4" || o.Kind == "mkv":
+			other = &outs[i]
+		}
+	}
+	e.Stream = e.HLS != "" || e.File != ""
+	switch {
+	case e.Stream:
+	case other != nil:
+		e.Notice = "Browsers cannot play this video (" + describe(*other) + "). Download it and play it in VLC or mpv, or in Plex or Jellyfin."
+		e.Download, e.DownloadName = other.Path, other.Path
+	default:
+		e.Notice = "This job has no video to play yet: it may still be encoding. Reload this page once it has finished."
+	}
+	return e
+}
+
+// describe names a file output's codec and container for a person.
+func describe(o pipeline.Output) string {
+	codec := map[string]string{"hevc": "HEVC", "h265": "HEVC", "h264": "H.264", "av1": "AV1", "vp9": "VP9"}[strings.ToLower(o.Codec)]
+	if codec == "" {
+		codec = o.Codec
+	}
+	box := map[string]string{"mkv": "Matroska", "mp4": "MP4"}[o.Kind]
+	if codec == "" {
+		return box
+	}
+	return codec + " in " + box
+}
+
+// embed serves a playback link's page: the job's player, which sites in
+// --cors-origin may put in an iframe, and no one else.
+func (u *UI) embed(w http.ResponseWriter, r *http.Request) {
+	u.d.API.LinkHeaders(w, r)
+	h := w.Header()
+	ancestors := "'none'"
+	if len(u.d.FrameOrigins) > 0 {
+		ancestors = strings.Join(u.d.FrameOrigins, " ")
+		h.Del("X-Frame-Options") // it cannot name origins; frame-ancestors does
+	}
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "+
+		"style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors "+ancestors+"; form-action 'none'")
+	jobID, err := u.d.API.LinkJob(r)
+	if err != nil {
+		if !api.LinkRefused(err) {
+			u.d.Log.Error("check a playback link", "err", err)
+			u.renderEmbed(w, http.StatusInternalServerError, embedPage{Title: "herd", Notice: "The server failed to check this link; its log has details."})
+			return
+		}
+		u.renderEmbed(w, http.StatusForbidden, embedPage{Title: "This link does not work", Notice: err.Error() + "."})
+		return
+	}
+	v, err := u.d.API.JobPage(r.Context(), jobID)
+	if err != nil {
+		u.d.Log.Warn("read a linked job", "job_id", jobID, "err", err)
+		u.renderEmbed(w, http.StatusNotFound, embedPage{Title: "Not found", Notice: "The video of this link is no longer on this server."})
+		return
+	}
+	u.renderEmbed(w, http.StatusOK, embedOf(v.Source.Name, v.Outputs))
+}
+
+func (u *UI) renderEmbed(w http.ResponseWriter, status int, e embedPage) {
+	var b bytes.Buffer
+	if err := u.pages["embed"].ExecuteTemplate(&b, "embed", e); err != nil {
+		u.d.Log.Error("render page", "page", "embed", "err", err)
+		http.Error(w, "the page failed to render; the server's log has details", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
