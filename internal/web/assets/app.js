@@ -270,15 +270,53 @@ function showChunks(tasks) {
     (failed ? `, ${failed} failed` : '') + (retried ? `, ${retried} retried` : '') : '';
 }
 
+// Codecs as ffprobe names them: a user's name for each, and an RFC 6381
+// string (a common profile) to ask the browser whether it decodes it.
+const codecNames = {h264: 'H.264', hevc: 'HEVC', av1: 'AV1', vp9: 'VP9'};
+const codecIDs = {h264: 'avc1.640028', hevc: 'hvc1.1.6.L120.90', av1: 'av01.0.08M.08', vp9: 'vp09.00.40.08'};
+
+// canPlayFile says whether this browser decodes a file output. Matroska is
+// played only as WebM is: H.264, VP9 or AV1, and only where the browser
+// says so; HEVC in it never (unplayable in jobpage.go says the same).
+function canPlayFile(video, o) {
+  const id = codecIDs[o.codec];
+  if (o.kind === 'mp4') return video.canPlayType(id ? `video/mp4; codecs="${id}"` : 'video/mp4') !== '';
+  if (o.kind !== 'mkv' || !id || o.codec === 'hevc') return false;
+  return ['video/webm', 'video/x-matroska'].some((t) => video.canPlayType(`${t}; codecs="${id}"`) !== '');
+}
+
+// showNoPlay puts a notice with the download where the player would show
+// only black: the words job.html writes when the server can tell (then it
+// is left as it is, so that a screen reader does not read it out again).
+function showNoPlay(o) {
+  const name = o.path.split('/').pop();
+  const why = (codecNames[o.codec] || (o.codec ? o.codec.toUpperCase() : 'an unknown codec')) + ' in ' + (o.kind === 'mkv' ? 'Matroska' : o.kind.toUpperCase());
+  const box = document.getElementById('j-noplay');
+  if (box.hidden) fill(box, ['This browser cannot play ', el('span', {class: 'file'}, name), ` (${why}). `,
+    el('a', {href: o.url, download: name}, 'Download ' + name), ', or play it in VLC, mpv, Plex or Jellyfin.']);
+  box.hidden = false;
+  document.getElementById('player').hidden = true;
+  document.getElementById('player-box').hidden = false;
+}
+
 // setupPlayer plays the job's HLS ladder with hls.js (quality menu: auto
 // and each rung), or its MP4 natively, with sprite previews on the seek bar.
+// Outputs this browser cannot decode get a notice with their download.
 function setupPlayer(outs) {
+  const video = document.getElementById('video');
   const master = outs.find((o) => o.kind === 'hls' && o.name === 'master');
-  const file = outs.find((o) => o.kind === 'mp4' || o.kind === 'mkv');
-  if (!master && !file) return null;
+  const ladder = master && (window.Hls?.isSupported() || video.canPlayType('application/vnd.apple.mpegurl') !== '');
+  const files = outs.filter((o) => o.kind === 'mp4' || o.kind === 'mkv');
+  const file = files.find((o) => canPlayFile(video, o));
+  if (!ladder && !file) {
+    if (!files.length) return null;
+    showNoPlay(files[0]);
+    return {video: null, hls: null}; // the notice is up: not again on each update
+  }
+  document.getElementById('j-noplay').hidden = true;
+  document.getElementById('player').hidden = false;
   document.getElementById('player-box').hidden = false;
   const box = document.getElementById('player');
-  const video = document.getElementById('video');
   const seek = document.getElementById('p-seek');
   const quality = document.getElementById('p-quality');
   const play = document.getElementById('p-play');
@@ -320,7 +358,7 @@ function setupPlayer(outs) {
   } else if (master && video.canPlayType('application/vnd.apple.mpegurl')) {
     video.src = master.url; // Safari plays HLS itself
   } else {
-    video.src = (file || master).url;
+    video.src = file.url;
   }
   play.addEventListener('click', () => (video.paused ? video.play() : video.pause()));
   video.addEventListener('play', () => { play.textContent = 'Pause'; });
