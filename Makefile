@@ -58,7 +58,7 @@ bench-quick: deps-test build ## every benchmark on small inputs, under two minut
 image: deps ## build the herd container image without Docker: bin/herd-image.tar (docker load / ctr images import)
 	VERSION=$(VERSION) scripts/build-image.sh bin/herd-image.tar herd:$(VERSION)
 
-web-vendor: ## refresh the web UI's browser libraries (hls.js, tus-js-client) and the players the browser tests use (Shaka, dash.js; cmd/herd/testdata/players, not embedded; they use the UI's hls.js) from npm at the versions pinned in web/package-lock.json; commit the result
+web-vendor: ## refresh the web UI's browser libraries (hls.js, tus-js-client), the players the browser tests use (Shaka, dash.js; cmd/herd/testdata/players, not embedded; they use the UI's hls.js) and their accessibility audit (axe-core; cmd/herd/testdata/axe) from npm at the versions pinned in web/package-lock.json; commit the result
 	cd web && npm ci --no-audit --no-fund
 	cp web/node_modules/hls.js/dist/hls.min.js internal/web/assets/vendor/hls.min.js
 	cp web/node_modules/hls.js/LICENSE internal/web/assets/vendor/hls.js.LICENSE
@@ -71,6 +71,10 @@ web-vendor: ## refresh the web UI's browser libraries (hls.js, tus-js-client) an
 	cp web/node_modules/dashjs/dist/modern/umd/dash.all.min.js cmd/herd/testdata/players/dash.all.min.js
 	cp web/node_modules/dashjs/LICENSE.md cmd/herd/testdata/players/dashjs.LICENSE
 	cd web && node -e 'const l=require("./package-lock.json").packages;for(const p of ["shaka-player","dashjs"])console.log(p+" "+l["node_modules/"+p].version+" "+l["node_modules/"+p].integrity)' > ../cmd/herd/testdata/players/VERSIONS
+	mkdir -p cmd/herd/testdata/axe
+	cp web/node_modules/axe-core/axe.min.js cmd/herd/testdata/axe/axe.min.js
+	cp web/node_modules/axe-core/LICENSE cmd/herd/testdata/axe/axe-core.LICENSE
+	cd web && node -e 'const l=require("./package-lock.json").packages;for(const p of ["axe-core"])console.log(p+" "+l["node_modules/"+p].version+" "+l["node_modules/"+p].integrity)' > ../cmd/herd/testdata/axe/VERSIONS
 
 lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (go vet, staticcheck, errcheck, gosec, ...) and a check that go.mod and go.sum are tidy (LINT_FLAGS=-j1 to leave a core free)
 	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy (the diff above): run go mod tidy" >&2; exit 1; }

@@ -46,6 +46,50 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	return v
 }
 
+// axeAudit runs axe-core (testdata/axe, pinned by make web-vendor) over
+// the page open in ctx, and fails the test on any serious or critical
+// finding with its rule, what the rule asks for and the elements that
+// break it; lesser findings are only logged. Call it once the page is
+// filled in: axe checks what the document holds then. name says which
+// page in the messages. The page keeps its CSP: a script evaluated through
+// DevTools runs under it, and axe uses nothing the policy forbids.
+func axeAudit(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if !evalJS[bool](t, ctx, `typeof window.axe === "object"`) {
+		src, err := os.ReadFile("testdata/axe/axe.min.js")
+		require.NoError(t, err)
+		require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(string(src), nil)), "load axe-core into %s", name)
+	}
+	var found []struct {
+		ID, Impact, Help, HelpURL string
+		Targets                   []string
+	}
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`axe.run(document, {resultTypes: ["violations"]}).then((r) => r.violations.map((v) => ({
+		id: v.id, impact: v.impact || "", help: v.help, helpUrl: v.helpUrl, targets: v.nodes.map((n) => n.target.join(" "))})))`, &found,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })), "run axe-core on %s", name)
+	var bad []string
+	for _, v := range found {
+		line := fmt.Sprintf("%s (%s): %s <%s>\n\t\t%s", v.ID, v.Impact, v.Help, v.HelpURL, strings.Join(v.Targets, "\n\t\t"))
+		if v.Impact == "serious" || v.Impact == "critical" {
+			bad = append(bad, line)
+		} else {
+			t.Logf("axe on %s, not failing: %s", name, line)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("axe-core finds %d serious or critical problems on %s:\n\t%s", len(bad), name, strings.Join(bad, "\n\t"))
+	}
+}
+
+// awaitJS is evalJS for an expression that gives a promise: its value.
+func awaitJS[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	var v T
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(expr, &v,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })), expr)
+	return v
+}
+
 func signIn(t *testing.T, ctx context.Context, s *server, key string) {
 	t.Helper()
 	require.NoError(t, chromedp.Run(ctx,
@@ -56,10 +100,13 @@ func signIn(t *testing.T, ctx context.Context, s *server, key string) {
 	))
 }
 
-// Sign in (a wrong key is refused), upload a real clip through the page,
-// watch it reach succeeded in the live list of another tab that never
-// reloads, play the ladder (time advances, a chosen rung is what plays,
-// seek previews come from the sprite), and see the dashboard and workers.
+// Sign in (a wrong key is refused), upload a real clip through the page
+// with the profile it preselects (web-hls), watch it reach succeeded in the
+// live list of another tab that never reloads, play the ladder (a picture,
+// not only sound; time advances, a chosen rung is what plays, seek previews
+// come from the sprite), and see the dashboard and workers. An MP4 plays
+// natively; an archive-hevc job's page offers its download instead of a
+// black player. Every page passes axe-core's audit.
 func TestBrowserUploadWatchPlay(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
@@ -73,6 +120,7 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	testenv.WaitJS(t, ctx, "the refusal", `document.querySelector("#login-error")?.textContent.includes("not a valid admin key")`, 10*time.Second)
 	require.Contains(t, evalJS[string](t, ctx, `location.pathname`), "/login")
 	shot(t, ctx, "login-refused")
+	axeAudit(t, ctx, "the sign-in page")
 	resp, _ := s.get("/api/v1/jobs", nil) // the API still works with the key
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
@@ -88,12 +136,22 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	up, cancel := chromedp.NewContext(ctx)
 	defer cancel()
 	require.NoError(t, chromedp.Run(up, chromedp.Navigate(s.url+"/upload"), chromedp.WaitVisible(`#files`, chromedp.ByQuery)))
-	require.NoError(t, chromedp.Run(up, chromedp.SetValue(`#profile`, "web-hls", chromedp.ByQuery),
-		chromedp.SetUploadFiles(`#files`, []string{src}, chromedp.ByQuery)))
+	require.Equal(t, "web-hls", evalJS[string](t, up, `document.querySelector("#profile").value`), "the page preselects the profile every browser plays")
+	require.NoError(t, chromedp.Run(up, chromedp.SetUploadFiles(`#files`, []string{src}, chromedp.ByQuery)))
 	testenv.WaitJS(t, up, "the upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
 	id := evalJS[string](t, up, `document.querySelector('#uploads li[data-state="done"]').dataset.jobId`)
 	shot(t, up, "upload")
+	axeAudit(t, up, "the upload page")
 	_ = chromedp.Cancel(up)
+	require.Equal(t, "web-hls", s.job(id).Profile)
+
+	// An archive of a tiny clip, made meanwhile: HEVC in Matroska, which
+	// no browser plays. Its page comes later.
+	small := filepath.Join(dir, "Archive Clip.mp4")
+	require.NoError(t, testenv.Clip{Size: "320x180", Rate: 25, Seconds: 2, Tone: 440}.Make(small))
+	stdout, stderr, code := s.herd("submit", small, "--profile", "archive-hevc")
+	require.Equal(t, 0, code, stderr)
+	archive := strings.TrimSpace(stdout)
 
 	// The first tab saw the job arrive and finish, without reloading.
 	row := fmt.Sprintf(`document.querySelector('#job-rows tr[data-job=%q]')`, id)
@@ -101,6 +159,7 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	testenv.WaitJS(t, ctx, "the job to succeed in the live list", row+`?.dataset.state === "succeeded"`, 3*time.Minute)
 	require.True(t, evalJS[bool](t, ctx, `window.__notReloaded === true`), "the list updated without a reload")
 	shot(t, ctx, "jobs")
+	axeAudit(t, ctx, "the jobs list")
 
 	// The job page plays the ladder.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+id)))
@@ -110,6 +169,12 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
 	testenv.WaitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
 	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
+	// A picture, not only sound: frames decoded, and drawn they are not black.
+	require.Positive(t, evalJS[int](t, ctx, `herdPlayer.video.videoWidth`))
+	require.Greater(t, evalJS[int](t, ctx, `herdPlayer.video.getVideoPlaybackQuality().totalVideoFrames`), 5)
+	require.Greater(t, evalJS[int](t, ctx, `(() => { const c = document.createElement("canvas"); c.width = 64; c.height = 36;
+		const g = c.getContext("2d"); g.drawImage(herdPlayer.video, 0, 0, 64, 36);
+		return Math.max(...g.getImageData(0, 0, 64, 36).data.filter((_, i) => i % 4 !== 3)); })()`), 100, "the brightest pixel of the picture")
 
 	// Choose the smallest rung: it is what plays next.
 	levels := evalJS[[]int](t, ctx, `herdPlayer.hls.levels.map(l => l.height)`)
@@ -135,17 +200,35 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.False(t, evalJS[bool](t, ctx, `document.querySelector("#p-preview").hidden`))
 	shot(t, ctx, "job")
 
+	// Share: the page makes a playback link, which plays with no key.
+	require.False(t, evalJS[bool](t, ctx, `document.querySelector("#share-box").hidden`))
+	require.NoError(t, chromedp.Run(ctx, chromedp.SetValue(`#share-ttl`, "1h", chromedp.ByQuery), chromedp.Click(`#share-form button`, chromedp.ByQuery)))
+	testenv.WaitJS(t, ctx, "the playback link", `!document.querySelector("#share-out").hidden && document.querySelector("#share-url").value.includes("/p/")`, 10*time.Second)
+	shareURL := evalJS[string](t, ctx, `document.querySelector("#share-url").value`)
+	require.True(t, strings.HasPrefix(shareURL, s.url+"/p/") && strings.HasSuffix(shareURL, "/"+id+"/"), shareURL)
+	resp, page := rawRead(t, shareURL)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, `data-hls="master.m3u8"`)
+	resp, _ = rawRead(t, shareURL+"master.m3u8")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	axeAudit(t, ctx, "the job page")
+
 	// Dashboard and workers pages fill from their live views.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/")))
 	testenv.WaitJS(t, ctx, "the dashboard's counts", `document.querySelector("#d-states").innerText.includes("succeeded")`, 15*time.Second)
 	testenv.WaitJS(t, ctx, "this hour's bar", `[...document.querySelectorAll("#d-hours .bar .ok")].some(b => parseFloat(b.style.height) > 0)`, 15*time.Second)
 	shot(t, ctx, "dashboard")
+	axeAudit(t, ctx, "the dashboard")
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/workers")))
 	testenv.WaitJS(t, ctx, "the workers page", `document.querySelector("#w-rows").innerText.includes("No remote workers")`, 15*time.Second)
 	shot(t, ctx, "workers")
+	axeAudit(t, ctx, "the workers page")
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/no-such-page")))
+	testenv.WaitJS(t, ctx, "the not-found page", `document.readyState === "complete" && document.querySelector("h1")`, 10*time.Second)
+	axeAudit(t, ctx, "the not-found page")
 
 	// An MP4 output plays natively, with its download link.
-	stdout, stderr, code := s.herd("submit", src, "--profile", "mp4-library", "--wait")
+	stdout, stderr, code = s.herd("submit", src, "--profile", "mp4-library", "--wait")
 	require.Equal(t, 0, code, stderr)
 	mp4 := strings.TrimSpace(stdout)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+mp4)))
@@ -154,6 +237,34 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
 	testenv.WaitJS(t, ctx, "MP4 playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
 	require.True(t, evalJS[bool](t, ctx, `[...document.querySelectorAll("#j-outputs a[download]")].some(a => a.href.endsWith(".mp4"))`))
+
+	// The archive's page says the browser cannot play it and offers the
+	// file, in the server's first paint already; no black player.
+	require.Equal(t, "succeeded", s.waitFinal(archive).State)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+archive)))
+	testenv.WaitJS(t, ctx, "the download notice", `document.querySelectorAll("#j-outputs tr[data-output]").length > 0 && !document.querySelector("#j-noplay").hidden`, 20*time.Second)
+	require.Regexp(t, `^This browser cannot play \S+\.mkv \(HEVC in Matroska\)\. Download \S+\.mkv, or play it in VLC, mpv, Plex or Jellyfin\.$`,
+		evalJS[string](t, ctx, `document.querySelector("#j-noplay").textContent`))
+	require.False(t, evalJS[bool](t, ctx, `document.querySelector("#video").checkVisibility()`), "no player")
+	require.True(t, evalJS[bool](t, ctx, `window.herdPlayer === undefined || herdPlayer.video === null`), "nothing set up to play")
+	require.True(t, awaitJS[bool](t, ctx, `fetch(location.href).then((r) => r.text()).then((h) => {
+		const d = new DOMParser().parseFromString(h, "text/html");
+		return !d.querySelector("#j-noplay").hidden && d.querySelector("#player").hidden && d.querySelector("#j-noplay a[download]") !== null; })`), "the server's first paint")
+	require.Equal(t, http.StatusOK, awaitJS[int](t, ctx, `fetch(document.querySelector("#j-noplay a[download]").href)
+		.then(async (r) => r.ok && (await r.arrayBuffer()).byteLength > 0 ? r.status : -r.status)`), "the download link works with the session")
+	shot(t, ctx, "job-noplay")
+	axeAudit(t, ctx, "the job page of an output no browser plays")
+	// Its playback link's page says the same, and its download works with the link.
+	stdout, stderr, code = s.herd("share", archive)
+	require.Equal(t, 0, code, stderr)
+	archiveLink := strings.TrimSpace(stdout)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(archiveLink)))
+	require.Contains(t, evalJS[string](t, ctx, `document.body.innerText`), "Browsers cannot play this video (HEVC in Matroska)")
+	dl := evalJS[string](t, ctx, `document.querySelector("a[download]").href`)
+	require.True(t, strings.HasPrefix(dl, archiveLink) && strings.HasSuffix(dl, ".mkv"), dl)
+	resp, _ = rawRead(t, dl)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	axeAudit(t, ctx, "the playback page of an output no browser plays")
 
 	// On a phone-sized screen the pages fit the width.
 	require.NoError(t, chromedp.Run(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)))
@@ -213,6 +324,7 @@ func TestBrowserUploadResumes(t *testing.T) {
 	throttle(-1, false)
 	testenv.WaitJS(t, ctx, "the unfinished upload listed", `document.querySelector('#pending li[data-pending="Reloaded.mp4"]')`, 15*time.Second)
 	shot(t, ctx, "upload-pending")
+	axeAudit(t, ctx, "the upload page with an unfinished upload")
 	require.NoError(t, chromedp.Run(ctx, chromedp.SetValue(`#profile`, "mp4-library", chromedp.ByQuery), chromedp.SetUploadFiles(`#files`, []string{big}, chromedp.ByQuery)))
 	testenv.WaitJS(t, ctx, "the resumed upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
 	from := evalJS[string](t, ctx, `document.querySelector('#uploads li[data-state="done"]').dataset.resumedFrom || ""`)
@@ -293,6 +405,7 @@ func TestBrowserUploadResumes(t *testing.T) {
 		chromedp.Click(`button[aria-label="Revoke gpu-box-1"]`, chromedp.ByQuery)))
 	testenv.WaitJS(t, ctx, "the worker revoked", w+`?.dataset.state === "revoked"`, 15*time.Second)
 	shot(t, ctx, "workers-revoked")
+	axeAudit(t, ctx, "the workers page with a worker")
 
 	entries, err := os.ReadDir(filepath.Join(s.data, "uploads"))
 	require.NoError(t, err)

@@ -2,22 +2,27 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"html"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
-// The built-in web profile's output plays to the end, with a seek, in the
+// The built-in web profile's output plays to the end, with a seek, through
+// a playback link with no key, from a page of another site, in the
 // three players people use it with: hls.js (the one the web UI embeds),
 // Shaka Player and dash.js (vendored for tests only under
 // testdata/players by make web-vendor). To stay within CI's budget they
@@ -82,29 +87,41 @@ const shakaStart = `(async () => {
 
 func TestPlayers(t *testing.T) {
 	t.Parallel()
-	ctx, s, base := playersSetup(t)
+	ctx, s, site, l := playersSetup(t)
 
 	for _, p := range players {
 		t.Run(p.name, func(t *testing.T) {
-			openPlayer(t, ctx, s, p.lib, p.start, base+p.manifest)
+			openPlayer(t, ctx, site, p.lib, p.start, l.URL+p.manifest)
 			playWithSeek(t, ctx, p.name)
 		})
 	}
 	t.Run("ShakaTrickPlay", func(t *testing.T) {
-		shakaTrickPlay(t, ctx, s, base)
+		shakaTrickPlay(t, ctx, site, l.URL)
+	})
+	t.Run("EmbedPage", func(t *testing.T) {
+		embedPage(t, ctx, s, site, l)
+	})
+	// Last: it ends the link.
+	t.Run("Refused", func(t *testing.T) {
+		linkRefused(t, s, site, l)
 	})
 }
 
-// playersSetup runs one short clip through web-hls and signs a browser in;
-// it returns the browser, the server and the path its outputs are under.
-func playersSetup(t *testing.T) (context.Context, *server, string) {
+// playersSetup runs one short clip through web-hls on a server whose
+// playback links other sites may read (--cors-origin), shares the job, and
+// opens a page of that other site in a browser that never signed in. It
+// returns the browser, the server, the site and the link (its outputs are
+// below link.URL): the players play through the link with no key, across
+// origins, as a player on a customer's site would.
+func playersSetup(t *testing.T) (context.Context, *server, *httptest.Server, protocol.Link) {
 	t.Helper()
 	ctx := browser(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "Players.mp4")
 	// 13 s of 4 s segments in 4 s chunks: chunks start at 0, 4 and 8 s.
 	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: playersClip, Tone: 330, Stereo: true}.Make(src))
-	s := startServer(t, filepath.Join(dir, "data"))
+	site := otherSite(t)
+	s := startServer(t, filepath.Join(dir, "data"), "--cors-origin", site.URL)
 	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--chunk-seconds", "4", "--wait")
 	require.Equal(t, 0, code, stderr)
 	id := strings.TrimSpace(stdout)
@@ -112,23 +129,40 @@ func playersSetup(t *testing.T) (context.Context, *server, string) {
 	require.Equal(t, "succeeded", j.State)
 	require.Equal(t, 3, strings.Count(strings.Join(kinds(j), ","), "chunk "), "three chunks: %v", kinds(j))
 
-	// The players fetch the outputs with the page's session cookie. Their
-	// sources are evaluated into a page of herd's, whose policy allows only
-	// its own scripts, so the test lifts it for this tab.
-	require.NoError(t, chromedp.Run(ctx, page.SetBypassCSP(true)))
-	signIn(t, ctx, s, s.token())
-	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
-	return ctx, s, "/api/v1/jobs/" + id + "/outputs/"
+	stdout, stderr, code = s.herd("share", id, "--ttl", "1h", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	var l protocol.Link
+	require.NoError(t, json.Unmarshal([]byte(stdout), &l), stdout)
+	require.Equal(t, l.URL+"master.m3u8", l.Playlist)
+	require.Equal(t, l.URL+"manifest.mpd", l.Manifest)
+	return ctx, s, site, l
 }
 
-// openPlayer loads a fresh page, the player library in lib and the harness,
-// and runs start with url set.
-func openPlayer(t *testing.T, ctx context.Context, s *server, lib, start, url string) {
+// otherSite serves a blank page (and, at /frame?src=URL, a page that puts
+// URL in an iframe) from http://localhost:PORT: another origin than the
+// herd server's http://127.0.0.1:PORT, with no policy of its own.
+func otherSite(t *testing.T) *httptest.Server {
+	t.Helper()
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		body := ""
+		if src := r.URL.Query().Get("src"); src != "" {
+			body = `<iframe id="embed" title="video" width="640" height="400" src="` + html.EscapeString(src) + `" allow="autoplay"></iframe>`
+		}
+		fmt.Fprintf(w, "<!doctype html><html lang=en><head><title>site</title></head><body>%s</body></html>", body)
+	}))
+	t.Cleanup(site.Close)
+	site.URL = strings.Replace(site.URL, "127.0.0.1", "localhost", 1)
+	return site
+}
+
+// openPlayer loads a fresh page of the other site, the player library in
+// lib and the harness, and runs start with url set.
+func openPlayer(t *testing.T, ctx context.Context, site *httptest.Server, lib, start, url string) {
 	t.Helper()
 	src, err := os.ReadFile(lib)
 	require.NoError(t, err)
-	// A page of herd's with no script of its own: its 404 page.
-	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/players-test")))
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(site.URL+"/")))
 	testenv.WaitJS(t, ctx, "the page", `document.readyState === "complete"`, 10*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(string(src), nil), chromedp.Evaluate(playerHarness, nil)))
 	var done bool
@@ -201,7 +235,7 @@ func playerErrors(ctx context.Context) string {
 // (EXT-X-I-FRAME-STREAM-INF) and gives every variant a trick-mode video
 // stream; trickPlay(4) then fetches segments of those streams and plays
 // on from them without error.
-func shakaTrickPlay(t *testing.T, ctx context.Context, s *server, base string) {
+func shakaTrickPlay(t *testing.T, ctx context.Context, site *httptest.Server, base string) {
 	t.Helper()
 	// A short buffering goal, so that the clip is not all buffered (and
 	// trick play has nothing left to fetch) by the time trickPlay is called
@@ -209,7 +243,7 @@ func shakaTrickPlay(t *testing.T, ctx context.Context, s *server, base string) {
 	start := strings.Replace(shakaStart, "await p.attach(v);",
 		"p.configure({streaming: {bufferingGoal: 2, rebufferingGoal: 1, bufferBehind: 2}});\n\tawait p.attach(v);", 1)
 	require.NotEqual(t, shakaStart, start)
-	openPlayer(t, ctx, s, "testdata/players/shaka-player.compiled.js", start, base+"master.m3u8")
+	openPlayer(t, ctx, site, "testdata/players/shaka-player.compiled.js", start, base+"master.m3u8")
 	variants := evalJS[[]string](t, ctx, `herdTest.player.getManifest().variants.filter(v => v.video).map(v =>
 		v.video.height + "p: " + (v.video.trickModeVideo ? "trick " + v.video.trickModeVideo.originalId : "none"))`)
 	require.NotEmpty(t, variants, "Shaka found no video variants")

@@ -65,18 +65,18 @@ type Config struct {
 	// web-hls when there is one), so a first upload plays in any browser.
 	DefaultProfile string
 	MaxUpload      int64
-	MaxStepSize  int64 // most bytes one task's step may upload
-	MaxAttempts  int
-	LeaseTTL     time.Duration
-	Grace        time.Duration // how long running tasks may finish at shutdown
-	StallAfter   time.Duration
-	MaxWidth     int
-	MaxHeight    int
-	MaxPixels    int
-	FFmpeg       string
-	FFprobe      string
-	Version      string
-	PodName      string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
+	MaxStepSize    int64 // most bytes one task's step may upload
+	MaxAttempts    int
+	LeaseTTL       time.Duration
+	Grace          time.Duration // how long running tasks may finish at shutdown
+	StallAfter     time.Duration
+	MaxWidth       int
+	MaxHeight      int
+	MaxPixels      int
+	FFmpeg         string
+	FFprobe        string
+	Version        string
+	PodName        string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
 }
 
 // KubeConfig is how --dispatcher kubernetes reaches the cluster and shapes Jobs.
@@ -303,7 +303,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	ui, err := web.New(web.Deps{API: srv, Profiles: r.profiles, Version: cfg.Version, Log: log,
-		FrameOrigins: cfg.CORSOrigins})
+		DefaultProfile: cfg.DefaultProfile, FrameOrigins: cfg.CORSOrigins})
 	if err != nil {
 		return nil, fmt.Errorf("web ui: %w", err)
 	}

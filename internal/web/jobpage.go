@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/pipeline"
 )
 
 // jobPage is what the job page shows before its script runs: the job's
@@ -27,6 +29,47 @@ type jobPage struct {
 	ProgressText string
 	Chunks       []chunkCell // empty unless the job is split into chunks
 	ChunkSummary string
+	NoPlay       *noPlay // the job succeeded and no browser can play what it made
+}
+
+// noPlay is the notice the job page shows instead of a player that would
+// only show black: which file cannot be played, why, and where to get it.
+// app.js's showNoPlay writes the same notice when the browser decides.
+type noPlay struct {
+	File string // the output's file name: "archive.mkv"
+	Why  string // "HEVC in Matroska"
+	URL  string
+}
+
+// codecNames are the names a user knows for the video codecs ffprobe names.
+var codecNames = map[string]string{"h264": "H.264", "hevc": "HEVC", "av1": "AV1", "vp9": "VP9"}
+
+// unplayable is the notice for outputs the server knows no browser plays:
+// a Matroska file is the only video and its codec is not one a browser
+// decodes there (H.264, VP9, AV1), as archive-hevc's HEVC is not. Where
+// the answer depends on the browser (HEVC in MP4 plays in Safari, not in
+// most Chromium builds) it is nil, and the page's script asks the browser.
+func unplayable(outs []pipeline.Output) *noPlay {
+	var mkv *pipeline.Output
+	for i, o := range outs {
+		switch o.Kind {
+		case "hls", "dash", "mp4":
+			return nil
+		case "mkv":
+			if mkv == nil {
+				mkv = &outs[i]
+			}
+		}
+	}
+	if mkv == nil {
+		return nil
+	}
+	switch mkv.Codec {
+	case "h264", "vp9", "av1":
+		return nil
+	}
+	name := cmp.Or(codecNames[mkv.Codec], strings.ToUpper(mkv.Codec), "an unknown codec")
+	return &noPlay{File: path.Base(mkv.Path), Why: name + " in Matroska", URL: mkv.URL}
 }
 
 // chunkCell is one chunk task as a cell of the strip.
@@ -56,6 +99,9 @@ func newJobPage(v jobview.JobView) *jobPage {
 		p.Chunks = append(p.Chunks, chunkCell{N: t.Chunk, State: t.State, Attempt: t.Attempt, Progress: fill, Label: chunkLabel(t)})
 	}
 	p.ChunkSummary = chunkSummary(chunks)
+	if v.State == job.Succeeded {
+		p.NoPlay = unplayable(v.Outputs)
+	}
 	return p
 }
 

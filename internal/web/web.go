@@ -35,8 +35,12 @@ var files embed.FS
 type Deps struct {
 	API      *api.Server
 	Profiles *profile.Set
-	Version  string
-	Log      *slog.Logger
+	// DefaultProfile is the profile the upload page preselects; empty or
+	// not in Profiles: web-hls, whose outputs every browser plays, where
+	// the set has it, else the first by name.
+	DefaultProfile string
+	Version        string
+	Log            *slog.Logger
 	// FrameOrigins are the sites that may put a playback link's page in an
 	// iframe (the server's --cors-origin); none: no site may.
 	FrameOrigins []string
@@ -62,10 +66,12 @@ type page struct {
 	CSRF     string
 	Version  string
 	Profiles []*profile.Profile
-	JobID    string
-	Job      *jobPage // the job page's first state; nil: its script fills it
-	Error    string
-	Next     string
+	// DefaultProfile is the profile the upload page preselects.
+	DefaultProfile string
+	JobID          string
+	Job            *jobPage // the job page's first state; nil: its script fills it
+	Error          string
+	Next           string
 }
 
 // New parses the templates and loads the assets.
@@ -161,9 +167,24 @@ func (u *UI) signedIn(name, title string) http.HandlerFunc {
 			u.toLogin(w, r)
 			return
 		}
-		p := page{Title: title, Page: name, CSRF: csrf, Profiles: u.d.Profiles.All()}
+		p := page{Title: title, Page: name, CSRF: csrf, Profiles: u.d.Profiles.All(), DefaultProfile: u.defaultProfile()}
 		u.render(w, r, http.StatusOK, name, p)
 	}
+}
+
+// defaultProfile is the profile a new upload gets unless the user picks
+// another: the configured one, else web-hls, else the first by name. The
+// first by name is archive-hevc, whose Matroska HEVC no browser plays.
+func (u *UI) defaultProfile() string {
+	for _, name := range []string{u.d.DefaultProfile, "web-hls"} {
+		if _, ok := u.d.Profiles.Get(name); ok && name != "" {
+			return name
+		}
+	}
+	if all := u.d.Profiles.All(); len(all) > 0 {
+		return all[0].Name
+	}
+	return ""
 }
 
 // toLogin sends a browser without a session to sign in, and back here after.

@@ -466,6 +466,11 @@ func TestJobPageUnchunked(t *testing.T) {
 	require.Contains(t, body, `<span id="j-progress-text">0%</span>`)
 	require.Contains(t, body, `<span class="state queued">queued</span>`)
 
+	resp, body = send(t, c, "GET", f.url+"/upload", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 1, strings.Count(body, " selected>"), "one profile preselected")
+	require.Contains(t, body, `<option value="web-hls" selected>web-hls`, "the one every browser plays, not the first by name")
+
 	resp, body = send(t, c, "GET", f.url+"/jobs/jnope", nil, nil)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 	require.Contains(t, body, "Not found")

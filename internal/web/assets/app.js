@@ -222,8 +222,38 @@ pages.job = () => {
     document.getElementById('j-log-box').hidden = !log.length;
     document.getElementById('j-log').textContent = log.join('\n');
     if (!player && j.state === 'succeeded' && outs.length) player = setupPlayer(outs);
+    document.getElementById('share-box').hidden = j.state !== 'succeeded';
   }, () => flash('There is no such job (it may have been removed).'));
+  setupShare(id);
 };
+
+// setupShare makes the Share form ask for a signed playback link
+// (POST /api/v1/jobs/{id}/links) and show it, ready to copy.
+function setupShare(id) {
+  const form = document.getElementById('share-form');
+  const out = document.getElementById('share-out');
+  const url = document.getElementById('share-url');
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const button = form.querySelector('button');
+    button.disabled = true;
+    try {
+      const l = await api('POST', `/api/v1/jobs/${encodeURIComponent(id)}/links`, {ttl: document.getElementById('share-ttl').value});
+      url.value = l.url;
+      document.getElementById('share-exp').textContent = fmt.time(l.expires_at);
+      document.getElementById('share-embed').textContent = `<iframe src="${l.url}" width="640" height="400" allow="fullscreen" title="video"></iframe>`;
+      out.hidden = false;
+      url.select();
+    } catch (err) {
+      flash('Could not make a link: ' + err.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  document.getElementById('share-copy').addEventListener('click', async () => {
+    try { await navigator.clipboard.writeText(url.value); } catch (_) { url.select(); document.execCommand('copy'); }
+  });
+}
 
 // chunkLabel says what one chunk cell shows: "chunk 3: running, w1, 2.50×,
 // attempt 2". It says what chunkLabel in jobpage.go says for the first paint.
@@ -270,15 +300,53 @@ function showChunks(tasks) {
     (failed ? `, ${failed} failed` : '') + (retried ? `, ${retried} retried` : '') : '';
 }
 
+// Codecs as ffprobe names them: a user's name for each, and an RFC 6381
+// string (a common profile) to ask the browser whether it decodes it.
+const codecNames = {h264: 'H.264', hevc: 'HEVC', av1: 'AV1', vp9: 'VP9'};
+const codecIDs = {h264: 'avc1.640028', hevc: 'hvc1.1.6.L120.90', av1: 'av01.0.08M.08', vp9: 'vp09.00.40.08'};
+
+// canPlayFile says whether this browser decodes a file output. Matroska is
+// played only as WebM is: H.264, VP9 or AV1, and only where the browser
+// says so; HEVC in it never (unplayable in jobpage.go says the same).
+function canPlayFile(video, o) {
+  const id = codecIDs[o.codec];
+  if (o.kind === 'mp4') return video.canPlayType(id ? `video/mp4; codecs="${id}"` : 'video/mp4') !== '';
+  if (o.kind !== 'mkv' || !id || o.codec === 'hevc') return false;
+  return ['video/webm', 'video/x-matroska'].some((t) => video.canPlayType(`${t}; codecs="${id}"`) !== '');
+}
+
+// showNoPlay puts a notice with the download where the player would show
+// only black: the words job.html writes when the server can tell (then it
+// is left as it is, so that a screen reader does not read it out again).
+function showNoPlay(o) {
+  const name = o.path.split('/').pop();
+  const why = (codecNames[o.codec] || (o.codec ? o.codec.toUpperCase() : 'an unknown codec')) + ' in ' + (o.kind === 'mkv' ? 'Matroska' : o.kind.toUpperCase());
+  const box = document.getElementById('j-noplay');
+  if (box.hidden) fill(box, ['This browser cannot play ', el('span', {class: 'file'}, name), ` (${why}). `,
+    el('a', {href: o.url, download: name}, 'Download ' + name), ', or play it in VLC, mpv, Plex or Jellyfin.']);
+  box.hidden = false;
+  document.getElementById('player').hidden = true;
+  document.getElementById('player-box').hidden = false;
+}
+
 // setupPlayer plays the job's HLS ladder with hls.js (quality menu: auto
 // and each rung), or its MP4 natively, with sprite previews on the seek bar.
+// Outputs this browser cannot decode get a notice with their download.
 function setupPlayer(outs) {
+  const video = document.getElementById('video');
   const master = outs.find((o) => o.kind === 'hls' && o.name === 'master');
-  const file = outs.find((o) => o.kind === 'mp4' || o.kind === 'mkv');
-  if (!master && !file) return null;
+  const ladder = master && (window.Hls?.isSupported() || video.canPlayType('application/vnd.apple.mpegurl') !== '');
+  const files = outs.filter((o) => o.kind === 'mp4' || o.kind === 'mkv');
+  const file = files.find((o) => canPlayFile(video, o));
+  if (!ladder && !file) {
+    if (!files.length) return null;
+    showNoPlay(files[0]);
+    return {video: null, hls: null}; // the notice is up: not again on each update
+  }
+  document.getElementById('j-noplay').hidden = true;
+  document.getElementById('player').hidden = false;
   document.getElementById('player-box').hidden = false;
   const box = document.getElementById('player');
-  const video = document.getElementById('video');
   const seek = document.getElementById('p-seek');
   const quality = document.getElementById('p-quality');
   const play = document.getElementById('p-play');
@@ -320,7 +388,7 @@ function setupPlayer(outs) {
   } else if (master && video.canPlayType('application/vnd.apple.mpegurl')) {
     video.src = master.url; // Safari plays HLS itself
   } else {
-    video.src = (file || master).url;
+    video.src = file.url;
   }
   play.addEventListener('click', () => (video.paused ? video.play() : video.pause()));
   video.addEventListener('play', () => { play.textContent = 'Pause'; });
@@ -494,7 +562,6 @@ pages.upload = () => {
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
   drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); [...e.dataTransfer.files].forEach(start); });
-  drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); } });
 };
 
 document.querySelectorAll('[data-nav]').forEach((a) => {
