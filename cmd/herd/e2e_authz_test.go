@@ -187,9 +187,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 					}
 				}
 			}
+			if strings.HasPrefix(p, api.LinkPrefix) {
+				access = "link" // the token in the path is the credential
+			}
 			routes = append(routes, route{strings.ToUpper(m), p, access})
 		}
 	}
+	routes = append(routes, route{"GET", api.LinkPrefix + "{token}/{job}/", "link"}) // a link's player page
 	// The web pages: a session only (everyone else is sent to /login).
 	for _, p := range []string{"/", "/upload", "/jobs", "/jobs/{id}", "/workers"} {
 		routes = append(routes, route{"GET", p, "page"})
@@ -218,6 +222,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 	require.ElementsMatch(t, []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /api/v1/openapi.yaml", "GET /api/v1/queue",
 		"POST /api/v1/worker/register", "GET /login", "GET /assets/app.js"}, public)
 
+	// A link's route is refused to every caller without the link's token,
+	// keys and sessions included; linkToken is what the matrix sends, a
+	// token for job 1 (not job 2, whose files it asks for).
+	linkToken := strings.Split(postJSON("/api/v1/jobs/"+job1+"/links", admin, map[string]string{})["path"].(string), "/")[2]
+	secrets["playback link token"] = linkToken
 	target := func(r route) (string, map[string]string, []byte) {
 		task := strings.HasPrefix(r.path, "/api/v1/worker/tasks/")
 		id := job2
@@ -226,7 +235,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		} else if strings.HasPrefix(r.path, "/api/v1/uploads/") {
 			id = strings.Repeat("0", 32)
 		}
-		p := strings.NewReplacer("{id}", id, "{name}", "nobody", "{step}", "encode", "{path}", "x.mp4").Replace(r.path)
+		p := strings.NewReplacer("{id}", id, "{name}", "nobody", "{step}", "encode", "{path}", "x.mp4",
+			"{token}", linkToken, "{job}", job2).Replace(r.path)
 		if r.path == "/api/v1/events" {
 			p += "?view=nope" // a stream that would stay open is refused as a bad request once admitted
 		}
@@ -265,6 +275,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return c.name == "admin key" || c.name == "live session" || (c.noCSRF && (r.method == "GET" || r.method == "HEAD"))
 		case "page":
 			return c.name == "live session" || c.noCSRF
+		case "link":
+			return false
 		}
 		return c.bearer == w1.bearer || c.bearer == w2.bearer
 	}
@@ -287,6 +299,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	// Job 2's own link passes with no key at all (its file is not there yet: 404).
+	own2 := postJSON("/api/v1/jobs/"+job2+"/links", admin, map[string]string{})["path"].(string)
+	secrets["playback link token of job 2"] = strings.Split(own2, "/")[2]
+	status, _, linkBody := call("GET", own2+"x.mp4", credential{name: "no key"}, nil, nil)
+	require.Equal(t, http.StatusNotFound, status, string(linkBody))
 	j2 := s.job(job2)
 	require.Equal(t, "queued", j2.State, "refused calls canceled job 2")
 	require.Equal(t, jobsBefore, countOf("/api/v1/jobs"), "refused calls made a job")

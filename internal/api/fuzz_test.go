@@ -103,6 +103,9 @@ func FuzzRequestBodies(f *testing.F) {
 	// The key list's filter.
 	targets = append(targets, target{"GET", "/api/v1/tokens", adminKey, nil, "query", ""})
 	tokensTarget := uint8(len(targets) - 1)
+	// A playback link for the leased task's job.
+	targets = append(targets, target{"POST", "/api/v1/jobs/" + claim.Task.JobID + "/links", adminKey, jsonCT, "body", ""})
+	linksTarget := uint8(len(targets) - 1)
 	f.Add(uint8(0), []byte(`{"source_path": "/srv/in/a.mkv", "profile": "web-hls"}`))
 	f.Add(uint8(1), []byte("--herdfuzz\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nweb-hls\r\n--herdfuzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../x.mp4\"\r\n\r\nxx\r\n--herdfuzz--\r\n"))
 	f.Add(uint8(2), []byte(`{"kind": "registration", "ttl": "1h"}`))
@@ -122,6 +125,8 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add(uint8(14), []byte(`{"data":[{"name":"video","kind":"mp4","path":"video.mp4","ssim":2}]}`))
 	f.Add(uint8(15), []byte(`{"data":[],"outputs":[{"path":"../x"}]}`))
 	f.Add(tokensTarget, []byte("all=true"))
+	f.Add(linksTarget, []byte(`{"ttl": "2h"}`))
+	f.Add(linksTarget, []byte(`{"ttl": "9999999999h"}`))
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		tg := targets[int(which)%len(targets)]
 		path, hdr, body := tg.path, map[string]string{}, data
