@@ -2,8 +2,11 @@ package main_test
 
 import (
 	"context"
+	"net/http"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -30,7 +33,7 @@ func TestServeOnS3(t *testing.T) {
 	t.Parallel()
 	b := s3test.NewBucket(t)
 	dir := t.TempDir()
-	s := startServerEnv(t, filepath.Join(dir, "data"), b.Env(), "--blob", "s3://"+b.Name+"/herd")
+	s := startServerEnv(t, filepath.Join(dir, "data"), b.Env(), "--blob", "s3://"+b.Name+"/herd", "--link-presign")
 	src := clip(t, dir, 3, "320x180")
 	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--wait")
 	require.Equal(t, 0, code, stderr)
@@ -65,6 +68,37 @@ func TestServeOnS3(t *testing.T) {
 	}
 	resp, _ = s.get("/api/v1/jobs/"+j.ID+"/outputs/nope.m3u8", nil)
 	require.Equal(t, 404, resp.StatusCode)
+
+	// --link-presign: a playback link's media comes from the bucket. Its
+	// media playlists name presigned URLs, and its media files redirect to
+	// one; the master playlist and the DASH manifest come from the server.
+	stdout, stderr, code = s.herd("share", j.ID)
+	require.Equal(t, 0, code, stderr)
+	link := strings.TrimSpace(stdout)
+	resp, master := rawRead(t, link+"master.m3u8")
+	require.Equal(t, 200, resp.StatusCode)
+	require.NotContains(t, master, "X-Amz-Signature")
+	rung := regexp.MustCompile(`(?m)^[^#\s]\S*\.m3u8$`).FindString(master)
+	require.NotEmpty(t, rung, master)
+	resp, media := rawRead(t, link+rung)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "private, no-store", resp.Header.Get("Cache-Control"), "its URLs expire")
+	segs := regexp.MustCompile(`(?m)^http\S+X-Amz-Signature=\S+$`).FindAllString(media, -1)
+	require.NotEmpty(t, segs, media)
+	require.Regexp(t, `#EXT-X-MAP:URI="http[^"]+X-Amz-Signature=`, media)
+	resp, segBody := rawRead(t, segs[0])
+	require.Equal(t, 200, resp.StatusCode, "a presigned segment reads from the bucket with no key")
+	require.NotEmpty(t, segBody)
+	seg := segs[0][strings.LastIndex(segs[0][:strings.Index(segs[0], "?")], "/")+1 : strings.Index(segs[0], "?")]
+	if d := path.Dir(rung); d != "." {
+		seg = d + "/" + seg
+	}
+	resp = rawGet(t, link+seg, nil)
+	require.Equal(t, http.StatusTemporaryRedirect, resp.StatusCode, "a media file redirects to the bucket")
+	require.Contains(t, resp.Header.Get("Location"), "X-Amz-Signature=")
+	resp, mpd := rawRead(t, link+"manifest.mpd")
+	require.Equal(t, 200, resp.StatusCode)
+	require.NotContains(t, mpd, "X-Amz-Signature")
 }
 
 // TestRemoteWorkerOnS3: a remote worker with no storage credentials moves

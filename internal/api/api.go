@@ -71,6 +71,9 @@ type Server struct {
 	revoking  sync.Mutex                          // one revoke at a time: the last live admin key is never revoked by two at once
 	gzip      func(http.Handler) http.HandlerFunc // compresses text outputs for clients that accept gzip
 	origins   map[string]bool                     // origins whose pages may read playback links (CORS)
+	// linkPresign: a playback link's media comes from the bucket through
+	// presigned URLs (Deps.LinkPresign).
+	linkPresign bool
 }
 
 // Deps are what the API needs.
@@ -91,6 +94,12 @@ type Deps struct {
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// read playback links: players on other sites.
 	CORSOrigins []string
+	// LinkPresign makes a playback link's media come straight from the
+	// bucket: its media playlists name presigned URLs, and its other media
+	// files answer with a redirect to one. The bucket must then allow the
+	// sites' origins itself. Without it (and always with local storage)
+	// every byte comes through the server.
+	LinkPresign bool
 }
 
 // New returns the API server.
@@ -101,6 +110,7 @@ func New(d Deps) *Server {
 	s.live = newLiveHub(liveEvery, s.log)
 	s.workerAPI = newWorkerAPI(d, s.log, s.stillValid)
 	s.gzip = newGzip()
+	s.linkPresign = d.LinkPresign
 	s.origins = map[string]bool{}
 	for _, o := range d.CORSOrigins {
 		s.origins[o] = true
@@ -562,11 +572,13 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
-	s.serveOutput(w, r, r.PathValue("id"), r.PathValue("path"))
+	s.serveOutput(w, r, r.PathValue("id"), r.PathValue("path"), 0)
 }
 
-// serveOutput serves the file at p among job id's outputs.
-func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request, id, p string) {
+// serveOutput serves the file at p among job id's outputs. With presign
+// (not 0) and a storage that presigns, media comes from the bucket: a
+// redirect for a media file, presigned URIs in a media playlist.
+func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request, id, p string, presign time.Duration) {
 	key := pipeline.OutputsKey(id) + "/" + p
 	if !blob.ValidKey(key) || strings.Contains(id, "/") {
 		writeError(w, http.StatusBadRequest, "bad_request", "invalid output path")
@@ -579,8 +591,14 @@ func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request, id, p strin
 		"Cache-Control":          {blob.CacheControl(p)},
 		"X-Content-Type-Options": {"nosniff"},
 	}
+	if presign > 0 && blob.Compressible(p) {
+		if strings.HasSuffix(p, ".m3u8") && s.presignedPlaylist(w, r, key, presign, found) {
+			return
+		}
+		presign = 0 // manifests, captions and master playlists come from the server: their URIs are relative
+	}
 	serve := func(w http.ResponseWriter, r *http.Request) {
-		serveStored(w, r, s.files, s.log, key, false, found, func() {
+		serveStored(w, r, s.files, s.log, key, presign, found, func() {
 			w.Header().Set("Cache-Control", "no-store") // it may appear once the job finishes
 			writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
 		})

@@ -1,13 +1,18 @@
 package api
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/link"
+	"github.com/herdhq/herd/internal/pack"
 	"github.com/herdhq/herd/internal/protocol"
 )
 
@@ -91,18 +96,19 @@ func (s *Server) revokeLinks(w http.ResponseWriter, r *http.Request) {
 }
 
 // LinkJob checks the request's /p/{token}/{job}/ path and returns the job
-// the link is for; an error wrapping a link.Err* says why it is refused.
+// the link is for and when the link expires; an error wrapping a link.Err* says why it is refused.
 // The web UI's player page calls it too.
-func (s *Server) LinkJob(r *http.Request) (string, error) {
+func (s *Server) LinkJob(r *http.Request) (string, time.Time, error) {
 	jobID := r.PathValue("job")
 	secret, err := s.linkSecret(r)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	if _, err := link.Check(secret, r.PathValue("token"), jobID, time.Now()); err != nil {
-		return "", err
+	exp, err := link.Check(secret, r.PathValue("token"), jobID, time.Now())
+	if err != nil {
+		return "", time.Time{}, err
 	}
-	return jobID, nil
+	return jobID, exp, nil
 }
 
 // LinkRefused reports whether err is a refused link (not a failure of the server's).
@@ -110,12 +116,13 @@ func LinkRefused(err error) bool {
 	return errors.Is(err, link.ErrMalformed) || errors.Is(err, link.ErrSignature) || errors.Is(err, link.ErrExpired)
 }
 
-// checkLink answers a request whose link is refused (403, with why).
-func (s *Server) checkLink(w http.ResponseWriter, r *http.Request) (string, bool) {
-	jobID, err := s.LinkJob(r)
+// checkLink answers a request whose link is refused (403, with why); it
+// returns the link's job and expiry.
+func (s *Server) checkLink(w http.ResponseWriter, r *http.Request) (string, time.Time, bool) {
+	jobID, exp, err := s.LinkJob(r)
 	switch {
 	case err == nil:
-		return jobID, true
+		return jobID, exp, true
 	case LinkRefused(err):
 		code := "link_invalid"
 		if errors.Is(err, link.ErrExpired) {
@@ -126,12 +133,12 @@ func (s *Server) checkLink(w http.ResponseWriter, r *http.Request) (string, bool
 	default:
 		s.internal(w, r, err)
 	}
-	return "", false
+	return "", time.Time{}, false
 }
 
 // linkOutput serves one output of a link's job.
 func (s *Server) linkOutput(w http.ResponseWriter, r *http.Request) {
-	jobID, ok := s.checkLink(w, r)
+	jobID, exp, ok := s.checkLink(w, r)
 	if !ok {
 		return
 	}
@@ -140,7 +147,13 @@ func (s *Server) linkOutput(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "open an output below this path, e.g. master.m3u8")
 		return
 	}
-	s.serveOutput(w, r, jobID, r.PathValue("path"))
+	var presign time.Duration
+	if s.linkPresign {
+		// As long as the link lasts, within what S3 allows (7 days); a
+		// player that outlives it asks the server again, as for any link.
+		presign = min(time.Until(exp), 7*24*time.Hour)
+	}
+	s.serveOutput(w, r, jobID, r.PathValue("path"), presign)
 }
 
 // LinkHeaders sets what every response under /p/ carries: no referrer
@@ -196,4 +209,51 @@ func (s *Server) withLinkHeaders(next http.HandlerFunc) http.HandlerFunc {
 		s.LinkHeaders(w, r)
 		next(w, r)
 	}
+}
+
+// maxPlaylist bounds a media playlist read to rewrite it (a two-hour
+// ladder rung of 2 s segments is about 200 KiB).
+const maxPlaylist = 32 << 20
+
+// presignedPlaylist answers with the media playlist at key, its segment
+// and map URIs presigned for ttl; it reports false, having written
+// nothing, when the playlist is not a media playlist or the storage does
+// not presign, so that the caller serves it as it is.
+func (s *Server) presignedPlaylist(w http.ResponseWriter, r *http.Request, key string, ttl time.Duration, found http.Header) bool {
+	f, err := s.files.Open(r.Context(), key)
+	if err != nil {
+		return false // the caller's own open answers 404 or 500
+	}
+	body, err := io.ReadAll(io.LimitReader(f, maxPlaylist+1))
+	_ = f.Close()
+	if err != nil || len(body) > maxPlaylist || !bytes.Contains(body, []byte("#EXTINF:")) {
+		return false
+	}
+	dir := path.Dir(key)
+	sign := func(uri string) (string, error) {
+		if u, err := url.Parse(uri); err != nil || u.IsAbs() || u.Host != "" || strings.HasPrefix(uri, "/") {
+			return uri, nil // not one of ours
+		}
+		k := path.Join(dir, uri)
+		if !blob.ValidKey(k) || !strings.HasPrefix(k, dir+"/") {
+			return uri, nil
+		}
+		return s.files.PresignGet(r.Context(), k, ttl)
+	}
+	out, err := pack.RewriteMediaURIs(body, sign)
+	if err != nil {
+		s.internal(w, r, err)
+		return true
+	}
+	if out == nil {
+		return false // the storage does not presign
+	}
+	for k, v := range found {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Cache-Control", "private, no-store") // its URLs expire
+	s.gzip(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(out))
+	})).ServeHTTP(w, r)
+	return true
 }

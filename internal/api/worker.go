@@ -461,7 +461,7 @@ func (s *workerAPI) source(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(protocol.HeaderSHA256, c.Job.Source.SHA256)
-	serveStored(w, r, s.files, s.log, c.Job.AssetKey, true, octetStream, func() {
+	serveStored(w, r, s.files, s.log, c.Job.AssetKey, pipeline.PresignTTL, octetStream, func() {
 		writeError(w, http.StatusGone, "source_missing", "the source file is missing from storage")
 	})
 }
@@ -469,12 +469,13 @@ func (s *workerAPI) source(w http.ResponseWriter, r *http.Request) {
 // octetStream is what a worker's downloads are served as.
 var octetStream = http.Header{"Content-Type": {"application/octet-stream"}}
 
-// serveStored answers with a stored file: to a worker (presign) a redirect
-// when the storage can presign, else the bytes with Range support and the
-// headers in found (which an error or a missing file does not get).
-func serveStored(w http.ResponseWriter, r *http.Request, files pipeline.Storage, log *slog.Logger, key string, presign bool, found http.Header, missing func()) {
-	if presign {
-		u, err := files.PresignGet(r.Context(), key)
+// serveStored answers with a stored file: a redirect to a URL presigned
+// for presign when that is not 0 and the storage can presign, else the
+// bytes with Range support and the headers in found (which an error or a
+// missing file does not get).
+func serveStored(w http.ResponseWriter, r *http.Request, files pipeline.Storage, log *slog.Logger, key string, presign time.Duration, found http.Header, missing func()) {
+	if presign > 0 {
+		u, err := files.PresignGet(r.Context(), key, presign)
 		if err != nil {
 			internalError(log, w, r, err)
 			return
@@ -542,7 +543,7 @@ func (s *workerAPI) staged(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "that step staged nothing")
 		return
 	}
-	serveStored(w, r, s.files, s.log, prefix+"/"+rel, true, octetStream, func() {
+	serveStored(w, r, s.files, s.log, prefix+"/"+rel, pipeline.PresignTTL, octetStream, func() {
 		writeError(w, http.StatusNotFound, "not_found", "no such staged file")
 	})
 }

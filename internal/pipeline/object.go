@@ -23,9 +23,10 @@ type Storage interface {
 	Files
 	// Open opens a stored file: a source, a staged file or an output.
 	Open(ctx context.Context, key string) (blob.Object, error)
-	// PresignGet returns a URL a worker may GET key from without
-	// credentials, or "" when the bytes must come through the server.
-	PresignGet(ctx context.Context, key string) (string, error)
+	// PresignGet returns a URL anyone may GET key from without
+	// credentials until ttl passes, or "" when the bytes must come
+	// through the server.
+	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
 	// StagedFiles lists what an earlier step of the job committed and the
 	// key they are under; ok is false when it committed nothing.
 	StagedFiles(ctx context.Context, jobID, step string) (prefix string, files []protocol.StagedFile, ok bool, err error)
@@ -250,8 +251,8 @@ func (o *ObjectFiles) Open(ctx context.Context, key string) (blob.Object, error)
 }
 
 // PresignGet presigns a download.
-func (o *ObjectFiles) PresignGet(ctx context.Context, key string) (string, error) {
-	return o.Blobs.PresignGet(ctx, key, PresignTTL)
+func (o *ObjectFiles) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	return o.Blobs.PresignGet(ctx, key, ttl)
 }
 
 // Check verifies the bucket is reachable.

@@ -61,6 +61,7 @@ type Config struct {
 	Kube         KubeConfig
 	ImportRoots  []string
 	CORSOrigins  []string // origins whose pages may play playback links (and frame their player page)
+	LinkPresign  bool     // playback links' media comes from the bucket (S3 only)
 	// DefaultProfile is the profile the upload page picks first (empty:
 	// web-hls when there is one), so a first upload plays in any browser.
 	DefaultProfile string
@@ -137,6 +138,9 @@ func (c Config) validate() error {
 		if err := checkOrigin(o); err != nil {
 			return err
 		}
+	}
+	if c.LinkPresign && !strings.HasPrefix(c.Blob, "s3://") {
+		return errors.New("--link-presign needs --blob s3://...: local outputs can only come through the server")
 	}
 	if c.AdminToken != "" {
 		if err := checkAdminToken(c.AdminToken); err != nil {
@@ -244,6 +248,9 @@ func open(ctx context.Context, cfg Config, log *slog.Logger) (r resources, err e
 	if r.profiles, err = profile.Load(filepath.Join(cfg.Data, "profiles")); err != nil {
 		return r, fmt.Errorf("load profiles: %w", err)
 	}
+	if _, ok := r.profiles.Get(cfg.DefaultProfile); cfg.DefaultProfile != "" && !ok {
+		return r, fmt.Errorf("--default-profile %q: no such profile; herd profiles lists them", cfg.DefaultProfile)
+	}
 	return r, nil
 }
 
@@ -293,6 +300,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
+		LinkPresign: cfg.LinkPresign,
 		Checks: []api.Check{
 			{Name: "database", Fn: r.st.Ping},
 			{Name: "storage", Fn: r.storage.Check},

@@ -24,6 +24,10 @@ func TestRunChecksBeforeOpening(t *testing.T) {
 		{"dispatcher", Config{Dispatcher: "slurm"}, `--dispatcher "slurm"`},
 		{"blob", Config{Blob: "ftp://x"}, `--blob "ftp://x"`},
 		{"admin token", Config{AdminToken: "short"}, "at least 16 characters"},
+		{"cors wildcard", Config{CORSOrigins: []string{"*"}}, `--cors-origin "*"`},
+		{"cors path", Config{CORSOrigins: []string{"https://site.example/"}}, `--cors-origin "https://site.example/"`},
+		{"cors scheme", Config{CORSOrigins: []string{"site.example"}}, `--cors-origin "site.example"`},
+		{"link presign on local", Config{LinkPresign: true}, "--link-presign needs --blob s3://"},
 		{"kube image", Config{Dispatcher: DispatchKubernetes, Kube: KubeConfig{}}, "--kube-image"},
 		{"kube gpu", Config{Dispatcher: DispatchKubernetes, Kube: KubeConfig{
 			Config: kube.Config{Image: "herd", ServerURL: "http://herd:8080"}, GPU: "amd"}}, `--kube-gpu "amd"`},

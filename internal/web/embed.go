@@ -78,7 +78,7 @@ func (u *UI) embed(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "+
 		"style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors "+ancestors+"; form-action 'none'")
-	jobID, err := u.d.API.LinkJob(r)
+	jobID, _, err := u.d.API.LinkJob(r)
 	if err != nil {
 		if !api.LinkRefused(err) {
 			u.d.Log.Error("check a playback link", "err", err)
