@@ -240,7 +240,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "use this admin key instead of generating one (env HERD_ADMIN_TOKEN)")
 	f.IntVar(&cfg.LocalWorkers, "local-workers", server.DefaultLocalWorkers(), "in-process worker slots (default from the core count; 0: none, a pure control plane)")
 	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
-	f.StringArrayVar(&cfg.CORSOrigins, "cors-origin", nil, "origin (https://site.example) whose pages may play herd's playback links and embed their player page (repeatable; none: only herd's own pages)")
+	f.StringSliceVar(&cfg.CORSOrigins, "cors-origin", nil, "origin (https://site.example) whose pages may play herd's playback links and embed their player page (repeatable, or comma-separated; none: no other site)")
 	f.BoolVar(&cfg.LinkPresign, "link-presign", false, "with --blob s3://, playback links send players to the bucket for media (presigned URLs in HLS media playlists, redirects for other files) instead of passing every byte through the server; the bucket's own CORS rules must then allow the --cors-origin sites")
 	f.StringVar(&cfg.DefaultProfile, "default-profile", "", "profile the upload page selects first (default web-hls, which every browser plays)")
 	f.Int64Var(&cfg.MaxUpload, "max-upload", ingest.DefaultMaxUpload, "largest accepted source file in bytes")
