@@ -15,7 +15,9 @@ func TestRewriteMediaURIs(t *testing.T) {
 	t.Parallel()
 	media := "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init-0.m4s\"\n" +
 		"#EXTINF:4.004000,\nchunk-0-00001.m4s\n#EXT-X-BYTERANGE:1200@0\n#EXTINF:3.996000,\nchunk-0-00002.m4s\n#EXT-X-ENDLIST\n"
-	signed := func(uri string) (string, error) { return "https://bucket.example/jobs/j/out/" + uri + "?X-Amz-Signature=ab%2Fc&x=1", nil }
+	signed := func(uri string) (string, error) {
+		return "https://bucket.example/jobs/j/out/" + uri + "?X-Amz-Signature=ab%2Fc&x=1", nil
+	}
 	out, err := pack.RewriteMediaURIs([]byte(media), signed)
 	require.NoError(t, err)
 	want := strings.NewReplacer(`URI="init-0.m4s"`, `URI="https://bucket.example/jobs/j/out/init-0.m4s?X-Amz-Signature=ab%2Fc&x=1"`,

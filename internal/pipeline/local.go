@@ -140,7 +140,9 @@ func (l *LocalFiles) Open(_ context.Context, key string) (blob.Object, error) {
 }
 
 // PresignGet returns "": local files come through the server.
-func (l *LocalFiles) PresignGet(context.Context, string, time.Duration) (string, error) { return "", nil }
+func (l *LocalFiles) PresignGet(context.Context, string, time.Duration) (string, error) {
+	return "", nil
+}
 
 // StagedFiles lists the files of a committed step.
 func (l *LocalFiles) StagedFiles(ctx context.Context, jobID, step string) (string, []protocol.StagedFile, bool, error) {
