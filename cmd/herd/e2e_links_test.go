@@ -50,30 +50,34 @@ func embedPage(t *testing.T, ctx context.Context, s *server, site *httptest.Serv
 		ctx, cancel := context.WithTimeout(tab, 40*time.Second)
 		defer cancel()
 		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(from.URL+"/frame?src="+url.QueryEscape(l.URL))))
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) {
+		deadline := time.Now().Add(20 * time.Second)
+		var frame context.Context
+		for frame == nil && time.Now().Before(deadline) {
 			targets, err := chromedp.Targets(ctx)
 			require.NoError(t, err)
 			for _, tg := range targets {
-				if tg.Type != "iframe" || !tg.Attached {
-					continue
+				if tg.Type == "iframe" && tg.Attached {
+					var done context.CancelFunc
+					frame, done = chromedp.NewContext(ctx, chromedp.WithTargetID(tg.TargetID))
+					defer done() // only once the checks are over: it ends the frame
+					break
 				}
-				fctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(tg.TargetID))
-				var st struct {
-					Href   string
-					Player bool
-				}
-				err := chromedp.Run(fctx, chromedp.Evaluate(`({href: location.href, player: !!(window.herdEmbed && herdEmbed.video.readyState >= 1)})`, &st))
-				cancel()
-				if err != nil {
-					continue
-				}
-				if st.Player {
-					return true
-				}
-				if strings.HasPrefix(st.Href, "chrome-error:") {
-					return false
-				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		require.NotNil(t, frame, "the frame from %s never started", from.URL)
+		for time.Now().Before(deadline) {
+			var st struct {
+				Href   string
+				Player bool
+			}
+			err := chromedp.Run(frame, chromedp.Evaluate(`({href: location.href, player: !!(window.herdEmbed && herdEmbed.video.readyState >= 1)})`, &st))
+			switch {
+			case err != nil:
+			case st.Player:
+				return true
+			case strings.HasPrefix(st.Href, "chrome-error:"):
+				return false
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -111,7 +115,17 @@ func linkRefused(t *testing.T, s *server, site *httptest.Server, l protocol.Link
 		}
 	}
 
-	// Not another job's files, not the API, not the UI.
+	// Not another job's files, not the API, not the UI, however the path
+	// is spelled on its way through the server's routes.
+	for _, p := range []string{"../../api/v1/jobs", "..%2F..%2Fapi%2Fv1%2Fjobs", "%2e%2e/%2e%2e/api/v1/jobs", "%2e%2e%2f%2e%2e%2fapi/v1/jobs",
+		"..%2f" + l.Job + "%2fmaster.m3u8", "../../../api/v1/jobs/" + l.Job + "/outputs/master.m3u8"} {
+		resp, body := rawRead(t, l.URL+p) // a path the server cleans is redirected, to where a link's token is no key
+		require.Contains(t, []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound}, resp.StatusCode, p)
+		require.NotContains(t, body, `"jobs"`, p)
+		require.NotContains(t, body, "#EXTM3U", p)
+	}
+	resp = rawGet(t, s.url+"/p/"+tok+"/"+url.PathEscape(l.Job+"/../x")+"/master.m3u8", nil)
+	require.Contains(t, []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}, resp.StatusCode)
 	resp = rawGet(t, s.url+"/p/"+tok+"/j_0123456789abcdef01234567/master.m3u8", nil)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 	for _, p := range []string{"/api/v1/jobs", "/api/v1/jobs/" + l.Job + "/outputs/master.m3u8"} {

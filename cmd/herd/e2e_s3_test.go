@@ -9,11 +9,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/blob/s3test"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 func listBucket(t *testing.T, b s3test.Bucket, prefix string) map[string]minio.ObjectInfo {
@@ -99,6 +102,16 @@ func TestServeOnS3(t *testing.T) {
 	resp, mpd := rawRead(t, link+"manifest.mpd")
 	require.Equal(t, 200, resp.StatusCode)
 	require.NotContains(t, mpd, "X-Amz-Signature")
+
+	// The link's page plays from the bucket: its policy lets the player
+	// fetch the presigned segments.
+	resp = rawGet(t, link, nil)
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "connect-src 'self' http")
+	ctx := browser(t)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(link)))
+	testenv.WaitJS(t, ctx, "the player", `window.herdEmbed && herdEmbed.video.readyState >= 1`, 20*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdEmbed.video.muted = true; herdEmbed.video.play()`, nil)))
+	testenv.WaitJS(t, ctx, "playback from the bucket", `herdEmbed.video.currentTime > 1`, 20*time.Second)
 }
 
 // TestRemoteWorkerOnS3: a remote worker with no storage credentials moves

@@ -74,6 +74,9 @@ type Server struct {
 	// linkPresign: a playback link's media comes from the bucket through
 	// presigned URLs (Deps.LinkPresign).
 	linkPresign bool
+	secretMu    sync.Mutex // guards the link secret read last, and when
+	secret      []byte
+	secretAt    time.Time
 }
 
 // Deps are what the API needs.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/link"
 	"github.com/herdhq/herd/internal/pack"
+	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/protocol"
 )
 
@@ -28,9 +30,24 @@ func linkPath(token, jobID string) string {
 	return LinkPrefix + token + "/" + url.PathEscape(jobID) + "/"
 }
 
+// secretFor is how long a server keeps the link secret it read: every
+// replica sees a revocation within it, and a player's many segment
+// requests cost the store one read in that time.
+const secretFor = 5 * time.Second
+
 // linkSecret is the current link secret, made on first use.
 func (s *Server) linkSecret(r *http.Request) ([]byte, error) {
-	return s.st.Secret(r.Context(), link.SecretName, link.NewSecret(), time.Now())
+	s.secretMu.Lock()
+	defer s.secretMu.Unlock()
+	if s.secret != nil && time.Since(s.secretAt) < secretFor {
+		return s.secret, nil
+	}
+	b, err := s.st.Secret(r.Context(), link.SecretName, link.NewSecret(), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.secret, s.secretAt = b, time.Now()
+	return b, nil
 }
 
 // createLink makes a signed playback link for one job.
@@ -75,10 +92,11 @@ func (s *Server) createLink(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, out)
 }
 
-// requestBase is the scheme and host the caller reached the server at.
+// requestBase is the scheme and host the caller reached the server at (a
+// proxy in front that ends TLS says so in X-Forwarded-Proto).
 func requestBase(r *http.Request) string {
 	scheme := "http"
-	if r.TLS != nil {
+	if overTLS(r) {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
@@ -91,6 +109,9 @@ func (s *Server) revokeLinks(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	s.secretMu.Lock()
+	s.secret = nil // this server at once; the others within secretFor
+	s.secretMu.Unlock()
 	s.log.Info("playback links revoked: the link secret was replaced")
 	writeJSON(w, http.StatusOK, map[string]any{"revoked": true, "at": now})
 }
@@ -148,10 +169,10 @@ func (s *Server) linkOutput(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var presign time.Duration
-	if s.linkPresign {
-		// As long as the link lasts, within what S3 allows (7 days); a
-		// player that outlives it asks the server again, as for any link.
-		presign = min(time.Until(exp), 7*24*time.Hour)
+	if left := time.Until(exp); s.linkPresign && left >= time.Minute {
+		// No longer than the link, and at most maxPresign: a URL already
+		// handed out outlives a revocation by at most that much.
+		presign = min(left, maxPresign)
 	}
 	s.serveOutput(w, r, jobID, r.PathValue("path"), presign)
 }
@@ -182,7 +203,7 @@ func (s *Server) linkPreflight(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cors", "this origin may not read herd's playback links; the server's --cors-origin lists the ones that may")
 		return
 	}
-	if m := r.Header.Get("Access-Control-Request-Method"); m != "" && m != http.MethodGet && m != http.MethodHead {
+	if m := r.Header.Get("Access-Control-Request-Method"); m != http.MethodGet && m != http.MethodHead {
 		writeError(w, http.StatusForbidden, "cors", "playback links are read with GET or HEAD only")
 		return
 	}
@@ -211,6 +232,27 @@ func (s *Server) withLinkHeaders(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// LinkMediaOrigin is the origin a link's media comes from besides this
+// server's (the bucket's, with --link-presign), for the player page's
+// policy; "" when there is none.
+func (s *Server) LinkMediaOrigin(ctx context.Context, jobID string) string {
+	if !s.linkPresign {
+		return ""
+	}
+	u, err := s.files.PresignGet(ctx, pipeline.OutputsKey(jobID)+"/master.m3u8", time.Minute)
+	if err != nil || u == "" {
+		return ""
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return ""
+	}
+	return p.Scheme + "://" + p.Host
+}
+
+// maxPresign is the longest a playback link's presigned URL lasts.
+const maxPresign = 6 * time.Hour
+
 // maxPlaylist bounds a media playlist read to rewrite it (a two-hour
 // ladder rung of 2 s segments is about 200 KiB).
 const maxPlaylist = 32 << 20
@@ -231,10 +273,11 @@ func (s *Server) presignedPlaylist(w http.ResponseWriter, r *http.Request, key s
 	}
 	dir := path.Dir(key)
 	sign := func(uri string) (string, error) {
-		if u, err := url.Parse(uri); err != nil || u.IsAbs() || u.Host != "" || strings.HasPrefix(uri, "/") {
+		u, err := url.Parse(uri)
+		if err != nil || u.IsAbs() || u.Host != "" || u.RawQuery != "" || strings.HasPrefix(uri, "/") {
 			return uri, nil // not one of ours
 		}
-		k := path.Join(dir, uri)
+		k := path.Join(dir, u.Path)
 		if !blob.ValidKey(k) || !strings.HasPrefix(k, dir+"/") {
 			return uri, nil
 		}

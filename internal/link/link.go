@@ -61,7 +61,7 @@ func Check(secret []byte, token, job string, now time.Time) (time.Time, error) {
 	if err != nil || unix <= 0 || strconv.FormatInt(unix, 10) != e {
 		return time.Time{}, ErrMalformed
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig) // one spelling per signature
 	if err != nil {
 		return time.Time{}, ErrMalformed
 	}

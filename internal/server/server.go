@@ -163,8 +163,9 @@ func (c Config) validate() error {
 func checkOrigin(o string) error {
 	u, err := url.Parse(o)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
-		strings.Contains(u.Host, "*") || u.String() != o {
-		return fmt.Errorf("--cors-origin %q: give an origin as a browser sends it, scheme://host[:port] with no path or wildcard, e.g. https://videos.example.com", o)
+		strings.ContainsAny(u.Host, "*;, ") || u.String() != o || strings.ToLower(o) != o ||
+		(u.Scheme == "https" && u.Port() == "443") || (u.Scheme == "http" && u.Port() == "80") {
+		return fmt.Errorf("--cors-origin %q: give an origin as a browser sends it: scheme://host[:port] in lower case, with no path, wildcard or default port, e.g. https://videos.example.com", o)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/herdhq/herd/internal/api"
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 )
 
@@ -35,9 +36,9 @@ func embedOf(title string, outs []pipeline.Output) embedPage {
 			e.HLS = o.Path
 		case o.Kind == "poster":
 			e.Poster = o.Path
-		case o.Kind == "mp4" && slices.Contains(browserCodecs, strings.ToLower(o.Codec)):
-			e.File = o.Path
-		case o.Kind == "mp4" || o.Kind == "mkv":
+		case o.Kind == "mp4" && (e.File == "" || slices.Contains(browserCodecs, strings.ToLower(o.Codec))):
+			e.File = o.Path // another codec in MP4 (HEVC) plays where the browser decodes it; elsewhere the page says why not
+		case o.Kind == "mkv" && other == nil:
 			other = &outs[i]
 		}
 	}
@@ -76,9 +77,15 @@ func (u *UI) embed(w http.ResponseWriter, r *http.Request) {
 		ancestors = strings.Join(u.d.FrameOrigins, " ")
 		h.Del("X-Frame-Options") // it cannot name origins; frame-ancestors does
 	}
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "+
-		"style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors "+ancestors+"; form-action 'none'")
 	jobID, _, err := u.d.API.LinkJob(r)
+	media := "'self'"
+	if err == nil {
+		if o := u.d.API.LinkMediaOrigin(r.Context(), jobID); o != "" {
+			media += " " + o // --link-presign: segments, files and pictures come from the bucket
+		}
+	}
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src "+media+" data: blob:; media-src "+media+" blob:; "+
+		"style-src 'self'; script-src 'self'; connect-src "+media+"; object-src 'none'; base-uri 'none'; frame-ancestors "+ancestors+"; form-action 'none'")
 	if err != nil {
 		if !api.LinkRefused(err) {
 			u.d.Log.Error("check a playback link", "err", err)
@@ -94,7 +101,11 @@ func (u *UI) embed(w http.ResponseWriter, r *http.Request) {
 		u.renderEmbed(w, http.StatusNotFound, embedPage{Title: "Not found", Notice: "The video of this link is no longer on this server."})
 		return
 	}
-	u.renderEmbed(w, http.StatusOK, embedOf(v.Source.Name, v.Outputs))
+	e := embedOf(v.Source.Name, v.Outputs)
+	if !e.Stream && v.State.Final() && v.State != job.Succeeded {
+		e.Notice = "This video's encoding " + map[job.State]string{job.Failed: "failed", job.Canceled: "was canceled"}[v.State] + ", so there is nothing to play."
+	}
+	u.renderEmbed(w, http.StatusOK, e)
 }
 
 func (u *UI) renderEmbed(w http.ResponseWriter, status int, e embedPage) {

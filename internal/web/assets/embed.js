@@ -36,7 +36,7 @@
     window.herdEmbed.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
       const levels = d.levels.map((l, i) => [i, `${l.height}p`]).sort((a, b) => d.levels[b[0]].height - d.levels[a[0]].height);
-      menu('quality', [[-1, 'Auto'], ...levels], -1, (v) => { hls.currentLevel = v; });
+      if (levels.length > 1) menu('quality', [[-1, 'Auto'], ...levels], -1, (v) => { hls.currentLevel = v; });
     });
     hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, (_, d) => {
       menu('audio', d.audioTracks.map((t, i) => [i, trackName(t, i)]), hls.audioTrack, (v) => { hls.audioTrack = v; });
