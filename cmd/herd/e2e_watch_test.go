@@ -123,7 +123,7 @@ func TestWatchFolderSurvivesSIGKILL(t *testing.T) {
 		hookMu.Lock()
 		defer hookMu.Unlock()
 		key := j.ID + " " + string(ev.Type)
-		if !publish.Verify("k1ll-m3", body, r.Header.Get(publish.HeaderSignature)) || (ev.Type != publish.JobSucceeded && ev.Type != publish.JobFailed) {
+		if !publish.Verify("k1ll-m3", body, r.Header.Get(publish.HeaderTimestamp), r.Header.Get(publish.HeaderSignature), time.Now(), publish.ReplayWindow) || (ev.Type != publish.JobSucceeded && ev.Type != publish.JobFailed) {
 			hookBad++
 		} else if prev, ok := hookIDs[key]; ok && prev != ev.ID {
 			hookBad++ // a second event of the same kind for the same job

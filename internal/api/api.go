@@ -68,9 +68,10 @@ type Server struct {
 	done      chan struct{} // closed by Shutdown: streams end
 	live      *liveHub      // one poller per live view, shared by its streams
 	stop      sync.Once
-	revoking  sync.Mutex                          // one revoke at a time: the last live admin key is never revoked by two at once
-	gzip      func(http.Handler) http.HandlerFunc // compresses text outputs for clients that accept gzip
-	origins   map[string]bool                     // origins whose pages may read playback links (CORS)
+	revoking  sync.Mutex                                  // one revoke at a time: the last live admin key is never revoked by two at once
+	gzip      func(http.Handler) http.HandlerFunc         // compresses text outputs for clients that accept gzip
+	origins   map[string]bool                             // origins whose pages may read playback links (CORS)
+	checkHook func(ctx context.Context, url string) error // nil: no webhook subscriptions
 	// linkPresign: a playback link's media comes from the bucket through
 	// presigned URLs (Deps.LinkPresign).
 	linkPresign bool
@@ -97,6 +98,9 @@ type Deps struct {
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// read playback links: players on other sites.
 	CORSOrigins []string
+	// CheckHook checks the URL of a webhook subscription made through the
+	// API (deliver.Guard.CheckURL); nil: none can be made.
+	CheckHook func(ctx context.Context, url string) error
 	// LinkPresign makes a playback link's media come straight from the
 	// bucket: its media playlists name presigned URLs, and its other media
 	// files answer with a redirect to one. The bucket must then allow the
@@ -114,6 +118,7 @@ func New(d Deps) *Server {
 	s.workerAPI = newWorkerAPI(d, s.log, s.stillValid)
 	s.gzip = newGzip()
 	s.linkPresign = d.LinkPresign
+	s.checkHook = d.CheckHook
 	s.origins = map[string]bool{}
 	for _, o := range d.CORSOrigins {
 		s.origins[o] = true
@@ -183,6 +188,11 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/tokens", admin, s.createToken},
 		{"GET", "/api/v1/tokens", admin, s.listTokens},
 		{"POST", "/api/v1/tokens/{id}/revoke", admin, s.revokeToken},
+		{"POST", "/api/v1/subscriptions", admin, s.createSubscription},
+		{"GET", "/api/v1/subscriptions", admin, s.listSubscriptions},
+		{"GET", "/api/v1/subscriptions/{id}", admin, s.getSubscription},
+		{"DELETE", "/api/v1/subscriptions/{id}", admin, s.deleteSubscription},
+		{"POST", "/api/v1/subscriptions/{id}/resume", admin, s.resumeSubscription},
 		{"GET", "/api/v1/workers", admin, s.listWorkers},
 		{"POST", "/api/v1/workers/{name}/drain", admin, s.setWorkerState(store.WorkerDraining)},
 		{"POST", "/api/v1/workers/{name}/resume", admin, s.setWorkerState(store.WorkerActive)},
@@ -416,6 +426,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 			SourcePath   string   `json:"source_path"`
 			Profile      string   `json:"profile"`
 			ChunkSeconds *float64 `json:"chunk_seconds"`
+			Publish      []string `json:"publish"`
 		}
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
@@ -427,7 +438,8 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "bad_request", "both source_path and profile are required")
 			return
 		}
-		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile, ingest.Options{ChunkSeconds: body.ChunkSeconds})
+		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile, ingest.Options{ChunkSeconds: body.ChunkSeconds,
+			Publish: ingest.ParsePublish(strings.Join(body.Publish, ","))})
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send multipart/form-data with fields 'profile' and 'file', or JSON {\"source_path\",\"profile\"}")
 		return
@@ -463,6 +475,7 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 		return job.Job{}, false, err
 	}
 	opt.ChunkSeconds = chunk
+	opt.Publish = ingest.ParsePublish(r.URL.Query().Get("publish"))
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -478,6 +491,12 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 				return job.Job{}, false, &badRequest{"read the profile field: " + err.Error()}
 			}
 			profileName = strings.TrimSpace(string(b))
+		case "publish":
+			b, err := io.ReadAll(io.LimitReader(part, 4096))
+			if err != nil {
+				return job.Job{}, false, &badRequest{"read the publish field: " + err.Error()}
+			}
+			opt.Publish = ingest.ParsePublish(string(b))
 		case "chunk_seconds":
 			b, err := io.ReadAll(io.LimitReader(part, 64))
 			if err != nil {

@@ -201,7 +201,7 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 // uploadOptions reads a job's options from an upload's metadata.
 func uploadOptions(meta tusd.MetaData) (ingest.Options, error) {
 	chunk, err := ingest.ParseChunkSeconds(meta["chunk_seconds"])
-	return ingest.Options{ChunkSeconds: chunk}, err
+	return ingest.Options{ChunkSeconds: chunk, Publish: ingest.ParsePublish(meta["publish"])}, err
 }
 
 func (s *Server) removeUpload(ctx context.Context, id string) error {

@@ -195,7 +195,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 				if err := applySettings(cmd, f); err != nil {
 					return err
 				}
-				cfg.Watch, cfg.Publishers = f.Watch, f.Publishers
+				cfg.Watch, cfg.Publishers, cfg.Subscriptions = f.Watch, f.Publishers, f.Subscriptions
 			}
 			cfg.Data = e.dataDir(cmd)
 			cfg.Version = version()
@@ -239,6 +239,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringVar(&cfg.S3.PresignEndpoint, "s3-presign-endpoint", "", "endpoint written into the presigned URLs workers use, when they reach the store by another address than the server")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "use this admin key instead of generating one (env HERD_ADMIN_TOKEN)")
 	f.IntVar(&cfg.LocalWorkers, "local-workers", server.DefaultLocalWorkers(), "in-process worker slots (default from the core count; 0: none, a pure control plane)")
+	f.StringSliceVar(&cfg.WebhookAllow, "webhook-allow", nil, "address or CIDR prefix (10.0.0.0/8) that webhook subscriptions made through the API may reach although it is loopback, private or link-local (repeatable)")
 	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
 	f.StringSliceVar(&cfg.CORSOrigins, "cors-origin", nil, "origin (https://site.example) whose pages may play herd's playback links and embed their player page (repeatable, or comma-separated; none: no other site)")
 	f.BoolVar(&cfg.LinkPresign, "link-presign", false, "with --blob s3://, playback links send players to the bucket for media (presigned URLs in HLS media playlists, redirects for other files) instead of passing every byte through the server; the bucket's own CORS rules must then allow the --cors-origin sites")
@@ -334,6 +335,7 @@ func (e *env) submitCmd() *cobra.Command {
 	var profileName string
 	var wait bool
 	var chunkSeconds float64
+	var publishTo []string
 	cmd := &cobra.Command{
 		Use:   "submit FILE",
 		Short: "Upload a file and queue a job; prints only the job id on stdout",
@@ -344,6 +346,7 @@ func (e *env) submitCmd() *cobra.Command {
 				return err
 			}
 			var opt client.SubmitOptions
+			opt.Publish = publishTo
 			if cmd.Flags().Changed("chunk-seconds") {
 				opt.ChunkSeconds = &chunkSeconds
 			}
@@ -375,6 +378,7 @@ func (e *env) submitCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&profileName, "profile", "p", "web-hls", "profile to encode with (see herd profiles)")
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "wait for the job to finish; exit non-zero if it does not succeed")
+	cmd.Flags().StringSliceVar(&publishTo, "publish", nil, "deliver the job to these of the server's publishers (its configuration's publishers:), e.g. movies,hook")
 	cmd.Flags().Float64Var(&chunkSeconds, "chunk-seconds", 0, "split the video into chunks of about this many seconds that workers encode side by side (0: never; default: the profile's chunk_seconds)")
 	return cmd
 }

@@ -69,6 +69,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 type SubmitOptions struct {
 	// ChunkSeconds overrides the profile's chunk_seconds (nil: the profile's; 0: never split).
 	ChunkSeconds *float64
+	// Publish names the server's publishers the job is delivered to.
+	Publish []string
 }
 
 // Submit uploads a file with a profile and returns the job (created is false
@@ -88,6 +90,11 @@ func (c *Client) Submit(ctx context.Context, file, profile string, opt SubmitOpt
 			}
 			if v := opt.ChunkSeconds; v != nil {
 				if err := mw.WriteField("chunk_seconds", strconv.FormatFloat(*v, 'g', -1, 64)); err != nil {
+					return err
+				}
+			}
+			if len(opt.Publish) > 0 {
+				if err := mw.WriteField("publish", strings.Join(opt.Publish, ",")); err != nil {
 					return err
 				}
 			}

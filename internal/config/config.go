@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/herdhq/herd/internal/job"
 )
 
 // File is a parsed configuration file.
@@ -29,6 +31,20 @@ type File struct {
 	Settings   []Setting // top-level keys other than watch and publishers, in file order
 	Watch      []Watch
 	Publishers map[string]Publisher
+	// Subscriptions are webhooks that hear of every job's life cycle.
+	Subscriptions map[string]Subscription
+}
+
+// Subscription is a webhook declared in the file: every job's events
+// (those in Events, all when empty) for the profiles in Profiles (every
+// profile when empty), signed with Secret.
+type Subscription struct {
+	Name     string   `yaml:"-"`
+	URL      string   `yaml:"url"`
+	Secret   string   `yaml:"secret"`
+	Events   []string `yaml:"events"`
+	Profiles []string `yaml:"profiles"`
+	Line     int      `yaml:"-"`
 }
 
 // Setting is one top-level key: a flag's value (a list for repeatable flags).
@@ -143,7 +159,7 @@ func Load(path string, known, environ []string) (*File, error) {
 // Parse checks a file's bytes; name is used in errors. known and environ
 // are as for Load.
 func Parse(name string, data []byte, known, environ []string) (*File, error) {
-	f := &File{Name: name, Publishers: map[string]Publisher{}}
+	f := &File{Name: name, Publishers: map[string]Publisher{}, Subscriptions: map[string]Subscription{}}
 	fail := func(line int, format string, a ...any) error {
 		return &Error{File: name, Line: line, Msg: fmt.Sprintf(format, a...)}
 	}
@@ -201,9 +217,25 @@ func Parse(name string, data []byte, known, environ []string) (*File, error) {
 				}
 				f.Publishers[p.Name] = p
 			}
+		case "subscriptions":
+			if v.Kind != yaml.MappingNode {
+				return nil, fail(v.Line, "subscriptions: expected a mapping of names to webhooks (url, secret, events, profiles)")
+			}
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				sn, sv := v.Content[j], v.Content[j+1]
+				var s Subscription
+				if err := decodeStrict(sv, &s); err != nil {
+					return nil, fail(err.line, "subscriptions.%s: %s", sn.Value, err.msg)
+				}
+				s.Name, s.Line = sn.Value, sn.Line
+				if _, dup := f.Subscriptions[s.Name]; dup {
+					return nil, fail(sn.Line, "subscription %s is defined twice", s.Name)
+				}
+				f.Subscriptions[s.Name] = s
+			}
 		default:
 			if !slices.Contains(known, k.Value) {
-				return nil, fail(k.Line, "unknown key %q (known: watch, publishers, %s)", k.Value, strings.Join(known, ", "))
+				return nil, fail(k.Line, "unknown key %q (known: watch, publishers, subscriptions, %s)", k.Value, strings.Join(known, ", "))
 			}
 			s := Setting{Key: k.Value, Line: k.Line}
 			switch v.Kind {
@@ -481,6 +513,21 @@ func (f *File) check(fail func(int, string, ...any) error, getenv func(string) s
 			}
 		}
 		f.Publishers[name] = p
+	}
+	for name, s := range f.Subscriptions {
+		s.URL, s.Secret = os.Expand(s.URL, getenv), os.Expand(s.Secret, getenv)
+		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
+			return fail(s.Line, "subscriptions.%s: url must be an http(s) address", name)
+		}
+		if s.Secret == "" {
+			return fail(s.Line, "subscriptions.%s: secret is required: every delivery is signed with it (HMAC-SHA256; ${ENV_VAR} works)", name)
+		}
+		for _, e := range s.Events {
+			if !slices.Contains(job.LifeCycle, e) {
+				return fail(s.Line, "subscriptions.%s: events are %s (none: all of them), not %q", name, strings.Join(job.LifeCycle, ", "), e)
+			}
+		}
+		f.Subscriptions[name] = s
 	}
 	paths := map[string]int{}
 	for i := range f.Watch {

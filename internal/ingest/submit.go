@@ -12,14 +12,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
@@ -40,6 +43,9 @@ type Config struct {
 	MaxUpload   int64    // bytes; 0 → DefaultMaxUpload
 	ImportRoots []string // folders a source_path may come from
 	MaxAttempts int      // per task; 0 → job.DefaultMaxAttempts
+	// Publishers are the configured publishers' types by name: the ones a
+	// submission may name.
+	Publishers map[string]string
 }
 
 // DefaultMaxUpload is the largest source file accepted, in bytes (50 GiB).
@@ -88,6 +94,20 @@ var (
 type Options struct {
 	// ChunkSeconds overrides the profile's chunk_seconds (nil: the profile's).
 	ChunkSeconds *float64
+	// Publish names the configured publishers the job's events go to.
+	Publish []string
+}
+
+// ParsePublish reads a comma-separated list of publisher names from a form
+// field, query parameter or upload metadata.
+func ParsePublish(v string) []string {
+	var out []string
+	for _, name := range strings.Split(v, ",") {
+		if name = strings.TrimSpace(name); name != "" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // ParseChunkSeconds reads chunk_seconds from a form field, query parameter
@@ -114,6 +134,19 @@ func (s *Submitter) Check(profileName string, opt Options) (*profile.Profile, er
 	if v := opt.ChunkSeconds; v != nil {
 		if err := p.CheckChunkSeconds(*v); err != nil {
 			return nil, fmt.Errorf("%w: chunk_seconds: %w", ErrBadOption, err)
+		}
+	}
+	for _, name := range opt.Publish {
+		typ, ok := s.cfg.Publishers[name]
+		switch {
+		case !ok:
+			known := slices.Sorted(maps.Keys(s.cfg.Publishers))
+			if len(known) == 0 {
+				return nil, fmt.Errorf("%w: publish: no publisher %q; this server has none (declare them under publishers: in its configuration file)", ErrBadOption, name)
+			}
+			return nil, fmt.Errorf("%w: publish: no publisher %q; this server has %s", ErrBadOption, name, strings.Join(known, ", "))
+		case typ == config.PublishLibrary && p.Format != "mp4" && p.Format != "mkv":
+			return nil, fmt.Errorf("%w: publish: %s is a library, which takes one MP4 or MKV file; profile %s makes %s", ErrBadOption, name, p.Name, p.Format)
 		}
 	}
 	return p, nil
@@ -290,6 +323,7 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 		IdempotencyKey: job.IdempotencyKey(sha, p.Name, p.Version, p.Format),
 		Source:         job.Source{AssetID: a.ID, Name: name, Size: a.Size, SHA256: sha},
 		ChunkSeconds:   opt.ChunkSeconds,
+		Publish:        opt.Publish,
 	}
 	out, created, err := s.st.CreateJob(ctx, j, pipeline.Tasks(p, s.cfg.MaxAttempts), now)
 	if err != nil {

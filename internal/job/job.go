@@ -135,7 +135,21 @@ type Job struct {
 	// ChunkSeconds, when set, overrides the profile's chunk_seconds for
 	// this job (0: never split).
 	ChunkSeconds *float64 `json:"chunk_seconds,omitempty"`
+	// Publish names the publishers (the configuration's publishers:) the
+	// job's events go to.
+	Publish []string `json:"publish,omitempty"`
 }
+
+// Job life-cycle events, delivered to publishers and subscriptions.
+const (
+	EventQueued    = "job.queued"
+	EventSucceeded = "job.succeeded"
+	EventFailed    = "job.failed"
+	EventCanceled  = "job.canceled"
+)
+
+// LifeCycle is every job event, in the order a job can have them.
+var LifeCycle = []string{EventQueued, EventSucceeded, EventFailed, EventCanceled}
 
 // Task is one claimable unit of a job.
 type Task struct {

@@ -14,10 +14,10 @@ import (
 	"github.com/herdhq/herd/internal/job"
 )
 
-// Event types.
+// Event types a watch folder's notifiers hear of.
 const (
-	JobSucceeded = "job.succeeded"
-	JobFailed    = "job.failed"
+	JobSucceeded = job.EventSucceeded
+	JobFailed    = job.EventFailed
 )
 
 // Event is what a notifier is told about a finished job. It is also the

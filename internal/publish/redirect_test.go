@@ -92,7 +92,7 @@ func TestWebhookFollowsARedirectOnItsOwnServer(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
-		if publish.Verify("s3cr3t", b, r.Header.Get(publish.HeaderSignature)) {
+		if publish.Verify("s3cr3t", b, r.Header.Get(publish.HeaderTimestamp), r.Header.Get(publish.HeaderSignature), time.Now(), publish.ReplayWindow) {
 			sigs = append(sigs, r.Method+" "+r.URL.Path)
 		}
 		w.WriteHeader(http.StatusNoContent)

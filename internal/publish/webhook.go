@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +21,13 @@ import (
 const (
 	HeaderEvent     = "X-Herd-Event"
 	HeaderDelivery  = "X-Herd-Delivery"      // the event's id: the same on every retry, for de-duplication
-	HeaderSignature = "X-Herd-Signature-256" // "sha256=" + hex HMAC-SHA256 of the body with the shared secret
+	HeaderTimestamp = "X-Herd-Timestamp"     // when it was sent, in Unix seconds; signed with the body
+	HeaderSignature = "X-Herd-Signature-256" // "sha256=" + hex HMAC-SHA256 of timestamp + "." + body with the shared secret
 )
+
+// ReplayWindow is how far a receiver should accept a timestamp from its
+// own clock (Verify's window): a captured request replayed later is refused.
+const ReplayWindow = 5 * time.Minute
 
 // Webhook POSTs each event as JSON, signed with HMAC-SHA256.
 type Webhook struct {
@@ -35,17 +41,24 @@ type Webhook struct {
 // Wants: every event.
 func (w *Webhook) Wants(string) bool { return true }
 
-// Sign returns the signature header's value for body.
-func Sign(secret string, body []byte) string {
+// Sign returns the signature header's value for body sent at ts (the
+// timestamp header's value).
+func Sign(secret, ts string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts + "."))
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// Verify checks a signature header against body in constant time; for
+// Verify checks a request's signature against its body and timestamp in
+// constant time, and that the timestamp is within window of now; for
 // receivers written in Go.
-func Verify(secret string, body []byte, header string) bool {
-	return hmac.Equal([]byte(Sign(secret, body)), []byte(strings.TrimSpace(header)))
+func Verify(secret string, body []byte, ts, sig string, now time.Time, window time.Duration) bool {
+	unix, err := strconv.ParseInt(strings.TrimSpace(ts), 10, 64)
+	if err != nil || now.Sub(time.Unix(unix, 0)).Abs() > window {
+		return false
+	}
+	return hmac.Equal([]byte(Sign(secret, strings.TrimSpace(ts), body)), []byte(strings.TrimSpace(sig)))
 }
 
 // Notify delivers one event.
@@ -64,7 +77,9 @@ func (w *Webhook) Notify(ctx context.Context, ev Event) (string, error) {
 	req.Header.Set("User-Agent", w.Agent)
 	req.Header.Set(HeaderEvent, ev.Type)
 	req.Header.Set(HeaderDelivery, ev.ID)
-	req.Header.Set(HeaderSignature, Sign(w.Secret, body))
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(w.Secret, ts, body))
 	// The signature goes nowhere but the receiver: a redirect elsewhere is
 	// reported, not followed.
 	hc := redirect.Client(w.Client)

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +31,7 @@ import (
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/deliver"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/kube"
@@ -47,11 +50,17 @@ import (
 
 // Config is everything `herd serve` can be told.
 type Config struct {
-	Data         string // data folder: database, blobs, profiles, admin.token
-	Database     string // postgres:// URL, or a SQLite file; empty → DATA/herd.db
-	Blob         string // "local" (DATA/blobs) or s3://bucket/prefix
-	Watch        []config.Watch
-	Publishers   map[string]config.Publisher
+	Data       string // data folder: database, blobs, profiles, admin.token
+	Database   string // postgres:// URL, or a SQLite file; empty → DATA/herd.db
+	Blob       string // "local" (DATA/blobs) or s3://bucket/prefix
+	Watch      []config.Watch
+	Publishers map[string]config.Publisher
+	// Subscriptions are the configuration file's webhook subscriptions.
+	Subscriptions map[string]config.Subscription
+	// WebhookAllow are addresses (CIDR prefixes) that webhook
+	// subscriptions made through the API may reach although they are
+	// loopback, private or link-local.
+	WebhookAllow []string
 	S3           blob.S3Config
 	Addr         string          // listen address
 	HTTP         patience.Config // how long a slow or idle client may hold a connection
@@ -138,6 +147,9 @@ func (c Config) validate() error {
 		if err := checkOrigin(o); err != nil {
 			return err
 		}
+	}
+	if _, err := deliver.NewGuard(c.WebhookAllow); err != nil {
+		return err
 	}
 	if c.LinkPresign && !strings.HasPrefix(c.Blob, "s3://") {
 		return errors.New("--link-presign needs --blob s3://...: local outputs can only come through the server")
@@ -278,13 +290,14 @@ func recoverLeases(ctx context.Context, st *sqlstore.Store, prefix string, log *
 // app is what Run builds on the resources: the queue, the submitter, the
 // executor of in-process tasks, and the API and web UI behind one HTTP server.
 type app struct {
-	m    *metrics.Metrics
-	sig  *queue.Signal
-	q    *queue.Queue
-	sub  *ingest.Submitter
-	exec *pipeline.Executor
-	api  *api.Server
-	http *http.Server
+	deliver *deliver.Service
+	m       *metrics.Metrics
+	sig     *queue.Signal
+	q       *queue.Queue
+	sub     *ingest.Submitter
+	exec    *pipeline.Executor
+	api     *api.Server
+	http    *http.Server
 }
 
 func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
@@ -293,7 +306,20 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 
 	sig := &queue.Signal{}
 	q := queue.New(r.st, sig, queue.Config{LeaseTTL: cfg.LeaseTTL})
-	sub := ingest.New(r.st, r.sources, r.profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts})
+	pubs := map[string]string{}
+	for name, p := range cfg.Publishers {
+		pubs[name] = p.Type
+	}
+	sub := ingest.New(r.st, r.sources, r.profiles, sig, ingest.Config{MaxUpload: cfg.MaxUpload, ImportRoots: cfg.ImportRoots, MaxAttempts: cfg.MaxAttempts,
+		Publishers: pubs})
+	guard, err := deliver.NewGuard(cfg.WebhookAllow)
+	if err != nil {
+		return nil, err
+	}
+	dlv, err := deliver.New(r.st, localWorkerName(), r.storage, cfg.Publishers, guard, log)
+	if err != nil {
+		return nil, err
+	}
 	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
 	exec := pipeline.New(r.tools, r.storage, r.profiles, limits, log)
 
@@ -301,7 +327,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
-		LinkPresign: cfg.LinkPresign,
+		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL,
 		Checks: []api.Check{
 			{Name: "database", Fn: r.st.Ping},
 			{Name: "storage", Fn: r.storage.Check},
@@ -312,7 +338,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	ui, err := web.New(web.Deps{API: srv, Profiles: r.profiles, Version: cfg.Version, Log: log,
-		DefaultProfile: cfg.DefaultProfile, FrameOrigins: cfg.CORSOrigins})
+		DefaultProfile: cfg.DefaultProfile, FrameOrigins: cfg.CORSOrigins, Publishers: slices.Sorted(maps.Keys(cfg.Publishers))})
 	if err != nil {
 		return nil, fmt.Errorf("web ui: %w", err)
 	}
@@ -321,7 +347,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
 	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
-	return &app{m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv}, nil
+	return &app{deliver: dlv, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv}, nil
 }
 
 // loop is one of the parts that run beside the HTTP server until their
@@ -337,6 +363,10 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 		a.api.TendUploads,
 		a.api.TendScratch,
 		a.api.SweepKeys,
+		a.deliver.Run,
+	}
+	if err := syncSubscriptions(context.Background(), r.st, cfg.Subscriptions); err != nil {
+		return nil, err
 	}
 	if cfg.LocalWorkers > 0 {
 		pool := worker.NewPool(a.q, a.exec, worker.Config{
@@ -445,6 +475,36 @@ func handler(apiH, ui http.Handler) http.Handler {
 	mux.Handle("/", ui)
 	mux.Handle("GET "+api.LinkPrefix+"{token}/{job}/{$}", ui) // a playback link's player page
 	return mux
+}
+
+// syncSubscriptions makes the store's configuration-file subscriptions
+// the file's: each is stored under the id "config-NAME"; those the file
+// no longer has are removed. A paused one stays paused.
+func syncSubscriptions(ctx context.Context, st store.Store, subs map[string]config.Subscription) error {
+	have, err := st.ListSubscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range have {
+		if _, ok := subs[strings.TrimPrefix(s.ID, "config-")]; s.Origin == "config" && !ok {
+			if err := st.DeleteSubscription(ctx, s.ID); err != nil {
+				return err
+			}
+		}
+	}
+	for name, c := range subs {
+		s := store.Subscription{ID: "config-" + name, Name: name, URL: c.URL, Secret: c.Secret, Events: c.Events, Profiles: c.Profiles,
+			Origin: "config", CreatedAt: time.Now().UTC()}
+		for _, h := range have {
+			if h.ID == s.ID {
+				s.CreatedAt, s.FailingSince, s.PausedAt, s.Note = h.CreatedAt, h.FailingSince, h.PausedAt, h.Note
+			}
+		}
+		if err := st.PutSubscription(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PoolWorker is the worker name the replicas of an in-cluster pull-worker

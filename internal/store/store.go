@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
@@ -70,6 +71,30 @@ type Store interface {
 	Secret(ctx context.Context, name string, mint []byte, now time.Time) ([]byte, error)
 	// RotateSecret replaces the secret stored under name with value.
 	RotateSecret(ctx context.Context, name string, value []byte, now time.Time) error
+
+	// ClaimOutbound leases up to limit due deliveries of job events for
+	// lease, oldest first; the store writes them in the transaction that
+	// changes a job's state (one per publisher the job names, and one per
+	// subscription that wants the event).
+	ClaimOutbound(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Outbound, error)
+	// ReleaseOutbound gives back the deliveries owner holds (a server
+	// starting again holds nothing).
+	ReleaseOutbound(ctx context.Context, owner string) (int, error)
+	// SettleOutbound ends a delivery (next zero) or sets when it is tried
+	// again; attempt is the attempts made so far.
+	SettleOutbound(ctx context.Context, id string, attempt int, next time.Time) error
+	// PendingOutbound lists the deliveries of an event not settled yet.
+	PendingOutbound(ctx context.Context, eventID string) ([]Outbound, error)
+
+	// PutSubscription creates a subscription, or replaces the one with its id.
+	PutSubscription(ctx context.Context, sub Subscription) error
+	GetSubscription(ctx context.Context, id string) (Subscription, error)
+	ListSubscriptions(ctx context.Context) ([]Subscription, error)
+	// DeleteSubscription removes a subscription and its undelivered events.
+	DeleteSubscription(ctx context.Context, id string) error
+	// SubscriptionHealth records since when a subscription's deliveries
+	// fail (nil: they work) and whether it is paused, with a note.
+	SubscriptionHealth(ctx context.Context, id string, failingSince, pausedAt *time.Time, note string) error
 
 	// AddDelivery records one attempt to deliver a finished job somewhere.
 	AddDelivery(ctx context.Context, d Delivery) error
@@ -197,6 +222,42 @@ type Delivery struct {
 	Final     bool      `json:"final"` // no more attempts will follow
 	Detail    string    `json:"detail,omitempty"`
 	At        time.Time `json:"at"`
+}
+
+// Outbound is one event of one job to deliver to one target.
+type Outbound struct {
+	ID           string
+	EventID      string // the same for every target of one event
+	Event        string // a LifeCycle event
+	JobID        string
+	Target       string // a publisher's name, or a subscription's id
+	Subscription bool
+	CreatedAt    time.Time
+	Attempt      int // attempts made before this one
+}
+
+// Subscription is a webhook that hears of every job's events.
+type Subscription struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	URL          string     `json:"url"`
+	Secret       string     `json:"-"`
+	Events       []string   `json:"events"`             // empty: job.LifeCycle
+	Profiles     []string   `json:"profiles,omitempty"` // empty: every profile
+	Origin       string     `json:"origin"`             // api | config
+	CreatedAt    time.Time  `json:"created_at"`
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	PausedAt     *time.Time `json:"paused_at,omitempty"`
+	Note         string     `json:"note,omitempty"`
+}
+
+// Wants reports whether the subscription hears of event for a job of profile.
+func (s Subscription) Wants(event, profile string) bool {
+	events := s.Events
+	if len(events) == 0 {
+		events = job.LifeCycle
+	}
+	return s.PausedAt == nil && slices.Contains(events, event) && (len(s.Profiles) == 0 || slices.Contains(s.Profiles, profile))
 }
 
 // WorkerOwnerPrefix is the lease-owner prefix of a remote worker's slots.

@@ -37,7 +37,7 @@ func newHookReceiver(t *testing.T, secret string) *hookReceiver {
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if !publish.Verify(secret, body, r.Header.Get(publish.HeaderSignature)) {
+		if !publish.Verify(secret, body, r.Header.Get(publish.HeaderTimestamp), r.Header.Get(publish.HeaderSignature), time.Now(), publish.ReplayWindow) {
 			h.bad = append(h.bad, r.Header.Get(publish.HeaderSignature))
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return

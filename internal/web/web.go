@@ -41,6 +41,9 @@ type Deps struct {
 	DefaultProfile string
 	Version        string
 	Log            *slog.Logger
+	// Publishers are the configured publishers' names, which an upload
+	// may be delivered to.
+	Publishers []string
 	// FrameOrigins are the sites that may put a playback link's page in an
 	// iframe (the server's --cors-origin); none: no site may.
 	FrameOrigins []string
@@ -68,6 +71,7 @@ type page struct {
 	Profiles []*profile.Profile
 	// DefaultProfile is the profile the upload page preselects.
 	DefaultProfile string
+	Publishers     []string // the upload page's delivery choices
 	JobID          string
 	Job            *jobPage // the job page's first state; nil: its script fills it
 	Error          string
@@ -167,7 +171,7 @@ func (u *UI) signedIn(name, title string) http.HandlerFunc {
 			u.toLogin(w, r)
 			return
 		}
-		p := page{Title: title, Page: name, CSRF: csrf, Profiles: u.d.Profiles.All(), DefaultProfile: u.defaultProfile()}
+		p := page{Title: title, Page: name, CSRF: csrf, Profiles: u.d.Profiles.All(), DefaultProfile: u.defaultProfile(), Publishers: u.d.Publishers}
 		u.render(w, r, http.StatusOK, name, p)
 	}
 }

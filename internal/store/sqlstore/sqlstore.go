@@ -121,7 +121,7 @@ type querier interface {
 }
 
 const jobCols = `j.id, j.state, j.profile, j.profile_version, j.idempotency_key, j.source, j.plan, j.outputs,
- j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key, j.chunk_seconds,
+ j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key, j.chunk_seconds, j.publish,
  (SELECT COALESCE(MAX(t.attempt), 0) FROM tasks t WHERE t.job_id = j.id)`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -171,11 +171,13 @@ func scanJob(sc scanner) (job.Job, error) {
 		started, finished sql.NullInt64
 		state             string
 		chunkSeconds      sql.NullFloat64
+		publish           string
 	)
 	if err := sc.Scan(&j.ID, &state, &j.Profile, &j.ProfileVersion, &j.IdempotencyKey, &src, &plan, &outputs,
-		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &chunkSeconds, &j.Attempts); err != nil {
+		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &chunkSeconds, &publish, &j.Attempts); err != nil {
 		return j, err
 	}
+	j.Publish = splitList(publish)
 	if chunkSeconds.Valid {
 		j.ChunkSeconds = &chunkSeconds.Float64
 	}
@@ -243,9 +245,9 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 		if j.ChunkSeconds != nil {
 			chunkSeconds = *j.ChunkSeconds
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, chunk_seconds, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), chunkSeconds, ms(now), ms(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, chunk_seconds, publish, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), chunkSeconds, strings.Join(j.Publish, ","), ms(now), ms(now)); err != nil {
 			// A concurrent submit of the same request won the unique index (PostgreSQL).
 			return fmt.Errorf("insert job: %w: %w", errMaybeDuplicate, err)
 		}
@@ -258,6 +260,9 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 			}
 		}
 		created = true
+		if err := s.emit(ctx, tx, j.ID, job.EventQueued, now); err != nil {
+			return err
+		}
 		out, err = s.getJob(ctx, tx, j.ID)
 		return err
 	})
@@ -439,8 +444,12 @@ func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now ti
 		progress = done / total
 	}
 	if all {
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, progress = 1, speed = 0, finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
+		var res sql.Result
+		res, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, progress = 1, speed = 0, finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
 			string(job.Succeeded), ms(now), ms(now), jobID)
+		if n, _ := rowsAffected(res, err); n == 1 {
+			err = s.emit(ctx, tx, jobID, job.EventSucceeded, now)
+		}
 	} else if any {
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', progress = ?, speed = ?, started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
 			progress, speed, ms(now), ms(now), jobID)
@@ -681,11 +690,20 @@ func (s *Store) endJob(ctx context.Context, tx *sql.Tx, jobID string, state job.
 		WHERE job_id = ? AND state IN ('pending', 'queued', 'running')`), ms(now), jobID); err != nil {
 		return fmt.Errorf("stop tasks: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, error = ?, error_code = ?, speed = 0, finished_at = ?, updated_at = ? WHERE id = ?`),
-		string(state), msg, code, ms(now), ms(now), jobID); err != nil {
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, error = ?, error_code = ?, speed = 0, finished_at = ?, updated_at = ?
+		WHERE id = ? AND state IN ('queued', 'running')`), string(state), msg, code, ms(now), ms(now), jobID)
+	n, err := rowsAffected(res, err)
+	if err != nil {
 		return fmt.Errorf("end job: %w", err)
 	}
-	return nil
+	if n == 0 {
+		return nil // it had ended already: no second event
+	}
+	event := job.EventFailed
+	if state == job.Canceled {
+		event = job.EventCanceled
+	}
+	return s.emit(ctx, tx, jobID, event, now)
 }
 
 // Release gives a task back to the queue without counting the attempt.
@@ -839,6 +857,9 @@ func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'queued', error = '', error_code = '', finished_at = NULL, updated_at = ? WHERE id = ?`),
 			ms(now), id); err != nil {
 			return fmt.Errorf("requeue job: %w", err)
+		}
+		if err := s.emit(ctx, tx, id, job.EventQueued, now); err != nil {
+			return err
 		}
 		return s.refreshJob(ctx, tx, id, now)
 	})

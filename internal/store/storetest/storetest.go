@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Needs", func(t *testing.T) { t.Parallel(); testNeeds(t, open(t)) })
 	t.Run("ClaimKinds", func(t *testing.T) { t.Parallel(); testClaimKinds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
+	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, open(t)) })
 	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
@@ -858,4 +859,125 @@ func testSecrets(t *testing.T, s store.Store) {
 	got, err = s.Secret(ctx, "fresh", []byte{8}, t0)
 	require.NoError(t, err)
 	require.Equal(t, []byte{6}, got, "rotating a secret no one read yet stores it")
+}
+
+// testOutbox: a job's events are written for the publishers it names and
+// the subscriptions that want them, once per change of state, and are
+// leased, retried and settled like tasks; pausing or deleting a
+// subscription drops what it was not sent.
+func testOutbox(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	subs := []store.Subscription{
+		{ID: "sub_all", Name: "all", URL: "https://a.example/hook", Secret: "s1", Origin: "api", CreatedAt: t0},
+		{ID: "sub_done", Name: "done", URL: "https://b.example/hook", Secret: "s2", Events: []string{job.EventSucceeded}, Profiles: []string{"web-hls"}, Origin: "config", CreatedAt: t0},
+		{ID: "sub_lib", Name: "lib", URL: "https://c.example/hook", Secret: "s3", Profiles: []string{"mp4-library"}, Origin: "api", CreatedAt: t0},
+	}
+	for _, sub := range subs {
+		require.NoError(t, s.PutSubscription(ctx, sub))
+	}
+	got, err := s.GetSubscription(ctx, "sub_done")
+	require.NoError(t, err)
+	require.Equal(t, subs[1].Events, got.Events)
+	require.Equal(t, "config", got.Origin)
+	list, err := s.ListSubscriptions(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 3)
+
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "out1", Key: "sources/out1", CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("out1", "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: "out1"}, Publish: []string{"movies", "hook"}}
+	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
+	f := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 3, DependsOn: []string{p.ID}}
+	j, _, err = s.CreateJob(ctx, j, []job.Task{p, f}, t0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"movies", "hook"}, j.Publish)
+
+	targets := func(os []store.Outbound) []string {
+		var out []string
+		for _, o := range os {
+			out = append(out, o.Event+" "+o.Target)
+		}
+		return out
+	}
+	due, err := s.ClaimOutbound(ctx, "srv1", t0, time.Minute, 100)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"job.queued movies", "job.queued hook", "job.queued sub_all"}, targets(due))
+	for _, o := range due {
+		require.Equal(t, due[0].EventID, o.EventID, "one event, three targets")
+		require.Equal(t, j.ID, o.JobID)
+		require.Equal(t, o.Target == "sub_all", o.Subscription)
+	}
+	again, err := s.ClaimOutbound(ctx, "srv2", t0, time.Minute, 100)
+	require.NoError(t, err)
+	require.Empty(t, again, "leased")
+	n, err := s.ReleaseOutbound(ctx, "srv1")
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "a server starting again holds nothing")
+	again, err = s.ClaimOutbound(ctx, "srv1", t0, time.Minute, 100)
+	require.NoError(t, err)
+	require.Len(t, again, 3)
+	require.NoError(t, s.SettleOutbound(ctx, due[0].ID, 1, time.Time{}))
+	require.NoError(t, s.SettleOutbound(ctx, due[1].ID, 1, t0.Add(10*time.Second)))
+	pending, err := s.PendingOutbound(ctx, due[0].EventID)
+	require.NoError(t, err)
+	require.Len(t, pending, 2)
+	// The retry is due at +10 s; the third's lease ends at +1 min.
+	again, err = s.ClaimOutbound(ctx, "srv1", t0.Add(11*time.Second), time.Minute, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{due[1].ID}, []string{again[0].ID})
+	require.Len(t, again, 1)
+	require.Equal(t, 1, again[0].Attempt)
+	again, err = s.ClaimOutbound(ctx, "srv1", t0.Add(2*time.Minute), time.Minute, 100)
+	require.NoError(t, err)
+	ids := []string{}
+	for _, o := range again {
+		ids = append(ids, o.ID)
+	}
+	require.ElementsMatch(t, []string{due[1].ID, due[2].ID}, ids, "leases that ran out are claimed again")
+	for _, o := range due[1:] {
+		require.NoError(t, s.SettleOutbound(ctx, o.ID, 2, time.Time{}))
+	}
+
+	// Success: once, to the publishers and the subscriptions that want it.
+	c := claim(t, s, "w1", t0)
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Data: json.RawMessage(`{}`)}, t0))
+	c = claim(t, s, "w1", t0)
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Outputs: json.RawMessage(`[]`)}, t0))
+	due, err = s.ClaimOutbound(ctx, "srv1", t0.Add(3*time.Minute), time.Minute, 100)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"job.succeeded movies", "job.succeeded hook", "job.succeeded sub_all", "job.succeeded sub_done"}, targets(due))
+	for _, o := range due {
+		if o.Target != "sub_done" {
+			require.NoError(t, s.SettleOutbound(ctx, o.ID, 1, time.Time{}))
+		}
+	}
+	_, err = s.CancelJob(ctx, j.ID, t0)
+	require.ErrorIs(t, err, job.ErrConflict)
+
+	// Pausing drops what a subscription was not sent; a canceled job of
+	// another profile reaches only the subscriptions for it.
+	paused := t0.Add(4 * time.Minute)
+	require.NoError(t, s.SubscriptionHealth(ctx, "sub_done", &t0, &paused, "failed for a day"))
+	due2, err := s.ClaimOutbound(ctx, "srv1", t0.Add(10*time.Minute), time.Minute, 100)
+	require.NoError(t, err)
+	require.Empty(t, targets(due2), "sub_done's event was dropped with its pause")
+	got, err = s.GetSubscription(ctx, "sub_done")
+	require.NoError(t, err)
+	require.Equal(t, "failed for a day", got.Note)
+	require.NotNil(t, got.PausedAt)
+	k := newJob(t, s, "out2", 3) // web-hls, no publishers
+	_, err = s.CancelJob(ctx, k.ID, t0)
+	require.NoError(t, err)
+	due, err = s.ClaimOutbound(ctx, "srv1", t0.Add(20*time.Minute), time.Minute, 100)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"job.queued sub_all", "job.canceled sub_all"}, targets(due), "sub_done is paused, sub_lib wants mp4-library")
+
+	require.NoError(t, s.DeleteSubscription(ctx, "sub_all"))
+	require.ErrorIs(t, s.DeleteSubscription(ctx, "sub_all"), job.ErrNotFound)
+	_, err = s.GetSubscription(ctx, "sub_all")
+	require.ErrorIs(t, err, job.ErrNotFound)
+	pending, err = s.PendingOutbound(ctx, due[0].EventID)
+	require.NoError(t, err)
+	require.Empty(t, pending, "a deleted subscription's events are dropped")
 }

@@ -512,7 +512,7 @@ pages.upload = () => {
       endpoint: '/api/v1/uploads',
       chunkSize: 8 * 1024 * 1024,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
-      metadata: {filename: file.name, profile: prof},
+      metadata: {filename: file.name, profile: prof, publish: [...document.querySelectorAll('input[name="publish"]:checked')].map((c) => c.value).join(',')},
       headers: {'X-CSRF-Token': csrf},
       removeFingerprintOnSuccess: true,
       fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof].join('/')),
