@@ -57,7 +57,7 @@ func TestGuard(t *testing.T) {
 	// refused address later is still refused.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	defer srv.Close()
-	_, err = g.Client(5*time.Second).Get(srv.URL)
+	_, err = g.Client(5 * time.Second).Get(srv.URL)
 	require.ErrorIs(t, err, ErrRefused)
 	resp, err := allowed.Client(5 * time.Second).Get(srv.URL)
 	require.NoError(t, err)
