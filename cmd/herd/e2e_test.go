@@ -203,6 +203,10 @@ type jobJSON struct {
 		Bitrate                int64
 		SSIM, PSNR             float64
 	} `json:"outputs"`
+	Deliveries []struct {
+		Publisher, Type, Event, Detail string
+		OK                             bool
+	} `json:"deliveries"`
 	Tasks []struct {
 		Kind, State, Worker string
 		Chunk               int

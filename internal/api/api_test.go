@@ -23,6 +23,7 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/deliver"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
@@ -63,6 +64,9 @@ func setup(t testing.TB, opts ...func(*api.Deps)) *fixture {
 		Queue:  queue.New(st, sig, queue.Config{LeaseTTL: time.Minute, Backoff: time.Hour}),
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}}
+	guard, err := deliver.NewGuard(nil)
+	require.NoError(t, err)
+	d.CheckHook = guard.CheckURL
 	for _, o := range opts {
 		o(&d)
 	}

@@ -106,6 +106,8 @@ func FuzzRequestBodies(f *testing.F) {
 	// A playback link for the leased task's job.
 	targets = append(targets, target{"POST", "/api/v1/jobs/" + claim.Task.JobID + "/links", adminKey, jsonCT, "body", ""})
 	linksTarget := uint8(len(targets) - 1)
+	targets = append(targets, target{"POST", "/api/v1/subscriptions", adminKey, jsonCT, "body", ""})
+	subsTarget := uint8(len(targets) - 1)
 	f.Add(uint8(0), []byte(`{"source_path": "/srv/in/a.mkv", "profile": "web-hls"}`))
 	f.Add(uint8(1), []byte("--herdfuzz\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nweb-hls\r\n--herdfuzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../x.mp4\"\r\n\r\nxx\r\n--herdfuzz--\r\n"))
 	f.Add(uint8(2), []byte(`{"kind": "registration", "ttl": "1h"}`))
@@ -127,6 +129,8 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add(tokensTarget, []byte("all=true"))
 	f.Add(linksTarget, []byte(`{"ttl": "2h"}`))
 	f.Add(linksTarget, []byte(`{"ttl": "9999999999h"}`))
+	f.Add(subsTarget, []byte(`{"url": "http://127.0.0.1:1/x", "events": ["job.failed"], "profiles": ["web-hls"]}`))
+	f.Add(subsTarget, []byte(`{"url": "http://user@[::ffff:169.254.169.254]/", "events": ["nope"]}`))
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		tg := targets[int(which)%len(targets)]
 		path, hdr, body := tg.path, map[string]string{}, data

@@ -146,6 +146,9 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 	}
 	// Only what herd reads: a file name, a profile and the job's options.
 	meta := tusd.MetaData{"filename": ingest.CleanName(info.MetaData["filename"]), "profile": info.MetaData["profile"]}
+	if v := strings.Join(opt.Publish, ","); v != "" {
+		meta["publish"] = v
+	}
 	if v := strings.TrimSpace(info.MetaData["chunk_seconds"]); v != "" {
 		meta["chunk_seconds"] = v
 	}

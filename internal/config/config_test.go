@@ -84,6 +84,11 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 		{"publishers:\n  h: {type: webhook, url: 'https://x', secret: s, attempts: -1}\n", "attempts must be 1 or more"},
 		{"publishers:\n  l: {type: library, path: /l}\n  p: {type: jellyfin, url: 'http://j', token: t, library: l, library_path: media}\n", "library_path must be absolute"},
 		{"publishers:\n  l: {type: library, path: /l}\n  p: {type: plex, url: 'http://x', token: t, library: l}\nwatch:\n  - {path: /in, profile: p, publish: [p]}\n", "indexes library l, which this folder does not publish to"},
+		{"subscriptions:\n  s: {url: 'ftp://x', secret: k}\n", "herd.yaml:2: subscriptions.s: url must be an http(s) address"},
+		{"subscriptions:\n  s: {url: 'https://x'}\n", "subscriptions.s: secret is required"},
+		{"subscriptions:\n  s: {url: 'https://x', secret: k, events: [job.done]}\n", `events are job.queued, job.succeeded, job.failed, job.canceled (none: all of them), not "job.done"`},
+		{"subscriptions:\n  s: {url: 'https://x', secret: k, event: [job.failed]}\n", `unknown key "event"`},
+		{"subscriptions: [a]\n", "subscriptions: expected a mapping"},
 		{"addr: a\naddr: b\n", "herd.yaml:2: addr is set twice"},
 		{"- a\n", "herd.yaml:1: the file must be a mapping"},
 		{"addr: [\n", "herd.yaml"},
@@ -92,6 +97,18 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+func TestSubscriptions(t *testing.T) {
+	f, err := config.Parse("herd.yaml", []byte("subscriptions:\n  site:\n    url: https://site.example/herd\n    secret: ${HOOK_SECRET}\n    events: [job.succeeded, job.failed]\n    profiles: [web-hls]\n"),
+		known, []string{"HOOK_SECRET=s3cr3t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Subscriptions["site"]
+	if s.Name != "site" || s.URL != "https://site.example/herd" || s.Secret != "s3cr3t" || strings.Join(s.Events, ",") != "job.succeeded,job.failed" || s.Profiles[0] != "web-hls" {
+		t.Errorf("got %+v", s)
 	}
 }
 

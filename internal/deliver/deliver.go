@@ -329,12 +329,10 @@ func (s *Service) toSubscription(ctx context.Context, o store.Outbound, j job.Jo
 	d := store.Delivery{JobID: j.ID, Publisher: sub.Name, Type: "subscription", Event: o.Event, Attempt: attempt, OK: err == nil, Final: true, Detail: detail}
 	now := s.now()
 	next := time.Time{}
-	switch {
-	case err == nil:
-		if sub.FailingSince != nil {
-			s.health(ctx, sub.ID, nil, nil, "")
-		}
-	default:
+	if err == nil && sub.FailingSince != nil {
+		s.health(ctx, sub.ID, nil, nil, "")
+	}
+	if err != nil {
 		d.Detail = err.Error()
 		since := now
 		if sub.FailingSince != nil {
