@@ -543,6 +543,8 @@ func (s *Server) submitError(w http.ResponseWriter, r *http.Request, err error) 
 		writeError(w, http.StatusBadRequest, "bad_request", br.msg)
 	case errors.Is(err, ingest.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case errors.Is(err, job.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", strings.TrimSuffix(err.Error(), ": "+job.ErrConflict.Error()))
 	case errors.Is(err, ingest.ErrUnknownProfile):
 		writeError(w, http.StatusBadRequest, "unknown_profile", err.Error())
 	case errors.Is(err, ingest.ErrBadOption):

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -66,6 +68,9 @@ func setup(t testing.TB, opts ...func(*api.Deps)) *fixture {
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}}
 	guard, err := deliver.NewGuard(nil)
 	require.NoError(t, err)
+	guard.Resolver = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("tests resolve no names")
+	}}
 	d.CheckHook = guard.CheckURL
 	for _, o := range opts {
 		o(&d)

@@ -8,12 +8,15 @@
 package deliver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,7 +34,9 @@ type Store interface {
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	ClaimOutbound(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Outbound, error)
 	ReleaseOutbound(ctx context.Context, owner string) (int, error)
-	SettleOutbound(ctx context.Context, id string, attempt int, next time.Time) error
+	RenewOutbound(ctx context.Context, id, owner string, until time.Time) (bool, error)
+	SettleOutbound(ctx context.Context, id, owner string, attempt int, next time.Time) (bool, error)
+	PruneOutbound(ctx context.Context, before time.Time) (int, error)
 	PendingOutbound(ctx context.Context, eventID string) ([]store.Outbound, error)
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 	SubscriptionHealth(ctx context.Context, id string, failingSince, pausedAt *time.Time, note string) error
@@ -56,7 +61,15 @@ const (
 	PauseAfter = 24 * time.Hour
 	// waitLibrary is how long a notifier waits for its event's library
 	// copies before it looks again (it does not count as an attempt).
-	waitLibrary = 2 * time.Second
+	waitLibrary = time.Second
+	// libraryAttempts bounds a library copy's attempts: at the longest
+	// wait, about a day of them.
+	libraryAttempts = 100
+	// Keep is how long delivered events stay in the outbox (each attempt
+	// stays on its job).
+	Keep = 7 * 24 * time.Hour
+	// pruneEvery is how often ended deliveries older than Keep are deleted.
+	pruneEvery = time.Hour
 )
 
 // Service runs deliveries.
@@ -66,8 +79,8 @@ type Service struct {
 	pubs      map[string]config.Publisher
 	libraries map[string]*publish.Library
 	notifiers map[string]publish.Notifier
-	hooks     *Guard // API-made subscriptions go through it
-	owner     string // this server, as the outbox's leases name it
+	hooks     *http.Client // API-made subscriptions go through it (Guard.Client)
+	owner     string       // this server, as the outbox's leases name it
 	log       *slog.Logger
 	now       func() time.Time
 	wake      chan struct{}
@@ -77,7 +90,7 @@ type Service struct {
 // subscriptions go out through guard's client.
 func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.Publisher, guard *Guard, log *slog.Logger) (*Service, error) {
 	s := &Service{st: st, owner: owner, files: files, pubs: pubs, libraries: map[string]*publish.Library{}, notifiers: map[string]publish.Notifier{},
-		hooks: guard, log: log.With("component", "deliver"), now: time.Now, wake: make(chan struct{}, 1)}
+		hooks: guard.Client(30 * time.Second), log: log.With("component", "deliver"), now: time.Now, wake: make(chan struct{}, 1)}
 	for name, pc := range pubs {
 		if pc.Type == config.PublishLibrary {
 			lib, err := publish.NewLibrary(pc)
@@ -113,18 +126,47 @@ func (s *Service) Kick() {
 	}
 }
 
-// Run delivers until ctx ends; deliveries in flight end with it and are
-// tried again, not counted, after a restart.
+// Run delivers until ctx ends. Up to batch deliveries run at once, each
+// as soon as a slot is free, so one slow receiver holds up only itself;
+// one cut off by the end of ctx is tried again, uncounted, at the next
+// start (this server gives back its leases then) or by another server
+// once its lease runs out.
 func (s *Service) Run(ctx context.Context) error {
 	if n, err := s.st.ReleaseOutbound(ctx, s.owner); err != nil {
 		return err
 	} else if n > 0 {
 		s.log.Warn("deliveries were in flight when the server stopped; trying them again", "deliveries", n)
 	}
+	for name, lib := range s.libraries {
+		if n, err := lib.Sweep(ctx); err != nil {
+			s.log.Warn("sweep a library's unfinished copies", "publisher", name, "err", err)
+		} else if n > 0 {
+			s.log.Info("removed unfinished library copies a stopped server left", "publisher", name, "files", n)
+		}
+	}
+	slots := make(chan struct{}, batch)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	t := time.NewTicker(every)
 	defer t.Stop()
+	pruned := time.Time{}
 	for {
-		for s.round(ctx) == batch && ctx.Err() == nil {
+		if free := batch - len(slots); free > 0 {
+			for _, o := range s.claim(ctx, free) {
+				slots <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-slots }()
+					s.run(ctx, o)
+				})
+			}
+		}
+		if now := s.now(); now.Sub(pruned) > pruneEvery {
+			pruned = now
+			if n, err := s.st.PruneOutbound(ctx, now.Add(-Keep)); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune delivered events", "err", err)
+			} else if n > 0 {
+				s.log.Debug("pruned delivered events", "rows", n)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -135,41 +177,81 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// round runs the due deliveries of one claim and says how many there were.
+// claim leases up to n due deliveries.
+func (s *Service) claim(ctx context.Context, n int) []store.Outbound {
+	due, err := s.st.ClaimOutbound(ctx, s.owner, s.now(), Lease, n)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("read the deliveries due", "err", err)
+	}
+	return due
+}
+
+// round runs one claim's deliveries to the end, library copies first: the
+// tests' way of running the service one step at a time. It says how many
+// there were.
 func (s *Service) round(ctx context.Context) int {
-	due, err := s.st.ClaimOutbound(ctx, s.owner, s.now(), Lease, batch)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Error("read the deliveries due", "err", err)
-		}
-		return 0
+	due := s.claim(ctx, batch)
+	slices.SortStableFunc(due, func(a, b store.Outbound) int {
+		return cmp.Compare(s.isLibrary(b), s.isLibrary(a))
+	})
+	libs := 0
+	for libs < len(due) && s.isLibrary(due[libs]) == 1 {
+		libs++
 	}
-	// Library copies first: a notifier of the same event waits for them.
-	first, then := []store.Outbound{}, []store.Outbound{}
-	for _, o := range due {
-		if !o.Subscription && s.libraries[o.Target] != nil {
-			first = append(first, o)
-		} else {
-			then = append(then, o)
-		}
-	}
-	for _, group := range [][]store.Outbound{first, then} {
+	for _, group := range [][]store.Outbound{due[:libs], due[libs:]} {
 		var wg sync.WaitGroup
 		for _, o := range group {
-			wg.Go(func() {
-				next, attempt := s.deliver(ctx, o)
-				if ctx.Err() != nil {
-					return // its lease is given back at the next start, or runs out
-				}
-				if err := s.st.SettleOutbound(context.WithoutCancel(ctx), o.ID, attempt, next); err != nil {
-					s.log.Error("settle a delivery", "job_id", o.JobID, "target", o.Target, "err", err)
-				}
-			})
+			wg.Go(func() { s.run(ctx, o) })
 		}
 		wg.Wait()
 	}
 	return len(due)
 }
+
+func (s *Service) isLibrary(o store.Outbound) int {
+	if !o.Subscription && s.libraries[o.Target] != nil {
+		return 1
+	}
+	return 0
+}
+
+// run makes one delivery, keeping its lease while it runs, and settles it.
+func (s *Service) run(ctx context.Context, o store.Outbound) {
+	renewCtx, stop := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+				if ok, err := s.st.RenewOutbound(renewCtx, o.ID, s.owner, s.now().Add(Lease)); err == nil && !ok {
+					s.log.Warn("lost the lease of a delivery in flight", "job_id", o.JobID, "target", o.Target)
+				}
+			}
+		}
+	}()
+	next, attempt := s.deliver(ctx, o)
+	stop()
+	<-renewed
+	if attempt == interrupted {
+		return // uncounted: tried again after the restart
+	}
+	ok, err := s.st.SettleOutbound(context.WithoutCancel(ctx), o.ID, s.owner, attempt, next)
+	switch {
+	case err != nil:
+		s.log.Error("settle a delivery", "job_id", o.JobID, "target", o.Target, "err", err)
+	case !ok:
+		s.log.Warn("a delivery's lease passed to another server before it ended; its outcome stays theirs", "job_id", o.JobID, "target", o.Target)
+	}
+}
+
+// interrupted is deliver's attempt count for a delivery the end of its
+// context cut off before it had an outcome.
+const interrupted = -1
 
 // deliver tries o once; it returns when to try again (zero: never) and
 // the attempts made.
@@ -179,6 +261,9 @@ func (s *Service) deliver(ctx context.Context, o store.Outbound) (time.Time, int
 		return time.Time{}, o.Attempt
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return time.Time{}, interrupted
+		}
 		return s.now().Add(firstWait), o.Attempt
 	}
 	if o.Subscription {
@@ -243,7 +328,7 @@ func (s *Service) toPublisher(ctx context.Context, o store.Outbound, j job.Job) 
 		detail, err = n.Notify(ctx, s.event(ctx, o, j))
 	}
 	if err != nil && ctx.Err() != nil {
-		return time.Time{}, o.Attempt
+		return time.Time{}, interrupted
 	}
 	d := store.Delivery{JobID: j.ID, Publisher: o.Target, Type: pc.Type, Event: o.Event, Attempt: attempt, OK: err == nil, Final: true, Detail: detail}
 	next := time.Time{}
@@ -253,9 +338,9 @@ func (s *Service) toPublisher(ctx context.Context, o store.Outbound, j job.Job) 
 		switch {
 		case publish.IsPermanent(err):
 			d.Detail += "; not retried"
-		case pc.Type != config.PublishLibrary && attempt >= attempts:
+		case pc.Type == config.PublishLibrary && attempt >= libraryAttempts, pc.Type != config.PublishLibrary && attempt >= attempts:
 			d.Detail += fmt.Sprintf("; gave up after %d attempts", attempt)
-		default: // a library copy is tried until it is made: it is the job's result
+		default:
 			d.Final = false
 			wait := backoff.Delay(time.Duration(pc.RetryAfter), maxWait, attempt)
 			next = s.now().Add(wait)
@@ -319,12 +404,12 @@ func (s *Service) toSubscription(ctx context.Context, o store.Outbound, j job.Jo
 	}
 	hook := &publish.Webhook{URL: sub.URL, Secret: sub.Secret, Agent: "herd"}
 	if sub.Origin != "config" {
-		hook.Client = s.hooks.Client(30 * time.Second)
+		hook.Client = s.hooks
 	}
 	attempt := o.Attempt + 1
 	detail, err := hook.Notify(ctx, s.event(ctx, o, j))
 	if err != nil && ctx.Err() != nil {
-		return time.Time{}, o.Attempt
+		return time.Time{}, interrupted
 	}
 	d := store.Delivery{JobID: j.ID, Publisher: sub.Name, Type: "subscription", Event: o.Event, Attempt: attempt, OK: err == nil, Final: true, Detail: detail}
 	now := s.now()
@@ -339,15 +424,14 @@ func (s *Service) toSubscription(ctx context.Context, o store.Outbound, j job.Jo
 			since = *sub.FailingSince
 		}
 		switch {
+		case publish.IsPermanent(err) || errors.Is(err, ErrRefused):
+			d.Detail += "; not retried" // about this event: the subscription is not failing for it
 		case now.Sub(since) >= PauseAfter:
 			note := fmt.Sprintf("paused at %s: every delivery since %s failed (last: %s); resume it once the receiver works",
 				now.UTC().Format(time.RFC3339), since.UTC().Format(time.RFC3339), d.Detail)
 			s.health(ctx, sub.ID, &since, &now, note)
 			d.Detail += "; the subscription is paused"
 			s.log.Warn("a subscription was paused", "subscription", sub.ID, "since", since)
-		case publish.IsPermanent(err) || errors.Is(err, ErrRefused):
-			d.Detail += "; not retried"
-			s.health(ctx, sub.ID, &since, nil, "")
 		default:
 			d.Final = false
 			wait := backoff.Delay(firstWait, maxWait, attempt)

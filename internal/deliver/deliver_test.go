@@ -274,8 +274,9 @@ func TestRefusedTarget(t *testing.T) {
 	rcv := newReceiver(t, "s")
 	f := setup(t, map[string]config.Publisher{})
 	var err error
-	f.svc.hooks, err = NewGuard(nil)
+	guard, err := NewGuard(nil)
 	require.NoError(t, err)
+	f.svc.hooks = guard.Client(5 * time.Second)
 	ctx := context.Background()
 	require.NoError(t, f.st.PutSubscription(ctx, store.Subscription{ID: "sub_x", Name: "x", URL: rcv.srv.URL, Secret: "s", Origin: "api", CreatedAt: f.clock}))
 	j := f.newJob(t, "sha6", "web-hls")

@@ -23,6 +23,8 @@ import (
 // rebinding) is caught too.
 type Guard struct {
 	allow []netip.Prefix
+	// Resolver looks names up for CheckURL (nil: the system's).
+	Resolver *net.Resolver
 }
 
 // ErrRefused marks a target on a refused network.
@@ -51,6 +53,9 @@ func NewGuard(allow []string) (*Guard, error) {
 				return nil, fmt.Errorf("--webhook-allow %q: give an address or a CIDR prefix, e.g. 10.0.0.0/8 or 192.168.1.20", a)
 			}
 			p = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		g.allow = append(g.allow, p.Masked())
 	}
@@ -94,7 +99,11 @@ func (g *Guard) CheckURL(ctx context.Context, raw string) error {
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+		res := g.Resolver
+		if res == nil {
+			res = net.DefaultResolver
+		}
+		if addrs, err = res.LookupNetIP(ctx, "ip", host); err != nil {
 			return fmt.Errorf("%w: %s does not resolve: %v", ErrRefused, host, err)
 		}
 	}

@@ -332,5 +332,13 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 	if created {
 		s.kick.Kick()
 	}
+	for _, name := range opt.Publish {
+		if !slices.Contains(out.Publish, name) {
+			// The same request again is the same job; asking for other
+			// publishers would silently get none of them.
+			return out, false, fmt.Errorf("job %s already makes this from the same file and profile, delivered to [%s], not to %s; wait for it to end, or submit the file with another profile: %w",
+				out.ID, strings.Join(out.Publish, ", "), name, job.ErrConflict)
+		}
+	}
 	return out, created, nil
 }

@@ -80,9 +80,16 @@ type Store interface {
 	// ReleaseOutbound gives back the deliveries owner holds (a server
 	// starting again holds nothing).
 	ReleaseOutbound(ctx context.Context, owner string) (int, error)
-	// SettleOutbound ends a delivery (next zero) or sets when it is tried
-	// again; attempt is the attempts made so far.
-	SettleOutbound(ctx context.Context, id string, attempt int, next time.Time) error
+	// RenewOutbound extends owner's lease on a delivery it is making; false
+	// when owner holds it no longer.
+	RenewOutbound(ctx context.Context, id, owner string, until time.Time) (bool, error)
+	// SettleOutbound ends a delivery owner holds (next zero) or sets when it
+	// is tried again; attempt is the attempts made so far. False when owner
+	// holds it no longer: its outcome is not recorded over another's.
+	SettleOutbound(ctx context.Context, id, owner string, attempt int, next time.Time) (bool, error)
+	// PruneOutbound deletes the deliveries that ended and were written
+	// before before.
+	PruneOutbound(ctx context.Context, before time.Time) (int, error)
 	// PendingOutbound lists the deliveries of an event not settled yet.
 	PendingOutbound(ctx context.Context, eventID string) ([]Outbound, error)
 

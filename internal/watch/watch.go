@@ -34,6 +34,7 @@ import (
 
 	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/deliver"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
@@ -160,18 +161,7 @@ func New(folders []config.Watch, pubs map[string]config.Publisher, work string, 
 }
 
 func newNotifier(pc config.Publisher, pubs map[string]config.Publisher) *notifier {
-	n := &notifier{typ: pc.Type, attempts: pc.Attempts, retryAfter: time.Duration(pc.RetryAfter)}
-	ms := publish.MediaServer{Name: pc.Name, URL: pc.URL, Token: pc.Token, Library: pc.Library,
-		Root: pubs[pc.Library].Path, ServerRoot: pc.LibraryPath, Confirm: time.Duration(pc.ConfirmTimeout)}
-	switch pc.Type {
-	case config.PublishPlex:
-		n.n = &publish.Plex{MediaServer: ms}
-	case config.PublishJellyfin:
-		n.n = &publish.Jellyfin{MediaServer: ms}
-	default:
-		n.n = &publish.Webhook{URL: pc.URL, Secret: pc.Secret, Agent: "herd"}
-	}
-	return n
+	return &notifier{typ: pc.Type, attempts: pc.Attempts, retryAfter: time.Duration(pc.RetryAfter), n: deliver.Notifier(pc, pubs)}
 }
 
 // Item is one taken file, persisted as item.json in its work folder.

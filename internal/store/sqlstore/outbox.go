@@ -107,17 +107,39 @@ func (s *Store) ReleaseOutbound(ctx context.Context, owner string) (int, error) 
 	return int(n), nil
 }
 
-// SettleOutbound ends a delivery or sets its next try.
-func (s *Store) SettleOutbound(ctx context.Context, id string, attempt int, next time.Time) error {
+// RenewOutbound extends owner's lease.
+func (s *Store) RenewOutbound(ctx context.Context, id, owner string, until time.Time) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE outbox SET lease_until = ? WHERE id = ? AND lease_owner = ? AND done = 0`), ms(until), id, owner)
+	n, err := rowsAffected(res, err)
+	if err != nil {
+		return false, fmt.Errorf("renew delivery: %w", err)
+	}
+	return n == 1, nil
+}
+
+// SettleOutbound ends a delivery or sets its next try, if owner holds it.
+func (s *Store) SettleOutbound(ctx context.Context, id, owner string, attempt int, next time.Time) (bool, error) {
 	done, at := 1, int64(0)
 	if !next.IsZero() {
 		done, at = 0, ms(next)
 	}
-	if _, err := s.w.ExecContext(ctx, s.q(`UPDATE outbox SET done = ?, attempt = ?, next_try = CASE WHEN ? = 1 THEN next_try ELSE ? END, lease_until = NULL, lease_owner = '' WHERE id = ?`),
-		done, attempt, done, at, id); err != nil {
-		return fmt.Errorf("settle delivery: %w", err)
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE outbox SET done = ?, attempt = ?, next_try = CASE WHEN ? = 1 THEN next_try ELSE ? END, lease_until = NULL, lease_owner = ''
+		WHERE id = ? AND lease_owner = ?`), done, attempt, done, at, id, owner)
+	n, err := rowsAffected(res, err)
+	if err != nil {
+		return false, fmt.Errorf("settle delivery: %w", err)
 	}
-	return nil
+	return n == 1, nil
+}
+
+// PruneOutbound deletes ended deliveries written before before.
+func (s *Store) PruneOutbound(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM outbox WHERE done = 1 AND created_at < ?`), ms(before))
+	n, err := rowsAffected(res, err)
+	if err != nil {
+		return 0, fmt.Errorf("prune deliveries: %w", err)
+	}
+	return int(n), nil
 }
 
 // PendingOutbound lists an event's deliveries not settled yet.

@@ -917,8 +917,20 @@ func testOutbox(t *testing.T, s store.Store) {
 	again, err = s.ClaimOutbound(ctx, "srv1", t0, time.Minute, 100)
 	require.NoError(t, err)
 	require.Len(t, again, 3)
-	require.NoError(t, s.SettleOutbound(ctx, due[0].ID, 1, time.Time{}))
-	require.NoError(t, s.SettleOutbound(ctx, due[1].ID, 1, t0.Add(10*time.Second)))
+	settle := func(o store.Outbound, owner string, attempt int, next time.Time) bool {
+		ok, err := s.SettleOutbound(ctx, o.ID, owner, attempt, next)
+		require.NoError(t, err)
+		return ok
+	}
+	require.False(t, settle(due[0], "srv2", 1, time.Time{}), "only the lease's holder settles it")
+	ok, err := s.RenewOutbound(ctx, due[0].ID, "srv2", t0.Add(time.Hour))
+	require.NoError(t, err)
+	require.False(t, ok)
+	ok, err = s.RenewOutbound(ctx, due[2].ID, "srv1", t0.Add(90*time.Second))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, settle(due[0], "srv1", 1, time.Time{}))
+	require.True(t, settle(due[1], "srv1", 1, t0.Add(10*time.Second)))
 	pending, err := s.PendingOutbound(ctx, due[0].EventID)
 	require.NoError(t, err)
 	require.Len(t, pending, 2)
@@ -928,7 +940,10 @@ func testOutbox(t *testing.T, s store.Store) {
 	require.Equal(t, []string{due[1].ID}, []string{again[0].ID})
 	require.Len(t, again, 1)
 	require.Equal(t, 1, again[0].Attempt)
-	again, err = s.ClaimOutbound(ctx, "srv1", t0.Add(2*time.Minute), time.Minute, 100)
+	again, err = s.ClaimOutbound(ctx, "srv1", t0.Add(80*time.Second), time.Minute, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{due[1].ID}, []string{again[0].ID}, "the renewed lease holds")
+	again, err = s.ClaimOutbound(ctx, "srv1", t0.Add(3*time.Minute), time.Minute, 100)
 	require.NoError(t, err)
 	ids := []string{}
 	for _, o := range again {
@@ -936,7 +951,7 @@ func testOutbox(t *testing.T, s store.Store) {
 	}
 	require.ElementsMatch(t, []string{due[1].ID, due[2].ID}, ids, "leases that ran out are claimed again")
 	for _, o := range due[1:] {
-		require.NoError(t, s.SettleOutbound(ctx, o.ID, 2, time.Time{}))
+		require.True(t, settle(o, "srv1", 2, time.Time{}))
 	}
 
 	// Success: once, to the publishers and the subscriptions that want it.
@@ -944,12 +959,12 @@ func testOutbox(t *testing.T, s store.Store) {
 	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Data: json.RawMessage(`{}`)}, t0))
 	c = claim(t, s, "w1", t0)
 	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Outputs: json.RawMessage(`[]`)}, t0))
-	due, err = s.ClaimOutbound(ctx, "srv1", t0.Add(3*time.Minute), time.Minute, 100)
+	due, err = s.ClaimOutbound(ctx, "srv1", t0.Add(4*time.Minute), time.Minute, 100)
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"job.succeeded movies", "job.succeeded hook", "job.succeeded sub_all", "job.succeeded sub_done"}, targets(due))
 	for _, o := range due {
 		if o.Target != "sub_done" {
-			require.NoError(t, s.SettleOutbound(ctx, o.ID, 1, time.Time{}))
+			require.True(t, settle(o, "srv1", 1, time.Time{}))
 		}
 	}
 	_, err = s.CancelJob(ctx, j.ID, t0)
@@ -980,4 +995,12 @@ func testOutbox(t *testing.T, s store.Store) {
 	pending, err = s.PendingOutbound(ctx, due[0].EventID)
 	require.NoError(t, err)
 	require.Empty(t, pending, "a deleted subscription's events are dropped")
+	n, err = s.PruneOutbound(ctx, t0.Add(time.Hour))
+	require.NoError(t, err)
+	require.Positive(t, n)
+	again, err = s.ClaimOutbound(ctx, "srv1", t0.Add(time.Hour), time.Minute, 100)
+	require.NoError(t, err)
+	for _, o := range again {
+		require.NotEqual(t, due[0].EventID, o.EventID)
+	}
 }

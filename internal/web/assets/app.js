@@ -502,6 +502,7 @@ pages.upload = () => {
 
   const start = (file) => {
     const prof = profile.value;
+    const publish = [...document.querySelectorAll('input[name="publish"]:checked')].map((c) => c.value).join(',');
     const bar = el('progress', {max: 1, value: 0, 'aria-label': 'upload of ' + file.name});
     const status = el('span', {class: 'status', 'aria-live': 'polite'}, 'starting…');
     const actions = el('span', {});
@@ -512,10 +513,10 @@ pages.upload = () => {
       endpoint: '/api/v1/uploads',
       chunkSize: 8 * 1024 * 1024,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
-      metadata: {filename: file.name, profile: prof, publish: [...document.querySelectorAll('input[name="publish"]:checked')].map((c) => c.value).join(',')},
+      metadata: {filename: file.name, profile: prof, publish},
       headers: {'X-CSRF-Token': csrf},
       removeFingerprintOnSuccess: true,
-      fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof].join('/')),
+      fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof, publish].join('/')),
       onAfterResponse: (req, res) => {
         if (req.getMethod() === 'HEAD' && res.getStatus() === 200) li.dataset.resumedFrom = res.getHeader('Upload-Offset');
       },

@@ -34,3 +34,4 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (done, next_try);
 CREATE INDEX outbox_event ON outbox (event_id);
+CREATE INDEX outbox_target ON outbox (target, done);
