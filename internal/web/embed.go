@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"net/http"
 	"slices"
 	"strings"
@@ -109,14 +108,5 @@ func (u *UI) embed(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) renderEmbed(w http.ResponseWriter, status int, e embedPage) {
-	var b bytes.Buffer
-	if err := u.pages["embed"].ExecuteTemplate(&b, "embed", e); err != nil {
-		u.d.Log.Error("render page", "page", "embed", "err", err)
-		http.Error(w, "the page failed to render; the server's log has details", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(b.Bytes())
+	u.write(w, status, u.pages["embed"], "embed", "embed", e)
 }

@@ -206,8 +206,13 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, name str
 	if p.Page == "" {
 		p.Page = name
 	}
+	u.write(w, status, t, name, "layout", p)
+}
+
+// write answers with page name's template tmpl run on data, never cached.
+func (u *UI) write(w http.ResponseWriter, status int, t *template.Template, name, tmpl string, data any) {
 	var b bytes.Buffer
-	if err := t.ExecuteTemplate(&b, "layout", p); err != nil {
+	if err := t.ExecuteTemplate(&b, tmpl, data); err != nil {
 		u.d.Log.Error("render page", "page", name, "err", err)
 		http.Error(w, "the page failed to render; the server's log has details", http.StatusInternalServerError)
 		return
