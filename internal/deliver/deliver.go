@@ -51,7 +51,7 @@ const (
 	Lease = 2 * time.Minute
 	// batch is how many deliveries run at once.
 	batch = 16
-	// every is how often the outbox is read when nothing wakes the service.
+	// every is how often the outbox is read.
 	every = time.Second
 	// maxWait caps the doubling wait between attempts.
 	maxWait = 15 * time.Minute
@@ -83,14 +83,13 @@ type Service struct {
 	owner     string       // this server, as the outbox's leases name it
 	log       *slog.Logger
 	now       func() time.Time
-	wake      chan struct{}
 }
 
 // New returns the service for the configured publishers; webhooks of
 // subscriptions go out through guard's client.
 func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.Publisher, guard *Guard, log *slog.Logger) (*Service, error) {
 	s := &Service{st: st, owner: owner, files: files, pubs: pubs, libraries: map[string]*publish.Library{}, notifiers: map[string]publish.Notifier{},
-		hooks: guard.Client(30 * time.Second), log: log.With("component", "deliver"), now: time.Now, wake: make(chan struct{}, 1)}
+		hooks: guard.Client(30 * time.Second), log: log.With("component", "deliver"), now: time.Now}
 	for name, pc := range pubs {
 		if pc.Type == config.PublishLibrary {
 			lib, err := publish.NewLibrary(pc)
@@ -116,14 +115,6 @@ func Notifier(pc config.Publisher, pubs map[string]config.Publisher) publish.Not
 		return &publish.Jellyfin{MediaServer: ms}
 	}
 	return &publish.Webhook{URL: pc.URL, Secret: pc.Secret, Agent: "herd"}
-}
-
-// Kick wakes the service: a job changed state.
-func (s *Service) Kick() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
 }
 
 // Run delivers until ctx ends. Up to batch deliveries run at once, each
@@ -172,7 +163,6 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-s.wake:
 		}
 	}
 }

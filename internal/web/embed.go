@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"strings"
@@ -55,10 +56,7 @@ func embedOf(title string, outs []pipeline.Output) embedPage {
 
 // describe names a file output's codec and container for a person.
 func describe(o pipeline.Output) string {
-	codec := map[string]string{"hevc": "HEVC", "h265": "HEVC", "h264": "H.264", "av1": "AV1", "vp9": "VP9"}[strings.ToLower(o.Codec)]
-	if codec == "" {
-		codec = o.Codec
-	}
+	codec := cmp.Or(codecNames[strings.ToLower(o.Codec)], o.Codec)
 	box := map[string]string{"mkv": "Matroska", "mp4": "MP4"}[o.Kind]
 	if codec == "" {
 		return box
