@@ -113,7 +113,11 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "Browser Clip.mp4")
 	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: 12, Tone: 330, Stereo: true}.Make(src))
-	s := startServer(t, filepath.Join(dir, "data"))
+	// A webhook publisher, for the upload page's "Deliver to" choice.
+	hooks := newHookLog(t, "127.0.0.1:0", map[string]string{"/site": "site-secret"})
+	cfg := filepath.Join(dir, "herd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("publishers:\n  site: {type: webhook, url: "+hooks.url+"/site, secret: site-secret}\n"), 0o644))
+	s := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
 
 	// A wrong key is refused, and the page says what to use instead.
 	signIn(t, ctx, s, "herd_adm_not-the-key")
@@ -137,13 +141,19 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	defer cancel()
 	require.NoError(t, chromedp.Run(up, chromedp.Navigate(s.url+"/upload"), chromedp.WaitVisible(`#files`, chromedp.ByQuery)))
 	require.Equal(t, "web-hls", evalJS[string](t, up, `document.querySelector("#profile").value`), "the page preselects the profile every browser plays")
+	// Deliver it to the webhook, labelled.
+	require.NoError(t, chromedp.Run(up, chromedp.Click(`input[name="publish"][value="site"]`, chromedp.ByQuery),
+		chromedp.SendKeys(`#labels`, "team=web, tier=gold", chromedp.ByQuery)))
 	require.NoError(t, chromedp.Run(up, chromedp.SetUploadFiles(`#files`, []string{src}, chromedp.ByQuery)))
 	testenv.WaitJS(t, up, "the upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
 	id := evalJS[string](t, up, `document.querySelector('#uploads li[data-state="done"]').dataset.jobId`)
 	shot(t, up, "upload")
 	axeAudit(t, up, "the upload page")
 	_ = chromedp.Cancel(up)
-	require.Equal(t, "web-hls", s.job(id).Profile)
+	uploaded := s.job(id)
+	require.Equal(t, "web-hls", uploaded.Profile)
+	require.Equal(t, []string{"site"}, uploaded.Publish, "the Deliver to box")
+	require.Equal(t, map[string]string{"team": "web", "tier": "gold"}, uploaded.Labels, "the Labels field")
 
 	// An archive of a tiny clip, made meanwhile: HEVC in Matroska, which
 	// no browser plays. Its page comes later.
@@ -157,6 +167,7 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	row := fmt.Sprintf(`document.querySelector('#job-rows tr[data-job=%q]')`, id)
 	testenv.WaitJS(t, ctx, "the job in the live list", row, 15*time.Second)
 	testenv.WaitJS(t, ctx, "the job to succeed in the live list", row+`?.dataset.state === "succeeded"`, 3*time.Minute)
+	hooks.wait(t, "/site", id, "job.succeeded")
 	require.True(t, evalJS[bool](t, ctx, `window.__notReloaded === true`), "the list updated without a reload")
 	shot(t, ctx, "jobs")
 	axeAudit(t, ctx, "the jobs list")
@@ -165,6 +176,9 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+id)))
 	testenv.WaitJS(t, ctx, "the player", `!document.querySelector("#player-box").hidden && document.querySelectorAll("#p-quality option").length >= 3`, 20*time.Second)
 	require.Equal(t, "Browser Clip.mp4", evalJS[string](t, ctx, `document.querySelector("#j-title").textContent`))
+	facts := evalJS[string](t, ctx, `document.querySelector("#j-source").innerText`)
+	require.Contains(t, facts, "team=web, tier=gold")
+	require.Contains(t, facts, "Delivered to")
 	require.GreaterOrEqual(t, evalJS[int](t, ctx, `document.querySelectorAll('#j-outputs tr[data-output]').length`), 4, "master, manifest, rungs, audio, thumbnails")
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
 	testenv.WaitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)

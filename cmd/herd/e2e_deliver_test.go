@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +36,7 @@ type hookLog struct {
 type hookHit struct {
 	Event, Delivery, Job string
 	Files                map[string]string
+	Data                 json.RawMessage
 	OK                   bool // signed right, within the replay window
 }
 
@@ -53,7 +55,7 @@ func newHookLog(t *testing.T, addr string, secrets map[string]string) *hookLog {
 		_ = json.Unmarshal(body, &ev)
 		var j struct{ ID string }
 		_ = json.Unmarshal(ev.Job, &j)
-		hit := hookHit{Event: ev.Type, Delivery: r.Header.Get(publish.HeaderDelivery), Job: j.ID, Files: ev.Files,
+		hit := hookHit{Event: ev.Type, Delivery: r.Header.Get(publish.HeaderDelivery), Job: j.ID, Files: ev.Files, Data: ev.Data,
 			OK: publish.Verify(h.secrets[r.URL.Path], body, r.Header.Get(publish.HeaderTimestamp), r.Header.Get(publish.HeaderSignature), time.Now(), publish.ReplayWindow)}
 		h.mu.Lock()
 		hold := h.hold
@@ -122,18 +124,19 @@ func TestDeliverEveryJob(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	data, lib := filepath.Join(dir, "data"), filepath.Join(dir, "lib")
-	hooks := newHookLog(t, "127.0.0.1:0", map[string]string{"/pub": "pub-secret", "/sub": "sub-secret", "/slow": "slow-secret"})
+	hooks := newHookLog(t, "127.0.0.1:0", map[string]string{"/pub": "pub-secret", "/sub": "sub-secret", "/slow": "slow-secret", "/news": "news-secret"})
 	api := newHookLog(t, "127.0.0.2:0", map[string]string{"/api": "api-secret"})
 	cfg := filepath.Join(dir, "herd.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`local_workers: 2
 webhook_allow: [127.0.0.2]
 publishers:
   movies: {type: library, path: %s, kind: movies}
-  hook: {type: webhook, url: %s/pub, secret: pub-secret, retry_after: 1s}
+  hook: {type: webhook, url: %s/pub, secret: pub-secret, retry_after: 1s, events: [job.queued, job.succeeded, job.failed]}
 subscriptions:
   site: {url: %s/sub, secret: sub-secret}
   slow: {url: %s/slow, secret: slow-secret, events: [job.succeeded]}
-`, lib, hooks.url, hooks.url, hooks.url)), 0o644))
+  news: {url: %s/news, secret: news-secret, events: [job.progress, job.succeeded], labels: {team: news}}
+`, lib, hooks.url, hooks.url, hooks.url, hooks.url)), 0o644))
 	s := startServer(t, data, "--config", cfg)
 	src := clip(t, dir, 2, "160x90")
 	movie := filepath.Join(dir, "Deliver Me (2021).mp4")
@@ -167,7 +170,7 @@ subscriptions:
 	require.Equal(t, http.StatusCreated, code, out)
 
 	// The CLI: into the library, then the webhook publisher with the file.
-	stdout, stderr, code2 := s.herd("submit", movie, "--profile", "mp4-library", "--publish", "movies,hook", "--wait")
+	stdout, stderr, code2 := s.herd("submit", movie, "--profile", "mp4-library", "--publish", "movies,hook", "--label", "team=news", "-l", "tier=gold", "--wait")
 	require.Equal(t, 0, code2, stderr)
 	cli := strings.TrimSpace(stdout)
 	hooks.wait(t, "/pub", cli, "job.queued", "job.succeeded")
@@ -195,6 +198,38 @@ subscriptions:
 	}
 	require.Empty(t, hooks.hits("/stolen"), "a redirect to another host is not followed")
 
+	// Labels: on the job, and a subscription that asks for them hears of
+	// this job only, with its progress (which no other target hears).
+	require.Equal(t, map[string]string{"team": "news", "tier": "gold"}, j.Labels)
+	shown, _, _ := s.herd("job", cli)
+	require.Contains(t, shown, "team=news,tier=gold")
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Contains(hooks.events("/news", cli), "job.succeeded") {
+		require.True(t, time.Now().Before(deadline), "the labelled subscription heard %v", hooks.events("/news", cli))
+		time.Sleep(100 * time.Millisecond)
+	}
+	var steps []float64
+	for _, hit := range hooks.hits("/news") {
+		require.Equal(t, cli, hit.Job, "only the labelled job")
+		require.True(t, hit.OK, "signed")
+		if hit.Event == "job.progress" {
+			var d struct{ Progress float64 }
+			require.NoError(t, json.Unmarshal(hit.Data, &d))
+			steps = append(steps, d.Progress)
+		}
+	}
+	require.NotEmpty(t, steps, "progress steps")
+	for _, f := range steps {
+		require.True(t, f > 0 && f < 1, "a step is a tenth short of the end: %v", steps)
+	}
+	require.NotContains(t, hooks.events("/sub", cli), "job.progress", "only where asked")
+	code, out = post("/api/v1/jobs", map[string]any{"source_path": movie, "profile": "mp4-library", "labels": map[string]string{"bad key": "x"}})
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, out["error"].(map[string]any)["message"], `label key "bad key"`)
+	_, stderr, code2 = s.herd("submit", movie, "--profile", "mp4-library", "--publish", "movies,hook", "--label", "team=sport")
+	require.Equal(t, 1, code2, "the same job, other labels")
+	require.Contains(t, stderr, "labelled [team=news,tier=gold], not [team=sport]")
+
 	// The API refuses a publisher it does not have, or a library for a
 	// ladder, naming them.
 	code, out = post("/api/v1/jobs", map[string]any{"source_path": movie, "profile": "mp4-library", "publish": []string{"nope"}})
@@ -205,7 +240,7 @@ subscriptions:
 	require.Contains(t, stderr, "movies is a library, which takes one MP4 or MKV file")
 	// The same file and profile again is the same job: asking it for
 	// other publishers is refused, not silently ignored.
-	stdout, stderr, code2 = s.herd("submit", movie, "--profile", "mp4-library", "--publish", "movies,hook")
+	stdout, stderr, code2 = s.herd("submit", movie, "--profile", "mp4-library", "--publish", "movies,hook", "--label", "tier=gold,team=news")
 	require.Equal(t, 0, code2, stderr)
 	require.Equal(t, cli, strings.TrimSpace(stdout))
 	code, out = post("/api/v1/jobs", map[string]any{"source_path": movie, "profile": "mp4-library", "publish": []string{"movies"}})
@@ -221,7 +256,7 @@ subscriptions:
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	req.Header.Set("Upload-Length", fmt.Sprint(len(junk)))
 	req.Header.Set("Content-Type", "application/offset+octet-stream")
-	req.Header.Set("Upload-Metadata", "filename "+b64("junk.mp4")+",profile "+b64("mp4-library")+",publish "+b64("hook"))
+	req.Header.Set("Upload-Metadata", "filename "+b64("junk.mp4")+",profile "+b64("mp4-library")+",publish "+b64("hook")+",labels "+b64("team=web"))
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	_ = resp.Body.Close()
@@ -229,6 +264,7 @@ subscriptions:
 	web := resp.Header.Get("Herd-Job-Id")
 	require.NotEmpty(t, web)
 	require.Equal(t, "failed", s.waitFinal(web).State)
+	require.Equal(t, map[string]string{"team": "web"}, s.job(web).Labels, "labels through tus metadata")
 	hooks.wait(t, "/sub", web, "job.queued", "job.failed")
 	hooks.wait(t, "/pub", web, "job.queued", "job.failed")
 
@@ -260,7 +296,7 @@ subscriptions:
 	// The other targets' deliveries of the event end first: a webhook that
 	// answered but whose answer the server had not recorded when it died
 	// is sent again, under the same delivery id, for the receiver to drop.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		ended := map[string]bool{}
 		for _, d := range s.job(killed).Deliveries {

@@ -207,7 +207,9 @@ type jobJSON struct {
 		Publisher, Type, Event, Detail string
 		OK                             bool
 	} `json:"deliveries"`
-	Tasks []struct {
+	Labels  map[string]string `json:"labels"`
+	Publish []string          `json:"publish"`
+	Tasks   []struct {
 		Kind, State, Worker string
 		Chunk               int
 		Attempt             int

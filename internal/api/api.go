@@ -423,10 +423,11 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		j, created, err = s.createFromUpload(r, params["boundary"])
 	case "application/json":
 		var body struct {
-			SourcePath   string   `json:"source_path"`
-			Profile      string   `json:"profile"`
-			ChunkSeconds *float64 `json:"chunk_seconds"`
-			Publish      []string `json:"publish"`
+			SourcePath   string            `json:"source_path"`
+			Profile      string            `json:"profile"`
+			ChunkSeconds *float64          `json:"chunk_seconds"`
+			Publish      []string          `json:"publish"`
+			Labels       map[string]string `json:"labels"`
 		}
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
@@ -439,7 +440,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile, ingest.Options{ChunkSeconds: body.ChunkSeconds,
-			Publish: ingest.ParsePublish(strings.Join(body.Publish, ","))})
+			Publish: ingest.ParsePublish(strings.Join(body.Publish, ",")), Labels: body.Labels})
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send multipart/form-data with fields 'profile' and 'file', or JSON {\"source_path\",\"profile\"}")
 		return
@@ -476,6 +477,9 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 	}
 	opt.ChunkSeconds = chunk
 	opt.Publish = ingest.ParsePublish(r.URL.Query().Get("publish"))
+	if opt.Labels, err = ingest.ParseLabels(r.URL.Query().Get("labels")); err != nil {
+		return job.Job{}, false, err
+	}
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -497,6 +501,14 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 				return job.Job{}, false, &badRequest{"read the publish field: " + err.Error()}
 			}
 			opt.Publish = ingest.ParsePublish(string(b))
+		case "labels":
+			b, err := io.ReadAll(io.LimitReader(part, 8192))
+			if err != nil {
+				return job.Job{}, false, &badRequest{"read the labels field: " + err.Error()}
+			}
+			if opt.Labels, err = ingest.ParseLabels(string(b)); err != nil {
+				return job.Job{}, false, err
+			}
 		case "chunk_seconds":
 			b, err := io.ReadAll(io.LimitReader(part, 64))
 			if err != nil {

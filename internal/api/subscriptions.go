@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -24,11 +25,12 @@ type subscriptionView struct {
 
 func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		Name     string   `json:"name"`
-		URL      string   `json:"url"`
-		Secret   string   `json:"secret"`
-		Events   []string `json:"events"`
-		Profiles []string `json:"profiles"`
+		Name     string            `json:"name"`
+		URL      string            `json:"url"`
+		Secret   string            `json:"secret"`
+		Events   []string          `json:"events"`
+		Profiles []string          `json:"profiles"`
+		Labels   map[string]string `json:"labels"`
 	}
 	if !decodeJSON(w, r, &body) {
 		return
@@ -41,10 +43,14 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, e := range body.Events {
-		if !slices.Contains(job.LifeCycle, e) {
-			writeError(w, http.StatusBadRequest, "bad_request", "events are "+strings.Join(job.LifeCycle, ", ")+" (none: all of them), not "+e)
+		if !slices.Contains(job.Events, e) {
+			writeError(w, http.StatusBadRequest, "bad_request", "events are "+strings.Join(job.Events, ", ")+" (none: "+strings.Join(job.LifeCycle, ", ")+"), not "+e)
 			return
 		}
+	}
+	if err := label.Check(body.Labels); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "labels: "+err.Error())
+		return
 	}
 	for _, p := range body.Profiles {
 		if _, ok := s.profiles.Get(p); !ok {
@@ -67,7 +73,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 		secret = hex.EncodeToString(b)
 	}
 	sub := store.Subscription{ID: job.NewID("sub"), Name: body.Name, URL: body.URL, Secret: secret, Events: body.Events,
-		Profiles: body.Profiles, Origin: "api", CreatedAt: time.Now().UTC()}
+		Profiles: body.Profiles, Labels: body.Labels, Origin: "api", CreatedAt: time.Now().UTC()}
 	if err := s.st.PutSubscription(r.Context(), sub); err != nil {
 		s.internal(w, r, err)
 		return

@@ -21,6 +21,7 @@ import (
 
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/label"
 )
 
 // Resumable uploads (the tus protocol, served by tusd) under
@@ -152,6 +153,9 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 	if v := strings.TrimSpace(info.MetaData["chunk_seconds"]); v != "" {
 		meta["chunk_seconds"] = v
 	}
+	if v := label.Format(opt.Labels); v != "" {
+		meta["labels"] = v
+	}
 	return tusd.HTTPResponse{}, tusd.FileInfoChanges{MetaData: meta}, nil
 }
 
@@ -204,7 +208,11 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 // uploadOptions reads a job's options from an upload's metadata.
 func uploadOptions(meta tusd.MetaData) (ingest.Options, error) {
 	chunk, err := ingest.ParseChunkSeconds(meta["chunk_seconds"])
-	return ingest.Options{ChunkSeconds: chunk, Publish: ingest.ParsePublish(meta["publish"])}, err
+	if err != nil {
+		return ingest.Options{}, err
+	}
+	labels, err := ingest.ParseLabels(meta["labels"])
+	return ingest.Options{ChunkSeconds: chunk, Publish: ingest.ParsePublish(meta["publish"]), Labels: labels}, err
 }
 
 func (s *Server) removeUpload(ctx context.Context, id string) error {

@@ -34,6 +34,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/kube"
+	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/profile"
@@ -335,7 +336,7 @@ func (e *env) submitCmd() *cobra.Command {
 	var profileName string
 	var wait bool
 	var chunkSeconds float64
-	var publishTo []string
+	var publishTo, labels []string
 	cmd := &cobra.Command{
 		Use:   "submit FILE",
 		Short: "Upload a file and queue a job; prints only the job id on stdout",
@@ -347,6 +348,9 @@ func (e *env) submitCmd() *cobra.Command {
 			}
 			var opt client.SubmitOptions
 			opt.Publish = publishTo
+			if opt.Labels, err = label.Parse(strings.Join(labels, ",")); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("chunk-seconds") {
 				opt.ChunkSeconds = &chunkSeconds
 			}
@@ -379,6 +383,7 @@ func (e *env) submitCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&profileName, "profile", "p", "web-hls", "profile to encode with (see herd profiles)")
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "wait for the job to finish; exit non-zero if it does not succeed")
 	cmd.Flags().StringSliceVar(&publishTo, "publish", nil, "deliver the job to these of the server's publishers (its configuration's publishers:), e.g. movies,hook")
+	cmd.Flags().StringSliceVarP(&labels, "label", "l", nil, "label the job key=value (repeatable, or comma-separated); subscriptions can hear only of jobs with some labels")
 	cmd.Flags().Float64Var(&chunkSeconds, "chunk-seconds", 0, "split the video into chunks of about this many seconds that workers encode side by side (0: never; default: the profile's chunk_seconds)")
 	return cmd
 }
@@ -498,6 +503,15 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 	}
 	s := j.Source
 	fmt.Fprintf(w, "Source:\t%s, %d bytes, %.1f s, %dx%d %s, %d audio channels\n", s.Name, s.Size, s.Duration, s.Width, s.Height, s.VideoCodec, s.AudioChannels)
+	if j.Watch != nil {
+		fmt.Fprintf(w, "Watched:\t%s in %s\n", j.Watch.File, j.Watch.Folder)
+	}
+	if len(j.Labels) > 0 {
+		fmt.Fprintf(w, "Labels:\t%s\n", label.Format(j.Labels))
+	}
+	if len(j.Publish) > 0 {
+		fmt.Fprintf(w, "Publish:\t%s\n", strings.Join(j.Publish, ", "))
+	}
 	fmt.Fprintf(w, "Created:\t%s\n", j.CreatedAt.Format(time.RFC3339))
 	_ = w.Flush()
 	if len(j.Outputs) > 0 {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/protocol"
 )
 
@@ -71,6 +72,8 @@ type SubmitOptions struct {
 	ChunkSeconds *float64
 	// Publish names the server's publishers the job is delivered to.
 	Publish []string
+	// Labels are the job's key=value marks.
+	Labels map[string]string
 }
 
 // Submit uploads a file with a profile and returns the job (created is false
@@ -95,6 +98,11 @@ func (c *Client) Submit(ctx context.Context, file, profile string, opt SubmitOpt
 			}
 			if len(opt.Publish) > 0 {
 				if err := mw.WriteField("publish", strings.Join(opt.Publish, ",")); err != nil {
+					return err
+				}
+			}
+			if len(opt.Labels) > 0 {
+				if err := mw.WriteField("labels", label.Format(opt.Labels)); err != nil {
 					return err
 				}
 			}

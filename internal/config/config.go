@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/label"
 )
 
 // File is a parsed configuration file.
@@ -36,15 +37,17 @@ type File struct {
 }
 
 // Subscription is a webhook declared in the file: every job's events
-// (those in Events, all when empty) for the profiles in Profiles (every
-// profile when empty), signed with Secret.
+// (those in Events, the life cycle when empty) for the profiles in
+// Profiles (every profile when empty) and jobs that carry Labels, signed
+// with Secret.
 type Subscription struct {
-	Name     string   `yaml:"-"`
-	URL      string   `yaml:"url"`
-	Secret   string   `yaml:"secret"`
-	Events   []string `yaml:"events"`
-	Profiles []string `yaml:"profiles"`
-	Line     int      `yaml:"-"`
+	Name     string            `yaml:"-"`
+	URL      string            `yaml:"url"`
+	Secret   string            `yaml:"secret"`
+	Events   []string          `yaml:"events"`
+	Profiles []string          `yaml:"profiles"`
+	Labels   map[string]string `yaml:"labels"`
+	Line     int               `yaml:"-"`
 }
 
 // Setting is one top-level key: a flag's value (a list for repeatable flags).
@@ -69,8 +72,10 @@ type Watch struct {
 	PollInterval Duration `yaml:"poll_interval"`
 	AfterSuccess string   `yaml:"after_success"`
 	Publish      []string `yaml:"publish"`
-	Notify       *bool    `yaml:"notify"` // false: polling only (some network file systems misreport events)
-	Line         int      `yaml:"-"`
+	// Labels go on every job the folder makes (subscriptions may filter on them).
+	Labels map[string]string `yaml:"labels"`
+	Notify *bool             `yaml:"notify"` // false: polling only (some network file systems misreport events)
+	Line   int               `yaml:"-"`
 }
 
 // Publisher types.
@@ -96,6 +101,8 @@ type Publisher struct {
 	URL    string `yaml:"url"`
 	Token  string `yaml:"token"`  // Plex token or Jellyfin API key
 	Secret string `yaml:"secret"` // webhook HMAC-SHA256 key
+	// webhook: the life-cycle events it is sent (none: DefaultWebhookEvents)
+	Events []string `yaml:"events"`
 	// plex, jellyfin: the library publisher whose files they index, and
 	// that library's folder as the media server sees it, when it differs
 	// (a server in a container with its own mount)
@@ -108,6 +115,10 @@ type Publisher struct {
 	RetryAfter Duration `yaml:"retry_after"`
 	Line       int      `yaml:"-"`
 }
+
+// DefaultWebhookEvents are what a webhook publisher is sent unless its
+// events say otherwise: how each job it is named on ended.
+var DefaultWebhookEvents = []string{job.EventSucceeded, job.EventFailed}
 
 // Defaults for plex, jellyfin and webhook publishers.
 const (
@@ -292,7 +303,8 @@ func lookup(environ []string) func(string) string {
 
 // overlayEnv writes HERD_WATCH_<N>_<KEY> and HERD_PUBLISHERS_<NAME>_<KEY>
 // into the document before it is decoded, so they are checked exactly like
-// the file's own keys. A list (publish) is written comma-separated.
+// the file's own keys. A list (publish, events) is written comma-separated,
+// labels as k=v,k2=v2.
 func overlayEnv(root *yaml.Node, environ []string) error {
 	type set struct{ env, key, value string }
 	watch := map[int][]set{}
@@ -322,6 +334,9 @@ func overlayEnv(root *yaml.Node, environ []string) error {
 			}
 			for _, s := range watch[n] {
 				setKey(seq.Content[n], s.key, s.value, s.key == "publish")
+				if s.key == "labels" {
+					setLabels(seq.Content[n], s.value)
+				}
 			}
 		}
 	}
@@ -367,7 +382,7 @@ func overlayEnv(root *yaml.Node, environ []string) error {
 				pub = &yaml.Node{Kind: yaml.MappingNode}
 				m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: strings.ToLower(name)}, pub)
 			}
-			setKey(pub, key, s.value, false)
+			setKey(pub, key, s.value, key == "events")
 		}
 	}
 	return nil
@@ -383,6 +398,25 @@ func child(root *yaml.Node, key string, kind yaml.Kind) *yaml.Node {
 	n := &yaml.Node{Kind: kind}
 	root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, n)
 	return n
+}
+
+// setLabels sets m's labels to the mapping written k=v,k2=v2 in value
+// (label.Parse's form); a value that does not parse is left a string,
+// which decoding reports.
+func setLabels(m *yaml.Node, value string) {
+	ls, err := label.Parse(value)
+	if err != nil {
+		return
+	}
+	v := &yaml.Node{Kind: yaml.MappingNode}
+	for _, k := range slices.Sorted(maps.Keys(ls)) {
+		v.Content = append(v.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &yaml.Node{Kind: yaml.ScalarNode, Value: ls[k], Style: yaml.DoubleQuotedStyle})
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "labels" {
+			m.Content[i+1] = v
+		}
+	}
 }
 
 // setKey sets key in mapping m to a scalar, or to a list of the
@@ -498,6 +532,11 @@ func (f *File) check(fail func(int, string, ...any) error, getenv func(string) s
 			if p.Secret == "" {
 				return fail(p.Line, "publishers.%s: secret is required: every delivery is signed with it (HMAC-SHA256; ${ENV_VAR} works)", name)
 			}
+			for _, e := range p.Events {
+				if !slices.Contains(job.LifeCycle, e) {
+					return fail(p.Line, "publishers.%s: events are %s (none: %s), not %q", name, strings.Join(job.LifeCycle, ", "), strings.Join(DefaultWebhookEvents, ", "), e)
+				}
+			}
 		default:
 			return fail(p.Line, "publishers.%s: type must be library, plex, jellyfin or webhook", name)
 		}
@@ -523,9 +562,12 @@ func (f *File) check(fail func(int, string, ...any) error, getenv func(string) s
 			return fail(s.Line, "subscriptions.%s: secret is required: every delivery is signed with it (HMAC-SHA256; ${ENV_VAR} works)", name)
 		}
 		for _, e := range s.Events {
-			if !slices.Contains(job.LifeCycle, e) {
-				return fail(s.Line, "subscriptions.%s: events are %s (none: all of them), not %q", name, strings.Join(job.LifeCycle, ", "), e)
+			if !slices.Contains(job.Events, e) {
+				return fail(s.Line, "subscriptions.%s: events are %s (none: %s), not %q", name, strings.Join(job.Events, ", "), strings.Join(job.LifeCycle, ", "), e)
 			}
+		}
+		if err := label.Check(s.Labels); err != nil {
+			return fail(s.Line, "subscriptions.%s: labels: %v", name, err)
 		}
 		f.Subscriptions[name] = s
 	}
@@ -542,6 +584,9 @@ func (f *File) check(fail func(int, string, ...any) error, getenv func(string) s
 		paths[w.Path] = w.Line
 		if w.Profile == "" {
 			return fail(w.Line, "watch %s: profile is required", w.Path)
+		}
+		if err := label.Check(w.Labels); err != nil {
+			return fail(w.Line, "watch %s: labels: %v", w.Path, err)
 		}
 		if w.StableFor == 0 {
 			w.StableFor = Duration(DefaultStableFor)

@@ -86,9 +86,12 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 		{"publishers:\n  l: {type: library, path: /l}\n  p: {type: plex, url: 'http://x', token: t, library: l}\nwatch:\n  - {path: /in, profile: p, publish: [p]}\n", "indexes library l, which this folder does not publish to"},
 		{"subscriptions:\n  s: {url: 'ftp://x', secret: k}\n", "herd.yaml:2: subscriptions.s: url must be an http(s) address"},
 		{"subscriptions:\n  s: {url: 'https://x'}\n", "subscriptions.s: secret is required"},
-		{"subscriptions:\n  s: {url: 'https://x', secret: k, events: [job.done]}\n", `events are job.queued, job.succeeded, job.failed, job.canceled (none: all of them), not "job.done"`},
+		{"subscriptions:\n  s: {url: 'https://x', secret: k, events: [job.done]}\n", `events are job.queued, job.succeeded, job.failed, job.canceled, job.progress, chunk.succeeded (none: job.queued, job.succeeded, job.failed, job.canceled), not "job.done"`},
 		{"subscriptions:\n  s: {url: 'https://x', secret: k, event: [job.failed]}\n", `unknown key "event"`},
 		{"subscriptions: [a]\n", "subscriptions: expected a mapping"},
+		{"subscriptions:\n  s: {url: 'https://x', secret: k, labels: {'bad key': v}}\n", `herd.yaml:2: subscriptions.s: labels: label key "bad key"`},
+		{"publishers:\n  h: {type: webhook, url: 'https://x', secret: s, events: [job.progress]}\n", `publishers.h: events are job.queued, job.succeeded, job.failed, job.canceled (none: job.succeeded, job.failed), not "job.progress"`},
+		{"watch:\n  - {path: /a, profile: p, labels: {team: 'a b'}}\n", `herd.yaml:2: watch /a: labels: label team: value "a b"`},
 		{"addr: a\naddr: b\n", "herd.yaml:2: addr is set twice"},
 		{"- a\n", "herd.yaml:1: the file must be a mapping"},
 		{"addr: [\n", "herd.yaml"},
@@ -101,13 +104,13 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 }
 
 func TestSubscriptions(t *testing.T) {
-	f, err := config.Parse("herd.yaml", []byte("subscriptions:\n  site:\n    url: https://site.example/herd\n    secret: ${HOOK_SECRET}\n    events: [job.succeeded, job.failed]\n    profiles: [web-hls]\n"),
+	f, err := config.Parse("herd.yaml", []byte("subscriptions:\n  site:\n    url: https://site.example/herd\n    secret: ${HOOK_SECRET}\n    events: [job.succeeded, job.failed, chunk.succeeded]\n    profiles: [web-hls]\n    labels: {team: news}\n"),
 		known, []string{"HOOK_SECRET=s3cr3t"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := f.Subscriptions["site"]
-	if s.Name != "site" || s.URL != "https://site.example/herd" || s.Secret != "s3cr3t" || strings.Join(s.Events, ",") != "job.succeeded,job.failed" || s.Profiles[0] != "web-hls" {
+	if s.Name != "site" || s.URL != "https://site.example/herd" || s.Secret != "s3cr3t" || strings.Join(s.Events, ",") != "job.succeeded,job.failed,chunk.succeeded" || s.Profiles[0] != "web-hls" || s.Labels["team"] != "news" {
 		t.Errorf("got %+v", s)
 	}
 }
@@ -144,6 +147,8 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	t.Setenv("HERD_WATCH_1_PATH", "/srv/tv-in")
 	t.Setenv("HERD_WATCH_1_PROFILE", "mp4-library")
 	t.Setenv("HERD_WATCH_1_PUBLISH", "tv, my-hook")
+	t.Setenv("HERD_WATCH_1_LABELS", "team=tv, source=nas")
+	t.Setenv("HERD_PUBLISHERS_MY_HOOK_EVENTS", "job.queued,job.failed")
 	t.Setenv("HERD_PUBLISHERS_MOVIES_PATH", "/mnt/Movies")
 	t.Setenv("HERD_PUBLISHERS_TV_TYPE", "library")
 	t.Setenv("HERD_PUBLISHERS_TV_PATH", "/srv/library/TV")
@@ -163,13 +168,15 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 	if len(f.Watch) != 2 || time.Duration(f.Watch[0].StableFor) != 3*time.Second || f.Watch[0].Path != "/srv/incoming" {
 		t.Fatalf("watch %+v", f.Watch)
 	}
-	if w := f.Watch[1]; w.Path != "/srv/tv-in" || strings.Join(w.Publish, ",") != "tv,my-hook" || w.AfterSuccess != config.AfterMove {
+	if w := f.Watch[1]; w.Path != "/srv/tv-in" || strings.Join(w.Publish, ",") != "tv,my-hook" || w.AfterSuccess != config.AfterMove ||
+		w.Labels["team"] != "tv" || w.Labels["source"] != "nas" || len(w.Labels) != 2 {
 		t.Fatalf("watch from env %+v", w)
 	}
 	if f.Publishers["movies"].Path != "/mnt/Movies" || f.Publishers["tv"].Kind != "tv" || f.Publishers["tv-library"].Path != "/mnt/TV" || f.Publishers["tv"].LibraryPath != "" {
 		t.Fatalf("publishers %+v", f.Publishers)
 	}
-	if h := f.Publishers["my-hook"]; h.URL != "https://example.com/hook" || h.Secret != "s3cr3t" || time.Duration(h.RetryAfter) != 2*time.Second {
+	if h := f.Publishers["my-hook"]; h.URL != "https://example.com/hook" || h.Secret != "s3cr3t" || time.Duration(h.RetryAfter) != 2*time.Second ||
+		strings.Join(h.Events, ",") != "job.queued,job.failed" {
 		t.Fatalf("hook %+v", h)
 	}
 	// With no file at all (a publisher made from variables is named in lower case: my_hook).

@@ -114,7 +114,11 @@ func Notifier(pc config.Publisher, pubs map[string]config.Publisher) publish.Not
 	case config.PublishJellyfin:
 		return &publish.Jellyfin{MediaServer: ms}
 	}
-	return &publish.Webhook{URL: pc.URL, Secret: pc.Secret, Agent: "herd"}
+	events := pc.Events
+	if len(events) == 0 {
+		events = config.DefaultWebhookEvents
+	}
+	return &publish.Webhook{URL: pc.URL, Secret: pc.Secret, Agent: "herd", Events: events}
 }
 
 // Run delivers until ctx ends. Up to batch deliveries run at once, each
@@ -265,7 +269,7 @@ func (s *Service) deliver(ctx context.Context, o store.Outbound) (time.Time, int
 // event is what a notifier or webhook is sent.
 func (s *Service) event(ctx context.Context, o store.Outbound, j job.Job) publish.Event {
 	view, _ := json.Marshal(jobview.View(j, nil))
-	ev := publish.Event{ID: o.EventID, Type: o.Event, CreatedAt: o.CreatedAt, Job: view}
+	ev := publish.Event{ID: o.EventID, Type: o.Event, CreatedAt: o.CreatedAt, Job: view, Data: o.Data, Watch: j.Watch}
 	if ds, err := s.st.Deliveries(ctx, j.ID); err == nil {
 		for _, d := range ds {
 			if d.Type == config.PublishLibrary && d.OK && d.Event == job.EventSucceeded {

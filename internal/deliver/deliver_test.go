@@ -189,14 +189,17 @@ func (f *fixture) deliveries(t *testing.T, id string) []store.Delivery {
 // after the copy, with the file; every attempt is on the job.
 func TestPublishersOfAnyJob(t *testing.T) {
 	t.Parallel()
-	hook := newReceiver(t, "pub-secret")
+	hook, quiet := newReceiver(t, "pub-secret"), newReceiver(t, "quiet-secret")
 	f := setup(t, map[string]config.Publisher{
 		"movies": {Name: "movies", Type: config.PublishLibrary, Kind: "movies"},
-		"hook":   {Name: "hook", Type: config.PublishWebhook, URL: hook.srv.URL, Secret: "pub-secret", Attempts: 3, RetryAfter: config.Duration(time.Second)},
+		"hook": {Name: "hook", Type: config.PublishWebhook, URL: hook.srv.URL, Secret: "pub-secret", Attempts: 3, RetryAfter: config.Duration(time.Second),
+			Events: job.LifeCycle},
+		"quiet": {Name: "quiet", Type: config.PublishWebhook, URL: quiet.srv.URL, Secret: "quiet-secret", Attempts: 3, RetryAfter: config.Duration(time.Second)},
 	})
-	j := f.newJob(t, "sha1", "mp4-library", "movies", "hook")
+	j := f.newJob(t, "sha1", "mp4-library", "movies", "hook", "quiet")
 	f.run(t)
-	require.Equal(t, []string{job.EventQueued}, hook.events(), "the webhook publisher hears of every event; the library waits")
+	require.Equal(t, []string{job.EventQueued}, hook.events(), "the webhook publisher hears of the events it names; the library waits")
+	require.Empty(t, quiet.events(), "by default a webhook publisher hears how jobs end, not that they were queued")
 	f.succeed(t, j)
 	f.run(t)
 	want := filepath.Join(f.lib, "The Movie (2020)", "The Movie (2020).mp4")
@@ -210,7 +213,9 @@ func TestPublishersOfAnyJob(t *testing.T) {
 	for _, d := range ds {
 		summary = append(summary, d.Publisher+" "+d.Event+" "+map[bool]string{true: "ok", false: "failed"}[d.OK])
 	}
-	require.Equal(t, []string{"hook job.queued ok", "movies job.succeeded ok", "hook job.succeeded ok"}, summary)
+	require.ElementsMatch(t, []string{"hook job.queued ok", "movies job.succeeded ok", "hook job.succeeded ok", "quiet job.succeeded ok"}, summary)
+	require.Equal(t, "movies job.succeeded ok", summary[1], "the library first")
+	require.Equal(t, []string{job.EventSucceeded}, quiet.events())
 	f.run(t)
 	require.Len(t, hook.events(), 2, "each event once")
 }
@@ -224,9 +229,15 @@ func TestSubscriptions(t *testing.T) {
 	f := setup(t, map[string]config.Publisher{})
 	ctx := context.Background()
 	require.NoError(t, f.st.PutSubscription(ctx, store.Subscription{ID: "sub_1", Name: "site", URL: rcv.srv.URL, Secret: "sub-secret", Origin: "api", CreatedAt: f.clock}))
+	steps := newReceiver(t, "steps-secret")
+	require.NoError(t, f.st.PutSubscription(ctx, store.Subscription{ID: "sub_2", Name: "steps", URL: steps.srv.URL, Secret: "steps-secret",
+		Events: []string{job.EventProgress}, Origin: "api", CreatedAt: f.clock}))
 	j := f.newJob(t, "sha2", "web-hls")
 	f.run(t)
 	f.succeed(t, j)
+	f.run(t)
+	require.Equal(t, []string{job.EventProgress}, steps.events(), "half the job's tasks done: one step")
+	require.JSONEq(t, `{"progress":0.5}`, string(steps.got[0].Data))
 	k := f.newJob(t, "sha3", "web-hls")
 	_, err := f.st.CancelJob(ctx, k.ID, f.clock)
 	require.NoError(t, err)

@@ -24,6 +24,7 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/safefs"
@@ -96,6 +97,10 @@ type Options struct {
 	ChunkSeconds *float64
 	// Publish names the configured publishers the job's events go to.
 	Publish []string
+	// Labels are the submitter's key=value marks (label.Check).
+	Labels map[string]string
+	// Watch names the watched file the job is made from (watch folders only).
+	Watch *job.WatchOrigin
 }
 
 // ParsePublish reads a comma-separated list of publisher names from a form
@@ -108,6 +113,16 @@ func ParsePublish(v string) []string {
 		}
 	}
 	return out
+}
+
+// ParseLabels reads labels written k=v,k2=v2 from a form field, query
+// parameter or upload metadata.
+func ParseLabels(v string) (map[string]string, error) {
+	ls, err := label.Parse(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: labels: %w", ErrBadOption, err)
+	}
+	return ls, nil
 }
 
 // ParseChunkSeconds reads chunk_seconds from a form field, query parameter
@@ -135,6 +150,9 @@ func (s *Submitter) Check(profileName string, opt Options) (*profile.Profile, er
 		if err := p.CheckChunkSeconds(*v); err != nil {
 			return nil, fmt.Errorf("%w: chunk_seconds: %w", ErrBadOption, err)
 		}
+	}
+	if err := label.Check(opt.Labels); err != nil {
+		return nil, fmt.Errorf("%w: labels: %w", ErrBadOption, err)
 	}
 	for _, name := range opt.Publish {
 		typ, ok := s.cfg.Publishers[name]
@@ -233,8 +251,8 @@ func (s *Submitter) Import(ctx context.Context, path, profileName string, opt Op
 // id is the id a new job gets (empty: a fresh one). A caller that records id
 // before the call finds the job by it after a crash that cut the call short,
 // whatever became of the job since: the content's key only finds live jobs.
-func (s *Submitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, id string) (job.Job, bool, error) {
-	return s.importFile(ctx, root, rel, name, p, Options{}, id)
+func (s *Submitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt Options, id string) (job.Job, bool, error) {
+	return s.importFile(ctx, root, rel, name, p, opt, id)
 }
 
 func (s *Submitter) importFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt Options, id string) (job.Job, bool, error) {
@@ -324,6 +342,8 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 		Source:         job.Source{AssetID: a.ID, Name: name, Size: a.Size, SHA256: sha},
 		ChunkSeconds:   opt.ChunkSeconds,
 		Publish:        opt.Publish,
+		Labels:         opt.Labels,
+		Watch:          opt.Watch,
 	}
 	out, created, err := s.st.CreateJob(ctx, j, pipeline.Tasks(p, s.cfg.MaxAttempts), now)
 	if err != nil {
@@ -331,6 +351,10 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 	}
 	if created {
 		s.kick.Kick()
+	}
+	if !created && !maps.Equal(out.Labels, opt.Labels) {
+		return out, false, fmt.Errorf("job %s already makes this from the same file and profile, labelled [%s], not [%s]; wait for it to end, or submit the file with another profile: %w",
+			out.ID, label.Format(out.Labels), label.Format(opt.Labels), job.ErrConflict)
 	}
 	for _, name := range opt.Publish {
 		if !slices.Contains(out.Publish, name) {

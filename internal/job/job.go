@@ -138,6 +138,17 @@ type Job struct {
 	// Publish names the publishers (the configuration's publishers:) the
 	// job's events go to.
 	Publish []string `json:"publish,omitempty"`
+	// Labels are the submitter's own key=value marks; subscriptions may
+	// hear only of jobs that carry some (see CheckLabels).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Watch is set on a job made from a watch folder's file.
+	Watch *WatchOrigin `json:"watch,omitempty"`
+}
+
+// WatchOrigin says which watched file a job was made from.
+type WatchOrigin struct {
+	Folder string `json:"folder"`
+	File   string `json:"file"` // slash path inside the folder
 }
 
 // Job life-cycle events, delivered to publishers and subscriptions.
@@ -150,6 +161,21 @@ const (
 
 // LifeCycle is every job event, in the order a job can have them.
 var LifeCycle = []string{EventQueued, EventSucceeded, EventFailed, EventCanceled}
+
+// Events only a subscription that names them hears of, never a publisher:
+// a job's progress passing each tenth, and each chunk of a split encode
+// that succeeds.
+const (
+	EventProgress       = "job.progress"
+	EventChunkSucceeded = "chunk.succeeded"
+)
+
+// Events is every event a subscription may name.
+var Events = append(slices.Clone(LifeCycle), EventProgress, EventChunkSucceeded)
+
+// ProgressSteps is how many job.progress events a job has at most: one
+// each time its progress passes a multiple of 1/ProgressSteps.
+const ProgressSteps = 10
 
 // Task is one claimable unit of a job.
 type Task struct {

@@ -20,23 +20,20 @@ const (
 	JobFailed    = job.EventFailed
 )
 
-// Event is what a notifier is told about a finished job. It is also the
-// webhook's JSON body.
+// Event is what a notifier is told about a job. It is also the webhook's
+// JSON body.
 type Event struct {
 	ID        string          `json:"id"` // the same on every retry of one delivery
 	Type      string          `json:"type"`
 	CreatedAt time.Time       `json:"created_at"`
 	Job       json.RawMessage `json:"job"` // the job as GET /api/v1/jobs/{id} shows it
+	// Data is the event's own: the progress step of job.progress, the
+	// chunk of chunk.succeeded.
+	Data json.RawMessage `json:"data,omitempty"`
 	// Watch is set for a job that came from a watch folder.
-	Watch *WatchInfo `json:"watch,omitempty"`
+	Watch *job.WatchOrigin `json:"watch,omitempty"`
 	// Files are the library files written for this job, by library publisher name.
 	Files map[string]string `json:"files,omitempty"`
-}
-
-// WatchInfo says which watched file a job came from.
-type WatchInfo struct {
-	Folder string `json:"folder"`
-	File   string `json:"file"` // slash path inside the folder
 }
 
 // Notifier tells something outside herd about a finished job. It returns a

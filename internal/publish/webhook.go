@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,10 +37,12 @@ type Webhook struct {
 	Agent   string // User-Agent
 	Timeout time.Duration
 	Client  *http.Client // used with herd's redirect policy
+	// Events it is sent as a publisher (none: every event).
+	Events []string
 }
 
-// Wants: every event.
-func (w *Webhook) Wants(string) bool { return true }
+// Wants: the events it names, or every one.
+func (w *Webhook) Wants(t string) bool { return len(w.Events) == 0 || slices.Contains(w.Events, t) }
 
 // Sign returns the signature header's value for body sent at ts (the
 // timestamp header's value).

@@ -383,7 +383,7 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 		loops = append(loops, lead)
 	}
 	if len(cfg.Watch) > 0 {
-		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), a.sub, r.st, r.storage, log)
+		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), a.sub, r.st, log)
 		if err != nil {
 			return nil, err
 		}
@@ -494,7 +494,7 @@ func syncSubscriptions(ctx context.Context, st store.Store, subs map[string]conf
 	}
 	for name, c := range subs {
 		s := store.Subscription{ID: "config-" + name, Name: name, URL: c.URL, Secret: c.Secret, Events: c.Events, Profiles: c.Profiles,
-			Origin: "config", CreatedAt: time.Now().UTC()}
+			Labels: c.Labels, Origin: "config", CreatedAt: time.Now().UTC()}
 		for _, h := range have {
 			if h.ID == s.ID {
 				s.CreatedAt, s.FailingSince, s.PausedAt, s.Note = h.CreatedAt, h.FailingSince, h.PausedAt, h.Note

@@ -6,10 +6,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/label"
 )
 
 // Store is implemented by each SQL dialect.
@@ -92,6 +94,11 @@ type Store interface {
 	PruneOutbound(ctx context.Context, before time.Time) (int, error)
 	// PendingOutbound lists the deliveries of an event not settled yet.
 	PendingOutbound(ctx context.Context, eventID string) ([]Outbound, error)
+	// HandOff queues a job's event for publishers the job did not name
+	// when it was made (a watch folder's job made by an older herd, which
+	// delivered them itself). Calling it again for the same job, event and
+	// publisher adds nothing.
+	HandOff(ctx context.Context, jobID, event string, publishers []string, now time.Time) error
 
 	// PutSubscription creates a subscription, or replaces the one with its id.
 	PutSubscription(ctx context.Context, sub Subscription) error
@@ -235,36 +242,42 @@ type Delivery struct {
 type Outbound struct {
 	ID           string
 	EventID      string // the same for every target of one event
-	Event        string // a LifeCycle event
+	Event        string // one of job.Events
 	JobID        string
 	Target       string // a publisher's name, or a subscription's id
 	Subscription bool
 	CreatedAt    time.Time
-	Attempt      int // attempts made before this one
+	Attempt      int             // attempts made before this one
+	Data         json.RawMessage // the event's own data (job.progress, chunk.succeeded); nil: none
 }
 
 // Subscription is a webhook that hears of every job's events.
 type Subscription struct {
-	ID           string     `json:"id"`
-	Name         string     `json:"name"`
-	URL          string     `json:"url"`
-	Secret       string     `json:"-"`
-	Events       []string   `json:"events"`             // empty: job.LifeCycle
-	Profiles     []string   `json:"profiles,omitempty"` // empty: every profile
-	Origin       string     `json:"origin"`             // api | config
-	CreatedAt    time.Time  `json:"created_at"`
-	FailingSince *time.Time `json:"failing_since,omitempty"`
-	PausedAt     *time.Time `json:"paused_at,omitempty"`
-	Note         string     `json:"note,omitempty"`
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	URL      string   `json:"url"`
+	Secret   string   `json:"-"`
+	Events   []string `json:"events"`             // empty: job.LifeCycle
+	Profiles []string `json:"profiles,omitempty"` // empty: every profile
+	// Labels a job must carry (every key with its value); empty: any job.
+	Labels       map[string]string `json:"labels,omitempty"`
+	Origin       string            `json:"origin"` // api | config
+	CreatedAt    time.Time         `json:"created_at"`
+	FailingSince *time.Time        `json:"failing_since,omitempty"`
+	PausedAt     *time.Time        `json:"paused_at,omitempty"`
+	Note         string            `json:"note,omitempty"`
 }
 
-// Wants reports whether the subscription hears of event for a job of profile.
-func (s Subscription) Wants(event, profile string) bool {
+// Wants reports whether the subscription hears of event for a job of
+// profile with labels. Progress and chunk events go only to those that
+// name them.
+func (s Subscription) Wants(event, profile string, labels map[string]string) bool {
 	events := s.Events
 	if len(events) == 0 {
 		events = job.LifeCycle
 	}
-	return s.PausedAt == nil && slices.Contains(events, event) && (len(s.Profiles) == 0 || slices.Contains(s.Profiles, profile))
+	return s.PausedAt == nil && slices.Contains(events, event) && (len(s.Profiles) == 0 || slices.Contains(s.Profiles, profile)) &&
+		label.Matches(s.Labels, labels)
 }
 
 // WorkerOwnerPrefix is the lease-owner prefix of a remote worker's slots.

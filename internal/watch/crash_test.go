@@ -31,12 +31,12 @@ type dyingSubmitter struct {
 	before, after bool
 }
 
-func (s *dyingSubmitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, id string) (job.Job, bool, error) {
+func (s *dyingSubmitter) ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt ingest.Options, id string) (job.Job, bool, error) {
 	if s.before {
 		s.before = false
 		panic(crash{})
 	}
-	j, created, err := s.Submitter.ImportFile(ctx, root, rel, name, p, id)
+	j, created, err := s.Submitter.ImportFile(ctx, root, rel, name, p, opt, id)
 	if s.after && err == nil {
 		s.after = false
 		panic(crash{})
@@ -88,7 +88,7 @@ func setupCrash(t *testing.T) *crashFixture {
 // what the last one left and looks at every item once.
 func (fx *crashFixture) start(t *testing.T) *Watcher {
 	t.Helper()
-	w, err := New([]config.Watch{fx.f}, nil, fx.work, fx.sub, fx.st, nil, slog.New(slog.DiscardHandler))
+	w, err := New([]config.Watch{fx.f}, nil, fx.work, fx.sub, fx.st, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.NoError(t, w.recover(context.Background()))
 	return w

@@ -30,7 +30,7 @@ func setup(t *testing.T, after string) *escapeFixture {
 	in, work, outside := t.TempDir(), t.TempDir(), t.TempDir()
 	f := config.Watch{Path: in, Profile: "mp4-library", AfterSuccess: after}
 	sub := &recordingSubmitter{}
-	w, err := New([]config.Watch{f}, nil, work, sub, nil, nil, slog.New(slog.DiscardHandler))
+	w, err := New([]config.Watch{f}, nil, work, sub, nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	write(t, filepath.Join(outside, "victim.mp4"), "secret")
 	return &escapeFixture{w: w, f: f, sub: sub, in: in, work: work, outside: outside}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/safefs"
@@ -23,7 +24,7 @@ func (s *recordingSubmitter) Profile(name string) (*profile.Profile, error) {
 	return &profile.Profile{Name: name, Version: 1, Format: "mp4"}, nil
 }
 
-func (s *recordingSubmitter) ImportFile(_ context.Context, root *os.Root, rel, name string, _ *profile.Profile, id string) (job.Job, bool, error) {
+func (s *recordingSubmitter) ImportFile(_ context.Context, root *os.Root, rel, name string, _ *profile.Profile, _ ingest.Options, id string) (job.Job, bool, error) {
 	f, err := safefs.Open(root, rel)
 	if err != nil {
 		return job.Job{}, false, err

@@ -5,6 +5,9 @@
 // job is queued, so nothing else picks it up. Each taken file is an item: a
 // folder in the work area with item.json, rewritten atomically at every step,
 // so a restart after a crash or power cut carries on where it stopped.
+// A file's job names the folder's publishers: package deliver delivers it
+// like any job's, and the original is settled (after_success) once the job
+// succeeded and its file is in the folder's libraries.
 // Polling finds files on NFS/SMB, where inotify misses other clients'
 // writes; fsnotify, where it works, only makes the next scan come sooner.
 //
@@ -32,15 +35,10 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/config"
-	"github.com/herdhq/herd/internal/deliver"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
-	"github.com/herdhq/herd/internal/jobview"
-	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
-	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -55,58 +53,36 @@ const (
 type Submitter interface {
 	Profile(name string) (*profile.Profile, error)
 	// ImportFile creates a new job with the id given, or returns the live
-	// job the same content already has.
-	ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, id string) (job.Job, bool, error)
+	// job the same content already has (with job.ErrConflict where that
+	// job delivers to other publishers).
+	ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt ingest.Options, id string) (job.Job, bool, error)
 }
 
 // JobStore is what the watcher needs from the store: it follows its items'
-// jobs, drops a job made from part of a file, and records deliveries.
+// jobs, drops a job made from part of a file, and waits for their library
+// deliveries, which the delivery service makes.
 type JobStore interface {
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error)
-	AddDelivery(ctx context.Context, d store.Delivery) error
+	Deliveries(ctx context.Context, jobID string) ([]store.Delivery, error)
+	HandOff(ctx context.Context, jobID, event string, publishers []string, now time.Time) error
 }
 
 // Watcher runs the watch folders.
 type Watcher struct {
-	folders   []config.Watch
-	libraries map[string]*publish.Library
-	notifiers map[string]*notifier
-	work      string
-	root      *os.Root // the work area
-	sub       Submitter
-	st        JobStore
-	files     pipeline.Storage
-	log       *slog.Logger
+	folders []config.Watch
+	pubs    map[string]config.Publisher
+	work    string
+	root    *os.Root // the work area
+	sub     Submitter
+	st      JobStore
+	log     *slog.Logger
 
-	mu       sync.Mutex
-	seen     map[string]observed // candidate files by absolute path
-	kept     map[string]observed // keep-mode originals already taken
-	inflight map[string]bool     // items whose deliveries a goroutine is running
-	wake     chan struct{}
-	running  sync.WaitGroup
+	mu   sync.Mutex
+	seen map[string]observed // candidate files by absolute path
+	kept map[string]observed // keep-mode originals already taken
+	wake chan struct{}
 }
-
-// notifier is a plex, jellyfin or webhook publisher with its retry policy.
-type notifier struct {
-	typ        string
-	n          publish.Notifier
-	attempts   int
-	retryAfter time.Duration
-}
-
-// maxDelivering is how many items deliver notifications at once.
-const maxDelivering = 16
-
-// maxRetryWait caps the doubling wait between delivery attempts.
-const maxRetryWait = 15 * time.Minute
-
-// Publishing a finished job into place is retried from firstPublishWait,
-// doubling, at most maxPublishWait apart.
-const (
-	firstPublishWait = 2 * time.Second
-	maxPublishWait   = 10 * time.Minute
-)
 
 // finishEvery is how often items' jobs are looked at.
 const finishEvery = 2 * time.Second
@@ -119,30 +95,18 @@ type observed struct {
 
 // New checks the folders' profiles and publishers and returns a Watcher.
 // work is the work area (on the data folder's file system).
-func New(folders []config.Watch, pubs map[string]config.Publisher, work string, sub Submitter, st JobStore, files pipeline.Storage, log *slog.Logger) (*Watcher, error) {
-	w := &Watcher{folders: folders, libraries: map[string]*publish.Library{}, notifiers: map[string]*notifier{},
-		work: work, sub: sub, st: st, files: files,
+func New(folders []config.Watch, pubs map[string]config.Publisher, work string, sub Submitter, st JobStore, log *slog.Logger) (*Watcher, error) {
+	w := &Watcher{folders: folders, pubs: pubs, work: work, sub: sub, st: st,
 		log: log.With("component", "watch"), seen: map[string]observed{}, kept: map[string]observed{},
-		inflight: map[string]bool{}, wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1)}
 	for _, f := range folders {
 		p, err := sub.Profile(f.Profile)
 		if err != nil {
 			return nil, fmt.Errorf("watch %s: %w", f.Path, err)
 		}
 		for _, name := range f.Publish {
-			pc := pubs[name]
-			switch pc.Type {
-			case config.PublishLibrary:
-				if p.Format != "mp4" && p.Format != "mkv" {
-					return nil, fmt.Errorf("watch %s: publisher %s is a library, which takes one MP4 or MKV file; profile %s makes %s", f.Path, name, p.Name, p.Format)
-				}
-				lib, err := publish.NewLibrary(pc)
-				if err != nil {
-					return nil, err
-				}
-				w.libraries[name] = lib
-			default:
-				w.notifiers[name] = newNotifier(pc, pubs)
+			if pubs[name].Type == config.PublishLibrary && p.Format != "mp4" && p.Format != "mkv" {
+				return nil, fmt.Errorf("watch %s: publisher %s is a library, which takes one MP4 or MKV file; profile %s makes %s", f.Path, name, p.Name, p.Format)
 			}
 		}
 	}
@@ -160,55 +124,41 @@ func New(folders []config.Watch, pubs map[string]config.Publisher, work string, 
 	return w, nil
 }
 
-func newNotifier(pc config.Publisher, pubs map[string]config.Publisher) *notifier {
-	return &notifier{typ: pc.Type, attempts: pc.Attempts, retryAfter: time.Duration(pc.RetryAfter), n: deliver.Notifier(pc, pubs)}
-}
-
 // Item is one taken file, persisted as item.json in its work folder.
 type Item struct {
-	ID        string       `json:"id"`
-	Folder    string       `json:"folder"`         // the watch folder's path
-	Origin    string       `json:"origin"`         // slash path inside the folder
-	Name      string       `json:"name"`           // the file's own name
-	Held      string       `json:"held,omitempty"` // its name in the work folder, where Name is one herd keeps for itself
-	Size      int64        `json:"size"`
-	MTime     time.Time    `json:"mtime"`
-	State     string       `json:"state"`
-	JobID     string       `json:"job_id,omitempty"`
-	NextJobID string       `json:"next_job_id,omitempty"` // the id its job is being created with; saved before it is
-	Duplicate bool         `json:"duplicate,omitempty"`
-	FailedAt  string       `json:"failed_at,omitempty"` // where the file sits in failed/
-	Note      string       `json:"note,omitempty"`      // where its FILE.error.txt is; empty: beside FailedAt's origin, as herd used to write it
-	Published libraryFiles `json:"published,omitempty"` // library publisher -> path written
-	DoneAt    string       `json:"done_at,omitempty"`   // where after_success: move puts the original
-	Error     string       `json:"error,omitempty"`
-	TakenAt   time.Time    `json:"taken_at"`
-	NextTry   time.Time    `json:"next_try,omitzero"`
-	Tries     int          `json:"tries,omitempty"`
-	Pending   []Pending    `json:"pending,omitempty"` // notifications still to deliver
-}
-
-// libraryFiles maps library publishers to the files written for an item.
-type libraryFiles map[string]string
-
-// UnmarshalJSON also reads the list that herd wrote before it kept names:
-// those items publish again, so the old paths are not needed.
-func (l *libraryFiles) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '[' {
-		*l = libraryFiles{}
-		return nil
-	}
-	return json.Unmarshal(b, (*map[string]string)(l))
-}
-
-// Pending is one event still to deliver to one notifier.
-type Pending struct {
-	Publisher string    `json:"publisher"`
-	Event     string    `json:"event"`
-	EventID   string    `json:"event_id"`
-	CreatedAt time.Time `json:"created_at"`
-	Attempt   int       `json:"attempt"` // attempts made so far
+	ID        string    `json:"id"`
+	Folder    string    `json:"folder"`         // the watch folder's path
+	Origin    string    `json:"origin"`         // slash path inside the folder
+	Name      string    `json:"name"`           // the file's own name
+	Held      string    `json:"held,omitempty"` // its name in the work folder, where Name is one herd keeps for itself
+	Size      int64     `json:"size"`
+	MTime     time.Time `json:"mtime"`
+	State     string    `json:"state"`
+	JobID     string    `json:"job_id,omitempty"`
+	NextJobID string    `json:"next_job_id,omitempty"` // the id its job is being created with; saved before it is
+	Duplicate bool      `json:"duplicate,omitempty"`
+	FailedAt  string    `json:"failed_at,omitempty"` // where the file sits in failed/
+	Note      string    `json:"note,omitempty"`      // where its FILE.error.txt is; empty: beside FailedAt's origin, as herd used to write it
+	DoneAt    string    `json:"done_at,omitempty"`   // where after_success: move puts the original
+	Error     string    `json:"error,omitempty"`
+	TakenAt   time.Time `json:"taken_at"`
 	NextTry   time.Time `json:"next_try,omitzero"`
+	// HandedOff: the folder's publishers that its job did not name were
+	// handed to the delivery service (a job made by an older herd, or
+	// before the folder's publish list grew).
+	HandedOff bool `json:"handed_off,omitempty"`
+	// Undelivered: its job succeeded but a library could not take its
+	// file; no retry of the job can change that.
+	Undelivered bool `json:"undelivered,omitempty"`
+	// Pending are notifications an older herd had still to deliver
+	// itself; they are handed to the delivery service.
+	Pending []Pending `json:"pending,omitempty"`
+}
+
+// Pending is one event an older herd still had to deliver to one notifier.
+type Pending struct {
+	Publisher string `json:"publisher"`
+	Event     string `json:"event"`
 }
 
 // Item states.
@@ -217,26 +167,16 @@ const (
 	stateTaken     = "taken"     // in the work area, no job yet
 	stateQueued    = "queued"    // its job exists
 	stateFailed    = "failed"    // its job failed; the file is in failed/ until a retry succeeds
-	statePublished = "published" // in the libraries; after_success is next
-	stateNotifying = "notifying" // the original is dealt with; notifications remain
+	statePublished = "published" // in its libraries; after_success is next
+	// stateNotifying: an older herd's item whose original was dealt with,
+	// and whose notifications remained; they are handed off.
+	stateNotifying = "notifying"
 )
 
 // Run scans and finishes until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
 	if err := w.recover(ctx); err != nil {
 		return err
-	}
-	defer w.running.Wait() // deliveries in flight see ctx end and stop
-	for name, lib := range w.libraries {
-		// Not waited for at shutdown: a hung network mount must not hang herd.
-		go func() {
-			// Temporary files of library writes a crash cut short.
-			if n, err := lib.Sweep(ctx); err != nil && ctx.Err() == nil {
-				w.log.Warn("could not look for leftover temporary files in a library", "publisher", name, "err", err)
-			} else if n > 0 {
-				w.log.Info("removed temporary files a crash left in a library", "publisher", name, "files", n)
-			}
-		}()
 	}
 	if fw, err := fsnotify.NewWatcher(); err != nil {
 		w.log.Warn("file notifications unavailable; polling only", "err", err)
@@ -537,7 +477,14 @@ func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
 	if err == nil {
 		var j job.Job
 		var created bool
-		j, created, err = w.sub.ImportFile(ctx, w.root, filepath.Join(it.ID, it.held()), it.Name, p, it.NextJobID)
+		opt := ingest.Options{Publish: f.Publish, Labels: f.Labels, Watch: &job.WatchOrigin{Folder: it.Folder, File: it.Origin}}
+		j, created, err = w.sub.ImportFile(ctx, w.root, filepath.Join(it.ID, it.held()), it.Name, p, opt, it.NextJobID)
+		if errors.Is(err, job.ErrConflict) && j.ID != "" {
+			// Another's live job makes the same from the same bytes, for
+			// other publishers: like any duplicate, this file waits for it
+			// and delivers nothing.
+			created, err = false, nil
+		}
 		if err == nil && w.stillWritten(f, it) {
 			// What the job was made from is a part of the file.
 			if created {
@@ -596,12 +543,6 @@ func (w *Watcher) finishAll(ctx context.Context) {
 		if !e.IsDir() || ctx.Err() != nil {
 			continue
 		}
-		w.mu.Lock()
-		busy := w.inflight[e.Name()]
-		w.mu.Unlock()
-		if busy {
-			continue
-		}
 		it, err := w.load(e.Name())
 		if err != nil {
 			continue
@@ -646,7 +587,7 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 	if errors.Is(err, job.ErrNotFound) {
 		switch it.State {
 		case statePublished, stateNotifying:
-			w.finish(f, it) // done but for the notifications, which need the job
+			w.finish(f, it)
 		case stateFailed:
 			w.forget(it) // in failed/ with its note; without a job nothing can retry it
 		default:
@@ -658,52 +599,109 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 	if err != nil {
 		return
 	}
+	if len(it.Pending) > 0 && !w.handOffPending(ctx, it, j) {
+		return
+	}
 	switch j.State {
 	case job.Succeeded:
 		if it.State == stateQueued || it.State == stateFailed {
-			if time.Now().Before(it.NextTry) {
-				return
-			}
 			if !it.Duplicate {
-				if err := w.publish(ctx, f, it, j); err != nil {
-					it.Tries++
-					it.Error = err.Error()
-					it.NextTry = time.Now().Add(backoff.Delay(firstPublishWait, maxPublishWait, it.Tries))
-					w.log.Error("publishing failed; will retry", "job_id", j.ID, "err", err, "in", time.Until(it.NextTry).Round(time.Second))
-					_ = w.save(it)
+				done, err := w.delivered(ctx, f, it, j)
+				if err != nil {
+					it.Error, it.Undelivered = err.Error(), true
+					w.fail(f, it)
 					return
 				}
-				w.queue(f, it, publish.JobSucceeded)
+				if !done {
+					return
+				}
 			}
-			it.State, it.Error, it.Tries, it.NextTry = statePublished, "", 0, time.Time{}
+			it.State, it.Error = statePublished, ""
 			if err := w.save(it); err != nil {
 				w.log.Error("save watch item", "item", it.ID, "err", err)
 				return
 			}
 		}
-		if it.State == statePublished {
-			if !w.settle(f, it) {
-				return
-			}
-			it.State = stateNotifying
-			if err := w.save(it); err != nil {
-				w.log.Error("save watch item", "item", it.ID, "err", err)
-				return
-			}
+		switch it.State {
+		case statePublished:
+			w.finish(f, it)
+		case stateNotifying:
+			w.forget(it) // an older herd's: its original was dealt with
 		}
 	case job.Failed, job.Canceled:
 		if it.State != stateFailed {
 			it.Error = cmp.Or(j.Error, "the job was "+string(j.State))
 			w.fail(f, it)
-			return
 		}
 	default:
 		if it.State == stateFailed { // retried
 			it.State = stateQueued
-			_ = w.save(it)
+			if err := w.save(it); err != nil {
+				w.log.Error("save watch item", "item", it.ID, "err", err)
+			}
 		}
 	}
-	w.deliver(ctx, it, j)
+}
+
+// handOffPending gives the delivery service the notifications an older
+// herd had still to make itself for the item.
+func (w *Watcher) handOffPending(ctx context.Context, it *Item, j job.Job) bool {
+	for _, p := range it.Pending {
+		if err := w.st.HandOff(ctx, j.ID, p.Event, []string{p.Publisher}, time.Now().UTC()); err != nil {
+			w.log.Warn("could not hand a watched file's notifications to the delivery service; will try again", "job_id", j.ID, "err", err)
+			return false
+		}
+	}
+	it.Pending = nil
+	if err := w.save(it); err != nil {
+		w.log.Error("save watch item", "item", it.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// delivered reports whether the succeeded job's file is in every library
+// of the folder's, which the delivery service copies it to (after_success
+// waits for them); an error says a library gave up on it. The folder's
+// publishers the job does not name (made by an older herd, or before the
+// folder's publish list grew) are handed to the service first.
+func (w *Watcher) delivered(ctx context.Context, f config.Watch, it *Item, j job.Job) (bool, error) {
+	var missing []string
+	for _, name := range f.Publish {
+		if !slices.Contains(j.Publish, name) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 && !it.HandedOff {
+		if err := w.st.HandOff(ctx, j.ID, job.EventSucceeded, missing, time.Now().UTC()); err != nil {
+			w.log.Warn("could not hand a watched file's publishers to the delivery service; will try again", "job_id", j.ID, "err", err)
+			return false, nil
+		}
+		it.HandedOff = true
+		if err := w.save(it); err != nil {
+			w.log.Error("save watch item", "item", it.ID, "err", err)
+			return false, nil
+		}
+	}
+	ds, err := w.st.Deliveries(ctx, j.ID)
+	if err != nil {
+		return false, nil
+	}
+	for _, name := range slices.Concat(j.Publish, missing) {
+		if w.pubs[name].Type != config.PublishLibrary {
+			continue
+		}
+		i := slices.IndexFunc(ds, func(d store.Delivery) bool {
+			return d.Publisher == name && d.Event == job.EventSucceeded && d.Final
+		})
+		switch {
+		case i < 0:
+			return false, nil // not copied yet
+		case !ds[i].OK:
+			return false, fmt.Errorf("the job succeeded, but its file could not be put in library %s: %s", name, ds[i].Detail)
+		}
+	}
+	return true, nil
 }
 
 // drop cancels a job made from a file that was still being written. One
@@ -716,157 +714,6 @@ func (w *Watcher) drop(ctx context.Context, id string) {
 	case !errors.Is(err, job.ErrConflict) && !errors.Is(err, job.ErrNotFound):
 		w.log.Warn("could not cancel a job made from a file still being written", "job_id", id, "err", err)
 	}
-}
-
-// publish writes the job's outputs to the folder's libraries, recording
-// each write on the job.
-func (w *Watcher) publish(ctx context.Context, f config.Watch, it *Item, j job.Job) error {
-	it.Published = libraryFiles{}
-	if !slices.ContainsFunc(f.Publish, func(name string) bool { return w.libraries[name] != nil }) {
-		return nil // only notifiers: the outputs stay where the job put them
-	}
-	var outs []pipeline.Output
-	if err := json.Unmarshal(j.Outputs, &outs); err != nil {
-		return fmt.Errorf("read the job's outputs: %w", err)
-	}
-	var main *pipeline.Output
-	for i := range outs {
-		if outs[i].Kind == "mp4" || outs[i].Kind == "mkv" {
-			main = &outs[i]
-			break
-		}
-	}
-	if main == nil {
-		return errors.New("the job has no MP4 or MKV output to put in a library")
-	}
-	for _, name := range f.Publish {
-		lib := w.libraries[name]
-		if lib == nil {
-			continue
-		}
-		dst, err := w.put(ctx, lib, pipeline.OutputsKey(j.ID)+"/"+main.Path, publish.LibraryPath(lib.Kind, it.Name, filepath.Ext(main.Path)))
-		d := store.Delivery{JobID: j.ID, Publisher: name, Type: config.PublishLibrary, Event: publish.JobSucceeded,
-			Attempt: it.Tries + 1, OK: err == nil, Final: err == nil, Detail: dst, At: time.Now()}
-		if err != nil {
-			d.Detail = err.Error() + "; will retry"
-		}
-		w.record(ctx, d)
-		if err != nil {
-			return err
-		}
-		it.Published[name] = dst
-		w.log.Info("published into a library", "job_id", j.ID, "path", dst)
-	}
-	return nil
-}
-
-// put copies one stored output into a library as rel.
-func (w *Watcher) put(ctx context.Context, lib *publish.Library, key, rel string) (string, error) {
-	o, err := w.files.Open(ctx, key)
-	if err != nil {
-		return "", err
-	}
-	defer o.Close()
-	return lib.Put(ctx, rel, o)
-}
-
-func (w *Watcher) record(ctx context.Context, d store.Delivery) {
-	if err := w.st.AddDelivery(context.WithoutCancel(ctx), d); err != nil {
-		w.log.Error("record a delivery on its job", "job_id", d.JobID, "publisher", d.Publisher, "err", err)
-	}
-}
-
-// queue adds an event for each of the folder's notifiers that wants it.
-func (w *Watcher) queue(f config.Watch, it *Item, event string) {
-	now := time.Now().UTC()
-	id := job.NewID("evt")
-	for _, name := range f.Publish {
-		if n := w.notifiers[name]; n != nil && n.n.Wants(event) {
-			it.Pending = append(it.Pending, Pending{Publisher: name, Event: event, EventID: id, CreatedAt: now})
-		}
-	}
-}
-
-// deliver runs the item's due notifications in a goroutine that owns the
-// item until it ends; the item is forgotten once it is finished and nothing
-// is pending.
-func (w *Watcher) deliver(ctx context.Context, it *Item, j job.Job) {
-	now := time.Now()
-	due := false
-	for _, p := range it.Pending {
-		due = due || !now.Before(p.NextTry)
-	}
-	if !due {
-		if len(it.Pending) == 0 && it.State == stateNotifying {
-			w.forget(it)
-		}
-		return
-	}
-	w.mu.Lock()
-	if len(w.inflight) >= maxDelivering {
-		w.mu.Unlock()
-		return // the next round starts it
-	}
-	w.inflight[it.ID] = true
-	w.mu.Unlock()
-	w.running.Add(1)
-	go func() {
-		defer w.running.Done()
-		defer func() {
-			w.mu.Lock()
-			delete(w.inflight, it.ID)
-			w.mu.Unlock()
-		}()
-		view, _ := json.Marshal(jobview.View(j, nil))
-		var left []Pending
-		for _, p := range it.Pending {
-			n := w.notifiers[p.Publisher]
-			if n == nil {
-				continue // the publisher left the configuration
-			}
-			if time.Now().Before(p.NextTry) || ctx.Err() != nil {
-				left = append(left, p)
-				continue
-			}
-			ev := publish.Event{ID: p.EventID, Type: p.Event, CreatedAt: p.CreatedAt, Job: view,
-				Watch: &publish.WatchInfo{Folder: it.Folder, File: it.Origin}, Files: it.Published}
-			detail, err := n.n.Notify(ctx, ev)
-			if err != nil && ctx.Err() != nil {
-				left = append(left, p) // stopping: this try does not count
-				continue
-			}
-			p.Attempt++
-			d := store.Delivery{JobID: j.ID, Publisher: p.Publisher, Type: n.typ, Event: p.Event, Attempt: p.Attempt,
-				OK: err == nil, Final: true, Detail: detail, At: time.Now()}
-			if err != nil {
-				d.Detail = err.Error()
-				switch {
-				case publish.IsPermanent(err):
-					d.Detail += "; not retried"
-				case p.Attempt >= n.attempts:
-					d.Detail += fmt.Sprintf("; gave up after %d attempts", p.Attempt)
-				default:
-					d.Final = false
-					wait := backoff.Delay(n.retryAfter, maxRetryWait, p.Attempt)
-					p.NextTry = time.Now().Add(wait)
-					d.Detail += fmt.Sprintf("; next try in %s", wait.Round(time.Second/10))
-					left = append(left, p)
-				}
-				w.log.Warn("a delivery failed", "job_id", j.ID, "publisher", p.Publisher, "attempt", p.Attempt, "err", d.Detail)
-			} else {
-				w.log.Info("delivered", "job_id", j.ID, "publisher", p.Publisher, "detail", detail)
-			}
-			w.record(ctx, d)
-		}
-		it.Pending = left
-		if len(left) == 0 && it.State == stateNotifying {
-			w.forget(it)
-			return
-		}
-		if err := w.save(it); err != nil {
-			w.log.Error("save watch item", "item", it.ID, "err", err)
-		}
-	}()
 }
 
 // settle applies after_success to the original. Where a file goes is
@@ -976,7 +823,6 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 	}
 	defer fr.Close()
 	held := filepath.Join(w.work, it.ID, it.held())
-	was := it.State
 	fresh := it.FailedAt == "" // the note's name was chosen now: nothing of herd's is there
 	if fresh {
 		// The file and its note get names that are both free.
@@ -1014,8 +860,11 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 		return
 	}
 	msg := fmt.Sprintf("herd could not process %s\njob: %s\nerror: %s\n\nFix the cause, then run: herd retry %s\n", it.Origin, it.JobID, it.Error, it.JobID)
-	if it.JobID == "" {
+	switch {
+	case it.JobID == "":
 		msg = fmt.Sprintf("herd could not queue %s\nerror: %s\n", it.Origin, it.Error)
+	case it.Undelivered:
+		msg = fmt.Sprintf("herd made %s but could not deliver it\njob: %s\nerror: %s\n\nFix the cause, then move this file back into the watch folder.\n", it.Origin, it.JobID, it.Error)
 	}
 	if nr, note, err := w.where(fr, f, w.note(f, it)); err == nil {
 		if err := nr.MkdirAll(filepath.Dir(note), 0o755); err == nil {
@@ -1029,12 +878,9 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 		}
 	}
 	it.State = stateFailed
-	if it.JobID == "" {
-		w.forget(it) // no job to retry
+	if it.JobID == "" || it.Undelivered {
+		w.forget(it) // no retry of a job can finish it
 		return
-	}
-	if was != stateFailed {
-		w.queue(f, it, publish.JobFailed)
 	}
 	if err := w.save(it); err != nil {
 		w.log.Error("save watch item", "item", it.ID, "err", err)

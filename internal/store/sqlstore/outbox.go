@@ -2,9 +2,14 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,33 +36,33 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 }
 
 // emit writes event of job jobID to the outbox, once for each publisher
-// the job names and each subscription that wants it.
-func (s *Store) emit(ctx context.Context, tx *sql.Tx, jobID, event string, now time.Time) error {
-	var profile, publish string
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT profile, publish FROM jobs WHERE id = ?`), jobID).Scan(&profile, &publish); err != nil {
+// the job names (life-cycle events only) and each subscription that wants
+// it; data is the event's own (nil: none).
+func (s *Store) emit(ctx context.Context, tx *sql.Tx, jobID, event string, data any, now time.Time) error {
+	var profile, publish, labels string
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT profile, publish, labels FROM jobs WHERE id = ?`), jobID).Scan(&profile, &publish, &labels); err != nil {
 		return fmt.Errorf("read job for its events: %w", err)
+	}
+	var jl map[string]string
+	if err := unmarshalOr(labels, &jl); err != nil {
+		return fmt.Errorf("decode job labels: %w", err)
 	}
 	subs, err := collect(ctx, tx, scanSubscription, s.q(`SELECT `+subCols+` FROM subscriptions WHERE paused_at IS NULL`))
 	if err != nil {
 		return fmt.Errorf("read subscriptions: %w", err)
 	}
-	eventID := job.NewID("evt")
-	insert := func(target string, sub bool) error {
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO outbox (id, event_id, event, job_id, target, subscription, created_at, next_try)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), job.NewID("dlv"), eventID, event, jobID, target, boolInt(sub), ms(now), ms(now))
-		if err != nil {
-			return fmt.Errorf("write job event: %w", err)
-		}
-		return nil
-	}
+	eventID, body := job.NewID("evt"), jsonOr(data, "")
 	for _, name := range splitList(publish) {
-		if err := insert(name, false); err != nil {
+		if !slices.Contains(job.LifeCycle, event) {
+			break
+		}
+		if err := s.insertOutbound(ctx, tx, job.NewID("dlv"), eventID, event, jobID, name, false, body, now); err != nil {
 			return err
 		}
 	}
 	for _, sub := range subs {
-		if sub.Wants(event, profile) {
-			if err := insert(sub.ID, true); err != nil {
+		if sub.Wants(event, profile, jl) {
+			if err := s.insertOutbound(ctx, tx, job.NewID("dlv"), eventID, event, jobID, sub.ID, true, body, now); err != nil {
 				return err
 			}
 		}
@@ -65,18 +70,58 @@ func (s *Store) emit(ctx context.Context, tx *sql.Tx, jobID, event string, now t
 	return nil
 }
 
-const outCols = `id, event_id, event, job_id, target, subscription, created_at, attempt`
+func (s *Store) insertOutbound(ctx context.Context, q querier, id, eventID, event, jobID, target string, sub bool, data string, now time.Time) error {
+	_, err := q.ExecContext(ctx, s.q(`INSERT INTO outbox (id, event_id, event, job_id, target, subscription, data, created_at, next_try)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`), id, eventID, event, jobID, target, boolInt(sub), data, ms(now), ms(now))
+	if err != nil {
+		return fmt.Errorf("write job event: %w", err)
+	}
+	return nil
+}
+
+// HandOff queues event of a job for publishers, under ids made from the
+// job, the event and the publisher, so a second call adds nothing.
+func (s *Store) HandOff(ctx context.Context, jobID, event string, publishers []string, now time.Time) error {
+	eventID := handOffID("evt", jobID, event)
+	for _, name := range publishers {
+		if err := s.insertOutbound(ctx, s.w, handOffID("dlv", jobID, event, name), eventID, event, jobID, name, false, "", now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func handOffID(prefix string, parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return prefix + "-" + hex.EncodeToString(h[:12])
+}
+
+// progressed emits job.progress when a job's progress passes a multiple
+// of 1/job.ProgressSteps (short of the end: success says that).
+func (s *Store) progressed(ctx context.Context, tx *sql.Tx, jobID string, from, to float64, now time.Time) error {
+	step := math.Floor(to * job.ProgressSteps)
+	if step <= math.Floor(from*job.ProgressSteps) || step >= job.ProgressSteps {
+		return nil
+	}
+	return s.emit(ctx, tx, jobID, job.EventProgress, map[string]float64{"progress": step / job.ProgressSteps}, now)
+}
+
+const outCols = `id, event_id, event, job_id, target, subscription, created_at, attempt, data`
 
 func scanOutbound(sc scanner) (store.Outbound, error) {
 	var (
 		o       store.Outbound
 		sub     int
 		created int64
+		data    string
 	)
-	if err := sc.Scan(&o.ID, &o.EventID, &o.Event, &o.JobID, &o.Target, &sub, &created, &o.Attempt); err != nil {
+	if err := sc.Scan(&o.ID, &o.EventID, &o.Event, &o.JobID, &o.Target, &sub, &created, &o.Attempt, &data); err != nil {
 		return o, err
 	}
 	o.Subscription, o.CreatedAt = sub == 1, time.UnixMilli(created).UTC()
+	if data != "" {
+		o.Data = json.RawMessage(data)
+	}
 	return o, nil
 }
 
@@ -151,17 +196,21 @@ func (s *Store) PendingOutbound(ctx context.Context, eventID string) ([]store.Ou
 	return out, nil
 }
 
-const subCols = `id, name, url, secret, events, profiles, origin, created_at, failing_since, paused_at, note`
+const subCols = `id, name, url, secret, events, profiles, labels, origin, created_at, failing_since, paused_at, note`
 
 func scanSubscription(sc scanner) (store.Subscription, error) {
 	var (
 		sub             store.Subscription
 		events, profs   string
+		labels          string
 		created         int64
 		failing, paused sql.NullInt64
 	)
-	if err := sc.Scan(&sub.ID, &sub.Name, &sub.URL, &sub.Secret, &events, &profs, &sub.Origin, &created, &failing, &paused, &sub.Note); err != nil {
+	if err := sc.Scan(&sub.ID, &sub.Name, &sub.URL, &sub.Secret, &events, &profs, &labels, &sub.Origin, &created, &failing, &paused, &sub.Note); err != nil {
 		return sub, err
+	}
+	if err := unmarshalOr(labels, &sub.Labels); err != nil {
+		return sub, fmt.Errorf("decode subscription labels: %w", err)
 	}
 	sub.Events, sub.Profiles = splitList(events), splitList(profs)
 	sub.CreatedAt = time.UnixMilli(created).UTC()
@@ -171,10 +220,10 @@ func scanSubscription(sc scanner) (store.Subscription, error) {
 
 // PutSubscription creates or replaces a subscription.
 func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) error {
-	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO subscriptions (`+subCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO subscriptions (`+subCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, secret = excluded.secret, events = excluded.events,
-		profiles = excluded.profiles, origin = excluded.origin`),
-		sub.ID, sub.Name, sub.URL, sub.Secret, strings.Join(sub.Events, ","), strings.Join(sub.Profiles, ","), sub.Origin,
+		profiles = excluded.profiles, labels = excluded.labels, origin = excluded.origin`),
+		sub.ID, sub.Name, sub.URL, sub.Secret, strings.Join(sub.Events, ","), strings.Join(sub.Profiles, ","), jsonOr(sub.Labels, ""), sub.Origin,
 		ms(sub.CreatedAt), msPtr(sub.FailingSince), msPtr(sub.PausedAt), sub.Note)
 	if err != nil {
 		return fmt.Errorf("store subscription: %w", err)

@@ -99,6 +99,15 @@ func rawJSON(v sql.NullString) json.RawMessage {
 	return json.RawMessage(v.String)
 }
 
+// unmarshalOr decodes a JSON column into v, leaving v as it is when the
+// column is empty.
+func unmarshalOr(col string, v any) error {
+	if col == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(col), v)
+}
+
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -121,7 +130,7 @@ type querier interface {
 }
 
 const jobCols = `j.id, j.state, j.profile, j.profile_version, j.idempotency_key, j.source, j.plan, j.outputs,
- j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key, j.chunk_seconds, j.publish,
+ j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key, j.chunk_seconds, j.publish, j.labels, j.watch,
  (SELECT COALESCE(MAX(t.attempt), 0) FROM tasks t WHERE t.job_id = j.id)`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -172,12 +181,19 @@ func scanJob(sc scanner) (job.Job, error) {
 		state             string
 		chunkSeconds      sql.NullFloat64
 		publish           string
+		labels, watch     string
 	)
 	if err := sc.Scan(&j.ID, &state, &j.Profile, &j.ProfileVersion, &j.IdempotencyKey, &src, &plan, &outputs,
-		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &chunkSeconds, &publish, &j.Attempts); err != nil {
+		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &chunkSeconds, &publish, &labels, &watch, &j.Attempts); err != nil {
 		return j, err
 	}
 	j.Publish = splitList(publish)
+	if err := unmarshalOr(labels, &j.Labels); err != nil {
+		return j, fmt.Errorf("decode job labels: %w", err)
+	}
+	if err := unmarshalOr(watch, &j.Watch); err != nil {
+		return j, fmt.Errorf("decode job watch folder: %w", err)
+	}
 	if chunkSeconds.Valid {
 		j.ChunkSeconds = &chunkSeconds.Float64
 	}
@@ -245,9 +261,10 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 		if j.ChunkSeconds != nil {
 			chunkSeconds = *j.ChunkSeconds
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, chunk_seconds, publish, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), chunkSeconds, strings.Join(j.Publish, ","), ms(now), ms(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, chunk_seconds, publish, labels, watch, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), chunkSeconds, strings.Join(j.Publish, ","),
+			jsonOr(j.Labels, ""), jsonOr(j.Watch, ""), ms(now), ms(now)); err != nil {
 			// A concurrent submit of the same request won the unique index (PostgreSQL).
 			return fmt.Errorf("insert job: %w: %w", errMaybeDuplicate, err)
 		}
@@ -260,7 +277,7 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 			}
 		}
 		created = true
-		if err := s.emit(ctx, tx, j.ID, job.EventQueued, now); err != nil {
+		if err := s.emit(ctx, tx, j.ID, job.EventQueued, nil, now); err != nil {
 			return err
 		}
 		out, err = s.getJob(ctx, tx, j.ID)
@@ -448,11 +465,18 @@ func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now ti
 		res, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, progress = 1, speed = 0, finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
 			string(job.Succeeded), ms(now), ms(now), jobID)
 		if n, _ := rowsAffected(res, err); n == 1 {
-			err = s.emit(ctx, tx, jobID, job.EventSucceeded, now)
+			err = s.emit(ctx, tx, jobID, job.EventSucceeded, nil, now)
 		}
 	} else if any {
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', progress = ?, speed = ?, started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
-			progress, speed, ms(now), ms(now), jobID)
+		var was float64
+		if err = tx.QueryRowContext(ctx, s.q(`SELECT progress FROM jobs WHERE id = ?`), jobID).Scan(&was); err == nil {
+			var res sql.Result
+			res, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', progress = ?, speed = ?, started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
+				progress, speed, ms(now), ms(now), jobID)
+			if n, _ := rowsAffected(res, err); n == 1 {
+				err = s.progressed(ctx, tx, jobID, was, progress, now)
+			}
+		}
 	} else {
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET progress = ?, speed = 0, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
 			progress, ms(now), jobID)
@@ -631,8 +655,28 @@ func (s *Store) Complete(ctx context.Context, l job.Lease, r job.Result, now tim
 				}
 			}
 		}
+		if t.Kind == job.KindChunk {
+			if err := s.emit(ctx, tx, t.JobID, job.EventChunkSucceeded, chunkDone(t, all), now); err != nil {
+				return err
+			}
+		}
 		return s.refreshJob(ctx, tx, t.JobID, now)
 	})
+}
+
+// chunkDone is a chunk.succeeded event's data: which chunk of how many,
+// how many have succeeded, the seconds of source it encoded and where.
+func chunkDone(t job.Task, all []job.Task) map[string]any {
+	chunks, done := 0, 0
+	for _, x := range all {
+		if x.Kind == job.KindChunk {
+			chunks++
+			if x.State == job.TaskSucceeded || x.ID == t.ID {
+				done++
+			}
+		}
+	}
+	return map[string]any{"chunk": t.Chunk, "chunks": chunks, "succeeded": done, "seconds": t.Seconds, "worker": t.Worker}
 }
 
 func jsonOr(v any, empty string) string {
@@ -703,7 +747,7 @@ func (s *Store) endJob(ctx context.Context, tx *sql.Tx, jobID string, state job.
 	if state == job.Canceled {
 		event = job.EventCanceled
 	}
-	return s.emit(ctx, tx, jobID, event, now)
+	return s.emit(ctx, tx, jobID, event, nil, now)
 }
 
 // Release gives a task back to the queue without counting the attempt.
@@ -858,7 +902,7 @@ func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job
 			ms(now), id); err != nil {
 			return fmt.Errorf("requeue job: %w", err)
 		}
-		if err := s.emit(ctx, tx, id, job.EventQueued, now); err != nil {
+		if err := s.emit(ctx, tx, id, job.EventQueued, nil, now); err != nil {
 			return err
 		}
 		return s.refreshJob(ctx, tx, id, now)

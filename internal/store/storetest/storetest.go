@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +46,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ClaimKinds", func(t *testing.T) { t.Parallel(); testClaimKinds(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
 	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, open(t)) })
+	t.Run("OutboxOptIn", func(t *testing.T) { t.Parallel(); testOutboxOptIn(t, open(t)) })
 	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
@@ -1002,5 +1005,123 @@ func testOutbox(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	for _, o := range again {
 		require.NotEqual(t, due[0].EventID, o.EventID)
+	}
+}
+
+// testOutboxOptIn: labels and the watched file are kept on a job; a
+// subscription with labels hears only of jobs that carry them; progress
+// and chunk events go only to subscriptions that name them, each step
+// once, with their data, and never to publishers; HandOff is idempotent.
+func testOutboxOptIn(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	require.NoError(t, s.PutSubscription(ctx, store.Subscription{ID: "sub_news", Name: "news", URL: "https://a.example/", Secret: "s",
+		Events: []string{job.EventProgress, job.EventChunkSucceeded, job.EventSucceeded}, Labels: map[string]string{"team": "news"}, Origin: "api", CreatedAt: t0}))
+	require.NoError(t, s.PutSubscription(ctx, store.Subscription{ID: "sub_plain", Name: "plain", URL: "https://b.example/", Secret: "s", Origin: "api", CreatedAt: t0}))
+	got, err := s.GetSubscription(ctx, "sub_news")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"team": "news"}, got.Labels)
+
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "optin", Key: "sources/optin", CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("optin", "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: "optin"}, Publish: []string{"hook"},
+		Labels: map[string]string{"team": "news", "tier": "gold"}, Watch: &job.WatchOrigin{Folder: "/srv/in", File: "a/clip.mp4"}}
+	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 1}
+	e := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 1, DependsOn: []string{p.ID}}
+	u := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 1, DependsOn: []string{e.ID}}
+	j, _, err = s.CreateJob(ctx, j, []job.Task{p, e, u}, t0)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"team": "news", "tier": "gold"}, j.Labels)
+	require.Equal(t, &job.WatchOrigin{Folder: "/srv/in", File: "a/clip.mp4"}, j.Watch)
+	plain := newJob(t, s, "optin2", 1) // no labels: sub_news hears nothing of it
+
+	// Run j as a split encode: probe, split, three chunks with progress, stitch, finalize.
+	c := claim(t, s, "w", t0)
+	split := job.Task{ID: job.NewID("t"), Kind: job.KindSplit, DependsOn: []string{c.Task.ID}}
+	var chunks []job.Task
+	for k := 1; k <= 3; k++ {
+		chunks = append(chunks, job.Task{ID: job.NewID("t"), Kind: job.KindChunk, Chunk: k, Seconds: 10, Weight: 0.25, DependsOn: []string{split.ID}})
+	}
+	stitch := job.Task{ID: job.NewID("t"), Kind: job.KindStitch, DependsOn: []string{chunks[0].ID, chunks[1].ID, chunks[2].ID}}
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &job.Source{AssetID: a.ID, Duration: 30},
+		Expand: &job.Expansion{Replace: job.KindEncode, Tasks: append(append([]job.Task{split}, chunks...), stitch)}}, t0))
+	for {
+		c = claim(t, s, "w", t0)
+		if c == nil {
+			break
+		}
+		if c.Task.JobID != j.ID {
+			require.NoError(t, s.Fail(ctx, c.Lease, job.Failure{Message: "not this one", Permanent: true}, t0))
+			continue
+		}
+		for _, f := range []float64{0.3, 0.6, 0.9} {
+			require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: f}, t0, ttl))
+		}
+		require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Outputs: json.RawMessage(`[]`)}, t0))
+	}
+	done, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, job.Succeeded, done.State)
+
+	due, err := s.ClaimOutbound(ctx, "srv", t0, time.Minute, 1000)
+	require.NoError(t, err)
+	heard := map[string][]string{}
+	var steps []float64
+	var chunkData []map[string]any
+	for _, o := range due {
+		if o.JobID == plain.ID {
+			require.NotEqual(t, "sub_news", o.Target, "a job without the labels")
+			continue
+		}
+		heard[o.Target] = append(heard[o.Target], o.Event)
+		switch o.Event {
+		case job.EventProgress:
+			require.Equal(t, "sub_news", o.Target)
+			var d struct{ Progress float64 }
+			require.NoError(t, json.Unmarshal(o.Data, &d))
+			steps = append(steps, d.Progress)
+		case job.EventChunkSucceeded:
+			var d map[string]any
+			require.NoError(t, json.Unmarshal(o.Data, &d))
+			chunkData = append(chunkData, d)
+		default:
+			require.Nil(t, o.Data)
+		}
+	}
+	require.ElementsMatch(t, []string{job.EventQueued, job.EventSucceeded}, heard["hook"], "publishers hear only the life cycle")
+	require.ElementsMatch(t, []string{job.EventQueued, job.EventSucceeded}, heard["sub_plain"], "a subscription naming no events hears only the life cycle")
+	require.NotContains(t, heard["sub_news"], job.EventQueued, "not asked for")
+	require.Contains(t, heard["sub_news"], job.EventSucceeded)
+	require.GreaterOrEqual(t, len(steps), 5, "progress steps: %v", steps)
+	slices.Sort(steps) // all written at t0: the outbox's order among them is not theirs
+	for i, f := range steps {
+		require.Greater(t, f, 0.0)
+		require.Less(t, f, 1.0)
+		require.InDelta(t, math.Round(f*10)/10, f, 1e-9, "a multiple of a tenth")
+		if i > 0 {
+			require.Greater(t, f, steps[i-1], "each step once: %v", steps)
+		}
+	}
+	require.Len(t, chunkData, 3)
+	var which []float64
+	for _, d := range chunkData {
+		require.InDelta(t, 3, d["chunks"], 0)
+		require.InDelta(t, 10, d["seconds"], 0)
+		require.Equal(t, "w", d["worker"])
+		which = append(which, d["chunk"].(float64))
+	}
+	require.ElementsMatch(t, []float64{1, 2, 3}, which)
+
+	// HandOff queues an event for publishers once, however often it is called.
+	for range 2 {
+		require.NoError(t, s.HandOff(ctx, plain.ID, job.EventSucceeded, []string{"movies", "plex"}, t0))
+	}
+	due, err = s.ClaimOutbound(ctx, "srv", t0, time.Minute, 1000)
+	require.NoError(t, err)
+	require.Len(t, due, 2)
+	require.Equal(t, due[0].EventID, due[1].EventID)
+	for _, o := range due {
+		require.Equal(t, job.EventSucceeded, o.Event)
+		require.False(t, o.Subscription)
 	}
 }

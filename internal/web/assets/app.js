@@ -198,6 +198,9 @@ pages.job = () => {
       ['Picture', s.width ? `${s.width}×${s.height}` : '–'], ['Video codec', s.video_codec || '–'],
       ['Audio channels', s.audio_channels || '–'], ['SHA-256', s.sha256], ['Created', fmt.time(j.created_at)],
       ['Finished', fmt.time(j.finished_at)], ['Attempts', j.attempts],
+      ...(j.watch ? [['Watched file', `${j.watch.file} in ${j.watch.folder}`]] : []),
+      ...(j.labels ? [['Labels', Object.entries(j.labels).map(([k, v]) => `${k}=${v}`).join(', ')]] : []),
+      ...(j.publish ? [['Delivered to', j.publish.join(', ')]] : []),
     ].flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]));
     const outs = j.outputs || [];
     fill(document.getElementById('j-outputs'), outs.length ? outs.map((o) => el('tr', {dataset: {output: o.name}},
@@ -503,6 +506,7 @@ pages.upload = () => {
   const start = (file) => {
     const prof = profile.value;
     const publish = [...document.querySelectorAll('input[name="publish"]:checked')].map((c) => c.value).join(',');
+    const labels = document.getElementById('labels').value.trim();
     const bar = el('progress', {max: 1, value: 0, 'aria-label': 'upload of ' + file.name});
     const status = el('span', {class: 'status', 'aria-live': 'polite'}, 'starting…');
     const actions = el('span', {});
@@ -513,10 +517,10 @@ pages.upload = () => {
       endpoint: '/api/v1/uploads',
       chunkSize: 8 * 1024 * 1024,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
-      metadata: {filename: file.name, profile: prof, publish},
+      metadata: {filename: file.name, profile: prof, publish, labels},
       headers: {'X-CSRF-Token': csrf},
       removeFingerprintOnSuccess: true,
-      fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof, publish].join('/')),
+      fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof, publish, labels].join('/')),
       onAfterResponse: (req, res) => {
         if (req.getMethod() === 'HEAD' && res.getStatus() === 200) li.dataset.resumedFrom = res.getHeader('Upload-Offset');
       },

@@ -1,0 +1,7 @@
+-- Labels on jobs, which subscriptions may filter on; the watch folder a job
+-- came from, which its events name; and an event's own data (a progress
+-- step, a chunk), for the events that are not about the job as a whole.
+ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '';  -- JSON object; empty: none
+ALTER TABLE jobs ADD COLUMN watch TEXT NOT NULL DEFAULT '';   -- JSON {folder, file}; empty: not from a watch folder
+ALTER TABLE subscriptions ADD COLUMN labels TEXT NOT NULL DEFAULT ''; -- JSON object a job's labels must include
+ALTER TABLE outbox ADD COLUMN data TEXT NOT NULL DEFAULT '';  -- JSON; empty: none
