@@ -76,9 +76,13 @@ web-vendor: ## refresh the web UI's browser libraries (hls.js, tus-js-client), t
 	cp web/node_modules/axe-core/LICENSE cmd/herd/testdata/axe/axe-core.LICENSE
 	cd web && node -e 'const l=require("./package-lock.json").packages;for(const p of ["axe-core"])console.log(p+" "+l["node_modules/"+p].version+" "+l["node_modules/"+p].integrity)' > ../cmd/herd/testdata/axe/VERSIONS
 
+# The linter compiles every package (for its dependencies' export data) into
+# the Go build cache. With the flags the container image's herd is built with
+# (scripts/image-rootfs.sh: no cgo, -trimpath), that compile is the one the
+# real-node test's image build needs, so a cold make test does it once, not twice.
 lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (go vet, staticcheck, errcheck, gosec, ...) and a check that go.mod and go.sum are tidy (LINT_FLAGS=-j1 to leave a core free)
 	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy (the diff above): run go mod tidy" >&2; exit 1; }
-	$(GOLANGCI_LINT) run $(LINT_FLAGS) ./...
+	CGO_ENABLED=0 GOFLAGS="$(GOFLAGS) -trimpath" $(GOLANGCI_LINT) run $(LINT_FLAGS) ./...
 
 $(GOLANGCI_LINT):
 	@echo "Building golangci-lint $(GOLANGCI_LINT_VERSION) into $(TOOLS) (once, about 3 minutes) ..." >&2

@@ -178,7 +178,7 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.Equal(t, "Browser Clip.mp4", evalJS[string](t, ctx, `document.querySelector("#j-title").textContent`))
 	facts := evalJS[string](t, ctx, `document.querySelector("#j-source").innerText`)
 	require.Contains(t, facts, "team=web, tier=gold")
-	require.Contains(t, facts, "Delivered to")
+	require.Contains(t, facts, "Publishers")
 	require.GreaterOrEqual(t, evalJS[int](t, ctx, `document.querySelectorAll('#j-outputs tr[data-output]').length`), 4, "master, manifest, rungs, audio, thumbnails")
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
 	testenv.WaitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)

@@ -265,6 +265,22 @@ subscriptions:
 	require.NotEmpty(t, web)
 	require.Equal(t, "failed", s.waitFinal(web).State)
 	require.Equal(t, map[string]string{"team": "web"}, s.job(web).Labels, "labels through tus metadata")
+	// The same file and profile as the CLI job, with other labels: refused
+	// (409) once the upload is whole, not left to be tried again.
+	whole := mustRead(t, movie)
+	req, err = http.NewRequest("POST", s.url+"/api/v1/uploads", strings.NewReader(string(whole)))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+s.token())
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	req.Header.Set("Upload-Length", fmt.Sprint(len(whole)))
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set("Upload-Metadata", "filename "+b64("again.mp4")+",profile "+b64("mp4-library")+",publish "+b64("movies,hook")+",labels "+b64("team=sport"))
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusConflict, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "labelled [team=news,tier=gold]")
 	hooks.wait(t, "/sub", web, "job.queued", "job.failed")
 	hooks.wait(t, "/pub", web, "job.queued", "job.failed")
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/testenv"
 )
@@ -123,7 +124,7 @@ func TestWatchFolderSurvivesSIGKILL(t *testing.T) {
 		hookMu.Lock()
 		defer hookMu.Unlock()
 		key := j.ID + " " + string(ev.Type)
-		if !publish.Verify("k1ll-m3", body, r.Header.Get(publish.HeaderTimestamp), r.Header.Get(publish.HeaderSignature), time.Now(), publish.ReplayWindow) || (ev.Type != publish.JobSucceeded && ev.Type != publish.JobFailed) {
+		if !publish.Verify("k1ll-m3", body, r.Header.Get(publish.HeaderTimestamp), r.Header.Get(publish.HeaderSignature), time.Now(), publish.ReplayWindow) || (ev.Type != job.EventSucceeded && ev.Type != job.EventFailed) {
 			hookBad++
 		} else if prev, ok := hookIDs[key]; ok && prev != ev.ID {
 			hookBad++ // a second event of the same kind for the same job
@@ -307,11 +308,11 @@ publishers:
 	defer hookMu.Unlock()
 	require.Zero(t, hookBad)
 	for _, j := range list.Jobs {
-		require.Contains(t, hookIDs, j.ID+" "+publish.JobSucceeded, "every job's event was delivered")
+		require.Contains(t, hookIDs, j.ID+" "+job.EventSucceeded, "every job's event was delivered")
 	}
 	for key := range hookIDs {
 		id, typ, _ := strings.Cut(key, " ")
-		require.True(t, typ == publish.JobSucceeded || retried[id], "%s: only a job that ran out of attempts sends job.failed", key)
+		require.True(t, typ == job.EventSucceeded || retried[id], "%s: only a job that ran out of attempts sends job.failed", key)
 	}
 }
 

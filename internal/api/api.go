@@ -27,6 +27,7 @@ import (
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
@@ -457,6 +458,10 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, jobview.View(j, nil))
 }
 
+// maxLabelsField bounds the multipart labels field: label.Max labels of
+// the longest key (253+1+63) and value (63).
+const maxLabelsField = label.Max * (253 + 1 + 63 + 1 + 63 + 1)
+
 type badRequest struct{ msg string }
 
 func (e *badRequest) Error() string { return e.msg }
@@ -502,9 +507,12 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 			}
 			opt.Publish = ingest.ParsePublish(string(b))
 		case "labels":
-			b, err := io.ReadAll(io.LimitReader(part, 8192))
+			b, err := io.ReadAll(io.LimitReader(part, maxLabelsField+1))
 			if err != nil {
 				return job.Job{}, false, &badRequest{"read the labels field: " + err.Error()}
+			}
+			if len(b) > maxLabelsField {
+				return job.Job{}, false, &badRequest{fmt.Sprintf("the labels field is longer than %d bytes", maxLabelsField)}
 			}
 			if opt.Labels, err = ingest.ParseLabels(string(b)); err != nil {
 				return job.Job{}, false, err

@@ -187,6 +187,8 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 			refuse = tusd.NewError("ERR_UNKNOWN_PROFILE", err.Error(), http.StatusBadRequest)
 		case errors.Is(err, ingest.ErrBadOption):
 			refuse = tusd.NewError("ERR_BAD_OPTION", err.Error(), http.StatusBadRequest)
+		case errors.Is(err, job.ErrConflict):
+			refuse = tusd.NewError("ERR_CONFLICT", err.Error(), http.StatusConflict)
 		case errors.Is(err, ingest.ErrEmpty):
 			refuse = tusd.NewError("ERR_EMPTY", "the file is empty; nothing to encode", http.StatusBadRequest)
 		default:

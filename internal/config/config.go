@@ -335,7 +335,9 @@ func overlayEnv(root *yaml.Node, environ []string) error {
 			for _, s := range watch[n] {
 				setKey(seq.Content[n], s.key, s.value, s.key == "publish")
 				if s.key == "labels" {
-					setLabels(seq.Content[n], s.value)
+					if err := setLabels(seq.Content[n], s.value); err != nil {
+						return fmt.Errorf("%s: %w", s.env, err)
+					}
 				}
 			}
 		}
@@ -401,12 +403,11 @@ func child(root *yaml.Node, key string, kind yaml.Kind) *yaml.Node {
 }
 
 // setLabels sets m's labels to the mapping written k=v,k2=v2 in value
-// (label.Parse's form); a value that does not parse is left a string,
-// which decoding reports.
-func setLabels(m *yaml.Node, value string) {
+// (label.Parse's form).
+func setLabels(m *yaml.Node, value string) error {
 	ls, err := label.Parse(value)
 	if err != nil {
-		return
+		return err
 	}
 	v := &yaml.Node{Kind: yaml.MappingNode}
 	for _, k := range slices.Sorted(maps.Keys(ls)) {
@@ -417,6 +418,7 @@ func setLabels(m *yaml.Node, value string) {
 			m.Content[i+1] = v
 		}
 	}
+	return nil
 }
 
 // setKey sets key in mapping m to a scalar, or to a list of the
@@ -539,6 +541,9 @@ func (f *File) check(fail func(int, string, ...any) error, getenv func(string) s
 			}
 		default:
 			return fail(p.Line, "publishers.%s: type must be library, plex, jellyfin or webhook", name)
+		}
+		if len(p.Events) > 0 && p.Type != PublishWebhook {
+			return fail(p.Line, "publishers.%s: events is for webhooks; a %s publisher acts on job.succeeded only", name, p.Type)
 		}
 		if p.Type != PublishLibrary {
 			if p.Attempts < 0 {

@@ -92,6 +92,7 @@ func TestMistakesNameTheLineAndKey(t *testing.T) {
 		{"subscriptions:\n  s: {url: 'https://x', secret: k, labels: {'bad key': v}}\n", `herd.yaml:2: subscriptions.s: labels: label key "bad key"`},
 		{"publishers:\n  h: {type: webhook, url: 'https://x', secret: s, events: [job.progress]}\n", `publishers.h: events are job.queued, job.succeeded, job.failed, job.canceled (none: job.succeeded, job.failed), not "job.progress"`},
 		{"watch:\n  - {path: /a, profile: p, labels: {team: 'a b'}}\n", `herd.yaml:2: watch /a: labels: label team: value "a b"`},
+		{"publishers:\n  l: {type: library, path: /l, events: [job.failed]}\n", "publishers.l: events is for webhooks"},
 		{"addr: a\naddr: b\n", "herd.yaml:2: addr is set twice"},
 		{"- a\n", "herd.yaml:1: the file must be a mapping"},
 		{"addr: [\n", "herd.yaml"},
@@ -197,6 +198,11 @@ func TestWatchAndPublishersFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("HERD_WATCH_1_STABLE_FOR", "1s")
+	t.Setenv("HERD_WATCH_1_LABELS", "team=a b")
+	if _, err := config.Parse("environment", nil, known, os.Environ()); err == nil || !strings.Contains(err.Error(), `HERD_WATCH_1_LABELS: label team: value "a b"`) {
+		t.Fatal(err)
+	}
+	t.Setenv("HERD_WATCH_1_LABELS", "team=tv")
 	t.Setenv("HERD_WATCH_3_PATH", "/x")
 	if _, err := config.Parse("environment", nil, known, os.Environ()); err == nil || !strings.Contains(err.Error(), "HERD_WATCH_3_PATH: there is no watch folder 2") {
 		t.Fatal(err)

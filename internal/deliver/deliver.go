@@ -99,13 +99,13 @@ func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.
 			s.libraries[name] = lib
 			continue
 		}
-		s.notifiers[name] = Notifier(pc, pubs)
+		s.notifiers[name] = notifier(pc, pubs)
 	}
 	return s, nil
 }
 
-// Notifier builds the notifier of a plex, jellyfin or webhook publisher.
-func Notifier(pc config.Publisher, pubs map[string]config.Publisher) publish.Notifier {
+// notifier builds the notifier of a plex, jellyfin or webhook publisher.
+func notifier(pc config.Publisher, pubs map[string]config.Publisher) publish.Notifier {
 	ms := publish.MediaServer{Name: pc.Name, URL: pc.URL, Token: pc.Token, Library: pc.Library,
 		Root: pubs[pc.Library].Path, ServerRoot: pc.LibraryPath, Confirm: time.Duration(pc.ConfirmTimeout)}
 	switch pc.Type {
@@ -133,11 +133,15 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("deliveries were in flight when the server stopped; trying them again", "deliveries", n)
 	}
 	for name, lib := range s.libraries {
-		if n, err := lib.Sweep(ctx); err != nil {
-			s.log.Warn("sweep a library's unfinished copies", "publisher", name, "err", err)
-		} else if n > 0 {
-			s.log.Info("removed unfinished library copies a stopped server left", "publisher", name, "files", n)
-		}
+		// Not waited for: a hung network mount must hold up only its own
+		// copies, not every delivery.
+		go func() {
+			if n, err := lib.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweep a library's unfinished copies", "publisher", name, "err", err)
+			} else if n > 0 {
+				s.log.Info("removed unfinished library copies a stopped server left", "publisher", name, "files", n)
+			}
+		}()
 	}
 	slots := make(chan struct{}, batch)
 	var wg sync.WaitGroup

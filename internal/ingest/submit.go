@@ -353,14 +353,14 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 		s.kick.Kick()
 	}
 	if !created && !maps.Equal(out.Labels, opt.Labels) {
-		return out, false, fmt.Errorf("job %s already makes this from the same file and profile, labelled [%s], not [%s]; wait for it to end, or submit the file with another profile: %w",
+		return out, false, fmt.Errorf("job %s is this file with this profile, labelled [%s], not [%s] (the same file and profile is one job): submit it with those labels, or with another profile: %w",
 			out.ID, label.Format(out.Labels), label.Format(opt.Labels), job.ErrConflict)
 	}
 	for _, name := range opt.Publish {
 		if !slices.Contains(out.Publish, name) {
 			// The same request again is the same job; asking for other
 			// publishers would silently get none of them.
-			return out, false, fmt.Errorf("job %s already makes this from the same file and profile, delivered to [%s], not to %s; wait for it to end, or submit the file with another profile: %w",
+			return out, false, fmt.Errorf("job %s is this file with this profile, delivered to [%s], not to %s (the same file and profile is one job): submit it naming only those publishers, or with another profile: %w",
 				out.ID, strings.Join(out.Publish, ", "), name, job.ErrConflict)
 		}
 	}

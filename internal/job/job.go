@@ -138,8 +138,8 @@ type Job struct {
 	// Publish names the publishers (the configuration's publishers:) the
 	// job's events go to.
 	Publish []string `json:"publish,omitempty"`
-	// Labels are the submitter's own key=value marks; subscriptions may
-	// hear only of jobs that carry some (see CheckLabels).
+	// Labels are the submitter's own key=value marks (package label);
+	// subscriptions may hear only of jobs that carry some.
 	Labels map[string]string `json:"labels,omitempty"`
 	// Watch is set on a job made from a watch folder's file.
 	Watch *WatchOrigin `json:"watch,omitempty"`
@@ -292,6 +292,13 @@ func NewID(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s%011x%s", prefix, time.Now().UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+// DerivedID returns an id made from parts, the same for the same parts:
+// for what must be written once however often it is asked for.
+func DerivedID(prefix string, parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return prefix + "-" + hex.EncodeToString(h[:12])
 }
 
 // IdempotencyKey is the identity of a request: the same bytes, profile, version

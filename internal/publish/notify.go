@@ -14,12 +14,6 @@ import (
 	"github.com/herdhq/herd/internal/job"
 )
 
-// Event types a watch folder's notifiers hear of.
-const (
-	JobSucceeded = job.EventSucceeded
-	JobFailed    = job.EventFailed
-)
-
 // Event is what a notifier is told about a job. It is also the webhook's
 // JSON body.
 type Event struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/publish/publishtest"
 )
@@ -30,7 +31,7 @@ func library(t *testing.T) (root, file string) {
 }
 
 func event(file string) publish.Event {
-	return publish.Event{ID: "evt_1", Type: publish.JobSucceeded, CreatedAt: time.Now(), Job: []byte(`{"id":"j1"}`), Files: map[string]string{"movies": file}}
+	return publish.Event{ID: "evt_1", Type: job.EventSucceeded, CreatedAt: time.Now(), Job: []byte(`{"id":"j1"}`), Files: map[string]string{"movies": file}}
 }
 
 func TestPlexRefreshesTheSectionHoldingTheFile(t *testing.T) {
@@ -86,10 +87,10 @@ func TestPlexRefreshesTheSectionHoldingTheFile(t *testing.T) {
 	require.NoError(t, os.Remove(file))
 	gone := filepath.Join(root, "Ghost (1990)", "Ghost (1990).mp4")
 	p.Confirm = 100 * time.Millisecond
-	_, err = p.Notify(context.Background(), publish.Event{Type: publish.JobSucceeded, Files: map[string]string{"movies": gone}})
+	_, err = p.Notify(context.Background(), publish.Event{Type: job.EventSucceeded, Files: map[string]string{"movies": gone}})
 	require.ErrorContains(t, err, "did not list /data/media/Movies/Ghost (1990)/Ghost (1990).mp4: timed out")
 	require.False(t, publish.IsPermanent(err))
-	require.False(t, p.Wants(publish.JobFailed), "a failed job wrote nothing to index")
+	require.False(t, p.Wants(job.EventFailed), "a failed job wrote nothing to index")
 }
 
 func TestJellyfinReportsTheNewFile(t *testing.T) {
@@ -148,7 +149,7 @@ func TestWebhookSignsEveryDelivery(t *testing.T) {
 
 	for i, r := range got[:2] {
 		require.Equal(t, "application/json", r.Header.Get("Content-Type"))
-		require.Equal(t, publish.JobSucceeded, r.Header.Get(publish.HeaderEvent))
+		require.Equal(t, job.EventSucceeded, r.Header.Get(publish.HeaderEvent))
 		require.Equal(t, "evt_1", r.Header.Get(publish.HeaderDelivery), "the same id on every retry")
 		sig := r.Header.Get(publish.HeaderSignature)
 		require.True(t, strings.HasPrefix(sig, "sha256="))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/redirect"
 )
 
@@ -35,7 +36,7 @@ type MediaServer struct {
 }
 
 // Wants: media servers only index files that were written.
-func (m *MediaServer) Wants(t string) bool { return t == JobSucceeded }
+func (m *MediaServer) Wants(t string) bool { return t == job.EventSucceeded }
 
 func (m *MediaServer) client() *http.Client {
 	if m.Client != nil {

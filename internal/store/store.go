@@ -94,11 +94,11 @@ type Store interface {
 	PruneOutbound(ctx context.Context, before time.Time) (int, error)
 	// PendingOutbound lists the deliveries of an event not settled yet.
 	PendingOutbound(ctx context.Context, eventID string) ([]Outbound, error)
-	// HandOff queues a job's event for publishers the job did not name
-	// when it was made (a watch folder's job made by an older herd, which
-	// delivered them itself). Calling it again for the same job, event and
-	// publisher adds nothing.
-	HandOff(ctx context.Context, jobID, event string, publishers []string, now time.Time) error
+	// HandOff queues a job's event, as event eventID, for publishers the
+	// job does not name (a watch folder's, for a job made by an older herd
+	// or another's job with the same content). Calling it again with the
+	// same eventID and publisher adds nothing.
+	HandOff(ctx context.Context, eventID, jobID, event string, publishers []string, now time.Time) error
 
 	// PutSubscription creates a subscription, or replaces the one with its id.
 	PutSubscription(ctx context.Context, sub Subscription) error

@@ -77,7 +77,7 @@ func TestOlderItemsHandOff(t *testing.T) {
 			require.Equal(t, &job.WatchOrigin{Folder: fx.f.Path, File: "Old (2019).mkv"}, j.Watch)
 			require.Empty(t, fx.outbound(t, j.ID), "no publisher named")
 			// An older herd's item carries a notification it had not sent.
-			it.Pending = []Pending{{Publisher: "hook", Event: job.EventQueued}}
+			it.Pending = []Pending{{Publisher: "hook", Event: job.EventQueued, EventID: "evt_old"}}
 			require.NoError(t, w.save(it))
 			fx.succeedJob(t, j.ID)
 
@@ -95,7 +95,7 @@ func TestOlderItemsHandOff(t *testing.T) {
 				"handed off once, however often the watcher looked")
 			it = fx.item(t, w)
 			require.Equal(t, stateQueued, it.State, "waiting for the library copy")
-			require.True(t, it.HandedOff)
+			require.Equal(t, []string{"job.succeeded movies", "job.succeeded hook"}, it.HandedOff)
 			require.Empty(t, it.Pending)
 			require.FileExists(t, filepath.Join(fx.work, it.ID, it.held()))
 
@@ -115,12 +115,32 @@ func TestOlderItemsHandOff(t *testing.T) {
 				require.FileExists(t, filepath.Join(fx.f.Path, DoneDir, "Old (2019).mkv"))
 				return
 			}
-			require.FileExists(t, filepath.Join(fx.f.Path, FailedDir, "Old (2019).mkv"))
-			note, err := os.ReadFile(filepath.Join(fx.f.Path, FailedDir, "Old (2019).mkv"+noteSuffix))
+			failed := filepath.Join(fx.f.Path, FailedDir, "Old (2019).mkv")
+			require.FileExists(t, failed)
+			note, err := os.ReadFile(failed + noteSuffix)
 			require.NoError(t, err)
 			require.Contains(t, string(note), "could not be put in library movies: permission denied")
 			require.Contains(t, string(note), "move this file back into the watch folder")
 			require.NotContains(t, string(note), "herd retry", "a succeeded job cannot be retried")
+
+			// Moved back, as the note says: the same content is the same
+			// (succeeded) job, delivered again to the folder's publishers,
+			// not encoded again; the earlier failure does not count.
+			require.NoError(t, os.Rename(failed, path))
+			require.NoError(t, w.take(ctx, fx.f, path, observe(t, path)))
+			again := fx.item(t, w)
+			require.Equal(t, j.ID, again.JobID)
+			require.True(t, again.Duplicate)
+			w.finishAll(ctx)
+			w.finishAll(ctx)
+			require.Equal(t, stateQueued, fx.item(t, w).State, "waiting for the new copy, not failed by the old one")
+			require.Len(t, fx.jobs(t), 1, "not encoded again")
+			// The delivery service makes the copy (outbound settles it).
+			require.ElementsMatch(t, []string{"job.succeeded movies", "job.succeeded hook"}, fx.outbound(t, j.ID), "delivered again")
+			d.OK, d.Detail, d.At = true, "/lib/Old (2019)/Old (2019).mkv", time.Now()
+			require.NoError(t, fx.st.AddDelivery(ctx, d))
+			w.finishAll(ctx)
+			require.FileExists(t, filepath.Join(fx.f.Path, DoneDir, "Old (2019).mkv"))
 		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/config"
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/publish/publishtest"
 	"github.com/herdhq/herd/internal/server"
@@ -117,14 +118,14 @@ func TestPublishersNotifyAndRetry(t *testing.T) {
 	eventually(t, 90*time.Second, "published and both events delivered", func() bool { return len(hook.received()) == 2 })
 	var ok, failed publish.Event
 	for _, ev := range hook.received() {
-		if ev.Type == publish.JobSucceeded {
+		if ev.Type == job.EventSucceeded {
 			ok = ev
 		} else {
 			failed = ev
 		}
 	}
-	require.Equal(t, publish.JobSucceeded, ok.Type)
-	require.Equal(t, publish.JobFailed, failed.Type)
+	require.Equal(t, job.EventSucceeded, ok.Type)
+	require.Equal(t, job.EventFailed, failed.Type)
 	require.Equal(t, map[string]string{"movies": published}, ok.Files)
 	require.Equal(t, "Notify Me (2022).mp4", ok.Watch.File)
 	require.Equal(t, "broken.mkv", failed.Watch.File)
@@ -160,7 +161,7 @@ func TestPublishersNotifyAndRetry(t *testing.T) {
 	}
 	var got []att
 	for _, d := range f.job(t, okJob.ID).Deliveries {
-		require.Equal(t, publish.JobSucceeded, d.Event)
+		require.Equal(t, job.EventSucceeded, d.Event)
 		got = append(got, att{d.Publisher, d.Attempt, d.OK, d.Final})
 		if d.Publisher == "plex" && !d.OK {
 			require.Contains(t, d.Detail, "HTTP 500")

@@ -65,7 +65,8 @@ type JobStore interface {
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error)
 	Deliveries(ctx context.Context, jobID string) ([]store.Delivery, error)
-	HandOff(ctx context.Context, jobID, event string, publishers []string, now time.Time) error
+	HandOff(ctx context.Context, eventID, jobID, event string, publishers []string, now time.Time) error
+	PendingOutbound(ctx context.Context, eventID string) ([]store.Outbound, error)
 }
 
 // Watcher runs the watch folders.
@@ -143,10 +144,9 @@ type Item struct {
 	Error     string    `json:"error,omitempty"`
 	TakenAt   time.Time `json:"taken_at"`
 	NextTry   time.Time `json:"next_try,omitzero"`
-	// HandedOff: the folder's publishers that its job did not name were
-	// handed to the delivery service (a job made by an older herd, or
-	// before the folder's publish list grew).
-	HandedOff bool `json:"handed_off,omitempty"`
+	// HandedOff lists the "event publisher" pairs handed to the delivery
+	// service for the item (see handOff).
+	HandedOff []string `json:"handed_off,omitempty"`
 	// Undelivered: its job succeeded but a library could not take its
 	// file; no retry of the job can change that.
 	Undelivered bool `json:"undelivered,omitempty"`
@@ -159,6 +159,7 @@ type Item struct {
 type Pending struct {
 	Publisher string `json:"publisher"`
 	Event     string `json:"event"`
+	EventID   string `json:"event_id"` // kept: receivers de-duplicate on it
 }
 
 // Item states.
@@ -481,8 +482,8 @@ func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
 		j, created, err = w.sub.ImportFile(ctx, w.root, filepath.Join(it.ID, it.held()), it.Name, p, opt, it.NextJobID)
 		if errors.Is(err, job.ErrConflict) && j.ID != "" {
 			// Another's live job makes the same from the same bytes, for
-			// other publishers: like any duplicate, this file waits for it
-			// and delivers nothing.
+			// other publishers or labels: like any duplicate, this file
+			// waits for it, then delivers it to the folder's publishers.
 			created, err = false, nil
 		}
 		if err == nil && w.stillWritten(f, it) {
@@ -497,8 +498,10 @@ func (w *Watcher) submit(ctx context.Context, f config.Watch, it *Item) {
 			return
 		}
 		if err == nil {
-			// The same bytes with the same profile already had a job before this file came.
-			w.queued(it, j, !created && j.CreatedAt.Before(it.TakenAt))
+			// Not made now: the same bytes with the same profile already
+			// had a job (the item's own, made before a crash, was found by
+			// NextJobID above).
+			w.queued(it, j, !created)
 			return
 		}
 	}
@@ -605,16 +608,14 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 	switch j.State {
 	case job.Succeeded:
 		if it.State == stateQueued || it.State == stateFailed {
-			if !it.Duplicate {
-				done, err := w.delivered(ctx, f, it, j)
-				if err != nil {
-					it.Error, it.Undelivered = err.Error(), true
-					w.fail(f, it)
-					return
-				}
-				if !done {
-					return
-				}
+			done, err := w.delivered(ctx, f, it, j)
+			if err != nil {
+				it.Error, it.Undelivered = err.Error(), true
+				w.fail(f, it)
+				return
+			}
+			if !done {
+				return
 			}
 			it.State, it.Error = statePublished, ""
 			if err := w.save(it); err != nil {
@@ -630,6 +631,13 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 		}
 	case job.Failed, job.Canceled:
 		if it.State != stateFailed {
+			event := job.EventFailed
+			if j.State == job.Canceled {
+				event = job.EventCanceled
+			}
+			if !w.handOff(ctx, f, it, j, event) {
+				return
+			}
 			it.Error = cmp.Or(j.Error, "the job was "+string(j.State))
 			w.fail(f, it)
 		}
@@ -644,10 +652,11 @@ func (w *Watcher) follow(ctx context.Context, f config.Watch, it *Item) {
 }
 
 // handOffPending gives the delivery service the notifications an older
-// herd had still to make itself for the item.
+// herd had still to make itself for the item, under their own event ids.
 func (w *Watcher) handOffPending(ctx context.Context, it *Item, j job.Job) bool {
 	for _, p := range it.Pending {
-		if err := w.st.HandOff(ctx, j.ID, p.Event, []string{p.Publisher}, time.Now().UTC()); err != nil {
+		id := cmp.Or(p.EventID, handOffEvent(it, j, p.Event))
+		if err := w.st.HandOff(ctx, id, j.ID, p.Event, []string{p.Publisher}, time.Now().UTC()); err != nil {
 			w.log.Warn("could not hand a watched file's notifications to the delivery service; will try again", "job_id", j.ID, "err", err)
 			return false
 		}
@@ -660,40 +669,83 @@ func (w *Watcher) handOffPending(ctx context.Context, it *Item, j job.Job) bool 
 	return true
 }
 
-// delivered reports whether the succeeded job's file is in every library
-// of the folder's, which the delivery service copies it to (after_success
-// waits for them); an error says a library gave up on it. The folder's
-// publishers the job does not name (made by an older herd, or before the
-// folder's publish list grew) are handed to the service first.
-func (w *Watcher) delivered(ctx context.Context, f config.Watch, it *Item, j job.Job) (bool, error) {
-	var missing []string
+// handOffEvent is the id of the event the item hands off for its job: the
+// same on every try, so the outbox takes it once.
+func handOffEvent(it *Item, j job.Job, event string) string {
+	return job.DerivedID("evt", it.ID, j.ID, event)
+}
+
+// handOff gives the delivery service the job's event for the folder's
+// publishers that will not hear of it otherwise: those the job does not
+// name (made by an older herd, or before the folder's publish list grew),
+// or every one of the folder's when the job is another's (a duplicate).
+// It reports whether that is done (false: try again later).
+func (w *Watcher) handOff(ctx context.Context, f config.Watch, it *Item, j job.Job, event string) bool {
+	var names []string
 	for _, name := range f.Publish {
-		if !slices.Contains(j.Publish, name) {
-			missing = append(missing, name)
+		if (it.Duplicate || !slices.Contains(j.Publish, name)) && !slices.Contains(it.HandedOff, event+" "+name) {
+			names = append(names, name)
 		}
 	}
-	if len(missing) > 0 && !it.HandedOff {
-		if err := w.st.HandOff(ctx, j.ID, job.EventSucceeded, missing, time.Now().UTC()); err != nil {
-			w.log.Warn("could not hand a watched file's publishers to the delivery service; will try again", "job_id", j.ID, "err", err)
-			return false, nil
+	if len(names) == 0 {
+		return true
+	}
+	if err := w.st.HandOff(ctx, handOffEvent(it, j, event), j.ID, event, names, time.Now().UTC()); err != nil {
+		w.log.Warn("could not hand a watched file's publishers to the delivery service; will try again", "job_id", j.ID, "err", err)
+		return false
+	}
+	for _, name := range names {
+		it.HandedOff = append(it.HandedOff, event+" "+name)
+	}
+	if err := w.save(it); err != nil {
+		w.log.Error("save watch item", "item", it.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// delivered reports whether the succeeded job's file is in every library
+// the item's file goes to, which the delivery service copies it to
+// (after_success waits for them); an error says a library gave up on it.
+func (w *Watcher) delivered(ctx context.Context, f config.Watch, it *Item, j job.Job) (bool, error) {
+	if !w.handOff(ctx, f, it, j, job.EventSucceeded) {
+		return false, nil
+	}
+	var libs, ours []string // ours: handed off by the item, so its own outbox rows say when they end
+	if !it.Duplicate {
+		libs = slices.Clone(j.Publish)
+	}
+	for _, h := range it.HandedOff {
+		if name, ok := strings.CutPrefix(h, job.EventSucceeded+" "); ok {
+			libs, ours = append(libs, name), append(ours, name)
 		}
-		it.HandedOff = true
-		if err := w.save(it); err != nil {
-			w.log.Error("save watch item", "item", it.ID, "err", err)
-			return false, nil
-		}
+	}
+	libs = slices.DeleteFunc(libs, func(name string) bool { return w.pubs[name].Type != config.PublishLibrary })
+	if len(libs) == 0 {
+		return true, nil
+	}
+	pending, err := w.st.PendingOutbound(ctx, handOffEvent(it, j, job.EventSucceeded))
+	if err != nil {
+		w.log.Warn("could not read a watched file's deliveries; will try again", "job_id", j.ID, "err", err)
+		return false, nil
 	}
 	ds, err := w.st.Deliveries(ctx, j.ID)
 	if err != nil {
+		w.log.Warn("could not read a watched file's deliveries; will try again", "job_id", j.ID, "err", err)
 		return false, nil
 	}
-	for _, name := range slices.Concat(j.Publish, missing) {
-		if w.pubs[name].Type != config.PublishLibrary {
-			continue
+	for _, name := range libs {
+		if slices.Contains(ours, name) && slices.ContainsFunc(pending, func(o store.Outbound) bool { return o.Target == name }) {
+			return false, nil // our copy is not made yet
 		}
-		i := slices.IndexFunc(ds, func(d store.Delivery) bool {
-			return d.Publisher == name && d.Event == job.EventSucceeded && d.Final
-		})
+		// The last attempt that ended it: ours, when the item handed it off.
+		i := -1
+		for k, d := range slices.Backward(ds) {
+			if d.Publisher == name && d.Event == job.EventSucceeded && d.Final {
+				i = k
+				break
+			}
+		}
 		switch {
 		case i < 0:
 			return false, nil // not copied yet
@@ -774,7 +826,7 @@ func (w *Watcher) settle(f config.Watch, it *Item) bool {
 	return true
 }
 
-// finish settles the original and forgets the item, notifications or not.
+// finish settles the original and forgets the item.
 func (w *Watcher) finish(f config.Watch, it *Item) {
 	if w.settle(f, it) {
 		w.forget(it)
@@ -864,7 +916,7 @@ func (w *Watcher) fail(f config.Watch, it *Item) {
 	case it.JobID == "":
 		msg = fmt.Sprintf("herd could not queue %s\nerror: %s\n", it.Origin, it.Error)
 	case it.Undelivered:
-		msg = fmt.Sprintf("herd made %s but could not deliver it\njob: %s\nerror: %s\n\nFix the cause, then move this file back into the watch folder.\n", it.Origin, it.JobID, it.Error)
+		msg = fmt.Sprintf("herd made %s but could not deliver it\njob: %s\nerror: %s\n\nFix the cause, then move this file back into the watch folder: herd delivers the job's output again, without encoding it again.\n", it.Origin, it.JobID, it.Error)
 	}
 	if nr, note, err := w.where(fr, f, w.note(f, it)); err == nil {
 		if err := nr.MkdirAll(filepath.Dir(note), 0o755); err == nil {

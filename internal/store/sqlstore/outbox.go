@@ -2,9 +2,7 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,31 +77,32 @@ func (s *Store) insertOutbound(ctx context.Context, q querier, id, eventID, even
 	return nil
 }
 
-// HandOff queues event of a job for publishers, under ids made from the
-// job, the event and the publisher, so a second call adds nothing.
-func (s *Store) HandOff(ctx context.Context, jobID, event string, publishers []string, now time.Time) error {
-	eventID := handOffID("evt", jobID, event)
+// HandOff queues event of a job for publishers as event eventID, under
+// delivery ids made from it and each publisher, so a second call adds
+// nothing.
+func (s *Store) HandOff(ctx context.Context, eventID, jobID, event string, publishers []string, now time.Time) error {
 	for _, name := range publishers {
-		if err := s.insertOutbound(ctx, s.w, handOffID("dlv", jobID, event, name), eventID, event, jobID, name, false, "", now); err != nil {
+		if err := s.insertOutbound(ctx, s.w, job.DerivedID("dlv", eventID, name), eventID, event, jobID, name, false, "", now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func handOffID(prefix string, parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return prefix + "-" + hex.EncodeToString(h[:12])
-}
-
-// progressed emits job.progress when a job's progress passes a multiple
-// of 1/job.ProgressSteps (short of the end: success says that).
-func (s *Store) progressed(ctx context.Context, tx *sql.Tx, jobID string, from, to float64, now time.Time) error {
-	step := math.Floor(to * job.ProgressSteps)
-	if step <= math.Floor(from*job.ProgressSteps) || step >= job.ProgressSteps {
+// progressed emits job.progress when a job's progress reaches a tenth it
+// had not reached (short of the end: success says that). The step is
+// claimed on the job's row, so each is written once: a retry that sets
+// progress back, or two heartbeats at once, do not write it again.
+func (s *Store) progressed(ctx context.Context, tx *sql.Tx, jobID string, progress float64, now time.Time) error {
+	step := int(math.Floor(progress * job.ProgressSteps))
+	if step <= 0 || step >= job.ProgressSteps {
 		return nil
 	}
-	return s.emit(ctx, tx, jobID, job.EventProgress, map[string]float64{"progress": step / job.ProgressSteps}, now)
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET progress_step = ? WHERE id = ? AND progress_step < ?`), step, jobID, step)
+	if n, err := rowsAffected(res, err); err != nil || n != 1 {
+		return err
+	}
+	return s.emit(ctx, tx, jobID, job.EventProgress, map[string]float64{"progress": float64(step) / job.ProgressSteps}, now)
 }
 
 const outCols = `id, event_id, event, job_id, target, subscription, created_at, attempt, data`

@@ -468,14 +468,11 @@ func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now ti
 			err = s.emit(ctx, tx, jobID, job.EventSucceeded, nil, now)
 		}
 	} else if any {
-		var was float64
-		if err = tx.QueryRowContext(ctx, s.q(`SELECT progress FROM jobs WHERE id = ?`), jobID).Scan(&was); err == nil {
-			var res sql.Result
-			res, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', progress = ?, speed = ?, started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
-				progress, speed, ms(now), ms(now), jobID)
-			if n, _ := rowsAffected(res, err); n == 1 {
-				err = s.progressed(ctx, tx, jobID, was, progress, now)
-			}
+		var res sql.Result
+		res, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'running', progress = ?, speed = ?, started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
+			progress, speed, ms(now), ms(now), jobID)
+		if n, _ := rowsAffected(res, err); n == 1 {
+			err = s.progressed(ctx, tx, jobID, progress, now)
 		}
 	} else {
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET progress = ?, speed = 0, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),

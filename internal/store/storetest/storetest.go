@@ -1008,6 +1008,22 @@ func testOutbox(t *testing.T, s store.Store) {
 	}
 }
 
+// newJobLabelled is newJob's probe, encode and finalize with labels.
+func newJobLabelled(t *testing.T, s store.Store, sha string, labels map[string]string) job.Job {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: sha, Key: "sources/" + sha, CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey(sha, "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}, Labels: labels}
+	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
+	e := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{p.ID}}
+	u := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 3, DependsOn: []string{e.ID}}
+	out, _, err := s.CreateJob(ctx, j, []job.Task{p, e, u}, t0)
+	require.NoError(t, err)
+	return out
+}
+
 // testOutboxOptIn: labels and the watched file are kept on a job; a
 // subscription with labels hears only of jobs that carry them; progress
 // and chunk events go only to subscriptions that name them, each step
@@ -1112,15 +1128,43 @@ func testOutboxOptIn(t *testing.T, s store.Store) {
 	}
 	require.ElementsMatch(t, []float64{1, 2, 3}, which)
 
+	// A retry that sets progress back does not write the same steps again.
+	again := newJobLabelled(t, s, "optin3", map[string]string{"team": "news"})
+	c = claim(t, s, "w", t0)
+	require.Equal(t, again.ID, c.Task.JobID)
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Data: json.RawMessage(`{}`)}, t0))
+	c = claim(t, s, "w", t0)
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.6}, t0, ttl))
+	require.NoError(t, s.Fail(ctx, c.Lease, job.Failure{Message: "worker lost"}, t0))
+	c = claim(t, s, "w", t0.Add(time.Hour))
+	require.NotNil(t, c, "the retry")
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.6}, t0.Add(time.Hour), ttl))
+	require.NoError(t, s.Heartbeat(ctx, c.Lease, job.Progress{Progress: 0.9}, t0.Add(time.Hour), ttl))
+	due, err = s.ClaimOutbound(ctx, "srv", t0.Add(2*time.Hour), time.Minute, 1000)
+	require.NoError(t, err)
+	steps = nil
+	for _, o := range due {
+		if o.JobID == again.ID && o.Event == job.EventProgress {
+			var d struct{ Progress float64 }
+			require.NoError(t, json.Unmarshal(o.Data, &d))
+			steps = append(steps, d.Progress)
+		}
+	}
+	slices.Sort(steps)
+	require.NotEmpty(t, steps)
+	for i := 1; i < len(steps); i++ {
+		require.Greater(t, steps[i], steps[i-1], "a step written twice: %v", steps)
+	}
+
 	// HandOff queues an event for publishers once, however often it is called.
 	for range 2 {
-		require.NoError(t, s.HandOff(ctx, plain.ID, job.EventSucceeded, []string{"movies", "plex"}, t0))
+		require.NoError(t, s.HandOff(ctx, "evt-handed", plain.ID, job.EventSucceeded, []string{"movies", "plex"}, t0))
 	}
 	due, err = s.ClaimOutbound(ctx, "srv", t0, time.Minute, 1000)
 	require.NoError(t, err)
 	require.Len(t, due, 2)
-	require.Equal(t, due[0].EventID, due[1].EventID)
 	for _, o := range due {
+		require.Equal(t, "evt-handed", o.EventID)
 		require.Equal(t, job.EventSucceeded, o.Event)
 		require.False(t, o.Subscription)
 	}

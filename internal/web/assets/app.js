@@ -200,7 +200,7 @@ pages.job = () => {
       ['Finished', fmt.time(j.finished_at)], ['Attempts', j.attempts],
       ...(j.watch ? [['Watched file', `${j.watch.file} in ${j.watch.folder}`]] : []),
       ...(j.labels ? [['Labels', Object.entries(j.labels).map(([k, v]) => `${k}=${v}`).join(', ')]] : []),
-      ...(j.publish ? [['Delivered to', j.publish.join(', ')]] : []),
+      ...(j.publish ? [['Publishers', j.publish.join(', ')]] : []),
     ].flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]));
     const outs = j.outputs || [];
     fill(document.getElementById('j-outputs'), outs.length ? outs.map((o) => el('tr', {dataset: {output: o.name}},
