@@ -34,12 +34,16 @@ fi
 if [ "${1:-}" = test ]; then
   # MinIO (an S3-compatible server) is built from the Go module proxy at a
   # pinned version into a cache outside the repository, once (about 2 minutes).
+  # It builds beside the Kubernetes binaries below: each build spends part
+  # of its time downloading modules, which the other's compiling fills.
   MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
   MINIO_BIN="${HERD_MINIO:-$HOME/.cache/herd/bin/minio}"
+  minio=""
   if [ ! -x "$MINIO_BIN" ]; then
     echo "Building MinIO $MINIO_VERSION into $(dirname "$MINIO_BIN") for the S3 tests (once) ..." >&2
     mkdir -p "$(dirname "$MINIO_BIN")"
-    (cd / && GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS= go install "github.com/minio/minio@$MINIO_VERSION")
+    (cd / && GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS= go install "github.com/minio/minio@$MINIO_VERSION") &
+    minio=$!
   fi
   # etcd, kube-apiserver and kubectl for the Kubernetes API tests, built from
   # the module proxy into a cache keyed by version (about 4 minutes, once);
@@ -47,7 +51,13 @@ if [ "${1:-}" = test ]; then
   # (about 2 minutes more).
   what=api
   [ -n "$node" ] && what=all
-  if ! "$(dirname "$0")/../hack/kube/build.sh" $what >/dev/null; then
+  kube=0
+  "$(dirname "$0")/../hack/kube/build.sh" $what >/dev/null || kube=$?
+  if [ -n "$minio" ] && ! wait "$minio"; then
+    echo "Could not build MinIO $MINIO_VERSION (go install github.com/minio/minio@$MINIO_VERSION)." >&2
+    exit 1
+  fi
+  if [ "$kube" -ne 0 ]; then
     echo "Could not build the Kubernetes test binaries (hack/kube/build.sh $what)." >&2
     exit 1
   fi
