@@ -249,17 +249,23 @@ subscriptions:
 	// A tus upload (the web page's way) that fails: job.failed, to the
 	// subscription and to the publisher it names.
 	b64 := func(v string) string { return base64.StdEncoding.EncodeToString([]byte(v)) }
+	// upload sends a whole file in one tus creation-with-upload request.
+	upload := func(data []byte, name, meta string) (*http.Response, string) {
+		req, err := http.NewRequest("POST", s.url+"/api/v1/uploads", strings.NewReader(string(data)))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+s.token())
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Length", fmt.Sprint(len(data)))
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		req.Header.Set("Upload-Metadata", "filename "+b64(name)+",profile "+b64("mp4-library")+","+meta)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		return resp, string(body)
+	}
 	junk := []byte(strings.Repeat("not a video ", 100))
-	req, err := http.NewRequest("POST", s.url+"/api/v1/uploads", strings.NewReader(string(junk)))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+s.token())
-	req.Header.Set("Tus-Resumable", "1.0.0")
-	req.Header.Set("Upload-Length", fmt.Sprint(len(junk)))
-	req.Header.Set("Content-Type", "application/offset+octet-stream")
-	req.Header.Set("Upload-Metadata", "filename "+b64("junk.mp4")+",profile "+b64("mp4-library")+",publish "+b64("hook")+",labels "+b64("team=web"))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	_ = resp.Body.Close()
+	resp, _ := upload(junk, "junk.mp4", "publish "+b64("hook")+",labels "+b64("team=web"))
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	web := resp.Header.Get("Herd-Job-Id")
 	require.NotEmpty(t, web)
@@ -267,20 +273,9 @@ subscriptions:
 	require.Equal(t, map[string]string{"team": "web"}, s.job(web).Labels, "labels through tus metadata")
 	// The same file and profile as the CLI job, with other labels: refused
 	// (409) once the upload is whole, not left to be tried again.
-	whole := mustRead(t, movie)
-	req, err = http.NewRequest("POST", s.url+"/api/v1/uploads", strings.NewReader(string(whole)))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+s.token())
-	req.Header.Set("Tus-Resumable", "1.0.0")
-	req.Header.Set("Upload-Length", fmt.Sprint(len(whole)))
-	req.Header.Set("Content-Type", "application/offset+octet-stream")
-	req.Header.Set("Upload-Metadata", "filename "+b64("again.mp4")+",profile "+b64("mp4-library")+",publish "+b64("movies,hook")+",labels "+b64("team=sport"))
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	require.Equal(t, http.StatusConflict, resp.StatusCode, string(body))
-	require.Contains(t, string(body), "labelled [team=news,tier=gold]")
+	resp, body := upload(mustRead(t, movie), "again.mp4", "publish "+b64("movies,hook")+",labels "+b64("team=sport"))
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	require.Contains(t, body, "labelled [team=news,tier=gold]")
 	hooks.wait(t, "/sub", web, "job.queued", "job.failed")
 	hooks.wait(t, "/pub", web, "job.queued", "job.failed")
 
