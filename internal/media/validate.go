@@ -53,7 +53,7 @@ func knownColor(set []string, s string) string {
 var (
 	// A token as ffprobe prints codec, pixel format and colour names.
 	tokenRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	rungNameRe = regexp.MustCompile(`^[0-9]{1,5}p$`)
+	rungNameRe = regexp.MustCompile(`^[0-9]{1,5}p(-av1|-hevc)?$`)
 )
 
 const (
@@ -270,6 +270,17 @@ func (pl *Plan) Validate() error {
 		)
 		if err != nil {
 			return err
+		}
+		if r.Video != nil {
+			if pl.Format != profile.FormatHLS || pl.Hardware != HWNone {
+				return bad(f+".video", "a rung of its own codec is for software hls ladders")
+			}
+			if err := r.Video.validate(HWNone); err != nil {
+				return err
+			}
+			if r.Video.PixFmt != pl.Video.PixFmt || r.Video.ColorTransfer != "" {
+				return bad(f+".video.pix_fmt", "every rung of a ladder has the plan's picture format")
+			}
 		}
 		if !rungNameRe.MatchString(r.Name) {
 			return bad(f+".name", "%q is not a rung name such as 720p", r.Name)
