@@ -80,16 +80,21 @@ func TestEncodeArgsGolden(t *testing.T) {
 // every stream; a plan of one codec keeps naming one encoder for all.
 func TestEncodeArgsLadders(t *testing.T) {
 	t.Parallel()
-	p, err := profile.Parse([]byte("name: x\nversion: 1\nformat: hls\nsegment_seconds: 2\nvideo: {codec: h264, rungs: [{height: 720, bitrate: 2M}, {height: 360, bitrate: 800k}], " +
-		"ladders: [{codec: hevc, rungs: [{height: 720, bitrate: 1500k}]}, {codec: av1, preset: fast, rungs: [{height: 360, bitrate: 400k}]}]}\n"))
-	require.NoError(t, err)
-	pl, err := NewPlan(src(1280, 720, 25), p)
-	require.NoError(t, err)
-	require.NoError(t, pl.Validate())
-	require.Equal(t, []string{"720p", "360p", "720p-hevc", "360p-av1"}, []string{pl.Rungs[0].Name, pl.Rungs[1].Name, pl.Rungs[2].Name, pl.Rungs[3].Name})
-	require.Equal(t, []string{"h264", "hevc", "av1"}, pl.Codecs())
-	require.True(t, pl.MultiCodec())
-	got := " " + strings.Join(pl.EncodeArgs("/in/x", "/out"), " ") + " "
+	ladder := func(l string) *Plan {
+		p, err := profile.Parse([]byte("name: x\nversion: 1\nformat: hls\nsegment_seconds: 2\nvideo: {codec: h264, rungs: [{height: 720, bitrate: 2M}, {height: 360, bitrate: 800k}], ladders: [" + l + "]}\n"))
+		require.NoError(t, err)
+		pl, err := NewPlan(src(1280, 720, 25), p)
+		require.NoError(t, err)
+		require.NoError(t, pl.Validate())
+		require.True(t, pl.MultiCodec())
+		return pl
+	}
+	hevc := ladder("{codec: hevc, rungs: [{height: 720, bitrate: 1500k}]}")
+	require.Equal(t, []string{"720p", "360p", "720p-hevc"}, []string{hevc.Rungs[0].Name, hevc.Rungs[1].Name, hevc.Rungs[2].Name})
+	require.Equal(t, []string{"h264", "hevc"}, hevc.Codecs())
+	pl := ladder("{codec: av1, preset: fast, rungs: [{height: 720, bitrate: 1200k}, {height: 360, bitrate: 400k}]}")
+	require.Equal(t, []string{"h264", "av1"}, pl.Codecs())
+	got := " " + strings.Join(hevc.EncodeArgs("/in/x", "/out"), " ") + " " + strings.Join(pl.EncodeArgs("/in/x", "/out"), " ") + " "
 	for _, want := range []string{
 		" -c:v:0 libx264 -preset:v:0 veryfast -profile:v:0 high ",
 		" -c:v:1 libx264 -preset:v:1 veryfast -profile:v:1 high ",
@@ -102,8 +107,8 @@ func TestEncodeArgsLadders(t *testing.T) {
 	}
 	require.NotContains(t, got, " -c:v ", "no encoder for every stream")
 
-	_, err = pl.WithHardware(HWNVENC)
-	require.ErrorContains(t, err, "a ladder of h264 and hevc and av1 is encoded in software")
+	_, err := pl.WithHardware(HWNVENC)
+	require.ErrorContains(t, err, "a ladder of h264 and av1 is encoded in software")
 
 	// A stored plan whose rung names another encoder, format or picture is refused.
 	for _, tc := range []struct {

@@ -38,6 +38,44 @@ var hwEncoders = []HWEncoder{
 	{HWQSV, "h264", "h264_qsv"}, {HWQSV, "hevc", "hevc_qsv"}, {HWQSV, "av1", "av1_qsv"},
 }
 
+// SWEncoder is one software encoder: the codec it makes and ffmpeg's name
+// for it.
+type SWEncoder struct {
+	Codec, Encoder string
+}
+
+// swEncoders is the one list of software encoders: plans name them,
+// plan validation accepts them, and workers prove each one with a trial
+// encode before they advertise SoftwareCap(Codec). Debian's ffmpeg has
+// them all; other builds often lack libsvtav1 or libx265.
+var swEncoders = []SWEncoder{{"h264", "libx264"}, {"hevc", "libx265"}, {"av1", "libsvtav1"}}
+
+// SoftwareEncoders lists every software encoder herd plans for.
+func SoftwareEncoders() []SWEncoder { return slices.Clone(swEncoders) }
+
+// SoftwareCap is the capability a worker advertises when its ffmpeg's
+// software encoder for codec works: the codec's name (h264, hevc, av1).
+func SoftwareCap(codec string) string { return codec }
+
+// SoftwareCaps lists the capabilities of every software encoder.
+func SoftwareCaps() []string {
+	out := make([]string, len(swEncoders))
+	for i, e := range swEncoders {
+		out[i] = SoftwareCap(e.Codec)
+	}
+	return out
+}
+
+// softwareEncoder is codec's software encoder.
+func softwareEncoder(codec string) string {
+	for _, e := range swEncoders {
+		if e.Codec == codec {
+			return e.Encoder
+		}
+	}
+	return ""
+}
+
 // HWEncoders lists every hardware encoder herd plans for, family by family
 // in order of preference.
 func HWEncoders() []HWEncoder { return slices.Clone(hwEncoders) }

@@ -297,7 +297,7 @@ func (pl *Plan) planRungs(p *profile.Profile) {
 	}
 	pl.Rungs = pl.ladderRungs(p.Video.Rungs, rung)
 	for _, l := range p.Video.Ladders {
-		v := &VideoPlan{Codec: l.Codec, Encoder: softwareEncoders[l.Codec], Preset: l.Preset, PixFmt: pl.Video.PixFmt}
+		v := &VideoPlan{Codec: l.Codec, Encoder: softwareEncoder(l.Codec), Preset: l.Preset, PixFmt: pl.Video.PixFmt}
 		for _, r := range pl.ladderRungs(l.Rungs, rung) {
 			r.Name += "-" + l.Codec
 			r.Video = v

@@ -215,9 +215,6 @@ func (info *Info) Normalize() {
 	}
 }
 
-// softwareEncoders are the encoders a plan names before WithHardware.
-var softwareEncoders = map[string]string{"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
-
 // Validate checks every field of a plan that reaches an ffmpeg argv or
 // filter graph, and the geometry its builders divide by, so that a plan
 // that did not come from NewPlan (a stored one, or one a worker sent) can
@@ -324,7 +321,7 @@ func (pl *Plan) Validate() error {
 }
 
 func (v VideoPlan) validate(hw string) error {
-	enc := softwareEncoders[v.Codec]
+	enc := softwareEncoder(v.Codec)
 	if hw != HWNone {
 		enc, _ = hwEncoder(hw, v.Codec)
 	}

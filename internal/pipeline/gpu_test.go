@@ -28,6 +28,14 @@ func TestTaskNeeds(t *testing.T) {
 	require.Equal(t, []string{"vaapi:h264"}, TaskNeeds(prof(t, "vaapi")))
 	require.Nil(t, TaskNeeds(prof(t, "auto")), "auto may run anywhere")
 	require.Nil(t, TaskNeeds(prof(t, "software")))
+	// HEVC and AV1 in software run only where libx265 and libsvtav1 were proven.
+	av1, _ := profile.Builtin().Get("web-cmaf-av1")
+	require.Equal(t, []string{"av1"}, TaskNeeds(av1))
+	auto := *av1
+	auto.Engine = profile.EngineAuto
+	require.Equal(t, []string{"av1"}, TaskNeeds(&auto), "auto falls back on software, which must be there")
+	hevc, _ := profile.Builtin().Get("archive-hevc")
+	require.Equal(t, []string{"hevc"}, TaskNeeds(hevc))
 	for _, tk := range Tasks(prof(t, "qsv"), 3) {
 		if tk.Kind == job.KindEncode {
 			require.Equal(t, []string{"qsv:h264"}, tk.Needs)

@@ -445,6 +445,11 @@ func (p *Profile) validateLadders(bad func(field, msg string, args ...any) error
 	if p.Engine != EngineSoftware && p.Engine != EngineAuto {
 		return bad("video.ladders", "are encoded in software (engine software or auto), not on %s", p.Engine)
 	}
+	// A task asks its worker for one capability, the encoder of the one
+	// codec beside H.264 (the store matches one): one ladder, for now.
+	if len(p.Video.Ladders) > 1 {
+		return bad("video.ladders", "one ladder beside video.codec's, for now (got %d): a worker is asked to prove one encoder besides libx264", len(p.Video.Ladders))
+	}
 	n := len(p.Video.Rungs)
 	seen := []string{p.Video.Codec}
 	for i, l := range p.Video.Ladders {

@@ -298,6 +298,8 @@ type app struct {
 	exec    *pipeline.Executor
 	api     *api.Server
 	http    *http.Server
+	// localCaps are the encoders the in-process workers proved.
+	localCaps []string
 }
 
 func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
@@ -322,6 +324,15 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	}
 	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
 	exec := pipeline.New(r.tools, r.storage, r.profiles, limits, log)
+	// The in-process workers prove the software encoders as remote ones do
+	// (a trial encode each), so that a task needing libsvtav1 or libx265 runs
+	// here only where this ffmpeg has it; they use no GPU.
+	var localCaps []string
+	if cfg.LocalWorkers > 0 {
+		trials := worker.DetectCaps(context.Background(), r.tools.FFmpeg, worker.Software)
+		localCaps = worker.Caps(trials)
+		log.Info("encoders proven by trial encodes", "capabilities", localCaps, "workers", "in-process")
+	}
 
 	srv := api.New(api.Deps{
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
@@ -347,7 +358,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
 	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
-	return &app{deliver: dlv, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv}, nil
+	return &app{deliver: dlv, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
 }
 
 // loop is one of the parts that run beside the HTTP server until their
@@ -370,7 +381,7 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 	}
 	if cfg.LocalWorkers > 0 {
 		pool := worker.NewPool(a.q, a.exec, worker.Config{
-			Name: local, OwnerPrefix: local + "/", Slots: cfg.LocalWorkers,
+			Name: local, OwnerPrefix: local + "/", Slots: cfg.LocalWorkers, Caps: a.localCaps,
 			Heartbeat: cfg.LeaseTTL / 3, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
 		}, log, a.m)
 		loops = append(loops, pool.Run)
