@@ -338,7 +338,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
-		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL,
+		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL, OtherCaps: otherCaps(cfg, localCaps),
 		Checks: []api.Check{
 			{Name: "database", Fn: r.st.Ping},
 			{Name: "storage", Fn: r.storage.Check},
@@ -516,6 +516,20 @@ func syncSubscriptions(ctx context.Context, st store.Store, subs map[string]conf
 		}
 	}
 	return nil
+}
+
+// otherCaps are the capabilities of the executors that do not register as
+// workers: the in-process workers' proven encoders, and what the Kubernetes
+// dispatcher claims for its task pods (kube.Dispatcher.dispatch).
+func otherCaps(cfg Config, local []string) []string {
+	caps := slices.Clone(local)
+	if cfg.Dispatcher == DispatchKubernetes {
+		caps = append(caps, media.SoftwareCaps()...)
+		if g, ok := kube.GPUKind(cfg.Kube.GPU); ok {
+			caps = append(caps, g.Caps...)
+		}
+	}
+	return caps
 }
 
 // PoolWorker is the worker name the replicas of an in-cluster pull-worker
