@@ -293,3 +293,6 @@ func keyframeExpr(seg float64) string {
 	s := ftoa(seg)
 	return "expr:if(isnan(prev_forced_t),1,gte(floor(t/" + s + "+1e-9),floor(prev_forced_t/" + s + "+1e-9)+1))"
 }
+
+// SVTPreset is SVT-AV1's preset number for a profile's preset name.
+func SVTPreset(name string) string { return svtPreset(name) }
