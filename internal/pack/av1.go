@@ -40,7 +40,7 @@ func av1KeyFrame(sample []byte) error {
 				return err
 			}
 			n += m
-			if v > uint64(len(sample)-n) {
+			if v > uint64(len(sample)-n) { //nolint:gosec // G115: a length is never negative
 				return fmt.Errorf("AV1 OBU of %d bytes is longer than its sample", v)
 			}
 			size = int(v) //nolint:gosec // G115: bounded by the sample's length just above
