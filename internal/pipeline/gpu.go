@@ -105,7 +105,9 @@ func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, 
 		want = media.HWCap(g.Kind, plan.Video.Codec)
 	}
 	switch {
-	case need == "" && (!auto || g == nil || !slices.Contains(g.Caps, want)):
+	// A ladder of several codecs is encoded in software (profile.Validate
+	// refuses it a hardware engine): auto leaves it there.
+	case need == "" && (!auto || g == nil || !slices.Contains(g.Caps, want) || plan.MultiCodec()):
 		return plan, none, nil
 	case need != "" && (g == nil || need != want):
 		return nil, none, job.Userf(nil, "this task needs the %s encoder, which this worker lacks; it will be retried on another", need)

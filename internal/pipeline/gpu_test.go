@@ -84,6 +84,15 @@ func TestHardwarePlanWithinSessionBudget(t *testing.T) {
 	doneB()
 	require.Zero(t, gpu.InUse())
 
+	// auto leaves a ladder of two codecs (web-cmaf-av1) in software.
+	multi := &media.Plan{Format: "hls", Video: media.VideoPlan{Codec: "h264", Encoder: "libx264"},
+		Rungs: []media.RungPlan{{}, {Video: &media.VideoPlan{Codec: "av1", Encoder: "libsvtav1"}}}}
+	m, doneM, err := e.hardwarePlan(claimed("auto"), multi)
+	require.NoError(t, err)
+	require.Same(t, multi, m)
+	require.Zero(t, gpu.InUse())
+	doneM()
+
 	// Full budget: GPU capabilities are not advertised in claims.
 	full := NewGPU(media.HWNVENC, []string{"nvenc:h264"}, 2)
 	e.WithGPU(full)
