@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/pack"
+	"github.com/herdhq/herd/internal/profile"
 )
 
 // ffprobeCodec is the codec, profile and level ffprobe reads from a file's
@@ -149,4 +150,61 @@ func atoi(t *testing.T, s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestHEVCLadder: an HEVC ladder beside H.264 is one profile line, and
+// what it makes passes packaging and verification: hvc1 renditions whose
+// every segment starts with an IDR (x265's forced keyframes are IDRs, not
+// CRAs), CODECS with the profile, tier and level from hvcC, and its own
+// adaptation set in the manifest.
+func TestHEVCLadder(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	p, err := profile.Parse([]byte("name: web-hevc\nversion: 1\nformat: hls\nsegment_seconds: 1\n" +
+		"video: {codec: h264, preset: ultrafast, rungs: [{height: 180, bitrate: 400k}], ladders: [{codec: hevc, rungs: [{height: 180, bitrate: 300k}]}]}\n" +
+		"audio: {codec: none}\n"))
+	require.NoError(t, err)
+	input := clip(t, "in.mp4", "320x180", "3")
+	info, err := tools.Admit(ctx, input, Limits{})
+	require.NoError(t, err)
+	pl, err := NewPlan(info, p)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	_, err = tools.Encode(ctx, pl, input, dir, nil)
+	require.NoError(t, err)
+	outs, _, err := tools.Verify(ctx, pl, input, dir)
+	require.NoError(t, err)
+	require.Equal(t, "hevc", outputNamed(t, outs, "180p-hevc").Codec)
+	require.Equal(t, "h264", outputNamed(t, outs, "180p").Codec)
+
+	master, err := pack.ReadMaster(filepath.Join(dir, MasterName))
+	require.NoError(t, err)
+	var hevc *m3u8.Variant
+	for _, v := range master.Variants {
+		if !v.Iframe && strings.HasPrefix(v.Codecs, "hvc1.") {
+			hevc = v
+		}
+	}
+	require.NotNil(t, hevc, "no hvc1 variant")
+	st, mp, err := pack.ReadPlaylistStream(dir, hevc.URI)
+	require.NoError(t, err, "every segment starts with an IDR")
+	require.Equal(t, st.Codec, hevc.Codecs)
+	segs := pack.Segments(mp)
+	require.Len(t, segs, 3)
+	first := filepath.Join(t.TempDir(), "first.mp4")
+	catFiles(t, first, filepath.Join(dir, mp.Map.URI), filepath.Join(dir, segs[1].URI))
+	codec, prof, level := ffprobeCodec(t, first)
+	require.Equal(t, "hevc", codec)
+	require.Equal(t, "Main", prof)
+	require.Equal(t, fmt.Sprintf("hvc1.1.6.L%d.", level), hevc.Codecs[:len(fmt.Sprintf("hvc1.1.6.L%d.", level))])
+
+	m, err := pack.ReadManifest(filepath.Join(dir, ManifestName))
+	require.NoError(t, err)
+	var sets []string
+	for _, as := range m.Periods[0].AdaptationSets {
+		fam, _, _ := strings.Cut(as.Representations[0].Codecs, ".")
+		sets = append(sets, string(as.ContentType)+" "+fam)
+	}
+	require.Equal(t, []string{"video avc1", "video hvc1"}, sets)
 }
