@@ -40,9 +40,10 @@ const refuseAV1 = `(() => {
 `
 
 // TestPlayersAV1: a web-cmaf-av1 job (SVT-AV1 beside H.264 in one master
-// playlist and one manifest) plays to the end in Shaka, which picks the AV1
-// ladder where the browser decodes AV1, and the H.264 one when the page's
-// MediaSource refuses av01, from both the HLS master and the DASH manifest.
+// playlist and one manifest) plays to the end in Shaka (from the HLS master
+// and the DASH manifest), hls.js and dash.js, each of which keeps only the
+// AV1 ladder where the browser decodes AV1, and only the H.264 one when the
+// page refuses av01.
 func TestPlayersAV1(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
@@ -69,30 +70,45 @@ func TestPlayersAV1(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(stdout), &l), stdout)
 
 	require.True(t, evalJS[bool](t, ctx, `MediaSource.isTypeSupported('video/mp4; codecs="av01.0.04M.08"')`), "this Chromium decodes AV1")
+	// What each player kept after asking the browser, and what it plays
+	// now, as the sample entry types of the video codecs.
+	const (
+		shakaKept    = `[...new Set(herdTest.player.getVariantTracks().map(t => t.videoCodec.split(".")[0]))]`
+		shakaPlaying = `herdTest.player.getVariantTracks().find(t => t.active).videoCodec.split(".")[0]`
+		hlsKept      = `[...new Set(herdTest.player.levels.map(l => (l.videoCodec || "").split(".")[0]))]`
+		hlsPlaying   = `herdTest.player.levels[herdTest.player.currentLevel].videoCodec.split(".")[0]`
+		dashKept     = `[...new Set(herdTest.player.getTracksFor("video").map(t => (t.codec.match(/codecs="?([a-z0-9]+)/i) || [])[1]))]`
+		dashPlaying  = `(herdTest.player.getCurrentTrackFor("video").codec.match(/codecs="?([a-z0-9]+)/i) || [])[1]`
+	)
+	shaka := "testdata/players/shaka-player.compiled.js"
 	for _, tc := range []struct {
-		name, manifest, patch, want string
+		name, lib, start, manifest, patch, kept, playing, want string
 	}{
-		{"HLS", "master.m3u8", "", "av01"},
-		{"HLSWithoutAV1", "master.m3u8", refuseAV1, "avc1"},
-		{"DASH", "manifest.mpd", "", "av01"},
-		{"DASHWithoutAV1", "manifest.mpd", refuseAV1, "avc1"},
+		{"ShakaHLS", shaka, shakaStart, "master.m3u8", "", shakaKept, shakaPlaying, "av01"},
+		{"ShakaHLSWithoutAV1", shaka, shakaStart, "master.m3u8", refuseAV1, shakaKept, shakaPlaying, "avc1"},
+		{"ShakaDASH", shaka, shakaStart, "manifest.mpd", "", shakaKept, shakaPlaying, "av01"},
+		{"ShakaDASHWithoutAV1", shaka, shakaStart, "manifest.mpd", refuseAV1, shakaKept, shakaPlaying, "avc1"},
+		{"HLSjs", players[0].lib, players[0].start, "master.m3u8", "", hlsKept, hlsPlaying, "av01"},
+		{"HLSjsWithoutAV1", players[0].lib, players[0].start, "master.m3u8", refuseAV1, hlsKept, hlsPlaying, "avc1"},
+		{"DashJS", players[3].lib, players[3].start, "manifest.mpd", "", dashKept, dashPlaying, "av01"},
+		{"DashJSWithoutAV1", players[3].lib, players[3].start, "manifest.mpd", refuseAV1, dashKept, dashPlaying, "avc1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// The patch runs before Shaka installs its polyfills and asks
-			// the browser what it decodes.
-			start := "(async () => { " + tc.patch + "; await " + shakaStart + "; })()"
-			openPlayer(t, ctx, site, "testdata/players/shaka-player.compiled.js", start, l.URL+tc.manifest)
-			// Every variant Shaka kept after asking the browser is of one codec.
-			kept := evalJS[[]string](t, ctx, `[...new Set(herdTest.player.getVariantTracks().map(t => t.videoCodec.split(".")[0]))]`)
-			require.Equal(t, []string{tc.want}, kept)
-			playToEnd(t, ctx, "Shaka "+tc.name)
-			played := evalJS[[]string](t, ctx, `herdTest.player.getStats().switchHistory.filter(h => h.type === "variant").map(h =>
-				herdTest.player.getVariantTracks().find(t => t.id === h.id)).filter(Boolean).map(t => t.videoCodec)`)
-			require.NotEmpty(t, played)
-			for _, c := range played {
-				require.True(t, strings.HasPrefix(c, tc.want+"."), "Shaka %s played %s, want %s: %v", tc.name, c, tc.want, played)
+			// The patch runs before the player installs its polyfills and
+			// asks the browser what it decodes.
+			start := "(async () => { " + tc.patch + "; await " + tc.start + "; })()"
+			openPlayer(t, ctx, site, tc.lib, start, l.URL+tc.manifest)
+			// Let the player read the manifest and choose.
+			untilPlaying(t, ctx, tc.name, "the duration", `herdTest.v.duration > 0 && isFinite(herdTest.v.duration)`, 20*time.Second)
+			kept := evalJS[[]string](t, ctx, tc.kept)
+			if tc.patch != "" {
+				require.Equal(t, []string{"avc1"}, kept, "%s kept AV1 the page refuses", tc.name)
+			} else {
+				require.Contains(t, kept, "av01", "%s dropped AV1", tc.name)
 			}
-			t.Logf("Shaka %s played %v", tc.name, played)
+			playToEnd(t, ctx, tc.name)
+			require.Equal(t, tc.want, evalJS[string](t, ctx, tc.playing), "%s played", tc.name)
+			t.Logf("%s kept %v and played %s", tc.name, kept, tc.want)
 		})
 	}
 }
