@@ -192,6 +192,9 @@ pages.job = () => {
     const errBox = document.getElementById('j-error');
     errBox.hidden = !j.error;
     errBox.textContent = j.error ? j.error + (j.error_code ? ` (${j.error_code})` : '') : '';
+    const waitBox = document.getElementById('j-waiting');
+    waitBox.hidden = !j.waiting;
+    waitBox.textContent = j.waiting || '';
     const s = j.source;
     fill(document.getElementById('j-source'), [
       ['File', s.name], ['Size', fmt.bytes(s.size)], ['Duration', s.duration ? fmt.dur(s.duration) : '–'],
