@@ -130,6 +130,9 @@ func TestEncodeArgsLadders(t *testing.T) {
 	mp4 := *pl
 	mp4.Format, mp4.SegmentSeconds = profile.FormatMP4, 0
 	require.ErrorContains(t, mp4.Validate(), "plan.rungs[2].video")
+	split := *pl
+	split.FPSFilter, split.Chunks = true, []ChunkPlan{{First: 0, End: 100}, {First: 100}}
+	require.ErrorContains(t, split.Validate(), "encoded whole", "a ladder of two codecs is never split")
 }
 
 func TestFpsArg(t *testing.T) {

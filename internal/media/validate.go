@@ -269,8 +269,8 @@ func (pl *Plan) Validate() error {
 			return err
 		}
 		if r.Video != nil {
-			if pl.Format != profile.FormatHLS || pl.Hardware != HWNone {
-				return bad(f+".video", "a rung of its own codec is for software hls ladders")
+			if pl.Format != profile.FormatHLS || pl.Hardware != HWNone || len(pl.Chunks) > 0 {
+				return bad(f+".video", "a rung of its own codec is for software hls ladders encoded whole")
 			}
 			if err := r.Video.validate(HWNone); err != nil {
 				return err
