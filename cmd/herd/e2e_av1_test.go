@@ -111,6 +111,18 @@ func TestPlayersAV1(t *testing.T) {
 			t.Logf("%s kept %v and played %s", tc.name, kept, tc.want)
 		})
 	}
+	t.Run("EmbedMenu", func(t *testing.T) { av1Menus(t, ctx, l) })
+}
+
+// av1Menus: the link's own player page (the embed) names each rung's codec
+// in its quality menu, so that the two 360p rungs can be told apart.
+func av1Menus(t *testing.T, ctx context.Context, l protocol.Link) {
+	t.Helper()
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(l.URL)))
+	testenv.WaitJS(t, ctx, "the quality menu", `document.getElementById("quality") && document.getElementById("quality").options.length > 2`, 20*time.Second)
+	opts := evalJS[[]string](t, ctx, `[...document.getElementById("quality").options].map(o => o.textContent)`)
+	require.Equal(t, "Auto", opts[0])
+	require.ElementsMatch(t, []string{"360p H.264", "360p AV1", "240p H.264", "240p AV1"}, opts[1:])
 }
 
 // playToEnd plays the AV1 clip from the start to its end at twice its speed.
