@@ -73,6 +73,7 @@ type Server struct {
 	gzip      func(http.Handler) http.HandlerFunc         // compresses text outputs for clients that accept gzip
 	origins   map[string]bool                             // origins whose pages may read playback links (CORS)
 	checkHook func(ctx context.Context, url string) error // nil: no webhook subscriptions
+	otherCaps []string                                    // Deps.OtherCaps
 	// linkPresign: a playback link's media comes from the bucket through
 	// presigned URLs (Deps.LinkPresign).
 	linkPresign bool
@@ -108,6 +109,11 @@ type Deps struct {
 	// sites' origins itself. Without it (and always with local storage)
 	// every byte comes through the server.
 	LinkPresign bool
+	// OtherCaps are the capabilities of the executors that take tasks
+	// without registering as workers: the in-process workers' proven
+	// encoders, and what Kubernetes task pods claim. A task that needs one
+	// neither they nor a registered worker have says so on its job.
+	OtherCaps []string
 }
 
 // New returns the API server.
@@ -120,6 +126,7 @@ func New(d Deps) *Server {
 	s.gzip = newGzip()
 	s.linkPresign = d.LinkPresign
 	s.checkHook = d.CheckHook
+	s.otherCaps = d.OtherCaps
 	s.origins = map[string]bool{}
 	for _, o := range d.CORSOrigins {
 		s.origins[o] = true

@@ -71,6 +71,9 @@ type WorkerView struct {
 type Workers struct {
 	Workers []WorkerView  `json:"workers"`
 	Other   []RunningTask `json:"other_running"`
+	// Unmet are capabilities that waiting jobs need and no worker has
+	// proven (an AV1 ladder where no ffmpeg has libsvtav1).
+	Unmet []UnmetNeed `json:"unmet_needs"`
 }
 
 func (s *Server) dashboard(ctx context.Context) (any, error) {
@@ -144,6 +147,9 @@ func (s *Server) workers(ctx context.Context) (any, error) {
 			Speed: t.Speed, Worker: t.Worker, StartedAt: t.StartedAt}, nil
 	}
 	out := Workers{Workers: make([]WorkerView, 0, len(ws)), Other: []RunningTask{}}
+	if out.Unmet, err = s.unmetNeeds(ctx); err != nil {
+		return nil, err
+	}
 	mine := map[string]bool{}
 	for _, w := range ws {
 		v := WorkerView{Worker: w, Tasks: []string{}, Running: []RunningTask{}, Outdated: protocol.Outdated(w.Version)}
@@ -187,6 +193,9 @@ func (s *Server) JobPage(ctx context.Context, id string) (jobview.JobView, error
 		return jobview.JobView{}, err
 	}
 	v := jobview.View(j, tasks)
+	if v.Waiting, err = s.jobWaiting(ctx, j, tasks); err != nil {
+		return v, err
+	}
 	v.Deliveries, err = s.st.Deliveries(ctx, id)
 	return v, err
 }

@@ -501,6 +501,9 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 	if j.Error != "" {
 		fmt.Fprintf(w, "Error:\t%s\n", j.Error)
 	}
+	if j.Waiting != "" {
+		fmt.Fprintf(w, "Waiting:\t%s\n", j.Waiting)
+	}
 	s := j.Source
 	fmt.Fprintf(w, "Source:\t%s, %d bytes, %.1f s, %dx%d %s, %d audio channels\n", s.Name, s.Size, s.Duration, s.Width, s.Height, s.VideoCodec, s.AudioChannels)
 	if j.Watch != nil {

@@ -261,12 +261,12 @@ func (e *env) workersCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		ws, err := c.Workers(cmd.Context())
+		ws, unmet, err := c.WorkersAndNeeds(cmd.Context())
 		if err != nil {
 			return err
 		}
 		if *out == "json" || *out == "yaml" {
-			return e.encode(*out, map[string]any{"workers": ws})
+			return e.encode(*out, map[string]any{"workers": ws, "unmet_needs": unmet})
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		// A worker of an older protocol version is leased only finalize
@@ -279,7 +279,17 @@ func (e *env) workersCmd() *cobra.Command {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", w.Name, w.State, w.Slots, strings.Join(w.Caps, ","), strings.Join(w.Tasks, ","), seen, w.Outdated)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		// Jobs that wait for an encoder no worker has proven would wait
+		// forever: say so here, not only on each job.
+		for _, u := range unmet {
+			fmt.Fprintf(e.stdout, "\nNo worker can encode with %s (capability %s), which %d waiting job(s) need: %s.\n"+
+				"Start a worker whose ffmpeg has it (herd worker --check lists what a worker proves).\n",
+				u.Encoder, u.Capability, len(u.Jobs), strings.Join(u.Jobs, ", "))
+		}
+		return nil
 	}
 	for _, a := range []struct{ use, short string }{
 		{"drain", "Stop giving the worker new tasks; running ones finish"},

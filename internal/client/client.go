@@ -269,13 +269,28 @@ type WorkerView struct {
 	Outdated string     `json:"outdated"` // set for a worker of an older protocol version: what to do
 }
 
+// UnmetNeed is a capability waiting jobs need and no worker has proven.
+type UnmetNeed struct {
+	Capability string   `json:"capability"`
+	Encoder    string   `json:"encoder"`
+	Jobs       []string `json:"jobs"`
+}
+
 // Workers lists the registered workers.
 func (c *Client) Workers(ctx context.Context) ([]WorkerView, error) {
+	ws, _, err := c.WorkersAndNeeds(ctx)
+	return ws, err
+}
+
+// WorkersAndNeeds lists the registered workers, and what waiting jobs need
+// that no worker has proven.
+func (c *Client) WorkersAndNeeds(ctx context.Context) ([]WorkerView, []UnmetNeed, error) {
 	var out struct {
 		Workers []WorkerView `json:"workers"`
+		Unmet   []UnmetNeed  `json:"unmet_needs"`
 	}
 	_, err := c.do(ctx, http.MethodGet, "/api/v1/workers", nil, "", &out)
-	return out.Workers, err
+	return out.Workers, out.Unmet, err
 }
 
 // WorkerAction drains, resumes or revokes a worker.

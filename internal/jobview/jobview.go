@@ -20,6 +20,9 @@ type JobView struct {
 	Outputs    []pipeline.Output `json:"outputs"`
 	Tasks      []TaskView        `json:"tasks,omitempty"`
 	Deliveries []store.Delivery  `json:"deliveries,omitempty"`
+	// Waiting says why tasks of a job that has not ended cannot run: a
+	// capability no worker has proven (the job page only).
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // TaskView is a task as the API shows it.

@@ -374,9 +374,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, inflight, gpuInflight int) er
 		return err
 	}
 	for inflight < d.cfg.MaxJobs {
-		var caps []string
+		// Task pods run herd's image, whose ffmpeg has every software
+		// encoder media plans for (a pod without one fails its encode with
+		// ffmpeg's error, which says so).
+		caps := media.SoftwareCaps()
 		if g := d.cfg.GPU; g != nil && gpuInflight < g.MaxJobs {
-			caps = g.Caps
+			caps = append(caps, g.Caps...)
 		}
 		c, err := d.q.Claim(ctx, d.owner, d.cfg.WorkerName, caps)
 		if err != nil || c == nil {

@@ -245,8 +245,11 @@ func TestGPUJobs(t *testing.T) {
 	g1 := r.submit(job.KindEncode, "nvenc:h264")
 	g2 := r.submit(job.KindEncode, "nvenc:hevc")
 	cpu := r.submit(job.KindEncode)
+	av1 := r.submit(job.KindEncode, "av1") // SVT-AV1, in software: herd's image has it
 	kj := r.dispatched(g1)
 	r.dispatched(cpu)
+	av1Job := r.dispatched(av1)
+	require.Empty(t, av1Job.Labels[kube.LabelGPU], "a software encoder's need runs in a CPU pod")
 	require.Equal(t, "nvidia", kj.Labels[kube.LabelGPU])
 	ps := kj.Spec.Template.Spec
 	require.Equal(t, "nvidia", *ps.RuntimeClassName)

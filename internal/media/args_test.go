@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func goldenSources() map[string]*Info {
 
 func TestEncodeArgsGolden(t *testing.T) {
 	t.Parallel()
-	for _, p := range []string{"web-hls", "mp4-library", "archive-hevc"} {
+	for _, p := range []string{"web-hls", "web-cmaf-av1", "mp4-library", "archive-hevc"} {
 		for name, info := range goldenSources() {
 			t.Run(p+"/"+name, func(t *testing.T) {
 				t.Parallel()
@@ -72,6 +73,66 @@ func TestEncodeArgsGolden(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestEncodeArgsLadders: a ladder of several codecs names each rung's
+// encoder and options by its output stream, with the keyframe cadence of
+// every stream; a plan of one codec keeps naming one encoder for all.
+func TestEncodeArgsLadders(t *testing.T) {
+	t.Parallel()
+	ladder := func(l string) *Plan {
+		p, err := profile.Parse([]byte("name: x\nversion: 1\nformat: hls\nsegment_seconds: 2\nvideo: {codec: h264, rungs: [{height: 720, bitrate: 2M}, {height: 360, bitrate: 800k}], ladders: [" + l + "]}\n"))
+		require.NoError(t, err)
+		pl, err := NewPlan(src(1280, 720, 25), p)
+		require.NoError(t, err)
+		require.NoError(t, pl.Validate())
+		require.True(t, pl.MultiCodec())
+		return pl
+	}
+	hevc := ladder("{codec: hevc, rungs: [{height: 720, bitrate: 1500k}]}")
+	require.Equal(t, []string{"720p", "360p", "720p-hevc"}, []string{hevc.Rungs[0].Name, hevc.Rungs[1].Name, hevc.Rungs[2].Name})
+	require.Equal(t, []string{"h264", "hevc"}, hevc.Codecs())
+	pl := ladder("{codec: av1, preset: fast, rungs: [{height: 720, bitrate: 1200k}, {height: 360, bitrate: 400k}]}")
+	require.Equal(t, []string{"h264", "av1"}, pl.Codecs())
+	got := " " + strings.Join(hevc.EncodeArgs("/in/x", "/out"), " ") + " " + strings.Join(pl.EncodeArgs("/in/x", "/out"), " ") + " "
+	for _, want := range []string{
+		" -c:v:0 libx264 -preset:v:0 veryfast -profile:v:0 high ",
+		" -c:v:1 libx264 -preset:v:1 veryfast -profile:v:1 high ",
+		" -c:v:2 libx265 -forced-idr:v:2 1 -preset:v:2 veryfast -x265-params:v:2 log-level=error:open-gop=0 -tag:v:2 hvc1 ",
+		" -c:v:3 libsvtav1 -preset:v:3 8 -svtav1-params:v:3 irefresh-type=2 ",
+		" -g 50 -keyint_min 50 -sc_threshold 0 -force_key_frames ",
+		" -b:v:2 1500000 ", " -b:v:3 400000 ",
+	} {
+		require.Contains(t, got, want)
+	}
+	require.NotContains(t, got, " -c:v ", "no encoder for every stream")
+
+	_, err := pl.WithHardware(HWNVENC)
+	require.ErrorContains(t, err, "a ladder of h264 and av1 is encoded in software")
+
+	// A stored plan whose rung names another encoder, format or picture is refused.
+	for _, tc := range []struct {
+		name string
+		set  func(v *VideoPlan)
+		want string
+	}{
+		{"encoder", func(v *VideoPlan) { v.Encoder = "libx264" }, "plan.video.encoder"},
+		{"codec", func(v *VideoPlan) { v.Codec = "vp9" }, "plan.video.codec"},
+		{"pixel format", func(v *VideoPlan) { v.PixFmt = "yuv420p10le" }, "pix_fmt"},
+	} {
+		bad := *pl
+		bad.Rungs = slices.Clone(pl.Rungs)
+		v := *bad.Rungs[3].Video
+		tc.set(&v)
+		bad.Rungs[3].Video = &v
+		require.ErrorContains(t, bad.Validate(), tc.want, tc.name)
+	}
+	mp4 := *pl
+	mp4.Format, mp4.SegmentSeconds = profile.FormatMP4, 0
+	require.ErrorContains(t, mp4.Validate(), "plan.rungs[2].video")
+	split := *pl
+	split.FPSFilter, split.Chunks = true, []ChunkPlan{{First: 0, End: 100}, {First: 100}}
+	require.ErrorContains(t, split.Validate(), "encoded whole", "a ladder of two codecs is never split")
 }
 
 func TestFpsArg(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/herdhq/herd/internal/profile"
 )
@@ -35,6 +36,44 @@ var hwEncoders = []HWEncoder{
 	{HWNVENC, "h264", "h264_nvenc"}, {HWNVENC, "hevc", "hevc_nvenc"}, {HWNVENC, "av1", "av1_nvenc"},
 	{HWVAAPI, "h264", "h264_vaapi"}, {HWVAAPI, "hevc", "hevc_vaapi"}, {HWVAAPI, "av1", "av1_vaapi"},
 	{HWQSV, "h264", "h264_qsv"}, {HWQSV, "hevc", "hevc_qsv"}, {HWQSV, "av1", "av1_qsv"},
+}
+
+// SWEncoder is one software encoder: the codec it makes and ffmpeg's name
+// for it.
+type SWEncoder struct {
+	Codec, Encoder string
+}
+
+// swEncoders is the one list of software encoders: plans name them,
+// plan validation accepts them, and workers prove each one with a trial
+// encode before they advertise SoftwareCap(Codec). Debian's ffmpeg has
+// them all; other builds often lack libsvtav1 or libx265.
+var swEncoders = []SWEncoder{{"h264", "libx264"}, {"hevc", "libx265"}, {"av1", "libsvtav1"}}
+
+// SoftwareEncoders lists every software encoder herd plans for.
+func SoftwareEncoders() []SWEncoder { return slices.Clone(swEncoders) }
+
+// SoftwareCap is the capability a worker advertises when its ffmpeg's
+// software encoder for codec works: the codec's name (h264, hevc, av1).
+func SoftwareCap(codec string) string { return codec }
+
+// SoftwareCaps lists the capabilities of every software encoder.
+func SoftwareCaps() []string {
+	out := make([]string, len(swEncoders))
+	for i, e := range swEncoders {
+		out[i] = SoftwareCap(e.Codec)
+	}
+	return out
+}
+
+// softwareEncoder is codec's software encoder.
+func softwareEncoder(codec string) string {
+	for _, e := range swEncoders {
+		if e.Codec == codec {
+			return e.Encoder
+		}
+	}
+	return ""
 }
 
 // HWEncoders lists every hardware encoder herd plans for, family by family
@@ -71,6 +110,9 @@ func HWCap(kind, codec string) string { return kind + ":" + codec }
 func (pl *Plan) WithHardware(kind string) (*Plan, error) {
 	if kind == HWNone {
 		return pl, nil
+	}
+	if pl.MultiCodec() {
+		return nil, fmt.Errorf("a ladder of %s is encoded in software", strings.Join(pl.Codecs(), " and "))
 	}
 	enc, ok := hwEncoder(kind, pl.Video.Codec)
 	if !ok {
@@ -140,52 +182,17 @@ func svtPreset(p string) string {
 }
 
 // encoderArgs is the encoder, its speed/quality knobs and, for hls, the
-// keyframe cadence; rate control per rung is added by the caller.
+// keyframe cadence; rate control per rung is added by the caller. A plan of
+// one codec names its encoder for every video stream (-c:v); a ladder of
+// several codecs names each rung's (-c:v:0, -c:v:1, ...).
 func (pl *Plan) encoderArgs() (args []string, quality []string) {
-	v := pl.Video
-	args = []string{"-c:v", v.Encoder}
-	crf := strconv.Itoa(v.CRF)
-	switch v.Encoder {
-	case "libx264":
-		args = append(args, "-preset:v", v.Preset, "-profile:v", "high")
-		if len(pl.Chunks) > 0 {
-			// Parameter sets that do not depend on a chunk's content, so
-			// that every chunk's stitch into one stream.
-			args = append(args, "-x264-params", "stitchable=1")
+	if !pl.MultiCodec() {
+		args, quality = pl.codecArgs(pl.Video, "v")
+	} else {
+		for i := range pl.Rungs {
+			a, _ := pl.codecArgs(pl.RungVideo(i), "v:"+strconv.Itoa(i))
+			args = append(args, a...)
 		}
-		quality = []string{"-crf", crf}
-	case "libx265":
-		params := "log-level=error"
-		if len(pl.Chunks) > 0 {
-			// No SEI with x265's options in the parameter sets: it names
-			// the worker's thread count, which differs between workers.
-			params += ":info=0"
-		}
-		args = append(args, "-preset:v", v.Preset, "-x265-params", params)
-		if pl.Format == profile.FormatMP4 {
-			args = append(args, "-tag:v", "hvc1")
-		}
-		quality = []string{"-crf", crf}
-	case "libsvtav1":
-		args = append(args, "-preset:v", svtPreset(v.Preset))
-		quality = []string{"-crf", crf}
-	case "h264_nvenc", "hevc_nvenc", "av1_nvenc":
-		args = append(args, "-preset:v", nvencPreset(v.Preset), "-tune:v", "hq", "-rc:v", "vbr")
-		if v.Encoder == "h264_nvenc" {
-			args = append(args, "-profile:v", "high")
-		}
-		if v.Encoder == "hevc_nvenc" && pl.Format == profile.FormatMP4 {
-			args = append(args, "-tag:v", "hvc1")
-		}
-		quality = []string{"-cq:v", crf, "-b:v", "0"}
-	case "h264_vaapi", "hevc_vaapi", "av1_vaapi":
-		if pl.Format == profile.FormatHLS {
-			args = append(args, "-rc_mode:v", "VBR")
-		}
-		quality = []string{"-rc_mode:v", "CQP", "-qp:v", crf}
-	case "h264_qsv", "hevc_qsv", "av1_qsv":
-		args = append(args, "-preset:v", qsvPreset(v.Preset))
-		quality = []string{"-global_quality:v", crf}
 	}
 	if pl.Format == profile.FormatHLS {
 		gop := strconv.Itoa(pl.GOP)
@@ -203,6 +210,79 @@ func (pl *Plan) encoderArgs() (args []string, quality []string) {
 	return args, quality
 }
 
+// codecArgs is one encoder's options for the output streams spec names
+// ("v": every video stream; "v:2": the third).
+func (pl *Plan) codecArgs(v VideoPlan, spec string) (args []string, quality []string) {
+	opt := func(name string) string { return "-" + name + ":" + spec }
+	// The encoders' own parameter lists: for every stream without a
+	// specifier, as plans of one codec always wrote them.
+	params := func(name string) string {
+		if spec == "v" {
+			return "-" + name
+		}
+		return opt(name)
+	}
+	hls := pl.Format == profile.FormatHLS
+	args = []string{opt("c"), v.Encoder}
+	crf := strconv.Itoa(v.CRF)
+	switch v.Encoder {
+	case "libx264":
+		args = append(args, opt("preset"), v.Preset, opt("profile"), "high")
+		if len(pl.Chunks) > 0 {
+			// Parameter sets that do not depend on a chunk's content, so
+			// that every chunk's stitch into one stream.
+			args = append(args, params("x264-params"), "stitchable=1")
+		}
+		quality = []string{"-crf", crf}
+	case "libx265":
+		p := "log-level=error"
+		if len(pl.Chunks) > 0 {
+			// No SEI with x265's options in the parameter sets: it names
+			// the worker's thread count, which differs between workers.
+			p += ":info=0"
+		}
+		if hls {
+			// x265 makes a forced keyframe an open-GOP CRA picture unless
+			// told: every segment must start a closed GOP (an IDR).
+			p += ":open-gop=0"
+			args = append(args, opt("forced-idr"), "1")
+		}
+		args = append(args, opt("preset"), v.Preset, params("x265-params"), p)
+		if pl.Format == profile.FormatMP4 || hls {
+			// hvc1: parameter sets in the sample entry, which Apple's
+			// players require.
+			args = append(args, opt("tag"), "hvc1")
+		}
+		quality = []string{"-crf", crf}
+	case "libsvtav1":
+		args = append(args, opt("preset"), svtPreset(v.Preset))
+		if hls {
+			// A forced keyframe is a KEY_FRAME that starts a closed GOP
+			// (SVT-AV1's intra refresh type 2), not a forward keyframe.
+			args = append(args, params("svtav1-params"), "irefresh-type=2")
+		}
+		quality = []string{"-crf", crf}
+	case "h264_nvenc", "hevc_nvenc", "av1_nvenc":
+		args = append(args, opt("preset"), nvencPreset(v.Preset), opt("tune"), "hq", opt("rc"), "vbr")
+		if v.Encoder == "h264_nvenc" {
+			args = append(args, opt("profile"), "high")
+		}
+		if v.Encoder == "hevc_nvenc" && pl.Format == profile.FormatMP4 {
+			args = append(args, opt("tag"), "hvc1")
+		}
+		quality = []string{"-cq:v", crf, "-b:v", "0"}
+	case "h264_vaapi", "hevc_vaapi", "av1_vaapi":
+		if hls {
+			args = append(args, opt("rc_mode"), "VBR")
+		}
+		quality = []string{"-rc_mode:v", "CQP", "-qp:v", crf}
+	case "h264_qsv", "hevc_qsv", "av1_qsv":
+		args = append(args, opt("preset"), qsvPreset(v.Preset))
+		quality = []string{"-global_quality:v", crf}
+	}
+	return args, quality
+}
+
 // keyframeExpr forces a keyframe on the first frame and on the first frame at
 // or after every multiple of seg seconds of output time. It is anchored to
 // the grid, not to where the encode began (as gte(t,n_forced*seg) is), so a
@@ -213,3 +293,6 @@ func keyframeExpr(seg float64) string {
 	s := ftoa(seg)
 	return "expr:if(isnan(prev_forced_t),1,gte(floor(t/" + s + "+1e-9),floor(prev_forced_t/" + s + "+1e-9)+1))"
 }
+
+// SVTPreset is SVT-AV1's preset number for a profile's preset name.
+func SVTPreset(name string) string { return svtPreset(name) }

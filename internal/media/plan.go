@@ -70,7 +70,7 @@ type Plan struct {
 
 // VideoPlan says how the picture is encoded.
 type VideoPlan struct {
-	Codec   string `json:"codec"`   // h264 | hevc
+	Codec   string `json:"codec"`   // h264 | hevc | av1
 	Encoder string `json:"encoder"` // libx264 | libx265 | libsvtav1, or a hardware encoder (WithHardware)
 	Preset  string `json:"preset"`
 	CRF     int    `json:"crf,omitempty"` // mp4/mkv
@@ -89,6 +89,10 @@ type RungPlan struct {
 	Bitrate int64  `json:"bitrate,omitempty"` // bps; 0 for constant quality
 	MaxRate int64  `json:"max_rate,omitempty"`
 	BufSize int64  `json:"buf_size,omitempty"`
+	// Video is the rung's own codec when it belongs to one of the
+	// profile's other ladders (hls: AV1 or HEVC beside H.264); nil: the
+	// plan's Video.
+	Video *VideoPlan `json:"video,omitempty"`
 }
 
 // AudioPlan is one output audio track.
@@ -291,30 +295,71 @@ func (pl *Plan) planRungs(p *profile.Profile) {
 		pl.Rungs = []RungPlan{r}
 		return
 	}
-	ladder := slices.Clone(p.Video.Rungs)
-	slices.SortFunc(ladder, func(a, b profile.Rung) int { return b.Height - a.Height })
-	for _, pr := range ladder {
-		if float64(pr.Height) > short {
-			continue
+	pl.Rungs = pl.ladderRungs(p.Video.Rungs, rung)
+	for _, l := range p.Video.Ladders {
+		v := &VideoPlan{Codec: l.Codec, Encoder: softwareEncoder(l.Codec), Preset: l.Preset, PixFmt: pl.Video.PixFmt}
+		for _, r := range pl.ladderRungs(l.Rungs, rung) {
+			r.Name += "-" + l.Codec
+			r.Video = v
+			pl.Rungs = append(pl.Rungs, r)
 		}
-		r := rung(evenDown(float64(pr.Height)))
-		r.Bitrate = int64(pr.Bitrate)
-		pl.Rungs = append(pl.Rungs, r)
-	}
-	if len(pl.Rungs) == 0 {
-		// Smaller than every rung: one rung at the source size, with the
-		// smallest rung's bitrate scaled by area.
-		small := ladder[len(ladder)-1]
-		r := rung(int(short))
-		smallArea := float64(small.Height) * float64(small.Height) * math.Max(pl.Aspect, 1/pl.Aspect)
-		r.Bitrate = max(minRungBitrate, int64(float64(small.Bitrate)*float64(r.Width*r.Height)/smallArea))
-		pl.Rungs = append(pl.Rungs, r)
 	}
 	for i := range pl.Rungs {
 		r := &pl.Rungs[i]
 		r.MaxRate = r.Bitrate * 107 / 100
 		r.BufSize = r.Bitrate * 3 / 2
 	}
+}
+
+// ladderRungs is one hls ladder's renditions, tallest first: the profile's
+// rungs the source is tall enough for, or (smaller than every rung) one at
+// the source's size with the smallest rung's bitrate scaled by area.
+func (pl *Plan) ladderRungs(rungs []profile.Rung, rung func(int) RungPlan) []RungPlan {
+	short := math.Min(float64(pl.Width), float64(pl.Height))
+	ladder := slices.Clone(rungs)
+	slices.SortFunc(ladder, func(a, b profile.Rung) int { return b.Height - a.Height })
+	var out []RungPlan
+	for _, pr := range ladder {
+		if float64(pr.Height) > short {
+			continue
+		}
+		r := rung(evenDown(float64(pr.Height)))
+		r.Bitrate = int64(pr.Bitrate)
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		small := ladder[len(ladder)-1]
+		r := rung(int(short))
+		smallArea := float64(small.Height) * float64(small.Height) * math.Max(pl.Aspect, 1/pl.Aspect)
+		r.Bitrate = max(minRungBitrate, int64(float64(small.Bitrate)*float64(r.Width*r.Height)/smallArea))
+		out = append(out, r)
+	}
+	return out
+}
+
+// RungVideo is how rung i's picture is encoded: its own ladder's codec, or
+// the plan's.
+func (pl *Plan) RungVideo(i int) VideoPlan {
+	if v := pl.Rungs[i].Video; v != nil {
+		return *v
+	}
+	return pl.Video
+}
+
+// MultiCodec says the plan's rungs carry more than one codec.
+func (pl *Plan) MultiCodec() bool {
+	return slices.ContainsFunc(pl.Rungs, func(r RungPlan) bool { return r.Video != nil })
+}
+
+// Codecs lists the video codecs the plan encodes, the plan's first.
+func (pl *Plan) Codecs() []string {
+	out := []string{pl.Video.Codec}
+	for _, r := range pl.Rungs {
+		if r.Video != nil && !slices.Contains(out, r.Video.Codec) {
+			out = append(out, r.Video.Codec)
+		}
+	}
+	return out
 }
 
 func (pl *Plan) planAudio(info *Info, p *profile.Profile) {

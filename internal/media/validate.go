@@ -53,7 +53,7 @@ func knownColor(set []string, s string) string {
 var (
 	// A token as ffprobe prints codec, pixel format and colour names.
 	tokenRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	rungNameRe = regexp.MustCompile(`^[0-9]{1,5}p$`)
+	rungNameRe = regexp.MustCompile(`^[0-9]{1,5}p(-av1|-hevc)?$`)
 )
 
 const (
@@ -215,9 +215,6 @@ func (info *Info) Normalize() {
 	}
 }
 
-// softwareEncoders are the encoders a plan names before WithHardware.
-var softwareEncoders = map[string]string{"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
-
 // Validate checks every field of a plan that reaches an ffmpeg argv or
 // filter graph, and the geometry its builders divide by, so that a plan
 // that did not come from NewPlan (a stored one, or one a worker sent) can
@@ -271,6 +268,17 @@ func (pl *Plan) Validate() error {
 		if err != nil {
 			return err
 		}
+		if r.Video != nil {
+			if pl.Format != profile.FormatHLS || pl.Hardware != HWNone || len(pl.Chunks) > 0 {
+				return bad(f+".video", "a rung of its own codec is for software hls ladders encoded whole")
+			}
+			if err := r.Video.validate(HWNone); err != nil {
+				return err
+			}
+			if r.Video.PixFmt != pl.Video.PixFmt || r.Video.ColorTransfer != "" {
+				return bad(f+".video.pix_fmt", "every rung of a ladder has the plan's picture format")
+			}
+		}
 		if !rungNameRe.MatchString(r.Name) {
 			return bad(f+".name", "%q is not a rung name such as 720p", r.Name)
 		}
@@ -313,7 +321,7 @@ func (pl *Plan) Validate() error {
 }
 
 func (v VideoPlan) validate(hw string) error {
-	enc := softwareEncoders[v.Codec]
+	enc := softwareEncoder(v.Codec)
 	if hw != HWNone {
 		enc, _ = hwEncoder(hw, v.Codec)
 	}

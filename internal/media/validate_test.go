@@ -35,6 +35,10 @@ func TestNewPlansValidate(t *testing.T) {
 			require.NoError(t, pl.Validate(), "%s/%s", p.Name, name)
 			for _, hw := range []string{HWNVENC, HWVAAPI, HWQSV} {
 				hp, err := pl.WithHardware(hw)
+				if pl.MultiCodec() {
+					require.Error(t, err, "a ladder of several codecs is encoded in software")
+					continue
+				}
 				require.NoError(t, err)
 				require.NoError(t, hp.Validate(), "%s/%s/%s", p.Name, name, hw)
 			}

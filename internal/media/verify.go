@@ -221,6 +221,9 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := v.checkCodecs(vr, st); err != nil {
+			return nil, err
+		}
 		picked := sampleSegments(len(st.Segments), v.full())
 		decoded := len(picked)
 		if fromChunks && len(st.Segments) > 0 {
@@ -247,6 +250,9 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 			}
 		}
 		o.Name = fmt.Sprintf("%dp", min(o.Width, o.Height))
+		if o.Codec != pl.Video.Codec {
+			o.Name += "-" + o.Codec // a rung of another codec's ladder: 360p-av1 beside 360p
+		}
 		o.Kind, o.Path, o.Size, o.Bitrate = "hls", pack.LocalName(vr.URI), st.bytes, st.Average(false)
 		o.Verify, o.Segments, o.Decoded = v.mode(), len(st.Segments), decoded
 		rungs = append(rungs, o)
@@ -296,6 +302,34 @@ func (pl *Plan) chunkDecoded(n int) int {
 		}
 	}
 	return len(seen)
+}
+
+// sampleEntries are the sample entry types (the codecs string's first
+// part) each codec's renditions may have.
+var sampleEntries = map[string][]string{"h264": {"avc1", "avc3"}, "hevc": {"hvc1", "hev1"}, "av1": {"av01"}}
+
+// checkCodecs holds a variant to its rung of the plan: the codec the plan
+// encodes there, and CODECS that begin with what its init segment says.
+func (v *verifier) checkCodecs(vr *m3u8.Variant, st *rendition) error {
+	name := pack.LocalName(vr.URI)
+	i := -1
+	for k := range v.pl.Rungs {
+		if MediaPlaylistName(k) == name {
+			i = k
+		}
+	}
+	if i < 0 {
+		return &OutputError{Output: name, Problem: "is no rung of the plan"}
+	}
+	codec := v.pl.RungVideo(i).Codec
+	entry, _, _ := strings.Cut(st.Codec, ".")
+	if !slices.Contains(sampleEntries[codec], entry) {
+		return &OutputError{Output: name, Problem: fmt.Sprintf("holds %s, but the plan encodes %s there", st.Codec, codec)}
+	}
+	if first, _, _ := strings.Cut(vr.Codecs, ","); first != st.Codec {
+		return &OutputError{Output: MasterName, Problem: fmt.Sprintf("says CODECS %q for %s, whose init segment says %s", vr.Codecs, name, st.Codec)}
+	}
+	return nil
 }
 
 // rendition is one media playlist and the segments it names, read again.

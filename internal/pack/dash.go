@@ -39,12 +39,24 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 	m.Periods = append(m.Periods, period)
 	target := float64(p.Target)
 
-	video := mpd.NewAdaptationSetWithParams("video", "video/mp4", true, 1)
-	video.Id = ptr(uint32(0))
-	video.FrameRate = mpd.FrameRateType(l.FrameRate)
-	video.Sar = "1:1"
+	// One video adaptation set a codec family, in the ladder's order: a
+	// DASH client switches within a set, and a set's representations share
+	// a codec (DASH-IF IOP); a player picks the set it decodes.
+	var families []string
+	sets := map[string]*mpd.AdaptationSetType{}
 	for i, r := range l.Video {
 		s := p.Video[i]
+		fam := codecFamily(s.Codec)
+		video, ok := sets[fam]
+		if !ok {
+			video = mpd.NewAdaptationSetWithParams("video", "video/mp4", true, 1)
+			video.Id = ptr(uint32(len(families))) //nolint:gosec // G115: a few codecs
+			video.FrameRate = mpd.FrameRateType(l.FrameRate)
+			video.Sar = "1:1"
+			sets[fam] = video
+			families = append(families, fam)
+			period.AdaptationSets = append(period.AdaptationSets, video)
+		}
 		rep := mpd.NewRepresentationWithID(r.ID, s.Codec, "", int(clampRate(s.Peak(target, false))))
 		rep.Width, rep.Height = uint32(s.Width), uint32(s.Height) //nolint:gosec // G115: sizes from a 16-bit sample entry
 		rep.SegmentTemplate = template(l, s)
@@ -52,12 +64,11 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 		video.MaxWidth = max(video.MaxWidth, rep.Width)
 		video.MaxHeight = max(video.MaxHeight, rep.Height)
 	}
-	period.AdaptationSets = append(period.AdaptationSets, video)
 
 	for i, r := range l.Audio {
 		s := p.Audio[i]
 		as := mpd.NewAdaptationSetWithParams("audio", "audio/mp4", true, 1)
-		as.Id = ptr(uint32(i + 1)) //nolint:gosec // G115: a handful of audio renditions
+		as.Id = ptr(uint32(len(families) + i)) //nolint:gosec // G115: a handful of audio renditions
 		as.Lang = r.Language
 		role := "alternate"
 		if r.Default || (i == 0 && !anyDefault(l.Audio)) {
@@ -123,6 +134,19 @@ func template(l Ladder, s *Stream) *mpd.SegmentTemplateType {
 	}
 	t.SegmentTimeline = tl
 	return t
+}
+
+// codecFamily is a codecs string's sample entry type (avc1, hvc1, av01),
+// with avc3 and hev1 counted as avc1 and hvc1.
+func codecFamily(codec string) string {
+	fam, _, _ := strings.Cut(codec, ".")
+	switch fam {
+	case "avc3":
+		return "avc1"
+	case "hev1":
+		return "hvc1"
+	}
+	return fam
 }
 
 func duration(sec float64) *mpd.Duration {

@@ -318,9 +318,10 @@ func readSegment(path string, tr *Track) (Segment, error) {
 	return g, nil
 }
 
-// checkIDR holds AVC and HEVC segments to an IDR picture at their start:
-// an open-GOP I picture (HEVC CRA) is a sync sample too, but the frames
-// after it may reference the previous segment.
+// checkIDR holds AVC and HEVC segments to an IDR picture at their start,
+// and AV1 segments to a shown KEY_FRAME: an open-GOP I picture (HEVC CRA,
+// an AV1 forward key frame) is a sync sample too, but the frames after it
+// may reference the previous segment.
 func checkIDR(codec string, sample []byte) error {
 	switch codec[:4] {
 	case "avc1", "avc3":
@@ -331,6 +332,8 @@ func checkIDR(codec string, sample []byte) error {
 		if !hevc.IsIDRSample(sample) {
 			return errors.New("first picture is not an IDR (want a closed GOP at every segment start)")
 		}
+	case "av01":
+		return av1KeyFrame(sample)
 	}
 	return nil
 }

@@ -62,13 +62,24 @@ func (g *GPU) release(n int64) {
 }
 
 // TaskNeeds is what an encode task for profile p requires of its worker: a
-// profile that names a hardware engine runs only where that encoder was proven.
+// profile that names a hardware engine runs only where that encoder was
+// proven, and one that encodes HEVC or AV1 in software (engine software or
+// auto, which falls back on it) only where the trial encode with libx265 or
+// libsvtav1 succeeded. H.264 needs nothing: every ffmpeg herd runs with has
+// libx264. A task asks for one capability (the store matches one), so a
+// profile encodes at most one codec besides H.264 (profile.Validate).
 func TaskNeeds(p *profile.Profile) []string {
 	switch p.Engine {
 	case profile.EngineNVENC, profile.EngineVAAPI, profile.EngineQSV:
 		return []string{media.HWCap(p.Engine, p.Video.Codec)}
 	}
-	return nil
+	var needs []string
+	for _, c := range p.Codecs() {
+		if c != "h264" {
+			needs = append(needs, media.SoftwareCap(c))
+		}
+	}
+	return needs
 }
 
 // hardwarePlan picks the encoder for an encode or chunk task: the one the
@@ -94,7 +105,9 @@ func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, 
 		want = media.HWCap(g.Kind, plan.Video.Codec)
 	}
 	switch {
-	case need == "" && (!auto || g == nil || !slices.Contains(g.Caps, want)):
+	// A ladder of several codecs is encoded in software (profile.Validate
+	// refuses it a hardware engine): auto leaves it there.
+	case need == "" && (!auto || g == nil || !slices.Contains(g.Caps, want) || plan.MultiCodec()):
 		return plan, none, nil
 	case need != "" && (g == nil || need != want):
 		return nil, none, job.Userf(nil, "this task needs the %s encoder, which this worker lacks; it will be retried on another", need)

@@ -28,6 +28,14 @@ func TestTaskNeeds(t *testing.T) {
 	require.Equal(t, []string{"vaapi:h264"}, TaskNeeds(prof(t, "vaapi")))
 	require.Nil(t, TaskNeeds(prof(t, "auto")), "auto may run anywhere")
 	require.Nil(t, TaskNeeds(prof(t, "software")))
+	// HEVC and AV1 in software run only where libx265 and libsvtav1 were proven.
+	av1, _ := profile.Builtin().Get("web-cmaf-av1")
+	require.Equal(t, []string{"av1"}, TaskNeeds(av1))
+	auto := *av1
+	auto.Engine = profile.EngineAuto
+	require.Equal(t, []string{"av1"}, TaskNeeds(&auto), "auto falls back on software, which must be there")
+	hevc, _ := profile.Builtin().Get("archive-hevc")
+	require.Equal(t, []string{"hevc"}, TaskNeeds(hevc))
 	for _, tk := range Tasks(prof(t, "qsv"), 3) {
 		if tk.Kind == job.KindEncode {
 			require.Equal(t, []string{"qsv:h264"}, tk.Needs)
@@ -75,6 +83,15 @@ func TestHardwarePlanWithinSessionBudget(t *testing.T) {
 	doneA()
 	doneB()
 	require.Zero(t, gpu.InUse())
+
+	// auto leaves a ladder of two codecs (web-cmaf-av1) in software.
+	multi := &media.Plan{Format: "hls", Video: media.VideoPlan{Codec: "h264", Encoder: "libx264"},
+		Rungs: []media.RungPlan{{}, {Video: &media.VideoPlan{Codec: "av1", Encoder: "libsvtav1"}}}}
+	m, doneM, err := e.hardwarePlan(claimed("auto"), multi)
+	require.NoError(t, err)
+	require.Same(t, multi, m)
+	require.Zero(t, gpu.InUse())
+	doneM()
 
 	// Full budget: GPU capabilities are not advertised in claims.
 	full := NewGPU(media.HWNVENC, []string{"nvenc:h264"}, 2)

@@ -99,6 +99,30 @@ type Video struct {
 	MaxHeight int     `yaml:"max_height,omitempty" json:"max_height,omitempty"` // file formats: cap, never upscale
 	MaxFPS    float64 `yaml:"max_fps,omitempty" json:"max_fps,omitempty"`
 	Rungs     []Rung  `yaml:"rungs,omitempty" json:"rungs,omitempty"` // hls: the ladder, tallest first
+	// Ladders are more codecs' ladders beside this one (hls only): each
+	// names its codec and the rungs it gets, and the master playlist and
+	// the DASH manifest offer them all, so that a player picks a codec it
+	// decodes. Codec, Preset and Rungs above are the first ladder, the
+	// H.264 every browser can play.
+	Ladders []Ladder `yaml:"ladders,omitempty" json:"ladders,omitempty"`
+}
+
+// Ladder is one more codec's ladder of an hls profile, e.g.
+// {codec: av1, preset: faster, rungs: [{height: 720, bitrate: 1600k}]}.
+type Ladder struct {
+	Codec  string `yaml:"codec" json:"codec"`                       // av1 | hevc
+	Preset string `yaml:"preset,omitempty" json:"preset,omitempty"` // x264's names, mapped onto the encoder's; default: video.preset
+	Rungs  []Rung `yaml:"rungs" json:"rungs"`
+}
+
+// Codecs lists the video codecs the profile encodes: video.codec, then
+// every ladder's.
+func (p *Profile) Codecs() []string {
+	out := []string{p.Video.Codec}
+	for _, l := range p.Video.Ladders {
+		out = append(out, l.Codec)
+	}
+	return out
 }
 
 // Rung is one rendition of a ladder.
@@ -184,6 +208,8 @@ func (p *Profile) CheckChunkSeconds(s float64) error {
 		return fmt.Errorf("must be 0 (never split) or a positive number of seconds (got %v)", s)
 	case p.Format == FormatHLS && (s < p.SegmentSeconds || s > MaxChunkSeconds):
 		return fmt.Errorf("must be from the segment length (%g s) to %d s, or 0 (never split); got %g", p.SegmentSeconds, MaxChunkSeconds, s)
+	case len(p.Video.Ladders) > 0:
+		return errors.New("must be 0: a ladder of more than one codec is encoded whole (never split)")
 	case p.Format != FormatHLS && (s < MinFileChunkSeconds || s > MaxChunkSeconds):
 		return fmt.Errorf("must be from %d s to %d s for an %s profile, or 0 (never split); got %g", MinFileChunkSeconds, MaxChunkSeconds, p.Format, s)
 	}
@@ -206,6 +232,11 @@ func (p *Profile) withDefaults() {
 	}
 	if p.Video.Preset == "" {
 		p.Video.Preset = "veryfast"
+	}
+	for i := range p.Video.Ladders {
+		if p.Video.Ladders[i].Preset == "" {
+			p.Video.Ladders[i].Preset = p.Video.Preset
+		}
 	}
 	if p.Audio.Codec == "" {
 		p.Audio.Codec = "aac"
@@ -309,19 +340,11 @@ func (p *Profile) Validate() error {
 	if p.Video.MaxFPS < 0 || p.Video.MaxFPS > 240 {
 		return bad("video.max_fps", "must be between 0 (no cap) and 240")
 	}
-	seen := map[int]bool{}
-	for i, r := range p.Video.Rungs {
-		f := fmt.Sprintf("video.rungs[%d]", i)
-		if r.Height < 16 || r.Height > 8192 {
-			return bad(f+".height", "must be between 16 and 8192")
-		}
-		if seen[r.Height] {
-			return bad(f+".height", "%d appears twice", r.Height)
-		}
-		seen[r.Height] = true
-		if r.Bitrate < 50_000 || r.Bitrate > 200_000_000 {
-			return bad(f+".bitrate", "must be between 50k and 200M")
-		}
+	if err := validRungs(p.Video.Rungs, "video.rungs", bad); err != nil {
+		return err
+	}
+	if err := p.validateLadders(bad); err != nil {
+		return err
 	}
 	switch p.Audio.Codec {
 	case "aac":
@@ -380,6 +403,77 @@ func (p *Profile) Validate() error {
 		if t.Columns < 1 || t.Columns > 50 {
 			return bad("thumbnails.columns", "must be between 1 and 50")
 		}
+	}
+	return nil
+}
+
+// validRungs checks one ladder's rungs; field names them (video.rungs).
+func validRungs(rungs []Rung, field string, bad func(field, msg string, args ...any) error) error {
+	seen := map[int]bool{}
+	for i, r := range rungs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if r.Height < 16 || r.Height > 8192 {
+			return bad(f+".height", "must be between 16 and 8192")
+		}
+		if seen[r.Height] {
+			return bad(f+".height", "%d appears twice", r.Height)
+		}
+		seen[r.Height] = true
+		if r.Bitrate < 50_000 || r.Bitrate > 200_000_000 {
+			return bad(f+".bitrate", "must be between 50k and 200M")
+		}
+	}
+	return nil
+}
+
+// ladderCodecs are the codecs a ladder beside the H.264 one may carry.
+var ladderCodecs = []string{"av1", "hevc"}
+
+// maxRungs bounds every ladder's rungs together: one ffmpeg process
+// encodes them all.
+const maxRungs = 16
+
+func (p *Profile) validateLadders(bad func(field, msg string, args ...any) error) error {
+	if len(p.Video.Ladders) == 0 {
+		return nil
+	}
+	if p.Format != FormatHLS {
+		return bad("video.ladders", "are for hls; a %s profile makes one file of one codec", p.Format)
+	}
+	// Hardware families are proven one codec at a time, and a task needs
+	// one capability: a ladder of several codecs is encoded in software.
+	if p.Engine != EngineSoftware && p.Engine != EngineAuto {
+		return bad("video.ladders", "are encoded in software (engine software or auto), not on %s", p.Engine)
+	}
+	// A task asks its worker for one capability, the encoder of the one
+	// codec beside H.264 (the store matches one): one ladder, for now.
+	if len(p.Video.Ladders) > 1 {
+		return bad("video.ladders", "one ladder beside video.codec's, for now (got %d): a worker is asked to prove one encoder besides libx264", len(p.Video.Ladders))
+	}
+	n := len(p.Video.Rungs)
+	seen := []string{p.Video.Codec}
+	for i, l := range p.Video.Ladders {
+		f := fmt.Sprintf("video.ladders[%d]", i)
+		if !slices.Contains(ladderCodecs, l.Codec) {
+			return bad(f+".codec", "must be av1 or hevc (got %q); the first ladder is video.codec's", l.Codec)
+		}
+		if slices.Contains(seen, l.Codec) {
+			return bad(f+".codec", "%s has a ladder already", l.Codec)
+		}
+		seen = append(seen, l.Codec)
+		if !slices.Contains(presets, l.Preset) {
+			return bad(f+".preset", "must be one of %s", strings.Join(presets, ", "))
+		}
+		if len(l.Rungs) == 0 {
+			return bad(f+".rungs", "a ladder needs at least one rung")
+		}
+		if err := validRungs(l.Rungs, f+".rungs", bad); err != nil {
+			return err
+		}
+		n += len(l.Rungs)
+	}
+	if n > maxRungs {
+		return bad("video.ladders", "%d rungs in all; at most %d", n, maxRungs)
 	}
 	return nil
 }

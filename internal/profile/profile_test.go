@@ -14,7 +14,7 @@ import (
 func TestBuiltins(t *testing.T) {
 	t.Parallel()
 	s := profile.Builtin()
-	require.Equal(t, []string{"archive-hevc", "mp4-library", "web-hls"}, s.Names())
+	require.Equal(t, []string{"archive-hevc", "mp4-library", "web-cmaf-av1", "web-hls"}, s.Names())
 	hls, ok := s.Get("web-hls")
 	require.True(t, ok)
 	require.Equal(t, profile.FormatHLS, hls.Format)
@@ -94,12 +94,46 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"copy in mp4", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20}\naudio: {codec: copy}\n", "audio.codec"},
 		{"hevc hls", "name: x\nversion: 1\nformat: hls\nvideo: {codec: hevc, rungs: [{height: 360, bitrate: 1M}]}\n", "video.codec"},
 		{"preset", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, preset: turbo}\n", "video.preset"},
+		{"ladder codec", ladders("{codec: vp9, rungs: [{height: 360, bitrate: 400k}]}"), "video.ladders[0].codec"},
+		{"ladder of the first codec", ladders("{codec: h264, rungs: [{height: 360, bitrate: 400k}]}"), "video.ladders[0].codec"},
+		{"two ladders", ladders("{codec: av1, rungs: [{height: 360, bitrate: 400k}]}, {codec: hevc, rungs: [{height: 240, bitrate: 200k}]}"), "video.ladders: one ladder beside video.codec's"},
+		{"ladder without rungs", ladders("{codec: av1, rungs: []}"), "video.ladders[0].rungs"},
+		{"ladder rung", ladders("{codec: hevc, rungs: [{height: 360, bitrate: 10k}]}"), "video.ladders[0].rungs[0].bitrate"},
+		{"ladder preset", ladders("{codec: av1, preset: warp, rungs: [{height: 360, bitrate: 400k}]}"), "video.ladders[0].preset"},
+		{"ladders in mp4", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, ladders: [{codec: av1, rungs: [{height: 360, bitrate: 400k}]}]}\n", "video.ladders: are for hls"},
+		{"ladders on a gpu", "engine: nvenc\n" + ladders("{codec: av1, rungs: [{height: 360, bitrate: 400k}]}"), "encoded in software"},
+		{"ladders split", "chunk_seconds: 60\n" + ladders("{codec: av1, rungs: [{height: 360, bitrate: 400k}]}"), "chunk_seconds: must be 0"},
 	}
 	for _, tc := range cases {
 		_, err := profile.Parse([]byte(tc.doc))
 		require.Error(t, err, tc.name)
 		require.Contains(t, err.Error(), tc.want, tc.name)
 	}
+}
+
+// ladders is an hls profile with an H.264 ladder and the ladders given.
+func ladders(l string) string {
+	return "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, rungs: [{height: 360, bitrate: 800k}], ladders: [" + l + "]}\n"
+}
+
+// TestLadders: an HEVC ladder beside H.264 is one profile line; a ladder
+// takes video.preset unless it names its own.
+func TestLadders(t *testing.T) {
+	t.Parallel()
+	p, err := profile.Parse([]byte(ladders("{codec: hevc, rungs: [{height: 720, bitrate: 2M}, {height: 360, bitrate: 600k}]}")))
+	require.NoError(t, err)
+	require.Equal(t, []string{"h264", "hevc"}, p.Codecs())
+	require.Equal(t, "veryfast", p.Video.Ladders[0].Preset, "video.preset unless the ladder names one")
+	require.Len(t, p.Video.Ladders[0].Rungs, 2)
+	p, err = profile.Parse([]byte(ladders("{codec: av1, preset: fast, rungs: [{height: 360, bitrate: 400k}]}")))
+	require.NoError(t, err)
+	require.Equal(t, "fast", p.Video.Ladders[0].Preset)
+
+	av1, ok := profile.Builtin().Get("web-cmaf-av1")
+	require.True(t, ok)
+	require.Equal(t, []string{"h264", "av1"}, av1.Codecs())
+	require.Zero(t, av1.ChunkSeconds, "a ladder of two codecs is never split")
+	require.ErrorContains(t, av1.CheckChunkSeconds(60), "must be 0")
 }
 
 func TestLoadUserProfiles(t *testing.T) {
@@ -123,12 +157,12 @@ func TestLoadUserProfiles(t *testing.T) {
 
 	s, err = profile.Load(filepath.Join(dir, "missing"))
 	require.NoError(t, err, "a missing folder means only the built-ins")
-	require.Len(t, s.All(), 3)
+	require.Len(t, s.All(), 4)
 }
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(valid))
-	for _, name := range []string{"web-hls", "mp4-library", "archive-hevc"} {
+	for _, name := range []string{"web-hls", "web-cmaf-av1", "mp4-library", "archive-hevc"} {
 		b, err := os.ReadFile(filepath.Join("builtin", name+".yaml"))
 		if err == nil {
 			f.Add(b)

@@ -298,6 +298,8 @@ type app struct {
 	exec    *pipeline.Executor
 	api     *api.Server
 	http    *http.Server
+	// localCaps are the encoders the in-process workers proved.
+	localCaps []string
 }
 
 func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
@@ -322,12 +324,21 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	}
 	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
 	exec := pipeline.New(r.tools, r.storage, r.profiles, limits, log)
+	// The in-process workers prove the software encoders as remote ones do
+	// (a trial encode each), so that a task needing libsvtav1 or libx265 runs
+	// here only where this ffmpeg has it; they use no GPU.
+	var localCaps []string
+	if cfg.LocalWorkers > 0 {
+		trials := worker.DetectCaps(context.Background(), r.tools.FFmpeg, worker.Software)
+		localCaps = worker.Caps(trials)
+		log.Info("encoders proven by trial encodes", "capabilities", localCaps, "workers", "in-process")
+	}
 
 	srv := api.New(api.Deps{
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
-		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL,
+		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL, OtherCaps: otherCaps(cfg, localCaps),
 		Checks: []api.Check{
 			{Name: "database", Fn: r.st.Ping},
 			{Name: "storage", Fn: r.storage.Check},
@@ -347,7 +358,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
 	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
-	return &app{deliver: dlv, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv}, nil
+	return &app{deliver: dlv, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
 }
 
 // loop is one of the parts that run beside the HTTP server until their
@@ -370,7 +381,7 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 	}
 	if cfg.LocalWorkers > 0 {
 		pool := worker.NewPool(a.q, a.exec, worker.Config{
-			Name: local, OwnerPrefix: local + "/", Slots: cfg.LocalWorkers,
+			Name: local, OwnerPrefix: local + "/", Slots: cfg.LocalWorkers, Caps: a.localCaps,
 			Heartbeat: cfg.LeaseTTL / 3, Grace: cfg.Grace, StallAfter: cfg.StallAfter,
 		}, log, a.m)
 		loops = append(loops, pool.Run)
@@ -505,6 +516,20 @@ func syncSubscriptions(ctx context.Context, st store.Store, subs map[string]conf
 		}
 	}
 	return nil
+}
+
+// otherCaps are the capabilities of the executors that do not register as
+// workers: the in-process workers' proven encoders, and what the Kubernetes
+// dispatcher claims for its task pods (kube.Dispatcher.dispatch).
+func otherCaps(cfg Config, local []string) []string {
+	caps := slices.Clone(local)
+	if cfg.Dispatcher == DispatchKubernetes {
+		caps = append(caps, media.SoftwareCaps()...)
+		if g, ok := kube.GPUKind(cfg.Kube.GPU); ok {
+			caps = append(caps, g.Caps...)
+		}
+	}
+	return caps
 }
 
 // PoolWorker is the worker name the replicas of an in-cluster pull-worker

@@ -30,6 +30,7 @@ type jobPage struct {
 	Chunks       []chunkCell // empty unless the job is split into chunks
 	ChunkSummary string
 	NoPlay       *noPlay // the job succeeded and no browser can play what it made
+	Waiting      string  // what the job waits for that no worker has (jobview.JobView.Waiting)
 }
 
 // noPlay is the notice the job page shows instead of a player that would
@@ -83,7 +84,7 @@ type chunkCell struct {
 
 func newJobPage(v jobview.JobView) *jobPage {
 	p := &jobPage{Name: v.Source.Name, State: string(v.State), Profile: v.Profile, Progress: v.Progress,
-		ProgressText: progressText(v)}
+		ProgressText: progressText(v), Waiting: v.Waiting}
 	var chunks []jobview.TaskView
 	for _, t := range v.Tasks {
 		if t.Kind == job.KindChunk {

@@ -64,7 +64,10 @@ func TestJobPageNoPlayNotice(t *testing.T) {
 		require.Contains(t, body, `<section id="player-box" aria-labelledby="h-player" hidden>`)
 		require.Contains(t, body, `<p id="j-noplay" class="notice" role="status" hidden></p>`)
 		require.Contains(t, body, `<div class="player" id="player">`)
+		require.Contains(t, body, `<p id="j-waiting" class="notice" role="status" hidden></p>`)
 	}
+	body = render(&jobPage{Name: "Film.mp4", State: "running", Waiting: "waiting for a worker that can encode with av1 (the libsvtav1 encoder)"})
+	require.Contains(t, body, `<p id="j-waiting" class="notice" role="status">waiting for a worker that can encode with av1 (the libsvtav1 encoder)</p>`)
 }
 
 func TestDefaultProfile(t *testing.T) {

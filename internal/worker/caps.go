@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,9 +54,9 @@ var hwSetups = map[string]hwSetup{
 // trials are the software encoders, then every hardware encoder media can
 // plan for: each one a task may need is proven here.
 func trials() []trial {
-	out := []trial{
-		{cap: "h264", encoder: "libx264"},
-		{cap: "hevc", encoder: "libx265"},
+	var out []trial
+	for _, e := range media.SoftwareEncoders() {
+		out = append(out, trial{cap: media.SoftwareCap(e.Codec), encoder: e.Encoder})
 	}
 	for _, e := range media.HWEncoders() {
 		s, ok := hwSetups[e.Family]
@@ -124,6 +125,10 @@ func lastLine(s string, err error) string {
 	lines := strings.Split(s, "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
+
+// Software says whether a capability is a software encoder's (h264, av1),
+// for DetectCaps: what an in-process worker proves.
+func Software(cap string) bool { return slices.Contains(media.SoftwareCaps(), cap) }
 
 // Caps lists the capabilities whose trial succeeded.
 func Caps(trials []Trial) []string {

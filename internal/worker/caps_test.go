@@ -23,6 +23,12 @@ func TestTrialsProveEveryHardwareEncoder(t *testing.T) {
 		c := media.HWCap(e.Family, e.Codec)
 		require.Equal(t, e.Encoder, byCap[c], "no trial proves %s", c)
 	}
+	for _, e := range media.SoftwareEncoders() {
+		c := media.SoftwareCap(e.Codec)
+		require.Equal(t, e.Encoder, byCap[c], "no trial proves %s", c)
+		require.True(t, Software(c))
+	}
+	require.False(t, Software(media.HWCap(media.HWNVENC, "av1")))
 }
 
 // A profile the profile package accepts never needs an encoder no worker

@@ -192,6 +192,9 @@ pages.job = () => {
     const errBox = document.getElementById('j-error');
     errBox.hidden = !j.error;
     errBox.textContent = j.error ? j.error + (j.error_code ? ` (${j.error_code})` : '') : '';
+    const waitBox = document.getElementById('j-waiting');
+    waitBox.hidden = !j.waiting;
+    waitBox.textContent = j.waiting || '';
     const s = j.source;
     fill(document.getElementById('j-source'), [
       ['File', s.name], ['Size', fmt.bytes(s.size)], ['Duration', s.duration ? fmt.dur(s.duration) : '–'],
@@ -306,6 +309,8 @@ function showChunks(tasks) {
 // Codecs as ffprobe names them: a user's name for each, and an RFC 6381
 // string (a common profile) to ask the browser whether it decodes it.
 const codecNames = {h264: 'H.264', hevc: 'HEVC', av1: 'AV1', vp9: 'VP9'};
+// levelCodec names an hls.js level's video codec from its CODECS (av01... is AV1).
+const levelCodec = (l) => codecNames[{av01: 'av1', avc1: 'h264', avc3: 'h264', hvc1: 'hevc', hev1: 'hevc'}[(l.videoCodec || '').slice(0, 4)]] || '';
 const codecIDs = {h264: 'avc1.640028', hevc: 'hvc1.1.6.L120.90', av1: 'av01.0.08M.08', vp9: 'vp09.00.40.08'};
 
 // canPlayFile says whether this browser decodes a file output. Matroska is
@@ -363,8 +368,10 @@ function setupPlayer(outs) {
     p.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
       const opts = [el('option', {value: 'auto'}, 'Auto')];
+      // A ladder of two codecs (web-cmaf-av1) has two 360p rungs: say which is which.
+      const mixed = new Set(d.levels.map(levelCodec)).size > 1;
       d.levels.map((l, i) => ({l, i})).sort((a, b) => b.l.height - a.l.height)
-        .forEach(({l, i}) => opts.push(el('option', {value: i}, `${l.height}p · ${fmt.bitrate(l.bitrate)}`)));
+        .forEach(({l, i}) => opts.push(el('option', {value: i}, `${l.height}p${mixed ? ' ' + levelCodec(l) : ''} · ${fmt.bitrate(l.bitrate)}`)));
       fill(quality, opts);
       quality.hidden = false;
     });

@@ -35,7 +35,10 @@
     const hls = new Hls({enableWorker: false});
     window.herdEmbed.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
-      const levels = d.levels.map((l, i) => [i, `${l.height}p`]).sort((a, b) => d.levels[b[0]].height - d.levels[a[0]].height);
+      // A ladder of two codecs (web-cmaf-av1) has two 360p rungs: say which is which.
+      const codec = (l) => ({av01: 'AV1', avc1: 'H.264', avc3: 'H.264', hvc1: 'HEVC', hev1: 'HEVC'})[(l.videoCodec || '').slice(0, 4)] || '';
+      const mixed = new Set(d.levels.map(codec)).size > 1;
+      const levels = d.levels.map((l, i) => [i, `${l.height}p${mixed ? ' ' + codec(l) : ''}`]).sort((a, b) => d.levels[b[0]].height - d.levels[a[0]].height);
       if (levels.length > 1) menu('quality', [[-1, 'Auto'], ...levels], -1, (v) => { hls.currentLevel = v; });
     });
     hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, (_, d) => {
