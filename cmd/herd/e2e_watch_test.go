@@ -304,6 +304,21 @@ publishers:
 	for _, j := range list.Jobs {
 		require.Equal(t, "succeeded", j.State, j.Error)
 	}
+	// The delivery service tells the webhook after the library copy, on
+	// its own schedule: the original may be in done/ a moment before.
+	delivered := func() bool {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		for _, j := range list.Jobs {
+			if _, ok := hookIDs[j.ID+" "+job.EventSucceeded]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(30 * time.Second); !delivered() && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	hookMu.Lock()
 	defer hookMu.Unlock()
 	require.Zero(t, hookBad)

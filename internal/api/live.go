@@ -193,8 +193,10 @@ func (s *Server) JobPage(ctx context.Context, id string) (jobview.JobView, error
 		return jobview.JobView{}, err
 	}
 	v := jobview.View(j, tasks)
+	// Only a job that has not ended asks the workers; a failure to read
+	// them leaves the note out rather than the page.
 	if v.Waiting, err = s.jobWaiting(ctx, j, tasks); err != nil {
-		return v, err
+		s.log.Warn("could not tell whether a job waits for an encoder no worker has", "job_id", id, "err", err)
 	}
 	v.Deliveries, err = s.st.Deliveries(ctx, id)
 	return v, err

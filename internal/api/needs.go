@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -23,9 +25,16 @@ type UnmetNeed struct {
 // maxUnmetJobs bounds the waiting jobs checked and listed per state.
 const maxUnmetJobs = 50
 
+// aliveWithin is how recently a registered worker must have been heard
+// from (a claim's long poll, or a heartbeat while it is busy, both far
+// more often) for its capabilities to count: one that died without being
+// drained proves nothing.
+const aliveWithin = 10 * time.Minute
+
 // proven is every capability a worker that takes new tasks has proven: the
-// active registered workers' and those of the executors that do not
-// register (Deps.OtherCaps).
+// active registered workers' that are alive and speak the server's
+// protocol (an older one only finalizes), and those of the executors that
+// do not register (Deps.OtherCaps).
 func (s *Server) proven(ctx context.Context) (map[string]bool, error) {
 	ws, err := s.st.ListWorkers(ctx)
 	if err != nil {
@@ -36,7 +45,7 @@ func (s *Server) proven(ctx context.Context) (map[string]bool, error) {
 		caps[c] = true
 	}
 	for _, w := range ws {
-		if w.State == store.WorkerActive {
+		if w.State == store.WorkerActive && w.LastSeen != nil && time.Since(*w.LastSeen) < aliveWithin && protocol.Outdated(w.Version) == "" {
 			for _, c := range w.Caps {
 				caps[c] = true
 			}

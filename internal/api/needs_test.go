@@ -11,6 +11,7 @@ import (
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -52,6 +53,14 @@ func TestUnmetNeeds(t *testing.T) {
 
 	ctx := context.Background()
 	require.NoError(t, f.st.PutWorker(ctx, store.Worker{Name: "svt", State: store.WorkerActive, Caps: []string{"h264", "av1"}, Slots: 1, CreatedAt: time.Now()}))
+	// It proves nothing until it is heard from, and then only while it is
+	// alive and speaks the server's protocol.
+	require.Contains(t, getJob(av1.ID).Waiting, "libsvtav1", "never heard from")
+	require.NoError(t, f.st.SeenWorker(ctx, "svt", []string{"h264", "av1"}, 1, "4", time.Now()))
+	require.Contains(t, getJob(av1.ID).Waiting, "libsvtav1", "an outdated worker only finalizes")
+	require.NoError(t, f.st.SeenWorker(ctx, "svt", []string{"h264", "av1"}, 1, protocol.Version, time.Now().Add(-time.Hour)))
+	require.Contains(t, getJob(av1.ID).Waiting, "libsvtav1", "not heard from for an hour")
+	require.NoError(t, f.st.SeenWorker(ctx, "svt", []string{"h264", "av1"}, 1, protocol.Version, time.Now()))
 	require.Empty(t, getJob(av1.ID).Waiting)
 	require.Empty(t, workers().Unmet)
 

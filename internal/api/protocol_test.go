@@ -59,7 +59,7 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 	enc := f.queueKind(t, job.KindEncode)
 	chunk := f.queueKind(t, job.KindChunk)
 
-	for _, v := range []string{"3", "2", ""} {
+	for _, v := range []string{"4", "3", "2", ""} {
 		code, c := f.claimAs(t, key, v)
 		require.Equal(t, http.StatusNoContent, code, "version %q got %s %s", v, c.Task.Kind, c.Task.ID)
 	}
@@ -84,15 +84,15 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 		t.Fatal("worker fx is not listed")
 		return ""
 	}
-	require.Equal(t, "outdated: protocol 2, server speaks 4 — upgrade it; it only finalizes until then", outdated())
+	require.Equal(t, "outdated: protocol 2, server speaks 5 — upgrade it; it only finalizes until then", outdated())
 
-	for _, v := range []string{"3", "2", ""} {
+	for _, v := range []string{"4", "3", "2", ""} {
 		fin := f.queueKind(t, job.KindFinalize)
 		code, c := f.claimAs(t, key, v)
 		require.Equal(t, http.StatusOK, code, "version %q", v)
 		require.Equal(t, fin, c.Task.ID, "version %q", v)
 		want := job.KindFinalize
-		if v != "3" {
+		if v == "2" || v == "" {
 			want = protocol.LegacyFinalizeKind
 		}
 		require.Equal(t, want, c.Task.Kind, "version %q", v)
@@ -111,10 +111,10 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 	require.Equal(t, map[string]job.Kind{enc: job.KindEncode, chunk: job.KindChunk}, got, "a current worker gets what the old ones were not given")
 	require.Empty(t, outdated(), "upgraded")
 
-	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"5"}`)
+	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"6"}`)
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Equal(t, "protocol_version", errCodeOf(t, body))
-	require.Contains(t, string(body), "this server speaks 4 (and 3 and 2")
+	require.Contains(t, string(body), "this server speaks 5 (and 4, 3, 2")
 }
 
 // A run-task pod of an image older than the server fetching a task its
@@ -131,7 +131,7 @@ func TestLeasedRefusesOldPods(t *testing.T) {
 	for _, tc := range []struct {
 		version string
 		status  int
-	}{{"3", http.StatusConflict}, {"", http.StatusConflict}, {"1", http.StatusBadRequest}} {
+	}{{"4", http.StatusConflict}, {"3", http.StatusConflict}, {"", http.StatusConflict}, {"1", http.StatusBadRequest}} {
 		chunk := f.leasedKind(t, key, job.KindChunk)
 		code, body := fetch(chunk, tc.version)
 		require.Equal(t, tc.status, code, "version %q: %s", tc.version, body)
@@ -156,7 +156,7 @@ func TestLeasedRefusesOldPods(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, string(body))
 
 	fin := f.leasedKind(t, key, job.KindFinalize)
-	code, body = fetch(fin, "3")
+	code, body = fetch(fin, "4")
 	require.Equal(t, http.StatusOK, code, string(body))
 }
 

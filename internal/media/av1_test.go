@@ -120,6 +120,7 @@ func TestWebCMAFAV1(t *testing.T) {
 	m, err := pack.ReadManifest(filepath.Join(dir, ManifestName))
 	require.NoError(t, err)
 	sets := map[string][]string{}
+	priority := map[string]uint32{}
 	for _, as := range m.Periods[0].AdaptationSets {
 		if as.ContentType != "video" {
 			continue
@@ -127,9 +128,13 @@ func TestWebCMAFAV1(t *testing.T) {
 		for _, r := range as.Representations {
 			fam, _, _ := strings.Cut(r.Codecs, ".")
 			sets[fam] = append(sets[fam], r.Codecs)
+			if as.SelectionPriority != nil {
+				priority[fam] = *as.SelectionPriority
+			}
 		}
 	}
 	require.Len(t, sets, 2, "%v", sets)
+	require.Greater(t, priority["av01"], priority["avc1"], "AV1 preferred where it decodes: %v", priority)
 	require.Len(t, sets["av01"], 2)
 	require.Len(t, sets["avc1"], 2)
 

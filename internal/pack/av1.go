@@ -53,7 +53,7 @@ func av1KeyFrame(sample []byte) error {
 			if len(payload) == 0 {
 				return errors.New("AV1 sequence header is empty")
 			}
-			reduced = payload[0]&0x04 != 0
+			reduced = payload[0]&0x08 != 0
 		case obuFrameHeader, obuFrame:
 			if reduced {
 				return nil // a reduced still picture header is a shown key frame

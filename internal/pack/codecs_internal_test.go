@@ -173,6 +173,15 @@ func TestAV1KeyFrames(t *testing.T) {
 	require.ErrorContains(t, av1KeyFrame(sample[:at+2]), "longer than its sample")
 	require.ErrorContains(t, av1KeyFrame([]byte{0x32, 0x80}), "cut short", "a size field that does not end")
 	require.ErrorContains(t, av1KeyFrame([]byte{0x12, 0x00}), "no frame", "a temporal delimiter alone")
+
+	// A sequence header's first byte: seq_profile (3 bits), still_picture,
+	// reduced_still_picture_header (0x08), timing_info_present (0x04), ...
+	// Timing info is not a reduced still picture: the inter frame after it
+	// is refused; a reduced still picture is a shown key frame.
+	seq := func(b byte) []byte { return []byte{0x0A, 0x01, b} } // OBU_SEQUENCE_HEADER with a size
+	inter := []byte{0x32, 0x01, 0x30}                           // OBU_FRAME: INTER_FRAME, shown
+	require.ErrorContains(t, av1KeyFrame(append(seq(0x04), inter...)), "not a KEY_FRAME (frame_type 1)")
+	require.NoError(t, av1KeyFrame(append(seq(0x18), inter...)), "a reduced still picture")
 }
 
 // sampleSize is the size of segment 2's first sample, read with mp4ff.

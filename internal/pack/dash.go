@@ -64,6 +64,13 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 		video.MaxWidth = max(video.MaxWidth, rep.Width)
 		video.MaxHeight = max(video.MaxHeight, rep.Height)
 	}
+	if len(families) > 1 {
+		// The codec that spends the fewest bits first, for players that
+		// decode several (DASH selectionPriority: higher is preferred).
+		for fam, set := range sets {
+			set.SelectionPriority = ptr(uint32(map[string]int{"av01": 3, "hvc1": 2}[fam] + 1)) //nolint:gosec // G115: 1 to 4
+		}
+	}
 
 	for i, r := range l.Audio {
 		s := p.Audio[i]

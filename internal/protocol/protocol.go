@@ -11,6 +11,8 @@ package protocol
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
@@ -35,12 +37,15 @@ import (
 // would ignore. The server still speaks 3 and 2 (PreviousVersion,
 // LegacyVersion), but leases their workers only the kinds whose contract
 // they still implement (Kinds), so a rolling upgrade, server first, loses
-// and fails no work.
-const Version = "4"
+// and fails no work. Version 5 added ladders of more than one codec (a
+// rung's own video plan, rung names such as 1080p-av1) to plans that
+// encode, thumbnails and verify read: a version 4 worker would refuse such
+// a plan as malformed and fail the job.
+const Version = "5"
 
-// PreviousVersion is the version before Version, which the server still
-// speaks: its workers are leased only what Kinds allows them.
-const PreviousVersion = "3"
+// OlderVersions are the versions before Version that the server still
+// speaks, newest first: their workers are leased only what Kinds allows.
+var OlderVersions = []string{"4", "3", LegacyVersion}
 
 // LegacyVersion is the oldest version the server still speaks: its workers
 // are handed the last step under its old kind (LegacyFinalizeKind) and may
@@ -49,15 +54,15 @@ const LegacyVersion = "2"
 
 // Speaks reports whether the server speaks the worker protocol version v.
 func Speaks(v string) bool {
-	return v == Version || v == PreviousVersion || v == LegacyVersion
+	return v == Version || slices.Contains(OlderVersions, v)
 }
 
 // Spoken names the versions the server speaks, for messages.
-const Spoken = Version + " (and " + PreviousVersion + " and " + LegacyVersion + ", to finalize only)"
+var Spoken = Version + " (and " + strings.Join(OlderVersions, ", ") + ", to finalize only)"
 
 // Kinds is the task kinds a worker speaking version may be leased: nil
 // means every kind (the current version), an empty list none (a version
-// the server does not speak). A version 2 or 3 worker gets only finalize,
+// the server does not speak). An older worker gets only finalize,
 // whose contract (move the verified outputs into place, on the server) has
 // not changed. It gets no probe, encode, thumbnails or verify, though those
 // kinds kept their names: their contract changed in version 4 (a probe
@@ -66,12 +71,13 @@ const Spoken = Version + " (and " + PreviousVersion + " and " + LegacyVersion + 
 // quality.json), and an old worker would do the old thing and report
 // success, failing the job later or making wrong outputs. Nor the chunk
 // kinds, which it does not know at all and would fail permanently. Those
-// tasks wait for an upgraded worker instead.
+// tasks wait for an upgraded worker instead. (Version 5 changed the plans
+// encode, thumbnails and verify read again, see Version.)
 func Kinds(version string) []job.Kind {
-	switch version {
-	case Version:
+	switch {
+	case version == Version:
 		return nil
-	case PreviousVersion, LegacyVersion:
+	case slices.Contains(OlderVersions, version):
 		return []job.Kind{job.KindFinalize}
 	}
 	return []job.Kind{}

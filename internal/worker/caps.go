@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herdhq/herd/internal/media"
@@ -86,35 +87,44 @@ func Detect(ctx context.Context, ffmpeg string) []Trial {
 // DetectCaps is Detect for only the capabilities want says: a task's pod
 // proves what its one task may use, not every encoder, so it starts at once.
 func DetectCaps(ctx context.Context, ffmpeg string, want func(cap string) bool) []Trial {
-	var out []Trial
+	var (
+		out []Trial
+		wg  sync.WaitGroup
+	)
 	for _, t := range trials() {
-		if !want(t.cap) {
-			continue
+		if want(t.cap) {
+			out = append(out, Trial{Cap: t.cap, Encoder: t.encoder})
 		}
-		r := Trial{Cap: t.cap, Encoder: t.encoder}
-		if t.device != "" {
-			if _, err := os.Stat(t.device); err != nil {
-				r.Why = "no " + t.device + " on this machine"
-				out = append(out, r)
-				continue
-			}
-		}
-		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		cmd := exec.CommandContext(tctx, ffmpeg, TrialArgs(t.pre, t.filter, t.encoder)...)
-		cmd.Env = media.ToolEnv(os.Environ()) // the environment the real encodes get
-		b, err := cmd.CombinedOutput()
-		cancel()
-		switch {
-		case err == nil:
-			r.OK = true
-		case errors.Is(tctx.Err(), context.DeadlineExceeded):
-			r.Why = "the trial encode did not finish in 20 s"
-		default:
-			r.Why = "the trial encode failed: " + lastLine(string(b), err)
-		}
-		out = append(out, r)
 	}
+	// Side by side: each is one frame, and a server or worker starts only
+	// once they all ended.
+	for i, t := range slices.DeleteFunc(trials(), func(t trial) bool { return !want(t.cap) }) {
+		wg.Go(func() { out[i].OK, out[i].Why = runTrial(ctx, ffmpeg, t) })
+	}
+	wg.Wait()
 	return out
+}
+
+// runTrial runs one trial encode: whether it worked, and if not, why.
+func runTrial(ctx context.Context, ffmpeg string, t trial) (bool, string) {
+	if t.device != "" {
+		if _, err := os.Stat(t.device); err != nil {
+			return false, "no " + t.device + " on this machine"
+		}
+	}
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(tctx, ffmpeg, TrialArgs(t.pre, t.filter, t.encoder)...)
+	cmd.Env = media.ToolEnv(os.Environ()) // the environment the real encodes get
+	b, err := cmd.CombinedOutput()
+	switch {
+	case err == nil:
+		return true, ""
+	case errors.Is(tctx.Err(), context.DeadlineExceeded):
+		return false, "the trial encode did not finish in 20 s"
+	default:
+		return false, "the trial encode failed: " + lastLine(string(b), err)
+	}
 }
 
 func lastLine(s string, err error) string {

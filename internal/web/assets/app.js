@@ -483,6 +483,11 @@ pages.workers = () => {
         w.state !== 'revoked' ? el('button', {type: 'button', class: 'danger', onclick: act(w.name, 'revoke'), 'aria-label': 'Revoke ' + w.name}, 'Revoke') : null))) :
       [el('tr', {}, el('td', {colspan: 8, class: 'muted'}, 'No remote workers have registered.'))]);
     fill(document.getElementById('w-other'), d.other_running.length ? d.other_running.map(taskLine) : [el('li', {class: 'muted'}, 'Nothing running.')]);
+    const unmet = d.unmet_needs || [];
+    document.getElementById('w-unmet-box').hidden = !unmet.length;
+    fill(document.getElementById('w-unmet'), unmet.map((u) => el('li', {dataset: {capability: u.capability}},
+      `${u.capability}: no worker has proven the ${u.encoder} encoder; start one whose ffmpeg has it (herd worker --check). Waiting: `,
+      ...u.jobs.flatMap((id, i) => [i ? ', ' : '', el('a', {href: '/jobs/' + id}, id)]))));
   });
 };
 
