@@ -29,22 +29,26 @@ func TestMediaToolsGetAReducedEnvironment(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	dir := t.TempDir()
-	dump := filepath.Join(dir, "env")
-	// A stand-in ffmpeg that records its environment (one line per call).
+	dumps := filepath.Join(dir, "env")
+	require.NoError(t, os.Mkdir(dumps, 0o755))
+	// A stand-in ffmpeg that records its environment, one file per call:
+	// the trials run side by side, so a shared file would interleave.
 	fake := filepath.Join(dir, "ffmpeg")
-	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\n{ env | sort | tr '\\n' ' '; echo; } >> "+dump+"\nexit 0\n"), 0o755))
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\nenv | sort | tr '\\n' ' ' > "+dumps+"/$$\nexit 0\n"), 0o755))
 
 	tools := media.Tools{FFmpeg: fake, FFprobe: fake}
 	require.NoError(t, tools.Run(context.Background(), []string{"-version"}, nil))
 	worker.Detect(context.Background(), fake)
 
-	b, err := os.ReadFile(dump)
+	files, err := os.ReadDir(dumps)
 	require.NoError(t, err)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	require.Greater(t, len(lines), 1, "the encode and the trials ran")
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
+	var lines []string
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dumps, f.Name()))
+		require.NoError(t, err)
+		lines = append(lines, strings.TrimSpace(string(b)))
 	}
+	require.Greater(t, len(lines), 1, "the encode and the trials ran")
 	for _, l := range lines {
 		require.Equal(t, lines[0], l, "every trial sees the encode's environment")
 	}
