@@ -56,6 +56,7 @@ type Check struct {
 type Server struct {
 	st        store.Store
 	profiles  *profile.Set
+	versions  pipeline.Profiles // every version, for what jobs were submitted with
 	sub       *ingest.Submitter
 	kick      Kicker
 	log       *slog.Logger
@@ -87,6 +88,9 @@ type Deps struct {
 	Store    store.Store
 	Blobs    *blob.Local // scratch space for uploads through the server
 	Profiles *profile.Set
+	// Versions finds the profile each job was submitted with (nil:
+	// Profiles, current versions only).
+	Versions pipeline.Profiles
 	Submit   *ingest.Submitter
 	Kick     Kicker
 	Log      *slog.Logger
@@ -118,7 +122,10 @@ type Deps struct {
 
 // New returns the API server.
 func New(d Deps) *Server {
-	s := &Server{st: d.Store, profiles: d.Profiles, sub: d.Submit, kick: d.Kick,
+	if d.Versions == nil && d.Profiles != nil {
+		d.Versions = d.Profiles
+	}
+	s := &Server{st: d.Store, profiles: d.Profiles, versions: d.Versions, sub: d.Submit, kick: d.Kick,
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
 		files: d.Files, done: make(chan struct{}), recheck: sessionRecheck}
 	s.live = newLiveHub(liveEvery, s.log)

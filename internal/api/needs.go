@@ -128,8 +128,11 @@ func (s *Server) unmetNeeds(ctx context.Context) ([]UnmetNeed, error) {
 			return nil, err
 		}
 		for _, j := range jobs {
-			p, ok := s.profiles.Get(j.Profile)
-			if ok && !slices.ContainsFunc(pipeline.TaskNeeds(p), func(n string) bool { return !proven[n] }) {
+			p, err := s.versions.At(ctx, j.Profile, j.ProfileVersion)
+			if err != nil {
+				return nil, err
+			}
+			if p != nil && !slices.ContainsFunc(pipeline.TaskNeeds(p), func(n string) bool { return !proven[n] }) {
 				continue // a profile that changed since asked no more: the tasks say
 			}
 			tasks, err := s.st.Tasks(ctx, j.ID)

@@ -23,7 +23,6 @@ import (
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
-	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
@@ -41,7 +40,7 @@ import (
 type workerAPI struct {
 	st       store.Store
 	blobs    *blob.Local // scratch space for uploads through the server
-	profiles *profile.Set
+	profiles pipeline.Profiles
 	queue    *queue.Queue
 	files    pipeline.Storage
 	accept   *pipeline.Acceptor
@@ -54,8 +53,8 @@ type workerAPI struct {
 }
 
 func newWorkerAPI(d Deps, log *slog.Logger, stillValid func(context.Context, *http.Request) bool) *workerAPI {
-	return &workerAPI{st: d.Store, blobs: d.Blobs, profiles: d.Profiles, queue: d.Queue, files: d.Files,
-		accept: pipeline.NewAcceptor(d.Profiles, d.Limits, d.Files), maxStep: d.MaxStep, log: log, stillValid: stillValid}
+	return &workerAPI{st: d.Store, blobs: d.Blobs, profiles: d.Versions, queue: d.Queue, files: d.Files,
+		accept: pipeline.NewAcceptor(d.Versions, d.Limits, d.Files), maxStep: d.MaxStep, log: log, stillValid: stillValid}
 }
 
 // internal answers 500 and logs why.
@@ -191,7 +190,7 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if c != nil {
-				writeJSON(w, http.StatusOK, s.claimBody(c, version == protocol.LegacyVersion))
+				writeJSON(w, http.StatusOK, s.claimBody(r.Context(), c, version == protocol.LegacyVersion))
 				return
 			}
 		}
@@ -204,12 +203,20 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *workerAPI) claimBody(c *job.Claimed, legacy bool) protocol.Claim {
+// claimBody is what a worker is sent for a task it claimed: with the
+// job's profile at the version the job was submitted with.
+func (s *workerAPI) claimBody(ctx context.Context, c *job.Claimed, legacy bool) protocol.Claim {
 	cl := protocol.Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
 	if legacy && cl.Task.Kind == job.KindFinalize {
 		cl.Task.Kind = protocol.LegacyFinalizeKind
 	}
-	if p, ok := s.profiles.Get(c.Job.Profile); ok {
+	p, err := s.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
+	if err != nil {
+		// The worker's own profiles stand in; the server derives the plan
+		// from its own reading of the probe either way.
+		s.log.Warn("could not read the job's profile version for its worker", "job_id", c.Job.ID, "err", err)
+	}
+	if p != nil {
 		cl.Profile, _ = json.Marshal(p)
 	}
 	return cl
@@ -242,7 +249,7 @@ func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Deps = job.DepResults(c.Task, all)
 	}
-	writeJSON(w, http.StatusOK, s.claimBody(c, version == protocol.LegacyVersion))
+	writeJSON(w, http.StatusOK, s.claimBody(r.Context(), c, version == protocol.LegacyVersion))
 }
 
 // wrongImage fails a leased task whose pod cannot run it (see leased) and

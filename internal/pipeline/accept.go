@@ -49,13 +49,13 @@ const (
 
 // Acceptor checks reports against the server's profiles, limits and storage.
 type Acceptor struct {
-	profiles *profile.Set
+	profiles Profiles
 	limits   media.Limits
 	files    Storage
 }
 
 // NewAcceptor returns an Acceptor.
-func NewAcceptor(profiles *profile.Set, limits media.Limits, files Storage) *Acceptor {
+func NewAcceptor(profiles Profiles, limits media.Limits, files Storage) *Acceptor {
 	return &Acceptor{profiles: profiles, limits: limits, files: files}
 }
 
@@ -96,7 +96,10 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 			return out, classify(err, "the source was refused")
 		}
 		pr.Info.Normalize()
-		p, _ := a.profiles.Get(c.Job.Profile)
+		p, err := a.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
+		if err != nil {
+			return out, err
+		}
 		res, err := derive(p, c, pr.Info)
 		if err != nil {
 			return out, err
@@ -243,11 +246,13 @@ func PublishedOutputs(jobID string, verified json.RawMessage) (json.RawMessage, 
 // server's).
 func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, error) {
 	if p == nil {
-		return job.Result{}, job.Permanent("profile_missing", job.Userf(nil, "profile %q no longer exists on this server; submit the file again with another profile", c.Job.Profile))
+		return job.Result{}, job.Permanent("profile_missing", job.Userf(nil,
+			"profile %q version %d is not known to this server (its database was replaced, or the profile never was stored); submit the file again", c.Job.Profile, c.Job.ProfileVersion))
 	}
 	if p.Version != c.Job.ProfileVersion {
+		// Only a worker that was sent another version gets here.
 		return job.Result{}, job.Permanent("profile_changed", job.Userf(nil,
-			"profile %q changed from version %d to %d after this job was submitted; submit the file again", p.Name, c.Job.ProfileVersion, p.Version))
+			"this job was submitted with version %d of profile %q, and the worker was given version %d; retry the job", c.Job.ProfileVersion, p.Name, p.Version))
 	}
 	plan, err := media.NewPlan(info, p)
 	if err == nil {

@@ -121,7 +121,7 @@ func (e *Executor) chunk(ctx context.Context, c *job.Claimed, plan *media.Plan, 
 	if k < 0 || k >= len(plan.Chunks) {
 		return job.Result{}, job.Permanent("bad_plan", job.Userf(nil, "chunk %d is not in the job's plan of %d chunks; submit the file again", c.Task.Chunk, len(plan.Chunks)))
 	}
-	plan, done, err := e.hardwarePlan(c, plan)
+	plan, done, err := e.hardwarePlan(ctx, c, plan)
 	if err != nil {
 		return job.Result{}, err
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -85,7 +86,7 @@ func TaskNeeds(p *profile.Profile) []string {
 // hardwarePlan picks the encoder for an encode or chunk task: the one the
 // task needs, or with engine auto (encode tasks only) this worker's GPU when enough sessions are free. It
 // returns the plan to run and a release func for the sessions it took.
-func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, func(), error) {
+func (e *Executor) hardwarePlan(ctx context.Context, c *job.Claimed, plan *media.Plan) (*media.Plan, func(), error) {
 	none := func() {}
 	need := ""
 	for _, n := range c.Task.Needs {
@@ -96,7 +97,7 @@ func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, 
 	auto := false
 	// Chunks of one job must all come from the same encoder to stitch, so
 	// engine auto never moves a chunk onto whatever GPU its worker has.
-	if p, ok := e.profileFor(c); ok && p.Engine == profile.EngineAuto && c.Task.Kind != job.KindChunk {
+	if p, _ := e.profileFor(ctx, c); p != nil && p.Engine == profile.EngineAuto && c.Task.Kind != job.KindChunk {
 		auto = true
 	}
 	g := e.gpu
@@ -133,14 +134,15 @@ func (e *Executor) hardwarePlan(c *job.Claimed, plan *media.Plan) (*media.Plan, 
 	return hw, func() { g.release(n) }, nil
 }
 
-// profileFor is the job's profile: as the server sent it, or from this
-// executor's own set.
-func (e *Executor) profileFor(c *job.Claimed) (*profile.Profile, bool) {
+// profileFor is the job's profile at the version it was submitted with:
+// as the server sent it, or from this executor's own profiles; nil when
+// neither has it.
+func (e *Executor) profileFor(ctx context.Context, c *job.Claimed) (*profile.Profile, error) {
 	if len(c.Profile) > 0 {
 		var p profile.Profile
 		if err := json.Unmarshal(c.Profile, &p); err == nil {
-			return &p, true
+			return &p, nil
 		}
 	}
-	return e.profiles.Get(c.Job.Profile)
+	return e.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
 }

@@ -56,28 +56,28 @@ func TestHardwarePlanWithinSessionBudget(t *testing.T) {
 	e := New(media.Tools{}, nil, profile.Builtin(), media.Limits{}, slog.New(slog.NewTextHandler(io.Discard, nil))).WithGPU(gpu)
 
 	// A software profile stays in software.
-	pl, done, err := e.hardwarePlan(claimed("software"), plan)
+	pl, done, err := e.hardwarePlan(t.Context(), claimed("software"), plan)
 	require.NoError(t, err)
 	require.Equal(t, "libx264", pl.Video.Encoder)
 	done()
 
 	// auto takes the GPU when sessions are free: 2 rungs = 2 sessions.
-	a, doneA, err := e.hardwarePlan(claimed("auto"), plan)
+	a, doneA, err := e.hardwarePlan(t.Context(), claimed("auto"), plan)
 	require.NoError(t, err)
 	require.Equal(t, "h264_nvenc", a.Video.Encoder)
 	require.EqualValues(t, 2, gpu.InUse())
-	b, doneB, err := e.hardwarePlan(claimed("nvenc", "nvenc:h264"), plan)
+	b, doneB, err := e.hardwarePlan(t.Context(), claimed("nvenc", "nvenc:h264"), plan)
 	require.NoError(t, err)
 	require.Equal(t, "h264_nvenc", b.Video.Encoder)
 	require.EqualValues(t, 4, gpu.InUse())
 	require.Equal(t, []string{"h264", "nvenc:h264", "nvenc:hevc"}, gpu.ClaimCaps([]string{"h264", "nvenc:h264", "nvenc:hevc"}), "one session left")
 
 	// Only one session left: auto falls back to software, a GPU-only task goes back unrun.
-	c, doneC, err := e.hardwarePlan(claimed("auto"), plan)
+	c, doneC, err := e.hardwarePlan(t.Context(), claimed("auto"), plan)
 	require.NoError(t, err)
 	require.Equal(t, "libx264", c.Video.Encoder)
 	doneC()
-	_, _, err = e.hardwarePlan(claimed("nvenc", "nvenc:h264"), plan)
+	_, _, err = e.hardwarePlan(t.Context(), claimed("nvenc", "nvenc:h264"), plan)
 	require.True(t, errors.Is(err, job.ErrRequeue), "never more sessions than the GPU allows")
 
 	doneA()
@@ -87,7 +87,7 @@ func TestHardwarePlanWithinSessionBudget(t *testing.T) {
 	// auto leaves a ladder of two codecs (web-cmaf-av1) in software.
 	multi := &media.Plan{Format: "hls", Video: media.VideoPlan{Codec: "h264", Encoder: "libx264"},
 		Rungs: []media.RungPlan{{}, {Video: &media.VideoPlan{Codec: "av1", Encoder: "libsvtav1"}}}}
-	m, doneM, err := e.hardwarePlan(claimed("auto"), multi)
+	m, doneM, err := e.hardwarePlan(t.Context(), claimed("auto"), multi)
 	require.NoError(t, err)
 	require.Same(t, multi, m)
 	require.Zero(t, gpu.InUse())
@@ -96,7 +96,7 @@ func TestHardwarePlanWithinSessionBudget(t *testing.T) {
 	// Full budget: GPU capabilities are not advertised in claims.
 	full := NewGPU(media.HWNVENC, []string{"nvenc:h264"}, 2)
 	e.WithGPU(full)
-	_, doneFull, err := e.hardwarePlan(claimed("auto"), plan)
+	_, doneFull, err := e.hardwarePlan(t.Context(), claimed("auto"), plan)
 	require.NoError(t, err)
 	require.Equal(t, []string{"h264"}, full.ClaimCaps([]string{"h264", "nvenc:h264"}))
 	doneFull()
@@ -104,15 +104,15 @@ func TestHardwarePlanWithinSessionBudget(t *testing.T) {
 
 	// A ladder larger than the whole budget never fits this GPU.
 	big := &media.Plan{Format: "hls", Video: media.VideoPlan{Codec: "h264", Encoder: "libx264"}, Rungs: make([]media.RungPlan, 5)}
-	_, _, err = e.hardwarePlan(claimed("nvenc", "nvenc:h264"), big)
+	_, _, err = e.hardwarePlan(t.Context(), claimed("nvenc", "nvenc:h264"), big)
 	require.ErrorContains(t, err, "needs 5")
 	require.False(t, errors.Is(err, job.ErrRequeue))
-	pl, _, err = e.hardwarePlan(claimed("auto"), big)
+	pl, _, err = e.hardwarePlan(t.Context(), claimed("auto"), big)
 	require.NoError(t, err)
 	require.Equal(t, "libx264", pl.Video.Encoder, "auto encodes in software instead")
 
 	// Without a GPU, a GPU-only task is refused (and retried elsewhere).
 	e.WithGPU(nil)
-	_, _, err = e.hardwarePlan(claimed("nvenc", "nvenc:h264"), plan)
+	_, _, err = e.hardwarePlan(t.Context(), claimed("nvenc", "nvenc:h264"), plan)
 	require.ErrorContains(t, err, "lacks")
 }

@@ -39,10 +39,16 @@ type Files interface {
 type Executor struct {
 	media    media.Tools
 	files    Files
-	profiles *profile.Set
+	profiles Profiles
 	limits   media.Limits
 	log      *slog.Logger
 	gpu      *GPU
+}
+
+// Profiles finds the profile a job was submitted with, at its version: a
+// *profile.Set knows the current ones, a *profile.Versions every one.
+type Profiles interface {
+	At(ctx context.Context, name string, version int) (*profile.Profile, error)
 }
 
 // WithGPU lets the executor encode on a GPU family within its session budget.
@@ -52,7 +58,7 @@ func (e *Executor) WithGPU(g *GPU) *Executor {
 }
 
 // New returns an Executor.
-func New(tools media.Tools, files Files, profiles *profile.Set, limits media.Limits, log *slog.Logger) *Executor {
+func New(tools media.Tools, files Files, profiles Profiles, limits media.Limits, log *slog.Logger) *Executor {
 	return &Executor{media: tools, files: files, profiles: profiles, limits: limits, log: log.With("component", "pipeline")}
 }
 
@@ -136,7 +142,10 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 	if err != nil {
 		return job.Result{}, classify(err, "could not read the source file")
 	}
-	p, _ := e.profileFor(c)
+	p, err := e.profileFor(ctx, c)
+	if err != nil {
+		return job.Result{}, err
+	}
 	maySplit := p != nil && chunkSeconds(p, c.Job) > 0 && info.Duration >= 1.5*chunkSeconds(p, c.Job)
 	if maySplit && p.Format != profile.FormatHLS {
 		// An mp4 or mkv plan's chunks start on source keyframes: listed
@@ -213,7 +222,7 @@ func (e *Executor) scratch(ctx context.Context, c *job.Claimed, step string, fn 
 }
 
 func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan, src string, report func(job.Progress)) (job.Result, error) {
-	plan, done, err := e.hardwarePlan(c, plan)
+	plan, done, err := e.hardwarePlan(ctx, c, plan)
 	if err != nil {
 		return job.Result{}, err
 	}

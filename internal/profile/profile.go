@@ -7,10 +7,12 @@ package profile
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -89,6 +92,8 @@ type Profile struct {
 	ChunkSeconds float64 `yaml:"chunk_seconds,omitempty" json:"chunk_seconds,omitempty"`
 	// Builtin is true for the profiles embedded in the binary.
 	Builtin bool `yaml:"-" json:"builtin"`
+	// File is the file it was read from, within its folder.
+	File string `yaml:"-" json:"-"`
 }
 
 // Video says how the picture is encoded.
@@ -218,6 +223,9 @@ func (p *Profile) CheckChunkSeconds(s float64) error {
 
 // Withdefaults fills the fields a profile may leave out.
 func (p *Profile) withDefaults() {
+	if p.Version == 0 {
+		p.Version = 1
+	}
 	if p.Engine == "" {
 		p.Engine = EngineSoftware
 	}
@@ -302,7 +310,7 @@ func (p *Profile) Validate() error {
 	case !nameOK(p.Name):
 		return bad("name", "must be 1-64 characters of a-z, 0-9, - and _")
 	case p.Version < 1:
-		return bad("version", "must be a whole number of at least 1 (raise it whenever the recipe changes)")
+		return bad("version", "must be a whole number of at least 1 (herd numbers each change itself; a higher number here starts from it)")
 	}
 	switch p.Format {
 	case FormatHLS:
@@ -496,8 +504,10 @@ func Parse(data []byte) (*Profile, error) {
 //go:embed builtin/*.yaml
 var builtinFS embed.FS
 
-// Set is the profiles a server knows, by name.
+// Set is the profiles a server knows, by name. A reload replaces them
+// while others read.
 type Set struct {
+	mu     sync.RWMutex
 	byName map[string]*Profile
 }
 
@@ -531,6 +541,85 @@ func Load(dir string) (*Set, error) {
 	return s, nil
 }
 
+// Reload reads dir again as Load does, except that a file that does not
+// parse or validate is refused on its own: the profiles prev read from that
+// file stay, and its error (naming the file, and the line or field) is
+// among errs. Files that define one name are all refused, and the name
+// keeps prev's profile.
+func Reload(dir string, prev *Set) (s *Set, errs []error) {
+	s = Builtin()
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return prev.clone(), []error{fmt.Errorf("read profiles: %w", err)}
+	}
+	var refused []string           // files
+	files := map[string][]string{} // profile name -> the files that define it
+	read := map[string]*Profile{}  // file -> its profile
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		p, err := readFile(os.DirFS(dir), ".", e.Name())
+		if err != nil {
+			errs = append(errs, err)
+			refused = append(refused, e.Name())
+			continue
+		}
+		read[e.Name()] = p
+		files[p.Name] = append(files[p.Name], e.Name())
+	}
+	kept := func(name string) bool { return len(files[name]) == 1 }
+	for name, in := range files {
+		if kept(name) {
+			s.byName[name] = read[in[0]]
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: profile %q is defined in each of them; they are refused until one is renamed or removed", strings.Join(in, ", "), name))
+		if p, ok := prev.Get(name); ok && !p.Builtin {
+			s.byName[name] = p
+		}
+	}
+	for _, p := range prev.All() {
+		if !p.Builtin && slices.Contains(refused, p.File) && len(files[p.Name]) == 0 {
+			s.byName[p.Name] = p
+		}
+	}
+	return s, errs
+}
+
+// Replace makes next's profiles this set's.
+func (s *Set) Replace(next *Set) {
+	next.mu.RLock()
+	m := maps.Clone(next.byName)
+	next.mu.RUnlock()
+	s.mu.Lock()
+	s.byName = m
+	s.mu.Unlock()
+}
+
+func (s *Set) clone() *Set {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &Set{byName: maps.Clone(s.byName)}
+}
+
+func readFile(fsys fs.FS, dir, name string) (*Profile, error) {
+	data, err := fs.ReadFile(fsys, filepath.ToSlash(filepath.Join(dir, name)))
+	if err != nil {
+		return nil, fmt.Errorf("read profile %s: %w", name, err)
+	}
+	p, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p.File = name
+	return p, nil
+}
+
 func load(fsys fs.FS, dir string, builtin bool) (*Set, error) {
 	s := &Set{byName: map[string]*Profile{}}
 	entries, err := fs.ReadDir(fsys, dir)
@@ -542,13 +631,9 @@ func load(fsys fs.FS, dir string, builtin bool) (*Set, error) {
 		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
 			continue
 		}
-		data, err := fs.ReadFile(fsys, filepath.ToSlash(filepath.Join(dir, e.Name())))
+		p, err := readFile(fsys, dir, e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("read profile %s: %w", e.Name(), err)
-		}
-		p, err := Parse(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", e.Name(), err)
+			return nil, err
 		}
 		p.Builtin = builtin
 		if _, dup := s.byName[p.Name]; dup {
@@ -561,16 +646,29 @@ func load(fsys fs.FS, dir string, builtin bool) (*Set, error) {
 
 // Get returns the profile with that name.
 func (s *Set) Get(name string) (*Profile, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	p, ok := s.byName[name]
 	return p, ok
 }
 
+// At returns the profile with that name at that version when it is the
+// current one; nil when it is not (a Versions also finds older ones).
+func (s *Set) At(_ context.Context, name string, version int) (*Profile, error) {
+	if p, ok := s.Get(name); ok && p.Version == version {
+		return p, nil
+	}
+	return nil, nil
+}
+
 // All returns every profile, sorted by name.
 func (s *Set) All() []*Profile {
+	s.mu.RLock()
 	out := make([]*Profile, 0, len(s.byName))
 	for _, p := range s.byName {
 		out = append(out, p)
 	}
+	s.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }

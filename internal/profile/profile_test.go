@@ -89,7 +89,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"crf range", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 99}\n", "video.crf"},
 		{"rung height", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, rungs: [{height: 9000, bitrate: 1M}]}\n", "video.rungs[0].height"},
 		{"duplicate rung", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, rungs: [{height: 360, bitrate: 1M}, {height: 360, bitrate: 1M}]}\n", "video.rungs[1].height"},
-		{"version", "name: x\nformat: mp4\nvideo: {codec: h264, crf: 20}\n", "version"},
+		{"version", "name: x\nversion: -1\nformat: mp4\nvideo: {codec: h264, crf: 20}\n", "version"},
 		{"name", "name: Bad Name\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20}\n", "name"},
 		{"copy in mp4", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20}\naudio: {codec: copy}\n", "audio.codec"},
 		{"hevc hls", "name: x\nversion: 1\nformat: hls\nvideo: {codec: hevc, rungs: [{height: 360, bitrate: 1M}]}\n", "video.codec"},

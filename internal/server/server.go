@@ -229,7 +229,8 @@ type resources struct {
 	blobs    *blob.Local      // the data folder's blobs: local storage, or scratch space beside a bucket
 	storage  pipeline.Storage // where job files live
 	sources  ingest.Blobs     // where new sources are stored
-	profiles *profile.Set
+	profiles *profile.Set     // the current versions (versions.Current)
+	versions *profile.Versions
 }
 
 // open finds ffmpeg and opens the database, the files and the profiles. On
@@ -258,14 +259,22 @@ func open(ctx context.Context, cfg Config, log *slog.Logger) (r resources, err e
 	if r.storage, r.sources, err = openStorage(ctx, cfg, r.st.Tasks, r.blobs, log); err != nil {
 		return r, err
 	}
-	if r.profiles, err = profile.Load(filepath.Join(cfg.Data, "profiles")); err != nil {
+	set, err := profile.Load(profilesDir(cfg))
+	if err != nil {
 		return r, fmt.Errorf("load profiles: %w", err)
 	}
-	if _, ok := r.profiles.Get(cfg.DefaultProfile); cfg.DefaultProfile != "" && !ok {
-		return r, fmt.Errorf("--default-profile %q: no such profile; herd profiles lists them", cfg.DefaultProfile)
+	if err := checkDefaultProfile(cfg.DefaultProfile)(set); err != nil {
+		return r, err
 	}
+	if r.versions, err = profile.NewVersions(ctx, r.st, set); err != nil {
+		return r, err
+	}
+	r.profiles = r.versions.Current
 	return r, nil
 }
+
+// profilesDir is where the user's profiles are.
+func profilesDir(cfg Config) string { return filepath.Join(cfg.Data, "profiles") }
 
 // localWorkerName names this server's in-process workers; their lease
 // owners start with it and a slash.
@@ -323,7 +332,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
-	exec := pipeline.New(r.tools, r.storage, r.profiles, limits, log)
+	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log)
 	// The in-process workers prove the software encoders as remote ones do
 	// (a trial encode each), so that a task needing libsvtav1 or libx265 runs
 	// here only where this ffmpeg has it; they use no GPU.
@@ -335,7 +344,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	}
 
 	srv := api.New(api.Deps{
-		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Submit: sub, Kick: sig, Log: log, Metrics: m,
+		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Versions: r.versions, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
 		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL, OtherCaps: otherCaps(cfg, localCaps),
@@ -375,6 +384,7 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 		a.api.TendScratch,
 		a.api.SweepKeys,
 		a.deliver.Run,
+		newProfileReloader(profilesDir(cfg), r.versions, checkDefaultProfile(cfg.DefaultProfile), log.With("component", "profiles")).Run,
 	}
 	if err := syncSubscriptions(context.Background(), r.st, cfg.Subscriptions); err != nil {
 		return nil, err

@@ -130,6 +130,12 @@ type Store interface {
 	// revokes its key and gives back its leases.
 	SetWorkerState(ctx context.Context, name, state string, now time.Time) error
 
+	// RecordProfile stores a profile version unless the newest stored one
+	// has the same digest; it returns the version that holds the body
+	// (never below atLeast). ProfileVersion reads one (ErrNotFound).
+	RecordProfile(ctx context.Context, name, digest string, atLeast int, body []byte) (int, error)
+	ProfileVersion(ctx context.Context, name string, version int) ([]byte, error)
+
 	Ping(ctx context.Context) error
 	Close() error
 }

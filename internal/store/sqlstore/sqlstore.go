@@ -1167,6 +1167,45 @@ func (s *Store) Secret(ctx context.Context, name string, mint []byte, now time.T
 	return b, nil
 }
 
+// RecordProfile stores a profile version unless the newest stored one has
+// the same digest (and atLeast does not ask for a higher number). Servers
+// that record at once race for the next number: the loser reads again.
+func (s *Store) RecordProfile(ctx context.Context, name, digest string, atLeast int, body []byte) (int, error) {
+	for range 5 {
+		var (
+			latest int
+			was    string
+		)
+		err := s.w.QueryRowContext(ctx, s.q(`SELECT version, digest FROM profile_versions WHERE name = ? ORDER BY version DESC LIMIT 1`), name).Scan(&latest, &was)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("read profile %s versions: %w", name, err)
+		}
+		if latest > 0 && was == digest && atLeast <= latest {
+			return latest, nil
+		}
+		next := max(latest+1, atLeast)
+		res, err := s.w.ExecContext(ctx, s.q(`INSERT INTO profile_versions (name, version, digest, body, created_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (name, version) DO NOTHING`), name, next, digest, string(body), ms(time.Now()))
+		if err != nil {
+			return 0, fmt.Errorf("store profile %s version %d: %w", name, next, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			return next, nil
+		}
+	}
+	return 0, fmt.Errorf("store profile %s: other servers keep adding versions; try again", name)
+}
+
+// ProfileVersion returns the body of one stored profile version.
+func (s *Store) ProfileVersion(ctx context.Context, name string, version int) ([]byte, error) {
+	var body string
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT body FROM profile_versions WHERE name = ? AND version = ?`), name, version).Scan(&body)
+	if err != nil {
+		return nil, oneErr(err, fmt.Sprintf("profile %s version %d", name, version), "read profile version")
+	}
+	return []byte(body), nil
+}
+
 // RotateSecret replaces the secret named name.
 func (s *Store) RotateSecret(ctx context.Context, name string, value []byte, now time.Time) error {
 	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)

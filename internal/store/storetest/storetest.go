@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/job"
@@ -48,6 +49,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, open(t)) })
 	t.Run("OutboxOptIn", func(t *testing.T) { t.Parallel(); testOutboxOptIn(t, open(t)) })
 	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, open(t)) })
+	t.Run("ProfileVersions", func(t *testing.T) { t.Parallel(); testProfileVersions(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
 	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
@@ -862,6 +864,47 @@ func testSecrets(t *testing.T, s store.Store) {
 	got, err = s.Secret(ctx, "fresh", []byte{8}, t0)
 	require.NoError(t, err)
 	require.Equal(t, []byte{6}, got, "rotating a secret no one read yet stores it")
+}
+
+// testProfileVersions: a changed digest gets the next number, an unchanged
+// one keeps its own, a file's higher number is honoured, and servers that
+// record at once agree on one number per body.
+func testProfileVersions(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	record := func(name, digest string, atLeast int) int {
+		t.Helper()
+		v, err := s.RecordProfile(ctx, name, digest, atLeast, []byte(`{"digest":"`+digest+`"}`))
+		require.NoError(t, err)
+		return v
+	}
+	require.Equal(t, 1, record("web", "d1", 1))
+	require.Equal(t, 1, record("web", "d1", 1), "unchanged: the same version")
+	require.Equal(t, 2, record("web", "d2", 1), "an edit without a new number still gets one")
+	require.Equal(t, 5, record("web", "d2", 5), "a higher number in the file starts from it")
+	require.Equal(t, 6, record("web", "d1", 1), "going back to an older body is a change too")
+	require.Equal(t, 3, record("other", "x", 3), "an upgraded server keeps the number its jobs were queued with")
+
+	body, err := s.ProfileVersion(ctx, "web", 2)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"digest":"d2"}`, string(body))
+	_, err = s.ProfileVersion(ctx, "web", 3)
+	require.ErrorIs(t, err, job.ErrNotFound)
+	_, err = s.ProfileVersion(ctx, "nope", 1)
+	require.ErrorIs(t, err, job.ErrNotFound)
+
+	var wg sync.WaitGroup
+	got := make([]int, 4)
+	for i := range got {
+		wg.Go(func() {
+			v, err := s.RecordProfile(ctx, "race", "same", 1, []byte(`{}`))
+			assert.NoError(t, err)
+			got[i] = v
+		})
+	}
+	wg.Wait()
+	for _, v := range got {
+		require.Equal(t, 1, v, "servers recording the same body at once share its version: %v", got)
+	}
 }
 
 // testOutbox: a job's events are written for the publishers it names and
