@@ -240,7 +240,7 @@ type chaosCluster struct {
 // chaosLog is the log of one process start.
 type chaosLog struct {
 	name string
-	buf  *lockedBuffer
+	buf  *testenv.SyncBuffer
 }
 
 // saveLogs writes every process's log into HERD_CHAOS_LOGS, when it is set.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // waitExit waits for a process to end and returns its exit code; the test
@@ -128,11 +130,11 @@ func TestWorkerNeverUsesTheAdminKey(t *testing.T) {
 	tok, stderr, code := s.herd("token", "create", "--registration")
 	require.Equal(t, 0, code, stderr)
 
-	run := func(name string, env []string, args ...string) (*exec.Cmd, *lockedBuffer) {
+	run := func(name string, env []string, args ...string) (*exec.Cmd, *testenv.SyncBuffer) {
 		cmd := exec.Command(herdBin, append([]string{"worker", "--server", s.url, "--name", name, "--data", filepath.Join(dir, name),
 			"--health-addr", freeAddr(t), "--log-format", "json"}, args...)...)
 		cmd.Env = append(os.Environ(), append([]string{"HERD_TOKEN=", "HERD_SERVER=", "HERD_WORKER_TOKEN=", "HERD_DATA="}, env...)...)
-		logs := &lockedBuffer{}
+		logs := &testenv.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		require.NoError(t, cmd.Start())
 		t.Cleanup(func() {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,27 +59,9 @@ type server struct {
 	data    string
 	url     string
 	cmd     *exec.Cmd
-	logs    *lockedBuffer // stderr
-	out     *lockedBuffer // stdout
-	outDone chan struct{} // closed once all of stdout is in out
-}
-
-// lockedBuffer collects a subprocess's stderr while tests read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs    *testenv.SyncBuffer // stderr
+	out     *testenv.SyncBuffer // stdout
+	outDone chan struct{}       // closed once all of stdout is in out
 }
 
 var urlRe = regexp.MustCompile(`running at (http://\S+)`)
@@ -97,10 +78,10 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 	cmd.Env = append(append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_ADMIN_TOKEN="), env...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
-	s := &server{t: t, data: data, cmd: cmd, logs: logs, out: &lockedBuffer{}, outDone: make(chan struct{})}
+	s := &server{t: t, data: data, cmd: cmd, logs: logs, out: &testenv.SyncBuffer{}, outDone: make(chan struct{})}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()

@@ -21,7 +21,7 @@ import (
 type workerProc struct {
 	name string
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testenv.SyncBuffer
 }
 
 func freeAddr(t *testing.T) string {
@@ -51,7 +51,7 @@ func spawnWorker(t *testing.T, url, name, dir, tok string, extra ...string) *wor
 	}
 	cmd := exec.Command(herdBin, append(args, extra...)...)
 	cmd.Env = append(os.Environ(), "HERD_TOKEN=", "HERD_SERVER=", "HERD_WORKER_TOKEN=")
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -71,7 +71,7 @@ func spawnWorker(t *testing.T, url, name, dir, tok string, extra ...string) *wor
 
 // awaitRunning reads a worker's stdout until it says it is running; the
 // test fails if the worker exits first or takes more than a minute.
-func awaitRunning(t *testing.T, name string, stdout io.Reader, logs *lockedBuffer) {
+func awaitRunning(t *testing.T, name string, stdout io.Reader, logs *testenv.SyncBuffer) {
 	t.Helper()
 	running, exited := make(chan struct{}), make(chan struct{})
 	var once sync.Once

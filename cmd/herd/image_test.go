@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 type imageConfig struct {
@@ -166,7 +168,7 @@ func TestImage(t *testing.T) {
 	srv := inside([]string{"HERD_ADDR=" + addr}, "/usr/local/bin/herd", "serve")
 	stdout, err := srv.StdoutPipe()
 	require.NoError(t, err)
-	var logs lockedBuffer
+	var logs testenv.SyncBuffer
 	srv.Stderr = &logs
 	require.NoError(t, srv.Start())
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +14,8 @@ import (
 
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // An edited profile file becomes the next version while the server runs;
 // one that does not parse is refused with its file and line, and one that
@@ -55,7 +38,7 @@ func TestProfilesReloadOnChange(t *testing.T) {
 	require.NoError(t, err)
 	versions, err := profile.NewVersions(ctx, st, set)
 	require.NoError(t, err)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	r := newProfileReloader(dir, versions, checkDefaultProfile("tiny"), slog.New(slog.NewTextHandler(&logs, nil)))
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
