@@ -3,16 +3,20 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/protocol"
 )
 
@@ -180,4 +184,44 @@ func (f *fixture) fetchLeased(key string, c protocol.Claim, version string) (int
 	rec := httptest.NewRecorder()
 	f.api.Handler().ServeHTTP(rec, req)
 	return rec.Code, rec.Body.Bytes()
+}
+
+// flakyVersions is a profile store whose database is away while down is set.
+type flakyVersions struct {
+	*profile.Set
+	down *atomic.Bool
+}
+
+func (f flakyVersions) At(ctx context.Context, name string, version int) (*profile.Profile, error) {
+	if f.down.Load() {
+		return nil, errors.New("database is away")
+	}
+	return f.Set.At(ctx, name, version)
+}
+
+// A claim never goes out without the job's profile: a worker knows only
+// the built-ins' files, and would fail the job for want of it. When the
+// profile cannot be read, the claim is answered 500 and the task handed
+// back, for the next claim to get it whole.
+func TestClaimNeverWithoutTheProfile(t *testing.T) {
+	t.Parallel()
+	down := &atomic.Bool{}
+	f := setup(t, func(d *api.Deps) { d.Versions = flakyVersions{profile.Builtin(), down} })
+	key, _ := f.leased(t)
+	enc := f.queueKind(t, job.KindEncode)
+
+	down.Store(true)
+	code, _ := f.claimAs(t, key, protocol.Version)
+	require.Equal(t, http.StatusInternalServerError, code)
+	task, err := f.st.GetTask(context.Background(), enc)
+	require.NoError(t, err)
+	require.Equal(t, job.TaskQueued, task.State, "handed back")
+
+	down.Store(false)
+	code, c := f.claimAs(t, key, protocol.Version)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, enc, c.Task.ID)
+	var p profile.Profile
+	require.NoError(t, json.Unmarshal(c.Profile, &p))
+	require.Equal(t, "mp4-library", p.Name)
 }

@@ -190,7 +190,17 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if c != nil {
-				writeJSON(w, http.StatusOK, s.claimBody(r.Context(), c, version == protocol.LegacyVersion))
+				body, err := s.claimBody(r.Context(), c, version == protocol.LegacyVersion)
+				if err != nil {
+					// Never a task without its profile: hand it back for
+					// the next claim.
+					if rerr := s.queue.Release(context.WithoutCancel(r.Context()), c.Lease); rerr != nil {
+						err = errors.Join(err, rerr)
+					}
+					s.internal(w, r, err)
+					return
+				}
+				writeJSON(w, http.StatusOK, body)
 				return
 			}
 		}
@@ -204,22 +214,22 @@ func (s *workerAPI) claim(w http.ResponseWriter, r *http.Request) {
 }
 
 // claimBody is what a worker is sent for a task it claimed: with the
-// job's profile at the version the job was submitted with.
-func (s *workerAPI) claimBody(ctx context.Context, c *job.Claimed, legacy bool) protocol.Claim {
+// job's profile at the version the job was submitted with. A worker's own
+// profiles know only the built-ins' files, so a claim never goes without
+// it: an error reading it (a database that is away) fails the request.
+func (s *workerAPI) claimBody(ctx context.Context, c *job.Claimed, legacy bool) (protocol.Claim, error) {
 	cl := protocol.Claim{Task: c.Task, Job: c.Job, Lease: c.Lease, Deps: c.Deps}
 	if legacy && cl.Task.Kind == job.KindFinalize {
 		cl.Task.Kind = protocol.LegacyFinalizeKind
 	}
 	p, err := s.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
 	if err != nil {
-		// The worker's own profiles stand in; the server derives the plan
-		// from its own reading of the probe either way.
-		s.log.Warn("could not read the job's profile version for its worker", "job_id", c.Job.ID, "err", err)
+		return cl, err
 	}
 	if p != nil {
 		cl.Profile, _ = json.Marshal(p)
 	}
-	return cl
+	return cl, nil
 }
 
 // leased hands a worker a task that was leased to it by someone else: the
@@ -249,7 +259,12 @@ func (s *workerAPI) leased(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Deps = job.DepResults(c.Task, all)
 	}
-	writeJSON(w, http.StatusOK, s.claimBody(r.Context(), c, version == protocol.LegacyVersion))
+	body, err := s.claimBody(r.Context(), c, version == protocol.LegacyVersion)
+	if err != nil {
+		s.internal(w, r, err) // the pod asks again; its lease stays
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // wrongImage fails a leased task whose pod cannot run it (see leased) and

@@ -39,7 +39,7 @@ func TestProfilesReloadOnChange(t *testing.T) {
 	versions, err := profile.NewVersions(ctx, st, set)
 	require.NoError(t, err)
 	var logs testenv.SyncBuffer
-	r := newProfileReloader(dir, versions, checkDefaultProfile("tiny"), slog.New(slog.NewTextHandler(&logs, nil)))
+	r := newProfileReloader(dir, versions, checkProfiles(Config{DefaultProfile: "tiny"}), slog.New(slog.NewTextHandler(&logs, nil)))
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 

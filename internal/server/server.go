@@ -263,7 +263,7 @@ func open(ctx context.Context, cfg Config, log *slog.Logger) (r resources, err e
 	if err != nil {
 		return r, fmt.Errorf("load profiles: %w", err)
 	}
-	if err := checkDefaultProfile(cfg.DefaultProfile)(set); err != nil {
+	if err := checkProfiles(cfg)(set); err != nil {
 		return r, err
 	}
 	if r.versions, err = profile.NewVersions(ctx, r.st, set); err != nil {
@@ -384,7 +384,7 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 		a.api.TendScratch,
 		a.api.SweepKeys,
 		a.deliver.Run,
-		newProfileReloader(profilesDir(cfg), r.versions, checkDefaultProfile(cfg.DefaultProfile), log.With("component", "profiles")).Run,
+		newProfileReloader(profilesDir(cfg), r.versions, checkProfiles(cfg), log.With("component", "profiles")).Run,
 	}
 	if err := syncSubscriptions(context.Background(), r.st, cfg.Subscriptions); err != nil {
 		return nil, err
