@@ -548,43 +548,33 @@ func Load(dir string) (*Set, error) {
 // keeps prev's profile.
 func Reload(dir string, prev *Set) (s *Set, errs []error) {
 	s = Builtin()
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}
+	read, errs, err := readDir(os.DirFS(dir), ".")
 	if err != nil {
-		return prev.clone(), []error{fmt.Errorf("read profiles: %w", err)}
+		return prev.clone(), []error{err}
 	}
-	var refused []string           // files
+	refused := map[string]bool{}   // files
 	files := map[string][]string{} // profile name -> the files that define it
-	read := map[string]*Profile{}  // file -> its profile
-	for _, e := range entries {
-		ext := filepath.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
-			continue
-		}
-		p, err := readFile(os.DirFS(dir), ".", e.Name())
-		if err != nil {
-			errs = append(errs, err)
-			refused = append(refused, e.Name())
-			continue
-		}
-		read[e.Name()] = p
-		files[p.Name] = append(files[p.Name], e.Name())
-	}
-	kept := func(name string) bool { return len(files[name]) == 1 }
-	for name, in := range files {
-		if kept(name) {
-			s.byName[name] = read[in[0]]
-			continue
-		}
-		errs = append(errs, fmt.Errorf("%s: profile %q is defined in each of them; they are refused until one is renamed or removed", strings.Join(in, ", "), name))
-		if p, ok := prev.Get(name); ok && !p.Builtin {
-			s.byName[name] = p
+	for _, e := range errs {
+		if fe, ok := errors.AsType[*fileErr](e); ok {
+			refused[fe.file] = true
 		}
 	}
+	for _, p := range read {
+		files[p.Name] = append(files[p.Name], p.File)
+	}
+	for _, p := range read {
+		if in := files[p.Name]; len(in) == 1 {
+			s.byName[p.Name] = p
+		} else if in[0] == p.File {
+			errs = append(errs, fmt.Errorf("%s: profile %q is defined in each of them; they are refused until one is renamed or removed", strings.Join(in, ", "), p.Name))
+		}
+	}
+	// What refused files and names defined twice had before stays.
 	for _, p := range prev.All() {
-		if !p.Builtin && slices.Contains(refused, p.File) && len(files[p.Name]) == 0 {
+		if !p.Builtin && (len(files[p.Name]) > 1 || (refused[p.File] && len(files[p.Name]) == 0)) {
 			s.byName[p.Name] = p
 		}
 	}
@@ -622,9 +612,30 @@ func readFile(fsys fs.FS, dir, name string) (*Profile, error) {
 
 func load(fsys fs.FS, dir string, builtin bool) (*Set, error) {
 	s := &Set{byName: map[string]*Profile{}}
+	read, errs, err := readDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	for _, p := range read {
+		p.Builtin = builtin
+		if _, dup := s.byName[p.Name]; dup {
+			return nil, fmt.Errorf("%s: profile %q is defined twice", p.File, p.Name)
+		}
+		s.byName[p.Name] = p
+	}
+	return s, nil
+}
+
+// readDir parses every *.yaml/*.yml file in dir, in name order: the
+// profiles that parse, an error for each file that does not (its file
+// name among them, fileErr), and err when dir cannot be read at all.
+func readDir(fsys fs.FS, dir string) (read []*Profile, errs []error, err error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
-		return nil, fmt.Errorf("read profiles: %w", err)
+		return nil, nil, fmt.Errorf("read profiles: %w", err)
 	}
 	for _, e := range entries {
 		ext := filepath.Ext(e.Name())
@@ -633,16 +644,22 @@ func load(fsys fs.FS, dir string, builtin bool) (*Set, error) {
 		}
 		p, err := readFile(fsys, dir, e.Name())
 		if err != nil {
-			return nil, err
+			errs = append(errs, &fileErr{file: e.Name(), err: err})
+			continue
 		}
-		p.Builtin = builtin
-		if _, dup := s.byName[p.Name]; dup {
-			return nil, fmt.Errorf("%s: profile %q is defined twice", e.Name(), p.Name)
-		}
-		s.byName[p.Name] = p
+		read = append(read, p)
 	}
-	return s, nil
+	return read, errs, nil
 }
+
+// fileErr is a profile file's error, with the file's name.
+type fileErr struct {
+	file string
+	err  error
+}
+
+func (e *fileErr) Error() string { return e.err.Error() }
+func (e *fileErr) Unwrap() error { return e.err }
 
 // Get returns the profile with that name.
 func (s *Set) Get(name string) (*Profile, bool) {
