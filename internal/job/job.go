@@ -143,6 +143,15 @@ type Job struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Watch is set on a job made from a watch folder's file.
 	Watch *WatchOrigin `json:"watch,omitempty"`
+	// Replaces is the job a re-encode campaign made this one to redo.
+	Replaces string `json:"replaces,omitempty"`
+	// ReplacedBy is the job that became current for this job's stream
+	// (its asset and profile) after this one, and ReplacedAt when; the
+	// outputs stay for a while (--keep-replaced), then are removed
+	// (OutputsRemovedAt).
+	ReplacedBy       string     `json:"replaced_by,omitempty"`
+	ReplacedAt       *time.Time `json:"replaced_at,omitempty"`
+	OutputsRemovedAt *time.Time `json:"outputs_removed_at,omitempty"`
 }
 
 // WatchOrigin says which watched file a job was made from.

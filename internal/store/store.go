@@ -136,8 +136,88 @@ type Store interface {
 	RecordProfile(ctx context.Context, name, digest string, atLeast int, body []byte) (int, error)
 	ProfileVersion(ctx context.Context, name string, version int) ([]byte, error)
 
+	// PublishedJobs lists the current job of every stream of profile (an
+	// asset made with it: what its stable name serves), oldest first.
+	PublishedJobs(ctx context.Context, profile string) ([]job.Job, error)
+	// StreamJob is the current job of the stream of asset and profile
+	// (ErrNotFound when none succeeded yet).
+	StreamJob(ctx context.Context, assetID, profile string) (string, error)
+	// ReplacedBefore lists up to limit jobs replaced before before whose
+	// outputs are still kept.
+	ReplacedBefore(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// OutputsRemoved records that a replaced job's outputs are gone.
+	OutputsRemoved(ctx context.Context, id string, now time.Time) error
+
+	// CreateCampaign stores a campaign with one item per job to redo.
+	CreateCampaign(ctx context.Context, c Campaign, jobIDs []string) error
+	// GetCampaign returns one campaign with its counts (ErrNotFound).
+	GetCampaign(ctx context.Context, id string) (Campaign, error)
+	// ListCampaigns lists every campaign with its counts, newest first.
+	ListCampaigns(ctx context.Context) ([]Campaign, error)
+	// CampaignItems lists a campaign's items in order.
+	CampaignItems(ctx context.Context, id string) ([]CampaignItem, error)
+	// SetCampaignState moves a campaign into state from one of the states
+	// in from; ErrConflict (naming its state) when it is in none of them.
+	SetCampaignState(ctx context.Context, id string, from []string, state string, now time.Time) (Campaign, error)
+	// AssignCampaignItem records the job queued to redo an item (newJobID)
+	// or why it was skipped (note); false when the item has either already.
+	AssignCampaignItem(ctx context.Context, id, jobID, newJobID, note string) (bool, error)
+
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Campaign states.
+const (
+	CampaignRunning  = "running"
+	CampaignPaused   = "paused"
+	CampaignCanceled = "canceled"
+	CampaignDone     = "done"
+)
+
+// Campaign re-encodes, with the profile's newest version, what older
+// versions of it made: one new job per published output, queued at most
+// MaxRunning at a time, inside Window.
+type Campaign struct {
+	ID          string         `json:"id"`
+	Profile     string         `json:"profile"`
+	FromVersion int            `json:"from_version"` // the oldest version redone
+	ToVersion   int            `json:"to_version"`   // the version the new jobs run
+	State       string         `json:"state"`
+	Filter      CampaignFilter `json:"filter"`
+	Window      string         `json:"window,omitempty"` // HH:MM-HH:MM, local time; "": any time
+	MaxRunning  int            `json:"max_running"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+	FinishedAt  *time.Time     `json:"finished_at,omitempty"`
+	Counts      CampaignCounts `json:"counts"`
+}
+
+// CampaignFilter narrows which outputs a campaign redoes.
+type CampaignFilter struct {
+	Library string            `json:"library,omitempty"` // jobs delivered to this publisher (or made from this watch folder)
+	Query   string            `json:"query,omitempty"`   // a part of the source's name, any case
+	Labels  map[string]string `json:"labels,omitempty"`  // labels the job carries
+}
+
+// CampaignCounts are a campaign's items by where they stand.
+type CampaignCounts struct {
+	Total     int `json:"total"`
+	Pending   int `json:"pending"`   // no job queued yet
+	Running   int `json:"running"`   // its job is queued or running
+	Succeeded int `json:"succeeded"` // replaced
+	Failed    int `json:"failed"`    // its job failed or was canceled: the old output stays
+	Skipped   int `json:"skipped"`
+}
+
+// CampaignItem is one output a campaign redoes.
+type CampaignItem struct {
+	JobID    string `json:"job_id"`
+	Name     string `json:"name"` // the source's
+	NewJobID string `json:"new_job_id,omitempty"`
+	// State is pending or skipped before a job is queued, then its job's.
+	State string `json:"state"`
+	Note  string `json:"note,omitempty"`
 }
 
 // ListOptions filters and pages ListJobs (newest first).

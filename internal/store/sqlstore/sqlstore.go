@@ -131,6 +131,7 @@ type querier interface {
 
 const jobCols = `j.id, j.state, j.profile, j.profile_version, j.idempotency_key, j.source, j.plan, j.outputs,
  j.progress, j.speed, j.error, j.error_code, j.created_at, j.started_at, j.finished_at, a.blob_key, j.chunk_seconds, j.publish, j.labels, j.watch,
+ j.replaces, j.replaced_by, j.replaced_at, j.outputs_removed_at,
  (SELECT COALESCE(MAX(t.attempt), 0) FROM tasks t WHERE t.job_id = j.id)`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -178,13 +179,15 @@ func scanJob(sc scanner) (job.Job, error) {
 		plan, outputs     sql.NullString
 		created           int64
 		started, finished sql.NullInt64
+		replaced, removed sql.NullInt64
 		state             string
 		chunkSeconds      sql.NullFloat64
 		publish           string
 		labels, watch     string
 	)
 	if err := sc.Scan(&j.ID, &state, &j.Profile, &j.ProfileVersion, &j.IdempotencyKey, &src, &plan, &outputs,
-		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &chunkSeconds, &publish, &labels, &watch, &j.Attempts); err != nil {
+		&j.Progress, &j.Speed, &j.Error, &j.ErrorCode, &created, &started, &finished, &j.AssetKey, &chunkSeconds, &publish, &labels, &watch,
+		&j.Replaces, &j.ReplacedBy, &replaced, &removed, &j.Attempts); err != nil {
 		return j, err
 	}
 	j.Publish = splitList(publish)
@@ -204,6 +207,7 @@ func scanJob(sc scanner) (job.Job, error) {
 	j.Plan, j.Outputs = rawJSON(plan), rawJSON(outputs)
 	j.CreatedAt = time.UnixMilli(created).UTC()
 	j.StartedAt, j.FinishedAt = fromMS(started), fromMS(finished)
+	j.ReplacedAt, j.OutputsRemovedAt = fromMS(replaced), fromMS(removed)
 	return j, nil
 }
 
@@ -261,10 +265,10 @@ func (s *Store) createJob(ctx context.Context, j job.Job, tasks []job.Task, now 
 		if j.ChunkSeconds != nil {
 			chunkSeconds = *j.ChunkSeconds
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, chunk_seconds, publish, labels, watch, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (id, state, profile, profile_version, idempotency_key, asset_id, source, chunk_seconds, publish, labels, watch, replaces, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			j.ID, string(job.Queued), j.Profile, j.ProfileVersion, j.IdempotencyKey, j.Source.AssetID, string(src), chunkSeconds, strings.Join(j.Publish, ","),
-			jsonOr(j.Labels, ""), jsonOr(j.Watch, ""), ms(now), ms(now)); err != nil {
+			jsonOr(j.Labels, ""), jsonOr(j.Watch, ""), j.Replaces, ms(now), ms(now)); err != nil {
 			// A concurrent submit of the same request won the unique index (PostgreSQL).
 			return fmt.Errorf("insert job: %w: %w", errMaybeDuplicate, err)
 		}
@@ -465,7 +469,9 @@ func (s *Store) refreshJob(ctx context.Context, tx *sql.Tx, jobID string, now ti
 		res, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, progress = 1, speed = 0, finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
 			string(job.Succeeded), ms(now), ms(now), jobID)
 		if n, _ := rowsAffected(res, err); n == 1 {
-			err = s.emit(ctx, tx, jobID, job.EventSucceeded, nil, now)
+			if err = s.emit(ctx, tx, jobID, job.EventSucceeded, nil, now); err == nil {
+				err = s.publishStream(ctx, tx, jobID, now)
+			}
 		}
 	} else if any {
 		var res sql.Result

@@ -50,6 +50,8 @@ func Run(t *testing.T, open Open) {
 	t.Run("OutboxOptIn", func(t *testing.T) { t.Parallel(); testOutboxOptIn(t, open(t)) })
 	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, open(t)) })
 	t.Run("ProfileVersions", func(t *testing.T) { t.Parallel(); testProfileVersions(t, open(t)) })
+	t.Run("Streams", func(t *testing.T) { t.Parallel(); testStreams(t, open(t)) })
+	t.Run("Campaigns", func(t *testing.T) { t.Parallel(); testCampaigns(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
 	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
@@ -1211,4 +1213,151 @@ func testOutboxOptIn(t *testing.T, s store.Store) {
 		require.Equal(t, job.EventSucceeded, o.Event)
 		require.False(t, o.Subscription)
 	}
+}
+
+// runJob makes a job of version for the asset of sha (the first job of
+// that sha makes the asset) and runs it through every task at now.
+func runJob(t *testing.T, s store.Store, sha string, version int, replaces string, now time.Time) job.Job {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: sha + ".mp4", Size: 10, SHA256: sha, Key: "sources/" + sha, CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: version, IdempotencyKey: job.IdempotencyKey(sha, "web-hls", version, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}, Replaces: replaces}
+	j, created, err := s.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 3}}, now)
+	require.NoError(t, err)
+	require.True(t, created)
+	c, err := s.Claim(ctx, store.ClaimRequest{Owner: "w", Worker: "w", Now: now, TTL: ttl})
+	require.NoError(t, err)
+	require.Equal(t, j.ID, c.Job.ID)
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Outputs: json.RawMessage(`[]`)}, now))
+	return j
+}
+
+// testStreams: each asset and profile has one current job, switched in
+// the transaction that ends a newer job; the older one is marked replaced,
+// and its outputs listed for removal once the keep time passed.
+func testStreams(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.StreamJob(ctx, "nope", "web-hls")
+	require.ErrorIs(t, err, job.ErrNotFound)
+
+	v1 := runJob(t, s, "s1", 1, "", t0)
+	other := runJob(t, s, "s2", 1, "", t0)
+	cur, err := s.StreamJob(ctx, v1.Source.AssetID, "web-hls")
+	require.NoError(t, err)
+	require.Equal(t, v1.ID, cur)
+
+	v2 := runJob(t, s, "s1", 2, v1.ID, t0.Add(time.Hour))
+	cur, err = s.StreamJob(ctx, v1.Source.AssetID, "web-hls")
+	require.NoError(t, err)
+	require.Equal(t, v2.ID, cur, "the newer version is current once it succeeded")
+	old, err := s.GetJob(ctx, v1.ID)
+	require.NoError(t, err)
+	require.Equal(t, v2.ID, old.ReplacedBy)
+	require.Equal(t, t0.Add(time.Hour), *old.ReplacedAt)
+	require.Nil(t, old.OutputsRemovedAt)
+	got, err := s.GetJob(ctx, v2.ID)
+	require.NoError(t, err)
+	require.Equal(t, v1.ID, got.Replaces)
+	require.Empty(t, got.ReplacedBy)
+
+	// An older version finishing later does not take the name back.
+	late := runJob(t, s, "s2", 0, "", t0.Add(2*time.Hour))
+	cur, err = s.StreamJob(ctx, other.Source.AssetID, "web-hls")
+	require.NoError(t, err)
+	require.Equal(t, other.ID, cur)
+	got, err = s.GetJob(ctx, late.ID)
+	require.NoError(t, err)
+	require.Equal(t, other.ID, got.ReplacedBy)
+
+	pub, err := s.PublishedJobs(ctx, "web-hls")
+	require.NoError(t, err)
+	require.Equal(t, []string{other.ID, v2.ID}, jobIDs(pub))
+	pub, err = s.PublishedJobs(ctx, "archive")
+	require.NoError(t, err)
+	require.Empty(t, pub)
+
+	due, err := s.ReplacedBefore(ctx, t0.Add(90*time.Minute), 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{v1.ID}, due, "replaced an hour and a half before: due; the late one not yet")
+	require.NoError(t, s.OutputsRemoved(ctx, v1.ID, t0.Add(2*time.Hour)))
+	due, err = s.ReplacedBefore(ctx, t0.Add(3*time.Hour), 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{late.ID}, due)
+	old, err = s.GetJob(ctx, v1.ID)
+	require.NoError(t, err)
+	require.Equal(t, t0.Add(2*time.Hour), *old.OutputsRemovedAt)
+}
+
+func jobIDs(js []job.Job) []string {
+	out := make([]string, len(js))
+	for i, j := range js {
+		out[i] = j.ID
+	}
+	return out
+}
+
+// testCampaigns: a campaign's items count by where their new jobs stand,
+// each item is assigned once, and its state changes only as allowed.
+func testCampaigns(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := runJob(t, s, "c1", 1, "", t0)
+	b := runJob(t, s, "c2", 1, "", t0)
+	c := runJob(t, s, "c3", 1, "", t0)
+	camp := store.Campaign{ID: "cmp1", Profile: "web-hls", FromVersion: 1, ToVersion: 2, State: store.CampaignRunning,
+		Filter: store.CampaignFilter{Query: "c", Labels: map[string]string{"team": "web"}}, Window: "01:00-07:00", MaxRunning: 2, CreatedAt: t0}
+	require.NoError(t, s.CreateCampaign(ctx, camp, []string{a.ID, b.ID, c.ID}))
+	require.NoError(t, s.CreateCampaign(ctx, store.Campaign{ID: "cmp0", Profile: "x", State: store.CampaignDone, MaxRunning: 1, CreatedAt: t0.Add(-time.Hour)}, nil))
+
+	got, err := s.GetCampaign(ctx, "cmp1")
+	require.NoError(t, err)
+	require.Equal(t, store.CampaignCounts{Total: 3, Pending: 3}, got.Counts)
+	require.Equal(t, camp.Filter, got.Filter)
+	require.Equal(t, "01:00-07:00", got.Window)
+	require.Equal(t, 2, got.ToVersion)
+
+	na := runJob(t, s, "c1", 2, a.ID, t0.Add(time.Minute))
+	ok, err := s.AssignCampaignItem(ctx, "cmp1", a.ID, na.ID, "")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = s.AssignCampaignItem(ctx, "cmp1", a.ID, "j-other", "")
+	require.NoError(t, err)
+	require.False(t, ok, "an item is assigned once")
+	ok, err = s.AssignCampaignItem(ctx, "cmp1", b.ID, "", "already replaced")
+	require.NoError(t, err)
+	require.True(t, ok)
+	nc := newJob(t, s, "c3-v2", 3) // queued, not finished
+	ok, err = s.AssignCampaignItem(ctx, "cmp1", c.ID, nc.ID, "")
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	got, err = s.GetCampaign(ctx, "cmp1")
+	require.NoError(t, err)
+	require.Equal(t, store.CampaignCounts{Total: 3, Succeeded: 1, Skipped: 1, Running: 1}, got.Counts)
+	items, err := s.CampaignItems(ctx, "cmp1")
+	require.NoError(t, err)
+	require.Equal(t, []store.CampaignItem{
+		{JobID: a.ID, Name: "c1.mp4", NewJobID: na.ID, State: "succeeded"},
+		{JobID: b.ID, Name: "c2.mp4", State: "skipped", Note: "already replaced"},
+		{JobID: c.ID, Name: "c3.mp4", NewJobID: nc.ID, State: "queued"},
+	}, items)
+
+	list, err := s.ListCampaigns(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	require.Equal(t, "cmp1", list[0].ID, "newest first")
+	require.Equal(t, 0, list[1].Counts.Total)
+
+	paused, err := s.SetCampaignState(ctx, "cmp1", []string{store.CampaignRunning}, store.CampaignPaused, t0.Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, store.CampaignPaused, paused.State)
+	require.Nil(t, paused.FinishedAt)
+	_, err = s.SetCampaignState(ctx, "cmp0", []string{store.CampaignPaused}, store.CampaignRunning, t0)
+	require.ErrorIs(t, err, job.ErrConflict)
+	done, err := s.SetCampaignState(ctx, "cmp1", []string{store.CampaignPaused}, store.CampaignCanceled, t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, t0.Add(2*time.Hour), *done.FinishedAt)
+	_, err = s.GetCampaign(ctx, "nope")
+	require.ErrorIs(t, err, job.ErrNotFound)
 }
