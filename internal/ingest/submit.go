@@ -331,26 +331,16 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 	} else if err := w.Commit(key); err != nil {
 		return job.Job{}, false, err
 	}
-	now := time.Now().UTC()
-	a, err := s.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: name, Size: w.Size(), SHA256: sha, Key: key, CreatedAt: now})
+	a, err := s.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: name, Size: w.Size(), SHA256: sha, Key: key, CreatedAt: time.Now().UTC()})
 	if err != nil {
 		return job.Job{}, false, err
 	}
-	j := job.Job{
-		ID: cmp.Or(id, job.NewID("j")), Profile: p.Name, ProfileVersion: p.Version,
-		IdempotencyKey: job.IdempotencyKey(sha, p.Name, p.Version, p.Format),
-		Source:         job.Source{AssetID: a.ID, Name: name, Size: a.Size, SHA256: sha},
-		ChunkSeconds:   opt.ChunkSeconds,
-		Publish:        opt.Publish,
-		Labels:         opt.Labels,
-		Watch:          opt.Watch,
-	}
-	out, created, err := s.st.CreateJob(ctx, j, pipeline.Tasks(p, s.cfg.MaxAttempts), now)
+	out, created, err := s.queue(ctx, job.Job{
+		ID:     cmp.Or(id, job.NewID("j")),
+		Source: job.Source{AssetID: a.ID, Name: name, Size: a.Size, SHA256: sha},
+	}, p, opt)
 	if err != nil {
 		return job.Job{}, false, err
-	}
-	if created {
-		s.kick.Kick()
 	}
 	if !created && !maps.Equal(out.Labels, opt.Labels) {
 		return out, false, fmt.Errorf("job %s is this file with this profile, labelled [%s], not [%s] (the same file and profile is one job): submit it with those labels, or with another profile: %w",
@@ -365,4 +355,34 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 		}
 	}
 	return out, created, nil
+}
+
+// queue creates j (its id and source set) as a job of profile p with opt,
+// or finds the live job the same request made already.
+func (s *Submitter) queue(ctx context.Context, j job.Job, p *profile.Profile, opt Options) (job.Job, bool, error) {
+	j.Profile, j.ProfileVersion = p.Name, p.Version
+	j.IdempotencyKey = job.IdempotencyKey(j.Source.SHA256, p.Name, p.Version, p.Format)
+	j.ChunkSeconds, j.Publish, j.Labels, j.Watch = opt.ChunkSeconds, opt.Publish, opt.Labels, opt.Watch
+	out, created, err := s.st.CreateJob(ctx, j, pipeline.Tasks(p, s.cfg.MaxAttempts), time.Now().UTC())
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	if created {
+		s.kick.Kick()
+	}
+	return out, created, nil
+}
+
+// Redo queues old's source again with the current version of its profile,
+// for the same publishers and with the same labels: the job a re-encode
+// campaign makes to replace old. Asking again for the same redo finds the
+// same job (as does a submission of the same file with that version).
+func (s *Submitter) Redo(ctx context.Context, old job.Job) (job.Job, bool, error) {
+	opt := Options{ChunkSeconds: old.ChunkSeconds, Publish: old.Publish, Labels: old.Labels, Watch: old.Watch}
+	p, err := s.Check(old.Profile, opt)
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	src := job.Source{AssetID: old.Source.AssetID, Name: old.Source.Name, Size: old.Source.Size, SHA256: old.Source.SHA256}
+	return s.queue(ctx, job.Job{ID: job.NewID("j"), Source: src, Replaces: old.ID}, p, opt)
 }

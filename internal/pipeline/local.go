@@ -94,6 +94,11 @@ func (l *LocalFiles) Finalize(_ context.Context, c *job.Claimed) error {
 	return nil
 }
 
+// RemoveOutputs removes a job's outputs from the disk.
+func (l *LocalFiles) RemoveOutputs(_ context.Context, jobID string) error {
+	return l.Blobs.RemoveAll(OutputsKey(jobID))
+}
+
 // linkTree hard-links every file under from into to (same file system), so
 // assembling the verified set copies no bytes.
 func linkTree(from, to string) error {

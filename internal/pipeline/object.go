@@ -38,6 +38,9 @@ type Storage interface {
 	AttemptFiles(ctx context.Context, c *job.Claimed, step string) (files []protocol.StagedFile, ok bool, err error)
 	// Check verifies the storage is reachable and writable.
 	Check(ctx context.Context) error
+	// RemoveOutputs removes a job's outputs (a replaced job's, once no
+	// player can still be reading them).
+	RemoveOutputs(ctx context.Context, jobID string) error
 }
 
 // DirectUploader is a Storage that workers upload to directly, so that
@@ -253,6 +256,11 @@ func (o *ObjectFiles) Open(ctx context.Context, key string) (blob.Object, error)
 // PresignGet presigns a download.
 func (o *ObjectFiles) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
 	return o.Blobs.PresignGet(ctx, key, ttl)
+}
+
+// RemoveOutputs removes a job's outputs from the bucket.
+func (o *ObjectFiles) RemoveOutputs(ctx context.Context, jobID string) error {
+	return o.Blobs.RemoveAll(ctx, OutputsKey(jobID))
 }
 
 // Check verifies the bucket is reachable.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
@@ -198,6 +199,17 @@ type CampaignFilter struct {
 	Library string            `json:"library,omitempty"` // jobs delivered to this publisher (or made from this watch folder)
 	Query   string            `json:"query,omitempty"`   // a part of the source's name, any case
 	Labels  map[string]string `json:"labels,omitempty"`  // labels the job carries
+}
+
+// Matches reports whether a job's output is one the filter selects.
+func (f CampaignFilter) Matches(j job.Job) bool {
+	if f.Library != "" && !slices.Contains(j.Publish, f.Library) && (j.Watch == nil || j.Watch.Folder != f.Library) {
+		return false
+	}
+	if f.Query != "" && !strings.Contains(strings.ToLower(j.Source.Name), strings.ToLower(f.Query)) {
+		return false
+	}
+	return label.Matches(f.Labels, j.Labels)
 }
 
 // CampaignCounts are a campaign's items by where they stand.
