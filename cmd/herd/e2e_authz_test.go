@@ -236,7 +236,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			id = strings.Repeat("0", 32)
 		}
 		p := strings.NewReplacer("{id}", id, "{name}", "nobody", "{step}", "encode", "{path}", "x.mp4",
-			"{token}", linkToken, "{job}", job2).Replace(r.path)
+			"{token}", linkToken, "{job}", job2, "{asset}", "a_nope", "{profile}", "mp4-library").Replace(r.path)
 		if r.path == "/api/v1/events" {
 			p += "?view=nope" // a stream that would stay open is refused as a bad request once admitted
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/campaign"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
@@ -58,6 +59,7 @@ type Server struct {
 	profiles  *profile.Set
 	versions  pipeline.Profiles // every version, for what jobs were submitted with
 	sub       *ingest.Submitter
+	campaigns *campaign.Service
 	kick      Kicker
 	log       *slog.Logger
 	m         *metrics.Metrics
@@ -92,15 +94,17 @@ type Deps struct {
 	// Profiles, current versions only).
 	Versions pipeline.Profiles
 	Submit   *ingest.Submitter
-	Kick     Kicker
-	Log      *slog.Logger
-	Metrics  *metrics.Metrics
-	Scrape   http.Handler     // the /metrics handler
-	Checks   []Check          // for /readyz
-	Queue    *queue.Queue     // for the worker protocol
-	Files    pipeline.Storage // job files: in-process workers and the worker routes
-	Limits   media.Limits     // what a remote worker's probe may report
-	MaxStep  int64            // most bytes one task's step may upload (0: what its plan makes plausible)
+	// Campaigns makes and steers re-encode campaigns (nil: none can be made).
+	Campaigns *campaign.Service
+	Kick      Kicker
+	Log       *slog.Logger
+	Metrics   *metrics.Metrics
+	Scrape    http.Handler     // the /metrics handler
+	Checks    []Check          // for /readyz
+	Queue     *queue.Queue     // for the worker protocol
+	Files     pipeline.Storage // job files: in-process workers and the worker routes
+	Limits    media.Limits     // what a remote worker's probe may report
+	MaxStep   int64            // most bytes one task's step may upload (0: what its plan makes plausible)
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// read playback links: players on other sites.
 	CORSOrigins []string
@@ -125,7 +129,7 @@ func New(d Deps) *Server {
 	if d.Versions == nil && d.Profiles != nil {
 		d.Versions = d.Profiles
 	}
-	s := &Server{st: d.Store, profiles: d.Profiles, versions: d.Versions, sub: d.Submit, kick: d.Kick,
+	s := &Server{st: d.Store, profiles: d.Profiles, versions: d.Versions, sub: d.Submit, campaigns: d.Campaigns, kick: d.Kick,
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
 		files: d.Files, done: make(chan struct{}), recheck: sessionRecheck}
 	s.live = newLiveHub(liveEvery, s.log)
@@ -198,6 +202,13 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/v1/jobs/{id}/outputs/{path...}", admin, s.getOutput},
 		{"POST", "/api/v1/jobs/{id}/links", admin, s.createLink},
 		{"POST", "/api/v1/links/revoke", admin, s.revokeLinks},
+		{"GET", "/api/v1/streams/{asset}/{profile}/{path...}", admin, s.getStream},
+		{"POST", "/api/v1/campaigns", admin, s.createCampaign},
+		{"GET", "/api/v1/campaigns", admin, s.listCampaigns},
+		{"GET", "/api/v1/campaigns/{id}", admin, s.getCampaign},
+		{"POST", "/api/v1/campaigns/{id}/pause", admin, s.steerCampaign("pause")},
+		{"POST", "/api/v1/campaigns/{id}/resume", admin, s.steerCampaign("resume")},
+		{"POST", "/api/v1/campaigns/{id}/cancel", admin, s.steerCampaign("cancel")},
 		{"GET", "/p/{token}/{job}/{path...}", signed, s.withLinkHeaders(s.linkOutput)},
 		{"OPTIONS", "/p/{token}/{job}/{path...}", public, s.linkPreflight},
 		{"POST", "/api/v1/tokens", admin, s.createToken},
@@ -630,13 +641,15 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
-	s.serveOutput(w, r, r.PathValue("id"), r.PathValue("path"), 0)
+	id := r.PathValue("id")
+	s.serveOutput(w, r, id, r.PathValue("path"), 0, func() bool { return s.outputsRemoved(w, r, id) })
 }
 
 // serveOutput serves the file at p among job id's outputs. With presign
 // (not 0) and a storage that presigns, media comes from the bucket: a
-// redirect for a media file, presigned URIs in a media playlist.
-func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request, id, p string, presign time.Duration) {
+// redirect for a media file, presigned URIs in a media playlist. When the
+// file is not there, gone may answer (reporting true) before the plain 404.
+func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request, id, p string, presign time.Duration, gone func() bool) {
 	key := pipeline.OutputsKey(id) + "/" + p
 	if !blob.ValidKey(key) || strings.Contains(id, "/") {
 		writeError(w, http.StatusBadRequest, "bad_request", "invalid output path")
@@ -658,6 +671,9 @@ func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request, id, p strin
 	serve := func(w http.ResponseWriter, r *http.Request) {
 		serveStored(w, r, s.files, s.log, key, presign, found, func() {
 			w.Header().Set("Cache-Control", "no-store") // it may appear once the job finishes
+			if gone != nil && gone() {
+				return
+			}
 			writeError(w, http.StatusNotFound, "not_found", "no such output (the job may not have finished)")
 		})
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/campaign"
 	"github.com/herdhq/herd/internal/deliver"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
@@ -61,8 +62,11 @@ func setup(t testing.TB, opts ...func(*api.Deps)) *fixture {
 	imports := filepath.Join(dir, "imports")
 	require.NoError(t, os.MkdirAll(imports, 0o755))
 	sig := &queue.Signal{}
-	sub := ingest.New(st, blobs, profile.Builtin(), sig, ingest.Config{MaxUpload: 1 << 20, ImportRoots: []string{imports}})
-	d := api.Deps{Store: st, Blobs: blobs, Profiles: profile.Builtin(), Submit: sub, Kick: sig, Files: &pipeline.LocalFiles{Blobs: blobs},
+	profiles := profile.Builtin()
+	sub := ingest.New(st, blobs, profiles, sig, ingest.Config{MaxUpload: 1 << 20, ImportRoots: []string{imports}})
+	files := &pipeline.LocalFiles{Blobs: blobs}
+	camp := campaign.New(campaign.Config{Store: st, Redo: sub, Profiles: profiles, Files: files})
+	d := api.Deps{Store: st, Blobs: blobs, Profiles: profiles, Submit: sub, Campaigns: camp, Kick: sig, Files: files,
 		Queue:  queue.New(st, sig, queue.Config{LeaseTTL: time.Minute, Backoff: time.Hour}),
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}}

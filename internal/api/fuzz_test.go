@@ -108,6 +108,8 @@ func FuzzRequestBodies(f *testing.F) {
 	linksTarget := uint8(len(targets) - 1)
 	targets = append(targets, target{"POST", "/api/v1/subscriptions", adminKey, jsonCT, "body", ""})
 	subsTarget := uint8(len(targets) - 1)
+	targets = append(targets, target{"POST", "/api/v1/campaigns", adminKey, jsonCT, "body", ""})
+	campTarget := uint8(len(targets) - 1)
 	f.Add(uint8(0), []byte(`{"source_path": "/srv/in/a.mkv", "profile": "web-hls"}`))
 	f.Add(uint8(1), []byte("--herdfuzz\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nweb-hls\r\n--herdfuzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../x.mp4\"\r\n\r\nxx\r\n--herdfuzz--\r\n"))
 	f.Add(uint8(2), []byte(`{"kind": "registration", "ttl": "1h"}`))
@@ -131,6 +133,8 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add(linksTarget, []byte(`{"ttl": "9999999999h"}`))
 	f.Add(subsTarget, []byte(`{"url": "http://127.0.0.1:1/x", "events": ["job.failed"], "profiles": ["web-hls"]}`))
 	f.Add(subsTarget, []byte(`{"url": "http://user@[::ffff:169.254.169.254]/", "events": ["nope"]}`))
+	f.Add(campTarget, []byte(`{"profile": "mp4-library", "from_version": 1, "window": "01:00-07:00", "labels": {"team": "web"}, "dry_run": true}`))
+	f.Add(campTarget, []byte(`{"profile": "web-hls", "max_running": -3, "window": "99:99-00:00", "library": "../x"}`))
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		tg := targets[int(which)%len(targets)]
 		path, hdr, body := tg.path, map[string]string{}, data

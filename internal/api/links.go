@@ -174,7 +174,11 @@ func (s *Server) linkOutput(w http.ResponseWriter, r *http.Request) {
 		// handed out outlives a revocation by at most that much.
 		presign = min(left, maxPresign)
 	}
-	s.serveOutput(w, r, jobID, r.PathValue("path"), presign)
+	p := r.PathValue("path")
+	if entryFile(p) && s.toCurrent(w, r, jobID, exp, p) {
+		return
+	}
+	s.serveOutput(w, r, jobID, p, presign, func() bool { return s.toCurrent(w, r, jobID, exp, p) })
 }
 
 // LinkHeaders sets what every response under /p/ carries: no referrer

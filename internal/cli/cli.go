@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/herdhq/herd/internal/campaign"
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
@@ -118,7 +119,7 @@ func (e *env) root() *cobra.Command {
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
 	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./"+server.DefaultData+")")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
-		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd(), e.shareCmd())
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd(), e.shareCmd(), e.campaignCmd())
 	return root
 }
 
@@ -244,6 +245,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.StringSliceVar(&cfg.ImportRoots, "import-root", nil, "folder that POST /api/v1/jobs {source_path} may read from (repeatable)")
 	f.StringSliceVar(&cfg.CORSOrigins, "cors-origin", nil, "origin (https://site.example) whose pages may play herd's playback links and embed their player page (repeatable, or comma-separated; none: no other site)")
 	f.BoolVar(&cfg.LinkPresign, "link-presign", false, "with --blob s3://, playback links send players to the bucket for media (presigned URLs in HLS media playlists, redirects for other files) instead of passing every byte through the server; the bucket's own CORS rules must then allow the --cors-origin sites")
+	f.DurationVar(&cfg.KeepReplaced, "keep-replaced", campaign.DefaultKeep, "how long a replaced output (one a re-encode campaign or a newer job remade) stays playable before its files are removed, so a player in the middle of it is not cut off")
 	f.StringVar(&cfg.DefaultProfile, "default-profile", "", "profile the upload page selects first (default web-hls, which every browser plays)")
 	f.Int64Var(&cfg.MaxUpload, "max-upload", ingest.DefaultMaxUpload, "largest accepted source file in bytes")
 	f.Int64Var(&cfg.MaxStepSize, "max-step-size", 200<<30, "most bytes a worker may upload for one task's outputs (each task is also held to what its plan can plausibly produce)")

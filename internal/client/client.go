@@ -21,6 +21,7 @@ import (
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/protocol"
+	"github.com/herdhq/herd/internal/store"
 )
 
 // Client talks to one herd server.
@@ -318,4 +319,50 @@ func (c *Client) Share(ctx context.Context, id, ttl string) (protocol.Link, erro
 func (c *Client) RevokeLinks(ctx context.Context) error {
 	_, err := c.do(ctx, http.MethodPost, "/api/v1/links/revoke", nil, "", nil)
 	return err
+}
+
+// CreateCampaign makes a re-encode campaign (with req.DryRun, lists what it would redo).
+func (c *Client) CreateCampaign(ctx context.Context, req CampaignRequest) (jobview.CampaignView, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return jobview.CampaignView{}, err
+	}
+	var v jobview.CampaignView
+	_, err = c.do(ctx, http.MethodPost, "/api/v1/campaigns", strings.NewReader(string(b)), "application/json", &v)
+	return v, err
+}
+
+// CampaignRequest is what a campaign is made from (the API's body).
+type CampaignRequest struct {
+	Profile     string            `json:"profile"`
+	FromVersion int               `json:"from_version,omitempty"`
+	Library     string            `json:"library,omitempty"`
+	Query       string            `json:"query,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Window      string            `json:"window,omitempty"`
+	MaxRunning  int               `json:"max_running,omitempty"`
+	DryRun      bool              `json:"dry_run,omitempty"`
+}
+
+// Campaigns lists the campaigns, newest first.
+func (c *Client) Campaigns(ctx context.Context) ([]store.Campaign, error) {
+	var out struct {
+		Campaigns []store.Campaign `json:"campaigns"`
+	}
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/campaigns", nil, "", &out)
+	return out.Campaigns, err
+}
+
+// Campaign returns one campaign with its items.
+func (c *Client) Campaign(ctx context.Context, id string) (jobview.CampaignView, error) {
+	var v jobview.CampaignView
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/campaigns/"+url.PathEscape(id), nil, "", &v)
+	return v, err
+}
+
+// CampaignAction pauses, resumes or cancels a campaign.
+func (c *Client) CampaignAction(ctx context.Context, id, action string) (jobview.CampaignView, error) {
+	var v jobview.CampaignView
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/campaigns/"+url.PathEscape(id)+"/"+action, nil, "", &v)
+	return v, err
 }

@@ -6,6 +6,7 @@ package jobview
 
 import (
 	"encoding/json"
+	"net/url"
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
@@ -23,6 +24,22 @@ type JobView struct {
 	// Waiting says why tasks of a job that has not ended cannot run: a
 	// capability no worker has proven (the job page only).
 	Waiting string `json:"waiting,omitempty"`
+	// Stream is the stable path of the job's published outputs (its
+	// asset's with its profile): whichever job is current for them now.
+	Stream string `json:"stream,omitempty"`
+}
+
+// CampaignView is a campaign as the API shows it, with its items where
+// the answer is about one campaign.
+type CampaignView struct {
+	store.Campaign
+	Items []store.CampaignItem `json:"items,omitempty"`
+}
+
+// StreamPath is the stable path of what profile made of an asset: below
+// it, the outputs of the job that is current for them (a redirect).
+func StreamPath(assetID, profile string) string {
+	return "/api/v1/streams/" + url.PathEscape(assetID) + "/" + url.PathEscape(profile) + "/"
 }
 
 // TaskView is a task as the API shows it.
@@ -44,6 +61,9 @@ type TaskView struct {
 // View is how the API, and webhook events, show a job.
 func View(j job.Job, tasks []job.Task) JobView {
 	v := JobView{Job: j, Outputs: []pipeline.Output{}}
+	if j.State == job.Succeeded {
+		v.Stream = StreamPath(j.Source.AssetID, j.Profile)
+	}
 	if len(j.Outputs) > 0 {
 		_ = json.Unmarshal(j.Outputs, &v.Outputs)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/campaign"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/deliver"
 	"github.com/herdhq/herd/internal/ingest"
@@ -74,19 +75,22 @@ type Config struct {
 	// DefaultProfile is the profile the upload page picks first (empty:
 	// web-hls when there is one), so a first upload plays in any browser.
 	DefaultProfile string
-	MaxUpload      int64
-	MaxStepSize    int64 // most bytes one task's step may upload
-	MaxAttempts    int
-	LeaseTTL       time.Duration
-	Grace          time.Duration // how long running tasks may finish at shutdown
-	StallAfter     time.Duration
-	MaxWidth       int
-	MaxHeight      int
-	MaxPixels      int
-	FFmpeg         string
-	FFprobe        string
-	Version        string
-	PodName        string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
+	// KeepReplaced is how long a replaced job's outputs stay (0:
+	// campaign.DefaultKeep).
+	KeepReplaced time.Duration
+	MaxUpload    int64
+	MaxStepSize  int64 // most bytes one task's step may upload
+	MaxAttempts  int
+	LeaseTTL     time.Duration
+	Grace        time.Duration // how long running tasks may finish at shutdown
+	StallAfter   time.Duration
+	MaxWidth     int
+	MaxHeight    int
+	MaxPixels    int
+	FFmpeg       string
+	FFprobe      string
+	Version      string
+	PodName      string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
 }
 
 // KubeConfig is how --dispatcher kubernetes reaches the cluster and shapes Jobs.
@@ -299,14 +303,15 @@ func recoverLeases(ctx context.Context, st *sqlstore.Store, prefix string, log *
 // app is what Run builds on the resources: the queue, the submitter, the
 // executor of in-process tasks, and the API and web UI behind one HTTP server.
 type app struct {
-	deliver *deliver.Service
-	m       *metrics.Metrics
-	sig     *queue.Signal
-	q       *queue.Queue
-	sub     *ingest.Submitter
-	exec    *pipeline.Executor
-	api     *api.Server
-	http    *http.Server
+	deliver   *deliver.Service
+	campaigns *campaign.Service
+	m         *metrics.Metrics
+	sig       *queue.Signal
+	q         *queue.Queue
+	sub       *ingest.Submitter
+	exec      *pipeline.Executor
+	api       *api.Server
+	http      *http.Server
 	// localCaps are the encoders the in-process workers proved.
 	localCaps []string
 }
@@ -331,6 +336,12 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	libraries := slices.Sorted(maps.Keys(cfg.Publishers))
+	for _, w := range cfg.Watch {
+		libraries = append(libraries, w.Path)
+	}
+	camp := campaign.New(campaign.Config{Store: r.st, Redo: sub, Profiles: r.profiles, Files: r.storage, Libraries: libraries,
+		Keep: cfg.KeepReplaced, Log: log.With("component", "campaigns")})
 	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
 	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log)
 	// The in-process workers prove the software encoders as remote ones do
@@ -345,8 +356,9 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 
 	srv := api.New(api.Deps{
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Versions: r.versions, Submit: sub, Kick: sig, Log: log, Metrics: m,
-		Scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Queue:  q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
+		Scrape:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Campaigns: camp,
+		Queue:     q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
 		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL, OtherCaps: otherCaps(cfg, localCaps),
 		Checks: []api.Check{
 			{Name: "database", Fn: r.st.Ping},
@@ -367,7 +379,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
 	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
-	return &app{deliver: dlv, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
+	return &app{deliver: dlv, campaigns: camp, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
 }
 
 // loop is one of the parts that run beside the HTTP server until their
@@ -384,6 +396,7 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 		a.api.TendScratch,
 		a.api.SweepKeys,
 		a.deliver.Run,
+		func(ctx context.Context) error { a.campaigns.Run(ctx); return nil },
 		newProfileReloader(profilesDir(cfg), r.versions, checkProfiles(cfg), log.With("component", "profiles")).Run,
 	}
 	if err := syncSubscriptions(context.Background(), r.st, cfg.Subscriptions); err != nil {
