@@ -275,7 +275,7 @@ func listOptions(r *http.Request) (store.ListOptions, error) {
 }
 
 // events streams one view as Server-Sent Events: ?view=jobs (with the
-// job-list filters), job (&id=), dashboard or workers. Each event's data is
+// job-list filters), job (&id=), dashboard, workers or campaigns. Each event's data is
 // the view's JSON, sent at once and then whenever it changes.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -302,8 +302,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		view, key = s.dashboard, name
 	case "workers":
 		view, key = s.workers, name
+	case "campaigns":
+		view, key = func(ctx context.Context) (any, error) {
+			cs, err := s.st.ListCampaigns(ctx)
+			return map[string]any{"campaigns": cs}, err
+		}, name
 	default:
-		writeError(w, http.StatusBadRequest, "bad_request", "view must be jobs, job, dashboard or workers")
+		writeError(w, http.StatusBadRequest, "bad_request", "view must be jobs, job, dashboard, workers or campaigns")
 		return
 	}
 	rc := http.NewResponseController(w)

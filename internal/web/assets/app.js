@@ -195,6 +195,13 @@ pages.job = () => {
     const waitBox = document.getElementById('j-waiting');
     waitBox.hidden = !j.waiting;
     waitBox.textContent = j.waiting || '';
+    const repl = document.getElementById('j-replaced');
+    repl.hidden = !j.replaced_by && !j.replaces;
+    fill(repl, [
+      ...(j.replaces ? ['Made to replace ', el('a', {href: '/jobs/' + j.replaces}, j.replaces), ' (a re-encode campaign). '] : []),
+      ...(j.replaced_by ? ['Replaced by ', el('a', {href: '/jobs/' + j.replaced_by}, j.replaced_by), ` on ${fmt.time(j.replaced_at)}`,
+        j.outputs_removed_at ? `; its files were removed on ${fmt.time(j.outputs_removed_at)}.` : '; its files are kept for a while so that players already playing them finish.'] : []),
+    ]);
     const s = j.source;
     fill(document.getElementById('j-source'), [
       ['File', s.name], ['Size', fmt.bytes(s.size)], ['Duration', s.duration ? fmt.dur(s.duration) : '–'],
@@ -488,6 +495,35 @@ pages.workers = () => {
     fill(document.getElementById('w-unmet'), unmet.map((u) => el('li', {dataset: {capability: u.capability}},
       `${u.capability}: no worker has proven the ${u.encoder} encoder; start one whose ffmpeg has it (herd worker --check). Waiting: `,
       ...u.jobs.flatMap((id, i) => [i ? ', ' : '', el('a', {href: '/jobs/' + id}, id)]))));
+  });
+};
+
+pages.campaigns = () => {
+  const rows = document.getElementById('c-rows');
+  const act = (c, what) => async (e) => {
+    if (what === 'cancel' && !confirm(`Cancel campaign ${c.id}? Its jobs that have not finished are canceled; what it replaced stays replaced.`)) return;
+    e.target.disabled = true;
+    try { await api('POST', `/api/v1/campaigns/${encodeURIComponent(c.id)}/${what}`); } catch (err) { flash(`Could not ${what} ${c.id}: ${err.message}`); e.target.disabled = false; }
+  };
+  live({view: 'campaigns'}, (d) => {
+    const cs = d.campaigns || [];
+    fill(rows, cs.length ? cs.map((c) => {
+      const n = c.counts;
+      const done = n.total ? (n.succeeded + n.failed + n.skipped) / n.total : 1;
+      return el('tr', {dataset: {campaign: c.id, state: c.state}},
+        el('td', {class: 'name'}, c.id), el('td', {}, c.profile), el('td', {}, `${c.from_version}–${c.to_version - 1} → ${c.to_version}`),
+        el('td', {}, stateBadge(c.state)),
+        el('td', {}, el('progress', {max: 1, value: done, 'aria-label': `campaign ${c.id} progress`}),
+          ` ${n.succeeded} of ${n.total} replaced`, n.running ? `, ${n.running} running` : '', n.pending ? `, ${n.pending} waiting` : '',
+          n.failed ? el('span', {class: 'error'}, `, ${n.failed} failed`) : '', n.skipped ? `, ${n.skipped} skipped` : ''),
+        el('td', {}, [c.filter.library && `library ${c.filter.library}`, c.filter.query && `name has “${c.filter.query}”`,
+          c.filter.labels && Object.entries(c.filter.labels).map(([k, v]) => `${k}=${v}`).join(', '), c.window && `only ${c.window}`,
+          `${c.max_running} at a time`].filter(Boolean).join('; ')),
+        el('td', {}, fmt.time(c.created_at)),
+        el('td', {}, c.state === 'running' ? el('button', {type: 'button', onclick: act(c, 'pause'), 'aria-label': 'Pause ' + c.id}, 'Pause') : null,
+          c.state === 'paused' ? el('button', {type: 'button', onclick: act(c, 'resume'), 'aria-label': 'Resume ' + c.id}, 'Resume') : null,
+          c.state === 'running' || c.state === 'paused' ? el('button', {type: 'button', class: 'danger', onclick: act(c, 'cancel'), 'aria-label': 'Cancel ' + c.id}, 'Cancel') : null));
+    }) : [el('tr', {}, el('td', {colspan: 8, class: 'muted'}, 'No campaigns yet.'))]);
   });
 };
 
