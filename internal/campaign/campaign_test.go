@@ -47,7 +47,7 @@ func setup(t *testing.T) *fixture {
 	dir := t.TempDir()
 	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "herd.db"))
 	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { _ = st.Close() })
 	profiles := filepath.Join(dir, "profiles")
 	require.NoError(t, os.MkdirAll(profiles, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(profiles, "tiny.yaml"), []byte(profileDoc(1, 144)), 0o644))
