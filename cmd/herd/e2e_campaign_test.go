@@ -44,27 +44,12 @@ type campaignView struct {
 // post sends body (JSON, or nothing) with the admin key.
 func (s *server) post(path, body string) (*http.Response, []byte) {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.url+path, strings.NewReader(body))
-	require.NoError(s.t, err)
-	req.Header.Set("Authorization", "Bearer "+s.token())
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(s.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(s.t, err)
-	return resp, b
+	return s.request(http.MethodPost, path, strings.NewReader(body), map[string]string{"Content-Type": "application/json"})
 }
 
 func (s *server) campaign(id string) campaignView {
 	s.t.Helper()
-	resp, body := s.get("/api/v1/campaigns/"+id, nil)
-	require.Equal(s.t, http.StatusOK, resp.StatusCode, string(body))
-	var c campaignView
-	require.NoError(s.t, json.Unmarshal(body, &c))
-	return c
+	return getJSON[campaignView](s, "/api/v1/campaigns/"+id)
 }
 
 // streamWatch fetches every published output over and over while a
@@ -245,10 +230,7 @@ thumbnails: {poster: true}
 		require.Equal(t, "succeeded", s.waitFinal(id).State, id)
 	}
 	for _, id := range hlsJobs {
-		resp, body := s.get("/api/v1/jobs/"+id, nil)
-		require.Equal(t, http.StatusOK, resp.StatusCode)
-		var v struct{ Stream string }
-		require.NoError(t, json.Unmarshal(body, &v))
+		v := getJSON[struct{ Stream string }](s, "/api/v1/jobs/"+id)
 		require.NotEmpty(t, v.Stream)
 		streams = append(streams, v.Stream)
 	}
@@ -358,13 +340,11 @@ thumbnails: {poster: true}
 			camp = s.campaign(mp4Camp)
 		}
 		require.Equal(t, 5, camp.Counts.Succeeded, "%+v", camp.Counts)
-		old := s.job(id)
-		var oldView struct {
+		oldView := getJSON[struct {
+			Profile    string
 			ReplacedBy string `json:"replaced_by"`
-		}
-		_, b := s.get("/api/v1/jobs/"+id, nil)
-		require.NoError(t, json.Unmarshal(b, &oldView))
-		require.NotEmpty(t, oldView.ReplacedBy, "job %s (%s) was replaced", id, old.Profile)
+		}](s, "/api/v1/jobs/"+id)
+		require.NotEmpty(t, oldView.ReplacedBy, "job %s (%s) was replaced", id, oldView.Profile)
 		nj := s.job(oldView.ReplacedBy)
 		require.Equal(t, 2, nj.ProfileVersion)
 		require.Equal(t, "succeeded", nj.State)

@@ -148,7 +148,13 @@ func (s *server) token() string {
 
 func (s *server) get(path string, hdr map[string]string) (*http.Response, []byte) {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.url+path, nil)
+	return s.request(http.MethodGet, path, nil, hdr)
+}
+
+// request sends a request with the admin key and hdr, and reads the answer.
+func (s *server) request(method, path string, body io.Reader, hdr map[string]string) (*http.Response, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, body)
 	require.NoError(s.t, err)
 	req.Header.Set("Authorization", "Bearer "+s.token())
 	for k, v := range hdr {
@@ -202,11 +208,17 @@ type jobJSON struct {
 
 func (s *server) job(id string) jobJSON {
 	s.t.Helper()
-	resp, body := s.get("/api/v1/jobs/"+id, nil)
+	return getJSON[jobJSON](s, "/api/v1/jobs/"+id)
+}
+
+// getJSON reads path with the admin key and decodes its answer, which must be 200.
+func getJSON[T any](s *server, path string) T {
+	s.t.Helper()
+	resp, body := s.get(path, nil)
 	require.Equal(s.t, http.StatusOK, resp.StatusCode, string(body))
-	var j jobJSON
-	require.NoError(s.t, json.Unmarshal(body, &j))
-	return j
+	var v T
+	require.NoError(s.t, json.Unmarshal(body, &v), string(body))
+	return v
 }
 
 func (s *server) waitFor(id string, d time.Duration, cond func(jobJSON) bool) jobJSON {

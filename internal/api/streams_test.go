@@ -15,24 +15,8 @@ import (
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/testenv"
 )
-
-// finishJob runs every task of job id to success through the store.
-func finishJob(t *testing.T, f *fixture, id string) {
-	t.Helper()
-	ctx := context.Background()
-	for {
-		j, err := f.st.GetJob(ctx, id)
-		require.NoError(t, err)
-		if j.State == job.Succeeded {
-			return
-		}
-		c, err := f.st.Claim(ctx, store.ClaimRequest{Owner: "w", Worker: "w", Now: time.Now(), TTL: time.Minute})
-		require.NoError(t, err)
-		require.NotNil(t, c)
-		require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{Plan: json.RawMessage(`{}`), Outputs: json.RawMessage(`[]`)}, time.Now()))
-	}
-}
 
 // newVersion makes, and finishes, a job of the next version for old's asset.
 func newVersion(t *testing.T, f *fixture, oldID string) string {
@@ -80,7 +64,7 @@ func TestStreamsFollowTheCurrentJob(t *testing.T) {
 
 	resp := get(t, f, stream+"master.m3u8", adminKey)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "nothing published yet")
-	finishJob(t, f, oldID)
+	testenv.FinishJob(t, f.st, oldID)
 	resp = get(t, f, stream+"master.m3u8", adminKey)
 	require.Equal(t, http.StatusFound, resp.StatusCode)
 	require.Equal(t, "/api/v1/jobs/"+oldID+"/outputs/master.m3u8", resp.Header.Get("Location"))
@@ -100,7 +84,7 @@ func TestStreamsFollowTheCurrentJob(t *testing.T) {
 	newID := newVersion(t, f, oldID)
 	resp = get(t, f, stream+"master.m3u8", adminKey)
 	require.Equal(t, "/api/v1/jobs/"+oldID+"/outputs/master.m3u8", resp.Header.Get("Location"), "not before it succeeded")
-	finishJob(t, f, newID)
+	testenv.FinishJob(t, f.st, newID)
 	resp = get(t, f, stream+"sub/dir/master.m3u8", adminKey)
 	require.Equal(t, "/api/v1/jobs/"+newID+"/outputs/sub/dir/master.m3u8", resp.Header.Get("Location"))
 
@@ -150,7 +134,7 @@ func TestCampaignRoutes(t *testing.T) {
 	// One stored as a server would have made it: steered through the API.
 	ctx := context.Background()
 	oldID := linkJob(t, f, "sha-c")
-	finishJob(t, f, oldID)
+	testenv.FinishJob(t, f.st, oldID)
 	require.NoError(t, f.st.CreateCampaign(ctx, store.Campaign{ID: "c1", Profile: "web-hls", FromVersion: 1, ToVersion: 2, State: store.CampaignRunning,
 		MaxRunning: 1, CreatedAt: time.Now()}, []string{oldID}))
 	code, body = post("/api/v1/campaigns/c1/pause", ``)

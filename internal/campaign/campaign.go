@@ -22,6 +22,7 @@ import (
 
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store"
@@ -103,18 +104,7 @@ func New(cfg Config) *Service {
 }
 
 // Request asks for a campaign.
-type Request struct {
-	Profile string `json:"profile"`
-	// FromVersion is the oldest version whose outputs are redone (0: 1).
-	FromVersion int               `json:"from_version,omitempty"`
-	Library     string            `json:"library,omitempty"`
-	Query       string            `json:"query,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Window      string            `json:"window,omitempty"`
-	MaxRunning  int               `json:"max_running,omitempty"` // 0: DefaultMaxRunning
-	// DryRun lists what the campaign would redo without making it.
-	DryRun bool `json:"dry_run,omitempty"`
-}
+type Request = jobview.CampaignRequest
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))

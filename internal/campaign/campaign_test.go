@@ -2,7 +2,6 @@ package campaign_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 type noKick struct{}
@@ -73,25 +73,8 @@ func (f *fixture) publish(t *testing.T, name string, opt ingest.Options) job.Job
 	j, created, err := f.sub.Upload(ctx, name, "tiny", opt, src)
 	require.NoError(t, err)
 	require.True(t, created)
-	f.finish(t, j.ID)
+	testenv.FinishJob(t, f.st, j.ID)
 	return j
-}
-
-// finish runs every task of job id to success.
-func (f *fixture) finish(t *testing.T, id string) {
-	t.Helper()
-	ctx := context.Background()
-	for {
-		got, err := f.st.GetJob(ctx, id)
-		require.NoError(t, err)
-		if got.State == job.Succeeded {
-			return
-		}
-		c, err := f.st.Claim(ctx, store.ClaimRequest{Owner: "w", Worker: "w", Now: time.Now(), TTL: time.Minute})
-		require.NoError(t, err)
-		require.NotNil(t, c, "job %s is %s with nothing to claim", id, got.State)
-		require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{Plan: json.RawMessage(`{}`), Outputs: json.RawMessage(`[]`)}, time.Now()))
-	}
 }
 
 func (f *fixture) edit(t *testing.T, version int) {
@@ -145,10 +128,8 @@ func TestCampaignRedoesEachOutputOnce(t *testing.T) {
 
 	// Two at a time: a step queues two, and another step adds none until one ends.
 	require.NoError(t, f.svc.Step(ctx))
-	require.NoError(t, f.svc.Step(ctx))
-	items, err := f.st.CampaignItems(ctx, c.ID)
-	require.NoError(t, err)
-	require.Equal(t, []string{"open", "open", "pending"}, states(items))
+	require.Equal(t, []string{"open", "open", "pending"}, f.step(t, c.ID))
+	items := f.items(t, c.ID)
 	nj, err := f.st.GetJob(ctx, items[0].NewJobID)
 	require.NoError(t, err)
 	require.Equal(t, 2, nj.ProfileVersion)
@@ -160,7 +141,7 @@ func TestCampaignRedoesEachOutputOnce(t *testing.T) {
 	cur, err := f.st.StreamJob(ctx, olds[0].Source.AssetID, "tiny")
 	require.NoError(t, err)
 	require.Equal(t, olds[0].ID, cur)
-	f.finish(t, nj.ID)
+	testenv.FinishJob(t, f.st, nj.ID)
 	cur, err = f.st.StreamJob(ctx, olds[0].Source.AssetID, "tiny")
 	require.NoError(t, err)
 	require.Equal(t, nj.ID, cur)
@@ -168,18 +149,13 @@ func TestCampaignRedoesEachOutputOnce(t *testing.T) {
 	// Paused: nothing more is queued; resumed: the rest is.
 	_, err = f.svc.Pause(ctx, c.ID)
 	require.NoError(t, err)
-	require.NoError(t, f.svc.Step(ctx))
-	items, err = f.st.CampaignItems(ctx, c.ID)
-	require.NoError(t, err)
-	require.Equal(t, []string{"succeeded", "open", "pending"}, states(items))
+	require.Equal(t, []string{"succeeded", "open", "pending"}, f.step(t, c.ID))
 	_, err = f.svc.Pause(ctx, c.ID)
 	require.NoError(t, err, "pausing again is no error")
 	_, err = f.svc.Resume(ctx, c.ID)
 	require.NoError(t, err)
-	require.NoError(t, f.svc.Step(ctx))
-	items, err = f.st.CampaignItems(ctx, c.ID)
-	require.NoError(t, err)
-	require.Equal(t, []string{"succeeded", "open", "open"}, states(items))
+	require.Equal(t, []string{"succeeded", "open", "open"}, f.step(t, c.ID))
+	items = f.items(t, c.ID)
 
 	// A redo asked for again (a server that died between queueing and
 	// recording) is the same job.
@@ -188,8 +164,8 @@ func TestCampaignRedoesEachOutputOnce(t *testing.T) {
 	require.False(t, created)
 	require.Equal(t, items[1].NewJobID, again.ID)
 
-	f.finish(t, items[1].NewJobID)
-	f.finish(t, items[2].NewJobID)
+	testenv.FinishJob(t, f.st, items[1].NewJobID)
+	testenv.FinishJob(t, f.st, items[2].NewJobID)
 	require.NoError(t, f.svc.Step(ctx))
 	got, err := f.st.GetCampaign(ctx, c.ID)
 	require.NoError(t, err)
@@ -206,9 +182,7 @@ func TestCampaignRedoesEachOutputOnce(t *testing.T) {
 	require.NoError(t, f.svc.Step(ctx))
 	_, err = f.svc.Cancel(ctx, c2.ID)
 	require.NoError(t, err)
-	items, err = f.st.CampaignItems(ctx, c2.ID)
-	require.NoError(t, err)
-	require.Equal(t, []string{"canceled", "canceled"}, states(items))
+	require.Equal(t, []string{"canceled", "canceled"}, states(f.items(t, c2.ID)))
 	cur, err = f.st.StreamJob(ctx, olds[4].Source.AssetID, "tiny")
 	require.NoError(t, err)
 	require.Equal(t, olds[4].ID, cur)
@@ -222,6 +196,20 @@ func TestCampaignRedoesEachOutputOnce(t *testing.T) {
 	old, err := f.st.GetJob(ctx, olds[0].ID)
 	require.NoError(t, err)
 	require.NotNil(t, old.OutputsRemovedAt)
+}
+
+// step steps the campaigns and returns the states of campaign id's items.
+func (f *fixture) step(t *testing.T, id string) []string {
+	t.Helper()
+	require.NoError(t, f.svc.Step(context.Background()))
+	return states(f.items(t, id))
+}
+
+func (f *fixture) items(t *testing.T, id string) []store.CampaignItem {
+	t.Helper()
+	items, err := f.st.CampaignItems(context.Background(), id)
+	require.NoError(t, err)
+	return items
 }
 
 // states lists the items' states, queued and running both as open (a

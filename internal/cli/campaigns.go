@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/store"
@@ -33,7 +32,7 @@ restarts; pause, resume and cancel steer it.`,
 }
 
 func (e *env) campaignCreateCmd() *cobra.Command {
-	var req client.CampaignRequest
+	var req jobview.CampaignRequest
 	var labels []string
 	cmd := &cobra.Command{
 		Use:   "create --profile P",

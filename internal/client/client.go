@@ -322,7 +322,7 @@ func (c *Client) RevokeLinks(ctx context.Context) error {
 }
 
 // CreateCampaign makes a re-encode campaign (with req.DryRun, lists what it would redo).
-func (c *Client) CreateCampaign(ctx context.Context, req CampaignRequest) (jobview.CampaignView, error) {
+func (c *Client) CreateCampaign(ctx context.Context, req jobview.CampaignRequest) (jobview.CampaignView, error) {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return jobview.CampaignView{}, err
@@ -330,18 +330,6 @@ func (c *Client) CreateCampaign(ctx context.Context, req CampaignRequest) (jobvi
 	var v jobview.CampaignView
 	_, err = c.do(ctx, http.MethodPost, "/api/v1/campaigns", strings.NewReader(string(b)), "application/json", &v)
 	return v, err
-}
-
-// CampaignRequest is what a campaign is made from (the API's body).
-type CampaignRequest struct {
-	Profile     string            `json:"profile"`
-	FromVersion int               `json:"from_version,omitempty"`
-	Library     string            `json:"library,omitempty"`
-	Query       string            `json:"query,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Window      string            `json:"window,omitempty"`
-	MaxRunning  int               `json:"max_running,omitempty"`
-	DryRun      bool              `json:"dry_run,omitempty"`
 }
 
 // Campaigns lists the campaigns, newest first.

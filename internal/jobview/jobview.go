@@ -36,6 +36,20 @@ type CampaignView struct {
 	Items []store.CampaignItem `json:"items,omitempty"`
 }
 
+// CampaignRequest asks for a re-encode campaign (POST /api/v1/campaigns).
+type CampaignRequest struct {
+	Profile string `json:"profile"`
+	// FromVersion is the oldest version whose outputs are redone (0: 1).
+	FromVersion int               `json:"from_version,omitempty"`
+	Library     string            `json:"library,omitempty"`
+	Query       string            `json:"query,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Window      string            `json:"window,omitempty"`
+	MaxRunning  int               `json:"max_running,omitempty"` // 0: the server's default
+	// DryRun lists what the campaign would redo without making it.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
 // StreamPath is the stable path of what profile made of an asset: below
 // it, the outputs of the job that is current for them (a redirect).
 func StreamPath(assetID, profile string) string {
