@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -12,6 +11,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/link"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -57,7 +57,7 @@ func (s *Server) createCampaign(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) {
-	cs, err := s.st.ListCampaigns(r.Context())
+	cs, err := s.st.ListCampaigns(r.Context(), "")
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -87,10 +87,16 @@ func (s *Server) steerCampaign(action string) http.HandlerFunc {
 			writeError(w, http.StatusServiceUnavailable, "unavailable", "this server runs no campaigns")
 			return
 		}
-		steer := map[string]func(context.Context, string) (store.Campaign, error){
-			"pause": s.campaigns.Pause, "resume": s.campaigns.Resume, "cancel": s.campaigns.Cancel,
-		}[action]
-		c, err := steer(r.Context(), r.PathValue("id"))
+		var c store.Campaign
+		var err error
+		switch id := r.PathValue("id"); action {
+		case "pause":
+			c, err = s.campaigns.Pause(r.Context(), id)
+		case "resume":
+			c, err = s.campaigns.Resume(r.Context(), id)
+		default:
+			c, err = s.campaigns.Cancel(r.Context(), id)
+		}
 		if err != nil {
 			s.campaignError(w, r, err)
 			return
@@ -115,16 +121,7 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store") // the next swap changes it
-	http.Redirect(w, r, "/api/v1/jobs/"+url.PathEscape(id)+"/outputs/"+escapePath(r.PathValue("path")), http.StatusFound)
-}
-
-// escapePath escapes each segment of a slash path.
-func escapePath(p string) string {
-	parts := strings.Split(p, "/")
-	for i, s := range parts {
-		parts[i] = url.PathEscape(s)
-	}
-	return strings.Join(parts, "/")
+	http.Redirect(w, r, "/api/v1/jobs/"+url.PathEscape(id)+"/outputs/"+protocol.EscapePath(r.PathValue("path")), http.StatusFound)
 }
 
 // outputsRemoved answers a request for an output of a job whose outputs
@@ -162,6 +159,6 @@ func (s *Server) toCurrent(w http.ResponseWriter, r *http.Request, jobID string,
 		return false
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, linkPath(link.Sign(secret, cur, exp), cur)+escapePath(p), http.StatusFound)
+	http.Redirect(w, r, linkPath(link.Sign(secret, cur, exp), cur)+protocol.EscapePath(p), http.StatusFound)
 	return true
 }

@@ -304,7 +304,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		view, key = s.workers, name
 	case "campaigns":
 		view, key = func(ctx context.Context) (any, error) {
-			cs, err := s.st.ListCampaigns(ctx)
+			cs, err := s.st.ListCampaigns(ctx, "")
 			return map[string]any{"campaigns": cs}, err
 		}, name
 	default:

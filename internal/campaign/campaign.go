@@ -12,6 +12,7 @@
 package campaign
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,7 +53,7 @@ type Store interface {
 	OutputsRemoved(ctx context.Context, id string, now time.Time) error
 	CreateCampaign(ctx context.Context, c store.Campaign, jobIDs []string) error
 	GetCampaign(ctx context.Context, id string) (store.Campaign, error)
-	ListCampaigns(ctx context.Context) ([]store.Campaign, error)
+	ListCampaigns(ctx context.Context, state string) ([]store.Campaign, error)
 	CampaignItems(ctx context.Context, id string) ([]store.CampaignItem, error)
 	SetCampaignState(ctx context.Context, id string, from []string, state string, now time.Time) (store.Campaign, error)
 	AssignCampaignItem(ctx context.Context, id, jobID, newJobID, note string) (bool, error)
@@ -141,7 +142,7 @@ func (s *Service) Create(ctx context.Context, req Request) (store.Campaign, []jo
 	c := store.Campaign{
 		ID: job.NewID("c"), Profile: p.Name, FromVersion: from, ToVersion: p.Version, State: store.CampaignRunning,
 		Filter: store.CampaignFilter{Library: req.Library, Query: req.Query, Labels: req.Labels},
-		Window: req.Window, MaxRunning: cmpOr(req.MaxRunning, DefaultMaxRunning), CreatedAt: s.now().UTC(),
+		Window: req.Window, MaxRunning: cmp.Or(req.MaxRunning, DefaultMaxRunning), CreatedAt: s.now().UTC(),
 	}
 	published, err := s.cfg.Store.PublishedJobs(ctx, p.Name)
 	if err != nil {
@@ -169,13 +170,6 @@ func (s *Service) Create(ctx context.Context, req Request) (store.Campaign, []jo
 	s.cfg.Log.Info("campaign made", "campaign", c.ID, "profile", c.Profile, "from_version", from, "to_version", p.Version, "outputs", len(redo))
 	s.Kick()
 	return c, redo, nil
-}
-
-func cmpOr(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func orNone(names []string) string {
@@ -258,15 +252,12 @@ func (s *Service) Run(ctx context.Context) {
 // Step queues what each running campaign has room for, and marks done the
 // ones with nothing left to queue or wait for.
 func (s *Service) Step(ctx context.Context) error {
-	cs, err := s.cfg.Store.ListCampaigns(ctx)
+	cs, err := s.cfg.Store.ListCampaigns(ctx, store.CampaignRunning)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, c := range cs {
-		if c.State != store.CampaignRunning {
-			continue
-		}
 		if err := s.step(ctx, c); err != nil {
 			errs = append(errs, fmt.Errorf("campaign %s: %w", c.ID, err))
 		}

@@ -11,6 +11,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -263,4 +264,14 @@ type Link struct {
 	Playlist  string    `json:"playlist,omitempty"` // the HLS master playlist's URL, where the job has one
 	Manifest  string    `json:"manifest,omitempty"` // the DASH manifest's URL, where the job has one
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// EscapePath escapes each segment of a slash path for a URL, keeping the
+// slashes: a staged file's or an output's path below a route.
+func EscapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i := range parts {
+		parts[i] = url.PathEscape(parts[i])
+	}
+	return strings.Join(parts, "/")
 }

@@ -401,7 +401,7 @@ func (c *Client) Staged(ctx context.Context, cl *job.Claimed, step, dir string) 
 			return false, err
 		}
 		err := c.retry(ctx, "download staged", func() error {
-			resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "staged/"+step+"/"+escapePath(f.Path)), leaseHeader(cl.Lease), nil)
+			resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "staged/"+step+"/"+protocol.EscapePath(f.Path)), leaseHeader(cl.Lease), nil)
 			if err != nil {
 				return err
 			}
@@ -424,14 +424,6 @@ func (c *Client) Staged(ctx context.Context, cl *job.Claimed, step, dir string) 
 		}
 	}
 	return true, nil
-}
-
-func escapePath(p string) string {
-	parts := strings.Split(p, "/")
-	for i := range parts {
-		parts[i] = url.PathEscape(parts[i])
-	}
-	return strings.Join(parts, "/")
 }
 
 // Commit uploads every file of dir, then asks the server to stage them; dir
@@ -538,7 +530,7 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 	if err != nil {
 		return err
 	}
-	target := reportPath(cl.Lease, "files/"+step+"/"+escapePath(f.Path))
+	target := reportPath(cl.Lease, "files/"+step+"/"+protocol.EscapePath(f.Path))
 	return c.retry(ctx, "upload", func() error {
 		resp, err := c.do(ctx, http.MethodHead, target, leaseHeader(cl.Lease), nil)
 		if err != nil {

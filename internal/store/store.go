@@ -153,8 +153,9 @@ type Store interface {
 	CreateCampaign(ctx context.Context, c Campaign, jobIDs []string) error
 	// GetCampaign returns one campaign with its counts (ErrNotFound).
 	GetCampaign(ctx context.Context, id string) (Campaign, error)
-	// ListCampaigns lists every campaign with its counts, newest first.
-	ListCampaigns(ctx context.Context) ([]Campaign, error)
+	// ListCampaigns lists the campaigns in state ("": every one) with
+	// their counts, newest first.
+	ListCampaigns(ctx context.Context, state string) ([]Campaign, error)
 	// CampaignItems lists a campaign's items in order.
 	CampaignItems(ctx context.Context, id string) ([]CampaignItem, error)
 	// SetCampaignState moves a campaign into state from one of the states

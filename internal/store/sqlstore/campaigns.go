@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -141,9 +142,9 @@ func (s *Store) getCampaign(ctx context.Context, q querier, id string) (store.Ca
 	return c, oneErr(err, "campaign "+id, "get campaign")
 }
 
-// ListCampaigns lists every campaign, newest first.
-func (s *Store) ListCampaigns(ctx context.Context) ([]store.Campaign, error) {
-	cs, err := collect(ctx, s.r, scanCampaign, `SELECT `+campaignCols+` GROUP BY c.id ORDER BY c.created_at DESC, c.id DESC`)
+// ListCampaigns lists the campaigns in state ("": all), newest first.
+func (s *Store) ListCampaigns(ctx context.Context, state string) ([]store.Campaign, error) {
+	cs, err := collect(ctx, s.r, scanCampaign, s.q(`SELECT `+campaignCols+` WHERE ? = '' OR c.state = ? GROUP BY c.id ORDER BY c.created_at DESC, c.id DESC`), state, state)
 	return nonNil(cs), err
 }
 
@@ -189,11 +190,7 @@ func (s *Store) SetCampaignState(ctx context.Context, id string, from []string, 
 			out = c
 			return nil
 		}
-		allowed := false
-		for _, f := range from {
-			allowed = allowed || f == c.State
-		}
-		if !allowed {
+		if !slices.Contains(from, c.State) {
 			return fmt.Errorf("campaign %s is %s, not %s: %w", id, c.State, strings.Join(from, " or "), job.ErrConflict)
 		}
 		var finished any

@@ -1343,11 +1343,15 @@ func testCampaigns(t *testing.T, s store.Store) {
 		{JobID: c.ID, Name: "c3.mp4", NewJobID: nc.ID, State: "queued"},
 	}, items)
 
-	list, err := s.ListCampaigns(ctx)
+	list, err := s.ListCampaigns(ctx, "")
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	require.Equal(t, "cmp1", list[0].ID, "newest first")
 	require.Equal(t, 0, list[1].Counts.Total)
+	list, err = s.ListCampaigns(ctx, store.CampaignDone)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, "cmp0", list[0].ID)
 
 	paused, err := s.SetCampaignState(ctx, "cmp1", []string{store.CampaignRunning}, store.CampaignPaused, t0.Add(time.Hour))
 	require.NoError(t, err)
