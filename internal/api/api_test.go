@@ -35,7 +35,7 @@ import (
 	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
-	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 const adminKey = "test-admin-key-0123456789"
@@ -52,11 +52,7 @@ type fixture struct {
 func setup(t testing.TB, opts ...func(*api.Deps)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(dir, "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
-	require.NoError(t, err)
+	st, blobs := testenv.Stores(t, dir)
 	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k1", Kind: "admin", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
 	require.NoError(t, st.CreateKey(context.Background(), store.Key{ID: "k2", Kind: "worker", Hash: apikey.Hash("worker-key-0123456789"), CreatedAt: time.Now()}))
 	imports := filepath.Join(dir, "imports")

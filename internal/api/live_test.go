@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store"
-	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // countingStore counts the dashboard's reads of the queue statistics.
@@ -38,9 +37,7 @@ func (c *countingStore) Stats(ctx context.Context) (store.Stats, error) {
 func TestLiveStreamsShareOnePoller(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st := testenv.SQLite(t)
 	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
 	cs := &countingStore{Store: st}
 	s := api.New(api.Deps{Store: cs, Profiles: profile.Builtin(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})

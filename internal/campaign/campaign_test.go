@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/campaign"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
@@ -43,17 +42,12 @@ func profileDoc(version, height int) string {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st, blobs := testenv.Stores(t, dir)
 	profiles := filepath.Join(dir, "profiles")
 	require.NoError(t, os.MkdirAll(profiles, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(profiles, "tiny.yaml"), []byte(profileDoc(1, 144)), 0o644))
 	set, err := profile.Load(profiles)
-	require.NoError(t, err)
-	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
 	require.NoError(t, err)
 	f := &fixture{st: st, set: set, dir: profiles, files: &removed{}}
 	f.sub = ingest.New(st, blobs, set, noKick{}, ingest.Config{Publishers: map[string]string{"movies": "library"}})

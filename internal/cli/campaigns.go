@@ -3,8 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -53,16 +53,15 @@ func (e *env) campaignCreateCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if *out == "json" || *out == "yaml" {
-			return e.encode(*out, v)
+		if !req.DryRun && (*out == "table" || *out == "wide") {
+			fmt.Fprintln(e.stdout, v.ID)
+			return nil
 		}
-		if req.DryRun {
-			fmt.Fprintf(e.stdout, "would redo %d outputs of %s made with versions %d to %d, with version %d:\n",
+		return e.render(*out, v, func(tw io.Writer, _ bool) {
+			fmt.Fprintf(tw, "would redo %d outputs of %s made with versions %d to %d, with version %d:\n",
 				len(v.Items), v.Profile, v.FromVersion, v.ToVersion-1, v.ToVersion)
-			return e.campaignItems(v.Items)
-		}
-		fmt.Fprintln(e.stdout, v.ID)
-		return nil
+			campaignItems(tw, v.Items)
+		})
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Profile, "profile", "", "the profile whose older outputs to redo (required)")
@@ -77,13 +76,11 @@ func (e *env) campaignCreateCmd() *cobra.Command {
 	return cmd
 }
 
-func (e *env) campaignItems(items []store.CampaignItem) error {
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+func campaignItems(tw io.Writer, items []store.CampaignItem) {
 	fmt.Fprintln(tw, "JOB\tSOURCE\tSTATE\tNEW JOB\tNOTE")
 	for _, it := range items {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.JobID, it.Name, it.State, dash(it.NewJobID), it.Note)
 	}
-	return tw.Flush()
 }
 
 func dash(s string) string {
@@ -110,15 +107,12 @@ func (e *env) campaignListCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if *out == "json" || *out == "yaml" {
-			return e.encode(*out, map[string]any{"campaigns": cs})
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tPROFILE\tVERSIONS\tSTATE\tPROGRESS\tCREATED")
-		for _, c := range cs {
-			fmt.Fprintf(tw, "%s\t%s\t%d-%d → %d\t%s\t%s\t%s ago\n", c.ID, c.Profile, c.FromVersion, c.ToVersion-1, c.ToVersion, c.State, campaignLine(c), age(c.CreatedAt))
-		}
-		return tw.Flush()
+		return e.render(*out, map[string]any{"campaigns": cs}, func(tw io.Writer, _ bool) {
+			fmt.Fprintln(tw, "ID\tPROFILE\tVERSIONS\tSTATE\tPROGRESS\tCREATED")
+			for _, c := range cs {
+				fmt.Fprintf(tw, "%s\t%s\t%d-%d → %d\t%s\t%s\t%s ago\n", c.ID, c.Profile, c.FromVersion, c.ToVersion-1, c.ToVersion, c.State, campaignLine(c), age(c.CreatedAt))
+			}
+		})
 	}
 	return cmd
 }
@@ -135,21 +129,20 @@ func (e *env) campaignShowCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if *out == "json" || *out == "yaml" {
-			return e.encode(*out, v)
-		}
-		e.campaignHeader(v)
-		return e.campaignItems(v.Items)
+		return e.render(*out, v, func(tw io.Writer, _ bool) {
+			campaignHeader(tw, v)
+			campaignItems(tw, v.Items)
+		})
 	}
 	return cmd
 }
 
-func (e *env) campaignHeader(v jobview.CampaignView) {
-	fmt.Fprintf(e.stdout, "%s  %s  profile %s, versions %d-%d → %d, at most %d at a time", v.ID, v.State, v.Profile, v.FromVersion, v.ToVersion-1, v.ToVersion, v.MaxRunning)
+func campaignHeader(w io.Writer, v jobview.CampaignView) {
+	fmt.Fprintf(w, "%s  %s  profile %s, versions %d-%d → %d, at most %d at a time", v.ID, v.State, v.Profile, v.FromVersion, v.ToVersion-1, v.ToVersion, v.MaxRunning)
 	if v.Window != "" {
-		fmt.Fprintf(e.stdout, ", only %s", v.Window)
+		fmt.Fprintf(w, ", only %s", v.Window)
 	}
-	fmt.Fprintf(e.stdout, "\n%s\n", campaignLine(v.Campaign))
+	fmt.Fprintf(w, "\n%s\n", campaignLine(v.Campaign))
 }
 
 func (e *env) campaignActionCmd(action, short string) *cobra.Command {
@@ -166,7 +159,7 @@ func (e *env) campaignActionCmd(action, short string) *cobra.Command {
 		if v.ID == "" {
 			return errors.New("the server answered without the campaign")
 		}
-		e.campaignHeader(v)
+		campaignHeader(e.stdout, v)
 		return nil
 	}
 	return cmd

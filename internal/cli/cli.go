@@ -394,6 +394,20 @@ func addOutput(cmd *cobra.Command, def string) *string {
 	return cmd.Flags().StringP("output", "o", def, "output format: table, wide, json or yaml")
 }
 
+// render prints v as JSON or YAML where out names one; for table and wide
+// it lets table write aligned columns, wide when out is "wide".
+func (e *env) render(out string, v any, table func(tw io.Writer, wide bool)) error {
+	switch out {
+	case "json", "yaml":
+		return e.encode(out, v)
+	case "table", "wide":
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		table(tw, out == "wide")
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown output format %q: use table, wide, json or yaml", out)
+}
+
 func (e *env) jobsCmd() *cobra.Command {
 	var state, profileName, cursor string
 	var limit int
@@ -412,33 +426,25 @@ func (e *env) jobsCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		switch *out {
-		case "json", "yaml":
-			return e.encode(*out, l)
-		case "table", "wide":
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			if *out == "wide" {
+		err = e.render(*out, l, func(tw io.Writer, wide bool) {
+			if wide {
 				fmt.Fprintln(tw, "ID\tSTATE\tPROFILE\tPROGRESS\tSOURCE\tCREATED\tATTEMPTS\tERROR")
 			} else {
 				fmt.Fprintln(tw, "ID\tSTATE\tPROFILE\tPROGRESS\tSOURCE\tAGE")
 			}
 			for _, j := range l.Jobs {
-				if *out == "wide" {
+				if wide {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\t%d\t%s\n", j.ID, j.State, j.Profile, j.Progress*100, j.Source.Name,
 						j.CreatedAt.Format(time.RFC3339), j.Attempts, j.Error)
 				} else {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\n", j.ID, j.State, j.Profile, j.Progress*100, j.Source.Name, age(j.CreatedAt))
 				}
 			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if l.Next != "" {
-				fmt.Fprintf(e.stderr, "more: herd jobs --cursor %s\n", l.Next)
-			}
-			return nil
+		})
+		if err == nil && l.Next != "" && (*out == "table" || *out == "wide") {
+			fmt.Fprintf(e.stderr, "more: herd jobs --cursor %s\n", l.Next)
 		}
-		return fmt.Errorf("unknown output format %q: use table, wide, json or yaml", *out)
+		return err
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only jobs in this state (queued, running, succeeded, failed, canceled)")
 	cmd.Flags().StringVar(&profileName, "profile", "", "only jobs with this profile")
@@ -707,15 +713,12 @@ func (e *env) profilesCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if *out == "json" || *out == "yaml" {
-			return e.encode(*out, map[string]any{"profiles": ps})
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tBUILTIN\tDESCRIPTION")
-		for _, p := range ps {
-			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", p["name"], p["version"], p["format"], p["builtin"], p["description"])
-		}
-		return tw.Flush()
+		return e.render(*out, map[string]any{"profiles": ps}, func(tw io.Writer, _ bool) {
+			fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tBUILTIN\tDESCRIPTION")
+			for _, p := range ps {
+				fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", p["name"], p["version"], p["format"], p["builtin"], p["description"])
+			}
+		})
 	}
 	return cmd
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
-	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -89,9 +88,7 @@ func TestWorkerKeyOnlyFromItsOwnSettings(t *testing.T) {
 func TestTokenListAndRevoke(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st := testenv.SQLite(t)
 	const adminKey = "cli-test-admin-key-0123456789"
 	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "kadm", Kind: "admin", Name: "generated at first start", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
 	srv := httptest.NewServer(api.New(api.Deps{Store: st, Kick: &queue.Signal{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}).Handler())

@@ -3,8 +3,8 @@ package cli
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -199,20 +199,13 @@ that the server has not swept yet. Revoke one with herd token revoke ID.`,
 		if err != nil {
 			return err
 		}
-		switch *out {
-		case "json", "yaml":
-			return e.encode(*out, map[string]any{"keys": keys})
-		case "table", "wide":
-		default:
-			return fmt.Errorf("unknown output format %q: use table, wide, json or yaml", *out)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tKIND\tNAME\tSTATE\tCREATED\tEXPIRES\tLAST USED")
-		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Kind, k.Name, k.State, when(&k.CreatedAt, *out == "wide", ""),
-				when(k.ExpiresAt, *out == "wide", "never"), when(k.LastUsed, *out == "wide", "never"))
-		}
-		return tw.Flush()
+		return e.render(*out, map[string]any{"keys": keys}, func(tw io.Writer, wide bool) {
+			fmt.Fprintln(tw, "ID\tKIND\tNAME\tSTATE\tCREATED\tEXPIRES\tLAST USED")
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Kind, k.Name, k.State, when(&k.CreatedAt, wide, ""),
+					when(k.ExpiresAt, wide, "never"), when(k.LastUsed, wide, "never"))
+			}
+		})
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "also list revoked and expired keys")
 	return cmd
@@ -265,21 +258,19 @@ func (e *env) workersCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if *out == "json" || *out == "yaml" {
-			return e.encode(*out, map[string]any{"workers": ws, "unmet_needs": unmet})
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		// A worker of an older protocol version is leased only finalize
-		// tasks: the server says so (Outdated), and so does the last column.
-		fmt.Fprintln(tw, "NAME\tSTATE\tSLOTS\tCAPABILITIES\tRUNNING\tLAST SEEN\tNOTE")
-		for _, w := range ws {
-			seen := "never"
-			if w.LastSeen != nil {
-				seen = age(*w.LastSeen) + " ago"
+		err = e.render(*out, map[string]any{"workers": ws, "unmet_needs": unmet}, func(tw io.Writer, _ bool) {
+			// A worker of an older protocol version is leased only finalize
+			// tasks: the server says so (Outdated), and so does the last column.
+			fmt.Fprintln(tw, "NAME\tSTATE\tSLOTS\tCAPABILITIES\tRUNNING\tLAST SEEN\tNOTE")
+			for _, w := range ws {
+				seen := "never"
+				if w.LastSeen != nil {
+					seen = age(*w.LastSeen) + " ago"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", w.Name, w.State, w.Slots, strings.Join(w.Caps, ","), strings.Join(w.Tasks, ","), seen, w.Outdated)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", w.Name, w.State, w.Slots, strings.Join(w.Caps, ","), strings.Join(w.Tasks, ","), seen, w.Outdated)
-		}
-		if err := tw.Flush(); err != nil {
+		})
+		if err != nil || *out == "json" || *out == "yaml" {
 			return err
 		}
 		// Jobs that wait for an encoder no worker has proven would wait

@@ -24,6 +24,7 @@ import (
 	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 func TestGuard(t *testing.T) {
@@ -117,11 +118,7 @@ type fixture struct {
 func setup(t *testing.T, pubs map[string]config.Publisher) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(dir, "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
-	require.NoError(t, err)
+	st, blobs := testenv.Stores(t, dir)
 	guard, err := NewGuard([]string{"127.0.0.0/8"})
 	require.NoError(t, err)
 	f := &fixture{st: st, blobs: blobs, clock: time.Now(), lib: filepath.Join(dir, "library")}

@@ -8,10 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/profile"
-	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 type noKick struct{}
@@ -24,11 +23,7 @@ func (noKick) Kick() {}
 func TestImportStaysInsideImportFolders(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(dir, "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
-	require.NoError(t, err)
+	st, blobs := testenv.Stores(t, dir)
 	imports, outside := filepath.Join(dir, "imports"), t.TempDir()
 	for p, c := range map[string]string{
 		filepath.Join(imports, "show", "ep1.mkv"): "episode one",

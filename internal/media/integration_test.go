@@ -28,10 +28,7 @@ func pipeline(t *testing.T, input, profileName string) (*Plan, []Output, string)
 	t.Helper()
 	tools := needFFmpeg(t)
 	ctx := context.Background()
-	info, err := tools.Admit(ctx, input, Limits{})
-	require.NoError(t, err)
-	pl, err := NewPlan(info, builtin(t, profileName))
-	require.NoError(t, err)
+	pl := admitted(t, input, builtin(t, profileName))
 	out := t.TempDir()
 	var last Progress
 	ran, err := tools.Encode(ctx, pl, input, out, func(p Progress) { last = p })
@@ -281,10 +278,7 @@ func TestVerifyToleratesDamagedSource(t *testing.T) {
 	_ = cmd.Run()
 	require.NotEmpty(t, stderr.String(), "the damaged source decodes with errors")
 
-	info, err := tools.Admit(ctx, input, Limits{})
-	require.NoError(t, err)
-	pl, err := NewPlan(info, builtin(t, "web-hls"))
-	require.NoError(t, err)
+	pl := admitted(t, input, builtin(t, "web-hls"))
 	pl.Thumbs = ThumbPlan{}
 	dir := t.TempDir()
 	_, err = tools.Encode(ctx, pl, input, dir, nil)

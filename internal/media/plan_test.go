@@ -1,6 +1,7 @@
 package media
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -14,6 +15,16 @@ func builtin(t *testing.T, name string) *profile.Profile {
 	p, ok := profile.Builtin().Get(name)
 	require.True(t, ok, "built-in profile %s", name)
 	return p
+}
+
+// admitted admits input and plans it with p, as the probe task would.
+func admitted(t *testing.T, input string, p *profile.Profile) *Plan {
+	t.Helper()
+	info, err := (Tools{}).Admit(context.Background(), input, Limits{})
+	require.NoError(t, err)
+	pl, err := NewPlan(info, p)
+	require.NoError(t, err)
+	return pl
 }
 
 // src makes a probed source for plan tests.

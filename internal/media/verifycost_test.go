@@ -35,10 +35,7 @@ func TestVerifyCost(t *testing.T) {
 		"-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", cmp.Or(os.Getenv("HERD_VERIFYCOST_KEYINT"), "250"),
 		"-c:a", "aac", "-shortest", input).CombinedOutput()
 	require.NoError(t, err, string(out))
-	info, err := tools.Admit(ctx, input, Limits{})
-	require.NoError(t, err)
-	pl, err := NewPlan(info, builtin(t, "web-hls"))
-	require.NoError(t, err)
+	pl := admitted(t, input, builtin(t, "web-hls"))
 	pl.Thumbs = ThumbPlan{}
 	dir := t.TempDir()
 	cpu := func() time.Duration {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/store"
-	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // TestAdminTokenRotation: starting with a different --admin-token retires
@@ -24,9 +23,7 @@ import (
 func TestAdminTokenRotation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st := testenv.SQLite(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	start := func(token string) {

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/profile"
-	"github.com/herdhq/herd/internal/store/sqlstore"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -24,9 +23,7 @@ func TestProfilesReloadOnChange(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st := testenv.SQLite(t)
 	dir := filepath.Join(t.TempDir(), "profiles")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	file := filepath.Join(dir, "tiny.yaml")

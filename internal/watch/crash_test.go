@@ -10,13 +10,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // crash is what a dying submitter panics with: the process stops there,
@@ -74,11 +74,7 @@ type crashFixture struct {
 func setupCrash(t *testing.T) *crashFixture {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(dir, "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
-	require.NoError(t, err)
+	st, blobs := testenv.Stores(t, dir)
 	sub := &dyingSubmitter{Submitter: ingest.New(st, blobs, profile.Builtin(), noKick{}, ingest.Config{})}
 	f := config.Watch{Path: t.TempDir(), Profile: "mp4-library", AfterSuccess: config.AfterMove}
 	return &crashFixture{st: st, sub: sub, f: f, work: filepath.Join(dir, "watch")}

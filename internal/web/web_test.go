@@ -12,7 +12,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,7 +24,6 @@ import (
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/apikey"
-	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
@@ -33,7 +31,6 @@ import (
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
-	"github.com/herdhq/herd/internal/store/sqlstore"
 	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/web"
 )
@@ -51,11 +48,7 @@ func setup(t *testing.T) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
-	require.NoError(t, err)
+	st, blobs := testenv.Stores(t, dir)
 	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Name: "test", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
 	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k2", Kind: "worker", Name: "w1", Hash: apikey.Hash("worker-key-0123456789"), CreatedAt: time.Now()}))
 	sig := &queue.Signal{}

@@ -14,7 +14,7 @@ import (
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/queue"
-	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -45,9 +45,7 @@ func TestAV1TaskOnlyForWorkersThatProveLibsvtav1(t *testing.T) {
 	require.Contains(t, without, "h264", "the other encoders still work")
 	require.Contains(t, worker.FormatTrials(trials), "Unknown encoder 'libsvtav1'", "herd worker --check says why")
 
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st := testenv.SQLite(t)
 	p, ok := profile.Builtin().Get("web-cmaf-av1")
 	require.True(t, ok)
 	a, err := st.PutAsset(ctx, job.Asset{ID: "a1", Name: "x", Size: 1, SHA256: "s", Key: "sources/s", CreatedAt: time.Now()})

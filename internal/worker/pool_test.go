@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +15,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
-	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -29,9 +28,7 @@ func (f execFunc) Execute(ctx context.Context, c *job.Claimed, report func(job.P
 
 func setup(t *testing.T) (store.Store, *queue.Queue, string) {
 	t.Helper()
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "herd.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st := testenv.SQLite(t)
 	ctx := context.Background()
 	a, err := st.PutAsset(ctx, job.Asset{ID: "a1", Name: "x", Size: 1, SHA256: "s", Key: "sources/s", CreatedAt: time.Now()})
 	require.NoError(t, err)

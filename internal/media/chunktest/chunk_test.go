@@ -147,10 +147,7 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 			require.NoError(t, err)
 
 			work := t.TempDir()
-			chunkDirs := splitAndEncode(t, &split, src, work)
-			audioDir := filepath.Join(work, "audio")
-			_, err = tools.EncodeAudio(ctx, &split, src, audioDir, nil)
-			require.NoError(t, err)
+			chunkDirs, audioDir := splitAndEncode(t, &split, src, work)
 			splitDir := t.TempDir()
 			_, err = split.StitchChunks(chunkDirs, audioDir, splitDir)
 			require.NoError(t, err)
@@ -292,10 +289,9 @@ func shortenVideoEdit(t *testing.T, path string, ms uint32) {
 // splitAndEncode splits the source into the plan's pieces under work and
 // encodes each chunk, as the split and chunk tasks do; it returns the
 // chunks' folders.
-func splitAndEncode(t *testing.T, split *media.Plan, src, work string) []string {
+func splitAndEncode(t *testing.T, split *media.Plan, src, work string) (dirs []string, audioDir string) {
 	t.Helper()
 	ctx, tools := context.Background(), media.Tools{}
-	var dirs []string
 	for k := range split.Chunks {
 		piece := filepath.Join(work, fmt.Sprintf("piece-%d.mkv", k))
 		_, err := tools.Split(ctx, split, src, k, piece)
@@ -305,7 +301,10 @@ func splitAndEncode(t *testing.T, split *media.Plan, src, work string) []string 
 		require.NoError(t, err)
 		dirs = append(dirs, dir)
 	}
-	return dirs
+	audioDir = filepath.Join(work, "audio")
+	_, err := tools.EncodeAudio(ctx, split, src, audioDir, nil)
+	require.NoError(t, err)
+	return dirs, audioDir
 }
 
 // packets lists a rendition's packets as "pts,dts,flags", its init and
