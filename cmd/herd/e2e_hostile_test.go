@@ -285,18 +285,7 @@ func TestHostileInputs(t *testing.T) {
 func tusUpload(t *testing.T, s *server, name string, content []byte) string {
 	t.Helper()
 	do := func(method, url string, hdr map[string]string, body []byte) *http.Response {
-		req, err := http.NewRequest(method, url, bytes.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+s.token())
-		req.Header.Set("Tus-Resumable", "1.0.0")
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		return resp
+		return testenv.Tus(t, s.token(), method, url, hdr, body)
 	}
 	b64 := func(v string) string { return base64.StdEncoding.EncodeToString([]byte(v)) }
 	resp := do("POST", s.url+"/api/v1/uploads", map[string]string{"Upload-Length": fmt.Sprint(len(content)),

@@ -137,15 +137,7 @@ func TestWorkerNeverUsesTheAdminKey(t *testing.T) {
 		logs := &testenv.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		require.NoError(t, cmd.Start())
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-			if t.Failed() {
-				t.Logf("worker %s log:\n%s", name, tail(logs.String(), 4000))
-			}
-		})
+		reap(t, "worker "+name, cmd, logs, 4000)
 		return cmd, logs
 	}
 

@@ -82,15 +82,7 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
 	s := &server{t: t, data: data, cmd: cmd, logs: logs, out: &testenv.SyncBuffer{}, outDone: make(chan struct{})}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", tail(logs.String(), 6000))
-		}
-	})
+	reap(t, "server", cmd, logs, 6000)
 	found := make(chan string, 1)
 	go func() {
 		defer close(s.outDone)
@@ -108,6 +100,20 @@ func startServerEnv(t *testing.T, data string, env []string, extra ...string) *s
 		t.Fatalf("herd serve did not start:\n%s", logs.String())
 	}
 	return s
+}
+
+// reap kills cmd when the test ends, if it still runs, and logs the tail
+// of what it wrote (n bytes) when the test failed.
+func reap(t *testing.T, what string, cmd *exec.Cmd, logs *testenv.SyncBuffer, n int) {
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("%s (pid %d) log:\n%s", what, cmd.Process.Pid, tail(logs.String(), n))
+		}
+	})
 }
 
 func tail(s string, n int) string {

@@ -56,15 +56,7 @@ func spawnWorker(t *testing.T, url, name, dir, tok string, extra ...string) *wor
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("worker %s (pid %d) log:\n%s", name, cmd.Process.Pid, tail(logs.String(), 4000))
-		}
-	})
+	reap(t, "worker "+name, cmd, logs, 4000)
 	awaitRunning(t, name, stdout, logs)
 	return &workerProc{name: name, cmd: cmd, logs: logs}
 }

@@ -409,18 +409,7 @@ func (f *fixture) tus(t *testing.T, method, url string, hdr map[string]string, b
 	if !strings.HasPrefix(url, "http") {
 		url = f.srv.URL + url
 	}
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+adminKey)
-	req.Header.Set("Tus-Resumable", "1.0.0")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp
+	return testenv.Tus(t, adminKey, method, url, hdr, body)
 }
 
 func tusMeta(name, profile string) string {

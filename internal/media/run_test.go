@@ -4,23 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
 )
 
 // needFFmpeg skips a test on a machine without ffmpeg and ffprobe.
 func needFFmpeg(t *testing.T) Tools {
 	t.Helper()
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found: %v", b, err)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 	return Tools{}
 }
 

@@ -20,11 +20,7 @@ import (
 // encode does, and returns the folder.
 func cmafEncode(t *testing.T, pixFmt string, codecArgs ...string) string {
 	t.Helper()
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found: %v", b, err)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 	dir := t.TempDir()
 	args := []string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=1", "-pix_fmt", pixFmt}
 	args = append(args, codecArgs...)

@@ -34,11 +34,7 @@ import (
 
 func needFFmpeg(t *testing.T) {
 	t.Helper()
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found: %v", b, err)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 }
 
 // webHLS is the built-in web-hls profile, with its ladder cut to the rungs

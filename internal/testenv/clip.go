@@ -5,7 +5,19 @@ import (
 	"fmt"
 	"os/exec"
 	"strconv"
+	"testing"
 )
+
+// NeedFFmpeg skips a test where ffmpeg or ffprobe is missing (make test
+// installs both).
+func NeedFFmpeg(t testing.TB) {
+	t.Helper()
+	for _, b := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not found (make test installs it): %v", b, err)
+		}
+	}
+}
 
 // FFmpeg runs ffmpeg quietly (no stdin, no banner, errors only, overwriting
 // its output) with args: for tests whose inputs are not plain clips (other

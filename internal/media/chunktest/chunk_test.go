@@ -55,11 +55,7 @@ thumbnails:
 }
 
 func TestChunkedEqualsUnchunked(t *testing.T) {
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found", b)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 	tmp := t.TempDir()
 	for _, tc := range []struct {
 		name   string

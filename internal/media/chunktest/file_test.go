@@ -28,11 +28,7 @@ import (
 // chapters kept.
 func TestFileChunkedEqualsUnchunked(t *testing.T) {
 	t.Parallel()
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found", b)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 	tmp := t.TempDir()
 	for _, tc := range []struct {
 		name    string
@@ -348,11 +344,7 @@ const hostileTag = "a=b;c#d\\e\nf -i x [STREAM] ;FFMETADATA1"
 // what its encoder and muxer write, and so must the stitched file's.
 func TestFileChunkedKeepsStreamTags(t *testing.T) {
 	t.Parallel()
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found", b)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 	tmp := t.TempDir()
 	tagged := []string{
 		"-metadata:s:v:0", "title=" + hostileTag, "-metadata:s:v:0", "language=ger",
@@ -398,11 +390,7 @@ func attachmentFacts(t *testing.T, path string) []string {
 // that looks like a path or an option changes nothing.
 func TestFileChunkedKeepsAttachments(t *testing.T) {
 	t.Parallel()
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found", b)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 	tmp := t.TempDir()
 	font := filepath.Join(tmp, "font.ttf")
 	require.NoError(t, os.WriteFile(font, []byte("not really a font\x00\x01\xff"), 0o644))
@@ -442,11 +430,7 @@ func TestFileChunkedKeepsAttachments(t *testing.T) {
 // does.
 func TestFileChunkedHiddenEnd(t *testing.T) {
 	t.Parallel()
-	for _, b := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not found", b)
-		}
-	}
+	testenv.NeedFFmpeg(t)
 	src := filepath.Join(t.TempDir(), "edit.mp4")
 	require.NoError(t, testenv.Clip{Size: "160x90", Rate: 25, Seconds: 3, Tone: 300, Extra: []string{"-g", "25"}}.Make(src))
 	shortenVideoEdit(t, src, 40) // hides the frame at 2.96 s
