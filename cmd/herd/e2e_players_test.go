@@ -95,6 +95,12 @@ func TestPlayers(t *testing.T) {
 			playWithSeek(t, ctx, p.name)
 		})
 	}
+	for _, p := range players[:3] {
+		t.Run(p.name+"AudioLanguages", func(t *testing.T) {
+			openPlayer(t, ctx, site, p.lib, p.start, l.URL+p.manifest)
+			switchAudio(t, ctx, p.name)
+		})
+	}
 	t.Run("ShakaTrickPlay", func(t *testing.T) {
 		shakaTrickPlay(t, ctx, site, l.URL)
 	})
@@ -119,7 +125,8 @@ func playersSetup(t *testing.T) (context.Context, *server, *httptest.Server, pro
 	dir := t.TempDir()
 	src := filepath.Join(dir, "Players.mp4")
 	// 13 s of 4 s segments in 4 s chunks: chunks start at 0, 4 and 8 s.
-	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: playersClip, Tone: 330, Stereo: true}.Make(src))
+	// Two audio languages: English (the default) and French.
+	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: playersClip, Tone: 330, Stereo: true, Languages: []string{"eng", "fre"}}.Make(src))
 	site := otherSite(t)
 	s := startServer(t, filepath.Join(dir, "data"), "--cors-origin", site.URL)
 	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--chunk-seconds", "4", "--wait")
@@ -192,6 +199,52 @@ func playWithSeek(t *testing.T, ctx context.Context, name string) {
 	untilPlaying(t, ctx, name, "the end", fmt.Sprintf(`herdTest.st.ended || herdTest.v.currentTime >= %f`, dur-0.08), 30*time.Second)
 	require.Empty(t, evalJS[[]string](t, ctx, `herdTest.st.errors`), "%s: player errors", name)
 	t.Logf("%s played to %.2f of %.2f s; notes: %v", name, evalJS[float64](t, ctx, `herdTest.v.currentTime`), dur, evalJS[[]string](t, ctx, `herdTest.st.log`))
+}
+
+// audioTracks lists the player's audio choices as "lang name", and which
+// is playing, through hls.js's or Shaka's own API.
+const audioTracks = `(() => {
+	const p = herdTest.player;
+	if (typeof Hls !== "undefined" && p instanceof Hls) {
+		return {tracks: p.audioTracks.map(t => t.lang + " " + t.name), active: p.audioTracks[p.audioTrack] ? p.audioTracks[p.audioTrack].lang : ""};
+	}
+	const ts = p.getAudioTracks(), a = ts.find(t => t.active);
+	return {tracks: ts.map(t => t.language + " " + t.label).sort(), active: a ? a.language : ""};
+})()`
+
+// switchAudio: the player offers both languages under their names, starts
+// with the default (English), and plays on in French once asked, reading
+// the French rendition's segments.
+func switchAudio(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	untilPlaying(t, ctx, name, "the audio tracks", `(`+audioTracks+`).tracks.length === 2`, 20*time.Second)
+	var got struct {
+		Tracks []string
+		Active string
+	}
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(audioTracks, &got)))
+	require.Equal(t, []string{"en English", "fr Français"}, got.Tracks, "%s: the audio tracks", name)
+	require.Equal(t, "en", got.Active, "%s: the default track", name)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdTest.v.play().catch(e => herdTest.st.errors.push("play(): " + e.message))`, nil)))
+	untilPlaying(t, ctx, name, "playback in English", `herdTest.v.currentTime > 1`, 20*time.Second)
+	// Count the French rendition's segments fetched from now on.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`(() => {
+		const p = herdTest.player;
+		herdTest.french = 0;
+		if (p instanceof (window.Hls || function () {})) {
+			p.on(Hls.Events.FRAG_LOADED, (_, d) => { if (d.frag.type === "audio" && p.audioTracks[d.frag.level] && p.audioTracks[d.frag.level].lang === "fr") herdTest.french++; });
+			p.audioTrack = p.audioTracks.findIndex(t => t.lang === "fr");
+		} else {
+			p.getNetworkingEngine().registerResponseFilter((type, resp, c) => {
+				if (type === shaka.net.NetworkingEngine.RequestType.SEGMENT && c && c.stream && c.stream.type === "audio" && c.stream.language === "fr") herdTest.french++;
+			});
+			p.selectAudioTrack(p.getAudioTracks().find(t => t.language === "fr"));
+		}
+	})()`, nil)))
+	at := evalJS[float64](t, ctx, `herdTest.v.currentTime`)
+	untilPlaying(t, ctx, name, "French segments", `herdTest.french > 0 && (`+audioTracks+`).active === "fr"`, 20*time.Second)
+	untilPlaying(t, ctx, name, "playback on in French", fmt.Sprintf(`herdTest.v.currentTime > %f`, at+1.5), 20*time.Second)
+	require.Empty(t, evalJS[[]string](t, ctx, `herdTest.st.errors`), "%s: player errors", name)
 }
 
 // untilPlaying waits for cond, failing at once on a player error, or when

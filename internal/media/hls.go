@@ -66,7 +66,7 @@ func (pl *Plan) ladder(dir string) (pack.Ladder, error) {
 		if err != nil {
 			return l, err
 		}
-		r.Language, r.Default = a.Language, a.Default
+		r.Language, r.Name, r.Default, r.Commentary = LanguageTag(a.Language), a.Name, a.Default, a.Commentary
 		l.Audio = append(l.Audio, r)
 	}
 	return l, nil

@@ -104,6 +104,10 @@ type AudioPlan struct {
 	Bitrate     int64  `json:"bitrate,omitempty"`
 	Language    string `json:"language,omitempty"`
 	Default     bool   `json:"default,omitempty"`
+	// hls: the rendition's name in a player's menu, and whether it is a
+	// commentary (not picked automatically, DASH role "commentary").
+	Name       string `json:"name,omitempty"`
+	Commentary bool   `json:"commentary,omitempty"`
 }
 
 // SubtitlePlan is one output subtitle track.
@@ -366,6 +370,10 @@ func (pl *Plan) planAudio(info *Info, p *profile.Profile) {
 	if p.Audio.Codec == "none" || len(info.Audio) == 0 {
 		return
 	}
+	if p.Format == profile.FormatHLS {
+		pl.planRenditions(info, p)
+		return
+	}
 	main := slices.IndexFunc(info.Audio, func(a AudioStream) bool { return a.Default })
 	chosen := []AudioStream{info.Audio[max(main, 0)]}
 	if p.Audio.KeepAll {
@@ -395,6 +403,41 @@ func (pl *Plan) planAudio(info *Info, p *profile.Profile) {
 		}
 	}
 	pl.Audio[0].Default = true
+}
+
+// surroundChannels is the layout of an hls plan's surround renditions: 5.1.
+const surroundChannels = 6
+
+// planRenditions makes an hls plan's audio renditions: every audio stream
+// of the source in stereo AAC (mono stays mono), each under its BCP 47
+// language and a name, the source's default stream the default; and where
+// the profile asks for it and the stream has 5.1 or more, a 5.1 AAC
+// rendition of it too, right after its stereo one. Each is encoded once,
+// whatever the number of rungs.
+func (pl *Plan) planRenditions(info *Info, p *profile.Profile) {
+	def := max(slices.IndexFunc(info.Audio, func(a AudioStream) bool { return a.Default && !a.Commentary }), 0)
+	for i, a := range info.Audio {
+		tag := LanguageTag(a.Language)
+		name := audioName(a, tag, i+1)
+		ap := AudioPlan{
+			Input: a.Index, SourceCodec: a.Codec, Codec: "aac", Channels: p.Audio.Channels, Bitrate: int64(p.Audio.Bitrate),
+			Language: tag, Name: name, Default: i == def, Commentary: a.Commentary,
+		}
+		if a.Channels > 0 {
+			ap.Channels = min(a.Channels, p.Audio.Channels)
+		}
+		pl.Audio = append(pl.Audio, ap)
+		if p.Audio.SurroundBitrate > 0 && a.Channels >= surroundChannels {
+			ap.Channels, ap.Bitrate, ap.Default = surroundChannels, int64(p.Audio.SurroundBitrate), false
+			ap.Name = cutName(name, " 5.1")
+			pl.Audio = append(pl.Audio, ap)
+		}
+	}
+}
+
+// cutName is name with suffix, cut so that the whole stays a label.
+func cutName(name, suffix string) string {
+	return title(title(name[:max(0, min(len(name), maxTitle-len(suffix)))]) + suffix)
 }
 
 func (pl *Plan) planSubtitles(info *Info, p *profile.Profile) {

@@ -13,6 +13,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/herdhq/herd/internal/job"
 )
 
 // Info is what herd knows about an admitted input. It is stored on the job.
@@ -71,6 +74,13 @@ type AudioStream struct {
 	SampleRate int    `json:"sample_rate,omitempty"`
 	Language   string `json:"language,omitempty"`
 	Default    bool   `json:"default,omitempty"`
+	// Title is the stream's own name (its title tag), cut to printable
+	// text of at most maxTitle bytes.
+	Title string `json:"title,omitempty"`
+	// Commentary and Descriptive are the comment and visual_impaired
+	// (audio description) dispositions.
+	Commentary  bool `json:"commentary,omitempty"`
+	Descriptive bool `json:"descriptive,omitempty"`
 }
 
 // SubtitleStream is one subtitle stream of an input.
@@ -216,13 +226,16 @@ type probeStream struct {
 	ChannelLayout     string `json:"channel_layout"`
 	SampleRate        string `json:"sample_rate"`
 	Disposition       struct {
-		Default     int `json:"default"`
-		Forced      int `json:"forced"`
-		AttachedPic int `json:"attached_pic"`
+		Default        int `json:"default"`
+		Forced         int `json:"forced"`
+		AttachedPic    int `json:"attached_pic"`
+		Comment        int `json:"comment"`
+		VisualImpaired int `json:"visual_impaired"`
 	} `json:"disposition"`
 	Tags struct {
 		Language string `json:"language"`
 		Rotate   string `json:"rotate"`
+		Title    string `json:"title"`
 	} `json:"tags"`
 	SideDataList []struct {
 		Rotation *float64 `json:"rotation"`
@@ -255,7 +268,8 @@ func parseProbe(data []byte, demuxer string) (*Info, error) {
 			info.Audio = append(info.Audio, AudioStream{
 				Index: s.Index, Codec: s.CodecName, Channels: s.Channels, Layout: s.ChannelLayout,
 				SampleRate: int(parseInt(s.SampleRate)), Language: language(s.Tags.Language),
-				Default: s.Disposition.Default == 1,
+				Default: s.Disposition.Default == 1, Title: title(s.Tags.Title),
+				Commentary: s.Disposition.Comment == 1, Descriptive: s.Disposition.VisualImpaired == 1,
 			})
 		case "subtitle":
 			info.Subtitles = append(info.Subtitles, SubtitleStream{
@@ -358,6 +372,26 @@ func isTextSubtitle(codec string) bool {
 }
 
 // language returns a probe language tag, dropping "und".
+// maxTitle bounds a stream title kept from a file, in bytes.
+const maxTitle = 64
+
+// title is a stream title as a file has it, made safe to show and to
+// quote in a playlist: control characters and double quotes dropped,
+// spaces folded, cut to maxTitle bytes on a character boundary.
+func title(s string) string {
+	s = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if r == '"' || job.UnsafeRune(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))), " ")
+	for len(s) > maxTitle {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
 func language(s string) string {
 	if s == "und" {
 		return ""

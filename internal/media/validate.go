@@ -94,6 +94,15 @@ func text(field, s string) error {
 	return nil
 }
 
+// label checks a name that is shown and written into a playlist's quoted
+// attribute (a stream title, a rendition name): title's output.
+func label(field, s string) error {
+	if s != title(s) {
+		return bad(field, "%q is not a plain name of at most %d bytes", s, maxTitle)
+	}
+	return nil
+}
+
 func oneOf(field, s string, set []string) error {
 	if !slices.Contains(set, s) {
 		return bad(field, "%q is not one of %v", s, set)
@@ -190,6 +199,7 @@ func (info *Info) Validate(lim Limits) error {
 			text(f+".layout", a.Layout),
 			inRange(f+".sample_rate", a.SampleRate, 0, 1_000_000),
 			text(f+".language", a.Language),
+			label(f+".title", a.Title),
 		)
 		if err != nil {
 			return err
@@ -296,6 +306,7 @@ func (pl *Plan) Validate() error {
 			optToken(f+".source_codec", a.SourceCodec),
 			oneOf(f+".codec", a.Codec, []string{"aac", "copy"}),
 			text(f+".language", a.Language),
+			label(f+".name", a.Name),
 		)
 		if err != nil {
 			return err

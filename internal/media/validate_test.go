@@ -88,6 +88,7 @@ func TestPlanValidateRefuses(t *testing.T) {
 		{"plan.audio[0].codec", func(pl *Plan) { pl.Audio[0].Codec = "libfdk_aac" }},
 		{"plan.audio[0].channels", func(pl *Plan) { pl.Audio[0].Channels = 0 }},
 		{"plan.audio[0].input", func(pl *Plan) { pl.Audio[0].Input = 1 << 20 }},
+		{"plan.audio[0].name", func(pl *Plan) { pl.Audio[0].Name = "a\"b" }},
 		{"plan.subtitles[0].codec", func(pl *Plan) { pl.Subtitles = []SubtitlePlan{{Input: 2, Codec: "ass -f null"}} }},
 		{"plan.thumbs.columns", func(pl *Plan) { pl.Thumbs.Columns = 0 }},
 		{"plan.thumbs.count", func(pl *Plan) { pl.Thumbs.Count = 1 << 20 }},
@@ -126,6 +127,9 @@ func TestInfoValidate(t *testing.T) {
 		{"info.duration", func(i *Info) { i.Duration = math.Inf(1) }},
 		{"info.audio[0].index", func(i *Info) { i.Audio[0].Index = -3 }},
 		{"info.audio[0].language", func(i *Info) { i.Audio[0].Language = "en\x1b[2J" }},
+		// A title becomes a playlist's quoted NAME: a quote would end it.
+		{"info.audio[0].title", func(i *Info) { i.Audio[0].Title = `x",URI="http://evil/` }},
+		{"info.audio[0].title", func(i *Info) { i.Audio[0].Title = "two\nlines" }},
 	}
 	for _, tc := range tests {
 		info := src(1920, 1080, 25)

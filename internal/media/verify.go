@@ -263,13 +263,32 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 	}
 	outputs = append(outputs, rungs...)
 
+	var audio []*m3u8.Alternative
 	for _, m := range master.GetAllAlternatives() {
-		if m.Type != "AUDIO" || m.URI == "" {
-			continue
+		if m.Type == "AUDIO" && m.URI != "" {
+			audio = append(audio, m)
+		}
+	}
+	if len(audio) != len(pl.Audio) {
+		return nil, &OutputError{Output: MasterName, Problem: fmt.Sprintf("lists %d audio renditions, but the plan has %d", len(audio), len(pl.Audio))}
+	}
+	names := map[string]int{}
+	for _, m := range audio {
+		j := -1
+		for k := range pl.Audio {
+			if pack.LocalName(m.URI) == MediaPlaylistName(len(pl.Rungs)+k) {
+				j = k
+			}
+		}
+		if j < 0 {
+			return nil, &OutputError{Output: MasterName, Problem: fmt.Sprintf("lists audio rendition %s, which the plan does not make", pack.LocalName(m.URI))}
 		}
 		st, err := v.stream(m.URI)
 		if err != nil {
 			return nil, err
+		}
+		if a := pl.Audio[j]; a.Codec == "aac" && st.Channels != a.Channels {
+			return nil, &OutputError{Output: pack.LocalName(m.URI), Problem: fmt.Sprintf("has %d audio channels, but the plan %d", st.Channels, a.Channels)}
 		}
 		// Audio is cheap to decode: every segment, in both modes.
 		picked := sampleSegments(len(st.Segments), true)
@@ -284,11 +303,29 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		if len(info.Audio) == 0 {
 			return nil, &OutputError{Output: pack.LocalName(m.URI), Problem: "no audio stream"}
 		}
-		outputs = append(outputs, Output{Name: "audio", Kind: "hls", Path: st.playlist, Size: st.bytes,
+		outputs = append(outputs, Output{Name: audioOutputName(pl.Audio[j], names), Kind: "hls", Path: st.playlist, Size: st.bytes,
 			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration,
 			Verify: v.mode(), Segments: len(st.Segments), Decoded: len(picked)})
 	}
 	return outputs, nil
+}
+
+// audioOutputName names an hls audio rendition among a job's outputs:
+// "audio", "audio-fr", "audio-fr-5.1"; a second of the same name gets a
+// number. seen counts the names given so far.
+func audioOutputName(a AudioPlan, seen map[string]int) string {
+	name := "audio"
+	if tag := LanguageTag(a.Language); tag != "" {
+		name += "-" + tag
+	}
+	if a.Channels == surroundChannels {
+		name += "-5.1"
+	}
+	seen[name]++
+	if n := seen[name]; n > 1 {
+		name += "-" + strconv.Itoa(n)
+	}
+	return name
 }
 
 // chunkDecoded is how many of a split hls plan's n segments per rung are

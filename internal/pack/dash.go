@@ -72,16 +72,36 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 		}
 	}
 
+	// One audio adaptation set a language, codec and role: a client
+	// switches between its representations (stereo, 5.1) by itself, and
+	// between sets by the viewer's choice.
+	type audioKey struct {
+		lang, family string
+		commentary   bool
+	}
+	audio := map[audioKey]*mpd.AdaptationSetType{}
 	for i, r := range l.Audio {
 		s := p.Audio[i]
-		as := mpd.NewAdaptationSetWithParams("audio", "audio/mp4", true, 1)
-		as.Id = ptr(uint32(len(families) + i)) //nolint:gosec // G115: a handful of audio renditions
-		as.Lang = r.Language
-		role := "alternate"
-		if r.Default || (i == 0 && !anyDefault(l.Audio)) {
-			role = "main"
+		key := audioKey{r.Language, codecFamily(s.Codec), r.Commentary}
+		as, ok := audio[key]
+		if !ok {
+			as = mpd.NewAdaptationSetWithParams("audio", "audio/mp4", true, 1)
+			as.Id = ptr(uint32(len(period.AdaptationSets))) //nolint:gosec // G115: a handful of sets
+			as.Lang = r.Language
+			role := "alternate"
+			switch {
+			case r.Commentary:
+				role = "commentary"
+			case r.Default || (i == 0 && !anyDefault(l.Audio)):
+				role = "main"
+			}
+			as.Roles = append(as.Roles, mpd.NewRole(role))
+			if r.Name != "" {
+				as.Labels = append(as.Labels, &mpd.LabelType{Value: r.Name})
+			}
+			audio[key] = as
+			period.AdaptationSets = append(period.AdaptationSets, as)
 		}
-		as.Roles = append(as.Roles, mpd.NewRole(role))
 		rep := mpd.NewRepresentationWithID(r.ID, s.Codec, "", int(clampRate(s.Peak(target, false))))
 		rate := mpd.UIntVectorType(strconv.Itoa(s.SampleRate))
 		rep.AudioSamplingRate = &rate
@@ -89,7 +109,6 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 			mpd.NewDescriptor(channelConfigURI, strconv.Itoa(s.Channels), ""))
 		rep.SegmentTemplate = template(l, s)
 		as.Representations = append(as.Representations, rep)
-		period.AdaptationSets = append(period.AdaptationSets, as)
 	}
 	out, err := m.WriteToString("  ", true)
 	if err != nil {

@@ -1,6 +1,7 @@
 package pack
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -9,8 +10,14 @@ import (
 	"github.com/Eyevinn/hls-m3u8/m3u8"
 )
 
-// audioGroup is the GROUP-ID of the audio renditions.
-const audioGroup = "audio"
+// audioGroup is the GROUP-ID of the audio renditions in a codec: "aac"
+// for mp4a.40.2, "ec-3" for E-AC-3.
+func audioGroup(codec string) string {
+	if fam := codecFamily(codec); fam != "mp4a" {
+		return fam
+	}
+	return "aac"
+}
 
 // floatPrecision is the decimals of EXTINF and FRAME-RATE: microseconds, as
 // ffmpeg writes them, so that the durations add up to the stream's.
@@ -50,51 +57,77 @@ func mediaPlaylist(s *Stream, target int, iframes bool) []byte {
 	return p.Encode().Bytes()
 }
 
-// masterPlaylist lists every video rendition with its audio group, then its
-// I-frame playlist.
+// audioSet is one audio GROUP-ID: the renditions in one codec, and the
+// most any of them adds to a variant's bit rates.
+type audioSet struct {
+	id        string
+	codec     string
+	alts      []*m3u8.Alternative
+	peak, avg int64
+}
+
+// audioSets groups the ladder's audio renditions by codec, in the order
+// they first appear. Within a group every NAME differs (RFC 8216bis
+// 4.4.6.1.1) and one rendition is DEFAULT: the one the plan marks, else
+// the group's first.
+func audioSets(l Ladder, p *Packed) []*audioSet {
+	target := float64(p.Target)
+	var sets []*audioSet
+	for i, r := range l.Audio {
+		s := p.Audio[i]
+		id := audioGroup(s.Codec)
+		k := slices.IndexFunc(sets, func(g *audioSet) bool { return g.id == id })
+		if k < 0 {
+			k = len(sets)
+			sets = append(sets, &audioSet{id: id, codec: s.Codec})
+		}
+		g := sets[k]
+		name := cmp.Or(r.Name, r.Language, "Audio")
+		for n := 2; slices.ContainsFunc(g.alts, func(a *m3u8.Alternative) bool { return a.Name == name }); n++ {
+			name = fmt.Sprintf("%s (%d)", cmp.Or(r.Name, r.Language, "Audio"), n)
+		}
+		g.alts = append(g.alts, &m3u8.Alternative{
+			Type: "AUDIO", GroupId: id, Name: name, Language: r.Language,
+			Default: r.Default, Autoselect: !r.Commentary,
+			Channels: &m3u8.Channels{Amount: s.Channels}, URI: r.Playlist,
+		})
+		g.peak = max(g.peak, s.Peak(target, false))
+		g.avg = max(g.avg, s.Average(false))
+	}
+	for _, g := range sets {
+		if !slices.ContainsFunc(g.alts, func(a *m3u8.Alternative) bool { return a.Default }) {
+			g.alts[0].Default = true
+		}
+	}
+	return sets
+}
+
+// masterPlaylist lists every video rendition once per audio group (with
+// that group's codec and bit rate), then the I-frame playlists.
 func masterPlaylist(l Ladder, p *Packed) []byte {
 	m := m3u8.NewMasterPlaylist()
 	m.SetWritePrecision(3)
 	m.SetIndependentSegments(true)
 	target := float64(p.Target)
-	var alts []*m3u8.Alternative
-	var audioPeak, audioAvg int64
-	var audioCodecs []string
-	for i, r := range l.Audio {
-		s := p.Audio[i]
-		name := r.Name
-		if name == "" {
-			name = r.Language
-		}
-		if name == "" || slices.ContainsFunc(alts, func(a *m3u8.Alternative) bool { return a.Name == name }) {
-			name = fmt.Sprintf("audio %d", i+1)
-		}
-		alts = append(alts, &m3u8.Alternative{
-			Type: "AUDIO", GroupId: audioGroup, Name: name, Language: r.Language,
-			Default: r.Default || (i == 0 && !anyDefault(l.Audio)), Autoselect: true,
-			Channels: &m3u8.Channels{Amount: s.Channels}, URI: r.Playlist,
-		})
-		audioPeak = max(audioPeak, s.Peak(target, false))
-		audioAvg = max(audioAvg, s.Average(false))
-		if !slices.Contains(audioCodecs, s.Codec) {
-			audioCodecs = append(audioCodecs, s.Codec)
-		}
+	sets := audioSets(l, p)
+	if len(sets) == 0 {
+		sets = []*audioSet{{}} // video only
 	}
-	for i, r := range l.Video {
-		s := p.Video[i]
-		params := m3u8.VariantParams{
-			Bandwidth:        clampRate(s.Peak(target, false) + audioPeak),
-			AverageBandwidth: clampRate(s.Average(false) + audioAvg),
-			Codecs:           strings.Join(append([]string{s.Codec}, audioCodecs...), ","),
-			Resolution:       strconv.Itoa(s.Width) + "x" + strconv.Itoa(s.Height),
-			FrameRate:        frameRate(l.FrameRate),
-			VideoRange:       l.VideoRange,
-			Alternatives:     alts,
+	for _, g := range sets {
+		for i, r := range l.Video {
+			s := p.Video[i]
+			params := m3u8.VariantParams{
+				Bandwidth:        clampRate(s.Peak(target, false) + g.peak),
+				AverageBandwidth: clampRate(s.Average(false) + g.avg),
+				Codecs:           strings.Join(slices.DeleteFunc([]string{s.Codec, g.codec}, func(c string) bool { return c == "" }), ","),
+				Resolution:       strconv.Itoa(s.Width) + "x" + strconv.Itoa(s.Height),
+				FrameRate:        frameRate(l.FrameRate),
+				VideoRange:       l.VideoRange,
+				Alternatives:     g.alts,
+				Audio:            g.id,
+			}
+			m.Append(r.Playlist, nil, params)
 		}
-		if len(alts) > 0 {
-			params.Audio = audioGroup
-		}
-		m.Append(r.Playlist, nil, params)
 	}
 	for i, r := range l.Video {
 		s := p.Video[i]

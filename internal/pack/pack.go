@@ -35,6 +35,9 @@ type Rendition struct {
 	Language string // RFC 5646 / ISO 639 code, "" if unknown
 	Name     string // human-readable, e.g. "English"; defaults to the language or "audio"
 	Default  bool
+	// Commentary is a rendition a player should not pick by itself: HLS
+	// AUTOSELECT=NO, DASH role "commentary".
+	Commentary bool
 }
 
 // Ladder is one output folder's renditions and the names of its manifests.

@@ -143,6 +143,9 @@ type Audio struct {
 	Channels    int      `yaml:"channels,omitempty" json:"channels,omitempty"`
 	Passthrough []string `yaml:"passthrough,omitempty" json:"passthrough,omitempty"` // codecs also copied as an extra track
 	KeepAll     bool     `yaml:"keep_all,omitempty" json:"keep_all,omitempty"`       // keep every audio track
+	// SurroundBitrate (hls) adds a 5.1 AAC rendition at this rate beside
+	// the stereo one of every source stream with 5.1 or more; 0: none.
+	SurroundBitrate Bitrate `yaml:"surround_bitrate,omitempty" json:"surround_bitrate,omitempty"`
 }
 
 // Thumbnails says which pictures are made besides the video.
@@ -376,7 +379,17 @@ func (p *Profile) Validate() error {
 		}
 	}
 	if p.Format == FormatHLS && (len(p.Audio.Passthrough) > 0 || p.Audio.KeepAll) {
-		return bad("audio", "hls profiles carry one AAC track; passthrough and keep_all are for mp4/mkv")
+		return bad("audio", "hls profiles make an AAC rendition of every audio stream already; passthrough and keep_all are for mp4/mkv")
+	}
+	if p.Audio.SurroundBitrate != 0 {
+		switch {
+		case p.Format != FormatHLS || p.Audio.Codec != "aac":
+			return bad("audio.surround_bitrate", "is for hls profiles with aac audio: mp4 and mkv keep 5.1 with channels: 6")
+		case p.Audio.Channels > 2:
+			return bad("audio.channels", "must be 1 or 2 with surround_bitrate, which adds the 5.1 rendition")
+		case p.Audio.SurroundBitrate < 128_000 || p.Audio.SurroundBitrate > 1_000_000:
+			return bad("audio.surround_bitrate", "must be between 128k and 1M")
+		}
 	}
 	switch p.Subtitles {
 	case SubsNone:

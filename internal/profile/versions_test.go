@@ -77,7 +77,7 @@ func TestVersions(t *testing.T) {
 	tiny, _ := v.Current.Get("tiny")
 	require.Equal(t, 1, tiny.Version)
 	hls, _ := v.Current.Get("web-hls")
-	require.Equal(t, 1, hls.Version, "a built-in keeps the number in its file")
+	require.Equal(t, 2, hls.Version, "a built-in keeps the number in its file")
 
 	write(t, dir, "tiny.yaml", fmt.Sprintf(tinyMP4, 96))
 	next, errs := profile.Reload(dir, v.Current)

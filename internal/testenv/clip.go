@@ -41,14 +41,37 @@ type Clip struct {
 	Seconds float64  // length
 	Tone    int      // frequency in Hz of a 48 kHz sine track; 0 → no audio
 	Stereo  bool     // two audio channels instead of the source's one
-	Extra   []string // further output options, e.g. -qp 8 or -metadata title=x
+	// Languages, when set with Tone, makes one audio track a language tag
+	// ("" leaves a track untagged), the first the default, each a tone of
+	// its own: Tone, Tone+110 Hz, ...
+	Languages []string
+	Extra     []string // further output options, e.g. -qp 8 or -metadata title=x
 }
 
 // Make writes the clip to path.
 func (c Clip) Make(path string) error {
 	args := []string{"-f", "lavfi", "-i", fmt.Sprintf("%s=size=%s:rate=%d", cmp.Or(c.Pattern, "testsrc2"), c.Size, c.Rate)}
+	tracks := 0
 	if c.Tone != 0 {
-		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", c.Tone))
+		tracks = max(1, len(c.Languages))
+	}
+	for k := range tracks {
+		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", c.Tone+110*k))
+	}
+	if len(c.Languages) > 0 {
+		for k := range tracks + 1 {
+			args = append(args, "-map", strconv.Itoa(k))
+		}
+		for k, lang := range c.Languages {
+			if lang != "" {
+				args = append(args, fmt.Sprintf("-metadata:s:a:%d", k), "language="+lang)
+			}
+			disp := "0"
+			if k == 0 {
+				disp = "default"
+			}
+			args = append(args, fmt.Sprintf("-disposition:a:%d", k), disp)
+		}
 	}
 	args = append(args, "-t", strconv.FormatFloat(c.Seconds, 'f', -1, 64), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
 	if c.Tone != 0 {
