@@ -35,12 +35,12 @@ func FFmpeg(args ...string) error {
 // in H.264 (ultrafast, yuv420p) and, when Tone is set, a sine tone in AAC.
 // Every test that needs such a clip makes it here, so they all look alike.
 type Clip struct {
-	Pattern string   // lavfi video source; "" → testsrc2
-	Size    string   // width x height, e.g. 160x90
-	Rate    int      // frames per second
-	Seconds float64  // length
-	Tone    int      // frequency in Hz of a 48 kHz sine track; 0 → no audio
-	Stereo  bool     // two audio channels instead of the source's one
+	Pattern string  // lavfi video source; "" → testsrc2
+	Size    string  // width x height, e.g. 160x90
+	Rate    int     // frames per second
+	Seconds float64 // length
+	Tone    int     // frequency in Hz of a 48 kHz sine track; 0 → no audio
+	Stereo  bool    // two audio channels instead of the source's one
 	// Languages, when set with Tone, makes one audio track a language tag
 	// ("" leaves a track untagged), the first the default, each a tone of
 	// its own: Tone, Tone+110 Hz, ...
