@@ -278,7 +278,22 @@ thumbnails: {poster: true}
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool {
 		out, _, _ := s.herd("profiles", "-o", "json")
-		return strings.Count(out, `"version": 2`) == 2
+		var l struct {
+			Profiles []struct {
+				Name    string
+				Version int
+			}
+		}
+		if json.Unmarshal([]byte(out), &l) != nil {
+			return false
+		}
+		n := 0
+		for _, p := range l.Profiles {
+			if (p.Name == "camp-hls" || p.Name == "camp-mp4") && p.Version == 2 {
+				n++
+			}
+		}
+		return n == 2
 	}, 30*time.Second, 200*time.Millisecond, "both profiles at version 2")
 
 	watch := &streamWatch{key: key, streams: streams, lib: lib, served: map[string][]string{}, stop: make(chan struct{}), done: make(chan struct{})}

@@ -120,7 +120,7 @@ func TestCampaignRoutes(t *testing.T) {
 		resp, b := f.do(t, "POST", path, adminKey, strings.NewReader(body), "application/json")
 		return resp.StatusCode, string(b)
 	}
-	code, body := post("/api/v1/campaigns", `{"profile": "web-hls"}`)
+	code, body := post("/api/v1/campaigns", `{"profile": "mp4-library"}`) // at version 1: nothing older
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Contains(t, body, "edit the profile first")
 	code, body = post("/api/v1/campaigns", `{"profile": "nope"}`)
