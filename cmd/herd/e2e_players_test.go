@@ -135,6 +135,20 @@ func playersSetup(t *testing.T) (context.Context, *server, *httptest.Server, pro
 	j := s.job(id)
 	require.Equal(t, "succeeded", j.State)
 	require.Equal(t, 3, strings.Count(strings.Join(kinds(j), ","), "chunk "), "three chunks: %v", kinds(j))
+	// Both languages were brought to -16 LUFS by the audio task of this
+	// split job, as verification measured them, and herd job says so.
+	loud := 0
+	for _, o := range j.Outputs {
+		if o.Loudness != nil {
+			loud++
+			require.InDelta(t, -16, o.Loudness.Integrated, 1, "%s: integrated loudness", o.Name)
+			require.LessOrEqual(t, o.Loudness.TruePeak, -0.5, "%s: true peak", o.Name)
+		}
+	}
+	require.Equal(t, 2, loud, "both audio renditions measured")
+	stdout, stderr, code = s.herd("job", id)
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `(?m)^English\s+en\s+2\s+-[0-9.]+ LUFS, -[0-9.]+ dBTP\s+\+[0-9.]+ dB\s+-1[5-7]\.[0-9] LUFS`, stdout, "herd job's AUDIO section")
 
 	stdout, stderr, code = s.herd("share", id, "--ttl", "1h", "-o", "json")
 	require.Equal(t, 0, code, stderr)

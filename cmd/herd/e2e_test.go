@@ -195,6 +195,10 @@ type jobJSON struct {
 		Width, Height          int
 		Bitrate                int64
 		SSIM, PSNR             float64
+		Loudness               *struct {
+			Integrated float64
+			TruePeak   float64 `json:"true_peak"`
+		}
 	} `json:"outputs"`
 	Deliveries []struct {
 		Publisher, Type, Event, Detail string

@@ -541,6 +541,7 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 		}
 		_ = w.Flush()
 	}
+	e.printAudio(j)
 	if len(j.Tasks) > 0 {
 		w = e.section("TASKS", "KIND\tSTATE\tPROGRESS\tSPEED\tATTEMPT\tWORKER\tDURATION\tERROR")
 		for _, t := range j.Tasks {
@@ -579,6 +580,63 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 		}
 		_ = w.Flush()
 	}
+}
+
+// planAudio is what the job's plan says of its audio tracks (media.Plan's
+// fields that herd job shows).
+type planAudio struct {
+	Rungs []struct{} `json:"rungs"`
+	Audio []struct {
+		Name     string        `json:"name"`
+		Language string        `json:"language"`
+		Channels int           `json:"channels"`
+		Note     string        `json:"note"`
+		Measured *job.Loudness `json:"measured"`
+		Loudness *struct {
+			Target    float64 `json:"target"`
+			Gain      float64 `json:"gain"`
+			Shortfall float64 `json:"shortfall"`
+		} `json:"loudness"`
+	} `json:"audio"`
+}
+
+// printAudio lists a web job's audio renditions: the source's loudness,
+// the gain planned, and the loudness verification measured on the output.
+func (e *env) printAudio(j jobview.JobView) {
+	var pl planAudio
+	if len(j.Plan) == 0 || json.Unmarshal(j.Plan, &pl) != nil || len(pl.Audio) == 0 {
+		return
+	}
+	made := map[string]*job.Loudness{}
+	for _, o := range j.Outputs {
+		if o.Loudness != nil {
+			made[o.Path] = o.Loudness
+		}
+	}
+	w := e.section("AUDIO", "TRACK	LANGUAGE	CHANNELS	SOURCE	GAIN	OUTPUT	NOTE")
+	for i, a := range pl.Audio {
+		src, gain, note := loud(a.Measured), "", a.Note
+		if l := a.Loudness; l != nil {
+			gain = fmt.Sprintf("%+.1f dB", l.Gain)
+			if l.Shortfall > 0 {
+				note = fmt.Sprintf("%.1f LU under %.0f LUFS: more gain would pass the true-peak limit", l.Shortfall, l.Target)
+			}
+		}
+		out := loud(made[fmt.Sprintf("media_%d.m3u8", len(pl.Rungs)+i)])
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cmp.Or(a.Name, fmt.Sprintf("track %d", i+1)), dash(a.Language), a.Channels, src, gain, out, note)
+	}
+	_ = w.Flush()
+}
+
+// loud shows a loudness measurement: integrated loudness and true peak.
+func loud(l *job.Loudness) string {
+	if l == nil {
+		return ""
+	}
+	if l.Silent() {
+		return "silent"
+	}
+	return fmt.Sprintf("%.1f LUFS, %.1f dBTP", l.Integrated, l.TruePeak)
 }
 
 // section prints a titled table's heading and returns its writer.

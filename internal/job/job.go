@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -152,6 +153,27 @@ type Job struct {
 	ReplacedBy       string     `json:"replaced_by,omitempty"`
 	ReplacedAt       *time.Time `json:"replaced_at,omitempty"`
 	OutputsRemovedAt *time.Time `json:"outputs_removed_at,omitempty"`
+}
+
+// Loudness is an audio stream's EBU R128 measurement (ffmpeg's ebur128
+// filter, with true peak): integrated loudness and its gating threshold in
+// LUFS, loudness range in LU, true peak in dBTP. Integrated loudness of
+// -70 LUFS or less is silence.
+type Loudness struct {
+	Integrated float64 `json:"integrated"`
+	Range      float64 `json:"range"`
+	TruePeak   float64 `json:"true_peak"`
+	Threshold  float64 `json:"threshold"`
+}
+
+// Silent says the measurement found nothing above the absolute gate, or
+// no peak at all.
+func (l Loudness) Silent() bool { return l.Integrated <= -70 || l.TruePeak <= -150 }
+
+// Valid says every number is finite and within what ebur128 reports.
+func (l Loudness) Valid() bool {
+	in := func(v, lo, hi float64) bool { return !math.IsNaN(v) && v >= lo && v <= hi }
+	return in(l.Integrated, -200, 10) && in(l.Range, 0, 99) && in(l.TruePeak, -200, 30) && in(l.Threshold, -200, 10)
 }
 
 // WatchOrigin says which watched file a job was made from.

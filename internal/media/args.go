@@ -223,6 +223,10 @@ func (pl *Plan) audioCodecArgs() []string {
 			args = append(args, "-c:a:"+s, "copy")
 		} else {
 			args = append(args, "-c:a:"+s, "aac", "-b:a:"+s, strconv.FormatInt(a.Bitrate, 10), "-ac:a:"+s, strconv.Itoa(a.Channels))
+			if l := a.Loudness; l != nil {
+				// The measured gain, then 48 kHz whatever the source's rate.
+				args = append(args, "-filter:a:"+s, "volume="+strconv.FormatFloat(l.Gain, 'f', 2, 64)+"dB,aresample=48000")
+			}
 		}
 		args = append(args, pl.audioDisposition(i)...)
 	}

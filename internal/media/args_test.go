@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 )
 
@@ -26,7 +27,11 @@ func goldenSources() map[string]*Info {
 		"dvd": src(720, 480, 29.97, func(i *Info) {
 			i.Demuxer, i.FormatName = "mpeg", "mpeg"
 			i.Video.Codec, i.Video.Interlaced, i.Video.SARNum, i.Video.SARDen = "mpeg2video", true, 32, 27
-			i.Audio = []AudioStream{{Index: 1, Codec: "ac3", Channels: 6, Default: true}, {Index: 2, Codec: "ac3", Channels: 2, Language: "fre"}}
+			i.Audio = []AudioStream{
+				{Index: 1, Codec: "ac3", Channels: 6, Default: true, Loudness: &job.Loudness{Integrated: -27, Range: 12, TruePeak: -4, Threshold: -37},
+					StereoLoudness: &job.Loudness{Integrated: -29.3, Range: 11, TruePeak: -6.5, Threshold: -39.3}},
+				{Index: 2, Codec: "ac3", Channels: 2, Language: "fre"}, // not measured
+			}
 			i.Subtitles = []SubtitleStream{{Index: 3, Codec: "dvd_subtitle"}}
 		}),
 		"hdr-mkv": src(3840, 2160, 23.976, func(i *Info) {

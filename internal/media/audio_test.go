@@ -2,9 +2,11 @@ package media
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/Eyevinn/hls-m3u8/m3u8"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -99,22 +102,11 @@ func TestPlanAudioRenditions(t *testing.T) {
 func TestAudioRenditionsEndToEnd(t *testing.T) {
 	t.Parallel()
 	testenv.NeedFFmpeg(t)
-	input := filepath.Join(t.TempDir(), "langs.mkv")
-	require.NoError(t, testenv.FFmpeg(
-		"-f", "lavfi", "-i", "testsrc2=size=256x144:rate=25:duration=3",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
-		"-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000:duration=3",
-		"-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=3",
-		"-map", "0", "-map", "1", "-map", "2", "-map", "3",
-		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-		"-ac:a:0", "6", "-ac:a:1", "2", "-ac:a:2", "2",
+	input := multiAudio(t, 3, []string{"sine=frequency=440", "sine=frequency=660", "sine=frequency=880"},
+		"-c:a", "aac", "-ac:a:0", "6", "-ac:a:1", "2", "-ac:a:2", "2",
 		"-metadata:s:a:0", "language=fre", "-metadata:s:a:2", "language=eng", "-metadata:s:a:2", "title=Commentary with the director",
-		"-disposition:a:0", "0", "-disposition:a:1", "default", "-disposition:a:2", "comment",
-		input))
-	p := *builtin(t, "web-hls")
-	p.SegmentSeconds = 1
-	p.Thumbnails.Sprite, p.Thumbnails.Poster = false, false
-	pl := admitted(t, input, &p)
+		"-disposition:a:0", "0", "-disposition:a:1", "default", "-disposition:a:2", "comment")
+	pl := admitted(t, input, webAudio(t, 1))
 	require.Len(t, pl.Audio, 4)
 	_, outputs, out := func() (*Plan, []Output, string) {
 		tools := Tools{}
@@ -188,4 +180,32 @@ func TestAudioRenditionsEndToEnd(t *testing.T) {
 		{"", "main", []string{"2"}},
 		{"en", "commentary", []string{"2"}},
 	}, sets)
+}
+
+// multiAudio writes a Matroska clip of seconds: a 256x144 test pattern and
+// one audio stream a lavfi source in sources (48 kHz, as long as the
+// video), with the further output options in extra (codecs, tags).
+func multiAudio(t *testing.T, seconds int, sources []string, extra ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "audio.mkv")
+	args := []string{"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=256x144:rate=25:duration=%d", seconds)}
+	for _, s := range sources {
+		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("%s:sample_rate=48000:duration=%d", s, seconds))
+	}
+	for k := range len(sources) + 1 {
+		args = append(args, "-map", strconv.Itoa(k))
+	}
+	args = append(append(args, "-c:v", "libx264", "-preset", "ultrafast"), extra...)
+	require.NoError(t, testenv.FFmpeg(append(args, path)...))
+	return path
+}
+
+// webAudio is web-hls with segments of seg seconds and no pictures beside
+// the video: for tests of its audio.
+func webAudio(t *testing.T, seg float64) *profile.Profile {
+	t.Helper()
+	p := *builtin(t, "web-hls")
+	p.SegmentSeconds = seg
+	p.Thumbnails.Sprite, p.Thumbnails.Poster = false, false
+	return &p
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 )
 
@@ -108,6 +109,26 @@ type AudioPlan struct {
 	// commentary (not picked automatically, DASH role "commentary").
 	Name       string `json:"name,omitempty"`
 	Commentary bool   `json:"commentary,omitempty"`
+	// Measured is the loudness of what the track carries (its source
+	// stream, or that stream's stereo downmix), as the probe measured it;
+	// nil: not measured. Loudness is the normalization the profile's
+	// audio.loudness asks for; nil: levels left alone. Note says why a
+	// track the profile asks to normalize is not (silent, not measured).
+	Measured *job.Loudness `json:"measured,omitempty"`
+	Loudness *LoudnessPlan `json:"loudness,omitempty"`
+	Note     string        `json:"note,omitempty"`
+}
+
+// LoudnessPlan brings a track to a loudness target by one linear gain
+// (the volume filter) found from its measurement: the EBU R128 two-pass
+// method, without the dynamic compression of a single-pass normalizer.
+// The gain never lifts the true peak over TruePeak; where that holds it
+// back, the track ends Shortfall LU under Target.
+type LoudnessPlan struct {
+	Target    float64 `json:"target"`              // LUFS
+	TruePeak  float64 `json:"true_peak"`           // dBTP
+	Gain      float64 `json:"gain"`                // dB
+	Shortfall float64 `json:"shortfall,omitempty"` // LU
 }
 
 // SubtitlePlan is one output subtitle track.
@@ -383,6 +404,7 @@ func (pl *Plan) planAudio(info *Info, p *profile.Profile) {
 		ap := AudioPlan{Input: a.Index, SourceCodec: a.Codec, Language: a.Language}
 		if p.Audio.Codec == "copy" {
 			ap.Codec = "copy"
+			ap.normalize(nil, a)
 		} else {
 			ap.Codec = "aac"
 			ap.Channels = p.Audio.Channels
@@ -390,6 +412,7 @@ func (pl *Plan) planAudio(info *Info, p *profile.Profile) {
 				ap.Channels = min(a.Channels, p.Audio.Channels)
 			}
 			ap.Bitrate = int64(p.Audio.Bitrate)
+			ap.normalize(p.Audio.Loudness, a)
 		}
 		pl.Audio = append(pl.Audio, ap)
 	}
@@ -398,11 +421,44 @@ func (pl *Plan) planAudio(info *Info, p *profile.Profile) {
 	if p.Audio.Codec == "aac" {
 		for _, a := range chosen {
 			if slices.Contains(p.Audio.Passthrough, a.Codec) {
-				pl.Audio = append(pl.Audio, AudioPlan{Input: a.Index, SourceCodec: a.Codec, Codec: "copy", Language: a.Language})
+				cp := AudioPlan{Input: a.Index, SourceCodec: a.Codec, Codec: "copy", Language: a.Language}
+				cp.normalize(nil, a)
+				pl.Audio = append(pl.Audio, cp)
 			}
 		}
 	}
 	pl.Audio[0].Default = true
+}
+
+// normalize plans the gain that brings track a, made from source stream
+// src, to target t (nil: no normalization).
+func (a *AudioPlan) normalize(t *profile.Loudness, src AudioStream) {
+	a.Loudness, a.Note = nil, ""
+	m := src.Loudness
+	if a.Codec == "aac" && a.Channels <= 2 && src.Channels > 2 {
+		m = src.StereoLoudness // a downmix is quieter than its source
+	}
+	a.Measured = m
+	if t == nil || a.Codec != "aac" {
+		return
+	}
+	switch {
+	case m == nil:
+		a.Note = "not normalized: its loudness could not be measured"
+		return
+	case m.Silent():
+		a.Note = "not normalized: it is silent"
+		return
+	}
+	target, peak := t.Target()
+	lp := &LoudnessPlan{Target: target, TruePeak: peak, Gain: target - m.Integrated}
+	if m.TruePeak+lp.Gain > peak {
+		// The largest gain that keeps the true peak within the limit.
+		lp.Gain = peak - m.TruePeak
+		lp.Shortfall = max(0, math.Round((target-m.Integrated-lp.Gain)*100)/100)
+	}
+	lp.Gain = math.Round(lp.Gain*100) / 100
+	a.Loudness = lp
 }
 
 // surroundChannels is the layout of an hls plan's surround renditions: 5.1.
@@ -426,10 +482,12 @@ func (pl *Plan) planRenditions(info *Info, p *profile.Profile) {
 		if a.Channels > 0 {
 			ap.Channels = min(a.Channels, p.Audio.Channels)
 		}
+		ap.normalize(p.Audio.Loudness, a)
 		pl.Audio = append(pl.Audio, ap)
 		if p.Audio.SurroundBitrate > 0 && a.Channels >= surroundChannels {
 			ap.Channels, ap.Bitrate, ap.Default = surroundChannels, int64(p.Audio.SurroundBitrate), false
 			ap.Name = cutName(name, " 5.1")
+			ap.normalize(p.Audio.Loudness, a)
 			pl.Audio = append(pl.Audio, ap)
 		}
 	}

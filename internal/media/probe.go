@@ -81,6 +81,11 @@ type AudioStream struct {
 	// (audio description) dispositions.
 	Commentary  bool `json:"commentary,omitempty"`
 	Descriptive bool `json:"descriptive,omitempty"`
+	// Loudness is the stream's EBU R128 measurement (MeasureLoudness);
+	// StereoLoudness its stereo downmix's, for a stream of more than two
+	// channels. nil: not measured.
+	Loudness       *job.Loudness `json:"loudness,omitempty"`
+	StereoLoudness *job.Loudness `json:"stereo_loudness,omitempty"`
 }
 
 // SubtitleStream is one subtitle stream of an input.

@@ -103,6 +103,13 @@ func label(field, s string) error {
 	return nil
 }
 
+func loudness(field string, l *job.Loudness) error {
+	if l != nil && !l.Valid() {
+		return bad(field, "%+v is not a loudness ebur128 reports", *l)
+	}
+	return nil
+}
+
 func oneOf(field, s string, set []string) error {
 	if !slices.Contains(set, s) {
 		return bad(field, "%q is not one of %v", s, set)
@@ -200,6 +207,8 @@ func (info *Info) Validate(lim Limits) error {
 			inRange(f+".sample_rate", a.SampleRate, 0, 1_000_000),
 			text(f+".language", a.Language),
 			label(f+".title", a.Title),
+			loudness(f+".loudness", a.Loudness),
+			loudness(f+".stereo_loudness", a.StereoLoudness),
 		)
 		if err != nil {
 			return err
@@ -307,12 +316,25 @@ func (pl *Plan) Validate() error {
 			oneOf(f+".codec", a.Codec, []string{"aac", "copy"}),
 			text(f+".language", a.Language),
 			label(f+".name", a.Name),
+			text(f+".note", a.Note),
+			loudness(f+".measured", a.Measured),
 		)
 		if err != nil {
 			return err
 		}
 		if a.Codec == "aac" {
 			if err := first(inRange(f+".channels", a.Channels, 1, 8), inRange(f+".bitrate", a.Bitrate, 8_000, 1_000_000)); err != nil {
+				return err
+			}
+		}
+		if l := a.Loudness; l != nil {
+			err := first(
+				floatIn(f+".loudness.gain", l.Gain, -99, 99),
+				floatIn(f+".loudness.shortfall", l.Shortfall, 0, 99),
+				floatIn(f+".loudness.target", l.Target, -70, -5),
+				floatIn(f+".loudness.true_peak", l.TruePeak, -9, 0),
+			)
+			if err != nil {
 				return err
 			}
 		}

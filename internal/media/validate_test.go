@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 )
 
@@ -89,6 +90,7 @@ func TestPlanValidateRefuses(t *testing.T) {
 		{"plan.audio[0].channels", func(pl *Plan) { pl.Audio[0].Channels = 0 }},
 		{"plan.audio[0].input", func(pl *Plan) { pl.Audio[0].Input = 1 << 20 }},
 		{"plan.audio[0].name", func(pl *Plan) { pl.Audio[0].Name = "a\"b" }},
+		{"plan.audio[0].loudness.gain", func(pl *Plan) { pl.Audio[0].Loudness = &LoudnessPlan{Target: -16, TruePeak: -1, Gain: math.Inf(1)} }},
 		{"plan.subtitles[0].codec", func(pl *Plan) { pl.Subtitles = []SubtitlePlan{{Input: 2, Codec: "ass -f null"}} }},
 		{"plan.thumbs.columns", func(pl *Plan) { pl.Thumbs.Columns = 0 }},
 		{"plan.thumbs.count", func(pl *Plan) { pl.Thumbs.Count = 1 << 20 }},
@@ -130,6 +132,9 @@ func TestInfoValidate(t *testing.T) {
 		// A title becomes a playlist's quoted NAME: a quote would end it.
 		{"info.audio[0].title", func(i *Info) { i.Audio[0].Title = `x",URI="http://evil/` }},
 		{"info.audio[0].title", func(i *Info) { i.Audio[0].Title = "two\nlines" }},
+		// A loudness becomes a gain in an argv: only numbers ebur128 gives.
+		{"info.audio[0].loudness", func(i *Info) { i.Audio[0].Loudness = &job.Loudness{Integrated: math.NaN()} }},
+		{"info.audio[0].stereo_loudness", func(i *Info) { i.Audio[0].StereoLoudness = &job.Loudness{Integrated: -20, TruePeak: 1e9} }},
 	}
 	for _, tc := range tests {
 		info := src(1920, 1080, 25)

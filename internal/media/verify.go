@@ -17,6 +17,7 @@ import (
 
 	"github.com/Eyevinn/hls-m3u8/m3u8"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pack"
 	"github.com/herdhq/herd/internal/profile"
 )
@@ -41,6 +42,10 @@ type Output struct {
 	Verify   string `json:"verify,omitempty"`
 	Segments int    `json:"segments,omitempty"`
 	Decoded  int    `json:"decoded,omitempty"`
+	// Audio renditions: their channels, and their loudness as made
+	// (EBU R128), to compare with the plan's target.
+	Channels int           `json:"channels,omitempty"`
+	Loudness *job.Loudness `json:"loudness,omitempty"`
 }
 
 // outputFault makes err, a check of output name that failed, an
@@ -303,8 +308,14 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		if len(info.Audio) == 0 {
 			return nil, &OutputError{Output: pack.LocalName(m.URI), Problem: "no audio stream"}
 		}
+		// What a listener hears: recorded beside the plan's gain.
+		cmd, err := v.t.measureLoudness(ctx, "mov", file, info.Audio[:1])
+		if err != nil {
+			return nil, outputFault(pack.LocalName(m.URI), err)
+		}
+		v.ran = append(v.ran, cmd)
 		outputs = append(outputs, Output{Name: audioOutputName(pl.Audio[j], names), Kind: "hls", Path: st.playlist, Size: st.bytes,
-			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration,
+			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration, Loudness: info.Audio[0].Loudness, Channels: info.Audio[0].Channels,
 			Verify: v.mode(), Segments: len(st.Segments), Decoded: len(picked)})
 	}
 	return outputs, nil

