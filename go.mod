@@ -6,6 +6,7 @@ require (
 	github.com/Eyevinn/dash-mpd v0.12.0
 	github.com/Eyevinn/hls-m3u8 v0.6.4
 	github.com/Eyevinn/mp4ff v0.50.0
+	github.com/asticode/go-astisub v0.34.0
 	github.com/klauspost/compress v1.20.1
 	github.com/minio/minio-go/v7 v7.4.1
 	github.com/prometheus/client_golang v1.25.0
@@ -19,6 +20,8 @@ require (
 )
 
 require (
+	github.com/asticode/go-astikit v0.20.0 // indirect
+	github.com/asticode/go-astits v1.8.0 // indirect
 	github.com/barkimedes/go-deepcopy v0.0.0-20220514131651-17c30cfc62df // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
 )

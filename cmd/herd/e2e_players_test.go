@@ -101,6 +101,12 @@ func TestPlayers(t *testing.T) {
 			switchAudio(t, ctx, p.name)
 		})
 	}
+	for _, p := range players[:3] {
+		t.Run(p.name+"Subtitles", func(t *testing.T) {
+			openPlayer(t, ctx, site, p.lib, p.start, l.URL+p.manifest)
+			showSubtitles(t, ctx, p.name)
+		})
+	}
 	t.Run("ShakaTrickPlay", func(t *testing.T) {
 		shakaTrickPlay(t, ctx, site, l.URL)
 	})
@@ -125,8 +131,12 @@ func playersSetup(t *testing.T) (context.Context, *server, *httptest.Server, pro
 	dir := t.TempDir()
 	src := filepath.Join(dir, "Players.mp4")
 	// 13 s of 4 s segments in 4 s chunks: chunks start at 0, 4 and 8 s.
-	// Two audio languages: English (the default) and French.
-	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: playersClip, Tone: 330, Stereo: true, Languages: []string{"eng", "fre"}}.Make(src))
+	// Two audio languages, English (the default) and French, and English
+	// subtitles whose cues cross both chunk boundaries.
+	srt := filepath.Join(dir, "en.srt")
+	require.NoError(t, os.WriteFile(srt, []byte(playersSRT), 0o644))
+	require.NoError(t, testenv.Clip{Size: "640x360", Rate: 25, Seconds: playersClip, Tone: 330, Stereo: true, Languages: []string{"eng", "fre"},
+		Subtitles: []testenv.Subtitle{{Path: srt, Language: "eng"}}}.Make(src))
 	site := otherSite(t)
 	s := startServer(t, filepath.Join(dir, "data"), "--cors-origin", site.URL)
 	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--chunk-seconds", "4", "--wait")
@@ -258,6 +268,79 @@ func switchAudio(t *testing.T, ctx context.Context, name string) {
 	at := evalJS[float64](t, ctx, `herdTest.v.currentTime`)
 	untilPlaying(t, ctx, name, "French segments", `herdTest.french > 0 && (`+audioTracks+`).active === "fr"`, 20*time.Second)
 	untilPlaying(t, ctx, name, "playback on in French", fmt.Sprintf(`herdTest.v.currentTime > %f`, at+1.5), 20*time.Second)
+	require.Empty(t, evalJS[[]string](t, ctx, `herdTest.st.errors`), "%s: player errors", name)
+}
+
+// playersSRT is the players' clip's subtitles: cues in the first chunk,
+// across the boundaries at 4 and 8 s, and near the end.
+const playersSRT = `1
+00:00:01,000 --> 00:00:02,500
+One.
+
+2
+00:00:03,500 --> 00:00:04,500
+Across the first boundary.
+
+3
+00:00:07,900 --> 00:00:09,200
+Across the second.
+
+4
+00:00:11,000 --> 00:00:12,400
+The last.
+`
+
+// playersCues are playersSRT's cues: text, start and end.
+var playersCues = map[string][2]float64{"One.": {1, 2.5}, "Across the first boundary.": {3.5, 4.5}, "Across the second.": {7.9, 9.2}, "The last.": {11, 12.4}}
+
+// showSubtitles turns the English subtitles on through the player's own
+// API, plays to the end at twice the speed, and holds every cue the
+// player put on the video to the source's times, within a frame.
+func showSubtitles(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	untilPlaying(t, ctx, name, "the subtitle tracks", `(herdTest.player instanceof (window.Hls || function () {}) ? herdTest.player.subtitleTracks : herdTest.player.getTextTracks()).length === 1`, 20*time.Second)
+	// Every cue any text track of the video holds, recorded as playback
+	// goes (a player may drop cues it has passed).
+	awaitJS[bool](t, ctx, `(async () => {
+		const p = herdTest.player, v = herdTest.v;
+		herdTest.cues = {};
+		herdTest.cueTimer = setInterval(() => {
+			for (const tt of Array.from(v.textTracks).filter(t => t.mode !== "disabled")) {
+				for (const c of Array.from(tt.cues || [])) herdTest.cues[c.text] = {text: c.text, start: c.startTime, end: c.endTime};
+			}
+		}, 50);
+		if (p instanceof (window.Hls || function () {})) {
+			p.on(Hls.Events.CUES_PARSED, (_, d) => herdTest.st.log.push("cues " + d.cues.length + " " + d.cues.map(c => c.startTime + "-" + c.endTime).join(",")));
+			p.subtitleDisplay = true;
+			p.subtitleTrack = p.subtitleTracks.findIndex(t => t.lang === "en");
+		} else {
+			p.selectTextTrack(p.getTextTracks().find(t => t.language === "en"));
+		}
+		v.playbackRate = 2;
+		v.play().catch(e => herdTest.st.errors.push("play(): " + e.message));
+		return true;
+	})()`)
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s text tracks: %v", name, evalJS[[]string](t, ctx, `Array.from(herdTest.v.textTracks).map(t => t.kind + " " + t.label + " " + t.language + " " + t.mode + " " +
+				(t.cues ? Array.from(t.cues).map(c => c.startTime + "-" + c.endTime + ":" + c.text).join("|") : "none"))`))
+		}
+	}()
+	untilPlaying(t, ctx, name, "every cue", fmt.Sprintf(`Object.keys(herdTest.cues).length >= %d`, len(playersCues)), 30*time.Second)
+	var cues []struct {
+		Text       string
+		Start, End float64
+	}
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`(() => { clearInterval(herdTest.cueTimer); return Object.values(herdTest.cues); })()`, &cues)))
+	seen := map[string]bool{}
+	for _, c := range cues {
+		want, ok := playersCues[strings.TrimSpace(c.Text)]
+		require.True(t, ok, "%s: a cue the source does not have: %+v", name, c)
+		require.InDelta(t, want[0], c.Start, 0.04, "%s: %q starts", name, c.Text)
+		require.InDelta(t, want[1], c.End, 0.04, "%s: %q ends", name, c.Text)
+		seen[strings.TrimSpace(c.Text)] = true
+	}
+	require.Len(t, seen, len(playersCues), "%s: every cue shown: %+v", name, cues)
 	require.Empty(t, evalJS[[]string](t, ctx, `herdTest.st.errors`), "%s: player errors", name)
 }
 

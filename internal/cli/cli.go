@@ -586,6 +586,7 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 // fields that herd job shows).
 type planAudio struct {
 	Rungs []struct{} `json:"rungs"`
+	Notes []string   `json:"notes"`
 	Audio []struct {
 		Name     string        `json:"name"`
 		Language string        `json:"language"`
@@ -600,11 +601,21 @@ type planAudio struct {
 	} `json:"audio"`
 }
 
-// printAudio lists a web job's audio renditions: the source's loudness,
-// the gain planned, and the loudness verification measured on the output.
+// printAudio lists what the plan leaves out of the source (its notes),
+// and the job's audio tracks: the source's loudness, the gain planned,
+// and the loudness verification measured on the output.
 func (e *env) printAudio(j jobview.JobView) {
 	var pl planAudio
-	if len(j.Plan) == 0 || json.Unmarshal(j.Plan, &pl) != nil || len(pl.Audio) == 0 {
+	if len(j.Plan) == 0 || json.Unmarshal(j.Plan, &pl) != nil {
+		return
+	}
+	if len(pl.Notes) > 0 {
+		fmt.Fprintln(e.stdout, "\nNOTES")
+		for _, n := range pl.Notes {
+			fmt.Fprintln(e.stdout, n)
+		}
+	}
+	if len(pl.Audio) == 0 {
 		return
 	}
 	made := map[string]*job.Loudness{}

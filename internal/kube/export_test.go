@@ -13,6 +13,9 @@ func FastElection() func() {
 	return func() { leaseDuration, renewDeadline, retryPeriod = d, r, p }
 }
 
+// GiveUp is giveUp.
+var GiveUp = giveUp
+
 // SeesPod reports whether the dispatcher's pod cache has this version of a pod.
 func (d *Dispatcher) SeesPod(name, version string) bool {
 	pods, _ := d.pods.List(labels.Everything())

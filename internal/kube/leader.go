@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
@@ -110,6 +111,14 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 		stopCampaign()
 		stopElector()
 		<-ran
+		// The elector gives the Lease up with the copy it read last; when
+		// its last renewal reached the API server but its answer did not
+		// (cancelled in flight), that copy is stale and the release is
+		// refused as a conflict, leaving the Lease held until it runs
+		// out. Give it up again from a fresh read.
+		if err := giveUp(context.WithoutCancel(ctx), cs, ns, identity); err != nil {
+			log.Warn("could not give the Lease up; another server takes over when it runs out", "err", err, "lease", where)
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -127,4 +136,26 @@ func Lead(ctx context.Context, cs kubernetes.Interface, ns, identity string, log
 		log.Warn("lost the lead; campaigning again", "lease", where)
 	}
 	return nil
+}
+
+// giveUp clears the Lease's holder if it still names identity, as the
+// elector's release does: a holder of "" and a duration of one second,
+// so that another server takes it at once.
+func giveUp(ctx context.Context, cs kubernetes.Interface, ns, identity string) error {
+	ctx, cancel := context.WithTimeout(ctx, renewDeadline)
+	defer cancel()
+	leases := cs.CoordinationV1().Leases(ns)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		l, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != identity {
+			return nil // given up already, or another server's
+		}
+		none, second, now := "", int32(1), metav1.NowMicro()
+		l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime, l.Spec.AcquireTime = &none, &second, &now, &now
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -83,4 +84,38 @@ func TestLead(t *testing.T) {
 	require.Eventually(t, func() bool { return tries.Load() >= 2 }, 20*time.Second, 20*time.Millisecond)
 	stopC()
 	require.NoError(t, <-doneC)
+}
+
+// TestGiveUp: the Lease is given up from a fresh read when it still names
+// this server (the elector's own release can lose a race with its last
+// renewal and leave it held), and left alone when another server holds it.
+func TestGiveUp(t *testing.T) {
+	env := kubetest.Need(t)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := fmt.Sprintf("giveup-%d", time.Now().UnixNano()%100000)
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	holder, duration := "other", int32(15)
+	_, err = cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: kube.LeaseName},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &duration}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	holderOf := func() string {
+		l, err := cs.CoordinationV1().Leases(ns).Get(ctx, kube.LeaseName, metav1.GetOptions{})
+		require.NoError(t, err)
+		return *l.Spec.HolderIdentity
+	}
+	require.NoError(t, kube.GiveUp(ctx, cs, ns, "me"))
+	require.Equal(t, "other", holderOf(), "another server's Lease is left alone")
+
+	l, err := cs.CoordinationV1().Leases(ns).Get(ctx, kube.LeaseName, metav1.GetOptions{})
+	require.NoError(t, err)
+	me := "me"
+	l.Spec.HolderIdentity = &me
+	_, err = cs.CoordinationV1().Leases(ns).Update(ctx, l, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, kube.GiveUp(ctx, cs, ns, "me"))
+	require.Empty(t, holderOf(), "this server's Lease is given up")
 }

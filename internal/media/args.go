@@ -170,6 +170,7 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 			sets += " id=1,streams=a"
 		}
 		args = append(args, pl.dashArgs(sets, outDir)...)
+		args = append(args, pl.subtitleOutputs(outDir)...)
 		if pl.tilesInGraph() {
 			args = append(args, pl.tileArgs(outDir, 0)...)
 		}
@@ -250,6 +251,9 @@ func (pl *Plan) audioDisposition(i int) []string {
 func (pl *Plan) subtitleCodecArgs() []string {
 	var args []string
 	for i, sp := range pl.Subtitles {
+		if sp.Codec == "webvtt" {
+			continue
+		}
 		args = append(args, "-c:s:"+strconv.Itoa(i), sp.Codec)
 		args = append(args, pl.subtitleDisposition(i)...)
 	}
@@ -282,7 +286,9 @@ func (pl *Plan) trackMaps() []string {
 		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
 	}
 	for _, s := range pl.Subtitles {
-		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input))
+		if s.Codec != "webvtt" { // WebVTT renditions are outputs of their own (subtitleOutputs)
+			args = append(args, "-map", fmt.Sprintf("0:%d", s.Input))
+		}
 	}
 	if pl.Attachments {
 		args = append(args, "-map", "0:t?", "-c:t", "copy")

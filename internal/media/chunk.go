@@ -305,19 +305,22 @@ func (pl *Plan) AudioArgs(input, outDir string) []string {
 		return pl.fileAudioArgs(input, outDir)
 	}
 	args := pl.inputArgs(input, 0)
-	for _, a := range pl.Audio {
-		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
+	if len(pl.Audio) > 0 {
+		for _, a := range pl.Audio {
+			args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
+		}
+		args = append(args, pl.audioCodecArgs()...)
+		args = append(args, "-vn", "-max_muxing_queue_size", "1024")
+		args = append(args, pl.dashArgs("id=0,streams=a", outDir)...)
 	}
-	args = append(args, pl.audioCodecArgs()...)
-	args = append(args, "-vn", "-max_muxing_queue_size", "1024")
-	return append(args, pl.dashArgs("id=0,streams=a", outDir)...)
+	return append(args, pl.subtitleOutputs(outDir)...)
 }
 
 // AudioTask says whether a split plan has an audio task: an hls plan when
 // it has audio; an mp4 or mkv plan always, for its other tracks, metadata
 // and chapters.
 func (pl *Plan) AudioTask() bool {
-	return pl.Format != profile.FormatHLS || len(pl.Audio) > 0
+	return pl.Format != profile.FormatHLS || len(pl.Audio) > 0 || pl.webSubtitles()
 }
 
 // StitchChunks joins the chunk encodes in chunkDirs (chunk k's outDir of
@@ -353,6 +356,11 @@ func (pl *Plan) StitchChunks(chunkDirs []string, audioDir, outDir string) (*pack
 		}
 		if _, err := pack.Stitch(outDir, strconv.Itoa(len(pl.Rungs)+j), initTemplate, mediaTemplate, []pack.Piece{p}); err != nil {
 			return nil, fmt.Errorf("audio track %d: %w", j+1, err)
+		}
+	}
+	for k := range pl.Subtitles {
+		if err := copyFile(filepath.Join(audioDir, SubtitleFile(k)), filepath.Join(outDir, SubtitleFile(k))); err != nil {
+			return nil, fmt.Errorf("stitch: subtitles: %w", err)
 		}
 	}
 	if pl.tilesInGraph() {

@@ -69,6 +69,15 @@ func (pl *Plan) ladder(dir string) (pack.Ladder, error) {
 		r.Language, r.Name, r.Default, r.Commentary = LanguageTag(a.Language), a.Name, a.Default, a.Commentary
 		l.Audio = append(l.Audio, r)
 	}
+	for k, s := range pl.Subtitles {
+		if s.Codec != "webvtt" {
+			continue
+		}
+		l.Subtitles = append(l.Subtitles, pack.TextRendition{
+			ID: "subs_" + strconv.Itoa(k), File: SubtitleFile(k), Playlist: SubtitlePlaylistName(k), Prefix: "subs_" + strconv.Itoa(k) + "_",
+			Language: s.Language, Name: s.Name, Default: s.Default, Forced: s.Forced, HearingImpaired: s.HearingImpaired,
+		})
+	}
 	return l, nil
 }
 

@@ -67,6 +67,8 @@ type Plan struct {
 	// Verify is how the outputs are verified: profile.VerifySampled (also
 	// when empty, as in plans made before it existed) or profile.VerifyFull.
 	Verify string `json:"verify,omitempty"`
+	// Notes say what of the source the outputs leave out, and why.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // VideoPlan says how the picture is encoded.
@@ -134,10 +136,14 @@ type LoudnessPlan struct {
 // SubtitlePlan is one output subtitle track.
 type SubtitlePlan struct {
 	Input    int    `json:"input"` // input stream index
-	Codec    string `json:"codec"` // mov_text | srt | copy
+	Codec    string `json:"codec"` // mov_text | srt | copy | webvtt (hls: a WebVTT rendition)
 	Language string `json:"language,omitempty"`
 	Default  bool   `json:"default,omitempty"`
 	Forced   bool   `json:"forced,omitempty"`
+	// hls: the rendition's name, and whether it describes sounds and
+	// music too (SDH), for viewers who cannot hear them.
+	Name            string `json:"name,omitempty"`
+	HearingImpaired bool   `json:"hearing_impaired,omitempty"`
 }
 
 // ThumbPlan says which pictures Thumbnails makes.
@@ -499,6 +505,10 @@ func cutName(name, suffix string) string {
 }
 
 func (pl *Plan) planSubtitles(info *Info, p *profile.Profile) {
+	if p.Subtitles == profile.SubsWebVTT {
+		pl.planWebVTT(info)
+		return
+	}
 	for _, s := range info.Subtitles {
 		sp := SubtitlePlan{Input: s.Index, Language: s.Language, Default: s.Default, Forced: s.Forced}
 		switch {
@@ -508,11 +518,56 @@ func (pl *Plan) planSubtitles(info *Info, p *profile.Profile) {
 			sp.Codec = "srt" // Matroska cannot hold mov_text
 		case p.Subtitles == profile.SubsCopy && p.Format == profile.FormatMKV:
 			sp.Codec = "copy"
+		case p.Subtitles == profile.SubsMovText && !s.Text:
+			pl.Notes = append(pl.Notes, subtitleNote(s, "is pictures, which MP4 cannot carry: left out (archive-hevc keeps it)"))
+			continue
 		default:
 			continue
 		}
 		pl.Subtitles = append(pl.Subtitles, sp)
 	}
+}
+
+// planWebVTT makes a WebVTT rendition of every text subtitle stream that
+// converts, named and tagged like the audio; the others get a note.
+func (pl *Plan) planWebVTT(info *Info) {
+	n := 0
+	for _, s := range info.Subtitles {
+		switch {
+		case !s.Text:
+			pl.Notes = append(pl.Notes, subtitleNote(s, "is pictures, which WebVTT cannot carry: left out (archive-hevc keeps it)"))
+			continue
+		case s.Unconvertible != "":
+			pl.Notes = append(pl.Notes, subtitleNote(s, s.Unconvertible+": left out"))
+			continue
+		case len(pl.Subtitles) == maxTracks:
+			pl.Notes = append(pl.Notes, subtitleNote(s, fmt.Sprintf("is past the %d subtitle renditions a job makes: left out", maxTracks)))
+			continue
+		}
+		n++
+		tag := LanguageTag(s.Language)
+		name := s.Title
+		if name == "" {
+			name = cmp.Or(languageName(tag), fmt.Sprintf("Subtitles %d", n))
+			switch {
+			case s.Forced:
+				name += " (forced)"
+			case s.HearingImpaired:
+				name += " (SDH)"
+			}
+		}
+		pl.Subtitles = append(pl.Subtitles, SubtitlePlan{Input: s.Index, Codec: "webvtt", Language: tag, Name: name,
+			Default: s.Default, Forced: s.Forced, HearingImpaired: s.HearingImpaired})
+	}
+}
+
+// subtitleNote says what became of subtitle stream s.
+func subtitleNote(s SubtitleStream, what string) string {
+	lang := ""
+	if tag := LanguageTag(s.Language); tag != "" {
+		lang = ", " + tag
+	}
+	return fmt.Sprintf("subtitle stream %d (%s%s) %s", s.Index, s.Codec, lang, what)
 }
 
 func (pl *Plan) planThumbs(p *profile.Profile) {

@@ -96,6 +96,13 @@ type SubtitleStream struct {
 	Text     bool   `json:"text"` // text (convertible to mov_text/WebVTT), not pictures
 	Default  bool   `json:"default,omitempty"`
 	Forced   bool   `json:"forced,omitempty"`
+	// Title is the stream's own name (title()); HearingImpaired the
+	// hearing_impaired disposition (SDH: sounds and music described).
+	Title           string `json:"title,omitempty"`
+	HearingImpaired bool   `json:"hearing_impaired,omitempty"`
+	// Unconvertible says why ffmpeg could not turn this text stream into
+	// WebVTT (CheckSubtitles); "" when it could, or was not asked.
+	Unconvertible string `json:"unconvertible,omitempty"`
 }
 
 // Admit decides whether path is a media file herd will take, and probes it.
@@ -231,11 +238,12 @@ type probeStream struct {
 	ChannelLayout     string `json:"channel_layout"`
 	SampleRate        string `json:"sample_rate"`
 	Disposition       struct {
-		Default        int `json:"default"`
-		Forced         int `json:"forced"`
-		AttachedPic    int `json:"attached_pic"`
-		Comment        int `json:"comment"`
-		VisualImpaired int `json:"visual_impaired"`
+		Default         int `json:"default"`
+		Forced          int `json:"forced"`
+		AttachedPic     int `json:"attached_pic"`
+		Comment         int `json:"comment"`
+		VisualImpaired  int `json:"visual_impaired"`
+		HearingImpaired int `json:"hearing_impaired"`
 	} `json:"disposition"`
 	Tags struct {
 		Language string `json:"language"`
@@ -280,7 +288,7 @@ func parseProbe(data []byte, demuxer string) (*Info, error) {
 			info.Subtitles = append(info.Subtitles, SubtitleStream{
 				Index: s.Index, Codec: s.CodecName, Language: language(s.Tags.Language),
 				Text: isTextSubtitle(s.CodecName), Default: s.Disposition.Default == 1,
-				Forced: s.Disposition.Forced == 1,
+				Forced: s.Disposition.Forced == 1, Title: title(s.Tags.Title), HearingImpaired: s.Disposition.HearingImpaired == 1,
 			})
 		}
 	}
@@ -376,7 +384,6 @@ func isTextSubtitle(codec string) bool {
 	return false
 }
 
-// language returns a probe language tag, dropping "und".
 // maxTitle bounds a stream title kept from a file, in bytes.
 const maxTitle = 64
 
@@ -397,6 +404,7 @@ func title(s string) string {
 	return s
 }
 
+// language returns a probe language tag, dropping "und".
 func language(s string) string {
 	if s == "und" {
 		return ""

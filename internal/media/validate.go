@@ -216,7 +216,8 @@ func (info *Info) Validate(lim Limits) error {
 	}
 	for i, s := range info.Subtitles {
 		f := fmt.Sprintf("info.subtitles[%d]", i)
-		if err := first(inRange(f+".index", s.Index, 0, maxStreams-1), optToken(f+".codec", s.Codec), text(f+".language", s.Language)); err != nil {
+		if err := first(inRange(f+".index", s.Index, 0, maxStreams-1), optToken(f+".codec", s.Codec), text(f+".language", s.Language),
+			label(f+".title", s.Title), text(f+".unconvertible", s.Unconvertible)); err != nil {
 			return err
 		}
 	}
@@ -261,9 +262,15 @@ func (pl *Plan) Validate() error {
 		inRange("plan.rungs", len(pl.Rungs), 1, maxRungs),
 		inRange("plan.audio", len(pl.Audio), 0, maxTracks),
 		inRange("plan.subtitles", len(pl.Subtitles), 0, maxTracks),
+		inRange("plan.notes", len(pl.Notes), 0, maxStreams),
 	)
 	if err != nil {
 		return err
+	}
+	for i, n := range pl.Notes {
+		if err := text(fmt.Sprintf("plan.notes[%d]", i), n); err != nil {
+			return err
+		}
 	}
 	if pl.Format == profile.FormatHLS {
 		if err := first(floatIn("plan.segment_seconds", pl.SegmentSeconds, 0.5, 60), inRange("plan.gop", pl.GOP, 1, 100_000)); err != nil {
@@ -345,6 +352,7 @@ func (pl *Plan) Validate() error {
 			inRange(f+".input", s.Input, 0, maxStreams-1),
 			oneOf(f+".codec", s.Codec, []string{"mov_text", "srt", "webvtt", "copy"}),
 			text(f+".language", s.Language),
+			label(f+".name", s.Name),
 		)
 		if err != nil {
 			return err

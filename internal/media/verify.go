@@ -2,6 +2,7 @@ package media
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -268,11 +269,19 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 	}
 	outputs = append(outputs, rungs...)
 
-	var audio []*m3u8.Alternative
+	var audio, subs []*m3u8.Alternative
 	for _, m := range master.GetAllAlternatives() {
-		if m.Type == "AUDIO" && m.URI != "" {
+		switch {
+		case m.URI == "":
+		case m.Type == "AUDIO":
 			audio = append(audio, m)
+		case m.Type == "SUBTITLES":
+			subs = append(subs, m)
 		}
+	}
+	subOuts, err := v.subtitles(subs)
+	if err != nil {
+		return nil, err
 	}
 	if len(audio) != len(pl.Audio) {
 		return nil, &OutputError{Output: MasterName, Problem: fmt.Sprintf("lists %d audio renditions, but the plan has %d", len(audio), len(pl.Audio))}
@@ -318,7 +327,58 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 			Bitrate: st.Average(false), Codec: info.Audio[0].Codec, Duration: info.Duration, Loudness: info.Audio[0].Loudness, Channels: info.Audio[0].Channels,
 			Verify: v.mode(), Segments: len(st.Segments), Decoded: len(picked)})
 	}
-	return outputs, nil
+	return append(outputs, subOuts...), nil
+}
+
+// subtitles checks the master's subtitle renditions against the plan:
+// each planned one listed, its playlist as long as the video's, and every
+// segment WebVTT that parses.
+func (v *verifier) subtitles(alts []*m3u8.Alternative) ([]Output, error) {
+	pl := v.pl
+	if len(alts) != len(pl.Subtitles) {
+		return nil, &OutputError{Output: MasterName, Problem: fmt.Sprintf("lists %d subtitle renditions, but the plan has %d", len(alts), len(pl.Subtitles))}
+	}
+	var outs []Output
+	names := map[string]int{}
+	for k, s := range pl.Subtitles {
+		name := SubtitlePlaylistName(k)
+		if !slices.ContainsFunc(alts, func(a *m3u8.Alternative) bool { return pack.LocalName(a.URI) == name }) {
+			return nil, &OutputError{Output: MasterName, Problem: "does not list subtitle rendition " + name}
+		}
+		b, err := os.ReadFile(filepath.Join(v.out, name))
+		if err != nil {
+			return nil, &OutputError{Output: name, Problem: "is missing"}
+		}
+		p, kind, err := m3u8.DecodeFrom(bytes.NewReader(b), true)
+		if err != nil || kind != m3u8.MEDIA {
+			return nil, &OutputError{Output: name, Problem: "is not a media playlist"}
+		}
+		segs := p.(*m3u8.MediaPlaylist).GetAllSegments()
+		size, seconds := int64(len(b)), 0.0
+		for _, seg := range segs {
+			path := filepath.Join(v.out, pack.LocalName(seg.URI))
+			if _, err := pack.ReadText(path); err != nil {
+				return nil, &OutputError{Output: pack.LocalName(seg.URI), Problem: "is not WebVTT that parses: " + err.Error()}
+			}
+			if st, err := os.Stat(path); err == nil {
+				size += st.Size()
+			}
+			seconds += seg.Duration
+		}
+		if d := math.Abs(seconds - pl.Duration); !(d <= durationTolerance) {
+			return nil, &OutputError{Output: name, Problem: fmt.Sprintf("lasts %.3f s, but the source lasts %.3f s", seconds, pl.Duration)}
+		}
+		oname := "subtitles"
+		if s.Language != "" {
+			oname += "-" + s.Language
+		}
+		names[oname]++
+		if n := names[oname]; n > 1 {
+			oname += "-" + strconv.Itoa(n)
+		}
+		outs = append(outs, Output{Name: oname, Kind: "hls", Path: name, Size: size, Codec: "webvtt", Duration: seconds, Segments: len(segs)})
+	}
+	return outs, nil
 }
 
 // audioOutputName names an hls audio rendition among a job's outputs:

@@ -110,6 +110,29 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 		rep.SegmentTemplate = template(l, s)
 		as.Representations = append(as.Representations, rep)
 	}
+	// One text adaptation set a subtitle rendition: the whole WebVTT file.
+	for _, r := range l.Subtitles {
+		as := mpd.NewAdaptationSetWithParams("text", "text/vtt", false, 0)
+		as.SegmentAlignment, as.StartWithSAP = false, 0
+		as.Id = ptr(uint32(len(period.AdaptationSets))) //nolint:gosec // G115: a handful of sets
+		as.Lang = r.Language
+		role := "subtitle"
+		switch {
+		case r.Forced:
+			role = "forced-subtitle"
+		case r.HearingImpaired:
+			role = "caption"
+		}
+		as.Roles = append(as.Roles, mpd.NewRole(role))
+		if r.Name != "" {
+			as.Labels = append(as.Labels, &mpd.LabelType{Value: r.Name})
+		}
+		rep := mpd.NewRepresentationWithID(r.ID, "wvtt", "", 256)
+		rep.Codecs = ""
+		rep.BaseURLs = append(rep.BaseURLs, &mpd.BaseURLType{Value: mpd.AnyURI(r.File)})
+		as.Representations = append(as.Representations, rep)
+		period.AdaptationSets = append(period.AdaptationSets, as)
+	}
 	out, err := m.WriteToString("  ", true)
 	if err != nil {
 		return nil, fmt.Errorf("write DASH manifest: %w", err)

@@ -102,6 +102,30 @@ func audioSets(l Ladder, p *Packed) []*audioSet {
 	return sets
 }
 
+// subtitleGroup is the GROUP-ID of the subtitle renditions.
+const subtitleGroup = "subs"
+
+// subtitleAlternatives are the EXT-X-MEDIA TYPE=SUBTITLES of the ladder:
+// forced subtitles are FORCED and picked by players for a matching audio
+// language only; SDH carries Apple's characteristics for them; names
+// differ within the group.
+func subtitleAlternatives(l Ladder) []*m3u8.Alternative {
+	var alts []*m3u8.Alternative
+	for _, r := range l.Subtitles {
+		name := cmp.Or(r.Name, r.Language, "Subtitles")
+		for n := 2; slices.ContainsFunc(alts, func(a *m3u8.Alternative) bool { return a.Name == name }); n++ {
+			name = fmt.Sprintf("%s (%d)", cmp.Or(r.Name, r.Language, "Subtitles"), n)
+		}
+		a := &m3u8.Alternative{Type: "SUBTITLES", GroupId: subtitleGroup, Name: name, Language: r.Language,
+			Default: r.Default && !r.Forced, Autoselect: true, Forced: r.Forced, URI: r.Playlist}
+		if r.HearingImpaired {
+			a.Characteristics = "public.accessibility.describes-spoken-dialog,public.accessibility.describes-music-and-sound"
+		}
+		alts = append(alts, a)
+	}
+	return alts
+}
+
 // masterPlaylist lists every video rendition once per audio group (with
 // that group's codec and bit rate), then the I-frame playlists.
 func masterPlaylist(l Ladder, p *Packed) []byte {
@@ -113,6 +137,7 @@ func masterPlaylist(l Ladder, p *Packed) []byte {
 	if len(sets) == 0 {
 		sets = []*audioSet{{}} // video only
 	}
+	subs := subtitleAlternatives(l)
 	for _, g := range sets {
 		for i, r := range l.Video {
 			s := p.Video[i]
@@ -123,8 +148,11 @@ func masterPlaylist(l Ladder, p *Packed) []byte {
 				Resolution:       strconv.Itoa(s.Width) + "x" + strconv.Itoa(s.Height),
 				FrameRate:        frameRate(l.FrameRate),
 				VideoRange:       l.VideoRange,
-				Alternatives:     g.alts,
+				Alternatives:     append(slices.Clip(g.alts), subs...),
 				Audio:            g.id,
+			}
+			if len(subs) > 0 {
+				params.Subtitles = subtitleGroup
 			}
 			m.Append(r.Playlist, nil, params)
 		}

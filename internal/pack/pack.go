@@ -50,15 +50,17 @@ type Ladder struct {
 	InitTemplate, MediaTemplate string
 	Video                       []Rendition // best first
 	Audio                       []Rendition
+	Subtitles                   []TextRendition
 	FrameRate                   string // exact, e.g. 30000/1001 or 25
 	VideoRange                  string // SDR, PQ or HLG
 }
 
 // Packed is what Write measured.
 type Packed struct {
-	Target int // EXT-X-TARGETDURATION of every playlist, seconds
-	Video  []*Stream
-	Audio  []*Stream
+	Target    int // EXT-X-TARGETDURATION of every playlist, seconds
+	Video     []*Stream
+	Audio     []*Stream
+	Subtitles []*TextStream
 }
 
 // Write reads every rendition's segments in dir and writes its media and
@@ -104,6 +106,13 @@ func Write(dir string, l Ladder) (*Packed, error) {
 		if err := write(r.Playlist, mediaPlaylist(p.Audio[i], p.Target, false)); err != nil {
 			return nil, err
 		}
+	}
+	for _, r := range l.Subtitles {
+		st, err := writeText(root, dir, r, segmentGrid(p.Video[0]), p.Target)
+		if err != nil {
+			return nil, fmt.Errorf("package: %w", err)
+		}
+		p.Subtitles = append(p.Subtitles, st)
 	}
 	if err := write(l.Master, masterPlaylist(l, p)); err != nil {
 		return nil, err

@@ -156,6 +156,13 @@ func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.R
 		// plan says on each track that it was not normalized.
 		e.log.Warn("could not measure the source's loudness; its levels are left as they are", "job_id", c.Job.ID, "err", err)
 	}
+	if p != nil && p.Subtitles == profile.SubsWebVTT {
+		// A text stream that will not convert is left out of the plan
+		// (with a note), rather than failing the encode on every try.
+		if err := e.media.CheckSubtitles(ctx, src, info); err != nil {
+			return job.Result{}, classify(err, "could not check the source's subtitles")
+		}
+	}
 	maySplit := p != nil && chunkSeconds(p, c.Job) > 0 && info.Duration >= 1.5*chunkSeconds(p, c.Job)
 	if maySplit && p.Format != profile.FormatHLS {
 		// An mp4 or mkv plan's chunks start on source keyframes: listed

@@ -38,6 +38,7 @@ const (
 	SubsNone    = "none"
 	SubsMovText = "mov_text" // text subtitles converted for MP4
 	SubsCopy    = "copy"     // every subtitle stream kept as it is (MKV)
+	SubsWebVTT  = "webvtt"   // text subtitles as segmented WebVTT renditions (HLS and DASH)
 )
 
 // Verification modes: how much of the outputs the verify step decodes.
@@ -442,8 +443,12 @@ func (p *Profile) Validate() error {
 		if p.Format != FormatMKV {
 			return bad("subtitles", "copy is for mkv")
 		}
+	case SubsWebVTT:
+		if p.Format != FormatHLS {
+			return bad("subtitles", "webvtt is for hls")
+		}
 	default:
-		return bad("subtitles", "must be none, mov_text or copy (got %q)", p.Subtitles)
+		return bad("subtitles", "must be none, mov_text, copy or webvtt (got %q)", p.Subtitles)
 	}
 	if p.Verify != VerifySampled && p.Verify != VerifyFull {
 		return bad("verify", "must be sampled or full (got %q)", p.Verify)

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -45,7 +47,15 @@ type Clip struct {
 	// ("" leaves a track untagged), the first the default, each a tone of
 	// its own: Tone, Tone+110 Hz, ...
 	Languages []string
+	// Subtitles are subtitle files (SRT, ASS, WebVTT) muxed in as
+	// subtitle streams, in order, each tagged with its language.
+	Subtitles []Subtitle
 	Extra     []string // further output options, e.g. -qp 8 or -metadata title=x
+}
+
+// Subtitle is a subtitle file of a Clip and its language tag ("" for none).
+type Subtitle struct {
+	Path, Language string
 }
 
 // Make writes the clip to path.
@@ -58,9 +68,17 @@ func (c Clip) Make(path string) error {
 	for k := range tracks {
 		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000", c.Tone+110*k))
 	}
-	if len(c.Languages) > 0 {
-		for k := range tracks + 1 {
+	for _, s := range c.Subtitles {
+		args = append(args, "-i", s.Path)
+	}
+	if len(c.Languages) > 0 || len(c.Subtitles) > 0 {
+		for k := range tracks + 1 + len(c.Subtitles) {
 			args = append(args, "-map", strconv.Itoa(k))
+		}
+		for k, s := range c.Subtitles {
+			if s.Language != "" {
+				args = append(args, fmt.Sprintf("-metadata:s:s:%d", k), "language="+s.Language)
+			}
 		}
 		for k, lang := range c.Languages {
 			if lang != "" {
@@ -79,7 +97,16 @@ func (c Clip) Make(path string) error {
 		if c.Stereo {
 			args = append(args, "-ac", "2")
 		}
-		args = append(args, "-shortest")
+		if len(c.Subtitles) == 0 { // the subtitles end at their last cue
+			args = append(args, "-shortest")
+		}
+	}
+	if len(c.Subtitles) > 0 {
+		codec := "copy"
+		if ext := strings.ToLower(filepath.Ext(path)); ext == ".mp4" || ext == ".mov" {
+			codec = "mov_text" // MP4 holds text subtitles only as mov_text
+		}
+		args = append(args, "-c:s", codec)
 	}
 	args = append(args, c.Extra...)
 	if err := FFmpeg(append(args, path)...); err != nil {
