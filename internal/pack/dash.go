@@ -85,9 +85,6 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 		key := audioKey{r.Language, codecFamily(s.Codec), r.Commentary}
 		as, ok := audio[key]
 		if !ok {
-			as = mpd.NewAdaptationSetWithParams("audio", "audio/mp4", true, 1)
-			as.Id = ptr(uint32(len(period.AdaptationSets))) //nolint:gosec // G115: a handful of sets
-			as.Lang = r.Language
 			role := "alternate"
 			switch {
 			case r.Commentary:
@@ -95,12 +92,8 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 			case r.Default || (i == 0 && !anyDefault(l.Audio)):
 				role = "main"
 			}
-			as.Roles = append(as.Roles, mpd.NewRole(role))
-			if r.Name != "" {
-				as.Labels = append(as.Labels, &mpd.LabelType{Value: r.Name})
-			}
+			as = addSet(period, mpd.NewAdaptationSetWithParams("audio", "audio/mp4", true, 1), r.Language, role, r.Name)
 			audio[key] = as
-			period.AdaptationSets = append(period.AdaptationSets, as)
 		}
 		rep := mpd.NewRepresentationWithID(r.ID, s.Codec, "", int(clampRate(s.Peak(target, false))))
 		rate := mpd.UIntVectorType(strconv.Itoa(s.SampleRate))
@@ -112,10 +105,6 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 	}
 	// One text adaptation set a subtitle rendition: the whole WebVTT file.
 	for _, r := range l.Subtitles {
-		as := mpd.NewAdaptationSetWithParams("text", "text/vtt", false, 0)
-		as.SegmentAlignment, as.StartWithSAP = false, 0
-		as.Id = ptr(uint32(len(period.AdaptationSets))) //nolint:gosec // G115: a handful of sets
-		as.Lang = r.Language
 		role := "subtitle"
 		switch {
 		case r.Forced:
@@ -123,15 +112,12 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 		case r.HearingImpaired:
 			role = "caption"
 		}
-		as.Roles = append(as.Roles, mpd.NewRole(role))
-		if r.Name != "" {
-			as.Labels = append(as.Labels, &mpd.LabelType{Value: r.Name})
-		}
-		rep := mpd.NewRepresentationWithID(r.ID, "wvtt", "", 256)
-		rep.Codecs = ""
+		set := mpd.NewAdaptationSetWithParams("text", "text/vtt", false, 0)
+		set.SegmentAlignment, set.StartWithSAP = false, 0
+		as := addSet(period, set, r.Language, role, r.Name)
+		rep := mpd.NewRepresentationWithID(r.ID, "", "", 256)
 		rep.BaseURLs = append(rep.BaseURLs, &mpd.BaseURLType{Value: mpd.AnyURI(r.File)})
 		as.Representations = append(as.Representations, rep)
-		period.AdaptationSets = append(period.AdaptationSets, as)
 	}
 	out, err := m.WriteToString("  ", true)
 	if err != nil {
@@ -140,6 +126,19 @@ func manifest(l Ladder, p *Packed) ([]byte, error) {
 	out = subSecond(out, "mediaPresentationDuration", m.MediaPresentationDuration)
 	out = subSecond(out, "maxSegmentDuration", m.MaxSegmentDuration)
 	return []byte(out), nil
+}
+
+// addSet numbers as and adds it to period, with its language, its DASH
+// role and a label (none where name is "").
+func addSet(period *mpd.Period, as *mpd.AdaptationSetType, lang, role, name string) *mpd.AdaptationSetType {
+	as.Id = ptr(uint32(len(period.AdaptationSets))) //nolint:gosec // G115: a handful of sets
+	as.Lang = lang
+	as.Roles = append(as.Roles, mpd.NewRole(role))
+	if name != "" {
+		as.Labels = append(as.Labels, &mpd.LabelType{Value: name})
+	}
+	period.AdaptationSets = append(period.AdaptationSets, as)
+	return as
 }
 
 // subSecond rewrites attribute name (one on the MPD element) when it holds
