@@ -22,14 +22,7 @@ import (
 // stops, the other takes over; an error from the work ends Lead with it.
 func TestLead(t *testing.T) {
 	defer kube.FastElection()()
-	env := kubetest.Need(t)
-	cs, err := kubernetes.NewForConfig(env.Config)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ns := fmt.Sprintf("lead-%d", time.Now().UnixNano()%100000)
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	ctx, cs, ns := leaseNamespace(t, "lead")
 	log := kubetest.Logger(t)
 
 	var leaders atomic.Int32 // running at once
@@ -90,16 +83,9 @@ func TestLead(t *testing.T) {
 // this server (the elector's own release can lose a race with its last
 // renewal and leave it held), and left alone when another server holds it.
 func TestGiveUp(t *testing.T) {
-	env := kubetest.Need(t)
-	cs, err := kubernetes.NewForConfig(env.Config)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ns := fmt.Sprintf("giveup-%d", time.Now().UnixNano()%100000)
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	ctx, cs, ns := leaseNamespace(t, "giveup")
 	holder, duration := "other", int32(15)
-	_, err = cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: kube.LeaseName},
+	_, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: kube.LeaseName},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &duration}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	holderOf := func() string {
@@ -118,4 +104,19 @@ func TestGiveUp(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, kube.GiveUp(ctx, cs, ns, "me"))
 	require.Empty(t, holderOf(), "this server's Lease is given up")
+}
+
+// leaseNamespace is a client of the test cluster, a fresh namespace named
+// from prefix, and a minute to use them in.
+func leaseNamespace(t *testing.T, prefix string) (context.Context, kubernetes.Interface, string) {
+	t.Helper()
+	env := kubetest.Need(t)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	ns := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%100000)
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return ctx, cs, ns
 }
