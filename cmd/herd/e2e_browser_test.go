@@ -180,6 +180,9 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	require.Contains(t, facts, "team=web, tier=gold")
 	require.Contains(t, facts, "Publishers")
 	require.GreaterOrEqual(t, evalJS[int](t, ctx, `document.querySelectorAll('#j-outputs tr[data-output]').length`), 4, "master, manifest, rungs, audio, thumbnails")
+	// Its audio track: the source's loudness, the gain, what came out.
+	audio := evalJS[string](t, ctx, `document.querySelector("#j-audio tr[data-track]")?.innerText || ""`)
+	require.Regexp(t, `LUFS.*dBTP\s+[+-][0-9.]+ dB\s+-1[5-7]\.[0-9] LUFS`, audio, "the job page's audio table")
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
 	testenv.WaitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
 	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))

@@ -218,6 +218,7 @@ pages.job = () => {
       el('td', {class: 'num'}, fmt.bitrate(o.bitrate)), el('td', {class: 'num'}, fmt.bytes(o.size)), el('td', {}, o.codec || '–'),
       el('td', {class: 'num'}, o.ssim ? o.ssim.toFixed(4) : '–'), el('td', {class: 'num'}, o.psnr ? o.psnr.toFixed(1) + ' dB' : '–'),
       el('td', {}, el('a', {href: o.url, download: o.path.split('/').pop()}, 'Download')))) : [el('tr', {}, el('td', {colspan: 9, class: 'muted'}, j.state === 'succeeded' ? 'No outputs.' : 'None yet.'))]);
+    showAudio(j, outs);
     showChunks(j.tasks || []);
     fill(document.getElementById('j-tasks'), (j.tasks || []).map((t) => el('tr', {dataset: {task: t.kind}},
       el('td', {}, t.chunk ? `${t.kind} ${t.chunk}` : t.kind), el('td', {}, stateBadge(t.state)), el('td', {class: 'num'}, t.attempt), el('td', {}, t.worker || '–'),
@@ -282,6 +283,24 @@ function chunkLabel(t) {
 // job.html) up to date: one cell per chunk in order, its fill the chunk's
 // progress, its class the chunk's state, a badge from its second attempt
 // on. Cells are updated in place, so a tooltip being read stays open.
+// showAudio lists the plan's audio tracks (the source's loudness, the gain
+// planned, the loudness verification measured on each rendition) and its
+// notes: what of the source the outputs leave out.
+function showAudio(j, outs) {
+  const pl = j.plan || {}, tracks = pl.audio || [], notes = pl.notes || [];
+  const loud = (l) => !l ? '–' : (l.integrated <= -70 ? 'silent' : `${l.integrated.toFixed(1)} LUFS, ${l.true_peak.toFixed(1)} dBTP`);
+  const made = Object.fromEntries(outs.filter((o) => o.loudness).map((o) => [o.path, o.loudness]));
+  document.getElementById('j-audio-box').hidden = !tracks.length && !notes.length;
+  const noteBox = document.getElementById('j-notes');
+  noteBox.hidden = !notes.length;
+  fill(noteBox, notes.map((n) => el('li', {}, n)));
+  fill(document.getElementById('j-audio'), tracks.map((a, i) => el('tr', {dataset: {track: String(i)}},
+    el('td', {}, a.name || `Track ${i + 1}`), el('td', {}, a.language || '–'), el('td', {class: 'num'}, a.channels || '–'),
+    el('td', {}, loud(a.measured)), el('td', {class: 'num'}, a.loudness ? `${a.loudness.gain >= 0 ? '+' : ''}${a.loudness.gain.toFixed(1)} dB` : '–'),
+    el('td', {}, loud(made[`media_${(pl.rungs || []).length + i}.m3u8`])),
+    el('td', {class: 'muted'}, a.note || (a.loudness && a.loudness.shortfall ? `${a.loudness.shortfall.toFixed(1)} LU under ${a.loudness.target} LUFS: more gain would pass the true-peak limit` : '')))));
+}
+
 function showChunks(tasks) {
   const chunks = tasks.filter((t) => t.kind === 'chunk').sort((a, b) => a.chunk - b.chunk);
   document.getElementById('j-chunks-box').hidden = !chunks.length;
