@@ -74,7 +74,7 @@ thumbnails:
 			require.NoError(t, testenv.FFmpeg(append(tc.args, src)...))
 			pl := admitted(t, src, p)
 			dir := t.TempDir()
-			_, err = tools.Encode(ctx, pl, src, dir, nil)
+			_, err := tools.Encode(ctx, pl, src, dir, nil)
 			require.NoError(t, err)
 
 			measure := func(seek bool) ([]Output, [][]string) {
