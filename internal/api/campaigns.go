@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -47,7 +48,7 @@ func (s *Server) createCampaign(w http.ResponseWriter, r *http.Request) {
 	}
 	v := jobview.CampaignView{Campaign: c, Items: make([]store.CampaignItem, len(redo))}
 	for i, j := range redo {
-		v.Items[i] = store.CampaignItem{JobID: j.ID, Name: j.Source.Name, State: "pending"}
+		v.Items[i] = store.CampaignItem{JobID: j.ID, Name: j.Source.Name, State: store.ItemPending}
 	}
 	status := http.StatusCreated
 	if req.DryRun {
@@ -57,12 +58,19 @@ func (s *Server) createCampaign(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) {
-	cs, err := s.st.ListCampaigns(r.Context(), "")
+	v, err := s.campaignList(r.Context())
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"campaigns": cs})
+	writeJSON(w, http.StatusOK, v)
+}
+
+// campaignList is every campaign, newest first: the list route's answer
+// and the live campaigns view.
+func (s *Server) campaignList(ctx context.Context) (any, error) {
+	cs, err := s.st.ListCampaigns(ctx, "")
+	return map[string]any{"campaigns": cs}, err
 }
 
 func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request) {

@@ -303,10 +303,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	case "workers":
 		view, key = s.workers, name
 	case "campaigns":
-		view, key = func(ctx context.Context) (any, error) {
-			cs, err := s.st.ListCampaigns(ctx, "")
-			return map[string]any{"campaigns": cs}, err
-		}, name
+		view, key = s.campaignList, name
 	default:
 		writeError(w, http.StatusBadRequest, "bad_request", "view must be jobs, job, dashboard, workers or campaigns")
 		return

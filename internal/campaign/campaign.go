@@ -291,7 +291,7 @@ func (s *Service) step(ctx context.Context, c store.Campaign) error {
 		if room == 0 {
 			break
 		}
-		if it.State != "pending" {
+		if it.State != store.ItemPending {
 			continue
 		}
 		if err := s.queue(ctx, c, it); err != nil {

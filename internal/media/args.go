@@ -251,7 +251,7 @@ func (pl *Plan) audioDisposition(i int) []string {
 func (pl *Plan) subtitleCodecArgs() []string {
 	var args []string
 	for i, sp := range pl.Subtitles {
-		if sp.Codec == "webvtt" {
+		if sp.rendition() {
 			continue
 		}
 		args = append(args, "-c:s:"+strconv.Itoa(i), sp.Codec)
@@ -286,7 +286,7 @@ func (pl *Plan) trackMaps() []string {
 		args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))
 	}
 	for _, s := range pl.Subtitles {
-		if s.Codec != "webvtt" { // WebVTT renditions are outputs of their own (subtitleOutputs)
+		if !s.rendition() { // WebVTT renditions are outputs of their own (subtitleOutputs)
 			args = append(args, "-map", fmt.Sprintf("0:%d", s.Input))
 		}
 	}

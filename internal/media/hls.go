@@ -70,7 +70,7 @@ func (pl *Plan) ladder(dir string) (pack.Ladder, error) {
 		l.Audio = append(l.Audio, r)
 	}
 	for k, s := range pl.Subtitles {
-		if s.Codec != "webvtt" {
+		if !s.rendition() {
 			continue
 		}
 		l.Subtitles = append(l.Subtitles, pack.TextRendition{

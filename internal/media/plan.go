@@ -146,6 +146,10 @@ type SubtitlePlan struct {
 	HearingImpaired bool   `json:"hearing_impaired,omitempty"`
 }
 
+// rendition says the track is a WebVTT rendition of its own (an hls
+// plan's), not a stream muxed into the video's output.
+func (s SubtitlePlan) rendition() bool { return s.Codec == "webvtt" }
+
 // ThumbPlan says which pictures Thumbnails makes.
 type ThumbPlan struct {
 	Poster       bool    `json:"poster,omitempty"`

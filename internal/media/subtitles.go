@@ -31,7 +31,7 @@ func SubtitlePlaylistName(k int) string { return "subs_" + strconv.Itoa(k) + ".m
 func (pl *Plan) subtitleOutputs(outDir string) []string {
 	var args []string
 	for k, s := range pl.Subtitles {
-		if s.Codec != "webvtt" {
+		if !s.rendition() {
 			continue
 		}
 		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input), "-c:s", "webvtt", "-f", "webvtt",

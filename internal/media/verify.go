@@ -368,15 +368,7 @@ func (v *verifier) subtitles(alts []*m3u8.Alternative) ([]Output, error) {
 		if d := math.Abs(seconds - pl.Duration); !(d <= durationTolerance) {
 			return nil, &OutputError{Output: name, Problem: fmt.Sprintf("lasts %.3f s, but the source lasts %.3f s", seconds, pl.Duration)}
 		}
-		oname := "subtitles"
-		if s.Language != "" {
-			oname += "-" + s.Language
-		}
-		names[oname]++
-		if n := names[oname]; n > 1 {
-			oname += "-" + strconv.Itoa(n)
-		}
-		outs = append(outs, Output{Name: oname, Kind: "hls", Path: name, Size: size, Codec: "webvtt", Duration: seconds, Segments: len(segs)})
+		outs = append(outs, Output{Name: outputName(names, "subtitles", s.Language, ""), Kind: "hls", Path: name, Size: size, Codec: "webvtt", Duration: seconds, Segments: len(segs)})
 	}
 	return outs, nil
 }
@@ -385,12 +377,23 @@ func (v *verifier) subtitles(alts []*m3u8.Alternative) ([]Output, error) {
 // "audio", "audio-fr", "audio-fr-5.1"; a second of the same name gets a
 // number. seen counts the names given so far.
 func audioOutputName(a AudioPlan, seen map[string]int) string {
-	name := "audio"
-	if tag := LanguageTag(a.Language); tag != "" {
-		name += "-" + tag
-	}
+	layout := ""
 	if a.Channels == surroundChannels {
-		name += "-5.1"
+		layout = "5.1"
+	}
+	return outputName(seen, "audio", a.Language, layout)
+}
+
+// outputName names a rendition among a job's outputs: kind, then its
+// language (BCP 47) and layout where it has them ("audio-fr-5.1",
+// "subtitles-en"); a second of the same name gets a number. seen counts
+// the names given so far.
+func outputName(seen map[string]int, kind, language, layout string) string {
+	name := kind
+	for _, part := range []string{LanguageTag(language), layout} {
+		if part != "" {
+			name += "-" + part
+		}
 	}
 	seen[name]++
 	if n := seen[name]; n > 1 {

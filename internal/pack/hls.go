@@ -67,9 +67,8 @@ type audioSet struct {
 }
 
 // audioSets groups the ladder's audio renditions by codec, in the order
-// they first appear. Within a group every NAME differs (RFC 8216bis
-// 4.4.6.1.1) and one rendition is DEFAULT: the one the plan marks, else
-// the group's first.
+// they first appear. Within a group every NAME differs (uniqueName) and
+// one rendition is DEFAULT: the one the plan marks, else the group's first.
 func audioSets(l Ladder, p *Packed) []*audioSet {
 	target := float64(p.Target)
 	var sets []*audioSet
@@ -82,12 +81,8 @@ func audioSets(l Ladder, p *Packed) []*audioSet {
 			sets = append(sets, &audioSet{id: id, codec: s.Codec})
 		}
 		g := sets[k]
-		name := cmp.Or(r.Name, r.Language, "Audio")
-		for n := 2; slices.ContainsFunc(g.alts, func(a *m3u8.Alternative) bool { return a.Name == name }); n++ {
-			name = fmt.Sprintf("%s (%d)", cmp.Or(r.Name, r.Language, "Audio"), n)
-		}
 		g.alts = append(g.alts, &m3u8.Alternative{
-			Type: "AUDIO", GroupId: id, Name: name, Language: r.Language,
+			Type: "AUDIO", GroupId: id, Name: uniqueName(g.alts, cmp.Or(r.Name, r.Language, "Audio")), Language: r.Language,
 			Default: r.Default, Autoselect: !r.Commentary,
 			Channels: &m3u8.Channels{Amount: s.Channels}, URI: r.Playlist,
 		})
@@ -108,15 +103,11 @@ const subtitleGroup = "subs"
 // subtitleAlternatives are the EXT-X-MEDIA TYPE=SUBTITLES of the ladder:
 // forced subtitles are FORCED and picked by players for a matching audio
 // language only; SDH carries Apple's characteristics for them; names
-// differ within the group.
+// differ within the group (uniqueName).
 func subtitleAlternatives(l Ladder) []*m3u8.Alternative {
 	var alts []*m3u8.Alternative
 	for _, r := range l.Subtitles {
-		name := cmp.Or(r.Name, r.Language, "Subtitles")
-		for n := 2; slices.ContainsFunc(alts, func(a *m3u8.Alternative) bool { return a.Name == name }); n++ {
-			name = fmt.Sprintf("%s (%d)", cmp.Or(r.Name, r.Language, "Subtitles"), n)
-		}
-		a := &m3u8.Alternative{Type: "SUBTITLES", GroupId: subtitleGroup, Name: name, Language: r.Language,
+		a := &m3u8.Alternative{Type: "SUBTITLES", GroupId: subtitleGroup, Name: uniqueName(alts, cmp.Or(r.Name, r.Language, "Subtitles")), Language: r.Language,
 			Default: r.Default && !r.Forced, Autoselect: true, Forced: r.Forced, URI: r.Playlist}
 		if r.HearingImpaired {
 			a.Characteristics = "public.accessibility.describes-spoken-dialog,public.accessibility.describes-music-and-sound"
@@ -124,6 +115,20 @@ func subtitleAlternatives(l Ladder) []*m3u8.Alternative {
 		alts = append(alts, a)
 	}
 	return alts
+}
+
+// uniqueName is name, or "name (2)", "name (3)", ... where a rendition of
+// the group has it already: names differ within a group (RFC 8216bis
+// 4.4.6.1.1).
+func uniqueName(group []*m3u8.Alternative, name string) string {
+	taken := func(n string) bool {
+		return slices.ContainsFunc(group, func(a *m3u8.Alternative) bool { return a.Name == n })
+	}
+	unique := name
+	for n := 2; taken(unique); n++ {
+		unique = fmt.Sprintf("%s (%d)", name, n)
+	}
+	return unique
 }
 
 // masterPlaylist lists every video rendition once per audio group (with

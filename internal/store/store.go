@@ -228,10 +228,17 @@ type CampaignItem struct {
 	JobID    string `json:"job_id"`
 	Name     string `json:"name"` // the source's
 	NewJobID string `json:"new_job_id,omitempty"`
-	// State is pending or skipped before a job is queued, then its job's.
+	// State is ItemPending or ItemSkipped before a job is queued, then
+	// its job's.
 	State string `json:"state"`
 	Note  string `json:"note,omitempty"`
 }
+
+// A campaign item's states before it has a job.
+const (
+	ItemPending = "pending" // no job queued yet
+	ItemSkipped = "skipped" // none will be: Note says why
+)
 
 // ListOptions filters and pages ListJobs (newest first).
 type ListOptions struct {

@@ -167,9 +167,9 @@ func (s *Store) CampaignItems(ctx context.Context, id string) ([]store.CampaignI
 		case state.Valid:
 			it.State = state.String
 		case it.Note != "":
-			it.State = "skipped"
+			it.State = store.ItemSkipped
 		default:
-			it.State = "pending"
+			it.State = store.ItemPending
 		}
 		return it, nil
 	}, s.q(`SELECT i.job_id, i.new_job_id, i.note, o.source, n.state FROM campaign_items i
