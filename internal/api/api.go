@@ -191,6 +191,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/v1/dashboard", admin, s.getDashboard},
 		{"GET", "/api/v1/events", admin, s.events},
 		{"POST", "/api/v1/jobs", admin, s.createJob},
+		{"POST", "/api/v1/subtitles", admin, s.createSubtitle},
 		{"POST", "/api/v1/uploads", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.PostFile })},
 		{"HEAD", "/api/v1/uploads/{id}", admin, s.tus(s.tusHead)},
 		{"PATCH", "/api/v1/uploads/{id}", admin, s.tus(func(h *tusd.UnroutedHandler) http.HandlerFunc { return h.PatchFile })},
@@ -231,6 +232,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/worker/tasks/{id}/fail", worker, s.workerAPI.report("fail")},
 		{"POST", "/api/v1/worker/tasks/{id}/release", worker, s.workerAPI.report("release")},
 		{"GET", "/api/v1/worker/tasks/{id}/source", worker, s.workerAPI.source},
+		{"GET", "/api/v1/worker/tasks/{id}/subtitles/{sub}", worker, s.workerAPI.subtitle},
 		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}", worker, s.workerAPI.staged},
 		{"GET", "/api/v1/worker/tasks/{id}/staged/{step}/{path...}", worker, s.workerAPI.staged},
 		{"HEAD", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.workerAPI.upload},
@@ -454,6 +456,12 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 			ChunkSeconds *float64          `json:"chunk_seconds"`
 			Publish      []string          `json:"publish"`
 			Labels       map[string]string `json:"labels"`
+			Subtitles    []struct {
+				ID              string `json:"id"`
+				Language        string `json:"language"`
+				Forced          bool   `json:"forced"`
+				HearingImpaired bool   `json:"hearing_impaired"`
+			} `json:"subtitles"`
 		}
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
@@ -465,8 +473,11 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "bad_request", "both source_path and profile are required")
 			return
 		}
-		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile, ingest.Options{ChunkSeconds: body.ChunkSeconds,
-			Publish: ingest.ParsePublish(strings.Join(body.Publish, ",")), Labels: body.Labels})
+		opt := ingest.Options{ChunkSeconds: body.ChunkSeconds, Publish: ingest.ParsePublish(strings.Join(body.Publish, ",")), Labels: body.Labels}
+		for _, st := range body.Subtitles {
+			opt.Subtitles = append(opt.Subtitles, job.SourceSubtitle(st))
+		}
+		j, created, err = s.sub.Import(r.Context(), body.SourcePath, body.Profile, opt)
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send multipart/form-data with fields 'profile' and 'file', or JSON {\"source_path\",\"profile\"}")
 		return
@@ -482,6 +493,29 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/api/v1/jobs/"+j.ID)
 	writeJSON(w, status, jobview.View(j, nil))
 }
+
+// createSubtitle stores a subtitle file a submission will give with its
+// source (SRT, WebVTT, ASS/SSA or TTML, the request's body), converted to
+// WebVTT, and answers with its id; one that does not parse is refused
+// with the line it failed on.
+func (s *Server) createSubtitle(w http.ResponseWriter, r *http.Request) {
+	st, err := s.sub.StoreSubtitle(r.Context(), &bodyReader{r: http.MaxBytesReader(w, r.Body, media.MaxSidecarBytes+1)})
+	if err != nil {
+		if be, ok := errors.AsType[*bodyError](err); ok {
+			if _, tooLarge := errors.AsType[*http.MaxBytesError](be); tooLarge {
+				err = fmt.Errorf("%w: the limit is %d bytes for a subtitle file", ingest.ErrTooLarge, media.MaxSidecarBytes)
+			} else {
+				err = &badRequest{"the subtitle file was cut off (" + be.err.Error() + "); send it again"}
+			}
+		}
+		s.submitError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, st)
+}
+
+// maxSubtitlesField bounds the multipart subtitles field.
+const maxSubtitlesField = ingest.MaxSubtitles * 128
 
 // maxLabelsField bounds the multipart labels field: label.Max labels of
 // the longest key (253+1+63) and value (63).
@@ -508,6 +542,9 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 	opt.ChunkSeconds = chunk
 	opt.Publish = ingest.ParsePublish(r.URL.Query().Get("publish"))
 	if opt.Labels, err = ingest.ParseLabels(r.URL.Query().Get("labels")); err != nil {
+		return job.Job{}, false, err
+	}
+	if opt.Subtitles, err = ingest.ParseSubtitles(r.URL.Query().Get("subtitles")); err != nil {
 		return job.Job{}, false, err
 	}
 	for {
@@ -540,6 +577,17 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 				return job.Job{}, false, &badRequest{fmt.Sprintf("the labels field is longer than %d bytes", maxLabelsField)}
 			}
 			if opt.Labels, err = ingest.ParseLabels(string(b)); err != nil {
+				return job.Job{}, false, err
+			}
+		case "subtitles":
+			b, err := io.ReadAll(io.LimitReader(part, maxSubtitlesField+1))
+			if err != nil {
+				return job.Job{}, false, &badRequest{"read the subtitles field: " + err.Error()}
+			}
+			if len(b) > maxSubtitlesField {
+				return job.Job{}, false, &badRequest{fmt.Sprintf("the subtitles field is longer than %d bytes", maxSubtitlesField)}
+			}
+			if opt.Subtitles, err = ingest.ParseSubtitles(string(b)); err != nil {
 				return job.Job{}, false, err
 			}
 		case "chunk_seconds":
@@ -594,6 +642,8 @@ func (s *Server) submitError(w http.ResponseWriter, r *http.Request, err error) 
 		writeError(w, http.StatusBadRequest, "unknown_profile", err.Error())
 	case errors.Is(err, ingest.ErrBadOption):
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, ingest.ErrBadSubtitle):
+		writeError(w, http.StatusBadRequest, "bad_subtitle", err.Error())
 	case errors.Is(err, ingest.ErrBadPath):
 		writeError(w, http.StatusForbidden, "path_not_allowed", err.Error())
 	case errors.Is(err, ingest.ErrEmpty):

@@ -63,7 +63,7 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 	enc := f.queueKind(t, job.KindEncode)
 	chunk := f.queueKind(t, job.KindChunk)
 
-	for _, v := range []string{"4", "3", "2", ""} {
+	for _, v := range []string{"5", "4", "3", "2", ""} {
 		code, c := f.claimAs(t, key, v)
 		require.Equal(t, http.StatusNoContent, code, "version %q got %s %s", v, c.Task.Kind, c.Task.ID)
 	}
@@ -88,9 +88,9 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 		t.Fatal("worker fx is not listed")
 		return ""
 	}
-	require.Equal(t, "outdated: protocol 2, server speaks 5 — upgrade it; it only finalizes until then", outdated())
+	require.Equal(t, "outdated: protocol 2, server speaks 6 — upgrade it; it only finalizes until then", outdated())
 
-	for _, v := range []string{"4", "3", "2", ""} {
+	for _, v := range []string{"5", "4", "3", "2", ""} {
 		fin := f.queueKind(t, job.KindFinalize)
 		code, c := f.claimAs(t, key, v)
 		require.Equal(t, http.StatusOK, code, "version %q", v)
@@ -115,10 +115,10 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 	require.Equal(t, map[string]job.Kind{enc: job.KindEncode, chunk: job.KindChunk}, got, "a current worker gets what the old ones were not given")
 	require.Empty(t, outdated(), "upgraded")
 
-	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"6"}`)
+	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"7"}`)
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Equal(t, "protocol_version", errCodeOf(t, body))
-	require.Contains(t, string(body), "this server speaks 5 (and 4, 3, 2")
+	require.Contains(t, string(body), "this server speaks 6 (and 5, 4, 3, 2")
 }
 
 // A run-task pod of an image older than the server fetching a task its
@@ -135,7 +135,7 @@ func TestLeasedRefusesOldPods(t *testing.T) {
 	for _, tc := range []struct {
 		version string
 		status  int
-	}{{"4", http.StatusConflict}, {"3", http.StatusConflict}, {"", http.StatusConflict}, {"1", http.StatusBadRequest}} {
+	}{{"5", http.StatusConflict}, {"4", http.StatusConflict}, {"3", http.StatusConflict}, {"", http.StatusConflict}, {"1", http.StatusBadRequest}} {
 		chunk := f.leasedKind(t, key, job.KindChunk)
 		code, body := fetch(chunk, tc.version)
 		require.Equal(t, tc.status, code, "version %q: %s", tc.version, body)

@@ -137,7 +137,7 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 	}
 	opt, err := uploadOptions(info.MetaData)
 	if err == nil {
-		_, err = s.sub.Check(info.MetaData["profile"], opt)
+		_, err = s.sub.Check(ev.Context, info.MetaData["profile"], opt)
 	}
 	switch {
 	case errors.Is(err, ingest.ErrUnknownProfile):
@@ -155,6 +155,9 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 	}
 	if v := label.Format(opt.Labels); v != "" {
 		meta["labels"] = v
+	}
+	if len(opt.Subtitles) > 0 {
+		meta["subtitles"] = job.FormatSubtitles(opt.Subtitles)
 	}
 	return tusd.HTTPResponse{}, tusd.FileInfoChanges{MetaData: meta}, nil
 }
@@ -214,7 +217,11 @@ func uploadOptions(meta tusd.MetaData) (ingest.Options, error) {
 		return ingest.Options{}, err
 	}
 	labels, err := ingest.ParseLabels(meta["labels"])
-	return ingest.Options{ChunkSeconds: chunk, Publish: ingest.ParsePublish(meta["publish"]), Labels: labels}, err
+	if err != nil {
+		return ingest.Options{}, err
+	}
+	subs, err := ingest.ParseSubtitles(meta["subtitles"])
+	return ingest.Options{ChunkSeconds: chunk, Publish: ingest.ParsePublish(meta["publish"]), Labels: labels, Subtitles: subs}, err
 }
 
 func (s *Server) removeUpload(ctx context.Context, id string) error {

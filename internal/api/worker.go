@@ -488,6 +488,24 @@ func (s *workerAPI) source(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// subtitle hands the worker a subtitle file given with the job's source,
+// as source does the source: only one the job names.
+func (s *workerAPI) subtitle(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.leasedClaim(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("sub")
+	if !slices.ContainsFunc(c.Job.Source.Subtitles, func(st job.SourceSubtitle) bool { return st.ID == id }) {
+		writeError(w, http.StatusNotFound, "not_found", "the task's job has no subtitle file "+strconv.Quote(id))
+		return
+	}
+	w.Header().Set(protocol.HeaderSHA256, id)
+	serveStored(w, r, s.files, s.log, job.SubtitleKey(id), pipeline.PresignTTL, octetStream, func() {
+		writeError(w, http.StatusGone, "source_missing", "the subtitle file is missing from storage")
+	})
+}
+
 // octetStream is what a worker's downloads are served as.
 var octetStream = http.Header{"Content-Type": {"application/octet-stream"}}
 

@@ -338,7 +338,7 @@ func (e *env) submitCmd() *cobra.Command {
 	var profileName string
 	var wait bool
 	var chunkSeconds float64
-	var publishTo, labels []string
+	var publishTo, labels, subtitles []string
 	cmd := &cobra.Command{
 		Use:   "submit FILE",
 		Short: "Upload a file and queue a job; prints only the job id on stdout",
@@ -355,6 +355,17 @@ func (e *env) submitCmd() *cobra.Command {
 			}
 			if cmd.Flags().Changed("chunk-seconds") {
 				opt.ChunkSeconds = &chunkSeconds
+			}
+			for _, v := range subtitles {
+				spec, path, ok := strings.Cut(v, "=")
+				if !ok || path == "" {
+					return fmt.Errorf("--subtitle %q: write LANGUAGE=FILE, e.g. fr=movie.fr.srt (en:sdh=..., fr:forced=...)", v)
+				}
+				refs, err := job.ParseSubtitles(spec + "=x")
+				if err != nil || len(refs) != 1 {
+					return fmt.Errorf("--subtitle %q: write LANGUAGE=FILE, e.g. fr=movie.fr.srt (en:sdh=..., fr:forced=...)", v)
+				}
+				opt.Subtitles = append(opt.Subtitles, client.SubtitleFile{Path: path, SourceSubtitle: refs[0]})
 			}
 			p := newProgress(e.stderr)
 			j, created, err := c.Submit(cmd.Context(), args[0], profileName, opt, p.upload(args[0]))
@@ -386,6 +397,7 @@ func (e *env) submitCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "wait for the job to finish; exit non-zero if it does not succeed")
 	cmd.Flags().StringSliceVar(&publishTo, "publish", nil, "deliver the job to these of the server's publishers (its configuration's publishers:), e.g. movies,hook")
 	cmd.Flags().StringSliceVarP(&labels, "label", "l", nil, "label the job key=value (repeatable, or comma-separated); subscriptions can hear only of jobs with some labels")
+	cmd.Flags().StringArrayVar(&subtitles, "subtitle", nil, "give a subtitle file with the source, LANGUAGE[:forced|:sdh]=FILE (SRT, WebVTT, ASS/SSA or TTML; repeatable), e.g. fr=movie.fr.srt; web profiles make it a subtitle rendition")
 	cmd.Flags().Float64Var(&chunkSeconds, "chunk-seconds", 0, "split the video into chunks of about this many seconds that workers encode side by side (0: never; default: the profile's chunk_seconds)")
 	return cmd
 }
@@ -542,6 +554,7 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 		_ = w.Flush()
 	}
 	e.printAudio(j)
+	e.printSubtitles(j)
 	if len(j.Tasks) > 0 {
 		w = e.section("TASKS", "KIND\tSTATE\tPROGRESS\tSPEED\tATTEMPT\tWORKER\tDURATION\tERROR")
 		for _, t := range j.Tasks {
@@ -585,8 +598,16 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 // planAudio is what the job's plan says of its audio tracks (media.Plan's
 // fields that herd job shows).
 type planAudio struct {
-	Rungs []struct{} `json:"rungs"`
-	Notes []string   `json:"notes"`
+	Rungs     []struct{} `json:"rungs"`
+	Notes     []string   `json:"notes"`
+	Subtitles []struct {
+		Name            string `json:"name"`
+		Language        string `json:"language"`
+		Input           int    `json:"input"`
+		Forced          bool   `json:"forced"`
+		HearingImpaired bool   `json:"hearing_impaired"`
+		Sidecar         string `json:"sidecar"`
+	} `json:"subtitles"`
 	Audio []struct {
 		Name     string        `json:"name"`
 		Language string        `json:"language"`
@@ -637,6 +658,32 @@ func (e *env) printAudio(j jobview.JobView) {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cmp.Or(a.Name, fmt.Sprintf("track %d", i+1)), dash(a.Language), a.Channels, src, gain, out, note)
 	}
 	_ = w.Flush()
+}
+
+// printSubtitles lists the job's subtitle renditions or tracks, and what
+// each is made from.
+func (e *env) printSubtitles(j jobview.JobView) {
+	var pl planAudio
+	if len(j.Plan) == 0 || json.Unmarshal(j.Plan, &pl) != nil {
+		return
+	}
+	if len(pl.Subtitles) > 0 {
+		w := e.section("SUBTITLES", "TRACK	LANGUAGE	KIND	FROM")
+		for i, s := range pl.Subtitles {
+			kind, from := "", fmt.Sprintf("source stream %d", s.Input)
+			switch {
+			case s.Forced:
+				kind = "forced"
+			case s.HearingImpaired:
+				kind = "SDH"
+			}
+			if s.Sidecar != "" {
+				from = "subtitle file " + s.Sidecar[:min(12, len(s.Sidecar))]
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", cmp.Or(s.Name, fmt.Sprintf("subtitles %d", i+1)), dash(s.Language), dash(kind), from)
+		}
+		_ = w.Flush()
+	}
 }
 
 // loud shows a loudness measurement: integrated loudness and true peak.

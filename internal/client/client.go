@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	herdjob "github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/protocol"
@@ -75,6 +76,31 @@ type SubmitOptions struct {
 	Publish []string
 	// Labels are the job's key=value marks.
 	Labels map[string]string
+	// Subtitles are subtitle files to give with the source, each sent
+	// (StoreSubtitle) before the source.
+	Subtitles []SubtitleFile
+}
+
+// SubtitleFile is a subtitle file to give with a source.
+type SubtitleFile struct {
+	Path string
+	herdjob.SourceSubtitle
+}
+
+// StoreSubtitle sends a subtitle file to the server, which converts it
+// to WebVTT and stores it, or refuses it naming the line it failed on.
+func (c *Client) StoreSubtitle(ctx context.Context, path string) (protocol.StoredSubtitle, error) {
+	var st protocol.StoredSubtitle
+	f, err := os.Open(path)
+	if err != nil {
+		return st, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	_, err = c.do(ctx, http.MethodPost, "/api/v1/subtitles", f, "application/octet-stream", &st)
+	if err != nil {
+		return st, fmt.Errorf("%s: %w", path, err)
+	}
+	return st, nil
 }
 
 // Submit uploads a file with a profile and returns the job (created is false
@@ -85,6 +111,15 @@ func (c *Client) Submit(ctx context.Context, file, profile string, opt SubmitOpt
 		return job, false, fmt.Errorf("open %s: %w", file, err)
 	}
 	defer f.Close()
+	subs := make([]herdjob.SourceSubtitle, len(opt.Subtitles))
+	for i, sf := range opt.Subtitles {
+		st, err := c.StoreSubtitle(ctx, sf.Path)
+		if err != nil {
+			return job, false, err
+		}
+		subs[i] = sf.SourceSubtitle
+		subs[i].ID = st.ID
+	}
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
@@ -104,6 +139,11 @@ func (c *Client) Submit(ctx context.Context, file, profile string, opt SubmitOpt
 			}
 			if len(opt.Labels) > 0 {
 				if err := mw.WriteField("labels", label.Format(opt.Labels)); err != nil {
+					return err
+				}
+			}
+			if len(subs) > 0 {
+				if err := mw.WriteField("subtitles", herdjob.FormatSubtitles(subs)); err != nil {
 					return err
 				}
 			}

@@ -25,8 +25,10 @@ import (
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/label"
+	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/safefs"
 )
 
@@ -101,6 +103,111 @@ type Options struct {
 	Labels map[string]string
 	// Watch names the watched file the job is made from (watch folders only).
 	Watch *job.WatchOrigin
+	// Subtitles are subtitle files given with the source, stored before
+	// (StoreSubtitle).
+	Subtitles []job.SourceSubtitle
+}
+
+// MaxSubtitles bounds the subtitle files one submission gives.
+const MaxSubtitles = 32
+
+// ParseSubtitles reads the subtitle files a submission gives, from a form
+// field, query parameter or upload metadata (job.ParseSubtitles).
+func ParseSubtitles(v string) ([]job.SourceSubtitle, error) {
+	subs, err := job.ParseSubtitles(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: subtitles: %w", ErrBadOption, err)
+	}
+	return subs, nil
+}
+
+// ErrBadSubtitle marks a subtitle file that does not parse; its message
+// says on which line.
+var ErrBadSubtitle = errors.New("the subtitle file was refused")
+
+// StoreSubtitle reads a subtitle file given with a source (SRT, WebVTT,
+// ASS/SSA or TTML; media.ReadSidecar), converts it to WebVTT and stores
+// it. One that does not parse is refused with the line it failed on.
+func (s *Submitter) StoreSubtitle(ctx context.Context, r io.Reader) (protocol.StoredSubtitle, error) {
+	data, err := io.ReadAll(io.LimitReader(r, media.MaxSidecarBytes+1))
+	if err != nil {
+		return protocol.StoredSubtitle{}, fmt.Errorf("read the subtitle file: %w", err)
+	}
+	if len(data) > media.MaxSidecarBytes {
+		return protocol.StoredSubtitle{}, fmt.Errorf("%w: the limit is %d bytes for a subtitle file", ErrTooLarge, media.MaxSidecarBytes)
+	}
+	sc, err := media.ReadSidecar(data)
+	if err != nil {
+		return protocol.StoredSubtitle{}, fmt.Errorf("%w: %w", ErrBadSubtitle, err)
+	}
+	w, err := s.blobs.Create()
+	if err != nil {
+		return protocol.StoredSubtitle{}, err
+	}
+	defer w.Abort()
+	if _, err := w.Write(sc.WebVTT); err != nil {
+		return protocol.StoredSubtitle{}, fmt.Errorf("store the subtitle file: %w", err)
+	}
+	id := w.SHA256()
+	if have, err := s.blobs.Has(ctx, job.SubtitleKey(id)); err != nil {
+		return protocol.StoredSubtitle{}, err
+	} else if !have {
+		if err := w.Commit(job.SubtitleKey(id)); err != nil {
+			return protocol.StoredSubtitle{}, err
+		}
+	}
+	return protocol.StoredSubtitle{ID: id, Format: sc.Format, Cues: sc.Cues, Size: int64(len(sc.WebVTT))}, nil
+}
+
+// checkSubtitles checks the subtitle files a submission gives: stored,
+// each language a tag, and a profile that makes WebVTT renditions. It
+// writes each language as BCP 47.
+func (s *Submitter) checkSubtitles(ctx context.Context, p *profile.Profile, subs []job.SourceSubtitle) error {
+	if len(subs) == 0 {
+		return nil
+	}
+	if p.Subtitles != profile.SubsWebVTT || p.Format != profile.FormatHLS {
+		return fmt.Errorf("%w: subtitles: profile %s keeps only the source's own subtitle streams; subtitle files are packaged by profiles with subtitles: webvtt (%s)",
+			ErrBadOption, p.Name, strings.Join(s.webVTTProfiles(), ", "))
+	}
+	if len(subs) > MaxSubtitles {
+		return fmt.Errorf("%w: subtitles: %d files; a job takes at most %d", ErrBadOption, len(subs), MaxSubtitles)
+	}
+	for i := range subs {
+		sub := &subs[i]
+		if !job.ValidSubtitleID(sub.ID) {
+			return fmt.Errorf("%w: subtitles: %q is not a subtitle file's id (POST the file to /api/v1/subtitles first; its answer's id)", ErrBadOption, sub.ID)
+		}
+		if sub.Forced && sub.HearingImpaired {
+			return fmt.Errorf("%w: subtitles: a subtitle file is forced or SDH, not both", ErrBadOption)
+		}
+		if lang := sub.Language; lang != "" && lang != "und" {
+			if sub.Language = media.LanguageTag(lang); sub.Language == "" {
+				return fmt.Errorf("%w: subtitles: %q is not a language tag (fr, pt-BR, fre; und for none)", ErrBadOption, lang)
+			}
+		} else {
+			sub.Language = ""
+		}
+		have, err := s.blobs.Has(ctx, job.SubtitleKey(sub.ID))
+		if err != nil {
+			return err
+		}
+		if !have {
+			return fmt.Errorf("%w: subtitles: no subtitle file %s is stored (POST it to /api/v1/subtitles first)", ErrBadOption, sub.ID)
+		}
+	}
+	return nil
+}
+
+// webVTTProfiles names the profiles that package subtitle files.
+func (s *Submitter) webVTTProfiles() []string {
+	var names []string
+	for _, name := range s.profiles.Names() {
+		if p, ok := s.profiles.Get(name); ok && p.Subtitles == profile.SubsWebVTT && p.Format == profile.FormatHLS {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // ParsePublish reads a comma-separated list of publisher names from a form
@@ -140,10 +247,14 @@ func ParseChunkSeconds(v string) (*float64, error) {
 }
 
 // Check resolves a profile and checks opt against it: what a submission
-// is refused for before a byte of it is stored.
-func (s *Submitter) Check(profileName string, opt Options) (*profile.Profile, error) {
+// is refused for before a byte of it is stored. It writes opt's subtitle
+// languages as BCP 47.
+func (s *Submitter) Check(ctx context.Context, profileName string, opt Options) (*profile.Profile, error) {
 	p, err := s.Profile(profileName)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkSubtitles(ctx, p, opt.Subtitles); err != nil {
 		return nil, err
 	}
 	if v := opt.ChunkSeconds; v != nil {
@@ -202,7 +313,7 @@ func CleanName(name string) string {
 
 // Upload stores r (at most MaxUpload bytes) and submits a job for it.
 func (s *Submitter) Upload(ctx context.Context, name, profileName string, opt Options, r io.Reader) (job.Job, bool, error) {
-	p, err := s.Check(profileName, opt)
+	p, err := s.Check(ctx, profileName, opt)
 	if err != nil {
 		return job.Job{}, false, err
 	}
@@ -231,7 +342,7 @@ func (s *Submitter) Upload(ctx context.Context, name, profileName string, opt Op
 // The file is opened through its import root, so neither a symbolic link
 // nor a folder swapped for one leads outside the import folders.
 func (s *Submitter) Import(ctx context.Context, path, profileName string, opt Options) (job.Job, bool, error) {
-	p, err := s.Check(profileName, opt)
+	p, err := s.Check(ctx, profileName, opt)
 	if err != nil {
 		return job.Job{}, false, err
 	}
@@ -361,7 +472,8 @@ func (s *Submitter) commit(ctx context.Context, w *blob.Writer, name string, p *
 // or finds the live job the same request made already.
 func (s *Submitter) queue(ctx context.Context, j job.Job, p *profile.Profile, opt Options) (job.Job, bool, error) {
 	j.Profile, j.ProfileVersion = p.Name, p.Version
-	j.IdempotencyKey = job.IdempotencyKey(j.Source.SHA256, p.Name, p.Version, p.Format)
+	j.Source.Subtitles = opt.Subtitles
+	j.IdempotencyKey = job.IdempotencyKey(j.Source.SHA256, p.Name, p.Version, p.Format, opt.Subtitles...)
 	j.ChunkSeconds, j.Publish, j.Labels, j.Watch = opt.ChunkSeconds, opt.Publish, opt.Labels, opt.Watch
 	out, created, err := s.st.CreateJob(ctx, j, pipeline.Tasks(p, s.cfg.MaxAttempts), time.Now().UTC())
 	if err != nil {
@@ -378,8 +490,8 @@ func (s *Submitter) queue(ctx context.Context, j job.Job, p *profile.Profile, op
 // campaign makes to replace old. Asking again for the same redo finds the
 // same job (as does a submission of the same file with that version).
 func (s *Submitter) Redo(ctx context.Context, old job.Job) (job.Job, bool, error) {
-	opt := Options{ChunkSeconds: old.ChunkSeconds, Publish: old.Publish, Labels: old.Labels, Watch: old.Watch}
-	p, err := s.Check(old.Profile, opt)
+	opt := Options{ChunkSeconds: old.ChunkSeconds, Publish: old.Publish, Labels: old.Labels, Watch: old.Watch, Subtitles: old.Source.Subtitles}
+	p, err := s.Check(ctx, old.Profile, opt)
 	if err != nil {
 		return job.Job{}, false, err
 	}

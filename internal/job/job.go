@@ -4,6 +4,7 @@
 package job
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -102,6 +103,80 @@ type Source struct {
 	Height        int     `json:"height,omitempty"`
 	VideoCodec    string  `json:"video_codec,omitempty"`
 	AudioChannels int     `json:"audio_channels,omitempty"`
+	// Subtitles are subtitle files given with the source (sidecars),
+	// each stored as WebVTT under SubtitleKey.
+	Subtitles []SourceSubtitle `json:"subtitles,omitempty"`
+}
+
+// SourceSubtitle is a subtitle file given with a source: herd converted
+// it to WebVTT when it was submitted, and a web profile packages it like
+// the source's own text subtitle streams.
+type SourceSubtitle struct {
+	// ID is the stored WebVTT's SHA-256 (lower-case hex).
+	ID       string `json:"id"`
+	Language string `json:"language,omitempty"` // BCP 47; "" when not said
+	Forced   bool   `json:"forced,omitempty"`
+	// HearingImpaired: subtitles for the deaf and hard of hearing (SDH).
+	HearingImpaired bool `json:"hearing_impaired,omitempty"`
+}
+
+// ParseSubtitles reads the subtitle files a submission gives, from a form
+// field, query parameter or upload metadata: comma-separated
+// LANGUAGE[:forced|:sdh]=ID, where ID is a stored subtitle file's id and
+// LANGUAGE a BCP 47 or ISO 639 tag ("und" for none).
+func ParseSubtitles(v string) ([]SourceSubtitle, error) {
+	var out []SourceSubtitle
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		spec, id, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not LANGUAGE=ID (fr=3f2a…, en:sdh=…)", item)
+		}
+		lang, flag, _ := strings.Cut(strings.TrimSpace(spec), ":")
+		s := SourceSubtitle{ID: strings.TrimSpace(id), Language: strings.TrimSpace(lang)}
+		switch strings.TrimSpace(flag) {
+		case "":
+		case "forced":
+			s.Forced = true
+		case "sdh":
+			s.HearingImpaired = true
+		default:
+			return nil, fmt.Errorf("%q: after the language comes :forced or :sdh, not :%s", item, flag)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// FormatSubtitles writes subtitle references as ParseSubtitles reads them.
+func FormatSubtitles(subs []SourceSubtitle) string {
+	parts := make([]string, len(subs))
+	for i, s := range subs {
+		spec := cmp.Or(s.Language, "und")
+		switch {
+		case s.Forced:
+			spec += ":forced"
+		case s.HearingImpaired:
+			spec += ":sdh"
+		}
+		parts[i] = spec + "=" + s.ID
+	}
+	return strings.Join(parts, ",")
+}
+
+// SubtitleKey is where a source's subtitle file with id is stored.
+func SubtitleKey(id string) string { return "subtitles/" + id }
+
+// ValidSubtitleID says id is what a stored subtitle file's id looks like.
+func ValidSubtitleID(id string) bool {
+	if len(id) != sha256.Size*2 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
 }
 
 // Asset is a source file herd stores.
@@ -333,9 +408,13 @@ func DerivedID(prefix string, parts ...string) string {
 }
 
 // IdempotencyKey is the identity of a request: the same bytes, profile, version
-// and outputs are never encoded twice.
-func IdempotencyKey(sha string, profile string, version int, outputs string) string {
-	h := sha256.Sum256([]byte(strings.Join([]string{sha, profile, fmt.Sprint(version), outputs}, "\x00")))
+// and outputs, with the same subtitle files, are never encoded twice.
+func IdempotencyKey(sha string, profile string, version int, outputs string, subs ...SourceSubtitle) string {
+	parts := []string{sha, profile, fmt.Sprint(version), outputs}
+	for _, s := range subs {
+		parts = append(parts, fmt.Sprintf("subtitle:%s:%s:%t:%t", s.ID, s.Language, s.Forced, s.HearingImpaired))
+	}
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	return hex.EncodeToString(h[:16])
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -454,6 +455,22 @@ func (t Tools) EncodeChunk(ctx context.Context, pl *Plan, piece string, k int, o
 
 // EncodeAudio runs AudioArgs.
 func (t Tools) EncodeAudio(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
-	ran, _, err := t.runInto(ctx, "encode audio", input, outDir, pl.AudioArgs, progress)
+	if !pl.audioFFmpeg() { // sidecar subtitles only: nothing to encode
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return nil, fmt.Errorf("encode audio: %w", err)
+		}
+		return nil, pl.writeSidecars(outDir)
+	}
+	ran, out, err := t.runInto(ctx, "encode audio", input, outDir, pl.AudioArgs, progress)
+	if err == nil {
+		err = pl.writeSidecars(out)
+	}
 	return ran, err
+}
+
+// audioFFmpeg says the audio task runs ffmpeg: an mp4 or mkv plan, or an
+// hls plan with audio or subtitle streams of the source.
+func (pl *Plan) audioFFmpeg() bool {
+	return pl.Format != profile.FormatHLS || len(pl.Audio) > 0 ||
+		slices.ContainsFunc(pl.Subtitles, func(s SubtitlePlan) bool { return s.rendition() && s.Sidecar == "" })
 }

@@ -20,6 +20,9 @@ func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progr
 	if err != nil {
 		return ran, err
 	}
+	if err := pl.writeSidecars(out); err != nil {
+		return ran, fmt.Errorf("encode: %w", err)
+	}
 	if pl.tilesInGraph() {
 		if err := pl.AssembleSprite(out, out); err != nil {
 			return ran, fmt.Errorf("encode: %w", err)

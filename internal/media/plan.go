@@ -69,6 +69,10 @@ type Plan struct {
 	Verify string `json:"verify,omitempty"`
 	// Notes say what of the source the outputs leave out, and why.
 	Notes []string `json:"notes,omitempty"`
+
+	// sidecarPaths are the local paths of the subtitle files the plan's
+	// renditions are made from, by id (UseSidecars).
+	sidecarPaths map[string]string
 }
 
 // VideoPlan says how the picture is encoded.
@@ -144,6 +148,10 @@ type SubtitlePlan struct {
 	// music too (SDH), for viewers who cannot hear them.
 	Name            string `json:"name,omitempty"`
 	HearingImpaired bool   `json:"hearing_impaired,omitempty"`
+	// Sidecar is the id of the subtitle file given with the source
+	// (job.SourceSubtitle) the rendition is made from; "": the source's
+	// stream Input.
+	Sidecar string `json:"sidecar,omitempty"`
 }
 
 // rendition says the track is a WebVTT rendition of its own (an hls

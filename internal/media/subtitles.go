@@ -1,15 +1,18 @@
 package media
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/profile"
 )
 
@@ -27,11 +30,12 @@ func SubtitleFile(k int) string         { return "subs_" + strconv.Itoa(k) + ".v
 func SubtitlePlaylistName(k int) string { return "subs_" + strconv.Itoa(k) + ".m3u8" }
 
 // subtitleOutputs are the ffmpeg outputs that write a web plan's subtitle
-// renditions into outDir, one WebVTT file each.
+// renditions of the source's streams into outDir, one WebVTT file each
+// (a sidecar's is copied: WriteSidecars).
 func (pl *Plan) subtitleOutputs(outDir string) []string {
 	var args []string
 	for k, s := range pl.Subtitles {
-		if !s.rendition() {
+		if !s.rendition() || s.Sidecar != "" {
 			continue
 		}
 		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input), "-c:s", "webvtt", "-f", "webvtt",
@@ -43,6 +47,67 @@ func (pl *Plan) subtitleOutputs(outDir string) []string {
 // webSubtitles says whether the plan makes WebVTT renditions.
 func (pl *Plan) webSubtitles() bool {
 	return pl.Format == profile.FormatHLS && len(pl.Subtitles) > 0
+}
+
+// AddSidecars adds a WebVTT rendition for each subtitle file given with
+// the source, after the source's own, named like them. A plan that makes
+// no WebVTT renditions notes that it leaves them out (submissions naming
+// such a profile are refused, so only a profile changed since gets here).
+func (pl *Plan) AddSidecars(p *profile.Profile, subs []job.SourceSubtitle) {
+	for i, s := range subs {
+		switch {
+		case p.Subtitles != profile.SubsWebVTT || pl.Format != profile.FormatHLS:
+			pl.Notes = append(pl.Notes, fmt.Sprintf("subtitle file %d is left out: profile %s does not make WebVTT renditions", i+1, p.Name))
+			continue
+		case len(pl.Subtitles) == maxTracks:
+			pl.Notes = append(pl.Notes, fmt.Sprintf("subtitle file %d is past the %d subtitle renditions a job makes: left out", i+1, maxTracks))
+			continue
+		}
+		tag := LanguageTag(s.Language)
+		name := cmp.Or(languageName(tag), fmt.Sprintf("Subtitles %d", len(pl.Subtitles)+1))
+		switch {
+		case s.Forced:
+			name += " (forced)"
+		case s.HearingImpaired:
+			name += " (SDH)"
+		}
+		pl.Subtitles = append(pl.Subtitles, SubtitlePlan{Codec: "webvtt", Language: tag, Name: name,
+			Forced: s.Forced, HearingImpaired: s.HearingImpaired, Sidecar: s.ID})
+	}
+}
+
+// Sidecars are the ids of the subtitle files the plan's renditions are
+// made from, which the step that writes them (Encode, EncodeAudio) is
+// given with UseSidecars.
+func (pl *Plan) Sidecars() []string {
+	var ids []string
+	for _, s := range pl.Subtitles {
+		if s.Sidecar != "" && !slices.Contains(ids, s.Sidecar) {
+			ids = append(ids, s.Sidecar)
+		}
+	}
+	return ids
+}
+
+// UseSidecars gives the plan the local path of each subtitle file it
+// names (Sidecars), by id.
+func (pl *Plan) UseSidecars(paths map[string]string) { pl.sidecarPaths = paths }
+
+// writeSidecars copies the plan's sidecar renditions into outDir.
+func (pl *Plan) writeSidecars(outDir string) error {
+	for k, s := range pl.Subtitles {
+		if s.Sidecar == "" {
+			continue
+		}
+		src, ok := pl.sidecarPaths[s.Sidecar]
+		if !ok {
+			return fmt.Errorf("subtitle file %s was not fetched", s.Sidecar)
+		}
+		if err := copyFile(src, filepath.Join(outDir, SubtitleFile(k))); err != nil {
+			return fmt.Errorf("subtitle file: %w", err)
+		}
+	}
+	return nil
 }
 
 // CheckSubtitles converts every text subtitle stream of input to WebVTT,

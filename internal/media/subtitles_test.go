@@ -13,6 +13,7 @@ import (
 	"github.com/asticode/go-astisub"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -232,4 +233,76 @@ func TestPictureSubtitlesNoted(t *testing.T) {
 			require.Empty(t, pl.Notes)
 		}
 	}
+}
+
+// A subtitle file given with the source becomes a WebVTT rendition after
+// the source's own, named from its language, its cues at their times in
+// the segments; made by an unsplit encode, or by a split job's audio task
+// (which runs no ffmpeg when the file is all it has to write).
+func TestSidecarRenditions(t *testing.T) {
+	t.Parallel()
+	testenv.NeedFFmpeg(t)
+	input := subtitledClip(t, false)
+	tools := Tools{}
+	info, err := tools.Admit(t.Context(), input, Limits{})
+	require.NoError(t, err)
+	sc, err := ReadSidecar([]byte("1\n00:00:00,700 --> 00:00:02,300\nLes portes grincent.\n\n2\n00:00:04,100 --> 00:00:05,000\nFin.\n"))
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "sidecar.vtt")
+	require.NoError(t, os.WriteFile(file, sc.WebVTT, 0o644))
+	id := strings.Repeat("ab", 32)
+
+	web := webAudio(t, 2)
+	pl, err := NewPlan(info, web)
+	require.NoError(t, err)
+	pl.AddSidecars(web, []job.SourceSubtitle{{ID: id, Language: "fre", HearingImpaired: true}})
+	require.NoError(t, pl.Validate())
+	require.Len(t, pl.Subtitles, 4)
+	require.Equal(t, SubtitlePlan{Codec: "webvtt", Language: "fr", Name: "Français (SDH)", HearingImpaired: true, Sidecar: id}, pl.Subtitles[3])
+	require.Equal(t, []string{id}, pl.Sidecars())
+	require.NotContains(t, strings.Join(pl.EncodeArgs("/in.mkv", "/out"), " "), SubtitleFile(3), "ffmpeg does not write it")
+
+	out := t.TempDir()
+	_, err = tools.Encode(t.Context(), pl, input, out, nil)
+	require.ErrorContains(t, err, "was not fetched", "without the file, the encode fails rather than leave the rendition out")
+	pl.UseSidecars(map[string]string{id: file})
+	out = t.TempDir()
+	_, err = tools.Encode(t.Context(), pl, input, out, nil)
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(out, MasterName))
+	require.NoError(t, err)
+	require.Contains(t, string(b), `TYPE=SUBTITLES,GROUP-ID="subs",NAME="Français (SDH)",LANGUAGE="fr"`)
+	segs, cues := segmentCues(t, out, SubtitlePlaylistName(3))
+	require.Equal(t, []string{"Les portes grincent."}, segs[0])
+	require.Equal(t, []string{"Les portes grincent."}, segs[1], "the cue over the 2 s boundary is in both segments")
+	for text, want := range map[string][2]float64{"Les portes grincent.": {0.7, 2.3}, "Fin.": {4.1, 5}} {
+		require.InDelta(t, want[0], cues[text][0], 0.04, text)
+		require.InDelta(t, want[1], cues[text][1], 0.04, text)
+	}
+
+	// A split job whose source has nothing but the picture: its audio task
+	// only writes the file.
+	bare := src(256, 144, 25, func(i *Info) { i.Audio, i.Subtitles = nil, nil })
+	pl, err = NewPlan(bare, web)
+	require.NoError(t, err)
+	pl.AddSidecars(web, []job.SourceSubtitle{{ID: id}})
+	require.True(t, pl.AudioTask())
+	pl.UseSidecars(map[string]string{id: file})
+	audio := filepath.Join(t.TempDir(), "audio")
+	ran, err := Tools{FFmpeg: "/nonexistent/ffmpeg"}.EncodeAudio(t.Context(), pl, "/nonexistent/in.mkv", audio, nil)
+	require.NoError(t, err)
+	require.Empty(t, ran, "no ffmpeg ran")
+	got, err := os.ReadFile(filepath.Join(audio, SubtitleFile(0)))
+	require.NoError(t, err)
+	require.Equal(t, sc.WebVTT, got)
+	require.Equal(t, "Subtitles 1", pl.Subtitles[0].Name, "a file with no language is named by its number")
+
+	// A profile that keeps the source's own streams leaves the file out, with a note.
+	lib := builtin(t, "mp4-library")
+	pl, err = NewPlan(info, lib)
+	require.NoError(t, err)
+	n := len(pl.Subtitles)
+	pl.AddSidecars(lib, []job.SourceSubtitle{{ID: id, Language: "fr"}})
+	require.Len(t, pl.Subtitles, n)
+	require.Contains(t, pl.Notes, "subtitle file 1 is left out: profile mp4-library does not make WebVTT renditions")
 }

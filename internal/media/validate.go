@@ -357,6 +357,9 @@ func (pl *Plan) Validate() error {
 		if err != nil {
 			return err
 		}
+		if s.Sidecar != "" && (!job.ValidSubtitleID(s.Sidecar) || s.Codec != "webvtt") {
+			return &FieldError{Field: f + ".sidecar", Msg: "not a WebVTT rendition of a stored subtitle file"}
+		}
 	}
 	return pl.Thumbs.validate(pl.Duration)
 }

@@ -258,6 +258,7 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 	}
 	plan, err := media.NewPlan(info, p)
 	if err == nil {
+		plan.AddSidecars(p, c.Job.Source.Subtitles)
 		plan.PlanChunks(chunkSeconds(p, c.Job), info.Keyframes)
 		err = plan.Validate()
 	}

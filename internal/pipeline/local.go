@@ -45,6 +45,18 @@ func (l *LocalFiles) Source(_ context.Context, c *job.Claimed) (string, error) {
 	return src, nil
 }
 
+// Subtitle returns the stored subtitle file's path.
+func (l *LocalFiles) Subtitle(_ context.Context, _ *job.Claimed, id string) (string, error) {
+	p, err := l.Blobs.Path(job.SubtitleKey(id))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", job.Permanent("source_missing", job.Userf(err, "a subtitle file given with the source is missing from storage; submit the file again"))
+	}
+	return p, nil
+}
+
 // Scratch makes a folder in the blob store's scratch area.
 func (l *LocalFiles) Scratch(step string) (string, error) { return l.Blobs.TempDir(step) }
 

@@ -109,6 +109,18 @@ func (o *ObjectFiles) Source(ctx context.Context, c *job.Claimed) (string, error
 	return p, err
 }
 
+// Subtitle downloads a subtitle file given with the job's source into
+// the local cache.
+func (o *ObjectFiles) Subtitle(ctx context.Context, c *job.Claimed, id string) (string, error) {
+	p, err := o.Cache.Get(ctx, id, func(ctx context.Context, part string) error {
+		return o.Blobs.GetFile(ctx, job.SubtitleKey(id), part)
+	})
+	if errors.Is(err, blob.ErrNotFound) {
+		return "", job.Permanent("source_missing", job.Userf(err, "a subtitle file given with the source is missing from the bucket; submit the file again"))
+	}
+	return p, err
+}
+
 // Scratch makes a local scratch folder.
 func (o *ObjectFiles) Scratch(step string) (string, error) { return o.Temp.TempDir(step) }
 

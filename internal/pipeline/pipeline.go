@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
@@ -22,6 +23,9 @@ import (
 type Files interface {
 	// Source returns a local path of the job's source file.
 	Source(ctx context.Context, c *job.Claimed) (string, error)
+	// Subtitle returns a local path of the subtitle file id given with
+	// the job's source (job.SourceSubtitle).
+	Subtitle(ctx context.Context, c *job.Claimed, id string) (string, error)
 	// Scratch returns a fresh, empty local folder for a step's output.
 	Scratch(step string) (string, error)
 	// Staged puts the committed files of an earlier step of the job into dir
@@ -118,6 +122,11 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 	if err := plan.Validate(); err != nil {
 		return job.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan is not valid (%v); submit the file again", err))
 	}
+	if c.Task.Kind == job.KindEncode || c.Task.Kind == job.KindAudio {
+		if err := e.sidecars(ctx, c, &plan); err != nil {
+			return job.Result{}, err
+		}
+	}
 	switch c.Task.Kind {
 	case job.KindEncode:
 		return e.encode(ctx, c, &plan, src, report)
@@ -135,6 +144,29 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 		return e.stitch(ctx, c, &plan)
 	}
 	return job.Result{}, job.Permanent("internal", fmt.Errorf("unknown task kind %q", c.Task.Kind))
+}
+
+// sidecars fetches the subtitle files given with the source that the
+// plan's renditions are made from (the encode writes them, or a split
+// job's audio task).
+func (e *Executor) sidecars(ctx context.Context, c *job.Claimed, plan *media.Plan) error {
+	ids := plan.Sidecars()
+	if len(ids) == 0 {
+		return nil
+	}
+	paths := make(map[string]string, len(ids))
+	for _, id := range ids {
+		if !slices.ContainsFunc(c.Job.Source.Subtitles, func(s job.SourceSubtitle) bool { return s.ID == id }) {
+			return job.Permanent("bad_plan", job.Userf(nil, "the job's plan names a subtitle file its source was not given with; submit the file again"))
+		}
+		p, err := e.files.Subtitle(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		paths[id] = p
+	}
+	plan.UseSidecars(paths)
+	return nil
 }
 
 func (e *Executor) probe(ctx context.Context, c *job.Claimed, src string) (job.Result, error) {

@@ -41,12 +41,16 @@ import (
 // and fails no work. Version 5 added ladders of more than one codec (a
 // rung's own video plan, rung names such as 1080p-av1) to plans that
 // encode, thumbnails and verify read: a version 4 worker would refuse such
-// a plan as malformed and fail the job.
-const Version = "5"
+// a plan as malformed and fail the job. Version 6 added subtitle files
+// given with the source: a plan's subtitle rendition may be made from one
+// (SubtitlePlan.Sidecar), which the encode or audio task downloads from
+// .../subtitles/{id}; a version 5 worker would read the rendition as the
+// source's stream 0 and fail the job.
+const Version = "6"
 
 // OlderVersions are the versions before Version that the server still
 // speaks, newest first: their workers are leased only what Kinds allows.
-var OlderVersions = []string{"4", "3", LegacyVersion}
+var OlderVersions = []string{"5", "4", "3", LegacyVersion}
 
 // LegacyVersion is the oldest version the server still speaks: its workers
 // are handed the last step under its old kind (LegacyFinalizeKind) and may
@@ -274,4 +278,13 @@ func EscapePath(p string) string {
 		parts[i] = url.PathEscape(parts[i])
 	}
 	return strings.Join(parts, "/")
+}
+
+// StoredSubtitle is the answer to POST /api/v1/subtitles: a subtitle file
+// stored, to be named by a submission.
+type StoredSubtitle struct {
+	ID     string `json:"id"`     // its WebVTT's SHA-256: what a submission names
+	Format string `json:"format"` // what it was sent as: srt, webvtt, ass, ttml
+	Cues   int    `json:"cues"`
+	Size   int64  `json:"size"` // bytes of WebVTT
 }

@@ -325,11 +325,21 @@ func leaseHeader(l job.Lease) http.Header {
 // may redirect to a presigned storage URL: the bytes then come from there.
 func (c *Client) Source(ctx context.Context, cl *job.Claimed) (string, error) {
 	return c.cache.Get(ctx, cl.Job.Source.SHA256, func(ctx context.Context, part string) error {
-		return c.retry(ctx, "download source", func() error { return c.download(ctx, cl, part) })
+		return c.retry(ctx, "download source", func() error { return c.download(ctx, cl, "source", part) })
 	})
 }
 
-func (c *Client) download(ctx context.Context, cl *job.Claimed, part string) error {
+// Subtitle downloads a subtitle file given with the job's source into the
+// cache, and checks its SHA-256, its id (pipeline.Files).
+func (c *Client) Subtitle(ctx context.Context, cl *job.Claimed, id string) (string, error) {
+	return c.cache.Get(ctx, id, func(ctx context.Context, part string) error {
+		return c.retry(ctx, "download subtitle file", func() error { return c.download(ctx, cl, "subtitles/"+url.PathEscape(id), part) })
+	})
+}
+
+// download fetches the task's file at what (below the task's route) into
+// part, resuming what part holds.
+func (c *Client) download(ctx context.Context, cl *job.Claimed, what, part string) error {
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return err
@@ -343,7 +353,7 @@ func (c *Client) download(ctx context.Context, cl *job.Claimed, part string) err
 	if st.Size() > 0 {
 		hdr.Set("Range", fmt.Sprintf("bytes=%d-", st.Size()))
 	}
-	resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, "source"), hdr, nil)
+	resp, err := c.do(ctx, http.MethodGet, reportPath(cl.Lease, what), hdr, nil)
 	if err != nil {
 		var se *protocol.Error
 		if errors.As(err, &se) && se.Status == http.StatusRequestedRangeNotSatisfiable {
@@ -359,7 +369,7 @@ func (c *Client) download(ctx context.Context, cl *job.Claimed, part string) err
 		}
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
-		return fmt.Errorf("download source: %w", err)
+		return fmt.Errorf("download %s: %w", what, err)
 	}
 	return f.Sync()
 }

@@ -284,13 +284,19 @@ function chunkLabel(t) {
 // progress, its class the chunk's state, a badge from its second attempt
 // on. Cells are updated in place, so a tooltip being read stays open.
 // showAudio lists the plan's audio tracks (the source's loudness, the gain
-// planned, the loudness verification measured on each rendition) and its
-// notes: what of the source the outputs leave out.
+// planned, the loudness verification measured on each rendition), its
+// subtitle tracks (from the source's streams or a subtitle file given with
+// it) and its notes: what of the source the outputs leave out.
 function showAudio(j, outs) {
-  const pl = j.plan || {}, tracks = pl.audio || [], notes = pl.notes || [];
+  const pl = j.plan || {}, tracks = pl.audio || [], notes = pl.notes || [], subs = pl.subtitles || [];
+  document.getElementById('j-subs-box').hidden = !subs.length;
+  fill(document.getElementById('j-subs'), subs.map((s, i) => el('tr', {dataset: {subtitle: String(i)}},
+    el('td', {}, s.name || `Subtitles ${i + 1}`), el('td', {}, s.language || '–'),
+    el('td', {}, s.forced ? 'forced' : (s.hearing_impaired ? 'SDH' : '–')),
+    el('td', {}, s.sidecar ? 'subtitle file given with the source' : `source stream ${s.input}`))));
   const loud = (l) => !l ? '–' : (l.integrated <= -70 ? 'silent' : `${l.integrated.toFixed(1)} LUFS, ${l.true_peak.toFixed(1)} dBTP`);
   const made = Object.fromEntries(outs.filter((o) => o.loudness).map((o) => [o.path, o.loudness]));
-  document.getElementById('j-audio-box').hidden = !tracks.length && !notes.length;
+  document.getElementById('j-audio-box').hidden = !tracks.length && !notes.length && !subs.length;
   const noteBox = document.getElementById('j-notes');
   noteBox.hidden = !notes.length;
   fill(noteBox, notes.map((n) => el('li', {}, n)));
@@ -570,7 +576,21 @@ pages.upload = () => {
   };
   showPending();
 
-  const start = (file) => {
+  // sendSubtitle stores the chosen subtitle file and answers the upload
+  // metadata that gives it with a video; the server refuses one that does
+  // not parse, naming the line.
+  const sendSubtitle = async () => {
+    const f = document.getElementById('subtitle-file').files[0];
+    if (!f) return '';
+    const res = await fetch('/api/v1/subtitles', {method: 'POST', body: f, headers: {'X-CSRF-Token': csrf, 'Content-Type': 'application/octet-stream'}});
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(`${f.name}: ${body.error?.message || res.statusText}`);
+    const lang = document.getElementById('subtitle-lang').value.trim() || 'und';
+    const kind = document.getElementById('subtitle-kind').value;
+    return `${lang}${kind ? ':' + kind : ''}=${body.id}`;
+  };
+
+  const start = async (file) => {
     const prof = profile.value;
     const publish = [...document.querySelectorAll('input[name="publish"]:checked')].map((c) => c.value).join(',');
     const labels = document.getElementById('labels').value.trim();
@@ -580,14 +600,23 @@ pages.upload = () => {
     const li = el('li', {dataset: {upload: file.name, state: 'uploading'}}, el('span', {class: 'name'}, file.name), actions, bar, status);
     list.prepend(li);
     const setState = (s, msg) => { li.dataset.state = s; status.textContent = msg; };
+    let subtitles = '';
+    try {
+      subtitles = await sendSubtitle();
+    } catch (err) {
+      setState('failed', 'Refused: ' + err.message);
+      return;
+    }
+    const meta = {filename: file.name, profile: prof, publish, labels};
+    if (subtitles) meta.subtitles = subtitles;
     const up = new tus.Upload(file, {
       endpoint: '/api/v1/uploads',
       chunkSize: 8 * 1024 * 1024,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
-      metadata: {filename: file.name, profile: prof, publish, labels},
+      metadata: meta,
       headers: {'X-CSRF-Token': csrf},
       removeFingerprintOnSuccess: true,
-      fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof, publish, labels].join('/')),
+      fingerprint: (f) => Promise.resolve(['herd', f.name, f.type, f.size, f.lastModified, prof, publish, labels, subtitles].join('/')),
       onAfterResponse: (req, res) => {
         if (req.getMethod() === 'HEAD' && res.getStatus() === 200) li.dataset.resumedFrom = res.getHeader('Upload-Offset');
       },
