@@ -141,9 +141,21 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	defer cancel()
 	require.NoError(t, chromedp.Run(up, chromedp.Navigate(s.url+"/upload"), chromedp.WaitVisible(`#files`, chromedp.ByQuery)))
 	require.Equal(t, "web-hls", evalJS[string](t, up, `document.querySelector("#profile").value`), "the page preselects the profile every browser plays")
-	// Deliver it to the webhook, labelled.
+	// Deliver it to the webhook, labelled, with French subtitles for the
+	// deaf and hard of hearing. A subtitle file that does not parse is
+	// refused before the video is sent, naming the line.
+	broken := filepath.Join(dir, "broken.fr.srt")
+	require.NoError(t, os.WriteFile(broken, []byte("1\n00:00:01,000 --> 00:00:02,000\nUn.\n\n2\n00:00:05,000 --> 00:00:03,000\nDeux.\n"), 0o644))
+	require.NoError(t, chromedp.Run(up, chromedp.SetUploadFiles(`#subtitle-file`, []string{broken}, chromedp.ByQuery),
+		chromedp.SendKeys(`#subtitle-lang`, "fr", chromedp.ByQuery), chromedp.SetUploadFiles(`#files`, []string{src}, chromedp.ByQuery)))
+	testenv.WaitJS(t, up, "the refusal", `document.querySelector('#uploads li[data-state="failed"]')`, 15*time.Second)
+	require.Contains(t, evalJS[string](t, up, `document.querySelector('#uploads li[data-state="failed"] .status').textContent`),
+		"broken.fr.srt: the subtitle file was refused: line 6: the cue ends (0:00:03.000) before it starts (0:00:05.000)")
+	fr := filepath.Join(dir, "clip.fr.srt")
+	require.NoError(t, os.WriteFile(fr, []byte("1\n00:00:01,000 --> 00:00:03,000\n[PORTE QUI GRINCE]\n"), 0o644))
 	require.NoError(t, chromedp.Run(up, chromedp.Click(`input[name="publish"][value="site"]`, chromedp.ByQuery),
-		chromedp.SendKeys(`#labels`, "team=web, tier=gold", chromedp.ByQuery)))
+		chromedp.SendKeys(`#labels`, "team=web, tier=gold", chromedp.ByQuery),
+		chromedp.SetUploadFiles(`#subtitle-file`, []string{fr}, chromedp.ByQuery), chromedp.SetValue(`#subtitle-kind`, "sdh", chromedp.ByQuery)))
 	require.NoError(t, chromedp.Run(up, chromedp.SetUploadFiles(`#files`, []string{src}, chromedp.ByQuery)))
 	testenv.WaitJS(t, up, "the upload to finish", `document.querySelector('#uploads li[data-state="done"]')?.dataset.jobId`, 60*time.Second)
 	id := evalJS[string](t, up, `document.querySelector('#uploads li[data-state="done"]').dataset.jobId`)
@@ -183,6 +195,8 @@ func TestBrowserUploadWatchPlay(t *testing.T) {
 	// Its audio track: the source's loudness, the gain, what came out.
 	audio := evalJS[string](t, ctx, `document.querySelector("#j-audio tr[data-track]")?.innerText || ""`)
 	require.Regexp(t, `LUFS.*dBTP\s+[+-][0-9.]+ dB\s+-1[5-7]\.[0-9] LUFS`, audio, "the job page's audio table")
+	require.Regexp(t, `Français \(SDH\)\s+fr\s+SDH\s+subtitle file given with the source`, evalJS[string](t, ctx, `document.querySelector("#j-subs tr[data-subtitle]")?.innerText || ""`),
+		"the subtitle file from the upload page, on the job page")
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
 	testenv.WaitJS(t, ctx, "playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
 	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))

@@ -38,10 +38,14 @@ func TestServeOnS3(t *testing.T) {
 	dir := t.TempDir()
 	s := startServerEnv(t, filepath.Join(dir, "data"), b.Env(), "--blob", "s3://"+b.Name+"/herd", "--link-presign")
 	src := clip(t, dir, 3, "320x180")
-	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--wait")
+	vtt := filepath.Join(dir, "clip.en.vtt")
+	require.NoError(t, os.WriteFile(vtt, []byte("WEBVTT\n\n00:00.500 --> 00:01.500\nHello.\n"), 0o644))
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--subtitle", "en="+vtt, "--wait")
 	require.Equal(t, 0, code, stderr)
 	j := s.job(strings.TrimSpace(stdout))
 	require.Equal(t, "succeeded", j.State)
+	require.Len(t, j.Source.Subtitles, 1)
+	require.Contains(t, listBucket(t, b, "herd/subtitles/"), j.Source.Subtitles[0].ID, "the subtitle file is in the bucket")
 
 	out := listBucket(t, b, "herd/jobs/"+j.ID+"/out/")
 	require.Contains(t, out, "master.m3u8")
@@ -61,6 +65,7 @@ func TestServeOnS3(t *testing.T) {
 	resp, body := s.get("/api/v1/jobs/"+j.ID+"/outputs/master.m3u8", nil)
 	require.Equal(t, 200, resp.StatusCode)
 	require.Contains(t, string(body), "#EXT-X-STREAM-INF")
+	require.Contains(t, string(body), `TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",LANGUAGE="en"`)
 	for _, o := range j.Outputs {
 		if o.Size > 200 {
 			resp, body := s.get(o.URL, map[string]string{"Range": "bytes=100-199"})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
@@ -188,6 +189,7 @@ type jobJSON struct {
 		Duration                 float64
 		Width, Height            int
 		AudioChannels            int `json:"audio_channels"`
+		Subtitles                []struct{ ID string }
 	} `json:"source"`
 	Outputs []struct {
 		Name, Kind, URL, Codec string
@@ -358,6 +360,55 @@ func TestSubmitRejectedInputFailsClearly(t *testing.T) {
 	require.NotContains(t, j.Error, dir, "no server paths in user errors")
 	require.NotContains(t, j.Error, s.data)
 	require.Contains(t, stderr, j.Error)
+}
+
+// A subtitle file given with a source that cannot be packaged is refused
+// at submit, before the video is sent, saying what is wrong and where;
+// nothing is queued.
+func TestSubtitleFileRefusedAtSubmit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	src := filepath.Join(dir, "movie.mkv")
+	require.NoError(t, os.WriteFile(src, []byte("never read"), 0o644))
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		return p
+	}
+	good := write("good.srt", "1\n00:00:01,000 --> 00:00:02,000\nBon.\n")
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--subtitle", "fr=" + write("timing.srt", "1\n00:00:01,000 --> 00:00:02,000\nUn.\n\n2\n00:00:04,000 --> 00:00:03,500\nDeux.\n")},
+			"timing.srt: the subtitle file was refused: line 6: the cue ends (0:00:03.500) before it starts (0:00:04.000)"},
+		{[]string{"--subtitle", "fr=" + write("stamp.srt", "1\n00:00:01,000 --> 00:00:0x,000\nUn.\n")}, "line 2: parsing srt duration"},
+		{[]string{"--subtitle", "fr=" + write("notes.txt", "Some notes about the film.\n")}, "not a subtitle format herd reads: send SRT, WebVTT, ASS/SSA or TTML"},
+		{[]string{"--subtitle", "fr=" + write("latin1.srt", "1\n00:00:01,000 --> 00:00:02,000\nCaf\xe9\n")}, "line 3: not UTF-8 text (save the file as UTF-8"},
+		{[]string{"--subtitle", good}, "write LANGUAGE=FILE"},
+		{[]string{"--subtitle", "klingon!=" + good}, `"klingon!" is not a language tag`},
+		{[]string{"--subtitle", "fr=" + good, "--profile", "mp4-library"}, "profile mp4-library keeps only the source's own subtitle streams"},
+	} {
+		_, stderr, code := s.herd(append([]string{"submit", src}, tc.args...)...)
+		require.NotEqual(t, 0, code, tc.args)
+		require.Contains(t, stderr, tc.msg, tc.args)
+	}
+	// The API names what to send when the id is not a stored file's.
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	require.NoError(t, mw.WriteField("profile", "web-hls"))
+	require.NoError(t, mw.WriteField("subtitles", "fr="+strings.Repeat("0", 64)))
+	fw, err := mw.CreateFormFile("file", "movie.mkv")
+	require.NoError(t, err)
+	_, _ = fw.Write([]byte("never read"))
+	require.NoError(t, mw.Close())
+	resp, b := s.request(http.MethodPost, "/api/v1/jobs", &body, map[string]string{"Content-Type": mw.FormDataContentType()})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, string(b), "POST it to /api/v1/subtitles first")
+	out, _, code := s.herd("jobs", "-o", "json")
+	require.Equal(t, 0, code)
+	require.NotContains(t, out, "movie.mkv", "nothing queued")
 }
 
 func TestRestartAfterSIGKILLMidEncode(t *testing.T) {

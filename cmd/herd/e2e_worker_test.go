@@ -92,7 +92,10 @@ func TestRemoteWorkerRunsEverything(t *testing.T) {
 	w := s.startWorker(t, "box-1", "--max-tasks", "2")
 
 	src := clip(t, dir, 4, "320x180")
-	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--wait")
+	// With a subtitle file, which the worker fetches from the server.
+	srt := filepath.Join(dir, "clip.fr.srt")
+	require.NoError(t, os.WriteFile(srt, []byte("1\n00:00:00,500 --> 00:00:01,500\nBonjour.\n"), 0o644))
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls", "--subtitle", "fre:sdh="+srt, "--wait")
 	require.Equal(t, 0, code, stderr)
 	j := s.job(strings.TrimSpace(stdout))
 	require.Equal(t, "succeeded", j.State)
@@ -103,6 +106,10 @@ func TestRemoteWorkerRunsEverything(t *testing.T) {
 	resp, body := s.get("/api/v1/jobs/"+j.ID+"/outputs/master.m3u8", nil)
 	require.Equal(t, 200, resp.StatusCode)
 	require.Contains(t, string(body), "#EXT-X-STREAM-INF")
+	require.Contains(t, string(body), `TYPE=SUBTITLES,GROUP-ID="subs",NAME="Français (SDH)",LANGUAGE="fr"`)
+	resp, body = s.get("/api/v1/jobs/"+j.ID+"/outputs/subs_0_00001.vtt", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, string(body), "Bonjour.")
 
 	out, _, code := s.herd("workers", "-o", "json")
 	require.Equal(t, 0, code)
