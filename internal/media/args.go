@@ -148,7 +148,8 @@ func gcd(a, b int) int {
 
 // EncodeArgs returns the ffmpeg argv (without the binary) that makes the main
 // outputs from input into outDir in one process: the source is decoded once
-// and split and scaled to every rung. input and outDir should be absolute;
+// and split and scaled to every rung (only the video when the plan's audio
+// task makes the audio and subtitles: AudioStep). input and outDir should be absolute;
 // the function is pure (no file system access), so that it can be golden-tested.
 func (pl *Plan) EncodeArgs(input, outDir string) []string {
 	args := pl.inputArgs(input, 0)
@@ -156,21 +157,27 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
 	}
-	args = append(args, pl.trackMaps()...)
+	if !pl.AudioStep {
+		args = append(args, pl.trackMaps()...)
+	}
 	args = append(args, pl.videoCodecArgs()...)
-	args = append(args, pl.audioCodecArgs()...)
-	args = append(args, pl.subtitleCodecArgs()...)
+	if !pl.AudioStep {
+		args = append(args, pl.audioCodecArgs()...)
+		args = append(args, pl.subtitleCodecArgs()...)
+	}
 	args = append(args, "-max_muxing_queue_size", "1024")
 
 	outDir = filepath.Clean(outDir)
 	switch pl.Format {
 	case profile.FormatHLS:
 		sets := "id=0,streams=v"
-		if len(pl.Audio) > 0 {
+		if len(pl.Audio) > 0 && !pl.AudioStep {
 			sets += " id=1,streams=a"
 		}
 		args = append(args, pl.dashArgs(sets, outDir)...)
-		args = append(args, pl.subtitleOutputs(outDir)...)
+		if !pl.AudioStep {
+			args = append(args, pl.subtitleOutputs(outDir)...)
+		}
 		if pl.tilesInGraph() {
 			args = append(args, pl.tileArgs(outDir, 0)...)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,15 +109,54 @@ func TestAudioRenditionsEndToEnd(t *testing.T) {
 		"-disposition:a:0", "0", "-disposition:a:1", "default", "-disposition:a:2", "comment")
 	pl := admitted(t, input, webAudio(t, 1))
 	require.Len(t, pl.Audio, 4)
-	_, outputs, out := func() (*Plan, []Output, string) {
-		tools := Tools{}
-		dir := t.TempDir()
-		_, err := tools.Encode(t.Context(), pl, input, dir, nil)
+	// The audio task's way (the one every new web job takes, split or
+	// not): the same outputs as the encode making the audio itself (a
+	// plan made before), to the byte in the master playlist.
+	encoded := func(step bool) ([]Output, string) {
+		tools, dir, p := Tools{}, t.TempDir(), *pl
+		p.AudioStep = step
+		require.NoError(t, p.Validate())
+		if step {
+			audio := filepath.Join(t.TempDir(), "audio")
+			_, err := tools.EncodeAudio(t.Context(), &p, input, audio, nil)
+			require.NoError(t, err)
+			_, err = tools.Encode(t.Context(), &p, input, dir, nil)
+			require.ErrorContains(t, err, "the audio task's")
+			_, err = tools.EncodeWithAudio(t.Context(), &p, input, audio, dir, nil)
+			require.NoError(t, err)
+		} else {
+			_, err := tools.Encode(t.Context(), &p, input, dir, nil)
+			require.NoError(t, err)
+		}
+		outs, _, err := tools.Verify(t.Context(), &p, input, dir)
 		require.NoError(t, err)
-		outs, _, err := tools.Verify(t.Context(), pl, input, dir)
-		require.NoError(t, err)
-		return pl, outs, dir
-	}()
+		return outs, dir
+	}
+	before, inEncode := encoded(false)
+	outputs, out := encoded(true)
+	loud := map[string]float64{}
+	for _, o := range before {
+		if o.Loudness != nil {
+			loud[o.Name] = o.Loudness.Integrated
+		}
+	}
+	for _, o := range outputs {
+		if o.Loudness != nil {
+			require.InDelta(t, loud[o.Name], o.Loudness.Integrated, 0.05, "%s: the same loudness either way", o.Name)
+			delete(loud, o.Name)
+		}
+	}
+	require.Empty(t, loud, "every audio output measured either way")
+	want, err := os.ReadFile(filepath.Join(inEncode, MasterName))
+	require.NoError(t, err)
+	got, err := os.ReadFile(filepath.Join(out, MasterName))
+	require.NoError(t, err)
+	// The rungs' measured rates aside: x264's rate control over threads
+	// is not the same to the bit from one run to the next.
+	rates := regexp.MustCompile(`BANDWIDTH=[0-9]+`)
+	require.Equal(t, rates.ReplaceAllString(string(want), "BANDWIDTH=n"), rates.ReplaceAllString(string(got), "BANDWIDTH=n"), "the master playlist, either way")
+	require.NotContains(t, strings.Join(func() []string { p := *pl; p.AudioStep = true; return p.EncodeArgs("/in.mkv", "/out") }(), " "), "0:1",
+		"with an audio task, the encode reads no audio")
 	var names []string
 	for _, o := range outputs {
 		if o.Kind == "hls" && len(o.Name) >= 5 && o.Name[:5] == "audio" {

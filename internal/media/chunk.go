@@ -317,6 +317,13 @@ func (pl *Plan) AudioArgs(input, outDir string) []string {
 	return append(args, pl.subtitleOutputs(outDir)...)
 }
 
+// PlanAudioStep gives an unsplit hls plan that has audio or subtitles an
+// audio task (AudioStep), so that a web job's audio is made by the one
+// audio task whether or not its video is split.
+func (pl *Plan) PlanAudioStep() {
+	pl.AudioStep = pl.Format == profile.FormatHLS && len(pl.Chunks) == 0 && pl.AudioTask()
+}
+
 // AudioTask says whether a split plan has an audio task: an hls plan when
 // it has audio; an mp4 or mkv plan always, for its other tracks, metadata
 // and chapters.
@@ -350,19 +357,8 @@ func (pl *Plan) StitchChunks(chunkDirs []string, audioDir, outDir string) (*pack
 			return nil, fmt.Errorf("rung %s: %w", pl.Rungs[i].Name, err)
 		}
 	}
-	for j := range pl.Audio {
-		p, err := piece(audioDir, strconv.Itoa(j))
-		if err != nil {
-			return nil, fmt.Errorf("stitch: audio: %w", err)
-		}
-		if _, err := pack.Stitch(outDir, strconv.Itoa(len(pl.Rungs)+j), initTemplate, mediaTemplate, []pack.Piece{p}); err != nil {
-			return nil, fmt.Errorf("audio track %d: %w", j+1, err)
-		}
-	}
-	for k := range pl.Subtitles {
-		if err := copyFile(filepath.Join(audioDir, SubtitleFile(k)), filepath.Join(outDir, SubtitleFile(k))); err != nil {
-			return nil, fmt.Errorf("stitch: subtitles: %w", err)
-		}
+	if err := pl.joinAudio(audioDir, outDir); err != nil {
+		return nil, fmt.Errorf("stitch: %w", err)
 	}
 	if pl.tilesInGraph() {
 		if err := pl.AssembleSprite(outDir, chunkDirs...); err != nil {
@@ -373,6 +369,27 @@ func (pl *Plan) StitchChunks(chunkDirs []string, audioDir, outDir string) (*pack
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
 	return pl.PackageHLS(outDir)
+}
+
+// joinAudio puts the audio task's encode in audioDir (AudioArgs) into
+// outDir beside the video: each track's segments as the representation
+// after the rungs', and the subtitle renditions' files.
+func (pl *Plan) joinAudio(audioDir, outDir string) error {
+	for j := range pl.Audio {
+		p, err := piece(audioDir, strconv.Itoa(j))
+		if err != nil {
+			return fmt.Errorf("audio: %w", err)
+		}
+		if _, err := pack.Stitch(outDir, strconv.Itoa(len(pl.Rungs)+j), initTemplate, mediaTemplate, []pack.Piece{p}); err != nil {
+			return fmt.Errorf("audio track %d: %w", j+1, err)
+		}
+	}
+	for k := range pl.Subtitles {
+		if err := copyFile(filepath.Join(audioDir, SubtitleFile(k)), filepath.Join(outDir, SubtitleFile(k))); err != nil {
+			return fmt.Errorf("subtitles: %w", err)
+		}
+	}
+	return nil
 }
 
 // piece lists representation id's files in dir.

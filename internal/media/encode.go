@@ -14,13 +14,37 @@ import (
 
 // Encode runs EncodeArgs and, for hls, writes the HLS playlists and the DASH
 // manifest over the segments ffmpeg wrote (see package pack): rates, codecs
-// and timing measured from the segments on disk. It returns every argv it ran.
+// and timing measured from the segments on disk. It returns every argv it
+// ran. A plan whose audio the audio task makes (AudioStep) is encoded with
+// EncodeWithAudio.
 func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
+	if pl.AudioStep {
+		return nil, fmt.Errorf("encode: the plan's audio is the audio task's: encode it with that task's files")
+	}
+	return t.encode(ctx, pl, input, "", outDir, progress)
+}
+
+// EncodeWithAudio is Encode for a plan whose audio and subtitles the audio
+// task made (AudioStep), into audioDir (EncodeAudio): the encode makes the
+// video, then joins them to it, as a stitch does a split plan's.
+func (t Tools) EncodeWithAudio(ctx context.Context, pl *Plan, input, audioDir, outDir string, progress func(Progress)) ([][]string, error) {
+	if !pl.AudioStep {
+		return nil, fmt.Errorf("encode: the plan has no audio task")
+	}
+	return t.encode(ctx, pl, input, audioDir, outDir, progress)
+}
+
+func (t Tools) encode(ctx context.Context, pl *Plan, input, audioDir, outDir string, progress func(Progress)) ([][]string, error) {
 	ran, out, err := t.runInto(ctx, "encode", input, outDir, pl.EncodeArgs, progress)
 	if err != nil {
 		return ran, err
 	}
-	if err := pl.writeSidecars(out); err != nil {
+	if pl.AudioStep {
+		err = pl.joinAudio(audioDir, out)
+	} else {
+		err = pl.writeSidecars(out)
+	}
+	if err != nil {
 		return ran, fmt.Errorf("encode: %w", err)
 	}
 	if pl.tilesInGraph() {

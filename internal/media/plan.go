@@ -25,6 +25,11 @@ type Plan struct {
 	// Chunks split the video encode into pieces that workers encode in
 	// parallel (PlanChunks); empty: one encode.
 	Chunks []ChunkPlan `json:"chunks,omitempty"`
+	// AudioStep says an unsplit hls plan's audio and subtitles are made by
+	// the job's audio task, as a split plan's are, and the encode joins
+	// them to its video (Tools.EncodeVideo); false: the encode makes them
+	// too (Tools.Encode; plans made before the audio task was the rule).
+	AudioStep bool `json:"audio_step,omitempty"`
 	// VideoEnd is the output time, in seconds, where the source's edit
 	// list hides the rest of its video (Info.VideoEnd); 0: nothing hidden.
 	// The last chunk's encode drops the frames from there on, as the

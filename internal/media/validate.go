@@ -249,6 +249,7 @@ func (pl *Plan) Validate() error {
 		floatIn("plan.duration", pl.Duration, 1e-6, maxSeconds),
 		floatIn("plan.start", pl.Start, -maxSeconds, maxSeconds),
 		pl.validateChunks(),
+		pl.validateAudioStep(),
 		floatIn("plan.video_end", pl.VideoEnd, 0, pl.Duration+1),
 		inRange("plan.video_index", pl.VideoIndex, 0, maxStreams-1),
 		inRange("plan.width", pl.Width, 2, maxDimension),
@@ -362,6 +363,13 @@ func (pl *Plan) Validate() error {
 		}
 	}
 	return pl.Thumbs.validate(pl.Duration)
+}
+
+func (pl *Plan) validateAudioStep() error {
+	if pl.AudioStep && (pl.Format != profile.FormatHLS || len(pl.Chunks) > 0 || !pl.AudioTask()) {
+		return bad("plan.audio_step", "only an unsplit hls plan with audio or subtitles has an audio task of its own")
+	}
+	return nil
 }
 
 func (v VideoPlan) validate(hw string) error {

@@ -260,6 +260,7 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 	if err == nil {
 		plan.AddSidecars(p, c.Job.Source.Subtitles)
 		plan.PlanChunks(chunkSeconds(p, c.Job), info.Keyframes)
+		plan.PlanAudioStep()
 		err = plan.Validate()
 	}
 	if err != nil {
@@ -283,8 +284,11 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 		src.AudioChannels = info.Audio[0].Channels
 	}
 	res := job.Result{Data: data, Plan: planJSON, Source: &src}
-	if len(plan.Chunks) > 0 {
+	switch {
+	case len(plan.Chunks) > 0:
 		res.Expand = chunkTasks(plan, c.Task.ID, TaskNeeds(p))
+	case plan.AudioStep:
+		res.Expand = audioTasks(c.Task.ID, TaskNeeds(p))
 	}
 	return res, nil
 }

@@ -68,6 +68,15 @@ func chunkTasks(plan *media.Plan, probeID string, needs []string) *job.Expansion
 	return &job.Expansion{Replace: job.KindEncode, Tasks: tasks}
 }
 
+// audioTasks are the tasks that replace an unsplit plan's encode task when
+// its audio is the audio task's (Plan.AudioStep): the audio, then the
+// encode, which joins it to the video.
+func audioTasks(probeID string, needs []string) *job.Expansion {
+	a := job.Task{ID: job.NewID("t"), Kind: job.KindAudio, DependsOn: []string{probeID}}
+	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{probeID, a.ID}, Needs: needs}
+	return &job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{a, enc}}
+}
+
 // splitWorkers is how many pieces a split task cuts at once: each is a
 // stream copy, bound by reading the source rather than by a core, and a
 // two-hour movie has 120 of them (about 0.35 s each one after another).

@@ -122,7 +122,7 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 	if err := plan.Validate(); err != nil {
 		return job.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan is not valid (%v); submit the file again", err))
 	}
-	if c.Task.Kind == job.KindEncode || c.Task.Kind == job.KindAudio {
+	if (c.Task.Kind == job.KindEncode && !plan.AudioStep) || c.Task.Kind == job.KindAudio {
 		if err := e.sidecars(ctx, c, &plan); err != nil {
 			return job.Result{}, err
 		}
@@ -276,9 +276,25 @@ func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan,
 		return job.Result{}, err
 	}
 	defer done()
+	audioDir := ""
+	if plan.AudioStep {
+		if audioDir, err = e.files.Scratch("audio"); err != nil {
+			return job.Result{}, err
+		}
+		defer e.files.Discard(audioDir)
+		if err := e.staged(ctx, c, StepAudio, audioDir, "the encoded audio"); err != nil {
+			return job.Result{}, err
+		}
+	}
 	cmds, err := e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
 		var speed float64
-		ran, err := e.media.Encode(ctx, plan, src, dir, func(p media.Progress) {
+		encode := e.media.Encode
+		if plan.AudioStep {
+			encode = func(ctx context.Context, pl *media.Plan, input, outDir string, progress func(media.Progress)) ([][]string, error) {
+				return e.media.EncodeWithAudio(ctx, pl, input, audioDir, outDir, progress)
+			}
+		}
+		ran, err := encode(ctx, plan, src, dir, func(p media.Progress) {
 			frac := 0.0
 			if plan.Duration > 0 {
 				frac = min(p.OutTime.Seconds()/plan.Duration, 1)

@@ -90,6 +90,8 @@ func Reads(t job.Task, step string) bool {
 		return true
 	}
 	switch t.Kind {
+	case job.KindEncode:
+		return step == StepAudio // an unsplit plan's audio task's (media.Plan.AudioStep)
 	case job.KindVerify:
 		return step == StepEncode || step == StepThumbs
 	case job.KindChunk:
