@@ -3,6 +3,7 @@ module github.com/herdhq/herd
 go 1.26.8
 
 require (
+	cel.dev/cel-go v0.33.3
 	github.com/Eyevinn/dash-mpd v0.12.0
 	github.com/Eyevinn/hls-m3u8 v0.6.4
 	github.com/Eyevinn/mp4ff v0.50.0
@@ -20,10 +21,14 @@ require (
 )
 
 require (
+	cel.dev/expr v0.25.1 // indirect
+	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
 	github.com/asticode/go-astikit v0.20.0 // indirect
 	github.com/asticode/go-astits v1.8.0 // indirect
 	github.com/barkimedes/go-deepcopy v0.0.0-20220514131651-17c30cfc62df // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
+	google.golang.org/genproto/googleapis/api v0.0.0-20250303144028-a0af3efb3deb // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20250528174236-200df99c418a // indirect
 )
 
 require (

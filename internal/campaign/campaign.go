@@ -27,6 +27,7 @@ import (
 	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/window"
 )
 
 // Defaults.
@@ -132,7 +133,7 @@ func (s *Service) Create(ctx context.Context, req Request) (store.Campaign, []jo
 		return store.Campaign{}, nil, invalid("no publisher or watch folder is named %q (the configuration has %s)", req.Library, orNone(s.cfg.Libraries))
 	}
 	if req.Window != "" {
-		if _, err := ParseWindow(req.Window); err != nil {
+		if _, err := window.Parse(req.Window); err != nil {
 			return store.Campaign{}, nil, invalid("%v", err)
 		}
 	}
@@ -276,7 +277,7 @@ func (s *Service) step(ctx context.Context, c store.Campaign) error {
 		}
 		return nil
 	}
-	if w, err := ParseWindow(c.Window); err == nil && !w.Contains(s.now()) {
+	if w, err := window.Parse(c.Window); err == nil && !w.Contains(s.now()) {
 		return nil
 	}
 	room := c.MaxRunning - n.Running

@@ -182,11 +182,35 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 			args = append(args, pl.tileArgs(outDir, 0)...)
 		}
 	case profile.FormatMP4:
-		args = append(args, "-movflags", "+faststart", "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
+		args = append(args, pl.herdTag()...)
+		args = append(args, "-movflags", pl.movFlags(), "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
 	case profile.FormatMKV:
+		args = append(args, pl.herdTag()...)
 		args = append(args, "-f", "matroska", "file:"+filepath.Join(outDir, pl.FileName()))
 	}
 	return args
+}
+
+// HerdTag is the container tag herd writes on every MP4 and MKV it makes:
+// the job's id (Plan.Herd), read back by the probe (Info.Herd).
+const HerdTag = "herd"
+
+// herdTag is the output option that writes the herd tag; none for a plan
+// without one (made before the tag was written).
+func (pl *Plan) herdTag() []string {
+	if pl.Herd == "" {
+		return nil
+	}
+	return []string{"-metadata", HerdTag + "=" + pl.Herd}
+}
+
+// movFlags are an MP4 output's: the index first, and tags of any name
+// kept (the herd tag).
+func (pl *Plan) movFlags() string {
+	if pl.Herd == "" {
+		return "+faststart"
+	}
+	return "+faststart+use_metadata_tags"
 }
 
 // dashArgs has ffmpeg's dash muxer write the init and media segments of the

@@ -229,8 +229,9 @@ func (pl *Plan) StitchArgs(list, tracks, metadata, outDir string) []string {
 		args = append(args, pl.subtitleDisposition(i)...)
 	}
 	args = append(args, "-max_muxing_queue_size", "1024")
+	args = append(args, pl.herdTag()...)
 	if pl.Format == profile.FormatMP4 {
-		args = append(args, "-movflags", "+faststart")
+		args = append(args, "-movflags", pl.movFlags())
 	}
 	return append(args, "-f", pl.fileMuxer(), "file:"+filepath.Join(filepath.Clean(outDir), pl.FileName()))
 }

@@ -74,6 +74,10 @@ type Plan struct {
 	Verify string `json:"verify,omitempty"`
 	// Notes say what of the source the outputs leave out, and why.
 	Notes []string `json:"notes,omitempty"`
+	// Herd is what an mp4 or mkv output's herd tag says (the job's id), so
+	// that a file herd made is known for one wherever it goes (a library's
+	// rules never match it).
+	Herd string `json:"herd,omitempty"`
 
 	// sidecarPaths are the local paths of the subtitle files the plan's
 	// renditions are made from, by id (UseSidecars).

@@ -40,6 +40,9 @@ type Info struct {
 	// edit list hides at the end of the video (the demuxer discards it and
 	// every later one); 0 when none is hidden. Only ProbeVideoEnd sets it.
 	VideoEnd float64 `json:"video_end,omitempty"`
+	// Herd is the container's herd tag, which herd writes on every MP4 and
+	// MKV it makes (the job's id): a file herd made. "" on others.
+	Herd string `json:"herd,omitempty"`
 }
 
 // VideoStream is the chosen video stream of an input.
@@ -63,6 +66,8 @@ type VideoStream struct {
 	ColorSpace     string  `json:"color_space,omitempty"`
 	BitDepth       int     `json:"bit_depth,omitempty"`
 	Frames         int64   `json:"frames,omitempty"`
+	// BitRate is the stream's own, where the container says (MP4); 0 when not.
+	BitRate int64 `json:"bit_rate,omitempty"`
 }
 
 // AudioStream is one audio stream of an input.
@@ -210,8 +215,9 @@ type probeJSON struct {
 		FormatName string `json:"format_name"`
 		Duration   string `json:"duration"`
 		StartTime  string `json:"start_time"`
-		Size       string `json:"size"`
-		BitRate    string `json:"bit_rate"`
+		Size       string            `json:"size"`
+		BitRate    string            `json:"bit_rate"`
+		Tags       map[string]string `json:"tags"`
 	} `json:"format"`
 	Streams []probeStream `json:"streams"`
 }
@@ -234,6 +240,7 @@ type probeStream struct {
 	BitsPerRawSample  string `json:"bits_per_raw_sample"`
 	NbFrames          string `json:"nb_frames"`
 	Duration          string `json:"duration"`
+	BitRate           string `json:"bit_rate"`
 	Channels          int    `json:"channels"`
 	ChannelLayout     string `json:"channel_layout"`
 	SampleRate        string `json:"sample_rate"`
@@ -269,6 +276,11 @@ func parseProbe(data []byte, demuxer string) (*Info, error) {
 		Start:      parseFloat(pj.Format.StartTime),
 		Size:       parseInt(pj.Format.Size),
 		BitRate:    parseInt(pj.Format.BitRate),
+	}
+	for k, v := range pj.Format.Tags {
+		if strings.EqualFold(k, HerdTag) && IsToken(v) {
+			info.Herd = v
+		}
 	}
 	var videos []probeStream
 	for _, s := range pj.Streams {
@@ -312,7 +324,7 @@ func videoStream(s probeStream) *VideoStream {
 		FPS: parseRational(s.AvgFrameRate), RFPS: parseRational(s.RFrameRate),
 		// Only ffmpeg's own names are kept: they are written back on HDR outputs.
 		ColorTransfer: knownColor(colorTransfers, s.ColorTransfer), ColorPrimaries: knownColor(colorPrimaries, s.ColorPrimaries), ColorSpace: knownColor(colorSpaces, s.ColorSpace),
-		Frames: parseInt(s.NbFrames),
+		Frames: parseInt(s.NbFrames), BitRate: parseInt(s.BitRate),
 	}
 	if num, den, ok := strings.Cut(s.SampleAspectRatio, ":"); ok {
 		n, _ := strconv.Atoi(num)

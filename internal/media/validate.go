@@ -162,6 +162,7 @@ func (info *Info) Validate(lim Limits) error {
 		floatIn("info.start", info.Start, -maxSeconds, maxSeconds),
 		inRange("info.size", info.Size, 0, 1<<50),
 		inRange("info.bit_rate", info.BitRate, 0, 1<<40),
+		optToken("info.herd", info.Herd),
 		inRange("info.audio", len(info.Audio), 0, maxStreams),
 		inRange("info.subtitles", len(info.Subtitles), 0, maxStreams),
 		info.validateKeyframes(),
@@ -246,6 +247,7 @@ func (pl *Plan) Validate() error {
 	err := first(
 		oneOf("plan.format", pl.Format, []string{profile.FormatHLS, profile.FormatMP4, profile.FormatMKV}),
 		oneOf("plan.demuxer", pl.Demuxer, Demuxers),
+		optToken("plan.herd", pl.Herd),
 		floatIn("plan.duration", pl.Duration, 1e-6, maxSeconds),
 		floatIn("plan.start", pl.Start, -maxSeconds, maxSeconds),
 		pl.validateChunks(),

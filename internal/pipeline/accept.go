@@ -259,6 +259,9 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 	plan, err := media.NewPlan(info, p)
 	if err == nil {
 		plan.AddSidecars(p, c.Job.Source.Subtitles)
+		if plan.Format != profile.FormatHLS {
+			plan.Herd = c.Job.ID
+		}
 		plan.PlanChunks(chunkSeconds(p, c.Job), info.Keyframes)
 		plan.PlanAudioStep()
 		err = plan.Validate()

@@ -1,4 +1,6 @@
-package campaign
+// Package window reads daily spans of local time (01:00-07:00) that
+// campaigns and libraries start work in.
+package window
 
 import (
 	"fmt"
@@ -14,8 +16,8 @@ type Window struct {
 	set        bool
 }
 
-// ParseWindow reads HH:MM-HH:MM; "" is always open.
-func ParseWindow(s string) (Window, error) {
+// Parse reads HH:MM-HH:MM; "" is always open.
+func Parse(s string) (Window, error) {
 	if s == "" {
 		return Window{}, nil
 	}
