@@ -29,6 +29,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/label"
+	"github.com/herdhq/herd/internal/library"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
@@ -60,6 +61,7 @@ type Server struct {
 	versions  pipeline.Profiles // every version, for what jobs were submitted with
 	sub       *ingest.Submitter
 	campaigns *campaign.Service
+	libraries *library.Manager
 	kick      Kicker
 	log       *slog.Logger
 	m         *metrics.Metrics
@@ -96,6 +98,8 @@ type Deps struct {
 	Submit   *ingest.Submitter
 	// Campaigns makes and steers re-encode campaigns (nil: none can be made).
 	Campaigns *campaign.Service
+	// Libraries runs the configuration's libraries (nil: none).
+	Libraries *library.Manager
 	Kick      Kicker
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics
@@ -129,7 +133,7 @@ func New(d Deps) *Server {
 	if d.Versions == nil && d.Profiles != nil {
 		d.Versions = d.Profiles
 	}
-	s := &Server{st: d.Store, profiles: d.Profiles, versions: d.Versions, sub: d.Submit, campaigns: d.Campaigns, kick: d.Kick,
+	s := &Server{st: d.Store, profiles: d.Profiles, versions: d.Versions, sub: d.Submit, campaigns: d.Campaigns, libraries: d.Libraries, kick: d.Kick,
 		log: d.Log.With("component", "api"), m: d.Metrics, metrics: d.Scrape, checks: d.Checks,
 		files: d.Files, done: make(chan struct{}), recheck: sessionRecheck}
 	s.live = newLiveHub(liveEvery, s.log)
@@ -204,6 +208,10 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/jobs/{id}/links", admin, s.createLink},
 		{"POST", "/api/v1/links/revoke", admin, s.revokeLinks},
 		{"GET", "/api/v1/streams/{asset}/{profile}/{path...}", admin, s.getStream},
+		{"GET", "/api/v1/libraries", admin, s.listLibraries},
+		{"GET", "/api/v1/libraries/{name}", admin, s.libraryReport("status")},
+		{"POST", "/api/v1/libraries/{name}/scan", admin, s.libraryReport("scan")},
+		{"POST", "/api/v1/libraries/{name}/plan", admin, s.libraryReport("plan")},
 		{"POST", "/api/v1/campaigns", admin, s.createCampaign},
 		{"GET", "/api/v1/campaigns", admin, s.listCampaigns},
 		{"GET", "/api/v1/campaigns/{id}", admin, s.getCampaign},

@@ -119,7 +119,7 @@ func (e *env) root() *cobra.Command {
 	root.PersistentFlags().String("token", "", "admin key (env HERD_TOKEN; default: the key in --data's admin.token)")
 	root.PersistentFlags().String("data", "", "data folder (env HERD_DATA; default ./"+server.DefaultData+")")
 	root.AddCommand(e.serveCmd(), e.submitCmd(), e.jobsCmd(), e.jobCmd(), e.cancelCmd(), e.retryCmd(),
-		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd(), e.shareCmd(), e.campaignCmd())
+		e.profilesCmd(), e.versionCmd(), e.migrateCmd(), e.backupCmd(), e.workerCmd(), e.runTaskCmd(), e.tokenCmd(), e.workersCmd(), e.configCmd(), e.shareCmd(), e.campaignCmd(), e.libraryCmd())
 	return root
 }
 
@@ -197,7 +197,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 				if err := applySettings(cmd, f); err != nil {
 					return err
 				}
-				cfg.Watch, cfg.Publishers, cfg.Subscriptions = f.Watch, f.Publishers, f.Subscriptions
+				cfg.Watch, cfg.Publishers, cfg.Subscriptions, cfg.Libraries = f.Watch, f.Publishers, f.Subscriptions, f.Libraries
 			}
 			cfg.Data = e.dataDir(cmd)
 			cfg.Version = version()

@@ -394,3 +394,27 @@ func (c *Client) CampaignAction(ctx context.Context, id, action string) (jobview
 	_, err := c.do(ctx, http.MethodPost, "/api/v1/campaigns/"+url.PathEscape(id)+"/"+action, nil, "", &v)
 	return v, err
 }
+
+// Libraries lists the server's libraries.
+func (c *Client) Libraries(ctx context.Context) ([]jobview.LibraryView, error) {
+	var out struct {
+		Libraries []jobview.LibraryView `json:"libraries"`
+	}
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/libraries", nil, "", &out)
+	return out.Libraries, err
+}
+
+// Library scans a library ("scan"), plans a scan ("plan") or reads its
+// status ("status"); state, where not empty, keeps only its files in that state.
+func (c *Client) Library(ctx context.Context, name, what, state string) (jobview.LibraryReport, error) {
+	var r jobview.LibraryReport
+	method, p := http.MethodPost, "/api/v1/libraries/"+url.PathEscape(name)+"/"+what
+	if what == "status" {
+		method, p = http.MethodGet, "/api/v1/libraries/"+url.PathEscape(name)
+	}
+	if state != "" {
+		p += "?state=" + url.QueryEscape(state)
+	}
+	_, err := c.do(ctx, method, p, nil, "", &r)
+	return r, err
+}

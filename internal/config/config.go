@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/label"
+	"github.com/herdhq/herd/internal/rule"
+	"github.com/herdhq/herd/internal/window"
 )
 
 // File is a parsed configuration file.
@@ -34,6 +37,84 @@ type File struct {
 	Publishers map[string]Publisher
 	// Subscriptions are webhooks that hear of every job's life cycle.
 	Subscriptions map[string]Subscription
+	// Libraries are folder trees herd re-encodes by rules.
+	Libraries []Library
+}
+
+// Library is a folder tree of media herd re-encodes: the files its rule
+// matches are encoded with its profile and put in place of the original
+// (replace), beside it (alongside), or delivered to library publishers
+// (publish), leaving the original as it is.
+type Library struct {
+	Name    string        `yaml:"name"`
+	Path    string        `yaml:"path"`
+	Rule    string        `yaml:"rule"` // a CEL expression over a file's probe facts (package library)
+	Profile string        `yaml:"profile"`
+	Action  LibraryAction `yaml:"action"`
+	// MinSavings is the fraction the new file must be smaller than the
+	// original by for it to be kept (0: any smaller file).
+	MinSavings Percent `yaml:"min_savings"`
+	// KeepOriginals is how long a replaced original stays in the
+	// library's trash folder (0: until removed by hand).
+	KeepOriginals Duration `yaml:"keep_originals"`
+	Window        string   `yaml:"window"`      // HH:MM-HH:MM local time: only start work then; "" any time
+	MaxRunning    int      `yaml:"max_running"` // jobs of the library at once
+	// ScanEvery scans the library on a schedule (0: only when asked, and at start).
+	ScanEvery Duration          `yaml:"scan_every"`
+	Labels    map[string]string `yaml:"labels"`
+	Line      int               `yaml:"-"`
+	// RuleLine is the line the rule's expression starts on.
+	RuleLine int `yaml:"-"`
+}
+
+// What a library does with a file's new encode.
+const (
+	ActionReplace   = "replace"   // in place of the original, which goes to the trash
+	ActionAlongside = "alongside" // beside the original
+	ActionPublish   = "publish"   // to the library publishers named
+)
+
+// LibraryAction is a library's action: replace, alongside, or
+// {publish: [NAME, ...]}.
+type LibraryAction struct {
+	Kind    string
+	Publish []string
+}
+
+// UnmarshalYAML reads replace, alongside or a publish mapping.
+func (a *LibraryAction) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		a.Kind = n.Value
+		return nil
+	case yaml.MappingNode:
+		var m struct {
+			Publish []string `yaml:"publish"`
+		}
+		if err := decodeStrict(n, &m); err != nil {
+			return errors.New(err.msg)
+		}
+		a.Kind, a.Publish = ActionPublish, m.Publish
+		return nil
+	}
+	return fmt.Errorf("action is replace, alongside or {publish: [NAME]}")
+}
+
+// Percent is a fraction written as "10%".
+type Percent float64
+
+// UnmarshalYAML reads N% (or a plain fraction below 1).
+func (p *Percent) UnmarshalYAML(n *yaml.Node) error {
+	v := strings.TrimSpace(n.Value)
+	f, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+	if strings.HasSuffix(v, "%") {
+		f /= 100
+	}
+	if err != nil || f < 0 || f >= 1 {
+		return fmt.Errorf("%q is not a percentage from 0%% to 99%%, such as 10%%", n.Value)
+	}
+	*p = Percent(f)
+	return nil
 }
 
 // Subscription is a webhook declared in the file: every job's events
@@ -130,11 +211,17 @@ const (
 // Duration is a time.Duration written as "10s".
 type Duration time.Duration
 
-// UnmarshalYAML reads a Go duration.
+// UnmarshalYAML reads a Go duration, or a number of days ("14d").
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
+	if days, ok := strings.CutSuffix(n.Value, "d"); ok && err != nil {
+		var k int
+		if k, err = strconv.Atoi(days); err == nil {
+			v = time.Duration(k) * 24 * time.Hour
+		}
+	}
 	if err != nil || v < 0 {
-		return fmt.Errorf("%q is not a duration such as 10s or 2m", n.Value)
+		return fmt.Errorf("%q is not a duration such as 10s, 2m or 14d", n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -228,6 +315,27 @@ func Parse(name string, data []byte, known, environ []string) (*File, error) {
 				}
 				f.Publishers[p.Name] = p
 			}
+		case "libraries":
+			if v.Kind != yaml.SequenceNode {
+				return nil, fail(v.Line, "libraries: expected a list of libraries (- name: ...)")
+			}
+			for _, item := range v.Content {
+				var l Library
+				if err := decodeStrict(item, &l); err != nil {
+					return nil, fail(err.line, "libraries: %s", err.msg)
+				}
+				l.Line, l.RuleLine = item.Line, item.Line
+				for j := 0; j+1 < len(item.Content); j += 2 {
+					if item.Content[j].Value == "rule" {
+						r := item.Content[j+1]
+						l.RuleLine = r.Line
+						if r.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+							l.RuleLine++ // the expression starts on the line after | or >
+						}
+					}
+				}
+				f.Libraries = append(f.Libraries, l)
+			}
 		case "subscriptions":
 			if v.Kind != yaml.MappingNode {
 				return nil, fail(v.Line, "subscriptions: expected a mapping of names to webhooks (url, secret, events, profiles)")
@@ -246,7 +354,7 @@ func Parse(name string, data []byte, known, environ []string) (*File, error) {
 			}
 		default:
 			if !slices.Contains(known, k.Value) {
-				return nil, fail(k.Line, "unknown key %q (known: watch, publishers, subscriptions, %s)", k.Value, strings.Join(known, ", "))
+				return nil, fail(k.Line, "unknown key %q (known: watch, publishers, subscriptions, libraries, %s)", k.Value, strings.Join(known, ", "))
 			}
 			s := Setting{Key: k.Value, Line: k.Line}
 			switch v.Kind {
@@ -616,6 +724,89 @@ func (f *File) check(fail func(int, string, ...any) error, getenv func(string) s
 			if (p.Type == PublishPlex || p.Type == PublishJellyfin) && !slices.Contains(w.Publish, p.Library) {
 				return fail(w.Line, "watch %s: publisher %s indexes library %s, which this folder does not publish to; add %s to its publish list", w.Path, pn, p.Library, p.Library)
 			}
+		}
+	}
+	return f.checkLibraries(fail)
+}
+
+// DefaultLibraryRunning is how many jobs a library runs at once unless it says.
+const DefaultLibraryRunning = 1
+
+// libraryName is what a library's name may be: it is in URLs and commands.
+var libraryName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// checkLibraries validates the libraries and fills in their defaults.
+func (f *File) checkLibraries(fail func(int, string, ...any) error) error {
+	names := map[string]bool{}
+	for i := range f.Libraries {
+		l := &f.Libraries[i]
+		if !libraryName.MatchString(l.Name) {
+			return fail(l.Line, "libraries: name %q must be lower-case letters, digits and dashes (it goes in commands and URLs)", l.Name)
+		}
+		if names[l.Name] {
+			return fail(l.Line, "libraries: %s is defined twice", l.Name)
+		}
+		names[l.Name] = true
+		if !filepath.IsAbs(l.Path) {
+			return fail(l.Line, "libraries.%s: path must be absolute", l.Name)
+		}
+		l.Path = filepath.Clean(l.Path)
+		if st, err := os.Stat(l.Path); err != nil || !st.IsDir() {
+			return fail(l.Line, "libraries.%s: %s is not a folder this server can see (is it mounted?)", l.Name, l.Path)
+		}
+		if _, err := os.ReadDir(l.Path); err != nil {
+			return fail(l.Line, "libraries.%s: %s cannot be read by this server (its user needs read and search permission)", l.Name, l.Path)
+		}
+		for _, o := range f.Libraries[:i] {
+			if within(l.Path, o.Path) || within(o.Path, l.Path) {
+				return fail(l.Line, "libraries.%s: %s overlaps library %s (%s)", l.Name, l.Path, o.Name, o.Path)
+			}
+		}
+		for _, w := range f.Watch {
+			if within(l.Path, w.Path) || within(w.Path, l.Path) {
+				return fail(l.Line, "libraries.%s: %s overlaps the watch folder %s", l.Name, l.Path, w.Path)
+			}
+		}
+		if _, err := rule.Compile(l.Rule); err != nil {
+			re, ok := errors.AsType[*rule.RuleError](err)
+			if !ok {
+				return fail(l.RuleLine, "libraries.%s: rule: %v", l.Name, err)
+			}
+			return fail(l.RuleLine+re.Line-1, "libraries.%s: rule, column %d: %s", l.Name, re.Column, re.Msg)
+		}
+		if l.Profile == "" {
+			return fail(l.Line, "libraries.%s: profile is required", l.Name)
+		}
+		switch l.Action.Kind {
+		case "":
+			l.Action.Kind = ActionReplace
+		case ActionReplace, ActionAlongside:
+		case ActionPublish:
+			if len(l.Action.Publish) == 0 {
+				return fail(l.Line, "libraries.%s: action: publish names the library publishers to deliver to", l.Name)
+			}
+			for _, pn := range l.Action.Publish {
+				if p, ok := f.Publishers[pn]; !ok || p.Type != PublishLibrary {
+					return fail(l.Line, "libraries.%s: action: publish: %q is not a publisher of type library", l.Name, pn)
+				}
+			}
+		default:
+			return fail(l.Line, "libraries.%s: action is replace, alongside or {publish: [NAME]}, not %q", l.Name, l.Action.Kind)
+		}
+		if _, err := window.Parse(l.Window); err != nil {
+			return fail(l.Line, "libraries.%s: %v", l.Name, err)
+		}
+		if l.MaxRunning < 0 || l.MaxRunning > 64 {
+			return fail(l.Line, "libraries.%s: max_running is 1 to 64", l.Name)
+		}
+		if l.MaxRunning == 0 {
+			l.MaxRunning = DefaultLibraryRunning
+		}
+		if l.ScanEvery != 0 && time.Duration(l.ScanEvery) < time.Minute {
+			return fail(l.Line, "libraries.%s: scan_every is a minute or more (or leave it out to scan only when asked)", l.Name)
+		}
+		if err := label.Check(l.Labels); err != nil {
+			return fail(l.Line, "libraries.%s: labels: %v", l.Name, err)
 		}
 	}
 	return nil

@@ -50,6 +50,47 @@ type CampaignRequest struct {
 	DryRun bool `json:"dry_run,omitempty"`
 }
 
+// LibraryReport is what a library scan or plan found, or a library's
+// status: its files with what herd does or did with each.
+type LibraryReport struct {
+	Library string `json:"library"`
+	// Files are the library's files after the scan, with what herd does or
+	// did with each.
+	Files []store.LibraryFile `json:"files"`
+	// Probed counts the files probed (new or changed since the last scan).
+	Probed int `json:"probed"`
+	// Queued counts the jobs this scan queued (none for a plan).
+	Queued int `json:"queued"`
+	// Counts are files by state.
+	Counts map[string]int `json:"counts"`
+	// Bytes is the size of the files the rule matches that wait or run;
+	// Estimate what they would be once encoded, and EstimateBasis how
+	// that was estimated.
+	Bytes         int64  `json:"bytes"`
+	Estimate      int64  `json:"estimate"`
+	EstimateBasis string `json:"estimate_basis"`
+	// Saved is what replacements saved so far, in bytes.
+	Saved int64 `json:"saved"`
+}
+
+// LibraryView is one library as the list shows it: what the
+// configuration says of it, and its files by state.
+type LibraryView struct {
+	Name          string         `json:"name"`
+	Path          string         `json:"path"`
+	Rule          string         `json:"rule"`
+	Profile       string         `json:"profile"`
+	Action        string         `json:"action"`
+	Publish       []string       `json:"publish,omitempty"`
+	MinSavings    float64        `json:"min_savings"`
+	KeepOriginals string         `json:"keep_originals,omitempty"`
+	MaxRunning    int            `json:"max_running"`
+	Counts        map[string]int `json:"counts"`
+	Saved         int64          `json:"saved"`
+	Bytes         int64          `json:"bytes"`
+	Estimate      int64          `json:"estimate"`
+}
+
 // StreamPath is the stable path of what profile made of an asset: below
 // it, the outputs of the job that is current for them (a redirect).
 func StreamPath(assetID, profile string) string {

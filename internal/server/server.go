@@ -36,16 +36,19 @@ import (
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/kube"
+	"github.com/herdhq/herd/internal/library"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/queue"
+	"github.com/herdhq/herd/internal/rule"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
 	"github.com/herdhq/herd/internal/watch"
 	"github.com/herdhq/herd/internal/web"
+	"github.com/herdhq/herd/internal/window"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -56,6 +59,8 @@ type Config struct {
 	Blob       string // "local" (DATA/blobs) or s3://bucket/prefix
 	Watch      []config.Watch
 	Publishers map[string]config.Publisher
+	// Libraries are folder trees re-encoded by rules (package library).
+	Libraries []config.Library
 	// Subscriptions are the configuration file's webhook subscriptions.
 	Subscriptions map[string]config.Subscription
 	// WebhookAllow are addresses (CIDR prefixes) that webhook
@@ -305,6 +310,7 @@ func recoverLeases(ctx context.Context, st *sqlstore.Store, prefix string, log *
 type app struct {
 	deliver   *deliver.Service
 	campaigns *campaign.Service
+	libraries *library.Manager
 	m         *metrics.Metrics
 	sig       *queue.Signal
 	q         *queue.Queue
@@ -343,6 +349,10 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	camp := campaign.New(campaign.Config{Store: r.st, Redo: sub, Profiles: r.profiles, Files: r.storage, Libraries: libraries,
 		Keep: cfg.KeepReplaced, Log: log.With("component", "campaigns")})
 	limits := media.Limits{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxPixels: cfg.MaxPixels}
+	libs, err := libraryManager(cfg, r, sub, limits, log)
+	if err != nil {
+		return nil, err
+	}
 	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log)
 	// The in-process workers prove the software encoders as remote ones do
 	// (a trial encode each), so that a task needing libsvtav1 or libx265 runs
@@ -358,6 +368,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Versions: r.versions, Submit: sub, Kick: sig, Log: log, Metrics: m,
 		Scrape:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Campaigns: camp,
+		Libraries: libs,
 		Queue:     q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
 		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL, OtherCaps: otherCaps(cfg, localCaps),
 		Checks: []api.Check{
@@ -379,7 +390,31 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
 	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
-	return &app{deliver: dlv, campaigns: camp, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
+	return &app{deliver: dlv, campaigns: camp, libraries: libs, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
+}
+
+// libraryManager makes the configuration's libraries, their rules
+// compiled and their profiles checked.
+func libraryManager(cfg Config, r resources, sub *ingest.Submitter, limits media.Limits, log *slog.Logger) (*library.Manager, error) {
+	specs := make([]library.Spec, 0, len(cfg.Libraries))
+	for _, l := range cfg.Libraries {
+		rl, err := rule.Compile(l.Rule)
+		if err != nil {
+			return nil, fmt.Errorf("library %s: %w", l.Name, err)
+		}
+		w, err := window.Parse(l.Window)
+		if err != nil {
+			return nil, fmt.Errorf("library %s: %w", l.Name, err)
+		}
+		specs = append(specs, library.Spec{Name: l.Name, Path: l.Path, Rule: rl, Profile: l.Profile, Action: l.Action.Kind, Publish: l.Action.Publish,
+			MinSavings: float64(l.MinSavings), KeepOriginals: time.Duration(l.KeepOriginals), Window: w, MaxRunning: l.MaxRunning,
+			ScanEvery: time.Duration(l.ScanEvery), Labels: l.Labels})
+	}
+	m := library.New(specs, r.st, sub, r.storage, r.tools, limits, log)
+	if err := m.Check(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // loop is one of the parts that run beside the HTTP server until their
@@ -415,6 +450,9 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 			return nil, err
 		}
 		loops = append(loops, lead)
+	}
+	if len(cfg.Libraries) > 0 {
+		loops = append(loops, func(ctx context.Context) error { a.libraries.Run(ctx); return nil })
 	}
 	if len(cfg.Watch) > 0 {
 		wt, err := watch.New(cfg.Watch, cfg.Publishers, filepath.Join(cfg.Data, "watch"), a.sub, r.st, log)

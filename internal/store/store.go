@@ -388,3 +388,38 @@ func (s Subscription) Wants(event, profile string, labels map[string]string) boo
 
 // WorkerOwnerPrefix is the lease-owner prefix of a remote worker's slots.
 func WorkerOwnerPrefix(name string) string { return "worker/" + name + "/" }
+
+// LibraryFile is a file of a library as herd last saw it: what it was
+// when probed (size, modification time and inode: unchanged since, it is
+// not probed again), what became of it, and the journal of its
+// replacement (Step).
+type LibraryFile struct {
+	Library string `json:"library"`
+	Path    string `json:"path"` // slash path inside the library
+	Size    int64  `json:"size"`
+	// MTime is the modification time in nanoseconds since 1970.
+	MTime int64  `json:"mtime"`
+	Inode uint64 `json:"inode"`
+	State string `json:"state"`
+	// Facts are the probe's facts the rule saw (package library), as JSON.
+	Facts json.RawMessage `json:"facts,omitempty"`
+	JobID string          `json:"job_id,omitempty"`
+	// Note says why the file is in its state (the rule's error, the probe's
+	// refusal, why the original was kept).
+	Note string `json:"note,omitempty"`
+	// NewSize and NewSHA256 are the replacement's, once one is placed.
+	NewSize   int64  `json:"new_size,omitempty"`
+	NewSHA256 string `json:"new_sha256,omitempty"`
+	// Step is how far the replacement got ("" before one starts).
+	Step      string    `json:"step,omitempty"`
+	ScannedAt time.Time `json:"scanned_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TrashEntry is an original a replacement moved to its library's trash.
+type TrashEntry struct {
+	Library   string
+	Path      string // inside the library: the trash's file
+	Original  string // where it was
+	TrashedAt time.Time
+}

@@ -1,9 +1,6 @@
-// Package library re-encodes the files of a library that already exists,
-// by rules: it scans a folder tree incrementally, probes what changed,
-// queues a job for each file a library's rule matches, and puts the
-// result in place of the original (or beside it) without ever leaving
-// neither or both half-written.
-package library
+// Package rule compiles a library's rule: a CEL expression over a file's
+// probe facts that says whether herd re-encodes it.
+package rule
 
 import (
 	"fmt"
@@ -116,14 +113,14 @@ var ruleEnv = func() *cel.Env {
 		cel.Variable("size", cel.IntType),
 		cel.Variable("duration", cel.DoubleType),
 		cel.Variable("bitrate", cel.IntType),
-		cel.Variable("video", cel.ObjectType("library.Video")),
-		cel.Variable("audio", cel.ListType(cel.ObjectType("library.Audio"))),
-		cel.Variable("subtitles", cel.ListType(cel.ObjectType("library.Subtitle"))),
+		cel.Variable("video", cel.ObjectType("rule.Video")),
+		cel.Variable("audio", cel.ListType(cel.ObjectType("rule.Audio"))),
+		cel.Variable("subtitles", cel.ListType(cel.ObjectType("rule.Subtitle"))),
 		cel.Variable("path", cel.StringType),
 		cel.Variable("name", cel.StringType),
 	)
 	if err != nil {
-		panic("library: rule environment: " + err.Error())
+		panic("rule: environment: " + err.Error())
 	}
 	return env
 }()

@@ -1,4 +1,4 @@
-package library
+package rule
 
 import (
 	"strings"
@@ -9,26 +9,26 @@ import (
 
 var movie = Facts{
 	Container: "matroska", Size: 2 << 30, Duration: 5400, Bitrate: 3_000_000,
-	Video: Video{Codec: "h264", Profile: "High", BitDepth: 8, Width: 1920, Height: 1080, Bitrate: 2_600_000, FPS: 23.976},
-	Audio: []Audio{{Codec: "ac3", Channels: 6, Language: "eng"}, {Codec: "aac", Channels: 2, Language: "fre"}},
+	Video:     Video{Codec: "h264", Profile: "High", BitDepth: 8, Width: 1920, Height: 1080, Bitrate: 2_600_000, FPS: 23.976},
+	Audio:     []Audio{{Codec: "ac3", Channels: 6, Language: "eng"}, {Codec: "aac", Channels: 2, Language: "fre"}},
 	Subtitles: []Subtitle{{Codec: "subrip", Language: "eng", Text: true}, {Codec: "hdmv_pgs_subtitle", Language: "ger"}},
-	Path: "Movies/Heat (1995)/Heat.mkv", Name: "Heat.mkv",
+	Path:      "Movies/Heat (1995)/Heat.mkv", Name: "Heat.mkv",
 }
 
 func TestRules(t *testing.T) {
 	t.Parallel()
 	for src, want := range map[string]bool{
 		`video.codec != "hevc" && video.height >= 720`:                   true,
-		`video.codec == "hevc"`:                                           false,
-		`container == "matroska" && size > 1024 * 1024 * 1024`:            true,
+		`video.codec == "hevc"`:                                          false,
+		`container == "matroska" && size > 1024 * 1024 * 1024`:           true,
 		`duration > 3600.0 && bitrate < 4000000`:                         true,
-		`video.bit_depth == 10 || video.hdr`:                              false,
-		`audio.exists(a, a.channels >= 6 && a.codec == "ac3")`:            true,
-		`audio.all(a, a.language != "ger")`:                               true,
-		`subtitles.exists(s, !s.text)`:                                    true,
-		`path.startsWith("Movies/") && name.endsWith(".mkv")`:             true,
-		`name.lowerAscii().contains("sample")`:                            false,
-		`video.fps > 24.0 || video.interlaced`:                            false,
+		`video.bit_depth == 10 || video.hdr`:                             false,
+		`audio.exists(a, a.channels >= 6 && a.codec == "ac3")`:           true,
+		`audio.all(a, a.language != "ger")`:                              true,
+		`subtitles.exists(s, !s.text)`:                                   true,
+		`path.startsWith("Movies/") && name.endsWith(".mkv")`:            true,
+		`name.lowerAscii().contains("sample")`:                           false,
+		`video.fps > 24.0 || video.interlaced`:                           false,
 		`size(audio) == 2 && audio[1].language == "fre"`:                 true,
 		"video.codec in [\"h264\", \"mpeg4\"]\n  && video.width >= 1280": true,
 	} {

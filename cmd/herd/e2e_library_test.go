@@ -1,0 +1,208 @@
+package main_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+// libraryReport is what herd library status -o json prints.
+type libraryReport struct {
+	Counts map[string]int
+	Probed int
+	Queued int
+	Saved  int64
+	Bytes  int64
+	Files  []struct {
+		Path, State, Note string
+		JobID             string `json:"job_id"`
+	}
+}
+
+func (r libraryReport) file(t *testing.T, p string) (state, note, jobID string) {
+	t.Helper()
+	for _, f := range r.Files {
+		if f.Path == p {
+			return f.State, f.Note, f.JobID
+		}
+	}
+	t.Fatalf("no file %s in %+v", p, r.Files)
+	return "", "", ""
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	require.NoError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// A library of H.264, MPEG-4 Part 2 and HEVC files with a rule that
+// wants HEVC: plan shows what a scan would do and changes nothing; the
+// scan converts exactly what matches, puts each new file in place of its
+// original (an extension change too) with the original's owner, mode and
+// modification time, keeps the originals in the trash, never writes
+// through a hard link, keeps the original where the new file is not
+// smaller by min_savings, and lists a file that does not probe; a second
+// scan probes nothing and queues nothing, and a copy of a file herd made
+// is known for one.
+func TestLibraryReplacesByRule(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("keeping another user's owner needs root")
+	}
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "Movies")
+	outside := filepath.Join(dir, "seeding")
+	require.NoError(t, os.MkdirAll(filepath.Join(lib, "Heat (1995)"), 0o755))
+	require.NoError(t, os.MkdirAll(outside, 0o755))
+	src := func(name string, codec ...string) string {
+		p := filepath.Join(lib, name)
+		require.NoError(t, testenv.FFmpeg(append(append([]string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2",
+			"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2"}, codec...), p)...))
+		return p
+	}
+	heat := src("Heat (1995)/Heat.mkv", "-c:v", "libx264", "-crf", "8", "-preset", "ultrafast", "-c:a", "aac")
+	old := src("Old.avi", "-c:v", "mpeg4", "-q:v", "2", "-c:a", "mp3")
+	src("Done.mp4", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-c:a", "aac")
+	tiny := src("Tiny.mkv", "-c:v", "libx264", "-crf", "51", "-preset", "ultrafast", "-an")
+	require.NoError(t, os.WriteFile(filepath.Join(lib, "Broken.mkv"), []byte("not a film"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(lib, "notes.txt"), []byte("not media"), 0o644))
+	// Heat is seeded from another folder: a hard link, whose bytes must stay.
+	require.NoError(t, os.Link(heat, filepath.Join(outside, "Heat.mkv")))
+	heatSHA, oldSHA, tinySHA := sha256File(t, heat), sha256File(t, old), sha256File(t, tiny)
+	mtime := time.Date(2020, 5, 17, 12, 0, 0, 0, time.UTC)
+	require.NoError(t, os.Chown(heat, 1234, 5678))
+	require.NoError(t, os.Chmod(heat, 0o640))
+	require.NoError(t, os.Chtimes(heat, mtime, mtime))
+
+	cfg := filepath.Join(dir, "herd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`libraries:
+  - name: movies
+    path: `+lib+`
+    rule: 'video.codec != "hevc"'
+    profile: archive-hevc
+    min_savings: 10%
+    keep_originals: 14d
+    max_running: 3
+`), 0o644))
+	s := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
+	status := func(what string) libraryReport {
+		t.Helper()
+		out, stderr, code := s.herd("library", what, "movies", "-o", "json")
+		require.Equal(t, 0, code, stderr)
+		var r libraryReport
+		require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+		return r
+	}
+
+	// The server scanned at start; plan probes nothing new, and tells.
+	out, stderr, code := s.herd("library", "plan", "movies")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "library movies:")
+	r := status("status")
+	st, note, _ := r.file(t, "Broken.mkv")
+	require.Equal(t, "unprobeable", st)
+	require.NotEmpty(t, note)
+	st, _, _ = r.file(t, "Done.mp4")
+	require.Equal(t, "skipped", st)
+
+	// Wait for the three matching files to be done.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		r = status("status")
+		if r.Counts["queued"] == 0 && r.Counts["matched"] == 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "library still busy: %+v", r)
+		time.Sleep(500 * time.Millisecond)
+	}
+	require.Equal(t, map[string]int{"replaced": 2, "kept": 1, "skipped": 1, "unprobeable": 1}, r.Counts, "%+v", r.Files)
+
+	// Heat: HEVC now, the original's owner, mode and time; the original in the trash; the seeding copy untouched.
+	st, note, jobID := r.file(t, "Heat (1995)/Heat.mkv")
+	require.Equal(t, "replaced", st)
+	require.Contains(t, note, ".herd-trash/Heat (1995)/Heat.mkv")
+	fi, err := os.Stat(heat)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
+	require.True(t, fi.ModTime().Equal(mtime), "mtime %v", fi.ModTime())
+	require.Equal(t, uint32(1234), fi.Sys().(*syscall.Stat_t).Uid)
+	require.Equal(t, uint32(5678), fi.Sys().(*syscall.Stat_t).Gid)
+	require.Equal(t, "hevc", probeCodec(t, heat))
+	require.NotEqual(t, heatSHA, sha256File(t, heat))
+	require.Equal(t, heatSHA, sha256File(t, filepath.Join(outside, "Heat.mkv")), "the hard-linked copy keeps its bytes")
+	require.Equal(t, heatSHA, sha256File(t, filepath.Join(lib, ".herd-trash", "Heat (1995)", "Heat.mkv")), "the original, in the trash")
+	out, stderr, code = s.herd("job", jobID)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "library movies")
+	require.Contains(t, out, "replaced Heat (1995)/Heat.mkv")
+
+	// Old.avi became Old.mkv; the AVI is in the trash.
+	st, _, _ = r.file(t, "Old.mkv")
+	require.Equal(t, "replaced", st)
+	require.NoFileExists(t, old)
+	require.Equal(t, "hevc", probeCodec(t, filepath.Join(lib, "Old.mkv")))
+	require.Equal(t, oldSHA, sha256File(t, filepath.Join(lib, ".herd-trash", "Old.avi")))
+
+	// Tiny: HEVC would not be 10% smaller; the original stays as it was.
+	st, note, _ = r.file(t, "Tiny.mkv")
+	require.Equal(t, "kept", st)
+	require.Contains(t, note, "not 10% smaller")
+	require.Equal(t, tinySHA, sha256File(t, tiny))
+	require.Positive(t, r.Saved)
+
+	// Nothing half-made is left beside the originals.
+	require.NoError(t, filepath.Walk(lib, func(p string, info os.FileInfo, err error) error {
+		require.NoError(t, err)
+		require.False(t, strings.HasPrefix(info.Name(), ".herd-") && info.Name() != ".herd-trash", "left behind: %s", p)
+		return nil
+	}))
+
+	// Scanned again: nothing is new, nothing is queued; a copy of a file
+	// herd made is herd's, by its tag, and never matches.
+	r = status("scan")
+	require.Equal(t, 0, r.Probed, "%+v", r.Files)
+	require.Equal(t, 0, r.Queued)
+	copyFile(t, filepath.Join(lib, "Old.mkv"), filepath.Join(lib, "Copy of Old.mkv"))
+	r = status("scan")
+	require.Equal(t, 1, r.Probed)
+	require.Equal(t, 0, r.Queued)
+	st, _, _ = r.file(t, "Copy of Old.mkv")
+	require.Equal(t, "herd", st)
+
+	out, stderr, code = s.herd("library", "list")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "movies")
+	require.Contains(t, out, `video.codec != "hevc"`)
+}
+
+func probeCodec(t *testing.T, p string) string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0", p).Output()
+	require.NoError(t, err)
+	return strings.TrimSpace(string(out))
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to, b, 0o644))
+}

@@ -1,0 +1,563 @@
+package library
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/rule"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/window"
+)
+
+// Spec is a library as the configuration declares it (config.Library).
+type Spec struct {
+	Name, Path string
+	Rule       *rule.Rule
+	Profile    string
+	Action     string   // replace | alongside | publish (config.Action*)
+	Publish    []string // the library publishers of action publish
+	MinSavings float64  // fraction
+	// KeepOriginals is how long a replaced original stays in the trash (0: until removed by hand).
+	KeepOriginals time.Duration
+	Window        window.Window
+	MaxRunning    int
+	ScanEvery     time.Duration // 0: only when asked, and at start
+	Labels        map[string]string
+}
+
+// Actions (config.Action*).
+const (
+	ActionReplace   = "replace"
+	ActionAlongside = "alongside"
+	ActionPublish   = "publish"
+)
+
+// What became of a library's file (store.LibraryFile.State).
+const (
+	StateSkipped     = "skipped"     // the rule does not match it
+	StateMatched     = "matched"     // the rule matches it; it waits for a slot (max_running, window)
+	StateQueued      = "queued"      // its job runs
+	StateReplaced    = "replaced"    // the new file is in its place; the original in the trash
+	StateDone        = "done"        // the new file is beside it (alongside) or delivered (publish)
+	StateKept        = "kept"        // the original was kept, and why is in the note
+	StateFailed      = "failed"      // its job failed, or the result could not be put in place
+	StateUnprobeable = "unprobeable" // the probe refused it (the note says why); not probed again until it changes
+	StateRuleError   = "rule_error"  // the rule cannot judge it
+	StateHerd        = "herd"        // herd made it: no rule ever matches it
+)
+
+// States lists every state, in the order status shows them.
+var States = []string{StateQueued, StateMatched, StateReplaced, StateDone, StateKept, StateFailed, StateUnprobeable, StateRuleError, StateSkipped, StateHerd}
+
+// TrashDir is the folder inside a library that replaced originals go to.
+const TrashDir = ".herd-trash"
+
+// tempPrefix starts the name of a replacement being written beside its
+// original: never scanned, swept when a replacement is given up.
+const tempPrefix = ".herd-"
+
+// Store is what a library needs of the store.
+type Store interface {
+	LibraryFiles(ctx context.Context, library string) ([]store.LibraryFile, error)
+	LibraryFilesIn(ctx context.Context, library string, states ...string) ([]store.LibraryFile, error)
+	PutLibraryFile(ctx context.Context, f store.LibraryFile) error
+	MoveLibraryFile(ctx context.Context, from string, f store.LibraryFile) error
+	DeleteLibraryFile(ctx context.Context, library, path string) error
+	AddLibraryTrash(ctx context.Context, e store.TrashEntry) error
+	LibraryTrashBefore(ctx context.Context, library string, before time.Time) ([]store.TrashEntry, error)
+	RemoveLibraryTrash(ctx context.Context, library, path string) error
+	GetJob(ctx context.Context, id string) (job.Job, error)
+	AddDelivery(ctx context.Context, d store.Delivery) error
+}
+
+// Submitter queues a library file's job.
+type Submitter interface {
+	Profile(name string) (*profile.Profile, error)
+	ImportFile(ctx context.Context, root *os.Root, rel, name string, p *profile.Profile, opt ingest.Options, id string) (job.Job, bool, error)
+}
+
+// Outputs opens a job's stored output files.
+type Outputs interface {
+	Open(ctx context.Context, key string) (blob.Object, error)
+}
+
+// Prober probes a file.
+type Prober interface {
+	Admit(ctx context.Context, path string, lim media.Limits) (*media.Info, error)
+}
+
+// Manager runs a server's libraries.
+type Manager struct {
+	libs    map[string]*lib
+	names   []string
+	st      Store
+	sub     Submitter
+	outputs Outputs
+	probe   Prober
+	limits  media.Limits
+	log     *slog.Logger
+	now     func() time.Time
+	// ProbeEvery spaces the probes of a scan (NFS and SMB servers, and
+	// disks that serve players meanwhile).
+	ProbeEvery time.Duration
+	// Tick is how often a library looks for finished jobs and free slots.
+	Tick time.Duration
+}
+
+type lib struct {
+	Spec
+	mu   sync.Mutex // one scan or apply at a time
+	scan chan chan error
+}
+
+// New returns a Manager for specs.
+func New(specs []Spec, st Store, sub Submitter, outputs Outputs, probe Prober, limits media.Limits, log *slog.Logger) *Manager {
+	m := &Manager{libs: map[string]*lib{}, st: st, sub: sub, outputs: outputs, probe: probe, limits: limits,
+		log: log.With("component", "library"), now: time.Now, ProbeEvery: 50 * time.Millisecond, Tick: 5 * time.Second}
+	for _, s := range specs {
+		m.libs[s.Name] = &lib{Spec: s, scan: make(chan chan error)}
+		m.names = append(m.names, s.Name)
+	}
+	return m
+}
+
+// ErrUnknown is a library name the configuration does not declare.
+var ErrUnknown = errors.New("no such library")
+
+func (m *Manager) get(name string) (*lib, error) {
+	l, ok := m.libs[name]
+	if !ok {
+		if len(m.names) == 0 {
+			return nil, fmt.Errorf("%w %q: this server has none (declare them under libraries: in its configuration file)", ErrUnknown, name)
+		}
+		return nil, fmt.Errorf("%w %q: this server has %s", ErrUnknown, name, strings.Join(m.names, ", "))
+	}
+	return l, nil
+}
+
+// Check verifies every library's profile exists and makes one MP4 or MKV
+// file (a library's files are files, not streams).
+func (m *Manager) Check() error {
+	for _, name := range m.names {
+		l := m.libs[name]
+		p, err := m.sub.Profile(l.Profile)
+		if err != nil {
+			return fmt.Errorf("library %s: %w", name, err)
+		}
+		if p.Format != profile.FormatMP4 && p.Format != profile.FormatMKV {
+			return fmt.Errorf("library %s: profile %s makes %s; a library's files are replaced by one MP4 or MKV file (mp4-library, archive-hevc)", name, p.Name, p.Format)
+		}
+	}
+	return nil
+}
+
+// Run runs every library until ctx ends: each finishes the replacements
+// a crash cut short, scans, then looks for finished jobs and free slots
+// every Tick and scans again every ScanEvery or when asked (Scan).
+func (m *Manager) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, name := range m.names {
+		l := m.libs[name]
+		wg.Go(func() { m.run(ctx, l) })
+	}
+	wg.Wait()
+}
+
+func (m *Manager) run(ctx context.Context, l *lib) {
+	log := m.log.With("library", l.Name)
+	if _, err := m.scanNow(ctx, l, false); err != nil && ctx.Err() == nil {
+		log.Error("library scan failed", "err", err)
+	}
+	tick := time.NewTicker(m.Tick)
+	defer tick.Stop()
+	var every <-chan time.Time
+	if l.ScanEvery > 0 {
+		t := time.NewTicker(l.ScanEvery)
+		defer t.Stop()
+		every = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := m.step(ctx, l); err != nil && ctx.Err() == nil {
+				log.Error("library step failed", "err", err)
+			}
+		case <-every:
+			if _, err := m.scanNow(ctx, l, false); err != nil && ctx.Err() == nil {
+				log.Error("library scan failed", "err", err)
+			}
+		}
+	}
+}
+
+// step finishes what finished jobs left to do, queues what waits for a
+// slot, and empties the trash of what is old enough.
+func (m *Manager) step(ctx context.Context, l *lib) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := m.apply(ctx, l); err != nil {
+		return err
+	}
+	if err := m.queue(ctx, l); err != nil {
+		return err
+	}
+	return m.purge(ctx, l)
+}
+
+// Report is what a scan or a plan found (jobview.LibraryReport).
+type Report = jobview.LibraryReport
+
+// Scan walks the library now: new and changed files are probed and
+// judged by the rule, and what it matches is queued (within max_running
+// and the window).
+func (m *Manager) Scan(ctx context.Context, name string) (Report, error) {
+	l, err := m.get(name)
+	if err != nil {
+		return Report{}, err
+	}
+	return m.scanNow(ctx, l, false)
+}
+
+// Plan walks the library as Scan does, probing and judging new and
+// changed files, but queues nothing: what Scan would then do.
+func (m *Manager) Plan(ctx context.Context, name string) (Report, error) {
+	l, err := m.get(name)
+	if err != nil {
+		return Report{}, err
+	}
+	return m.scanNow(ctx, l, true)
+}
+
+// Status is a library's files by state, without scanning.
+func (m *Manager) Status(ctx context.Context, name string) (Report, error) {
+	l, err := m.get(name)
+	if err != nil {
+		return Report{}, err
+	}
+	files, err := m.st.LibraryFiles(ctx, l.Name)
+	if err != nil {
+		return Report{}, err
+	}
+	return m.report(l, files), nil
+}
+
+// Names lists the libraries.
+func (m *Manager) Names() []string { return slices.Clone(m.names) }
+
+// Spec returns a library's spec.
+func (m *Manager) Spec(name string) (Spec, error) {
+	l, err := m.get(name)
+	if err != nil {
+		return Spec{}, err
+	}
+	return l.Spec, nil
+}
+
+func (m *Manager) scanNow(ctx context.Context, l *lib, plan bool) (Report, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !plan {
+		if err := m.apply(ctx, l); err != nil { // finish what a crash cut short first
+			return Report{}, err
+		}
+	}
+	probed, err := m.walk(ctx, l)
+	if err != nil {
+		return Report{}, err
+	}
+	queued := 0
+	if !plan {
+		if queued, err = m.queueN(ctx, l); err != nil {
+			return Report{}, err
+		}
+	}
+	files, err := m.st.LibraryFiles(ctx, l.Name)
+	if err != nil {
+		return Report{}, err
+	}
+	r := m.report(l, files)
+	r.Probed, r.Queued = probed, queued
+	return r, nil
+}
+
+// videoExts are the names a scan probes: what media servers list.
+var videoExts = map[string]bool{".mkv": true, ".mp4": true, ".m4v": true, ".mov": true, ".avi": true, ".mpg": true, ".mpeg": true,
+	".ts": true, ".m2ts": true, ".mts": true, ".wmv": true, ".flv": true, ".webm": true, ".vob": true, ".ogv": true, ".3gp": true, ".divx": true}
+
+// walk visits every file of the library: new and changed ones are probed
+// and judged; files gone are forgotten (unless a job of theirs runs).
+func (m *Manager) walk(ctx context.Context, l *lib) (int, error) {
+	root, err := os.OpenRoot(l.Path)
+	if err != nil {
+		return 0, fmt.Errorf("library %s: open %s: %w", l.Name, l.Path, err)
+	}
+	defer root.Close()
+	known, err := m.st.LibraryFiles(ctx, l.Name)
+	if err != nil {
+		return 0, err
+	}
+	byPath := make(map[string]store.LibraryFile, len(known))
+	made := map[int64][]string{} // replacements' sizes → their hashes
+	for _, f := range known {
+		byPath[f.Path] = f
+		if f.NewSHA256 != "" {
+			made[f.NewSize] = append(made[f.NewSize], f.NewSHA256)
+		}
+	}
+	seen := map[string]bool{}
+	probed := 0
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			m.log.Warn("library: cannot read", "library", l.Name, "path", p, "err", err)
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		name := d.Name()
+		if p != "." && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, tempPrefix)) {
+			if d.IsDir() {
+				return fs.SkipDir // the trash, and other hidden folders
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !videoExts[strings.ToLower(path.Ext(name))] {
+			return nil // folders go on; links and other files are not the library's media
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // gone meanwhile
+		}
+		seen[p] = true
+		cur := store.LibraryFile{Library: l.Name, Path: p, Size: info.Size(), MTime: info.ModTime().UnixNano(), Inode: inode(info)}
+		old, had := byPath[p]
+		if had && old.Size == cur.Size && old.MTime == cur.MTime && old.Inode == cur.Inode {
+			return nil // unchanged: judged before
+		}
+		if had && (old.State == StateQueued || old.Step != "") {
+			return nil // its job runs: the replacement checks the original is unchanged
+		}
+		if probed > 0 && m.ProbeEvery > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(m.ProbeEvery):
+			}
+		}
+		probed++
+		m.judge(ctx, l, root, &cur, made)
+		cur.ScannedAt, cur.UpdatedAt = m.now().UTC(), m.now().UTC()
+		return m.st.PutLibraryFile(ctx, cur)
+	})
+	if err != nil {
+		return probed, err
+	}
+	for p, f := range byPath {
+		if !seen[p] && f.State != StateQueued && f.Step == "" {
+			if err := m.st.DeleteLibraryFile(ctx, l.Name, p); err != nil {
+				return probed, err
+			}
+		}
+	}
+	return probed, nil
+}
+
+// judge probes f and decides its state.
+func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.LibraryFile, made map[int64][]string) {
+	info, err := m.probe.Admit(ctx, l.Path+"/"+f.Path, m.limits)
+	if err != nil {
+		f.State, f.Note = StateUnprobeable, "the probe failed"
+		if re, ok := errors.AsType[*media.RejectedError](err); ok {
+			f.Note = re.Reason
+		}
+		return
+	}
+	facts := rule.FactsOf(info, f.Path)
+	f.Facts, _ = json.Marshal(facts)
+	if facts.Herd != "" {
+		f.State, f.Note = StateHerd, "herd made this file (job "+facts.Herd+")"
+		return
+	}
+	if hashes := made[f.Size]; len(hashes) > 0 {
+		if sha, err := fileSHA256(root, f.Path); err == nil && slices.Contains(hashes, sha) {
+			f.State, f.Note = StateHerd, "herd made this file (a replacement's bytes)"
+			return
+		}
+	}
+	ok, err := l.Rule.Match(facts)
+	switch {
+	case err != nil:
+		f.State, f.Note = StateRuleError, err.Error()
+	case ok:
+		f.State, f.Note = StateMatched, ""
+	default:
+		f.State, f.Note = StateSkipped, ""
+	}
+}
+
+// inode is a file's inode number (0 where the system has none).
+func inode(info fs.FileInfo) uint64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// queue queues matched files while the library has free slots and is
+// inside its window.
+func (m *Manager) queue(ctx context.Context, l *lib) error {
+	_, err := m.queueN(ctx, l)
+	return err
+}
+
+func (m *Manager) queueN(ctx context.Context, l *lib) (int, error) {
+	if !l.Window.Contains(m.now()) {
+		return 0, nil
+	}
+	running, err := m.st.LibraryFilesIn(ctx, l.Name, StateQueued)
+	if err != nil {
+		return 0, err
+	}
+	free := l.MaxRunning - len(running)
+	if free <= 0 {
+		return 0, nil
+	}
+	waiting, err := m.st.LibraryFilesIn(ctx, l.Name, StateMatched)
+	if err != nil {
+		return 0, err
+	}
+	p, err := m.sub.Profile(l.Profile)
+	if err != nil {
+		return 0, err
+	}
+	root, err := os.OpenRoot(l.Path)
+	if err != nil {
+		return 0, fmt.Errorf("library %s: open %s: %w", l.Name, l.Path, err)
+	}
+	defer root.Close()
+	n := 0
+	for _, f := range waiting[:min(free, len(waiting))] {
+		// The job's id is recorded first: a crash before the job is made
+		// makes it with the same id at the next step (submit).
+		f.State, f.JobID, f.Note, f.UpdatedAt = StateQueued, job.NewID("j"), "", m.now().UTC()
+		if err := m.st.PutLibraryFile(ctx, f); err != nil {
+			return n, err
+		}
+		if err := m.submit(ctx, l, root, p, &f); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// submit makes f's job (with the id f records), or marks f failed when
+// the file cannot become one.
+func (m *Manager) submit(ctx context.Context, l *lib, root *os.Root, p *profile.Profile, f *store.LibraryFile) error {
+	labels := maps.Clone(l.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["library"] = l.Name
+	opt := ingest.Options{Labels: labels}
+	if l.Action == ActionPublish {
+		opt.Publish = l.Publish
+	}
+	j, _, err := m.sub.ImportFile(ctx, root, f.Path, path.Base(f.Path), p, opt, f.JobID)
+	switch {
+	case err == nil:
+		if j.ID != f.JobID { // the same bytes are a job already
+			f.JobID = j.ID
+			return m.st.PutLibraryFile(ctx, *f)
+		}
+		return nil
+	case errors.Is(err, ingest.ErrBadPath), errors.Is(err, ingest.ErrTooLarge), errors.Is(err, ingest.ErrEmpty), errors.Is(err, ingest.ErrBadOption), errors.Is(err, job.ErrConflict):
+		f.State, f.Note, f.JobID = StateFailed, err.Error(), ""
+		return m.st.PutLibraryFile(ctx, *f)
+	}
+	return err
+}
+
+// report sums up a library's files.
+func (m *Manager) report(l *lib, files []store.LibraryFile) Report {
+	r := Report{Library: l.Name, Files: files, Counts: map[string]int{}}
+	if r.Files == nil {
+		r.Files = []store.LibraryFile{}
+	}
+	ratio, basis := m.ratio(l, files)
+	r.EstimateBasis = basis
+	for _, f := range files {
+		r.Counts[f.State]++
+		switch f.State {
+		case StateMatched, StateQueued:
+			r.Bytes += f.Size
+			r.Estimate += int64(float64(f.Size) * ratio(f))
+		case StateReplaced:
+			if f.NewSize > 0 {
+				r.Saved += max(0, originalSize(f)-f.NewSize)
+			}
+		}
+	}
+	return r
+}
+
+// originalSize is a replaced file's original size, from its facts.
+func originalSize(f store.LibraryFile) int64 {
+	var facts rule.Facts
+	if json.Unmarshal(f.Facts, &facts) == nil && facts.Size > 0 {
+		return facts.Size
+	}
+	return f.Size
+}
+
+// ratio estimates what a file becomes, as a fraction of its size: this
+// library's own average once it has replaced a few files, else a rule of
+// thumb by codec (an older codec gives more back).
+func (m *Manager) ratio(l *lib, files []store.LibraryFile) (func(store.LibraryFile) float64, string) {
+	var before, after int64
+	n := 0
+	for _, f := range files {
+		if (f.State == StateReplaced || f.State == StateDone) && f.NewSize > 0 {
+			before, after = before+originalSize(f), after+f.NewSize
+			n++
+		}
+	}
+	if n >= 3 && before > 0 {
+		r := float64(after) / float64(before)
+		return func(store.LibraryFile) float64 { return r }, fmt.Sprintf("the average of the %d files this library replaced (%.0f%% of their size)", n, r*100)
+	}
+	return func(f store.LibraryFile) float64 {
+		var facts rule.Facts
+		_ = json.Unmarshal(f.Facts, &facts)
+		switch facts.Video.Codec {
+		case "mpeg2video", "mpeg1video", "mpeg4", "msmpeg4v3", "wmv3", "vc1", "h263":
+			return 0.4
+		case "h264":
+			return 0.6
+		}
+		return 0.85
+	}, "a rule of thumb by codec (MPEG-2 and MPEG-4 Part 2 to 40%, H.264 to 60%, others to 85%) until this library has replaced three files"
+}
