@@ -212,9 +212,9 @@ func (info *Info) check(lim Limits) error {
 // probeJSON is the part of ffprobe's JSON that herd reads.
 type probeJSON struct {
 	Format struct {
-		FormatName string `json:"format_name"`
-		Duration   string `json:"duration"`
-		StartTime  string `json:"start_time"`
+		FormatName string            `json:"format_name"`
+		Duration   string            `json:"duration"`
+		StartTime  string            `json:"start_time"`
 		Size       string            `json:"size"`
 		BitRate    string            `json:"bit_rate"`
 		Tags       map[string]string `json:"tags"`
