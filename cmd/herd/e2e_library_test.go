@@ -206,3 +206,66 @@ func copyFile(t *testing.T, from, to string) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(to, b, 0o644))
 }
+
+// The real server SIGKILLed again and again while a library is being
+// converted, same-name replacements and extension changes alike: after
+// the last restart every file is in exactly one good state (the new file
+// in place, the original once in the trash), nothing half-written is
+// left, and no file was encoded twice. (Every point of a replacement's
+// journal is crashed in turn in package library's tests.)
+func TestLibrarySurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "Movies")
+	require.NoError(t, os.MkdirAll(lib, 0o755))
+	originals := map[string]string{} // the final name → the original's name
+	sums := map[string]string{}
+	for i, name := range []string{"A.mkv", "B.avi", "C.mkv", "D.avi"} {
+		codec := []string{"-c:v", "libx264", "-crf", "8", "-preset", "ultrafast"}
+		if strings.HasSuffix(name, ".avi") {
+			codec = []string{"-c:v", "mpeg4", "-q:v", "2"}
+		}
+		p := filepath.Join(lib, name)
+		require.NoError(t, testenv.FFmpeg(append(append([]string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=" + []string{"2", "3", "2.5", "1.5"}[i]}, codec...), p)...))
+		originals[strings.TrimSuffix(name, filepath.Ext(name))+".mkv"] = name
+		sums[name] = sha256File(t, p)
+	}
+	cfg := filepath.Join(dir, "herd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("libraries:\n  - {name: movies, path: "+lib+", rule: 'video.codec != \"hevc\"', profile: archive-hevc, max_running: 4}\n"), 0o644))
+	data := filepath.Join(dir, "data")
+	s := startServer(t, data, "--config", cfg)
+	for _, wait := range []time.Duration{700 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond, 400 * time.Millisecond} {
+		time.Sleep(wait)
+		require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))
+		_ = s.cmd.Wait()
+		s = startServer(t, data, "--config", cfg)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	var r libraryReport
+	for {
+		out, stderr, code := s.herd("library", "status", "movies", "-o", "json")
+		require.Equal(t, 0, code, stderr)
+		require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+		if r.Counts["replaced"] == 4 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "not done: %+v", r)
+		time.Sleep(500 * time.Millisecond)
+	}
+	require.Equal(t, map[string]int{"replaced": 4}, r.Counts, "%+v", r.Files)
+	for final, orig := range originals {
+		require.Equal(t, "hevc", probeCodec(t, filepath.Join(lib, final)), final)
+		require.Equal(t, sums[orig], sha256File(t, filepath.Join(lib, ".herd-trash", orig)), "%s: the original, in the trash", orig)
+		if final != orig {
+			require.NoFileExists(t, filepath.Join(lib, orig))
+		}
+	}
+	entries, err := os.ReadDir(lib)
+	require.NoError(t, err)
+	require.Len(t, entries, 5, "the four files and the trash, nothing half-written")
+	out, stderr, code := s.herd("jobs", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	var list struct{ Jobs []jobJSON }
+	require.NoError(t, json.Unmarshal([]byte(out), &list))
+	require.Len(t, list.Jobs, 4, "one job a file, however often the server was killed")
+}

@@ -120,7 +120,20 @@ func kept(format string, args ...any) error { return &keptError{fmt.Sprintf(form
 // isRetryable says err may pass (the store, a disk momentarily full):
 // the replacement is tried again at the next step.
 func isRetryable(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errInterrupted)
+}
+
+// errInterrupted stops a replacement where a test's interrupt says: as if
+// the process died there, the next apply goes on from the journal.
+var errInterrupted = errors.New("interrupted")
+
+// interrupted asks the test's interrupt (nil outside tests) whether the
+// replacement stops at point.
+func (m *Manager) interrupted(point string) error {
+	if m.interrupt != nil && m.interrupt(point) {
+		return errInterrupted
+	}
+	return nil
 }
 
 func (m *Manager) put(ctx context.Context, f store.LibraryFile) error {
@@ -200,6 +213,9 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		if err := m.put(ctx, *f); err != nil {
 			return err
 		}
+		if err := m.interrupted(stepPlacing); err != nil {
+			return err
+		}
 		sum, err := m.writeTemp(ctx, root, key, tmp)
 		if err != nil {
 			return err
@@ -212,6 +228,9 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		if err := m.put(ctx, *f); err != nil {
 			return err
 		}
+		if err := m.interrupted(stepReady); err != nil {
+			return err
+		}
 	}
 	if l.Action == ActionAlongside {
 		if err := root.Rename(tmp, final); err != nil && !alreadyDone(root, tmp, final) {
@@ -220,6 +239,12 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		return m.finish(ctx, l, f, final, f.Path, j.ID, "made "+final+" beside "+f.Path)
 	}
 	if f.Step == stepReady {
+		if orig, err := root.Stat(f.Path); err != nil || unchanged(*f, orig) != nil {
+			if !sameName && alreadyDone(root, tmp, final) {
+				_ = root.Remove(final) // this replacement's, renamed in before a crash
+			}
+			return kept("the original changed or went while the new file was written; it is judged again at the next scan")
+		}
 		if err := mkdirAll(root, path.Dir(trash)); err != nil {
 			return err
 		}
@@ -231,12 +256,15 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 			}
 			f.Step = stepTrashed
 		} else {
-			if err := root.Rename(tmp, final); err != nil {
+			if err := root.Rename(tmp, final); err != nil && !alreadyDone(root, tmp, final) {
 				return err
 			}
 			f.Step = stepPlaced
 		}
 		if err := m.put(ctx, *f); err != nil {
+			return err
+		}
+		if err := m.interrupted(f.Step); err != nil {
 			return err
 		}
 	}
@@ -246,9 +274,15 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 			return err
 		}
 	case stepPlaced:
+		if err := mkdirAll(root, path.Dir(trash)); err != nil {
+			return err
+		}
 		if err := root.Rename(f.Path, trash); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+	}
+	if err := m.interrupted("moved"); err != nil {
+		return err
 	}
 	if err := m.st.AddLibraryTrash(ctx, store.TrashEntry{Library: l.Name, Path: trash, Original: f.Path, TrashedAt: m.now().UTC()}); err != nil {
 		return err

@@ -120,6 +120,9 @@ type Manager struct {
 	ProbeEvery time.Duration
 	// Tick is how often a library looks for finished jobs and free slots.
 	Tick time.Duration
+	// interrupt, set by tests, stops a replacement at a point of its
+	// journal as a crash would (apply.go).
+	interrupt func(point string) bool
 }
 
 type lib struct {

@@ -1,0 +1,141 @@
+package library
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/ingest"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+// doneJobs is the store with jobs that have succeeded, each with one MKV output.
+type doneJobs struct {
+	*sqlstore.Store
+	jobs map[string]job.Job
+}
+
+func (d doneJobs) GetJob(_ context.Context, id string) (job.Job, error) {
+	j, ok := d.jobs[id]
+	if !ok {
+		return job.Job{}, job.ErrNotFound
+	}
+	return j, nil
+}
+
+type object struct {
+	*bytes.Reader
+}
+
+func (object) Close() error           { return nil }
+func (o object) Size() int64          { return o.Reader.Size() }
+func (object) ModTime() time.Time     { return time.Time{} }
+func (o outputs) key(j string) string { return "jobs/" + j + "/out/new.mkv" }
+
+type outputs map[string][]byte
+
+func (o outputs) Open(_ context.Context, key string) (blob.Object, error) {
+	b, ok := o[key]
+	if !ok {
+		return nil, blob.ErrNotFound
+	}
+	return object{bytes.NewReader(b)}, nil
+}
+
+type noSubmit struct{}
+
+func (noSubmit) Profile(string) (*profile.Profile, error) {
+	return &profile.Profile{Name: "archive-hevc", Format: profile.FormatMKV}, nil
+}
+func (noSubmit) ImportFile(context.Context, *os.Root, string, string, *profile.Profile, ingest.Options, string) (job.Job, bool, error) {
+	return job.Job{}, false, errors.New("not here")
+}
+
+// A replacement killed at any point of its journal is finished by the
+// next apply, as a restart does: the name holds the new file, the trash
+// the original, nothing half-written is left, and the store says replaced.
+func TestReplacementSurvivesACrashAnywhere(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"Heat.mkv", "Heat.avi"} { // the same name, and an extension change
+		for _, point := range []string{stepPlacing, stepReady, stepTrashed, stepPlaced, "moved", ""} {
+			if (name == "Heat.mkv" && point == stepPlaced) || (name == "Heat.avi" && point == stepTrashed) {
+				continue // not a point of that kind of replacement
+			}
+			t.Run(name+"/"+point, func(t *testing.T) {
+				t.Parallel()
+				ctx := t.Context()
+				dir := t.TempDir()
+				require.NoError(t, os.MkdirAll(filepath.Join(dir, "Heat (1995)"), 0o755))
+				orig := filepath.Join(dir, "Heat (1995)", name)
+				old := bytes.Repeat([]byte("old "), 5000)
+				fresh := bytes.Repeat([]byte("new"), 2000)
+				require.NoError(t, os.WriteFile(orig, old, 0o640))
+				st := doneJobs{Store: testenv.SQLite(t), jobs: map[string]job.Job{}}
+				outs := outputs{}
+				outs[outs.key("j1")] = fresh
+				st.jobs["j1"] = job.Job{ID: "j1", State: job.Succeeded, Outputs: []byte(`[{"name":"mkv","kind":"mkv","path":"new.mkv","size":6000}]`)}
+				fi, err := os.Stat(orig)
+				require.NoError(t, err)
+				rel := "Heat (1995)/" + name
+				require.NoError(t, st.PutLibraryFile(ctx, store.LibraryFile{Library: "movies", Path: rel, Size: fi.Size(), MTime: fi.ModTime().UnixNano(),
+					Inode: inode(fi), State: StateQueued, JobID: "j1", UpdatedAt: time.Now()}))
+				spec := Spec{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}
+				manager := func() (*Manager, *lib) {
+					m := New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+					return m, m.libs["movies"]
+				}
+				if point != "" {
+					m, l := manager()
+					m.interrupt = func(p string) bool { return p == point }
+					require.ErrorIs(t, m.apply(ctx, l), errInterrupted)
+					if point == stepPlacing { // a crash in the middle of writing the new file
+						require.NoError(t, os.WriteFile(filepath.Join(dir, "Heat (1995)", ".herd-j1-Heat.mkv"), fresh[:100], 0o600))
+					}
+				}
+				m, l := manager()
+				require.NoError(t, m.apply(ctx, l))
+
+				final := filepath.Join(dir, "Heat (1995)", "Heat.mkv")
+				got, err := os.ReadFile(final)
+				require.NoError(t, err)
+				require.Equal(t, fresh, got, "the new file in place")
+				trashed, err := os.ReadFile(filepath.Join(dir, TrashDir, "Heat (1995)", name))
+				require.NoError(t, err)
+				require.Equal(t, old, trashed, "the original in the trash")
+				if name != "Heat.mkv" {
+					require.NoFileExists(t, orig)
+				}
+				fi, err = os.Stat(final)
+				require.NoError(t, err)
+				require.Equal(t, fs.FileMode(0o640), fi.Mode().Perm())
+				entries, err := os.ReadDir(filepath.Join(dir, "Heat (1995)"))
+				require.NoError(t, err)
+				for _, e := range entries {
+					require.False(t, strings.HasPrefix(e.Name(), tempPrefix), "left behind: %s", e.Name())
+				}
+				files, err := st.LibraryFiles(ctx, "movies")
+				require.NoError(t, err)
+				require.Len(t, files, 1)
+				require.Equal(t, "Heat (1995)/Heat.mkv", files[0].Path)
+				require.Equal(t, StateReplaced, files[0].State)
+				require.Empty(t, files[0].Step)
+				require.Equal(t, int64(len(fresh)), files[0].Size)
+			})
+		}
+	}
+}
