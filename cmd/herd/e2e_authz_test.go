@@ -195,7 +195,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	routes = append(routes, route{"GET", api.LinkPrefix + "{token}/{job}/", "link"}) // a link's player page
 	// The web pages: a session only (everyone else is sent to /login).
-	for _, p := range []string{"/", "/upload", "/jobs", "/jobs/{id}", "/workers", "/campaigns"} {
+	for _, p := range []string{"/", "/upload", "/jobs", "/jobs/{id}", "/workers", "/campaigns", "/libraries"} {
 		routes = append(routes, route{"GET", p, "page"})
 	}
 	routes = append(routes, route{"GET", "/login", "public"}, route{"GET", "/assets/app.js", "public"})

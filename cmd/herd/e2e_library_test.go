@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdhq/herd/internal/testenv"
@@ -191,6 +192,19 @@ func TestLibraryReplacesByRule(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, out, "movies")
 	require.Contains(t, out, `video.codec != "hevc"`)
+
+	// The Libraries page shows the library and its files, and scans it.
+	ctx := browser(t)
+	signIn(t, ctx, s, s.token())
+	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 10*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/libraries")))
+	testenv.WaitJS(t, ctx, "the library's files", `document.querySelector('#l-files tr[data-file="Heat (1995)/Heat.mkv"][data-state="replaced"]')`, 15*time.Second)
+	require.Contains(t, evalJS[string](t, ctx, `document.querySelector('#l-rows tr[data-library="movies"]').innerText`), "2 replaced, 1 kept")
+	require.Contains(t, evalJS[string](t, ctx, `document.querySelector('#l-files tr[data-file="Tiny.mkv"]').innerText`), "not 10% smaller")
+	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`#l-rows tr[data-library="movies"] button[aria-label="Scan now movies"]`, chromedp.ByQuery)))
+	testenv.WaitJS(t, ctx, "the scan", `!document.querySelector('#l-rows tr[data-library="movies"] button[aria-label="Scan now movies"]').disabled`, 15*time.Second)
+	shot(t, ctx, "libraries")
+	axeAudit(t, ctx, "the libraries page")
 }
 
 func probeCodec(t *testing.T, p string) string {

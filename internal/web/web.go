@@ -131,6 +131,7 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("GET /jobs/{id}", u.jobPageHandler)
 	mux.HandleFunc("GET /workers", u.signedIn("workers", "Workers"))
 	mux.HandleFunc("GET /campaigns", u.signedIn("campaigns", "Campaigns"))
+	mux.HandleFunc("GET /libraries", u.signedIn("libraries", "Libraries"))
 	mux.HandleFunc("GET "+api.LinkPrefix+"{token}/{job}/{$}", u.embed)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		u.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found"})

@@ -523,6 +523,52 @@ pages.workers = () => {
   });
 };
 
+// The libraries page: each library with its files by state, a scan
+// button, and the files of the library chosen (all but the ones its rule
+// skips), refreshed every few seconds.
+pages.libraries = () => {
+  const rows = document.getElementById('l-rows');
+  const order = ['queued', 'matched', 'replaced', 'done', 'kept', 'failed', 'unprobeable', 'rule_error', 'skipped', 'herd'];
+  let chosen = '';
+  const counts = (c) => order.filter((s) => c[s]).map((s) => `${c[s]} ${s.replace('_', ' ')}`).join(', ') || 'no files yet';
+  const showFiles = async () => {
+    if (!chosen) return;
+    const r = await api('GET', `/api/v1/libraries/${encodeURIComponent(chosen)}`);
+    document.getElementById('l-files-box').hidden = false;
+    document.getElementById('l-name').textContent = chosen;
+    document.getElementById('l-summary').textContent = counts(r.counts) +
+      (r.bytes ? `; ${fmt.bytes(r.bytes)} to encode, estimated to become ${fmt.bytes(r.estimate)}` : '') +
+      (r.saved ? `; ${fmt.bytes(r.saved)} saved so far` : '');
+    const files = (r.files || []).filter((f) => f.state !== 'skipped').sort((a, b) => order.indexOf(a.state) - order.indexOf(b.state));
+    fill(document.getElementById('l-files'), files.length ? files.map((f) => el('tr', {dataset: {file: f.path, state: f.state}},
+      el('td', {}, stateBadge(f.state)), el('td', {}, f.path), el('td', {class: 'num'}, fmt.bytes(f.size)),
+      el('td', {}, (f.facts && f.facts.video && f.facts.video.codec) || '–'),
+      el('td', {}, f.job_id ? el('a', {href: '/jobs/' + f.job_id}, f.job_id) : '–'), el('td', {class: 'muted'}, f.note || ''))) :
+      [el('tr', {}, el('td', {colspan: 6, class: 'muted'}, 'Nothing but files the rule skips.'))]);
+  };
+  const load = async () => {
+    let ls;
+    try { ls = (await api('GET', '/api/v1/libraries')).libraries || []; } catch (err) { flash('Could not list the libraries: ' + err.message); return; }
+    fill(rows, ls.length ? ls.map((l) => {
+      const n = Object.values(l.counts || {}).reduce((a, b) => a + b, 0);
+      return el('tr', {dataset: {library: l.name}},
+        el('td', {}, el('button', {type: 'button', class: 'link', onclick: () => { chosen = l.name; showFiles(); }, 'aria-label': 'Show the files of ' + l.name}, l.name)),
+        el('td', {}, l.path), el('td', {}, el('code', {}, l.rule)), el('td', {}, l.profile),
+        el('td', {}, l.action === 'publish' ? `publish to ${(l.publish || []).join(', ')}` : l.action),
+        el('td', {}, `${n}: ${counts(l.counts || {})}`), el('td', {class: 'num'}, fmt.bytes(l.saved || 0)),
+        el('td', {}, el('button', {type: 'button', 'aria-label': 'Scan now ' + l.name, onclick: async (e) => {
+          e.target.disabled = true;
+          try { await api('POST', `/api/v1/libraries/${encodeURIComponent(l.name)}/scan`); chosen = l.name; await load(); } catch (err) { flash(`Could not scan ${l.name}: ${err.message}`); }
+          e.target.disabled = false;
+        }}, 'Scan now')));
+    }) : [el('tr', {}, el('td', {colspan: 8, class: 'muted'}, 'No libraries: declare them under libraries: in the server\'s configuration file.'))]);
+    if (!chosen && ls.length) chosen = ls[0].name;
+    await showFiles();
+  };
+  load();
+  setInterval(load, 5000);
+};
+
 pages.campaigns = () => {
   const rows = document.getElementById('c-rows');
   const act = (c, what) => async (e) => {
