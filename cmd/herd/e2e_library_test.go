@@ -283,3 +283,42 @@ func TestLibrarySurvivesSIGKILL(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &list))
 	require.Len(t, list.Jobs, 4, "one job a file, however often the server was killed")
 }
+
+// herd library check decodes every file of a library and reports the
+// ones that do not decode cleanly, with the first error, changing nothing.
+func TestLibraryCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "Shows")
+	require.NoError(t, os.MkdirAll(filepath.Join(lib, "S01"), 0o755))
+	good := filepath.Join(lib, "S01", "Good.mkv")
+	require.NoError(t, testenv.FFmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2", "-c:v", "libx264", "-preset", "ultrafast", good))
+	bad := filepath.Join(lib, "S01", "Bad.mkv")
+	b, err := os.ReadFile(good)
+	require.NoError(t, err)
+	for i := len(b) / 3; i < len(b)/3+len(b)/4; i++ {
+		b[i] ^= byte(i*7 + 13) // damage a quarter of the file
+	}
+	require.NoError(t, os.WriteFile(bad, b, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(lib, "Empty.mp4"), nil, 0o644))
+	before := map[string]string{}
+	for _, p := range []string{good, bad} {
+		before[p] = sha256File(t, p)
+	}
+	cfg := filepath.Join(dir, "herd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("libraries:\n  - {name: shows, path: "+lib+", rule: 'false', profile: mp4-library}\n"), 0o644))
+	s := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
+	out, stderr, code := s.herd("library", "check", "shows", "--wait")
+	require.Equal(t, 1, code, "damaged files: exit 1\n%s%s", out, stderr)
+	require.Contains(t, out, "3 checked, 2 damaged, 0 to check")
+	require.Regexp(t, `S01/Bad.mkv\s+\S`, out)
+	require.Regexp(t, `Empty.mp4\s+the file is empty`, out)
+	require.NotRegexp(t, `Good.mkv`, out)
+	require.NotContains(t, out, "/proc/", "no server path in the errors")
+	for p, sum := range before {
+		require.Equal(t, sum, sha256File(t, p), "nothing changed")
+	}
+	out, stderr, code = s.herd("jobs", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, `"jobs": []`, "a check queues no job")
+}

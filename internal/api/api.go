@@ -212,6 +212,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/v1/libraries/{name}", admin, s.libraryReport("status")},
 		{"POST", "/api/v1/libraries/{name}/scan", admin, s.libraryReport("scan")},
 		{"POST", "/api/v1/libraries/{name}/plan", admin, s.libraryReport("plan")},
+		{"POST", "/api/v1/libraries/{name}/check", admin, s.libraryReport("check")},
 		{"POST", "/api/v1/campaigns", admin, s.createCampaign},
 		{"GET", "/api/v1/campaigns", admin, s.listCampaigns},
 		{"GET", "/api/v1/campaigns/{id}", admin, s.getCampaign},

@@ -43,7 +43,7 @@ func (s *Server) libraryReport(what string) http.HandlerFunc {
 			return
 		}
 		run := map[string]func(context.Context, string) (library.Report, error){
-			"status": s.libraries.Status, "scan": s.libraries.Scan, "plan": s.libraries.Plan,
+			"status": s.libraries.Status, "scan": s.libraries.Scan, "plan": s.libraries.Plan, "check": s.libraries.StartCheck,
 		}[what]
 		rep, err := run(r.Context(), r.PathValue("name"))
 		switch {

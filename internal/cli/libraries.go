@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +29,52 @@ place of the original (replace; the original goes to the library's .herd-trash f
 	}
 	cmd.AddCommand(e.libraryListCmd(), e.libraryRunCmd("status", "Show a library's files by state, without scanning"),
 		e.libraryRunCmd("plan", "Probe what is new or changed and show what a scan would do, and the estimated savings; change nothing"),
-		e.libraryRunCmd("scan", "Scan a library now: probe what is new or changed, queue what the rule matches"))
+		e.libraryRunCmd("scan", "Scan a library now: probe what is new or changed, queue what the rule matches"),
+		e.libraryCheckCmd())
+	return cmd
+}
+
+func (e *env) libraryCheckCmd() *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{Use: "check NAME", Short: "Decode every file of a library and report the ones that do not decode cleanly; change nothing", Args: cobra.ExactArgs(1)}
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		r, err := c.Library(cmd.Context(), args[0], "check", "")
+		for wait && err == nil && r.Checks[library.CheckPending] > 0 {
+			select {
+			case <-cmd.Context().Done():
+				return cmd.Context().Err()
+			case <-time.After(time.Second):
+			}
+			r, err = c.Library(cmd.Context(), args[0], "status", "")
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.render(*out, r, func(tw io.Writer, _ bool) {
+			fmt.Fprintf(tw, "library %s: %d checked, %d damaged, %d to check\n", r.Library, r.Checks[library.CheckOK]+r.Checks[library.CheckDamaged],
+				r.Checks[library.CheckDamaged], r.Checks[library.CheckPending])
+			if r.Checks[library.CheckDamaged] > 0 {
+				fmt.Fprintln(tw, "DAMAGED\tFIRST ERROR")
+				for _, f := range r.Files {
+					if f.Check == library.CheckDamaged {
+						fmt.Fprintf(tw, "%s\t%s\n", f.Path, f.CheckNote)
+					}
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		if wait && r.Checks[library.CheckDamaged] > 0 {
+			return &ExitError{Code: 1}
+		}
+		return nil
+	}
+	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "wait until every file is checked; exit 1 if any is damaged")
 	return cmd
 }
 

@@ -71,6 +71,8 @@ type LibraryReport struct {
 	EstimateBasis string `json:"estimate_basis"`
 	// Saved is what replacements saved so far, in bytes.
 	Saved int64 `json:"saved"`
+	// Checks are files by their health check's result (pending, ok, damaged).
+	Checks map[string]int `json:"checks,omitempty"`
 }
 
 // LibraryView is one library as the list shows it: what the

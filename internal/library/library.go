@@ -23,6 +23,7 @@ import (
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/rule"
+	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/window"
 )
@@ -86,6 +87,9 @@ type Store interface {
 	RemoveLibraryTrash(ctx context.Context, library, path string) error
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	AddDelivery(ctx context.Context, d store.Delivery) error
+	StartLibraryCheck(ctx context.Context, library string) (int64, error)
+	LibraryCheckPending(ctx context.Context, library string, limit int) ([]store.LibraryFile, error)
+	SetLibraryCheck(ctx context.Context, library, path, state, note string) error
 }
 
 // Submitter queues a library file's job.
@@ -99,9 +103,10 @@ type Outputs interface {
 	Open(ctx context.Context, key string) (blob.Object, error)
 }
 
-// Prober probes a file.
+// Prober probes a file, and decodes it whole for a health check.
 type Prober interface {
 	Admit(ctx context.Context, path string, lim media.Limits) (*media.Info, error)
+	CheckDecode(ctx context.Context, path string, lim media.Limits) (string, error)
 }
 
 // Manager runs a server's libraries.
@@ -120,6 +125,9 @@ type Manager struct {
 	ProbeEvery time.Duration
 	// Tick is how often a library looks for finished jobs and free slots.
 	Tick time.Duration
+	// CheckConcurrency is how many files of a library a health check
+	// decodes at once.
+	CheckConcurrency int
 	// interrupt, set by tests, stops a replacement at a point of its
 	// journal as a crash would (apply.go).
 	interrupt func(point string) bool
@@ -127,16 +135,19 @@ type Manager struct {
 
 type lib struct {
 	Spec
-	mu   sync.Mutex // one scan or apply at a time
-	scan chan chan error
+	mu     sync.Mutex    // one scan or apply at a time
+	checks chan struct{} // a health check was started
 }
+
+// DefaultCheckConcurrency is how many files a health check decodes at once.
+const DefaultCheckConcurrency = 2
 
 // New returns a Manager for specs.
 func New(specs []Spec, st Store, sub Submitter, outputs Outputs, probe Prober, limits media.Limits, log *slog.Logger) *Manager {
 	m := &Manager{libs: map[string]*lib{}, st: st, sub: sub, outputs: outputs, probe: probe, limits: limits,
-		log: log.With("component", "library"), now: time.Now, ProbeEvery: 50 * time.Millisecond, Tick: 5 * time.Second}
+		log: log.With("component", "library"), now: time.Now, ProbeEvery: 50 * time.Millisecond, Tick: 5 * time.Second, CheckConcurrency: DefaultCheckConcurrency}
 	for _, s := range specs {
-		m.libs[s.Name] = &lib{Spec: s, scan: make(chan chan error)}
+		m.libs[s.Name] = &lib{Spec: s, checks: make(chan struct{}, 1)}
 		m.names = append(m.names, s.Name)
 	}
 	return m
@@ -156,9 +167,9 @@ func (m *Manager) get(name string) (*lib, error) {
 	return l, nil
 }
 
-// Check verifies every library's profile exists and makes one MP4 or MKV
+// Validate verifies every library's profile exists and makes one MP4 or MKV
 // file (a library's files are files, not streams).
-func (m *Manager) Check() error {
+func (m *Manager) Validate() error {
 	for _, name := range m.names {
 		l := m.libs[name]
 		p, err := m.sub.Profile(l.Profile)
@@ -180,6 +191,7 @@ func (m *Manager) Run(ctx context.Context) {
 	for _, name := range m.names {
 		l := m.libs[name]
 		wg.Go(func() { m.run(ctx, l) })
+		wg.Go(func() { m.checker(ctx, l) })
 	}
 	wg.Wait()
 }
@@ -390,7 +402,11 @@ func (m *Manager) walk(ctx context.Context, l *lib) (int, error) {
 
 // judge probes f and decides its state.
 func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.LibraryFile, made map[int64][]string) {
-	info, err := m.probe.Admit(ctx, l.Path+"/"+f.Path, m.limits)
+	var info *media.Info
+	err := opened(root, f.Path, func(p string) (err error) {
+		info, err = m.probe.Admit(ctx, p, m.limits)
+		return err
+	})
 	if err != nil {
 		f.State, f.Note = StateUnprobeable, "the probe failed"
 		if re, ok := errors.AsType[*media.RejectedError](err); ok {
@@ -419,6 +435,19 @@ func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.Lib
 	default:
 		f.State, f.Note = StateSkipped, ""
 	}
+}
+
+// opened opens the file rel inside root (a link leading out of it is not
+// followed) and calls fn with a name of the open file that ffmpeg and
+// ffprobe can open too: what they read is the file the library holds,
+// whatever is renamed or linked meanwhile.
+func opened(root *os.Root, rel string, fn func(path string) error) error {
+	f, err := safefs.Open(root, rel)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fn(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()))
 }
 
 // inode is a file's inode number (0 where the system has none).
@@ -514,6 +543,12 @@ func (m *Manager) report(l *lib, files []store.LibraryFile) Report {
 	r.EstimateBasis = basis
 	for _, f := range files {
 		r.Counts[f.State]++
+		if f.Check != "" {
+			if r.Checks == nil {
+				r.Checks = map[string]int{}
+			}
+			r.Checks[f.Check]++
+		}
 		switch f.State {
 		case StateMatched, StateQueued:
 			r.Bytes += f.Size

@@ -411,7 +411,7 @@ func libraryManager(cfg Config, r resources, sub *ingest.Submitter, limits media
 			ScanEvery: time.Duration(l.ScanEvery), Labels: l.Labels})
 	}
 	m := library.New(specs, r.st, sub, r.storage, r.tools, limits, log)
-	if err := m.Check(); err != nil {
+	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -411,7 +411,11 @@ type LibraryFile struct {
 	NewSize   int64  `json:"new_size,omitempty"`
 	NewSHA256 string `json:"new_sha256,omitempty"`
 	// Step is how far the replacement got ("" before one starts).
-	Step      string    `json:"step,omitempty"`
+	Step string `json:"step,omitempty"`
+	// Check is the health check's result: pending, ok or damaged (""
+	// never checked); CheckNote the first error of a damaged file.
+	Check     string    `json:"check,omitempty"`
+	CheckNote string    `json:"check_note,omitempty"`
 	ScannedAt time.Time `json:"scanned_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

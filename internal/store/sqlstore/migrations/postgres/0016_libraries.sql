@@ -2,7 +2,8 @@
 -- separated), what it was when last probed (size, mtime in ns, inode: a
 -- file unchanged since is not probed again), what became of it (state),
 -- and the journal of its replacement (step), so that a restart finishes a
--- replacement a crash cut short.
+-- replacement a crash cut short; and the last health check's result
+-- (check_state: pending, ok or damaged; check_note: the first error).
 CREATE TABLE library_files (
     library     TEXT NOT NULL,
     path        TEXT NOT NULL,
@@ -16,12 +17,15 @@ CREATE TABLE library_files (
     new_size    BIGINT NOT NULL DEFAULT 0,
     new_sha256  TEXT NOT NULL DEFAULT '',
     step        TEXT NOT NULL DEFAULT '',
+    check_state TEXT NOT NULL DEFAULT '',
+    check_note  TEXT NOT NULL DEFAULT '',
     scanned_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL,
     PRIMARY KEY (library, path)
 );
 CREATE INDEX library_files_state ON library_files (library, state);
 CREATE INDEX library_files_job ON library_files (job_id) WHERE job_id <> '';
+CREATE INDEX library_files_check ON library_files (library, check_state) WHERE check_state = 'pending';
 
 -- Originals a replacement moved to a library's trash folder, removed
 -- once keep_originals has passed.
