@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/publish/publishtest"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -93,6 +95,8 @@ func TestLibraryReplacesByRule(t *testing.T) {
 	require.NoError(t, os.Chmod(heat, 0o640))
 	require.NoError(t, os.Chtimes(heat, mtime, mtime))
 
+	// Plex indexes the library, mounted at /data/movies in its container.
+	plex := publishtest.Plex(t, "plex-token", publishtest.Library{Key: "1", Title: "Movies", Type: "movie", Server: "/data/movies", Local: lib})
 	cfg := filepath.Join(dir, "herd.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`libraries:
   - name: movies
@@ -102,6 +106,8 @@ func TestLibraryReplacesByRule(t *testing.T) {
     min_savings: 10%
     keep_originals: 14d
     max_running: 3
+publishers:
+  plex: {type: plex, url: "`+plex.URL+`", token: plex-token, library: movies, library_path: /data/movies, confirm_timeout: 20s}
 `), 0o644))
 	s := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
 	status := func(what string) libraryReport {
@@ -150,6 +156,15 @@ func TestLibraryReplacesByRule(t *testing.T) {
 	require.NotEqual(t, heatSHA, sha256File(t, heat))
 	require.Equal(t, heatSHA, sha256File(t, filepath.Join(outside, "Heat.mkv")), "the hard-linked copy keeps its bytes")
 	require.Equal(t, heatSHA, sha256File(t, filepath.Join(lib, ".herd-trash", "Heat (1995)", "Heat.mkv")), "the original, in the trash")
+	// Plex was asked to scan the new files' folders, and listed them; the job says so.
+	require.Eventually(t, func() bool {
+		calls := plex.Calls()
+		return slices.Contains(calls, "1 /data/movies/Heat (1995)") && slices.Contains(calls, "1 /data/movies")
+	}, 30*time.Second, 200*time.Millisecond, "Plex told of both folders: %v", plex.Calls())
+	require.Eventually(t, func() bool {
+		out, _, _ := s.herd("job", jobID)
+		return strings.Contains(out, "refreshed Plex section Movies")
+	}, 30*time.Second, 200*time.Millisecond)
 	out, stderr, code = s.herd("job", jobID)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, out, "library movies")

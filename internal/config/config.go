@@ -626,8 +626,8 @@ func (f *File) check(fail func(int, string, ...any) error, getenv func(string) s
 				return fail(p.Line, "publishers.%s: token is required (a Plex token or Jellyfin API key; ${ENV_VAR} works)", name)
 			}
 			lib, ok := f.Publishers[p.Library]
-			if !ok || lib.Type != PublishLibrary {
-				return fail(p.Line, "publishers.%s: library must name a publisher of type library, whose files it indexes", name)
+			if (!ok || lib.Type != PublishLibrary) && !slices.ContainsFunc(f.Libraries, func(l Library) bool { return l.Name == p.Library }) {
+				return fail(p.Line, "publishers.%s: library must name a publisher of type library, or a library under libraries:, whose files it indexes", name)
 			}
 			if p.LibraryPath != "" && !strings.HasPrefix(p.LibraryPath, "/") && !windowsAbs(p.LibraryPath) {
 				return fail(p.Line, "publishers.%s: library_path must be absolute: the library folder as the media server sees it", name)

@@ -106,13 +106,8 @@ func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.
 
 // notifier builds the notifier of a plex, jellyfin or webhook publisher.
 func notifier(pc config.Publisher, pubs map[string]config.Publisher) publish.Notifier {
-	ms := publish.MediaServer{Name: pc.Name, URL: pc.URL, Token: pc.Token, Library: pc.Library,
-		Root: pubs[pc.Library].Path, ServerRoot: pc.LibraryPath, Confirm: time.Duration(pc.ConfirmTimeout)}
-	switch pc.Type {
-	case config.PublishPlex:
-		return &publish.Plex{MediaServer: ms}
-	case config.PublishJellyfin:
-		return &publish.Jellyfin{MediaServer: ms}
+	if pc.Type == config.PublishPlex || pc.Type == config.PublishJellyfin {
+		return publish.NewMediaServer(pc, pubs[pc.Library].Path)
 	}
 	events := pc.Events
 	if len(events) == 0 {

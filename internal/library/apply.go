@@ -12,12 +12,15 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -319,7 +322,40 @@ func (m *Manager) finish(ctx context.Context, l *lib, f *store.LibraryFile, fina
 	*f = done
 	m.deliver(ctx, l, jobID, true, detail)
 	m.log.Info("library file done", "library", l.Name, "path", final, "detail", detail)
+	m.tell(l, jobID, final)
 	return nil
+}
+
+// tellAttempts is how many times a media server is asked to pick up a new
+// file, a minute apart at most.
+const tellAttempts = 5
+
+// tell has the library's media servers pick up the new file at rel, in
+// the background, each attempt recorded on the job.
+func (m *Manager) tell(l *lib, jobID, rel string) {
+	for _, n := range l.Notify {
+		m.tellers.Go(func() {
+			ev := publish.Event{ID: jobID + "-" + l.Name, Type: job.EventSucceeded, CreatedAt: m.now().UTC(),
+				Files: map[string]string{l.Name: filepath.Join(l.Path, filepath.FromSlash(rel))}}
+			for attempt := 1; attempt <= tellAttempts; attempt++ {
+				detail, err := n.Notify(m.base, ev)
+				final := err == nil || publish.IsPermanent(err) || attempt == tellAttempts || m.base.Err() != nil
+				if err != nil {
+					detail = err.Error()
+				}
+				if final || err == nil {
+					_ = m.st.AddDelivery(context.WithoutCancel(m.base), store.Delivery{JobID: jobID, Publisher: n.Name, Type: n.Type, Event: job.EventSucceeded,
+						Attempt: attempt, OK: err == nil, Final: true, Detail: detail, At: m.now().UTC()})
+					return
+				}
+				select {
+				case <-m.base.Done():
+					return
+				case <-time.After(backoff.Delay(5*time.Second, time.Minute, attempt)):
+				}
+			}
+		})
+	}
 }
 
 // alreadyDone says a rename from→to that failed had happened before (a

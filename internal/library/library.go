@@ -22,6 +22,7 @@ import (
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/rule"
 	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
@@ -42,6 +43,15 @@ type Spec struct {
 	MaxRunning    int
 	ScanEvery     time.Duration // 0: only when asked, and at start
 	Labels        map[string]string
+	// Notify are the Plex and Jellyfin publishers that index the library
+	// (their library: names it), told of every file put in place.
+	Notify []Notifier
+}
+
+// Notifier tells a media server of a new file (publish.Plex, publish.Jellyfin).
+type Notifier struct {
+	Name, Type string
+	publish.Notifier
 }
 
 // Actions (config.Action*).
@@ -131,6 +141,10 @@ type Manager struct {
 	// interrupt, set by tests, stops a replacement at a point of its
 	// journal as a crash would (apply.go).
 	interrupt func(point string) bool
+	// base is Run's context: media servers are told of new files under it
+	// (a scan asked for over the API ends with its request).
+	base    context.Context
+	tellers sync.WaitGroup
 }
 
 type lib struct {
@@ -145,7 +159,7 @@ const DefaultCheckConcurrency = 2
 // New returns a Manager for specs.
 func New(specs []Spec, st Store, sub Submitter, outputs Outputs, probe Prober, limits media.Limits, log *slog.Logger) *Manager {
 	m := &Manager{libs: map[string]*lib{}, st: st, sub: sub, outputs: outputs, probe: probe, limits: limits,
-		log: log.With("component", "library"), now: time.Now, ProbeEvery: 50 * time.Millisecond, Tick: 5 * time.Second, CheckConcurrency: DefaultCheckConcurrency}
+		log: log.With("component", "library"), now: time.Now, base: context.Background(), ProbeEvery: 50 * time.Millisecond, Tick: 5 * time.Second, CheckConcurrency: DefaultCheckConcurrency}
 	for _, s := range specs {
 		m.libs[s.Name] = &lib{Spec: s, checks: make(chan struct{}, 1)}
 		m.names = append(m.names, s.Name)
@@ -187,6 +201,8 @@ func (m *Manager) Validate() error {
 // a crash cut short, scans, then looks for finished jobs and free slots
 // every Tick and scans again every ScanEvery or when asked (Scan).
 func (m *Manager) Run(ctx context.Context) {
+	m.base = ctx
+	defer m.tellers.Wait()
 	var wg sync.WaitGroup
 	for _, name := range m.names {
 		l := m.libs[name]

@@ -35,6 +35,17 @@ type MediaServer struct {
 	Client *http.Client
 }
 
+// NewMediaServer is the notifier of a plex or jellyfin publisher whose
+// library folder is root here.
+func NewMediaServer(pc config.Publisher, root string) Notifier {
+	ms := MediaServer{Name: pc.Name, URL: pc.URL, Token: pc.Token, Library: pc.Library, Root: root, ServerRoot: pc.LibraryPath,
+		Confirm: time.Duration(pc.ConfirmTimeout)}
+	if pc.Type == config.PublishJellyfin {
+		return &Jellyfin{MediaServer: ms}
+	}
+	return &Plex{MediaServer: ms}
+}
+
 // Wants: media servers only index files that were written.
 func (m *MediaServer) Wants(t string) bool { return t == job.EventSucceeded }
 

@@ -42,6 +42,7 @@ import (
 	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/rule"
 	"github.com/herdhq/herd/internal/store"
@@ -406,9 +407,15 @@ func libraryManager(cfg Config, r resources, sub *ingest.Submitter, limits media
 		if err != nil {
 			return nil, fmt.Errorf("library %s: %w", l.Name, err)
 		}
-		specs = append(specs, library.Spec{Name: l.Name, Path: l.Path, Rule: rl, Profile: l.Profile, Action: l.Action.Kind, Publish: l.Action.Publish,
+		spec := library.Spec{Name: l.Name, Path: l.Path, Rule: rl, Profile: l.Profile, Action: l.Action.Kind, Publish: l.Action.Publish,
 			MinSavings: float64(l.MinSavings), KeepOriginals: time.Duration(l.KeepOriginals), Window: w, MaxRunning: l.MaxRunning,
-			ScanEvery: time.Duration(l.ScanEvery), Labels: l.Labels})
+			ScanEvery: time.Duration(l.ScanEvery), Labels: l.Labels}
+		for _, name := range slices.Sorted(maps.Keys(cfg.Publishers)) {
+			if pc := cfg.Publishers[name]; (pc.Type == config.PublishPlex || pc.Type == config.PublishJellyfin) && pc.Library == l.Name {
+				spec.Notify = append(spec.Notify, library.Notifier{Name: name, Type: pc.Type, Notifier: publish.NewMediaServer(pc, l.Path)})
+			}
+		}
+		specs = append(specs, spec)
 	}
 	m := library.New(specs, r.st, sub, r.storage, r.tools, limits, log)
 	if err := m.Validate(); err != nil {
