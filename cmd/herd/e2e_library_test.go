@@ -119,16 +119,39 @@ publishers:
 		return r
 	}
 
-	// The server scanned at start; plan probes nothing new, and tells.
+	// Nothing happens until asked: the plan probes every file and says
+	// what a scan would do, and queues nothing; the scan then queues
+	// exactly what the plan said.
 	out, stderr, code := s.herd("library", "plan", "movies")
 	require.Equal(t, 0, code, stderr)
-	require.Contains(t, out, "library movies:")
+	require.Contains(t, out, "probed 5 new or changed files; nothing queued or changed")
+	require.Contains(t, out, "estimated to become")
 	r := status("status")
+	require.Equal(t, map[string]int{"matched": 3, "skipped": 1, "unprobeable": 1}, r.Counts, "%+v", r.Files)
 	st, note, _ := r.file(t, "Broken.mkv")
 	require.Equal(t, "unprobeable", st)
 	require.NotEmpty(t, note)
 	st, _, _ = r.file(t, "Done.mp4")
 	require.Equal(t, "skipped", st)
+	out, stderr, code = s.herd("jobs", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, `"jobs": []`, "a plan queues nothing")
+	var planned []string
+	for _, f := range r.Files {
+		if f.State == "matched" {
+			planned = append(planned, f.Path)
+		}
+	}
+	r = status("scan")
+	require.Equal(t, 0, r.Probed, "the plan probed them all")
+	require.Equal(t, 3, r.Queued)
+	var queued []string
+	for _, f := range r.Files {
+		if f.State == "queued" {
+			queued = append(queued, f.Path)
+		}
+	}
+	require.Equal(t, planned, queued, "the scan does what the plan said")
 
 	// Wait for the three matching files to be done.
 	deadline := time.Now().Add(3 * time.Minute)
@@ -196,6 +219,10 @@ publishers:
 	r = status("scan")
 	require.Equal(t, 0, r.Probed, "%+v", r.Files)
 	require.Equal(t, 0, r.Queued)
+	later := time.Now().Add(time.Minute)
+	require.NoError(t, os.Chtimes(filepath.Join(lib, "Done.mp4"), later, later))
+	r = status("scan")
+	require.Equal(t, 1, r.Probed, "only the changed file")
 	copyFile(t, filepath.Join(lib, "Old.mkv"), filepath.Join(lib, "Copy of Old.mkv"))
 	r = status("scan")
 	require.Equal(t, 1, r.Probed)
@@ -203,7 +230,7 @@ publishers:
 	st, _, _ = r.file(t, "Copy of Old.mkv")
 	require.Equal(t, "herd", st)
 
-	out, stderr, code = s.herd("library", "list")
+	out, stderr, code = s.herd("library", "status")
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, out, "movies")
 	require.Contains(t, out, `video.codec != "hevc"`)
@@ -263,6 +290,8 @@ func TestLibrarySurvivesSIGKILL(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg, []byte("libraries:\n  - {name: movies, path: "+lib+", rule: 'video.codec != \"hevc\"', profile: archive-hevc, max_running: 4}\n"), 0o644))
 	data := filepath.Join(dir, "data")
 	s := startServer(t, data, "--config", cfg)
+	_, stderr, code := s.herd("library", "scan", "movies")
+	require.Equal(t, 0, code, stderr)
 	for _, wait := range []time.Duration{700 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond, 400 * time.Millisecond} {
 		time.Sleep(wait)
 		require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))

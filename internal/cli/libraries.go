@@ -79,36 +79,44 @@ func (e *env) libraryCheckCmd() *cobra.Command {
 }
 
 func (e *env) libraryListCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "list", Short: "List the server's libraries", Args: cobra.NoArgs}
+	cmd := &cobra.Command{Use: "list", Short: "List the server's libraries, their files and the bytes saved", Args: cobra.NoArgs}
 	out := addOutput(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := e.client(cmd)
-		if err != nil {
-			return err
-		}
-		ls, err := c.Libraries(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return e.render(*out, map[string]any{"libraries": ls}, func(tw io.Writer, wide bool) {
-			fmt.Fprintln(tw, "NAME\tPATH\tPROFILE\tACTION\tFILES\tSAVED\tRULE")
-			for _, l := range ls {
-				n := 0
-				for _, k := range l.Counts {
-					n += k
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Path, l.Profile, l.Action, n, library.BytesIEC(l.Saved), l.Rule)
-			}
-		})
-	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return e.libraryList(cmd, *out) }
 	return cmd
+}
+
+func (e *env) libraryList(cmd *cobra.Command, out string) error {
+	c, err := e.client(cmd)
+	if err != nil {
+		return err
+	}
+	ls, err := c.Libraries(cmd.Context())
+	if err != nil {
+		return err
+	}
+	return e.render(out, map[string]any{"libraries": ls}, func(tw io.Writer, wide bool) {
+		fmt.Fprintln(tw, "NAME\tPATH\tPROFILE\tACTION\tFILES\tSAVED\tRULE")
+		for _, l := range ls {
+			n := 0
+			for _, k := range l.Counts {
+				n += k
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Path, l.Profile, l.Action, n, library.BytesIEC(l.Saved), l.Rule)
+		}
+	})
 }
 
 func (e *env) libraryRunCmd(what, short string) *cobra.Command {
 	var state string
 	cmd := &cobra.Command{Use: what + " NAME", Short: short, Args: cobra.ExactArgs(1)}
+	if what == "status" {
+		cmd.Use, cmd.Short, cmd.Args = "status [NAME]", short+" (without NAME, every library: as list)", cobra.RangeArgs(0, 1)
+	}
 	out := addOutput(cmd, "table")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return e.libraryList(cmd, *out)
+		}
 		c, err := e.client(cmd)
 		if err != nil {
 			return err

@@ -192,6 +192,9 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 	defer root.Close()
 	tmp, final, trash := names(l, *f, j, outName)
 	sameName := final == f.Path
+	if f.Step != "" && f.Step != stepPlacing && f.Trash != "" {
+		trash = f.Trash // where this replacement chose to keep the original
+	}
 
 	if f.Step == "" || f.Step == stepPlacing {
 		orig, err := root.Stat(f.Path)
@@ -254,10 +257,20 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		if sameName {
 			// The original's bytes stay reachable from the trash the moment the new file takes its name.
 			_ = root.Remove(trash)
-			if err := root.Link(f.Path, trash); err != nil {
+			err := root.Link(f.Path, trash)
+			if errors.Is(err, syscall.EXDEV) {
+				// The file is on another file system mounted inside the
+				// library: its folder gets a trash of its own there.
+				trash = localTrash(f.Path)
+				if err = mkdirAll(root, path.Dir(trash)); err == nil {
+					_ = root.Remove(trash)
+					err = root.Link(f.Path, trash)
+				}
+			}
+			if err != nil {
 				return fmt.Errorf("keep the original in %s: %w", TrashDir, err)
 			}
-			f.Step = stepTrashed
+			f.Step, f.Trash = stepTrashed, trash
 		} else {
 			if err := root.Rename(tmp, final); err != nil && !alreadyDone(root, tmp, final) {
 				return err
@@ -280,8 +293,20 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		if err := mkdirAll(root, path.Dir(trash)); err != nil {
 			return err
 		}
-		if err := root.Rename(f.Path, trash); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := root.Rename(f.Path, trash)
+		if errors.Is(err, syscall.EXDEV) {
+			trash = localTrash(f.Path)
+			if err = mkdirAll(root, path.Dir(trash)); err == nil {
+				err = root.Rename(f.Path, trash)
+			}
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, lerr := root.Lstat(localTrash(f.Path)); lerr == nil {
+				trash = localTrash(f.Path) // moved there before a crash
+			}
 		}
 	}
 	if err := m.interrupted("moved"); err != nil {
@@ -291,6 +316,14 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		return err
 	}
 	return m.finish(ctx, l, f, final, f.Path, j.ID, fmt.Sprintf("replaced %s: %s, was %s; the original is in %s", final, BytesIEC(f.NewSize), BytesIEC(f.Size), trash))
+}
+
+// localTrash is the trash of rel's own folder, for a file on a file
+// system mounted inside the library (a hard link or a rename cannot reach
+// the library's trash from there).
+func localTrash(rel string) string {
+	dir, base := path.Split(rel)
+	return dir + TrashDir + "/" + base
 }
 
 // finish records the new file (at final, in place of the file at from).

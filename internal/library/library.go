@@ -198,8 +198,8 @@ func (m *Manager) Validate() error {
 }
 
 // Run runs every library until ctx ends: each finishes the replacements
-// a crash cut short, scans, then looks for finished jobs and free slots
-// every Tick and scans again every ScanEvery or when asked (Scan).
+// a crash cut short, then looks for finished jobs and free slots every
+// Tick, and scans when asked (Scan) and every ScanEvery (at start too).
 func (m *Manager) Run(ctx context.Context) {
 	m.base = ctx
 	defer m.tellers.Wait()
@@ -214,8 +214,14 @@ func (m *Manager) Run(ctx context.Context) {
 
 func (m *Manager) run(ctx context.Context, l *lib) {
 	log := m.log.With("library", l.Name)
-	if _, err := m.scanNow(ctx, l, false); err != nil && ctx.Err() == nil {
-		log.Error("library scan failed", "err", err)
+	// Replacements a crash cut short are finished first. A library is
+	// first scanned when asked (after a plan), or when its schedule says.
+	if l.ScanEvery > 0 {
+		if _, err := m.scanNow(ctx, l, false); err != nil && ctx.Err() == nil {
+			log.Error("library scan failed", "err", err)
+		}
+	} else if err := m.step(ctx, l); err != nil && ctx.Err() == nil {
+		log.Error("library step failed", "err", err)
 	}
 	tick := time.NewTicker(m.Tick)
 	defer tick.Stop()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,6 +136,66 @@ func TestReplacementSurvivesACrashAnywhere(t *testing.T) {
 				require.Equal(t, StateReplaced, files[0].State)
 				require.Empty(t, files[0].Step)
 				require.Equal(t, int64(len(fresh)), files[0].Size)
+			})
+		}
+	}
+}
+
+// A file on another file system mounted inside the library (a tmpfs here)
+// cannot be hard-linked or renamed into the library's trash: its folder
+// gets a trash of its own on that file system, and the replacement is as
+// safe as anywhere else, crashed at any point.
+func TestReplacementAcrossFileSystems(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"Heat.mkv", "Heat.avi"} {
+		for _, point := range []string{"", stepTrashed, stepPlaced, "moved"} {
+			if (name == "Heat.mkv" && point == stepPlaced) || (name == "Heat.avi" && point == stepTrashed) {
+				continue
+			}
+			t.Run(name+"/"+point, func(t *testing.T) {
+				t.Parallel()
+				ctx := t.Context()
+				dir := t.TempDir()
+				mnt := filepath.Join(dir, "Other disk")
+				require.NoError(t, os.Mkdir(mnt, 0o755))
+				if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=16m"); err != nil {
+					t.Skipf("cannot mount a tmpfs here: %v", err)
+				}
+				t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+				orig := filepath.Join(mnt, name)
+				old := bytes.Repeat([]byte("old "), 5000)
+				fresh := bytes.Repeat([]byte("new"), 2000)
+				require.NoError(t, os.WriteFile(orig, old, 0o644))
+				st := doneJobs{Store: testenv.SQLite(t), jobs: map[string]job.Job{"j1": {ID: "j1", State: job.Succeeded,
+					Outputs: []byte(`[{"name":"mkv","kind":"mkv","path":"new.mkv","size":6000}]`)}}}
+				outs := outputs{"jobs/j1/out/new.mkv": fresh}
+				fi, err := os.Stat(orig)
+				require.NoError(t, err)
+				rel := "Other disk/" + name
+				require.NoError(t, st.PutLibraryFile(ctx, store.LibraryFile{Library: "movies", Path: rel, Size: fi.Size(), MTime: fi.ModTime().UnixNano(),
+					Inode: inode(fi), State: StateQueued, JobID: "j1", UpdatedAt: time.Now()}))
+				spec := Spec{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}
+				if point != "" {
+					m := New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+					m.interrupt = func(p string) bool { return p == point }
+					require.ErrorIs(t, m.apply(ctx, m.libs["movies"]), errInterrupted)
+				}
+				m := New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+				require.NoError(t, m.apply(ctx, m.libs["movies"]))
+				got, err := os.ReadFile(filepath.Join(mnt, "Heat.mkv"))
+				require.NoError(t, err)
+				require.Equal(t, fresh, got)
+				trashed, err := os.ReadFile(filepath.Join(mnt, TrashDir, name))
+				require.NoError(t, err, "the original in its folder's own trash")
+				require.Equal(t, old, trashed)
+				files, err := st.LibraryFiles(ctx, "movies")
+				require.NoError(t, err)
+				require.Len(t, files, 1)
+				require.Equal(t, StateReplaced, files[0].State)
+				require.Contains(t, files[0].Note, "Other disk/"+TrashDir+"/"+name)
+				left, err := st.LibraryTrashBefore(ctx, "movies", time.Now().Add(time.Hour))
+				require.NoError(t, err)
+				require.Equal(t, "Other disk/"+TrashDir+"/"+name, left[0].Path, "the purge finds it")
 			})
 		}
 	}

@@ -410,8 +410,10 @@ type LibraryFile struct {
 	// NewSize and NewSHA256 are the replacement's, once one is placed.
 	NewSize   int64  `json:"new_size,omitempty"`
 	NewSHA256 string `json:"new_sha256,omitempty"`
-	// Step is how far the replacement got ("" before one starts).
-	Step string `json:"step,omitempty"`
+	// Step is how far the replacement got ("" before one starts), and
+	// Trash where it keeps the original, once it has chosen.
+	Step  string `json:"step,omitempty"`
+	Trash string `json:"trash,omitempty"`
 	// Check is the health check's result: pending, ok or damaged (""
 	// never checked); CheckNote the first error of a damaged file.
 	Check     string    `json:"check,omitempty"`

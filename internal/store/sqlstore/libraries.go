@@ -9,7 +9,7 @@ import (
 	"github.com/herdhq/herd/internal/store"
 )
 
-const libraryCols = `library, path, size, mtime, inode, state, facts, job_id, note, new_size, new_sha256, step, check_state, check_note, scanned_at, updated_at`
+const libraryCols = `library, path, size, mtime, inode, state, facts, job_id, note, new_size, new_sha256, step, trash, check_state, check_note, scanned_at, updated_at`
 
 func scanLibraryFile(sc scanner) (store.LibraryFile, error) {
 	var (
@@ -18,7 +18,7 @@ func scanLibraryFile(sc scanner) (store.LibraryFile, error) {
 		facts            string
 		scanned, updated int64
 	)
-	err := sc.Scan(&f.Library, &f.Path, &f.Size, &f.MTime, &inode, &f.State, &facts, &f.JobID, &f.Note, &f.NewSize, &f.NewSHA256, &f.Step, &f.Check, &f.CheckNote, &scanned, &updated)
+	err := sc.Scan(&f.Library, &f.Path, &f.Size, &f.MTime, &inode, &f.State, &facts, &f.JobID, &f.Note, &f.NewSize, &f.NewSHA256, &f.Step, &f.Trash, &f.Check, &f.CheckNote, &scanned, &updated)
 	f.Inode, f.ScannedAt, f.UpdatedAt = uint64(inode), time.UnixMilli(scanned).UTC(), time.UnixMilli(updated).UTC()
 	if facts != "" {
 		f.Facts = []byte(facts)
@@ -54,11 +54,11 @@ func (s *Store) PutLibraryFile(ctx context.Context, f store.LibraryFile) error {
 }
 
 func (s *Store) putLibraryFile(ctx context.Context, tx *sql.Tx, f store.LibraryFile) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO library_files (`+libraryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO library_files (`+libraryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (library, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, inode = excluded.inode, state = excluded.state,
 		facts = excluded.facts, job_id = excluded.job_id, note = excluded.note, new_size = excluded.new_size, new_sha256 = excluded.new_sha256,
-		step = excluded.step, check_state = excluded.check_state, check_note = excluded.check_note, scanned_at = excluded.scanned_at, updated_at = excluded.updated_at`),
-		f.Library, f.Path, f.Size, f.MTime, int64(f.Inode), f.State, string(f.Facts), f.JobID, f.Note, f.NewSize, f.NewSHA256, f.Step, f.Check, f.CheckNote, ms(f.ScannedAt), ms(f.UpdatedAt))
+		step = excluded.step, trash = excluded.trash, check_state = excluded.check_state, check_note = excluded.check_note, scanned_at = excluded.scanned_at, updated_at = excluded.updated_at`),
+		f.Library, f.Path, f.Size, f.MTime, int64(f.Inode), f.State, string(f.Facts), f.JobID, f.Note, f.NewSize, f.NewSHA256, f.Step, f.Trash, f.Check, f.CheckNote, ms(f.ScannedAt), ms(f.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("put library file: %w", err)
 	}

@@ -17,6 +17,7 @@ CREATE TABLE library_files (
     new_size    INTEGER NOT NULL DEFAULT 0,
     new_sha256  TEXT NOT NULL DEFAULT '',
     step        TEXT NOT NULL DEFAULT '',
+    trash       TEXT NOT NULL DEFAULT '',
     check_state TEXT NOT NULL DEFAULT '',
     check_note  TEXT NOT NULL DEFAULT '',
     scanned_at  INTEGER NOT NULL,
