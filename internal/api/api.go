@@ -578,25 +578,19 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 			}
 			opt.Publish = ingest.ParsePublish(string(b))
 		case "labels":
-			b, err := io.ReadAll(io.LimitReader(part, maxLabelsField+1))
+			v, err := formField(part, maxLabelsField)
+			if err == nil {
+				opt.Labels, err = ingest.ParseLabels(v)
+			}
 			if err != nil {
-				return job.Job{}, false, &badRequest{"read the labels field: " + err.Error()}
-			}
-			if len(b) > maxLabelsField {
-				return job.Job{}, false, &badRequest{fmt.Sprintf("the labels field is longer than %d bytes", maxLabelsField)}
-			}
-			if opt.Labels, err = ingest.ParseLabels(string(b)); err != nil {
 				return job.Job{}, false, err
 			}
 		case "subtitles":
-			b, err := io.ReadAll(io.LimitReader(part, maxSubtitlesField+1))
+			v, err := formField(part, maxSubtitlesField)
+			if err == nil {
+				opt.Subtitles, err = ingest.ParseSubtitles(v)
+			}
 			if err != nil {
-				return job.Job{}, false, &badRequest{"read the subtitles field: " + err.Error()}
-			}
-			if len(b) > maxSubtitlesField {
-				return job.Job{}, false, &badRequest{fmt.Sprintf("the subtitles field is longer than %d bytes", maxSubtitlesField)}
-			}
-			if opt.Subtitles, err = ingest.ParseSubtitles(string(b)); err != nil {
 				return job.Job{}, false, err
 			}
 		case "chunk_seconds":
@@ -619,6 +613,18 @@ func (s *Server) createFromUpload(r *http.Request, boundary string) (job.Job, bo
 		}
 		_ = part.Close()
 	}
+}
+
+// formField reads a multipart field of at most limit bytes.
+func formField(part *multipart.Part, limit int) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(part, int64(limit)+1))
+	switch {
+	case err != nil:
+		return "", &badRequest{"read the " + part.FormName() + " field: " + err.Error()}
+	case len(b) > limit:
+		return "", &badRequest{fmt.Sprintf("the %s field is longer than %d bytes", part.FormName(), limit)}
+	}
+	return string(b), nil
 }
 
 // bodyReader marks errors reading the request body: the client's doing, not

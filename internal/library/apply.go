@@ -69,7 +69,7 @@ func (m *Manager) applyOne(ctx context.Context, l *lib, f store.LibraryFile) err
 		if err != nil {
 			return err
 		}
-		root, err := os.OpenRoot(l.Path)
+		root, err := l.open()
 		if err != nil {
 			return err
 		}
@@ -185,7 +185,7 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 	if err != nil {
 		return err
 	}
-	root, err := os.OpenRoot(l.Path)
+	root, err := l.open()
 	if err != nil {
 		return err
 	}
@@ -328,7 +328,7 @@ func localTrash(rel string) string {
 
 // finish records the new file (at final, in place of the file at from).
 func (m *Manager) finish(ctx context.Context, l *lib, f *store.LibraryFile, final, from, jobID, detail string) error {
-	root, err := os.OpenRoot(l.Path)
+	root, err := l.open()
 	if err != nil {
 		return err
 	}
@@ -464,7 +464,7 @@ func owned(root *os.Root, tmp string, orig fs.FileInfo) error {
 
 // discard removes what a replacement given up left beside the original.
 func (m *Manager) discard(l *lib, f store.LibraryFile) {
-	root, err := os.OpenRoot(l.Path)
+	root, err := l.open()
 	if err != nil {
 		return
 	}
@@ -495,7 +495,7 @@ func (m *Manager) purge(ctx context.Context, l *lib) error {
 	if len(old) == 0 {
 		return nil
 	}
-	root, err := os.OpenRoot(l.Path)
+	root, err := l.open()
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -76,7 +75,7 @@ func (m *Manager) checker(ctx context.Context, l *lib) {
 }
 
 func (m *Manager) checkOne(ctx context.Context, l *lib, f store.LibraryFile) error {
-	root, err := os.OpenRoot(l.Path)
+	root, err := l.open()
 	if err != nil {
 		return err
 	}

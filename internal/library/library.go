@@ -153,6 +153,15 @@ type lib struct {
 	checks chan struct{} // a health check was started
 }
 
+// open opens the library's folder, inside which every path is resolved.
+func (l *lib) open() (*os.Root, error) {
+	r, err := os.OpenRoot(l.Path)
+	if err != nil {
+		return nil, fmt.Errorf("library %s: open %s: %w", l.Name, l.Path, err)
+	}
+	return r, nil
+}
+
 // DefaultCheckConcurrency is how many files a health check decodes at once.
 const DefaultCheckConcurrency = 2
 
@@ -344,9 +353,9 @@ var videoExts = map[string]bool{".mkv": true, ".mp4": true, ".m4v": true, ".mov"
 // walk visits every file of the library: new and changed ones are probed
 // and judged; files gone are forgotten (unless a job of theirs runs).
 func (m *Manager) walk(ctx context.Context, l *lib) (int, error) {
-	root, err := os.OpenRoot(l.Path)
+	root, err := l.open()
 	if err != nil {
-		return 0, fmt.Errorf("library %s: open %s: %w", l.Name, l.Path, err)
+		return 0, err
 	}
 	defer root.Close()
 	known, err := m.st.LibraryFiles(ctx, l.Name)
@@ -507,9 +516,9 @@ func (m *Manager) queueN(ctx context.Context, l *lib) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	root, err := os.OpenRoot(l.Path)
+	root, err := l.open()
 	if err != nil {
-		return 0, fmt.Errorf("library %s: open %s: %w", l.Name, l.Path, err)
+		return 0, err
 	}
 	defer root.Close()
 	n := 0

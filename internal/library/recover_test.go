@@ -43,10 +43,9 @@ type object struct {
 	*bytes.Reader
 }
 
-func (object) Close() error           { return nil }
-func (o object) Size() int64          { return o.Reader.Size() }
-func (object) ModTime() time.Time     { return time.Time{} }
-func (o outputs) key(j string) string { return "jobs/" + j + "/out/new.mkv" }
+func (object) Close() error       { return nil }
+func (o object) Size() int64      { return o.Reader.Size() }
+func (object) ModTime() time.Time { return time.Time{} }
 
 type outputs map[string][]byte
 
@@ -67,6 +66,24 @@ func (noSubmit) ImportFile(context.Context, *os.Root, string, string, *profile.P
 	return job.Job{}, false, errors.New("not here")
 }
 
+// replacing sets up a replacement: the original at rel inside dir (old
+// bytes, mode perm), recorded as queued with job j1, which has succeeded
+// with a smaller MKV (fresh bytes).
+func replacing(t *testing.T, dir, rel string, perm os.FileMode) (st doneJobs, outs outputs, old, fresh []byte) {
+	t.Helper()
+	old, fresh = bytes.Repeat([]byte("old "), 5000), bytes.Repeat([]byte("new"), 2000)
+	orig := filepath.Join(dir, filepath.FromSlash(rel))
+	require.NoError(t, os.WriteFile(orig, old, perm))
+	st = doneJobs{Store: testenv.SQLite(t), jobs: map[string]job.Job{"j1": {ID: "j1", State: job.Succeeded,
+		Outputs: []byte(`[{"name":"mkv","kind":"mkv","path":"new.mkv","size":6000}]`)}}}
+	outs = outputs{"jobs/j1/out/new.mkv": fresh}
+	fi, err := os.Stat(orig)
+	require.NoError(t, err)
+	require.NoError(t, st.PutLibraryFile(t.Context(), store.LibraryFile{Library: "movies", Path: rel, Size: fi.Size(), MTime: fi.ModTime().UnixNano(),
+		Inode: inode(fi), State: StateQueued, JobID: "j1", UpdatedAt: time.Now()}))
+	return st, outs, old, fresh
+}
+
 // A replacement killed at any point of its journal is finished by the
 // next apply, as a restart does: the name holds the new file, the trash
 // the original, nothing half-written is left, and the store says replaced.
@@ -83,18 +100,7 @@ func TestReplacementSurvivesACrashAnywhere(t *testing.T) {
 				dir := t.TempDir()
 				require.NoError(t, os.MkdirAll(filepath.Join(dir, "Heat (1995)"), 0o755))
 				orig := filepath.Join(dir, "Heat (1995)", name)
-				old := bytes.Repeat([]byte("old "), 5000)
-				fresh := bytes.Repeat([]byte("new"), 2000)
-				require.NoError(t, os.WriteFile(orig, old, 0o640))
-				st := doneJobs{Store: testenv.SQLite(t), jobs: map[string]job.Job{}}
-				outs := outputs{}
-				outs[outs.key("j1")] = fresh
-				st.jobs["j1"] = job.Job{ID: "j1", State: job.Succeeded, Outputs: []byte(`[{"name":"mkv","kind":"mkv","path":"new.mkv","size":6000}]`)}
-				fi, err := os.Stat(orig)
-				require.NoError(t, err)
-				rel := "Heat (1995)/" + name
-				require.NoError(t, st.PutLibraryFile(ctx, store.LibraryFile{Library: "movies", Path: rel, Size: fi.Size(), MTime: fi.ModTime().UnixNano(),
-					Inode: inode(fi), State: StateQueued, JobID: "j1", UpdatedAt: time.Now()}))
+				st, outs, old, fresh := replacing(t, dir, "Heat (1995)/"+name, 0o640)
 				spec := Spec{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}
 				manager := func() (*Manager, *lib) {
 					m := New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
@@ -121,7 +127,7 @@ func TestReplacementSurvivesACrashAnywhere(t *testing.T) {
 				if name != "Heat.mkv" {
 					require.NoFileExists(t, orig)
 				}
-				fi, err = os.Stat(final)
+				fi, err := os.Stat(final)
 				require.NoError(t, err)
 				require.Equal(t, fs.FileMode(0o640), fi.Mode().Perm())
 				entries, err := os.ReadDir(filepath.Join(dir, "Heat (1995)"))
@@ -162,18 +168,7 @@ func TestReplacementAcrossFileSystems(t *testing.T) {
 					t.Skipf("cannot mount a tmpfs here: %v", err)
 				}
 				t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
-				orig := filepath.Join(mnt, name)
-				old := bytes.Repeat([]byte("old "), 5000)
-				fresh := bytes.Repeat([]byte("new"), 2000)
-				require.NoError(t, os.WriteFile(orig, old, 0o644))
-				st := doneJobs{Store: testenv.SQLite(t), jobs: map[string]job.Job{"j1": {ID: "j1", State: job.Succeeded,
-					Outputs: []byte(`[{"name":"mkv","kind":"mkv","path":"new.mkv","size":6000}]`)}}}
-				outs := outputs{"jobs/j1/out/new.mkv": fresh}
-				fi, err := os.Stat(orig)
-				require.NoError(t, err)
-				rel := "Other disk/" + name
-				require.NoError(t, st.PutLibraryFile(ctx, store.LibraryFile{Library: "movies", Path: rel, Size: fi.Size(), MTime: fi.ModTime().UnixNano(),
-					Inode: inode(fi), State: StateQueued, JobID: "j1", UpdatedAt: time.Now()}))
+				st, outs, old, fresh := replacing(t, dir, "Other disk/"+name, 0o644)
 				spec := Spec{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}
 				if point != "" {
 					m := New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
