@@ -3,7 +3,9 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -488,6 +490,12 @@ func TestResumableUpload(t *testing.T) {
 		return f.tus(t, "PATCH", loc, map[string]string{"Upload-Offset": fmt.Sprint(off), "Content-Type": "application/offset+octet-stream"}, b)
 	}
 	require.Equal(t, http.StatusNoContent, patch(0, body[:5000]).StatusCode)
+	// The bytes are hashed as they arrive; the hash's state waits beside
+	// them for the next PATCH.
+	bin := filepath.Join(f.dir, "uploads", loc[strings.LastIndex(loc, "/")+1:])
+	require.FileExists(t, bin+".sha256")
+	binInfo, err := os.Stat(bin)
+	require.NoError(t, err)
 	require.Equal(t, http.StatusConflict, patch(4000, body[4000:]).StatusCode, "a wrong offset is refused")
 	head := f.tus(t, "HEAD", loc, nil, nil)
 	require.Equal(t, "5000", head.Header.Get("Upload-Offset"))
@@ -499,6 +507,11 @@ func TestResumableUpload(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Movie (2020).mp4", j.Source.Name, "only the base name is kept")
 	require.Equal(t, int64(len(body)), j.Source.Size)
+	sum := sha256.Sum256(body)
+	require.Equal(t, hex.EncodeToString(sum[:]), j.Source.SHA256, "hashed across both PATCHes")
+	stored, err := os.Stat(filepath.Join(f.dir, "blobs", "sources", j.Source.SHA256))
+	require.NoError(t, err)
+	require.True(t, os.SameFile(binInfo, stored), "the upload became the source by a link, not a copy")
 	late := f.tus(t, "HEAD", loc, nil, nil)
 	require.Equal(t, http.StatusOK, late.StatusCode, "a client that lost the last answer asks again")
 	require.Equal(t, id, late.Header.Get(api.HeaderJobID), "and learns its job")

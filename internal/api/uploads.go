@@ -48,7 +48,7 @@ const HeaderJobID = "Herd-Job-Id"
 
 type uploads struct {
 	dir    string
-	store  filestore.FileStore
+	store  hashStore
 	locker filelocker.FileLocker
 	h      *tusd.UnroutedHandler
 
@@ -91,14 +91,13 @@ func (s *Server) newUploads(dir string) (*uploads, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("uploads folder: %w", err)
 	}
-	u := &uploads{dir: dir, store: filestore.New(dir), locker: filelocker.New(dir), jobs: map[string]madeJob{}}
+	u := &uploads{dir: dir, store: hashStore{filestore.New(dir)}, locker: filelocker.New(dir), jobs: map[string]madeJob{}}
 	// Only the extensions herd needs: creation (core) and termination. No
 	// concatenation (its Upload-Concat header names other uploads by URL,
 	// ids that would reach the file store unchecked) and no deferred length
 	// (the web page and the API say the size up front).
 	comp := tusd.NewStoreComposer()
-	comp.UseCore(u.store)
-	comp.UseTerminater(u.store)
+	u.store.UseIn(comp)
 	u.locker.UseIn(comp)
 	h, err := tusd.NewUnroutedHandler(tusd.Config{
 		StoreComposer:           comp,
@@ -170,16 +169,21 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 // again by the client's next HEAD or the next sweep.
 func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job, error) {
 	ctx = context.WithoutCancel(ctx)
-	f, err := os.Open(info.Storage["Path"])
+	up, err := s.up.store.GetUpload(ctx, info.ID)
 	if err != nil {
 		return job.Job{}, fmt.Errorf("open upload %s: %w", info.ID, err)
 	}
-	defer f.Close()
+	sum, err := up.(*hashUpload).sum(info.Size)
+	if err != nil {
+		return job.Job{}, fmt.Errorf("upload %s: %w", info.ID, err)
+	}
 	opt, err := uploadOptions(info.MetaData)
 	if err != nil {
 		return job.Job{}, tusd.NewError("ERR_BAD_OPTION", err.Error(), http.StatusBadRequest)
 	}
-	j, created, err := s.sub.Upload(ctx, info.MetaData["filename"], info.MetaData["profile"], opt, f)
+	// The bytes become the source by a link (a copy across file systems):
+	// they were hashed as they arrived.
+	j, created, err := s.sub.Adopt(ctx, info.Storage["Path"], sum, info.Size, info.MetaData["filename"], info.MetaData["profile"], opt)
 	if err != nil {
 		s.log.Warn("an upload did not become a job", "upload", info.ID, "err", err)
 		var refuse error

@@ -17,6 +17,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/herdhq/herd/internal/safefs"
@@ -109,6 +110,74 @@ type Writer struct {
 	n      int64
 	done   bool
 	commit func(tmp, key string) error
+	// sum is an adopted file's SHA-256 (Adopt); such a file is someone
+	// else's to remove.
+	sum string
+}
+
+// adopt makes a Writer of the whole file at path whose SHA-256 (sum) and
+// size are known: nothing is written to it, Commit gives it its key with
+// commit, and neither Commit nor Abort removes it.
+func adopt(path, sum string, size int64, commit func(file, key string) error) (*Writer, error) {
+	if len(sum) != sha256.Size*2 {
+		return nil, fmt.Errorf("adopt %s: no SHA-256 given", filepath.Base(path))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() != size {
+		err = fmt.Errorf("adopt %s: %d bytes, not %d", filepath.Base(path), st.Size(), size)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return &Writer{f: f, n: size, sum: sum, commit: commit}, nil
+}
+
+// Adopt stores the finished file at path, whose SHA-256 (sum) and size are
+// known (an upload hashed as it arrived), without writing it again: Commit
+// hard-links it into place (copies it across file systems); the caller
+// removes path afterwards.
+func (l *Local) Adopt(path, sum string, size int64) (*Writer, error) {
+	return adopt(path, sum, size, l.linkInto)
+}
+
+// linkInto gives a finished file that stays where it is a second name, key.
+func (l *Local) linkInto(file, key string) error {
+	dst, err := l.Path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return fmt.Errorf("create blob folder: %w", err)
+	}
+	err = os.Link(file, dst)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return nil // the same bytes, stored already
+	case errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM):
+		w, err := l.Create()
+		if err != nil {
+			return err
+		}
+		src, err := os.Open(file)
+		if err != nil {
+			w.Abort()
+			return err
+		}
+		defer src.Close()
+		if _, err := io.Copy(w, src); err != nil {
+			w.Abort()
+			return fmt.Errorf("copy blob: %w", err)
+		}
+		return w.Commit(key)
+	case err != nil:
+		return fmt.Errorf("commit blob: %w", err)
+	}
+	return safefs.SyncPath(filepath.Dir(dst))
 }
 
 func newWriter(dir string, commit func(tmp, key string) error) (*Writer, error) {
@@ -126,6 +195,9 @@ func (l *Local) Create() (*Writer, error) {
 }
 
 func (w *Writer) Write(p []byte) (int, error) {
+	if w.sum != "" {
+		return 0, errors.New("an adopted blob is not written to")
+	}
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
@@ -136,7 +208,12 @@ func (w *Writer) Write(p []byte) (int, error) {
 func (w *Writer) Size() int64 { return w.n }
 
 // SHA256 is the hex digest of what was written so far.
-func (w *Writer) SHA256() string { return hex.EncodeToString(w.h.Sum(nil)) }
+func (w *Writer) SHA256() string {
+	if w.sum != "" {
+		return w.sum
+	}
+	return hex.EncodeToString(w.h.Sum(nil))
+}
 
 // Commit syncs the file and stores it as key.
 func (w *Writer) Commit(key string) error {
@@ -148,7 +225,9 @@ func (w *Writer) Commit(key string) error {
 		return fmt.Errorf("invalid blob key %q", key)
 	}
 	w.done = true
-	defer os.Remove(w.f.Name()) // gone after a rename; after an upload, the local copy
+	if w.sum == "" {
+		defer os.Remove(w.f.Name()) // gone after a rename; after an upload, the local copy
+	}
 	if err := w.f.Sync(); err != nil {
 		_ = w.f.Close()
 		return fmt.Errorf("sync blob: %w", err)
@@ -166,7 +245,9 @@ func (w *Writer) Abort() {
 	}
 	w.done = true
 	_ = w.f.Close()
-	_ = os.Remove(w.f.Name())
+	if w.sum == "" {
+		_ = os.Remove(w.f.Name())
+	}
 }
 
 // renameInto moves a finished local file into place as key.

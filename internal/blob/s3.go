@@ -137,6 +137,12 @@ func (s *S3) Create() (*Writer, error) {
 	return newWriter(s.scratch, func(tmp, key string) error { return s.PutFile(context.Background(), key, tmp) })
 }
 
+// Adopt stores the finished file at path, whose SHA-256 and size are known,
+// by uploading it at Commit; the caller removes path afterwards.
+func (s *S3) Adopt(path, sum string, size int64) (*Writer, error) {
+	return adopt(path, sum, size, func(file, key string) error { return s.PutFile(context.Background(), key, file) })
+}
+
 // Has reports whether key exists.
 func (s *S3) Has(ctx context.Context, key string) (bool, error) {
 	obj, err := s.object(key)

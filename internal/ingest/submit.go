@@ -38,6 +38,8 @@ type Kicker interface{ Kick() }
 // Blobs is where sources are stored: the local disk or a bucket.
 type Blobs interface {
 	Create() (*blob.Writer, error)
+	// Adopt stores a whole file whose SHA-256 is known without writing it again.
+	Adopt(path, sum string, size int64) (*blob.Writer, error)
 	Has(ctx context.Context, key string) (bool, error)
 }
 
@@ -335,6 +337,26 @@ func (s *Submitter) Upload(ctx context.Context, name, profileName string, opt Op
 	if n > s.cfg.MaxUpload {
 		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
 	}
+	return s.commit(ctx, w, CleanName(name), p, opt, "")
+}
+
+// Adopt submits the finished file at path, whose SHA-256 (sum) and size
+// are known (a tus upload hashed as it arrived), as the source named name:
+// it is linked into the store rather than written again (copied where it
+// cannot be linked), and left where it is for the caller to remove.
+func (s *Submitter) Adopt(ctx context.Context, path, sum string, size int64, name, profileName string, opt Options) (job.Job, bool, error) {
+	p, err := s.Check(ctx, profileName, opt)
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	if size > s.cfg.MaxUpload {
+		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
+	}
+	w, err := s.blobs.Adopt(path, sum, size)
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	defer w.Abort()
 	return s.commit(ctx, w, CleanName(name), p, opt, "")
 }
 
