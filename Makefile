@@ -45,7 +45,7 @@ chaos: deps ## chaos run: 60 jobs (generated and real clips) on 3 worker process
 	HERD_CHAOS_WORKER_KILLS=$${HERD_CHAOS_WORKER_KILLS:-8} HERD_CHAOS_REAL=$${HERD_CHAOS_REAL:-3} \
 	$(GO) test -v -count=1 -run '^TestChaos$$' -timeout 30m ./cmd/herd/
 
-fuzz: ## run every fuzz target (progress parser, probe JSON, sniffer, profile and config YAML, API bodies, library names) for FUZZTIME each (default 2m); their seeds run in make test
+fuzz: ## run every fuzz target (progress parser, probe JSON, sniffer, profile and config YAML, API bodies, library names, library rules, subtitle files) for FUZZTIME each (default 2m); their seeds run in make test
 	FUZZTIME=$(or $(FUZZTIME),2m) GO=$(GO) scripts/fuzz.sh
 
 bench: deps-test build ## herd against one ffmpeg command, ffmpeg per rendition, HandBrakeCLI and dd; overhead, queue and API latency; writes docs/BENCHMARKS.md (about 25 minutes on 2 cores)

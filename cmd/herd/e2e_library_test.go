@@ -127,7 +127,7 @@ publishers:
 	require.Contains(t, out, "probed 5 new or changed files; nothing queued or changed")
 	require.Contains(t, out, "estimated to become")
 	r := status("status")
-	require.Equal(t, map[string]int{"matched": 3, "skipped": 1, "unprobeable": 1}, r.Counts, "%+v", r.Files)
+	require.Equal(t, map[string]int{"planned": 3, "skipped": 1, "unprobeable": 1}, r.Counts, "%+v", r.Files)
 	st, note, _ := r.file(t, "Broken.mkv")
 	require.Equal(t, "unprobeable", st)
 	require.NotEmpty(t, note)
@@ -138,7 +138,7 @@ publishers:
 	require.Contains(t, out, `"jobs": []`, "a plan queues nothing")
 	var planned []string
 	for _, f := range r.Files {
-		if f.State == "matched" {
+		if f.State == "planned" {
 			planned = append(planned, f.Path)
 		}
 	}

@@ -39,13 +39,27 @@ func (f *fixture) leasedKind(t testing.TB, key string, k job.Kind) protocol.Clai
 // claim is as that worker sees it.
 func (f *fixture) leasedAs(t testing.TB, key string, k job.Kind, version string) protocol.Claim {
 	t.Helper()
+	return f.leasedVersionWith(t, key, k, version, nil)
+}
+
+// leasedWith is leasedKind with the job changed by mod before it is made.
+func (f *fixture) leasedWith(t testing.TB, key string, k job.Kind, mod func(*job.Job)) protocol.Claim {
+	t.Helper()
+	return f.leasedVersionWith(t, key, k, protocol.Version, mod)
+}
+
+func (f *fixture) leasedVersionWith(t testing.TB, key string, k job.Kind, version string, mod func(*job.Job)) protocol.Claim {
+	t.Helper()
 	ctx := context.Background()
 	id, sha := job.NewID("j"), strings.Repeat("ab", 32)
 	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "a.mp4", Size: 5, SHA256: sha, Key: "sources/" + sha, CreatedAt: time.Now()})
 	require.NoError(t, err)
-	_, _, err = f.st.CreateJob(ctx, job.Job{ID: id, Profile: "mp4-library", ProfileVersion: 1, IdempotencyKey: id,
-		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}},
-		[]job.Task{{ID: job.NewID("t"), Kind: k, MaxAttempts: 3}}, time.Now())
+	j := job.Job{ID: id, Profile: "mp4-library", ProfileVersion: 1, IdempotencyKey: id,
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}}
+	if mod != nil {
+		mod(&j)
+	}
+	_, _, err = f.st.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: k, MaxAttempts: 3}}, time.Now())
 	require.NoError(t, err)
 	for {
 		code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"1","version":"`+version+`"}`)
@@ -311,4 +325,40 @@ func TestWorkerUploadStaysInItsFolder(t *testing.T) {
 	entries, err := os.ReadDir(outside)
 	require.NoError(t, err)
 	require.Empty(t, entries, "nothing was written outside the attempt's folder")
+}
+
+// A worker fetches only the subtitle files its task's job was given with,
+// not one another job was, whatever id it names.
+func TestWorkerSubtitleFilesAreTheJobs(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	key, _ := f.leased(t)
+	req := httptest.NewRequest("POST", "/api/v1/subtitles", strings.NewReader("1\n00:00:01,000 --> 00:00:02,000\nBonjour.\n"))
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	rec := httptest.NewRecorder()
+	f.api.Handler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+	var stored protocol.StoredSubtitle
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &stored))
+	get := func(c protocol.Claim, id string) (int, string) {
+		req := httptest.NewRequest("GET", "/api/v1/worker/tasks/"+c.Task.ID+"/subtitles/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set(protocol.HeaderLeaseOwner, c.Lease.Owner)
+		req.Header.Set(protocol.HeaderFence, fmt.Sprint(c.Lease.Fence))
+		rec := httptest.NewRecorder()
+		f.api.Handler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	other := f.leasedKind(t, key, job.KindEncode) // a job given no subtitle file
+	for _, id := range []string{stored.ID, "..%2F..%2Fherd.db", strings.Repeat("0", 64)} {
+		code, body := get(other, id)
+		require.Equal(t, http.StatusNotFound, code, "%s: %s", id, body)
+	}
+	c := f.leasedWith(t, key, job.KindEncode, func(j *job.Job) {
+		j.Source.Subtitles = []job.SourceSubtitle{{ID: stored.ID, Language: "fr"}}
+	})
+	code, body := get(c, stored.ID)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "WEBVTT")
+	require.Contains(t, body, "Bonjour.")
 }

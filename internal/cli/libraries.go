@@ -56,8 +56,12 @@ func (e *env) libraryCheckCmd() *cobra.Command {
 			return err
 		}
 		if err := e.render(*out, r, func(tw io.Writer, _ bool) {
-			fmt.Fprintf(tw, "library %s: %d checked, %d damaged, %d to check\n", r.Library, r.Checks[library.CheckOK]+r.Checks[library.CheckDamaged],
+			fmt.Fprintf(tw, "library %s: %d checked, %d damaged, %d to check", r.Library, r.Checks[library.CheckOK]+r.Checks[library.CheckDamaged],
 				r.Checks[library.CheckDamaged], r.Checks[library.CheckPending])
+			if n := r.Checks[library.CheckSkipped]; n > 0 {
+				fmt.Fprintf(tw, "; %d larger or longer than herd decodes, not checked", n)
+			}
+			fmt.Fprintln(tw)
 			if r.Checks[library.CheckDamaged] > 0 {
 				fmt.Fprintln(tw, "DAMAGED\tFIRST ERROR")
 				for _, f := range r.Files {

@@ -13,11 +13,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/herdhq/herd/internal/backoff"
+	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/publish"
@@ -25,20 +27,22 @@ import (
 )
 
 // A replacement's journal (store.LibraryFile.Step). Each step is recorded
-// once done, so that a restart (apply) finishes what a crash cut short:
+// once done (its folder synced first), so that a restart (apply) finishes
+// what a crash cut short, checking before every move that the names still
+// hold what the journal says:
 //
 //   - stepPlacing: the new file is being written beside the original
 //     under a temporary name (.herd-JOB-NAME). A crash leaves a partial
 //     file: it is removed and written again.
-//   - stepReady: the new file is whole, checked against the job's output
-//     and given the original's owner, group, mode and modification time.
+//   - stepReady: the new file is whole, checked against the job's output,
+//     and has the original's owner, group, mode and modification time.
 //   - stepTrashed (same name): the original is hard-linked into the trash;
 //     then the new file is renamed over it, one rename, so the name holds
 //     the old file or the new one at every moment, and the original's
 //     other links keep the old bytes.
 //   - stepPlaced (another name, as movie.avi becoming movie.mkv): the new
-//     file is renamed to its name first, then the original moved to the
-//     trash.
+//     file is linked to its name (never over a file that is there), then
+//     the original moved to the trash.
 const (
 	stepPlacing = "placing"
 	stepReady   = "ready"
@@ -46,24 +50,35 @@ const (
 	stepPlaced  = "placed"
 )
 
-// apply finishes the files whose job is over: their replacement, or
-// their failure.
+// maxTries is how many times a replacement that fails before it has moved
+// anything is tried (a tick apart) before its file is marked failed.
+const maxTries = 5
+
+// apply finishes the files whose job is over, and takes up again those
+// whose failed job was retried.
 func (m *Manager) apply(ctx context.Context, l *lib) error {
-	files, err := m.st.LibraryFilesIn(ctx, l.Name, StateQueued)
+	files, err := m.st.LibraryFilesIn(ctx, l.Name, StateQueued, StateFailed)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, f := range files {
+		if f.State == StateFailed && f.JobID == "" {
+			continue // failed for good, until the file changes
+		}
 		if err := m.applyOne(ctx, l, f); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", f.Path, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (m *Manager) applyOne(ctx context.Context, l *lib, f store.LibraryFile) error {
 	j, err := m.st.GetJob(ctx, f.JobID)
-	if errors.Is(err, job.ErrNotFound) {
+	if errors.Is(err, job.ErrNotFound) && f.State == StateQueued {
 		// A crash between recording the job's id and making the job.
 		p, err := m.sub.Profile(l.Profile)
 		if err != nil {
@@ -82,13 +97,16 @@ func (m *Manager) applyOne(ctx context.Context, l *lib, f store.LibraryFile) err
 	switch j.State {
 	case job.Succeeded:
 	case job.Failed, job.Canceled:
-		f.State, f.Note = StateFailed, fmt.Sprintf("job %s %s: %s (herd retry %s tries again)", j.ID, j.State, j.Error, j.ID)
-		if f.Step != "" {
-			m.discard(l, f)
-			f.Step = ""
+		if f.State == StateQueued {
+			f.State, f.Note = StateFailed, fmt.Sprintf("job %s %s: %s (herd retry %s tries again)", j.ID, j.State, j.Error, j.ID)
+			return m.put(ctx, f)
 		}
-		return m.put(ctx, f)
+		return nil
 	default:
+		if f.State == StateFailed { // its job was retried
+			f.State, f.Note = StateQueued, ""
+			return m.put(ctx, f)
+		}
 		return nil // still running
 	}
 	if l.Action == ActionPublish {
@@ -96,20 +114,50 @@ func (m *Manager) applyOne(ctx context.Context, l *lib, f store.LibraryFile) err
 		return m.put(ctx, f)
 	}
 	err = m.replace(ctx, l, &f, j)
+	key := l.Name + "/" + f.Path
 	var keep *keptError
+	var fail *failedError
 	switch {
+	case err == nil:
+		m.forget(key)
+		return nil
 	case errors.As(err, &keep):
+		m.forget(key)
 		m.discard(l, f)
 		f.State, f.Note, f.Step = StateKept, keep.msg, ""
 		m.deliver(ctx, l, j.ID, false, "kept the original "+f.Path+": "+keep.msg)
 		return m.put(ctx, f)
-	case err != nil && ctx.Err() == nil && !isRetryable(err):
+	case errors.Is(err, errInterrupted) || ctx.Err() != nil:
+		return err
+	}
+	// Nothing moved yet: after maxTries, the file is failed (the
+	// temporary file removed). Past that, the journal must be finished:
+	// it is tried again at every step.
+	if errors.As(err, &fail) || (m.tried(key) >= maxTries && (f.Step == "" || f.Step == stepPlacing || f.Step == stepReady)) {
+		m.forget(key)
 		m.discard(l, f)
-		f.State, f.Note, f.Step = StateFailed, err.Error(), ""
+		f.State, f.Note, f.Step, f.JobID = StateFailed, err.Error(), "", ""
 		m.deliver(ctx, l, j.ID, false, "could not put the new file in place of "+f.Path+": "+err.Error())
 		return m.put(ctx, f)
 	}
 	return err
+}
+
+// tried counts a failed try of the replacement of key; forget clears it.
+func (m *Manager) tried(key string) int {
+	m.triesMu.Lock()
+	defer m.triesMu.Unlock()
+	if m.tries == nil {
+		m.tries = map[string]int{}
+	}
+	m.tries[key]++
+	return m.tries[key]
+}
+
+func (m *Manager) forget(key string) {
+	m.triesMu.Lock()
+	defer m.triesMu.Unlock()
+	delete(m.tries, key)
 }
 
 // keptError says the original stays, and why (not smaller, an owner herd
@@ -120,11 +168,11 @@ func (e *keptError) Error() string { return e.msg }
 
 func kept(format string, args ...any) error { return &keptError{fmt.Sprintf(format, args...)} }
 
-// isRetryable says err may pass (the store, a disk momentarily full):
-// the replacement is tried again at the next step.
-func isRetryable(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errInterrupted)
-}
+// failedError is a replacement that cannot be made, however often it is
+// tried (the job has no file output, or it is gone).
+type failedError struct{ msg string }
+
+func (e *failedError) Error() string { return e.msg }
 
 // errInterrupted stops a replacement where a test's interrupt says: as if
 // the process died there, the next apply goes on from the journal.
@@ -167,15 +215,15 @@ func names(l *lib, f store.LibraryFile, j job.Job, outName string) (tmp, final, 
 // output is a job's one file output (an MP4 or MKV): its key and size.
 func output(j job.Job) (key, name string, size int64, err error) {
 	var outs []pipeline.Output
-	if err := jsonUnmarshal(j.Outputs, &outs); err != nil {
-		return "", "", 0, fmt.Errorf("job %s: read its outputs: %w", j.ID, err)
+	if err := json.Unmarshal(j.Outputs, &outs); err != nil {
+		return "", "", 0, &failedError{fmt.Sprintf("job %s: its outputs cannot be read: %v", j.ID, err)}
 	}
 	for _, o := range outs {
 		if o.Kind == "mp4" || o.Kind == "mkv" {
 			return pipeline.OutputsKey(j.ID) + "/" + o.Path, o.Path, o.Size, nil
 		}
 	}
-	return "", "", 0, fmt.Errorf("job %s has no MP4 or MKV output", j.ID)
+	return "", "", 0, &failedError{fmt.Sprintf("job %s has no MP4 or MKV output", j.ID)}
 }
 
 // replace puts j's output in place of f (or beside it), walking the
@@ -191,13 +239,13 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 	}
 	defer root.Close()
 	tmp, final, trash := names(l, *f, j, outName)
-	sameName := final == f.Path
-	if f.Step != "" && f.Step != stepPlacing && f.Trash != "" {
-		trash = f.Trash // where this replacement chose to keep the original
+	if f.Trash != "" {
+		trash = f.Trash // where this replacement keeps the original, once chosen
 	}
+	sameName := final == f.Path
 
 	if f.Step == "" || f.Step == stepPlacing {
-		orig, err := root.Stat(f.Path)
+		orig, err := root.Lstat(f.Path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return kept("the original is gone")
 		}
@@ -210,7 +258,7 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		if limit := float64(f.Size) * (1 - l.MinSavings); float64(outSize) >= limit || outSize >= f.Size {
 			return kept("the new file is %s, the original %s: not %.0f%% smaller (min_savings)", BytesIEC(outSize), BytesIEC(f.Size), l.MinSavings*100)
 		}
-		if final != f.Path && final != tmp {
+		if !sameName {
 			if _, err := root.Lstat(final); err == nil {
 				return kept("%s is there already, and herd does not overwrite a file it did not make", final)
 			}
@@ -222,12 +270,8 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		if err := m.interrupted(stepPlacing); err != nil {
 			return err
 		}
-		sum, err := m.writeTemp(ctx, root, key, tmp)
+		sum, err := m.writeTemp(ctx, root, key, tmp, outSize, orig)
 		if err != nil {
-			return err
-		}
-		if err := owned(root, tmp, orig); err != nil {
-			_ = root.Remove(tmp)
 			return err
 		}
 		f.Step, f.NewSize, f.NewSHA256 = stepReady, outSize, sum
@@ -238,44 +282,37 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 			return err
 		}
 	}
-	if l.Action == ActionAlongside {
-		if err := root.Rename(tmp, final); err != nil && !alreadyDone(root, tmp, final) {
-			return err
-		}
-		return m.finish(ctx, l, f, final, f.Path, j.ID, "made "+final+" beside "+f.Path)
-	}
 	if f.Step == stepReady {
-		if orig, err := root.Stat(f.Path); err != nil || unchanged(*f, orig) != nil {
-			if !sameName && alreadyDone(root, tmp, final) {
-				_ = root.Remove(final) // this replacement's, renamed in before a crash
+		// The original must still be what the scan saw, and is kept
+		// otherwise (a new file of this replacement placed before a crash
+		// is taken back).
+		if orig, err := root.Lstat(f.Path); err != nil || unchanged(*f, orig) != nil {
+			if !sameName && m.ours(root, final, *f) {
+				_ = root.Remove(final)
 			}
-			return kept("the original changed or went while the new file was written; it is judged again at the next scan")
+			return kept("the original changed or went while the new file was made; it is judged again at the next scan")
 		}
-		if err := mkdirAll(root, path.Dir(trash)); err != nil {
-			return err
+		if l.Action == ActionAlongside {
+			if err := m.place(root, tmp, final, *f); err != nil {
+				return err
+			}
+			return m.finish(ctx, l, f, final, f.Path, j.ID, "made "+final+" beside "+f.Path)
 		}
 		if sameName {
-			// The original's bytes stay reachable from the trash the moment the new file takes its name.
-			_ = root.Remove(trash)
-			err := root.Link(f.Path, trash)
-			if errors.Is(err, syscall.EXDEV) {
-				// The file is on another file system mounted inside the
-				// library: its folder gets a trash of its own there.
-				trash = localTrash(f.Path)
-				if err = mkdirAll(root, path.Dir(trash)); err == nil {
-					_ = root.Remove(trash)
-					err = root.Link(f.Path, trash)
-				}
-			}
-			if err != nil {
+			// The original's bytes stay reachable from the trash the
+			// moment the new file takes its name.
+			if trash, err = keepIn(root, f.Path, trash, j.ID, root.Link); err != nil {
 				return fmt.Errorf("keep the original in %s: %w", TrashDir, err)
 			}
 			f.Step, f.Trash = stepTrashed, trash
 		} else {
-			if err := root.Rename(tmp, final); err != nil && !alreadyDone(root, tmp, final) {
+			if err := m.place(root, tmp, final, *f); err != nil {
 				return err
 			}
 			f.Step = stepPlaced
+		}
+		if err := m.interrupted("linked"); err != nil { // done on disk, not yet journalled
+			return err
 		}
 		if err := m.put(ctx, *f); err != nil {
 			return err
@@ -286,27 +323,55 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 	}
 	switch f.Step {
 	case stepTrashed:
-		if err := root.Rename(tmp, f.Path); err != nil && !alreadyDone(root, tmp, f.Path) {
-			return err
+		cur, err := root.Lstat(f.Path)
+		switch {
+		case err == nil && unchanged(*f, cur) == nil:
+			// The trash must hold the original before the name stops
+			// holding it (a link lost with a power cut is made again).
+			if t, err := root.Lstat(trash); err != nil || unchanged(*f, t) != nil {
+				if trash, err = keepIn(root, f.Path, trash, j.ID, root.Link); err != nil {
+					return fmt.Errorf("keep the original in %s: %w", TrashDir, err)
+				}
+				f.Trash = trash
+			}
+			if err := root.Rename(tmp, f.Path); err != nil {
+				return err
+			}
+			if err := syncDir(root, path.Dir(f.Path)); err != nil {
+				return err
+			}
+		case m.ours(root, f.Path, *f):
+			// Renamed before a crash.
+		default:
+			// Something else took the name while herd was stopped.
+			if err := m.st.AddLibraryTrash(ctx, store.TrashEntry{Library: l.Name, Path: trash, Original: f.Path, TrashedAt: m.now().UTC()}); err != nil {
+				return err
+			}
+			return kept("the file changed or went while herd was stopped; the original is in %s", trash)
 		}
 	case stepPlaced:
-		if err := mkdirAll(root, path.Dir(trash)); err != nil {
-			return err
-		}
-		err := root.Rename(f.Path, trash)
-		if errors.Is(err, syscall.EXDEV) {
-			trash = localTrash(f.Path)
-			if err = mkdirAll(root, path.Dir(trash)); err == nil {
-				err = root.Rename(f.Path, trash)
+		cur, err := root.Lstat(f.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Moved before a crash: to the library's trash or its folder's.
+			if _, lerr := root.Lstat(trash); lerr != nil {
+				if _, lerr := root.Lstat(localTrash(f.Path)); lerr == nil {
+					trash = localTrash(f.Path)
+				}
 			}
-		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		case err != nil:
 			return err
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, lerr := root.Lstat(localTrash(f.Path)); lerr == nil {
-				trash = localTrash(f.Path) // moved there before a crash
+		case unchanged(*f, cur) == nil:
+			if trash, err = keepIn(root, f.Path, trash, j.ID, root.Rename); err != nil {
+				return err
 			}
+		default:
+			// Something else took the original's name while herd was
+			// stopped: this replacement's file is taken back.
+			if m.ours(root, final, *f) {
+				_ = root.Remove(final)
+			}
+			return kept("the original changed while herd was stopped; it is judged again at the next scan")
 		}
 	}
 	if err := m.interrupted("moved"); err != nil {
@@ -316,6 +381,84 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		return err
 	}
 	return m.finish(ctx, l, f, final, f.Path, j.ID, fmt.Sprintf("replaced %s: %s, was %s; the original is in %s", final, BytesIEC(f.NewSize), BytesIEC(f.Size), trash))
+}
+
+// place gives the new file at tmp its name, final, without ever replacing
+// a file there (a link, which fails when the name is taken), then removes
+// tmp. Run again after a crash, it finds the work done.
+func (m *Manager) place(root *os.Root, tmp, final string, f store.LibraryFile) error {
+	err := root.Link(tmp, final)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		if !m.ours(root, final, f) {
+			return kept("%s is there already, and herd does not overwrite a file it did not make", final)
+		}
+	case errors.Is(err, fs.ErrNotExist) && m.ours(root, final, f):
+		// Placed, and the temporary name removed, before a crash.
+		return nil
+	case err != nil:
+		return err
+	}
+	if err := syncDir(root, path.Dir(final)); err != nil {
+		return err
+	}
+	if err := root.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// ours says the file at p is this replacement's new file: its size and
+// SHA-256.
+func (m *Manager) ours(root *os.Root, p string, f store.LibraryFile) bool {
+	st, err := root.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != f.NewSize || f.NewSHA256 == "" {
+		return false
+	}
+	sum, err := fileSHA256(root, p)
+	return err == nil && sum == f.NewSHA256
+}
+
+// keepIn gives the original at rel a name in the trash with move (a hard
+// link, or a rename), at trash or, when that is taken by an earlier
+// original, beside it with the job's id; a file on another file system
+// mounted inside the library goes to its folder's own trash. It returns
+// the name, its folder synced.
+func keepIn(root *os.Root, rel, trash, jobID string, move func(from, to string) error) (string, error) {
+	try := func(to string) (string, error) {
+		if err := mkdirAll(root, path.Dir(to)); err != nil {
+			return "", err
+		}
+		if st, err := root.Lstat(to); err == nil {
+			if cur, err := root.Lstat(rel); err == nil && os.SameFile(st, cur) {
+				return to, syncDir(root, path.Dir(to)) // done before a crash
+			}
+			ext := path.Ext(to)
+			to = strings.TrimSuffix(to, ext) + "." + jobID + ext
+		}
+		if err := move(rel, to); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+		return to, syncDir(root, path.Dir(to))
+	}
+	to, err := try(trash)
+	if errors.Is(err, syscall.EXDEV) {
+		to, err = try(localTrash(rel))
+	}
+	return to, err
+}
+
+// syncDir makes the names in dir (inside root) durable.
+func syncDir(root *os.Root, dir string) error {
+	d, err := root.Open(cmp.Or(dir, "."))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
 }
 
 // localTrash is the trash of rel's own folder, for a file on a file
@@ -366,23 +509,29 @@ const tellAttempts = 5
 // tell has the library's media servers pick up the new file at rel, in
 // the background, each attempt recorded on the job.
 func (m *Manager) tell(l *lib, jobID, rel string) {
+	m.baseMu.Lock()
+	defer m.baseMu.Unlock()
+	if m.stopped {
+		return
+	}
+	base := m.base
 	for _, n := range l.Notify {
 		m.tellers.Go(func() {
 			ev := publish.Event{ID: jobID + "-" + l.Name, Type: job.EventSucceeded, CreatedAt: m.now().UTC(),
 				Files: map[string]string{l.Name: filepath.Join(l.Path, filepath.FromSlash(rel))}}
 			for attempt := 1; attempt <= tellAttempts; attempt++ {
-				detail, err := n.Notify(m.base, ev)
-				final := err == nil || publish.IsPermanent(err) || attempt == tellAttempts || m.base.Err() != nil
+				detail, err := n.Notify(base, ev)
+				final := err == nil || publish.IsPermanent(err) || attempt == tellAttempts || base.Err() != nil
 				if err != nil {
 					detail = err.Error()
 				}
 				if final || err == nil {
-					_ = m.st.AddDelivery(context.WithoutCancel(m.base), store.Delivery{JobID: jobID, Publisher: n.Name, Type: n.Type, Event: job.EventSucceeded,
+					_ = m.st.AddDelivery(context.WithoutCancel(base), store.Delivery{JobID: jobID, Publisher: n.Name, Type: n.Type, Event: job.EventSucceeded,
 						Attempt: attempt, OK: err == nil, Final: true, Detail: detail, At: m.now().UTC()})
 					return
 				}
 				select {
-				case <-m.base.Done():
+				case <-base.Done():
 					return
 				case <-time.After(backoff.Delay(5*time.Second, time.Minute, attempt)):
 				}
@@ -391,16 +540,9 @@ func (m *Manager) tell(l *lib, jobID, rel string) {
 	}
 }
 
-// alreadyDone says a rename from→to that failed had happened before (a
-// restart redoing a step).
-func alreadyDone(root *os.Root, from, to string) bool {
-	_, errFrom := root.Lstat(from)
-	_, errTo := root.Lstat(to)
-	return errors.Is(errFrom, fs.ErrNotExist) && errTo == nil
-}
-
 // unchanged refuses to replace an original that changed since the scan
-// that queued its job.
+// that queued its job: its size, modification time and inode (an inode
+// alone may be reused by a new file).
 func unchanged(f store.LibraryFile, st fs.FileInfo) error {
 	if st.Size() != f.Size || st.ModTime().UnixNano() != f.MTime || inode(st) != f.Inode {
 		return kept("the original changed while it was encoded; it is judged again at the next scan")
@@ -408,10 +550,17 @@ func unchanged(f store.LibraryFile, st fs.FileInfo) error {
 	return nil
 }
 
-// writeTemp copies the output at key to tmp, synced, and returns its
-// SHA-256, checked by reading the written file back.
-func (m *Manager) writeTemp(ctx context.Context, root *os.Root, key, tmp string) (string, error) {
+// writeTemp copies the output at key (size bytes) to tmp, gives it the
+// original's owner, group, mode and modification time through the open
+// file (a name swapped for a link meanwhile leads nowhere), syncs it, and
+// returns its SHA-256, checked by reading the written file back. Where
+// herd may not give it the owner (it does not run as root), the original
+// is kept, saying whom herd would have to run as.
+func (m *Manager) writeTemp(ctx context.Context, root *os.Root, key, tmp string, size int64, orig fs.FileInfo) (string, error) {
 	src, err := m.outputs.Open(ctx, key)
+	if errors.Is(err, blob.ErrNotFound) {
+		return "", &failedError{"the job's output is gone from storage (removed after --keep-replaced?); scan again to encode it anew"}
+	}
 	if err != nil {
 		return "", fmt.Errorf("open the job's output: %w", err)
 	}
@@ -422,7 +571,13 @@ func (m *Manager) writeTemp(ctx context.Context, root *os.Root, key, tmp string)
 		return "", err
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(dst, h), src)
+	n, err := io.Copy(io.MultiWriter(dst, h), src)
+	if err == nil && n != size {
+		err = fmt.Errorf("the job's output is %d bytes, not the %d it was verified at", n, size)
+	}
+	if err == nil {
+		err = owned(dst, orig)
+	}
 	if err == nil {
 		err = dst.Sync()
 	}
@@ -431,7 +586,7 @@ func (m *Manager) writeTemp(ctx context.Context, root *os.Root, key, tmp string)
 	}
 	if err != nil {
 		_ = root.Remove(tmp)
-		return "", fmt.Errorf("write the new file: %w", err)
+		return "", err
 	}
 	want := hex.EncodeToString(h.Sum(nil))
 	got, err := fileSHA256(root, tmp)
@@ -439,16 +594,14 @@ func (m *Manager) writeTemp(ctx context.Context, root *os.Root, key, tmp string)
 		_ = root.Remove(tmp)
 		return "", fmt.Errorf("the new file did not read back as written (%v)", err)
 	}
-	return want, nil
+	return want, syncDir(root, path.Dir(tmp))
 }
 
-// owned gives tmp the original's owner, group, mode and modification
-// time. Where herd may not give it the owner (not root), the original is
-// kept, saying who herd would have to run as.
-func owned(root *os.Root, tmp string, orig fs.FileInfo) error {
-	st, ok := orig.Sys().(*syscall.Stat_t)
-	if ok {
-		if err := root.Lchown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+// owned gives the open file f the original's owner, group, mode and
+// modification time.
+func owned(f *os.File, orig fs.FileInfo) error {
+	if st, ok := orig.Sys().(*syscall.Stat_t); ok {
+		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
 			if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM) {
 				return kept("herd runs as uid %d gid %d and may not give the new file the original's owner, uid %d gid %d: run herd as root or as that user (or use action: alongside)",
 					os.Geteuid(), os.Getegid(), st.Uid, st.Gid)
@@ -456,10 +609,12 @@ func owned(root *os.Root, tmp string, orig fs.FileInfo) error {
 			return err
 		}
 	}
-	if err := root.Chmod(tmp, orig.Mode().Perm()|orig.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+	// After the owner: a change of owner clears the set-id bits.
+	if err := f.Chmod(orig.Mode().Perm() | orig.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
 		return err
 	}
-	return root.Chtimes(tmp, time.Now(), orig.ModTime())
+	now, mtime := time.Now(), orig.ModTime()
+	return syscall.Futimes(int(f.Fd()), []syscall.Timeval{syscall.NsecToTimeval(now.UnixNano()), syscall.NsecToTimeval(mtime.UnixNano())})
 }
 
 // discard removes what a replacement given up left beside the original.
@@ -501,8 +656,8 @@ func (m *Manager) purge(ctx context.Context, l *lib) error {
 	}
 	defer root.Close()
 	for _, e := range old {
-		if !strings.HasPrefix(e.Path, TrashDir+"/") {
-			continue
+		if !slices.Contains(strings.Split(path.Dir(e.Path), "/"), TrashDir) {
+			continue // not a trash's: never removed
 		}
 		if err := root.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -550,5 +705,3 @@ func BytesIEC(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

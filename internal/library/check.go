@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -16,6 +17,8 @@ const (
 	CheckPending = "pending"
 	CheckOK      = "ok"
 	CheckDamaged = "damaged"
+	// CheckSkipped: larger or longer than herd decodes (its limits).
+	CheckSkipped = "unchecked"
 )
 
 // StartCheck starts a health check of a library: its files are probed
@@ -88,6 +91,8 @@ func (m *Manager) checkOne(ctx context.Context, l *lib, f store.LibraryFile) err
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return m.st.SetLibraryCheck(ctx, l.Name, f.Path, "", "")
+	case errors.Is(err, media.ErrNotChecked):
+		return m.st.SetLibraryCheck(ctx, l.Name, f.Path, CheckSkipped, err.Error())
 	case err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled):
 		damage = "could not be checked: " + err.Error()
 	case err != nil:

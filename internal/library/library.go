@@ -64,7 +64,8 @@ const (
 // What became of a library's file (store.LibraryFile.State).
 const (
 	StateSkipped     = "skipped"     // the rule does not match it
-	StateMatched     = "matched"     // the rule matches it; it waits for a slot (max_running, window)
+	StatePlanned     = "planned"     // a plan found the rule matches it; a scan will queue it
+	StateMatched     = "matched"     // a scan found the rule matches it; it waits for a slot (max_running, window)
 	StateQueued      = "queued"      // its job runs
 	StateReplaced    = "replaced"    // the new file is in its place; the original in the trash
 	StateDone        = "done"        // the new file is beside it (alongside) or delivered (publish)
@@ -76,7 +77,7 @@ const (
 )
 
 // States lists every state, in the order status shows them.
-var States = []string{StateQueued, StateMatched, StateReplaced, StateDone, StateKept, StateFailed, StateUnprobeable, StateRuleError, StateSkipped, StateHerd}
+var States = []string{StateQueued, StateMatched, StatePlanned, StateReplaced, StateDone, StateKept, StateFailed, StateUnprobeable, StateRuleError, StateSkipped, StateHerd}
 
 // TrashDir is the folder inside a library that replaced originals go to.
 const TrashDir = ".herd-trash"
@@ -142,9 +143,16 @@ type Manager struct {
 	// journal as a crash would (apply.go).
 	interrupt func(point string) bool
 	// base is Run's context: media servers are told of new files under it
-	// (a scan asked for over the API ends with its request).
+	// (a scan asked for over the API ends with its request); tellers are
+	// those still telling, which Run waits for; stopped, once Run ended,
+	// keeps new ones from starting.
+	baseMu  sync.Mutex
 	base    context.Context
+	stopped bool
 	tellers sync.WaitGroup
+
+	triesMu sync.Mutex
+	tries   map[string]int // failed tries of a replacement, by library/path
 }
 
 type lib struct {
@@ -210,8 +218,15 @@ func (m *Manager) Validate() error {
 // a crash cut short, then looks for finished jobs and free slots every
 // Tick, and scans when asked (Scan) and every ScanEvery (at start too).
 func (m *Manager) Run(ctx context.Context) {
+	m.baseMu.Lock()
 	m.base = ctx
-	defer m.tellers.Wait()
+	m.baseMu.Unlock()
+	defer func() {
+		m.baseMu.Lock()
+		m.stopped = true
+		m.baseMu.Unlock()
+		m.tellers.Wait()
+	}()
 	var wg sync.WaitGroup
 	for _, name := range m.names {
 		l := m.libs[name]
@@ -327,7 +342,7 @@ func (m *Manager) scanNow(ctx context.Context, l *lib, plan bool) (Report, error
 			return Report{}, err
 		}
 	}
-	probed, err := m.walk(ctx, l)
+	probed, err := m.walk(ctx, l, plan)
 	if err != nil {
 		return Report{}, err
 	}
@@ -352,7 +367,7 @@ var videoExts = map[string]bool{".mkv": true, ".mp4": true, ".m4v": true, ".mov"
 
 // walk visits every file of the library: new and changed ones are probed
 // and judged; files gone are forgotten (unless a job of theirs runs).
-func (m *Manager) walk(ctx context.Context, l *lib) (int, error) {
+func (m *Manager) walk(ctx context.Context, l *lib, plan bool) (int, error) {
 	root, err := l.open()
 	if err != nil {
 		return 0, err
@@ -401,6 +416,10 @@ func (m *Manager) walk(ctx context.Context, l *lib) (int, error) {
 		cur := store.LibraryFile{Library: l.Name, Path: p, Size: info.Size(), MTime: info.ModTime().UnixNano(), Inode: inode(info)}
 		old, had := byPath[p]
 		if had && old.Size == cur.Size && old.MTime == cur.MTime && old.Inode == cur.Inode {
+			if old.State == StatePlanned && !plan { // judged by a plan: the scan takes it up
+				old.State, old.UpdatedAt = StateMatched, m.now().UTC()
+				return m.st.PutLibraryFile(ctx, old)
+			}
 			return nil // unchanged: judged before
 		}
 		if had && (old.State == StateQueued || old.Step != "") {
@@ -414,7 +433,16 @@ func (m *Manager) walk(ctx context.Context, l *lib) (int, error) {
 			}
 		}
 		probed++
-		m.judge(ctx, l, root, &cur, made)
+		if err := m.judge(ctx, l, root, &cur, made); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			m.log.Warn("library: probe failed; tried again at the next scan", "library", l.Name, "path", p, "err", err)
+			return nil
+		}
+		if plan && cur.State == StateMatched {
+			cur.State = StatePlanned
+		}
 		cur.ScannedAt, cur.UpdatedAt = m.now().UTC(), m.now().UTC()
 		return m.st.PutLibraryFile(ctx, cur)
 	})
@@ -431,30 +459,31 @@ func (m *Manager) walk(ctx context.Context, l *lib) (int, error) {
 	return probed, nil
 }
 
-// judge probes f and decides its state.
-func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.LibraryFile, made map[int64][]string) {
+// judge probes f and decides its state. An error is one the file is not
+// to blame for (the probe could not run): the file is judged again later.
+func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.LibraryFile, made map[int64][]string) error {
 	var info *media.Info
 	err := opened(root, f.Path, func(p string) (err error) {
 		info, err = m.probe.Admit(ctx, p, m.limits)
 		return err
 	})
+	if re, ok := errors.AsType[*media.RejectedError](err); ok {
+		f.State, f.Note = StateUnprobeable, re.Reason
+		return nil
+	}
 	if err != nil {
-		f.State, f.Note = StateUnprobeable, "the probe failed"
-		if re, ok := errors.AsType[*media.RejectedError](err); ok {
-			f.Note = re.Reason
-		}
-		return
+		return err
 	}
 	facts := rule.FactsOf(info, f.Path)
 	f.Facts, _ = json.Marshal(facts)
 	if facts.Herd != "" {
 		f.State, f.Note = StateHerd, "herd made this file (job "+facts.Herd+")"
-		return
+		return nil
 	}
 	if hashes := made[f.Size]; len(hashes) > 0 {
 		if sha, err := fileSHA256(root, f.Path); err == nil && slices.Contains(hashes, sha) {
 			f.State, f.Note = StateHerd, "herd made this file (a replacement's bytes)"
-			return
+			return nil
 		}
 	}
 	ok, err := l.Rule.Match(facts)
@@ -466,6 +495,7 @@ func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.Lib
 	default:
 		f.State, f.Note = StateSkipped, ""
 	}
+	return nil
 }
 
 // opened opens the file rel inside root (a link leading out of it is not
@@ -581,7 +611,7 @@ func (m *Manager) report(l *lib, files []store.LibraryFile) Report {
 			r.Checks[f.Check]++
 		}
 		switch f.State {
-		case StateMatched, StateQueued:
+		case StatePlanned, StateMatched, StateQueued:
 			r.Bytes += f.Size
 			r.Estimate += int64(float64(f.Size) * ratio(f))
 		case StateReplaced:

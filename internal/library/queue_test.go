@@ -15,6 +15,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/rule"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/window"
@@ -133,3 +134,41 @@ func TestTrashIsEmptiedAfterKeepOriginals(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, left, 1)
 }
+
+// A plan, or a health check's, marks what the rule matches planned:
+// nothing is queued until a scan, however many steps pass.
+func TestPlanQueuesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := testenv.SQLite(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.mkv"), []byte("a film"), 0o644))
+	rl, err := rule.Compile("true")
+	require.NoError(t, err)
+	sub := &submits{}
+	m := New([]Spec{{Name: "movies", Path: dir, Rule: rl, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 2}},
+		st, sub, outputs{}, admitAll{}, media.Limits{}, slog.New(slog.DiscardHandler))
+	m.ProbeEvery = 0
+	r, err := m.Plan(ctx, "movies")
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{StatePlanned: 1}, r.Counts)
+	_, err = m.StartCheck(ctx, "movies")
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, m.step(ctx, m.libs["movies"]))
+	}
+	require.Empty(t, sub.rels, "planned is not queued")
+	r, err = m.Scan(ctx, "movies")
+	require.NoError(t, err)
+	require.Equal(t, 1, r.Queued, "the scan takes up what the plan found")
+	require.Equal(t, []string{"a.mkv movies"}, sub.rels)
+}
+
+// admitAll probes every file as a short H.264 film.
+type admitAll struct{}
+
+func (admitAll) Admit(context.Context, string, media.Limits) (*media.Info, error) {
+	return &media.Info{Demuxer: "matroska", Duration: 60, Size: 6, Video: &media.VideoStream{Codec: "h264", Width: 1280, Height: 720}}, nil
+}
+
+func (admitAll) CheckDecode(context.Context, string, media.Limits) (string, error) { return "", nil }

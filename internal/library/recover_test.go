@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,10 +73,16 @@ func (noSubmit) ImportFile(context.Context, *os.Root, string, string, *profile.P
 // with a smaller MKV (fresh bytes).
 func replacing(t *testing.T, dir, rel string, perm os.FileMode) (st doneJobs, outs outputs, old, fresh []byte) {
 	t.Helper()
+	return replacingIn(t, testenv.SQLite(t), dir, rel, perm)
+}
+
+// replacingIn is replacing with the store db.
+func replacingIn(t *testing.T, db *sqlstore.Store, dir, rel string, perm os.FileMode) (st doneJobs, outs outputs, old, fresh []byte) {
+	t.Helper()
 	old, fresh = bytes.Repeat([]byte("old "), 5000), bytes.Repeat([]byte("new"), 2000)
 	orig := filepath.Join(dir, filepath.FromSlash(rel))
 	require.NoError(t, os.WriteFile(orig, old, perm))
-	st = doneJobs{Store: testenv.SQLite(t), jobs: map[string]job.Job{"j1": {ID: "j1", State: job.Succeeded,
+	st = doneJobs{Store: db, jobs: map[string]job.Job{"j1": {ID: "j1", State: job.Succeeded,
 		Outputs: []byte(`[{"name":"mkv","kind":"mkv","path":"new.mkv","size":6000}]`)}}}
 	outs = outputs{"jobs/j1/out/new.mkv": fresh}
 	fi, err := os.Stat(orig)
@@ -90,7 +98,7 @@ func replacing(t *testing.T, dir, rel string, perm os.FileMode) (st doneJobs, ou
 func TestReplacementSurvivesACrashAnywhere(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"Heat.mkv", "Heat.avi"} { // the same name, and an extension change
-		for _, point := range []string{stepPlacing, stepReady, stepTrashed, stepPlaced, "moved", ""} {
+		for _, point := range []string{stepPlacing, stepReady, "linked", stepTrashed, stepPlaced, "moved", ""} {
 			if (name == "Heat.mkv" && point == stepPlaced) || (name == "Heat.avi" && point == stepTrashed) {
 				continue // not a point of that kind of replacement
 			}
@@ -190,8 +198,82 @@ func TestReplacementAcrossFileSystems(t *testing.T) {
 				require.Contains(t, files[0].Note, "Other disk/"+TrashDir+"/"+name)
 				left, err := st.LibraryTrashBefore(ctx, "movies", time.Now().Add(time.Hour))
 				require.NoError(t, err)
-				require.Equal(t, "Other disk/"+TrashDir+"/"+name, left[0].Path, "the purge finds it")
+				require.Equal(t, "Other disk/"+TrashDir+"/"+name, left[0].Path)
+				// Past keep_originals, the purge removes it from there too.
+				spec.KeepOriginals = time.Hour
+				m = New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+				m.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+				require.NoError(t, m.purge(ctx, m.libs["movies"]))
+				require.NoFileExists(t, filepath.Join(mnt, TrashDir, name))
 			})
 		}
 	}
+}
+
+// A crash, then a change while herd was stopped: the restart checks what
+// the names hold before each move, keeps what is not its own, and never
+// loses a file.
+func TestReplacementAfterAChangeWhileStopped(t *testing.T) {
+	t.Parallel()
+	user := []byte("the user's own new file")
+	for _, tc := range []struct {
+		name, point string
+		change      func(t *testing.T, dir string) // while herd is stopped
+		kept        string                         // the note
+		want        map[string][]byte              // what the folder holds after, by name (nil: the original)
+	}{
+		{"Heat.mkv", stepReady, func(t *testing.T, dir string) { write(t, filepath.Join(dir, "Heat.mkv"), user) },
+			"changed or went", map[string][]byte{"Heat.mkv": user}},
+		{"Heat.mkv", stepTrashed, func(t *testing.T, dir string) {
+			require.NoError(t, os.Remove(filepath.Join(dir, "Heat.mkv")))
+			write(t, filepath.Join(dir, "Heat.mkv"), user)
+		}, "changed or went while herd was stopped", map[string][]byte{"Heat.mkv": user}},
+		{"Heat.avi", stepReady, func(t *testing.T, dir string) { write(t, filepath.Join(dir, "Heat.mkv"), user) },
+			"Heat.mkv is there already", map[string][]byte{"Heat.avi": nil, "Heat.mkv": user}},
+		{"Heat.avi", stepPlaced, func(t *testing.T, dir string) {
+			require.NoError(t, os.Remove(filepath.Join(dir, "Heat.avi")))
+			write(t, filepath.Join(dir, "Heat.avi"), user)
+		}, "changed while herd was stopped", map[string][]byte{"Heat.avi": user}},
+	} {
+		t.Run(tc.name+"/"+tc.point, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			dir := t.TempDir()
+			st, outs, old, _ := replacing(t, dir, tc.name, 0o644)
+			spec := Spec{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}
+			m := New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+			m.interrupt = func(p string) bool { return p == tc.point }
+			require.ErrorIs(t, m.apply(ctx, m.libs["movies"]), errInterrupted)
+			tc.change(t, dir)
+			m = New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+			require.NoError(t, m.apply(ctx, m.libs["movies"]))
+			files, err := st.LibraryFiles(ctx, "movies")
+			require.NoError(t, err)
+			require.Len(t, files, 1)
+			require.Equal(t, StateKept, files[0].State)
+			require.Contains(t, files[0].Note, tc.kept)
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			var names []string
+			for _, e := range entries {
+				if e.Name() != TrashDir {
+					names = append(names, e.Name())
+				}
+			}
+			require.ElementsMatch(t, slices.Collect(maps.Keys(tc.want)), names, "nothing half-written, nothing of this replacement's left")
+			for name, want := range tc.want {
+				got, err := os.ReadFile(filepath.Join(dir, name))
+				require.NoError(t, err)
+				if want == nil {
+					want = old
+				}
+				require.Equal(t, want, got, name)
+			}
+		})
+	}
+}
+
+func write(t *testing.T, p string, b []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(p, b, 0o644))
 }

@@ -183,7 +183,7 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 		}
 	case profile.FormatMP4:
 		args = append(args, pl.herdTag()...)
-		args = append(args, "-movflags", pl.movFlags(), "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
+		args = append(args, "-movflags", "+faststart", "-f", "mp4", "file:"+filepath.Join(outDir, pl.FileName()))
 	case profile.FormatMKV:
 		args = append(args, pl.herdTag()...)
 		args = append(args, "-f", "matroska", "file:"+filepath.Join(outDir, pl.FileName()))
@@ -191,26 +191,23 @@ func (pl *Plan) EncodeArgs(input, outDir string) []string {
 	return args
 }
 
-// HerdTag is the container tag herd writes on every MP4 and MKV it makes:
-// the job's id (Plan.Herd), read back by the probe (Info.Herd).
+// HerdTag is the tag herd writes on every MP4 and MKV it makes, the job's
+// id (Plan.Herd), read back by the probe (Info.Herd): a Matroska tag
+// "herd"; in an MP4, which keeps only its standard tags (a tag of another
+// name would need use_metadata_tags, which drops the iTunes ones players
+// read), the video track's handler name, "herd:ID".
 const HerdTag = "herd"
 
 // herdTag is the output option that writes the herd tag; none for a plan
 // without one (made before the tag was written).
 func (pl *Plan) herdTag() []string {
-	if pl.Herd == "" {
+	switch {
+	case pl.Herd == "":
 		return nil
+	case pl.Format == profile.FormatMP4:
+		return []string{"-metadata:s:v:0", "handler_name=" + HerdTag + ":" + pl.Herd}
 	}
 	return []string{"-metadata", HerdTag + "=" + pl.Herd}
-}
-
-// movFlags are an MP4 output's: the index first, and tags of any name
-// kept (the herd tag).
-func (pl *Plan) movFlags() string {
-	if pl.Herd == "" {
-		return "+faststart"
-	}
-	return "+faststart+use_metadata_tags"
 }
 
 // dashArgs has ffmpeg's dash muxer write the init and media segments of the

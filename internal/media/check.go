@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// ErrNotChecked is a file CheckDecode did not decode: larger or longer
+// than herd decodes (Limits), which says nothing of its health.
+var ErrNotChecked = errors.New("not checked")
+
 // CheckDecode decodes every video and audio stream of the file at path to
 // nowhere and says what went wrong first; "" when it decodes cleanly. The
 // container is sniffed and forced, as for any source (Admit), and ffmpeg
@@ -17,6 +21,9 @@ func (t Tools) CheckDecode(ctx context.Context, path string, lim Limits) (string
 	info, err := t.Admit(ctx, path, lim)
 	if err != nil {
 		if re, ok := errors.AsType[*RejectedError](err); ok {
+			if re.Code == CodeTooLarge {
+				return "", fmt.Errorf("%w: %s", ErrNotChecked, re.Reason)
+			}
 			return re.Reason, nil
 		}
 		return "", err

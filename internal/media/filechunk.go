@@ -231,7 +231,7 @@ func (pl *Plan) StitchArgs(list, tracks, metadata, outDir string) []string {
 	args = append(args, "-max_muxing_queue_size", "1024")
 	args = append(args, pl.herdTag()...)
 	if pl.Format == profile.FormatMP4 {
-		args = append(args, "-movflags", pl.movFlags())
+		args = append(args, "-movflags", "+faststart")
 	}
 	return append(args, "-f", pl.fileMuxer(), "file:"+filepath.Join(filepath.Clean(outDir), pl.FileName()))
 }

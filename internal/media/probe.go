@@ -40,8 +40,8 @@ type Info struct {
 	// edit list hides at the end of the video (the demuxer discards it and
 	// every later one); 0 when none is hidden. Only ProbeVideoEnd sets it.
 	VideoEnd float64 `json:"video_end,omitempty"`
-	// Herd is the container's herd tag, which herd writes on every MP4 and
-	// MKV it makes (the job's id): a file herd made. "" on others.
+	// Herd is the herd tag (HerdTag) herd writes on every MP4 and MKV it
+	// makes, the job's id: a file herd made. "" on others.
 	Herd string `json:"herd,omitempty"`
 }
 
@@ -253,9 +253,10 @@ type probeStream struct {
 		HearingImpaired int `json:"hearing_impaired"`
 	} `json:"disposition"`
 	Tags struct {
-		Language string `json:"language"`
-		Rotate   string `json:"rotate"`
-		Title    string `json:"title"`
+		Language    string `json:"language"`
+		Rotate      string `json:"rotate"`
+		Title       string `json:"title"`
+		HandlerName string `json:"handler_name"`
 	} `json:"tags"`
 	SideDataList []struct {
 		Rotation *float64 `json:"rotation"`
@@ -288,6 +289,9 @@ func parseProbe(data []byte, demuxer string) (*Info, error) {
 		case "video":
 			if s.Disposition.AttachedPic == 0 {
 				videos = append(videos, s)
+			}
+			if id, ok := strings.CutPrefix(s.Tags.HandlerName, HerdTag+":"); ok && IsToken(id) && info.Herd == "" {
+				info.Herd = id // an MP4's (HerdTag)
 			}
 		case "audio":
 			info.Audio = append(info.Audio, AudioStream{

@@ -69,20 +69,10 @@ func ReadSidecar(data []byte) (*Sidecar, error) {
 		return nil, err
 	}
 	format := sidecarFormat(text)
-	var subs *astisub.Subtitles
-	r := strings.NewReader(text)
-	switch format {
-	case SidecarWebVTT:
-		subs, err = astisub.ReadFromWebVTT(r)
-	case SidecarSSA:
-		subs, err = astisub.ReadFromSSA(r)
-	case SidecarTTML:
-		subs, err = astisub.ReadFromTTML(r)
-	case SidecarSRT:
-		subs, err = astisub.ReadFromSRT(r)
-	default:
+	if format == "" {
 		return nil, &SidecarError{Msg: "not a subtitle format herd reads: send SRT, WebVTT, ASS/SSA or TTML"}
 	}
+	subs, err := parseSidecar(format, text)
 	if err != nil {
 		if m := astisubLine.FindStringSubmatch(err.Error()); m != nil {
 			n, _ := strconv.Atoi(m[1])
@@ -113,6 +103,27 @@ func ReadSidecar(data []byte) (*Sidecar, error) {
 		return nil, &SidecarError{Msg: "cannot be written as WebVTT: " + strings.TrimPrefix(err.Error(), "astisub: ")}
 	}
 	return &Sidecar{Format: format, Cues: len(subs.Items), WebVTT: buf.Bytes()}, nil
+}
+
+// parseSidecar parses text in format. A file the parser trips over
+// (go-astisub panics on some malformed input) is refused like any other
+// that does not parse.
+func parseSidecar(format, text string) (subs *astisub.Subtitles, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			subs, err = nil, fmt.Errorf("malformed (%v)", p)
+		}
+	}()
+	r := strings.NewReader(text)
+	switch format {
+	case SidecarWebVTT:
+		return astisub.ReadFromWebVTT(r)
+	case SidecarSSA:
+		return astisub.ReadFromSSA(r)
+	case SidecarTTML:
+		return astisub.ReadFromTTML(r)
+	}
+	return astisub.ReadFromSRT(r)
 }
 
 // maxCues bounds the cues of a sidecar: a long film has a few thousand.

@@ -111,3 +111,40 @@ func TestReadSidecarRefuses(t *testing.T) {
 	_, err := media.ReadSidecar(make([]byte, media.MaxSidecarBytes+1))
 	require.ErrorContains(t, err, "a subtitle file may have")
 }
+
+// Files the parser trips over are refused, not a crash.
+func TestReadSidecarMalformed(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{
+		"1\n00:00:01,000 -->\nhi\n",
+		`<?xml version="1.0"?><tt xmlns="http://www.w3.org/ns/ttml"><body><div><p begin="00:00:01.000">hi</p></div></body></tt>`,
+	} {
+		_, err := media.ReadSidecar([]byte(text))
+		require.Error(t, err, text)
+		_, ok := err.(*media.SidecarError)
+		require.True(t, ok, "%T %v", err, err)
+	}
+}
+
+func FuzzReadSidecar(f *testing.F) {
+	for _, s := range []string{
+		"1\n00:00:01,000 --> 00:00:02,500\nBonjour.\n",
+		"WEBVTT\n\n00:01.000 --> 00:02.500\nBonjour.\n",
+		"[Script Info]\nScriptType: v4.00+\n\n[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\nDialogue: 0,0:00:01.00,0:00:02.50,Default,,0,0,0,,Hi\n",
+		`<?xml version="1.0"?><tt xmlns="http://www.w3.org/ns/ttml"><body><div><p begin="00:00:01.000" end="00:00:02.000">hi</p></div></body></tt>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sc, err := media.ReadSidecar(data)
+		if err != nil {
+			if _, ok := err.(*media.SidecarError); !ok {
+				t.Fatalf("%T %v", err, err)
+			}
+			return
+		}
+		if !strings.HasPrefix(string(sc.WebVTT), "WEBVTT") || sc.Cues == 0 {
+			t.Fatalf("not WebVTT with cues: %q", sc.WebVTT)
+		}
+	})
+}

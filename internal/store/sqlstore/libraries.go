@@ -48,7 +48,8 @@ func (s *Store) LibraryFilesIn(ctx context.Context, library string, states ...st
 	return collect(ctx, s.r, scanLibraryFile, s.q(`SELECT `+libraryCols+` FROM library_files WHERE library = ? AND state IN (`+marks+`) ORDER BY updated_at, path`), args...)
 }
 
-// PutLibraryFile records a library file as it is now.
+// PutLibraryFile records a library file as it is now. Its health check
+// is set only when the file is new (SetLibraryCheck records checks).
 func (s *Store) PutLibraryFile(ctx context.Context, f store.LibraryFile) error {
 	return s.tx(ctx, func(tx *sql.Tx) error { return s.putLibraryFile(ctx, tx, f) })
 }
@@ -57,7 +58,7 @@ func (s *Store) putLibraryFile(ctx context.Context, tx *sql.Tx, f store.LibraryF
 	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO library_files (`+libraryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (library, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, inode = excluded.inode, state = excluded.state,
 		facts = excluded.facts, job_id = excluded.job_id, note = excluded.note, new_size = excluded.new_size, new_sha256 = excluded.new_sha256,
-		step = excluded.step, trash = excluded.trash, check_state = excluded.check_state, check_note = excluded.check_note, scanned_at = excluded.scanned_at, updated_at = excluded.updated_at`),
+		step = excluded.step, trash = excluded.trash, scanned_at = excluded.scanned_at, updated_at = excluded.updated_at`),
 		f.Library, f.Path, f.Size, f.MTime, int64(f.Inode), f.State, string(f.Facts), f.JobID, f.Note, f.NewSize, f.NewSHA256, f.Step, f.Trash, f.Check, f.CheckNote, ms(f.ScannedAt), ms(f.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("put library file: %w", err)

@@ -528,7 +528,7 @@ pages.workers = () => {
 // skips), refreshed every few seconds.
 pages.libraries = () => {
   const rows = document.getElementById('l-rows');
-  const order = ['queued', 'matched', 'replaced', 'done', 'kept', 'failed', 'unprobeable', 'rule_error', 'skipped', 'herd'];
+  const order = ['queued', 'matched', 'planned', 'replaced', 'done', 'kept', 'failed', 'unprobeable', 'rule_error', 'skipped', 'herd'];
   let chosen = '';
   const counts = (c) => order.filter((s) => c[s]).map((s) => `${c[s]} ${s.replace('_', ' ')}`).join(', ') || 'no files yet';
   const showFiles = async () => {
