@@ -58,6 +58,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("EncodeSeconds", func(t *testing.T) { t.Parallel(); testEncodeSeconds(t, open(t)) })
 	t.Run("Expand", func(t *testing.T) { t.Parallel(); testExpand(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
+	t.Run("Libraries", func(t *testing.T) { t.Parallel(); testLibraries(t, open(t)) })
 }
 
 // newJob creates a job whose tasks form probe -> encode -> publish.
