@@ -50,16 +50,20 @@ const (
 	stepPlaced  = "placed"
 )
 
-// maxTries is how many times a replacement that fails before it has moved
-// anything is tried (a tick apart) before its file is marked failed.
-const maxTries = 5
+// failAfter is how long a replacement that fails before it has moved
+// anything is tried (every tick) before its file is marked failed: long
+// enough for a network share to come back.
+const failAfter = 15 * time.Minute
 
 // apply finishes the files whose job is over, and takes up again those
 // whose failed job was retried.
 func (m *Manager) apply(ctx context.Context, l *lib) error {
 	files, err := m.st.LibraryFilesIn(ctx, l.Name, StateQueued, StateFailed)
-	if err != nil {
+	if err != nil || len(files) == 0 {
 		return err
+	}
+	if err := mounted(l); err != nil {
+		return err // an unmounted share would look like every original gone
 	}
 	var errs []error
 	for _, f := range files {
@@ -123,41 +127,59 @@ func (m *Manager) applyOne(ctx context.Context, l *lib, f store.LibraryFile) err
 		return nil
 	case errors.As(err, &keep):
 		m.forget(key)
-		m.discard(l, f)
+		m.undo(l, f)
 		f.State, f.Note, f.Step = StateKept, keep.msg, ""
 		m.deliver(ctx, l, j.ID, false, "kept the original "+f.Path+": "+keep.msg)
 		return m.put(ctx, f)
 	case errors.Is(err, errInterrupted) || ctx.Err() != nil:
 		return err
 	}
-	// Nothing moved yet: after maxTries, the file is failed (the
-	// temporary file removed). Past that, the journal must be finished:
-	// it is tried again at every step.
-	if errors.As(err, &fail) || (m.tried(key) >= maxTries && (f.Step == "" || f.Step == stepPlacing || f.Step == stepReady)) {
+	// Nothing moved yet: failing for failAfter, the file is failed (what
+	// the replacement made taken back). Past that, the journal must be
+	// finished: it is tried again at every step.
+	if errors.As(err, &fail) || (m.failingFor(key) >= failAfter && (f.Step == "" || f.Step == stepPlacing || f.Step == stepReady)) {
 		m.forget(key)
-		m.discard(l, f)
-		f.State, f.Note, f.Step, f.JobID = StateFailed, err.Error(), "", ""
+		m.undo(l, f)
+		f.State, f.Note, f.Step, f.JobID = StateFailed, err.Error()+" (tried again when the file changes)", "", ""
 		m.deliver(ctx, l, j.ID, false, "could not put the new file in place of "+f.Path+": "+err.Error())
 		return m.put(ctx, f)
 	}
 	return err
 }
 
-// tried counts a failed try of the replacement of key; forget clears it.
-func (m *Manager) tried(key string) int {
+// failingFor says how long the replacement of key has been failing,
+// counting this failure; forget clears it.
+func (m *Manager) failingFor(key string) time.Duration {
 	m.triesMu.Lock()
 	defer m.triesMu.Unlock()
 	if m.tries == nil {
-		m.tries = map[string]int{}
+		m.tries = map[string]time.Time{}
 	}
-	m.tries[key]++
-	return m.tries[key]
+	first, ok := m.tries[key]
+	if !ok {
+		m.tries[key] = m.now()
+		return 0
+	}
+	return m.now().Sub(first)
 }
 
 func (m *Manager) forget(key string) {
 	m.triesMu.Lock()
 	defer m.triesMu.Unlock()
 	delete(m.tries, key)
+}
+
+// mounted refuses a library folder that is empty: a share not mounted.
+func mounted(l *lib) error {
+	d, err := os.Open(l.Path)
+	if err != nil {
+		return fmt.Errorf("library %s: %w", l.Name, err)
+	}
+	defer d.Close()
+	if names, _ := d.Readdirnames(1); len(names) == 0 {
+		return fmt.Errorf("library %s: %s is empty (is it mounted?); its replacements wait", l.Name, l.Path)
+	}
+	return nil
 }
 
 // keptError says the original stays, and why (not smaller, an owner herd
@@ -227,7 +249,11 @@ func output(j job.Job) (key, name string, size int64, err error) {
 }
 
 // replace puts j's output in place of f (or beside it), walking the
-// journal from wherever f's Step says it got to.
+// journal from wherever f's Step says it got to. The journal may be
+// behind the disk (a power cut can undo the store's last commits), so
+// before the steps that move nothing it looks at the disk: an original no
+// longer at its name but in the trash, with the new file in place, is a
+// replacement already made.
 func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j job.Job) error {
 	key, outName, outSize, err := output(j)
 	if err != nil {
@@ -244,17 +270,31 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 	}
 	sameName := final == f.Path
 
-	if f.Step == "" || f.Step == stepPlacing {
+	if f.Step == "" || f.Step == stepPlacing || f.Step == stepReady {
 		orig, err := root.Lstat(f.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return kept("the original is gone")
-		}
-		if err != nil {
+		switch {
+		case err == nil && unchanged(*f, orig) == nil:
+		case err == nil || errors.Is(err, fs.ErrNotExist):
+			if l.Action != ActionAlongside {
+				if t, ok := findOriginal(root, *f, trash, j.ID); ok {
+					if want, err := m.expected(ctx, *f, key); err == nil && m.ours(root, final, outSize, want) {
+						f.NewSize, f.NewSHA256 = outSize, want
+						return m.record(ctx, l, f, final, t, j.ID)
+					}
+				}
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				return kept("the original is gone")
+			}
+			if !sameName && f.Step == stepReady && m.ours(root, final, f.NewSize, f.NewSHA256) {
+				_ = root.Remove(final) // this replacement's, placed before a crash; the name holds the user's file
+			}
+			return kept("the original changed while its new file was made; it is judged again at the next scan")
+		default:
 			return err
 		}
-		if err := unchanged(*f, orig); err != nil {
-			return err
-		}
+	}
+	if f.Step == "" || f.Step == stepPlacing {
 		if limit := float64(f.Size) * (1 - l.MinSavings); float64(outSize) >= limit || outSize >= f.Size {
 			return kept("the new file is %s, the original %s: not %.0f%% smaller (min_savings)", BytesIEC(outSize), BytesIEC(f.Size), l.MinSavings*100)
 		}
@@ -262,6 +302,10 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 			if _, err := root.Lstat(final); err == nil {
 				return kept("%s is there already, and herd does not overwrite a file it did not make", final)
 			}
+		}
+		orig, err := root.Lstat(f.Path)
+		if err != nil {
+			return err
 		}
 		f.Step = stepPlacing
 		if err := m.put(ctx, *f); err != nil {
@@ -283,34 +327,30 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		}
 	}
 	if f.Step == stepReady {
-		// The original must still be what the scan saw, and is kept
-		// otherwise (a new file of this replacement placed before a crash
-		// is taken back).
-		if orig, err := root.Lstat(f.Path); err != nil || unchanged(*f, orig) != nil {
-			if !sameName && m.ours(root, final, *f) {
-				_ = root.Remove(final)
-			}
-			return kept("the original changed or went while the new file was made; it is judged again at the next scan")
-		}
 		if l.Action == ActionAlongside {
 			if err := m.place(root, tmp, final, *f); err != nil {
 				return err
 			}
 			return m.finish(ctx, l, f, final, f.Path, j.ID, "made "+final+" beside "+f.Path)
 		}
+		// The trash name is chosen, and journalled, before anything moves.
+		if trash, err = trashName(root, f.Path, trash, j.ID); err != nil {
+			return err
+		}
 		if sameName {
 			// The original's bytes stay reachable from the trash the
 			// moment the new file takes its name.
-			if trash, err = keepIn(root, f.Path, trash, j.ID, root.Link); err != nil {
+			if trash, err = keepIn(root, f.Path, trash, j.ID, false); err != nil {
 				return fmt.Errorf("keep the original in %s: %w", TrashDir, err)
 			}
-			f.Step, f.Trash = stepTrashed, trash
+			f.Step = stepTrashed
 		} else {
 			if err := m.place(root, tmp, final, *f); err != nil {
 				return err
 			}
 			f.Step = stepPlaced
 		}
+		f.Trash = trash
 		if err := m.interrupted("linked"); err != nil { // done on disk, not yet journalled
 			return err
 		}
@@ -326,13 +366,24 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		cur, err := root.Lstat(f.Path)
 		switch {
 		case err == nil && unchanged(*f, cur) == nil:
+			if _, err := root.Lstat(tmp); errors.Is(err, fs.ErrNotExist) {
+				// The new file went while herd was stopped: made again.
+				f.Step = ""
+				if err := m.put(ctx, *f); err != nil {
+					return err
+				}
+				return errors.New("the new file went; it is written again")
+			}
 			// The trash must hold the original before the name stops
 			// holding it (a link lost with a power cut is made again).
-			if t, err := root.Lstat(trash); err != nil || unchanged(*f, t) != nil {
-				if trash, err = keepIn(root, f.Path, trash, j.ID, root.Link); err != nil {
+			if t, err := root.Lstat(trash); err != nil || !os.SameFile(t, cur) {
+				if trash, err = keepIn(root, f.Path, trash, j.ID, false); err != nil {
 					return fmt.Errorf("keep the original in %s: %w", TrashDir, err)
 				}
 				f.Trash = trash
+				if err := m.put(ctx, *f); err != nil {
+					return err
+				}
 			}
 			if err := root.Rename(tmp, f.Path); err != nil {
 				return err
@@ -340,47 +391,115 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 			if err := syncDir(root, path.Dir(f.Path)); err != nil {
 				return err
 			}
-		case m.ours(root, f.Path, *f):
+		case err == nil && m.ours(root, f.Path, f.NewSize, f.NewSHA256):
 			// Renamed before a crash.
-		default:
-			// Something else took the name while herd was stopped.
+		case err == nil || errors.Is(err, fs.ErrNotExist):
+			// Something else took the name while herd was stopped, or
+			// nothing holds it: the original stays in the trash.
 			if err := m.st.AddLibraryTrash(ctx, store.TrashEntry{Library: l.Name, Path: trash, Original: f.Path, TrashedAt: m.now().UTC()}); err != nil {
 				return err
 			}
 			return kept("the file changed or went while herd was stopped; the original is in %s", trash)
+		default:
+			return err
 		}
 	case stepPlaced:
+		if !m.ours(root, final, f.NewSize, f.NewSHA256) {
+			return kept("%s went or changed while herd was stopped; the original stays", final)
+		}
 		cur, err := root.Lstat(f.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			// Moved before a crash: to the library's trash or its folder's.
-			if _, lerr := root.Lstat(trash); lerr != nil {
-				if _, lerr := root.Lstat(localTrash(f.Path)); lerr == nil {
-					trash = localTrash(f.Path)
-				}
+			// Moved before a crash, to the trash chosen or its folder's own.
+			if t, ok := findOriginal(root, *f, trash, j.ID); ok {
+				trash = t
+			} else {
+				trash = "" // the user removed it: nothing to keep
 			}
 		case err != nil:
 			return err
 		case unchanged(*f, cur) == nil:
-			if trash, err = keepIn(root, f.Path, trash, j.ID, root.Rename); err != nil {
+			if trash, err = keepIn(root, f.Path, trash, j.ID, true); err != nil {
 				return err
 			}
 		default:
 			// Something else took the original's name while herd was
 			// stopped: this replacement's file is taken back.
-			if m.ours(root, final, *f) {
-				_ = root.Remove(final)
-			}
+			_ = root.Remove(final)
 			return kept("the original changed while herd was stopped; it is judged again at the next scan")
 		}
 	}
 	if err := m.interrupted("moved"); err != nil {
 		return err
 	}
-	if err := m.st.AddLibraryTrash(ctx, store.TrashEntry{Library: l.Name, Path: trash, Original: f.Path, TrashedAt: m.now().UTC()}); err != nil {
-		return err
+	return m.record(ctx, l, f, final, trash, j.ID)
+}
+
+// record finishes a replacement made: the original's place in the trash
+// ("" when there is none) and the new file.
+func (m *Manager) record(ctx context.Context, l *lib, f *store.LibraryFile, final, trash, jobID string) error {
+	where := "removed while herd was stopped"
+	if trash != "" {
+		if err := m.st.AddLibraryTrash(ctx, store.TrashEntry{Library: l.Name, Path: trash, Original: f.Path, TrashedAt: m.now().UTC()}); err != nil {
+			return err
+		}
+		where = "in " + trash
 	}
-	return m.finish(ctx, l, f, final, f.Path, j.ID, fmt.Sprintf("replaced %s: %s, was %s; the original is in %s", final, BytesIEC(f.NewSize), BytesIEC(f.Size), trash))
+	return m.finish(ctx, l, f, final, f.Path, jobID, fmt.Sprintf("replaced %s: %s, was %s; the original is %s", final, BytesIEC(f.NewSize), BytesIEC(f.Size), where))
+}
+
+// expected is the SHA-256 the new file has: the journal's, or the job
+// output's (a journal a power cut set back).
+func (m *Manager) expected(ctx context.Context, f store.LibraryFile, key string) (string, error) {
+	if f.NewSHA256 != "" {
+		return f.NewSHA256, nil
+	}
+	src, err := m.outputs.Open(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, src); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// findOriginal looks for the original f recorded in the places a
+// replacement may have moved it: the trash chosen, the name used when
+// that was taken, and its folder's own trash.
+func findOriginal(root *os.Root, f store.LibraryFile, trash, jobID string) (string, bool) {
+	local := localTrash(f.Path)
+	for _, p := range []string{trash, altName(trash, jobID), TrashDir + "/" + f.Path, altName(TrashDir+"/"+f.Path, jobID), local, altName(local, jobID)} {
+		if st, err := root.Lstat(p); err == nil && unchanged(f, st) == nil {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// altName is p with the job's id before its extension: the trash name of
+// an original whose usual one an earlier original holds.
+func altName(p, jobID string) string {
+	ext := path.Ext(p)
+	return strings.TrimSuffix(p, ext) + "." + jobID + ext
+}
+
+// trashName is the name in the trash the original at rel goes to: trash,
+// or altName(trash) when an earlier original holds it.
+func trashName(root *os.Root, rel, trash, jobID string) (string, error) {
+	st, err := root.Lstat(trash)
+	if errors.Is(err, fs.ErrNotExist) {
+		return trash, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if cur, err := root.Lstat(rel); err == nil && os.SameFile(st, cur) {
+		return trash, nil // linked before a crash
+	}
+	return altName(trash, jobID), nil
 }
 
 // place gives the new file at tmp its name, final, without ever replacing
@@ -390,10 +509,10 @@ func (m *Manager) place(root *os.Root, tmp, final string, f store.LibraryFile) e
 	err := root.Link(tmp, final)
 	switch {
 	case errors.Is(err, fs.ErrExist):
-		if !m.ours(root, final, f) {
+		if !m.ours(root, final, f.NewSize, f.NewSHA256) {
 			return kept("%s is there already, and herd does not overwrite a file it did not make", final)
 		}
-	case errors.Is(err, fs.ErrNotExist) && m.ours(root, final, f):
+	case errors.Is(err, fs.ErrNotExist) && m.ours(root, final, f.NewSize, f.NewSHA256):
 		// Placed, and the temporary name removed, before a crash.
 		return nil
 	case err != nil:
@@ -410,42 +529,74 @@ func (m *Manager) place(root *os.Root, tmp, final string, f store.LibraryFile) e
 
 // ours says the file at p is this replacement's new file: its size and
 // SHA-256.
-func (m *Manager) ours(root *os.Root, p string, f store.LibraryFile) bool {
+func (m *Manager) ours(root *os.Root, p string, size int64, sum string) bool {
 	st, err := root.Lstat(p)
-	if err != nil || !st.Mode().IsRegular() || st.Size() != f.NewSize || f.NewSHA256 == "" {
+	if err != nil || !st.Mode().IsRegular() || st.Size() != size || sum == "" {
 		return false
 	}
-	sum, err := fileSHA256(root, p)
-	return err == nil && sum == f.NewSHA256
+	got, err := fileSHA256(root, p)
+	return err == nil && got == sum
 }
 
-// keepIn gives the original at rel a name in the trash with move (a hard
-// link, or a rename), at trash or, when that is taken by an earlier
-// original, beside it with the job's id; a file on another file system
-// mounted inside the library goes to its folder's own trash. It returns
-// the name, its folder synced.
-func keepIn(root *os.Root, rel, trash, jobID string, move func(from, to string) error) (string, error) {
-	try := func(to string) (string, error) {
+// keepIn links the original at rel to the trash name to (and, with
+// move, removes rel once it is there: a move that never replaces a file,
+// as a rename would). A file on another file system mounted inside the
+// library goes to its folder's own trash instead. It returns the name,
+// the folders it made synced; run again after a crash, it finds the work
+// done.
+func keepIn(root *os.Root, rel, to, jobID string, move bool) (string, error) {
+	link := func(to string) error {
 		if err := mkdirAll(root, path.Dir(to)); err != nil {
-			return "", err
+			return err
 		}
-		if st, err := root.Lstat(to); err == nil {
-			if cur, err := root.Lstat(rel); err == nil && os.SameFile(st, cur) {
-				return to, syncDir(root, path.Dir(to)) // done before a crash
+		err := root.Link(rel, to)
+		if errors.Is(err, fs.ErrExist) {
+			st, serr := root.Lstat(to)
+			cur, cerr := root.Lstat(rel)
+			if serr != nil || cerr != nil || !os.SameFile(st, cur) {
+				return err // someone else's file: not ours to take
 			}
-			ext := path.Ext(to)
-			to = strings.TrimSuffix(to, ext) + "." + jobID + ext
+			err = nil // linked before a crash
 		}
-		if err := move(rel, to); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err != nil {
+			return err
+		}
+		return syncDirs(root, path.Dir(to))
+	}
+	err := link(to)
+	if errors.Is(err, syscall.EXDEV) {
+		local, lerr := trashName(root, rel, localTrash(rel), jobID)
+		if lerr != nil {
+			return "", lerr
+		}
+		to, err = local, link(local)
+	}
+	if err != nil {
+		return "", err
+	}
+	if move {
+		if err := root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
-		return to, syncDir(root, path.Dir(to))
+		if err := syncDir(root, path.Dir(rel)); err != nil {
+			return "", err
+		}
 	}
-	to, err := try(trash)
-	if errors.Is(err, syscall.EXDEV) {
-		to, err = try(localTrash(rel))
+	return to, nil
+}
+
+// syncDirs syncs dir and every folder above it inside root: folders just
+// made are names in their parents.
+func syncDirs(root *os.Root, dir string) error {
+	for {
+		if err := syncDir(root, dir); err != nil {
+			return err
+		}
+		if dir == "." || dir == "" || dir == "/" {
+			return nil
+		}
+		dir = path.Dir(dir)
 	}
-	return to, err
 }
 
 // syncDir makes the names in dir (inside root) durable.
@@ -486,6 +637,7 @@ func (m *Manager) finish(ctx context.Context, l *lib, f *store.LibraryFile, fina
 	}
 	done := *f
 	done.Step, done.State, done.Note, done.UpdatedAt = "", state, detail, m.now().UTC()
+	done.Check, done.CheckNote = "", "" // the new file is not the one checked
 	if state == StateReplaced {
 		// The new file is what the path holds now: a later scan finds it unchanged.
 		done.Path, done.Size, done.MTime, done.Inode = final, st.Size(), st.ModTime().UnixNano(), inode(st)
@@ -559,7 +711,7 @@ func unchanged(f store.LibraryFile, st fs.FileInfo) error {
 func (m *Manager) writeTemp(ctx context.Context, root *os.Root, key, tmp string, size int64, orig fs.FileInfo) (string, error) {
 	src, err := m.outputs.Open(ctx, key)
 	if errors.Is(err, blob.ErrNotFound) {
-		return "", &failedError{"the job's output is gone from storage (removed after --keep-replaced?); scan again to encode it anew"}
+		return "", &failedError{"the job's output is gone from storage"}
 	}
 	if err != nil {
 		return "", fmt.Errorf("open the job's output: %w", err)
@@ -603,7 +755,7 @@ func owned(f *os.File, orig fs.FileInfo) error {
 	if st, ok := orig.Sys().(*syscall.Stat_t); ok {
 		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
 			if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM) {
-				return kept("herd runs as uid %d gid %d and may not give the new file the original's owner, uid %d gid %d: run herd as root or as that user (or use action: alongside)",
+				return kept("herd runs as uid %d gid %d and may not give the new file the original's owner, uid %d gid %d: run herd as root or as that user",
 					os.Geteuid(), os.Getegid(), st.Uid, st.Gid)
 			}
 			return err
@@ -617,23 +769,33 @@ func owned(f *os.File, orig fs.FileInfo) error {
 	return syscall.Futimes(int(f.Fd()), []syscall.Timeval{syscall.NsecToTimeval(now.UnixNano()), syscall.NsecToTimeval(mtime.UnixNano())})
 }
 
-// discard removes what a replacement given up left beside the original.
-func (m *Manager) discard(l *lib, f store.LibraryFile) {
+// undo takes back what a replacement given up made (f's journal is at
+// "", placing or ready: the original is still at its name): its temporary
+// file, the new file it may have placed under another name, and a trash
+// link of the original it may have made.
+func (m *Manager) undo(l *lib, f store.LibraryFile) {
 	root, err := l.open()
 	if err != nil {
 		return
 	}
 	defer root.Close()
 	dir, base := path.Split(f.Path)
-	stem := strings.TrimSuffix(base, path.Ext(base))
-	entries, err := fs.ReadDir(root.FS(), strings.TrimSuffix(cmp.Or(dir, "."), "/"))
-	if err != nil {
+	ext := path.Ext(base)
+	stem := strings.TrimSuffix(base, ext)
+	orig, err := root.Lstat(f.Path)
+	atName := err == nil && unchanged(f, orig) == nil
+	for _, out := range []string{".mkv", ".mp4"} {
+		_ = root.Remove(dir + tempPrefix + f.JobID + "-" + stem + out)
+		if final := dir + stem + out; final != f.Path && atName && f.NewSHA256 != "" && m.ours(root, final, f.NewSize, f.NewSHA256) {
+			_ = root.Remove(final)
+		}
+	}
+	if !atName {
 		return
 	}
-	prefix := tempPrefix + f.JobID + "-" + stem
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			_ = root.Remove(dir + e.Name())
+	for _, t := range []string{f.Trash, TrashDir + "/" + f.Path, altName(TrashDir+"/"+f.Path, f.JobID), localTrash(f.Path), altName(localTrash(f.Path), f.JobID)} {
+		if st, err := root.Lstat(t); t != "" && err == nil && os.SameFile(st, orig) {
+			_ = root.Remove(t) // a link of the original, which is still at its name
 		}
 	}
 }

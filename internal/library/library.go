@@ -152,7 +152,7 @@ type Manager struct {
 	tellers sync.WaitGroup
 
 	triesMu sync.Mutex
-	tries   map[string]int // failed tries of a replacement, by library/path
+	tries   map[string]time.Time // when a replacement first failed, by library/path
 }
 
 type lib struct {
@@ -276,13 +276,9 @@ func (m *Manager) run(ctx context.Context, l *lib) {
 func (m *Manager) step(ctx context.Context, l *lib) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := m.apply(ctx, l); err != nil {
-		return err
-	}
-	if err := m.queue(ctx, l); err != nil {
-		return err
-	}
-	return m.purge(ctx, l)
+	// Each goes on whatever became of the others: one stuck file does not
+	// hold up the library.
+	return errors.Join(m.apply(ctx, l), m.queue(ctx, l), m.purge(ctx, l))
 }
 
 // Report is what a scan or a plan found (jobview.LibraryReport).
@@ -339,7 +335,10 @@ func (m *Manager) scanNow(ctx context.Context, l *lib, plan bool) (Report, error
 	defer l.mu.Unlock()
 	if !plan {
 		if err := m.apply(ctx, l); err != nil { // finish what a crash cut short first
-			return Report{}, err
+			if ctx.Err() != nil {
+				return Report{}, err
+			}
+			m.log.Warn("library: some replacements wait", "library", l.Name, "err", err)
 		}
 	}
 	probed, err := m.walk(ctx, l, plan)

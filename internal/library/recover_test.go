@@ -223,7 +223,7 @@ func TestReplacementAfterAChangeWhileStopped(t *testing.T) {
 		want        map[string][]byte              // what the folder holds after, by name (nil: the original)
 	}{
 		{"Heat.mkv", stepReady, func(t *testing.T, dir string) { write(t, filepath.Join(dir, "Heat.mkv"), user) },
-			"changed or went", map[string][]byte{"Heat.mkv": user}},
+			"the original changed", map[string][]byte{"Heat.mkv": user}},
 		{"Heat.mkv", stepTrashed, func(t *testing.T, dir string) {
 			require.NoError(t, os.Remove(filepath.Join(dir, "Heat.mkv")))
 			write(t, filepath.Join(dir, "Heat.mkv"), user)
@@ -276,4 +276,106 @@ func TestReplacementAfterAChangeWhileStopped(t *testing.T) {
 func write(t *testing.T, p string, b []byte) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(p, b, 0o644))
+}
+
+// A power cut can undo the store's last commits: the journal then says
+// less was done than the disk shows. The next apply finds the replacement
+// made (the original in the trash, the new file in place) and records it,
+// removing nothing.
+func TestReplacementJournalBehindTheDisk(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"Heat.mkv", "Heat.avi"} {
+		for _, back := range []string{"", stepPlacing, stepReady} {
+			t.Run(name+"/"+back, func(t *testing.T) {
+				t.Parallel()
+				ctx := t.Context()
+				dir := t.TempDir()
+				st, outs, old, fresh := replacing(t, dir, name, 0o644)
+				before, err := st.LibraryFiles(ctx, "movies")
+				require.NoError(t, err)
+				spec := Spec{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}
+				m := New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+				m.interrupt = func(p string) bool { return p == "moved" } // all done on disk
+				require.ErrorIs(t, m.apply(ctx, m.libs["movies"]), errInterrupted)
+				// The store loses its last commits.
+				row := before[0]
+				row.Step = back
+				if back == stepReady {
+					files, err := st.LibraryFiles(ctx, "movies")
+					require.NoError(t, err)
+					row.NewSize, row.NewSHA256 = files[0].NewSize, files[0].NewSHA256
+				}
+				require.NoError(t, st.PutLibraryFile(ctx, row))
+				m = New([]Spec{spec}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+				require.NoError(t, m.apply(ctx, m.libs["movies"]))
+				got, err := os.ReadFile(filepath.Join(dir, "Heat.mkv"))
+				require.NoError(t, err)
+				require.Equal(t, fresh, got, "the new file stays")
+				trashed, err := os.ReadFile(filepath.Join(dir, TrashDir, name))
+				require.NoError(t, err)
+				require.Equal(t, old, trashed)
+				files, err := st.LibraryFiles(ctx, "movies")
+				require.NoError(t, err)
+				require.Len(t, files, 1)
+				require.Equal(t, StateReplaced, files[0].State, files[0].Note)
+				left, err := st.LibraryTrashBefore(ctx, "movies", time.Now().Add(time.Hour))
+				require.NoError(t, err)
+				require.Len(t, left, 1, "the original's place in the trash is recorded")
+			})
+		}
+	}
+}
+
+// Stopped at placed, then the new file removed by hand: the original
+// stays where it is. Stopped at trashed, then the new file's temporary
+// name removed: it is written again. An earlier original in the trash
+// keeps its name; this one gets the job's.
+func TestReplacementAfterItsFilesWent(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	spec := func(dir string) Spec {
+		return Spec{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}
+	}
+	run := func(t *testing.T, st doneJobs, outs outputs, dir, point string) {
+		t.Helper()
+		m := New([]Spec{spec(dir)}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+		m.interrupt = func(p string) bool { return p == point }
+		err := m.apply(ctx, m.libs["movies"])
+		if point != "" {
+			require.ErrorIs(t, err, errInterrupted)
+		}
+	}
+
+	dir := t.TempDir()
+	st, outs, old, _ := replacing(t, dir, "Heat.avi", 0o644)
+	run(t, st, outs, dir, stepPlaced)
+	require.NoError(t, os.Remove(filepath.Join(dir, "Heat.mkv")))
+	run(t, st, outs, dir, "")
+	got, err := os.ReadFile(filepath.Join(dir, "Heat.avi"))
+	require.NoError(t, err)
+	require.Equal(t, old, got, "the original stays at its name")
+	files, err := st.LibraryFiles(ctx, "movies")
+	require.NoError(t, err)
+	require.Equal(t, StateKept, files[0].State)
+
+	dir = t.TempDir()
+	st, outs, _, fresh := replacing(t, dir, "Heat.mkv", 0o644)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, TrashDir), 0o755))
+	write(t, filepath.Join(dir, TrashDir, "Heat.mkv"), []byte("an earlier original"))
+	run(t, st, outs, dir, stepTrashed)
+	require.NoError(t, os.Remove(filepath.Join(dir, ".herd-j1-Heat.mkv")))
+	m := New([]Spec{spec(dir)}, st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+	require.Error(t, m.apply(ctx, m.libs["movies"]), "the new file went: written again next time")
+	require.NoError(t, m.apply(ctx, m.libs["movies"]))
+	got, err = os.ReadFile(filepath.Join(dir, "Heat.mkv"))
+	require.NoError(t, err)
+	require.Equal(t, fresh, got)
+	earlier, err := os.ReadFile(filepath.Join(dir, TrashDir, "Heat.mkv"))
+	require.NoError(t, err)
+	require.Equal(t, "an earlier original", string(earlier), "the earlier original keeps its place")
+	require.FileExists(t, filepath.Join(dir, TrashDir, "Heat.j1.mkv"))
+	files, err = st.LibraryFiles(ctx, "movies")
+	require.NoError(t, err)
+	require.Equal(t, StateReplaced, files[0].State)
+	require.Contains(t, files[0].Note, TrashDir+"/Heat.j1.mkv")
 }
