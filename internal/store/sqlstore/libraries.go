@@ -19,7 +19,7 @@ func scanLibraryFile(sc scanner) (store.LibraryFile, error) {
 		scanned, updated int64
 	)
 	err := sc.Scan(&f.Library, &f.Path, &f.Size, &f.MTime, &inode, &f.State, &facts, &f.JobID, &f.Note, &f.NewSize, &f.NewSHA256, &f.Step, &f.Trash, &f.Check, &f.CheckNote, &scanned, &updated)
-	f.Inode, f.ScannedAt, f.UpdatedAt = uint64(inode), time.UnixMilli(scanned).UTC(), time.UnixMilli(updated).UTC()
+	f.Inode, f.ScannedAt, f.UpdatedAt = uint64(inode), time.UnixMilli(scanned).UTC(), time.UnixMilli(updated).UTC() //nolint:gosec // G115: the inode's 64 bits, kept in a signed column and read back as they were
 	if facts != "" {
 		f.Facts = []byte(facts)
 	}
@@ -55,11 +55,12 @@ func (s *Store) PutLibraryFile(ctx context.Context, f store.LibraryFile) error {
 }
 
 func (s *Store) putLibraryFile(ctx context.Context, tx *sql.Tx, f store.LibraryFile) error {
+	ino := int64(f.Inode) //nolint:gosec // G115: the inode's 64 bits in a signed column (scanLibraryFile reads them back)
 	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO library_files (`+libraryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (library, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, inode = excluded.inode, state = excluded.state,
 		facts = excluded.facts, job_id = excluded.job_id, note = excluded.note, new_size = excluded.new_size, new_sha256 = excluded.new_sha256,
 		step = excluded.step, trash = excluded.trash, scanned_at = excluded.scanned_at, updated_at = excluded.updated_at`),
-		f.Library, f.Path, f.Size, f.MTime, int64(f.Inode), f.State, string(f.Facts), f.JobID, f.Note, f.NewSize, f.NewSHA256, f.Step, f.Trash, f.Check, f.CheckNote, ms(f.ScannedAt), ms(f.UpdatedAt))
+		f.Library, f.Path, f.Size, f.MTime, ino, f.State, string(f.Facts), f.JobID, f.Note, f.NewSize, f.NewSHA256, f.Step, f.Trash, f.Check, f.CheckNote, ms(f.ScannedAt), ms(f.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("put library file: %w", err)
 	}
