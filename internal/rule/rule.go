@@ -7,6 +7,7 @@ import (
 	"path"
 	"reflect"
 	"strings"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -98,6 +99,9 @@ func (e *RuleError) Error() string {
 	return fmt.Sprintf("rule, line %d, column %d: %s", e.Line, e.Column, e.Msg)
 }
 
+// compileMu serialises compilations.
+var compileMu sync.Mutex
+
 // ruleCost bounds what one evaluation may cost (CEL's cost units): a
 // rule over a file's few streams costs tens.
 const ruleCost = 100_000
@@ -135,6 +139,11 @@ func Compile(src string) (*Rule, error) {
 	if len(src) > maxRule {
 		return nil, &RuleError{Line: 1, Column: 1, Msg: fmt.Sprintf("the rule is %d bytes; at most %d", len(src), maxRule)}
 	}
+	// cel-go's checker fills a shared catalog on first use without a lock
+	// (the race detector sees it): one compilation at a time. Evaluations
+	// of compiled rules are safe together.
+	compileMu.Lock()
+	defer compileMu.Unlock()
 	ast, iss := ruleEnv.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		errs := iss.Errors()
