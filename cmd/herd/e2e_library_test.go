@@ -366,3 +366,74 @@ func TestLibraryCheck(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, out, `"jobs": []`, "a check queues no job")
 }
+
+// The real server killed (SIGKILL, by itself: HERD_FAILPOINT) at each
+// point of a replacement's journal, a same-name replacement and an
+// extension change alike, then started again: every file ends replaced,
+// its original once in the trash, nothing half-written left, one job a
+// file.
+func TestLibrarySIGKILLAtEachStep(t *testing.T) {
+	t.Parallel()
+	for _, point := range []string{"placing", "ready", "linked", "trashed", "placed", "moved"} {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			lib := filepath.Join(dir, "Movies")
+			require.NoError(t, os.MkdirAll(lib, 0o755))
+			sums := map[string]string{}
+			for name, codec := range map[string][]string{
+				"A.mkv": {"-c:v", "libx264", "-crf", "8", "-preset", "ultrafast"},
+				"B.avi": {"-c:v", "mpeg4", "-q:v", "2"},
+			} {
+				p := filepath.Join(lib, name)
+				require.NoError(t, testenv.FFmpeg(append(append([]string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=1.5"}, codec...), p)...))
+				sums[name] = sha256File(t, p)
+			}
+			cfg := filepath.Join(dir, "herd.yaml")
+			require.NoError(t, os.WriteFile(cfg, []byte("libraries:\n  - {name: movies, path: "+lib+", rule: 'video.codec != \"hevc\"', profile: archive-hevc, max_running: 2}\n"), 0o644))
+			data := filepath.Join(dir, "data")
+			s := startServerEnv(t, data, []string{"HERD_FAILPOINT=library:" + point}, "--config", cfg)
+			_, stderr, code := s.herd("library", "scan", "movies")
+			require.Equal(t, 0, code, stderr)
+			exited := make(chan error, 1)
+			go func() { exited <- s.cmd.Wait() }()
+			select {
+			case err := <-exited:
+				require.ErrorContains(t, err, "killed", "the server killed itself at %s", point)
+			case <-time.After(90 * time.Second):
+				t.Fatalf("the server did not reach %s", point)
+			}
+			s = startServer(t, data, "--config", cfg)
+			deadline := time.Now().Add(90 * time.Second)
+			var r libraryReport
+			for {
+				out, stderr, code := s.herd("library", "status", "movies", "-o", "json")
+				require.Equal(t, 0, code, stderr)
+				require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+				if r.Counts["replaced"] == 2 {
+					break
+				}
+				require.True(t, time.Now().Before(deadline), "not done after a kill at %s: %+v", point, r)
+				time.Sleep(300 * time.Millisecond)
+			}
+			for _, f := range []string{"A.mkv", "B.mkv"} {
+				require.Equal(t, "hevc", probeCodec(t, filepath.Join(lib, f)), f)
+			}
+			for orig, sum := range sums {
+				require.Equal(t, sum, sha256File(t, filepath.Join(lib, ".herd-trash", orig)), "%s: the original, in the trash", orig)
+			}
+			entries, err := os.ReadDir(lib)
+			require.NoError(t, err)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			require.ElementsMatch(t, []string{"A.mkv", "B.mkv", ".herd-trash"}, names, "nothing half-written")
+			out, stderr, code := s.herd("jobs", "-o", "json")
+			require.Equal(t, 0, code, stderr)
+			var list struct{ Jobs []jobJSON }
+			require.NoError(t, json.Unmarshal([]byte(out), &list))
+			require.Len(t, list.Jobs, 2, "one job a file")
+		})
+	}
+}

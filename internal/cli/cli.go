@@ -205,6 +205,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 			cfg.S3.Endpoint = cmp.Or(cfg.S3.Endpoint, e.getenv("AWS_ENDPOINT_URL_S3"), e.getenv("AWS_ENDPOINT_URL"))
 			cfg.S3.Region = cmp.Or(cfg.S3.Region, e.getenv("AWS_REGION"), e.getenv("AWS_DEFAULT_REGION"))
 			cfg.PodName = e.getenv("POD_NAME") // from the downward API, in a pod
+			cfg.Failpoint = e.getenv(server.EnvFailpoint)
 			var err error
 			if cfg.Dispatcher == server.DispatchKubernetes && !cmd.Flags().Changed("local-workers") {
 				cfg.LocalWorkers = 0 // tasks run as Jobs

@@ -318,6 +318,19 @@ func (m *Manager) Status(ctx context.Context, name string) (Report, error) {
 	return m.report(l, files), nil
 }
 
+// CrashAt, for crash tests, has the process kill itself with SIGKILL
+// when a replacement reaches point of its journal (as the package's own
+// tests stop one there): the real binary, crashed where a test says.
+func (m *Manager) CrashAt(point string) {
+	m.interrupt = func(p string) bool {
+		if p == point {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+		return false
+	}
+}
+
 // Names lists the libraries.
 func (m *Manager) Names() []string { return slices.Clone(m.names) }
 

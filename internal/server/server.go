@@ -97,7 +97,14 @@ type Config struct {
 	FFprobe      string
 	Version      string
 	PodName      string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
+	// Failpoint, for crash tests only (EnvFailpoint), kills the server with
+	// SIGKILL where it names: library:POINT, a point of a library
+	// replacement's journal.
+	Failpoint string
 }
+
+// EnvFailpoint names the failpoint of a crash test (Config.Failpoint).
+const EnvFailpoint = "HERD_FAILPOINT"
 
 // KubeConfig is how --dispatcher kubernetes reaches the cluster and shapes Jobs.
 type KubeConfig struct {
@@ -420,6 +427,10 @@ func libraryManager(cfg Config, r resources, sub *ingest.Submitter, limits media
 	m := library.New(specs, r.st, sub, r.storage, r.tools, limits, log)
 	if err := m.Validate(); err != nil {
 		return nil, err
+	}
+	if point, ok := strings.CutPrefix(cfg.Failpoint, "library:"); ok {
+		log.Warn("crash test: the server kills itself when a library replacement reaches a point", "point", point)
+		m.CrashAt(point)
 	}
 	return m, nil
 }
