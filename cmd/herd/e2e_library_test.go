@@ -34,6 +34,30 @@ type libraryReport struct {
 	}
 }
 
+// libraryStatus runs herd library what (status, plan, scan) on name.
+func (s *server) libraryStatus(what, name string) libraryReport {
+	s.t.Helper()
+	out, stderr, code := s.herd("library", what, name, "-o", "json")
+	require.Equal(s.t, 0, code, stderr)
+	var r libraryReport
+	require.NoError(s.t, json.Unmarshal([]byte(out), &r), out)
+	return r
+}
+
+// waitLibrary waits until library name's status is done.
+func (s *server) waitLibrary(name string, within time.Duration, done func(libraryReport) bool) libraryReport {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r := s.libraryStatus("status", name)
+		if done(r) {
+			return r
+		}
+		require.True(s.t, time.Now().Before(deadline), "library %s not done: %+v", name, r)
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 func (r libraryReport) file(t *testing.T, p string) (state, note, jobID string) {
 	t.Helper()
 	for _, f := range r.Files {
@@ -110,14 +134,7 @@ publishers:
   plex: {type: plex, url: "`+plex.URL+`", token: plex-token, library: movies, library_path: /data/movies, confirm_timeout: 20s}
 `), 0o644))
 	s := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
-	status := func(what string) libraryReport {
-		t.Helper()
-		out, stderr, code := s.herd("library", what, "movies", "-o", "json")
-		require.Equal(t, 0, code, stderr)
-		var r libraryReport
-		require.NoError(t, json.Unmarshal([]byte(out), &r), out)
-		return r
-	}
+	status := func(what string) libraryReport { return s.libraryStatus(what, "movies") }
 
 	// Nothing happens until asked: the plan probes every file and says
 	// what a scan would do, and queues nothing; the scan then queues
@@ -154,15 +171,7 @@ publishers:
 	require.Equal(t, planned, queued, "the scan does what the plan said")
 
 	// Wait for the three matching files to be done.
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		r = status("status")
-		if r.Counts["queued"] == 0 && r.Counts["matched"] == 0 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "library still busy: %+v", r)
-		time.Sleep(500 * time.Millisecond)
-	}
+	r = s.waitLibrary("movies", 3*time.Minute, func(r libraryReport) bool { return r.Counts["queued"] == 0 && r.Counts["matched"] == 0 })
 	require.Equal(t, map[string]int{"replaced": 2, "kept": 1, "skipped": 1, "unprobeable": 1}, r.Counts, "%+v", r.Files)
 
 	// Heat: HEVC now, the original's owner, mode and time; the original in the trash; the seeding copy untouched.
@@ -298,18 +307,7 @@ func TestLibrarySurvivesSIGKILL(t *testing.T) {
 		_ = s.cmd.Wait()
 		s = startServer(t, data, "--config", cfg)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
-	var r libraryReport
-	for {
-		out, stderr, code := s.herd("library", "status", "movies", "-o", "json")
-		require.Equal(t, 0, code, stderr)
-		require.NoError(t, json.Unmarshal([]byte(out), &r), out)
-		if r.Counts["replaced"] == 4 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "not done: %+v", r)
-		time.Sleep(500 * time.Millisecond)
-	}
+	r := s.waitLibrary("movies", 3*time.Minute, func(r libraryReport) bool { return r.Counts["replaced"] == 4 })
 	require.Equal(t, map[string]int{"replaced": 4}, r.Counts, "%+v", r.Files)
 	for final, orig := range originals {
 		require.Equal(t, "hevc", probeCodec(t, filepath.Join(lib, final)), final)
@@ -404,18 +402,7 @@ func TestLibrarySIGKILLAtEachStep(t *testing.T) {
 				t.Fatalf("the server did not reach %s", point)
 			}
 			s = startServer(t, data, "--config", cfg)
-			deadline := time.Now().Add(90 * time.Second)
-			var r libraryReport
-			for {
-				out, stderr, code := s.herd("library", "status", "movies", "-o", "json")
-				require.Equal(t, 0, code, stderr)
-				require.NoError(t, json.Unmarshal([]byte(out), &r), out)
-				if r.Counts["replaced"] == 2 {
-					break
-				}
-				require.True(t, time.Now().Before(deadline), "not done after a kill at %s: %+v", point, r)
-				time.Sleep(300 * time.Millisecond)
-			}
+			s.waitLibrary("movies", 90*time.Second, func(r libraryReport) bool { return r.Counts["replaced"] == 2 })
 			for _, f := range []string{"A.mkv", "B.mkv"} {
 				require.Equal(t, "hevc", probeCodec(t, filepath.Join(lib, f)), f)
 			}

@@ -459,11 +459,7 @@ func (m *Manager) expected(ctx context.Context, f store.LibraryFile, key string)
 		return "", err
 	}
 	defer src.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, src); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hashOf(src)
 }
 
 // findOriginal looks for the original f recorded in the places a
@@ -847,8 +843,13 @@ func fileSHA256(root *os.Root, p string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	return hashOf(f)
+}
+
+// hashOf is the SHA-256 of what r holds.
+func hashOf(r io.Reader) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, r); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
