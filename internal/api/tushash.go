@@ -98,10 +98,26 @@ func (u *hashUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader
 	}
 	c := &hashCounter{h: h}
 	n, err := u.Upload.WriteChunk(ctx, offset, io.TeeReader(src, c))
-	if c.n != n || u.save(h, offset+n) != nil {
+	// The state is saved only for bytes that are on the disk: written
+	// whole, without an error (a network file system reports failed
+	// writes at close), and synced.
+	if err != nil || c.n != n || u.sync() != nil || u.save(h, offset+n) != nil {
 		_ = os.Remove(u.state) // hashed again from the file next time
 	}
 	return n, err
+}
+
+// sync flushes the upload's bytes to the disk.
+func (u *hashUpload) sync() error {
+	f, err := os.OpenFile(u.bin, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // resume returns the hash of the upload's first offset bytes: the saved

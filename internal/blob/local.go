@@ -17,7 +17,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/herdhq/herd/internal/safefs"
@@ -118,7 +117,7 @@ type Writer struct {
 // adopt makes a Writer of the whole file at path whose SHA-256 (sum) and
 // size are known: nothing is written to it, Commit gives it its key with
 // commit, and neither Commit nor Abort removes it.
-func adopt(path, sum string, size int64, commit func(file, key string) error) (*Writer, error) {
+func adopt(path, sum string, size int64, commit func(file, key, sum string) error) (*Writer, error) {
 	if len(sum) != sha256.Size*2 {
 		return nil, fmt.Errorf("adopt %s: no SHA-256 given", filepath.Base(path))
 	}
@@ -130,11 +129,14 @@ func adopt(path, sum string, size int64, commit func(file, key string) error) (*
 	if err == nil && st.Size() != size {
 		err = fmt.Errorf("adopt %s: %d bytes, not %d", filepath.Base(path), st.Size(), size)
 	}
+	if err == nil {
+		err = f.Chmod(0o600) // as every blob: the store's alone
+	}
 	if err != nil {
 		_ = f.Close()
 		return nil, err
 	}
-	return &Writer{f: f, n: size, sum: sum, commit: commit}, nil
+	return &Writer{f: f, n: size, sum: sum, commit: func(file, key string) error { return commit(file, key, sum) }}, nil
 }
 
 // Adopt stores the finished file at path, whose SHA-256 (sum) and size are
@@ -146,7 +148,7 @@ func (l *Local) Adopt(path, sum string, size int64) (*Writer, error) {
 }
 
 // linkInto gives a finished file that stays where it is a second name, key.
-func (l *Local) linkInto(file, key string) error {
+func (l *Local) linkInto(file, key, sum string) error {
 	dst, err := l.Path(key)
 	if err != nil {
 		return err
@@ -158,7 +160,9 @@ func (l *Local) linkInto(file, key string) error {
 	switch {
 	case errors.Is(err, fs.ErrExist):
 		return nil // the same bytes, stored already
-	case errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM):
+	case err != nil:
+		// Another file system, or one without links (FUSE, some SMB): a
+		// copy, checked against the digest it is stored under.
 		w, err := l.Create()
 		if err != nil {
 			return err
@@ -173,9 +177,11 @@ func (l *Local) linkInto(file, key string) error {
 			w.Abort()
 			return fmt.Errorf("copy blob: %w", err)
 		}
+		if got := w.SHA256(); got != sum {
+			w.Abort()
+			return fmt.Errorf("copy blob: the file hashes to %s, not %s", got, sum)
+		}
 		return w.Commit(key)
-	case err != nil:
-		return fmt.Errorf("commit blob: %w", err)
 	}
 	return safefs.SyncPath(filepath.Dir(dst))
 }

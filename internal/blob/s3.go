@@ -140,7 +140,7 @@ func (s *S3) Create() (*Writer, error) {
 // Adopt stores the finished file at path, whose SHA-256 and size are known,
 // by uploading it at Commit; the caller removes path afterwards.
 func (s *S3) Adopt(path, sum string, size int64) (*Writer, error) {
-	return adopt(path, sum, size, func(file, key string) error { return s.PutFile(context.Background(), key, file) })
+	return adopt(path, sum, size, func(file, key, _ string) error { return s.PutFile(context.Background(), key, file) })
 }
 
 // Has reports whether key exists.
