@@ -839,7 +839,7 @@ func (s *workerAPI) upload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]int64{"offset": have})
 		return
 	}
-	got, err := rootSHA256(root, part)
+	got, err := blob.RootFileSHA256(root, part)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -859,16 +859,6 @@ func (s *workerAPI) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]int64{"offset": have})
-}
-
-// rootSHA256 is the SHA-256 of the file name inside root, in hex.
-func rootSHA256(root *os.Root, name string) (string, error) {
-	f, err := root.Open(name)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return blob.ReaderSHA256(f)
 }
 
 // commitStep makes the uploaded files the job's staged step, after checking

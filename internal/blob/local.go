@@ -455,6 +455,16 @@ func FileSHA256(path string) (string, error) {
 	return ReaderSHA256(f)
 }
 
+// RootFileSHA256 is the hex SHA-256 of the file name inside root.
+func RootFileSHA256(root *os.Root, name string) (string, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return ReaderSHA256(f)
+}
+
 // ReaderSHA256 is the hex SHA-256 of everything r gives.
 func ReaderSHA256(r io.Reader) (string, error) {
 	h := sha256.New()

@@ -65,6 +65,9 @@ type Library struct {
 	Line      int               `yaml:"-"`
 	// RuleLine is the line the rule's expression starts on.
 	RuleLine int `yaml:"-"`
+	// CompiledRule and Hours are the rule and the window as checked at load.
+	CompiledRule *rule.Rule    `yaml:"-"`
+	Hours        window.Window `yaml:"-"`
 }
 
 // What a library does with a file's new encode.
@@ -767,7 +770,8 @@ func (f *File) checkLibraries(fail func(int, string, ...any) error) error {
 				return fail(l.Line, "libraries.%s: %s overlaps the watch folder %s", l.Name, l.Path, w.Path)
 			}
 		}
-		if _, err := rule.Compile(l.Rule); err != nil {
+		var err error
+		if l.CompiledRule, err = rule.Compile(l.Rule); err != nil {
 			re, ok := errors.AsType[*rule.RuleError](err)
 			if !ok {
 				return fail(l.RuleLine, "libraries.%s: rule: %v", l.Name, err)
@@ -793,7 +797,7 @@ func (f *File) checkLibraries(fail func(int, string, ...any) error) error {
 		default:
 			return fail(l.Line, "libraries.%s: action is replace, alongside or {publish: [NAME]}, not %q", l.Name, l.Action.Kind)
 		}
-		if _, err := window.Parse(l.Window); err != nil {
+		if l.Hours, err = window.Parse(l.Window); err != nil {
 			return fail(l.Line, "libraries.%s: %v", l.Name, err)
 		}
 		if l.MaxRunning < 0 || l.MaxRunning > 64 {

@@ -459,7 +459,7 @@ func (m *Manager) expected(ctx context.Context, f store.LibraryFile, key string)
 		return "", err
 	}
 	defer src.Close()
-	return hashOf(src)
+	return blob.ReaderSHA256(src)
 }
 
 // findOriginal looks for the original f recorded in the places a
@@ -530,7 +530,7 @@ func (m *Manager) ours(root *os.Root, p string, size int64, sum string) bool {
 	if err != nil || !st.Mode().IsRegular() || st.Size() != size || sum == "" {
 		return false
 	}
-	got, err := fileSHA256(root, p)
+	got, err := blob.RootFileSHA256(root, p)
 	return err == nil && got == sum
 }
 
@@ -737,7 +737,7 @@ func (m *Manager) writeTemp(ctx context.Context, root *os.Root, key, tmp string,
 		return "", err
 	}
 	want := hex.EncodeToString(h.Sum(nil))
-	got, err := fileSHA256(root, tmp)
+	got, err := blob.RootFileSHA256(root, tmp)
 	if err != nil || got != want {
 		_ = root.Remove(tmp)
 		return "", fmt.Errorf("the new file did not read back as written (%v)", err)
@@ -834,25 +834,6 @@ func mkdirAll(root *os.Root, dir string) error {
 		return nil
 	}
 	return root.MkdirAll(dir, 0o755)
-}
-
-// fileSHA256 hashes the file at p inside root.
-func fileSHA256(root *os.Root, p string) (string, error) {
-	f, err := root.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return hashOf(f)
-}
-
-// hashOf is the SHA-256 of what r holds.
-func hashOf(r io.Reader) (string, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // BytesIEC writes a size for people (1.5 GiB).

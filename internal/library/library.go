@@ -86,21 +86,12 @@ const TrashDir = ".herd-trash"
 // original: never scanned, swept when a replacement is given up.
 const tempPrefix = ".herd-"
 
-// Store is what a library needs of the store.
+// Store is what a library needs of the store: its files, and the jobs
+// they became.
 type Store interface {
-	LibraryFiles(ctx context.Context, library string) ([]store.LibraryFile, error)
-	LibraryFilesIn(ctx context.Context, library string, states ...string) ([]store.LibraryFile, error)
-	PutLibraryFile(ctx context.Context, f store.LibraryFile) error
-	MoveLibraryFile(ctx context.Context, from string, f store.LibraryFile) error
-	DeleteLibraryFile(ctx context.Context, library, path string) error
-	AddLibraryTrash(ctx context.Context, e store.TrashEntry) error
-	LibraryTrashBefore(ctx context.Context, library string, before time.Time) ([]store.TrashEntry, error)
-	RemoveLibraryTrash(ctx context.Context, library, path string) error
+	store.LibraryStore
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	AddDelivery(ctx context.Context, d store.Delivery) error
-	StartLibraryCheck(ctx context.Context, library string) (int64, error)
-	LibraryCheckPending(ctx context.Context, library string, limit int) ([]store.LibraryFile, error)
-	SetLibraryCheck(ctx context.Context, library, path, state, note string) error
 }
 
 // Submitter queues a library file's job.
@@ -493,7 +484,7 @@ func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.Lib
 		return nil
 	}
 	if hashes := made[f.Size]; len(hashes) > 0 {
-		if sha, err := fileSHA256(root, f.Path); err == nil && slices.Contains(hashes, sha) {
+		if sha, err := blob.RootFileSHA256(root, f.Path); err == nil && slices.Contains(hashes, sha) {
 			f.State, f.Note = StateHerd, "herd made this file (a replacement's bytes)"
 			return nil
 		}

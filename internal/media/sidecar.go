@@ -2,7 +2,6 @@ package media
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -212,10 +211,4 @@ func clock(d time.Duration) string {
 	}
 	ms := d.Milliseconds()
 	return fmt.Sprintf("%s%d:%02d:%02d.%03d", neg, ms/3_600_000, ms/60_000%60, ms/1000%60, ms%1000)
-}
-
-// IsSidecarError says err is a sidecar's refusal (the user's to mend).
-func IsSidecarError(err error) bool {
-	_, ok := errors.AsType[*SidecarError](err)
-	return ok
 }

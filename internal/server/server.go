@@ -44,12 +44,10 @@ import (
 	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/queue"
-	"github.com/herdhq/herd/internal/rule"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
 	"github.com/herdhq/herd/internal/watch"
 	"github.com/herdhq/herd/internal/web"
-	"github.com/herdhq/herd/internal/window"
 	"github.com/herdhq/herd/internal/worker"
 )
 
@@ -401,21 +399,16 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	return &app{deliver: dlv, campaigns: camp, libraries: libs, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
 }
 
-// libraryManager makes the configuration's libraries, their rules
-// compiled and their profiles checked.
+// libraryManager makes the configuration's libraries (their rules
+// compiled when the file was loaded) and checks their profiles.
 func libraryManager(cfg Config, r resources, sub *ingest.Submitter, limits media.Limits, log *slog.Logger) (*library.Manager, error) {
 	specs := make([]library.Spec, 0, len(cfg.Libraries))
 	for _, l := range cfg.Libraries {
-		rl, err := rule.Compile(l.Rule)
-		if err != nil {
-			return nil, fmt.Errorf("library %s: %w", l.Name, err)
+		if l.CompiledRule == nil {
+			return nil, fmt.Errorf("library %s: its rule was not checked (libraries come from a configuration file)", l.Name)
 		}
-		w, err := window.Parse(l.Window)
-		if err != nil {
-			return nil, fmt.Errorf("library %s: %w", l.Name, err)
-		}
-		spec := library.Spec{Name: l.Name, Path: l.Path, Rule: rl, Profile: l.Profile, Action: l.Action.Kind, Publish: l.Action.Publish,
-			MinSavings: float64(l.MinSavings), KeepOriginals: time.Duration(l.KeepOriginals), Window: w, MaxRunning: l.MaxRunning,
+		spec := library.Spec{Name: l.Name, Path: l.Path, Rule: l.CompiledRule, Profile: l.Profile, Action: l.Action.Kind, Publish: l.Action.Publish,
+			MinSavings: float64(l.MinSavings), KeepOriginals: time.Duration(l.KeepOriginals), Window: l.Hours, MaxRunning: l.MaxRunning,
 			ScanEvery: time.Duration(l.ScanEvery), Labels: l.Labels}
 		for _, name := range slices.Sorted(maps.Keys(cfg.Publishers)) {
 			if pc := cfg.Publishers[name]; (pc.Type == config.PublishPlex || pc.Type == config.PublishJellyfin) && pc.Library == l.Name {

@@ -422,6 +422,22 @@ type LibraryFile struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// LibraryStore keeps libraries' files, their health checks and their
+// trash (package library).
+type LibraryStore interface {
+	LibraryFiles(ctx context.Context, library string) ([]LibraryFile, error)
+	LibraryFilesIn(ctx context.Context, library string, states ...string) ([]LibraryFile, error)
+	PutLibraryFile(ctx context.Context, f LibraryFile) error
+	MoveLibraryFile(ctx context.Context, from string, f LibraryFile) error
+	DeleteLibraryFile(ctx context.Context, library, path string) error
+	AddLibraryTrash(ctx context.Context, e TrashEntry) error
+	LibraryTrashBefore(ctx context.Context, library string, before time.Time) ([]TrashEntry, error)
+	RemoveLibraryTrash(ctx context.Context, library, path string) error
+	StartLibraryCheck(ctx context.Context, library string) (int64, error)
+	LibraryCheckPending(ctx context.Context, library string, limit int) ([]LibraryFile, error)
+	SetLibraryCheck(ctx context.Context, library, path, state, note string) error
+}
+
 // TrashEntry is an original a replacement moved to its library's trash.
 type TrashEntry struct {
 	Library   string

@@ -10,26 +10,11 @@ import (
 	"github.com/herdhq/herd/internal/store"
 )
 
-// libraryStore is what package library needs of a store.
-type libraryStore interface {
-	LibraryFiles(ctx context.Context, library string) ([]store.LibraryFile, error)
-	LibraryFilesIn(ctx context.Context, library string, states ...string) ([]store.LibraryFile, error)
-	PutLibraryFile(ctx context.Context, f store.LibraryFile) error
-	MoveLibraryFile(ctx context.Context, from string, f store.LibraryFile) error
-	DeleteLibraryFile(ctx context.Context, library, path string) error
-	AddLibraryTrash(ctx context.Context, e store.TrashEntry) error
-	LibraryTrashBefore(ctx context.Context, library string, before time.Time) ([]store.TrashEntry, error)
-	RemoveLibraryTrash(ctx context.Context, library, path string) error
-	StartLibraryCheck(ctx context.Context, library string) (int64, error)
-	LibraryCheckPending(ctx context.Context, library string, limit int) ([]store.LibraryFile, error)
-	SetLibraryCheck(ctx context.Context, library, path, state, note string) error
-}
-
 // A library's files: recorded and updated in place, listed by state, moved
 // to a new name in one step, forgotten; their health checks kept through
 // updates; the trash's entries listed by age.
 func testLibraries(t *testing.T, st store.Store) {
-	s, ok := st.(libraryStore)
+	s, ok := st.(store.LibraryStore)
 	require.True(t, ok, "%T keeps no library files", st)
 	ctx := context.Background()
 	f := store.LibraryFile{Library: "movies", Path: "Heat (1995)/Heat.avi", Size: 1 << 30, MTime: t0.UnixNano(), Inode: 1<<40 + 7,
