@@ -298,14 +298,19 @@ func TestLibrarySurvivesSIGKILL(t *testing.T) {
 	cfg := filepath.Join(dir, "herd.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte("libraries:\n  - {name: movies, path: "+lib+", rule: 'video.codec != \"hevc\"', profile: archive-hevc, max_running: 4}\n"), 0o644))
 	data := filepath.Join(dir, "data")
-	s := startServer(t, data, "--config", cfg)
+	// Every kill counts as an attempt of the tasks it interrupts (a task
+	// that takes the server down with it must not run forever), so the cap
+	// is above the number of kills: on a slow machine one encode can be cut
+	// by every one of them.
+	args := []string{"--config", cfg, "--max-attempts", "8"}
+	s := startServer(t, data, args...)
 	_, stderr, code := s.herd("library", "scan", "movies")
 	require.Equal(t, 0, code, stderr)
 	for _, wait := range []time.Duration{700 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond, 400 * time.Millisecond} {
 		time.Sleep(wait)
 		require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))
 		_ = s.cmd.Wait()
-		s = startServer(t, data, "--config", cfg)
+		s = startServer(t, data, args...)
 	}
 	r := s.waitLibrary("movies", 3*time.Minute, func(r libraryReport) bool { return r.Counts["replaced"] == 4 })
 	require.Equal(t, map[string]int{"replaced": 4}, r.Counts, "%+v", r.Files)
