@@ -164,7 +164,7 @@ func TestAV1WithoutLibsvtav1(t *testing.T) {
 	require.Contains(t, stdout, "av1 (the libsvtav1 encoder)")
 	stdout, stderr, code = s.herd("workers")
 	require.Equal(t, 0, code, stderr)
-	require.Contains(t, stdout, fmt.Sprintf("No worker can encode with libsvtav1 (capability av1), which 1 waiting job(s) need: %s.", av1))
+	require.Contains(t, stdout, fmt.Sprintf("No worker has capability av1 (the libsvtav1 encoder), which 1 waiting job(s) need: %s.\nTo run them, start a worker whose ffmpeg has it", av1))
 	require.Contains(t, s.logs.String(), `"capabilities":["h264","hevc"]`, "the in-process workers proved the rest")
 	require.Contains(t, s.logs.String(), `"workers":"in-process"`)
 }

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -331,11 +333,10 @@ func TestLibrarySurvivesSIGKILL(t *testing.T) {
 	require.Len(t, list.Jobs, 4, "one job a file, however often the server was killed")
 }
 
-// herd library check decodes every file of a library and reports the
-// ones that do not decode cleanly, with the first error, changing nothing.
-func TestLibraryCheck(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
+// checkLibrary makes a library of a good file, a damaged copy and an
+// empty one; it returns the library's folder and the files' hashes.
+func checkLibrary(t *testing.T, dir string) (string, map[string]string) {
+	t.Helper()
 	lib := filepath.Join(dir, "Shows")
 	require.NoError(t, os.MkdirAll(filepath.Join(lib, "S01"), 0o755))
 	good := filepath.Join(lib, "S01", "Good.mkv")
@@ -348,26 +349,115 @@ func TestLibraryCheck(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(bad, b, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(lib, "Empty.mp4"), nil, 0o644))
-	before := map[string]string{}
+	sums := map[string]string{}
 	for _, p := range []string{good, bad} {
-		before[p] = sha256File(t, p)
+		sums[p] = sha256File(t, p)
 	}
+	return lib, sums
+}
+
+// requireChecked asserts what herd library check --wait printed of the
+// checkLibrary library, that nothing in it changed, and that each file
+// was checked by one check job of the library, run by worker; it returns
+// the jobs' ids by file.
+func requireChecked(t *testing.T, s *server, out string, sums map[string]string, worker string) map[string]string {
+	t.Helper()
+	require.Contains(t, out, "3 checked, 2 damaged, 0 to check")
+	require.Regexp(t, `S01/Bad.mkv\s+\S`, out)
+	require.Regexp(t, `Empty.mp4\s+the file is empty`, out)
+	require.NotRegexp(t, `Good.mkv`, out)
+	require.NotContains(t, out, "/proc/", "no machine's path in the errors")
+	for p, sum := range sums {
+		require.Equal(t, sum, sha256File(t, p), "nothing changed")
+	}
+	out, stderr, code := s.herd("jobs", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	var list struct{ Jobs []jobJSON }
+	require.NoError(t, json.Unmarshal([]byte(out), &list))
+	var names []string
+	ids := map[string]string{}
+	for _, j := range list.Jobs {
+		names = append(names, j.Source.Name)
+		ids[j.Source.Name] = j.ID
+		require.Equal(t, "succeeded", j.State, "a damaged file is a check that succeeded")
+		require.Equal(t, "shows", j.Labels["library"])
+		full := s.job(j.ID)
+		require.Len(t, full.Tasks, 1)
+		require.Equal(t, "check", full.Tasks[0].Kind)
+		require.Contains(t, full.Tasks[0].Worker, worker)
+		shown, stderr, code := s.herd("job", j.ID)
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, shown, "Health check:  "+j.Source.Name+" in library shows")
+		if j.Source.Name == "S01/Good.mkv" {
+			require.Regexp(t, `Found:\s+ok\n`, shown)
+		} else {
+			require.Regexp(t, `Found:\s+damaged: \S`, shown)
+		}
+	}
+	require.ElementsMatch(t, []string{"S01/Good.mkv", "S01/Bad.mkv", "Empty.mp4"}, names, "a check job a file")
+	out, stderr, code = s.herd("jobs")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "health check (shows)")
+	return ids
+}
+
+// herd library check decodes every file of a library and reports the
+// ones that do not decode cleanly, with the first error, changing
+// nothing: each file a job with one check task, which the server's own
+// workers run, reading the library where it is.
+func TestLibraryCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lib, sums := checkLibrary(t, dir)
 	cfg := filepath.Join(dir, "herd.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte("libraries:\n  - {name: shows, path: "+lib+", rule: 'false', profile: mp4-library}\n"), 0o644))
 	s := startServer(t, filepath.Join(dir, "data"), "--config", cfg)
 	out, stderr, code := s.herd("library", "check", "shows", "--wait")
 	require.Equal(t, 1, code, "damaged files: exit 1\n%s%s", out, stderr)
-	require.Contains(t, out, "3 checked, 2 damaged, 0 to check")
-	require.Regexp(t, `S01/Bad.mkv\s+\S`, out)
-	require.Regexp(t, `Empty.mp4\s+the file is empty`, out)
-	require.NotRegexp(t, `Good.mkv`, out)
-	require.NotContains(t, out, "/proc/", "no server path in the errors")
-	for p, sum := range before {
-		require.Equal(t, sum, sha256File(t, p), "nothing changed")
-	}
-	out, stderr, code = s.herd("jobs", "-o", "json")
+	ids := requireChecked(t, s, out, sums, "local")
+
+	// The job page says what the check found.
+	ctx := browser(t)
+	signIn(t, ctx, s, s.token())
+	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 10*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+ids["Empty.mp4"])))
+	testenv.WaitJS(t, ctx, "the check's finding", `document.getElementById('j-profile').textContent.startsWith('health check (shows): damaged (the file is empty')`, 15*time.Second)
+}
+
+// A library's health checks are worker tasks: with no worker that reads
+// the library they wait, and herd workers says what to start; a remote
+// worker started with --library NAME=PATH (its own mount of the folder)
+// then runs them, reading the files in place, none sent over the wire.
+func TestLibraryCheckOnRemoteWorker(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lib, sums := checkLibrary(t, dir)
+	// The worker's mount of the same folder, by another path.
+	mount := filepath.Join(dir, "mnt", "shows")
+	require.NoError(t, os.MkdirAll(filepath.Dir(mount), 0o755))
+	require.NoError(t, os.Symlink(lib, mount))
+	cfg := filepath.Join(dir, "herd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("libraries:\n  - {name: shows, path: "+lib+", rule: 'false', profile: mp4-library}\n"), 0o644))
+	s := startServer(t, filepath.Join(dir, "data"), "--config", cfg, "--local-workers", "0")
+	out, stderr, code := s.herd("library", "check", "shows")
 	require.Equal(t, 0, code, stderr)
-	require.Contains(t, out, `"jobs": []`, "a check queues no job")
+	require.Contains(t, out, "0 checked, 0 damaged, 3 to check")
+	require.Contains(t, out, "waiting for a worker that reads library shows")
+	require.Eventually(t, func() bool {
+		out, _, _ := s.herd("workers")
+		return strings.Contains(out, "No worker has capability library:shows, which 3 waiting job(s) need") &&
+			strings.Contains(out, "start a worker where the library's folder is mounted: herd worker --library shows=PATH")
+	}, 30*time.Second, 200*time.Millisecond, "the check jobs wait, and herd workers says why")
+	w := s.startWorker(t, "nas", "--library", "shows="+mount)
+	out, stderr, code = s.herd("library", "check", "shows", "--wait")
+	require.Equal(t, 1, code, "damaged files: exit 1\n%s%s", out, stderr)
+	_ = requireChecked(t, s, out, sums, "nas")
+	require.Contains(t, w.logs.String(), `"kind":"check"`)
+	cached, err := os.ReadDir(filepath.Join(w.dir, "cache"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		require.NoError(t, err)
+	}
+	require.Empty(t, cached, "no file was sent to the worker")
 }
 
 // The real server killed (SIGKILL, by itself: HERD_FAILPOINT) at each

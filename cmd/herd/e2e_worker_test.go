@@ -20,6 +20,7 @@ import (
 
 type workerProc struct {
 	name string
+	dir  string // its --data
 	cmd  *exec.Cmd
 	logs *testenv.SyncBuffer
 }
@@ -58,7 +59,7 @@ func spawnWorker(t *testing.T, url, name, dir, tok string, extra ...string) *wor
 	require.NoError(t, cmd.Start())
 	reap(t, "worker "+name, cmd, logs, 4000)
 	awaitRunning(t, name, stdout, logs)
-	return &workerProc{name: name, cmd: cmd, logs: logs}
+	return &workerProc{name: name, dir: dir, cmd: cmd, logs: logs}
 }
 
 // awaitRunning reads a worker's stdout until it says it is running; the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/library"
 	"github.com/herdhq/herd/internal/store"
@@ -53,6 +54,17 @@ func (s *Server) libraryReport(what string) http.HandlerFunc {
 		case err != nil:
 			s.internal(w, r, err)
 			return
+		}
+		if rep.Checks[library.CheckPending] > 0 {
+			// Checks no worker can run would wait forever: say so.
+			proven, err := s.proven(r.Context())
+			if err != nil {
+				s.internal(w, r, err)
+				return
+			}
+			if need := job.LibraryNeed(rep.Library); !proven[need] {
+				rep.Waiting = waitingNote([]string{need})
+			}
 		}
 		if state := r.URL.Query().Get("state"); state != "" {
 			var files []store.LibraryFile

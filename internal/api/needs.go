@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/protocol"
@@ -16,11 +17,7 @@ import (
 
 // UnmetNeed is a capability that waiting tasks need and no worker has
 // proven: without one, those tasks wait forever.
-type UnmetNeed struct {
-	Capability string   `json:"capability"` // e.g. av1, nvenc:hevc
-	Encoder    string   `json:"encoder"`    // ffmpeg's encoder that proves it, e.g. libsvtav1
-	Jobs       []string `json:"jobs"`       // ids of waiting jobs that need it (at most maxUnmetJobs)
-}
+type UnmetNeed = jobview.UnmetNeed
 
 // maxUnmetJobs bounds the waiting jobs checked and listed per state.
 const maxUnmetJobs = 50
@@ -72,8 +69,12 @@ func unmet(tasks []job.Task, proven map[string]bool) []string {
 	return out
 }
 
-// encoderFor is ffmpeg's encoder whose trial encode proves capability c.
+// encoderFor is ffmpeg's encoder whose trial encode proves capability c
+// ("" for a library's).
 func encoderFor(c string) string {
+	if _, ok := strings.CutPrefix(c, "library:"); ok {
+		return ""
+	}
 	for _, e := range media.SoftwareEncoders() {
 		if media.SoftwareCap(e.Codec) == c {
 			return e.Encoder
@@ -87,18 +88,26 @@ func encoderFor(c string) string {
 	return c
 }
 
+// needOf says what a worker with capability c can do (to finish "waiting
+// for a worker that …"), and how to start one.
+func needOf(c string) (can, hint string) {
+	if lib, ok := strings.CutPrefix(c, "library:"); ok {
+		return "reads library " + lib + " (its health checks read the files in place)",
+			"start a worker where the library's folder is mounted: herd worker --library " + lib + "=PATH"
+	}
+	return fmt.Sprintf("can encode with %s (the %s encoder), proven by a trial encode", c, encoderFor(c)),
+		"start a worker whose ffmpeg has it (herd worker --check lists what a worker proves)"
+}
+
 // waitingNote says why a job's tasks cannot run: what they need that no
 // worker has, and what to do about it. Empty when nothing is missing.
 func waitingNote(needs []string) string {
-	if len(needs) == 0 {
-		return ""
-	}
 	var parts []string
 	for _, n := range needs {
-		parts = append(parts, fmt.Sprintf("%s (the %s encoder)", n, encoderFor(n)))
+		can, hint := needOf(n)
+		parts = append(parts, "waiting for a worker that "+can+": no worker has it. To run it, "+hint+"; or cancel the job")
 	}
-	return "waiting for a worker that can encode with " + strings.Join(parts, " and ") +
-		": no worker has proven it by a trial encode. Start one whose ffmpeg has it (herd worker --check lists what a worker proves), or cancel the job"
+	return strings.Join(parts, ". ")
 }
 
 // jobWaiting is the waiting note of a job that has not ended.
@@ -128,12 +137,14 @@ func (s *Server) unmetNeeds(ctx context.Context) ([]UnmetNeed, error) {
 			return nil, err
 		}
 		for _, j := range jobs {
-			p, err := s.versions.At(ctx, j.Profile, j.ProfileVersion)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil && !slices.ContainsFunc(pipeline.TaskNeeds(p), func(n string) bool { return !proven[n] }) {
-				continue // a profile that changed since asked no more: the tasks say
+			if j.Source.Library == "" { // a health check has no profile; its task says
+				p, err := s.versions.At(ctx, j.Profile, j.ProfileVersion)
+				if err != nil {
+					return nil, err
+				}
+				if p != nil && !slices.ContainsFunc(pipeline.TaskNeeds(p), func(n string) bool { return !proven[n] }) {
+					continue // a profile that changed since asked no more: the tasks say
+				}
 			}
 			tasks, err := s.st.Tasks(ctx, j.ID)
 			if err != nil {
@@ -142,7 +153,8 @@ func (s *Server) unmetNeeds(ctx context.Context) ([]UnmetNeed, error) {
 			for _, n := range unmet(tasks, proven) {
 				u, ok := byCap[n]
 				if !ok {
-					u = &UnmetNeed{Capability: n, Encoder: encoderFor(n), Jobs: []string{}}
+					_, hint := needOf(n)
+					u = &UnmetNeed{Capability: n, Encoder: encoderFor(n), Hint: hint, Jobs: []string{}}
 					byCap[n] = u
 					order = append(order, n)
 				}

@@ -49,7 +49,8 @@ func TestUnmetNeeds(t *testing.T) {
 
 	require.Contains(t, getJob(av1.ID).Waiting, "av1 (the libsvtav1 encoder)")
 	require.Empty(t, getJob(h264.ID).Waiting, "H.264 needs nothing")
-	require.Equal(t, []api.UnmetNeed{{Capability: "av1", Encoder: "libsvtav1", Jobs: []string{av1.ID}}}, workers().Unmet)
+	require.Equal(t, []api.UnmetNeed{{Capability: "av1", Encoder: "libsvtav1", Jobs: []string{av1.ID},
+		Hint: "start a worker whose ffmpeg has it (herd worker --check lists what a worker proves)"}}, workers().Unmet)
 
 	ctx := context.Background()
 	require.NoError(t, f.st.PutWorker(ctx, store.Worker{Name: "svt", State: store.WorkerActive, Caps: []string{"h264", "av1"}, Slots: 1, CreatedAt: time.Now()}))

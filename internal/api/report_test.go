@@ -173,6 +173,11 @@ func TestWorkerReportsCannotSteer(t *testing.T) {
 		{"thumbnails reporting source facts", job.KindThumbnails, map[string]any{"source": map[string]any{"sha256": "x"}}, "source"},
 		{"encode reporting outputs", job.KindEncode, map[string]any{"outputs": []any{map[string]any{"path": "../../x"}}}, "outputs"},
 		{"encode reporting data", job.KindEncode, map[string]any{"data": map[string]any{"x": 1}}, "data"},
+		{"a check result of no known state", job.KindCheck, map[string]any{"data": map[string]any{"state": "fine"}}, "data.state"},
+		{"a clean check with an error", job.KindCheck, map[string]any{"data": map[string]any{"state": "ok", "note": "x"}}, "data.note"},
+		{"a damaged file without its error", job.KindCheck, map[string]any{"data": map[string]any{"state": "damaged"}}, "data.note"},
+		{"an endless check note", job.KindCheck, map[string]any{"data": map[string]any{"state": "damaged", "note": strings.Repeat("x", 5000)}}, "data.note"},
+		{"a check result with a field results never have", job.KindCheck, map[string]any{"data": map[string]any{"state": "ok", "path": "/etc/passwd"}}, "data"},
 		{"verify naming a file it did not stage", job.KindVerify, map[string]any{"data": []map[string]any{{"name": "video", "kind": "mp4", "path": "../../sources/x"}}}, "data"},
 	}
 	for _, tc := range tests {

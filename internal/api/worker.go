@@ -222,6 +222,9 @@ func (s *workerAPI) claimBody(ctx context.Context, c *job.Claimed, legacy bool) 
 	if legacy && cl.Task.Kind == job.KindFinalize {
 		cl.Task.Kind = protocol.LegacyFinalizeKind
 	}
+	if c.Task.Kind == job.KindCheck {
+		return cl, nil // a health check has no profile
+	}
 	p, err := s.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
 	if err != nil {
 		return cl, err

@@ -447,10 +447,10 @@ func (e *env) jobsCmd() *cobra.Command {
 			}
 			for _, j := range l.Jobs {
 				if wide {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\t%d\t%s\n", j.ID, j.State, j.Profile, j.Progress*100, j.Source.Name,
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\t%d\t%s\n", j.ID, j.State, jobview.What(j.Job), j.Progress*100, j.Source.Name,
 						j.CreatedAt.Format(time.RFC3339), j.Attempts, j.Error)
 				} else {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\n", j.ID, j.State, j.Profile, j.Progress*100, j.Source.Name, age(j.CreatedAt))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%3.0f%%\t%s\t%s\n", j.ID, j.State, jobview.What(j.Job), j.Progress*100, j.Source.Name, age(j.CreatedAt))
 				}
 			}
 		})
@@ -507,7 +507,14 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "Job:\t%s\n", j.ID)
 	fmt.Fprintf(w, "State:\t%s\n", j.State)
-	fmt.Fprintf(w, "Profile:\t%s (version %d)\n", j.Profile, j.ProfileVersion)
+	if j.Source.Library != "" {
+		fmt.Fprintf(w, "Health check:\t%s in library %s\n", j.Source.Name, j.Source.Library)
+		if j.Check != nil {
+			fmt.Fprintf(w, "Found:\t%s\n", strings.TrimSuffix(j.Check.State+": "+j.Check.Note, ": "))
+		}
+	} else {
+		fmt.Fprintf(w, "Profile:\t%s (version %d)\n", j.Profile, j.ProfileVersion)
+	}
 	progress := fmt.Sprintf("%.0f%%", j.Progress*100)
 	if j.Speed > 0 {
 		progress += fmt.Sprintf(", encoding at %.1fx realtime", j.Speed)

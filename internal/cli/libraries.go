@@ -44,7 +44,12 @@ func (e *env) libraryCheckCmd() *cobra.Command {
 			return err
 		}
 		r, err := c.Library(cmd.Context(), args[0], "check", "")
+		told := false
 		for wait && err == nil && r.Checks[library.CheckPending] > 0 {
+			if r.Waiting != "" && !told {
+				fmt.Fprintln(e.stderr, r.Waiting)
+				told = true
+			}
 			select {
 			case <-cmd.Context().Done():
 				return cmd.Context().Err()
@@ -62,6 +67,9 @@ func (e *env) libraryCheckCmd() *cobra.Command {
 				fmt.Fprintf(tw, "; %d larger or longer than herd decodes, not checked", n)
 			}
 			fmt.Fprintln(tw)
+			if r.Waiting != "" {
+				fmt.Fprintln(tw, r.Waiting)
+			}
 			if r.Checks[library.CheckDamaged] > 0 {
 				fmt.Fprintln(tw, "DAMAGED\tFIRST ERROR")
 				for _, f := range r.Files {

@@ -4,12 +4,15 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/worker"
 )
@@ -18,6 +21,7 @@ func (e *env) workerCmd() *cobra.Command {
 	var cfg worker.DaemonConfig
 	var check bool
 	var logFormat string
+	var libraries []string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a remote worker: dial out to the server, claim tasks, run ffmpeg, report",
@@ -32,10 +36,17 @@ once with a message naming the key it used, and exits non-zero.
 
 At start it proves which encoders work here with a one-frame trial encode each (software x264/x265,
 NVENC, VAAPI, QSV) and advertises only those. --check prints that table and exits.
+
+--library NAME=PATH says that the server's library NAME is mounted here at PATH: the worker then
+runs that library's health checks (herd library check NAME), reading the files in place.
 Every other flag can also be set as HERD_<FLAG>; a flag given on the command line wins.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e.workerSettings(cmd, &cfg, "HERD_WORKER_DATA", worker.DefaultData)
+			var err error
+			if cfg.Libraries, err = parseLibraryMounts(libraries); err != nil {
+				return err
+			}
 			if check {
 				ffmpeg := cmp.Or(cfg.FFmpeg, "ffmpeg")
 				fmt.Fprint(e.stdout, worker.FormatTrials(worker.Detect(cmd.Context(), ffmpeg)))
@@ -52,8 +63,32 @@ Every other flag can also be set as HERD_<FLAG>; a flag given on the command lin
 	f.IntVar(&cfg.MaxTasks, "max-tasks", 1, "tasks run at once")
 	f.DurationVar(&cfg.Grace, "grace", worker.DefaultGrace, "on SIGTERM, how long running tasks may finish before they are released")
 	f.BoolVar(&check, "check", false, "print which encoders work on this machine, and why not, then exit")
+	f.StringArrayVar(&libraries, "library", nil, "NAME=PATH: the server's library NAME is mounted here at PATH; this worker runs its health checks (repeatable)")
 	taskFlags(f, &cfg, &logFormat)
 	return cmd
+}
+
+// parseLibraryMounts reads herd worker's --library NAME=PATH flags.
+func parseLibraryMounts(flags []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range flags {
+		name, dir, ok := strings.Cut(v, "=")
+		switch {
+		case !ok || name == "" || dir == "":
+			return nil, fmt.Errorf("--library %q: write NAME=PATH (the library's name in the server's configuration, and where this machine mounts its folder)", v)
+		case !config.ValidLibraryName(name):
+			return nil, fmt.Errorf("--library %q: %q is not a library name (lower-case letters, digits and dashes)", v, name)
+		case out[name] != "":
+			return nil, fmt.Errorf("--library %s is given twice", name)
+		case !filepath.IsAbs(dir):
+			return nil, fmt.Errorf("--library %s=%s: the path must be absolute", name, dir)
+		}
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("--library %s=%s: not a folder this worker can see (is it mounted?)", name, dir)
+		}
+		out[name] = filepath.Clean(dir)
+	}
+	return out, nil
 }
 
 // taskFlags are the flags of every command that runs tasks (worker, run-task).
@@ -273,12 +308,15 @@ func (e *env) workersCmd() *cobra.Command {
 		if err != nil || *out == "json" || *out == "yaml" {
 			return err
 		}
-		// Jobs that wait for an encoder no worker has proven would wait
-		// forever: say so here, not only on each job.
+		// Jobs that wait for what no worker has would wait forever: say so
+		// here, not only on each job.
 		for _, u := range unmet {
-			fmt.Fprintf(e.stdout, "\nNo worker can encode with %s (capability %s), which %d waiting job(s) need: %s.\n"+
-				"Start a worker whose ffmpeg has it (herd worker --check lists what a worker proves).\n",
-				u.Encoder, u.Capability, len(u.Jobs), strings.Join(u.Jobs, ", "))
+			what := u.Capability
+			if u.Encoder != "" {
+				what += " (the " + u.Encoder + " encoder)"
+			}
+			fmt.Fprintf(e.stdout, "\nNo worker has capability %s, which %d waiting job(s) need: %s.\nTo run them, %s.\n",
+				what, len(u.Jobs), strings.Join(u.Jobs, ", "), u.Hint)
 		}
 		return nil
 	}

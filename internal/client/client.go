@@ -311,11 +311,7 @@ type WorkerView struct {
 }
 
 // UnmetNeed is a capability waiting jobs need and no worker has proven.
-type UnmetNeed struct {
-	Capability string   `json:"capability"`
-	Encoder    string   `json:"encoder"`
-	Jobs       []string `json:"jobs"`
-}
+type UnmetNeed = jobview.UnmetNeed
 
 // Workers lists the registered workers.
 func (c *Client) Workers(ctx context.Context) ([]WorkerView, error) {

@@ -738,6 +738,9 @@ const DefaultLibraryRunning = 1
 // libraryName is what a library's name may be: it is in URLs and commands.
 var libraryName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// ValidLibraryName reports whether name may name a library.
+func ValidLibraryName(name string) bool { return libraryName.MatchString(name) }
+
 // checkLibraries validates the libraries and fills in their defaults.
 func (f *File) checkLibraries(fail func(int, string, ...any) error) error {
 	names := map[string]bool{}

@@ -73,6 +73,31 @@ const (
 	KindThumbnails Kind = "thumbnails"
 	KindVerify     Kind = "verify"
 	KindFinalize   Kind = "finalize"
+	// KindCheck decodes one file of a library in place, changing nothing:
+	// a health check's only task (see Source.Library, CheckResult).
+	KindCheck Kind = "check"
+)
+
+// LibraryNeed is the capability a health check of library's files needs:
+// a worker has it when it reads that library's folder (the server's own
+// workers, or herd worker --library NAME=PATH).
+func LibraryNeed(library string) string { return "library:" + library }
+
+// CheckResult is what a health check task found (its Result.Data).
+type CheckResult struct {
+	// State is ok, damaged or unchecked (the file is larger or longer
+	// than herd decodes).
+	State string `json:"state"`
+	// Note is the first decoding error of a damaged file, or why it was
+	// not checked.
+	Note string `json:"note,omitempty"`
+}
+
+// Health check results (CheckResult.State).
+const (
+	CheckOK      = "ok"
+	CheckDamaged = "damaged"
+	CheckSkipped = "unchecked"
 )
 
 // Encodes reports whether tasks of this kind encode video: they count in
@@ -103,6 +128,10 @@ type Source struct {
 	Height        int     `json:"height,omitempty"`
 	VideoCodec    string  `json:"video_codec,omitempty"`
 	AudioChannels int     `json:"audio_channels,omitempty"`
+	// Library, on a health check's job, names the library whose file Name
+	// (a slash path inside it) is read in place where that library is
+	// mounted; such a source is not stored, and AssetID is the library's.
+	Library string `json:"library,omitempty"`
 	// Subtitles are subtitle files given with the source (sidecars),
 	// each stored as WebVTT under SubtitleKey.
 	Subtitles []SourceSubtitle `json:"subtitles,omitempty"`

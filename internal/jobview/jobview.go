@@ -27,6 +27,18 @@ type JobView struct {
 	// Stream is the stable path of the job's published outputs (its
 	// asset's with its profile): whichever job is current for them now.
 	Stream string `json:"stream,omitempty"`
+	// Check is what a health check's job (Source.Library) found, once its
+	// check task has succeeded.
+	Check *job.CheckResult `json:"check,omitempty"`
+}
+
+// What is what a job does, as lists show it: its profile, or the health
+// check of a library.
+func What(j job.Job) string {
+	if j.Source.Library != "" {
+		return "health check (" + j.Source.Library + ")"
+	}
+	return j.Profile
 }
 
 // CampaignView is a campaign as the API shows it, with its items where
@@ -73,6 +85,9 @@ type LibraryReport struct {
 	Saved int64 `json:"saved"`
 	// Checks are files by their health check's result (pending, ok, damaged).
 	Checks map[string]int `json:"checks,omitempty"`
+	// Waiting, while checks are pending, says why they cannot run: no
+	// worker reads the library's folder.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // LibraryView is one library as the list shows it: what the
@@ -118,7 +133,7 @@ type TaskView struct {
 // View is how the API, and webhook events, show a job.
 func View(j job.Job, tasks []job.Task) JobView {
 	v := JobView{Job: j, Outputs: []pipeline.Output{}}
-	if j.State == job.Succeeded {
+	if j.State == job.Succeeded && j.Source.Library == "" {
 		v.Stream = StreamPath(j.Source.AssetID, j.Profile)
 	}
 	if len(j.Outputs) > 0 {
@@ -130,6 +145,12 @@ func View(j job.Job, tasks []job.Task) JobView {
 		v.ETASeconds = &eta
 	}
 	for _, t := range tasks {
+		if t.Kind == job.KindCheck && t.State == job.TaskSucceeded && len(t.Result) > 0 {
+			var res job.CheckResult
+			if json.Unmarshal(t.Result, &res) == nil {
+				v.Check = &res
+			}
+		}
 		cmds := t.Commands
 		if cmds == nil {
 			cmds = [][]string{}
@@ -167,4 +188,15 @@ func CountChunks(tasks []TaskView) ChunkCount {
 		}
 	}
 	return c
+}
+
+// UnmetNeed is a capability that waiting tasks need and no worker has
+// proven: without one, those tasks wait forever.
+type UnmetNeed struct {
+	Capability string `json:"capability"` // e.g. av1, nvenc:hevc, library:movies
+	// Encoder is ffmpeg's encoder that proves it, e.g. libsvtav1 ("" for
+	// a library's health checks).
+	Encoder string   `json:"encoder"`
+	Hint    string   `json:"hint"` // what the operator can do
+	Jobs    []string `json:"jobs"` // ids of waiting jobs that need it (a bounded number)
 }

@@ -2,30 +2,34 @@ package library
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"io/fs"
+	"fmt"
+	"maps"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/store"
 )
 
-// Health check results (store.LibraryFile.Check).
+// Health check results (store.LibraryFile.Check): pending while a check
+// waits or runs, then what the check task found (job.CheckResult).
 const (
 	CheckPending = "pending"
-	CheckOK      = "ok"
-	CheckDamaged = "damaged"
+	CheckOK      = job.CheckOK
+	CheckDamaged = job.CheckDamaged
 	// CheckSkipped: larger or longer than herd decodes (its limits).
-	CheckSkipped = "unchecked"
+	CheckSkipped = job.CheckSkipped
 )
 
 // StartCheck starts a health check of a library: its files are probed
 // as a plan does (new and changed ones), then every one is decoded whole
-// in the background, CheckConcurrency at a time, and those that do not
-// decode cleanly are marked damaged with the first error. Nothing is
-// changed on disk. A restart goes on with the files not yet checked.
+// by a worker that reads the library's folder: a job per file with one
+// check task (job.KindCheck, needing job.LibraryNeed), at most
+// CheckConcurrency of a library's at once so that checks take turns with
+// other work. Those that do not decode cleanly are marked damaged with
+// the first error. Nothing is changed on disk. A restart goes on with the
+// checks not yet done, and a check already under way is not started again.
 func (m *Manager) StartCheck(ctx context.Context, name string) (Report, error) {
 	l, err := m.get(name)
 	if err != nil {
@@ -44,64 +48,136 @@ func (m *Manager) StartCheck(ctx context.Context, name string) (Report, error) {
 	return m.Status(ctx, name)
 }
 
-// checker decodes the files of l whose check is pending, until ctx ends.
+// checker follows the health checks of l's files until ctx ends: it
+// records what finished check jobs found and queues the next ones.
 func (m *Manager) checker(ctx context.Context, l *lib) {
 	log := m.log.With("library", l.Name)
 	for {
-		files, err := m.st.LibraryCheckPending(ctx, l.Name, 64)
+		live, err := m.checkStep(ctx, l)
 		if err != nil && ctx.Err() == nil {
-			log.Error("library check: list pending files", "err", err)
-		}
-		if len(files) == 0 || err != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-l.checks:
-			case <-time.After(m.Tick):
-			}
-			continue
-		}
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(max(m.CheckConcurrency, 1))
-		for _, f := range files {
-			g.Go(func() error { return m.checkOne(gctx, l, f) })
-		}
-		if err := g.Wait(); err != nil && ctx.Err() == nil {
 			log.Error("library check", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(m.Tick):
-			}
+		}
+		// While checks run, their ends are looked for often: one short
+		// file's check takes well under a Tick.
+		wait := m.Tick
+		if live > 0 {
+			wait = min(wait, checkFollowEvery)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.checks:
+		case <-time.After(wait):
 		}
 	}
 }
 
-func (m *Manager) checkOne(ctx context.Context, l *lib, f store.LibraryFile) error {
-	root, err := l.open()
+// checkFollowEvery is how often running check jobs are looked at.
+const checkFollowEvery = 500 * time.Millisecond
+
+// checkStep records the results of l's finished check jobs and queues
+// check jobs for pending files while fewer than CheckConcurrency run; it
+// returns how many are queued or run.
+func (m *Manager) checkStep(ctx context.Context, l *lib) (int, error) {
+	limit := max(m.CheckConcurrency, 1)
+	// The files with a job come first: at most limit of them are live, so
+	// twice that many rows hold them and enough of the rest to fill the
+	// free slots.
+	files, err := m.st.LibraryCheckPending(ctx, l.Name, 2*limit)
+	if err != nil {
+		return 0, err
+	}
+	live := 0
+	var errs []error
+	for _, f := range files {
+		if f.CheckJob == "" {
+			continue
+		}
+		done, err := m.followCheck(ctx, l, f)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if !done {
+			live++
+		}
+	}
+	for _, f := range files {
+		if f.CheckJob != "" || live >= limit {
+			continue
+		}
+		if err := m.queueCheck(ctx, l, f); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.Path, err))
+			continue
+		}
+		live++
+	}
+	return live, errors.Join(errs...)
+}
+
+// followCheck records what f's check job found, once it has ended; done
+// is false while it waits or runs.
+func (m *Manager) followCheck(ctx context.Context, l *lib, f store.LibraryFile) (done bool, err error) {
+	j, err := m.st.GetJob(ctx, f.CheckJob)
+	if errors.Is(err, job.ErrNotFound) {
+		// Recorded, then not made (a crash between the two): make it again.
+		_, err := m.st.SetLibraryCheckJob(ctx, l.Name, f.Path, "")
+		return true, err
+	}
+	if err != nil {
+		return false, err
+	}
+	switch j.State {
+	case job.Succeeded:
+		tasks, err := m.st.Tasks(ctx, j.ID)
+		if err != nil {
+			return false, err
+		}
+		var res job.CheckResult
+		for _, t := range tasks {
+			if t.Kind == job.KindCheck {
+				if err := json.Unmarshal(t.Result, &res); err != nil {
+					return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, CheckDamaged, "could not be checked: its check's result cannot be read")
+				}
+			}
+		}
+		if res.State == CheckDamaged {
+			m.log.Warn("library file does not decode cleanly", "library", l.Name, "path", f.Path, "error", res.Note, "job_id", j.ID)
+		}
+		return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, res.State, res.Note)
+	case job.Failed:
+		return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, CheckDamaged, "could not be checked: "+j.Error)
+	case job.Canceled:
+		return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, "", "")
+	}
+	return false, nil
+}
+
+// queueCheck makes f's check job: its id is recorded on f first, so that
+// a restart finds the job, or makes it when the crash came before it.
+func (m *Manager) queueCheck(ctx context.Context, l *lib, f store.LibraryFile) error {
+	id := job.NewID("j")
+	if ok, err := m.st.SetLibraryCheckJob(ctx, l.Name, f.Path, id); err != nil || !ok {
+		return err
+	}
+	// A health check's source is not stored: its job names the library's
+	// own asset, which stands for the folder (job.Source.Library).
+	a, err := m.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: l.Name, SHA256: "library:" + l.Name, CreatedAt: m.now().UTC()})
 	if err != nil {
 		return err
 	}
-	defer root.Close()
-	var damage string
-	err = opened(root, f.Path, func(p string) (err error) {
-		damage, err = m.probe.CheckDecode(ctx, p, m.limits)
-		return err
-	})
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return m.st.SetLibraryCheck(ctx, l.Name, f.Path, "", "")
-	case errors.Is(err, media.ErrNotChecked):
-		return m.st.SetLibraryCheck(ctx, l.Name, f.Path, CheckSkipped, err.Error())
-	case err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled):
-		damage = "could not be checked: " + err.Error()
-	case err != nil:
+	labels := maps.Clone(l.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["library"] = l.Name
+	j := job.Job{ID: id, IdempotencyKey: "check:" + id, Labels: labels,
+		Source: job.Source{AssetID: a.ID, Name: f.Path, Size: f.Size, Library: l.Name}}
+	task := job.Task{ID: job.NewID("t"), Kind: job.KindCheck, MaxAttempts: job.DefaultMaxAttempts, Needs: []string{job.LibraryNeed(l.Name)}}
+	if _, _, err := m.st.CreateJob(ctx, j, []job.Task{task}, m.now().UTC()); err != nil {
 		return err
 	}
-	state := CheckOK
-	if damage != "" {
-		state = CheckDamaged
-		m.log.Warn("library file does not decode cleanly", "library", l.Name, "path", f.Path, "error", damage)
+	if m.Wake != nil {
+		m.Wake()
 	}
-	return m.st.SetLibraryCheck(ctx, l.Name, f.Path, state, damage)
+	return nil
 }

@@ -92,6 +92,10 @@ type Store interface {
 	store.LibraryStore
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	AddDelivery(ctx context.Context, d store.Delivery) error
+	// Health checks are jobs.
+	PutAsset(ctx context.Context, a job.Asset) (job.Asset, error)
+	CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (job.Job, bool, error)
+	Tasks(ctx context.Context, jobID string) ([]job.Task, error)
 }
 
 // Submitter queues a library file's job.
@@ -105,10 +109,9 @@ type Outputs interface {
 	Open(ctx context.Context, key string) (blob.Object, error)
 }
 
-// Prober probes a file, and decodes it whole for a health check.
+// Prober probes a file.
 type Prober interface {
 	Admit(ctx context.Context, path string, lim media.Limits) (*media.Info, error)
-	CheckDecode(ctx context.Context, path string, lim media.Limits) (string, error)
 }
 
 // Manager runs a server's libraries.
@@ -127,9 +130,11 @@ type Manager struct {
 	ProbeEvery time.Duration
 	// Tick is how often a library looks for finished jobs and free slots.
 	Tick time.Duration
-	// CheckConcurrency is how many files of a library a health check
-	// decodes at once.
+	// CheckConcurrency is how many check jobs of a library are queued or
+	// run at once.
 	CheckConcurrency int
+	// Wake, when set, tells workers waiting for work that a job was queued.
+	Wake func()
 	// interrupt, set by tests, stops a replacement at a point of its
 	// journal as a crash would (apply.go).
 	interrupt func(point string) bool
@@ -161,8 +166,9 @@ func (l *lib) open() (*os.Root, error) {
 	return r, nil
 }
 
-// DefaultCheckConcurrency is how many files a health check decodes at once.
-const DefaultCheckConcurrency = 2
+// DefaultCheckConcurrency is how many check jobs of a library are queued
+// or run at once.
+const DefaultCheckConcurrency = 4
 
 // New returns a Manager for specs.
 func New(specs []Spec, st Store, sub Submitter, outputs Outputs, probe Prober, limits media.Limits, log *slog.Logger) *Manager {
@@ -466,7 +472,7 @@ func (m *Manager) walk(ctx context.Context, l *lib, plan bool) (int, error) {
 // to blame for (the probe could not run): the file is judged again later.
 func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.LibraryFile, made map[int64][]string) error {
 	var info *media.Info
-	err := opened(root, f.Path, func(p string) (err error) {
+	err := safefs.WithPath(root, f.Path, func(p string) (err error) {
 		info, err = m.probe.Admit(ctx, p, m.limits)
 		return err
 	})
@@ -499,19 +505,6 @@ func (m *Manager) judge(ctx context.Context, l *lib, root *os.Root, f *store.Lib
 		f.State, f.Note = StateSkipped, ""
 	}
 	return nil
-}
-
-// opened opens the file rel inside root (a link leading out of it is not
-// followed) and calls fn with a name of the open file that ffmpeg and
-// ffprobe can open too: what they read is the file the library holds,
-// whatever is renamed or linked meanwhile.
-func opened(root *os.Root, rel string, fn func(path string) error) error {
-	f, err := safefs.Open(root, rel)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return fn(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()))
 }
 
 // inode is a file's inode number (0 where the system has none).

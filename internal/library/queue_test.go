@@ -170,5 +170,3 @@ type admitAll struct{}
 func (admitAll) Admit(context.Context, string, media.Limits) (*media.Info, error) {
 	return &media.Info{Demuxer: "matroska", Duration: 60, Size: 6, Video: &media.VideoStream{Codec: "h264", Width: 1280, Height: 720}}, nil
 }
-
-func (admitAll) CheckDecode(context.Context, string, media.Limits) (string, error) { return "", nil }

@@ -15,9 +15,10 @@ var ErrNotChecked = errors.New("not checked")
 // CheckDecode decodes every video and audio stream of the file at path to
 // nowhere and says what went wrong first; "" when it decodes cleanly. The
 // container is sniffed and forced, as for any source (Admit), and ffmpeg
-// stops at the first error (-xerror). err is for the check itself (ctx
-// ended, ffmpeg missing), not the file.
-func (t Tools) CheckDecode(ctx context.Context, path string, lim Limits) (string, error) {
+// stops at the first error (-xerror). progress, when not nil, is told
+// how much of the file is decoded (0 to 1) as it goes. err is for the
+// check itself (ctx ended, ffmpeg missing), not the file.
+func (t Tools) CheckDecode(ctx context.Context, path string, lim Limits, progress func(float64)) (string, error) {
 	info, err := t.Admit(ctx, path, lim)
 	if err != nil {
 		if re, ok := errors.AsType[*RejectedError](err); ok {
@@ -32,9 +33,13 @@ func (t Tools) CheckDecode(ctx context.Context, path string, lim Limits) (string
 	if err != nil {
 		return "", err
 	}
-	args := []string{"-nostdin", "-hide_banner", "-nostats", "-v", "error", "-xerror", "-protocol_whitelist", "file,pipe",
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-v", "error", "-xerror", "-protocol_whitelist", "file,pipe",
 		"-f", info.Demuxer, "-i", "file:" + abs, "-map", "0:v?", "-map", "0:a?", "-f", "null", "-"}
-	stderr, err := t.exec(ctx, t.ffmpeg(), args, nil, nil, stderrTailBytes)
+	stderr, err := t.runProgress(ctx, args, func(p Progress) {
+		if progress != nil && info.Duration > 0 {
+			progress(min(max(p.OutTime.Seconds()/info.Duration, 0), 1))
+		}
+	})
 	if ctx.Err() != nil {
 		return "", ctx.Err()
 	}

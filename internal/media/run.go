@@ -30,6 +30,16 @@ const waitDelay = 10 * time.Second
 // returned error then wraps both ctx.Err() and an *ExitError. A non-zero exit
 // returns an *ExitError carrying the last few KiB of stderr.
 func (t Tools) Run(ctx context.Context, args []string, progress func(Progress)) error {
+	if _, err := t.runProgress(ctx, args, progress); err != nil {
+		return fmt.Errorf("run ffmpeg: %w", err)
+	}
+	return nil
+}
+
+// runProgress runs ffmpeg with args, whose stdout is its -progress output,
+// passing each block to progress (may be nil), and returns the last few
+// KiB of its stderr as exec does.
+func (t Tools) runProgress(ctx context.Context, args []string, progress func(Progress)) (string, error) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -42,15 +52,12 @@ func (t Tools) Run(ctx context.Context, args []string, progress func(Progress)) 
 		_, _ = io.Copy(io.Discard, pr)
 		done <- err
 	}()
-	_, err := t.exec(ctx, t.ffmpeg(), args, nil, pw, stderrTailBytes)
+	stderr, err := t.exec(ctx, t.ffmpeg(), args, nil, pw, stderrTailBytes)
 	_ = pw.Close()
 	if perr := <-done; perr != nil && err == nil {
 		t.log().Warn("read ffmpeg progress", "err", perr)
 	}
-	if err != nil {
-		return fmt.Errorf("run ffmpeg: %w", err)
-	}
-	return nil
+	return stderr, err
 }
 
 // exec runs bin with args in its own process group, writing stdout to stdout,

@@ -45,6 +45,7 @@ const (
 	maxCommandArgs = 2048
 	maxCommandSize = 512 << 10 // all arguments of all commands together
 	maxOutputs     = 512
+	maxCheckNote   = 1024 // a health check's first error (media cuts it to 300)
 )
 
 // Acceptor checks reports against the server's profiles, limits and storage.
@@ -117,6 +118,22 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 			return out, err
 		}
 		out.Data, err = json.Marshal(outputs)
+		return out, err
+	case job.KindCheck:
+		var res job.CheckResult
+		if err := strictJSON(r.Data, &res); err != nil {
+			return out, refuse("data", "not a check result: %v", err)
+		}
+		switch {
+		case res.State != job.CheckOK && res.State != job.CheckDamaged && res.State != job.CheckSkipped:
+			return out, refuse("data.state", "not ok, damaged or unchecked")
+		case (res.State == job.CheckOK) != (res.Note == ""):
+			return out, refuse("data.note", "a note comes with a damaged or unchecked file, and only then")
+		case len(res.Note) > maxCheckNote || !utf8.ValidString(res.Note):
+			return out, refuse("data.note", "not text of at most %d bytes", maxCheckNote)
+		}
+		var err error
+		out.Data, err = json.Marshal(res)
 		return out, err
 	case job.KindFinalize:
 		verified := c.Deps[job.KindVerify]

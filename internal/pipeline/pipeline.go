@@ -47,6 +47,9 @@ type Executor struct {
 	limits   media.Limits
 	log      *slog.Logger
 	gpu      *GPU
+	// libraries are the folders of the libraries this executor reads in
+	// place (health checks), by name.
+	libraries map[string]string
 }
 
 // Profiles finds the profile a job was submitted with, at its version: a
@@ -99,8 +102,11 @@ type probeResult struct {
 
 // Execute runs one task.
 func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.Progress)) (job.Result, error) {
-	if c.Task.Kind == job.KindFinalize {
+	switch c.Task.Kind {
+	case job.KindFinalize:
 		return e.finalize(ctx, c)
+	case job.KindCheck:
+		return e.check(ctx, c, report)
 	}
 	// A chunk reads only its piece of the source, a stitch only the chunks,
 	// and a verify the source only when it must (verify fetches it then).

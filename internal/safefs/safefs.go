@@ -55,6 +55,19 @@ func Open(r *os.Root, name string) (*os.File, error) {
 	return f, nil
 }
 
+// WithPath opens the regular file name inside r as Open does and calls fn
+// with a path that names the open file (/proc/self/fd/N): a program
+// given that path (ffmpeg) reads the file Open checked, whatever is renamed
+// or linked in its place meanwhile.
+func WithPath(r *os.Root, name string, fn func(path string) error) error {
+	f, err := Open(r, name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fn(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()))
+}
+
 // openEntry opens name inside r for reading when name itself, not what a
 // link there leads to, is a regular file. It also returns the file's info.
 func openEntry(r *os.Root, name string) (*os.File, fs.FileInfo, error) {

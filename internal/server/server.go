@@ -359,7 +359,14 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log)
+	libs.Wake = sig.Kick
+	// The in-process workers read every library this server declares
+	// (their health checks run here).
+	dirs := map[string]string{}
+	for _, l := range cfg.Libraries {
+		dirs[l.Name] = l.Path
+	}
+	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log).WithLibraries(dirs)
 	// The in-process workers prove the software encoders as remote ones do
 	// (a trial encode each), so that a task needing libsvtav1 or libx265 runs
 	// here only where this ffmpeg has it; they use no GPU.
@@ -368,6 +375,9 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		trials := worker.DetectCaps(context.Background(), r.tools.FFmpeg, worker.Software)
 		localCaps = worker.Caps(trials)
 		log.Info("encoders proven by trial encodes", "capabilities", localCaps, "workers", "in-process")
+		for _, name := range slices.Sorted(maps.Keys(dirs)) {
+			localCaps = append(localCaps, job.LibraryNeed(name))
+		}
 	}
 
 	srv := api.New(api.Deps{

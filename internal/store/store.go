@@ -416,8 +416,10 @@ type LibraryFile struct {
 	Trash string `json:"trash,omitempty"`
 	// Check is the health check's result: pending, ok or damaged (""
 	// never checked); CheckNote the first error of a damaged file.
-	Check     string    `json:"check,omitempty"`
-	CheckNote string    `json:"check_note,omitempty"`
+	Check     string `json:"check,omitempty"`
+	CheckNote string `json:"check_note,omitempty"`
+	// CheckJob is the job of the file's latest health check.
+	CheckJob  string    `json:"check_job,omitempty"`
 	ScannedAt time.Time `json:"scanned_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -435,6 +437,7 @@ type LibraryStore interface {
 	RemoveLibraryTrash(ctx context.Context, library, path string) error
 	StartLibraryCheck(ctx context.Context, library string) (int64, error)
 	LibraryCheckPending(ctx context.Context, library string, limit int) ([]LibraryFile, error)
+	SetLibraryCheckJob(ctx context.Context, library, path, jobID string) (bool, error)
 	SetLibraryCheck(ctx context.Context, library, path, state, note string) error
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -44,6 +45,10 @@ type DaemonConfig struct {
 	StallAfter        time.Duration
 	Heartbeat         time.Duration
 	FFmpeg, FFprobe   string
+	// Libraries are the server's libraries this machine mounts, by name →
+	// folder here: the worker runs their health checks, reading the files
+	// in place.
+	Libraries map[string]string
 }
 
 // KeyFile is where a registered worker keeps its key.
@@ -83,6 +88,10 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	trials := Detect(ctx, tools.FFmpeg)
 	caps := Caps(trials)
 	log.Info("encoders proven by trial encodes", "capabilities", caps)
+	for _, name := range slices.Sorted(maps.Keys(cfg.Libraries)) {
+		caps = append(caps, job.LibraryNeed(name))
+		log.Info("health checks of a library run here", "library", name, "path", cfg.Libraries[name])
+	}
 
 	refusedCtx, refuse := context.WithCancelCause(context.Background())
 	defer refuse(nil)
@@ -98,7 +107,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 
 	// Profiles come with each job's plan; the set is only needed for probing,
 	// which checks the profile version the job asked for.
-	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
+	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log).WithLibraries(cfg.Libraries)
 	poolCfg := Config{
 		Name: cfg.Name, OwnerPrefix: "worker/" + cfg.Name + "/", Slots: cfg.MaxTasks, Caps: caps,
 		Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter,

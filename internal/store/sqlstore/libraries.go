@@ -9,7 +9,7 @@ import (
 	"github.com/herdhq/herd/internal/store"
 )
 
-const libraryCols = `library, path, size, mtime, inode, state, facts, job_id, note, new_size, new_sha256, step, trash, check_state, check_note, scanned_at, updated_at`
+const libraryCols = `library, path, size, mtime, inode, state, facts, job_id, note, new_size, new_sha256, step, trash, check_state, check_note, check_job, scanned_at, updated_at`
 
 func scanLibraryFile(sc scanner) (store.LibraryFile, error) {
 	var (
@@ -18,7 +18,7 @@ func scanLibraryFile(sc scanner) (store.LibraryFile, error) {
 		facts            string
 		scanned, updated int64
 	)
-	err := sc.Scan(&f.Library, &f.Path, &f.Size, &f.MTime, &inode, &f.State, &facts, &f.JobID, &f.Note, &f.NewSize, &f.NewSHA256, &f.Step, &f.Trash, &f.Check, &f.CheckNote, &scanned, &updated)
+	err := sc.Scan(&f.Library, &f.Path, &f.Size, &f.MTime, &inode, &f.State, &facts, &f.JobID, &f.Note, &f.NewSize, &f.NewSHA256, &f.Step, &f.Trash, &f.Check, &f.CheckNote, &f.CheckJob, &scanned, &updated)
 	f.Inode, f.ScannedAt, f.UpdatedAt = uint64(inode), time.UnixMilli(scanned).UTC(), time.UnixMilli(updated).UTC() //nolint:gosec // G115: the inode's 64 bits, kept in a signed column and read back as they were
 	if facts != "" {
 		f.Facts = []byte(facts)
@@ -56,11 +56,11 @@ func (s *Store) PutLibraryFile(ctx context.Context, f store.LibraryFile) error {
 
 func (s *Store) putLibraryFile(ctx context.Context, tx *sql.Tx, f store.LibraryFile) error {
 	ino := int64(f.Inode) //nolint:gosec // G115: the inode's 64 bits in a signed column (scanLibraryFile reads them back)
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO library_files (`+libraryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO library_files (`+libraryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (library, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, inode = excluded.inode, state = excluded.state,
 		facts = excluded.facts, job_id = excluded.job_id, note = excluded.note, new_size = excluded.new_size, new_sha256 = excluded.new_sha256,
 		step = excluded.step, trash = excluded.trash, scanned_at = excluded.scanned_at, updated_at = excluded.updated_at`),
-		f.Library, f.Path, f.Size, f.MTime, ino, f.State, string(f.Facts), f.JobID, f.Note, f.NewSize, f.NewSHA256, f.Step, f.Trash, f.Check, f.CheckNote, ms(f.ScannedAt), ms(f.UpdatedAt))
+		f.Library, f.Path, f.Size, f.MTime, ino, f.State, string(f.Facts), f.JobID, f.Note, f.NewSize, f.NewSHA256, f.Step, f.Trash, f.Check, f.CheckNote, f.CheckJob, ms(f.ScannedAt), ms(f.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("put library file: %w", err)
 	}
@@ -120,9 +120,11 @@ func (s *Store) RemoveLibraryTrash(ctx context.Context, library, path string) er
 }
 
 // StartLibraryCheck marks every file of a library for a health check
-// (check_state pending) and returns how many.
+// (check_state pending) and returns how many; a file whose check is
+// pending already keeps it (and its job).
 func (s *Store) StartLibraryCheck(ctx context.Context, library string) (int64, error) {
-	res, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_state = 'pending', check_note = '' WHERE library = ?`), library)
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_state = 'pending', check_note = '', check_job = ''
+		WHERE library = ? AND check_state <> 'pending'`), library)
 	n, err := rowsAffected(res, err)
 	if err != nil {
 		return 0, fmt.Errorf("start library check: %w", err)
@@ -130,9 +132,23 @@ func (s *Store) StartLibraryCheck(ctx context.Context, library string) (int64, e
 	return n, nil
 }
 
-// LibraryCheckPending lists up to limit files of a library whose health check waits.
+// LibraryCheckPending lists up to limit files of a library whose health
+// check waits: those with a check job first (to follow), then the rest.
 func (s *Store) LibraryCheckPending(ctx context.Context, library string, limit int) ([]store.LibraryFile, error) {
-	return collect(ctx, s.r, scanLibraryFile, s.q(`SELECT `+libraryCols+` FROM library_files WHERE library = ? AND check_state = 'pending' ORDER BY path LIMIT ?`), library, limit)
+	return collect(ctx, s.r, scanLibraryFile, s.q(`SELECT `+libraryCols+` FROM library_files WHERE library = ? AND check_state = 'pending'
+		ORDER BY check_job = '', path LIMIT ?`), library, limit)
+}
+
+// SetLibraryCheckJob records the job that checks a file whose check is
+// pending; false when the file's check is no longer pending (or the file
+// is no longer known).
+func (s *Store) SetLibraryCheckJob(ctx context.Context, library, path, jobID string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_job = ? WHERE library = ? AND path = ? AND check_state = 'pending'`), jobID, library, path)
+	n, err := rowsAffected(res, err)
+	if err != nil {
+		return false, fmt.Errorf("set library check job: %w", err)
+	}
+	return n == 1, nil
 }
 
 // SetLibraryCheck records a file's health check, unless the file is no

@@ -38,19 +38,35 @@ func testLibraries(t *testing.T, st store.Store) {
 	require.NoError(t, err)
 	require.Len(t, in, 1)
 
-	// Checks: every file pending; a result kept through the file's updates.
+	// Checks: every file pending, those with a job listed first; a check
+	// started again leaves pending ones (and their jobs) alone; a result
+	// kept through the file's updates.
 	n, err := s.StartLibraryCheck(ctx, "movies")
 	require.NoError(t, err)
 	require.Equal(t, int64(2), n)
+	ok, err = s.SetLibraryCheckJob(ctx, "movies", "b.mkv", "jcheck")
+	require.NoError(t, err)
+	require.True(t, ok)
 	pending, err := s.LibraryCheckPending(ctx, "movies", 10)
 	require.NoError(t, err)
 	require.Len(t, pending, 2)
+	require.Equal(t, []string{"b.mkv", "jcheck"}, []string{pending[0].Path, pending[0].CheckJob}, "the file with a job first")
+	pending, err = s.LibraryCheckPending(ctx, "movies", 1)
+	require.NoError(t, err)
+	require.Equal(t, "b.mkv", pending[0].Path)
+	n, err = s.StartLibraryCheck(ctx, "movies")
+	require.NoError(t, err)
+	require.Zero(t, n, "pending already")
 	require.NoError(t, s.SetLibraryCheck(ctx, "movies", "b.mkv", "damaged", "corrupt frame"))
+	ok, err = s.SetLibraryCheckJob(ctx, "movies", "b.mkv", "jlate")
+	require.NoError(t, err)
+	require.False(t, ok, "no longer pending")
 	require.NoError(t, s.PutLibraryFile(ctx, store.LibraryFile{Library: "movies", Path: "b.mkv", Size: 5, State: "skipped", ScannedAt: t0, UpdatedAt: t0}))
 	got, err = s.LibraryFiles(ctx, "movies")
 	require.NoError(t, err)
 	require.Equal(t, "damaged", got[1].Check)
 	require.Equal(t, "corrupt frame", got[1].CheckNote)
+	require.Equal(t, "jcheck", got[1].CheckJob)
 
 	f.Path, f.State, f.Step = "Heat (1995)/Heat.mkv", "replaced", ""
 	require.NoError(t, s.MoveLibraryFile(ctx, "Heat (1995)/Heat.avi", f))

@@ -100,6 +100,9 @@ const fmt = {
 
 function stateBadge(state) { return el('span', {class: 'state ' + state}, state); }
 
+// What a job does: its profile, or the health check of a library (jobview.What).
+function what(j) { return j.source.library ? `health check (${j.source.library})` : j.profile; }
+
 function flash(msg) {
   let box = document.getElementById('flash');
   if (!box) {
@@ -163,7 +166,7 @@ pages.jobs = () => {
       if (!d.jobs.length) { fill(rows, [el('tr', {}, el('td', {colspan: 8, class: 'muted'}, 'No jobs yet. ', el('a', {href: '/upload'}, 'Upload a video')))]); return; }
       fill(rows, d.jobs.map((j) => el('tr', {dataset: {job: j.id, state: j.state}},
         el('td', {class: 'name'}, el('a', {href: '/jobs/' + j.id}, j.source.name)),
-        el('td', {}, j.profile),
+        el('td', {}, what(j)),
         el('td', {}, stateBadge(j.state), j.error ? el('div', {class: 'muted'}, j.error) : null),
         el('td', {}, el('progress', {max: 1, value: j.progress, 'aria-label': 'progress of ' + j.source.name}), ' ', fmt.pct(j.progress)),
         el('td', {class: 'num'}, j.state === 'running' ? fmt.speed(j.speed) : '–'),
@@ -184,7 +187,7 @@ pages.job = () => {
     document.getElementById('j-title').textContent = j.source.name;
     fill(document.getElementById('j-state'), [stateBadge(j.state)]);
     document.getElementById('j-state').dataset.state = j.state;
-    document.getElementById('j-profile').textContent = j.profile;
+    document.getElementById('j-profile').textContent = what(j) + (j.check ? ': ' + j.check.state + (j.check.note ? ' (' + j.check.note + ')' : '') : '');
     document.getElementById('j-progress').value = j.progress;
     document.getElementById('j-progress-text').textContent = fmt.pct(j.progress) + (j.state === 'running' && j.speed ? ` at ${fmt.speed(j.speed)}` : '') +
       (j.eta_seconds !== undefined ? `, about ${fmt.dur(j.eta_seconds)} left` : '');
@@ -518,7 +521,7 @@ pages.workers = () => {
     const unmet = d.unmet_needs || [];
     document.getElementById('w-unmet-box').hidden = !unmet.length;
     fill(document.getElementById('w-unmet'), unmet.map((u) => el('li', {dataset: {capability: u.capability}},
-      `${u.capability}: no worker has proven the ${u.encoder} encoder; start one whose ffmpeg has it (herd worker --check). Waiting: `,
+      `${u.capability}: no worker has it; ${u.hint}. Waiting: `,
       ...u.jobs.flatMap((id, i) => [i ? ', ' : '', el('a', {href: '/jobs/' + id}, id)]))));
   });
 };
