@@ -23,6 +23,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/publish"
+	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -37,9 +38,10 @@ import (
 //   - stepReady: the new file is whole, checked against the job's output,
 //     and has the original's owner, group, mode and modification time.
 //   - stepTrashed (same name): the original is hard-linked into the trash;
-//     then the new file is renamed over it, one rename, so the name holds
-//     the old file or the new one at every moment, and the original's
-//     other links keep the old bytes.
+//     then the new file and the original exchange names in one step
+//     (swapIn), so the name holds the old file or the new one at every
+//     moment, the original's other links keep the old bytes, and a file
+//     written at the name in the instant before is never overwritten.
 //   - stepPlaced (another name, as movie.avi becoming movie.mkv): the new
 //     file is linked to its name (never over a file that is there), then
 //     the original moved to the trash.
@@ -385,14 +387,14 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 					return err
 				}
 			}
-			if err := root.Rename(tmp, f.Path); err != nil {
-				return err
-			}
-			if err := syncDir(root, path.Dir(f.Path)); err != nil {
+			if err := m.swapIn(ctx, l, root, tmp, f.Path, trash); err != nil {
 				return err
 			}
 		case err == nil && m.ours(root, f.Path, f.NewSize, f.NewSHA256):
-			// Renamed before a crash.
+			// Renamed, or exchanged, before a crash.
+			if err := m.settleSwap(ctx, l, root, tmp, f.Path, trash); err != nil {
+				return err
+			}
 		case err == nil || errors.Is(err, fs.ErrNotExist):
 			// Something else took the name while herd was stopped, or
 			// nothing holds it: the original stays in the trash.
@@ -433,6 +435,63 @@ func (m *Manager) replace(ctx context.Context, l *lib, f *store.LibraryFile, j j
 		return err
 	}
 	return m.record(ctx, l, f, final, trash, j.ID)
+}
+
+// swapIn gives the new file at tmp the original's name in one step: the
+// two names are exchanged (renameat2 RENAME_EXCHANGE), so that whatever
+// held the name ends at tmp, where settleSwap looks at it. Had a program
+// written another file at the name in the instant since herd looked, that
+// file is not lost: it gets its name back. Where the file system cannot
+// exchange names (NFS, SMB) a rename does it, and that instant stays open.
+func (m *Manager) swapIn(ctx context.Context, l *lib, root *os.Root, tmp, name, trash string) error {
+	if err := m.interrupted("swapping"); err != nil {
+		return err
+	}
+	err := safefs.Exchange(root, tmp, name)
+	if errors.Is(err, errors.ErrUnsupported) {
+		if err := root.Rename(tmp, name); err != nil {
+			return err
+		}
+		return syncDir(root, path.Dir(name))
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.interrupted("exchanged"); err != nil {
+		return err
+	}
+	return m.settleSwap(ctx, l, root, tmp, name, trash)
+}
+
+// settleSwap finishes an exchange of tmp and name whose name holds the new
+// file: at tmp is the original, whose link in the trash keeps it, and tmp
+// goes; or a file someone wrote at the name just before the exchange,
+// which gets its name back (the replacement is then kept from it, the
+// original staying in the trash). Nothing at tmp: a rename did it.
+func (m *Manager) settleSwap(ctx context.Context, l *lib, root *os.Root, tmp, name, trash string) error {
+	was, err := root.Lstat(tmp)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return syncDir(root, path.Dir(name))
+	case err != nil:
+		return err
+	}
+	if orig, err := root.Lstat(trash); err == nil && os.SameFile(was, orig) {
+		if err := root.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return syncDir(root, path.Dir(name))
+	}
+	if err := safefs.Exchange(root, tmp, name); err != nil {
+		return fmt.Errorf("give %s back its name: %w", name, err)
+	}
+	if err := syncDir(root, path.Dir(name)); err != nil {
+		return err
+	}
+	if err := m.st.AddLibraryTrash(ctx, store.TrashEntry{Library: l.Name, Path: trash, Original: name, TrashedAt: m.now().UTC()}); err != nil {
+		return err
+	}
+	return kept("%s was written anew as herd replaced it; the new file stays, and the original is in %s", name, trash)
 }
 
 // record finishes a replacement made: the original's place in the trash

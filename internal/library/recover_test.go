@@ -98,8 +98,9 @@ func replacingIn(t *testing.T, db *sqlstore.Store, dir, rel string, perm os.File
 func TestReplacementSurvivesACrashAnywhere(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"Heat.mkv", "Heat.avi"} { // the same name, and an extension change
-		for _, point := range []string{stepPlacing, stepReady, "linked", stepTrashed, stepPlaced, "moved", ""} {
-			if (name == "Heat.mkv" && point == stepPlaced) || (name == "Heat.avi" && point == stepTrashed) {
+		for _, point := range []string{stepPlacing, stepReady, "linked", stepTrashed, "swapping", "exchanged", stepPlaced, "moved", ""} {
+			sameOnly := point == stepTrashed || point == "swapping" || point == "exchanged"
+			if (name == "Heat.mkv" && point == stepPlaced) || (name == "Heat.avi" && sameOnly) {
 				continue // not a point of that kind of replacement
 			}
 			t.Run(name+"/"+point, func(t *testing.T) {
@@ -378,4 +379,43 @@ func TestReplacementAfterItsFilesWent(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, StateReplaced, files[0].State)
 	require.Contains(t, files[0].Note, TrashDir+"/Heat.j1.mkv")
+}
+
+// A program that writes the original's name anew in the instant between
+// herd's last look and its swap does not lose its file: the names are
+// exchanged in one step, and the file found at the temporary name is not
+// the original, so it gets its name back. The replacement is kept from it,
+// the original stays in the trash, nothing is left behind.
+func TestReplacementNeverOverwritesAFileWrittenAsItSwaps(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, outs, old, _ := replacing(t, dir, "Heat.mkv", 0o644)
+	m := New([]Spec{{Name: "movies", Path: dir, Profile: "archive-hevc", Action: ActionReplace, MaxRunning: 1}},
+		st, noSubmit{}, outs, nil, media.Limits{}, slog.New(slog.DiscardHandler))
+	theirs := []byte("written by someone else just now")
+	m.interrupt = func(p string) bool {
+		if p == "swapping" {
+			tmp := filepath.Join(dir, "theirs.tmp")
+			require.NoError(t, os.WriteFile(tmp, theirs, 0o644))
+			require.NoError(t, os.Rename(tmp, filepath.Join(dir, "Heat.mkv"))) // as an editor saves
+		}
+		return false
+	}
+	require.NoError(t, m.apply(ctx, m.libs["movies"]))
+	got, err := os.ReadFile(filepath.Join(dir, "Heat.mkv"))
+	require.NoError(t, err)
+	require.Equal(t, theirs, got, "their file keeps the name")
+	trashed, err := os.ReadFile(filepath.Join(dir, TrashDir, "Heat.mkv"))
+	require.NoError(t, err)
+	require.Equal(t, old, trashed, "the original in the trash")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.False(t, e.Name() != TrashDir && strings.HasPrefix(e.Name(), tempPrefix), "left behind: %s", e.Name())
+	}
+	files, err := st.LibraryFiles(ctx, "movies")
+	require.NoError(t, err)
+	require.Equal(t, StateKept, files[0].State)
+	require.Contains(t, files[0].Note, "written anew as herd replaced it")
 }

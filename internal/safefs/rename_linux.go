@@ -22,3 +22,19 @@ func renameNoReplace(oldDir *os.File, old string, newDir *os.File, new string) e
 	}
 	return nil
 }
+
+// exchange swaps a in the folder aDir and b in bDir in one step
+// (renameat2 with RENAME_EXCHANGE); errors.ErrUnsupported where the file
+// system cannot (NFS, SMB, older kernels).
+func exchange(aDir *os.File, a string, bDir *os.File, b string) error {
+	err := withFds(aDir, bDir, func(fa, fb int) error {
+		return unix.Renameat2(fa, a, fb, b, unix.RENAME_EXCHANGE)
+	})
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		return errors.ErrUnsupported
+	}
+	if err != nil {
+		return &os.LinkError{Op: "exchange", Old: a, New: b, Err: err}
+	}
+	return nil
+}

@@ -2,7 +2,10 @@
 
 package safefs
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // renameNoReplace renames old in the folder oldDir to new in newDir, failing
 // with EEXIST when new exists.
@@ -12,3 +15,6 @@ func renameNoReplace(oldDir *os.File, old string, newDir *os.File, new string) e
 	}
 	return nil
 }
+
+// exchange would swap two names in one step; this system cannot.
+func exchange(*os.File, string, *os.File, string) error { return errors.ErrUnsupported }

@@ -324,6 +324,24 @@ func renameIn(r *os.Root, old, new string) error {
 	return renameNoReplace(oldDir, filepath.Base(old), newDir, filepath.Base(new))
 }
 
+// Exchange swaps the files (or folders) at a and b inside r in one step:
+// each name holds what the other held, and neither is ever missing. It
+// returns errors.ErrUnsupported where the system or file system cannot
+// (NFS, SMB): the caller falls back to a rename.
+func Exchange(r *os.Root, a, b string) error {
+	aDir, err := r.Open(filepath.Dir(a))
+	if err != nil {
+		return err
+	}
+	defer aDir.Close()
+	bDir, err := r.Open(filepath.Dir(b))
+	if err != nil {
+		return err
+	}
+	defer bDir.Close()
+	return exchange(aDir, filepath.Base(a), bDir, filepath.Base(b))
+}
+
 // sameContent reports whether name inside r holds the same bytes as f.
 func sameContent(f *os.File, r *os.Root, name string) (bool, error) {
 	other, _, err := openEntry(r, name)

@@ -174,3 +174,23 @@ func TestOpen(t *testing.T) {
 	_, err = safefs.Open(d.ra, ".")
 	require.ErrorIs(t, err, safefs.ErrNotRegular)
 }
+
+// Exchange swaps two names in one step, inside the root only.
+func TestExchange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a"), []byte("A"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "sub", "b"), []byte("B"), 0o644))
+	r, err := os.OpenRoot(dir)
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, safefs.Exchange(r, "a", "sub/b"))
+	a, err := os.ReadFile(filepath.Join(dir, "a"))
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(dir, "sub", "b"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"B", "A"}, []string{string(a), string(b)})
+	require.ErrorIs(t, safefs.Exchange(r, "a", "missing"), fs.ErrNotExist)
+	require.Error(t, safefs.Exchange(r, "a", "../outside"), "never outside the root")
+}
