@@ -86,8 +86,10 @@ type Service struct {
 }
 
 // New returns the service for the configured publishers; webhooks of
-// subscriptions go out through guard's client.
-func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.Publisher, guard *Guard, log *slog.Logger) (*Service, error) {
+// subscriptions go out through guard's client. libraries are the folders
+// of the configuration's libraries (libraries:), by name, which media
+// server publishers may index.
+func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.Publisher, libraries map[string]string, guard *Guard, log *slog.Logger) (*Service, error) {
 	s := &Service{st: st, owner: owner, files: files, pubs: pubs, libraries: map[string]*publish.Library{}, notifiers: map[string]publish.Notifier{},
 		hooks: guard.Client(30 * time.Second), log: log.With("component", "deliver"), now: time.Now}
 	for name, pc := range pubs {
@@ -99,15 +101,20 @@ func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.
 			s.libraries[name] = lib
 			continue
 		}
-		s.notifiers[name] = notifier(pc, pubs)
+		s.notifiers[name] = notifier(pc, pubs, libraries)
 	}
 	return s, nil
 }
 
 // notifier builds the notifier of a plex, jellyfin or webhook publisher.
-func notifier(pc config.Publisher, pubs map[string]config.Publisher) publish.Notifier {
+// A media server indexes a library publisher's folder, or a library's.
+func notifier(pc config.Publisher, pubs map[string]config.Publisher, libraries map[string]string) publish.Notifier {
 	if pc.Type == config.PublishPlex || pc.Type == config.PublishJellyfin {
-		return publish.NewMediaServer(pc, pubs[pc.Library].Path)
+		root := pubs[pc.Library].Path
+		if p, ok := pubs[pc.Library]; !ok || p.Type != config.PublishLibrary {
+			root = libraries[pc.Library]
+		}
+		return publish.NewMediaServer(pc, root)
 	}
 	events := pc.Events
 	if len(events) == 0 {
@@ -269,6 +276,13 @@ func (s *Service) deliver(ctx context.Context, o store.Outbound) (time.Time, int
 func (s *Service) event(ctx context.Context, o store.Outbound, j job.Job) publish.Event {
 	view, _ := json.Marshal(jobview.View(j, nil))
 	ev := publish.Event{ID: o.EventID, Type: o.Event, CreatedAt: o.CreatedAt, Job: view, Data: o.Data, Watch: j.Watch}
+	var notice store.FilesNotice
+	if !o.Subscription && len(o.Data) > 0 && json.Unmarshal(o.Data, &notice) == nil && len(notice.Files) > 0 {
+		// A notice of files written outside a publisher (a library's
+		// replacement): they are the event's files.
+		ev.Files, ev.Data = notice.Files, nil
+		return ev
+	}
 	if ds, err := s.st.Deliveries(ctx, j.ID); err == nil {
 		for _, d := range ds {
 			if d.Type == config.PublishLibrary && d.OK && d.Event == job.EventSucceeded {

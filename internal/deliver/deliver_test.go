@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/publish"
+	"github.com/herdhq/herd/internal/publish/publishtest"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
 	"github.com/herdhq/herd/internal/testenv"
@@ -113,6 +115,7 @@ type fixture struct {
 	svc   *Service
 	clock time.Time
 	lib   string
+	shows string // the folder of library shows (libraries:)
 }
 
 func setup(t *testing.T, pubs map[string]config.Publisher) *fixture {
@@ -121,14 +124,14 @@ func setup(t *testing.T, pubs map[string]config.Publisher) *fixture {
 	st, blobs := testenv.Stores(t, dir)
 	guard, err := NewGuard([]string{"127.0.0.0/8"})
 	require.NoError(t, err)
-	f := &fixture{st: st, blobs: blobs, clock: time.Now(), lib: filepath.Join(dir, "library")}
+	f := &fixture{st: st, blobs: blobs, clock: time.Now(), lib: filepath.Join(dir, "library"), shows: filepath.Join(dir, "shows")}
 	for name, p := range pubs {
 		if p.Type == config.PublishLibrary {
 			p.Path = f.lib
 			pubs[name] = p
 		}
 	}
-	f.svc, err = New(st, "test", &pipeline.LocalFiles{Blobs: blobs}, pubs, guard, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.svc, err = New(st, "test", &pipeline.LocalFiles{Blobs: blobs}, pubs, map[string]string{"shows": f.shows}, guard, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	f.svc.now = func() time.Time { return f.clock }
 	return f
@@ -301,4 +304,47 @@ func TestRefusedTarget(t *testing.T) {
 	f.run(t)
 	require.Equal(t, []string{job.EventQueued}, rcv.events())
 	require.True(t, strings.HasPrefix(rcv.srv.URL, "http://127.0.0.1"))
+}
+
+// A library's replacement tells its media server through the outbox: the
+// notice names the file, is retried like any delivery (so it survives a
+// failing server, and a restart), is recorded on the job, and queuing it
+// twice sends it once.
+func TestLibraryNoticeIsDurable(t *testing.T) {
+	t.Parallel()
+	shows := t.TempDir()
+	plex := publishtest.Plex(t, "tok", publishtest.Library{Key: "2", Title: "Shows", Type: "show", Server: "/data/shows", Local: shows})
+	f := setup(t, map[string]config.Publisher{
+		"plex": {Name: "plex", Type: config.PublishPlex, URL: plex.URL, Token: "tok", Library: "shows", LibraryPath: "/data/shows",
+			Attempts: 3, RetryAfter: config.Duration(time.Second), ConfirmTimeout: config.Duration(10 * time.Second)},
+	})
+	f.shows = shows
+	guard, err := NewGuard([]string{"127.0.0.0/8"})
+	require.NoError(t, err)
+	svc, err := New(f.st, "test", &pipeline.LocalFiles{Blobs: f.blobs}, f.svc.pubs, map[string]string{"shows": shows}, guard, f.svc.log)
+	require.NoError(t, err)
+	svc.now = f.svc.now
+	f.svc = svc
+	plex.Set(func(s *publishtest.Server) { s.FailNext = 1 })
+	ctx := context.Background()
+	j := f.newJob(t, "sha-notice", "archive-hevc")
+	f.succeed(t, j)
+	file := filepath.Join(f.shows, "S01", "Pilot.mkv")
+	require.NoError(t, os.MkdirAll(filepath.Dir(file), 0o755))
+	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
+	for range 2 {
+		require.NoError(t, f.st.HandOffFiles(ctx, "lib-ev", j.ID, []string{"plex"}, map[string]string{"shows": file}, f.clock))
+	}
+	f.run(t)
+	require.Equal(t, []string{"2 /data/shows/S01"}, plex.Refreshes, "the file's folder, as the server sees it (refused)")
+	f.clock = f.clock.Add(time.Minute)
+	f.run(t)
+	require.Equal(t, []string{"2 /data/shows/S01", "2 /data/shows/S01"}, plex.Refreshes, "asked again, once")
+	var got []string
+	for _, d := range f.deliveries(t, j.ID) {
+		if d.Publisher == "plex" {
+			got = append(got, fmt.Sprintf("%d %v", d.Attempt, d.OK))
+		}
+	}
+	require.Equal(t, []string{"1 false", "2 true"}, got)
 }

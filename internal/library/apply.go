@@ -18,11 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
-	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
 )
@@ -690,6 +688,15 @@ func (m *Manager) finish(ctx context.Context, l *lib, f *store.LibraryFile, fina
 	if l.Action == ActionAlongside {
 		state = StateDone
 	}
+	// The media servers are told through the outbox, before the file is
+	// recorded done: a restart that finishes the replacement again queues
+	// the same notices, which adds nothing.
+	if len(l.Notify) > 0 {
+		files := map[string]string{l.Name: filepath.Join(l.Path, filepath.FromSlash(final))}
+		if err := m.st.HandOffFiles(ctx, job.DerivedID("lib", jobID, l.Name), jobID, l.Notify, files, m.now().UTC()); err != nil {
+			return err
+		}
+	}
 	done := *f
 	done.Step, done.State, done.Note, done.UpdatedAt = "", state, detail, m.now().UTC()
 	done.Check, done.CheckNote = "", "" // the new file is not the one checked
@@ -705,47 +712,9 @@ func (m *Manager) finish(ctx context.Context, l *lib, f *store.LibraryFile, fina
 	*f = done
 	m.deliver(ctx, l, jobID, true, detail)
 	m.log.Info("library file done", "library", l.Name, "path", final, "detail", detail)
-	m.tell(l, jobID, final)
 	return nil
 }
 
-// tellAttempts is how many times a media server is asked to pick up a new
-// file, a minute apart at most.
-const tellAttempts = 5
-
-// tell has the library's media servers pick up the new file at rel, in
-// the background, each attempt recorded on the job.
-func (m *Manager) tell(l *lib, jobID, rel string) {
-	m.baseMu.Lock()
-	defer m.baseMu.Unlock()
-	if m.stopped {
-		return
-	}
-	base := m.base
-	for _, n := range l.Notify {
-		m.tellers.Go(func() {
-			ev := publish.Event{ID: jobID + "-" + l.Name, Type: job.EventSucceeded, CreatedAt: m.now().UTC(),
-				Files: map[string]string{l.Name: filepath.Join(l.Path, filepath.FromSlash(rel))}}
-			for attempt := 1; attempt <= tellAttempts; attempt++ {
-				detail, err := n.Notify(base, ev)
-				final := err == nil || publish.IsPermanent(err) || attempt == tellAttempts || base.Err() != nil
-				if err != nil {
-					detail = err.Error()
-				}
-				if final || err == nil {
-					_ = m.st.AddDelivery(context.WithoutCancel(base), store.Delivery{JobID: jobID, Publisher: n.Name, Type: n.Type, Event: job.EventSucceeded,
-						Attempt: attempt, OK: err == nil, Final: true, Detail: detail, At: m.now().UTC()})
-					return
-				}
-				select {
-				case <-base.Done():
-					return
-				case <-time.After(backoff.Delay(5*time.Second, time.Minute, attempt)):
-				}
-			}
-		})
-	}
-}
 
 // unchanged refuses to replace an original that changed since the scan
 // that queued its job: its size, modification time and inode (an inode

@@ -22,7 +22,6 @@ import (
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/profile"
-	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/rule"
 	"github.com/herdhq/herd/internal/safefs"
 	"github.com/herdhq/herd/internal/store"
@@ -43,15 +42,10 @@ type Spec struct {
 	MaxRunning    int
 	ScanEvery     time.Duration // 0: only when asked, and at start
 	Labels        map[string]string
-	// Notify are the Plex and Jellyfin publishers that index the library
-	// (their library: names it), told of every file put in place.
-	Notify []Notifier
-}
-
-// Notifier tells a media server of a new file (publish.Plex, publish.Jellyfin).
-type Notifier struct {
-	Name, Type string
-	publish.Notifier
+	// Notify names the Plex and Jellyfin publishers that index the library
+	// (their library: names it), told of every file put in place: through
+	// the outbox, so a notice survives a restart (package deliver).
+	Notify []string
 }
 
 // Actions (config.Action*).
@@ -92,6 +86,7 @@ type Store interface {
 	store.LibraryStore
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	AddDelivery(ctx context.Context, d store.Delivery) error
+	HandOffFiles(ctx context.Context, eventID, jobID string, publishers []string, files map[string]string, now time.Time) error
 	// Health checks are jobs.
 	PutAsset(ctx context.Context, a job.Asset) (job.Asset, error)
 	CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (job.Job, bool, error)
@@ -138,15 +133,6 @@ type Manager struct {
 	// interrupt, set by tests, stops a replacement at a point of its
 	// journal as a crash would (apply.go).
 	interrupt func(point string) bool
-	// base is Run's context: media servers are told of new files under it
-	// (a scan asked for over the API ends with its request); tellers are
-	// those still telling, which Run waits for; stopped, once Run ended,
-	// keeps new ones from starting.
-	baseMu  sync.Mutex
-	base    context.Context
-	stopped bool
-	tellers sync.WaitGroup
-
 	triesMu sync.Mutex
 	tries   map[string]time.Time // when a replacement first failed, by library/path
 }
@@ -173,7 +159,7 @@ const DefaultCheckConcurrency = 4
 // New returns a Manager for specs.
 func New(specs []Spec, st Store, sub Submitter, outputs Outputs, probe Prober, limits media.Limits, log *slog.Logger) *Manager {
 	m := &Manager{libs: map[string]*lib{}, st: st, sub: sub, outputs: outputs, probe: probe, limits: limits,
-		log: log.With("component", "library"), now: time.Now, base: context.Background(), ProbeEvery: 50 * time.Millisecond, Tick: 5 * time.Second, CheckConcurrency: DefaultCheckConcurrency}
+		log: log.With("component", "library"), now: time.Now, ProbeEvery: 50 * time.Millisecond, Tick: 5 * time.Second, CheckConcurrency: DefaultCheckConcurrency}
 	for _, s := range specs {
 		m.libs[s.Name] = &lib{Spec: s, checks: make(chan struct{}, 1)}
 		m.names = append(m.names, s.Name)
@@ -215,15 +201,6 @@ func (m *Manager) Validate() error {
 // a crash cut short, then looks for finished jobs and free slots every
 // Tick, and scans when asked (Scan) and every ScanEvery (at start too).
 func (m *Manager) Run(ctx context.Context) {
-	m.baseMu.Lock()
-	m.base = ctx
-	m.baseMu.Unlock()
-	defer func() {
-		m.baseMu.Lock()
-		m.stopped = true
-		m.baseMu.Unlock()
-		m.tellers.Wait()
-	}()
 	var wg sync.WaitGroup
 	for _, name := range m.names {
 		l := m.libs[name]

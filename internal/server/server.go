@@ -42,7 +42,6 @@ import (
 	"github.com/herdhq/herd/internal/patience"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/profile"
-	"github.com/herdhq/herd/internal/publish"
 	"github.com/herdhq/herd/internal/queue"
 	"github.com/herdhq/herd/internal/store"
 	"github.com/herdhq/herd/internal/store/sqlstore"
@@ -344,7 +343,11 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	dlv, err := deliver.New(r.st, localWorkerName(), r.storage, cfg.Publishers, guard, log)
+	libPaths := map[string]string{}
+	for _, l := range cfg.Libraries {
+		libPaths[l.Name] = l.Path
+	}
+	dlv, err := deliver.New(r.st, localWorkerName(), r.storage, cfg.Publishers, libPaths, guard, log)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +425,7 @@ func libraryManager(cfg Config, r resources, sub *ingest.Submitter, limits media
 			ScanEvery: time.Duration(l.ScanEvery), Labels: l.Labels}
 		for _, name := range slices.Sorted(maps.Keys(cfg.Publishers)) {
 			if pc := cfg.Publishers[name]; (pc.Type == config.PublishPlex || pc.Type == config.PublishJellyfin) && pc.Library == l.Name {
-				spec.Notify = append(spec.Notify, library.Notifier{Name: name, Type: pc.Type, Notifier: publish.NewMediaServer(pc, l.Path)})
+				spec.Notify = append(spec.Notify, name)
 			}
 		}
 		specs = append(specs, spec)

@@ -100,6 +100,10 @@ type Store interface {
 	// or another's job with the same content). Calling it again with the
 	// same eventID and publisher adds nothing.
 	HandOff(ctx context.Context, eventID, jobID, event string, publishers []string, now time.Time) error
+	// HandOffFiles queues, as a job's success event eventID, a notice to
+	// publishers (media servers) that files were written (FilesNotice); a
+	// second call adds nothing.
+	HandOffFiles(ctx context.Context, eventID, jobID string, publishers []string, files map[string]string, now time.Time) error
 
 	// PutSubscription creates a subscription, or replaces the one with its id.
 	PutSubscription(ctx context.Context, sub Subscription) error
@@ -355,6 +359,13 @@ type Outbound struct {
 	CreatedAt    time.Time
 	Attempt      int             // attempts made before this one
 	Data         json.RawMessage // the event's own data (job.progress, chunk.succeeded); nil: none
+}
+
+// FilesNotice is the data of an outbound notice that files were written
+// outside a publisher (a library replacement): the media servers it goes
+// to index them.
+type FilesNotice struct {
+	Files map[string]string `json:"library_files"` // library name → the file's path
 }
 
 // Subscription is a webhook that hears of every job's events.

@@ -77,6 +77,23 @@ func (s *Store) insertOutbound(ctx context.Context, q querier, id, eventID, even
 	return nil
 }
 
+// HandOffFiles queues, as event eventID of a job, a notice to publishers
+// (media servers) that files were written (library name → path), under
+// delivery ids made from the event and each publisher: a second call adds
+// nothing.
+func (s *Store) HandOffFiles(ctx context.Context, eventID, jobID string, publishers []string, files map[string]string, now time.Time) error {
+	data, err := json.Marshal(store.FilesNotice{Files: files})
+	if err != nil {
+		return err
+	}
+	for _, name := range publishers {
+		if err := s.insertOutbound(ctx, s.w, job.DerivedID("dlv", eventID, name), eventID, job.EventSucceeded, jobID, name, false, string(data), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // HandOff queues event of a job for publishers as event eventID, under
 // delivery ids made from it and each publisher, so a second call adds
 // nothing.
