@@ -696,6 +696,11 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
+	if j, err := s.st.GetJob(r.Context(), r.PathValue("id")); err == nil && j.Source.Library != "" {
+		// Its library recorded the check's end: a retry would go unheard.
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a health check is run again with its library's: herd library check %s", j.Source.Library))
+		return
+	}
 	j, err := s.st.RetryJob(r.Context(), r.PathValue("id"), time.Now())
 	if err != nil {
 		s.storeError(w, r, err)

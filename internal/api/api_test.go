@@ -628,3 +628,21 @@ func TestScratchSweep(t *testing.T) {
 	require.False(t, f.blobs.TempExists(fmt.Sprintf("w-%s-%d-encode", claim.Task.ID, claim.Lease.Fence)))
 	require.True(t, f.blobs.TempExists("other-scratch"))
 }
+
+// A health check's job is not retried on its own (its library recorded
+// its end, and would not hear of a retry): the answer says what to run.
+func TestHealthCheckJobIsNotRetried(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "movies", SHA256: "library:movies", CreatedAt: time.Now()})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), IdempotencyKey: "check:x", Source: job.Source{AssetID: a.ID, Name: "x.mkv", Library: "movies"}}
+	_, _, err = f.st.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindCheck, MaxAttempts: 3, Needs: []string{"library:movies"}}}, time.Now())
+	require.NoError(t, err)
+	resp, _ := f.do(t, "POST", "/api/v1/jobs/"+j.ID+"/cancel", adminKey, nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, b := f.do(t, "POST", "/api/v1/jobs/"+j.ID+"/retry", adminKey, nil, "")
+	require.Equal(t, http.StatusConflict, resp.StatusCode)
+	require.Contains(t, string(b), "herd library check movies")
+}

@@ -177,6 +177,7 @@ func TestWorkerReportsCannotSteer(t *testing.T) {
 		{"a clean check with an error", job.KindCheck, map[string]any{"data": map[string]any{"state": "ok", "note": "x"}}, "data.note"},
 		{"a damaged file without its error", job.KindCheck, map[string]any{"data": map[string]any{"state": "damaged"}}, "data.note"},
 		{"an endless check note", job.KindCheck, map[string]any{"data": map[string]any{"state": "damaged", "note": strings.Repeat("x", 5000)}}, "data.note"},
+		{"a check note with terminal escapes", job.KindCheck, map[string]any{"data": map[string]any{"state": "damaged", "note": "bad\x1b]0;owned\x07"}}, "data.note"},
 		{"a check result with a field results never have", job.KindCheck, map[string]any{"data": map[string]any{"state": "ok", "path": "/etc/passwd"}}, "data"},
 		{"verify naming a file it did not stage", job.KindVerify, map[string]any{"data": []map[string]any{{"name": "video", "kind": "mp4", "path": "../../sources/x"}}}, "data"},
 	}

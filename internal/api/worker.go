@@ -485,6 +485,10 @@ func (s *workerAPI) source(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if c.Job.Source.Library != "" {
+		writeError(w, http.StatusConflict, "conflict", "a health check reads its library's file where the worker mounts the library; it has no stored source")
+		return
+	}
 	w.Header().Set(protocol.HeaderSHA256, c.Job.Source.SHA256)
 	serveStored(w, r, s.files, s.log, c.Job.AssetKey, pipeline.PresignTTL, octetStream, func() {
 		writeError(w, http.StatusGone, "source_missing", "the source file is missing from storage")

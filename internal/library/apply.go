@@ -699,7 +699,11 @@ func (m *Manager) finish(ctx context.Context, l *lib, f *store.LibraryFile, fina
 	}
 	done := *f
 	done.Step, done.State, done.Note, done.UpdatedAt = "", state, detail, m.now().UTC()
-	done.Check, done.CheckNote = "", "" // the new file is not the one checked
+	if state == StateReplaced {
+		// The new file is not the one checked.
+		m.dropCheck(ctx, *f)
+		done.Check, done.CheckNote, done.CheckJob = "", "", ""
+	}
 	if state == StateReplaced {
 		// The new file is what the path holds now: a later scan finds it unchanged.
 		done.Path, done.Size, done.MTime, done.Inode = final, st.Size(), st.ModTime().UnixNano(), inode(st)

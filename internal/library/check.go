@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"time"
 
@@ -105,26 +106,33 @@ func (m *Manager) checkStep(ctx context.Context, l *lib) (int, error) {
 		if f.CheckJob != "" || live >= limit {
 			continue
 		}
-		if err := m.queueCheck(ctx, l, f); err != nil {
+		queued, err := m.queueCheck(ctx, l, f)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.Path, err))
-			continue
 		}
-		live++
+		if queued {
+			live++
+		}
 	}
 	return live, errors.Join(errs...)
 }
 
 // followCheck records what f's check job found, once it has ended; done
-// is false while it waits or runs.
+// is false while it waits or runs. What it records goes only to a file
+// whose check still waits for that job.
 func (m *Manager) followCheck(ctx context.Context, l *lib, f store.LibraryFile) (done bool, err error) {
 	j, err := m.st.GetJob(ctx, f.CheckJob)
 	if errors.Is(err, job.ErrNotFound) {
 		// Recorded, then not made (a crash between the two): make it again.
-		_, err := m.st.SetLibraryCheckJob(ctx, l.Name, f.Path, "")
+		_, err := m.st.SetLibraryCheckJob(ctx, l.Name, f.Path, f.CheckJob, "")
 		return true, err
 	}
 	if err != nil {
 		return false, err
+	}
+	finish := func(state, note string) (bool, error) {
+		_, err := m.st.FinishLibraryCheck(ctx, l.Name, f.Path, j.ID, state, note)
+		return true, err
 	}
 	switch j.State {
 	case job.Succeeded:
@@ -136,34 +144,57 @@ func (m *Manager) followCheck(ctx context.Context, l *lib, f store.LibraryFile) 
 		for _, t := range tasks {
 			if t.Kind == job.KindCheck {
 				if err := json.Unmarshal(t.Result, &res); err != nil {
-					return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, CheckDamaged, "could not be checked: its check's result cannot be read")
+					return finish(CheckSkipped, "could not be checked: its check's result cannot be read")
 				}
 			}
 		}
 		if res.State == CheckDamaged {
 			m.log.Warn("library file does not decode cleanly", "library", l.Name, "path", f.Path, "error", res.Note, "job_id", j.ID)
 		}
-		return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, res.State, res.Note)
+		return finish(res.State, res.Note)
 	case job.Failed:
-		return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, CheckDamaged, "could not be checked: "+j.Error)
+		// Not the file's fault, as far as anyone knows: the check could not
+		// run (no mount, a worker gone). A file that is gone is forgotten
+		// by the next scan; until then it is not checked.
+		if gone, err := m.gone(l, f.Path); err != nil {
+			return false, err
+		} else if gone {
+			return finish("", "")
+		}
+		return finish(CheckSkipped, "could not be checked: "+j.Error+" (herd library check "+l.Name+" tries again)")
 	case job.Canceled:
-		return true, m.st.SetLibraryCheck(ctx, l.Name, f.Path, "", "")
+		return finish("", "")
 	}
 	return false, nil
 }
 
+// gone says whether the file rel is no longer in l's folder.
+func (m *Manager) gone(l *lib, rel string) (bool, error) {
+	root, err := l.open()
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	_, err = root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	return false, err
+}
+
 // queueCheck makes f's check job: its id is recorded on f first, so that
 // a restart finds the job, or makes it when the crash came before it.
-func (m *Manager) queueCheck(ctx context.Context, l *lib, f store.LibraryFile) error {
+// queued is false when f's check no longer waits for one.
+func (m *Manager) queueCheck(ctx context.Context, l *lib, f store.LibraryFile) (queued bool, err error) {
 	id := job.NewID("j")
-	if ok, err := m.st.SetLibraryCheckJob(ctx, l.Name, f.Path, id); err != nil || !ok {
-		return err
+	if ok, err := m.st.SetLibraryCheckJob(ctx, l.Name, f.Path, "", id); err != nil || !ok {
+		return false, err
 	}
 	// A health check's source is not stored: its job names the library's
 	// own asset, which stands for the folder (job.Source.Library).
 	a, err := m.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: l.Name, SHA256: "library:" + l.Name, CreatedAt: m.now().UTC()})
 	if err != nil {
-		return err
+		return true, err
 	}
 	labels := maps.Clone(l.Labels)
 	if labels == nil {
@@ -174,10 +205,21 @@ func (m *Manager) queueCheck(ctx context.Context, l *lib, f store.LibraryFile) e
 		Source: job.Source{AssetID: a.ID, Name: f.Path, Size: f.Size, Library: l.Name}}
 	task := job.Task{ID: job.NewID("t"), Kind: job.KindCheck, MaxAttempts: job.DefaultMaxAttempts, Needs: []string{job.LibraryNeed(l.Name)}}
 	if _, _, err := m.st.CreateJob(ctx, j, []job.Task{task}, m.now().UTC()); err != nil {
-		return err
+		return true, err
 	}
 	if m.Wake != nil {
 		m.Wake()
 	}
-	return nil
+	return true, nil
+}
+
+// dropCheck cancels the check job of f, whose file went or was replaced
+// (the check would say nothing of what is there now).
+func (m *Manager) dropCheck(ctx context.Context, f store.LibraryFile) {
+	if f.CheckJob == "" || f.Check != CheckPending {
+		return
+	}
+	if _, err := m.st.CancelJob(ctx, f.CheckJob, m.now().UTC()); err != nil && !errors.Is(err, job.ErrNotFound) && !errors.Is(err, job.ErrConflict) {
+		m.log.Warn("library: could not cancel the check of a file that went", "library", f.Library, "path", f.Path, "job_id", f.CheckJob, "err", err)
+	}
 }

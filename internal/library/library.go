@@ -88,6 +88,7 @@ type Store interface {
 	AddDelivery(ctx context.Context, d store.Delivery) error
 	HandOffFiles(ctx context.Context, eventID, jobID string, publishers []string, files map[string]string, now time.Time) error
 	// Health checks are jobs.
+	CancelJob(ctx context.Context, id string, now time.Time) (job.Job, error)
 	PutAsset(ctx context.Context, a job.Asset) (job.Asset, error)
 	CreateJob(ctx context.Context, j job.Job, tasks []job.Task, now time.Time) (job.Job, bool, error)
 	Tasks(ctx context.Context, jobID string) ([]job.Task, error)
@@ -440,6 +441,7 @@ func (m *Manager) walk(ctx context.Context, l *lib, plan bool) (int, error) {
 			if err := m.st.DeleteLibraryFile(ctx, l.Name, p); err != nil {
 				return probed, err
 			}
+			m.dropCheck(ctx, f)
 		}
 	}
 	return probed, nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/herdhq/herd/internal/job"
 )
 
 // ErrNotChecked is a file CheckDecode did not decode: larger or longer
@@ -54,6 +56,14 @@ func (t Tools) CheckDecode(ctx context.Context, path string, lim Limits, progres
 	case err != nil && !errors.As(err, &ee):
 		return "", err
 	}
+	// What ffmpeg says may quote the file's own bytes (tags, stream
+	// names): only printable text reaches a terminal or the page.
+	msg = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if job.UnsafeRune(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(msg, "?")))
 	if msg != "" {
 		return cutText(msg, 300), nil
 	}

@@ -129,8 +129,8 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 			return out, refuse("data.state", "not ok, damaged or unchecked")
 		case (res.State == job.CheckOK) != (res.Note == ""):
 			return out, refuse("data.note", "a note comes with a damaged or unchecked file, and only then")
-		case len(res.Note) > maxCheckNote || !utf8.ValidString(res.Note):
-			return out, refuse("data.note", "not text of at most %d bytes", maxCheckNote)
+		case len(res.Note) > maxCheckNote || !utf8.ValidString(res.Note) || strings.ContainsFunc(res.Note, job.UnsafeRune):
+			return out, refuse("data.note", "not printable text of at most %d bytes", maxCheckNote)
 		}
 		var err error
 		out.Data, err = json.Marshal(res)

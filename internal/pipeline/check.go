@@ -49,7 +49,10 @@ func (e *Executor) check(ctx context.Context, c *job.Claimed, report func(job.Pr
 	var res job.CheckResult
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return job.Result{}, job.Permanent("not_found", job.Userf(err, "%s is no longer in library %s", src.Name, src.Library))
+		// Gone, or this worker mounts another folder under the library's
+		// name: not permanent, another worker may find it (and the library
+		// forgets a file that went at its next scan).
+		return job.Result{}, job.Userf(err, "%s is not in library %s as this worker mounts it (%s): has the file gone, or is --library %s= another folder?", src.Name, src.Library, dir, src.Library)
 	case errors.Is(err, safefs.ErrNotRegular):
 		return job.Result{}, job.Permanent("bad_path", job.Userf(err, "%s in library %s is not a regular file", src.Name, src.Library))
 	case errors.Is(err, media.ErrNotChecked):

@@ -448,8 +448,8 @@ type LibraryStore interface {
 	RemoveLibraryTrash(ctx context.Context, library, path string) error
 	StartLibraryCheck(ctx context.Context, library string) (int64, error)
 	LibraryCheckPending(ctx context.Context, library string, limit int) ([]LibraryFile, error)
-	SetLibraryCheckJob(ctx context.Context, library, path, jobID string) (bool, error)
-	SetLibraryCheck(ctx context.Context, library, path, state, note string) error
+	SetLibraryCheckJob(ctx context.Context, library, path, old, jobID string) (bool, error)
+	FinishLibraryCheck(ctx context.Context, library, path, jobID, state, note string) (bool, error)
 }
 
 // TrashEntry is an original a replacement moved to its library's trash.

@@ -24,6 +24,9 @@ func (s *Store) publishStream(ctx context.Context, tx *sql.Tx, jobID string, now
 	if err := tx.QueryRowContext(ctx, s.q(`SELECT asset_id, profile FROM jobs WHERE id = ?`), jobID).Scan(&asset, &profile); err != nil {
 		return fmt.Errorf("read job's stream: %w", err)
 	}
+	if profile == "" {
+		return nil // a health check makes no stream
+	}
 	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO streams (asset_id, profile, job_id, switched_at) VALUES (?, ?, ?, ?) ON CONFLICT (asset_id, profile) DO NOTHING`),
 		asset, profile, jobID, ms(now))
 	if n, err := rowsAffected(res, err); err != nil {

@@ -49,7 +49,7 @@ func (s *Store) LibraryFilesIn(ctx context.Context, library string, states ...st
 }
 
 // PutLibraryFile records a library file as it is now. Its health check
-// is set only when the file is new (SetLibraryCheck records checks).
+// is set only when the file is new (FinishLibraryCheck records checks).
 func (s *Store) PutLibraryFile(ctx context.Context, f store.LibraryFile) error {
 	return s.tx(ctx, func(tx *sql.Tx) error { return s.putLibraryFile(ctx, tx, f) })
 }
@@ -140,10 +140,11 @@ func (s *Store) LibraryCheckPending(ctx context.Context, library string, limit i
 }
 
 // SetLibraryCheckJob records the job that checks a file whose check is
-// pending; false when the file's check is no longer pending (or the file
-// is no longer known).
-func (s *Store) SetLibraryCheckJob(ctx context.Context, library, path, jobID string) (bool, error) {
-	res, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_job = ? WHERE library = ? AND path = ? AND check_state = 'pending'`), jobID, library, path)
+// pending, in place of the job old ("" none); false when the file's check
+// is no longer pending with old (or the file is no longer known).
+func (s *Store) SetLibraryCheckJob(ctx context.Context, library, path, old, jobID string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_job = ? WHERE library = ? AND path = ? AND check_state = 'pending' AND check_job = ?`),
+		jobID, library, path, old)
 	n, err := rowsAffected(res, err)
 	if err != nil {
 		return false, fmt.Errorf("set library check job: %w", err)
@@ -151,12 +152,16 @@ func (s *Store) SetLibraryCheckJob(ctx context.Context, library, path, jobID str
 	return n == 1, nil
 }
 
-// SetLibraryCheck records a file's health check, unless the file is no
-// longer known.
-func (s *Store) SetLibraryCheck(ctx context.Context, library, path, state, note string) error {
-	_, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_state = ?, check_note = ? WHERE library = ? AND path = ?`), state, note, library, path)
+// FinishLibraryCheck records what a file's health check found, when the
+// file's check is pending with job jobID ("" for a check that found the
+// file had no job to wait for); false otherwise (a newer check, or the
+// file gone).
+func (s *Store) FinishLibraryCheck(ctx context.Context, library, path, jobID, state, note string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_state = ?, check_note = ? WHERE library = ? AND path = ? AND check_state = 'pending' AND check_job = ?`),
+		state, note, library, path, jobID)
+	n, err := rowsAffected(res, err)
 	if err != nil {
-		return fmt.Errorf("set library check: %w", err)
+		return false, fmt.Errorf("finish library check: %w", err)
 	}
-	return nil
+	return n == 1, nil
 }

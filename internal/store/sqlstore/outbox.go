@@ -35,11 +35,18 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 
 // emit writes event of job jobID to the outbox, once for each publisher
 // the job names (life-cycle events only) and each subscription that wants
-// it; data is the event's own (nil: none).
+// it; data is the event's own (nil: none). A job without a profile (a
+// health check) sends none.
 func (s *Store) emit(ctx context.Context, tx *sql.Tx, jobID, event string, data any, now time.Time) error {
 	var profile, publish, labels string
 	if err := tx.QueryRowContext(ctx, s.q(`SELECT profile, publish, labels FROM jobs WHERE id = ?`), jobID).Scan(&profile, &publish, &labels); err != nil {
 		return fmt.Errorf("read job for its events: %w", err)
+	}
+	if profile == "" {
+		// A library's health check (a job a file, no profile): nobody
+		// subscribed to encodes wants a webhook per file checked; the
+		// library's status has the results.
+		return nil
 	}
 	var jl map[string]string
 	if err := unmarshalOr(labels, &jl); err != nil {

@@ -51,6 +51,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, open(t)) })
 	t.Run("ProfileVersions", func(t *testing.T) { t.Parallel(); testProfileVersions(t, open(t)) })
 	t.Run("Streams", func(t *testing.T) { t.Parallel(); testStreams(t, open(t)) })
+	t.Run("HealthChecksMakeNoStream", func(t *testing.T) { t.Parallel(); testHealthChecksMakeNoStream(t, open(t)) })
 	t.Run("Campaigns", func(t *testing.T) { t.Parallel(); testCampaigns(t, open(t)) })
 	t.Run("Deliveries", func(t *testing.T) { t.Parallel(); testDeliveries(t, open(t)) })
 	t.Run("Throughput", func(t *testing.T) { t.Parallel(); testThroughput(t, open(t)) })
@@ -1289,6 +1290,40 @@ func testStreams(t *testing.T, s store.Store) {
 	old, err = s.GetJob(ctx, v1.ID)
 	require.NoError(t, err)
 	require.Equal(t, t0.Add(2*time.Hour), *old.OutputsRemovedAt)
+}
+
+// Health checks (jobs without a profile, on their library's asset) make
+// no stream, so one never replaces another, and no subscription hears of
+// them.
+func testHealthChecksMakeNoStream(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	require.NoError(t, s.PutSubscription(ctx, store.Subscription{ID: "sub-all", Name: "all", URL: "http://127.0.0.1:1/hook", Secret: "x", CreatedAt: t0}))
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "movies", SHA256: "library:movies", CreatedAt: t0})
+	require.NoError(t, err)
+	var ids []string
+	for _, name := range []string{"a.mkv", "b.mkv"} {
+		j := job.Job{ID: job.NewID("j"), IdempotencyKey: "check:" + name, Source: job.Source{AssetID: a.ID, Name: name, Library: "movies"}}
+		_, _, err := s.CreateJob(ctx, j, []job.Task{{ID: job.NewID("t"), Kind: job.KindCheck, MaxAttempts: 3, Needs: []string{"library:movies"}}}, t0)
+		require.NoError(t, err)
+		c, err := s.Claim(ctx, store.ClaimRequest{Owner: "o", Worker: "w", Caps: []string{"library:movies"}, Now: t0, TTL: time.Minute})
+		require.NoError(t, err)
+		require.Equal(t, j.ID, c.Job.ID)
+		require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Data: []byte(`{"state":"ok"}`)}, t0))
+		ids = append(ids, j.ID)
+	}
+	for _, id := range ids {
+		j, err := s.GetJob(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, job.Succeeded, j.State)
+		require.Empty(t, j.ReplacedBy, "a check replaces nothing")
+	}
+	_, err = s.StreamJob(ctx, a.ID, "")
+	require.ErrorIs(t, err, job.ErrNotFound)
+	due, err := s.ClaimOutbound(ctx, "srv", t0, time.Minute, 100)
+	require.NoError(t, err)
+	for _, o := range due {
+		require.NotContains(t, ids, o.JobID, "no webhook of a health check")
+	}
 }
 
 func jobIDs(js []job.Job) []string {

@@ -120,7 +120,7 @@ function jobActions(j) {
   };
   const out = [];
   if (j.state === 'queued' || j.state === 'running') out.push(el('button', {type: 'button', class: 'danger', onclick: act('cancel'), 'aria-label': 'Cancel ' + j.source.name}, 'Cancel'));
-  if (j.state === 'failed' || j.state === 'canceled') out.push(el('button', {type: 'button', onclick: act('retry'), 'aria-label': 'Retry ' + j.source.name}, 'Retry'));
+  if ((j.state === 'failed' || j.state === 'canceled') && !j.source.library) out.push(el('button', {type: 'button', onclick: act('retry'), 'aria-label': 'Retry ' + j.source.name}, 'Retry'));
   return out;
 }
 
