@@ -719,7 +719,6 @@ func (m *Manager) finish(ctx context.Context, l *lib, f *store.LibraryFile, fina
 	return nil
 }
 
-
 // unchanged refuses to replace an original that changed since the scan
 // that queued its job: its size, modification time and inode (an inode
 // alone may be reused by a new file).

@@ -134,8 +134,8 @@ type Manager struct {
 	// interrupt, set by tests, stops a replacement at a point of its
 	// journal as a crash would (apply.go).
 	interrupt func(point string) bool
-	triesMu sync.Mutex
-	tries   map[string]time.Time // when a replacement first failed, by library/path
+	triesMu   sync.Mutex
+	tries     map[string]time.Time // when a replacement first failed, by library/path
 }
 
 type lib struct {
