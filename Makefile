@@ -35,7 +35,7 @@ run: deps build ## install ffmpeg if missing, build, and start herd serve (data 
 	bin/herd serve --data $(DATA) --addr $(ADDR)
 
 test: deps-test lint ## install what the tests need, lint (go vet's checks among them), and run every test with the race detector
-	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_REQUIRE_BROWSER=1 HERD_REQUIRE_HANDBRAKE=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
+	HERD_REQUIRE_POSTGRES=1 HERD_REQUIRE_MINIO=1 HERD_REQUIRE_KUBE=1 HERD_REQUIRE_BROWSER=1 HERD_REQUIRE_HANDBRAKE=1 HERD_REQUIRE_VMAF=1 HERD_KUBE_NODE=$(KUBE_NODE) $(GO) test $(GOTEST_FLAGS) ./...
 
 e2e-kube: deps-test ## herd's manifests on a real Kubernetes node started here (root; hack/kube/node.sh), with real clips, a killed pod and pull workers
 	HERD_KUBE_NODE=1 $(GO) test -v -count=1 -run TestNode -timeout 20m ./deploy/e2e/

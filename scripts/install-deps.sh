@@ -7,7 +7,9 @@
 #                                  containerd, runc, the CNI plugins and the other Kubernetes
 #                                  binaries, for the real-node test (make e2e-kube); and
 #                                  chromium, which the web UI's browser tests drive headless; and
-#                                  HandBrakeCLI, which the benchmarks compare herd with
+#                                  HandBrakeCLI, which the benchmarks compare herd with; and a
+#                                  static ffmpeg with libvmaf (npm registry) that the VMAF tests
+#                                  measure with
 # Safe to run again.
 set -euo pipefail
 missing=()
@@ -16,6 +18,7 @@ node=""
 [ "${1:-}" = test ] && [ "$(id -u)" -eq 0 ] && [ "$(uname -s)" = Linux ] && node=1
 if [ "${1:-}" = test ]; then
   compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
+  command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 || missing+=(curl)
   command -v HandBrakeCLI >/dev/null 2>&1 || missing+=(handbrake-cli)
   if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
     # Debian packages chromium; Ubuntu names it chromium-browser.
@@ -62,13 +65,41 @@ if [ "${1:-}" = test ]; then
     exit 1
   fi
 fi
-[ ${#missing[@]} -eq 0 ] && exit 0
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "Please install: ${missing[*]} (herd drives ffmpeg as a subprocess)." >&2
-  exit 1
+
+# The measuring ffmpeg for the VMAF tests: a static ffmpeg 4.1 built with
+# libvmaf 1.x, as the npm registry ships it (@ffmpeg-installer/linux-x64
+# 4.1.0, 23 MB), checked against the registry's SHA-512. herd only
+# measures with it (raw frames its own ffmpeg decodes); it never encodes.
+fetch_vmaf_ffmpeg() {
+  local bin="${HERD_VMAF_FFMPEG:-$HOME/.cache/herd/bin/ffmpeg-4.1.0-vmaf/ffmpeg}"
+  [ -x "$bin" ] && return 0
+  [ "$(uname -sm)" = "Linux x86_64" ] || return 0
+  echo "Fetching a measuring ffmpeg with libvmaf into $(dirname "$bin") for the VMAF tests (once) ..." >&2
+  local tmp url sum
+  tmp="$(mktemp -d)"
+  url=https://registry.npmjs.org/@ffmpeg-installer/linux-x64/-/linux-x64-4.1.0.tgz
+  sum=6390568462d4fd6a508ce02b3488170f7cf99b1c5d57c738d42f94d799ec139c85f2d55c74219eb79ccfb39672dd36ba6d4ee1686a48cebcaeb6a086400fd6f0
+  if command -v curl >/dev/null 2>&1; then curl -fsSL -o "$tmp/p.tgz" "$url"; else wget -q -O "$tmp/p.tgz" "$url"; fi
+  if [ "$(sha512sum "$tmp/p.tgz" | cut -d' ' -f1)" != "$sum" ]; then
+    echo "The measuring ffmpeg from $url does not match its SHA-512." >&2
+    exit 1
+  fi
+  tar -xzf "$tmp/p.tgz" -C "$tmp" package/ffmpeg
+  mkdir -p "$(dirname "$bin")"
+  install -m 0755 "$tmp/package/ffmpeg" "$bin"
+  rm -rf "$tmp"
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "Please install: ${missing[*]} (herd drives ffmpeg as a subprocess)." >&2
+    exit 1
+  fi
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "Installing ${missing[*]} with apt-get ..." >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "Installing ${missing[*]} with apt-get ..." >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "${1:-}" = test ] && fetch_vmaf_ffmpeg
+exit 0

@@ -197,7 +197,12 @@ type jobJSON struct {
 		Width, Height          int
 		Bitrate                int64
 		SSIM, PSNR             float64
-		Loudness               *struct {
+		VMAF                   *struct {
+			Mean, Low float64
+			Frames    int
+			Model     string
+		}
+		Loudness *struct {
 			Integrated float64
 			TruePeak   float64 `json:"true_peak"`
 		}

@@ -259,6 +259,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.IntVar(&cfg.MaxPixels, "max-pixels", media.DefaultMaxPixels, "refuse sources whose width × height is larger (the default is DCI 8K, 8192x4320)")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
+	vmafFlags(f, &cfg.MeasureFFmpeg, &cfg.VMAFModel)
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, else JSON), json or text")
 
 	f.StringVar(&cfg.Dispatcher, "dispatcher", server.DispatchLocal, "where tasks run: local (in-process and remote herd workers) or kubernetes (one batch/v1 Job per task; --local-workers then defaults to 0)")
@@ -546,7 +547,7 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 	fmt.Fprintf(w, "Created:\t%s\n", j.CreatedAt.Format(time.RFC3339))
 	_ = w.Flush()
 	if len(j.Outputs) > 0 {
-		w = e.section("OUTPUTS", "NAME\tKIND\tSIZE\tRESOLUTION\tBITRATE\tCODEC\tSSIM\tPSNR\tVERIFIED\tURL")
+		w = e.section("OUTPUTS", "NAME\tKIND\tSIZE\tRESOLUTION\tBITRATE\tCODEC\tSSIM\tPSNR\tVMAF\tVERIFIED\tURL")
 		for _, o := range j.Outputs {
 			res := ""
 			if o.Width > 0 {
@@ -557,7 +558,12 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 			if o.Segments > 0 {
 				ver = fmt.Sprintf("%s %d/%d", o.Verify, o.Decoded, o.Segments)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Name, o.Kind, o.Size, res, kbps(o.Bitrate), o.Codec, num(o.SSIM, 4), num(o.PSNR, 1), ver, o.URL)
+			// VMAF: the mean and, after the slash, the 5th percentile.
+			vmaf := ""
+			if o.VMAF != nil {
+				vmaf = fmt.Sprintf("%.1f/%.1f", o.VMAF.Mean, o.VMAF.Low)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Name, o.Kind, o.Size, res, kbps(o.Bitrate), o.Codec, num(o.SSIM, 4), num(o.PSNR, 1), vmaf, ver, o.URL)
 		}
 		_ = w.Flush()
 	}

@@ -98,6 +98,7 @@ func taskFlags(f *pflag.FlagSet, cfg *worker.DaemonConfig, logFormat *string) {
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", worker.DefaultHeartbeat, "how often running tasks report to the server")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
+	vmafFlags(f, &cfg.MeasureFFmpeg, &cfg.VMAFModel)
 	f.StringVar(logFormat, "log-format", "auto", "log format: auto, json or text")
 }
 
@@ -342,4 +343,11 @@ func (e *env) workersCmd() *cobra.Command {
 		})
 	}
 	return cmd
+}
+
+// vmafFlags are the flags of every command that verifies outputs (serve,
+// worker, run-task): where VMAF is measured.
+func vmafFlags(f *pflag.FlagSet, measure, model *string) {
+	f.StringVar(measure, "measure-ffmpeg", "", "an ffmpeg with libvmaf that measures VMAF in verification (it only reads raw frames herd's ffmpeg decodes); default: the encoding ffmpeg, where it has libvmaf")
+	f.StringVar(model, "vmaf-model", "", "the VMAF model file a libvmaf 1.x measuring ffmpeg reads (vmaf_v0.6.1.pkl, its .pkl.model beside it); default: herd's own copy")
 }

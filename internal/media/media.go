@@ -28,6 +28,9 @@ import (
 type Tools struct {
 	FFmpeg, FFprobe string
 	Log             *slog.Logger // may be nil
+	// VMAF, when set, is the ffmpeg that measures VMAF in verification
+	// (DetectVMAF); nil: SSIM and PSNR only.
+	VMAF *VMAF
 }
 
 // Locate resolves ffmpeg and ffprobe on PATH (empty names mean the defaults)

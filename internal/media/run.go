@@ -64,6 +64,13 @@ func (t Tools) runProgress(ctx context.Context, args []string, progress func(Pro
 // and returns the last tailBytes of stderr. On failure the error is an
 // *ExitError, wrapped together with ctx.Err() when ctx was cancelled.
 func (t Tools) exec(ctx context.Context, bin string, args []string, stdin io.Reader, stdout io.Writer, tailBytes int) (string, error) {
+	return t.execWith(ctx, bin, args, stdin, stdout, tailBytes, nil)
+}
+
+// execWith is exec that closes the files own once the child has started
+// (or failed to): pipe ends given to it as stdin or stdout, which then
+// only the child holds, so that the other end sees it end with the child.
+func (t Tools) execWith(ctx context.Context, bin string, args []string, stdin io.Reader, stdout io.Writer, tailBytes int, own []*os.File) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
@@ -77,7 +84,13 @@ func (t Tools) exec(ctx context.Context, bin string, args []string, stdin io.Rea
 	tail := newRing(tailBytes)
 	cmd.Stderr = tail
 	t.log().Debug("exec", "bin", bin, "args", args)
-	err := cmd.Run()
+	err := cmd.Start()
+	for _, f := range own {
+		_ = f.Close()
+	}
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if err == nil {
 		return tail.String(), nil
 	}

@@ -36,6 +36,9 @@ type Output struct {
 	Duration float64 `json:"duration,omitempty"`
 	SSIM     float64 `json:"ssim,omitempty"` // against the source at its display size
 	PSNR     float64 `json:"psnr,omitempty"` // dB, capped at 100 for identical pictures
+	// VMAF, where a measuring ffmpeg has it, on a few stretches of the
+	// output (VMAFWindows).
+	VMAF *VMAFScore `json:"vmaf,omitempty"`
 	// Verify says how a video output was checked: sampled or full
 	// (profile.VerifySampled, profile.VerifyFull); Segments is how many
 	// segments had their boxes and sample sizes checked, Decoded how many
@@ -616,15 +619,29 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 // source's frames in them are compared. Every line it prints carries its
 // level ("[error]", "[info]") after the name of what logged it.
 func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]float64) []string {
+	args, src, _ := pl.sourceChain(input, ranges, false)
+	for _, f := range files {
+		args = append(args, "-f", demuxer, "-i", "file:"+f)
+	}
+	return append(args, pl.qualityOutputs(src, 1, len(files))...)
+}
+
+// sourceChain returns the start of an argv that opens the source and a
+// filter chain (ending in a comma) over it that gives the source's frames
+// on the output's timeline, as the encode made them, only those in ranges
+// when there are any; n is how many inputs it opened. With seek, the
+// source is read once per range from a keyframe before it
+// (rangeQualityArgs); else whole, and the ranges selected from it.
+func (pl *Plan) sourceChain(input string, ranges [][2]float64, seek bool) (args []string, src string, n int) {
+	if seek && len(ranges) > 0 {
+		return pl.rangeSource(input, ranges)
+	}
 	// -copyts and the setpts: output time counts from the source's start,
 	// as in the encode. Left to ffmpeg, the source's timestamps would count
 	// from the first packet of the streams this run reads, its video only:
 	// video that starts after the audio would lose its padding and every
 	// frame be compared with another.
-	args := append([]string{"-loglevel", "level+info", "-copyts"}, pl.inputArgs(input, 0)...)
-	for _, f := range files {
-		args = append(args, "-f", demuxer, "-i", "file:"+f)
-	}
+	args = append([]string{"-loglevel", "level+info", "-copyts"}, pl.inputArgs(input, 0)...)
 	var g strings.Builder
 	pre := pl.preFilters(true)
 	if pl.constantRate() {
@@ -636,17 +653,9 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 	}
 	g.WriteString(pl.onOutputTime(0, pre))
 	if len(ranges) > 0 {
-		// A frame belongs to the segment its timestamp falls in: the
-		// boundaries are moved half a frame down so that rounding never
-		// puts a frame on the wrong side.
-		h := 0.5 / pl.FPS
-		terms := make([]string, len(ranges))
-		for i, r := range ranges {
-			terms[i] = fmt.Sprintf("gte(t\\,%.6f)*lt(t\\,%.6f)", r[0]-h, r[1]-h)
-		}
-		fmt.Fprintf(&g, "select='%s',", strings.Join(terms, "+"))
+		g.WriteString(pl.windowSelect(ranges))
 	}
-	return append(args, pl.qualityOutputs(g.String(), 1, len(files))...)
+	return args, g.String(), 1
 }
 
 // onOutputTime is the start of a filter chain over input in's source
@@ -679,7 +688,16 @@ var seeksToKeyframes = map[string]bool{"mov": true, "matroska": true}
 // the output grid. A long source is then decoded only around its sampled
 // segments, not whole.
 func (pl *Plan) rangeQualityArgs(input, demuxer string, files []string, ranges [][2]float64) []string {
-	args := append([]string{"-loglevel", "level+info", "-copyts"}, pl.runArgs()...)
+	args, src, n := pl.rangeSource(input, ranges)
+	for _, f := range files {
+		args = append(args, "-f", demuxer, "-i", "file:"+f)
+	}
+	return append(args, pl.qualityOutputs(src, n, len(files))...)
+}
+
+// rangeSource is sourceChain reading the source once per range.
+func (pl *Plan) rangeSource(input string, ranges [][2]float64) (args []string, src string, n int) {
+	args = append([]string{"-loglevel", "level+info", "-copyts"}, pl.runArgs()...)
 	var g strings.Builder
 	for i, r := range ranges {
 		from := r[0] - ChunkPreroll
@@ -694,10 +712,7 @@ func (pl *Plan) rangeQualityArgs(input, demuxer string, files []string, ranges [
 		fmt.Fprintf(&g, "[s%d]", i)
 	}
 	fmt.Fprintf(&g, "concat=n=%d:v=1:a=0,", len(ranges))
-	for _, f := range files {
-		args = append(args, "-f", demuxer, "-i", "file:"+f)
-	}
-	return append(args, pl.qualityOutputs(g.String(), len(ranges), len(files))...)
+	return args, g.String(), len(ranges)
 }
 
 // constantRate says whether the output's muxer makes ffmpeg keep video at
@@ -761,10 +776,32 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 		}
 		return nil
 	}
+	var err error
 	if len(ranges) > 0 && v.seek && v.pl.constantRate() {
-		return v.measure(ctx, demuxer, files, v.pl.rangeQualityArgs(v.in, demuxer, files, ranges), outs)
+		err = v.measure(ctx, demuxer, files, v.pl.rangeQualityArgs(v.in, demuxer, files, ranges), outs)
+	} else {
+		err = v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files, ranges), outs)
 	}
-	return v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files, ranges), outs)
+	if err != nil || v.t.VMAF == nil {
+		return err
+	}
+	// VMAF, where a measuring ffmpeg has it, on a few stretches of each
+	// output. Its failing says nothing of the output: the output is kept
+	// without the score, and the log says why.
+	windows := v.pl.VMAFWindows(ranges)
+	for i, f := range files {
+		s, ran, err := v.t.MeasureVMAF(ctx, v.t.VMAF, v.pl, v.in, demuxer, f, windows, v.seek, v.tmp)
+		v.ran = append(v.ran, ran...)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			v.t.log().Warn("VMAF was not measured", "output", outs[i].Path, "err", err)
+			continue
+		}
+		outs[i].VMAF = s
+	}
+	return nil
 }
 
 // chunkQuality is the stitched chunks' combined measures in outDir that

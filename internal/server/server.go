@@ -92,8 +92,11 @@ type Config struct {
 	MaxPixels    int
 	FFmpeg       string
 	FFprobe      string
-	Version      string
-	PodName      string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
+	// MeasureFFmpeg and VMAFModel say where the in-process workers measure
+	// VMAF (media.VMAFConfig; --measure-ffmpeg, --vmaf-model).
+	MeasureFFmpeg, VMAFModel string
+	Version                  string
+	PodName                  string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
 	// Failpoint, for crash tests only (EnvFailpoint), kills the server with
 	// SIGKILL where it names: library:POINT, a point of a library
 	// replacement's journal.
@@ -369,7 +372,6 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	for _, l := range cfg.Libraries {
 		dirs[l.Name] = l.Path
 	}
-	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log).WithLibraries(dirs)
 	// The in-process workers prove the software encoders as remote ones do
 	// (a trial encode each), so that a task needing libsvtav1 or libx265 runs
 	// here only where this ffmpeg has it; they use no GPU.
@@ -378,10 +380,18 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		trials := worker.DetectCaps(context.Background(), r.tools.FFmpeg, worker.Software)
 		localCaps = worker.Caps(trials)
 		log.Info("encoders proven by trial encodes", "capabilities", localCaps, "workers", "in-process")
+		if r.tools.VMAF, err = media.SetupVMAF(context.Background(), media.VMAFConfig{Measure: cfg.MeasureFFmpeg, Model: cfg.VMAFModel,
+			ModelDir: filepath.Join(cfg.Data, "vmaf")}, r.tools.FFmpeg, log); err != nil {
+			return nil, err
+		}
+		if r.tools.VMAF != nil {
+			localCaps = append(localCaps, worker.CapVMAF)
+		}
 		for _, name := range slices.Sorted(maps.Keys(dirs)) {
 			localCaps = append(localCaps, job.LibraryNeed(name))
 		}
 	}
+	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log).WithLibraries(dirs)
 
 	srv := api.New(api.Deps{
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Versions: r.versions, Submit: sub, Kick: sig, Log: log, Metrics: m,

@@ -45,10 +45,24 @@ type DaemonConfig struct {
 	StallAfter        time.Duration
 	Heartbeat         time.Duration
 	FFmpeg, FFprobe   string
+	// MeasureFFmpeg is the ffmpeg that measures VMAF (--measure-ffmpeg;
+	// "" the encoding one, where it has libvmaf); VMAFModel the model file
+	// a libvmaf 1.x reads (--vmaf-model; "" herd's own copy).
+	MeasureFFmpeg, VMAFModel string
 	// Libraries are the server's libraries this machine mounts, by name →
 	// folder here: the worker runs their health checks, reading the files
 	// in place.
 	Libraries map[string]string
+}
+
+// CapVMAF is the capability of a worker whose verification measures VMAF.
+const CapVMAF = "vmaf"
+
+// setupVMAF finds the ffmpeg that measures VMAF on this machine (see
+// media.SetupVMAF); a model of herd's own goes in the work folder.
+func (cfg DaemonConfig) setupVMAF(ctx context.Context, tools media.Tools, log *slog.Logger) (*media.VMAF, error) {
+	return media.SetupVMAF(ctx, media.VMAFConfig{Measure: cfg.MeasureFFmpeg, Model: cfg.VMAFModel, ModelDir: filepath.Join(cmp.Or(cfg.Data, DefaultData), "vmaf")},
+		tools.FFmpeg, log)
 }
 
 // KeyFile is where a registered worker keeps its key.
@@ -88,6 +102,12 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	trials := Detect(ctx, tools.FFmpeg)
 	caps := Caps(trials)
 	log.Info("encoders proven by trial encodes", "capabilities", caps)
+	if tools.VMAF, err = cfg.setupVMAF(ctx, tools, log); err != nil {
+		return err
+	}
+	if tools.VMAF != nil {
+		caps = append(caps, CapVMAF)
+	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Libraries)) {
 		caps = append(caps, job.LibraryNeed(name))
 		log.Info("health checks of a library run here", "library", name, "path", cfg.Libraries[name])

@@ -53,6 +53,11 @@ func RunTask(ctx context.Context, cfg TaskConfig, log *slog.Logger) (string, err
 	if err != nil {
 		return "", fmt.Errorf("fetch task %s: %w", cfg.Lease.TaskID, err)
 	}
+	if c.Task.Kind == job.KindVerify {
+		if tools.VMAF, err = cfg.setupVMAF(ctx, tools, log); err != nil {
+			return "", err
+		}
+	}
 	name := strings.TrimPrefix(cfg.Lease.Owner, "worker/")
 	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
 	poolCfg := Config{Name: name, Slots: 1, Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter}

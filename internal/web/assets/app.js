@@ -220,7 +220,9 @@ pages.job = () => {
       el('td', {}, o.name), el('td', {}, o.kind), el('td', {}, o.width ? `${o.width}×${o.height}` : '–'),
       el('td', {class: 'num'}, fmt.bitrate(o.bitrate)), el('td', {class: 'num'}, fmt.bytes(o.size)), el('td', {}, o.codec || '–'),
       el('td', {class: 'num'}, o.ssim ? o.ssim.toFixed(4) : '–'), el('td', {class: 'num'}, o.psnr ? o.psnr.toFixed(1) + ' dB' : '–'),
-      el('td', {}, el('a', {href: o.url, download: o.path.split('/').pop()}, 'Download')))) : [el('tr', {}, el('td', {colspan: 9, class: 'muted'}, j.state === 'succeeded' ? 'No outputs.' : 'None yet.'))]);
+      el('td', {class: 'num', title: o.vmaf ? `mean ${o.vmaf.mean}, 5th percentile ${o.vmaf.low}, ${o.vmaf.frames} frames, model ${o.vmaf.model}` : ''},
+        o.vmaf ? `${o.vmaf.mean.toFixed(1)} (low ${o.vmaf.low.toFixed(1)})` : '–'),
+      el('td', {}, el('a', {href: o.url, download: o.path.split('/').pop()}, 'Download')))) : [el('tr', {}, el('td', {colspan: 10, class: 'muted'}, j.state === 'succeeded' ? 'No outputs.' : 'None yet.'))]);
     showAudio(j, outs);
     showChunks(j.tasks || []);
     fill(document.getElementById('j-tasks'), (j.tasks || []).map((t) => el('tr', {dataset: {task: t.kind}},

@@ -1,0 +1,174 @@
+package media
+
+import (
+	"context"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+// The libvmaf generation is read from ffmpeg's help of the filter:
+// ffmpeg 4.x (libvmaf 1.x) takes model_path, 5.0 and later (libvmaf 2.x
+// and 3.x) model; an ffmpeg without the filter has none.
+func TestVMAFGeneration(t *testing.T) {
+	t.Parallel()
+	v1 := `Filter libvmaf
+  Calculate the VMAF between two video streams.
+libvmaf AVOptions:
+  model_path        <string>     ..FV..... Set the model to be used for computing vmaf. (default "/usr/local/share/model/vmaf_v0.6.1.pkl")
+  log_path          <string>     ..FV..... Set the file path to be used to store logs.
+  n_subsample       <int>        ..FV..... Set interval for frame subsampling used when computing vmaf.`
+	v2 := `Filter libvmaf
+  Calculate the VMAF between two video streams.
+libvmaf AVOptions:
+   log_path          <string>     ..FV....... Set the file path to be used to write log.
+   model             <string>     ..FV....... Set the model to be used for computing vmaf. (default "version=vmaf_v0.6.1")
+   feature           <string>     ..FV....... Set the feature to be used for computing vmaf.
+   n_subsample       <int>        ..FV....... Set interval for frame subsampling used when computing vmaf.`
+	for _, tc := range []struct {
+		help string
+		gen  int
+		ok   bool
+	}{
+		{v1, 1, true},
+		{v2, 2, true},
+		{"Unknown filter 'libvmaf'.", 0, false},
+		{"", 0, false},
+	} {
+		gen, ok := vmafGeneration(tc.help)
+		require.Equal(t, tc.ok, ok, tc.help)
+		require.Equal(t, tc.gen, gen, tc.help)
+	}
+}
+
+// The measuring ffmpeg's argv, both generations: raw frames from two
+// pipes, the output first (libvmaf's main input), a model file for 1.x
+// and a built-in model by version for later ones, the 4K model above
+// 1440 lines where there is one.
+func TestVMAFArgsGolden(t *testing.T) {
+	t.Parallel()
+	head := []string{"-nostdin", "-hide_banner", "-nostats", "-v", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0", "-lavfi"}
+	cut := "[0:v]split[a][b];[a]crop=1920:1080:0:0[ref];[b]crop=1920:1080:1920:0[dist];[dist][ref]libvmaf="
+	v1 := &VMAF{FFmpeg: "/opt/ffmpeg", Gen: 1, Model: "/m/it's/vmaf_v0.6.1.pkl"}
+	require.Equal(t, append(append([]string{}, head...),
+		cut+`model_path='/m/it'\''s/vmaf_v0.6.1.pkl':log_path='/tmp/v.json':log_fmt=json:n_threads=2`, "-f", "null", "-"),
+		v1.Args("/tmp/v.json", 1920, 1080))
+	require.Contains(t, v1.Args("/tmp/v.json", 3840, 2160)[len(head)], "model_path=", "1.x has no 4K model here: the default one")
+	v2 := &VMAF{FFmpeg: "/usr/bin/ffmpeg", Gen: 2}
+	require.Equal(t, append(append([]string{}, head...),
+		cut+`model=version=vmaf_v0.6.1:log_path='/tmp/v.json':log_fmt=json:n_threads=2`, "-f", "null", "-"),
+		v2.Args("/tmp/v.json", 1920, 1080))
+	require.Contains(t, v2.Args("/tmp/v.json", 3840, 2160)[len(head)], "model=version=vmaf_4k_v0.6.1")
+
+	// What herd's ffmpeg feeds it: the source and the output side by side,
+	// at the display size, the source on the output's timeline (as SSIM
+	// reads it) and both in the windows only; nothing but frames on stdout.
+	pl := &Plan{Width: 1280, Height: 720, FPS: 25, Duration: 60, Demuxer: "mov", Video: VideoPlan{PixFmt: "yuv420p"}}
+	feed := pl.VMAFArgs("/in/source.bin", "mov", "/tmp/rung.mp4", [][2]float64{{0, 2}, {30, 32}}, false)
+	require.NotContains(t, feed, "-progress")
+	require.Equal(t, []string{"-f", "mov", "-i", "file:/tmp/rung.mp4"}, feed[len(feed)-13:len(feed)-9])
+	g := feed[len(feed)-8]
+	require.Contains(t, g, "select='gte(t\\,-0.020000)*lt(t\\,1.980000)+gte(t\\,29.980000)*lt(t\\,31.980000)',scale=1280:720:flags=bicubic,setsar=1,format=yuv420p,settb=AVTB,setpts=N/TB/25[ref]")
+	require.Contains(t, g, "[1:v:0]select='gte(t\\,-0.020000)")
+	require.True(t, strings.HasSuffix(g, "[ref][dist]hstack=inputs=2:shortest=1[pair]"), g)
+	require.Equal(t, []string{"-map", "[pair]", "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1"}, feed[len(feed)-7:])
+}
+
+// Windows are whole stretches of frames: the start of the first and the
+// middle sampled segment, or of the output's start and middle.
+func TestVMAFWindows(t *testing.T) {
+	t.Parallel()
+	pl := &Plan{Duration: 60, FPS: 25}
+	require.Equal(t, [][2]float64{{0, 2}, {30, 32}}, pl.VMAFWindows(nil))
+	require.Equal(t, [][2]float64{{0, 2}, {2.52, 4.52}}, (&Plan{Duration: 5, FPS: 25}).VMAFWindows(nil), "on the frame grid")
+	require.Equal(t, [][2]float64{{0, 2}, {16, 18}}, pl.VMAFWindows([][2]float64{{0, 4}, {8, 12}, {16, 20}, {24, 28}, {56, 60}}))
+	require.Equal(t, [][2]float64{{0, 1}}, pl.VMAFWindows([][2]float64{{0, 1}}))
+	require.Equal(t, [][2]float64{{0, 2}}, (&Plan{Duration: 3, FPS: 25}).VMAFWindows(nil), "one window, two seconds at most")
+}
+
+// A real measuring ffmpeg (libvmaf 1.x) scores what herd's ffmpeg feeds
+// it: a good encode well above a bad one, on the windows' frames only.
+func TestMeasureVMAF(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ffmpeg, model := testenv.VMAF(t)
+	ctx := context.Background()
+	v, err := DetectVMAF(ctx, ffmpeg, model, "")
+	require.NoError(t, err)
+	require.Equal(t, 1, v.Gen)
+	_, err = DetectVMAF(ctx, tools.ffmpeg(), "", "")
+	require.ErrorIs(t, err, ErrNoVMAF, "Debian's ffmpeg has none")
+	_, err = DetectVMAF(ctx, ffmpeg, "", "")
+	require.ErrorContains(t, err, "--vmaf-model", "libvmaf 1.x needs a model file")
+	own, err := DetectVMAF(ctx, ffmpeg, "", filepath.Join(t.TempDir(), "models"))
+	require.NoError(t, err)
+	require.FileExists(t, own.Model, "herd's own copy, written where asked")
+	require.FileExists(t, own.Model+".model")
+	none, err := SetupVMAF(ctx, VMAFConfig{}, tools.ffmpeg(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err, "an encoding ffmpeg without libvmaf is no error")
+	require.Nil(t, none)
+	_, err = SetupVMAF(ctx, VMAFConfig{Measure: tools.ffmpeg()}, tools.ffmpeg(), slog.New(slog.DiscardHandler))
+	require.ErrorIs(t, err, ErrNoVMAF, "one the operator named must measure")
+
+	input := clip(t, "in.mp4", "320x180", "5")
+	info, err := tools.Admit(ctx, input, Limits{})
+	require.NoError(t, err)
+	pl, err := NewPlan(info, builtin(t, "mp4-library"))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	score := func(crf string) *VMAFScore {
+		out := filepath.Join(dir, "crf"+crf+".mp4")
+		b, err := exec.Command(tools.ffmpeg(), "-v", "error", "-i", input, "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", crf, out).CombinedOutput()
+		require.NoError(t, err, string(b))
+		s, ran, err := tools.MeasureVMAF(ctx, v, pl, input, "mov", out, pl.VMAFWindows(nil), true, dir)
+		require.NoError(t, err)
+		require.Len(t, ran, 2)
+		return s
+	}
+	good, bad := score("18"), score("45")
+	t.Logf("good %+v, bad %+v", good, bad)
+	require.Equal(t, 2*2*25, good.Frames, "two windows of two seconds at 25 fps")
+	require.Equal(t, "vmaf_v0.6.1", good.Model)
+	require.Greater(t, good.Mean, 85.0)
+	require.Greater(t, good.Mean, bad.Mean+15, "good %+v, bad %+v", good, bad)
+	require.LessOrEqual(t, bad.Low, bad.Mean)
+}
+
+// Verification records VMAF on each rung where a measuring ffmpeg is
+// named: two one-second windows here (the first and the middle sampled
+// segment), beside SSIM and PSNR; the commands it ran are recorded.
+func TestVerifyRecordsVMAF(t *testing.T) {
+	t.Parallel()
+	tools, pl, input, dir, _ := segmentedLadder(t)
+	ffmpeg, model := testenv.VMAF(t)
+	v, err := DetectVMAF(context.Background(), ffmpeg, model, "")
+	require.NoError(t, err)
+	tools.VMAF = v
+	outs, ran, err := tools.Verify(context.Background(), pl, input, dir)
+	require.NoError(t, err)
+	rungs := 0
+	for _, o := range outs {
+		if o.Kind != "hls" || o.Width == 0 {
+			continue
+		}
+		rungs++
+		require.NotNil(t, o.VMAF, o.Name)
+		require.Equal(t, 50, o.VMAF.Frames, "%s: two windows of a second at 25 fps", o.Name)
+		require.Greater(t, o.VMAF.Mean, 60.0, o.Name)
+		require.Greater(t, o.SSIM, 0.9, o.Name)
+	}
+	require.NotZero(t, rungs)
+	measured := 0
+	for _, c := range ran {
+		if c[0] == ffmpeg {
+			measured++
+		}
+	}
+	require.Equal(t, rungs, measured, "one measuring run a rung")
+}
