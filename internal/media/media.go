@@ -126,6 +126,8 @@ func reject(code, format string, args ...any) *RejectedError {
 type OutputError struct {
 	Output  string // the file or rendition at fault, relative to the output folder
 	Problem string // what is wrong with it, a phrase a user can read
+	// Code names the fault for machines ("" a malformed output): quality_floor.
+	Code string
 }
 
 func (e *OutputError) Error() string { return e.Output + " " + e.Problem }

@@ -72,6 +72,9 @@ type Plan struct {
 	// Verify is how the outputs are verified: profile.VerifySampled (also
 	// when empty, as in plans made before it existed) or profile.VerifyFull.
 	Verify string `json:"verify,omitempty"`
+	// MinQuality is the profile's floor of each video output's quality
+	// (video.min_quality): verification fails an output below it.
+	MinQuality *profile.Quality `json:"min_quality,omitempty"`
 	// Notes say what of the source the outputs leave out, and why.
 	Notes []string `json:"notes,omitempty"`
 	// Herd is what an mp4 or mkv output's herd tag says (the job's id), so
@@ -221,6 +224,7 @@ func NewPlan(info *Info, p *profile.Profile) (*Plan, error) {
 		pl.SegmentSeconds = p.SegmentSeconds
 	}
 	pl.Verify = cmp.Or(p.Verify, profile.VerifySampled)
+	pl.MinQuality = p.Video.MinQuality
 
 	// Display geometry: sample aspect ratio, then rotation.
 	w, h := float64(v.Width), float64(v.Height)

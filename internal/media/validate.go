@@ -266,6 +266,7 @@ func (pl *Plan) Validate() error {
 		inRange("plan.audio", len(pl.Audio), 0, maxTracks),
 		inRange("plan.subtitles", len(pl.Subtitles), 0, maxTracks),
 		inRange("plan.notes", len(pl.Notes), 0, maxStreams),
+		pl.validateMinQuality(),
 	)
 	if err != nil {
 		return err
@@ -440,4 +441,12 @@ func (info *Info) validateVideoEnd() error {
 		return nil
 	}
 	return floatIn("info.video_end", info.VideoEnd, info.Start, info.Start+info.Duration+1)
+}
+
+// validateMinQuality checks the floor of the outputs' quality.
+func (pl *Plan) validateMinQuality() error {
+	if q := pl.MinQuality; q != nil {
+		return first(floatIn("plan.min_quality.ssim", q.SSIM, 0, 1), floatIn("plan.min_quality.vmaf", q.VMAF, 0, 100))
+	}
+	return nil
 }

@@ -774,8 +774,39 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 			}
 			outs[i].SSIM, outs[i].PSNR = q.SSIM[i], q.PSNR[i]
 		}
+		return v.floor(outs)
+	}
+	if err := v.measureAll(ctx, demuxer, files, ranges, outs); err != nil {
+		return err
+	}
+	return v.floor(outs)
+}
+
+// CodeQualityFloor is the code of a job failed by the quality floor.
+const CodeQualityFloor = "quality_floor"
+
+// floor fails the first output whose measured quality is below the
+// profile's floor (video.min_quality), saying what was measured. A VMAF
+// floor is checked where VMAF was measured.
+func (v *verifier) floor(outs []Output) error {
+	q := v.pl.MinQuality
+	if q == nil {
 		return nil
 	}
+	for _, o := range outs {
+		switch {
+		case q.SSIM > 0 && o.SSIM < q.SSIM:
+			return &OutputError{Output: o.Path, Code: CodeQualityFloor, Problem: fmt.Sprintf("(%s): SSIM %.4f is below the profile's floor of %g (video.min_quality); give it more bits, or lower the floor", o.Name, o.SSIM, q.SSIM)}
+		case q.VMAF > 0 && o.VMAF != nil && o.VMAF.Mean < q.VMAF:
+			return &OutputError{Output: o.Path, Code: CodeQualityFloor, Problem: fmt.Sprintf("(%s): VMAF %.1f is below the profile's floor of %g (video.min_quality); give it more bits, or lower the floor", o.Name, o.VMAF.Mean, q.VMAF)}
+		}
+	}
+	return nil
+}
+
+// measureAll measures SSIM and PSNR of each file, and VMAF where a
+// measuring ffmpeg is named (see quality).
+func (v *verifier) measureAll(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
 	var err error
 	if len(ranges) > 0 && v.seek && v.pl.constantRate() {
 		err = v.measure(ctx, demuxer, files, v.pl.rangeQualityArgs(v.in, demuxer, files, ranges), outs)

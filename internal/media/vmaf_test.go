@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -171,4 +173,35 @@ func TestVerifyRecordsVMAF(t *testing.T) {
 		}
 	}
 	require.Equal(t, rungs, measured, "one measuring run a rung")
+}
+
+// A profile's floor of quality (video.min_quality) fails an output below
+// it, permanently, naming the output, the metric, what was measured and
+// the floor; outputs above it pass. A VMAF floor is checked where VMAF is
+// measured.
+func TestVerifyQualityFloor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tools, pl, input, dir, _ := segmentedLadder(t)
+	verify := func(q profile.Quality) error {
+		pl.MinQuality = &q
+		_, _, err := tools.Verify(ctx, pl, input, dir)
+		return err
+	}
+	require.NoError(t, verify(profile.Quality{SSIM: 0.5}))
+	err := verify(profile.Quality{SSIM: 0.99999})
+	oe, ok := errors.AsType[*OutputError](err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, CodeQualityFloor, oe.Code)
+	require.Regexp(t, `^\(\d+p\): SSIM 0\.\d{4} is below the profile's floor of 0\.99999 \(video\.min_quality\)`, oe.Problem)
+	require.NoError(t, verify(profile.Quality{VMAF: 99.9}), "no VMAF measured, no VMAF floor checked")
+
+	ffmpeg, model := testenv.VMAF(t)
+	v, err := DetectVMAF(ctx, ffmpeg, model, "")
+	require.NoError(t, err)
+	tools.VMAF = v
+	require.NoError(t, verify(profile.Quality{VMAF: 20}))
+	err = verify(profile.Quality{VMAF: 99.9})
+	require.ErrorContains(t, err, "is below the profile's floor of 99.9")
+	require.ErrorContains(t, err, "VMAF")
 }

@@ -62,3 +62,16 @@ func TestCheckTask(t *testing.T) {
 	_, permanent = job.IsPermanent(err)
 	require.False(t, permanent)
 }
+
+// A verification that found an output below the profile's quality floor
+// fails the job permanently under its own code, with the measure.
+func TestQualityFloorIsPermanent(t *testing.T) {
+	t.Parallel()
+	err := classify(&media.OutputError{Output: "media_0.m3u8", Code: media.CodeQualityFloor, Problem: "(360p): SSIM 0.9100 is below the profile's floor of 0.95"}, "verifying the outputs failed")
+	code, permanent := job.IsPermanent(err)
+	require.True(t, permanent)
+	require.Equal(t, "quality_floor", code)
+	require.ErrorContains(t, err, "media_0.m3u8 (360p): SSIM 0.9100 is below the profile's floor of 0.95")
+	code, _ = job.IsPermanent(classify(&media.OutputError{Output: "x.m4s", Problem: "is missing"}, "verify"))
+	require.Equal(t, "bad_output", code)
+}

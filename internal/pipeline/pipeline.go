@@ -6,6 +6,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -242,7 +243,7 @@ func classify(err error, what string) error {
 	}
 	if bad, ok := errors.AsType[*media.OutputError](err); ok {
 		// The same plan and source make the same files: retrying cannot help.
-		return job.Permanent("bad_output", job.Userf(err, "%s: %s %s", what, bad.Output, bad.Problem))
+		return job.Permanent(cmp.Or(bad.Code, "bad_output"), job.Userf(err, "%s: %s %s", what, bad.Output, bad.Problem))
 	}
 	var exit *media.ExitError
 	if errors.As(err, &exit) {

@@ -106,12 +106,24 @@ type Video struct {
 	MaxHeight int     `yaml:"max_height,omitempty" json:"max_height,omitempty"` // file formats: cap, never upscale
 	MaxFPS    float64 `yaml:"max_fps,omitempty" json:"max_fps,omitempty"`
 	Rungs     []Rung  `yaml:"rungs,omitempty" json:"rungs,omitempty"` // hls: the ladder, tallest first
+	// MinQuality is a floor every video output must reach against its
+	// source, measured in verification; an output below it fails the job,
+	// saying what was measured.
+	MinQuality *Quality `yaml:"min_quality,omitempty" json:"min_quality,omitempty"`
 	// Ladders are more codecs' ladders beside this one (hls only): each
 	// names its codec and the rungs it gets, and the master playlist and
 	// the DASH manifest offer them all, so that a player picks a codec it
 	// decodes. Codec, Preset and Rungs above are the first ladder, the
 	// H.264 every browser can play.
 	Ladders []Ladder `yaml:"ladders,omitempty" json:"ladders,omitempty"`
+}
+
+// Quality is a floor of measured quality, by metric; 0 sets none. VMAF
+// is measured only where a measuring ffmpeg has libvmaf (--measure-ffmpeg):
+// elsewhere its floor is not checked.
+type Quality struct {
+	SSIM float64 `yaml:"ssim,omitempty" json:"ssim,omitempty"` // 0 to 1, all planes
+	VMAF float64 `yaml:"vmaf,omitempty" json:"vmaf,omitempty"` // 0 to 100, the mean
 }
 
 // Ladder is one more codec's ladder of an hls profile, e.g.
@@ -452,6 +464,16 @@ func (p *Profile) Validate() error {
 	}
 	if p.Verify != VerifySampled && p.Verify != VerifyFull {
 		return bad("verify", "must be sampled or full (got %q)", p.Verify)
+	}
+	if q := p.Video.MinQuality; q != nil {
+		switch {
+		case q.SSIM < 0 || q.SSIM >= 1:
+			return bad("video.min_quality.ssim", "must be above 0 and below 1, e.g. 0.95 (got %g)", q.SSIM)
+		case q.VMAF < 0 || q.VMAF >= 100:
+			return bad("video.min_quality.vmaf", "must be above 0 and below 100, e.g. 80 (got %g)", q.VMAF)
+		case q.SSIM == 0 && q.VMAF == 0:
+			return bad("video.min_quality", "names no floor: set ssim, vmaf or both")
+		}
 	}
 	if err := p.CheckChunkSeconds(p.ChunkSeconds); err != nil {
 		return bad("chunk_seconds", "%s", err)

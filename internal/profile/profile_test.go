@@ -103,6 +103,10 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"ladders in mp4", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, ladders: [{codec: av1, rungs: [{height: 360, bitrate: 400k}]}]}\n", "video.ladders: are for hls"},
 		{"ladders on a gpu", "engine: nvenc\n" + ladders("{codec: av1, rungs: [{height: 360, bitrate: 400k}]}"), "encoded in software"},
 		{"ladders split", "chunk_seconds: 60\n" + ladders("{codec: av1, rungs: [{height: 360, bitrate: 400k}]}"), "chunk_seconds: must be 0"},
+		{"ssim floor of 1", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {ssim: 1}}\n", "video.min_quality.ssim"},
+		{"vmaf floor out of range", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {vmaf: 120}}\n", "video.min_quality.vmaf"},
+		{"an empty floor", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {}}\n", "video.min_quality: names no floor"},
+		{"a floor of what", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {psnr: 40}}\n", "field psnr not found"},
 	}
 	for _, tc := range cases {
 		_, err := profile.Parse([]byte(tc.doc))
