@@ -311,24 +311,12 @@ func copyOpen(in *os.File, info fs.FileInfo, to *os.Root, dst string) error {
 
 // renameIn renames old to new inside r without replacing anything at new.
 func renameIn(r *os.Root, old, new string) error {
-	oldDir, err := r.Open(filepath.Dir(old))
-	if err != nil {
-		return err
-	}
-	defer oldDir.Close()
-	newDir, err := r.Open(filepath.Dir(new))
-	if err != nil {
-		return err
-	}
-	defer newDir.Close()
-	return renameNoReplace(oldDir, filepath.Base(old), newDir, filepath.Base(new))
+	return inFolders(r, old, new, renameNoReplace)
 }
 
-// Exchange swaps the files (or folders) at a and b inside r in one step:
-// each name holds what the other held, and neither is ever missing. It
-// returns errors.ErrUnsupported where the system or file system cannot
-// (NFS, SMB): the caller falls back to a rename.
-func Exchange(r *os.Root, a, b string) error {
+// inFolders opens the folders of a and b inside r and calls fn with each
+// folder and the name in it.
+func inFolders(r *os.Root, a, b string, fn func(aDir *os.File, a string, bDir *os.File, b string) error) error {
 	aDir, err := r.Open(filepath.Dir(a))
 	if err != nil {
 		return err
@@ -339,7 +327,15 @@ func Exchange(r *os.Root, a, b string) error {
 		return err
 	}
 	defer bDir.Close()
-	return exchange(aDir, filepath.Base(a), bDir, filepath.Base(b))
+	return fn(aDir, filepath.Base(a), bDir, filepath.Base(b))
+}
+
+// Exchange swaps the files (or folders) at a and b inside r in one step:
+// each name holds what the other held, and neither is ever missing. It
+// returns errors.ErrUnsupported where the system or file system cannot
+// (NFS, SMB): the caller falls back to a rename.
+func Exchange(r *os.Root, a, b string) error {
+	return inFolders(r, a, b, exchange)
 }
 
 // sameContent reports whether name inside r holds the same bytes as f.
