@@ -422,6 +422,12 @@ func TestLibraryCheck(t *testing.T) {
 	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 10*time.Second)
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+ids["Empty.mp4"])))
 	testenv.WaitJS(t, ctx, "the check's finding", `document.getElementById('j-profile').textContent.startsWith('health check (shows): damaged (the file is empty')`, 15*time.Second)
+	// The Libraries page shows each file's health, linked to its check.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/libraries")))
+	testenv.WaitJS(t, ctx, "the files' health", `document.querySelector('#l-files tr[data-file="S01/Bad.mkv"] td[data-check="damaged"] a[href="/jobs/`+ids["S01/Bad.mkv"]+`"]') !== null`, 15*time.Second)
+	require.Contains(t, evalJS[string](t, ctx, `document.getElementById('l-summary').textContent`), "Health check: 3 checked, 2 damaged, 0 to check")
+	require.Equal(t, "ok", evalJS[string](t, ctx, `document.querySelector('#l-files tr[data-file="S01/Good.mkv"] td[data-check]').dataset.check`))
+	axeAudit(t, ctx, "the libraries page with health checks")
 }
 
 // A library's health checks are worker tasks: with no worker that reads

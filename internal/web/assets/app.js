@@ -541,15 +541,22 @@ pages.libraries = () => {
     const r = await api('GET', `/api/v1/libraries/${encodeURIComponent(chosen)}`);
     document.getElementById('l-files-box').hidden = false;
     document.getElementById('l-name').textContent = chosen;
+    const checks = r.checks || {};
     document.getElementById('l-summary').textContent = counts(r.counts) +
       (r.bytes ? `; ${fmt.bytes(r.bytes)} to encode, estimated to become ${fmt.bytes(r.estimate)}` : '') +
-      (r.saved ? `; ${fmt.bytes(r.saved)} saved so far` : '');
-    const files = (r.files || []).filter((f) => f.state !== 'skipped').sort((a, b) => order.indexOf(a.state) - order.indexOf(b.state));
+      (r.saved ? `; ${fmt.bytes(r.saved)} saved so far` : '') +
+      (Object.keys(checks).length ? `. Health check: ${(checks.ok || 0) + (checks.damaged || 0)} checked, ${checks.damaged || 0} damaged, ${checks.pending || 0} to check` : '') +
+      (r.waiting ? ` (${r.waiting})` : '');
+    // A file's health: what its last check found, linked to the check's job.
+    const health = (f) => !f.check ? '–' : [f.check_job ? el('a', {href: '/jobs/' + f.check_job}, f.check) : f.check,
+      f.check_note ? el('div', {class: 'muted'}, f.check_note) : null];
+    const files = (r.files || []).filter((f) => f.state !== 'skipped' || f.check).sort((a, b) => order.indexOf(a.state) - order.indexOf(b.state));
     fill(document.getElementById('l-files'), files.length ? files.map((f) => el('tr', {dataset: {file: f.path, state: f.state}},
       el('td', {}, stateBadge(f.state)), el('td', {}, f.path), el('td', {class: 'num'}, fmt.bytes(f.size)),
       el('td', {}, (f.facts && f.facts.video && f.facts.video.codec) || '–'),
-      el('td', {}, f.job_id ? el('a', {href: '/jobs/' + f.job_id}, f.job_id) : '–'), el('td', {class: 'muted'}, f.note || ''))) :
-      [el('tr', {}, el('td', {colspan: 6, class: 'muted'}, 'Nothing but files the rule skips.'))]);
+      el('td', {}, f.job_id ? el('a', {href: '/jobs/' + f.job_id}, f.job_id) : '–'), el('td', {class: 'muted'}, f.note || ''),
+      el('td', {dataset: {check: f.check || ''}}, ...[].concat(health(f))))) :
+      [el('tr', {}, el('td', {colspan: 7, class: 'muted'}, 'Nothing but files the rule skips.'))]);
   };
   const load = async () => {
     let ls;
