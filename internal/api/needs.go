@@ -72,7 +72,7 @@ func unmet(tasks []job.Task, proven map[string]bool) []string {
 // encoderFor is ffmpeg's encoder whose trial encode proves capability c
 // ("" for a library's).
 func encoderFor(c string) string {
-	if _, ok := strings.CutPrefix(c, "library:"); ok {
+	if _, ok := strings.CutPrefix(c, "library:"); ok || c == job.CapVMAF {
 		return ""
 	}
 	for _, e := range media.SoftwareEncoders() {
@@ -91,6 +91,9 @@ func encoderFor(c string) string {
 // needOf says what a worker with capability c can do (to finish "waiting
 // for a worker that …"), and how to start one.
 func needOf(c string) (can, hint string) {
+	if c == job.CapVMAF {
+		return "measures VMAF (its profile sets a VMAF floor)", "start a worker whose ffmpeg has libvmaf, or name one that has with --measure-ffmpeg"
+	}
 	if lib, ok := strings.CutPrefix(c, "library:"); ok {
 		return "reads library " + lib + " (its health checks read the files in place)",
 			"start a worker where the library's folder is mounted: herd worker --library " + lib + "=PATH"
@@ -142,7 +145,7 @@ func (s *Server) unmetNeeds(ctx context.Context) ([]UnmetNeed, error) {
 				if err != nil {
 					return nil, err
 				}
-				if p != nil && !slices.ContainsFunc(pipeline.TaskNeeds(p), func(n string) bool { return !proven[n] }) {
+				if p != nil && !slices.ContainsFunc(append(pipeline.TaskNeeds(p), pipeline.VerifyNeeds(p)...), func(n string) bool { return !proven[n] }) {
 					continue // a profile that changed since asked no more: the tasks say
 				}
 			}

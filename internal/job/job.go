@@ -78,6 +78,11 @@ const (
 	KindCheck Kind = "check"
 )
 
+// CapVMAF is the capability of a worker whose verification measures VMAF
+// (it has an ffmpeg with libvmaf): a verify task needs it when its
+// profile sets a VMAF floor.
+const CapVMAF = "vmaf"
+
 // LibraryNeed is the capability a health check of library's files needs:
 // a worker has it when it reads that library's folder (the server's own
 // workers, or herd worker --library NAME=PATH).

@@ -827,6 +827,9 @@ func (v *verifier) measureAll(ctx context.Context, demuxer string, files []strin
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if q := v.pl.MinQuality; q != nil && q.VMAF > 0 {
+				return err // the floor needs the score: tried again
+			}
 			v.t.log().Warn("VMAF was not measured", "output", outs[i].Path, "err", err)
 			continue
 		}

@@ -160,8 +160,11 @@ func (v *VMAF) Args(logPath string, w, h int) []string {
 	return []string{"-nostdin", "-hide_banner", "-nostats", "-v", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0", "-lavfi", g, "-f", "null", "-"}
 }
 
-// filterQuote quotes a filter option's value (a path) for a filter graph.
+// filterQuote makes a filter option's value (a path) a literal for a
+// filter graph, which ffmpeg parses twice: the option string (where \, '
+// and : are escaped with \), then the graph (where the whole is quoted).
 func filterQuote(s string) string {
+	s = strings.NewReplacer(`\`, `\\`, `'`, `\'`, `:`, `\:`).Replace(s)
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
@@ -220,9 +223,20 @@ func (pl *Plan) VMAFArgs(input, demuxer, file string, windows [][2]float64, seek
 		args = slices.Delete(args, i, i+2) // stdout carries the frames
 	}
 	args = append(args, "-f", demuxer, "-i", "file:"+file)
+	// Each pair is one frame of a nominal 25 fps stream, whatever the
+	// source's rate (-r 25 keeps ffmpeg from adding or dropping any).
 	size := fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s,settb=AVTB,setpts=N/TB/25", pl.Width, pl.Height, pl.Video.PixFmt)
-	g := fmt.Sprintf("%s%s[ref];[%d:v:0]%s%s[dist];[ref][dist]hstack=inputs=2:shortest=1[pair]", src, size, n, pl.windowSelect(windows), size)
-	return append(args, "-filter_complex", g, "-map", "[pair]", "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1")
+	// The output's frames are counted from its first (a Matroska output's
+	// video may start a few milliseconds late, after the audio's priming),
+	// and read only to the last window's end: select alone would decode
+	// the rest, and shortest ends the run there.
+	end := 0.0
+	for _, w := range windows {
+		end = math.Max(end, w[1])
+	}
+	dist := fmt.Sprintf("[%d:v:0]setpts=PTS-STARTPTS,trim=end=%.6f,%s%s[dist]", n, end, pl.windowSelect(windows), size)
+	g := fmt.Sprintf("%s%s[ref];%s;[ref][dist]hstack=inputs=2:shortest=1[pair]", src, size, dist)
+	return append(args, "-filter_complex", g, "-map", "[pair]", "-r", "25", "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1")
 }
 
 // windowSelect is a select filter (ending in a comma) that keeps the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,8 +60,8 @@ func TestVMAFArgsGolden(t *testing.T) {
 	cut := "[0:v]split[a][b];[a]crop=1920:1080:0:0[ref];[b]crop=1920:1080:1920:0[dist];[dist][ref]libvmaf="
 	v1 := &VMAF{FFmpeg: "/opt/ffmpeg", Gen: 1, Model: "/m/it's/vmaf_v0.6.1.pkl"}
 	require.Equal(t, append(append([]string{}, head...),
-		cut+`model_path='/m/it'\''s/vmaf_v0.6.1.pkl':log_path='/tmp/v.json':log_fmt=json:n_threads=2`, "-f", "null", "-"),
-		v1.Args("/tmp/v.json", 1920, 1080))
+		cut+`model_path='/m/it\'\''s/vmaf_v0.6.1.pkl':log_path='/tmp/a\:b/v.json':log_fmt=json:n_threads=2`, "-f", "null", "-"),
+		v1.Args("/tmp/a:b/v.json", 1920, 1080), "a quote and a colon in paths are escaped for both of ffmpeg's parses")
 	require.Contains(t, v1.Args("/tmp/v.json", 3840, 2160)[len(head)], "model_path=", "1.x has no 4K model here: the default one")
 	v2 := &VMAF{FFmpeg: "/usr/bin/ffmpeg", Gen: 2}
 	require.Equal(t, append(append([]string{}, head...),
@@ -74,12 +75,13 @@ func TestVMAFArgsGolden(t *testing.T) {
 	pl := &Plan{Width: 1280, Height: 720, FPS: 25, Duration: 60, Demuxer: "mov", Video: VideoPlan{PixFmt: "yuv420p"}}
 	feed := pl.VMAFArgs("/in/source.bin", "mov", "/tmp/rung.mp4", [][2]float64{{0, 2}, {30, 32}}, false)
 	require.NotContains(t, feed, "-progress")
-	require.Equal(t, []string{"-f", "mov", "-i", "file:/tmp/rung.mp4"}, feed[len(feed)-13:len(feed)-9])
-	g := feed[len(feed)-8]
+	fc := slices.Index(feed, "-filter_complex")
+	require.Equal(t, []string{"-f", "mov", "-i", "file:/tmp/rung.mp4"}, feed[fc-4:fc])
+	g := feed[fc+1]
 	require.Contains(t, g, "select='gte(t\\,-0.020000)*lt(t\\,1.980000)+gte(t\\,29.980000)*lt(t\\,31.980000)',scale=1280:720:flags=bicubic,setsar=1,format=yuv420p,settb=AVTB,setpts=N/TB/25[ref]")
-	require.Contains(t, g, "[1:v:0]select='gte(t\\,-0.020000)")
+	require.Contains(t, g, "[1:v:0]setpts=PTS-STARTPTS,trim=end=32.000000,select='gte(t\\,-0.020000)", "the output read to the last window only")
 	require.True(t, strings.HasSuffix(g, "[ref][dist]hstack=inputs=2:shortest=1[pair]"), g)
-	require.Equal(t, []string{"-map", "[pair]", "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1"}, feed[len(feed)-7:])
+	require.Equal(t, []string{"-map", "[pair]", "-r", "25", "-f", "yuv4mpegpipe", "-strict", "-1", "pipe:1"}, feed[fc+2:])
 }
 
 // Windows are whole stretches of frames: the start of the first and the
@@ -108,7 +110,8 @@ func TestMeasureVMAF(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoVMAF, "Debian's ffmpeg has none")
 	_, err = DetectVMAF(ctx, ffmpeg, "", "")
 	require.ErrorContains(t, err, "--vmaf-model", "libvmaf 1.x needs a model file")
-	own, err := DetectVMAF(ctx, ffmpeg, "", filepath.Join(t.TempDir(), "models"))
+	// A quote and a colon in the model's path (herd's own copy, here).
+	own, err := DetectVMAF(ctx, ffmpeg, "", filepath.Join(t.TempDir(), "it's:models"))
 	require.NoError(t, err)
 	require.FileExists(t, own.Model, "herd's own copy, written where asked")
 	require.FileExists(t, own.Model+".model")
@@ -124,22 +127,44 @@ func TestMeasureVMAF(t *testing.T) {
 	pl, err := NewPlan(info, builtin(t, "mp4-library"))
 	require.NoError(t, err)
 	dir := t.TempDir()
-	score := func(crf string) *VMAFScore {
+	score := func(pl *Plan, input, crf string) *VMAFScore {
 		out := filepath.Join(dir, "crf"+crf+".mp4")
-		b, err := exec.Command(tools.ffmpeg(), "-v", "error", "-i", input, "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", crf, out).CombinedOutput()
+		b, err := exec.Command(tools.ffmpeg(), "-y", "-v", "error", "-i", input, "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", crf, out).CombinedOutput()
 		require.NoError(t, err, string(b))
-		s, ran, err := tools.MeasureVMAF(ctx, v, pl, input, "mov", out, pl.VMAFWindows(nil), true, dir)
+		s, ran, err := tools.MeasureVMAF(ctx, own, pl, input, "mov", out, pl.VMAFWindows(nil), true, dir)
 		require.NoError(t, err)
 		require.Len(t, ran, 2)
 		return s
 	}
-	good, bad := score("18"), score("45")
-	t.Logf("good %+v, bad %+v", good, bad)
+	good, bad := score(pl, input, "18"), score(pl, input, "45")
 	require.Equal(t, 2*2*25, good.Frames, "two windows of two seconds at 25 fps")
 	require.Equal(t, "vmaf_v0.6.1", good.Model)
 	require.Greater(t, good.Mean, 85.0)
 	require.Greater(t, good.Mean, bad.Mean+15, "good %+v, bad %+v", good, bad)
 	require.LessOrEqual(t, bad.Low, bad.Mean)
+
+	// At 30 fps: every frame of the windows, none twice.
+	input30 := filepath.Join(t.TempDir(), "in30.mp4")
+	require.NoError(t, testenv.Clip{Size: "320x180", Rate: 30, Seconds: 5}.Make(input30))
+	info, err = tools.Admit(ctx, input30, Limits{})
+	require.NoError(t, err)
+	pl30, err := NewPlan(info, builtin(t, "mp4-library"))
+	require.NoError(t, err)
+	s30 := score(pl30, input30, "18")
+	require.Equal(t, 2*2*30, s30.Frames, "two windows of two seconds at 30 fps")
+	require.Greater(t, s30.Mean, 85.0)
+
+	// A Matroska output with AAC audio, whose video starts after the
+	// audio's priming: its frames are counted from its first.
+	plMKV, err := NewPlan(info, builtin(t, "archive-hevc"))
+	require.NoError(t, err)
+	mkv := filepath.Join(dir, "out.mkv")
+	b, err := exec.Command(tools.ffmpeg(), "-y", "-v", "error", "-i", input30, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-c:a", "aac", mkv).CombinedOutput()
+	require.NoError(t, err, string(b))
+	sm, _, err := tools.MeasureVMAF(ctx, own, plMKV, input30, "matroska", mkv, plMKV.VMAFWindows(nil), true, dir)
+	require.NoError(t, err)
+	require.Equal(t, 2*2*30, sm.Frames)
+	require.InDelta(t, s30.Mean, sm.Mean, 1.5, "the same frames paired as in the MP4")
 }
 
 // Verification records VMAF on each rung where a measuring ffmpeg is

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -52,7 +53,7 @@ func TestCheckTask(t *testing.T) {
 	_, permanent := job.IsPermanent(err)
 	require.False(t, permanent, "another worker may mount the right folder")
 	_, err = check("movies", "link.mkv")
-	require.Error(t, err, "a link out of the library is not followed")
+	require.ErrorContains(t, err, "escapes", "a link out of the library is not followed")
 	_, err = check("movies", "../"+filepath.Base(outside)+"/secret.mkv")
 	code, permanent := job.IsPermanent(err)
 	require.True(t, permanent, "%v", err)
@@ -74,4 +75,22 @@ func TestQualityFloorIsPermanent(t *testing.T) {
 	require.ErrorContains(t, err, "media_0.m3u8 (360p): SSIM 0.9100 is below the profile's floor of 0.95")
 	code, _ = job.IsPermanent(classify(&media.OutputError{Output: "x.m4s", Problem: "is missing"}, "verify"))
 	require.Equal(t, "bad_output", code)
+}
+
+// A profile with a VMAF floor has its verify task run only where VMAF is
+// measured; an SSIM floor, or none, anywhere.
+func TestVMAFFloorNeedsAMeasuringWorker(t *testing.T) {
+	t.Parallel()
+	p, err := profile.Parse([]byte("name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {vmaf: 80, ssim: 0.9}}\n"))
+	require.NoError(t, err)
+	needs := map[job.Kind][]string{}
+	for _, task := range Tasks(p, 3) {
+		needs[task.Kind] = task.Needs
+	}
+	require.Equal(t, []string{job.CapVMAF}, needs[job.KindVerify])
+	require.Empty(t, needs[job.KindEncode])
+	p.Video.MinQuality.VMAF = 0
+	for _, task := range Tasks(p, 3) {
+		require.Empty(t, task.Needs, task.Kind)
+	}
 }

@@ -83,6 +83,15 @@ func TaskNeeds(p *profile.Profile) []string {
 	return needs
 }
 
+// VerifyNeeds are the capabilities a verify task of profile p needs: VMAF
+// where the profile sets a VMAF floor.
+func VerifyNeeds(p *profile.Profile) []string {
+	if q := p.Video.MinQuality; q != nil && q.VMAF > 0 {
+		return []string{job.CapVMAF}
+	}
+	return nil
+}
+
 // hardwarePlan picks the encoder for an encode or chunk task: the one the
 // task needs, or with engine auto (encode tasks only) this worker's GPU when enough sessions are free. It
 // returns the plan to run and a release func for the sessions it took.

@@ -88,6 +88,7 @@ func Tasks(p *profile.Profile, maxAttempts int) []job.Task {
 		verifyDeps = append(verifyDeps, thumbs.ID)
 	}
 	verify := t(job.KindVerify, verifyDeps...)
+	verify.Needs = VerifyNeeds(p) // only a worker that measures VMAF can hold a VMAF floor
 	return append(tasks, verify, t(job.KindFinalize, verify.ID))
 }
 

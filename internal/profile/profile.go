@@ -261,6 +261,8 @@ func (p *Profile) CheckChunkSeconds(s float64) error {
 		return fmt.Errorf("must be from the segment length (%g s) to %d s, or 0 (never split); got %g", p.SegmentSeconds, MaxChunkSeconds, s)
 	case len(p.Video.Ladders) > 0:
 		return errors.New("must be 0: a ladder of more than one codec is encoded whole (never split)")
+	case p.Video.MinQuality != nil && p.Video.MinQuality.VMAF > 0:
+		return errors.New("must be 0: a profile with a VMAF floor (video.min_quality.vmaf) is encoded whole, so that its verification measures VMAF against the source")
 	case p.Format != FormatHLS && (s < MinFileChunkSeconds || s > MaxChunkSeconds):
 		return fmt.Errorf("must be from %d s to %d s for an %s profile, or 0 (never split); got %g", MinFileChunkSeconds, MaxChunkSeconds, p.Format, s)
 	}

@@ -106,6 +106,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"ssim floor of 1", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {ssim: 1}}\n", "video.min_quality.ssim"},
 		{"vmaf floor out of range", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {vmaf: 120}}\n", "video.min_quality.vmaf"},
 		{"an empty floor", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {}}\n", "video.min_quality: names no floor"},
+		{"a vmaf floor split", "name: x\nversion: 1\nformat: mp4\nchunk_seconds: 60\nvideo: {codec: h264, crf: 20, min_quality: {vmaf: 80}}\n", "a profile with a VMAF floor"},
 		{"a floor of what", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {psnr: 40}}\n", "field psnr not found"},
 	}
 	for _, tc := range cases {

@@ -385,7 +385,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 		if r.tools.VMAF != nil {
-			localCaps = append(localCaps, worker.CapVMAF)
+			localCaps = append(localCaps, job.CapVMAF)
 		}
 		for _, name := range slices.Sorted(maps.Keys(dirs)) {
 			localCaps = append(localCaps, job.LibraryNeed(name))

@@ -55,9 +55,6 @@ type DaemonConfig struct {
 	Libraries map[string]string
 }
 
-// CapVMAF is the capability of a worker whose verification measures VMAF.
-const CapVMAF = "vmaf"
-
 // setupVMAF finds the ffmpeg that measures VMAF on this machine (see
 // media.SetupVMAF); a model of herd's own goes in the work folder.
 func (cfg DaemonConfig) setupVMAF(ctx context.Context, tools media.Tools, log *slog.Logger) (*media.VMAF, error) {
@@ -106,7 +103,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 		return err
 	}
 	if tools.VMAF != nil {
-		caps = append(caps, CapVMAF)
+		caps = append(caps, job.CapVMAF)
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Libraries)) {
 		caps = append(caps, job.LibraryNeed(name))

@@ -6,6 +6,7 @@
 package vmafmodel
 
 import (
+	"bytes"
 	"embed"
 	"fmt"
 	"os"
@@ -19,7 +20,9 @@ var files embed.FS
 const Name = "vmaf_v0.6.1.pkl"
 
 // Write puts the model's files in dir (made if missing) and returns the
-// path of its .pkl file.
+// path of its .pkl file. A file that holds them already is left alone, and
+// one written is renamed into place whole: a measuring ffmpeg reading the
+// model meanwhile never sees half of it.
 func Write(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
@@ -29,9 +32,29 @@ func Write(dir string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+		if err := put(filepath.Join(dir, name), b); err != nil {
 			return "", fmt.Errorf("write the VMAF model: %w", err)
 		}
 	}
 	return filepath.Join(dir, Name), nil
+}
+
+// put makes the file at p hold b.
+func put(p string, b []byte) error {
+	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".model-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
 }
