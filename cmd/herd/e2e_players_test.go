@@ -361,6 +361,12 @@ func showSubtitles(t *testing.T, ctx context.Context, name string) {
 
 // untilPlaying waits for cond, failing at once on a player error, or when
 // the playhead has not moved for 5 s while the video should be playing.
+// playerStall is how long (seconds) a playing player may show no progress
+// before untilPlaying gives up on it early: long enough for a loaded
+// 2-core machine running the whole suite (make test ran a player into a
+// 5 s stall there, which alone it never shows), short of every deadline.
+const playerStall = 12
+
 func untilPlaying(t *testing.T, ctx context.Context, name, what, cond string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -381,7 +387,7 @@ func untilPlaying(t *testing.T, ctx context.Context, name, what, cond string, wi
 			t.Fatalf("%s failed waiting for %s: %s", name, what, strings.Join(st.Errors, "; "))
 		case st.OK:
 			return
-		case st.Stalled > 5:
+		case st.Stalled > playerStall:
 			t.Fatalf("%s stalled at %.2f s for %.1f s waiting for %s (readyState %d)", name, st.Time, st.Stalled, what, st.Ready)
 		case time.Now().After(deadline):
 			t.Fatalf("%s timed out after %s waiting for %s: at %.2f s, readyState %d", name, within, what, st.Time, st.Ready)
