@@ -70,11 +70,8 @@ func unmet(tasks []job.Task, proven map[string]bool) []string {
 }
 
 // encoderFor is ffmpeg's encoder whose trial encode proves capability c
-// ("" for a library's).
+// ("" for a capability no encoder proves: a library's, VMAF).
 func encoderFor(c string) string {
-	if _, ok := strings.CutPrefix(c, "library:"); ok || c == job.CapVMAF {
-		return ""
-	}
 	for _, e := range media.SoftwareEncoders() {
 		if media.SoftwareCap(e.Codec) == c {
 			return e.Encoder
@@ -85,7 +82,7 @@ func encoderFor(c string) string {
 			return e.Encoder
 		}
 	}
-	return c
+	return ""
 }
 
 // needOf says what a worker with capability c can do (to finish "waiting
@@ -94,7 +91,7 @@ func needOf(c string) (can, hint string) {
 	if c == job.CapVMAF {
 		return "measures VMAF (its profile sets a VMAF floor)", "start a worker whose ffmpeg has libvmaf, or name one that has with --measure-ffmpeg"
 	}
-	if lib, ok := strings.CutPrefix(c, "library:"); ok {
+	if lib, ok := job.LibraryOf(c); ok {
 		return "reads library " + lib + " (its health checks read the files in place)",
 			"start a worker where the library's folder is mounted: herd worker --library " + lib + "=PATH"
 	}

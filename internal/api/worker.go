@@ -423,12 +423,7 @@ var failureCodeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 // herd uses (else "worker_error"), the commands dropped when they are not
 // within pipeline's bounds.
 func reportedFailure(rep protocol.Report) job.Failure {
-	msg := strings.Map(func(r rune) rune {
-		if job.UnsafeRune(r) && r != '\n' && r != '\t' {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(rep.Message, "?"))
+	msg := job.Printable(rep.Message)
 	if len(msg) > maxFailureMessage {
 		msg = strings.ToValidUTF8(msg[:maxFailureMessage], "") + " …"
 	}

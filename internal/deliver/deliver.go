@@ -110,9 +110,9 @@ func New(st Store, owner string, files pipeline.Storage, pubs map[string]config.
 // A media server indexes a library publisher's folder, or a library's.
 func notifier(pc config.Publisher, pubs map[string]config.Publisher, libraries map[string]string) publish.Notifier {
 	if pc.Type == config.PublishPlex || pc.Type == config.PublishJellyfin {
-		root := pubs[pc.Library].Path
-		if p, ok := pubs[pc.Library]; !ok || p.Type != config.PublishLibrary {
-			root = libraries[pc.Library]
+		root := libraries[pc.Library]
+		if lib, ok := pubs[pc.Library]; ok && lib.Type == config.PublishLibrary {
+			root = lib.Path
 		}
 		return publish.NewMediaServer(pc, root)
 	}

@@ -86,7 +86,13 @@ const CapVMAF = "vmaf"
 // LibraryNeed is the capability a health check of library's files needs:
 // a worker has it when it reads that library's folder (the server's own
 // workers, or herd worker --library NAME=PATH).
-func LibraryNeed(library string) string { return "library:" + library }
+func LibraryNeed(library string) string { return libraryNeed + library }
+
+// LibraryOf is the library whose capability (LibraryNeed) c is; ok is
+// false for any other capability.
+func LibraryOf(c string) (library string, ok bool) { return strings.CutPrefix(c, libraryNeed) }
+
+const libraryNeed = "library:"
 
 // CheckResult is what a health check task found (its Result.Data).
 type CheckResult struct {
@@ -389,6 +395,18 @@ func DepResults(t Task, all []Task) map[Kind]json.RawMessage {
 // probe) must not carry to a terminal or a page: a control character (C0 or
 // C1) or a bidirectional override.
 func UnsafeRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
+
+// Printable is text from outside (a worker's report, ffmpeg quoting a
+// file's own bytes) made fit to show: valid UTF-8 (a bad byte becomes ?)
+// without control or bidi characters, but for line breaks and tabs.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if UnsafeRune(r) && r != '\n' && r != '\t' {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+}
 
 // Sentinel errors callers branch on.
 var (

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"time"
 
 	"github.com/herdhq/herd/internal/job"
@@ -190,19 +189,12 @@ func (m *Manager) queueCheck(ctx context.Context, l *lib, f store.LibraryFile) (
 	if ok, err := m.st.SetLibraryCheckJob(ctx, l.Name, f.Path, "", id); err != nil || !ok {
 		return false, err
 	}
-	// A health check's source is not stored: its job names the library's
-	// own asset, which stands for the folder (job.Source.Library).
-	a, err := m.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: l.Name, SHA256: "library:" + l.Name, CreatedAt: m.now().UTC()})
+	asset, err := m.checkAsset(ctx, l)
 	if err != nil {
 		return true, err
 	}
-	labels := maps.Clone(l.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels["library"] = l.Name
-	j := job.Job{ID: id, IdempotencyKey: "check:" + id, Labels: labels,
-		Source: job.Source{AssetID: a.ID, Name: f.Path, Size: f.Size, Library: l.Name}}
+	j := job.Job{ID: id, IdempotencyKey: "check:" + id, Labels: l.jobLabels(),
+		Source: job.Source{AssetID: asset, Name: f.Path, Size: f.Size, Library: l.Name}}
 	task := job.Task{ID: job.NewID("t"), Kind: job.KindCheck, MaxAttempts: job.DefaultMaxAttempts, Needs: []string{job.LibraryNeed(l.Name)}}
 	if _, _, err := m.st.CreateJob(ctx, j, []job.Task{task}, m.now().UTC()); err != nil {
 		return true, err
@@ -211,6 +203,21 @@ func (m *Manager) queueCheck(ctx context.Context, l *lib, f store.LibraryFile) (
 		m.Wake()
 	}
 	return true, nil
+}
+
+// checkAsset is the asset l's check jobs name: a health check's source is
+// not stored, so its job stands on the library's own asset, which stands
+// for the folder (job.Source.Library). Stored once, then remembered (only
+// l's checker asks).
+func (m *Manager) checkAsset(ctx context.Context, l *lib) (string, error) {
+	if l.asset == "" {
+		a, err := m.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: l.Name, SHA256: "library:" + l.Name, CreatedAt: m.now().UTC()})
+		if err != nil {
+			return "", err
+		}
+		l.asset = a.ID
+	}
+	return l.asset, nil
 }
 
 // dropCheck cancels the check job of f, whose file went or was replaced

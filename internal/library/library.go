@@ -142,6 +142,17 @@ type lib struct {
 	Spec
 	mu     sync.Mutex    // one scan or apply at a time
 	checks chan struct{} // a health check was started
+	asset  string        // the asset of its check jobs (checkAsset; the checker's own)
+}
+
+// jobLabels are the labels of the library's jobs: its own, and library=NAME.
+func (l *lib) jobLabels() map[string]string {
+	labels := maps.Clone(l.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["library"] = l.Name
+	return labels
 }
 
 // open opens the library's folder, inside which every path is resolved.
@@ -545,12 +556,7 @@ func (m *Manager) queueN(ctx context.Context, l *lib) (int, error) {
 // submit makes f's job (with the id f records), or marks f failed when
 // the file cannot become one.
 func (m *Manager) submit(ctx context.Context, l *lib, root *os.Root, p *profile.Profile, f *store.LibraryFile) error {
-	labels := maps.Clone(l.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels["library"] = l.Name
-	opt := ingest.Options{Labels: labels}
+	opt := ingest.Options{Labels: l.jobLabels()}
 	if l.Action == ActionPublish {
 		opt.Publish = l.Publish
 	}

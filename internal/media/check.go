@@ -58,12 +58,7 @@ func (t Tools) CheckDecode(ctx context.Context, path string, lim Limits, progres
 	}
 	// What ffmpeg says may quote the file's own bytes (tags, stream
 	// names): only printable text reaches a terminal or the page.
-	msg = strings.TrimSpace(strings.Map(func(r rune) rune {
-		if job.UnsafeRune(r) {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(msg, "?")))
+	msg = strings.TrimSpace(strings.ReplaceAll(job.Printable(msg), "\t", " "))
 	if msg != "" {
 		return cutText(msg, 300), nil
 	}

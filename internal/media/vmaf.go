@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -89,7 +88,9 @@ func DetectVMAF(ctx context.Context, ffmpeg, model, modelDir string) (*VMAF, err
 	if err != nil {
 		return nil, fmt.Errorf("measuring ffmpeg %s: %w", ffmpeg, err)
 	}
-	out, err := exec.CommandContext(ctx, bin, "-hide_banner", "-h", "filter=libvmaf").CombinedOutput()
+	cmd := exec.CommandContext(ctx, bin, "-hide_banner", "-h", "filter=libvmaf")
+	cmd.Env = ToolEnv(os.Environ()) // as every tool herd runs: none of herd's secrets
+	out, err := cmd.CombinedOutput()
 	if err != nil && len(out) == 0 {
 		return nil, fmt.Errorf("measuring ffmpeg %s: %w", bin, err)
 	}
@@ -257,7 +258,12 @@ func (pl *Plan) windowSelect(windows [][2]float64) string {
 // processes and the measuring one end with ctx.
 func (t Tools) MeasureVMAF(ctx context.Context, v *VMAF, pl *Plan, input, demuxer, file string, windows [][2]float64, seek bool, tmp string) (*VMAFScore, [][]string, error) {
 	feed := pl.VMAFArgs(input, demuxer, file, windows, seek)
-	logPath := filepath.Join(tmp, fmt.Sprintf("vmaf-%d.json", vmafRuns.next()))
+	logFile, err := os.CreateTemp(tmp, "vmaf-*.json")
+	if err != nil {
+		return nil, nil, err
+	}
+	logPath := logFile.Name()
+	_ = logFile.Close() // libvmaf writes it
 	measure := v.Args(logPath, pl.Width, pl.Height)
 	ran := [][]string{argv(t.ffmpeg(), feed), argv(v.FFmpeg, measure)}
 	r, w, err := os.Pipe()
@@ -300,21 +306,6 @@ func (t Tools) MeasureVMAF(ctx context.Context, v *VMAF, pl *Plan, input, demuxe
 	}
 	s.Model = v.vmafModel(pl.Height)
 	return s, ran, nil
-}
-
-// vmafRuns numbers the logs of measurements that share a folder.
-var vmafRuns counter
-
-type counter struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (c *counter) next() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n++
-	return c.n
 }
 
 // parseVMAFLog reads libvmaf's JSON log (both generations write each

@@ -346,6 +346,8 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The libraries' folders: media servers index them, and the in-process
+	// workers read them (their health checks run here).
 	libPaths := map[string]string{}
 	for _, l := range cfg.Libraries {
 		libPaths[l.Name] = l.Path
@@ -366,12 +368,6 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	libs.Wake = sig.Kick
-	// The in-process workers read every library this server declares
-	// (their health checks run here).
-	dirs := map[string]string{}
-	for _, l := range cfg.Libraries {
-		dirs[l.Name] = l.Path
-	}
 	// The in-process workers prove the software encoders as remote ones do
 	// (a trial encode each), so that a task needing libsvtav1 or libx265 runs
 	// here only where this ffmpeg has it; they use no GPU.
@@ -387,11 +383,11 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		if r.tools.VMAF != nil {
 			localCaps = append(localCaps, job.CapVMAF)
 		}
-		for _, name := range slices.Sorted(maps.Keys(dirs)) {
+		for _, name := range slices.Sorted(maps.Keys(libPaths)) {
 			localCaps = append(localCaps, job.LibraryNeed(name))
 		}
 	}
-	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log).WithLibraries(dirs)
+	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log).WithLibraries(libPaths)
 
 	srv := api.New(api.Deps{
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Versions: r.versions, Submit: sub, Kick: sig, Log: log, Metrics: m,
