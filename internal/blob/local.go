@@ -351,23 +351,35 @@ func (l *Local) RemoveAll(key string) error {
 	return os.RemoveAll(p)
 }
 
-// CleanTemp deletes scratch files older runs left behind. Call at start-up,
-// before any worker runs.
-func (l *Local) CleanTemp(keep func(name string) bool) error {
-	dir := filepath.Join(l.root, ".tmp")
+// CleanTemp deletes scratch files older runs left behind (see CleanDir).
+// Call at start-up, before any worker runs.
+func (l *Local) CleanTemp(keep func(name string) bool) (left []string, err error) {
+	return CleanDir(filepath.Join(l.root, ".tmp"), keep)
+}
+
+// ScratchLeft is what to log of the entries CleanDir left.
+const ScratchLeft = "scratch of an earlier run could not be removed yet (a tool of the stopped run may still write to it); it is removed at the next start"
+
+// CleanDir removes what an earlier run left in the scratch folder dir,
+// but for the entries keep keeps. An entry it cannot remove now, most
+// likely one a tool of a killed run (an ffmpeg in its own process group)
+// is still writing to, is left for the next start and named in left: the
+// caller says so and goes on, new work taking new names. err is for a
+// folder that cannot be read.
+func CleanDir(dir string, keep func(name string) bool) (left []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("clean scratch: %w", err)
+		return nil, fmt.Errorf("clean scratch: %w", err)
 	}
 	for _, e := range entries {
 		if keep != nil && keep(e.Name()) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("clean scratch: %w", err)
+			left = append(left, e.Name())
 		}
 	}
-	return nil
+	return left, nil
 }
 
 // TempNames lists what sits in the scratch area.

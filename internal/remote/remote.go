@@ -596,17 +596,8 @@ func (c *Client) Finalize(ctx context.Context, cl *job.Claimed) error {
 	return c.postLeased(ctx, cl.Lease, "finalize", struct{}{}, nil)
 }
 
-// CleanScratch removes what an earlier run left in the scratch folder.
-func (c *Client) CleanScratch() error {
-	dir := filepath.Join(c.work, "scratch")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
+// CleanScratch removes what an earlier run left in the scratch folder
+// (blob.CleanDir).
+func (c *Client) CleanScratch() (left []string, err error) {
+	return blob.CleanDir(filepath.Join(c.work, "scratch"), nil)
 }

@@ -270,8 +270,12 @@ func open(ctx context.Context, cfg Config, log *slog.Logger) (r resources, err e
 	// Scratch files belong to attempts of this server's own workers, which
 	// are all dead now, except remote workers' uploads: a remote worker's
 	// lease can outlive a restart. TendScratch removes those whose lease is gone.
-	if err = r.blobs.CleanTemp(api.IsUploadScratch); err != nil {
+	left, err := r.blobs.CleanTemp(api.IsUploadScratch)
+	if err != nil {
 		return r, err
+	}
+	if len(left) > 0 {
+		log.Warn(blob.ScratchLeft, "left", left)
 	}
 	if r.storage, r.sources, err = openStorage(ctx, cfg, r.st.Tasks, r.blobs, log); err != nil {
 		return r, err

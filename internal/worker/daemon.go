@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
@@ -117,8 +118,10 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 	if err != nil {
 		return err
 	}
-	if err := rc.CleanScratch(); err != nil {
-		return fmt.Errorf("clean scratch: %w", err)
+	if left, err := rc.CleanScratch(); err != nil {
+		return err
+	} else if len(left) > 0 {
+		log.Warn(blob.ScratchLeft, "left", left)
 	}
 	reg, m := metrics.NewRegistry()
 
