@@ -234,12 +234,21 @@ func (pl *Plan) videoCodecArgs() []string {
 	}
 	if pl.Format == profile.FormatHLS {
 		for i, r := range pl.Rungs {
+			if r.CRF > 0 {
+				// A per-title rung: the CRF its search found, under its cap.
+				args = append(args, fmt.Sprintf("-crf:v:%d", i), strconv.Itoa(r.CRF))
+			} else {
+				args = append(args, fmt.Sprintf("-b:v:%d", i), strconv.FormatInt(r.Bitrate, 10))
+			}
 			args = append(args,
-				fmt.Sprintf("-b:v:%d", i), strconv.FormatInt(r.Bitrate, 10),
 				fmt.Sprintf("-maxrate:v:%d", i), strconv.FormatInt(r.MaxRate, 10),
 				fmt.Sprintf("-bufsize:v:%d", i), strconv.FormatInt(r.BufSize, 10))
 		}
 		return args
+	}
+	if r := pl.Rungs[0]; r.MaxRate > 0 {
+		// A per-title file under its cap (video.quality.max_bitrate).
+		quality = append(quality, "-maxrate", strconv.FormatInt(r.MaxRate, 10), "-bufsize", strconv.FormatInt(r.BufSize, 10))
 	}
 	return append(args, quality...)
 }

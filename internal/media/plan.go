@@ -75,6 +75,9 @@ type Plan struct {
 	// MinQuality is the profile's floor of each video output's quality
 	// (video.min_quality): verification fails an output below it.
 	MinQuality *profile.Quality `json:"min_quality,omitempty"`
+	// Quality is a per-title plan's target (video.quality) and its
+	// search; nil: the profile's fixed settings.
+	Quality *QualityPlan `json:"quality,omitempty"`
 	// Notes say what of the source the outputs leave out, and why.
 	Notes []string `json:"notes,omitempty"`
 	// Herd is what an mp4 or mkv output's herd tag says (the job's id), so
@@ -112,6 +115,14 @@ type RungPlan struct {
 	// profile's other ladders (hls: AV1 or HEVC beside H.264); nil: the
 	// plan's Video.
 	Video *VideoPlan `json:"video,omitempty"`
+	// A per-title plan's rung (Plan.Quality): its target in the target's
+	// metric, and in SSIM where the search falls back to it; the least
+	// bitrate the search may pick; and the CRF it picked (0 until the
+	// search ran), encoded under the VBV cap MaxRate.
+	Target         float64 `json:"target,omitempty"`
+	FallbackTarget float64 `json:"fallback_target,omitempty"`
+	MinRate        int64   `json:"min_rate,omitempty"`
+	CRF            int     `json:"crf,omitempty"`
 }
 
 // AudioPlan is one output audio track.
@@ -245,6 +256,7 @@ func NewPlan(info *Info, p *profile.Profile) (*Plan, error) {
 	pl.planSubtitles(info, p)
 	pl.Attachments = p.Format == profile.FormatMKV && info.Demuxer == "matroska"
 	pl.planThumbs(p)
+	pl.planQuality(p)
 	return pl, nil
 }
 

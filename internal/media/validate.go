@@ -267,6 +267,7 @@ func (pl *Plan) Validate() error {
 		inRange("plan.subtitles", len(pl.Subtitles), 0, maxTracks),
 		inRange("plan.notes", len(pl.Notes), 0, maxStreams),
 		pl.validateMinQuality(),
+		pl.validateQuality(),
 	)
 	if err != nil {
 		return err

@@ -264,6 +264,7 @@ func (t Tools) MeasureVMAF(ctx context.Context, v *VMAF, pl *Plan, input, demuxe
 	}
 	logPath := logFile.Name()
 	_ = logFile.Close() // libvmaf writes it
+	defer os.Remove(logPath)
 	measure := v.Args(logPath, pl.Width, pl.Height)
 	ran := [][]string{argv(t.ffmpeg(), feed), argv(v.FFmpeg, measure)}
 	r, w, err := os.Pipe()

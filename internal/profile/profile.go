@@ -110,6 +110,10 @@ type Video struct {
 	// source, measured in verification; an output below it fails the job,
 	// saying what was measured.
 	MinQuality *Quality `yaml:"min_quality,omitempty" json:"min_quality,omitempty"`
+	// Quality steers the encode by measured quality instead of fixed
+	// bitrates (per-title encoding): herd searches, per title and per rung,
+	// the constant-quality setting that reaches the target (see Target).
+	Quality *Target `yaml:"quality,omitempty" json:"quality,omitempty"`
 	// Ladders are more codecs' ladders beside this one (hls only): each
 	// names its codec and the rungs it gets, and the master playlist and
 	// the DASH manifest offer them all, so that a player picks a codec it
@@ -124,6 +128,118 @@ type Video struct {
 type Quality struct {
 	SSIM float64 `yaml:"ssim,omitempty" json:"ssim,omitempty"` // 0 to 1, all planes
 	VMAF float64 `yaml:"vmaf,omitempty" json:"vmaf,omitempty"` // 0 to 100, the mean
+}
+
+// Quality metrics a target is given in.
+const (
+	MetricVMAF = "vmaf"
+	MetricSSIM = "ssim"
+)
+
+// Target is a profile's quality target (video.quality): each title's
+// encode gets the constant-quality setting (CRF, under a VBV cap) that
+// reaches it on samples of that title, found by a search of a few probe
+// encodes. For an hls ladder the target is the top rung's; every other
+// rung's is derived from it (RungTarget) unless the rung gives its own.
+type Target struct {
+	Metric string  `yaml:"metric" json:"metric"` // vmaf | ssim
+	Target float64 `yaml:"target" json:"target"`
+	// Fallback (metric vmaf only) is the SSIM target a search steers by
+	// where its worker cannot measure VMAF (no libvmaf); 0: such a
+	// profile's search and verification wait for a worker that measures
+	// VMAF (--measure-ffmpeg).
+	Fallback float64 `yaml:"fallback,omitempty" json:"fallback,omitempty"`
+	// Step is how much lower a rung's derived target is than the top
+	// rung's per halving of its height: a rung is measured scaled up to
+	// the source's size, where a smaller picture cannot score as high.
+	// Default: DefaultVMAFStep for vmaf, DefaultSSIMStep for ssim.
+	Step float64 `yaml:"step,omitempty" json:"step,omitempty"`
+	// Tolerance is how far below its target a rung's verified quality may
+	// be before the quality gate acts. Default: DefaultVMAFTolerance,
+	// DefaultSSIMTolerance.
+	Tolerance float64 `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+	// MinBitrate and MaxBitrate bound the top rung's (or the file's)
+	// bitrate: the search never picks a setting under MinBitrate, and
+	// MaxBitrate is the encode's VBV cap. Lower rungs get them scaled by
+	// their area; an hls rung's own bitrate caps it too (the fixed
+	// ladder is the most a per-title ladder spends). 0: no bound (an mp4
+	// or mkv file without a cap).
+	MinBitrate Bitrate `yaml:"min_bitrate,omitempty" json:"min_bitrate,omitempty"`
+	MaxBitrate Bitrate `yaml:"max_bitrate,omitempty" json:"max_bitrate,omitempty"`
+	// DropWithin drops a rung whose searched bitrate lands within this
+	// fraction of the next rung up's (it would add no step of quality).
+	// Default DefaultDropWithin; 0 < DropWithin < 1.
+	DropWithin float64 `yaml:"drop_within,omitempty" json:"drop_within,omitempty"`
+}
+
+// RungQuality is one rung's own target and bounds, overriding the
+// derived ones.
+type RungQuality struct {
+	Target     float64 `yaml:"target,omitempty" json:"target,omitempty"`
+	MinBitrate Bitrate `yaml:"min_bitrate,omitempty" json:"min_bitrate,omitempty"`
+	MaxBitrate Bitrate `yaml:"max_bitrate,omitempty" json:"max_bitrate,omitempty"`
+}
+
+// Quality targets' defaults.
+const (
+	DefaultVMAFStep      = 8.0   // VMAF points per halving of height
+	DefaultSSIMStep      = 0.01  // SSIM per halving of height
+	DefaultVMAFTolerance = 1.0   // VMAF points
+	DefaultSSIMTolerance = 0.003 // SSIM
+	DefaultDropWithin    = 0.15
+)
+
+// withDefaults fills the fields a target may leave out.
+func (t *Target) withDefaults() {
+	if t.Step == 0 {
+		t.Step = DefaultVMAFStep
+		if t.Metric == MetricSSIM {
+			t.Step = DefaultSSIMStep
+		}
+	}
+	if t.Tolerance == 0 {
+		t.Tolerance = DefaultVMAFTolerance
+		if t.Metric == MetricSSIM {
+			t.Tolerance = DefaultSSIMTolerance
+		}
+	}
+	if t.DropWithin == 0 {
+		t.DropWithin = DefaultDropWithin
+	}
+}
+
+// RungTarget is the target of a rung height lines high in a ladder whose
+// top rung is top lines high: the top rung's target, less Step per
+// halving of the height (top/height), never under a tenth of the scale.
+func (t *Target) RungTarget(top, height int) float64 {
+	if height >= top || top <= 0 || height <= 0 {
+		return t.Target
+	}
+	v := t.Target - t.Step*math.Log2(float64(top)/float64(height))
+	return math.Round(math.Max(v, 0.1*scaleOf(t.Metric))*1000) / 1000
+}
+
+// For is the target's search metric where VMAF cannot be measured:
+// an SSIM target with its own step and tolerance from the fallback; nil
+// when there is none.
+func (t *Target) For(metric string) *Target {
+	if metric == t.Metric {
+		return t
+	}
+	if t.Metric != MetricVMAF || metric != MetricSSIM || t.Fallback == 0 {
+		return nil
+	}
+	f := Target{Metric: MetricSSIM, Target: t.Fallback, MinBitrate: t.MinBitrate, MaxBitrate: t.MaxBitrate, DropWithin: t.DropWithin}
+	f.withDefaults()
+	return &f
+}
+
+// scaleOf is the top of a metric's scale.
+func scaleOf(metric string) float64 {
+	if metric == MetricVMAF {
+		return 100
+	}
+	return 1
 }
 
 // Ladder is one more codec's ladder of an hls profile, e.g.
@@ -148,6 +264,9 @@ func (p *Profile) Codecs() []string {
 type Rung struct {
 	Height  int     `yaml:"height" json:"height"`
 	Bitrate Bitrate `yaml:"bitrate" json:"bitrate"`
+	// Quality overrides the rung's derived target and bounds
+	// (video.quality only).
+	Quality *RungQuality `yaml:"quality,omitempty" json:"quality,omitempty"`
 }
 
 // Audio says how sound is encoded.
@@ -263,6 +382,8 @@ func (p *Profile) CheckChunkSeconds(s float64) error {
 		return errors.New("must be 0: a ladder of more than one codec is encoded whole (never split)")
 	case p.Video.MinQuality != nil && p.Video.MinQuality.VMAF > 0:
 		return errors.New("must be 0: a profile with a VMAF floor (video.min_quality.vmaf) is encoded whole, so that its verification measures VMAF against the source")
+	case p.Video.Quality != nil && p.Video.Quality.Metric == MetricVMAF && p.Video.Quality.Fallback == 0:
+		return errors.New("must be 0: a profile with a VMAF target and no SSIM fallback (video.quality.fallback) is encoded whole, so that its verification measures VMAF against the source")
 	case p.Format != FormatHLS && (s < MinFileChunkSeconds || s > MaxChunkSeconds):
 		return fmt.Errorf("must be from %d s to %d s for an %s profile, or 0 (never split); got %g", MinFileChunkSeconds, MaxChunkSeconds, p.Format, s)
 	}
@@ -288,6 +409,9 @@ func (p *Profile) withDefaults() {
 	}
 	if p.Video.Preset == "" {
 		p.Video.Preset = "veryfast"
+	}
+	if p.Video.Quality != nil {
+		p.Video.Quality.withDefaults()
 	}
 	for i := range p.Video.Ladders {
 		if p.Video.Ladders[i].Preset == "" {
@@ -375,7 +499,10 @@ func (p *Profile) Validate() error {
 		if len(p.Video.Rungs) != 0 {
 			return bad("video.rungs", "is for hls; a %s profile makes one file (use max_height and crf)", p.Format)
 		}
-		if p.Video.CRF < 1 || p.Video.CRF > 51 {
+		if p.Video.Quality != nil && p.Video.CRF != 0 {
+			return bad("video.crf", "leave it out with video.quality: the search finds each title's")
+		}
+		if p.Video.Quality == nil && (p.Video.CRF < 1 || p.Video.CRF > 51) {
 			return bad("video.crf", "must be between 1 and 51")
 		}
 	default:
@@ -477,6 +604,9 @@ func (p *Profile) Validate() error {
 			return bad("video.min_quality", "names no floor: set ssim, vmaf or both")
 		}
 	}
+	if err := p.validateQuality(bad); err != nil {
+		return err
+	}
 	if err := p.CheckChunkSeconds(p.ChunkSeconds); err != nil {
 		return bad("chunk_seconds", "%s", err)
 	}
@@ -493,6 +623,80 @@ func (p *Profile) Validate() error {
 		}
 		if t.Columns < 1 || t.Columns > 50 {
 			return bad("thumbnails.columns", "must be between 1 and 50")
+		}
+	}
+	return nil
+}
+
+// validateQuality checks video.quality and the rungs' own targets.
+func (p *Profile) validateQuality(bad func(field, msg string, args ...any) error) error {
+	t := p.Video.Quality
+	if t == nil {
+		for i, r := range p.Video.Rungs {
+			if r.Quality != nil {
+				return bad(fmt.Sprintf("video.rungs[%d].quality", i), "needs video.quality (the metric and the top rung's target)")
+			}
+		}
+		for i, l := range p.Video.Ladders {
+			for j, r := range l.Rungs {
+				if r.Quality != nil {
+					return bad(fmt.Sprintf("video.ladders[%d].rungs[%d].quality", i, j), "needs video.quality (the metric and the top rung's target)")
+				}
+			}
+		}
+		return nil
+	}
+	top := scaleOf(t.Metric)
+	switch {
+	case t.Metric != MetricVMAF && t.Metric != MetricSSIM:
+		return bad("video.quality.metric", "must be vmaf or ssim (got %q)", t.Metric)
+	case !(t.Target > 0 && t.Target < top):
+		return bad("video.quality.target", "must be above 0 and below %g, e.g. %s (got %g)", top, map[string]string{MetricVMAF: "93", MetricSSIM: "0.98"}[t.Metric], t.Target)
+	case t.Fallback != 0 && t.Metric != MetricVMAF:
+		return bad("video.quality.fallback", "is the SSIM target of a vmaf profile where VMAF cannot be measured")
+	case !(t.Fallback >= 0 && t.Fallback < 1):
+		return bad("video.quality.fallback", "must be an SSIM above 0 and below 1, e.g. 0.98 (got %g)", t.Fallback)
+	case !(t.Step >= 0 && t.Step <= top/4):
+		return bad("video.quality.step", "must be from 0 to %g (got %g)", top/4, t.Step)
+	case !(t.Tolerance >= 0 && t.Tolerance <= top/10):
+		return bad("video.quality.tolerance", "must be from 0 to %g (got %g)", top/10, t.Tolerance)
+	case !(t.DropWithin > 0 && t.DropWithin < 1):
+		return bad("video.quality.drop_within", "must be above 0 and below 1, e.g. 0.15 (got %g)", t.DropWithin)
+	case t.MinBitrate < 0 || t.MaxBitrate < 0 || t.MaxBitrate > 200_000_000:
+		return bad("video.quality", "min_bitrate and max_bitrate must be from 0 to 200M")
+	case t.MaxBitrate != 0 && t.MinBitrate > t.MaxBitrate:
+		return bad("video.quality.min_bitrate", "is above max_bitrate")
+	case p.Engine != EngineSoftware:
+		// The search probes with the encoder that makes the final encode;
+		// engine auto may move the encode onto a GPU whose scale of
+		// quality is another one.
+		return bad("video.quality", "needs engine software: the search's probe encodes and the final encode must use one encoder")
+	}
+	check := func(field string, r Rung) error {
+		q := r.Quality
+		if q == nil {
+			return nil
+		}
+		switch {
+		case q.Target != 0 && !(q.Target > 0 && q.Target < top):
+			return bad(field+".target", "must be above 0 and below %g (got %g)", top, q.Target)
+		case q.MinBitrate < 0 || q.MaxBitrate < 0 || q.MaxBitrate > 200_000_000:
+			return bad(field, "min_bitrate and max_bitrate must be from 0 to 200M")
+		case q.MaxBitrate != 0 && q.MinBitrate > q.MaxBitrate:
+			return bad(field+".min_bitrate", "is above max_bitrate")
+		}
+		return nil
+	}
+	for i, r := range p.Video.Rungs {
+		if err := check(fmt.Sprintf("video.rungs[%d].quality", i), r); err != nil {
+			return err
+		}
+	}
+	for i, l := range p.Video.Ladders {
+		for j, r := range l.Rungs {
+			if err := check(fmt.Sprintf("video.ladders[%d].rungs[%d].quality", i, j), r); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

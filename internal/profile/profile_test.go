@@ -14,7 +14,7 @@ import (
 func TestBuiltins(t *testing.T) {
 	t.Parallel()
 	s := profile.Builtin()
-	require.Equal(t, []string{"archive-hevc", "mp4-library", "web-cmaf-av1", "web-hls"}, s.Names())
+	require.Equal(t, []string{"archive-hevc", "mp4-library", "web-cmaf-av1", "web-hls", "web-hls-auto"}, s.Names())
 	hls, ok := s.Get("web-hls")
 	require.True(t, ok)
 	require.Equal(t, profile.FormatHLS, hls.Format)
@@ -108,6 +108,16 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"an empty floor", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {}}\n", "video.min_quality: names no floor"},
 		{"a vmaf floor split", "name: x\nversion: 1\nformat: mp4\nchunk_seconds: 60\nvideo: {codec: h264, crf: 20, min_quality: {vmaf: 80}}\n", "a profile with a VMAF floor"},
 		{"a floor of what", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, min_quality: {psnr: 40}}\n", "field psnr not found"},
+		{"a target of what", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, quality: {metric: psnr, target: 40}}\n", "video.quality.metric"},
+		{"a vmaf target of 100", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, quality: {metric: vmaf, target: 100}}\n", "video.quality.target"},
+		{"an ssim target above 1", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, quality: {metric: ssim, target: 93}}\n", "video.quality.target"},
+		{"a crf beside a target", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, crf: 20, quality: {metric: ssim, target: 0.98}}\n", "video.crf: leave it out"},
+		{"a fallback of an ssim target", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, quality: {metric: ssim, target: 0.98, fallback: 0.97}}\n", "video.quality.fallback"},
+		{"a min above the max", "name: x\nversion: 1\nformat: mp4\nvideo: {codec: h264, quality: {metric: ssim, target: 0.98, min_bitrate: 2M, max_bitrate: 1M}}\n", "video.quality.min_bitrate"},
+		{"a target on a gpu", "name: x\nversion: 1\nformat: mp4\nengine: nvenc\nvideo: {codec: h264, quality: {metric: ssim, target: 0.98}}\n", "needs engine software"},
+		{"a rung's target without one", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, rungs: [{height: 360, bitrate: 800k, quality: {target: 80}}]}\n", "video.rungs[0].quality: needs video.quality"},
+		{"a rung's target out of range", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, quality: {metric: vmaf, target: 93}, rungs: [{height: 360, bitrate: 800k, quality: {target: 120}}]}\n", "video.rungs[0].quality.target"},
+		{"a vmaf target split", "name: x\nversion: 1\nformat: mp4\nchunk_seconds: 60\nvideo: {codec: h264, quality: {metric: vmaf, target: 95}}\n", "no SSIM fallback"},
 	}
 	for _, tc := range cases {
 		_, err := profile.Parse([]byte(tc.doc))
@@ -162,7 +172,7 @@ func TestLoadUserProfiles(t *testing.T) {
 
 	s, err = profile.Load(filepath.Join(dir, "missing"))
 	require.NoError(t, err, "a missing folder means only the built-ins")
-	require.Len(t, s.All(), 4)
+	require.Len(t, s.All(), 5)
 }
 
 func FuzzParse(f *testing.F) {
@@ -181,4 +191,35 @@ func FuzzParse(f *testing.F) {
 		// Whatever parses must validate.
 		require.NoError(t, p.Validate())
 	})
+}
+
+func TestQualityTargets(t *testing.T) {
+	auto, ok := profile.Builtin().Get("web-hls-auto")
+	require.True(t, ok)
+	q := auto.Video.Quality
+	require.NotNil(t, q)
+	require.Equal(t, profile.Target{Metric: profile.MetricVMAF, Target: 93, Fallback: 0.98, Step: profile.DefaultVMAFStep, Tolerance: profile.DefaultVMAFTolerance, DropWithin: profile.DefaultDropWithin}, *q)
+	// Derived per rung: 8 points less per halving of the height.
+	require.Equal(t, 93.0, q.RungTarget(1080, 1080))
+	require.Equal(t, 85.0, q.RungTarget(1080, 540))
+	require.InDelta(t, 88.32, q.RungTarget(1080, 720), 0.01)
+	require.Equal(t, 77.0, q.RungTarget(1080, 270))
+	require.Equal(t, 10.0, (&profile.Target{Metric: profile.MetricVMAF, Target: 50, Step: 25}).RungTarget(1080, 120), "never under a tenth of the scale")
+	// Where VMAF cannot be measured: the SSIM fallback, with its own step.
+	f := q.For(profile.MetricSSIM)
+	require.NotNil(t, f)
+	require.Equal(t, 0.98, f.Target)
+	require.Equal(t, 0.97, f.RungTarget(720, 360))
+	require.Same(t, q, q.For(profile.MetricVMAF))
+	require.Nil(t, (&profile.Target{Metric: profile.MetricVMAF, Target: 93}).For(profile.MetricSSIM), "no fallback")
+
+	// The library profiles take the same block.
+	for _, doc := range []string{
+		"name: lib\nversion: 1\nformat: mp4\nvideo: {codec: h264, quality: {metric: vmaf, target: 95, max_bitrate: 8M}}\n",
+		"name: arc\nversion: 1\nformat: mkv\nvideo: {codec: hevc, quality: {metric: ssim, target: 0.985}}\n",
+	} {
+		p, err := profile.Parse([]byte(doc))
+		require.NoError(t, err, doc)
+		require.Zero(t, p.Video.CRF)
+	}
 }

@@ -1,0 +1,231 @@
+package media
+
+import (
+	"context"
+	"math"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+// curve is a recorded rung: its score and bitrate at each CRF, as probes
+// of x264 on a camera clip measured them (VMAF, kb/s), between which the
+// search interpolates.
+type curve map[int]Probe
+
+func (c curve) at(crf int) Probe {
+	if p, ok := c[crf]; ok {
+		return p
+	}
+	// Between the recorded points: linear in score, log-linear in bitrate.
+	lo, hi := 0, 100
+	for k := range c {
+		if k <= crf && k > lo {
+			lo = k
+		}
+		if k >= crf && k < hi {
+			hi = k
+		}
+	}
+	a, b := c[lo], c[hi]
+	f := float64(crf-lo) / float64(hi-lo)
+	return Probe{CRF: crf, Score: math.Round((a.Score+f*(b.Score-a.Score))*1000) / 1000,
+		Bitrate: int64(float64(a.Bitrate) * math.Pow(float64(b.Bitrate)/float64(a.Bitrate), f))}
+}
+
+// search runs NextCRF against a curve as the search task does.
+func (c curve) search(s crfScale, target, close float64, minRate int64) []Probe {
+	var probes []Probe
+	for {
+		crf, ok := NextCRF(s, probes, target, close, minRate)
+		if !ok {
+			return probes
+		}
+		probes = append(probes, c.at(crf))
+	}
+}
+
+// city is cityCC0.mpg at 404p (measured with x264 veryfast, VMAF at the
+// source's size).
+var city = curve{
+	14: {14, 6_000_000, 99.0}, 18: {18, 2_986_000, 98.0}, 24: {24, 990_000, 91.6},
+	30: {30, 357_000, 76.9}, 36: {36, 144_000, 54.7}, 42: {42, 60_000, 30.0},
+}
+
+func TestNextCRF(t *testing.T) {
+	x264 := crfScaleOf("libx264")
+	for _, tc := range []struct {
+		name    string
+		target  float64
+		minRate int64
+		wantCRF int // chosen
+		reached bool
+		most    int // probes at most
+	}{
+		{"the target between two recorded points", 93, 0, 22, true, 4},
+		{"a low target", 70, 0, 31, true, 5},
+		{"a target the cap never reaches", 99.5, 0, 14, false, 5},
+		{"a target reached at the top of the scale", 20, 0, 42, true, 4},
+		{"a least bitrate binds", 70, 1_000_000, 23, true, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			probes := city.search(x264, tc.target, 0.5, tc.minRate)
+			require.LessOrEqual(t, len(probes), tc.most)
+			require.LessOrEqual(t, len(probes), MaxProbes)
+			p, reached := chooseProbe(probes, tc.target, tc.minRate)
+			require.Equal(t, tc.wantCRF, p.CRF, "probes %v", probes)
+			require.Equal(t, tc.reached, reached)
+			if reached {
+				// The highest CRF that reaches it: the next one up does not.
+				up := city.at(p.CRF + 1)
+				require.True(t, p.CRF == x264.hi || up.Score < tc.target || up.Bitrate < tc.minRate, "CRF %d reaches it too", p.CRF+1)
+			}
+		})
+	}
+	// Stopping rules.
+	_, ok := NextCRF(x264, []Probe{{24, 900_000, 93.2}}, 93, 0.5, 0)
+	require.False(t, ok, "within half a point above the target: done")
+	crf, ok := NextCRF(x264, []Probe{{24, 900_000, 95}}, 93, 0.5, 0)
+	require.True(t, ok)
+	require.Equal(t, 30, crf, "all good: one step up")
+	crf, ok = NextCRF(x264, []Probe{{24, 900_000, 95}, {30, 300_000, 85}}, 93, 0.5, 0)
+	require.True(t, ok)
+	require.Equal(t, 25, crf, "interpolated between the two: 24 + 2/10 of 6, at least one above")
+	_, ok = NextCRF(x264, []Probe{{24, 900_000, 95}, {25, 800_000, 92}}, 93, 0.5, 0)
+	require.False(t, ok, "a bracket one CRF wide: done")
+	_, ok = NextCRF(x264, []Probe{{14, 9_000_000, 80}}, 93, 0.5, 0)
+	require.False(t, ok, "bad at the bottom of the scale: done")
+	crf, ok = NextCRF(x264, []Probe{{24, 900_000, 80}, {18, 2_000_000, 86}}, 93, 0.5, 0)
+	require.True(t, ok)
+	require.Equal(t, 12, 18-6, "extrapolated down from the two, at most twice the step")
+	require.Equal(t, 14, crf, "and never under the scale")
+	five := []Probe{{24, 1, 1}, {25, 1, 1}, {26, 1, 1}, {27, 1, 1}, {28, 1, 1}}
+	_, ok = NextCRF(x264, five, 93, 0.5, 0)
+	require.False(t, ok, "at most MaxProbes")
+}
+
+func TestApplySearch(t *testing.T) {
+	pl := &Plan{Format: profile.FormatHLS, Duration: 10, FPS: 25, Video: VideoPlan{Encoder: "libx264"},
+		Quality: &QualityPlan{Target: profile.Target{Metric: profile.MetricVMAF, Target: 93, Fallback: 0.98, Step: 8, Tolerance: 1, DropWithin: 0.15}},
+		Rungs: []RungPlan{
+			{Name: "720p", Height: 720, Bitrate: 2_800_000, MaxRate: 2_800_000, BufSize: 5_600_000, Target: 93, FallbackTarget: 0.98},
+			{Name: "540p", Height: 540, Bitrate: 1_600_000, MaxRate: 1_600_000, BufSize: 3_200_000, Target: 89.7, FallbackTarget: 0.976},
+			{Name: "360p", Height: 360, Bitrate: 800_000, MaxRate: 800_000, BufSize: 1_600_000, Target: 85, FallbackTarget: 0.97},
+		}}
+	report := Search{Metric: profile.MetricVMAF, Samples: [][2]float64{{4, 6}}, Rungs: []RungSearch{
+		{Name: "720p", Probes: []Probe{{24, 1_000_000, 94}, {30, 400_000, 90}, {26, 700_000, 93.1}}, CRF: 14, Reached: true},
+		{Name: "540p", Probes: []Probe{{26, 650_000, 90}, {32, 250_000, 85}}},
+		{Name: "360p", Probes: []Probe{{26, 300_000, 86}, {30, 150_000, 80}}},
+	}}
+	bad := report
+	bad.Rungs = append([]RungSearch(nil), report.Rungs...)
+	bad.Rungs[1].Probes = []Probe{{60, 1, 1}}
+	require.ErrorContains(t, pl.ApplySearch(bad), "search.rungs[1].probes[0].crf")
+	wrong := report
+	wrong.Metric = "psnr"
+	require.ErrorContains(t, pl.ApplySearch(wrong), "search.metric")
+
+	require.NoError(t, pl.ApplySearch(report))
+	s := pl.Quality.Search
+	require.Equal(t, 26, s.Rungs[0].CRF, "the worker's own choice is not taken")
+	require.True(t, s.Rungs[0].Reached)
+	require.Equal(t, int64(2_800_000), s.Rungs[0].Fixed)
+	require.Equal(t, 26, s.Rungs[1].CRF)
+	// 540p at 650 kb/s is within 15 % of 720p's 700: dropped; 360p is
+	// then measured against 720p.
+	require.Contains(t, s.Rungs[1].Dropped, "within 15% of the rung above")
+	require.Len(t, pl.Rungs, 2)
+	require.Equal(t, "720p", pl.Rungs[0].Name)
+	require.Equal(t, 26, pl.Rungs[0].CRF)
+	require.Equal(t, int64(700_000), pl.Rungs[0].Bitrate, "the predicted bitrate")
+	require.Equal(t, int64(2_800_000), pl.Rungs[0].MaxRate, "capped at the fixed ladder's")
+	require.Equal(t, "360p", pl.Rungs[1].Name)
+	require.Equal(t, 26, pl.Rungs[1].CRF)
+	require.NoError(t, pl.validateQuality())
+	args := pl.videoCodecArgs()
+	require.Subset(t, args, []string{"-crf:v:0", "26", "-maxrate:v:0", "2800000", "-crf:v:1"})
+	require.NotContains(t, args, "-b:v:0")
+	require.ErrorContains(t, pl.ApplySearch(report), "searched already")
+}
+
+func TestSearchSamples(t *testing.T) {
+	for _, tc := range []struct {
+		duration float64
+		want     [][2]float64
+	}{
+		{1.5, [][2]float64{{0, 1.5}}},
+		{3, [][2]float64{{0.5, 2.5}}},
+		{60, [][2]float64{{29, 31}}},
+		{200, [][2]float64{{32.333333, 34.333333}, {99, 101}, {165.666667, 167.666667}}},
+		{7200, [][2]float64{{898, 902}, {2698, 2702}, {4498, 4502}, {6298, 6302}}},
+	} {
+		require.Equal(t, tc.want, (&Plan{Duration: tc.duration}).SearchSamples(), "%g s", tc.duration)
+	}
+}
+
+// TestSearchFindsTheTarget runs a real search on a small clip with each
+// metric, and measures the chosen setting independently afterwards.
+func TestSearchFindsTheTarget(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	input := clip(t, "in.mp4", "320x180", "3")
+	for _, tc := range []struct {
+		metric string
+		target float64
+		slack  float64
+	}{
+		{profile.MetricSSIM, 0.97, 0.01},
+		{profile.MetricVMAF, 90, 3},
+	} {
+		t.Run(tc.metric, func(t *testing.T) {
+			tools := tools
+			if tc.metric == profile.MetricVMAF {
+				ffmpeg, model := testenv.VMAF(t)
+				v, err := DetectVMAF(ctx, ffmpeg, model, "")
+				require.NoError(t, err)
+				tools.VMAF = v
+			}
+			p, err := profile.Parse([]byte("name: t\nversion: 1\nformat: mp4\nvideo: {codec: h264, preset: veryfast, quality: {metric: " + tc.metric + ", target: " + ftoa(tc.target) + "}}\naudio: {codec: none}\n"))
+			require.NoError(t, err)
+			pl := admitted(t, input, p)
+			require.False(t, pl.Searched())
+			dir := t.TempDir()
+			s, ran, err := tools.Search(ctx, pl, input, dir, pl.SearchMetric(tools.VMAF), nil)
+			require.NoError(t, err)
+			require.NotEmpty(t, ran)
+			require.Len(t, s.Rungs, 1)
+			require.NotEmpty(t, s.Rungs[0].Probes)
+			require.LessOrEqual(t, len(s.Rungs[0].Probes), MaxProbes)
+			require.NoError(t, pl.ApplySearch(*s))
+			require.NoError(t, pl.Validate())
+			rs := pl.Quality.Search.Rungs[0]
+			t.Logf("%s: probes %+v, chose CRF %d (%g at %d b/s)", tc.metric, rs.Probes, rs.CRF, rs.Score, rs.Bitrate)
+			require.True(t, rs.Reached, "probes %+v", rs.Probes)
+			require.GreaterOrEqual(t, rs.Score, tc.target)
+			require.Equal(t, rs.CRF, pl.Video.CRF)
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Len(t, entries, 1, "only the samples' reference is left; every probe is removed")
+
+			// The final encode at the chosen CRF, measured as verification measures it.
+			out := t.TempDir()
+			_, err = tools.Encode(ctx, pl, input, out, nil)
+			require.NoError(t, err)
+			outs, _, err := tools.Verify(ctx, pl, input, out)
+			require.NoError(t, err)
+			got := outs[0].SSIM
+			if tc.metric == profile.MetricVMAF {
+				require.NotNil(t, outs[0].VMAF)
+				got = outs[0].VMAF.Mean
+			}
+			require.InDelta(t, tc.target, got, tc.slack+math.Max(0, got-tc.target), "measured on its own: at the target, within the search's slack")
+			require.GreaterOrEqual(t, got, tc.target-tc.slack)
+			t.Logf("%s: verified %g", tc.metric, got)
+		})
+	}
+}
