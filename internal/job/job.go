@@ -60,7 +60,10 @@ type Kind string
 
 // Task kinds, in pipeline order.
 const (
-	KindProbe  Kind = "probe"
+	KindProbe Kind = "probe"
+	// KindSearch finds a per-title plan's settings (its quality target)
+	// from probe encodes of samples of the source, before the encode.
+	KindSearch Kind = "search"
 	KindEncode Kind = "encode"
 	// A chunked encode (split-and-stitch) replaces the encode task by these:
 	// split cuts the source into pieces, each chunk task encodes one piece's

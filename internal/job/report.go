@@ -29,12 +29,17 @@ type Result struct {
 }
 
 // Expansion replaces a job's pending task of kind Replace by Tasks. Tasks
-// may depend on the task that reports the expansion and on each other; the
-// tasks that waited for the replaced one wait for the last of Tasks instead.
+// may depend on the task that reports the expansion, on each other, and
+// (InheritDeps) on what the replaced one depended on; the tasks that
+// waited for the replaced one wait for the last of Tasks instead.
 type Expansion struct {
 	Replace Kind
 	Tasks   []Task
 }
+
+// InheritDeps, among an expansion's task's DependsOn, stands for the
+// tasks the replaced one depended on.
+const InheritDeps = "@replaced"
 
 // Failure is a failed attempt.
 type Failure struct {

@@ -618,7 +618,7 @@ func JobName(t job.Task) string { return fmt.Sprintf("herd-%s-%d", strings.ToLow
 
 // heavy tasks decode or encode video: the whole of it, or a chunk's.
 func heavy(k job.Kind) bool {
-	return k.Encodes() || k == job.KindThumbnails || k == job.KindVerify
+	return k.Encodes() || k == job.KindSearch || k == job.KindThumbnails || k == job.KindVerify
 }
 
 // JobFor builds the Job that runs a claimed task.

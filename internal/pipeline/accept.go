@@ -112,6 +112,28 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 			return out, refuse("data", "a %s task reports no data", k)
 		}
 		return out, nil
+	case job.KindSearch:
+		var s media.Search
+		if err := strictJSON(r.Data, &s); err != nil {
+			return out, refuse("data", "not a search result: %v", err)
+		}
+		var plan media.Plan
+		if err := json.Unmarshal(c.Job.Plan, &plan); err != nil {
+			return out, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
+		}
+		p, err := a.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
+		if err != nil {
+			return out, err
+		}
+		res, err := searched(&plan, s, verifyNeedsOf(p))
+		if fe, ok := errors.AsType[*media.FieldError](err); ok {
+			return out, refuse(fe.Field, "%s", fe.Msg)
+		}
+		if err != nil {
+			return out, err
+		}
+		res.Commands = r.Commands
+		return res, nil
 	case job.KindVerify:
 		outputs, err := a.verifiedOutputs(ctx, c, r.Data)
 		if err != nil {
@@ -309,6 +331,9 @@ func derive(p *profile.Profile, c *job.Claimed, info *media.Info) (job.Result, e
 		res.Expand = chunkTasks(plan, c.Task.ID, TaskNeeds(p))
 	case plan.AudioStep:
 		res.Expand = audioTasks(c.Task.ID, TaskNeeds(p))
+	}
+	if plan.Quality != nil {
+		res.Expand = withSearch(res.Expand, c.Task.ID, p)
 	}
 	return res, nil
 }

@@ -84,10 +84,14 @@ func TaskNeeds(p *profile.Profile) []string {
 }
 
 // VerifyNeeds are the capabilities a verify task of profile p needs: VMAF
-// where the profile sets a VMAF floor.
+// where the profile sets a VMAF floor or a VMAF target without a fallback
+// (a search that measured VMAF asks for it too: searched).
 func VerifyNeeds(p *profile.Profile) []string {
 	if q := p.Video.MinQuality; q != nil && q.VMAF > 0 {
 		return []string{job.CapVMAF}
+	}
+	if q := p.Video.Quality; q != nil && q.Metric == profile.MetricVMAF && q.Fallback == 0 {
+		return []string{job.CapVMAF} // its quality gate measures what the search steered by
 	}
 	return nil
 }

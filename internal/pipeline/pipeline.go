@@ -135,7 +135,13 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 			return job.Result{}, err
 		}
 	}
+	if !plan.Searched() && (c.Task.Kind.Encodes() || c.Task.Kind == job.KindSplit) {
+		// Unsearched, a per-title plan has no setting to encode with.
+		return job.Result{}, job.Permanent("bad_plan", job.Userf(nil, "the job's plan has no searched settings to encode with; retry the job"))
+	}
 	switch c.Task.Kind {
+	case job.KindSearch:
+		return e.search(ctx, c, &plan, src, report)
 	case job.KindEncode:
 		return e.encode(ctx, c, &plan, src, report)
 	case job.KindThumbnails:

@@ -335,6 +335,9 @@ func (s *Store) expand(ctx context.Context, tx *sql.Tx, jobID, profile string, x
 		if t.MaxAttempts == 0 {
 			t.MaxAttempts = old.MaxAttempts
 		}
+		if i := slices.Index(t.DependsOn, job.InheritDeps); i >= 0 {
+			t.DependsOn = slices.Concat(t.DependsOn[:i], old.DependsOn, t.DependsOn[i+1:])
+		}
 		if err := s.insertTask(ctx, tx, jobID, profile, seq+k, t, false, now); err != nil {
 			return err
 		}
