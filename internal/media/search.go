@@ -104,6 +104,7 @@ func (pl *Plan) planQuality(p *profile.Profile) {
 	pl.Quality = &QualityPlan{Target: *t}
 	top := pl.Rungs[0]
 	topArea := float64(top.Width * top.Height)
+	source := min(pl.Width, pl.Height)
 	// The profile's rungs by height, for their own targets and bounds.
 	own := map[int]*profile.RungQuality{}
 	for _, r := range p.Video.Rungs {
@@ -113,11 +114,10 @@ func (pl *Plan) planQuality(p *profile.Profile) {
 	for i := range pl.Rungs {
 		r := &pl.Rungs[i]
 		short := min(r.Width, r.Height)
-		topShort := min(top.Width, top.Height)
 		area := float64(r.Width*r.Height) / topArea
-		r.Target = t.RungTarget(topShort, short)
+		r.Target = t.RungTarget(source, short)
 		if t.Metric == profile.MetricVMAF && fallback != nil {
-			r.FallbackTarget = fallback.RungTarget(topShort, short)
+			r.FallbackTarget = fallback.RungTarget(source, short)
 		}
 		capRate := int64(float64(t.MaxBitrate) * area)
 		r.MinRate = int64(float64(t.MinBitrate) * area)

@@ -139,8 +139,9 @@ const (
 // Target is a profile's quality target (video.quality): each title's
 // encode gets the constant-quality setting (CRF, under a VBV cap) that
 // reaches it on samples of that title, found by a search of a few probe
-// encodes. For an hls ladder the target is the top rung's; every other
-// rung's is derived from it (RungTarget) unless the rung gives its own.
+// encodes. The target is that of a picture at the source's own size (the
+// top rung's, for most sources); every rung's is derived from it
+// (RungTarget) unless the rung gives its own.
 type Target struct {
 	Metric string  `yaml:"metric" json:"metric"` // vmaf | ssim
 	Target float64 `yaml:"target" json:"target"`
@@ -149,9 +150,10 @@ type Target struct {
 	// profile's search and verification wait for a worker that measures
 	// VMAF (--measure-ffmpeg).
 	Fallback float64 `yaml:"fallback,omitempty" json:"fallback,omitempty"`
-	// Step is how much lower a rung's derived target is than the top
-	// rung's per halving of its height: a rung is measured scaled up to
-	// the source's size, where a smaller picture cannot score as high.
+	// Step is how much lower a rung's derived target is than Target per
+	// halving of its height below the source's: a rung is measured scaled
+	// up to the source's size, where a smaller picture cannot score as
+	// high.
 	// Default: DefaultVMAFStep for vmaf, DefaultSSIMStep for ssim.
 	Step float64 `yaml:"step,omitempty" json:"step,omitempty"`
 	// Tolerance is how far below its target a rung's verified quality may
@@ -208,14 +210,14 @@ func (t *Target) withDefaults() {
 	}
 }
 
-// RungTarget is the target of a rung height lines high in a ladder whose
-// top rung is top lines high: the top rung's target, less Step per
-// halving of the height (top/height), never under a tenth of the scale.
-func (t *Target) RungTarget(top, height int) float64 {
-	if height >= top || top <= 0 || height <= 0 {
+// RungTarget is the target of a rung whose short side is height, of a
+// source whose short side is source: Target, less Step per halving of
+// the height (source/height), never under a tenth of the scale.
+func (t *Target) RungTarget(source, height int) float64 {
+	if height >= source || source <= 0 || height <= 0 {
 		return t.Target
 	}
-	v := t.Target - t.Step*math.Log2(float64(top)/float64(height))
+	v := t.Target - t.Step*math.Log2(float64(source)/float64(height))
 	return math.Round(math.Max(v, 0.1*scaleOf(t.Metric))*1000) / 1000
 }
 
