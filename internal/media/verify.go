@@ -767,19 +767,92 @@ func (pl *Plan) QualityStep() int {
 func (v *verifier) quality(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
 	if q := v.chunkQ; q != nil {
 		// A split job's chunks measured themselves against their pieces
-		// (CombineQuality): only the output's own decode is left to do.
+		// (CombineQuality): only the output's own decode is left to do,
+		// and VMAF where a search steered by it (the gate checks it).
 		for i, f := range files {
 			if err := v.decodeAlone(ctx, demuxer, f); err != nil {
 				return err
 			}
 			outs[i].SSIM, outs[i].PSNR = q.SSIM[i], q.PSNR[i]
 		}
-		return v.floor(outs)
-	}
-	if err := v.measureAll(ctx, demuxer, files, ranges, outs); err != nil {
+		if v.pl.gateMetric() == profile.MetricVMAF && v.t.VMAF != nil {
+			if err := v.measureVMAF(ctx, demuxer, files, ranges, outs); err != nil {
+				return err
+			}
+		}
+	} else if err := v.measureAll(ctx, demuxer, files, ranges, outs); err != nil {
 		return err
 	}
-	return v.floor(outs)
+	if err := v.floor(outs); err != nil {
+		return err
+	}
+	return v.gate(outs)
+}
+
+// CodeQualityTarget is the code of a job failed by the quality gate.
+const CodeQualityTarget = "quality_target"
+
+// gateMetric is what a per-title plan's gate checks: what its search
+// measured; "" for a plan with no search.
+func (pl *Plan) gateMetric() string {
+	if pl.Quality == nil || pl.Quality.Search == nil {
+		return ""
+	}
+	return pl.Quality.Search.Metric
+}
+
+// gate is the quality gate of a per-title plan: each rung's measured
+// quality (in the metric its search steered by) must reach its target
+// less the target's tolerance, or, for a rung whose target its cap put
+// out of reach, what the search predicted less the tolerance. The first
+// rung below fails the job, saying what was measured.
+func (v *verifier) gate(outs []Output) error {
+	metric := v.pl.gateMetric()
+	if metric == "" {
+		return nil
+	}
+	t := v.pl.Quality.Target.For(metric)
+	if t == nil {
+		return nil
+	}
+	searched := map[string]RungSearch{}
+	for _, r := range v.pl.Quality.Search.Rungs {
+		searched[r.Name] = r
+	}
+	for i, o := range outs {
+		name := o.Name
+		if v.pl.Format != profile.FormatHLS && i < len(v.pl.Rungs) {
+			name = v.pl.Rungs[i].Name
+		}
+		r, ok := searched[name]
+		if !ok || r.Dropped != "" {
+			continue
+		}
+		bar, what := r.Target, fmt.Sprintf("its target of %s", scoreText(metric, r.Target))
+		if !r.Reached {
+			bar, what = r.Score, fmt.Sprintf("the %s the search found reachable under its cap (its target of %s is not)", scoreText(metric, r.Score), scoreText(metric, r.Target))
+		}
+		got := o.SSIM
+		if metric == profile.MetricVMAF {
+			if o.VMAF == nil {
+				return fmt.Errorf("%s: VMAF was not measured, and the quality gate needs it", o.Path)
+			}
+			got = o.VMAF.Mean
+		}
+		if got < bar-t.Tolerance {
+			return &OutputError{Output: o.Path, Code: CodeQualityTarget, Problem: fmt.Sprintf("(%s): %s %s is below %s, by more than the tolerance of %g (CRF %d, predicted %s); give the rung more bits (max_bitrate) or lower the target",
+				o.Name, strings.ToUpper(metric), scoreText(metric, got), what, t.Tolerance, r.CRF, scoreText(metric, r.Score))}
+		}
+	}
+	return nil
+}
+
+// scoreText writes a score of metric: VMAF to a tenth, SSIM to four places.
+func scoreText(metric string, f float64) string {
+	if metric == profile.MetricVMAF {
+		return strconv.FormatFloat(f, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(f, 'f', 4, 64)
 }
 
 // CodeQualityFloor is the code of a job failed by the quality floor.
@@ -816,9 +889,14 @@ func (v *verifier) measureAll(ctx context.Context, demuxer string, files []strin
 	if err != nil || v.t.VMAF == nil {
 		return err
 	}
-	// VMAF, where a measuring ffmpeg has it, on a few stretches of each
-	// output. Its failing says nothing of the output: the output is kept
-	// without the score, and the log says why.
+	return v.measureVMAF(ctx, demuxer, files, ranges, outs)
+}
+
+// measureVMAF measures VMAF of each file into outs[i], where a measuring
+// ffmpeg has it, on a few stretches of each output. Its failing says
+// nothing of the output: the output is kept without the score, and the
+// log says why, unless a floor or the quality gate needs the score.
+func (v *verifier) measureVMAF(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
 	windows := v.pl.VMAFWindows(ranges)
 	for i, f := range files {
 		s, ran, err := v.t.MeasureVMAF(ctx, v.t.VMAF, v.pl, v.in, demuxer, f, windows, v.seek, v.tmp)
@@ -827,8 +905,8 @@ func (v *verifier) measureAll(ctx context.Context, demuxer string, files []strin
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if q := v.pl.MinQuality; q != nil && q.VMAF > 0 {
-				return err // the floor needs the score: tried again
+			if q := v.pl.MinQuality; (q != nil && q.VMAF > 0) || v.pl.gateMetric() == profile.MetricVMAF {
+				return err // the floor or the gate needs the score: tried again
 			}
 			v.t.log().Warn("VMAF was not measured", "output", outs[i].Path, "err", err)
 			continue
@@ -855,7 +933,9 @@ func (pl *Plan) chunkQuality(outDir string) *ChunkQuality {
 // VerifyReadsSource says whether Verify of the outputs in outDir reads the
 // source: not for a split plan whose chunks measured themselves, so a
 // worker verifying one need not fetch it.
-func (pl *Plan) VerifyReadsSource(outDir string) bool { return pl.chunkQuality(outDir) == nil }
+func (pl *Plan) VerifyReadsSource(outDir string) bool {
+	return pl.chunkQuality(outDir) == nil || pl.gateMetric() == profile.MetricVMAF
+}
 
 // measure runs args, a QualityArgs or ChunkQualityArgs argv over files, and
 // sets outs[i]'s SSIM and PSNR.

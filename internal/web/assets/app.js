@@ -224,6 +224,7 @@ pages.job = () => {
         o.vmaf ? `${o.vmaf.mean.toFixed(1)} (low ${o.vmaf.low.toFixed(1)})` : '–'),
       el('td', {}, el('a', {href: o.url, download: o.path.split('/').pop()}, 'Download')))) : [el('tr', {}, el('td', {colspan: 10, class: 'muted'}, j.state === 'succeeded' ? 'No outputs.' : 'None yet.'))]);
     showAudio(j, outs);
+    showSearch(j, outs);
     showChunks(j.tasks || []);
     fill(document.getElementById('j-tasks'), (j.tasks || []).map((t) => el('tr', {dataset: {task: t.kind}},
       el('td', {}, t.chunk ? `${t.kind} ${t.chunk}` : t.kind), el('td', {}, stateBadge(t.state)), el('td', {class: 'num'}, t.attempt), el('td', {}, t.worker || '–'),
@@ -310,6 +311,188 @@ function showAudio(j, outs) {
     el('td', {}, loud(a.measured)), el('td', {class: 'num'}, a.loudness ? `${a.loudness.gain >= 0 ? '+' : ''}${a.loudness.gain.toFixed(1)} dB` : '–'),
     el('td', {}, loud(made[`media_${(pl.rungs || []).length + i}.m3u8`])),
     el('td', {class: 'muted'}, a.note || (a.loudness && a.loudness.shortfall ? `${a.loudness.shortfall.toFixed(1)} LU under ${a.loudness.target} LUFS: more gain would pass the true-peak limit` : '')))));
+}
+
+// svg builds an SVG element as el builds an HTML one: attributes set as
+// given (presentation attributes are not style attributes, which the CSP
+// forbids), style through the CSSOM, a string child as text.
+function svg(tag, attrs, ...kids) {
+  const e = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'style') Object.assign(e.style, v);
+    else e.setAttribute(k, v);
+  }
+  for (const k of kids.flat()) {
+    if (k === undefined || k === null || k === false) continue;
+    e.append(k instanceof Node ? k : String(k));
+  }
+  return e;
+}
+
+// Per-title search: how a metric is named and its scores written.
+const metricName = (m) => ({vmaf: 'VMAF', ssim: 'SSIM'}[m] || String(m || '').toUpperCase());
+const score = (m, v) => (v === undefined || v === null || !isFinite(v)) ? '–' : (m === 'vmaf' ? v.toFixed(1) : v.toFixed(4));
+// A target as the profile gives it: 93, 0.98, not 93.0 or 0.9800.
+const targetNum = (v) => String(+Number(v).toFixed(4));
+// Each rung's colour in the chart and its legend (they work light and dark).
+const rungColours = ['var(--run)', 'var(--warn)', 'var(--ok)', 'var(--bad)', 'var(--fg)', 'var(--muted)'];
+let shownSearch = '';
+
+// samplesText says what of the source the search probed: "1 sample of
+// 2.0 s, at 0:03", "3 samples of 2.0 s, at 0:10, 0:40, 1:10".
+function samplesText(samples) {
+  const lens = samples.map(([a, b]) => b - a);
+  if (!lens.length) return 'no samples';
+  const n = lens.length + (lens.length === 1 ? ' sample' : ' samples');
+  const at = ', at ' + samples.map(([a]) => fmt.dur(a)).join(', ');
+  if (lens.every((l) => Math.abs(l - lens[0]) < 0.05)) return `${n} of ${lens[0].toFixed(1)} s${at}`;
+  return `${n}, ${lens.reduce((a, b) => a + b, 0).toFixed(1)} s in all${at}`;
+}
+
+// showSearch fills the Per-title search section from the plan's quality:
+// its target; while the search task has not run, that it is running; once
+// it has, what it measured, the bytes saved against the fixed ladder (the
+// outputs' own bitrates once the job succeeded), a chart of each rung's
+// probes and a table of what was chosen for each rung, kept or dropped.
+function showSearch(j, outs) {
+  const q = j.plan && j.plan.quality;
+  const box = document.getElementById('j-search');
+  box.hidden = !q;
+  if (!q) return;
+  const key = JSON.stringify([j.state, q, outs.map((o) => [o.name, o.kind, o.bitrate, o.ssim, o.vmaf && o.vmaf.mean])]);
+  if (key === shownSearch) return; // unchanged: a tooltip being read stays open
+  shownSearch = key;
+  const t = q.target || {}, s = q.search;
+  const ended = ['succeeded', 'failed', 'canceled'].includes(j.state);
+  let line = `Target ${metricName(t.metric)} ${targetNum(t.target)}` +
+    (t.metric === 'vmaf' && t.fallback ? ` (SSIM ${targetNum(t.fallback)} where VMAF cannot be measured)` : '') + '.';
+  const status = document.getElementById('j-search-status');
+  status.hidden = !!s || ended;
+  status.textContent = !s && !ended ? 'Searching for this title\'s settings…' : '';
+  document.getElementById('j-search-chart').hidden = !s;
+  document.getElementById('j-search-table').hidden = !s;
+  if (!s) {
+    document.getElementById('j-search-summary').textContent = line;
+    fill(document.getElementById('j-search-chart'), []);
+    fill(document.getElementById('j-search-rungs'), []);
+    return;
+  }
+  const m = s.metric, rungs = s.rungs || [];
+  line += ` The search measured ${metricName(m)}` + (m !== t.metric ? ` (its worker could not measure ${metricName(t.metric)})` : '') +
+    ` on ${samplesText(s.samples || [])}.`;
+  // What each kept rung spends: its output's bitrate once the job made it, else the chosen probe's.
+  const made = Object.fromEntries(outs.filter((o) => o.kind === 'hls' || o.kind === 'dash').map((o) => [o.name, o]));
+  const kept = rungs.filter((r) => !r.dropped);
+  const madeAll = j.state === 'succeeded' && kept.every((r) => made[r.name]?.bitrate);
+  const spent = kept.reduce((a, r) => a + ((madeAll ? made[r.name].bitrate : r.bitrate) || 0), 0);
+  const fixed = rungs.reduce((a, r) => a + (r.fixed || 0), 0);
+  if (rungs.length && rungs.every((r) => r.fixed > 0) && spent > 0) {
+    const saved = 1 - spent / fixed;
+    line += ` Against the fixed ladder: ${fmt.pct(Math.abs(saved))} ${saved >= 0 ? 'fewer' : 'more'} bytes ` +
+      `(${fmt.bitrate(spent)} ${madeAll ? 'made' : 'predicted'} for ${kept.length} of ${rungs.length} ${rungs.length === 1 ? 'rung' : 'rungs'}, against ${fmt.bitrate(fixed)}).`;
+  }
+  const summary = document.getElementById('j-search-summary');
+  summary.textContent = line;
+  summary.dataset.saved = fixed && spent ? String(1 - spent / fixed) : '';
+  fill(document.getElementById('j-search-chart'), searchChart(s, rungs));
+  const measured = (o) => {
+    if (!o) return '–';
+    const own = m === 'vmaf' ? o.vmaf?.mean : o.ssim;
+    if (own) return score(m, own);
+    if (m !== 'vmaf' && o.vmaf) return 'VMAF ' + score('vmaf', o.vmaf.mean);
+    if (m === 'vmaf' && o.ssim) return 'SSIM ' + score('ssim', o.ssim);
+    return '–';
+  };
+  fill(document.getElementById('j-search-rungs'), rungs.map((r) => el('tr', {dataset: {rung: r.name, kept: r.dropped ? 'false' : 'true'}},
+    el('td', {}, r.name), el('td', {class: 'num'}, r.target ? `${metricName(m)} ${targetNum(r.target)}` : '–'),
+    el('td', {class: 'num'}, r.crf || '–'),
+    el('td', {class: 'num'}, score(m, r.score), r.crf && !r.reached ? el('div', {class: 'muted'}, 'short of the target') : null),
+    el('td', {class: 'num'}, fmt.bitrate(r.bitrate)),
+    el('td', {class: 'num'}, r.dropped ? '–' : measured(made[r.name])),
+    el('td', {class: 'num'}, fmt.bitrate(r.fixed)),
+    el('td', {class: r.dropped ? 'muted' : ''}, r.dropped ? 'dropped: ' + r.dropped : 'kept'))));
+}
+
+// searchChart draws the search's probes: quality (the search's metric)
+// against bitrate on a log scale, one colour a rung, its probes joined in
+// CRF order, the chosen one larger and filled, its target a short dashed
+// line; a legend names the rungs. No library: SVG built element by element.
+function searchChart(s, rungs) {
+  const m = s.metric;
+  const series = rungs.map((r, i) => ({r, colour: rungColours[i % rungColours.length],
+    probes: (r.probes || []).filter((p) => p.bitrate > 0 && isFinite(p.score)).sort((a, b) => a.crf - b.crf)})).filter((x) => x.probes.length);
+  if (!series.length) return [el('p', {class: 'muted'}, 'The search reported no probes.')];
+  const all = series.flatMap((x) => x.probes);
+  const W = 640, H = 280, L = 64, R = 16, T = 14, B = 44;
+  let x0 = Math.log10(Math.min(...all.map((p) => p.bitrate))), x1 = Math.log10(Math.max(...all.map((p) => p.bitrate)));
+  if (x1 - x0 < 0.1) { x0 -= 0.05; x1 += 0.05; }
+  const xpad = (x1 - x0) * 0.06; x0 -= xpad; x1 += xpad;
+  const ys = all.map((p) => p.score).concat(series.filter((x) => x.r.target).map((x) => x.r.target));
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y1 - y0 < (m === 'vmaf' ? 1 : 0.002)) { const c = (y0 + y1) / 2, h = m === 'vmaf' ? 0.5 : 0.001; y0 = c - h; y1 = c + h; }
+  const ypad = (y1 - y0) * 0.08; y0 -= ypad; y1 += ypad;
+  const X = (b) => L + ((Math.log10(b) - x0) / (x1 - x0)) * (W - L - R);
+  const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
+  const text = {fill: 'var(--muted)'};
+  const grid = {stroke: 'var(--line)'};
+  const kids = [];
+  // The y axis: about five round steps of the metric.
+  const raw = (y1 - y0) / 5, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((k) => k * mag).find((v) => v >= raw);
+  const decimals = Math.max(0, -Math.floor(Math.log10(step)));
+  for (let v = Math.ceil(y0 / step) * step; v <= y1 + 1e-12; v += step) {
+    kids.push(svg('line', {x1: L, x2: W - R, y1: Y(v), y2: Y(v), style: grid}),
+      svg('text', {x: L - 6, y: Y(v) + 4, 'text-anchor': 'end', 'font-size': 11, style: text}, v.toFixed(decimals)));
+  }
+  // The x axis: 1-2-5 steps of bitrate over a decade or more; over less,
+  // about four round steps (still placed on the log scale).
+  const ticks = [];
+  if (x1 - x0 >= 1) {
+    for (let e = Math.floor(x0); e <= Math.ceil(x1); e++) {
+      for (const k of [1, 2, 5]) { const b = k * 10 ** e; if (Math.log10(b) >= x0 && Math.log10(b) <= x1) ticks.push(b); }
+    }
+  } else {
+    const b0 = 10 ** x0, b1 = 10 ** x1, rawB = (b1 - b0) / 4, magB = 10 ** Math.floor(Math.log10(rawB));
+    const stepB = [1, 2, 5, 10].map((k) => k * magB).find((v) => v >= rawB);
+    for (let b = Math.ceil(b0 / stepB) * stepB; b <= b1; b += stepB) ticks.push(b);
+  }
+  for (const b of ticks) {
+    kids.push(svg('line', {x1: X(b), x2: X(b), y1: T, y2: H - B, style: grid}),
+      svg('text', {x: X(b), y: H - B + 16, 'text-anchor': 'middle', 'font-size': 11, style: text}, fmt.bitrate(b)));
+  }
+  kids.push(svg('line', {x1: L, x2: W - R, y1: H - B, y2: H - B, style: {stroke: 'var(--muted)'}}),
+    svg('line', {x1: L, x2: L, y1: T, y2: H - B, style: {stroke: 'var(--muted)'}}),
+    svg('text', {x: (L + W - R) / 2, y: H - 6, 'text-anchor': 'middle', 'font-size': 12, style: text}, 'bitrate (log scale)'),
+    svg('text', {x: 14, y: (T + H - B) / 2, 'text-anchor': 'middle', 'font-size': 12, transform: `rotate(-90 14 ${(T + H - B) / 2})`, style: text}, metricName(m)));
+  for (const {r, colour, probes} of series) {
+    const g = svg('g', {'data-rung': r.name, opacity: r.dropped ? 0.55 : 1});
+    const xs = probes.map((p) => X(p.bitrate));
+    if (r.target) {
+      g.append(svg('line', {x1: Math.min(...xs) - 14, x2: Math.max(...xs) + 14, y1: Y(r.target), y2: Y(r.target),
+        'stroke-width': 1.5, 'stroke-dasharray': '5 4', style: {stroke: colour}}));
+    }
+    g.append(svg('polyline', {points: probes.map((p) => `${X(p.bitrate).toFixed(1)},${Y(p.score).toFixed(1)}`).join(' '), fill: 'none',
+      'stroke-width': 1.5, 'stroke-dasharray': r.dropped ? '2 3' : null, style: {stroke: colour}}));
+    for (const p of probes) {
+      const chosen = r.crf && p.crf === r.crf;
+      g.append(svg('circle', {cx: X(p.bitrate), cy: Y(p.score), r: chosen ? 6 : 3.5, 'stroke-width': 1.5, class: chosen ? 'chosen' : 'probe',
+        style: {stroke: colour, fill: chosen ? colour : 'var(--card)'}},
+      svg('title', {}, `${r.name} at CRF ${p.crf}: ${fmt.bitrate(p.bitrate)}, ${metricName(m)} ${score(m, p.score)}${chosen ? ' (chosen)' : ''}`)));
+    }
+    kids.push(g);
+  }
+  const desc = `Quality (${metricName(m)}) against bitrate of the search's probes, one line a rung: ` + series.map(({r}) =>
+    `${r.name}${r.crf ? ` chose CRF ${r.crf}, ${fmt.bitrate(r.bitrate)}, ${metricName(m)} ${score(m, r.score)}` : ''}` +
+    (r.target ? ` for a target of ${targetNum(r.target)}` : '') + (r.dropped ? ' (dropped)' : '')).join('; ') + '.';
+  const chart = svg('svg', {viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': desc, style: {width: '100%', maxWidth: W + 'px', height: 'auto', display: 'block'}},
+    svg('title', {}, desc), ...kids);
+  const swatch = (colour, filled) => el('span', {'aria-hidden': 'true', style: {display: 'inline-block', width: '10px', height: '10px', borderRadius: '50%',
+    border: `2px solid ${colour}`, background: filled ? colour : 'transparent', marginRight: '6px', verticalAlign: 'middle'}});
+  const legend = el('ul', {class: 'legend', style: {listStyle: 'none', padding: '0', margin: '6px 0 12px', display: 'flex', flexWrap: 'wrap', gap: '4px 18px'}},
+    series.map(({r, colour}) => el('li', {dataset: {rung: r.name}}, swatch(colour, true), r.name, r.dropped ? ' (dropped)' : '')),
+    el('li', {class: 'muted'}, swatch('var(--muted)', false), 'a probe; filled and larger: the setting chosen; dashed: the rung\'s target'));
+  return [chart, legend];
 }
 
 function showChunks(tasks) {
