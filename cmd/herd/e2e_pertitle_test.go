@@ -95,6 +95,12 @@ func TestPerTitleSearchOnTheJobPage(t *testing.T) {
 		t.Logf("%s: CRF %d, predicted SSIM %.4f at %d b/s (fixed %d b/s); made SSIM %.4f", r.Name, r.CRF, r.Score, r.Bitrate, r.Fixed, got)
 	}
 	require.Positive(t, kept, "a rung is kept")
+	out, stderr, code := s.herd("job", id)
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `SEARCH \(SSIM, \d+ samples?; target VMAF 93\): \d+ kb/s against the fixed ladder's \d+ kb/s`, out)
+	require.Contains(t, out, "RUNG  TARGET  CRF")
+	out, _, _ = s.herd("profiles")
+	require.Contains(t, out, "VMAF 93, -8 per halving (SSIM 0.98 without VMAF)")
 
 	// The job page shows the search.
 	ctx := browser(t)

@@ -569,6 +569,7 @@ func (e *env) printJob(j jobview.JobView, wide bool) {
 	}
 	e.printAudio(j)
 	e.printSubtitles(j)
+	e.printSearch(j)
 	if len(j.Tasks) > 0 {
 		w = e.section("TASKS", "KIND\tSTATE\tPROGRESS\tSPEED\tATTEMPT\tWORKER\tDURATION\tERROR")
 		for _, t := range j.Tasks {
@@ -670,6 +671,57 @@ func (e *env) printAudio(j jobview.JobView) {
 		}
 		out := loud(made[fmt.Sprintf("media_%d.m3u8", len(pl.Rungs)+i)])
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cmp.Or(a.Name, fmt.Sprintf("track %d", i+1)), dash(a.Language), a.Channels, src, gain, out, note)
+	}
+	_ = w.Flush()
+}
+
+// printSearch shows a per-title job's search: per rung its target, the
+// CRF chosen, the quality predicted and measured, and what it spends
+// against the fixed ladder.
+func (e *env) printSearch(j jobview.JobView) {
+	var pl struct {
+		Quality *media.QualityPlan `json:"quality"`
+	}
+	if len(j.Plan) == 0 || json.Unmarshal(j.Plan, &pl) != nil || pl.Quality == nil {
+		return
+	}
+	t := pl.Quality.Target
+	s := pl.Quality.Search
+	if s == nil {
+		fmt.Fprintf(e.stdout, "\nSEARCH\nTarget %s %g: not searched yet\n", strings.ToUpper(t.Metric), t.Target)
+		return
+	}
+	measured := map[string]string{}
+	for _, o := range j.Outputs {
+		name := o.Name
+		if len(s.Rungs) == 1 && o.Width > 0 {
+			name = s.Rungs[0].Name // an mp4 or mkv's one video
+		}
+		switch {
+		case s.Metric == profile.MetricVMAF && o.VMAF != nil:
+			measured[name] = fmt.Sprintf("%.1f", o.VMAF.Mean)
+		case s.Metric == profile.MetricSSIM && o.SSIM > 0:
+			measured[name] = fmt.Sprintf("%.4f", o.SSIM)
+		}
+	}
+	samples := "1 sample"
+	if len(s.Samples) != 1 {
+		samples = fmt.Sprintf("%d samples", len(s.Samples))
+	}
+	title := fmt.Sprintf("SEARCH (%s, %s; target %s %g)", strings.ToUpper(s.Metric), samples, strings.ToUpper(t.Metric), t.Target)
+	if chosen, fixed := s.Spend(); fixed > 0 {
+		title += fmt.Sprintf(": %d kb/s against the fixed ladder's %d kb/s, %.0f%% less", chosen/1000, fixed/1000, 100*(1-float64(chosen)/float64(fixed)))
+	}
+	w := e.section(title, "RUNG	TARGET	CRF	PREDICTED	BITRATE	MEASURED	PROBES	RESULT")
+	for _, r := range s.Rungs {
+		result := "kept"
+		switch {
+		case r.Dropped != "":
+			result = "dropped: " + r.Dropped
+		case !r.Reached:
+			result = "kept: the target is out of reach under its cap"
+		}
+		fmt.Fprintf(w, "%s\t%g\t%d\t%g\t%d kb/s\t%s\t%d\t%s\n", r.Name, r.Target, r.CRF, r.Score, r.Bitrate/1000, dash(measured[r.Name]), len(r.Probes), result)
 	}
 	_ = w.Flush()
 }
@@ -844,13 +896,30 @@ func (e *env) profilesCmd() *cobra.Command {
 			return err
 		}
 		return e.render(*out, map[string]any{"profiles": ps}, func(tw io.Writer, _ bool) {
-			fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tBUILTIN\tDESCRIPTION")
+			fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tBUILTIN\tQUALITY\tDESCRIPTION")
 			for _, p := range ps {
-				fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", p["name"], p["version"], p["format"], p["builtin"], p["description"])
+				fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", p["name"], p["version"], p["format"], p["builtin"], qualityText(p), p["description"])
 			}
 		})
 	}
 	return cmd
+}
+
+// qualityText says a profile's quality target (video.quality), as the
+// API gives it: the metric and target at the source's size, how much
+// lower each halving of a rung's height aims, and the SSIM fallback; "-"
+// for a profile of fixed settings.
+func qualityText(p map[string]any) string {
+	v, _ := p["video"].(map[string]any)
+	q, _ := v["quality"].(map[string]any)
+	if q == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%s %v, -%v per halving", strings.ToUpper(fmt.Sprint(q["metric"])), q["target"], q["step"])
+	if f, ok := q["fallback"]; ok {
+		s += fmt.Sprintf(" (SSIM %v without VMAF)", f)
+	}
+	return s
 }
 
 func (e *env) configCmd() *cobra.Command {

@@ -69,6 +69,19 @@ type RungSearch struct {
 	Dropped string `json:"dropped,omitempty"`
 }
 
+// Spend is what the ladder the search chose spends against the fixed
+// one, in bits per second: chosen sums the kept rungs' predicted
+// bitrates, fixed every rung's fixed one (0 for an mp4 or mkv plan).
+func (s *Search) Spend() (chosen, fixed int64) {
+	for _, r := range s.Rungs {
+		fixed += r.Fixed
+		if r.Dropped == "" {
+			chosen += r.Bitrate
+		}
+	}
+	return chosen, fixed
+}
+
 // Probe is one probe encode of a rung's samples.
 type Probe struct {
 	CRF     int     `json:"crf"`

@@ -668,6 +668,8 @@ func (p *Profile) validateQuality(bad func(field, msg string, args ...any) error
 		return bad("video.quality", "min_bitrate and max_bitrate must be from 0 to 200M")
 	case t.MaxBitrate != 0 && t.MinBitrate > t.MaxBitrate:
 		return bad("video.quality.min_bitrate", "is above max_bitrate")
+	case len(p.Video.Ladders) > 0:
+		return bad("video.quality", "is for a ladder of one codec, for now (video.ladders has more)")
 	case p.Engine != EngineSoftware:
 		// The search probes with the encoder that makes the final encode;
 		// engine auto may move the encode onto a GPU whose scale of
