@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -169,4 +170,42 @@ func TestPerTitleSearchOnTheJobPage(t *testing.T) {
 	shot(t, ctx, "job-pertitle-three-rungs")
 	axeAudit(t, ctx, "the job page with a made-up search of three rungs")
 	require.True(t, draw(`{state: "succeeded", plan: {}}`).Hidden, "no quality target, no section")
+}
+
+// A per-title job on a remote worker that measures VMAF (the server
+// measures none): the worker reports its probes, the server chooses the
+// settings from them and writes the plan, and, since the probes measured
+// VMAF, has the verify task ask for a worker that measures it; that
+// worker's verification then records VMAF for the gate.
+func TestPerTitleOnARemoteWorker(t *testing.T) {
+	t.Parallel()
+	ffmpeg, _ := testenv.VMAF(t)
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	s.startWorker(t, "box-1", "--measure-ffmpeg", ffmpeg)
+	src := clip(t, dir, 2, "256x144")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls-auto", "--wait")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+	j := s.job(id)
+	require.Equal(t, "succeeded", j.State, j.Error)
+	for _, task := range j.Tasks {
+		require.Equal(t, "box-1", task.Worker, "task %s ran on the remote worker", task.Kind)
+	}
+	require.Equal(t, []string{"probe", "search", "audio", "encode", "thumbnails", "verify", "finalize"}, kinds(j))
+	var sj searchJSON
+	_, body := s.get("/api/v1/jobs/"+id, nil)
+	require.NoError(t, json.Unmarshal(body, &sj))
+	q := sj.Plan.Quality
+	require.NotNil(t, q)
+	require.NotNil(t, q.Search)
+	require.Equal(t, "vmaf", q.Search.Metric, "the worker measures VMAF")
+	for _, o := range j.Outputs {
+		if o.Kind == "hls" && o.Width > 0 {
+			require.NotNil(t, o.VMAF, "%s: the gate's metric is recorded", o.Name)
+		}
+	}
+	out, _, code := s.herd("job", id)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "SEARCH (VMAF")
 }

@@ -789,7 +789,7 @@ func testExpand(t *testing.T, s store.Store) {
 	j := newJob(t, s, "expand", 1)
 	c := claim(t, s, "w1", t0)
 	require.Equal(t, job.KindProbe, c.Task.Kind)
-	split := job.Task{ID: job.NewID("t"), Kind: job.KindSplit, DependsOn: []string{c.Task.ID}}
+	split := job.Task{ID: job.NewID("t"), Kind: job.KindSplit, DependsOn: []string{job.InheritDeps}}
 	var chunks []job.Task
 	for k := 1; k <= 3; k++ {
 		chunks = append(chunks, job.Task{ID: job.NewID("t"), Kind: job.KindChunk, Chunk: k, Seconds: 10, Weight: 0.25, DependsOn: []string{split.ID}})
@@ -807,6 +807,7 @@ func testExpand(t *testing.T, s store.Store) {
 	}
 	require.Equal(t, []job.Kind{job.KindProbe, job.KindSplit, job.KindChunk, job.KindChunk, job.KindChunk, job.KindStitch, job.KindFinalize}, kinds)
 	require.Equal(t, []string{stitch.ID}, ts[6].DependsOn, "finalize waits for the stitch instead of the encode")
+	require.Equal(t, []string{c.Task.ID}, ts[1].DependsOn, "the split inherits the encode's dependencies")
 	require.Equal(t, 2, ts[3].Chunk)
 	require.Equal(t, 1, ts[3].MaxAttempts, "attempts as the replaced task's")
 	require.Equal(t, job.TaskQueued, ts[1].State)
