@@ -718,6 +718,8 @@ func (e *env) printSearch(j jobview.JobView) {
 		switch {
 		case r.Dropped != "":
 			result = "dropped: " + r.Dropped
+		case r.Reencoded != "":
+			result = "kept; " + r.Reencoded
 		case !r.Reached:
 			result = "kept: the target is out of reach under its cap"
 		}

@@ -128,6 +128,8 @@ type OutputError struct {
 	Problem string // what is wrong with it, a phrase a user can read
 	// Code names the fault for machines ("" a malformed output): quality_floor.
 	Code string
+	// Rung is the plan's rung the quality gate found below its bar.
+	Rung string `json:"-"`
 }
 
 func (e *OutputError) Error() string { return e.Output + " " + e.Problem }

@@ -36,6 +36,9 @@ import (
 type QualityPlan struct {
 	Target profile.Target `json:"target"`
 	Search *Search        `json:"search,omitempty"`
+	// Reencoded says the quality gate had rungs below their bar
+	// re-encoded once, at a stricter CRF (Reencode).
+	Reencoded bool `json:"reencoded,omitempty"`
 }
 
 // Search is what a search task found: the probes of every rung (a worker's
@@ -67,6 +70,9 @@ type RungSearch struct {
 	Fixed int64 `json:"fixed,omitempty"`
 	// Dropped says why the rung was left out of the ladder; "": kept.
 	Dropped string `json:"dropped,omitempty"`
+	// Reencoded says what the quality gate measured of the rung and the
+	// stricter CRF it was encoded at again (Reencode); "": not.
+	Reencoded string `json:"reencoded,omitempty"`
 }
 
 // Spend is what the ladder the search chose spends against the fixed
@@ -714,4 +720,101 @@ func (pl *Plan) validateQuality() error {
 		return bad("plan.quality.search.rungs", "too many")
 	}
 	return nil
+}
+
+// Gate is the quality gate of a per-title plan, over its verified
+// outputs: each rung's measured quality (in the metric its search steered
+// by) must reach its target less the target's tolerance, or, for a rung
+// whose target its cap put out of reach, what the search predicted less
+// the tolerance. It returns an *OutputError (quality_target) for each
+// rung below, saying what was measured; none for a plan of fixed settings.
+func (pl *Plan) Gate(outs []Output) []*OutputError {
+	metric := pl.gateMetric()
+	if metric == "" {
+		return nil
+	}
+	t := pl.Quality.Target.For(metric)
+	if t == nil {
+		return nil
+	}
+	searched := map[string]RungSearch{}
+	for _, r := range pl.Quality.Search.Rungs {
+		searched[r.Name] = r
+	}
+	var below []*OutputError
+	for _, o := range outs {
+		if o.Width == 0 || o.Codec == "mjpeg" {
+			continue // not a video rendition
+		}
+		name := o.Name
+		if pl.Format != profile.FormatHLS {
+			name = pl.Rungs[0].Name // an mp4 or mkv's one video
+		}
+		r, ok := searched[name]
+		if !ok || r.Dropped != "" {
+			continue
+		}
+		bar, what := r.Target, fmt.Sprintf("its target of %s", scoreText(metric, r.Target))
+		if !r.Reached {
+			bar, what = r.Score, fmt.Sprintf("the %s the search found reachable under its cap (its target of %s is not)", scoreText(metric, r.Score), scoreText(metric, r.Target))
+		}
+		got := o.SSIM
+		if metric == profile.MetricVMAF {
+			if o.VMAF == nil {
+				below = append(below, &OutputError{Output: o.Path, Code: CodeQualityTarget, Problem: fmt.Sprintf("(%s): VMAF was not measured, and the quality gate needs it", o.Name)})
+				continue
+			}
+			got = o.VMAF.Mean
+		}
+		if got < bar-t.Tolerance {
+			crf := r.CRF
+			if i := slices.IndexFunc(pl.Rungs, func(p RungPlan) bool { return p.Name == name }); i >= 0 {
+				crf = pl.Rungs[i].CRF // a re-encode's
+			}
+			below = append(below, &OutputError{Output: o.Path, Code: CodeQualityTarget, Rung: name, Problem: fmt.Sprintf("(%s): %s %s is below %s, by more than the tolerance of %g (CRF %d, predicted %s); give the rung more bits (max_bitrate) or lower the target",
+				o.Name, strings.ToUpper(metric), scoreText(metric, got), what, t.Tolerance, crf, scoreText(metric, r.Score))})
+		}
+	}
+	return below
+}
+
+
+// ReencodeStep is how much lower the CRF of a rung the gate found below
+// its bar is re-encoded with (about a third less bitrate's worth of
+// quality back).
+const ReencodeStep = 3
+
+// Reencode makes a gated plan stricter, once: every rung below (Gate)
+// gets its CRF lowered by ReencodeStep, no lower than its encoder's
+// scale. It says false when the plan was re-encoded already, is split
+// into chunks (its chunks' encodes are not run again), or no rung below
+// can go lower; the gate's failure then stands.
+func (pl *Plan) Reencode(below []*OutputError) bool {
+	if pl.Quality == nil || pl.Quality.Search == nil || pl.Quality.Reencoded || len(pl.Chunks) > 0 || len(below) == 0 {
+		return false
+	}
+	changed := false
+	for _, b := range below {
+		i := slices.IndexFunc(pl.Rungs, func(r RungPlan) bool { return r.Name == b.Rung })
+		if i < 0 {
+			return false // a rung whose score was not measured: nothing to re-encode
+		}
+		r := &pl.Rungs[i]
+		crf := max(r.CRF-ReencodeStep, crfScaleOf(pl.RungVideo(i).Encoder).lo)
+		if crf == r.CRF {
+			return false
+		}
+		for k := range pl.Quality.Search.Rungs {
+			if rs := &pl.Quality.Search.Rungs[k]; rs.Name == r.Name {
+				rs.Reencoded = fmt.Sprintf("below its bar at CRF %d: encoded again at CRF %d", r.CRF, crf)
+			}
+		}
+		r.CRF = crf
+		changed = true
+	}
+	if pl.Format != profile.FormatHLS {
+		pl.Video.CRF = pl.Rungs[0].CRF
+	}
+	pl.Quality.Reencoded = changed
+	return changed
 }

@@ -783,10 +783,7 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 	} else if err := v.measureAll(ctx, demuxer, files, ranges, outs); err != nil {
 		return err
 	}
-	if err := v.floor(outs); err != nil {
-		return err
-	}
-	return v.gate(outs)
+	return v.floor(outs)
 }
 
 // CodeQualityTarget is the code of a job failed by the quality gate.
@@ -799,52 +796,6 @@ func (pl *Plan) gateMetric() string {
 		return ""
 	}
 	return pl.Quality.Search.Metric
-}
-
-// gate is the quality gate of a per-title plan: each rung's measured
-// quality (in the metric its search steered by) must reach its target
-// less the target's tolerance, or, for a rung whose target its cap put
-// out of reach, what the search predicted less the tolerance. The first
-// rung below fails the job, saying what was measured.
-func (v *verifier) gate(outs []Output) error {
-	metric := v.pl.gateMetric()
-	if metric == "" {
-		return nil
-	}
-	t := v.pl.Quality.Target.For(metric)
-	if t == nil {
-		return nil
-	}
-	searched := map[string]RungSearch{}
-	for _, r := range v.pl.Quality.Search.Rungs {
-		searched[r.Name] = r
-	}
-	for i, o := range outs {
-		name := o.Name
-		if v.pl.Format != profile.FormatHLS && i < len(v.pl.Rungs) {
-			name = v.pl.Rungs[i].Name
-		}
-		r, ok := searched[name]
-		if !ok || r.Dropped != "" {
-			continue
-		}
-		bar, what := r.Target, fmt.Sprintf("its target of %s", scoreText(metric, r.Target))
-		if !r.Reached {
-			bar, what = r.Score, fmt.Sprintf("the %s the search found reachable under its cap (its target of %s is not)", scoreText(metric, r.Score), scoreText(metric, r.Target))
-		}
-		got := o.SSIM
-		if metric == profile.MetricVMAF {
-			if o.VMAF == nil {
-				return fmt.Errorf("%s: VMAF was not measured, and the quality gate needs it", o.Path)
-			}
-			got = o.VMAF.Mean
-		}
-		if got < bar-t.Tolerance {
-			return &OutputError{Output: o.Path, Code: CodeQualityTarget, Problem: fmt.Sprintf("(%s): %s %s is below %s, by more than the tolerance of %g (CRF %d, predicted %s); give the rung more bits (max_bitrate) or lower the target",
-				o.Name, strings.ToUpper(metric), scoreText(metric, got), what, t.Tolerance, r.CRF, scoreText(metric, r.Score))}
-		}
-	}
-	return nil
 }
 
 // scoreText writes a score of metric: VMAF to a tenth, SSIM to four places.

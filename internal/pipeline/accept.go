@@ -139,8 +139,18 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 		if err != nil {
 			return out, err
 		}
-		out.Data, err = json.Marshal(outputs)
-		return out, err
+		if out.Data, err = json.Marshal(outputs); err != nil {
+			return out, err
+		}
+		var plan media.Plan
+		if err := json.Unmarshal(c.Job.Plan, &plan); err != nil {
+			return out, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
+		}
+		p, err := a.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
+		if err != nil {
+			return out, err
+		}
+		return gated(&plan, outputs, p, out)
 	case job.KindCheck:
 		var res job.CheckResult
 		if err := strictJSON(r.Data, &res); err != nil {
@@ -256,6 +266,8 @@ func (a *Acceptor) verifiedOutputs(ctx context.Context, c *job.Claimed, data jso
 			return nil, refuse(f, "duration, SSIM or PSNR is out of range")
 		case o.Channels < 0 || o.Channels > 64 || (o.Loudness != nil && !o.Loudness.Valid()):
 			return nil, refuse(f, "channels or loudness is out of range")
+		case o.VMAF != nil && (!inUnit(o.VMAF.Mean, 100) || !inUnit(o.VMAF.Low, 100) || o.VMAF.Frames < 0 || !media.IsToken(o.VMAF.Model)):
+			return nil, refuse(f+".vmaf", "a score, frame count or model is out of range")
 		}
 	}
 	return outs, nil

@@ -371,7 +371,11 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan)
 	if err != nil {
 		return job.Result{}, fmt.Errorf("encode outputs: %w", err)
 	}
-	return job.Result{Data: data, Commands: cmds}, nil
+	p, err := e.profileFor(ctx, c)
+	if err != nil {
+		return job.Result{}, err
+	}
+	return gated(plan, outputs, p, job.Result{Data: data, Commands: cmds})
 }
 
 // finalize makes the verified outputs visible and records them on the job.

@@ -91,6 +91,44 @@ func searched(plan *media.Plan, s media.Search, verifyNeeds []string) (job.Resul
 	return res, nil
 }
 
+// gated puts a per-title plan's verified outputs through its quality gate
+// (media.Plan.Gate): with no rung below its bar, res (the verify task's
+// result) stands; with some, once, the plan gets stricter CRFs for them
+// (media.Plan.Reencode), and the job's finalize task is replaced by an
+// encode and a verify of that plan before it; after that, or where a
+// re-encode cannot help, the job fails with what was measured.
+func gated(plan *media.Plan, outs []media.Output, p *profile.Profile, res job.Result) (job.Result, error) {
+	below := plan.Gate(outs)
+	if len(below) == 0 {
+		return res, nil
+	}
+	again := plan.Quality.Reencoded
+	if !plan.Reencode(below) {
+		if again {
+			below[0].Problem += " (after one re-encode at a stricter CRF)"
+		}
+		return job.Result{Commands: res.Commands}, classify(below[0], "verifying the outputs failed")
+	}
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		return job.Result{}, fmt.Errorf("encode plan: %w", err)
+	}
+	needs := verifyNeedsOf(p)
+	if plan.Quality.Search.Metric == profile.MetricVMAF && !slices.Contains(needs, job.CapVMAF) {
+		needs = append(needs, job.CapVMAF)
+	}
+	var encNeeds []string
+	if p != nil {
+		encNeeds = TaskNeeds(p)
+	}
+	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{job.InheritDeps}, Needs: encNeeds}
+	ver := job.Task{ID: job.NewID("t"), Kind: job.KindVerify, DependsOn: []string{enc.ID}, Needs: needs}
+	fin := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, DependsOn: []string{ver.ID}}
+	res.Plan = planJSON
+	res.Expand = &job.Expansion{Replace: job.KindFinalize, Tasks: []job.Task{enc, ver, fin}}
+	return res, nil
+}
+
 // search runs a search task: the probes on this worker, the choice as the
 // server makes it.
 func (e *Executor) search(ctx context.Context, c *job.Claimed, plan *media.Plan, src string, report func(job.Progress)) (job.Result, error) {

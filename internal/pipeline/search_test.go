@@ -136,3 +136,51 @@ func TestAcceptSearchReport(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, res.Expand, "SSIM: any worker verifies")
 }
+
+// The quality gate over verified outputs: a rung below its bar has the
+// plan re-encode it once at a stricter CRF (an encode, a verify and the
+// finalize replace the finalize); below again, the job fails with what
+// was measured.
+func TestGatedReencodesOnce(t *testing.T) {
+	t.Parallel()
+	auto, _ := profile.Builtin().Get("web-hls-auto")
+	info := &media.Info{Demuxer: "mov", Duration: 10, Video: &media.VideoStream{Codec: "h264", Width: 640, Height: 360, FPS: 25, RFPS: 25}}
+	plan, err := media.NewPlan(info, auto)
+	require.NoError(t, err)
+	s := media.Search{Metric: profile.MetricSSIM, Samples: [][2]float64{{4, 6}}}
+	for i, r := range plan.Rungs {
+		s.Rungs = append(s.Rungs, media.RungSearch{Name: r.Name, Probes: []media.Probe{{CRF: 30, Bitrate: 400_000 / int64(i*3+1), Score: 0.99}}})
+	}
+	require.NoError(t, plan.ApplySearch(s))
+	outs := func(ssim float64) []media.Output {
+		var o []media.Output
+		for _, r := range plan.Rungs {
+			o = append(o, media.Output{Name: r.Name, Kind: "hls", Path: "media_0.m3u8", Width: r.Width, Height: r.Height, Codec: "h264", SSIM: ssim})
+		}
+		return append(o, media.Output{Name: "poster", Kind: "poster", Path: "poster.jpg", Width: 640, Height: 360, Codec: "mjpeg"})
+	}
+
+	res, err := gated(plan, outs(0.99), auto, job.Result{Data: []byte("[]")})
+	require.NoError(t, err)
+	require.Nil(t, res.Expand, "at the target: nothing more")
+
+	res, err = gated(plan, outs(0.9), auto, job.Result{Data: []byte("[]")})
+	require.NoError(t, err, "below: encoded again, not failed")
+	require.NotNil(t, res.Expand)
+	require.Equal(t, job.KindFinalize, res.Expand.Replace)
+	kinds, deps := kindsAndDeps(res.Expand, "t-verify")
+	require.Equal(t, []job.Kind{job.KindEncode, job.KindVerify, job.KindFinalize}, kinds)
+	require.Equal(t, []string{job.InheritDeps}, res.Expand.Tasks[0].DependsOn, "after the verify that gated it")
+	require.Equal(t, []job.Kind{job.KindEncode}, deps[job.KindVerify])
+	var again media.Plan
+	require.NoError(t, json.Unmarshal(res.Plan, &again))
+	require.True(t, again.Quality.Reencoded)
+	require.Equal(t, 30-media.ReencodeStep, again.Rungs[0].CRF)
+
+	_, err = gated(&again, outs(0.9), auto, job.Result{Data: []byte("[]")})
+	code, permanent := job.IsPermanent(err)
+	require.True(t, permanent)
+	require.Equal(t, media.CodeQualityTarget, code)
+	require.Contains(t, err.Error(), "SSIM 0.9000 is below its target of 0.9800")
+	require.Contains(t, err.Error(), "after one re-encode at a stricter CRF")
+}
