@@ -131,6 +131,20 @@ func TestQuick(t *testing.T) {
 		require.NoError(t, err)
 		require.Greater(t, v, 0.9, "SSIM of %s", row[0])
 	}
+	// Both per-title jobs succeeded, the search ran and its cost was
+	// measured from the tools' CPU.
+	if s := findSection(r, "pertitle"); s != nil {
+		for _, row := range s.Tables[1].Rows {
+			require.True(t, strings.HasSuffix(row[4], " %"), "bytes saved on %s: %v", row[0], row)
+		}
+		require.NotEmpty(t, s.Tables[2].Rows, "the search's rungs")
+		for _, row := range s.Tables[0].Rows {
+			if row[2] == ptAuto {
+				require.Regexp(t, `^\d+ % \(\d+\.\d\d s ÷ \d+\.\d\d s\)$`, row[9], "search ÷ encode (CPU)")
+				require.NotContains(t, row[9], "(0.00 s ÷", "the search's tools' CPU")
+			}
+		}
+	}
 	// herd ran ffmpeg and ffprobe through the shim: tool time was measured.
 	for _, row := range section(t, r, "overhead").Tables[0].Rows {
 		n, err := strconv.Atoi(row[len(row)-1])

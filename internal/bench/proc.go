@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"os"
 	"os/exec"
@@ -100,11 +101,13 @@ func tailFile(path string, n int) string {
 	return string(b)
 }
 
-// The shim stands in for ffmpeg and ffprobe under herd in the overhead
-// scenario: links named ffmpeg and ffprobe to the bench's own binary, beside
-// a file (shimConf) that names the real tools and the log. It runs the real
-// tool with the same argv, standard streams and exit status, and appends
-// "tool start end" (Unix nanoseconds) to the log. The file, not the
+// The shim stands in for ffmpeg and ffprobe under herd in the overhead and
+// pertitle scenarios: links named ffmpeg and ffprobe to the bench's own
+// binary, beside a file (shimConf) that names the real tools and the log. It
+// runs the real tool with the same argv, standard streams and exit status,
+// and appends "tool start end cpu argv" to the log: Unix nanoseconds, the
+// tool's CPU time (user and system, nanoseconds) and argvKey of its
+// arguments; tool is the conf's label where it has one. The file, not the
 // environment, says so: herd runs its tools with a reduced environment.
 const shimConf = "herd-bench-shim.conf"
 
@@ -152,9 +155,17 @@ func Shim() {
 		}
 	}
 	end := time.Now()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	label := tool
+	if l := conf["label"]; l != "" {
+		label = l
+	}
 	if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
 		// One short write with O_APPEND: lines of tools ending together do not mix.
-		_, _ = fmt.Fprintf(f, "%s %d %d\n", tool, start.UnixNano(), end.UnixNano())
+		_, _ = fmt.Fprintf(f, "%s %d %d %d %s\n", label, start.UnixNano(), end.UnixNano(), cpu.Nanoseconds(), argvKey(os.Args[1:]))
 		_ = f.Close()
 	}
 	os.Exit(code)
@@ -184,19 +195,60 @@ func shimDir(dir, logPath string) (ffmpeg, ffprobe string, err error) {
 	return filepath.Join(dir, "ffmpeg"), filepath.Join(dir, "ffprobe"), nil
 }
 
+// shimMeasure makes a link named ffmpeg in dir/measure that runs real (the
+// measuring ffmpeg, --measure-ffmpeg) through the shim, logging to logPath
+// as "measure".
+func shimMeasure(dir, logPath, real string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	d := filepath.Join(dir, "measure")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Symlink(self, filepath.Join(d, "ffmpeg")); err != nil {
+		return "", err
+	}
+	conf := "log=" + logPath + "\nlabel=measure\nffmpeg=" + real + "\n"
+	if err := os.WriteFile(filepath.Join(d, shimConf), []byte(conf), 0o644); err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "ffmpeg"), nil
+}
+
+// argvKey identifies a tool's arguments (argv without its program) in a
+// word: the FNV-1a hash of them, NUL-separated, in hex.
+func argvKey(args []string) string {
+	h := fnv.New64a()
+	for _, a := range args {
+		_, _ = h.Write([]byte(a))
+		_, _ = h.Write([]byte{0})
+	}
+	return strconv.FormatUint(h.Sum64(), 16)
+}
+
 // interval is a span of time.
 type interval struct{ from, to time.Time }
 
-// readShimLog reads the spans the shim recorded, per tool.
-func readShimLog(path string) (map[string][]interval, error) {
+// toolRun is one run of a tool the shim recorded.
+type toolRun struct {
+	tool string // ffmpeg, ffprobe, or the conf's label
+	interval
+	cpu time.Duration // user and system
+	key string        // argvKey of its arguments
+}
+
+// readShimRuns reads the runs the shim recorded, in the order they ended.
+func readShimRuns(path string) ([]toolRun, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]interval{}
+	var out []toolRun
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		f := strings.Fields(line)
-		if len(f) != 3 {
+		if len(f) < 3 {
 			continue
 		}
 		a, err1 := strconv.ParseInt(f[1], 10, 64)
@@ -204,7 +256,28 @@ func readShimLog(path string) (map[string][]interval, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("shim log: bad line %q", line)
 		}
-		out[f[0]] = append(out[f[0]], interval{time.Unix(0, a), time.Unix(0, z)})
+		r := toolRun{tool: f[0], interval: interval{time.Unix(0, a), time.Unix(0, z)}}
+		if len(f) >= 5 {
+			c, err := strconv.ParseInt(f[3], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("shim log: bad line %q", line)
+			}
+			r.cpu, r.key = time.Duration(c), f[4]
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// readShimLog reads the spans the shim recorded, per tool.
+func readShimLog(path string) (map[string][]interval, error) {
+	runs, err := readShimRuns(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]interval{}
+	for _, r := range runs {
+		out[r.tool] = append(out[r.tool], r.interval)
 	}
 	return out, nil
 }

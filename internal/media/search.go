@@ -778,7 +778,6 @@ func (pl *Plan) Gate(outs []Output) []*OutputError {
 	return below
 }
 
-
 // ReencodeStep is how much lower the CRF of a rung the gate found below
 // its bar is re-encoded with (about a third less bitrate's worth of
 // quality back).
