@@ -172,19 +172,21 @@ func TestPerTitleSearchOnTheJobPage(t *testing.T) {
 	require.True(t, draw(`{state: "succeeded", plan: {}}`).Hidden, "no quality target, no section")
 }
 
-// A per-title job on a remote worker that measures VMAF (the server
-// measures none): the worker reports its probes, the server chooses the
-// settings from them and writes the plan, and, since the probes measured
-// VMAF, has the verify task ask for a worker that measures it; that
-// worker's verification then records VMAF for the gate.
+// A per-title job split into chunks on a remote worker that measures
+// VMAF (the server measures none): the worker reports its probes, the
+// server chooses the settings from them and writes the plan, which the
+// chunks encode with; since the probes measured VMAF, the verify task
+// asks for a worker that measures it, and that worker's verification
+// measures VMAF against the source (the chunks measured SSIM only) for
+// the gate.
 func TestPerTitleOnARemoteWorker(t *testing.T) {
 	t.Parallel()
 	ffmpeg, _ := testenv.VMAF(t)
 	dir := t.TempDir()
 	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
 	s.startWorker(t, "box-1", "--measure-ffmpeg", ffmpeg)
-	src := clip(t, dir, 2, "256x144")
-	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls-auto", "--wait")
+	src := clip(t, dir, 9, "256x144")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls-auto", "--chunk-seconds", "4", "--wait")
 	require.Equal(t, 0, code, stderr)
 	id := strings.TrimSpace(stdout)
 	j := s.job(id)
@@ -192,7 +194,7 @@ func TestPerTitleOnARemoteWorker(t *testing.T) {
 	for _, task := range j.Tasks {
 		require.Equal(t, "box-1", task.Worker, "task %s ran on the remote worker", task.Kind)
 	}
-	require.Equal(t, []string{"probe", "search", "audio", "encode", "thumbnails", "verify", "finalize"}, kinds(j))
+	require.Equal(t, []string{"probe", "search", "split", "chunk 1", "chunk 2", "audio", "stitch", "thumbnails", "verify", "finalize"}, kinds(j))
 	var sj searchJSON
 	_, body := s.get("/api/v1/jobs/"+id, nil)
 	require.NoError(t, json.Unmarshal(body, &sj))

@@ -710,7 +710,11 @@ func (e *env) printSearch(j jobview.JobView) {
 	}
 	title := fmt.Sprintf("SEARCH (%s, %s; target %s %g)", strings.ToUpper(s.Metric), samples, strings.ToUpper(t.Metric), t.Target)
 	if chosen, fixed := s.Spend(); fixed > 0 {
-		title += fmt.Sprintf(": %d kb/s against the fixed ladder's %d kb/s, %.0f%% less", chosen/1000, fixed/1000, 100*(1-float64(chosen)/float64(fixed)))
+		less, word := 100*(1-float64(chosen)/float64(fixed)), "less"
+		if less < 0 {
+			less, word = -less, "more"
+		}
+		title += fmt.Sprintf(": %d kb/s against the fixed ladder's %d kb/s, %.0f%% %s", chosen/1000, fixed/1000, less, word)
 	}
 	w := e.section(title, "RUNG	TARGET	CRF	PREDICTED	BITRATE	MEASURED	PROBES	RESULT")
 	for _, r := range s.Rungs {
@@ -720,6 +724,8 @@ func (e *env) printSearch(j jobview.JobView) {
 			result = "dropped: " + r.Dropped
 		case r.Reencoded != "":
 			result = "kept; " + r.Reencoded
+		case r.Capped:
+			result = "kept: capped (its bitrate cap binds)"
 		case !r.Reached:
 			result = "kept: the target is out of reach under its cap"
 		}

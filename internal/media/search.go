@@ -65,6 +65,12 @@ type RungSearch struct {
 	Score   float64 `json:"score,omitempty"`   // the chosen probe's: the quality predicted
 	Bitrate int64   `json:"bitrate,omitempty"` // the chosen probe's, bits per second
 	Reached bool    `json:"reached,omitempty"` // the chosen probe reached the target
+	// Capped says the chosen probe spent about the rung's cap or more: the
+	// cap binds, and over a whole title (whose VBV buffer does not start
+	// full, as a short sample's does) the rung gets no more than the cap
+	// allows, whatever the CRF; the quality gate does not hold it to the
+	// prediction.
+	Capped bool `json:"capped,omitempty"`
 	// Fixed is the bitrate the profile's fixed ladder gives the rung (its
 	// cap): what the ladder would spend without the search.
 	Fixed int64 `json:"fixed,omitempty"`
@@ -94,6 +100,10 @@ type Probe struct {
 	Bitrate int64   `json:"bitrate"` // bits per second over the samples
 	Score   float64 `json:"score"`   // the search metric's, against the samples
 }
+
+// capShare is how near its cap a probe's bitrate is for the cap to bind
+// (RungSearch.Capped).
+const capShare = 0.9
 
 // MaxProbes bounds the probe encodes of one rung.
 const MaxProbes = 5
@@ -606,6 +616,12 @@ func (pl *Plan) ApplySearch(s Search) error {
 		rs.Target = pl.rungTarget(i, s.Metric)
 		p, reached := chooseProbe(rs.Probes, rs.Target, r.MinRate)
 		rs.CRF, rs.Score, rs.Bitrate, rs.Reached, rs.Fixed = p.CRF, p.Score, p.Bitrate, reached, r.Bitrate
+		rs.Capped = r.MaxRate > 0 && float64(p.Bitrate) >= capShare*float64(r.MaxRate)
+		if r.MaxRate > 0 {
+			// A sample's VBV buffer starts full; a title's average stays under the cap.
+			rs.Bitrate = min(rs.Bitrate, r.MaxRate)
+		}
+		p.Bitrate = rs.Bitrate
 		if pl.Format != profile.FormatHLS {
 			rs.Fixed = 0
 		}
@@ -751,8 +767,8 @@ func (pl *Plan) Gate(outs []Output) []*OutputError {
 			name = pl.Rungs[0].Name // an mp4 or mkv's one video
 		}
 		r, ok := searched[name]
-		if !ok || r.Dropped != "" {
-			continue
+		if !ok || r.Dropped != "" || r.Capped {
+			continue // dropped, or as good as its cap allows
 		}
 		bar, what := r.Target, fmt.Sprintf("its target of %s", scoreText(metric, r.Target))
 		if !r.Reached {
@@ -801,7 +817,7 @@ func (pl *Plan) Reencode(below []*OutputError) bool {
 		r := &pl.Rungs[i]
 		crf := max(r.CRF-ReencodeStep, crfScaleOf(pl.RungVideo(i).Encoder).lo)
 		if crf == r.CRF {
-			return false
+			continue // at the bottom of the scale already
 		}
 		for k := range pl.Quality.Search.Rungs {
 			if rs := &pl.Quality.Search.Rungs[k]; rs.Name == r.Name {

@@ -237,6 +237,13 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		decoded := len(picked)
 		if fromChunks && len(st.Segments) > 0 {
 			picked = []int{len(st.Segments) - 1}
+			if last := picked[0]; last > 0 && v.pl.gateMetric() == profile.MetricVMAF {
+				// VMAF is measured here (the chunks measured SSIM and
+				// PSNR only): the first segment too, which its chunk
+				// decoded already, so that the file starts where the
+				// output does and its windows line up with the source's.
+				picked = []int{0, last}
+			}
 			decoded = v.pl.chunkDecoded(len(st.Segments))
 		}
 		file, err := v.concat(st, picked)
