@@ -383,6 +383,20 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 		prov = append(prov, p)
 	}
 	s.Notes = append(s.Notes, "Clips (internal/media/testdata/README.md): "+strings.Join(prov, "; ")+".")
+	var sampled []string
+	for _, r := range runs {
+		if sr := r.search(); sr != nil && r.plan.Duration > 0 {
+			var n float64
+			for _, x := range sr.Samples {
+				n += x[1] - x[0]
+			}
+			sampled = append(sampled, fmt.Sprintf("%s %.1f s of %.1f s (%.0f %%)", r.clip.file, n, r.plan.Duration, 100*n/r.plan.Duration))
+		}
+	}
+	if len(sampled) > 0 {
+		s.Notes = append(s.Notes, "What the search probed (plan.quality.search.samples; at least 2 s, at most 16 s, about 3 % of a long title), each rung at up to 5 CRFs: "+strings.Join(sampled, ", ")+
+			". On clips this short the samples are a large share of the title, so the search's cost against the encode says little about a long title's.")
+	}
 	for _, f := range failures {
 		s.Notes = append(s.Notes, "Failed: "+f)
 	}
