@@ -105,6 +105,9 @@ type Probe struct {
 // (RungSearch.Capped).
 const capShare = 0.9
 
+// probeSubsample is how many frames apart a probe's VMAF scores frames.
+const probeSubsample = 2
+
 // MaxProbes bounds the probe encodes of one rung.
 const MaxProbes = 5
 
@@ -160,7 +163,10 @@ func (pl *Plan) planQuality(p *profile.Profile) {
 			// ladder never spends more than the fixed one would.
 			capRate = minPositive(capRate, r.Bitrate)
 		}
-		r.MaxRate, r.BufSize = capRate, 2*capRate
+		// One second of the cap: a title's bitrate stays at or under it
+		// (a larger buffer lets a short title's start run over it, since
+		// x264 starts with the buffer nearly full).
+		r.MaxRate, r.BufSize = capRate, capRate
 		if capRate > 0 {
 			r.MinRate = min(r.MinRate, capRate)
 		}
@@ -378,7 +384,7 @@ func (t Tools) Search(ctx context.Context, pl *Plan, input, dir, metric string, 
 	if err := rung(ctx, 0, 0); err != nil {
 		return nil, ran, err
 	}
-	topCRF, _ := chooseProbe(s.Rungs[0].Probes, pl.rungTarget(0, metric), pl.Rungs[0].MinRate)
+	topCRF, _ := chooseProbe(s.Rungs[0].Probes, pl.rungTarget(0, metric), closeEnough(metric, pl.Quality.Target), pl.Rungs[0].MinRate)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
 	for i := 1; i < len(pl.Rungs); i++ {
@@ -391,10 +397,11 @@ func (t Tools) Search(ctx context.Context, pl *Plan, input, dir, metric string, 
 }
 
 // closeEnough is how far above its target a probe may score for the
-// search to stop there: half the target's tolerance in metric.
+// search to stop there: the target's tolerance in metric (what the
+// quality gate allows below it).
 func closeEnough(metric string, t profile.Target) float64 {
 	if f := t.For(metric); f != nil {
-		return f.Tolerance / 2
+		return f.Tolerance
 	}
 	return 0
 }
@@ -415,7 +422,11 @@ func (t Tools) probeEncode(ctx context.Context, pl, refPlan *Plan, ref, dir stri
 	p := Probe{CRF: crf, Bitrate: int64(math.Round(float64(bytes) * 8 / seconds))}
 	switch metric {
 	case profile.MetricVMAF:
-		v, cmds, err := t.MeasureVMAF(ctx, t.VMAF, refPlan, ref, "matroska", out, [][2]float64{{0, seconds}}, false, dir)
+		// Every other frame scored: a probe needs the mean, and
+		// libvmaf's own subsampling keeps its motion feature whole.
+		sub := *t.VMAF
+		sub.Subsample = probeSubsample
+		v, cmds, err := t.MeasureVMAF(ctx, &sub, refPlan, ref, "matroska", out, [][2]float64{{0, seconds}}, false, dir)
 		ran = append(ran, cmds...)
 		if err != nil {
 			return Probe{}, ran, err
@@ -565,11 +576,12 @@ func abs(x int) int {
 }
 
 // chooseProbe is the setting a rung gets from its probes: the good probe
-// (see NextCRF) of the highest CRF; when none is good, the best scoring
-// (the lowest CRF probed): the target cannot be reached under the rung's
-// cap, and the rung gets the most the search saw. reached says the
-// chosen probe scores at least target.
-func chooseProbe(probes []Probe, target float64, minRate int64) (Probe, bool) {
+// (see NextCRF) of the highest CRF. When none is good the target is out
+// of reach at this size or under this cap: the rung gets the highest CRF
+// that scores within slack of the best score probed (more bits would buy
+// nothing the metric sees: a small picture scaled up scores no higher).
+// reached says the chosen probe scores at least target.
+func chooseProbe(probes []Probe, target, slack float64, minRate int64) (Probe, bool) {
 	var best *Probe
 	for i := range probes {
 		p := &probes[i]
@@ -578,9 +590,13 @@ func chooseProbe(probes []Probe, target float64, minRate int64) (Probe, bool) {
 		}
 	}
 	if best == nil {
+		top := math.Inf(-1)
+		for _, p := range probes {
+			top = math.Max(top, p.Score)
+		}
 		for i := range probes {
 			p := &probes[i]
-			if best == nil || p.CRF < best.CRF {
+			if p.Score >= top-slack && (best == nil || p.CRF > best.CRF) {
 				best = p
 			}
 		}
@@ -614,7 +630,7 @@ func (pl *Plan) ApplySearch(s Search) error {
 		rs := &s.Rungs[i]
 		r := pl.Rungs[i]
 		rs.Target = pl.rungTarget(i, s.Metric)
-		p, reached := chooseProbe(rs.Probes, rs.Target, r.MinRate)
+		p, reached := chooseProbe(rs.Probes, rs.Target, closeEnough(s.Metric, pl.Quality.Target), r.MinRate)
 		rs.CRF, rs.Score, rs.Bitrate, rs.Reached, rs.Fixed = p.CRF, p.Score, p.Bitrate, reached, r.Bitrate
 		rs.Capped = r.MaxRate > 0 && float64(p.Bitrate) >= capShare*float64(r.MaxRate)
 		if r.MaxRate > 0 {
@@ -625,11 +641,17 @@ func (pl *Plan) ApplySearch(s Search) error {
 		if pl.Format != profile.FormatHLS {
 			rs.Fixed = 0
 		}
-		if i > 0 && above > 0 && float64(p.Bitrate) >= float64(above)*(1-drop) {
-			rs.Dropped = fmt.Sprintf("its bitrate (%d kb/s) is within %g%% of the rung above (%d kb/s): it would add no step of quality", p.Bitrate/1000, math.Round(drop*100), above/1000)
+		switch {
+		case i == 0 || above <= 0:
+		case rs.Bitrate >= above:
+			rs.Dropped = fmt.Sprintf("it would cost as much as the larger rung above or more (%d kb/s against %d kb/s)", rs.Bitrate/1000, above/1000)
+		case float64(rs.Bitrate) >= float64(above)*(1-drop):
+			rs.Dropped = fmt.Sprintf("its bitrate (%d kb/s) is within %g%% of the rung above (%d kb/s): it would add no step of quality", rs.Bitrate/1000, math.Round(drop*100), above/1000)
+		}
+		if rs.Dropped != "" {
 			continue
 		}
-		above = p.Bitrate
+		above = rs.Bitrate
 		r.CRF = p.CRF
 		if pl.Format == profile.FormatHLS {
 			r.Bitrate = max(p.Bitrate, 1000)

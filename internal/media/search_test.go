@@ -76,7 +76,7 @@ func TestNextCRF(t *testing.T) {
 			probes := city.search(x264, tc.target, 0.5, tc.minRate)
 			require.LessOrEqual(t, len(probes), tc.most)
 			require.LessOrEqual(t, len(probes), MaxProbes)
-			p, reached := chooseProbe(probes, tc.target, tc.minRate)
+			p, reached := chooseProbe(probes, tc.target, 0.5, tc.minRate)
 			require.Equal(t, tc.wantCRF, p.CRF, "probes %v", probes)
 			require.Equal(t, tc.reached, reached)
 			if reached {

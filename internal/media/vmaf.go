@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -35,6 +36,9 @@ type VMAF struct {
 	// Model is the model file a generation 1 libvmaf reads (a .pkl, its
 	// .pkl.model beside it).
 	Model string
+	// Subsample scores every Nth frame (libvmaf's own n_subsample, which
+	// still reads every frame for its motion feature); 0 or 1: every one.
+	Subsample int
 }
 
 // VMAFScore is what VMAF measured of an output against its source.
@@ -157,6 +161,9 @@ func (v *VMAF) Args(logPath string, w, h int) []string {
 		opts = append(opts, "model_path="+filterQuote(v.Model))
 	}
 	opts = append(opts, "log_path="+filterQuote(logPath), "log_fmt=json", "n_threads=2")
+	if v.Subsample > 1 {
+		opts = append(opts, "n_subsample="+strconv.Itoa(v.Subsample))
+	}
 	g := fmt.Sprintf("[0:v]split[a][b];[a]crop=%d:%d:0:0[ref];[b]crop=%d:%d:%d:0[dist];[dist][ref]libvmaf=%s", w, h, w, h, w, strings.Join(opts, ":"))
 	return []string{"-nostdin", "-hide_banner", "-nostats", "-v", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0", "-lavfi", g, "-f", "null", "-"}
 }

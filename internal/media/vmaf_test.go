@@ -63,6 +63,9 @@ func TestVMAFArgsGolden(t *testing.T) {
 		cut+`model_path='/m/it\'\''s/vmaf_v0.6.1.pkl':log_path='/tmp/a\:b/v.json':log_fmt=json:n_threads=2`, "-f", "null", "-"),
 		v1.Args("/tmp/a:b/v.json", 1920, 1080), "a quote and a colon in paths are escaped for both of ffmpeg's parses")
 	require.Contains(t, v1.Args("/tmp/v.json", 3840, 2160)[len(head)], "model_path=", "1.x has no 4K model here: the default one")
+	sub := *v1
+	sub.Subsample = 2
+	require.Contains(t, sub.Args("/tmp/v.json", 640, 360)[len(head)], ":n_subsample=2", "libvmaf's own subsampling, for the search's probes")
 	v2 := &VMAF{FFmpeg: "/usr/bin/ffmpeg", Gen: 2}
 	require.Equal(t, append(append([]string{}, head...),
 		cut+`model=version=vmaf_v0.6.1:log_path='/tmp/v.json':log_fmt=json:n_threads=2`, "-f", "null", "-"),
