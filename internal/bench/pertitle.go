@@ -575,6 +575,9 @@ func testdataDir(sample string) (string, error) {
 	for _, d := range []string{filepath.Dir(sample), filepath.Join("internal", "media", "testdata"), filepath.Join("..", "media", "testdata")} {
 		ok := true
 		for _, c := range append(slices.Clone(ptClips), ptClip{file: "README.md"}) {
+			if c.made != nil {
+				continue // made from the sample
+			}
 			if _, err := os.Stat(filepath.Join(d, c.file)); err != nil {
 				ok = false
 				break

@@ -53,7 +53,8 @@ func RunTask(ctx context.Context, cfg TaskConfig, log *slog.Logger) (string, err
 	if err != nil {
 		return "", fmt.Errorf("fetch task %s: %w", cfg.Lease.TaskID, err)
 	}
-	if c.Task.Kind == job.KindVerify {
+	if c.Task.Kind == job.KindVerify || c.Task.Kind == job.KindSearch {
+		// Both measure quality: VMAF where the pod has a measuring ffmpeg.
 		if tools.VMAF, err = cfg.setupVMAF(ctx, tools, log); err != nil {
 			return "", err
 		}
