@@ -274,7 +274,8 @@ func (pl *Plan) SampleArgs(input string, samples [][2]float64, ref string) []str
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y", "-protocol_whitelist", "file,pipe"}
 	var g strings.Builder
 	for i, s := range samples {
-		args = append(args, "-ss", ftoa(pl.Start+s[0]), "-t", ftoa(s[1]-s[0]), "-f", pl.Demuxer, "-i", "file:"+filepath.Clean(input))
+		// An input's -ss counts from the file's start, as output time does.
+		args = append(args, "-ss", ftoa(s[0]), "-t", ftoa(s[1]-s[0]), "-f", pl.Demuxer, "-i", "file:"+filepath.Clean(input))
 		chain := append([]string{"setpts=PTS-STARTPTS"}, pl.preFilters(false)...)
 		chain = append(chain, pl.gridFilter(true), fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=%s", pl.Width, pl.Height, pl.Video.PixFmt))
 		fmt.Fprintf(&g, "[%d:%d]%s[s%d];", i, pl.VideoIndex, strings.Join(chain, ","), i)

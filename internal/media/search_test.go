@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -228,4 +229,24 @@ func TestSearchFindsTheTarget(t *testing.T) {
 			t.Logf("%s: verified %g", tc.metric, got)
 		})
 	}
+}
+
+// The search's argv: the samples decoded through the encode's filters
+// into one lossless reference, each from an input seeked to it; a probe
+// encodes the reference as the final encode encodes the rung.
+func TestSearchArgs(t *testing.T) {
+	pl := &Plan{Format: profile.FormatHLS, Demuxer: "mov", Duration: 200, Start: 1.5, FPS: 25, FPSFilter: true, GOP: 100, SegmentSeconds: 4,
+		Width: 1280, Height: 720, VideoIndex: 0, Deinterlace: true,
+		Video: VideoPlan{Codec: "h264", Encoder: "libx264", Preset: "veryfast", PixFmt: "yuv420p"},
+		Rungs: []RungPlan{{Name: "720p", Width: 1280, Height: 720, MaxRate: 2_800_000, BufSize: 2_800_000}, {Name: "360p", Width: 640, Height: 360, MaxRate: 800_000, BufSize: 800_000}}}
+	samples := pl.SearchSamples()
+	require.Len(t, samples, 3)
+	args := pl.SampleArgs("/in/src.mp4", samples, "/tmp/ref.mkv")
+	require.Subset(t, args, []string{"-ss", "32.333333", "-t", "2", "-f", "mov", "-i", "file:/in/src.mp4", "-c:v", "ffv1", "file:/tmp/ref.mkv"})
+	g := args[slices.Index(args, "-filter_complex")+1]
+	require.Contains(t, g, "[0:0]setpts=PTS-STARTPTS,bwdif=mode=send_frame:parity=auto:deint=all,fps=25:start_time=0,scale=1280:720:flags=bicubic,setsar=1,format=yuv420p[s0];")
+	require.Contains(t, g, "[s0][s1][s2]concat=n=3:v=1:a=0,setpts=N/(25)/TB[ref]")
+	probe := pl.ProbeArgs("/tmp/ref.mkv", 1, 27, "/tmp/p.mkv")
+	require.Subset(t, probe, []string{"-f", "matroska", "-i", "file:/tmp/ref.mkv", "-vf", "scale=640:360,setsar=1,format=yuv420p",
+		"-c:v", "libx264", "-preset:v", "veryfast", "-crf", "27", "-maxrate", "800000", "-bufsize", "800000", "-g", "100", "-keyint_min", "100", "-sc_threshold", "0", "file:/tmp/p.mkv"})
 }
