@@ -179,11 +179,13 @@ func TestSearchFindsTheTarget(t *testing.T) {
 		metric string
 		target float64
 		slack  float64
+		format string // the profile's, with its codec
 	}{
-		{profile.MetricSSIM, 0.97, 0.01},
-		{profile.MetricVMAF, 90, 3},
+		{profile.MetricSSIM, 0.97, 0.01, "mp4\nvideo: {codec: h264"},
+		{profile.MetricVMAF, 90, 3, "mp4\nvideo: {codec: h264"},
+		{profile.MetricSSIM, 0.97, 0.01, "mkv\nvideo: {codec: hevc"}, // archive-hevc's kind: x265's scale
 	} {
-		t.Run(tc.metric, func(t *testing.T) {
+		t.Run(tc.metric+" "+tc.format[:3], func(t *testing.T) {
 			tools := tools
 			if tc.metric == profile.MetricVMAF {
 				ffmpeg, model := testenv.VMAF(t)
@@ -191,7 +193,7 @@ func TestSearchFindsTheTarget(t *testing.T) {
 				require.NoError(t, err)
 				tools.VMAF = v
 			}
-			p, err := profile.Parse([]byte("name: t\nversion: 1\nformat: mp4\nvideo: {codec: h264, preset: veryfast, quality: {metric: " + tc.metric + ", target: " + ftoa(tc.target) + "}}\naudio: {codec: none}\n"))
+			p, err := profile.Parse([]byte("name: t\nversion: 1\nformat: " + tc.format + ", preset: veryfast, quality: {metric: " + tc.metric + ", target: " + ftoa(tc.target) + "}}\naudio: {codec: none}\n"))
 			require.NoError(t, err)
 			pl := admitted(t, input, p)
 			require.False(t, pl.Searched())
