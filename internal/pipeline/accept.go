@@ -117,15 +117,11 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 		if err := strictJSON(r.Data, &s); err != nil {
 			return out, refuse("data", "not a search result: %v", err)
 		}
-		var plan media.Plan
-		if err := json.Unmarshal(c.Job.Plan, &plan); err != nil {
-			return out, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
-		}
-		p, err := a.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
+		plan, p, err := a.planAndProfile(ctx, c)
 		if err != nil {
 			return out, err
 		}
-		res, err := searched(&plan, s, verifyNeedsOf(p))
+		res, err := searched(plan, s, verifyNeedsOf(p))
 		if fe, ok := errors.AsType[*media.FieldError](err); ok {
 			return out, refuse(fe.Field, "%s", fe.Msg)
 		}
@@ -142,15 +138,11 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 		if out.Data, err = json.Marshal(outputs); err != nil {
 			return out, err
 		}
-		var plan media.Plan
-		if err := json.Unmarshal(c.Job.Plan, &plan); err != nil {
-			return out, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
-		}
-		p, err := a.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
+		plan, p, err := a.planAndProfile(ctx, c)
 		if err != nil {
 			return out, err
 		}
-		return gated(&plan, outputs, p, out)
+		return gated(plan, outputs, p, out)
 	case job.KindCheck:
 		var res job.CheckResult
 		if err := strictJSON(r.Data, &res); err != nil {
@@ -180,6 +172,27 @@ func (a *Acceptor) Accept(ctx context.Context, c *job.Claimed, r job.Result) (jo
 		return out, nil
 	}
 	return out, refuse("task", "unknown task kind %q", k)
+}
+
+// planAndProfile are the job's plan and its profile (nil when the
+// server no longer knows it), which a search's or verify's report is
+// checked against.
+func (a *Acceptor) planAndProfile(ctx context.Context, c *job.Claimed) (*media.Plan, *profile.Profile, error) {
+	plan, err := readPlan(c.Job.Plan)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := a.profiles.At(ctx, c.Job.Profile, c.Job.ProfileVersion)
+	return plan, p, err
+}
+
+// readPlan reads a job's plan.
+func readPlan(raw json.RawMessage) (*media.Plan, error) {
+	var plan media.Plan
+	if err := json.Unmarshal(raw, &plan); err != nil {
+		return nil, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
+	}
+	return &plan, nil
 }
 
 // strictJSON decodes a report field that must be present, with no field

@@ -122,16 +122,16 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 	if c.Task.Kind == job.KindProbe {
 		return e.probe(ctx, c, src)
 	}
-	var plan media.Plan
-	if err := json.Unmarshal(c.Job.Plan, &plan); err != nil {
-		return job.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan cannot be read; submit the file again"))
+	plan, err := readPlan(c.Job.Plan)
+	if err != nil {
+		return job.Result{}, err
 	}
 	// Nothing reaches an argv from a plan that is not one NewPlan could make.
 	if err := plan.Validate(); err != nil {
 		return job.Result{}, job.Permanent("bad_plan", job.Userf(err, "the job's plan is not valid (%v); submit the file again", err))
 	}
 	if (c.Task.Kind == job.KindEncode && !plan.AudioStep) || c.Task.Kind == job.KindAudio {
-		if err := e.sidecars(ctx, c, &plan); err != nil {
+		if err := e.sidecars(ctx, c, plan); err != nil {
 			return job.Result{}, err
 		}
 	}
@@ -141,21 +141,21 @@ func (e *Executor) Execute(ctx context.Context, c *job.Claimed, report func(job.
 	}
 	switch c.Task.Kind {
 	case job.KindSearch:
-		return e.search(ctx, c, &plan, src, report)
+		return e.search(ctx, c, plan, src, report)
 	case job.KindEncode:
-		return e.encode(ctx, c, &plan, src, report)
+		return e.encode(ctx, c, plan, src, report)
 	case job.KindThumbnails:
-		return e.thumbnails(ctx, c, &plan, src)
+		return e.thumbnails(ctx, c, plan, src)
 	case job.KindVerify:
-		return e.verify(ctx, c, &plan)
+		return e.verify(ctx, c, plan)
 	case job.KindSplit:
-		return e.split(ctx, c, &plan, src, report)
+		return e.split(ctx, c, plan, src, report)
 	case job.KindChunk:
-		return e.chunk(ctx, c, &plan, report)
+		return e.chunk(ctx, c, plan, report)
 	case job.KindAudio:
-		return e.audio(ctx, c, &plan, src, report)
+		return e.audio(ctx, c, plan, src, report)
 	case job.KindStitch:
-		return e.stitch(ctx, c, &plan)
+		return e.stitch(ctx, c, plan)
 	}
 	return job.Result{}, job.Permanent("internal", fmt.Errorf("unknown task kind %q", c.Task.Kind))
 }
