@@ -724,6 +724,8 @@ func (e *env) printSearch(j jobview.JobView) {
 			result = "dropped: " + r.Dropped
 		case r.Reencoded != "":
 			result = "kept; " + r.Reencoded
+		case r.Capped && r.Fixed > 0:
+			result = "kept: capped, encoded at the fixed ladder's bitrate"
 		case r.Capped:
 			result = "kept: capped (its bitrate cap binds)"
 		case !r.Reached:

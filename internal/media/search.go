@@ -66,10 +66,10 @@ type RungSearch struct {
 	Bitrate int64   `json:"bitrate,omitempty"` // the chosen probe's, bits per second
 	Reached bool    `json:"reached,omitempty"` // the chosen probe reached the target
 	// Capped says the chosen probe spent about the rung's cap or more: the
-	// cap binds, and over a whole title (whose VBV buffer does not start
-	// full, as a short sample's does) the rung gets no more than the cap
-	// allows, whatever the CRF; the quality gate does not hold it to the
-	// prediction.
+	// cap binds, and the rung gets no more than the cap allows, whatever
+	// the CRF. An hls rung is then encoded at the fixed ladder's bitrate,
+	// as web-hls encodes it; the quality gate does not hold a capped rung
+	// to the prediction.
 	Capped bool `json:"capped,omitempty"`
 	// Fixed is the bitrate the profile's fixed ladder gives the rung (its
 	// cap): what the ladder would spend without the search.
@@ -653,9 +653,17 @@ func (pl *Plan) ApplySearch(s Search) error {
 			continue
 		}
 		above = rs.Bitrate
-		r.CRF = p.CRF
-		if pl.Format == profile.FormatHLS {
-			r.Bitrate = max(p.Bitrate, 1000)
+		switch {
+		case rs.Capped && rs.Fixed > 0:
+			// The cap binds: the rung is encoded as the fixed ladder
+			// encodes it (its bitrate, with the same VBV), which spends
+			// what web-hls spends and no more; constant quality under a
+			// cap would run over it on a short title.
+			r.CRF, r.Bitrate, r.MaxRate, r.BufSize = 0, rs.Fixed, rs.Fixed*107/100, rs.Fixed*3/2
+		case pl.Format == profile.FormatHLS:
+			r.CRF, r.Bitrate = p.CRF, max(p.Bitrate, 1000)
+		default:
+			r.CRF = p.CRF
 		}
 		kept = append(kept, r)
 	}
@@ -749,7 +757,7 @@ func (pl *Plan) validateQuality() error {
 			inRange(f+".min_rate", r.MinRate, 0, maxBitrate)); err != nil {
 			return err
 		}
-		if r.CRF != 0 || pl.Quality.Search != nil {
+		if r.CRF != 0 || (pl.Quality.Search != nil && pl.Format != profile.FormatHLS) {
 			if err := inRange(f+".crf", r.CRF, scale.lo, scale.hi); err != nil {
 				return err
 			}

@@ -411,7 +411,7 @@ function showSearch(j, outs) {
     el('td', {class: 'num'}, fmt.bitrate(r.bitrate)),
     el('td', {class: 'num'}, r.dropped ? '–' : measured(made[r.name])),
     el('td', {class: 'num'}, fmt.bitrate(r.fixed)),
-    el('td', {class: r.dropped ? 'muted' : ''}, r.dropped ? 'dropped: ' + r.dropped : r.reencoded ? 'kept; ' + r.reencoded : r.capped ? 'kept: capped (its bitrate cap binds)' : 'kept'))));
+    el('td', {class: r.dropped ? 'muted' : ''}, r.dropped ? 'dropped: ' + r.dropped : r.reencoded ? 'kept; ' + r.reencoded : r.capped ? (r.fixed ? 'kept: capped, encoded at the fixed ladder\'s bitrate' : 'kept: capped (its bitrate cap binds)') : 'kept'))));
 }
 
 // searchChart draws the search's probes: quality (the search's metric)
