@@ -45,12 +45,16 @@ import (
 // given with the source: a plan's subtitle rendition may be made from one
 // (SubtitlePlan.Sidecar), which the encode or audio task downloads from
 // .../subtitles/{id}; a version 5 worker would read the rendition as the
-// source's stream 0 and fail the job.
-const Version = "6"
+// source's stream 0 and fail the job. Version 7 added per-title encoding:
+// the search task kind, and plans whose rungs carry the CRF it found
+// (RungPlan.CRF) and a quality gate that verify runs: a version 6 worker
+// would fail a search task as an unknown kind, and encode such a plan's
+// rungs at the predicted bitrate instead of its CRF.
+const Version = "7"
 
 // OlderVersions are the versions before Version that the server still
 // speaks, newest first: their workers are leased only what Kinds allows.
-var OlderVersions = []string{"5", "4", "3", LegacyVersion}
+var OlderVersions = []string{"6", "5", "4", "3", LegacyVersion}
 
 // LegacyVersion is the oldest version the server still speaks: its workers
 // are handed the last step under its old kind (LegacyFinalizeKind) and may
