@@ -679,9 +679,7 @@ func (e *env) printAudio(j jobview.JobView) {
 // CRF chosen, the quality predicted and measured, and what it spends
 // against the fixed ladder.
 func (e *env) printSearch(j jobview.JobView) {
-	var pl struct {
-		Quality *media.QualityPlan `json:"quality"`
-	}
+	var pl media.Plan
 	if len(j.Plan) == 0 || json.Unmarshal(j.Plan, &pl) != nil || pl.Quality == nil {
 		return
 	}
@@ -693,9 +691,9 @@ func (e *env) printSearch(j jobview.JobView) {
 	}
 	measured := map[string]string{}
 	for _, o := range j.Outputs {
-		name := o.Name
-		if len(s.Rungs) == 1 && o.Width > 0 {
-			name = s.Rungs[0].Name // an mp4 or mkv's one video
+		name, ok := pl.RungOf(o.Output)
+		if !ok {
+			continue
 		}
 		switch {
 		case s.Metric == profile.MetricVMAF && o.VMAF != nil:

@@ -211,13 +211,13 @@ func (pl *Plan) rungTarget(i int, metric string) float64 {
 // "" when it cannot search at all (a VMAF target and no fallback).
 func (pl *Plan) SearchMetric(vmaf *VMAF) string {
 	t := pl.Quality.Target
-	if t.Metric == profile.MetricVMAF && vmaf == nil {
-		if t.Fallback == 0 {
-			return ""
-		}
-		return profile.MetricSSIM
+	switch {
+	case t.Metric != profile.MetricVMAF || vmaf != nil:
+		return t.Metric
+	case t.NeedsVMAF():
+		return ""
 	}
-	return t.Metric
+	return profile.MetricSSIM
 }
 
 // Searched says the plan needs no search, or had one.
@@ -590,7 +590,16 @@ func chooseProbe(probes []Probe, target, slack float64, minRate int64) (Probe, b
 			best = p
 		}
 	}
-	if best == nil {
+	switch {
+	case best != nil:
+	case slices.ContainsFunc(probes, func(p Probe) bool { return p.Score >= target }):
+		// The target is reached, under the least bitrate: the most bits probed.
+		for i := range probes {
+			if p := &probes[i]; best == nil || p.CRF < best.CRF {
+				best = p
+			}
+		}
+	default:
 		top := math.Inf(-1)
 		for _, p := range probes {
 			top = math.Max(top, p.Score)
@@ -605,7 +614,7 @@ func chooseProbe(probes []Probe, target, slack float64, minRate int64) (Probe, b
 	if best == nil {
 		return Probe{}, false
 	}
-	return *best, best.Score >= target
+	return *best, best.Score >= target && best.Bitrate >= minRate
 }
 
 // ApplySearch makes the plan follow a search's probes (a worker's report,
@@ -654,12 +663,13 @@ func (pl *Plan) ApplySearch(s Search) error {
 		}
 		above = rs.Bitrate
 		switch {
-		case rs.Capped && rs.Fixed > 0:
+		case rs.Capped && rs.Fixed > 0 && r.MaxRate == rs.Fixed:
 			// The cap binds: the rung is encoded as the fixed ladder
 			// encodes it (its bitrate, with the same VBV), which spends
 			// what web-hls spends and no more; constant quality under a
 			// cap would run over it on a short title.
 			r.CRF, r.Bitrate, r.MaxRate, r.BufSize = 0, rs.Fixed, rs.Fixed*107/100, rs.Fixed*3/2
+			rs.Bitrate = rs.Fixed
 		case pl.Format == profile.FormatHLS:
 			r.CRF, r.Bitrate = p.CRF, max(p.Bitrate, 1000)
 		default:
@@ -742,7 +752,7 @@ func (pl *Plan) validateQuality() error {
 	} else if t.Metric != profile.MetricSSIM {
 		return bad("plan.quality.target.metric", "must be vmaf or ssim")
 	}
-	if len(pl.Chunks) > 0 && t.Metric == profile.MetricVMAF && t.Fallback == 0 {
+	if len(pl.Chunks) > 0 && t.NeedsVMAF() {
 		return bad("plan.quality", "a VMAF target without a fallback is encoded whole")
 	}
 	err := first(floatIn("plan.quality.target.target", t.Target, 0, hi), floatIn("plan.quality.target.fallback", t.Fallback, 0, 1),
@@ -752,6 +762,9 @@ func (pl *Plan) validateQuality() error {
 	}
 	for i, r := range pl.Rungs {
 		f := fmt.Sprintf("plan.rungs[%d]", i)
+		if r.Video != nil {
+			return bad(f+".video", "a per-title plan is a ladder of one codec")
+		}
 		scale := crfScaleOf(pl.RungVideo(i).Encoder)
 		if err := first(floatIn(f+".target", r.Target, 0, hi), floatIn(f+".fallback_target", r.FallbackTarget, 0, 1),
 			inRange(f+".min_rate", r.MinRate, 0, maxBitrate)); err != nil {
@@ -775,28 +788,27 @@ func (pl *Plan) validateQuality() error {
 // whose target its cap put out of reach, what the search predicted less
 // the tolerance. It returns an *OutputError (quality_target) for each
 // rung below, saying what was measured; none for a plan of fixed settings.
-func (pl *Plan) Gate(outs []Output) []*OutputError {
+func (pl *Plan) Gate(outs []Output) ([]*OutputError, error) {
 	metric := pl.gateMetric()
 	if metric == "" {
-		return nil
+		return nil, nil
 	}
 	t := pl.Quality.Target.For(metric)
 	if t == nil {
-		return nil
+		return nil, nil
 	}
 	searched := map[string]RungSearch{}
 	for _, r := range pl.Quality.Search.Rungs {
 		searched[r.Name] = r
 	}
 	var below []*OutputError
+	gated := map[string]bool{}
 	for _, o := range outs {
-		if o.Width == 0 || o.Codec == "mjpeg" {
-			continue // not a video rendition
+		name, ok := pl.RungOf(o)
+		if !ok || gated[name] {
+			continue // not a video rendition, or one seen already
 		}
-		name := o.Name
-		if pl.Format != profile.FormatHLS {
-			name = pl.Rungs[0].Name // an mp4 or mkv's one video
-		}
+		gated[name] = true
 		r, ok := searched[name]
 		if !ok || r.Dropped != "" || r.Capped {
 			continue // dropped, or as good as its cap allows
@@ -808,8 +820,8 @@ func (pl *Plan) Gate(outs []Output) []*OutputError {
 		got := o.SSIM
 		if metric == profile.MetricVMAF {
 			if o.VMAF == nil {
-				below = append(below, &OutputError{Output: o.Path, Code: CodeQualityTarget, Problem: fmt.Sprintf("(%s): VMAF was not measured, and the quality gate needs it", o.Name)})
-				continue
+				// The worker's doing, not the rendition's: tried again.
+				return nil, fmt.Errorf("%s (%s): VMAF was not measured, and the quality gate needs it", o.Path, o.Name)
 			}
 			got = o.VMAF.Mean
 		}
@@ -822,7 +834,20 @@ func (pl *Plan) Gate(outs []Output) []*OutputError {
 				o.Name, strings.ToUpper(metric), scoreText(metric, got), what, t.Tolerance, crf, scoreText(metric, r.Score))})
 		}
 	}
-	return below
+	return below, nil
+}
+
+// RungOf is the name of the plan's rung that a verified output is: an hls
+// video rendition, or an mp4 or mkv's one file; false for any other
+// output (audio, subtitles, pictures, playlists).
+func (pl *Plan) RungOf(o Output) (string, bool) {
+	switch {
+	case pl.Format == profile.FormatHLS && o.Kind == "hls" && o.Width > 0 && o.Codec != "" && o.Codec != "webvtt":
+		return o.Name, true
+	case pl.Format != profile.FormatHLS && o.Kind == pl.Format && o.Path == pl.FileName() && len(pl.Rungs) > 0:
+		return pl.Rungs[0].Name, true
+	}
+	return "", false
 }
 
 // ReencodeStep is how much lower the CRF of a rung the gate found below
@@ -832,35 +857,38 @@ const ReencodeStep = 3
 
 // Reencode makes a gated plan stricter, once: every rung below (Gate)
 // gets its CRF lowered by ReencodeStep, no lower than its encoder's
-// scale. It says false when the plan was re-encoded already, is split
-// into chunks (its chunks' encodes are not run again), or no rung below
-// can go lower; the gate's failure then stands.
+// scale. It says false when the plan was re-encoded already, or no rung
+// below can go lower; the gate's failure then stands. A split plan is
+// encoded again whole (one encode task), its chunks as they were.
 func (pl *Plan) Reencode(below []*OutputError) bool {
-	if pl.Quality == nil || pl.Quality.Search == nil || pl.Quality.Reencoded || len(pl.Chunks) > 0 || len(below) == 0 {
+	if pl.Quality == nil || pl.Quality.Search == nil || pl.Quality.Reencoded || len(below) == 0 {
 		return false
 	}
-	changed := false
+	lower := map[int]int{} // rung → its stricter CRF
 	for _, b := range below {
 		i := slices.IndexFunc(pl.Rungs, func(r RungPlan) bool { return r.Name == b.Rung })
-		if i < 0 {
-			return false // a rung whose score was not measured: nothing to re-encode
+		if i < 0 || pl.Rungs[i].CRF == 0 {
+			return false // not a searched rung of the plan
 		}
+		if crf := max(pl.Rungs[i].CRF-ReencodeStep, crfScaleOf(pl.RungVideo(i).Encoder).lo); crf < pl.Rungs[i].CRF {
+			lower[i] = crf
+		}
+	}
+	if len(lower) == 0 {
+		return false // every one at the bottom of the scale already
+	}
+	for i, crf := range lower {
 		r := &pl.Rungs[i]
-		crf := max(r.CRF-ReencodeStep, crfScaleOf(pl.RungVideo(i).Encoder).lo)
-		if crf == r.CRF {
-			continue // at the bottom of the scale already
-		}
 		for k := range pl.Quality.Search.Rungs {
 			if rs := &pl.Quality.Search.Rungs[k]; rs.Name == r.Name {
 				rs.Reencoded = fmt.Sprintf("below its bar at CRF %d: encoded again at CRF %d", r.CRF, crf)
 			}
 		}
 		r.CRF = crf
-		changed = true
 	}
 	if pl.Format != profile.FormatHLS {
 		pl.Video.CRF = pl.Rungs[0].CRF
 	}
-	pl.Quality.Reencoded = changed
-	return changed
+	pl.Quality.Reencoded = true
+	return true
 }

@@ -102,8 +102,13 @@ func TestNextCRF(t *testing.T) {
 	require.False(t, ok, "bad at the bottom of the scale: done")
 	crf, ok = NextCRF(x264, []Probe{{24, 900_000, 80}, {18, 2_000_000, 86}}, 93, 0.5, 0)
 	require.True(t, ok)
-	require.Equal(t, 12, 18-6, "extrapolated down from the two, at most twice the step")
-	require.Equal(t, 14, crf, "and never under the scale")
+	require.Equal(t, 14, crf, "extrapolated down from the two (to 11), and never under the scale")
+	crf, ok = NextCRF(x264, []Probe{{30, 900_000, 80}, {28, 1_000_000, 82}}, 93, 0.5, 0)
+	require.True(t, ok)
+	require.Equal(t, 17, crf, "on the line through the two: a point a CRF, 11 below")
+	crf, ok = NextCRF(x264, []Probe{{30, 900_000, 80}, {29, 1_000_000, 80.5}}, 93, 0.5, 0)
+	require.True(t, ok)
+	require.Equal(t, 29-12, crf, "the line says 25 below: at most twice the step")
 	five := []Probe{{24, 1, 1}, {25, 1, 1}, {26, 1, 1}, {27, 1, 1}, {28, 1, 1}}
 	_, ok = NextCRF(x264, five, 93, 0.5, 0)
 	require.False(t, ok, "at most MaxProbes")
@@ -251,4 +256,66 @@ func TestSearchArgs(t *testing.T) {
 	probe := pl.ProbeArgs("/tmp/ref.mkv", 1, 27, "/tmp/p.mkv")
 	require.Subset(t, probe, []string{"-f", "matroska", "-i", "file:/tmp/ref.mkv", "-vf", "scale=640:360,setsar=1,format=yuv420p",
 		"-c:v", "libx264", "-preset:v", "veryfast", "-crf", "27", "-maxrate", "800000", "-bufsize", "800000", "-g", "100", "-keyint_min", "100", "-sc_threshold", "0", "file:/tmp/p.mkv"})
+}
+
+// The least bitrate: a target reached only under it gets the most bits
+// probed, and does not count as reached.
+func TestChooseProbeUnderTheLeastBitrate(t *testing.T) {
+	p, reached := chooseProbe([]Probe{{24, 200_000, 0.99}, {14, 600_000, 0.992}}, 0.95, 0.003, 2_000_000)
+	require.Equal(t, 14, p.CRF)
+	require.False(t, reached)
+	p, reached = chooseProbe([]Probe{{24, 200_000, 0.90}, {20, 300_000, 0.905}, {14, 600_000, 0.906}}, 0.95, 0.003, 0)
+	require.Equal(t, 20, p.CRF, "out of reach: the highest CRF within the slack of the best probed")
+	require.False(t, reached)
+}
+
+// A searched hls ladder, for the gate's tests: 720p at CRF 26, 360p at 28.
+func gatedPlan(t *testing.T) *Plan {
+	t.Helper()
+	pl := &Plan{Format: profile.FormatHLS, Duration: 10, FPS: 25, Video: VideoPlan{Encoder: "libx264"},
+		Quality: &QualityPlan{Target: profile.Target{Metric: profile.MetricVMAF, Target: 93, Fallback: 0.98, Step: 8, Tolerance: 1, DropWithin: 0.15}},
+		Rungs: []RungPlan{
+			{Name: "720p", Width: 1280, Height: 720, Bitrate: 2_800_000, MaxRate: 2_000_000, BufSize: 2_000_000, Target: 93, FallbackTarget: 0.98},
+			{Name: "360p", Width: 640, Height: 360, Bitrate: 800_000, MaxRate: 800_000, BufSize: 800_000, Target: 85, FallbackTarget: 0.97},
+		}}
+	require.NoError(t, pl.ApplySearch(Search{Metric: profile.MetricVMAF, Samples: [][2]float64{{4, 6}}, Rungs: []RungSearch{
+		{Name: "720p", Probes: []Probe{{26, 1_900_000, 94}}},
+		{Name: "360p", Probes: []Probe{{28, 300_000, 86}}},
+	}}))
+	return pl
+}
+
+func TestGateAndReencode(t *testing.T) {
+	pl := gatedPlan(t)
+	s := pl.Quality.Search
+	require.True(t, s.Rungs[0].Capped, "1.9 of a 2 Mb/s cap")
+	require.Equal(t, 26, pl.Rungs[0].CRF, "capped under max_bitrate, not the fixed ladder's: constant quality under its cap")
+	require.Equal(t, int64(2_000_000), pl.Rungs[0].MaxRate)
+	out := func(name string, w int, v float64) Output {
+		return Output{Name: name, Kind: "hls", Path: "media_" + name + ".m3u8", Width: w, Codec: "h264", VMAF: &VMAFScore{Mean: v}}
+	}
+	below, err := pl.Gate([]Output{out("720p", 1280, 80), out("360p", 640, 80), out("360p", 640, 80),
+		{Name: "poster", Kind: "poster", Path: "poster.jpg", Width: 640, Codec: "mjpeg"}})
+	require.NoError(t, err)
+	require.Len(t, below, 1, "the capped 720p is as good as its cap allows; 360p once, though listed twice")
+	require.Equal(t, "360p", below[0].Rung)
+	_, err = pl.Gate([]Output{{Name: "360p", Kind: "hls", Path: "media_1.m3u8", Width: 640, Codec: "h264"}})
+	require.ErrorContains(t, err, "VMAF was not measured", "the worker's doing: an error to retry, not a verdict")
+	require.True(t, pl.Reencode(append(below, below...)))
+	require.Equal(t, 25, pl.Rungs[1].CRF, "lowered once, however often it is listed")
+	require.False(t, pl.Reencode(below), "once")
+
+	pl = gatedPlan(t)
+	require.False(t, pl.Reencode([]*OutputError{{Rung: "360p"}, {Rung: "1080p"}}), "a rung the plan does not have")
+	require.Equal(t, 28, pl.Rungs[1].CRF, "nothing changed")
+
+	name, ok := pl.RungOf(out("360p", 640, 1))
+	require.True(t, ok)
+	require.Equal(t, "360p", name)
+	_, ok = pl.RungOf(Output{Name: "audio", Kind: "hls", Path: "media_2.m3u8"})
+	require.False(t, ok)
+	file := &Plan{Format: profile.FormatMP4, Rungs: []RungPlan{{Name: "1080p"}}}
+	name, ok = file.RungOf(Output{Name: "video", Kind: "mp4", Path: "video.mp4", Width: 1920})
+	require.True(t, ok)
+	require.Equal(t, "1080p", name)
 }

@@ -262,9 +262,12 @@ func (a *Acceptor) verifiedOutputs(ctx context.Context, c *job.Claimed, data jso
 	for _, f := range files {
 		staged[f.Path] = true
 	}
+	seen := map[string]bool{}
 	for i, o := range outs {
 		f := fmt.Sprintf("data[%d]", i)
 		switch {
+		case seen[o.Path]:
+			return nil, refuse(f+".path", "%q is listed twice", o.Path)
 		case !media.IsToken(o.Name):
 			return nil, refuse(f+".name", "%q is not an output name", o.Name)
 		case !slices.Contains(outputKinds, o.Kind):
@@ -282,6 +285,7 @@ func (a *Acceptor) verifiedOutputs(ctx context.Context, c *job.Claimed, data jso
 		case o.VMAF != nil && (!inUnit(o.VMAF.Mean, 100) || !inUnit(o.VMAF.Low, 100) || o.VMAF.Frames < 0 || !media.IsToken(o.VMAF.Model)):
 			return nil, refuse(f+".vmaf", "a score, frame count or model is out of range")
 		}
+		seen[o.Path] = true
 	}
 	return outs, nil
 }

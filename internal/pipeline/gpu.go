@@ -90,7 +90,7 @@ func VerifyNeeds(p *profile.Profile) []string {
 	if q := p.Video.MinQuality; q != nil && q.VMAF > 0 {
 		return []string{job.CapVMAF}
 	}
-	if q := p.Video.Quality; q != nil && q.Metric == profile.MetricVMAF && q.Fallback == 0 {
+	if p.Video.Quality.NeedsVMAF() {
 		return []string{job.CapVMAF} // its quality gate measures what the search steered by
 	}
 	return nil

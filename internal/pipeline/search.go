@@ -25,7 +25,7 @@ import (
 // is VMAF with no SSIM fallback.
 func SearchNeeds(p *profile.Profile) []string {
 	needs := TaskNeeds(p)
-	if q := p.Video.Quality; q != nil && q.Metric == profile.MetricVMAF && q.Fallback == 0 {
+	if p.Video.Quality.NeedsVMAF() {
 		needs = append(needs, job.CapVMAF)
 	}
 	return needs
@@ -98,7 +98,10 @@ func searched(plan *media.Plan, s media.Search, verifyNeeds []string) (job.Resul
 // encode and a verify of that plan before it; after that, or where a
 // re-encode cannot help, the job fails with what was measured.
 func gated(plan *media.Plan, outs []media.Output, p *profile.Profile, res job.Result) (job.Result, error) {
-	below := plan.Gate(outs)
+	below, err := plan.Gate(outs)
+	if err != nil {
+		return job.Result{Commands: res.Commands}, err // retried: another try (or worker) measures it
+	}
 	if len(below) == 0 {
 		return res, nil
 	}

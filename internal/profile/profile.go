@@ -236,6 +236,11 @@ func (t *Target) For(metric string) *Target {
 	return &f
 }
 
+// NeedsVMAF says the target can only be steered by VMAF: a VMAF target
+// without an SSIM fallback, whose search and verification wait for a
+// worker that measures VMAF.
+func (t *Target) NeedsVMAF() bool { return t != nil && t.Metric == MetricVMAF && t.Fallback == 0 }
+
 // scaleOf is the top of a metric's scale.
 func scaleOf(metric string) float64 {
 	if metric == MetricVMAF {
@@ -384,7 +389,7 @@ func (p *Profile) CheckChunkSeconds(s float64) error {
 		return errors.New("must be 0: a ladder of more than one codec is encoded whole (never split)")
 	case p.Video.MinQuality != nil && p.Video.MinQuality.VMAF > 0:
 		return errors.New("must be 0: a profile with a VMAF floor (video.min_quality.vmaf) is encoded whole, so that its verification measures VMAF against the source")
-	case p.Video.Quality != nil && p.Video.Quality.Metric == MetricVMAF && p.Video.Quality.Fallback == 0:
+	case p.Video.Quality.NeedsVMAF():
 		return errors.New("must be 0: a profile with a VMAF target and no SSIM fallback (video.quality.fallback) is encoded whole, so that its verification measures VMAF against the source")
 	case p.Format != FormatHLS && (s < MinFileChunkSeconds || s > MaxChunkSeconds):
 		return fmt.Errorf("must be from %d s to %d s for an %s profile, or 0 (never split); got %g", MinFileChunkSeconds, MaxChunkSeconds, p.Format, s)
@@ -670,6 +675,10 @@ func (p *Profile) validateQuality(bad func(field, msg string, args ...any) error
 		return bad("video.quality.min_bitrate", "is above max_bitrate")
 	case len(p.Video.Ladders) > 0:
 		return bad("video.quality", "is for a ladder of one codec, for now (video.ladders has more)")
+	case t.NeedsVMAF() && p.Video.Codec != "h264":
+		// A task asks a worker for one capability: the search's would be
+		// both the encoder and VMAF.
+		return bad("video.quality.fallback", "is needed with %s and a VMAF target: its search needs a worker proven for %s, and one that measures VMAF, and a task asks for one capability", p.Video.Codec, p.Video.Codec)
 	case p.Engine != EngineSoftware:
 		// The search probes with the encoder that makes the final encode;
 		// engine auto may move the encode onto a GPU whose scale of

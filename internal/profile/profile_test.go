@@ -117,6 +117,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"a target on a gpu", "name: x\nversion: 1\nformat: mp4\nengine: nvenc\nvideo: {codec: h264, quality: {metric: ssim, target: 0.98}}\n", "needs engine software"},
 		{"a rung's target without one", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, rungs: [{height: 360, bitrate: 800k, quality: {target: 80}}]}\n", "video.rungs[0].quality: needs video.quality"},
 		{"a rung's target out of range", "name: x\nversion: 1\nformat: hls\nvideo: {codec: h264, quality: {metric: vmaf, target: 93}, rungs: [{height: 360, bitrate: 800k, quality: {target: 120}}]}\n", "video.rungs[0].quality.target"},
+		{"hevc with a vmaf target and no fallback", "name: x\nversion: 1\nformat: mkv\nvideo: {codec: hevc, quality: {metric: vmaf, target: 95}}\n", "video.quality.fallback: is needed with hevc"},
 		{"a vmaf target split", "name: x\nversion: 1\nformat: mp4\nchunk_seconds: 60\nvideo: {codec: h264, quality: {metric: vmaf, target: 95}}\n", "no SSIM fallback"},
 	}
 	for _, tc := range cases {

@@ -365,3 +365,32 @@ func differingTiles(t *testing.T, a, b []byte, th media.ThumbPlan) []int {
 	}
 	return out
 }
+
+// A split job's quality gate re-encodes it whole, with one encode task:
+// a split plan encoded by the unsplit encode makes outputs that verify
+// (against the source: there are no chunk measures), audio included.
+func TestSplitPlanEncodedWhole(t *testing.T) {
+	t.Parallel()
+	testenv.NeedFFmpeg(t)
+	src := filepath.Join(t.TempDir(), "src.mp4")
+	require.NoError(t, testenv.Clip{Size: "320x180", Rate: 25, Seconds: 9, Tone: 440, Stereo: true}.Make(src))
+	ctx, tools := context.Background(), media.Tools{}
+	info, err := tools.Admit(ctx, src, media.Limits{})
+	require.NoError(t, err)
+	pl, err := media.NewPlan(info, web(t))
+	require.NoError(t, err)
+	pl.PlanChunks(4, nil)
+	require.NotEmpty(t, pl.Chunks)
+	require.NoError(t, pl.Validate())
+	dir := t.TempDir()
+	_, err = tools.Encode(ctx, pl, src, dir, nil)
+	require.NoError(t, err)
+	require.True(t, pl.VerifyReadsSource(dir), "no chunk measures: measured against the source")
+	outs, _, err := tools.Verify(ctx, pl, src, dir)
+	require.NoError(t, err)
+	var audio bool
+	for _, o := range outs {
+		audio = audio || (o.Kind == "hls" && o.Channels > 0)
+	}
+	require.True(t, audio, "the whole encode makes the audio the split job's audio task made")
+}

@@ -211,7 +211,9 @@ func TestQualityGate(t *testing.T) {
 		require.NoError(t, err)
 		outs, _, err := tools.Verify(ctx, pl, input, out)
 		require.NoError(t, err, "verification itself passes: the gate is the plan's")
-		return pl.Gate(outs)
+		below, err := pl.Gate(outs)
+		require.NoError(t, err)
+		return below
 	}
 	below := gate()
 	require.Len(t, below, 1)

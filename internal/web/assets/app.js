@@ -382,7 +382,9 @@ function showSearch(j, outs) {
   line += ` The search measured ${metricName(m)}` + (m !== t.metric ? ` (its worker could not measure ${metricName(t.metric)})` : '') +
     ` on ${samplesText(s.samples || [])}.`;
   // What each kept rung spends: its output's bitrate once the job made it, else the chosen probe's.
-  const made = Object.fromEntries(outs.filter((o) => o.kind === 'hls' || o.kind === 'dash').map((o) => [o.name, o]));
+  // A ladder's renditions by rung name; an mp4 or mkv's one file is its one rung.
+  const one = (j.plan.format === 'mp4' || j.plan.format === 'mkv') && rungs.length ? rungs[0].name : '';
+  const made = Object.fromEntries(outs.filter((o) => o.kind === 'hls' || (one && o.kind === j.plan.format)).map((o) => [one || o.name, o]));
   const kept = rungs.filter((r) => !r.dropped);
   const madeAll = j.state === 'succeeded' && kept.every((r) => made[r.name]?.bitrate);
   const spent = kept.reduce((a, r) => a + ((madeAll ? made[r.name].bitrate : r.bitrate) || 0), 0);
