@@ -105,8 +105,16 @@ type Probe struct {
 // (RungSearch.Capped).
 const capShare = 0.9
 
-// probeSubsample is how many frames apart a probe's VMAF scores frames.
-const probeSubsample = 2
+// probeSubsample is how many frames apart a probe's VMAF scores frames
+// (libvmaf's n_subsample: every frame is still read, for its motion
+// feature). A probe needs the mean of a few dozen frames, and scoring is
+// most of a probe's cost at a large source's size.
+const probeSubsample = 4
+
+// farBelow, in units of the stopping distance (the tolerance), is how far
+// below its target a rung's first probe scores for the search to try the
+// bottom of the scale next.
+const farBelow = 5
 
 // MaxProbes bounds the probe encodes of one rung.
 const MaxProbes = 5
@@ -423,8 +431,8 @@ func (t Tools) probeEncode(ctx context.Context, pl, refPlan *Plan, ref, dir stri
 	p := Probe{CRF: crf, Bitrate: int64(math.Round(float64(bytes) * 8 / seconds))}
 	switch metric {
 	case profile.MetricVMAF:
-		// Every other frame scored: a probe needs the mean, and
-		// libvmaf's own subsampling keeps its motion feature whole.
+		// Every probeSubsample-th frame scored: libvmaf's own subsampling
+		// keeps its motion feature whole.
 		sub := *t.VMAF
 		sub.Subsample = probeSubsample
 		v, cmds, err := t.MeasureVMAF(ctx, &sub, refPlan, ref, "matroska", out, [][2]float64{{0, seconds}}, false, dir)
@@ -534,6 +542,12 @@ func NextCRF(s crfScale, probes []Probe, target, close float64, minRate int64) (
 		}
 		next = float64(b.CRF - extrapolate(s, probes, b, target, -1))
 		next = math.Max(next, float64(s.lo))
+		if len(probes) == 1 && target-b.Score > farBelow*close {
+			// Far below at the start (a small rung scaled up to a large
+			// source often cannot get there at all): the bottom of the
+			// scale next, which says at once whether any CRF can.
+			next = float64(s.lo)
+		}
 		if b.Bitrate < minRate && b.Score >= target && b.Bitrate > 0 {
 			// Only the least bitrate binds: about step CRF per halving.
 			need := float64(b.CRF) - float64(s.step)*math.Log2(float64(minRate)/float64(b.Bitrate))
