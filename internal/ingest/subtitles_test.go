@@ -61,7 +61,7 @@ func TestSubtitleFilesGoWithTheSource(t *testing.T) {
 		subs    []job.SourceSubtitle
 		msg     string
 	}{
-		{"mp4-library", subs, "profile mp4-library keeps only the source's own subtitle streams; subtitle files are packaged by profiles with subtitles: webvtt (web-cmaf-av1, web-hls)"},
+		{"mp4-library", subs, "profile mp4-library keeps only the source's own subtitle streams; subtitle files are packaged by profiles with subtitles: webvtt (web-cmaf-av1, web-hls, web-hls-auto)"},
 		{"web-hls", []job.SourceSubtitle{{ID: strings.Repeat("0", 64), Language: "fr"}}, "no subtitle file 0000"},
 		{"web-hls", []job.SourceSubtitle{{ID: "../../sources/x", Language: "fr"}}, "is not a subtitle file's id"},
 		{"web-hls", []job.SourceSubtitle{{ID: stored.ID, Language: "klingon!"}}, `"klingon!" is not a language tag`},
