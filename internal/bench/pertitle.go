@@ -95,9 +95,9 @@ func (r *ptRun) encodeCPU() time.Duration {
 // ptScore is a rung's measured quality in the search's metric, its target
 // there, and whether the search reached that target under the rung's cap.
 type ptScore struct {
-	name          string
-	score, target float64
-	reached       bool
+	name            string
+	score, target   float64
+	reached, capped bool
 }
 
 // scores are the kept rungs' measured scores against their targets: VMAF
@@ -120,7 +120,7 @@ func (r *ptRun) scores() ([]ptScore, error) {
 			}
 			v = o.VMAF.Mean
 		}
-		out = append(out, ptScore{name: o.Name, score: v, target: s.Rungs[i].Target, reached: s.Rungs[i].Reached})
+		out = append(out, ptScore{name: o.Name, score: v, target: s.Rungs[i].Target, reached: s.Rungs[i].Reached, capped: s.Rungs[i].Capped})
 	}
 	return out, nil
 }
@@ -194,9 +194,9 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 		"CRF", "predicted", "a probe reached the target", "measured", "kb/s chosen", "kb/s web-hls", "kept")
 
 	type worstOf struct {
-		clip, rung, metric string
-		d                  float64
-		reached, ok        bool
+		clip, rung, metric  string
+		d                   float64
+		reached, capped, ok bool
 	}
 	var worst worstOf
 	var failures []string           // jobs that failed, with why
@@ -223,7 +223,7 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 		for _, sc := range scores {
 			d := sc.score - sc.target
 			if !worst.ok || d < worst.d {
-				worst = worstOf{clip: c.file, rung: sc.name, metric: sr.Metric, d: d, reached: sc.reached, ok: true}
+				worst = worstOf{clip: c.file, rung: sc.name, metric: sr.Metric, d: d, reached: sc.reached, capped: sc.capped, ok: true}
 			}
 			if d < -ptTolerance(sr.Metric) {
 				belowOf[c.file] = true
@@ -232,7 +232,10 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 		if len(scores) > 0 {
 			m := slices.MinFunc(scores, func(a, b ptScore) int { return cmp.Compare(a.score-a.target, b.score-b.target) })
 			low = fmt.Sprintf("%s (%s: %s for %s)", ptMargin(sr.Metric, m.score-m.target), m.name, ptScoreText(sr.Metric, m.score), ptScoreText(sr.Metric, m.target))
-			if !m.reached {
+			switch {
+			case m.capped:
+				low += ", capped: web-hls's bitrate is its cap"
+			case !m.reached:
 				low += ", no probe reached it"
 			}
 		}
@@ -312,7 +315,11 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 			if !rs.Reached {
 				reached = "no"
 			}
-			st.add(c.file, rs.Name, ptScoreText(sr.Metric, rs.Target), strings.Join(probes, "; "), fmt.Sprint(rs.CRF),
+			target := ptScoreText(sr.Metric, rs.Target)
+			if rs.Bound > 0 {
+				target += fmt.Sprintf(" (its size allows %s; its own %s)", ptScoreText(sr.Metric, rs.Bound), ptScoreText(sr.Metric, rs.Wanted))
+			}
+			st.add(c.file, rs.Name, target, strings.Join(probes, "; "), fmt.Sprint(rs.CRF),
 				ptScoreText(sr.Metric, rs.Score), reached, measured, fmt.Sprint(rs.Bitrate/1000), fmt.Sprint(rs.Fixed/1000), kept)
 		}
 	}
@@ -359,7 +366,10 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 		var got []string
 		if worst.ok {
 			g := fmt.Sprintf("lowest %s (%s %s)", ptMargin(m, worst.d), worst.clip, worst.rung)
-			if !worst.reached {
+			switch {
+			case worst.capped:
+				g += ", capped: web-hls's bitrate keeps it there"
+			case !worst.reached:
 				g += ", no probe reached its target"
 			}
 			got = append(got, g)
@@ -378,7 +388,8 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 			"(the same ladder with video.quality {metric: vmaf, target: 93, fallback: 0.98}: a search task after the probe probe-encodes samples of the source per rung, picks each rung's CRF under web-hls's bitrate as a cap, and may drop rungs). "+
 			"Each job runs on its own `herd serve` (SQLite, local disk, in-process workers) with a fresh data folder and the same flags.",
 		"Metric: "+metric+"; the search used "+used+". "+
-			"Each rung's target is the profile's at the source's own size (VMAF 93, SSIM 0.98), less 8 VMAF points (0.01 SSIM) per halving of its height below the source's (plan.quality.search.rungs[].target); "+
+			"Each rung's target is the profile's at the source's own size (VMAF 93, SSIM 0.98), less 8 VMAF points (0.01 SSIM) per halving of its height below the source's; "+
+			"where a rung's size keeps it from that (its probe at the bottom of the CRF scale, under its cap, still scores below it), 7 VMAF points (0.02 SSIM) under that probe's score: what the profile's target leaves under a perfect score (plan.quality.search.rungs[].target, .bound, .wanted); "+
 			"the lowest rung is the kept rung whose score as verification measured it (outputs[].vmaf.mean, or outputs[].ssim) is furthest below (or least above) its target. "+
 			"Verification measures SSIM over the whole rendition and VMAF on a few stretches of it; both scale the rendition up to the source's display size.",
 		"Video bytes: the video renditions' outputs together (init segment, media segments and playlist of each, outputs[].size); audio, poster and sprite are left out.",

@@ -60,7 +60,14 @@ type RungSearch struct {
 	Probes []Probe `json:"probes"`
 
 	// What ApplySearch chose (a worker's report carries none of it).
-	Target  float64 `json:"target,omitempty"`
+	// Target is what the rung aimed at (rungGoal): its own target, or,
+	// where its size bounds it, the best it scored less the headroom.
+	Target float64 `json:"target,omitempty"`
+	// Bound is the best the rung scored at the bottom of the CRF scale
+	// under its cap, where that is below its own target (Wanted): its
+	// size, not its bits, keeps it there. 0: its own target stands.
+	Bound   float64 `json:"bound,omitempty"`
+	Wanted  float64 `json:"wanted,omitempty"`
 	CRF     int     `json:"crf,omitempty"`
 	Score   float64 `json:"score,omitempty"`   // the chosen probe's: the quality predicted
 	Bitrate int64   `json:"bitrate,omitempty"` // the chosen probe's, bits per second
@@ -197,6 +204,44 @@ func minPositive(a, b int64) int64 {
 		return a
 	}
 	return min(a, b)
+}
+
+// rungGoal is what rung i aims at in metric, given its probes so far:
+// its own target (rungTarget), unless the probes show that its size, not
+// its bits, keeps it from that: none reached it, the bottom of the CRF
+// scale was probed, and there the rung spent under its cap (capShare).
+// A rung measured scaled up to the source's size cannot buy back with
+// bits what scaling down lost (240p of a 1080p screen recording scores
+// a VMAF of 37 at any CRF), so it then aims as far below the best it
+// scored (bound) as the profile's target is below the top of the
+// metric's scale: 7 under its best for a target of VMAF 93, 0.02 for
+// SSIM 0.98. bound is 0 where the rung's own target stands.
+func (pl *Plan) rungGoal(i int, metric string, probes []Probe) (goal, bound float64) {
+	goal = pl.rungTarget(i, metric)
+	t := pl.Quality.Target.For(metric)
+	if t == nil || len(probes) == 0 {
+		return goal, 0
+	}
+	lo := crfScaleOf(pl.RungVideo(i).Encoder).lo
+	maxRate := pl.Rungs[i].MaxRate
+	best, bottom := math.Inf(-1), false
+	for _, p := range probes {
+		if p.Score >= goal {
+			return goal, 0
+		}
+		best = math.Max(best, p.Score)
+		if p.CRF <= lo && (maxRate <= 0 || float64(p.Bitrate) < capShare*float64(maxRate)) {
+			bottom = true
+		}
+	}
+	if !bottom {
+		return goal, 0
+	}
+	top := 1.0
+	if metric == profile.MetricVMAF {
+		top = 100
+	}
+	return math.Max(best-(top-t.Target), 0), best
 }
 
 // rungTarget is rung i's target in metric: its own in the target's
@@ -368,32 +413,20 @@ func (t Tools) Search(ctx context.Context, pl *Plan, input, dir, metric string, 
 		mu.Unlock()
 	}
 	rung := func(ctx context.Context, i, start int) error {
-		rs := RungSearch{Name: pl.Rungs[i].Name}
-		target := pl.rungTarget(i, metric)
-		scale := crfScaleOf(pl.RungVideo(i).Encoder)
-		if start > 0 {
-			scale.start = min(max(start, scale.lo), scale.hi)
-		}
-		for {
-			crf, ok := NextCRF(scale, rs.Probes, target, closeEnough(metric, pl.Quality.Target), pl.Rungs[i].MinRate)
-			if !ok {
-				break
-			}
+		rs, err := pl.searchRung(i, metric, start, func(crf int) (Probe, error) {
 			p, cmds, err := t.probeEncode(ctx, pl, refPlan, ref, dir, i, crf, metric, seconds)
 			record(cmds...)
-			if err != nil {
-				return fmt.Errorf("search: probe %s at CRF %d: %w", pl.Rungs[i].Name, crf, err)
-			}
-			rs.Probes = append(rs.Probes, p)
 			step()
-		}
+			return p, err
+		})
 		s.Rungs[i] = rs
-		return nil
+		return err
 	}
 	if err := rung(ctx, 0, 0); err != nil {
 		return nil, ran, err
 	}
-	topCRF, _ := chooseProbe(s.Rungs[0].Probes, pl.rungTarget(0, metric), closeEnough(metric, pl.Quality.Target), pl.Rungs[0].MinRate)
+	topGoal, _ := pl.rungGoal(0, metric, s.Rungs[0].Probes)
+	topCRF, _ := chooseProbe(s.Rungs[0].Probes, topGoal, closeEnough(metric, pl.Quality.Target), pl.Rungs[0].MinRate)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
 	for i := 1; i < len(pl.Rungs); i++ {
@@ -403,6 +436,29 @@ func (t Tools) Search(ctx context.Context, pl *Plan, input, dir, metric string, 
 		return nil, ran, err
 	}
 	return s, ran, nil
+}
+
+// searchRung probes rung i, from start (0: its encoder's own), until
+// NextCRF says it is done, each step aiming at what its probes so far say
+// it can (rungGoal); probe encodes and measures one CRF.
+func (pl *Plan) searchRung(i int, metric string, start int, probe func(crf int) (Probe, error)) (RungSearch, error) {
+	rs := RungSearch{Name: pl.Rungs[i].Name}
+	scale := crfScaleOf(pl.RungVideo(i).Encoder)
+	if start > 0 {
+		scale.start = min(max(start, scale.lo), scale.hi)
+	}
+	for {
+		goal, _ := pl.rungGoal(i, metric, rs.Probes)
+		crf, ok := NextCRF(scale, rs.Probes, goal, closeEnough(metric, pl.Quality.Target), pl.Rungs[i].MinRate)
+		if !ok {
+			return rs, nil
+		}
+		p, err := probe(crf)
+		if err != nil {
+			return rs, fmt.Errorf("search: probe %s at CRF %d: %w", rs.Name, crf, err)
+		}
+		rs.Probes = append(rs.Probes, p)
+	}
 }
 
 // closeEnough is how far above its target a probe may score for the
@@ -633,7 +689,7 @@ func chooseProbe(probes []Probe, target, slack float64, minRate int64) (Probe, b
 
 // ApplySearch makes the plan follow a search's probes (a worker's report,
 // checked here against the plan): each rung gets the CRF chooseProbe
-// picks, with its bitrate the one predicted; a rung whose bitrate lands
+// picks for what it aims at (rungGoal), with its bitrate the one predicted; a rung whose bitrate lands
 // within the target's drop_within of the kept rung above it is dropped
 // (the top rung never is). The search, with its choices, is recorded on
 // the plan.
@@ -653,7 +709,10 @@ func (pl *Plan) ApplySearch(s Search) error {
 	for i := range s.Rungs {
 		rs := &s.Rungs[i]
 		r := pl.Rungs[i]
-		rs.Target = pl.rungTarget(i, s.Metric)
+		rs.Target, rs.Bound = pl.rungGoal(i, s.Metric, rs.Probes)
+		if rs.Bound > 0 {
+			rs.Wanted = pl.rungTarget(i, s.Metric)
+		}
 		p, reached := chooseProbe(rs.Probes, rs.Target, closeEnough(s.Metric, pl.Quality.Target), r.MinRate)
 		rs.CRF, rs.Score, rs.Bitrate, rs.Reached, rs.Fixed = p.CRF, p.Score, p.Bitrate, reached, r.Bitrate
 		rs.Capped = r.MaxRate > 0 && float64(p.Bitrate) >= capShare*float64(r.MaxRate)
@@ -798,9 +857,9 @@ func (pl *Plan) validateQuality() error {
 
 // Gate is the quality gate of a per-title plan, over its verified
 // outputs: each rung's measured quality (in the metric its search steered
-// by) must reach its target less the target's tolerance, or, for a rung
-// whose target its cap put out of reach, what the search predicted less
-// the tolerance. It returns an *OutputError (quality_target) for each
+// by) must reach its target (rungGoal: its size may have lowered it) less
+// the target's tolerance, or, for a rung whose target its cap put out of
+// reach, what the search predicted less the tolerance. It returns an *OutputError (quality_target) for each
 // rung below, saying what was measured; none for a plan of fixed settings.
 func (pl *Plan) Gate(outs []Output) ([]*OutputError, error) {
 	metric := pl.gateMetric()
@@ -828,6 +887,10 @@ func (pl *Plan) Gate(outs []Output) ([]*OutputError, error) {
 			continue // dropped, or as good as its cap allows
 		}
 		bar, what := r.Target, fmt.Sprintf("its target of %s", scoreText(metric, r.Target))
+		if r.Bound > 0 {
+			what += fmt.Sprintf(" (the best its size reached, %s, less %s: its own, %s, is out of reach at this size)",
+				scoreText(metric, r.Bound), scoreText(metric, r.Bound-r.Target), scoreText(metric, r.Wanted))
+		}
 		if !r.Reached {
 			bar, what = r.Score, fmt.Sprintf("the %s the search found reachable under its cap (its target of %s is not)", scoreText(metric, r.Score), scoreText(metric, r.Target))
 		}

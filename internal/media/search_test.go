@@ -322,3 +322,73 @@ func TestGateAndReencode(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "1080p", name)
 }
+
+// A rung its size keeps from its target (a small rung of a large screen
+// recording: its best at the bottom of the CRF scale is far under it)
+// aims the profile's headroom under that best instead, and the gate holds
+// it there; a rung its cap keeps from its target does not.
+func TestSizeBoundRungs(t *testing.T) {
+	pl := &Plan{Format: profile.FormatHLS, Duration: 60, FPS: 30, Width: 1920, Height: 1080, Video: VideoPlan{Encoder: "libx264"},
+		Quality: &QualityPlan{Target: profile.Target{Metric: profile.MetricVMAF, Target: 93, Fallback: 0.98, Step: 8, Tolerance: 1, DropWithin: 0.15}},
+		Rungs: []RungPlan{
+			{Name: "1080p", Width: 1920, Height: 1080, Bitrate: 5_000_000, MaxRate: 5_000_000, BufSize: 5_000_000, Target: 93, FallbackTarget: 0.98},
+			{Name: "540p", Width: 960, Height: 540, Bitrate: 1_600_000, MaxRate: 1_600_000, BufSize: 1_600_000, Target: 85, FallbackTarget: 0.97},
+			{Name: "360p", Width: 640, Height: 360, Bitrate: 800_000, MaxRate: 800_000, BufSize: 800_000, Target: 80.3, FallbackTarget: 0.964},
+		}}
+	// Probes of the bench's 60 s 1080p screen recording (VMAF at 1080p).
+	screen540 := curve{14: {14, 241_000, 80.53}, 21: {21, 130_000, 77.4}, 27: {27, 70_000, 73.69}, 42: {42, 12_000, 51}}
+	// A hard clip whose 360p rung reaches its cap first.
+	capped360 := curve{14: {14, 790_000, 79}, 24: {24, 700_000, 76}, 42: {42, 100_000, 50}}
+	run := func(i int, c curve) RungSearch {
+		rs, err := pl.searchRung(i, profile.MetricVMAF, 27, func(crf int) (Probe, error) { return c.at(crf), nil })
+		require.NoError(t, err)
+		return rs
+	}
+
+	size := run(1, screen540)
+	require.Equal(t, []int{27, 14}, crfs(size.Probes), "far below: the bottom, which says its size bounds it; 27 then reaches 7 under its best")
+	goal, bound := pl.rungGoal(1, profile.MetricVMAF, size.Probes)
+	require.InDelta(t, 73.53, goal, 1e-9)
+	require.InDelta(t, 80.53, bound, 1e-9)
+	goal, bound = pl.rungGoal(1, profile.MetricVMAF, size.Probes[:1])
+	require.Equal(t, 85.0, goal, "the bottom not probed yet: its own target")
+	require.Zero(t, bound)
+	ssim, bound := pl.rungGoal(1, profile.MetricSSIM, []Probe{{14, 100_000, 0.93}})
+	require.InDelta(t, 0.91, ssim, 1e-9, "SSIM: the fallback's headroom, 1 - 0.98")
+	require.Equal(t, 0.93, bound)
+
+	capped := run(2, capped360)
+	goal, bound = pl.rungGoal(2, profile.MetricVMAF, capped.Probes)
+	require.Equal(t, 80.3, goal, "its cap, not its size, keeps it under: its own target stands")
+	require.Zero(t, bound)
+
+	require.NoError(t, pl.ApplySearch(Search{Metric: profile.MetricVMAF, Samples: [][2]float64{{29, 31}}, Rungs: []RungSearch{
+		{Name: "1080p", Probes: []Probe{{27, 169_000, 93.24}}}, size, capped,
+	}}))
+	s := pl.Quality.Search.Rungs
+	require.Equal(t, 27, s[1].CRF, "not CRF 14's 241 kb/s: the bits would buy nothing its size lets it show")
+	require.True(t, s[1].Reached)
+	require.InDelta(t, 73.53, s[1].Target, 1e-9)
+	require.Equal(t, 80.53, s[1].Bound)
+	require.Equal(t, 85.0, s[1].Wanted)
+	require.Zero(t, s[2].Bound)
+	require.True(t, s[2].Capped)
+
+	out := Output{Name: "540p", Kind: "hls", Path: "media_1.m3u8", Width: 960, Codec: "h264", VMAF: &VMAFScore{Mean: 72.6}}
+	below, err := pl.Gate([]Output{out})
+	require.NoError(t, err)
+	require.Empty(t, below, "within the tolerance of 73.53")
+	out.VMAF.Mean = 70
+	below, err = pl.Gate([]Output{out})
+	require.NoError(t, err)
+	require.Len(t, below, 1)
+	require.Contains(t, below[0].Problem, "VMAF 70.0 is below its target of 73.5 (the best its size reached, 80.5, less 7.0: its own, 85.0, is out of reach at this size)")
+}
+
+func crfs(probes []Probe) []int {
+	out := make([]int, len(probes))
+	for i, p := range probes {
+		out[i] = p.CRF
+	}
+	return out
+}

@@ -153,7 +153,9 @@ type Target struct {
 	// Step is how much lower a rung's derived target is than Target per
 	// halving of its height below the source's: a rung is measured scaled
 	// up to the source's size, where a smaller picture cannot score as
-	// high.
+	// high. A rung whose size keeps it from even that (its best at the
+	// bottom of the CRF scale is below) aims under that best by what
+	// Target leaves under a perfect score instead (media's rungGoal).
 	// Default: DefaultVMAFStep for vmaf, DefaultSSIMStep for ssim.
 	Step float64 `yaml:"step,omitempty" json:"step,omitempty"`
 	// Tolerance is how far below its target a rung's verified quality may

@@ -407,7 +407,8 @@ function showSearch(j, outs) {
     return '–';
   };
   fill(document.getElementById('j-search-rungs'), rungs.map((r) => el('tr', {dataset: {rung: r.name, kept: r.dropped ? 'false' : 'true'}},
-    el('td', {}, r.name), el('td', {class: 'num'}, r.target ? `${metricName(m)} ${targetNum(r.target)}` : '–'),
+    el('td', {}, r.name), el('td', {class: 'num'}, r.target ? `${metricName(m)} ${targetNum(r.target)}` : '–',
+      r.bound ? el('div', {class: 'muted'}, `its size allows ${score(m, r.bound)} (its own target ${targetNum(r.wanted)})`) : null),
     el('td', {class: 'num'}, r.crf || '–'),
     el('td', {class: 'num'}, score(m, r.score), r.crf && !r.reached ? el('div', {class: 'muted'}, 'short of the target') : null),
     el('td', {class: 'num'}, fmt.bitrate(r.bitrate)),
