@@ -29,7 +29,8 @@ const (
 // CheckConcurrency of a library's at once so that checks take turns with
 // other work. Those that do not decode cleanly are marked damaged with
 // the first error. Nothing is changed on disk. A restart goes on with the
-// checks not yet done, and a check already under way is not started again.
+// checks not yet done. A check of the library already under way is
+// joined, not started again: a file it checked is not checked twice.
 func (m *Manager) StartCheck(ctx context.Context, name string) (Report, error) {
 	l, err := m.get(name)
 	if err != nil {

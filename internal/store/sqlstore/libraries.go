@@ -120,11 +120,13 @@ func (s *Store) RemoveLibraryTrash(ctx context.Context, library, path string) er
 }
 
 // StartLibraryCheck marks every file of a library for a health check
-// (check_state pending) and returns how many; a file whose check is
-// pending already keeps it (and its job).
+// (check_state pending) and returns how many, unless a check of the
+// library is under way (a file's check is pending): that one is joined,
+// and a file it checked already is not checked again (0).
 func (s *Store) StartLibraryCheck(ctx context.Context, library string) (int64, error) {
 	res, err := s.w.ExecContext(ctx, s.q(`UPDATE library_files SET check_state = 'pending', check_note = '', check_job = ''
-		WHERE library = ? AND check_state <> 'pending'`), library)
+		WHERE library = ? AND check_state <> 'pending'
+		AND NOT EXISTS (SELECT 1 FROM library_files p WHERE p.library = ? AND p.check_state = 'pending')`), library, library)
 	n, err := rowsAffected(res, err)
 	if err != nil {
 		return 0, fmt.Errorf("start library check: %w", err)

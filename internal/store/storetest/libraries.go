@@ -39,8 +39,8 @@ func testLibraries(t *testing.T, st store.Store) {
 	require.Len(t, in, 1)
 
 	// Checks: every file pending, those with a job listed first; a check
-	// started again leaves pending ones (and their jobs) alone; a result
-	// kept through the file's updates.
+	// started again while one is under way joins it; a result kept
+	// through the file's updates.
 	n, err := s.StartLibraryCheck(ctx, "movies")
 	require.NoError(t, err)
 	require.Equal(t, int64(2), n)
@@ -72,12 +72,24 @@ func testLibraries(t *testing.T, st store.Store) {
 	ok, err = s.FinishLibraryCheck(ctx, "movies", "b.mkv", "jcheck", "ok", "")
 	require.NoError(t, err)
 	require.False(t, ok, "recorded once")
+	n, err = s.StartLibraryCheck(ctx, "movies")
+	require.NoError(t, err)
+	require.Zero(t, n, "a check under way (Heat.avi's waits) is joined: b.mkv, checked in it, is not checked again")
 	require.NoError(t, s.PutLibraryFile(ctx, store.LibraryFile{Library: "movies", Path: "b.mkv", Size: 5, State: "skipped", ScannedAt: t0, UpdatedAt: t0}))
 	got, err = s.LibraryFiles(ctx, "movies")
 	require.NoError(t, err)
 	require.Equal(t, "damaged", got[1].Check)
 	require.Equal(t, "corrupt frame", got[1].CheckNote)
 	require.Equal(t, "jcheck", got[1].CheckJob)
+	ok, err = s.SetLibraryCheckJob(ctx, "movies", "Heat (1995)/Heat.avi", "", "jheat")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = s.FinishLibraryCheck(ctx, "movies", "Heat (1995)/Heat.avi", "jheat", "ok", "")
+	require.NoError(t, err)
+	require.True(t, ok)
+	n, err = s.StartLibraryCheck(ctx, "movies")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n, "the check under way ended: a new one checks every file again")
 
 	f.Path, f.State, f.Step = "Heat (1995)/Heat.mkv", "replaced", ""
 	require.NoError(t, s.MoveLibraryFile(ctx, "Heat (1995)/Heat.avi", f))
