@@ -317,12 +317,36 @@ func (pl *Plan) referencePlan(seconds float64) *Plan {
 	}
 }
 
+// rawReferenceMax bounds the size of a search's reference kept as raw
+// frames; a larger one is FFV1. Every probe reads the reference twice
+// (its encode, its measurement): decoding 2 s of 1080p FFV1 costs about
+// a second of CPU each time, a quarter of a probe, and raw frames cost
+// nothing to read. 1 GiB holds 5.7 s of 1080p at 30 fps.
+const rawReferenceMax = 1 << 30
+
+// referenceCodec is the lossless codec of the samples' reference: raw
+// frames where they fit in rawReferenceMax and are 8-bit 4:2:0 (Matroska
+// keeps 10-bit raw frames only in its VFW mode), else FFV1.
+func (pl *Plan) referenceCodec(samples [][2]float64) string {
+	var seconds float64
+	for _, s := range samples {
+		seconds += s[1] - s[0]
+	}
+	const bytesPerPixel = 1.5 // 4:2:0, 8 bits
+	if pl.Video.PixFmt == "yuv420p" && seconds*pl.FPS*float64(pl.Width*pl.Height)*bytesPerPixel <= rawReferenceMax {
+		return "rawvideo"
+	}
+	return "ffv1"
+}
+
 // SampleArgs is the argv that decodes the samples (output seconds) of
 // input through the encode's filters (deinterlace, tone map, frame rate)
 // and writes them, one after another at the source's display size and on
-// the output's frame grid, losslessly (FFV1) into ref: what every probe
-// encodes and is measured against. Each sample is read from an input of
-// its own seeked to it; a demuxer that seeks late only shortens a sample.
+// the output's frame grid, losslessly (raw frames, or FFV1 where they
+// would be large: referenceCodec) into ref, a Matroska file: what every
+// probe encodes and is measured against. Each sample is read from an
+// input of its own seeked to it; a demuxer that seeks late only shortens
+// a sample.
 func (pl *Plan) SampleArgs(input string, samples [][2]float64, ref string) []string {
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", "-y", "-protocol_whitelist", "file,pipe"}
 	var g strings.Builder
@@ -338,7 +362,7 @@ func (pl *Plan) SampleArgs(input string, samples [][2]float64, ref string) []str
 	}
 	fmt.Fprintf(&g, "concat=n=%d:v=1:a=0,setpts=N/(%s)/TB[ref]", len(samples), fpsArg(pl.FPS))
 	return append(args, "-filter_complex", g.String(), "-map", "[ref]", "-an", "-sn", "-dn",
-		"-c:v", "ffv1", "-f", "matroska", "file:"+filepath.Clean(ref))
+		"-c:v", pl.referenceCodec(samples), "-f", "matroska", "file:"+filepath.Clean(ref))
 }
 
 // ProbeArgs is the argv that encodes the samples' reference (SampleArgs)

@@ -252,7 +252,15 @@ func TestSearchArgs(t *testing.T) {
 	samples := pl.SearchSamples()
 	require.Len(t, samples, 3)
 	args := pl.SampleArgs("/in/src.mp4", samples, "/tmp/ref.mkv")
-	require.Subset(t, args, []string{"-ss", "32.333333", "-t", "2", "-f", "mov", "-i", "file:/in/src.mp4", "-c:v", "ffv1", "file:/tmp/ref.mkv"})
+	require.Subset(t, args, []string{"-ss", "32.333333", "-t", "2", "-f", "mov", "-i", "file:/in/src.mp4", "-c:v", "rawvideo", "file:/tmp/ref.mkv"})
+	// 6 s of 720p at 25 fps is 207 MB of raw frames, read at no cost; 16 s
+	// of 1080p (a long title's samples) would be 1.2 GB: FFV1.
+	long := *pl
+	long.Duration, long.Width, long.Height = 7200, 1920, 1080
+	require.Equal(t, "ffv1", long.referenceCodec(long.SearchSamples()))
+	ten := *pl
+	ten.Video.PixFmt, ten.Width, ten.Height = "yuv420p10le", 1920, 1080
+	require.Equal(t, "ffv1", ten.referenceCodec([][2]float64{{0, 1}}), "10-bit: Matroska keeps no such raw frames")
 	g := args[slices.Index(args, "-filter_complex")+1]
 	require.Contains(t, g, "[0:0]setpts=PTS-STARTPTS,bwdif=mode=send_frame:parity=auto:deint=all,fps=25:start_time=0,scale=1280:720:flags=bicubic,setsar=1,format=yuv420p[s0];")
 	require.Contains(t, g, "[s0][s1][s2]concat=n=3:v=1:a=0,setpts=N/(25)/TB[ref]")
