@@ -389,7 +389,7 @@ func perTitle(ctx context.Context, e *env, s *Section) error {
 			"Each job runs on its own `herd serve` (SQLite, local disk, in-process workers) with a fresh data folder and the same flags.",
 		"Metric: "+metric+"; the search used "+used+". "+
 			"Each rung's target is the profile's at the source's own size (VMAF 93, SSIM 0.98), less 8 VMAF points (0.01 SSIM) per halving of its height below the source's; "+
-			"where a rung's size keeps it from that (its probe at the bottom of the CRF scale, under its cap, still scores below it), 7 VMAF points (0.02 SSIM) under that probe's score: what the profile's target leaves under a perfect score (plan.quality.search.rungs[].target, .bound, .wanted); "+
+			"where a rung's size keeps it from that (its probe at the bottom of the CRF scale spends under half its cap and still scores below it), 7 VMAF points (0.02 SSIM) under the best it scored, what the profile's target leaves under a perfect score, or as far under its best as its best is under the target where that is less (plan.quality.search.rungs[].target, .bound, .wanted); "+
 			"the lowest rung is the kept rung whose score as verification measured it (outputs[].vmaf.mean, or outputs[].ssim) is furthest below (or least above) its target. "+
 			"Verification measures SSIM over the whole rendition and VMAF on a few stretches of it; both scale the rendition up to the source's display size.",
 		"Video bytes: the video renditions' outputs together (init segment, media segments and playlist of each, outputs[].size); audio, poster and sprite are left out.",

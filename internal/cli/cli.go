@@ -730,7 +730,7 @@ func (e *env) printSearch(j jobview.JobView) {
 		case !r.Reached:
 			result = "kept: the target is out of reach under its cap"
 		case r.Bound > 0:
-			result = fmt.Sprintf("kept: its size bounds it (best %g at the bottom of the CRF scale, its own target %g): aims %g under that best", r.Bound, r.Wanted, math.Round((r.Bound-r.Target)*1000)/1000)
+			result = fmt.Sprintf("kept: its size bounds it (best %g probed, its own target %g): aims %g under that best", r.Bound, r.Wanted, math.Round((r.Bound-r.Target)*1000)/1000)
 		}
 		fmt.Fprintf(w, "%s\t%g\t%d\t%g\t%d kb/s\t%s\t%d\t%s\n", r.Name, r.Target, r.CRF, r.Score, r.Bitrate/1000, dash(measured[r.Name]), len(r.Probes), result)
 	}

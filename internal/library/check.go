@@ -161,7 +161,7 @@ func (m *Manager) followCheck(ctx context.Context, l *lib, f store.LibraryFile) 
 		} else if gone {
 			return finish("", "")
 		}
-		return finish(CheckSkipped, "could not be checked: "+j.Error+" (herd library check "+l.Name+" tries again)")
+		return finish(CheckSkipped, "could not be checked: "+j.Error+" (herd library check "+l.Name+" tries again once the check under way has ended)")
 	case job.Canceled:
 		return finish("", "")
 	}

@@ -208,29 +208,33 @@ func minPositive(a, b int64) int64 {
 
 // rungGoal is what rung i aims at in metric, given its probes so far:
 // its own target (rungTarget), unless the probes show that its size, not
-// its bits, keeps it from that: none reached it, the bottom of the CRF
-// scale was probed, and there the rung spent under its cap (capShare).
-// A rung measured scaled up to the source's size cannot buy back with
-// bits what scaling down lost (240p of a 1080p screen recording scores
-// a VMAF of 37 at any CRF), so it then aims as far below the best it
-// scored (bound) as the profile's target is below the top of the
-// metric's scale: 7 under its best for a target of VMAF 93, 0.02 for
-// SSIM 0.98. bound is 0 where the rung's own target stands.
+// its bits, keeps it from that: the rung is smaller than the source (its
+// target derived for that, or its own), none of its probes reached the
+// target, the bottom of the CRF scale was probed, and there the rung
+// spent well under its cap (sizeBoundShare of it: a cap that binds is
+// another matter, see Capped). A rung measured scaled up to the source's
+// size cannot buy back with bits what scaling down lost (240p of a 1080p
+// screen recording scores a VMAF of 34 at CRF 14), so it then aims as far
+// below the best it scored (bound) as the profile's target is below the
+// top of the metric's scale (7 for a target of VMAF 93, 0.02 for SSIM
+// 0.98), or, where its best is nearer its target than that, as far below
+// its best as its best is below the target: the goal never jumps as the
+// best crosses the target. bound is 0 where the rung's own target stands.
 func (pl *Plan) rungGoal(i int, metric string, probes []Probe) (goal, bound float64) {
 	goal = pl.rungTarget(i, metric)
 	t := pl.Quality.Target.For(metric)
-	if t == nil || len(probes) == 0 {
+	r := pl.Rungs[i]
+	if t == nil || len(probes) == 0 || min(r.Width, r.Height) >= min(pl.Width, pl.Height) {
 		return goal, 0
 	}
 	lo := crfScaleOf(pl.RungVideo(i).Encoder).lo
-	maxRate := pl.Rungs[i].MaxRate
 	best, bottom := math.Inf(-1), false
 	for _, p := range probes {
 		if p.Score >= goal {
 			return goal, 0
 		}
 		best = math.Max(best, p.Score)
-		if p.CRF <= lo && (maxRate <= 0 || float64(p.Bitrate) < capShare*float64(maxRate)) {
+		if p.CRF <= lo && (r.MaxRate <= 0 || float64(p.Bitrate) < sizeBoundShare*float64(r.MaxRate)) {
 			bottom = true
 		}
 	}
@@ -241,8 +245,15 @@ func (pl *Plan) rungGoal(i int, metric string, probes []Probe) (goal, bound floa
 	if metric == profile.MetricVMAF {
 		top = 100
 	}
-	return math.Max(best-(top-t.Target), 0), best
+	headroom := min(top-t.Target, goal-best)
+	return math.Max(math.Round((best-headroom)*1000)/1000, 0), best
 }
+
+// sizeBoundShare is the most of its cap a rung's probe at the bottom of
+// the CRF scale spends for its size, not its cap, to be what keeps it
+// under its target (rungGoal): between it and capShare the VBV cap may
+// still clip its hardest frames.
+const sizeBoundShare = 0.5
 
 // rungTarget is rung i's target in metric: its own in the target's
 // metric, its fallback's in SSIM; 0 when the plan has none in metric.
@@ -321,7 +332,8 @@ func (pl *Plan) referencePlan(seconds float64) *Plan {
 // frames; a larger one is FFV1. Every probe reads the reference twice
 // (its encode, its measurement): decoding 2 s of 1080p FFV1 costs about
 // a second of CPU each time, a quarter of a probe, and raw frames cost
-// nothing to read. 1 GiB holds 5.7 s of 1080p at 30 fps.
+// nothing to read. 1 GiB holds 11.5 s of 1080p at 30 fps: the samples
+// of titles up to about 6 minutes at 1080p, and of any title at 720p.
 const rawReferenceMax = 1 << 30
 
 // referenceCodec is the lossless codec of the samples' reference: raw
