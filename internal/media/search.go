@@ -63,9 +63,9 @@ type RungSearch struct {
 	// Target is what the rung aimed at (rungGoal): its own target, or,
 	// where its size bounds it, the best it scored less the headroom.
 	Target float64 `json:"target,omitempty"`
-	// Bound is the best the rung scored at the bottom of the CRF scale
-	// under its cap, where that is below its own target (Wanted): its
-	// size, not its bits, keeps it there. 0: its own target stands.
+	// Bound is the best the rung scored, where its size, not its bits,
+	// keeps it below its own target (Wanted): see rungGoal. 0: its own
+	// target stands.
 	Bound   float64 `json:"bound,omitempty"`
 	Wanted  float64 `json:"wanted,omitempty"`
 	CRF     int     `json:"crf,omitempty"`
@@ -241,11 +241,7 @@ func (pl *Plan) rungGoal(i int, metric string, probes []Probe) (goal, bound floa
 	if !bottom {
 		return goal, 0
 	}
-	top := 1.0
-	if metric == profile.MetricVMAF {
-		top = 100
-	}
-	headroom := min(top-t.Target, goal-best)
+	headroom := min(profile.ScaleOf(metric)-t.Target, goal-best)
 	return math.Max(math.Round((best-headroom)*1000)/1000, 0), best
 }
 
@@ -725,9 +721,9 @@ func chooseProbe(probes []Probe, target, slack float64, minRate int64) (Probe, b
 
 // ApplySearch makes the plan follow a search's probes (a worker's report,
 // checked here against the plan): each rung gets the CRF chooseProbe
-// picks for what it aims at (rungGoal), with its bitrate the one predicted; a rung whose bitrate lands
-// within the target's drop_within of the kept rung above it is dropped
-// (the top rung never is). The search, with its choices, is recorded on
+// picks for what it aims at (rungGoal), with its bitrate the one
+// predicted; a rung whose bitrate lands within the target's drop_within
+// of the kept rung above it is dropped (the top rung never is). The search, with its choices, is recorded on
 // the plan.
 func (pl *Plan) ApplySearch(s Search) error {
 	if pl.Quality == nil {
@@ -812,10 +808,7 @@ func (pl *Plan) checkSearch(s *Search) error {
 			return bad(fmt.Sprintf("search.samples[%d]", i), "is not a stretch of the source")
 		}
 	}
-	hi := 1.0
-	if s.Metric == profile.MetricVMAF {
-		hi = 100
-	}
+	hi := profile.ScaleOf(s.Metric)
 	for i := range s.Rungs {
 		rs := &s.Rungs[i]
 		f := fmt.Sprintf("search.rungs[%d]", i)
@@ -895,8 +888,9 @@ func (pl *Plan) validateQuality() error {
 // outputs: each rung's measured quality (in the metric its search steered
 // by) must reach its target (rungGoal: its size may have lowered it) less
 // the target's tolerance, or, for a rung whose target its cap put out of
-// reach, what the search predicted less the tolerance. It returns an *OutputError (quality_target) for each
-// rung below, saying what was measured; none for a plan of fixed settings.
+// reach, what the search predicted less the tolerance. It returns an
+// *OutputError (quality_target) for each rung below, saying what was
+// measured; none for a plan of fixed settings.
 func (pl *Plan) Gate(outs []Output) ([]*OutputError, error) {
 	metric := pl.gateMetric()
 	if metric == "" {

@@ -220,7 +220,7 @@ func (t *Target) RungTarget(source, height int) float64 {
 		return t.Target
 	}
 	v := t.Target - t.Step*math.Log2(float64(source)/float64(height))
-	return math.Round(math.Max(v, 0.1*scaleOf(t.Metric))*1000) / 1000
+	return math.Round(math.Max(v, 0.1*ScaleOf(t.Metric))*1000) / 1000
 }
 
 // For is the target's search metric where VMAF cannot be measured:
@@ -243,8 +243,8 @@ func (t *Target) For(metric string) *Target {
 // worker that measures VMAF.
 func (t *Target) NeedsVMAF() bool { return t != nil && t.Metric == MetricVMAF && t.Fallback == 0 }
 
-// scaleOf is the top of a metric's scale.
-func scaleOf(metric string) float64 {
+// ScaleOf is the top of a metric's scale: 100 for VMAF, 1 for SSIM.
+func ScaleOf(metric string) float64 {
 	if metric == MetricVMAF {
 		return 100
 	}
@@ -655,7 +655,7 @@ func (p *Profile) validateQuality(bad func(field, msg string, args ...any) error
 		}
 		return nil
 	}
-	top := scaleOf(t.Metric)
+	top := ScaleOf(t.Metric)
 	switch {
 	case t.Metric != MetricVMAF && t.Metric != MetricSSIM:
 		return bad("video.quality.metric", "must be vmaf or ssim (got %q)", t.Metric)
