@@ -78,7 +78,7 @@ func setup(t testing.TB, opts ...func(*api.Deps)) *fixture {
 		o(&d)
 	}
 	s := api.New(d)
-	require.NoError(t, s.EnableUploads(filepath.Join(dir, "uploads")))
+	require.NoError(t, s.EnableUploads(api.UploadsConfig{Dir: filepath.Join(dir, "uploads")}))
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &fixture{dir: dir, api: s, srv: srv, st: st, blobs: blobs, imports: imports}
@@ -518,8 +518,10 @@ func TestResumableUpload(t *testing.T) {
 	require.Equal(t, n, late.Header.Get("Upload-Offset"))
 	entries, _ = os.ReadDir(filepath.Join(f.dir, "uploads"))
 	for _, e := range entries {
-		require.True(t, strings.HasSuffix(e.Name(), ".lock"), "the bytes are gone once they are a job: %s", e.Name())
+		require.True(t, strings.HasSuffix(e.Name(), ".lock") || e.Name() == loc[strings.LastIndex(loc, "/")+1:]+".job",
+			"the bytes are gone once they are a job, but for the record of the job: %s", e.Name())
 	}
+	require.FileExists(t, bin+".job", "the job is recorded beside the upload, for a HEAD on another replica")
 	for _, bad := range []string{"..%2F..%2Fherd.db", "0123", "..%2F" + strings.Repeat("a", 27)} {
 		require.Equal(t, http.StatusNotFound, f.tus(t, "HEAD", "/api/v1/uploads/"+bad, nil, nil).StatusCode, bad)
 		require.Equal(t, http.StatusNotFound, f.tus(t, "DELETE", "/api/v1/uploads/"+bad, nil, nil).StatusCode, bad)

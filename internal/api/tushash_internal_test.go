@@ -7,10 +7,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tus/tusd/v2/pkg/filestore"
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 )
 
@@ -33,42 +33,65 @@ func (f *failAfter) Read(p []byte) (int, error) {
 }
 
 // The digest of an upload is its bytes' whatever the PATCHes went
-// through: a cut one, a saved state that does not match the file (a crash
-// between the write and the save), no state at all.
+// through: a cut one, a saved state that does not match the upload (a
+// crash between the write and the save), no state at all; and where the
+// state followed every PATCH, the finished upload is not read again.
 func TestUploadHash(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	body := bytes.Repeat([]byte("0123456789abcdef"), 4096)
 	sum := sha256.Sum256(body)
-	store := hashStore{filestore.New(t.TempDir())}
+	dir := t.TempDir()
+	space := newFileSpace(dir)
+	store := hashStore{coreStore: space.core(), space: space}
 	up, err := store.NewUpload(ctx, tusd.FileInfo{Size: int64(len(body))})
 	require.NoError(t, err)
 	h := up.(*hashUpload)
+	state := filepath.Join(dir, h.id+".sha256")
 	n, err := h.WriteChunk(ctx, 0, bytes.NewReader(body[:10000]))
 	require.NoError(t, err)
 	require.Equal(t, int64(10000), n)
-	require.FileExists(t, h.state)
+	require.FileExists(t, state)
 
 	// Cut after 5000 bytes: what was written stays, the state goes.
 	n, err = h.WriteChunk(ctx, 10000, &failAfter{r: bytes.NewReader(body[10000:]), n: 5000})
 	require.Equal(t, int64(5000), n)
 	if err == nil { // tusd's file store reports the cut as the end of the body
-		require.FileExists(t, h.state)
+		require.FileExists(t, state)
 	} else {
-		require.NoFileExists(t, h.state)
+		require.NoFileExists(t, state)
 	}
-	// A state from an earlier offset, as a crash between write and save leaves.
-	old, err := h.resume(10000)
-	require.NoError(t, err)
-	require.NoError(t, h.save(old, 10000))
+	// A state from an earlier offset, as a crash between write and save
+	// leaves: hashing stops, and the finished upload is read once.
+	old := sha256.New()
+	old.Write(body[:10000])
+	require.NoError(t, h.save(ctx, old, 10000))
 	n, err = h.WriteChunk(ctx, 15000, bytes.NewReader(body[15000:40000]))
 	require.NoError(t, err)
 	require.Equal(t, int64(25000), n)
-	require.NoError(t, os.Remove(h.state))
+	require.NoError(t, os.Remove(state))
 	n, err = h.WriteChunk(ctx, 40000, bytes.NewReader(body[40000:]))
 	require.NoError(t, err)
 	require.Equal(t, int64(len(body)-40000), n)
-	got, err := h.sum(int64(len(body)))
+	got, err := h.sum(ctx, int64(len(body)))
 	require.NoError(t, err)
 	require.Equal(t, hex.EncodeToString(sum[:]), got)
+
+	// Every PATCH saved its state: the digest comes from it alone (the
+	// bytes changed behind herd's back are not read).
+	up, err = store.NewUpload(ctx, tusd.FileInfo{Size: int64(len(body))})
+	require.NoError(t, err)
+	h = up.(*hashUpload)
+	for off := 0; off < len(body); off += 20000 {
+		end := min(off+20000, len(body))
+		n, err := h.WriteChunk(ctx, int64(off), bytes.NewReader(body[off:end]))
+		require.NoError(t, err)
+		require.Equal(t, int64(end-off), n)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, h.id), make([]byte, len(body)), 0o600))
+	got, err = h.sum(ctx, int64(len(body)))
+	require.NoError(t, err)
+	require.Equal(t, hex.EncodeToString(sum[:]), got)
+	require.NoError(t, store.AsTerminatableUpload(h).Terminate(ctx))
+	require.NoFileExists(t, filepath.Join(dir, h.id+".sha256"), "the state goes with the upload")
 }

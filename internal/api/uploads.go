@@ -2,12 +2,12 @@ package api
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/filelocker"
-	"github.com/tus/tusd/v2/pkg/filestore"
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 	expslog "golang.org/x/exp/slog"
 
+	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/ingest"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/label"
@@ -31,9 +31,11 @@ import (
 // reloads (the client asks for the offset and sends the rest), and when its
 // last byte arrives becomes a job before the last response goes out: that
 // response carries the job's id in the Herd-Job-Id header. The bytes wait in
-// DATA/uploads until then; an upload finished but not yet made into a job
-// when the server died becomes one when it starts again, and one left
-// unfinished longer than UploadExpiry is removed.
+// DATA/uploads until then, or, with S3 storage, in the bucket (tusd's S3
+// store), where any server replica goes on with an upload another started;
+// replicas on PostgreSQL share its locks (pgLocker). An upload finished but
+// not yet made into a job when the server died becomes one when it starts
+// again, and one left unfinished longer than UploadExpiry is removed.
 
 // UploadsPath is where the tus endpoint lives: uploads are created by a POST
 // to it without the trailing slash and live at UploadsPath + id.
@@ -47,9 +49,10 @@ const UploadExpiry = 24 * time.Hour
 const HeaderJobID = "Herd-Job-Id"
 
 type uploads struct {
-	dir    string
+	space  uploadSpace
 	store  hashStore
-	locker filelocker.FileLocker
+	locker tusd.Locker
+	listen func(context.Context) // pgLocker's: hands release requests to this replica's holders
 	h      *tusd.UnroutedHandler
 
 	mu   sync.Mutex
@@ -65,40 +68,88 @@ type madeJob struct {
 // remembered is how long a finished upload's job is named to a late HEAD.
 const remembered = 6 * time.Hour
 
-func (u *uploads) remember(upload, jobID string, size int64) {
+// remember records the job an upload became, here and beside the upload
+// (for the other replicas), until the sweep removes it after remembered.
+func (u *uploads) remember(ctx context.Context, upload, jobID string, size int64) error {
+	now := time.Now()
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	for k, v := range u.jobs {
-		if time.Since(v.at) > remembered {
+		if now.Sub(v.at) > remembered {
 			delete(u.jobs, k)
 		}
 	}
-	u.jobs[upload] = madeJob{id: jobID, size: size, at: time.Now()}
+	u.jobs[upload] = madeJob{id: jobID, size: size, at: now}
+	u.mu.Unlock()
+	return u.space.writeSide(ctx, upload, sideJob, fmt.Appendf(nil, "%s %d %d", jobID, size, now.Unix()))
 }
 
-func (u *uploads) recall(upload string) (madeJob, bool) {
+func (u *uploads) recall(ctx context.Context, upload string) (madeJob, bool) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	m, ok := u.jobs[upload]
-	return m, ok && time.Since(m.at) <= remembered
+	u.mu.Unlock()
+	if !ok {
+		b, err := u.space.readSide(ctx, upload, sideJob)
+		var at int64
+		if err != nil {
+			return m, false
+		}
+		if _, err := fmt.Sscanf(string(b), "%s %d %d", &m.id, &m.size, &at); err != nil || !recordedJob.MatchString(m.id) {
+			return madeJob{}, false
+		}
+		m.at = time.Unix(at, 0)
+	}
+	return m, time.Since(m.at) <= remembered
 }
 
-// uploadID is the form of the ids tusd gives uploads; nothing else may
-// reach the file store, whose paths are built from it.
-var uploadID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+// recordedJob is the form of a job id read back from an upload's record.
+var recordedJob = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-func (s *Server) newUploads(dir string) (*uploads, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// uploadID is the form of the ids tusd gives uploads: 32 hex digits, and
+// in a bucket the multipart upload's id after a plus; nothing else may
+// reach the store, whose paths and keys are built from it.
+var uploadID = regexp.MustCompile(`^[0-9a-f]{32}(\+[A-Za-z0-9._~=-]{1,512})?$`)
+
+// UploadsConfig says where unfinished uploads wait.
+type UploadsConfig struct {
+	// Dir is the folder they wait in, or, with Bucket, where their parts
+	// wait until they go to the bucket.
+	Dir string
+	// Bucket keeps them in the blob store's bucket, where every replica
+	// sees them.
+	Bucket *blob.S3
+	// Postgres, when set, is the database through which replicas share
+	// the uploads' locks; without it, locks are files in Dir (one server).
+	Postgres *sql.DB
+}
+
+func (s *Server) newUploads(cfg UploadsConfig) (*uploads, error) {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("uploads folder: %w", err)
 	}
-	u := &uploads{dir: dir, store: hashStore{filestore.New(dir)}, locker: filelocker.New(dir), jobs: map[string]madeJob{}}
+	u := &uploads{jobs: map[string]madeJob{}}
+	if cfg.Bucket != nil {
+		sp, err := newS3Space(cfg.Bucket, cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		u.space = sp
+	} else {
+		u.space = newFileSpace(cfg.Dir)
+	}
+	u.store = hashStore{coreStore: u.space.core(), space: u.space}
+	if cfg.Postgres != nil {
+		l := newPGLocker(cfg.Postgres, s.log)
+		u.locker, u.listen = l, l.listen
+	} else {
+		u.locker = filelocker.New(cfg.Dir)
+	}
 	// Only the extensions herd needs: creation (core) and termination. No
 	// concatenation (its Upload-Concat header names other uploads by URL,
 	// ids that would reach the file store unchecked) and no deferred length
 	// (the web page and the API say the size up front).
 	comp := tusd.NewStoreComposer()
 	u.store.UseIn(comp)
-	u.locker.UseIn(comp)
+	comp.UseLocker(u.locker)
 	h, err := tusd.NewUnroutedHandler(tusd.Config{
 		StoreComposer:           comp,
 		BasePath:                UploadsPath,
@@ -173,7 +224,7 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 	if err != nil {
 		return job.Job{}, fmt.Errorf("open upload %s: %w", info.ID, err)
 	}
-	sum, err := up.(*hashUpload).sum(info.Size)
+	sum, err := up.(*hashUpload).sum(ctx, info.Size)
 	if err != nil {
 		return job.Job{}, fmt.Errorf("upload %s: %w", info.ID, err)
 	}
@@ -181,9 +232,13 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 	if err != nil {
 		return job.Job{}, tusd.NewError("ERR_BAD_OPTION", err.Error(), http.StatusBadRequest)
 	}
-	// The bytes become the source by a link (a copy across file systems):
-	// they were hashed as they arrived.
-	j, created, err := s.sub.Adopt(ctx, info.Storage["Path"], sum, info.Size, info.MetaData["filename"], info.MetaData["profile"], opt)
+	// The bytes become the source by a link (a copy across file systems,
+	// or inside the bucket): they were hashed as they arrived.
+	src, err := s.up.space.stored(ctx, up, info, sum)
+	if err != nil {
+		return job.Job{}, fmt.Errorf("upload %s: %w", info.ID, err)
+	}
+	j, created, err := s.sub.Adopt(ctx, src, info.MetaData["filename"], info.MetaData["profile"], opt)
 	if err != nil {
 		s.log.Warn("an upload did not become a job", "upload", info.ID, "err", err)
 		var refuse error
@@ -207,7 +262,10 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 		return j, refuse
 	}
 	s.log.Info("an upload became a job", "upload", info.ID, "job_id", j.ID, "created", created, "bytes", info.Size)
-	s.up.remember(info.ID, j.ID, info.Size)
+	if err := s.up.remember(ctx, info.ID, j.ID, info.Size); err != nil {
+		// The job is made; only a late HEAD on another replica misses it.
+		s.log.Warn("could not record the job an upload became", "upload", info.ID, "job_id", j.ID, "err", err)
+	}
 	if err := s.removeUpload(ctx, info.ID); err != nil {
 		s.log.Warn("could not remove a finished upload", "upload", info.ID, "err", err)
 	}
@@ -297,6 +355,9 @@ func (s *Server) TendUploads(ctx context.Context) error {
 	if s.up == nil {
 		return nil
 	}
+	if s.up.listen != nil {
+		go s.up.listen(ctx)
+	}
 	every(ctx, 15*time.Minute, s.sweepUploads)
 	return nil
 }
@@ -314,23 +375,22 @@ func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 }
 
 func (s *Server) sweepUploads(ctx context.Context) {
-	infos, err := filepath.Glob(filepath.Join(s.up.dir, "*.info"))
+	ups, jobs, err := s.up.space.list(ctx)
 	if err != nil {
 		s.log.Warn("list uploads", "err", err)
 		return
 	}
-	for _, p := range infos {
-		id := strings.TrimSuffix(filepath.Base(p), ".info")
+	for _, e := range ups {
+		id := e.id
 		if !uploadID.MatchString(id) || ctx.Err() != nil {
 			continue
 		}
-		// A file that got bytes lately belongs to a request: leave it to it.
-		st, err := os.Stat(filepath.Join(s.up.dir, id))
-		if err == nil && time.Since(st.ModTime()) < 2*time.Minute {
+		// An upload that got bytes lately belongs to a request: leave it to it.
+		if time.Since(e.at) < 2*time.Minute {
 			continue
 		}
-		err = s.finishIfComplete(ctx, id, time.Second)
-		if errors.Is(err, errIncomplete) && (st == nil || time.Since(st.ModTime()) >= UploadExpiry) {
+		err := s.finishIfComplete(ctx, id, time.Second)
+		if errors.Is(err, errIncomplete) && time.Since(e.at) >= UploadExpiry {
 			err = s.withUploadLock(ctx, id, time.Second, func() error {
 				s.log.Info("removing an abandoned upload", "upload", id)
 				return s.removeUpload(ctx, id)
@@ -340,11 +400,18 @@ func (s *Server) sweepUploads(ctx context.Context) {
 			s.log.Warn("an upload could not be tended; it stays for the next sweep", "upload", id, "err", err)
 		}
 	}
+	for _, e := range jobs {
+		if time.Since(e.at) > remembered {
+			if err := s.up.space.removeSide(ctx, e.id, sideJob); err != nil {
+				s.log.Warn("could not remove an upload's job record", "upload", e.id, "err", err)
+			}
+		}
+	}
 }
 
-// EnableUploads turns on resumable uploads, keeping their bytes in dir.
-func (s *Server) EnableUploads(dir string) error {
-	up, err := s.newUploads(dir)
+// EnableUploads turns on resumable uploads, kept where cfg says.
+func (s *Server) EnableUploads(cfg UploadsConfig) error {
+	up, err := s.newUploads(cfg)
 	if err != nil {
 		return err
 	}
@@ -406,7 +473,7 @@ func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
 	head := h.HeadFile
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := strings.TrimPrefix(r.URL.Path, "/")
-		if _, ok := s.up.recall(id); !ok {
+		if _, ok := s.up.recall(r.Context(), id); !ok {
 			err := s.finishIfComplete(r.Context(), id, 20*time.Second)
 			var te tusd.Error
 			if errors.As(err, &te) && te.HTTPResponse.StatusCode >= 500 {
@@ -415,7 +482,7 @@ func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
 				return
 			}
 		}
-		if m, ok := s.up.recall(id); ok {
+		if m, ok := s.up.recall(r.Context(), id); ok {
 			h := w.Header()
 			h.Set("Tus-Resumable", "1.0.0")
 			h.Set("Cache-Control", "no-store")

@@ -231,6 +231,9 @@ func (w *Writer) Commit(key string) error {
 		return fmt.Errorf("invalid blob key %q", key)
 	}
 	w.done = true
+	if w.f == nil { // an adopted object: it moves inside its store
+		return w.commit("", key)
+	}
 	if w.sum == "" {
 		defer os.Remove(w.f.Name()) // gone after a rename; after an upload, the local copy
 	}
@@ -250,6 +253,9 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
+	if w.f == nil {
+		return
+	}
 	_ = w.f.Close()
 	if w.sum == "" {
 		_ = os.Remove(w.f.Name())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,6 +44,10 @@ type S3 struct {
 	prefix     string // "" or "some/prefix/"
 	scratch    string
 	partSize   int64
+	endpoint   string // http(s)://host[:port]
+	region     string
+	custom     bool // an S3-compatible server, not AWS: path-style requests
+	creds      *credentials.Credentials
 }
 
 // ParseS3URL splits s3://bucket/prefix.
@@ -61,18 +66,23 @@ func ParseS3URL(raw string) (bucket, prefix string, err error) {
 	return u.Host, prefix, nil
 }
 
-func s3Client(endpoint, region string, cfg S3Config) (*minio.Client, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("S3 endpoint %q: expected http(s)://host[:port]", endpoint)
+// s3Credentials is the chain of places credentials come from, or the
+// static ones given.
+func s3Credentials(cfg S3Config) *credentials.Credentials {
+	if cfg.AccessKey != "" {
+		return credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
 	}
-	creds := credentials.NewChainCredentials([]credentials.Provider{
+	return credentials.NewChainCredentials([]credentials.Provider{
 		&credentials.EnvAWS{},
 		&credentials.FileAWSCredentials{},
 		&credentials.IAM{},
 	})
-	if cfg.AccessKey != "" {
-		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
+}
+
+func s3Client(endpoint, region string, creds *credentials.Credentials) (*minio.Client, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("S3 endpoint %q: expected http(s)://host[:port]", endpoint)
 	}
 	// minio-go's client follows no redirect (its CheckRedirect returns
 	// http.ErrUseLastResponse), so a signed request never goes to a host
@@ -89,21 +99,23 @@ func OpenS3(ctx context.Context, cfg S3Config, scratch string) (*S3, error) {
 	}
 	endpoint := cmp.Or(cfg.Endpoint, "https://s3.amazonaws.com")
 	region := cmp.Or(cfg.Region, "us-east-1")
-	c, err := s3Client(endpoint, region, cfg)
+	creds := s3Credentials(cfg)
+	c, err := s3Client(endpoint, region, creds)
 	if err != nil {
 		return nil, err
 	}
 	pc := c
 	if cfg.PresignEndpoint != "" {
 		// Presigning is local arithmetic; the region is fixed so it never asks the network.
-		if pc, err = s3Client(cfg.PresignEndpoint, region, cfg); err != nil {
+		if pc, err = s3Client(cfg.PresignEndpoint, region, creds); err != nil {
 			return nil, err
 		}
 	}
 	if err := os.MkdirAll(scratch, 0o750); err != nil {
 		return nil, fmt.Errorf("create scratch folder: %w", err)
 	}
-	s := &S3{c: c, presign: pc, bucket: bucket, prefix: prefix, scratch: scratch, partSize: cmp.Or(cfg.PartSize, 64<<20)}
+	s := &S3{c: c, presign: pc, bucket: bucket, prefix: prefix, scratch: scratch, partSize: cmp.Or(cfg.PartSize, 64<<20),
+		endpoint: endpoint, region: region, custom: cfg.Endpoint != "", creds: creds}
 	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
@@ -141,6 +153,20 @@ func (s *S3) Create() (*Writer, error) {
 // by uploading it at Commit; the caller removes path afterwards.
 func (s *S3) Adopt(path, sum string, size int64) (*Writer, error) {
 	return adopt(path, sum, size, func(file, key, _ string) error { return s.PutFile(context.Background(), key, file) })
+}
+
+// AdoptObject stores the object at blob key from, whose SHA-256 (sum) and
+// size are known (an upload hashed as it arrived), without its bytes
+// leaving the bucket: Commit copies it to its key; the caller removes from
+// afterwards.
+func (s *S3) AdoptObject(from, sum string, size int64) (*Writer, error) {
+	if len(sum) != sha256.Size*2 {
+		return nil, fmt.Errorf("adopt %s: no SHA-256 given", from)
+	}
+	if !ValidKey(from) {
+		return nil, fmt.Errorf("invalid blob key %q", from)
+	}
+	return &Writer{n: size, sum: sum, commit: func(_, key string) error { return s.Copy(context.Background(), from, key) }}, nil
 }
 
 // Has reports whether key exists.
@@ -258,8 +284,9 @@ func (s *S3) Open(ctx context.Context, key string) (Object, error) {
 
 // Info is one listed blob.
 type Info struct {
-	Key  string // relative to the listed prefix
-	Size int64
+	Key     string // relative to the listed prefix
+	Size    int64
+	ModTime time.Time
 }
 
 // List returns every blob under prefix (a folder key), keys relative to it.
@@ -273,7 +300,7 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
 		if o.Err != nil {
 			return nil, fmt.Errorf("list %s: %w", prefix, o.Err)
 		}
-		out = append(out, Info{Key: strings.TrimPrefix(o.Key, obj+"/"), Size: o.Size})
+		out = append(out, Info{Key: strings.TrimPrefix(o.Key, obj+"/"), Size: o.Size, ModTime: o.LastModified})
 	}
 	return out, nil
 }

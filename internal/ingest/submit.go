@@ -340,19 +340,42 @@ func (s *Submitter) Upload(ctx context.Context, name, profileName string, opt Op
 	return s.commit(ctx, w, CleanName(name), p, opt, "")
 }
 
-// Adopt submits the finished file at path, whose SHA-256 (sum) and size
-// are known (a tus upload hashed as it arrived), as the source named name:
-// it is linked into the store rather than written again (copied where it
-// cannot be linked), and left where it is for the caller to remove.
-func (s *Submitter) Adopt(ctx context.Context, path, sum string, size int64, name, profileName string, opt Options) (job.Job, bool, error) {
+// Stored is a whole source whose bytes are stored already and were hashed
+// as they arrived (a tus upload): a file at Path, or an object of the
+// bucket the blob store keeps its blobs in, under blob key Key.
+type Stored struct {
+	Path, Key string
+	SHA256    string
+	Size      int64
+}
+
+// ObjectAdopter is a blob store that can take an object of its own bucket
+// as a blob without its bytes leaving the bucket (blob.S3).
+type ObjectAdopter interface {
+	AdoptObject(from, sum string, size int64) (*blob.Writer, error)
+}
+
+// Adopt submits src as the source named name without writing it again: a
+// file is linked into the store (copied where it cannot be linked, uploaded
+// to a bucket), an object is copied inside its bucket. src is left where
+// it is for the caller to remove.
+func (s *Submitter) Adopt(ctx context.Context, src Stored, name, profileName string, opt Options) (job.Job, bool, error) {
 	p, err := s.Check(ctx, profileName, opt)
 	if err != nil {
 		return job.Job{}, false, err
 	}
-	if size > s.cfg.MaxUpload {
+	if src.Size > s.cfg.MaxUpload {
 		return job.Job{}, false, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.cfg.MaxUpload)
 	}
-	w, err := s.blobs.Adopt(path, sum, size)
+	var w *blob.Writer
+	switch oa, ok := s.blobs.(ObjectAdopter); {
+	case src.Key == "":
+		w, err = s.blobs.Adopt(src.Path, src.SHA256, src.Size)
+	case ok:
+		w, err = oa.AdoptObject(src.Key, src.SHA256, src.Size)
+	default:
+		err = errors.New("an upload kept in a bucket needs the sources in that bucket (S3 storage)")
+	}
 	if err != nil {
 		return job.Job{}, false, err
 	}

@@ -406,7 +406,13 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 			{Name: "ffmpeg", Fn: r.tools.Check},
 		},
 	})
-	if err := srv.EnableUploads(filepath.Join(cfg.Data, "uploads")); err != nil {
+	// Unfinished uploads wait where every replica sees them: in the bucket
+	// with S3 storage, locked through PostgreSQL when there is one.
+	upcfg := api.UploadsConfig{Dir: filepath.Join(cfg.Data, "uploads"), Postgres: r.st.PostgresDB()}
+	if b, ok := r.sources.(*blob.S3); ok {
+		upcfg.Bucket = b
+	}
+	if err := srv.EnableUploads(upcfg); err != nil {
 		return nil, err
 	}
 	ui, err := web.New(web.Deps{API: srv, Profiles: r.profiles, Version: cfg.Version, Log: log,

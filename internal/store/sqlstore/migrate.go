@@ -142,6 +142,15 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	return &Store{w: w, r: r, d: SQLite}, nil
 }
 
+// PostgresDB is the database's pool on PostgreSQL (for what replicas share
+// through it besides the store: upload locks), nil on SQLite.
+func (s *Store) PostgresDB() *sql.DB {
+	if s.d.Name != Postgres.Name {
+		return nil
+	}
+	return s.w
+}
+
 // New wraps an open database in a Store (used by the PostgreSQL opener).
 func New(db *sql.DB, d Dialect) *Store { return &Store{w: db, r: db, d: d} }
 
