@@ -95,9 +95,34 @@ func (pl *Plan) scaleFilter(w, h int) string {
 
 // videoGraph is the -filter_complex graph: the source video decoded once,
 // pre-filtered, split and scaled to every rung, labelled [v0], [v1], ...
+//
+// An hls ladder's video is put on the constant-rate grid from time 0, its
+// first frame held from 0 where the video starts after the source does
+// (audio first, as in many MPEG-TS files and DVD or broadcast captures):
+// its renditions play beside audio that starts at 0, and the dash muxer,
+// unlike an MP4's, pads nothing (the video then lasted only its own length
+// and verification refused it). A split plan's chunks do the same.
+//
+// An encode of the video alone (AudioStep) reads the source with its
+// timestamps kept and counts them from the source's start itself, as a
+// chunk does: ffmpeg would count a run that reads only the video from the
+// video's own first frame, and the video would start as much too early as
+// it starts after the audio.
 func (pl *Plan) videoGraph() string {
-	return pl.graph(fmt.Sprintf("[0:%d]", pl.VideoIndex), pl.preFilters(true))
+	if pl.Format != profile.FormatHLS {
+		return pl.graph(fmt.Sprintf("[0:%d]", pl.VideoIndex), pl.preFilters(true))
+	}
+	var pre []string
+	if pl.videoAlone() {
+		pre = append(pre, "setpts=PTS-"+ftoa(pl.Start)+"/TB")
+	}
+	pre = append(append(pre, pl.preFilters(false)...), pl.gridFilter(true))
+	return pl.graph(fmt.Sprintf("[0:%d]", pl.VideoIndex), pre)
 }
+
+// videoAlone says whether the encode reads the video alone and so keeps
+// the source's timestamps (videoGraph).
+func (pl *Plan) videoAlone() bool { return pl.Format == profile.FormatHLS && pl.AudioStep }
 
 // graph applies the filters pre to the input pad in once, then splits and
 // scales the picture to every rung, and (tilesInGraph) to the sprite's
@@ -152,7 +177,11 @@ func gcd(a, b int) int {
 // task makes the audio and subtitles: AudioStep). input and outDir should be absolute;
 // the function is pure (no file system access), so that it can be golden-tested.
 func (pl *Plan) EncodeArgs(input, outDir string) []string {
-	args := pl.inputArgs(input, 0)
+	args := pl.runArgs()
+	if pl.videoAlone() {
+		args = append(args, "-copyts")
+	}
+	args = append(args, pl.sourceInput(input, 0, true)...)
 	args = append(args, "-filter_complex", pl.videoGraph())
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))

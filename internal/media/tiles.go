@@ -33,20 +33,15 @@ func (pl *Plan) tilesInGraph() bool { return pl.Format == profile.FormatHLS && p
 // tileFilter picks the tile frames out of the pre-filtered stream (output
 // time t, frame index round(t×FPS)) and scales them to the tile size. The
 // image2 muxer numbers the tiles it writes one after another, so the branch
-// must pass a frame for every tile: an unsplit encode's branch runs on the
-// frame grid from time 0 (video that starts late begins with its first
-// frame, as the encode pads it), which a split plan's chunks already do
-// (ChunkArgs).
+// must pass a frame for every tile: it runs on the frame grid from time 0
+// (video that starts late begins with its first frame), as the encode's
+// pre-filters and a split plan's chunks put it (videoGraph, ChunkArgs).
 func (pl *Plan) tileFilter() string {
 	th := pl.Thumbs
-	grid := ""
-	if len(pl.Chunks) == 0 {
-		grid = pl.gridFilter(true) + ","
-	}
 	a := "round(t*" + ftoa(pl.FPS) + ")" // the frame's index on the output grid
 	k := ftoa(th.Interval * pl.FPS)      // frames between tiles (not always whole)
 	j := "round(" + a + "/" + k + ")"    // the tile nearest the frame
-	return fmt.Sprintf(`%sselect='eq(%s\,round(%s*%s))*lt(%s\,%d)',scale=%d:%d,setsar=1`, grid, a, j, k, j, th.Count, th.TileWidth, th.TileHeight)
+	return fmt.Sprintf(`select='eq(%s\,round(%s*%s))*lt(%s\,%d)',scale=%d:%d,setsar=1`, a, j, k, j, th.Count, th.TileWidth, th.TileHeight)
 }
 
 // tileArgs is the output that writes the [tiles] pad into outDir, the
