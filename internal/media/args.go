@@ -290,14 +290,48 @@ func (pl *Plan) audioCodecArgs() []string {
 			args = append(args, "-c:a:"+s, "copy")
 		} else {
 			args = append(args, "-c:a:"+s, "aac", "-b:a:"+s, strconv.FormatInt(a.Bitrate, 10), "-ac:a:"+s, strconv.Itoa(a.Channels))
+			var f []string
+			if pl.audioAlone() {
+				// Counted from the source's start (the run keeps its
+				// timestamps), silence before audio that starts after it.
+				f = append(f, "asetpts=PTS-"+ftoa(pl.Start)+"/TB")
+			}
 			if l := a.Loudness; l != nil {
 				// The measured gain, then 48 kHz whatever the source's rate.
-				args = append(args, "-filter:a:"+s, "volume="+strconv.FormatFloat(l.Gain, 'f', 2, 64)+"dB,aresample=48000")
+				f = append(f, "volume="+strconv.FormatFloat(l.Gain, 'f', 2, 64)+"dB", "aresample=48000")
+			}
+			if pl.audioAlone() {
+				if l := a.Loudness; l != nil {
+					f[len(f)-1] += ":first_pts=0"
+				} else {
+					f = append(f, "aresample=first_pts=0")
+				}
+			}
+			if len(f) > 0 {
+				args = append(args, "-filter:a:"+s, strings.Join(f, ","))
 			}
 		}
 		args = append(args, pl.audioDisposition(i)...)
 	}
 	return args
+}
+
+// audioAlone says whether the run that makes the audio reads no video
+// (an hls plan's audio task): it keeps the source's timestamps and counts
+// them from the source's start itself, as the encode of the video alone
+// does (videoGraph). ffmpeg would count such a run from the audio's own
+// first packet, and audio that starts after the video would play as much
+// too early. A copied track cannot be moved so: such a plan does not.
+func (pl *Plan) audioAlone() bool {
+	if pl.Format != profile.FormatHLS || !pl.AudioStep && len(pl.Chunks) == 0 {
+		return false
+	}
+	for _, a := range pl.Audio {
+		if a.Codec == "copy" {
+			return false
+		}
+	}
+	return true
 }
 
 // audioDisposition sets audio track i's disposition in an mp4: MP4 players

@@ -305,7 +305,11 @@ func (pl *Plan) AudioArgs(input, outDir string) []string {
 	if pl.Format != profile.FormatHLS {
 		return pl.fileAudioArgs(input, outDir)
 	}
-	args := pl.inputArgs(input, 0)
+	args := pl.runArgs()
+	if pl.audioAlone() {
+		args = append(args, "-copyts")
+	}
+	args = append(args, pl.sourceInput(input, 0, true)...)
 	if len(pl.Audio) > 0 {
 		for _, a := range pl.Audio {
 			args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))

@@ -156,13 +156,29 @@ func (t Tools) Thumbnails(ctx context.Context, pl *Plan, input, outDir string) (
 	}
 	var ran [][]string
 	if pl.Thumbs.Poster {
-		args := pl.PosterArgs(in, out)
-		ran = append(ran, argv(t.ffmpeg(), args))
-		if err := t.Run(ctx, args, nil); err != nil {
-			return ran, fmt.Errorf("make poster: %w", err)
+		// A seek into a stream with few keyframes (an MPEG-TS or PS
+		// capture, a short clip with one keyframe) can land after the last
+		// one and decode nothing: then the poster is the first frame.
+		at := []float64{pl.Thumbs.PosterAt}
+		if at[0] > 0 {
+			at = append(at, 0)
 		}
-		if _, err := os.Stat(filepath.Join(out, PosterName)); err != nil {
-			return ran, fmt.Errorf("make poster: ffmpeg wrote no picture: %w", err)
+		made := false
+		for _, a := range at {
+			p := *pl
+			p.Thumbs.PosterAt = a
+			args := p.PosterArgs(in, out)
+			ran = append(ran, argv(t.ffmpeg(), args))
+			if err := t.Run(ctx, args, nil); err != nil {
+				return ran, fmt.Errorf("make poster: %w", err)
+			}
+			if _, err := os.Stat(filepath.Join(out, PosterName)); err == nil {
+				made = true
+				break
+			}
+		}
+		if !made {
+			return ran, &OutputError{Output: PosterName, Problem: "could not be made: ffmpeg decoded no picture of the source's video, from its start either"}
 		}
 	}
 	if pl.Thumbs.Sprite && !pl.tilesInGraph() { // an hls encode makes its own

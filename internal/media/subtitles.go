@@ -38,8 +38,12 @@ func (pl *Plan) subtitleOutputs(outDir string) []string {
 		if !s.rendition() || s.Sidecar != "" {
 			continue
 		}
-		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input), "-c:s", "webvtt", "-f", "webvtt",
-			"file:"+filepath.Join(filepath.Clean(outDir), SubtitleFile(k)))
+		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input), "-c:s", "webvtt")
+		if pl.audioAlone() {
+			// The run keeps the source's timestamps: cues count from its start.
+			args = append(args, "-output_ts_offset", ftoa(-pl.Start))
+		}
+		args = append(args, "-f", "webvtt", "file:"+filepath.Join(filepath.Clean(outDir), SubtitleFile(k)))
 	}
 	return args
 }
