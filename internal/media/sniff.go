@@ -19,7 +19,7 @@ const supportedContainers = "MP4/MOV, Matroska/WebM, AVI, MPEG-PS (VOB/MPG), MPE
 // opens other files or URLs named inside the input.
 func Sniff(head []byte) (string, error) {
 	if len(head) == 0 {
-		return "", reject(CodeEmpty, "the file is empty; upload it again")
+		return "", reject(CodeEmpty, "the file is empty (0 bytes); it needs a complete copy: upload it again, or replace the file in its folder")
 	}
 	if d := sniffBinary(head); d != "" {
 		return d, nil
