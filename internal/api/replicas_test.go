@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -48,9 +49,12 @@ type replica struct {
 	srv *httptest.Server
 }
 
-func newReplica(t *testing.T, st *sqlstore.Store, b *blob.S3) replica {
+func newReplica(t *testing.T, st *sqlstore.Store, dsn string, b *blob.S3) replica {
 	t.Helper()
 	dir := t.TempDir()
+	locks, err := sqlstore.OpenPostgresPool(dsn, api.UploadLockConns)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = locks.Close() })
 	local, err := blob.NewLocal(filepath.Join(dir, "blobs"))
 	require.NoError(t, err)
 	sig := &queue.Signal{}
@@ -61,7 +65,7 @@ func newReplica(t *testing.T, st *sqlstore.Store, b *blob.S3) replica {
 		Queue:  queue.New(st, sig, queue.Config{LeaseTTL: time.Minute, Backoff: time.Hour}),
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Fn: st.Ping}}})
-	require.NoError(t, s.EnableUploads(api.UploadsConfig{Dir: filepath.Join(dir, "uploads"), Bucket: b, Postgres: st.PostgresDB()}))
+	require.NoError(t, s.EnableUploads(api.UploadsConfig{Dir: filepath.Join(dir, "uploads"), Bucket: b, Postgres: locks}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.TendUploads(ctx); close(done) }()
@@ -82,7 +86,8 @@ func (r replica) tus(t *testing.T, method, path string, hdr map[string]string, b
 // replica that did not finish it still names the job to a late HEAD.
 func TestUploadMovesBetweenReplicas(t *testing.T) {
 	ctx := t.Context()
-	st, err := sqlstore.OpenPostgres(ctx, pgtest.DSN(t))
+	dsn := pgtest.DSN(t)
+	st, err := sqlstore.OpenPostgres(ctx, dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
@@ -90,7 +95,7 @@ func TestUploadMovesBetweenReplicas(t *testing.T) {
 	b, err := blob.OpenS3(ctx, blob.S3Config{URL: "s3://" + bucket.Name + "/herd", Endpoint: bucket.Endpoint,
 		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey}, t.TempDir())
 	require.NoError(t, err)
-	a, z := newReplica(t, st, b), newReplica(t, st, b)
+	a, z := newReplica(t, st, dsn, b), newReplica(t, st, dsn, b)
 
 	body := make([]byte, 13<<20+12345) // two full parts and an incomplete one
 	_, _ = rand.Read(body)
@@ -104,13 +109,29 @@ func TestUploadMovesBetweenReplicas(t *testing.T) {
 	patch := func(r replica, off, end int) *http.Response {
 		return r.tus(t, "PATCH", path, map[string]string{"Upload-Offset": fmt.Sprint(off), "Content-Type": "application/offset+octet-stream"}, body[off:end])
 	}
+	// The hash's state after each PATCH, in the bucket: the offset, then
+	// the state (absent: lost, the upload read again when finished).
+	state := func() (int, bool) {
+		o, err := bucket.Client.GetObject(ctx, bucket.Name, "herd/uploads/"+id[:strings.Index(id, "+")]+".sha256", minio.GetObjectOptions{})
+		require.NoError(t, err)
+		b, err := io.ReadAll(o)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, len(b), 8)
+		return int(binary.BigEndian.Uint64(b)), len(b) > 8
+	}
 	first := 7<<20 + 3
 	require.Equal(t, http.StatusNoContent, patch(a, 0, first).StatusCode)
+	off, kept := state()
+	require.Equal(t, first, off)
+	require.True(t, kept, "the hash's state is saved beside the parts")
 	head := z.tus(t, "HEAD", path, nil, nil)
 	require.Equal(t, http.StatusOK, head.StatusCode, "the other replica sees the upload")
 	require.Equal(t, fmt.Sprint(first), head.Header.Get("Upload-Offset"))
 	second := 11 << 20
 	require.Equal(t, http.StatusNoContent, patch(z, first, second).StatusCode)
+	off, kept = state()
+	require.Equal(t, second, off)
+	require.True(t, kept, "the other replica went on from the saved state")
 	resp = patch(a, second, len(body))
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	jobID := resp.Header.Get(api.HeaderJobID)

@@ -20,8 +20,10 @@ import (
 // upload's digest is then known without reading it again, and it becomes
 // the job's source by a link or a copy inside the bucket (ingest.Adopt),
 // not by writing it again. Where the saved state does not match the
-// upload's length (a crash between the write and the save), hashing stops
-// for that upload and its bytes are read once when it is finished.
+// upload's length (a crash between the write and the save, a PATCH cut
+// short), hashing stops for that upload (the record keeps only the
+// offset, so a stale state never matches again) and its bytes are read
+// once when it is finished.
 type hashStore struct {
 	coreStore
 	space uploadSpace
@@ -44,12 +46,68 @@ func (s hashStore) wrap(up tusd.Upload, err error) (tusd.Upload, error) {
 	return &hashUpload{Upload: up, id: info.ID, space: s.space}, nil
 }
 
+// detached is a context that ends when ctx does but shares none of its
+// values. tusd's request context is a struct tusd goes on writing to,
+// while the HTTP transport's goroutines read a request's context (its
+// values) after the request has returned: every call into a store, whose
+// requests to a bucket outlive it so, gets a detached context.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, cancel := context.WithCancel(context.Background())
+	done := ctx.Done() // the channel, read here: nothing of ctx is read later
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-d.Done():
+		}
+	}()
+	return d, cancel
+}
+
 func (s hashStore) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Upload, error) {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	return s.wrap(s.coreStore.NewUpload(ctx, info))
 }
 
 func (s hashStore) GetUpload(ctx context.Context, id string) (tusd.Upload, error) {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	return s.wrap(s.coreStore.GetUpload(ctx, id))
+}
+
+// GetInfo, GetReader and FinishUpload are the store's, on a detached context.
+func (u *hashUpload) GetInfo(ctx context.Context) (tusd.FileInfo, error) {
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	return u.Upload.GetInfo(ctx)
+}
+
+// GetReader's reader may outlive the call: its context ends with ctx.
+func (u *hashUpload) GetReader(ctx context.Context) (io.ReadCloser, error) {
+	ctx, cancel := detached(ctx)
+	r, err := u.Upload.GetReader(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return readCloser{r, cancel}, nil
+}
+
+type readCloser struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (r readCloser) Close() error {
+	defer r.cancel()
+	return r.ReadCloser.Close()
+}
+
+func (u *hashUpload) FinishUpload(ctx context.Context) error {
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	return u.Upload.FinishUpload(ctx)
 }
 
 // AsTerminatableUpload removes the saved hash state with the upload.
@@ -64,6 +122,8 @@ type terminator struct {
 }
 
 func (t terminator) Terminate(ctx context.Context) error {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	if err := t.h.space.removeSide(ctx, t.h.id, sideHash); err != nil {
 		return err
 	}
@@ -88,10 +148,18 @@ func (c *hashCounter) Write(p []byte) (int, error) {
 }
 
 // WriteChunk stores the chunk, hashing it on the way, and saves the hash.
+// The record is written after every PATCH, so its time is the upload's
+// last activity (the sweep reads it): with the hash's state where that is
+// known, else with the offset alone, and the upload is hashed when it is
+// finished.
 func (u *hashUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	h := u.resume(ctx, offset)
-	if h == nil { // hashed when finished
-		return u.Upload.WriteChunk(ctx, offset, src)
+	if h == nil {
+		n, err := u.Upload.WriteChunk(ctx, offset, src)
+		_ = u.save(ctx, nil, offset+n)
+		return n, err
 	}
 	c := &hashCounter{h: h}
 	n, err := u.Upload.WriteChunk(ctx, offset, io.TeeReader(src, c))
@@ -99,7 +167,7 @@ func (u *hashUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader
 	// without an error (a network file system reports failed writes at
 	// close), and durable.
 	if err != nil || c.n != n || u.space.durable(ctx, u.id) != nil || u.save(ctx, h, offset+n) != nil {
-		_ = u.space.removeSide(ctx, u.id, sideHash) // hashed when finished
+		_ = u.save(ctx, nil, offset+n)
 	}
 	return n, err
 }
@@ -120,14 +188,18 @@ func (u *hashUpload) resume(ctx context.Context, offset int64) hash.Hash {
 	return nil
 }
 
-// save records the hash's state at offset beside the upload.
+// save records the hash's state at offset beside the upload; with no
+// hash, the offset alone (the state is lost: hashed when finished).
 func (u *hashUpload) save(ctx context.Context, h hash.Hash, offset int64) error {
-	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
-	if err != nil {
-		return err
-	}
 	b := binary.BigEndian.AppendUint64(nil, uint64(offset)) //nolint:gosec // G115: offsets are not negative
-	return u.space.writeSide(ctx, u.id, sideHash, append(b, st...))
+	if h != nil {
+		st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return err
+		}
+		b = append(b, st...)
+	}
+	return u.space.writeSide(ctx, u.id, sideHash, b)
 }
 
 // sum is the SHA-256 of the whole upload of size bytes: from the saved

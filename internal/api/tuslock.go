@@ -21,13 +21,19 @@ import (
 // PostgreSQL database (tusd ships only file and memory lockers, each for
 // one process). Each lock is a session advisory lock keyed by the upload's
 // id, held on a connection of its own while a request works on the upload,
-// so a replica that dies lets go with its connection. A request that finds
-// the lock held asks the holder to let go (NOTIFY on releaseChannel; each
-// replica LISTENs and hands the request to its holder, which ends its
-// request, as tusd's own lockers do: a client that lost its connection
-// mid-PATCH and resumes on another replica need not wait for the dead
-// request to time out), then tries again every acquireEvery until its
-// context ends.
+// so a replica that dies lets go with its connection; the connection is
+// checked every pingEvery, and a lock whose connection is gone (a network
+// cut, a failover, idle_session_timeout) ends its request. The connections
+// come from a pool of their own (the caller's db, which the store does not
+// share: a request holds one for as long as it sends bytes), so uploads
+// never starve the queue. A request that finds the lock held asks the
+// holder to let go (NOTIFY on releaseChannel; each replica LISTENs and
+// hands the request to its holder, which ends its request, as tusd's own
+// lockers do: a client that lost its connection mid-PATCH and resumes on
+// another replica need not wait for the dead request to time out), then
+// tries again every acquireEvery until its context ends, holding no
+// connection in between. PgBouncer in transaction mode cannot hold
+// session locks: point the server at PostgreSQL or a session-mode pool.
 type pgLocker struct {
 	db  *sql.DB
 	log *slog.Logger
@@ -39,8 +45,10 @@ type pgLocker struct {
 // releaseChannel is the channel on which a request asks for an upload's lock.
 const releaseChannel = "herd_upload_release"
 
-// acquireEvery is how often a request waiting for a lock tries again.
-const acquireEvery = 250 * time.Millisecond
+const (
+	acquireEvery = 250 * time.Millisecond // how often a request waiting for a lock tries again
+	pingEvery    = 10 * time.Second       // how often a held lock's connection is checked
+)
 
 func newPGLocker(db *sql.DB, log *slog.Logger) *pgLocker {
 	return &pgLocker{db: db, log: log, held: map[string]func(){}}
@@ -62,43 +70,90 @@ func (l *pgLocker) NewLock(id string) (tusd.Lock, error) {
 type pgLock struct {
 	l    *pgLocker
 	id   string
+	mu   sync.Mutex // the connection: the pings and Unlock
 	conn *sql.Conn
+	stop chan struct{}
 }
+
+// quietKey marks a context whose lock request must not disturb a holder.
+type quietKey struct{}
+
+// quietly makes a lock taken with ctx wait for the holder instead of
+// asking it to let go: for the sweep, which must not stop a live request.
+func quietly(ctx context.Context) context.Context { return context.WithValue(ctx, quietKey{}, true) }
 
 // Lock implements tusd.Lock.
 func (k *pgLock) Lock(ctx context.Context, requestRelease func()) error {
-	conn, err := k.l.db.Conn(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return tusd.ErrLockTimeout
-		}
-		return fmt.Errorf("upload lock: %w", err)
-	}
+	quiet := ctx.Value(quietKey{}) != nil
 	for {
-		var ok bool
-		err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey(k.id)).Scan(&ok)
+		ok, err := k.try(ctx, quiet)
 		switch {
 		case err != nil:
-			discard(conn)
 			if ctx.Err() != nil {
 				return tusd.ErrLockTimeout
 			}
 			return fmt.Errorf("upload lock: %w", err)
 		case ok:
-			k.conn = conn
 			k.l.mu.Lock()
 			k.l.held[k.id] = requestRelease
 			k.l.mu.Unlock()
+			k.stop = make(chan struct{})
+			go k.ping(requestRelease, k.stop) //nolint:gosec // G118: the lock outlives the context it was taken with; Unlock stops the ping
 			return nil
-		}
-		if _, err := k.l.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, releaseChannel, k.id); err != nil && ctx.Err() == nil {
-			k.l.log.Warn("could not ask for an upload's lock", "upload", k.id, "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			_ = conn.Close()
 			return tusd.ErrLockTimeout
 		case <-time.After(acquireEvery):
+		}
+	}
+}
+
+// try takes the lock once; where another holds it, it asks the holder to
+// let go (unless quiet) on the same connection and gives that back.
+func (k *pgLock) try(ctx context.Context, quiet bool) (bool, error) {
+	conn, err := k.l.db.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey(k.id)).Scan(&ok); err != nil {
+		discard(conn) // whether it took the lock is unknown
+		return false, err
+	}
+	if ok {
+		k.conn = conn
+		return true, nil
+	}
+	if !quiet {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_notify($1, $2)`, releaseChannel, k.id); err != nil && ctx.Err() == nil {
+			k.l.log.Warn("could not ask for an upload's lock", "upload", k.id, "err", err)
+		}
+	}
+	return false, conn.Close()
+}
+
+// ping checks the held lock's connection until stop closes; where it is
+// gone, so is the lock, and the request that holds it is told to end.
+func (k *pgLock) ping(requestRelease func(), stop chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(pingEvery):
+		}
+		k.mu.Lock()
+		var err error
+		if k.conn != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), pingEvery)
+			err = k.conn.PingContext(ctx)
+			cancel()
+		}
+		k.mu.Unlock()
+		if err != nil {
+			k.l.log.Warn("an upload's lock was lost with its database connection; its request ends", "upload", k.id, "err", err)
+			requestRelease()
+			return
 		}
 	}
 }
@@ -109,6 +164,12 @@ func (k *pgLock) Unlock() error {
 	k.l.mu.Lock()
 	delete(k.l.held, k.id)
 	k.l.mu.Unlock()
+	if k.stop != nil {
+		close(k.stop)
+		k.stop = nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.conn == nil {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"github.com/tus/tusd/v2/pkg/filestore"
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/s3store"
@@ -37,8 +38,11 @@ type uploadSpace interface {
 	// list returns every upload there (with when its bytes last arrived)
 	// and every job record (with when it was written).
 	list(ctx context.Context) (uploads, jobs []spaceEntry, err error)
-	// stored says where a finished upload's bytes are, for ingest.Adopt.
-	stored(ctx context.Context, up tusd.Upload, info tusd.FileInfo, sum string) (ingest.Stored, error)
+	// clean removes what a crash left behind that no upload owns.
+	clean()
+	// stored says where a finished upload's bytes are, for ingest.Adopt
+	// (its digest left to the caller); errPartsGone where they are gone.
+	stored(ctx context.Context, up tusd.Upload, info tusd.FileInfo) (ingest.Stored, error)
 }
 
 // coreStore is what herd uses of a tusd store: its core and termination.
@@ -129,9 +133,15 @@ func (f *fileSpace) list(context.Context) (uploads, jobs []spaceEntry, err error
 	return uploads, jobs, nil
 }
 
-func (f *fileSpace) stored(_ context.Context, _ tusd.Upload, info tusd.FileInfo, sum string) (ingest.Stored, error) {
-	return ingest.Stored{Path: info.Storage["Path"], SHA256: sum, Size: info.Size}, nil
+// clean: every file is an upload's, or tusd's lock.
+func (f *fileSpace) clean() {}
+
+func (f *fileSpace) stored(_ context.Context, _ tusd.Upload, info tusd.FileInfo) (ingest.Stored, error) {
+	return ingest.Stored{Path: info.Storage["Path"], Size: info.Size}, nil
 }
+
+// errPartsGone says a finished upload's bytes are gone from the bucket.
+var errPartsGone = errors.New("the upload's parts are gone")
 
 // s3Space keeps uploads in the bucket under uploadsKey (tusd's S3 store:
 // one multipart upload each, its ID.info and ID.part objects), with the
@@ -140,6 +150,7 @@ func (f *fileSpace) stored(_ context.Context, _ tusd.Upload, info tusd.FileInfo,
 type s3Space struct {
 	b     *blob.S3
 	store s3store.S3Store
+	tmp   string
 }
 
 // uploadsKey is where uploads live in the blob store.
@@ -156,7 +167,7 @@ func newS3Space(b *blob.S3, tmp string) (*s3Space, error) {
 	// browser's 8 MiB PATCHes fill a part every other request.
 	st.PreferredPartSize = 16 << 20
 	st.MaxBufferedParts = 4
-	return &s3Space{b: b, store: st}, nil
+	return &s3Space{b: b, store: st, tmp: tmp}, nil
 }
 
 func (s *s3Space) core() coreStore { return s.store }
@@ -186,6 +197,16 @@ func (s *s3Space) writeSide(ctx context.Context, id, kind string, b []byte) erro
 
 func (s *s3Space) removeSide(ctx context.Context, id, kind string) error {
 	return s.b.RemoveAll(ctx, s.side(id, kind))
+}
+
+// clean removes parts that waited in the local folder longer than an
+// upload may sit idle: a server stopped while they filled left them (a
+// live upload's part is written within minutes).
+func (s *s3Space) clean() {
+	_, _ = blob.CleanDir(s.tmp, func(name string) bool {
+		st, err := os.Stat(filepath.Join(s.tmp, name))
+		return err == nil && time.Since(st.ModTime()) < UploadExpiry
+	})
 }
 
 // durable: a part is in the bucket once S3 has answered for it.
@@ -230,8 +251,9 @@ func (s *s3Space) list(ctx context.Context) (uploads, jobs []spaceEntry, err err
 
 // stored finishes the multipart upload when that did not happen (the
 // server stopped between the last part and its completion), and names
-// the object.
-func (s *s3Space) stored(ctx context.Context, up tusd.Upload, info tusd.FileInfo, sum string) (ingest.Stored, error) {
+// the object. Where neither the object nor the multipart upload is there
+// (a lifecycle rule aborted it), the parts are gone.
+func (s *s3Space) stored(ctx context.Context, up tusd.Upload, info tusd.FileInfo) (ingest.Stored, error) {
 	key := uploadsKey + "/" + objectID(info.ID)
 	ok, err := s.b.Has(ctx, key)
 	if err != nil {
@@ -239,8 +261,14 @@ func (s *s3Space) stored(ctx context.Context, up tusd.Upload, info tusd.FileInfo
 	}
 	if !ok {
 		if err := up.FinishUpload(ctx); err != nil {
-			return ingest.Stored{}, fmt.Errorf("complete upload: %w", err)
+			if apiErr, isAPI := errors.AsType[smithy.APIError](err); isAPI && apiErr.ErrorCode() == "NoSuchUpload" {
+				if ok, herr := s.b.Has(ctx, key); herr == nil && !ok { // not completed by another meanwhile
+					return ingest.Stored{}, fmt.Errorf("%w: %w", errPartsGone, err)
+				}
+			} else {
+				return ingest.Stored{}, fmt.Errorf("complete upload: %w", err)
+			}
 		}
 	}
-	return ingest.Stored{Key: key, SHA256: sum, Size: info.Size}, nil
+	return ingest.Stored{Key: key, Size: info.Size}, nil
 }

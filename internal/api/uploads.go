@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -117,10 +118,17 @@ type UploadsConfig struct {
 	// Bucket keeps them in the blob store's bucket, where every replica
 	// sees them.
 	Bucket *blob.S3
-	// Postgres, when set, is the database through which replicas share
-	// the uploads' locks; without it, locks are files in Dir (one server).
+	// Postgres, when set, is a pool of the database through which
+	// replicas share the uploads' locks (of at most UploadLockConns
+	// connections, not the store's own: a request sending bytes holds
+	// one); without it, locks are files in Dir (one server).
 	Postgres *sql.DB
 }
+
+// UploadLockConns is how many connections a server's upload locks may hold
+// at once (OpenPostgresPool): as many tus requests can work at once; more
+// wait for one, and a client whose request waited too long tries again.
+const UploadLockConns = 32
 
 func (s *Server) newUploads(cfg UploadsConfig) (*uploads, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
@@ -128,7 +136,7 @@ func (s *Server) newUploads(cfg UploadsConfig) (*uploads, error) {
 	}
 	u := &uploads{jobs: map[string]madeJob{}}
 	if cfg.Bucket != nil {
-		sp, err := newS3Space(cfg.Bucket, cfg.Dir)
+		sp, err := newS3Space(cfg.Bucket, filepath.Join(cfg.Dir, "parts"))
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +195,9 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 	}
 	opt, err := uploadOptions(info.MetaData)
 	if err == nil {
-		_, err = s.sub.Check(ev.Context, info.MetaData["profile"], opt)
+		ctx, cancel := detached(ev.Context)
+		_, err = s.sub.Check(ctx, info.MetaData["profile"], opt)
+		cancel()
 	}
 	switch {
 	case errors.Is(err, ingest.ErrUnknownProfile):
@@ -218,25 +228,35 @@ func (s *Server) checkUpload(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 // request that brought the last byte goes away. An upload that can never
 // become a job is removed; one that failed otherwise stays, to be tried
 // again by the client's next HEAD or the next sweep.
-func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job, error) {
-	ctx = context.WithoutCancel(ctx)
+func (s *Server) finishUpload(_ context.Context, info tusd.FileInfo) (job.Job, error) {
+	// Not the request's context, which tusd writes to (detached): and
+	// the job is made even when the request goes away.
+	ctx := context.Background()
 	up, err := s.up.store.GetUpload(ctx, info.ID)
 	if err != nil {
-		return job.Job{}, fmt.Errorf("open upload %s: %w", info.ID, err)
-	}
-	sum, err := up.(*hashUpload).sum(ctx, info.Size)
-	if err != nil {
-		return job.Job{}, fmt.Errorf("upload %s: %w", info.ID, err)
+		return job.Job{}, s.notYet(info.ID, err)
 	}
 	opt, err := uploadOptions(info.MetaData)
 	if err != nil {
 		return job.Job{}, tusd.NewError("ERR_BAD_OPTION", err.Error(), http.StatusBadRequest)
 	}
-	// The bytes become the source by a link (a copy across file systems,
-	// or inside the bucket): they were hashed as they arrived.
-	src, err := s.up.space.stored(ctx, up, info, sum)
+	// The bytes in their final place (a bucket's multipart upload
+	// completed), then their digest: they were hashed as they arrived, or
+	// are read once now. They become the source by a link (a copy across
+	// file systems, or inside the bucket).
+	src, err := s.up.space.stored(ctx, up, info)
+	if errors.Is(err, errPartsGone) {
+		s.log.Warn("an upload's parts are gone from the bucket; it is removed", "upload", info.ID, "err", err)
+		if rerr := s.removeUpload(ctx, info.ID); rerr != nil {
+			s.log.Warn("could not remove an upload", "upload", info.ID, "err", rerr)
+		}
+		return job.Job{}, tusd.NewError("ERR_GONE", "the upload's bytes are gone from the bucket (a lifecycle rule that aborts multipart uploads?); upload the file again", http.StatusGone)
+	}
 	if err != nil {
-		return job.Job{}, fmt.Errorf("upload %s: %w", info.ID, err)
+		return job.Job{}, s.notYet(info.ID, err)
+	}
+	if src.SHA256, err = up.(*hashUpload).sum(ctx, info.Size); err != nil {
+		return job.Job{}, s.notYet(info.ID, err)
 	}
 	j, created, err := s.sub.Adopt(ctx, src, info.MetaData["filename"], info.MetaData["profile"], opt)
 	if err != nil {
@@ -254,7 +274,7 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 		case errors.Is(err, ingest.ErrEmpty):
 			refuse = tusd.NewError("ERR_EMPTY", "the file is empty; nothing to encode", http.StatusBadRequest)
 		default:
-			return j, tusd.NewError("ERR_HERD", "the upload arrived but could not be stored as a job yet; it stays, and asking again (HEAD) tries again", http.StatusServiceUnavailable)
+			return j, s.notYet(info.ID, err)
 		}
 		if rerr := s.removeUpload(ctx, info.ID); rerr != nil {
 			s.log.Warn("could not remove a refused upload", "upload", info.ID, "err", rerr)
@@ -270,6 +290,15 @@ func (s *Server) finishUpload(ctx context.Context, info tusd.FileInfo) (job.Job,
 		s.log.Warn("could not remove a finished upload", "upload", info.ID, "err", err)
 	}
 	return j, nil
+}
+
+// notYet is the answer for an upload that arrived whole but could not be
+// made a job yet (the store or the bucket failed): it stays, and the
+// client's next HEAD or the sweep tries again. The cause goes to the log,
+// not to the client.
+func (s *Server) notYet(id string, err error) error {
+	s.log.Warn("an upload could not be made a job yet; it stays", "upload", id, "err", err)
+	return tusd.NewError("ERR_HERD", "the upload arrived but could not be stored as a job yet; it stays, and asking again (HEAD) tries again", http.StatusServiceUnavailable)
 }
 
 // uploadOptions reads a job's options from an upload's metadata.
@@ -375,6 +404,8 @@ func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 }
 
 func (s *Server) sweepUploads(ctx context.Context) {
+	// The sweep waits for a lock a request holds rather than stopping it.
+	ctx = quietly(ctx)
 	ups, jobs, err := s.up.space.list(ctx)
 	if err != nil {
 		s.log.Warn("list uploads", "err", err)
@@ -400,6 +431,7 @@ func (s *Server) sweepUploads(ctx context.Context) {
 			s.log.Warn("an upload could not be tended; it stays for the next sweep", "upload", id, "err", err)
 		}
 	}
+	s.up.space.clean()
 	for _, e := range jobs {
 		if time.Since(e.at) > remembered {
 			if err := s.up.space.removeSide(ctx, e.id, sideJob); err != nil {
@@ -473,8 +505,10 @@ func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
 	head := h.HeadFile
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := strings.TrimPrefix(r.URL.Path, "/")
-		if _, ok := s.up.recall(r.Context(), id); !ok {
-			err := s.finishIfComplete(r.Context(), id, 20*time.Second)
+		ctx, cancel := detached(r.Context())
+		defer cancel()
+		if _, ok := s.up.recall(ctx, id); !ok {
+			err := s.finishIfComplete(ctx, id, 20*time.Second)
 			var te tusd.Error
 			if errors.As(err, &te) && te.HTTPResponse.StatusCode >= 500 {
 				w.Header().Set("Tus-Resumable", "1.0.0")
@@ -482,7 +516,7 @@ func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
 				return
 			}
 		}
-		if m, ok := s.up.recall(r.Context(), id); ok {
+		if m, ok := s.up.recall(ctx, id); ok {
 			h := w.Header()
 			h.Set("Tus-Resumable", "1.0.0")
 			h.Set("Cache-Control", "no-store")

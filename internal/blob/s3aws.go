@@ -2,6 +2,7 @@ package blob
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -13,6 +14,11 @@ import (
 func (s *S3) AWSClient() *s3.Client {
 	creds := s.creds
 	return s3.New(s3.Options{
+		// No redirect is followed, as by herd's own client: a signed
+		// request never goes to another host.
+		HTTPClient: &http.Client{Transport: http.DefaultTransport, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
 		Region:       s.region,
 		BaseEndpoint: aws.String(s.endpoint),
 		// An S3-compatible server (MinIO, Ceph, R2...) is addressed by
@@ -23,7 +29,7 @@ func (s *S3) AWSClient() *s3.Client {
 		// default, and each part is signed with its SHA-256 anyway.
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
+		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			v, err := creds.GetWithContext(nil)
 			if err != nil {
 				return aws.Credentials{}, err

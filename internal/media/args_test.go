@@ -214,3 +214,44 @@ func indexOf(args []string, s string) int {
 	}
 	return -1
 }
+
+// The runs of an hls job that read the video alone and the audio alone
+// each count time from the source's start, not from their own stream's
+// first packet: both keep the source's timestamps and move them back by
+// its start; the video is held from 0 on the grid, the audio preceded by
+// silence, the WebVTT cues moved by the same offset. A copied audio track
+// cannot be moved, and a run that reads both streams needs none of it.
+func TestAloneRunsCountFromTheSourcesStart(t *testing.T) {
+	t.Parallel()
+	info := src(720, 576, 25, func(i *Info) {
+		i.Demuxer, i.FormatName, i.Start = "mpegts", "mpegts", 1.4
+		i.Audio[0].Loudness = &job.Loudness{Integrated: -20, Range: 5, TruePeak: -3, Threshold: -30}
+		i.Subtitles = []SubtitleStream{{Index: 2, Codec: "subrip", Text: true, Language: "eng"}}
+	})
+	pl, err := NewPlan(info, builtin(t, "web-hls"))
+	require.NoError(t, err)
+	pl.PlanAudioStep()
+	require.True(t, pl.AudioStep)
+	enc := strings.Join(pl.EncodeArgs("/in/s.ts", "/out"), " ")
+	require.Contains(t, enc, "-copyts -f mpegts -i file:/in/s.ts")
+	require.Contains(t, enc, "[0:0]setpts=PTS-1.4/TB,fps=25:start_time=0,split=")
+	audio := strings.Join(pl.AudioArgs("/in/s.ts", "/out"), " ")
+	require.Contains(t, audio, "-copyts -f mpegts -i file:/in/s.ts")
+	require.Regexp(t, `-filter:a:0 asetpts=PTS-1\.4/TB,volume=[-0-9.]+dB,aresample=48000:first_pts=0 `, audio)
+	require.Contains(t, audio, "-c:s webvtt -output_ts_offset -1.4 -f webvtt")
+
+	copied := *pl
+	copied.Audio = append([]AudioPlan(nil), pl.Audio...)
+	copied.Audio[0].Codec = "copy"
+	audio = strings.Join(copied.AudioArgs("/in/s.ts", "/out"), " ")
+	require.NotContains(t, audio, "-copyts")
+	require.NotContains(t, audio, "output_ts_offset")
+
+	both := *pl
+	both.AudioStep = false
+	enc = strings.Join(both.EncodeArgs("/in/s.ts", "/out"), " ")
+	require.NotContains(t, enc, "-copyts")
+	require.NotContains(t, enc, "setpts=PTS-1.4/TB")
+	require.NotContains(t, enc, "asetpts")
+	require.Contains(t, enc, "[0:0]fps=25:start_time=0,split=", "held from 0 still")
+}

@@ -6,6 +6,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -220,6 +221,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 		return err
 	}
 	defer res.st.Close()
+	if res.uploadLocks != nil {
+		defer res.uploadLocks.Close()
+	}
 	if err := ensureAdminKey(ctx, res.st, cfg, out, log); err != nil {
 		return err
 	}
@@ -241,13 +245,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, ready
 // resources are what Run opens before it builds anything: the media tools,
 // the database, the files and the profiles.
 type resources struct {
-	tools    media.Tools
-	st       *sqlstore.Store
-	blobs    *blob.Local      // the data folder's blobs: local storage, or scratch space beside a bucket
-	storage  pipeline.Storage // where job files live
-	sources  ingest.Blobs     // where new sources are stored
-	profiles *profile.Set     // the current versions (versions.Current)
-	versions *profile.Versions
+	tools   media.Tools
+	st      *sqlstore.Store
+	blobs   *blob.Local      // the data folder's blobs: local storage, or scratch space beside a bucket
+	storage pipeline.Storage // where job files live
+	sources ingest.Blobs     // where new sources are stored
+	// uploadLocks is the pool resumable uploads take their locks from on
+	// PostgreSQL (api.UploadLockConns), nil on SQLite.
+	uploadLocks *sql.DB
+	profiles    *profile.Set // the current versions (versions.Current)
+	versions    *profile.Versions
 }
 
 // open finds ffmpeg and opens the database, the files and the profiles. On
@@ -264,6 +271,16 @@ func open(ctx context.Context, cfg Config, log *slog.Logger) (r resources, err e
 			_ = r.st.Close()
 		}
 	}()
+	if r.st.Postgres() {
+		if r.uploadLocks, err = sqlstore.OpenPostgresPool(cfg.Database, api.UploadLockConns); err != nil {
+			return r, err
+		}
+		defer func() {
+			if err != nil {
+				_ = r.uploadLocks.Close()
+			}
+		}()
+	}
 	if r.blobs, err = blob.NewLocal(filepath.Join(cfg.Data, "blobs")); err != nil {
 		return r, err
 	}
@@ -408,7 +425,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	})
 	// Unfinished uploads wait where every replica sees them: in the bucket
 	// with S3 storage, locked through PostgreSQL when there is one.
-	upcfg := api.UploadsConfig{Dir: filepath.Join(cfg.Data, "uploads"), Postgres: r.st.PostgresDB()}
+	upcfg := api.UploadsConfig{Dir: filepath.Join(cfg.Data, "uploads"), Postgres: r.uploadLocks}
 	if b, ok := r.sources.(*blob.S3); ok {
 		upcfg.Bucket = b
 	}

@@ -142,13 +142,20 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	return &Store{w: w, r: r, d: SQLite}, nil
 }
 
-// PostgresDB is the database's pool on PostgreSQL (for what replicas share
-// through it besides the store: upload locks), nil on SQLite.
-func (s *Store) PostgresDB() *sql.DB {
-	if s.d.Name != Postgres.Name {
-		return nil
+// Postgres says whether the store is on PostgreSQL.
+func (s *Store) Postgres() bool { return s.d.Name == Postgres.Name }
+
+// OpenPostgresPool opens a pool of at most maxConns connections to the
+// database at dsn, apart from the store's own (for what holds a connection
+// long, such as upload locks, so that it never starves the store).
+func OpenPostgresPool(dsn string, maxConns int) (*sql.DB, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
 	}
-	return s.w
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(min(maxConns, 4))
+	return db, nil
 }
 
 // New wraps an open database in a Store (used by the PostgreSQL opener).
