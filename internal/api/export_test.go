@@ -8,6 +8,9 @@ import (
 // SweepUploads runs one pass of TendUploads.
 func (s *Server) SweepUploads(ctx context.Context) { s.sweepUploads(ctx) }
 
+// SweepUploadsAt runs one pass of TendUploads as at now.
+func (s *Server) SweepUploadsAt(ctx context.Context, now time.Time) { s.sweepUploadsAt(ctx, now) }
+
 // Access names who may call a route: public, admin or worker.
 func (r Route) Access() string { return [...]string{"public", "admin", "worker", "signed"}[r.access] }
 

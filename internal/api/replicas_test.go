@@ -84,17 +84,35 @@ func (r replica) tus(t *testing.T, method, path string, hdr map[string]string, b
 // state beside them, its lock in the database. The finished upload becomes
 // the job's source by a copy inside the bucket, hashed as it arrived; a
 // replica that did not finish it still names the job to a late HEAD.
-func TestUploadMovesBetweenReplicas(t *testing.T) {
+// bucketFarm is a PostgreSQL database with the admin key and a bucket,
+// under the prefix herd, for server replicas.
+func bucketFarm(t *testing.T) (st *sqlstore.Store, dsn string, b *blob.S3, bucket s3test.Bucket) {
 	ctx := t.Context()
-	dsn := pgtest.DSN(t)
+	dsn = pgtest.DSN(t)
 	st, err := sqlstore.OpenPostgres(ctx, dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	require.NoError(t, st.CreateKey(ctx, store.Key{ID: "k1", Kind: "admin", Hash: apikey.Hash(adminKey), CreatedAt: time.Now()}))
-	bucket := s3test.NewBucket(t)
-	b, err := blob.OpenS3(ctx, blob.S3Config{URL: "s3://" + bucket.Name + "/herd", Endpoint: bucket.Endpoint,
+	bucket = s3test.NewBucket(t)
+	b, err = blob.OpenS3(ctx, blob.S3Config{URL: "s3://" + bucket.Name + "/herd", Endpoint: bucket.Endpoint,
 		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey}, t.TempDir())
 	require.NoError(t, err)
+	return st, dsn, b, bucket
+}
+
+// uploadObjects lists what is under the bucket's uploads folder.
+func uploadObjects(t *testing.T, bucket s3test.Bucket) []string {
+	var left []string
+	for obj := range bucket.Client.ListObjects(t.Context(), bucket.Name, minio.ListObjectsOptions{Prefix: "herd/uploads/", Recursive: true}) {
+		require.NoError(t, obj.Err)
+		left = append(left, strings.TrimPrefix(obj.Key, "herd/uploads/"))
+	}
+	return left
+}
+
+func TestUploadMovesBetweenReplicas(t *testing.T) {
+	ctx := t.Context()
+	st, dsn, b, bucket := bucketFarm(t)
 	a, z := newReplica(t, st, dsn, b), newReplica(t, st, dsn, b)
 
 	body := make([]byte, 13<<20+12345) // two full parts and an incomplete one
@@ -151,12 +169,7 @@ func TestUploadMovesBetweenReplicas(t *testing.T) {
 	late := z.tus(t, "HEAD", path, nil, nil)
 	require.Equal(t, http.StatusOK, late.StatusCode, "a client that lost the last answer asks the other replica")
 	require.Equal(t, jobID, late.Header.Get(api.HeaderJobID))
-	var left []string
-	for obj := range bucket.Client.ListObjects(ctx, bucket.Name, minio.ListObjectsOptions{Prefix: "herd/uploads/", Recursive: true}) {
-		require.NoError(t, obj.Err)
-		left = append(left, strings.TrimPrefix(obj.Key, "herd/uploads/"))
-	}
-	require.Equal(t, []string{id[:strings.Index(id, "+")] + ".job"}, left, "the upload's objects are gone once it is a job, but for the record of the job")
+	require.Equal(t, []string{id[:strings.Index(id, "+")] + ".job"}, uploadObjects(t, bucket), "the upload's objects are gone once it is a job, but for the record of the job")
 
 	// A finished upload whose hash's state was lost (a crash between a
 	// part and its state) is read once from the bucket instead.
@@ -173,4 +186,59 @@ func TestUploadMovesBetweenReplicas(t *testing.T) {
 	require.NoError(t, err)
 	sum2 := sha256.Sum256(small)
 	require.Equal(t, hex.EncodeToString(sum2[:]), j2.Source.SHA256)
+}
+
+// The sweep of uploads in the bucket leaves a fresh one alone, removes the
+// record of the job an upload became after 6 h, and an upload that got no
+// byte for a day with its parts (the multipart upload aborted).
+func TestBucketUploadsSwept(t *testing.T) {
+	ctx := t.Context()
+	st, dsn, b, bucket := bucketFarm(t)
+	r := newReplica(t, st, dsn, b)
+	post := func(name string, size int) string {
+		resp := r.tus(t, "POST", "/api/v1/uploads", map[string]string{"Upload-Length": fmt.Sprint(size), "Upload-Metadata": tusMeta(name, "mp4-library")}, nil)
+		require.Equal(t, http.StatusCreated, resp.StatusCode)
+		loc := resp.Header.Get("Location")
+		return loc[strings.Index(loc, "/api/v1/uploads/"):]
+	}
+	patch := func(path string, off int, body []byte) *http.Response {
+		return r.tus(t, "PATCH", path, map[string]string{"Upload-Offset": fmt.Sprint(off), "Content-Type": "application/offset+octet-stream"}, body)
+	}
+	body := bytes.Repeat([]byte("swept "), 2000)
+	done := post("done.mp4", len(body))
+	require.Equal(t, http.StatusNoContent, patch(done, 0, body).StatusCode)
+	abandoned := post("abandoned.mp4", 2*len(body))
+	require.Equal(t, http.StatusNoContent, patch(abandoned, 0, body).StatusCode)
+	objID := func(path string) string { id := path[len("/api/v1/uploads/"):]; return id[:strings.Index(id, "+")] }
+	objects := func() (map[string]bool, int) {
+		have := map[string]bool{}
+		for _, o := range uploadObjects(t, bucket) {
+			have[o] = true
+		}
+		n := 0 // MinIO lists an object's multipart uploads by its whole name
+		for u := range bucket.Client.ListIncompleteUploads(ctx, bucket.Name, "herd/uploads/"+objID(abandoned), false) {
+			require.NoError(t, u.Err)
+			n++
+		}
+		return have, n
+	}
+
+	now := time.Now()
+	r.api.SweepUploadsAt(ctx, now.Add(time.Minute))
+	have, multipart := objects()
+	require.True(t, have[objID(done)+".job"])
+	require.True(t, have[objID(abandoned)+".info"])
+	require.Equal(t, 1, multipart)
+
+	r.api.SweepUploadsAt(ctx, now.Add(7*time.Hour))
+	have, multipart = objects()
+	require.False(t, have[objID(done)+".job"], "the job's record goes after 6 h")
+	require.True(t, have[objID(abandoned)+".info"], "an upload idle for 7 h stays")
+	require.Equal(t, 1, multipart)
+
+	r.api.SweepUploadsAt(ctx, now.Add(25*time.Hour))
+	have, multipart = objects()
+	require.Empty(t, have, "an upload idle for a day goes, with its records")
+	require.Zero(t, multipart, "and its multipart upload")
+	require.Equal(t, http.StatusNotFound, r.tus(t, "HEAD", abandoned, nil, nil).StatusCode)
 }

@@ -403,7 +403,10 @@ func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 	}
 }
 
-func (s *Server) sweepUploads(ctx context.Context) {
+func (s *Server) sweepUploads(ctx context.Context) { s.sweepUploadsAt(ctx, time.Now()) }
+
+// sweepUploadsAt is one pass of the sweep as at now.
+func (s *Server) sweepUploadsAt(ctx context.Context, now time.Time) {
 	// The sweep waits for a lock a request holds rather than stopping it.
 	ctx = quietly(ctx)
 	ups, jobs, err := s.up.space.list(ctx)
@@ -417,11 +420,11 @@ func (s *Server) sweepUploads(ctx context.Context) {
 			continue
 		}
 		// An upload that got bytes lately belongs to a request: leave it to it.
-		if time.Since(e.at) < 2*time.Minute {
+		if now.Sub(e.at) < 2*time.Minute {
 			continue
 		}
 		err := s.finishIfComplete(ctx, id, time.Second)
-		if errors.Is(err, errIncomplete) && time.Since(e.at) >= UploadExpiry {
+		if errors.Is(err, errIncomplete) && now.Sub(e.at) >= UploadExpiry {
 			err = s.withUploadLock(ctx, id, time.Second, func() error {
 				s.log.Info("removing an abandoned upload", "upload", id)
 				return s.removeUpload(ctx, id)
@@ -433,7 +436,7 @@ func (s *Server) sweepUploads(ctx context.Context) {
 	}
 	s.up.space.clean()
 	for _, e := range jobs {
-		if time.Since(e.at) > remembered {
+		if now.Sub(e.at) > remembered {
 			if err := s.up.space.removeSide(ctx, e.id, sideJob); err != nil {
 				s.log.Warn("could not remove an upload's job record", "upload", e.id, "err", err)
 			}
