@@ -35,15 +35,12 @@ type hashUpload struct {
 	space uploadSpace
 }
 
-func (s hashStore) wrap(up tusd.Upload, err error) (tusd.Upload, error) {
+// wrap wraps the store's upload id.
+func (s hashStore) wrap(id string, up tusd.Upload, err error) (tusd.Upload, error) {
 	if err != nil {
 		return nil, err
 	}
-	info, err := up.GetInfo(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	return &hashUpload{Upload: up, id: info.ID, space: s.space}, nil
+	return &hashUpload{Upload: up, id: id, space: s.space}, nil
 }
 
 // detached is a context that ends when ctx does but shares none of its
@@ -67,13 +64,23 @@ func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s hashStore) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Upload, error) {
 	ctx, cancel := detached(ctx)
 	defer cancel()
-	return s.wrap(s.coreStore.NewUpload(ctx, info))
+	up, err := s.coreStore.NewUpload(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	// The store chose the id: its record says which (in a bucket, with
+	// the multipart upload's id).
+	if info, err = up.GetInfo(ctx); err != nil {
+		return nil, err
+	}
+	return s.wrap(info.ID, up, nil)
 }
 
 func (s hashStore) GetUpload(ctx context.Context, id string) (tusd.Upload, error) {
 	ctx, cancel := detached(ctx)
 	defer cancel()
-	return s.wrap(s.coreStore.GetUpload(ctx, id))
+	up, err := s.coreStore.GetUpload(ctx, id)
+	return s.wrap(id, up, err)
 }
 
 // GetInfo, GetReader and FinishUpload are the store's, on a detached context.

@@ -510,7 +510,8 @@ func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
 		id := strings.TrimPrefix(r.URL.Path, "/")
 		ctx, cancel := detached(r.Context())
 		defer cancel()
-		if _, ok := s.up.recall(ctx, id); !ok {
+		m, ok := s.up.recall(ctx, id)
+		if !ok {
 			err := s.finishIfComplete(ctx, id, 20*time.Second)
 			var te tusd.Error
 			if errors.As(err, &te) && te.HTTPResponse.StatusCode >= 500 {
@@ -518,8 +519,11 @@ func (s *Server) tusHead(h *tusd.UnroutedHandler) http.HandlerFunc {
 				writeError(w, te.HTTPResponse.StatusCode, "unavailable", te.Message)
 				return
 			}
+			if err == nil { // made the job now
+				m, ok = s.up.recall(ctx, id)
+			}
 		}
-		if m, ok := s.up.recall(ctx, id); ok {
+		if ok {
 			h := w.Header()
 			h.Set("Tus-Resumable", "1.0.0")
 			h.Set("Cache-Control", "no-store")

@@ -114,7 +114,7 @@ func (pl *Plan) videoGraph() string {
 	}
 	var pre []string
 	if pl.videoAlone() {
-		pre = append(pre, "setpts=PTS-"+ftoa(pl.Start)+"/TB")
+		pre = append(pre, pl.fromStart("setpts"))
 	}
 	pre = append(append(pre, pl.preFilters(false)...), pl.gridFilter(true))
 	return pl.graph(fmt.Sprintf("[0:%d]", pl.VideoIndex), pre)
@@ -123,6 +123,24 @@ func (pl *Plan) videoGraph() string {
 // videoAlone says whether the encode reads the video alone and so keeps
 // the source's timestamps (videoGraph).
 func (pl *Plan) videoAlone() bool { return pl.Format == profile.FormatHLS && pl.AudioStep }
+
+// fromStart is the filter (setpts, or asetpts for audio) that moves
+// timestamps a run kept (-copyts) to output time: counted from the
+// source's start, as the encode counts them.
+func (pl *Plan) fromStart(filter string) string {
+	return filter + "=PTS-" + ftoa(pl.Start) + "/TB"
+}
+
+// wholeInputArgs is inputArgs for the whole source, keeping its
+// timestamps (-copyts) where keepTS: for a run that counts them from the
+// source's start itself (fromStart).
+func (pl *Plan) wholeInputArgs(input string, keepTS bool) []string {
+	args := pl.runArgs()
+	if keepTS {
+		args = append(args, "-copyts")
+	}
+	return append(args, pl.sourceInput(input, 0, true)...)
+}
 
 // graph applies the filters pre to the input pad in once, then splits and
 // scales the picture to every rung, and (tilesInGraph) to the sprite's
@@ -177,11 +195,7 @@ func gcd(a, b int) int {
 // task makes the audio and subtitles: AudioStep). input and outDir should be absolute;
 // the function is pure (no file system access), so that it can be golden-tested.
 func (pl *Plan) EncodeArgs(input, outDir string) []string {
-	args := pl.runArgs()
-	if pl.videoAlone() {
-		args = append(args, "-copyts")
-	}
-	args = append(args, pl.sourceInput(input, 0, true)...)
+	args := pl.wholeInputArgs(input, pl.videoAlone())
 	args = append(args, "-filter_complex", pl.videoGraph())
 	for i := range pl.Rungs {
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i))
@@ -284,28 +298,29 @@ func (pl *Plan) videoCodecArgs() []string {
 
 func (pl *Plan) audioCodecArgs() []string {
 	var args []string
+	alone := pl.audioAlone()
 	for i, a := range pl.Audio {
 		s := strconv.Itoa(i)
 		if a.Codec == "copy" {
 			args = append(args, "-c:a:"+s, "copy")
 		} else {
 			args = append(args, "-c:a:"+s, "aac", "-b:a:"+s, strconv.FormatInt(a.Bitrate, 10), "-ac:a:"+s, strconv.Itoa(a.Channels))
-			var f []string
-			if pl.audioAlone() {
+			var f, resample []string
+			if alone {
 				// Counted from the source's start (the run keeps its
 				// timestamps), silence before audio that starts after it.
-				f = append(f, "asetpts=PTS-"+ftoa(pl.Start)+"/TB")
+				f = append(f, pl.fromStart("asetpts"))
 			}
 			if l := a.Loudness; l != nil {
 				// The measured gain, then 48 kHz whatever the source's rate.
-				f = append(f, "volume="+strconv.FormatFloat(l.Gain, 'f', 2, 64)+"dB", "aresample=48000")
+				f = append(f, "volume="+strconv.FormatFloat(l.Gain, 'f', 2, 64)+"dB")
+				resample = append(resample, "48000")
 			}
-			if pl.audioAlone() {
-				if l := a.Loudness; l != nil {
-					f[len(f)-1] += ":first_pts=0"
-				} else {
-					f = append(f, "aresample=first_pts=0")
-				}
+			if alone {
+				resample = append(resample, "first_pts=0")
+			}
+			if len(resample) > 0 {
+				f = append(f, "aresample="+strings.Join(resample, ":"))
 			}
 			if len(f) > 0 {
 				args = append(args, "-filter:a:"+s, strings.Join(f, ","))

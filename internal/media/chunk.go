@@ -240,7 +240,7 @@ func (pl *Plan) chunkFilters(k int) []string {
 	// Output time counts from the source's start, as ffmpeg counts it in the
 	// unsplit encode; -copyts keeps the piece's timestamps, which are the
 	// source's own.
-	pre := []string{"setpts=PTS-" + ftoa(pl.Start) + "/TB"}
+	pre := []string{pl.fromStart("setpts")}
 	if k == len(pl.Chunks)-1 && pl.VideoEnd > 0 {
 		// The frames the source's edit list hides (Plan.VideoEnd): the
 		// unsplit encode's decoder drops them before any filter sees
@@ -305,11 +305,7 @@ func (pl *Plan) AudioArgs(input, outDir string) []string {
 	if pl.Format != profile.FormatHLS {
 		return pl.fileAudioArgs(input, outDir)
 	}
-	args := pl.runArgs()
-	if pl.audioAlone() {
-		args = append(args, "-copyts")
-	}
-	args = append(args, pl.sourceInput(input, 0, true)...)
+	args := pl.wholeInputArgs(input, pl.audioAlone())
 	if len(pl.Audio) > 0 {
 		for _, a := range pl.Audio {
 			args = append(args, "-map", fmt.Sprintf("0:%d", a.Input))

@@ -34,12 +34,13 @@ func SubtitlePlaylistName(k int) string { return "subs_" + strconv.Itoa(k) + ".m
 // (a sidecar's is copied: WriteSidecars).
 func (pl *Plan) subtitleOutputs(outDir string) []string {
 	var args []string
+	alone := pl.audioAlone()
 	for k, s := range pl.Subtitles {
 		if !s.rendition() || s.Sidecar != "" {
 			continue
 		}
 		args = append(args, "-map", fmt.Sprintf("0:%d", s.Input), "-c:s", "webvtt")
-		if pl.audioAlone() {
+		if alone {
 			// The run keeps the source's timestamps: cues count from its start.
 			args = append(args, "-output_ts_offset", ftoa(-pl.Start))
 		}

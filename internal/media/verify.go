@@ -671,7 +671,7 @@ func (pl *Plan) sourceChain(input string, ranges [][2]float64, seek bool) (args 
 // ends in a comma.
 func (pl *Plan) onOutputTime(in int, pre []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[%d:%d]setpts=PTS-%s/TB,", in, pl.VideoIndex, ftoa(pl.Start))
+	fmt.Fprintf(&b, "[%d:%d]%s,", in, pl.VideoIndex, pl.fromStart("setpts"))
 	for _, f := range pre {
 		b.WriteString(f + ",")
 	}

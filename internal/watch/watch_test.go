@@ -1,10 +1,7 @@
 package watch_test
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/server"
+	"github.com/herdhq/herd/internal/server/servertest"
 	"github.com/herdhq/herd/internal/testenv"
 	"github.com/herdhq/herd/internal/watch"
 )
@@ -50,24 +48,9 @@ func serveWith(t *testing.T, in, lib string, mod func(*config.Watch), more map[s
 	if mod != nil {
 		mod(&w)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan string, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{
-			Data: data, Addr: "127.0.0.1:0", LocalWorkers: 2, Grace: time.Second,
-			Watch: []config.Watch{w}, Publishers: pubs,
-		}, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard, func(addr string) { ready <- addr })
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
+	addr := servertest.Start(t, server.Config{
+		Data: data, Addr: "127.0.0.1:0", LocalWorkers: 2, Grace: time.Second,
+		Watch: []config.Watch{w}, Publishers: pubs,
 	})
 	return &farm{data: data, in: in, lib: lib, addr: addr}
 }

@@ -7,8 +7,6 @@ package shorttest
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/server"
+	"github.com/herdhq/herd/internal/server/servertest"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -60,23 +59,8 @@ func TestShortAndLateSources(t *testing.T) {
 		require.NoError(t, testenv.FFmpeg(append(s.args, filepath.Join(dir, s.file))...), s.name)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan string, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{Data: t.TempDir(), Addr: "127.0.0.1:0", LocalWorkers: 2, Grace: time.Second, AdminToken: token},
-			slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard, func(addr string) { ready <- addr })
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	ctx := t.Context()
+	addr := servertest.Start(t, server.Config{Data: t.TempDir(), Addr: "127.0.0.1:0", LocalWorkers: 2, Grace: time.Second, AdminToken: token})
 	c := client.New("http://"+addr, token)
 
 	type run struct{ source, profile, id string }
