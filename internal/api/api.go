@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -30,6 +31,7 @@ import (
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/library"
+	"github.com/herdhq/herd/internal/live"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/pipeline"
@@ -57,6 +59,7 @@ type Check struct {
 // Server serves the API.
 type Server struct {
 	st        store.Store
+	playlists *live.Hub // live playlists of running hls jobs
 	profiles  *profile.Set
 	versions  pipeline.Profiles // every version, for what jobs were submitted with
 	sub       *ingest.Submitter
@@ -109,6 +112,8 @@ type Deps struct {
 	Files     pipeline.Storage // job files: in-process workers and the worker routes
 	Limits    media.Limits     // what a remote worker's probe may report
 	MaxStep   int64            // most bytes one task's step may upload (0: what its plan makes plausible)
+	// Live keeps the live playlists of running hls jobs (nil: none).
+	Live *live.Hub
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// read playback links: players on other sites.
 	CORSOrigins []string
@@ -140,6 +145,7 @@ func New(d Deps) *Server {
 	s.workerAPI = newWorkerAPI(d, s.log, s.stillValid)
 	s.gzip = newGzip()
 	s.linkPresign = d.LinkPresign
+	s.playlists = d.Live
 	s.checkHook = d.CheckHook
 	s.otherCaps = d.OtherCaps
 	s.origins = map[string]bool{}
@@ -205,6 +211,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/jobs/{id}/cancel", admin, s.cancelJob},
 		{"POST", "/api/v1/jobs/{id}/retry", admin, s.retryJob},
 		{"GET", "/api/v1/jobs/{id}/outputs/{path...}", admin, s.getOutput},
+		{"GET", "/api/v1/jobs/{id}/live/{path...}", admin, s.getLive},
 		{"POST", "/api/v1/jobs/{id}/links", admin, s.createLink},
 		{"POST", "/api/v1/links/revoke", admin, s.revokeLinks},
 		{"GET", "/api/v1/streams/{asset}/{profile}/{path...}", admin, s.getStream},
@@ -248,6 +255,7 @@ func (s *Server) Routes() []Route {
 		{"PUT", "/api/v1/worker/tasks/{id}/files/{step}/{path...}", worker, s.workerAPI.upload},
 		{"POST", "/api/v1/worker/tasks/{id}/uploads/{step}", worker, s.workerAPI.planUpload},
 		{"POST", "/api/v1/worker/tasks/{id}/commit/{step}", worker, s.workerAPI.commitStep},
+		{"POST", "/api/v1/worker/tasks/{id}/live/{step}/{name}", worker, s.workerAPI.liveSegment},
 		{"POST", "/api/v1/worker/tasks/{id}/finalize", worker, s.workerAPI.finalizeStep},
 		{"POST", "/api/v1/worker/tasks/{id}/publish", worker, s.workerAPI.finalizeStep}, // protocol version 2's name
 	}
@@ -713,6 +721,37 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.serveOutput(w, r, id, r.PathValue("path"), 0, func() bool { return s.outputsRemoved(w, r, id) })
+}
+
+func (s *Server) getLive(w http.ResponseWriter, r *http.Request) {
+	s.serveLive(w, r, r.PathValue("id"), r.PathValue("path"))
+}
+
+// serveLive serves the file at p below job id's live URL (package live):
+// its EVENT playlists while its hls encode runs, and the segments they list.
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, id, p string) {
+	if s.playlists == nil {
+		writeError(w, http.StatusNotFound, "not_found", "this server keeps no live playlists")
+		return
+	}
+	f, err := s.playlists.File(r.Context(), id, p)
+	if le, ok := errors.AsType[*live.Error](err); ok {
+		w.Header().Set("Cache-Control", "no-store")
+		if le.Code == "not_ready" {
+			w.Header().Set("Retry-After", "2")
+		}
+		writeError(w, le.Status, le.Code, le.Message)
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.ContentType)
+	h.Set("Cache-Control", f.CacheControl)
+	h.Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.Body))
 }
 
 // serveOutput serves the file at p among job id's outputs. With presign

@@ -175,6 +175,10 @@ func (s *Server) linkOutput(w http.ResponseWriter, r *http.Request) {
 		presign = min(left, maxPresign)
 	}
 	p := r.PathValue("path")
+	if rest, ok := strings.CutPrefix(p, "live/"); ok {
+		s.serveLive(w, r, jobID, rest)
+		return
+	}
 	if entryFile(p) && s.toCurrent(w, r, jobID, exp, p) {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/herdhq/herd/internal/apikey"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/live"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/queue"
@@ -43,6 +45,7 @@ type workerAPI struct {
 	profiles pipeline.Profiles
 	queue    *queue.Queue
 	files    pipeline.Storage
+	live     *live.Hub
 	accept   *pipeline.Acceptor
 	maxStep  int64   // --max-step-size: most bytes one task's step may upload; 0: its plan alone decides
 	budget   budgets // bytes in each remote worker's upload folder
@@ -53,7 +56,7 @@ type workerAPI struct {
 }
 
 func newWorkerAPI(d Deps, log *slog.Logger, stillValid func(context.Context, *http.Request) bool) *workerAPI {
-	return &workerAPI{st: d.Store, blobs: d.Blobs, profiles: d.Versions, queue: d.Queue, files: d.Files,
+	return &workerAPI{st: d.Store, blobs: d.Blobs, profiles: d.Versions, queue: d.Queue, files: d.Files, live: d.Live,
 		accept: pipeline.NewAcceptor(d.Versions, d.Limits, d.Files), maxStep: d.MaxStep, log: log, stillValid: stillValid}
 }
 
@@ -918,6 +921,48 @@ func (s *workerAPI) commitStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.budget.forget(name)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// liveSegment lists, in the job's live playlist, a segment the worker
+// sent as a file of its step (with its init segment) while the encode
+// runs: the same resumable, fenced upload as every file, then this. The
+// commit finds the file there and it is not sent again.
+func (s *workerAPI) liveSegment(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.leasedClaim(w, r)
+	if !ok {
+		return
+	}
+	step, name := r.PathValue("step"), r.PathValue("name")
+	if !s.validStep(w, step) || !mayWrite(w, c.Task, step) {
+		return
+	}
+	if s.live == nil {
+		writeError(w, http.StatusNotFound, "not_found", "this server keeps no live playlists")
+		return
+	}
+	if !live.IsSegment(name) {
+		writeError(w, http.StatusBadRequest, "bad_request", "not a media segment's name")
+		return
+	}
+	dir, root, err := s.uploadRoot(c.Task, step)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	_ = root.Close()
+	err = s.live.HandOver(r.Context(), c, step, dir, name)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	case errors.Is(err, job.ErrLeaseLost):
+		s.leaseError(w, r, err)
+	case errors.Is(err, live.ErrRefused):
+		writeError(w, http.StatusUnprocessableEntity, "refused", err.Error())
+	case errors.Is(err, fs.ErrNotExist):
+		writeError(w, http.StatusConflict, "incomplete", "upload the segment and its init segment as files of the step first")
+	default:
+		s.internal(w, r, err)
+	}
 }
 
 // finalizeStep makes a job's verified files its outputs (server side: one

@@ -277,6 +277,46 @@ func (l *Local) renameInto(tmp, key string) error {
 	return safefs.SyncPath(filepath.Dir(dst))
 }
 
+// PutFile stores file at key, replacing what is there: a hard link where
+// file is on the blob folder's file system, else a copy; either way it
+// appears at key whole, in one rename.
+func (l *Local) PutFile(_ context.Context, key, file string) error {
+	tmp, err := l.TempDir("put")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	staged := filepath.Join(tmp, "f")
+	if err := os.Link(file, staged); err != nil {
+		if err := copyFile(file, staged); err != nil {
+			return fmt.Errorf("store %s: %w", key, err)
+		}
+	}
+	return l.renameInto(staged, key)
+}
+
+// copyFile copies src to a new file dst and syncs it.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src) //nolint:gosec // G304: herd's own scratch file
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640) //nolint:gosec // G304: a fresh name in herd's own scratch folder
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // CommitDir moves a finished scratch folder to key in one rename, replacing
 // whatever an earlier, abandoned attempt left there.
 func (l *Local) CommitDir(dir, key string) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/profile"
 	"github.com/herdhq/herd/internal/store"
 )
 
@@ -30,6 +31,15 @@ type JobView struct {
 	// Check is what a health check's job (Source.Library) found, once its
 	// check task has succeeded.
 	Check *job.CheckResult `json:"check,omitempty"`
+	// Live is the job's live master playlist while its hls ladder is
+	// encoded (EXT-X-PLAYLIST-TYPE:EVENT): it plays from the first
+	// finished segments on, and ends (EXT-X-ENDLIST) with the encode.
+	Live string `json:"live,omitempty"`
+}
+
+// LivePath is the live master playlist of job id (package live).
+func LivePath(id string) string {
+	return "/api/v1/jobs/" + url.PathEscape(id) + "/live/master.m3u8"
 }
 
 // What is what a job does, as lists show it: its profile, or the health
@@ -135,6 +145,12 @@ func View(j job.Job, tasks []job.Task) JobView {
 	v := JobView{Job: j, Outputs: []pipeline.Output{}}
 	if j.State == job.Succeeded && j.Source.Library == "" {
 		v.Stream = StreamPath(j.Source.AssetID, j.Profile)
+	}
+	var plan struct {
+		Format string `json:"format"`
+	}
+	if !j.State.Final() && json.Unmarshal(j.Plan, &plan) == nil && plan.Format == profile.FormatHLS {
+		v.Live = LivePath(j.ID)
 	}
 	if len(j.Outputs) > 0 {
 		_ = json.Unmarshal(j.Outputs, &v.Outputs)

@@ -39,7 +39,7 @@ func (pl *Plan) ladder(dir string) (pack.Ladder, error) {
 	l := pack.Ladder{
 		Master: MasterName, Manifest: ManifestName,
 		InitTemplate: initTemplate, MediaTemplate: mediaTemplate,
-		FrameRate: fpsArg(pl.FPS), VideoRange: pl.videoRange(),
+		FrameRate: pl.FrameRate(), VideoRange: pl.VideoRange(),
 	}
 	files, err := os.ReadDir(dir)
 	if err != nil {
@@ -112,8 +112,8 @@ func segmentNames(files []os.DirEntry, id string) ([]string, error) {
 	return names, nil
 }
 
-// videoRange is the HLS VIDEO-RANGE of the plan's output picture.
-func (pl *Plan) videoRange() string {
+// VideoRange is the HLS VIDEO-RANGE of the plan's output picture.
+func (pl *Plan) VideoRange() string {
 	switch pl.Video.ColorTransfer {
 	case "smpte2084":
 		return "PQ"
@@ -122,3 +122,7 @@ func (pl *Plan) videoRange() string {
 	}
 	return "SDR"
 }
+
+// FrameRate is the HLS FRAME-RATE of the plan's output, exact: 25, or
+// 30000/1001.
+func (pl *Plan) FrameRate() string { return fpsArg(pl.FPS) }

@@ -118,16 +118,22 @@ func readInit(path string) (Track, int64, error) {
 	if err != nil {
 		return Track{}, 0, fmt.Errorf("not an MP4 init segment: %w", err)
 	}
+	tr, err := initTrack(mf)
+	return tr, fi.Size(), err
+}
+
+// initTrack reads an init segment's one track.
+func initTrack(mf *mp4.File) (Track, error) {
 	if mf.Init == nil || mf.Init.Moov == nil || len(mf.Init.Moov.Traks) != 1 {
-		return Track{}, 0, errors.New("want a moov box with exactly one track")
+		return Track{}, errors.New("want a moov box with exactly one track")
 	}
 	trak := mf.Init.Moov.Traks[0]
 	if trak.Mdia == nil || trak.Mdia.Mdhd == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
-		return Track{}, 0, errors.New("track has no media header or sample description")
+		return Track{}, errors.New("track has no media header or sample description")
 	}
 	tr := Track{Timescale: trak.Mdia.Mdhd.Timescale}
 	if tr.Timescale == 0 {
-		return Track{}, 0, errors.New("track timescale is 0")
+		return Track{}, errors.New("track timescale is 0")
 	}
 	if mvex := mf.Init.Moov.Mvex; mvex != nil {
 		for _, t := range mvex.Trexs {
@@ -137,14 +143,14 @@ func readInit(path string) (Track, int64, error) {
 		}
 	}
 	if err := describe(&tr, trak.Mdia.Minf.Stbl.Stsd); err != nil {
-		return Track{}, 0, err
+		return Track{}, err
 	}
 	var desc bytes.Buffer
 	if err := trak.Mdia.Minf.Stbl.Stsd.Encode(&desc); err != nil {
-		return Track{}, 0, fmt.Errorf("sample description: %w", err)
+		return Track{}, fmt.Errorf("sample description: %w", err)
 	}
 	tr.desc = desc.Bytes()
-	return tr, fi.Size(), nil
+	return tr, nil
 }
 
 // describe fills the kind, size and codecs string from the sample entry.

@@ -132,6 +132,12 @@ func readSegmentFile(path string) (*mp4.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeSegment(data)
+}
+
+// decodeSegment decodes a media segment whole (its samples too, to write
+// it again).
+func decodeSegment(data []byte) (*mp4.File, error) {
 	f, err := mp4.DecodeFile(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("not an MP4 media segment: %w", err)

@@ -146,9 +146,11 @@ func (e *Executor) chunk(ctx context.Context, c *job.Claimed, plan *media.Plan, 
 	frames := plan.ChunkFrames(k)
 	cmds, err := e.scratch(ctx, c, ChunkStep(c.Task.Chunk), func(dir string) ([][]string, error) {
 		var speed float64
-		ran, err := e.media.EncodeChunk(ctx, plan, filepath.Join(in, pieceName), k, dir, func(p media.Progress) {
-			speed = p.Speed
-			report(job.Progress{Progress: min(float64(p.Frame)/frames, 1), Speed: p.Speed})
+		ran, err := e.handingOver(ctx, c, plan, ChunkStep(c.Task.Chunk), dir, func() ([][]string, error) {
+			return e.media.EncodeChunk(ctx, plan, filepath.Join(in, pieceName), k, dir, func(p media.Progress) {
+				speed = p.Speed
+				report(job.Progress{Progress: min(float64(p.Frame)/frames, 1), Speed: p.Speed})
+			})
 		})
 		if err == nil {
 			report(job.Progress{Progress: 1, Speed: speed})
@@ -164,10 +166,12 @@ func (e *Executor) chunk(ctx context.Context, c *job.Claimed, plan *media.Plan, 
 // audio encodes the whole source's audio once.
 func (e *Executor) audio(ctx context.Context, c *job.Claimed, plan *media.Plan, src string, report func(job.Progress)) (job.Result, error) {
 	cmds, err := e.scratch(ctx, c, StepAudio, func(dir string) ([][]string, error) {
-		return e.media.EncodeAudio(ctx, plan, src, dir, func(p media.Progress) {
-			if plan.Duration > 0 {
-				report(job.Progress{Progress: min(p.OutTime.Seconds()/plan.Duration, 1), Speed: p.Speed})
-			}
+		return e.handingOver(ctx, c, plan, StepAudio, dir, func() ([][]string, error) {
+			return e.media.EncodeAudio(ctx, plan, src, dir, func(p media.Progress) {
+				if plan.Duration > 0 {
+					report(job.Progress{Progress: min(p.OutTime.Seconds()/plan.Duration, 1), Speed: p.Speed})
+				}
+			})
 		})
 	})
 	if err != nil {

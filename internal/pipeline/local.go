@@ -111,6 +111,16 @@ func (l *LocalFiles) RemoveOutputs(_ context.Context, jobID string) error {
 	return l.Blobs.RemoveAll(OutputsKey(jobID))
 }
 
+// PutFile links (or copies) a local file to key.
+func (l *LocalFiles) PutFile(ctx context.Context, key, path string) error {
+	return l.Blobs.PutFile(ctx, key, path)
+}
+
+// RemoveAll removes key and everything below it.
+func (l *LocalFiles) RemoveAll(_ context.Context, key string) error {
+	return l.Blobs.RemoveAll(key)
+}
+
 // linkTree hard-links every file under from into to (same file system), so
 // assembling the verified set copies no bytes.
 func linkTree(from, to string) error {

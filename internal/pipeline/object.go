@@ -41,6 +41,11 @@ type Storage interface {
 	// RemoveOutputs removes a job's outputs (a replaced job's, once no
 	// player can still be reading them).
 	RemoveOutputs(ctx context.Context, jobID string) error
+	// PutFile stores the local file path at key, replacing what is there
+	// (the live segments of a running encode, package live).
+	PutFile(ctx context.Context, key, path string) error
+	// RemoveAll removes key and everything below it.
+	RemoveAll(ctx context.Context, key string) error
 }
 
 // DirectUploader is a Storage that workers upload to directly, so that
@@ -273,6 +278,16 @@ func (o *ObjectFiles) PresignGet(ctx context.Context, key string, ttl time.Durat
 // RemoveOutputs removes a job's outputs from the bucket.
 func (o *ObjectFiles) RemoveOutputs(ctx context.Context, jobID string) error {
 	return o.Blobs.RemoveAll(ctx, OutputsKey(jobID))
+}
+
+// PutFile uploads a local file to key.
+func (o *ObjectFiles) PutFile(ctx context.Context, key, path string) error {
+	return o.Blobs.PutFile(ctx, key, path)
+}
+
+// RemoveAll removes key and everything below it from the bucket.
+func (o *ObjectFiles) RemoveAll(ctx context.Context, key string) error {
+	return o.Blobs.RemoveAll(ctx, key)
 }
 
 // Check verifies the bucket is reachable.

@@ -48,6 +48,7 @@ type Executor struct {
 	limits   media.Limits
 	log      *slog.Logger
 	gpu      *GPU
+	live     LiveSink // nil: no live playlists
 	// libraries are the folders of the libraries this executor reads in
 	// place (health checks), by name.
 	libraries map[string]string
@@ -308,13 +309,15 @@ func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan,
 				return e.media.EncodeWithAudio(ctx, pl, input, audioDir, outDir, progress)
 			}
 		}
-		ran, err := encode(ctx, plan, src, dir, func(p media.Progress) {
-			frac := 0.0
-			if plan.Duration > 0 {
-				frac = min(p.OutTime.Seconds()/plan.Duration, 1)
-			}
-			speed = p.Speed
-			report(job.Progress{Progress: frac, Speed: p.Speed})
+		ran, err := e.handingOver(ctx, c, plan, StepEncode, dir, func() ([][]string, error) {
+			return encode(ctx, plan, src, dir, func(p media.Progress) {
+				frac := 0.0
+				if plan.Duration > 0 {
+					frac = min(p.OutTime.Seconds()/plan.Duration, 1)
+				}
+				speed = p.Speed
+				report(job.Progress{Progress: frac, Speed: p.Speed})
+			})
 		})
 		if err == nil {
 			report(job.Progress{Progress: 1, Speed: speed}) // ffmpeg is done; storing the files follows

@@ -29,6 +29,7 @@ import (
 	"github.com/herdhq/herd/internal/backoff"
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/live"
 	"github.com/herdhq/herd/internal/pipeline"
 	"github.com/herdhq/herd/internal/protocol"
 )
@@ -472,6 +473,24 @@ func (c *Client) Commit(ctx context.Context, cl *job.Claimed, step, dir string) 
 		}
 	}
 	return c.postLeased(ctx, cl.Lease, "commit/"+step, req, nil)
+}
+
+// HandOver sends a segment ffmpeg finished, and its init segment, as
+// files of the attempt's step, then asks the server to list it in the
+// job's live playlist (pipeline.LiveSink). The commit finds them there
+// and sends them no more, where the files go through the server.
+func (c *Client) HandOver(ctx context.Context, cl *job.Claimed, step, dir, name string) error {
+	for _, n := range []string{live.InitOf(name), name} {
+		path := filepath.Join(dir, n)
+		st, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if err := c.uploadFile(ctx, cl, step, path, protocol.StagedFile{Path: n, Size: st.Size()}); err != nil {
+			return fmt.Errorf("upload %s: %w", n, err)
+		}
+	}
+	return c.postLeased(ctx, cl.Lease, "live/"+step+"/"+name, struct{}{}, nil)
 }
 
 // uploadDirect PUTs each part of a file to its presigned URL, with its MD5

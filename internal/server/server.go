@@ -38,6 +38,7 @@ import (
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/library"
+	"github.com/herdhq/herd/internal/live"
 	"github.com/herdhq/herd/internal/media"
 	"github.com/herdhq/herd/internal/metrics"
 	"github.com/herdhq/herd/internal/patience"
@@ -345,6 +346,7 @@ type app struct {
 	q         *queue.Queue
 	sub       *ingest.Submitter
 	exec      *pipeline.Executor
+	playlists *live.Hub
 	api       *api.Server
 	http      *http.Server
 	// localCaps are the encoders the in-process workers proved.
@@ -408,7 +410,8 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 			localCaps = append(localCaps, job.LibraryNeed(name))
 		}
 	}
-	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log).WithLibraries(libPaths)
+	playlists := live.New(r.st, r.storage, log)
+	exec := pipeline.New(r.tools, r.storage, r.versions, limits, log).WithLibraries(libPaths).WithLive(playlists)
 
 	srv := api.New(api.Deps{
 		Store: r.st, Blobs: r.blobs, Profiles: r.profiles, Versions: r.versions, Submit: sub, Kick: sig, Log: log, Metrics: m,
@@ -416,7 +419,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		Campaigns: camp,
 		Libraries: libs,
 		Queue:     q, Files: r.storage, Limits: limits, MaxStep: cfg.MaxStepSize, CORSOrigins: cfg.CORSOrigins,
-		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL, OtherCaps: otherCaps(cfg, localCaps),
+		LinkPresign: cfg.LinkPresign, CheckHook: guard.CheckURL, OtherCaps: otherCaps(cfg, localCaps), Live: playlists,
 		Checks: []api.Check{
 			{Name: "database", Fn: r.st.Ping},
 			{Name: "storage", Fn: r.storage.Check},
@@ -442,7 +445,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 	httpSrv := cfg.HTTP.Server(handler(srv.Handler(), ui.Handler()))
 	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	httpSrv.RegisterOnShutdown(srv.Shutdown) // event streams end, so Shutdown need not wait them out
-	return &app{deliver: dlv, campaigns: camp, libraries: libs, m: m, sig: sig, q: q, sub: sub, exec: exec, api: srv, http: httpSrv, localCaps: localCaps}, nil
+	return &app{deliver: dlv, campaigns: camp, libraries: libs, m: m, sig: sig, q: q, sub: sub, exec: exec, playlists: playlists, api: srv, http: httpSrv, localCaps: localCaps}, nil
 }
 
 // libraryManager makes the configuration's libraries (their rules
@@ -486,6 +489,7 @@ func prepareLoops(cfg Config, r resources, a *app, local string, log *slog.Logge
 		queue.NewReaper(a.q, log, a.m.Reaped).Run,
 		a.api.TendUploads,
 		a.api.TendScratch,
+		a.playlists.Run,
 		a.api.SweepKeys,
 		a.deliver.Run,
 		func(ctx context.Context) error { a.campaigns.Run(ctx); return nil },

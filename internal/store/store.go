@@ -120,6 +120,19 @@ type Store interface {
 	// Deliveries lists a job's delivery attempts, oldest first.
 	Deliveries(ctx context.Context, jobID string) ([]Delivery, error)
 
+	// AddLiveSegment records a segment a running encode handed over for
+	// its job's live playlists, while l still holds the task (else
+	// job.ErrLeaseLost). False when the job has that segment already: the
+	// first one recorded stays, so a listed segment never changes.
+	AddLiveSegment(ctx context.Context, l job.Lease, seg LiveSegment, now time.Time) (bool, error)
+	// LiveSegments lists a job's live segments by rendition, part and number.
+	LiveSegments(ctx context.Context, jobID string) ([]LiveSegment, error)
+	// EndedLive lists up to limit jobs with live segments that ended
+	// before before.
+	EndedLive(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// DeleteLive forgets a job's live segments.
+	DeleteLive(ctx context.Context, jobID string) error
+
 	// GetTask returns one task.
 	GetTask(ctx context.Context, id string) (job.Task, error)
 	// RunningTasks lists every task being run now.
@@ -332,6 +345,27 @@ type Worker struct {
 	Version   string     `json:"version,omitempty"`
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
+}
+
+// LiveSegment is one media segment of a running hls encode, handed over
+// for the job's live playlists (package live) as soon as ffmpeg finished it.
+type LiveSegment struct {
+	JobID string
+	// Rendition is the plan's video rung, or len(rungs)+i for its audio i.
+	Rendition int
+	// Part is the chunk that made it (0 for an unsplit encode and the
+	// audio); Seq counts its segments from 1.
+	Part, Seq int
+	// Attempt is the task and fence that made it ("ID-FENCE"): its bytes
+	// and its init segment are kept under that name.
+	Attempt string
+	// Codec is the RFC 6381 codecs parameter of its init segment.
+	Codec string
+	// Timescale, Start (its first sample's decode time) and Duration are
+	// measured from its boxes.
+	Timescale, Start, Duration int64
+	Size                       int64
+	CreatedAt                  time.Time
 }
 
 // Delivery is one attempt to deliver a finished job: a library write, a

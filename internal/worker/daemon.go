@@ -127,7 +127,7 @@ func RunDaemon(ctx context.Context, cfg DaemonConfig, log *slog.Logger, out io.W
 
 	// Profiles come with each job's plan; the set is only needed for probing,
 	// which checks the profile version the job asked for.
-	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log).WithLibraries(cfg.Libraries)
+	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log).WithLibraries(cfg.Libraries).WithLive(rc)
 	poolCfg := Config{
 		Name: cfg.Name, OwnerPrefix: "worker/" + cfg.Name + "/", Slots: cfg.MaxTasks, Caps: caps,
 		Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter,

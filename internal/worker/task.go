@@ -60,7 +60,7 @@ func RunTask(ctx context.Context, cfg TaskConfig, log *slog.Logger) (string, err
 		}
 	}
 	name := strings.TrimPrefix(cfg.Lease.Owner, "worker/")
-	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log)
+	exec := pipeline.New(tools, rc, profile.Builtin(), media.Limits{}, log).WithLive(rc)
 	poolCfg := Config{Name: name, Slots: 1, Heartbeat: cfg.Heartbeat, Grace: cfg.Grace, StallAfter: cfg.StallAfter}
 	// Only an encode or chunk task uses a GPU: one that needs it (its pod
 	// proves that one encoder, nothing else), or an encode task of engine

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ConcurrentClaims", func(t *testing.T) { t.Parallel(); testConcurrentClaims(t, open(t)) })
 	t.Run("LeaseExpiry", func(t *testing.T) { t.Parallel(); testLeaseExpiry(t, open(t)) })
 	t.Run("Fencing", func(t *testing.T) { t.Parallel(); testFencing(t, open(t)) })
+	t.Run("LiveSegments", func(t *testing.T) { t.Parallel(); testLiveSegments(t, open(t)) })
 	t.Run("AttemptsAndBackoff", func(t *testing.T) { t.Parallel(); testAttempts(t, open(t)) })
 	t.Run("PermanentFailure", func(t *testing.T) { t.Parallel(); testPermanent(t, open(t)) })
 	t.Run("CancelRunning", func(t *testing.T) { t.Parallel(); testCancelRunning(t, open(t)) })
@@ -239,6 +240,61 @@ func testFencing(t *testing.T, s store.Store) {
 	forged.Owner = "w1"
 	require.ErrorIs(t, s.Complete(ctx, forged, job.Result{}, t0), job.ErrLeaseLost)
 	require.NoError(t, s.Complete(ctx, cur.Lease, job.Result{}, t0.Add(2*time.Hour)))
+}
+
+// testLiveSegments: a segment is listed only while its attempt holds the
+// task, and the first one listed at a place stays there.
+func testLiveSegments(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "live", 3)
+	old := claim(t, s, "w1", t0)
+	seg := func(seq int, attempt string) store.LiveSegment {
+		return store.LiveSegment{JobID: j.ID, Rendition: 1, Seq: seq, Attempt: attempt, Codec: "avc1.64001f", Timescale: 12800, Start: int64(seq-1) * 25600, Duration: 25600, Size: 1000}
+	}
+	oldName := fmt.Sprintf("%s-%d", old.Task.ID, old.Lease.Fence)
+	added, err := s.AddLiveSegment(ctx, old.Lease, seg(1, oldName), t0)
+	require.NoError(t, err)
+	require.True(t, added)
+	added, err = s.AddLiveSegment(ctx, old.Lease, seg(1, "other"), t0)
+	require.NoError(t, err)
+	require.False(t, added, "a listed segment is never replaced")
+	_, err = s.ReapExpired(ctx, t0.Add(time.Hour), time.Second)
+	require.NoError(t, err)
+	cur := claim(t, s, "w2", t0.Add(2*time.Hour))
+	require.Equal(t, old.Task.ID, cur.Task.ID)
+	_, err = s.AddLiveSegment(ctx, old.Lease, seg(2, oldName), t0)
+	require.ErrorIs(t, err, job.ErrLeaseLost, "a zombie lists nothing")
+	curName := fmt.Sprintf("%s-%d", cur.Task.ID, cur.Lease.Fence)
+	other := seg(3, curName)
+	other.JobID = newJob(t, s, "live2", 3).ID
+	_, err = s.AddLiveSegment(ctx, cur.Lease, other, t0)
+	require.Error(t, err, "a lease reaches its own job only")
+	for _, n := range []int{1, 2} {
+		_, err = s.AddLiveSegment(ctx, cur.Lease, seg(n, curName), t0.Add(2*time.Hour))
+		require.NoError(t, err)
+	}
+	got, err := s.LiveSegments(ctx, j.ID)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, []string{oldName, curName}, []string{got[0].Attempt, got[1].Attempt})
+	require.Equal(t, int64(25600), got[1].Start)
+	require.Equal(t, "avc1.64001f", got[0].Codec)
+
+	ended, err := s.EndedLive(ctx, t0.Add(4*time.Hour), 10)
+	require.NoError(t, err)
+	require.NotContains(t, ended, j.ID, "a running job keeps its live segments")
+	_, err = s.CancelJob(ctx, j.ID, t0.Add(3*time.Hour))
+	require.NoError(t, err)
+	ended, err = s.EndedLive(ctx, t0.Add(3*time.Hour), 10)
+	require.NoError(t, err)
+	require.NotContains(t, ended, j.ID, "not before it ended")
+	ended, err = s.EndedLive(ctx, t0.Add(4*time.Hour), 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{j.ID}, ended)
+	require.NoError(t, s.DeleteLive(ctx, j.ID))
+	got, err = s.LiveSegments(ctx, j.ID)
+	require.NoError(t, err)
+	require.Empty(t, got)
 }
 
 func testAttempts(t *testing.T, s store.Store) {

@@ -179,9 +179,23 @@ pages.jobs = () => {
   open();
 };
 
+// awaitLive resolves to the live master playlist's URL once it answers
+// (the encode has finished a segment of every rendition), or to '' once
+// url() says the job has none any more.
+async function awaitLive(url) {
+  for (let u = url(); u; u = url()) {
+    try {
+      const r = await fetch(u, {credentials: 'same-origin', cache: 'no-store'});
+      if (r.ok) return u;
+    } catch (e) { /* the server is away: ask again */ }
+    await new Promise((ok) => setTimeout(ok, 2000));
+  }
+  return '';
+}
+
 pages.job = () => {
   const id = document.body.dataset.job;
-  let player = null;
+  let player = null, liveURL = '', awaiting = false;
   live({view: 'job', id}, (j) => {
     document.title = j.source.name + ' · herd';
     document.getElementById('j-title').textContent = j.source.name;
@@ -242,6 +256,14 @@ pages.job = () => {
     document.getElementById('j-log-box').hidden = !log.length;
     document.getElementById('j-log').textContent = log.join('\n');
     if (!player && j.state === 'succeeded' && outs.length) player = setupPlayer(outs);
+    else if (player?.live && j.state === 'succeeded' && outs.length) player.finish(outs);
+    liveURL = j.live || '';
+    if (!player && liveURL && !awaiting) {
+      // The encode hands its segments over as it makes them: play them
+      // from the job's live playlist as soon as there is one.
+      awaiting = true;
+      awaitLive(() => liveURL).then((url) => { awaiting = false; if (url && !player) player = setupPlayer([], url); });
+    }
     document.getElementById('share-box').hidden = j.state !== 'succeeded';
   }, () => flash('There is no such job (it may have been removed).'));
   setupShare(id);
@@ -563,9 +585,12 @@ function showNoPlay(o) {
 // setupPlayer plays the job's HLS ladder with hls.js (quality menu: auto
 // and each rung), or its MP4 natively, with sprite previews on the seek bar.
 // Outputs this browser cannot decode get a notice with their download.
-function setupPlayer(outs) {
+// With liveURL, it plays the live playlist of a job still encoding, from
+// its start; finish(outs) moves it to the verified outputs once the job
+// succeeded (at once when nothing plays, else at the next pause).
+function setupPlayer(outs, liveURL) {
   const video = document.getElementById('video');
-  const master = outs.find((o) => o.kind === 'hls' && o.name === 'master');
+  const master = liveURL ? {kind: 'hls', name: 'master', url: liveURL} : outs.find((o) => o.kind === 'hls' && o.name === 'master');
   const ladder = master && (window.Hls?.isSupported() || video.canPlayType('application/vnd.apple.mpegurl') !== '');
   const files = outs.filter((o) => o.kind === 'mp4' || o.kind === 'mkv');
   const file = files.find((o) => canPlayFile(video, o));
@@ -581,13 +606,17 @@ function setupPlayer(outs) {
   const seek = document.getElementById('p-seek');
   const quality = document.getElementById('p-quality');
   const play = document.getElementById('p-play');
-  const poster = outs.find((o) => o.kind === 'poster');
-  if (poster) video.poster = poster.url;
-  const p = {video, hls: null};
+  const showPoster = (outs) => {
+    const poster = outs.find((o) => o.kind === 'poster');
+    if (poster) video.poster = poster.url;
+  };
+  showPoster(outs);
+  const p = {video, hls: null, live: !!liveURL};
   window.herdPlayer = p;
+  if (liveURL) box.dataset.live = 'true';
   video.addEventListener('error', () => { box.dataset.error = video.error?.message || 'media error'; });
   if (master && window.Hls?.isSupported()) {
-    const hls = new Hls({enableWorker: false, capLevelToPlayerSize: false});
+    const hls = new Hls({enableWorker: false, capLevelToPlayerSize: false, ...(liveURL ? {startPosition: 0} : {})});
     p.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
       const opts = [el('option', {value: 'auto'}, 'Auto')];
@@ -643,10 +672,28 @@ function setupPlayer(outs) {
   seek.addEventListener('change', () => { document.getElementById('p-preview').hidden = true; });
 
   // Seek-bar previews from the WebVTT sprite track.
-  const vtt = outs.find((o) => o.kind === 'thumbnails_vtt');
-  let cues = [];
-  const base = vtt ? vtt.url.slice(0, vtt.url.lastIndexOf('/') + 1) : '';
-  if (vtt) fetch(vtt.url, {credentials: 'same-origin'}).then((r) => r.text()).then((t) => { cues = parseThumbVTT(t); box.dataset.thumbnails = cues.length; });
+  let cues = [], base = '';
+  const showThumbs = (outs) => {
+    const vtt = outs.find((o) => o.kind === 'thumbnails_vtt');
+    if (!vtt) return;
+    base = vtt.url.slice(0, vtt.url.lastIndexOf('/') + 1);
+    fetch(vtt.url, {credentials: 'same-origin'}).then((r) => r.text()).then((t) => { cues = parseThumbVTT(t); box.dataset.thumbnails = cues.length; });
+  };
+  showThumbs(outs);
+  p.finish = (outs) => {
+    p.live = false;
+    showPoster(outs);
+    showThumbs(outs);
+    const final = outs.find((o) => o.kind === 'hls' && o.name === 'master');
+    if (!p.hls || !final) return;
+    const move = () => {
+      p.hls.config.startPosition = video.currentTime;
+      p.hls.loadSource(final.url);
+      delete box.dataset.live;
+    };
+    if (video.paused || video.ended) move();
+    else video.addEventListener('pause', move, {once: true});
+  };
   const pv = document.getElementById('p-preview');
   const thumb = document.getElementById('p-thumb');
   function preview(t) {
