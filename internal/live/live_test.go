@@ -1,0 +1,185 @@
+package live_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/blob"
+	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/live"
+	"github.com/herdhq/herd/internal/media"
+	"github.com/herdhq/herd/internal/pack"
+	"github.com/herdhq/herd/internal/pipeline"
+	"github.com/herdhq/herd/internal/store"
+	"github.com/herdhq/herd/internal/store/sqlstore"
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+var t0 = time.Date(2026, 1, 7, 12, 0, 0, 0, time.UTC)
+
+// segments has ffmpeg's dash muxer make 1 s segments of a 3 s clip in a
+// new folder, its timestamps offset by offset seconds: what an encode
+// task's folder holds.
+func segments(t *testing.T, offset float64) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, testenv.FFmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=3",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+		"-output_ts_offset", fmt.Sprint(offset),
+		"-f", "dash", "-seg_duration", "1", "-use_template", "1", "-use_timeline", "1", "-dash_segment_type", "mp4",
+		"-init_seg_name", "init-$RepresentationID$.m4s", "-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s",
+		filepath.Join(dir, "manifest.mpd")))
+	return dir
+}
+
+type farm struct {
+	st  *sqlstore.Store
+	hub *live.Hub
+}
+
+func newFarm(t *testing.T) *farm {
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "herd.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	files := &pipeline.LocalFiles{Blobs: blobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &farm{st: st, hub: live.New(st, files, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+}
+
+// encoding makes a planned web job and claims its encode task.
+func (f *farm) encoding(t *testing.T) *job.Claimed {
+	ctx := context.Background()
+	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "live", Key: "sources/live", CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("live", "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: "live"}}
+	probe := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
+	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{probe.ID}}
+	_, _, err = f.st.CreateJob(ctx, j, []job.Task{probe, enc}, t0)
+	require.NoError(t, err)
+	plan, err := json.Marshal(media.Plan{Format: "hls", SegmentSeconds: 1, FPS: 25,
+		Rungs: []media.RungPlan{{Name: "90p", Width: 160, Height: 90, Bitrate: 200_000, MaxRate: 300_000}}})
+	require.NoError(t, err)
+	c := f.claim(t, t0)
+	require.Equal(t, job.KindProbe, c.Task.Kind)
+	require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{Plan: plan}, t0))
+	c = f.claim(t, t0)
+	require.Equal(t, job.KindEncode, c.Task.Kind)
+	return c
+}
+
+func (f *farm) claim(t *testing.T, now time.Time) *job.Claimed {
+	c, err := f.st.Claim(context.Background(), store.ClaimRequest{Owner: "w", Worker: "w", Now: now, TTL: time.Minute})
+	require.NoError(t, err)
+	require.NotNil(t, c)
+	return c
+}
+
+func (f *farm) file(t *testing.T, jobID, p string) string {
+	got, err := f.hub.File(context.Background(), jobID, p)
+	require.NoError(t, err, p)
+	return string(got.Body)
+}
+
+// A retried encode: what the lost attempt listed stays; the new attempt
+// goes on after it, behind a new EXT-X-MAP, its segments moved onto the
+// first one's timeline; the lost attempt lists nothing more.
+func TestRetriedEncodeGoesOnWhereTheLostAttemptStopped(t *testing.T) {
+	testenv.NeedFFmpeg(t)
+	ctx := context.Background()
+	f := newFarm(t)
+	first := f.encoding(t)
+	a, b := segments(t, 0), segments(t, 10) // the second attempt's clock starts elsewhere
+
+	var le *live.Error
+	_, err := f.hub.File(ctx, first.Job.ID, live.MasterName)
+	require.True(t, errors.As(err, &le) && le.Code == "not_ready", "no master before a segment: %v", err)
+
+	require.NoError(t, f.hub.HandOver(ctx, first, pipeline.StepEncode, a, "chunk-0-00001.m4s"))
+	media0 := f.file(t, first.Job.ID, "media_0.m3u8")
+	require.Contains(t, media0, "#EXT-X-PLAYLIST-TYPE:EVENT")
+	require.NotContains(t, media0, "#EXT-X-ENDLIST")
+	require.Contains(t, f.file(t, first.Job.ID, live.MasterName), "BANDWIDTH=300000")
+
+	// A name no encode makes, and bytes that are not a segment, are refused.
+	require.ErrorIs(t, f.hub.HandOver(ctx, first, pipeline.StepEncode, a, "chunk-1-00001.m4s"), live.ErrRefused)
+	require.NoError(t, os.WriteFile(filepath.Join(a, "chunk-0-00009.m4s"), []byte("not a segment"), 0o600))
+	require.ErrorIs(t, f.hub.HandOver(ctx, first, pipeline.StepEncode, a, "chunk-0-00009.m4s"), live.ErrRefused)
+
+	// The lease runs out; another attempt takes the task.
+	_, err = f.st.ReapExpired(ctx, t0.Add(time.Hour), time.Second)
+	require.NoError(t, err)
+	second := f.claim(t, t0.Add(2*time.Hour))
+	require.Equal(t, first.Task.ID, second.Task.ID)
+	require.ErrorIs(t, f.hub.HandOver(ctx, first, pipeline.StepEncode, a, "chunk-0-00002.m4s"), job.ErrLeaseLost, "the lost attempt lists nothing")
+	for _, n := range []string{"chunk-0-00001.m4s", "chunk-0-00002.m4s", "chunk-0-00003.m4s"} {
+		require.NoError(t, f.hub.HandOver(ctx, second, pipeline.StepEncode, b, n))
+	}
+	media0 = f.file(t, first.Job.ID, "media_0.m3u8")
+	one, two := fmt.Sprintf("%s-%d/", first.Task.ID, first.Lease.Fence), fmt.Sprintf("%s-%d/", second.Task.ID, second.Lease.Fence)
+	require.Equal(t, []string{
+		`#EXT-X-MAP:URI="` + one + `r0-init.m4s"`, one + "r0-1.m4s",
+		`#EXT-X-MAP:URI="` + two + `r0-init.m4s"`, two + "r0-2.m4s", two + "r0-3.m4s",
+	}, entries(media0))
+	require.NotContains(t, media0, "#EXT-X-ENDLIST", "the encode runs")
+
+	// Served, the second attempt's segments continue the first's timeline.
+	end := 0.0
+	for i, uri := range []string{one + "r0-1.m4s", two + "r0-2.m4s", two + "r0-3.m4s"} {
+		init := f.file(t, first.Job.ID, strings.Split(uri, "/")[0]+"/r0-init.m4s")
+		tm := measure(t, init, f.file(t, first.Job.ID, uri))
+		start := float64(tm.Start) / float64(tm.Timescale)
+		if i > 0 {
+			require.InDelta(t, end, start, 1e-6, "segment %d starts where %d ends", i+1, i)
+		}
+		end = start + float64(tm.Duration)/float64(tm.Timescale)
+	}
+	_, err = f.hub.File(ctx, first.Job.ID, two+"r0-1.m4s")
+	require.True(t, errors.As(err, &le) && le.Status == 404, "a segment not listed is not served")
+
+	require.NoError(t, f.st.Complete(ctx, second.Lease, job.Result{}, t0.Add(2*time.Hour)))
+	require.Contains(t, f.file(t, first.Job.ID, "media_0.m3u8"), "#EXT-X-ENDLIST", "the encode is done")
+
+	// An hour after the job ended (t0 is hours before the hub's clock),
+	// its live copies go.
+	n, err := f.hub.Sweep(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	_, err = f.hub.File(ctx, first.Job.ID, one+"r0-1.m4s")
+	require.True(t, errors.As(err, &le) && le.Status == 404, "swept")
+	n, err = f.hub.Sweep(ctx, 10)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+// entries are a playlist's EXT-X-MAP tags and segment URIs.
+func entries(playlist string) []string {
+	var out []string
+	for _, l := range strings.Split(playlist, "\n") {
+		if strings.HasPrefix(l, "#EXT-X-MAP") || (l != "" && !strings.HasPrefix(l, "#")) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func measure(t *testing.T, init, seg string) pack.Timing {
+	d := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(d, "i"), []byte(init), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(d, "s"), []byte(seg), 0o600))
+	tm, err := pack.MeasureSegment(filepath.Join(d, "i"), filepath.Join(d, "s"))
+	require.NoError(t, err)
+	return tm
+}
