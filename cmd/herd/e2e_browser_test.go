@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -452,4 +453,58 @@ func TestBrowserUploadResumes(t *testing.T) {
 	}
 	require.Empty(t, left, "finished uploads leave no bytes behind")
 	require.Equal(t, 2, records, "each finished upload names its job")
+}
+
+// The job page plays a web job while it is still running, from its live
+// playlist: a remote worker hands each segment over as ffmpeg finishes it.
+// The worker is drained while it encodes, so the job waits, encoded but
+// not verified, for as long as the test looks; the page then moves to the
+// verified outputs once the job succeeds.
+func TestBrowserPlaysWhileEncoding(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	s.startWorker(t, "live-box", "--max-tasks", "1")
+	src := clip(t, dir, 12, "480x270")
+	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls")
+	require.Equal(t, 0, code, stderr)
+	id := strings.TrimSpace(stdout)
+
+	// Drained as soon as its encode runs: it finishes that task, then
+	// takes no other (verification waits).
+	deadline := time.Now().Add(2 * time.Minute)
+	for !slices.ContainsFunc(s.job(id).Tasks, func(t taskJSON) bool {
+		return t.Kind == "encode" && t.State == "running"
+	}) {
+		require.True(t, time.Now().Before(deadline), "the encode did not start")
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, body := s.request(http.MethodPost, "/api/v1/workers/live-box/drain", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	j := s.waitFor(id, 2*time.Minute, func(j jobJSON) bool {
+		return slices.ContainsFunc(j.Tasks, func(t taskJSON) bool {
+			return t.Kind == "encode" && t.State == "succeeded"
+		})
+	})
+	require.Equal(t, "running", j.State, "verification waits for a worker")
+
+	signIn(t, ctx, s, s.token())
+	testenv.WaitJS(t, ctx, "the dashboard", `location.pathname === "/"`, 15*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(s.url+"/jobs/"+id)))
+	testenv.WaitJS(t, ctx, "the live player", `document.querySelector("#player").dataset.live === "true" && !document.querySelector("#player-box").hidden && !document.querySelector("#p-live").hidden`, 20*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.muted = true; herdPlayer.video.play()`, nil)))
+	testenv.WaitJS(t, ctx, "live playback", `herdPlayer.video.currentTime > 1`, 30*time.Second)
+	shot(t, ctx, "job-live")
+	require.Equal(t, "running", s.job(id).State, "it played before the job succeeded")
+	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
+
+	resp, body = s.request(http.MethodPost, "/api/v1/workers/live-box/resume", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Equal(t, "succeeded", s.waitFinal(id).State)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.pause()`, nil)))
+	testenv.WaitJS(t, ctx, "the move to the verified outputs", `document.querySelector("#player").dataset.live === undefined && document.querySelector("#p-live").hidden && herdPlayer.hls.url.includes("/outputs/master.m3u8")`, 30*time.Second)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`herdPlayer.video.play()`, nil)))
+	before := evalJS[float64](t, ctx, `herdPlayer.video.currentTime`)
+	testenv.WaitJS(t, ctx, "playback of the outputs", fmt.Sprintf(`herdPlayer.video.currentTime > %f + 0.5`, before), 30*time.Second)
 }

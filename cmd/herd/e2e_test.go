@@ -213,14 +213,16 @@ type jobJSON struct {
 	} `json:"deliveries"`
 	Labels  map[string]string `json:"labels"`
 	Publish []string          `json:"publish"`
-	Tasks   []struct {
-		Kind, State, Worker string
-		Chunk               int
-		Attempt             int
-		Progress            float64
-		FinishedAt          *time.Time `json:"finished_at"`
-		Commands            [][]string
-	} `json:"tasks"`
+	Tasks   []taskJSON        `json:"tasks"`
+}
+
+type taskJSON struct {
+	Kind, State, Worker string
+	Chunk               int
+	Attempt             int
+	Progress            float64
+	FinishedAt          *time.Time `json:"finished_at"`
+	Commands            [][]string
 }
 
 func (s *server) job(id string) jobJSON {

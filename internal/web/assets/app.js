@@ -614,6 +614,7 @@ function setupPlayer(outs, liveURL) {
   const p = {video, hls: null, live: !!liveURL};
   window.herdPlayer = p;
   if (liveURL) box.dataset.live = 'true';
+  document.getElementById('p-live').hidden = !liveURL;
   video.addEventListener('error', () => { box.dataset.error = video.error?.message || 'media error'; });
   if (master && window.Hls?.isSupported()) {
     const hls = new Hls({enableWorker: false, capLevelToPlayerSize: false, ...(liveURL ? {startPosition: 0} : {})});
@@ -690,6 +691,7 @@ function setupPlayer(outs, liveURL) {
       p.hls.config.startPosition = video.currentTime;
       p.hls.loadSource(final.url);
       delete box.dataset.live;
+      document.getElementById('p-live').hidden = true;
     };
     if (video.paused || video.ended) move();
     else video.addEventListener('pause', move, {once: true});
