@@ -29,7 +29,7 @@ type Options struct {
 	Sample string // a real clip the inputs are made from (internal/media/testdata/movie-hello.mp4)
 	Quick  bool   // small inputs and few repeats: proves every path, measures little
 	// Only names the scenarios to run (ladder, library, chunks, overhead,
-	// queue, upload, api, av1, pertitle); empty runs all of them.
+	// queue, upload, api, av1, pertitle, live); empty runs all of them.
 	Only []string
 	// Postgres returns the URL of a new, empty PostgreSQL database; nil
 	// leaves PostgreSQL out of the queue benchmark (and says so).
@@ -102,6 +102,7 @@ func scenarios() []scenario {
 		{"api", "API latency at a fixed rate", apiLatency},
 		{"av1", "AV1: SVT-AV1 against x264 at equal SSIM, web-cmaf-av1's presets", av1Cost},
 		{"pertitle", "Per-title: web-hls-auto against web-hls on real clips of different difficulty", perTitle},
+		{"live", "Time to first playable: a web-hls job's live playlist while it encodes", timeToPlay},
 	}
 }
 

@@ -339,18 +339,13 @@ func (h *Hub) list(ctx context.Context, jobID string) (*listing, error) {
 	return l, nil
 }
 
-// target is every live media playlist's EXT-X-TARGETDURATION: the plan's
-// segment length, rounded up, which the encoder's keyframe grid holds
-// every segment to. It is fixed before the first segment is listed, as
-// RFC 8216 asks of a playlist that grows.
+// target is every live media playlist's EXT-X-TARGETDURATION, fixed by the
+// plan before the first segment is listed (RFC 8216 forbids a growing
+// playlist to change it): the segment length, rounded up, which the
+// encoder's keyframe grid holds every segment to, and a second more, so
+// that a segment a frame or an audio packet longer still fits.
 func (l *listing) target() int {
-	t := int(math.Ceil(l.plan.SegmentSeconds - 1e-6))
-	for _, list := range l.lists {
-		for _, e := range list {
-			t = max(t, int(math.Round(float64(e.seg.Duration)/float64(e.seg.Timescale))))
-		}
-	}
-	return max(t, 1)
+	return max(int(math.Ceil(l.plan.SegmentSeconds-1e-6)), 1) + 1
 }
 
 // MediaName names rendition r's live media playlist.

@@ -26,13 +26,18 @@ func MeasureSegment(initPath, segPath string) (Timing, error) {
 	if err != nil {
 		return Timing{}, fmt.Errorf("init segment: %w", err)
 	}
-	data, err := os.ReadFile(segPath)
+	// Its samples are not read: only the boxes that say their times.
+	in, err := os.Open(segPath)
 	if err != nil {
 		return Timing{}, err
 	}
-	f, err := decodeSegment(data)
+	defer in.Close()
+	f, err := mp4.DecodeFile(in, mp4.WithDecodeMode(mp4.DecModeLazyMdat))
 	if err != nil {
-		return Timing{}, err
+		return Timing{}, fmt.Errorf("not an MP4 media segment: %w", err)
+	}
+	if len(f.Segments) == 0 || len(f.Segments[0].Fragments) == 0 {
+		return Timing{}, errors.New("no moof/mdat fragment")
 	}
 	dur, _, err := retime(f, 0, tr.trex)
 	if err != nil {
