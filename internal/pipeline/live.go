@@ -48,15 +48,13 @@ func (e *Executor) handingOver(ctx context.Context, c *job.Claimed, plan *media.
 	}
 	h := &handOver{e: e, c: c, plan: plan, step: step, dir: dir, handed: map[string]bool{}}
 	hctx, cancel := context.WithCancel(ctx)
-	stop, done := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(handOverEvery)
 		defer t.Stop()
 		for {
 			select {
-			case <-stop:
-				return
 			case <-hctx.Done():
 				return
 			case <-t.C:
@@ -65,9 +63,10 @@ func (e *Executor) handingOver(ctx context.Context, c *job.Claimed, plan *media.
 		}
 	}()
 	ran, err := run()
-	close(stop)
-	<-done
+	// A hand-over under way is cut short (a server that is away is not
+	// waited for here); the last scan sends it again.
 	cancel()
+	<-done
 	if err == nil {
 		last, cancel := context.WithTimeout(ctx, lastHandOver)
 		h.scan(last)
@@ -105,8 +104,11 @@ func (h *handOver) scan(ctx context.Context) {
 	slices.SortFunc(names, live.SegmentOrder)
 	for _, n := range names {
 		if err := h.e.live.HandOver(ctx, h.c, h.step, h.dir, n); err != nil {
+			if ctx.Err() != nil {
+				return // cut short: handing it over again is harmless (the first one listed stays)
+			}
 			h.stopped = true
-			if ctx.Err() == nil && !errors.Is(err, job.ErrLeaseLost) {
+			if !errors.Is(err, job.ErrLeaseLost) {
 				h.e.log.Warn("could not hand a segment to the live playlist; the job's live playlist stops here, its outputs are not affected",
 					"job_id", h.c.Job.ID, "task_id", h.c.Task.ID, "segment", n, "err", err)
 			}
