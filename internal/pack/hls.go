@@ -27,14 +27,7 @@ const floatPrecision = 6
 // entry a segment, a byte range from the segment's moof through its first
 // sample, lasting until the next segment's I-frame.
 func mediaPlaylist(s *Stream, target int, iframes bool) []byte {
-	p, err := m3u8.NewMediaPlaylist(0, uint(len(s.Segments)))
-	if err != nil {
-		panic(err) // only for a window larger than the capacity
-	}
-	p.SetWritePrecision(floatPrecision)
-	p.MediaType = m3u8.VOD
-	p.SetIndependentSegments(true)
-	p.SetTargetDuration(uint(target))
+	p := newMedia(len(s.Segments), target, m3u8.VOD)
 	p.SetDefaultMap(s.Init, 0, 0)
 	if iframes {
 		p.SetIframeOnly()
@@ -49,9 +42,27 @@ func mediaPlaylist(s *Stream, target int, iframes bool) []byte {
 		}
 	}
 	p.Close()
-	// Version 6 at least: from it on EXTINF is compared with the target
-	// duration rounded to the nearest second (before, rounded up), which is
-	// how the target was chosen.
+	return encodeMedia(p)
+}
+
+// newMedia is an empty media playlist of kind for n segments, every
+// one independent, with target as its EXT-X-TARGETDURATION.
+func newMedia(n, target int, kind m3u8.MediaType) *m3u8.MediaPlaylist {
+	p, err := m3u8.NewMediaPlaylist(0, uint(max(n, 1)))
+	if err != nil {
+		panic(err) // only for a window larger than the capacity
+	}
+	p.SetWritePrecision(floatPrecision)
+	p.MediaType = kind
+	p.SetIndependentSegments(true)
+	p.SetTargetDuration(uint(target))
+	return p
+}
+
+// encodeMedia writes a media playlist out. Version 6 at least: from it on
+// EXTINF is compared with the target duration rounded to the nearest
+// second (before, rounded up), which is how the target is chosen.
+func encodeMedia(p *m3u8.MediaPlaylist) []byte {
 	v, _ := p.CalcMinVersion()
 	p.SetVersion(max(v, 6))
 	return p.Encode().Bytes()
@@ -71,23 +82,41 @@ type audioSet struct {
 // one rendition is DEFAULT: the one the plan marks, else the group's first.
 func audioSets(l Ladder, p *Packed) []*audioSet {
 	target := float64(p.Target)
-	var sets []*audioSet
+	alts := make([]audioAlt, len(l.Audio))
 	for i, r := range l.Audio {
 		s := p.Audio[i]
-		id := audioGroup(s.Codec)
+		alts[i] = audioAlt{Rendition: r, codec: s.Codec, channels: s.Channels, peak: s.Peak(target, false), avg: s.Average(false)}
+	}
+	return groupAudio(alts)
+}
+
+// audioAlt is one audio rendition of a master playlist: what the plan
+// says of it, and what its stream measures (or was held to).
+type audioAlt struct {
+	Rendition
+	codec     string
+	channels  int
+	peak, avg int64
+}
+
+// groupAudio groups audio renditions by codec: see audioSets.
+func groupAudio(alts []audioAlt) []*audioSet {
+	var sets []*audioSet
+	for _, a := range alts {
+		id := audioGroup(a.codec)
 		k := slices.IndexFunc(sets, func(g *audioSet) bool { return g.id == id })
 		if k < 0 {
 			k = len(sets)
-			sets = append(sets, &audioSet{id: id, codec: s.Codec})
+			sets = append(sets, &audioSet{id: id, codec: a.codec})
 		}
 		g := sets[k]
 		g.alts = append(g.alts, &m3u8.Alternative{
-			Type: "AUDIO", GroupId: id, Name: uniqueName(g.alts, cmp.Or(r.Name, r.Language, "Audio")), Language: r.Language,
-			Default: r.Default, Autoselect: !r.Commentary,
-			Channels: &m3u8.Channels{Amount: s.Channels}, URI: r.Playlist,
+			Type: "AUDIO", GroupId: id, Name: uniqueName(g.alts, cmp.Or(a.Name, a.Language, "Audio")), Language: a.Language,
+			Default: a.Default, Autoselect: !a.Commentary,
+			Channels: &m3u8.Channels{Amount: a.channels}, URI: a.Playlist,
 		})
-		g.peak = max(g.peak, s.Peak(target, false))
-		g.avg = max(g.avg, s.Average(false))
+		g.peak = max(g.peak, a.peak)
+		g.avg = max(g.avg, a.avg)
 	}
 	for _, g := range sets {
 		if !slices.ContainsFunc(g.alts, func(a *m3u8.Alternative) bool { return a.Default }) {

@@ -1,7 +1,6 @@
 package pack
 
 import (
-	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,14 +19,7 @@ type LiveSegment struct {
 // RFC 8216 lets an EVENT playlist append segments and, with ended,
 // EXT-X-ENDLIST, and nothing else. target must not change while it grows.
 func LiveMedia(target int, segs []LiveSegment, ended bool) []byte {
-	p, err := m3u8.NewMediaPlaylist(0, uint(max(len(segs), 1)))
-	if err != nil {
-		panic(err) // only for a window larger than the capacity
-	}
-	p.SetWritePrecision(floatPrecision)
-	p.MediaType = m3u8.EVENT
-	p.SetIndependentSegments(true)
-	p.SetTargetDuration(uint(target))
+	p := newMedia(len(segs), target, m3u8.EVENT)
 	for _, s := range segs {
 		if err := p.AppendSegment(&m3u8.MediaSegment{URI: s.URI, Duration: s.Duration, Map: &m3u8.Map{URI: s.Init}}); err != nil {
 			panic(err) // the capacity is the number of segments
@@ -36,9 +28,7 @@ func LiveMedia(target int, segs []LiveSegment, ended bool) []byte {
 	if ended {
 		p.Close()
 	}
-	v, _ := p.CalcMinVersion()
-	p.SetVersion(max(v, 6))
-	return p.Encode().Bytes()
+	return encodeMedia(p)
 }
 
 // LiveRendition is one rendition of a live master playlist: what the plan
@@ -63,38 +53,19 @@ func LiveMaster(video, audio []LiveRendition, fps, videoRange string) []byte {
 	m := m3u8.NewMasterPlaylist()
 	m.SetWritePrecision(3)
 	m.SetIndependentSegments(true)
-	type group struct {
-		id, codec string
-		alts      []*m3u8.Alternative
-		rate      int64
+	alts := make([]audioAlt, len(audio))
+	for i, a := range audio {
+		alts[i] = audioAlt{Rendition: Rendition{Playlist: a.Playlist, Language: a.Language, Name: a.Name, Default: a.Default, Commentary: a.Commentary},
+			codec: a.Codec, channels: a.Channels, peak: a.Bandwidth}
 	}
-	var groups []*group
-	for _, a := range audio {
-		id := audioGroup(a.Codec)
-		k := slices.IndexFunc(groups, func(g *group) bool { return g.id == id })
-		if k < 0 {
-			k = len(groups)
-			groups = append(groups, &group{id: id, codec: a.Codec})
-		}
-		g := groups[k]
-		g.alts = append(g.alts, &m3u8.Alternative{
-			Type: "AUDIO", GroupId: id, Name: uniqueName(g.alts, cmp.Or(a.Name, a.Language, "Audio")), Language: a.Language,
-			Default: a.Default, Autoselect: !a.Commentary, Channels: &m3u8.Channels{Amount: a.Channels}, URI: a.Playlist,
-		})
-		g.rate = max(g.rate, a.Bandwidth)
-	}
-	for _, g := range groups {
-		if !slices.ContainsFunc(g.alts, func(a *m3u8.Alternative) bool { return a.Default }) {
-			g.alts[0].Default = true
-		}
-	}
+	groups := groupAudio(alts)
 	if len(groups) == 0 {
-		groups = []*group{{}} // video only
+		groups = []*audioSet{{}} // video only
 	}
 	for _, g := range groups {
 		for _, v := range video {
 			m.Append(v.Playlist, nil, m3u8.VariantParams{
-				Bandwidth:    clampRate(v.Bandwidth + g.rate),
+				Bandwidth:    clampRate(v.Bandwidth + g.peak),
 				Codecs:       strings.Join(slices.DeleteFunc([]string{v.Codec, g.codec}, func(c string) bool { return c == "" }), ","),
 				Resolution:   strconv.Itoa(v.Width) + "x" + strconv.Itoa(v.Height),
 				FrameRate:    frameRate(fps),
