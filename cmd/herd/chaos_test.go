@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -669,8 +670,52 @@ func (c *chaosCluster) checkJobs(jobs []*chaosJob) []jobJSON {
 		if videos == 0 {
 			c.violation("%s has no video output", name)
 		}
+		if seen["master.m3u8"] {
+			c.checkLive(name, j.id)
+		}
 	}
 	return views
+}
+
+// playlistURIs are a playlist's segment and EXT-X-MAP URIs, or a master's
+// media playlists.
+var playlistURIs = regexp.MustCompile(`(?m)^([^#\s]\S*)$|URI="([^"]+)"`)
+
+func uris(playlist string) []string {
+	var out []string
+	for _, m := range playlistURIs.FindAllStringSubmatch(playlist, -1) {
+		out = append(out, m[1]+m[2])
+	}
+	return out
+}
+
+// checkLive holds a succeeded hls job's live playlists to what a player
+// needs, however often its workers and the server were killed: each ended
+// (EXT-X-ENDLIST), listing as many segments as the verified outputs, every
+// one of them served.
+func (c *chaosCluster) checkLive(name, id string) {
+	base := "/api/v1/jobs/" + id + "/live/"
+	resp, master := c.srv.get(base+"master.m3u8", nil)
+	if resp.StatusCode != http.StatusOK {
+		c.violation("%s: its live master playlist is not served: %s", name, resp.Status)
+		return
+	}
+	for _, media := range uris(string(master)) {
+		resp, body := c.srv.get(base+media, nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "#EXT-X-ENDLIST") {
+			c.violation("%s: live %s: %s, ended: %v", name, media, resp.Status, strings.Contains(string(body), "#EXT-X-ENDLIST"))
+			continue
+		}
+		_, final := c.srv.get("/api/v1/jobs/"+id+"/outputs/"+media, nil)
+		if got, want := strings.Count(string(body), "#EXTINF"), strings.Count(string(final), "#EXTINF"); got != want {
+			c.violation("%s: live %s lists %d segments, the outputs have %d", name, media, got, want)
+		}
+		for _, seg := range uris(string(body)) {
+			if resp, _ := c.srv.get(base+seg, map[string]string{"Range": "bytes=0-0"}); resp.StatusCode != http.StatusPartialContent {
+				c.violation("%s: live %s lists %s, which is not served: %s", name, media, seg, resp.Status)
+			}
+		}
+	}
 }
 
 // stopAll ends the workers and then the server with SIGTERM: every process
@@ -758,7 +803,9 @@ func (c *chaosCluster) checkTempFiles(views []jobJSON) {
 	}
 	for _, v := range views {
 		for _, e := range entries(filepath.Join(c.data, "blobs", "jobs", v.ID)) {
-			if e != "out" {
+			// live: the copies its live playlist lists, kept an hour after
+			// the job ended for players still watching (live.Keep).
+			if e != "out" && (e != "live" || v.State != "succeeded") {
 				c.violation("job %s (%s) keeps %s beside its outputs", v.ID, v.State, e)
 			}
 		}
