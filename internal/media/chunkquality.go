@@ -44,7 +44,7 @@ func (pl *Plan) ChunkQualityArgs(piece string, k int, demuxer string, files []st
 		args = append(args, "-f", demuxer, "-i", "file:"+filepath.Clean(f))
 	}
 	src := append(pl.chunkFilters(k), fmt.Sprintf("trim=end_frame=%d", pl.measureFrames(k)))
-	return append(args, pl.qualityOutputs("[0:0]"+strings.Join(src, ",")+",", 1, len(files))...)
+	return append(args, pl.qualityOutputs("[0:0]"+strings.Join(src, ",")+",", 1, len(files), nil)...)
 }
 
 // fileMeasureSeconds is how much of an mp4 or mkv chunk its task measures,

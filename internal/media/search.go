@@ -530,7 +530,7 @@ func (t Tools) probeEncode(ctx context.Context, pl, refPlan *Plan, ref, dir stri
 		}
 		p.Score = v.Mean
 	default:
-		args := refPlan.QualityArgs(ref, "matroska", []string{out}, nil)
+		args := refPlan.QualityArgs(ref, "matroska", []string{out})
 		ran = append(ran, argv(t.ffmpeg(), args))
 		tail, err := t.exec(ctx, t.ffmpeg(), args, nil, io.Discard, 64<<10)
 		if err != nil {

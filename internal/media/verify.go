@@ -621,16 +621,28 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 // measures SSIM and PSNR against the source on a sample of the frames (see
 // QualityStep): both are scaled to the source's display size, and the source
 // goes through the same deinterlace, tone map and frame rate filters as the
-// encode. When ranges is not empty the files hold only those time ranges of
-// the output (sampled segments; seconds from its start), and only the
-// source's frames in them are compared. Every line it prints carries its
-// level ("[error]", "[info]") after the name of what logged it.
-func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]float64) []string {
-	args, src, _ := pl.sourceChain(input, ranges, false)
+// encode (WindowQualityArgs for files that hold an output's sampled
+// segments). Every line it prints carries its level ("[error]", "[info]")
+// after the name of what logged it.
+func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
+	args, src, _ := pl.sourceChain(input, nil, false)
 	for _, f := range files {
 		args = append(args, "-f", demuxer, "-i", "file:"+f)
 	}
-	return append(args, pl.qualityOutputs(src, 1, len(files))...)
+	return append(args, pl.qualityOutputs(src, 1, len(files), nil)...)
+}
+
+// WindowQualityArgs is QualityArgs for files that hold an output's
+// sampled segments, compared with the source only in windows
+// (QualityWindows, seconds of output time): the source is read once per
+// window from the keyframe before it when seek (rangeSource), else whole,
+// and every frame of each file is still decoded.
+func (pl *Plan) WindowQualityArgs(input, demuxer string, files []string, windows [][2]float64, seek bool) []string {
+	args, src, n := pl.sourceChain(input, windows, seek)
+	for _, f := range files {
+		args = append(args, "-f", demuxer, "-i", "file:"+f)
+	}
+	return append(args, pl.qualityOutputs(src, n, len(files), windows)...)
 }
 
 // sourceChain returns the start of an argv that opens the source and a
@@ -638,7 +650,7 @@ func (pl *Plan) QualityArgs(input, demuxer string, files []string, ranges [][2]f
 // on the output's timeline, as the encode made them, only those in ranges
 // when there are any; n is how many inputs it opened. With seek, the
 // source is read once per range from a keyframe before it
-// (rangeQualityArgs); else whole, and the ranges selected from it.
+// (rangeSource); else whole, and the ranges selected from it.
 func (pl *Plan) sourceChain(input string, ranges [][2]float64, seek bool) (args []string, src string, n int) {
 	if seek && len(ranges) > 0 {
 		return pl.rangeSource(input, ranges)
@@ -679,30 +691,20 @@ func (pl *Plan) onOutputTime(in int, pre []string) string {
 }
 
 // seeksToKeyframes are the demuxers whose seeking verification trusts
-// (rangeQualityArgs): they seek by an index of the keyframes (MP4's sample
+// (rangeSource): they seek by an index of the keyframes (MP4's sample
 // tables, Matroska's cues or the clusters it scans), to one at or before
 // the point asked. MPEG-TS, MPEG-PS and the rest guess positions from timestamps and can
 // land after it, where frames would go missing and every frame after
 // them be compared with another: their sources are decoded whole.
 var seeksToKeyframes = map[string]bool{"mov": true, "matroska": true}
 
-// rangeQualityArgs is QualityArgs for a constant-rate output of which only
-// the time ranges (sampled segments) are compared: the source is read once
-// per range, from the keyframe before ChunkPreroll ahead of it, as a chunk
-// reads its piece, through the same filters with timestamps kept (so the
-// deinterlace and frame rate filters see the frames before the range, and
-// pick the frames the encode picked), and trimmed to the range's frames on
-// the output grid. A long source is then decoded only around its sampled
-// segments, not whole.
-func (pl *Plan) rangeQualityArgs(input, demuxer string, files []string, ranges [][2]float64) []string {
-	args, src, n := pl.rangeSource(input, ranges)
-	for _, f := range files {
-		args = append(args, "-f", demuxer, "-i", "file:"+f)
-	}
-	return append(args, pl.qualityOutputs(src, n, len(files))...)
-}
-
-// rangeSource is sourceChain reading the source once per range.
+// rangeSource is sourceChain reading the source once per range (a window
+// of a constant-rate output): from the keyframe before ChunkPreroll ahead
+// of it, as a chunk reads its piece, through the same filters with
+// timestamps kept (so the deinterlace and frame rate filters see the
+// frames before the range, and pick the frames the encode picked), and
+// trimmed to the range's frames on the output grid. A long source is then
+// decoded only around its windows, not whole.
 func (pl *Plan) rangeSource(input string, ranges [][2]float64) (args []string, src string, n int) {
 	args = append([]string{"-loglevel", "level+info", "-copyts"}, pl.runArgs()...)
 	var g strings.Builder
@@ -731,8 +733,10 @@ func (pl *Plan) constantRate() bool { return pl.Format != profile.FormatMKV }
 // decoded files (inputs first to first+n-1) with the source frames that
 // the chain src (ending in a comma) gives, frame for frame in order,
 // on a sample of the frames: SSIM and PSNR per file, logged as ssim@qI and
-// psnr@qI.
-func (pl *Plan) qualityOutputs(src string, first, n int) []string {
+// psnr@qI. With windows, only each file's frames in them (output time,
+// from its first frame) are compared, and every frame of it is decoded
+// all the same (an output of its own), to its end.
+func (pl *Plan) qualityOutputs(src string, first, n int, windows [][2]float64) []string {
 	// The sample is taken before scaling, the costly part at the source's
 	// size: the same frame numbers on both sides, the rungs' frames being
 	// the filtered source's one for one.
@@ -748,8 +752,12 @@ func (pl *Plan) qualityOutputs(src string, first, n int) []string {
 	for i := range n {
 		fmt.Fprintf(&g, "[r%da][r%db]", i, i)
 	}
+	pick := ""
+	if len(windows) > 0 {
+		pick = "setpts=PTS-STARTPTS," + pl.windowSelect(windows)
+	}
 	for i := range n {
-		fmt.Fprintf(&g, ";[%d:v:0]%s%s,split=2[d%da][d%db]", first+i, sample, size, i, i)
+		fmt.Fprintf(&g, ";[%d:v:0]%s%s%s,split=2[d%da][d%db]", first+i, pick, sample, size, i, i)
 		fmt.Fprintf(&g, ";[d%da][r%da]ssim@q%d=shortest=1[qs%d]", i, i, i, i)
 		fmt.Fprintf(&g, ";[d%db][r%db]psnr@q%d=shortest=1[qp%d]", i, i, i, i)
 	}
@@ -757,8 +765,41 @@ func (pl *Plan) qualityOutputs(src string, first, n int) []string {
 	for i := range n {
 		args = append(args, "-map", fmt.Sprintf("[qs%d]", i), "-f", "null", "-",
 			"-map", fmt.Sprintf("[qp%d]", i), "-f", "null", "-")
+		if len(windows) > 0 {
+			args = append(args, "-map", fmt.Sprintf("%d:v:0", first+i), "-f", "null", "-")
+		}
 	}
 	return args
+}
+
+// qualityWindow is the longest stretch of a sampled segment that sampled
+// verification measures SSIM and PSNR on, and qualitySpan how much of the
+// output one stretch stands for: a minute-long output is measured on two
+// stretches, a long one on one per sampled segment.
+const (
+	qualityWindow = 2.0 // seconds
+	qualitySpan   = 30.0
+)
+
+// QualityWindows picks the stretches of an output that sampled
+// verification measures SSIM and PSNR on, out of ranges (its sampled
+// segments, every frame of which is decoded): one for each qualitySpan of
+// the output, two at least and one per range at most, each at the start of
+// the range in the middle of its share of them (a first and a last segment
+// are often black or titles, which say little), qualityWindow long at
+// most. The source is then decoded only around those, not around every
+// sampled segment: most of what sampled verification costs.
+func (pl *Plan) QualityWindows(ranges [][2]float64) [][2]float64 {
+	if len(ranges) == 0 {
+		return nil
+	}
+	n := min(len(ranges), max(2, int(pl.Duration/qualitySpan)))
+	share := float64(len(ranges)) / float64(n)
+	picked := make([]int, n)
+	for k := range picked {
+		picked[k] = min(int((float64(k)+0.5)*share), len(ranges)-1)
+	}
+	return pl.gridWindows(ranges, picked, qualityWindow)
 }
 
 // QualityStep is how many frames apart the frames SSIM and PSNR are
@@ -770,7 +811,8 @@ func (pl *Plan) QualityStep() int {
 }
 
 // quality decodes every frame of each file and measures SSIM and PSNR into
-// outs[i] (see QualityArgs for ranges).
+// outs[i]: only in the QualityWindows of ranges, the sampled segments the
+// files hold, when there are any (WindowQualityArgs).
 func (v *verifier) quality(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
 	if q := v.chunkQ; q != nil {
 		// A split job's chunks measured themselves against their pieces
@@ -839,10 +881,10 @@ func (v *verifier) floor(outs []Output) error {
 // measuring ffmpeg is named (see quality).
 func (v *verifier) measureAll(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
 	var err error
-	if len(ranges) > 0 && v.seek && v.pl.constantRate() {
-		err = v.measure(ctx, demuxer, files, v.pl.rangeQualityArgs(v.in, demuxer, files, ranges), outs)
+	if windows := v.pl.QualityWindows(ranges); len(windows) > 0 {
+		err = v.measure(ctx, demuxer, files, v.pl.WindowQualityArgs(v.in, demuxer, files, windows, v.seek && v.pl.constantRate()), outs)
 	} else {
-		err = v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files, ranges), outs)
+		err = v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files), outs)
 	}
 	if err != nil || v.t.VMAF == nil {
 		return err

@@ -149,19 +149,32 @@ func TestVerifyDamageInUnsampledSegments(t *testing.T) {
 		})
 	}
 
-	t.Run("picture noise", func(t *testing.T) {
-		t.Parallel()
-		d := copyOutputs(t, dir)
-		seg := filepath.Join(d, segs[3])
+	// Noise over the second half of a segment: inside the mdat, boxes and
+	// sizes intact.
+	noise := func(t *testing.T, seg string) {
 		b, err := os.ReadFile(seg)
 		require.NoError(t, err)
-		// Noise over the second half of the file: inside the mdat, boxes and sizes intact.
 		rng := rand.New(rand.NewPCG(5, 6))
 		for i := len(b) / 2; i < len(b); i++ {
 			b[i] = byte(rng.UintN(256))
 		}
 		require.NoError(t, os.WriteFile(seg, b, 0o644))
-		_, _, err = tools.Verify(ctx, pl, input, d)
+	}
+	t.Run("picture noise in a sampled segment SSIM is not measured on", func(t *testing.T) {
+		t.Parallel()
+		d := copyOutputs(t, dir)
+		require.Equal(t, [][2]float64{{2, 3}, {5, 6}}, pl.QualityWindows([][2]float64{{0, 1}, {2, 3}, {4, 5}, {5, 6}, {7, 8}}), "SSIM on 2 and 5")
+		noise(t, filepath.Join(d, segs[7]))
+		_, _, err := tools.Verify(ctx, pl, input, d)
+		require.ErrorContains(t, err, "decode", "every frame of a sampled segment is decoded")
+		require.True(t, IsPermanent(err))
+	})
+
+	t.Run("picture noise", func(t *testing.T) {
+		t.Parallel()
+		d := copyOutputs(t, dir)
+		noise(t, filepath.Join(d, segs[3]))
+		_, _, err := tools.Verify(ctx, pl, input, d)
 		require.NoError(t, err, "sampled does not decode segment 3: only full finds this")
 		p := *pl
 		p.Verify = profile.VerifyFull

@@ -24,7 +24,7 @@ import (
 //
 // HERD_VERIFYCOST_KEYINT sets the source's keyframe interval in frames
 // (x264's default, 250, when unset): sampled verification decodes the
-// source from the keyframe before each sampled segment.
+// source from the keyframe before each stretch it compares.
 func TestVerifyCost(t *testing.T) {
 	tools := needFFmpeg(t)
 	ctx := context.Background()

@@ -200,8 +200,13 @@ func (pl *Plan) VMAFWindows(ranges [][2]float64) [][2]float64 {
 	if mid := len(ranges) / 2; mid > 0 && vmafWindows > 1 {
 		picked = append(picked, mid)
 	}
-	// On the frame grid, so that the source's frames (counted) and the
-	// output's (by time) are the same ones.
+	return pl.gridWindows(ranges, picked, vmafWindow)
+}
+
+// gridWindows are the starts of the picked ranges, each length long at
+// most, on the frame grid, so that the source's frames (counted) and the
+// output's (by time) are the same ones.
+func (pl *Plan) gridWindows(ranges [][2]float64, picked []int, length float64) [][2]float64 {
 	fps := pl.FPS
 	if !(fps > 0) {
 		fps = 1000
@@ -210,7 +215,7 @@ func (pl *Plan) VMAFWindows(ranges [][2]float64) [][2]float64 {
 	for _, i := range picked {
 		r := ranges[i]
 		from := math.Ceil(r[0]*fps-1e-6) / fps
-		frames := math.Floor((math.Min(r[1], from+vmafWindow)-from)*fps + 1e-6)
+		frames := math.Floor((math.Min(r[1], from+length)-from)*fps + 1e-6)
 		if frames >= 1 {
 			out = append(out, [2]float64{round6(from), round6(from + frames/fps)})
 		}
