@@ -97,3 +97,21 @@ func TestUploadHash(t *testing.T) {
 	require.NoError(t, store.AsTerminatableUpload(h).Terminate(ctx))
 	require.NoFileExists(t, filepath.Join(dir, h.id+".sha256"), "the state goes with the upload")
 }
+
+// The upload ids herd takes: tusd's own, and in a bucket with the store's
+// multipart upload id after a plus, in the forms S3 stores give them;
+// nothing that could lead a path or key elsewhere.
+func TestUploadIDs(t *testing.T) {
+	own := "0123456789abcdef0123456789abcdef"
+	for _, id := range []string{own,
+		own + "+pCz.6i8XVQHubk9RxTgufJPjXFXp1O6LfaXgM3LBCw82GcO5Eb8WfsUGNuj.jqR3CS5Y1nh8MNU55fB5mdw", // AWS
+		own + "+2~iCw_lDY8VoPEkrkUo6GxZbHJk1l7Lpi", // DigitalOcean Spaces
+		own + "+ZTk3ZmE0YjEtNzg4Ny00YzE5LWIwNDEtZTM3ZjM2OTcxNTU0", // MinIO
+		own + "+APDcL9Pdft+Vo5pdF8k==", // a store that gives base64 with + and =
+	} {
+		require.True(t, uploadID.MatchString(id), id)
+	}
+	for _, id := range []string{"", "../../etc", own[:31], own + "+", own + "+a/b", own + "+a b", own + "+..%2f", "0123456789ABCDEF0123456789ABCDEF"} {
+		require.False(t, uploadID.MatchString(id), id)
+	}
+}

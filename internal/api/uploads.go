@@ -106,9 +106,11 @@ func (u *uploads) recall(ctx context.Context, upload string) (madeJob, bool) {
 var recordedJob = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // uploadID is the form of the ids tusd gives uploads: 32 hex digits, and
-// in a bucket the multipart upload's id after a plus; nothing else may
-// reach the store, whose paths and keys are built from it.
-var uploadID = regexp.MustCompile(`^[0-9a-f]{32}(\+[A-Za-z0-9._~=-]{1,512})?$`)
+// in a bucket the multipart upload's id after a plus (AWS's use
+// A-Za-z0-9._-, DigitalOcean's ~, other stores' + and =; an id with a
+// slash cannot travel in tus's upload URL, tusd's own limit); nothing else
+// may reach the store, whose paths and keys are built from it.
+var uploadID = regexp.MustCompile(`^[0-9a-f]{32}(\+[A-Za-z0-9._~=+-]{1,512})?$`)
 
 // UploadsConfig says where unfinished uploads wait.
 type UploadsConfig struct {
