@@ -105,9 +105,9 @@ func TestUploadIDs(t *testing.T) {
 	own := "0123456789abcdef0123456789abcdef"
 	for _, id := range []string{own,
 		own + "+pCz.6i8XVQHubk9RxTgufJPjXFXp1O6LfaXgM3LBCw82GcO5Eb8WfsUGNuj.jqR3CS5Y1nh8MNU55fB5mdw", // AWS
-		own + "+2~iCw_lDY8VoPEkrkUo6GxZbHJk1l7Lpi", // DigitalOcean Spaces
-		own + "+ZTk3ZmE0YjEtNzg4Ny00YzE5LWIwNDEtZTM3ZjM2OTcxNTU0", // MinIO
-		own + "+APDcL9Pdft+Vo5pdF8k==", // a store that gives base64 with + and =
+		own + "+2~iCw_lDY8VoPEkrkUo6GxZbHJk1l7Lpi",                                                   // DigitalOcean Spaces
+		own + "+ZTk3ZmE0YjEtNzg4Ny00YzE5LWIwNDEtZTM3ZjM2OTcxNTU0",                                    // MinIO
+		own + "+APDcL9Pdft+Vo5pdF8k==",                                                               // a store that gives base64 with + and =
 	} {
 		require.True(t, uploadID.MatchString(id), id)
 	}
