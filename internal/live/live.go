@@ -44,7 +44,7 @@ type Store interface {
 	AddLiveSegment(ctx context.Context, l job.Lease, seg store.LiveSegment, now time.Time) (bool, error)
 	LiveSegments(ctx context.Context, jobID string) ([]store.LiveSegment, error)
 	EndedLive(ctx context.Context, before time.Time, limit int) ([]string, error)
-	DeleteLive(ctx context.Context, jobID string) error
+	DeleteLive(ctx context.Context, jobID string, before time.Time) (bool, error)
 }
 
 // Storage is where the live segments' bytes are kept: the blob store.
@@ -122,10 +122,15 @@ func Hands(plan *media.Plan, t job.Task) bool {
 	case job.KindChunk:
 		return len(plan.Chunks) > 0
 	case job.KindAudio:
-		return len(plan.Audio) > 0
+		return len(plan.Audio) > 0 && audioTask(plan)
 	}
 	return false
 }
+
+// audioTask says whether the plan's audio is its audio task's: a split
+// plan's, or an unsplit one's with AudioStep; else (plans made before
+// the audio task was the rule) the encode makes it with the video.
+func audioTask(plan *media.Plan) bool { return len(plan.Chunks) > 0 || plan.AudioStep }
 
 // Handed says whether task t hands over the file name in its output folder.
 func Handed(plan *media.Plan, t job.Task, name string) bool {
@@ -149,8 +154,12 @@ func placeOf(plan *media.Plan, t job.Task, name string) (place, error) {
 	r, _ := strconv.Atoi(m[1])
 	seq, _ := strconv.Atoi(m[2])
 	p := place{rendition: r, seq: seq}
-	limit := len(plan.Rungs)
+	limit, from, to := len(plan.Rungs), 0.0, plan.Duration
 	switch t.Kind {
+	case job.KindEncode:
+		if !audioTask(plan) {
+			limit += len(plan.Audio) // the encode makes the audio too
+		}
 	case job.KindAudio:
 		limit = len(plan.Audio)
 		p.rendition += len(plan.Rungs)
@@ -159,11 +168,26 @@ func placeOf(plan *media.Plan, t job.Task, name string) (place, error) {
 		if p.part < 0 || p.part >= len(plan.Chunks) {
 			return place{}, fmt.Errorf("chunk %d is not in the job's plan", t.Chunk)
 		}
+		from = plan.ChunkStart(p.part)
+		if end := plan.ChunkEnd(p.part); end > 0 {
+			to = end
+		}
 	}
-	if r >= limit || seq < 1 {
+	// No more segments than the part's length can hold (with a tenth and
+	// two to spare for a probed duration that fell short): a worker cannot
+	// list more.
+	most := int(math.Ceil(1.1*(to-from)/max(plan.SegmentSeconds, 0.1))) + 2
+	if r >= limit || seq < 1 || seq > most {
 		return place{}, fmt.Errorf("%s is not a segment a %s task of this job makes", name, t.Kind)
 	}
 	return p, nil
+}
+
+// partSegments is how many segments a part that is not the last one has:
+// a chunk of a split plan runs from one point of the segment grid to
+// another.
+func partSegments(plan *media.Plan, part int) int {
+	return int(math.Round((plan.ChunkEnd(part) - plan.ChunkStart(part)) / plan.SegmentSeconds))
 }
 
 // attemptName names an attempt: its task and fence.
@@ -200,8 +224,12 @@ func (h *Hub) HandOver(ctx context.Context, c *job.Claimed, _, dir, name string)
 	if err != nil {
 		return err
 	}
-	if st.Size() > maxSegment {
-		return fmt.Errorf("%w: %s is larger than a segment can be (%d bytes)", ErrRefused, name, maxSegment)
+	ist, err := os.Stat(init)
+	if err != nil {
+		return err
+	}
+	if st.Size() > maxSegment || ist.Size() > maxInit {
+		return fmt.Errorf("%w: %s or its init segment is larger than one can be (%d and %d bytes)", ErrRefused, name, maxSegment, maxInit)
 	}
 	tm, err := pack.MeasureSegment(init, seg)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -209,6 +237,9 @@ func (h *Hub) HandOver(ctx context.Context, c *job.Claimed, _, dir, name string)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrRefused, name, err)
+	}
+	if secs := float64(tm.Duration) / float64(tm.Timescale); secs > 2*plan.SegmentSeconds+1 {
+		return fmt.Errorf("%w: %s lasts %.3f s, more than a segment of this plan can", ErrRefused, name, secs)
 	}
 	attempt := attemptName(c.Lease)
 	folder := Key(c.Job.ID) + "/" + attempt + "/"
@@ -299,12 +330,12 @@ func (h *Hub) list(ctx context.Context, jobID string) (*listing, error) {
 	}
 	l.lists, l.ended = make([][]entry, n), make([]bool, n)
 	for r := range n {
-		parts, kind := 1, job.KindAudio
-		if r < video {
-			kind = job.KindEncode
-			if len(l.plan.Chunks) > 0 {
-				parts, kind = len(l.plan.Chunks), job.KindChunk
-			}
+		parts, kind := 1, job.KindEncode
+		switch {
+		case r < video && len(l.plan.Chunks) > 0:
+			parts, kind = len(l.plan.Chunks), job.KindChunk
+		case r >= video && audioTask(&l.plan):
+			kind = job.KindAudio
 		}
 		var (
 			list     []entry
@@ -317,6 +348,9 @@ func (h *Hub) list(ctx context.Context, jobID string) (*listing, error) {
 				if s.Part != p || s.Seq != want || s.Timescale <= 0 {
 					continue
 				}
+				if p+1 < parts && s.Seq > partSegments(&l.plan, p) {
+					break // more than a chunk of the grid holds
+				}
 				switch {
 				case len(list) == 0:
 					next, ts = s.Start, s.Timescale
@@ -328,7 +362,10 @@ func (h *Hub) list(ctx context.Context, jobID string) (*listing, error) {
 				next += s.Duration
 				want++
 			}
-			if !done(kind, p+1) {
+			// A part is passed only once its task is done and every one of
+			// its segments is listed: one whose hand-over failed would put
+			// the next part early, out of step with the other renditions.
+			if !done(kind, p+1) || (p+1 < parts && want-1 != partSegments(&l.plan, p)) {
 				complete = false
 				break
 			}
@@ -499,8 +536,12 @@ func (h *Hub) segment(ctx context.Context, jobID, attempt string, r int, which s
 	return &File{Body: body, ContentType: "video/mp4", CacheControl: segmentCache}, nil
 }
 
-// maxSegment bounds a live segment read into memory.
-const maxSegment = 256 << 20
+// maxSegment bounds a live segment read into memory, and maxInit an init
+// segment (a few hundred bytes: a moov without samples).
+const (
+	maxSegment = 256 << 20
+	maxInit    = 1 << 20
+)
 
 func (h *Hub) read(ctx context.Context, key string) ([]byte, error) {
 	f, err := h.files.Open(ctx, key)
@@ -546,19 +587,27 @@ func (h *Hub) Run(ctx context.Context) error {
 // Sweep removes the live segments of jobs that ended more than Keep ago,
 // up to limit jobs; it says how many.
 func (h *Hub) Sweep(ctx context.Context, limit int) (int, error) {
-	ids, err := h.store.EndedLive(ctx, h.now().Add(-Keep), limit)
+	before := h.now().Add(-Keep)
+	ids, err := h.store.EndedLive(ctx, before, limit)
 	if err != nil {
 		return 0, err
 	}
-	for i, id := range ids {
-		// The bytes first: a row left without them would list a segment
-		// that cannot be read.
-		if err := h.files.RemoveAll(ctx, Key(id)); err != nil {
-			return i, fmt.Errorf("remove live segments of %s: %w", id, err)
+	n := 0
+	for _, id := range ids {
+		// The rows first, and only while the job still ended (not retried
+		// since): nothing is listed then whose bytes could be gone.
+		deleted, err := h.store.DeleteLive(ctx, id, before)
+		if err == nil && deleted {
+			err = h.files.RemoveAll(ctx, Key(id))
 		}
-		if err := h.store.DeleteLive(ctx, id); err != nil {
-			return i, err
+		if err != nil {
+			if ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			h.log.Warn("could not remove a job's live segments; trying again later", "job_id", id, "err", err)
+			continue
 		}
+		n++
 	}
-	return len(ids), nil
+	return n, nil
 }

@@ -58,6 +58,57 @@ func newFarm(t *testing.T) *farm {
 	return &farm{st: st, hub: live.New(st, files, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 }
 
+// chunked makes a planned web job split in two chunks of 1 s segments
+// (the first 2 s long) and claims both chunk tasks.
+func (f *farm) chunked(t *testing.T) (first, second *job.Claimed) {
+	ctx := context.Background()
+	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "chunked", Key: "sources/chunked", CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("chunked", "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: "chunked"}}
+	probe := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
+	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{probe.ID}}
+	fin := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 3, DependsOn: []string{enc.ID}}
+	_, _, err = f.st.CreateJob(ctx, j, []job.Task{probe, enc, fin}, t0)
+	require.NoError(t, err)
+	plan, err := json.Marshal(media.Plan{Format: "hls", SegmentSeconds: 1, FPS: 25, Duration: 3,
+		Chunks: []media.ChunkPlan{{First: 0, End: 50}, {First: 50}},
+		Rungs:  []media.RungPlan{{Name: "90p", Width: 160, Height: 90, Bitrate: 200_000, MaxRate: 300_000}}})
+	require.NoError(t, err)
+	c := f.claim(t, t0)
+	chunk := func(k int) job.Task {
+		return job.Task{ID: job.NewID("t"), Kind: job.KindChunk, Chunk: k, MaxAttempts: 3, DependsOn: []string{job.InheritDeps}}
+	}
+	require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{Plan: plan, Expand: &job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{chunk(1), chunk(2)}}}, t0))
+	first, second = f.claim(t, t0), f.claim(t, t0)
+	if first.Task.Chunk == 2 {
+		first, second = second, first
+	}
+	require.Equal(t, []int{1, 2}, []int{first.Task.Chunk, second.Task.Chunk})
+	return first, second
+}
+
+// A chunk whose hand-overs stopped short (its task succeeded all the
+// same) holds the chunks after it back: they would start early, out of
+// step with the other renditions; and nothing past a chunk's length is
+// listed.
+func TestChunkListedWholeBeforeTheNext(t *testing.T) {
+	testenv.NeedFFmpeg(t)
+	ctx := context.Background()
+	f := newFarm(t)
+	first, second := f.chunked(t)
+	a := segments(t, 0)
+	require.NoError(t, f.hub.HandOver(ctx, first, pipeline.ChunkStep(1), a, "chunk-0-00001.m4s"))
+	require.NoError(t, os.Link(filepath.Join(a, "chunk-0-00003.m4s"), filepath.Join(a, "chunk-0-00006.m4s")))
+	require.ErrorIs(t, f.hub.HandOver(ctx, first, pipeline.ChunkStep(1), a, "chunk-0-00006.m4s"), live.ErrRefused, "more than a 2 s chunk of 1 s segments can hold, with some to spare")
+	require.NoError(t, f.hub.HandOver(ctx, second, pipeline.ChunkStep(2), a, "chunk-0-00001.m4s"))
+	require.NoError(t, f.st.Complete(ctx, first.Lease, job.Result{}, t0))
+	require.NoError(t, f.st.Complete(ctx, second.Lease, job.Result{}, t0))
+	media0 := f.file(t, first.Job.ID, "media_0.m3u8")
+	require.Len(t, entries(media0), 2, "chunk 1's first segment only: its second never came")
+	require.NotContains(t, media0, "#EXT-X-ENDLIST", "the job still runs; what is listed cannot end early")
+}
+
 // encoding makes a planned web job and claims its encode task.
 func (f *farm) encoding(t *testing.T) *job.Claimed {
 	ctx := context.Background()
@@ -69,7 +120,7 @@ func (f *farm) encoding(t *testing.T) *job.Claimed {
 	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{probe.ID}}
 	_, _, err = f.st.CreateJob(ctx, j, []job.Task{probe, enc}, t0)
 	require.NoError(t, err)
-	plan, err := json.Marshal(media.Plan{Format: "hls", SegmentSeconds: 1, FPS: 25,
+	plan, err := json.Marshal(media.Plan{Format: "hls", SegmentSeconds: 1, FPS: 25, Duration: 3,
 		Rungs: []media.RungPlan{{Name: "90p", Width: 160, Height: 90, Bitrate: 200_000, MaxRate: 300_000}}})
 	require.NoError(t, err)
 	c := f.claim(t, t0)

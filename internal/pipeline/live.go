@@ -48,6 +48,7 @@ func (e *Executor) handingOver(ctx context.Context, c *job.Claimed, plan *media.
 	}
 	h := &handOver{e: e, c: c, plan: plan, step: step, dir: dir, handed: map[string]bool{}}
 	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -56,7 +56,7 @@ func encodeInto(dir string) func() ([][]string, error) {
 
 func liveExecutor(s *sink) (*Executor, *media.Plan, *job.Claimed) {
 	e := &Executor{live: s, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	plan := &media.Plan{Format: profile.FormatHLS, Rungs: []media.RungPlan{{Name: "90p"}}}
+	plan := &media.Plan{Format: profile.FormatHLS, Duration: 2, SegmentSeconds: 1, Rungs: []media.RungPlan{{Name: "90p"}}}
 	return e, plan, &job.Claimed{Task: job.Task{ID: "t1", Kind: job.KindEncode}}
 }
 

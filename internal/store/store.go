@@ -130,8 +130,9 @@ type Store interface {
 	// EndedLive lists up to limit jobs with live segments that ended
 	// before before.
 	EndedLive(ctx context.Context, before time.Time, limit int) ([]string, error)
-	// DeleteLive forgets a job's live segments.
-	DeleteLive(ctx context.Context, jobID string) error
+	// DeleteLive forgets a job's live segments if it still ended before
+	// before (a job retried since keeps its new run's); false when not.
+	DeleteLive(ctx context.Context, jobID string, before time.Time) (bool, error)
 
 	// GetTask returns one task.
 	GetTask(ctx context.Context, id string) (job.Task, error)

@@ -212,7 +212,10 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 				}
 				for i, g := range sameWay {
 					if g.Name == w.Name {
-						require.InDelta(t, w.SSIM, g.SSIM, 0.002, "SSIM of %s", w.Name)
+						// Sampled verification compares two stretches of 2 s
+						// here, 16 frames a rung: one frame's difference
+						// weighs more than over whole segments.
+						require.InDelta(t, w.SSIM, g.SSIM, 0.003, "SSIM of %s", w.Name)
 						require.InDelta(t, w.SSIM, fromChunks[i].SSIM, 0.006, "chunk-measured SSIM of %s", w.Name)
 						require.Less(t, fromChunks[i].SSIM, 1.0, "chunk-measured SSIM of %s", w.Name)
 						// The chunks decoded their first segments: the

@@ -79,10 +79,14 @@ func (s *Store) EndedLive(ctx context.Context, before time.Time, limit int) ([]s
 	return ids, rows.Err()
 }
 
-// DeleteLive forgets a job's live segments.
-func (s *Store) DeleteLive(ctx context.Context, jobID string) error {
-	if _, err := s.w.ExecContext(ctx, s.q(`DELETE FROM live_segments WHERE job_id = ?`), jobID); err != nil {
-		return fmt.Errorf("delete live segments: %w", err)
+// DeleteLive forgets a job's live segments if it still ended before
+// before (not retried since it was listed by EndedLive); false when not.
+func (s *Store) DeleteLive(ctx context.Context, jobID string, before time.Time) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM live_segments WHERE job_id = ? AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = ?
+		AND j.finished_at IS NOT NULL AND j.finished_at < ? AND j.state IN ('succeeded', 'failed', 'canceled'))`), jobID, jobID, ms(before))
+	if err != nil {
+		return false, fmt.Errorf("delete live segments: %w", err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	return n > 0, err
 }

@@ -908,6 +908,11 @@ func (s *Store) RetryJob(ctx context.Context, id string, now time.Time) (job.Job
 			ms(now), id); err != nil {
 			return fmt.Errorf("requeue job: %w", err)
 		}
+		// The run that ended ended its live playlists (EXT-X-ENDLIST): the
+		// new run's start afresh rather than grow them again.
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM live_segments WHERE job_id = ?`), id); err != nil {
+			return fmt.Errorf("forget live segments: %w", err)
+		}
 		if err := s.emit(ctx, tx, id, job.EventQueued, nil, now); err != nil {
 			return err
 		}

@@ -686,10 +686,16 @@ function setupPlayer(outs, liveURL) {
     showPoster(outs);
     showThumbs(outs);
     const final = outs.find((o) => o.kind === 'hls' && o.name === 'master');
-    if (!p.hls || !final) return;
+    if (!final) return;
     const move = () => {
-      p.hls.config.startPosition = video.currentTime;
-      p.hls.loadSource(final.url);
+      const at = video.currentTime;
+      if (p.hls) {
+        p.hls.config.startPosition = at;
+        p.hls.loadSource(final.url);
+      } else { // Safari's own HLS
+        video.src = final.url;
+        video.addEventListener('loadedmetadata', () => { video.currentTime = at; }, {once: true});
+      }
       delete box.dataset.live;
       document.getElementById('p-live').hidden = true;
     };
