@@ -58,28 +58,37 @@ func newFarm(t *testing.T) *farm {
 	return &farm{st: st, hub: live.New(st, files, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 }
 
-// chunked makes a planned web job split in two chunks of 1 s segments
-// (the first 2 s long) and claims both chunk tasks.
-func (f *farm) chunked(t *testing.T) (first, second *job.Claimed) {
+// planned makes a web job of its own source whose probe made plan (and,
+// when expand says so, replaced its encode task), a finalize task last,
+// so that the job runs on after its encode.
+func (f *farm) planned(t *testing.T, sha string, plan media.Plan, expand *job.Expansion) {
 	ctx := context.Background()
-	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "chunked", Key: "sources/chunked", CreatedAt: t0})
+	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: sha, Key: "sources/" + sha, CreatedAt: t0})
 	require.NoError(t, err)
-	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("chunked", "web-hls", 1, ""),
-		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: "chunked"}}
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey(sha, "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}}
 	probe := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
 	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{probe.ID}}
 	fin := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 3, DependsOn: []string{enc.ID}}
 	_, _, err = f.st.CreateJob(ctx, j, []job.Task{probe, enc, fin}, t0)
 	require.NoError(t, err)
-	plan, err := json.Marshal(media.Plan{Format: "hls", SegmentSeconds: 1, FPS: 25, Duration: 3,
-		Chunks: []media.ChunkPlan{{First: 0, End: 50}, {First: 50}},
-		Rungs:  []media.RungPlan{{Name: "90p", Width: 160, Height: 90, Bitrate: 200_000, MaxRate: 300_000}}})
+	plan.Format, plan.SegmentSeconds, plan.FPS, plan.Duration = "hls", 1, 25, 3
+	plan.Rungs = []media.RungPlan{{Name: "90p", Width: 160, Height: 90, Bitrate: 200_000, MaxRate: 300_000}}
+	data, err := json.Marshal(plan)
 	require.NoError(t, err)
 	c := f.claim(t, t0)
+	require.Equal(t, job.KindProbe, c.Task.Kind)
+	require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{Plan: data, Expand: expand}, t0))
+}
+
+// chunked makes a planned web job split in two chunks of 1 s segments
+// (the first 2 s long) and claims both chunk tasks.
+func (f *farm) chunked(t *testing.T) (first, second *job.Claimed) {
 	chunk := func(k int) job.Task {
 		return job.Task{ID: job.NewID("t"), Kind: job.KindChunk, Chunk: k, MaxAttempts: 3, DependsOn: []string{job.InheritDeps}}
 	}
-	require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{Plan: plan, Expand: &job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{chunk(1), chunk(2)}}}, t0))
+	f.planned(t, "chunked", media.Plan{Chunks: []media.ChunkPlan{{First: 0, End: 50}, {First: 50}}},
+		&job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{chunk(1), chunk(2)}})
 	first, second = f.claim(t, t0), f.claim(t, t0)
 	if first.Task.Chunk == 2 {
 		first, second = second, first
@@ -111,22 +120,8 @@ func TestChunkListedWholeBeforeTheNext(t *testing.T) {
 
 // encoding makes a planned web job and claims its encode task.
 func (f *farm) encoding(t *testing.T) *job.Claimed {
-	ctx := context.Background()
-	a, err := f.st.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "live", Key: "sources/live", CreatedAt: t0})
-	require.NoError(t, err)
-	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("live", "web-hls", 1, ""),
-		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: "live"}}
-	probe := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 3}
-	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 3, DependsOn: []string{probe.ID}}
-	_, _, err = f.st.CreateJob(ctx, j, []job.Task{probe, enc}, t0)
-	require.NoError(t, err)
-	plan, err := json.Marshal(media.Plan{Format: "hls", SegmentSeconds: 1, FPS: 25, Duration: 3,
-		Rungs: []media.RungPlan{{Name: "90p", Width: 160, Height: 90, Bitrate: 200_000, MaxRate: 300_000}}})
-	require.NoError(t, err)
+	f.planned(t, "live", media.Plan{}, nil)
 	c := f.claim(t, t0)
-	require.Equal(t, job.KindProbe, c.Task.Kind)
-	require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{Plan: plan}, t0))
-	c = f.claim(t, t0)
 	require.Equal(t, job.KindEncode, c.Task.Kind)
 	return c
 }
@@ -202,6 +197,10 @@ func TestRetriedEncodeGoesOnWhereTheLostAttemptStopped(t *testing.T) {
 
 	require.NoError(t, f.st.Complete(ctx, second.Lease, job.Result{}, t0.Add(2*time.Hour)))
 	require.Contains(t, f.file(t, first.Job.ID, "media_0.m3u8"), "#EXT-X-ENDLIST", "the encode is done")
+
+	fin := f.claim(t, t0.Add(2*time.Hour))
+	require.Equal(t, job.KindFinalize, fin.Task.Kind)
+	require.NoError(t, f.st.Complete(ctx, fin.Lease, job.Result{}, t0.Add(2*time.Hour)))
 
 	// An hour after the job ended (t0 is hours before the hub's clock),
 	// its live copies go.
