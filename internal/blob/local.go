@@ -288,33 +288,27 @@ func (l *Local) PutFile(_ context.Context, key, file string) error {
 	defer os.RemoveAll(tmp)
 	staged := filepath.Join(tmp, "f")
 	if err := os.Link(file, staged); err != nil {
-		if err := copyFile(file, staged); err != nil {
+		if err := copyInto(file, tmp, "f"); err != nil {
 			return fmt.Errorf("store %s: %w", key, err)
 		}
 	}
 	return l.renameInto(staged, key)
 }
 
-// copyFile copies src to a new file dst and syncs it.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src) //nolint:gosec // G304: herd's own scratch file
+// copyInto copies file to name in folder dir (safefs.Copy: synced and
+// checked before it gets its name).
+func copyInto(file, dir, name string) error {
+	from, err := os.OpenRoot(filepath.Dir(file))
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640) //nolint:gosec // G304: a fresh name in herd's own scratch folder
+	defer from.Close()
+	to, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		_ = out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		_ = out.Close()
-		return err
-	}
-	return out.Close()
+	defer to.Close()
+	return safefs.Copy(from, filepath.Base(file), to, name)
 }
 
 // CommitDir moves a finished scratch folder to key in one rename, replacing

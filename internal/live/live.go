@@ -243,8 +243,13 @@ func (h *Hub) HandOver(ctx context.Context, c *job.Claimed, _, dir, name string)
 	}
 	attempt := attemptName(c.Lease)
 	folder := Key(c.Job.ID) + "/" + attempt + "/"
-	if err := h.files.PutFile(ctx, folder+initFile(pl.rendition), init); err != nil {
-		return fmt.Errorf("store live init segment: %w", err)
+	if pl.seq == 1 {
+		// With the attempt's first segment of the part: an attempt hands
+		// its segments over in order, the first before any other (and
+		// again after a hand-over cut short).
+		if err := h.files.PutFile(ctx, folder+initFile(pl.rendition), init); err != nil {
+			return fmt.Errorf("store live init segment: %w", err)
+		}
 	}
 	if err := h.files.PutFile(ctx, folder+segmentFile(pl.rendition, pl.seq), seg); err != nil {
 		return fmt.Errorf("store live segment: %w", err)

@@ -160,12 +160,40 @@ func uniqueName(group []*m3u8.Alternative, name string) string {
 	return unique
 }
 
-// masterPlaylist lists every video rendition once per audio group (with
-// that group's codec and bit rate), then the I-frame playlists.
-func masterPlaylist(l Ladder, p *Packed) []byte {
+// newMaster is an empty master playlist of independent segments, its
+// rates to the millisecond.
+func newMaster() *m3u8.MasterPlaylist {
 	m := m3u8.NewMasterPlaylist()
 	m.SetWritePrecision(3)
 	m.SetIndependentSegments(true)
+	return m
+}
+
+// variantParams is what a video variant of codec and size says of itself
+// with audio group g (its renditions, and its codec beside the video's);
+// the bit rates are the caller's.
+func variantParams(codec string, width, height int, fps, videoRange string, g *audioSet) m3u8.VariantParams {
+	return m3u8.VariantParams{
+		Codecs:       strings.Join(slices.DeleteFunc([]string{codec, g.codec}, func(c string) bool { return c == "" }), ","),
+		Resolution:   strconv.Itoa(width) + "x" + strconv.Itoa(height),
+		FrameRate:    frameRate(fps),
+		VideoRange:   videoRange,
+		Alternatives: slices.Clip(g.alts),
+		Audio:        g.id,
+	}
+}
+
+// encodeMaster writes a master playlist out at the least version it needs.
+func encodeMaster(m *m3u8.MasterPlaylist) []byte {
+	v, _ := m.CalcMinVersion()
+	m.SetVersion(v)
+	return m.Encode().Bytes()
+}
+
+// masterPlaylist lists every video rendition once per audio group (with
+// that group's codec and bit rate), then the I-frame playlists.
+func masterPlaylist(l Ladder, p *Packed) []byte {
+	m := newMaster()
 	target := float64(p.Target)
 	sets := audioSets(l, p)
 	if len(sets) == 0 {
@@ -175,16 +203,10 @@ func masterPlaylist(l Ladder, p *Packed) []byte {
 	for _, g := range sets {
 		for i, r := range l.Video {
 			s := p.Video[i]
-			params := m3u8.VariantParams{
-				Bandwidth:        clampRate(s.Peak(target, false) + g.peak),
-				AverageBandwidth: clampRate(s.Average(false) + g.avg),
-				Codecs:           strings.Join(slices.DeleteFunc([]string{s.Codec, g.codec}, func(c string) bool { return c == "" }), ","),
-				Resolution:       strconv.Itoa(s.Width) + "x" + strconv.Itoa(s.Height),
-				FrameRate:        frameRate(l.FrameRate),
-				VideoRange:       l.VideoRange,
-				Alternatives:     append(slices.Clip(g.alts), subs...),
-				Audio:            g.id,
-			}
+			params := variantParams(s.Codec, s.Width, s.Height, l.FrameRate, l.VideoRange, g)
+			params.Bandwidth = clampRate(s.Peak(target, false) + g.peak)
+			params.AverageBandwidth = clampRate(s.Average(false) + g.avg)
+			params.Alternatives = append(params.Alternatives, subs...)
 			if len(subs) > 0 {
 				params.Subtitles = subtitleGroup
 			}
@@ -202,9 +224,7 @@ func masterPlaylist(l Ladder, p *Packed) []byte {
 			VideoRange:       l.VideoRange,
 		})
 	}
-	v, _ := m.CalcMinVersion()
-	m.SetVersion(v)
-	return m.Encode().Bytes()
+	return encodeMaster(m)
 }
 
 func anyDefault(rs []Rendition) bool {

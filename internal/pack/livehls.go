@@ -1,10 +1,6 @@
 package pack
 
 import (
-	"slices"
-	"strconv"
-	"strings"
-
 	"github.com/Eyevinn/hls-m3u8/m3u8"
 )
 
@@ -50,9 +46,7 @@ type LiveRendition struct {
 // segments are not all there to measure, so BANDWIDTH is what the encoder
 // was held to: each rung's maxrate plus its audio group's highest rate.
 func LiveMaster(video, audio []LiveRendition, fps, videoRange string) []byte {
-	m := m3u8.NewMasterPlaylist()
-	m.SetWritePrecision(3)
-	m.SetIndependentSegments(true)
+	m := newMaster()
 	alts := make([]audioAlt, len(audio))
 	for i, a := range audio {
 		alts[i] = audioAlt{Rendition: Rendition{Playlist: a.Playlist, Language: a.Language, Name: a.Name, Default: a.Default, Commentary: a.Commentary},
@@ -64,18 +58,10 @@ func LiveMaster(video, audio []LiveRendition, fps, videoRange string) []byte {
 	}
 	for _, g := range groups {
 		for _, v := range video {
-			m.Append(v.Playlist, nil, m3u8.VariantParams{
-				Bandwidth:    clampRate(v.Bandwidth + g.peak),
-				Codecs:       strings.Join(slices.DeleteFunc([]string{v.Codec, g.codec}, func(c string) bool { return c == "" }), ","),
-				Resolution:   strconv.Itoa(v.Width) + "x" + strconv.Itoa(v.Height),
-				FrameRate:    frameRate(fps),
-				VideoRange:   videoRange,
-				Alternatives: slices.Clip(g.alts),
-				Audio:        g.id,
-			})
+			params := variantParams(v.Codec, v.Width, v.Height, fps, videoRange, g)
+			params.Bandwidth = clampRate(v.Bandwidth + g.peak)
+			m.Append(v.Playlist, nil, params)
 		}
 	}
-	v, _ := m.CalcMinVersion()
-	m.SetVersion(v)
-	return m.Encode().Bytes()
+	return encodeMaster(m)
 }

@@ -7,6 +7,7 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5" //nolint:gosec // G501: Content-MD5 of upload parts, an integrity check the storage API asks for, not security
 	"encoding/base64"
@@ -555,12 +556,10 @@ func (c *Client) postLeased(ctx context.Context, l job.Lease, what string, in, o
 
 // uploadFile sends one file from wherever the server's copy stops.
 func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path string, f protocol.StagedFile) error {
-	sum, err := blob.FileSHA256(path)
-	if err != nil {
-		return err
-	}
 	target := reportPath(cl.Lease, "files/"+step+"/"+protocol.EscapePath(f.Path))
-	return c.retry(ctx, "upload", func() error {
+	sum := ""         // read only for a file the server does not have whole (a segment handed over live, it has)
+	var readErr error // reading the file here failed: no retry helps
+	err := c.retry(ctx, "upload", func() error {
 		resp, err := c.do(ctx, http.MethodHead, target, leaseHeader(cl.Lease), nil)
 		if err != nil {
 			return err
@@ -568,6 +567,11 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 		_ = resp.Body.Close()
 		if resp.Header.Get(protocol.HeaderComplete) == "true" {
 			return nil
+		}
+		if sum == "" {
+			if sum, readErr = blob.FileSHA256(path); readErr != nil {
+				return nil
+			}
 		}
 		offset, _ := strconv.ParseInt(resp.Header.Get(protocol.HeaderOffset), 10, 64)
 		in, err := os.Open(path)
@@ -608,6 +612,7 @@ func (c *Client) uploadFile(ctx context.Context, cl *job.Claimed, step, path str
 		}
 		return err
 	})
+	return cmp.Or(readErr, err)
 }
 
 // Finalize asks the server to move the verified outputs into place (pipeline.Files).
