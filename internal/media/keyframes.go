@@ -185,10 +185,20 @@ const maxHiddenPackets = 4096
 // of the packets of input's video stream index from the source time from
 // (the whole stream when from is 0), without decoding.
 func PacketArgs(demuxer, input string, index int, from float64) []string {
+	intervals := ""
+	if from > 0 {
+		intervals = ftoa(from) + "%"
+	}
+	return packetArgs(demuxer, input, index, intervals)
+}
+
+// packetArgs is PacketArgs reading ffprobe's -read_intervals (all the
+// stream when "").
+func packetArgs(demuxer, input string, index int, intervals string) []string {
 	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe",
 		"-f", demuxer, "-select_streams", strconv.Itoa(index)}
-	if from > 0 {
-		args = append(args, "-read_intervals", ftoa(from)+"%")
+	if intervals != "" {
+		args = append(args, "-read_intervals", intervals)
 	}
 	return append(args, "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
 		"-i", "file:"+filepath.Clean(input))

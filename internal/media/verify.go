@@ -149,6 +149,30 @@ type verifier struct {
 	// chunkQ: a split job's combined chunk measures (chunkQuality), which
 	// stand in for comparing with the source; nil when there are none.
 	chunkQ *ChunkQuality
+	// keys: the source's keyframes in the sampled segments (keyed), once
+	// listed; keysListed says they were.
+	keys       []float64
+	keysListed bool
+}
+
+// keyed moves windows, of the sampled segments ranges, onto the source's
+// keyframes (keyedWindows) where its demuxer seeks to them and the output
+// is on a constant-rate grid. The keyframes are listed once per
+// verification; a list ffprobe cannot give leaves the windows where they
+// are.
+func (v *verifier) keyed(ctx context.Context, windows, ranges [][2]float64) [][2]float64 {
+	if len(windows) == 0 || len(ranges) == 0 || v.in == "" || !seeksToKeyframes[v.pl.Demuxer] || !v.pl.constantRate() {
+		return windows
+	}
+	if !v.keysListed {
+		keys, ran, err := v.t.keyframesIn(ctx, v.pl, v.in, ranges)
+		v.ran = append(v.ran, ran)
+		if err != nil {
+			v.t.log().Warn("the windows verification compares stay where they are", "err", err)
+		}
+		v.keys, v.keysListed = keys, true
+	}
+	return v.pl.keyedWindows(windows, ranges, v.keys)
 }
 
 func (v *verifier) full() bool { return v.pl.Verify == profile.VerifyFull }
@@ -699,8 +723,8 @@ func (pl *Plan) onOutputTime(in int, pre []string) string {
 var seeksToKeyframes = map[string]bool{"mov": true, "matroska": true}
 
 // rangeSource is sourceChain reading the source once per range (a window
-// of a constant-rate output): from the keyframe before ChunkPreroll ahead
-// of it, as a chunk reads its piece, through the same filters with
+// of a constant-rate output): from the keyframe before windowLead ahead
+// of it (keyedWindows puts a window there when it can), through the same filters with
 // timestamps kept (so the deinterlace and frame rate filters see the
 // frames before the range, and pick the frames the encode picked), and
 // trimmed to the range's frames on the output grid. A long source is then
@@ -709,7 +733,7 @@ func (pl *Plan) rangeSource(input string, ranges [][2]float64) (args []string, s
 	args = append([]string{"-loglevel", "level+info", "-copyts"}, pl.runArgs()...)
 	var g strings.Builder
 	for i, r := range ranges {
-		from := r[0] - ChunkPreroll
+		from := r[0] - pl.windowLead()
 		args = append(args, pl.sourceInput(input, from, false)...)
 		// Read from the start, the grid starts at 0 as the encode's
 		// does (padding video that starts late); the grid's time base is
@@ -881,7 +905,7 @@ func (v *verifier) floor(outs []Output) error {
 // measuring ffmpeg is named (see quality).
 func (v *verifier) measureAll(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
 	var err error
-	if windows := v.pl.QualityWindows(ranges); len(windows) > 0 {
+	if windows := v.keyed(ctx, v.pl.QualityWindows(ranges), ranges); len(windows) > 0 {
 		err = v.measure(ctx, demuxer, files, v.pl.WindowQualityArgs(v.in, demuxer, files, windows, v.seek && v.pl.constantRate()), outs)
 	} else {
 		err = v.measure(ctx, demuxer, files, v.pl.QualityArgs(v.in, demuxer, files), outs)
@@ -897,7 +921,7 @@ func (v *verifier) measureAll(ctx context.Context, demuxer string, files []strin
 // nothing of the output: the output is kept without the score, and the
 // log says why, unless a floor or the quality gate needs the score.
 func (v *verifier) measureVMAF(ctx context.Context, demuxer string, files []string, ranges [][2]float64, outs []Output) error {
-	windows := v.pl.VMAFWindows(ranges)
+	windows := v.keyed(ctx, v.pl.VMAFWindows(ranges), ranges)
 	for i, f := range files {
 		s, ran, err := v.t.MeasureVMAF(ctx, v.t.VMAF, v.pl, v.in, demuxer, f, windows, v.seek, v.tmp)
 		v.ran = append(v.ran, ran...)

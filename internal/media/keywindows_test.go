@@ -1,0 +1,120 @@
+package media
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdhq/herd/internal/profile"
+	"github.com/herdhq/herd/internal/testenv"
+)
+
+func TestKeyedWindows(t *testing.T) {
+	t.Parallel()
+	ranges := [][2]float64{{0, 4}, {8, 12}, {16, 20}, {24, 28}}
+	pl := &Plan{FPS: 25}
+	for _, tc := range []struct {
+		name    string
+		windows [][2]float64
+		keys    []float64
+		want    [][2]float64
+	}{
+		{"a keyframe in the range: the window starts a lead and half a frame or more after it",
+			[][2]float64{{8, 10}}, []float64{0, 9}, [][2]float64{{9.12, 11.12}}},
+		{"the keyframe nearest the window's place among those with room",
+			[][2]float64{{16, 18}}, []float64{16.2, 17.5, 19}, [][2]float64{{16.32, 18.32}}},
+		{"no room after the range's keyframe: the window stays",
+			[][2]float64{{8, 10}}, []float64{10.5}, [][2]float64{{8, 10}}},
+		{"a keyframe just before the range, within the lead",
+			[][2]float64{{24, 26}}, []float64{23.95}, [][2]float64{{24.08, 26.08}}},
+		{"a keyframe of another range moves nothing",
+			[][2]float64{{0, 2}, {24, 26}}, []float64{9, 17}, [][2]float64{{0, 2}, {24, 26}}},
+		{"no keyframe listed", [][2]float64{{8, 10}}, nil, [][2]float64{{8, 10}}},
+		{"a shorter window keeps its length",
+			[][2]float64{{0, 1}}, []float64{2}, [][2]float64{{2.12, 3.12}}},
+	} {
+		require.Equal(t, tc.want, pl.keyedWindows(tc.windows, ranges, tc.keys), tc.name)
+	}
+	// A deinterlaced source is read ChunkPreroll before its window.
+	require.Equal(t, [][2]float64{{9.04, 11.04}}, (&Plan{FPS: 25, Deinterlace: true}).keyedWindows([][2]float64{{8, 10}}, ranges, []float64{8}))
+	require.Equal(t, [][2]float64{{8, 10}}, (&Plan{}).keyedWindows([][2]float64{{8, 10}}, ranges, []float64{8}), "no frame rate, no grid: stays")
+}
+
+// A window whose sampled segment holds a source keyframe with room after
+// it moves there, and the source is read for it from that keyframe; what
+// it measures is what decoding the whole source gives for the same frames.
+func TestWindowsMoveOntoSourceKeyframes(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	p, err := profile.Parse([]byte(`name: keyed-test
+version: 1
+format: hls
+segment_seconds: 3
+video:
+  codec: h264
+  preset: veryfast
+  rungs:
+    - {height: 180, bitrate: 400k}
+    - {height: 90, bitrate: 200k}
+thumbnails:
+  poster: false
+  sprite: false
+`))
+	require.NoError(t, err)
+	// Keyframes every 6 s: at 0, 6, 12 and 18.
+	src := filepath.Join(t.TempDir(), "gop6.mp4")
+	require.NoError(t, testenv.FFmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "24",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "150", "-keyint_min", "150", "-sc_threshold", "0", "-pix_fmt", "yuv420p", src))
+	pl := admitted(t, src, p)
+	dir := t.TempDir()
+	_, err = tools.Encode(ctx, pl, src, dir, nil)
+	require.NoError(t, err)
+
+	measure := func(seek bool) ([]Output, [][]string) {
+		v := &verifier{t: tools, pl: pl, in: src, out: dir, tmp: t.TempDir(), seek: seek}
+		outs, err := v.hls(ctx)
+		require.NoError(t, err)
+		return outs, v.ran
+	}
+	seeked, ran := measure(true)
+	whole, _ := measure(false)
+	// Eight segments: 0, 2, 4, 5 and 7 decoded ([0,3], [6,9], [12,15],
+	// [15,18], [21,24]); SSIM on the windows of [6,9] and [15,18]. The
+	// first starts at 6.12, 0.1 s and half a frame after the keyframe at 6,
+	// and is read from 6.02; the second has no keyframe with room after
+	// it, stays at 15 and is read from the keyframe at 12, before 14.9.
+	var seeks []float64
+	listed := false
+	for _, a := range ran {
+		if slices.Contains(a, "-read_intervals") {
+			listed = true
+		}
+		for i := range a {
+			if i > 0 && a[i-1] == "-ss" && slices.Contains(a, "-filter_complex") {
+				f, err := strconv.ParseFloat(a[i], 64)
+				require.NoError(t, err)
+				seeks = append(seeks, f)
+			}
+		}
+	}
+	require.True(t, listed, "the source's keyframes in the sampled segments were listed")
+	require.Len(t, seeks, 2)
+	require.InDelta(t, 6.02, seeks[0], 1e-6)
+	require.InDelta(t, 14.9, seeks[1], 1e-6)
+	rungs := 0
+	for i, o := range seeked {
+		if o.SSIM == 0 {
+			continue
+		}
+		rungs++
+		require.Greater(t, o.SSIM, 0.9, o.Name)
+		require.InDelta(t, whole[i].SSIM, o.SSIM, 1e-4, "%s: SSIM of the same frames, the source read around them or whole", o.Name)
+		require.InDelta(t, whole[i].PSNR, o.PSNR, 0.01, "%s: PSNR", o.Name)
+	}
+	require.Equal(t, 2, rungs)
+}
