@@ -27,6 +27,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/herdhq/herd/internal/blob"
@@ -60,11 +61,71 @@ type Hub struct {
 	files Storage
 	log   *slog.Logger
 	now   func() time.Time
+
+	// ttl is how long a job's listing answers every request for the job
+	// before the store is read again (listTTL).
+	ttl   time.Duration
+	mu    sync.Mutex
+	lists map[string]cachedListing
 }
+
+// cachedListing is a job's listing and when it was read.
+type cachedListing struct {
+	l  *listing
+	at time.Time
+}
+
+// listTTL is how long a job's listing answers the requests for it. Every
+// request (each playlist and each segment) needs one, and reading one
+// reads the job, its tasks and every segment listed so far: kept a second,
+// what the viewers of a job cost the store is a listing a second, however
+// many they are. A playlist a second old is a prefix of today's (nothing
+// listed changes), and players ask again every few seconds.
+const listTTL = time.Second
 
 // New returns a Hub.
 func New(st Store, files Storage, log *slog.Logger) *Hub {
-	return &Hub{store: st, files: files, log: log.With("component", "live"), now: time.Now}
+	return &Hub{store: st, files: files, log: log.With("component", "live"), now: time.Now,
+		ttl: listTTL, lists: map[string]cachedListing{}}
+}
+
+// listing is the job's listing (list), read again only when the one kept
+// is listTTL old, or when fresh.
+func (h *Hub) listing(ctx context.Context, jobID string, fresh bool) (*listing, error) {
+	now := h.now()
+	if !fresh {
+		h.mu.Lock()
+		c, ok := h.lists[jobID]
+		h.mu.Unlock()
+		if ok && now.Sub(c.at) < h.ttl {
+			return c.l, nil
+		}
+	}
+	l, err := h.list(ctx, jobID)
+	if err != nil || h.ttl <= 0 {
+		return l, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c, ok := h.lists[jobID]; !ok || !c.at.After(now) {
+		h.lists[jobID] = cachedListing{l: l, at: now}
+	}
+	if len(h.lists) > 16 {
+		for id, c := range h.lists {
+			if now.Sub(c.at) >= h.ttl {
+				delete(h.lists, id)
+			}
+		}
+	}
+	return l, nil
+}
+
+// forget drops the job's kept listing: what this hub recorded or removed
+// shows at once.
+func (h *Hub) forget(jobID string) {
+	h.mu.Lock()
+	delete(h.lists, jobID)
+	h.mu.Unlock()
 }
 
 // Keep is how long a job's live segments outlive the job: a player that
@@ -258,6 +319,9 @@ func (h *Hub) HandOver(ctx context.Context, c *job.Claimed, _, dir, name string)
 		JobID: c.Job.ID, Rendition: pl.rendition, Part: pl.part, Seq: pl.seq, Attempt: attempt, Codec: tm.Codec,
 		Timescale: int64(tm.Timescale), Start: int64(tm.Start), Duration: int64(tm.Duration), Size: st.Size(), //nolint:gosec // G115: decode times far below 2^63
 	}, h.now())
+	if err == nil {
+		h.forget(c.Job.ID)
+	}
 	return err
 }
 
@@ -418,14 +482,14 @@ const (
 func (h *Hub) File(ctx context.Context, jobID, p string) (*File, error) {
 	switch {
 	case p == MasterName:
-		l, err := h.list(ctx, jobID)
+		l, err := h.listing(ctx, jobID, false)
 		if err != nil {
 			return nil, err
 		}
 		return l.master()
 	case mediaRe.MatchString(p):
 		r, _ := strconv.Atoi(mediaRe.FindStringSubmatch(p)[1])
-		l, err := h.list(ctx, jobID)
+		l, err := h.listing(ctx, jobID, false)
 		if err != nil {
 			return nil, err
 		}
@@ -500,30 +564,43 @@ func audioRate(list []entry) int64 {
 }
 
 // segment answers one listed segment, or the init segment of a listed
-// attempt's rendition.
+// attempt's rendition. One the kept listing does not list yet is looked
+// for in a fresh one: its playlist may have come from a listing read
+// since (by another server, or this one an instant later).
 func (h *Hub) segment(ctx context.Context, jobID, attempt string, r int, which string) (*File, error) {
-	l, err := h.list(ctx, jobID)
+	if !attemptRe.MatchString(attempt) {
+		return nil, notFound("no such live segment")
+	}
+	seq, _ := strconv.Atoi(which)
+	find := func(l *listing) int {
+		if r >= len(l.lists) {
+			return -1
+		}
+		return slices.IndexFunc(l.lists[r], func(e entry) bool {
+			return e.seg.Attempt == attempt && (which == "init" || e.seg.Seq == seq)
+		})
+	}
+	l, err := h.listing(ctx, jobID, false)
 	if err != nil {
 		return nil, err
 	}
-	if r >= len(l.lists) || !attemptRe.MatchString(attempt) {
-		return nil, notFound("no such live segment")
+	k := find(l)
+	if k < 0 {
+		if l, err = h.listing(ctx, jobID, true); err != nil {
+			return nil, err
+		}
+		k = find(l)
+	}
+	if k < 0 {
+		return nil, notFound("no such live segment (only listed segments are served)")
 	}
 	folder := Key(jobID) + "/" + attempt + "/"
 	if which == "init" {
-		if !slices.ContainsFunc(l.lists[r], func(e entry) bool { return e.seg.Attempt == attempt }) {
-			return nil, notFound("no such live segment")
-		}
 		body, err := h.read(ctx, folder+initFile(r))
 		if err != nil {
 			return nil, err
 		}
 		return &File{Body: body, ContentType: "video/mp4", CacheControl: segmentCache}, nil
-	}
-	seq, _ := strconv.Atoi(which)
-	k := slices.IndexFunc(l.lists[r], func(e entry) bool { return e.seg.Attempt == attempt && e.seg.Seq == seq })
-	if k < 0 {
-		return nil, notFound("no such live segment (only listed segments are served)")
 	}
 	body, err := h.read(ctx, folder+segmentFile(r, seq))
 	if err != nil {
@@ -603,6 +680,7 @@ func (h *Hub) Sweep(ctx context.Context, limit int) (int, error) {
 		// since): nothing is listed then whose bytes could be gone.
 		deleted, err := h.store.DeleteLive(ctx, id, before)
 		if err == nil && deleted {
+			h.forget(id)
 			err = h.files.RemoveAll(ctx, Key(id))
 		}
 		if err != nil {

@@ -55,7 +55,9 @@ func newFarm(t *testing.T) *farm {
 	blobs, err := blob.NewLocal(t.TempDir())
 	require.NoError(t, err)
 	files := &pipeline.LocalFiles{Blobs: blobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	return &farm{st: st, hub: live.New(st, files, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	hub := live.New(st, files, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	live.ListFor(hub, 0, time.Now) // these tests complete tasks behind the hub's back
+	return &farm{st: st, hub: hub}
 }
 
 // planned makes a web job of its own source whose probe made plan (and,
@@ -232,4 +234,66 @@ func measure(t *testing.T, init, seg string) pack.Timing {
 	tm, err := pack.MeasureSegment(filepath.Join(d, "i"), filepath.Join(d, "s"))
 	require.NoError(t, err)
 	return tm
+}
+
+// countingStore counts the listings read.
+type countingStore struct {
+	*sqlstore.Store
+	listings int
+}
+
+func (c *countingStore) LiveSegments(ctx context.Context, jobID string) ([]store.LiveSegment, error) {
+	c.listings++
+	return c.Store.LiveSegments(ctx, jobID)
+}
+
+// Every viewer of a job is answered from one listing a second: the store
+// is read once for any number of playlist and segment requests within
+// it. A segment the hub hands over shows at once; what changed behind its
+// back shows within the second; a segment listed since the kept listing
+// was read (its playlist came from another server) is still served.
+func TestViewersShareOneListing(t *testing.T) {
+	testenv.NeedFFmpeg(t)
+	ctx := context.Background()
+	f := newFarm(t)
+	c := f.encoding(t)
+	cs := &countingStore{Store: f.st}
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	hub := live.New(cs, &pipeline.LocalFiles{Blobs: blobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	now := t0
+	live.ListFor(hub, time.Second, func() time.Time { return now })
+	a := segments(t, 0)
+	require.NoError(t, hub.HandOver(ctx, c, pipeline.StepEncode, a, "chunk-0-00001.m4s"))
+	get := func(p string) string {
+		got, err := hub.File(ctx, c.Job.ID, p)
+		require.NoError(t, err, p)
+		return string(got.Body)
+	}
+	attempt := fmt.Sprintf("%s-%d/", c.Task.ID, c.Lease.Fence)
+	for range 10 { // ten viewers
+		get(live.MasterName)
+		require.Len(t, entries(get("media_0.m3u8")), 2)
+		get(attempt + "r0-init.m4s")
+		get(attempt + "r0-1.m4s")
+	}
+	require.Equal(t, 1, cs.listings, "forty requests, one listing")
+
+	require.NoError(t, hub.HandOver(ctx, c, pipeline.StepEncode, a, "chunk-0-00002.m4s"))
+	require.Len(t, entries(get("media_0.m3u8")), 3, "handed over here: listed at once")
+	require.Equal(t, 2, cs.listings)
+
+	// Another server lists segment 3 (the store has it); this one's kept
+	// listing does not, but serves it when asked, reading afresh.
+	other := live.New(f.st, &pipeline.LocalFiles{Blobs: blobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, other.HandOver(ctx, c, pipeline.StepEncode, a, "chunk-0-00003.m4s"))
+	get(attempt + "r0-3.m4s")
+	require.Equal(t, 3, cs.listings)
+
+	// The encode ends behind the hub's back: its playlist ends within the
+	// second.
+	require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{}, t0))
+	now = now.Add(time.Second)
+	require.Contains(t, get("media_0.m3u8"), "#EXT-X-ENDLIST")
+	require.Equal(t, 4, cs.listings)
 }
