@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdhq/herd/internal/protocol"
 	"github.com/herdhq/herd/internal/testenv"
 )
 
@@ -498,6 +499,21 @@ func TestBrowserPlaysWhileEncoding(t *testing.T) {
 	shot(t, ctx, "job-live")
 	require.Equal(t, "running", s.job(id).State, "it played before the job succeeded")
 	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
+
+	// A playback link's page plays the same live playlist, from its start.
+	stdout, stderr, code = s.herd("share", id, "--ttl", "1h", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	var l protocol.Link
+	require.NoError(t, json.Unmarshal([]byte(stdout), &l), stdout)
+	tab, closeTab := chromedp.NewContext(ctx)
+	require.NoError(t, chromedp.Run(tab, chromedp.Navigate(l.URL)))
+	testenv.WaitJS(t, tab, "the link's live player", `window.herdEmbed && herdEmbed.live && herdEmbed.video.readyState >= 1 && !document.getElementById("live-note").hidden`, 20*time.Second)
+	require.NoError(t, chromedp.Run(tab, chromedp.Evaluate(`herdEmbed.video.muted = true; herdEmbed.video.play()`, nil)))
+	testenv.WaitJS(t, tab, "live playback through the link", `herdEmbed.video.currentTime > 1`, 30*time.Second)
+	require.Less(t, evalJS[float64](t, tab, `herdEmbed.video.played.start(0)`), 0.5, "played from the start, not from near the live end")
+	require.True(t, evalJS[bool](t, tab, `document.getElementById("error").hidden`))
+	require.Equal(t, "running", s.job(id).State)
+	closeTab()
 
 	resp, body = s.request(http.MethodPost, "/api/v1/workers/live-box/resume", nil, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))

@@ -1,6 +1,8 @@
 package pack
 
 import (
+	"bytes"
+
 	"github.com/Eyevinn/hls-m3u8/m3u8"
 )
 
@@ -24,8 +26,15 @@ func LiveMedia(target int, segs []LiveSegment, ended bool) []byte {
 	if ended {
 		p.Close()
 	}
-	return encodeMedia(p)
+	// Players start a playlist without EXT-X-ENDLIST near its end, as they
+	// would a live broadcast; this one is a title being made, watched from
+	// its start: EXT-X-START says so (hls.js, Safari, ExoPlayer, VLC). The
+	// playlist library writes the tag only for an offset other than 0.
+	return bytes.Replace(encodeMedia(p), []byte(eventTag), []byte(eventTag+"#EXT-X-START:TIME-OFFSET=0\n"), 1)
 }
+
+// eventTag is an EVENT playlist's type line.
+const eventTag = "#EXT-X-PLAYLIST-TYPE:EVENT\n"
 
 // LiveRendition is one rendition of a live master playlist: what the plan
 // says of it (its rate, size and names) and the codec its first init

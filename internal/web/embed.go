@@ -8,6 +8,7 @@ import (
 
 	"github.com/herdhq/herd/internal/api"
 	"github.com/herdhq/herd/internal/job"
+	"github.com/herdhq/herd/internal/live"
 	"github.com/herdhq/herd/internal/pipeline"
 )
 
@@ -16,6 +17,10 @@ type embedPage struct {
 	Title  string
 	Stream bool   // a player: HLS or a file the browser plays
 	HLS    string // master playlist, relative to the page
+	// Live is the live master playlist, relative to the page, of a job
+	// still encoding that has no outputs yet: the page plays it from its
+	// start once it answers.
+	Live   string
 	File   string // a file to play when there is no HLS (or no way to play it)
 	Poster string
 	// Without a stream: why, and the file to download instead.
@@ -99,6 +104,9 @@ func (u *UI) embed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := embedOf(v.Source.Name, v.Outputs)
+	if !e.Stream && v.Live != "" {
+		e.Stream, e.Live = true, "live/"+live.MasterName
+	}
 	if !e.Stream && v.State.Final() && v.State != job.Succeeded {
 		e.Notice = "This video's encoding " + map[job.State]string{job.Failed: "failed", job.Canceled: "was canceled"}[v.State] + ", so there is nothing to play."
 	}

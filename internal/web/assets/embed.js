@@ -1,16 +1,33 @@
 // The playback link's player: the job's HLS ladder through hls.js (or the
 // browser's own HLS, as in Safari), else its MP4; menus for quality, audio
-// and subtitles appear where the stream has a choice. Every URL is
-// relative to the page, which is below the link's token.
+// and subtitles appear where the stream has a choice. A job still
+// encoding plays its live playlist from the start, once that answers.
+// Every URL is relative to the page, which is below the link's token.
 'use strict';
-(() => {
+(async () => {
   const video = document.getElementById('video');
   const menus = document.getElementById('menus');
   const errBox = document.getElementById('error');
-  const src = video.dataset.hls, file = video.dataset.file;
-  window.herdEmbed = {video, hls: null};
+  const live = !!video.dataset.live;
+  const src = video.dataset.hls || video.dataset.live, file = video.dataset.file;
+  window.herdEmbed = {video, hls: null, live};
   const fail = (msg) => { errBox.textContent = 'This video cannot be played: ' + msg; errBox.hidden = false; };
   video.addEventListener('error', () => fail(video.error?.message || 'a media error'));
+
+  // The live master playlist answers 404 not_ready until the encode has
+  // finished a segment of every rendition: ask again every two seconds.
+  while (live) {
+    try {
+      const r = await fetch(src, {cache: 'no-store'});
+      if (r.ok) break;
+      const body = await r.json().catch(() => ({}));
+      if (body.error?.code !== 'not_ready') {
+        fail((body.error?.message || `the live playlist answered ${r.status}`) + '; reload this page once the video has finished encoding');
+        return;
+      }
+    } catch (e) { /* the server is away: ask again */ }
+    await new Promise((ok) => setTimeout(ok, 2000));
+  }
 
   // menu fills a select with choices and shows it (with its label) when
   // there is more than one.
@@ -32,7 +49,9 @@
   const trackName = (t, i) => t.name || t.lang || `Track ${i + 1}`;
 
   if (src && window.Hls?.isSupported()) {
-    const hls = new Hls({enableWorker: false});
+    // A live playlist plays from its start, not from near its end (its
+    // EXT-X-START says so to every player too).
+    const hls = new Hls({enableWorker: false, ...(live ? {startPosition: 0} : {})});
     window.herdEmbed.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
       // A ladder of two codecs (web-cmaf-av1) has two 360p rungs: say which is which.
