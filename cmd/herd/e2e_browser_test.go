@@ -507,11 +507,12 @@ func TestBrowserPlaysWhileEncoding(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(stdout), &l), stdout)
 	tab, closeTab := chromedp.NewContext(ctx)
 	require.NoError(t, chromedp.Run(tab, chromedp.Navigate(l.URL)))
-	testenv.WaitJS(t, tab, "the link's live player", `window.herdEmbed && herdEmbed.live && herdEmbed.video.readyState >= 1 && !document.getElementById("live-note").hidden`, 20*time.Second)
+	testenv.WaitJS(t, tab, "the link's live player", `window.herdEmbed && herdEmbed.live && herdEmbed.video.readyState >= 1 && document.getElementById("live-note").textContent.startsWith("Still encoding")`, 20*time.Second)
 	require.NoError(t, chromedp.Run(tab, chromedp.Evaluate(`herdEmbed.video.muted = true; herdEmbed.video.play()`, nil)))
 	testenv.WaitJS(t, tab, "live playback through the link", `herdEmbed.video.currentTime > 1`, 30*time.Second)
 	require.Less(t, evalJS[float64](t, tab, `herdEmbed.video.played.start(0)`), 0.5, "played from the start, not from near the live end")
 	require.True(t, evalJS[bool](t, tab, `document.getElementById("error").hidden`))
+	require.True(t, evalJS[bool](t, tab, `document.getElementById("live-note").hidden`), "the encode is done: its playlist ended, and the note went")
 	require.Equal(t, "running", s.job(id).State)
 	closeTab()
 

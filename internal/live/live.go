@@ -30,6 +30,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/herdhq/herd/internal/blob"
 	"github.com/herdhq/herd/internal/job"
 	"github.com/herdhq/herd/internal/media"
@@ -67,6 +69,10 @@ type Hub struct {
 	ttl   time.Duration
 	mu    sync.Mutex
 	lists map[string]cachedListing
+	// forgot is when this hub last recorded or removed something of a job
+	// (kept a minute): a listing read from before then is not kept.
+	forgot map[string]time.Time
+	reads  singleflight.Group
 }
 
 // cachedListing is a job's listing and when it was read.
@@ -77,54 +83,91 @@ type cachedListing struct {
 
 // listTTL is how long a job's listing answers the requests for it. Every
 // request (each playlist and each segment) needs one, and reading one
-// reads the job, its tasks and every segment listed so far: kept a second,
-// what the viewers of a job cost the store is a listing a second, however
-// many they are. A playlist a second old is a prefix of today's (nothing
-// listed changes), and players ask again every few seconds.
-const listTTL = time.Second
+// reads the job, its tasks and every segment listed so far: kept half a
+// second, with the requests that find none waiting for one read, what the
+// viewers of a job cost the store is about two listings a second, however
+// many they are. A playlist half a second old is a prefix of today's
+// (nothing listed changes), and it cannot be shorter than one a player
+// had before, even from another replica: RFC 8216 (6.3.4) has a player
+// wait half a target duration at least before it reloads a playlist (a
+// second at least here: the target is two or more), so whatever listing
+// answers the reload was read after the earlier answer was made.
+const listTTL = 500 * time.Millisecond
 
 // New returns a Hub.
 func New(st Store, files Storage, log *slog.Logger) *Hub {
 	return &Hub{store: st, files: files, log: log.With("component", "live"), now: time.Now,
-		ttl: listTTL, lists: map[string]cachedListing{}}
+		ttl: listTTL, lists: map[string]cachedListing{}, forgot: map[string]time.Time{}}
 }
 
-// listing is the job's listing (list), read again only when the one kept
-// is listTTL old, or when fresh.
+// listing is the job's listing (list): the one kept when it is less than
+// ttl old and not fresh, else one read now, once for every request that
+// asks for it meanwhile. A fresh one is read for the caller alone.
 func (h *Hub) listing(ctx context.Context, jobID string, fresh bool) (*listing, error) {
-	now := h.now()
-	if !fresh {
-		h.mu.Lock()
-		c, ok := h.lists[jobID]
-		h.mu.Unlock()
-		if ok && now.Sub(c.at) < h.ttl {
-			return c.l, nil
-		}
+	if fresh || h.ttl <= 0 {
+		return h.read1(ctx, jobID)
 	}
+	h.mu.Lock()
+	c, ok := h.lists[jobID]
+	h.mu.Unlock()
+	if ok && h.now().Sub(c.at) < h.ttl {
+		return c.l, nil
+	}
+	ch := h.reads.DoChan(jobID, func() (any, error) {
+		// Not the first caller's request context: the others wait on it
+		// too. The store's own timeouts bound it.
+		return h.read1(context.WithoutCancel(ctx), jobID)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*listing), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// read1 reads the job's listing and keeps it, unless this hub recorded or
+// removed something of the job while it read (it may lack that), or a
+// later one is kept already; it drops kept listings gone stale.
+func (h *Hub) read1(ctx context.Context, jobID string) (*listing, error) {
+	at := h.now()
 	l, err := h.list(ctx, jobID)
 	if err != nil || h.ttl <= 0 {
 		return l, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if c, ok := h.lists[jobID]; !ok || !c.at.After(now) {
-		h.lists[jobID] = cachedListing{l: l, at: now}
+	if c, ok := h.lists[jobID]; h.forgot[jobID].Before(at) && (!ok || !c.at.After(at)) {
+		h.lists[jobID] = cachedListing{l: l, at: at}
 	}
-	if len(h.lists) > 16 {
-		for id, c := range h.lists {
-			if now.Sub(c.at) >= h.ttl {
-				delete(h.lists, id)
-			}
-		}
-	}
+	h.prune(h.now())
 	return l, nil
 }
 
-// forget drops the job's kept listing: what this hub recorded or removed
-// shows at once.
+// prune drops the kept listings older than ttl, and what forget noted a
+// minute ago or more; h.mu is held.
+func (h *Hub) prune(now time.Time) {
+	for id, c := range h.lists {
+		if now.Sub(c.at) >= h.ttl {
+			delete(h.lists, id)
+		}
+	}
+	for id, at := range h.forgot {
+		if now.Sub(at) >= time.Minute {
+			delete(h.forgot, id)
+		}
+	}
+}
+
+// forget drops the job's kept listing, and any being read: what this hub
+// recorded or removed shows at once.
 func (h *Hub) forget(jobID string) {
 	h.mu.Lock()
 	delete(h.lists, jobID)
+	h.forgot[jobID] = h.now()
 	h.mu.Unlock()
 }
 
@@ -644,11 +687,15 @@ func (h *Hub) read(ctx context.Context, key string) ([]byte, error) {
 	return body, nil
 }
 
-// Run sweeps (Sweep) every few minutes until ctx ends.
+// Run sweeps (Sweep) every few minutes until ctx ends, and drops the
+// listings kept since (prune).
 func (h *Hub) Run(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
 	for {
+		h.mu.Lock()
+		h.prune(h.now())
+		h.mu.Unlock()
 		for {
 			n, err := h.Sweep(ctx, 100)
 			if err != nil && ctx.Err() == nil {

@@ -236,15 +236,23 @@ func measure(t *testing.T, init, seg string) pack.Timing {
 	return tm
 }
 
-// countingStore counts the listings read.
+// countingStore counts the listings read, and runs during (when set)
+// once a listing's segments are read.
 type countingStore struct {
 	*sqlstore.Store
 	listings int
+	during   func()
 }
 
 func (c *countingStore) LiveSegments(ctx context.Context, jobID string) ([]store.LiveSegment, error) {
 	c.listings++
-	return c.Store.LiveSegments(ctx, jobID)
+	segs, err := c.Store.LiveSegments(ctx, jobID)
+	if c.during != nil {
+		during := c.during
+		c.during = nil
+		during()
+	}
+	return segs, err
 }
 
 // Every viewer of a job is answered from one listing a second: the store
@@ -264,7 +272,11 @@ func TestViewersShareOneListing(t *testing.T) {
 	now := t0
 	live.ListFor(hub, time.Second, func() time.Time { return now })
 	a := segments(t, 0)
-	require.NoError(t, hub.HandOver(ctx, c, pipeline.StepEncode, a, "chunk-0-00001.m4s"))
+	handOver := func(h *live.Hub, name string) {
+		require.NoError(t, h.HandOver(ctx, c, pipeline.StepEncode, a, name))
+		now = now.Add(time.Millisecond) // the requests come after it
+	}
+	handOver(hub, "chunk-0-00001.m4s")
 	get := func(p string) string {
 		got, err := hub.File(ctx, c.Job.ID, p)
 		require.NoError(t, err, p)
@@ -279,21 +291,31 @@ func TestViewersShareOneListing(t *testing.T) {
 	}
 	require.Equal(t, 1, cs.listings, "forty requests, one listing")
 
-	require.NoError(t, hub.HandOver(ctx, c, pipeline.StepEncode, a, "chunk-0-00002.m4s"))
+	handOver(hub, "chunk-0-00002.m4s")
 	require.Len(t, entries(get("media_0.m3u8")), 3, "handed over here: listed at once")
 	require.Equal(t, 2, cs.listings)
 
 	// Another server lists segment 3 (the store has it); this one's kept
 	// listing does not, but serves it when asked, reading afresh.
 	other := live.New(f.st, &pipeline.LocalFiles{Blobs: blobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, other.HandOver(ctx, c, pipeline.StepEncode, a, "chunk-0-00003.m4s"))
+	handOver(other, "chunk-0-00003.m4s")
 	get(attempt + "r0-3.m4s")
 	require.Equal(t, 3, cs.listings)
+
+	// A segment handed over while a listing was being read: that listing
+	// lacks it and is not kept, so the next request lists it.
+	now = now.Add(time.Second)
+	cs.during = func() { handOver(hub, "chunk-0-00004.m4s") }
+	require.NoError(t, os.Link(filepath.Join(a, "chunk-0-00003.m4s"), filepath.Join(a, "chunk-0-00004.m4s")))
+	require.Len(t, entries(get("media_0.m3u8")), 4, "read before segment 4 was recorded")
+	require.Len(t, entries(get("media_0.m3u8")), 5, "and not kept")
+	require.Equal(t, 5, cs.listings)
 
 	// The encode ends behind the hub's back: its playlist ends within the
 	// second.
 	require.NoError(t, f.st.Complete(ctx, c.Lease, job.Result{}, t0))
+	require.NotContains(t, get("media_0.m3u8"), "#EXT-X-ENDLIST", "the kept listing, from before")
 	now = now.Add(time.Second)
 	require.Contains(t, get("media_0.m3u8"), "#EXT-X-ENDLIST")
-	require.Equal(t, 4, cs.listings)
+	require.Equal(t, 6, cs.listings)
 }

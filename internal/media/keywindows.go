@@ -50,19 +50,31 @@ func (t Tools) keyframesIn(ctx context.Context, pl *Plan, input string, ranges [
 	return keys, argv(t.ffprobe(), args), nil
 }
 
+// seekSlack is how far before the point asked ffmpeg itself seeks in the
+// source: 3/23 s for a demuxer that seeks by decode time (Matroska) when
+// the video has B-frames (a delay), none for one that seeks by
+// presentation time (MP4/MOV, AVFMT_SEEK_TO_PTS). Counted for every
+// Matroska source: the probe does not say whether its video has B-frames.
+func (pl *Plan) seekSlack() float64 {
+	if pl.Demuxer == "mov" {
+		return 0
+	}
+	return 3.0 / 23
+}
+
 // keyedWindows moves each of windows (output time, each within one of
-// ranges) to start windowLead and half a frame or more after a source
-// keyframe of keys (output time) in the same range, on the frame grid:
-// after the keyframe nearest its place among those that leave room for the
-// whole window in the range. The half frame makes rangeSource's seek, at
-// windowLead before the window, land on that keyframe whatever the
-// rounding. A window with no such keyframe stays where it is.
+// ranges) to start windowLead, seekSlack and half a frame or more after a
+// source keyframe of keys (output time) in the same range, on the frame
+// grid: after the keyframe nearest its place among those that leave room
+// for the whole window in the range. The half frame makes rangeSource's
+// seek, at windowLead before the window, land on that keyframe whatever
+// the rounding. A window with no such keyframe stays where it is.
 func (pl *Plan) keyedWindows(windows, ranges [][2]float64, keys []float64) [][2]float64 {
 	fps := pl.FPS
 	if !(fps > 0) {
 		return windows
 	}
-	lead := pl.windowLead()
+	lead := pl.windowLead() + pl.seekSlack()
 	out := slices.Clone(windows)
 	for i, w := range windows {
 		j := slices.IndexFunc(ranges, func(r [2]float64) bool { return w[0] >= r[0]-1e-6 && w[1] <= r[1]+1e-6 })

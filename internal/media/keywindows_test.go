@@ -2,7 +2,9 @@ package media
 
 import (
 	"context"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"testing"
@@ -16,7 +18,7 @@ import (
 func TestKeyedWindows(t *testing.T) {
 	t.Parallel()
 	ranges := [][2]float64{{0, 4}, {8, 12}, {16, 20}, {24, 28}}
-	pl := &Plan{FPS: 25}
+	pl := &Plan{FPS: 25, Demuxer: "mov"}
 	for _, tc := range []struct {
 		name    string
 		windows [][2]float64
@@ -40,17 +42,20 @@ func TestKeyedWindows(t *testing.T) {
 		require.Equal(t, tc.want, pl.keyedWindows(tc.windows, ranges, tc.keys), tc.name)
 	}
 	// A deinterlaced source is read ChunkPreroll before its window.
-	require.Equal(t, [][2]float64{{9.04, 11.04}}, (&Plan{FPS: 25, Deinterlace: true}).keyedWindows([][2]float64{{8, 10}}, ranges, []float64{8}))
+	require.Equal(t, [][2]float64{{9.04, 11.04}}, (&Plan{FPS: 25, Demuxer: "mov", Deinterlace: true}).keyedWindows([][2]float64{{8, 10}}, ranges, []float64{8}))
+	// Matroska is sought 3/23 s early when its video has B-frames.
+	require.Equal(t, [][2]float64{{9.28, 11.28}}, (&Plan{FPS: 25, Demuxer: "matroska"}).keyedWindows([][2]float64{{8, 10}}, ranges, []float64{9}))
 	require.Equal(t, [][2]float64{{8, 10}}, (&Plan{}).keyedWindows([][2]float64{{8, 10}}, ranges, []float64{8}), "no frame rate, no grid: stays")
 }
 
 // A window whose sampled segment holds a source keyframe with room after
-// it moves there, and the source is read for it from that keyframe; what
-// it measures is what decoding the whole source gives for the same frames.
+// it moves there, and the source is read for it from that keyframe (ffmpeg
+// seeks a Matroska source with B-frames 3/23 s before the point asked);
+// what it measures is what decoding the whole source gives for the same
+// frames.
 func TestWindowsMoveOntoSourceKeyframes(t *testing.T) {
 	t.Parallel()
 	tools := needFFmpeg(t)
-	ctx := context.Background()
 	p, err := profile.Parse([]byte(`name: keyed-test
 version: 1
 format: hls
@@ -66,55 +71,84 @@ thumbnails:
   sprite: false
 `))
 	require.NoError(t, err)
-	// Keyframes every 6 s: at 0, 6, 12 and 18.
-	src := filepath.Join(t.TempDir(), "gop6.mp4")
-	require.NoError(t, testenv.FFmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "24",
-		"-c:v", "libx264", "-preset", "ultrafast", "-g", "150", "-keyint_min", "150", "-sc_threshold", "0", "-pix_fmt", "yuv420p", src))
-	pl := admitted(t, src, p)
-	dir := t.TempDir()
-	_, err = tools.Encode(ctx, pl, src, dir, nil)
-	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, file string
+		x264       []string
+	}{
+		{"MP4 without B-frames", "gop6.mp4", []string{"-preset", "ultrafast"}},
+		{"Matroska with B-frames", "gop6.mkv", []string{"-preset", "veryfast", "-bf", "3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			// Keyframes every 6 s: at 0, 6, 12 and 18.
+			src := filepath.Join(t.TempDir(), tc.file)
+			require.NoError(t, testenv.FFmpeg(slices.Concat([]string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "24", "-c:v", "libx264"},
+				tc.x264, []string{"-g", "150", "-keyint_min", "150", "-sc_threshold", "0", "-pix_fmt", "yuv420p", src})...))
+			pl := admitted(t, src, p)
+			dir := t.TempDir()
+			_, err := tools.Encode(ctx, pl, src, dir, nil)
+			require.NoError(t, err)
 
-	measure := func(seek bool) ([]Output, [][]string) {
-		v := &verifier{t: tools, pl: pl, in: src, out: dir, tmp: t.TempDir(), seek: seek}
-		outs, err := v.hls(ctx)
-		require.NoError(t, err)
-		return outs, v.ran
-	}
-	seeked, ran := measure(true)
-	whole, _ := measure(false)
-	// Eight segments: 0, 2, 4, 5 and 7 decoded ([0,3], [6,9], [12,15],
-	// [15,18], [21,24]); SSIM on the windows of [6,9] and [15,18]. The
-	// first starts at 6.12, 0.1 s and half a frame after the keyframe at 6,
-	// and is read from 6.02; the second has no keyframe with room after
-	// it, stays at 15 and is read from the keyframe at 12, before 14.9.
-	var seeks []float64
-	listed := false
-	for _, a := range ran {
-		if slices.Contains(a, "-read_intervals") {
-			listed = true
-		}
-		for i := range a {
-			if i > 0 && a[i-1] == "-ss" && slices.Contains(a, "-filter_complex") {
-				f, err := strconv.ParseFloat(a[i], 64)
+			measure := func(seek bool) ([]Output, [][]string) {
+				v := &verifier{t: tools, pl: pl, in: src, out: dir, tmp: t.TempDir(), seek: seek}
+				outs, err := v.hls(ctx)
 				require.NoError(t, err)
-				seeks = append(seeks, f)
+				return outs, v.ran
 			}
-		}
+			seeked, ran := measure(true)
+			whole, _ := measure(false)
+			// Eight segments: 0, 2, 4, 5 and 7 decoded ([0,3], [6,9],
+			// [12,15], [15,18], [21,24]); SSIM on the windows of [6,9] and
+			// [15,18]. The first moves after the keyframe at 6 and is read
+			// from it; the second has no keyframe with room after it,
+			// stays at 15 and is read from 14.9, from the keyframe at 12.
+			var seeks []float64
+			listed := false
+			for _, a := range ran {
+				if slices.Contains(a, "-read_intervals") {
+					listed = true
+				}
+				for i := range a {
+					if i > 0 && a[i-1] == "-ss" && slices.Contains(a, "-filter_complex") {
+						f, err := strconv.ParseFloat(a[i], 64)
+						require.NoError(t, err)
+						seeks = append(seeks, f)
+					}
+				}
+			}
+			require.True(t, listed, "the source's keyframes in the sampled segments were listed")
+			require.Len(t, seeks, 2)
+			require.Greater(t, seeks[0], 6.0)
+			require.InDelta(t, 14.9, seeks[1], 1e-6)
+			require.InDelta(t, 6, firstDecoded(t, pl, src, seeks[0]), 0.01, "read from the keyframe at 6")
+			require.InDelta(t, 12, firstDecoded(t, pl, src, seeks[1]), 0.01, "read from the keyframe at 12")
+			rungs := 0
+			for i, o := range seeked {
+				if o.SSIM == 0 {
+					continue
+				}
+				rungs++
+				require.Greater(t, o.SSIM, 0.9, o.Name)
+				require.InDelta(t, whole[i].SSIM, o.SSIM, 1e-4, "%s: SSIM of the same frames, the source read around them or whole", o.Name)
+				require.InDelta(t, whole[i].PSNR, o.PSNR, 0.01, "%s: PSNR", o.Name)
+			}
+			require.Equal(t, 2, rungs)
+		})
 	}
-	require.True(t, listed, "the source's keyframes in the sampled segments were listed")
-	require.Len(t, seeks, 2)
-	require.InDelta(t, 6.02, seeks[0], 1e-6)
-	require.InDelta(t, 14.9, seeks[1], 1e-6)
-	rungs := 0
-	for i, o := range seeked {
-		if o.SSIM == 0 {
-			continue
-		}
-		rungs++
-		require.Greater(t, o.SSIM, 0.9, o.Name)
-		require.InDelta(t, whole[i].SSIM, o.SSIM, 1e-4, "%s: SSIM of the same frames, the source read around them or whole", o.Name)
-		require.InDelta(t, whole[i].PSNR, o.PSNR, 0.01, "%s: PSNR", o.Name)
-	}
-	require.Equal(t, 2, rungs)
+}
+
+// firstDecoded is the time (output time) of the first frame ffmpeg decodes
+// from src when it seeks to seek as rangeSource asks it to.
+func firstDecoded(t *testing.T, pl *Plan, src string, seek float64) float64 {
+	t.Helper()
+	args := slices.Concat([]string{"-nostdin", "-hide_banner", "-copyts"}, pl.sourceInput(src, seek, false),
+		[]string{"-map", "0:v:0", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"})
+	out, err := exec.Command("ffmpeg", args...).CombinedOutput()
+	require.NoError(t, err, string(out))
+	m := regexp.MustCompile(`pts_time:([0-9.]+)`).FindSubmatch(out)
+	require.NotNil(t, m, string(out))
+	f, err := strconv.ParseFloat(string(m[1]), 64)
+	require.NoError(t, err)
+	return f - pl.Start
 }

@@ -11,18 +11,25 @@
   const live = !!video.dataset.live;
   const src = video.dataset.hls || video.dataset.live, file = video.dataset.file;
   window.herdEmbed = {video, hls: null, live};
-  const fail = (msg) => { errBox.textContent = 'This video cannot be played: ' + msg; errBox.hidden = false; };
+  const note = document.getElementById('live-note');
+  const fail = (msg) => {
+    errBox.textContent = 'This video cannot be played: ' + msg;
+    errBox.hidden = false;
+    if (note) note.hidden = true;
+  };
   video.addEventListener('error', () => fail(video.error?.message || 'a media error'));
 
   // The live master playlist answers 404 not_ready until the encode has
-  // finished a segment of every rendition: ask again every two seconds.
+  // finished a segment of every rendition: ask again every two seconds,
+  // and while the server is away or busy. Any other answer (the job ended
+  // before that, the link expired) is final.
   while (live) {
     try {
       const r = await fetch(src, {cache: 'no-store'});
       if (r.ok) break;
       const body = await r.json().catch(() => ({}));
-      if (body.error?.code !== 'not_ready') {
-        fail((body.error?.message || `the live playlist answered ${r.status}`) + '; reload this page once the video has finished encoding');
+      if (r.status < 500 && r.status !== 429 && body.error?.code !== 'not_ready') {
+        fail((body.error?.message || `the live playlist answered ${r.status}`) + '. Reload this page to see what became of the video.');
         return;
       }
     } catch (e) { /* the server is away: ask again */ }
@@ -53,6 +60,8 @@
     // EXT-X-START says so to every player too).
     const hls = new Hls({enableWorker: false, ...(live ? {startPosition: 0} : {})});
     window.herdEmbed.hls = hls;
+    // The live playlist ended (EXT-X-ENDLIST): nothing more is coming.
+    hls.on(Hls.Events.LEVEL_UPDATED, (_, d) => { if (note && !d.details.live) note.hidden = true; });
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
       // A ladder of two codecs (web-cmaf-av1) has two 360p rungs: say which is which.
       const codec = (l) => ({av01: 'AV1', avc1: 'H.264', avc3: 'H.264', hvc1: 'HEVC', hev1: 'HEVC'})[(l.videoCodec || '').slice(0, 4)] || '';
