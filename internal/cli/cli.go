@@ -260,7 +260,7 @@ folders from 0; publish is comma-separated) and HERD_PUBLISHERS_<NAME>_<KEY>.`,
 	f.IntVar(&cfg.MaxPixels, "max-pixels", media.DefaultMaxPixels, "refuse sources whose width × height is larger (the default is DCI 8K, 8192x4320)")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
-	vmafFlags(f, &cfg.MeasureFFmpeg, &cfg.VMAFModel)
+	vmafFlags(f, &cfg.MeasureFFmpeg, &cfg.VMAFModel, &cfg.VMAF4KModel)
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, else JSON), json or text")
 
 	f.StringVar(&cfg.Dispatcher, "dispatcher", server.DispatchLocal, "where tasks run: local (in-process and remote herd workers) or kubernetes (one batch/v1 Job per task; --local-workers then defaults to 0)")

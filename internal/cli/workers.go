@@ -98,7 +98,7 @@ func taskFlags(f *pflag.FlagSet, cfg *worker.DaemonConfig, logFormat *string) {
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", worker.DefaultHeartbeat, "how often running tasks report to the server")
 	f.StringVar(&cfg.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&cfg.FFprobe, "ffprobe", "ffprobe", "ffprobe binary")
-	vmafFlags(f, &cfg.MeasureFFmpeg, &cfg.VMAFModel)
+	vmafFlags(f, &cfg.MeasureFFmpeg, &cfg.VMAFModel, &cfg.VMAF4KModel)
 	f.StringVar(logFormat, "log-format", "auto", "log format: auto, json or text")
 }
 
@@ -347,7 +347,8 @@ func (e *env) workersCmd() *cobra.Command {
 
 // vmafFlags are the flags of every command that verifies outputs (serve,
 // worker, run-task): where VMAF is measured.
-func vmafFlags(f *pflag.FlagSet, measure, model *string) {
+func vmafFlags(f *pflag.FlagSet, measure, model, model4K *string) {
 	f.StringVar(measure, "measure-ffmpeg", "", "an ffmpeg with libvmaf that measures VMAF in verification (it only reads raw frames herd's ffmpeg decodes); default: the encoding ffmpeg, where it has libvmaf")
 	f.StringVar(model, "vmaf-model", "", "the VMAF model file a libvmaf 1.x measuring ffmpeg reads (vmaf_v0.6.1.pkl, its .pkl.model beside it); default: herd's own copy")
+	f.StringVar(model4K, "vmaf-4k-model", "", "the 4K VMAF model file a libvmaf 1.x measuring ffmpeg reads for sources taller than 1440 lines (vmaf_4k_v0.6.1.pkl, its .pkl.model beside it); default: none, the standard model for every source (libvmaf 2.x and later have it built in)")
 }

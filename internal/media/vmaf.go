@@ -34,8 +34,9 @@ type VMAF struct {
 	// model_path) or 2 (libvmaf 2.x and later; built-in models by version).
 	Gen int
 	// Model is the model file a generation 1 libvmaf reads (a .pkl, its
-	// .pkl.model beside it).
-	Model string
+	// .pkl.model beside it); Model4K the 4K model's, for sources taller
+	// than 1440 lines ("": none, Model for every source).
+	Model, Model4K string
 	// Subsample scores every Nth frame (libvmaf's own n_subsample, which
 	// still reads every frame for its motion feature); 0 or 1: every one.
 	Subsample int
@@ -60,8 +61,9 @@ type VMAFConfig struct {
 	// "" tries the encoding one.
 	Measure string
 	// Model is the model file for a libvmaf 1.x (--vmaf-model); "" writes
-	// herd's copy of vmaf_v0.6.1 into ModelDir.
-	Model, ModelDir string
+	// herd's copy of vmaf_v0.6.1 into ModelDir. Model4K is its 4K model
+	// (--vmaf-4k-model; "": none, which herd does not ship).
+	Model, ModelDir, Model4K string
 }
 
 // SetupVMAF finds the ffmpeg that measures VMAF: the one the operator
@@ -72,6 +74,9 @@ type VMAFConfig struct {
 func SetupVMAF(ctx context.Context, cfg VMAFConfig, ffmpeg string, log *slog.Logger) (*VMAF, error) {
 	bin := cmp.Or(cfg.Measure, ffmpeg, "ffmpeg")
 	v, err := DetectVMAF(ctx, bin, cfg.Model, cfg.ModelDir)
+	if err == nil && cfg.Model4K != "" {
+		err = v.use4K(cfg.Model4K, log)
+	}
 	switch {
 	case err == nil:
 		log.Info("VMAF is measured in verification", "ffmpeg", v.FFmpeg, "libvmaf", map[int]string{1: "1.x", 2: "2.x or later"}[v.Gen])
@@ -139,14 +144,38 @@ func vmafGeneration(help string) (gen int, ok bool) {
 	return 0, false
 }
 
+// use4K has a generation 1 libvmaf score sources taller than 1440 lines
+// with the 4K model file model; a later one has that model built in, and
+// the file is not needed.
+func (v *VMAF) use4K(model string, log *slog.Logger) error {
+	if v.Gen >= 2 {
+		log.Info("--vmaf-4k-model is not needed: this libvmaf has the 4K model built in", "ffmpeg", v.FFmpeg)
+		return nil
+	}
+	if _, err := os.Stat(model); err != nil {
+		return fmt.Errorf("VMAF 4K model %s: %w", model, err)
+	}
+	v.Model4K = model
+	return nil
+}
+
 // vmafModel is the model for pictures height lines high: the 4K model
-// above 1440 lines where the libvmaf has it built in (generation 2), else
-// the default.
+// above 1440 lines where the libvmaf has it (built in from generation 2,
+// a file named for generation 1), else the default.
 func (v *VMAF) vmafModel(height int) string {
-	if v.Gen >= 2 && height > 1440 {
+	if height > 1440 && (v.Gen >= 2 || v.Model4K != "") {
 		return "vmaf_4k_v0.6.1"
 	}
 	return "vmaf_v0.6.1"
+}
+
+// modelFile is the model file a generation 1 libvmaf reads for pictures
+// height lines high.
+func (v *VMAF) modelFile(height int) string {
+	if v.vmafModel(height) == "vmaf_4k_v0.6.1" {
+		return v.Model4K
+	}
+	return v.Model
 }
 
 // Args is the measuring ffmpeg's argv: pictures w wide and h high from
@@ -158,7 +187,7 @@ func (v *VMAF) Args(logPath string, w, h int) []string {
 	if v.Gen >= 2 {
 		opts = append(opts, "model=version="+v.vmafModel(h))
 	} else {
-		opts = append(opts, "model_path="+filterQuote(v.Model))
+		opts = append(opts, "model_path="+filterQuote(v.modelFile(h)))
 	}
 	opts = append(opts, "log_path="+filterQuote(logPath), "log_fmt=json", "n_threads=2")
 	if v.Subsample > 1 {

@@ -3,7 +3,9 @@ package media
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -62,7 +64,13 @@ func TestVMAFArgsGolden(t *testing.T) {
 	require.Equal(t, append(append([]string{}, head...),
 		cut+`model_path='/m/it\'\''s/vmaf_v0.6.1.pkl':log_path='/tmp/a\:b/v.json':log_fmt=json:n_threads=2`, "-f", "null", "-"),
 		v1.Args("/tmp/a:b/v.json", 1920, 1080), "a quote and a colon in paths are escaped for both of ffmpeg's parses")
-	require.Contains(t, v1.Args("/tmp/v.json", 3840, 2160)[len(head)], "model_path=", "1.x has no 4K model here: the default one")
+	require.Contains(t, v1.Args("/tmp/v.json", 3840, 2160)[len(head)], "model_path='/m/it\\'\\''s/vmaf_v0.6.1.pkl'", "1.x has no 4K model here: the default one")
+	require.Equal(t, "vmaf_v0.6.1", v1.vmafModel(2160))
+	v4k := *v1
+	v4k.Model4K = "/m/vmaf_4k_v0.6.1.pkl"
+	require.Contains(t, v4k.Args("/tmp/v.json", 3840, 2160)[len(head)], "model_path='/m/vmaf_4k_v0.6.1.pkl':", "a 4K source: the 4K model named (--vmaf-4k-model)")
+	require.Contains(t, v4k.Args("/tmp/v.json", 2560, 1440)[len(head)], "model_path='/m/it\\'\\''s/vmaf_v0.6.1.pkl':", "1440 lines: the default model")
+	require.Equal(t, "vmaf_4k_v0.6.1", v4k.vmafModel(2160), "what the score records")
 	sub := *v1
 	sub.Subsample = 2
 	require.Contains(t, sub.Args("/tmp/v.json", 640, 360)[len(head)], ":n_subsample=2", "libvmaf's own subsampling, for the search's probes")
@@ -244,4 +252,25 @@ func TestVerifyQualityFloor(t *testing.T) {
 	err = verify(profile.Quality{VMAF: 99.9})
 	require.ErrorContains(t, err, "is below the profile's floor of 99.9")
 	require.ErrorContains(t, err, "VMAF")
+}
+
+// --vmaf-4k-model: a libvmaf 1.x scores sources taller than 1440 lines
+// with the file named, which must be there; a later libvmaf has the model
+// built in and needs none.
+func TestVMAF4KModel(t *testing.T) {
+	t.Parallel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := t.TempDir()
+	model := filepath.Join(dir, "vmaf_4k_v0.6.1.pkl")
+	require.NoError(t, os.WriteFile(model, []byte("model"), 0o600))
+	v1 := &VMAF{Gen: 1, Model: "/m/vmaf_v0.6.1.pkl"}
+	require.ErrorContains(t, v1.use4K(filepath.Join(dir, "missing.pkl"), quiet), "VMAF 4K model")
+	require.Empty(t, v1.Model4K)
+	require.NoError(t, v1.use4K(model, quiet))
+	require.Equal(t, model, v1.modelFile(2160))
+	require.Equal(t, "/m/vmaf_v0.6.1.pkl", v1.modelFile(1080))
+	v2 := &VMAF{Gen: 2}
+	require.NoError(t, v2.use4K(filepath.Join(dir, "missing.pkl"), quiet), "built in: the file is not read")
+	require.Empty(t, v2.Model4K)
+	require.Equal(t, "vmaf_4k_v0.6.1", v2.vmafModel(2160))
 }

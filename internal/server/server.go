@@ -94,11 +94,12 @@ type Config struct {
 	MaxPixels    int
 	FFmpeg       string
 	FFprobe      string
-	// MeasureFFmpeg and VMAFModel say where the in-process workers measure
-	// VMAF (media.VMAFConfig; --measure-ffmpeg, --vmaf-model).
-	MeasureFFmpeg, VMAFModel string
-	Version                  string
-	PodName                  string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
+	// MeasureFFmpeg, VMAFModel and VMAF4KModel say where the in-process
+	// workers measure VMAF (media.VMAFConfig; --measure-ffmpeg,
+	// --vmaf-model, --vmaf-4k-model).
+	MeasureFFmpeg, VMAFModel, VMAF4KModel string
+	Version                               string
+	PodName                               string // this server's pod (POD_NAME), which names it in the Kubernetes Lease; empty → the host name
 	// Failpoint, for crash tests only (EnvFailpoint), kills the server with
 	// SIGKILL where it names: library:POINT, a point of a library
 	// replacement's journal.
@@ -400,7 +401,7 @@ func build(cfg Config, r resources, log *slog.Logger) (*app, error) {
 		localCaps = worker.Caps(trials)
 		log.Info("encoders proven by trial encodes", "capabilities", localCaps, "workers", "in-process")
 		if r.tools.VMAF, err = media.SetupVMAF(context.Background(), media.VMAFConfig{Measure: cfg.MeasureFFmpeg, Model: cfg.VMAFModel,
-			ModelDir: filepath.Join(cfg.Data, "vmaf")}, r.tools.FFmpeg, log); err != nil {
+			Model4K: cfg.VMAF4KModel, ModelDir: filepath.Join(cfg.Data, "vmaf")}, r.tools.FFmpeg, log); err != nil {
 			return nil, err
 		}
 		if r.tools.VMAF != nil {

@@ -50,6 +50,9 @@ type DaemonConfig struct {
 	// "" the encoding one, where it has libvmaf); VMAFModel the model file
 	// a libvmaf 1.x reads (--vmaf-model; "" herd's own copy).
 	MeasureFFmpeg, VMAFModel string
+	// VMAF4KModel is the 4K model file a libvmaf 1.x reads for sources
+	// taller than 1440 lines (--vmaf-4k-model; "": none).
+	VMAF4KModel string
 	// Libraries are the server's libraries this machine mounts, by name →
 	// folder here: the worker runs their health checks, reading the files
 	// in place.
@@ -59,7 +62,7 @@ type DaemonConfig struct {
 // setupVMAF finds the ffmpeg that measures VMAF on this machine (see
 // media.SetupVMAF); a model of herd's own goes in the work folder.
 func (cfg DaemonConfig) setupVMAF(ctx context.Context, tools media.Tools, log *slog.Logger) (*media.VMAF, error) {
-	return media.SetupVMAF(ctx, media.VMAFConfig{Measure: cfg.MeasureFFmpeg, Model: cfg.VMAFModel, ModelDir: filepath.Join(cmp.Or(cfg.Data, DefaultData), "vmaf")},
+	return media.SetupVMAF(ctx, media.VMAFConfig{Measure: cfg.MeasureFFmpeg, Model: cfg.VMAFModel, Model4K: cfg.VMAF4KModel, ModelDir: filepath.Join(cmp.Or(cfg.Data, DefaultData), "vmaf")},
 		tools.FFmpeg, log)
 }
 
