@@ -94,6 +94,9 @@ type cachedListing struct {
 // answers the reload was read after the earlier answer was made.
 const listTTL = 500 * time.Millisecond
 
+// listWait bounds a listing read that requests share.
+const listWait = 30 * time.Second
+
 // New returns a Hub.
 func New(st Store, files Storage, log *slog.Logger) *Hub {
 	return &Hub{store: st, files: files, log: log.With("component", "live"), now: time.Now,
@@ -114,9 +117,11 @@ func (h *Hub) listing(ctx context.Context, jobID string, fresh bool) (*listing, 
 		return c.l, nil
 	}
 	ch := h.reads.DoChan(jobID, func() (any, error) {
-		// Not the first caller's request context: the others wait on it
-		// too. The store's own timeouts bound it.
-		return h.read1(context.WithoutCancel(ctx), jobID)
+		// Not the first caller's request context (the others wait on the
+		// read too), but never longer than a player would wait.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listWait)
+		defer cancel()
+		return h.read1(ctx, jobID)
 	})
 	select {
 	case r := <-ch:
