@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/label"
 	"github.com/herdhq/herd/internal/store"
@@ -97,44 +98,26 @@ func campaignLine(c store.Campaign) string {
 
 func (e *env) campaignListCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "List campaigns, newest first", Args: cobra.NoArgs}
-	out := addOutput(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := e.client(cmd)
-		if err != nil {
-			return err
-		}
+	return e.showing(cmd, func(cmd *cobra.Command, c *client.Client, _ []string) (view, error) {
 		cs, err := c.Campaigns(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return e.render(*out, map[string]any{"campaigns": cs}, func(tw io.Writer, _ bool) {
+		return view{map[string]any{"campaigns": cs}, func(tw io.Writer, _ bool) {
 			fmt.Fprintln(tw, "ID\tPROFILE\tVERSIONS\tSTATE\tPROGRESS\tCREATED")
 			for _, c := range cs {
 				fmt.Fprintf(tw, "%s\t%s\t%d-%d → %d\t%s\t%s\t%s ago\n", c.ID, c.Profile, c.FromVersion, c.ToVersion-1, c.ToVersion, c.State, campaignLine(c), age(c.CreatedAt))
 			}
-		})
-	}
-	return cmd
+		}}, err
+	})
 }
 
 func (e *env) campaignShowCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "show ID", Short: "Show a campaign and each output it redoes", Args: cobra.ExactArgs(1)}
-	out := addOutput(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := e.client(cmd)
-		if err != nil {
-			return err
-		}
+	return e.showing(cmd, func(cmd *cobra.Command, c *client.Client, args []string) (view, error) {
 		v, err := c.Campaign(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		return e.render(*out, v, func(tw io.Writer, _ bool) {
+		return view{v, func(tw io.Writer, _ bool) {
 			campaignHeader(tw, v)
 			campaignItems(tw, v.Items)
-		})
-	}
-	return cmd
+		}}, err
+	})
 }
 
 func campaignHeader(w io.Writer, v jobview.CampaignView) {

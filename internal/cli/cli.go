@@ -409,6 +409,31 @@ func addOutput(cmd *cobra.Command, def string) *string {
 	return cmd.Flags().StringP("output", "o", def, "output format: table, wide, json or yaml")
 }
 
+// view is what a command shows: data as -o json or yaml prints it, and
+// the table (-o table or wide) drawn of it.
+type view struct {
+	data  any
+	table func(tw io.Writer, wide bool)
+}
+
+// showing has cmd show, in the format of its -o flag (table by default),
+// the view get makes with the server's client.
+func (e *env) showing(cmd *cobra.Command, get func(cmd *cobra.Command, c *client.Client, args []string) (view, error)) *cobra.Command {
+	out := addOutput(cmd, "table")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := e.client(cmd)
+		if err != nil {
+			return err
+		}
+		v, err := get(cmd, c, args)
+		if err != nil {
+			return err
+		}
+		return e.render(*out, v.data, v.table)
+	}
+	return cmd
+}
+
 // render prints v as JSON or YAML where out names one; for table and wide
 // it lets table write aligned columns, wide when out is "wide".
 func (e *env) render(out string, v any, table func(tw io.Writer, wide bool)) error {
@@ -896,24 +921,15 @@ func (e *env) shareCmd() *cobra.Command {
 
 func (e *env) profilesCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "profiles", Short: "List the server's encoding profiles", Args: cobra.NoArgs}
-	out := addOutput(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := e.client(cmd)
-		if err != nil {
-			return err
-		}
+	return e.showing(cmd, func(cmd *cobra.Command, c *client.Client, _ []string) (view, error) {
 		ps, err := c.Profiles(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return e.render(*out, map[string]any{"profiles": ps}, func(tw io.Writer, _ bool) {
+		return view{map[string]any{"profiles": ps}, func(tw io.Writer, _ bool) {
 			fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tBUILTIN\tQUALITY\tDESCRIPTION")
 			for _, p := range ps {
 				fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", p["name"], p["version"], p["format"], p["builtin"], qualityText(p), p["description"])
 			}
-		})
-	}
-	return cmd
+		}}, err
+	})
 }
 
 // qualityText says a profile's quality target (video.quality), as the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/jobview"
 	"github.com/herdhq/herd/internal/library"
 	"github.com/herdhq/herd/internal/store"
@@ -92,21 +93,13 @@ func (e *env) libraryCheckCmd() *cobra.Command {
 
 func (e *env) libraryListCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "List the server's libraries, their files and the bytes saved", Args: cobra.NoArgs}
-	out := addOutput(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return e.libraryList(cmd, *out) }
-	return cmd
+	return e.showing(cmd, func(cmd *cobra.Command, c *client.Client, _ []string) (view, error) { return libraryList(cmd, c) })
 }
 
-func (e *env) libraryList(cmd *cobra.Command, out string) error {
-	c, err := e.client(cmd)
-	if err != nil {
-		return err
-	}
+// libraryList is every library, a line each.
+func libraryList(cmd *cobra.Command, c *client.Client) (view, error) {
 	ls, err := c.Libraries(cmd.Context())
-	if err != nil {
-		return err
-	}
-	return e.render(out, map[string]any{"libraries": ls}, func(tw io.Writer, wide bool) {
+	return view{map[string]any{"libraries": ls}, func(tw io.Writer, wide bool) {
 		fmt.Fprintln(tw, "NAME\tPATH\tPROFILE\tACTION\tFILES\tSAVED\tRULE")
 		for _, l := range ls {
 			n := 0
@@ -115,7 +108,7 @@ func (e *env) libraryList(cmd *cobra.Command, out string) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Path, l.Profile, l.Action, n, library.BytesIEC(l.Saved), l.Rule)
 		}
-	})
+	}}, err
 }
 
 func (e *env) libraryRunCmd(what, short string) *cobra.Command {
@@ -124,23 +117,14 @@ func (e *env) libraryRunCmd(what, short string) *cobra.Command {
 	if what == "status" {
 		cmd.Use, cmd.Short, cmd.Args = "status [NAME]", short+" (without NAME, every library: as list)", cobra.RangeArgs(0, 1)
 	}
-	out := addOutput(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+	cmd.Flags().StringVar(&state, "state", "", "only files in this state ("+strings.Join(library.States, ", ")+")")
+	return e.showing(cmd, func(cmd *cobra.Command, c *client.Client, args []string) (view, error) {
 		if len(args) == 0 {
-			return e.libraryList(cmd, *out)
-		}
-		c, err := e.client(cmd)
-		if err != nil {
-			return err
+			return libraryList(cmd, c)
 		}
 		r, err := c.Library(cmd.Context(), args[0], what, state)
-		if err != nil {
-			return err
-		}
-		return e.render(*out, r, func(tw io.Writer, wide bool) { libraryTable(tw, r, what, wide) })
-	}
-	cmd.Flags().StringVar(&state, "state", "", "only files in this state ("+strings.Join(library.States, ", ")+")")
-	return cmd
+		return view{r, func(tw io.Writer, wide bool) { libraryTable(tw, r, what, wide) }}, err
+	})
 }
 
 // libraryTable prints a library's report: a summary line, then its files.

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/herdhq/herd/internal/client"
 	"github.com/herdhq/herd/internal/config"
 	"github.com/herdhq/herd/internal/kube"
 	"github.com/herdhq/herd/internal/worker"
@@ -225,26 +226,17 @@ A key itself is never shown: only its hash is stored. --all also lists revoked a
 that the server has not swept yet. Revoke one with herd token revoke ID.`,
 		Args: cobra.NoArgs,
 	}
-	out := addOutput(cmd, "table")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := e.client(cmd)
-		if err != nil {
-			return err
-		}
+	cmd.Flags().BoolVar(&all, "all", false, "also list revoked and expired keys")
+	return e.showing(cmd, func(cmd *cobra.Command, c *client.Client, _ []string) (view, error) {
 		keys, err := c.Tokens(cmd.Context(), all)
-		if err != nil {
-			return err
-		}
-		return e.render(*out, map[string]any{"keys": keys}, func(tw io.Writer, wide bool) {
+		return view{map[string]any{"keys": keys}, func(tw io.Writer, wide bool) {
 			fmt.Fprintln(tw, "ID\tKIND\tNAME\tSTATE\tCREATED\tEXPIRES\tLAST USED")
 			for _, k := range keys {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Kind, k.Name, k.State, when(&k.CreatedAt, wide, ""),
 					when(k.ExpiresAt, wide, "never"), when(k.LastUsed, wide, "never"))
 			}
-		})
-	}
-	cmd.Flags().BoolVar(&all, "all", false, "also list revoked and expired keys")
-	return cmd
+		}}, err
+	})
 }
 
 // when shows a time: RFC 3339 when wide, else local and to the minute.
