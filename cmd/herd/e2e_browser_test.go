@@ -466,11 +466,22 @@ func TestBrowserPlaysWhileEncoding(t *testing.T) {
 	ctx := browser(t)
 	dir := t.TempDir()
 	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
-	s.startWorker(t, "live-box", "--max-tasks", "1")
 	src := clip(t, dir, 12, "480x270")
 	stdout, stderr, code := s.herd("submit", src, "--profile", "web-hls")
 	require.Equal(t, 0, code, stderr)
 	id := strings.TrimSpace(stdout)
+
+	// No worker yet: the job waits, unplanned. A playback link made now
+	// opens a page that says so and looks again by itself.
+	stdout, stderr, code = s.herd("share", id, "--ttl", "1h", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	var l protocol.Link
+	require.NoError(t, json.Unmarshal([]byte(stdout), &l), stdout)
+	resp, page := rawRead(t, l.URL)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, `<meta http-equiv="refresh" content="5">`)
+	require.Contains(t, page, "still being encoded")
+	s.startWorker(t, "live-box", "--max-tasks", "1")
 
 	// Drained as soon as its encode runs: it finishes that task, then
 	// takes no other (verification waits).
@@ -500,11 +511,7 @@ func TestBrowserPlaysWhileEncoding(t *testing.T) {
 	require.Equal(t, "running", s.job(id).State, "it played before the job succeeded")
 	require.Empty(t, evalJS[string](t, ctx, `document.querySelector("#player").dataset.error || ""`))
 
-	// A playback link's page plays the same live playlist, from its start.
-	stdout, stderr, code = s.herd("share", id, "--ttl", "1h", "-o", "json")
-	require.Equal(t, 0, code, stderr)
-	var l protocol.Link
-	require.NoError(t, json.Unmarshal([]byte(stdout), &l), stdout)
+	// The link's page now plays the same live playlist, from its start.
 	tab, closeTab := chromedp.NewContext(ctx)
 	require.NoError(t, chromedp.Run(tab, chromedp.Navigate(l.URL)))
 	testenv.WaitJS(t, tab, "the link's live player", `window.herdEmbed && herdEmbed.live && herdEmbed.video.readyState >= 1 && document.getElementById("live-note").textContent.startsWith("Still encoding")`, 20*time.Second)

@@ -25,6 +25,9 @@ type embedPage struct {
 	Poster string
 	// Without a stream: why, and the file to download instead.
 	Notice, Download, DownloadName string
+	// Refresh has the page load itself again in a few seconds: the job
+	// runs, and has nothing to play yet (not planned, or not a web ladder).
+	Refresh bool
 }
 
 // browserCodecs are the video codecs every current browser decodes in MP4.
@@ -104,8 +107,12 @@ func (u *UI) embed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := embedOf(v.Source.Name, v.Outputs)
-	if !e.Stream && v.Live != "" {
+	switch {
+	case !e.Stream && v.Live != "":
 		e.Stream, e.Live = true, "live/"+live.MasterName
+	case !e.Stream && !v.State.Final():
+		e.Refresh = true
+		e.Notice = "This video is not ready to play yet: it is still being encoded. This page looks again every few seconds."
 	}
 	if !e.Stream && v.State.Final() && v.State != job.Succeeded {
 		e.Notice = "This video's encoding " + map[job.State]string{job.Failed: "failed", job.Canceled: "was canceled"}[v.State] + ", so there is nothing to play."
