@@ -38,16 +38,17 @@ func (t Tools) keyframesIn(ctx context.Context, pl *Plan, input string, ranges [
 		iv[i] = ftoa(pl.Start+max(0, r[0]-pl.windowLead())) + "%" + ftoa(pl.Start+r[1])
 	}
 	args := packetArgs(pl.Demuxer, input, pl.VideoIndex, strings.Join(iv, ","))
+	ran := argv(t.ffprobe(), args)
 	var l keyframeList
 	if _, err := t.exec(ctx, t.ffprobe(), args, nil, &l, stderrTailBytes); err != nil {
-		return nil, argv(t.ffprobe(), args), fmt.Errorf("list the source's keyframes: %w", err)
+		return nil, ran, fmt.Errorf("list the source's keyframes: %w", err)
 	}
 	l.flush(l.line)
 	keys := make([]float64, len(l.times))
 	for i, k := range l.times {
 		keys[i] = k - pl.Start
 	}
-	return keys, argv(t.ffprobe(), args), nil
+	return keys, ran, nil
 }
 
 // seekSlack is how far before the point asked ffmpeg itself seeks in the

@@ -649,18 +649,15 @@ func (v *verifier) probeDecode(ctx context.Context, demuxer, path string, videoO
 // segments). Every line it prints carries its level ("[error]", "[info]")
 // after the name of what logged it.
 func (pl *Plan) QualityArgs(input, demuxer string, files []string) []string {
-	args, src, _ := pl.sourceChain(input, nil, false)
-	for _, f := range files {
-		args = append(args, "-f", demuxer, "-i", "file:"+f)
-	}
-	return append(args, pl.qualityOutputs(src, 1, len(files), nil)...)
+	return pl.WindowQualityArgs(input, demuxer, files, nil, false)
 }
 
 // WindowQualityArgs is QualityArgs for files that hold an output's
 // sampled segments, compared with the source only in windows
-// (QualityWindows, seconds of output time): the source is read once per
-// window from the keyframe before it when seek (rangeSource), else whole,
-// and every frame of each file is still decoded.
+// (QualityWindows, seconds of output time; none: every frame): the source
+// is read once per window from the keyframe before it when seek
+// (rangeSource), else whole, and every frame of each file is still
+// decoded.
 func (pl *Plan) WindowQualityArgs(input, demuxer string, files []string, windows [][2]float64, seek bool) []string {
 	args, src, n := pl.sourceChain(input, windows, seek)
 	for _, f := range files {

@@ -38,52 +38,45 @@ func (s *Store) AddLiveSegment(ctx context.Context, l job.Lease, seg store.LiveS
 
 // LiveSegments lists a job's live segments by rendition, part and number.
 func (s *Store) LiveSegments(ctx context.Context, jobID string) ([]store.LiveSegment, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT job_id, rendition, part, seq, attempt, codec, timescale, start, duration, size, created_at
-		FROM live_segments WHERE job_id = ? ORDER BY rendition, part, seq`), jobID)
-	if err != nil {
-		return nil, fmt.Errorf("live segments: %w", err)
-	}
-	defer rows.Close()
-	var out []store.LiveSegment
-	for rows.Next() {
+	segs, err := collect(ctx, s.r, func(sc scanner) (store.LiveSegment, error) {
 		var (
 			seg     store.LiveSegment
 			created int64
 		)
-		if err := rows.Scan(&seg.JobID, &seg.Rendition, &seg.Part, &seg.Seq, &seg.Attempt, &seg.Codec, &seg.Timescale, &seg.Start, &seg.Duration, &seg.Size, &created); err != nil {
-			return nil, fmt.Errorf("live segments: %w", err)
-		}
+		err := sc.Scan(&seg.JobID, &seg.Rendition, &seg.Part, &seg.Seq, &seg.Attempt, &seg.Codec, &seg.Timescale, &seg.Start, &seg.Duration, &seg.Size, &created)
 		seg.CreatedAt = time.UnixMilli(created).UTC()
-		out = append(out, seg)
+		return seg, err
+	}, s.q(`SELECT job_id, rendition, part, seq, attempt, codec, timescale, start, duration, size, created_at
+		FROM live_segments WHERE job_id = ? ORDER BY rendition, part, seq`), jobID)
+	if err != nil {
+		return nil, fmt.Errorf("live segments: %w", err)
 	}
-	return out, rows.Err()
+	return segs, nil
 }
 
+// endedBefore is the condition on job j (and one argument, a time in ms)
+// of a job that ended (succeeded, failed or was canceled) before then.
+const endedBefore = `j.finished_at IS NOT NULL AND j.finished_at < ? AND j.state IN ('succeeded', 'failed', 'canceled')`
+
 // EndedLive lists up to limit jobs that have live segments and ended
-// (succeeded, failed or were canceled) before before.
+// before before.
 func (s *Store) EndedLive(ctx context.Context, before time.Time, limit int) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT DISTINCT l.job_id FROM live_segments l JOIN jobs j ON j.id = l.job_id
-		WHERE j.finished_at IS NOT NULL AND j.finished_at < ? AND j.state IN ('succeeded', 'failed', 'canceled') ORDER BY l.job_id LIMIT ?`), ms(before), limit)
+	ids, err := collect(ctx, s.r, func(sc scanner) (string, error) {
+		var id string
+		return id, sc.Scan(&id)
+	}, s.q(`SELECT DISTINCT l.job_id FROM live_segments l JOIN jobs j ON j.id = l.job_id
+		WHERE `+endedBefore+` ORDER BY l.job_id LIMIT ?`), ms(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("ended live jobs: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("ended live jobs: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // DeleteLive forgets a job's live segments if it still ended before
 // before (not retried since it was listed by EndedLive); false when not.
 func (s *Store) DeleteLive(ctx context.Context, jobID string, before time.Time) (bool, error) {
 	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM live_segments WHERE job_id = ? AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = ?
-		AND j.finished_at IS NOT NULL AND j.finished_at < ? AND j.state IN ('succeeded', 'failed', 'canceled'))`), jobID, jobID, ms(before))
+		AND `+endedBefore+`)`), jobID, jobID, ms(before))
 	if err != nil {
 		return false, fmt.Errorf("delete live segments: %w", err)
 	}
