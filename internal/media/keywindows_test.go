@@ -66,26 +66,27 @@ func TestWindowsMoveOntoSourceKeyframes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			// Keyframes every 6 s: at 0, 6, 12 and 18.
+			// Keyframes every 6 s: at 0, 6, 12, 18, 24 and 30.
 			src := filepath.Join(t.TempDir(), tc.file)
-			require.NoError(t, testenv.FFmpeg(slices.Concat([]string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "24", "-c:v", "libx264"},
+			require.NoError(t, testenv.FFmpeg(slices.Concat([]string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "36", "-c:v", "libx264"},
 				tc.x264, []string{"-g", "150", "-keyint_min", "150", "-sc_threshold", "0", "-pix_fmt", "yuv420p", src})...))
 			pl := admitted(t, src, p)
 			dir := t.TempDir()
 			_, err := tools.Encode(ctx, pl, src, dir, nil)
 			require.NoError(t, err)
 
-			// Eight segments: 0, 2, 4, 5 and 7 decoded ([0,3], [6,9],
-			// [12,15], [15,18], [21,24]); SSIM on the windows of [6,9] and
-			// [15,18]. The first moves after the keyframe at 6 and is read
-			// from it; the second has no keyframe with room after it,
-			// stays at 15 and is read from 14.9, from the keyframe at 12.
+			// Twelve segments: 0, 4, 7 and 11 decoded ([0,3], [12,15],
+			// [21,24], [33,36]); SSIM on the windows of [12,15] and
+			// [21,24], the two between the first and the last. The
+			// first moves after the keyframe at 12 and is read from it;
+			// the second has no keyframe in its segment, stays at 21 and
+			// is read from 20.9, from the keyframe at 18.
 			_, seeks, _, _ := measureBoth(t, tools, pl, src, dir)
 			require.Len(t, seeks, 2)
-			require.Greater(t, seeks[0], 6.0)
-			require.InDelta(t, 14.9, seeks[1], 1e-6)
-			require.InDelta(t, 6, firstDecoded(t, pl, src, seeks[0]), 0.01, "read from the keyframe at 6")
-			require.InDelta(t, 12, firstDecoded(t, pl, src, seeks[1]), 0.01, "read from the keyframe at 12")
+			require.Greater(t, seeks[0], 12.0)
+			require.InDelta(t, 20.9, seeks[1], 1e-6)
+			require.InDelta(t, 12, firstDecoded(t, pl, src, seeks[0]), 0.01, "read from the keyframe at 12")
+			require.InDelta(t, 18, firstDecoded(t, pl, src, seeks[1]), 0.01, "read from the keyframe at 18")
 		})
 	}
 }

@@ -67,27 +67,33 @@ func outputFault(name string, err error) error {
 }
 
 // sampleSegments picks the segments the default verification decodes out
-// of n: the first, the last and three spread evenly between; all of them
-// when full or when n is small.
+// of n: the first, the last and some spread evenly between, about a third
+// of them, three at least and five at most (all of them when full or when
+// n is three or fewer). A short title's rung is then not decoded nearly
+// whole (five of seven segments, before), which cost more than a tenth of
+// its encode; a long title's keeps its five.
 func sampleSegments(n int, full bool) []int {
-	if full || n <= 5 {
+	if full || n <= sampledMin {
 		idx := make([]int, n)
 		for i := range idx {
 			idx[i] = i
 		}
 		return idx
 	}
-	idx := []int{0}
-	for k := 1; k <= 3; k++ {
-		if i := int(math.Round(float64(k*(n-1)) / 4)); i != idx[len(idx)-1] {
-			idx = append(idx, i)
-		}
-	}
-	if idx[len(idx)-1] != n-1 {
-		idx = append(idx, n-1)
+	k := min(sampledMax, max(sampledMin, int(math.Round(float64(n)/3))))
+	idx := make([]int, k)
+	for j := range idx {
+		idx[j] = int(math.Round(float64(j*(n-1)) / float64(k-1)))
 	}
 	return idx
 }
+
+// sampledMin and sampledMax bound how many of a rung's segments the
+// default verification decodes (sampleSegments).
+const (
+	sampledMin = 3
+	sampledMax = 5
+)
 
 // durationTolerance is how far an output's duration may be from the source's.
 const durationTolerance = 0.5
@@ -99,7 +105,7 @@ const durationTolerance = 0.5
 // must list the same rungs as the plan, and every segment's boxes, sample
 // sizes and timing are checked (package pack). With pl.Verify full every
 // frame is decoded; by default (sampled) an hls rung decodes its first, last
-// and three evenly spread segments. It returns the outputs (thumbnails
+// and evenly spread segments between (sampleSegments). It returns the outputs (thumbnails
 // included) and every argv it ran. A missing or malformed output is an
 // *OutputError (permanent); other errors are retryable. input may be ""
 // when VerifyReadsSource says the source is not read.
@@ -254,7 +260,8 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := v.checkCodecs(vr, st); err != nil {
+		codec, err := v.checkCodecs(vr, st)
+		if err != nil {
 			return nil, err
 		}
 		picked := sampleSegments(len(st.Segments), v.full())
@@ -274,20 +281,15 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		o, err := v.checkVideo(ctx, "mov", file, v.full())
+		o, err := videoOutput(st, codec)
 		if err != nil {
-			return nil, outputFault(pack.LocalName(vr.URI), err)
+			return nil, &OutputError{Output: pack.LocalName(vr.URI), Problem: err.Error()}
 		}
-		if !v.full() {
-			// The segments' boxes say how long the rung lasts: the
-			// sampled file holds only some of it.
-			o.Duration = st.Seconds()
-			if d := math.Abs(o.Duration - pl.Duration); !(d <= durationTolerance) {
-				return nil, &OutputError{Output: pack.LocalName(vr.URI), Problem: fmt.Sprintf("lasts %.3f s, but the source lasts %.3f s", o.Duration, pl.Duration)}
-			}
-			if len(picked) < len(st.Segments) && ranges == nil {
-				ranges = segmentRanges(st.Stream, picked)
-			}
+		if d := math.Abs(o.Duration - pl.Duration); !(d <= durationTolerance) {
+			return nil, &OutputError{Output: pack.LocalName(vr.URI), Problem: fmt.Sprintf("lasts %.3f s, but the source lasts %.3f s", o.Duration, pl.Duration)}
+		}
+		if len(picked) < len(st.Segments) && ranges == nil {
+			ranges = segmentRanges(st.Stream, picked)
 		}
 		o.Name = fmt.Sprintf("%dp", min(o.Width, o.Height))
 		if o.Codec != pl.Video.Codec {
@@ -455,7 +457,7 @@ var sampleEntries = map[string][]string{"h264": {"avc1", "avc3"}, "hevc": {"hvc1
 
 // checkCodecs holds a variant to its rung of the plan: the codec the plan
 // encodes there, and CODECS that begin with what its init segment says.
-func (v *verifier) checkCodecs(vr *m3u8.Variant, st *rendition) error {
+func (v *verifier) checkCodecs(vr *m3u8.Variant, st *rendition) (codec string, err error) {
 	name := pack.LocalName(vr.URI)
 	i := -1
 	for k := range v.pl.Rungs {
@@ -464,17 +466,35 @@ func (v *verifier) checkCodecs(vr *m3u8.Variant, st *rendition) error {
 		}
 	}
 	if i < 0 {
-		return &OutputError{Output: name, Problem: "is no rung of the plan"}
+		return "", &OutputError{Output: name, Problem: "is no rung of the plan"}
 	}
-	codec := v.pl.RungVideo(i).Codec
+	codec = v.pl.RungVideo(i).Codec
 	entry, _, _ := strings.Cut(st.Codec, ".")
 	if !slices.Contains(sampleEntries[codec], entry) {
-		return &OutputError{Output: name, Problem: fmt.Sprintf("holds %s, but the plan encodes %s there", st.Codec, codec)}
+		return "", &OutputError{Output: name, Problem: fmt.Sprintf("holds %s, but the plan encodes %s there", st.Codec, codec)}
 	}
 	if first, _, _ := strings.Cut(vr.Codecs, ","); first != st.Codec {
-		return &OutputError{Output: MasterName, Problem: fmt.Sprintf("says CODECS %q for %s, whose init segment says %s", vr.Codecs, name, st.Codec)}
+		return "", &OutputError{Output: MasterName, Problem: fmt.Sprintf("says CODECS %q for %s, whose init segment says %s", vr.Codecs, name, st.Codec)}
 	}
-	return nil
+	return codec, nil
+}
+
+// videoOutput is what a video rendition's boxes say of it (package pack
+// read every segment's): its picture size, its codec (checkCodecs' name
+// for its sample entry) and how long it lasts. Its frames are decoded by
+// the quality run, which also finds what the demuxer cannot read.
+func videoOutput(st *rendition, codec string) (Output, error) {
+	if st.Kind != "video" {
+		return Output{}, errors.New("holds no video track")
+	}
+	frames := 0
+	for _, g := range st.Segments {
+		frames += g.Samples
+	}
+	if frames == 0 {
+		return Output{}, errors.New("holds no video frame")
+	}
+	return Output{Width: st.Width, Height: st.Height, Codec: codec, Duration: st.Seconds()}, nil
 }
 
 // rendition is one media playlist and the segments it names, read again.
@@ -806,19 +826,28 @@ const (
 // verification measures SSIM and PSNR on, out of ranges (its sampled
 // segments, every frame of which is decoded): one for each qualitySpan of
 // the output, two at least and one per range at most, each at the start of
-// the range in the middle of its share of them (a first and a last segment
-// are often black or titles, which say little), qualityWindow long at
-// most. The source is then decoded only around those, not around every
-// sampled segment: most of what sampled verification costs.
+// a range, spread evenly over the ranges between the first and the last (a
+// first and a last segment are often black or titles, which say little),
+// the first and then the last taken too only where those are too few (the
+// first starts at a source keyframe, so its window costs no decode before
+// it); qualityWindow long at most. The source is then decoded only around
+// those, not around every sampled segment: most of what sampled
+// verification costs.
 func (pl *Plan) QualityWindows(ranges [][2]float64) [][2]float64 {
 	if len(ranges) == 0 {
 		return nil
 	}
 	n := min(len(ranges), max(2, int(pl.Duration/qualitySpan)))
-	share := float64(len(ranges)) / float64(n)
+	from, to := 0, len(ranges) // the ranges picked from: [from, to)
+	if len(ranges)-2 >= n {
+		from, to = 1, len(ranges)-1
+	} else if len(ranges)-1 >= n {
+		to = len(ranges) - 1
+	}
+	share := float64(to-from) / float64(n)
 	picked := make([]int, n)
 	for k := range picked {
-		picked[k] = min(int((float64(k)+0.5)*share), len(ranges)-1)
+		picked[k] = from + min(int((float64(k)+0.5)*share), to-from-1)
 	}
 	return pl.gridWindows(ranges, picked, qualityWindow)
 }
@@ -966,18 +995,22 @@ func (v *verifier) measure(ctx context.Context, demuxer string, files []string, 
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 	tail, err := v.t.exec(ctx, v.t.ffmpeg(), args, nil, pw, 64<<10)
 	_ = pw.Close()
-	if err != nil {
-		return fmt.Errorf("measure quality: %w", err)
-	}
-	if levelLines(tail, "[error]", "[fatal]", "[panic]") != "" {
+	if err != nil || levelLines(tail, "[error]", "[fatal]", "[panic]") != "" {
 		// The source is decoded in the same run, and ffmpeg does not say
 		// which input an error came from: a source with damaged frames the
 		// encode got past would fail here. Only then is each output decoded
-		// alone, to find whether one of them is at fault.
+		// alone, to find whether one of them is at fault (an output ffmpeg
+		// cannot read at all fails the run).
+		if ee, ok := errors.AsType[*ExitError](err); (ok && ee.Signal != "") || ctxErr(err) {
+			return fmt.Errorf("measure quality: %w", err)
+		}
 		for _, f := range files {
 			if err := v.decodeAlone(ctx, demuxer, f); err != nil {
 				return err
 			}
+		}
+		if err != nil {
+			return fmt.Errorf("measure quality: %w", err)
 		}
 	}
 	ssim, psnr := parseQuality(tail)

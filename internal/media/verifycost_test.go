@@ -25,16 +25,22 @@ import (
 // HERD_VERIFYCOST_KEYINT sets the source's keyframe interval in frames
 // (x264's default, 250, when unset): sampled verification decodes the
 // source from the keyframe before each stretch it compares.
+// HERD_VERIFYCOST_INPUT names a file to measure instead (the ladder
+// benchmark's bench-1080p-25s-v1.mp4, say, from make bench's cache).
 func TestVerifyCost(t *testing.T) {
 	tools := needFFmpeg(t)
 	ctx := context.Background()
-	input := filepath.Join(t.TempDir(), "in.mp4")
-	out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error",
-		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=60,noise=alls=12:allf=t+u",
-		"-f", "lavfi", "-i", "sine=frequency=440:duration=60",
-		"-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", cmp.Or(os.Getenv("HERD_VERIFYCOST_KEYINT"), "250"),
-		"-c:a", "aac", "-shortest", input).CombinedOutput()
-	require.NoError(t, err, string(out))
+	input := os.Getenv("HERD_VERIFYCOST_INPUT")
+	if input == "" {
+		input = filepath.Join(t.TempDir(), "in.mp4")
+		out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error",
+			"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=60,noise=alls=12:allf=t+u",
+			"-f", "lavfi", "-i", "sine=frequency=440:duration=60",
+			"-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", cmp.Or(os.Getenv("HERD_VERIFYCOST_KEYINT"), "250"),
+			"-c:a", "aac", "-shortest", input).CombinedOutput()
+		require.NoError(t, err, string(out))
+		defer os.Remove(input)
+	}
 	pl := admitted(t, input, builtin(t, "web-hls"))
 	pl.Thumbs = ThumbPlan{}
 	dir := t.TempDir()
@@ -44,7 +50,7 @@ func TestVerifyCost(t *testing.T) {
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	c0, w0 := cpu(), time.Now()
-	_, err = tools.Encode(ctx, pl, input, dir, nil)
+	_, err := tools.Encode(ctx, pl, input, dir, nil)
 	require.NoError(t, err)
 	enc, encWall := cpu()-c0, time.Since(w0)
 	t.Logf("encode: cpu %v wall %v", enc, encWall)
@@ -60,5 +66,4 @@ func TestVerifyCost(t *testing.T) {
 			t.Logf("  %s %s segments %d decoded %d ssim %.4f psnr %.2f", o.Name, o.Verify, o.Segments, o.Decoded, o.SSIM, o.PSNR)
 		}
 	}
-	_ = os.Remove(input)
 }

@@ -99,11 +99,14 @@ func TestVMAFArgsGolden(t *testing.T) {
 // middle sampled segment, or of the output's start and middle.
 // Sampled verification measures SSIM and PSNR on a stretch for each
 // 30 s of output (two at least, one per sampled segment at most), each
-// in the middle of its share of the sampled segments, two seconds at most.
+// in the middle of its share of the sampled segments between the first and
+// the last (the first, then the last, too where those are too few), two
+// seconds at most.
 func TestQualityWindows(t *testing.T) {
 	segs := [][2]float64{{0, 4}, {28, 32}, {60, 64}, {88, 92}, {116, 120}}
 	require.Equal(t, [][2]float64{{28, 30}, {88, 90}}, (&Plan{Duration: 60, FPS: 25}).QualityWindows(segs), "a minute: two, not the first or the last")
-	require.Equal(t, [][2]float64{{0, 2}, {60, 62}, {116, 118}}, (&Plan{Duration: 90, FPS: 25}).QualityWindows(segs))
+	require.Equal(t, [][2]float64{{28, 30}, {60, 62}, {88, 90}}, (&Plan{Duration: 90, FPS: 25}).QualityWindows(segs), "three: the ones between the first and the last")
+	require.Equal(t, [][2]float64{{0, 2}, {28, 30}}, (&Plan{Duration: 30, FPS: 25}).QualityWindows(segs[:3]), "too few between: the first too")
 	require.Equal(t, [][2]float64{{0, 2}, {28, 30}, {60, 62}, {88, 90}, {116, 118}}, (&Plan{Duration: 7200, FPS: 25}).QualityWindows(segs), "one per sampled segment")
 	require.Equal(t, [][2]float64{{0, 1}, {2.04, 3}}, (&Plan{Duration: 3, FPS: 25}).QualityWindows([][2]float64{{0, 1}, {2.02, 3}}), "on the frame grid, as long as the segment at most")
 	require.Nil(t, (&Plan{Duration: 60, FPS: 25}).QualityWindows(nil), "no sampled segments: everything is compared")

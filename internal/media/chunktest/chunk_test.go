@@ -214,8 +214,11 @@ func TestChunkedEqualsUnchunked(t *testing.T) {
 					if g.Name == w.Name {
 						// Sampled verification compares two stretches of 2 s
 						// here, 16 frames a rung: one frame's difference
-						// weighs more than over whole segments.
-						require.InDelta(t, w.SSIM, g.SSIM, 0.003, "SSIM of %s", w.Name)
+						// weighs more than over whole segments, and the
+						// second (at 4 s, segment 2 of the decoded 0, 2 and
+						// 4) is where a two-chunk split's second chunk
+						// starts its rate control afresh.
+						require.InDelta(t, w.SSIM, g.SSIM, 0.004, "SSIM of %s", w.Name)
 						require.InDelta(t, w.SSIM, fromChunks[i].SSIM, 0.006, "chunk-measured SSIM of %s", w.Name)
 						require.Less(t, fromChunks[i].SSIM, 1.0, "chunk-measured SSIM of %s", w.Name)
 						// The chunks decoded their first segments: the
