@@ -456,7 +456,8 @@ func (pl *Plan) chunkDecoded(n int) int {
 var sampleEntries = map[string][]string{"h264": {"avc1", "avc3"}, "hevc": {"hvc1", "hev1"}, "av1": {"av01"}}
 
 // checkCodecs holds a variant to its rung of the plan: the codec the plan
-// encodes there, and CODECS that begin with what its init segment says.
+// encodes there (which it returns), CODECS that begin with what its init
+// segment says, and the plan's picture size in its sample entry.
 func (v *verifier) checkCodecs(vr *m3u8.Variant, st *rendition) (codec string, err error) {
 	name := pack.LocalName(vr.URI)
 	i := -1
@@ -476,6 +477,9 @@ func (v *verifier) checkCodecs(vr *m3u8.Variant, st *rendition) (codec string, e
 	if first, _, _ := strings.Cut(vr.Codecs, ","); first != st.Codec {
 		return "", &OutputError{Output: MasterName, Problem: fmt.Sprintf("says CODECS %q for %s, whose init segment says %s", vr.Codecs, name, st.Codec)}
 	}
+	if r := v.pl.Rungs[i]; st.Width != r.Width || st.Height != r.Height {
+		return "", &OutputError{Output: name, Problem: fmt.Sprintf("is %dx%d, but the plan makes %dx%d there", st.Width, st.Height, r.Width, r.Height)}
+	}
 	return codec, nil
 }
 
@@ -484,9 +488,6 @@ func (v *verifier) checkCodecs(vr *m3u8.Variant, st *rendition) (codec string, e
 // for its sample entry) and how long it lasts. Its frames are decoded by
 // the quality run, which also finds what the demuxer cannot read.
 func videoOutput(st *rendition, codec string) (Output, error) {
-	if st.Kind != "video" {
-		return Output{}, errors.New("holds no video track")
-	}
 	frames := 0
 	for _, g := range st.Segments {
 		frames += g.Samples
@@ -538,7 +539,7 @@ func (v *verifier) file(ctx context.Context) ([]Output, error) {
 	if v.pl.Format == profile.FormatMKV {
 		demuxer = "matroska"
 	}
-	o, err := v.checkVideo(ctx, demuxer, path, true)
+	o, err := v.checkVideo(ctx, demuxer, path)
 	if err != nil {
 		return nil, outputFault(name, err)
 	}
@@ -595,9 +596,8 @@ func appendFile(w io.Writer, path string) error {
 }
 
 // checkVideo reads a video output's streams and packets and checks its
-// duration (when whole: a sampled rung holds only some of its segments);
-// its frames are decoded by the quality run.
-func (v *verifier) checkVideo(ctx context.Context, demuxer, path string, whole bool) (Output, error) {
+// duration; its frames are decoded by the quality run.
+func (v *verifier) checkVideo(ctx context.Context, demuxer, path string) (Output, error) {
 	info, err := v.probeDecode(ctx, demuxer, path, true)
 	if err != nil {
 		return Output{}, err
@@ -605,7 +605,7 @@ func (v *verifier) checkVideo(ctx context.Context, demuxer, path string, whole b
 	if info.Video == nil {
 		return Output{}, errors.New("no video stream")
 	}
-	if d := math.Abs(info.Duration - v.pl.Duration); whole && !(d <= durationTolerance) {
+	if d := math.Abs(info.Duration - v.pl.Duration); !(d <= durationTolerance) {
 		return Output{}, fmt.Errorf("lasts %.3f s, but the source lasts %.3f s", info.Duration, v.pl.Duration)
 	}
 	if info.Video.Frames == 0 {
@@ -869,7 +869,7 @@ func (v *verifier) quality(ctx context.Context, demuxer string, files []string, 
 		// (CombineQuality): only the output's own decode is left to do,
 		// and VMAF where a search steered by it (the gate checks it).
 		for i, f := range files {
-			if err := v.decodeAlone(ctx, demuxer, f); err != nil {
+			if err := v.decodeAlone(ctx, demuxer, f, outs[i].Path); err != nil {
 				return err
 			}
 			outs[i].SSIM, outs[i].PSNR = q.SSIM[i], q.PSNR[i]
@@ -1004,8 +1004,8 @@ func (v *verifier) measure(ctx context.Context, demuxer string, files []string, 
 		if ee, ok := errors.AsType[*ExitError](err); (ok && ee.Signal != "") || ctxErr(err) {
 			return fmt.Errorf("measure quality: %w", err)
 		}
-		for _, f := range files {
-			if err := v.decodeAlone(ctx, demuxer, f); err != nil {
+		for i, f := range files {
+			if err := v.decodeAlone(ctx, demuxer, f, outs[i].Path); err != nil {
 				return err
 			}
 		}
@@ -1025,18 +1025,20 @@ func (v *verifier) measure(ctx context.Context, demuxer string, files []string, 
 	return nil
 }
 
-// decodeAlone decodes every frame of a video output's first video stream;
-// any error printed makes it fail.
-func (v *verifier) decodeAlone(ctx context.Context, demuxer, path string) error {
+// decodeAlone decodes every frame of the first video stream of path, a
+// video output or the file joined from its sampled segments; any error
+// printed, or ffprobe failing on it, fails it as the output name's fault
+// (permanent: outputFault).
+func (v *verifier) decodeAlone(ctx context.Context, demuxer, path, name string) error {
 	args := []string{"-v", "error", "-hide_banner", "-protocol_whitelist", "file,pipe", "-f", demuxer,
 		"-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "json", "-i", "file:" + path}
 	v.ran = append(v.ran, argv(v.t.ffprobe(), args))
 	tail, err := v.t.exec(ctx, v.t.ffprobe(), args, nil, io.Discard, stderrTailBytes)
 	if err != nil {
-		return fmt.Errorf("decode output %s: %w", filepath.Base(path), err)
+		return outputFault(name, fmt.Errorf("decode: %w", err))
 	}
 	if tail = strings.TrimSpace(tail); tail != "" {
-		return &OutputError{Output: filepath.Base(path), Problem: "decode: " + lastLines(tail, 3)}
+		return &OutputError{Output: name, Problem: "decode: " + lastLines(tail, 3)}
 	}
 	return nil
 }

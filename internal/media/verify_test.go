@@ -24,15 +24,42 @@ func TestSampleSegments(t *testing.T) {
 		{1, false, []int{0}},
 		{3, false, []int{0, 1, 2}},
 		{4, false, []int{0, 2, 3}},
+		{5, false, []int{0, 2, 4}},
+		{6, false, []int{0, 3, 5}},
 		{7, false, []int{0, 3, 6}},
 		{8, false, []int{0, 4, 7}},
 		{12, false, []int{0, 4, 7, 11}},
+		{13, false, []int{0, 4, 8, 12}},
+		{14, false, []int{0, 3, 7, 10, 13}},
 		{15, false, []int{0, 4, 7, 11, 14}},
 		{100, false, []int{0, 25, 50, 74, 99}},
 		{8, true, []int{0, 1, 2, 3, 4, 5, 6, 7}},
 	} {
 		require.Equal(t, tc.want, sampleSegments(tc.n, tc.full), "n=%d full=%v", tc.n, tc.full)
 	}
+}
+
+// A file ffprobe cannot read at all, or decodes with errors, is the fault
+// of the output it was joined from, named as that output: permanent.
+func TestDecodeAloneNamesTheOutput(t *testing.T) {
+	t.Parallel()
+	tools := needFFmpeg(t)
+	ctx := context.Background()
+	v := &verifier{t: tools, pl: &Plan{}}
+	junk := filepath.Join(t.TempDir(), "media_0.mp4")
+	require.NoError(t, os.WriteFile(junk, []byte("not a video at all, just text"), 0o644))
+	err := v.decodeAlone(ctx, "mov", junk, "media_0.m3u8")
+	bad, ok := errors.AsType[*OutputError](err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, "media_0.m3u8", bad.Output)
+	require.True(t, IsPermanent(err))
+
+	ctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err = v.decodeAlone(ctx, "mov", junk, "media_0.m3u8")
+	require.Error(t, err)
+	_, ok = errors.AsType[*OutputError](err)
+	require.False(t, ok, "a cancelled decode says nothing of the output: %v", err)
 }
 
 // segmentedLadder encodes an 8 s 320x180 clip with web-hls cut into 1 s
