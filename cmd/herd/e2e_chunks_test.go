@@ -112,7 +112,12 @@ func checkStitched(t *testing.T, out string) {
 func TestChunkedJobSurvivesAKilledWorker(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0")
+	// A 10 s lease, not the other tests' 3 s: this test holds that only
+	// the killed worker's chunk runs again, and on a loaded machine a
+	// server can leave heartbeats unanswered for seconds (one run lost a
+	// live worker's chunk that way). The killed chunk is taken over when
+	// its lease runs out all the same.
+	s := startServer(t, filepath.Join(dir, "data"), "--local-workers", "0", "--lease-ttl", "10s")
 	workers := []*workerProc{s.startWorker(t, "w1"), s.startWorker(t, "w2"), s.startWorker(t, "w3")}
 	id := s.submitChunked(t, dir)
 
