@@ -65,33 +65,90 @@ func (pl *Plan) seekSlack() float64 {
 
 // keyedWindows moves each of windows (output time, each within one of
 // ranges) to start windowLead, seekSlack and half a frame or more after a
-// source keyframe of keys (output time) in the same range, on the frame
-// grid: after the keyframe nearest its place among those that leave room
-// for the whole window in the range. The half frame makes rangeSource's
-// seek, at windowLead before the window, land on that keyframe whatever
-// the rounding. A window with no such keyframe stays where it is.
+// source keyframe of keys (output time) in the same range (keyedWindow).
+// A window with no such keyframe stays where it is.
 func (pl *Plan) keyedWindows(windows, ranges [][2]float64, keys []float64) [][2]float64 {
-	fps := pl.FPS
-	if !(fps > 0) {
+	if !(pl.FPS > 0) {
 		return windows
 	}
-	lead := pl.windowLead() + pl.seekSlack()
 	out := slices.Clone(windows)
 	for i, w := range windows {
 		j := slices.IndexFunc(ranges, func(r [2]float64) bool { return w[0] >= r[0]-1e-6 && w[1] <= r[1]+1e-6 })
 		if j < 0 {
 			continue
 		}
-		r, frames := ranges[j], math.Round((w[1]-w[0])*fps)
-		best := math.Inf(1)
-		for _, k := range keys {
-			from := math.Ceil((k+lead)*fps+0.5) / fps
-			to := from + frames/fps
-			if from < r[0]-1e-6 || to > r[1]+1e-6 {
-				continue
-			}
-			if d := math.Abs(from - w[0]); d < best {
-				best, out[i] = d, [2]float64{round6(from), round6(to)}
+		if k, ok := pl.keyedWindow(ranges[j], math.Round((w[1]-w[0])*pl.FPS), w[0], keys); ok {
+			out[i] = k
+		}
+	}
+	return out
+}
+
+// keyedWindow is a window of frames frames in r, on the frame grid, that
+// starts windowLead, seekSlack and half a frame or more after a keyframe
+// of keys: after the keyframe whose window starts nearest near, among
+// those that leave room for the whole window in r. The half frame makes
+// rangeSource's seek, at windowLead before the window, land on that
+// keyframe whatever the rounding. ok is false when no keyframe leaves
+// room (or the plan has no frame rate).
+func (pl *Plan) keyedWindow(r [2]float64, frames, near float64, keys []float64) (w [2]float64, ok bool) {
+	fps := pl.FPS
+	if !(fps > 0) {
+		return w, false
+	}
+	lead := pl.windowLead() + pl.seekSlack()
+	best := math.Inf(1)
+	for _, k := range keys {
+		from := math.Ceil((k+lead)*fps+0.5) / fps
+		to := from + frames/fps
+		if from < r[0]-1e-6 || to > r[1]+1e-6 {
+			continue
+		}
+		if d := math.Abs(from - near); d < best {
+			best, w, ok = d, [2]float64{round6(from), round6(to)}, true
+		}
+	}
+	return w, ok
+}
+
+// keyedReach is how many segments either side sampled verification looks
+// for one to decode in place of an interior sample that holds no source
+// keyframe (keyedSamples): three 4 s segments reach past x264's default
+// keyframe interval of 10 s.
+const keyedReach = 3
+
+// sampleReach is how far picked[j] may move (keyedSamples): keyedReach at
+// most, and less than half way to the samples either side, so that the
+// samples stay apart, in order and spread over the output.
+func sampleReach(picked []int, j int) int {
+	return max(0, min(keyedReach, (min(picked[j]-picked[j-1], picked[j+1]-picked[j])-1)/2))
+}
+
+// keyedSamples moves each sample of picked (indices into segs, every
+// segment's range in output time) but the first and the last to the
+// nearest segment within sampleReach that holds a source keyframe of keys
+// with room after it for a quality window (keyedWindow); a sample with no
+// such segment near it stays. Its windows then move onto that keyframe
+// (keyedWindows) and the source is read from there, instead of from a
+// keyframe up to a whole interval before them: on a 1080p title, seconds
+// of decoding saved for every window.
+func (pl *Plan) keyedSamples(picked []int, segs [][2]float64, keys []float64) []int {
+	out := slices.Clone(picked)
+	roomy := func(i int) bool {
+		r := segs[i]
+		frames := math.Floor(math.Min(r[1]-r[0], max(qualityWindow, vmafWindow))*pl.FPS + 1e-6)
+		_, ok := pl.keyedWindow(r, frames, r[0], keys)
+		return frames >= 1 && ok
+	}
+	for j := 1; j < len(picked)-1; j++ {
+		reach := sampleReach(picked, j)
+	search:
+		for d := 0; d <= reach; d++ {
+			for _, i := range []int{picked[j] - d, picked[j] + d} {
+				if roomy(i) {
+					out[j] = i
+					break search
+				}
 			}
 		}
 	}

@@ -47,11 +47,13 @@ func TestKeyedWindows(t *testing.T) {
 	require.Equal(t, [][2]float64{{8, 10}}, (&Plan{}).keyedWindows([][2]float64{{8, 10}}, ranges, []float64{8}), "no frame rate, no grid: stays")
 }
 
-// A window whose sampled segment holds a source keyframe with room after
-// it moves there, and the source is read for it from that keyframe (ffmpeg
-// seeks a Matroska source with B-frames 3/23 s before the point asked);
-// what it measures is what decoding the whole source gives for the same
-// frames.
+// An interior sampled segment with no source keyframe moves to a segment
+// near it that holds one with room after it, and its window moves onto
+// that keyframe, where the source is read from; a sample with no such
+// segment near it stays, and is read from the keyframe before it (ffmpeg
+// seeks a Matroska source with B-frames 3/23 s before the point asked).
+// What either measures is what decoding the whole source gives for the
+// same frames.
 func TestWindowsMoveOntoSourceKeyframes(t *testing.T) {
 	t.Parallel()
 	tools := needFFmpeg(t)
@@ -60,35 +62,75 @@ func TestWindowsMoveOntoSourceKeyframes(t *testing.T) {
 		name, file string
 		x264       []string
 	}{
-		{"MP4 without B-frames", "gop6.mp4", []string{"-preset", "ultrafast"}},
-		{"Matroska with B-frames", "gop6.mkv", []string{"-preset", "veryfast", "-bf", "3"}},
+		{"MP4 without B-frames", "keys.mp4", []string{"-preset", "ultrafast"}},
+		{"Matroska with B-frames", "keys.mkv", []string{"-preset", "veryfast", "-bf", "3"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			// Keyframes every 6 s: at 0, 6, 12, 18, 24 and 30.
+			// Keyframes at 0, 9.6 and 30 only.
 			src := filepath.Join(t.TempDir(), tc.file)
 			require.NoError(t, testenv.FFmpeg(slices.Concat([]string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "36", "-c:v", "libx264"},
-				tc.x264, []string{"-g", "150", "-keyint_min", "150", "-sc_threshold", "0", "-pix_fmt", "yuv420p", src})...))
+				tc.x264, []string{"-g", "900", "-sc_threshold", "0", "-force_key_frames", "0,9.6,30", "-pix_fmt", "yuv420p", src})...))
 			pl := admitted(t, src, p)
 			dir := t.TempDir()
 			_, err := tools.Encode(ctx, pl, src, dir, nil)
 			require.NoError(t, err)
 
-			// Twelve segments: 0, 4, 7 and 11 decoded ([0,3], [12,15],
-			// [21,24], [33,36]); SSIM on the windows of [12,15] and
-			// [21,24], the two between the first and the last. The
-			// first moves after the keyframe at 12 and is read from it;
-			// the second has no keyframe in its segment, stays at 21 and
-			// is read from 20.9, from the keyframe at 18.
-			_, seeks, _, _ := measureBoth(t, tools, pl, src, dir)
+			// Twelve segments; sampled: 0, 4, 7 and 11. Segment 4
+			// ([12,15]) holds no keyframe, segment 3 ([9,12]) holds 9.6
+			// with room for a 2 s window: it is decoded instead, and its
+			// window starts after 9.6. Segments 6 to 8 hold none: 7
+			// stays, its window at 21, read from 20.9, from 9.6.
+			seeked, seeks, _, _ := measureBoth(t, tools, pl, src, dir)
 			require.Len(t, seeks, 2)
-			require.Greater(t, seeks[0], 12.0)
+			require.Greater(t, seeks[0], 9.6)
+			require.Less(t, seeks[0], 9.8)
 			require.InDelta(t, 20.9, seeks[1], 1e-6)
-			require.InDelta(t, 12, firstDecoded(t, pl, src, seeks[0]), 0.01, "read from the keyframe at 12")
-			require.InDelta(t, 18, firstDecoded(t, pl, src, seeks[1]), 0.01, "read from the keyframe at 18")
+			require.InDelta(t, 9.6, firstDecoded(t, pl, src, seeks[0]), 0.01, "read from the keyframe at 9.6")
+			require.InDelta(t, 9.6, firstDecoded(t, pl, src, seeks[1]), 0.01, "read from the keyframe at 9.6")
+			for _, o := range seeked {
+				if o.SSIM > 0 {
+					require.Equal(t, 4, o.Decoded, o.Name)
+				}
+			}
 		})
 	}
+}
+
+func TestKeyedSamples(t *testing.T) {
+	t.Parallel()
+	pl := &Plan{FPS: 25, Demuxer: "mov"}
+	segs := make([][2]float64, 15) // 4 s each
+	for i := range segs {
+		segs[i] = [2]float64{float64(4 * i), float64(4*i + 4)}
+	}
+	picked := []int{0, 4, 7, 10, 14}
+	for _, tc := range []struct {
+		name string
+		keys []float64
+		want []int
+	}{
+		{"no keyframes: nothing moves", nil, picked},
+		{"keyframes in every sampled segment: nothing moves", []float64{0, 16, 28, 40, 56}, picked},
+		{"a keyframe one segment before", []float64{0, 12.5}, []int{0, 3, 7, 10, 14}},
+		{"one segment after", []float64{0, 20.5}, []int{0, 5, 7, 10, 14}},
+		{"the nearer of two", []float64{0, 12.5, 24.5}, []int{0, 3, 6, 10, 14}},
+		{"before is taken over after at the same distance", []float64{0, 24.5, 32.5}, []int{0, 4, 6, 10, 14}},
+		{"no room after the keyframe for a window", []float64{0, 14.5}, picked},
+		{"not as far as half way to the next sample", []float64{0, 8.5}, picked},
+		{"the first and the last never move", []float64{4.5, 52.5}, picked},
+	} {
+		require.Equal(t, tc.want, pl.keyedSamples(picked, segs, tc.keys), tc.name)
+	}
+	require.Equal(t, picked, (&Plan{}).keyedSamples(picked, segs, []float64{12.5}), "no frame rate: nothing moves")
+	wide := []int{0, 20, 40}
+	segs = make([][2]float64, 41)
+	for i := range segs {
+		segs[i] = [2]float64{float64(4 * i), float64(4*i + 4)}
+	}
+	require.Equal(t, []int{0, 17, 40}, pl.keyedSamples(wide, segs, []float64{68.5}), "keyedReach segments away")
+	require.Equal(t, wide, pl.keyedSamples(wide, segs, []float64{64.5}), "no further")
 }
 
 // firstDecoded is the time (output time) of the first frame ffmpeg decodes

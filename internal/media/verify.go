@@ -162,23 +162,58 @@ type verifier struct {
 }
 
 // keyed moves windows, of the sampled segments ranges, onto the source's
-// keyframes (keyedWindows) where its demuxer seeks to them and the output
-// is on a constant-rate grid. The keyframes are listed once per
-// verification; a list ffprobe cannot give leaves the windows where they
-// are.
+// keyframes (keyedWindows) where keyable says they can be.
 func (v *verifier) keyed(ctx context.Context, windows, ranges [][2]float64) [][2]float64 {
-	if len(windows) == 0 || len(ranges) == 0 || v.in == "" || !seeksToKeyframes[v.pl.Demuxer] || !v.pl.constantRate() {
+	if len(windows) == 0 || len(ranges) == 0 || !v.keyable() {
 		return windows
 	}
-	if !v.keysListed {
-		keys, ran, err := v.t.keyframesIn(ctx, v.pl, v.in, ranges)
-		v.ran = append(v.ran, ran)
-		if err != nil {
-			v.t.log().Warn("the windows verification compares stay where they are", "err", err)
-		}
-		v.keys, v.keysListed = keys, true
-	}
+	v.listKeys(ctx, ranges)
 	return v.pl.keyedWindows(windows, ranges, v.keys)
+}
+
+// keyable says whether windows can be moved onto the source's keyframes:
+// it is read (not only a split job's chunk measures), its demuxer seeks
+// to them, and the output is on a constant-rate grid.
+func (v *verifier) keyable() bool {
+	return v.in != "" && seeksToKeyframes[v.pl.Demuxer] && v.pl.constantRate()
+}
+
+// listKeys lists the source's keyframes in ranges, once per verification;
+// a list ffprobe cannot give leaves every window and sample where it is.
+func (v *verifier) listKeys(ctx context.Context, ranges [][2]float64) {
+	if v.keysListed {
+		return
+	}
+	keys, ran, err := v.t.keyframesIn(ctx, v.pl, v.in, ranges)
+	v.ran = append(v.ran, ran)
+	if err != nil {
+		v.t.log().Warn("the windows verification compares stay where they are", "err", err)
+	}
+	v.keys, v.keysListed = keys, true
+}
+
+// sampled moves the interior segments of picked, a rung's sampled ones,
+// onto segments near them that hold a source keyframe (keyedSamples),
+// where windows can be keyed. The keyframes are listed once, over every
+// segment a sample may move to and the first and last, which keyed then
+// reads from too.
+func (v *verifier) sampled(ctx context.Context, st *pack.Stream, picked []int) []int {
+	if len(picked) < 3 || len(picked) == len(st.Segments) || !v.keyable() {
+		return picked
+	}
+	all := make([]int, len(st.Segments))
+	for i := range all {
+		all[i] = i
+	}
+	segs := segmentRanges(st, all)
+	spans := [][2]float64{segs[picked[0]]}
+	for j := 1; j < len(picked)-1; j++ {
+		d := sampleReach(picked, j)
+		spans = append(spans, [2]float64{segs[picked[j]-d][0], segs[picked[j]+d][1]})
+	}
+	spans = append(spans, segs[picked[len(picked)-1]])
+	v.listKeys(ctx, spans)
+	return v.pl.keyedSamples(picked, segs, v.keys)
 }
 
 func (v *verifier) full() bool { return v.pl.Verify == profile.VerifyFull }
@@ -266,7 +301,9 @@ func (v *verifier) hls(ctx context.Context) ([]Output, error) {
 		}
 		picked := sampleSegments(len(st.Segments), v.full())
 		decoded := len(picked)
-		if fromChunks && len(st.Segments) > 0 {
+		if !fromChunks {
+			picked = v.sampled(ctx, st.Stream, picked)
+		} else if len(st.Segments) > 0 {
 			picked = []int{len(st.Segments) - 1}
 			if last := picked[0]; last > 0 && v.pl.gateMetric() == profile.MetricVMAF {
 				// VMAF is measured here (the chunks measured SSIM and
