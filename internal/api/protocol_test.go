@@ -63,7 +63,7 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 	enc := f.queueKind(t, job.KindEncode)
 	chunk := f.queueKind(t, job.KindChunk)
 
-	for _, v := range []string{"5", "4", "3", "2", ""} {
+	for _, v := range []string{"7", "5", "4", "3", "2", ""} {
 		code, c := f.claimAs(t, key, v)
 		require.Equal(t, http.StatusNoContent, code, "version %q got %s %s", v, c.Task.Kind, c.Task.ID)
 	}
@@ -88,9 +88,9 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 		t.Fatal("worker fx is not listed")
 		return ""
 	}
-	require.Equal(t, "outdated: protocol 2, server speaks 7 — upgrade it; it only finalizes until then", outdated())
+	require.Equal(t, "outdated: protocol 2, server speaks 8 — upgrade it; it only finalizes until then", outdated())
 
-	for _, v := range []string{"5", "4", "3", "2", ""} {
+	for _, v := range []string{"7", "5", "4", "3", "2", ""} {
 		fin := f.queueKind(t, job.KindFinalize)
 		code, c := f.claimAs(t, key, v)
 		require.Equal(t, http.StatusOK, code, "version %q", v)
@@ -115,10 +115,10 @@ func TestOldWorkersOnlyFinalize(t *testing.T) {
 	require.Equal(t, map[string]job.Kind{enc: job.KindEncode, chunk: job.KindChunk}, got, "a current worker gets what the old ones were not given")
 	require.Empty(t, outdated(), "upgraded")
 
-	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"8"}`)
+	code, body := f.post(key, "/api/v1/worker/claim", `{"slot":"2","version":"9"}`)
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Equal(t, "protocol_version", errCodeOf(t, body))
-	require.Contains(t, string(body), "this server speaks 7 (and 6, 5, 4, 3, 2")
+	require.Contains(t, string(body), "this server speaks 8 (and 7, 6, 5, 4, 3, 2")
 }
 
 // A run-task pod of an image older than the server fetching a task its

@@ -2,6 +2,7 @@ package job
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -31,10 +32,24 @@ type Result struct {
 // Expansion replaces a job's pending task of kind Replace by Tasks. Tasks
 // may depend on the task that reports the expansion, on each other, and
 // (InheritDeps) on what the replaced one depended on; the tasks that
-// waited for the replaced one wait for the last of Tasks instead.
+// waited for the replaced one wait instead for every one of Tasks that no
+// other of them waits for (Ends): an audio and an encode side by side,
+// or a stitch after chunks.
 type Expansion struct {
 	Replace Kind
 	Tasks   []Task
+}
+
+// Ends are the IDs of x's tasks that no other of its tasks depends on, in
+// order.
+func (x Expansion) Ends() []string {
+	var ends []string
+	for _, t := range x.Tasks {
+		if !slices.ContainsFunc(x.Tasks, func(u Task) bool { return slices.Contains(u.DependsOn, t.ID) }) {
+			ends = append(ends, t.ID)
+		}
+	}
+	return ends
 }
 
 // InheritDeps, among an expansion's task's DependsOn, stands for the

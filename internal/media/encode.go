@@ -15,37 +15,19 @@ import (
 // Encode runs EncodeArgs and, for hls, writes the HLS playlists and the DASH
 // manifest over the segments ffmpeg wrote (see package pack): rates, codecs
 // and timing measured from the segments on disk. It returns every argv it
-// ran. A plan whose audio the audio task makes (AudioStep) is encoded with
-// EncodeWithAudio.
+// ran. A plan whose audio and subtitles the audio task makes (AudioStep)
+// gets its video segments and sprite sheet only, so that its encode need
+// not wait for the audio task: JoinAudio then joins the two and writes the
+// playlists.
 func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progress func(Progress)) ([][]string, error) {
-	if pl.AudioStep {
-		return nil, fmt.Errorf("encode: the plan's audio is the audio task's: encode it with that task's files")
-	}
-	return t.encode(ctx, pl, input, "", outDir, progress)
-}
-
-// EncodeWithAudio is Encode for a plan whose audio and subtitles the audio
-// task made (AudioStep), into audioDir (EncodeAudio): the encode makes the
-// video, then joins them to it, as a stitch does a split plan's.
-func (t Tools) EncodeWithAudio(ctx context.Context, pl *Plan, input, audioDir, outDir string, progress func(Progress)) ([][]string, error) {
-	if !pl.AudioStep {
-		return nil, fmt.Errorf("encode: the plan has no audio task")
-	}
-	return t.encode(ctx, pl, input, audioDir, outDir, progress)
-}
-
-func (t Tools) encode(ctx context.Context, pl *Plan, input, audioDir, outDir string, progress func(Progress)) ([][]string, error) {
 	ran, out, err := t.runInto(ctx, "encode", input, outDir, pl.EncodeArgs, progress)
 	if err != nil {
 		return ran, err
 	}
-	if pl.AudioStep {
-		err = pl.joinAudio(audioDir, out)
-	} else {
-		err = pl.writeSidecars(out)
-	}
-	if err != nil {
-		return ran, fmt.Errorf("encode: %w", err)
+	if !pl.AudioStep {
+		if err := pl.writeSidecars(out); err != nil {
+			return ran, fmt.Errorf("encode: %w", err)
+		}
 	}
 	if pl.tilesInGraph() {
 		if err := pl.AssembleSprite(out, out); err != nil {
@@ -55,12 +37,34 @@ func (t Tools) encode(ctx context.Context, pl *Plan, input, audioDir, outDir str
 			return ran, fmt.Errorf("encode: %w", err)
 		}
 	}
-	if pl.Format == profile.FormatHLS {
+	if pl.Format == profile.FormatHLS && !pl.AudioStep {
 		if _, err := pl.PackageHLS(out); err != nil {
 			return ran, fmt.Errorf("encode: %w", err)
 		}
 	}
 	return ran, nil
+}
+
+// JoinAudio joins the audio and subtitles the audio task made into
+// audioDir (EncodeAudio) to the video an AudioStep plan's Encode made in
+// outDir, as a stitch does a split plan's, then writes the playlists and
+// the manifest (PackageHLS). A folder that has its master playlist
+// already (an encode by a version 7 worker, which joined the audio
+// itself) is left as it is.
+func (pl *Plan) JoinAudio(audioDir, outDir string) error {
+	if !pl.AudioStep {
+		return fmt.Errorf("join audio: the plan has no audio task")
+	}
+	if _, err := os.Stat(filepath.Join(outDir, MasterName)); err == nil {
+		return nil
+	}
+	if err := pl.joinAudio(audioDir, outDir); err != nil {
+		return fmt.Errorf("join audio: %w", err)
+	}
+	if _, err := pl.PackageHLS(outDir); err != nil {
+		return fmt.Errorf("join audio: %w", err)
+	}
+	return nil
 }
 
 // runInto runs the ffmpeg argv that args builds from input and outDir (both

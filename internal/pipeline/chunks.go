@@ -69,12 +69,15 @@ func chunkTasks(plan *media.Plan, probeID string, needs []string) *job.Expansion
 }
 
 // audioTasks are the tasks that replace an unsplit plan's encode task when
-// its audio is the audio task's (Plan.AudioStep): the audio, then the
-// encode, which joins it to the video.
+// its audio is the audio task's (Plan.AudioStep): the encode and the
+// audio, side by side after the probe. The verify task after both joins
+// them (media.Plan.JoinAudio): a long source's encode does not wait for
+// its audio. The encode comes first, so that where slots are few it is
+// claimed before the audio (tasks ready together are claimed in order).
 func audioTasks(probeID string, needs []string) *job.Expansion {
+	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{probeID}, Needs: needs}
 	a := job.Task{ID: job.NewID("t"), Kind: job.KindAudio, DependsOn: []string{probeID}}
-	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{probeID, a.ID}, Needs: needs}
-	return &job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{a, enc}}
+	return &job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{enc, a}}
 }
 
 // splitWorkers is how many pieces a split task cuts at once: each is a

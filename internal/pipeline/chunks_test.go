@@ -49,3 +49,25 @@ func TestDeriveSplitsFilePlansAtKeyframes(t *testing.T) {
 		require.Nil(t, res.Expand, "%s: no keyframes, no split", name)
 	}
 }
+
+// An unsplit web job's encode and audio both follow the probe, the encode
+// first (claimed first where slots are few), and what waited for the
+// encode (verify) waits for both: the encode does not wait for the audio.
+func TestDeriveRunsTheEncodeBesideTheAudio(t *testing.T) {
+	t.Parallel()
+	p, ok := profile.Builtin().Get("web-hls")
+	require.True(t, ok)
+	c := &job.Claimed{Task: job.Task{ID: "t-probe", Kind: job.KindProbe}, Job: job.Job{ID: "j", Profile: p.Name, ProfileVersion: p.Version}}
+	info := &media.Info{Demuxer: "mov", Duration: 10, Audio: []media.AudioStream{{Index: 1, Codec: "aac", Channels: 2}},
+		Video: &media.VideoStream{Codec: "h264", Width: 640, Height: 360, FPS: 25, RFPS: 25}}
+	res, err := derive(p, c, info)
+	require.NoError(t, err)
+	var plan media.Plan
+	require.NoError(t, json.Unmarshal(res.Plan, &plan))
+	require.True(t, plan.AudioStep)
+	kinds, deps := kindsAndDeps(res.Expand, "t-probe")
+	require.Equal(t, []job.Kind{job.KindEncode, job.KindAudio}, kinds)
+	require.Equal(t, []job.Kind{job.KindProbe}, deps[job.KindEncode])
+	require.Equal(t, []job.Kind{job.KindProbe}, deps[job.KindAudio])
+	require.Equal(t, []string{res.Expand.Tasks[0].ID, res.Expand.Tasks[1].ID}, res.Expand.Ends())
+}

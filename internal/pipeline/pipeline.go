@@ -291,26 +291,10 @@ func (e *Executor) encode(ctx context.Context, c *job.Claimed, plan *media.Plan,
 		return job.Result{}, err
 	}
 	defer done()
-	audioDir := ""
-	if plan.AudioStep {
-		if audioDir, err = e.files.Scratch("audio"); err != nil {
-			return job.Result{}, err
-		}
-		defer e.files.Discard(audioDir)
-		if err := e.staged(ctx, c, StepAudio, audioDir, "the encoded audio"); err != nil {
-			return job.Result{}, err
-		}
-	}
 	cmds, err := e.scratch(ctx, c, StepEncode, func(dir string) ([][]string, error) {
 		var speed float64
-		encode := e.media.Encode
-		if plan.AudioStep {
-			encode = func(ctx context.Context, pl *media.Plan, input, outDir string, progress func(media.Progress)) ([][]string, error) {
-				return e.media.EncodeWithAudio(ctx, pl, input, audioDir, outDir, progress)
-			}
-		}
 		ran, err := e.handingOver(ctx, c, plan, StepEncode, dir, func() ([][]string, error) {
-			return encode(ctx, plan, src, dir, func(p media.Progress) {
+			return e.media.Encode(ctx, plan, src, dir, func(p media.Progress) {
 				frac := 0.0
 				if plan.Duration > 0 {
 					frac = min(p.OutTime.Seconds()/plan.Duration, 1)
@@ -352,6 +336,21 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan)
 			}
 			if !ok && step == StepEncode {
 				return nil, errors.New("the encoded files are missing")
+			}
+		}
+		if plan.AudioStep {
+			// The encode ran beside the audio task: their files are
+			// joined here, the first task after both.
+			audioDir, err := e.files.Scratch("audio")
+			if err != nil {
+				return nil, err
+			}
+			defer e.files.Discard(audioDir)
+			if err := e.staged(ctx, c, StepAudio, audioDir, "the encoded audio"); err != nil {
+				return nil, err
+			}
+			if err := plan.JoinAudio(audioDir, dir); err != nil {
+				return nil, err
 			}
 		}
 		var (

@@ -90,10 +90,10 @@ func Reads(t job.Task, step string) bool {
 		return true
 	}
 	switch t.Kind {
-	case job.KindEncode:
-		return step == StepAudio // an unsplit plan's audio task's (media.Plan.AudioStep)
 	case job.KindVerify:
-		return step == StepEncode || step == StepThumbs
+		// StepAudio: an unsplit plan's audio task's, which it joins to
+		// the encode (media.Plan.JoinAudio).
+		return step == StepEncode || step == StepThumbs || step == StepAudio
 	case job.KindChunk:
 		return t.Chunk >= 1 && step == PieceStep(t.Chunk)
 	case job.KindStitch:

@@ -44,6 +44,8 @@ func TestStepAccess(t *testing.T) {
 		{job.Task{Kind: job.KindStitch}, StepEncode, true, true},
 		{job.Task{Kind: job.KindStitch}, StepVerified, false, false},
 		{job.Task{Kind: job.KindVerify}, StepEncode, true, false},
+		{job.Task{Kind: job.KindVerify}, StepAudio, true, false},
+		{job.Task{Kind: job.KindEncode}, StepAudio, false, false},
 		{job.Task{Kind: job.KindVerify}, "chunk-1", false, false},
 		{job.Task{Kind: job.KindThumbnails}, StepVerified, false, false},
 	}

@@ -49,12 +49,16 @@ import (
 // the search task kind, and plans whose rungs carry the CRF it found
 // (RungPlan.CRF) and a quality gate that verify runs: a version 6 worker
 // would fail a search task as an unknown kind, and encode such a plan's
-// rungs at the predicted bitrate instead of its CRF.
-const Version = "7"
+// rungs at the predicted bitrate instead of its CRF. Version 8 runs an
+// unsplit web job's encode beside its audio task instead of after it: the
+// encode makes the video alone and verify joins the audio to it and writes
+// the playlists; a version 7 verify would find no playlists and fail the
+// job, and a version 7 encode would wait for the audio.
+const Version = "8"
 
 // OlderVersions are the versions before Version that the server still
 // speaks, newest first: their workers are leased only what Kinds allows.
-var OlderVersions = []string{"6", "5", "4", "3", LegacyVersion}
+var OlderVersions = []string{"7", "6", "5", "4", "3", LegacyVersion}
 
 // LegacyVersion is the oldest version the server still speaks: its workers
 // are handed the last step under its old kind (LegacyFinalizeKind) and may

@@ -23,7 +23,7 @@ func TestWireShapes(t *testing.T) {
 		{protocol.RegisterRequest{Name: "gpu1", Token: "tok"}, `{"name":"gpu1","registration_token":"tok"}`},
 		{protocol.Registered{Key: "k", Name: "gpu1"}, `{"key":"k","name":"gpu1"}`},
 		{protocol.ClaimRequest{Slot: "1", Caps: []string{"h264"}, Slots: 2, Version: protocol.Version, WaitSeconds: 25},
-			`{"slot":"1","capabilities":["h264"],"slots":2,"version":"7","wait_seconds":25}`},
+			`{"slot":"1","capabilities":["h264"],"slots":2,"version":"8","wait_seconds":25}`},
 		{protocol.Report{Lease: job.Lease{TaskID: "t1", Owner: "worker/a/1", Fence: 3}, Progress: 0.5, Message: "m", Code: "c", Permanent: true},
 			`{"lease":{"task_id":"t1","owner":"worker/a/1","fence":3},"progress":0.5,"message":"m","code":"c","permanent":true}`},
 		{protocol.UploadPlan{Direct: true, Uploads: []protocol.DirectUpload{{Path: "a", UploadID: "u", Parts: []protocol.Part{{Number: 1, Size: 5, URL: "http://s/a", ETag: "e"}}}}},
@@ -43,12 +43,12 @@ func TestWireShapes(t *testing.T) {
 func TestKinds(t *testing.T) {
 	t.Parallel()
 	require.Nil(t, protocol.Kinds(protocol.Version))
-	for _, v := range []string{"6", "5", "4", "3", "2"} {
+	for _, v := range []string{"7", "6", "5", "4", "3", "2"} {
 		require.True(t, protocol.Speaks(v), v)
 		require.Equal(t, []job.Kind{job.KindFinalize}, protocol.Kinds(v), v)
-		require.Contains(t, protocol.Outdated(v), "outdated: protocol "+v+", server speaks 7")
+		require.Contains(t, protocol.Outdated(v), "outdated: protocol "+v+", server speaks 8")
 	}
-	for _, v := range []string{"1", "8", ""} {
+	for _, v := range []string{"1", "9", ""} {
 		require.False(t, protocol.Speaks(v), v)
 		require.NotNil(t, protocol.Kinds(v), v)
 		require.Empty(t, protocol.Kinds(v), v)

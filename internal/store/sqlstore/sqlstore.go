@@ -342,13 +342,13 @@ func (s *Store) expand(ctx context.Context, tx *sql.Tx, jobID, profile string, x
 			return err
 		}
 	}
-	last := x.Tasks[len(x.Tasks)-1].ID
+	ends := x.Ends()
 	for _, t := range all[i+1:] {
-		if !slices.Contains(t.DependsOn, old.ID) {
+		k := slices.Index(t.DependsOn, old.ID)
+		if k < 0 {
 			continue
 		}
-		deps := slices.Clone(t.DependsOn)
-		deps[slices.Index(deps, old.ID)] = last
+		deps := slices.Replace(slices.Clone(t.DependsOn), k, k+1, ends...)
 		b, _ := json.Marshal(deps)
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tasks SET depends_on = ? WHERE id = ?`), string(b), t.ID); err != nil {
 			return fmt.Errorf("expand job %s: %w", jobID, err)

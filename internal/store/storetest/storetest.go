@@ -59,6 +59,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("EncodeBacklog", func(t *testing.T) { t.Parallel(); testEncodeBacklog(t, open(t)) })
 	t.Run("EncodeSeconds", func(t *testing.T) { t.Parallel(); testEncodeSeconds(t, open(t)) })
 	t.Run("Expand", func(t *testing.T) { t.Parallel(); testExpand(t, open(t)) })
+	t.Run("ExpandSideBySide", func(t *testing.T) { t.Parallel(); testExpandSideBySide(t, open(t)) })
 	t.Run("ConcurrentCompletes", func(t *testing.T) { t.Parallel(); testConcurrentCompletes(t, open(t)) })
 	t.Run("Libraries", func(t *testing.T) { t.Parallel(); testLibraries(t, open(t)) })
 }
@@ -929,6 +930,40 @@ func testExpand(t *testing.T, s store.Store) {
 	c = claim(t, s, "w", t0)
 	require.Equal(t, job.KindStitch, c.Task.Kind)
 	require.Len(t, c.Deps, 1, "the stitch depends on chunks only")
+}
+
+// testExpandSideBySide: an expansion whose tasks end in two (an audio
+// and an encode side by side after the probe) makes what waited for the
+// replaced task wait for both; it is claimable only once both are done,
+// in either order, and reads both.
+func testExpandSideBySide(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(t, s, "sidebyside", 1)
+	c := claim(t, s, "w1", t0)
+	require.Equal(t, job.KindProbe, c.Task.Kind)
+	audio := job.Task{ID: job.NewID("t"), Kind: job.KindAudio, DependsOn: []string{c.Task.ID}}
+	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{c.Task.ID}}
+	x := job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{audio, enc}}
+	require.Equal(t, []string{audio.ID, enc.ID}, x.Ends())
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &job.Source{AssetID: j.Source.AssetID, Duration: 30}, Expand: &x}, t0))
+
+	ts, err := s.Tasks(ctx, j.ID)
+	require.NoError(t, err)
+	require.Len(t, ts, 4)
+	require.Equal(t, job.KindFinalize, ts[3].Kind)
+	require.Equal(t, []string{audio.ID, enc.ID}, ts[3].DependsOn, "the finalize waits for both")
+
+	first := claim(t, s, "w1", t0)
+	second := claim(t, s, "w2", t0)
+	require.ElementsMatch(t, []job.Kind{job.KindAudio, job.KindEncode}, []job.Kind{first.Task.Kind, second.Task.Kind}, "side by side")
+	require.Nil(t, claim(t, s, "w3", t0), "nothing else is ready")
+	require.NoError(t, s.Complete(ctx, second.Lease, job.Result{}, t0))
+	require.Nil(t, claim(t, s, "w3", t0), "one of the two is not enough")
+	require.NoError(t, s.Complete(ctx, first.Lease, job.Result{}, t0))
+	c = claim(t, s, "w3", t0)
+	require.NotNil(t, c)
+	require.Equal(t, job.KindFinalize, c.Task.Kind)
+	require.Len(t, c.Deps, 2, "it reads both")
 }
 
 // testSecrets: the first mint is kept (a second replica's mint loses), each
