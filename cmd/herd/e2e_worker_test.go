@@ -104,8 +104,8 @@ func TestRemoteWorkerRunsEverything(t *testing.T) {
 		require.Equal(t, "box-1", task.Worker, "task %s ran on the remote worker", task.Kind)
 	}
 	// The audio and the subtitles are the audio task's, as in a split job;
-	// the encode fetched them from the server to join them to the video.
-	require.Equal(t, []string{"probe", "encode", "audio", "thumbnails", "verify", "finalize"}, kinds(j))
+	// the verify fetched them and the encode from the server to join them.
+	require.Equal(t, []string{"probe", "audio", "encode", "thumbnails", "verify", "finalize"}, kinds(j))
 	require.FileExists(t, filepath.Join(s.data, "blobs", "jobs", j.ID, "out", "master.m3u8"))
 	resp, body := s.get("/api/v1/jobs/"+j.ID+"/outputs/master.m3u8", nil)
 	require.Equal(t, 200, resp.StatusCode)

@@ -45,18 +45,24 @@ func (t Tools) Encode(ctx context.Context, pl *Plan, input, outDir string, progr
 	return ran, nil
 }
 
+// JoinsAudio says whether the encode in outDir waits for JoinAudio: an
+// AudioStep plan's, unless it has its master playlist already (an encode
+// by a version 7 worker, which joined the audio itself).
+func (pl *Plan) JoinsAudio(outDir string) bool {
+	if !pl.AudioStep {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(outDir, MasterName))
+	return err != nil
+}
+
 // JoinAudio joins the audio and subtitles the audio task made into
 // audioDir (EncodeAudio) to the video an AudioStep plan's Encode made in
-// outDir, as a stitch does a split plan's, then writes the playlists and
-// the manifest (PackageHLS). A folder that has its master playlist
-// already (an encode by a version 7 worker, which joined the audio
-// itself) is left as it is.
+// outDir (JoinsAudio), as a stitch does a split plan's, then writes the
+// playlists and the manifest (PackageHLS).
 func (pl *Plan) JoinAudio(audioDir, outDir string) error {
 	if !pl.AudioStep {
 		return fmt.Errorf("join audio: the plan has no audio task")
-	}
-	if _, err := os.Stat(filepath.Join(outDir, MasterName)); err == nil {
-		return nil
 	}
 	if err := pl.joinAudio(audioDir, outDir); err != nil {
 		return fmt.Errorf("join audio: %w", err)

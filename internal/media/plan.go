@@ -26,9 +26,10 @@ type Plan struct {
 	// parallel (PlanChunks); empty: one encode.
 	Chunks []ChunkPlan `json:"chunks,omitempty"`
 	// AudioStep says an unsplit hls plan's audio and subtitles are made by
-	// the job's audio task, as a split plan's are, and the encode joins
-	// them to its video (Tools.EncodeVideo); false: the encode makes them
-	// too (Tools.Encode; plans made before the audio task was the rule).
+	// the job's audio task, as a split plan's are: the encode makes the
+	// video alone, beside that task, and verify joins the two
+	// (Plan.JoinAudio); false: the encode makes them too (plans made
+	// before the audio task was the rule).
 	AudioStep bool `json:"audio_step,omitempty"`
 	// VideoEnd is the output time, in seconds, where the source's edit
 	// list hides the rest of its video (Info.VideoEnd); 0: nothing hidden.

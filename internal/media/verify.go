@@ -105,7 +105,8 @@ const durationTolerance = 0.5
 // must list the same rungs as the plan, and every segment's boxes, sample
 // sizes and timing are checked (package pack). With pl.Verify full every
 // frame is decoded; by default (sampled) an hls rung decodes its first, last
-// and evenly spread segments between (sampleSegments). It returns the
+// and evenly spread segments between (sampleSegments), the spread ones
+// moved onto source keyframes where one is near (verifier.sampled). It returns the
 // outputs (thumbnails included) and every argv it ran. A missing or malformed output is an
 // *OutputError (permanent); other errors are retryable. input may be ""
 // when VerifyReadsSource says the source is not read.

@@ -69,15 +69,17 @@ func chunkTasks(plan *media.Plan, probeID string, needs []string) *job.Expansion
 }
 
 // audioTasks are the tasks that replace an unsplit plan's encode task when
-// its audio is the audio task's (Plan.AudioStep): the encode and the
-// audio, side by side after the probe. The verify task after both joins
+// its audio is the audio task's (Plan.AudioStep): the audio and the
+// encode, side by side after the probe. The verify task after both joins
 // them (media.Plan.JoinAudio): a long source's encode does not wait for
-// its audio. The encode comes first, so that where slots are few it is
-// claimed before the audio (tasks ready together are claimed in order).
+// its audio. A job's tasks ready together are claimed in their order, so
+// a worker with one slot still makes the audio first, which the live
+// playlists need before anything plays; with two, the audio and the
+// encode run together and the thumbnails follow.
 func audioTasks(probeID string, needs []string) *job.Expansion {
-	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{probeID}, Needs: needs}
 	a := job.Task{ID: job.NewID("t"), Kind: job.KindAudio, DependsOn: []string{probeID}}
-	return &job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{enc, a}}
+	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{probeID}, Needs: needs}
+	return &job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{a, enc}}
 }
 
 // splitWorkers is how many pieces a split task cuts at once: each is a

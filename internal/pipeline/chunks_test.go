@@ -50,9 +50,10 @@ func TestDeriveSplitsFilePlansAtKeyframes(t *testing.T) {
 	}
 }
 
-// An unsplit web job's encode and audio both follow the probe, the encode
-// first (claimed first where slots are few), and what waited for the
-// encode (verify) waits for both: the encode does not wait for the audio.
+// An unsplit web job's audio and encode both follow the probe, the audio
+// first (claimed first by a one-slot worker: the live playlists need it),
+// and what waited for the encode (verify) waits for both: the encode does
+// not wait for the audio.
 func TestDeriveRunsTheEncodeBesideTheAudio(t *testing.T) {
 	t.Parallel()
 	p, ok := profile.Builtin().Get("web-hls")
@@ -66,7 +67,7 @@ func TestDeriveRunsTheEncodeBesideTheAudio(t *testing.T) {
 	require.NoError(t, json.Unmarshal(res.Plan, &plan))
 	require.True(t, plan.AudioStep)
 	kinds, deps := kindsAndDeps(res.Expand, "t-probe")
-	require.Equal(t, []job.Kind{job.KindEncode, job.KindAudio}, kinds)
+	require.Equal(t, []job.Kind{job.KindAudio, job.KindEncode}, kinds)
 	require.Equal(t, []job.Kind{job.KindProbe}, deps[job.KindEncode])
 	require.Equal(t, []job.Kind{job.KindProbe}, deps[job.KindAudio])
 	require.Equal(t, []string{res.Expand.Tasks[0].ID, res.Expand.Tasks[1].ID}, res.Expand.Ends())

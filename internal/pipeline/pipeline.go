@@ -338,7 +338,7 @@ func (e *Executor) verify(ctx context.Context, c *job.Claimed, plan *media.Plan)
 				return nil, errors.New("the encoded files are missing")
 			}
 		}
-		if plan.AudioStep {
+		if plan.JoinsAudio(dir) {
 			// The encode ran beside the audio task: their files are
 			// joined here, the first task after both.
 			audioDir, err := e.files.Scratch("audio")

@@ -44,7 +44,7 @@ func TestDerivePutsTheSearchBeforeTheEncode(t *testing.T) {
 	res, err := derive(auto, c, info(10))
 	require.NoError(t, err)
 	kinds, deps := kindsAndDeps(res.Expand, "t-probe")
-	require.Equal(t, []job.Kind{job.KindSearch, job.KindEncode, job.KindAudio}, kinds)
+	require.Equal(t, []job.Kind{job.KindSearch, job.KindAudio, job.KindEncode}, kinds)
 	require.Equal(t, []job.Kind{job.KindProbe}, deps[job.KindSearch])
 	require.Equal(t, []job.Kind{job.KindProbe}, deps[job.KindAudio])
 	require.Equal(t, []job.Kind{job.KindSearch}, deps[job.KindEncode], "the encode runs beside the audio")

@@ -90,6 +90,10 @@ func Reads(t job.Task, step string) bool {
 		return true
 	}
 	switch t.Kind {
+	case job.KindEncode:
+		// A version 7 worker's encode joined the audio itself: one under
+		// way when the server is upgraded may still fetch it.
+		return step == StepAudio
 	case job.KindVerify:
 		// StepAudio: an unsplit plan's audio task's, which it joins to
 		// the encode (media.Plan.JoinAudio).

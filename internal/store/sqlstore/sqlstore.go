@@ -311,7 +311,7 @@ func (s *Store) insertTask(ctx context.Context, tx *sql.Tx, jobID, profile strin
 // expand applies a finished task's Expansion inside its transaction: the
 // job's pending task of kind x.Replace gives its place (and its dependents)
 // to x.Tasks. The new tasks stay pending; Complete queues the ready ones.
-func (s *Store) expand(ctx context.Context, tx *sql.Tx, jobID, profile string, x job.Expansion, now time.Time) error {
+func (s *Store) expand(ctx context.Context, tx *sql.Tx, jobID, profile string, x job.Expansion) error {
 	all, err := s.tasks(ctx, tx, jobID)
 	if err != nil {
 		return err
@@ -321,8 +321,13 @@ func (s *Store) expand(ctx context.Context, tx *sql.Tx, jobID, profile string, x
 		return fmt.Errorf("expand job %s: no pending %s task to replace", jobID, x.Replace)
 	}
 	old := all[i]
+	// The new tasks take the replaced one's place in the job (seq) and in
+	// the queue (created_at, which orders tasks queued at the same time):
+	// a job's tasks ready together are claimed in their order, not the
+	// ones the job was created with first.
 	var seq int
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT seq FROM tasks WHERE id = ?`), old.ID).Scan(&seq); err != nil {
+	var created int64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT seq, created_at FROM tasks WHERE id = ?`), old.ID).Scan(&seq, &created); err != nil {
 		return fmt.Errorf("expand job %s: %w", jobID, err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM tasks WHERE id = ?`), old.ID); err != nil {
@@ -338,7 +343,7 @@ func (s *Store) expand(ctx context.Context, tx *sql.Tx, jobID, profile string, x
 		if i := slices.Index(t.DependsOn, job.InheritDeps); i >= 0 {
 			t.DependsOn = slices.Concat(t.DependsOn[:i], old.DependsOn, t.DependsOn[i+1:])
 		}
-		if err := s.insertTask(ctx, tx, jobID, profile, seq+k, t, false, now); err != nil {
+		if err := s.insertTask(ctx, tx, jobID, profile, seq+k, t, false, time.UnixMilli(created)); err != nil {
 			return err
 		}
 	}
@@ -634,7 +639,7 @@ func (s *Store) Complete(ctx context.Context, l job.Lease, r job.Result, now tim
 			}
 		}
 		if r.Expand != nil {
-			if err := s.expand(ctx, tx, t.JobID, t.Profile, *r.Expand, now); err != nil {
+			if err := s.expand(ctx, tx, t.JobID, t.Profile, *r.Expand); err != nil {
 				return err
 			}
 		}

@@ -934,36 +934,57 @@ func testExpand(t *testing.T, s store.Store) {
 
 // testExpandSideBySide: an expansion whose tasks end in two (an audio
 // and an encode side by side after the probe) makes what waited for the
-// replaced task wait for both; it is claimable only once both are done,
-// in either order, and reads both.
+// replaced task wait for both, claimable only once both are done, reading
+// both. The new tasks take the replaced one's place in the queue: with a
+// task the job was created with (thumbnails) ready at the same time, the
+// job's tasks are claimed in their order, the audio and the encode first.
 func testExpandSideBySide(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	j := newJob(t, s, "sidebyside", 1)
-	c := claim(t, s, "w1", t0)
+	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "sidebyside", Key: "sources/sidebyside", CreatedAt: t0})
+	require.NoError(t, err)
+	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("sidebyside", "web-hls", 1, ""),
+		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: a.SHA256}}
+	probe := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 1}
+	encode := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 1, DependsOn: []string{probe.ID}}
+	thumbs := job.Task{ID: job.NewID("t"), Kind: job.KindThumbnails, MaxAttempts: 1, DependsOn: []string{probe.ID}}
+	fin := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 1, DependsOn: []string{encode.ID, thumbs.ID}}
+	_, created, err := s.CreateJob(ctx, j, []job.Task{probe, encode, thumbs, fin}, t0)
+	require.NoError(t, err)
+	require.True(t, created)
+
+	later := t0.Add(time.Minute)
+	c := claim(t, s, "w1", later)
 	require.Equal(t, job.KindProbe, c.Task.Kind)
 	audio := job.Task{ID: job.NewID("t"), Kind: job.KindAudio, DependsOn: []string{c.Task.ID}}
 	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{c.Task.ID}}
 	x := job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{audio, enc}}
 	require.Equal(t, []string{audio.ID, enc.ID}, x.Ends())
-	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &job.Source{AssetID: j.Source.AssetID, Duration: 30}, Expand: &x}, t0))
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &job.Source{AssetID: a.ID, Duration: 30}, Expand: &x}, later))
 
 	ts, err := s.Tasks(ctx, j.ID)
 	require.NoError(t, err)
-	require.Len(t, ts, 4)
-	require.Equal(t, job.KindFinalize, ts[3].Kind)
-	require.Equal(t, []string{audio.ID, enc.ID}, ts[3].DependsOn, "the finalize waits for both")
+	var kinds []job.Kind
+	for _, x := range ts {
+		kinds = append(kinds, x.Kind)
+	}
+	require.Equal(t, []job.Kind{job.KindProbe, job.KindAudio, job.KindEncode, job.KindThumbnails, job.KindFinalize}, kinds)
+	require.Equal(t, []string{audio.ID, enc.ID, thumbs.ID}, ts[4].DependsOn, "the finalize waits for both")
 
-	first := claim(t, s, "w1", t0)
-	second := claim(t, s, "w2", t0)
-	require.ElementsMatch(t, []job.Kind{job.KindAudio, job.KindEncode}, []job.Kind{first.Task.Kind, second.Task.Kind}, "side by side")
-	require.Nil(t, claim(t, s, "w3", t0), "nothing else is ready")
-	require.NoError(t, s.Complete(ctx, second.Lease, job.Result{}, t0))
-	require.Nil(t, claim(t, s, "w3", t0), "one of the two is not enough")
-	require.NoError(t, s.Complete(ctx, first.Lease, job.Result{}, t0))
-	c = claim(t, s, "w3", t0)
+	first := claim(t, s, "w1", later)
+	second := claim(t, s, "w2", later)
+	require.Equal(t, job.KindAudio, first.Task.Kind, "in the job's order, not the thumbnails the job was created with first")
+	require.Equal(t, job.KindEncode, second.Task.Kind, "side by side")
+	third := claim(t, s, "w3", later)
+	require.Equal(t, job.KindThumbnails, third.Task.Kind)
+	require.NoError(t, s.Complete(ctx, third.Lease, job.Result{}, later))
+	require.Nil(t, claim(t, s, "w3", later), "nothing else is ready")
+	require.NoError(t, s.Complete(ctx, second.Lease, job.Result{}, later))
+	require.Nil(t, claim(t, s, "w3", later), "the encode alone is not enough")
+	require.NoError(t, s.Complete(ctx, first.Lease, job.Result{}, later))
+	c = claim(t, s, "w3", later)
 	require.NotNil(t, c)
 	require.Equal(t, job.KindFinalize, c.Task.Kind)
-	require.Len(t, c.Deps, 2, "it reads both")
+	require.Len(t, c.Deps, 3, "it reads all three")
 }
 
 // testSecrets: the first mint is kept (a second replica's mint loses), each
