@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -89,13 +90,16 @@ func claimPrefix(c *job.Claimed, step string) string {
 	return attemptPrefix(c.Job.ID, step, c.Task.ID, c.Lease.Fence)
 }
 
-// committed is the prefix of the attempt whose task succeeded for step.
+// committed is the prefix of the attempt whose task succeeded for step:
+// the last such task, for a step made again later in the job (a quality
+// gate's re-encode and its verify write the encode and verified steps a
+// second time, and what follows must read theirs).
 func (o *ObjectFiles) committed(ctx context.Context, jobID, step string) (string, bool, error) {
 	tasks, err := o.Tasks(ctx, jobID)
 	if err != nil {
 		return "", false, err
 	}
-	for _, t := range tasks {
+	for _, t := range slices.Backward(tasks) {
 		if Writes(t, step) && t.State == job.TaskSucceeded {
 			return attemptPrefix(jobID, step, t.ID, t.Fence), true, nil
 		}
