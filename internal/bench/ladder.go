@@ -140,7 +140,7 @@ func ladder(ctx context.Context, e *env, s *Section) error {
 	for _, k := range []job.Kind{job.KindProbe, job.KindAudio, job.KindThumbnails, job.KindEncode, job.KindVerify, job.KindFinalize} {
 		breakdown = append(breakdown, fmt.Sprintf("%s %s", k, secs(taskTime(herdJob, k))))
 	}
-	s.Notes = append(s.Notes, "herd's tasks in its first run, by their own clocks (after the probe, the encode and the thumbnails run side by side in herd's two in-process slots, the audio task once the thumbnails are done; verify joins the audio renditions to the video before it checks them): "+strings.Join(breakdown, ", ")+".")
+	s.Notes = append(s.Notes, "herd's tasks in its first run, by their own clocks (after the probe, the audio and the encode run side by side in herd's two in-process slots, the thumbnails once the audio is done; verify joins the audio renditions to the video before it checks them): "+strings.Join(breakdown, ", ")+".")
 	enc := taskTime(herdJob, job.KindEncode)
 	packShare := packCost.Seconds() / enc.Seconds()
 	s.Notes = append(s.Notes, fmt.Sprintf("Packaging (package pack over the first run's output: every segment's boxes read, IDR and timing checked, I-frame byte ranges and RFC 8216bis peak rates measured, every playlist and the DASH manifest written), median of %d: %.1f ms, %.2f %% of the encode task.", packRuns, float64(packCost.Microseconds())/1000, 100*packShare))
