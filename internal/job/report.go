@@ -2,7 +2,6 @@ package job
 
 import (
 	"encoding/json"
-	"slices"
 	"time"
 )
 
@@ -43,9 +42,15 @@ type Expansion struct {
 // Ends are the IDs of x's tasks that no other of its tasks depends on, in
 // order.
 func (x Expansion) Ends() []string {
+	waited := map[string]bool{}
+	for _, t := range x.Tasks {
+		for _, d := range t.DependsOn {
+			waited[d] = true
+		}
+	}
 	var ends []string
 	for _, t := range x.Tasks {
-		if !slices.ContainsFunc(x.Tasks, func(u Task) bool { return slices.Contains(u.DependsOn, t.ID) }) {
+		if !waited[t.ID] {
 			ends = append(ends, t.ID)
 		}
 	}

@@ -101,10 +101,14 @@ func TestWindowsMoveOntoSourceKeyframes(t *testing.T) {
 func TestKeyedSamples(t *testing.T) {
 	t.Parallel()
 	pl := &Plan{FPS: 25, Demuxer: "mov"}
-	segs := make([][2]float64, 15) // 4 s each
-	for i := range segs {
-		segs[i] = [2]float64{float64(4 * i), float64(4*i + 4)}
+	segments := func(n int) [][2]float64 { // 4 s each
+		segs := make([][2]float64, n)
+		for i := range segs {
+			segs[i] = [2]float64{float64(4 * i), float64(4*i + 4)}
+		}
+		return segs
 	}
+	segs := segments(15)
 	picked := []int{0, 4, 7, 10, 14}
 	for _, tc := range []struct {
 		name string
@@ -125,10 +129,7 @@ func TestKeyedSamples(t *testing.T) {
 	}
 	require.Equal(t, picked, (&Plan{}).keyedSamples(picked, segs, []float64{12.5}), "no frame rate: nothing moves")
 	wide := []int{0, 20, 40}
-	segs = make([][2]float64, 41)
-	for i := range segs {
-		segs[i] = [2]float64{float64(4 * i), float64(4*i + 4)}
-	}
+	segs = segments(41)
 	require.Equal(t, []int{0, 17, 40}, pl.keyedSamples(wide, segs, []float64{68.5}), "keyedReach segments away")
 	require.Equal(t, wide, pl.keyedSamples(wide, segs, []float64{64.5}), "no further")
 }

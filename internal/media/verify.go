@@ -59,8 +59,7 @@ func outputFault(name string, err error) error {
 	if _, ok := errors.AsType[*OutputError](err); ok {
 		return err
 	}
-	// A tool that was killed or cancelled says nothing about the output.
-	if ee, ok := errors.AsType[*ExitError](err); (ok && ee.Signal != "") || ctxErr(err) {
+	if interrupted(err) {
 		return err
 	}
 	return &OutputError{Output: name, Problem: "failed verification: " + err.Error()}
@@ -202,11 +201,7 @@ func (v *verifier) sampled(ctx context.Context, st *pack.Stream, picked []int) [
 	if len(picked) < 3 || len(picked) == len(st.Segments) || !v.keyable() {
 		return picked
 	}
-	all := make([]int, len(st.Segments))
-	for i := range all {
-		all[i] = i
-	}
-	segs := segmentRanges(st, all)
+	segs := segmentRanges(st, sampleSegments(len(st.Segments), true))
 	spans := [][2]float64{segs[picked[0]]}
 	for j := 1; j < len(picked)-1; j++ {
 		d := sampleReach(picked, j)
@@ -1039,7 +1034,7 @@ func (v *verifier) measure(ctx context.Context, demuxer string, files []string, 
 		// encode got past would fail here. Only then is each output decoded
 		// alone, to find whether one of them is at fault (an output ffmpeg
 		// cannot read at all fails the run).
-		if ee, ok := errors.AsType[*ExitError](err); (ok && ee.Signal != "") || ctxErr(err) {
+		if interrupted(err) {
 			return fmt.Errorf("measure quality: %w", err)
 		}
 		for i, f := range files {
@@ -1185,4 +1180,11 @@ func (v *verifier) thumbnails() ([]Output, error) {
 
 func ctxErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// interrupted says err is a tool's that was killed or cancelled, which
+// says nothing about the output it was reading.
+func interrupted(err error) bool {
+	ee, ok := errors.AsType[*ExitError](err)
+	return (ok && ee.Signal != "") || ctxErr(err)
 }

@@ -67,15 +67,21 @@ func Run(t *testing.T, open Open) {
 // newJob creates a job whose tasks form probe -> encode -> publish.
 func newJob(t *testing.T, s store.Store, sha string, maxAttempts int) job.Job {
 	t.Helper()
+	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: maxAttempts}
+	e := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: maxAttempts, DependsOn: []string{p.ID}}
+	u := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: maxAttempts, DependsOn: []string{e.ID}}
+	return newJobOf(t, s, sha, []job.Task{p, e, u})
+}
+
+// newJobOf creates a web-hls job of a new asset sha with tasks.
+func newJobOf(t *testing.T, s store.Store, sha string, tasks []job.Task) job.Job {
+	t.Helper()
 	ctx := context.Background()
 	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: sha, Key: "sources/" + sha, CreatedAt: t0})
 	require.NoError(t, err)
 	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey(sha, "web-hls", 1, ""),
 		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: sha}}
-	p := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: maxAttempts}
-	e := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: maxAttempts, DependsOn: []string{p.ID}}
-	u := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: maxAttempts, DependsOn: []string{e.ID}}
-	out, created, err := s.CreateJob(ctx, j, []job.Task{p, e, u}, t0)
+	out, created, err := s.CreateJob(ctx, j, tasks, t0)
 	require.NoError(t, err)
 	require.True(t, created)
 	return out
@@ -940,17 +946,11 @@ func testExpand(t *testing.T, s store.Store) {
 // job's tasks are claimed in their order, the audio and the encode first.
 func testExpandSideBySide(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	a, err := s.PutAsset(ctx, job.Asset{ID: job.NewID("a"), Name: "clip.mp4", Size: 10, SHA256: "sidebyside", Key: "sources/sidebyside", CreatedAt: t0})
-	require.NoError(t, err)
-	j := job.Job{ID: job.NewID("j"), Profile: "web-hls", ProfileVersion: 1, IdempotencyKey: job.IdempotencyKey("sidebyside", "web-hls", 1, ""),
-		Source: job.Source{AssetID: a.ID, Name: a.Name, Size: a.Size, SHA256: a.SHA256}}
 	probe := job.Task{ID: job.NewID("t"), Kind: job.KindProbe, MaxAttempts: 1}
 	encode := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, MaxAttempts: 1, DependsOn: []string{probe.ID}}
 	thumbs := job.Task{ID: job.NewID("t"), Kind: job.KindThumbnails, MaxAttempts: 1, DependsOn: []string{probe.ID}}
 	fin := job.Task{ID: job.NewID("t"), Kind: job.KindFinalize, MaxAttempts: 1, DependsOn: []string{encode.ID, thumbs.ID}}
-	_, created, err := s.CreateJob(ctx, j, []job.Task{probe, encode, thumbs, fin}, t0)
-	require.NoError(t, err)
-	require.True(t, created)
+	j := newJobOf(t, s, "sidebyside", []job.Task{probe, encode, thumbs, fin})
 
 	later := t0.Add(time.Minute)
 	c := claim(t, s, "w1", later)
@@ -959,7 +959,7 @@ func testExpandSideBySide(t *testing.T, s store.Store) {
 	enc := job.Task{ID: job.NewID("t"), Kind: job.KindEncode, DependsOn: []string{c.Task.ID}}
 	x := job.Expansion{Replace: job.KindEncode, Tasks: []job.Task{audio, enc}}
 	require.Equal(t, []string{audio.ID, enc.ID}, x.Ends())
-	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &job.Source{AssetID: a.ID, Duration: 30}, Expand: &x}, later))
+	require.NoError(t, s.Complete(ctx, c.Lease, job.Result{Source: &job.Source{AssetID: j.Source.AssetID, Duration: 30}, Expand: &x}, later))
 
 	ts, err := s.Tasks(ctx, j.ID)
 	require.NoError(t, err)
